@@ -1,0 +1,95 @@
+#pragma once
+// Dump schema v1 (DESIGN.md §2): readers for HDF5 and safetensors (and .npz), the HDF5
+// writer, and the metadata both share. HDF5 is touched only inside core/io.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace moba {
+
+enum class TensorKind { q, k, v, o };
+const char* tensor_kind_name(TensorKind k);  // "q", "k", "v", "o"
+
+struct LayerInfo {
+  int index = 0;             // the L of /layers/L
+  int64_t n_q_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t n_tokens = 0;
+  int64_t head_dim = 0;
+  DType dtype = DType::f32;  // element type of q (k and v are checked to match)
+  bool has_o = false;
+  bool has_lse = false;
+  bool has_planted = false;  // synthetic ground truth /layers/L/planted [n_q_heads, n_tokens]
+};
+
+struct DumpInfo {
+  std::string path;
+  std::string format;        // "hdf5", "safetensors" or "npz"
+  int64_t version = 1;       // moba_dump_version
+  std::string model;
+  std::string source;
+  bool rope_applied = false;
+  bool has_token_ids = false;
+  std::vector<LayerInfo> layers;               // ascending by index
+  std::map<std::string, std::string> attributes;  // other root attributes, as text (e.g. synth parameters)
+
+  // Throws MissingFieldError naming the file and "/layers/L".
+  const LayerInfo& layer(int index) const;
+};
+
+// Reads one sequence's dump. Every read validates its slice: shape, and finite values
+// (NaN/Inf raise ValueError naming the dataset, head and token). Reading heads
+// [head_begin, head_begin + n_heads) of one tensor touches only that slice of the file.
+class DumpReader {
+ public:
+  virtual ~DumpReader() = default;
+  virtual const DumpInfo& info() const = 0;
+  virtual Tensor3 read(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads) = 0;
+  // Whole tensor (all heads).
+  Tensor3 read(int layer, TensorKind kind);
+  // Root `token_ids` [n_tokens]; empty when absent.
+  virtual std::vector<int32_t> read_token_ids() = 0;
+  // /layers/L/planted [n_q_heads, n_tokens] row-major, -1 where none; empty when absent.
+  virtual std::vector<int32_t> read_planted(int layer) = 0;
+};
+
+// Opens by content (HDF5 signature, safetensors header, zip magic), not by extension.
+// Throws FileNotFoundError / FormatError / ShapeError / DTypeError / MissingFieldError.
+std::unique_ptr<DumpReader> open_dump(const std::string& path);
+
+// Root metadata of a dump to write.
+struct DumpMeta {
+  std::string model;
+  std::string source;
+  bool rope_applied = true;
+  std::map<std::string, double> numeric_attributes;     // extra root attributes (numbers)
+  std::map<std::string, std::string> string_attributes; // extra root attributes (text)
+};
+
+// Writes HDF5 schema v1, chunked one head per chunk. Writes go to a temporary file beside
+// the target, renamed over it by commit(); a writer destroyed without commit() removes the
+// temporary file, so an interrupted or failed write leaves nothing behind.
+class DumpWriter {
+ public:
+  DumpWriter(const std::string& path, const DumpMeta& meta);
+  ~DumpWriter();
+  DumpWriter(const DumpWriter&) = delete;
+  DumpWriter& operator=(const DumpWriter&) = delete;
+
+  // Stores t as `stored` (bf16 as uint16 with dtype="bfloat16"), at /layers/L/{q,k,v,o}.
+  void write_tensor(int layer, TensorKind kind, const Tensor3& t, DType stored);
+  // /layers/L/planted int32 [n_q_heads, n_tokens].
+  void write_planted(int layer, int64_t n_q_heads, int64_t n_tokens, const std::vector<int32_t>& planted);
+  void write_token_ids(const std::vector<int32_t>& ids);
+  void commit();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moba

@@ -1,0 +1,48 @@
+#pragma once
+// Head-major tensors [n_heads, n_tokens, head_dim]. Values are held as fp32: every f16 and
+// bf16 value widens exactly, and `dtype` remembers the source type (for pool-precision
+// rounding and for the GPU path, which narrows back losslessly).
+#include <cstdint>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace moba {
+
+// Non-owning strided view; strides are in elements. Rows are contiguous when stride_dim == 1.
+struct TensorView {
+  const float* data = nullptr;
+  int64_t n_heads = 0, n_tokens = 0, head_dim = 0;
+  int64_t stride_head = 0, stride_token = 0, stride_dim = 1;
+
+  float at(int64_t h, int64_t t, int64_t d) const {
+    return data[h * stride_head + t * stride_token + d * stride_dim];
+  }
+  const float* row(int64_t h, int64_t t) const { return data + h * stride_head + t * stride_token; }
+  TensorView heads(int64_t head_begin, int64_t count) const {
+    TensorView v = *this;
+    v.data = data + head_begin * stride_head;
+    v.n_heads = count;
+    return v;
+  }
+};
+
+// Owning, contiguous [n_heads, n_tokens, head_dim].
+struct Tensor3 {
+  int64_t n_heads = 0, n_tokens = 0, head_dim = 0;
+  DType dtype = DType::f32;  // element type in the source dump
+  std::vector<float> data;
+
+  Tensor3() = default;
+  Tensor3(int64_t heads, int64_t tokens, int64_t dim, DType t = DType::f32)
+      : n_heads(heads), n_tokens(tokens), head_dim(dim), dtype(t),
+        data(static_cast<size_t>(heads * tokens * dim), 0.0f) {}
+
+  float* row(int64_t h, int64_t t) { return data.data() + (h * n_tokens + t) * head_dim; }
+  const float* row(int64_t h, int64_t t) const { return data.data() + (h * n_tokens + t) * head_dim; }
+  TensorView view() const {
+    return TensorView{data.data(), n_heads, n_tokens, head_dim, n_tokens * head_dim, head_dim, 1};
+  }
+};
+
+}  // namespace moba

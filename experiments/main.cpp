@@ -1,0 +1,67 @@
+// `moba`: the workbench's command-line entry. The only place that turns errors into exit
+// codes: 0 ok, 2 bad input or usage, 1 internal error.
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "experiments/command.h"
+
+namespace moba::cli {
+
+std::vector<CommandEntry>& command_table() {
+  static std::vector<CommandEntry> table;
+  return table;
+}
+
+Command::Command(const char* name, const char* summary, CommandFn fn) {
+  command_table().push_back({name, summary, fn});
+}
+
+}  // namespace moba::cli
+
+static void print_usage(FILE* out) {
+  auto table = moba::cli::command_table();
+  std::sort(table.begin(), table.end(),
+            [](const auto& a, const auto& b) { return std::strcmp(a.name, b.name) < 0; });
+  std::fprintf(out, "usage: moba COMMAND [options]   (moba COMMAND --help for its options)\n\ncommands:\n");
+  for (const auto& c : table) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(stderr);
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_usage(stdout);
+    return 0;
+  }
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  for (const auto& c : moba::cli::command_table()) {
+    if (name != c.name) continue;
+    try {
+      return c.fn(args);
+    } catch (const moba::InputError& e) {
+      std::fprintf(stderr, "moba %s: error: %s\n", c.name, e.what());
+      return 2;
+    } catch (const moba::UsageError& e) {
+      std::fprintf(stderr, "moba %s: usage error: %s\n", c.name, e.what());
+      return 2;
+    } catch (const std::bad_alloc&) {
+      std::fprintf(stderr, "moba %s: internal error: out of memory\n", c.name);
+      return 1;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "moba %s: internal error: %s\n", c.name, e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "moba: unknown command '%s'\n\n", name.c_str());
+  print_usage(stderr);
+  return 2;
+}

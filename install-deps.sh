@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs every Debian package MoBA Workbench needs to build, test and run (CPU build,
+# GUI and the Python dump tools). Idempotent; run as root or with sudo available.
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+PACKAGES=(
+  build-essential cmake ninja-build git pkg-config
+  libhdf5-dev libeigen3-dev catch2                      # core, kernels, tests
+  libimgui-dev libglfw3-dev libgl-dev xvfb xauth        # gui (Dear ImGui + GLFW/OpenGL), headless screenshots
+  python3 python3-numpy python3-h5py                    # independent test writers, dump tools
+  bible-kjv                                             # public-domain long text for real dumps
+  time                                                  # /usr/bin/time -v for peak-RSS checks
+)
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
