@@ -1,0 +1,45 @@
+#pragma once
+// MoBA block-sparse attention forward (DESIGN.md §3):
+//   o_t   = sum_{j in A_t} softmax_j(scale * q_t . k_j) v_j
+//   lse_t = ln sum_{j in A_t} exp(scale * q_t . k_j)          (natural log, scale included)
+//   A_t   = { j : block(j) listed in selected[h][t], j <= t }   (union of the listed blocks,
+//           causal: the current block contributes keys j <= t only; a listed block after
+//           the current one contributes nothing)
+// GQA by index: query head h reads KV head h / (n_q_heads / n_kv_heads); nothing is copied.
+//
+// `selected` is gate_topk's output layout: per (h, t) top_k block indices; entries < 0 or
+// >= n_blocks are skipped; a block listed twice is attended once (the CPU deduplicates).
+// A query whose A_t is empty gets o_t = 0 and lse_t = -inf.
+//
+// Precision: the CPU reference computes scores with fp32 dot products (Eigen), the softmax
+// normaliser in double, and accumulates o in fp32 per block, rescaled in double; relative
+// error vs a double brute force is ~1e-6 on f32 inputs (the tests hold it to 1e-5).
+//
+// Preconditions: moba_attention_can_run(p) == nullptr.
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace moba::kernels {
+
+struct MobaAttentionParams {
+  TensorView q;                    // [n_q_heads, n_tokens, head_dim]; stride_dim == 1
+  TensorView k;                    // [n_kv_heads, n_tokens, head_dim]; stride_dim == 1
+  TensorView v;                    // [n_kv_heads, n_tokens, head_dim]; stride_dim == 1
+  const int32_t* selected = nullptr;  // [n_q_heads, n_tokens, top_k] contiguous
+  int top_k = 0;                   // >= 1
+  int64_t block_size = 0;          // B >= 1
+  float softmax_scale = 0.0f;      // 0 = 1 / sqrt(head_dim)
+  float* out = nullptr;            // out [n_q_heads, n_tokens, head_dim] contiguous; required
+  float* lse = nullptr;            // out [n_q_heads, n_tokens] contiguous; optional
+};
+
+const char* moba_attention_can_run(const MobaAttentionParams& p);
+// CPU reference; OpenMP over (query head, query tile).
+void moba_attention_cpu(const MobaAttentionParams& p);
+
+#ifdef MOBA_HAVE_CUDA
+const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream = nullptr);
+#endif
+
+}  // namespace moba::kernels
