@@ -1,0 +1,57 @@
+#pragma once
+// A generic, atomic HDF5 output file for command results (route's `selected`, analyze's
+// per-position metrics, ...). HDF5 itself stays inside core/io; callers see only this.
+//
+// Contract:
+// - Everything is written to a temporary file beside `path`; commit() renames it over
+//   `path`. An H5Output destroyed without commit() (an exception, an early return) removes
+//   the temporary file: a failed command leaves no output behind.
+// - Datasets are float32 or int32, any rank >= 1, row-major, named by absolute path
+//   ("/layers/0/selected"); missing groups are created on demand. A dataset may be written
+//   whole, or created first and filled in runs of rows along axis 0 (e.g. one head at a
+//   time) so the caller never holds all of it. Rows never written read back as 0.
+// - Attributes (text, floating point, integer) attach to a group or dataset ("/" = root).
+// - Not thread-safe per object; HDF5 calls are serialised process-wide inside core/io.
+// Errors: FileNotFoundError when the output cannot be created (e.g. missing directory);
+// std::runtime_error naming file and dataset when HDF5 fails to write; std::logic_error on
+// misuse (unknown dataset, rows out of range, data after commit).
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace moba {
+
+class H5Output {
+ public:
+  explicit H5Output(const std::string& path);
+  ~H5Output();
+  H5Output(const H5Output&) = delete;
+  H5Output& operator=(const H5Output&) = delete;
+
+  const std::string& path() const;
+
+  // Whole datasets: data holds prod(shape) elements, row-major.
+  void write_f32(const std::string& dataset, const std::vector<int64_t>& shape, const float* data);
+  void write_i32(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data);
+
+  // Streaming: create, then fill rows [row_begin, row_begin + n_rows) of axis 0; `data`
+  // holds n_rows * prod(shape[1:]) elements.
+  void create_f32(const std::string& dataset, const std::vector<int64_t>& shape);
+  void create_i32(const std::string& dataset, const std::vector<int64_t>& shape);
+  void write_rows(const std::string& dataset, int64_t row_begin, int64_t n_rows, const float* data);
+  void write_rows(const std::string& dataset, int64_t row_begin, int64_t n_rows, const int32_t* data);
+
+  // Scalar attributes on the group or dataset `object` (created as a group if absent).
+  void set_string(const std::string& object, const std::string& name, const std::string& value);
+  void set_number(const std::string& object, const std::string& name, double value);
+  void set_integer(const std::string& object, const std::string& name, int64_t value);
+
+  void commit();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moba
