@@ -1,0 +1,264 @@
+// `moba info DUMP [--json] [--check [--layer L] [--tensor q|k|v|o] [--head H]]`
+//
+// Describes a dump (DESIGN.md §7): model, format, layers, q/kv heads, tokens, head dim,
+// dtype, rope flag, token_ids, extra root attributes. Opening reads metadata only.
+// --check reads and validates values (NaN/Inf, ranges) one head at a time and prints
+// per-slice statistics; --layer/--tensor/--head narrow it to that slice (and imply
+// --check), and only that slice is read from disk: peak memory is one head's
+// [n_tokens, head_dim] float32 slice, whatever the size of the file.
+#include <cinttypes>
+#include <cstdint>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/dump.h"
+#include "core/errors.h"
+#include "experiments/args.h"
+#include "experiments/command.h"
+
+namespace moba::cli {
+namespace {
+
+const char* kUsage =
+    "usage: moba info DUMP [--json] [--check] [--layer L] [--tensor q|k|v|o] [--head H]\n"
+    "  Describes an attention dump (HDF5 schema v1 or safetensors).\n"
+    "  --json            machine-readable output\n"
+    "  --check           read and validate values (NaN/Inf), print per-head statistics\n"
+    "  --layer, --tensor, --head   restrict --check to that slice (each implies --check)\n";
+
+std::string json_escape(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string num(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", x);
+  return buf;
+}
+
+struct SliceStats {
+  int layer = 0;
+  std::string tensor;
+  int64_t head = 0;
+  int64_t n_values = 0;
+  double mean = 0, std = 0, mean_row_norm = 0, min = 0, max = 0;
+};
+
+// Statistics of one head [n_tokens, head_dim], accumulated in double.
+SliceStats stats_of(const Tensor3& t) {
+  SliceStats s;
+  double sum = 0, sum_sq = 0, norm_sum = 0;
+  s.min = INFINITY;
+  s.max = -INFINITY;
+  for (int64_t tok = 0; tok < t.n_tokens; ++tok) {
+    const float* r = t.row(0, tok);
+    double row_sq = 0;
+    for (int64_t d = 0; d < t.head_dim; ++d) {
+      const double x = r[d];
+      sum += x;
+      row_sq += x * x;
+      s.min = std::fmin(s.min, x);
+      s.max = std::fmax(s.max, x);
+    }
+    sum_sq += row_sq;
+    norm_sum += std::sqrt(row_sq);
+  }
+  s.n_values = t.n_tokens * t.head_dim;
+  const double n = static_cast<double>(s.n_values);
+  s.mean = sum / n;
+  s.std = std::sqrt(std::fmax(0.0, sum_sq / n - s.mean * s.mean));
+  s.mean_row_norm = norm_sum / static_cast<double>(t.n_tokens);
+  return s;
+}
+
+bool uniform_layers(const DumpInfo& info) {
+  for (const auto& l : info.layers) {
+    const auto& f = info.layers.front();
+    if (l.n_q_heads != f.n_q_heads || l.n_kv_heads != f.n_kv_heads || l.head_dim != f.head_dim || l.dtype != f.dtype)
+      return false;
+  }
+  return true;
+}
+
+std::string layer_list(const DumpInfo& info) {
+  std::string s;
+  for (const auto& l : info.layers) s += (s.empty() ? "" : ", ") + std::to_string(l.index);
+  return s;
+}
+
+std::string extras_of(const LayerInfo& l) {
+  std::string s;
+  if (l.has_o) s += "o ";
+  if (l.has_lse) s += "lse ";
+  if (l.has_planted) s += "planted ";
+  if (!s.empty()) s.pop_back();
+  return s.empty() ? "none" : s;
+}
+
+void print_text(const DumpInfo& info, const std::vector<SliceStats>& checks, bool checked) {
+  const LayerInfo& f = info.layers.front();
+  std::printf("file        %s\n", info.path.c_str());
+  std::printf("format      %s (schema v%" PRId64 ")\n", info.format.c_str(), info.version);
+  std::printf("model       %s\n", info.model.c_str());
+  if (!info.source.empty()) std::printf("source      %s\n", info.source.c_str());
+  std::printf("layers      %zu (%s)\n", info.layers.size(), layer_list(info).c_str());
+  if (uniform_layers(info)) {
+    std::printf("q heads     %" PRId64 "\n", f.n_q_heads);
+    std::printf("kv heads    %" PRId64 "\n", f.n_kv_heads);
+    std::printf("tokens      %" PRId64 "\n", f.n_tokens);
+    std::printf("head dim    %" PRId64 "\n", f.head_dim);
+    std::printf("dtype       %s\n", dtype_name(f.dtype));
+  } else {
+    std::printf("tokens      %" PRId64 "\n", f.n_tokens);
+    for (const auto& l : info.layers)
+      std::printf("layer %-5d q heads %" PRId64 ", kv heads %" PRId64 ", head dim %" PRId64 ", dtype %s\n", l.index,
+                  l.n_q_heads, l.n_kv_heads, l.head_dim, dtype_name(l.dtype));
+  }
+  std::printf("rope        %s\n", info.rope_applied ? "applied (post-RoPE q/k)" : "not applied (pre-RoPE q/k)");
+  std::printf("token_ids   %s\n", info.has_token_ids ? "present" : "absent");
+  std::string extras = extras_of(f);
+  for (const auto& l : info.layers)
+    if (extras_of(l) != extras) extras = "varies by layer";
+  std::printf("extras      %s\n", extras.c_str());
+  if (!info.attributes.empty()) {
+    std::printf("attributes\n");
+    for (const auto& kv : info.attributes) std::printf("  %-24s %s\n", kv.first.c_str(), kv.second.c_str());
+  }
+  if (!checked) return;
+  std::printf("check       %zu slice(s) read, all values finite\n", checks.size());
+  std::printf("  %-5s %-6s %-5s %14s %14s %14s %14s %14s\n", "layer", "tensor", "head", "mean", "std", "row_norm",
+              "min", "max");
+  for (const auto& s : checks)
+    std::printf("  %-5d %-6s %-5" PRId64 " %14.6g %14.6g %14.6g %14.6g %14.6g\n", s.layer, s.tensor.c_str(), s.head,
+                s.mean, s.std, s.mean_row_norm, s.min, s.max);
+}
+
+void print_json(const DumpInfo& info, const std::vector<SliceStats>& checks, bool checked) {
+  const LayerInfo& f = info.layers.front();
+  std::string o = "{";
+  o += "\"file\": " + json_escape(info.path);
+  o += ", \"format\": " + json_escape(info.format);
+  o += ", \"version\": " + std::to_string(info.version);
+  o += ", \"model\": " + json_escape(info.model);
+  o += ", \"source\": " + json_escape(info.source);
+  o += ", \"rope_applied\": " + std::string(info.rope_applied ? "true" : "false");
+  o += ", \"has_token_ids\": " + std::string(info.has_token_ids ? "true" : "false");
+  o += ", \"n_layers\": " + std::to_string(info.layers.size());
+  o += ", \"layer_indices\": [" + layer_list(info) + "]";
+  o += ", \"n_tokens\": " + std::to_string(f.n_tokens);
+  if (uniform_layers(info)) {
+    o += ", \"n_q_heads\": " + std::to_string(f.n_q_heads);
+    o += ", \"n_kv_heads\": " + std::to_string(f.n_kv_heads);
+    o += ", \"head_dim\": " + std::to_string(f.head_dim);
+    o += ", \"dtype\": " + json_escape(dtype_name(f.dtype));
+  }
+  o += ", \"layers\": [";
+  for (size_t i = 0; i < info.layers.size(); ++i) {
+    const LayerInfo& l = info.layers[i];
+    o += i ? ", " : "";
+    o += "{\"index\": " + std::to_string(l.index) + ", \"n_q_heads\": " + std::to_string(l.n_q_heads) +
+         ", \"n_kv_heads\": " + std::to_string(l.n_kv_heads) + ", \"n_tokens\": " + std::to_string(l.n_tokens) +
+         ", \"head_dim\": " + std::to_string(l.head_dim) + ", \"dtype\": " + json_escape(dtype_name(l.dtype)) +
+         ", \"has_o\": " + (l.has_o ? "true" : "false") + ", \"has_lse\": " + (l.has_lse ? "true" : "false") +
+         ", \"has_planted\": " + (l.has_planted ? "true" : "false") + "}";
+  }
+  o += "], \"attributes\": {";
+  bool first = true;
+  for (const auto& kv : info.attributes) {
+    o += (first ? "" : ", ") + json_escape(kv.first) + ": " + json_escape(kv.second);
+    first = false;
+  }
+  o += "}";
+  if (checked) {
+    o += ", \"checks\": [";
+    for (size_t i = 0; i < checks.size(); ++i) {
+      const SliceStats& s = checks[i];
+      o += i ? ", " : "";
+      o += "{\"layer\": " + std::to_string(s.layer) + ", \"tensor\": " + json_escape(s.tensor) +
+           ", \"head\": " + std::to_string(s.head) + ", \"n_values\": " + std::to_string(s.n_values) +
+           ", \"mean\": " + num(s.mean) + ", \"std\": " + num(s.std) + ", \"mean_row_norm\": " + num(s.mean_row_norm) +
+           ", \"min\": " + num(s.min) + ", \"max\": " + num(s.max) + "}";
+    }
+    o += "]";
+  }
+  o += "}\n";
+  std::fputs(o.c_str(), stdout);
+}
+
+int run_info(const std::vector<std::string>& argv) {
+  for (const auto& a : argv)
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  const Args args(argv, {"layer", "tensor", "head"}, {"json", "check", "stats"});
+  if (args.positional().size() != 1) throw UsageError(std::string("expected one DUMP argument\n") + kUsage);
+  const bool checked = args.flag("check") || args.flag("stats") || args.has("layer") || args.has("tensor") || args.has("head");
+  auto reader = open_dump(args.positional()[0]);
+  const DumpInfo& info = reader->info();
+
+  std::vector<SliceStats> checks;
+  if (checked) {
+    std::vector<int> layers;
+    if (args.has("layer")) {
+      const int l = static_cast<int>(args.integer("layer", 0, 0, 1 << 20));
+      info.layer(l);  // throws MissingFieldError naming /layers/L
+      layers.push_back(l);
+    } else {
+      for (const auto& l : info.layers) layers.push_back(l.index);
+    }
+    std::vector<std::string> tensors = {"q", "k", "v", "o"};
+    if (args.has("tensor")) tensors = {args.choice("tensor", "q", {"q", "k", "v", "o"})};
+    for (int l : layers) {
+      const LayerInfo& li = info.layer(l);
+      for (const std::string& name : tensors) {
+        const TensorKind kind = name == "q" ? TensorKind::q : name == "k" ? TensorKind::k : name == "v" ? TensorKind::v : TensorKind::o;
+        if (kind == TensorKind::o && !li.has_o && !args.has("tensor")) continue;
+        const int64_t n_heads = (kind == TensorKind::k || kind == TensorKind::v) ? li.n_kv_heads : li.n_q_heads;
+        int64_t h_begin = 0, h_end = n_heads;
+        if (args.has("head")) {
+          h_begin = args.integer("head", 0, 0, INT32_MAX);
+          h_end = h_begin + 1;  // the reader rejects a head out of range, naming the dataset
+        }
+        for (int64_t h = h_begin; h < h_end; ++h) {
+          const Tensor3 slice = reader->read(l, kind, h, 1);
+          SliceStats s = stats_of(slice);
+          s.layer = l;
+          s.tensor = name;
+          s.head = h;
+          checks.push_back(s);
+        }
+      }
+      if (li.has_planted && !args.has("tensor")) reader->read_planted(l);  // validates the range
+    }
+    if (!args.has("layer") && !args.has("tensor")) reader->read_token_ids();
+  }
+  if (args.flag("json")) print_json(info, checks, checked);
+  else print_text(info, checks, checked);
+  return 0;
+}
+
+const Command kInfo("info", "describe a dump: layers, heads, tokens, head dim, dtype (--check: validate values)", run_info);
+
+}  // namespace
+}  // namespace moba::cli
