@@ -63,13 +63,30 @@ class Config:
                                                       self.seq_len, self.shared_classifier))
 
 
+def to_rotate_half(w, n_heads):
+    """q/k projection rows [n_heads * head_dim, in] from llama2.c's interleaved RoPE pairs to
+    transformers' rotate-half order: per head, new row a * head_dim/2 + j = old row 2j + a."""
+    hd = w.shape[0] // n_heads
+    return w.reshape(n_heads, hd // 2, 2, -1).transpose(0, 2, 1, 3).reshape(w.shape)
+
+
+def to_interleaved(w, n_heads):
+    """Inverse of to_rotate_half."""
+    hd = w.shape[0] // n_heads
+    return w.reshape(n_heads, 2, hd // 2, -1).transpose(0, 2, 1, 3).reshape(w.shape)
+
+
 def load_checkpoint(path):
     """Returns (Config, dict of float32 weight arrays in llama2.c's layout, [out, in] matrices).
+    path is a llama2.c v0 checkpoint, or a transformers folder written by convert_llama2c.py
+    (its q/k rows are permuted back; fp16/bf16 weights are widened exactly).
 
     Names: tok_embeddings [vocab, dim], and per layer stacked over layers: rms_att [L, dim],
     wq [L, dim, dim], wk/wv [L, kv_dim, dim], wo [L, dim, dim], rms_ffn [L, dim],
     w1/w3 [L, hidden, dim], w2 [L, dim, hidden]; rms_final [dim]; wcls [vocab, dim].
     """
+    if os.path.isdir(path):
+        return load_transformers_folder(path)
     try:
         raw = np.fromfile(path, dtype="<f4", offset=HEADER.size)
         with open(path, "rb") as f:
@@ -113,6 +130,53 @@ def load_checkpoint(path):
     if cfg.shared_classifier:
         weights["wcls"] = weights["tok_embeddings"]
     return cfg, weights
+
+
+def load_transformers_folder(path):
+    """A Llama transformers folder (config.json + model.safetensors, one file) -> load_checkpoint's
+    (Config, weights)."""
+    import json
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            c = json.load(f)
+        meta, tensors = schema.read_safetensors(os.path.join(path, "model.safetensors"))
+    except (OSError, ValueError, schema.DumpError) as e:
+        raise CheckpointError("%s: not a converted llama2.c folder (%s)" % (path, e))
+    if c.get("model_type") != "llama" or c.get("hidden_act", "silu") != "silu" or c.get("attention_bias") \
+            or c.get("mlp_bias") or c.get("rms_norm_eps") != RMS_EPS \
+            or (c.get("rope_parameters") or {}).get("rope_theta", c.get("rope_theta")) != ROPE_THETA \
+            or (c.get("rope_parameters") or {}).get("rope_type", "default") != "default" \
+            or c.get("head_dim", c["hidden_size"] // c["num_attention_heads"]) * c["num_attention_heads"] != c["hidden_size"]:
+        raise CheckpointError("%s: only plain Llama folders with llama2.c's constants load here (silu, no biases, "
+                              "rms_norm_eps %g, default RoPE theta %g, head_dim = hidden/heads)" % (path, RMS_EPS, ROPE_THETA))
+    cfg = Config(c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["num_attention_heads"],
+                 c["num_key_value_heads"], c["vocab_size"] if c.get("tie_word_embeddings") else -c["vocab_size"],
+                 c["max_position_embeddings"])
+
+    def get(name):
+        if name not in tensors:
+            raise CheckpointError("%s: model.safetensors has no tensor %s" % (path, name))
+        return schema.as_float32(tensors[name])
+
+    def stack(fmt, fix=None):
+        ws = [get("model.layers.%d.%s" % (l, fmt)) for l in range(cfg.n_layers)]
+        return np.stack([fix(w) if fix else w for w in ws])
+
+    w = {
+        "tok_embeddings": get("model.embed_tokens.weight"),
+        "rms_att": stack("input_layernorm.weight"),
+        "wq": stack("self_attn.q_proj.weight", lambda x: to_interleaved(x, cfg.n_heads)),
+        "wk": stack("self_attn.k_proj.weight", lambda x: to_interleaved(x, cfg.n_kv_heads)),
+        "wv": stack("self_attn.v_proj.weight"),
+        "wo": stack("self_attn.o_proj.weight"),
+        "rms_ffn": stack("post_attention_layernorm.weight"),
+        "w1": stack("mlp.gate_proj.weight"),
+        "w2": stack("mlp.down_proj.weight"),
+        "w3": stack("mlp.up_proj.weight"),
+        "rms_final": get("model.norm.weight"),
+    }
+    w["wcls"] = w["tok_embeddings"] if cfg.shared_classifier else get("lm_head.weight")
+    return cfg, w
 
 
 class Tokenizer:
@@ -357,7 +421,8 @@ def main(argv=None):
     def common(p, model=True, source=True):
         if model:
             p.add_argument("--model", required=True, help="llama2.c v0 checkpoint (stories15M.bin)")
-        p.add_argument("--tokenizer", required=True, help="llama2.c tokenizer.bin")
+        p.add_argument("--tokenizer", required=not source,
+                       help="llama2.c tokenizer.bin (needed with --text and for generate)")
         if source:
             g = p.add_mutually_exclusive_group(required=True)
             g.add_argument("--text", help="UTF-8 text file (encoded with BOS = 1)")
@@ -381,12 +446,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     try:
-        tok = Tokenizer(args.tokenizer)
+        if getattr(args, "text", None) and not args.tokenizer:
+            raise CheckpointError("--text needs --tokenizer")
+        tok = Tokenizer(args.tokenizer) if args.tokenizer else None
         if args.cmd == "encode":
             print("\n".join(str(t) for t in tokens_for(args, tok)))
             return 0
         model = Model(args.model)
-        if tok.vocab_size != model.cfg.vocab_size:
+        if tok and tok.vocab_size != model.cfg.vocab_size:
             raise CheckpointError("%s has %d tokens, %s expects %d"
                                   % (args.tokenizer, tok.vocab_size, args.model, model.cfg.vocab_size))
         if args.cmd == "nll":

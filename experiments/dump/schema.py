@@ -150,6 +150,47 @@ def _write_hdf5(path, layers, token_ids, model, source, dtype, rope_applied):
 
 
 _ST_DTYPE = {"bfloat16": "BF16", "float16": "F16", "float32": "F32", "int32": "I32"}
+_ST_NUMPY = {"BF16": ("<u2", "bfloat16"), "F16": ("<f2", "float16"), "F32": ("<f4", "float32"),
+             "I32": ("<i4", "int32")}
+
+
+def write_safetensors(path, tensors, metadata):
+    """tensors: [(name, safetensors dtype "BF16"|"F16"|"F32"|"I32", array)] written in this order
+    (bf16 given as uint16 bits); metadata: {str: str}. Header keys sorted: deterministic bytes."""
+    header, off = {"__metadata__": metadata}, 0
+    for name, st, data in tensors:
+        header[name] = {"dtype": st, "shape": list(data.shape), "data_offsets": [off, off + data.nbytes]}
+        off += data.nbytes
+    hb = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    hb += b" " * (-len(hb) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)))
+        f.write(hb)
+        for _, _, data in tensors:
+            f.write(np.ascontiguousarray(data).tobytes())
+
+
+def read_safetensors(path):
+    """-> (metadata dict, {name: (raw array, dtype name)}); bf16 comes back as uint16 bits."""
+    try:
+        with open(path, "rb") as f:
+            blob = f.read()
+        (n,) = struct.unpack_from("<Q", blob, 0)
+        header = json.loads(blob[8:8 + n])
+    except (OSError, struct.error, ValueError) as e:
+        raise DumpError("%s: not a readable safetensors file (%s)" % (path, e))
+    base = 8 + n
+    meta = header.pop("__metadata__", {})
+    tensors = {}
+    for name, info in header.items():
+        if info["dtype"] not in _ST_NUMPY:
+            raise DumpError("%s: tensor %s has unsupported dtype %s" % (path, name, info["dtype"]))
+        npd, dname = _ST_NUMPY[info["dtype"]]
+        a, b = info["data_offsets"]
+        if base + b > len(blob):
+            raise DumpError("%s: tensor %s runs past the end of the file" % (path, name))
+        tensors[name] = (np.frombuffer(blob[base + a:base + b], dtype=npd).reshape(info["shape"]), dname)
+    return meta, tensors
 
 
 def _write_safetensors(path, layers, token_ids, model, source, dtype, rope_applied):
@@ -163,17 +204,7 @@ def _write_safetensors(path, layers, token_ids, model, source, dtype, rope_appli
     meta = {"moba_dump_version": str(SCHEMA_VERSION), "model": model, "rope_applied": str(rope_applied)}
     if source:
         meta["source"] = source
-    header, off = {"__metadata__": meta}, 0
-    for name, st, data in tensors:
-        header[name] = {"dtype": st, "shape": list(data.shape), "data_offsets": [off, off + data.nbytes]}
-        off += data.nbytes
-    hb = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
-    hb += b" " * (-len(hb) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for _, _, data in tensors:
-            f.write(np.ascontiguousarray(data).tobytes())
+    write_safetensors(path, tensors, meta)
 
 
 def read_dump(path):
@@ -206,24 +237,16 @@ def read_dump(path):
 
 
 def _read_safetensors(path):
-    np_dtype = {"BF16": ("<u2", "bfloat16"), "F16": ("<f2", "float16"), "F32": ("<f4", "float32"),
-                "I32": ("<i4", "int32")}
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack_from("<Q", blob, 0)
-    header = json.loads(blob[8:8 + n])
-    base = 8 + n
-    attrs = header.pop("__metadata__", {})
+    attrs, tensors = read_safetensors(path)
     token_ids, layers = None, {}
-    for name, info in header.items():
-        npd, dname = np_dtype[info["dtype"]]
-        a, b = info["data_offsets"]
-        arr = np.frombuffer(blob[base + a:base + b], dtype=npd).reshape(info["shape"])
+    for name, stored in tensors.items():
         if name == "token_ids":
-            token_ids = arr
+            token_ids = stored[0]
             continue
-        _, l, t = name.split(".")
-        layers.setdefault(int(l), {})[t] = (arr, dname)
+        parts = name.split(".")
+        if len(parts) != 3 or parts[0] != "layers" or parts[2] not in ("q", "k", "v"):
+            raise DumpError("%s: unexpected tensor name %s" % (path, name))
+        layers.setdefault(int(parts[1]), {})[parts[2]] = stored
     return attrs, token_ids, layers
 
 
