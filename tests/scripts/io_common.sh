@@ -1,0 +1,13 @@
+# Sourced by the test_io_*.sh scripts: arguments, a scratch directory and a Python with
+# numpy + h5py (Debian's /usr/bin/python3 first: a pyenv python3 on PATH may lack them).
+set -euo pipefail
+MOBA="${1:?usage: $0 MOBA_BINARY WORKDIR}"
+WORK="${2:?usage: $0 MOBA_BINARY WORKDIR}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+rm -rf "$WORK" && mkdir -p "$WORK"
+PY=""
+for candidate in "${MOBA_PYTHON:-}" /usr/bin/python3 python3; do
+  if [ -n "$candidate" ] && "$candidate" -c "import numpy, h5py" 2>/dev/null; then PY="$candidate"; break; fi
+done
+if [ -z "$PY" ]; then echo "FAIL: no python3 with numpy and h5py (install python3-numpy python3-h5py)"; exit 1; fi
+fail() { echo "FAIL: $*"; exit 1; }
