@@ -3,7 +3,7 @@
 C order; bf16 as its uint16 bits), so the check holds whatever HDF5 version wrote the file.
 
   manifest.py write MANIFEST FILE...            one line per tensor: sha256, file:dataset, dtype, shape
-  manifest.py check MANIFEST [--dir DIR] [FILE...]
+  manifest.py check [--dir DIR] MANIFEST [FILE...]
         recompute and compare; FILEs (default: every file in the manifest) are looked up by name
         in DIR (default: the manifest's folder). Exit 1 on any difference or missing tensor.
 """
