@@ -31,6 +31,7 @@ struct DumpWriter::Impl {
   int64_t token_ids_len = -1;
 
   const std::string& path() const { return file.target(); }
+  void write_root(const std::string& path, const DumpMeta& meta);
   void check_open() const {
     if (file.committed()) throw std::logic_error(path() + ": dump already committed");
   }
@@ -45,7 +46,17 @@ struct DumpWriter::Impl {
 DumpWriter::DumpWriter(const std::string& path, const DumpMeta& meta) {
   auto lock = h5::h5_lock();
   impl_ = std::make_unique<Impl>(path);
-  h5::Id root = h5::group_id(H5Gopen2(impl_->file.get(), "/", H5P_DEFAULT));
+  try {
+    impl_->write_root(path, meta);
+  } catch (...) {
+    impl_.reset();  // removes the temporary file while the lock is held
+    throw;
+  }
+}
+
+// Root attributes of schema v1 plus the caller's extras.
+void DumpWriter::Impl::write_root(const std::string& path, const DumpMeta& meta) {
+  h5::Id root = h5::group_id(H5Gopen2(file.get(), "/", H5P_DEFAULT));
   bool ok = root && h5::write_attr_int(root.get(), "moba_dump_version", 1) &&
             h5::write_attr_string(root.get(), "model", meta.model) &&
             h5::write_attr_int(root.get(), "rope_applied", meta.rope_applied ? 1 : 0);

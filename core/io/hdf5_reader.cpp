@@ -49,7 +49,15 @@ bool float_fields_are(hid_t t, size_t spos, size_t epos, size_t esize, size_t mp
 
 class Hdf5DumpReader final : public DumpReader {
  public:
-  explicit Hdf5DumpReader(const std::string& path);
+  explicit Hdf5DumpReader(const std::string& path) {
+    auto lock = h5::h5_lock();
+    try {
+      init(path);
+    } catch (...) {
+      file_.reset();  // closed while the lock is held
+      throw;
+    }
+  }
   ~Hdf5DumpReader() override {
     auto lock = h5::h5_lock();
     file_.reset();
@@ -61,6 +69,7 @@ class Hdf5DumpReader final : public DumpReader {
   std::vector<int32_t> read_planted(int layer) override;
 
  private:
+  void init(const std::string& path);
   // Metadata of dataset `name` (absolute path); desc.present == false when absent.
   // `kind`: 0 = q/k/v/o (float, rank 3), 1 = lse (float, rank 2), 2 = integer (planted, token_ids).
   DsetMeta describe(const std::string& name, int kind);
@@ -74,8 +83,7 @@ class Hdf5DumpReader final : public DumpReader {
   std::map<std::pair<int, int>, DsetMeta> tensors_;  // (layer, TensorKind) -> dataset
 };
 
-Hdf5DumpReader::Hdf5DumpReader(const std::string& path) {
-  auto lock = h5::h5_lock();
+void Hdf5DumpReader::init(const std::string& path) {
   info_.path = path;
   info_.format = "hdf5";
   file_ = h5::file_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));

@@ -263,11 +263,22 @@ Tensor3 SafetensorsDumpReader::read(int layer, TensorKind kind, int64_t head_beg
   const DType dtype = desc_of(name, true).dtype;
   const int64_t n_tokens = e.shape[1], head_dim = e.shape[2];
   Tensor3 out(n_heads, n_tokens, head_dim, dtype);
-  const int64_t head_elems = n_tokens * head_dim;
+  // Widen in runs of at most 4 MiB of source, then drop those source pages from this
+  // process's resident set (they stay in the page cache): peak memory is the output slice
+  // plus one run, not the mapped file.
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const int64_t rows_per_run = std::max<int64_t>(1, (int64_t(4) << 20) / (head_dim * e.elem_size));
   for (int64_t h = head_begin; h < head_begin + n_heads; ++h) {
-    float* dst = out.row(h - head_begin, 0);
-    widen(dtype, data_of(e) + h * head_elems * e.elem_size, head_elems, dst);
-    check_finite(info_.path, name, dst, n_tokens, head_dim, h, 0);
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += rows_per_run) {
+      const int64_t rows = std::min(rows_per_run, n_tokens - t0);
+      float* dst = out.row(h - head_begin, t0);
+      const unsigned char* src = data_of(e) + (h * n_tokens + t0) * head_dim * e.elem_size;
+      widen(dtype, src, rows * head_dim, dst);
+      const uintptr_t lo = (reinterpret_cast<uintptr_t>(src) + page - 1) / page * page;
+      const uintptr_t hi = (reinterpret_cast<uintptr_t>(src) + size_t(rows * head_dim * e.elem_size)) / page * page;
+      if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+      check_finite(info_.path, name, dst, rows, head_dim, h, t0);
+    }
   }
   return out;
 }

@@ -22,7 +22,8 @@ for ext in h5 safetensors; do
   grep -E "^  0 +q +3 " "$WORK/stdout.txt" || fail "no stats line for head 3"
   delta=$((peak - base))
   echo "$ext: file ${file_kib} KiB, one head's float32 slice ${slice_kib} KiB; peak RSS: metadata only ${base} KiB, reading the head ${peak} KiB (+${delta} KiB)"
-  [ "$delta" -le $((2 * slice_kib)) ] || fail "$ext: reading one head grew RSS by ${delta} KiB > 2 x slice"
+  limit=$((slice_kib * 5 / 4 + 16384))  # the slice, plus staging and allocator slack
+  [ "$delta" -le "$limit" ] || fail "$ext: reading one head grew RSS by ${delta} KiB > ${limit} KiB"
   [ "$peak" -le $((file_kib / 4)) ] || fail "$ext: peak RSS ${peak} KiB is not small next to the file (${file_kib} KiB)"
 done
 echo "PASS"
