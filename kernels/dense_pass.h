@@ -9,8 +9,9 @@
 //   P_t(j)  = exp(s_t(j) - lse_t)                         pass 2: exact probabilities, key tiles
 //   o_t     = sum_{j<=t} P_t(j) v_j                        (optional)
 //   m_t(b)  = sum_{j in b, j<=t} P_t(j) for each requested block size B_i   (optional)
-//   top-n   = the top_n keys with the highest P_t(j), descending; on exactly equal P the
-//             larger key index (more recent) ranks first                    (optional)
+//   top-n   = the top_n keys with the highest P_t(j), descending. Ranked by the fp32 score
+//             s_t(j) (P is monotone in it); on exactly equal scores the larger key index
+//             (more recent) ranks first                                     (optional)
 // Two passes over the keys; scratch per thread is a query tile x key tile score block plus a
 // query tile's accumulators. Outputs are relative to the query range, so a caller streams a
 // long sequence by calling this once per chunk of queries (e.g. 256) and reducing each

@@ -24,8 +24,9 @@
 //
 // Output layout is `moba route`'s `selected` (DESIGN.md §7): int32 [n_q_heads, n_tokens,
 // top_k], contiguous. Memory: the CPU reference works on query tiles of `query_tile` rows
-// with a per-thread scratch of query_tile x n_blocks floats; nothing of size
-// n_tokens x n_blocks is ever allocated. GPU backends fuse the scores into the selection.
+// (OpenMP items), scoring 4 queries at a time into a per-thread scratch of 8 x n_blocks
+// floats, plus one transposed copy of kbar; nothing of size n_tokens x n_blocks is ever
+// allocated. GPU backends fuse the scores into the selection.
 // Selections of two backends must agree as sets except where scores tie within the
 // accumulation error (documented per dtype in tests/tolerances.h).
 //
@@ -64,8 +65,9 @@ void gate_topk_cpu(const GateTopkParams& p);
 // row-major (caller scratch): scores[i][b] = s(t_begin + i, b) for routable b (b < c) and
 // -inf for b >= c (current and future blocks). Under `shared` the row is the KV group's
 // fp32 sum (q_head names any head of the group). Uses q, kbar, n_kv_heads, block_size, gqa
-// of `p` (top_k and the outputs are ignored). Single-threaded: call it from your own loop.
-// Same fp32 values as gate_topk_cpu sees.
+// of `p` (top_k and the outputs are ignored). Single-threaded: call it from your own loop
+// (each call transposes one KV head's kbar, so use tiles of 64+ queries). Bit-identical to
+// the scores gate_topk_cpu selects on (fp32, accumulated in channel order).
 void gate_scores_tile_cpu(const GateTopkParams& p, int64_t q_head, int64_t t_begin,
                           int64_t t_count, float* scores);
 

@@ -11,9 +11,10 @@
 // >= n_blocks are skipped; a block listed twice is attended once (the CPU deduplicates).
 // A query whose A_t is empty gets o_t = 0 and lse_t = -inf.
 //
-// Precision: the CPU reference computes scores with fp32 dot products (Eigen), the softmax
-// normaliser in double, and accumulates o in fp32 per block, rescaled in double; relative
-// error vs a double brute force is ~1e-6 on f32 inputs (the tests hold it to 1e-5).
+// Precision: the CPU reference computes scores with fp32 dot products (Eigen), subtracts one
+// max over all attended keys, exponentiates in fp32, sums the normaliser in double and adds
+// each block's fp32 P.V into a double accumulator; relative error vs a double brute force
+// is ~1e-6 on f32 inputs (the tests hold it to 1e-5).
 //
 // Preconditions: moba_attention_can_run(p) == nullptr.
 #include <cstdint>

@@ -1,0 +1,64 @@
+// CPU reference of block pooling (kernels/block_pool.h): plain loops, double accumulation.
+#include "kernels/block_pool.h"
+
+#include <algorithm>
+
+namespace moba::kernels {
+namespace {
+
+// Below this many element operations a parallel region costs more than it saves.
+constexpr int64_t kMinParallelWork = int64_t{1} << 16;
+
+}  // namespace
+
+int64_t block_count(int64_t n_tokens, int64_t block_size) {
+  return n_tokens <= 0 ? 0 : (n_tokens + block_size - 1) / block_size;
+}
+
+const char* block_pool_can_run(const BlockPoolParams& p) {
+  if (p.k.data == nullptr && p.k.n_tokens > 0) return "block_pool: k.data is null";
+  if (p.k.n_heads < 0 || p.k.n_tokens < 0 || p.k.head_dim < 1) return "block_pool: bad k shape";
+  if (p.k.stride_dim != 1) return "block_pool: k rows must be contiguous (stride_dim == 1)";
+  if (p.block_size < 1) return "block_pool: block_size must be >= 1";
+  if (p.mean == nullptr) return "block_pool: mean output is null";
+  return nullptr;
+}
+
+void block_pool_cpu(const BlockPoolParams& p) {
+  const int64_t n_heads = p.k.n_heads, n_tokens = p.k.n_tokens, d = p.k.head_dim;
+  const int64_t B = p.block_size;
+  const int64_t n_blocks = block_count(n_tokens, B);
+  const int64_t n_items = n_heads * n_blocks;
+#pragma omp parallel if (n_heads * n_tokens * d > kMinParallelWork)
+  {
+    double* acc = new double[static_cast<size_t>(d)];
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < n_items; ++item) {
+      const int64_t h = item / n_blocks, b = item % n_blocks;
+      const int64_t t0 = b * B, t1 = std::min(t0 + B, n_tokens);
+      float* mean = p.mean + item * d;  // [n_heads, n_blocks, d]: item = h * n_blocks + b
+      float* mn = p.min ? p.min + item * d : nullptr;
+      float* mx = p.max ? p.max + item * d : nullptr;
+      std::fill(acc, acc + d, 0.0);
+      const float* first = p.k.row(h, t0);
+      for (int64_t c = 0; c < d; ++c) {
+        if (mn) mn[c] = first[c];
+        if (mx) mx[c] = first[c];
+      }
+      for (int64_t t = t0; t < t1; ++t) {
+        const float* key = p.k.row(h, t);
+        for (int64_t c = 0; c < d; ++c) {
+          acc[c] += key[c];
+          if (mn) mn[c] = std::min(mn[c], key[c]);
+          if (mx) mx[c] = std::max(mx[c], key[c]);
+        }
+      }
+      const double len = static_cast<double>(t1 - t0);
+      for (int64_t c = 0; c < d; ++c)
+        mean[c] = round_to(p.pool_dtype, static_cast<float>(acc[c] / len));
+    }
+    delete[] acc;
+  }
+}
+
+}  // namespace moba::kernels
