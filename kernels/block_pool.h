@@ -25,6 +25,14 @@ struct BlockPoolParams {
   float* mean = nullptr;           // out [n_kv_heads, n_blocks, head_dim] contiguous; required
   float* min = nullptr;            // out [n_kv_heads, n_blocks, head_dim] contiguous; optional
   float* max = nullptr;            // out [n_kv_heads, n_blocks, head_dim] contiguous; optional
+  // --- CUDA fast path (appended; the CPU backend ignores these fields) ---
+  // `input_dtype` f16 or bf16: the CUDA backend computes on 16-bit values of that type. Where
+  // a raw 16-bit device pointer below is set, it is read (same shape and strides as the
+  // view, whose `data` may then be null); otherwise the fp32 view is converted, losslessly
+  // when its values came from a dump of that dtype. f32 means bf16 for the tensor-core ops
+  // (moba_attention, dense_pass: lossy, stated) and plain fp32 reads for the others.
+  DType input_dtype = DType::f32;
+  const uint16_t* k16 = nullptr;  // [n_kv_heads, n_tokens, head_dim] device, optional
 };
 
 // n_blocks = ceil(n_tokens / block_size); 0 when n_tokens == 0. block_size must be >= 1.

@@ -54,6 +54,14 @@ struct GateTopkParams {
   // where `selected` is -1.
   float* selected_scores = nullptr;
   int64_t query_tile = 0;          // queries per tile (CPU and scratch size); 0 = 128
+  // --- CUDA fast path (appended; the CPU backend ignores these fields) ---
+  // `input_dtype` f16 or bf16: the CUDA backend computes on 16-bit values of that type. Where
+  // a raw 16-bit device pointer below is set, it is read (same shape and strides as the
+  // view, whose `data` may then be null); otherwise the fp32 view is converted, losslessly
+  // when its values came from a dump of that dtype. f32 means bf16 for the tensor-core ops
+  // (moba_attention, dense_pass: lossy, stated) and plain fp32 reads for the others.
+  DType input_dtype = DType::f32;
+  const uint16_t* q16 = nullptr;  // [n_q_heads, n_tokens, head_dim] device, optional
 };
 
 const char* gate_topk_can_run(const GateTopkParams& p);

@@ -33,6 +33,16 @@ struct MobaAttentionParams {
   float softmax_scale = 0.0f;      // 0 = 1 / sqrt(head_dim)
   float* out = nullptr;            // out [n_q_heads, n_tokens, head_dim] contiguous; required
   float* lse = nullptr;            // out [n_q_heads, n_tokens] contiguous; optional
+  // --- CUDA fast path (appended; the CPU backend ignores these fields) ---
+  // `input_dtype` f16 or bf16: the CUDA backend computes on 16-bit values of that type. Where
+  // a raw 16-bit device pointer below is set, it is read (same shape and strides as the
+  // view, whose `data` may then be null); otherwise the fp32 view is converted, losslessly
+  // when its values came from a dump of that dtype. f32 means bf16 for the tensor-core ops
+  // (moba_attention, dense_pass: lossy, stated) and plain fp32 reads for the others.
+  DType input_dtype = DType::f32;
+  const uint16_t* q16 = nullptr;  // [n_q_heads, n_tokens, head_dim] device, optional
+  const uint16_t* k16 = nullptr;  // [n_kv_heads, n_tokens, head_dim] device, optional
+  const uint16_t* v16 = nullptr;  // [n_kv_heads, n_tokens, head_dim] device, optional
 };
 
 const char* moba_attention_can_run(const MobaAttentionParams& p);
