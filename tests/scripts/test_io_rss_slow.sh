@@ -5,7 +5,7 @@
 # float32 slice (64 MiB). Measured with /usr/bin/time -v against a metadata-only baseline.
 # Slow (writes 3 GiB): runs only with MOBA_SLOW_TESTS=1; MOBA_RSS_DIR keeps the dumps.
 source "$(dirname "$0")/io_common.sh"
-if [ "${MOBA_SLOW_TESTS:-0}" != 1 ]; then echo "SKIP: set MOBA_SLOW_TESTS=1 to run"; exit 0; fi
+if [ "${MOBA_SLOW_TESTS:-0}" != 1 ]; then echo "SKIP: set MOBA_SLOW_TESTS=1 to run"; exit 77; fi
 [ -x /usr/bin/time ] || fail "/usr/bin/time is missing (apt-get install time)"
 T=131072 H=16 D=128
 DIR="${MOBA_RSS_DIR:-$WORK}"
