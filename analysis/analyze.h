@@ -1,0 +1,166 @@
+#pragma once
+// `moba analyze` as a library (DESIGN.md §4, §5, §7): for one KV group of one layer at a
+// time, stream query chunks through ONE dense pass per (head, chunk) that serves every block
+// size at once (LSE, o_full, per-block masses, top-n keys), route every configuration
+// (block size x top-k) with every router from the same chunk, and reduce the chunk into
+// per-position metrics and SNR sums before the next.
+//
+// Memory per analysed head: the KV group's q/k/v slices, o_full [n_tokens, head_dim], and per
+// (configuration, router) its selection [n_tokens, top_k] and eight per-position float arrays
+// (the MoBA output needs the whole selection: moba_attention has no query range). Per chunk:
+// block masses [chunk, n_blocks(B)] per block size. Nothing is n_tokens x n_tokens or
+// n_tokens x n_blocks.
+//
+// Fixed sparsity (--sparsity s): for each block size B, top_k = max(1, round((1 - s) T / B))
+// with T the layer's n_tokens, so top_k * B ~ (1 - s) T is the same for every B; `s` is the
+// nominal sparsity 1 - top_k B / T of the MoBA report (causality ignored). The measured causal
+// token sparsity is the column sparsity_mean.
+//
+// Determinism: results do not depend on the thread count (fixed work partition, sums merged
+// in a fixed order).
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "analysis/router.h"
+#include "analysis/snr.h"
+#include "analysis/synth.h"
+#include "core/dump.h"
+#include "core/h5_output.h"
+#include "core/progress.h"
+#include "core/tensor.h"
+
+namespace moba::analysis {
+
+struct AnalyzeOptions {
+  std::vector<int64_t> block_sizes;   // distinct, at most kernels::kDensePassMaxBlockSizes
+  std::vector<int> top_ks;            // --top-k: every (B, k) pair ...
+  std::vector<double> sparsities;     // ... or --sparsity: k per B (above). Exactly one is set.
+  std::vector<RouterKind> routers{RouterKind::moba, RouterKind::oracle};
+  RoutingOptions routing;
+  int top_n = 10;                     // token recall's n
+  int n_buckets = 16;                 // position buckets, or
+  int64_t bucket_width = 0;           // fixed-width buckets when > 0
+  int64_t trailing = 0;               // trailing window in tokens; 0 = ceil(T / 16)
+  int64_t query_chunk = 256;          // queries per dense-pass chunk
+  Device device = Device::cpu;
+  bool keep_arrays = false;           // return per-position arrays (tests); the CLI writes them to HDF5
+};
+
+struct BlockConfig {
+  int64_t block_size = 0;
+  int top_k = 0;
+  double nominal_sparsity = 0;  // 1 - top_k B / T
+};
+// Throws UsageError (no block sizes, too many, both/neither of top_ks and sparsities, ...).
+std::vector<BlockConfig> resolve_block_configs(const AnalyzeOptions& opt, int64_t n_tokens);
+// The checks of resolve_block_configs that do not need T.
+void validate_options(const AnalyzeOptions& opt);
+
+// One summary row: keys, then named values in a fixed column order.
+struct SummaryRow {
+  int layer = 0;
+  int64_t head = 0;  // -1 in aggregate rows
+  std::string scope;  // "head", "layer" or "overall"
+  std::string router;
+  int64_t block_size = 0;
+  int top_k = 0;
+  std::vector<std::pair<std::string, double>> values;
+  double get(const std::string& name) const;  // NaN when absent
+};
+
+// Per-position-bucket means (queries with a choice) of one head x router x configuration.
+struct BucketRow {
+  int layer = 0;
+  int64_t head = 0;
+  std::string router;
+  int64_t block_size = 0;
+  int top_k = 0;
+  int64_t t_begin = 0, t_end = 0, n_choice = 0;
+  double coverage = 0, kl = 0, block_recall = 0, token_recall = 0, output_rel_err = 0;
+};
+
+// Per-position arrays of one head x router x configuration (length n_tokens; NaN where a
+// metric is undefined), and the selection [n_tokens, top_k].
+struct PositionArrays {
+  int64_t head = 0;
+  std::string router;
+  int64_t block_size = 0;
+  int top_k = 0;
+  std::vector<int32_t> selected;
+  std::vector<float> coverage, kl, block_recall, token_recall, output_rel_err, output_cosine,
+      sparsity_token, block_density;
+  std::vector<uint8_t> choice;  // 1 where t has a choice
+};
+
+// One KV group of one layer.
+struct GroupInput {
+  int layer = 0;
+  int64_t kv_head = 0;
+  TensorView q;                 // the group's query heads [group, T, d] (all of them, in order)
+  int64_t q_head_first = 0;     // global index of q's first head
+  std::vector<int64_t> heads;   // global query heads to analyse (a subset of the group)
+  TensorView k, v;              // [1, T, d]
+  DType dtype = DType::f32;     // the dump's element type (pool precision "dump")
+  const std::vector<int32_t>* planted = nullptr;  // [n_q_heads, T] of the layer, or null
+  const SynthParams* synth = nullptr;              // synth parameters of the dump, or null
+};
+
+struct GroupResult {
+  std::vector<SummaryRow> rows;
+  std::vector<BucketRow> buckets;
+  std::vector<PositionArrays> arrays;  // only with keep_arrays
+  // Per (head, B, router with gate scores) SNR sums, for layer / overall pooling.
+  struct Snr {
+    int layer = 0;
+    int64_t head = 0;
+    std::string router;
+    int64_t block_size = 0;
+    SnrStats stats;
+  };
+  std::vector<Snr> snr;
+};
+
+// Analyses the listed heads of one KV group. `h5` (optional) receives, per head, router and
+// configuration, /layers/L/heads/H/B<b>_k<k>/<router>/{selected, coverage, kl, block_recall,
+// token_recall, output_rel_err, output_cosine, sparsity_token, block_density} and per
+// (head, B, router) /layers/L/heads/H/B<b>/<router>/signal_rank_hist. `progress` advances once
+// per (head, chunk).
+GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5);
+// Chunks per head, for progress totals.
+int64_t analyze_chunks_per_head(const AnalyzeOptions& opt, int64_t n_tokens);
+
+// Count-weighted pooling of head rows into layer / overall rows (means; SNR from pooled sums;
+// quantiles are per head only and are omitted here).
+std::vector<SummaryRow> aggregate_rows(const std::vector<SummaryRow>& head_rows,
+                                       const std::vector<GroupResult::Snr>& snr, int64_t head_dim,
+                                       bool per_layer);
+
+// CSV / JSON rendering of rows (keys first, then the values in row order; NaN as "nan" in
+// CSV and null in JSON).
+std::string rows_to_csv(const std::vector<SummaryRow>& rows);
+std::string rows_to_json(const std::vector<SummaryRow>& rows);
+std::string buckets_to_csv(const std::vector<BucketRow>& rows);
+
+// A whole dump: the listed layers (empty = all) and query heads (empty = all), one KV group
+// at a time (the group's q/k/v slices are the only tensors held). After each layer,
+// `layer_done` sees the results so far (the CLI writes its files there, so finished layers
+// are never lost). Throws UsageError for layers or heads the dump does not have.
+struct DumpAnalysis {
+  std::vector<SummaryRow> head_rows, layer_rows, overall_rows;
+  std::vector<BucketRow> buckets;
+  std::vector<GroupResult::Snr> snr;
+  int64_t head_dim = 0;
+  bool synth = false;  // the dump carries synth parameters (snr_synth, planted_* filled)
+};
+DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers, const std::vector<int64_t>& heads,
+                          const AnalyzeOptions& opt, bool quiet, H5Output* h5,
+                          const std::function<void(const DumpAnalysis&, int layer)>& layer_done);
+
+// A fixed-width text table of rows (one line per row): router, B, k, sparsity, coverage,
+// oracle coverage, KL, block and token recall, output error, SNR (measured, model), p_fail.
+std::string format_table(const std::vector<SummaryRow>& rows);
+
+}  // namespace moba::analysis

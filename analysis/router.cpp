@@ -1,0 +1,218 @@
+// Routers (analysis/router.h): kconv weights, pooled keys, and one KV group's routing.
+#include "analysis/router.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <regex>
+#include <sstream>
+
+#include "core/errors.h"
+#include "kernels/block_pool.h"
+#include "kernels/dense_pass.h"
+
+namespace moba::analysis {
+namespace {
+
+std::vector<float> parse_npy(const std::string& path, const std::string& bytes) {
+  auto bad = [&](const std::string& why) { return FormatError(path, "npy", why); };
+  if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) throw bad("not a .npy file (bad magic)");
+  const int major = static_cast<unsigned char>(bytes[6]);
+  size_t header_len = 0, offset = 0;
+  if (major == 1) {
+    header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
+    offset = 10;
+  } else if (major == 2 || major == 3) {
+    if (bytes.size() < 12) throw bad("truncated header");
+    for (int i = 3; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(bytes[8 + i]);
+    offset = 12;
+  } else {
+    throw bad("unsupported .npy version " + std::to_string(major));
+  }
+  if (offset + header_len > bytes.size()) throw bad("truncated header");
+  const std::string header = bytes.substr(offset, header_len);
+  std::smatch m;
+  if (!std::regex_search(header, m, std::regex("'descr'\\s*:\\s*'([^']*)'")) || m[1] != "<f4")
+    throw bad("dtype must be little-endian float32 ('<f4')");
+  if (!std::regex_search(header, m, std::regex("'fortran_order'\\s*:\\s*(True|False)")) || m[1] != "False")
+    throw bad("fortran_order must be False");
+  if (!std::regex_search(header, m, std::regex("'shape'\\s*:\\s*\\(([^)]*)\\)"))) throw bad("no shape in header");
+  std::vector<int64_t> shape;
+  std::stringstream ss(m[1].str());
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    item.erase(std::remove_if(item.begin(), item.end(), ::isspace), item.end());
+    if (!item.empty()) shape.push_back(std::stoll(item));
+  }
+  if (shape.size() != 2) throw ShapeError(path, "npy", "weights must be 2-D [W, head_dim]");
+  const size_t n = static_cast<size_t>(shape[0] * shape[1]);
+  const size_t data_at = offset + header_len;
+  if (bytes.size() - data_at != n * 4) throw bad("data length does not match the shape");
+  std::vector<float> w(n);
+  std::memcpy(w.data(), bytes.data() + data_at, n * 4);  // little-endian host
+  w.insert(w.begin(), {static_cast<float>(shape[0]), static_cast<float>(shape[1])});
+  return w;  // [rows, cols, values...]
+}
+
+std::vector<float> parse_text(const std::string& path, const std::string& bytes) {
+  std::vector<float> values;
+  int64_t rows = 0, cols = -1;
+  std::istringstream in(bytes);
+  std::string line;
+  int line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (const size_t hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    std::replace(line.begin(), line.end(), ',', ' ');
+    std::istringstream ls(line);
+    std::string tok;
+    int64_t n = 0;
+    while (ls >> tok) {
+      char* end = nullptr;
+      const double x = std::strtod(tok.c_str(), &end);
+      if (*end != '\0') throw FormatError(path, "line " + std::to_string(line_no), "'" + tok + "' is not a number");
+      values.push_back(static_cast<float>(x));
+      ++n;
+    }
+    if (n == 0) continue;
+    if (cols >= 0 && n != cols)
+      throw ShapeError(path, "line " + std::to_string(line_no),
+                       std::to_string(n) + " values, previous rows have " + std::to_string(cols));
+    cols = n;
+    ++rows;
+  }
+  if (rows == 0) throw FormatError(path, "weights", "no numbers in the file");
+  values.insert(values.begin(), {static_cast<float>(rows), static_cast<float>(cols)});
+  return values;
+}
+
+}  // namespace
+
+const char* router_name(RouterKind r) {
+  switch (r) {
+    case RouterKind::moba: return "moba";
+    case RouterKind::moba_kconv: return "moba-kconv";
+    case RouterKind::oracle: return "oracle";
+  }
+  return "?";
+}
+
+RouterKind router_from_name(const std::string& s) {
+  if (s == "moba") return RouterKind::moba;
+  if (s == "moba-kconv") return RouterKind::moba_kconv;
+  if (s == "oracle") return RouterKind::oracle;
+  throw UsageError("unknown router '" + s + "' (one of moba, moba-kconv, oracle)");
+}
+
+std::vector<float> load_kconv_weights(const std::string& path, int width, int64_t head_dim) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw FileNotFoundError(path, "", "cannot open the kconv weights file");
+  const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<float> parsed = bytes.compare(0, 6, "\x93NUMPY") == 0 ? parse_npy(path, bytes) : parse_text(path, bytes);
+  const auto rows = static_cast<int64_t>(parsed[0]), cols = static_cast<int64_t>(parsed[1]);
+  parsed.erase(parsed.begin(), parsed.begin() + 2);
+  if (rows != width || cols != head_dim)
+    throw ShapeError(path, "weights",
+                     "shape [" + std::to_string(rows) + ", " + std::to_string(cols) + "], expected [W=" +
+                         std::to_string(width) + ", head_dim=" + std::to_string(head_dim) + "]");
+  for (size_t i = 0; i < parsed.size(); ++i)
+    if (!std::isfinite(parsed[i]))
+      throw ValueError(path, "weights", "non-finite value at row " + std::to_string(i / cols) + ", column " +
+                                            std::to_string(i % cols));
+  return parsed;
+}
+
+Tensor3 kconv_keys(const TensorView& k, const RoutingOptions& opt, Device device) {
+  Tensor3 out(k.n_heads, k.n_tokens, k.head_dim);
+  kernels::KconvParams p;
+  p.k = k;
+  p.width = opt.kconv_width;
+  p.weights = opt.kconv_weights.empty() ? nullptr : opt.kconv_weights.data();
+  p.out = out.data.data();
+  run_kconv(p, device);
+  return out;
+}
+
+std::vector<float> pooled_keys(const TensorView& k, int64_t block_size, DType dump_dtype,
+                               const RoutingOptions& opt, Device device) {
+  std::vector<float> kbar(static_cast<size_t>(k.n_heads * kernels::block_count(k.n_tokens, block_size) * k.head_dim));
+  kernels::BlockPoolParams p;
+  p.k = k;
+  p.block_size = block_size;
+  p.pool_dtype = opt.pool_fp32 ? DType::f32 : dump_dtype;
+  p.mean = kbar.data();
+  run_block_pool(p, device);
+  return kbar;
+}
+
+void route_group(const TensorView& q, const TensorView& k, const TensorView& v, DType dump_dtype,
+                 RouterKind router, const RoutingOptions& opt, int64_t block_size, int top_k,
+                 Device device, int32_t* selected, float* out, float* lse, int64_t query_chunk) {
+  const int64_t G = q.n_heads, T = q.n_tokens, B = block_size;
+  const int64_t n_blocks = kernels::block_count(T, B);
+  Tensor3 conv;
+  if (router == RouterKind::moba_kconv) conv = kconv_keys(k, opt, device);
+  const TensorView route_k = router == RouterKind::moba_kconv ? conv.view() : k;
+
+  if (router == RouterKind::oracle) {
+    // Exact block masses, one query chunk at a time: [G, chunk, n_blocks] floats at most.
+    const int64_t C = std::max<int64_t>(1, query_chunk);
+    std::vector<float> mass(static_cast<size_t>(G * std::min(C, T) * n_blocks));
+    std::vector<float> chunk_lse(static_cast<size_t>(G * std::min(C, T)));
+    std::vector<float> summed(static_cast<size_t>(n_blocks));
+    for (int64_t t0 = 0; t0 < T; t0 += C) {
+      const int64_t nq = std::min(C, T - t0);
+      kernels::DensePassParams dp;
+      dp.q = q;
+      dp.k = k;
+      dp.query_begin = t0;
+      dp.query_count = nq;
+      dp.lse = chunk_lse.data();
+      dp.n_block_sizes = 1;
+      dp.block_sizes[0] = B;
+      dp.block_mass[0] = mass.data();
+      run_dense_pass(dp, device);
+      for (int64_t h = 0; h < G; ++h)
+        for (int64_t i = 0; i < nq; ++i) {
+          const int64_t t = t0 + i, c = t / B;
+          const float* row = mass.data() + (h * nq + i) * n_blocks;  // [G, nq, n_blocks]
+          if (opt.gqa == kernels::GqaMode::shared) {
+            std::fill(summed.begin(), summed.end(), 0.0f);
+            for (int64_t hh = 0; hh < G; ++hh)
+              for (int64_t b = 0; b < c; ++b) summed[b] += mass[(hh * nq + i) * n_blocks + b];
+            row = summed.data();
+          }
+          kernels::select_blocks_row(row, c, top_k, opt.tie, selected + (h * T + t) * top_k);
+        }
+    }
+  } else {
+    const std::vector<float> kbar = pooled_keys(route_k, B, dump_dtype, opt, device);
+    kernels::GateTopkParams gp;
+    gp.q = q;
+    gp.kbar = kbar.data();
+    gp.n_kv_heads = 1;
+    gp.block_size = B;
+    gp.top_k = top_k;
+    gp.tie = opt.tie;
+    gp.gqa = opt.gqa;
+    gp.selected = selected;
+    run_gate_topk(gp, device);
+  }
+
+  if (out) {
+    kernels::MobaAttentionParams ap;
+    ap.q = q;
+    ap.k = router == RouterKind::moba_kconv && opt.kconv_both ? conv.view() : k;
+    ap.v = v;
+    ap.selected = selected;
+    ap.top_k = top_k;
+    ap.block_size = B;
+    ap.out = out;
+    ap.lse = lse;
+    run_moba_attention(ap, device);
+  }
+}
+
+}  // namespace moba::analysis

@@ -1,0 +1,141 @@
+// Routing SNR accumulation and the FlashMoBA model's predictions (analysis/snr.h).
+#include "analysis/snr.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace moba::analysis {
+namespace {
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Block a ranks strictly before block b under the selector's order (kernels/gate_topk.h).
+inline bool ranks_before(float sa, int64_t a, float sb, int64_t b, kernels::TieRule tie) {
+  const bool na = std::isnan(sa), nb = std::isnan(sb);
+  if (na != nb) return nb;
+  if (!na && sa != sb) return sa > sb;
+  return tie == kernels::TieRule::recent ? a > b : a < b;
+}
+}  // namespace
+
+void SnrStats::merge(const SnrStats& o) {
+  n_queries += o.n_queries;
+  n_pairs += o.n_pairs;
+  n_negative += o.n_negative;
+  sum_d += o.sum_d;
+  sum_d2 += o.sum_d2;
+  sum_delta_mu += o.sum_delta_mu;
+  sum_excess += o.sum_excess;
+  sum_var_noise += o.sum_var_noise;
+  for (size_t i = 0; i < rank_hist.size(); ++i) rank_hist[i] += o.rank_hist[i];
+}
+
+int snr_add_query(SnrStats& s, const float* scores, int64_t c, int64_t signal_block, kernels::TieRule tie,
+                  const SnrQuerySums& q, int64_t block_size) {
+  const float ss = scores[signal_block];
+  int rank = 1;
+  double sum = 0, sum2 = 0;
+  int64_t neg = 0;
+  for (int64_t b = 0; b < c; ++b) {
+    if (b == signal_block) continue;
+    const double d = static_cast<double>(ss) - static_cast<double>(scores[b]);
+    sum += d;
+    sum2 += d * d;
+    neg += d < 0 ? 1 : 0;
+    rank += ranks_before(scores[b], b, ss, signal_block, tie) ? 1 : 0;
+  }
+  s.n_pairs += c - 1;
+  s.n_negative += neg;
+  s.sum_d += sum;
+  s.sum_d2 += sum2;
+  const double B = static_cast<double>(block_size);
+  const double n_noise = static_cast<double>(c - 1) * B;
+  const double mu_n = (q.sum_routable - q.sum_signal) / n_noise;
+  const double var_n = std::max(0.0, (q.sumsq_routable - q.sumsq_signal) / n_noise - mu_n * mu_n);
+  s.sum_delta_mu += q.s_top - mu_n;
+  s.sum_excess += (q.sum_signal - q.s_top) - (B - 1) * mu_n;
+  s.sum_var_noise += var_n;
+  ++s.n_queries;
+  ++s.rank_hist[static_cast<size_t>(std::min(rank, kSnrMaxRank + 1) - 1)];
+  return rank;
+}
+
+double normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+
+SnrSummary summarize_snr(const SnrStats& s, int64_t block_size, int64_t head_dim) {
+  SnrSummary r;
+  r.n_queries = s.n_queries;
+  r.n_pairs = s.n_pairs;
+  const double B = static_cast<double>(block_size);
+  if (s.n_pairs > 1) {
+    r.mean_d = s.sum_d / s.n_pairs;
+    r.std_d = std::sqrt(std::max(0.0, (s.sum_d2 - s.sum_d * r.mean_d) / static_cast<double>(s.n_pairs - 1)));
+    r.snr_emp = r.std_d > 0 ? r.mean_d / r.std_d : kNaN;
+    r.p_fail_emp = static_cast<double>(s.n_negative) / s.n_pairs;
+    r.p_fail_theory = normal_cdf(-r.snr_emp);
+    r.delta_mu_eff_d = B * r.mean_d;
+  } else {
+    r.mean_d = r.std_d = r.snr_emp = r.p_fail_emp = r.p_fail_theory = r.delta_mu_eff_d = kNaN;
+  }
+  if (s.n_queries > 0) {
+    const double nq = static_cast<double>(s.n_queries);
+    r.delta_mu = s.sum_delta_mu / nq;
+    r.cluster_excess = s.sum_excess / nq;
+    r.mu_cluster_rel = block_size > 1 ? r.cluster_excess / (B - 1) : kNaN;
+    r.delta_mu_eff = r.delta_mu + r.cluster_excess;
+    r.sigma = std::sqrt(s.sum_var_noise / nq);
+    r.sigma2_d = r.sigma * r.sigma * static_cast<double>(head_dim);
+    r.snr_theory = r.sigma > 0 ? r.delta_mu_eff / (r.sigma * std::sqrt(2.0 * B)) : kNaN;
+    r.rank1_share = static_cast<double>(s.rank_hist[0]) / nq;
+  } else {
+    r.delta_mu = r.cluster_excess = r.mu_cluster_rel = r.delta_mu_eff = r.sigma = r.sigma2_d = r.snr_theory =
+        r.rank1_share = kNaN;
+  }
+  return r;
+}
+
+double retrieval_probability(double snr, int64_t n_routable, int top_k) {
+  if (n_routable <= top_k - 1) return 1.0;
+  if (top_k <= 1 || !std::isfinite(snr)) return top_k <= 1 ? 0.0 : kNaN;
+  const int64_t n_noise = n_routable - 1;
+  const int max_beaters = top_k - 2;
+  // Trapezoid over z in [-8, 8] against the standard normal density.
+  constexpr int kSteps = 320;
+  const double lo = -8.0, h = 16.0 / kSteps, shift = std::sqrt(2.0) * snr;
+  double total = 0;
+  for (int i = 0; i <= kSteps; ++i) {
+    const double z = lo + h * i;
+    const double w = (i == 0 || i == kSteps ? 0.5 : 1.0) * h * std::exp(-0.5 * z * z) / std::sqrt(2 * M_PI);
+    const double p = normal_cdf(-(z + shift));  // one noise block beats the signal
+    double cdf;
+    if (p <= 0) {
+      cdf = 1.0;
+    } else if (p >= 1) {
+      cdf = max_beaters >= n_noise ? 1.0 : 0.0;
+    } else {
+      // P(Binomial(n_noise, p) <= max_beaters), terms in log space.
+      const double lp = std::log(p), lq = std::log1p(-p);
+      cdf = 0;
+      for (int64_t x = 0; x <= std::min<int64_t>(max_beaters, n_noise); ++x) {
+        const double lc = std::lgamma(n_noise + 1.0) - std::lgamma(x + 1.0) - std::lgamma(n_noise - x + 1.0);
+        cdf += std::exp(lc + x * lp + (n_noise - x) * lq);
+      }
+      cdf = std::min(1.0, cdf);
+    }
+    total += w * cdf;
+  }
+  return std::min(1.0, total);
+}
+
+double mean_retrieval_probability(double snr, const std::vector<int64_t>& counts, int top_k) {
+  double sum = 0;
+  int64_t n = 0;
+  for (size_t c = 0; c < counts.size(); ++c) {
+    if (counts[c] == 0) continue;
+    sum += counts[c] * retrieval_probability(snr, static_cast<int64_t>(c), top_k);
+    n += counts[c];
+  }
+  return n > 0 ? sum / n : kNaN;
+}
+
+}  // namespace moba::analysis

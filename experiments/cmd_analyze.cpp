@@ -1,0 +1,247 @@
+// `moba analyze`: the granularity ablation of one dump (DESIGN.md §4, §5, §7). Streams one
+// KV group at a time (analysis/analyze.h) and writes, into DIR:
+//   summary.csv    one row per layer x head x router x B x k (DESIGN §7 columns and more)
+//   aggregate.csv  count-weighted rows per layer and overall (scope = layer | overall)
+//   buckets.csv    per-position-bucket means of the main metrics
+//   summary.json   every row of the two CSVs
+//   analysis.h5    selections and per-position metrics for the GUI
+//   run.json       the run record (resolved config, git commit, device)
+// Everything is written into DIR.partial and renamed to DIR at the end; the CSV/JSON files
+// are rewritten (atomically) after every layer, so an interrupted run keeps its finished
+// layers in DIR.partial. Bad input or usage removes DIR.partial and leaves DIR untouched.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "analysis/analyze.h"
+#include "analysis/backend.h"
+#include "analysis/run_record.h"
+#include "core/dump.h"
+#include "core/errors.h"
+#include "core/h5_output.h"
+#include "experiments/args.h"
+#include "experiments/command.h"
+
+#ifndef MOBA_GIT_COMMIT
+#define MOBA_GIT_COMMIT "unknown"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace moba::cli {
+namespace {
+
+const char* const kUsage =
+    "usage: moba analyze DUMP --block-sizes 16,32,64,128 (--top-k 2,4,8 | --sparsity 0.75[,...]) --out DIR\n"
+    "                    [--layers 0,1] [--heads 0,3] [--routers moba,oracle,moba-kconv] [options]\n"
+    "\n"
+    "Routes every query at every block size B and top-k, against full causal attention, and\n"
+    "measures (DESIGN.md §4, §5): coverage R (attention mass in the selected blocks), oracle\n"
+    "coverage (equal-budget oracle by block mass), KL proxy -ln R, block recall vs the oracle,\n"
+    "token top-n recall, output relative error and cosine, sparsity, and the routing SNR with\n"
+    "the FlashMoBA model's parameters measured on the data. Means are over queries with a\n"
+    "choice (more routable blocks than k - 1).\n"
+    "\n"
+    "  --block-sizes LIST      block sizes (at most 8; one dense pass serves them all)\n"
+    "  --top-k LIST            top-k values: every (B, k) pair is analysed, or\n"
+    "  --sparsity LIST         fixed sparsity s: per B, k = max(1, round((1 - s) * T / B)), so\n"
+    "                          k*B ~ (1 - s) T is the same for every B (T = n_tokens)\n"
+    "  --out DIR               output directory (replaced atomically; an existing DIR must be\n"
+    "                          empty or an earlier analyze output)\n"
+    "  --layers LIST           layers (all)\n"
+    "  --heads LIST            query heads (all)\n"
+    "  --routers LIST          of moba, moba-kconv, oracle (moba,oracle)\n"
+    "  --tie recent|older      tie rule of every selector (recent)\n"
+    "  --gqa per-head|shared   GQA routing policy (per-head)\n"
+    "  --pool-precision dump|fp32\n"
+    "  --kconv W               moba-kconv width 3|5 (3); --kconv-weights FILE; --kconv-apply routing|both\n"
+    "  --top-n N               token recall's n (10)\n"
+    "  --buckets N             position buckets (16), or --bucket-width W tokens\n"
+    "  --trailing N            trailing window in tokens (last 1/16 of the positions)\n"
+    "  --device cpu|cuda|auto  backend (cpu)\n"
+    "  --json                  print the rows as JSON on stdout instead of the table\n"
+    "  --quiet                 no progress on stderr\n"
+    "\n"
+    "Column notes: sparsity_mean is TOKEN sparsity with the causal denominator,\n"
+    "1 - attended keys / (t + 1); block_density_mean is |S_t| / (current block + 1);\n"
+    "sparsity_nominal is 1 - k B / T. snr_emp = mean(D)/std(D) of gate-score gaps between the\n"
+    "signal block and other routable blocks; snr_theory = delta_mu_eff / (sigma sqrt(2B)) from\n"
+    "the measured model parameters; snr_synth = the synth dump's own delta_mu_eff sqrt(d/2B).\n";
+
+void write_atomic(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw std::runtime_error("cannot write " + tmp.string());
+    f << text;
+    if (!f.flush()) throw std::runtime_error("cannot write " + tmp.string());
+  }
+  fs::rename(tmp, path);
+}
+
+void write_tables(const fs::path& dir, const analysis::DumpAnalysis& a) {
+  write_atomic(dir / "summary.csv", analysis::rows_to_csv(a.head_rows));
+  std::vector<analysis::SummaryRow> agg = a.layer_rows;
+  agg.insert(agg.end(), a.overall_rows.begin(), a.overall_rows.end());
+  write_atomic(dir / "aggregate.csv", analysis::rows_to_csv(agg));
+  write_atomic(dir / "buckets.csv", analysis::buckets_to_csv(a.buckets));
+  std::vector<analysis::SummaryRow> all = a.head_rows;
+  all.insert(all.end(), agg.begin(), agg.end());
+  write_atomic(dir / "summary.json", analysis::rows_to_json(all));
+}
+
+// DIR may be replaced only when it is absent, empty, or an earlier analyze output.
+void check_out_dir(const fs::path& dir) {
+  if (!fs::exists(dir)) return;
+  if (!fs::is_directory(dir)) throw UsageError("--out " + dir.string() + " exists and is not a directory");
+  if (fs::is_empty(dir) || fs::exists(dir / "run.json")) return;
+  throw UsageError("--out " + dir.string() + " exists and is not an earlier `moba analyze` output; refusing to replace it");
+}
+
+int run_analyze(const std::vector<std::string>& argv) {
+  const Args args(argv,
+                  {"block-sizes", "top-k", "sparsity", "out", "layers", "heads", "routers", "tie", "gqa",
+                   "pool-precision", "kconv", "kconv-weights", "kconv-apply", "top-n", "buckets", "bucket-width",
+                   "trailing", "device", "query-chunk"},
+                  {"json", "quiet", "help"});
+  if (args.flag("help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (args.positional().size() != 1) throw UsageError("expected exactly one DUMP argument (see --help)");
+  const std::string dump_path = args.positional()[0];
+  const fs::path out_dir = args.required("out");
+  if (!args.has("block-sizes")) throw UsageError("--block-sizes is required");
+
+  analysis::AnalyzeOptions opt;
+  opt.block_sizes = args.int_list("block-sizes", {}, 1, INT32_MAX);
+  for (const int64_t k : args.int_list("top-k", {}, 1, 1 << 20)) opt.top_ks.push_back(static_cast<int>(k));
+  opt.sparsities = args.number_list("sparsity", {}, 0.0, 0.999999);
+  opt.routers.clear();
+  for (const auto& r : args.str_list("routers", {"moba", "oracle"})) {
+    const analysis::RouterKind kind = analysis::router_from_name(r);
+    for (const auto x : opt.routers)
+      if (x == kind) throw UsageError("--routers: " + r + " given twice");
+    opt.routers.push_back(kind);
+  }
+  auto& ro = opt.routing;
+  ro.tie = args.choice("tie", "recent", {"recent", "older"}) == "recent" ? kernels::TieRule::recent : kernels::TieRule::older;
+  ro.gqa = args.choice("gqa", "per-head", {"per-head", "shared"}) == "shared" ? kernels::GqaMode::shared
+                                                                             : kernels::GqaMode::per_head;
+  ro.pool_fp32 = args.choice("pool-precision", "dump", {"dump", "fp32"}) == "fp32";
+  ro.kconv_width = static_cast<int>(parse_int("--kconv", args.str("kconv", "3"), 3, 5));
+  if (ro.kconv_width != 3 && ro.kconv_width != 5) throw UsageError("--kconv: width must be 3 or 5");
+  ro.kconv_both = args.choice("kconv-apply", "routing", {"routing", "both"}) == "both";
+  opt.top_n = static_cast<int>(args.integer("top-n", 10, 1, 4096));
+  opt.n_buckets = static_cast<int>(args.integer("buckets", 16, 1, 1 << 20));
+  opt.bucket_width = args.integer("bucket-width", 0, 1, INT64_MAX / 2);
+  opt.trailing = args.integer("trailing", 0, 1, INT64_MAX / 2);
+  opt.query_chunk = args.integer("query-chunk", 256, 1, 1 << 20);
+  std::vector<int> layers;
+  for (const int64_t l : args.int_list("layers", {}, 0, INT32_MAX)) layers.push_back(static_cast<int>(l));
+  const std::vector<int64_t> heads = args.int_list("heads", {}, 0, INT32_MAX);
+  analysis::validate_options(opt);
+  const analysis::DeviceInfo device = analysis::resolve_device(args.choice("device", "cpu", {"cpu", "cuda", "auto"}));
+  opt.device = device.device;
+  const bool quiet = args.flag("quiet"), json = args.flag("json");
+  check_out_dir(out_dir);
+
+  const auto reader = open_dump(dump_path);
+  const DumpInfo& info = reader->info();
+  ro.kconv_weights_source = "uniform";
+  if (args.has("kconv-weights")) {
+    ro.kconv_weights_source = args.str("kconv-weights", "");
+    if (!info.layers.empty())
+      ro.kconv_weights = analysis::load_kconv_weights(ro.kconv_weights_source, ro.kconv_width, info.layers.front().head_dim);
+  }
+
+  const fs::path work = out_dir.string() + ".partial";
+  std::error_code ec;
+  fs::remove_all(work, ec);
+  fs::create_directories(work, ec);
+  if (ec) throw FileNotFoundError(work.string(), "", "cannot create the output directory: " + ec.message());
+  const auto t_start = std::chrono::steady_clock::now();
+  analysis::DumpAnalysis result;
+  try {
+    H5Output h5((work / "analysis.h5").string());
+    result = analysis::analyze_dump(*reader, layers, heads, opt, quiet, &h5,
+                                    [&](const analysis::DumpAnalysis& a, int) { write_tables(work, a); });
+    h5.set_string("/", "dump", dump_path);
+    h5.set_string("/", "git_commit", MOBA_GIT_COMMIT);
+    h5.set_string("/", "device", device.description);
+    h5.commit();
+  } catch (const InputError&) {
+    fs::remove_all(work, ec);
+    throw;
+  } catch (const UsageError&) {
+    fs::remove_all(work, ec);
+    throw;
+  } catch (...) {
+    std::fprintf(stderr, "moba analyze: finished layers are kept in %s\n", work.string().c_str());
+    throw;
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+
+  analysis::RunRecord rec = analysis::make_run_record("analyze", MOBA_GIT_COMMIT, device.description);
+  rec.config["dump"] = dump_path;
+  for (const auto& a : argv) rec.config["argv"] += (rec.config["argv"].empty() ? "" : " ") + a;
+  std::string s;
+  for (const auto b : opt.block_sizes) s += (s.empty() ? "" : ",") + std::to_string(b);
+  rec.config["block_sizes"] = s;
+  s.clear();
+  for (const auto& r : result.head_rows)
+    if (r.head == result.head_rows.front().head && r.layer == result.head_rows.front().layer &&
+        r.router == result.head_rows.front().router)
+      s += (s.empty() ? "" : ",") + std::to_string(r.block_size) + ":" + std::to_string(r.top_k);
+  rec.config["configs_B_k"] = s;
+  s.clear();
+  for (const auto r : opt.routers) s += (s.empty() ? "" : ",") + std::string(analysis::router_name(r));
+  rec.config["routers"] = s;
+  rec.config["tie"] = ro.tie == kernels::TieRule::recent ? "recent" : "older";
+  rec.config["gqa"] = ro.gqa == kernels::GqaMode::shared ? "shared" : "per-head";
+  rec.config["pool_precision"] = ro.pool_fp32 ? "fp32" : "dump";
+  rec.config["kconv_width"] = std::to_string(ro.kconv_width);
+  rec.config["kconv_weights"] = ro.kconv_weights_source;
+  rec.config["kconv_apply"] = ro.kconv_both ? "both" : "routing";
+  rec.config["top_n"] = std::to_string(opt.top_n);
+  rec.config["buckets"] = opt.bucket_width > 0 ? "width " + std::to_string(opt.bucket_width) : std::to_string(opt.n_buckets);
+  rec.config["trailing"] = opt.trailing > 0 ? std::to_string(opt.trailing) : "n_tokens/16";
+  rec.config["query_chunk"] = std::to_string(opt.query_chunk);
+  rec.config["wall_seconds"] = std::to_string(wall);
+  write_atomic(work / "run.json", analysis::to_json(rec) + "\n");
+
+  // Swap the finished directory in.
+  if (fs::exists(out_dir)) {
+    const fs::path old = out_dir.string() + ".old-" + std::to_string(getpid());
+    fs::rename(out_dir, old);
+    fs::rename(work, out_dir);
+    fs::remove_all(old, ec);
+  } else {
+    fs::rename(work, out_dir);
+  }
+
+  if (json) {
+    std::vector<analysis::SummaryRow> all = result.head_rows;
+    all.insert(all.end(), result.layer_rows.begin(), result.layer_rows.end());
+    all.insert(all.end(), result.overall_rows.begin(), result.overall_rows.end());
+    std::fputs(analysis::rows_to_json(all).c_str(), stdout);
+  } else {
+    std::printf("moba analyze %s: %zu head rows (device: %s, %.1f s)\n", dump_path.c_str(), result.head_rows.size(),
+                device.description.c_str(), wall);
+    std::printf("overall (count-weighted over layers and heads; means over queries with a choice):\n%s",
+                analysis::format_table(result.overall_rows).c_str());
+    std::printf("wrote %s/{summary.csv, aggregate.csv, buckets.csv, summary.json, analysis.h5, run.json}\n",
+                out_dir.string().c_str());
+  }
+  return 0;
+}
+
+const Command kAnalyze("analyze", "routing metrics and SNR at several block sizes (granularity ablation)", run_analyze);
+
+}  // namespace
+}  // namespace moba::cli

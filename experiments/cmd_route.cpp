@@ -1,0 +1,157 @@
+// `moba route`: one layer's block selections (and optionally the MoBA attention output) for
+// one router configuration (DESIGN.md §3, §7). One KV group is in memory at a time; the
+// output file is written atomically (core/h5_output.h).
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "analysis/backend.h"
+#include "analysis/router.h"
+#include "core/dump.h"
+#include "core/errors.h"
+#include "core/h5_output.h"
+#include "core/progress.h"
+#include "experiments/args.h"
+#include "experiments/command.h"
+
+#ifndef MOBA_GIT_COMMIT
+#define MOBA_GIT_COMMIT "unknown"
+#endif
+
+namespace moba::cli {
+namespace {
+
+const char* const kUsage =
+    "usage: moba route DUMP --layer L --block-size B --top-k K --out OUT.h5 [options]\n"
+    "\n"
+    "Routes every query of layer L with MoBA's rules (DESIGN.md §3) and writes `selected`\n"
+    "int32 [n_q_heads, n_tokens, K]: block indices per query, ascending, current block\n"
+    "included, -1 padded. With --with-output also `output` float32 [n_q_heads, n_tokens,\n"
+    "head_dim] and `lse` float32 [n_q_heads, n_tokens] (natural log, 1/sqrt(d) included):\n"
+    "attention over the selected blocks' keys, causal in the current block.\n"
+    "\n"
+    "  --layer L                  layer index (as in /layers/L)\n"
+    "  --block-size B             block size, >= 1\n"
+    "  --top-k K                  blocks per query, current block included, >= 1\n"
+    "  --out OUT.h5               output file (written atomically)\n"
+    "  --with-output              also write the MoBA attention output and its lse\n"
+    "  --router R                 moba | moba-kconv | oracle (moba; --kconv W implies moba-kconv)\n"
+    "  --tie recent|older         equal scores: larger (recent, default) or smaller block index wins\n"
+    "  --gqa per-head|shared      per query head (default) or one choice per KV group (summed scores)\n"
+    "  --pool-precision dump|fp32 round the pooled key mean to the dump dtype (default) or keep fp32\n"
+    "  --kconv W                  key conv width 3 or 5 for moba-kconv (3)\n"
+    "  --kconv-weights FILE       conv weights [W, head_dim]: .npy float32 or text (W lines of\n"
+    "                             head_dim numbers; row l multiplies k_{t-l}); default uniform 1/W\n"
+    "  --kconv-apply routing|both conv keys for routing only (default) or also for attention\n"
+    "  --device cpu|cuda|auto     backend (cpu)\n"
+    "  --quiet                    no progress on stderr\n";
+
+int run_route(const std::vector<std::string>& argv) {
+  const Args args(argv,
+                  {"layer", "block-size", "top-k", "out", "router", "tie", "gqa", "pool-precision", "kconv",
+                   "kconv-weights", "kconv-apply", "device"},
+                  {"with-output", "quiet", "help"});
+  if (args.flag("help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (args.positional().size() != 1) throw UsageError("expected exactly one DUMP argument (see --help)");
+  const std::string dump_path = args.positional()[0];
+  const int layer = static_cast<int>(parse_int("--layer", args.required("layer"), 0, INT32_MAX));
+  const int64_t B = parse_int("--block-size", args.required("block-size"), 1, INT32_MAX);
+  const int K = static_cast<int>(parse_int("--top-k", args.required("top-k"), 1, 1 << 20));
+  const std::string out_path = args.required("out");
+  const bool with_output = args.flag("with-output");
+  const bool quiet = args.flag("quiet");
+
+  analysis::RouterKind router = analysis::router_from_name(args.choice("router", "moba", {"moba", "moba-kconv", "oracle"}));
+  analysis::RoutingOptions ro;
+  if (args.has("kconv")) {
+    if (args.has("router") && router != analysis::RouterKind::moba_kconv)
+      throw UsageError("--kconv needs --router moba-kconv (or no --router)");
+    router = analysis::RouterKind::moba_kconv;
+  }
+  if ((args.has("kconv-weights") || args.has("kconv-apply")) && router != analysis::RouterKind::moba_kconv)
+    throw UsageError("--kconv-weights / --kconv-apply apply to the moba-kconv router only (add --kconv W)");
+  ro.kconv_width = static_cast<int>(parse_int("--kconv", args.str("kconv", "3"), 3, 5));
+  if (ro.kconv_width != 3 && ro.kconv_width != 5) throw UsageError("--kconv: width must be 3 or 5");
+  ro.kconv_both = args.choice("kconv-apply", "routing", {"routing", "both"}) == "both";
+  ro.tie = args.choice("tie", "recent", {"recent", "older"}) == "recent" ? kernels::TieRule::recent : kernels::TieRule::older;
+  ro.gqa = args.choice("gqa", "per-head", {"per-head", "shared"}) == "shared" ? kernels::GqaMode::shared
+                                                                             : kernels::GqaMode::per_head;
+  ro.pool_fp32 = args.choice("pool-precision", "dump", {"dump", "fp32"}) == "fp32";
+  const analysis::DeviceInfo device = analysis::resolve_device(args.choice("device", "cpu", {"cpu", "cuda", "auto"}));
+
+  const auto reader = open_dump(dump_path);
+  const DumpInfo& info = reader->info();
+  const LayerInfo& l = info.layer(layer);
+  const int64_t n_q = l.n_q_heads, n_kv = l.n_kv_heads, T = l.n_tokens, d = l.head_dim, group = n_q / n_kv;
+  ro.kconv_weights_source = "uniform";
+  if (args.has("kconv-weights")) {
+    ro.kconv_weights_source = args.str("kconv-weights", "");
+    ro.kconv_weights = analysis::load_kconv_weights(ro.kconv_weights_source, ro.kconv_width, d);
+  }
+
+  H5Output out(out_path);
+  out.create_i32("/selected", {n_q, T, K});
+  if (with_output) {
+    out.create_f32("/output", {n_q, T, d});
+    out.create_f32("/lse", {n_q, T});
+  }
+  std::vector<int32_t> selected(static_cast<size_t>(group * T * K));
+  std::vector<float> output(with_output ? static_cast<size_t>(group * T * d) : 0), lse(with_output ? static_cast<size_t>(group * T) : 0);
+  Progress progress("route " + dump_path, n_kv, quiet);
+  for (int64_t g = 0; g < n_kv; ++g) {
+    const Tensor3 q = reader->read(layer, TensorKind::q, g * group, group);
+    const Tensor3 k = reader->read(layer, TensorKind::k, g, 1);
+    const Tensor3 v = with_output ? reader->read(layer, TensorKind::v, g, 1) : Tensor3();
+    analysis::route_group(q.view(), k.view(), with_output ? v.view() : k.view(), l.dtype, router, ro, B, K,
+                          device.device, selected.data(), with_output ? output.data() : nullptr,
+                          with_output ? lse.data() : nullptr);
+    out.write_rows("/selected", g * group, group, selected.data());
+    if (with_output) {
+      out.write_rows("/output", g * group, group, output.data());
+      out.write_rows("/lse", g * group, group, lse.data());
+    }
+    progress.advance();
+  }
+  progress.finish();
+
+  out.set_integer("/", "moba_route_version", 1);
+  out.set_string("/", "dump", dump_path);
+  out.set_string("/", "model", info.model);
+  out.set_integer("/", "layer", layer);
+  out.set_integer("/", "block_size", B);
+  out.set_integer("/", "top_k", K);
+  out.set_integer("/", "n_blocks", kernels::block_count(T, B));
+  out.set_integer("/", "n_q_heads", n_q);
+  out.set_integer("/", "n_kv_heads", n_kv);
+  out.set_integer("/", "n_tokens", T);
+  out.set_integer("/", "head_dim", d);
+  out.set_string("/", "dtype", dtype_name(l.dtype));
+  out.set_string("/", "router", analysis::router_name(router));
+  out.set_string("/", "tie", ro.tie == kernels::TieRule::recent ? "recent" : "older");
+  out.set_string("/", "gqa", ro.gqa == kernels::GqaMode::shared ? "shared" : "per-head");
+  out.set_string("/", "pool_precision", ro.pool_fp32 ? "fp32" : "dump");
+  if (router == analysis::RouterKind::moba_kconv) {
+    out.set_integer("/", "kconv_width", ro.kconv_width);
+    out.set_string("/", "kconv_weights", ro.kconv_weights_source);
+    out.set_string("/", "kconv_apply", ro.kconv_both ? "both" : "routing");
+  }
+  out.set_integer("/", "with_output", with_output ? 1 : 0);
+  out.set_number("/", "softmax_scale", 1.0 / std::sqrt(static_cast<double>(d)));
+  out.set_string("/", "device", device.description);
+  out.set_string("/", "git_commit", MOBA_GIT_COMMIT);
+  out.commit();
+
+  std::printf("routed layer %d of %s: %lld q heads x %lld tokens, B %lld, k %d, router %s -> %s (device: %s)\n",
+              layer, dump_path.c_str(), static_cast<long long>(n_q), static_cast<long long>(T),
+              static_cast<long long>(B), K, analysis::router_name(router), out_path.c_str(), device.description.c_str());
+  return 0;
+}
+
+const Command kRoute("route", "block selections (and MoBA output) of one layer", run_route);
+
+}  // namespace
+}  // namespace moba::cli
