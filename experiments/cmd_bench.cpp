@@ -1,0 +1,213 @@
+// `moba bench [--json] [--tokens LIST] [--suite b1,b3] [--reps N] [--b3-max-tokens N]`
+//
+// PERF.md benchmarks on the CUDA backend, timed with device events after a warm-up, median
+// of --reps runs, inputs drawn at random (bf16, larger than L2):
+//   B1  routing (block_pool + gate_topk) + block-sparse attention forward, bf16,
+//       batch 2 x 16 heads (folded into 32 heads) x head dim 128, causal, for each T and
+//       (B, k) in {(128, 8), (64, 16), (32, 32), (16, 64)};
+//   B2  routing's share of B1 (reported beside B1);
+//   B3  the analysis pass: dense_pass with lse, o_full and block masses for B in
+//       {16, 32, 64, 128}, streamed over query chunks (chunk sized so the mass buffers stay
+//       under 2 GiB).
+// Peak device memory (stream-ordered pool high-water mark, inputs included) per row.
+// The SDPA baselines come from experiments/bench/sdpa_baseline.py in the same device call.
+#include <algorithm>
+#include <stdexcept>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/errors.h"
+#include "experiments/args.h"
+#include "experiments/command.h"
+#include "kernels/backend.h"
+#include "kernels/block_pool.h"
+#include "kernels/dense_pass.h"
+#include "kernels/gate_topk.h"
+#include "kernels/moba_attention.h"
+#ifdef MOBA_HAVE_CUDA
+#include "kernels/cuda_runtime.h"
+#endif
+
+namespace moba::cli {
+namespace {
+
+const char* kUsage =
+    "usage: moba bench [--json] [--tokens 8192,16384,...] [--suite b1,b3] [--reps N] [--b3-max-tokens N]\n"
+    "  Times the CUDA kernels (PERF.md B1-B3): routing + MoBA forward, analysis pass.\n";
+
+#ifdef MOBA_HAVE_CUDA
+using namespace moba::kernels;
+
+constexpr int64_t kHeads = 32, kDim = 128;  // batch 2 x 16 heads, folded
+
+void check(const char* e, const char* what) {
+  if (e) throw std::runtime_error(std::string("bench: ") + what + ": " + e + " (" + cuda_last_error_detail() + ")");
+}
+
+// Random bf16 [heads, tokens, dim] on the device (counter-based, so reproducible and fast).
+DeviceBuffer random_bf16(int64_t n, uint64_t seed) {
+  std::vector<uint16_t> host(static_cast<size_t>(n));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    uint64_t z = (static_cast<uint64_t>(i) + seed * 0x9E3779B97F4A7C15ull) * 0xBF58476D1CE4E5B9ull;
+    z ^= z >> 31; z *= 0x94D049BB133111EBull; z ^= z >> 29;
+    // Sum of 4 uniforms ~ roughly normal, unit variance.
+    double s = 0;
+    for (int j = 0; j < 4; ++j) s += static_cast<double>((z >> (16 * j)) & 0xffff) / 65536.0;
+    host[static_cast<size_t>(i)] = f32_to_bf16(static_cast<float>((s - 2.0) * 1.7320508));
+  }
+  DeviceBuffer b(host.size() * 2);
+  check(b.error(), "alloc inputs");
+  check(cuda_copy_to_device(b.get(), host.data(), host.size() * 2), "upload");
+  return b;
+}
+
+template <typename F>
+double median_ms(int reps, F run) {
+  run();  // warm-up
+  check(cuda_synchronize(), "warm-up");
+  std::vector<double> t;
+  CudaTimer timer;
+  for (int r = 0; r < reps; ++r) {
+    check(timer.start(), "timer");
+    run();
+    check(timer.stop(), "timer");
+    t.push_back(timer.elapsed_ms());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+struct Row {
+  std::string bench;
+  int64_t tokens, block_size;
+  int top_k;
+  double routing_ms, attention_ms, total_ms;
+  double peak_gib;
+};
+
+int run_bench(const std::vector<std::string>& argv) {
+  const Args args(argv, {"tokens", "suite", "reps", "b3-max-tokens"}, {"json", "help"});
+  if (args.flag("help")) { std::printf("%s", kUsage); return 0; }
+  const auto tokens = args.int_list("tokens", {8192, 16384, 32768, 65536, 131072}, 1, int64_t{1} << 22);
+  const auto suites = args.str_list("suite", {"b1", "b3"});
+  const int reps = static_cast<int>(args.integer("reps", 10, 1, 1000));
+  const int64_t b3_max = args.integer("b3-max-tokens", 65536, 1, int64_t{1} << 22);
+  const bool json = args.flag("json");
+  if (!cuda_device_available()) throw std::runtime_error("bench: no CUDA device available");
+  const std::string device = cuda_device_name();
+  const bool do_b1 = std::find(suites.begin(), suites.end(), "b1") != suites.end();
+  const bool do_b3 = std::find(suites.begin(), suites.end(), "b3") != suites.end();
+  const std::pair<int64_t, int> configs[] = {{128, 8}, {64, 16}, {32, 32}, {16, 64}};
+  std::vector<Row> rows;
+
+  for (const int64_t T : tokens) {
+    const int64_t n = kHeads * T * kDim;
+    check(cuda_peak_memory_reset(), "peak reset");
+    DeviceBuffer q = random_bf16(n, 1 + T), k = random_bf16(n, 2 + T), v = random_bf16(n, 3 + T);
+    const TensorView view{nullptr, kHeads, T, kDim, T * kDim, kDim, 1};
+    if (do_b1) {
+      DeviceBuffer out(static_cast<size_t>(n) * 4), lse(static_cast<size_t>(kHeads * T) * 4);
+      check(out.error(), "alloc out");
+      for (const auto& [B, K] : configs) {
+        const int64_t nb = block_count(T, B);
+        DeviceBuffer kbar(static_cast<size_t>(kHeads * nb * kDim) * 4);
+        DeviceBuffer sel(static_cast<size_t>(kHeads * T * K) * 4);
+        check(sel.error(), "alloc selected");
+        check(cuda_peak_memory_reset(), "peak reset");
+        BlockPoolParams pp;
+        pp.k = view; pp.block_size = B; pp.pool_dtype = DType::bf16; pp.mean = kbar.as<float>();
+        pp.input_dtype = DType::bf16; pp.k16 = k.as<uint16_t>();
+        GateTopkParams gp;
+        gp.q = view; gp.kbar = kbar.as<float>(); gp.n_kv_heads = kHeads; gp.block_size = B; gp.top_k = K;
+        gp.selected = sel.as<int32_t>(); gp.input_dtype = DType::bf16; gp.q16 = q.as<uint16_t>();
+        MobaAttentionParams ap;
+        ap.q = ap.k = ap.v = view; ap.selected = sel.as<int32_t>(); ap.top_k = K; ap.block_size = B;
+        ap.out = out.as<float>(); ap.lse = lse.as<float>(); ap.input_dtype = DType::bf16;
+        ap.q16 = q.as<uint16_t>(); ap.k16 = k.as<uint16_t>(); ap.v16 = v.as<uint16_t>();
+        auto routing = [&] {
+          check(block_pool_cuda(pp), "block_pool");
+          check(gate_topk_cuda(gp), "gate_topk");
+        };
+        auto attention = [&] { check(moba_attention_cuda(ap), "moba_attention"); };
+        const int r = T >= 131072 ? std::max(3, reps / 3) : reps;
+        const double t_route = median_ms(r, routing);
+        const double t_attn = median_ms(r, attention);
+        const double t_all = median_ms(r, [&] { routing(); attention(); });
+        const double peak = static_cast<double>(cuda_peak_memory_bytes()) / (1 << 30);
+        rows.push_back({"B1", T, B, K, t_route, t_attn, t_all, peak});
+        if (!json)
+          std::fprintf(stderr, "B1 T=%" PRId64 " B=%" PRId64 " k=%d: routing %.3f ms, attention %.3f ms, total %.3f ms\n",
+                       T, B, K, t_route, t_attn, t_all);
+      }
+    }
+    if (do_b3 && T <= b3_max) {
+      const int64_t sizes[4] = {16, 32, 64, 128};
+      int64_t mass_per_query = 0;
+      for (int64_t B : sizes) mass_per_query += block_count(T, B);
+      int64_t chunk = T;
+      while (chunk > 256 && kHeads * chunk * mass_per_query * 4 > (int64_t{2} << 30)) chunk /= 2;
+      std::vector<DeviceBuffer> mass;
+      for (int64_t B : sizes) mass.emplace_back(static_cast<size_t>(kHeads * chunk * block_count(T, B)) * 4);
+      DeviceBuffer lse(static_cast<size_t>(kHeads * T) * 4), out(static_cast<size_t>(kHeads * chunk * kDim) * 4);
+      for (auto& m : mass) check(m.error(), "alloc masses");
+      check(cuda_peak_memory_reset(), "peak reset");
+      auto pass = [&] {
+        for (int64_t q0 = 0; q0 < T; q0 += chunk) {
+          DensePassParams p;
+          p.q = p.k = p.v = view;
+          p.input_dtype = DType::bf16;
+          p.q16 = q.as<uint16_t>(); p.k16 = k.as<uint16_t>(); p.v16 = v.as<uint16_t>();
+          p.query_begin = q0;
+          p.query_count = std::min(chunk, T - q0);
+          p.lse = lse.as<float>() + 0;  // [heads, chunk] per call; lse reused
+          p.out = out.as<float>();
+          p.n_block_sizes = 4;
+          for (int i = 0; i < 4; ++i) { p.block_sizes[i] = sizes[i]; p.block_mass[i] = mass[i].as<float>(); }
+          check(dense_pass_cuda(p), "dense_pass");
+        }
+      };
+      const int r = T >= 65536 ? 2 : std::max(2, reps / 3);
+      const double t = median_ms(r, pass);
+      const double peak = static_cast<double>(cuda_peak_memory_bytes()) / (1 << 30);
+      rows.push_back({"B3", T, chunk, 4, 0.0, t, t, peak});
+      if (!json) std::fprintf(stderr, "B3 T=%" PRId64 " (chunk %" PRId64 "): %.3f ms\n", T, chunk, t);
+    }
+  }
+
+  if (json) {
+    std::printf("{\"device\": \"%s\", \"heads\": %" PRId64 ", \"head_dim\": %" PRId64 ", \"dtype\": \"bfloat16\", \"rows\": [\n",
+                device.c_str(), kHeads, kDim);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      std::printf("  {\"bench\": \"%s\", \"tokens\": %" PRId64 ", \"block_size\": %" PRId64 ", \"top_k\": %d, "
+                  "\"routing_ms\": %.4f, \"attention_ms\": %.4f, \"total_ms\": %.4f, \"routing_share\": %.4f, "
+                  "\"peak_gib\": %.3f}%s\n",
+                  r.bench.c_str(), r.tokens, r.block_size, r.top_k, r.routing_ms, r.attention_ms, r.total_ms,
+                  r.total_ms > 0 ? r.routing_ms / r.total_ms : 0.0, r.peak_gib, i + 1 < rows.size() ? "," : "");
+    }
+    std::printf("]}\n");
+  } else {
+    std::printf("device: %s\n%-4s %8s %5s %4s %11s %11s %11s %7s %8s\n", device.c_str(), "", "tokens", "B", "k",
+                "routing_ms", "attn_ms", "total_ms", "route%", "peak_GiB");
+    for (const Row& r : rows)
+      std::printf("%-4s %8" PRId64 " %5" PRId64 " %4d %11.3f %11.3f %11.3f %6.1f%% %8.2f\n", r.bench.c_str(), r.tokens,
+                  r.block_size, r.top_k, r.routing_ms, r.attention_ms, r.total_ms,
+                  r.total_ms > 0 ? 100 * r.routing_ms / r.total_ms : 0.0, r.peak_gib);
+  }
+  return 0;
+}
+#else
+int run_bench(const std::vector<std::string>&) {
+  throw UsageError("bench: this build has no CUDA backend (configure with -DMOBA_CUDA=ON)");
+}
+#endif
+
+const Command kBench("bench", "time the CUDA kernels (PERF.md B1-B3; --json)", run_bench);
+
+}  // namespace
+}  // namespace moba::cli

@@ -1,0 +1,188 @@
+// Device helpers (kernels/cuda_runtime.h) and the shared fp32 -> 16-bit conversion.
+#include "kernels/cuda_runtime.h"
+#include "kernels/backend.h"
+
+#include <cmath>
+#include <string>
+#include <utility>
+
+#include "kernels/cuda/cuda_util.cuh"
+
+namespace moba::kernels {
+namespace cuda_detail {
+namespace {
+thread_local cudaError_t g_last_error = cudaSuccess;
+
+// [heads, tokens, dim] fp32 strided -> contiguous 16-bit; one thread per element.
+__global__ void convert_to_16_kernel(const float* __restrict__ src, int64_t tokens, int64_t dim,
+                                     int64_t stride_head, int64_t stride_token, int kind,
+                                     uint16_t* __restrict__ dst, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t c = i % dim, row = i / dim, t = row % tokens, h = row / tokens;
+    const float x = src[h * stride_head + t * stride_token + c];
+    dst[i] = kind == kF16 ? __half_as_ushort(__float2half_rn(x))
+                          : __bfloat16_as_ushort(__float2bfloat16_rn(x));
+  }
+}
+
+const char* launch_convert_to_16(const float* src, int64_t heads, int64_t tokens, int64_t dim,
+                                 int64_t stride_head, int64_t stride_token, int kind,
+                                 uint16_t* dst, cudaStream_t stream) {
+  const int64_t n = heads * tokens * dim;
+  if (n == 0) return nullptr;
+  const int threads = 256;
+  const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65536);
+  convert_to_16_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
+      src, tokens, dim, stride_head, stride_token, kind, dst, n);
+  MOBA_CUDA_LAUNCH_CHECK();
+  return nullptr;
+}
+}  // namespace
+
+const char* record_failure(cudaError_t e, const char* where) {
+  g_last_error = e;
+  return where;
+}
+
+const char* convert_to_16(const float* src, int64_t heads, int64_t tokens, int64_t dim,
+                          int64_t stride_head, int64_t stride_token, int kind, uint16_t* dst,
+                          cudaStream_t stream) {
+  if (kind != kF16 && kind != kBF16) return "convert_to_16: target must be f16 or bf16";
+  return launch_convert_to_16(src, heads, tokens, dim, stride_head, stride_token, kind, dst, stream);
+}
+
+}  // namespace cuda_detail
+
+using cuda_detail::record_failure;
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+bool cuda_device_available() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
+    cudaGetLastError();
+    return false;
+  }
+  return cudaFree(nullptr) == cudaSuccess;
+}
+
+std::string cuda_device_name() {
+  int dev = 0;
+  cudaDeviceProp prop{};
+  if (!cuda_device_available() || cudaGetDevice(&dev) != cudaSuccess ||
+      cudaGetDeviceProperties(&prop, dev) != cudaSuccess)
+    return "";
+  return prop.name;
+}
+
+std::string cuda_last_error_detail() {
+  return std::string(cudaGetErrorName(cuda_detail::g_last_error)) + ": " +
+         cudaGetErrorString(cuda_detail::g_last_error);
+}
+
+DeviceBuffer::DeviceBuffer(size_t bytes) {
+  if (bytes == 0) return;
+  const cudaError_t e = cudaMallocAsync(&ptr_, bytes, nullptr);
+  if (e != cudaSuccess) {
+    ptr_ = nullptr;
+    error_ = record_failure(e, __FILE__ ": cudaMallocAsync");
+    return;
+  }
+  const cudaError_t s = cudaStreamSynchronize(nullptr);
+  if (s != cudaSuccess) error_ = record_failure(s, __FILE__ ": cudaStreamSynchronize");
+  bytes_ = bytes;
+}
+
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_) {
+    cudaFreeAsync(ptr_, nullptr);
+    cudaStreamSynchronize(nullptr);
+  }
+}
+
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& o) noexcept
+    : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)), error_(o.error_) {}
+
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
+  if (this != &o) {
+    if (ptr_) cudaFreeAsync(ptr_, nullptr);
+    ptr_ = std::exchange(o.ptr_, nullptr);
+    bytes_ = std::exchange(o.bytes_, 0);
+    error_ = o.error_;
+  }
+  return *this;
+}
+
+const char* cuda_copy_to_device(void* dst, const void* src, size_t bytes) {
+  MOBA_CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+  return nullptr;
+}
+const char* cuda_copy_to_host(void* dst, const void* src, size_t bytes) {
+  MOBA_CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+  return nullptr;
+}
+const char* cuda_fill_bytes(void* dst, int byte, size_t bytes) {
+  MOBA_CUDA_TRY(cudaMemset(dst, byte, bytes));
+  return nullptr;
+}
+const char* cuda_synchronize() {
+  MOBA_CUDA_TRY(cudaDeviceSynchronize());
+  return nullptr;
+}
+
+const char* cuda_peak_memory_reset() {
+  int dev = 0;
+  cudaMemPool_t pool;
+  MOBA_CUDA_TRY(cudaGetDevice(&dev));
+  MOBA_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, dev));
+  uint64_t zero = 0;
+  MOBA_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero));
+  return nullptr;
+}
+
+size_t cuda_peak_memory_bytes() {
+  int dev = 0;
+  cudaMemPool_t pool;
+  uint64_t v = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetDefaultMemPool(&pool, dev) != cudaSuccess ||
+      cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &v) != cudaSuccess)
+    return 0;
+  return static_cast<size_t>(v);
+}
+
+CudaTimer::CudaTimer() {
+  cudaEvent_t a = nullptr, b = nullptr;
+  if (cudaEventCreate(&a) == cudaSuccess) begin_ = a;
+  if (cudaEventCreate(&b) == cudaSuccess) end_ = b;
+}
+CudaTimer::~CudaTimer() {
+  if (begin_) cudaEventDestroy(static_cast<cudaEvent_t>(begin_));
+  if (end_) cudaEventDestroy(static_cast<cudaEvent_t>(end_));
+}
+const char* CudaTimer::start() {
+  if (!begin_) return "CudaTimer: cudaEventCreate failed";
+  MOBA_CUDA_TRY(cudaEventRecord(static_cast<cudaEvent_t>(begin_), nullptr));
+  return nullptr;
+}
+const char* CudaTimer::stop() {
+  if (!end_) return "CudaTimer: cudaEventCreate failed";
+  MOBA_CUDA_TRY(cudaEventRecord(static_cast<cudaEvent_t>(end_), nullptr));
+  return nullptr;
+}
+float CudaTimer::elapsed_ms() {
+  float ms = NAN;
+  if (!begin_ || !end_ || cudaEventSynchronize(static_cast<cudaEvent_t>(end_)) != cudaSuccess ||
+      cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(begin_), static_cast<cudaEvent_t>(end_)) != cudaSuccess)
+    return NAN;
+  return ms;
+}
+
+}  // namespace moba::kernels

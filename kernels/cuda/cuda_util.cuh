@@ -1,0 +1,97 @@
+#pragma once
+// Internal helpers of the CUDA backend: checked calls with file and line, 16-bit loads.
+// Kernels never throw: every public entry returns nullptr or a static message.
+#include <cuda_runtime.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace moba::kernels::cuda_detail {
+
+// Records the CUDA error of the last failure (thread-local) and returns `where`.
+const char* record_failure(cudaError_t e, const char* where);
+
+#define MOBA_STR2(x) #x
+#define MOBA_STR(x) MOBA_STR2(x)
+// Inside a function returning const char*: return a static "file:line: call" on failure.
+#define MOBA_CUDA_TRY(call)                                                                 \
+  do {                                                                                      \
+    const cudaError_t moba_e_ = (call);                                                     \
+    if (moba_e_ != cudaSuccess)                                                             \
+      return ::moba::kernels::cuda_detail::record_failure(                                  \
+          moba_e_, __FILE__ ":" MOBA_STR(__LINE__) ": " #call);                             \
+  } while (0)
+// After a launch: checks the launch configuration error.
+#define MOBA_CUDA_LAUNCH_CHECK() MOBA_CUDA_TRY(cudaGetLastError())
+// Propagate a status from a helper.
+#define MOBA_TRY(expr)                   \
+  do {                                   \
+    if (const char* moba_s_ = (expr)) return moba_s_; \
+  } while (0)
+
+// Element type code used by device loads: 0 = fp32, 1 = f16, 2 = bf16.
+enum ElemKind : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+inline ElemKind kind_of(DType t) {
+  return t == DType::f16 ? kF16 : t == DType::bf16 ? kBF16 : kF32;
+}
+
+// A read-only [heads, tokens, dim] device tensor in fp32 or raw 16-bit form.
+struct DevTensor {
+  const float* f32 = nullptr;
+  const uint16_t* h16 = nullptr;
+  int kind = kF32;
+  int64_t stride_head = 0, stride_token = 0;
+
+  __device__ __forceinline__ float load(int64_t h, int64_t t, int64_t c) const {
+    const int64_t i = h * stride_head + t * stride_token + c;
+    if (kind == kF32) return f32[i];
+    const uint16_t raw = h16[i];
+    if (kind == kF16) return __half2float(__ushort_as_half(raw));
+    return __bfloat162float(__ushort_as_bfloat16(raw));
+  }
+};
+
+// Round x to `kind` (round to nearest even, as core/dtype.h) and back to fp32.
+__device__ __forceinline__ float round_to_kind(int kind, float x) {
+  if (kind == kF16) return __half2float(__float2half_rn(x));
+  if (kind == kBF16) return __bfloat162float(__float2bfloat16_rn(x));
+  return x;
+}
+
+// Stream-ordered scratch owned by one entry call; freed on scope exit (stream-ordered).
+class Scratch {
+ public:
+  explicit Scratch(cudaStream_t s) : stream_(s) {}
+  ~Scratch() {
+    for (int i = 0; i < n_; ++i) cudaFreeAsync(ptr_[i], stream_);
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  // Returns nullptr or the failed call; *out receives the allocation.
+  template <typename T>
+  const char* alloc(T** out, size_t count) {
+    void* p = nullptr;
+    if (n_ == kMax) return "kernels/cuda: too many scratch buffers";
+    MOBA_CUDA_TRY(cudaMallocAsync(&p, count * sizeof(T) + 16, stream_));
+    ptr_[n_++] = p;
+    *out = static_cast<T*>(p);
+    return nullptr;
+  }
+
+ private:
+  static constexpr int kMax = 8;
+  cudaStream_t stream_;
+  void* ptr_[kMax] = {};
+  int n_ = 0;
+};
+
+// Converts an fp32 [heads, tokens, dim] view into a contiguous 16-bit tensor of `kind`.
+const char* convert_to_16(const float* src, int64_t heads, int64_t tokens, int64_t dim,
+                          int64_t stride_head, int64_t stride_token, int kind, uint16_t* dst,
+                          cudaStream_t stream);
+
+}  // namespace moba::kernels::cuda_detail

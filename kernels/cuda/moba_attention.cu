@@ -1,0 +1,395 @@
+// CUDA MoBA block-sparse attention forward (kernels/moba_attention.h), v1: gather by block.
+//
+// Work is independent of how selections are spread (no dense fallback on random routing):
+//  1. csc_count / csc_scatter: per (query head, row group of `rows` queries, key block) the
+//     list of queries that attend the block (valid, causal, deduplicated), built with atomics
+//     into an int32 entry array ordered by (head, row group, block) through one prefix sum.
+//     Order inside a list is irrelevant: each query's result depends only on the ascending
+//     order of its own blocks.
+//  2. moba_attention_kernel: one CTA per (row group, query head); it walks the key blocks
+//     ascending, stages each block's K/V (pieces of 128 keys) in shared memory once, and its
+//     4 warps take the block's queries 16 at a time: gather Q rows, load that row's running
+//     output (fp32, kept in `out` itself) and its (max, sum), run QK^T and PV on tensor cores
+//     (mma.sync m16n8k16, 16-bit inputs, fp32 accumulate) with causal masking, store back.
+//     Finally the CTA normalises its rows and writes lse.
+// GQA by index (KV head = h / group). Head dims up to 128 (multiple of 8; 48 runs padded to
+// 64). Inputs: raw f16/bf16 device pointers, or fp32 views converted to input_dtype
+// (bf16 when f32: lossy, stated).
+#include "kernels/moba_attention.h"
+
+#include <cub/device/device_scan.cuh>
+#include <cuda/std/functional>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "kernels/block_pool.h"
+#include "kernels/cuda/cuda_util.cuh"
+#include "kernels/cuda/mma.cuh"
+
+namespace moba::kernels {
+namespace {
+using namespace cuda_detail;
+
+constexpr int kWarps = 4;
+constexpr int kKeyPiece = 128;  // keys of a block staged in shared memory at once
+constexpr int kSub = 64;        // keys per online-softmax step
+
+struct ListArgs {
+  const int32_t* selected;      // [n_q_heads, n_tokens, top_k]
+  int64_t n_tokens, block_size, n_blocks, n_q_heads;
+  int top_k, rows, n_groups;    // rows per group, groups per head
+  unsigned* counts;             // [n_q_heads, n_groups, n_blocks] (+1)
+  const int64_t* offsets;       // exclusive prefix sum of counts
+  int32_t* entries;             // [total] query positions
+};
+
+// Visits the valid, causal, distinct blocks of row (h, t).
+template <typename F>
+__device__ __forceinline__ void for_each_block(const ListArgs& a, int64_t h, int64_t t, F f) {
+  const int32_t* sel = a.selected + (h * a.n_tokens + t) * a.top_k;
+  int32_t seen_max = -1;
+  for (int j = 0; j < a.top_k; ++j) {
+    const int32_t b = sel[j];
+    if (b < 0 || b >= a.n_blocks || int64_t{b} * a.block_size > t) continue;
+    if (b <= seen_max) {  // not ascending: look for an earlier copy
+      bool dup = false;
+      for (int i = 0; i < j; ++i) dup |= sel[i] == b;
+      if (dup) continue;
+    }
+    seen_max = max(seen_max, b);
+    f(b);
+  }
+}
+
+__global__ void csc_count_kernel(ListArgs a) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= a.n_q_heads * a.n_tokens) return;
+  const int64_t h = i / a.n_tokens, t = i % a.n_tokens;
+  const int64_t base = (h * a.n_groups + t / a.rows) * a.n_blocks;
+  for_each_block(a, h, t, [&](int32_t b) { atomicAdd(a.counts + base + b, 1u); });
+}
+
+__global__ void csc_scatter_kernel(ListArgs a) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= a.n_q_heads * a.n_tokens) return;
+  const int64_t h = i / a.n_tokens, t = i % a.n_tokens;
+  const int64_t base = (h * a.n_groups + t / a.rows) * a.n_blocks;
+  for_each_block(a, h, t, [&](int32_t b) {
+    const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
+    a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(t);
+  });
+}
+
+struct AttnArgs {
+  const uint16_t *q, *k, *v;    // 16-bit [heads, n_tokens, head_dim], strided rows
+  int64_t q_sh, q_st, k_sh, k_st, v_sh, v_st;
+  int64_t n_tokens, head_dim, block_size, n_blocks, group;
+  int rows, n_groups;
+  float scale_log2;             // softmax_scale * log2(e)
+  const int64_t* offsets;       // [n_q_heads * n_groups * n_blocks + 1]
+  const int32_t* entries;
+  float* out;                   // [n_q_heads, n_tokens, head_dim] fp32: accumulator, then output
+  float2* ml;                   // [n_q_heads, n_tokens] running (max in log2 units, sum)
+  float* lse;                   // optional
+};
+
+template <int D, typename T16>
+__global__ void __launch_bounds__(kWarps * 32) moba_attention_kernel(AttnArgs a) {
+  using M = Mma<T16>;
+  constexpr int LD = D + 8;     // padded smem row (16-bit elements): conflict-free fragments
+  extern __shared__ uint4 smem_raw[];
+  uint16_t* ks = reinterpret_cast<uint16_t*>(smem_raw);  // [kKeyPiece][LD]
+  uint16_t* vs = ks + kKeyPiece * LD;                     // [kKeyPiece][LD]
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
+  const int64_t h = blockIdx.y, grp = blockIdx.x, kv = h / a.group;
+  const int64_t r_begin = grp * a.rows, r_end = min(a.n_tokens, r_begin + a.rows);
+  const int64_t d = a.head_dim;
+
+  // Init this CTA's rows: output accumulator 0, (max, sum) = (-inf, 0).
+  for (int64_t i = tid; i < (r_end - r_begin) * d; i += blockDim.x)
+    a.out[(h * a.n_tokens + r_begin) * d + i] = 0.0f;
+  for (int64_t i = tid; i < r_end - r_begin; i += blockDim.x)
+    a.ml[h * a.n_tokens + r_begin + i] = make_float2(-INFINITY, 0.0f);
+  __syncthreads();
+
+  const int64_t c_max = (r_end - 1) / a.block_size;
+  const int64_t list_base = (h * a.n_groups + grp) * a.n_blocks;
+  for (int64_t b = 0; b <= c_max; ++b) {
+    const int64_t beg = a.offsets[list_base + b];
+    const int n = static_cast<int>(a.offsets[list_base + b + 1] - beg);
+    if (n == 0) continue;
+    const int64_t kb1 = min(a.n_tokens, (b + 1) * a.block_size);
+    for (int64_t p0 = b * a.block_size; p0 < kb1; p0 += kKeyPiece) {
+      const int np = static_cast<int>(min(int64_t{kKeyPiece}, kb1 - p0));
+      const int np16 = (np + 15) / 16 * 16;
+      __syncthreads();  // previous piece fully consumed
+      for (int i = tid; i < np16 * (D / 8); i += blockDim.x) {
+        const int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
+        const bool ok = r < np && c8 < d;
+        copy16(ks + r * LD + c8, a.k + kv * a.k_sh + (p0 + r) * a.k_st + c8, ok);
+        copy16(vs + r * LD + c8, a.v + kv * a.v_sh + (p0 + r) * a.v_st + c8, ok);
+      }
+      __syncthreads();
+      for (int chunk = warp * 16; chunk < n; chunk += kWarps * 16) {
+        const int64_t t0 = chunk + g < n ? a.entries[beg + chunk + g] : -1;
+        const int64_t t1 = chunk + g + 8 < n ? a.entries[beg + chunk + g + 8] : -1;
+        int64_t t_max = max(t0, t1);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) t_max = max(t_max, __shfl_xor_sync(0xffffffffu, t_max, o));
+        if (t_max < p0) continue;  // whole chunk before this piece (cannot happen past piece 0)
+        // Q fragments [D/16][4] for rows t0 (g) and t1 (g + 8).
+        uint32_t qa[D / 16][4];
+        const uint16_t* q0 = t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr;
+        const uint16_t* q1 = t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+          const int c0 = kk * 16 + 2 * qd, c1 = c0 + 8;
+          qa[kk][0] = (q0 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c0)) : 0u;
+          qa[kk][1] = (q1 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c0)) : 0u;
+          qa[kk][2] = (q0 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c1)) : 0u;
+          qa[kk][3] = (q1 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c1)) : 0u;
+        }
+        float* o0 = t0 >= 0 ? a.out + (h * a.n_tokens + t0) * d : nullptr;
+        float* o1 = t1 >= 0 ? a.out + (h * a.n_tokens + t1) * d : nullptr;
+        float acc[D / 8][4];
+#pragma unroll
+        for (int nd = 0; nd < D / 8; ++nd) {
+          const int c = nd * 8 + 2 * qd;
+          const float2 x0 = (o0 && c < d) ? *reinterpret_cast<const float2*>(o0 + c) : make_float2(0.f, 0.f);
+          const float2 x1 = (o1 && c < d) ? *reinterpret_cast<const float2*>(o1 + c) : make_float2(0.f, 0.f);
+          acc[nd][0] = x0.x; acc[nd][1] = x0.y; acc[nd][2] = x1.x; acc[nd][3] = x1.y;
+        }
+        float2 ml0 = t0 >= 0 ? a.ml[h * a.n_tokens + t0] : make_float2(-INFINITY, 0.f);
+        float2 ml1 = t1 >= 0 ? a.ml[h * a.n_tokens + t1] : make_float2(-INFINITY, 0.f);
+
+        for (int s0 = 0; s0 < np && p0 + s0 <= t_max; s0 += kSub) {
+          const int nk = min(kSub, np - s0);
+          const int n8 = (nk + 15) / 16 * 2;  // n8 tiles computed (pairs, for PV k-steps)
+          float sc[kSub / 8][4];
+#pragma unroll
+          for (int nt = 0; nt < kSub / 8; ++nt) {
+            sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+            if (nt < n8) {
+              const uint16_t* krow = ks + (s0 + nt * 8 + g) * LD + 2 * qd;
+#pragma unroll
+              for (int kk = 0; kk < D / 16; ++kk) {
+                const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow + kk * 16);
+                const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + kk * 16 + 8);
+                M::run(sc[nt], qa[kk], b0, b1);
+              }
+            }
+          }
+          // Scale, mask (key inside the piece and causal), row max.
+          float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+          for (int nt = 0; nt < kSub / 8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              const int kk = s0 + nt * 8 + 2 * qd + e;
+              const int64_t j = p0 + kk;
+              const bool in = nt < n8 && kk < np;
+              sc[nt][e] = (in && j <= t0) ? sc[nt][e] * a.scale_log2 : -INFINITY;
+              sc[nt][2 + e] = (in && j <= t1) ? sc[nt][2 + e] * a.scale_log2 : -INFINITY;
+              mx0 = fmaxf(mx0, sc[nt][e]);
+              mx1 = fmaxf(mx1, sc[nt][2 + e]);
+            }
+#pragma unroll
+          for (int o = 1; o < 4; o <<= 1) {
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, o));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o));
+          }
+          const float m0 = fmaxf(ml0.x, mx0), m1 = fmaxf(ml1.x, mx1);
+          const float u0 = m0 == -INFINITY ? 0.f : m0, u1 = m1 == -INFINITY ? 0.f : m1;
+          const float al0 = exp2f(ml0.x - u0), al1 = exp2f(ml1.x - u1);
+          float sum0 = 0.f, sum1 = 0.f;
+          uint32_t pa[kSub / 16][4];
+#pragma unroll
+          for (int nt = 0; nt < kSub / 8; ++nt) {
+            const float p00 = exp2f(sc[nt][0] - u0), p01 = exp2f(sc[nt][1] - u0);
+            const float p10 = exp2f(sc[nt][2] - u1), p11 = exp2f(sc[nt][3] - u1);
+            sum0 += p00 + p01;
+            sum1 += p10 + p11;
+            pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
+            pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
+          }
+#pragma unroll
+          for (int o = 1; o < 4; o <<= 1) {
+            sum0 += __shfl_xor_sync(0xffffffffu, sum0, o);
+            sum1 += __shfl_xor_sync(0xffffffffu, sum1, o);
+          }
+          ml0 = make_float2(m0, ml0.y * al0 + sum0);
+          ml1 = make_float2(m1, ml1.y * al1 + sum1);
+#pragma unroll
+          for (int nd = 0; nd < D / 8; ++nd) {
+            acc[nd][0] *= al0; acc[nd][1] *= al0; acc[nd][2] *= al1; acc[nd][3] *= al1;
+          }
+          // O += P V: V piece rows are keys (k), columns dims (n); ldmatrix.trans gives B.
+#pragma unroll
+          for (int k16 = 0; k16 < kSub / 16; ++k16) {
+            if (2 * k16 >= n8) break;
+            const uint16_t* vrow = vs + (s0 + k16 * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + (lane / 16) * 8;
+#pragma unroll
+            for (int nd = 0; nd < D / 8; nd += 2) {
+              uint32_t r[4];
+              ldmatrix_x4_trans(r, vrow + nd * 8);
+              M::run(acc[nd], pa[k16], r[0], r[1]);
+              M::run(acc[nd + 1], pa[k16], r[2], r[3]);
+            }
+          }
+        }
+#pragma unroll
+        for (int nd = 0; nd < D / 8; ++nd) {
+          const int c = nd * 8 + 2 * qd;
+          if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0], acc[nd][1]);
+          if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2], acc[nd][3]);
+        }
+        if (qd == 0) {
+          if (t0 >= 0) a.ml[h * a.n_tokens + t0] = ml0;
+          if (t1 >= 0) a.ml[h * a.n_tokens + t1] = ml1;
+        }
+      }
+    }
+  }
+  __syncthreads();
+  // Normalise: out /= sum; lse = (max + log2 sum) ln 2; nothing attended -> 0 and -inf.
+  for (int64_t i = tid; i < (r_end - r_begin) * d; i += blockDim.x) {
+    const int64_t t = r_begin + i / d;
+    const float l = a.ml[h * a.n_tokens + t].y;
+    float* o = a.out + (h * a.n_tokens + r_begin) * d + i;
+    *o = l > 0.f ? *o / l : 0.f;
+  }
+  if (a.lse)
+    for (int64_t i = tid; i < r_end - r_begin; i += blockDim.x) {
+      const float2 m = a.ml[h * a.n_tokens + r_begin + i];
+      a.lse[h * a.n_tokens + r_begin + i] = m.y > 0.f ? (m.x + log2f(m.y)) * 0.69314718055994531f : -INFINITY;
+    }
+}
+
+template <int D, typename T16>
+const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, cudaStream_t stream) {
+  const size_t smem = size_t{2} * kKeyPiece * (D + 8) * sizeof(uint16_t);
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(moba_attention_kernel<D, T16>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  moba_attention_kernel<D, T16><<<dim3(static_cast<unsigned>(a.n_groups), static_cast<unsigned>(n_q_heads)),
+                                   kWarps * 32, smem, stream>>>(a);
+  MOBA_CUDA_LAUNCH_CHECK();
+  return nullptr;
+}
+
+const char* launch_lists(const ListArgs& a, unsigned* counts, int64_t n_lists, int64_t* offsets,
+                         Scratch& scratch, cudaStream_t stream) {
+  MOBA_CUDA_TRY(cudaMemsetAsync(counts, 0, sizeof(unsigned) * (n_lists + 1), stream));
+  const int64_t n_rows = a.n_q_heads * a.n_tokens;
+  const int threads = 256;
+  const unsigned blocks = static_cast<unsigned>((n_rows + threads - 1) / threads);
+  csc_count_kernel<<<blocks, threads, 0, stream>>>(a);
+  MOBA_CUDA_LAUNCH_CHECK();
+  size_t temp_bytes = 0;
+  MOBA_CUDA_TRY(cub::DeviceScan::ExclusiveScan(nullptr, temp_bytes, counts, offsets, cuda::std::plus<int64_t>{},
+                                               int64_t{0}, n_lists + 1, stream));
+  uint8_t* temp = nullptr;
+  MOBA_TRY(scratch.alloc(&temp, temp_bytes));
+  MOBA_CUDA_TRY(cub::DeviceScan::ExclusiveScan(temp, temp_bytes, counts, offsets, cuda::std::plus<int64_t>{},
+                                               int64_t{0}, n_lists + 1, stream));
+  csc_scatter_kernel<<<blocks, threads, 0, stream>>>(a);
+  MOBA_CUDA_LAUNCH_CHECK();
+  return nullptr;
+}
+
+// Query rows per CTA: the largest power of two in [128, 2048] that still gives >= 3 CTAs per
+// multiprocessor (MOBA_ATTN_ROWS overrides, for experiments).
+int pick_rows(int64_t n_q_heads, int64_t n_tokens) {
+  if (const char* env = std::getenv("MOBA_ATTN_ROWS")) {
+    const int r = std::atoi(env);
+    if (r >= 16 && r <= 65536) return r;
+  }
+  int dev = 0, sms = 132;
+  if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  int rows = 2048;
+  while (rows > 128 && n_q_heads * ((n_tokens + rows - 1) / rows) < 3 * sms) rows /= 2;
+  return rows;
+}
+
+}  // namespace
+
+const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) {
+  MobaAttentionParams check = p;
+  if (p.q16) check.q.data = reinterpret_cast<const float*>(p.q16);  // presence only
+  if (p.k16) check.k.data = reinterpret_cast<const float*>(p.k16);
+  if (p.v16) check.v.data = reinterpret_cast<const float*>(p.v16);
+  if (const char* e = moba_attention_can_run(check)) return e;
+  const int64_t Hq = p.q.n_heads, T = p.q.n_tokens, d = p.q.head_dim;
+  if (d > 128 || d % 8 != 0) return "moba_attention_cuda: head_dim must be a multiple of 8 and <= 128";
+  if (T == 0) return nullptr;
+  if ((p.q16 || p.k16 || p.v16) && p.input_dtype == DType::f32)
+    return "moba_attention_cuda: 16-bit inputs need input_dtype f16 or bf16";
+  const int kind = p.input_dtype == DType::f16 ? kF16 : kBF16;
+  const auto stream = static_cast<cudaStream_t>(stream_ptr);
+  Scratch scratch(stream);
+
+  // 16-bit operands: given, or converted from the fp32 views (contiguous copies).
+  AttnArgs a{};
+  auto operand = [&](const TensorView& v, const uint16_t* raw, const uint16_t** dst, int64_t* sh,
+                     int64_t* st) -> const char* {
+    if (raw) {
+      if ((reinterpret_cast<uintptr_t>(raw) % 16) || v.stride_token % 8 || v.stride_head % 8)
+        return "moba_attention_cuda: 16-bit inputs need 16-byte aligned rows";
+      *dst = raw; *sh = v.stride_head; *st = v.stride_token;
+      return nullptr;
+    }
+    uint16_t* buf = nullptr;
+    MOBA_TRY(scratch.alloc(&buf, static_cast<size_t>(v.n_heads * v.n_tokens * v.head_dim)));
+    MOBA_TRY(convert_to_16(v.data, v.n_heads, v.n_tokens, v.head_dim, v.stride_head, v.stride_token, kind, buf, stream));
+    *dst = buf; *sh = v.n_tokens * v.head_dim; *st = v.head_dim;
+    return nullptr;
+  };
+  MOBA_TRY(operand(p.q, p.q16, &a.q, &a.q_sh, &a.q_st));
+  MOBA_TRY(operand(p.k, p.k16, &a.k, &a.k_sh, &a.k_st));
+  MOBA_TRY(operand(p.v, p.v16, &a.v, &a.v_sh, &a.v_st));
+
+  const int64_t n_blocks = block_count(T, p.block_size);
+  const int rows = pick_rows(Hq, T);
+  const int64_t n_groups = (T + rows - 1) / rows;
+  const int64_t n_lists = Hq * n_groups * n_blocks;
+  if (n_groups > 65535 * 16 || Hq > 65535) return "moba_attention_cuda: grid too large";
+  ListArgs la{};
+  la.selected = p.selected;
+  la.n_tokens = T;
+  la.block_size = p.block_size;
+  la.n_blocks = n_blocks;
+  la.n_q_heads = Hq;
+  la.top_k = p.top_k;
+  la.rows = rows;
+  la.n_groups = static_cast<int>(n_groups);
+  int64_t* offsets = nullptr;
+  int32_t* entries = nullptr;
+  MOBA_TRY(scratch.alloc(&la.counts, static_cast<size_t>(n_lists + 1)));
+  MOBA_TRY(scratch.alloc(&offsets, static_cast<size_t>(n_lists + 1)));
+  MOBA_TRY(scratch.alloc(&entries, static_cast<size_t>(Hq * T * std::min<int64_t>(p.top_k, n_blocks))));
+  la.offsets = offsets;
+  la.entries = entries;
+  MOBA_TRY(launch_lists(la, la.counts, n_lists, offsets, scratch, stream));
+
+  a.n_tokens = T;
+  a.head_dim = d;
+  a.block_size = p.block_size;
+  a.n_blocks = n_blocks;
+  a.group = Hq / p.k.n_heads;
+  a.rows = rows;
+  a.n_groups = static_cast<int>(n_groups);
+  const float scale = p.softmax_scale > 0.0f ? p.softmax_scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  a.scale_log2 = scale * 1.4426950408889634f;
+  a.offsets = offsets;
+  a.entries = entries;
+  a.out = p.out;
+  MOBA_TRY(scratch.alloc(&a.ml, static_cast<size_t>(Hq * T)));
+  a.lse = p.lse;
+  if (kind == kF16)
+    return d <= 64 ? launch_attention<64, __half>(a, Hq, stream) : launch_attention<128, __half>(a, Hq, stream);
+  return d <= 64 ? launch_attention<64, __nv_bfloat16>(a, Hq, stream)
+                 : launch_attention<128, __nv_bfloat16>(a, Hq, stream);
+}
+
+}  // namespace moba::kernels

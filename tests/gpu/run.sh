@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one script per device call (issue 4): configure + build with CUDA, run the CPU-vs-CUDA
+# comparison tests (ctest label gpu), compute-sanitizer memcheck on the small case, then the
+# benchmarks (moba bench B1-B3 and the torch SDPA baselines in the same call), table last.
+# Usage (repo root, on the GPU machine): tests/gpu/run.sh [TOKENS_LIST]
+# Eigen / Catch2 headers: taken from .carry/ when the image lacks them (see NOTES.md).
+set -uo pipefail
+OUT=${OUT:-/tmp/moba-out}
+mkdir -p "$OUT"
+TOKENS=${1:-8192,16384,32768,65536,131072}
+BUILD=build-gpu
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader || true
+set -e
+cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOBA_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="90a-real;90-virtual" -DCMAKE_PREFIX_PATH="$PWD/.carry" >"$OUT/configure.log" 2>&1 \
+  || { tail -30 "$OUT/configure.log"; exit 1; }
+ninja -C $BUILD moba moba_gpu_tests >"$OUT/build.log" 2>&1 || { grep -B2 -A10 error "$OUT/build.log" | head -60; exit 1; }
+set +e
+echo "== ctest -L gpu"
+ctest --test-dir $BUILD -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest.log" | grep -v "^ *Start" | tail -40
+echo "== compute-sanitizer memcheck [small]"
+compute-sanitizer --tool memcheck --error-exitcode 3 $BUILD/tests/gpu/moba_gpu_tests "[small]" >"$OUT/memcheck.log" 2>&1
+echo "memcheck exit $?"; grep -E "ERROR SUMMARY|test cases|assertions" "$OUT/memcheck.log"
+echo "== bench"
+$BUILD/moba bench --json --tokens "$TOKENS" >"$OUT/bench.json" 2>"$OUT/bench.err" || { tail "$OUT/bench.err"; }
+PYTHONUNBUFFERED=1 python3 experiments/bench/sdpa_baseline.py --moba "$OUT/bench.json" --json-out "$OUT/sdpa.json" 2>"$OUT/sdpa.err" | tee "$OUT/table.txt"
+tail -6 "$OUT/sdpa.err"

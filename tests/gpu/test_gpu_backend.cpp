@@ -1,0 +1,476 @@
+// CPU-vs-CUDA comparison of every kernel op (in the spirit of ggml's test-backend-ops): each
+// case states its parameters (printed on failure), draws fresh seeded inputs rounded to its
+// dtype, runs the CPU reference and the CUDA op on the same values, poisons the device
+// outputs first and checks that every element was written, and compares with the per-dtype
+// table of tests/tolerances.h. Selections are compared as sets under the tie contract.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "kernels/block_pool.h"
+#include "kernels/cuda_runtime.h"
+#include "kernels/dense_pass.h"
+#include "kernels/gate_topk.h"
+#include "kernels/kconv.h"
+#include "kernels/moba_attention.h"
+#include "tests/tolerances.h"
+
+using namespace moba;
+using namespace moba::kernels;
+
+namespace {
+
+constexpr uint32_t kPoisonWord = 0x7f7f7f7fu;  // float 3.39e38, int 2139062143
+
+struct Case {
+  int64_t n_tokens, n_q_heads, n_kv_heads, head_dim, block_size;
+  int top_k;
+  DType dtype;
+  TieRule tie = TieRule::recent;
+  GqaMode gqa = GqaMode::per_head;
+  uint32_t seed = 1;
+  std::string str() const {
+    std::ostringstream o;
+    o << "T=" << n_tokens << " Hq=" << n_q_heads << " Hkv=" << n_kv_heads << " d=" << head_dim
+      << " B=" << block_size << " k=" << top_k << " " << dtype_name(dtype)
+      << (tie == TieRule::older ? " tie=older" : "") << (gqa == GqaMode::shared ? " gqa=shared" : "")
+      << " seed=" << seed;
+    return o.str();
+  }
+};
+
+Tensor3 random_rounded(int64_t h, int64_t t, int64_t d, DType dt, uint32_t seed, float scale = 1.0f) {
+  Tensor3 x(h, t, d, dt);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, scale);
+  for (float& v : x.data) v = round_to(dt, nd(rng));
+  return x;
+}
+
+#define CUDA_OK(expr)                                   \
+  do {                                                  \
+    const char* e_ = (expr);                            \
+    INFO((e_ ? std::string(e_) + " / " + cuda_last_error_detail() : std::string())); \
+    REQUIRE(e_ == nullptr);                             \
+  } while (0)
+
+template <typename T>
+DeviceBuffer upload(const std::vector<T>& v) {
+  DeviceBuffer b(std::max<size_t>(v.size() * sizeof(T), 16));
+  REQUIRE(b.error() == nullptr);
+  if (!v.empty()) CUDA_OK(cuda_copy_to_device(b.get(), v.data(), v.size() * sizeof(T)));
+  return b;
+}
+
+DeviceBuffer poisoned(size_t bytes) {
+  DeviceBuffer b(std::max<size_t>(bytes, 16));
+  REQUIRE(b.error() == nullptr);
+  CUDA_OK(cuda_fill_bytes(b.get(), 0x7f, b.bytes()));
+  return b;
+}
+
+template <typename T>
+std::vector<T> download(const DeviceBuffer& b, size_t n) {
+  std::vector<T> v(n);
+  if (n) CUDA_OK(cuda_copy_to_host(v.data(), b.get(), n * sizeof(T)));
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t w;
+    std::memcpy(&w, &v[i], 4);
+    INFO("element " << i << " never written");
+    REQUIRE(w != kPoisonWord);
+  }
+  return v;
+}
+
+// Device copy of a tensor: fp32 (view on device) and, for 16-bit dtypes, raw 16-bit.
+struct DevTensor3 {
+  DeviceBuffer f32, h16;
+  TensorView view;  // device pointer in data
+};
+DevTensor3 to_device(const Tensor3& x) {
+  DevTensor3 d;
+  d.f32 = upload(x.data);
+  if (x.dtype != DType::f32) {
+    std::vector<uint16_t> raw(x.data.size());
+    for (size_t i = 0; i < raw.size(); ++i)
+      raw[i] = x.dtype == DType::bf16 ? f32_to_bf16(x.data[i]) : f32_to_f16(x.data[i]);
+    d.h16 = upload(raw);
+  }
+  d.view = x.view();
+  d.view.data = d.f32.as<float>();
+  return d;
+}
+
+double rms(const std::vector<float>& v) {
+  double s = 0;
+  for (float x : v) s += double(x) * x;
+  return std::sqrt(s / std::max<size_t>(v.size(), 1));
+}
+
+// ---- pooling + gate top-k ----
+void check_routing(const Case& c) {
+  INFO(c.str());
+  const auto& tol = tolerances::row(c.dtype);
+  const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed);
+  const Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7);
+  const int64_t nb = block_count(c.n_tokens, c.block_size);
+  const size_t kbar_n = static_cast<size_t>(c.n_kv_heads * nb * c.head_dim);
+
+  // Pool (mean in the dump dtype + min/max), CPU vs CUDA from the 16-bit buffer.
+  std::vector<float> mean(kbar_n), mn(kbar_n), mx(kbar_n);
+  BlockPoolParams pp;
+  pp.k = k.view();
+  pp.block_size = c.block_size;
+  pp.pool_dtype = c.dtype;
+  pp.mean = mean.data();
+  pp.min = mn.data();
+  pp.max = mx.data();
+  block_pool_cpu(pp);
+  DevTensor3 dk = to_device(k), dq = to_device(q);
+  DeviceBuffer g_mean = poisoned(kbar_n * 4), g_min = poisoned(kbar_n * 4), g_max = poisoned(kbar_n * 4);
+  BlockPoolParams gp = pp;
+  gp.k = dk.view;
+  gp.input_dtype = c.dtype;
+  if (c.dtype != DType::f32) { gp.k.data = nullptr; gp.k16 = dk.h16.as<uint16_t>(); }
+  gp.mean = g_mean.as<float>();
+  gp.min = g_min.as<float>();
+  gp.max = g_max.as<float>();
+  CUDA_OK(block_pool_cuda(gp));
+  const auto gm = download<float>(g_mean, kbar_n), gmn = download<float>(g_min, kbar_n),
+             gmx = download<float>(g_max, kbar_n);
+  const double ulp = c.dtype == DType::bf16 ? 1.0 / 128 : c.dtype == DType::f16 ? 1.0 / 1024 : 1.2e-7;
+  for (size_t i = 0; i < kbar_n; ++i) {
+    INFO("pool element " << i);
+    REQUIRE(std::fabs(gm[i] - mean[i]) <= tol.pool_ulps * ulp * std::fabs(mean[i]) + 1e-30);
+    REQUIRE(gmn[i] == mn[i]);
+    REQUIRE(gmx[i] == mx[i]);
+  }
+
+  // Gate top-k on the CPU's kbar (so both sides score the same pooled keys).
+  const size_t sel_n = static_cast<size_t>(c.n_q_heads * c.n_tokens * c.top_k);
+  std::vector<int32_t> sel(sel_n);
+  std::vector<float> sel_s(sel_n);
+  GateTopkParams tp;
+  tp.q = q.view();
+  tp.kbar = mean.data();
+  tp.n_kv_heads = c.n_kv_heads;
+  tp.block_size = c.block_size;
+  tp.top_k = c.top_k;
+  tp.tie = c.tie;
+  tp.gqa = c.gqa;
+  tp.selected = sel.data();
+  tp.selected_scores = sel_s.data();
+  gate_topk_cpu(tp);
+  DeviceBuffer d_kbar = upload(mean);
+  DeviceBuffer g_sel = poisoned(sel_n * 4), g_sel_s = poisoned(sel_n * 4);
+  GateTopkParams tg = tp;
+  tg.q = dq.view;
+  tg.input_dtype = c.dtype;
+  if (c.dtype != DType::f32) { tg.q.data = nullptr; tg.q16 = dq.h16.as<uint16_t>(); }
+  tg.kbar = d_kbar.as<float>();
+  tg.selected = g_sel.as<int32_t>();
+  tg.selected_scores = g_sel_s.as<float>();
+  CUDA_OK(gate_topk_cuda(tg));
+  const auto gsel = download<int32_t>(g_sel, sel_n);
+  const auto gss = download<float>(g_sel_s, sel_n);
+
+  // Tie contract: rows whose sets differ must differ only among near-tied blocks.
+  std::vector<float> row_scores(static_cast<size_t>(std::max<int64_t>(nb, 1)));
+  int64_t differing = 0;
+  const double kbar_norm = [&] { double s = 0; for (float x : mean) s += double(x) * x; return std::sqrt(s / std::max<int64_t>(1, c.n_kv_heads * nb)); }();
+  for (int64_t h = 0; h < c.n_q_heads; ++h)
+    for (int64_t t = 0; t < c.n_tokens; ++t) {
+      const size_t off = static_cast<size_t>((h * c.n_tokens + t) * c.top_k);
+      const std::set<int32_t> a(sel.begin() + off, sel.begin() + off + c.top_k);
+      const std::set<int32_t> b(gsel.begin() + off, gsel.begin() + off + c.top_k);
+      for (int j = 0; j < c.top_k; ++j) {  // layout: ascending, then -1 padding
+        INFO("h=" << h << " t=" << t << " slot " << j);
+        if (j > 0 && gsel[off + j] >= 0) REQUIRE(gsel[off + j] > gsel[off + j - 1]);
+        REQUIRE(std::isnan(gss[off + j]) == (gsel[off + j] < 0));
+      }
+      if (a == b) {
+        for (int j = 0; j < c.top_k; ++j)
+          if (sel[off + j] >= 0)
+            REQUIRE(std::fabs(gss[off + j] - sel_s[off + j]) <= 1e-4 * (1 + std::fabs(sel_s[off + j])));
+        continue;
+      }
+      ++differing;
+      REQUIRE(a.size() == b.size());
+      gate_scores_tile_cpu(tp, h, t, 1, row_scores.data());
+      double q_norm = 0;
+      for (int64_t i = 0; i < c.head_dim; ++i) q_norm += double(q.row(h, t)[i]) * q.row(h, t)[i];
+      const double eps = tol.gate_tie_rel * std::sqrt(q_norm) * kbar_norm * (c.gqa == GqaMode::shared ? c.n_q_heads / c.n_kv_heads : 1);
+      float lo_in = INFINITY, hi_out = -INFINITY;  // weakest CPU pick vs strongest GPU-only pick
+      for (int32_t x : a) if (x >= 0 && x < t / c.block_size) lo_in = std::min(lo_in, row_scores[x]);
+      for (int32_t x : b) if (x >= 0 && !a.count(x)) hi_out = std::max(hi_out, row_scores[x]);
+      INFO("h=" << h << " t=" << t << " cpu weakest " << lo_in << " gpu extra " << hi_out << " eps " << eps);
+      REQUIRE(std::fabs(double(lo_in) - hi_out) <= eps);
+    }
+  WARN("routing " << c.str() << ": rows differing at near-ties: " << differing);
+}
+
+// ---- attention ----
+void check_attention(const Case& c) {
+  INFO(c.str());
+  const auto& tol = tolerances::row(c.dtype);
+  const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed);
+  const Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7);
+  const Tensor3 v = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 13);
+  const int64_t nb = block_count(c.n_tokens, c.block_size);
+  // Selections: random valid blocks in arbitrary order, the current block always, plus
+  // some -1 and out-of-range and duplicate entries (the contract skips / dedups them).
+  std::vector<int32_t> sel(static_cast<size_t>(c.n_q_heads * c.n_tokens * c.top_k));
+  std::mt19937 rng(c.seed + 99);
+  for (int64_t h = 0; h < c.n_q_heads; ++h)
+    for (int64_t t = 0; t < c.n_tokens; ++t) {
+      int32_t* row = sel.data() + (h * c.n_tokens + t) * c.top_k;
+      const int32_t cur = static_cast<int32_t>(t / c.block_size);
+      for (int j = 0; j < c.top_k; ++j) {
+        const uint32_t r = rng();
+        row[j] = j == 0 ? cur : (r % 13 == 0 ? -1 : r % 17 == 0 ? static_cast<int32_t>(nb + 3)
+                                   : r % 19 == 0 ? row[0] : static_cast<int32_t>(r % (cur + 1)));
+      }
+      std::shuffle(row, row + c.top_k, rng);
+    }
+  const size_t out_n = static_cast<size_t>(c.n_q_heads * c.n_tokens * c.head_dim);
+  const size_t lse_n = static_cast<size_t>(c.n_q_heads * c.n_tokens);
+  std::vector<float> out(out_n), lse(lse_n);
+  MobaAttentionParams ap;
+  ap.q = q.view();
+  ap.k = k.view();
+  ap.v = v.view();
+  ap.selected = sel.data();
+  ap.top_k = c.top_k;
+  ap.block_size = c.block_size;
+  ap.out = out.data();
+  ap.lse = lse.data();
+  moba_attention_cpu(ap);
+
+  DevTensor3 dq = to_device(q), dk = to_device(k), dv = to_device(v);
+  DeviceBuffer d_sel = upload(sel), g_out = poisoned(out_n * 4), g_lse = poisoned(lse_n * 4);
+  MobaAttentionParams ag = ap;
+  ag.input_dtype = c.dtype;
+  ag.q = dq.view; ag.k = dk.view; ag.v = dv.view;
+  if (c.dtype != DType::f32) {  // raw 16-bit path; f32 cases exercise the conversion
+    ag.q16 = dq.h16.as<uint16_t>(); ag.k16 = dk.h16.as<uint16_t>(); ag.v16 = dv.h16.as<uint16_t>();
+    ag.q.data = ag.k.data = ag.v.data = nullptr;
+  }
+  ag.selected = d_sel.as<int32_t>();
+  ag.out = g_out.as<float>();
+  ag.lse = g_lse.as<float>();
+  CUDA_OK(moba_attention_cuda(ag));
+  const auto go = download<float>(g_out, out_n), gl = download<float>(g_lse, lse_n);
+  const double scale = rms(out);
+  double max_err = 0, lse_err = 0;
+  for (size_t i = 0; i < out_n; ++i) max_err = std::max(max_err, double(std::fabs(go[i] - out[i])));
+  for (size_t i = 0; i < lse_n; ++i) lse_err = std::max(lse_err, double(std::fabs(gl[i] - lse[i])));
+  INFO("max |o err| / rms " << max_err / scale << "  max |lse err| " << lse_err);
+  REQUIRE(scale > 0);
+  REQUIRE(max_err / scale <= tol.attn_out_max_rel);
+  REQUIRE(lse_err <= tol.attn_lse_abs);
+}
+
+// ---- dense pass ----
+void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n) {
+  INFO(c.str() << " query range [" << q_begin << ", " << q_begin + q_count << ") top_n=" << top_n);
+  const auto& tol = tolerances::row(c.dtype);
+  const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed);
+  const Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7);
+  const Tensor3 v = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 13);
+  const int64_t sizes[3] = {c.block_size, 16, 64 + 13};
+  DensePassParams p;
+  p.q = q.view(); p.k = k.view(); p.v = v.view();
+  p.query_begin = q_begin;
+  p.query_count = q_count;
+  const size_t lse_n = size_t(c.n_q_heads * q_count), out_n = lse_n * c.head_dim;
+  std::vector<float> lse(lse_n), out(out_n), tprob(lse_n * top_n);
+  std::vector<int32_t> tidx(lse_n * top_n);
+  std::vector<std::vector<float>> mass(3);
+  p.lse = lse.data();
+  p.out = out.data();
+  p.n_block_sizes = 3;
+  for (int i = 0; i < 3; ++i) {
+    p.block_sizes[i] = sizes[i];
+    mass[i].resize(lse_n * block_count(c.n_tokens, sizes[i]));
+    p.block_mass[i] = mass[i].data();
+  }
+  p.top_n = top_n;
+  p.top_index = tidx.data();
+  p.top_prob = tprob.data();
+  dense_pass_cpu(p);
+
+  DevTensor3 dq = to_device(q), dk = to_device(k), dv = to_device(v);
+  DeviceBuffer g_lse = poisoned(lse_n * 4), g_out = poisoned(out_n * 4);
+  DeviceBuffer g_ti = poisoned(lse_n * top_n * 4), g_tp = poisoned(lse_n * top_n * 4);
+  std::vector<DeviceBuffer> g_mass;
+  DensePassParams g = p;
+  g.input_dtype = c.dtype;
+  g.q = dq.view; g.k = dk.view; g.v = dv.view;
+  if (c.dtype != DType::f32) {
+    g.q16 = dq.h16.as<uint16_t>(); g.k16 = dk.h16.as<uint16_t>(); g.v16 = dv.h16.as<uint16_t>();
+    g.q.data = g.k.data = g.v.data = nullptr;
+  }
+  g.lse = g_lse.as<float>();
+  g.out = g_out.as<float>();
+  for (int i = 0; i < 3; ++i) {
+    g_mass.push_back(poisoned(mass[i].size() * 4));
+    g.block_mass[i] = g_mass.back().as<float>();
+  }
+  g.top_index = g_ti.as<int32_t>();
+  g.top_prob = g_tp.as<float>();
+  CUDA_OK(dense_pass_cuda(g));
+  const auto gl = download<float>(g_lse, lse_n), go = download<float>(g_out, out_n);
+  double lse_err = 0, out_err = 0, mass_err = 0;
+  for (size_t i = 0; i < lse_n; ++i) lse_err = std::max(lse_err, double(std::fabs(gl[i] - lse[i])));
+  for (size_t i = 0; i < out_n; ++i) out_err = std::max(out_err, double(std::fabs(go[i] - out[i])));
+  for (int i = 0; i < 3; ++i) {
+    const auto gm = download<float>(g_mass[i], mass[i].size());
+    for (size_t j = 0; j < gm.size(); ++j) mass_err = std::max(mass_err, double(std::fabs(gm[j] - mass[i][j])));
+  }
+  INFO("lse err " << lse_err << " out err/rms " << out_err / rms(out) << " mass err " << mass_err);
+  REQUIRE(lse_err <= tol.attn_lse_abs);
+  REQUIRE(out_err / rms(out) <= tol.attn_out_max_rel);
+  REQUIRE(mass_err <= tol.mass_abs * 10);
+  if (top_n > 0) {
+    const auto gi = download<int32_t>(g_ti, tidx.size());
+    const auto gp = download<float>(g_tp, tprob.size());
+    for (size_t r = 0; r < lse_n; ++r) {
+      const std::set<int32_t> a(tidx.begin() + r * top_n, tidx.begin() + (r + 1) * top_n);
+      const std::set<int32_t> b(gi.begin() + r * top_n, gi.begin() + (r + 1) * top_n);
+      if (a != b) {  // near-tie at the boundary: the n-th probabilities must agree
+        INFO("row " << r << " top-n sets differ");
+        REQUIRE(std::fabs(tprob[r * top_n + top_n - 1] - gp[r * top_n + top_n - 1]) <= tol.mass_abs * 10);
+      }
+      for (int n = 0; n < top_n; ++n) REQUIRE(std::fabs(gp[r * top_n + n] - tprob[r * top_n + n]) <= tol.mass_abs * 10);
+    }
+  }
+}
+
+const Case kCases[] = {
+    // T, Hq, Hkv, d, B, k, dtype
+    {1000, 2, 1, 64, 64, 3, DType::bf16},            // ragged last block, GQA 2:1
+    {257, 2, 2, 48, 16, 4, DType::f16},              // head dim 48 (padded), B = 16
+    {300, 1, 1, 128, 1, 5, DType::bf16},             // B = 1
+    {513, 4, 2, 128, 128, 8, DType::bf16},           // k >= n_blocks (dense), GQA
+    {777, 2, 1, 64, 100, 1, DType::f16},             // k = 1, B not a power of two
+    {2048, 2, 2, 128, 16, 64, DType::bf16},          // B = 16, k = 64
+    {1, 1, 1, 64, 64, 2, DType::bf16},               // T = 1
+    {1023, 4, 1, 64, 32, 6, DType::f32},             // fp32 view (converted to bf16), GQA 4:1
+    {640, 4, 2, 128, 64, 4, DType::bf16, TieRule::older, GqaMode::shared},
+};
+
+}  // namespace
+
+TEST_CASE("gpu: device present", "[gpu][small]") {
+  REQUIRE(cuda_device_available());
+  WARN("device: " << cuda_device_name());
+}
+
+TEST_CASE("gpu: pool + gate top-k match the CPU (sets, tie contract)", "[gpu]") {
+  for (const Case& c : kCases) check_routing(c);
+  Case big{16384, 2, 1, 128, 16, 64, DType::bf16};
+  check_routing(big);
+}
+
+TEST_CASE("gpu: moba attention matches the CPU", "[gpu]") {
+  for (const Case& c : kCases) check_attention(c);
+}
+
+TEST_CASE("gpu: dense pass matches the CPU", "[gpu]") {
+  for (const Case& c : kCases) {
+    check_dense(c, 0, c.n_tokens, 10);
+    if (c.n_tokens > 200) check_dense(c, c.n_tokens / 3, c.n_tokens / 2, 3);
+  }
+}
+
+TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
+  const Case c{200, 2, 1, 64, 32, 3, DType::bf16};
+  check_routing(c);
+  check_attention(c);
+  check_dense(c, 10, 150, 4);
+}
+
+TEST_CASE("gpu: kconv matches the CPU", "[gpu][small]") {
+  const Tensor3 k = random_rounded(2, 301, 48, DType::f32, 5);
+  for (int w : {3, 5}) {
+    std::vector<float> out(k.data.size()), wts(static_cast<size_t>(2 * w * 48));
+    std::mt19937 rng(w);
+    std::normal_distribution<float> nd(0.f, 0.5f);
+    for (float& x : wts) x = nd(rng);
+    KconvParams p;
+    p.k = k.view();
+    p.width = w;
+    p.weights = wts.data();
+    p.weights_per_head = true;
+    p.out = out.data();
+    kconv_cpu(p);
+    DevTensor3 dk = to_device(k);
+    DeviceBuffer dw = upload(wts), g = poisoned(out.size() * 4);
+    KconvParams gp = p;
+    gp.k = dk.view;
+    gp.weights = dw.as<float>();
+    gp.out = g.as<float>();
+    CUDA_OK(kconv_cuda(gp));
+    const auto go = download<float>(g, out.size());
+    for (size_t i = 0; i < out.size(); ++i) REQUIRE(std::fabs(go[i] - out[i]) <= 1e-6 * (1 + std::fabs(out[i])));
+  }
+}
+
+// Index math past 2^31 elements: head 1 of q/k/v starts 2^31 + 2^20 elements into its buffer.
+TEST_CASE("gpu: index math past 2^31 elements", "[gpu][long]") {
+  const Case c{4096, 2, 2, 128, 128, 8, DType::bf16};
+  INFO(c.str());
+  const Tensor3 q = random_rounded(2, c.n_tokens, 128, c.dtype, 3);
+  const Tensor3 k = random_rounded(2, c.n_tokens, 128, c.dtype, 4);
+  const Tensor3 v = random_rounded(2, c.n_tokens, 128, c.dtype, 5);
+  const int64_t head_stride = (int64_t{1} << 31) + (int64_t{1} << 20);
+  auto big = [&](const Tensor3& x) {
+    DeviceBuffer b(static_cast<size_t>(head_stride + c.n_tokens * 128) * 2);
+    REQUIRE(b.error() == nullptr);
+    std::vector<uint16_t> raw(static_cast<size_t>(c.n_tokens * 128));
+    for (int64_t h = 0; h < 2; ++h) {
+      for (size_t i = 0; i < raw.size(); ++i) raw[i] = f32_to_bf16(x.data[h * raw.size() + i]);
+      CUDA_OK(cuda_copy_to_device(static_cast<uint16_t*>(b.get()) + h * head_stride, raw.data(), raw.size() * 2));
+    }
+    return b;
+  };
+  DeviceBuffer bq = big(q), bk = big(k), bv = big(v);
+  TensorView view{nullptr, 2, c.n_tokens, 128, head_stride, 128, 1};
+  // Routing on the CPU, attention on both.
+  std::vector<float> kbar(static_cast<size_t>(2 * 32 * 128));
+  BlockPoolParams pp;
+  pp.k = k.view(); pp.block_size = 128; pp.pool_dtype = DType::bf16; pp.mean = kbar.data();
+  block_pool_cpu(pp);
+  std::vector<int32_t> sel(static_cast<size_t>(2 * c.n_tokens * 8));
+  GateTopkParams tp;
+  tp.q = q.view(); tp.kbar = kbar.data(); tp.n_kv_heads = 2; tp.block_size = 128; tp.top_k = 8;
+  tp.selected = sel.data();
+  gate_topk_cpu(tp);
+  std::vector<float> out(q.data.size()), lse(static_cast<size_t>(2 * c.n_tokens));
+  MobaAttentionParams ap;
+  ap.q = q.view(); ap.k = k.view(); ap.v = v.view(); ap.selected = sel.data(); ap.top_k = 8;
+  ap.block_size = 128; ap.out = out.data(); ap.lse = lse.data();
+  moba_attention_cpu(ap);
+  DeviceBuffer d_sel = upload(sel), g_out = poisoned(out.size() * 4), g_lse = poisoned(lse.size() * 4);
+  MobaAttentionParams ag = ap;
+  ag.q = ag.k = ag.v = view;
+  ag.input_dtype = DType::bf16;
+  ag.q16 = bq.as<uint16_t>(); ag.k16 = bk.as<uint16_t>(); ag.v16 = bv.as<uint16_t>();
+  ag.selected = d_sel.as<int32_t>();
+  ag.out = g_out.as<float>();
+  ag.lse = g_lse.as<float>();
+  CUDA_OK(moba_attention_cuda(ag));
+  const auto go = download<float>(g_out, out.size());
+  double err = 0;
+  for (size_t i = 0; i < out.size(); ++i) err = std::max(err, double(std::fabs(go[i] - out[i])));
+  REQUIRE(err / rms(out) <= tolerances::kBF16.attn_out_max_rel);
+}

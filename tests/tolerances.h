@@ -1,0 +1,33 @@
+#pragma once
+// Per-dtype tolerances of the CPU-vs-CUDA comparison (tests/gpu), one row per input dtype.
+// The CPU reference runs on the same values (inputs are drawn, then rounded to the dtype),
+// so the differences are only the GPU's arithmetic:
+//  - attention (moba_attention, dense_pass o/lse): P is rounded to the 16-bit type before the
+//    PV product (as FlashAttention does), fp32 accumulation. Error of a naive low-precision
+//    reference ~ 2^-8 (bf16) / 2^-11 (f16) relative per term; we allow 2x that on the
+//    output's max abs error relative to its rms, and an absolute lse error.
+//  - block masses / top-n probabilities: fp32 exp of fp32 scores from exact 16-bit products:
+//    small absolute error.
+//  - gate scores: fp32 FMA in channel order vs the CPU's fp32 multiply-add; selections must
+//    match as sets except where the CPU scores of the disagreeing blocks lie within
+//    `gate_tie_rel` x (|q| |kbar|) of each other (the tie contract, DESIGN.md §3).
+//  - pooled means: one ulp of the pool dtype (accumulation order).
+#include "core/dtype.h"
+
+namespace moba::tolerances {
+
+struct Row {
+  double attn_out_max_rel;   // max |o_gpu - o_cpu| / rms(o_cpu)
+  double attn_lse_abs;       // max |lse_gpu - lse_cpu|
+  double mass_abs;           // max |m_gpu - m_cpu| (block mass, top-n probability)
+  double gate_tie_rel;       // score gap counted as a tie, relative to |q| |kbar|
+  double pool_ulps;          // pooled mean, in ulps of the pool dtype
+};
+
+constexpr Row kF32{1e-2, 2e-3, 2e-5, 1e-5, 1.0};   // fp32 views are computed in bf16 (stated)
+constexpr Row kF16{2e-3, 5e-4, 1e-5, 1e-5, 1.0};
+constexpr Row kBF16{1e-2, 2e-3, 1e-5, 1e-5, 1.0};
+
+constexpr const Row& row(DType t) { return t == DType::f16 ? kF16 : t == DType::bf16 ? kBF16 : kF32; }
+
+}  // namespace moba::tolerances
