@@ -17,11 +17,11 @@ cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOBA_CUDA=ON \
 ninja -C $BUILD moba moba_gpu_tests >"$OUT/build.log" 2>&1 || { grep -B2 -A10 error "$OUT/build.log" | head -60; exit 1; }
 set +e
 echo "== ctest -L gpu"
-ctest --test-dir $BUILD -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest.log" | grep -v "^ *Start" | tail -40
+timeout 240 ctest --test-dir $BUILD -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest.log" | grep -v "^ *Start" | tail -40
 echo "== compute-sanitizer memcheck [small]"
-compute-sanitizer --tool memcheck --error-exitcode 3 $BUILD/tests/gpu/moba_gpu_tests "[small]" >"$OUT/memcheck.log" 2>&1
+timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 $BUILD/tests/gpu/moba_gpu_tests "[small]" >"$OUT/memcheck.log" 2>&1
 echo "memcheck exit $?"; grep -E "ERROR SUMMARY|test cases|assertions" "$OUT/memcheck.log"
 echo "== bench"
-$BUILD/moba bench --json --tokens "$TOKENS" >"$OUT/bench.json" 2>"$OUT/bench.err" || { tail "$OUT/bench.err"; }
-PYTHONUNBUFFERED=1 python3 experiments/bench/sdpa_baseline.py --moba "$OUT/bench.json" --json-out "$OUT/sdpa.json" 2>"$OUT/sdpa.err" | tee "$OUT/table.txt"
+timeout 300 $BUILD/moba bench --json --tokens "$TOKENS" >"$OUT/bench.json" 2>"$OUT/bench.err" || { tail "$OUT/bench.err"; }
+PYTHONUNBUFFERED=1 timeout 200 python3 experiments/bench/sdpa_baseline.py --moba "$OUT/bench.json" --json-out "$OUT/sdpa.json" 2>"$OUT/sdpa.err" | tee "$OUT/table.txt"
 tail -6 "$OUT/sdpa.err"
