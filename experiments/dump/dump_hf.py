@@ -21,6 +21,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import llama2c  # noqa: E402
 import schema  # noqa: E402
 
 ATTN_NAME = "moba_dump"
@@ -56,28 +57,11 @@ def read_tokens(args):
     """Token ids from --token-ids, or --text through the folder's tokenizer (or a llama2.c
     tokenizer.bin), cut to --max-tokens; error when fewer tokens than asked for."""
     if args.token_ids:
-        try:
-            with open(args.token_ids) as f:
-                ids = [int(t) for t in f.read().split()]
-        except OSError as e:
-            raise UsageError("%s: cannot read token ids: %s" % (args.token_ids, e.strerror))
-        except ValueError as e:
-            raise UsageError("%s: not whitespace-separated integer token ids (%s)" % (args.token_ids, e))
-        src = args.token_ids
+        ids, src = llama2c.read_token_ids(args.token_ids), args.token_ids
     else:
-        try:
-            with open(args.text, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise UsageError("%s: cannot read text: %s" % (args.text, e.strerror))
-        except UnicodeDecodeError as e:
-            raise UsageError("%s: not UTF-8 text (%s)" % (args.text, e))
+        text, src = llama2c.read_text(args.text), args.text
         if args.llama2c_tokenizer:
-            import llama2c
-            try:
-                ids = llama2c.Tokenizer(args.llama2c_tokenizer).encode(text)
-            except llama2c.CheckpointError as e:
-                raise UsageError(str(e))
+            ids = llama2c.Tokenizer(args.llama2c_tokenizer).encode(text)
         else:
             from transformers import AutoTokenizer
             try:
@@ -86,7 +70,6 @@ def read_tokens(args):
                 raise UsageError("%s: no usable tokenizer in the model folder (%s); give --token-ids "
                                  "or --llama2c-tokenizer" % (args.model, str(e).splitlines()[0]))
             ids = tok(text, add_special_tokens=True)["input_ids"]
-        src = args.text
     if not ids:
         raise UsageError("%s: no tokens" % src)
     if args.max_tokens:
@@ -186,7 +169,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         run(args)
-    except (UsageError, schema.DumpError) as e:
+    except (UsageError, llama2c.CheckpointError, schema.DumpError) as e:
         print("dump_hf: error: %s" % e, file=sys.stderr)
         return 2
     return 0

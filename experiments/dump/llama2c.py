@@ -387,6 +387,8 @@ def read_text(path):
             return f.read()
     except OSError as e:
         raise CheckpointError("%s: cannot read text: %s" % (path, e.strerror))
+    except UnicodeDecodeError as e:
+        raise CheckpointError("%s: not UTF-8 text (%s)" % (path, e))
 
 
 def read_token_ids(path):
