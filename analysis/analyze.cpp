@@ -801,7 +801,7 @@ std::string format_table(const std::vector<SummaryRow>& rows) {
   std::string s;
   char buf[512];
   std::snprintf(buf, sizeof buf, "%-11s %5s %5s %8s %8s %8s %7s %7s %7s %9s %7s %7s %7s %7s\n", "router", "B", "k",
-                "sparsity", "coverage", "oracle", "KL", "recall", "tok@n", "out_err", "SNR", "SNRmod", "p_fail", "sig@k");
+                "tok_spar", "coverage", "oracle", "KL", "recall", "tok@n", "out_err", "SNR", "SNRmod", "p_fail", "sig@k");
   s += buf;
   for (const auto& r : rows) {
     std::snprintf(buf, sizeof buf, "%-11s %5lld %5d %8.3f %8.4f %8.4f %7.4f %7.3f %7.3f %9.2e %7.3f %7.3f %7.4f %7.3f\n",
