@@ -519,8 +519,6 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
             n_planted > 0 && (have_snr || in.synth) && opt.routers[ir] != RouterKind::oracle
                 ? mean_retrieval_probability(pred_snr, planted_counts, K)
                 : kNaN);
-        result.rows.push_back(std::move(row));
-
         for (size_t e = 0; e + 1 < edges.size(); ++e) {
           BucketRow br;
           br.layer = in.layer;
@@ -554,6 +552,7 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
           h5->write_f32(base + "/block_density", {T}, pa.block_density.data());
           for (const auto& [name, v] : row.values) h5->set_number(base, name, v);
         }
+        result.rows.push_back(std::move(row));
       }
     }
     for (int g = 0; g < nG; ++g)

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# `moba analyze`, `moba route` and `moba demo` end to end: the files analyze writes (the
+# DESIGN §7 columns of summary.csv, one row per layer x head x router x B x k, JSON, the
+# GUI's HDF5 layout, the run record), the fixed-sparsity rule k = round((1 - s) T / B),
+# atomic replacement of DIR, route's attributes, and bad input -> exit 2 with nothing left.
+# usage: test_analysis_cli.sh MOBA_BINARY WORK_DIR
+source "$(dirname "$0")/io_common.sh"
+cd "$WORK"
+
+"$MOBA" synth --out s.h5 --tokens 512 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 --min-distance 64 --seed 4 --quiet
+
+# 1. analyze: table, files, columns, row count, JSON, HDF5 layout.
+"$MOBA" analyze s.h5 --block-sizes 16,32,64 --sparsity 0.75 --routers moba,oracle,moba-kconv --layers 0,1 \
+  --heads 0,3 --out A --quiet > table.txt
+cat table.txt
+grep -q "oracle" table.txt || fail "no table printed"
+for f in summary.csv aggregate.csv buckets.csv summary.json analysis.h5 run.json; do
+  [ -s "A/$f" ] || fail "A/$f missing"
+done
+[ ! -e A.partial ] || fail "A.partial left behind"
+"$PY" - <<'PYEOF' || fail "analyze outputs"
+import csv, json, h5py, math
+rows = list(csv.DictReader(open("A/summary.csv")))
+need = ["layer", "head", "router", "block_size", "top_k", "sparsity_mean", "coverage_mean",
+        "oracle_coverage_mean", "kl_mean", "block_recall_mean", "token_recall_mean",
+        "output_rel_err_mean", "snr_emp", "snr_theory", "p_fail_emp"]
+missing = [c for c in need if c not in rows[0]]
+assert not missing, missing
+assert len(rows) == 2 * 2 * 3 * 3, len(rows)  # layers x heads x routers x B
+ks = {(int(r["block_size"]), int(r["top_k"])) for r in rows}
+assert ks == {(16, 8), (32, 4), (64, 2)}, ks  # round(0.25 * 512 / B)
+for r in rows:
+    cov, ocov, kl = float(r["coverage_mean"]), float(r["oracle_coverage_mean"]), float(r["kl_mean"])
+    assert 0 < cov <= ocov + 1e-6 <= 1 + 1e-5, r
+    assert kl >= -math.log(cov) - 1e-6  # Jensen: mean(-ln R) >= -ln mean(R)
+    if r["router"] == "oracle":
+        assert float(r["block_recall_mean"]) == 1.0
+        assert r["snr_emp"] == "nan"
+    else:
+        assert float(r["snr_emp"]) > 0 and float(r["snr_synth"]) > 0
+agg = list(csv.DictReader(open("A/aggregate.csv")))
+assert {r["scope"] for r in agg} == {"layer", "overall"}
+js = json.load(open("A/summary.json"))
+assert len(js) == len(rows) + len(agg)
+run = json.load(open("A/run.json"))
+assert run["command"] == "analyze" and run["device"].startswith("cpu") and run["git_commit"]
+assert run["config"]["configs_B_k"] == "16:8,32:4,64:2", run["config"]
+with h5py.File("A/analysis.h5", "r") as f:
+    g = f["/layers/1/heads/3/B32_k4/moba"]
+    assert g["selected"].shape == (512, 4) and g["selected"].dtype == "int32"
+    for name in ["coverage", "kl", "block_recall", "token_recall", "output_rel_err", "output_cosine",
+                 "sparsity_token", "block_density"]:
+        assert g[name].shape == (512,), name
+    assert "snr_emp" in g.attrs
+    assert f["/layers/0/heads/0/B16/moba/signal_rank_hist"].shape == (65,)
+    assert f.attrs["device"].startswith(b"cpu") if isinstance(f.attrs["device"], bytes) else f.attrs["device"].startswith("cpu")
+PYEOF
+
+# 2. --json on stdout; re-running over an earlier output replaces it.
+"$MOBA" analyze s.h5 --block-sizes 32 --top-k 2,3 --heads 1 --out A --json --quiet > rows.json
+"$PY" -c "import json,sys; d=json.load(open('rows.json')); assert any(r['scope']=='overall' for r in d), d" \
+  || fail "--json"
+[ "$(tail -n +2 A/summary.csv | wc -l)" = 8 ] || fail "A was not replaced (2 layers x 1 head x 2 routers x 2 k)"
+
+# 3. bad input and usage: exit 2, no DIR and no DIR.partial left behind.
+expect2() { local rc=0; "$MOBA" "$@" > out.txt 2> err.txt || rc=$?; [ "$rc" = 2 ] || { cat err.txt; fail "exit $rc, wanted 2: $*"; }; }
+expect2 analyze missing.h5 --block-sizes 16 --top-k 2 --out B
+expect2 analyze s.h5 --block-sizes 16 --top-k 2 --sparsity 0.5 --out B
+expect2 analyze s.h5 --block-sizes 16 --out B
+expect2 analyze s.h5 --block-sizes 16 --top-k 2 --routers moba,quest --out B
+expect2 analyze s.h5 --block-sizes 16 --top-k 2 --heads 9 --out B
+expect2 analyze s.h5 --block-sizes 16 --top-k 2 --layers 5 --out B
+expect2 analyze s.h5 --block-sizes 1,2,3,4,5,6,7,8,9 --top-k 2 --out B
+expect2 analyze s.h5 --block-sizes 16 --top-k 2 --device cuda --out B
+grep -q "CUDA requested but this build has no CUDA backend\|no GPU found" err.txt || fail "cuda message: $(cat err.txt)"
+printf '0.1 0.2\n' > w_bad.txt
+expect2 analyze s.h5 --block-sizes 16 --top-k 2 --routers moba-kconv --kconv-weights w_bad.txt --out B
+grep -q "w_bad.txt" err.txt || fail "kconv weights error does not name the file: $(cat err.txt)"
+[ ! -e B ] && [ ! -e B.partial ] || fail "bad input left B or B.partial"
+mkdir -p notours && touch notours/keep.txt
+expect2 analyze s.h5 --block-sizes 16 --top-k 2 --out notours
+[ -e notours/keep.txt ] || fail "a foreign directory was touched"
+
+# 4. kconv weights from a text file work; route records its configuration.
+"$PY" -c "
+import numpy as np
+np.savetxt('w3.txt', np.full((3, 32), 0.2, dtype=np.float32))
+np.save('w3.npy', np.full((3, 32), 0.2, dtype=np.float32))"
+"$MOBA" analyze s.h5 --block-sizes 32 --top-k 2 --routers moba-kconv --kconv-weights w3.txt --layers 0 --heads 0 --out C --quiet > /dev/null
+"$MOBA" route s.h5 --layer 1 --block-size 32 --top-k 3 --kconv 3 --kconv-weights w3.npy --out r.h5 --device auto --quiet > route.txt
+grep -q "device: cpu" route.txt || fail "route does not say which device ran: $(cat route.txt)"
+"$PY" - <<'PYEOF' || fail "route output"
+import h5py
+with h5py.File("r.h5", "r") as f:
+    sel = f["selected"][...]
+    assert sel.shape == (4, 512, 3) and sel.dtype == "int32"
+    assert "output" not in f
+    a = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    assert a["router"] == "moba-kconv" and a["kconv_weights"] == "w3.npy" and a["block_size"] == 32
+    assert a["device"].startswith("cpu") and a["git_commit"] and a["layer"] == 1
+    for t in range(512):
+        row = sel[0, t]
+        valid = row[row >= 0]
+        assert list(valid) == sorted(valid) and valid[-1] == t // 32, (t, row)
+PYEOF
+
+# 5. demo: no arguments, the ablation table in well under a minute.
+start=$(date +%s)
+"$MOBA" demo --quiet > demo.txt
+elapsed=$(( $(date +%s) - start ))
+cat demo.txt
+for B in 16 32 64 128; do grep -qE "^moba +$B " demo.txt || fail "demo has no moba row for B=$B"; done
+[ "$elapsed" -lt 60 ] || fail "demo took ${elapsed}s"
+echo "PASS"
