@@ -6,7 +6,6 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <regex>
 #include <sstream>
 
 #include "core/errors.h"
@@ -33,18 +32,31 @@ std::vector<float> parse_npy(const std::string& path, const std::string& bytes) 
   }
   if (offset + header_len > bytes.size()) throw bad("truncated header");
   const std::string header = bytes.substr(offset, header_len);
-  std::smatch m;
-  if (!std::regex_search(header, m, std::regex("'descr'\\s*:\\s*'([^']*)'")) || m[1] != "<f4")
-    throw bad("dtype must be little-endian float32 ('<f4')");
-  if (!std::regex_search(header, m, std::regex("'fortran_order'\\s*:\\s*(True|False)")) || m[1] != "False")
-    throw bad("fortran_order must be False");
-  if (!std::regex_search(header, m, std::regex("'shape'\\s*:\\s*\\(([^)]*)\\)"))) throw bad("no shape in header");
+  // The header is a Python dict literal; take the text after each key.
+  auto value_of = [&](const std::string& key) -> std::string {
+    const size_t at = header.find("'" + key + "'");
+    if (at == std::string::npos) throw bad("no '" + key + "' in the header");
+    size_t v = header.find(':', at);
+    if (v == std::string::npos) throw bad("malformed header");
+    ++v;
+    while (v < header.size() && header[v] == ' ') ++v;
+    return header.substr(v);
+  };
+  const std::string descr = value_of("descr"), fortran = value_of("fortran_order"), shape_text = value_of("shape");
+  if (descr.compare(0, 5, "'<f4'") != 0) throw bad("dtype must be little-endian float32 ('<f4')");
+  if (fortran.compare(0, 5, "False") != 0) throw bad("fortran_order must be False");
+  if (shape_text.empty() || shape_text[0] != '(' || shape_text.find(')') == std::string::npos)
+    throw bad("malformed shape in the header");
   std::vector<int64_t> shape;
-  std::stringstream ss(m[1].str());
+  std::stringstream ss(shape_text.substr(1, shape_text.find(')') - 1));
   std::string item;
   while (std::getline(ss, item, ',')) {
     item.erase(std::remove_if(item.begin(), item.end(), ::isspace), item.end());
-    if (!item.empty()) shape.push_back(std::stoll(item));
+    if (item.empty()) continue;
+    char* end = nullptr;
+    const long long n = std::strtoll(item.c_str(), &end, 10);
+    if (*end != '\0' || n < 0) throw bad("malformed shape in the header");
+    shape.push_back(n);
   }
   if (shape.size() != 2) throw ShapeError(path, "npy", "weights must be 2-D [W, head_dim]");
   const size_t n = static_cast<size_t>(shape[0] * shape[1]);
