@@ -19,6 +19,7 @@ using namespace cuda_detail;
 constexpr int kThreads = 128;    // queries per CTA
 constexpr int kBlockTile = 32;   // pooled keys scored per step
 constexpr int kMaxTopK = 129;    // list of top_k - 1 <= 128 entries per query
+constexpr int kTileLd = kBlockTile + 4;  // padded kt row: 16-byte aligned, 4-way store conflicts
 
 struct GateArgs {
   DevTensor q;                   // [n_q_heads, n_tokens, head_dim]
@@ -39,14 +40,14 @@ __device__ __forceinline__ bool ranks_before(float sa, int ia, float sb, int ib,
 }
 
 // grid (ceil(n_tokens / 128), n_routers); one thread per query position.
-// dynamic smem: kt [DQ][32] fp32 (pooled-key tile, channel-major), then the per-thread lists
+// dynamic smem: kt [DQ][kTileLd] fp32 (pooled-key tile, channel-major), then the per-thread lists
 // ls [top_k - 1][128] fp32 and li [top_k - 1][128] int32 (column per thread: no conflicts).
 template <int DQ>
 __global__ void __launch_bounds__(kThreads) gate_topk_kernel(GateArgs a) {
   extern __shared__ float smem[];
   const int n_pick_max = a.top_k - 1;
   float* kt = smem;
-  float* ls = smem + DQ * kBlockTile;
+  float* ls = smem + DQ * kTileLd;
   int* li = reinterpret_cast<int*>(ls + n_pick_max * kThreads);
   const int tid = threadIdx.x;
   const int64_t router = blockIdx.y;
@@ -73,10 +74,10 @@ __global__ void __launch_bounds__(kThreads) gate_topk_kernel(GateArgs a) {
   const int64_t c_max = t_last / a.block_size;
   for (int64_t b0 = 0; b0 <= c_max; b0 += kBlockTile) {
     __syncthreads();
-    for (int i = tid; i < kBlockTile * DQ; i += kThreads) {
-      const int bb = i % kBlockTile, ch = i / kBlockTile;
+    for (int i = tid; i < kBlockTile * DQ; i += kThreads) {  // coalesced along channels
+      const int ch = i % DQ, bb = i / DQ;
       const int64_t b = b0 + bb;
-      kt[ch * kBlockTile + bb] =
+      kt[ch * kTileLd + bb] =
           (b < a.n_blocks && ch < a.head_dim) ? a.kbar[(kv * a.n_blocks + b) * a.head_dim + ch] : 0.0f;
     }
     __syncthreads();
@@ -90,7 +91,7 @@ __global__ void __launch_bounds__(kThreads) gate_topk_kernel(GateArgs a) {
 #pragma unroll
       for (int ch = 0; ch < DQ; ++ch) {
         const float qc = q[ch];
-        const float4* row = reinterpret_cast<const float4*>(kt + ch * kBlockTile);
+        const float4* row = reinterpret_cast<const float4*>(kt + ch * kTileLd);
 #pragma unroll
         for (int v = 0; v < kBlockTile / 4; ++v) {
           const float4 k4 = row[v];
@@ -160,7 +161,7 @@ __global__ void __launch_bounds__(kThreads) gate_topk_kernel(GateArgs a) {
 
 template <int DQ>
 const char* launch_gate_topk(const GateArgs& a, int64_t n_routers, cudaStream_t stream) {
-  const size_t smem = sizeof(float) * DQ * kBlockTile + size_t{8} * (a.top_k - 1) * kThreads;
+  const size_t smem = sizeof(float) * DQ * kTileLd + size_t{8} * (a.top_k - 1) * kThreads;
   MOBA_CUDA_TRY(cudaFuncSetAttribute(gate_topk_kernel<DQ>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(smem)));
   const int64_t n_tiles = (a.n_tokens + kThreads - 1) / kThreads;
