@@ -8,7 +8,8 @@
 //   run.json       the run record (resolved config, git commit, device)
 // Everything is written into DIR.partial and renamed to DIR at the end; the CSV/JSON files
 // are rewritten (atomically) after every layer, so an interrupted run keeps its finished
-// layers in DIR.partial. Bad input or usage removes DIR.partial and leaves DIR untouched.
+// layers in DIR.partial (until the next run into DIR starts afresh). Bad input or usage
+// removes DIR.partial and leaves DIR untouched.
 #include <unistd.h>
 
 #include <chrono>
