@@ -1,0 +1,305 @@
+// ResultsFile and friends (analysis/results_file.h): analyze's output directory as plain
+// structs, through core's generic HDF5 reader.
+#include "analysis/results_file.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <tuple>
+
+#include "analysis/metrics.h"
+#include "core/errors.h"
+#include "core/h5_input.h"
+
+namespace fs = std::filesystem;
+
+namespace moba::analysis {
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Parses a whole decimal integer; false on anything else.
+bool parse_index(const std::string& s, int64_t* out) {
+  if (s.empty() || s.size() > 18) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  *out = std::strtoll(s.c_str(), nullptr, 10);
+  return true;
+}
+
+// "B<b>_k<k>" -> (b, k).
+bool parse_slot(const std::string& s, int64_t* block_size, int64_t* top_k) {
+  if (s.size() < 4 || s[0] != 'B') return false;
+  const size_t us = s.find("_k");
+  if (us == std::string::npos) return false;
+  return parse_index(s.substr(1, us - 1), block_size) && parse_index(s.substr(us + 2), top_k) && *block_size > 0 &&
+         *top_k > 0;
+}
+
+double parse_cell(const std::string& s) {
+  if (s.empty()) return kNaN;
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() + s.size()) return kNaN;
+  return v;
+}
+
+std::vector<std::string> split_csv_line(const std::string& line) {
+  std::vector<std::string> out(1);
+  for (char c : line) {
+    if (c == ',') out.emplace_back();
+    else if (c != '\r') out.back() += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+bool same_slot(const ResultConfig& a, const ResultConfig& b) {
+  return a.layer == b.layer && a.head == b.head && a.block_size == b.block_size && a.top_k == b.top_k;
+}
+
+const std::vector<std::string>& known_metric_names() {
+  static const std::vector<std::string> names{"coverage",       "kl",            "block_recall",
+                                              "token_recall",   "output_rel_err", "output_cosine",
+                                              "sparsity_token", "block_density"};
+  return names;
+}
+
+const std::vector<float>* ResultArrays::metric(const std::string& name) const {
+  auto it = metrics.find(name);
+  return it == metrics.end() ? nullptr : &it->second;
+}
+
+double ResultArrays::summary_value(const std::string& name) const {
+  auto it = summary.find(name);
+  return it == summary.end() ? kNaN : it->second;
+}
+
+int SummaryTable::column(const std::string& name) const {
+  for (size_t i = 0; i < columns.size(); ++i)
+    if (columns[i] == name) return static_cast<int>(i);
+  return -1;
+}
+
+SummaryTable read_summary_csv(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw FileNotFoundError(path, "", std::string("cannot open: ") + std::strerror(errno));
+  SummaryTable t;
+  t.path = path;
+  std::string line;
+  if (!std::getline(f, line) || line.empty()) throw FormatError(path, "line 1", "no header line");
+  t.columns = split_csv_line(line);
+  int64_t line_no = 1;
+  while (std::getline(f, line)) {
+    ++line_no;
+    if (line.empty() || line == "\r") continue;
+    SummaryTable::Row row;
+    row.text = split_csv_line(line);
+    if (row.text.size() != t.columns.size())
+      throw FormatError(path, "line " + std::to_string(line_no),
+                        std::to_string(row.text.size()) + " cells, the header has " + std::to_string(t.columns.size()));
+    for (const auto& c : row.text) row.value.push_back(parse_cell(c));
+    t.rows.push_back(std::move(row));
+  }
+  return t;
+}
+
+ResultsFile::ResultsFile(const std::string& dir_or_h5) {
+  std::error_code ec;
+  const fs::path given(dir_or_h5);
+  if (!fs::exists(given, ec)) throw FileNotFoundError(dir_or_h5, "", "no such file or directory");
+  if (fs::is_directory(given, ec)) {
+    dir_ = given.string();
+    h5_path_ = (given / "analysis.h5").string();
+    if (!fs::exists(h5_path_, ec))
+      throw FileNotFoundError(h5_path_, "", "missing: is " + dir_ + " a `moba analyze --out` directory?");
+  } else {
+    h5_path_ = given.string();
+    dir_ = given.has_parent_path() ? given.parent_path().string() : std::string(".");
+  }
+  h5_ = std::make_unique<H5Input>(h5_path_);
+  if (!h5_->has_group("/layers"))
+    throw FormatError(h5_path_, "/layers", "group is missing: not a `moba analyze` analysis.h5");
+  attributes_ = h5_->attributes("/");
+
+  for (const std::string& lname : h5_->list_groups("/layers")) {
+    int64_t layer = 0;
+    if (!parse_index(lname, &layer)) continue;
+    const std::string lpath = "/layers/" + lname + "/heads";
+    if (!h5_->has_group(lpath)) continue;
+    for (const std::string& hname : h5_->list_groups(lpath)) {
+      int64_t head = 0;
+      if (!parse_index(hname, &head)) continue;
+      const std::string hpath = lpath + "/" + hname;
+      for (const std::string& sname : h5_->list_groups(hpath)) {
+        int64_t b = 0, k = 0;
+        if (!parse_slot(sname, &b, &k)) continue;  // e.g. B<b>/ (SNR histograms)
+        const std::string spath = hpath + "/" + sname;
+        for (const std::string& router : h5_->list_groups(spath)) {
+          const std::string group = spath + "/" + router;
+          if (!h5_->has_dataset(group + "/selected")) continue;
+          configs_.push_back({static_cast<int>(layer), head, b, static_cast<int>(k), router, group});
+        }
+      }
+    }
+  }
+  if (configs_.empty())
+    throw FormatError(h5_path_, "/layers", "no /layers/L/heads/H/B<b>_k<k>/<router>/selected datasets");
+  std::sort(configs_.begin(), configs_.end(), [](const ResultConfig& a, const ResultConfig& b) {
+    return std::tie(a.layer, a.head, a.block_size, a.top_k, a.router) <
+           std::tie(b.layer, b.head, b.block_size, b.top_k, b.router);
+  });
+
+  const fs::path csv = fs::path(dir_) / "summary.csv";
+  if (fs::exists(csv, ec)) summary_ = read_summary_csv(csv.string());
+}
+
+ResultsFile::~ResultsFile() = default;
+
+const ResultConfig* ResultsFile::find(int layer, int64_t head, int64_t block_size, int top_k,
+                                      const std::string& router) const {
+  for (const auto& c : configs_)
+    if (c.layer == layer && c.head == head && c.block_size == block_size && c.top_k == top_k && c.router == router)
+      return &c;
+  return nullptr;
+}
+
+ResultArrays ResultsFile::load(const ResultConfig& config) const {
+  ResultArrays a;
+  a.config = config;
+  std::vector<int64_t> shape;
+  a.selected = h5_->read_i32(config.group + "/selected", &shape);
+  if (shape.size() != 2 || shape[1] != config.top_k)
+    throw ShapeError(h5_path_, config.group + "/selected",
+                     "expected [n_tokens, " + std::to_string(config.top_k) + "] int32");
+  a.n_tokens = shape[0];
+  a.n_blocks = (a.n_tokens + config.block_size - 1) / config.block_size;
+  for (const int32_t b : a.selected)
+    if (b < -1 || b >= a.n_blocks)
+      throw ShapeError(h5_path_, config.group + "/selected",
+                       "block index " + std::to_string(b) + " outside [-1, " + std::to_string(a.n_blocks) + ")");
+  for (const std::string& name : h5_->list_datasets(config.group)) {
+    if (name == "selected") continue;
+    const std::string ds = config.group + "/" + name;
+    const H5DatasetInfo info = h5_->dataset_info(ds);
+    if (info.shape.size() != 1 || info.dtype.rfind("float", 0) != 0) continue;  // not a per-position metric
+    if (info.shape[0] != a.n_tokens)
+      throw ShapeError(h5_path_, ds, "length " + std::to_string(info.shape[0]) + ", `selected` has " +
+                                         std::to_string(a.n_tokens) + " positions");
+    a.metrics[name] = h5_->read_f32(ds);
+  }
+  for (const auto& [name, text] : h5_->attributes(config.group)) {
+    const double v = parse_cell(text);
+    if (!text.empty() && (std::isfinite(v) || text == "nan" || text == "inf" || text == "-inf")) a.summary[name] = v;
+  }
+  return a;
+}
+
+const char* mask_cell_name(MaskCell c) {
+  switch (c) {
+    case MaskCell::current: return "current block";
+    case MaskCell::selected: return "selected";
+    case MaskCell::hit: return "hit (router and oracle)";
+    case MaskCell::false_pick: return "false pick (router only)";
+    case MaskCell::miss: return "miss (oracle only)";
+  }
+  return "none";
+}
+
+int MaskComparison::cell_at(int64_t t, int64_t block) const {
+  if (t < 0 || t >= n_tokens) return 0;
+  const size_t row = static_cast<size_t>(t) * static_cast<size_t>(width);
+  for (int i = 0; i < width; ++i)
+    if (blocks[row + i] == block) return static_cast<int>(cells[row + i]);
+  return 0;
+}
+
+MaskComparison compare_selections(const ResultArrays& router, const ResultArrays* oracle) {
+  const int K = router.config.top_k;
+  const int64_t T = router.n_tokens, B = router.config.block_size;
+  if (oracle && (oracle->n_tokens != T || oracle->config.top_k != K || oracle->config.block_size != B))
+    throw ShapeError(oracle->config.group, "selected", "the oracle's selection does not match the router's shape");
+  MaskComparison m;
+  m.n_tokens = T;
+  m.n_blocks = router.n_blocks;
+  m.block_size = B;
+  m.with_oracle = oracle != nullptr;
+  m.width = oracle ? 2 * K : K;
+  m.blocks.assign(static_cast<size_t>(T * m.width), -1);
+  m.cells.assign(static_cast<size_t>(T * m.width), MaskCell::selected);
+  m.n_hit.assign(static_cast<size_t>(T), 0);
+  m.n_false.assign(static_cast<size_t>(T), 0);
+  m.n_miss.assign(static_cast<size_t>(T), 0);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t c = t / B;
+    const int32_t* rs = &router.selected[static_cast<size_t>(t * K)];
+    const int32_t* os = oracle ? &oracle->selected[static_cast<size_t>(t * K)] : nullptr;
+    int32_t* out_b = &m.blocks[static_cast<size_t>(t * m.width)];
+    MaskCell* out_c = &m.cells[static_cast<size_t>(t * m.width)];
+    // Both rows are ascending, -1 padded: merge them.
+    int i = 0, j = 0, n = 0;
+    const auto valid = [K](const int32_t* s, int idx) { return s && idx < K && s[idx] >= 0; };
+    while (valid(rs, i) || valid(os, j)) {
+      const bool take_r = valid(rs, i), take_o = valid(os, j);
+      int32_t block;
+      bool in_r = false, in_o = false;
+      if (take_r && take_o && rs[i] == os[j]) {
+        block = rs[i++];
+        ++j;
+        in_r = in_o = true;
+      } else if (take_r && (!take_o || rs[i] < os[j])) {
+        block = rs[i++];
+        in_r = true;
+      } else {
+        block = os[j++];
+        in_o = true;
+      }
+      MaskCell cell;
+      if (block == c) cell = MaskCell::current;
+      else if (!oracle) cell = MaskCell::selected;
+      else if (in_r && in_o) cell = MaskCell::hit, ++m.n_hit[t];
+      else if (in_r) cell = MaskCell::false_pick, ++m.n_false[t];
+      else cell = MaskCell::miss, ++m.n_miss[t];
+      out_b[n] = block;
+      out_c[n] = cell;
+      ++n;
+    }
+    m.total_hit += m.n_hit[t];
+    m.total_false += m.n_false[t];
+    m.total_miss += m.n_miss[t];
+  }
+  return m;
+}
+
+BucketSeries bucket_means(const std::vector<float>& values, int64_t block_size, int top_k, int n_buckets) {
+  BucketSeries s;
+  const int64_t T = static_cast<int64_t>(values.size());
+  s.edges = bucket_edges(T, std::max(1, n_buckets), 0);
+  std::vector<uint8_t> choice(values.size());
+  for (int64_t t = 0; t < T; ++t) choice[static_cast<size_t>(t)] = has_choice(t, block_size, top_k) ? 1 : 0;
+  for (size_t e = 0; e + 1 < s.edges.size(); ++e)
+    s.mean.push_back(static_cast<float>(summarize(values, choice, s.edges[e], s.edges[e + 1]).mean));
+  return s;
+}
+
+PositionView load_position_view(const ResultsFile& file, const ResultConfig& config) {
+  PositionView v;
+  v.router = file.load(config);
+  if (config.router != "oracle") {
+    if (const ResultConfig* o = file.find(config.layer, config.head, config.block_size, config.top_k, "oracle")) {
+      v.oracle = file.load(*o);
+      v.has_oracle = true;
+    }
+  }
+  v.mask = compare_selections(v.router, v.has_oracle ? &v.oracle : nullptr);
+  return v;
+}
+
+}  // namespace moba::analysis

@@ -1,0 +1,159 @@
+#pragma once
+// Reading back what `moba analyze ... --out DIR` wrote (experiments/cmd_analyze.cpp), as plain
+// structs: the list of analysed configurations in DIR/analysis.h5, their per-position arrays,
+// and the rows of DIR/summary.csv. The viewer (gui/) draws these; nothing here knows about it.
+//
+// analysis.h5 layout (analysis/analyze.h, analyze_group):
+//   /                                          attributes dump, git_commit, device
+//   /layers/L/heads/H/B<b>_k<k>/<router>/      attributes: the summary.csv values of that row
+//       selected        int32 [n_tokens, top_k]  block indices, ascending, current block
+//                                                included, -1 padded
+//       coverage, kl, block_recall, token_recall, output_rel_err, output_cosine,
+//       sparsity_token, block_density            float32 [n_tokens], NaN where undefined
+//                                                (any further float32 [n_tokens] dataset is
+//                                                loaded too)
+//   /layers/L/heads/H/B<b>/<router>/signal_rank_hist  int32 (not read here)
+//
+// Every number derived here (bucket means, the selection-vs-oracle comparison) is one the CLI
+// also reports: bucket means use analyze's edges and "queries with a choice" rule, so at 16
+// buckets they equal DIR/buckets.csv.
+//
+// Errors (core/errors.h), naming the file (and the dataset or CSV line):
+//   FileNotFoundError  DIR or analysis.h5 missing; FormatError  not HDF5, no /layers, a
+//   malformed CSV; ShapeError  a dataset's shape disagrees with the configuration.
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace moba {
+class H5Input;
+}
+
+namespace moba::analysis {
+
+// One analysed (layer, head, block size, top-k, router): one group of analysis.h5.
+struct ResultConfig {
+  int layer = 0;
+  int64_t head = 0;
+  int64_t block_size = 0;
+  int top_k = 0;
+  std::string router;
+  std::string group;  // "/layers/L/heads/H/B<b>_k<k>/<router>"
+};
+bool same_slot(const ResultConfig& a, const ResultConfig& b);  // equal but for the router
+
+// The per-position arrays of one configuration.
+struct ResultArrays {
+  ResultConfig config;
+  int64_t n_tokens = 0;
+  int64_t n_blocks = 0;                      // ceil(n_tokens / block_size)
+  std::vector<int32_t> selected;             // [n_tokens, top_k]
+  std::map<std::string, std::vector<float>> metrics;  // name -> [n_tokens]
+  std::map<std::string, double> summary;     // the group's numeric attributes (summary.csv row)
+  // nullptr when the file has no such metric.
+  const std::vector<float>* metric(const std::string& name) const;
+  // The summary value, or NaN.
+  double summary_value(const std::string& name) const;
+};
+
+// The metric datasets analyze writes, in display order.
+const std::vector<std::string>& known_metric_names();
+
+// DIR/summary.csv (or any CSV with a header line): text cells, and each cell's numeric value
+// (NaN where not a number, e.g. "nan", "moba", "all").
+struct SummaryTable {
+  std::string path;
+  std::vector<std::string> columns;
+  struct Row {
+    std::vector<std::string> text;
+    std::vector<double> value;
+  };
+  std::vector<Row> rows;
+  int column(const std::string& name) const;  // -1 when absent
+};
+// Throws FileNotFoundError when missing, FormatError naming the line for ragged rows.
+SummaryTable read_summary_csv(const std::string& path);
+
+class ResultsFile {
+ public:
+  // `dir_or_h5`: the analyze output directory, or its analysis.h5. Lists the configurations;
+  // reads summary.csv beside the file when present.
+  explicit ResultsFile(const std::string& dir_or_h5);
+  ~ResultsFile();
+  ResultsFile(const ResultsFile&) = delete;
+  ResultsFile& operator=(const ResultsFile&) = delete;
+
+  const std::string& dir() const { return dir_; }
+  const std::string& h5_path() const { return h5_path_; }
+  // Root attributes of analysis.h5 (dump, git_commit, device), as text.
+  const std::map<std::string, std::string>& attributes() const { return attributes_; }
+  // Sorted by layer, head, block size, top-k, router (numerically).
+  const std::vector<ResultConfig>& configs() const { return configs_; }
+  // nullptr when absent.
+  const ResultConfig* find(int layer, int64_t head, int64_t block_size, int top_k, const std::string& router) const;
+  bool has_summary() const { return !summary_.path.empty(); }
+  const SummaryTable& summary() const { return summary_; }
+
+  // Reads one configuration's arrays. Safe to call from a worker thread while no other
+  // thread calls load() on the same object (HDF5 calls are serialised inside core/io).
+  ResultArrays load(const ResultConfig& config) const;
+
+ private:
+  std::string dir_, h5_path_;
+  std::unique_ptr<H5Input> h5_;
+  std::map<std::string, std::string> attributes_;
+  std::vector<ResultConfig> configs_;
+  SummaryTable summary_;
+};
+
+// Per (query, block) classification of a router's selection against the oracle's for the same
+// (layer, head, B, k). With no oracle, every selected block is `selected` (or `current`).
+enum class MaskCell : uint8_t {
+  current = 1,     // the current block floor(t / B), always selected by both
+  selected = 2,    // chosen by the router (no oracle to compare with)
+  hit = 3,         // router and oracle
+  false_pick = 4,  // router only
+  miss = 5,        // oracle only
+};
+const char* mask_cell_name(MaskCell c);
+
+// The comparison for every query: row t holds up to `width` (block, cell) entries, ascending
+// by block, unused entries have block -1.
+struct MaskComparison {
+  int64_t n_tokens = 0, n_blocks = 0, block_size = 0;
+  int width = 0;                  // 2 * top_k with an oracle, top_k without
+  bool with_oracle = false;
+  std::vector<int32_t> blocks;    // [n_tokens, width]
+  std::vector<MaskCell> cells;    // [n_tokens, width]
+  // Per-query counts: routed blocks the router and the oracle share / the router alone / the
+  // oracle alone (current block excluded).
+  std::vector<int32_t> n_hit, n_false, n_miss;
+  int64_t total_hit = 0, total_false = 0, total_miss = 0;  // sums over all queries
+  // The cell of (t, block), or 0 when neither selected it.
+  int cell_at(int64_t t, int64_t block) const;
+};
+// `oracle` may be null. Throws ShapeError when the two disagree on n_tokens or top_k.
+MaskComparison compare_selections(const ResultArrays& router, const ResultArrays* oracle);
+
+// Means of `values` over the queries with a choice (analysis/metrics.h has_choice) in each
+// position bucket (analysis/metrics.h bucket_edges), NaN for an empty bucket.
+struct BucketSeries {
+  std::vector<int64_t> edges;  // n + 1
+  std::vector<float> mean;     // n
+};
+BucketSeries bucket_means(const std::vector<float>& values, int64_t block_size, int top_k, int n_buckets);
+
+// Everything the viewer shows for one (layer, head, B, k, router): the router's arrays, the
+// oracle's when analysed for the same slot (and the router is not the oracle itself), and
+// their comparison. Built on a worker thread, handed to the GUI whole.
+struct PositionView {
+  ResultArrays router;
+  bool has_oracle = false;
+  ResultArrays oracle;
+  MaskComparison mask;
+};
+PositionView load_position_view(const ResultsFile& file, const ResultConfig& config);
+
+}  // namespace moba::analysis

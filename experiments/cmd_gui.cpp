@@ -1,0 +1,106 @@
+// `moba gui DIR`: the Dear ImGui viewer of a `moba analyze --out DIR` result (DESIGN.md §7).
+// Compiled into every build; the viewer itself exists only in builds configured with
+// -DMOBA_GUI=ON (gui/CMakeLists.txt defines MOBA_HAVE_GUI for this target). Without it the
+// command says so and exits 2.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "experiments/args.h"
+#include "experiments/command.h"
+
+#ifdef MOBA_HAVE_GUI
+#include "analysis/results_file.h"
+#include "gui/gui.h"
+#endif
+
+namespace moba::cli {
+namespace {
+
+const char* const kUsage =
+    "usage: moba gui DIR [--layer L] [--head H] [--block-size B] [--top-k K] [--router R] [--query T]\n"
+    "                    [--positions A:B] [--buckets N] [--size WxH] [--screenshot FILE.png [--frames N] [--hover X,Y]]\n"
+    "\n"
+    "Interactive viewer of `moba analyze ... --out DIR` (DIR or DIR/analysis.h5): a navigator\n"
+    "(layer, head, B x k, router), the block-selection mask (query position x block; with the\n"
+    "oracle analysed too: hits, false picks and misses), per-position metrics (coverage, KL,\n"
+    "block recall, output error; per position or as bucket means, the rule of buckets.csv) and\n"
+    "summary.csv as a sortable table. Every number shown is one analyze wrote.\n"
+    "\n"
+    "  --layer/--head/--block-size/--top-k/--router   the configuration shown first\n"
+    "  --query T               pin query position T (its selections and metrics are listed)\n"
+    "  --positions A:B         show query positions [A, B) first (all)\n"
+    "  --buckets N             plot metrics as means over N position buckets (per position)\n"
+    "  --size WxH              window size (1600x1000)\n"
+    "  --screenshot FILE.png   render --frames N frames (5) once loading settles, write the\n"
+    "                          window as a PNG, and exit (headless: xvfb-run -s \"-screen 0\n"
+    "                          1600x1000x24\" moba gui DIR --screenshot out.png)\n"
+    "  --hover X,Y             with --screenshot: put the pointer at window pixel X,Y\n"
+    "\n"
+    "Mouse: wheel zooms the position axis around the pointer, drag pans, click pins a query;\n"
+    "hover the mask for a query's block, its class and its coverage / KL.\n";
+
+#ifdef MOBA_HAVE_GUI
+// "AxB" -> (a, b).
+std::pair<int64_t, int64_t> parse_pair(const std::string& flag, const std::string& text, char sep, int64_t lo,
+                                       int64_t hi) {
+  const size_t at = text.find(sep);
+  if (at == std::string::npos)
+    throw UsageError("--" + flag + ": expected two numbers separated by '" + std::string(1, sep) + "', got '" + text + "'");
+  return {parse_int("--" + flag, text.substr(0, at), lo, hi), parse_int("--" + flag, text.substr(at + 1), lo, hi)};
+}
+#endif
+
+int run_gui(const std::vector<std::string>& argv) {
+  const Args args(argv,
+                  {"layer", "head", "block-size", "top-k", "router", "query", "positions", "buckets", "size", "screenshot", "frames", "hover"},
+                  {"help"});
+  if (args.flag("help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+#ifndef MOBA_HAVE_GUI
+  std::fprintf(stderr, "moba gui: this build has no GUI (configure with -DMOBA_GUI=ON)\n");
+  return 2;
+#else
+  if (args.positional().size() != 1) throw UsageError("expected exactly one DIR argument (see --help)");
+  gui::GuiOptions o;
+  o.layer = static_cast<int>(args.integer("layer", -1, 0, INT32_MAX));
+  o.head = args.integer("head", -1, 0, INT32_MAX);
+  o.block_size = args.integer("block-size", -1, 1, INT32_MAX);
+  o.top_k = static_cast<int>(args.integer("top-k", -1, 1, INT32_MAX));
+  o.router = args.str("router", "");
+  o.query = args.integer("query", -1, 0, INT64_MAX / 2);
+  if (args.has("positions")) {
+    const auto [a, b] = parse_pair("positions", args.str("positions", ""), ':', 0, INT64_MAX / 2);
+    if (b <= a) throw UsageError("--positions A:B needs A < B");
+    o.t_begin = a;
+    o.t_end = b;
+  }
+  if (args.has("size")) {
+    const auto [w, h] = parse_pair("size", args.str("size", ""), 'x', 200, 16384);
+    o.width = static_cast<int>(w);
+    o.height = static_cast<int>(h);
+  }
+  o.buckets = static_cast<int>(args.integer("buckets", 0, 1, 256));
+  o.screenshot = args.str("screenshot", "");
+  o.frames = static_cast<int>(args.integer("frames", 5, 1, 100000));
+  if (args.has("hover")) {
+    if (o.screenshot.empty()) throw UsageError("--hover is for --screenshot runs");
+    const auto [x, y] = parse_pair("hover", args.str("hover", ""), ',', 0, 16384);
+    o.hover_x = static_cast<float>(x);
+    o.hover_y = static_cast<float>(y);
+  }
+  // Opened before any window: bad input is exit 2 with the file named, display or not.
+  const analysis::ResultsFile file(args.positional()[0]);
+  gui::run_viewer(file, o);
+  if (!o.screenshot.empty()) std::printf("wrote %s\n", o.screenshot.c_str());
+  return 0;
+#endif
+}
+
+const Command kGui("gui", "Dear ImGui viewer of an analyze output (needs -DMOBA_GUI=ON)", run_gui);
+
+}  // namespace
+}  // namespace moba::cli

@@ -1,0 +1,244 @@
+// Per-position metrics of the shown configuration (analysis.h5's [n_tokens] arrays): one
+// strip per metric over query position, the router's line with the oracle's beside it where
+// that is meaningful, per position or as bucket means (analysis::bucket_means, the rule of
+// buckets.csv). The position axis follows the mask panel unless told otherwise.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "gui/panels.h"
+
+namespace moba::gui {
+
+namespace {
+
+constexpr float kStripGap = 4.0f;
+
+const char* metric_label(const std::string& name) {
+  if (name == "coverage") return "coverage R";
+  if (name == "kl") return "KL -ln R";
+  if (name == "block_recall") return "block recall";
+  if (name == "token_recall") return "token recall";
+  if (name == "output_rel_err") return "output rel err";
+  if (name == "output_cosine") return "output cosine";
+  if (name == "sparsity_token") return "token sparsity";
+  if (name == "block_density") return "block density";
+  return name.c_str();
+}
+
+// The oracle's line is drawn where it is a different quantity from the router's: not for
+// block recall (the oracle against itself is 1 by definition).
+bool overlay_makes_sense(const std::string& name) { return name != "block_recall"; }
+
+// One series over the visible positions: per pixel column the mean of its finite values,
+// joined by a line (gaps at NaN), with the column's min..max as a faint band when a column
+// holds several positions.
+void draw_series(ImDrawList* dl, const PositionAxis& a, float x0, float x1, float y0, float y1, float lo, float hi,
+                 const std::vector<float>& values, ImU32 color, bool envelope) {
+  const int64_t T = static_cast<int64_t>(values.size());
+  const auto y_of = [&](float v) { return y1 - (std::clamp(v, lo, hi) - lo) / (hi - lo) * (y1 - y0); };
+  bool have_prev = false;
+  ImVec2 prev;
+  const bool per_column = a.t_per_px > 1.0;
+  const int n_cols = per_column ? static_cast<int>(x1 - x0) : 0;
+  const int64_t t_lo = std::max<int64_t>(0, static_cast<int64_t>(std::floor(a.t_begin)));
+  const int64_t t_hi = std::min<int64_t>(T, static_cast<int64_t>(std::ceil(t_of_x(a, x0, x1))) + 1);
+  const int64_t n_steps = per_column ? n_cols : t_hi - t_lo;
+  for (int64_t i = 0; i < n_steps; ++i) {
+    int64_t ta, tb;
+    float x;
+    if (per_column) {
+      ta = static_cast<int64_t>(std::floor(t_of_x(a, x0, x0 + static_cast<float>(i))));
+      tb = static_cast<int64_t>(std::floor(t_of_x(a, x0, x0 + static_cast<float>(i + 1))));
+      ta = std::clamp<int64_t>(ta, 0, T);
+      tb = std::clamp<int64_t>(std::max(tb, ta + 1), 0, T);
+      x = x0 + static_cast<float>(i) + 0.5f;
+    } else {
+      ta = t_lo + i;
+      tb = ta + 1;
+      x = x_of_t(a, x0, static_cast<double>(ta) + 0.5);
+    }
+    double sum = 0;
+    int n = 0;
+    float mn = hi, mx = lo;
+    for (int64_t t = ta; t < tb; ++t) {
+      const float v = values[static_cast<size_t>(t)];
+      if (!std::isfinite(v)) continue;
+      sum += v;
+      ++n;
+      mn = std::min(mn, v);
+      mx = std::max(mx, v);
+    }
+    if (n == 0) {
+      have_prev = false;
+      continue;
+    }
+    if (envelope && tb - ta > 1 && mx > mn) dl->AddLine(ImVec2(x, y_of(mn)), ImVec2(x, y_of(mx)), palette::kEnvelope);
+    const ImVec2 p(x, y_of(static_cast<float>(sum / n)));
+    if (have_prev) dl->AddLine(prev, p, color, 1.2f);
+    else dl->AddLine(ImVec2(p.x - 0.5f, p.y), ImVec2(p.x + 0.5f, p.y), color, 1.2f);
+    prev = p;
+    have_prev = true;
+  }
+}
+
+void draw_buckets(ImDrawList* dl, const PositionAxis& a, float x0, float y0, float y1, float lo, float hi,
+                  const analysis::BucketSeries& b, ImU32 color) {
+  const auto y_of = [&](float v) { return y1 - (std::clamp(v, lo, hi) - lo) / (hi - lo) * (y1 - y0); };
+  for (size_t e = 0; e < b.mean.size(); ++e) {
+    if (!std::isfinite(b.mean[e])) continue;
+    const float xa = x_of_t(a, x0, static_cast<double>(b.edges[e])), xb = x_of_t(a, x0, static_cast<double>(b.edges[e + 1]));
+    const float y = y_of(b.mean[e]);
+    dl->AddRectFilled(ImVec2(xa, y), ImVec2(xb, y1), (color & 0x00FFFFFFu) | 0x30000000u);
+    dl->AddLine(ImVec2(xa, y), ImVec2(xb, y), color, 2.0f);
+  }
+}
+
+void draw_toolbar(ViewerState* s, const analysis::PositionView& v) {
+  MetricsViewState& m = s->metrics;
+  ImGui::Checkbox("follow mask zoom", &m.follow_mask);
+  ImGui::SameLine();
+  ImGui::Checkbox("bucket means", &m.bucketed);
+  if (m.bucketed) {
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(120);
+    ImGui::SliderInt("buckets", &m.n_buckets, 1, 256);
+  }
+  ImGui::SameLine();
+  if (v.has_oracle) ImGui::Checkbox("oracle overlay", &m.overlay_oracle);
+  ImGui::SameLine();
+  ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(palette::kRouterLine), "line: %s", v.router.config.router.c_str());
+  if (v.has_oracle && m.overlay_oracle) {
+    ImGui::SameLine();
+    ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(palette::kOracleLine), "line: oracle");
+  }
+  // One toggle per metric in the file, in analyze's order.
+  bool first = true;
+  for (const std::string& name : analysis::known_metric_names()) {
+    if (!v.router.metric(name)) continue;
+    if (!first) ImGui::SameLine();
+    first = false;
+    bool on = std::find(m.shown.begin(), m.shown.end(), name) != m.shown.end();
+    if (ImGui::Checkbox(metric_label(name), &on)) {
+      if (on) {
+        // Keep analyze's order.
+        std::vector<std::string> next;
+        for (const std::string& k : analysis::known_metric_names())
+          if (k == name || std::find(m.shown.begin(), m.shown.end(), k) != m.shown.end()) next.push_back(k);
+        m.shown = next;
+      } else {
+        m.shown.erase(std::remove(m.shown.begin(), m.shown.end(), name), m.shown.end());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
+  ImGui::SetNextWindowPos(ImVec2(r.x, r.y), ImGuiCond_Always);
+  ImGui::SetNextWindowSize(ImVec2(r.w, r.h), ImGuiCond_Always);
+  const bool open = ImGui::Begin("Per-position metrics", nullptr,
+                                 ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse |
+                                     ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse);
+  if (!open || !s->loaded.view) {
+    ImGui::End();
+    return;
+  }
+  const analysis::PositionView& v = *s->loaded.view;
+  const LoadedView& l = s->loaded;
+  draw_toolbar(s, v);
+
+  const ImVec2 origin = ImGui::GetCursorScreenPos();
+  const ImVec2 avail = ImGui::GetContentRegionAvail();
+  const float x0 = origin.x + kPlotLeftMargin;
+  const float w = std::max(10.0f, avail.x - kPlotLeftMargin - 4), x1 = x0 + w;
+  const int64_t T = v.router.n_tokens;
+  // The axis: the mask's, or the whole sequence.
+  PositionAxis axis = s->axis;
+  if (!s->metrics.follow_mask) axis = PositionAxis{};
+  clamp_axis(&axis, T, w);
+
+  std::vector<std::string> shown;
+  for (const std::string& name : s->metrics.shown)
+    if (v.router.metric(name)) shown.push_back(name);
+  if (shown.empty()) {
+    ImGui::TextDisabled("no metric selected");
+    ImGui::End();
+    return;
+  }
+  const float total_h = std::max(40.0f, avail.y - 18.0f);
+  const float strip_h = total_h / static_cast<float>(shown.size());
+  ImGui::SetCursorScreenPos(ImVec2(x0, origin.y));
+  ImGui::InvisibleButton("##metrics", ImVec2(w, total_h));
+  const bool hovered = ImGui::IsItemHovered();
+  bool clicked = false;
+  if (s->metrics.follow_mask) {
+    clicked = axis_mouse_input(&s->axis, T, x0, w, hovered);
+    axis = s->axis;
+    clamp_axis(&axis, T, w);
+  } else if (hovered && ImGui::IsMouseReleased(ImGuiMouseButton_Left)) {
+    clicked = true;
+  }
+
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  const ImVec2 mp = ImGui::GetIO().MousePos;
+  const int64_t hover_t = hovered ? std::clamp<int64_t>(static_cast<int64_t>(std::floor(t_of_x(axis, x0, mp.x))), 0, T - 1) : -1;
+  char buf[64];
+  for (size_t i = 0; i < shown.size(); ++i) {
+    const std::string& name = shown[i];
+    const float y0 = origin.y + static_cast<float>(i) * strip_h + kStripGap, y1 = origin.y + (static_cast<float>(i) + 1) * strip_h;
+    auto range = l.ranges.count(name) ? l.ranges.at(name) : std::pair<float, float>{0.0f, 1.0f};
+    const float lo = range.first, hi = range.second;
+    dl->AddRectFilled(ImVec2(x0, y0), ImVec2(x1, y1), palette::kBackground);
+    dl->PushClipRect(ImVec2(x0, y0), ImVec2(x1, y1), true);
+    const std::vector<float>& rv = *v.router.metric(name);
+    const std::vector<float>* ov = v.has_oracle && s->metrics.overlay_oracle && overlay_makes_sense(name) ? v.oracle.metric(name) : nullptr;
+    // The bucket cache (update_viewer) lags a toggle made this frame by one frame.
+    const auto cached = std::find(l.bucket_metrics.begin(), l.bucket_metrics.end(), name);
+    if (s->metrics.bucketed && cached != l.bucket_metrics.end()) {
+      const size_t k = static_cast<size_t>(cached - l.bucket_metrics.begin());
+      if (ov && k < l.oracle_buckets.size()) draw_buckets(dl, axis, x0, y0, y1, lo, hi, l.oracle_buckets[k], palette::kOracleLine);
+      if (k < l.router_buckets.size()) draw_buckets(dl, axis, x0, y0, y1, lo, hi, l.router_buckets[k], palette::kRouterLine);
+    } else {
+      if (ov) draw_series(dl, axis, x0, x1, y0, y1, lo, hi, *ov, palette::kOracleLine, false);
+      draw_series(dl, axis, x0, x1, y0, y1, lo, hi, rv, palette::kRouterLine, true);
+    }
+    if (s->pinned_t >= 0) {
+      const float px = x_of_t(axis, x0, static_cast<double>(s->pinned_t) + 0.5);
+      dl->AddLine(ImVec2(px, y0), ImVec2(px, y1), palette::kPinned, 1.5f);
+    }
+    if (hover_t >= 0) {
+      const float hx = x_of_t(axis, x0, static_cast<double>(hover_t) + 0.5);
+      dl->AddLine(ImVec2(hx, y0), ImVec2(hx, y1), palette::kHover);
+    }
+    dl->PopClipRect();
+    // Name inside the strip (top left), range on the left margin.
+    dl->AddText(ImVec2(x0 + 4, y0 + 1), palette::kAxisText, metric_label(name));
+    std::snprintf(buf, sizeof buf, "%.3g", hi);
+    dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(buf).x, y0), palette::kAxisText, buf);
+    std::snprintf(buf, sizeof buf, "%.3g", lo);
+    dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(buf).x, y1 - ImGui::GetTextLineHeight()), palette::kAxisText, buf);
+  }
+  const float y_axis = origin.y + total_h;
+  draw_position_ticks(dl, axis, x0, w, y_axis, y_axis, T);
+
+  if (hover_t >= 0 && !ImGui::IsMouseDragging(ImGuiMouseButton_Left, 3.0f)) {
+    ImGui::BeginTooltip();
+    ImGui::Text("t = %lld", static_cast<long long>(hover_t));
+    for (const std::string& name : shown) {
+      const float rv = (*v.router.metric(name))[static_cast<size_t>(hover_t)];
+      const std::vector<float>* ov = v.has_oracle ? v.oracle.metric(name) : nullptr;
+      if (ov && overlay_makes_sense(name))
+        ImGui::Text("%-15s %9.4f   oracle %9.4f", metric_label(name), rv, (*ov)[static_cast<size_t>(hover_t)]);
+      else
+        ImGui::Text("%-15s %9.4f", metric_label(name), rv);
+    }
+    ImGui::EndTooltip();
+  }
+  if (clicked && hover_t >= 0) s->pinned_t = hover_t;
+  ImGui::End();
+}
+
+}  // namespace moba::gui

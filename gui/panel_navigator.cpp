@@ -1,0 +1,187 @@
+// The navigator: which (layer, head, B, k, router) is shown — the choices come from the
+// file — the file's provenance, the configuration's summary numbers (its summary.csv row,
+// stored as attributes in analysis.h5), the mask legend with totals, and the pinned query.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "gui/panels.h"
+
+namespace moba::gui {
+
+namespace {
+
+template <typename T, typename Label>
+void combo(const char* label, const std::vector<T>& items, T* value, Label make_label) {
+  std::string preview = make_label(*value);
+  if (ImGui::BeginCombo(label, preview.c_str())) {
+    for (const T& item : items) {
+      const bool selected = item == *value;
+      if (ImGui::Selectable(make_label(item).c_str(), selected)) *value = item;
+      if (selected) ImGui::SetItemDefaultFocus();
+    }
+    ImGui::EndCombo();
+  }
+}
+
+void provenance(const ViewerState& s) {
+  const auto& attrs = s.file->attributes();
+  ImGui::TextWrapped("%s", s.file->h5_path().c_str());
+  for (const char* key : {"dump", "git_commit", "device"}) {
+    auto it = attrs.find(key);
+    if (it == attrs.end()) continue;
+    ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyle().Colors[ImGuiCol_TextDisabled]);
+    ImGui::TextWrapped("%s: %s", key, it->second.c_str());
+    ImGui::PopStyleColor();
+  }
+  ImGui::TextDisabled("%zu configurations%s", s.file->configs().size(),
+                      s.file->has_summary() ? ", summary.csv" : ", no summary.csv");
+}
+
+void value_row(const char* name, double v, const char* fmt = "%.4f") {
+  ImGui::TableNextRow();
+  ImGui::TableSetColumnIndex(0);
+  ImGui::TextUnformatted(name);
+  ImGui::TableSetColumnIndex(1);
+  if (std::isnan(v)) ImGui::TextDisabled("n/a");
+  else ImGui::Text(fmt, v);
+}
+
+void summary_numbers(const analysis::PositionView& v) {
+  const analysis::ResultArrays& a = v.router;
+  if (!ImGui::BeginTable("##summary", 2, ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV)) return;
+  value_row("n_tokens", static_cast<double>(a.n_tokens), "%.0f");
+  value_row("n_blocks", static_cast<double>(a.n_blocks), "%.0f");
+  value_row("queries with a choice", a.summary_value("n_choice"), "%.0f");
+  value_row("sparsity (token, causal)", a.summary_value("sparsity_mean"));
+  value_row("coverage", a.summary_value("coverage_mean"));
+  value_row("oracle coverage", a.summary_value("oracle_coverage_mean"));
+  value_row("KL -ln R", a.summary_value("kl_mean"));
+  value_row("block recall", a.summary_value("block_recall_mean"));
+  value_row("token recall", a.summary_value("token_recall_mean"));
+  value_row("output rel err", a.summary_value("output_rel_err_mean"));
+  value_row("SNR measured", a.summary_value("snr_emp"), "%.3f");
+  value_row("SNR model", a.summary_value("snr_theory"), "%.3f");
+  value_row("p_fail measured", a.summary_value("p_fail_emp"));
+  ImGui::EndTable();
+}
+
+void legend_item(ImU32 color, const char* text) {
+  const ImVec2 p = ImGui::GetCursorScreenPos();
+  const float sz = ImGui::GetTextLineHeight();
+  ImGui::GetWindowDrawList()->AddRectFilled(p, ImVec2(p.x + sz, p.y + sz), color);
+  ImGui::Dummy(ImVec2(sz, sz));
+  ImGui::SameLine();
+  ImGui::TextUnformatted(text);
+}
+
+void legend(const ViewerState& s, const analysis::PositionView& v) {
+  const analysis::MaskComparison& m = v.mask;
+  char buf[96];
+  legend_item(palette::kCurrent, "current block (always attended)");
+  if (m.with_oracle && s.mask.compare_oracle) {
+    std::snprintf(buf, sizeof buf, "hit: router and oracle (%lld)", static_cast<long long>(m.total_hit));
+    legend_item(palette::kHit, buf);
+    std::snprintf(buf, sizeof buf, "false pick: router only (%lld)", static_cast<long long>(m.total_false));
+    legend_item(palette::kFalsePick, buf);
+    std::snprintf(buf, sizeof buf, "miss: oracle only (%lld)", static_cast<long long>(m.total_miss));
+    legend_item(palette::kMiss, buf);
+  } else {
+    legend_item(palette::kSelected, "selected by the router");
+  }
+  if (s.mask.shade_causal) legend_item(palette::kCausal, "causally available blocks");
+}
+
+void block_list(const char* label, const analysis::ResultArrays& a, int64_t t) {
+  std::string text;
+  const int K = a.config.top_k;
+  for (int i = 0; i < K; ++i) {
+    const int32_t b = a.selected[static_cast<size_t>(t * K + i)];
+    if (b >= 0) text += (text.empty() ? "" : ", ") + std::to_string(b);
+  }
+  ImGui::TextWrapped("%s {%s}", label, text.c_str());
+}
+
+void pinned_query(ViewerState* s, const analysis::PositionView& v) {
+  const int64_t t = s->pinned_t;
+  if (t < 0 || t >= v.router.n_tokens) {
+    ImGui::TextDisabled("click the mask or a plot to pin a query");
+    return;
+  }
+  ImGui::Text("t = %lld, current block %lld", static_cast<long long>(t),
+              static_cast<long long>(t / v.router.config.block_size));
+  ImGui::SameLine();
+  if (ImGui::SmallButton("unpin")) s->pinned_t = -1;
+  if (ImGui::SmallButton("<")) s->pinned_t = std::max<int64_t>(0, t - 1);
+  ImGui::SameLine();
+  if (ImGui::SmallButton(">")) s->pinned_t = std::min<int64_t>(v.router.n_tokens - 1, t + 1);
+  ImGui::SameLine();
+  if (ImGui::SmallButton("centre view")) s->axis.t_begin = static_cast<double>(t) - 0.5 * s->axis.t_per_px * s->axis.plot_width;
+  block_list(v.router.config.router.c_str(), v.router, t);
+  if (v.has_oracle) block_list("oracle", v.oracle, t);
+  if (!ImGui::BeginTable("##pinned", v.has_oracle ? 3 : 2, ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV)) return;
+  ImGui::TableSetupColumn("metric");
+  ImGui::TableSetupColumn(v.router.config.router.c_str());
+  if (v.has_oracle) ImGui::TableSetupColumn("oracle");
+  ImGui::TableHeadersRow();
+  for (const std::string& name : analysis::known_metric_names()) {
+    const std::vector<float>* r = v.router.metric(name);
+    if (!r) continue;
+    ImGui::TableNextRow();
+    ImGui::TableSetColumnIndex(0);
+    ImGui::TextUnformatted(name.c_str());
+    ImGui::TableSetColumnIndex(1);
+    ImGui::Text("%.4f", (*r)[static_cast<size_t>(t)]);
+    if (v.has_oracle) {
+      const std::vector<float>* o = v.oracle.metric(name);
+      ImGui::TableSetColumnIndex(2);
+      if (o) ImGui::Text("%.4f", (*o)[static_cast<size_t>(t)]);
+    }
+  }
+  ImGui::EndTable();
+}
+
+}  // namespace
+
+void draw_navigator(ViewerState* s, const PanelRect& r) {
+  ImGui::SetNextWindowPos(ImVec2(r.x, r.y), ImGuiCond_Always);
+  ImGui::SetNextWindowSize(ImVec2(r.w, r.h), ImGuiCond_Always);
+  if (!ImGui::Begin("Navigator", nullptr, ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse)) {
+    ImGui::End();
+    return;
+  }
+  provenance(*s);
+  ImGui::Separator();
+  Selection& sel = s->selection;
+  ImGui::PushItemWidth(-90);
+  combo("layer", s->nav.layers, &sel.layer, [](int l) { return std::to_string(l); });
+  combo("head", s->nav.heads, &sel.head, [](int64_t h) { return std::to_string(h); });
+  std::pair<int64_t, int> slot{sel.block_size, sel.top_k};
+  combo("B x k", s->nav.slots, &slot, [](const std::pair<int64_t, int>& x) {
+    return "B=" + std::to_string(x.first) + "  k=" + std::to_string(x.second);
+  });
+  sel.block_size = slot.first;
+  sel.top_k = slot.second;
+  combo("router", s->nav.routers, &sel.router, [](const std::string& x) { return x; });
+  ImGui::PopItemWidth();
+  if (viewer_busy(*s)) ImGui::TextDisabled("loading...");
+  if (!s->load_error.empty()) ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", s->load_error.c_str());
+
+  if (s->loaded.view) {
+    const analysis::PositionView& v = *s->loaded.view;
+    ImGui::Separator();
+    ImGui::Text("layer %d head %lld  B=%lld k=%d  %s", v.router.config.layer, static_cast<long long>(v.router.config.head),
+                static_cast<long long>(v.router.config.block_size), v.router.config.top_k, v.router.config.router.c_str());
+    ImGui::TextDisabled("means over queries with a choice (summary.csv)");
+    summary_numbers(v);
+    ImGui::Separator();
+    legend(*s, v);
+    ImGui::Separator();
+    ImGui::TextUnformatted("Pinned query");
+    pinned_query(s, v);
+  }
+  ImGui::End();
+}
+
+}  // namespace moba::gui

@@ -1,0 +1,82 @@
+// The position axis shared by the mask and metrics panels (gui/panels.h), and the palette.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "analysis/results_file.h"
+#include "gui/panels.h"
+
+namespace moba::gui {
+
+namespace palette {
+ImU32 cell_color(int cell) {
+  switch (static_cast<analysis::MaskCell>(cell)) {
+    case analysis::MaskCell::current: return kCurrent;
+    case analysis::MaskCell::selected: return kSelected;
+    case analysis::MaskCell::hit: return kHit;
+    case analysis::MaskCell::false_pick: return kFalsePick;
+    case analysis::MaskCell::miss: return kMiss;
+  }
+  return kBackground;
+}
+}  // namespace palette
+
+void clamp_axis(PositionAxis* a, int64_t n_tokens, float plot_width) {
+  a->plot_width = plot_width;
+  if (plot_width < 1 || n_tokens <= 0) return;
+  if (a->request_end > a->request_begin) {
+    a->t_begin = a->request_begin;
+    a->t_per_px = (a->request_end - a->request_begin) / plot_width;
+    a->request_begin = a->request_end = 0;
+  }
+  const double fit = static_cast<double>(n_tokens) / plot_width;
+  const double min_tpp = 1.0 / 48.0;
+  if (a->t_per_px <= 0 || a->t_per_px > fit) a->t_per_px = fit;
+  a->t_per_px = std::max(a->t_per_px, std::min(min_tpp, fit));
+  const double span = a->t_per_px * plot_width;
+  a->t_begin = std::clamp(a->t_begin, 0.0, std::max(0.0, static_cast<double>(n_tokens) - span));
+}
+
+bool axis_mouse_input(PositionAxis* a, int64_t n_tokens, float x0, float width, bool hovered) {
+  const ImGuiIO& io = ImGui::GetIO();
+  bool clicked = false;
+  if (hovered && io.MouseWheel != 0.0f) {
+    // Zoom around the position under the mouse.
+    const double t_mouse = t_of_x(*a, x0, io.MousePos.x);
+    a->t_per_px *= std::pow(0.8, static_cast<double>(io.MouseWheel));
+    clamp_axis(a, n_tokens, width);
+    a->t_begin = t_mouse - (io.MousePos.x - x0) * a->t_per_px;
+  }
+  if (hovered && io.MouseWheelH != 0.0f) a->t_begin -= io.MouseWheelH * 40.0 * a->t_per_px;
+  if (hovered && ImGui::IsMouseDragging(ImGuiMouseButton_Left, 3.0f)) {
+    a->t_begin -= io.MouseDelta.x * a->t_per_px;
+  } else if (hovered && ImGui::IsMouseReleased(ImGuiMouseButton_Left) &&
+             ImGui::GetMouseDragDelta(ImGuiMouseButton_Left, 3.0f).x == 0.0f) {
+    clicked = true;
+  }
+  clamp_axis(a, n_tokens, width);
+  return clicked;
+}
+
+double nice_step(double min_step) {
+  if (!(min_step > 0)) return 1;
+  const double p = std::pow(10.0, std::floor(std::log10(min_step)));
+  for (const double m : {1.0, 2.0, 5.0, 10.0})
+    if (m * p >= min_step) return m * p;
+  return 10 * p;
+}
+
+void draw_position_ticks(ImDrawList* dl, const PositionAxis& a, float x0, float width, float y_top, float y_bottom,
+                         int64_t n_tokens) {
+  const double step = std::max(1.0, nice_step(90.0 * a.t_per_px));
+  const double t_end = std::min(static_cast<double>(n_tokens), t_of_x(a, x0, x0 + width));
+  char buf[32];
+  for (double t = std::ceil(a.t_begin / step) * step; t <= t_end; t += step) {
+    const float x = x_of_t(a, x0, t);
+    dl->AddLine(ImVec2(x, y_top), ImVec2(x, y_bottom), palette::kGrid);
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(t));
+    if (x + 2 + ImGui::CalcTextSize(buf).x <= x0 + width) dl->AddText(ImVec2(x + 2, y_bottom + 1), palette::kAxisText, buf);
+  }
+}
+
+}  // namespace moba::gui

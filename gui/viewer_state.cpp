@@ -1,0 +1,256 @@
+// The viewer's per-frame update (gui/viewer_state.h): selection snapping, background loads
+// through analysis::load_position_view, and the caches the panels draw from.
+#include "gui/viewer_state.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <exception>
+
+namespace moba::gui {
+
+namespace {
+
+using analysis::ResultConfig;
+
+// The key columns of DESIGN.md §7, in that order: the summary table shows those the file has.
+constexpr const char* kSummaryColumns[] = {
+    "layer",         "head",          "router",               "block_size", "top_k",
+    "sparsity_mean", "coverage_mean", "oracle_coverage_mean", "kl_mean",    "block_recall_mean",
+    "token_recall_mean", "output_rel_err_mean", "snr_emp", "snr_theory", "p_fail_emp"};
+
+template <typename T>
+void push_unique(std::vector<T>* v, const T& x) {
+  if (std::find(v->begin(), v->end(), x) == v->end()) v->push_back(x);
+}
+
+// Snaps `sel` onto an existing configuration, field by field (layer, head, slot, router),
+// keeping every field that still exists, and lists the choices at each level.
+void snap_selection(const analysis::ResultsFile& file, Selection* sel, NavigatorOptions* nav) {
+  *nav = NavigatorOptions{};
+  const auto& configs = file.configs();
+  for (const auto& c : configs) push_unique(&nav->layers, c.layer);
+  if (std::find(nav->layers.begin(), nav->layers.end(), sel->layer) == nav->layers.end()) sel->layer = nav->layers.front();
+  for (const auto& c : configs)
+    if (c.layer == sel->layer) push_unique(&nav->heads, c.head);
+  if (std::find(nav->heads.begin(), nav->heads.end(), sel->head) == nav->heads.end()) sel->head = nav->heads.front();
+  for (const auto& c : configs)
+    if (c.layer == sel->layer && c.head == sel->head) push_unique(&nav->slots, {c.block_size, c.top_k});
+  const std::pair<int64_t, int> slot{sel->block_size, sel->top_k};
+  if (std::find(nav->slots.begin(), nav->slots.end(), slot) == nav->slots.end()) {
+    // Same block size if possible, else the first slot.
+    auto it = std::find_if(nav->slots.begin(), nav->slots.end(),
+                           [&](const auto& s) { return s.first == sel->block_size; });
+    const auto& pick = it != nav->slots.end() ? *it : nav->slots.front();
+    sel->block_size = pick.first;
+    sel->top_k = pick.second;
+  }
+  for (const auto& c : configs)
+    if (c.layer == sel->layer && c.head == sel->head && c.block_size == sel->block_size && c.top_k == sel->top_k)
+      push_unique(&nav->routers, c.router);
+  if (std::find(nav->routers.begin(), nav->routers.end(), sel->router) == nav->routers.end()) {
+    // Prefer a real router over the oracle: the oracle is what it is compared with.
+    auto it = std::find_if(nav->routers.begin(), nav->routers.end(), [](const auto& r) { return r != "oracle"; });
+    sel->router = it != nav->routers.end() ? *it : nav->routers.front();
+  }
+}
+
+std::shared_ptr<const analysis::PositionView> load_view(const analysis::ResultsFile* file, ResultConfig config) {
+  return std::make_shared<const analysis::PositionView>(analysis::load_position_view(*file, config));
+}
+
+void sort_summary_order(ViewerState* s);
+
+void rebuild_summary_order(ViewerState* s) {
+  SummaryViewState& v = s->summary;
+  v.order_dirty = false;
+  v.order.clear();
+  if (!s->file->has_summary()) return;
+  const analysis::SummaryTable& t = s->file->summary();
+  const int c_layer = t.column("layer"), c_head = t.column("head"), c_b = t.column("block_size"),
+            c_k = t.column("top_k");
+  for (int i = 0; i < static_cast<int>(t.rows.size()); ++i) {
+    const auto& r = t.rows[static_cast<size_t>(i)].value;
+    if (v.only_selected_head && c_layer >= 0 && c_head >= 0 &&
+        (r[c_layer] != s->selection.layer || r[c_head] != static_cast<double>(s->selection.head)))
+      continue;
+    if (v.only_selected_slot && c_b >= 0 && c_k >= 0 &&
+        (r[c_b] != static_cast<double>(s->selection.block_size) || r[c_k] != s->selection.top_k))
+      continue;
+    v.order.push_back(i);
+  }
+  if (v.sort_column >= 0 && v.sort_column < static_cast<int>(v.columns.size())) sort_summary_order(s);
+  // Bring the shown configuration's row into view.
+  const int c_router = t.column("router");
+  v.scroll_to = -1;
+  if (v.keep_scroll) {
+    v.keep_scroll = false;
+    return;
+  }
+  for (int p = 0; p < static_cast<int>(v.order.size()) && c_layer >= 0 && c_head >= 0 && c_b >= 0 && c_k >= 0 && c_router >= 0; ++p) {
+    const auto& row = t.rows[static_cast<size_t>(v.order[static_cast<size_t>(p)])];
+    if (row.value[c_layer] == s->selection.layer && row.value[c_head] == static_cast<double>(s->selection.head) &&
+        row.value[c_b] == static_cast<double>(s->selection.block_size) && row.value[c_k] == s->selection.top_k &&
+        row.text[c_router] == s->selection.router) {
+      v.scroll_to = p;
+      break;
+    }
+  }
+}
+
+void sort_summary_order(ViewerState* s) {
+  SummaryViewState& v = s->summary;
+  const analysis::SummaryTable& t = s->file->summary();
+  const int col = v.columns[static_cast<size_t>(v.sort_column)];
+  const bool desc = v.sort_descending;
+  std::stable_sort(v.order.begin(), v.order.end(), [&](int a, int b) {
+    const auto& ra = t.rows[static_cast<size_t>(a)];
+    const auto& rb = t.rows[static_cast<size_t>(b)];
+    const double xa = ra.value[col], xb = rb.value[col];
+    const bool na = std::isnan(xa), nb = std::isnan(xb);
+    if (na && nb) return desc ? ra.text[col] > rb.text[col] : ra.text[col] < rb.text[col];
+    if (na != nb) return nb;  // numbers before text / NaN, in both directions
+    return desc ? xa > xb : xa < xb;
+  });
+}
+
+bool is_share(const std::string& name) {
+  return name == "coverage" || name == "block_recall" || name == "token_recall" || name == "sparsity_token" ||
+         name == "block_density";
+}
+
+void compute_ranges(LoadedView* l) {
+  const analysis::PositionView& v = *l->view;
+  for (const auto& [name, values] : v.router.metrics) {
+    if (is_share(name)) {
+      l->ranges[name] = {0.0f, 1.0f};
+      continue;
+    }
+    std::vector<float> finite;
+    for (float x : values)
+      if (std::isfinite(x)) finite.push_back(x);
+    if (const std::vector<float>* o = v.has_oracle ? v.oracle.metric(name) : nullptr)
+      for (float x : *o)
+        if (std::isfinite(x)) finite.push_back(x);
+    float lo = 0, hi = 1;
+    if (!finite.empty()) {
+      const size_t q = std::min(finite.size() - 1, static_cast<size_t>(0.995 * static_cast<double>(finite.size())));
+      std::nth_element(finite.begin(), finite.begin() + static_cast<std::ptrdiff_t>(q), finite.end());
+      hi = finite[q];
+      lo = std::min(0.0f, *std::min_element(finite.begin(), finite.end()));
+      if (lo > -1e-3f * std::fabs(hi)) lo = 0.0f;  // rounding noise below 0 (e.g. KL of -1e-7)
+      if (name == "output_cosine") hi = 1.0f;
+      if (!(hi > lo)) hi = lo + 1.0f;
+    }
+    l->ranges[name] = {lo, hi};
+  }
+}
+
+void refresh_buckets(ViewerState* s) {
+  LoadedView& l = s->loaded;
+  const MetricsViewState& m = s->metrics;
+  if (!l.view || !m.bucketed) return;
+  if (l.buckets_n == m.n_buckets && l.bucket_metrics == m.shown) return;
+  l.buckets_n = m.n_buckets;
+  l.bucket_metrics = m.shown;
+  l.router_buckets.clear();
+  l.oracle_buckets.clear();
+  const auto& cfg = l.view->router.config;
+  for (const std::string& name : m.shown) {
+    const std::vector<float>* r = l.view->router.metric(name);
+    l.router_buckets.push_back(r ? analysis::bucket_means(*r, cfg.block_size, cfg.top_k, m.n_buckets)
+                                 : analysis::BucketSeries{});
+    const std::vector<float>* o = l.view->has_oracle ? l.view->oracle.metric(name) : nullptr;
+    l.oracle_buckets.push_back(o ? analysis::bucket_means(*o, cfg.block_size, cfg.top_k, m.n_buckets)
+                                 : analysis::BucketSeries{});
+  }
+}
+
+}  // namespace
+
+bool init_viewer(ViewerState* s, const analysis::ResultsFile& file, int layer, int64_t head, int64_t block_size,
+                 int top_k, const std::string& router) {
+  s->file = &file;
+  const ResultConfig* first = nullptr;
+  for (const auto& c : file.configs()) {
+    if ((layer >= 0 && c.layer != layer) || (head >= 0 && c.head != head) ||
+        (block_size >= 0 && c.block_size != block_size) || (top_k >= 0 && c.top_k != top_k) ||
+        (!router.empty() && c.router != router))
+      continue;
+    // Without an explicit router, prefer a real one over the oracle.
+    if (!first || (router.empty() && first->router == "oracle" && c.router != "oracle" && same_slot(*first, c)))
+      first = &c;
+  }
+  if (!first) return false;
+  s->selection = {first->layer, first->head, first->block_size, first->top_k, first->router};
+  snap_selection(file, &s->selection, &s->nav);
+  if (file.has_summary()) {
+    for (const char* name : kSummaryColumns) {
+      const int c = file.summary().column(name);
+      if (c >= 0) s->summary.columns.push_back(c);
+    }
+  }
+  return true;
+}
+
+void update_viewer(ViewerState* s) {
+  const Selection before = s->selection;
+  snap_selection(*s->file, &s->selection, &s->nav);
+  if (s->selection != before) s->summary.order_dirty = true;
+
+  // Adopt a finished load.
+  if (s->loading && s->pending.valid() &&
+      s->pending.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+    s->loading = false;
+    try {
+      auto view = s->pending.get();
+      const bool same_length = s->loaded.view && s->loaded.view->router.n_tokens == view->router.n_tokens;
+      s->loaded = LoadedView{};
+      s->loaded.key = s->pending_key;
+      s->loaded.view = std::move(view);
+      s->load_error.clear();
+      compute_ranges(&s->loaded);
+      if (!same_length) s->axis.t_per_px = 0;  // a new sequence length: fit it
+      if (s->pinned_t >= s->loaded.view->router.n_tokens) s->pinned_t = -1;
+    } catch (const std::exception& e) {
+      s->load_error = e.what();
+      s->loaded.key = s->pending_key;
+      s->loaded.view.reset();
+    }
+  }
+  // Start a load when the selection moved on (one at a time; the latest request wins).
+  if (!s->loading && s->loaded.key != s->selection) {
+    const ResultConfig* c = s->file->find(s->selection.layer, s->selection.head, s->selection.block_size,
+                                          s->selection.top_k, s->selection.router);
+    if (c) {
+      s->pending_key = s->selection;
+      s->pending = std::async(std::launch::async, load_view, s->file, *c);
+      s->loading = true;
+    }
+  }
+  refresh_buckets(s);
+  if (s->summary.order_dirty) rebuild_summary_order(s);
+}
+
+bool viewer_busy(const ViewerState& s) { return s.loading || s.loaded.key != s.selection; }
+
+void select_summary_row(ViewerState* s, int row) {
+  const analysis::SummaryTable& t = s->file->summary();
+  if (row < 0 || row >= static_cast<int>(t.rows.size())) return;
+  const auto& r = t.rows[static_cast<size_t>(row)];
+  const auto num = [&](const char* name, double fallback) {
+    const int c = t.column(name);
+    return c >= 0 && !std::isnan(r.value[c]) ? r.value[c] : fallback;
+  };
+  Selection sel = s->selection;
+  sel.layer = static_cast<int>(num("layer", sel.layer));
+  sel.head = static_cast<int64_t>(num("head", static_cast<double>(sel.head)));
+  sel.block_size = static_cast<int64_t>(num("block_size", static_cast<double>(sel.block_size)));
+  sel.top_k = static_cast<int>(num("top_k", sel.top_k));
+  const int c_router = t.column("router");
+  if (c_router >= 0) sel.router = r.text[c_router];
+  s->selection = sel;
+  s->summary.keep_scroll = true;
+}
+
+}  // namespace moba::gui

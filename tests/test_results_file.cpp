@@ -1,0 +1,393 @@
+// The viewer's data path without the viewer: core's generic HDF5 reader (core/h5_input.h) and
+// the analysis-side loader of `moba analyze --out DIR` (analysis/results_file.h). A
+// hand-built analysis.h5 (H5Output, analyze's layout) checks every field; the real CLI on a
+// tiny synth dump checks that what the viewer shows is what analyze wrote (summary.csv rows,
+// buckets.csv means); bad inputs give typed errors naming the file.
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "analysis/results_file.h"
+#include "core/errors.h"
+#include "core/h5_input.h"
+#include "core/h5_output.h"
+#include "test_io_util.h"
+
+using namespace moba;
+using namespace moba::analysis;
+using moba::io_test::ScratchDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
+
+// A selection row per query for block size B, top_k K: current block plus the `routed` blocks
+// (ascending), -1 padded.
+std::vector<int32_t> make_selection(int64_t T, int64_t B, int K, const std::vector<std::vector<int32_t>>& routed) {
+  std::vector<int32_t> sel(static_cast<size_t>(T * K), -1);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<int32_t> row = routed[static_cast<size_t>(t)];
+    row.push_back(static_cast<int32_t>(t / B));
+    std::sort(row.begin(), row.end());
+    for (size_t i = 0; i < row.size(); ++i) sel[static_cast<size_t>(t * K) + i] = row[i];
+  }
+  return sel;
+}
+
+std::vector<float> ramp(int64_t T, float scale) {
+  std::vector<float> v(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) v[static_cast<size_t>(t)] = scale * static_cast<float>(t);
+  return v;
+}
+
+// Writes one configuration group the way analyze_group does.
+void write_config(H5Output* o, int layer, int64_t head, int64_t B, int K, const std::string& router,
+                  const std::vector<int32_t>& sel, int64_t T, float scale) {
+  const std::string base = "/layers/" + std::to_string(layer) + "/heads/" + std::to_string(head) + "/B" +
+                           std::to_string(B) + "_k" + std::to_string(K) + "/" + router;
+  o->write_i32(base + "/selected", {T, K}, sel.data());
+  for (const std::string& name : known_metric_names()) {
+    std::vector<float> v = ramp(T, scale);
+    if (name == "block_recall") v[0] = kNaNf;
+    o->write_f32(base + "/" + name, {T}, v.data());
+  }
+  o->set_number(base, "coverage_mean", 0.5 * scale);
+  o->set_number(base, "snr_emp", std::nan(""));
+  o->set_number(base, "n_choice", 3);
+}
+
+int exit_status(const std::string& cmd) {
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+TEST_CASE("H5Input: listings, datasets, attributes and typed errors", "[results][h5input]") {
+  ScratchDir dir("h5in");
+  const std::string path = dir.file("x.h5");
+  {
+    H5Output o(path);
+    const std::vector<int32_t> i{1, 2, 3, 4, 5, 6};
+    const std::vector<float> f{0.5f, 1.5f, 2.5f};
+    o.write_i32("/g/ints", {2, 3}, i.data());
+    o.write_f32("/g/sub/floats", {3}, f.data());
+    o.set_string("/", "tool", "moba");
+    o.set_number("/g", "x", 0.25);
+    o.set_integer("/g", "n", 7);
+    o.commit();
+  }
+  const H5Input in(path);
+  CHECK(in.list_groups("/") == std::vector<std::string>{"g"});
+  CHECK(in.list_groups("/g") == std::vector<std::string>{"sub"});
+  CHECK(in.list_datasets("/g") == std::vector<std::string>{"ints"});
+  CHECK(in.has_group("/g/sub"));
+  CHECK_FALSE(in.has_group("/g/ints"));
+  CHECK(in.has_dataset("/g/ints"));
+  CHECK_FALSE(in.has_dataset("/g/nope"));
+  CHECK_FALSE(in.has_dataset("/g/ints/deeper"));
+  std::vector<int64_t> shape;
+  CHECK(in.read_i32("/g/ints", &shape) == std::vector<int32_t>{1, 2, 3, 4, 5, 6});
+  CHECK(shape == std::vector<int64_t>{2, 3});
+  CHECK(in.read_f32("/g/sub/floats", &shape) == std::vector<float>{0.5f, 1.5f, 2.5f});
+  CHECK(in.dataset_info("/g/ints").dtype == "int32");
+  CHECK(in.attribute("/", "tool").value() == "moba");
+  CHECK(in.attribute_number("/g", "x").value() == 0.25);
+  CHECK(in.attribute_number("/g", "n").value() == 7);
+  CHECK_FALSE(in.attribute("/g", "absent").has_value());
+  CHECK_FALSE(in.attribute_number("/", "tool").has_value());
+  CHECK(in.attributes("/g").size() == 2);
+
+  // Errors name the file and the dataset.
+  try {
+    in.read_i32("/g/sub/floats");
+    FAIL("expected DTypeError");
+  } catch (const DTypeError& e) {
+    CHECK(e.file() == path);
+    CHECK(e.field() == "/g/sub/floats");
+  }
+  try {
+    in.read_f32("/g/missing");
+    FAIL("expected MissingFieldError");
+  } catch (const MissingFieldError& e) {
+    CHECK(e.file() == path);
+    CHECK(e.field() == "/g/missing");
+  }
+  CHECK_THROWS_AS(in.list_groups("/g/ints"), FormatError);
+  CHECK_THROWS_AS(in.read_f32("/g"), FormatError);
+}
+
+TEST_CASE("ResultsFile: configurations, arrays, summary and comparison", "[results]") {
+  ScratchDir dir("results");
+  const int64_t T = 40, B = 8;
+  const int K = 3;
+  // moba routes {0, 1} at every query with a choice; the oracle routes {1, 2} once block 2
+  // is routable (t >= 24), else {0, 1}.
+  std::vector<std::vector<int32_t>> moba_routed(T), oracle_routed(T);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t routable = t / B;
+    if (routable >= 2) moba_routed[t] = {0, 1};
+    else if (routable == 1) moba_routed[t] = {0};
+    oracle_routed[t] = routable >= 3 ? std::vector<int32_t>{1, 2} : moba_routed[t];
+  }
+  const auto moba_sel = make_selection(T, B, K, moba_routed);
+  const auto oracle_sel = make_selection(T, B, K, oracle_routed);
+  {
+    H5Output o(dir.file("analysis.h5"));
+    // Layers 10 and 2 (numeric order must win over HDF5's name order), a second slot.
+    write_config(&o, 10, 0, B, K, "moba", moba_sel, T, 0.01f);
+    write_config(&o, 2, 1, B, K, "oracle", oracle_sel, T, 0.02f);
+    write_config(&o, 2, 1, B, K, "moba", moba_sel, T, 0.01f);
+    const auto one = make_selection(T, 16, 1, std::vector<std::vector<int32_t>>(T));
+    write_config(&o, 2, 1, 16, 1, "moba", one, T, 0.03f);
+    const std::vector<int32_t> hist{1, 2, 3};
+    o.write_i32("/layers/2/heads/1/B8/moba/signal_rank_hist", {3}, hist.data());  // not a configuration
+    o.set_string("/", "dump", "tiny.h5");
+    o.commit();
+  }
+  {
+    std::ofstream csv(dir.file("summary.csv"));
+    csv << "layer,head,scope,router,block_size,top_k,coverage_mean,snr_emp\n"
+        << "2,1,head,moba,8,3,0.005,1.5\n"
+        << "2,1,head,oracle,8,3,0.01,nan\n";
+  }
+  const ResultsFile f(dir.dir.string());
+  CHECK(f.h5_path() == dir.file("analysis.h5"));
+  CHECK(f.attributes().at("dump") == "tiny.h5");
+  REQUIRE(f.configs().size() == 4);
+  CHECK(f.configs()[0].layer == 2);
+  CHECK(f.configs()[0].block_size == 8);
+  CHECK(f.configs()[0].router == "moba");
+  CHECK(f.configs()[1].router == "oracle");
+  CHECK(f.configs()[2].block_size == 16);
+  CHECK(f.configs()[3].layer == 10);
+  CHECK(f.configs()[3].group == "/layers/10/heads/0/B8_k3/moba");
+  CHECK(f.find(2, 1, 8, 3, "oracle") == &f.configs()[1]);
+  CHECK(f.find(2, 1, 8, 4, "oracle") == nullptr);
+
+  // The same directory opened through its .h5 path.
+  const ResultsFile f2(dir.file("analysis.h5"));
+  CHECK(f2.configs().size() == 4);
+  CHECK(f2.has_summary());
+
+  // Arrays and summary attributes.
+  const ResultArrays a = f.load(*f.find(2, 1, 8, 3, "moba"));
+  CHECK(a.n_tokens == T);
+  CHECK(a.n_blocks == 5);
+  CHECK(a.selected == moba_sel);
+  REQUIRE(a.metric("coverage"));
+  CHECK(a.metric("coverage")->size() == static_cast<size_t>(T));
+  CHECK((*a.metric("kl"))[10] == Approx(0.1));
+  CHECK(std::isnan((*a.metric("block_recall"))[0]));
+  CHECK(a.metric("nope") == nullptr);
+  CHECK(a.metrics.size() == known_metric_names().size());
+  CHECK(a.summary_value("coverage_mean") == Approx(0.005));
+  CHECK(a.summary_value("n_choice") == 3);
+  CHECK(std::isnan(a.summary_value("snr_emp")));
+  CHECK(std::isnan(a.summary_value("absent")));
+
+  // summary.csv rows.
+  const SummaryTable& s = f.summary();
+  REQUIRE(s.rows.size() == 2);
+  CHECK(s.column("router") == 3);
+  CHECK(s.column("absent") == -1);
+  CHECK(s.rows[0].text[3] == "moba");
+  CHECK(std::isnan(s.rows[0].value[3]));
+  CHECK(s.rows[0].value[6] == 0.005);
+  CHECK(std::isnan(s.rows[1].value[7]));
+
+  // The position view pairs moba with the oracle of the same slot and classifies each cell.
+  const PositionView v = load_position_view(f, *f.find(2, 1, 8, 3, "moba"));
+  REQUIRE(v.has_oracle);
+  const MaskComparison& m = v.mask;
+  CHECK(m.width == 2 * K);
+  CHECK(m.cell_at(5, 0) == static_cast<int>(MaskCell::current));
+  CHECK(m.cell_at(12, 0) == static_cast<int>(MaskCell::hit));       // t = 12: both route {0}
+  CHECK(m.cell_at(30, 0) == static_cast<int>(MaskCell::false_pick));  // t = 30: moba {0,1}, oracle {1,2}
+  CHECK(m.cell_at(30, 1) == static_cast<int>(MaskCell::hit));
+  CHECK(m.cell_at(30, 2) == static_cast<int>(MaskCell::miss));
+  CHECK(m.cell_at(30, 3) == static_cast<int>(MaskCell::current));
+  CHECK(m.cell_at(30, 4) == 0);
+  CHECK(m.n_hit[30] == 1);
+  CHECK(m.n_false[30] == 1);
+  CHECK(m.n_miss[30] == 1);
+  // Queries 24..39 differ (16 of them); 8..23 agree (t < 8 has nothing routed).
+  CHECK(m.total_false == 16);
+  CHECK(m.total_miss == 16);
+  CHECK(m.total_hit == 8 * 1 + 8 * 2 + 16 * 1);
+  // The oracle shown as the router has nothing to compare with.
+  const PositionView ov = load_position_view(f, *f.find(2, 1, 8, 3, "oracle"));
+  CHECK_FALSE(ov.has_oracle);
+  CHECK(ov.mask.cell_at(30, 2) == static_cast<int>(MaskCell::selected));
+
+  // Bucket means: over queries with a choice (t / B > k - 1, i.e. t >= 24), NaN when none.
+  const BucketSeries b = bucket_means(*a.metric("coverage"), B, K, 4);
+  CHECK(b.edges == std::vector<int64_t>{0, 10, 20, 30, 40});
+  CHECK(std::isnan(b.mean[0]));
+  CHECK(std::isnan(b.mean[1]));
+  CHECK(b.mean[2] == Approx(0.01 * (24 + 29) / 2.0));
+  CHECK(b.mean[3] == Approx(0.01 * (30 + 39) / 2.0));
+}
+
+TEST_CASE("ResultsFile: bad input is a typed error naming the file", "[results][bad_input]") {
+  ScratchDir dir("results_bad");
+  const std::string missing = dir.file("no_such_dir");
+  try {
+    const ResultsFile f(missing);
+    FAIL("expected FileNotFoundError");
+  } catch (const FileNotFoundError& e) {
+    CHECK(e.file() == missing);
+  }
+  // A directory without analysis.h5.
+  const std::string empty = dir.file("empty");
+  fs::create_directories(empty);
+  try {
+    const ResultsFile f(empty);
+    FAIL("expected FileNotFoundError");
+  } catch (const FileNotFoundError& e) {
+    CHECK(e.file() == (fs::path(empty) / "analysis.h5").string());
+  }
+  // Not HDF5.
+  const std::string text_dir = dir.file("text");
+  fs::create_directories(text_dir);
+  std::ofstream(text_dir + "/analysis.h5") << "layer,head\n0,0\n";
+  try {
+    const ResultsFile f(text_dir);
+    FAIL("expected FormatError");
+  } catch (const FormatError& e) {
+    CHECK(e.file() == text_dir + "/analysis.h5");
+    CHECK_THAT(std::string(e.what()), Catch::Contains("not an HDF5 file"));
+  }
+  // HDF5, but not analyze's layout.
+  const std::string other = dir.file("other.h5");
+  {
+    H5Output o(other);
+    const std::vector<float> x{1};
+    o.write_f32("/x", {1}, x.data());
+    o.commit();
+  }
+  try {
+    const ResultsFile f(other);
+    FAIL("expected FormatError");
+  } catch (const FormatError& e) {
+    CHECK(e.file() == other);
+    CHECK(e.field() == "/layers");
+  }
+  // A ragged summary.csv names its line.
+  const std::string csv = dir.file("summary.csv");
+  std::ofstream(csv) << "a,b,c\n1,2,3\n4,5\n";
+  try {
+    read_summary_csv(csv);
+    FAIL("expected FormatError");
+  } catch (const FormatError& e) {
+    CHECK(e.file() == csv);
+    CHECK(e.field() == "line 3");
+  }
+  // A selection that lies about its shape.
+  const std::string lying = dir.file("lying");
+  fs::create_directories(lying);
+  {
+    H5Output o(lying + "/analysis.h5");
+    const std::vector<int32_t> sel(10, 0);
+    o.write_i32("/layers/0/heads/0/B4_k2/moba/selected", {10}, sel.data());
+    o.commit();
+  }
+  const ResultsFile f(lying);
+  try {
+    f.load(f.configs().at(0));
+    FAIL("expected ShapeError");
+  } catch (const ShapeError& e) {
+    CHECK(e.file() == lying + "/analysis.h5");
+    CHECK(e.field() == "/layers/0/heads/0/B4_k2/moba/selected");
+  }
+}
+
+TEST_CASE("ResultsFile on a real `moba analyze` output matches its CSVs", "[results][cli]") {
+  ScratchDir dir("results_cli");
+  const std::string dump = dir.file("synth.h5"), out = dir.file("ana");
+  const std::string bin = MOBA_BINARY;
+  REQUIRE(exit_status(bin + " synth --out " + dump + " --seed 3 --tokens 512 --heads 2 --kv-heads 1 --head-dim 32 " +
+                      "--min-distance 64 --quiet > /dev/null") == 0);
+  REQUIRE(exit_status(bin + " analyze " + dump + " --block-sizes 16,32 --top-k 2,4 --routers moba,oracle --out " + out +
+                      " --quiet > /dev/null") == 0);
+  const ResultsFile f(out);
+  // 1 layer x 2 heads x 2 B x 2 k x 2 routers.
+  REQUIRE(f.configs().size() == 16);
+  CHECK(f.attributes().count("git_commit") == 1);
+  REQUIRE(f.has_summary());
+  const SummaryTable& s = f.summary();
+  CHECK(s.rows.size() == 16);
+  for (const char* col : {"layer", "head", "router", "block_size", "top_k", "sparsity_mean", "coverage_mean",
+                          "oracle_coverage_mean", "kl_mean", "block_recall_mean", "token_recall_mean",
+                          "output_rel_err_mean", "snr_emp", "snr_theory", "p_fail_emp"})
+    CHECK(s.column(col) >= 0);
+
+  // Every summary.csv row's numbers are the group attributes the viewer shows.
+  for (const auto& row : s.rows) {
+    const ResultConfig* c = f.find(static_cast<int>(row.value[s.column("layer")]),
+                                   static_cast<int64_t>(row.value[s.column("head")]),
+                                   static_cast<int64_t>(row.value[s.column("block_size")]),
+                                   static_cast<int>(row.value[s.column("top_k")]), row.text[s.column("router")]);
+    REQUIRE(c != nullptr);
+    const ResultArrays a = f.load(*c);
+    CHECK(a.n_tokens == 512);
+    CHECK(a.selected.size() == static_cast<size_t>(512 * c->top_k));
+    for (const char* col : {"coverage_mean", "kl_mean", "block_recall_mean", "output_rel_err_mean"}) {
+      const double csv = row.value[s.column(col)], attr = a.summary_value(col);
+      if (std::isnan(csv)) CHECK(std::isnan(attr));
+      else CHECK(attr == Approx(csv).epsilon(1e-5));
+    }
+  }
+
+  // The viewer's 16-bucket means are buckets.csv's (same edges, same "with a choice" rule).
+  const std::string buckets = read_text(out + "/buckets.csv");
+  std::istringstream lines(buckets);
+  std::string line;
+  std::getline(lines, line);
+  REQUIRE(line.rfind("layer,head,router,block_size,top_k,t_begin,t_end,n_choice,coverage_mean", 0) == 0);
+  const ResultConfig* c = f.find(0, 1, 32, 2, "moba");
+  REQUIRE(c != nullptr);
+  const ResultArrays a = f.load(*c);
+  const BucketSeries b = bucket_means(*a.metric("coverage"), 32, 2, 16);
+  int matched = 0;
+  while (std::getline(lines, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ls(line);
+    std::string cell;
+    while (std::getline(ls, cell, ',')) cells.push_back(cell);
+    if (cells.size() < 9 || cells[0] != "0" || cells[1] != "1" || cells[2] != "moba" || cells[3] != "32" ||
+        cells[4] != "2")
+      continue;
+    const int64_t t_begin = std::stoll(cells[5]);
+    const auto it = std::find(b.edges.begin(), b.edges.end(), t_begin);
+    REQUIRE(it != b.edges.end());
+    const size_t e = static_cast<size_t>(it - b.edges.begin());
+    CHECK(std::stoll(cells[6]) == b.edges[e + 1]);
+    if (cells[8] == "nan") CHECK(std::isnan(b.mean[e]));
+    else CHECK(b.mean[e] == Approx(std::stod(cells[8])).epsilon(1e-5));
+    ++matched;
+  }
+  CHECK(matched == 16);
+}
+
+TEST_CASE("moba gui: exit 2 without a GUI build, or for a missing DIR", "[results][cli]") {
+  // Without MOBA_GUI the command says the build has no GUI; with it, a missing DIR is bad
+  // input, rejected before any window is opened. Exit 2 either way.
+  ScratchDir dir("results_gui");
+  const int rc = exit_status(std::string(MOBA_BINARY) + " gui " + dir.file("missing") + " > /dev/null 2>&1");
+  CHECK(rc == 2);
+}
