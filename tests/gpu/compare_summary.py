@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Compares two `moba analyze` summary.csv files (e.g. --device cpu vs --device cuda).
+
+Rows are matched by (layer, head, scope, router, block_size, top_k). Each numeric column
+belongs to a tolerance class; the classes and their bounds per dump dtype form the table
+below (the analysis-level counterpart of tests/tolerances.h):
+
+  exact     counts and shapes: equal
+  selection means of per-query metrics that depend on the selected blocks and on block
+            masses (coverage, KL, recalls, sparsity): absolute bound. On 16-bit dumps the
+            device sees the same values as the CPU and masses agree to ~1e-6; f32 dumps are
+            rounded to bf16 on the device (stated in kernels/*.h), which moves masses by up
+            to 3e-4 and can flip near-tied selections.
+  output    output error and cosine: the device rounds P to the 16-bit type before P.V
+            (as FlashAttention does), so the error of the sparse output relative to the
+            dense one is compared relatively.
+  cpu       routing SNR and model parameters: computed from gate scores on the CPU in both
+            backends today, so they must agree to rounding.
+"""
+import csv
+import math
+import sys
+
+TOLERANCE = {  # dtype -> class -> (abs, rel)
+    "bfloat16": {"selection": (1e-4, 0.0), "output": (1e-4, 0.02), "cpu": (1e-9, 1e-6)},
+    "float16": {"selection": (1e-4, 0.0), "output": (1e-4, 0.02), "cpu": (1e-9, 1e-6)},
+    "float32": {"selection": (2e-3, 0.0), "output": (1e-3, 0.05), "cpu": (1e-9, 1e-6)},
+}
+KEY = ("layer", "head", "scope", "router", "block_size", "top_k")
+EXACT = {"kv_head", "n_tokens", "n_blocks", "n_queries", "n_choice", "n_choice_trail",
+         "snr_queries", "signal_queries", "planted_queries", "sparsity_nominal"}
+
+
+def column_class(name):
+    if name in EXACT:
+        return "exact"
+    if name.startswith("output_") or "output_rel_err" in name:
+        return "output"
+    if name.startswith(("snr", "p_fail", "delta_mu", "sigma", "mu_cluster", "cluster_excess",
+                        "signal_", "planted_")):
+        return "cpu"
+    return "selection"
+
+
+def load(path):
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {tuple(r[k] for k in KEY): r for r in rows}
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[3] not in TOLERANCE:
+        sys.exit("usage: compare_summary.py CPU.csv CUDA.csv bfloat16|float16|float32")
+    a, b, dtype = load(sys.argv[1]), load(sys.argv[2]), sys.argv[3]
+    if set(a) != set(b):
+        sys.exit(f"FAIL: row keys differ: {sorted(set(a) ^ set(b))[:5]}")
+    worst = {}
+    failures = 0
+    for key, ra in a.items():
+        rb = b[key]
+        for col, va in ra.items():
+            if col in KEY:
+                continue
+            vb = rb[col]
+            try:
+                fa, fb = float(va), float(vb)
+            except ValueError:
+                if va != vb:
+                    failures += 1
+                    print(f"FAIL {key} {col}: {va!r} vs {vb!r}")
+                continue
+            if math.isnan(fa) or math.isnan(fb):
+                if math.isnan(fa) != math.isnan(fb):
+                    failures += 1
+                    print(f"FAIL {key} {col}: {fa} vs {fb}")
+                continue
+            cls = column_class(col)
+            diff = abs(fa - fb)
+            if cls == "exact":
+                ok = diff == 0
+                bound = 0.0
+            else:
+                abs_tol, rel_tol = TOLERANCE[dtype][cls]
+                bound = abs_tol + rel_tol * max(abs(fa), abs(fb))
+                ok = diff <= bound
+            ratio = diff / bound if bound > 0 else (0.0 if diff == 0 else math.inf)
+            if ratio > worst.get(cls, (0, ""))[0]:
+                worst[cls] = (ratio, f"{col} {key}: {fa:.6g} vs {fb:.6g}")
+            if not ok:
+                failures += 1
+                if failures <= 20:
+                    print(f"FAIL {key} {col}: cpu {fa:.8g} cuda {fb:.8g} (|diff| {diff:.3g} > {bound:.3g})")
+    for cls, (ratio, where) in sorted(worst.items()):
+        print(f"  worst {cls:9s} {ratio:6.3f} of its bound  ({where})")
+    print(f"{'PASS' if failures == 0 else 'FAIL'}: {len(a)} rows, {failures} values outside the {dtype} table")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
