@@ -15,6 +15,7 @@
 
 #include "core/dump.h"
 #include "core/errors.h"
+#include "analysis/run_record.h"
 #include "experiments/args.h"
 #include "experiments/command.h"
 
@@ -28,27 +29,8 @@ const char* kUsage =
     "  --check           read and validate values (NaN/Inf), print per-head statistics\n"
     "  --layer, --tensor, --head   restrict --check to that slice (each implies --check)\n";
 
-std::string json_escape(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
+// A JSON string literal (quoted, escaped).
+std::string json_string(const std::string& s) { return "\"" + analysis::json_escape(s) + "\""; }
 
 std::string num(double x) {
   char buf[32];
@@ -156,11 +138,11 @@ void print_text(const DumpInfo& info, const std::vector<SliceStats>& checks, boo
 void print_json(const DumpInfo& info, const std::vector<SliceStats>& checks, bool checked) {
   const LayerInfo& f = info.layers.front();
   std::string o = "{";
-  o += "\"file\": " + json_escape(info.path);
-  o += ", \"format\": " + json_escape(info.format);
+  o += "\"file\": " + json_string(info.path);
+  o += ", \"format\": " + json_string(info.format);
   o += ", \"version\": " + std::to_string(info.version);
-  o += ", \"model\": " + json_escape(info.model);
-  o += ", \"source\": " + json_escape(info.source);
+  o += ", \"model\": " + json_string(info.model);
+  o += ", \"source\": " + json_string(info.source);
   o += ", \"rope_applied\": " + std::string(info.rope_applied ? "true" : "false");
   o += ", \"has_token_ids\": " + std::string(info.has_token_ids ? "true" : "false");
   o += ", \"n_layers\": " + std::to_string(info.layers.size());
@@ -170,7 +152,7 @@ void print_json(const DumpInfo& info, const std::vector<SliceStats>& checks, boo
     o += ", \"n_q_heads\": " + std::to_string(f.n_q_heads);
     o += ", \"n_kv_heads\": " + std::to_string(f.n_kv_heads);
     o += ", \"head_dim\": " + std::to_string(f.head_dim);
-    o += ", \"dtype\": " + json_escape(dtype_name(f.dtype));
+    o += ", \"dtype\": " + json_string(dtype_name(f.dtype));
   }
   o += ", \"layers\": [";
   for (size_t i = 0; i < info.layers.size(); ++i) {
@@ -178,14 +160,14 @@ void print_json(const DumpInfo& info, const std::vector<SliceStats>& checks, boo
     o += i ? ", " : "";
     o += "{\"index\": " + std::to_string(l.index) + ", \"n_q_heads\": " + std::to_string(l.n_q_heads) +
          ", \"n_kv_heads\": " + std::to_string(l.n_kv_heads) + ", \"n_tokens\": " + std::to_string(l.n_tokens) +
-         ", \"head_dim\": " + std::to_string(l.head_dim) + ", \"dtype\": " + json_escape(dtype_name(l.dtype)) +
+         ", \"head_dim\": " + std::to_string(l.head_dim) + ", \"dtype\": " + json_string(dtype_name(l.dtype)) +
          ", \"has_o\": " + (l.has_o ? "true" : "false") + ", \"has_lse\": " + (l.has_lse ? "true" : "false") +
          ", \"has_planted\": " + (l.has_planted ? "true" : "false") + "}";
   }
   o += "], \"attributes\": {";
   bool first = true;
   for (const auto& kv : info.attributes) {
-    o += (first ? "" : ", ") + json_escape(kv.first) + ": " + json_escape(kv.second);
+    o += (first ? "" : ", ") + json_string(kv.first) + ": " + json_string(kv.second);
     first = false;
   }
   o += "}";
@@ -194,7 +176,7 @@ void print_json(const DumpInfo& info, const std::vector<SliceStats>& checks, boo
     for (size_t i = 0; i < checks.size(); ++i) {
       const SliceStats& s = checks[i];
       o += i ? ", " : "";
-      o += "{\"layer\": " + std::to_string(s.layer) + ", \"tensor\": " + json_escape(s.tensor) +
+      o += "{\"layer\": " + std::to_string(s.layer) + ", \"tensor\": " + json_string(s.tensor) +
            ", \"head\": " + std::to_string(s.head) + ", \"n_values\": " + std::to_string(s.n_values) +
            ", \"mean\": " + num(s.mean) + ", \"std\": " + num(s.std) + ", \"mean_row_norm\": " + num(s.mean_row_norm) +
            ", \"min\": " + num(s.min) + ", \"max\": " + num(s.max) + "}";
