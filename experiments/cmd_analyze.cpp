@@ -116,7 +116,10 @@ int run_analyze(const std::vector<std::string>& argv) {
   }
   if (args.positional().size() != 1) throw UsageError("expected exactly one DUMP argument (see --help)");
   const std::string dump_path = args.positional()[0];
-  const fs::path out_dir = args.required("out");
+  // "DIR/" names DIR: without the trailing separators, DIR.partial would land inside DIR
+  // and the final swap would rename DIR into itself.
+  fs::path out_dir = args.required("out");
+  while (!out_dir.has_filename() && out_dir.has_relative_path()) out_dir = out_dir.parent_path();
   if (!args.has("block-sizes")) throw UsageError("--block-sizes is required");
 
   analysis::AnalyzeOptions opt;

@@ -1,0 +1,66 @@
+// Review findings on the `moba analyze` / `moba route` command lines (DESIGN.md §7): output
+// paths written the way users type them, and exit codes.
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "core/dump.h"
+#include "test_analysis_util.h"
+#include "test_io_util.h"
+
+using namespace moba;
+
+namespace {
+
+void write_small_dump(const std::string& path) {
+  DumpMeta meta;
+  meta.model = "review-cli";
+  DumpWriter w(path, meta);
+  const Tensor3 q = analysis_test::random_tensor(2, 64, 8, 1);
+  const Tensor3 k = analysis_test::random_tensor(1, 64, 8, 2);
+  const Tensor3 v = analysis_test::random_tensor(1, 64, 8, 3);
+  w.write_tensor(0, TensorKind::q, q, DType::f32);
+  w.write_tensor(0, TensorKind::k, k, DType::f32);
+  w.write_tensor(0, TensorKind::v, v, DType::f32);
+  w.commit();
+}
+
+int run_moba(const std::string& args) {
+  const int rc = std::system((std::string(MOBA_BINARY) + " " + args + " > /dev/null 2>&1").c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+}  // namespace
+
+TEST_CASE("moba analyze: --out DIR/ (trailing slash) writes DIR like --out DIR", "[analysis][cli][review]") {
+  io_test::ScratchDir dir("review_slash");
+  const std::string dump = dir.file("d.h5");
+  write_small_dump(dump);
+  namespace fs = std::filesystem;
+  const std::string common = " analyze " + dump + " --block-sizes 8 --top-k 2 --quiet --out ";
+
+  SECTION("DIR absent") {
+    CHECK(run_moba(common + dir.file("A") + "/") == 0);
+    CHECK(fs::exists(dir.dir / "A" / "summary.csv"));
+    CHECK(fs::exists(dir.dir / "A" / "run.json"));
+    CHECK_FALSE(fs::exists(dir.dir / "A" / ".partial"));
+    CHECK_FALSE(fs::exists(dir.dir / "A.partial"));
+  }
+  SECTION("DIR exists and is empty") {
+    fs::create_directories(dir.dir / "B");
+    CHECK(run_moba(common + dir.file("B") + "/") == 0);
+    CHECK(fs::exists(dir.dir / "B" / "summary.csv"));
+    CHECK_FALSE(fs::exists(dir.dir / "B" / ".partial"));
+  }
+  SECTION("DIR is an earlier output") {
+    REQUIRE(run_moba(common + dir.file("C")) == 0);
+    CHECK(run_moba(common + dir.file("C") + "//") == 0);
+    CHECK(fs::exists(dir.dir / "C" / "summary.csv"));
+    CHECK_FALSE(fs::exists(dir.dir / "C" / ".partial"));
+    auto entries = dir.entries();
+    std::sort(entries.begin(), entries.end());
+    CHECK(entries == std::vector<std::string>{"C", "d.h5"});
+  }
+}
