@@ -583,7 +583,13 @@ std::vector<SummaryRow> aggregate_rows(const std::vector<SummaryRow>& head_rows,
     bool have_snr = false;
   };
   std::vector<Group> groups;
+  // Counts are summed over the heads; every other value is a weighted mean.
+  auto is_count = [](const std::string& name) {
+    return name == "n_choice" || name == "n_queries" || name == "n_choice_trail" || name == "snr_queries" ||
+           name == "signal_queries" || name == "planted_queries";
+  };
   auto weight_of = [](const SummaryRow& r, const std::string& name) -> double {
+    if (name == "n_tokens" || name == "n_blocks") return 1.0;  // the same for every head of a layer
     if (name.rfind("signal_", 0) == 0) return r.get("signal_queries");
     if (name.rfind("planted_", 0) == 0) return r.get("planted_queries");
     if (name.find("_trail_") != std::string::npos) return r.get("n_choice_trail");
@@ -614,9 +620,7 @@ std::vector<SummaryRow> aggregate_rows(const std::vector<SummaryRow>& head_rows,
     for (size_t i = 0; i < r.values.size() && i < g->sum.size(); ++i) {
       const std::string& name = r.values[i].first;
       const double v = r.values[i].second;
-      const bool is_count = name == "n_choice" || name == "n_queries" || name == "n_choice_trail" ||
-                            name == "snr_queries" || name == "signal_queries" || name == "planted_queries";
-      if (is_count) {
+      if (is_count(name)) {
         if (std::isfinite(v)) g->sum[i] += v;
         g->wsum[i] = 1;
         continue;
@@ -652,10 +656,7 @@ std::vector<SummaryRow> aggregate_rows(const std::vector<SummaryRow>& head_rows,
       } else if (auto it = pooled.find(name); it != pooled.end()) {
         v = g.have_snr ? it->second : kNaN;
       } else {
-        v = g.wsum[i] > 0 ? (name.rfind("n_", 0) == 0 || name.find("_queries") != std::string::npos
-                                 ? g.sum[i]
-                                 : g.sum[i] / g.wsum[i])
-                          : kNaN;
+        v = g.wsum[i] > 0 ? (is_count(name) ? g.sum[i] : g.sum[i] / g.wsum[i]) : kNaN;
       }
     }
     out.push_back(std::move(g.row));
