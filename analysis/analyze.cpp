@@ -189,6 +189,48 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
   const int n_top = std::max(opt.top_n, kDenseTopMin);
   const int64_t C = std::min(opt.query_chunk, T);
 
+  // Under `shared` the oracle, like the routers, makes one choice per KV group: from the
+  // group's summed block masses (as route_group does, analysis/router.h). Precomputed per
+  // configuration [T, top_k] with a dense pass over the whole group (block masses only);
+  // in.q holds every head of the group then.
+  std::vector<std::vector<int32_t>> shared_oracle(shared ? nC : 0);
+  if (shared) {
+    const int64_t G = in.q.n_heads;
+    for (int ic = 0; ic < nC; ++ic) shared_oracle[ic].assign(static_cast<size_t>(T * cfgs[ic].top_k), -1);
+    std::vector<std::vector<float>> gmass(nB);  // per block size [G, C, n_blocks]
+    for (int ib = 0; ib < nB; ++ib) gmass[ib].resize(static_cast<size_t>(G * C * n_blocks[ib]));
+    std::vector<float> glse(static_cast<size_t>(G * C));
+    std::vector<float> summed;
+    for (int64_t t0 = 0; t0 < T; t0 += C) {
+      const int64_t nq = std::min(C, T - t0);
+      kernels::DensePassParams dp;
+      dp.q = in.q;
+      dp.k = in.k;
+      dp.query_begin = t0;
+      dp.query_count = nq;
+      dp.lse = glse.data();
+      dp.n_block_sizes = nB;
+      for (int ib = 0; ib < nB; ++ib) {
+        dp.block_sizes[ib] = opt.block_sizes[ib];
+        dp.block_mass[ib] = gmass[ib].data();
+      }
+      run_dense_pass(dp, opt.device);
+      for (int ib = 0; ib < nB; ++ib) {
+        const int64_t B = opt.block_sizes[ib], nb = n_blocks[ib];
+        summed.assign(static_cast<size_t>(nb), 0.0f);
+        for (int64_t i = 0; i < nq; ++i) {
+          const int64_t t = t0 + i, c = t / B;
+          std::fill(summed.begin(), summed.end(), 0.0f);
+          for (int64_t hh = 0; hh < G; ++hh)  // head order, fp32: bit-identical to route_group
+            for (int64_t b = 0; b < c; ++b) summed[b] += gmass[ib][(hh * nq + i) * nb + b];
+          for (const int ic : block_cfgs[ib])
+            kernels::select_blocks_row(summed.data(), c, cfgs[ic].top_k, ro.tie,
+                                       shared_oracle[ic].data() + t * cfgs[ic].top_k);
+        }
+      }
+    }
+  }
+
   for (const int64_t head : in.heads) {
     const int64_t hl = head - in.q_head_first;
     const TensorView qh = in.q.heads(hl, 1);
@@ -298,7 +340,10 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
             for (int jc = 0; jc < ncb; ++jc) {
               const int ic = my_cfgs[jc];
               const int K = cfgs[ic].top_k;
-              kernels::select_blocks_row(mrow, c, K, ro.tie, oracle_sel.data());
+              if (shared)
+                std::copy_n(shared_oracle[ic].data() + t * K, K, oracle_sel.data());
+              else
+                kernels::select_blocks_row(mrow, c, K, ro.tie, oracle_sel.data());
               const bool choice = has_choice(t, B, K);
               for (int ir = 0; ir < nR; ++ir) {
                 PositionArrays& pa = arr[ic * nR + ir];

@@ -11,6 +11,10 @@
 // block masses [chunk, n_blocks(B)] per block size. Nothing is n_tokens x n_tokens or
 // n_tokens x n_blocks.
 //
+// GQA `shared`: the oracle, like the gate routers, makes one choice per KV group, from the
+// group's summed block masses (the `oracle` of analysis/router.h); it costs one more dense
+// pass over the group (block masses only). Oracle coverage and block recall use that choice.
+//
 // Fixed sparsity (--sparsity s): for each block size B, top_k = max(1, round((1 - s) T / B))
 // with T the layer's n_tokens, so top_k * B ~ (1 - s) T is the same for every B; `s` is the
 // nominal sparsity 1 - top_k B / T of the MoBA report (causality ignored). The measured causal

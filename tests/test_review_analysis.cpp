@@ -1,5 +1,6 @@
 // Review findings on `moba analyze` as a library (analysis/analyze.h, DESIGN.md §4, §7).
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 
 #include "analysis/analyze.h"
@@ -29,4 +30,39 @@ TEST_CASE("aggregate rows: n_tokens and n_blocks are the layer's, not sums weigh
       CHECK(row.get("n_choice") == 2 * (T - 2 * B));  // t / B > 1
     }
   }
+}
+
+TEST_CASE("analyze --gqa shared: the oracle is the group's choice from summed block masses, as moba route's",
+          "[analysis][metrics][review]") {
+  // analysis/router.h: under `shared` the oracle selects from the KV group's summed block
+  // masses; analyze's oracle (its selections in analysis.h5, oracle coverage, block recall)
+  // must be the same router as `moba route --router oracle --gqa shared`.
+  const int64_t T = 300, d = 16, G = 4;
+  const Tensor3 q = analysis_test::random_tensor(G, T, d, 21, 2.0f);
+  const Tensor3 k = analysis_test::random_tensor(1, T, d, 22, 2.0f);
+  const Tensor3 v = analysis_test::random_tensor(1, T, d, 23);
+  analysis::AnalyzeOptions opt;
+  opt.block_sizes = {16, 32};
+  opt.top_ks = {2, 3};
+  opt.routing.gqa = kernels::GqaMode::shared;
+  opt.routers = {analysis::RouterKind::moba, analysis::RouterKind::oracle};
+  const analysis::GroupResult r = analysis_test::analyze_all(q, k, v, opt);
+  for (const int64_t B : opt.block_sizes)
+    for (const int K : opt.top_ks) {
+      std::vector<int32_t> ref(static_cast<size_t>(G * T * K));
+      analysis::route_group(q.view(), k.view(), v.view(), DType::f32, analysis::RouterKind::oracle, opt.routing, B, K,
+                            analysis::Device::cpu, ref.data(), nullptr, nullptr);
+      for (int64_t h = 0; h < G; ++h) {
+        INFO("B=" << B << " K=" << K << " head " << h);
+        const auto& oracle = analysis_test::find_arrays(r, h, "oracle", B, K);
+        const std::vector<int32_t> want(ref.begin() + h * T * K, ref.begin() + (h + 1) * T * K);
+        int64_t differ = 0;
+        for (int64_t t = 0; t < T; ++t)
+          differ += std::equal(want.begin() + t * K, want.begin() + (t + 1) * K, oracle.selected.begin() + t * K) ? 0 : 1;
+        CHECK(differ == 0);
+        // Block recall is measured against that same oracle: the oracle's own recall is 1.
+        for (int64_t t = 0; t < T; ++t)
+          if (oracle.choice[t] && K > 1) REQUIRE(oracle.block_recall[t] == 1.0f);
+      }
+    }
 }
