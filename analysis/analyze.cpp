@@ -252,6 +252,8 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
         a.choice.assign(static_cast<size_t>(T), 0);
       }
     std::vector<float> o_full(static_cast<size_t>(T * d));
+    // Per configuration: the oracle's coverage R*_t, whether or not `oracle` is a listed router.
+    std::vector<std::vector<float>> oracle_cov(static_cast<size_t>(nC), std::vector<float>(static_cast<size_t>(T), kNaNf));
     std::vector<SnrStats> snr(static_cast<size_t>(nG * nB));
     std::vector<int64_t> signal_hits(static_cast<size_t>(nC * std::max(nG, 1)), 0);
     std::vector<int64_t> planted_hits(static_cast<size_t>(nC * nR), 0);
@@ -344,6 +346,7 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
                 std::copy_n(shared_oracle[ic].data() + t * K, K, oracle_sel.data());
               else
                 kernels::select_blocks_row(mrow, c, K, ro.tie, oracle_sel.data());
+              oracle_cov[ic][t] = static_cast<float>(coverage(mrow, oracle_sel.data(), K));
               const bool choice = has_choice(t, B, K);
               for (int ir = 0; ir < nR; ++ir) {
                 PositionArrays& pa = arr[ic * nR + ir];
@@ -459,12 +462,6 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
       const int ib = cfg_block[ic];
       const int64_t B = cf.block_size;
       const int K = cf.top_k;
-      const PositionArrays& oracle_pa = [&]() -> const PositionArrays& {
-        for (int ir = 0; ir < nR; ++ir)
-          if (opt.routers[ir] == RouterKind::oracle) return arr[ic * nR + ir];
-        return arr[ic * nR];
-      }();
-      const bool have_oracle = std::find(opt.routers.begin(), opt.routers.end(), RouterKind::oracle) != opt.routers.end();
       // Queries by number of routable blocks, for the retrieval predictions.
       std::vector<int64_t> signal_counts(static_cast<size_t>(n_blocks[ib] + 1), 0), planted_counts = signal_counts;
       for (int64_t t = 0; t < T; ++t) {
@@ -489,7 +486,7 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
         row.top_k = K;
         auto put = [&](const char* name, double v) { row.values.emplace_back(name, v); };
         const Stats cov = summarize(pa.coverage, pa.choice, 0, T);
-        const Stats ocov = have_oracle ? summarize(oracle_pa.coverage, pa.choice, 0, T) : Stats{0, kNaN, kNaN, kNaN, kNaN};
+        const Stats ocov = summarize(oracle_cov[ic], pa.choice, 0, T);
         const Stats kl = summarize(pa.kl, pa.choice, 0, T);
         const Stats rec = summarize(pa.block_recall, pa.choice, 0, T);
         const Stats tok = summarize(pa.token_recall, pa.choice, 0, T);

@@ -66,3 +66,27 @@ TEST_CASE("analyze --gqa shared: the oracle is the group's choice from summed bl
       }
     }
 }
+
+TEST_CASE("analyze: oracle_coverage_mean is reported without the oracle router in --routers",
+          "[analysis][metrics][review]") {
+  // DESIGN.md §7: every summary row carries oracle_coverage_mean (§4's R*_t); the oracle is
+  // computed for block recall whatever routers are listed.
+  const int64_t T = 256, d = 16;
+  const Tensor3 q = analysis_test::random_tensor(1, T, d, 31, 2.0f);
+  const Tensor3 k = analysis_test::random_tensor(1, T, d, 32, 2.0f);
+  const Tensor3 v = analysis_test::random_tensor(1, T, d, 33);
+  analysis::AnalyzeOptions opt;
+  opt.block_sizes = {16};
+  opt.top_ks = {3};
+  opt.routers = {analysis::RouterKind::moba, analysis::RouterKind::oracle};
+  const analysis::GroupResult both = analysis_test::analyze_all(q, k, v, opt);
+  opt.routers = {analysis::RouterKind::moba};
+  const analysis::GroupResult alone = analysis_test::analyze_all(q, k, v, opt);
+  REQUIRE(both.rows.size() == 2);
+  REQUIRE(alone.rows.size() == 1);
+  const double want = both.rows[0].get("oracle_coverage_mean");
+  REQUIRE(std::isfinite(want));
+  CHECK(want == both.rows[1].get("coverage_mean"));  // the oracle row's own coverage
+  CHECK(alone.rows[0].get("oracle_coverage_mean") == want);
+  CHECK(alone.rows[0].get("block_recall_mean") == both.rows[0].get("block_recall_mean"));
+}
