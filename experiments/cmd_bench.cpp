@@ -1,10 +1,10 @@
-// `moba bench [--json] [--tokens LIST] [--suite b1,b3] [--reps N] [--b3-max-tokens N]`
+// `moba bench [--json] [--tokens LIST] [--suite b1,b3] [--reps N] [--b3-max-tokens N] [--configs B:k,...]`
 //
 // PERF.md benchmarks on the CUDA backend, timed with device events after a warm-up, median
 // of --reps runs, inputs drawn at random (bf16, larger than L2):
 //   B1  routing (block_pool + gate_topk) + block-sparse attention forward, bf16,
 //       batch 2 x 16 heads (folded into 32 heads) x head dim 128, causal, for each T and
-//       (B, k) in {(128, 8), (64, 16), (32, 32), (16, 64)};
+//       (B, k) in {(128, 8), (64, 16), (32, 32), (16, 64)} (--configs picks others, e.g. 128:8);
 //   B2  routing's share of B1 (reported beside B1);
 //   B3  the analysis pass: dense_pass with lse, o_full and block masses for B in
 //       {16, 32, 64, 128}, streamed over query chunks (chunk sized so the mass buffers stay
@@ -37,6 +37,7 @@ namespace {
 
 const char* kUsage =
     "usage: moba bench [--json] [--tokens 8192,16384,...] [--suite b1,b3] [--reps N] [--b3-max-tokens N]\n"
+    "                  [--configs 128:8,16:64]\n"
     "  Times the CUDA kernels (PERF.md B1-B3): routing + MoBA forward, analysis pass.\n";
 
 #ifdef MOBA_HAVE_CUDA
@@ -91,7 +92,7 @@ struct Row {
 };
 
 int run_bench(const std::vector<std::string>& argv) {
-  const Args args(argv, {"tokens", "suite", "reps", "b3-max-tokens"}, {"json", "help"});
+  const Args args(argv, {"tokens", "suite", "reps", "b3-max-tokens", "configs"}, {"json", "help"});
   if (args.flag("help")) { std::printf("%s", kUsage); return 0; }
   const auto tokens = args.int_list("tokens", {8192, 16384, 32768, 65536, 131072}, 1, int64_t{1} << 22);
   const auto suites = args.str_list("suite", {"b1", "b3"});
@@ -102,7 +103,14 @@ int run_bench(const std::vector<std::string>& argv) {
   const std::string device = cuda_device_name();
   const bool do_b1 = std::find(suites.begin(), suites.end(), "b1") != suites.end();
   const bool do_b3 = std::find(suites.begin(), suites.end(), "b3") != suites.end();
-  const std::pair<int64_t, int> configs[] = {{128, 8}, {64, 16}, {32, 32}, {16, 64}};
+  std::vector<std::pair<int64_t, int>> configs;
+  for (const std::string& c : args.str_list("configs", {"128:8", "64:16", "32:32", "16:64"})) {
+    const size_t colon = c.find(':');
+    long long B = 0, K = 0;
+    if (colon == std::string::npos || std::sscanf(c.c_str(), "%lld:%lld", &B, &K) != 2 || B < 1 || K < 1 || K > 129)
+      throw UsageError("bench: --configs takes B:k pairs (B >= 1, 1 <= k <= 129), e.g. 128:8,16:64");
+    configs.emplace_back(B, static_cast<int>(K));
+  }
   std::vector<Row> rows;
 
   for (const int64_t T : tokens) {

@@ -58,4 +58,13 @@ __device__ __forceinline__ void copy16(void* dst, const void* src, bool ok) {
   *reinterpret_cast<uint4*>(dst) = v;
 }
 
+// Asynchronous 16-byte copy global -> shared (cp.async, L2 only); zero-fills when !ok (src is
+// then not read, but must still be a valid address). Completes at cp_async_wait_all().
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool ok) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(src), "r"(ok ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
 }  // namespace moba::kernels::cuda_detail

@@ -11,7 +11,9 @@
 //     4 warps take the block's queries 16 at a time: gather Q rows, load that row's running
 //     output (fp32, kept in `out` itself) and its (max, sum), run QK^T and PV on tensor cores
 //     (mma.sync m16n8k16, 16-bit inputs, fp32 accumulate) with causal masking, store back.
-//     Finally the CTA normalises its rows and writes lse.
+//     Finally the CTA normalises its rows and writes lse. v2: the K/V piece is staged with
+//     cp.async (every copy of the piece in flight at once instead of one 16-byte load round
+//     trip per loop step), and CTAs start heaviest first (last row groups of every head).
 // GQA by index (KV head = h / group). Head dims up to 128 (multiple of 8; 48 runs padded to
 // 64). Inputs: raw f16/bf16 device pointers, or fp32 views converted to input_dtype
 // (bf16 when f32: lossy, stated).
@@ -95,15 +97,20 @@ struct AttnArgs {
   float* lse;                   // optional
 };
 
-template <int D, typename T16>
-__global__ void __launch_bounds__(kWarps * 32) moba_attention_kernel(AttnArgs a) {
+// MinB: minimum CTAs per SM asked of ptxas (1 = no register cap; 3 caps at 168 registers).
+template <int D, typename T16, int MinB>
+__global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnArgs a) {
   using M = Mma<T16>;
   constexpr int LD = D + 8;     // padded smem row (16-bit elements): conflict-free fragments
   extern __shared__ uint4 smem_raw[];
   uint16_t* ks = reinterpret_cast<uint16_t*>(smem_raw);  // [kKeyPiece][LD]
   uint16_t* vs = ks + kKeyPiece * LD;                     // [kKeyPiece][LD]
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
-  const int64_t h = blockIdx.y, grp = blockIdx.x, kv = h / a.group;
+  // Heaviest first: the last row groups walk the most blocks, so CTA i takes group
+  // n_groups - 1 - i / heads of head i % heads (the grid is n_groups x heads).
+  const int64_t n_heads = gridDim.y;
+  const int64_t lin = int64_t{blockIdx.y} * gridDim.x + blockIdx.x;
+  const int64_t h = lin % n_heads, grp = a.n_groups - 1 - lin / n_heads, kv = h / a.group;
   const int64_t r_begin = grp * a.rows, r_end = min(a.n_tokens, r_begin + a.rows);
   const int64_t d = a.head_dim;
 
@@ -125,12 +132,16 @@ __global__ void __launch_bounds__(kWarps * 32) moba_attention_kernel(AttnArgs a)
       const int np = static_cast<int>(min(int64_t{kKeyPiece}, kb1 - p0));
       const int np16 = (np + 15) / 16 * 16;
       __syncthreads();  // previous piece fully consumed
+      // All of the piece's copies in flight at once (cp.async), zero-filled past np / d.
+      const uint16_t* kbase = a.k + kv * a.k_sh;
+      const uint16_t* vbase = a.v + kv * a.v_sh;
       for (int i = tid; i < np16 * (D / 8); i += blockDim.x) {
         const int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
         const bool ok = r < np && c8 < d;
-        copy16(ks + r * LD + c8, a.k + kv * a.k_sh + (p0 + r) * a.k_st + c8, ok);
-        copy16(vs + r * LD + c8, a.v + kv * a.v_sh + (p0 + r) * a.v_st + c8, ok);
+        cp_async16(ks + r * LD + c8, ok ? kbase + (p0 + r) * a.k_st + c8 : kbase, ok);
+        cp_async16(vs + r * LD + c8, ok ? vbase + (p0 + r) * a.v_st + c8 : vbase, ok);
       }
+      cp_async_wait_all();
       __syncthreads();
       for (int chunk = warp * 16; chunk < n; chunk += kWarps * 16) {
         const int64_t t0 = chunk + g < n ? a.entries[beg + chunk + g] : -1;
@@ -267,12 +278,12 @@ __global__ void __launch_bounds__(kWarps * 32) moba_attention_kernel(AttnArgs a)
     }
 }
 
-template <int D, typename T16>
+template <int D, typename T16, int MinB = 1>
 const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, cudaStream_t stream) {
   const size_t smem = size_t{2} * kKeyPiece * (D + 8) * sizeof(uint16_t);
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(moba_attention_kernel<D, T16>,
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(moba_attention_kernel<D, T16, MinB>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  moba_attention_kernel<D, T16><<<dim3(static_cast<unsigned>(a.n_groups), static_cast<unsigned>(n_q_heads)),
+  moba_attention_kernel<D, T16, MinB><<<dim3(static_cast<unsigned>(a.n_groups), static_cast<unsigned>(n_q_heads)),
                                    kWarps * 32, smem, stream>>>(a);
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
@@ -388,6 +399,8 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   a.lse = p.lse;
   if (kind == kF16)
     return d <= 64 ? launch_attention<64, __half>(a, Hq, stream) : launch_attention<128, __half>(a, Hq, stream);
+  if (d > 64 && std::getenv("MOBA_ATTN_MINB3"))  // experiments: 3 CTAs per SM (register cap)
+    return launch_attention<128, __nv_bfloat16, 3>(a, Hq, stream);
   return d <= 64 ? launch_attention<64, __nv_bfloat16>(a, Hq, stream)
                  : launch_attention<128, __nv_bfloat16>(a, Hq, stream);
 }

@@ -2,6 +2,7 @@
 # The one script per device call (issue 4): configure + build with CUDA, run the CPU-vs-CUDA
 # comparison tests (ctest label gpu), compute-sanitizer memcheck on the small case, then the
 # benchmarks (moba bench B1-B3 and the torch SDPA baselines in the same call), table last.
+# MOBA_SWEEP=0 skips the experiment-switch variants (64K, B=128, k=8) that precede the table.
 # Usage (repo root, on the GPU machine): tests/gpu/run.sh [TOKENS_LIST]
 # Eigen / Catch2 headers: taken from .carry/ when the image lacks them (see NOTES.md).
 set -uo pipefail
@@ -23,5 +24,12 @@ timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 $BUILD/tests/gp
 echo "memcheck exit $?"; grep -E "ERROR SUMMARY|test cases|assertions" "$OUT/memcheck.log"
 echo "== bench"
 timeout 300 $BUILD/moba bench --json --tokens "$TOKENS" >"$OUT/bench.json" 2>"$OUT/bench.err" || { tail "$OUT/bench.err"; }
+if [ "${MOBA_SWEEP:-1}" = 1 ]; then  # experiment switches at 64K B=128 k=8, same inputs
+  echo "== variants, 64K B=128 k=8"
+  for V in "" MOBA_ATTN_MINB3=1 MOBA_ATTN_ROWS=8192 MOBA_GATE_WARP_ONLY=1; do
+    printf "%-22s " "${V:-default}"
+    env $V timeout 60 $BUILD/moba bench --suite b1 --tokens 65536 --configs 128:8 --reps 5 2>&1 | grep "^B1 T" || echo failed
+  done
+fi
 PYTHONUNBUFFERED=1 timeout 200 python3 experiments/bench/sdpa_baseline.py --moba "$OUT/bench.json" --json-out "$OUT/sdpa.json" 2>"$OUT/sdpa.err" | tee "$OUT/table.txt"
 tail -6 "$OUT/sdpa.err"

@@ -38,12 +38,13 @@ struct Case {
   TieRule tie = TieRule::recent;
   GqaMode gqa = GqaMode::per_head;
   uint32_t seed = 1;
+  bool tied = false;  // routing only: key row t = key row t % B, so whole blocks tie exactly
   std::string str() const {
     std::ostringstream o;
     o << "T=" << n_tokens << " Hq=" << n_q_heads << " Hkv=" << n_kv_heads << " d=" << head_dim
       << " B=" << block_size << " k=" << top_k << " " << dtype_name(dtype)
       << (tie == TieRule::older ? " tie=older" : "") << (gqa == GqaMode::shared ? " gqa=shared" : "")
-      << " seed=" << seed;
+      << (tied ? " tied" : "") << " seed=" << seed;
     return o.str();
   }
 };
@@ -170,7 +171,11 @@ void check_routing(const Case& c) {
   INFO(c.str());
   const auto& tol = tolerances::row(c.dtype);
   const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed);
-  const Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7);
+  Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7);
+  if (c.tied)
+    for (int64_t hh = 0; hh < c.n_kv_heads; ++hh)
+      for (int64_t t = c.block_size; t < c.n_tokens; ++t)
+        for (int64_t i = 0; i < c.head_dim; ++i) k.row(hh, t)[i] = k.row(hh, t % c.block_size)[i];
   const int64_t nb = block_count(c.n_tokens, c.block_size);
   const size_t kbar_n = static_cast<size_t>(c.n_kv_heads * nb * c.head_dim);
 
@@ -253,6 +258,7 @@ void check_routing(const Case& c) {
         continue;
       }
       ++differing;
+      REQUIRE(!c.tied);  // exact ties: the tie rule decides, both backends must agree
       REQUIRE(a.size() == b.size());
       gate_scores_tile_cpu(tp, h, t, 1, row_scores.data());
       double q_norm = 0;
@@ -432,6 +438,20 @@ TEST_CASE("gpu: pool + gate top-k match the CPU (sets, tie contract)", "[gpu]") 
   for (const Case& c : kCases) check_routing(c);
   Case big{16384, 2, 1, 128, 16, 64, DType::bf16};
   check_routing(big);
+  // bf16 per-head routing runs the tensor-core kernel: both tie rules, per-thread lists
+  // (top_k - 1 <= 8, <= 16) and warp lists (<= 32, <= 64, <= 128), exact ties.
+  const Case extra[] = {
+      {900, 2, 2, 128, 8, 9, DType::bf16, TieRule::older},
+      {2048, 2, 1, 128, 16, 16, DType::bf16},
+      {1000, 2, 2, 64, 8, 6, DType::bf16, TieRule::older, GqaMode::per_head, 5, true},
+      {1000, 2, 2, 128, 8, 17, DType::bf16, TieRule::recent, GqaMode::per_head, 6, true},
+      {700, 2, 1, 128, 8, 20, DType::bf16, TieRule::older},
+      {1500, 2, 2, 128, 4, 40, DType::bf16, TieRule::older},
+      {3000, 1, 1, 64, 16, 129, DType::bf16},
+      {1000, 2, 2, 64, 8, 12, DType::bf16, TieRule::recent, GqaMode::per_head, 3, true},
+      {1000, 2, 2, 64, 8, 50, DType::bf16, TieRule::older, GqaMode::per_head, 4, true},
+  };
+  for (const Case& c : extra) check_routing(c);
 }
 
 TEST_CASE("gpu: moba attention matches the CPU", "[gpu]") {
