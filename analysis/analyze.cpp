@@ -761,6 +761,12 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
   std::vector<int> layers = layers_in;
   if (layers.empty())
     for (const LayerInfo& l : info.layers) layers.push_back(l.index);
+  for (size_t i = 0; i < layers.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (layers[i] == layers[j]) throw UsageError("--layers: layer " + std::to_string(layers[i]) + " given twice");
+  for (size_t i = 0; i < heads_in.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (heads_in[i] == heads_in[j]) throw UsageError("--heads: head " + std::to_string(heads_in[i]) + " given twice");
   for (const int L : layers) {
     bool found = false;
     for (const LayerInfo& l : info.layers) found = found || l.index == L;

@@ -151,7 +151,7 @@ std::string buckets_to_csv(const std::vector<BucketRow>& rows);
 // A whole dump: the listed layers (empty = all) and query heads (empty = all), one KV group
 // at a time (the group's q/k/v slices are the only tensors held). After each layer,
 // `layer_done` sees the results so far (the CLI writes its files there, so finished layers
-// are never lost). Throws UsageError for layers or heads the dump does not have.
+// are never lost). Throws UsageError for layers or heads the dump does not have, or listed twice.
 struct DumpAnalysis {
   std::vector<SummaryRow> head_rows, layer_rows, overall_rows;
   std::vector<BucketRow> buckets;

@@ -64,3 +64,14 @@ TEST_CASE("moba analyze: --out DIR/ (trailing slash) writes DIR like --out DIR",
     CHECK(entries == std::vector<std::string>{"C", "d.h5"});
   }
 }
+
+TEST_CASE("moba analyze: a head or layer listed twice is a usage error (exit 2, nothing left)", "[analysis][cli][review]") {
+  io_test::ScratchDir dir("review_dup");
+  const std::string dump = dir.file("d.h5");
+  write_small_dump(dump);
+  const std::string common = " analyze " + dump + " --block-sizes 8 --top-k 2 --quiet --out " + dir.file("A");
+  CHECK(run_moba(common + " --heads 1,1") == 2);
+  CHECK(run_moba(common + " --layers 0,0") == 2);
+  CHECK(dir.entries() == std::vector<std::string>{"d.h5"});
+  CHECK(run_moba(common + " --heads 1,0 --layers 0") == 0);
+}
