@@ -3,6 +3,7 @@
 // output file is written atomically (core/h5_output.h).
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,8 @@ int run_route(const std::vector<std::string>& argv) {
   const int64_t B = parse_int("--block-size", args.required("block-size"), 1, INT32_MAX);
   const int K = static_cast<int>(parse_int("--top-k", args.required("top-k"), 1, 1 << 20));
   const std::string out_path = args.required("out");
+  if (std::filesystem::is_directory(out_path))
+    throw UsageError("--out " + out_path + " is a directory; give the output file's name");
   const bool with_output = args.flag("with-output");
   const bool quiet = args.flag("quiet");
 

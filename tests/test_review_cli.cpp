@@ -75,3 +75,15 @@ TEST_CASE("moba analyze: a head or layer listed twice is a usage error (exit 2, 
   CHECK(dir.entries() == std::vector<std::string>{"d.h5"});
   CHECK(run_moba(common + " --heads 1,0 --layers 0") == 0);
 }
+
+TEST_CASE("moba route: --out naming an existing directory is a usage error (exit 2)", "[analysis][route][cli][review]") {
+  io_test::ScratchDir dir("review_route_dir");
+  const std::string dump = dir.file("d.h5");
+  write_small_dump(dump);
+  std::filesystem::create_directories(dir.dir / "somedir");
+  CHECK(run_moba(" route " + dump + " --layer 0 --block-size 8 --top-k 2 --quiet --out " + dir.file("somedir")) == 2);
+  auto entries = dir.entries();
+  std::sort(entries.begin(), entries.end());
+  CHECK(entries == std::vector<std::string>{"d.h5", "somedir"});
+  CHECK(std::filesystem::is_empty(dir.dir / "somedir"));
+}
