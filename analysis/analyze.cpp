@@ -631,7 +631,8 @@ std::vector<SummaryRow> aggregate_rows(const std::vector<SummaryRow>& head_rows,
            name == "signal_queries" || name == "planted_queries";
   };
   auto weight_of = [](const SummaryRow& r, const std::string& name) -> double {
-    if (name == "n_tokens" || name == "n_blocks") return 1.0;  // the same for every head of a layer
+    // Properties of the layer and configuration, the same for every head: plain means.
+    if (name == "n_tokens" || name == "n_blocks" || name == "sparsity_nominal") return 1.0;
     if (name.rfind("signal_", 0) == 0) return r.get("signal_queries");
     if (name.rfind("planted_", 0) == 0) return r.get("planted_queries");
     if (name.find("_trail_") != std::string::npos) return r.get("n_choice_trail");

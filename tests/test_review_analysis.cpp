@@ -90,3 +90,22 @@ TEST_CASE("analyze: oracle_coverage_mean is reported without the oracle router i
   CHECK(alone.rows[0].get("oracle_coverage_mean") == want);
   CHECK(alone.rows[0].get("block_recall_mean") == both.rows[0].get("block_recall_mean"));
 }
+
+TEST_CASE("aggregate rows: sparsity_nominal survives a configuration where no query has a choice",
+          "[analysis][metrics][review]") {
+  // T <= k B: every query attends densely, n_choice = 0; the nominal sparsity 1 - k B / T is
+  // a property of the configuration, the same in head rows and layer rows.
+  const int64_t T = 100, d = 8;
+  const Tensor3 q = analysis_test::random_tensor(2, T, d, 51);
+  const Tensor3 k = analysis_test::random_tensor(1, T, d, 52);
+  const Tensor3 v = analysis_test::random_tensor(1, T, d, 53);
+  analysis::AnalyzeOptions opt;
+  opt.block_sizes = {16};
+  opt.top_ks = {4, 7};
+  const analysis::GroupResult r = analysis_test::analyze_all(q, k, v, opt);
+  for (const bool per_layer : {true, false})
+    for (const auto& row : analysis::aggregate_rows(r.rows, r.snr, d, per_layer)) {
+      INFO("k " << row.top_k);
+      CHECK(row.get("sparsity_nominal") == Approx(1.0 - row.top_k * 16.0 / T));
+    }
+}
