@@ -123,9 +123,51 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
 
   const int64_t c_max = (r_end - 1) / a.block_size;
   const int64_t list_base = (h * a.n_groups + grp) * a.n_blocks;
+  // Chunk state (registers), loaded by load_chunk: the warp's 16 gathered queries, their Q
+  // fragments [D/16][4] (rows t0 = g, t1 = g + 8), running outputs and (max, sum).
+  int64_t t0 = -1, t1 = -1, t_max = -1;
+  uint32_t qa[D / 16][4];
+  float acc[D / 8][4];
+  float2 ml0, ml1;
+  float *o0 = nullptr, *o1 = nullptr;
+  auto load_chunk = [&](int64_t beg, int n, int chunk) {
+    t0 = chunk + g < n ? a.entries[beg + chunk + g] : -1;
+    t1 = chunk + g + 8 < n ? a.entries[beg + chunk + g + 8] : -1;
+    t_max = max(t0, t1);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) t_max = max(t_max, __shfl_xor_sync(0xffffffffu, t_max, o));
+    const uint16_t* q0 = t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr;
+    const uint16_t* q1 = t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      const int c0 = kk * 16 + 2 * qd, c1 = c0 + 8;
+      qa[kk][0] = (q0 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c0)) : 0u;
+      qa[kk][1] = (q1 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c0)) : 0u;
+      qa[kk][2] = (q0 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c1)) : 0u;
+      qa[kk][3] = (q1 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c1)) : 0u;
+    }
+    o0 = t0 >= 0 ? a.out + (h * a.n_tokens + t0) * d : nullptr;
+    o1 = t1 >= 0 ? a.out + (h * a.n_tokens + t1) * d : nullptr;
+#pragma unroll
+    for (int nd = 0; nd < D / 8; ++nd) {
+      const int c = nd * 8 + 2 * qd;
+      const float2 x0 = (o0 && c < d) ? *reinterpret_cast<const float2*>(o0 + c) : make_float2(0.f, 0.f);
+      const float2 x1 = (o1 && c < d) ? *reinterpret_cast<const float2*>(o1 + c) : make_float2(0.f, 0.f);
+      acc[nd][0] = x0.x; acc[nd][1] = x0.y; acc[nd][2] = x1.x; acc[nd][3] = x1.y;
+    }
+    ml0 = t0 >= 0 ? a.ml[h * a.n_tokens + t0] : make_float2(-INFINITY, 0.f);
+    ml1 = t1 >= 0 ? a.ml[h * a.n_tokens + t1] : make_float2(-INFINITY, 0.f);
+  };
+
+  // The next block's list bounds are loaded one block ahead.
+  int64_t nxt_beg = a.offsets[list_base], nxt_end = a.offsets[list_base + 1];
   for (int64_t b = 0; b <= c_max; ++b) {
-    const int64_t beg = a.offsets[list_base + b];
-    const int n = static_cast<int>(a.offsets[list_base + b + 1] - beg);
+    const int64_t beg = nxt_beg;
+    const int n = static_cast<int>(nxt_end - nxt_beg);
+    if (b < c_max) {
+      nxt_beg = nxt_end;
+      nxt_end = a.offsets[list_base + b + 2];
+    }
     if (n == 0) continue;
     const int64_t kb1 = min(a.n_tokens, (b + 1) * a.block_size);
     for (int64_t p0 = b * a.block_size; p0 < kb1; p0 += kKeyPiece) {
@@ -141,39 +183,14 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
         cp_async16(ks + r * LD + c8, ok ? kbase + (p0 + r) * a.k_st + c8 : kbase, ok);
         cp_async16(vs + r * LD + c8, ok ? vbase + (p0 + r) * a.v_st + c8 : vbase, ok);
       }
+      // The warp's first chunk is gathered while the piece lands (its loads overlap the
+      // staging); later chunks load in turn.
+      if (warp * 16 < n) load_chunk(beg, n, warp * 16);
       cp_async_wait_all();
       __syncthreads();
       for (int chunk = warp * 16; chunk < n; chunk += kWarps * 16) {
-        const int64_t t0 = chunk + g < n ? a.entries[beg + chunk + g] : -1;
-        const int64_t t1 = chunk + g + 8 < n ? a.entries[beg + chunk + g + 8] : -1;
-        int64_t t_max = max(t0, t1);
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) t_max = max(t_max, __shfl_xor_sync(0xffffffffu, t_max, o));
+        if (chunk != warp * 16) load_chunk(beg, n, chunk);
         if (t_max < p0) continue;  // whole chunk before this piece (cannot happen past piece 0)
-        // Q fragments [D/16][4] for rows t0 (g) and t1 (g + 8).
-        uint32_t qa[D / 16][4];
-        const uint16_t* q0 = t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr;
-        const uint16_t* q1 = t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr;
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-          const int c0 = kk * 16 + 2 * qd, c1 = c0 + 8;
-          qa[kk][0] = (q0 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c0)) : 0u;
-          qa[kk][1] = (q1 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c0)) : 0u;
-          qa[kk][2] = (q0 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c1)) : 0u;
-          qa[kk][3] = (q1 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c1)) : 0u;
-        }
-        float* o0 = t0 >= 0 ? a.out + (h * a.n_tokens + t0) * d : nullptr;
-        float* o1 = t1 >= 0 ? a.out + (h * a.n_tokens + t1) * d : nullptr;
-        float acc[D / 8][4];
-#pragma unroll
-        for (int nd = 0; nd < D / 8; ++nd) {
-          const int c = nd * 8 + 2 * qd;
-          const float2 x0 = (o0 && c < d) ? *reinterpret_cast<const float2*>(o0 + c) : make_float2(0.f, 0.f);
-          const float2 x1 = (o1 && c < d) ? *reinterpret_cast<const float2*>(o1 + c) : make_float2(0.f, 0.f);
-          acc[nd][0] = x0.x; acc[nd][1] = x0.y; acc[nd][2] = x1.x; acc[nd][3] = x1.y;
-        }
-        float2 ml0 = t0 >= 0 ? a.ml[h * a.n_tokens + t0] : make_float2(-INFINITY, 0.f);
-        float2 ml1 = t1 >= 0 ? a.ml[h * a.n_tokens + t1] : make_float2(-INFINITY, 0.f);
 
         for (int s0 = 0; s0 < np && p0 + s0 <= t_max; s0 += kSub) {
           const int nk = min(kSub, np - s0);

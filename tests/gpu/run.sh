@@ -26,7 +26,7 @@ echo "== bench"
 timeout 300 $BUILD/moba bench --json --tokens "$TOKENS" >"$OUT/bench.json" 2>"$OUT/bench.err" || { tail "$OUT/bench.err"; }
 if [ "${MOBA_SWEEP:-1}" = 1 ]; then  # experiment switches at 64K B=128 k=8, same inputs
   echo "== variants, 64K B=128 k=8"
-  for V in "" MOBA_ATTN_MINB3=1 MOBA_ATTN_ROWS=8192 MOBA_GATE_WARP_ONLY=1; do
+  for V in "" MOBA_ATTN_ROWS=2048 MOBA_ATTN_ROWS=8192; do
     printf "%-22s " "${V:-default}"
     env $V timeout 60 $BUILD/moba bench --suite b1 --tokens 65536 --configs 128:8 --reps 5 2>&1 | grep "^B1 T" || echo failed
   done
