@@ -402,7 +402,8 @@ __global__ void __launch_bounds__(kW2 * 32, 2) gate_topk_mma_kernel(GateArgs2 a)
       if (b == c) cur[r] = s;
       if (m > 0 && __ballot_sync(kFull, (b < c ? make_key(s, b, recent) : 0ull) > thr[r])) rows_hit |= 1u << r;
     }
-    // Pass 2: insert each flagged row's candidates, one at a time, into its sorted list.
+    // Pass 2: fold each flagged row's candidates into its sorted list: one at a time, or,
+    // when there are many (the first tiles), as a batch (bitonic sort + merge).
     while (rows_hit) {
       const int r = __ffs(rows_hit) - 1;
       rows_hit &= rows_hit - 1;
@@ -413,6 +414,42 @@ __global__ void __launch_bounds__(kW2 * 32, 2) gate_topk_mma_kernel(GateArgs2 a)
       Key L[J];
 #pragma unroll
       for (int j = 0; j < J; ++j) L[j] = list[r * LP + j * 32 + lane];
+      if (__popc(mask) >= (J == 1 ? 4 : J == 2 ? 6 : 8)) {
+        // Sort the row's candidates descending (non-candidates 0), then per list segment
+        // j: top 32 of (segment, candidates) = max(segment, reversed candidates), bitonic,
+        // sorted by a half-cleaner; the bottom 32 carries on to segment j + 1.
+        Key x = key > th ? key : 0ull;
+#pragma unroll
+        for (int k = 2; k <= 32; k <<= 1)
+#pragma unroll
+          for (int j = k >> 1; j > 0; j >>= 1) {
+            const Key y = __shfl_xor_sync(kFull, x, j);
+            x = (((lane & j) == 0) == ((lane & k) == 0)) ? (x > y ? x : y) : (x < y ? x : y);
+          }
+        Key last = 0ull;
+#pragma unroll
+        for (int j = 0; j < J; ++j) {
+          const Key rv = __shfl_sync(kFull, x, 31 - lane);
+          Key hi = L[j] > rv ? L[j] : rv, lo = L[j] > rv ? rv : L[j];
+#pragma unroll
+          for (int o = 16; o > 0; o >>= 1) {
+            const Key y = __shfl_xor_sync(kFull, hi, o);
+            hi = (lane & o) == 0 ? (hi > y ? hi : y) : (hi < y ? hi : y);
+          }
+          L[j] = hi;
+          if (j == last_j) last = hi;
+          if (j + 1 < J) {
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+              const Key y = __shfl_xor_sync(kFull, lo, o);
+              lo = (lane & o) == 0 ? (lo > y ? lo : y) : (lo < y ? lo : y);
+            }
+            x = lo;
+          }
+        }
+        th = __shfl_sync(kFull, last, last_lane);
+        mask = 0;
+      }
       while (mask) {
         const int src = __ffs(mask) - 1;
         mask &= mask - 1;

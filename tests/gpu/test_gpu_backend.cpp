@@ -439,12 +439,15 @@ TEST_CASE("gpu: pool + gate top-k match the CPU (sets, tie contract)", "[gpu]") 
   Case big{16384, 2, 1, 128, 16, 64, DType::bf16};
   check_routing(big);
   // bf16 per-head routing runs the tensor-core kernel: both tie rules, per-thread lists
-  // (top_k - 1 <= 8, <= 16) and warp lists (<= 32, <= 64, <= 128), exact ties.
+  // (top_k - 1 <= 8, <= 16) and warp lists (<= 32, <= 64, <= 128; one-at-a-time and batch
+  // merges), exact ties.
   const Case extra[] = {
       {900, 2, 2, 128, 8, 9, DType::bf16, TieRule::older},
       {2048, 2, 1, 128, 16, 16, DType::bf16},
       {1000, 2, 2, 64, 8, 6, DType::bf16, TieRule::older, GqaMode::per_head, 5, true},
       {1000, 2, 2, 128, 8, 17, DType::bf16, TieRule::recent, GqaMode::per_head, 6, true},
+      {1000, 2, 2, 64, 8, 30, DType::bf16, TieRule::recent, GqaMode::per_head, 7, true},
+      {1000, 2, 2, 128, 4, 100, DType::bf16, TieRule::older, GqaMode::per_head, 8, true},
       {700, 2, 1, 128, 8, 20, DType::bf16, TieRule::older},
       {1500, 2, 2, 128, 4, 40, DType::bf16, TieRule::older},
       {3000, 1, 1, 64, 16, 129, DType::bf16},
