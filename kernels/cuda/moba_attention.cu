@@ -11,9 +11,13 @@
 //     4 warps take the block's queries 16 at a time: gather Q rows, load that row's running
 //     output (fp32, kept in `out` itself) and its (max, sum), run QK^T and PV on tensor cores
 //     (mma.sync m16n8k16, 16-bit inputs, fp32 accumulate) with causal masking, store back.
-//     Finally the CTA normalises its rows and writes lse. v2: the K/V piece is staged with
-//     cp.async (every copy of the piece in flight at once instead of one 16-byte load round
-//     trip per loop step), and CTAs start heaviest first (last row groups of every head).
+//     v2: the K/V piece is staged with cp.async (every copy of the piece in flight at once
+//     instead of one 16-byte load round trip per loop step), the warp's first chunk is
+//     gathered while the piece lands, and CTAs start heaviest first (last row groups of
+//     every head). v2.4: entries carry flags for the query's first and last attended block:
+//     the first visit starts from (0, -inf, 0) without reading, the last writes the
+//     normalised output and lse (no init or normalise passes over `out`); rows that attend
+//     nothing are written (0, -inf) by csc_count.
 // GQA by index (KV head = h / group). Head dims up to 128 (multiple of 8; 48 runs padded to
 // 64). Inputs: raw f16/bf16 device pointers, or fp32 views converted to input_dtype
 // (bf16 when f32: lossy, stated).
@@ -44,8 +48,14 @@ struct ListArgs {
   int top_k, rows, n_groups;    // rows per group, groups per head
   unsigned* counts;             // [n_q_heads, n_groups, n_blocks] (+1)
   const int64_t* offsets;       // exclusive prefix sum of counts
-  int32_t* entries;             // [total] query positions
+  int32_t* entries;             // [total] query position | kFirst (its first block) | kLast
+  float* out;                   // rows that attend nothing get o = 0 and lse = -inf here
+  float* lse;
+  int64_t head_dim;
 };
+
+// Entry flags: the query's first (smallest) and last (largest) attended block.
+constexpr uint32_t kFirst = 1u << 30, kLast = 1u << 31, kPosMask = kFirst - 1;
 
 // Visits the valid, causal, distinct blocks of row (h, t).
 template <typename F>
@@ -70,7 +80,16 @@ __global__ void csc_count_kernel(ListArgs a) {
   if (i >= a.n_q_heads * a.n_tokens) return;
   const int64_t h = i / a.n_tokens, t = i % a.n_tokens;
   const int64_t base = (h * a.n_groups + t / a.rows) * a.n_blocks;
-  for_each_block(a, h, t, [&](int32_t b) { atomicAdd(a.counts + base + b, 1u); });
+  int n = 0;
+  for_each_block(a, h, t, [&](int32_t b) {
+    atomicAdd(a.counts + base + b, 1u);
+    ++n;
+  });
+  if (n == 0) {  // attends nothing: written here, the attention kernel never sees the row
+    float* o = a.out + (h * a.n_tokens + t) * a.head_dim;
+    for (int64_t c = 0; c < a.head_dim; ++c) o[c] = 0.0f;
+    if (a.lse) a.lse[h * a.n_tokens + t] = -INFINITY;
+  }
 }
 
 __global__ void csc_scatter_kernel(ListArgs a) {
@@ -78,9 +97,15 @@ __global__ void csc_scatter_kernel(ListArgs a) {
   if (i >= a.n_q_heads * a.n_tokens) return;
   const int64_t h = i / a.n_tokens, t = i % a.n_tokens;
   const int64_t base = (h * a.n_groups + t / a.rows) * a.n_blocks;
+  int32_t b_min = 0x7fffffff, b_max = -1;
+  for_each_block(a, h, t, [&](int32_t b) {
+    b_min = min(b_min, b);
+    b_max = max(b_max, b);
+  });
   for_each_block(a, h, t, [&](int32_t b) {
     const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
-    a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(t);
+    const uint32_t e = static_cast<uint32_t>(t) | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
+    a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
   });
 }
 
@@ -114,25 +139,28 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
   const int64_t r_begin = grp * a.rows, r_end = min(a.n_tokens, r_begin + a.rows);
   const int64_t d = a.head_dim;
 
-  // Init this CTA's rows: output accumulator 0, (max, sum) = (-inf, 0).
-  for (int64_t i = tid; i < (r_end - r_begin) * d; i += blockDim.x)
-    a.out[(h * a.n_tokens + r_begin) * d + i] = 0.0f;
-  for (int64_t i = tid; i < r_end - r_begin; i += blockDim.x)
-    a.ml[h * a.n_tokens + r_begin + i] = make_float2(-INFINITY, 0.0f);
-  __syncthreads();
+  // No init pass: a query's first block starts its accumulator at 0 and (max, sum) at
+  // (-inf, 0) without reading them; its last block writes the normalised output and lse.
 
   const int64_t c_max = (r_end - 1) / a.block_size;
   const int64_t list_base = (h * a.n_groups + grp) * a.n_blocks;
   // Chunk state (registers), loaded by load_chunk: the warp's 16 gathered queries, their Q
   // fragments [D/16][4] (rows t0 = g, t1 = g + 8), running outputs and (max, sum).
   int64_t t0 = -1, t1 = -1, t_max = -1;
+  uint32_t f0 = 0, f1 = 0;  // entry flags of rows t0, t1
   uint32_t qa[D / 16][4];
   float acc[D / 8][4];
   float2 ml0, ml1;
   float *o0 = nullptr, *o1 = nullptr;
-  auto load_chunk = [&](int64_t beg, int n, int chunk) {
-    t0 = chunk + g < n ? a.entries[beg + chunk + g] : -1;
-    t1 = chunk + g + 8 < n ? a.entries[beg + chunk + g + 8] : -1;
+  auto load_chunk = [&](int64_t beg, int n, int chunk, bool first_piece) {
+    const uint32_t e0 = chunk + g < n ? static_cast<uint32_t>(a.entries[beg + chunk + g]) : 0xffffffffu;
+    const uint32_t e1 = chunk + g + 8 < n ? static_cast<uint32_t>(a.entries[beg + chunk + g + 8]) : 0xffffffffu;
+    t0 = e0 == 0xffffffffu ? -1 : int64_t{e0 & kPosMask};
+    t1 = e1 == 0xffffffffu ? -1 : int64_t{e1 & kPosMask};
+    f0 = e0 == 0xffffffffu ? 0u : e0 & (kFirst | kLast);
+    f1 = e1 == 0xffffffffu ? 0u : e1 & (kFirst | kLast);
+    // The first piece of a query's first block: nothing accumulated yet, nothing to read.
+    const bool fresh0 = first_piece && (f0 & kFirst), fresh1 = first_piece && (f1 & kFirst);
     t_max = max(t0, t1);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) t_max = max(t_max, __shfl_xor_sync(0xffffffffu, t_max, o));
@@ -151,12 +179,12 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
 #pragma unroll
     for (int nd = 0; nd < D / 8; ++nd) {
       const int c = nd * 8 + 2 * qd;
-      const float2 x0 = (o0 && c < d) ? *reinterpret_cast<const float2*>(o0 + c) : make_float2(0.f, 0.f);
-      const float2 x1 = (o1 && c < d) ? *reinterpret_cast<const float2*>(o1 + c) : make_float2(0.f, 0.f);
+      const float2 x0 = (o0 && !fresh0 && c < d) ? *reinterpret_cast<const float2*>(o0 + c) : make_float2(0.f, 0.f);
+      const float2 x1 = (o1 && !fresh1 && c < d) ? *reinterpret_cast<const float2*>(o1 + c) : make_float2(0.f, 0.f);
       acc[nd][0] = x0.x; acc[nd][1] = x0.y; acc[nd][2] = x1.x; acc[nd][3] = x1.y;
     }
-    ml0 = t0 >= 0 ? a.ml[h * a.n_tokens + t0] : make_float2(-INFINITY, 0.f);
-    ml1 = t1 >= 0 ? a.ml[h * a.n_tokens + t1] : make_float2(-INFINITY, 0.f);
+    ml0 = (t0 >= 0 && !fresh0) ? a.ml[h * a.n_tokens + t0] : make_float2(-INFINITY, 0.f);
+    ml1 = (t1 >= 0 && !fresh1) ? a.ml[h * a.n_tokens + t1] : make_float2(-INFINITY, 0.f);
   };
 
   // The next block's list bounds are loaded one block ahead.
@@ -185,11 +213,13 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
       }
       // The warp's first chunk is gathered while the piece lands (its loads overlap the
       // staging); later chunks load in turn.
-      if (warp * 16 < n) load_chunk(beg, n, warp * 16);
+      const bool first_piece = p0 == b * a.block_size;
+      // This chunk's last piece of the block: the block ends, or its rows end before the next.
+      if (warp * 16 < n) load_chunk(beg, n, warp * 16, first_piece);
       cp_async_wait_all();
       __syncthreads();
       for (int chunk = warp * 16; chunk < n; chunk += kWarps * 16) {
-        if (chunk != warp * 16) load_chunk(beg, n, chunk);
+        if (chunk != warp * 16) load_chunk(beg, n, chunk, first_piece);
         if (t_max < p0) continue;  // whole chunk before this piece (cannot happen past piece 0)
 
         for (int s0 = 0; s0 < np && p0 + s0 <= t_max; s0 += kSub) {
@@ -267,32 +297,34 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
             }
           }
         }
+        // A row's last visit (last block, last piece this chunk processes) writes the
+        // normalised output (out /= sum) and lse = (max + log2 sum) ln 2; other visits store
+        // the running output and (max, sum).
+        const bool last_piece = p0 + kKeyPiece >= kb1 || p0 + kKeyPiece > t_max;
+        const bool fin0 = last_piece && (f0 & kLast), fin1 = last_piece && (f1 & kLast);
+        const float s0 = fin0 ? (ml0.y > 0.f ? 1.0f / ml0.y : 0.f) : 1.0f;
+        const float s1 = fin1 ? (ml1.y > 0.f ? 1.0f / ml1.y : 0.f) : 1.0f;
 #pragma unroll
         for (int nd = 0; nd < D / 8; ++nd) {
           const int c = nd * 8 + 2 * qd;
-          if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0], acc[nd][1]);
-          if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2], acc[nd][3]);
+          if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0] * s0, acc[nd][1] * s0);
+          if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
         }
         if (qd == 0) {
-          if (t0 >= 0) a.ml[h * a.n_tokens + t0] = ml0;
-          if (t1 >= 0) a.ml[h * a.n_tokens + t1] = ml1;
+          if (t0 >= 0) {
+            if (!fin0) a.ml[h * a.n_tokens + t0] = ml0;
+            else if (a.lse)
+              a.lse[h * a.n_tokens + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * 0.69314718055994531f : -INFINITY;
+          }
+          if (t1 >= 0) {
+            if (!fin1) a.ml[h * a.n_tokens + t1] = ml1;
+            else if (a.lse)
+              a.lse[h * a.n_tokens + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * 0.69314718055994531f : -INFINITY;
+          }
         }
       }
     }
   }
-  __syncthreads();
-  // Normalise: out /= sum; lse = (max + log2 sum) ln 2; nothing attended -> 0 and -inf.
-  for (int64_t i = tid; i < (r_end - r_begin) * d; i += blockDim.x) {
-    const int64_t t = r_begin + i / d;
-    const float l = a.ml[h * a.n_tokens + t].y;
-    float* o = a.out + (h * a.n_tokens + r_begin) * d + i;
-    *o = l > 0.f ? *o / l : 0.f;
-  }
-  if (a.lse)
-    for (int64_t i = tid; i < r_end - r_begin; i += blockDim.x) {
-      const float2 m = a.ml[h * a.n_tokens + r_begin + i];
-      a.lse[h * a.n_tokens + r_begin + i] = m.y > 0.f ? (m.x + log2f(m.y)) * 0.69314718055994531f : -INFINITY;
-    }
 }
 
 template <int D, typename T16, int MinB = 1>
@@ -351,6 +383,7 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   const int64_t Hq = p.q.n_heads, T = p.q.n_tokens, d = p.q.head_dim;
   if (d > 128 || d % 8 != 0) return "moba_attention_cuda: head_dim must be a multiple of 8 and <= 128";
   if (T == 0) return nullptr;
+  if (T > int64_t{kPosMask}) return "moba_attention_cuda: n_tokens >= 2^30 not supported";
   if ((p.q16 || p.k16 || p.v16) && p.input_dtype == DType::f32)
     return "moba_attention_cuda: 16-bit inputs need input_dtype f16 or bf16";
   const int kind = p.input_dtype == DType::f16 ? kF16 : kBF16;
@@ -398,6 +431,9 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   MOBA_TRY(scratch.alloc(&entries, static_cast<size_t>(Hq * T * std::min<int64_t>(p.top_k, n_blocks))));
   la.offsets = offsets;
   la.entries = entries;
+  la.out = p.out;
+  la.lse = p.lse;
+  la.head_dim = d;
   MOBA_TRY(launch_lists(la, la.counts, n_lists, offsets, scratch, stream));
 
   a.n_tokens = T;
