@@ -236,11 +236,12 @@ __device__ __forceinline__ uint32_t ldg_u32(const uint16_t* p) {
 // grid (ceil(n_tokens / 128), n_q_heads), 256 threads. J = list slots per lane (32 J >= m).
 // dynamic smem: lists [8][16][32 J] Key, thr [8][16] Key, sc [8][16][kSLd] fp32, cur [8][16]
 // fp32, kh / kl [32][D + 8] bf16 (the tile's pooled keys, hi and lo parts).
+// RC: the tie rule at compile time for the MC path (1 recent, 0 older; -1: runtime, warp path).
 // MC > 0 (top_k - 1 <= MC <= 16, J = 1): selection per thread instead: thread (row r = lane % 16,
 // half = lane / 16) keeps the best MC (score, block) of the half-tiles [16 half, 16 half + 16) of
 // every tile in registers (branch-free sorted insertion behind a threshold test), and the two
 // halves of a row are merged into the warp path's list format at the end.
-template <int D, int J, int MC>
+template <int D, int J, int MC, int RC>
 __global__ void __launch_bounds__(kW2 * 32, 2) gate_topk_mma_kernel(GateArgs2 a) {
   using M = Mma<__nv_bfloat16>;
   constexpr int LP = 32 * J;
@@ -365,26 +366,34 @@ __global__ void __launch_bounds__(kW2 * 32, 2) gate_topk_mma_kernel(GateArgs2 a)
       if (b0 <= my_c) {
         const int base = static_cast<int>(b0) + my_half * 16;
         const float* srow = sc + my_r * kSLd + my_half * 16;
+        // `before(x, y)`: x (seen later, so the larger block) ranks before y.
+        auto before = [](uint32_t x, uint32_t y) { return RC == 1 ? x >= y : x > y; };
+        // Candidates above the threshold at the tile's start (routable blocks only) ...
+        unsigned cmask = 0;
 #pragma unroll
         for (int i = 0; i < 16; ++i) {
           const int bb = base + i;
-          if (bb >= my_c) {
-            if (bb == my_c) cur[my_r] = srow[i];
-            break;
-          }
+          if (bb == my_c) cur[my_r] = srow[i];
+          if (bb < my_c && before(key32(srow[i]), lk[MC - 1])) cmask |= 1u << i;
+        }
+        // ... then each in block order against the current threshold: the warp runs the
+        // largest per-lane count, not every step where some lane inserts.
+        while (cmask) {
+          const int i = __ffs(cmask) - 1;
+          cmask &= cmask - 1;
           const uint32_t x = key32(srow[i]);
-          if (recent ? x >= lk[MC - 1] : x > lk[MC - 1]) {
-            // Sorted insertion from the bottom (lk[i - 1] is read before it changes).
+          if (!before(x, lk[MC - 1])) continue;
+          bool here[MC];
 #pragma unroll
-            for (int j = MC - 1; j >= 0; --j) {
-              const bool here = recent ? x >= lk[j] : x > lk[j];
-              const bool above = j > 0 && (recent ? x >= lk[j > 0 ? j - 1 : 0] : x > lk[j > 0 ? j - 1 : 0]);
-              if (here) {
-                lk[j] = above ? lk[j > 0 ? j - 1 : 0] : x;
-                li[j] = above ? li[j > 0 ? j - 1 : 0] : bb;
-              }
-            }
+          for (int j = 0; j < MC; ++j) here[j] = before(x, lk[j]);
+          // Sorted insertion from the bottom (lk[j - 1] is read before it changes).
+#pragma unroll
+          for (int j = MC - 1; j > 0; --j) {
+            lk[j] = here[j - 1] ? lk[j - 1] : (here[j] ? x : lk[j]);
+            li[j] = here[j - 1] ? li[j - 1] : (here[j] ? base + i : li[j]);
           }
+          lk[0] = here[0] ? x : lk[0];
+          li[0] = here[0] ? base + i : li[0];
         }
       }
       __syncwarp();  // sc rewritten by the next tile
@@ -553,16 +562,16 @@ __global__ void __launch_bounds__(kW2 * 32, 2) gate_topk_mma_kernel(GateArgs2 a)
   }
 }
 
-template <int D, int J, int MC>
+template <int D, int J, int MC, int RC = -1>
 const char* launch_gate_topk2(const GateArgs2& a, int64_t n_q_heads, cudaStream_t stream) {
   const size_t smem = sizeof(Key) * (kW2 * 16 * 32 * J + kW2 * 16) + sizeof(float) * (kW2 * 16 * kSLd + kW2 * 16) +
                       sizeof(uint16_t) * 2 * kTB2 * (D + 8);
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(gate_topk_mma_kernel<D, J, MC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(gate_topk_mma_kernel<D, J, MC, RC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(smem)));
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(gate_topk_mma_kernel<D, J, MC>, cudaFuncAttributePreferredSharedMemoryCarveout,
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(gate_topk_mma_kernel<D, J, MC, RC>, cudaFuncAttributePreferredSharedMemoryCarveout,
                                      cudaSharedmemCarveoutMaxShared));
   const int64_t n_tiles = (a.n_tokens + kQ2 - 1) / kQ2;
-  gate_topk_mma_kernel<D, J, MC><<<dim3(static_cast<unsigned>(n_tiles), static_cast<unsigned>(n_q_heads)), kW2 * 32,
+  gate_topk_mma_kernel<D, J, MC, RC><<<dim3(static_cast<unsigned>(n_tiles), static_cast<unsigned>(n_q_heads)), kW2 * 32,
                                smem, stream>>>(a);
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
@@ -571,8 +580,11 @@ const char* launch_gate_topk2(const GateArgs2& a, int64_t n_q_heads, cudaStream_
 template <int D>
 const char* launch_gate_topk2_j(const GateArgs2& a, int64_t n_q_heads, cudaStream_t stream) {
   if (std::getenv("MOBA_GATE_WARP_ONLY") == nullptr) {  // experiments: the warp path for every k
-    if (a.m <= 8) return launch_gate_topk2<D, 1, 8>(a, n_q_heads, stream);
-    if (a.m <= 16) return launch_gate_topk2<D, 1, 16>(a, n_q_heads, stream);
+    if (a.m <= 8)
+      return a.recent ? launch_gate_topk2<D, 1, 8, 1>(a, n_q_heads, stream) : launch_gate_topk2<D, 1, 8, 0>(a, n_q_heads, stream);
+    if (a.m <= 16)
+      return a.recent ? launch_gate_topk2<D, 1, 16, 1>(a, n_q_heads, stream)
+                      : launch_gate_topk2<D, 1, 16, 0>(a, n_q_heads, stream);
   }
   if (a.m <= 32) return launch_gate_topk2<D, 1, 0>(a, n_q_heads, stream);
   if (a.m <= 64) return launch_gate_topk2<D, 2, 0>(a, n_q_heads, stream);
