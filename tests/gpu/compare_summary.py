@@ -7,24 +7,28 @@ below (the analysis-level counterpart of tests/tolerances.h):
 
   exact     counts and shapes: equal
   selection means of per-query metrics that depend on the selected blocks and on block
-            masses (coverage, KL, recalls, sparsity): absolute bound. On 16-bit dumps the
-            device sees the same values as the CPU and masses agree to ~1e-6; f32 dumps are
-            rounded to bf16 on the device (stated in kernels/*.h), which moves masses by up
-            to 3e-4 and can flip near-tied selections.
-  output    output error and cosine: the device rounds P to the 16-bit type before P.V
-            (as FlashAttention does), so the error of the sparse output relative to the
-            dense one is compared relatively.
-  cpu       routing SNR and model parameters: computed from gate scores on the CPU in both
-            backends today, so they must agree to rounding.
+            masses (coverage, KL, recalls, sparsity, planted-block retrieval): absolute
+            bound. On 16-bit dumps the device sees the same values as the CPU and masses
+            agree to ~1e-6. f32 dumps are rounded to bf16 on the device (stated in
+            kernels/*.h), which moves masses by up to 3e-4 and flips oracle choices whose
+            mass gap is below that; a flip moves a trailing-window mean of a few hundred
+            queries by ~1/(k-1)/n, hence 1e-2.
+  output    output error and cosine: the device rounds P to the 16-bit type before P.V (as
+            FlashAttention does; bf16 unit roundoff 2^-8), so the sparse-vs-dense relative
+            error carries a GPU noise floor of ~2e-4: absolute 1e-3 plus 2% (5% for f32).
+  signal    routing SNR and model parameters: gate scores come from the CPU helper in both
+            backends, but the signal key is the highest-probability routable key of the
+            dense pass, so on f32 dumps (rounded to bf16 on the device) near-tied keys can
+            swap: 1e-3 relative there, 1e-5 on 16-bit dumps.
 """
 import csv
 import math
 import sys
 
 TOLERANCE = {  # dtype -> class -> (abs, rel)
-    "bfloat16": {"selection": (1e-4, 0.0), "output": (1e-4, 0.02), "cpu": (1e-9, 1e-6)},
-    "float16": {"selection": (1e-4, 0.0), "output": (1e-4, 0.02), "cpu": (1e-9, 1e-6)},
-    "float32": {"selection": (2e-3, 0.0), "output": (1e-3, 0.05), "cpu": (1e-9, 1e-6)},
+    "bfloat16": {"selection": (1e-4, 0.0), "output": (1e-3, 0.02), "signal": (1e-6, 1e-5)},
+    "float16": {"selection": (1e-4, 0.0), "output": (1e-3, 0.02), "signal": (1e-6, 1e-5)},
+    "float32": {"selection": (1e-2, 0.0), "output": (1e-3, 0.05), "signal": (1e-3, 1e-3)},
 }
 KEY = ("layer", "head", "scope", "router", "block_size", "top_k")
 EXACT = {"kv_head", "n_tokens", "n_blocks", "n_queries", "n_choice", "n_choice_trail",
@@ -37,8 +41,8 @@ def column_class(name):
     if name.startswith("output_") or "output_rel_err" in name:
         return "output"
     if name.startswith(("snr", "p_fail", "delta_mu", "sigma", "mu_cluster", "cluster_excess",
-                        "signal_", "planted_")):
-        return "cpu"
+                        "signal_")):
+        return "signal"
     return "selection"
 
 
