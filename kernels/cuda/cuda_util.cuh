@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "core/tensor.h"
 
 namespace moba::kernels::cuda_detail {
 
@@ -93,5 +94,29 @@ class Scratch {
 const char* convert_to_16(const float* src, int64_t heads, int64_t tokens, int64_t dim,
                           int64_t stride_head, int64_t stride_token, int kind, uint16_t* dst,
                           cudaStream_t stream);
+
+// A 16-bit operand of the tensor-core kernels [heads, tokens, dim] with its strides in
+// elements: the caller's raw 16-bit view when given (rows must be 16-byte aligned; else
+// `misaligned`, a static message naming the op, is returned), otherwise the fp32 view
+// converted to `kind` into a contiguous scratch copy.
+struct Operand16 {
+  const uint16_t* data = nullptr;
+  int64_t stride_head = 0, stride_token = 0;
+};
+inline const char* make_operand_16(const TensorView& v, const uint16_t* raw, int kind, Scratch& scratch,
+                                   cudaStream_t stream, const char* misaligned, Operand16* out) {
+  if (raw) {
+    if ((reinterpret_cast<uintptr_t>(raw) % 16) || v.stride_token % 8 || v.stride_head % 8) return misaligned;
+    *out = Operand16{raw, v.stride_head, v.stride_token};
+    return nullptr;
+  }
+  uint16_t* buf = nullptr;
+  if (const char* e = scratch.alloc(&buf, static_cast<size_t>(v.n_heads * v.n_tokens * v.head_dim))) return e;
+  if (const char* e = convert_to_16(v.data, v.n_heads, v.n_tokens, v.head_dim, v.stride_head, v.stride_token,
+                                    kind, buf, stream))
+    return e;
+  *out = Operand16{buf, v.n_tokens * v.head_dim, v.head_dim};
+  return nullptr;
+}
 
 }  // namespace moba::kernels::cuda_detail

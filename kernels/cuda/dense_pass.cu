@@ -283,26 +283,16 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   Scratch scratch(stream);
   DenseArgs a{};
-  auto operand = [&](const TensorView& v, const uint16_t* raw, bool needed, const uint16_t** dst,
-                     int64_t* sh, int64_t* st) -> const char* {
-    if (!needed) return nullptr;
-    if (raw) {
-      if ((reinterpret_cast<uintptr_t>(raw) % 16) || v.stride_token % 8 || v.stride_head % 8)
-        return "dense_pass_cuda: 16-bit inputs need 16-byte aligned rows";
-      *dst = raw; *sh = v.stride_head; *st = v.stride_token;
-      return nullptr;
-    }
-    // Only the keys [0, query_begin + query_count) are read: convert that prefix.
-    const int64_t n_tok = v.n_tokens;
-    uint16_t* buf = nullptr;
-    MOBA_TRY(scratch.alloc(&buf, static_cast<size_t>(v.n_heads * n_tok * v.head_dim)));
-    MOBA_TRY(convert_to_16(v.data, v.n_heads, n_tok, v.head_dim, v.stride_head, v.stride_token, kind, buf, stream));
-    *dst = buf; *sh = n_tok * v.head_dim; *st = v.head_dim;
-    return nullptr;
-  };
-  MOBA_TRY(operand(p.q, p.q16, true, &a.q, &a.q_sh, &a.q_st));
-  MOBA_TRY(operand(p.k, p.k16, true, &a.k, &a.k_sh, &a.k_st));
-  MOBA_TRY(operand(p.v, p.v16, p.out != nullptr, &a.v, &a.v_sh, &a.v_st));
+  // 16-bit operands: given, or converted from the fp32 views (contiguous copies); v only
+  // when the output is asked for.
+  const char* misaligned = "dense_pass_cuda: 16-bit inputs need 16-byte aligned rows";
+  Operand16 q16, k16, v16;
+  MOBA_TRY(make_operand_16(p.q, p.q16, kind, scratch, stream, misaligned, &q16));
+  MOBA_TRY(make_operand_16(p.k, p.k16, kind, scratch, stream, misaligned, &k16));
+  if (p.out) MOBA_TRY(make_operand_16(p.v, p.v16, kind, scratch, stream, misaligned, &v16));
+  a.q = q16.data; a.q_sh = q16.stride_head; a.q_st = q16.stride_token;
+  a.k = k16.data; a.k_sh = k16.stride_head; a.k_st = k16.stride_token;
+  a.v = v16.data; a.v_sh = v16.stride_head; a.v_st = v16.stride_token;
   a.n_tokens = T;
   a.head_dim = d;
   a.group = Hq / p.k.n_heads;

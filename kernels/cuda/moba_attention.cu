@@ -392,23 +392,14 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
 
   // 16-bit operands: given, or converted from the fp32 views (contiguous copies).
   AttnArgs a{};
-  auto operand = [&](const TensorView& v, const uint16_t* raw, const uint16_t** dst, int64_t* sh,
-                     int64_t* st) -> const char* {
-    if (raw) {
-      if ((reinterpret_cast<uintptr_t>(raw) % 16) || v.stride_token % 8 || v.stride_head % 8)
-        return "moba_attention_cuda: 16-bit inputs need 16-byte aligned rows";
-      *dst = raw; *sh = v.stride_head; *st = v.stride_token;
-      return nullptr;
-    }
-    uint16_t* buf = nullptr;
-    MOBA_TRY(scratch.alloc(&buf, static_cast<size_t>(v.n_heads * v.n_tokens * v.head_dim)));
-    MOBA_TRY(convert_to_16(v.data, v.n_heads, v.n_tokens, v.head_dim, v.stride_head, v.stride_token, kind, buf, stream));
-    *dst = buf; *sh = v.n_tokens * v.head_dim; *st = v.head_dim;
-    return nullptr;
-  };
-  MOBA_TRY(operand(p.q, p.q16, &a.q, &a.q_sh, &a.q_st));
-  MOBA_TRY(operand(p.k, p.k16, &a.k, &a.k_sh, &a.k_st));
-  MOBA_TRY(operand(p.v, p.v16, &a.v, &a.v_sh, &a.v_st));
+  const char* misaligned = "moba_attention_cuda: 16-bit inputs need 16-byte aligned rows";
+  Operand16 q16, k16, v16;
+  MOBA_TRY(make_operand_16(p.q, p.q16, kind, scratch, stream, misaligned, &q16));
+  MOBA_TRY(make_operand_16(p.k, p.k16, kind, scratch, stream, misaligned, &k16));
+  MOBA_TRY(make_operand_16(p.v, p.v16, kind, scratch, stream, misaligned, &v16));
+  a.q = q16.data; a.q_sh = q16.stride_head; a.q_st = q16.stride_token;
+  a.k = k16.data; a.k_sh = k16.stride_head; a.k_st = k16.stride_token;
+  a.v = v16.data; a.v_sh = v16.stride_head; a.v_st = v16.stride_token;
 
   const int64_t n_blocks = block_count(T, p.block_size);
   const int rows = pick_rows(Hq, T);
