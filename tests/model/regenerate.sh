@@ -10,19 +10,10 @@
 #   3. a short (128-token) Genesis dump equals the first 128 tokens of the shipped 1024-token
 #      dump exactly (bf16 bits and token_ids).
 # usage: regenerate.sh MOBA_BINARY WORK_DIR
-set -euo pipefail
-MOBA=${1:?usage: regenerate.sh MOBA_BINARY WORK_DIR}
-WORK=${2:?usage: regenerate.sh MOBA_BINARY WORK_DIR}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+source "$(dirname "$0")/../scripts/io_common.sh"
+ROOT=$(cd "$HERE/../.." && pwd)
 TOOLS=$ROOT/experiments/dump
 DATA=$ROOT/experiments/data
-rm -rf "$WORK"
-mkdir -p "$WORK"
-PY=""
-for candidate in /usr/bin/python3 python3; do
-  if "$candidate" -c 'import h5py, numpy' 2>/dev/null; then PY=$candidate; break; fi
-done
-[ -n "$PY" ] || { echo "FAIL: no python3 with h5py and numpy (install python3-h5py)"; exit 1; }
 
 if ! cache=$("$TOOLS/fetch_stories15m.sh"); then
   echo "SKIP: stories15M not available (no npm registry access and no cache in experiments/data/cache)"

@@ -1,4 +1,4 @@
-# Sourced by the test_io_*.sh scripts: arguments, a scratch directory and a Python with
+# Sourced by the script tests (tests/scripts/test_*.sh, tests/model/*.sh): arguments, a scratch directory and a Python with
 # numpy + h5py (Debian's /usr/bin/python3 first: a pyenv python3 on PATH may lack them).
 set -euo pipefail
 MOBA="${1:?usage: $0 MOBA_BINARY WORKDIR}"

@@ -4,19 +4,8 @@
 # MANIFEST.tsv (hashed here independently of the dump tools), and `moba info` / `moba info --check`
 # on both files. Needs no model and no network.
 # usage: test_real_data_shipped.sh MOBA_BINARY WORK_DIR
-set -euo pipefail
-MOBA=${1:?usage: test_real_data_shipped.sh MOBA_BINARY WORK_DIR}
-WORK=${2:?usage: test_real_data_shipped.sh MOBA_BINARY WORK_DIR}
-DATA=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../experiments/data" && pwd)
-rm -rf "$WORK"
-mkdir -p "$WORK"
-
-# Debian's python3-h5py lives under /usr/bin/python3; a python3 earlier on PATH may lack it.
-PY=""
-for candidate in /usr/bin/python3 python3; do
-  if "$candidate" -c 'import h5py, numpy' 2>/dev/null; then PY=$candidate; break; fi
-done
-[ -n "$PY" ] || { echo "FAIL: no python3 with h5py and numpy (install python3-h5py)"; exit 1; }
+source "$(dirname "$0")/io_common.sh"
+DATA=$(cd "$HERE/../../experiments/data" && pwd)
 
 # 1. Structure and checksums, independently of experiments/dump/schema.py.
 "$PY" - "$DATA" <<'PYEOF'

@@ -4,17 +4,8 @@
 # and the converter's q/k permutation: llama2.c's interleaved RoPE on the original rows and
 # transformers' rotate-half RoPE on the permuted rows give the same q.k^T scores.
 # usage: test_real_data_tools.sh MOBA_BINARY WORK_DIR
-set -euo pipefail
-MOBA=${1:?usage: test_real_data_tools.sh MOBA_BINARY WORK_DIR}
-WORK=${2:?usage: test_real_data_tools.sh MOBA_BINARY WORK_DIR}
-TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../experiments/dump" && pwd)
-rm -rf "$WORK"
-mkdir -p "$WORK"
-PY=""
-for candidate in /usr/bin/python3 python3; do
-  if "$candidate" -c 'import h5py, numpy' 2>/dev/null; then PY=$candidate; break; fi
-done
-[ -n "$PY" ] || { echo "FAIL: no python3 with h5py and numpy (install python3-h5py)"; exit 1; }
+source "$(dirname "$0")/io_common.sh"
+TOOLS=$(cd "$HERE/../../experiments/dump" && pwd)
 
 "$PY" - "$TOOLS" "$WORK" <<'PYEOF'
 import filecmp, os, sys

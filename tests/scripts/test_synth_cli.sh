@@ -3,21 +3,8 @@
 # `moba info` (and h5py, independently), byte-identical tensors for the same seed, stored
 # dtypes, and bad flags -> exit 2 with nothing left behind.
 # usage: test_synth_cli.sh MOBA_BINARY WORK_DIR
-set -euo pipefail
-MOBA=${1:?usage: test_synth_cli.sh MOBA_BINARY WORK_DIR}
-WORK=${2:?usage: test_synth_cli.sh MOBA_BINARY WORK_DIR}
-rm -rf "$WORK"
-mkdir -p "$WORK"
+source "$(dirname "$0")/io_common.sh"
 cd "$WORK"
-
-# Debian's python3-h5py lives under /usr/bin/python3; a python3 earlier on PATH may lack it.
-PY=""
-for candidate in /usr/bin/python3 python3; do
-  if "$candidate" -c 'import h5py, numpy' 2>/dev/null; then PY=$candidate; break; fi
-done
-[ -n "$PY" ] || { echo "FAIL: no python3 with h5py and numpy (install python3-h5py)"; exit 1; }
-
-fail() { echo "FAIL: $*"; exit 1; }
 
 # 1. The acceptance command, twice with the same seed, once with another.
 ACCEPT=(--tokens 4096 --layers 2 --heads 4 --kv-heads 2 --head-dim 64)
