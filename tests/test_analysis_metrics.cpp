@@ -120,7 +120,7 @@ TEST_CASE("metrics: -ln R equals the KL of the renormalised sparse distribution,
     }
 }
 
-TEST_CASE("metrics: the oracle covers at least as much as the router on every query; its recall is 1",
+TEST_CASE("metrics: the oracle covers at least as much as the router on every query, its recall is 1",
           "[analysis][metrics]") {
   const int64_t T = 150, d = 16;
   const Tensor3 q = random_tensor(2, T, d, 21, 2.0f), k = random_tensor(1, T, d, 22, 2.0f), v = random_tensor(1, T, d, 23);
@@ -222,7 +222,7 @@ TEST_CASE("snr: pairs, rank and the retrieval model on hand-made scores", "[anal
   CHECK(retrieval_probability(0.5, 3, 4) == 1.0);  // everything fits
 }
 
-TEST_CASE("kconv weights: .npy and text files load; bad ones raise InputError naming the file", "[analysis][kconv]") {
+TEST_CASE("kconv weights: .npy and text files load, bad ones raise InputError naming the file", "[analysis][kconv]") {
   const std::string txt = "test_kconv_weights.txt", npy = "test_kconv_weights.npy", bad = "test_kconv_bad.txt";
   {
     std::ofstream f(txt);

@@ -12,7 +12,7 @@
 using namespace moba;
 using namespace moba::analysis;
 
-TEST_CASE("snr: measured SNR matches the model on synth data; retrieval follows Phi", "[analysis][snr][synth]") {
+TEST_CASE("snr: measured SNR matches the model on synth data, retrieval follows Phi", "[analysis][snr][synth]") {
   SynthParams p;  // defaults: d 64, delta_mu 0.8, m 4, mu_cluster 0.15 -> delta_mu_eff 1.25
   p.n_tokens = 3072;
   p.n_q_heads = 1;

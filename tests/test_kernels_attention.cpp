@@ -309,7 +309,7 @@ TEST_CASE("dense_pass: exactly equal probabilities rank the more recent key firs
   CHECK(r.mass[0][static_cast<size_t>(5 * 3 + 1)] == Approx(2.0 / 6.0).epsilon(1e-6));
 }
 
-TEST_CASE("dense: T <= k*B makes MoBA equal full causal attention; T = k*B + 1 does not",
+TEST_CASE("dense: T <= k*B makes MoBA equal full causal attention, T = k*B + 1 does not",
           "[kernels][attention][dense]") {
   const int64_t B = 16, d = 64;
   const int top_k = 3;

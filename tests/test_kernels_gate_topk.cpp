@@ -138,7 +138,7 @@ TEST_CASE("routing: k = 1 selects the current block only", "[kernels][routing]")
   for (int64_t t = 0; t < 13; ++t) CHECK(r.vec(0, t) == ids({static_cast<int32_t>(t / 4)}));
 }
 
-TEST_CASE("routing: T <= k*B selects every block up to the current one; T = k*B + 1 does not",
+TEST_CASE("routing: T <= k*B selects every block up to the current one, T = k*B + 1 does not",
           "[kernels][routing]") {
   const int64_t B = GENERATE(1, 4, 5);
   const int k = GENERATE(1, 2, 3);

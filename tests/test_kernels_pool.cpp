@@ -51,7 +51,7 @@ TEST_CASE("block_count is ceil(T / B)", "[kernels][pool]") {
   CHECK(block_count(7, 1) == 7);
 }
 
-TEST_CASE("block_pool: mean, min, max per block; the partial last block over its real length",
+TEST_CASE("block_pool: mean, min, max per block, the partial last block over its real length",
           "[kernels][pool]") {
   const int64_t B = GENERATE(1, 3, 4, 16);
   const int64_t T = GENERATE(1, 10, 17);
