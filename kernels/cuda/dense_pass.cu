@@ -1,12 +1,14 @@
-// CUDA dense streaming pass (kernels/dense_pass.h), v1: flash-style, never T x T.
+// CUDA dense streaming pass (kernels/dense_pass.h), v2: flash-style, never T x T.
 //
 // One CTA per (64-query tile, query head), 4 warps x 16 rows, K/V tiles of 64 keys staged
 // in shared memory. Pass 1: QK^T and PV on tensor cores (mma.sync, 16-bit inputs, fp32
 // accumulate) with an online softmax -> lse and o_full. Pass 2 (block masses, top-n):
-// QK^T again, exact P = exp(s - lse) in fp32, each warp stages its [16 x 64] scores in
-// shared memory and one lane per query folds them into the block masses of every block size
-// (runs of equal block index, plain read-modify-write: the lane owns the row) and into its
-// running top-n list (rank by score, ties to the larger key index).
+// QK^T again, exact P = exp(s - lse) in fp32 in the accumulator fragments; block masses are
+// reduced there (8-key segment sums by quad shuffle, or per key for block sizes that are not
+// multiples of 8), then the warp's 32 lanes split the tile's (row, block) pairs, carry blocks
+// that span key tiles and write each mass once; blocks past the CTA's keys are zero-filled,
+// coalesced. Top-n: only scores reaching the row's current n-th best are candidates; the
+// owning lane inserts those (rank by score, ties to the larger key index).
 #include "kernels/dense_pass.h"
 
 #include <algorithm>
@@ -24,6 +26,7 @@ constexpr int kWarps = 4;
 constexpr int kRows = kWarps * 16;  // queries per CTA
 constexpr int kKeys = 64;           // keys per tile
 constexpr int kMaxTopN = 64;
+constexpr int kSeg8Ld = kKeys / 8 + 1;  // per-row 8-key segment sums (pass 2), padded
 
 struct DenseArgs {
   const uint16_t *q, *k, *v;
@@ -39,7 +42,24 @@ struct DenseArgs {
   int top_n;
   int32_t* top_index;                // [n_q_heads, q_count, top_n]
   float* top_prob;                   // optional
+  bool any_w8, any_w1;               // some block size is / is not a multiple of 8
 };
+
+// Pass-2 shared memory after the K/V tiles (floats): scores for top-n, 8-key segment sums,
+// per-key probabilities (block sizes not a multiple of 8), carries of blocks spanning tiles.
+__host__ __device__ inline int64_t pass2_floats(const DenseArgs& a, int64_t* o_seg8, int64_t* o_seg1,
+                                                int64_t* o_carry, int64_t* o_top) {
+  int64_t o = 0;
+  o += a.top_n > 0 ? kWarps * 16 * (kKeys + 1) : 0;
+  *o_seg8 = o;
+  o += a.any_w8 ? kWarps * 16 * kSeg8Ld : 0;
+  *o_seg1 = o;
+  o += a.any_w1 ? kWarps * 16 * (kKeys + 1) : 0;
+  *o_carry = o;
+  o += a.n_sizes > 0 ? kWarps * 2 * 16 * kDensePassMaxBlockSizes : 0;
+  *o_top = o;
+  return o + int64_t{2} * kRows * a.top_n;  // top_s floats + top_j ints
+}
 
 template <int D, typename T16>
 __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
@@ -49,7 +69,12 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
   uint16_t* ks = reinterpret_cast<uint16_t*>(smem_raw);        // [kKeys][LD]
   uint16_t* vs = ks + kKeys * LD;                               // [kKeys][LD]
   float* st = reinterpret_cast<float*>(vs + kKeys * LD);        // [kWarps][16][kKeys + 1] scores
-  float* top_s = st + kWarps * 16 * (kKeys + 1);                // [kRows][top_n]
+  int64_t o_seg8, o_seg1, o_carry, o_top;
+  pass2_floats(a, &o_seg8, &o_seg1, &o_carry, &o_top);
+  float* seg8 = st + o_seg8;
+  float* seg1 = st + o_seg1;
+  float* carry = st + o_carry;
+  float* top_s = st + o_top;                                    // [kRows][top_n]
   int32_t* top_j = reinterpret_cast<int32_t*>(top_s + kRows * a.top_n);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
   const int64_t h = blockIdx.y, kv = h / a.group, d = a.head_dim;
@@ -182,7 +207,15 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
   }
   if (a.n_sizes == 0 && a.top_n == 0) return;
 
-  // Pass 2: exact probabilities into block masses and top-n. Lane r < 16 owns row r of its warp.
+  // Pass 2: exact probabilities into block masses and top-n, folded in the mma fragment
+  // layout. P of a key tile is reduced per 8-key segment (own 2 columns, quad shuffle) into
+  // seg8 (block sizes that are multiples of 8) and/or kept per key in seg1 (other sizes);
+  // then the warp's lanes take (row, block) pairs of the tile, sum their segments (plus the
+  // carry of a block begun in an earlier tile) and write each finished mass once. Blocks past
+  // the CTA's last key are zero-filled at the end, coalesced. Top-n: a key is a candidate
+  // only when its score reaches the row's current n-th best (threshold broadcast by shuffle
+  // from the owning lane); the owner inserts candidates only, in key order.
+  const bool want_mass = a.n_sizes > 0, want_top = a.top_n > 0;
   const int r_own = lane;  // valid when lane < 16
   const int64_t t_own = r_begin + warp * 16 + r_own;
   const bool own = lane < 16 && t_own < r_end;
@@ -192,59 +225,149 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
   const float lse_g0 = __shfl_sync(0xffffffffu, lse2_0, (lane % 8) * 4);
   const float lse_g1 = __shfl_sync(0xffffffffu, lse2_1, (lane % 8) * 4);
   const float lse_own = lane < 8 ? lse_g0 : lse_g1;
-  if (own)
-    for (int i = 0; i < a.n_sizes; ++i) {
-      float* mrow = a.mass[i] + row_own * a.n_blocks[i];
-      for (int64_t b = 0; b < a.n_blocks[i]; ++b) mrow[b] = 0.f;
-    }
+  float* wst = st + warp * 16 * (kKeys + 1);                   // scores, top-n only
+  float* wseg8 = seg8 + warp * 16 * kSeg8Ld;                   // [16][kSeg8Ld]
+  float* wseg1 = seg1 + warp * 16 * (kKeys + 1);               // [16][kKeys + 1], a.any_w1 only
+  float* wcarry = carry + warp * 2 * 16 * kDensePassMaxBlockSizes;  // [2][16][8]
   float* my_ts = top_s + (warp * 16 + (lane % 16)) * a.top_n;
   int32_t* my_tj = top_j + (warp * 16 + (lane % 16)) * a.top_n;
   int cnt = 0;
-  float* wst = st + warp * 16 * (kKeys + 1);
+  float my_thr = -INFINITY;  // the owned row's n-th best score once the list is full
   for (int64_t j0 = 0; j0 < key_end; j0 += kKeys) {
     stage(j0, false);
     float sc[kKeys / 8][4];
     scores(j0, sc);
+    const int parity = static_cast<int>((j0 / kKeys) & 1);
+    if (want_mass) {
 #pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        wst[g * (kKeys + 1) + nt * 8 + 2 * qd + e] = sc[nt][e];
-        wst[(g + 8) * (kKeys + 1) + nt * 8 + 2 * qd + e] = sc[nt][2 + e];
+      for (int nt = 0; nt < kKeys / 8; ++nt) {
+        const float p00 = sc[nt][0] == -INFINITY ? 0.f : exp2f(sc[nt][0] - lse2_0);
+        const float p01 = sc[nt][1] == -INFINITY ? 0.f : exp2f(sc[nt][1] - lse2_0);
+        const float p10 = sc[nt][2] == -INFINITY ? 0.f : exp2f(sc[nt][2] - lse2_1);
+        const float p11 = sc[nt][3] == -INFINITY ? 0.f : exp2f(sc[nt][3] - lse2_1);
+        if (a.any_w1) {
+          const int c = nt * 8 + 2 * qd;
+          wseg1[g * (kKeys + 1) + c] = p00;
+          wseg1[g * (kKeys + 1) + c + 1] = p01;
+          wseg1[(g + 8) * (kKeys + 1) + c] = p10;
+          wseg1[(g + 8) * (kKeys + 1) + c + 1] = p11;
+        }
+        if (a.any_w8) {
+          float s0 = p00 + p01, s1 = p10 + p11;
+          s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+          s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+          s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+          s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+          if (qd == (nt & 3)) {
+            wseg8[g * kSeg8Ld + nt] = s0;
+            wseg8[(g + 8) * kSeg8Ld + nt] = s1;
+          }
+        }
       }
-    __syncwarp();
-    if (own) {
-      const float* srow = wst + r_own * (kKeys + 1);
-      const int nv = static_cast<int>(min(int64_t{kKeys}, t_own + 1 - j0));
+      __syncwarp();
+      const int64_t kend = min(j0 + kKeys, key_end);
+      const bool last = j0 + kKeys >= key_end;
+      const float* crd = wcarry + parity * 16 * kDensePassMaxBlockSizes;
+      float* cwr = wcarry + (parity ^ 1) * 16 * kDensePassMaxBlockSizes;
       for (int i = 0; i < a.n_sizes; ++i) {
         const int64_t B = a.block_size[i];
-        float* mrow = a.mass[i] + row_own * a.n_blocks[i];
-        int jj = 0;
-        while (jj < nv) {
-          const int64_t blk = (j0 + jj) / B;
-          const int run_end = static_cast<int>(min(int64_t{nv}, (blk + 1) * B - j0));
-          float run = 0.f;
-          for (; jj < run_end; ++jj) run += exp2f(srow[jj] - lse_own);
-          mrow[blk] += run;
+        const bool w8 = B % 8 == 0;
+        const int shift = w8 ? 3 : 0;
+        const float* seg = w8 ? wseg8 : wseg1;
+        const int ld = w8 ? kSeg8Ld : kKeys + 1;
+        // 32-bit divisions (key positions < 2^31; a larger B has one block in range anyway).
+        const uint32_t B32 = static_cast<uint32_t>(min(B, int64_t{1} << 31));
+        const int64_t blo = static_cast<uint32_t>(j0) / B32, bhi = static_cast<uint32_t>(kend - 1) / B32;
+        const int nbt = static_cast<int>(bhi - blo + 1);
+        for (int pi = lane; pi < 16 * nbt; pi += 32) {
+          const int r = pi / nbt, bb = pi - r * nbt;
+          const int64_t blk = blo + bb, ks = blk * B, ke = ks + B;
+          const int s_lo = static_cast<int>(max(ks - j0, int64_t{0})) >> shift;
+          const int s_hi = static_cast<int>(min(ke - j0, int64_t{kKeys})) >> shift;
+          float sum = ks < j0 ? crd[r * kDensePassMaxBlockSizes + i] : 0.f;
+          for (int s = s_lo; s < s_hi; ++s) sum += seg[r * ld + s];
+          if (ke <= j0 + kKeys || last) {
+            const int64_t t = r_begin + warp * 16 + r;
+            if (t < r_end) a.mass[i][(h * a.q_count + (t - a.q_begin)) * a.n_blocks[i] + blk] = sum;
+          } else {
+            cwr[r * kDensePassMaxBlockSizes + i] = sum;
+          }
         }
-      }
-      for (int jj = 0; jj < nv && a.top_n > 0; ++jj) {
-        const float sv = srow[jj];
-        const int32_t j = static_cast<int32_t>(j0 + jj);
-        if (cnt == a.top_n && !(sv > my_ts[cnt - 1] || (sv == my_ts[cnt - 1] && j > my_tj[cnt - 1]))) continue;
-        int pos = cnt < a.top_n ? cnt++ : cnt - 1;
-        while (pos > 0 && (sv > my_ts[pos - 1] || (sv == my_ts[pos - 1] && j > my_tj[pos - 1]))) {
-          my_ts[pos] = my_ts[pos - 1];
-          my_tj[pos] = my_tj[pos - 1];
-          --pos;
-        }
-        my_ts[pos] = sv;
-        my_tj[pos] = j;
       }
     }
-    __syncwarp();
+    if (want_top) {
+      const float thr0 = __shfl_sync(0xffffffffu, my_thr, g), thr1 = __shfl_sync(0xffffffffu, my_thr, g + 8);
+      unsigned long long mk0 = 0, mk1 = 0;
+#pragma unroll
+      for (int nt = 0; nt < kKeys / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = nt * 8 + 2 * qd + e;
+          if (sc[nt][e] > -INFINITY && sc[nt][e] >= thr0) mk0 |= 1ull << c;
+          if (sc[nt][2 + e] > -INFINITY && sc[nt][2 + e] >= thr1) mk1 |= 1ull << c;
+        }
+      if (__any_sync(0xffffffffu, (mk0 | mk1) != 0)) {
+#pragma unroll
+        for (int o = 1; o < 4; o <<= 1) {
+          mk0 |= __shfl_xor_sync(0xffffffffu, mk0, o);
+          mk1 |= __shfl_xor_sync(0xffffffffu, mk1, o);
+        }
+#pragma unroll
+        for (int nt = 0; nt < kKeys / 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            wst[g * (kKeys + 1) + nt * 8 + 2 * qd + e] = sc[nt][e];
+            wst[(g + 8) * (kKeys + 1) + nt * 8 + 2 * qd + e] = sc[nt][2 + e];
+          }
+        const unsigned long long c0 = __shfl_sync(0xffffffffu, mk0, (lane % 8) * 4);
+        const unsigned long long c1 = __shfl_sync(0xffffffffu, mk1, (lane % 8) * 4);
+        unsigned long long mine = lane < 8 ? c0 : c1;
+        __syncwarp();
+        if (own) {
+          const float* srow = wst + r_own * (kKeys + 1);
+          while (mine) {
+            const int jj = __ffsll(static_cast<long long>(mine)) - 1;
+            mine &= mine - 1;
+            const float sv = srow[jj];
+            const int32_t j = static_cast<int32_t>(j0 + jj);
+            if (cnt == a.top_n && !(sv > my_ts[cnt - 1] || (sv == my_ts[cnt - 1] && j > my_tj[cnt - 1]))) continue;
+            int pos = cnt < a.top_n ? cnt++ : cnt - 1;
+            while (pos > 0 && (sv > my_ts[pos - 1] || (sv == my_ts[pos - 1] && j > my_tj[pos - 1]))) {
+              my_ts[pos] = my_ts[pos - 1];
+              my_tj[pos] = my_tj[pos - 1];
+              --pos;
+            }
+            my_ts[pos] = sv;
+            my_tj[pos] = j;
+          }
+          if (cnt == a.top_n) my_thr = my_ts[cnt - 1];
+        }
+        __syncwarp();
+      }
+    }
   }
-  if (own && a.top_n > 0)
+  if (want_mass) {
+    // Blocks past the CTA's last key: zero (the header's b > floor(t / B)), coalesced.
+    for (int i = 0; i < a.n_sizes; ++i) {
+      const int64_t nb = a.n_blocks[i], z0 = (key_end - 1) / a.block_size[i] + 1;
+      if (z0 >= nb) continue;
+      for (int r = 0; r < 16; ++r) {
+        const int64_t t = r_begin + warp * 16 + r;
+        if (t >= r_end) break;
+        float* mrow = a.mass[i] + (h * a.q_count + (t - a.q_begin)) * nb;
+        int64_t b = z0;
+        const int64_t head = min(nb - b, static_cast<int64_t>((4 - ((reinterpret_cast<uintptr_t>(mrow + b) >> 2) & 3)) & 3));
+        if (lane < head) mrow[b + lane] = 0.f;
+        b += head;
+        const int64_t n4 = (nb - b) / 4;
+        float4* v4 = reinterpret_cast<float4*>(mrow + b);
+        for (int64_t x = lane; x < n4; x += 32) v4[x] = make_float4(0.f, 0.f, 0.f, 0.f);
+        b += 4 * n4;
+        if (b + lane < nb) mrow[b + lane] = 0.f;
+      }
+    }
+  }
+  if (own && want_top)
     for (int n = 0; n < a.top_n; ++n) {
       const bool ok = n < cnt;
       a.top_index[row_own * a.top_n + n] = ok ? my_tj[n] : -1;
@@ -254,8 +377,9 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
 
 template <int D, typename T16>
 const char* launch_dense(const DenseArgs& a, int64_t n_q_heads, cudaStream_t stream) {
+  int64_t o_seg8, o_seg1, o_carry, o_top;
   const size_t smem = size_t{2} * kKeys * (D + 8) * sizeof(uint16_t) +
-                      sizeof(float) * kWarps * 16 * (kKeys + 1) + size_t{8} * kRows * a.top_n;
+                      sizeof(float) * static_cast<size_t>(pass2_floats(a, &o_seg8, &o_seg1, &o_carry, &o_top));
   MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(smem)));
   const int64_t n_tiles = (a.q_count + kRows - 1) / kRows;
@@ -275,6 +399,7 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
   if (const char* e = dense_pass_can_run(check)) return e;
   const int64_t Hq = p.q.n_heads, T = p.q.n_tokens, d = p.q.head_dim;
   if (d > 128 || d % 8 != 0) return "dense_pass_cuda: head_dim must be a multiple of 8 and <= 128";
+  if (T > INT32_MAX) return "dense_pass_cuda: n_tokens must be < 2^31 (int32 key positions)";
   if (p.top_n > kMaxTopN) return "dense_pass_cuda: top_n > 64 not supported";
   if ((p.q16 || p.k16 || p.v16) && p.input_dtype == DType::f32)
     return "dense_pass_cuda: 16-bit inputs need input_dtype f16 or bf16";
@@ -307,6 +432,7 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
     a.block_size[i] = p.block_sizes[i];
     a.n_blocks[i] = block_count(T, p.block_sizes[i]);
     a.mass[i] = p.block_mass[i];
+    (p.block_sizes[i] % 8 == 0 ? a.any_w8 : a.any_w1) = true;
   }
   a.top_n = p.top_n;
   a.top_index = p.top_index;
