@@ -56,7 +56,7 @@ __host__ __device__ inline int64_t pass2_floats(const DenseArgs& a, int64_t* o_s
   *o_seg1 = o;
   o += a.any_w1 ? kWarps * 16 * (kKeys + 1) : 0;
   *o_carry = o;
-  o += a.n_sizes > 0 ? kWarps * 2 * 16 * kDensePassMaxBlockSizes : 0;
+  o += kWarps * 2 * 16 * a.n_sizes;
   *o_top = o;
   return o + int64_t{2} * kRows * a.top_n;  // top_s floats + top_j ints
 }
@@ -66,9 +66,14 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
   using M = Mma<T16>;
   constexpr int LD = D + 8;
   extern __shared__ uint4 smem_raw[];
-  uint16_t* ks = reinterpret_cast<uint16_t*>(smem_raw);        // [kKeys][LD]
-  uint16_t* vs = ks + kKeys * LD;                               // [kKeys][LD]
-  float* st = reinterpret_cast<float*>(vs + kKeys * LD);        // [kWarps][16][kKeys + 1] scores
+  // K and V tiles, double-buffered (cp.async: the next tile loads during this tile's MMAs).
+  uint16_t* const kbuf0 = reinterpret_cast<uint16_t*>(smem_raw);  // [kKeys][LD] each
+  uint16_t* const vbuf0 = kbuf0 + kKeys * LD;
+  uint16_t* const kbuf1 = vbuf0 + kKeys * LD;
+  uint16_t* const vbuf1 = kbuf1 + kKeys * LD;
+  uint16_t* ks = kbuf0;                                          // the current tile's buffers
+  uint16_t* vs = vbuf0;
+  float* st = reinterpret_cast<float*>(vbuf1 + kKeys * LD);     // [kWarps][16][kKeys + 1] scores
   int64_t o_seg8, o_seg1, o_carry, o_top;
   pass2_floats(a, &o_seg8, &o_seg1, &o_carry, &o_top);
   float* seg8 = st + o_seg8;
@@ -99,15 +104,37 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
       qa[kk][3] = (q1 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c1)) : 0u;
     }
   }
-  auto stage = [&](int64_t j0, bool with_v) {
-    __syncthreads();
-    for (int i = tid; i < kKeys * (D / 8); i += blockDim.x) {
-      const int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
-      const bool ok = j0 + r < key_end && c8 < d;
-      copy16(ks + r * LD + c8, a.k + kv * a.k_sh + (j0 + r) * a.k_st + c8, ok);
-      if (with_v) copy16(vs + r * LD + c8, a.v + kv * a.v_sh + (j0 + r) * a.v_st + c8, ok);
+  // Starts the asynchronous copy of keys [j0, j0 + 64) (and values) into buffer `buf`.
+  auto issue = [&](int64_t j0, int buf, bool with_v) {
+    uint16_t* kd = buf ? kbuf1 : kbuf0;
+    uint16_t* vd = buf ? vbuf1 : vbuf0;
+    const uint16_t* kbase = a.k + kv * a.k_sh;
+    const uint16_t* vbase = with_v ? a.v + kv * a.v_sh : nullptr;
+    constexpr int kRowStep = kWarps * 32 / (D / 8);  // rows per pass of the CTA
+    const int c8 = (tid % (D / 8)) * 8;
+    const bool col_ok = c8 < d;
+    // Not unrolled: the copies are asynchronous anyway, and unrolling hoists 8-16 row
+    // pointers into registers (250 registers, 2 CTAs per SM).
+#pragma unroll 1
+    for (int r = tid / (D / 8); r < kKeys; r += kRowStep) {
+      const bool ok = col_ok && j0 + r < key_end;
+      cp_async16(kd + r * LD + c8, ok ? kbase + (j0 + r) * a.k_st + c8 : kbase, ok);
+      if (with_v) cp_async16(vd + r * LD + c8, ok ? vbase + (j0 + r) * a.v_st + c8 : vbase, ok);
+    }
+    cp_async_commit();
+  };
+  // Tile j0 (buffer `buf`, issued earlier) becomes current once the next one is in flight.
+  // The buffer written here was last read in the previous iteration, which ends in a barrier.
+  auto begin_tile = [&](int64_t j0, int buf, bool with_v) {
+    if (j0 + kKeys < key_end) {
+      issue(j0 + kKeys, buf ^ 1, with_v);
+      cp_async_wait_group<1>();
+    } else {
+      cp_async_wait_group<0>();
     }
     __syncthreads();
+    ks = buf ? kbuf1 : kbuf0;
+    vs = buf ? vbuf1 : vbuf0;
   };
   // Scaled, causally masked scores of keys [j0, j0 + 64) (log2 units).
   auto scores = [&](int64_t j0, float sc[kKeys / 8][4]) {
@@ -134,8 +161,9 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
 #pragma unroll
   for (int nd = 0; nd < D / 8; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  issue(0, 0, want_out);
   for (int64_t j0 = 0; j0 < key_end; j0 += kKeys) {
-    stage(j0, want_out);
+    begin_tile(j0, static_cast<int>((j0 / kKeys) & 1), want_out);
     float sc[kKeys / 8][4];
     scores(j0, sc);
     float mx0 = m0, mx1 = m1;
@@ -183,6 +211,7 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
         }
       }
     }
+    __syncthreads();  // all reads of this buffer done before it is refilled
   }
 #pragma unroll
   for (int o = 1; o < 4; o <<= 1) {
@@ -228,16 +257,18 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
   float* wst = st + warp * 16 * (kKeys + 1);                   // scores, top-n only
   float* wseg8 = seg8 + warp * 16 * kSeg8Ld;                   // [16][kSeg8Ld]
   float* wseg1 = seg1 + warp * 16 * (kKeys + 1);               // [16][kKeys + 1], a.any_w1 only
-  float* wcarry = carry + warp * 2 * 16 * kDensePassMaxBlockSizes;  // [2][16][8]
+  float* wcarry = carry + warp * 2 * 16 * a.n_sizes;           // [2][16][n_sizes]
   float* my_ts = top_s + (warp * 16 + (lane % 16)) * a.top_n;
   int32_t* my_tj = top_j + (warp * 16 + (lane % 16)) * a.top_n;
   int cnt = 0;
   float my_thr = -INFINITY;  // the owned row's n-th best score once the list is full
+  issue(0, 0, false);
   for (int64_t j0 = 0; j0 < key_end; j0 += kKeys) {
-    stage(j0, false);
+    const int parity = static_cast<int>((j0 / kKeys) & 1);
+    begin_tile(j0, parity, false);
     float sc[kKeys / 8][4];
     scores(j0, sc);
-    const int parity = static_cast<int>((j0 / kKeys) & 1);
+    __syncthreads();  // K buffer read; the next iteration refills it while this one folds
     if (want_mass) {
 #pragma unroll
       for (int nt = 0; nt < kKeys / 8; ++nt) {
@@ -267,8 +298,8 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
       __syncwarp();
       const int64_t kend = min(j0 + kKeys, key_end);
       const bool last = j0 + kKeys >= key_end;
-      const float* crd = wcarry + parity * 16 * kDensePassMaxBlockSizes;
-      float* cwr = wcarry + (parity ^ 1) * 16 * kDensePassMaxBlockSizes;
+      const float* crd = wcarry + parity * 16 * a.n_sizes;
+      float* cwr = wcarry + (parity ^ 1) * 16 * a.n_sizes;
       for (int i = 0; i < a.n_sizes; ++i) {
         const int64_t B = a.block_size[i];
         const bool w8 = B % 8 == 0;
@@ -284,13 +315,13 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
           const int64_t blk = blo + bb, ks = blk * B, ke = ks + B;
           const int s_lo = static_cast<int>(max(ks - j0, int64_t{0})) >> shift;
           const int s_hi = static_cast<int>(min(ke - j0, int64_t{kKeys})) >> shift;
-          float sum = ks < j0 ? crd[r * kDensePassMaxBlockSizes + i] : 0.f;
+          float sum = ks < j0 ? crd[r * a.n_sizes + i] : 0.f;
           for (int s = s_lo; s < s_hi; ++s) sum += seg[r * ld + s];
           if (ke <= j0 + kKeys || last) {
             const int64_t t = r_begin + warp * 16 + r;
             if (t < r_end) a.mass[i][(h * a.q_count + (t - a.q_begin)) * a.n_blocks[i] + blk] = sum;
           } else {
-            cwr[r * kDensePassMaxBlockSizes + i] = sum;
+            cwr[r * a.n_sizes + i] = sum;
           }
         }
       }
@@ -378,10 +409,13 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
 template <int D, typename T16>
 const char* launch_dense(const DenseArgs& a, int64_t n_q_heads, cudaStream_t stream) {
   int64_t o_seg8, o_seg1, o_carry, o_top;
-  const size_t smem = size_t{2} * kKeys * (D + 8) * sizeof(uint16_t) +
+  const size_t smem = size_t{4} * kKeys * (D + 8) * sizeof(uint16_t) +
                       sizeof(float) * static_cast<size_t>(pass2_floats(a, &o_seg8, &o_seg1, &o_carry, &o_top));
   MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(smem)));
+  // 72 KB per CTA at B3's sizes: 3 CTAs per SM only with the largest shared-memory carveout.
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                     cudaSharedmemCarveoutMaxShared));
   const int64_t n_tiles = (a.q_count + kRows - 1) / kRows;
   dense_pass_kernel<D, T16><<<dim3(static_cast<unsigned>(n_tiles), static_cast<unsigned>(n_q_heads)),
                               kWarps * 32, smem, stream>>>(a);

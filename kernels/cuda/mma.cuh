@@ -66,5 +66,10 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool ok) 
                : "memory");
 }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+// Commit groups for double buffering: commit after a tile's copies, then wait until at most
+// N groups are still in flight.
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait_group() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 
 }  // namespace moba::kernels::cuda_detail
