@@ -210,7 +210,9 @@ int run_bench(const std::vector<std::string>& argv) {
   return 0;
 }
 #else
-int run_bench(const std::vector<std::string>&) {
+int run_bench(const std::vector<std::string>& argv) {
+  for (const auto& a : argv)
+    if (a == "--help") { std::printf("%s", kUsage); return 0; }
   throw UsageError("bench: this build has no CUDA backend (configure with -DMOBA_CUDA=ON)");
 }
 #endif

@@ -100,6 +100,13 @@ std::string title_for(const analysis::ResultsFile& file) { return "moba gui - " 
 
 }  // namespace
 
+bool begin_panel(const char* title, const PanelRect& r, ImGuiWindowFlags extra) {
+  ImGui::SetNextWindowPos(ImVec2(r.x, r.y), ImGuiCond_Always);
+  ImGui::SetNextWindowSize(ImVec2(r.w, r.h), ImGuiCond_Always);
+  return ImGui::Begin(title, nullptr,
+                      ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse | extra);
+}
+
 void run_viewer(const analysis::ResultsFile& file, const GuiOptions& options) {
   ViewerState state;
   if (!init_viewer(&state, file, options.layer, options.head, options.block_size, options.top_k, options.router))

@@ -85,11 +85,8 @@ void draw_tooltip(const analysis::PositionView& v, bool compare, int64_t t, int6
 }  // namespace
 
 void draw_mask_panel(ViewerState* s, const PanelRect& r) {
-  ImGui::SetNextWindowPos(ImVec2(r.x, r.y), ImGuiCond_Always);
-  ImGui::SetNextWindowSize(ImVec2(r.w, r.h), ImGuiCond_Always);
-  const bool open = ImGui::Begin("Block selection mask", nullptr,
-                                 ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse |
-                                     ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse);
+  const bool open = begin_panel("Block selection mask", r,
+                                 ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse);
   if (!open || !s->loaded.view) {
     if (open) ImGui::TextDisabled("%s", s->load_error.empty() ? "loading..." : s->load_error.c_str());
     ImGui::End();

@@ -137,11 +137,8 @@ void draw_toolbar(ViewerState* s, const analysis::PositionView& v) {
 }  // namespace
 
 void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
-  ImGui::SetNextWindowPos(ImVec2(r.x, r.y), ImGuiCond_Always);
-  ImGui::SetNextWindowSize(ImVec2(r.w, r.h), ImGuiCond_Always);
-  const bool open = ImGui::Begin("Per-position metrics", nullptr,
-                                 ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse |
-                                     ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse);
+  const bool open = begin_panel("Per-position metrics", r,
+                                 ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse);
   if (!open || !s->loaded.view) {
     ImGui::End();
     return;

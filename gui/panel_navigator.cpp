@@ -145,9 +145,7 @@ void pinned_query(ViewerState* s, const analysis::PositionView& v) {
 }  // namespace
 
 void draw_navigator(ViewerState* s, const PanelRect& r) {
-  ImGui::SetNextWindowPos(ImVec2(r.x, r.y), ImGuiCond_Always);
-  ImGui::SetNextWindowSize(ImVec2(r.w, r.h), ImGuiCond_Always);
-  if (!ImGui::Begin("Navigator", nullptr, ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse)) {
+  if (!begin_panel("Navigator", r)) {
     ImGui::End();
     return;
   }

@@ -24,10 +24,7 @@ const char* header_of(const std::string& name) {
 }  // namespace
 
 void draw_summary_panel(ViewerState* s, const PanelRect& r) {
-  ImGui::SetNextWindowPos(ImVec2(r.x, r.y), ImGuiCond_Always);
-  ImGui::SetNextWindowSize(ImVec2(r.w, r.h), ImGuiCond_Always);
-  if (!ImGui::Begin("Summary (summary.csv)", nullptr,
-                    ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse)) {
+  if (!begin_panel("Summary (summary.csv)", r)) {
     ImGui::End();
     return;
   }

@@ -15,6 +15,10 @@ struct PanelRect {
   float x = 0, y = 0, w = 0, h = 0;
 };
 
+// Begins the panel's window pinned to `r` (not movable, resizable or collapsible) with
+// `extra` flags; returns ImGui::Begin's result. The caller calls ImGui::End() either way.
+bool begin_panel(const char* title, const PanelRect& r, ImGuiWindowFlags extra = 0);
+
 void draw_navigator(ViewerState* s, const PanelRect& r);
 void draw_mask_panel(ViewerState* s, const PanelRect& r);
 void draw_metrics_panel(ViewerState* s, const PanelRect& r);
