@@ -1,8 +1,14 @@
-// CUDA dense streaming pass (kernels/dense_pass.h), v2: flash-style, never T x T.
+// CUDA dense streaming pass (kernels/dense_pass.h), v4: flash-style, never T x T.
 //
 // One CTA per (64-query tile, query head), 4 warps x 16 rows, K/V tiles of 64 keys staged
 // in shared memory. Pass 1: QK^T and PV on tensor cores (mma.sync, 16-bit inputs, fp32
-// accumulate) with an online softmax -> lse and o_full. Pass 2 (block masses, top-n):
+// accumulate) with an online softmax -> lse and o_full. Block sizes 16, 32 and multiples of
+// 64 ("fast" sizes) get their masses in pass 1 too: the tile's P (relative to the running
+// max u) is reduced per 16-key block in registers (a quad butterfly), 32- and 64-key sums
+// follow by two more shuffles, longer blocks carry across tiles rescaled like the output;
+// each finished block is written as its log2 mass u + log2(sum), and once the row's lse is
+// known the warp rewrites its rows as 2^(L - lse) (zero past the CTA's keys). Pass 2 runs
+// only for the other block sizes and top-n:
 // QK^T again, exact P = exp(s - lse) in fp32 in the accumulator fragments; block masses are
 // reduced there (8-key segment sums by quad shuffle, or per key for block sizes that are not
 // multiples of 8), then the warp's 32 lanes split the tile's (row, block) pairs, carry blocks
@@ -13,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "kernels/block_pool.h"
 #include "kernels/cuda/cuda_util.cuh"
@@ -42,8 +49,42 @@ struct DenseArgs {
   int top_n;
   int32_t* top_index;                // [n_q_heads, q_count, top_n]
   float* top_prob;                   // optional
-  bool any_w8, any_w1;               // some block size is / is not a multiple of 8
+  bool any_w8, any_w1;               // some pass-2 block size is / is not a multiple of 8
+  // Per block size: 0 = pass 2 ("slow"), 1 = B 16, 2 = B 32, 3 = B a multiple of 64 spanning
+  // tiles_per_block key tiles; the last three are folded in pass 1.
+  int kind[kDensePassMaxBlockSizes];
+  int tiles_per_block[kDensePassMaxBlockSizes];
+  int tpb_shift[kDensePassMaxBlockSizes];   // log2(tiles_per_block) when a power of two, else -1
+  bool any_fast, any_slow;
+  int skip;  // TEMPORARY timing switch (MOBA_DENSE_SKIP): 1 no tail, 2 no fold stores, 4 no fold
 };
+
+// Rewrites one row of log2 masses as masses: entries [0, n_set) become 2^(L - lse2), entries
+// [n_set, nb) zero (blocks past the CTA's last key). The warp's 32 lanes, float4 stores, 16
+// loads in flight per lane.
+__device__ void finish_mass_row(float* row, int64_t n_set, int64_t nb, float lse2, int lane) {
+  auto val = [&](int64_t e, float x) { return e < n_set ? fast_exp2(x - lse2) : 0.f; };
+  const int64_t head = min(nb, static_cast<int64_t>((4 - ((reinterpret_cast<uintptr_t>(row) >> 2) & 3)) & 3));
+  if (lane < head) row[lane] = val(lane, lane < n_set ? row[lane] : 0.f);
+  const int64_t n4 = (nb - head) / 4;
+  float4* v4 = reinterpret_cast<float4*>(row + head);
+  constexpr int U = 16;
+  for (int64_t x0 = 0; x0 < n4; x0 += 32 * U) {
+    float4 v[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t x = x0 + u * 32 + lane;
+      v[u] = (x < n4 && head + 4 * x < n_set) ? v4[x] : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int64_t x = x0 + u * 32 + lane, e = head + 4 * x;
+      if (x < n4) v4[x] = make_float4(val(e, v[u].x), val(e + 1, v[u].y), val(e + 2, v[u].z), val(e + 3, v[u].w));
+    }
+  }
+  const int64_t e = head + 4 * n4 + lane;
+  if (e < nb) row[e] = val(e, e < n_set ? row[e] : 0.f);
+}
 
 // Pass-2 shared memory after the K/V tiles (floats): scores for top-n, 8-key segment sums,
 // per-key probabilities (block sizes not a multiple of 8), carries of blocks spanning tiles.
@@ -61,8 +102,10 @@ __host__ __device__ inline int64_t pass2_floats(const DenseArgs& a, int64_t* o_s
   return o + int64_t{2} * kRows * a.top_n;  // top_s floats + top_j ints
 }
 
+// Two CTAs per SM at D = 128 (~214 registers): capped at 168 registers for three, ptxas
+// spills ~200 bytes and B3 measured 10% slower.
 template <int D, typename T16>
-__global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
+__global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kernel(DenseArgs a) {
   using M = Mma<T16>;
   constexpr int LD = D + 8;
   extern __shared__ uint4 smem_raw[];
@@ -105,21 +148,28 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
     }
   }
   // Starts the asynchronous copy of keys [j0, j0 + 64) (and values) into buffer `buf`.
+  // Each thread copies 16 bytes (column c8) of rows cp_row + it * kRowStep; the address
+  // arithmetic is hoisted out of the key loop (v3 recomputed it per row in a rolled loop:
+  // ~40 instructions per copy, a quarter of all instructions issued).
+  constexpr int kRowStep = kWarps * 32 / (D / 8);  // rows per pass of the CTA
+  const int cp_row = tid / (D / 8), c8 = (tid % (D / 8)) * 8;
+  const bool col_ok = c8 < d;
+  const uint16_t* const kbase = a.k + kv * a.k_sh;  // a valid address for the zero-fill copies
+  const uint16_t* const vbase = a.v ? a.v + kv * a.v_sh : kbase;
+  const uint16_t* const ksrc = kbase + cp_row * a.k_st + (col_ok ? c8 : 0);
+  const uint16_t* const vsrc = vbase + cp_row * a.v_st + (col_ok ? c8 : 0);
+  const int dst_off = cp_row * LD + c8;
   auto issue = [&](int64_t j0, int buf, bool with_v) {
-    uint16_t* kd = buf ? kbuf1 : kbuf0;
-    uint16_t* vd = buf ? vbuf1 : vbuf0;
-    const uint16_t* kbase = a.k + kv * a.k_sh;
-    const uint16_t* vbase = with_v ? a.v + kv * a.v_sh : nullptr;
-    constexpr int kRowStep = kWarps * 32 / (D / 8);  // rows per pass of the CTA
-    const int c8 = (tid % (D / 8)) * 8;
-    const bool col_ok = c8 < d;
-    // Not unrolled: the copies are asynchronous anyway, and unrolling hoists 8-16 row
-    // pointers into registers (250 registers, 2 CTAs per SM).
-#pragma unroll 1
-    for (int r = tid / (D / 8); r < kKeys; r += kRowStep) {
-      const bool ok = col_ok && j0 + r < key_end;
-      cp_async16(kd + r * LD + c8, ok ? kbase + (j0 + r) * a.k_st + c8 : kbase, ok);
-      if (with_v) cp_async16(vd + r * LD + c8, ok ? vbase + (j0 + r) * a.v_st + c8 : vbase, ok);
+    uint16_t* const kd = (buf ? kbuf1 : kbuf0) + dst_off;
+    uint16_t* const vd = (buf ? vbuf1 : vbuf0) + dst_off;
+    const uint16_t* const kj = ksrc + j0 * a.k_st;
+    const uint16_t* const vj = vsrc + j0 * a.v_st;
+    const int64_t rows_left = key_end - j0 - cp_row;  // copy `it` is in range iff it * kRowStep < rows_left
+#pragma unroll
+    for (int it = 0; it < kKeys / kRowStep; ++it) {
+      const bool ok = col_ok && it * kRowStep < rows_left;
+      cp_async16(kd + it * kRowStep * LD, ok ? kj + it * kRowStep * a.k_st : kbase, ok);
+      if (with_v) cp_async16(vd + it * kRowStep * LD, ok ? vj + it * kRowStep * a.v_st : vbase, ok);
     }
     cp_async_commit();
   };
@@ -136,62 +186,81 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
     ks = buf ? kbuf1 : kbuf0;
     vs = buf ? vbuf1 : vbuf0;
   };
-  // Scaled, causally masked scores of keys [j0, j0 + 64) (log2 units).
+  // Raw scores q . k of keys [j0, j0 + 64) (unscaled). Only a tile that reaches past the
+  // CTA's first query needs the causal mask (keys past the row, or past the range, -> -inf);
+  // every key of an earlier tile is visible to all of the CTA's rows.
   auto scores = [&](int64_t j0, float sc[kKeys / 8][4]) {
 #pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt) {
-      sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
-      const uint16_t* krow = ks + (nt * 8 + g) * LD + 2 * qd;
+    for (int nt = 0; nt < kKeys / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+    // ldmatrix x4: matrices (n8 tile 2np, dims +0), (2np, +8), (2np + 1, +0), (2np + 1, +8).
+    const uint16_t* kaddr = ks + ((lane / 16) * 8 + lane % 8) * LD + ((lane / 8) % 2) * 8;
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk)
-        M::run(sc[nt], qa[kk], *reinterpret_cast<const uint32_t*>(krow + kk * 16),
-               *reinterpret_cast<const uint32_t*>(krow + kk * 16 + 8));
+    for (int np = 0; np < kKeys / 16; ++np)
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int64_t j = j0 + nt * 8 + 2 * qd + e;
-        sc[nt][e] = (v0 && j <= t0) ? sc[nt][e] * a.scale_log2 : -INFINITY;
-        sc[nt][2 + e] = (v1 && j <= t1) ? sc[nt][2 + e] * a.scale_log2 : -INFINITY;
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t r[4];
+        ldmatrix_x4(r, kaddr + np * 16 * LD + kk * 16);
+        M::run(sc[2 * np], qa[kk], r[0], r[1]);
+        M::run(sc[2 * np + 1], qa[kk], r[2], r[3]);
       }
+    if (j0 + kKeys - 1 > r_begin) {
+      const int lim0 = v0 ? static_cast<int>(min(t0 - j0, int64_t{kKeys})) : -1;
+      const int lim1 = v1 ? static_cast<int>(min(t1 - j0, int64_t{kKeys})) : -1;
+#pragma unroll
+      for (int nt = 0; nt < kKeys / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = nt * 8 + 2 * qd + e;
+          if (c > lim0) sc[nt][e] = -INFINITY;
+          if (c > lim1) sc[nt][2 + e] = -INFINITY;
+        }
     }
   };
+  const float sl2 = a.scale_log2;
 
-  // Pass 1: online softmax (+ output).
+  // Pass 1: online softmax (+ output), masses of the fast block sizes in the log2 domain.
   const bool want_out = a.out != nullptr;
   float acc[D / 8][4];
 #pragma unroll
   for (int nd = 0; nd < D / 8; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
-  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;  // running max (scaled, log2 units)
+  // Carries of fast blocks longer than a tile: [16 rows][n_sizes] per warp; lane qd 0 keeps
+  // row g, lane qd 1 row g + 8.
+  float* const wcarry1 = carry + warp * 2 * 16 * a.n_sizes;
   issue(0, 0, want_out);
   for (int64_t j0 = 0; j0 < key_end; j0 += kKeys) {
     begin_tile(j0, static_cast<int>((j0 / kKeys) & 1), want_out);
     float sc[kKeys / 8][4];
     scores(j0, sc);
-    float mx0 = m0, mx1 = m1;
+    float tm0 = -INFINITY, tm1 = -INFINITY;
 #pragma unroll
     for (int nt = 0; nt < kKeys / 8; ++nt) {
-      mx0 = fmaxf(mx0, fmaxf(sc[nt][0], sc[nt][1]));
-      mx1 = fmaxf(mx1, fmaxf(sc[nt][2], sc[nt][3]));
+      tm0 = fmaxf(tm0, fmaxf(sc[nt][0], sc[nt][1]));
+      tm1 = fmaxf(tm1, fmaxf(sc[nt][2], sc[nt][3]));
     }
 #pragma unroll
     for (int o = 1; o < 4; o <<= 1) {
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, o));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o));
+      tm0 = fmaxf(tm0, __shfl_xor_sync(0xffffffffu, tm0, o));
+      tm1 = fmaxf(tm1, __shfl_xor_sync(0xffffffffu, tm1, o));
     }
+    // The scale is positive, so the max of the scaled scores is the scaled max.
+    const float mx0 = fmaxf(m0, tm0 * sl2), mx1 = fmaxf(m1, tm1 * sl2);
     const float u0 = mx0 == -INFINITY ? 0.f : mx0, u1 = mx1 == -INFINITY ? 0.f : mx1;
-    const float al0 = exp2f(m0 - u0), al1 = exp2f(m1 - u1);
-    float s0 = 0.f, s1 = 0.f;
+    const float al0 = fast_exp2(m0 - u0), al1 = fast_exp2(m1 - u1);
+    float x0[kKeys / 16], x1[kKeys / 16];  // this thread's part of each 16-key block's sum
     uint32_t pa[kKeys / 16][4];
 #pragma unroll
     for (int nt = 0; nt < kKeys / 8; ++nt) {
-      const float p00 = exp2f(sc[nt][0] - u0), p01 = exp2f(sc[nt][1] - u0);
-      const float p10 = exp2f(sc[nt][2] - u1), p11 = exp2f(sc[nt][3] - u1);
-      s0 += p00 + p01;
-      s1 += p10 + p11;
+      const float p00 = fast_exp2(fmaf(sc[nt][0], sl2, -u0)), p01 = fast_exp2(fmaf(sc[nt][1], sl2, -u0));
+      const float p10 = fast_exp2(fmaf(sc[nt][2], sl2, -u1)), p11 = fast_exp2(fmaf(sc[nt][3], sl2, -u1));
+      x0[nt / 2] = (nt % 2 ? x0[nt / 2] : 0.f) + (p00 + p01);
+      x1[nt / 2] = (nt % 2 ? x1[nt / 2] : 0.f) + (p10 + p11);
       pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
       pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
     }
-    l0 = l0 * al0 + s0;  // per-thread partial sums; reduced over the quad at the end
-    l1 = l1 * al1 + s1;
+    // per-thread partial sums; reduced over the quad at the end
+    l0 = l0 * al0 + ((x0[0] + x0[1]) + (x0[2] + x0[3]));
+    l1 = l1 * al1 + ((x1[0] + x1[1]) + (x1[2] + x1[3]));
     m0 = mx0;
     m1 = mx1;
     if (want_out) {
@@ -211,6 +280,55 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
         }
       }
     }
+    if (a.any_fast) {
+      // Quad butterfly: lane qd ends with the whole 16-key block qd of the tile (z), the
+      // 32-key block qd / 2 (y) and the tile (w), for both rows.
+      const bool hi2 = qd & 2, hi1 = qd & 1;
+      auto block16 = [&](const float x[kKeys / 16]) {
+        float ka = hi2 ? x[2] : x[0], kb = hi2 ? x[3] : x[1];
+        ka += __shfl_xor_sync(0xffffffffu, hi2 ? x[0] : x[2], 2);
+        kb += __shfl_xor_sync(0xffffffffu, hi2 ? x[1] : x[3], 2);
+        return (hi1 ? kb : ka) + __shfl_xor_sync(0xffffffffu, hi1 ? ka : kb, 1);
+      };
+      const float z0 = block16(x0), z1 = block16(x1);
+      const float y0 = z0 + __shfl_xor_sync(0xffffffffu, z0, 1), y1 = z1 + __shfl_xor_sync(0xffffffffu, z1, 1);
+      const float w0 = y0 + __shfl_xor_sync(0xffffffffu, y0, 2), w1 = y1 + __shfl_xor_sync(0xffffffffu, y1, 2);
+      const bool last = j0 + kKeys >= key_end;
+      const int64_t tile_idx = j0 / kKeys;
+      // (recomputed here rather than held through the loop: registers)
+      const int64_t row0 = h * a.q_count + (t0 - a.q_begin), row1 = row0 + 8;
+#pragma unroll
+      for (int i = 0; i < kDensePassMaxBlockSizes; ++i) {
+        if (i >= a.n_sizes) break;
+        const int kind = a.kind[i];
+        const int64_t nb = a.n_blocks[i];
+        float* const mass = a.mass[i];
+        if (a.skip & 2) continue;
+        if (kind == 1) {
+          if (j0 + 16 * qd < key_end) {
+            if (v0) mass[row0 * nb + (j0 >> 4) + qd] = u0 + fast_log2(z0);
+            if (v1) mass[row1 * nb + (j0 >> 4) + qd] = u1 + fast_log2(z1);
+          }
+        } else if (kind == 2) {
+          if (!hi1 && j0 + 32 * (qd / 2) < key_end) {
+            if (v0) mass[row0 * nb + (j0 >> 5) + qd / 2] = u0 + fast_log2(y0);
+            if (v1) mass[row1 * nb + (j0 >> 5) + qd / 2] = u1 + fast_log2(y1);
+          }
+        } else if (kind == 3 && qd < 2) {
+          // Tile counts are < 2^25 (T < 2^31); no 64-bit division in the loop.
+          const int tpb = a.tiles_per_block[i], sh = a.tpb_shift[i], ti = static_cast<int>(tile_idx);
+          const int phase = sh >= 0 ? ti & (tpb - 1) : ti % tpb;
+          float* const cp = wcarry1 + (g + 8 * qd) * a.n_sizes + i;
+          const float c = (qd ? w1 : w0) + (phase == 0 ? 0.f : *cp * (qd ? al1 : al0));
+          if (phase == tpb - 1 || last) {
+            if (qd ? v1 : v0)
+              mass[(qd ? row1 : row0) * nb + (sh >= 0 ? ti >> sh : ti / tpb)] = (qd ? u1 : u0) + fast_log2(c);
+          } else {
+            *cp = c;
+          }
+        }
+      }
+    }
     __syncthreads();  // all reads of this buffer done before it is refilled
   }
 #pragma unroll
@@ -219,7 +337,7 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
     l1 += __shfl_xor_sync(0xffffffffu, l1, o);
   }
   const float lse2_0 = m0 + log2f(l0), lse2_1 = m1 + log2f(l1);  // log2 units
-  const int64_t row0 = h * a.q_count + (t0 - a.q_begin), row1 = h * a.q_count + (t1 - a.q_begin);
+  const int64_t row0 = h * a.q_count + (t0 - a.q_begin), row1 = row0 + 8;
   if (qd == 0) {
     if (v0) a.lse[row0] = lse2_0 * 0.69314718055994531f;
     if (v1) a.lse[row1] = lse2_1 * 0.69314718055994531f;
@@ -234,17 +352,31 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
       if (v1) *reinterpret_cast<float2*>(a.out + row1 * d + c) = make_float2(acc[nd][2] * i1, acc[nd][3] * i1);
     }
   }
-  if (a.n_sizes == 0 && a.top_n == 0) return;
+  if (a.any_fast && !(a.skip & 1)) {
+    // The warp's rows of log2 masses (written by its own lanes) become masses.
+    __syncwarp();
+    for (int i = 0; i < a.n_sizes; ++i) {
+      if (a.kind[i] == 0) continue;
+      const int64_t nb = a.n_blocks[i], n_set = min(nb, (key_end - 1) / a.block_size[i] + 1);
+      for (int r = 0; r < 16; ++r) {
+        const float l2 = __shfl_sync(0xffffffffu, r < 8 ? lse2_0 : lse2_1, (r % 8) * 4);
+        const int64_t t = r_begin + warp * 16 + r;
+        if (t >= r_end) break;
+        finish_mass_row(a.mass[i] + (h * a.q_count + (t - a.q_begin)) * nb, n_set, nb, l2, lane);
+      }
+    }
+  }
+  if (!a.any_slow && a.top_n == 0) return;
 
-  // Pass 2: exact probabilities into block masses and top-n, folded in the mma fragment
-  // layout. P of a key tile is reduced per 8-key segment (own 2 columns, quad shuffle) into
+  // Pass 2 (block sizes other than the fast ones, top-n): exact probabilities into block
+  // masses and top-n, folded in the mma fragment layout. P of a key tile is reduced per 8-key segment (own 2 columns, quad shuffle) into
   // seg8 (block sizes that are multiples of 8) and/or kept per key in seg1 (other sizes);
   // then the warp's lanes take (row, block) pairs of the tile, sum their segments (plus the
   // carry of a block begun in an earlier tile) and write each finished mass once. Blocks past
   // the CTA's last key are zero-filled at the end, coalesced. Top-n: a key is a candidate
   // only when its score reaches the row's current n-th best (threshold broadcast by shuffle
   // from the owning lane); the owner inserts candidates only, in key order.
-  const bool want_mass = a.n_sizes > 0, want_top = a.top_n > 0;
+  const bool want_mass = a.any_slow, want_top = a.top_n > 0;
   const int r_own = lane;  // valid when lane < 16
   const int64_t t_own = r_begin + warp * 16 + r_own;
   const bool own = lane < 16 && t_own < r_end;
@@ -269,6 +401,9 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
     float sc[kKeys / 8][4];
     scores(j0, sc);
     __syncthreads();  // K buffer read; the next iteration refills it while this one folds
+#pragma unroll
+    for (int nt = 0; nt < kKeys / 8; ++nt)  // log2 units (-inf stays -inf)
+      sc[nt][0] *= sl2, sc[nt][1] *= sl2, sc[nt][2] *= sl2, sc[nt][3] *= sl2;
     if (want_mass) {
 #pragma unroll
       for (int nt = 0; nt < kKeys / 8; ++nt) {
@@ -301,6 +436,7 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
       const float* crd = wcarry + parity * 16 * a.n_sizes;
       float* cwr = wcarry + (parity ^ 1) * 16 * a.n_sizes;
       for (int i = 0; i < a.n_sizes; ++i) {
+        if (a.kind[i] != 0) continue;  // folded in pass 1
         const int64_t B = a.block_size[i];
         const bool w8 = B % 8 == 0;
         const int shift = w8 ? 3 : 0;
@@ -381,7 +517,7 @@ __global__ void __launch_bounds__(kWarps * 32) dense_pass_kernel(DenseArgs a) {
     // Blocks past the CTA's last key: zero (the header's b > floor(t / B)), coalesced.
     for (int i = 0; i < a.n_sizes; ++i) {
       const int64_t nb = a.n_blocks[i], z0 = (key_end - 1) / a.block_size[i] + 1;
-      if (z0 >= nb) continue;
+      if (z0 >= nb || a.kind[i] != 0) continue;
       for (int r = 0; r < 16; ++r) {
         const int64_t t = r_begin + warp * 16 + r;
         if (t >= r_end) break;
@@ -413,7 +549,8 @@ const char* launch_dense(const DenseArgs& a, int64_t n_q_heads, cudaStream_t str
                       sizeof(float) * static_cast<size_t>(pass2_floats(a, &o_seg8, &o_seg1, &o_carry, &o_top));
   MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(smem)));
-  // 72 KB per CTA at B3's sizes: 3 CTAs per SM only with the largest shared-memory carveout.
+  // ~73 KB per CTA at B3's sizes: the largest shared-memory carveout (2 CTAs per SM at D = 128,
+  // which the registers allow; 3 at D = 64).
   MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16>, cudaFuncAttributePreferredSharedMemoryCarveout,
                                      cudaSharedmemCarveoutMaxShared));
   const int64_t n_tiles = (a.q_count + kRows - 1) / kRows;
@@ -462,12 +599,30 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
   a.lse = p.lse;
   a.out = p.out;
   a.n_sizes = p.n_block_sizes;
+  // MOBA_DENSE_PASS2=1 (experiment switch): every block size through pass 2, as in v3.
+  static const bool all_pass2 = [] {
+    const char* e = std::getenv("MOBA_DENSE_PASS2");
+    return e && *e && *e != '0';
+  }();
   for (int i = 0; i < p.n_block_sizes; ++i) {
-    a.block_size[i] = p.block_sizes[i];
-    a.n_blocks[i] = block_count(T, p.block_sizes[i]);
+    const int64_t B = p.block_sizes[i];
+    a.block_size[i] = B;
+    a.n_blocks[i] = block_count(T, B);
     a.mass[i] = p.block_mass[i];
-    (p.block_sizes[i] % 8 == 0 ? a.any_w8 : a.any_w1) = true;
+    a.kind[i] = all_pass2 ? 0 : B == 16 ? 1 : B == 32 ? 2 : B % kKeys == 0 ? 3 : 0;
+    // A block longer than the sequence is one block: its tile count is clamped to fit an int.
+    a.tiles_per_block[i] = a.kind[i] == 3 ? static_cast<int>(std::min<int64_t>(B / kKeys, T / kKeys + 2)) : 1;
+    const int tpb = a.tiles_per_block[i];
+    a.tpb_shift[i] = (tpb & (tpb - 1)) == 0 ? __builtin_ctz(static_cast<unsigned>(tpb)) : -1;
+    if (a.kind[i] != 0) {
+      a.any_fast = true;
+    } else {
+      a.any_slow = true;
+      (B % 8 == 0 ? a.any_w8 : a.any_w1) = true;
+    }
   }
+  if (const char* e = std::getenv("MOBA_DENSE_SKIP")) a.skip = std::atoi(e);
+  if (a.skip & 4) a.any_fast = false;
   a.top_n = p.top_n;
   a.top_index = p.top_index;
   a.top_prob = p.top_prob;

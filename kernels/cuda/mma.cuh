@@ -51,6 +51,28 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t r[4], const void* sme
                : "r"(addr));
 }
 
+// Four 8x8 b16 matrices (not transposed) from shared memory: lane l gives the row address of
+// matrix l / 8, row l % 8; register i holds matrix i in the fragment layout of an mma B operand
+// whose k runs along the stored row (keys as rows: b0 / b1 of one n8 tile from two matrices).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void* smem_row) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem_row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// 2^x and log2(x) on the SFU (ex2 / lg2 .approx.ftz: ~2 ulp; 2^-inf = 0, log2(0) = -inf).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+__device__ __forceinline__ float fast_log2(float x) {
+  float y;
+  asm("lg2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // Loads 8 16-bit values (16 bytes) of a row into shared memory, zeros when !ok.
 __device__ __forceinline__ void copy16(void* dst, const void* src, bool ok) {
   uint4 v = make_uint4(0, 0, 0, 0);

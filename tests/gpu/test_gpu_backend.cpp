@@ -338,13 +338,17 @@ void check_attention(const Case& c) {
 }
 
 // ---- dense pass ----
-void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n) {
-  INFO(c.str() << " query range [" << q_begin << ", " << q_begin + q_count << ") top_n=" << top_n);
+// Block sizes {c.block_size, 16, 77} unless `sizes` is given (up to 8). 16, 32 and multiples
+// of 64 are folded in the CUDA kernel's first pass, the others in its second.
+void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n, std::vector<int64_t> sizes = {}) {
+  if (sizes.empty()) sizes = {c.block_size, 16, 64 + 13};
+  const int n_sizes = static_cast<int>(sizes.size());
+  INFO(c.str() << " query range [" << q_begin << ", " << q_begin + q_count << ") top_n=" << top_n
+                << " block sizes " << n_sizes);
   const auto& tol = tolerances::row(c.dtype);
   const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed);
   const Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7);
   const Tensor3 v = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 13);
-  const int64_t sizes[3] = {c.block_size, 16, 64 + 13};
   DensePassParams p;
   p.q = q.view(); p.k = k.view(); p.v = v.view();
   p.query_begin = q_begin;
@@ -352,11 +356,11 @@ void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n) {
   const size_t lse_n = size_t(c.n_q_heads * q_count), out_n = lse_n * c.head_dim;
   std::vector<float> lse(lse_n), out(out_n), tprob(lse_n * top_n);
   std::vector<int32_t> tidx(lse_n * top_n);
-  std::vector<std::vector<float>> mass(3);
+  std::vector<std::vector<float>> mass(n_sizes);
   p.lse = lse.data();
   p.out = out.data();
-  p.n_block_sizes = 3;
-  for (int i = 0; i < 3; ++i) {
+  p.n_block_sizes = n_sizes;
+  for (int i = 0; i < n_sizes; ++i) {
     p.block_sizes[i] = sizes[i];
     mass[i].resize(lse_n * block_count(c.n_tokens, sizes[i]));
     p.block_mass[i] = mass[i].data();
@@ -379,7 +383,7 @@ void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n) {
   }
   g.lse = g_lse.as<float>();
   g.out = g_out.as<float>();
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < n_sizes; ++i) {
     g_mass.push_back(poisoned(mass[i].size() * 4));
     g.block_mass[i] = g_mass.back().as<float>();
   }
@@ -390,7 +394,7 @@ void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n) {
   double lse_err = 0, out_err = 0, mass_err = 0;
   for (size_t i = 0; i < lse_n; ++i) lse_err = std::max(lse_err, double(std::fabs(gl[i] - lse[i])));
   for (size_t i = 0; i < out_n; ++i) out_err = std::max(out_err, double(std::fabs(go[i] - out[i])));
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < n_sizes; ++i) {
     const auto gm = download<float>(g_mass[i], mass[i].size());
     for (size_t j = 0; j < gm.size(); ++j) mass_err = std::max(mass_err, double(std::fabs(gm[j] - mass[i][j])));
   }
@@ -468,11 +472,29 @@ TEST_CASE("gpu: dense pass matches the CPU", "[gpu]") {
   }
 }
 
+TEST_CASE("gpu: dense pass, block masses folded in the first pass only", "[gpu]") {
+  // No top-n and only 16, 32 and multiples of 64: the CUDA kernel skips its second pass.
+  // Ragged ends, a block longer than the sequence, unaligned query ranges, GQA, d 48/64/128.
+  const std::vector<int64_t> fast = {16, 32, 64, 128, 192, 4096};
+  const Case cases[] = {
+      {1000, 2, 1, 64, 64, 3, DType::bf16},
+      {2500, 2, 2, 128, 128, 8, DType::bf16},
+      {333, 4, 2, 48, 16, 4, DType::f16},
+      {1023, 2, 1, 128, 32, 6, DType::f32},
+  };
+  for (const Case& c : cases) {
+    check_dense(c, 0, c.n_tokens, 0, fast);
+    check_dense(c, c.n_tokens / 3 + 1, c.n_tokens / 2, 0, fast);
+    check_dense(c, 5, c.n_tokens - 5, 2, {16, 77, 128});  // both passes, mixed sizes
+  }
+}
+
 TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
   const Case c{200, 2, 1, 64, 32, 3, DType::bf16};
   check_routing(c);
   check_attention(c);
   check_dense(c, 10, 150, 4);
+  check_dense(c, 3, 190, 0, {16, 32, 64, 128});
 }
 
 TEST_CASE("gpu: kconv matches the CPU", "[gpu][small]") {
