@@ -1,20 +1,23 @@
 // CUDA dense streaming pass (kernels/dense_pass.h), v4: flash-style, never T x T.
 //
 // One CTA per (64-query tile, query head), 4 warps x 16 rows, K/V tiles of 64 keys staged
-// in shared memory. Pass 1: QK^T and PV on tensor cores (mma.sync, 16-bit inputs, fp32
-// accumulate) with an online softmax -> lse and o_full. Block sizes 16, 32 and multiples of
-// 64 ("fast" sizes) get their masses in pass 1 too: the tile's P (relative to the running
-// max u) is reduced per 16-key block in registers (a quad butterfly), 32- and 64-key sums
-// follow by two more shuffles, longer blocks carry across tiles rescaled like the output;
-// each finished block is written as its log2 mass u + log2(sum), and once the row's lse is
-// known the warp rewrites its rows as 2^(L - lse) (zero past the CTA's keys). Pass 2 runs
-// only for the other block sizes and top-n:
-// QK^T again, exact P = exp(s - lse) in fp32 in the accumulator fragments; block masses are
-// reduced there (8-key segment sums by quad shuffle, or per key for block sizes that are not
-// multiples of 8), then the warp's 32 lanes split the tile's (row, block) pairs, carry blocks
-// that span key tiles and write each mass once; blocks past the CTA's keys are zero-filled,
-// coalesced. Top-n: only scores reaching the row's current n-th best are candidates; the
-// owning lane inserts those (rank by score, ties to the larger key index).
+// in shared memory (cp.async, double-buffered).
+//
+// Pass 1: QK^T and PV on tensor cores (mma.sync, 16-bit inputs, fp32 accumulate) with an
+// online softmax -> lse and o_full. Block sizes 16, 32 and multiples of 64 ("fast" sizes)
+// get their masses here too: the tile's fp32 P (relative to the running max u) is reduced per
+// 16-key block in registers (a quad butterfly), 32- and 64-key sums follow by one more
+// shuffle each, longer blocks carry across tiles rescaled like the output. Each finished
+// block is written as its log2 mass L = u + log2(sum); once the row's lse is known the warp
+// rewrites its rows as 2^(L - lse), zero past the CTA's keys.
+//
+// Pass 2, only for other block sizes and top-n: QK^T again, exact P = exp(s - lse) in fp32
+// in the accumulator fragments; block masses are reduced there (8-key segment sums by quad
+// shuffle, or per key for block sizes that are not multiples of 8), then the warp's 32 lanes
+// split the tile's (row, block) pairs, carry blocks that span key tiles and write each mass
+// once; blocks past the CTA's keys are zero-filled, coalesced. Top-n: only scores reaching
+// the row's current n-th best are candidates; the owning lane inserts those (rank by score,
+// ties to the larger key index).
 #include "kernels/dense_pass.h"
 
 #include <algorithm>
@@ -56,7 +59,6 @@ struct DenseArgs {
   int tiles_per_block[kDensePassMaxBlockSizes];
   int tpb_shift[kDensePassMaxBlockSizes];   // log2(tiles_per_block) when a power of two, else -1
   bool any_fast, any_slow;
-  int skip;  // TEMPORARY timing switch (MOBA_DENSE_SKIP): 1 no tail, 2 no fold stores, 4 no fold
 };
 
 // Rewrites one row of log2 masses as masses: entries [0, n_set) become 2^(L - lse2), entries
@@ -102,7 +104,7 @@ __host__ __device__ inline int64_t pass2_floats(const DenseArgs& a, int64_t* o_s
   return o + int64_t{2} * kRows * a.top_n;  // top_s floats + top_j ints
 }
 
-// Two CTAs per SM at D = 128 (~214 registers): capped at 168 registers for three, ptxas
+// Two CTAs per SM at D = 128 (~246 registers): capped at 168 registers for three, ptxas
 // spills ~200 bytes and B3 measured 10% slower.
 template <int D, typename T16>
 __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kernel(DenseArgs a) {
@@ -303,7 +305,6 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
         const int kind = a.kind[i];
         const int64_t nb = a.n_blocks[i];
         float* const mass = a.mass[i];
-        if (a.skip & 2) continue;
         if (kind == 1) {
           if (j0 + 16 * qd < key_end) {
             if (v0) mass[row0 * nb + (j0 >> 4) + qd] = u0 + fast_log2(z0);
@@ -352,7 +353,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
       if (v1) *reinterpret_cast<float2*>(a.out + row1 * d + c) = make_float2(acc[nd][2] * i1, acc[nd][3] * i1);
     }
   }
-  if (a.any_fast && !(a.skip & 1)) {
+  if (a.any_fast) {
     // The warp's rows of log2 masses (written by its own lanes) become masses.
     __syncwarp();
     for (int i = 0; i < a.n_sizes; ++i) {
@@ -621,8 +622,6 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
       (B % 8 == 0 ? a.any_w8 : a.any_w1) = true;
     }
   }
-  if (const char* e = std::getenv("MOBA_DENSE_SKIP")) a.skip = std::atoi(e);
-  if (a.skip & 4) a.any_fast = false;
   a.top_n = p.top_n;
   a.top_index = p.top_index;
   a.top_prob = p.top_prob;

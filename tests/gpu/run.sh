@@ -34,7 +34,7 @@ if [ "${MOBA_SWEEP:-1}" = 1 ]; then  # experiment switches at 64K B=128 k=8, sam
 fi
 if [ "${MOBA_B3_SWEEP:-0}" = 1 ]; then  # dense_pass experiment switches, B3 at 64K, same inputs
   echo "== B3 variants, 64K"
-  for V in "" MOBA_DENSE_SKIP=1 MOBA_DENSE_SKIP=2 MOBA_DENSE_SKIP=4 MOBA_DENSE_PASS2=1; do
+  for V in "" MOBA_DENSE_PASS2=1; do
     printf "%-22s " "${V:-default}"
     env $V timeout 60 $BUILD/moba bench --suite b3 --tokens 65536 2>&1 | grep "^B3 T" || echo failed
   done
