@@ -297,7 +297,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
       const float w0 = y0 + __shfl_xor_sync(0xffffffffu, y0, 2), w1 = y1 + __shfl_xor_sync(0xffffffffu, y1, 2);
       const bool last = j0 + kKeys >= key_end;
       const int64_t tile_idx = j0 / kKeys;
-      // (recomputed here rather than held through the loop: registers)
+      // (computed here, not held through the loop: registers)
       const int64_t row0 = h * a.q_count + (t0 - a.q_begin), row1 = row0 + 8;
 #pragma unroll
       for (int i = 0; i < kDensePassMaxBlockSizes; ++i) {
@@ -370,9 +370,9 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   if (!a.any_slow && a.top_n == 0) return;
 
   // Pass 2 (block sizes other than the fast ones, top-n): exact probabilities into block
-  // masses and top-n, folded in the mma fragment layout. P of a key tile is reduced per 8-key segment (own 2 columns, quad shuffle) into
-  // seg8 (block sizes that are multiples of 8) and/or kept per key in seg1 (other sizes);
-  // then the warp's lanes take (row, block) pairs of the tile, sum their segments (plus the
+  // masses and top-n, folded in the mma fragment layout. P of a key tile is reduced per
+  // 8-key segment (own 2 columns, quad shuffle) into seg8 (block sizes that are multiples of
+  // 8) and/or kept per key in seg1 (other sizes); then the warp's lanes take (row, block) pairs of the tile, sum their segments (plus the
   // carry of a block begun in an earlier tile) and write each finished mass once. Blocks past
   // the CTA's last key are zero-filled at the end, coalesced. Top-n: a key is a candidate
   // only when its score reaches the row's current n-th best (threshold broadcast by shuffle
