@@ -119,4 +119,31 @@ inline const char* make_operand_16(const TensorView& v, const uint16_t* raw, int
   return nullptr;
 }
 
+// The attention ops' params (q, k, v views with optional raw 16-bit twins q16, k16, v16) as
+// their CPU validation (*_can_run) should see them: a view whose data is null stands for its
+// 16-bit twin where that is given (the check needs the data's presence only).
+template <typename P>
+P with_16bit_presence(const P& p) {
+  P check = p;
+  if (p.q16) check.q.data = reinterpret_cast<const float*>(p.q16);
+  if (p.k16) check.k.data = reinterpret_cast<const float*>(p.k16);
+  if (p.v16) check.v.data = reinterpret_cast<const float*>(p.v16);
+  return check;
+}
+
+// q, k and (with_v) v of such params as 16-bit operands (make_operand_16) into kernel args
+// with fields q, q_sh, q_st, k, k_sh, k_st, v, v_sh, v_st.
+template <typename P, typename Args>
+const char* set_qkv_operands(const P& p, bool with_v, int kind, Scratch& scratch, cudaStream_t stream,
+                             const char* misaligned, Args* a) {
+  Operand16 q16, k16, v16;
+  MOBA_TRY(make_operand_16(p.q, p.q16, kind, scratch, stream, misaligned, &q16));
+  MOBA_TRY(make_operand_16(p.k, p.k16, kind, scratch, stream, misaligned, &k16));
+  if (with_v) MOBA_TRY(make_operand_16(p.v, p.v16, kind, scratch, stream, misaligned, &v16));
+  a->q = q16.data; a->q_sh = q16.stride_head; a->q_st = q16.stride_token;
+  a->k = k16.data; a->k_sh = k16.stride_head; a->k_st = k16.stride_token;
+  a->v = v16.data; a->v_sh = v16.stride_head; a->v_st = v16.stride_token;
+  return nullptr;
+}
+
 }  // namespace moba::kernels::cuda_detail

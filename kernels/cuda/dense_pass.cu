@@ -564,11 +564,7 @@ const char* launch_dense(const DenseArgs& a, int64_t n_q_heads, cudaStream_t str
 }  // namespace
 
 const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
-  DensePassParams check = p;
-  if (p.q16) check.q.data = reinterpret_cast<const float*>(p.q16);  // presence only
-  if (p.k16) check.k.data = reinterpret_cast<const float*>(p.k16);
-  if (p.v16) check.v.data = reinterpret_cast<const float*>(p.v16);
-  if (const char* e = dense_pass_can_run(check)) return e;
+  if (const char* e = dense_pass_can_run(with_16bit_presence(p))) return e;
   const int64_t Hq = p.q.n_heads, T = p.q.n_tokens, d = p.q.head_dim;
   if (d > 128 || d % 8 != 0) return "dense_pass_cuda: head_dim must be a multiple of 8 and <= 128";
   if (T > INT32_MAX) return "dense_pass_cuda: n_tokens must be < 2^31 (int32 key positions)";
@@ -582,14 +578,8 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
   DenseArgs a{};
   // 16-bit operands: given, or converted from the fp32 views (contiguous copies); v only
   // when the output is asked for.
-  const char* misaligned = "dense_pass_cuda: 16-bit inputs need 16-byte aligned rows";
-  Operand16 q16, k16, v16;
-  MOBA_TRY(make_operand_16(p.q, p.q16, kind, scratch, stream, misaligned, &q16));
-  MOBA_TRY(make_operand_16(p.k, p.k16, kind, scratch, stream, misaligned, &k16));
-  if (p.out) MOBA_TRY(make_operand_16(p.v, p.v16, kind, scratch, stream, misaligned, &v16));
-  a.q = q16.data; a.q_sh = q16.stride_head; a.q_st = q16.stride_token;
-  a.k = k16.data; a.k_sh = k16.stride_head; a.k_st = k16.stride_token;
-  a.v = v16.data; a.v_sh = v16.stride_head; a.v_st = v16.stride_token;
+  MOBA_TRY(set_qkv_operands(p, p.out != nullptr, kind, scratch, stream,
+                            "dense_pass_cuda: 16-bit inputs need 16-byte aligned rows", &a));
   a.n_tokens = T;
   a.head_dim = d;
   a.group = Hq / p.k.n_heads;

@@ -375,11 +375,7 @@ int pick_rows(int64_t n_q_heads, int64_t n_tokens) {
 }  // namespace
 
 const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) {
-  MobaAttentionParams check = p;
-  if (p.q16) check.q.data = reinterpret_cast<const float*>(p.q16);  // presence only
-  if (p.k16) check.k.data = reinterpret_cast<const float*>(p.k16);
-  if (p.v16) check.v.data = reinterpret_cast<const float*>(p.v16);
-  if (const char* e = moba_attention_can_run(check)) return e;
+  if (const char* e = moba_attention_can_run(with_16bit_presence(p))) return e;
   const int64_t Hq = p.q.n_heads, T = p.q.n_tokens, d = p.q.head_dim;
   if (d > 128 || d % 8 != 0) return "moba_attention_cuda: head_dim must be a multiple of 8 and <= 128";
   if (T == 0) return nullptr;
@@ -392,14 +388,8 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
 
   // 16-bit operands: given, or converted from the fp32 views (contiguous copies).
   AttnArgs a{};
-  const char* misaligned = "moba_attention_cuda: 16-bit inputs need 16-byte aligned rows";
-  Operand16 q16, k16, v16;
-  MOBA_TRY(make_operand_16(p.q, p.q16, kind, scratch, stream, misaligned, &q16));
-  MOBA_TRY(make_operand_16(p.k, p.k16, kind, scratch, stream, misaligned, &k16));
-  MOBA_TRY(make_operand_16(p.v, p.v16, kind, scratch, stream, misaligned, &v16));
-  a.q = q16.data; a.q_sh = q16.stride_head; a.q_st = q16.stride_token;
-  a.k = k16.data; a.k_sh = k16.stride_head; a.k_st = k16.stride_token;
-  a.v = v16.data; a.v_sh = v16.stride_head; a.v_st = v16.stride_token;
+  MOBA_TRY(set_qkv_operands(p, true, kind, scratch, stream,
+                            "moba_attention_cuda: 16-bit inputs need 16-byte aligned rows", &a));
 
   const int64_t n_blocks = block_count(T, p.block_size);
   const int rows = pick_rows(Hq, T);
