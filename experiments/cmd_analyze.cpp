@@ -26,11 +26,8 @@
 #include "core/errors.h"
 #include "core/h5_output.h"
 #include "experiments/args.h"
+#include "experiments/build_info.h"
 #include "experiments/command.h"
-
-#ifndef MOBA_GIT_COMMIT
-#define MOBA_GIT_COMMIT "unknown"
-#endif
 
 namespace fs = std::filesystem;
 
@@ -176,7 +173,7 @@ int run_analyze(const std::vector<std::string>& argv) {
     result = analysis::analyze_dump(*reader, layers, heads, opt, quiet, &h5,
                                     [&](const analysis::DumpAnalysis& a, int) { write_tables(work, a); });
     h5.set_string("/", "dump", dump_path);
-    h5.set_string("/", "git_commit", MOBA_GIT_COMMIT);
+    h5.set_string("/", "git_commit", build_commit_label());
     h5.set_string("/", "device", device.description);
     h5.commit();
   } catch (const InputError&) {
@@ -191,7 +188,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
 
-  analysis::RunRecord rec = analysis::make_run_record("analyze", MOBA_GIT_COMMIT, device.description);
+  analysis::RunRecord rec = analysis::make_run_record("analyze", build_commit_label(), device.description);
   rec.config["dump"] = dump_path;
   for (const auto& a : argv) rec.config["argv"] += (rec.config["argv"].empty() ? "" : " ") + a;
   std::string s;

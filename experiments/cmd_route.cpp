@@ -14,11 +14,8 @@
 #include "core/h5_output.h"
 #include "core/progress.h"
 #include "experiments/args.h"
+#include "experiments/build_info.h"
 #include "experiments/command.h"
-
-#ifndef MOBA_GIT_COMMIT
-#define MOBA_GIT_COMMIT "unknown"
-#endif
 
 namespace moba::cli {
 namespace {
@@ -145,7 +142,7 @@ int run_route(const std::vector<std::string>& argv) {
   out.set_integer("/", "with_output", with_output ? 1 : 0);
   out.set_number("/", "softmax_scale", 1.0 / std::sqrt(static_cast<double>(d)));
   out.set_string("/", "device", device.description);
-  out.set_string("/", "git_commit", MOBA_GIT_COMMIT);
+  out.set_string("/", "git_commit", build_commit_label());
   out.commit();
 
   std::printf("routed layer %d of %s: %lld q heads x %lld tokens, B %lld, k %d, router %s -> %s (device: %s)\n",

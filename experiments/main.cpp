@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "experiments/build_info.h"
 #include "experiments/command.h"
 
 namespace moba::cli {
@@ -28,7 +29,8 @@ static void print_usage(FILE* out) {
   auto table = moba::cli::command_table();
   std::sort(table.begin(), table.end(),
             [](const auto& a, const auto& b) { return std::strcmp(a.name, b.name) < 0; });
-  std::fprintf(out, "usage: moba COMMAND [options]   (moba COMMAND --help for its options)\n\ncommands:\n");
+  std::fprintf(out, "usage: moba COMMAND [options]   (moba COMMAND --help for its options)\n"
+                    "       moba --version\n\ncommands:\n");
   for (const auto& c : table) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
 }
 
@@ -40,6 +42,10 @@ int main(int argc, char** argv) {
   const std::string name = argv[1];
   if (name == "--help" || name == "-h" || name == "help") {
     print_usage(stdout);
+    return 0;
+  }
+  if (name == "--version" || name == "version") {
+    std::printf("%s\n", moba::cli::version_line().c_str());
     return 0;
   }
   const std::vector<std::string> args(argv + 2, argv + argc);
