@@ -27,6 +27,7 @@
 #include "core/h5_output.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
+#include "experiments/routing_args.h"
 #include "experiments/command.h"
 
 namespace fs = std::filesystem;
@@ -103,9 +104,8 @@ void check_out_dir(const fs::path& dir) {
 
 int run_analyze(const std::vector<std::string>& argv) {
   const Args args(argv,
-                  {"block-sizes", "top-k", "sparsity", "out", "layers", "heads", "routers", "tie", "gqa",
-                   "pool-precision", "kconv", "kconv-weights", "kconv-apply", "top-n", "buckets", "bucket-width",
-                   "trailing", "device", "query-chunk"},
+                  with_routing_flags({"block-sizes", "top-k", "sparsity", "out", "layers", "heads", "routers", "top-n",
+                                      "buckets", "bucket-width", "trailing", "query-chunk"}),
                   {"json", "quiet", "help"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -131,13 +131,7 @@ int run_analyze(const std::vector<std::string>& argv) {
     opt.routers.push_back(kind);
   }
   auto& ro = opt.routing;
-  ro.tie = args.choice("tie", "recent", {"recent", "older"}) == "recent" ? kernels::TieRule::recent : kernels::TieRule::older;
-  ro.gqa = args.choice("gqa", "per-head", {"per-head", "shared"}) == "shared" ? kernels::GqaMode::shared
-                                                                             : kernels::GqaMode::per_head;
-  ro.pool_fp32 = args.choice("pool-precision", "dump", {"dump", "fp32"}) == "fp32";
-  ro.kconv_width = static_cast<int>(parse_int("--kconv", args.str("kconv", "3"), 3, 5));
-  if (ro.kconv_width != 3 && ro.kconv_width != 5) throw UsageError("--kconv: width must be 3 or 5");
-  ro.kconv_both = args.choice("kconv-apply", "routing", {"routing", "both"}) == "both";
+  ro = parse_routing(args);
   opt.top_n = static_cast<int>(args.integer("top-n", 10, 1, 4096));
   opt.n_buckets = static_cast<int>(args.integer("buckets", 16, 1, 1 << 20));
   opt.bucket_width = args.integer("bucket-width", 0, 1, INT64_MAX / 2);
@@ -147,19 +141,14 @@ int run_analyze(const std::vector<std::string>& argv) {
   for (const int64_t l : args.int_list("layers", {}, 0, INT32_MAX)) layers.push_back(static_cast<int>(l));
   const std::vector<int64_t> heads = args.int_list("heads", {}, 0, INT32_MAX);
   analysis::validate_options(opt);
-  const analysis::DeviceInfo device = analysis::resolve_device(args.choice("device", "cpu", {"cpu", "cuda", "auto"}));
+  const analysis::DeviceInfo device = parse_device(args);
   opt.device = device.device;
   const bool quiet = args.flag("quiet"), json = args.flag("json");
   check_out_dir(out_dir);
 
   const auto reader = open_dump(dump_path);
   const DumpInfo& info = reader->info();
-  ro.kconv_weights_source = "uniform";
-  if (args.has("kconv-weights")) {
-    ro.kconv_weights_source = args.str("kconv-weights", "");
-    if (!info.layers.empty())
-      ro.kconv_weights = analysis::load_kconv_weights(ro.kconv_weights_source, ro.kconv_width, info.layers.front().head_dim);
-  }
+  if (!info.layers.empty()) load_routing_weights(args, info.layers.front().head_dim, ro);
 
   const fs::path work = out_dir.string() + ".partial";
   std::error_code ec;
@@ -203,12 +192,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   s.clear();
   for (const auto r : opt.routers) s += (s.empty() ? "" : ",") + std::string(analysis::router_name(r));
   rec.config["routers"] = s;
-  rec.config["tie"] = ro.tie == kernels::TieRule::recent ? "recent" : "older";
-  rec.config["gqa"] = ro.gqa == kernels::GqaMode::shared ? "shared" : "per-head";
-  rec.config["pool_precision"] = ro.pool_fp32 ? "fp32" : "dump";
-  rec.config["kconv_width"] = std::to_string(ro.kconv_width);
-  rec.config["kconv_weights"] = ro.kconv_weights_source;
-  rec.config["kconv_apply"] = ro.kconv_both ? "both" : "routing";
+  for (const auto& [name, value] : routing_record(ro)) rec.config[name] = value;
   rec.config["top_n"] = std::to_string(opt.top_n);
   rec.config["buckets"] = opt.bucket_width > 0 ? "width " + std::to_string(opt.bucket_width) : std::to_string(opt.n_buckets);
   rec.config["trailing"] = opt.trailing > 0 ? std::to_string(opt.trailing) : "n_tokens/16";

@@ -15,6 +15,7 @@
 #include "core/progress.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
+#include "experiments/routing_args.h"
 #include "experiments/command.h"
 
 namespace moba::cli {
@@ -47,8 +48,7 @@ const char* const kUsage =
 
 int run_route(const std::vector<std::string>& argv) {
   const Args args(argv,
-                  {"layer", "block-size", "top-k", "out", "router", "tie", "gqa", "pool-precision", "kconv",
-                   "kconv-weights", "kconv-apply", "device"},
+                  with_routing_flags({"layer", "block-size", "top-k", "out", "router"}),
                   {"with-output", "quiet", "help"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -66,7 +66,6 @@ int run_route(const std::vector<std::string>& argv) {
   const bool quiet = args.flag("quiet");
 
   analysis::RouterKind router = analysis::router_from_name(args.choice("router", "moba", {"moba", "moba-kconv", "oracle"}));
-  analysis::RoutingOptions ro;
   if (args.has("kconv")) {
     if (args.has("router") && router != analysis::RouterKind::moba_kconv)
       throw UsageError("--kconv needs --router moba-kconv (or no --router)");
@@ -74,24 +73,14 @@ int run_route(const std::vector<std::string>& argv) {
   }
   if ((args.has("kconv-weights") || args.has("kconv-apply")) && router != analysis::RouterKind::moba_kconv)
     throw UsageError("--kconv-weights / --kconv-apply apply to the moba-kconv router only (add --kconv W)");
-  ro.kconv_width = static_cast<int>(parse_int("--kconv", args.str("kconv", "3"), 3, 5));
-  if (ro.kconv_width != 3 && ro.kconv_width != 5) throw UsageError("--kconv: width must be 3 or 5");
-  ro.kconv_both = args.choice("kconv-apply", "routing", {"routing", "both"}) == "both";
-  ro.tie = args.choice("tie", "recent", {"recent", "older"}) == "recent" ? kernels::TieRule::recent : kernels::TieRule::older;
-  ro.gqa = args.choice("gqa", "per-head", {"per-head", "shared"}) == "shared" ? kernels::GqaMode::shared
-                                                                             : kernels::GqaMode::per_head;
-  ro.pool_fp32 = args.choice("pool-precision", "dump", {"dump", "fp32"}) == "fp32";
-  const analysis::DeviceInfo device = analysis::resolve_device(args.choice("device", "cpu", {"cpu", "cuda", "auto"}));
+  analysis::RoutingOptions ro = parse_routing(args);
+  const analysis::DeviceInfo device = parse_device(args);
 
   const auto reader = open_dump(dump_path);
   const DumpInfo& info = reader->info();
   const LayerInfo& l = info.layer(layer);
   const int64_t n_q = l.n_q_heads, n_kv = l.n_kv_heads, T = l.n_tokens, d = l.head_dim, group = n_q / n_kv;
-  ro.kconv_weights_source = "uniform";
-  if (args.has("kconv-weights")) {
-    ro.kconv_weights_source = args.str("kconv-weights", "");
-    ro.kconv_weights = analysis::load_kconv_weights(ro.kconv_weights_source, ro.kconv_width, d);
-  }
+  load_routing_weights(args, d, ro);
 
   H5Output out(out_path);
   out.create_i32("/selected", {n_q, T, K});
@@ -131,13 +120,12 @@ int run_route(const std::vector<std::string>& argv) {
   out.set_integer("/", "head_dim", d);
   out.set_string("/", "dtype", dtype_name(l.dtype));
   out.set_string("/", "router", analysis::router_name(router));
-  out.set_string("/", "tie", ro.tie == kernels::TieRule::recent ? "recent" : "older");
-  out.set_string("/", "gqa", ro.gqa == kernels::GqaMode::shared ? "shared" : "per-head");
-  out.set_string("/", "pool_precision", ro.pool_fp32 ? "fp32" : "dump");
-  if (router == analysis::RouterKind::moba_kconv) {
-    out.set_integer("/", "kconv_width", ro.kconv_width);
-    out.set_string("/", "kconv_weights", ro.kconv_weights_source);
-    out.set_string("/", "kconv_apply", ro.kconv_both ? "both" : "routing");
+  for (const auto& [name, value] : routing_record(ro)) {
+    if (name.rfind("kconv_", 0) == 0 && router != analysis::RouterKind::moba_kconv) continue;  // conv unused
+    if (name == "kconv_width")
+      out.set_integer("/", name, ro.kconv_width);
+    else
+      out.set_string("/", name, value);
   }
   out.set_integer("/", "with_output", with_output ? 1 : 0);
   out.set_number("/", "softmax_scale", 1.0 / std::sqrt(static_cast<double>(d)));

@@ -1,0 +1,45 @@
+#include "experiments/routing_args.h"
+
+#include "core/errors.h"
+
+namespace moba::cli {
+
+std::set<std::string> with_routing_flags(std::set<std::string> flags) {
+  flags.insert({"tie", "gqa", "pool-precision", "kconv", "kconv-weights", "kconv-apply", "device"});
+  return flags;
+}
+
+analysis::RoutingOptions parse_routing(const Args& args) {
+  analysis::RoutingOptions ro;
+  ro.tie = args.choice("tie", "recent", {"recent", "older"}) == "recent" ? kernels::TieRule::recent
+                                                                      : kernels::TieRule::older;
+  ro.gqa = args.choice("gqa", "per-head", {"per-head", "shared"}) == "shared" ? kernels::GqaMode::shared
+                                                                             : kernels::GqaMode::per_head;
+  ro.pool_fp32 = args.choice("pool-precision", "dump", {"dump", "fp32"}) == "fp32";
+  ro.kconv_width = static_cast<int>(parse_int("--kconv", args.str("kconv", "3"), 3, 5));
+  if (ro.kconv_width != 3 && ro.kconv_width != 5) throw UsageError("--kconv: width must be 3 or 5");
+  ro.kconv_both = args.choice("kconv-apply", "routing", {"routing", "both"}) == "both";
+  ro.kconv_weights_source = "uniform";
+  return ro;
+}
+
+void load_routing_weights(const Args& args, int64_t head_dim, analysis::RoutingOptions& ro) {
+  if (!args.has("kconv-weights")) return;
+  ro.kconv_weights_source = args.str("kconv-weights", "");
+  ro.kconv_weights = analysis::load_kconv_weights(ro.kconv_weights_source, ro.kconv_width, head_dim);
+}
+
+analysis::DeviceInfo parse_device(const Args& args) {
+  return analysis::resolve_device(args.choice("device", "cpu", {"cpu", "cuda", "auto"}));
+}
+
+std::vector<std::pair<std::string, std::string>> routing_record(const analysis::RoutingOptions& ro) {
+  return {{"tie", ro.tie == kernels::TieRule::recent ? "recent" : "older"},
+          {"gqa", ro.gqa == kernels::GqaMode::shared ? "shared" : "per-head"},
+          {"pool_precision", ro.pool_fp32 ? "fp32" : "dump"},
+          {"kconv_width", std::to_string(ro.kconv_width)},
+          {"kconv_weights", ro.kconv_weights_source},
+          {"kconv_apply", ro.kconv_both ? "both" : "routing"}};
+}
+
+}  // namespace moba::cli
