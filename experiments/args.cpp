@@ -1,6 +1,7 @@
 #include "experiments/args.h"
 
 #include <cerrno>
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <sstream>
@@ -8,6 +9,38 @@
 #include "core/errors.h"
 
 namespace moba::cli {
+namespace {
+
+// Edit distance (insert, delete, substitute, swap of neighbours) between two flag names.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i)
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1])});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+// "unknown option --x", plus "; did you mean --y?" when one known flag is close: within two
+// edits (a third of the name for short names), or the name with a plural 's' added or dropped.
+std::string unknown_option(const std::string& name, const std::set<std::string>& value_flags,
+                           const std::set<std::string>& bool_flags) {
+  std::string best;
+  size_t best_d = std::max<size_t>(1, std::min<size_t>(2, name.size() / 3)) + 1;
+  for (const auto* flags : {&value_flags, &bool_flags})
+    for (const auto& f : *flags) {
+      const size_t dist = edit_distance(name, f);
+      if (dist < best_d) best_d = dist, best = f;
+    }
+  std::string msg = "unknown option --" + name;
+  if (!best.empty()) msg += "; did you mean --" + best + "?";
+  return msg + " (see --help)";
+}
+
+}  // namespace
 
 Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& value_flags,
            const std::set<std::string>& bool_flags) {
@@ -32,7 +65,7 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& va
         if (values_.count(name)) throw UsageError("--" + name + " given twice");
         values_[name] = value;
       } else {
-        throw UsageError("unknown option --" + name);
+        throw UsageError(unknown_option(name, value_flags, bool_flags));
       }
     } else {
       positional_.push_back(a);
