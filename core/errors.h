@@ -43,4 +43,14 @@ class MissingFieldError : public InputError { using InputError::InputError; };
 // Bad command line or configuration (unknown flag, out-of-range value). Exit code 2.
 class UsageError : public std::runtime_error { using std::runtime_error::runtime_error; };
 
+// SIGINT or SIGTERM arrived during long work (core/interrupt.h). Exit code 128 + signal.
+class Interrupted : public std::runtime_error {
+ public:
+  explicit Interrupted(int signal) : std::runtime_error("interrupted"), signal_(signal) {}
+  int signal() const { return signal_; }
+
+ private:
+  int signal_;
+};
+
 }  // namespace moba

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "core/interrupt.h"
+
 namespace moba {
 
 Progress::Progress(std::string label, int64_t total, bool quiet)
@@ -13,6 +15,7 @@ Progress::Progress(std::string label, int64_t total, bool quiet)
 Progress::~Progress() { finish(); }
 
 void Progress::advance(int64_t n) {
+  throw_if_interrupted();  // a safe point: the caller is between units of work
   done_ += n;
   const auto now = std::chrono::steady_clock::now();
   // Terminals get a live line 5x a second; logs get a line every 10 s at most.

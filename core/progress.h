@@ -11,7 +11,9 @@ class Progress {
  public:
   Progress(std::string label, int64_t total, bool quiet = false);
   ~Progress();
-  void advance(int64_t n = 1);  // thread-compatible, call from one thread
+  // Thread-compatible, call from one thread. Also the poll point of core/interrupt.h: throws
+  // Interrupted when Ctrl-C or SIGTERM arrived, so call it between units of work.
+  void advance(int64_t n = 1);
   void finish();
 
  private:

@@ -1,6 +1,7 @@
 // `moba`: the workbench's command-line entry. The only place that turns errors into exit
 // codes: 0 ok, 2 bad input or usage, 1 internal error.
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/interrupt.h"
 #include "experiments/build_info.h"
 #include "experiments/command.h"
 
@@ -49,10 +51,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   const std::vector<std::string> args(argv + 2, argv + argc);
+  moba::install_interrupt_handlers();
   for (const auto& c : moba::cli::command_table()) {
     if (name != c.name) continue;
     try {
       return c.fn(args);
+    } catch (const moba::Interrupted& e) {
+      // Temporaries are gone (destructors ran); a command that kept finished work said so.
+      std::fprintf(stderr, "moba %s: interrupted (%s)\n", c.name, e.signal() == SIGTERM ? "SIGTERM" : "SIGINT");
+      return 128 + e.signal();
     } catch (const moba::InputError& e) {
       std::fprintf(stderr, "moba %s: error: %s\n", c.name, e.what());
       return 2;

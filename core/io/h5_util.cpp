@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/errors.h"
+#include "core/interrupt.h"
 
 namespace moba::h5 {
 
@@ -236,6 +237,7 @@ Id require_group(hid_t file, const std::string& path) {
 
 std::string temp_path_for(const std::string& path) {
   static std::atomic<int> counter{0};
+  remove_stale_temporaries(path);
   return path + ".tmp-" + std::to_string(static_cast<long>(getpid())) + "-" + std::to_string(counter++);
 }
 
