@@ -15,8 +15,17 @@ namespace moba {
 namespace {
 
 volatile std::sig_atomic_t g_signal = 0;
+volatile std::sig_atomic_t g_count = 0;
 
-extern "C" void record_signal(int signo) { g_signal = signo; }
+// Records the first signal. Tools deliver one interrupt twice (timeout signals the child and
+// then its process group), so only a third signal takes the default action at once.
+extern "C" void record_signal(int signo) {
+  if (!g_signal) g_signal = signo;
+  if (++g_count >= 3) {
+    signal(signo, SIG_DFL);
+    raise(signo);
+  }
+}
 
 }  // namespace
 
@@ -24,7 +33,7 @@ void install_interrupt_handlers() {
   struct sigaction sa = {};
   sa.sa_handler = record_signal;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESETHAND;  // a second signal takes the default action: ends the process
+  sa.sa_flags = 0;
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 }

@@ -1,7 +1,7 @@
 #pragma once
 // Ctrl-C (SIGINT) and SIGTERM during a writing command. The handler only records the
-// signal (and restores the default action, so a second Ctrl-C ends the process at once);
-// long work polls it at safe points (every Progress::advance) and unwinds with Interrupted.
+// signal (a third one ends the process at once, temporaries and all); long work polls it
+// at safe points (every Progress::advance) and unwinds with Interrupted.
 // Unwinding runs the destructors that remove temporaries (H5Output, DumpWriter), and main()
 // reports what was kept and exits 128 + signal (130 for SIGINT, 143 for SIGTERM).
 #include <string>
