@@ -5,7 +5,8 @@
 # dump (routers moba, oracle, moba-kconv) and on a small synth dump, must appear in
 # docs/metrics.md as `name` (in backticks). And the user-facing text (README.md, docs/,
 # experiments/dump/README.md) never points outside the repository: no ../shared, DESIGN.md or
-# PERF.md, and every relative Markdown link resolves to a file inside the repository.
+# PERF.md, and every relative Markdown link resolves to a file inside the repository (and to
+# an existing heading when it has an #anchor).
 # Self-test: DOCS_CHECK_EXTRA="name1 name2" adds names to the list; an undocumented one must
 # make this script fail.
 # usage: test_docs_columns.sh MOBA_BINARY WORK_DIR
@@ -86,14 +87,24 @@ for f in "${files[@]}"; do
   fi
   # Relative Markdown links [text](target) must name an existing file inside the repository.
   case "$f" in *.md) ;; *) continue ;; esac
-  while IFS= read -r target; do
-    target=${target%%#*}
-    [ -n "$target" ] || continue
+  # An #anchor must name a heading of the target (GitHub's slug: lower case, punctuation
+  # other than - and _ dropped, spaces to -).
+  while IFS= read -r link; do
+    target=${link%%#*}
+    anchor=""
+    case "$link" in *"#"*) anchor=${link#*#} ;; esac
     case "$target" in http://*|https://*|mailto:*) continue ;; esac
-    dir=$(dirname "$f")
-    resolved=$(realpath -m "$dir/$target")
-    case "$resolved" in "$ROOT"/*) ;; *) fail "$rel: link '$target' leaves the repository"; continue ;; esac
-    [ -e "$resolved" ] || fail "$rel: link '$target' names a missing file"
+    if [ -n "$target" ]; then
+      resolved=$(realpath -m "$(dirname "$f")/$target")
+      case "$resolved" in "$ROOT"/*) ;; *) fail "$rel: link '$link' leaves the repository"; continue ;; esac
+      [ -e "$resolved" ] || { fail "$rel: link '$link' names a missing file"; continue; }
+    else
+      resolved=$f
+    fi
+    if [ -n "$anchor" ] && [ -f "$resolved" ]; then
+      grep -E '^#+ ' "$resolved" | sed -E 's/^#+ +//' | tr 'A-Z' 'a-z' | sed -E 's/[^a-z0-9 _-]//g; s/ /-/g' \
+        | grep -qxF -- "$anchor" || fail "$rel: link '$link': no such heading in ${resolved#"$ROOT/"}"
+    fi
   done < <(grep -oE '\]\([^)[:space:]]+\)' "$f" | sed -E 's/^\]\(//; s/\)$//')
 done
 
