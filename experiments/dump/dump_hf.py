@@ -8,7 +8,11 @@ it records them for the chosen layers and then runs transformers' own SDPA atten
 model computes exactly what it computes with attn_implementation="sdpa".
 
 Works for Llama-family decoder folders (GQA included): model types in SUPPORTED_MODEL_TYPES,
-checked before anything heavy is loaded. Needs torch and transformers (v4.48 or later).
+checked before anything heavy is loaded. Reads a local model folder only and downloads nothing:
+fetch a Hugging Face Hub model first (huggingface-cli download ID --local-dir DIR). Needs torch
+and transformers (v4.48 or later; tested versions in requirements.txt beside this file), numpy,
+and h5py for HDF5 output. A missing package, a Hub id instead of a folder, or any other bad input
+is reported in one line with exit code 2.
 
 Examples:
   dump_hf.py --model DIR --text story.txt --max-tokens 1024 --out dump.h5
@@ -18,11 +22,21 @@ Examples:
 import argparse
 import json
 import os
+import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import llama2c  # noqa: E402
-import schema  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+REQUIREMENTS = os.path.join(HERE, "requirements.txt")
+INSTALL_HINT = ("install the tested versions with: python3 -m pip install -r %s "
+                "(numpy and h5py also come as Debian's python3-numpy python3-h5py)" % REQUIREMENTS)
+
+sys.path.insert(0, HERE)
+try:
+    import llama2c  # noqa: E402
+    import schema  # noqa: E402
+except ImportError as e:  # numpy: one line and exit 2, not a traceback
+    print("dump_hf: error: %s: the dump tools need numpy; %s" % (e, INSTALL_HINT), file=sys.stderr)
+    sys.exit(2)
 
 ATTN_NAME = "moba_dump"
 # decoders whose attention layers hand post-RoPE q and un-repeated k/v to the attention interface
@@ -35,8 +49,23 @@ class UsageError(Exception):
     pass
 
 
+# "org/name" or "name": what a Hugging Face Hub id looks like (and a path that does not exist).
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+
+
 def read_config(model_dir):
     if not os.path.isdir(model_dir):
+        if os.path.exists(model_dir):
+            raise UsageError("%s: is a file, not a model folder (config.json + weights)" % model_dir)
+        if HUB_ID.match(model_dir):
+            raise UsageError(
+                "%s: no such local folder. dump_hf.py reads a local transformers model folder and downloads "
+                "nothing; if %s is a Hugging Face Hub id, download it first, e.g.\n"
+                "  huggingface-cli download %s --local-dir models/%s\n"
+                "  (or: git lfs install && git clone https://huggingface.co/%s models/%s)\n"
+                "then pass --model models/%s"
+                % (model_dir, model_dir, model_dir, model_dir.split("/")[-1], model_dir,
+                   model_dir.split("/")[-1], model_dir.split("/")[-1]))
         raise UsageError("%s: no such model folder" % model_dir)
     path = os.path.join(model_dir, "config.json")
     try:
@@ -51,6 +80,33 @@ def read_config(model_dir):
         raise UsageError("%s: model_type %r (architectures %s) is not supported; supported: %s"
                          % (path, mt, config.get("architectures"), ", ".join(SUPPORTED_MODEL_TYPES)))
     return config
+
+
+def require_packages(out_path):
+    """torch and transformers (with the attention interface), and h5py for HDF5 output, before
+    anything is loaded: a missing package is a one-line error with the install hint (exit 2)."""
+    import importlib
+    missing = []
+    for name in ("torch", "transformers"):
+        try:
+            importlib.import_module(name)
+        except (ImportError, OSError) as e:
+            missing.append("%s (%s)" % (name, str(e).splitlines()[0] if str(e) else type(e).__name__))
+    if missing:
+        raise UsageError("missing %s: dump_hf.py needs torch and transformers (tested: torch 2.11.0, "
+                         "transformers 5.17.0); %s" % (", ".join(missing), INSTALL_HINT))
+    try:
+        from transformers import AttentionInterface  # noqa: F401
+    except ImportError:
+        import transformers
+        raise UsageError("transformers %s has no AttentionInterface (needs 4.48 or later, tested 5.17.0); %s"
+                         % (getattr(transformers, "__version__", "?"), INSTALL_HINT))
+    if out_path.lower().endswith((".h5", ".hdf5")):
+        try:
+            importlib.import_module("h5py")
+        except ImportError as e:
+            raise UsageError("missing h5py (%s), needed for HDF5 output %s (or write .safetensors); %s"
+                             % (e, out_path, INSTALL_HINT))
 
 
 def read_tokens(args):
@@ -107,6 +163,7 @@ def run(args):
     if not isinstance(n_layers, int) or n_layers <= 0:
         raise UsageError("%s/config.json: bad num_hidden_layers %r" % (args.model, n_layers))
     layers = schema.parse_layers(args.layers, n_layers)
+    require_packages(args.out)
     ids = read_tokens(args)
 
     import torch
@@ -152,7 +209,9 @@ def run(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="transformers model folder (config.json + weights)")
+    ap.add_argument("--model", required=True,
+                    help="local transformers model folder (config.json + weights); a Hub model must be "
+                         "downloaded first: huggingface-cli download ID --local-dir DIR")
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--text", help="UTF-8 text file, tokenized with the folder's tokenizer (BOS added)")
     g.add_argument("--token-ids", help="file of whitespace-separated token ids, used as is")

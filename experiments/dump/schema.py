@@ -1,4 +1,4 @@
-"""Dump schema v1 (DESIGN.md §2) for the Python tools: a deterministic writer (HDF5 or
+"""Dump schema v1 (docs/dump-format.md) for the Python tools: a deterministic writer (HDF5 or
 safetensors), a reader, bf16 conversion and per-tensor checksums.
 
 Tensors are head-major: q [n_q_heads, n_tokens, head_dim], k and v [n_kv_heads, n_tokens, head_dim].
