@@ -40,7 +40,7 @@ const char* const kUsage =
     "                    [--layers 0,1] [--heads 0,3] [--routers moba,oracle,moba-kconv] [options]\n"
     "\n"
     "Routes every query at every block size B and top-k, against full causal attention, and\n"
-    "measures (DESIGN.md §4, §5): coverage R (attention mass in the selected blocks), oracle\n"
+    "measures (docs/metrics.md): coverage R (attention mass in the selected blocks), oracle\n"
     "coverage (equal-budget oracle by block mass), KL proxy -ln R, block recall vs the oracle,\n"
     "token top-n recall, output relative error and cosine, sparsity, and the routing SNR with\n"
     "the FlashMoBA model's parameters measured on the data. Means are over queries with a\n"

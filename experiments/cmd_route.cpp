@@ -24,7 +24,7 @@ namespace {
 const char* const kUsage =
     "usage: moba route DUMP --layer L --block-size B --top-k K --out OUT.h5 [options]\n"
     "\n"
-    "Routes every query of layer L with MoBA's rules (DESIGN.md §3) and writes `selected`\n"
+    "Routes every query of layer L with MoBA's rules (docs/routing.md) and writes `selected`\n"
     "int32 [n_q_heads, n_tokens, K]: block indices per query, ascending, current block\n"
     "included, -1 padded. With --with-output also `output` float32 [n_q_heads, n_tokens,\n"
     "head_dim] and `lse` float32 [n_q_heads, n_tokens] (natural log, 1/sqrt(d) included):\n"

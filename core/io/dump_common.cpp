@@ -57,13 +57,13 @@ std::unique_ptr<DumpReader> open_dump(const std::string& path) {
     hdf5 = std::memcmp(sig, hdf5_sig, 8) == 0;
   }
   std::fclose(f);
-  if (got == 0) throw FormatError(path, "", "empty file: not a dump (HDF5, safetensors or npz)");
+  if (got == 0) throw FormatError(path, "", "empty file: not a dump (HDF5 or safetensors)");
   if (hdf5) return io::open_hdf5_dump(path);
   if (got >= 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4)
     throw FormatError(path, "", "npz dumps are not supported yet; convert to HDF5 or safetensors");
   if (got == 9 && head[8] == '{') return io::open_safetensors_dump(path);
   throw FormatError(path, "",
-                    "not a dump: neither HDF5 (no signature), safetensors (no JSON header) nor npz");
+                    "not a dump: neither HDF5 (no signature) nor safetensors (no JSON header); npz is not supported");
 }
 
 namespace io {
