@@ -111,6 +111,12 @@ DevTensor3 to_device(const Tensor3& x) {
   return d;
 }
 
+// The op operand of a device tensor: its raw 16-bit values for f16 / bf16 cases (fp32 view
+// cleared), its fp32 view for f32 cases.
+Operand device_operand(const DevTensor3& d, DType t) {
+  return t == DType::f32 ? Operand(d.view) : Operand::device16(d.view, d.h16.as<uint16_t>(), t);
+}
+
 double rms(const std::vector<float>& v) {
   double s = 0;
   for (float x : v) s += double(x) * x;
@@ -192,9 +198,7 @@ void check_routing(const Case& c) {
   DevTensor3 dk = to_device(k), dq = to_device(q);
   DeviceBuffer g_mean = poisoned(kbar_n * 4), g_min = poisoned(kbar_n * 4), g_max = poisoned(kbar_n * 4);
   BlockPoolParams gp = pp;
-  gp.k = dk.view;
-  gp.input_dtype = c.dtype;
-  if (c.dtype != DType::f32) { gp.k.data = nullptr; gp.k16 = dk.h16.as<uint16_t>(); }
+  gp.k = device_operand(dk, c.dtype);
   gp.mean = g_mean.as<float>();
   gp.min = g_min.as<float>();
   gp.max = g_max.as<float>();
@@ -227,9 +231,7 @@ void check_routing(const Case& c) {
   DeviceBuffer d_kbar = upload(mean);
   DeviceBuffer g_sel = poisoned(sel_n * 4), g_sel_s = poisoned(sel_n * 4);
   GateTopkParams tg = tp;
-  tg.q = dq.view;
-  tg.input_dtype = c.dtype;
-  if (c.dtype != DType::f32) { tg.q.data = nullptr; tg.q16 = dq.h16.as<uint16_t>(); }
+  tg.q = device_operand(dq, c.dtype);
   tg.kbar = d_kbar.as<float>();
   tg.selected = g_sel.as<int32_t>();
   tg.selected_scores = g_sel_s.as<float>();
@@ -313,12 +315,8 @@ void check_attention(const Case& c) {
   DevTensor3 dq = to_device(q), dk = to_device(k), dv = to_device(v);
   DeviceBuffer d_sel = upload(sel), g_out = poisoned(out_n * 4), g_lse = poisoned(lse_n * 4);
   MobaAttentionParams ag = ap;
-  ag.input_dtype = c.dtype;
-  ag.q = dq.view; ag.k = dk.view; ag.v = dv.view;
-  if (c.dtype != DType::f32) {  // raw 16-bit path; f32 cases exercise the conversion
-    ag.q16 = dq.h16.as<uint16_t>(); ag.k16 = dk.h16.as<uint16_t>(); ag.v16 = dv.h16.as<uint16_t>();
-    ag.q.data = ag.k.data = ag.v.data = nullptr;
-  }
+  // raw 16-bit path; f32 cases exercise the conversion
+  ag.q = device_operand(dq, c.dtype); ag.k = device_operand(dk, c.dtype); ag.v = device_operand(dv, c.dtype);
   ag.selected = d_sel.as<int32_t>();
   ag.out = g_out.as<float>();
   ag.lse = g_lse.as<float>();
@@ -375,12 +373,7 @@ void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n, std
   DeviceBuffer g_ti = poisoned(lse_n * top_n * 4), g_tp = poisoned(lse_n * top_n * 4);
   std::vector<DeviceBuffer> g_mass;
   DensePassParams g = p;
-  g.input_dtype = c.dtype;
-  g.q = dq.view; g.k = dk.view; g.v = dv.view;
-  if (c.dtype != DType::f32) {
-    g.q16 = dq.h16.as<uint16_t>(); g.k16 = dk.h16.as<uint16_t>(); g.v16 = dv.h16.as<uint16_t>();
-    g.q.data = g.k.data = g.v.data = nullptr;
-  }
+  g.q = device_operand(dq, c.dtype); g.k = device_operand(dk, c.dtype); g.v = device_operand(dv, c.dtype);
   g.lse = g_lse.as<float>();
   g.out = g_out.as<float>();
   for (int i = 0; i < n_sizes; ++i) {
@@ -560,9 +553,9 @@ TEST_CASE("gpu: index math past 2^31 elements", "[gpu][long]") {
   moba_attention_cpu(ap);
   DeviceBuffer d_sel = upload(sel), g_out = poisoned(out.size() * 4), g_lse = poisoned(lse.size() * 4);
   MobaAttentionParams ag = ap;
-  ag.q = ag.k = ag.v = view;
-  ag.input_dtype = DType::bf16;
-  ag.q16 = bq.as<uint16_t>(); ag.k16 = bk.as<uint16_t>(); ag.v16 = bv.as<uint16_t>();
+  ag.q = Operand::device16(view, bq.as<uint16_t>(), DType::bf16);
+  ag.k = Operand::device16(view, bk.as<uint16_t>(), DType::bf16);
+  ag.v = Operand::device16(view, bv.as<uint16_t>(), DType::bf16);
   ag.selected = d_sel.as<int32_t>();
   ag.out = g_out.as<float>();
   ag.lse = g_lse.as<float>();
