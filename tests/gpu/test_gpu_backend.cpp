@@ -17,6 +17,7 @@
 #include "core/dtype.h"
 #include "core/tensor.h"
 #include "kernels/block_pool.h"
+#include "kernels/cuda/tuning.h"
 #include "kernels/cuda_runtime.h"
 #include "kernels/dense_pass.h"
 #include "kernels/gate_topk.h"
@@ -479,6 +480,34 @@ TEST_CASE("gpu: dense pass, block masses folded in the first pass only", "[gpu]"
     check_dense(c, 0, c.n_tokens, 0, fast);
     check_dense(c, c.n_tokens / 3 + 1, c.n_tokens / 2, 0, fast);
     check_dense(c, 5, c.n_tokens - 5, 2, {16, 77, 128});  // both passes, mixed sizes
+  }
+}
+
+// Every CudaTuning knob changes speed only: the non-default kernels (scalar gate on bf16,
+// warp lists for small k, fixed attention rows, the register-capped attention, dense pass 2
+// for every size) still meet the CPU contract.
+TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
+  struct Restore {
+    ~Restore() { set_cuda_tuning(CudaTuning{}); }
+  } restore;
+  const char* specs[] = {"gate=scalar", "gate=warp_list", "attn_rows=256", "attn_min_blocks3=1",
+                         "dense_all_pass2=1"};
+  const Case routing[] = {
+      {1000, 2, 2, 128, 8, 9, DType::bf16, TieRule::older},
+      {1000, 2, 2, 64, 8, 6, DType::bf16, TieRule::recent, GqaMode::per_head, 5},
+      {2048, 2, 1, 128, 16, 16, DType::bf16},
+  };
+  const Case attn{1500, 4, 2, 128, 64, 6, DType::bf16};
+  const Case dense{1023, 2, 1, 128, 32, 6, DType::bf16};
+  for (const char* spec : specs) {
+    INFO("tuning " << spec);
+    CudaTuning t;
+    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
+    set_cuda_tuning(t);
+    for (const Case& c : routing) check_routing(c);
+    check_attention(attn);
+    check_dense(dense, 0, dense.n_tokens, 0, {16, 32, 64, 128});
+    check_dense(dense, 100, 700, 3, {16, 77});
   }
 }
 
