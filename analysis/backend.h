@@ -1,7 +1,8 @@
 #pragma once
 // Backend dispatch for the analysis layer: which device runs the kernels, and one `run_*`
 // per op that validates the params once (can_run) and calls the CPU reference or, in a
-// CUDA build with a GPU, the CUDA twin (DESIGN.md §8, issue 4 item 2).
+// CUDA build with a GPU, the CUDA twin through its host staging (kernels/dispatch.h)
+// (DESIGN.md §8, issue 4 item 2).
 //
 // Contract of every run_*: the params hold HOST pointers, exactly as the CPU reference
 // takes them; the CUDA branch copies inputs to device buffers, runs `*_cuda` and copies the

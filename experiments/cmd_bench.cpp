@@ -1,4 +1,5 @@
-// `moba bench [--json] [--tokens LIST] [--suite b1,b3] [--reps N] [--b3-max-tokens N] [--configs B:k,...]`
+// `moba bench [--json] [--tokens LIST] [--suite b1,b3] [--reps N] [--b3-max-tokens N] [--configs B:k,...]
+//             [--tuning key=value,...]`
 //
 // PERF.md benchmarks on the CUDA backend, timed with device events after a warm-up, median
 // of --reps runs, inputs drawn at random (bf16, larger than L2):
@@ -10,6 +11,8 @@
 //       {16, 32, 64, 128}, streamed over query chunks (chunk sized so the mass buffers stay
 //       under 2 GiB).
 // Peak device memory (stream-ordered pool high-water mark, inputs included) per row.
+// --tuning sets the CUDA tuning knobs (kernels/cuda/tuning.h) for same-inputs A/B runs, e.g.
+// `--tuning gate=warp_list` or `--tuning attn_rows=2048,attn_min_blocks3=1`.
 // The SDPA baselines come from experiments/bench/sdpa_baseline.py in the same device call.
 #include <algorithm>
 #include <stdexcept>
@@ -29,6 +32,7 @@
 #include "kernels/gate_topk.h"
 #include "kernels/moba_attention.h"
 #ifdef MOBA_HAVE_CUDA
+#include "kernels/cuda/tuning.h"
 #include "kernels/cuda_runtime.h"
 #endif
 
@@ -37,8 +41,10 @@ namespace {
 
 const char* kUsage =
     "usage: moba bench [--json] [--tokens 8192,16384,...] [--suite b1,b3] [--reps N] [--b3-max-tokens N]\n"
-    "                  [--configs 128:8,16:64]\n"
-    "  Times the CUDA kernels (PERF.md B1-B3): routing + MoBA forward, analysis pass.\n";
+    "                  [--configs 128:8,16:64] [--tuning key=value,...]\n"
+    "  Times the CUDA kernels (PERF.md B1-B3): routing + MoBA forward, analysis pass.\n"
+    "  --tuning: CUDA tuning knobs (kernels/cuda/tuning.h): gate=automatic|scalar|warp_list,\n"
+    "            attn_rows=N (0 = automatic), attn_min_blocks3=0|1, dense_all_pass2=0|1\n";
 
 #ifdef MOBA_HAVE_CUDA
 using namespace moba::kernels;
@@ -92,13 +98,17 @@ struct Row {
 };
 
 int run_bench(const std::vector<std::string>& argv) {
-  const Args args(argv, {"tokens", "suite", "reps", "b3-max-tokens", "configs"}, {"json", "help"});
+  const Args args(argv, {"tokens", "suite", "reps", "b3-max-tokens", "configs", "tuning"}, {"json", "help"});
   if (args.flag("help")) { std::printf("%s", kUsage); return 0; }
   const auto tokens = args.int_list("tokens", {8192, 16384, 32768, 65536, 131072}, 1, int64_t{1} << 22);
   const auto suites = args.str_list("suite", {"b1", "b3"});
   const int reps = static_cast<int>(args.integer("reps", 10, 1, 1000));
   const int64_t b3_max = args.integer("b3-max-tokens", 65536, 1, int64_t{1} << 22);
   const bool json = args.flag("json");
+  CudaTuning tuning;
+  if (const char* e = parse_cuda_tuning(args.str("tuning", ""), &tuning))
+    throw UsageError(std::string("bench: --") + e);
+  set_cuda_tuning(tuning);
   if (!cuda_device_available()) throw std::runtime_error("bench: no CUDA device available");
   const std::string device = cuda_device_name();
   const bool do_b1 = std::find(suites.begin(), suites.end(), "b1") != suites.end();
@@ -128,15 +138,18 @@ int run_bench(const std::vector<std::string>& argv) {
         check(sel.error(), "alloc selected");
         check(cuda_peak_memory_reset(), "peak reset");
         BlockPoolParams pp;
-        pp.k = view; pp.block_size = B; pp.pool_dtype = DType::bf16; pp.mean = kbar.as<float>();
-        pp.input_dtype = DType::bf16; pp.k16 = k.as<uint16_t>();
+        pp.k = Operand::device16(view, k.as<uint16_t>(), DType::bf16);
+        pp.block_size = B; pp.pool_dtype = DType::bf16; pp.mean = kbar.as<float>();
         GateTopkParams gp;
-        gp.q = view; gp.kbar = kbar.as<float>(); gp.n_kv_heads = kHeads; gp.block_size = B; gp.top_k = K;
-        gp.selected = sel.as<int32_t>(); gp.input_dtype = DType::bf16; gp.q16 = q.as<uint16_t>();
+        gp.q = Operand::device16(view, q.as<uint16_t>(), DType::bf16);
+        gp.kbar = kbar.as<float>(); gp.n_kv_heads = kHeads; gp.block_size = B; gp.top_k = K;
+        gp.selected = sel.as<int32_t>();
         MobaAttentionParams ap;
-        ap.q = ap.k = ap.v = view; ap.selected = sel.as<int32_t>(); ap.top_k = K; ap.block_size = B;
-        ap.out = out.as<float>(); ap.lse = lse.as<float>(); ap.input_dtype = DType::bf16;
-        ap.q16 = q.as<uint16_t>(); ap.k16 = k.as<uint16_t>(); ap.v16 = v.as<uint16_t>();
+        ap.q = Operand::device16(view, q.as<uint16_t>(), DType::bf16);
+        ap.k = Operand::device16(view, k.as<uint16_t>(), DType::bf16);
+        ap.v = Operand::device16(view, v.as<uint16_t>(), DType::bf16);
+        ap.selected = sel.as<int32_t>(); ap.top_k = K; ap.block_size = B;
+        ap.out = out.as<float>(); ap.lse = lse.as<float>();
         auto routing = [&] {
           check(block_pool_cuda(pp), "block_pool");
           check(gate_topk_cuda(gp), "gate_topk");
@@ -167,9 +180,9 @@ int run_bench(const std::vector<std::string>& argv) {
       auto pass = [&] {
         for (int64_t q0 = 0; q0 < T; q0 += chunk) {
           DensePassParams p;
-          p.q = p.k = p.v = view;
-          p.input_dtype = DType::bf16;
-          p.q16 = q.as<uint16_t>(); p.k16 = k.as<uint16_t>(); p.v16 = v.as<uint16_t>();
+          p.q = Operand::device16(view, q.as<uint16_t>(), DType::bf16);
+          p.k = Operand::device16(view, k.as<uint16_t>(), DType::bf16);
+          p.v = Operand::device16(view, v.as<uint16_t>(), DType::bf16);
           p.query_begin = q0;
           p.query_count = std::min(chunk, T - q0);
           p.lse = lse.as<float>() + 0;  // [heads, chunk] per call; lse reused

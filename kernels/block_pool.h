@@ -15,24 +15,17 @@
 
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "kernels/operand.h"
 
 namespace moba::kernels {
 
 struct BlockPoolParams {
-  TensorView k;                    // [n_kv_heads, n_tokens, head_dim] keys; stride_dim == 1
+  Operand k;                       // [n_kv_heads, n_tokens, head_dim] keys; stride_dim == 1
   int64_t block_size = 0;          // B >= 1
   DType pool_dtype = DType::f32;   // the mean is rounded to this dtype (f32 = fp32 mean)
   float* mean = nullptr;           // out [n_kv_heads, n_blocks, head_dim] contiguous; required
   float* min = nullptr;            // out [n_kv_heads, n_blocks, head_dim] contiguous; optional
   float* max = nullptr;            // out [n_kv_heads, n_blocks, head_dim] contiguous; optional
-  // --- CUDA fast path (appended; the CPU backend ignores these fields) ---
-  // `input_dtype` f16 or bf16: the CUDA backend computes on 16-bit values of that type. Where
-  // a raw 16-bit device pointer below is set, it is read (same shape and strides as the
-  // view, whose `data` may then be null); otherwise the fp32 view is converted, losslessly
-  // when its values came from a dump of that dtype. f32 means bf16 for the tensor-core ops
-  // (moba_attention, dense_pass: lossy, stated) and plain fp32 reads for the others.
-  DType input_dtype = DType::f32;
-  const uint16_t* k16 = nullptr;  // [n_kv_heads, n_tokens, head_dim] device, optional
 };
 
 // n_blocks = ceil(n_tokens / block_size); 0 when n_tokens == 0. block_size must be >= 1.

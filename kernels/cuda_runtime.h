@@ -7,11 +7,9 @@
 #include <cstddef>
 #include <string>
 
-namespace moba::kernels {
+#include "kernels/backend.h"  // cuda_device_available, cuda_device_name, cuda_last_error_detail
 
-bool cuda_device_available();        // a CUDA device is present and a context can be made
-std::string cuda_device_name();      // e.g. "NVIDIA H100 80GB HBM3"; "" when none
-std::string cuda_last_error_detail();  // the CUDA error string of this thread's last failure
+namespace moba::kernels {
 
 // Owning device allocation (stream-ordered pool of the current device, so that the pool's
 // high-water mark counts it). Move-only. Allocation failure leaves it empty and sets

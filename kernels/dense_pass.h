@@ -27,15 +27,16 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "kernels/operand.h"
 
 namespace moba::kernels {
 
 constexpr int kDensePassMaxBlockSizes = 8;
 
 struct DensePassParams {
-  TensorView q;                    // [n_q_heads, n_tokens, head_dim]; stride_dim == 1
-  TensorView k;                    // [n_kv_heads, n_tokens, head_dim]; stride_dim == 1
-  TensorView v;                    // [n_kv_heads, n_tokens, head_dim]; needed only with `out`
+  Operand q;                       // [n_q_heads, n_tokens, head_dim]; stride_dim == 1
+  Operand k;                       // [n_kv_heads, n_tokens, head_dim]; stride_dim == 1
+  Operand v;                       // [n_kv_heads, n_tokens, head_dim]; needed only with `out`
   float softmax_scale = 0.0f;      // 0 = 1 / sqrt(head_dim)
   int64_t query_begin = 0;         // first query position of the range
   int64_t query_count = 0;         // queries in the range; query_begin + query_count <= n_tokens
@@ -55,16 +56,6 @@ struct DensePassParams {
 
   int64_t query_tile = 0;          // CPU tile sizes; 0 = 64 queries
   int64_t key_tile = 0;            // 0 = 256 keys
-  // --- CUDA fast path (appended; the CPU backend ignores these fields) ---
-  // `input_dtype` f16 or bf16: the CUDA backend computes on 16-bit values of that type. Where
-  // a raw 16-bit device pointer below is set, it is read (same shape and strides as the
-  // view, whose `data` may then be null); otherwise the fp32 view is converted, losslessly
-  // when its values came from a dump of that dtype. f32 means bf16 for the tensor-core ops
-  // (moba_attention, dense_pass: lossy, stated) and plain fp32 reads for the others.
-  DType input_dtype = DType::f32;
-  const uint16_t* q16 = nullptr;  // [n_q_heads, n_tokens, head_dim] device, optional
-  const uint16_t* k16 = nullptr;  // [n_kv_heads, n_tokens, head_dim] device, optional
-  const uint16_t* v16 = nullptr;  // [n_kv_heads, n_tokens, head_dim] device, optional
 };
 
 const char* dense_pass_can_run(const DensePassParams& p);

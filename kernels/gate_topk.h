@@ -31,17 +31,45 @@
 // accumulation error (documented per dtype in tests/tolerances.h).
 //
 // Preconditions: gate_topk_can_run(p) == nullptr.
+#include <cmath>
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "kernels/operand.h"
+
+#if defined(__CUDACC__)
+#define MOBA_HOST_DEVICE_INLINE __host__ __device__ __forceinline__
+#else
+#define MOBA_HOST_DEVICE_INLINE inline
+#endif
 
 namespace moba::kernels {
 
 enum class TieRule { recent, older };
 enum class GqaMode { per_head, shared };
 
+// The selection order above, once for every backend and for analysis (host and device):
+// candidate (score sa, block a) ranks strictly before (sb, b), a != b. NaN ranks below every
+// number; otherwise the higher score; on equal scores the larger index under `recent`
+// (recent = true), the smaller under `older`.
+template <typename Index>
+MOBA_HOST_DEVICE_INLINE bool ranks_before(float sa, Index a, float sb, Index b, bool recent) {
+#ifdef __CUDA_ARCH__
+  const bool na = isnan(sa), nb = isnan(sb);
+#else
+  const bool na = std::isnan(sa), nb = std::isnan(sb);
+#endif
+  if (na != nb) return nb;
+  if (!na && sa != sb) return sa > sb;
+  return recent ? a > b : a < b;
+}
+template <typename Index>
+MOBA_HOST_DEVICE_INLINE bool ranks_before(float sa, Index a, float sb, Index b, TieRule tie) {
+  return ranks_before(sa, a, sb, b, tie == TieRule::recent);
+}
+
 struct GateTopkParams {
-  TensorView q;                    // [n_q_heads, n_tokens, head_dim]; stride_dim == 1
+  Operand q;                       // [n_q_heads, n_tokens, head_dim]; stride_dim == 1
   const float* kbar = nullptr;     // [n_kv_heads, n_blocks, head_dim] contiguous (block_pool mean)
   int64_t n_kv_heads = 0;          // n_q_heads % n_kv_heads == 0
   int64_t block_size = 0;          // B >= 1; n_blocks = ceil(n_tokens / B)
@@ -54,14 +82,6 @@ struct GateTopkParams {
   // where `selected` is -1.
   float* selected_scores = nullptr;
   int64_t query_tile = 0;          // queries per tile (CPU and scratch size); 0 = 128
-  // --- CUDA fast path (appended; the CPU backend ignores these fields) ---
-  // `input_dtype` f16 or bf16: the CUDA backend computes on 16-bit values of that type. Where
-  // a raw 16-bit device pointer below is set, it is read (same shape and strides as the
-  // view, whose `data` may then be null); otherwise the fp32 view is converted, losslessly
-  // when its values came from a dump of that dtype. f32 means bf16 for the tensor-core ops
-  // (moba_attention, dense_pass: lossy, stated) and plain fp32 reads for the others.
-  DType input_dtype = DType::f32;
-  const uint16_t* q16 = nullptr;  // [n_q_heads, n_tokens, head_dim] device, optional
 };
 
 const char* gate_topk_can_run(const GateTopkParams& p);

@@ -1,4 +1,5 @@
-// Backend availability, shared by every op's dispatch.
+// Backend availability (kernels/backend.h). With the CUDA backend the device functions live in
+// kernels/cuda/cuda_runtime.cu; these are the stubs of a CPU-only build.
 #include "kernels/backend.h"
 
 namespace moba::kernels {
@@ -10,5 +11,11 @@ bool cuda_compiled() {
   return false;
 #endif
 }
+
+#ifndef MOBA_HAVE_CUDA
+bool cuda_device_available() { return false; }
+std::string cuda_device_name() { return ""; }
+std::string cuda_last_error_detail() { return ""; }
+#endif
 
 }  // namespace moba::kernels

@@ -20,29 +20,20 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "kernels/operand.h"
 
 namespace moba::kernels {
 
 struct MobaAttentionParams {
-  TensorView q;                    // [n_q_heads, n_tokens, head_dim]; stride_dim == 1
-  TensorView k;                    // [n_kv_heads, n_tokens, head_dim]; stride_dim == 1
-  TensorView v;                    // [n_kv_heads, n_tokens, head_dim]; stride_dim == 1
+  Operand q;                       // [n_q_heads, n_tokens, head_dim]; stride_dim == 1
+  Operand k;                       // [n_kv_heads, n_tokens, head_dim]; stride_dim == 1
+  Operand v;                       // [n_kv_heads, n_tokens, head_dim]; stride_dim == 1
   const int32_t* selected = nullptr;  // [n_q_heads, n_tokens, top_k] contiguous
   int top_k = 0;                   // >= 1
   int64_t block_size = 0;          // B >= 1
   float softmax_scale = 0.0f;      // 0 = 1 / sqrt(head_dim)
   float* out = nullptr;            // out [n_q_heads, n_tokens, head_dim] contiguous; required
   float* lse = nullptr;            // out [n_q_heads, n_tokens] contiguous; optional
-  // --- CUDA fast path (appended; the CPU backend ignores these fields) ---
-  // `input_dtype` f16 or bf16: the CUDA backend computes on 16-bit values of that type. Where
-  // a raw 16-bit device pointer below is set, it is read (same shape and strides as the
-  // view, whose `data` may then be null); otherwise the fp32 view is converted, losslessly
-  // when its values came from a dump of that dtype. f32 means bf16 for the tensor-core ops
-  // (moba_attention, dense_pass: lossy, stated) and plain fp32 reads for the others.
-  DType input_dtype = DType::f32;
-  const uint16_t* q16 = nullptr;  // [n_q_heads, n_tokens, head_dim] device, optional
-  const uint16_t* k16 = nullptr;  // [n_kv_heads, n_tokens, head_dim] device, optional
-  const uint16_t* v16 = nullptr;  // [n_kv_heads, n_tokens, head_dim] device, optional
 };
 
 const char* moba_attention_can_run(const MobaAttentionParams& p);

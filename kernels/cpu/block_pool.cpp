@@ -3,33 +3,16 @@
 
 #include <algorithm>
 
+#include "kernels/cpu/cpu_common.h"
+
 namespace moba::kernels {
-namespace {
-
-// Below this many element operations a parallel region costs more than it saves.
-constexpr int64_t kMinParallelWork = int64_t{1} << 16;
-
-}  // namespace
-
-int64_t block_count(int64_t n_tokens, int64_t block_size) {
-  return n_tokens <= 0 ? 0 : (n_tokens + block_size - 1) / block_size;
-}
-
-const char* block_pool_can_run(const BlockPoolParams& p) {
-  if (p.k.data == nullptr && p.k.n_tokens > 0) return "block_pool: k.data is null";
-  if (p.k.n_heads < 0 || p.k.n_tokens < 0 || p.k.head_dim < 1) return "block_pool: bad k shape";
-  if (p.k.stride_dim != 1) return "block_pool: k rows must be contiguous (stride_dim == 1)";
-  if (p.block_size < 1) return "block_pool: block_size must be >= 1";
-  if (p.mean == nullptr) return "block_pool: mean output is null";
-  return nullptr;
-}
 
 void block_pool_cpu(const BlockPoolParams& p) {
   const int64_t n_heads = p.k.n_heads, n_tokens = p.k.n_tokens, d = p.k.head_dim;
   const int64_t B = p.block_size;
   const int64_t n_blocks = block_count(n_tokens, B);
   const int64_t n_items = n_heads * n_blocks;
-#pragma omp parallel if (n_heads * n_tokens * d > kMinParallelWork)
+#pragma omp parallel if (n_heads * n_tokens * d > cpu::kMinParallelElementWork)
   {
     double* acc = new double[static_cast<size_t>(d)];
 #pragma omp for schedule(static)

@@ -15,51 +15,22 @@
 #include <vector>
 
 #include "kernels/block_pool.h"
+#include "kernels/constants.h"
+#include "kernels/cpu/cpu_common.h"
 
 namespace moba::kernels {
 namespace {
 
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using RowMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-// Below this many multiply-adds a parallel region costs more than it saves.
-constexpr int64_t kMinParallelWork = int64_t{1} << 18;
-
-using ConstRowsMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+using cpu::ConstRowsMap;
+using cpu::RowMatrix;
+using cpu::RowMatrixD;
 
 // (score a, key ja) ranks strictly before (score b, key jb): higher score, then larger key.
-inline bool ranks_before(float a, int64_t ja, float b, int64_t jb) {
+inline bool top_n_ranks_before(float a, int64_t ja, float b, int64_t jb) {
   return a > b || (a == b && ja > jb);
 }
 
 }  // namespace
-
-const char* dense_pass_can_run(const DensePassParams& p) {
-  if (p.q.data == nullptr || p.k.data == nullptr) return "dense_pass: q or k data is null";
-  if (p.q.stride_dim != 1 || p.k.stride_dim != 1) return "dense_pass: q/k rows must be contiguous";
-  if (p.q.n_heads < 1 || p.k.n_heads < 1 || p.q.head_dim < 1) return "dense_pass: bad q/k shape";
-  if (p.q.n_heads % p.k.n_heads != 0) return "dense_pass: n_q_heads must be a multiple of n_kv_heads";
-  if (p.k.n_tokens != p.q.n_tokens || p.k.head_dim != p.q.head_dim)
-    return "dense_pass: q and k disagree on n_tokens or head_dim";
-  if (p.out) {
-    if (p.v.data == nullptr || p.v.stride_dim != 1) return "dense_pass: out requested without a contiguous-row v";
-    if (p.v.n_heads != p.k.n_heads || p.v.n_tokens != p.k.n_tokens || p.v.head_dim != p.k.head_dim)
-      return "dense_pass: v disagrees with k";
-  }
-  if (p.query_begin < 0 || p.query_count < 0 || p.query_begin + p.query_count > p.q.n_tokens)
-    return "dense_pass: query range outside [0, n_tokens)";
-  if (p.lse == nullptr) return "dense_pass: lse is null";
-  if (p.n_block_sizes < 0 || p.n_block_sizes > kDensePassMaxBlockSizes)
-    return "dense_pass: n_block_sizes outside [0, kDensePassMaxBlockSizes]";
-  for (int i = 0; i < p.n_block_sizes; ++i) {
-    if (p.block_sizes[i] < 1) return "dense_pass: block size must be >= 1";
-    if (p.block_mass[i] == nullptr) return "dense_pass: block_mass output is null";
-  }
-  if (p.top_n < 0) return "dense_pass: top_n must be >= 0";
-  if (p.top_n > 0 && p.top_index == nullptr) return "dense_pass: top_index is null";
-  if (p.query_tile < 0 || p.key_tile < 0) return "dense_pass: tile sizes must be >= 0";
-  if (!(p.softmax_scale >= 0.0f) || std::isinf(p.softmax_scale)) return "dense_pass: bad softmax_scale";
-  return nullptr;
-}
 
 void dense_pass_cpu(const DensePassParams& p) {
   const int64_t n_q = p.q.n_heads, T = p.q.n_tokens, d = p.q.head_dim;
@@ -67,7 +38,7 @@ void dense_pass_cpu(const DensePassParams& p) {
   const int64_t Q0 = p.query_begin, NQ = p.query_count;
   const int64_t qt = p.query_tile > 0 ? p.query_tile : 64;
   const int64_t kt = p.key_tile > 0 ? p.key_tile : 256;
-  const float scale = p.softmax_scale > 0.0f ? p.softmax_scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  const float scale = softmax_scale_or_default(p);
   const int64_t n_tiles = (NQ + qt - 1) / qt;
   const int64_t n_items = n_q * n_tiles;
   const int top_n = p.top_n;
@@ -75,7 +46,7 @@ void dense_pass_cpu(const DensePassParams& p) {
   int64_t n_blocks[kDensePassMaxBlockSizes] = {};
   for (int i = 0; i < p.n_block_sizes; ++i) n_blocks[i] = block_count(T, p.block_sizes[i]);
 
-#pragma omp parallel if (n_q * NQ * (Q0 + NQ) * d > kMinParallelWork)
+#pragma omp parallel if (n_q * NQ * (Q0 + NQ) * d > cpu::kMinParallelWork)
   {
     RowMatrix S(qt, kt);                       // [query_tile, key_tile] scores, then P
     RowMatrixD O(qt, d);                       // [query_tile, head_dim] output accumulator
@@ -142,9 +113,9 @@ void dense_pass_cpu(const DensePassParams& p) {
             for (int64_t jj = 0; jj < nv; ++jj) {
               const float sv = srow[jj];
               const int64_t j = j0 + jj;
-              if (cnt == top_n && !ranks_before(sv, j, ls[cnt - 1], lj[cnt - 1])) continue;
+              if (cnt == top_n && !top_n_ranks_before(sv, j, ls[cnt - 1], lj[cnt - 1])) continue;
               int pos = cnt < top_n ? cnt++ : cnt - 1;
-              while (pos > 0 && ranks_before(sv, j, ls[pos - 1], lj[pos - 1])) {
+              while (pos > 0 && top_n_ranks_before(sv, j, ls[pos - 1], lj[pos - 1])) {
                 ls[pos] = ls[pos - 1];
                 lj[pos] = lj[pos - 1];
                 --pos;

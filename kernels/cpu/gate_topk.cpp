@@ -12,21 +12,17 @@
 #include <vector>
 
 #include "kernels/block_pool.h"
+#include "kernels/constants.h"
+#include "kernels/cpu/cpu_common.h"
 
 namespace moba::kernels {
 namespace {
 
 constexpr int64_t kRowsPerGroup = 4;  // queries sharing one sweep over kbar^T
-// Below this many multiply-adds a parallel region costs more than it saves.
-constexpr int64_t kMinParallelWork = int64_t{1} << 18;
 
-// `a` ranks strictly before `b` (a, b distinct block indices).
-inline bool ranks_before(const float* scores, int32_t a, int32_t b, TieRule tie) {
-  const float sa = scores[a], sb = scores[b];
-  const bool na = std::isnan(sa), nb = std::isnan(sb);
-  if (na != nb) return nb;
-  if (!na && sa != sb) return sa > sb;
-  return tie == TieRule::recent ? a > b : a < b;
+// Block `a` ranks strictly before block `b` (distinct indices) by their scores (gate_topk.h).
+inline bool block_ranks_before(const float* scores, int32_t a, int32_t b, TieRule tie) {
+  return ranks_before(scores[a], a, scores[b], b, tie);
 }
 
 // kbar [n_kv_heads, n_blocks, d] -> kbar_t [n_kv_heads, d, n_blocks].
@@ -92,9 +88,9 @@ int select_blocks_row(const float* scores, int64_t current_block, int top_k, Tie
     // selected_row[0, cnt) holds the best candidates so far, best first.
     for (int64_t bb = current_block - 1; bb >= 0; --bb) {
       const int32_t b = static_cast<int32_t>(bb);
-      if (cnt == n_pick && !ranks_before(scores, b, selected_row[cnt - 1], tie)) continue;
+      if (cnt == n_pick && !block_ranks_before(scores, b, selected_row[cnt - 1], tie)) continue;
       int pos = cnt < n_pick ? cnt++ : cnt - 1;
-      while (pos > 0 && ranks_before(scores, b, selected_row[pos - 1], tie)) {
+      while (pos > 0 && block_ranks_before(scores, b, selected_row[pos - 1], tie)) {
         selected_row[pos] = selected_row[pos - 1];
         --pos;
       }
@@ -105,20 +101,6 @@ int select_blocks_row(const float* scores, int64_t current_block, int top_k, Tie
   selected_row[cnt++] = static_cast<int32_t>(current_block);
   for (int i = cnt; i < top_k; ++i) selected_row[i] = -1;
   return cnt;
-}
-
-const char* gate_topk_can_run(const GateTopkParams& p) {
-  if (p.q.data == nullptr && p.q.n_tokens > 0) return "gate_topk: q.data is null";
-  if (p.q.n_heads < 1 || p.q.n_tokens < 0 || p.q.head_dim < 1) return "gate_topk: bad q shape";
-  if (p.q.stride_dim != 1) return "gate_topk: q rows must be contiguous (stride_dim == 1)";
-  if (p.n_kv_heads < 1 || p.q.n_heads % p.n_kv_heads != 0)
-    return "gate_topk: n_q_heads must be a multiple of n_kv_heads";
-  if (p.block_size < 1) return "gate_topk: block_size must be >= 1";
-  if (p.top_k < 1) return "gate_topk: top_k must be >= 1";
-  if (p.kbar == nullptr && p.q.n_tokens > 0) return "gate_topk: kbar is null";
-  if (p.selected == nullptr) return "gate_topk: selected output is null";
-  if (p.query_tile < 0) return "gate_topk: query_tile must be >= 0";
-  return nullptr;
 }
 
 void gate_scores_tile_cpu(const GateTopkParams& p, int64_t q_head, int64_t t_begin,
@@ -156,11 +138,11 @@ void gate_topk_cpu(const GateTopkParams& p) {
   const int64_t n_routers = shared ? p.n_kv_heads : n_q;  // independent choices per query
   const int64_t n_items = n_routers * n_tiles;
   const int K = p.top_k;
-  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float nan = kQuietNaN;
   if (n_items == 0) return;
   const std::vector<float> kbar_t = transpose_kbar(p, n_blocks);
 
-#pragma omp parallel if (n_q * T * (n_blocks / 2 + 1) * p.q.head_dim > kMinParallelWork)
+#pragma omp parallel if (n_q * T * (n_blocks / 2 + 1) * p.q.head_dim > cpu::kMinParallelWork)
   {
     // [kRowsPerGroup, n_blocks] scores and summing scratch.
     std::vector<float> rows_buf(static_cast<size_t>(kRowsPerGroup * n_blocks));

@@ -3,30 +3,16 @@
 
 #include <cmath>
 
+#include "kernels/cpu/cpu_common.h"
+
 namespace moba::kernels {
-namespace {
-
-// Below this many element operations a parallel region costs more than it saves.
-constexpr int64_t kMinParallelWork = int64_t{1} << 16;
-
-}  // namespace
-
-const char* kconv_can_run(const KconvParams& p) {
-  if (p.k.data == nullptr && p.k.n_tokens > 0) return "kconv: k.data is null";
-  if (p.k.n_heads < 0 || p.k.n_tokens < 0 || p.k.head_dim < 1) return "kconv: bad k shape";
-  if (p.k.stride_dim != 1) return "kconv: k rows must be contiguous (stride_dim == 1)";
-  if (p.width != 3 && p.width != 5) return "kconv: width must be 3 or 5";
-  if (p.weights_per_head && p.weights == nullptr) return "kconv: weights_per_head without weights";
-  if (p.out == nullptr) return "kconv: out is null";
-  return nullptr;
-}
 
 void kconv_cpu(const KconvParams& p) {
   const int64_t n_heads = p.k.n_heads, n_tokens = p.k.n_tokens, d = p.k.head_dim;
   const int W = p.width;
   const double uniform = 1.0 / W;
   const int64_t n_rows = n_heads * n_tokens;
-#pragma omp parallel for schedule(static) if (n_rows * d * W > kMinParallelWork)
+#pragma omp parallel for schedule(static) if (n_rows * d * W > cpu::kMinParallelElementWork)
   for (int64_t row = 0; row < n_rows; ++row) {
     const int64_t h = row / n_tokens, t = row % n_tokens;
     // [W, head_dim] weights of this head, or nullptr for uniform.

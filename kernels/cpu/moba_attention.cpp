@@ -13,55 +13,28 @@
 #include <vector>
 
 #include "kernels/block_pool.h"
+#include "kernels/constants.h"
+#include "kernels/cpu/cpu_common.h"
 
 namespace moba::kernels {
 namespace {
 
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-// Below this many multiply-adds a parallel region costs more than it saves.
-constexpr int64_t kMinParallelWork = int64_t{1} << 18;
-
-using ConstRowsMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
-
-const char* check_view(const TensorView& v, const char* what_null, const char* what_contig) {
-  if (v.data == nullptr && v.n_tokens > 0) return what_null;
-  if (v.stride_dim != 1) return what_contig;
-  return nullptr;
-}
+using cpu::ConstRowsMap;
+using cpu::RowMatrix;
 
 }  // namespace
-
-const char* moba_attention_can_run(const MobaAttentionParams& p) {
-  if (const char* e = check_view(p.q, "moba_attention: q.data is null", "moba_attention: q rows must be contiguous")) return e;
-  if (const char* e = check_view(p.k, "moba_attention: k.data is null", "moba_attention: k rows must be contiguous")) return e;
-  if (const char* e = check_view(p.v, "moba_attention: v.data is null", "moba_attention: v rows must be contiguous")) return e;
-  if (p.q.n_heads < 1 || p.k.n_heads < 1 || p.q.head_dim < 1 || p.q.n_tokens < 0)
-    return "moba_attention: bad q/k shape";
-  if (p.q.n_heads % p.k.n_heads != 0) return "moba_attention: n_q_heads must be a multiple of n_kv_heads";
-  if (p.v.n_heads != p.k.n_heads) return "moba_attention: k and v disagree on n_kv_heads";
-  if (p.k.n_tokens != p.q.n_tokens || p.v.n_tokens != p.q.n_tokens)
-    return "moba_attention: q, k, v disagree on n_tokens";
-  if (p.k.head_dim != p.q.head_dim || p.v.head_dim != p.q.head_dim)
-    return "moba_attention: q, k, v disagree on head_dim";
-  if (p.block_size < 1) return "moba_attention: block_size must be >= 1";
-  if (p.top_k < 1) return "moba_attention: top_k must be >= 1";
-  if (p.selected == nullptr && p.q.n_tokens > 0) return "moba_attention: selected is null";
-  if (p.out == nullptr) return "moba_attention: out is null";
-  if (!(p.softmax_scale >= 0.0f) || std::isinf(p.softmax_scale)) return "moba_attention: bad softmax_scale";
-  return nullptr;
-}
 
 void moba_attention_cpu(const MobaAttentionParams& p) {
   const int64_t n_q = p.q.n_heads, T = p.q.n_tokens, d = p.q.head_dim, B = p.block_size;
   const int64_t n_blocks = block_count(T, B);
   const int64_t group = n_q / p.k.n_heads;
   const int K = p.top_k;
-  const float scale = p.softmax_scale > 0.0f ? p.softmax_scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  const float scale = softmax_scale_or_default(p);
   const int64_t tile = 64;
   const int64_t n_tiles = (T + tile - 1) / tile;
   const int64_t n_items = n_q * n_tiles;
 
-#pragma omp parallel if (n_q * T * std::min<int64_t>(K * B, T) * d > kMinParallelWork)
+#pragma omp parallel if (n_q * T * std::min<int64_t>(K * B, T) * d > cpu::kMinParallelWork)
   {
     std::vector<int32_t> blocks(static_cast<size_t>(K));
     std::vector<std::pair<int64_t, int64_t>> ranges(static_cast<size_t>(K));  // key ranges [j0, j1)

@@ -14,7 +14,7 @@ using namespace cuda_detail;
 // grid (n_blocks, n_heads); threads over channels.
 // mean/min/max: [n_heads, n_blocks, head_dim] contiguous.
 __global__ void block_pool_kernel(DevTensor k, int64_t n_tokens, int64_t head_dim,
-                                  int64_t block_size, int pool_kind, float* __restrict__ mean,
+                                  int64_t block_size, ElemKind pool_kind, float* __restrict__ mean,
                                   float* __restrict__ mn, float* __restrict__ mx) {
   const int64_t b = blockIdx.x, h = blockIdx.y, n_blocks = gridDim.x;
   const int64_t t0 = b * block_size, t1 = min(t0 + block_size, n_tokens);
@@ -49,11 +49,9 @@ const char* launch_block_pool(const BlockPoolParams& p, const DevTensor& k, cuda
 }  // namespace
 
 const char* block_pool_cuda(const BlockPoolParams& p, void* stream) {
-  BlockPoolParams check = p;
-  if (p.k16) check.k.data = reinterpret_cast<const float*>(p.k16);  // presence only
-  if (const char* e = block_pool_can_run(check)) return e;
-  if (p.k16 && p.input_dtype == DType::f32) return "block_pool_cuda: k16 needs input_dtype f16 or bf16";
-  DevTensor k{p.k.data, p.k16, p.k16 ? kind_of(p.input_dtype) : kF32, p.k.stride_head, p.k.stride_token};
+  if (const char* e = block_pool_can_run(p)) return e;
+  if (p.k.raw16 && p.k.dtype == DType::f32) return "block_pool_cuda: raw 16-bit k needs dtype f16 or bf16";
+  DevTensor k{p.k.data, p.k.raw16, p.k.raw16 ? kind_of(p.k.dtype) : kF32, p.k.stride_head, p.k.stride_token};
   return launch_block_pool(p, k, static_cast<cudaStream_t>(stream));
 }
 

@@ -15,7 +15,7 @@ thread_local cudaError_t g_last_error = cudaSuccess;
 
 // [heads, tokens, dim] fp32 strided -> contiguous 16-bit; one thread per element.
 __global__ void convert_to_16_kernel(const float* __restrict__ src, int64_t tokens, int64_t dim,
-                                     int64_t stride_head, int64_t stride_token, int kind,
+                                     int64_t stride_head, int64_t stride_token, ElemKind kind,
                                      uint16_t* __restrict__ dst, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -27,7 +27,7 @@ __global__ void convert_to_16_kernel(const float* __restrict__ src, int64_t toke
 }
 
 const char* launch_convert_to_16(const float* src, int64_t heads, int64_t tokens, int64_t dim,
-                                 int64_t stride_head, int64_t stride_token, int kind,
+                                 int64_t stride_head, int64_t stride_token, ElemKind kind,
                                  uint16_t* dst, cudaStream_t stream) {
   const int64_t n = heads * tokens * dim;
   if (n == 0) return nullptr;
@@ -46,7 +46,7 @@ const char* record_failure(cudaError_t e, const char* where) {
 }
 
 const char* convert_to_16(const float* src, int64_t heads, int64_t tokens, int64_t dim,
-                          int64_t stride_head, int64_t stride_token, int kind, uint16_t* dst,
+                          int64_t stride_head, int64_t stride_token, ElemKind kind, uint16_t* dst,
                           cudaStream_t stream) {
   if (kind != kF16 && kind != kBF16) return "convert_to_16: target must be f16 or bf16";
   return launch_convert_to_16(src, heads, tokens, dim, stride_head, stride_token, kind, dst, stream);
@@ -55,15 +55,6 @@ const char* convert_to_16(const float* src, int64_t heads, int64_t tokens, int64
 }  // namespace cuda_detail
 
 using cuda_detail::record_failure;
-
-int cuda_device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
-  return n;
-}
 
 bool cuda_device_available() {
   int n = 0;

@@ -9,6 +9,7 @@
 
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "kernels/operand.h"
 
 namespace moba::kernels::cuda_detail {
 
@@ -33,7 +34,7 @@ const char* record_failure(cudaError_t e, const char* where);
     if (const char* moba_s_ = (expr)) return moba_s_; \
   } while (0)
 
-// Element type code used by device loads: 0 = fp32, 1 = f16, 2 = bf16.
+// Element type of device loads and conversions.
 enum ElemKind : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
 
 inline ElemKind kind_of(DType t) {
@@ -44,7 +45,7 @@ inline ElemKind kind_of(DType t) {
 struct DevTensor {
   const float* f32 = nullptr;
   const uint16_t* h16 = nullptr;
-  int kind = kF32;
+  ElemKind kind = kF32;
   int64_t stride_head = 0, stride_token = 0;
 
   __device__ __forceinline__ float load(int64_t h, int64_t t, int64_t c) const {
@@ -57,7 +58,7 @@ struct DevTensor {
 };
 
 // Round x to `kind` (round to nearest even, as core/dtype.h) and back to fp32.
-__device__ __forceinline__ float round_to_kind(int kind, float x) {
+__device__ __forceinline__ float round_to_kind(ElemKind kind, float x) {
   if (kind == kF16) return __half2float(__float2half_rn(x));
   if (kind == kBF16) return __bfloat162float(__float2bfloat16_rn(x));
   return x;
@@ -92,22 +93,22 @@ class Scratch {
 
 // Converts an fp32 [heads, tokens, dim] view into a contiguous 16-bit tensor of `kind`.
 const char* convert_to_16(const float* src, int64_t heads, int64_t tokens, int64_t dim,
-                          int64_t stride_head, int64_t stride_token, int kind, uint16_t* dst,
+                          int64_t stride_head, int64_t stride_token, ElemKind kind, uint16_t* dst,
                           cudaStream_t stream);
 
 // A 16-bit operand of the tensor-core kernels [heads, tokens, dim] with its strides in
-// elements: the caller's raw 16-bit view when given (rows must be 16-byte aligned; else
-// `misaligned`, a static message naming the op, is returned), otherwise the fp32 view
+// elements: the operand's raw 16-bit values when given (rows must be 16-byte aligned; else
+// `misaligned`, a static message naming the op, is returned), otherwise its fp32 view
 // converted to `kind` into a contiguous scratch copy.
 struct Operand16 {
   const uint16_t* data = nullptr;
   int64_t stride_head = 0, stride_token = 0;
 };
-inline const char* make_operand_16(const TensorView& v, const uint16_t* raw, int kind, Scratch& scratch,
-                                   cudaStream_t stream, const char* misaligned, Operand16* out) {
-  if (raw) {
-    if ((reinterpret_cast<uintptr_t>(raw) % 16) || v.stride_token % 8 || v.stride_head % 8) return misaligned;
-    *out = Operand16{raw, v.stride_head, v.stride_token};
+inline const char* make_operand_16(const Operand& v, ElemKind kind, Scratch& scratch, cudaStream_t stream,
+                                   const char* misaligned, Operand16* out) {
+  if (v.raw16) {
+    if ((reinterpret_cast<uintptr_t>(v.raw16) % 16) || v.stride_token % 8 || v.stride_head % 8) return misaligned;
+    *out = Operand16{v.raw16, v.stride_head, v.stride_token};
     return nullptr;
   }
   uint16_t* buf = nullptr;
@@ -119,27 +120,33 @@ inline const char* make_operand_16(const TensorView& v, const uint16_t* raw, int
   return nullptr;
 }
 
-// The attention ops' params (q, k, v views with optional raw 16-bit twins q16, k16, v16) as
-// their CPU validation (*_can_run) should see them: a view whose data is null stands for its
-// 16-bit twin where that is given (the check needs the data's presence only).
+// The 16-bit type the tensor-core ops compute in, from the attention params' q, k, v
+// operands: an operand with raw 16-bit values must say f16 or bf16 (else `needs_16bit`);
+// the operands that are not f32 must agree (else `disagree`); that type, or bf16 when every
+// operand is f32.
 template <typename P>
-P with_16bit_presence(const P& p) {
-  P check = p;
-  if (p.q16) check.q.data = reinterpret_cast<const float*>(p.q16);
-  if (p.k16) check.k.data = reinterpret_cast<const float*>(p.k16);
-  if (p.v16) check.v.data = reinterpret_cast<const float*>(p.v16);
-  return check;
+const char* qkv_elem_kind(const P& p, const char* needs_16bit, const char* disagree, ElemKind* kind) {
+  const Operand* ops[3] = {&p.q, &p.k, &p.v};
+  DType t = DType::f32;
+  for (const Operand* o : ops) {
+    if (o->raw16 && o->dtype == DType::f32) return needs_16bit;
+    if (o->dtype == DType::f32) continue;
+    if (t != DType::f32 && o->dtype != t) return disagree;
+    t = o->dtype;
+  }
+  *kind = t == DType::f16 ? kF16 : kBF16;
+  return nullptr;
 }
 
 // q, k and (with_v) v of such params as 16-bit operands (make_operand_16) into kernel args
 // with fields q, q_sh, q_st, k, k_sh, k_st, v, v_sh, v_st.
 template <typename P, typename Args>
-const char* set_qkv_operands(const P& p, bool with_v, int kind, Scratch& scratch, cudaStream_t stream,
+const char* set_qkv_operands(const P& p, bool with_v, ElemKind kind, Scratch& scratch, cudaStream_t stream,
                              const char* misaligned, Args* a) {
   Operand16 q16, k16, v16;
-  MOBA_TRY(make_operand_16(p.q, p.q16, kind, scratch, stream, misaligned, &q16));
-  MOBA_TRY(make_operand_16(p.k, p.k16, kind, scratch, stream, misaligned, &k16));
-  if (with_v) MOBA_TRY(make_operand_16(p.v, p.v16, kind, scratch, stream, misaligned, &v16));
+  MOBA_TRY(make_operand_16(p.q, kind, scratch, stream, misaligned, &q16));
+  MOBA_TRY(make_operand_16(p.k, kind, scratch, stream, misaligned, &k16));
+  if (with_v) MOBA_TRY(make_operand_16(p.v, kind, scratch, stream, misaligned, &v16));
   a->q = q16.data; a->q_sh = q16.stride_head; a->q_st = q16.stride_token;
   a->k = k16.data; a->k_sh = k16.stride_head; a->k_st = k16.stride_token;
   a->v = v16.data; a->v_sh = v16.stride_head; a->v_st = v16.stride_token;

@@ -1,4 +1,4 @@
-// CUDA dense streaming pass (kernels/dense_pass.h), v4: flash-style, never T x T.
+// CUDA dense streaming pass (kernels/dense_pass.h): flash-style, never T x T.
 //
 // One CTA per (64-query tile, query head), 4 warps x 16 rows, K/V tiles of 64 keys staged
 // in shared memory (cp.async, double-buffered).
@@ -22,11 +22,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "kernels/block_pool.h"
+#include "kernels/constants.h"
+#include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/cuda_util.cuh"
+#include "kernels/cuda/mass_rows.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/tuning.h"
 
 namespace moba::kernels {
 namespace {
@@ -37,6 +40,10 @@ constexpr int kRows = kWarps * 16;  // queries per CTA
 constexpr int kKeys = 64;           // keys per tile
 constexpr int kMaxTopN = 64;
 constexpr int kSeg8Ld = kKeys / 8 + 1;  // per-row 8-key segment sums (pass 2), padded
+
+// Where a block size's masses are computed: pass 2 ("slow" sizes), or folded in pass 1 for
+// B = 16, B = 32, or B a multiple of 64 spanning tiles_per_block key tiles.
+enum class MassFold : int { pass2, b16, b32, tiles };
 
 struct DenseArgs {
   const uint16_t *q, *k, *v;
@@ -53,40 +60,11 @@ struct DenseArgs {
   int32_t* top_index;                // [n_q_heads, q_count, top_n]
   float* top_prob;                   // optional
   bool any_w8, any_w1;               // some pass-2 block size is / is not a multiple of 8
-  // Per block size: 0 = pass 2 ("slow"), 1 = B 16, 2 = B 32, 3 = B a multiple of 64 spanning
-  // tiles_per_block key tiles; the last three are folded in pass 1.
-  int kind[kDensePassMaxBlockSizes];
+  MassFold fold[kDensePassMaxBlockSizes];  // where each block size's masses are computed
   int tiles_per_block[kDensePassMaxBlockSizes];
   int tpb_shift[kDensePassMaxBlockSizes];   // log2(tiles_per_block) when a power of two, else -1
   bool any_fast, any_slow;
 };
-
-// Rewrites one row of log2 masses as masses: entries [0, n_set) become 2^(L - lse2), entries
-// [n_set, nb) zero (blocks past the CTA's last key). The warp's 32 lanes, float4 stores, 16
-// loads in flight per lane.
-__device__ void finish_mass_row(float* row, int64_t n_set, int64_t nb, float lse2, int lane) {
-  auto val = [&](int64_t e, float x) { return e < n_set ? fast_exp2(x - lse2) : 0.f; };
-  const int64_t head = min(nb, static_cast<int64_t>((4 - ((reinterpret_cast<uintptr_t>(row) >> 2) & 3)) & 3));
-  if (lane < head) row[lane] = val(lane, lane < n_set ? row[lane] : 0.f);
-  const int64_t n4 = (nb - head) / 4;
-  float4* v4 = reinterpret_cast<float4*>(row + head);
-  constexpr int U = 16;
-  for (int64_t x0 = 0; x0 < n4; x0 += 32 * U) {
-    float4 v[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t x = x0 + u * 32 + lane;
-      v[u] = (x < n4 && head + 4 * x < n_set) ? v4[x] : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t x = x0 + u * 32 + lane, e = head + 4 * x;
-      if (x < n4) v4[x] = make_float4(val(e, v[u].x), val(e + 1, v[u].y), val(e + 2, v[u].z), val(e + 3, v[u].w));
-    }
-  }
-  const int64_t e = head + 4 * n4 + lane;
-  if (e < nb) row[e] = val(e, e < n_set ? row[e] : 0.f);
-}
 
 // Pass-2 shared memory after the K/V tiles (floats): scores for top-n, 8-key segment sums,
 // per-key probabilities (block sizes not a multiple of 8), carries of blocks spanning tiles.
@@ -104,8 +82,7 @@ __host__ __device__ inline int64_t pass2_floats(const DenseArgs& a, int64_t* o_s
   return o + int64_t{2} * kRows * a.top_n;  // top_s floats + top_j ints
 }
 
-// Two CTAs per SM at D = 128 (~246 registers): capped at 168 registers for three, ptxas
-// spills ~200 bytes and B3 measured 10% slower.
+// Two CTAs per SM at D = 128 (~246 registers); a 168-register cap for three spills (NOTES.md).
 template <int D, typename T16>
 __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kernel(DenseArgs a) {
   using M = Mma<T16>;
@@ -137,22 +114,12 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   const int64_t key_end = r_end;                              // keys [0, r_end)
 
   uint32_t qa[D / 16][4];
-  {
-    const uint16_t* q0 = v0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr;
-    const uint16_t* q1 = v1 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      const int c0 = kk * 16 + 2 * qd, c1 = c0 + 8;
-      qa[kk][0] = (q0 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c0)) : 0u;
-      qa[kk][1] = (q1 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c0)) : 0u;
-      qa[kk][2] = (q0 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c1)) : 0u;
-      qa[kk][3] = (q1 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c1)) : 0u;
-    }
-  }
+  load_q_fragments<D>(qa, v0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
+                      v1 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
   // Starts the asynchronous copy of keys [j0, j0 + 64) (and values) into buffer `buf`.
   // Each thread copies 16 bytes (column c8) of rows cp_row + it * kRowStep; the address
-  // arithmetic is hoisted out of the key loop (v3 recomputed it per row in a rolled loop:
-  // ~40 instructions per copy, a quarter of all instructions issued).
+  // arithmetic is hoisted out of the key loop (NOTES.md, dense_pass v4: recomputing it per
+  // row cost a quarter of all instructions issued).
   constexpr int kRowStep = kWarps * 32 / (D / 8);  // rows per pass of the CTA
   const int cp_row = tid / (D / 8), c8 = (tid % (D / 8)) * 8;
   const bool col_ok = c8 < d;
@@ -240,11 +207,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
       tm0 = fmaxf(tm0, fmaxf(sc[nt][0], sc[nt][1]));
       tm1 = fmaxf(tm1, fmaxf(sc[nt][2], sc[nt][3]));
     }
-#pragma unroll
-    for (int o = 1; o < 4; o <<= 1) {
-      tm0 = fmaxf(tm0, __shfl_xor_sync(0xffffffffu, tm0, o));
-      tm1 = fmaxf(tm1, __shfl_xor_sync(0xffffffffu, tm1, o));
-    }
+    quad_allreduce_max(tm0, tm1);
     // The scale is positive, so the max of the scaled scores is the scaled max.
     const float mx0 = fmaxf(m0, tm0 * sl2), mx1 = fmaxf(m1, tm1 * sl2);
     const float u0 = mx0 == -INFINITY ? 0.f : mx0, u1 = mx1 == -INFINITY ? 0.f : mx1;
@@ -266,21 +229,8 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     m0 = mx0;
     m1 = mx1;
     if (want_out) {
-#pragma unroll
-      for (int nd = 0; nd < D / 8; ++nd) {
-        acc[nd][0] *= al0; acc[nd][1] *= al0; acc[nd][2] *= al1; acc[nd][3] *= al1;
-      }
-#pragma unroll
-      for (int k16 = 0; k16 < kKeys / 16; ++k16) {
-        const uint16_t* vrow = vs + (k16 * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + (lane / 16) * 8;
-#pragma unroll
-        for (int nd = 0; nd < D / 8; nd += 2) {
-          uint32_t r[4];
-          ldmatrix_x4_trans(r, vrow + nd * 8);
-          M::run(acc[nd], pa[k16], r[0], r[1]);
-          M::run(acc[nd + 1], pa[k16], r[2], r[3]);
-        }
-      }
+      rescale_o<D>(acc, al0, al1);
+      mma_pv<M, D>(acc, pa, vs, LD, 0, kKeys / 8, lane);
     }
     if (a.any_fast) {
       // Quad butterfly: lane qd ends with the whole 16-key block qd of the tile (z), the
@@ -302,20 +252,20 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
 #pragma unroll
       for (int i = 0; i < kDensePassMaxBlockSizes; ++i) {
         if (i >= a.n_sizes) break;
-        const int kind = a.kind[i];
+        const MassFold fold = a.fold[i];
         const int64_t nb = a.n_blocks[i];
         float* const mass = a.mass[i];
-        if (kind == 1) {
+        if (fold == MassFold::b16) {
           if (j0 + 16 * qd < key_end) {
             if (v0) mass[row0 * nb + (j0 >> 4) + qd] = u0 + fast_log2(z0);
             if (v1) mass[row1 * nb + (j0 >> 4) + qd] = u1 + fast_log2(z1);
           }
-        } else if (kind == 2) {
+        } else if (fold == MassFold::b32) {
           if (!hi1 && j0 + 32 * (qd / 2) < key_end) {
             if (v0) mass[row0 * nb + (j0 >> 5) + qd / 2] = u0 + fast_log2(y0);
             if (v1) mass[row1 * nb + (j0 >> 5) + qd / 2] = u1 + fast_log2(y1);
           }
-        } else if (kind == 3 && qd < 2) {
+        } else if (fold == MassFold::tiles && qd < 2) {
           // Tile counts are < 2^25 (T < 2^31); no 64-bit division in the loop.
           const int tpb = a.tiles_per_block[i], sh = a.tpb_shift[i], ti = static_cast<int>(tile_idx);
           const int phase = sh >= 0 ? ti & (tpb - 1) : ti % tpb;
@@ -332,6 +282,8 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     }
     __syncthreads();  // all reads of this buffer done before it is refilled
   }
+  // Quad sum, written out: quad_allreduce_sum here (with mma_pv and quad_allreduce_max)
+  // makes ptxas schedule this kernel differently (same registers and size); NOTES.md, code map.
 #pragma unroll
   for (int o = 1; o < 4; o <<= 1) {
     l0 += __shfl_xor_sync(0xffffffffu, l0, o);
@@ -340,8 +292,8 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   const float lse2_0 = m0 + log2f(l0), lse2_1 = m1 + log2f(l1);  // log2 units
   const int64_t row0 = h * a.q_count + (t0 - a.q_begin), row1 = row0 + 8;
   if (qd == 0) {
-    if (v0) a.lse[row0] = lse2_0 * 0.69314718055994531f;
-    if (v1) a.lse[row1] = lse2_1 * 0.69314718055994531f;
+    if (v0) a.lse[row0] = lse2_0 * kLn2;
+    if (v1) a.lse[row1] = lse2_1 * kLn2;
   }
   if (want_out) {
     const float i0 = 1.f / l0, i1 = 1.f / l1;
@@ -357,7 +309,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     // The warp's rows of log2 masses (written by its own lanes) become masses.
     __syncwarp();
     for (int i = 0; i < a.n_sizes; ++i) {
-      if (a.kind[i] == 0) continue;
+      if (a.fold[i] == MassFold::pass2) continue;
       const int64_t nb = a.n_blocks[i], n_set = min(nb, (key_end - 1) / a.block_size[i] + 1);
       for (int r = 0; r < 16; ++r) {
         const float l2 = __shfl_sync(0xffffffffu, r < 8 ? lse2_0 : lse2_1, (r % 8) * 4);
@@ -437,7 +389,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
       const float* crd = wcarry + parity * 16 * a.n_sizes;
       float* cwr = wcarry + (parity ^ 1) * 16 * a.n_sizes;
       for (int i = 0; i < a.n_sizes; ++i) {
-        if (a.kind[i] != 0) continue;  // folded in pass 1
+        if (a.fold[i] != MassFold::pass2) continue;  // folded in pass 1
         const int64_t B = a.block_size[i];
         const bool w8 = B % 8 == 0;
         const int shift = w8 ? 3 : 0;
@@ -518,20 +470,11 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     // Blocks past the CTA's last key: zero (the header's b > floor(t / B)), coalesced.
     for (int i = 0; i < a.n_sizes; ++i) {
       const int64_t nb = a.n_blocks[i], z0 = (key_end - 1) / a.block_size[i] + 1;
-      if (z0 >= nb || a.kind[i] != 0) continue;
+      if (z0 >= nb || a.fold[i] != MassFold::pass2) continue;
       for (int r = 0; r < 16; ++r) {
         const int64_t t = r_begin + warp * 16 + r;
         if (t >= r_end) break;
-        float* mrow = a.mass[i] + (h * a.q_count + (t - a.q_begin)) * nb;
-        int64_t b = z0;
-        const int64_t head = min(nb - b, static_cast<int64_t>((4 - ((reinterpret_cast<uintptr_t>(mrow + b) >> 2) & 3)) & 3));
-        if (lane < head) mrow[b + lane] = 0.f;
-        b += head;
-        const int64_t n4 = (nb - b) / 4;
-        float4* v4 = reinterpret_cast<float4*>(mrow + b);
-        for (int64_t x = lane; x < n4; x += 32) v4[x] = make_float4(0.f, 0.f, 0.f, 0.f);
-        b += 4 * n4;
-        if (b + lane < nb) mrow[b + lane] = 0.f;
+        zero_mass_tail(a.mass[i] + (h * a.q_count + (t - a.q_begin)) * nb, z0, nb, lane);
       }
     }
   }
@@ -564,15 +507,15 @@ const char* launch_dense(const DenseArgs& a, int64_t n_q_heads, cudaStream_t str
 }  // namespace
 
 const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
-  if (const char* e = dense_pass_can_run(with_16bit_presence(p))) return e;
+  if (const char* e = dense_pass_can_run(p)) return e;
   const int64_t Hq = p.q.n_heads, T = p.q.n_tokens, d = p.q.head_dim;
   if (d > 128 || d % 8 != 0) return "dense_pass_cuda: head_dim must be a multiple of 8 and <= 128";
   if (T > INT32_MAX) return "dense_pass_cuda: n_tokens must be < 2^31 (int32 key positions)";
   if (p.top_n > kMaxTopN) return "dense_pass_cuda: top_n > 64 not supported";
-  if ((p.q16 || p.k16 || p.v16) && p.input_dtype == DType::f32)
-    return "dense_pass_cuda: 16-bit inputs need input_dtype f16 or bf16";
+  ElemKind kind = kBF16;
+  MOBA_TRY(qkv_elem_kind(p, "dense_pass_cuda: 16-bit inputs need dtype f16 or bf16",
+                         "dense_pass_cuda: q, k, v disagree on the 16-bit dtype", &kind));
   if (p.query_count == 0) return nullptr;
-  const int kind = p.input_dtype == DType::f16 ? kF16 : kBF16;
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   Scratch scratch(stream);
   DenseArgs a{};
@@ -585,27 +528,26 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
   a.group = Hq / p.k.n_heads;
   a.q_begin = p.query_begin;
   a.q_count = p.query_count;
-  const float scale = p.softmax_scale > 0.0f ? p.softmax_scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-  a.scale_log2 = scale * 1.4426950408889634f;
+  a.scale_log2 = softmax_scale_log2(p);
   a.lse = p.lse;
   a.out = p.out;
   a.n_sizes = p.n_block_sizes;
-  // MOBA_DENSE_PASS2=1 (experiment switch): every block size through pass 2, as in v3.
-  static const bool all_pass2 = [] {
-    const char* e = std::getenv("MOBA_DENSE_PASS2");
-    return e && *e && *e != '0';
-  }();
+  const bool all_pass2 = cuda_tuning().dense_all_pass2;  // every block size through pass 2
   for (int i = 0; i < p.n_block_sizes; ++i) {
     const int64_t B = p.block_sizes[i];
     a.block_size[i] = B;
     a.n_blocks[i] = block_count(T, B);
     a.mass[i] = p.block_mass[i];
-    a.kind[i] = all_pass2 ? 0 : B == 16 ? 1 : B == 32 ? 2 : B % kKeys == 0 ? 3 : 0;
+    a.fold[i] = all_pass2     ? MassFold::pass2
+                : B == 16       ? MassFold::b16
+                : B == 32       ? MassFold::b32
+                : B % kKeys == 0 ? MassFold::tiles
+                                 : MassFold::pass2;
     // A block longer than the sequence is one block: its tile count is clamped to fit an int.
-    a.tiles_per_block[i] = a.kind[i] == 3 ? static_cast<int>(std::min<int64_t>(B / kKeys, T / kKeys + 2)) : 1;
+    a.tiles_per_block[i] = a.fold[i] == MassFold::tiles ? static_cast<int>(std::min<int64_t>(B / kKeys, T / kKeys + 2)) : 1;
     const int tpb = a.tiles_per_block[i];
     a.tpb_shift[i] = (tpb & (tpb - 1)) == 0 ? __builtin_ctz(static_cast<unsigned>(tpb)) : -1;
-    if (a.kind[i] != 0) {
+    if (a.fold[i] != MassFold::pass2) {
       a.any_fast = true;
     } else {
       a.any_slow = true;

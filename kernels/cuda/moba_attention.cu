@@ -1,26 +1,24 @@
-// CUDA MoBA block-sparse attention forward (kernels/moba_attention.h), v1: gather by block.
+// CUDA MoBA block-sparse attention forward (kernels/moba_attention.h): gather by block.
 //
 // Work is independent of how selections are spread (no dense fallback on random routing):
 //  1. csc_count / csc_scatter: per (query head, row group of `rows` queries, key block) the
 //     list of queries that attend the block (valid, causal, deduplicated), built with atomics
 //     into an int32 entry array ordered by (head, row group, block) through one prefix sum.
 //     Order inside a list is irrelevant: each query's result depends only on the ascending
-//     order of its own blocks.
-//  2. moba_attention_kernel: one CTA per (row group, query head); it walks the key blocks
-//     ascending, stages each block's K/V (pieces of 128 keys) in shared memory once, and its
-//     4 warps take the block's queries 16 at a time: gather Q rows, load that row's running
-//     output (fp32, kept in `out` itself) and its (max, sum), run QK^T and PV on tensor cores
+//     order of its own blocks. Entries carry flags for the query's first and last attended
+//     block; rows that attend nothing are written (0, -inf) by csc_count.
+//  2. moba_attention_kernel: one CTA per (row group, query head), heaviest first (last row
+//     groups of every head); it walks the key blocks ascending, stages each block's K/V
+//     (pieces of 128 keys, cp.async, every copy of a piece in flight at once) in shared
+//     memory once, and its 4 warps take the block's queries 16 at a time (the warp's first
+//     chunk gathered while the piece lands): gather Q rows, load that row's running output
+//     (fp32, kept in `out` itself) and its (max, sum), run QK^T and PV on tensor cores
 //     (mma.sync m16n8k16, 16-bit inputs, fp32 accumulate) with causal masking, store back.
-//     v2: the K/V piece is staged with cp.async (every copy of the piece in flight at once
-//     instead of one 16-byte load round trip per loop step), the warp's first chunk is
-//     gathered while the piece lands, and CTAs start heaviest first (last row groups of
-//     every head). v2.4: entries carry flags for the query's first and last attended block:
-//     the first visit starts from (0, -inf, 0) without reading, the last writes the
-//     normalised output and lse (no init or normalise passes over `out`); rows that attend
-//     nothing are written (0, -inf) by csc_count.
+//     A query's first visit starts from (0, -inf, 0) without reading; its last writes the
+//     normalised output and lse (no init or normalise passes over `out`).
 // GQA by index (KV head = h / group). Head dims up to 128 (multiple of 8; 48 runs padded to
-// 64). Inputs: raw f16/bf16 device pointers, or fp32 views converted to input_dtype
-// (bf16 when f32: lossy, stated).
+// 64). Inputs (kernels/operand.h): raw f16/bf16 device values, or fp32 views converted to the
+// operands' 16-bit dtype (bf16 when all are f32: lossy, stated). History: NOTES.md.
 #include "kernels/moba_attention.h"
 
 #include <cub/device/device_scan.cuh>
@@ -28,11 +26,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
 #include "kernels/block_pool.h"
+#include "kernels/constants.h"
+#include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/cuda_util.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/tuning.h"
 
 namespace moba::kernels {
 namespace {
@@ -164,16 +164,8 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
     t_max = max(t0, t1);
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) t_max = max(t_max, __shfl_xor_sync(0xffffffffu, t_max, o));
-    const uint16_t* q0 = t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr;
-    const uint16_t* q1 = t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      const int c0 = kk * 16 + 2 * qd, c1 = c0 + 8;
-      qa[kk][0] = (q0 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c0)) : 0u;
-      qa[kk][1] = (q1 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c0)) : 0u;
-      qa[kk][2] = (q0 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c1)) : 0u;
-      qa[kk][3] = (q1 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c1)) : 0u;
-    }
+    load_q_fragments<D>(qa, t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
+                        t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
     o0 = t0 >= 0 ? a.out + (h * a.n_tokens + t0) * d : nullptr;
     o1 = t1 >= 0 ? a.out + (h * a.n_tokens + t1) * d : nullptr;
 #pragma unroll
@@ -253,11 +245,7 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
               mx0 = fmaxf(mx0, sc[nt][e]);
               mx1 = fmaxf(mx1, sc[nt][2 + e]);
             }
-#pragma unroll
-          for (int o = 1; o < 4; o <<= 1) {
-            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, o));
-            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, o));
-          }
+          quad_allreduce_max(mx0, mx1);
           const float m0 = fmaxf(ml0.x, mx0), m1 = fmaxf(ml1.x, mx1);
           const float u0 = m0 == -INFINITY ? 0.f : m0, u1 = m1 == -INFINITY ? 0.f : m1;
           const float al0 = exp2f(ml0.x - u0), al1 = exp2f(ml1.x - u1);
@@ -272,30 +260,11 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
             pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
             pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
           }
-#pragma unroll
-          for (int o = 1; o < 4; o <<= 1) {
-            sum0 += __shfl_xor_sync(0xffffffffu, sum0, o);
-            sum1 += __shfl_xor_sync(0xffffffffu, sum1, o);
-          }
+          quad_allreduce_sum(sum0, sum1);
           ml0 = make_float2(m0, ml0.y * al0 + sum0);
           ml1 = make_float2(m1, ml1.y * al1 + sum1);
-#pragma unroll
-          for (int nd = 0; nd < D / 8; ++nd) {
-            acc[nd][0] *= al0; acc[nd][1] *= al0; acc[nd][2] *= al1; acc[nd][3] *= al1;
-          }
-          // O += P V: V piece rows are keys (k), columns dims (n); ldmatrix.trans gives B.
-#pragma unroll
-          for (int k16 = 0; k16 < kSub / 16; ++k16) {
-            if (2 * k16 >= n8) break;
-            const uint16_t* vrow = vs + (s0 + k16 * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + (lane / 16) * 8;
-#pragma unroll
-            for (int nd = 0; nd < D / 8; nd += 2) {
-              uint32_t r[4];
-              ldmatrix_x4_trans(r, vrow + nd * 8);
-              M::run(acc[nd], pa[k16], r[0], r[1]);
-              M::run(acc[nd + 1], pa[k16], r[2], r[3]);
-            }
-          }
+          rescale_o<D>(acc, al0, al1);
+          mma_pv<M, D>(acc, pa, vs, LD, s0, n8, lane);  // O += P V over the sub-tile's keys
         }
         // A row's last visit (last block, last piece this chunk processes) writes the
         // normalised output (out /= sum) and lse = (max + log2 sum) ln 2; other visits store
@@ -314,12 +283,12 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
           if (t0 >= 0) {
             if (!fin0) a.ml[h * a.n_tokens + t0] = ml0;
             else if (a.lse)
-              a.lse[h * a.n_tokens + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * 0.69314718055994531f : -INFINITY;
+              a.lse[h * a.n_tokens + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
           }
           if (t1 >= 0) {
             if (!fin1) a.ml[h * a.n_tokens + t1] = ml1;
             else if (a.lse)
-              a.lse[h * a.n_tokens + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * 0.69314718055994531f : -INFINITY;
+              a.lse[h * a.n_tokens + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
           }
         }
       }
@@ -358,14 +327,11 @@ const char* launch_lists(const ListArgs& a, unsigned* counts, int64_t n_lists, i
   return nullptr;
 }
 
-// Query rows per CTA: the largest power of two in [128, 4096] that still gives >= 3 CTAs per
-// multiprocessor (MOBA_ATTN_ROWS overrides, for experiments).
-int pick_rows(int64_t n_q_heads, int64_t n_tokens) {
-  if (const char* env = std::getenv("MOBA_ATTN_ROWS")) {
-    const int r = std::atoi(env);
-    if (r >= 16 && r <= 65536) return r;
-  }
-  int dev = 0, sms = 132;
+// Query rows per CTA: `fixed_rows` when set (CudaTuning::attn_rows), else the largest power
+// of two in [128, 4096] that still gives >= 3 CTAs per multiprocessor.
+int pick_rows(int64_t n_q_heads, int64_t n_tokens, int fixed_rows) {
+  if (fixed_rows >= 16 && fixed_rows <= 65536) return fixed_rows;
+  int dev = 0, sms = kFallbackSmCount;
   if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
   int rows = 4096;  // 64K B=128 k=8 on H200: 512 rows 63 ms, 1024 42, 2048 30, 4096 26
   while (rows > 128 && n_q_heads * ((n_tokens + rows - 1) / rows) < 3 * sms) rows /= 2;
@@ -375,14 +341,14 @@ int pick_rows(int64_t n_q_heads, int64_t n_tokens) {
 }  // namespace
 
 const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) {
-  if (const char* e = moba_attention_can_run(with_16bit_presence(p))) return e;
+  if (const char* e = moba_attention_can_run(p)) return e;
   const int64_t Hq = p.q.n_heads, T = p.q.n_tokens, d = p.q.head_dim;
   if (d > 128 || d % 8 != 0) return "moba_attention_cuda: head_dim must be a multiple of 8 and <= 128";
   if (T == 0) return nullptr;
   if (T > int64_t{kPosMask}) return "moba_attention_cuda: n_tokens >= 2^30 not supported";
-  if ((p.q16 || p.k16 || p.v16) && p.input_dtype == DType::f32)
-    return "moba_attention_cuda: 16-bit inputs need input_dtype f16 or bf16";
-  const int kind = p.input_dtype == DType::f16 ? kF16 : kBF16;
+  ElemKind kind = kBF16;
+  MOBA_TRY(qkv_elem_kind(p, "moba_attention_cuda: 16-bit inputs need dtype f16 or bf16",
+                         "moba_attention_cuda: q, k, v disagree on the 16-bit dtype", &kind));
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   Scratch scratch(stream);
 
@@ -392,7 +358,8 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
                             "moba_attention_cuda: 16-bit inputs need 16-byte aligned rows", &a));
 
   const int64_t n_blocks = block_count(T, p.block_size);
-  const int rows = pick_rows(Hq, T);
+  const CudaTuning& tuning = cuda_tuning();
+  const int rows = pick_rows(Hq, T, tuning.attn_rows);
   const int64_t n_groups = (T + rows - 1) / rows;
   const int64_t n_lists = Hq * n_groups * n_blocks;
   if (n_groups > 65535 * 16 || Hq > 65535) return "moba_attention_cuda: grid too large";
@@ -424,8 +391,7 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   a.group = Hq / p.k.n_heads;
   a.rows = rows;
   a.n_groups = static_cast<int>(n_groups);
-  const float scale = p.softmax_scale > 0.0f ? p.softmax_scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-  a.scale_log2 = scale * 1.4426950408889634f;
+  a.scale_log2 = softmax_scale_log2(p);
   a.offsets = offsets;
   a.entries = entries;
   a.out = p.out;
@@ -433,7 +399,7 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   a.lse = p.lse;
   if (kind == kF16)
     return d <= 64 ? launch_attention<64, __half>(a, Hq, stream) : launch_attention<128, __half>(a, Hq, stream);
-  if (d > 64 && std::getenv("MOBA_ATTN_MINB3"))  // experiments: 3 CTAs per SM (register cap)
+  if (d > 64 && tuning.attn_min_blocks3)  // 3 CTAs per SM (register cap)
     return launch_attention<128, __nv_bfloat16, 3>(a, Hq, stream);
   return d <= 64 ? launch_attention<64, __nv_bfloat16>(a, Hq, stream)
                  : launch_attention<128, __nv_bfloat16>(a, Hq, stream);

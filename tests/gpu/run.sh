@@ -2,8 +2,8 @@
 # The one script per device call (issue 4): configure + build with CUDA, run the CPU-vs-CUDA
 # comparison tests (ctest label gpu), compute-sanitizer memcheck on the small case, then the
 # benchmarks (moba bench B1-B3 and the torch SDPA baselines in the same call), table last.
-# MOBA_SWEEP=0 skips the experiment-switch variants (64K, B=128, k=8) that precede the table;
-# MOBA_B3_SWEEP=1 adds the dense_pass ones (B3 at 64K).
+# MOBA_SWEEP=0 skips the tuning variants (`moba bench --tuning`, kernels/cuda/tuning.h; 64K,
+# B=128, k=8) that precede the table; MOBA_B3_SWEEP=1 adds the dense_pass ones (B3 at 64K).
 # Usage (repo root, on the GPU machine): tests/gpu/run.sh [TOKENS_LIST]
 # Eigen / Catch2 headers: taken from .carry/ when the image lacks them (see NOTES.md).
 set -uo pipefail
@@ -25,18 +25,18 @@ timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 $BUILD/tests/gp
 echo "memcheck exit $?"; grep -E "ERROR SUMMARY|test cases|assertions" "$OUT/memcheck.log"
 echo "== bench"
 timeout 300 $BUILD/moba bench --json --tokens "$TOKENS" >"$OUT/bench.json" 2>"$OUT/bench.err" || { tail "$OUT/bench.err"; }
-if [ "${MOBA_SWEEP:-1}" = 1 ]; then  # experiment switches at 64K B=128 k=8, same inputs
+if [ "${MOBA_SWEEP:-1}" = 1 ]; then  # tuning variants at 64K B=128 k=8, same inputs
   echo "== variants, 64K B=128 k=8"
-  for V in "" MOBA_ATTN_ROWS=2048 MOBA_ATTN_ROWS=8192; do
+  for V in "" attn_rows=2048 attn_rows=8192; do
     printf "%-22s " "${V:-default}"
-    env $V timeout 60 $BUILD/moba bench --suite b1 --tokens 65536 --configs 128:8 --reps 5 2>&1 | grep "^B1 T" || echo failed
+    timeout 60 $BUILD/moba bench --suite b1 --tokens 65536 --configs 128:8 --reps 5 --tuning "$V" 2>&1 | grep "^B1 T" || echo failed
   done
 fi
-if [ "${MOBA_B3_SWEEP:-0}" = 1 ]; then  # dense_pass experiment switches, B3 at 64K, same inputs
+if [ "${MOBA_B3_SWEEP:-0}" = 1 ]; then  # dense_pass tuning variants, B3 at 64K, same inputs
   echo "== B3 variants, 64K"
-  for V in "" MOBA_DENSE_PASS2=1; do
+  for V in "" dense_all_pass2=1; do
     printf "%-22s " "${V:-default}"
-    env $V timeout 60 $BUILD/moba bench --suite b3 --tokens 65536 2>&1 | grep "^B3 T" || echo failed
+    timeout 60 $BUILD/moba bench --suite b3 --tokens 65536 --tuning "$V" 2>&1 | grep "^B3 T" || echo failed
   done
 fi
 PYTHONUNBUFFERED=1 timeout 200 python3 experiments/bench/sdpa_baseline.py --moba "$OUT/bench.json" --json-out "$OUT/sdpa.json" 2>"$OUT/sdpa.err" | tee "$OUT/table.txt"

@@ -17,6 +17,7 @@
 #include "core/dtype.h"
 #include "core/tensor.h"
 #include "kernels/block_pool.h"
+#include "kernels/cuda/tuning.h"
 #include "kernels/cuda_runtime.h"
 #include "kernels/dense_pass.h"
 #include "kernels/gate_topk.h"
@@ -111,6 +112,12 @@ DevTensor3 to_device(const Tensor3& x) {
   return d;
 }
 
+// The op operand of a device tensor: its raw 16-bit values for f16 / bf16 cases (fp32 view
+// cleared), its fp32 view for f32 cases.
+Operand device_operand(const DevTensor3& d, DType t) {
+  return t == DType::f32 ? Operand(d.view) : Operand::device16(d.view, d.h16.as<uint16_t>(), t);
+}
+
 double rms(const std::vector<float>& v) {
   double s = 0;
   for (float x : v) s += double(x) * x;
@@ -192,9 +199,7 @@ void check_routing(const Case& c) {
   DevTensor3 dk = to_device(k), dq = to_device(q);
   DeviceBuffer g_mean = poisoned(kbar_n * 4), g_min = poisoned(kbar_n * 4), g_max = poisoned(kbar_n * 4);
   BlockPoolParams gp = pp;
-  gp.k = dk.view;
-  gp.input_dtype = c.dtype;
-  if (c.dtype != DType::f32) { gp.k.data = nullptr; gp.k16 = dk.h16.as<uint16_t>(); }
+  gp.k = device_operand(dk, c.dtype);
   gp.mean = g_mean.as<float>();
   gp.min = g_min.as<float>();
   gp.max = g_max.as<float>();
@@ -227,9 +232,7 @@ void check_routing(const Case& c) {
   DeviceBuffer d_kbar = upload(mean);
   DeviceBuffer g_sel = poisoned(sel_n * 4), g_sel_s = poisoned(sel_n * 4);
   GateTopkParams tg = tp;
-  tg.q = dq.view;
-  tg.input_dtype = c.dtype;
-  if (c.dtype != DType::f32) { tg.q.data = nullptr; tg.q16 = dq.h16.as<uint16_t>(); }
+  tg.q = device_operand(dq, c.dtype);
   tg.kbar = d_kbar.as<float>();
   tg.selected = g_sel.as<int32_t>();
   tg.selected_scores = g_sel_s.as<float>();
@@ -313,12 +316,8 @@ void check_attention(const Case& c) {
   DevTensor3 dq = to_device(q), dk = to_device(k), dv = to_device(v);
   DeviceBuffer d_sel = upload(sel), g_out = poisoned(out_n * 4), g_lse = poisoned(lse_n * 4);
   MobaAttentionParams ag = ap;
-  ag.input_dtype = c.dtype;
-  ag.q = dq.view; ag.k = dk.view; ag.v = dv.view;
-  if (c.dtype != DType::f32) {  // raw 16-bit path; f32 cases exercise the conversion
-    ag.q16 = dq.h16.as<uint16_t>(); ag.k16 = dk.h16.as<uint16_t>(); ag.v16 = dv.h16.as<uint16_t>();
-    ag.q.data = ag.k.data = ag.v.data = nullptr;
-  }
+  // raw 16-bit path; f32 cases exercise the conversion
+  ag.q = device_operand(dq, c.dtype); ag.k = device_operand(dk, c.dtype); ag.v = device_operand(dv, c.dtype);
   ag.selected = d_sel.as<int32_t>();
   ag.out = g_out.as<float>();
   ag.lse = g_lse.as<float>();
@@ -375,12 +374,7 @@ void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n, std
   DeviceBuffer g_ti = poisoned(lse_n * top_n * 4), g_tp = poisoned(lse_n * top_n * 4);
   std::vector<DeviceBuffer> g_mass;
   DensePassParams g = p;
-  g.input_dtype = c.dtype;
-  g.q = dq.view; g.k = dk.view; g.v = dv.view;
-  if (c.dtype != DType::f32) {
-    g.q16 = dq.h16.as<uint16_t>(); g.k16 = dk.h16.as<uint16_t>(); g.v16 = dv.h16.as<uint16_t>();
-    g.q.data = g.k.data = g.v.data = nullptr;
-  }
+  g.q = device_operand(dq, c.dtype); g.k = device_operand(dk, c.dtype); g.v = device_operand(dv, c.dtype);
   g.lse = g_lse.as<float>();
   g.out = g_out.as<float>();
   for (int i = 0; i < n_sizes; ++i) {
@@ -489,6 +483,34 @@ TEST_CASE("gpu: dense pass, block masses folded in the first pass only", "[gpu]"
   }
 }
 
+// Every CudaTuning knob changes speed only: the non-default kernels (scalar gate on bf16,
+// warp lists for small k, fixed attention rows, the register-capped attention, dense pass 2
+// for every size) still meet the CPU contract.
+TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
+  struct Restore {
+    ~Restore() { set_cuda_tuning(CudaTuning{}); }
+  } restore;
+  const char* specs[] = {"gate=scalar", "gate=warp_list", "attn_rows=256", "attn_min_blocks3=1",
+                         "dense_all_pass2=1"};
+  const Case routing[] = {
+      {1000, 2, 2, 128, 8, 9, DType::bf16, TieRule::older},
+      {1000, 2, 2, 64, 8, 6, DType::bf16, TieRule::recent, GqaMode::per_head, 5},
+      {2048, 2, 1, 128, 16, 16, DType::bf16},
+  };
+  const Case attn{1500, 4, 2, 128, 64, 6, DType::bf16};
+  const Case dense{1023, 2, 1, 128, 32, 6, DType::bf16};
+  for (const char* spec : specs) {
+    INFO("tuning " << spec);
+    CudaTuning t;
+    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
+    set_cuda_tuning(t);
+    for (const Case& c : routing) check_routing(c);
+    check_attention(attn);
+    check_dense(dense, 0, dense.n_tokens, 0, {16, 32, 64, 128});
+    check_dense(dense, 100, 700, 3, {16, 77});
+  }
+}
+
 TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
   const Case c{200, 2, 1, 64, 32, 3, DType::bf16};
   check_routing(c);
@@ -560,9 +582,9 @@ TEST_CASE("gpu: index math past 2^31 elements", "[gpu][long]") {
   moba_attention_cpu(ap);
   DeviceBuffer d_sel = upload(sel), g_out = poisoned(out.size() * 4), g_lse = poisoned(lse.size() * 4);
   MobaAttentionParams ag = ap;
-  ag.q = ag.k = ag.v = view;
-  ag.input_dtype = DType::bf16;
-  ag.q16 = bq.as<uint16_t>(); ag.k16 = bk.as<uint16_t>(); ag.v16 = bv.as<uint16_t>();
+  ag.q = Operand::device16(view, bq.as<uint16_t>(), DType::bf16);
+  ag.k = Operand::device16(view, bk.as<uint16_t>(), DType::bf16);
+  ag.v = Operand::device16(view, bv.as<uint16_t>(), DType::bf16);
   ag.selected = d_sel.as<int32_t>();
   ag.out = g_out.as<float>();
   ag.lse = g_lse.as<float>();

@@ -1,0 +1,85 @@
+#pragma once
+// Fragment-level pieces shared by the tensor-core kernels (gate_topk_mma.cu, dense_pass.cu,
+// moba_attention.cu), in the style of FlashAttention's softmax.h: __forceinline__ device
+// functions over mma.m16n8k16 fragments (layouts in mma.cuh). With g = lane / 4 and
+// qd = lane % 4, each thread holds fragment rows g and g + 8 of its warp's 16-row tile; the
+// four lanes of a quad (same g) share those rows.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/constants.h"
+#include "kernels/cuda/mma.cuh"
+
+namespace moba::kernels::cuda_detail {
+
+// Host side, shared by the attention entries: the params' softmax scale (0 = 1 / sqrt(head_dim))
+// in log2 units, as the kernels' exp2 takes it.
+template <typename Params>
+float softmax_scale_log2(const Params& p) {
+  return softmax_scale_or_default(p) * kLog2e;
+}
+
+// A fragments of Q [16 x D] (row-major, 16-bit) for rows q0 (fragment row g) and q1 (row
+// g + 8): qa[kk] covers channels [16 kk, 16 kk + 16). A null row, and channels >= d, read as 0.
+// Rows must be 4-byte aligned.
+template <int D>
+__device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[D / 16][4], const uint16_t* q0, const uint16_t* q1,
+                                                 int64_t d, int qd) {
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) {
+    const int c0 = kk * 16 + 2 * qd, c1 = c0 + 8;
+    qa[kk][0] = (q0 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c0)) : 0u;
+    qa[kk][1] = (q1 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c0)) : 0u;
+    qa[kk][2] = (q0 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c1)) : 0u;
+    qa[kk][3] = (q1 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c1)) : 0u;
+  }
+}
+
+// Max / sum of both rows' values over the quad (every lane of the quad gets the result).
+__device__ __forceinline__ void quad_allreduce_max(float& x0, float& x1) {
+#pragma unroll
+  for (int o = 1; o < 4; o <<= 1) {
+    x0 = fmaxf(x0, __shfl_xor_sync(0xffffffffu, x0, o));
+    x1 = fmaxf(x1, __shfl_xor_sync(0xffffffffu, x1, o));
+  }
+}
+__device__ __forceinline__ void quad_allreduce_sum(float& x0, float& x1) {
+#pragma unroll
+  for (int o = 1; o < 4; o <<= 1) {
+    x0 += __shfl_xor_sync(0xffffffffu, x0, o);
+    x1 += __shfl_xor_sync(0xffffffffu, x1, o);
+  }
+}
+
+// Online-softmax rescale of the output accumulator [16 x D] (C fragments): row g by al0,
+// row g + 8 by al1.
+template <int D>
+__device__ __forceinline__ void rescale_o(float (&acc)[D / 8][4], float al0, float al1) {
+#pragma unroll
+  for (int nd = 0; nd < D / 8; ++nd) {
+    acc[nd][0] *= al0; acc[nd][1] *= al0; acc[nd][2] *= al1; acc[nd][3] *= al1;
+  }
+}
+
+// O += P V over the keys [row0, row0 + 8 n8) of a V tile in shared memory (`vs`, keys as
+// rows, row stride ld elements; ldmatrix.trans gives the B fragments). P holds KSTEPS 16-key
+// A fragments (pa[k16], packed by M::pack); steps with 2 k16 >= n8 are skipped (n8 is even).
+template <typename M, int D, int KSTEPS>
+__device__ __forceinline__ void mma_pv(float (&acc)[D / 8][4], const uint32_t (&pa)[KSTEPS][4], const uint16_t* vs,
+                                       int ld, int row0, int n8, int lane) {
+#pragma unroll
+  for (int k16 = 0; k16 < KSTEPS; ++k16) {
+    if (2 * k16 >= n8) break;
+    const uint16_t* vrow = vs + (row0 + k16 * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * ld + (lane / 16) * 8;
+#pragma unroll
+    for (int nd = 0; nd < D / 8; nd += 2) {
+      uint32_t r[4];
+      ldmatrix_x4_trans(r, vrow + nd * 8);
+      M::run(acc[nd], pa[k16], r[0], r[1]);
+      M::run(acc[nd + 1], pa[k16], r[2], r[3]);
+    }
+  }
+}
+
+}  // namespace moba::kernels::cuda_detail

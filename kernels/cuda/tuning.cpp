@@ -1,0 +1,56 @@
+// The CUDA tuning knobs (kernels/cuda/tuning.h): one process-wide value and its parser.
+#include "kernels/cuda/tuning.h"
+
+#include <cstdlib>
+#include <string>
+
+namespace moba::kernels {
+namespace {
+CudaTuning g_tuning;
+
+const char* parse_bool(const std::string& v, bool* out) {
+  if (v == "1" || v == "true" || v == "on") { *out = true; return nullptr; }
+  if (v == "0" || v == "false" || v == "off") { *out = false; return nullptr; }
+  return "tuning: boolean knobs take 0 or 1";
+}
+}  // namespace
+
+void set_cuda_tuning(const CudaTuning& t) { g_tuning = t; }
+const CudaTuning& cuda_tuning() { return g_tuning; }
+
+const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
+  CudaTuning t = *out;
+  size_t pos = 0;
+  while (pos < spec.size()) {
+    size_t end = spec.find(',', pos);
+    if (end == std::string::npos) end = spec.size();
+    const std::string item = spec.substr(pos, end - pos);
+    pos = end + 1;
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) return "tuning: items are key=value";
+    const std::string key = item.substr(0, eq), val = item.substr(eq + 1);
+    if (key == "gate") {
+      if (val == "automatic") t.gate = CudaTuning::GatePath::automatic;
+      else if (val == "scalar") t.gate = CudaTuning::GatePath::scalar;
+      else if (val == "warp_list") t.gate = CudaTuning::GatePath::warp_list;
+      else return "tuning: gate takes automatic, scalar or warp_list";
+    } else if (key == "attn_rows") {
+      char* e = nullptr;
+      const long r = std::strtol(val.c_str(), &e, 10);
+      if (val.empty() || *e != '\0' || (r != 0 && (r < 16 || r > 65536)))
+        return "tuning: attn_rows takes 0 (automatic) or 16..65536";
+      t.attn_rows = static_cast<int>(r);
+    } else if (key == "attn_min_blocks3") {
+      if (const char* e = parse_bool(val, &t.attn_min_blocks3)) return e;
+    } else if (key == "dense_all_pass2") {
+      if (const char* e = parse_bool(val, &t.dense_all_pass2)) return e;
+    } else {
+      return "tuning: unknown key (gate, attn_rows, attn_min_blocks3, dense_all_pass2)";
+    }
+  }
+  *out = t;
+  return nullptr;
+}
+
+}  // namespace moba::kernels

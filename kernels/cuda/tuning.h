@@ -1,0 +1,41 @@
+#pragma once
+// Tuning knobs of the CUDA backend, in one place. Plain C++ (no CUDA headers): `moba bench`
+// and the tests set them; the .cu entries read them once per call. The defaults are the
+// production choices; every other value exists for same-inputs A/B runs on a device
+// (`moba bench --tuning key=value,...`, tests/gpu/run.sh), and each knob changes speed only,
+// never results beyond the per-dtype tolerances of tests/tolerances.h.
+#include <string>
+
+namespace moba::kernels {
+
+struct CudaTuning {
+  // gate_topk kernel family. `automatic`: the tensor-core kernel (gate_topk_mma.cu) for bf16
+  // 16-bit q under per-head GQA (per-thread register lists when top_k - 1 <= 16, warp lists
+  // above), the scalar kernel (gate_topk_scalar.cu) otherwise. `scalar`: the scalar kernel
+  // for every input. `warp_list`: as automatic, but the tensor-core kernel keeps warp lists
+  // for every top_k.
+  enum class GatePath { automatic, scalar, warp_list };
+  GatePath gate = GatePath::automatic;
+  // moba_attention query rows per CTA; 0 = automatic (the largest power of two in
+  // [128, 4096] that still gives >= 3 CTAs per multiprocessor), else 16..65536.
+  int attn_rows = 0;
+  // moba_attention at head dim 128 (bf16): ask ptxas for 3 CTAs per SM (a 168-register cap).
+  bool attn_min_blocks3 = false;
+  // dense_pass: every block size through pass 2 (no pass-1 folding of sizes 16, 32, 64 n).
+  bool dense_all_pass2 = false;
+};
+
+// Multiprocessor count assumed when the device attribute cannot be read (H100/H200 SXM).
+constexpr int kFallbackSmCount = 132;
+
+// The knobs every CUDA entry reads. Set them before launching work (not thread-safe against
+// concurrent entry calls); the defaults hold until then.
+void set_cuda_tuning(const CudaTuning& t);
+const CudaTuning& cuda_tuning();
+
+// Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
+// attn_min_blocks3=0|1, dense_all_pass2=0|1; "" = defaults) on top of `*out`. Returns
+// nullptr or a static message naming the problem.
+const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
+
+}  // namespace moba::kernels
