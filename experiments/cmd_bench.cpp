@@ -42,7 +42,7 @@ namespace {
 const char* kUsage =
     "usage: moba bench [--json] [--tokens 8192,16384,...] [--suite b1,b3] [--reps N] [--b3-max-tokens N]\n"
     "                  [--configs 128:8,16:64] [--tuning key=value,...]\n"
-    "  Times the CUDA kernels (PERF.md B1-B3): routing + MoBA forward, analysis pass.\n"
+    "  Times the CUDA kernels (B1-B3, docs/gpu.md): routing + MoBA forward, analysis pass.\n"
     "  --tuning: CUDA tuning knobs (kernels/cuda/tuning.h): gate=automatic|scalar|warp_list,\n"
     "            attn_rows=N (0 = automatic), attn_min_blocks3=0|1, dense_all_pass2=0|1\n";
 
@@ -230,7 +230,7 @@ int run_bench(const std::vector<std::string>& argv) {
 }
 #endif
 
-const Command kBench("bench", "time the CUDA kernels (PERF.md B1-B3; --json)", run_bench);
+const Command kBench("bench", "time the CUDA kernels (B1-B3 of docs/gpu.md; --json)", run_bench);
 
 }  // namespace
 }  // namespace moba::cli
