@@ -51,8 +51,14 @@ def main():
     ap.add_argument("--moba", required=True, help="moba bench --json output")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--json-out")
+    ap.add_argument("--baseline", help="a second moba bench --json output (e.g. the previous build's), "
+                                       "timed in the same call: its ms and new/base ratio are added per row")
     a = ap.parse_args()
     moba = json.load(open(a.moba))
+    basemoba = {}
+    if a.baseline:
+        for r in json.load(open(a.baseline))["rows"]:
+            basemoba[(r["bench"], r["tokens"], r["block_size"], r["top_k"])] = r["total_ms"]
     tokens = sorted({r["tokens"] for r in moba["rows"]})
     base = {}
     for t in tokens:
@@ -64,14 +70,17 @@ def main():
         json.dump({str(t): base[t] for t in tokens}, open(a.json_out, "w"))
     print(f"\ndevice: {moba['device']} (torch {torch.__version__}, {torch.cuda.get_device_name()})")
     print(f"{'bench':5} {'T':>7} {'B':>5} {'k':>3} {'moba_ms':>9} {'route%':>7} {'peak_GiB':>8} "
-          f"{'flash_ms':>9} {'cudnn_ms':>9} {'x_flash':>8} {'x_cudnn':>8} {'sdpa_GiB':>8}")
+          f"{'flash_ms':>9} {'cudnn_ms':>9} {'x_flash':>8} {'x_cudnn':>8} {'sdpa_GiB':>8}"
+          + (f" {'base_ms':>9} {'base_xfl':>8} {'base_xcu':>8} {'new/base':>8}" if basemoba else ""))
     for r in moba["rows"]:
         t = r["tokens"]
         fl, cu = base[t]["flash"], base[t]["cudnn"]
         ms = r["total_ms"]
         print(f"{r['bench']:5} {t:>7} {r['block_size']:>5} {r['top_k']:>3} {ms:>9.3f} "
               f"{100 * r['routing_share']:>6.1f}% {r['peak_gib']:>8.2f} {fl[0]:>9.3f} {cu[0]:>9.3f} "
-              f"{fl[0] / ms:>8.2f} {cu[0] / ms:>8.2f} {max(fl[1], cu[1]):>8.2f}")
+              f"{fl[0] / ms:>8.2f} {cu[0] / ms:>8.2f} {max(fl[1], cu[1]):>8.2f}"
+              + (lambda b: f" {b:>9.3f} {fl[0] / b:>8.2f} {cu[0] / b:>8.2f} {ms / b:>8.3f}" if b else "")(
+                  basemoba.get((r["bench"], t, r["block_size"], r["top_k"]))))
     print("x_flash / x_cudnn = SDPA time / moba time (B1: > 1 means MoBA faster; B3: the analysis pass, "
           "goal >= 0.25 vs cuDNN). B3 rows: B column = query chunk, k = number of block sizes.")
 

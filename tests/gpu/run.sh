@@ -4,6 +4,8 @@
 # benchmarks (moba bench B1-B3 and the torch SDPA baselines in the same call), table last.
 # MOBA_SWEEP=0 skips the tuning variants (`moba bench --tuning`, kernels/cuda/tuning.h; 64K,
 # B=128, k=8) that precede the table; MOBA_B3_SWEEP=1 adds the dense_pass ones (B3 at 64K).
+# BASELINE_MOBA=PATH also times another moba binary (e.g. the previous commit's, carried in)
+# on the same inputs in the same call; the table then shows its ms and the new/base ratio.
 # Usage (repo root, on the GPU machine): tests/gpu/run.sh [TOKENS_LIST]
 # Eigen / Catch2 headers: taken from .carry/ when the image lacks them (see NOTES.md).
 set -uo pipefail
@@ -24,6 +26,11 @@ echo "== compute-sanitizer memcheck [small]"
 timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 $BUILD/tests/gpu/moba_gpu_tests "[small]" >"$OUT/memcheck.log" 2>&1
 echo "memcheck exit $?"; grep -E "ERROR SUMMARY|test cases|assertions" "$OUT/memcheck.log"
 echo "== bench"
+BASE_ARGS=()
+if [ -n "${BASELINE_MOBA:-}" ]; then
+  timeout 300 "$BASELINE_MOBA" bench --json --tokens "$TOKENS" >"$OUT/bench_base.json" 2>"$OUT/bench_base.err" \
+    && BASE_ARGS=(--baseline "$OUT/bench_base.json") || tail "$OUT/bench_base.err"
+fi
 timeout 300 $BUILD/moba bench --json --tokens "$TOKENS" >"$OUT/bench.json" 2>"$OUT/bench.err" || { tail "$OUT/bench.err"; }
 if [ "${MOBA_SWEEP:-1}" = 1 ]; then  # tuning variants at 64K B=128 k=8, same inputs
   echo "== variants, 64K B=128 k=8"
@@ -39,5 +46,5 @@ if [ "${MOBA_B3_SWEEP:-0}" = 1 ]; then  # dense_pass tuning variants, B3 at 64K,
     timeout 60 $BUILD/moba bench --suite b3 --tokens 65536 --tuning "$V" 2>&1 | grep "^B3 T" || echo failed
   done
 fi
-PYTHONUNBUFFERED=1 timeout 200 python3 experiments/bench/sdpa_baseline.py --moba "$OUT/bench.json" --json-out "$OUT/sdpa.json" 2>"$OUT/sdpa.err" | tee "$OUT/table.txt"
+PYTHONUNBUFFERED=1 timeout 200 python3 experiments/bench/sdpa_baseline.py --moba "$OUT/bench.json" "${BASE_ARGS[@]}" --json-out "$OUT/sdpa.json" 2>"$OUT/sdpa.err" | tee "$OUT/table.txt"
 tail -6 "$OUT/sdpa.err"
