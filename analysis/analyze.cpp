@@ -70,28 +70,7 @@ struct ItemAcc {
 
 double nan_if_empty(int64_t n, double v) { return n > 0 ? v : kNaN; }
 
-std::string fmt_value(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  if (v == std::floor(v) && std::fabs(v) < 1e15) {
-    std::ostringstream s;
-    s << static_cast<long long>(v);
-    return s.str();
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
-}
-
-std::string json_value(double v) { return std::isfinite(v) ? fmt_value(v) : "null"; }
-
 }  // namespace
-
-double SummaryRow::get(const std::string& name) const {
-  for (const auto& [k, v] : values)
-    if (k == name) return v;
-  return kNaN;
-}
 
 void validate_options(const AnalyzeOptions& opt) {
   if (opt.block_sizes.empty()) throw UsageError("--block-sizes: at least one block size is needed");
@@ -241,10 +220,7 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
     for (int ic = 0; ic < nC; ++ic)
       for (int ir = 0; ir < nR; ++ir) {
         PositionArrays& a = arr[ic * nR + ir];
-        a.head = head;
-        a.router = router_name(opt.routers[ir]);
-        a.block_size = cfgs[ic].block_size;
-        a.top_k = cfgs[ic].top_k;
+        a.key = {in.layer, head, cfgs[ic].block_size, cfgs[ic].top_k, opt.routers[ir]};
         a.selected.assign(static_cast<size_t>(T * cfgs[ic].top_k), -1);
         for (auto* v : {&a.coverage, &a.kl, &a.block_recall, &a.token_recall, &a.output_rel_err, &a.output_cosine,
                         &a.sparsity_token, &a.block_density})
@@ -478,13 +454,10 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
         const PositionArrays& pa = arr[ic * nR + ir];
         const int g = router_gate[ir];
         SummaryRow row;
-        row.layer = in.layer;
-        row.head = head;
-        row.scope = "head";
-        row.router = pa.router;
-        row.block_size = B;
-        row.top_k = K;
-        auto put = [&](const char* name, double v) { row.values.emplace_back(name, v); };
+        row.key = pa.key;
+        row.scope = Scope::head;
+        using Col = SummaryColumn;
+        auto put = [&](Col c, double v) { row.set(c, v); };
         const Stats cov = summarize(pa.coverage, pa.choice, 0, T);
         const Stats ocov = summarize(oracle_cov[ic], pa.choice, 0, T);
         const Stats kl = summarize(pa.kl, pa.choice, 0, T);
@@ -497,77 +470,61 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
         const Stats cov_all = summarize(pa.coverage, all, 0, T);
         const int64_t tr0 = T - trailing;
         const Stats cov_tr = summarize(pa.coverage, pa.choice, tr0, T);
-        put("kv_head", static_cast<double>(in.kv_head));
-        put("n_tokens", static_cast<double>(T));
-        put("n_blocks", static_cast<double>(n_blocks[ib]));
-        put("sparsity_nominal", cf.nominal_sparsity);
-        put("n_queries", static_cast<double>(T));
-        put("n_choice", static_cast<double>(cov.n));
-        put("sparsity_mean", sp.mean);
-        put("sparsity_p50", sp.p50);
-        put("block_density_mean", dens.mean);
-        put("coverage_mean", cov.mean);
-        put("coverage_p5", cov.p5);
-        put("coverage_p50", cov.p50);
-        put("oracle_coverage_mean", ocov.mean);
-        put("kl_mean", kl.mean);
-        put("kl_p50", kl.p50);
-        put("kl_p95", kl.p95);
-        put("block_recall_mean", rec.mean);
-        put("block_recall_p5", rec.p5);
-        put("block_recall_p50", rec.p50);
-        put("token_recall_mean", tok.mean);
-        put("token_recall_p5", tok.p5);
-        put("token_recall_p50", tok.p50);
-        put("output_rel_err_mean", err.mean);
-        put("output_rel_err_p50", err.p50);
-        put("output_rel_err_p95", err.p95);
-        put("output_cosine_mean", cosv.mean);
-        put("output_cosine_p5", cosv.p5);
-        put("n_choice_trail", static_cast<double>(cov_tr.n));
-        put("coverage_trail_mean", cov_tr.mean);
-        put("kl_trail_mean", summarize(pa.kl, pa.choice, tr0, T).mean);
-        put("block_recall_trail_mean", summarize(pa.block_recall, pa.choice, tr0, T).mean);
-        put("token_recall_trail_mean", summarize(pa.token_recall, pa.choice, tr0, T).mean);
-        put("output_rel_err_trail_mean", summarize(pa.output_rel_err, pa.choice, tr0, T).mean);
-        put("coverage_all_mean", cov_all.mean);
+        put(Col::kv_head, static_cast<double>(in.kv_head));
+        put(Col::n_tokens, static_cast<double>(T));
+        put(Col::n_blocks, static_cast<double>(n_blocks[ib]));
+        put(Col::sparsity_nominal, cf.nominal_sparsity);
+        put(Col::n_queries, static_cast<double>(T));
+        put(Col::n_choice, static_cast<double>(cov.n));
+        put(Col::sparsity_mean, sp.mean);
+        put(Col::sparsity_p50, sp.p50);
+        put(Col::block_density_mean, dens.mean);
+        put(Col::coverage_mean, cov.mean);
+        put(Col::coverage_p5, cov.p5);
+        put(Col::coverage_p50, cov.p50);
+        put(Col::oracle_coverage_mean, ocov.mean);
+        put(Col::kl_mean, kl.mean);
+        put(Col::kl_p50, kl.p50);
+        put(Col::kl_p95, kl.p95);
+        put(Col::block_recall_mean, rec.mean);
+        put(Col::block_recall_p5, rec.p5);
+        put(Col::block_recall_p50, rec.p50);
+        put(Col::token_recall_mean, tok.mean);
+        put(Col::token_recall_p5, tok.p5);
+        put(Col::token_recall_p50, tok.p50);
+        put(Col::output_rel_err_mean, err.mean);
+        put(Col::output_rel_err_p50, err.p50);
+        put(Col::output_rel_err_p95, err.p95);
+        put(Col::output_cosine_mean, cosv.mean);
+        put(Col::output_cosine_p5, cosv.p5);
+        put(Col::n_choice_trail, static_cast<double>(cov_tr.n));
+        put(Col::coverage_trail_mean, cov_tr.mean);
+        put(Col::kl_trail_mean, summarize(pa.kl, pa.choice, tr0, T).mean);
+        put(Col::block_recall_trail_mean, summarize(pa.block_recall, pa.choice, tr0, T).mean);
+        put(Col::token_recall_trail_mean, summarize(pa.token_recall, pa.choice, tr0, T).mean);
+        put(Col::output_rel_err_trail_mean, summarize(pa.output_rel_err, pa.choice, tr0, T).mean);
+        put(Col::coverage_all_mean, cov_all.mean);
         SnrSummary s{};
-        bool have_snr = g >= 0;
+        const bool have_snr = g >= 0;
         if (have_snr) s = summarize_snr(snr[g * nB + ib], B, d);
-        auto snr_put = [&](const char* name, double v) { put(name, have_snr ? v : kNaN); };
-        snr_put("snr_emp", s.snr_emp);
-        snr_put("snr_theory", s.snr_theory);
-        snr_put("p_fail_emp", s.p_fail_emp);
-        snr_put("p_fail_theory", s.p_fail_theory);
-        snr_put("snr_mean_d", s.mean_d);
-        snr_put("snr_std_d", s.std_d);
-        snr_put("delta_mu", s.delta_mu);
-        snr_put("sigma", s.sigma);
-        snr_put("sigma2_d", s.sigma2_d);
-        snr_put("mu_cluster_rel", s.mu_cluster_rel);
-        snr_put("cluster_excess", s.cluster_excess);
-        snr_put("delta_mu_eff", s.delta_mu_eff);
-        snr_put("delta_mu_eff_d", s.delta_mu_eff_d);
-        snr_put("snr_queries", static_cast<double>(s.n_queries));
-        snr_put("signal_rank1_share", s.rank1_share);
-        put("signal_queries", static_cast<double>(n_signal));
-        snr_put("signal_recall", nan_if_empty(n_signal, static_cast<double>(have_snr ? signal_hits[ic * nG + g] : 0) / std::max<int64_t>(n_signal, 1)));
-        snr_put("signal_recall_pred", have_snr ? mean_retrieval_probability(s.snr_emp, signal_counts, K) : kNaN);
-        put("snr_synth", snr_synth);
-        put("planted_queries", static_cast<double>(n_planted));
-        put("planted_recall", nan_if_empty(n_planted, static_cast<double>(planted_hits[ic * nR + ir]) / std::max<int64_t>(n_planted, 1)));
+        for (const auto& info : summary_columns())
+          if (info.agg == SummaryAgg::pooled_snr) put(info.column, have_snr ? snr_column_value(s, info.column) : kNaN);
+        put(Col::signal_queries, static_cast<double>(n_signal));
+        put(Col::signal_recall,
+            have_snr ? nan_if_empty(n_signal, static_cast<double>(signal_hits[ic * nG + g]) / std::max<int64_t>(n_signal, 1))
+                     : kNaN);
+        put(Col::signal_recall_pred, have_snr ? mean_retrieval_probability(s.snr_emp, signal_counts, K) : kNaN);
+        put(Col::snr_synth, snr_synth);
+        put(Col::planted_queries, static_cast<double>(n_planted));
+        put(Col::planted_recall, nan_if_empty(n_planted, static_cast<double>(planted_hits[ic * nR + ir]) / std::max<int64_t>(n_planted, 1)));
         const double pred_snr = in.synth ? snr_synth : s.snr_emp;
-        put("planted_recall_pred",
+        put(Col::planted_recall_pred,
             n_planted > 0 && (have_snr || in.synth) && opt.routers[ir] != RouterKind::oracle
                 ? mean_retrieval_probability(pred_snr, planted_counts, K)
                 : kNaN);
         for (size_t e = 0; e + 1 < edges.size(); ++e) {
           BucketRow br;
-          br.layer = in.layer;
-          br.head = head;
-          br.router = pa.router;
-          br.block_size = B;
-          br.top_k = K;
+          br.key = pa.key;
           br.t_begin = edges[e];
           br.t_end = edges[e + 1];
           const Stats bc = summarize(pa.coverage, pa.choice, br.t_begin, br.t_end);
@@ -580,179 +537,20 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
           result.buckets.push_back(br);
         }
 
-        if (h5) {
-          const std::string base = "/layers/" + std::to_string(in.layer) + "/heads/" + std::to_string(head) + "/B" +
-                                   std::to_string(B) + "_k" + std::to_string(K) + "/" + pa.router;
-          h5->write_i32(base + "/selected", {T, K}, pa.selected.data());
-          h5->write_f32(base + "/coverage", {T}, pa.coverage.data());
-          h5->write_f32(base + "/kl", {T}, pa.kl.data());
-          h5->write_f32(base + "/block_recall", {T}, pa.block_recall.data());
-          h5->write_f32(base + "/token_recall", {T}, pa.token_recall.data());
-          h5->write_f32(base + "/output_rel_err", {T}, pa.output_rel_err.data());
-          h5->write_f32(base + "/output_cosine", {T}, pa.output_cosine.data());
-          h5->write_f32(base + "/sparsity_token", {T}, pa.sparsity_token.data());
-          h5->write_f32(base + "/block_density", {T}, pa.block_density.data());
-          for (const auto& [name, v] : row.values) h5->set_number(base, name, v);
-        }
+        if (h5) write_configuration(*h5, pa, row, T);
         result.rows.push_back(std::move(row));
       }
     }
     for (int g = 0; g < nG; ++g)
       for (int ib = 0; ib < nB; ++ib) {
-        result.snr.push_back({in.layer, head, router_name(gates[g].kind), opt.block_sizes[ib], snr[g * nB + ib]});
-        if (h5) {
-          const auto& hist = snr[g * nB + ib].rank_hist;
-          std::vector<int32_t> h32(hist.begin(), hist.end());
-          h5->write_i32("/layers/" + std::to_string(in.layer) + "/heads/" + std::to_string(head) + "/B" +
-                            std::to_string(opt.block_sizes[ib]) + "/" + router_name(gates[g].kind) +
-                            "/signal_rank_hist",
-                        {static_cast<int64_t>(h32.size())}, h32.data());
-        }
+        result.snr.push_back({{in.layer, head, opt.block_sizes[ib], 0, gates[g].kind}, snr[g * nB + ib]});
+        if (h5) write_snr_hist(*h5, result.snr.back());
       }
     if (opt.keep_arrays)
       for (auto& a : arr) result.arrays.push_back(std::move(a));
   }
   return result;
 }
-
-std::vector<SummaryRow> aggregate_rows(const std::vector<SummaryRow>& head_rows,
-                                       const std::vector<GroupResult::Snr>& snr, int64_t head_dim, bool per_layer) {
-  // Group key: (layer or -1, router, B, k), in first-seen order.
-  struct Group {
-    SummaryRow row;
-    std::vector<double> wsum, sum;
-    SnrStats stats;
-    bool have_snr = false;
-  };
-  std::vector<Group> groups;
-  // Counts are summed over the heads; every other value is a weighted mean.
-  auto is_count = [](const std::string& name) {
-    return name == "n_choice" || name == "n_queries" || name == "n_choice_trail" || name == "snr_queries" ||
-           name == "signal_queries" || name == "planted_queries";
-  };
-  auto weight_of = [](const SummaryRow& r, const std::string& name) -> double {
-    // Properties of the layer and configuration, the same for every head: plain means.
-    if (name == "n_tokens" || name == "n_blocks" || name == "sparsity_nominal") return 1.0;
-    if (name.rfind("signal_", 0) == 0) return r.get("signal_queries");
-    if (name.rfind("planted_", 0) == 0) return r.get("planted_queries");
-    if (name.find("_trail_") != std::string::npos) return r.get("n_choice_trail");
-    if (name == "coverage_all_mean") return r.get("n_queries");
-    return r.get("n_choice");
-  };
-  for (const SummaryRow& r : head_rows) {
-    const int layer = per_layer ? r.layer : -1;
-    Group* g = nullptr;
-    for (auto& x : groups)
-      if (x.row.layer == layer && x.row.router == r.router && x.row.block_size == r.block_size && x.row.top_k == r.top_k)
-        g = &x;
-    if (!g) {
-      groups.push_back(Group());
-      g = &groups.back();
-      g->row.layer = layer;
-      g->row.head = -1;
-      g->row.scope = per_layer ? "layer" : "overall";
-      g->row.router = r.router;
-      g->row.block_size = r.block_size;
-      g->row.top_k = r.top_k;
-      g->wsum.assign(r.values.size(), 0.0);
-      g->sum.assign(r.values.size(), 0.0);
-      for (const auto& v : r.values) g->row.values.emplace_back(v.first, 0.0);
-      for (const auto& s : snr)
-        if (s.router == r.router && s.block_size == r.block_size) g->have_snr = true;
-    }
-    for (size_t i = 0; i < r.values.size() && i < g->sum.size(); ++i) {
-      const std::string& name = r.values[i].first;
-      const double v = r.values[i].second;
-      if (is_count(name)) {
-        if (std::isfinite(v)) g->sum[i] += v;
-        g->wsum[i] = 1;
-        continue;
-      }
-      const double w = name == "kv_head" ? 0.0 : weight_of(r, name);
-      if (std::isfinite(v) && std::isfinite(w) && w > 0) {
-        g->sum[i] += w * v;
-        g->wsum[i] += w;
-      }
-    }
-  }
-  std::vector<SummaryRow> out;
-  for (auto& g : groups) {
-    for (const auto& s : snr) {
-      if (s.router != g.row.router || s.block_size != g.row.block_size) continue;
-      if (per_layer && s.layer != g.row.layer) continue;
-      g.stats.merge(s.stats);
-    }
-    const SnrSummary ss = summarize_snr(g.stats, g.row.block_size, head_dim);
-    const std::map<std::string, double> pooled = {
-        {"snr_emp", ss.snr_emp},         {"snr_theory", ss.snr_theory},     {"p_fail_emp", ss.p_fail_emp},
-        {"p_fail_theory", ss.p_fail_theory}, {"snr_mean_d", ss.mean_d},     {"snr_std_d", ss.std_d},
-        {"delta_mu", ss.delta_mu},       {"sigma", ss.sigma},               {"sigma2_d", ss.sigma2_d},
-        {"mu_cluster_rel", ss.mu_cluster_rel}, {"cluster_excess", ss.cluster_excess},
-        {"delta_mu_eff", ss.delta_mu_eff}, {"delta_mu_eff_d", ss.delta_mu_eff_d},
-        {"snr_queries", static_cast<double>(ss.n_queries)}, {"signal_rank1_share", ss.rank1_share}};
-    for (size_t i = 0; i < g.row.values.size(); ++i) {
-      auto& [name, v] = g.row.values[i];
-      const bool quantile = name.find("_p5") != std::string::npos || name.find("_p50") != std::string::npos ||
-                            name.find("_p95") != std::string::npos;
-      if (name == "kv_head" || quantile) {
-        v = kNaN;
-      } else if (auto it = pooled.find(name); it != pooled.end()) {
-        v = g.have_snr ? it->second : kNaN;
-      } else {
-        v = g.wsum[i] > 0 ? (is_count(name) ? g.sum[i] : g.sum[i] / g.wsum[i]) : kNaN;
-      }
-    }
-    out.push_back(std::move(g.row));
-  }
-  return out;
-}
-
-std::string rows_to_csv(const std::vector<SummaryRow>& rows) {
-  std::string s;
-  if (rows.empty()) return s;
-  s = "layer,head,scope,router,block_size,top_k";
-  for (const auto& v : rows.front().values) s += "," + v.first;
-  s += "\n";
-  for (const auto& r : rows) {
-    s += (r.layer < 0 ? std::string("all") : std::to_string(r.layer)) + "," +
-         (r.head < 0 ? std::string("all") : std::to_string(r.head)) + "," + r.scope + "," + r.router + "," +
-         std::to_string(r.block_size) + "," + std::to_string(r.top_k);
-    for (const auto& v : r.values) s += "," + fmt_value(v.second);
-    s += "\n";
-  }
-  return s;
-}
-
-std::string rows_to_json(const std::vector<SummaryRow>& rows) {
-  std::string s = "[";
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const auto& r = rows[i];
-    s += i ? ",\n {" : "\n {";
-    s += "\"layer\": " + (r.layer < 0 ? std::string("null") : std::to_string(r.layer)) +
-         ", \"head\": " + (r.head < 0 ? std::string("null") : std::to_string(r.head)) + ", \"scope\": \"" + r.scope +
-         "\", \"router\": \"" + r.router + "\", \"block_size\": " + std::to_string(r.block_size) +
-         ", \"top_k\": " + std::to_string(r.top_k);
-    for (const auto& v : r.values) s += ", \"" + v.first + "\": " + json_value(v.second);
-    s += "}";
-  }
-  return s + "\n]\n";
-}
-
-std::string buckets_to_csv(const std::vector<BucketRow>& rows) {
-  std::string s = "layer,head,router,block_size,top_k,t_begin,t_end,n_choice,coverage_mean,kl_mean,block_recall_mean,"
-                  "token_recall_mean,output_rel_err_mean\n";
-  for (const auto& r : rows) {
-    s += std::to_string(r.layer) + "," + std::to_string(r.head) + "," + r.router + "," + std::to_string(r.block_size) +
-         "," + std::to_string(r.top_k) + "," + std::to_string(r.t_begin) + "," + std::to_string(r.t_end) + "," +
-         std::to_string(r.n_choice) + "," + fmt_value(r.coverage) + "," + fmt_value(r.kl) + "," +
-         fmt_value(r.block_recall) + "," + fmt_value(r.token_recall) + "," + fmt_value(r.output_rel_err) + "\n";
-  }
-  return s;
-}
-
-}  // namespace moba::analysis
-
-namespace moba::analysis {
 
 DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in, const std::vector<int64_t>& heads_in,
                           const AnalyzeOptions& opt, bool quiet, H5Output* h5,
@@ -835,7 +633,7 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       for (auto& x : r.snr) out.snr.push_back(std::move(x));
     }
     std::stable_sort(out.head_rows.begin(), out.head_rows.end(), [](const SummaryRow& a, const SummaryRow& b) {
-      return std::tie(a.layer, a.head) < std::tie(b.layer, b.head);
+      return std::tie(a.key.layer, a.key.head) < std::tie(b.key.layer, b.key.head);
     });
     // Layer and overall rows from every finished layer.
     out.layer_rows = aggregate_rows(out.head_rows, out.snr, out.head_dim, true);
@@ -844,23 +642,6 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
   }
   progress.finish();
   return out;
-}
-
-std::string format_table(const std::vector<SummaryRow>& rows) {
-  std::string s;
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "%-11s %5s %5s %8s %8s %8s %7s %7s %7s %9s %7s %7s %7s %7s\n", "router", "B", "k",
-                "tok_spar", "coverage", "oracle", "KL", "recall", "tok@n", "out_err", "SNR", "SNRmod", "p_fail", "sig@k");
-  s += buf;
-  for (const auto& r : rows) {
-    std::snprintf(buf, sizeof buf, "%-11s %5lld %5d %8.3f %8.4f %8.4f %7.4f %7.3f %7.3f %9.2e %7.3f %7.3f %7.4f %7.3f\n",
-                  r.router.c_str(), static_cast<long long>(r.block_size), r.top_k, r.get("sparsity_mean"),
-                  r.get("coverage_mean"), r.get("oracle_coverage_mean"), r.get("kl_mean"), r.get("block_recall_mean"),
-                  r.get("token_recall_mean"), r.get("output_rel_err_mean"), r.get("snr_emp"), r.get("snr_theory"),
-                  r.get("p_fail_emp"), r.get("signal_recall"));
-    s += buf;
-  }
-  return s;
 }
 
 }  // namespace moba::analysis

@@ -102,22 +102,6 @@ std::vector<float> parse_text(const std::string& path, const std::string& bytes)
 
 }  // namespace
 
-const char* router_name(RouterKind r) {
-  switch (r) {
-    case RouterKind::moba: return "moba";
-    case RouterKind::moba_kconv: return "moba-kconv";
-    case RouterKind::oracle: return "oracle";
-  }
-  return "?";
-}
-
-RouterKind router_from_name(const std::string& s) {
-  if (s == "moba") return RouterKind::moba;
-  if (s == "moba-kconv") return RouterKind::moba_kconv;
-  if (s == "oracle") return RouterKind::oracle;
-  throw UsageError("unknown router '" + s + "' (one of moba, moba-kconv, oracle)");
-}
-
 std::vector<float> load_kconv_weights(const std::string& path, int width, int64_t head_dim) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw FileNotFoundError(path, "", "cannot open the kconv weights file");

@@ -11,15 +11,11 @@
 #include <vector>
 
 #include "analysis/backend.h"
+#include "analysis/config_key.h"
 #include "core/tensor.h"
 #include "kernels/gate_topk.h"
 
 namespace moba::analysis {
-
-enum class RouterKind { moba, moba_kconv, oracle };
-
-const char* router_name(RouterKind r);             // "moba", "moba-kconv", "oracle"
-RouterKind router_from_name(const std::string& s);  // throws UsageError
 
 struct RoutingOptions {
   kernels::TieRule tie = kernels::TieRule::recent;

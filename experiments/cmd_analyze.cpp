@@ -199,16 +199,16 @@ int run_analyze(const std::vector<std::string>& argv) {
   rec.config["block_sizes"] = s;
   s.clear();
   for (const auto& r : result.head_rows)
-    if (r.head == result.head_rows.front().head && r.layer == result.head_rows.front().layer &&
-        r.router == result.head_rows.front().router)
-      s += (s.empty() ? "" : ",") + std::to_string(r.block_size) + ":" + std::to_string(r.top_k);
+    if (r.key.head == result.head_rows.front().key.head && r.key.layer == result.head_rows.front().key.layer &&
+        r.key.router == result.head_rows.front().key.router)
+      s += (s.empty() ? "" : ",") + std::to_string(r.key.block_size) + ":" + std::to_string(r.key.top_k);
   rec.config["configs_B_k"] = s;
   s.clear();
   for (const auto r : opt.routers) s += (s.empty() ? "" : ",") + std::string(analysis::router_name(r));
   rec.config["routers"] = s;
-  rec.config["tie"] = ro.tie == kernels::TieRule::recent ? "recent" : "older";
-  rec.config["gqa"] = ro.gqa == kernels::GqaMode::shared ? "shared" : "per-head";
-  rec.config["pool_precision"] = ro.pool_fp32 ? "fp32" : "dump";
+  rec.config["tie"] = analysis::tie_name(ro.tie);
+  rec.config["gqa"] = analysis::gqa_name(ro.gqa);
+  rec.config["pool_precision"] = analysis::pool_precision_name(ro.pool_fp32);
   rec.config["kconv_width"] = std::to_string(ro.kconv_width);
   rec.config["kconv_weights"] = ro.kconv_weights_source;
   rec.config["kconv_apply"] = ro.kconv_both ? "both" : "routing";

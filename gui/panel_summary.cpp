@@ -86,7 +86,7 @@ void draw_summary_panel(ViewerState* s, const PanelRect& r) {
                             row.value[c_layer] == s->selection.layer &&
                             row.value[c_head] == static_cast<double>(s->selection.head) &&
                             row.value[c_b] == static_cast<double>(s->selection.block_size) &&
-                            row.value[c_k] == s->selection.top_k && row.text[c_router] == s->selection.router;
+                            row.value[c_k] == s->selection.top_k && row.text[c_router] == analysis::router_name(s->selection.router);
       ImGui::TableNextRow();
       for (int c = 0; c < n_cols; ++c) {
         ImGui::TableSetColumnIndex(c);
