@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "analysis/analyze_plan.h"
 #include "analysis/report.h"
 #include "analysis/results_schema.h"
 #include "analysis/router.h"
@@ -41,30 +42,10 @@
 
 namespace moba::analysis {
 
-struct AnalyzeOptions {
-  std::vector<int64_t> block_sizes;   // distinct, at most kernels::kDensePassMaxBlockSizes
-  std::vector<int> top_ks;            // --top-k: every (B, k) pair ...
-  std::vector<double> sparsities;     // ... or --sparsity: k per B (above). Exactly one is set.
-  std::vector<RouterKind> routers{RouterKind::moba, RouterKind::oracle};
-  RoutingOptions routing;
-  int top_n = 10;                     // token recall's n
-  int n_buckets = 16;                 // position buckets, or
-  int64_t bucket_width = 0;           // fixed-width buckets when > 0
-  int64_t trailing = 0;               // trailing window in tokens; 0 = ceil(T / 16)
-  int64_t query_chunk = 256;          // queries per dense-pass chunk
-  Device device = Device::cpu;
-  bool keep_arrays = false;           // return per-position arrays (tests); the CLI writes them to HDF5
-};
-
-struct BlockConfig {
-  int64_t block_size = 0;
-  int top_k = 0;
-  double nominal_sparsity = 0;  // 1 - top_k B / T
-};
-// Throws UsageError (no block sizes, too many, both/neither of top_ks and sparsities, ...).
-std::vector<BlockConfig> resolve_block_configs(const AnalyzeOptions& opt, int64_t n_tokens);
-// The checks of resolve_block_configs that do not need T.
-void validate_options(const AnalyzeOptions& opt);
+// Where analyze's steps run on `device`: empty for the CPU; for cuda, "routing, metrics and
+// SNR on the CPU; dense pass and MoBA attention on cuda". Gate scores and block selection are
+// host steps (analysis/router.h gate_scores_tile_host, select_blocks_host) on every device.
+std::string analyze_device_split(Device device);
 
 // One KV group of one layer.
 struct GroupInput {
@@ -88,14 +69,14 @@ struct GroupResult {
   std::vector<Snr> snr;
 };
 
-// Analyses the listed heads of one KV group. `h5` (optional) receives, per head, router and
+// Analyses the listed heads of one KV group, head by head, in stages: the shared-GQA oracle
+// pre-pass (one dense pass over the group), then per head and query chunk the dense pass,
+// routing + per-position metrics + SNR probe per (block size, query tile) in parallel, an
+// ordered merge; then MoBA attention error per (configuration, router) and the summary rows. `h5` (optional) receives, per head, router and
 // configuration, the group of analysis/results_schema.h (write_configuration) and per
 // (head, B, gate router) its SNR rank histogram (write_snr_hist). `progress` advances once
 // per (head, chunk).
 GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5);
-// Chunks per head, for progress totals.
-int64_t analyze_chunks_per_head(const AnalyzeOptions& opt, int64_t n_tokens);
-
 // A whole dump: the listed layers (empty = all) and query heads (empty = all), one KV group
 // at a time (the group's q/k/v slices are the only tensors held). After each layer,
 // `layer_done` sees the results so far (the CLI writes its files there, so finished layers
