@@ -1,5 +1,4 @@
-// `moba analyze` as a library (analysis/analyze.h): analyze_group as a driver of named
-// stages, and analyze_dump.
+// analyze_group (analysis/analyze.h) as a driver of named stages.
 //
 // Index names: ci = configuration, bi = block size, ri = router, gi = gate router (plan and
 // routers of analysis/analyze_plan.h and analysis/router.h).
@@ -12,15 +11,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <tuple>
 
+#include "analysis/head_summary.h"
 #include "analysis/metrics.h"
 #include "analysis/snr_probe.h"
 #include "core/errors.h"
 #include "kernels/dense_pass.h"
-
-// Note for kernels/cpu/cpu_common.h (another branch): analyze's Eigen row-major aliases now
-// live in analysis/snr_probe.cpp only; switch them to the shared ones once that header lands.
 
 namespace moba::analysis {
 namespace {
@@ -28,8 +24,6 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
 constexpr int64_t kSubtile = 64;  // queries per parallel work item within a chunk
-
-double nan_if_empty(int64_t n, double v) { return n > 0 ? v : kNaN; }
 
 // What stays fixed while one KV group is analysed.
 struct GroupContext {
@@ -314,141 +308,35 @@ void output_errors(const GroupContext& g, HeadState& h) {
     }
 }
 
-// Queries of one configuration by number of routable blocks c, for the retrieval predictions:
-// signal (c >= 2, with a choice) and planted (a planted key in a routable block, with a choice).
-struct RetrievalCounts {
-  std::vector<int64_t> signal, planted;  // [n_blocks + 1]
-  int64_t n_signal = 0, n_planted = 0;
-};
-
-RetrievalCounts retrieval_counts(const GroupContext& g, const HeadState& h, int ci) {
-  const int64_t T = g.plan.n_tokens, B = g.plan.configs[ci].block_size;
-  const int K = g.plan.configs[ci].top_k;
-  RetrievalCounts r;
-  r.signal.assign(static_cast<size_t>(g.plan.n_blocks[g.plan.block_of_config[ci]] + 1), 0);
-  r.planted = r.signal;
-  for (int64_t t = 0; t < T; ++t) {
-    const int64_t c = t / B;
-    if (c >= 2 && has_choice(t, B, K)) ++r.signal[c];
-    if (h.planted && has_choice(t, B, K) && h.planted[t] >= 0 && h.planted[t] / B < c) ++r.planted[c];
-  }
-  for (const int64_t x : r.signal) r.n_signal += x;
-  for (const int64_t x : r.planted) r.n_planted += x;
-  return r;
-}
-
-// Stage 5: the summary row of configuration ci and router ri (columns of analysis/summary.h).
-SummaryRow head_summary_row(const GroupContext& g, const HeadState& h, int ci, int ri, const RetrievalCounts& counts,
-                            double snr_synth) {
-  using Col = SummaryColumn;
-  const AnalyzePlan& plan = g.plan;
-  const BlockConfig& cfg = plan.configs[ci];
-  const int bi = plan.block_of_config[ci];
-  const int64_t T = plan.n_tokens, B = cfg.block_size, d = g.in.q.head_dim;
-  const int K = cfg.top_k;
-  const int64_t trailing = g.opt.trailing > 0 ? std::min(g.opt.trailing, T) : (T + 15) / 16;
-  const int64_t tr0 = T - trailing;
-  const PositionArrays& pa = h.arrays[ci * g.n_routers + ri];
-  const std::vector<uint8_t> all(static_cast<size_t>(T), 1);
-  SummaryRow row;
-  row.key = pa.key;
-  row.scope = Scope::head;
-  const auto put = [&](Col c, double v) { row.set(c, v); };
-  const auto mean_stats = [&](Col mean, const std::vector<float>& v) {
-    const Stats s = summarize(v, pa.choice, 0, T);
-    put(mean, s.mean);
-    return s;
-  };
-  put(Col::kv_head, static_cast<double>(g.in.kv_head));
-  put(Col::n_tokens, static_cast<double>(T));
-  put(Col::n_blocks, static_cast<double>(plan.n_blocks[bi]));
-  put(Col::sparsity_nominal, cfg.nominal_sparsity);
-  put(Col::n_queries, static_cast<double>(T));
-  const Stats sp = mean_stats(Col::sparsity_mean, pa.sparsity_token);
-  put(Col::sparsity_p50, sp.p50);
-  mean_stats(Col::block_density_mean, pa.block_density);
-  const Stats cov = mean_stats(Col::coverage_mean, pa.coverage);
-  put(Col::n_choice, static_cast<double>(cov.n));
-  put(Col::coverage_p5, cov.p5);
-  put(Col::coverage_p50, cov.p50);
-  put(Col::oracle_coverage_mean, summarize(h.oracle_cov[ci], pa.choice, 0, T).mean);
-  const Stats kl = mean_stats(Col::kl_mean, pa.kl);
-  put(Col::kl_p50, kl.p50);
-  put(Col::kl_p95, kl.p95);
-  const Stats rec = mean_stats(Col::block_recall_mean, pa.block_recall);
-  put(Col::block_recall_p5, rec.p5);
-  put(Col::block_recall_p50, rec.p50);
-  const Stats tok = mean_stats(Col::token_recall_mean, pa.token_recall);
-  put(Col::token_recall_p5, tok.p5);
-  put(Col::token_recall_p50, tok.p50);
-  const Stats err = mean_stats(Col::output_rel_err_mean, pa.output_rel_err);
-  put(Col::output_rel_err_p50, err.p50);
-  put(Col::output_rel_err_p95, err.p95);
-  const Stats cosv = mean_stats(Col::output_cosine_mean, pa.output_cosine);
-  put(Col::output_cosine_p5, cosv.p5);
-  const Stats cov_tr = summarize(pa.coverage, pa.choice, tr0, T);
-  put(Col::n_choice_trail, static_cast<double>(cov_tr.n));
-  put(Col::coverage_trail_mean, cov_tr.mean);
-  put(Col::kl_trail_mean, summarize(pa.kl, pa.choice, tr0, T).mean);
-  put(Col::block_recall_trail_mean, summarize(pa.block_recall, pa.choice, tr0, T).mean);
-  put(Col::token_recall_trail_mean, summarize(pa.token_recall, pa.choice, tr0, T).mean);
-  put(Col::output_rel_err_trail_mean, summarize(pa.output_rel_err, pa.choice, tr0, T).mean);
-  put(Col::coverage_all_mean, summarize(pa.coverage, all, 0, T).mean);
-
-  const int gi = g.routers.gate_of_router[ri];
-  const bool have_snr = gi >= 0;
-  SnrSummary s{};
-  if (have_snr) s = summarize_snr(h.snr[g.snr_index(gi, bi)], B, d);
-  for (const auto& info : summary_columns())
-    if (info.agg == SummaryAgg::pooled_snr) put(info.column, have_snr ? snr_column_value(s, info.column) : kNaN);
-  put(Col::signal_queries, static_cast<double>(counts.n_signal));
-  put(Col::signal_recall,
-      have_snr ? nan_if_empty(counts.n_signal, static_cast<double>(h.signal_hits[ci * g.n_gates + gi]) /
-                                                   std::max<int64_t>(counts.n_signal, 1))
-               : kNaN);
-  put(Col::signal_recall_pred, have_snr ? mean_retrieval_probability(s.snr_emp, counts.signal, K) : kNaN);
-  put(Col::snr_synth, snr_synth);
-  put(Col::planted_queries, static_cast<double>(counts.n_planted));
-  put(Col::planted_recall, nan_if_empty(counts.n_planted, static_cast<double>(h.planted_hits[ci * g.n_routers + ri]) /
-                                                              std::max<int64_t>(counts.n_planted, 1)));
-  const double pred_snr = g.in.synth ? snr_synth : s.snr_emp;
-  put(Col::planted_recall_pred, counts.n_planted > 0 && (have_snr || g.in.synth) && g.opt.routers[ri] != RouterKind::oracle
-                                    ? mean_retrieval_probability(pred_snr, counts.planted, K)
-                                    : kNaN);
-  return row;
-}
-
-// Per-bucket means of one configuration's arrays (queries with a choice).
-void add_bucket_rows(const PositionArrays& pa, const std::vector<int64_t>& edges, std::vector<BucketRow>* out) {
-  for (size_t e = 0; e + 1 < edges.size(); ++e) {
-    BucketRow br;
-    br.key = pa.key;
-    br.t_begin = edges[e];
-    br.t_end = edges[e + 1];
-    const auto mean = [&](const std::vector<float>& v) { return summarize(v, pa.choice, br.t_begin, br.t_end); };
-    const Stats bc = mean(pa.coverage);
-    br.n_choice = bc.n;
-    br.coverage = bc.mean;
-    br.kl = mean(pa.kl).mean;
-    br.block_recall = mean(pa.block_recall).mean;
-    br.token_recall = mean(pa.token_recall).mean;
-    br.output_rel_err = mean(pa.output_rel_err).mean;
-    out->push_back(br);
-  }
-}
-
 // Stage 5 driver: rows, buckets and analysis.h5 groups of the head, then its SNR sums.
 void summarize_head(const GroupContext& g, HeadState& h, GroupResult& result, H5Output* h5) {
   const int64_t T = g.plan.n_tokens, d = g.in.q.head_dim;
   const std::vector<int64_t> edges = bucket_edges(T, g.opt.n_buckets, g.opt.bucket_width);
   const double snr_synth_factor = g.in.synth ? synth_delta_mu_eff(*g.in.synth) : kNaN;
+  const int64_t trailing = g.opt.trailing > 0 ? std::min(g.opt.trailing, T) : (T + 15) / 16;
   for (int ci = 0; ci < g.plan.n_configs(); ++ci) {
-    const RetrievalCounts counts = retrieval_counts(g, h, ci);
-    const int64_t B = g.plan.configs[ci].block_size;
-    const double snr_synth = g.in.synth ? snr_synth_factor * std::sqrt(static_cast<double>(d) / (2.0 * B)) : kNaN;
+    const BlockConfig& cfg = g.plan.configs[ci];
+    const int bi = g.plan.block_of_config[ci];
+    const RetrievalCounts counts = retrieval_counts(T, cfg.block_size, cfg.top_k, g.plan.n_blocks[bi], h.planted);
+    HeadRowInput row_in;
+    row_in.oracle_coverage = &h.oracle_cov[ci];
+    row_in.counts = &counts;
+    row_in.kv_head = g.in.kv_head;
+    row_in.n_blocks = g.plan.n_blocks[bi];
+    row_in.head_dim = d;
+    row_in.nominal_sparsity = cfg.nominal_sparsity;
+    row_in.trailing = trailing;
+    row_in.snr_synth =
+        g.in.synth ? snr_synth_factor * std::sqrt(static_cast<double>(d) / (2.0 * cfg.block_size)) : kNaN;
+    row_in.synth = g.in.synth != nullptr;
     for (int ri = 0; ri < g.n_routers; ++ri) {
       const PositionArrays& pa = h.arrays[ci * g.n_routers + ri];
-      SummaryRow row = head_summary_row(g, h, ci, ri, counts, snr_synth);
+      const int gi = g.routers.gate_of_router[ri];
+      row_in.arrays = &pa;
+      row_in.snr = gi >= 0 ? &h.snr[g.snr_index(gi, bi)] : nullptr;
+      row_in.signal_hits = gi >= 0 ? h.signal_hits[ci * g.n_gates + gi] : 0;
+      row_in.planted_hits = h.planted_hits[ci * g.n_routers + ri];
+      SummaryRow row = head_summary_row(row_in);
       add_bucket_rows(pa, edges, &result.buckets);
       if (h5) write_configuration(*h5, pa, row, T);
       result.rows.push_back(std::move(row));
@@ -499,98 +387,6 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
       for (auto& a : h.arrays) result.arrays.push_back(std::move(a));
   }
   return result;
-}
-
-DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in, const std::vector<int64_t>& heads_in,
-                          const AnalyzeOptions& opt, bool quiet, H5Output* h5,
-                          const std::function<void(const DumpAnalysis&, int layer)>& layer_done) {
-  validate_options(opt);
-  const DumpInfo& info = reader.info();
-  std::vector<int> layers = layers_in;
-  if (layers.empty())
-    for (const LayerInfo& l : info.layers) layers.push_back(l.index);
-  for (size_t i = 0; i < layers.size(); ++i)
-    for (size_t j = 0; j < i; ++j)
-      if (layers[i] == layers[j]) throw UsageError("--layers: layer " + std::to_string(layers[i]) + " given twice");
-  for (size_t i = 0; i < heads_in.size(); ++i)
-    for (size_t j = 0; j < i; ++j)
-      if (heads_in[i] == heads_in[j]) throw UsageError("--heads: head " + std::to_string(heads_in[i]) + " given twice");
-  for (const int L : layers) {
-    bool found = false;
-    for (const LayerInfo& l : info.layers) found = found || l.index == L;
-    if (!found) throw UsageError("--layers: the dump " + info.path + " has no layer " + std::to_string(L));
-  }
-  DumpAnalysis out;
-  SynthParams synth;
-  if (info.attributes.count("synth_version") && !info.layers.empty()) {
-    SynthParams shape;
-    const LayerInfo& l0 = info.layers.front();
-    shape.n_tokens = l0.n_tokens;
-    shape.n_layers = static_cast<int>(info.layers.size());
-    shape.n_q_heads = l0.n_q_heads;
-    shape.n_kv_heads = l0.n_kv_heads;
-    shape.head_dim = l0.head_dim;
-    shape.dtype = l0.dtype;
-    out.synth = synth_params_from_attributes(info.attributes, shape, &synth);
-  }
-
-  int64_t total = 0;
-  for (const int L : layers) {
-    const LayerInfo& l = info.layer(L);
-    const int64_t n_heads = heads_in.empty() ? l.n_q_heads : static_cast<int64_t>(heads_in.size());
-    total += n_heads * analyze_chunks_per_head(opt, l.n_tokens);
-  }
-  Progress progress("analyze " + info.path, total, quiet);
-
-  for (const int L : layers) {
-    const LayerInfo& l = info.layer(L);
-    std::vector<int64_t> heads = heads_in;
-    if (heads.empty())
-      for (int64_t h = 0; h < l.n_q_heads; ++h) heads.push_back(h);
-    for (const int64_t h : heads)
-      if (h < 0 || h >= l.n_q_heads)
-        throw UsageError("--heads: layer " + std::to_string(L) + " has query heads 0.." + std::to_string(l.n_q_heads - 1) +
-                         ", not " + std::to_string(h));
-    out.head_dim = l.head_dim;
-    const int64_t group = l.n_q_heads / l.n_kv_heads;
-    const std::vector<int32_t> planted = l.has_planted ? reader.read_planted(L) : std::vector<int32_t>();
-    for (int64_t g = 0; g < l.n_kv_heads; ++g) {
-      GroupInput in;
-      for (const int64_t h : heads)
-        if (h / group == g) in.heads.push_back(h);
-      if (in.heads.empty()) continue;
-      std::sort(in.heads.begin(), in.heads.end());
-      // Only the query heads needed: all of the group under `shared`, else the analysed span.
-      const bool shared = opt.routing.gqa == kernels::GqaMode::shared;
-      const int64_t q_first = shared ? g * group : in.heads.front();
-      const int64_t q_count = shared ? group : in.heads.back() - in.heads.front() + 1;
-      const Tensor3 q = reader.read(L, TensorKind::q, q_first, q_count);
-      const Tensor3 k = reader.read(L, TensorKind::k, g, 1);
-      const Tensor3 v = reader.read(L, TensorKind::v, g, 1);
-      in.layer = L;
-      in.kv_head = g;
-      in.q = q.view();
-      in.q_head_first = q_first;
-      in.k = k.view();
-      in.v = v.view();
-      in.dtype = l.dtype;
-      in.planted = planted.empty() ? nullptr : &planted;
-      in.synth = out.synth ? &synth : nullptr;
-      GroupResult r = analyze_group(in, opt, &progress, h5);
-      for (auto& x : r.rows) out.head_rows.push_back(std::move(x));
-      for (auto& x : r.buckets) out.buckets.push_back(std::move(x));
-      for (auto& x : r.snr) out.snr.push_back(std::move(x));
-    }
-    std::stable_sort(out.head_rows.begin(), out.head_rows.end(), [](const SummaryRow& a, const SummaryRow& b) {
-      return std::tie(a.key.layer, a.key.head) < std::tie(b.key.layer, b.key.head);
-    });
-    // Layer and overall rows from every finished layer.
-    out.layer_rows = aggregate_rows(out.head_rows, out.snr, out.head_dim, true);
-    out.overall_rows = aggregate_rows(out.head_rows, out.snr, out.head_dim, false);
-    if (layer_done) layer_done(out, L);
-  }
-  progress.finish();
-  return out;
 }
 
 }  // namespace moba::analysis

@@ -7,6 +7,7 @@
 namespace moba::analysis {
 
 namespace {
+// The row-major float views of kernels/cpu (to be shared through kernels/cpu/cpu_common.h).
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstRowsMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
 }  // namespace
