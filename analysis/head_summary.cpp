@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "analysis/metrics.h"
 
@@ -39,45 +40,50 @@ SummaryRow head_summary_row(const HeadRowInput& in) {
   row.key = pa.key;
   row.scope = Scope::head;
   const auto put = [&](Col c, double v) { row.set(c, v); };
-  const auto mean_stats = [&](Col mean, const std::vector<float>& v) {
-    const Stats s = summarize(v, pa.choice, 0, T);
-    put(mean, s.mean);
-    return s;
-  };
   put(Col::kv_head, static_cast<double>(in.kv_head));
   put(Col::n_tokens, static_cast<double>(T));
   put(Col::n_blocks, static_cast<double>(in.n_blocks));
   put(Col::sparsity_nominal, in.nominal_sparsity);
   put(Col::n_queries, static_cast<double>(T));
-  const Stats sp = mean_stats(Col::sparsity_mean, pa.sparsity_token);
-  put(Col::sparsity_p50, sp.p50);
-  mean_stats(Col::block_density_mean, pa.block_density);
-  const Stats cov = mean_stats(Col::coverage_mean, pa.coverage);
-  put(Col::n_choice, static_cast<double>(cov.n));
-  put(Col::coverage_p5, cov.p5);
-  put(Col::coverage_p50, cov.p50);
+  // Statistics over the queries with a choice: per metric its mean and quantile columns
+  // (count_: not reported).
+  struct MetricColumns {
+    PositionMetric metric;
+    Col mean, p5, p50, p95;
+  };
+  static const MetricColumns kColumns[] = {
+      {PositionMetric::sparsity_token, Col::sparsity_mean, Col::count_, Col::sparsity_p50, Col::count_},
+      {PositionMetric::block_density, Col::block_density_mean, Col::count_, Col::count_, Col::count_},
+      {PositionMetric::coverage, Col::coverage_mean, Col::coverage_p5, Col::coverage_p50, Col::count_},
+      {PositionMetric::kl, Col::kl_mean, Col::count_, Col::kl_p50, Col::kl_p95},
+      {PositionMetric::block_recall, Col::block_recall_mean, Col::block_recall_p5, Col::block_recall_p50, Col::count_},
+      {PositionMetric::token_recall, Col::token_recall_mean, Col::token_recall_p5, Col::token_recall_p50, Col::count_},
+      {PositionMetric::output_rel_err, Col::output_rel_err_mean, Col::count_, Col::output_rel_err_p50,
+       Col::output_rel_err_p95},
+      {PositionMetric::output_cosine, Col::output_cosine_mean, Col::output_cosine_p5, Col::count_, Col::count_},
+  };
+  for (const MetricColumns& m : kColumns) {
+    const Stats st = summarize(pa.metric(m.metric), pa.choice, 0, T);
+    put(m.mean, st.mean);
+    if (m.p5 != Col::count_) put(m.p5, st.p5);
+    if (m.p50 != Col::count_) put(m.p50, st.p50);
+    if (m.p95 != Col::count_) put(m.p95, st.p95);
+    if (m.metric == PositionMetric::coverage) put(Col::n_choice, static_cast<double>(st.n));
+  }
   put(Col::oracle_coverage_mean, summarize(*in.oracle_coverage, pa.choice, 0, T).mean);
-  const Stats kl = mean_stats(Col::kl_mean, pa.kl);
-  put(Col::kl_p50, kl.p50);
-  put(Col::kl_p95, kl.p95);
-  const Stats rec = mean_stats(Col::block_recall_mean, pa.block_recall);
-  put(Col::block_recall_p5, rec.p5);
-  put(Col::block_recall_p50, rec.p50);
-  const Stats tok = mean_stats(Col::token_recall_mean, pa.token_recall);
-  put(Col::token_recall_p5, tok.p5);
-  put(Col::token_recall_p50, tok.p50);
-  const Stats err = mean_stats(Col::output_rel_err_mean, pa.output_rel_err);
-  put(Col::output_rel_err_p50, err.p50);
-  put(Col::output_rel_err_p95, err.p95);
-  const Stats cosv = mean_stats(Col::output_cosine_mean, pa.output_cosine);
-  put(Col::output_cosine_p5, cosv.p5);
-  const Stats cov_tr = summarize(pa.coverage, pa.choice, tr0, T);
-  put(Col::n_choice_trail, static_cast<double>(cov_tr.n));
-  put(Col::coverage_trail_mean, cov_tr.mean);
-  put(Col::kl_trail_mean, summarize(pa.kl, pa.choice, tr0, T).mean);
-  put(Col::block_recall_trail_mean, summarize(pa.block_recall, pa.choice, tr0, T).mean);
-  put(Col::token_recall_trail_mean, summarize(pa.token_recall, pa.choice, tr0, T).mean);
-  put(Col::output_rel_err_trail_mean, summarize(pa.output_rel_err, pa.choice, tr0, T).mean);
+  // Means over the trailing window's queries with a choice.
+  static const std::pair<PositionMetric, Col> kTrailing[] = {
+      {PositionMetric::coverage, Col::coverage_trail_mean},
+      {PositionMetric::kl, Col::kl_trail_mean},
+      {PositionMetric::block_recall, Col::block_recall_trail_mean},
+      {PositionMetric::token_recall, Col::token_recall_trail_mean},
+      {PositionMetric::output_rel_err, Col::output_rel_err_trail_mean},
+  };
+  for (const auto& [metric, column] : kTrailing) {
+    const Stats st = summarize(pa.metric(metric), pa.choice, tr0, T);
+    put(column, st.mean);
+    if (metric == PositionMetric::coverage) put(Col::n_choice_trail, static_cast<double>(st.n));
+  }
   put(Col::coverage_all_mean, summarize(pa.coverage, all, 0, T).mean);
 
   const bool have_snr = in.snr != nullptr;
