@@ -373,7 +373,8 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
     HeadState h = init_head(g, head);
     ChunkData ch;
     ch.lse.resize(static_cast<size_t>(plan.chunk));
-    for (int bi = 0; bi < plan.n_block_sizes(); ++bi) ch.mass.emplace_back(static_cast<size_t>(plan.chunk * plan.n_blocks[bi]));
+    for (int bi = 0; bi < plan.n_block_sizes(); ++bi)
+      ch.mass.emplace_back(static_cast<size_t>(plan.chunk * plan.n_blocks[bi]));
     ch.top_index.resize(static_cast<size_t>(plan.chunk * plan.n_top));
     for (ch.t0 = 0; ch.t0 < plan.n_tokens; ch.t0 += plan.chunk) {
       ch.nq = std::min(plan.chunk, plan.n_tokens - ch.t0);

@@ -48,6 +48,19 @@ const char* scope_name(Scope s) {
   return "?";
 }
 
+const char* key_column_name(KeyColumn c) {
+  switch (c) {
+    case KeyColumn::layer: return "layer";
+    case KeyColumn::head: return "head";
+    case KeyColumn::scope: return "scope";
+    case KeyColumn::router: return "router";
+    case KeyColumn::block_size: return "block_size";
+    case KeyColumn::top_k: return "top_k";
+    case KeyColumn::count_: break;
+  }
+  return "?";
+}
+
 const char* tie_name(kernels::TieRule t) { return t == kernels::TieRule::recent ? "recent" : "older"; }
 
 kernels::TieRule tie_from_name(const std::string& s, const std::string& what) {

@@ -52,6 +52,11 @@ struct ConfigKey {
   std::string name() const;
 };
 
+// The key columns of summary.csv / aggregate.csv / summary.json, in that order, before the
+// summary columns (analysis/summary.h).
+enum class KeyColumn { layer, head, scope, router, block_size, top_k, count_ };
+const char* key_column_name(KeyColumn c);  // "layer", "head", "scope", "router", "block_size", "top_k"
+
 // A partial ConfigKey (e.g. the viewer's --layer/--head/... options): negative fields and
 // any_router match anything.
 struct ConfigFilter {

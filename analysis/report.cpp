@@ -16,7 +16,8 @@ std::string index_or_all(int64_t i) { return i < 0 ? std::string("all") : std::t
 std::string rows_to_csv(const std::vector<SummaryRow>& rows) {
   std::string s;
   if (rows.empty()) return s;
-  s = "layer,head,scope,router,block_size,top_k";
+  for (int c = 0; c < static_cast<int>(KeyColumn::count_); ++c)
+    s += std::string(c ? "," : "") + key_column_name(static_cast<KeyColumn>(c));
   for (const auto& info : summary_columns()) s += std::string(",") + info.name;
   s += "\n";
   for (const auto& r : rows) {
@@ -33,14 +34,16 @@ std::string rows_to_json(const std::vector<SummaryRow>& rows) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
     JsonObject o;
-    if (r.key.layer < 0) o.add_null("layer");
-    else o.add_integer("layer", r.key.layer);
-    if (r.key.head < 0) o.add_null("head");
-    else o.add_integer("head", r.key.head);
-    o.add_string("scope", scope_name(r.scope))
-        .add_string("router", router_name(r.key.router))
-        .add_integer("block_size", r.key.block_size)
-        .add_integer("top_k", r.key.top_k);
+    const auto index_or_null = [&](KeyColumn c, int64_t i) {
+      if (i < 0) o.add_null(key_column_name(c));
+      else o.add_integer(key_column_name(c), i);
+    };
+    index_or_null(KeyColumn::layer, r.key.layer);
+    index_or_null(KeyColumn::head, r.key.head);
+    o.add_string(key_column_name(KeyColumn::scope), scope_name(r.scope))
+        .add_string(key_column_name(KeyColumn::router), router_name(r.key.router))
+        .add_integer(key_column_name(KeyColumn::block_size), r.key.block_size)
+        .add_integer(key_column_name(KeyColumn::top_k), r.key.top_k);
     for (const auto& info : summary_columns()) o.add_number(info.name, r.get(info.column));
     s += (i ? ",\n " : "\n ") + o.str();
   }

@@ -56,6 +56,7 @@ struct SummaryTable {
   };
   std::vector<Row> rows;
   int column(const std::string& name) const;  // -1 when absent
+  int column(KeyColumn c) const { return column(key_column_name(c)); }
 };
 // Throws FileNotFoundError when missing, FormatError naming the line for ragged rows.
 SummaryTable read_summary_csv(const std::string& path);

@@ -15,10 +15,12 @@ namespace moba::gui {
 namespace {
 
 using analysis::ConfigKey;
+using analysis::KeyColumn;
 using analysis::RouterKind;
 
 // The key columns of summary.csv shown by default, before the catalogue's headline columns.
-constexpr const char* kKeyColumns[] = {"layer", "head", "router", "block_size", "top_k"};
+constexpr KeyColumn kKeyColumns[] = {KeyColumn::layer, KeyColumn::head, KeyColumn::router, KeyColumn::block_size,
+                                     KeyColumn::top_k};
 
 template <typename T>
 void push_unique(std::vector<T>* v, const T& x) {
@@ -68,8 +70,8 @@ void rebuild_summary_order(ViewerState* s) {
   v.order.clear();
   if (!s->file->has_summary()) return;
   const analysis::SummaryTable& t = s->file->summary();
-  const int c_layer = t.column("layer"), c_head = t.column("head"), c_b = t.column("block_size"),
-            c_k = t.column("top_k");
+  const int c_layer = t.column(KeyColumn::layer), c_head = t.column(KeyColumn::head),
+            c_b = t.column(KeyColumn::block_size), c_k = t.column(KeyColumn::top_k);
   for (int i = 0; i < static_cast<int>(t.rows.size()); ++i) {
     const auto& r = t.rows[static_cast<size_t>(i)].value;
     if (v.only_selected_head && c_layer >= 0 && c_head >= 0 &&
@@ -82,7 +84,7 @@ void rebuild_summary_order(ViewerState* s) {
   }
   if (v.sort_column >= 0 && v.sort_column < static_cast<int>(v.columns.size())) sort_summary_order(s);
   // Bring the shown configuration's row into view.
-  const int c_router = t.column("router");
+  const int c_router = t.column(KeyColumn::router);
   v.scroll_to = -1;
   if (v.keep_scroll) {
     v.keep_scroll = false;
@@ -180,7 +182,8 @@ bool init_viewer(ViewerState* s, const analysis::ResultsFile& file, const analys
   s->selection = *first;
   snap_selection(file, &s->selection, &s->nav);
   if (file.has_summary()) {
-    std::vector<std::string> names(std::begin(kKeyColumns), std::end(kKeyColumns));
+    std::vector<std::string> names;
+    for (const KeyColumn k : kKeyColumns) names.push_back(analysis::key_column_name(k));
     for (const auto& info : analysis::summary_columns())
       if (info.headline) names.push_back(info.name);
     for (const std::string& name : names) {
@@ -235,16 +238,16 @@ void select_summary_row(ViewerState* s, int row) {
   const analysis::SummaryTable& t = s->file->summary();
   if (row < 0 || row >= static_cast<int>(t.rows.size())) return;
   const auto& r = t.rows[static_cast<size_t>(row)];
-  const auto num = [&](const char* name, double fallback) {
-    const int c = t.column(name);
+  const auto num = [&](KeyColumn key, double fallback) {
+    const int c = t.column(key);
     return c >= 0 && !std::isnan(r.value[c]) ? r.value[c] : fallback;
   };
   ConfigKey sel = s->selection;
-  sel.layer = static_cast<int>(num("layer", sel.layer));
-  sel.head = static_cast<int64_t>(num("head", static_cast<double>(sel.head)));
-  sel.block_size = static_cast<int64_t>(num("block_size", static_cast<double>(sel.block_size)));
-  sel.top_k = static_cast<int>(num("top_k", sel.top_k));
-  const int c_router = t.column("router");
+  sel.layer = static_cast<int>(num(KeyColumn::layer, sel.layer));
+  sel.head = static_cast<int64_t>(num(KeyColumn::head, static_cast<double>(sel.head)));
+  sel.block_size = static_cast<int64_t>(num(KeyColumn::block_size, static_cast<double>(sel.block_size)));
+  sel.top_k = static_cast<int>(num(KeyColumn::top_k, sel.top_k));
+  const int c_router = t.column(KeyColumn::router);
   if (c_router >= 0) analysis::parse_router(r.text[c_router], &sel.router);  // unknown text: keep the router
   s->selection = sel;
   s->summary.keep_scroll = true;

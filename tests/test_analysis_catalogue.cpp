@@ -159,6 +159,10 @@ TEST_CASE("report: CSV and JSON keys and NaN spelling", "[analysis][report]") {
   r.scope = Scope::overall;
   r.set(SummaryColumn::kv_head, 3);
   r.set(SummaryColumn::n_tokens, 0.25);
+  std::string keys;
+  for (int c = 0; c < static_cast<int>(KeyColumn::count_); ++c)
+    keys += std::string(c ? "," : "") + key_column_name(static_cast<KeyColumn>(c));
+  CHECK(keys == "layer,head,scope,router,block_size,top_k");
   const std::string csv = rows_to_csv({r});
   CHECK(csv.rfind("layer,head,scope,router,block_size,top_k,kv_head,n_tokens,", 0) == 0);
   CHECK(csv.find("\nall,all,overall,moba-kconv,32,2,3,0.25,nan,") != std::string::npos);
