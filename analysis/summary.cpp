@@ -80,14 +80,14 @@ using M = PositionMetric;
 
 const std::vector<PositionMetricInfo>& metric_table() {
   static const std::vector<PositionMetricInfo> t{
-      {M::coverage, "coverage", "coverage R", PlotRange::share, true},
-      {M::kl, "kl", "KL -ln R", PlotRange::data, true},
-      {M::block_recall, "block_recall", "block recall", PlotRange::share, false},
-      {M::token_recall, "token_recall", "token recall", PlotRange::share, true},
-      {M::output_rel_err, "output_rel_err", "output rel err", PlotRange::data, true},
-      {M::output_cosine, "output_cosine", "output cosine", PlotRange::data_up_to_one, true},
-      {M::sparsity_token, "sparsity_token", "token sparsity", PlotRange::share, true},
-      {M::block_density, "block_density", "block density", PlotRange::share, true},
+      {M::coverage, "coverage", "coverage R", PlotRange::share, true, true},
+      {M::kl, "kl", "KL -ln R", PlotRange::data, true, true},
+      {M::block_recall, "block_recall", "block recall", PlotRange::share, false, true},
+      {M::token_recall, "token_recall", "token recall", PlotRange::share, true, false},
+      {M::output_rel_err, "output_rel_err", "output rel err", PlotRange::data, true, true},
+      {M::output_cosine, "output_cosine", "output cosine", PlotRange::data_up_to_one, true, false},
+      {M::sparsity_token, "sparsity_token", "token sparsity", PlotRange::share, true, false},
+      {M::block_density, "block_density", "block density", PlotRange::share, true, false},
   };
   return t;
 }
@@ -209,6 +209,13 @@ const PositionMetricInfo* find_position_metric(const std::string& name) {
   for (const auto& info : metric_table())
     if (name == info.name) return &info;
   return nullptr;
+}
+
+std::vector<std::string> headline_position_metrics() {
+  std::vector<std::string> names;
+  for (const auto& info : metric_table())
+    if (info.headline) names.push_back(info.name);
+  return names;
 }
 
 }  // namespace moba::analysis

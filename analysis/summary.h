@@ -111,10 +111,13 @@ struct PositionMetricInfo {
   PlotRange range;
   bool oracle_overlay;  // the oracle's values are a different quantity worth drawing beside
                         // the router's (not block recall: the oracle against itself is 1)
+  bool headline;        // plotted by default
 };
 const PositionMetricInfo& position_metric(PositionMetric m);
 const std::vector<PositionMetricInfo>& position_metrics();  // in display order
 // nullptr when `name` is not a known metric.
 const PositionMetricInfo* find_position_metric(const std::string& name);
+// The names of the headline metrics, in display order.
+std::vector<std::string> headline_position_metrics();
 
 }  // namespace moba::analysis

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "analysis/results_file.h"
+#include "analysis/summary.h"
 
 namespace moba::gui {
 
@@ -44,7 +45,7 @@ struct MetricsViewState {
   bool bucketed = false;        // bucket means (analyze's rule) instead of per-position values
   int n_buckets = 16;
   bool overlay_oracle = true;   // draw the oracle's coverage / kl beside the router's
-  std::vector<std::string> shown{"coverage", "kl", "block_recall", "output_rel_err"};
+  std::vector<std::string> shown = analysis::headline_position_metrics();
 };
 
 struct SummaryViewState {

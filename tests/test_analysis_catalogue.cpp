@@ -101,6 +101,7 @@ TEST_CASE("summary catalogue: one entry per column, in enum order, names unique"
   CHECK(find_position_metric("block_recall")->oracle_overlay == false);
   CHECK(find_position_metric("coverage")->range == PlotRange::share);
   CHECK(find_position_metric("nope") == nullptr);
+  CHECK(headline_position_metrics() == std::vector<std::string>{"coverage", "kl", "block_recall", "output_rel_err"});
 }
 
 TEST_CASE("aggregate_rows: counts sum, means weight by their column, quantiles are per head",
