@@ -1,4 +1,7 @@
-// `moba analyze` as a library (analysis/analyze.h).
+// analyze_group (analysis/analyze.h) as a driver of named stages.
+//
+// Index names: ci = configuration, bi = block size, ri = router, gi = gate router (plan and
+// routers of analysis/analyze_plan.h and analysis/router.h).
 #define EIGEN_DONT_PARALLELIZE
 #include "analysis/analyze.h"
 
@@ -8,14 +11,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <map>
-#include <set>
-#include <sstream>
-#include <tuple>
 
+#include "analysis/head_summary.h"
 #include "analysis/metrics.h"
+#include "analysis/snr_probe.h"
 #include "core/errors.h"
-#include "kernels/block_pool.h"
 #include "kernels/dense_pass.h"
 
 namespace moba::analysis {
@@ -23,844 +23,371 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
-constexpr int64_t kSubtile = 64;     // queries per parallel work item within a chunk
-constexpr int kDenseTopMin = 16;     // dense-pass top list length: max(top_n, this)
+constexpr int64_t kSubtile = 64;  // queries per parallel work item within a chunk
 
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstRowsMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
-
-// A router with gate scores: its keys and, per block size, pooled keys and gate params.
-struct GateRouter {
-  RouterKind kind;
-  TensorView keys;                         // [1, T, d] routing keys (dump or conv)
-  std::vector<std::vector<float>> kbar;    // per block size: [1, n_blocks, d]
-  std::vector<kernels::GateTopkParams> select_params, snr_params;  // per block size
+// What stays fixed while one KV group is analysed.
+struct GroupContext {
+  const GroupInput& in;
+  const AnalyzeOptions& opt;
+  const AnalyzePlan& plan;
+  const GateRouters& routers;
+  // Under `shared`: per configuration the group's oracle selection [T, top_k].
+  const std::vector<std::vector<int32_t>>& shared_oracle;
+  bool shared = false;
+  int n_routers = 0, n_gates = 0;
+  int snr_index(int gi, int bi) const { return gi * plan.n_block_sizes() + bi; }
 };
 
-// Prefix sums of the routing keys at block boundaries, for the SNR model's noise statistics:
-// S1(c) = sum_{j < cB} k_j, M(c) = sum_{j < cB} k_j k_j^T (double), advanced block by block.
-struct PrefixState {
-  int64_t blocks_done = 0;
-  Eigen::VectorXd s1;
-  Eigen::MatrixXd m;
-};
-struct Snapshot {
-  Eigen::VectorXd s1;
-  Eigen::MatrixXd m;
+// Everything one analysed head accumulates over its chunks.
+struct HeadState {
+  int64_t head = 0;        // global query head
+  int64_t local = 0;       // its index in in.q
+  TensorView q;            // [1, T, d]
+  const int32_t* planted = nullptr;             // [T] planted key per query, or null
+  std::vector<PositionArrays> arrays;           // [ci * n_routers + ri]
+  std::vector<float> o_full;                    // [T, d]
+  std::vector<std::vector<float>> oracle_cov;   // [ci][T]: R*_t, whether or not the oracle is listed
+  std::vector<SnrStats> snr;                    // [snr_index(gi, bi)]
+  std::vector<int64_t> signal_hits;             // [ci * max(n_gates, 1) + gi]
+  std::vector<int64_t> planted_hits;            // [ci * n_routers + ri]
+  std::vector<KeyPrefix> prefix;                // [snr_index(gi, bi)]
 };
 
-void advance_prefix(PrefixState& st, const TensorView& keys, int64_t B, int64_t to_block) {
-  const int64_t d = keys.head_dim;
-  while (st.blocks_done < to_block) {
-    const int64_t j0 = st.blocks_done * B;
-    const ConstRowsMap kb(keys.row(0, j0), B, d, Eigen::OuterStride<>(keys.stride_token));
-    const Eigen::MatrixXd kd = kb.cast<double>();
-    st.s1 += kd.colwise().sum().transpose();
-    st.m.noalias() += kd.transpose() * kd;
-    ++st.blocks_done;
-  }
-}
+// The dense pass's outputs for one query chunk [t0, t0 + nq), and the SNR prefix snapshots
+// for its current blocks.
+struct ChunkData {
+  int64_t t0 = 0, nq = 0;
+  std::vector<float> lse;                        // [chunk]
+  std::vector<std::vector<float>> mass;          // [bi]: [chunk, n_blocks]
+  std::vector<int32_t> top_index;                // [chunk, n_top]
+  std::vector<std::vector<PrefixSnapshot>> snaps;  // [snr_index(gi, bi)]: c = snap_first[bi] ..
+  std::vector<int64_t> snap_first;               // [bi]
+};
 
 // Per-item accumulators of one (block size, query subtile) work item.
 struct ItemAcc {
-  std::vector<SnrStats> snr;            // per gate router
-  std::vector<int64_t> signal_hits;     // per (config of this B, gate router)
-  std::vector<int64_t> planted_hits;    // per (config of this B, router)
+  std::vector<SnrStats> snr;            // [gi]
+  std::vector<int64_t> signal_hits;     // [jc * n_gates + gi], jc: configuration of this block size
+  std::vector<int64_t> planted_hits;    // [jc * n_routers + ri]
 };
 
-double nan_if_empty(int64_t n, double v) { return n > 0 ? v : kNaN; }
+// Per-thread scratch of the item loop.
+struct ItemScratch {
+  std::vector<float> scores, snr_scores;  // [gi, n, n_blocks]
+  std::vector<int32_t> oracle_sel;
+  Eigen::VectorXf key_scores;
+};
 
-std::string fmt_value(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  if (v == std::floor(v) && std::fabs(v) < 1e15) {
-    std::ostringstream s;
-    s << static_cast<long long>(v);
-    return s.str();
+// Stage 1 (GQA `shared` only): like the gate routers, the oracle makes one choice per KV
+// group, from the group's summed block masses (select_oracle_shared, as route_group does).
+// One dense pass over every head of the group (in.q holds them all then).
+std::vector<std::vector<int32_t>> shared_oracle_pass(const GroupInput& in, const AnalyzeOptions& opt,
+                                                     const AnalyzePlan& plan) {
+  std::vector<std::vector<int32_t>> out(static_cast<size_t>(plan.n_configs()));
+  const int64_t T = plan.n_tokens, C = plan.chunk, G = in.q.n_heads;
+  for (int ci = 0; ci < plan.n_configs(); ++ci) out[ci].assign(static_cast<size_t>(T * plan.configs[ci].top_k), -1);
+  std::vector<std::vector<float>> mass(plan.block_sizes.size());  // [bi]: [G, C, n_blocks]
+  std::vector<float*> mass_ptr;
+  for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
+    mass[bi].resize(static_cast<size_t>(G * C * plan.n_blocks[bi]));
+    mass_ptr.push_back(mass[bi].data());
   }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.6g", v);
-  return buf;
+  std::vector<float> lse(static_cast<size_t>(G * C));
+  for (int64_t t0 = 0; t0 < T; t0 += C) {
+    const int64_t nq = std::min(C, T - t0);
+    run_dense_pass(block_mass_pass(in.q, in.k, t0, nq, lse.data(), plan.block_sizes, mass_ptr), opt.device);
+    for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
+      std::vector<OracleTarget> targets;
+      for (const int ci : plan.configs_of_block[bi])
+        targets.push_back({plan.configs[ci].top_k, out[ci].data() + t0 * plan.configs[ci].top_k});
+      select_oracle_shared(mass[bi].data(), G, nq, plan.n_blocks[bi], t0, plan.block_sizes[bi], opt.routing.tie,
+                           targets);
+    }
+  }
+  return out;
 }
 
-std::string json_value(double v) { return std::isfinite(v) ? fmt_value(v) : "null"; }
+// Stage 2: the head's arrays and accumulators, all NaN / zero.
+HeadState init_head(const GroupContext& g, int64_t head) {
+  const int64_t T = g.plan.n_tokens, d = g.in.q.head_dim;
+  HeadState h;
+  h.head = head;
+  h.local = head - g.in.q_head_first;
+  h.q = g.in.q.heads(h.local, 1);
+  h.planted = g.in.planted && !g.in.planted->empty() ? g.in.planted->data() + head * T : nullptr;
+  for (const BlockConfig& cfg : g.plan.configs)
+    for (const RouterKind router : g.opt.routers) {
+      PositionArrays a;
+      a.key = {g.in.layer, head, cfg.block_size, cfg.top_k, router};
+      a.selected.assign(static_cast<size_t>(T * cfg.top_k), -1);
+      for (const auto& m : position_metrics()) a.metric(m.metric).assign(static_cast<size_t>(T), kNaNf);
+      a.choice.assign(static_cast<size_t>(T), 0);
+      h.arrays.push_back(std::move(a));
+    }
+  const int n_cfg = g.plan.n_configs(), n_snr = g.n_gates * g.plan.n_block_sizes();
+  h.o_full.resize(static_cast<size_t>(T * d));
+  h.oracle_cov.assign(static_cast<size_t>(n_cfg), std::vector<float>(static_cast<size_t>(T), kNaNf));
+  h.snr.resize(static_cast<size_t>(n_snr));
+  h.signal_hits.assign(static_cast<size_t>(n_cfg * std::max(g.n_gates, 1)), 0);
+  h.planted_hits.assign(static_cast<size_t>(n_cfg * g.n_routers), 0);
+  h.prefix.assign(static_cast<size_t>(n_snr), KeyPrefix(d));
+  return h;
+}
+
+// Stage 3a: the dense pass of one chunk (lse, o_full, block masses, top-n keys) and the SNR
+// prefix snapshots S1(c), M(c) for every current block c >= 2 of the chunk.
+void dense_pass_chunk(const GroupContext& g, HeadState& h, ChunkData& ch) {
+  const AnalyzePlan& plan = g.plan;
+  const int64_t d = g.in.q.head_dim;
+  std::vector<float*> mass_ptr;
+  for (auto& m : ch.mass) mass_ptr.push_back(m.data());
+  kernels::DensePassParams dp = block_mass_pass(h.q, g.in.k, ch.t0, ch.nq, ch.lse.data(), plan.block_sizes, mass_ptr);
+  dp.v = g.in.v;
+  dp.out = h.o_full.data() + ch.t0 * d;
+  dp.top_n = plan.n_top;
+  dp.top_index = ch.top_index.data();
+  run_dense_pass(dp, g.opt.device);
+
+  ch.snaps.assign(static_cast<size_t>(g.n_gates * plan.n_block_sizes()), {});
+  ch.snap_first.assign(static_cast<size_t>(plan.n_block_sizes()), 0);
+  for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
+    const int64_t B = plan.block_sizes[bi];
+    const int64_t c_lo = std::max<int64_t>(2, ch.t0 / B), c_hi = (ch.t0 + ch.nq - 1) / B;
+    ch.snap_first[bi] = c_lo;
+    for (int gi = 0; gi < g.n_gates; ++gi)
+      h.prefix[g.snr_index(gi, bi)].snapshots(g.routers.gates[gi].keys, B, c_lo, c_hi, &ch.snaps[g.snr_index(gi, bi)]);
+  }
+}
+
+// Stage 3b, per query t and configuration ci: the oracle's and every router's selection and
+// the eight per-position metrics. `scores` [gi, n, n_blocks] are the item's gate scores, row i.
+void route_query(const GroupContext& g, HeadState& h, const ChunkData& ch, int bi, int64_t t, int64_t i, int64_t n,
+                 const std::vector<float>& scores, ItemScratch& s, ItemAcc& acc) {
+  const AnalyzePlan& plan = g.plan;
+  const int64_t T = plan.n_tokens, B = plan.block_sizes[bi], nb = plan.n_blocks[bi], c = t / B, r = t - ch.t0;
+  const float* mrow = ch.mass[bi].data() + r * nb;
+  const int32_t* top = ch.top_index.data() + r * plan.n_top;
+  const kernels::TieRule tie = g.opt.routing.tie;
+  const std::vector<int>& cfgs = plan.configs_of_block[bi];
+  for (size_t jc = 0; jc < cfgs.size(); ++jc) {
+    const int ci = cfgs[jc];
+    const int K = plan.configs[ci].top_k;
+    if (g.shared)
+      std::copy_n(g.shared_oracle[ci].data() + t * K, K, s.oracle_sel.data());
+    else
+      select_blocks_host(mrow, c, K, tie, s.oracle_sel.data());
+    h.oracle_cov[ci][t] = static_cast<float>(coverage(mrow, s.oracle_sel.data(), K));
+    const bool choice = has_choice(t, B, K);
+    for (int ri = 0; ri < g.n_routers; ++ri) {
+      PositionArrays& pa = h.arrays[ci * g.n_routers + ri];
+      int32_t* sel = pa.selected.data() + t * K;
+      const int gi = g.routers.gate_of_router[ri];
+      if (gi < 0)
+        std::copy(s.oracle_sel.begin(), s.oracle_sel.begin() + K, sel);
+      else
+        select_blocks_host(scores.data() + (gi * n + i) * nb, c, K, tie, sel);
+      const double cov = coverage(mrow, sel, K);
+      pa.coverage[t] = static_cast<float>(cov);
+      pa.kl[t] = static_cast<float>(-std::log(std::max(cov, 1e-300)));
+      pa.block_recall[t] = choice ? static_cast<float>(block_recall(sel, s.oracle_sel.data(), K, c)) : kNaNf;
+      pa.token_recall[t] = static_cast<float>(token_recall(top, g.opt.top_n, sel, K, B));
+      pa.sparsity_token[t] = static_cast<float>(1.0 - static_cast<double>(attended_keys(sel, K, B, t, T)) / (t + 1));
+      pa.block_density[t] = static_cast<float>(static_cast<double>(selection_count(sel, K)) / (c + 1));
+      pa.choice[t] = choice ? 1 : 0;
+      if (h.planted && choice && h.planted[t] >= 0 && h.planted[t] / B < c) {
+        const auto pb = static_cast<int32_t>(h.planted[t] / B);
+        acc.planted_hits[jc * g.n_routers + ri] += std::binary_search(sel, sel + selection_count(sel, K), pb) ? 1 : 0;
+      }
+    }
+  }
+}
+
+// Stage 3c, per query t with c >= 2: the SNR probe for every gate router (snr_probe.h).
+void probe_query(const GroupContext& g, const HeadState& h, const ChunkData& ch, int bi, int64_t t, int64_t i,
+                 int64_t n, ItemScratch& s, ItemAcc& acc) {
+  const AnalyzePlan& plan = g.plan;
+  const int64_t B = plan.block_sizes[bi], nb = plan.n_blocks[bi], c = t / B, d = g.in.q.head_dim;
+  const int32_t* top = ch.top_index.data() + (t - ch.t0) * plan.n_top;
+  const int64_t j_star = find_signal_key(top, plan.n_top, c * B, h.q.row(0, t), g.in.k, &s.key_scores);
+  const int64_t b_star = j_star / B;
+  const Eigen::VectorXd qd = Eigen::Map<const Eigen::VectorXf>(h.q.row(0, t), d).cast<double>();
+  const std::vector<int>& cfgs = plan.configs_of_block[bi];
+  for (int gi = 0; gi < g.n_gates; ++gi) {
+    const PrefixSnapshot& prefix = ch.snaps[g.snr_index(gi, bi)][c - ch.snap_first[bi]];
+    const SnrQuerySums sums = snr_query_sums(g.routers.gates[gi].keys, B, j_star, qd, prefix);
+    const float* srow = (g.shared ? s.snr_scores : s.scores).data() + (gi * n + i) * nb;
+    const int rank = snr_add_query(acc.snr[gi], srow, c, b_star, g.opt.routing.tie, sums, B);
+    for (size_t jc = 0; jc < cfgs.size(); ++jc) {
+      const int K = plan.configs[cfgs[jc]].top_k;
+      if (has_choice(t, B, K) && rank <= K - 1) ++acc.signal_hits[jc * g.n_gates + gi];
+    }
+  }
+}
+
+// Stage 3: one work item = one block size x one subtile of queries [ts, ts + n).
+void measure_item(const GroupContext& g, HeadState& h, const ChunkData& ch, int bi, int64_t ts, int64_t n,
+                  ItemScratch& s, ItemAcc& acc) {
+  const AnalyzePlan& plan = g.plan;
+  const int64_t B = plan.block_sizes[bi], nb = plan.n_blocks[bi];
+  const std::vector<int>& cfgs = plan.configs_of_block[bi];
+  const int n_cfg = static_cast<int>(cfgs.size());
+  acc.snr.assign(static_cast<size_t>(g.n_gates), SnrStats());
+  acc.signal_hits.assign(static_cast<size_t>(n_cfg * std::max(g.n_gates, 1)), 0);
+  acc.planted_hits.assign(static_cast<size_t>(n_cfg * g.n_routers), 0);
+  s.scores.resize(static_cast<size_t>(g.n_gates * n * nb));
+  s.snr_scores.resize(g.shared ? static_cast<size_t>(g.n_gates * n * nb) : 0);
+  for (int gi = 0; gi < g.n_gates; ++gi) {
+    const GateRouter& gate = g.routers.gates[gi];
+    gate_scores_tile_host(gate.select_params[bi], h.local, ts, n, s.scores.data() + gi * n * nb);
+    if (g.shared) gate_scores_tile_host(gate.snr_params[bi], h.local, ts, n, s.snr_scores.data() + gi * n * nb);
+  }
+  int max_k = 1;
+  for (const int ci : cfgs) max_k = std::max(max_k, plan.configs[ci].top_k);
+  s.oracle_sel.resize(static_cast<size_t>(max_k));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t t = ts + i;
+    route_query(g, h, ch, bi, t, i, n, s.scores, s, acc);
+    if (t / B >= 2 && g.n_gates > 0) probe_query(g, h, ch, bi, t, i, n, s, acc);
+  }
+}
+
+// Stage 3 driver for one chunk: items in parallel, merged in item order (deterministic
+// whatever the thread count).
+void measure_chunk(const GroupContext& g, HeadState& h, const ChunkData& ch) {
+  const int n_bs = g.plan.n_block_sizes();
+  const int64_t n_sub = (ch.nq + kSubtile - 1) / kSubtile;
+  const int64_t n_items = n_bs * n_sub;
+  std::vector<ItemAcc> acc(static_cast<size_t>(n_items));
+#pragma omp parallel
+  {
+    ItemScratch scratch;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < n_items; ++item) {
+      const int64_t ts = ch.t0 + (item / n_bs) * kSubtile;
+      measure_item(g, h, ch, static_cast<int>(item % n_bs), ts, std::min(kSubtile, ch.t0 + ch.nq - ts), scratch,
+                   acc[item]);
+    }
+  }
+  for (int64_t item = 0; item < n_items; ++item) {
+    const int bi = static_cast<int>(item % n_bs);
+    const ItemAcc& a = acc[item];
+    for (int gi = 0; gi < g.n_gates; ++gi) h.snr[g.snr_index(gi, bi)].merge(a.snr[gi]);
+    const std::vector<int>& cfgs = g.plan.configs_of_block[bi];
+    for (size_t jc = 0; jc < cfgs.size(); ++jc) {
+      const int ci = cfgs[jc];
+      for (int gi = 0; gi < g.n_gates; ++gi) h.signal_hits[ci * g.n_gates + gi] += a.signal_hits[jc * g.n_gates + gi];
+      for (int ri = 0; ri < g.n_routers; ++ri)
+        h.planted_hits[ci * g.n_routers + ri] += a.planted_hits[jc * g.n_routers + ri];
+    }
+  }
+}
+
+// Stage 4: MoBA attention on each router's selection, its error against o_full.
+void output_errors(const GroupContext& g, HeadState& h) {
+  const int64_t T = g.plan.n_tokens, d = g.in.q.head_dim;
+  std::vector<float> o_moba(static_cast<size_t>(T * d));
+  for (int ci = 0; ci < g.plan.n_configs(); ++ci)
+    for (int ri = 0; ri < g.n_routers; ++ri) {
+      PositionArrays& pa = h.arrays[ci * g.n_routers + ri];
+      kernels::MobaAttentionParams ap;
+      ap.q = h.q;
+      ap.k = g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both ? g.routers.conv.view() : g.in.k;
+      ap.v = g.in.v;
+      ap.selected = pa.selected.data();
+      ap.top_k = g.plan.configs[ci].top_k;
+      ap.block_size = g.plan.configs[ci].block_size;
+      ap.out = o_moba.data();
+      run_moba_attention(ap, g.opt.device);
+#pragma omp parallel for schedule(static)
+      for (int64_t t = 0; t < T; ++t) {
+        double rel, cosine;
+        output_error(o_moba.data() + t * d, h.o_full.data() + t * d, d, &rel, &cosine);
+        pa.output_rel_err[t] = static_cast<float>(rel);
+        pa.output_cosine[t] = static_cast<float>(cosine);
+      }
+    }
+}
+
+// Stage 5 driver: rows, buckets and analysis.h5 groups of the head, then its SNR sums.
+void summarize_head(const GroupContext& g, HeadState& h, GroupResult& result, H5Output* h5) {
+  const int64_t T = g.plan.n_tokens, d = g.in.q.head_dim;
+  const std::vector<int64_t> edges = bucket_edges(T, g.opt.n_buckets, g.opt.bucket_width);
+  const double snr_synth_factor = g.in.synth ? synth_delta_mu_eff(*g.in.synth) : kNaN;
+  const int64_t trailing = g.opt.trailing > 0 ? std::min(g.opt.trailing, T) : (T + 15) / 16;
+  for (int ci = 0; ci < g.plan.n_configs(); ++ci) {
+    const BlockConfig& cfg = g.plan.configs[ci];
+    const int bi = g.plan.block_of_config[ci];
+    const RetrievalCounts counts = retrieval_counts(T, cfg.block_size, cfg.top_k, g.plan.n_blocks[bi], h.planted);
+    HeadRowInput row_in;
+    row_in.oracle_coverage = &h.oracle_cov[ci];
+    row_in.counts = &counts;
+    row_in.kv_head = g.in.kv_head;
+    row_in.n_blocks = g.plan.n_blocks[bi];
+    row_in.head_dim = d;
+    row_in.nominal_sparsity = cfg.nominal_sparsity;
+    row_in.trailing = trailing;
+    row_in.snr_synth =
+        g.in.synth ? snr_synth_factor * std::sqrt(static_cast<double>(d) / (2.0 * cfg.block_size)) : kNaN;
+    row_in.synth = g.in.synth != nullptr;
+    for (int ri = 0; ri < g.n_routers; ++ri) {
+      const PositionArrays& pa = h.arrays[ci * g.n_routers + ri];
+      const int gi = g.routers.gate_of_router[ri];
+      row_in.arrays = &pa;
+      row_in.snr = gi >= 0 ? &h.snr[g.snr_index(gi, bi)] : nullptr;
+      row_in.signal_hits = gi >= 0 ? h.signal_hits[ci * g.n_gates + gi] : 0;
+      row_in.planted_hits = h.planted_hits[ci * g.n_routers + ri];
+      SummaryRow row = head_summary_row(row_in);
+      add_bucket_rows(pa, edges, &result.buckets);
+      if (h5) write_configuration(*h5, pa, row, T);
+      result.rows.push_back(std::move(row));
+    }
+  }
+  for (int gi = 0; gi < g.n_gates; ++gi)
+    for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) {
+      const ConfigKey key{g.in.layer, h.head, g.plan.block_sizes[bi], 0, g.routers.gates[gi].kind};
+      result.snr.push_back({key, h.snr[g.snr_index(gi, bi)]});
+      if (h5) write_snr_hist(*h5, result.snr.back());
+    }
+}
 
 }  // namespace
 
-double SummaryRow::get(const std::string& name) const {
-  for (const auto& [k, v] : values)
-    if (k == name) return v;
-  return kNaN;
-}
-
-void validate_options(const AnalyzeOptions& opt) {
-  if (opt.block_sizes.empty()) throw UsageError("--block-sizes: at least one block size is needed");
-  if (opt.block_sizes.size() > static_cast<size_t>(kernels::kDensePassMaxBlockSizes))
-    throw UsageError("--block-sizes: at most " + std::to_string(kernels::kDensePassMaxBlockSizes) +
-                     " block sizes per run (one dense pass serves them all)");
-  std::set<int64_t> seen;
-  for (const int64_t b : opt.block_sizes) {
-    if (b < 1) throw UsageError("--block-sizes: block sizes must be >= 1");
-    if (!seen.insert(b).second) throw UsageError("--block-sizes: " + std::to_string(b) + " given twice");
-  }
-  if (opt.top_ks.empty() == opt.sparsities.empty())
-    throw UsageError("give exactly one of --top-k and --sparsity");
-  for (const int k : opt.top_ks)
-    if (k < 1) throw UsageError("--top-k: values must be >= 1");
-  for (const double s : opt.sparsities)
-    if (!(s >= 0 && s < 1)) throw UsageError("--sparsity: values must lie in [0, 1)");
-  if (opt.routers.empty()) throw UsageError("--routers: at least one router is needed");
-  if (opt.top_n < 1) throw UsageError("--top-n must be >= 1");
-  if (opt.query_chunk < 1) throw UsageError("query chunk must be >= 1");
-}
-
-std::vector<BlockConfig> resolve_block_configs(const AnalyzeOptions& opt, int64_t n_tokens) {
-  validate_options(opt);
-  std::vector<BlockConfig> out;
-  auto add = [&](int64_t B, int k) {
-    for (const auto& c : out)
-      if (c.block_size == B && c.top_k == k) return;
-    out.push_back({B, k, n_tokens > 0 ? 1.0 - static_cast<double>(k) * B / n_tokens : 0.0});
-  };
-  for (const int64_t B : opt.block_sizes) {
-    for (const int k : opt.top_ks) add(B, k);
-    for (const double s : opt.sparsities) {
-      const double k = std::round((1.0 - s) * static_cast<double>(n_tokens) / static_cast<double>(B));
-      add(B, static_cast<int>(std::max(1.0, std::min(k, 1e9))));
-    }
-  }
-  return out;
-}
-
-int64_t analyze_chunks_per_head(const AnalyzeOptions& opt, int64_t n_tokens) {
-  return (n_tokens + opt.query_chunk - 1) / opt.query_chunk;
+std::string analyze_device_split(Device device) {
+  if (device == Device::cpu) return "";
+  return std::string("routing, metrics and SNR on the CPU; dense pass and MoBA attention on ") + device_name(device);
 }
 
 GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5) {
-  const int64_t T = in.q.n_tokens, d = in.q.head_dim;
-  const std::vector<BlockConfig> cfgs = resolve_block_configs(opt, T);
-  const int nB = static_cast<int>(opt.block_sizes.size());
-  const int nR = static_cast<int>(opt.routers.size());
-  const int nC = static_cast<int>(cfgs.size());
-  const auto& ro = opt.routing;
+  const AnalyzePlan plan = make_plan(opt, in.q.n_tokens);
   GroupResult result;
-  if (T == 0) return result;
-
-  std::vector<int64_t> n_blocks(nB);
-  for (int ib = 0; ib < nB; ++ib) n_blocks[ib] = kernels::block_count(T, opt.block_sizes[ib]);
-  std::vector<int> cfg_block(nC);  // configuration -> block size index
-  std::vector<std::vector<int>> block_cfgs(nB);
-  for (int ic = 0; ic < nC; ++ic) {
-    cfg_block[ic] = static_cast<int>(std::find(opt.block_sizes.begin(), opt.block_sizes.end(), cfgs[ic].block_size) -
-                                      opt.block_sizes.begin());
-    block_cfgs[cfg_block[ic]].push_back(ic);
-  }
-
-  // Gate routers (moba, moba-kconv) and which one each router uses (-1: oracle).
-  Tensor3 conv;
-  std::vector<GateRouter> gates;
-  std::vector<int> router_gate(nR, -1);
-  for (int ir = 0; ir < nR; ++ir) {
-    const RouterKind kind = opt.routers[ir];
-    if (kind == RouterKind::oracle) continue;
-    if (kind == RouterKind::moba_kconv && conv.data.empty()) conv = kconv_keys(in.k, ro, opt.device);
-    GateRouter g;
-    g.kind = kind;
-    g.keys = kind == RouterKind::moba_kconv ? conv.view() : in.k;
-    for (int ib = 0; ib < nB; ++ib) {
-      g.kbar.push_back(pooled_keys(g.keys, opt.block_sizes[ib], in.dtype, ro, opt.device));
-      kernels::GateTopkParams gp;
-      gp.q = in.q;
-      gp.kbar = g.kbar.back().data();
-      gp.n_kv_heads = 1;
-      gp.block_size = opt.block_sizes[ib];
-      gp.top_k = 1;
-      gp.tie = ro.tie;
-      gp.gqa = ro.gqa;
-      g.select_params.push_back(gp);
-      gp.gqa = kernels::GqaMode::per_head;  // SNR is a per-head quantity (DESIGN.md §5)
-      g.snr_params.push_back(gp);
-    }
-    router_gate[ir] = static_cast<int>(gates.size());
-    gates.push_back(std::move(g));
-  }
-  const int nG = static_cast<int>(gates.size());
-  const bool shared = ro.gqa == kernels::GqaMode::shared;
-  const int n_top = std::max(opt.top_n, kDenseTopMin);
-  const int64_t C = std::min(opt.query_chunk, T);
-
-  // Under `shared` the oracle, like the routers, makes one choice per KV group: from the
-  // group's summed block masses (as route_group does, analysis/router.h). Precomputed per
-  // configuration [T, top_k] with a dense pass over the whole group (block masses only);
-  // in.q holds every head of the group then.
-  std::vector<std::vector<int32_t>> shared_oracle(shared ? nC : 0);
-  if (shared) {
-    const int64_t G = in.q.n_heads;
-    for (int ic = 0; ic < nC; ++ic) shared_oracle[ic].assign(static_cast<size_t>(T * cfgs[ic].top_k), -1);
-    std::vector<std::vector<float>> gmass(nB);  // per block size [G, C, n_blocks]
-    for (int ib = 0; ib < nB; ++ib) gmass[ib].resize(static_cast<size_t>(G * C * n_blocks[ib]));
-    std::vector<float> glse(static_cast<size_t>(G * C));
-    std::vector<float> summed;
-    for (int64_t t0 = 0; t0 < T; t0 += C) {
-      const int64_t nq = std::min(C, T - t0);
-      kernels::DensePassParams dp;
-      dp.q = in.q;
-      dp.k = in.k;
-      dp.query_begin = t0;
-      dp.query_count = nq;
-      dp.lse = glse.data();
-      dp.n_block_sizes = nB;
-      for (int ib = 0; ib < nB; ++ib) {
-        dp.block_sizes[ib] = opt.block_sizes[ib];
-        dp.block_mass[ib] = gmass[ib].data();
-      }
-      run_dense_pass(dp, opt.device);
-      for (int ib = 0; ib < nB; ++ib) {
-        const int64_t B = opt.block_sizes[ib], nb = n_blocks[ib];
-        summed.assign(static_cast<size_t>(nb), 0.0f);
-        for (int64_t i = 0; i < nq; ++i) {
-          const int64_t t = t0 + i, c = t / B;
-          std::fill(summed.begin(), summed.end(), 0.0f);
-          for (int64_t hh = 0; hh < G; ++hh)  // head order, fp32: bit-identical to route_group
-            for (int64_t b = 0; b < c; ++b) summed[b] += gmass[ib][(hh * nq + i) * nb + b];
-          for (const int ic : block_cfgs[ib])
-            kernels::select_blocks_row(summed.data(), c, cfgs[ic].top_k, ro.tie,
-                                       shared_oracle[ic].data() + t * cfgs[ic].top_k);
-        }
-      }
-    }
-  }
+  if (plan.n_tokens == 0) return result;
+  GateRouters routers;
+  setup_gate_routers(in.q, in.k, in.dtype, opt.routers, opt.routing, plan.block_sizes, opt.device, &routers);
+  const bool shared = opt.routing.gqa == kernels::GqaMode::shared;
+  const std::vector<std::vector<int32_t>> shared_oracle =
+      shared ? shared_oracle_pass(in, opt, plan) : std::vector<std::vector<int32_t>>();
+  const GroupContext g{in, opt, plan, routers, shared_oracle, shared, static_cast<int>(opt.routers.size()),
+                       static_cast<int>(routers.gates.size())};
 
   for (const int64_t head : in.heads) {
-    const int64_t hl = head - in.q_head_first;
-    const TensorView qh = in.q.heads(hl, 1);
-    const int32_t* planted = in.planted && !in.planted->empty() ? in.planted->data() + head * T : nullptr;
-
-    // Per (configuration, router) arrays.
-    std::vector<PositionArrays> arr(static_cast<size_t>(nC * nR));
-    for (int ic = 0; ic < nC; ++ic)
-      for (int ir = 0; ir < nR; ++ir) {
-        PositionArrays& a = arr[ic * nR + ir];
-        a.head = head;
-        a.router = router_name(opt.routers[ir]);
-        a.block_size = cfgs[ic].block_size;
-        a.top_k = cfgs[ic].top_k;
-        a.selected.assign(static_cast<size_t>(T * cfgs[ic].top_k), -1);
-        for (auto* v : {&a.coverage, &a.kl, &a.block_recall, &a.token_recall, &a.output_rel_err, &a.output_cosine,
-                        &a.sparsity_token, &a.block_density})
-          v->assign(static_cast<size_t>(T), kNaNf);
-        a.choice.assign(static_cast<size_t>(T), 0);
-      }
-    std::vector<float> o_full(static_cast<size_t>(T * d));
-    // Per configuration: the oracle's coverage R*_t, whether or not `oracle` is a listed router.
-    std::vector<std::vector<float>> oracle_cov(static_cast<size_t>(nC), std::vector<float>(static_cast<size_t>(T), kNaNf));
-    std::vector<SnrStats> snr(static_cast<size_t>(nG * nB));
-    std::vector<int64_t> signal_hits(static_cast<size_t>(nC * std::max(nG, 1)), 0);
-    std::vector<int64_t> planted_hits(static_cast<size_t>(nC * nR), 0);
-    std::vector<PrefixState> prefix(static_cast<size_t>(nG * nB));
-    for (auto& p : prefix) {
-      p.s1 = Eigen::VectorXd::Zero(d);
-      p.m = Eigen::MatrixXd::Zero(d, d);
-    }
-
-    // Chunk buffers.
-    std::vector<float> chunk_lse(static_cast<size_t>(C));
-    std::vector<std::vector<float>> mass(nB);
-    for (int ib = 0; ib < nB; ++ib) mass[ib].resize(static_cast<size_t>(C * n_blocks[ib]));
-    std::vector<int32_t> top_index(static_cast<size_t>(C * n_top));
-
-    for (int64_t t0 = 0; t0 < T; t0 += C) {
-      const int64_t nq = std::min(C, T - t0);
-      kernels::DensePassParams dp;
-      dp.q = qh;
-      dp.k = in.k;
-      dp.v = in.v;
-      dp.query_begin = t0;
-      dp.query_count = nq;
-      dp.lse = chunk_lse.data();
-      dp.out = o_full.data() + t0 * d;
-      dp.n_block_sizes = nB;
-      for (int ib = 0; ib < nB; ++ib) {
-        dp.block_sizes[ib] = opt.block_sizes[ib];
-        dp.block_mass[ib] = mass[ib].data();
-      }
-      dp.top_n = n_top;
-      dp.top_index = top_index.data();
-      run_dense_pass(dp, opt.device);
-
-      // Prefix snapshots S1(c), M(c) for every current block c of the chunk (c >= 2 only).
-      std::vector<std::vector<Snapshot>> snaps(static_cast<size_t>(nG * nB));
-      std::vector<int64_t> snap_first(nB);
-      for (int ib = 0; ib < nB; ++ib) {
-        const int64_t B = opt.block_sizes[ib];
-        const int64_t c_lo = std::max<int64_t>(2, t0 / B), c_hi = (t0 + nq - 1) / B;
-        snap_first[ib] = c_lo;
-        for (int g = 0; g < nG; ++g) {
-          auto& list = snaps[g * nB + ib];
-          for (int64_t c = c_lo; c <= c_hi; ++c) {
-            advance_prefix(prefix[g * nB + ib], gates[g].keys, B, c);
-            list.push_back({prefix[g * nB + ib].s1, prefix[g * nB + ib].m});
-          }
-        }
-      }
-
-      const int64_t n_sub = (nq + kSubtile - 1) / kSubtile;
-      const int64_t n_items = nB * n_sub;
-      std::vector<ItemAcc> acc(static_cast<size_t>(n_items));
-#pragma omp parallel
-      {
-        std::vector<float> scores, snr_scores;
-        std::vector<int32_t> oracle_sel;
-        Eigen::VectorXf key_scores;
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t item = 0; item < n_items; ++item) {
-          const int ib = static_cast<int>(item % nB);
-          const int64_t ts = t0 + (item / nB) * kSubtile, nts = std::min(kSubtile, t0 + nq - ts);
-          const int64_t B = opt.block_sizes[ib], nb = n_blocks[ib];
-          const std::vector<int>& my_cfgs = block_cfgs[ib];
-          const int ncb = static_cast<int>(my_cfgs.size());
-          ItemAcc& a = acc[item];
-          a.snr.assign(static_cast<size_t>(nG), SnrStats());
-          a.signal_hits.assign(static_cast<size_t>(ncb * std::max(nG, 1)), 0);
-          a.planted_hits.assign(static_cast<size_t>(ncb * nR), 0);
-          scores.resize(static_cast<size_t>(nG * nts * nb));
-          snr_scores.resize(shared ? static_cast<size_t>(nG * nts * nb) : 0);
-          for (int g = 0; g < nG; ++g) {
-            kernels::gate_scores_tile_cpu(gates[g].select_params[ib], hl, ts, nts, scores.data() + g * nts * nb);
-            if (shared)
-              kernels::gate_scores_tile_cpu(gates[g].snr_params[ib], hl, ts, nts, snr_scores.data() + g * nts * nb);
-          }
-          int max_k = 1;
-          for (const int ic : my_cfgs) max_k = std::max(max_k, cfgs[ic].top_k);
-          oracle_sel.resize(static_cast<size_t>(max_k));
-
-          for (int64_t i = 0; i < nts; ++i) {
-            const int64_t t = ts + i, c = t / B, r = t - t0;  // r: row within the chunk
-            const float* mrow = mass[ib].data() + r * nb;
-            const int32_t* top = top_index.data() + r * n_top;
-
-            for (int jc = 0; jc < ncb; ++jc) {
-              const int ic = my_cfgs[jc];
-              const int K = cfgs[ic].top_k;
-              if (shared)
-                std::copy_n(shared_oracle[ic].data() + t * K, K, oracle_sel.data());
-              else
-                kernels::select_blocks_row(mrow, c, K, ro.tie, oracle_sel.data());
-              oracle_cov[ic][t] = static_cast<float>(coverage(mrow, oracle_sel.data(), K));
-              const bool choice = has_choice(t, B, K);
-              for (int ir = 0; ir < nR; ++ir) {
-                PositionArrays& pa = arr[ic * nR + ir];
-                int32_t* sel = pa.selected.data() + t * K;
-                if (router_gate[ir] < 0)
-                  std::copy(oracle_sel.begin(), oracle_sel.begin() + K, sel);
-                else
-                  kernels::select_blocks_row(scores.data() + (router_gate[ir] * nts + i) * nb, c, K, ro.tie, sel);
-                const double cov = coverage(mrow, sel, K);
-                pa.coverage[t] = static_cast<float>(cov);
-                pa.kl[t] = static_cast<float>(-std::log(std::max(cov, 1e-300)));
-                pa.block_recall[t] = choice ? static_cast<float>(block_recall(sel, oracle_sel.data(), K, c)) : kNaNf;
-                pa.token_recall[t] = static_cast<float>(token_recall(top, opt.top_n, sel, K, B));
-                pa.sparsity_token[t] =
-                    static_cast<float>(1.0 - static_cast<double>(attended_keys(sel, K, B, t, T)) / (t + 1));
-                pa.block_density[t] = static_cast<float>(static_cast<double>(selection_count(sel, K)) / (c + 1));
-                pa.choice[t] = choice ? 1 : 0;
-                if (planted && choice && planted[t] >= 0 && planted[t] / B < c) {
-                  const auto pb = static_cast<int32_t>(planted[t] / B);
-                  a.planted_hits[jc * nR + ir] += std::binary_search(sel, sel + selection_count(sel, K), pb) ? 1 : 0;
-                }
-              }
-            }
-
-            if (c < 2 || nG == 0) continue;
-            // The highest-probability routable key j* (dense top list, else a direct argmax).
-            const int64_t n_routable_keys = c * B;
-            int64_t j_star = -1;
-            for (int n = 0; n < n_top && top[n] >= 0; ++n)
-              if (top[n] < n_routable_keys) {
-                j_star = top[n];
-                break;
-              }
-            const Eigen::Map<const Eigen::VectorXf> qv(qh.row(0, t), d);
-            if (j_star < 0) {
-              const ConstRowsMap kr(in.k.row(0, 0), n_routable_keys, d, Eigen::OuterStride<>(in.k.stride_token));
-              key_scores.noalias() = kr * qv;
-              float best = -std::numeric_limits<float>::infinity();
-              for (int64_t j = 0; j < n_routable_keys; ++j)
-                if (key_scores[j] >= best) {
-                  best = key_scores[j];
-                  j_star = j;
-                }
-            }
-            const int64_t b_star = j_star / B;
-            const Eigen::VectorXd qd = qv.cast<double>();
-            for (int g = 0; g < nG; ++g) {
-              const TensorView& keys = gates[g].keys;
-              SnrQuerySums sums;
-              for (int64_t j = b_star * B; j < (b_star + 1) * B; ++j) {
-                const double s = Eigen::Map<const Eigen::VectorXf>(keys.row(0, j), d).cast<double>().dot(qd);
-                sums.sum_signal += s;
-                sums.sumsq_signal += s * s;
-                if (j == j_star) sums.s_top = s;
-              }
-              const Snapshot& sn = snaps[g * nB + ib][c - snap_first[ib]];
-              sums.sum_routable = sn.s1.dot(qd);
-              sums.sumsq_routable = qd.dot(sn.m * qd);
-              const float* srow = (shared ? snr_scores : scores).data() + (g * nts + i) * nb;
-              const int rank = snr_add_query(a.snr[g], srow, c, b_star, ro.tie, sums, B);
-              for (int jc = 0; jc < ncb; ++jc) {
-                const int K = cfgs[my_cfgs[jc]].top_k;
-                if (has_choice(t, B, K) && rank <= K - 1) ++a.signal_hits[jc * nG + g];
-              }
-            }
-          }
-        }
-      }
-      // Merge in item order: deterministic whatever the thread count.
-      for (int64_t item = 0; item < n_items; ++item) {
-        const int ib = static_cast<int>(item % nB);
-        const ItemAcc& a = acc[item];
-        for (int g = 0; g < nG; ++g) snr[g * nB + ib].merge(a.snr[g]);
-        for (size_t jc = 0; jc < block_cfgs[ib].size(); ++jc) {
-          const int ic = block_cfgs[ib][jc];
-          for (int g = 0; g < nG; ++g) signal_hits[ic * nG + g] += a.signal_hits[jc * nG + g];
-          for (int ir = 0; ir < nR; ++ir) planted_hits[ic * nR + ir] += a.planted_hits[jc * nR + ir];
-        }
-      }
+    HeadState h = init_head(g, head);
+    ChunkData ch;
+    ch.lse.resize(static_cast<size_t>(plan.chunk));
+    for (int bi = 0; bi < plan.n_block_sizes(); ++bi)
+      ch.mass.emplace_back(static_cast<size_t>(plan.chunk * plan.n_blocks[bi]));
+    ch.top_index.resize(static_cast<size_t>(plan.chunk * plan.n_top));
+    for (ch.t0 = 0; ch.t0 < plan.n_tokens; ch.t0 += plan.chunk) {
+      ch.nq = std::min(plan.chunk, plan.n_tokens - ch.t0);
+      dense_pass_chunk(g, h, ch);
+      measure_chunk(g, h, ch);
       if (progress) progress->advance();
     }
-
-    // MoBA outputs on each router's selection, against o_full.
-    std::vector<float> o_moba(static_cast<size_t>(T * d));
-    for (int ic = 0; ic < nC; ++ic)
-      for (int ir = 0; ir < nR; ++ir) {
-        PositionArrays& pa = arr[ic * nR + ir];
-        kernels::MobaAttentionParams ap;
-        ap.q = qh;
-        ap.k = opt.routers[ir] == RouterKind::moba_kconv && ro.kconv_both ? conv.view() : in.k;
-        ap.v = in.v;
-        ap.selected = pa.selected.data();
-        ap.top_k = cfgs[ic].top_k;
-        ap.block_size = cfgs[ic].block_size;
-        ap.out = o_moba.data();
-        run_moba_attention(ap, opt.device);
-#pragma omp parallel for schedule(static)
-        for (int64_t t = 0; t < T; ++t) {
-          double rel, cosine;
-          output_error(o_moba.data() + t * d, o_full.data() + t * d, d, &rel, &cosine);
-          pa.output_rel_err[t] = static_cast<float>(rel);
-          pa.output_cosine[t] = static_cast<float>(cosine);
-        }
-      }
-
-    // Summaries.
-    const std::vector<int64_t> edges = bucket_edges(T, opt.n_buckets, opt.bucket_width);
-    const int64_t trailing = opt.trailing > 0 ? std::min(opt.trailing, T) : (T + 15) / 16;
-    const std::vector<uint8_t> all(static_cast<size_t>(T), 1);
-    const double snr_synth_factor = in.synth ? synth_delta_mu_eff(*in.synth) : kNaN;
-    for (int ic = 0; ic < nC; ++ic) {
-      const BlockConfig& cf = cfgs[ic];
-      const int ib = cfg_block[ic];
-      const int64_t B = cf.block_size;
-      const int K = cf.top_k;
-      // Queries by number of routable blocks, for the retrieval predictions.
-      std::vector<int64_t> signal_counts(static_cast<size_t>(n_blocks[ib] + 1), 0), planted_counts = signal_counts;
-      for (int64_t t = 0; t < T; ++t) {
-        const int64_t c = t / B;
-        if (c >= 2 && has_choice(t, B, K)) ++signal_counts[c];
-        if (planted && has_choice(t, B, K) && planted[t] >= 0 && planted[t] / B < c) ++planted_counts[c];
-      }
-      int64_t n_signal = 0, n_planted = 0;
-      for (const int64_t x : signal_counts) n_signal += x;
-      for (const int64_t x : planted_counts) n_planted += x;
-      const double snr_synth = in.synth ? snr_synth_factor * std::sqrt(static_cast<double>(d) / (2.0 * B)) : kNaN;
-
-      for (int ir = 0; ir < nR; ++ir) {
-        const PositionArrays& pa = arr[ic * nR + ir];
-        const int g = router_gate[ir];
-        SummaryRow row;
-        row.layer = in.layer;
-        row.head = head;
-        row.scope = "head";
-        row.router = pa.router;
-        row.block_size = B;
-        row.top_k = K;
-        auto put = [&](const char* name, double v) { row.values.emplace_back(name, v); };
-        const Stats cov = summarize(pa.coverage, pa.choice, 0, T);
-        const Stats ocov = summarize(oracle_cov[ic], pa.choice, 0, T);
-        const Stats kl = summarize(pa.kl, pa.choice, 0, T);
-        const Stats rec = summarize(pa.block_recall, pa.choice, 0, T);
-        const Stats tok = summarize(pa.token_recall, pa.choice, 0, T);
-        const Stats err = summarize(pa.output_rel_err, pa.choice, 0, T);
-        const Stats cosv = summarize(pa.output_cosine, pa.choice, 0, T);
-        const Stats sp = summarize(pa.sparsity_token, pa.choice, 0, T);
-        const Stats dens = summarize(pa.block_density, pa.choice, 0, T);
-        const Stats cov_all = summarize(pa.coverage, all, 0, T);
-        const int64_t tr0 = T - trailing;
-        const Stats cov_tr = summarize(pa.coverage, pa.choice, tr0, T);
-        put("kv_head", static_cast<double>(in.kv_head));
-        put("n_tokens", static_cast<double>(T));
-        put("n_blocks", static_cast<double>(n_blocks[ib]));
-        put("sparsity_nominal", cf.nominal_sparsity);
-        put("n_queries", static_cast<double>(T));
-        put("n_choice", static_cast<double>(cov.n));
-        put("sparsity_mean", sp.mean);
-        put("sparsity_p50", sp.p50);
-        put("block_density_mean", dens.mean);
-        put("coverage_mean", cov.mean);
-        put("coverage_p5", cov.p5);
-        put("coverage_p50", cov.p50);
-        put("oracle_coverage_mean", ocov.mean);
-        put("kl_mean", kl.mean);
-        put("kl_p50", kl.p50);
-        put("kl_p95", kl.p95);
-        put("block_recall_mean", rec.mean);
-        put("block_recall_p5", rec.p5);
-        put("block_recall_p50", rec.p50);
-        put("token_recall_mean", tok.mean);
-        put("token_recall_p5", tok.p5);
-        put("token_recall_p50", tok.p50);
-        put("output_rel_err_mean", err.mean);
-        put("output_rel_err_p50", err.p50);
-        put("output_rel_err_p95", err.p95);
-        put("output_cosine_mean", cosv.mean);
-        put("output_cosine_p5", cosv.p5);
-        put("n_choice_trail", static_cast<double>(cov_tr.n));
-        put("coverage_trail_mean", cov_tr.mean);
-        put("kl_trail_mean", summarize(pa.kl, pa.choice, tr0, T).mean);
-        put("block_recall_trail_mean", summarize(pa.block_recall, pa.choice, tr0, T).mean);
-        put("token_recall_trail_mean", summarize(pa.token_recall, pa.choice, tr0, T).mean);
-        put("output_rel_err_trail_mean", summarize(pa.output_rel_err, pa.choice, tr0, T).mean);
-        put("coverage_all_mean", cov_all.mean);
-        SnrSummary s{};
-        bool have_snr = g >= 0;
-        if (have_snr) s = summarize_snr(snr[g * nB + ib], B, d);
-        auto snr_put = [&](const char* name, double v) { put(name, have_snr ? v : kNaN); };
-        snr_put("snr_emp", s.snr_emp);
-        snr_put("snr_theory", s.snr_theory);
-        snr_put("p_fail_emp", s.p_fail_emp);
-        snr_put("p_fail_theory", s.p_fail_theory);
-        snr_put("snr_mean_d", s.mean_d);
-        snr_put("snr_std_d", s.std_d);
-        snr_put("delta_mu", s.delta_mu);
-        snr_put("sigma", s.sigma);
-        snr_put("sigma2_d", s.sigma2_d);
-        snr_put("mu_cluster_rel", s.mu_cluster_rel);
-        snr_put("cluster_excess", s.cluster_excess);
-        snr_put("delta_mu_eff", s.delta_mu_eff);
-        snr_put("delta_mu_eff_d", s.delta_mu_eff_d);
-        snr_put("snr_queries", static_cast<double>(s.n_queries));
-        snr_put("signal_rank1_share", s.rank1_share);
-        put("signal_queries", static_cast<double>(n_signal));
-        snr_put("signal_recall", nan_if_empty(n_signal, static_cast<double>(have_snr ? signal_hits[ic * nG + g] : 0) / std::max<int64_t>(n_signal, 1)));
-        snr_put("signal_recall_pred", have_snr ? mean_retrieval_probability(s.snr_emp, signal_counts, K) : kNaN);
-        put("snr_synth", snr_synth);
-        put("planted_queries", static_cast<double>(n_planted));
-        put("planted_recall", nan_if_empty(n_planted, static_cast<double>(planted_hits[ic * nR + ir]) / std::max<int64_t>(n_planted, 1)));
-        const double pred_snr = in.synth ? snr_synth : s.snr_emp;
-        put("planted_recall_pred",
-            n_planted > 0 && (have_snr || in.synth) && opt.routers[ir] != RouterKind::oracle
-                ? mean_retrieval_probability(pred_snr, planted_counts, K)
-                : kNaN);
-        for (size_t e = 0; e + 1 < edges.size(); ++e) {
-          BucketRow br;
-          br.layer = in.layer;
-          br.head = head;
-          br.router = pa.router;
-          br.block_size = B;
-          br.top_k = K;
-          br.t_begin = edges[e];
-          br.t_end = edges[e + 1];
-          const Stats bc = summarize(pa.coverage, pa.choice, br.t_begin, br.t_end);
-          br.n_choice = bc.n;
-          br.coverage = bc.mean;
-          br.kl = summarize(pa.kl, pa.choice, br.t_begin, br.t_end).mean;
-          br.block_recall = summarize(pa.block_recall, pa.choice, br.t_begin, br.t_end).mean;
-          br.token_recall = summarize(pa.token_recall, pa.choice, br.t_begin, br.t_end).mean;
-          br.output_rel_err = summarize(pa.output_rel_err, pa.choice, br.t_begin, br.t_end).mean;
-          result.buckets.push_back(br);
-        }
-
-        if (h5) {
-          const std::string base = "/layers/" + std::to_string(in.layer) + "/heads/" + std::to_string(head) + "/B" +
-                                   std::to_string(B) + "_k" + std::to_string(K) + "/" + pa.router;
-          h5->write_i32(base + "/selected", {T, K}, pa.selected.data());
-          h5->write_f32(base + "/coverage", {T}, pa.coverage.data());
-          h5->write_f32(base + "/kl", {T}, pa.kl.data());
-          h5->write_f32(base + "/block_recall", {T}, pa.block_recall.data());
-          h5->write_f32(base + "/token_recall", {T}, pa.token_recall.data());
-          h5->write_f32(base + "/output_rel_err", {T}, pa.output_rel_err.data());
-          h5->write_f32(base + "/output_cosine", {T}, pa.output_cosine.data());
-          h5->write_f32(base + "/sparsity_token", {T}, pa.sparsity_token.data());
-          h5->write_f32(base + "/block_density", {T}, pa.block_density.data());
-          for (const auto& [name, v] : row.values) h5->set_number(base, name, v);
-        }
-        result.rows.push_back(std::move(row));
-      }
-    }
-    for (int g = 0; g < nG; ++g)
-      for (int ib = 0; ib < nB; ++ib) {
-        result.snr.push_back({in.layer, head, router_name(gates[g].kind), opt.block_sizes[ib], snr[g * nB + ib]});
-        if (h5) {
-          const auto& hist = snr[g * nB + ib].rank_hist;
-          std::vector<int32_t> h32(hist.begin(), hist.end());
-          h5->write_i32("/layers/" + std::to_string(in.layer) + "/heads/" + std::to_string(head) + "/B" +
-                            std::to_string(opt.block_sizes[ib]) + "/" + router_name(gates[g].kind) +
-                            "/signal_rank_hist",
-                        {static_cast<int64_t>(h32.size())}, h32.data());
-        }
-      }
+    output_errors(g, h);
+    summarize_head(g, h, result, h5);
     if (opt.keep_arrays)
-      for (auto& a : arr) result.arrays.push_back(std::move(a));
+      for (auto& a : h.arrays) result.arrays.push_back(std::move(a));
   }
   return result;
-}
-
-std::vector<SummaryRow> aggregate_rows(const std::vector<SummaryRow>& head_rows,
-                                       const std::vector<GroupResult::Snr>& snr, int64_t head_dim, bool per_layer) {
-  // Group key: (layer or -1, router, B, k), in first-seen order.
-  struct Group {
-    SummaryRow row;
-    std::vector<double> wsum, sum;
-    SnrStats stats;
-    bool have_snr = false;
-  };
-  std::vector<Group> groups;
-  // Counts are summed over the heads; every other value is a weighted mean.
-  auto is_count = [](const std::string& name) {
-    return name == "n_choice" || name == "n_queries" || name == "n_choice_trail" || name == "snr_queries" ||
-           name == "signal_queries" || name == "planted_queries";
-  };
-  auto weight_of = [](const SummaryRow& r, const std::string& name) -> double {
-    // Properties of the layer and configuration, the same for every head: plain means.
-    if (name == "n_tokens" || name == "n_blocks" || name == "sparsity_nominal") return 1.0;
-    if (name.rfind("signal_", 0) == 0) return r.get("signal_queries");
-    if (name.rfind("planted_", 0) == 0) return r.get("planted_queries");
-    if (name.find("_trail_") != std::string::npos) return r.get("n_choice_trail");
-    if (name == "coverage_all_mean") return r.get("n_queries");
-    return r.get("n_choice");
-  };
-  for (const SummaryRow& r : head_rows) {
-    const int layer = per_layer ? r.layer : -1;
-    Group* g = nullptr;
-    for (auto& x : groups)
-      if (x.row.layer == layer && x.row.router == r.router && x.row.block_size == r.block_size && x.row.top_k == r.top_k)
-        g = &x;
-    if (!g) {
-      groups.push_back(Group());
-      g = &groups.back();
-      g->row.layer = layer;
-      g->row.head = -1;
-      g->row.scope = per_layer ? "layer" : "overall";
-      g->row.router = r.router;
-      g->row.block_size = r.block_size;
-      g->row.top_k = r.top_k;
-      g->wsum.assign(r.values.size(), 0.0);
-      g->sum.assign(r.values.size(), 0.0);
-      for (const auto& v : r.values) g->row.values.emplace_back(v.first, 0.0);
-      for (const auto& s : snr)
-        if (s.router == r.router && s.block_size == r.block_size) g->have_snr = true;
-    }
-    for (size_t i = 0; i < r.values.size() && i < g->sum.size(); ++i) {
-      const std::string& name = r.values[i].first;
-      const double v = r.values[i].second;
-      if (is_count(name)) {
-        if (std::isfinite(v)) g->sum[i] += v;
-        g->wsum[i] = 1;
-        continue;
-      }
-      const double w = name == "kv_head" ? 0.0 : weight_of(r, name);
-      if (std::isfinite(v) && std::isfinite(w) && w > 0) {
-        g->sum[i] += w * v;
-        g->wsum[i] += w;
-      }
-    }
-  }
-  std::vector<SummaryRow> out;
-  for (auto& g : groups) {
-    for (const auto& s : snr) {
-      if (s.router != g.row.router || s.block_size != g.row.block_size) continue;
-      if (per_layer && s.layer != g.row.layer) continue;
-      g.stats.merge(s.stats);
-    }
-    const SnrSummary ss = summarize_snr(g.stats, g.row.block_size, head_dim);
-    const std::map<std::string, double> pooled = {
-        {"snr_emp", ss.snr_emp},         {"snr_theory", ss.snr_theory},     {"p_fail_emp", ss.p_fail_emp},
-        {"p_fail_theory", ss.p_fail_theory}, {"snr_mean_d", ss.mean_d},     {"snr_std_d", ss.std_d},
-        {"delta_mu", ss.delta_mu},       {"sigma", ss.sigma},               {"sigma2_d", ss.sigma2_d},
-        {"mu_cluster_rel", ss.mu_cluster_rel}, {"cluster_excess", ss.cluster_excess},
-        {"delta_mu_eff", ss.delta_mu_eff}, {"delta_mu_eff_d", ss.delta_mu_eff_d},
-        {"snr_queries", static_cast<double>(ss.n_queries)}, {"signal_rank1_share", ss.rank1_share}};
-    for (size_t i = 0; i < g.row.values.size(); ++i) {
-      auto& [name, v] = g.row.values[i];
-      const bool quantile = name.find("_p5") != std::string::npos || name.find("_p50") != std::string::npos ||
-                            name.find("_p95") != std::string::npos;
-      if (name == "kv_head" || quantile) {
-        v = kNaN;
-      } else if (auto it = pooled.find(name); it != pooled.end()) {
-        v = g.have_snr ? it->second : kNaN;
-      } else {
-        v = g.wsum[i] > 0 ? (is_count(name) ? g.sum[i] : g.sum[i] / g.wsum[i]) : kNaN;
-      }
-    }
-    out.push_back(std::move(g.row));
-  }
-  return out;
-}
-
-std::string rows_to_csv(const std::vector<SummaryRow>& rows) {
-  std::string s;
-  if (rows.empty()) return s;
-  s = "layer,head,scope,router,block_size,top_k";
-  for (const auto& v : rows.front().values) s += "," + v.first;
-  s += "\n";
-  for (const auto& r : rows) {
-    s += (r.layer < 0 ? std::string("all") : std::to_string(r.layer)) + "," +
-         (r.head < 0 ? std::string("all") : std::to_string(r.head)) + "," + r.scope + "," + r.router + "," +
-         std::to_string(r.block_size) + "," + std::to_string(r.top_k);
-    for (const auto& v : r.values) s += "," + fmt_value(v.second);
-    s += "\n";
-  }
-  return s;
-}
-
-std::string rows_to_json(const std::vector<SummaryRow>& rows) {
-  std::string s = "[";
-  for (size_t i = 0; i < rows.size(); ++i) {
-    const auto& r = rows[i];
-    s += i ? ",\n {" : "\n {";
-    s += "\"layer\": " + (r.layer < 0 ? std::string("null") : std::to_string(r.layer)) +
-         ", \"head\": " + (r.head < 0 ? std::string("null") : std::to_string(r.head)) + ", \"scope\": \"" + r.scope +
-         "\", \"router\": \"" + r.router + "\", \"block_size\": " + std::to_string(r.block_size) +
-         ", \"top_k\": " + std::to_string(r.top_k);
-    for (const auto& v : r.values) s += ", \"" + v.first + "\": " + json_value(v.second);
-    s += "}";
-  }
-  return s + "\n]\n";
-}
-
-std::string buckets_to_csv(const std::vector<BucketRow>& rows) {
-  std::string s = "layer,head,router,block_size,top_k,t_begin,t_end,n_choice,coverage_mean,kl_mean,block_recall_mean,"
-                  "token_recall_mean,output_rel_err_mean\n";
-  for (const auto& r : rows) {
-    s += std::to_string(r.layer) + "," + std::to_string(r.head) + "," + r.router + "," + std::to_string(r.block_size) +
-         "," + std::to_string(r.top_k) + "," + std::to_string(r.t_begin) + "," + std::to_string(r.t_end) + "," +
-         std::to_string(r.n_choice) + "," + fmt_value(r.coverage) + "," + fmt_value(r.kl) + "," +
-         fmt_value(r.block_recall) + "," + fmt_value(r.token_recall) + "," + fmt_value(r.output_rel_err) + "\n";
-  }
-  return s;
-}
-
-}  // namespace moba::analysis
-
-namespace moba::analysis {
-
-DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in, const std::vector<int64_t>& heads_in,
-                          const AnalyzeOptions& opt, bool quiet, H5Output* h5,
-                          const std::function<void(const DumpAnalysis&, int layer)>& layer_done) {
-  validate_options(opt);
-  const DumpInfo& info = reader.info();
-  std::vector<int> layers = layers_in;
-  if (layers.empty())
-    for (const LayerInfo& l : info.layers) layers.push_back(l.index);
-  for (size_t i = 0; i < layers.size(); ++i)
-    for (size_t j = 0; j < i; ++j)
-      if (layers[i] == layers[j]) throw UsageError("--layers: layer " + std::to_string(layers[i]) + " given twice");
-  for (size_t i = 0; i < heads_in.size(); ++i)
-    for (size_t j = 0; j < i; ++j)
-      if (heads_in[i] == heads_in[j]) throw UsageError("--heads: head " + std::to_string(heads_in[i]) + " given twice");
-  for (const int L : layers) {
-    bool found = false;
-    for (const LayerInfo& l : info.layers) found = found || l.index == L;
-    if (!found) throw UsageError("--layers: the dump " + info.path + " has no layer " + std::to_string(L));
-  }
-  DumpAnalysis out;
-  SynthParams synth;
-  if (info.attributes.count("synth_version") && !info.layers.empty()) {
-    SynthParams shape;
-    const LayerInfo& l0 = info.layers.front();
-    shape.n_tokens = l0.n_tokens;
-    shape.n_layers = static_cast<int>(info.layers.size());
-    shape.n_q_heads = l0.n_q_heads;
-    shape.n_kv_heads = l0.n_kv_heads;
-    shape.head_dim = l0.head_dim;
-    shape.dtype = l0.dtype;
-    out.synth = synth_params_from_attributes(info.attributes, shape, &synth);
-  }
-
-  int64_t total = 0;
-  for (const int L : layers) {
-    const LayerInfo& l = info.layer(L);
-    const int64_t n_heads = heads_in.empty() ? l.n_q_heads : static_cast<int64_t>(heads_in.size());
-    total += n_heads * analyze_chunks_per_head(opt, l.n_tokens);
-  }
-  Progress progress("analyze " + info.path, total, quiet);
-
-  for (const int L : layers) {
-    const LayerInfo& l = info.layer(L);
-    std::vector<int64_t> heads = heads_in;
-    if (heads.empty())
-      for (int64_t h = 0; h < l.n_q_heads; ++h) heads.push_back(h);
-    for (const int64_t h : heads)
-      if (h < 0 || h >= l.n_q_heads)
-        throw UsageError("--heads: layer " + std::to_string(L) + " has query heads 0.." + std::to_string(l.n_q_heads - 1) +
-                         ", not " + std::to_string(h));
-    out.head_dim = l.head_dim;
-    const int64_t group = l.n_q_heads / l.n_kv_heads;
-    const std::vector<int32_t> planted = l.has_planted ? reader.read_planted(L) : std::vector<int32_t>();
-    for (int64_t g = 0; g < l.n_kv_heads; ++g) {
-      GroupInput in;
-      for (const int64_t h : heads)
-        if (h / group == g) in.heads.push_back(h);
-      if (in.heads.empty()) continue;
-      std::sort(in.heads.begin(), in.heads.end());
-      // Only the query heads needed: all of the group under `shared`, else the analysed span.
-      const bool shared = opt.routing.gqa == kernels::GqaMode::shared;
-      const int64_t q_first = shared ? g * group : in.heads.front();
-      const int64_t q_count = shared ? group : in.heads.back() - in.heads.front() + 1;
-      const Tensor3 q = reader.read(L, TensorKind::q, q_first, q_count);
-      const Tensor3 k = reader.read(L, TensorKind::k, g, 1);
-      const Tensor3 v = reader.read(L, TensorKind::v, g, 1);
-      in.layer = L;
-      in.kv_head = g;
-      in.q = q.view();
-      in.q_head_first = q_first;
-      in.k = k.view();
-      in.v = v.view();
-      in.dtype = l.dtype;
-      in.planted = planted.empty() ? nullptr : &planted;
-      in.synth = out.synth ? &synth : nullptr;
-      GroupResult r = analyze_group(in, opt, &progress, h5);
-      for (auto& x : r.rows) out.head_rows.push_back(std::move(x));
-      for (auto& x : r.buckets) out.buckets.push_back(std::move(x));
-      for (auto& x : r.snr) out.snr.push_back(std::move(x));
-    }
-    std::stable_sort(out.head_rows.begin(), out.head_rows.end(), [](const SummaryRow& a, const SummaryRow& b) {
-      return std::tie(a.layer, a.head) < std::tie(b.layer, b.head);
-    });
-    // Layer and overall rows from every finished layer.
-    out.layer_rows = aggregate_rows(out.head_rows, out.snr, out.head_dim, true);
-    out.overall_rows = aggregate_rows(out.head_rows, out.snr, out.head_dim, false);
-    if (layer_done) layer_done(out, L);
-  }
-  progress.finish();
-  return out;
-}
-
-std::string format_table(const std::vector<SummaryRow>& rows) {
-  std::string s;
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "%-11s %5s %5s %8s %8s %8s %7s %7s %7s %9s %7s %7s %7s %7s\n", "router", "B", "k",
-                "tok_spar", "coverage", "oracle", "KL", "recall", "tok@n", "out_err", "SNR", "SNRmod", "p_fail", "sig@k");
-  s += buf;
-  for (const auto& r : rows) {
-    std::snprintf(buf, sizeof buf, "%-11s %5lld %5d %8.3f %8.4f %8.4f %7.4f %7.3f %7.3f %9.2e %7.3f %7.3f %7.4f %7.3f\n",
-                  r.router.c_str(), static_cast<long long>(r.block_size), r.top_k, r.get("sparsity_mean"),
-                  r.get("coverage_mean"), r.get("oracle_coverage_mean"), r.get("kl_mean"), r.get("block_recall_mean"),
-                  r.get("token_recall_mean"), r.get("output_rel_err_mean"), r.get("snr_emp"), r.get("snr_theory"),
-                  r.get("p_fail_emp"), r.get("signal_recall"));
-    s += buf;
-  }
-  return s;
 }
 
 }  // namespace moba::analysis

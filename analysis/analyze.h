@@ -28,8 +28,12 @@
 #include <utility>
 #include <vector>
 
+#include "analysis/analyze_plan.h"
+#include "analysis/report.h"
+#include "analysis/results_schema.h"
 #include "analysis/router.h"
 #include "analysis/snr.h"
+#include "analysis/summary.h"
 #include "analysis/synth.h"
 #include "core/dump.h"
 #include "core/h5_output.h"
@@ -38,66 +42,10 @@
 
 namespace moba::analysis {
 
-struct AnalyzeOptions {
-  std::vector<int64_t> block_sizes;   // distinct, at most kernels::kDensePassMaxBlockSizes
-  std::vector<int> top_ks;            // --top-k: every (B, k) pair ...
-  std::vector<double> sparsities;     // ... or --sparsity: k per B (above). Exactly one is set.
-  std::vector<RouterKind> routers{RouterKind::moba, RouterKind::oracle};
-  RoutingOptions routing;
-  int top_n = 10;                     // token recall's n
-  int n_buckets = 16;                 // position buckets, or
-  int64_t bucket_width = 0;           // fixed-width buckets when > 0
-  int64_t trailing = 0;               // trailing window in tokens; 0 = ceil(T / 16)
-  int64_t query_chunk = 256;          // queries per dense-pass chunk
-  Device device = Device::cpu;
-  bool keep_arrays = false;           // return per-position arrays (tests); the CLI writes them to HDF5
-};
-
-struct BlockConfig {
-  int64_t block_size = 0;
-  int top_k = 0;
-  double nominal_sparsity = 0;  // 1 - top_k B / T
-};
-// Throws UsageError (no block sizes, too many, both/neither of top_ks and sparsities, ...).
-std::vector<BlockConfig> resolve_block_configs(const AnalyzeOptions& opt, int64_t n_tokens);
-// The checks of resolve_block_configs that do not need T.
-void validate_options(const AnalyzeOptions& opt);
-
-// One summary row: keys, then named values in a fixed column order.
-struct SummaryRow {
-  int layer = 0;
-  int64_t head = 0;  // -1 in aggregate rows
-  std::string scope;  // "head", "layer" or "overall"
-  std::string router;
-  int64_t block_size = 0;
-  int top_k = 0;
-  std::vector<std::pair<std::string, double>> values;
-  double get(const std::string& name) const;  // NaN when absent
-};
-
-// Per-position-bucket means (queries with a choice) of one head x router x configuration.
-struct BucketRow {
-  int layer = 0;
-  int64_t head = 0;
-  std::string router;
-  int64_t block_size = 0;
-  int top_k = 0;
-  int64_t t_begin = 0, t_end = 0, n_choice = 0;
-  double coverage = 0, kl = 0, block_recall = 0, token_recall = 0, output_rel_err = 0;
-};
-
-// Per-position arrays of one head x router x configuration (length n_tokens; NaN where a
-// metric is undefined), and the selection [n_tokens, top_k].
-struct PositionArrays {
-  int64_t head = 0;
-  std::string router;
-  int64_t block_size = 0;
-  int top_k = 0;
-  std::vector<int32_t> selected;
-  std::vector<float> coverage, kl, block_recall, token_recall, output_rel_err, output_cosine,
-      sparsity_token, block_density;
-  std::vector<uint8_t> choice;  // 1 where t has a choice
-};
+// Where analyze's steps run on `device`: empty for the CPU; for cuda, "routing, metrics and
+// SNR on the CPU; dense pass and MoBA attention on cuda". Gate scores and block selection are
+// host steps (analysis/router.h gate_scores_tile_host, select_blocks_host) on every device.
+std::string analyze_device_split(Device device);
 
 // One KV group of one layer.
 struct GroupInput {
@@ -117,37 +65,18 @@ struct GroupResult {
   std::vector<BucketRow> buckets;
   std::vector<PositionArrays> arrays;  // only with keep_arrays
   // Per (head, B, router with gate scores) SNR sums, for layer / overall pooling.
-  struct Snr {
-    int layer = 0;
-    int64_t head = 0;
-    std::string router;
-    int64_t block_size = 0;
-    SnrStats stats;
-  };
+  using Snr = SnrSums;
   std::vector<Snr> snr;
 };
 
-// Analyses the listed heads of one KV group. `h5` (optional) receives, per head, router and
-// configuration, /layers/L/heads/H/B<b>_k<k>/<router>/{selected, coverage, kl, block_recall,
-// token_recall, output_rel_err, output_cosine, sparsity_token, block_density} and per
-// (head, B, router) /layers/L/heads/H/B<b>/<router>/signal_rank_hist. `progress` advances once
+// Analyses the listed heads of one KV group, head by head, in stages: the shared-GQA oracle
+// pre-pass (one dense pass over the group), then per head and query chunk the dense pass,
+// routing + per-position metrics + SNR probe per (block size, query tile) in parallel, an
+// ordered merge; then MoBA attention error per (configuration, router) and the summary rows. `h5` (optional) receives, per head, router and
+// configuration, the group of analysis/results_schema.h (write_configuration) and per
+// (head, B, gate router) its SNR rank histogram (write_snr_hist). `progress` advances once
 // per (head, chunk).
 GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5);
-// Chunks per head, for progress totals.
-int64_t analyze_chunks_per_head(const AnalyzeOptions& opt, int64_t n_tokens);
-
-// Count-weighted pooling of head rows into layer / overall rows (means; SNR from pooled sums;
-// quantiles are per head only and are omitted here).
-std::vector<SummaryRow> aggregate_rows(const std::vector<SummaryRow>& head_rows,
-                                       const std::vector<GroupResult::Snr>& snr, int64_t head_dim,
-                                       bool per_layer);
-
-// CSV / JSON rendering of rows (keys first, then the values in row order; NaN as "nan" in
-// CSV and null in JSON).
-std::string rows_to_csv(const std::vector<SummaryRow>& rows);
-std::string rows_to_json(const std::vector<SummaryRow>& rows);
-std::string buckets_to_csv(const std::vector<BucketRow>& rows);
-
 // A whole dump: the listed layers (empty = all) and query heads (empty = all), one KV group
 // at a time (the group's q/k/v slices are the only tensors held). After each layer,
 // `layer_done` sees the results so far (the CLI writes its files there, so finished layers
@@ -162,9 +91,5 @@ struct DumpAnalysis {
 DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers, const std::vector<int64_t>& heads,
                           const AnalyzeOptions& opt, bool quiet, H5Output* h5,
                           const std::function<void(const DumpAnalysis&, int layer)>& layer_done);
-
-// A fixed-width text table of rows (one line per row): router, B, k, sparsity, coverage,
-// oracle coverage, KL, block and token recall, output error, SNR (measured, model), p_fail.
-std::string format_table(const std::vector<SummaryRow>& rows);
 
 }  // namespace moba::analysis

@@ -13,6 +13,8 @@
 #include <tuple>
 
 #include "analysis/metrics.h"
+#include "analysis/results_schema.h"
+#include "analysis/summary.h"
 #include "core/errors.h"
 #include "core/h5_input.h"
 
@@ -23,24 +25,6 @@ namespace moba::analysis {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-// Parses a whole decimal integer; false on anything else.
-bool parse_index(const std::string& s, int64_t* out) {
-  if (s.empty() || s.size() > 18) return false;
-  for (char c : s)
-    if (c < '0' || c > '9') return false;
-  *out = std::strtoll(s.c_str(), nullptr, 10);
-  return true;
-}
-
-// "B<b>_k<k>" -> (b, k).
-bool parse_slot(const std::string& s, int64_t* block_size, int64_t* top_k) {
-  if (s.size() < 4 || s[0] != 'B') return false;
-  const size_t us = s.find("_k");
-  if (us == std::string::npos) return false;
-  return parse_index(s.substr(1, us - 1), block_size) && parse_index(s.substr(us + 2), top_k) && *block_size > 0 &&
-         *top_k > 0;
-}
 
 double parse_cell(const std::string& s) {
   if (s.empty()) return kNaN;
@@ -61,14 +45,12 @@ std::vector<std::string> split_csv_line(const std::string& line) {
 
 }  // namespace
 
-bool same_slot(const ResultConfig& a, const ResultConfig& b) {
-  return a.layer == b.layer && a.head == b.head && a.block_size == b.block_size && a.top_k == b.top_k;
-}
-
 const std::vector<std::string>& known_metric_names() {
-  static const std::vector<std::string> names{"coverage",       "kl",            "block_recall",
-                                              "token_recall",   "output_rel_err", "output_cosine",
-                                              "sparsity_token", "block_density"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& m : position_metrics()) v.push_back(m.name);
+    return v;
+  }();
   return names;
 }
 
@@ -125,37 +107,35 @@ ResultsFile::ResultsFile(const std::string& dir_or_h5) {
     dir_ = given.has_parent_path() ? given.parent_path().string() : std::string(".");
   }
   h5_ = std::make_unique<H5Input>(h5_path_);
-  if (!h5_->has_group("/layers"))
-    throw FormatError(h5_path_, "/layers", "group is missing: not a `moba analyze` analysis.h5");
+  if (!h5_->has_group(kLayersGroup))
+    throw FormatError(h5_path_, kLayersGroup, "group is missing: not a `moba analyze` analysis.h5");
   attributes_ = h5_->attributes("/");
 
-  for (const std::string& lname : h5_->list_groups("/layers")) {
+  for (const std::string& lname : h5_->list_groups(kLayersGroup)) {
     int64_t layer = 0;
-    if (!parse_index(lname, &layer)) continue;
-    const std::string lpath = "/layers/" + lname + "/heads";
+    if (!parse_index_name(lname, &layer)) continue;
+    const std::string lpath = heads_path(static_cast<int>(layer));
     if (!h5_->has_group(lpath)) continue;
     for (const std::string& hname : h5_->list_groups(lpath)) {
       int64_t head = 0;
-      if (!parse_index(hname, &head)) continue;
-      const std::string hpath = lpath + "/" + hname;
+      if (!parse_index_name(hname, &head)) continue;
+      const std::string hpath = head_path(static_cast<int>(layer), head);
       for (const std::string& sname : h5_->list_groups(hpath)) {
-        int64_t b = 0, k = 0;
-        if (!parse_slot(sname, &b, &k)) continue;  // e.g. B<b>/ (SNR histograms)
-        const std::string spath = hpath + "/" + sname;
-        for (const std::string& router : h5_->list_groups(spath)) {
-          const std::string group = spath + "/" + router;
-          if (!h5_->has_dataset(group + "/selected")) continue;
-          configs_.push_back({static_cast<int>(layer), head, b, static_cast<int>(k), router, group});
+        ConfigKey key;
+        key.layer = static_cast<int>(layer);
+        key.head = head;
+        if (!parse_slot_name(sname, &key.block_size, &key.top_k)) continue;  // e.g. B<b>/ (SNR histograms)
+        for (const std::string& router : h5_->list_groups(hpath + "/" + sname)) {
+          if (!parse_router(router, &key.router)) continue;
+          if (!h5_->has_dataset(selected_path(key))) continue;
+          configs_.push_back(key);
         }
       }
     }
   }
   if (configs_.empty())
-    throw FormatError(h5_path_, "/layers", "no /layers/L/heads/H/B<b>_k<k>/<router>/selected datasets");
-  std::sort(configs_.begin(), configs_.end(), [](const ResultConfig& a, const ResultConfig& b) {
-    return std::tie(a.layer, a.head, a.block_size, a.top_k, a.router) <
-           std::tie(b.layer, b.head, b.block_size, b.top_k, b.router);
-  });
+    throw FormatError(h5_path_, kLayersGroup, "no /layers/L/heads/H/B<b>_k<k>/<router>/selected datasets");
+  std::sort(configs_.begin(), configs_.end());
 
   const fs::path csv = fs::path(dir_) / "summary.csv";
   if (fs::exists(csv, ec)) summary_ = read_summary_csv(csv.string());
@@ -163,31 +143,31 @@ ResultsFile::ResultsFile(const std::string& dir_or_h5) {
 
 ResultsFile::~ResultsFile() = default;
 
-const ResultConfig* ResultsFile::find(int layer, int64_t head, int64_t block_size, int top_k,
-                                      const std::string& router) const {
+const ConfigKey* ResultsFile::find(const ConfigKey& key) const {
   for (const auto& c : configs_)
-    if (c.layer == layer && c.head == head && c.block_size == block_size && c.top_k == top_k && c.router == router)
-      return &c;
+    if (c == key) return &c;
   return nullptr;
 }
 
-ResultArrays ResultsFile::load(const ResultConfig& config) const {
+ResultArrays ResultsFile::load(const ConfigKey& config) const {
+  const std::string group = group_path(config);
   ResultArrays a;
   a.config = config;
   std::vector<int64_t> shape;
-  a.selected = h5_->read_i32(config.group + "/selected", &shape);
+  const std::string selected = selected_path(config);
+  a.selected = h5_->read_i32(selected, &shape);
   if (shape.size() != 2 || shape[1] != config.top_k)
-    throw ShapeError(h5_path_, config.group + "/selected",
+    throw ShapeError(h5_path_, selected,
                      "expected [n_tokens, " + std::to_string(config.top_k) + "] int32");
   a.n_tokens = shape[0];
   a.n_blocks = (a.n_tokens + config.block_size - 1) / config.block_size;
   for (const int32_t b : a.selected)
     if (b < -1 || b >= a.n_blocks)
-      throw ShapeError(h5_path_, config.group + "/selected",
+      throw ShapeError(h5_path_, selected,
                        "block index " + std::to_string(b) + " outside [-1, " + std::to_string(a.n_blocks) + ")");
-  for (const std::string& name : h5_->list_datasets(config.group)) {
-    if (name == "selected") continue;
-    const std::string ds = config.group + "/" + name;
+  for (const std::string& name : h5_->list_datasets(group)) {
+    if (name == kSelectedDataset) continue;
+    const std::string ds = group + "/" + name;
     const H5DatasetInfo info = h5_->dataset_info(ds);
     if (info.shape.size() != 1 || info.dtype.rfind("float", 0) != 0) continue;  // not a per-position metric
     if (info.shape[0] != a.n_tokens)
@@ -195,7 +175,7 @@ ResultArrays ResultsFile::load(const ResultConfig& config) const {
                                          std::to_string(a.n_tokens) + " positions");
     a.metrics[name] = h5_->read_f32(ds);
   }
-  for (const auto& [name, text] : h5_->attributes(config.group)) {
+  for (const auto& [name, text] : h5_->attributes(group)) {
     const double v = parse_cell(text);
     if (!text.empty() && (std::isfinite(v) || text == "nan" || text == "inf" || text == "-inf")) a.summary[name] = v;
   }
@@ -225,7 +205,7 @@ MaskComparison compare_selections(const ResultArrays& router, const ResultArrays
   const int K = router.config.top_k;
   const int64_t T = router.n_tokens, B = router.config.block_size;
   if (oracle && (oracle->n_tokens != T || oracle->config.top_k != K || oracle->config.block_size != B))
-    throw ShapeError(oracle->config.group, "selected", "the oracle's selection does not match the router's shape");
+    throw ShapeError(group_path(oracle->config), kSelectedDataset, "the oracle's selection does not match the router's shape");
   MaskComparison m;
   m.n_tokens = T;
   m.n_blocks = router.n_blocks;
@@ -289,11 +269,11 @@ BucketSeries bucket_means(const std::vector<float>& values, int64_t block_size, 
   return s;
 }
 
-PositionView load_position_view(const ResultsFile& file, const ResultConfig& config) {
+PositionView load_position_view(const ResultsFile& file, const ConfigKey& config) {
   PositionView v;
   v.router = file.load(config);
-  if (config.router != "oracle") {
-    if (const ResultConfig* o = file.find(config.layer, config.head, config.block_size, config.top_k, "oracle")) {
+  if (config.router != RouterKind::oracle) {
+    if (const ConfigKey* o = file.find(config.with_router(RouterKind::oracle))) {
       v.oracle = file.load(*o);
       v.has_oracle = true;
     }

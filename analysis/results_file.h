@@ -3,16 +3,8 @@
 // structs: the list of analysed configurations in DIR/analysis.h5, their per-position arrays,
 // and the rows of DIR/summary.csv. The viewer (gui/) draws these; nothing here knows about it.
 //
-// analysis.h5 layout (analysis/analyze.h, analyze_group):
-//   /                                          attributes dump, git_commit, device
-//   /layers/L/heads/H/B<b>_k<k>/<router>/      attributes: the summary.csv values of that row
-//       selected        int32 [n_tokens, top_k]  block indices, ascending, current block
-//                                                included, -1 padded
-//       coverage, kl, block_recall, token_recall, output_rel_err, output_cosine,
-//       sparsity_token, block_density            float32 [n_tokens], NaN where undefined
-//                                                (any further float32 [n_tokens] dataset is
-//                                                loaded too)
-//   /layers/L/heads/H/B<b>/<router>/signal_rank_hist  int32 (not read here)
+// analysis.h5 layout: analysis/results_schema.h (its path functions are the only ones used
+// here). Any float32 [n_tokens] dataset of a configuration group is loaded as a metric.
 //
 // Every number derived here (bucket means, the selection-vs-oracle comparison) is one the CLI
 // also reports: bucket means use analyze's edges and "queries with a choice" rule, so at 16
@@ -27,26 +19,17 @@
 #include <string>
 #include <vector>
 
+#include "analysis/config_key.h"
+
 namespace moba {
 class H5Input;
 }
 
 namespace moba::analysis {
 
-// One analysed (layer, head, block size, top-k, router): one group of analysis.h5.
-struct ResultConfig {
-  int layer = 0;
-  int64_t head = 0;
-  int64_t block_size = 0;
-  int top_k = 0;
-  std::string router;
-  std::string group;  // "/layers/L/heads/H/B<b>_k<k>/<router>"
-};
-bool same_slot(const ResultConfig& a, const ResultConfig& b);  // equal but for the router
-
 // The per-position arrays of one configuration.
 struct ResultArrays {
-  ResultConfig config;
+  ConfigKey config;
   int64_t n_tokens = 0;
   int64_t n_blocks = 0;                      // ceil(n_tokens / block_size)
   std::vector<int32_t> selected;             // [n_tokens, top_k]
@@ -58,7 +41,8 @@ struct ResultArrays {
   double summary_value(const std::string& name) const;
 };
 
-// The metric datasets analyze writes, in display order.
+// The metric datasets analyze writes, in display order (the names of analysis/summary.h
+// position_metrics()).
 const std::vector<std::string>& known_metric_names();
 
 // DIR/summary.csv (or any CSV with a header line): text cells, and each cell's numeric value
@@ -72,6 +56,7 @@ struct SummaryTable {
   };
   std::vector<Row> rows;
   int column(const std::string& name) const;  // -1 when absent
+  int column(KeyColumn c) const { return column(key_column_name(c)); }
 };
 // Throws FileNotFoundError when missing, FormatError naming the line for ragged rows.
 SummaryTable read_summary_csv(const std::string& path);
@@ -89,22 +74,22 @@ class ResultsFile {
   const std::string& h5_path() const { return h5_path_; }
   // Root attributes of analysis.h5 (dump, git_commit, device), as text.
   const std::map<std::string, std::string>& attributes() const { return attributes_; }
-  // Sorted by layer, head, block size, top-k, router (numerically).
-  const std::vector<ResultConfig>& configs() const { return configs_; }
+  // Sorted by ConfigKey's order. Groups whose router name is not a RouterKind are skipped.
+  const std::vector<ConfigKey>& configs() const { return configs_; }
   // nullptr when absent.
-  const ResultConfig* find(int layer, int64_t head, int64_t block_size, int top_k, const std::string& router) const;
+  const ConfigKey* find(const ConfigKey& key) const;
   bool has_summary() const { return !summary_.path.empty(); }
   const SummaryTable& summary() const { return summary_; }
 
   // Reads one configuration's arrays. Safe to call from a worker thread while no other
   // thread calls load() on the same object (HDF5 calls are serialised inside core/io).
-  ResultArrays load(const ResultConfig& config) const;
+  ResultArrays load(const ConfigKey& config) const;
 
  private:
   std::string dir_, h5_path_;
   std::unique_ptr<H5Input> h5_;
   std::map<std::string, std::string> attributes_;
-  std::vector<ResultConfig> configs_;
+  std::vector<ConfigKey> configs_;
   SummaryTable summary_;
 };
 
@@ -154,6 +139,6 @@ struct PositionView {
   ResultArrays oracle;
   MaskComparison mask;
 };
-PositionView load_position_view(const ResultsFile& file, const ResultConfig& config);
+PositionView load_position_view(const ResultsFile& file, const ConfigKey& config);
 
 }  // namespace moba::analysis

@@ -102,22 +102,6 @@ std::vector<float> parse_text(const std::string& path, const std::string& bytes)
 
 }  // namespace
 
-const char* router_name(RouterKind r) {
-  switch (r) {
-    case RouterKind::moba: return "moba";
-    case RouterKind::moba_kconv: return "moba-kconv";
-    case RouterKind::oracle: return "oracle";
-  }
-  return "?";
-}
-
-RouterKind router_from_name(const std::string& s) {
-  if (s == "moba") return RouterKind::moba;
-  if (s == "moba-kconv") return RouterKind::moba_kconv;
-  if (s == "oracle") return RouterKind::oracle;
-  throw UsageError("unknown router '" + s + "' (one of moba, moba-kconv, oracle)");
-}
-
 std::vector<float> load_kconv_weights(const std::string& path, int width, int64_t head_dim) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw FileNotFoundError(path, "", "cannot open the kconv weights file");
@@ -159,6 +143,78 @@ std::vector<float> pooled_keys(const TensorView& k, int64_t block_size, DType du
   return kbar;
 }
 
+kernels::DensePassParams block_mass_pass(const TensorView& q, const TensorView& k, int64_t query_begin,
+                                         int64_t query_count, float* lse, const std::vector<int64_t>& block_sizes,
+                                         const std::vector<float*>& block_mass) {
+  kernels::DensePassParams dp;
+  dp.q = q;
+  dp.k = k;
+  dp.query_begin = query_begin;
+  dp.query_count = query_count;
+  dp.lse = lse;
+  dp.n_block_sizes = static_cast<int>(block_sizes.size());
+  for (size_t i = 0; i < block_sizes.size() && i < static_cast<size_t>(kernels::kDensePassMaxBlockSizes); ++i) {
+    dp.block_sizes[i] = block_sizes[i];
+    dp.block_mass[i] = block_mass[i];
+  }
+  return dp;
+}
+
+void select_oracle_shared(const float* block_mass, int64_t n_heads, int64_t query_count, int64_t n_blocks,
+                          int64_t query_begin, int64_t block_size, kernels::TieRule tie,
+                          const std::vector<OracleTarget>& targets) {
+  std::vector<float> summed(static_cast<size_t>(n_blocks));
+  for (int64_t i = 0; i < query_count; ++i) {
+    const int64_t c = (query_begin + i) / block_size;
+    std::fill(summed.begin(), summed.end(), 0.0f);
+    for (int64_t h = 0; h < n_heads; ++h)  // head order, fp32
+      for (int64_t b = 0; b < c; ++b) summed[b] += block_mass[(h * query_count + i) * n_blocks + b];
+    for (const OracleTarget& target : targets)
+      kernels::select_blocks_row(summed.data(), c, target.top_k, tie, target.selected + i * target.top_k);
+  }
+}
+
+void setup_gate_routers(const TensorView& q, const TensorView& k, DType dump_dtype,
+                        const std::vector<RouterKind>& routers, const RoutingOptions& opt,
+                        const std::vector<int64_t>& block_sizes, Device device, GateRouters* out) {
+  out->gates.clear();
+  out->gate_of_router.assign(routers.size(), -1);
+  for (size_t ri = 0; ri < routers.size(); ++ri) {
+    const RouterKind kind = routers[ri];
+    if (kind == RouterKind::oracle) continue;
+    if (kind == RouterKind::moba_kconv && out->conv.data.empty()) out->conv = kconv_keys(k, opt, device);
+    GateRouter g;
+    g.kind = kind;
+    g.keys = kind == RouterKind::moba_kconv ? out->conv.view() : k;
+    for (const int64_t B : block_sizes) {
+      g.kbar.push_back(pooled_keys(g.keys, B, dump_dtype, opt, device));
+      kernels::GateTopkParams gp;
+      gp.q = q;
+      gp.kbar = g.kbar.back().data();
+      gp.n_kv_heads = 1;
+      gp.block_size = B;
+      gp.top_k = 1;
+      gp.tie = opt.tie;
+      gp.gqa = opt.gqa;
+      g.select_params.push_back(gp);
+      gp.gqa = kernels::GqaMode::per_head;
+      g.snr_params.push_back(gp);
+    }
+    out->gate_of_router[ri] = static_cast<int>(out->gates.size());
+    out->gates.push_back(std::move(g));
+  }
+}
+
+void gate_scores_tile_host(const kernels::GateTopkParams& p, int64_t q_head, int64_t t_begin, int64_t n,
+                           float* scores) {
+  kernels::gate_scores_tile_cpu(p, q_head, t_begin, n, scores);
+}
+
+int select_blocks_host(const float* scores, int64_t current_block, int top_k, kernels::TieRule tie,
+                       int32_t* selected) {
+  return kernels::select_blocks_row(scores, current_block, top_k, tie, selected);
+}
+
 void route_group(const TensorView& q, const TensorView& k, const TensorView& v, DType dump_dtype,
                  RouterKind router, const RoutingOptions& opt, int64_t block_size, int top_k,
                  Device device, int32_t* selected, float* out, float* lse, int64_t query_chunk) {
@@ -173,30 +229,22 @@ void route_group(const TensorView& q, const TensorView& k, const TensorView& v, 
     const int64_t C = std::max<int64_t>(1, query_chunk);
     std::vector<float> mass(static_cast<size_t>(G * std::min(C, T) * n_blocks));
     std::vector<float> chunk_lse(static_cast<size_t>(G * std::min(C, T)));
-    std::vector<float> summed(static_cast<size_t>(n_blocks));
+    std::vector<int32_t> chunk_selected;  // [chunk, top_k] under `shared`
     for (int64_t t0 = 0; t0 < T; t0 += C) {
       const int64_t nq = std::min(C, T - t0);
-      kernels::DensePassParams dp;
-      dp.q = q;
-      dp.k = k;
-      dp.query_begin = t0;
-      dp.query_count = nq;
-      dp.lse = chunk_lse.data();
-      dp.n_block_sizes = 1;
-      dp.block_sizes[0] = B;
-      dp.block_mass[0] = mass.data();
-      run_dense_pass(dp, device);
+      run_dense_pass(block_mass_pass(q, k, t0, nq, chunk_lse.data(), {B}, {mass.data()}), device);
+      if (opt.gqa == kernels::GqaMode::shared) {
+        chunk_selected.resize(static_cast<size_t>(nq * top_k));
+        select_oracle_shared(mass.data(), G, nq, n_blocks, t0, B, opt.tie, {{top_k, chunk_selected.data()}});
+        for (int64_t h = 0; h < G; ++h)
+          std::copy(chunk_selected.begin(), chunk_selected.end(), selected + (h * T + t0) * top_k);
+        continue;
+      }
       for (int64_t h = 0; h < G; ++h)
         for (int64_t i = 0; i < nq; ++i) {
-          const int64_t t = t0 + i, c = t / B;
+          const int64_t t = t0 + i;
           const float* row = mass.data() + (h * nq + i) * n_blocks;  // [G, nq, n_blocks]
-          if (opt.gqa == kernels::GqaMode::shared) {
-            std::fill(summed.begin(), summed.end(), 0.0f);
-            for (int64_t hh = 0; hh < G; ++hh)
-              for (int64_t b = 0; b < c; ++b) summed[b] += mass[(hh * nq + i) * n_blocks + b];
-            row = summed.data();
-          }
-          kernels::select_blocks_row(row, c, top_k, opt.tie, selected + (h * T + t) * top_k);
+          kernels::select_blocks_row(row, t / B, top_k, opt.tie, selected + (h * T + t) * top_k);
         }
     }
   } else {

@@ -11,15 +11,12 @@
 #include <vector>
 
 #include "analysis/backend.h"
+#include "analysis/config_key.h"
 #include "core/tensor.h"
+#include "kernels/dense_pass.h"
 #include "kernels/gate_topk.h"
 
 namespace moba::analysis {
-
-enum class RouterKind { moba, moba_kconv, oracle };
-
-const char* router_name(RouterKind r);             // "moba", "moba-kconv", "oracle"
-RouterKind router_from_name(const std::string& s);  // throws UsageError
 
 struct RoutingOptions {
   kernels::TieRule tie = kernels::TieRule::recent;
@@ -37,8 +34,8 @@ struct RoutingOptions {
 // InputError naming the file and the problem (FileNotFoundError when it cannot be opened).
 std::vector<float> load_kconv_weights(const std::string& path, int width, int64_t head_dim);
 
-// The keys a router scores for one KV head: the dump's keys, or their kconv (fp32).
-// `k` is [1, n_tokens, head_dim]; `conv_out` receives the conv keys when the router needs them.
+// The kconv of one KV head's keys `k` [1, n_tokens, head_dim] (fp32), the keys moba-kconv
+// scores (and, with kconv_both, attends).
 Tensor3 kconv_keys(const TensorView& k, const RoutingOptions& opt, Device device);
 
 // Mean-pooled keys [1, n_blocks, head_dim] of `k` [1, n_tokens, head_dim] at block size B,
@@ -56,5 +53,56 @@ std::vector<float> pooled_keys(const TensorView& k, int64_t block_size, DType du
 void route_group(const TensorView& q, const TensorView& k, const TensorView& v, DType dump_dtype,
                  RouterKind router, const RoutingOptions& opt, int64_t block_size, int top_k,
                  Device device, int32_t* selected, float* out, float* lse, int64_t query_chunk = 256);
+
+// Dense-pass parameters for the block masses of queries [query_begin, query_begin +
+// query_count) of q at every block size of `block_sizes` (block_mass[i]: [q heads,
+// query_count, n_blocks(B_i)]) and lse [q heads, query_count]. Callers that also need o_full
+// or the top-n keys set v / out / top_n / top_index on the result.
+kernels::DensePassParams block_mass_pass(const TensorView& q, const TensorView& k, int64_t query_begin,
+                                         int64_t query_count, float* lse, const std::vector<int64_t>& block_sizes,
+                                         const std::vector<float*>& block_mass);
+
+// The GQA `shared` oracle: for each query t = query_begin + i of a chunk, the current block
+// plus the top-(k-1) routable blocks by the block masses summed over the group's heads, in
+// head order in fp32 (`block_mass` [n_heads, query_count, n_blocks] of one block size), with
+// kernels::select_blocks_row's tie rule. Each target receives [query_count, top_k] rows.
+// route_group (oracle, shared) and analyze both select through this function.
+struct OracleTarget {
+  int top_k = 0;
+  int32_t* selected = nullptr;  // [query_count, top_k]
+};
+void select_oracle_shared(const float* block_mass, int64_t n_heads, int64_t query_count, int64_t n_blocks,
+                          int64_t query_begin, int64_t block_size, kernels::TieRule tie,
+                          const std::vector<OracleTarget>& targets);
+
+// Routers with gate scores (moba, moba-kconv) of one KV group, set up once for every block
+// size: routing keys, pooled keys and the gate parameters of the group's queries.
+struct GateRouter {
+  RouterKind kind = RouterKind::moba;
+  TensorView keys;                         // [1, T, d] routing keys (the dump's, or GateRouters::conv)
+  std::vector<std::vector<float>> kbar;    // per block size: [1, n_blocks, d]
+  // Per block size: top_k = 1 placeholders (the caller selects); select_params use the
+  // routing GQA mode, snr_params per_head (SNR is a per-head quantity, DESIGN.md §5).
+  std::vector<kernels::GateTopkParams> select_params, snr_params;
+};
+struct GateRouters {
+  Tensor3 conv;                  // kconv keys when a router needs them
+  std::vector<GateRouter> gates;
+  std::vector<int> gate_of_router;  // per router of the list: index into gates, -1 for the oracle
+};
+// Fills `out` (its views point into out->conv and the kbar buffers: keep *out in place).
+void setup_gate_routers(const TensorView& q, const TensorView& k, DType dump_dtype,
+                        const std::vector<RouterKind>& routers, const RoutingOptions& opt,
+                        const std::vector<int64_t>& block_sizes, Device device, GateRouters* out);
+
+// Host analysis steps: analyze scores and selects blocks per query tile on the CPU whatever
+// its device (it needs every router's scores beside the exact masses of the same queries);
+// only the dense pass and MoBA attention run on the chosen device (analysis/backend.h).
+// Gate scores [n, n_blocks] of queries [t_begin, t_begin + n) of head q_head (kernels/gate_topk.h).
+void gate_scores_tile_host(const kernels::GateTopkParams& p, int64_t q_head, int64_t t_begin, int64_t n,
+                           float* scores);
+// One query's selection from its block scores (kernels/gate_topk.h select_blocks_row).
+int select_blocks_host(const float* scores, int64_t current_block, int top_k, kernels::TieRule tie,
+                       int32_t* selected);
 
 }  // namespace moba::analysis

@@ -1,6 +1,5 @@
 #include "analysis/run_record.h"
 
-#include <cstdio>
 #include <ctime>
 
 namespace moba::analysis {
@@ -20,39 +19,16 @@ RunRecord make_run_record(const std::string& command, const std::string& git_com
   return r;
 }
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  for (const unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out;
-}
-
 std::string to_json(const RunRecord& r) {
-  std::string s = "{\"command\": \"" + json_escape(r.command) + "\", \"git_commit\": \"" +
-                  json_escape(r.git_commit) + "\", \"device\": \"" + json_escape(r.device) +
-                  "\", \"started_utc\": \"" + json_escape(r.started_utc) + "\", \"config\": {";
-  bool first = true;
-  for (const auto& [k, v] : r.config) {
-    s += (first ? "\"" : ", \"") + json_escape(k) + "\": \"" + json_escape(v) + "\"";
-    first = false;
-  }
-  return s + "}}";
+  JsonObject config;
+  for (const auto& [k, v] : r.config) config.add_string(k, v);
+  return JsonObject()
+      .add_string("command", r.command)
+      .add_string("git_commit", r.git_commit)
+      .add_string("device", r.device)
+      .add_string("started_utc", r.started_utc)
+      .add_raw("config", config.str())
+      .str();
 }
 
 }  // namespace moba::analysis

@@ -4,6 +4,8 @@
 #include <map>
 #include <string>
 
+#include "core/json_writer.h"
+
 namespace moba::analysis {
 
 struct RunRecord {
@@ -16,8 +18,10 @@ struct RunRecord {
 
 RunRecord make_run_record(const std::string& command, const std::string& git_commit,
                           const std::string& device);
-// One JSON object; keys sorted, strings escaped.
+// One JSON object (core/json_writer.h JsonObject): command, git_commit, device, started_utc,
+// then config as an object of strings, keys sorted.
 std::string to_json(const RunRecord& r);
-std::string json_escape(const std::string& s);
+// json_escape lives in core/json_writer.h; this keeps analysis::json_escape callers building.
+using ::moba::json_escape;
 
 }  // namespace moba::analysis

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "core/json_writer.h"
 
 namespace moba::analysis {
 
@@ -92,12 +93,6 @@ Tensor3 gaussian_rows(const SynthParams& p, int layer, Stream stream, int64_t n_
   return t;
 }
 
-std::string fmt(double x) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.6g", x);
-  return buf;
-}
-
 }  // namespace
 
 std::string synth_can_run(const SynthParams& p) {
@@ -142,7 +137,7 @@ std::string synth_can_run(const SynthParams& p) {
                          p.sink * p.sink + n_window * p.window_bias * p.window_bias);
   if (budget >= 1) {
     why << "norm budget d/(d-2) * (delta_mu^2 + (m-1) mu_cluster^2 + sink^2 + window * window_bias^2) = "
-        << fmt(budget) << " must be < 1 so that E|q|^2 = 1 (sigma^2 = 1/d); lower delta_mu, "
+        << format_g(budget, 6) << " must be < 1 so that E|q|^2 = 1 (sigma^2 = 1/d); lower delta_mu, "
         << "cluster_size, mu_cluster, sink or window_bias";
   }
   return why.str();

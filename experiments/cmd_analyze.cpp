@@ -62,7 +62,8 @@ const char* const kUsage =
     "  --top-n N               token recall's n (10)\n"
     "  --buckets N             position buckets (16), or --bucket-width W tokens\n"
     "  --trailing N            trailing window in tokens (last 1/16 of the positions)\n"
-    "  --device cpu|cuda|auto  backend (cpu)\n"
+    "  --device cpu|cuda|auto  backend (cpu) of the dense pass and MoBA attention; routing,\n"
+    "                          metrics and SNR run on the CPU\n"
     "  --json                  print the rows as JSON on stdout instead of the table\n"
     "  --quiet                 no progress on stderr\n"
     "\n"
@@ -144,6 +145,9 @@ int run_analyze(const std::vector<std::string>& argv) {
   const analysis::DeviceInfo device = parse_device(args);
   opt.device = device.device;
   const bool quiet = args.flag("quiet"), json = args.flag("json");
+  // Gate scores and block selection are host steps on every device (analysis/router.h).
+  const std::string device_split = analysis::analyze_device_split(device.device);  // empty on the CPU
+  if (!device_split.empty() && !quiet) std::fprintf(stderr, "moba analyze: %s\n", device_split.c_str());
   check_out_dir(out_dir);
 
   const auto reader = open_dump(dump_path);
@@ -194,9 +198,9 @@ int run_analyze(const std::vector<std::string>& argv) {
   rec.config["block_sizes"] = s;
   s.clear();
   for (const auto& r : result.head_rows)
-    if (r.head == result.head_rows.front().head && r.layer == result.head_rows.front().layer &&
-        r.router == result.head_rows.front().router)
-      s += (s.empty() ? "" : ",") + std::to_string(r.block_size) + ":" + std::to_string(r.top_k);
+    if (r.key.head == result.head_rows.front().key.head && r.key.layer == result.head_rows.front().key.layer &&
+        r.key.router == result.head_rows.front().key.router)
+      s += (s.empty() ? "" : ",") + std::to_string(r.key.block_size) + ":" + std::to_string(r.key.top_k);
   rec.config["configs_B_k"] = s;
   s.clear();
   for (const auto r : opt.routers) s += (s.empty() ? "" : ",") + std::string(analysis::router_name(r));
@@ -207,6 +211,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   rec.config["trailing"] = opt.trailing > 0 ? std::to_string(opt.trailing) : "n_tokens/16";
   rec.config["query_chunk"] = std::to_string(opt.query_chunk);
   rec.config["wall_seconds"] = std::to_string(wall);
+  if (!device_split.empty()) rec.config["device_split"] = device_split;
   write_atomic(work / "run.json", analysis::to_json(rec) + "\n");
 
   // Swap the finished directory in.
@@ -227,6 +232,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   } else {
     std::printf("moba analyze %s: %zu head rows (device: %s, %.1f s)\n", dump_path.c_str(), result.head_rows.size(),
                 device.description.c_str(), wall);
+    if (!device_split.empty()) std::printf("  (%s)\n", device_split.c_str());
     std::printf("overall (count-weighted over layers and heads; means over queries with a choice):\n%s",
                 analysis::format_table(result.overall_rows).c_str());
     std::printf("wrote %s/{summary.csv, aggregate.csv, buckets.csv, summary.json, analysis.h5, run.json}\n",

@@ -84,6 +84,8 @@ int run_demo(const std::vector<std::string>& argv) {
               "         routers moba (mean-pooled keys), moba-kconv (kconv W=3, uniform 1/W, routing only), oracle\n"
               "         (current block + top-(k-1) blocks by true attention mass); device %s\n\n",
               100.0 * opt.sparsities[0], device.description.c_str());
+  const std::string device_split = analysis::analyze_device_split(device.device);  // empty on the CPU
+  if (!device_split.empty()) std::printf("         (%s)\n\n", device_split.c_str());
 
   std::fflush(stdout);  // the header before progress lines on stderr
   const auto t0 = std::chrono::steady_clock::now();
@@ -100,6 +102,7 @@ int run_demo(const std::vector<std::string>& argv) {
               "tok_spar = token sparsity 1 - attended/(t+1) (causal). Where SNRmod >> SNR the model's independent-\n"
               "token-noise assumption fails: real keys are correlated within blocks, so block means vary more.\n\n");
 
+  using Col = analysis::SummaryColumn;
   // moba coverage by layer and block size.
   std::printf("moba coverage by layer (mean over heads):\n  layer");
   for (const int64_t B : opt.block_sizes) std::printf("   B=%-4lld", static_cast<long long>(B));
@@ -108,17 +111,19 @@ int run_demo(const std::vector<std::string>& argv) {
     std::printf("  %5d", l.index);
     for (const int64_t B : opt.block_sizes)
       for (const auto& r : a.layer_rows)
-        if (r.layer == l.index && r.router == "moba" && r.block_size == B) std::printf("   %6.4f", r.get("coverage_mean"));
+        if (r.key.layer == l.index && r.key.router == analysis::RouterKind::moba && r.key.block_size == B)
+          std::printf("   %6.4f", r.get(Col::coverage_mean));
     std::printf("\n");
   }
   const analysis::SummaryRow* best = nullptr;
   for (const auto& r : a.overall_rows)
-    if (r.router == "moba" && (!best || r.get("coverage_mean") > best->get("coverage_mean"))) best = &r;
+    if (r.key.router == analysis::RouterKind::moba && (!best || r.get(Col::coverage_mean) > best->get(Col::coverage_mean)))
+      best = &r;
   if (best)
     std::printf("\nAt this budget moba covers the most attention mass at B = %lld (k = %d): %.1f%% of the mass,\n"
                 "%.1f%% of what the equal-budget oracle reaches. Analysed in %.1f s.\n",
-                static_cast<long long>(best->block_size), best->top_k, 100.0 * best->get("coverage_mean"),
-                100.0 * best->get("coverage_mean") / best->get("oracle_coverage_mean"), wall);
+                static_cast<long long>(best->key.block_size), best->key.top_k, 100.0 * best->get(Col::coverage_mean),
+                100.0 * best->get(Col::coverage_mean) / best->get(Col::oracle_coverage_mean), wall);
   std::printf("Full tables: moba analyze %s --block-sizes 16,32,64,128 --sparsity %.2f --out DIR\n", path.c_str(),
               opt.sparsities[0]);
   return 0;

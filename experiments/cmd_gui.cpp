@@ -66,11 +66,14 @@ int run_gui(const std::vector<std::string>& argv) {
 #else
   if (args.positional().size() != 1) throw UsageError("expected exactly one DIR argument (see --help)");
   gui::GuiOptions o;
-  o.layer = static_cast<int>(args.integer("layer", -1, 0, INT32_MAX));
-  o.head = args.integer("head", -1, 0, INT32_MAX);
-  o.block_size = args.integer("block-size", -1, 1, INT32_MAX);
-  o.top_k = static_cast<int>(args.integer("top-k", -1, 1, INT32_MAX));
-  o.router = args.str("router", "");
+  o.initial.layer = static_cast<int>(args.integer("layer", -1, 0, INT32_MAX));
+  o.initial.head = args.integer("head", -1, 0, INT32_MAX);
+  o.initial.block_size = args.integer("block-size", -1, 1, INT32_MAX);
+  o.initial.top_k = static_cast<int>(args.integer("top-k", -1, 1, INT32_MAX));
+  if (args.has("router")) {
+    o.initial.any_router = false;
+    o.initial.router = analysis::router_from_name(args.str("router", ""));
+  }
   o.query = args.integer("query", -1, 0, INT64_MAX / 2);
   if (args.has("positions")) {
     const auto [a, b] = parse_pair("positions", args.str("positions", ""), ':', 0, INT64_MAX / 2);

@@ -11,11 +11,9 @@ std::set<std::string> with_routing_flags(std::set<std::string> flags) {
 
 analysis::RoutingOptions parse_routing(const Args& args) {
   analysis::RoutingOptions ro;
-  ro.tie = args.choice("tie", "recent", {"recent", "older"}) == "recent" ? kernels::TieRule::recent
-                                                                      : kernels::TieRule::older;
-  ro.gqa = args.choice("gqa", "per-head", {"per-head", "shared"}) == "shared" ? kernels::GqaMode::shared
-                                                                             : kernels::GqaMode::per_head;
-  ro.pool_fp32 = args.choice("pool-precision", "dump", {"dump", "fp32"}) == "fp32";
+  ro.tie = analysis::tie_from_name(args.choice("tie", "recent", {"recent", "older"}));
+  ro.gqa = analysis::gqa_from_name(args.choice("gqa", "per-head", {"per-head", "shared"}));
+  ro.pool_fp32 = analysis::pool_fp32_from_name(args.choice("pool-precision", "dump", {"dump", "fp32"}));
   ro.kconv_width = static_cast<int>(parse_int("--kconv", args.str("kconv", "3"), 3, 5));
   if (ro.kconv_width != 3 && ro.kconv_width != 5) throw UsageError("--kconv: width must be 3 or 5");
   ro.kconv_both = args.choice("kconv-apply", "routing", {"routing", "both"}) == "both";
@@ -34,9 +32,9 @@ analysis::DeviceInfo parse_device(const Args& args) {
 }
 
 std::vector<std::pair<std::string, std::string>> routing_record(const analysis::RoutingOptions& ro) {
-  return {{"tie", ro.tie == kernels::TieRule::recent ? "recent" : "older"},
-          {"gqa", ro.gqa == kernels::GqaMode::shared ? "shared" : "per-head"},
-          {"pool_precision", ro.pool_fp32 ? "fp32" : "dump"},
+  return {{"tie", analysis::tie_name(ro.tie)},
+          {"gqa", analysis::gqa_name(ro.gqa)},
+          {"pool_precision", analysis::pool_precision_name(ro.pool_fp32)},
           {"kconv_width", std::to_string(ro.kconv_width)},
           {"kconv_weights", ro.kconv_weights_source},
           {"kconv_apply", ro.kconv_both ? "both" : "routing"}};

@@ -109,7 +109,7 @@ bool begin_panel(const char* title, const PanelRect& r, ImGuiWindowFlags extra) 
 
 void run_viewer(const analysis::ResultsFile& file, const GuiOptions& options) {
   ViewerState state;
-  if (!init_viewer(&state, file, options.layer, options.head, options.block_size, options.top_k, options.router))
+  if (!init_viewer(&state, file, options.initial))
     throw UsageError(file.h5_path() + " has no configuration matching the given --layer/--head/--block-size/--top-k/--router");
   state.pinned_t = options.query;
   if (options.buckets > 0) {

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include "analysis/config_key.h"
+
 namespace moba::analysis {
 class ResultsFile;
 }
@@ -12,12 +14,9 @@ namespace moba::gui {
 
 struct GuiOptions {
   int width = 1600, height = 1000;  // window size in screen pixels
-  // Initial view; -1 / empty = the first configuration in the file.
-  int layer = -1;
-  int64_t head = -1;
-  int64_t block_size = -1;
-  int top_k = -1;
-  std::string router;
+  // Initial view: the first configuration in the file that matches (without a router, a
+  // router other than the oracle is preferred).
+  analysis::ConfigFilter initial;
   int64_t query = -1;               // a query position to pin (its details are shown)
   int buckets = 0;                  // > 0: metrics as means over this many position buckets
   int64_t t_begin = 0, t_end = 0;   // initial visible positions [t_begin, t_end); end <= begin = all

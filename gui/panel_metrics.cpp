@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "analysis/summary.h"
 #include "gui/panels.h"
 
 namespace moba::gui {
@@ -16,20 +17,14 @@ namespace {
 constexpr float kStripGap = 4.0f;
 
 const char* metric_label(const std::string& name) {
-  if (name == "coverage") return "coverage R";
-  if (name == "kl") return "KL -ln R";
-  if (name == "block_recall") return "block recall";
-  if (name == "token_recall") return "token recall";
-  if (name == "output_rel_err") return "output rel err";
-  if (name == "output_cosine") return "output cosine";
-  if (name == "sparsity_token") return "token sparsity";
-  if (name == "block_density") return "block density";
-  return name.c_str();
+  const analysis::PositionMetricInfo* m = analysis::find_position_metric(name);
+  return m ? m->label : name.c_str();
 }
 
-// The oracle's line is drawn where it is a different quantity from the router's: not for
-// block recall (the oracle against itself is 1 by definition).
-bool overlay_makes_sense(const std::string& name) { return name != "block_recall"; }
+bool overlay_makes_sense(const std::string& name) {
+  const analysis::PositionMetricInfo* m = analysis::find_position_metric(name);
+  return !m || m->oracle_overlay;
+}
 
 // One series over the visible positions: per pixel column the mean of its finite values,
 // joined by a line (gaps at NaN), with the column's min..max as a faint band when a column
@@ -108,7 +103,8 @@ void draw_toolbar(ViewerState* s, const analysis::PositionView& v) {
   ImGui::SameLine();
   if (v.has_oracle) ImGui::Checkbox("oracle overlay", &m.overlay_oracle);
   ImGui::SameLine();
-  ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(palette::kRouterLine), "line: %s", v.router.config.router.c_str());
+  ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(palette::kRouterLine), "line: %s",
+                     analysis::router_name(v.router.config.router));
   if (v.has_oracle && m.overlay_oracle) {
     ImGui::SameLine();
     ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(palette::kOracleLine), "line: oracle");

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "analysis/summary.h"
 #include "gui/panels.h"
 
 namespace moba::gui {
@@ -48,22 +49,16 @@ void value_row(const char* name, double v, const char* fmt = "%.4f") {
   else ImGui::Text(fmt, v);
 }
 
+// The configuration's numbers: sizes, then the catalogue's headline columns.
 void summary_numbers(const analysis::PositionView& v) {
   const analysis::ResultArrays& a = v.router;
   if (!ImGui::BeginTable("##summary", 2, ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV)) return;
   value_row("n_tokens", static_cast<double>(a.n_tokens), "%.0f");
   value_row("n_blocks", static_cast<double>(a.n_blocks), "%.0f");
-  value_row("queries with a choice", a.summary_value("n_choice"), "%.0f");
-  value_row("sparsity (token, causal)", a.summary_value("sparsity_mean"));
-  value_row("coverage", a.summary_value("coverage_mean"));
-  value_row("oracle coverage", a.summary_value("oracle_coverage_mean"));
-  value_row("KL -ln R", a.summary_value("kl_mean"));
-  value_row("block recall", a.summary_value("block_recall_mean"));
-  value_row("token recall", a.summary_value("token_recall_mean"));
-  value_row("output rel err", a.summary_value("output_rel_err_mean"));
-  value_row("SNR measured", a.summary_value("snr_emp"), "%.3f");
-  value_row("SNR model", a.summary_value("snr_theory"), "%.3f");
-  value_row("p_fail measured", a.summary_value("p_fail_emp"));
+  const auto& n_choice = analysis::summary_column(analysis::SummaryColumn::n_choice);
+  value_row(n_choice.label, a.summary_value(n_choice.name), n_choice.format);
+  for (const auto& c : analysis::summary_columns())
+    if (c.headline) value_row(c.label, a.summary_value(c.name), c.format);
   ImGui::EndTable();
 }
 
@@ -118,19 +113,21 @@ void pinned_query(ViewerState* s, const analysis::PositionView& v) {
   if (ImGui::SmallButton(">")) s->pinned_t = std::min<int64_t>(v.router.n_tokens - 1, t + 1);
   ImGui::SameLine();
   if (ImGui::SmallButton("centre view")) s->axis.t_begin = static_cast<double>(t) - 0.5 * s->axis.t_per_px * s->axis.plot_width;
-  block_list(v.router.config.router.c_str(), v.router, t);
-  if (v.has_oracle) block_list("oracle", v.oracle, t);
+  const char* oracle_name = analysis::router_name(analysis::RouterKind::oracle);
+  block_list(analysis::router_name(v.router.config.router), v.router, t);
+  if (v.has_oracle) block_list(oracle_name, v.oracle, t);
   if (!ImGui::BeginTable("##pinned", v.has_oracle ? 3 : 2, ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV)) return;
   ImGui::TableSetupColumn("metric");
-  ImGui::TableSetupColumn(v.router.config.router.c_str());
-  if (v.has_oracle) ImGui::TableSetupColumn("oracle");
+  ImGui::TableSetupColumn(analysis::router_name(v.router.config.router));
+  if (v.has_oracle) ImGui::TableSetupColumn(oracle_name);
   ImGui::TableHeadersRow();
-  for (const std::string& name : analysis::known_metric_names()) {
+  for (const auto& m : analysis::position_metrics()) {
+    const std::string name = m.name;
     const std::vector<float>* r = v.router.metric(name);
     if (!r) continue;
     ImGui::TableNextRow();
     ImGui::TableSetColumnIndex(0);
-    ImGui::TextUnformatted(name.c_str());
+    ImGui::TextUnformatted(m.name);
     ImGui::TableSetColumnIndex(1);
     ImGui::Text("%.4f", (*r)[static_cast<size_t>(t)]);
     if (v.has_oracle) {
@@ -151,7 +148,7 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
   }
   provenance(*s);
   ImGui::Separator();
-  Selection& sel = s->selection;
+  analysis::ConfigKey& sel = s->selection;
   ImGui::PushItemWidth(-90);
   combo("layer", s->nav.layers, &sel.layer, [](int l) { return std::to_string(l); });
   combo("head", s->nav.heads, &sel.head, [](int64_t h) { return std::to_string(h); });
@@ -161,7 +158,7 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
   });
   sel.block_size = slot.first;
   sel.top_k = slot.second;
-  combo("router", s->nav.routers, &sel.router, [](const std::string& x) { return x; });
+  combo("router", s->nav.routers, &sel.router, [](analysis::RouterKind x) { return std::string(analysis::router_name(x)); });
   ImGui::PopItemWidth();
   if (viewer_busy(*s)) ImGui::TextDisabled("loading...");
   if (!s->load_error.empty()) ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", s->load_error.c_str());
@@ -170,7 +167,8 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
     const analysis::PositionView& v = *s->loaded.view;
     ImGui::Separator();
     ImGui::Text("layer %d head %lld  B=%lld k=%d  %s", v.router.config.layer, static_cast<long long>(v.router.config.head),
-                static_cast<long long>(v.router.config.block_size), v.router.config.top_k, v.router.config.router.c_str());
+                static_cast<long long>(v.router.config.block_size), v.router.config.top_k,
+                analysis::router_name(v.router.config.router));
     ImGui::TextDisabled("means over queries with a choice (summary.csv)");
     summary_numbers(v);
     ImGui::Separator();

@@ -11,13 +11,17 @@ namespace moba::gui {
 
 namespace {
 
+using analysis::KeyColumn;
+
 bool is_key_column(const std::string& name) {
-  return name == "layer" || name == "head" || name == "router" || name == "block_size" || name == "top_k";
+  for (int c = 0; c < static_cast<int>(KeyColumn::count_); ++c)
+    if (name == analysis::key_column_name(static_cast<KeyColumn>(c))) return true;
+  return false;
 }
 
 const char* header_of(const std::string& name) {
-  if (name == "block_size") return "B";
-  if (name == "top_k") return "k";
+  if (name == analysis::key_column_name(KeyColumn::block_size)) return "B";
+  if (name == analysis::key_column_name(KeyColumn::top_k)) return "k";
   return name.c_str();
 }
 
@@ -73,8 +77,9 @@ void draw_summary_panel(ViewerState* s, const PanelRect& r) {
     ImGui::SetScrollY(std::max(0.0f, static_cast<float>(v.scroll_to - 2) * row_h));
     v.scroll_to = -1;
   }
-  const int c_router = t.column("router");
-  const int c_layer = t.column("layer"), c_head = t.column("head"), c_b = t.column("block_size"), c_k = t.column("top_k");
+  const int c_router = t.column(KeyColumn::router);
+  const int c_layer = t.column(KeyColumn::layer), c_head = t.column(KeyColumn::head),
+            c_b = t.column(KeyColumn::block_size), c_k = t.column(KeyColumn::top_k);
   ImGuiListClipper clipper;
   clipper.Begin(static_cast<int>(v.order.size()));
   int clicked_row = -1;
@@ -86,7 +91,7 @@ void draw_summary_panel(ViewerState* s, const PanelRect& r) {
                             row.value[c_layer] == s->selection.layer &&
                             row.value[c_head] == static_cast<double>(s->selection.head) &&
                             row.value[c_b] == static_cast<double>(s->selection.block_size) &&
-                            row.value[c_k] == s->selection.top_k && row.text[c_router] == s->selection.router;
+                            row.value[c_k] == s->selection.top_k && row.text[c_router] == analysis::router_name(s->selection.router);
       ImGui::TableNextRow();
       for (int c = 0; c < n_cols; ++c) {
         ImGui::TableSetColumnIndex(c);

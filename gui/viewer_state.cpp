@@ -6,18 +6,21 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <iterator>
+
+#include "analysis/summary.h"
 
 namespace moba::gui {
 
 namespace {
 
-using analysis::ResultConfig;
+using analysis::ConfigKey;
+using analysis::KeyColumn;
+using analysis::RouterKind;
 
-// The key columns of DESIGN.md §7, in that order: the summary table shows those the file has.
-constexpr const char* kSummaryColumns[] = {
-    "layer",         "head",          "router",               "block_size", "top_k",
-    "sparsity_mean", "coverage_mean", "oracle_coverage_mean", "kl_mean",    "block_recall_mean",
-    "token_recall_mean", "output_rel_err_mean", "snr_emp", "snr_theory", "p_fail_emp"};
+// The key columns of summary.csv shown by default, before the catalogue's headline columns.
+constexpr KeyColumn kKeyColumns[] = {KeyColumn::layer, KeyColumn::head, KeyColumn::router, KeyColumn::block_size,
+                                     KeyColumn::top_k};
 
 template <typename T>
 void push_unique(std::vector<T>* v, const T& x) {
@@ -26,7 +29,7 @@ void push_unique(std::vector<T>* v, const T& x) {
 
 // Snaps `sel` onto an existing configuration, field by field (layer, head, slot, router),
 // keeping every field that still exists, and lists the choices at each level.
-void snap_selection(const analysis::ResultsFile& file, Selection* sel, NavigatorOptions* nav) {
+void snap_selection(const analysis::ResultsFile& file, ConfigKey* sel, NavigatorOptions* nav) {
   *nav = NavigatorOptions{};
   const auto& configs = file.configs();
   for (const auto& c : configs) push_unique(&nav->layers, c.layer);
@@ -50,12 +53,12 @@ void snap_selection(const analysis::ResultsFile& file, Selection* sel, Navigator
       push_unique(&nav->routers, c.router);
   if (std::find(nav->routers.begin(), nav->routers.end(), sel->router) == nav->routers.end()) {
     // Prefer a real router over the oracle: the oracle is what it is compared with.
-    auto it = std::find_if(nav->routers.begin(), nav->routers.end(), [](const auto& r) { return r != "oracle"; });
+    auto it = std::find_if(nav->routers.begin(), nav->routers.end(), [](RouterKind r) { return r != RouterKind::oracle; });
     sel->router = it != nav->routers.end() ? *it : nav->routers.front();
   }
 }
 
-std::shared_ptr<const analysis::PositionView> load_view(const analysis::ResultsFile* file, ResultConfig config) {
+std::shared_ptr<const analysis::PositionView> load_view(const analysis::ResultsFile* file, ConfigKey config) {
   return std::make_shared<const analysis::PositionView>(analysis::load_position_view(*file, config));
 }
 
@@ -67,8 +70,8 @@ void rebuild_summary_order(ViewerState* s) {
   v.order.clear();
   if (!s->file->has_summary()) return;
   const analysis::SummaryTable& t = s->file->summary();
-  const int c_layer = t.column("layer"), c_head = t.column("head"), c_b = t.column("block_size"),
-            c_k = t.column("top_k");
+  const int c_layer = t.column(KeyColumn::layer), c_head = t.column(KeyColumn::head),
+            c_b = t.column(KeyColumn::block_size), c_k = t.column(KeyColumn::top_k);
   for (int i = 0; i < static_cast<int>(t.rows.size()); ++i) {
     const auto& r = t.rows[static_cast<size_t>(i)].value;
     if (v.only_selected_head && c_layer >= 0 && c_head >= 0 &&
@@ -81,7 +84,7 @@ void rebuild_summary_order(ViewerState* s) {
   }
   if (v.sort_column >= 0 && v.sort_column < static_cast<int>(v.columns.size())) sort_summary_order(s);
   // Bring the shown configuration's row into view.
-  const int c_router = t.column("router");
+  const int c_router = t.column(KeyColumn::router);
   v.scroll_to = -1;
   if (v.keep_scroll) {
     v.keep_scroll = false;
@@ -91,7 +94,7 @@ void rebuild_summary_order(ViewerState* s) {
     const auto& row = t.rows[static_cast<size_t>(v.order[static_cast<size_t>(p)])];
     if (row.value[c_layer] == s->selection.layer && row.value[c_head] == static_cast<double>(s->selection.head) &&
         row.value[c_b] == static_cast<double>(s->selection.block_size) && row.value[c_k] == s->selection.top_k &&
-        row.text[c_router] == s->selection.router) {
+        row.text[c_router] == analysis::router_name(s->selection.router)) {
       v.scroll_to = p;
       break;
     }
@@ -114,15 +117,12 @@ void sort_summary_order(ViewerState* s) {
   });
 }
 
-bool is_share(const std::string& name) {
-  return name == "coverage" || name == "block_recall" || name == "token_recall" || name == "sparsity_token" ||
-         name == "block_density";
-}
-
 void compute_ranges(LoadedView* l) {
   const analysis::PositionView& v = *l->view;
   for (const auto& [name, values] : v.router.metrics) {
-    if (is_share(name)) {
+    const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
+    const analysis::PlotRange range = info ? info->range : analysis::PlotRange::data;
+    if (range == analysis::PlotRange::share) {
       l->ranges[name] = {0.0f, 1.0f};
       continue;
     }
@@ -139,7 +139,7 @@ void compute_ranges(LoadedView* l) {
       hi = finite[q];
       lo = std::min(0.0f, *std::min_element(finite.begin(), finite.end()));
       if (lo > -1e-3f * std::fabs(hi)) lo = 0.0f;  // rounding noise below 0 (e.g. KL of -1e-7)
-      if (name == "output_cosine") hi = 1.0f;
+      if (range == analysis::PlotRange::data_up_to_one) hi = 1.0f;
       if (!(hi > lo)) hi = lo + 1.0f;
     }
     l->ranges[name] = {lo, hi};
@@ -168,24 +168,25 @@ void refresh_buckets(ViewerState* s) {
 
 }  // namespace
 
-bool init_viewer(ViewerState* s, const analysis::ResultsFile& file, int layer, int64_t head, int64_t block_size,
-                 int top_k, const std::string& router) {
+bool init_viewer(ViewerState* s, const analysis::ResultsFile& file, const analysis::ConfigFilter& initial) {
   s->file = &file;
-  const ResultConfig* first = nullptr;
+  const ConfigKey* first = nullptr;
   for (const auto& c : file.configs()) {
-    if ((layer >= 0 && c.layer != layer) || (head >= 0 && c.head != head) ||
-        (block_size >= 0 && c.block_size != block_size) || (top_k >= 0 && c.top_k != top_k) ||
-        (!router.empty() && c.router != router))
-      continue;
+    if (!initial.matches(c)) continue;
     // Without an explicit router, prefer a real one over the oracle.
-    if (!first || (router.empty() && first->router == "oracle" && c.router != "oracle" && same_slot(*first, c)))
+    if (!first || (initial.any_router && first->router == RouterKind::oracle && c.router != RouterKind::oracle &&
+                   first->same_slot(c)))
       first = &c;
   }
   if (!first) return false;
-  s->selection = {first->layer, first->head, first->block_size, first->top_k, first->router};
+  s->selection = *first;
   snap_selection(file, &s->selection, &s->nav);
   if (file.has_summary()) {
-    for (const char* name : kSummaryColumns) {
+    std::vector<std::string> names;
+    for (const KeyColumn k : kKeyColumns) names.push_back(analysis::key_column_name(k));
+    for (const auto& info : analysis::summary_columns())
+      if (info.headline) names.push_back(info.name);
+    for (const std::string& name : names) {
       const int c = file.summary().column(name);
       if (c >= 0) s->summary.columns.push_back(c);
     }
@@ -194,7 +195,7 @@ bool init_viewer(ViewerState* s, const analysis::ResultsFile& file, int layer, i
 }
 
 void update_viewer(ViewerState* s) {
-  const Selection before = s->selection;
+  const ConfigKey before = s->selection;
   snap_selection(*s->file, &s->selection, &s->nav);
   if (s->selection != before) s->summary.order_dirty = true;
 
@@ -220,8 +221,7 @@ void update_viewer(ViewerState* s) {
   }
   // Start a load when the selection moved on (one at a time; the latest request wins).
   if (!s->loading && s->loaded.key != s->selection) {
-    const ResultConfig* c = s->file->find(s->selection.layer, s->selection.head, s->selection.block_size,
-                                          s->selection.top_k, s->selection.router);
+    const ConfigKey* c = s->file->find(s->selection);
     if (c) {
       s->pending_key = s->selection;
       s->pending = std::async(std::launch::async, load_view, s->file, *c);
@@ -238,17 +238,17 @@ void select_summary_row(ViewerState* s, int row) {
   const analysis::SummaryTable& t = s->file->summary();
   if (row < 0 || row >= static_cast<int>(t.rows.size())) return;
   const auto& r = t.rows[static_cast<size_t>(row)];
-  const auto num = [&](const char* name, double fallback) {
-    const int c = t.column(name);
+  const auto num = [&](KeyColumn key, double fallback) {
+    const int c = t.column(key);
     return c >= 0 && !std::isnan(r.value[c]) ? r.value[c] : fallback;
   };
-  Selection sel = s->selection;
-  sel.layer = static_cast<int>(num("layer", sel.layer));
-  sel.head = static_cast<int64_t>(num("head", static_cast<double>(sel.head)));
-  sel.block_size = static_cast<int64_t>(num("block_size", static_cast<double>(sel.block_size)));
-  sel.top_k = static_cast<int>(num("top_k", sel.top_k));
-  const int c_router = t.column("router");
-  if (c_router >= 0) sel.router = r.text[c_router];
+  ConfigKey sel = s->selection;
+  sel.layer = static_cast<int>(num(KeyColumn::layer, sel.layer));
+  sel.head = static_cast<int64_t>(num(KeyColumn::head, static_cast<double>(sel.head)));
+  sel.block_size = static_cast<int64_t>(num(KeyColumn::block_size, static_cast<double>(sel.block_size)));
+  sel.top_k = static_cast<int>(num(KeyColumn::top_k, sel.top_k));
+  const int c_router = t.column(KeyColumn::router);
+  if (c_router >= 0) analysis::parse_router(r.text[c_router], &sel.router);  // unknown text: keep the router
   s->selection = sel;
   s->summary.keep_scroll = true;
 }

@@ -11,28 +11,16 @@
 #include <vector>
 
 #include "analysis/results_file.h"
+#include "analysis/summary.h"
 
 namespace moba::gui {
-
-// Which configuration is shown: one (layer, head, B, k, router) of the file.
-struct Selection {
-  int layer = 0;
-  int64_t head = 0;
-  int64_t block_size = 0;
-  int top_k = 0;
-  std::string router;
-  bool operator==(const Selection& o) const {
-    return layer == o.layer && head == o.head && block_size == o.block_size && top_k == o.top_k && router == o.router;
-  }
-  bool operator!=(const Selection& o) const { return !(*this == o); }
-};
 
 // The choices the navigator offers for the current selection, from the file's configurations.
 struct NavigatorOptions {
   std::vector<int> layers;
   std::vector<int64_t> heads;                       // of the selected layer
   std::vector<std::pair<int64_t, int>> slots;       // (B, k) of the selected layer and head
-  std::vector<std::string> routers;                 // of the selected slot
+  std::vector<analysis::RouterKind> routers;        // of the selected slot
 };
 
 // The position axis shared by the mask and metrics panels: position t maps to pixel
@@ -57,7 +45,7 @@ struct MetricsViewState {
   bool bucketed = false;        // bucket means (analyze's rule) instead of per-position values
   int n_buckets = 16;
   bool overlay_oracle = true;   // draw the oracle's coverage / kl beside the router's
-  std::vector<std::string> shown{"coverage", "kl", "block_recall", "output_rel_err"};
+  std::vector<std::string> shown = analysis::headline_position_metrics();
 };
 
 struct SummaryViewState {
@@ -74,7 +62,7 @@ struct SummaryViewState {
 
 // The loaded data of the shown configuration, and what is derived from it.
 struct LoadedView {
-  Selection key;
+  analysis::ConfigKey key;
   std::shared_ptr<const analysis::PositionView> view;
   // Plot range per metric [lo, hi]: [0, 1] for shares, else up to the 99.5th percentile of the
   // router's and oracle's finite values (larger values are clipped at the top).
@@ -87,7 +75,7 @@ struct LoadedView {
 
 struct ViewerState {
   const analysis::ResultsFile* file = nullptr;
-  Selection selection;               // what the user asked for
+  analysis::ConfigKey selection;     // what the user asked for: one configuration of the file
   NavigatorOptions nav;
   int64_t pinned_t = -1;             // query position whose details are listed
   PositionAxis axis;
@@ -98,14 +86,13 @@ struct ViewerState {
   LoadedView loaded;                 // what is on screen (may lag `selection` while loading)
   std::string load_error;
   bool loading = false;
-  Selection pending_key;
+  analysis::ConfigKey pending_key;
   std::future<std::shared_ptr<const analysis::PositionView>> pending;
 };
 
-// Builds the initial state: the first configuration, or the one matching the given fields
-// (-1 / empty = any). Returns false when nothing matches.
-bool init_viewer(ViewerState* s, const analysis::ResultsFile& file, int layer, int64_t head, int64_t block_size,
-                 int top_k, const std::string& router);
+// Builds the initial state: the first configuration matching `initial` (without a router, a
+// router other than the oracle is preferred). Returns false when nothing matches.
+bool init_viewer(ViewerState* s, const analysis::ResultsFile& file, const analysis::ConfigFilter& initial);
 // Per frame, before drawing: snap the selection to what exists, start / adopt loads, refresh
 // caches. Cheap when nothing changed.
 void update_viewer(ViewerState* s);

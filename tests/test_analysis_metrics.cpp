@@ -97,7 +97,7 @@ TEST_CASE("metrics: -ln R equals the KL of the renormalised sparse distribution,
   opt.query_chunk = 7;  // several chunks, one ragged
   const GroupResult r = analyze_all(q, k, v, opt);
   for (const int64_t B : {4, 5})
-    for (const char* router : {"moba", "oracle"}) {
+    for (const RouterKind router : {RouterKind::moba, RouterKind::oracle}) {
       const PositionArrays& a = find_arrays(r, 0, router, B, 3);
       for (int64_t t = 0; t < T; ++t) {
         const std::vector<double> P = analysis_test::full_probs(q, k, 0, t);
@@ -112,7 +112,7 @@ TEST_CASE("metrics: -ln R equals the KL of the renormalised sparse distribution,
         double kl = 0;  // KL(p_S || P), p_S = P restricted to S and renormalised
         for (int64_t j = 0; j <= t; ++j)
           if (in_sel(j)) kl += (P[j] / R) * std::log((P[j] / R) / P[j]);
-        INFO("router " << router << " B " << B << " t " << t);
+        INFO("router " << router_name(router) << " B " << B << " t " << t);
         CHECK(a.coverage[t] == Approx(R).margin(2e-6));
         CHECK(a.kl[t] == Approx(kl).margin(1e-5));
         CHECK(a.kl[t] == Approx(-std::log(a.coverage[t])).margin(1e-6));
@@ -132,11 +132,11 @@ TEST_CASE("metrics: the oracle covers at least as much as the router on every qu
   const GroupResult r = analyze_all(q, k, v, opt);
   int64_t checked = 0, recall_defined = 0;
   for (const auto& a : r.arrays) {
-    const PositionArrays& o = find_arrays(r, a.head, "oracle", a.block_size, a.top_k);
+    const PositionArrays& o = find_arrays(r, a.key.head, RouterKind::oracle, a.key.block_size, a.key.top_k);
     for (int64_t t = 0; t < T; ++t) {
-      INFO(a.router << " head " << a.head << " B " << a.block_size << " k " << a.top_k << " t " << t);
+      INFO(router_name(a.key.router) << " head " << a.key.head << " B " << a.key.block_size << " k " << a.key.top_k << " t " << t);
       CHECK(o.coverage[t] >= a.coverage[t] - 1e-6f);
-      if (a.router == "oracle" && !std::isnan(a.block_recall[t])) {
+      if (a.key.router == RouterKind::oracle && !std::isnan(a.block_recall[t])) {
         CHECK(a.block_recall[t] == 1.0f);
         ++recall_defined;
       }
@@ -146,7 +146,7 @@ TEST_CASE("metrics: the oracle covers at least as much as the router on every qu
   CHECK(checked == 2 * 9 * 3 * T);
   CHECK(recall_defined > 0);
   for (const auto& row : r.rows)
-    if (row.router == "oracle" && row.top_k >= 2) CHECK(row.get("block_recall_mean") == 1.0);
+    if (row.key.router == RouterKind::oracle && row.key.top_k >= 2) CHECK(row.get(SummaryColumn::block_recall_mean) == 1.0);
 }
 
 TEST_CASE("metrics: T <= k*B gives the dense output (o_moba == o_full) and full coverage", "[analysis][metrics]") {
@@ -159,7 +159,7 @@ TEST_CASE("metrics: T <= k*B gives the dense output (o_moba == o_full) and full 
   const GroupResult r = analyze_all(q, k, v, opt);
   for (const auto& a : r.arrays)
     for (int64_t t = 0; t < T; ++t) {
-      INFO(a.router << " B " << a.block_size << " t " << t);
+      INFO(router_name(a.key.router) << " B " << a.key.block_size << " t " << t);
       CHECK(a.output_rel_err[t] <= 1e-5f);
       CHECK(a.output_cosine[t] == Approx(1.0).margin(1e-6));
       CHECK(a.coverage[t] == Approx(1.0).margin(1e-5));
@@ -184,9 +184,9 @@ TEST_CASE("analysis: results do not depend on the thread count", "[analysis][met
   omp_set_num_threads(saved);
   REQUIRE(a.rows.size() == b.rows.size());
   for (size_t i = 0; i < a.rows.size(); ++i)
-    for (size_t j = 0; j < a.rows[i].values.size(); ++j) {
-      const double x = a.rows[i].values[j].second, y = b.rows[i].values[j].second;
-      INFO(a.rows[i].values[j].first);
+    for (const auto& info : summary_columns()) {
+      const double x = a.rows[i].get(info.column), y = b.rows[i].get(info.column);
+      INFO(info.name);
       CHECK(((std::isnan(x) && std::isnan(y)) || x == y));
     }
 }

@@ -36,28 +36,28 @@ TEST_CASE("snr: measured SNR matches the model on synth data, retrieval follows 
 
   std::printf("   B  k  SNR_model  SNR_emp  SNR_params  p_fail_emp  Phi(-SNR)  planted_acc  predicted\n");
   for (const SummaryRow& row : r.rows) {
-    const double model = synth_snr_theory(p, row.block_size);
-    const double emp = row.get("snr_emp");
+    const double model = synth_snr_theory(p, row.key.block_size);
+    const double emp = row.get(SummaryColumn::snr_emp);
     std::printf("%4lld %2d  %9.3f  %7.3f  %10.3f  %10.4f  %9.4f  %11.4f  %9.4f\n",
-                static_cast<long long>(row.block_size), row.top_k, model, emp, row.get("snr_theory"),
-                row.get("p_fail_emp"), row.get("p_fail_theory"), row.get("planted_recall"),
-                row.get("planted_recall_pred"));
-    INFO("B " << row.block_size << " k " << row.top_k);
-    CHECK(row.get("snr_synth") == Approx(model));
+                static_cast<long long>(row.key.block_size), row.key.top_k, model, emp, row.get(SummaryColumn::snr_theory),
+                row.get(SummaryColumn::p_fail_emp), row.get(SummaryColumn::p_fail_theory), row.get(SummaryColumn::planted_recall),
+                row.get(SummaryColumn::planted_recall_pred));
+    INFO("B " << row.key.block_size << " k " << row.key.top_k);
+    CHECK(row.get(SummaryColumn::snr_synth) == Approx(model));
     CHECK(std::fabs(emp / model - 1.0) < 0.15);
     // The model's parameters measured on the data.
-    CHECK(row.get("delta_mu") == Approx(p.delta_mu).epsilon(0.1));
-    CHECK(row.get("sigma2_d") == Approx(1.0).epsilon(0.05));
-    CHECK(row.get("delta_mu_eff") == Approx(synth_delta_mu_eff(p)).epsilon(0.1));
-    CHECK(std::fabs(row.get("snr_theory") / model - 1.0) < 0.15);
-    CHECK(row.get("p_fail_emp") == Approx(row.get("p_fail_theory")).margin(0.03));
+    CHECK(row.get(SummaryColumn::delta_mu) == Approx(p.delta_mu).epsilon(0.1));
+    CHECK(row.get(SummaryColumn::sigma2_d) == Approx(1.0).epsilon(0.05));
+    CHECK(row.get(SummaryColumn::delta_mu_eff) == Approx(synth_delta_mu_eff(p)).epsilon(0.1));
+    CHECK(std::fabs(row.get(SummaryColumn::snr_theory) / model - 1.0) < 0.15);
+    CHECK(row.get(SummaryColumn::p_fail_emp) == Approx(row.get(SummaryColumn::p_fail_theory)).margin(0.03));
     // Retrieval of the planted block at top-(k-1), against Phi's prediction.
-    CHECK(row.get("planted_queries") > 500);
-    CHECK(row.get("planted_recall") == Approx(row.get("planted_recall_pred")).margin(0.05));
-    CHECK(row.get("signal_recall") == Approx(row.get("signal_recall_pred")).margin(0.05));
+    CHECK(row.get(SummaryColumn::planted_queries) > 500);
+    CHECK(row.get(SummaryColumn::planted_recall) == Approx(row.get(SummaryColumn::planted_recall_pred)).margin(0.05));
+    CHECK(row.get(SummaryColumn::signal_recall) == Approx(row.get(SummaryColumn::signal_recall_pred)).margin(0.05));
   }
   // Finer blocks raise the SNR (sqrt(d / 2B)).
-  for (size_t i = 2; i < r.rows.size(); i += 2) CHECK(r.rows[i].get("snr_emp") < r.rows[i - 2].get("snr_emp"));
+  for (size_t i = 2; i < r.rows.size(); i += 2) CHECK(r.rows[i].get(SummaryColumn::snr_emp) < r.rows[i - 2].get(SummaryColumn::snr_emp));
 }
 
 TEST_CASE("snr: retrieval accuracy rises with delta_mu as Phi predicts (paired synth sweep)", "[analysis][snr][synth]") {
@@ -85,7 +85,7 @@ TEST_CASE("snr: retrieval accuracy rises with delta_mu as Phi predicts (paired s
     in.synth = &p;
     const SummaryRow row = analyze_group(in, opt, nullptr, nullptr).rows.at(0);
     INFO("delta_mu " << dmu);
-    const double acc = row.get("planted_recall"), pred = row.get("planted_recall_pred");
+    const double acc = row.get(SummaryColumn::planted_recall), pred = row.get(SummaryColumn::planted_recall_pred);
     std::printf("delta_mu %.1f: SNR model %.3f, planted retrieval %.4f, predicted %.4f\n", dmu,
                 synth_snr_theory(p, 32), acc, pred);
     CHECK(acc == Approx(pred).margin(0.05));

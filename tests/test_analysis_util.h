@@ -32,10 +32,10 @@ inline analysis::GroupResult analyze_all(const Tensor3& q, const Tensor3& k, con
 }
 
 inline const analysis::PositionArrays& find_arrays(const analysis::GroupResult& r, int64_t head,
-                                                   const std::string& router, int64_t B, int k) {
+                                                   analysis::RouterKind router, int64_t B, int k) {
   for (const auto& a : r.arrays)
-    if (a.head == head && a.router == router && a.block_size == B && a.top_k == k) return a;
-  throw std::runtime_error("no arrays for " + router);
+    if (a.key.head == head && a.key.router == router && a.key.block_size == B && a.key.top_k == k) return a;
+  throw std::runtime_error(std::string("no arrays for ") + analysis::router_name(router));
 }
 
 // Full causal attention probabilities P_t(j), j <= t, of query head h (KV head 0), in double.

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "analysis/results_file.h"
+#include "analysis/results_schema.h"
 #include "core/errors.h"
 #include "core/h5_input.h"
 #include "core/h5_output.h"
@@ -171,13 +172,13 @@ TEST_CASE("ResultsFile: configurations, arrays, summary and comparison", "[resul
   REQUIRE(f.configs().size() == 4);
   CHECK(f.configs()[0].layer == 2);
   CHECK(f.configs()[0].block_size == 8);
-  CHECK(f.configs()[0].router == "moba");
-  CHECK(f.configs()[1].router == "oracle");
+  CHECK(f.configs()[0].router == RouterKind::moba);
+  CHECK(f.configs()[1].router == RouterKind::oracle);
   CHECK(f.configs()[2].block_size == 16);
   CHECK(f.configs()[3].layer == 10);
-  CHECK(f.configs()[3].group == "/layers/10/heads/0/B8_k3/moba");
-  CHECK(f.find(2, 1, 8, 3, "oracle") == &f.configs()[1]);
-  CHECK(f.find(2, 1, 8, 4, "oracle") == nullptr);
+  CHECK(group_path(f.configs()[3]) == "/layers/10/heads/0/B8_k3/moba");
+  CHECK(f.find({2, 1, 8, 3, RouterKind::oracle}) == &f.configs()[1]);
+  CHECK(f.find({2, 1, 8, 4, RouterKind::oracle}) == nullptr);
 
   // The same directory opened through its .h5 path.
   const ResultsFile f2(dir.file("analysis.h5"));
@@ -185,7 +186,7 @@ TEST_CASE("ResultsFile: configurations, arrays, summary and comparison", "[resul
   CHECK(f2.has_summary());
 
   // Arrays and summary attributes.
-  const ResultArrays a = f.load(*f.find(2, 1, 8, 3, "moba"));
+  const ResultArrays a = f.load(*f.find({2, 1, 8, 3, RouterKind::moba}));
   CHECK(a.n_tokens == T);
   CHECK(a.n_blocks == 5);
   CHECK(a.selected == moba_sel);
@@ -211,7 +212,7 @@ TEST_CASE("ResultsFile: configurations, arrays, summary and comparison", "[resul
   CHECK(std::isnan(s.rows[1].value[7]));
 
   // The position view pairs moba with the oracle of the same slot and classifies each cell.
-  const PositionView v = load_position_view(f, *f.find(2, 1, 8, 3, "moba"));
+  const PositionView v = load_position_view(f, *f.find({2, 1, 8, 3, RouterKind::moba}));
   REQUIRE(v.has_oracle);
   const MaskComparison& m = v.mask;
   CHECK(m.width == 2 * K);
@@ -230,7 +231,7 @@ TEST_CASE("ResultsFile: configurations, arrays, summary and comparison", "[resul
   CHECK(m.total_miss == 16);
   CHECK(m.total_hit == 8 * 1 + 8 * 2 + 16 * 1);
   // The oracle shown as the router has nothing to compare with.
-  const PositionView ov = load_position_view(f, *f.find(2, 1, 8, 3, "oracle"));
+  const PositionView ov = load_position_view(f, *f.find({2, 1, 8, 3, RouterKind::oracle}));
   CHECK_FALSE(ov.has_oracle);
   CHECK(ov.mask.cell_at(30, 2) == static_cast<int>(MaskCell::selected));
 
@@ -338,10 +339,11 @@ TEST_CASE("ResultsFile on a real `moba analyze` output matches its CSVs", "[resu
 
   // Every summary.csv row's numbers are the group attributes the viewer shows.
   for (const auto& row : s.rows) {
-    const ResultConfig* c = f.find(static_cast<int>(row.value[s.column("layer")]),
-                                   static_cast<int64_t>(row.value[s.column("head")]),
-                                   static_cast<int64_t>(row.value[s.column("block_size")]),
-                                   static_cast<int>(row.value[s.column("top_k")]), row.text[s.column("router")]);
+    const ConfigKey* c = f.find({static_cast<int>(row.value[s.column("layer")]),
+                                 static_cast<int64_t>(row.value[s.column("head")]),
+                                 static_cast<int64_t>(row.value[s.column("block_size")]),
+                                 static_cast<int>(row.value[s.column("top_k")]),
+                                 router_from_name(row.text[s.column("router")])});
     REQUIRE(c != nullptr);
     const ResultArrays a = f.load(*c);
     CHECK(a.n_tokens == 512);
@@ -359,7 +361,7 @@ TEST_CASE("ResultsFile on a real `moba analyze` output matches its CSVs", "[resu
   std::string line;
   std::getline(lines, line);
   REQUIRE(line.rfind("layer,head,router,block_size,top_k,t_begin,t_end,n_choice,coverage_mean", 0) == 0);
-  const ResultConfig* c = f.find(0, 1, 32, 2, "moba");
+  const ConfigKey* c = f.find({0, 1, 32, 2, RouterKind::moba});
   REQUIRE(c != nullptr);
   const ResultArrays a = f.load(*c);
   const BucketSeries b = bucket_means(*a.metric("coverage"), 32, 2, 16);

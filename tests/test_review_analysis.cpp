@@ -23,11 +23,11 @@ TEST_CASE("aggregate rows: n_tokens and n_blocks are the layer's, not sums weigh
     const auto agg = analysis::aggregate_rows(r.rows, r.snr, d, per_layer);
     REQUIRE(agg.size() == 2);
     for (const auto& row : agg) {
-      CHECK(row.get("n_tokens") == T);
-      CHECK(row.get("n_blocks") == (T + B - 1) / B);
+      CHECK(row.get(analysis::SummaryColumn::n_tokens) == T);
+      CHECK(row.get(analysis::SummaryColumn::n_blocks) == (T + B - 1) / B);
       // counts are sums over the heads
-      CHECK(row.get("n_queries") == 2 * T);
-      CHECK(row.get("n_choice") == 2 * (T - 2 * B));  // t / B > 1
+      CHECK(row.get(analysis::SummaryColumn::n_queries) == 2 * T);
+      CHECK(row.get(analysis::SummaryColumn::n_choice) == 2 * (T - 2 * B));  // t / B > 1
     }
   }
 }
@@ -54,7 +54,7 @@ TEST_CASE("analyze --gqa shared: the oracle is the group's choice from summed bl
                             analysis::Device::cpu, ref.data(), nullptr, nullptr);
       for (int64_t h = 0; h < G; ++h) {
         INFO("B=" << B << " K=" << K << " head " << h);
-        const auto& oracle = analysis_test::find_arrays(r, h, "oracle", B, K);
+        const auto& oracle = analysis_test::find_arrays(r, h, analysis::RouterKind::oracle, B, K);
         const std::vector<int32_t> want(ref.begin() + h * T * K, ref.begin() + (h + 1) * T * K);
         int64_t differ = 0;
         for (int64_t t = 0; t < T; ++t)
@@ -84,11 +84,11 @@ TEST_CASE("analyze: oracle_coverage_mean is reported without the oracle router i
   const analysis::GroupResult alone = analysis_test::analyze_all(q, k, v, opt);
   REQUIRE(both.rows.size() == 2);
   REQUIRE(alone.rows.size() == 1);
-  const double want = both.rows[0].get("oracle_coverage_mean");
+  const double want = both.rows[0].get(analysis::SummaryColumn::oracle_coverage_mean);
   REQUIRE(std::isfinite(want));
-  CHECK(want == both.rows[1].get("coverage_mean"));  // the oracle row's own coverage
-  CHECK(alone.rows[0].get("oracle_coverage_mean") == want);
-  CHECK(alone.rows[0].get("block_recall_mean") == both.rows[0].get("block_recall_mean"));
+  CHECK(want == both.rows[1].get(analysis::SummaryColumn::coverage_mean));  // the oracle row's own coverage
+  CHECK(alone.rows[0].get(analysis::SummaryColumn::oracle_coverage_mean) == want);
+  CHECK(alone.rows[0].get(analysis::SummaryColumn::block_recall_mean) == both.rows[0].get(analysis::SummaryColumn::block_recall_mean));
 }
 
 TEST_CASE("aggregate rows: sparsity_nominal survives a configuration where no query has a choice",
@@ -105,7 +105,7 @@ TEST_CASE("aggregate rows: sparsity_nominal survives a configuration where no qu
   const analysis::GroupResult r = analysis_test::analyze_all(q, k, v, opt);
   for (const bool per_layer : {true, false})
     for (const auto& row : analysis::aggregate_rows(r.rows, r.snr, d, per_layer)) {
-      INFO("k " << row.top_k);
-      CHECK(row.get("sparsity_nominal") == Approx(1.0 - row.top_k * 16.0 / T));
+      INFO("k " << row.key.top_k);
+      CHECK(row.get(analysis::SummaryColumn::sparsity_nominal) == Approx(1.0 - row.key.top_k * 16.0 / T));
     }
 }

@@ -1,0 +1,102 @@
+// analyze_dump (analysis/analyze.h): a whole dump, one KV group at a time.
+#include <algorithm>
+#include <tuple>
+
+#include "analysis/analyze.h"
+#include "core/errors.h"
+
+namespace moba::analysis {
+
+DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in, const std::vector<int64_t>& heads_in,
+                          const AnalyzeOptions& opt, bool quiet, H5Output* h5,
+                          const std::function<void(const DumpAnalysis&, int layer)>& layer_done) {
+  validate_options(opt);
+  const DumpInfo& info = reader.info();
+  std::vector<int> layers = layers_in;
+  if (layers.empty())
+    for (const LayerInfo& l : info.layers) layers.push_back(l.index);
+  for (size_t i = 0; i < layers.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (layers[i] == layers[j]) throw UsageError("--layers: layer " + std::to_string(layers[i]) + " given twice");
+  for (size_t i = 0; i < heads_in.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (heads_in[i] == heads_in[j]) throw UsageError("--heads: head " + std::to_string(heads_in[i]) + " given twice");
+  for (const int L : layers) {
+    bool found = false;
+    for (const LayerInfo& l : info.layers) found = found || l.index == L;
+    if (!found) throw UsageError("--layers: the dump " + info.path + " has no layer " + std::to_string(L));
+  }
+  DumpAnalysis out;
+  SynthParams synth;
+  if (info.attributes.count("synth_version") && !info.layers.empty()) {
+    SynthParams shape;
+    const LayerInfo& l0 = info.layers.front();
+    shape.n_tokens = l0.n_tokens;
+    shape.n_layers = static_cast<int>(info.layers.size());
+    shape.n_q_heads = l0.n_q_heads;
+    shape.n_kv_heads = l0.n_kv_heads;
+    shape.head_dim = l0.head_dim;
+    shape.dtype = l0.dtype;
+    out.synth = synth_params_from_attributes(info.attributes, shape, &synth);
+  }
+
+  int64_t total = 0;
+  for (const int L : layers) {
+    const LayerInfo& l = info.layer(L);
+    const int64_t n_heads = heads_in.empty() ? l.n_q_heads : static_cast<int64_t>(heads_in.size());
+    total += n_heads * analyze_chunks_per_head(opt, l.n_tokens);
+  }
+  Progress progress("analyze " + info.path, total, quiet);
+
+  for (const int L : layers) {
+    const LayerInfo& l = info.layer(L);
+    std::vector<int64_t> heads = heads_in;
+    if (heads.empty())
+      for (int64_t h = 0; h < l.n_q_heads; ++h) heads.push_back(h);
+    for (const int64_t h : heads)
+      if (h < 0 || h >= l.n_q_heads)
+        throw UsageError("--heads: layer " + std::to_string(L) + " has query heads 0.." + std::to_string(l.n_q_heads - 1) +
+                         ", not " + std::to_string(h));
+    out.head_dim = l.head_dim;
+    const int64_t group = l.n_q_heads / l.n_kv_heads;
+    const std::vector<int32_t> planted = l.has_planted ? reader.read_planted(L) : std::vector<int32_t>();
+    for (int64_t g = 0; g < l.n_kv_heads; ++g) {
+      GroupInput in;
+      for (const int64_t h : heads)
+        if (h / group == g) in.heads.push_back(h);
+      if (in.heads.empty()) continue;
+      std::sort(in.heads.begin(), in.heads.end());
+      // Only the query heads needed: all of the group under `shared`, else the analysed span.
+      const bool shared = opt.routing.gqa == kernels::GqaMode::shared;
+      const int64_t q_first = shared ? g * group : in.heads.front();
+      const int64_t q_count = shared ? group : in.heads.back() - in.heads.front() + 1;
+      const Tensor3 q = reader.read(L, TensorKind::q, q_first, q_count);
+      const Tensor3 k = reader.read(L, TensorKind::k, g, 1);
+      const Tensor3 v = reader.read(L, TensorKind::v, g, 1);
+      in.layer = L;
+      in.kv_head = g;
+      in.q = q.view();
+      in.q_head_first = q_first;
+      in.k = k.view();
+      in.v = v.view();
+      in.dtype = l.dtype;
+      in.planted = planted.empty() ? nullptr : &planted;
+      in.synth = out.synth ? &synth : nullptr;
+      GroupResult r = analyze_group(in, opt, &progress, h5);
+      for (auto& x : r.rows) out.head_rows.push_back(std::move(x));
+      for (auto& x : r.buckets) out.buckets.push_back(std::move(x));
+      for (auto& x : r.snr) out.snr.push_back(std::move(x));
+    }
+    std::stable_sort(out.head_rows.begin(), out.head_rows.end(), [](const SummaryRow& a, const SummaryRow& b) {
+      return std::tie(a.key.layer, a.key.head) < std::tie(b.key.layer, b.key.head);
+    });
+    // Layer and overall rows from every finished layer.
+    out.layer_rows = aggregate_rows(out.head_rows, out.snr, out.head_dim, true);
+    out.overall_rows = aggregate_rows(out.head_rows, out.snr, out.head_dim, false);
+    if (layer_done) layer_done(out, L);
+  }
+  progress.finish();
+  return out;
+}
+
+}  // namespace moba::analysis

@@ -1,0 +1,56 @@
+#pragma once
+// analyze's options, the configurations (B x k) they resolve to, and the plan of one KV
+// group's work: which configurations share a block size (one dense-pass mass array serves
+// them), how queries are chunked. Indices used throughout analyze:
+//   configuration  0 .. n_configs - 1, in resolve_block_configs order
+//   block size     0 .. n_block_sizes - 1, in opt.block_sizes order
+//   router         0 .. routers.size() - 1, in opt.routers order
+#include <cstdint>
+#include <vector>
+
+#include "analysis/router.h"
+
+namespace moba::analysis {
+
+struct AnalyzeOptions {
+  std::vector<int64_t> block_sizes;   // distinct, at most kernels::kDensePassMaxBlockSizes
+  std::vector<int> top_ks;            // --top-k: every (B, k) pair ...
+  std::vector<double> sparsities;     // ... or --sparsity: k per B (above). Exactly one is set.
+  std::vector<RouterKind> routers{RouterKind::moba, RouterKind::oracle};
+  RoutingOptions routing;
+  int top_n = 10;                     // token recall's n
+  int n_buckets = 16;                 // position buckets, or
+  int64_t bucket_width = 0;           // fixed-width buckets when > 0
+  int64_t trailing = 0;               // trailing window in tokens; 0 = ceil(T / 16)
+  int64_t query_chunk = 256;          // queries per dense-pass chunk
+  Device device = Device::cpu;
+  bool keep_arrays = false;           // return per-position arrays (tests); the CLI writes them to HDF5
+};
+
+struct BlockConfig {
+  int64_t block_size = 0;
+  int top_k = 0;
+  double nominal_sparsity = 0;  // 1 - top_k B / T
+};
+// Throws UsageError (no block sizes, too many, both/neither of top_ks and sparsities, ...).
+std::vector<BlockConfig> resolve_block_configs(const AnalyzeOptions& opt, int64_t n_tokens);
+// The checks of resolve_block_configs that do not need T.
+void validate_options(const AnalyzeOptions& opt);
+// Chunks per head, for progress totals.
+int64_t analyze_chunks_per_head(const AnalyzeOptions& opt, int64_t n_tokens);
+
+struct AnalyzePlan {
+  int64_t n_tokens = 0;
+  int64_t chunk = 0;                             // queries per dense-pass chunk: min(query_chunk, T)
+  int n_top = 0;                                 // dense-pass top list length: max(top_n, 16)
+  std::vector<BlockConfig> configs;              // [n_configs]
+  std::vector<int64_t> block_sizes, n_blocks;    // [n_block_sizes]
+  std::vector<int> block_of_config;              // [n_configs] -> block size index
+  std::vector<std::vector<int>> configs_of_block;  // [n_block_sizes] -> configuration indices, ascending
+  int n_configs() const { return static_cast<int>(configs.size()); }
+  int n_block_sizes() const { return static_cast<int>(block_sizes.size()); }
+};
+// Validates `opt` (UsageError) and builds the plan for a layer of n_tokens tokens.
+AnalyzePlan make_plan(const AnalyzeOptions& opt, int64_t n_tokens);
+
+}  // namespace moba::analysis

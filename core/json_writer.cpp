@@ -1,0 +1,99 @@
+// Number formatters and the JSON writer (core/json_writer.h).
+#include "core/json_writer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+namespace moba {
+
+std::string format_number(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  if (v == std::floor(v) && std::fabs(v) < 1e15) {
+    std::ostringstream s;
+    s << static_cast<long long>(v);
+    return s.str();
+  }
+  return format_g(v, 6);
+}
+
+std::string format_g(double v, int precision) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+  return buf;
+}
+
+std::string format_shortest(double v) {
+  char buf[64];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+std::string json_escape(const std::string& s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  for (const unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out;
+}
+
+std::string json_string(const std::string& s) { return "\"" + json_escape(s) + "\""; }
+
+std::string json_number(double v) { return std::isfinite(v) ? format_number(v) : "null"; }
+
+void JsonObject::add_key(const std::string& key) {
+  if (!body_.empty()) body_ += ", ";
+  body_ += json_string(key) + ": ";
+}
+
+JsonObject& JsonObject::add_string(const std::string& key, const std::string& value) {
+  add_key(key);
+  body_ += json_string(value);
+  return *this;
+}
+
+JsonObject& JsonObject::add_number(const std::string& key, double value) {
+  add_key(key);
+  body_ += json_number(value);
+  return *this;
+}
+
+JsonObject& JsonObject::add_integer(const std::string& key, int64_t value) {
+  add_key(key);
+  body_ += std::to_string(value);
+  return *this;
+}
+
+JsonObject& JsonObject::add_null(const std::string& key) {
+  add_key(key);
+  body_ += "null";
+  return *this;
+}
+
+JsonObject& JsonObject::add_raw(const std::string& key, const std::string& json) {
+  add_key(key);
+  body_ += json;
+  return *this;
+}
+
+}  // namespace moba

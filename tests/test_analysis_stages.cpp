@@ -1,0 +1,103 @@
+// analyze's stages on their own: the plan's index maps, the shared-GQA oracle selection that
+// route_group and analyze both use, the SNR probe's signal key, and the device split notice.
+#include <catch2/catch.hpp>
+#include <random>
+
+#include "analysis/analyze.h"
+#include "analysis/router.h"
+#include "analysis/snr_probe.h"
+#include "core/errors.h"
+#include "test_analysis_util.h"
+
+using namespace moba;
+using namespace moba::analysis;
+
+TEST_CASE("analyze plan: configurations grouped by block size", "[analysis][plan]") {
+  AnalyzeOptions opt;
+  opt.block_sizes = {64, 16};
+  opt.top_ks = {2, 4};
+  opt.top_n = 3;
+  opt.query_chunk = 1000;
+  const AnalyzePlan p = make_plan(opt, 300);
+  REQUIRE(p.n_configs() == 4);
+  CHECK(p.n_block_sizes() == 2);
+  CHECK(p.n_blocks == std::vector<int64_t>{5, 19});
+  CHECK(p.chunk == 300);
+  CHECK(p.n_top == 16);
+  for (int ci = 0; ci < p.n_configs(); ++ci) {
+    const int bi = p.block_of_config[ci];
+    CHECK(p.block_sizes[bi] == p.configs[ci].block_size);
+    const auto& list = p.configs_of_block[bi];
+    CHECK(std::find(list.begin(), list.end(), ci) != list.end());
+  }
+  CHECK(p.configs_of_block[0] == std::vector<int>{0, 1});
+  opt.top_ks.clear();
+  CHECK_THROWS_AS(make_plan(opt, 300), UsageError);
+}
+
+TEST_CASE("select_oracle_shared: group-summed masses, one selection per query, every target",
+          "[analysis][router]") {
+  const int64_t G = 3, nq = 40, B = 8, t0 = 17, n_blocks = (t0 + nq + B - 1) / B;
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> mass(static_cast<size_t>(G * nq * n_blocks));
+  for (float& x : mass) x = u(rng);
+  std::vector<int32_t> k2(static_cast<size_t>(nq * 2)), k4(static_cast<size_t>(nq * 4));
+  select_oracle_shared(mass.data(), G, nq, n_blocks, t0, B, kernels::TieRule::recent,
+                       {{2, k2.data()}, {4, k4.data()}});
+  for (int64_t i = 0; i < nq; ++i) {
+    const int64_t c = (t0 + i) / B;
+    std::vector<float> sum(static_cast<size_t>(n_blocks), 0.0f);
+    for (int64_t h = 0; h < G; ++h)
+      for (int64_t b = 0; b < c; ++b) sum[b] += mass[(h * nq + i) * n_blocks + b];
+    std::vector<int32_t> want(4);
+    kernels::select_blocks_row(sum.data(), c, 4, kernels::TieRule::recent, want.data());
+    INFO("query " << t0 + i);
+    CHECK(std::equal(want.begin(), want.end(), k4.begin() + i * 4));
+    kernels::select_blocks_row(sum.data(), c, 2, kernels::TieRule::recent, want.data());
+    CHECK(std::equal(want.begin(), want.begin() + 2, k2.begin() + i * 2));
+  }
+}
+
+TEST_CASE("route_group and analyze agree on the oracle under shared and per-head GQA", "[analysis][router]") {
+  const int64_t T = 200, d = 16, G = 2;
+  const Tensor3 q = analysis_test::random_tensor(G, T, d, 31, 2.0f);
+  const Tensor3 k = analysis_test::random_tensor(1, T, d, 32, 2.0f);
+  const Tensor3 v = analysis_test::random_tensor(1, T, d, 33);
+  for (const auto gqa : {kernels::GqaMode::shared, kernels::GqaMode::per_head}) {
+    AnalyzeOptions opt;
+    opt.block_sizes = {16};
+    opt.top_ks = {3};
+    opt.query_chunk = 64;  // chunks that do not align with blocks
+    opt.routing.gqa = gqa;
+    opt.routers = {RouterKind::oracle};
+    const GroupResult r = analysis_test::analyze_all(q, k, v, opt);
+    std::vector<int32_t> ref(static_cast<size_t>(G * T * 3));
+    route_group(q.view(), k.view(), v.view(), DType::f32, RouterKind::oracle, opt.routing, 16, 3, Device::cpu,
+                ref.data(), nullptr, nullptr, 50);
+    for (int64_t h = 0; h < G; ++h) {
+      INFO("gqa " << gqa_name(gqa) << " head " << h);
+      const auto& a = analysis_test::find_arrays(r, h, RouterKind::oracle, 16, 3);
+      CHECK(std::equal(a.selected.begin(), a.selected.end(), ref.begin() + h * T * 3));
+    }
+  }
+}
+
+TEST_CASE("find_signal_key: the dense top list first, else the argmax (later key on ties)", "[analysis][snr]") {
+  Tensor3 k(1, 6, 2);
+  const float keys[6][2] = {{1, 0}, {3, 0}, {3, 0}, {0, 1}, {9, 0}, {9, 0}};
+  for (int j = 0; j < 6; ++j)
+    for (int c = 0; c < 2; ++c) k.row(0, j)[c] = keys[j][c];
+  const float q[2] = {1, 0};
+  Eigen::VectorXf scratch;
+  const int32_t top[3] = {5, 2, -1};
+  CHECK(find_signal_key(top, 3, 4, q, k.view(), &scratch) == 2);   // 5 is not routable
+  const int32_t none[2] = {5, -1};
+  CHECK(find_signal_key(none, 2, 4, q, k.view(), &scratch) == 2);  // argmax over j < 4, tie 1/2 -> 2
+}
+
+TEST_CASE("analyze_device_split: silent on the CPU, names the host steps on cuda", "[analysis]") {
+  CHECK(analyze_device_split(Device::cpu).empty());
+  CHECK(analyze_device_split(Device::cuda) ==
+        "routing, metrics and SNR on the CPU; dense pass and MoBA attention on cuda");
+}
