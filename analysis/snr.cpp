@@ -8,14 +8,6 @@
 namespace moba::analysis {
 namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-// Block a ranks strictly before block b under the selector's order (kernels/gate_topk.h).
-inline bool ranks_before(float sa, int64_t a, float sb, int64_t b, kernels::TieRule tie) {
-  const bool na = std::isnan(sa), nb = std::isnan(sb);
-  if (na != nb) return nb;
-  if (!na && sa != sb) return sa > sb;
-  return tie == kernels::TieRule::recent ? a > b : a < b;
-}
 }  // namespace
 
 void SnrStats::merge(const SnrStats& o) {
@@ -42,7 +34,7 @@ int snr_add_query(SnrStats& s, const float* scores, int64_t c, int64_t signal_bl
     sum += d;
     sum2 += d * d;
     neg += d < 0 ? 1 : 0;
-    rank += ranks_before(scores[b], b, ss, signal_block, tie) ? 1 : 0;
+    rank += kernels::ranks_before(scores[b], b, ss, signal_block, tie) ? 1 : 0;
   }
   s.n_pairs += c - 1;
   s.n_negative += neg;
