@@ -21,7 +21,5 @@ RunRecord make_run_record(const std::string& command, const std::string& git_com
 // One JSON object (core/json_writer.h JsonObject): command, git_commit, device, started_utc,
 // then config as an object of strings, keys sorted.
 std::string to_json(const RunRecord& r);
-// json_escape lives in core/json_writer.h; this keeps analysis::json_escape callers building.
-using ::moba::json_escape;
 
 }  // namespace moba::analysis

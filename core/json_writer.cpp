@@ -84,6 +84,18 @@ JsonObject& JsonObject::add_integer(const std::string& key, int64_t value) {
   return *this;
 }
 
+std::string json_array(const std::vector<std::string>& items) {
+  std::string s = "[";
+  for (size_t i = 0; i < items.size(); ++i) s += (i ? ", " : "") + items[i];
+  return s + "]";
+}
+
+JsonObject& JsonObject::add_bool(const std::string& key, bool value) {
+  add_key(key);
+  body_ += value ? "true" : "false";
+  return *this;
+}
+
 JsonObject& JsonObject::add_null(const std::string& key) {
   add_key(key);
   body_ += "null";

@@ -16,6 +16,7 @@
 // {"key": value, "key2": value2} (", " between members, ": " after keys), keys in call order.
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace moba {
 
@@ -26,12 +27,15 @@ std::string format_shortest(double v);
 std::string json_escape(const std::string& s);  // the characters between the quotes
 std::string json_string(const std::string& s);  // quoted and escaped
 std::string json_number(double v);              // format_number, or null when not finite
+// "[a, b, c]": the items (each already JSON) joined by ", ".
+std::string json_array(const std::vector<std::string>& items);
 
 class JsonObject {
  public:
   JsonObject& add_string(const std::string& key, const std::string& value);
   JsonObject& add_number(const std::string& key, double value);  // json_number
   JsonObject& add_integer(const std::string& key, int64_t value);
+  JsonObject& add_bool(const std::string& key, bool value);
   JsonObject& add_null(const std::string& key);
   // `json` is inserted as is: a nested object (JsonObject::str()), array or literal.
   JsonObject& add_raw(const std::string& key, const std::string& json);

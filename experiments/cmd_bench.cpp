@@ -24,6 +24,7 @@
 
 #include "core/dtype.h"
 #include "core/errors.h"
+#include "core/json_writer.h"
 #include "experiments/args.h"
 #include "experiments/command.h"
 #include "kernels/backend.h"
@@ -201,17 +202,32 @@ int run_bench(const std::vector<std::string>& argv) {
   }
 
   if (json) {
-    std::printf("{\"device\": \"%s\", \"heads\": %" PRId64 ", \"head_dim\": %" PRId64 ", \"dtype\": \"bfloat16\", \"rows\": [\n",
-                device.c_str(), kHeads, kDim);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      std::printf("  {\"bench\": \"%s\", \"tokens\": %" PRId64 ", \"block_size\": %" PRId64 ", \"top_k\": %d, "
-                  "\"routing_ms\": %.4f, \"attention_ms\": %.4f, \"total_ms\": %.4f, \"routing_share\": %.4f, "
-                  "\"peak_gib\": %.3f}%s\n",
-                  r.bench.c_str(), r.tokens, r.block_size, r.top_k, r.routing_ms, r.attention_ms, r.total_ms,
-                  r.total_ms > 0 ? r.routing_ms / r.total_ms : 0.0, r.peak_gib, i + 1 < rows.size() ? "," : "");
-    }
-    std::printf("]}\n");
+    auto fixed = [](double v, int decimals) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+      return std::string(buf);
+    };
+    std::vector<std::string> items;
+    for (const Row& r : rows)
+      items.push_back(JsonObject()
+                          .add_string("bench", r.bench)
+                          .add_integer("tokens", r.tokens)
+                          .add_integer("block_size", r.block_size)
+                          .add_integer("top_k", r.top_k)
+                          .add_raw("routing_ms", fixed(r.routing_ms, 4))
+                          .add_raw("attention_ms", fixed(r.attention_ms, 4))
+                          .add_raw("total_ms", fixed(r.total_ms, 4))
+                          .add_raw("routing_share", fixed(r.total_ms > 0 ? r.routing_ms / r.total_ms : 0.0, 4))
+                          .add_raw("peak_gib", fixed(r.peak_gib, 3))
+                          .str());
+    std::printf("%s\n", JsonObject()
+                             .add_string("device", device)
+                             .add_integer("heads", kHeads)
+                             .add_integer("head_dim", kDim)
+                             .add_string("dtype", "bfloat16")
+                             .add_raw("rows", json_array(items))
+                             .str()
+                             .c_str());
   } else {
     std::printf("device: %s\n%-4s %8s %5s %4s %11s %11s %11s %7s %8s\n", device.c_str(), "", "tokens", "B", "k",
                 "routing_ms", "attn_ms", "total_ms", "route%", "peak_GiB");

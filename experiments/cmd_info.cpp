@@ -15,7 +15,7 @@
 
 #include "core/dump.h"
 #include "core/errors.h"
-#include "analysis/run_record.h"
+#include "core/json_writer.h"
 #include "experiments/args.h"
 #include "experiments/command.h"
 
@@ -28,15 +28,6 @@ const char* kUsage =
     "  --json            machine-readable output\n"
     "  --check           read and validate values (NaN/Inf), print per-head statistics\n"
     "  --layer, --tensor, --head   restrict --check to that slice (each implies --check)\n";
-
-// A JSON string literal (quoted, escaped).
-std::string json_string(const std::string& s) { return "\"" + analysis::json_escape(s) + "\""; }
-
-std::string num(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", x);
-  return buf;
-}
 
 struct SliceStats {
   int layer = 0;
@@ -137,54 +128,57 @@ void print_text(const DumpInfo& info, const std::vector<SliceStats>& checks, boo
 
 void print_json(const DumpInfo& info, const std::vector<SliceStats>& checks, bool checked) {
   const LayerInfo& f = info.layers.front();
-  std::string o = "{";
-  o += "\"file\": " + json_string(info.path);
-  o += ", \"format\": " + json_string(info.format);
-  o += ", \"version\": " + std::to_string(info.version);
-  o += ", \"model\": " + json_string(info.model);
-  o += ", \"source\": " + json_string(info.source);
-  o += ", \"rope_applied\": " + std::string(info.rope_applied ? "true" : "false");
-  o += ", \"has_token_ids\": " + std::string(info.has_token_ids ? "true" : "false");
-  o += ", \"n_layers\": " + std::to_string(info.layers.size());
-  o += ", \"layer_indices\": [" + layer_list(info) + "]";
-  o += ", \"n_tokens\": " + std::to_string(f.n_tokens);
+  std::vector<std::string> indices, layers, checks_json;
+  for (const LayerInfo& l : info.layers) {
+    indices.push_back(std::to_string(l.index));
+    layers.push_back(JsonObject()
+                         .add_integer("index", l.index)
+                         .add_integer("n_q_heads", l.n_q_heads)
+                         .add_integer("n_kv_heads", l.n_kv_heads)
+                         .add_integer("n_tokens", l.n_tokens)
+                         .add_integer("head_dim", l.head_dim)
+                         .add_string("dtype", dtype_name(l.dtype))
+                         .add_bool("has_o", l.has_o)
+                         .add_bool("has_lse", l.has_lse)
+                         .add_bool("has_planted", l.has_planted)
+                         .str());
+  }
+  JsonObject attributes;
+  for (const auto& kv : info.attributes) attributes.add_string(kv.first, kv.second);
+  JsonObject o;
+  o.add_string("file", info.path)
+      .add_string("format", info.format)
+      .add_integer("version", info.version)
+      .add_string("model", info.model)
+      .add_string("source", info.source)
+      .add_bool("rope_applied", info.rope_applied)
+      .add_bool("has_token_ids", info.has_token_ids)
+      .add_integer("n_layers", static_cast<int64_t>(info.layers.size()))
+      .add_raw("layer_indices", json_array(indices))
+      .add_integer("n_tokens", f.n_tokens);
   if (uniform_layers(info)) {
-    o += ", \"n_q_heads\": " + std::to_string(f.n_q_heads);
-    o += ", \"n_kv_heads\": " + std::to_string(f.n_kv_heads);
-    o += ", \"head_dim\": " + std::to_string(f.head_dim);
-    o += ", \"dtype\": " + json_string(dtype_name(f.dtype));
+    o.add_integer("n_q_heads", f.n_q_heads)
+        .add_integer("n_kv_heads", f.n_kv_heads)
+        .add_integer("head_dim", f.head_dim)
+        .add_string("dtype", dtype_name(f.dtype));
   }
-  o += ", \"layers\": [";
-  for (size_t i = 0; i < info.layers.size(); ++i) {
-    const LayerInfo& l = info.layers[i];
-    o += i ? ", " : "";
-    o += "{\"index\": " + std::to_string(l.index) + ", \"n_q_heads\": " + std::to_string(l.n_q_heads) +
-         ", \"n_kv_heads\": " + std::to_string(l.n_kv_heads) + ", \"n_tokens\": " + std::to_string(l.n_tokens) +
-         ", \"head_dim\": " + std::to_string(l.head_dim) + ", \"dtype\": " + json_string(dtype_name(l.dtype)) +
-         ", \"has_o\": " + (l.has_o ? "true" : "false") + ", \"has_lse\": " + (l.has_lse ? "true" : "false") +
-         ", \"has_planted\": " + (l.has_planted ? "true" : "false") + "}";
-  }
-  o += "], \"attributes\": {";
-  bool first = true;
-  for (const auto& kv : info.attributes) {
-    o += (first ? "" : ", ") + json_string(kv.first) + ": " + json_string(kv.second);
-    first = false;
-  }
-  o += "}";
+  o.add_raw("layers", json_array(layers)).add_raw("attributes", attributes.str());
   if (checked) {
-    o += ", \"checks\": [";
-    for (size_t i = 0; i < checks.size(); ++i) {
-      const SliceStats& s = checks[i];
-      o += i ? ", " : "";
-      o += "{\"layer\": " + std::to_string(s.layer) + ", \"tensor\": " + json_string(s.tensor) +
-           ", \"head\": " + std::to_string(s.head) + ", \"n_values\": " + std::to_string(s.n_values) +
-           ", \"mean\": " + num(s.mean) + ", \"std\": " + num(s.std) + ", \"mean_row_norm\": " + num(s.mean_row_norm) +
-           ", \"min\": " + num(s.min) + ", \"max\": " + num(s.max) + "}";
-    }
-    o += "]";
+    for (const SliceStats& c : checks)
+      checks_json.push_back(JsonObject()
+                                .add_integer("layer", c.layer)
+                                .add_string("tensor", c.tensor)
+                                .add_integer("head", c.head)
+                                .add_integer("n_values", c.n_values)
+                                .add_raw("mean", format_g(c.mean, 9))
+                                .add_raw("std", format_g(c.std, 9))
+                                .add_raw("mean_row_norm", format_g(c.mean_row_norm, 9))
+                                .add_raw("min", format_g(c.min, 9))
+                                .add_raw("max", format_g(c.max, 9))
+                                .str());
+    o.add_raw("checks", json_array(checks_json));
   }
-  o += "}\n";
-  std::fputs(o.c_str(), stdout);
+  std::fputs((o.str() + "\n").c_str(), stdout);
 }
 
 int run_info(const std::vector<std::string>& argv) {

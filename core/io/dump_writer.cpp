@@ -11,6 +11,7 @@
 
 #include "core/dump.h"
 #include "core/errors.h"
+#include "core/json_writer.h"
 #include "core/io/h5_util.h"
 #include "core/io/reader_common.h"
 
@@ -130,7 +131,7 @@ void DumpWriter::write_tensor(int layer, TensorKind kind, const Tensor3& t, DTyp
         for (int64_t i = 0; i < n; ++i) {
           const uint16_t x = stored == DType::f16 ? f32_to_f16(src[i]) : f32_to_bf16(src[i]);
           if ((x & inf_exp) == inf_exp)
-            throw ValueError(path, name, "value " + h5::format_double(src[i]) + " at head " + std::to_string(h) +
+            throw ValueError(path, name, "value " + format_shortest(src[i]) + " at head " + std::to_string(h) +
                                              ", token " + std::to_string(t0 + i / t.head_dim) + " overflows " +
                                              dtype_name(stored));
           staging[size_t(i)] = x;

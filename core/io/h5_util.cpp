@@ -11,6 +11,7 @@
 
 #include "core/errors.h"
 #include "core/interrupt.h"
+#include "core/json_writer.h"
 
 namespace moba::h5 {
 
@@ -39,15 +40,6 @@ bool path_exists(hid_t file, const std::string& path) {
     pos = next;
   }
   return H5Oexists_by_name(file, path.c_str(), H5P_DEFAULT) > 0;
-}
-
-std::string format_double(double x) {
-  char buf[64];
-  for (int precision = 1; precision <= 17; ++precision) {
-    std::snprintf(buf, sizeof buf, "%.*g", precision, x);
-    if (std::strtod(buf, nullptr) == x) break;
-  }
-  return buf;
 }
 
 namespace {
@@ -179,7 +171,7 @@ bool read_attr(hid_t obj, const std::string& name, AttrValue* out) {
       out->text = "<unreadable float>";
       return true;
     }
-    for (double d : dv) items.push_back(format_double(d));
+    for (double d : dv) items.push_back(format_shortest(d));
     out->kind = n == 1 ? AttrValue::Kind::real : AttrValue::Kind::other;
     out->r = dv[0];
     out->text = join(items);

@@ -81,9 +81,6 @@ bool read_attr(hid_t obj, const std::string& name, AttrValue* out);
 // Names of all attributes of `obj`, in name order.
 std::vector<std::string> attr_names(hid_t obj);
 
-// Shortest decimal text that reads back as the same double.
-std::string format_double(double x);
-
 // Creates a UTF-8 variable-length string type (as h5py writes str attributes).
 Id make_vlen_string_type();
 // The IEEE half-precision type, as h5py and numpy define it (little-endian).
