@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/errors.h"
+#include "core/json_writer.h"
 #include "kernels/block_pool.h"
 #include "kernels/dense_pass.h"
 
@@ -37,22 +38,83 @@ void validate_options(const AnalyzeOptions& opt) {
   if (opt.query_chunk < 1) throw UsageError("query chunk must be >= 1");
 }
 
-std::vector<BlockConfig> resolve_block_configs(const AnalyzeOptions& opt, int64_t n_tokens) {
-  validate_options(opt);
-  std::vector<BlockConfig> out;
-  auto add = [&](int64_t B, int k) {
-    for (const auto& c : out)
-      if (c.block_size == B && c.top_k == k) return;
-    out.push_back({B, k, n_tokens > 0 ? 1.0 - static_cast<double>(k) * B / n_tokens : 0.0});
-  };
+namespace {
+
+struct Request {
+  int64_t block_size;
+  int top_k;
+  std::string text;  // "--top-k 4", "--sparsity 0.75"
+};
+
+// Every requested (B, k) pair in request order: per B, the --top-k values, then the k of
+// each --sparsity value (k = max(1, round((1 - s) T / B))).
+std::vector<Request> requests(const AnalyzeOptions& opt, int64_t n_tokens) {
+  std::vector<Request> out;
   for (const int64_t B : opt.block_sizes) {
-    for (const int k : opt.top_ks) add(B, k);
+    for (const int k : opt.top_ks) out.push_back({B, k, "--top-k " + std::to_string(k)});
     for (const double s : opt.sparsities) {
       const double k = std::round((1.0 - s) * static_cast<double>(n_tokens) / static_cast<double>(B));
-      add(B, static_cast<int>(std::max(1.0, std::min(k, 1e9))));
+      out.push_back({B, static_cast<int>(std::max(1.0, std::min(k, 1e9))), "--sparsity " + format_g(s, 6)});
     }
   }
   return out;
+}
+
+bool full_attention(int64_t n_tokens, int64_t B, int k) { return k >= kernels::block_count(n_tokens, B); }
+
+}  // namespace
+
+std::vector<BlockConfig> resolve_block_configs(const AnalyzeOptions& opt, int64_t n_tokens) {
+  validate_options(opt);
+  std::vector<BlockConfig> out;
+  for (const Request& r : requests(opt, n_tokens)) {
+    const int64_t B = r.block_size;
+    const int k = r.top_k;
+    if (opt.skip_full_attention && full_attention(n_tokens, B, k)) continue;
+    const bool seen = std::any_of(out.begin(), out.end(),
+                                  [&](const BlockConfig& c) { return c.block_size == B && c.top_k == k; });
+    if (!seen) out.push_back({B, k, n_tokens > 0 ? 1.0 - static_cast<double>(k) * B / n_tokens : 0.0});
+  }
+  return out;
+}
+
+std::vector<ConfigNote> describe_configs(const AnalyzeOptions& opt, int64_t n_tokens) {
+  validate_options(opt);
+  std::vector<ConfigNote> notes;
+  std::vector<Request> done;
+  const std::string T = std::to_string(n_tokens);
+  for (const Request& r : requests(opt, n_tokens)) {
+    const std::string B = std::to_string(r.block_size), k = std::to_string(r.top_k);
+    const int64_t n_blocks = kernels::block_count(n_tokens, r.block_size);
+    const auto earlier = std::find_if(done.begin(), done.end(), [&](const Request& d) {
+      return d.block_size == r.block_size && d.top_k == r.top_k;
+    });
+    if (earlier != done.end()) {
+      notes.push_back({ConfigNote::Kind::duplicate, r.block_size, r.top_k, r.text,
+                       "B=" + B + ": " + r.text + " gives k=" + k + ", as " + earlier->text +
+                           " does: analysed once"});
+    } else if (full_attention(n_tokens, r.block_size, r.top_k)) {
+      notes.push_back({ConfigNote::Kind::full_attention, r.block_size, r.top_k, r.text,
+                       "B=" + B + " k=" + k + " (" + r.text + "): k >= n_blocks = " + std::to_string(n_blocks) +
+                           " at T=" + T + ", so every query attends every earlier key (MoBA = full " +
+                           "attention) and nothing is routed" +
+                           (n_blocks > 1 ? "; k <= " + std::to_string(n_blocks - 1) + " routes at this B"
+                                         : "; B >= T: use block sizes below " + T)});
+    } else if (r.top_k == 1 && !opt.sparsities.empty() && r.text.rfind("--sparsity", 0) == 0) {
+      notes.push_back({ConfigNote::Kind::current_block_only, r.block_size, r.top_k, r.text,
+                       "B=" + B + ": " + r.text + " collapses to k=1 (round((1 - s) T / B) <= 1): only " +
+                           "the current block is attended, no routing at all"});
+    }
+    done.push_back(r);
+  }
+  return notes;
+}
+
+std::string requested_configs(const AnalyzeOptions& opt, int64_t n_tokens) {
+  std::string s;
+  for (const Request& r : requests(opt, n_tokens))
+    s += (s.empty() ? "" : ",") + std::to_string(r.block_size) + ":" + std::to_string(r.top_k);
+  return s;
 }
 
 int64_t analyze_chunks_per_head(const AnalyzeOptions& opt, int64_t n_tokens) {

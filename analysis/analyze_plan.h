@@ -6,6 +6,7 @@
 //   block size     0 .. n_block_sizes - 1, in opt.block_sizes order
 //   router         0 .. routers.size() - 1, in opt.routers order
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "analysis/router.h"
@@ -25,6 +26,10 @@ struct AnalyzeOptions {
   int64_t query_chunk = 256;          // queries per dense-pass chunk
   Device device = Device::cpu;
   bool keep_arrays = false;           // return per-position arrays (tests); the CLI writes them to HDF5
+  // Leave out configurations with top_k >= n_blocks: there every query attends every earlier
+  // key (MoBA = full causal attention) and no metric measures routing. `moba analyze` sets
+  // it (and says what it left out, see describe_configs); the library default keeps them.
+  bool skip_full_attention = false;
 };
 
 struct BlockConfig {
@@ -36,6 +41,23 @@ struct BlockConfig {
 std::vector<BlockConfig> resolve_block_configs(const AnalyzeOptions& opt, int64_t n_tokens);
 // The checks of resolve_block_configs that do not need T.
 void validate_options(const AnalyzeOptions& opt);
+
+// What resolution does to each requested (B, budget) pair at n_tokens, for the user:
+// `full_attention` (top_k >= n_blocks: nothing to route; left out under skip_full_attention),
+// `duplicate` (a second --sparsity value that resolves to a k already requested: analysed
+// once), `current_block_only` (a --sparsity value that collapses to k = 1: no routing at all,
+// only the current block is attended). Requests that resolve plainly get no note.
+struct ConfigNote {
+  enum class Kind { full_attention, duplicate, current_block_only };
+  Kind kind;
+  int64_t block_size = 0;
+  int top_k = 0;
+  std::string request;  // "--top-k 100", "--sparsity 0.75"
+  std::string text;     // one line: what happens and why
+};
+std::vector<ConfigNote> describe_configs(const AnalyzeOptions& opt, int64_t n_tokens);
+// "B:k,B:k,..." of the requested pairs (before duplicates merge and skipping), in request order.
+std::string requested_configs(const AnalyzeOptions& opt, int64_t n_tokens);
 // Chunks per head, for progress totals.
 int64_t analyze_chunks_per_head(const AnalyzeOptions& opt, int64_t n_tokens);
 

@@ -41,6 +41,11 @@ struct DumpInfo {
   const LayerInfo& layer(int index) const;
 };
 
+// A warning when the dump's shapes look token-major ([n_tokens, n_heads, head_dim]) read as
+// head-major: more heads than tokens in some layer, which real dumps never have. Empty when
+// nothing looks wrong. The text names the layer and the fix (layout = "thd").
+std::string layout_warning(const DumpInfo& info);
+
 // Reads one sequence's dump. Every read validates its slice: shape, and finite values
 // (NaN/Inf raise ValueError naming the dataset, head and token). Reading heads
 // [head_begin, head_begin + n_heads) of one tensor touches only that slice of the file.

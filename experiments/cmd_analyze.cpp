@@ -153,6 +153,18 @@ int run_analyze(const std::vector<std::string>& argv) {
   const auto reader = open_dump(dump_path);
   const DumpInfo& info = reader->info();
   if (!info.layers.empty()) load_routing_weights(args, info.layers.front().head_dim, ro);
+  const std::string layout = layout_warning(info);
+  if (!layout.empty()) std::fprintf(stderr, "moba analyze: warning: %s\n", layout.c_str());
+  // Degenerate requests are said, never silently run: k >= n_blocks (full attention) is left
+  // out, a --sparsity value giving an already requested k is analysed once, one collapsing to
+  // k = 1 is flagged. Nothing left to route is a usage error.
+  opt.skip_full_attention = true;
+  const int64_t n_tokens = info.layers.empty() ? 0 : info.layers.front().n_tokens;
+  const std::vector<analysis::ConfigNote> notes = analysis::describe_configs(opt, n_tokens);
+  if (analysis::resolve_block_configs(opt, n_tokens).empty())
+    throw UsageError("nothing to route: at T=" + std::to_string(n_tokens) + " every requested (B, k) has k >= n_blocks, " +
+                     "where MoBA equals full attention (" + notes.front().text + ")");
+  for (const auto& n : notes) std::fprintf(stderr, "moba analyze: note: %s\n", n.text.c_str());
 
   const fs::path work = out_dir.string() + ".partial";
   std::error_code ec;
@@ -202,6 +214,10 @@ int run_analyze(const std::vector<std::string>& argv) {
         r.key.router == result.head_rows.front().key.router)
       s += (s.empty() ? "" : ",") + std::to_string(r.key.block_size) + ":" + std::to_string(r.key.top_k);
   rec.config["configs_B_k"] = s;
+  rec.config["configs_requested"] = analysis::requested_configs(opt, n_tokens);
+  s.clear();
+  for (const auto& n : notes) s += (s.empty() ? "" : "; ") + n.text;
+  rec.config["config_notes"] = s;
   s.clear();
   for (const auto r : opt.routers) s += (s.empty() ? "" : ",") + std::string(analysis::router_name(r));
   rec.config["routers"] = s;

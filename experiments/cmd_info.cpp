@@ -231,6 +231,8 @@ int run_info(const std::vector<std::string>& argv) {
   }
   if (args.flag("json")) print_json(info, checks, checked);
   else print_text(info, checks, checked);
+  const std::string layout = layout_warning(info);
+  if (!layout.empty()) std::fprintf(stderr, "moba info: warning: %s\n", layout.c_str());
   return 0;
 }
 

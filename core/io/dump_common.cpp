@@ -33,6 +33,16 @@ const LayerInfo& DumpInfo::layer(int index) const {
                           "no such layer (the dump has layers " + have + ")");
 }
 
+std::string layout_warning(const DumpInfo& info) {
+  for (const LayerInfo& l : info.layers)
+    if (l.n_q_heads > l.n_tokens)
+      return "/layers/" + std::to_string(l.index) + "/q: " + std::to_string(l.n_q_heads) + " heads x " +
+             std::to_string(l.n_tokens) + " tokens: more heads than tokens, as when a token-major [T, H, D] "
+             "tensor is read as [H, T, D]; if so, mark it with the dataset attribute layout = \"thd\" "
+             "(docs/dump-format.md)";
+  return "";
+}
+
 Tensor3 DumpReader::read(int layer, TensorKind kind) {
   const LayerInfo& l = info().layer(layer);
   return read(layer, kind, 0, io::heads_of(l, kind));
