@@ -10,11 +10,13 @@
 #include <cstdint>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/dump.h"
 #include "core/errors.h"
+#include "core/h5_input.h"
 #include "core/json_writer.h"
 #include "experiments/args.h"
 #include "experiments/command.h"
@@ -181,6 +183,54 @@ void print_json(const DumpInfo& info, const std::vector<SliceStats>& checks, boo
   std::fputs((o.str() + "\n").c_str(), stdout);
 }
 
+// `moba route`'s output (root attribute moba_route_version) or analyze's analysis.h5 (root
+// attributes dump and git_commit, groups /layers/L/...): what it is, its attributes and its
+// datasets. False when the HDF5 file is neither.
+bool describe_output_file(const std::string& path, bool json) {
+  const H5Input f(path);
+  const auto attrs = f.attributes("/");
+  std::string kind;
+  if (attrs.count("moba_route_version")) kind = "route";
+  else if (attrs.count("dump") && attrs.count("git_commit") && f.has_group("/layers")) kind = "analysis";
+  else return false;
+  std::vector<std::string> datasets;  // "path [shape] dtype"
+  std::vector<std::string> stack = {"/"};
+  while (!stack.empty() && datasets.size() < 64) {
+    const std::string g = stack.back();
+    stack.pop_back();
+    const std::string prefix = g == "/" ? "/" : g + "/";
+    for (const auto& d : f.list_datasets(g)) {
+      const H5DatasetInfo di = f.dataset_info(prefix + d);
+      std::string shape;
+      for (const int64_t n : di.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(n);
+      datasets.push_back(prefix + d + " [" + shape + "] " + di.dtype);
+    }
+    const auto groups = f.list_groups(g);
+    for (auto it = groups.rbegin(); it != groups.rend(); ++it) stack.push_back(prefix + *it);
+  }
+  const char* what = kind == "route" ? "a `moba route` output (block selections; docs/cli.md#route)"
+                                     : "a `moba analyze` output (analysis.h5; docs/metrics.md; view it with `moba gui DIR`)";
+  if (json) {
+    JsonObject a;
+    for (const auto& [name, value] : attrs) a.add_string(name, value);
+    std::vector<std::string> ds;
+    for (const auto& d : datasets) ds.push_back(json_string(d));
+    std::printf("%s\n", JsonObject()
+                             .add_string("file", path)
+                             .add_string("kind", kind)
+                             .add_raw("attributes", a.str())
+                             .add_raw("datasets", json_array(ds))
+                             .str()
+                             .c_str());
+    return true;
+  }
+  std::printf("file        %s\nkind        %s: not a dump\n", path.c_str(), what);
+  for (const auto& [name, value] : attrs) std::printf("  %-22s %s\n", name.c_str(), value.c_str());
+  std::printf("datasets%s\n", datasets.size() >= 64 ? " (first 64)" : "");
+  for (const auto& d : datasets) std::printf("  %s\n", d.c_str());
+  return true;
+}
+
 int run_info(const std::vector<std::string>& argv) {
   for (const auto& a : argv)
     if (a == "--help" || a == "-h") {
@@ -190,7 +240,14 @@ int run_info(const std::vector<std::string>& argv) {
   const Args args(argv, {"layer", "tensor", "head"}, {"json", "check", "stats"});
   if (args.positional().size() != 1) throw UsageError(std::string("expected one DUMP argument\n") + kUsage);
   const bool checked = args.flag("check") || args.flag("stats") || args.has("layer") || args.has("tensor") || args.has("head");
-  auto reader = open_dump(args.positional()[0]);
+  std::unique_ptr<DumpReader> reader;
+  try {
+    reader = open_dump(args.positional()[0]);
+  } catch (const MissingFieldError& e) {
+    // Not a dump: maybe one of the workbench's own outputs, which info describes instead.
+    if (e.field() != "moba_dump_version" || !describe_output_file(args.positional()[0], args.flag("json"))) throw;
+    return 0;
+  }
   const DumpInfo& info = reader->info();
 
   std::vector<SliceStats> checks;
