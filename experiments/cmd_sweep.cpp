@@ -43,7 +43,7 @@ namespace {
 using namespace moba::sweep;
 
 const char* const kUsage =
-    "usage: moba sweep CONFIG.toml --out DIR [--resume] [--shard I/N] [--quiet]\n"
+    "usage: moba sweep CONFIG.toml --out DIR [--resume] [--shard I/N] [--dry-run] [--quiet]\n"
     "       moba sweep --collect DIR\n"
     "       moba sweep --sha256 FILE...\n"
     "\n"
@@ -58,6 +58,7 @@ const char* const kUsage =
     "  --resume       continue the sweep in DIR: done jobs are skipped, others rerun\n"
     "  --shard I/N    run only jobs j with j mod N = I (0 <= I < N); shards share DIR. Without\n"
     "                 it, SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT select the shard\n"
+    "  --dry-run      check the config and DIR, list the jobs and matched budgets; write nothing\n"
     "  --collect DIR  rebuild DIR/sweep.csv (and provenance.json from shards) from the done\n"
     "                 jobs; exit 1 when some jobs are not done\n"
     "  --sha256 FILE  print the SHA-256 that provenance records, as sha256sum does\n"
@@ -251,7 +252,18 @@ void check_run_dir(const fs::path& dir, const std::string& resolved, bool resume
                        (dir / "config.resolved.toml").string() + " with this config); use another --out DIR");
     return;
   }
-  if (shard.count > 1 && existing == resolved) {
+  // Shards of one sweep share DIR; one that starts while another is setting DIR up may see
+  // only the other's directories and temporaries, before config.resolved.toml.
+  bool same_sweep = existing == resolved;
+  if (shard.count > 1 && existing.empty()) {
+    same_sweep = true;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string n = e.path().filename().string();
+      if (n != "jobs" && n != "logs" && n.find(".tmp-") == std::string::npos && n.rfind("provenance.shard-", 0) != 0)
+        same_sweep = false;
+    }
+  }
+  if (shard.count > 1 && same_sweep) {
     bool started = false;
     for (const auto& j : mine)
       started = started || fs::exists(job_dir(dir.string(), j)) || fs::exists(job_log(dir.string(), j));
@@ -324,7 +336,7 @@ std::string budgets_csv(const SweepConfig& cfg, const std::vector<DumpFacts>& du
 }
 
 int run_sweep(const std::vector<std::string>& argv) {
-  const Args args(argv, {"out", "shard"}, {"resume", "collect", "sha256", "quiet", "help"});
+  const Args args(argv, {"out", "shard"}, {"resume", "collect", "sha256", "quiet", "dry-run", "help"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -357,12 +369,25 @@ int run_sweep(const std::vector<std::string>& argv) {
     if (j.index % shard.count == shard.index) mine.push_back(j);
   const std::string resolved = resolved_toml(cfg);
   check_run_dir(dir, resolved, resume, shard, mine);
+  if (args.flag("dry-run")) {
+    budgets_csv(cfg, dumps, quiet);
+    std::printf("job\tshard\tdone\tanalyze arguments\n");
+    for (const auto& j : jobs) {
+      std::string a;
+      for (const auto& x : j.args) a += (a.empty() ? "" : " ") + x;
+      std::printf("%s\t%d\t%s\t%s\n", j.id.c_str(), j.index % shard.count,
+                  job_done(dir.string(), j.id, j.hash) ? "yes" : "no", a.c_str());
+    }
+    std::fprintf(stderr, "moba sweep --dry-run: %zu jobs (%zu in this shard); nothing written\n", jobs.size(), mine.size());
+    return 0;
+  }
 
-  fs::create_directories(dir / "jobs");
-  fs::create_directories(dir / "logs");
+  fs::create_directories(dir);
   for (const char* name : {"config.resolved.toml", "jobs.tsv", "budgets.csv", "sweep.csv", "provenance.json"})
     remove_stale_temporaries((dir / name).string());
   write_atomic((dir / "config.resolved.toml").string(), resolved);
+  fs::create_directories(dir / "jobs");
+  fs::create_directories(dir / "logs");
   write_atomic((dir / "jobs.tsv").string(), jobs_tsv(jobs));
   write_atomic((dir / "budgets.csv").string(), budgets_csv(cfg, dumps, quiet));
   const std::string prov_path =

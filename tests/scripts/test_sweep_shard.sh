@@ -34,6 +34,41 @@ grep -q '"source": "SLURM_ARRAY_TASK_ID"' SL/provenance.shard-2.json || fail "sh
 csv_equal REF/sweep.csv SL/sweep.csv
 echo "Slurm array 3-5 + --collect: equal"
 
+# experiments/slurm/submit_sweep.sh against a stand-in sbatch that runs each array task (and
+# then the afterok collect step) at once, with the variables Slurm sets.
+mkdir -p fakebin
+cat > fakebin/sbatch <<'SH'
+#!/usr/bin/env bash
+array="" script=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --array=*) array="${1#--array=}" ;;
+    --dependency=afterok:*) ;;
+    --*) ;;
+    *) script="$1"; shift; break ;;
+  esac
+  shift
+done
+echo "sbatch $script array=$array" >> "$FAKE_SBATCH_LOG"
+if [ -n "$array" ]; then
+  lo=${array%-*} hi=${array#*-}
+  for i in $(seq "$lo" "$hi"); do
+    SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_COUNT=$((hi - lo + 1)) SLURM_ARRAY_TASK_MIN=$lo bash "$script" "$@" >/dev/null 2>&1 || exit 1
+  done
+else
+  bash "$script" "$@" >/dev/null 2>&1 || exit 1
+fi
+echo $RANDOM
+SH
+chmod +x fakebin/sbatch
+(cd "$REPO" && FAKE_SBATCH_LOG="$WORK/sbatch.log" PATH="$WORK/fakebin:$PATH" MOBA="$MOBA" \
+   experiments/slurm/submit_sweep.sh "$WORK/sweep.toml" "$WORK/SB" 3 > "$WORK/submit.txt" 2>&1) \
+  || { cat submit.txt; fail "submit_sweep.sh failed"; }
+[ "$(wc -l < sbatch.log)" = 2 ] && grep -q "sweep_collect.sbatch" sbatch.log || fail "submit_sweep.sh: $(cat sbatch.log)"
+csv_equal REF/sweep.csv SB/sweep.csv
+ls SB/provenance.shard-{0,1,2}.json >/dev/null || fail "submit_sweep.sh: not 3 shards"
+echo "submit_sweep.sh (3 array tasks + afterok collect, stand-in sbatch): equal"
+
 # --collect of an unsharded run rebuilds the same file from the job directories alone.
 rm REF/sweep.csv && cp S/sweep.csv want.csv
 "$MOBA" sweep --collect REF 2>/dev/null || fail "--collect REF failed"
