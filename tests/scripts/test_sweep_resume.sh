@@ -25,6 +25,9 @@ for spec in 0:0.02 1:0 3:0.05 6:0.02 9:0.1 10:0; do
   fi
   kill -9 $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
+  # The running analyze child dies with its sweep (PR_SET_PDEATHSIG), at once.
+  sleep 0.05
+  if pgrep -f -- "analyze .*--out K/jobs/" >/dev/null; then fail "an analyze child outlived the killed sweep"; fi
   done_now=$(count_done K)
   echo "kill -9 once $want jobs were done (+${extra}s): $done_now of $n_jobs jobs done"
   [ "$done_now" -lt "$n_jobs" ] && [ "$done_now" -gt 0 ] && killed_mid=1
@@ -38,9 +41,6 @@ PY
   fi
 done
 [ $killed_mid = 1 ] || fail "no kill landed between the first and the last job"
-sleep 0.2
-# No analyze child outlives its sweep (PR_SET_PDEATHSIG).
-if pgrep -f -- "analyze .*--out K/jobs/" >/dev/null; then fail "an analyze child outlived the killed sweep"; fi
 "$MOBA" sweep sweep.toml --out K --resume 2>err.txt || { cat err.txt; fail "--resume failed"; }
 csv_equal REF/sweep.csv K/sweep.csv
 [ "$(count_done K)" = "$n_jobs" ] || fail "not every job is done after --resume"
