@@ -31,6 +31,9 @@
 #include "experiments/command.h"
 #include "experiments/sweep/config.h"
 #include "experiments/sweep/jobs.h"
+#ifdef MOBA_HAVE_MPI
+#include "experiments/sweep/mpi_queue.h"
+#endif
 #include "experiments/sweep/rundir.h"
 #include "experiments/sweep/sha256.h"
 #include "kernels/backend.h"
@@ -64,7 +67,12 @@ const char* const kUsage =
     "  --sha256 FILE  print the SHA-256 that provenance records, as sha256sum does\n"
     "  --quiet        no progress on stderr\n"
     "\n"
-    "Ctrl-C stops the running job and keeps the done ones; run again with --resume.\n";
+    "Ctrl-C stops the running job and keeps the done ones; run again with --resume.\n"
+#ifdef MOBA_HAVE_MPI
+    "Built with MPI: `mpirun -np N moba sweep CONFIG.toml --out DIR` hands the jobs out from rank 0\n"
+    "to ranks 1..N-1 (docs/sweep.md).\n"
+#endif
+    ;
 
 std::string utc_now() {
   const std::time_t t = std::time(nullptr);
@@ -335,6 +343,205 @@ std::string budgets_csv(const SweepConfig& cfg, const std::vector<DumpFacts>& du
   return s;
 }
 
+// One sweep's state once the config is read: the serial loop and the MPI coordinator share it.
+struct SweepRun {
+  std::vector<std::string> argv;
+  std::string config_path, resolved, device, start, prov_path, shard_flag;
+  fs::path dir;
+  bool resume = false, quiet = false, dry_run = false;
+  Shard shard;
+  SweepConfig cfg;
+  std::vector<DumpFacts> dumps;
+  std::vector<Job> jobs, mine;
+  int n_done = 0, n_skipped = 0, n_run = 0;
+  std::vector<std::string> failed;
+  double spent = 0;
+
+  void provenance(const std::string& end, const std::string& status) {
+    write_atomic(prov_path, provenance_json(config_path, cfg, dumps, shard, device, start, end, status,
+                                            static_cast<int>(jobs.size()), static_cast<int>(mine.size()), n_done,
+                                            n_skipped, failed, argv));
+  }
+
+  // Reads the config and dumps, checks DIR; unless a dry run, writes the shared files.
+  // Returns false for a dry run (done: the jobs were listed).
+  bool setup() {
+    cfg = parse_config(config_path);
+    device = analysis::resolve_device(cfg.device).description;
+    start = utc_now();
+    if (!quiet) std::fprintf(stderr, "moba sweep: hashing %zu dump(s)\n", cfg.dumps.size());
+    dumps = inspect_dumps(cfg);
+    jobs = expand_jobs(cfg, dumps);
+    for (const auto& j : jobs)
+      if (j.index % shard.count == shard.index) mine.push_back(j);
+    resolved = resolved_toml(cfg);
+    check_run_dir(dir, resolved, resume, shard, mine);
+    if (dry_run) {
+      budgets_csv(cfg, dumps, quiet);
+      std::printf("job\tshard\tdone\tanalyze arguments\n");
+      for (const auto& j : jobs) {
+        std::string a;
+        for (const auto& x : j.args) a += (a.empty() ? "" : " ") + x;
+        std::printf("%s\t%d\t%s\t%s\n", j.id.c_str(), j.index % shard.count,
+                    job_done(dir.string(), j.id, j.hash) ? "yes" : "no", a.c_str());
+      }
+      std::fprintf(stderr, "moba sweep --dry-run: %zu jobs (%zu in this shard); nothing written\n", jobs.size(),
+                   mine.size());
+      return false;
+    }
+    fs::create_directories(dir);
+    for (const char* name : {"config.resolved.toml", "jobs.tsv", "budgets.csv", "sweep.csv", "provenance.json"})
+      remove_stale_temporaries((dir / name).string());
+    write_atomic((dir / "config.resolved.toml").string(), resolved);
+    fs::create_directories(dir / "jobs");
+    fs::create_directories(dir / "logs");
+    write_atomic((dir / "jobs.tsv").string(), jobs_tsv(jobs));
+    write_atomic((dir / "budgets.csv").string(), budgets_csv(cfg, dumps, quiet));
+    prov_path = (dir / (shard.count > 1 ? "provenance.shard-" + std::to_string(shard.index) + ".json"
+                                        : "provenance.json")).string();
+    shard_flag = shard.source == "--shard" ? " --shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) : "";
+    provenance("", "running");
+    if (!quiet)
+      std::fprintf(stderr, "moba sweep: %zu jobs%s -> %s (device: %s)\n", mine.size(),
+                   shard.count > 1 ? (" (shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) +
+                                      " of " + std::to_string(jobs.size()) + ")").c_str()
+                                   : "",
+                   dir.string().c_str(), device.c_str());
+    return true;
+  }
+
+  // The jobs to run: done ones (with --resume) are counted and left out.
+  std::vector<const Job*> todo() {
+    std::vector<const Job*> out;
+    for (size_t i = 0; i < mine.size(); ++i) {
+      const Job& j = mine[i];
+      if (resume && job_done(dir.string(), j.id, j.hash)) {
+        ++n_done;
+        ++n_skipped;
+        if (!quiet) std::fprintf(stderr, "moba sweep: [%zu/%zu] %s done already\n", i + 1, mine.size(), j.id.c_str());
+        continue;
+      }
+      clear_job(dir.string(), j);
+      out.push_back(&j);
+    }
+    return out;
+  }
+
+  std::vector<std::string> child_args(const Job& j) const {
+    std::vector<std::string> child = j.args;
+    child.insert(child.end(), {"--out", job_dir(dir.string(), j), "--quiet"});
+    return child;
+  }
+
+  // Records a finished job: marks it done (or failed) and rebuilds sweep.csv.
+  void finished(const Job& j, int status, double secs, size_t left, const std::string& where) {
+    spent += secs;
+    ++n_run;
+    const size_t k = static_cast<size_t>(j.index / shard.count) + 1;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(fs::path(job_dir(dir.string(), j)) / "summary.csv")) {
+      mark_done(dir.string(), j);
+      ++n_done;
+      collect(dir.string());
+      if (!quiet)
+        std::fprintf(stderr, "moba sweep: [%zu/%zu] %s done%s in %s; ETA %s\n", k, mine.size(), j.id.c_str(),
+                     where.c_str(), format_seconds(secs).c_str(), format_seconds(spent / n_run * left).c_str());
+    } else {
+      failed.push_back(j.id);
+      const std::string why = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                                                : "signal " + std::to_string(WTERMSIG(status));
+      std::fprintf(stderr, "moba sweep: [%zu/%zu] %s FAILED%s (%s); see %s\n", k, mine.size(), j.id.c_str(),
+                   where.c_str(), why.c_str(), job_log(dir.string(), j).c_str());
+    }
+    provenance("", "running");
+  }
+
+  int finish() {
+    const CollectResult r = collect(dir.string());
+    provenance(utc_now(), failed.empty() ? "complete" : "failed");
+    if (!quiet)
+      std::fprintf(stderr, "moba sweep: %d of %zu jobs done (%d run, %d skipped as done); %s: %zu rows from %d of %d jobs\n",
+                   n_done, mine.size(), n_run, n_skipped, (dir / "sweep.csv").string().c_str(), r.n_rows, r.n_done,
+                   r.n_jobs);
+    if (shard.count > 1 && !quiet)
+      std::fprintf(stderr, "moba sweep: shard %d/%d finished; when every shard has, run: moba sweep --collect %s\n",
+                   shard.index, shard.count, dir.string().c_str());
+    if (!failed.empty()) {
+      std::fprintf(stderr, "moba sweep: %zu job(s) failed (logs in %s); fix the cause and run again with --resume\n",
+                   failed.size(), (dir / "logs").string().c_str());
+      return 1;
+    }
+    return 0;
+  }
+
+  int run_serial() {
+    const std::vector<const Job*> list = todo();
+    try {
+      for (size_t i = 0; i < list.size(); ++i) {
+        throw_if_interrupted();
+        const Job& j = *list[i];
+        if (!quiet)
+          std::fprintf(stderr, "moba sweep: [%d/%zu] %s %s ...\n", j.index / shard.count + 1, mine.size(), j.id.c_str(),
+                       j.summary.c_str());
+        const auto t0 = std::chrono::steady_clock::now();
+        const int status = run_child(child_args(j), job_log(dir.string(), j));
+        finished(j, status, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                 list.size() - i - 1, "");
+      }
+    } catch (const Interrupted&) {
+      provenance(utc_now(), "interrupted");
+      std::fprintf(stderr, "moba sweep: %d of %zu jobs are done and kept in %s; continue with:\n"
+                           "  moba sweep %s --out %s --resume%s\n",
+                   n_done, mine.size(), dir.string().c_str(), config_path.c_str(), dir.string().c_str(),
+                   shard_flag.c_str());
+      throw;
+    }
+    return finish();
+  }
+
+#ifdef MOBA_HAVE_MPI
+  int run_mpi_queue() {
+    std::vector<const Job*> list;
+    std::vector<std::chrono::steady_clock::time_point> started;
+    MpiCoordinator c;
+    c.setup = [&]() {
+      if (!setup()) throw UsageError("--dry-run is not run under mpirun");
+      list = todo();
+      std::vector<MpiJob> out;
+      for (const Job* j : list) out.push_back({child_args(*j), job_log(dir.string(), *j)});
+      started.assign(list.size(), std::chrono::steady_clock::now());
+      if (!quiet) std::fprintf(stderr, "moba sweep: MPI: rank 0 hands %zu jobs to the other ranks\n", list.size());
+      return out;
+    };
+    size_t n_finished = 0;
+    c.handed = [&](size_t i, int rank) {
+      started[i] = std::chrono::steady_clock::now();
+      if (!quiet)
+        std::fprintf(stderr, "moba sweep: [%d/%zu] %s %s -> rank %d\n", list[i]->index + 1, mine.size(),
+                     list[i]->id.c_str(), list[i]->summary.c_str(), rank);
+    };
+    c.finished = [&](size_t i, int status, int rank) {
+      ++n_finished;
+      finished(*list[i], status,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count(),
+               list.size() - n_finished, " on rank " + std::to_string(rank));
+    };
+    c.finish = [&]() { return finish(); };
+    c.run = [&](const MpiJob& j) { return run_child(j.args, j.log); };
+    return run_mpi(c, [](const std::exception_ptr& e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const InputError&) {
+        return 2;
+      } catch (const UsageError&) {
+        return 2;
+      } catch (...) {
+        return 1;
+      }
+    });
+  }
+#endif
+};
+
 int run_sweep(const std::vector<std::string>& argv) {
   const Args args(argv, {"out", "shard"}, {"resume", "collect", "sha256", "quiet", "dry-run", "help"});
   if (args.flag("help")) {
@@ -352,125 +559,23 @@ int run_sweep(const std::vector<std::string>& argv) {
     return run_collect(args.positional()[0]);
   }
   if (args.positional().size() != 1) throw UsageError("expected exactly one CONFIG.toml argument (see --help)");
-  const std::string config_path = args.positional()[0];
-  fs::path dir = args.required("out");
-  while (!dir.has_filename() && dir.has_relative_path()) dir = dir.parent_path();
-  const bool resume = args.flag("resume"), quiet = args.flag("quiet");
-  const Shard shard = parse_shard(args);
-
-  const SweepConfig cfg = parse_config(config_path);
-  const std::string device = analysis::resolve_device(cfg.device).description;
-  const std::string start = utc_now();
-  if (!quiet) std::fprintf(stderr, "moba sweep: hashing %zu dump(s)\n", cfg.dumps.size());
-  const std::vector<DumpFacts> dumps = inspect_dumps(cfg);
-  const std::vector<Job> jobs = expand_jobs(cfg, dumps);
-  std::vector<Job> mine;
-  for (const auto& j : jobs)
-    if (j.index % shard.count == shard.index) mine.push_back(j);
-  const std::string resolved = resolved_toml(cfg);
-  check_run_dir(dir, resolved, resume, shard, mine);
-  if (args.flag("dry-run")) {
-    budgets_csv(cfg, dumps, quiet);
-    std::printf("job\tshard\tdone\tanalyze arguments\n");
-    for (const auto& j : jobs) {
-      std::string a;
-      for (const auto& x : j.args) a += (a.empty() ? "" : " ") + x;
-      std::printf("%s\t%d\t%s\t%s\n", j.id.c_str(), j.index % shard.count,
-                  job_done(dir.string(), j.id, j.hash) ? "yes" : "no", a.c_str());
-    }
-    std::fprintf(stderr, "moba sweep --dry-run: %zu jobs (%zu in this shard); nothing written\n", jobs.size(), mine.size());
-    return 0;
+  SweepRun run;
+  run.argv = argv;
+  run.config_path = args.positional()[0];
+  run.dir = args.required("out");
+  while (!run.dir.has_filename() && run.dir.has_relative_path()) run.dir = run.dir.parent_path();
+  run.resume = args.flag("resume");
+  run.quiet = args.flag("quiet");
+  run.dry_run = args.flag("dry-run");
+  run.shard = parse_shard(args);
+#ifdef MOBA_HAVE_MPI
+  if (mpi_world_size_from_env() > 1) {
+    if (run.shard.count > 1) throw UsageError("--shard (or a Slurm array) and mpirun do not combine: use one or the other");
+    return run.run_mpi_queue();
   }
-
-  fs::create_directories(dir);
-  for (const char* name : {"config.resolved.toml", "jobs.tsv", "budgets.csv", "sweep.csv", "provenance.json"})
-    remove_stale_temporaries((dir / name).string());
-  write_atomic((dir / "config.resolved.toml").string(), resolved);
-  fs::create_directories(dir / "jobs");
-  fs::create_directories(dir / "logs");
-  write_atomic((dir / "jobs.tsv").string(), jobs_tsv(jobs));
-  write_atomic((dir / "budgets.csv").string(), budgets_csv(cfg, dumps, quiet));
-  const std::string prov_path =
-      (dir / (shard.count > 1 ? "provenance.shard-" + std::to_string(shard.index) + ".json" : "provenance.json")).string();
-  const std::string shard_flag =
-      shard.source == "--shard" ? " --shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) : "";
-
-  int n_done = 0, n_skipped = 0, n_run = 0;
-  std::vector<std::string> failed;
-  auto provenance = [&](const std::string& end, const std::string& status) {
-    write_atomic(prov_path, provenance_json(config_path, cfg, dumps, shard, device, start, end, status,
-                                            static_cast<int>(jobs.size()), static_cast<int>(mine.size()), n_done,
-                                            n_skipped, failed, argv));
-  };
-  provenance("", "running");
-  if (!quiet)
-    std::fprintf(stderr, "moba sweep: %zu jobs%s -> %s (device: %s)\n", mine.size(),
-                 shard.count > 1 ? (" (shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) +
-                                    " of " + std::to_string(jobs.size()) + ")").c_str()
-                                 : "",
-                 dir.string().c_str(), device.c_str());
-
-  double spent = 0;
-  try {
-    for (size_t i = 0; i < mine.size(); ++i) {
-      throw_if_interrupted();
-      const Job& j = mine[i];
-      if (resume && job_done(dir.string(), j.id, j.hash)) {
-        ++n_done;
-        ++n_skipped;
-        if (!quiet) std::fprintf(stderr, "moba sweep: [%zu/%zu] %s done already\n", i + 1, mine.size(), j.id.c_str());
-        continue;
-      }
-      clear_job(dir.string(), j);
-      if (!quiet) std::fprintf(stderr, "moba sweep: [%zu/%zu] %s %s ...\n", i + 1, mine.size(), j.id.c_str(), j.summary.c_str());
-      const auto t0 = std::chrono::steady_clock::now();
-      std::vector<std::string> child = j.args;
-      child.insert(child.end(), {"--out", job_dir(dir.string(), j), "--quiet"});
-      const int status = run_child(child, job_log(dir.string(), j));
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      spent += secs;
-      ++n_run;
-      if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(fs::path(job_dir(dir.string(), j)) / "summary.csv")) {
-        mark_done(dir.string(), j);
-        ++n_done;
-        collect(dir.string());
-        if (!quiet) {
-          size_t left = 0;
-          for (size_t r = i + 1; r < mine.size(); ++r) left += !(resume && job_done(dir.string(), mine[r].id, mine[r].hash));
-          std::fprintf(stderr, "moba sweep: [%zu/%zu] %s done in %s; ETA %s\n", i + 1, mine.size(), j.id.c_str(),
-                       format_seconds(secs).c_str(), format_seconds(spent / n_run * left).c_str());
-        }
-      } else {
-        failed.push_back(j.id);
-        const std::string why = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
-                                                  : "signal " + std::to_string(WTERMSIG(status));
-        std::fprintf(stderr, "moba sweep: [%zu/%zu] %s FAILED (%s); see %s\n", i + 1, mine.size(), j.id.c_str(),
-                     why.c_str(), job_log(dir.string(), j).c_str());
-      }
-      provenance("", "running");
-    }
-  } catch (const Interrupted&) {
-    provenance(utc_now(), "interrupted");
-    std::fprintf(stderr, "moba sweep: %d of %zu jobs are done and kept in %s; continue with:\n"
-                         "  moba sweep %s --out %s --resume%s\n",
-                 n_done, mine.size(), dir.string().c_str(), config_path.c_str(), dir.string().c_str(), shard_flag.c_str());
-    throw;
-  }
-  const CollectResult r = collect(dir.string());
-  provenance(utc_now(), failed.empty() ? "complete" : "failed");
-  if (!quiet)
-    std::fprintf(stderr, "moba sweep: %d of %zu jobs done (%d run, %d skipped as done); %s: %zu rows from %d of %d jobs\n",
-                 n_done, mine.size(), n_run, n_skipped, (dir / "sweep.csv").string().c_str(), r.n_rows, r.n_done,
-                 r.n_jobs);
-  if (shard.count > 1 && !quiet)
-    std::fprintf(stderr, "moba sweep: shard %d/%d finished; when every shard has, run: moba sweep --collect %s\n",
-                 shard.index, shard.count, dir.string().c_str());
-  if (!failed.empty()) {
-    std::fprintf(stderr, "moba sweep: %zu job(s) failed (logs in %s); fix the cause and run again with --resume\n",
-                 failed.size(), (dir / "logs").string().c_str());
-    return 1;
-  }
-  return 0;
+#endif
+  if (!run.setup()) return 0;
+  return run.run_serial();
 }
 
 const Command kSweep("sweep", "batch experiments: many analyze runs from a TOML config, resumable", run_sweep);
