@@ -83,7 +83,7 @@ std::string utc_now() {
   return buf;
 }
 
-std::string q(const std::string& s) { return "\"" + analysis::json_escape(s) + "\""; }
+std::string q(const std::string& s) { return json_quote(s); }
 
 std::string cpu_model() {
   std::ifstream f("/proc/cpuinfo");

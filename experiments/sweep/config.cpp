@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "core/errors.h"
+#include "experiments/sweep/jobs.h"
 
 namespace fs = std::filesystem;
 
@@ -151,14 +152,9 @@ std::string quote(const std::string& s) {
   return out + "\"";
 }
 
-// Shortest text that reads back as the same double, always with a '.' or exponent.
-std::string number_text(double v) {
-  char buf[64];
-  for (int p = 1; p <= 17; ++p) {
-    std::snprintf(buf, sizeof buf, "%.*g", p, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  std::string s = buf;
+// Shortest text that reads back as the same double, always with a '.' or exponent (TOML float).
+std::string float_text(double v) {
+  std::string s = number_text(v);
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
   return s;
 }
@@ -315,9 +311,9 @@ std::string resolved_toml(const SweepConfig& c) {
   o << "routers = " << list_text(c.routers, quote) << "\n";
   o << "device = " << quote(c.device) << "\n\n[budget]\n";
   if (!c.top_k.empty()) o << "top_k = " << list_text(c.top_k, int_text) << "\n";
-  if (!c.sparsity.empty()) o << "sparsity = " << list_text(c.sparsity, number_text) << "\n";
-  if (!c.attended_keys.empty()) o << "attended_keys = " << list_text(c.attended_keys, number_text) << "\n";
-  if (!c.attended_fraction.empty()) o << "attended_fraction = " << list_text(c.attended_fraction, number_text) << "\n";
+  if (!c.sparsity.empty()) o << "sparsity = " << list_text(c.sparsity, float_text) << "\n";
+  if (!c.attended_keys.empty()) o << "attended_keys = " << list_text(c.attended_keys, float_text) << "\n";
+  if (!c.attended_fraction.empty()) o << "attended_fraction = " << list_text(c.attended_fraction, float_text) << "\n";
   o << "\n[analysis]\n";
   o << "tie = " << quote(c.tie) << "\n";
   o << "gqa = " << quote(c.gqa) << "\n";

@@ -22,9 +22,11 @@ std::string join(const std::vector<int64_t>& v) {
   return s;
 }
 
-std::string q(const std::string& s) { return "\"" + analysis::json_escape(s) + "\""; }
+std::string q(const std::string& s) { return json_quote(s); }
 
 }  // namespace
+
+std::string json_quote(const std::string& s) { return "\"" + analysis::json_escape(s) + "\""; }
 
 std::string number_text(double v) {
   char buf[64];

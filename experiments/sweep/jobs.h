@@ -58,5 +58,7 @@ std::vector<Job> expand_jobs(const SweepConfig& c, const std::vector<DumpFacts>&
 
 // Shortest round-trip text of a double ("0.5", "64").
 std::string number_text(double v);
+// A JSON string literal: quotes around analysis::json_escape(s).
+std::string json_quote(const std::string& s);
 
 }  // namespace moba::sweep

@@ -40,7 +40,7 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
-std::string q(const std::string& s) { return "\"" + analysis::json_escape(s) + "\""; }
+std::string q(const std::string& s) { return json_quote(s); }
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;

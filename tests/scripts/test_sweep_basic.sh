@@ -48,6 +48,12 @@ assert {"head", "layer", "overall"} <= scopes, scopes
 print("sweep.csv: %d rows match the job tables" % len(rows))
 PY
 
+# config.resolved.toml is itself a valid config with the same jobs (same ids and hashes).
+"$MOBA" sweep R/config.resolved.toml --out R_again --dry-run 2>/dev/null > dry.txt || fail "config.resolved.toml does not parse"
+[ "$(cut -f1 dry.txt | tail -n +2)" = "$(cut -f2 R/jobs.tsv | tail -n +2)" ] || fail "config.resolved.toml gives other jobs"
+[ ! -e R_again ] || fail "--dry-run wrote R_again"
+echo "config.resolved.toml reproduces the same $n_jobs job ids"
+
 # Provenance: every dump's absolute path, size and SHA-256 (as sha256sum prints it).
 for f in dumps/s1.h5 dumps/s2.h5 "$SHIPPED"; do
   sum=$(sha256sum "$f" | cut -d' ' -f1)
