@@ -27,7 +27,9 @@ for spec in 0:0.02 1:0 3:0.05 6:0.02 9:0.1 10:0; do
   wait $pid 2>/dev/null || true
   # The running analyze child dies with its sweep (PR_SET_PDEATHSIG), at once.
   sleep 0.05
-  if pgrep -f -- "analyze .*--out K/jobs/" >/dev/null; then fail "an analyze child outlived the killed sweep"; fi
+  for p in $(pgrep -f -- "analyze .*--out K/jobs/" || true); do
+    if [ "$(readlink /proc/$p/cwd 2>/dev/null)" = "$(pwd -P)" ]; then fail "an analyze child ($p) outlived the killed sweep"; fi
+  done
   done_now=$(count_done K)
   echo "kill -9 once $want jobs were done (+${extra}s): $done_now of $n_jobs jobs done"
   [ "$done_now" -lt "$n_jobs" ] && [ "$done_now" -gt 0 ] && killed_mid=1
