@@ -42,6 +42,12 @@ set +e; "$MOBA" sweep sweep.toml --out x --shard 2/2 2>err.txt; rc=$?; set -e
 [ $rc = 2 ] && grep -q -- "--shard" err.txt || fail "--shard 2/2: exit $rc: $(cat err.txt)"
 echo "bad configs and flags -> exit 2 naming the file and key"
 
+# The shipped example configs parse and list their jobs.
+for cfg in "$REPO"/experiments/sweeps/*.toml; do
+  "$MOBA" sweep "$cfg" --out "ex_$(basename "$cfg" .toml)" --dry-run >/dev/null 2>err.txt || { cat err.txt; fail "$cfg does not parse"; }
+done
+echo "experiments/sweeps/*.toml parse"
+
 # Matched attended keys on the shipped real dump.
 cat > matched.toml <<TOML
 dumps = ["$SHIPPED"]
