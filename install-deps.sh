@@ -8,6 +8,8 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
   build-essential cmake ninja-build git pkg-config
   libhdf5-dev libeigen3-dev catch2                      # core, kernels, tests
+  libtomlplusplus-dev                                   # moba sweep configs (TOML)
+  openmpi-bin libopenmpi-dev                            # moba sweep under mpirun (optional: MOBA_MPI)
   libimgui-dev libglfw3-dev libgl-dev xvfb xauth        # gui (Dear ImGui + GLFW/OpenGL), headless screenshots
   python3 python3-numpy python3-h5py                    # independent test writers, dump tools
   bible-kjv                                             # public-domain long text for real dumps

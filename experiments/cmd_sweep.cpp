@@ -1,0 +1,584 @@
+// `moba sweep`: batch experiments (docs/sweep.md). A TOML config names dumps, layer sets,
+// block sizes and budgets; every (dump x layer set x budget) job is one `moba analyze` run,
+// executed as a child process of this binary into DIR/jobs/<id>/, so a crashing job cannot
+// corrupt the sweep. A job is done iff its DONE marker (written last) holds the job's hash:
+// `--resume` skips done jobs and reruns the rest from scratch. DIR/sweep.csv is rebuilt from
+// the done job directories (atomically) after every job and by `--collect`.
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "analysis/backend.h"
+#include "analysis/run_record.h"
+#include "core/errors.h"
+#include "core/interrupt.h"
+#include "experiments/args.h"
+#include "experiments/build_info.h"
+#include "experiments/command.h"
+#include "experiments/sweep/config.h"
+#include "experiments/sweep/jobs.h"
+#ifdef MOBA_HAVE_MPI
+#include "experiments/sweep/mpi_queue.h"
+#endif
+#include "experiments/sweep/rundir.h"
+#include "experiments/sweep/sha256.h"
+#include "kernels/backend.h"
+
+namespace fs = std::filesystem;
+
+namespace moba::cli {
+namespace {
+
+using namespace moba::sweep;
+
+const char* const kUsage =
+    "usage: moba sweep CONFIG.toml --out DIR [--resume] [--shard I/N] [--dry-run] [--quiet]\n"
+    "       moba sweep --collect DIR\n"
+    "       moba sweep --sha256 FILE...\n"
+    "\n"
+    "Runs a batch of `moba analyze` jobs described by a TOML config (docs/sweep.md): every\n"
+    "dump x layer set x budget is one job, run as a child process into DIR/jobs/<id>/. Budgets:\n"
+    "top_k lists, nominal sparsity, or matched attended keys (per B the k whose mean causal\n"
+    "attended-key count is closest to the target). DIR gets config.resolved.toml,\n"
+    "provenance.json (build, host, device, every dump's SHA-256), jobs.tsv, budgets.csv and\n"
+    "sweep.csv: one long table of every job's summary.csv and aggregate.csv rows.\n"
+    "\n"
+    "  --out DIR      run directory; an existing non-empty DIR is refused unless --resume\n"
+    "  --resume       continue the sweep in DIR: done jobs are skipped, others rerun\n"
+    "  --shard I/N    run only jobs j with j mod N = I (0 <= I < N); shards share DIR. Without\n"
+    "                 it, SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT select the shard\n"
+    "  --dry-run      check the config and DIR, list the jobs and matched budgets; write nothing\n"
+    "  --collect DIR  rebuild DIR/sweep.csv (and provenance.json from shards) from the done\n"
+    "                 jobs; exit 1 when some jobs are not done\n"
+    "  --sha256 FILE  print the SHA-256 that provenance records, as sha256sum does\n"
+    "  --quiet        no progress on stderr\n"
+    "\n"
+    "Ctrl-C stops the running job and keeps the done ones; run again with --resume.\n"
+#ifdef MOBA_HAVE_MPI
+    "Built with MPI: `mpirun -np N moba sweep CONFIG.toml --out DIR` hands the jobs out from rank 0\n"
+    "to ranks 1..N-1 (docs/sweep.md).\n"
+#endif
+    ;
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string q(const std::string& s) { return json_quote(s); }
+
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      const auto p = line.find(':');
+      if (p != std::string::npos) return line.substr(line.find_first_not_of(" \t", p + 1));
+    }
+  return "unknown";
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+std::string format_seconds(double s) {
+  char buf[32];
+  if (s < 90) std::snprintf(buf, sizeof buf, "%.0f s", s);
+  else if (s < 5400) std::snprintf(buf, sizeof buf, "%.1f min", s / 60);
+  else std::snprintf(buf, sizeof buf, "%.1f h", s / 3600);
+  return buf;
+}
+
+struct Shard {
+  int index = 0, count = 1;
+  std::string source = "none";  // none | --shard | SLURM_ARRAY_TASK_ID
+};
+
+Shard parse_shard(const Args& args) {
+  Shard s;
+  if (args.has("shard")) {
+    const std::string v = args.str("shard", "");
+    const auto slash = v.find('/');
+    if (slash == std::string::npos) throw UsageError("--shard: expected I/N (e.g. 0/4), got '" + v + "'");
+    s.count = static_cast<int>(parse_int("--shard N", v.substr(slash + 1), 1, 1 << 20));
+    s.index = static_cast<int>(parse_int("--shard I", v.substr(0, slash), 0, s.count - 1));
+    s.source = "--shard";
+    return s;
+  }
+  const char* id = std::getenv("SLURM_ARRAY_TASK_ID");
+  const char* count = std::getenv("SLURM_ARRAY_TASK_COUNT");
+  if (id && count && *id && *count) {
+    const char* min = std::getenv("SLURM_ARRAY_TASK_MIN");
+    const int64_t lo = (min && *min) ? parse_int("SLURM_ARRAY_TASK_MIN", min, 0, INT32_MAX) : 0;
+    s.count = static_cast<int>(parse_int("SLURM_ARRAY_TASK_COUNT", count, 1, 1 << 20));
+    s.index = static_cast<int>(parse_int("SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN",
+                                         std::to_string(parse_int("SLURM_ARRAY_TASK_ID", id, 0, INT32_MAX) - lo), 0,
+                                         s.count - 1));
+    s.source = "SLURM_ARRAY_TASK_ID";
+  }
+  return s;
+}
+
+std::string provenance_json(const std::string& config_path, const SweepConfig& cfg, const std::vector<DumpFacts>& dumps,
+                            const Shard& shard, const std::string& device, const std::string& start,
+                            const std::string& end, const std::string& status, int n_jobs, int n_shard_jobs,
+                            int n_done, int n_skipped, const std::vector<std::string>& failed,
+                            const std::vector<std::string>& argv) {
+  const BuildInfo& b = build_info();
+  std::string s = "{\n";
+  s += "  \"moba_version\": " + q(version_line()) + ",\n";
+  s += "  \"build\": {\"version\": " + q(b.version) + ", \"git_commit\": " + q(b.git_commit) +
+       ", \"git_dirty\": " + (b.git_dirty ? "true" : "false") + ", \"compiler\": " + q(b.compiler) +
+       ", \"build_type\": " + q(b.build_type) + ", \"cuda\": " + (b.cuda ? "true" : "false") + "},\n";
+  std::string a = "\"sweep\"";
+  for (const auto& x : argv) a += ", " + q(x);
+  s += "  \"command\": [\"moba\", " + a + "],\n";
+  s += "  \"config\": " + q(fs::weakly_canonical(config_path).string()) + ",\n";
+  s += "  \"config_sha256\": " + q(sha256_file(config_path)) + ",\n";
+  s += "  \"host\": " + q(host_name()) + ",\n";
+  s += "  \"device\": {\"requested\": " + q(cfg.device) + ", \"resolved\": " + q(device) +
+       ", \"cpu_model\": " + q(cpu_model()) +
+       ", \"hardware_threads\": " + std::to_string(std::thread::hardware_concurrency());
+  const char* omp = std::getenv("OMP_NUM_THREADS");
+  s += ", \"OMP_NUM_THREADS\": " + (omp ? q(omp) : std::string("null"));
+  if (cfg.device != "cpu") s += ", \"cuda_device\": " + q(kernels::cuda_device_name());
+  s += "},\n";
+  s += "  \"shard\": {\"index\": " + std::to_string(shard.index) + ", \"count\": " + std::to_string(shard.count) +
+       ", \"source\": " + q(shard.source) + "},\n";
+  std::string slurm;
+  for (const char* v : {"SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT",
+                        "SLURM_JOB_NODELIST", "CUDA_VISIBLE_DEVICES"})
+    if (const char* e = std::getenv(v)) slurm += std::string(slurm.empty() ? "" : ", ") + q(v) + ": " + q(e);
+  s += "  \"environment\": {" + slurm + "},\n";
+  s += "  \"start_utc\": " + q(start) + ",\n";
+  s += "  \"end_utc\": " + (end.empty() ? std::string("null") : q(end)) + ",\n";
+  s += "  \"status\": " + q(status) + ",\n";
+  s += "  \"jobs\": {\"total\": " + std::to_string(n_jobs) + ", \"this_shard\": " + std::to_string(n_shard_jobs) +
+       ", \"done\": " + std::to_string(n_done) + ", \"skipped_as_done\": " + std::to_string(n_skipped) +
+       ", \"failed\": [";
+  for (size_t i = 0; i < failed.size(); ++i) s += (i ? ", " : "") + q(failed[i]);
+  s += "]},\n";
+  // analyze itself draws no random numbers; synthetic dumps carry their generator's seed.
+  s += "  \"seeds\": {";
+  bool first = true;
+  for (const auto& d : dumps) {
+    s += std::string(first ? "" : ", ") + q(d.name) + ": ";
+    first = false;
+    s += d.seed.empty() ? std::string("null") : q(d.seed);
+  }
+  s += "},\n  \"dumps\": [\n";
+  for (size_t i = 0; i < dumps.size(); ++i) {
+    const auto& d = dumps[i];
+    s += "    {\"path\": " + q(d.path) + ", \"name\": " + q(d.name) + ", \"size\": " + std::to_string(d.size) +
+         ", \"sha256\": " + q(d.sha256) + ", \"info\": " + d.info_json + "}" + (i + 1 < dumps.size() ? ",\n" : "\n");
+  }
+  s += "  ]\n}\n";
+  return s;
+}
+
+// Runs `moba analyze ...` as a child of this binary, output into `log`. Returns the child's
+// wait status; on SIGINT/SIGTERM forwards the signal, waits, and throws Interrupted.
+int run_child(const std::vector<std::string>& args, const std::string& log) {
+  std::vector<char*> cargv;
+  std::string exe = "/proc/self/exe";
+  cargv.push_back(exe.data());
+  std::vector<std::string> copy = args;
+  for (auto& a : copy) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot write " + log);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    ::close(fd);
+    throw std::runtime_error("fork failed");
+  }
+  if (pid == 0) {
+    // The child dies with the sweep (kill -9 included), so a resumed sweep never races an orphan.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(137);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  ::close(fd);
+  int status = 0;
+  int forwarded = 0;
+  for (;;) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) throw std::runtime_error("waitpid failed");
+    const int sig = pending_interrupt();
+    if (sig != 0 && forwarded != sig) {
+      ::kill(pid, sig);
+      forwarded = sig;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (forwarded) throw Interrupted(forwarded);
+  return status;
+}
+
+// Whether an existing DIR may be used: empty; --resume with the same resolved config; or a
+// shard of the same sweep whose own jobs have not started.
+void check_run_dir(const fs::path& dir, const std::string& resolved, bool resume, const Shard& shard,
+                   const std::vector<Job>& mine) {
+  if (!fs::exists(dir)) return;
+  if (!fs::is_directory(dir)) throw UsageError("--out " + dir.string() + " exists and is not a directory");
+  bool empty = true;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().find(".tmp-") == std::string::npos) empty = false;
+  if (empty) return;
+  const std::string existing = read_file((dir / "config.resolved.toml").string());
+  if (resume) {
+    if (existing.empty())
+      throw UsageError("--resume: " + dir.string() + " is not a `moba sweep` run directory (no config.resolved.toml)");
+    if (existing != resolved)
+      throw UsageError("--resume: " + dir.string() + " was made by a different configuration (compare " +
+                       (dir / "config.resolved.toml").string() + " with this config); use another --out DIR");
+    return;
+  }
+  // Shards of one sweep share DIR; one that starts while another is setting DIR up may see
+  // only the other's directories and temporaries, before config.resolved.toml.
+  bool same_sweep = existing == resolved;
+  if (shard.count > 1 && existing.empty()) {
+    same_sweep = true;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string n = e.path().filename().string();
+      if (n != "jobs" && n != "logs" && n.find(".tmp-") == std::string::npos && n.rfind("provenance.shard-", 0) != 0)
+        same_sweep = false;
+    }
+  }
+  if (shard.count > 1 && same_sweep) {
+    bool started = false;
+    for (const auto& j : mine)
+      started = started || fs::exists(job_dir(dir.string(), j)) || fs::exists(job_log(dir.string(), j));
+    if (!started) return;
+  }
+  throw UsageError("--out " + dir.string() + " exists and is not empty: use --resume to continue the sweep in it, "
+                   "or another --out DIR");
+}
+
+// Merges provenance.shard-*.json into provenance.json (--collect).
+void merge_provenance(const fs::path& dir) {
+  std::vector<fs::path> shards;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind("provenance.shard-", 0) == 0 && n.size() > 5 && n.substr(n.size() - 5) == ".json") shards.push_back(e.path());
+  }
+  if (shards.empty()) return;
+  std::sort(shards.begin(), shards.end());
+  std::string s = "{\n\"merged_by\": " + q(version_line()) + ",\n\"merged_utc\": " + q(utc_now()) + ",\n\"shards\": [\n";
+  for (size_t i = 0; i < shards.size(); ++i) {
+    std::string t = read_file(shards[i].string());
+    while (!t.empty() && t.back() == '\n') t.pop_back();
+    s += t + (i + 1 < shards.size() ? ",\n" : "\n");
+  }
+  write_atomic((dir / "provenance.json").string(), s + "]\n}\n");
+}
+
+int run_collect(const fs::path& dir) {
+  const CollectResult r = collect(dir.string());
+  merge_provenance(dir);
+  std::fprintf(stderr, "moba sweep --collect: %d of %d jobs done, %zu rows -> %s\n", r.n_done, r.n_jobs, r.n_rows,
+               (dir / "sweep.csv").string().c_str());
+  if (!r.missing.empty()) {
+    std::string ids;
+    for (size_t i = 0; i < r.missing.size() && i < 10; ++i) ids += (i ? ", " : "") + r.missing[i];
+    if (r.missing.size() > 10) ids += ", ...";
+    std::fprintf(stderr, "moba sweep --collect: %zu jobs are not done (%s); run the sweep again with --resume\n",
+                 r.missing.size(), ids.c_str());
+    return 1;
+  }
+  return 0;
+}
+
+std::string budgets_csv(const SweepConfig& cfg, const std::vector<DumpFacts>& dumps, bool quiet) {
+  std::string s = "dump,n_tokens,budget_mode,budget_target,target_keys,block_size,top_k,attended_keys_mean,deviation\n";
+  for (const auto& d : dumps)
+    for (const auto& t : matched_targets(cfg, d.n_tokens)) {
+      double lo = 1e300, hi = -1e300;
+      std::string line;
+      for (const int64_t B : cfg.block_sizes) {
+        const int64_t k = matched_top_k(d.n_tokens, B, t.keys);
+        const double m = attended_keys_mean(d.n_tokens, B, k);
+        lo = std::min(lo, m);
+        hi = std::max(hi, m);
+        char buf[512];
+        std::snprintf(buf, sizeof buf, "%s,%lld,%s,%s,%.4f,%lld,%lld,%.4f,%+.4f\n", d.name.c_str(),
+                      static_cast<long long>(d.n_tokens), t.mode.c_str(), t.text.c_str(), t.keys,
+                      static_cast<long long>(B), static_cast<long long>(k), m, m / t.keys - 1);
+        s += buf;
+        std::snprintf(buf, sizeof buf, " B=%lld:k=%lld:%.1f", static_cast<long long>(B), static_cast<long long>(k), m);
+        line += buf;
+      }
+      const double spread = hi / lo - 1;
+      if (!quiet)
+        std::fprintf(stderr, "moba sweep: %s (T=%lld) %s=%s (%.1f keys):%s; spread over B %.1f%%%s\n", d.name.c_str(),
+                     static_cast<long long>(d.n_tokens), t.mode.c_str(), t.text.c_str(), t.keys, line.c_str(),
+                     100 * spread, spread > 0.05 ? " (over 5%: no k matches closer at this T and these B)" : "");
+    }
+  return s;
+}
+
+// One sweep's state once the config is read: the serial loop and the MPI coordinator share it.
+struct SweepRun {
+  std::vector<std::string> argv;
+  std::string config_path, resolved, device, start, prov_path, shard_flag;
+  fs::path dir;
+  bool resume = false, quiet = false, dry_run = false;
+  Shard shard;
+  SweepConfig cfg;
+  std::vector<DumpFacts> dumps;
+  std::vector<Job> jobs, mine;
+  int n_done = 0, n_skipped = 0, n_run = 0;
+  std::vector<std::string> failed;
+  double spent = 0;
+
+  void provenance(const std::string& end, const std::string& status) {
+    write_atomic(prov_path, provenance_json(config_path, cfg, dumps, shard, device, start, end, status,
+                                            static_cast<int>(jobs.size()), static_cast<int>(mine.size()), n_done,
+                                            n_skipped, failed, argv));
+  }
+
+  // Reads the config and dumps, checks DIR; unless a dry run, writes the shared files.
+  // Returns false for a dry run (done: the jobs were listed).
+  bool setup() {
+    cfg = parse_config(config_path);
+    device = analysis::resolve_device(cfg.device).description;
+    start = utc_now();
+    if (!quiet) std::fprintf(stderr, "moba sweep: hashing %zu dump(s)\n", cfg.dumps.size());
+    dumps = inspect_dumps(cfg);
+    jobs = expand_jobs(cfg, dumps);
+    for (const auto& j : jobs)
+      if (j.index % shard.count == shard.index) mine.push_back(j);
+    resolved = resolved_toml(cfg);
+    check_run_dir(dir, resolved, resume, shard, mine);
+    if (dry_run) {
+      budgets_csv(cfg, dumps, quiet);
+      std::printf("job\tshard\tdone\tanalyze arguments\n");
+      for (const auto& j : jobs) {
+        std::string a;
+        for (const auto& x : j.args) a += (a.empty() ? "" : " ") + x;
+        std::printf("%s\t%d\t%s\t%s\n", j.id.c_str(), j.index % shard.count,
+                    job_done(dir.string(), j.id, j.hash) ? "yes" : "no", a.c_str());
+      }
+      std::fprintf(stderr, "moba sweep --dry-run: %zu jobs (%zu in this shard); nothing written\n", jobs.size(),
+                   mine.size());
+      return false;
+    }
+    fs::create_directories(dir);
+    for (const char* name : {"config.resolved.toml", "jobs.tsv", "budgets.csv", "sweep.csv", "provenance.json"})
+      remove_stale_temporaries((dir / name).string());
+    write_atomic((dir / "config.resolved.toml").string(), resolved);
+    fs::create_directories(dir / "jobs");
+    fs::create_directories(dir / "logs");
+    write_atomic((dir / "jobs.tsv").string(), jobs_tsv(jobs));
+    write_atomic((dir / "budgets.csv").string(), budgets_csv(cfg, dumps, quiet));
+    prov_path = (dir / (shard.count > 1 ? "provenance.shard-" + std::to_string(shard.index) + ".json"
+                                        : "provenance.json")).string();
+    shard_flag = shard.source == "--shard" ? " --shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) : "";
+    provenance("", "running");
+    if (!quiet)
+      std::fprintf(stderr, "moba sweep: %zu jobs%s -> %s (device: %s)\n", mine.size(),
+                   shard.count > 1 ? (" (shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) +
+                                      " of " + std::to_string(jobs.size()) + ")").c_str()
+                                   : "",
+                   dir.string().c_str(), device.c_str());
+    return true;
+  }
+
+  // The jobs to run: done ones (with --resume) are counted and left out.
+  std::vector<const Job*> todo() {
+    std::vector<const Job*> out;
+    for (size_t i = 0; i < mine.size(); ++i) {
+      const Job& j = mine[i];
+      if (resume && job_done(dir.string(), j.id, j.hash)) {
+        ++n_done;
+        ++n_skipped;
+        if (!quiet) std::fprintf(stderr, "moba sweep: [%zu/%zu] %s done already\n", i + 1, mine.size(), j.id.c_str());
+        continue;
+      }
+      clear_job(dir.string(), j);
+      out.push_back(&j);
+    }
+    return out;
+  }
+
+  std::vector<std::string> child_args(const Job& j) const {
+    std::vector<std::string> child = j.args;
+    child.insert(child.end(), {"--out", job_dir(dir.string(), j), "--quiet"});
+    return child;
+  }
+
+  // Records a finished job: marks it done (or failed) and rebuilds sweep.csv.
+  void finished(const Job& j, int status, double secs, size_t left, const std::string& where) {
+    spent += secs;
+    ++n_run;
+    const size_t k = static_cast<size_t>(j.index / shard.count) + 1;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && fs::exists(fs::path(job_dir(dir.string(), j)) / "summary.csv")) {
+      mark_done(dir.string(), j);
+      ++n_done;
+      collect(dir.string());
+      if (!quiet)
+        std::fprintf(stderr, "moba sweep: [%zu/%zu] %s done%s in %s; ETA %s\n", k, mine.size(), j.id.c_str(),
+                     where.c_str(), format_seconds(secs).c_str(), format_seconds(spent / n_run * left).c_str());
+    } else {
+      failed.push_back(j.id);
+      const std::string why = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                                                : "signal " + std::to_string(WTERMSIG(status));
+      std::fprintf(stderr, "moba sweep: [%zu/%zu] %s FAILED%s (%s); see %s\n", k, mine.size(), j.id.c_str(),
+                   where.c_str(), why.c_str(), job_log(dir.string(), j).c_str());
+    }
+    provenance("", "running");
+  }
+
+  int finish() {
+    const CollectResult r = collect(dir.string());
+    provenance(utc_now(), failed.empty() ? "complete" : "failed");
+    if (!quiet)
+      std::fprintf(stderr, "moba sweep: %d of %zu jobs done (%d run, %d skipped as done); %s: %zu rows from %d of %d jobs\n",
+                   n_done, mine.size(), n_run, n_skipped, (dir / "sweep.csv").string().c_str(), r.n_rows, r.n_done,
+                   r.n_jobs);
+    if (shard.count > 1 && !quiet)
+      std::fprintf(stderr, "moba sweep: shard %d/%d finished; when every shard has, run: moba sweep --collect %s\n",
+                   shard.index, shard.count, dir.string().c_str());
+    if (!failed.empty()) {
+      std::fprintf(stderr, "moba sweep: %zu job(s) failed (logs in %s); fix the cause and run again with --resume\n",
+                   failed.size(), (dir / "logs").string().c_str());
+      return 1;
+    }
+    return 0;
+  }
+
+  int run_serial() {
+    const std::vector<const Job*> list = todo();
+    try {
+      for (size_t i = 0; i < list.size(); ++i) {
+        throw_if_interrupted();
+        const Job& j = *list[i];
+        if (!quiet)
+          std::fprintf(stderr, "moba sweep: [%d/%zu] %s %s ...\n", j.index / shard.count + 1, mine.size(), j.id.c_str(),
+                       j.summary.c_str());
+        const auto t0 = std::chrono::steady_clock::now();
+        const int status = run_child(child_args(j), job_log(dir.string(), j));
+        finished(j, status, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                 list.size() - i - 1, "");
+      }
+    } catch (const Interrupted&) {
+      provenance(utc_now(), "interrupted");
+      std::fprintf(stderr, "moba sweep: %d of %zu jobs are done and kept in %s; continue with:\n"
+                           "  moba sweep %s --out %s --resume%s\n",
+                   n_done, mine.size(), dir.string().c_str(), config_path.c_str(), dir.string().c_str(),
+                   shard_flag.c_str());
+      throw;
+    }
+    return finish();
+  }
+
+#ifdef MOBA_HAVE_MPI
+  int run_mpi_queue() {
+    std::vector<const Job*> list;
+    std::vector<std::chrono::steady_clock::time_point> started;
+    MpiCoordinator c;
+    c.setup = [&]() {
+      if (!setup()) throw UsageError("--dry-run is not run under mpirun");
+      list = todo();
+      std::vector<MpiJob> out;
+      for (const Job* j : list) out.push_back({child_args(*j), job_log(dir.string(), *j)});
+      started.assign(list.size(), std::chrono::steady_clock::now());
+      if (!quiet) std::fprintf(stderr, "moba sweep: MPI: rank 0 hands %zu jobs to the other ranks\n", list.size());
+      return out;
+    };
+    size_t n_finished = 0;
+    c.handed = [&](size_t i, int rank) {
+      started[i] = std::chrono::steady_clock::now();
+      if (!quiet)
+        std::fprintf(stderr, "moba sweep: [%d/%zu] %s %s -> rank %d\n", list[i]->index + 1, mine.size(),
+                     list[i]->id.c_str(), list[i]->summary.c_str(), rank);
+    };
+    c.finished = [&](size_t i, int status, int rank) {
+      ++n_finished;
+      finished(*list[i], status,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started[i]).count(),
+               list.size() - n_finished, " on rank " + std::to_string(rank));
+    };
+    c.finish = [&]() { return finish(); };
+    c.run = [&](const MpiJob& j) { return run_child(j.args, j.log); };
+    return run_mpi(c, [](const std::exception_ptr& e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const InputError&) {
+        return 2;
+      } catch (const UsageError&) {
+        return 2;
+      } catch (...) {
+        return 1;
+      }
+    });
+  }
+#endif
+};
+
+int run_sweep(const std::vector<std::string>& argv) {
+  const Args args(argv, {"out", "shard"}, {"resume", "collect", "sha256", "quiet", "dry-run", "help"});
+  if (args.flag("help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (args.flag("sha256")) {
+    if (args.positional().empty()) throw UsageError("--sha256: give at least one FILE");
+    for (const auto& f : args.positional()) std::printf("%s  %s\n", sha256_file(f).c_str(), f.c_str());
+    return 0;
+  }
+  if (args.flag("collect")) {
+    if (args.positional().size() != 1 || args.has("out") || args.has("shard") || args.flag("resume"))
+      throw UsageError("--collect takes exactly one run directory: moba sweep --collect DIR");
+    return run_collect(args.positional()[0]);
+  }
+  if (args.positional().size() != 1) throw UsageError("expected exactly one CONFIG.toml argument (see --help)");
+  SweepRun run;
+  run.argv = argv;
+  run.config_path = args.positional()[0];
+  run.dir = args.required("out");
+  while (!run.dir.has_filename() && run.dir.has_relative_path()) run.dir = run.dir.parent_path();
+  run.resume = args.flag("resume");
+  run.quiet = args.flag("quiet");
+  run.dry_run = args.flag("dry-run");
+  run.shard = parse_shard(args);
+#ifdef MOBA_HAVE_MPI
+  if (mpi_world_size_from_env() > 1) {
+    if (run.shard.count > 1) throw UsageError("--shard (or a Slurm array) and mpirun do not combine: use one or the other");
+    return run.run_mpi_queue();
+  }
+#endif
+  if (!run.setup()) return 0;
+  return run.run_serial();
+}
+
+const Command kSweep("sweep", "batch experiments: many analyze runs from a TOML config, resumable", run_sweep);
+
+}  // namespace
+}  // namespace moba::cli

@@ -1,0 +1,181 @@
+#include "experiments/sweep/jobs.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include "analysis/run_record.h"
+#include "core/dump.h"
+#include "core/errors.h"
+#include "experiments/sweep/sha256.h"
+
+namespace fs = std::filesystem;
+
+namespace moba::sweep {
+namespace {
+
+std::string join(const std::vector<int64_t>& v) {
+  std::string s;
+  for (const auto x : v) s += (s.empty() ? "" : ",") + std::to_string(x);
+  return s;
+}
+
+std::string q(const std::string& s) { return json_quote(s); }
+
+}  // namespace
+
+std::string json_quote(const std::string& s) { return "\"" + analysis::json_escape(s) + "\""; }
+
+std::string number_text(double v) {
+  char buf[64];
+  for (int p = 1; p <= 17; ++p) {
+    std::snprintf(buf, sizeof buf, "%.*g", p, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
+  return buf;
+}
+
+double attended_keys_mean(int64_t T, int64_t B, int64_t k) {
+  // Sum over t of (t - cB + 1) + B min(k - 1, c); exact in integers.
+  long double total = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t c = t / B;
+    total += static_cast<long double>(t - c * B + 1) + static_cast<long double>(B) * std::min<int64_t>(k - 1, c);
+  }
+  return T > 0 ? static_cast<double>(total / T) : 0.0;
+}
+
+int64_t matched_top_k(int64_t T, int64_t B, double target) {
+  const int64_t kmax = std::max<int64_t>(1, (T + B - 1) / B);
+  int64_t best = 1;
+  double best_d = std::abs(attended_keys_mean(T, B, 1) - target);
+  for (int64_t k = 2; k <= kmax; ++k) {
+    const double d = std::abs(attended_keys_mean(T, B, k) - target);
+    if (d < best_d) best = k, best_d = d;
+  }
+  return best;
+}
+
+std::vector<MatchedTarget> matched_targets(const SweepConfig& c, int64_t n_tokens) {
+  std::vector<MatchedTarget> out;
+  for (const double n : c.attended_keys) out.push_back({"attended_keys", number_text(n), n});
+  for (const double f : c.attended_fraction)
+    out.push_back({"attended_fraction", number_text(f), f * static_cast<double>(n_tokens + 1) / 2});
+  return out;
+}
+
+std::vector<DumpFacts> inspect_dumps(const SweepConfig& c) {
+  std::vector<DumpFacts> out;
+  for (const auto& path : c.dumps) {
+    DumpFacts f;
+    f.path = path;
+    f.name = fs::path(path).filename().string();
+    f.size = fs::file_size(path);
+    std::unique_ptr<DumpReader> reader;
+    try {
+      reader = open_dump(path);
+    } catch (const InputError& e) {
+      throw InputError(c.path, "dumps", std::string("cannot read ") + e.what());
+    }
+    const DumpInfo& info = reader->info();
+    if (info.layers.empty()) throw InputError(c.path, "dumps", path + " has no layers");
+    f.n_tokens = info.layers.front().n_tokens;
+    for (const auto& set : c.layer_sets)
+      for (const int l : set) {
+        bool found = false;
+        for (const auto& li : info.layers) found = found || li.index == l;
+        if (!found) throw InputError(c.path, "layers", "layer " + std::to_string(l) + " is not in " + path);
+      }
+    for (const int h : c.heads)
+      if (h >= info.layers.front().n_q_heads)
+        throw InputError(c.path, "heads", "query head " + std::to_string(h) + " is not in " + path + " (" +
+                                              std::to_string(info.layers.front().n_q_heads) + " heads)");
+    std::string j = "{\"format\": " + q(info.format) + ", \"schema_version\": " + std::to_string(info.version) +
+                    ", \"model\": " + q(info.model) + ", \"source\": " + q(info.source) +
+                    ", \"rope_applied\": " + (info.rope_applied ? "true" : "false") +
+                    ", \"n_layers\": " + std::to_string(info.layers.size()) +
+                    ", \"n_q_heads\": " + std::to_string(info.layers.front().n_q_heads) +
+                    ", \"n_kv_heads\": " + std::to_string(info.layers.front().n_kv_heads) +
+                    ", \"n_tokens\": " + std::to_string(f.n_tokens) +
+                    ", \"head_dim\": " + std::to_string(info.layers.front().head_dim) +
+                    ", \"dtype\": " + q(dtype_name(info.layers.front().dtype)) + ", \"attributes\": {";
+    for (const char* key : {"synth_seed", "seed"})
+      if (f.seed.empty() && info.attributes.count(key)) f.seed = info.attributes.at(key);
+    bool first = true;
+    for (const auto& [k, v] : info.attributes) {
+      j += std::string(first ? "" : ", ") + q(k) + ": " + q(v);
+      first = false;
+    }
+    f.info_json = j + "}}";
+    reader.reset();
+    f.sha256 = sha256_file(path);
+    out.push_back(f);
+  }
+  return out;
+}
+
+std::vector<Job> expand_jobs(const SweepConfig& c, const std::vector<DumpFacts>& dumps) {
+  std::vector<Job> jobs;
+  for (const auto& d : dumps) {
+    for (const auto& layers : c.layer_sets) {
+      std::vector<std::string> common;
+      if (!layers.empty()) {
+        std::string s;
+        for (const int l : layers) s += (s.empty() ? "" : ",") + std::to_string(l);
+        common.insert(common.end(), {"--layers", s});
+      }
+      if (!c.heads.empty()) {
+        std::string s;
+        for (const int h : c.heads) s += (s.empty() ? "" : ",") + std::to_string(h);
+        common.insert(common.end(), {"--heads", s});
+      }
+      std::string routers;
+      for (const auto& r : c.routers) routers += (routers.empty() ? "" : ",") + r;
+      common.insert(common.end(), {"--routers", routers, "--tie", c.tie, "--gqa", c.gqa, "--pool-precision",
+                                   c.pool_precision, "--kconv", std::to_string(c.kconv), "--kconv-apply",
+                                   c.kconv_apply, "--top-n", std::to_string(c.top_n)});
+      if (!c.kconv_weights.empty()) common.insert(common.end(), {"--kconv-weights", c.kconv_weights});
+      if (c.bucket_width > 0) common.insert(common.end(), {"--bucket-width", std::to_string(c.bucket_width)});
+      else common.insert(common.end(), {"--buckets", std::to_string(c.buckets)});
+      if (c.trailing > 0) common.insert(common.end(), {"--trailing", std::to_string(c.trailing)});
+      common.insert(common.end(), {"--device", c.device});
+      const std::string layer_text = layers.empty() ? "all layers" : "layers " + common[1];
+
+      auto add = [&](const std::string& mode, const std::string& target, const std::vector<int64_t>& bs,
+                     const std::vector<std::string>& budget_args, const std::string& summary) {
+        Job j;
+        j.index = static_cast<int>(jobs.size());
+        j.dump = d.path;
+        j.dump_name = d.name;
+        j.dump_sha256 = d.sha256;
+        j.budget_mode = mode;
+        j.budget_target = target;
+        j.args = {"analyze", d.path, "--block-sizes", join(bs)};
+        j.args.insert(j.args.end(), budget_args.begin(), budget_args.end());
+        j.args.insert(j.args.end(), common.begin(), common.end());
+        j.summary = d.name + ", " + layer_text + ", B=" + join(bs) + ", " + summary;
+        std::string key = "moba sweep job v1\ndump_sha256=" + d.sha256 + "\n";
+        for (const auto& a : j.args) key += a + "\x1f";
+        j.hash = sha256_hex(key);
+        char id[32];
+        std::snprintf(id, sizeof id, "%04d-%.10s", j.index, j.hash.c_str());
+        j.id = id;
+        jobs.push_back(j);
+      };
+      if (!c.top_k.empty()) add("top_k", "", c.block_sizes, {"--top-k", join(c.top_k)}, "top_k=" + join(c.top_k));
+      for (const double s : c.sparsity)
+        add("sparsity", number_text(s), c.block_sizes, {"--sparsity", number_text(s)}, "sparsity=" + number_text(s));
+      for (const auto& m : matched_targets(c, d.n_tokens))
+        for (const int64_t b : c.block_sizes) {
+          const int64_t k = matched_top_k(d.n_tokens, b, m.keys);
+          add(m.mode, m.text, {b}, {"--top-k", std::to_string(k)},
+              m.mode + "=" + m.text + " -> k=" + std::to_string(k));
+        }
+    }
+  }
+  return jobs;
+}
+
+}  // namespace moba::sweep

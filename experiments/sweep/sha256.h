@@ -1,0 +1,29 @@
+#pragma once
+// SHA-256 (FIPS 180-4) of files and byte strings, for the sweep's provenance: every dump's
+// digest is recorded so a result can be traced to the exact bytes it came from. The same
+// hex digest `sha256sum` prints (checked by tests/scripts/test_sweep_basic.sh).
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace moba::sweep {
+
+class Sha256 {
+ public:
+  Sha256();
+  void update(const void* data, size_t n);
+  std::string hex_digest();  // finishes the hash; call once
+
+ private:
+  void block(const uint8_t* p);
+  uint32_t h_[8];
+  uint8_t buf_[64];
+  size_t buf_len_ = 0;
+  uint64_t total_ = 0;
+};
+
+std::string sha256_hex(const std::string& bytes);
+// Throws FileNotFoundError when the file cannot be read.
+std::string sha256_file(const std::string& path);
+
+}  // namespace moba::sweep
