@@ -12,13 +12,14 @@ shift || true
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_json fuzz_safetensors fuzz_hdf5_dump fuzz_args)
 BUILD=build-fuzz
+mkdir -p $BUILD
 PY=/usr/bin/python3
 [ -x $PY ] || PY=python3
 
 cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DMOBA_FUZZ=ON -DMOBA_SANITIZE=ON -DMOBA_CUDA=OFF -DMOBA_TESTS=OFF -DMOBA_GUI=OFF \
-  -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link" -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" >$BUILD.configure.log 2>&1 \
-  || { tail -20 $BUILD.configure.log; exit 1; }
+  -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link" -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" >$BUILD/configure.log 2>&1 \
+  || { tail -20 $BUILD/configure.log; exit 1; }
 cmake --build $BUILD --target "${TARGETS[@]}"
 
 # Seeds: a valid safetensors dump and its JSON header, JSON odds and ends, a few command lines.
