@@ -27,6 +27,11 @@ std::string format_g(double v, int precision) {
 
 std::string format_shortest(double v) {
   char buf[64];
+  // Whole numbers as integers ("80", not the shorter "8e+01").
+  if (std::isfinite(v) && v == std::trunc(v) && std::fabs(v) < 1e15) {
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+    return buf;
+  }
   for (int precision = 1; precision <= 17; ++precision) {
     std::snprintf(buf, sizeof buf, "%.*g", precision, v);
     if (std::strtod(buf, nullptr) == v) break;

@@ -7,8 +7,9 @@
 //                           summary.csv, aggregate.csv, buckets.csv, summary.json.
 //   format_g(v, precision)  printf "%.<precision>g" (NaN/inf as printf writes them):
 //                           precision 6 for synth's messages, 9 for `moba info`.
-//   format_shortest(v)      the shortest "%.<p>g", p in 1..17, that reads back as exactly v
-//                           (HDF5 attributes as text).
+//   format_shortest(v)      whole numbers below 1e15 as integers ("80", "-3"), else the
+//                           shortest "%.<p>g", p in 1..17, that reads back as exactly v
+//                           (HDF5 attributes as text, sweep budgets).
 //
 // JSON: strings are escaped by json_escape (", \, \n, \t, \r; other bytes < 0x20 as \u00XX;
 // everything else, UTF-8 included, as is). json_number(v) is format_number(v) for finite v

@@ -25,6 +25,7 @@
 #include "analysis/backend.h"
 #include "analysis/run_record.h"
 #include "core/errors.h"
+#include "core/json_writer.h"
 #include "core/interrupt.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
@@ -82,8 +83,6 @@ std::string utc_now() {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
 }
-
-std::string q(const std::string& s) { return json_quote(s); }
 
 std::string cpu_model() {
   std::ifstream f("/proc/cpuinfo");
@@ -146,55 +145,70 @@ std::string provenance_json(const std::string& config_path, const SweepConfig& c
                             int n_done, int n_skipped, const std::vector<std::string>& failed,
                             const std::vector<std::string>& argv) {
   const BuildInfo& b = build_info();
-  std::string s = "{\n";
-  s += "  \"moba_version\": " + q(version_line()) + ",\n";
-  s += "  \"build\": {\"version\": " + q(b.version) + ", \"git_commit\": " + q(b.git_commit) +
-       ", \"git_dirty\": " + (b.git_dirty ? "true" : "false") + ", \"compiler\": " + q(b.compiler) +
-       ", \"build_type\": " + q(b.build_type) + ", \"cuda\": " + (b.cuda ? "true" : "false") + "},\n";
-  std::string a = "\"sweep\"";
-  for (const auto& x : argv) a += ", " + q(x);
-  s += "  \"command\": [\"moba\", " + a + "],\n";
-  s += "  \"config\": " + q(fs::weakly_canonical(config_path).string()) + ",\n";
-  s += "  \"config_sha256\": " + q(sha256_file(config_path)) + ",\n";
-  s += "  \"host\": " + q(host_name()) + ",\n";
-  s += "  \"device\": {\"requested\": " + q(cfg.device) + ", \"resolved\": " + q(device) +
-       ", \"cpu_model\": " + q(cpu_model()) +
-       ", \"hardware_threads\": " + std::to_string(std::thread::hardware_concurrency());
-  const char* omp = std::getenv("OMP_NUM_THREADS");
-  s += ", \"OMP_NUM_THREADS\": " + (omp ? q(omp) : std::string("null"));
-  if (cfg.device != "cpu") s += ", \"cuda_device\": " + q(kernels::cuda_device_name());
-  s += "},\n";
-  s += "  \"shard\": {\"index\": " + std::to_string(shard.index) + ", \"count\": " + std::to_string(shard.count) +
-       ", \"source\": " + q(shard.source) + "},\n";
-  std::string slurm;
+  std::vector<std::string> command = {json_string("moba"), json_string("sweep")};
+  for (const auto& x : argv) command.push_back(json_string(x));
+  JsonObject device_json;
+  device_json.add_string("requested", cfg.device)
+      .add_string("resolved", device)
+      .add_string("cpu_model", cpu_model())
+      .add_integer("hardware_threads", std::thread::hardware_concurrency());
+  if (const char* omp = std::getenv("OMP_NUM_THREADS")) device_json.add_string("OMP_NUM_THREADS", omp);
+  else device_json.add_null("OMP_NUM_THREADS");
+  if (cfg.device != "cpu") device_json.add_string("cuda_device", kernels::cuda_device_name());
+  JsonObject environment;
   for (const char* v : {"SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT",
                         "SLURM_JOB_NODELIST", "CUDA_VISIBLE_DEVICES"})
-    if (const char* e = std::getenv(v)) slurm += std::string(slurm.empty() ? "" : ", ") + q(v) + ": " + q(e);
-  s += "  \"environment\": {" + slurm + "},\n";
-  s += "  \"start_utc\": " + q(start) + ",\n";
-  s += "  \"end_utc\": " + (end.empty() ? std::string("null") : q(end)) + ",\n";
-  s += "  \"status\": " + q(status) + ",\n";
-  s += "  \"jobs\": {\"total\": " + std::to_string(n_jobs) + ", \"this_shard\": " + std::to_string(n_shard_jobs) +
-       ", \"done\": " + std::to_string(n_done) + ", \"skipped_as_done\": " + std::to_string(n_skipped) +
-       ", \"failed\": [";
-  for (size_t i = 0; i < failed.size(); ++i) s += (i ? ", " : "") + q(failed[i]);
-  s += "]},\n";
+    if (const char* e = std::getenv(v)) environment.add_string(v, e);
+  std::vector<std::string> failed_json, dumps_json;
+  for (const auto& f : failed) failed_json.push_back(json_string(f));
   // analyze itself draws no random numbers; synthetic dumps carry their generator's seed.
-  s += "  \"seeds\": {";
-  bool first = true;
+  JsonObject seeds;
   for (const auto& d : dumps) {
-    s += std::string(first ? "" : ", ") + q(d.name) + ": ";
-    first = false;
-    s += d.seed.empty() ? std::string("null") : q(d.seed);
+    if (d.seed.empty()) seeds.add_null(d.name);
+    else seeds.add_string(d.name, d.seed);
+    dumps_json.push_back(JsonObject()
+                             .add_string("path", d.path)
+                             .add_string("name", d.name)
+                             .add_integer("size", static_cast<int64_t>(d.size))
+                             .add_string("sha256", d.sha256)
+                             .add_raw("info", d.info_json)
+                             .str());
   }
-  s += "},\n  \"dumps\": [\n";
-  for (size_t i = 0; i < dumps.size(); ++i) {
-    const auto& d = dumps[i];
-    s += "    {\"path\": " + q(d.path) + ", \"name\": " + q(d.name) + ", \"size\": " + std::to_string(d.size) +
-         ", \"sha256\": " + q(d.sha256) + ", \"info\": " + d.info_json + "}" + (i + 1 < dumps.size() ? ",\n" : "\n");
-  }
-  s += "  ]\n}\n";
-  return s;
+  JsonObject o;
+  o.add_string("moba_version", version_line())
+      .add_raw("build", JsonObject()
+                            .add_string("version", b.version)
+                            .add_string("git_commit", b.git_commit)
+                            .add_bool("git_dirty", b.git_dirty)
+                            .add_string("compiler", b.compiler)
+                            .add_string("build_type", b.build_type)
+                            .add_bool("cuda", b.cuda)
+                            .str())
+      .add_raw("command", json_array(command))
+      .add_string("config", fs::weakly_canonical(config_path).string())
+      .add_string("config_sha256", sha256_file(config_path))
+      .add_string("host", host_name())
+      .add_raw("device", device_json.str())
+      .add_raw("shard", JsonObject()
+                            .add_integer("index", shard.index)
+                            .add_integer("count", shard.count)
+                            .add_string("source", shard.source)
+                            .str())
+      .add_raw("environment", environment.str())
+      .add_string("start_utc", start);
+  if (end.empty()) o.add_null("end_utc");
+  else o.add_string("end_utc", end);
+  o.add_string("status", status)
+      .add_raw("jobs", JsonObject()
+                           .add_integer("total", n_jobs)
+                           .add_integer("this_shard", n_shard_jobs)
+                           .add_integer("done", n_done)
+                           .add_integer("skipped_as_done", n_skipped)
+                           .add_raw("failed", json_array(failed_json))
+                           .str())
+      .add_raw("seeds", seeds.str())
+      .add_raw("dumps", json_array(dumps_json));
+  return o.str() + "\n";
 }
 
 // Runs `moba analyze ...` as a child of this binary, output into `log`. Returns the child's
@@ -290,13 +304,18 @@ void merge_provenance(const fs::path& dir) {
   }
   if (shards.empty()) return;
   std::sort(shards.begin(), shards.end());
-  std::string s = "{\n\"merged_by\": " + q(version_line()) + ",\n\"merged_utc\": " + q(utc_now()) + ",\n\"shards\": [\n";
-  for (size_t i = 0; i < shards.size(); ++i) {
-    std::string t = read_file(shards[i].string());
+  std::vector<std::string> parts;
+  for (const auto& shard : shards) {
+    std::string t = read_file(shard.string());
     while (!t.empty() && t.back() == '\n') t.pop_back();
-    s += t + (i + 1 < shards.size() ? ",\n" : "\n");
+    parts.push_back(t);
   }
-  write_atomic((dir / "provenance.json").string(), s + "]\n}\n");
+  write_atomic((dir / "provenance.json").string(), JsonObject()
+                                                       .add_string("merged_by", version_line())
+                                                       .add_string("merged_utc", utc_now())
+                                                       .add_raw("shards", json_array(parts))
+                                                       .str() +
+                                                       "\n");
 }
 
 int run_collect(const fs::path& dir) {
@@ -371,7 +390,10 @@ struct SweepRun {
     start = utc_now();
     if (!quiet) std::fprintf(stderr, "moba sweep: hashing %zu dump(s)\n", cfg.dumps.size());
     dumps = inspect_dumps(cfg);
-    jobs = expand_jobs(cfg, dumps);
+    std::vector<std::string> notes;
+    jobs = expand_jobs(cfg, dumps, &notes);
+    for (const auto& n : notes) std::fprintf(stderr, "moba sweep: note: %s\n", n.c_str());
+    if (jobs.empty()) throw UsageError(config_path + ": nothing to route: every job's (B, k) has k >= n_blocks");
     for (const auto& j : jobs)
       if (j.index % shard.count == shard.index) mine.push_back(j);
     resolved = resolved_toml(cfg);

@@ -235,6 +235,9 @@ TEST_CASE("json_writer: escaping, numbers and objects", "[core][json]") {
   CHECK(format_g(1.0 / 3, 9) == "0.333333333");
   CHECK(format_shortest(0.1) == "0.1");
   CHECK(format_shortest(1.0 / 3) == "0.3333333333333333");
+  CHECK(format_shortest(80) == "80");      // not the shorter "8e+01"
+  CHECK(format_shortest(-1e6) == "-1000000");
+  CHECK(format_shortest(1e300) == "1e+300");
   JsonObject inner;
   CHECK(inner.str() == "{}");
   inner.add_string("k", "v\"");

@@ -11,6 +11,7 @@
 #include <toml++/toml.h>
 
 #include "core/errors.h"
+#include "core/json_writer.h"
 #include "experiments/sweep/jobs.h"
 
 namespace fs = std::filesystem;
@@ -154,7 +155,7 @@ std::string quote(const std::string& s) {
 
 // Shortest text that reads back as the same double, always with a '.' or exponent (TOML float).
 std::string float_text(double v) {
-  std::string s = number_text(v);
+  std::string s = format_shortest(v);
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
   return s;
 }

@@ -4,11 +4,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <set>
 
-#include "analysis/run_record.h"
 #include "core/dump.h"
 #include "core/errors.h"
+#include "core/json_writer.h"
 #include "experiments/sweep/sha256.h"
 
 namespace fs = std::filesystem;
@@ -22,20 +23,7 @@ std::string join(const std::vector<int64_t>& v) {
   return s;
 }
 
-std::string q(const std::string& s) { return json_quote(s); }
-
 }  // namespace
-
-std::string json_quote(const std::string& s) { return "\"" + analysis::json_escape(s) + "\""; }
-
-std::string number_text(double v) {
-  char buf[64];
-  for (int p = 1; p <= 17; ++p) {
-    std::snprintf(buf, sizeof buf, "%.*g", p, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  return buf;
-}
 
 double attended_keys_mean(int64_t T, int64_t B, int64_t k) {
   // Sum over t of (t - cB + 1) + B min(k - 1, c); exact in integers.
@@ -60,9 +48,9 @@ int64_t matched_top_k(int64_t T, int64_t B, double target) {
 
 std::vector<MatchedTarget> matched_targets(const SweepConfig& c, int64_t n_tokens) {
   std::vector<MatchedTarget> out;
-  for (const double n : c.attended_keys) out.push_back({"attended_keys", number_text(n), n});
+  for (const double n : c.attended_keys) out.push_back({"attended_keys", format_shortest(n), n});
   for (const double f : c.attended_fraction)
-    out.push_back({"attended_fraction", number_text(f), f * static_cast<double>(n_tokens + 1) / 2});
+    out.push_back({"attended_fraction", format_shortest(f), f * static_cast<double>(n_tokens + 1) / 2});
   return out;
 }
 
@@ -92,23 +80,25 @@ std::vector<DumpFacts> inspect_dumps(const SweepConfig& c) {
       if (h >= info.layers.front().n_q_heads)
         throw InputError(c.path, "heads", "query head " + std::to_string(h) + " is not in " + path + " (" +
                                               std::to_string(info.layers.front().n_q_heads) + " heads)");
-    std::string j = "{\"format\": " + q(info.format) + ", \"schema_version\": " + std::to_string(info.version) +
-                    ", \"model\": " + q(info.model) + ", \"source\": " + q(info.source) +
-                    ", \"rope_applied\": " + (info.rope_applied ? "true" : "false") +
-                    ", \"n_layers\": " + std::to_string(info.layers.size()) +
-                    ", \"n_q_heads\": " + std::to_string(info.layers.front().n_q_heads) +
-                    ", \"n_kv_heads\": " + std::to_string(info.layers.front().n_kv_heads) +
-                    ", \"n_tokens\": " + std::to_string(f.n_tokens) +
-                    ", \"head_dim\": " + std::to_string(info.layers.front().head_dim) +
-                    ", \"dtype\": " + q(dtype_name(info.layers.front().dtype)) + ", \"attributes\": {";
+    JsonObject attributes;
+    for (const auto& [k, v] : info.attributes) attributes.add_string(k, v);
     for (const char* key : {"synth_seed", "seed"})
       if (f.seed.empty() && info.attributes.count(key)) f.seed = info.attributes.at(key);
-    bool first = true;
-    for (const auto& [k, v] : info.attributes) {
-      j += std::string(first ? "" : ", ") + q(k) + ": " + q(v);
-      first = false;
-    }
-    f.info_json = j + "}}";
+    const LayerInfo& first = info.layers.front();
+    f.info_json = JsonObject()
+                      .add_string("format", info.format)
+                      .add_integer("schema_version", info.version)
+                      .add_string("model", info.model)
+                      .add_string("source", info.source)
+                      .add_bool("rope_applied", info.rope_applied)
+                      .add_integer("n_layers", static_cast<int64_t>(info.layers.size()))
+                      .add_integer("n_q_heads", first.n_q_heads)
+                      .add_integer("n_kv_heads", first.n_kv_heads)
+                      .add_integer("n_tokens", f.n_tokens)
+                      .add_integer("head_dim", first.head_dim)
+                      .add_string("dtype", dtype_name(first.dtype))
+                      .add_raw("attributes", attributes.str())
+                      .str();
     reader.reset();
     f.sha256 = sha256_file(path);
     out.push_back(f);
@@ -116,7 +106,8 @@ std::vector<DumpFacts> inspect_dumps(const SweepConfig& c) {
   return out;
 }
 
-std::vector<Job> expand_jobs(const SweepConfig& c, const std::vector<DumpFacts>& dumps) {
+std::vector<Job> expand_jobs(const SweepConfig& c, const std::vector<DumpFacts>& dumps,
+                             std::vector<std::string>* notes) {
   std::vector<Job> jobs;
   for (const auto& d : dumps) {
     for (const auto& layers : c.layer_sets) {
@@ -143,8 +134,20 @@ std::vector<Job> expand_jobs(const SweepConfig& c, const std::vector<DumpFacts>&
       common.insert(common.end(), {"--device", c.device});
       const std::string layer_text = layers.empty() ? "all layers" : "layers " + common[1];
 
+      // k of a budget at block size B; the job is left out when no (B, k) of it routes.
       auto add = [&](const std::string& mode, const std::string& target, const std::vector<int64_t>& bs,
-                     const std::vector<std::string>& budget_args, const std::string& summary) {
+                     const std::vector<std::string>& budget_args, const std::string& summary,
+                     const std::function<std::vector<int64_t>(int64_t)>& ks_at) {
+        bool routes = false;
+        for (const int64_t b : bs)
+          for (const int64_t k : ks_at(b)) routes = routes || k < (d.n_tokens + b - 1) / b;
+        if (!routes) {
+          if (notes)
+            notes->push_back(d.name + ", " + layer_text + ", B=" + join(bs) + ", " + summary +
+                             ": every k >= n_blocks at T=" + std::to_string(d.n_tokens) +
+                             " (full attention, nothing to route): job left out");
+          return;
+        }
         Job j;
         j.index = static_cast<int>(jobs.size());
         j.dump = d.path;
@@ -164,14 +167,20 @@ std::vector<Job> expand_jobs(const SweepConfig& c, const std::vector<DumpFacts>&
         j.id = id;
         jobs.push_back(j);
       };
-      if (!c.top_k.empty()) add("top_k", "", c.block_sizes, {"--top-k", join(c.top_k)}, "top_k=" + join(c.top_k));
-      for (const double s : c.sparsity)
-        add("sparsity", number_text(s), c.block_sizes, {"--sparsity", number_text(s)}, "sparsity=" + number_text(s));
+      if (!c.top_k.empty())
+        add("top_k", "", c.block_sizes, {"--top-k", join(c.top_k)}, "top_k=" + join(c.top_k),
+            [&](int64_t) { return std::vector<int64_t>(c.top_k.begin(), c.top_k.end()); });
+      for (const double s : c.sparsity)  // analyze's rule: k = max(1, round((1 - s) T / B))
+        add("sparsity", format_shortest(s), c.block_sizes, {"--sparsity", format_shortest(s)},
+            "sparsity=" + format_shortest(s), [&](int64_t b) {
+              const double k = std::round((1.0 - s) * static_cast<double>(d.n_tokens) / static_cast<double>(b));
+              return std::vector<int64_t>{static_cast<int64_t>(std::max(1.0, k))};
+            });
       for (const auto& m : matched_targets(c, d.n_tokens))
         for (const int64_t b : c.block_sizes) {
           const int64_t k = matched_top_k(d.n_tokens, b, m.keys);
-          add(m.mode, m.text, {b}, {"--top-k", std::to_string(k)},
-              m.mode + "=" + m.text + " -> k=" + std::to_string(k));
+          add(m.mode, m.text, {b}, {"--top-k", std::to_string(k)}, m.mode + "=" + m.text + " -> k=" + std::to_string(k),
+              [&](int64_t) { return std::vector<int64_t>{k}; });
         }
     }
   }

@@ -54,11 +54,11 @@ std::vector<MatchedTarget> matched_targets(const SweepConfig& c, int64_t n_token
 // config file and key when a dump cannot be read or lacks a configured layer.
 std::vector<DumpFacts> inspect_dumps(const SweepConfig& c);
 
-std::vector<Job> expand_jobs(const SweepConfig& c, const std::vector<DumpFacts>& dumps);
+// Jobs in a fixed order (dump, layer set, budget). A job whose every (B, k) has k >= n_blocks
+// (MoBA = full attention, nothing to route: analyze would refuse it) is left out, with a
+// line saying so in *notes.
+std::vector<Job> expand_jobs(const SweepConfig& c, const std::vector<DumpFacts>& dumps,
+                             std::vector<std::string>* notes = nullptr);
 
-// Shortest round-trip text of a double ("0.5", "64").
-std::string number_text(double v);
-// A JSON string literal: quotes around analysis::json_escape(s).
-std::string json_quote(const std::string& s);
 
 }  // namespace moba::sweep

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "analysis/run_record.h"
 #include "core/errors.h"
+#include "core/json_writer.h"
 
 namespace fs = std::filesystem;
 
@@ -40,7 +40,6 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
-std::string q(const std::string& s) { return json_quote(s); }
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -88,13 +87,19 @@ bool job_done(const std::string& dir, const std::string& id, const std::string& 
 
 void mark_done(const std::string& dir, const Job& j) {
   const fs::path jd = job_dir(dir, j);
-  std::string args;
-  for (const auto& a : j.args) args += std::string(args.empty() ? "" : ", ") + q(a);
-  write_atomic((jd / "job.json").string(),
-               "{\"job\": " + q(j.id) + ", \"index\": " + std::to_string(j.index) + ", \"hash\": " + q(j.hash) +
-                   ", \"dump\": " + q(j.dump) + ", \"dump_sha256\": " + q(j.dump_sha256) +
-                   ", \"budget_mode\": " + q(j.budget_mode) + ", \"budget_target\": " + q(j.budget_target) +
-                   ", \"args\": [" + args + "]}\n");
+  std::vector<std::string> args;
+  for (const auto& a : j.args) args.push_back(json_string(a));
+  write_atomic((jd / "job.json").string(), JsonObject()
+                                                .add_string("job", j.id)
+                                                .add_integer("index", j.index)
+                                                .add_string("hash", j.hash)
+                                                .add_string("dump", j.dump)
+                                                .add_string("dump_sha256", j.dump_sha256)
+                                                .add_string("budget_mode", j.budget_mode)
+                                                .add_string("budget_target", j.budget_target)
+                                                .add_raw("args", json_array(args))
+                                                .str() +
+                                                "\n");
   write_atomic((jd / "DONE").string(), j.hash + "\n");
 }
 
