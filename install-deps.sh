@@ -10,6 +10,7 @@ PACKAGES=(
   libhdf5-dev libeigen3-dev catch2                      # core, kernels, tests
   libimgui-dev libglfw3-dev libgl-dev xvfb xauth        # gui (Dear ImGui + GLFW/OpenGL), headless screenshots
   python3 python3-numpy python3-h5py                    # independent test writers, dump tools
+  python3-matplotlib                                    # moba plot (figures and index.html)
   bible-kjv                                             # public-domain long text for real dumps
   time                                                  # /usr/bin/time -v for peak-RSS checks
 )

@@ -7,7 +7,8 @@ run.json). Writes DIR/plots/<dump>-<figure>.png and .svg and DIR/index.html. Wha
 figure shows: docs/plots.md; every column: docs/metrics.md.
 
 Output is deterministic: the same inputs give byte-identical files (no dates in SVG/PNG
-metadata, a fixed SVG hash salt, sorted inputs).
+metadata, a fixed SVG hash salt, sorted inputs, PYTHONHASHSEED=0 (the script re-executes
+itself with it), layout positions rounded and frozen before saving).
 
 Exit codes: 0 done, 2 bad input (no such directory, no results in it, matplotlib missing).
 Only the Python standard library, numpy and matplotlib (Debian: python3-matplotlib).
@@ -22,6 +23,11 @@ import math
 import os
 import re
 import sys
+
+if os.environ.get("PYTHONHASHSEED") != "0":
+    # Fixed string hashing, so nothing that iterates over a set of names can vary between runs.
+    os.environ["PYTHONHASHSEED"] = "0"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
 
 EXIT_INPUT = 2
 GATE_ROUTERS = ("moba", "moba-kconv")
@@ -343,7 +349,8 @@ class FigureWriter:
     def __init__(self, out_dir, res):
         self.out_dir = out_dir
         self.res = res
-        self.written = []  # (stem, title, caption)
+        self.written = []  # (stem, dump, title, caption)
+        self.dump = ""     # the dump whose figures are being drawn
 
     def footer(self, dumps):
         parts = ["dump %s (sha256 %s)" % (d, short_sha(self.res.dumps.get(d, ""))) for d in dumps]
@@ -358,10 +365,20 @@ class FigureWriter:
         return fig
 
     def save(self, fig, stem, title, caption):
+        # Constrained layout iterates over sets of Axes (hashed by address), so its result can
+        # differ between runs in the last float digits, which changes SVG coordinates and
+        # clip-path ids. Lay out once, round every position, and freeze.
+        fig.canvas.draw()
+        fig.set_layout_engine("none")
+        for ax in fig.axes:
+            p = ax.get_position()
+            ax.set_position([round(v, 5) for v in (p.x0, p.y0, p.width, p.height)])
+        for t in fig.texts + ([fig._suptitle] if fig._suptitle is not None else []):
+            t.set_position(tuple(round(float(v), 5) for v in t.get_position()))
         fig.savefig(os.path.join(self.out_dir, stem + ".png"), metadata=PNG_META)
         fig.savefig(os.path.join(self.out_dir, stem + ".svg"), metadata=SVG_META)
         plt.close(fig)
-        self.written.append((stem, title, caption))
+        self.written.append((stem, self.dump, title, caption))
 
 
 def grid(n, max_cols=3):
@@ -611,7 +628,7 @@ def fig_buckets(fw, dump, res, prefix, col, ylabel, name, stem_name, caption):
         for ax in axs:
             ax.set_yscale("log")
     fig.suptitle("%s: %s by query position (router %s, mean over heads)" % (dump, name, router))
-    fw.save(fig, prefix + stem_name, "%s by position bucket" % name[0].upper() + name[1:], caption)
+    fw.save(fig, prefix + stem_name, "%s by position bucket" % (name[0].upper() + name[1:]), caption)
     return True
 
 
@@ -821,17 +838,19 @@ def write_index(d, res, fw, tabs):
                      ", ".join('<a href="%s">%s</a>' % (html.escape(p), html.escape(t)) for t, p in res.tables)))
     for n in res.notes:
         lines.append('<p class="note">Note: %s</p>' % html.escape(n))
-    lines.append("<h2>Figures</h2><ul>")
-    for stem, t, _ in fw.written:
-        lines.append('<li><a href="#%s">%s</a></li>' % (stem, html.escape("%s — %s" % (t, stem))))
+    lines.append("<h2>Contents</h2><ul>")
+    for stem, dump, t, _ in fw.written:
+        lines.append('<li><a href="#%s">%s</a></li>' % (stem, html.escape("%s: %s" % (dump, t))))
+    for dump, _ in tabs:
+        lines.append('<li><a href="#table-%s">%s: overall results table</a></li>' % (safe_stem(dump), html.escape(dump)))
     lines.append("</ul>")
-    for stem, t, cap in fw.written:
+    for stem, dump, t, cap in fw.written:
         lines.append('<figure id="%s"><h2>%s</h2><a href="plots/%s.svg"><img src="plots/%s.png" alt="%s"></a>'
                      '<figcaption>%s (<a href="plots/%s.svg">SVG</a>, <a href="plots/%s.png">PNG</a>)'
-                     "</figcaption></figure>" % (stem, html.escape(t), stem, stem, html.escape(t),
-                                                  html.escape(cap), stem, stem))
+                     "</figcaption></figure>" % (stem, html.escape("%s: %s" % (dump, t)), stem, stem,
+                                                  html.escape(t), html.escape(cap), stem, stem))
     for dump, tab in tabs:
-        lines.append("<h2>Overall results: %s</h2>" % html.escape(dump))
+        lines.append('<h2 id="table-%s">Overall results: %s</h2>' % (safe_stem(dump), html.escape(dump)))
         exact = all(p.exact for p in tab.values())
         lines.append('<p class="meta">%s</p>' % (
             "One row per budget × router × (B, k): the scope=overall rows (all analysed layers and heads)."
@@ -883,6 +902,7 @@ def main():
     tabs = []
     for dump in sorted(res.dumps):
         prefix = safe_stem(dump) + "-"
+        fw.dump = dump
         tab = overall_table(res, dump)
         tabs.append((dump, tab))
         fig_coverage(fw, dump, tab, prefix)

@@ -2,13 +2,13 @@
 """Builds a sweep-shaped run directory from plain `moba analyze` runs: the fixture of
 tests/scripts/test_plot.sh, independent of `moba sweep`.
 
-usage: plot_fake_sweep.py MOBA OUT DUMP [DUMP ...] [--head-only]
+usage: plot_fake_sweep.py MOBA OUT DUMP [DUMP ...] [--head-only] [--layers LIST]
 
 Per dump, two analyze jobs (--block-sizes 16,32,64,128 with --top-k 2,4,8, and with
 --sparsity 0.5,0.75) into OUT/jobs/<job>/, then OUT/sweep.csv in the sweep's layout:
 job, dump, dump_sha256, budget_mode, budget_target, attended_keys_mean, then every column
 of the jobs' summary.csv; summary rows followed by aggregate rows (--head-only: summary
-rows only). attended_keys_mean is the mean over queries with a choice of the causal
+rows only). --layers is passed to analyze. attended_keys_mean is the mean over queries with a choice of the causal
 attended keys (1 - sparsity_token) * (t + 1), from the job's analysis.h5 for head rows,
 NaN in aggregate rows. OUT/provenance.json holds git_commit from the first job's run.json.
 """
@@ -49,6 +49,11 @@ def attended_keys(h5, row):
 def main():
     args = [a for a in sys.argv[1:] if a != "--head-only"]
     head_only = "--head-only" in sys.argv
+    extra = []
+    if "--layers" in args:
+        i = args.index("--layers")
+        extra = ["--layers", args[i + 1]]
+        del args[i:i + 2]
     if len(args) < 3:
         sys.exit(__doc__)
     moba, out, dumps = args[0], args[1], args[2:]
@@ -62,7 +67,7 @@ def main():
             job = "%s-%s" % (stem, mode)
             jd = os.path.join(out, "jobs", job)
             subprocess.run([moba, "analyze", dump, "--block-sizes", BLOCKS, flag, values,
-                            "--out", jd], check=True, stdout=subprocess.DEVNULL)
+                            "--out", jd, "--quiet"] + extra, check=True, stdout=subprocess.DEVNULL)
             if not commit:
                 with open(os.path.join(jd, "run.json")) as f:
                     commit = json.load(f).get("git_commit", "")
