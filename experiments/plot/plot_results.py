@@ -149,9 +149,10 @@ class Row:
         self.budget = budget
         self.job = job
         self.router = raw.get("router", "")
-        self.scope = raw.get("scope", "head")
         self.layer = raw.get("layer", "")
         self.head = raw.get("head", "")
+        # Without a scope column: "all" in layer/head marks an aggregate row (metrics.md).
+        self.scope = raw.get("scope") or ("overall" if self.layer == "all" else "layer" if self.head == "all" else "head")
         self.B = int(num(raw.get("block_size")))
         self.k = int(num(raw.get("top_k")))
 
