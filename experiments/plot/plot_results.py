@@ -418,8 +418,9 @@ def fig_coverage(fw, dump, tab, prefix):
         for router in routers:
             pts = sorted((k[2], k[3], tab[k]["coverage_mean"]) for k in keys if k[1] == router)
             pts = [p for p in pts if np.isfinite(p[2])]
-            if pts and router != "oracle":
-                ax.plot([p[0] for p in pts], [p[2] for p in pts], "o-", color=COLORS.get(router), label=router)
+            if pts and router != "oracle":  # kconv: other marker and dash, visible where the lines coincide
+                ax.plot([p[0] for p in pts], [p[2] for p in pts], "o-" if router == "moba" else "^-.",
+                        color=COLORS.get(router), label=router, ms=6 if router == "moba" else 5)
         # oracle coverage: the same for every router at (B, k); take the first router's row
         orc = {}
         for k in keys:
