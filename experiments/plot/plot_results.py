@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 
 if os.environ.get("PYTHONHASHSEED") != "0":
@@ -373,8 +374,15 @@ class FigureWriter:
             ax.set_position([round(v, 5) for v in (p.x0, p.y0, p.width, p.height)])
         for t in fig.texts + ([fig._suptitle] if fig._suptitle is not None else []):
             t.set_position(tuple(round(float(v), 5) for v in t.get_position()))
-        fig.savefig(os.path.join(self.out_dir, stem + ".png"), metadata=PNG_META)
-        fig.savefig(os.path.join(self.out_dir, stem + ".svg"), metadata=SVG_META)
+        for ext, meta in (("png", PNG_META), ("svg", SVG_META)):  # a killed run leaves no half file
+            path = os.path.join(self.out_dir, "%s.%s" % (stem, ext))
+            tmp = "%s.tmp-%d" % (path, os.getpid())
+            try:
+                fig.savefig(tmp, format=ext, metadata=meta)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
         plt.close(fig)
         self.written.append((stem, self.dump, title, caption))
 
@@ -862,9 +870,13 @@ def write_index(d, res, fw, tabs):
         lines.append(html_table(TABLE_COLS, rows))
     lines.append("</body></html>\n")
     tmp = os.path.join(d, "index.html.tmp-%d" % os.getpid())
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, os.path.join(d, "index.html"))
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines))
+        os.replace(tmp, os.path.join(d, "index.html"))
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 # ----------------------------------------------------------------------------- main
@@ -924,5 +936,15 @@ def main():
     return 0
 
 
+def on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, on_sigterm)  # unwind (temporaries removed) as for Ctrl-C
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("moba plot: interrupted; finished figures were kept, index.html was not rewritten",
+              file=sys.stderr)
+        sys.exit(130)
