@@ -126,9 +126,24 @@ class Budget:
             return "top-k, k = %s" % t
         if self.mode == "sparsity":
             return "nominal sparsity s = %s" % t
-        if "attended" in self.mode or "matched" in self.mode:
-            return "matched attended keys ≈ %s" % t
+        if self.mode == "attended_fraction":
+            return "matched: attended = %s of causal keys" % t
+        if self.mode == "attended_keys":
+            return "matched: attended ≈ %s keys" % t
         return "%s = %s" % (self.mode, t)
+
+    def short(self):
+        """For legends and row labels."""
+        t = self.target
+        if self.mode == "top_k":
+            return "k=%s" % t
+        if self.mode == "sparsity":
+            return "s=%s" % t
+        if self.mode == "attended_fraction":
+            return "matched %s" % t
+        if self.mode == "attended_keys":
+            return "matched %s keys" % t
+        return "%s=%s" % (self.mode, t)
 
     def __eq__(self, o):
         return self.key() == o.key()
@@ -237,6 +252,21 @@ def load_analyze(d, res):
         res.notes.append("buckets.csv missing: the position-bucket figures are left out.")
 
 
+def sweep_commit(d, prov):
+    """provenance.json's git_commit (top level, or build.git_commit with its dirty flag), else
+    the first job's run.json."""
+    if prov.get("git_commit"):
+        return prov["git_commit"]
+    build = prov.get("build") if isinstance(prov.get("build"), dict) else {}
+    if build.get("git_commit"):
+        return build["git_commit"] + ("-dirty" if build.get("git_dirty") else "")
+    for run in sorted(glob.glob(os.path.join(d, "jobs", "*", "run.json"))):
+        commit = (read_json(run) or {}).get("git_commit")
+        if commit:
+            return commit
+    return ""
+
+
 def load_sweep(d, res):
     res.kind = "sweep"
     raw = read_csv(os.path.join(d, "sweep.csv"))
@@ -244,7 +274,7 @@ def load_sweep(d, res):
     prov = read_json(os.path.join(d, "provenance.json"))
     if prov is None:
         res.notes.append("provenance.json missing or unreadable.")
-    res.commit = (prov or {}).get("git_commit", "")
+    res.commit = sweep_commit(d, prov or {})
     job_budgets = {}  # (job, B, k) -> [Budget]
     job_dump = {}
     for x in raw:
@@ -452,7 +482,7 @@ def fig_coverage(fw, dump, tab, prefix):
     ymin = min([ax.get_ylim()[0] for ax in axs])
     lo = max(0.0, ymin - 0.02)
     for ax in axs:  # head room above R = 1 for the k labels, room below for the legend
-        ax.set_ylim(lo - 0.25 * (1.0 - lo), 1.0 + 0.06 * (1.0 - lo))
+        ax.set_ylim(lo - 0.25 * (1.0 - lo), 1.0 + 0.1 * (1.0 - lo))
     fig.suptitle("%s: coverage of the routed blocks vs block size (mean over queries with a choice)" % dump)
     stem = prefix + "coverage_vs_B"
     fw.save(fig, stem, "Coverage and oracle coverage vs B",
@@ -683,7 +713,7 @@ def fig_heatmap(fw, dump, res, prefix):
             if not np.isfinite(g).any():
                 empty_panel(ax, "no query\nwith a choice" if ks else "not analysed")
             if j == 0:
-                ax.set_ylabel("%s\nlayer" % bud.label(), fontsize=8)
+                ax.set_ylabel("%s\nlayer" % bud.short(), fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axs[:len(budgets), :].ravel().tolist(), shrink=0.8,
                      label="coverage R (share of attention mass)")
@@ -709,7 +739,7 @@ def fig_heatmap(fw, dump, res, prefix):
             if not np.isfinite(snr[b]).any():
                 empty_panel(ax, "no query with\n≥ 2 routable blocks")
             if j == 0:
-                ax.set_ylabel("measured SNR\nlayer", fontsize=8)
+                ax.set_ylabel("SNR\nlayer", fontsize=8)
         fig.colorbar(im2, ax=axs[-1, :].ravel().tolist(), shrink=0.8, label="measured SNR (snr_emp)")
     for ax in axs.ravel():
         ax.set_xticks(range(len(hs)))
@@ -750,7 +780,7 @@ def fig_sparsity(fw, dump, tab, prefix):
     for b in bs:
         ax.scatter([], [], color=cols[b], marker="o", label="B=%d" % b)
     for bud in budgets:
-        ax.scatter([], [], color="grey", marker=bmark[bud], label=bud.label())
+        ax.scatter([], [], color="grey", marker=bmark[bud], label=bud.short())
     ax.plot([], [], ls=":", color="grey", label="y = x")
     ax.set_xlim(lo, 1)
     ax.set_ylim(lo, 1)
@@ -766,7 +796,7 @@ def fig_sparsity(fw, dump, tab, prefix):
         if not pts:
             continue
         c = plt.get_cmap("tab10")(i % 10)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=bmark[bud], color=c, label=bud.label() + " achieved")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=bmark[bud], color=c, label=bud.short() + " achieved")
         ax.plot([p[0] for p in pts], [p[2] for p in pts], ls="--", color=c, alpha=0.6)
     ax.plot([], [], ls="--", color="grey", label="nominal (dashed)")
     if bs:
@@ -782,7 +812,7 @@ def fig_sparsity(fw, dump, tab, prefix):
             pts = [p for p in pts if np.isfinite(p[1])]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=bmark[bud],
-                        color=plt.get_cmap("tab10")(i % 10), label=bud.label())
+                        color=plt.get_cmap("tab10")(i % 10), label=bud.short())
         log2_x(ax, bs)
         ax.set_xlabel("block size B (tokens)")
         ax.set_ylabel("attended keys per query (causal, mean)")
