@@ -271,6 +271,9 @@ def load_sweep(d, res):
     res.kind = "sweep"
     raw = read_csv(os.path.join(d, "sweep.csv"))
     res.tables.append(("sweep.csv", "sweep.csv"))
+    for name in ("budgets.csv", "config.resolved.toml", "provenance.json", "jobs.tsv"):
+        if os.path.isfile(os.path.join(d, name)):
+            res.tables.append((name, name))
     prov = read_json(os.path.join(d, "provenance.json"))
     if prov is None:
         res.notes.append("provenance.json missing or unreadable.")
@@ -868,7 +871,7 @@ def write_index(d, res, fw, tabs):
     kind = "sweep run directory (sweep.csv)" if res.kind == "sweep" else "moba analyze output"
     lines.append('<p class="meta">Source: %s. moba git commit: <code>%s</code>.<br>Dumps: %s.<br>'
                  "Column meanings: docs/metrics.md; figures: docs/plots.md (in the MoBA Workbench "
-                 "repository). Raw tables: %s.</p>" % (
+                 "repository). Raw files: %s.</p>" % (
                      kind, html.escape(res.commit or "unknown"),
                      "; ".join("<code>%s</code> (sha256 <code>%s</code>)" % (html.escape(k), html.escape(v or "n/a"))
                                for k, v in sorted(res.dumps.items())),
@@ -898,6 +901,15 @@ def write_index(d, res, fw, tabs):
             p = tab[k]
             rows.append([k[0].label(), k[1], k[2], k[3]] + [p[c] for c in TABLE_COLS[4:]])
         lines.append(html_table(TABLE_COLS, rows))
+    bp = os.path.join(d, "budgets.csv")
+    if res.kind == "sweep" and os.path.isfile(bp):
+        with open(bp, newline="") as f:
+            raw = list(csv.reader(f))
+        if raw:
+            lines.append('<h2 id="budgets">Matched budgets (budgets.csv)</h2>')
+            lines.append('<p class="meta">Per dump, matched target and B: the k chosen, the mean attended '
+                         "keys it achieves and its deviation from the target (as the sweep wrote them).</p>")
+            lines.append(html_table(raw[0], raw[1:]))
     lines.append("</body></html>\n")
     tmp = os.path.join(d, "index.html.tmp-%d" % os.getpid())
     try:
