@@ -12,6 +12,7 @@ PACKAGES=(
   openmpi-bin libopenmpi-dev                            # moba sweep under mpirun (optional: MOBA_MPI)
   libimgui-dev libglfw3-dev libgl-dev xvfb xauth        # gui (Dear ImGui + GLFW/OpenGL), headless screenshots
   python3 python3-numpy python3-h5py                    # independent test writers, dump tools
+  python3-matplotlib                                    # moba plot (figures and index.html)
   bible-kjv                                             # public-domain long text for real dumps
   time                                                  # /usr/bin/time -v for peak-RSS checks
 )

@@ -1,0 +1,134 @@
+// `moba plot DIR`: figures (PNG + SVG in DIR/plots/) and a self-contained DIR/index.html for
+// a `moba sweep` run directory (DIR/sweep.csv) or a `moba analyze --out DIR` output
+// (DIR/summary.csv, aggregate.csv, buckets.csv, run.json). A thin wrapper: the figures are
+// drawn by experiments/plot/plot_results.py under Debian's /usr/bin/python3 with
+// python3-matplotlib (docs/plots.md). The script's exit status is ours (0 ok, 2 bad input or
+// matplotlib missing); a signal to moba is passed on to it.
+#include <limits.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/errors.h"
+#include "core/interrupt.h"
+#include "experiments/args.h"
+#include "experiments/build_info.h"
+#include "experiments/command.h"
+
+namespace fs = std::filesystem;
+
+namespace moba::cli {
+namespace {
+
+const char* const kUsage =
+    "usage: moba plot DIR\n"
+    "\n"
+    "Draws the figures of a results directory into DIR/plots/ (PNG and SVG) and writes\n"
+    "DIR/index.html, which shows them with the result tables (open it in a browser; it needs\n"
+    "nothing else). DIR is a `moba sweep` run directory (DIR/sweep.csv) or the output of\n"
+    "`moba analyze ... --out DIR` (DIR/summary.csv, aggregate.csv, buckets.csv, run.json).\n"
+    "Figures: coverage vs B, routing SNR measured vs model, p_fail calibration, -ln R and\n"
+    "output error by position, layer x head heatmaps, achieved vs nominal sparsity\n"
+    "(docs/plots.md). Re-running gives byte-identical files.\n"
+    "\n"
+    "Needs Debian's python3-matplotlib (./install-deps.sh installs it); MOBA_PYTHON overrides\n"
+    "the interpreter (/usr/bin/python3).\n";
+
+constexpr const char* kScript = "plot_results.py";
+
+// experiments/plot/plot_results.py: in the source tree (MOBA_SOURCE_DIR), else beside the binary.
+std::string find_script() {
+  std::vector<fs::path> candidates;
+#ifdef MOBA_SOURCE_DIR
+  candidates.push_back(fs::path(MOBA_SOURCE_DIR) / "experiments" / "plot" / kScript);
+#endif
+  char exe[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = '\0';
+    const fs::path dir = fs::path(exe).parent_path();
+    for (const fs::path& p : {dir / "plot" / kScript, dir / "experiments" / "plot" / kScript}) candidates.push_back(p);
+  }
+  for (const auto& p : candidates)
+    if (fs::is_regular_file(p)) return p.string();
+  std::string tried;
+  for (const auto& p : candidates) tried += "\n  " + p.string();
+  throw FileNotFoundError(kScript, "", "the plotting script was not found; looked in:" + tried);
+}
+
+// Runs argv[0] with argv, waits, and returns its exit status (128 + signal if killed).
+// SIGINT/SIGTERM received meanwhile (core/interrupt.h records them) are passed on once.
+int run_child(const std::vector<std::string>& argv) {
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    execv(cargv[0], cargv.data());
+    std::fprintf(stderr, "moba plot: error: cannot run %s\n", cargv[0]);
+    _exit(127);
+  }
+  bool forwarded = false;
+  for (;;) {
+    int status = 0;
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) {
+      if (WIFEXITED(status)) return WEXITSTATUS(status);
+      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+      return 1;
+    }
+    if (r < 0) throw std::runtime_error("waitpid failed");
+    const int sig = pending_interrupt();
+    if (sig != 0 && !forwarded) {
+      kill(pid, sig);
+      forwarded = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+int run_plot(const std::vector<std::string>& argv) {
+  const Args args(argv, {}, {"help"});
+  if (args.flag("help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (args.positional().size() != 1) throw UsageError("moba plot takes one directory (see moba plot --help)");
+  const fs::path dir = args.positional().front();
+  if (!fs::is_directory(dir))
+    throw FileNotFoundError(dir.string(), "",
+                            "no such directory (give a `moba sweep` run directory or a `moba analyze --out` directory)");
+  if (!fs::is_regular_file(dir / "sweep.csv") && !fs::is_regular_file(dir / "summary.csv") &&
+      !fs::is_regular_file(dir / "aggregate.csv"))
+    throw FileNotFoundError(dir.string(), "",
+                            "no results here: expected sweep.csv (moba sweep) or summary.csv / aggregate.csv "
+                            "(moba analyze --out DIR); see docs/plots.md");
+
+  const char* env = std::getenv("MOBA_PYTHON");
+  const std::string python = env != nullptr && *env != '\0' ? env : "/usr/bin/python3";
+  if (access(python.c_str(), X_OK) != 0)
+    throw FileNotFoundError(python, "",
+                            "no Python interpreter here; install python3 and python3-matplotlib "
+                            "(./install-deps.sh) or set MOBA_PYTHON");
+  const std::string script = find_script();
+  const int rc = run_child({python, script, dir.string(), "--commit", build_commit_label()});
+  if (const int sig = pending_interrupt(); sig != 0) throw Interrupted(sig);
+  if (rc == 0 || rc == 2) return rc;  // 2: the script said what is wrong with the input
+  std::fprintf(stderr, "moba plot: internal error: %s exited with status %d\n", script.c_str(), rc);
+  return 1;
+}
+
+const Command kPlot("plot", "figures (PNG, SVG) and index.html for a sweep or analyze directory", run_plot);
+
+}  // namespace
+}  // namespace moba::cli

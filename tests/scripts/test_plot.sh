@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# `moba plot DIR` (docs/plots.md) on an analyze output and on a sweep-shaped directory built by
+# plot_fake_sweep.py from analyze runs: every figure exists as PNG and SVG, index.html shows
+# each and is self-contained, a re-run gives identical bytes, and bad input exits 2.
+# Skipped (77) when Debian's python3-matplotlib is not installed.
+source "$(dirname "${BASH_SOURCE[0]}")/io_common.sh"
+PLOT_PY="${MOBA_PYTHON:-/usr/bin/python3}"
+if ! "$PLOT_PY" -c "import matplotlib" 2>/dev/null; then
+  echo "SKIP: $PLOT_PY has no matplotlib (apt-get install python3-matplotlib)"
+  exit 77
+fi
+DUMP="$HERE/../../experiments/data/stories15M_tinystory_256.h5"
+FIGURES=(coverage_vs_B snr_vs_B pfail_calibration kl_by_position output_err_by_position heatmap_layer_head sparsity)
+
+# check_dir DIR STEM...: every figure of every dump stem exists as non-empty PNG and SVG and is
+# linked from index.html, which loads nothing from outside DIR.
+check_dir() {
+  local dir="$1"; shift
+  [ -s "$dir/index.html" ] || fail "$dir/index.html missing"
+  for stem in "$@"; do
+    for fig in "${FIGURES[@]}"; do
+      for ext in png svg; do
+        [ -s "$dir/plots/$stem-$fig.$ext" ] || fail "$dir/plots/$stem-$fig.$ext missing"
+        grep -q "plots/$stem-$fig.$ext" "$dir/index.html" || fail "index.html does not reference plots/$stem-$fig.$ext"
+      done
+    done
+  done
+  if grep -Eiq '<script|<link|src="(https?:)?//|href="(https?:)?//' "$dir/index.html"; then
+    fail "$dir/index.html refers to something outside the directory"
+  fi
+  grep -q "<table>" "$dir/index.html" || fail "$dir/index.html has no table"
+  if grep -q "<dc:date>" "$dir"/plots/*.svg; then fail "an SVG carries a date"; fi
+}
+
+digest() { (cd "$1" && sha256sum index.html plots/*) ; }
+
+# 1. One analyze output (three routers, top-k budgets).
+"$MOBA" analyze "$DUMP" --layers 0,3 --block-sizes 16,32,64 --top-k 2,4 --routers moba,oracle,moba-kconv \
+  --out "$WORK/an" --quiet > /dev/null
+"$MOBA" plot "$WORK/an" > "$WORK/an.out" || fail "moba plot on an analyze output exited $?"
+grep -q "wrote 7 figures" "$WORK/an.out" || fail "unexpected output: $(cat "$WORK/an.out")"
+check_dir "$WORK/an" stories15M_tinystory_256
+digest "$WORK/an" > "$WORK/an.sha1"
+"$MOBA" plot "$WORK/an" > /dev/null
+digest "$WORK/an" > "$WORK/an.sha2"
+cmp -s "$WORK/an.sha1" "$WORK/an.sha2" || fail "a second moba plot wrote different bytes: $(diff "$WORK/an.sha1" "$WORK/an.sha2")"
+grep -q "$(sha256sum "$DUMP" | cut -c1-12)" "$WORK/an/index.html" || echo "note: dump sha256 not in index.html (relative dump path)"
+
+# 2. A sweep-shaped directory: sweep.csv with budget columns, jobs/*/buckets.csv, provenance.json.
+"$PY" "$HERE/plot_fake_sweep.py" "$MOBA" "$WORK/sw" "$DUMP" --layers 0,1,5 2> /dev/null || fail "plot_fake_sweep.py failed"
+"$MOBA" plot "$WORK/sw" > /dev/null || fail "moba plot on a sweep directory exited $?"
+check_dir "$WORK/sw" stories15M_tinystory_256
+sha="$(sha256sum "$DUMP" | cut -c1-64)"
+grep -q "$sha" "$WORK/sw/index.html" || fail "sweep index.html does not name the dump's sha256"
+grep -q "nominal sparsity s = 0.75" "$WORK/sw/index.html" || fail "sweep index.html lacks the sparsity budget rows"
+
+# 3. Head rows only (no scope=layer/overall rows) and no job directories: still every figure
+#    but the bucket ones, which are left out with a note.
+mkdir -p "$WORK/sw_heads"
+awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "scope") c = i } NR == 1 || $c == "head"' \
+  "$WORK/sw/sweep.csv" > "$WORK/sw_heads/sweep.csv"
+grep -q ',overall,' "$WORK/sw_heads/sweep.csv" && fail "awk left overall rows in"
+"$MOBA" plot "$WORK/sw_heads" > /dev/null || fail "moba plot on a head-only sweep exited $?"
+grep -q "buckets.csv found" "$WORK/sw_heads/index.html" || fail "no note about the missing buckets.csv"
+for fig in coverage_vs_B snr_vs_B pfail_calibration heatmap_layer_head sparsity; do
+  [ -s "$WORK/sw_heads/plots/stories15M_tinystory_256-$fig.png" ] || fail "head-only sweep: $fig missing"
+done
+
+# 4. Bad input exits 2 with a message; matplotlib missing exits 2 with the install hint.
+expect_2() {
+  local what="$1"; shift
+  set +e; "$@" > "$WORK/err.out" 2>&1; local rc=$?; set -e
+  [ "$rc" = 2 ] || fail "$what: exit $rc, expected 2: $(cat "$WORK/err.out")"
+}
+expect_2 "missing DIR" "$MOBA" plot "$WORK/does-not-exist"
+grep -q "no such directory" "$WORK/err.out" || fail "missing DIR: $(cat "$WORK/err.out")"
+mkdir -p "$WORK/empty"
+expect_2 "DIR without results" "$MOBA" plot "$WORK/empty"
+grep -q "no results here" "$WORK/err.out" || fail "empty DIR: $(cat "$WORK/err.out")"
+expect_2 "no argument" "$MOBA" plot
+printf '#!/bin/sh\nPYTHONHASHSEED=0 exec %s -S "$@"\n' "$PLOT_PY" > "$WORK/nosite-python"
+chmod +x "$WORK/nosite-python"
+MOBA_PYTHON="$WORK/nosite-python" expect_2 "matplotlib missing" "$MOBA" plot "$WORK/an"
+grep -q "python3-matplotlib" "$WORK/err.out" || fail "matplotlib missing: no install hint: $(cat "$WORK/err.out")"
+echo "PASS"
