@@ -15,6 +15,7 @@ PACKAGES=(
   python3-matplotlib                                    # moba plot (figures and index.html)
   bible-kjv                                             # public-domain long text for real dumps
   time                                                  # /usr/bin/time -v for peak-RSS checks
+  clang libfuzzer-14-dev libomp-14-dev                  # tests/fuzz (libFuzzer + OpenMP for clang)
 )
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"

@@ -3,6 +3,7 @@
 // hyperslab selections, so reading one head touches only that head's bytes on disk and
 // holds at most the requested Tensor3 plus a 4 MiB staging buffer in memory.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <utility>
@@ -147,7 +148,9 @@ int64_t Hdf5DumpReader::root_int(hid_t root, const char* name) {
   h5::AttrValue v;
   if (!h5::read_attr(root, name, &v)) throw MissingFieldError(info_.path, name, "required root attribute is missing");
   if (v.kind == h5::AttrValue::Kind::integer) return v.i;
-  if (v.kind == h5::AttrValue::Kind::real && v.r == static_cast<double>(static_cast<int64_t>(v.r)))
+  // A whole floating-point value in int64 range (checked before converting: the cast of an
+  // out-of-range or NaN double is undefined).
+  if (v.kind == h5::AttrValue::Kind::real && std::isfinite(v.r) && std::fabs(v.r) < 9.2e18 && v.r == std::trunc(v.r))
     return static_cast<int64_t>(v.r);
   if (v.kind == h5::AttrValue::Kind::text) return parse_int_field(info_.path, name, v.text);
   throw FormatError(info_.path, name, "expected an integer attribute, found " + v.text);

@@ -268,6 +268,11 @@ def write_bad(d):
         f["layers/0/v"] = a
     h5("inf.h5", inf, "head 1, token 2")
 
+    def huge_version(f):  # found by tests/fuzz: a float attribute far outside int64 range
+        qkv(f)
+        f.attrs["moba_dump_version"] = np.float64(-1.79769e308)
+    h5("huge_version.h5", huge_version, "moba_dump_version")
+
     def st(name, named, field, meta=None, length=None):
         p = os.path.join(d, name)
         write_safetensors_raw(p, named, meta if meta is not None else {"moba_dump_version": "1", "model": "m",
