@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Ctrl-C / SIGTERM during the writing commands (analyze, synth, route) at several points:
+# Ctrl-C / SIGTERM during the writing commands (analyze, synth, route, sweep) at several points:
 # exit 130 / 143 (or 0 when the command finished first), no temporary file left anywhere,
 # an output either absent or complete; analyze keeps finished layers' tables only in
 # DIR.partial and says so. Stale temporaries of dead processes are removed by the next run.
@@ -45,6 +45,26 @@ for delay in 0.5 1.5; do
   rm -f r.h5
   interrupt INT $delay 130 "$MOBA" route d.h5 --layer 1 --block-size 16 --top-k 4 --with-output --out r.h5 --quiet
   [ $rc = 0 ] || [ ! -e r.h5 ] || fail "r.h5 appeared although route was interrupted"
+done
+
+# sweep: the signal reaches the running analyze child too; finished jobs stay, --resume
+# completes the run.
+cat > sweep.toml <<TOML
+dumps = ["d.h5"]
+layers = [[0], [1], [2]]
+block_sizes = [16, 64]
+[budget]
+top_k = [2, 4]
+TOML
+for delay in 0.6 2; do
+  rm -rf S
+  interrupt INT $delay 130 "$MOBA" sweep sweep.toml --out S --quiet
+  if [ $rc = 130 ]; then
+    grep -q -- "--resume" err.txt || fail "sweep: no resume hint: $(cat err.txt)"
+    "$MOBA" sweep sweep.toml --out S --resume --quiet >/dev/null 2>&1 || fail "sweep --resume after SIGINT"
+    no_temporaries "sweep --resume"
+  fi
+  [ -s S/sweep.csv ] || fail "sweep.csv missing after SIGINT at ${delay}s (+ resume)"
 done
 
 # A temporary of a process that no longer runs goes; one of a live process stays.
