@@ -110,11 +110,10 @@ std::vector<ConfigNote> describe_configs(const AnalyzeOptions& opt, int64_t n_to
   return notes;
 }
 
-std::string requested_configs(const AnalyzeOptions& opt, int64_t n_tokens) {
-  std::string s;
-  for (const Request& r : requests(opt, n_tokens))
-    s += (s.empty() ? "" : ",") + std::to_string(r.block_size) + ":" + std::to_string(r.top_k);
-  return s;
+std::vector<std::pair<int64_t, int>> requested_configs(const AnalyzeOptions& opt, int64_t n_tokens) {
+  std::vector<std::pair<int64_t, int>> out;
+  for (const Request& r : requests(opt, n_tokens)) out.emplace_back(r.block_size, r.top_k);
+  return out;
 }
 
 int64_t analyze_chunks_per_head(const AnalyzeOptions& opt, int64_t n_tokens) {

@@ -7,6 +7,7 @@
 //   router         0 .. routers.size() - 1, in opt.routers order
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "analysis/router.h"
@@ -56,8 +57,8 @@ struct ConfigNote {
   std::string text;     // one line: what happens and why
 };
 std::vector<ConfigNote> describe_configs(const AnalyzeOptions& opt, int64_t n_tokens);
-// "B:k,B:k,..." of the requested pairs (before duplicates merge and skipping), in request order.
-std::string requested_configs(const AnalyzeOptions& opt, int64_t n_tokens);
+// The requested (B, k) pairs (before duplicates merge and skipping), in request order.
+std::vector<std::pair<int64_t, int>> requested_configs(const AnalyzeOptions& opt, int64_t n_tokens);
 // Chunks per head, for progress totals.
 int64_t analyze_chunks_per_head(const AnalyzeOptions& opt, int64_t n_tokens);
 

@@ -25,6 +25,7 @@
 #include "core/dump.h"
 #include "core/errors.h"
 #include "core/h5_output.h"
+#include "core/json_writer.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
 #include "experiments/routing_args.h"
@@ -203,31 +204,39 @@ int run_analyze(const std::vector<std::string>& argv) {
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
 
   analysis::RunRecord rec = analysis::make_run_record("analyze", build_commit_label(), device.description);
-  rec.config["dump"] = dump_path;
-  for (const auto& a : argv) rec.config["argv"] += (rec.config["argv"].empty() ? "" : " ") + a;
-  std::string s;
-  for (const auto b : opt.block_sizes) s += (s.empty() ? "" : ",") + std::to_string(b);
-  rec.config["block_sizes"] = s;
-  s.clear();
+  analysis::record_input(rec, dump_path);
+  rec.set_string("dump", dump_path);
+  rec.set_strings("argv", argv);
+  std::vector<double> block_sizes;
+  for (const auto b : opt.block_sizes) block_sizes.push_back(static_cast<double>(b));
+  rec.set_numbers("block_sizes", block_sizes);
+  // (B, k) pairs as [B, k] arrays: the analysed ones, and every one requested.
+  auto pairs_json = [](const std::vector<std::pair<int64_t, int>>& pairs) {
+    std::vector<std::string> items;
+    for (const auto& [B, k] : pairs) items.push_back("[" + std::to_string(B) + ", " + std::to_string(k) + "]");
+    return json_array(items);
+  };
+  std::vector<std::pair<int64_t, int>> analysed;
   for (const auto& r : result.head_rows)
     if (r.key.head == result.head_rows.front().key.head && r.key.layer == result.head_rows.front().key.layer &&
         r.key.router == result.head_rows.front().key.router)
-      s += (s.empty() ? "" : ",") + std::to_string(r.key.block_size) + ":" + std::to_string(r.key.top_k);
-  rec.config["configs_B_k"] = s;
-  rec.config["configs_requested"] = analysis::requested_configs(opt, n_tokens);
-  s.clear();
-  for (const auto& n : notes) s += (s.empty() ? "" : "; ") + n.text;
-  rec.config["config_notes"] = s;
-  s.clear();
-  for (const auto r : opt.routers) s += (s.empty() ? "" : ",") + std::string(analysis::router_name(r));
-  rec.config["routers"] = s;
-  for (const auto& [name, value] : routing_record(ro)) rec.config[name] = value;
-  rec.config["top_n"] = std::to_string(opt.top_n);
-  rec.config["buckets"] = opt.bucket_width > 0 ? "width " + std::to_string(opt.bucket_width) : std::to_string(opt.n_buckets);
-  rec.config["trailing"] = opt.trailing > 0 ? std::to_string(opt.trailing) : "n_tokens/16";
-  rec.config["query_chunk"] = std::to_string(opt.query_chunk);
-  rec.config["wall_seconds"] = std::to_string(wall);
-  if (!device_split.empty()) rec.config["device_split"] = device_split;
+      analysed.emplace_back(r.key.block_size, r.key.top_k);
+  rec.config["configs_B_k"] = pairs_json(analysed);
+  rec.config["configs_requested"] = pairs_json(analysis::requested_configs(opt, n_tokens));
+  std::vector<std::string> note_texts, routers;
+  for (const auto& n : notes) note_texts.push_back(n.text);
+  rec.set_strings("config_notes", note_texts);
+  for (const auto r : opt.routers) routers.push_back(analysis::router_name(r));
+  rec.set_strings("routers", routers);
+  for (const auto& [name, value] : routing_record(ro)) rec.set_string(name, value);
+  rec.set_number("kconv_width", ro.kconv_width);
+  rec.set_number("top_n", opt.top_n);
+  if (opt.bucket_width > 0) rec.set_number("bucket_width", static_cast<double>(opt.bucket_width));
+  else rec.set_number("buckets", opt.n_buckets);
+  rec.set_number("trailing", static_cast<double>(opt.trailing > 0 ? opt.trailing : (n_tokens + 15) / 16));
+  rec.set_number("query_chunk", static_cast<double>(opt.query_chunk));
+  rec.set_number("wall_seconds", wall);
+  if (!device_split.empty()) rec.set_string("device_split", device_split);
   write_atomic(work / "run.json", analysis::to_json(rec) + "\n");
 
   // Swap the finished directory in.

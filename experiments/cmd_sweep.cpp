@@ -26,6 +26,7 @@
 #include "analysis/run_record.h"
 #include "core/errors.h"
 #include "core/json_writer.h"
+#include "core/sha256.h"
 #include "core/interrupt.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
@@ -36,7 +37,6 @@
 #include "experiments/sweep/mpi_queue.h"
 #endif
 #include "experiments/sweep/rundir.h"
-#include "experiments/sweep/sha256.h"
 #include "kernels/backend.h"
 
 namespace fs = std::filesystem;

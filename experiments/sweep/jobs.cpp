@@ -10,7 +10,7 @@
 #include "core/dump.h"
 #include "core/errors.h"
 #include "core/json_writer.h"
-#include "experiments/sweep/sha256.h"
+#include "core/sha256.h"
 
 namespace fs = std::filesystem;
 

@@ -44,7 +44,12 @@ js = json.load(open("A/summary.json"))
 assert len(js) == len(rows) + len(agg)
 run = json.load(open("A/run.json"))
 assert run["command"] == "analyze" and run["device"].startswith("cpu") and run["git_commit"]
-assert run["config"]["configs_B_k"] == "16:8,32:4,64:2", run["config"]
+assert run["config"]["configs_B_k"] == [[16, 8], [32, 4], [64, 2]], run["config"]
+assert run["config"]["block_sizes"] == [16, 32, 64] and run["config"]["top_n"] == 10, run["config"]
+import hashlib, os
+assert run["input"]["path"] == os.path.abspath("s.h5"), run["input"]
+assert run["input"]["size"] == os.path.getsize("s.h5"), run["input"]
+assert run["input"]["sha256"] == hashlib.sha256(open("s.h5", "rb").read()).hexdigest(), run["input"]
 with h5py.File("A/analysis.h5", "r") as f:
     g = f["/layers/1/heads/3/B32_k4/moba"]
     assert g["selected"].shape == (512, 4) and g["selected"].dtype == "int32"

@@ -19,8 +19,9 @@ import csv, json
 keys = {(int(r["block_size"]), int(r["top_k"])) for r in csv.DictReader(open("A/summary.csv"))}
 assert keys == {(16, 2), (16, 4), (128, 2)}, keys
 c = json.load(open("A/run.json"))["config"]
-assert c["configs_requested"] == "16:2,16:4,16:40,128:2,128:4,128:40", c["configs_requested"]
-assert "k >= n_blocks" in c["config_notes"], c["config_notes"]
+assert c["configs_requested"] == [[16, 2], [16, 4], [16, 40], [128, 2], [128, 4], [128, 40]], c["configs_requested"]
+assert c["configs_B_k"] == [[16, 2], [16, 4], [128, 2]], c["configs_B_k"]
+assert any("k >= n_blocks" in n for n in c["config_notes"]), c["config_notes"]
 PYEOF
 
 # 2. Nothing left to route (B >= T): exit 2, the reason and what would work, nothing written.

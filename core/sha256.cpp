@@ -1,4 +1,4 @@
-#include "experiments/sweep/sha256.h"
+#include "core/sha256.h"
 
 #include <cstdio>
 #include <cstring>
@@ -7,7 +7,7 @@
 
 #include "core/errors.h"
 
-namespace moba::sweep {
+namespace moba {
 namespace {
 
 constexpr uint32_t kK[64] = {
@@ -102,4 +102,4 @@ std::string sha256_file(const std::string& path) {
   return s.hex_digest();
 }
 
-}  // namespace moba::sweep
+}  // namespace moba

@@ -1,12 +1,13 @@
 #pragma once
-// SHA-256 (FIPS 180-4) of files and byte strings, for the sweep's provenance: every dump's
-// digest is recorded so a result can be traced to the exact bytes it came from. The same
-// hex digest `sha256sum` prints (checked by tests/scripts/test_sweep_basic.sh).
+// SHA-256 (FIPS 180-4) of files and byte strings, for provenance: every dump's digest is
+// recorded (analyze's run.json, the sweep's provenance.json) so a result can be traced to
+// the exact bytes it came from. The same hex digest `sha256sum` prints (checked by
+// tests/scripts/test_sweep_basic.sh).
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
-namespace moba::sweep {
+namespace moba {
 
 class Sha256 {
  public:
@@ -26,4 +27,4 @@ std::string sha256_hex(const std::string& bytes);
 // Throws FileNotFoundError when the file cannot be read.
 std::string sha256_file(const std::string& path);
 
-}  // namespace moba::sweep
+}  // namespace moba
