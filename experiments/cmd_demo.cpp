@@ -4,13 +4,10 @@
 // budget (k*B = 256: nominal sparsity 75%), with the moba, moba-kconv and oracle routers,
 // and prints coverage, recall, output error and routing SNR by block size. Every layer and
 // head is analysed: the whole dump takes a few seconds on 2 cores. Writes nothing.
-#include <limits.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -20,34 +17,12 @@
 #include "core/errors.h"
 #include "experiments/args.h"
 #include "experiments/command.h"
-
-namespace fs = std::filesystem;
+#include "experiments/shipped_file.h"
 
 namespace moba::cli {
 namespace {
 
 constexpr const char* kDumpName = "stories15M_genesis_1024.h5";
-
-// The shipped dump: in the source tree (MOBA_SOURCE_DIR), else next to the binary.
-std::string find_default_dump() {
-  std::vector<fs::path> candidates;
-#ifdef MOBA_SOURCE_DIR
-  candidates.push_back(fs::path(MOBA_SOURCE_DIR) / "experiments" / "data" / kDumpName);
-#endif
-  char exe[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    const fs::path dir = fs::path(exe).parent_path();
-    for (const fs::path& p : {dir / kDumpName, dir / "data" / kDumpName, dir / "experiments" / "data" / kDumpName})
-      candidates.push_back(p);
-  }
-  for (const auto& p : candidates)
-    if (fs::exists(p)) return p.string();
-  std::string tried;
-  for (const auto& p : candidates) tried += "\n  " + p.string();
-  throw FileNotFoundError(kDumpName, "", "the demo's default dump was not found; looked in:" + tried);
-}
 
 int run_demo(const std::vector<std::string>& argv) {
   const Args args(argv, {"device"}, {"quiet", "help"});
@@ -61,7 +36,7 @@ int run_demo(const std::vector<std::string>& argv) {
   if (!args.positional().empty()) throw UsageError("moba demo takes no arguments (see --help)");
   const analysis::DeviceInfo device = analysis::resolve_device(args.choice("device", "cpu", {"cpu", "cuda", "auto"}));
 
-  const std::string path = find_default_dump();
+  const std::string path = find_shipped_file("experiments/data", kDumpName, "the demo's default dump");
   const auto reader = open_dump(path);
   const DumpInfo& info = reader->info();
   const LayerInfo& l0 = info.layers.front();

@@ -4,7 +4,6 @@
 // drawn by experiments/plot/plot_results.py under Debian's /usr/bin/python3 with
 // python3-matplotlib (docs/plots.md). The script's exit status is ours (0 ok, 2 bad input or
 // matplotlib missing); a signal to moba is passed on to it.
-#include <limits.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +21,7 @@
 #include "experiments/args.h"
 #include "experiments/build_info.h"
 #include "experiments/command.h"
+#include "experiments/shipped_file.h"
 
 namespace fs = std::filesystem;
 
@@ -43,26 +43,6 @@ const char* const kUsage =
     "the interpreter (/usr/bin/python3).\n";
 
 constexpr const char* kScript = "plot_results.py";
-
-// experiments/plot/plot_results.py: in the source tree (MOBA_SOURCE_DIR), else beside the binary.
-std::string find_script() {
-  std::vector<fs::path> candidates;
-#ifdef MOBA_SOURCE_DIR
-  candidates.push_back(fs::path(MOBA_SOURCE_DIR) / "experiments" / "plot" / kScript);
-#endif
-  char exe[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = '\0';
-    const fs::path dir = fs::path(exe).parent_path();
-    for (const fs::path& p : {dir / "plot" / kScript, dir / "experiments" / "plot" / kScript}) candidates.push_back(p);
-  }
-  for (const auto& p : candidates)
-    if (fs::is_regular_file(p)) return p.string();
-  std::string tried;
-  for (const auto& p : candidates) tried += "\n  " + p.string();
-  throw FileNotFoundError(kScript, "", "the plotting script was not found; looked in:" + tried);
-}
 
 // Runs argv[0] with argv, waits, and returns its exit status (128 + signal if killed).
 // SIGINT/SIGTERM received meanwhile (core/interrupt.h records them) are passed on once.
@@ -120,7 +100,7 @@ int run_plot(const std::vector<std::string>& argv) {
     throw FileNotFoundError(python, "",
                             "no Python interpreter here; install python3 and python3-matplotlib "
                             "(./install-deps.sh) or set MOBA_PYTHON");
-  const std::string script = find_script();
+  const std::string script = find_shipped_file("experiments/plot", kScript, "the plotting script");
   const int rc = run_child({python, script, dir.string(), "--commit", build_commit_label()});
   if (const int sig = pending_interrupt(); sig != 0) throw Interrupted(sig);
   if (rc == 0 || rc == 2) return rc;  // 2: the script said what is wrong with the input
