@@ -171,7 +171,8 @@ int run_analyze(const std::vector<std::string>& argv) {
   std::error_code ec;
   fs::remove_all(work, ec);
   fs::create_directories(work, ec);
-  if (ec) throw FileNotFoundError(work.string(), "", "cannot create the output directory: " + ec.message());
+  // The message names --out as the user gave it; DIR.partial is an internal detail.
+  if (ec) throw FileNotFoundError(out_dir.string(), "--out", "cannot create the output directory: " + ec.message());
   const auto t_start = std::chrono::steady_clock::now();
   analysis::DumpAnalysis result;
   try {

@@ -28,6 +28,9 @@ grep -q "did you mean" <<<"$out" && fail "a guess for a far-off flag: $out"
 "$MOBA" info r.h5 | grep -q '/selected \[2, 128, 2\] int32' || fail "info route.h5: datasets"
 "$MOBA" info A/analysis.h5 | grep -q 'kind *a `moba analyze` output' || fail "info analysis.h5"
 "$MOBA" info r.h5 --json | "$PY" -c 'import json,sys; d=json.load(sys.stdin); assert d["kind"] == "route" and d["attributes"]["top_k"] == "2", d'
+set +e; out=$("$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out /proc/moba-x 2>&1); rc=$?; set -e
+[ $rc = 2 ] && grep -q "^moba analyze: error: /proc/moba-x: --out: cannot create" <<<"$out" || fail "--out /proc/x: $rc $out"
+grep -q "partial" <<<"$out" && fail "--out /proc/x exposes the internal .partial: $out"
 "$PY" -c 'import h5py; h5py.File("other.h5", "w").attrs["x"] = 1'
 set +e; out=$("$MOBA" info other.h5 2>&1); rc=$?; set -e
 [ $rc = 2 ] && grep -q "moba_dump_version: required root attribute is missing" <<<"$out" || fail "info other.h5: $rc $out"
