@@ -63,21 +63,59 @@ std::string buckets_to_csv(const std::vector<BucketRow>& rows) {
   return s;
 }
 
+namespace {
+
+// The text table's columns after router, B and k: its short heading, the summary column it
+// shows, and the printf formats of heading and value (one space before each).
+struct TableColumn {
+  const char* heading;
+  SummaryColumn column;
+  const char* heading_format;
+  const char* value_format;
+};
+constexpr TableColumn kTableColumns[] = {
+    {"tok_spar", SummaryColumn::sparsity_mean, " %8s", " %8.3f"},
+    {"coverage", SummaryColumn::coverage_mean, " %8s", " %8.4f"},
+    {"oracle", SummaryColumn::oracle_coverage_mean, " %8s", " %8.4f"},
+    {"KL", SummaryColumn::kl_mean, " %7s", " %7.4f"},
+    {"recall", SummaryColumn::block_recall_mean, " %7s", " %7.3f"},
+    {"tok@n", SummaryColumn::token_recall_mean, " %7s", " %7.3f"},
+    {"out_err", SummaryColumn::output_rel_err_mean, " %9s", " %9.2e"},
+    {"SNR", SummaryColumn::snr_emp, " %7s", " %7.3f"},
+    {"SNRmod", SummaryColumn::snr_theory, " %7s", " %7.3f"},
+    {"p_fail", SummaryColumn::p_fail_emp, " %7s", " %7.4f"},
+    {"sig@k", SummaryColumn::signal_recall, " %7s", " %7.3f"},
+};
+
+}  // namespace
+
 std::string format_table(const std::vector<SummaryRow>& rows) {
-  using C = SummaryColumn;
   std::string s;
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "%-11s %5s %5s %8s %8s %8s %7s %7s %7s %9s %7s %7s %7s %7s\n", "router", "B", "k",
-                "tok_spar", "coverage", "oracle", "KL", "recall", "tok@n", "out_err", "SNR", "SNRmod", "p_fail", "sig@k");
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%-11s %5s %5s", "router", "B", "k");
   s += buf;
-  for (const auto& r : rows) {
-    std::snprintf(buf, sizeof buf, "%-11s %5lld %5d %8.3f %8.4f %8.4f %7.4f %7.3f %7.3f %9.2e %7.3f %7.3f %7.4f %7.3f\n",
-                  router_name(r.key.router), static_cast<long long>(r.key.block_size), r.key.top_k,
-                  r.get(C::sparsity_mean), r.get(C::coverage_mean), r.get(C::oracle_coverage_mean), r.get(C::kl_mean),
-                  r.get(C::block_recall_mean), r.get(C::token_recall_mean), r.get(C::output_rel_err_mean),
-                  r.get(C::snr_emp), r.get(C::snr_theory), r.get(C::p_fail_emp), r.get(C::signal_recall));
+  for (const auto& c : kTableColumns) {
+    std::snprintf(buf, sizeof buf, c.heading_format, c.heading);
     s += buf;
   }
+  s += "\n";
+  for (const auto& r : rows) {
+    std::snprintf(buf, sizeof buf, "%-11s %5lld %5d", router_name(r.key.router),
+                  static_cast<long long>(r.key.block_size), r.key.top_k);
+    s += buf;
+    for (const auto& c : kTableColumns) {
+      std::snprintf(buf, sizeof buf, c.value_format, r.get(c.column));
+      s += buf;
+    }
+    s += "\n";
+  }
+  return s;
+}
+
+std::string table_legend() {
+  std::string s = "columns (docs/metrics.md#names):";
+  for (const auto& c : kTableColumns) s += std::string(" ") + c.heading + " = " + summary_column(c.column).name + ",";
+  s.back() = '\n';
   return s;
 }
 

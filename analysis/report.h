@@ -30,5 +30,7 @@ std::string buckets_to_csv(const std::vector<BucketRow>& rows);
 // oracle coverage, KL, block and token recall, output error, SNR (measured, model), p_fail,
 // signal recall.
 std::string format_table(const std::vector<SummaryRow>& rows);
+// One line naming the summary column behind each of format_table's short headings.
+std::string table_legend();
 
 }  // namespace moba::analysis

@@ -259,8 +259,8 @@ int run_analyze(const std::vector<std::string>& argv) {
     std::printf("moba analyze %s: %zu head rows (device: %s, %.1f s)\n", dump_path.c_str(), result.head_rows.size(),
                 device.description.c_str(), wall);
     if (!device_split.empty()) std::printf("  (%s)\n", device_split.c_str());
-    std::printf("overall (count-weighted over layers and heads; means over queries with a choice):\n%s",
-                analysis::format_table(result.overall_rows).c_str());
+    std::printf("overall (count-weighted over layers and heads; means over queries with a choice):\n%s%s",
+                analysis::format_table(result.overall_rows).c_str(), analysis::table_legend().c_str());
     std::printf("wrote %s/{summary.csv, aggregate.csv, buckets.csv, summary.json, analysis.h5, run.json}\n",
                 out_dir.string().c_str());
   }
