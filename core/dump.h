@@ -41,6 +41,15 @@ struct DumpInfo {
   const LayerInfo& layer(int index) const;
 };
 
+// True when every layer has the same heads, kv heads, head dim and dtype.
+bool uniform_layers(const DumpInfo& info);
+
+class JsonObject;
+// Adds what `moba info --json` prints about a dump (file, format, version, model, source,
+// rope_applied, has_token_ids, n_layers, layer_indices, n_tokens, the shape and dtype when
+// uniform, layers [...], attributes {...}) to `o`; the sweep's provenance records the same.
+void add_dump_info_json(const DumpInfo& info, JsonObject& o);
+
 // A warning when the dump's shapes look token-major ([n_tokens, n_heads, head_dim]) read as
 // head-major: more heads than tokens in some layer, which real dumps never have. Empty when
 // nothing looks wrong. The text names the layer and the fix (layout = "thd").

@@ -66,15 +66,6 @@ SliceStats stats_of(const Tensor3& t) {
   return s;
 }
 
-bool uniform_layers(const DumpInfo& info) {
-  for (const auto& l : info.layers) {
-    const auto& f = info.layers.front();
-    if (l.n_q_heads != f.n_q_heads || l.n_kv_heads != f.n_kv_heads || l.head_dim != f.head_dim || l.dtype != f.dtype)
-      return false;
-  }
-  return true;
-}
-
 std::string layer_list(const DumpInfo& info) {
   std::string s;
   for (const auto& l : info.layers) s += (s.empty() ? "" : ", ") + std::to_string(l.index);
@@ -129,42 +120,9 @@ void print_text(const DumpInfo& info, const std::vector<SliceStats>& checks, boo
 }
 
 void print_json(const DumpInfo& info, const std::vector<SliceStats>& checks, bool checked) {
-  const LayerInfo& f = info.layers.front();
-  std::vector<std::string> indices, layers, checks_json;
-  for (const LayerInfo& l : info.layers) {
-    indices.push_back(std::to_string(l.index));
-    layers.push_back(JsonObject()
-                         .add_integer("index", l.index)
-                         .add_integer("n_q_heads", l.n_q_heads)
-                         .add_integer("n_kv_heads", l.n_kv_heads)
-                         .add_integer("n_tokens", l.n_tokens)
-                         .add_integer("head_dim", l.head_dim)
-                         .add_string("dtype", dtype_name(l.dtype))
-                         .add_bool("has_o", l.has_o)
-                         .add_bool("has_lse", l.has_lse)
-                         .add_bool("has_planted", l.has_planted)
-                         .str());
-  }
-  JsonObject attributes;
-  for (const auto& kv : info.attributes) attributes.add_string(kv.first, kv.second);
+  std::vector<std::string> checks_json;
   JsonObject o;
-  o.add_string("file", info.path)
-      .add_string("format", info.format)
-      .add_integer("version", info.version)
-      .add_string("model", info.model)
-      .add_string("source", info.source)
-      .add_bool("rope_applied", info.rope_applied)
-      .add_bool("has_token_ids", info.has_token_ids)
-      .add_integer("n_layers", static_cast<int64_t>(info.layers.size()))
-      .add_raw("layer_indices", json_array(indices))
-      .add_integer("n_tokens", f.n_tokens);
-  if (uniform_layers(info)) {
-    o.add_integer("n_q_heads", f.n_q_heads)
-        .add_integer("n_kv_heads", f.n_kv_heads)
-        .add_integer("head_dim", f.head_dim)
-        .add_string("dtype", dtype_name(f.dtype));
-  }
-  o.add_raw("layers", json_array(layers)).add_raw("attributes", attributes.str());
+  add_dump_info_json(info, o);
   if (checked) {
     for (const SliceStats& c : checks)
       checks_json.push_back(JsonObject()

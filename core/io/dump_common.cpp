@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "core/json_writer.h"
 #include "core/io/reader_common.h"
 
 namespace moba {
@@ -31,6 +32,54 @@ const LayerInfo& DumpInfo::layer(int index) const {
   for (const auto& l : layers) have += (have.empty() ? "" : ", ") + std::to_string(l.index);
   throw MissingFieldError(path, "/layers/" + std::to_string(index),
                           "no such layer (the dump has layers " + have + ")");
+}
+
+bool uniform_layers(const DumpInfo& info) {
+  for (const auto& l : info.layers) {
+    const auto& f = info.layers.front();
+    if (l.n_q_heads != f.n_q_heads || l.n_kv_heads != f.n_kv_heads || l.head_dim != f.head_dim || l.dtype != f.dtype)
+      return false;
+  }
+  return true;
+}
+
+void add_dump_info_json(const DumpInfo& info, JsonObject& o) {
+  std::vector<std::string> indices, layers;
+  for (const LayerInfo& l : info.layers) {
+    indices.push_back(std::to_string(l.index));
+    layers.push_back(JsonObject()
+                         .add_integer("index", l.index)
+                         .add_integer("n_q_heads", l.n_q_heads)
+                         .add_integer("n_kv_heads", l.n_kv_heads)
+                         .add_integer("n_tokens", l.n_tokens)
+                         .add_integer("head_dim", l.head_dim)
+                         .add_string("dtype", dtype_name(l.dtype))
+                         .add_bool("has_o", l.has_o)
+                         .add_bool("has_lse", l.has_lse)
+                         .add_bool("has_planted", l.has_planted)
+                         .str());
+  }
+  JsonObject attributes;
+  for (const auto& kv : info.attributes) attributes.add_string(kv.first, kv.second);
+  o.add_string("file", info.path)
+      .add_string("format", info.format)
+      .add_integer("version", info.version)
+      .add_string("model", info.model)
+      .add_string("source", info.source)
+      .add_bool("rope_applied", info.rope_applied)
+      .add_bool("has_token_ids", info.has_token_ids)
+      .add_integer("n_layers", static_cast<int64_t>(info.layers.size()))
+      .add_raw("layer_indices", json_array(indices));
+  if (info.layers.empty()) return;
+  const LayerInfo& f = info.layers.front();
+  o.add_integer("n_tokens", f.n_tokens);
+  if (uniform_layers(info)) {
+    o.add_integer("n_q_heads", f.n_q_heads)
+        .add_integer("n_kv_heads", f.n_kv_heads)
+        .add_integer("head_dim", f.head_dim)
+        .add_string("dtype", dtype_name(f.dtype));
+  }
+  o.add_raw("layers", json_array(layers)).add_raw("attributes", attributes.str());
 }
 
 std::string layout_warning(const DumpInfo& info) {

@@ -80,25 +80,11 @@ std::vector<DumpFacts> inspect_dumps(const SweepConfig& c) {
       if (h >= info.layers.front().n_q_heads)
         throw InputError(c.path, "heads", "query head " + std::to_string(h) + " is not in " + path + " (" +
                                               std::to_string(info.layers.front().n_q_heads) + " heads)");
-    JsonObject attributes;
-    for (const auto& [k, v] : info.attributes) attributes.add_string(k, v);
     for (const char* key : {"synth_seed", "seed"})
       if (f.seed.empty() && info.attributes.count(key)) f.seed = info.attributes.at(key);
-    const LayerInfo& first = info.layers.front();
-    f.info_json = JsonObject()
-                      .add_string("format", info.format)
-                      .add_integer("schema_version", info.version)
-                      .add_string("model", info.model)
-                      .add_string("source", info.source)
-                      .add_bool("rope_applied", info.rope_applied)
-                      .add_integer("n_layers", static_cast<int64_t>(info.layers.size()))
-                      .add_integer("n_q_heads", first.n_q_heads)
-                      .add_integer("n_kv_heads", first.n_kv_heads)
-                      .add_integer("n_tokens", f.n_tokens)
-                      .add_integer("head_dim", first.head_dim)
-                      .add_string("dtype", dtype_name(first.dtype))
-                      .add_raw("attributes", attributes.str())
-                      .str();
+    JsonObject described;
+    add_dump_info_json(info, described);
+    f.info_json = described.str();
     reader.reset();
     f.sha256 = sha256_file(path);
     out.push_back(f);
