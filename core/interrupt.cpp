@@ -55,7 +55,8 @@ void remove_stale_temporaries(const std::string& path) {
     if (name.compare(0, prefix.size(), prefix) != 0) continue;
     const std::string rest = name.substr(prefix.size());  // "<pid>-<n>"
     const size_t dash = rest.find('-');
-    if (dash == 0 || dash == std::string::npos || rest.find_first_not_of("0123456789-") != std::string::npos) continue;
+    if (dash == 0 || dash == std::string::npos || dash > 9 || rest.find_first_not_of("0123456789-") != std::string::npos)
+      continue;  // not "<pid>-<n>" (a pid has at most 7 digits; longer would overflow stol)
     const long pid = std::stol(rest.substr(0, dash));
     if (pid <= 0 || pid == static_cast<long>(getpid())) continue;
     if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
