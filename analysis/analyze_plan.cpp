@@ -100,7 +100,7 @@ std::vector<ConfigNote> describe_configs(const AnalyzeOptions& opt, int64_t n_to
                            "attention) and nothing is routed" +
                            (n_blocks > 1 ? "; k <= " + std::to_string(n_blocks - 1) + " routes at this B"
                                          : "; B >= T: use block sizes below " + T)});
-    } else if (r.top_k == 1 && !opt.sparsities.empty() && r.text.rfind("--sparsity", 0) == 0) {
+    } else if (r.top_k == 1 && r.text.rfind("--sparsity", 0) == 0) {
       notes.push_back({ConfigNote::Kind::current_block_only, r.block_size, r.top_k, r.text,
                        "B=" + B + ": " + r.text + " collapses to k=1 (round((1 - s) T / B) <= 1): only " +
                            "the current block is attended, no routing at all"});
