@@ -28,8 +28,8 @@
 #include "core/json_writer.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
-#include "experiments/routing_args.h"
 #include "experiments/command.h"
+#include "experiments/routing_args.h"
 
 namespace fs = std::filesystem;
 

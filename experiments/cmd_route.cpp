@@ -15,8 +15,8 @@
 #include "core/progress.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
-#include "experiments/routing_args.h"
 #include "experiments/command.h"
+#include "experiments/routing_args.h"
 
 namespace moba::cli {
 namespace {
