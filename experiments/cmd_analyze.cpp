@@ -22,6 +22,7 @@
 #include "analysis/analyze.h"
 #include "analysis/backend.h"
 #include "analysis/run_record.h"
+#include "core/atomic_file.h"
 #include "core/dump.h"
 #include "core/errors.h"
 #include "core/h5_output.h"
@@ -74,26 +75,15 @@ const char* const kUsage =
     "signal block and other routable blocks; snr_theory = delta_mu_eff / (sigma sqrt(2B)) from\n"
     "the measured model parameters; snr_synth = the synth dump's own delta_mu_eff sqrt(d/2B).\n";
 
-void write_atomic(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error("cannot write " + tmp.string());
-    f << text;
-    if (!f.flush()) throw std::runtime_error("cannot write " + tmp.string());
-  }
-  fs::rename(tmp, path);
-}
-
 void write_tables(const fs::path& dir, const analysis::DumpAnalysis& a) {
-  write_atomic(dir / "summary.csv", analysis::rows_to_csv(a.head_rows));
+  write_file_atomic((dir / "summary.csv").string(), analysis::rows_to_csv(a.head_rows));
   std::vector<analysis::SummaryRow> agg = a.layer_rows;
   agg.insert(agg.end(), a.overall_rows.begin(), a.overall_rows.end());
-  write_atomic(dir / "aggregate.csv", analysis::rows_to_csv(agg));
-  write_atomic(dir / "buckets.csv", analysis::buckets_to_csv(a.buckets));
+  write_file_atomic((dir / "aggregate.csv").string(), analysis::rows_to_csv(agg));
+  write_file_atomic((dir / "buckets.csv").string(), analysis::buckets_to_csv(a.buckets));
   std::vector<analysis::SummaryRow> all = a.head_rows;
   all.insert(all.end(), agg.begin(), agg.end());
-  write_atomic(dir / "summary.json", analysis::rows_to_json(all));
+  write_file_atomic((dir / "summary.json").string(), analysis::rows_to_json(all));
 }
 
 // DIR may be replaced only when it is absent, empty, or an earlier analyze output.
@@ -238,7 +228,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   rec.set_number("query_chunk", static_cast<double>(opt.query_chunk));
   rec.set_number("wall_seconds", wall);
   if (!device_split.empty()) rec.set_string("device_split", device_split);
-  write_atomic(work / "run.json", analysis::to_json(rec) + "\n");
+  write_file_atomic((work / "run.json").string(), analysis::to_json(rec) + "\n");
 
   // Swap the finished directory in.
   if (fs::exists(out_dir)) {

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/atomic_file.h"
 #include "core/errors.h"
 #include "core/json_writer.h"
 
@@ -53,23 +54,6 @@ const char* const kSweepColumns = "job,dump,dump_sha256,budget_mode,budget_targe
 
 }  // namespace
 
-void write_atomic(const std::string& path, const std::string& text) {
-  static std::atomic<int> counter{0};
-  const std::string tmp = path + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error("cannot write " + tmp);
-    f << text;
-    if (!f.flush()) throw std::runtime_error("cannot write " + tmp);
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp);
-    throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + ec.message());
-  }
-}
-
 std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) return "";
@@ -89,7 +73,7 @@ void mark_done(const std::string& dir, const Job& j) {
   const fs::path jd = job_dir(dir, j);
   std::vector<std::string> args;
   for (const auto& a : j.args) args.push_back(json_string(a));
-  write_atomic((jd / "job.json").string(), JsonObject()
+  write_file_atomic((jd / "job.json").string(), JsonObject()
                                                 .add_string("job", j.id)
                                                 .add_integer("index", j.index)
                                                 .add_string("hash", j.hash)
@@ -100,7 +84,7 @@ void mark_done(const std::string& dir, const Job& j) {
                                                 .add_raw("args", json_array(args))
                                                 .str() +
                                                 "\n");
-  write_atomic((jd / "DONE").string(), j.hash + "\n");
+  write_file_atomic((jd / "DONE").string(), j.hash + "\n");
 }
 
 void clear_job(const std::string& dir, const Job& j) {
@@ -172,7 +156,7 @@ CollectResult collect(const std::string& dir) {
   std::string out = std::string(kSweepColumns) + (header.empty() ? "" : "," + header) + "\n";
   for (const auto& r : rows) out += r + "\n";
   res.n_rows = rows.size();
-  write_atomic((fs::path(dir) / "sweep.csv").string(), out);
+  write_file_atomic((fs::path(dir) / "sweep.csv").string(), out);
   return res;
 }
 

@@ -16,8 +16,6 @@
 
 namespace moba::sweep {
 
-// Writes `text` to a temporary beside `path` (".tmp-<pid>-<n>") and renames it over `path`.
-void write_atomic(const std::string& path, const std::string& text);
 std::string read_file(const std::string& path);  // "" when absent
 
 std::string job_dir(const std::string& dir, const Job& j);
