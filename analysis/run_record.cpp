@@ -8,18 +8,22 @@
 
 namespace moba::analysis {
 
+std::string utc_now() {
+  char buf[32];
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 RunRecord make_run_record(const std::string& command, const std::string& git_commit,
                           const std::string& device) {
   RunRecord r;
   r.command = command;
   r.git_commit = git_commit;
   r.device = device;
-  char buf[32];
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  r.started_utc = buf;
+  r.started_utc = utc_now();
   return r;
 }
 

@@ -28,6 +28,9 @@ struct RunRecord {
   void set_numbers(const std::string& key, const std::vector<double>& values);
 };
 
+// Now, as ISO 8601 UTC to the second ("2026-12-03T05:02:02Z").
+std::string utc_now();
+
 RunRecord make_run_record(const std::string& command, const std::string& git_commit,
                           const std::string& device);
 // Records `path` as the run's input: its absolute path, size and SHA-256 (reads the file

@@ -4,22 +4,19 @@
 // drawn by experiments/plot/plot_results.py under Debian's /usr/bin/python3 with
 // python3-matplotlib (docs/plots.md). The script's exit status is ours (0 ok, 2 bad input or
 // matplotlib missing); a signal to moba is passed on to it.
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/errors.h"
 #include "core/interrupt.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
+#include "experiments/child_process.h"
 #include "experiments/command.h"
 #include "experiments/shipped_file.h"
 
@@ -43,39 +40,6 @@ const char* const kUsage =
     "the interpreter (/usr/bin/python3).\n";
 
 constexpr const char* kScript = "plot_results.py";
-
-// Runs argv[0] with argv, waits, and returns its exit status (128 + signal if killed).
-// SIGINT/SIGTERM received meanwhile (core/interrupt.h records them) are passed on once.
-int run_child(const std::vector<std::string>& argv) {
-  std::vector<char*> cargv;
-  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
-  cargv.push_back(nullptr);
-  std::fflush(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    execv(cargv[0], cargv.data());
-    std::fprintf(stderr, "moba plot: error: cannot run %s\n", cargv[0]);
-    _exit(127);
-  }
-  bool forwarded = false;
-  for (;;) {
-    int status = 0;
-    const pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) {
-      if (WIFEXITED(status)) return WEXITSTATUS(status);
-      if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-      return 1;
-    }
-    if (r < 0) throw std::runtime_error("waitpid failed");
-    const int sig = pending_interrupt();
-    if (sig != 0 && !forwarded) {
-      kill(pid, sig);
-      forwarded = true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
 
 int run_plot(const std::vector<std::string>& argv) {
   const Args args(argv, {}, {"help"});
@@ -101,7 +65,7 @@ int run_plot(const std::vector<std::string>& argv) {
                             "no Python interpreter here; install python3 and python3-matplotlib "
                             "(./install-deps.sh) or set MOBA_PYTHON");
   const std::string script = find_shipped_file("experiments/plot", kScript, "the plotting script");
-  const int rc = run_child({python, script, dir.string(), "--commit", build_commit_label()});
+  const int rc = exit_code_of(run_child_process({python, script, dir.string(), "--commit", build_commit_label()}));
   if (const int sig = pending_interrupt(); sig != 0) throw Interrupted(sig);
   if (rc == 0 || rc == 2) return rc;  // 2: the script said what is wrong with the input
   std::fprintf(stderr, "moba plot: internal error: %s exited with status %d\n", script.c_str(), rc);

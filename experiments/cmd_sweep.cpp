@@ -4,18 +4,15 @@
 // corrupt the sweep. A job is done iff its DONE marker (written last) holds the job's hash:
 // `--resume` skips done jobs and reruns the rest from scratch. DIR/sweep.csv is rebuilt from
 // the done job directories (atomically) after every job and by `--collect`.
-#include <sys/prctl.h>
+
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -24,12 +21,14 @@
 
 #include "analysis/backend.h"
 #include "analysis/run_record.h"
+#include "core/atomic_file.h"
 #include "core/errors.h"
 #include "core/json_writer.h"
 #include "core/sha256.h"
 #include "core/interrupt.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
+#include "experiments/child_process.h"
 #include "experiments/command.h"
 #include "experiments/sweep/config.h"
 #include "experiments/sweep/jobs.h"
@@ -74,15 +73,6 @@ const char* const kUsage =
     "to ranks 1..N-1 (docs/sweep.md).\n"
 #endif
     ;
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 std::string cpu_model() {
   std::ifstream f("/proc/cpuinfo");
@@ -212,46 +202,12 @@ std::string provenance_json(const std::string& config_path, const SweepConfig& c
 }
 
 // Runs `moba analyze ...` as a child of this binary, output into `log`. Returns the child's
-// wait status; on SIGINT/SIGTERM forwards the signal, waits, and throws Interrupted.
+// wait status; after a SIGINT/SIGTERM (passed on to the child) throws Interrupted.
 int run_child(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> cargv;
-  std::string exe = "/proc/self/exe";
-  cargv.push_back(exe.data());
-  std::vector<std::string> copy = args;
-  for (auto& a : copy) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw std::runtime_error("cannot write " + log);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    ::close(fd);
-    throw std::runtime_error("fork failed");
-  }
-  if (pid == 0) {
-    // The child dies with the sweep (kill -9 included), so a resumed sweep never races an orphan.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(137);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execv(cargv[0], cargv.data());
-    _exit(127);
-  }
-  ::close(fd);
-  int status = 0;
-  int forwarded = 0;
-  for (;;) {
-    const pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (r < 0 && errno != EINTR) throw std::runtime_error("waitpid failed");
-    const int sig = pending_interrupt();
-    if (sig != 0 && forwarded != sig) {
-      ::kill(pid, sig);
-      forwarded = sig;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (forwarded) throw Interrupted(forwarded);
+  std::vector<std::string> argv = {"/proc/self/exe"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const int status = run_child_process(argv, log);
+  if (const int sig = pending_interrupt()) throw Interrupted(sig);
   return status;
 }
 
@@ -310,9 +266,9 @@ void merge_provenance(const fs::path& dir) {
     while (!t.empty() && t.back() == '\n') t.pop_back();
     parts.push_back(t);
   }
-  write_atomic((dir / "provenance.json").string(), JsonObject()
+  write_file_atomic((dir / "provenance.json").string(), JsonObject()
                                                        .add_string("merged_by", version_line())
-                                                       .add_string("merged_utc", utc_now())
+                                                       .add_string("merged_utc", analysis::utc_now())
                                                        .add_raw("shards", json_array(parts))
                                                        .str() +
                                                        "\n");
@@ -377,7 +333,7 @@ struct SweepRun {
   double spent = 0;
 
   void provenance(const std::string& end, const std::string& status) {
-    write_atomic(prov_path, provenance_json(config_path, cfg, dumps, shard, device, start, end, status,
+    write_file_atomic(prov_path, provenance_json(config_path, cfg, dumps, shard, device, start, end, status,
                                             static_cast<int>(jobs.size()), static_cast<int>(mine.size()), n_done,
                                             n_skipped, failed, argv));
   }
@@ -387,7 +343,7 @@ struct SweepRun {
   bool setup() {
     cfg = parse_config(config_path);
     device = analysis::resolve_device(cfg.device).description;
-    start = utc_now();
+    start = analysis::utc_now();
     if (!quiet) std::fprintf(stderr, "moba sweep: hashing %zu dump(s)\n", cfg.dumps.size());
     dumps = inspect_dumps(cfg);
     std::vector<std::string> notes;
@@ -414,11 +370,11 @@ struct SweepRun {
     fs::create_directories(dir);
     for (const char* name : {"config.resolved.toml", "jobs.tsv", "budgets.csv", "sweep.csv", "provenance.json"})
       remove_stale_temporaries((dir / name).string());
-    write_atomic((dir / "config.resolved.toml").string(), resolved);
+    write_file_atomic((dir / "config.resolved.toml").string(), resolved);
     fs::create_directories(dir / "jobs");
     fs::create_directories(dir / "logs");
-    write_atomic((dir / "jobs.tsv").string(), jobs_tsv(jobs));
-    write_atomic((dir / "budgets.csv").string(), budgets_csv(cfg, dumps, quiet));
+    write_file_atomic((dir / "jobs.tsv").string(), jobs_tsv(jobs));
+    write_file_atomic((dir / "budgets.csv").string(), budgets_csv(cfg, dumps, quiet));
     prov_path = (dir / (shard.count > 1 ? "provenance.shard-" + std::to_string(shard.index) + ".json"
                                         : "provenance.json")).string();
     shard_flag = shard.source == "--shard" ? " --shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) : "";
@@ -479,7 +435,7 @@ struct SweepRun {
 
   int finish() {
     const CollectResult r = collect(dir.string());
-    provenance(utc_now(), failed.empty() ? "complete" : "failed");
+    provenance(analysis::utc_now(), failed.empty() ? "complete" : "failed");
     if (!quiet)
       std::fprintf(stderr, "moba sweep: %d of %zu jobs done (%d run, %d skipped as done); %s: %zu rows from %d of %d jobs\n",
                    n_done, mine.size(), n_run, n_skipped, (dir / "sweep.csv").string().c_str(), r.n_rows, r.n_done,
@@ -510,7 +466,7 @@ struct SweepRun {
                  list.size() - i - 1, "");
       }
     } catch (const Interrupted&) {
-      provenance(utc_now(), "interrupted");
+      provenance(analysis::utc_now(), "interrupted");
       std::fprintf(stderr, "moba sweep: %d of %zu jobs are done and kept in %s; continue with:\n"
                            "  moba sweep %s --out %s --resume%s\n",
                    n_done, mine.size(), dir.string().c_str(), config_path.c_str(), dir.string().c_str(),

@@ -1,0 +1,18 @@
+#pragma once
+// Running another program from a command (`moba sweep`'s analyze jobs, `moba plot`'s script).
+#include <string>
+#include <vector>
+
+namespace moba::cli {
+
+// Runs argv[0] (a path) with argv and waits for it. With `log`, the child's stdout and
+// stderr go to that file (created or truncated). The child is killed when this process dies
+// (kill -9 included), so it never outlives its parent. SIGINT / SIGTERM recorded meanwhile
+// by core/interrupt.h are passed on to the child, once per signal. Returns the waitpid
+// status; throws std::runtime_error when the child cannot be started or waited for.
+int run_child_process(const std::vector<std::string>& argv, const std::string& log = "");
+
+// A wait status as a shell reports it: the exit code, or 128 + the signal that ended it.
+int exit_code_of(int wait_status);
+
+}  // namespace moba::cli
