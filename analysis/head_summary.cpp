@@ -29,17 +29,38 @@ RetrievalCounts retrieval_counts(int64_t T, int64_t B, int K, int64_t n_blocks, 
   return r;
 }
 
+ConfigStats config_stats(const PositionArrays& pa, const std::vector<float>& oracle_coverage,
+                         const std::vector<int64_t>& edges, int64_t trailing) {
+  const auto T = static_cast<int64_t>(pa.coverage.size());
+  ConfigStats cs;
+  for (const auto& info : position_metrics()) {
+    const auto m = static_cast<size_t>(info.metric);
+    const std::vector<float>& v = pa.metric(info.metric);
+    cs.choice[m] = summarize(v, pa.choice, 0, T);
+    cs.trailing[m] = summarize_mean(v, pa.choice, T - trailing, T);
+  }
+  for (size_t e = 0; e + 1 < edges.size(); ++e) {
+    std::array<Stats, kPositionMetricCount> b{};
+    for (const auto& info : position_metrics())
+      b[static_cast<size_t>(info.metric)] = summarize_mean(pa.metric(info.metric), pa.choice, edges[e], edges[e + 1]);
+    cs.buckets.push_back(b);
+  }
+  cs.coverage_all_mean = summarize_mean(pa.coverage, std::vector<uint8_t>(static_cast<size_t>(T), 1), 0, T).mean;
+  cs.oracle_coverage_mean = summarize_mean(oracle_coverage, pa.choice, 0, T).mean;
+  return cs;
+}
+
 SummaryRow head_summary_row(const HeadRowInput& in) {
   using Col = SummaryColumn;
-  const PositionArrays& pa = *in.arrays;
+  const ConfigStats& cs = *in.stats;
   const RetrievalCounts& counts = *in.counts;
-  const int64_t T = static_cast<int64_t>(pa.coverage.size()), B = pa.key.block_size, tr0 = T - in.trailing;
-  const int K = pa.key.top_k;
-  const std::vector<uint8_t> all(static_cast<size_t>(T), 1);
+  const int64_t T = in.n_tokens, B = in.key.block_size;
+  const int K = in.key.top_k;
   SummaryRow row;
-  row.key = pa.key;
+  row.key = in.key;
   row.scope = Scope::head;
   const auto put = [&](Col c, double v) { row.set(c, v); };
+  const auto stat = [&](PositionMetric m) { return cs.choice[static_cast<size_t>(m)]; };
   put(Col::kv_head, static_cast<double>(in.kv_head));
   put(Col::n_tokens, static_cast<double>(T));
   put(Col::n_blocks, static_cast<double>(in.n_blocks));
@@ -63,14 +84,14 @@ SummaryRow head_summary_row(const HeadRowInput& in) {
       {PositionMetric::output_cosine, Col::output_cosine_mean, Col::output_cosine_p5, Col::count_, Col::count_},
   };
   for (const MetricColumns& m : kColumns) {
-    const Stats st = summarize(pa.metric(m.metric), pa.choice, 0, T);
+    const Stats st = stat(m.metric);
     put(m.mean, st.mean);
     if (m.p5 != Col::count_) put(m.p5, st.p5);
     if (m.p50 != Col::count_) put(m.p50, st.p50);
     if (m.p95 != Col::count_) put(m.p95, st.p95);
     if (m.metric == PositionMetric::coverage) put(Col::n_choice, static_cast<double>(st.n));
   }
-  put(Col::oracle_coverage_mean, summarize(*in.oracle_coverage, pa.choice, 0, T).mean);
+  put(Col::oracle_coverage_mean, cs.oracle_coverage_mean);
   // Means over the trailing window's queries with a choice.
   static const std::pair<PositionMetric, Col> kTrailing[] = {
       {PositionMetric::coverage, Col::coverage_trail_mean},
@@ -80,11 +101,11 @@ SummaryRow head_summary_row(const HeadRowInput& in) {
       {PositionMetric::output_rel_err, Col::output_rel_err_trail_mean},
   };
   for (const auto& [metric, column] : kTrailing) {
-    const Stats st = summarize(pa.metric(metric), pa.choice, tr0, T);
+    const Stats st = cs.trailing[static_cast<size_t>(metric)];
     put(column, st.mean);
     if (metric == PositionMetric::coverage) put(Col::n_choice_trail, static_cast<double>(st.n));
   }
-  put(Col::coverage_all_mean, summarize(pa.coverage, all, 0, T).mean);
+  put(Col::coverage_all_mean, cs.coverage_all_mean);
 
   const bool have_snr = in.snr != nullptr;
   SnrSummary s{};
@@ -101,26 +122,27 @@ SummaryRow head_summary_row(const HeadRowInput& in) {
   put(Col::planted_recall,
       nan_if_empty(counts.n_planted, static_cast<double>(in.planted_hits) / std::max<int64_t>(counts.n_planted, 1)));
   const double pred_snr = in.synth ? in.snr_synth : s.snr_emp;
-  put(Col::planted_recall_pred, counts.n_planted > 0 && (have_snr || in.synth) && pa.key.router != RouterKind::oracle
+  put(Col::planted_recall_pred, counts.n_planted > 0 && (have_snr || in.synth) && in.key.router != RouterKind::oracle
                                     ? mean_retrieval_probability(pred_snr, counts.planted, K)
                                     : kNaN);
   return row;
 }
 
-void add_bucket_rows(const PositionArrays& pa, const std::vector<int64_t>& edges, std::vector<BucketRow>* out) {
-  for (size_t e = 0; e + 1 < edges.size(); ++e) {
+void add_bucket_rows(const ConfigKey& key, const ConfigStats& cs, const std::vector<int64_t>& edges,
+                     std::vector<BucketRow>* out) {
+  for (size_t e = 0; e + 1 < edges.size() && e < cs.buckets.size(); ++e) {
+    const auto& b = cs.buckets[e];
+    const auto mean = [&](PositionMetric m) { return b[static_cast<size_t>(m)].mean; };
     BucketRow br;
-    br.key = pa.key;
+    br.key = key;
     br.t_begin = edges[e];
     br.t_end = edges[e + 1];
-    const auto stats = [&](const std::vector<float>& v) { return summarize(v, pa.choice, br.t_begin, br.t_end); };
-    const Stats bc = stats(pa.coverage);
-    br.n_choice = bc.n;
-    br.coverage = bc.mean;
-    br.kl = stats(pa.kl).mean;
-    br.block_recall = stats(pa.block_recall).mean;
-    br.token_recall = stats(pa.token_recall).mean;
-    br.output_rel_err = stats(pa.output_rel_err).mean;
+    br.n_choice = b[static_cast<size_t>(PositionMetric::coverage)].n;
+    br.coverage = mean(PositionMetric::coverage);
+    br.kl = mean(PositionMetric::kl);
+    br.block_recall = mean(PositionMetric::block_recall);
+    br.token_recall = mean(PositionMetric::token_recall);
+    br.output_rel_err = mean(PositionMetric::output_rel_err);
     out->push_back(br);
   }
 }

@@ -1,9 +1,11 @@
 #pragma once
 // The rows one analysed (head, configuration, router) contributes: its summary row (the
 // columns of analysis/summary.h) and its position-bucket rows, from its per-position arrays.
+#include <array>
 #include <cstdint>
 #include <vector>
 
+#include "analysis/metrics.h"
 #include "analysis/report.h"
 #include "analysis/results_schema.h"
 #include "analysis/snr.h"
@@ -22,9 +24,36 @@ struct RetrievalCounts {
 RetrievalCounts retrieval_counts(int64_t n_tokens, int64_t block_size, int top_k, int64_t n_blocks,
                                  const int32_t* planted);
 
+// What the rows of one (head, configuration, router) need from its per-position arrays: per
+// metric the statistics over the queries with a choice (summarize), the means over the
+// trailing window's queries with a choice and over each position bucket's; the mean coverage
+// over every query and the oracle coverage R*_t over the queries with a choice. The host
+// computes it from the arrays (config_stats); the GPU analysis reduces it on the device.
+struct ConfigStats {
+  std::array<Stats, kPositionMetricCount> choice{}, trailing{};  // trailing: n and mean only
+  std::vector<std::array<Stats, kPositionMetricCount>> buckets;  // per bucket: n and mean only
+  double coverage_all_mean = 0, oracle_coverage_mean = 0;
+};
+// `oracle_coverage` [n_tokens]; `edges` the bucket edges (bucket_edges); `trailing` in tokens.
+ConfigStats config_stats(const PositionArrays& arrays, const std::vector<float>& oracle_coverage,
+                         const std::vector<int64_t>& edges, int64_t trailing);
+
+// Everything one analysed head hands to the summary stage, whichever device measured it
+// (indices of analysis/analyze_plan.h: ci configuration, bi block size, ri router, gi gate
+// router of analysis/router.h GateRouters).
+struct HeadMeasures {
+  int64_t head = 0;                      // global query head
+  std::vector<ConfigStats> stats;        // [ci * n_routers + ri]
+  std::vector<SnrStats> snr;             // [gi * n_block_sizes + bi]
+  std::vector<int64_t> signal_hits;      // [ci * max(n_gates, 1) + gi]
+  std::vector<int64_t> planted_hits;     // [ci * n_routers + ri]
+  std::vector<PositionArrays> arrays;    // [ci * n_routers + ri] when kept, else empty
+};
+
 struct HeadRowInput {
-  const PositionArrays* arrays = nullptr;        // the router's, [n_tokens]
-  const std::vector<float>* oracle_coverage = nullptr;  // R*_t of the configuration [n_tokens]
+  ConfigKey key;
+  const ConfigStats* stats = nullptr;
+  int64_t n_tokens = 0;
   const RetrievalCounts* counts = nullptr;
   int64_t kv_head = 0, n_blocks = 0, head_dim = 0;
   double nominal_sparsity = 0;
@@ -36,7 +65,8 @@ struct HeadRowInput {
 };
 SummaryRow head_summary_row(const HeadRowInput& in);
 
-// Appends the bucket means of `arrays` (queries with a choice) for each bucket of `edges`.
-void add_bucket_rows(const PositionArrays& arrays, const std::vector<int64_t>& edges, std::vector<BucketRow>* out);
+// Appends the bucket rows of `stats` (means over queries with a choice) for each bucket of `edges`.
+void add_bucket_rows(const ConfigKey& key, const ConfigStats& stats, const std::vector<int64_t>& edges,
+                     std::vector<BucketRow>* out);
 
 }  // namespace moba::analysis

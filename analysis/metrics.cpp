@@ -101,6 +101,19 @@ Stats summarize(const std::vector<float>& values, const std::vector<uint8_t>& ma
   return s;
 }
 
+Stats summarize_mean(const std::vector<float>& values, const std::vector<uint8_t>& mask, int64_t begin, int64_t end) {
+  Stats s;
+  double sum = 0;
+  for (int64_t i = begin; i < end; ++i)
+    if (mask[i] && std::isfinite(values[i])) {
+      sum += values[i];
+      ++s.n;
+    }
+  s.mean = s.n > 0 ? sum / static_cast<double>(s.n) : kNaN;
+  s.p5 = s.p50 = s.p95 = kNaN;
+  return s;
+}
+
 std::vector<int64_t> bucket_edges(int64_t n_tokens, int n_buckets, int64_t bucket_width) {
   std::vector<int64_t> edges{0};
   if (bucket_width > 0) {

@@ -40,6 +40,8 @@ struct Stats {
   double mean = 0, p5 = 0, p50 = 0, p95 = 0;
 };
 Stats summarize(const std::vector<float>& values, const std::vector<uint8_t>& mask, int64_t begin, int64_t end);
+// The same n and mean (summed in index order, as summarize), without quantiles (NaN).
+Stats summarize_mean(const std::vector<float>& values, const std::vector<uint8_t>& mask, int64_t begin, int64_t end);
 double quantile_sorted(const std::vector<double>& sorted, double q);
 
 // Position buckets: bucket_width > 0 gives fixed-width buckets [i*w, (i+1)*w); otherwise
