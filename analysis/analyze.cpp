@@ -12,6 +12,7 @@
 #include <cmath>
 #include <limits>
 
+#include "analysis/gpu/analyze_gpu.h"
 #include "analysis/head_summary.h"
 #include "analysis/metrics.h"
 #include "analysis/snr_probe.h"
@@ -308,59 +309,95 @@ void output_errors(const GroupContext& g, HeadState& h) {
     }
 }
 
-// Stage 5 driver: rows, buckets and analysis.h5 groups of the head, then its SNR sums.
-void summarize_head(const GroupContext& g, HeadState& h, GroupResult& result, H5Output* h5) {
-  const int64_t T = g.plan.n_tokens, d = g.in.q.head_dim;
-  const std::vector<int64_t> edges = bucket_edges(T, g.opt.n_buckets, g.opt.bucket_width);
-  const double snr_synth_factor = g.in.synth ? synth_delta_mu_eff(*g.in.synth) : kNaN;
-  const int64_t trailing = g.opt.trailing > 0 ? std::min(g.opt.trailing, T) : (T + 15) / 16;
-  for (int ci = 0; ci < g.plan.n_configs(); ++ci) {
-    const BlockConfig& cfg = g.plan.configs[ci];
-    const int bi = g.plan.block_of_config[ci];
-    const RetrievalCounts counts = retrieval_counts(T, cfg.block_size, cfg.top_k, g.plan.n_blocks[bi], h.planted);
+// Stage 5 (either device): rows, buckets and analysis.h5 groups of one measured head, then its
+// SNR sums. `gate_kinds` [gi], `gate_of_router` [ri] as analysis/router.h GateRouters.
+void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan,
+                    const std::vector<RouterKind>& gate_kinds, const std::vector<int>& gate_of_router,
+                    const HeadMeasures& m, GroupResult& result, H5Output* h5) {
+  const int64_t T = plan.n_tokens, d = in.q.head_dim;
+  const int n_routers = static_cast<int>(opt.routers.size()), n_gates = static_cast<int>(gate_kinds.size());
+  const std::vector<int64_t> edges = bucket_edges(T, opt.n_buckets, opt.bucket_width);
+  const double snr_synth_factor = in.synth ? synth_delta_mu_eff(*in.synth) : kNaN;
+  const int32_t* planted = in.planted && !in.planted->empty() ? in.planted->data() + m.head * T : nullptr;
+  for (int ci = 0; ci < plan.n_configs(); ++ci) {
+    const BlockConfig& cfg = plan.configs[ci];
+    const int bi = plan.block_of_config[ci];
+    const RetrievalCounts counts = retrieval_counts(T, cfg.block_size, cfg.top_k, plan.n_blocks[bi], planted);
     HeadRowInput row_in;
-    row_in.oracle_coverage = &h.oracle_cov[ci];
+    row_in.n_tokens = T;
     row_in.counts = &counts;
-    row_in.kv_head = g.in.kv_head;
-    row_in.n_blocks = g.plan.n_blocks[bi];
+    row_in.kv_head = in.kv_head;
+    row_in.n_blocks = plan.n_blocks[bi];
     row_in.head_dim = d;
     row_in.nominal_sparsity = cfg.nominal_sparsity;
-    row_in.trailing = trailing;
-    row_in.snr_synth =
-        g.in.synth ? snr_synth_factor * std::sqrt(static_cast<double>(d) / (2.0 * cfg.block_size)) : kNaN;
-    row_in.synth = g.in.synth != nullptr;
-    for (int ri = 0; ri < g.n_routers; ++ri) {
-      const PositionArrays& pa = h.arrays[ci * g.n_routers + ri];
-      const int gi = g.routers.gate_of_router[ri];
-      row_in.arrays = &pa;
-      row_in.snr = gi >= 0 ? &h.snr[g.snr_index(gi, bi)] : nullptr;
-      row_in.signal_hits = gi >= 0 ? h.signal_hits[ci * g.n_gates + gi] : 0;
-      row_in.planted_hits = h.planted_hits[ci * g.n_routers + ri];
+    row_in.snr_synth = in.synth ? snr_synth_factor * std::sqrt(static_cast<double>(d) / (2.0 * cfg.block_size)) : kNaN;
+    row_in.synth = in.synth != nullptr;
+    for (int ri = 0; ri < n_routers; ++ri) {
+      const int gi = gate_of_router[ri], slot = ci * n_routers + ri;
+      row_in.key = {in.layer, m.head, cfg.block_size, cfg.top_k, opt.routers[ri]};
+      row_in.stats = &m.stats[slot];
+      row_in.snr = gi >= 0 ? &m.snr[gi * plan.n_block_sizes() + bi] : nullptr;
+      row_in.signal_hits = gi >= 0 ? m.signal_hits[ci * n_gates + gi] : 0;
+      row_in.planted_hits = m.planted_hits[slot];
       SummaryRow row = head_summary_row(row_in);
-      add_bucket_rows(pa, edges, &result.buckets);
-      if (h5) write_configuration(*h5, pa, row, T);
+      add_bucket_rows(row_in.key, m.stats[slot], edges, &result.buckets);
+      if (h5 && !m.arrays.empty()) write_configuration(*h5, m.arrays[slot], row, T);
       result.rows.push_back(std::move(row));
     }
   }
-  for (int gi = 0; gi < g.n_gates; ++gi)
-    for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) {
-      const ConfigKey key{g.in.layer, h.head, g.plan.block_sizes[bi], 0, g.routers.gates[gi].kind};
-      result.snr.push_back({key, h.snr[g.snr_index(gi, bi)]});
+  for (int gi = 0; gi < n_gates; ++gi)
+    for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
+      const ConfigKey key{in.layer, m.head, plan.block_sizes[bi], 0, gate_kinds[gi]};
+      result.snr.push_back({key, m.snr[gi * plan.n_block_sizes() + bi]});
       if (h5) write_snr_hist(*h5, result.snr.back());
     }
 }
 
+// The host measurement of one head as HeadMeasures (its arrays moved out when kept).
+HeadMeasures host_measures(const GroupContext& g, HeadState& h, bool keep_arrays) {
+  const int64_t T = g.plan.n_tokens;
+  const std::vector<int64_t> edges = bucket_edges(T, g.opt.n_buckets, g.opt.bucket_width);
+  const int64_t trailing = g.opt.trailing > 0 ? std::min(g.opt.trailing, T) : (T + 15) / 16;
+  HeadMeasures m;
+  m.head = h.head;
+  for (int ci = 0; ci < g.plan.n_configs(); ++ci)
+    for (int ri = 0; ri < g.n_routers; ++ri)
+      m.stats.push_back(config_stats(h.arrays[ci * g.n_routers + ri], h.oracle_cov[ci], edges, trailing));
+  m.snr = std::move(h.snr);
+  m.signal_hits = std::move(h.signal_hits);
+  m.planted_hits = std::move(h.planted_hits);
+  if (keep_arrays) m.arrays = std::move(h.arrays);
+  return m;
+}
+
 }  // namespace
 
-std::string analyze_device_split(Device device) {
-  if (device == Device::cpu) return "";
-  return std::string("routing, metrics and SNR on the CPU; dense pass and MoBA attention on ") + device_name(device);
+std::string analyze_device_split(const AnalyzeOptions& opt, int64_t n_tokens, int64_t head_dim) {
+  if (opt.device == Device::cpu) return "";
+  const std::string why = gpu_analysis_unsupported(opt, make_plan(opt, n_tokens), head_dim);
+  if (why.empty()) return std::string("every stage on ") + device_name(opt.device) + " (GPU-resident analysis)";
+  return "routing, metrics and SNR on the CPU (" + why + "); dense pass and MoBA attention on " +
+         device_name(opt.device);
 }
 
 GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5) {
   const AnalyzePlan plan = make_plan(opt, in.q.n_tokens);
   GroupResult result;
   if (plan.n_tokens == 0) return result;
+  if (opt.device == Device::cuda && gpu_analysis_unsupported(opt, plan, in.q.head_dim).empty()) {
+    std::vector<RouterKind> gate_kinds;
+    std::vector<int> gate_of_router;
+    for (const RouterKind r : opt.routers) {
+      gate_of_router.push_back(r == RouterKind::oracle ? -1 : static_cast<int>(gate_kinds.size()));
+      if (r != RouterKind::oracle) gate_kinds.push_back(r);
+    }
+    analyze_group_gpu(in, opt, plan, opt.keep_arrays || h5, progress, [&](HeadMeasures& m) {
+      summarize_head(in, opt, plan, gate_kinds, gate_of_router, m, result, h5);
+      if (opt.keep_arrays)
+        for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
+    });
+    return result;
+  }
   GateRouters routers;
   setup_gate_routers(in.q, in.k, in.dtype, opt.routers, opt.routing, plan.block_sizes, opt.device, &routers);
   const bool shared = opt.routing.gqa == kernels::GqaMode::shared;
@@ -383,9 +420,12 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
       if (progress) progress->advance();
     }
     output_errors(g, h);
-    summarize_head(g, h, result, h5);
+    HeadMeasures m = host_measures(g, h, opt.keep_arrays || h5);
+    std::vector<RouterKind> gate_kinds;
+    for (const GateRouter& gate : routers.gates) gate_kinds.push_back(gate.kind);
+    summarize_head(in, opt, plan, gate_kinds, routers.gate_of_router, m, result, h5);
     if (opt.keep_arrays)
-      for (auto& a : h.arrays) result.arrays.push_back(std::move(a));
+      for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
   }
   return result;
 }

@@ -42,10 +42,10 @@
 
 namespace moba::analysis {
 
-// Where analyze's steps run on `device`: empty for the CPU; for cuda, "routing, metrics and
-// SNR on the CPU; dense pass and MoBA attention on cuda". Gate scores and block selection are
-// host steps (analysis/router.h gate_scores_tile_host, select_blocks_host) on every device.
-std::string analyze_device_split(Device device);
+// Where analyze's steps run for opt.device on a layer of n_tokens x head_dim: empty for the
+// CPU; on cuda, "every stage on cuda (GPU-resident analysis)" (analysis/gpu/analyze_gpu.h), or,
+// where that path does not take the options, which steps stay on the host and why.
+std::string analyze_device_split(const AnalyzeOptions& opt, int64_t n_tokens, int64_t head_dim);
 
 // One KV group of one layer.
 struct GroupInput {

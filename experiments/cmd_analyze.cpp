@@ -136,13 +136,15 @@ int run_analyze(const std::vector<std::string>& argv) {
   const analysis::DeviceInfo device = parse_device(args);
   opt.device = device.device;
   const bool quiet = args.flag("quiet"), json = args.flag("json");
-  // Gate scores and block selection are host steps on every device (analysis/router.h).
-  const std::string device_split = analysis::analyze_device_split(device.device);  // empty on the CPU
-  if (!device_split.empty() && !quiet) std::fprintf(stderr, "moba analyze: %s\n", device_split.c_str());
   check_out_dir(out_dir);
 
   const auto reader = open_dump(dump_path);
   const DumpInfo& info = reader->info();
+  // Where the stages run (the GPU-resident analysis, or which steps stay on the host and why).
+  const std::string device_split =
+      info.layers.empty() ? std::string()
+                          : analysis::analyze_device_split(opt, info.layers.front().n_tokens, info.layers.front().head_dim);
+  if (!device_split.empty() && !quiet) std::fprintf(stderr, "moba analyze: %s\n", device_split.c_str());
   if (!info.layers.empty()) load_routing_weights(args, info.layers.front().head_dim, ro);
   const std::string layout = layout_warning(info);
   if (!layout.empty()) std::fprintf(stderr, "moba analyze: warning: %s\n", layout.c_str());

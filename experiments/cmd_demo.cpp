@@ -59,7 +59,7 @@ int run_demo(const std::vector<std::string>& argv) {
               "         routers moba (mean-pooled keys), moba-kconv (kconv W=3, uniform 1/W, routing only), oracle\n"
               "         (current block + top-(k-1) blocks by true attention mass); device %s\n\n",
               100.0 * opt.sparsities[0], device.description.c_str());
-  const std::string device_split = analysis::analyze_device_split(device.device);  // empty on the CPU
+  const std::string device_split = analysis::analyze_device_split(opt, l0.n_tokens, l0.head_dim);  // empty on the CPU
   if (!device_split.empty()) std::printf("         (%s)\n\n", device_split.c_str());
 
   std::fflush(stdout);  // the header before progress lines on stderr

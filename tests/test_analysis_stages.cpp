@@ -4,6 +4,7 @@
 #include <random>
 
 #include "analysis/analyze.h"
+#include "analysis/gpu/analyze_gpu.h"
 #include "analysis/router.h"
 #include "analysis/snr_probe.h"
 #include "core/errors.h"
@@ -96,8 +97,23 @@ TEST_CASE("find_signal_key: the dense top list first, else the argmax (later key
   CHECK(find_signal_key(none, 2, 4, q, k.view(), &scratch) == 2);  // argmax over j < 4, tie 1/2 -> 2
 }
 
-TEST_CASE("analyze_device_split: silent on the CPU, names the host steps on cuda", "[analysis]") {
-  CHECK(analyze_device_split(Device::cpu).empty());
-  CHECK(analyze_device_split(Device::cuda) ==
-        "routing, metrics and SNR on the CPU; dense pass and MoBA attention on cuda");
+TEST_CASE("analyze_device_split: silent on the CPU, says where the stages run on cuda", "[analysis]") {
+  AnalyzeOptions opt;
+  opt.block_sizes = {16, 64};
+  opt.top_ks = {2, 4};
+  CHECK(analyze_device_split(opt, 1024, 64).empty());
+  opt.device = Device::cuda;
+  const std::string split = analyze_device_split(opt, 1024, 64);
+  if (gpu_analysis_unsupported(opt, make_plan(opt, 1024), 64).empty()) {
+    CHECK(split == "every stage on cuda (GPU-resident analysis)");
+  } else {  // a build without the CUDA backend
+    CHECK(split == "routing, metrics and SNR on the CPU (this build has no CUDA backend); dense pass and MoBA "
+                   "attention on cuda");
+  }
+  opt.routing.gqa = kernels::GqaMode::shared;
+  CHECK(analyze_device_split(opt, 1024, 64).find("routing, metrics and SNR on the CPU (") == 0);
+  opt.routing.gqa = kernels::GqaMode::per_head;
+  opt.block_sizes = {1};  // 9000 blocks: above the GPU row sort's 8193
+  opt.top_ks = {2};
+  CHECK(analyze_device_split(opt, 9000, 64).find("routing, metrics and SNR on the CPU (") == 0);
 }

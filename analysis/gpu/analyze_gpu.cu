@@ -1,0 +1,672 @@
+// The GPU-resident analysis (analysis/gpu/analyze_gpu.h): the host side that owns the device
+// buffers and runs, per KV group and head, the stages of analysis/analyze.cpp as device
+// kernels (analysis/gpu/analyze_gpu_kernels.cuh) and the kernels/cuda ops.
+#include "analysis/gpu/analyze_gpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cub/device/device_segmented_radix_sort.cuh>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "analysis/gpu/analyze_gpu_kernels.cuh"
+#include "kernels/backend.h"
+#include "kernels/block_pool.h"
+#include "kernels/cuda/cuda_util.cuh"
+#include "kernels/dense_pass.h"
+#include "kernels/kconv.h"
+#include "kernels/moba_attention.h"
+
+namespace moba::analysis {
+namespace {
+
+using gpu::kMaxCfgPerBlock;
+using gpu::kMaxGates;
+using gpu::kMetricCount;
+using gpu::kSlots;
+
+// Throws with the failed step and the CUDA error.
+void ck(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("GPU analysis: ") + what + ": " + cudaGetErrorString(e));
+}
+void ck_op(const char* err, const char* what) {
+  if (err) throw std::runtime_error(std::string("GPU analysis: ") + what + ": " + err + ": " + kernels::cuda_last_error_detail());
+}
+void ck_launch(const char* what) { ck(cudaGetLastError(), what); }
+
+// An owning device array.
+template <typename T>
+class Dev {
+ public:
+  Dev() = default;
+  explicit Dev(size_t n) { resize(n); }
+  ~Dev() { release(); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  Dev(Dev&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  Dev& operator=(Dev&& o) noexcept {
+    if (this != &o) {
+      release();
+      p_ = o.p_, n_ = o.n_;
+      o.p_ = nullptr, o.n_ = 0;
+    }
+    return *this;
+  }
+  // Grows (contents lost) when n exceeds the capacity.
+  void resize(size_t n) {
+    if (n <= n_ && p_) return;
+    release();
+    ck(cudaMalloc(&p_, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+    n_ = n;
+  }
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+  void zero() { ck(cudaMemset(p_, 0, n_ * sizeof(T)), "cudaMemset"); }
+  void upload(const T* host, size_t n) {
+    resize(n);
+    ck(cudaMemcpy(p_, host, n * sizeof(T), cudaMemcpyHostToDevice), "upload");
+  }
+  std::vector<T> download(size_t n) const {
+    std::vector<T> h(n);
+    if (n) ck(cudaMemcpy(h.data(), p_, n * sizeof(T), cudaMemcpyDeviceToHost), "download");
+    return h;
+  }
+
+ private:
+  void release() {
+    if (p_) cudaFree(p_);
+    p_ = nullptr;
+    n_ = 0;
+  }
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// A [heads, T, d] host view copied to a contiguous device fp32 tensor.
+void upload_view(const TensorView& v, Dev<float>* out) {
+  const int64_t H = v.n_heads, T = v.n_tokens, d = v.head_dim;
+  out->resize(static_cast<size_t>(H * T * d));
+  if (v.stride_token == d && v.stride_head == T * d) {
+    ck(cudaMemcpy(out->get(), v.data, static_cast<size_t>(H * T * d) * 4, cudaMemcpyHostToDevice), "upload q/k/v");
+    return;
+  }
+  ck(cudaMemcpy2D(out->get(), static_cast<size_t>(d) * 4, v.data, static_cast<size_t>(v.stride_token) * 4,
+                  static_cast<size_t>(d) * 4, static_cast<size_t>(T), cudaMemcpyHostToDevice),
+     "upload q/k/v");
+  for (int64_t h = 1; h < H; ++h)
+    ck(cudaMemcpy2D(out->get() + h * T * d, static_cast<size_t>(d) * 4, v.data + h * v.stride_head,
+                    static_cast<size_t>(v.stride_token) * 4, static_cast<size_t>(d) * 4, static_cast<size_t>(T),
+                    cudaMemcpyHostToDevice),
+       "upload q/k/v");
+}
+
+// A contiguous device fp32 [H, T, d] tensor as a kernels Operand: its 16-bit copy (lossless
+// for a dump of that dtype) for 16-bit dumps, else the fp32 values.
+struct DevOperand {
+  Dev<float> f32;
+  Dev<uint16_t> h16;
+  int64_t H = 0, T = 0, d = 0;
+  DType dtype = DType::f32;
+  void set(const TensorView& v, DType dump_dtype) {
+    H = v.n_heads, T = v.n_tokens, d = v.head_dim;
+    dtype = dump_dtype;
+    upload_view(v, &f32);
+    make16();
+  }
+  void make16() {
+    if (dtype == DType::f32) return;
+    h16.resize(static_cast<size_t>(H * T * d));
+    ck_op(kernels::cuda_detail::convert_to_16(f32.get(), H, T, d, T * d, d, kernels::cuda_detail::kind_of(dtype),
+                                              h16.get(), nullptr),
+          "convert to 16-bit");
+  }
+  TensorView view32(int64_t head = 0, int64_t n = -1) const {
+    TensorView t;
+    t.data = f32.get() + head * T * d;
+    t.n_heads = n < 0 ? H : n;
+    t.n_tokens = T;
+    t.head_dim = d;
+    t.stride_head = T * d;
+    t.stride_token = d;
+    return t;
+  }
+  kernels::Operand operand(int64_t head = 0, int64_t n = 1) const {
+    const TensorView v = view32(head, n);
+    if (dtype == DType::f32) return kernels::Operand(v);
+    return kernels::Operand::device16(v, h16.get() + head * T * d, dtype);
+  }
+};
+
+template <int THREADS, int IPT>
+size_t row_smem() {
+  return sizeof(typename gpu::RowKernel<THREADS, IPT>::Smem);
+}
+template <int THREADS, int IPT>
+void launch_row(const gpu::RowArgs& a, int64_t nq) {
+  const size_t smem = row_smem<THREADS, IPT>();
+  static bool configured = false;
+  if (!configured) {
+    ck(cudaFuncSetAttribute(gpu::row_kernel<THREADS, IPT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            static_cast<int>(smem)),
+       "row kernel shared memory");
+    configured = true;
+  }
+  gpu::row_kernel<THREADS, IPT><<<static_cast<unsigned>(nq), THREADS, smem>>>(a);
+  ck_launch("row kernel");
+}
+constexpr int64_t kMaxRowBlocks = 8192;  // the largest row tier (512 threads x 16)
+
+void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
+  if (c_max <= 512)
+    launch_row<128, 4>(a, nq);
+  else if (c_max <= 2048)
+    launch_row<256, 8>(a, nq);
+  else
+    launch_row<512, 16>(a, nq);
+}
+
+size_t tile_smem(int d, bool with_scores) {
+  return (static_cast<size_t>(gpu::kTileQ + gpu::kTileK) * (d + 1) + (with_scores ? 64 * 65 : 0)) * sizeof(float);
+}
+
+// One set of routing keys whose token-score moments the SNR probe needs.
+struct MomentBuffers {
+  Dev<double> sum, sq, pre_sum, pre_sq;
+  Dev<float> mx;
+  Dev<int32_t> arg, pre_arg;
+};
+
+void run_moments(const float* q, const float* keys, int d, int64_t t0, int64_t nq, int64_t base, int64_t stride,
+                 bool with_arg, MomentBuffers& m) {
+  gpu::MomentsArgs a;
+  a.q = q, a.q_st = d, a.k = keys, a.k_st = d, a.d = d;
+  a.t0 = t0, a.nq = nq, a.base = base, a.stride = stride;
+  a.sum = m.sum.get(), a.sq = m.sq.get();
+  a.mx = with_arg ? m.mx.get() : nullptr;
+  a.arg = with_arg ? m.arg.get() : nullptr;
+  const size_t smem = tile_smem(d, true);
+  static bool configured = false;
+  if (!configured) {
+    ck(cudaFuncSetAttribute(gpu::moments_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024),
+       "moments shared memory");
+    configured = true;
+  }
+  gpu::moments_kernel<<<static_cast<unsigned>((nq + gpu::kTileQ - 1) / gpu::kTileQ), 256, smem>>>(a);
+  ck_launch("moments kernel");
+  gpu::PrefixArgs p;
+  p.t0 = t0, p.base = base, p.stride = stride, p.pre_stride = stride + 1;
+  p.sum = m.sum.get(), p.sq = m.sq.get();
+  p.mx = m.mx.get(), p.arg = m.arg.get();
+  p.pre_sum = m.pre_sum.get(), p.pre_sq = m.pre_sq.get();
+  p.pre_arg = with_arg ? m.pre_arg.get() : nullptr;
+  gpu::prefix_kernel<<<static_cast<unsigned>(nq), 256>>>(p);
+  ck_launch("prefix kernel");
+}
+
+// Everything fixed while one KV group is measured.
+struct Group {
+  const GroupInput& in;
+  const AnalyzeOptions& opt;
+  const AnalyzePlan& plan;
+  int64_t T = 0, d = 0, G = 0;
+  int n_routers = 0, n_gates = 0, oracle_ri = -1;
+  std::vector<int> gate_of_router;         // [ri]
+  std::vector<RouterKind> gate_kinds;      // [gi]
+  DevOperand q, k, v;
+  Dev<float> conv;                         // kconv keys [T, d] when a router needs them
+  std::vector<std::vector<Dev<float>>> kbar;  // [gi][bi]: [nb, d]
+  int64_t base = 1, n_base = 0, chunk = 0;
+  const float* routing_keys(int gi) const {
+    return gate_kinds[gi] == RouterKind::moba_kconv ? conv.get() : k.f32.get();
+  }
+};
+
+int64_t gcd_of(const std::vector<int64_t>& xs) {
+  int64_t g = 0;
+  for (const int64_t x : xs) g = std::gcd(g, x);
+  return std::max<int64_t>(g, 1);
+}
+
+void setup_group(Group& g) {
+  const GroupInput& in = g.in;
+  g.T = in.q.n_tokens, g.d = in.q.head_dim, g.G = in.q.n_heads;
+  g.n_routers = static_cast<int>(g.opt.routers.size());
+  g.gate_of_router.assign(g.opt.routers.size(), -1);
+  for (int ri = 0; ri < g.n_routers; ++ri) {
+    const RouterKind r = g.opt.routers[ri];
+    if (r == RouterKind::oracle) {
+      g.oracle_ri = ri;
+      continue;
+    }
+    g.gate_of_router[ri] = static_cast<int>(g.gate_kinds.size());
+    g.gate_kinds.push_back(r);
+  }
+  g.n_gates = static_cast<int>(g.gate_kinds.size());
+  g.q.set(in.q, in.dtype);
+  g.k.set(in.k, in.dtype);
+  g.v.set(in.v, in.dtype);
+  const bool need_conv = std::find(g.gate_kinds.begin(), g.gate_kinds.end(), RouterKind::moba_kconv) != g.gate_kinds.end();
+  Dev<float> weights;
+  if (need_conv) {
+    g.conv.resize(static_cast<size_t>(g.T * g.d));
+    kernels::KconvParams p;
+    p.k = g.k.view32();
+    p.width = g.opt.routing.kconv_width;
+    if (!g.opt.routing.kconv_weights.empty()) {
+      weights.upload(g.opt.routing.kconv_weights.data(), g.opt.routing.kconv_weights.size());
+      p.weights = weights.get();
+    }
+    p.out = g.conv.get();
+    ck_op(kernels::kconv_cuda(p), "kconv");
+  }
+  g.kbar.resize(static_cast<size_t>(g.n_gates));
+  for (int gi = 0; gi < g.n_gates; ++gi)
+    for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) {
+      Dev<float> kb(static_cast<size_t>(g.plan.n_blocks[bi] * g.d));
+      kernels::BlockPoolParams p;
+      TensorView keys = g.k.view32();
+      keys.data = g.routing_keys(gi);
+      p.k = keys;
+      p.block_size = g.plan.block_sizes[bi];
+      p.pool_dtype = g.opt.routing.pool_fp32 ? DType::f32 : in.dtype;
+      p.mean = kb.get();
+      ck_op(kernels::block_pool_cuda(p), "block pool");
+      g.kbar[gi].push_back(std::move(kb));
+    }
+  g.base = gcd_of(g.plan.block_sizes);
+  g.n_base = (g.T + g.base - 1) / g.base;
+  // Query chunk: as large as the chunk buffers allow (moments: ~48 bytes per (query, base
+  // block); masses and scores: 4 bytes per (query, block) per block size and gate).
+  int64_t per_query = 48 * (g.n_base + 1);
+  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) per_query += 4 * g.plan.n_blocks[bi] * (1 + g.n_gates);
+  const int64_t budget = int64_t{1} << 30;
+  g.chunk = std::clamp<int64_t>(budget / std::max<int64_t>(per_query, 1), 64, 4096);
+  g.chunk = std::min(g.chunk, g.T);
+}
+
+// What one head keeps on the device between its chunks.
+struct HeadBuffers {
+  Dev<float> metrics;      // [slot = ci * n_routers + ri][8][T]
+  Dev<float> oracle_cov;   // [ci][T]
+  std::vector<Dev<int32_t>> sel;  // [slot]: [T, k]
+  Dev<float> o_full, o_moba;      // [T, d]
+  Dev<gpu::SnrRow> snr;           // [gi * n_bs + bi][T]
+  Dev<unsigned long long> planted_hits, signal_hits;  // [ci * kSlots + slot], [ci * kMaxGates + gi]
+  Dev<int32_t> planted;           // [T]
+};
+
+struct ChunkBuffers {
+  Dev<float> lse;
+  std::vector<Dev<float>> mass;   // [bi]: [chunk, nb]
+  Dev<int32_t> top;               // [chunk, n_top]
+  std::vector<Dev<float>> scores; // [gi]: [chunk, nb_max]
+  MomentBuffers dump_moments;
+  std::vector<MomentBuffers> gate_moments;  // [gi] for gates whose keys are not the dump's
+};
+
+void alloc_moments(MomentBuffers& m, int64_t chunk, int64_t stride, bool with_arg) {
+  const size_t n = static_cast<size_t>(chunk * stride), np = static_cast<size_t>(chunk * (stride + 1));
+  m.sum.resize(n), m.sq.resize(n), m.pre_sum.resize(np), m.pre_sq.resize(np);
+  if (with_arg) m.mx.resize(n), m.arg.resize(n), m.pre_arg.resize(np);
+}
+
+// Stage 3 on the device for one chunk of one head.
+void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBuffers& h, ChunkBuffers& cb) {
+  const AnalyzePlan& plan = g.plan;
+  const int d = static_cast<int>(g.d);
+  // Dense pass: lse, o_full, block masses, top keys.
+  kernels::DensePassParams dp;
+  dp.q = g.q.operand(local, 1);
+  dp.k = g.k.operand();
+  dp.v = g.v.operand();
+  dp.query_begin = t0;
+  dp.query_count = nq;
+  dp.lse = cb.lse.get();
+  dp.out = h.o_full.get() + t0 * g.d;
+  dp.n_block_sizes = plan.n_block_sizes();
+  for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
+    dp.block_sizes[bi] = plan.block_sizes[bi];
+    dp.block_mass[bi] = cb.mass[bi].get();
+  }
+  dp.top_n = plan.n_top;
+  dp.top_index = cb.top.get();
+  ck_op(kernels::dense_pass_cuda(dp), "dense pass");
+
+  const float* qh = g.q.f32.get() + local * g.T * g.d;
+  const int64_t stride = g.n_base;
+  if (g.n_gates > 0) {
+    run_moments(qh, g.k.f32.get(), d, t0, nq, g.base, stride, true, cb.dump_moments);
+    for (int gi = 0; gi < g.n_gates; ++gi)
+      if (g.gate_kinds[gi] == RouterKind::moba_kconv)
+        run_moments(qh, g.conv.get(), d, t0, nq, g.base, stride, false, cb.gate_moments[gi]);
+  }
+  for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
+    const int64_t B = plan.block_sizes[bi], nb = plan.n_blocks[bi];
+    const int64_t c_max = (t0 + nq - 1) / B;
+    for (int gi = 0; gi < g.n_gates; ++gi) {
+      gpu::ScoreArgs s;
+      s.q = qh, s.q_st = g.d, s.kbar = g.kbar[gi][bi].get(), s.d = d;
+      s.t0 = t0, s.nq = nq, s.n_cols = std::min(c_max, nb), s.stride = nb;
+      s.scores = cb.scores[gi].get();
+      if (s.n_cols > 0) {
+        static bool configured = false;
+        if (!configured) {
+          ck(cudaFuncSetAttribute(gpu::gate_scores_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024),
+             "gate scores shared memory");
+          configured = true;
+        }
+        const dim3 grid(static_cast<unsigned>((s.n_cols + gpu::kTileK - 1) / gpu::kTileK),
+                        static_cast<unsigned>((nq + gpu::kTileQ - 1) / gpu::kTileQ));
+        gpu::gate_scores_kernel<<<grid, 256, tile_smem(d, false)>>>(s);
+        ck_launch("gate scores");
+      }
+    }
+    gpu::RowArgs a;
+    a.t0 = t0, a.T = g.T, a.B = B, a.nb = nb;
+    const std::vector<int>& cfgs = plan.configs_of_block[bi];
+    a.n_cfg = static_cast<int>(cfgs.size());
+    a.n_gates = g.n_gates;
+    a.recent = g.opt.routing.tie == kernels::TieRule::recent;
+    a.mass = cb.mass[bi].get();
+    for (int gi = 0; gi < g.n_gates; ++gi) a.scores[gi] = cb.scores[gi].get();
+    a.top = cb.top.get(), a.n_top = plan.n_top, a.top_n = g.opt.top_n;
+    for (int jc = 0; jc < a.n_cfg; ++jc) {
+      const int ci = cfgs[jc];
+      a.top_k[jc] = plan.configs[ci].top_k;
+      a.cfg_index[jc] = ci;
+      a.oracle_cov[jc] = h.oracle_cov.get() + ci * g.T;
+      for (int ri = 0; ri < g.n_routers; ++ri) {
+        const int slot_in_row = g.gate_of_router[ri] >= 0 ? 1 + g.gate_of_router[ri] : 0;
+        const int slot = ci * g.n_routers + ri;
+        a.metric[jc][slot_in_row] = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T;
+        a.sel[jc][slot_in_row] = h.sel[slot].get();
+      }
+    }
+    a.planted_hits = h.planted_hits.get();
+    a.signal_hits = h.signal_hits.get();
+    a.planted = h.planted.size() ? h.planted.get() : nullptr;
+    a.base = g.base, a.pre_stride = stride + 1;
+    for (int gi = 0; gi < g.n_gates; ++gi) {
+      const MomentBuffers& m = g.gate_kinds[gi] == RouterKind::moba_kconv ? cb.gate_moments[gi] : cb.dump_moments;
+      a.pre_sum[gi] = m.pre_sum.get();
+      a.pre_sq[gi] = m.pre_sq.get();
+      a.rkeys[gi] = g.routing_keys(gi);
+      a.snr[gi] = h.snr.get() + (static_cast<int64_t>(gi) * plan.n_block_sizes() + bi) * g.T;
+    }
+    a.pre_arg = g.n_gates > 0 ? cb.dump_moments.pre_arg.get() : nullptr;
+    a.q = qh, a.q_st = g.d, a.rk_st = g.d, a.d = d;
+    run_rows(a, nq, c_max);
+  }
+}
+
+// Stage 4: MoBA attention on each router's selection and its error against o_full.
+void output_errors(const Group& g, int64_t local, HeadBuffers& h) {
+  for (int ci = 0; ci < g.plan.n_configs(); ++ci)
+    for (int ri = 0; ri < g.n_routers; ++ri) {
+      const int slot = ci * g.n_routers + ri;
+      kernels::MobaAttentionParams ap;
+      ap.q = g.q.operand(local, 1);
+      if (g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both) {
+        TensorView cv = g.k.view32();
+        cv.data = g.conv.get();
+        ap.k = kernels::Operand(cv);
+      } else {
+        ap.k = g.k.operand();
+      }
+      ap.v = g.v.operand();
+      ap.selected = h.sel[slot].get();
+      ap.top_k = g.plan.configs[ci].top_k;
+      ap.block_size = g.plan.configs[ci].block_size;
+      ap.out = h.o_moba.get();
+      ck_op(kernels::moba_attention_cuda(ap), "MoBA attention");
+      float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T;
+      const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err), cosine =
+                                                                             static_cast<int64_t>(PositionMetric::output_cosine);
+      const int64_t threads = 256, blocks = (g.T * 32 + threads - 1) / threads;
+      gpu::output_error_kernel<<<static_cast<unsigned>(blocks), threads>>>(h.o_moba.get(), h.o_full.get(), g.T,
+                                                                          static_cast<int>(g.d), M + rel * g.T,
+                                                                          M + cosine * g.T);
+      ck_launch("output error");
+    }
+}
+
+// Stage 5a on the device: ConfigStats of every (configuration, router), SNR sums, hits.
+HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
+  const AnalyzePlan& plan = g.plan;
+  const int64_t T = g.T;
+  const std::vector<int64_t> edges = bucket_edges(T, g.opt.n_buckets, g.opt.bucket_width);
+  const int64_t trailing = g.opt.trailing > 0 ? std::min(g.opt.trailing, T) : (T + 15) / 16;
+  const int n_slots = plan.n_configs() * g.n_routers, n_buckets = static_cast<int>(edges.size()) - 1;
+  // Mean jobs per slot and metric: choice, trailing, buckets; then per slot coverage over all
+  // queries; per configuration the oracle coverage over its queries with a choice.
+  std::vector<gpu::MeanJob> jobs;
+  for (int slot = 0; slot < n_slots; ++slot) {
+    const BlockConfig& cfg = plan.configs[slot / g.n_routers];
+    const int64_t first = std::min<int64_t>(T, static_cast<int64_t>(cfg.top_k) * cfg.block_size);  // has_choice
+    const float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * T;
+    for (int m = 0; m < kMetricCount; ++m) {
+      const float* v = M + m * T;
+      jobs.push_back({v, first, T});
+      jobs.push_back({v, std::max(first, T - trailing), T});
+      for (int e = 0; e < n_buckets; ++e) jobs.push_back({v, std::max(first, edges[e]), std::max(first, edges[e + 1])});
+    }
+    jobs.push_back({M, 0, T});
+  }
+  for (int ci = 0; ci < plan.n_configs(); ++ci) {
+    const BlockConfig& cfg = plan.configs[ci];
+    const int64_t first = std::min<int64_t>(T, static_cast<int64_t>(cfg.top_k) * cfg.block_size);
+    jobs.push_back({h.oracle_cov.get() + ci * T, first, T});
+  }
+  Dev<gpu::MeanJob> d_jobs;
+  d_jobs.upload(jobs.data(), jobs.size());
+  Dev<gpu::MeanOut> d_means(jobs.size());
+  gpu::mean_kernel<<<static_cast<unsigned>(jobs.size()), 256>>>(d_jobs.get(), d_means.get());
+  ck_launch("means");
+  const std::vector<gpu::MeanOut> means = d_means.download(jobs.size());
+
+  // Quantiles: every (slot, metric) segment [first, T) sorted (NaN last).
+  const int n_seg = n_slots * kMetricCount;
+  std::vector<int64_t> seg_begin(static_cast<size_t>(n_seg)), seg_end(static_cast<size_t>(n_seg));
+  for (int slot = 0; slot < n_slots; ++slot) {
+    const BlockConfig& cfg = plan.configs[slot / g.n_routers];
+    const int64_t first = std::min<int64_t>(T, static_cast<int64_t>(cfg.top_k) * cfg.block_size);
+    for (int m = 0; m < kMetricCount; ++m) {
+      seg_begin[static_cast<size_t>(slot * kMetricCount + m)] = (static_cast<int64_t>(slot) * kMetricCount + m) * T + first;
+      seg_end[static_cast<size_t>(slot * kMetricCount + m)] = (static_cast<int64_t>(slot) * kMetricCount + m + 1) * T;
+    }
+  }
+  Dev<int64_t> d_begin, d_end;
+  d_begin.upload(seg_begin.data(), seg_begin.size());
+  d_end.upload(seg_end.data(), seg_end.size());
+  const int64_t n_items = static_cast<int64_t>(n_seg) * T;
+  if (n_items > INT32_MAX)
+    throw std::runtime_error("GPU analysis: " + std::to_string(n_items) +
+                             " per-position values per head exceed the segmented sort's 2^31 (fewer configurations per run)");
+  Dev<float> sorted(static_cast<size_t>(n_items));
+  size_t temp_bytes = 0;
+  ck(cub::DeviceSegmentedRadixSort::SortKeys(nullptr, temp_bytes, h.metrics.get(), sorted.get(), n_items, n_seg,
+                                             d_begin.get(), d_end.get()),
+     "segmented sort (size)");
+  Dev<unsigned char> temp(temp_bytes);
+  ck(cub::DeviceSegmentedRadixSort::SortKeys(temp.get(), temp_bytes, h.metrics.get(), sorted.get(), n_items, n_seg,
+                                             d_begin.get(), d_end.get()),
+     "segmented sort");
+  const size_t per_slot_jobs = static_cast<size_t>(kMetricCount * (2 + n_buckets) + 1);
+  std::vector<gpu::QuantileJob> qjobs;
+  for (int s = 0; s < n_seg; ++s) {
+    const int slot = s / kMetricCount, m = s % kMetricCount;
+    const gpu::MeanOut& mo = means[static_cast<size_t>(slot) * per_slot_jobs + static_cast<size_t>(m * (2 + n_buckets))];
+    qjobs.push_back({sorted.get() + seg_begin[static_cast<size_t>(s)], mo.n});
+  }
+  Dev<gpu::QuantileJob> d_q;
+  d_q.upload(qjobs.data(), qjobs.size());
+  Dev<double> d_qout(qjobs.size() * 3);
+  gpu::quantile_kernel<<<static_cast<unsigned>((qjobs.size() + 127) / 128), 128>>>(d_q.get(), static_cast<int>(qjobs.size()),
+                                                                                  d_qout.get());
+  ck_launch("quantiles");
+  const std::vector<double> quant = d_qout.download(qjobs.size() * 3);
+
+  HeadMeasures out;
+  out.head = head;
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const auto stat = [&](const gpu::MeanOut& m) {
+    Stats s;
+    s.n = m.n;
+    s.mean = m.n > 0 ? m.sum / static_cast<double>(m.n) : nan;
+    s.p5 = s.p50 = s.p95 = nan;
+    return s;
+  };
+  for (int slot = 0; slot < n_slots; ++slot) {
+    ConfigStats cs;
+    const size_t j0 = static_cast<size_t>(slot) * per_slot_jobs;
+    cs.buckets.resize(static_cast<size_t>(n_buckets));
+    for (int m = 0; m < kMetricCount; ++m) {
+      const size_t jm = j0 + static_cast<size_t>(m * (2 + n_buckets));
+      Stats c = stat(means[jm]);
+      const size_t qi = static_cast<size_t>(slot * kMetricCount + m) * 3;
+      if (c.n > 0) c.p5 = quant[qi], c.p50 = quant[qi + 1], c.p95 = quant[qi + 2];
+      cs.choice[static_cast<size_t>(m)] = c;
+      cs.trailing[static_cast<size_t>(m)] = stat(means[jm + 1]);
+      for (int e = 0; e < n_buckets; ++e)
+        cs.buckets[static_cast<size_t>(e)][static_cast<size_t>(m)] = stat(means[jm + 2 + static_cast<size_t>(e)]);
+    }
+    cs.coverage_all_mean = stat(means[j0 + per_slot_jobs - 1]).mean;
+    const int ci = slot / g.n_routers;
+    cs.oracle_coverage_mean = stat(means[static_cast<size_t>(n_slots) * per_slot_jobs + static_cast<size_t>(ci)]).mean;
+    out.stats.push_back(std::move(cs));
+  }
+
+  // SNR sums per (gate, block size), in query order.
+  const int n_snr = g.n_gates * plan.n_block_sizes();
+  if (n_snr > 0) {
+    Dev<gpu::SnrTotals> d_tot(static_cast<size_t>(n_snr));
+    for (int s = 0; s < n_snr; ++s) {
+      gpu::snr_reduce_kernel<<<1, 256>>>(h.snr.get() + static_cast<int64_t>(s) * T, T, d_tot.get() + s);
+      ck_launch("SNR sums");
+    }
+    for (const gpu::SnrTotals& x : d_tot.download(static_cast<size_t>(n_snr))) {
+      SnrStats st;
+      st.n_queries = x.n_queries, st.n_pairs = x.n_pairs, st.n_negative = x.n_negative;
+      st.sum_d = x.sum_d, st.sum_d2 = x.sum_d2, st.sum_delta_mu = x.delta_mu, st.sum_excess = x.excess;
+      st.sum_var_noise = x.var_noise;
+      for (int b = 0; b < gpu::kRankBins; ++b) st.rank_hist[static_cast<size_t>(b)] = x.hist[b];
+      out.snr.push_back(st);
+    }
+  }
+  const std::vector<unsigned long long> sig = h.signal_hits.download(static_cast<size_t>(plan.n_configs() * kMaxGates));
+  const std::vector<unsigned long long> pl = h.planted_hits.download(static_cast<size_t>(plan.n_configs() * kSlots));
+  out.signal_hits.assign(static_cast<size_t>(plan.n_configs() * std::max(g.n_gates, 1)), 0);
+  out.planted_hits.assign(static_cast<size_t>(n_slots), 0);
+  for (int ci = 0; ci < plan.n_configs(); ++ci) {
+    for (int gi = 0; gi < g.n_gates; ++gi)
+      out.signal_hits[static_cast<size_t>(ci * g.n_gates + gi)] = static_cast<int64_t>(sig[static_cast<size_t>(ci * kMaxGates + gi)]);
+    for (int ri = 0; ri < g.n_routers; ++ri) {
+      const int row_slot = g.gate_of_router[ri] >= 0 ? 1 + g.gate_of_router[ri] : 0;
+      out.planted_hits[static_cast<size_t>(ci * g.n_routers + ri)] =
+          static_cast<int64_t>(pl[static_cast<size_t>(ci * kSlots + row_slot)]);
+    }
+  }
+  return out;
+}
+
+// Stage 5b: the per-position arrays and selections of every (configuration, router), for the host.
+void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures& m) {
+  const int64_t T = g.T;
+  const int n_slots = g.plan.n_configs() * g.n_routers;
+  const std::vector<float> all = h.metrics.download(static_cast<size_t>(n_slots) * kMetricCount * T);
+  for (int slot = 0; slot < n_slots; ++slot) {
+    const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
+    PositionArrays a;
+    a.key = {g.in.layer, head, cfg.block_size, cfg.top_k, g.opt.routers[slot % g.n_routers]};
+    a.selected = h.sel[static_cast<size_t>(slot)].download(static_cast<size_t>(T * cfg.top_k));
+    for (const auto& info : position_metrics()) {
+      const auto mi = static_cast<int64_t>(info.metric);
+      const float* src = all.data() + (static_cast<int64_t>(slot) * kMetricCount + mi) * T;
+      a.metric(info.metric).assign(src, src + T);
+    }
+    a.choice.resize(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) a.choice[static_cast<size_t>(t)] = has_choice(t, cfg.block_size, cfg.top_k) ? 1 : 0;
+    m.arrays.push_back(std::move(a));
+  }
+}
+
+}  // namespace
+
+std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim) {
+  if (!kernels::cuda_compiled()) return "this build has no CUDA backend";
+  if (opt.routing.gqa == kernels::GqaMode::shared) return "--gqa shared is measured on the host";
+  if (head_dim > 128 || head_dim % 8 != 0) return "head dim " + std::to_string(head_dim) + " (the GPU kernels take multiples of 8 up to 128)";
+  int n_gates = 0;
+  for (const RouterKind r : opt.routers) n_gates += r != RouterKind::oracle ? 1 : 0;
+  if (n_gates > kMaxGates) return "more than two gate routers";
+  for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
+    if (plan.n_blocks[bi] - 1 > kMaxRowBlocks)
+      return "block size " + std::to_string(plan.block_sizes[bi]) + " gives " + std::to_string(plan.n_blocks[bi]) +
+             " blocks (the GPU row sort takes up to " + std::to_string(kMaxRowBlocks + 1) + ")";
+    if (plan.configs_of_block[bi].size() > static_cast<size_t>(kMaxCfgPerBlock))
+      return "more than " + std::to_string(kMaxCfgPerBlock) + " top-k values for one block size";
+  }
+  if (plan.n_top > 64) return "--top-n above 64";
+  return "";
+}
+
+void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, bool keep_arrays,
+                       Progress* progress, const std::function<void(HeadMeasures&)>& head_done) {
+  Group g{in, opt, plan};
+  setup_group(g);
+  const int64_t T = g.T;
+  const int n_slots = plan.n_configs() * g.n_routers;
+  ChunkBuffers cb;
+  cb.lse.resize(static_cast<size_t>(g.chunk));
+  int64_t nb_max = 1;
+  for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
+    cb.mass.emplace_back(static_cast<size_t>(g.chunk * plan.n_blocks[bi]));
+    nb_max = std::max(nb_max, plan.n_blocks[bi]);
+  }
+  cb.top.resize(static_cast<size_t>(g.chunk * plan.n_top));
+  for (int gi = 0; gi < g.n_gates; ++gi) cb.scores.emplace_back(static_cast<size_t>(g.chunk * nb_max));
+  if (g.n_gates > 0) alloc_moments(cb.dump_moments, g.chunk, g.n_base, true);
+  cb.gate_moments.resize(static_cast<size_t>(g.n_gates));
+  for (int gi = 0; gi < g.n_gates; ++gi)
+    if (g.gate_kinds[gi] == RouterKind::moba_kconv) alloc_moments(cb.gate_moments[gi], g.chunk, g.n_base, false);
+
+  HeadBuffers h;
+  h.metrics.resize(static_cast<size_t>(n_slots) * kMetricCount * T);
+  h.oracle_cov.resize(static_cast<size_t>(plan.n_configs() * T));
+  for (int slot = 0; slot < n_slots; ++slot)
+    h.sel.emplace_back(static_cast<size_t>(T * plan.configs[slot / g.n_routers].top_k));
+  h.o_full.resize(static_cast<size_t>(T * g.d));
+  h.o_moba.resize(static_cast<size_t>(T * g.d));
+  h.snr.resize(static_cast<size_t>(std::max(1, g.n_gates * plan.n_block_sizes())) * T);
+  h.planted_hits.resize(static_cast<size_t>(plan.n_configs() * kSlots));
+  h.signal_hits.resize(static_cast<size_t>(plan.n_configs() * kMaxGates));
+
+  for (const int64_t head : in.heads) {
+    const int64_t local = head - in.q_head_first;
+    h.planted_hits.zero();
+    h.signal_hits.zero();
+    // NaN everywhere first, as the host path's arrays (queries a metric does not define).
+    gpu::fill_kernel<<<1024, 256>>>(h.metrics.get(), static_cast<int64_t>(h.metrics.size()));
+    ck_launch("metrics init");
+    if (in.planted && !in.planted->empty())
+      h.planted.upload(in.planted->data() + head * T, static_cast<size_t>(T));
+    for (int64_t t0 = 0; t0 < T; t0 += g.chunk) {
+      const int64_t nq = std::min(g.chunk, T - t0);
+      measure_chunk(g, local, t0, nq, h, cb);
+      if (progress) {
+        const int64_t done = (t0 + nq + plan.chunk - 1) / plan.chunk - (t0 + plan.chunk - 1) / plan.chunk;
+        ck(cudaDeviceSynchronize(), "chunk");
+        progress->advance(done);
+      }
+    }
+    output_errors(g, local, h);
+    HeadMeasures m = reduce_head(g, head, h);
+    if (keep_arrays) download_arrays(g, head, h, m);
+    head_done(m);
+  }
+}
+
+}  // namespace moba::analysis

@@ -1,0 +1,37 @@
+#pragma once
+// The GPU-resident analysis (DESIGN.md §8: "the analysis runs where --device says, end to
+// end"): one KV group of one layer measured on the device — dense pass, pooled keys, gate
+// scores, every router's selection for every (B, k), the oracle, every per-position metric,
+// the SNR probe and the reductions (means, quantiles, buckets, trailing window, SNR sums).
+// Only each head's statistics (analysis/head_summary.h HeadMeasures) and, when asked for,
+// its per-position arrays and selections come back to the host.
+//
+// Device memory per group: its q/k/v once (fp32, plus their 16-bit copies for 16-bit dumps),
+// kconv keys and pooled keys per (gate router, block size); per head: o_full [T, d], the
+// per-position arrays (8 floats per query and (configuration, router)), the selections
+// (T x k int32 per (configuration, router): MoBA attention reads whole selections), SNR rows;
+// per query chunk: block masses, gate scores and token-score moments of the chunk.
+// Nothing is T x T.
+//
+// Semantics are analyze's (analysis/analyze.h), numerics the kernels' (docs/gpu.md); results
+// agree with the host path within the per-dtype tolerances (tests/gpu).
+#include <functional>
+#include <string>
+
+#include "analysis/analyze.h"
+#include "analysis/head_summary.h"
+
+namespace moba::analysis {
+
+// Empty when analyze_group_gpu can run `opt` on a layer of this plan and head dim; otherwise
+// why not, in words for the user (the caller then runs the host path and says so).
+std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim);
+
+// Measures every head of in.heads on the current CUDA device, in order, and hands each head's
+// measures to `head_done` (arrays and selections filled when keep_arrays). `progress`
+// advances by the plan's chunks (plan.chunk) as the device's larger chunks complete.
+// Throws std::runtime_error naming the failed CUDA step.
+void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, bool keep_arrays,
+                       Progress* progress, const std::function<void(HeadMeasures&)>& head_done);
+
+}  // namespace moba::analysis

@@ -1,0 +1,695 @@
+#pragma once
+// Device kernels of the GPU-resident analysis (analysis/gpu/analyze_gpu.h). Each mirrors one
+// host stage of analysis/analyze.cpp; the comments name it.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cub/block/block_radix_sort.cuh>
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+
+namespace moba::analysis::gpu {
+
+constexpr int kMaxCfgPerBlock = 16;  // configurations (top-k values) per block size
+constexpr int kMaxGates = 2;         // moba, moba-kconv
+constexpr int kSlots = 1 + kMaxGates;  // router slot 0: oracle, 1 + gi: gate gi
+constexpr int kTieBits = 14;           // block index bits of a sort key: rows of <= 16384 blocks
+constexpr uint32_t kTieMask = (1u << kTieBits) - 1;
+constexpr int kMetricCount = 8;        // analysis/summary.h PositionMetric, in enum order
+constexpr int kRankBins = 65;          // analysis/snr.h kSnrMaxRank + 1
+
+__device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000); }
+
+// One query's SNR contribution (analysis/snr.cpp snr_add_query), reduced in order later.
+struct SnrRow {
+  double sum_d, sum_d2, delta_mu, excess, var_noise;
+  int32_t n_pairs, n_negative, rank;  // rank 0: the query does not count (c < 2)
+  int32_t pad;
+};
+
+// ---- token-score moments (analysis/snr_probe.cpp KeyPrefix / snr_query_sums) -------------
+// Per query i of the chunk (t = t0 + i) and base block m < floor(t / base): the sum and sum of
+// squares of s_j = q_t . k_j (fp32 dot, double sums) over the block's keys and, with `mx`,
+// the largest s_j and its key (the later key on ties, as find_signal_key).
+struct MomentsArgs {
+  const float* q = nullptr;  // row t at q + t * q_st
+  int64_t q_st = 0;
+  const float* k = nullptr;  // row j at k + j * k_st
+  int64_t k_st = 0;
+  int d = 0;
+  int64_t t0 = 0, nq = 0, base = 1, stride = 0;  // stride: row length of the outputs
+  double *sum = nullptr, *sq = nullptr;          // [nq, stride]
+  float* mx = nullptr;                           // [nq, stride] or null
+  int32_t* arg = nullptr;
+};
+constexpr int kTileQ = 64, kTileK = 64;
+
+__global__ void __launch_bounds__(256) moments_kernel(MomentsArgs a) {
+  extern __shared__ float sm[];
+  const int ld = a.d + 1;
+  float* qs = sm;                  // [64][d + 1]
+  float* ks = qs + kTileQ * ld;    // [64][d + 1]
+  float* ss = ks + kTileK * ld;    // [64][65]
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTileQ;
+  const int nqt = static_cast<int>(min(static_cast<int64_t>(kTileQ), a.nq - i0));
+  for (int e = tid; e < kTileQ * a.d; e += 256) {
+    const int r = e / a.d, c = e % a.d;
+    qs[r * ld + c] = r < nqt ? a.q[(a.t0 + i0 + r) * a.q_st + c] : 0.f;
+  }
+  const int64_t t = a.t0 + i0 + tid;
+  const int64_t lim = tid < nqt ? (t / a.base) * a.base : 0;  // keys j < lim
+  const int64_t j_end = ((a.t0 + i0 + nqt - 1) / a.base) * a.base;
+  double rs = 0, rq = 0;
+  float rmax = -INFINITY;
+  int32_t rarg = -1;
+  int64_t cur = 0;
+  const int64_t out_row = (i0 + tid) * a.stride;
+  for (int64_t j0 = 0; j0 < j_end; j0 += kTileK) {
+    __syncthreads();
+    for (int e = tid; e < kTileK * a.d; e += 256) {
+      const int r = e / a.d, c = e % a.d;
+      ks[r * ld + c] = j0 + r < j_end ? a.k[(j0 + r) * a.k_st + c] : 0.f;
+    }
+    __syncthreads();
+    float acc[4][4] = {};
+    for (int c = 0; c < a.d; ++c) {
+      float qv[4], kv[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        qv[u] = qs[(ty * 4 + u) * ld + c];
+        kv[u] = ks[(tx * 4 + u) * ld + c];
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u)
+#pragma unroll
+        for (int v = 0; v < 4; ++v) acc[u][v] = fmaf(qv[u], kv[v], acc[u][v]);
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+      for (int v = 0; v < 4; ++v) ss[(ty * 4 + u) * 65 + tx * 4 + v] = acc[u][v];
+    __syncthreads();
+    if (tid < nqt) {
+      const int64_t jn = min(static_cast<int64_t>(kTileK), lim - j0);
+      for (int64_t jj = 0; jj < jn; ++jj) {
+        const int64_t j = j0 + jj, m = j / a.base;
+        if (m != cur) {
+          a.sum[out_row + cur] = rs;
+          a.sq[out_row + cur] = rq;
+          if (a.mx) {
+            a.mx[out_row + cur] = rmax;
+            a.arg[out_row + cur] = rarg;
+          }
+          rs = rq = 0;
+          rmax = -INFINITY;
+          rarg = -1;
+          cur = m;
+        }
+        const float s = ss[tid * 65 + jj];
+        rs += s;
+        rq += static_cast<double>(s) * s;
+        if (s >= rmax) {
+          rmax = s;
+          rarg = static_cast<int32_t>(j);
+        }
+      }
+    }
+  }
+  if (tid < nqt && lim > 0) {
+    a.sum[out_row + cur] = rs;
+    a.sq[out_row + cur] = rq;
+    if (a.mx) {
+      a.mx[out_row + cur] = rmax;
+      a.arg[out_row + cur] = rarg;
+    }
+  }
+}
+
+// Exclusive prefixes over a row's base blocks m < n = floor(t / base): pre_sum[m] = sum of
+// blocks < m (m = 0 .. n), likewise pre_sq, and pre_arg[m] = the key of the largest score in
+// blocks < m (the later key on ties; -1 for m = 0). One CTA per query.
+struct ArgMax {
+  float v;
+  int32_t j;
+};
+struct ArgMaxOp {
+  __device__ ArgMax operator()(const ArgMax& a, const ArgMax& b) const {
+    return (b.v > a.v || (b.v == a.v && b.j > a.j)) ? b : a;
+  }
+};
+struct PrefixArgs {
+  int64_t t0 = 0, base = 1, stride = 0, pre_stride = 0;
+  const double *sum = nullptr, *sq = nullptr;
+  const float* mx = nullptr;
+  const int32_t* arg = nullptr;
+  double *pre_sum = nullptr, *pre_sq = nullptr;  // [nq, pre_stride]
+  int32_t* pre_arg = nullptr;
+};
+__global__ void __launch_bounds__(256) prefix_kernel(PrefixArgs a) {
+  using ScanD = cub::BlockScan<double2, 256>;
+  using ScanA = cub::BlockScan<ArgMax, 256>;
+  __shared__ union {
+    typename ScanD::TempStorage d;
+    typename ScanA::TempStorage a;
+  } temp;
+  __shared__ double2 carry_d;
+  __shared__ ArgMax carry_a;
+  const int64_t i = blockIdx.x, t = a.t0 + i, n = t / a.base;
+  const double* s = a.sum + i * a.stride;
+  const double* q = a.sq + i * a.stride;
+  double* ps = a.pre_sum + i * a.pre_stride;
+  double* pq = a.pre_sq + i * a.pre_stride;
+  if (threadIdx.x == 0) {
+    carry_d = make_double2(0, 0);
+    carry_a = ArgMax{-INFINITY, -1};
+  }
+  __syncthreads();
+  for (int64_t m0 = 0; m0 < n; m0 += 256) {
+    const int64_t m = m0 + threadIdx.x;
+    double2 x = m < n ? make_double2(s[m], q[m]) : make_double2(0, 0);
+    double2 ex, total;
+    ScanD(temp.d).ExclusiveScan(x, ex, make_double2(0, 0),
+                               [](const double2& u, const double2& v) { return make_double2(u.x + v.x, u.y + v.y); },
+                               total);
+    const double2 c = carry_d;
+    if (m < n) {
+      ps[m] = c.x + ex.x;
+      pq[m] = c.y + ex.y;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) carry_d = make_double2(c.x + total.x, c.y + total.y);
+    if (a.pre_arg) {
+      const ArgMax y = m < n ? ArgMax{a.mx[i * a.stride + m], a.arg[i * a.stride + m]} : ArgMax{-INFINITY, -1};
+      ArgMax ey, ytot;
+      ScanA(temp.a).ExclusiveScan(y, ey, ArgMax{-INFINITY, -1}, ArgMaxOp(), ytot);
+      const ArgMax ca = carry_a;
+      if (m < n) a.pre_arg[i * a.pre_stride + m] = ArgMaxOp()(ca, ey).j;
+      __syncthreads();
+      if (threadIdx.x == 0) carry_a = ArgMaxOp()(ca, ytot);
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    ps[n] = carry_d.x;
+    pq[n] = carry_d.y;
+    if (a.pre_arg) a.pre_arg[i * a.pre_stride + n] = carry_a.j;
+  }
+}
+
+// ---- gate scores (kernels/gate_topk.h gate_scores_tile_cpu): s(t, b) = q_t . kbar_b ----------
+struct ScoreArgs {
+  const float* q = nullptr;  // row t at q + t * q_st
+  int64_t q_st = 0;
+  const float* kbar = nullptr;  // [nb, d]
+  int d = 0;
+  int64_t t0 = 0, nq = 0, n_cols = 0, stride = 0;  // columns b < n_cols; row stride of `scores`
+  float* scores = nullptr;                         // [nq, stride]
+};
+__global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
+  extern __shared__ float sm[];
+  const int ld = a.d + 1;
+  float* qs = sm;
+  float* ks = qs + kTileQ * ld;
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTileQ, b0 = static_cast<int64_t>(blockIdx.x) * kTileK;
+  for (int e = tid; e < kTileQ * a.d; e += 256) {
+    const int r = e / a.d, c = e % a.d;
+    qs[r * ld + c] = i0 + r < a.nq ? a.q[(a.t0 + i0 + r) * a.q_st + c] : 0.f;
+    ks[r * ld + c] = b0 + r < a.n_cols ? a.kbar[(b0 + r) * a.d + c] : 0.f;
+  }
+  __syncthreads();
+  float acc[4][4] = {};
+  for (int c = 0; c < a.d; ++c) {
+    float qv[4], kv[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      qv[u] = qs[(ty * 4 + u) * ld + c];
+      kv[u] = ks[(tx * 4 + u) * ld + c];
+    }
+    // Multiply, then add, in channel order: bit-identical to the CPU's scores (built with
+    // -ffp-contract=off), so both backends select on the same numbers.
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+      for (int v = 0; v < 4; ++v) acc[u][v] = __fadd_rn(acc[u][v], __fmul_rn(qv[u], kv[v]));
+  }
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int64_t i = i0 + ty * 4 + u;
+    if (i >= a.nq) continue;
+#pragma unroll
+    for (int v = 0; v < 4; ++v) {
+      const int64_t b = b0 + tx * 4 + v;
+      if (b < a.n_cols) a.scores[i * a.stride + b] = acc[u][v];
+    }
+  }
+}
+
+// ---- routing + per-position metrics + SNR of one query row at one block size ---------------
+// (analysis/analyze.cpp route_query and probe_query). One CTA per query of the chunk. Every
+// router's routable blocks are sorted once by (score, tie rule) — a unique 46-bit key per
+// block — so every k of the block size reads its selection off the same order: block b is
+// picked at top-k iff its rank is < min(k - 1, c).
+struct RowArgs {
+  int64_t t0 = 0, T = 0, B = 0, nb = 0;  // nb: row stride of mass and scores
+  int n_cfg = 0;
+  int top_k[kMaxCfgPerBlock] = {};
+  int cfg_index[kMaxCfgPerBlock] = {};         // the plan's configuration index ci of each jc
+  int n_gates = 0;
+  bool recent = true;
+  const float* mass = nullptr;                 // [nq, nb]
+  const float* scores[kMaxGates] = {};         // [nq, nb]
+  const int32_t* top = nullptr;                // [nq, n_top]
+  int n_top = 0, top_n = 0;
+  // Outputs: per (configuration jc of this block size, slot) the 8 metric arrays ([8][T],
+  // null when the router is not listed) and the selection [T, k] (null: not listed).
+  float* metric[kMaxCfgPerBlock][kSlots] = {};
+  int32_t* sel[kMaxCfgPerBlock][kSlots] = {};
+  float* oracle_cov[kMaxCfgPerBlock] = {};     // [T]: R*_t
+  unsigned long long* planted_hits = nullptr;  // [ci * kSlots + slot]
+  unsigned long long* signal_hits = nullptr;   // [ci * kMaxGates + gi]
+  const int32_t* planted = nullptr;            // [T] or null
+  // SNR probe: routing-key moments (exclusive prefixes over base blocks) per gate, the signal
+  // key fallback of the dump keys, q and the routing keys.
+  int64_t base = 1, pre_stride = 0;
+  const double* pre_sum[kMaxGates] = {};
+  const double* pre_sq[kMaxGates] = {};
+  const int32_t* pre_arg = nullptr;
+  const float* q = nullptr;                    // row t at q + t * q_st
+  int64_t q_st = 0;
+  const float* rkeys[kMaxGates] = {};          // row j at rkeys + j * rk_st
+  int64_t rk_st = 0;
+  int d = 0;
+  SnrRow* snr[kMaxGates] = {};                 // [T]
+};
+
+__device__ __forceinline__ uint64_t sort_key(float x, int64_t b, bool recent) {
+  uint32_t u;
+  if (isnan(x)) {
+    u = 1u;  // below every number
+  } else {
+    if (x == 0.f) x = 0.f;  // -0 ties with +0
+    u = __float_as_uint(x);
+    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  }
+  const uint32_t tb = recent ? static_cast<uint32_t>(b) : kTieMask - static_cast<uint32_t>(b);
+  return (static_cast<uint64_t>(u) << kTieBits) | tb;
+}
+__device__ __forceinline__ int key_block(uint64_t key, bool recent) {
+  const uint32_t tb = static_cast<uint32_t>(key & kTieMask);
+  return static_cast<int>(recent ? tb : kTieMask - tb);
+}
+
+struct CfgSums {
+  double cov;
+  int rec, tok;
+};
+struct CfgSumsOp {
+  __device__ CfgSums operator()(const CfgSums& a, const CfgSums& b) const {
+    return CfgSums{a.cov + b.cov, a.rec + b.rec, a.tok + b.tok};
+  }
+};
+struct PairSums {
+  double s, s2;
+  int neg;
+};
+struct PairSumsOp {
+  __device__ PairSums operator()(const PairSums& a, const PairSums& b) const {
+    return PairSums{a.s + b.s, a.s2 + b.s2, a.neg + b.neg};
+  }
+};
+
+template <int THREADS, int IPT>
+struct RowKernel {
+  static constexpr int kCap = THREADS * IPT;
+  using Sort = cub::BlockRadixSort<uint64_t, THREADS, IPT>;
+  using ReduceC = cub::BlockReduce<CfgSums, THREADS>;
+  using ReduceP = cub::BlockReduce<PairSums, THREADS>;
+  using Scan = cub::BlockScan<int, THREADS>;
+  struct Smem {
+    union {
+      typename Sort::TempStorage sort;
+      typename ReduceC::TempStorage red;
+      typename ReduceP::TempStorage pair;
+      typename Scan::TempStorage scan;
+    } temp;
+    int16_t orank[kCap];
+    int16_t grank[kCap];
+    int32_t top_block[64];
+    int n_top_valid, n_top_cur;
+    int64_t j_star;
+    int rank_star;
+    CfgSums res;
+    PairSums pairs;
+    double s_top;
+  };
+};
+
+// Writes the selection of one (configuration, router) for query t: the blocks ranked below
+// `npick` ascending, then the current block c, then -1 up to k.
+template <int THREADS, int IPT>
+__device__ void write_selection(typename RowKernel<THREADS, IPT>::Smem& sm, const int16_t* rank, int64_t c, int npick,
+                                int K, int32_t* sel_row) {
+  const int tid = threadIdx.x;
+  int flags = 0;
+#pragma unroll
+  for (int k = 0; k < IPT; ++k) {
+    const int64_t b = static_cast<int64_t>(tid) * IPT + k;
+    flags += (b < c && rank[b] < npick) ? 1 : 0;
+  }
+  int off = 0;
+  typename RowKernel<THREADS, IPT>::Scan(sm.temp.scan).ExclusiveSum(flags, off);
+#pragma unroll
+  for (int k = 0; k < IPT; ++k) {
+    const int64_t b = static_cast<int64_t>(tid) * IPT + k;
+    if (b < c && rank[b] < npick) sel_row[off++] = static_cast<int32_t>(b);
+  }
+  if (tid == 0) {
+    sel_row[npick] = static_cast<int32_t>(c);
+    for (int x = npick + 1; x < K; ++x) sel_row[x] = -1;
+  }
+  __syncthreads();
+}
+
+template <int THREADS, int IPT>
+__global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
+  using RK = RowKernel<THREADS, IPT>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  typename RK::Smem& sm = *reinterpret_cast<typename RK::Smem*>(smem_raw);
+  const int tid = threadIdx.x;
+  const int64_t i = blockIdx.x, t = a.t0 + i, B = a.B, c = t / B, T = a.T;
+  const float* mrow = a.mass + i * a.nb;
+  const int32_t* top = a.top + i * a.n_top;
+  if (tid == 0) {
+    int nv = 0, ncur = 0;
+    for (int x = 0; x < a.top_n; ++x) {
+      const int32_t j = top[x];
+      if (j < 0) continue;
+      const int32_t b = static_cast<int32_t>(j / B);
+      if (b == c)
+        ++ncur;
+      else
+        sm.top_block[nv++] = b;
+    }
+    sm.n_top_valid = nv;
+    sm.n_top_cur = ncur;
+    // The signal key j*: the first key of the top list below c B, else the argmax over the
+    // routable keys (analysis/snr_probe.h find_signal_key).
+    int64_t js = -1;
+    if (c >= 2) {
+      for (int x = 0; x < a.n_top && top[x] >= 0; ++x)
+        if (top[x] < c * B) {
+          js = top[x];
+          break;
+        }
+      if (js < 0 && a.pre_arg) js = a.pre_arg[i * a.pre_stride + (c * B) / a.base];
+    }
+    sm.j_star = js;
+  }
+  __syncthreads();
+  const int n_top_valid = sm.n_top_valid, n_top_cur = sm.n_top_cur, n_top_all = n_top_valid + n_top_cur;
+  const int64_t j_star = sm.j_star, b_star = j_star >= 0 ? j_star / B : -1;
+
+  uint64_t keys[IPT];
+  int blk[IPT], cnt[IPT];
+  // Sorts one router's row: keys in blocked rank order; blk: the block at each rank (-1 past c);
+  // cnt: top-list keys in that block.
+  auto sort_row = [&](const float* row, int16_t* rank) {
+#pragma unroll
+    for (int k = 0; k < IPT; ++k) {
+      const int64_t b = static_cast<int64_t>(tid) * IPT + k;
+      keys[k] = b < c ? sort_key(row[b], b, a.recent) : 0ull;
+    }
+    __syncthreads();
+    typename RK::Sort(sm.temp.sort).SortDescending(keys, 0, 32 + kTieBits);
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < IPT; ++k) {
+      const int p = tid * IPT + k;
+      blk[k] = keys[k] != 0ull ? key_block(keys[k], a.recent) : -1;
+      cnt[k] = 0;
+      if (blk[k] >= 0) {
+        rank[blk[k]] = static_cast<int16_t>(p);
+        for (int x = 0; x < n_top_valid; ++x) cnt[k] += sm.top_block[x] == blk[k] ? 1 : 0;
+      }
+    }
+    __syncthreads();
+  };
+  // Per-configuration sums over the picks of this router: coverage, oracle hits, top-key hits.
+  auto cfg_sums = [&](int npick, bool with_recall) -> CfgSums {
+    CfgSums s{0.0, 0, 0};
+#pragma unroll
+    for (int k = 0; k < IPT; ++k) {
+      const int p = tid * IPT + k;
+      if (blk[k] >= 0 && p < npick) {
+        s.cov += mrow[blk[k]];
+        s.rec += with_recall && sm.orank[blk[k]] < npick ? 1 : 0;
+        s.tok += cnt[k];
+      }
+    }
+    const CfgSums r = typename RK::ReduceC(sm.temp.red).Reduce(s, CfgSumsOp());
+    if (tid == 0) sm.res = r;
+    __syncthreads();
+    const CfgSums out = sm.res;
+    __syncthreads();
+    return out;
+  };
+  auto write_metrics = [&](float* M, double cov, int npick, bool choice, double recall, int tok_hits) {
+    if (tid != 0 || !M) return;
+    M[0 * T + t] = static_cast<float>(cov);
+    M[1 * T + t] = static_cast<float>(-log(fmax(cov, 1e-300)));
+    M[2 * T + t] = choice ? static_cast<float>(recall) : quiet_nan();
+    M[3 * T + t] = n_top_all > 0 ? static_cast<float>(static_cast<double>(tok_hits) / n_top_all) : quiet_nan();
+    const int64_t attended = static_cast<int64_t>(npick) * B + (t - c * B + 1);
+    M[6 * T + t] = static_cast<float>(1.0 - static_cast<double>(attended) / static_cast<double>(t + 1));
+    M[7 * T + t] = static_cast<float>(static_cast<double>(npick + 1) / static_cast<double>(c + 1));
+  };
+  const int32_t planted_b = a.planted && a.planted[t] >= 0 && a.planted[t] / B < c ? a.planted[t] / B : -1;
+
+  // The oracle: exact block masses.
+  sort_row(mrow, sm.orank);
+  for (int jc = 0; jc < a.n_cfg; ++jc) {
+    const int K = a.top_k[jc];
+    const int npick = static_cast<int>(min(static_cast<int64_t>(K - 1), c));
+    const bool choice = c > K - 1;
+    const CfgSums s = cfg_sums(npick, false);
+    const double cov = s.cov + mrow[c];
+    if (tid == 0) a.oracle_cov[jc][t] = static_cast<float>(cov);
+    if (a.metric[jc][0]) {
+      write_metrics(a.metric[jc][0], cov, npick, choice, npick > 0 ? 1.0 : static_cast<double>(quiet_nan()),
+                    s.tok + n_top_cur);
+      if (tid == 0 && choice && planted_b >= 0 && sm.orank[planted_b] < npick) atomicAdd(&a.planted_hits[a.cfg_index[jc] * kSlots], 1ull);
+      write_selection<THREADS, IPT>(sm, sm.orank, c, npick, K, a.sel[jc][0] + t * K);
+    }
+  }
+
+  // The gate routers.
+  for (int gi = 0; gi < a.n_gates; ++gi) {
+    const float* srow = a.scores[gi] + i * a.nb;
+    sort_row(srow, sm.grank);
+    for (int jc = 0; jc < a.n_cfg; ++jc) {
+      const int K = a.top_k[jc];
+      const int npick = static_cast<int>(min(static_cast<int64_t>(K - 1), c));
+      const bool choice = c > K - 1;
+      const CfgSums s = cfg_sums(npick, true);
+      const double cov = s.cov + mrow[c];
+      const double recall = npick > 0 ? static_cast<double>(s.rec) / npick : static_cast<double>(quiet_nan());
+      write_metrics(a.metric[jc][1 + gi], cov, npick, choice, recall, s.tok + n_top_cur);
+      if (tid == 0 && choice && planted_b >= 0 && sm.grank[planted_b] < npick)
+        atomicAdd(&a.planted_hits[a.cfg_index[jc] * kSlots + 1 + gi], 1ull);
+      write_selection<THREADS, IPT>(sm, sm.grank, c, npick, K, a.sel[jc][1 + gi] + t * K);
+    }
+    // SNR probe (c >= 2): pairs D = s(b*) - s(b) over the other routable blocks, b*'s rank,
+    // and the model's token-score sums.
+    if (!a.snr[gi]) continue;
+    SnrRow row{};
+    if (c >= 2 && b_star >= 0) {
+      const float ss = srow[b_star];
+      PairSums p{0.0, 0.0, 0};
+#pragma unroll
+      for (int k = 0; k < IPT; ++k)
+        if (blk[k] >= 0 && blk[k] != b_star) {
+          const double dd = static_cast<double>(ss) - static_cast<double>(srow[blk[k]]);
+          p.s += dd;
+          p.s2 += dd * dd;
+          p.neg += dd < 0 ? 1 : 0;
+        }
+      const PairSums r = typename RK::ReduceP(sm.temp.pair).Reduce(p, PairSumsOp());
+      // s_top = q_t . k_j* in double over the routing keys (warp 0).
+      if (tid < 32) {
+        const float* qr = a.q + t * a.q_st;
+        const float* kr = a.rkeys[gi] + j_star * a.rk_st;
+        double acc = 0;
+        for (int x = tid; x < a.d; x += 32) acc += static_cast<double>(qr[x]) * static_cast<double>(kr[x]);
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        if (tid == 0) sm.s_top = acc;
+      }
+      if (tid == 0) sm.pairs = r;
+      __syncthreads();
+      if (tid == 0) {
+        const PairSums pr = sm.pairs;
+        const int rank = sm.grank[b_star] + 1;
+        const double* ps = a.pre_sum[gi] + i * a.pre_stride;
+        const double* pq = a.pre_sq[gi] + i * a.pre_stride;
+        const int64_t m0 = (b_star * B) / a.base, m1 = ((b_star + 1) * B) / a.base, mc = (c * B) / a.base;
+        const double sum_signal = ps[m1] - ps[m0], sumsq_signal = pq[m1] - pq[m0];
+        const double sum_routable = ps[mc], sumsq_routable = pq[mc];
+        const double Bd = static_cast<double>(B), n_noise = static_cast<double>(c - 1) * Bd;
+        const double mu_n = (sum_routable - sum_signal) / n_noise;
+        const double var_n = fmax(0.0, (sumsq_routable - sumsq_signal) / n_noise - mu_n * mu_n);
+        row.sum_d = pr.s;
+        row.sum_d2 = pr.s2;
+        row.n_negative = pr.neg;
+        row.n_pairs = static_cast<int32_t>(c - 1);
+        row.delta_mu = sm.s_top - mu_n;
+        row.excess = (sum_signal - sm.s_top) - (Bd - 1) * mu_n;
+        row.var_noise = var_n;
+        row.rank = rank;
+        for (int jc = 0; jc < a.n_cfg; ++jc) {
+          const int K = a.top_k[jc];
+          if (c > K - 1 && rank <= K - 1) atomicAdd(&a.signal_hits[a.cfg_index[jc] * kMaxGates + gi], 1ull);
+        }
+      }
+    }
+    if (tid == 0) a.snr[gi][t] = row;
+    __syncthreads();
+  }
+}
+
+// Fills v[0, n) with a quiet NaN (positive: sorts after every number).
+__global__ void fill_kernel(float* v, int64_t n) {
+  for (int64_t x = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; x < n;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    v[x] = quiet_nan();
+}
+
+// ---- output error (analysis/metrics.h output_error), one warp per query ---------------------
+__global__ void output_error_kernel(const float* o, const float* ref, int64_t T, int d, float* rel_out,
+                                    float* cos_out) {
+  const int64_t t = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (t >= T) return;
+  double diff = 0, nr = 0, no = 0, dot = 0;
+  for (int x = lane; x < d; x += 32) {
+    const double u = o[t * d + x], v = ref[t * d + x];
+    diff += (u - v) * (u - v);
+    nr += v * v;
+    no += u * u;
+    dot += u * v;
+  }
+  for (int s = 16; s > 0; s >>= 1) {
+    diff += __shfl_xor_sync(0xffffffffu, diff, s);
+    nr += __shfl_xor_sync(0xffffffffu, nr, s);
+    no += __shfl_xor_sync(0xffffffffu, no, s);
+    dot += __shfl_xor_sync(0xffffffffu, dot, s);
+  }
+  if (lane == 0) {
+    rel_out[t] = static_cast<float>(nr > 0 ? sqrt(diff / nr) : sqrt(diff));
+    cos_out[t] = static_cast<float>((nr > 0 && no > 0) ? dot / sqrt(nr * no) : (nr == 0 && no == 0 ? 1.0 : 0.0));
+  }
+}
+
+// ---- reductions (analysis/metrics.h summarize) ------------------------------------------------
+// One job = the finite values of v[begin, end): their count and sum (double, fixed order).
+struct MeanJob {
+  const float* v;
+  int64_t begin, end;
+};
+struct MeanOut {
+  double sum;
+  long long n;
+};
+struct MeanOp {
+  __device__ MeanOut operator()(const MeanOut& a, const MeanOut& b) const { return MeanOut{a.sum + b.sum, a.n + b.n}; }
+};
+__global__ void __launch_bounds__(256) mean_kernel(const MeanJob* jobs, MeanOut* out) {
+  using Reduce = cub::BlockReduce<MeanOut, 256>;
+  __shared__ typename Reduce::TempStorage temp;
+  const MeanJob j = jobs[blockIdx.x];
+  MeanOut m{0.0, 0};
+  for (int64_t x = j.begin + threadIdx.x; x < j.end; x += 256) {
+    const float v = j.v[x];
+    if (isfinite(v)) {
+      m.sum += v;
+      ++m.n;
+    }
+  }
+  const MeanOut r = Reduce(temp).Reduce(m, MeanOp());
+  if (threadIdx.x == 0) out[blockIdx.x] = r;
+}
+
+// Quantiles (numpy's linear interpolation) of the first n values of each sorted segment.
+struct QuantileJob {
+  const float* sorted;  // the segment's sorted values (finite first, NaN last)
+  long long n;
+};
+__global__ void quantile_kernel(const QuantileJob* jobs, int n_jobs, double* out /* [n_jobs, 3] */) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= n_jobs) return;
+  const QuantileJob q = jobs[j];
+  const double qs[3] = {0.05, 0.5, 0.95};
+  for (int x = 0; x < 3; ++x) {
+    if (q.n <= 0) {
+      out[j * 3 + x] = quiet_nan();
+      continue;
+    }
+    const double pos = qs[x] * static_cast<double>(q.n - 1);
+    const long long lo = static_cast<long long>(floor(pos));
+    const long long hi = min(lo + 1, q.n - 1);
+    const double a = q.sorted[lo], b = q.sorted[hi];
+    out[j * 3 + x] = a + (pos - static_cast<double>(lo)) * (b - a);
+  }
+}
+
+// SNR rows of one (gate, block size) reduced in query order into SnrStats' sums.
+struct SnrTotals {
+  double sum_d, sum_d2, delta_mu, excess, var_noise;
+  long long n_queries, n_pairs, n_negative;
+  long long hist[kRankBins];
+};
+struct SnrPart {
+  double a, b, c, e, f;
+  long long q, p, n;
+};
+struct SnrPartOp {
+  __device__ SnrPart operator()(const SnrPart& x, const SnrPart& y) const {
+    return SnrPart{x.a + y.a, x.b + y.b, x.c + y.c, x.e + y.e, x.f + y.f, x.q + y.q, x.p + y.p, x.n + y.n};
+  }
+};
+__global__ void __launch_bounds__(256) snr_reduce_kernel(const SnrRow* rows, int64_t T, SnrTotals* out) {
+  using Reduce = cub::BlockReduce<SnrPart, 256>;
+  __shared__ typename Reduce::TempStorage temp;
+  __shared__ unsigned long long hist[kRankBins];
+  for (int x = threadIdx.x; x < kRankBins; x += 256) hist[x] = 0;
+  __syncthreads();
+  SnrPart p{0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t t = threadIdx.x; t < T; t += 256) {
+    const SnrRow r = rows[t];
+    if (r.rank <= 0) continue;
+    p.a += r.sum_d;
+    p.b += r.sum_d2;
+    p.c += r.delta_mu;
+    p.e += r.excess;
+    p.f += r.var_noise;
+    p.q += 1;
+    p.p += r.n_pairs;
+    p.n += r.n_negative;
+    atomicAdd(&hist[min(r.rank, kRankBins) - 1], 1ull);
+  }
+  const SnrPart s = Reduce(temp).Reduce(p, SnrPartOp());
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    out->sum_d = s.a;
+    out->sum_d2 = s.b;
+    out->delta_mu = s.c;
+    out->excess = s.e;
+    out->var_noise = s.f;
+    out->n_queries = s.q;
+    out->n_pairs = s.p;
+    out->n_negative = s.n;
+  }
+  for (int x = threadIdx.x; x < kRankBins; x += 256) out->hist[x] = static_cast<long long>(hist[x]);
+}
+
+}  // namespace moba::analysis::gpu

@@ -1,0 +1,17 @@
+// analysis/gpu/analyze_gpu.h in a build without the CUDA backend: never supported.
+#include <stdexcept>
+
+#include "analysis/gpu/analyze_gpu.h"
+
+namespace moba::analysis {
+
+std::string gpu_analysis_unsupported(const AnalyzeOptions&, const AnalyzePlan&, int64_t) {
+  return "this build has no CUDA backend";
+}
+
+void analyze_group_gpu(const GroupInput&, const AnalyzeOptions&, const AnalyzePlan&, bool, Progress*,
+                       const std::function<void(HeadMeasures&)>&) {
+  throw std::logic_error("analyze_group_gpu: this build has no CUDA backend");
+}
+
+}  // namespace moba::analysis

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU-resident analysis (analysis/gpu/analyze_gpu.h) against the host path, on the GPU
+# machine: `moba analyze --device cuda` vs `--device cpu` on awkward shapes (ragged last
+# block, k = 1, GQA, head dims 48/64/128, kconv, fixed sparsity, f32/bf16/f16 dumps, a real
+# dump), summary.csv compared with compare_summary.py's tolerance table; then wall times of
+# the B4 shape on the GPU. Table last.
+# Usage: tests/gpu/analyze_check.sh [MOBA]   (default build-gpu/moba)
+set -uo pipefail
+MOBA=${1:-build-gpu/moba}
+W=${OUT:-/tmp/moba-out}/agpu
+rm -rf "$W"; mkdir -p "$W"
+HERE=$(dirname "$0")
+status=0
+declare -a TABLE
+run_pair() {  # name dump dtype analyze-args...
+  local name=$1 dump=$2 dtype=$3; shift 3
+  local t_cpu t_gpu
+  for dev in cpu cuda; do
+    local t0=$(date +%s.%N)
+    "$MOBA" analyze "$dump" --device $dev --quiet --out "$W/$name.$dev" "$@" >"$W/$name.$dev.log" 2>&1 \
+      || { echo "FAIL: analyze $name --device $dev"; tail -5 "$W/$name.$dev.log"; status=1; TABLE+=("$name FAIL"); return; }
+    local t=$(echo "$(date +%s.%N) - $t0" | bc)
+    [ $dev = cpu ] && t_cpu=$t || t_gpu=$t
+  done
+  grep -m1 "GPU-resident\|on the CPU (" "$W/$name.cuda.log" "$W/$name.cuda/run.json" 2>/dev/null | head -1
+  local verdict=PASS
+  python3 "$HERE/compare_summary.py" "$W/$name.cpu/summary.csv" "$W/$name.cuda/summary.csv" "$dtype" \
+    >"$W/$name.cmp" 2>&1 || { verdict=FAIL; status=1; }
+  tail -4 "$W/$name.cmp"
+  TABLE+=("$(printf '%-22s %-9s cpu %7.2f s  cuda %7.2f s  %s' "$name" "$dtype" "$t_cpu" "$t_gpu" "$verdict")")
+}
+S() { "$MOBA" synth --out "$W/$1.h5" --quiet "${@:2}" >/dev/null || { echo "synth $1 failed"; status=1; }; }
+
+run_pair genesis experiments/data/stories15M_genesis_1024.h5 bfloat16 \
+  --block-sizes 16,32,64,128 --sparsity 0.75 --routers moba,oracle,moba-kconv
+S f32_gqa --tokens 3000 --layers 1 --heads 4 --kv-heads 2 --head-dim 64 --seed 3
+run_pair f32_gqa_ragged "$W/f32_gqa.h5" float32 --block-sizes 16,48,100 --top-k 1,2,8 --routers moba,oracle
+S bf16_d128 --tokens 4100 --layers 2 --heads 4 --kv-heads 1 --head-dim 128 --dtype bf16 --seed 5
+run_pair bf16_d128 "$W/bf16_d128.h5" bfloat16 --block-sizes 32,64,256 --top-k 2,4,16 --routers oracle,moba \
+  --tie older
+S f16_d48 --tokens 2048 --layers 1 --heads 2 --kv-heads 2 --head-dim 48 --dtype f16 --seed 7
+run_pair f16_d48_kconv "$W/f16_d48.h5" float16 --block-sizes 16,64 --top-k 2,3 \
+  --routers moba-kconv,moba,oracle --kconv-apply both
+run_pair f16_d48_oracle_only "$W/f16_d48.h5" float16 --block-sizes 8,16 --sparsity 0.5,0.9 --routers oracle
+
+echo "== B4 shape on the GPU (32 heads x 32K, bf16, 4 B x 3 k, moba + oracle)"
+S b4 --tokens 32768 --layers 1 --heads 32 --kv-heads 8 --head-dim 128 --dtype bf16 --min-distance 512 --seed 4
+/usr/bin/time -f "%e %M" -o "$W/b4.time" "$MOBA" analyze "$W/b4.h5" --device cuda --quiet \
+  --block-sizes 16,32,64,128 --top-k 2,4,8 --routers moba,oracle --out "$W/b4.out" >"$W/b4.log" 2>&1 \
+  || { echo "B4 failed"; tail -5 "$W/b4.log"; status=1; }
+read -r b4_wall b4_rss < "$W/b4.time"
+TABLE+=("$(printf 'B4 cuda: %s s wall, peak RSS %s MiB, analysis.h5 %s' "$b4_wall" "$((b4_rss / 1024))" \
+  "$(du -h "$W/b4.out/analysis.h5" 2>/dev/null | cut -f1)")")
+
+echo "== table"
+for r in "${TABLE[@]}"; do echo "$r"; done
+exit $status
