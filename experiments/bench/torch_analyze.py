@@ -205,6 +205,8 @@ def main():
         for i in range(G):
             for B in block_sizes:
                 for K in top_ks:
+                    if (T - 1) // B < K:  # no query has a choice: MoBA is dense (moba analyze skips it)
+                        continue
                     for r in ROUTERS:
                         s = {m: float(x[i]) for m, x in acc[(r, B, K)].items()}
                         row = {"layer": a.layer, "head": g * G + i, "router": r, "block_size": B, "top_k": K}
