@@ -11,17 +11,33 @@
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include "core/interrupt.h"
 
+extern "C" char** environ;
+
 namespace moba::cli {
 
-int run_child_process(const std::vector<std::string>& argv, const std::string& log) {
+int run_child_process(const std::vector<std::string>& argv, const std::string& log,
+                      const std::vector<std::string>& env) {
   std::vector<std::string> copy = argv;
   std::vector<char*> cargv;
   for (auto& a : copy) cargv.push_back(a.data());
   cargv.push_back(nullptr);
+  // The child's environment: this process's, minus the names `env` sets, plus `env`.
+  std::vector<std::string> env_copy = env;
+  std::vector<char*> cenv;
+  for (char** e = environ; *e; ++e) {
+    const std::string_view entry(*e);
+    const auto name = entry.substr(0, entry.find('=') + 1);  // "NAME="
+    bool replaced = false;
+    for (const auto& x : env) replaced = replaced || (!name.empty() && std::string_view(x).substr(0, name.size()) == name);
+    if (!replaced) cenv.push_back(*e);
+  }
+  for (auto& x : env_copy) cenv.push_back(x.data());
+  cenv.push_back(nullptr);
   int fd = -1;
   if (!log.empty()) {
     fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -41,7 +57,7 @@ int run_child_process(const std::vector<std::string>& argv, const std::string& l
       dup2(fd, 1);
       dup2(fd, 2);
     }
-    execv(cargv[0], cargv.data());
+    execve(cargv[0], cargv.data(), cenv.data());
     std::fprintf(stderr, "cannot run %s: %s\n", cargv[0], std::strerror(errno));
     _exit(127);
   }

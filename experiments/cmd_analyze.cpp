@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -230,6 +231,8 @@ int run_analyze(const std::vector<std::string>& argv) {
   rec.set_number("query_chunk", static_cast<double>(opt.query_chunk));
   rec.set_number("wall_seconds", wall);
   if (!device_split.empty()) rec.set_string("device_split", device_split);
+  // Which GPUs this run could see (`moba sweep --gpus` pins each job to one).
+  if (const char* visible = std::getenv("CUDA_VISIBLE_DEVICES")) rec.set_string("cuda_visible_devices", visible);
   write_file_atomic((work / "run.json").string(), analysis::to_json(rec) + "\n");
 
   // Swap the finished directory in.

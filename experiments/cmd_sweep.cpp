@@ -3,7 +3,8 @@
 // executed as a child process of this binary into DIR/jobs/<id>/, so a crashing job cannot
 // corrupt the sweep. A job is done iff its DONE marker (written last) holds the job's hash:
 // `--resume` skips done jobs and reruns the rest from scratch. DIR/sweep.csv is rebuilt from
-// the done job directories (atomically) after every job and by `--collect`.
+// the done job directories (atomically) after every job and by `--collect`. With device cuda
+// or auto and 2+ visible GPUs, jobs run one per GPU at a time (run_parallel, `--gpus`).
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,8 +16,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "analysis/backend.h"
@@ -46,7 +49,7 @@ namespace {
 using namespace moba::sweep;
 
 const char* const kUsage =
-    "usage: moba sweep CONFIG.toml --out DIR [--resume] [--shard I/N] [--dry-run] [--quiet]\n"
+    "usage: moba sweep CONFIG.toml --out DIR [--resume] [--shard I/N] [--gpus N|all] [--dry-run] [--quiet]\n"
     "       moba sweep --collect DIR\n"
     "       moba sweep --sha256 FILE...\n"
     "\n"
@@ -61,6 +64,9 @@ const char* const kUsage =
     "  --resume       continue the sweep in DIR: done jobs are skipped, others rerun\n"
     "  --shard I/N    run only jobs j with j mod N = I (0 <= I < N); shards share DIR. Without\n"
     "                 it, SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT select the shard\n"
+    "  --gpus N|all   device cuda or auto with 2+ visible GPUs: run up to N jobs at once, each\n"
+    "                 pinned to one GPU by CUDA_VISIBLE_DEVICES (default all; 1 = one job at a\n"
+    "                 time, unpinned); results are those of a one-at-a-time run\n"
     "  --dry-run      check the config and DIR, list the jobs and matched budgets; write nothing\n"
     "  --collect DIR  rebuild DIR/sweep.csv (and provenance.json from shards) from the done\n"
     "                 jobs; exit 1 when some jobs are not done\n"
@@ -99,6 +105,71 @@ std::string format_seconds(double s) {
   return buf;
 }
 
+// The NVIDIA kernel module's version line (/proc/driver/nvidia/version), "" when absent.
+std::string nvidia_driver_version() {
+  std::ifstream f("/proc/driver/nvidia/version");
+  std::string line;
+  if (!std::getline(f, line)) return "";
+  const auto p = line.find("Kernel Module");
+  if (p == std::string::npos) return line;
+  const auto b = line.find_first_not_of(" \t", p + 13);
+  const auto e = line.find_first_of(" \t", b);
+  return b == std::string::npos ? line : line.substr(b, e - b);
+}
+
+// One GPU a job can be pinned to: its entry for the child's CUDA_VISIBLE_DEVICES (this
+// process's own list entry when CUDA_VISIBLE_DEVICES is set, else its index) and its name.
+struct Gpu {
+  std::string visible, name;
+};
+
+// The GPUs this process sees. MOBA_SWEEP_FAKE_GPUS=N (a test hook) stands N fake devices in
+// for CUDA's, so the all-GPUs scheduling runs and is tested on a machine without a GPU.
+std::vector<Gpu> visible_gpus() {
+  const char* fake = std::getenv("MOBA_SWEEP_FAKE_GPUS");
+  const bool faked = fake && *fake;
+  const int n = faked ? static_cast<int>(parse_int("MOBA_SWEEP_FAKE_GPUS", fake, 0, 1024)) : kernels::cuda_device_count();
+  std::vector<std::string> ids;
+  if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES"); v && *v) {
+    std::string list = v;
+    for (size_t b = 0; b <= list.size();) {
+      const size_t e = std::min(list.find(',', b), list.size());
+      ids.push_back(list.substr(b, e - b));
+      b = e + 1;
+    }
+  }
+  std::vector<Gpu> out;
+  for (int i = 0; i < n; ++i)
+    out.push_back({i < static_cast<int>(ids.size()) ? ids[i] : std::to_string(i),
+                   faked ? "fake (MOBA_SWEEP_FAKE_GPUS)" : kernels::cuda_device_name(i)});
+  return out;
+}
+
+// How many jobs run at once: `--gpus` (N or all; default all) over the visible GPUs when the
+// device may be a GPU; 1 = the one-at-a-time loop.
+int concurrent_jobs(const std::string& device, const std::string& gpus_flag, size_t n_gpus) {
+  if (device == "cpu") {
+    if (!gpus_flag.empty())
+      throw UsageError("--gpus: the config's device is \"cpu\"; set device = \"cuda\" or \"auto\" to run on GPUs");
+    return 1;
+  }
+  int64_t n = static_cast<int64_t>(n_gpus);
+  if (!gpus_flag.empty() && gpus_flag != "all") {
+    n = parse_int("--gpus", gpus_flag, 1, 1 << 20);
+    if (n > 1 && n > static_cast<int64_t>(n_gpus))
+      throw UsageError("--gpus " + gpus_flag + ": only " + std::to_string(n_gpus) + " GPU(s) visible");
+  }
+  return n >= 2 ? static_cast<int>(n) : 1;
+}
+
+// Where the jobs ran, for provenance.json.
+struct Placement {
+  std::vector<Gpu> gpus;                                        // visible GPUs (device cuda/auto)
+  int concurrent = 1;                                           // jobs at once
+  int max_in_flight = 0;                                        // measured peak of running jobs
+  std::vector<std::pair<std::string, std::string>> job_device;  // job id -> where it ran
+};
+
 struct Shard {
   int index = 0, count = 1;
   std::string source = "none";  // none | --shard | SLURM_ARRAY_TASK_ID
@@ -133,7 +204,7 @@ std::string provenance_json(const std::string& config_path, const SweepConfig& c
                             const Shard& shard, const std::string& device, const std::string& start,
                             const std::string& end, const std::string& status, int n_jobs, int n_shard_jobs,
                             int n_done, int n_skipped, const std::vector<std::string>& failed,
-                            const std::vector<std::string>& argv) {
+                            const std::vector<std::string>& argv, const Placement& placement) {
   const BuildInfo& b = build_info();
   std::vector<std::string> command = {json_string("moba"), json_string("sweep")};
   for (const auto& x : argv) command.push_back(json_string(x));
@@ -145,6 +216,24 @@ std::string provenance_json(const std::string& config_path, const SweepConfig& c
   if (const char* omp = std::getenv("OMP_NUM_THREADS")) device_json.add_string("OMP_NUM_THREADS", omp);
   else device_json.add_null("OMP_NUM_THREADS");
   if (cfg.device != "cpu") device_json.add_string("cuda_device", kernels::cuda_device_name());
+  if (!placement.gpus.empty()) {
+    std::vector<std::string> gpus;
+    for (size_t i = 0; i < placement.gpus.size(); ++i)
+      gpus.push_back(JsonObject()
+                         .add_integer("index", static_cast<int64_t>(i))
+                         .add_string("cuda_visible_devices", placement.gpus[i].visible)
+                         .add_string("name", placement.gpus[i].name)
+                         .str());
+    device_json.add_raw("gpus", json_array(gpus));
+    const auto add_text = [&](const char* key, const std::string& v) {
+      if (v.empty()) device_json.add_null(key);
+      else device_json.add_string(key, v);
+    };
+    add_text("cuda_driver_version", kernels::cuda_driver_version());
+    add_text("cuda_runtime_version", kernels::cuda_runtime_version());
+    add_text("nvidia_driver_version", nvidia_driver_version());
+  }
+  device_json.add_integer("concurrent_jobs", placement.concurrent);
   JsonObject environment;
   for (const char* v : {"SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT",
                         "SLURM_JOB_NODELIST", "CUDA_VISIBLE_DEVICES"})
@@ -198,15 +287,18 @@ std::string provenance_json(const std::string& config_path, const SweepConfig& c
                            .str())
       .add_raw("seeds", seeds.str())
       .add_raw("dumps", json_array(dumps_json));
+  JsonObject job_device;
+  for (const auto& [id, where] : placement.job_device) job_device.add_string(id, where);
+  o.add_raw("job_devices", job_device.str()).add_integer("max_concurrent_jobs", placement.max_in_flight);
   return o.str() + "\n";
 }
 
 // Runs `moba analyze ...` as a child of this binary, output into `log`. Returns the child's
 // wait status; after a SIGINT/SIGTERM (passed on to the child) throws Interrupted.
-int run_child(const std::vector<std::string>& args, const std::string& log) {
+int run_child(const std::vector<std::string>& args, const std::string& log, const std::vector<std::string>& env = {}) {
   std::vector<std::string> argv = {"/proc/self/exe"};
   argv.insert(argv.end(), args.begin(), args.end());
-  const int status = run_child_process(argv, log);
+  const int status = run_child_process(argv, log, env);
   if (const int sig = pending_interrupt()) throw Interrupted(sig);
   return status;
 }
@@ -321,9 +413,9 @@ std::string budgets_csv(const SweepConfig& cfg, const std::vector<DumpFacts>& du
 // One sweep's state once the config is read: the serial loop and the MPI coordinator share it.
 struct SweepRun {
   std::vector<std::string> argv;
-  std::string config_path, resolved, device, start, prov_path, shard_flag;
+  std::string config_path, resolved, device, start, prov_path, shard_flag, gpus_flag;
   fs::path dir;
-  bool resume = false, quiet = false, dry_run = false;
+  bool resume = false, quiet = false, dry_run = false, mpi = false;
   Shard shard;
   SweepConfig cfg;
   std::vector<DumpFacts> dumps;
@@ -331,11 +423,12 @@ struct SweepRun {
   int n_done = 0, n_skipped = 0, n_run = 0;
   std::vector<std::string> failed;
   double spent = 0;
+  Placement placement;
 
   void provenance(const std::string& end, const std::string& status) {
     write_file_atomic(prov_path, provenance_json(config_path, cfg, dumps, shard, device, start, end, status,
                                             static_cast<int>(jobs.size()), static_cast<int>(mine.size()), n_done,
-                                            n_skipped, failed, argv));
+                                            n_skipped, failed, argv, placement));
   }
 
   // Reads the config and dumps, checks DIR; unless a dry run, writes the shared files.
@@ -343,6 +436,8 @@ struct SweepRun {
   bool setup() {
     cfg = parse_config(config_path);
     device = analysis::resolve_device(cfg.device).description;
+    if (cfg.device != "cpu") placement.gpus = visible_gpus();
+    placement.concurrent = mpi ? 1 : concurrent_jobs(cfg.device, gpus_flag, placement.gpus.size());
     start = analysis::utc_now();
     if (!quiet) std::fprintf(stderr, "moba sweep: hashing %zu dump(s)\n", cfg.dumps.size());
     dumps = inspect_dumps(cfg);
@@ -363,8 +458,8 @@ struct SweepRun {
         std::printf("%s\t%d\t%s\t%s\n", j.id.c_str(), j.index % shard.count,
                     job_done(dir.string(), j.id, j.hash) ? "yes" : "no", a.c_str());
       }
-      std::fprintf(stderr, "moba sweep --dry-run: %zu jobs (%zu in this shard); nothing written\n", jobs.size(),
-                   mine.size());
+      std::fprintf(stderr, "moba sweep --dry-run: %zu jobs (%zu in this shard), %d at a time; nothing written\n",
+                   jobs.size(), mine.size(), placement.concurrent);
       return false;
     }
     fs::create_directories(dir);
@@ -380,11 +475,14 @@ struct SweepRun {
     shard_flag = shard.source == "--shard" ? " --shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) : "";
     provenance("", "running");
     if (!quiet)
-      std::fprintf(stderr, "moba sweep: %zu jobs%s -> %s (device: %s)\n", mine.size(),
+      std::fprintf(stderr, "moba sweep: %zu jobs%s -> %s (device: %s%s)\n", mine.size(),
                    shard.count > 1 ? (" (shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) +
                                       " of " + std::to_string(jobs.size()) + ")").c_str()
                                    : "",
-                   dir.string().c_str(), device.c_str());
+                   dir.string().c_str(), device.c_str(),
+                   placement.concurrent > 1
+                       ? (", " + std::to_string(placement.concurrent) + " jobs at a time, one per GPU").c_str()
+                       : "");
     return true;
   }
 
@@ -422,7 +520,8 @@ struct SweepRun {
       collect(dir.string());
       if (!quiet)
         std::fprintf(stderr, "moba sweep: [%zu/%zu] %s done%s in %s; ETA %s\n", k, mine.size(), j.id.c_str(),
-                     where.c_str(), format_seconds(secs).c_str(), format_seconds(spent / n_run * left).c_str());
+                     where.c_str(), format_seconds(secs).c_str(),
+                     format_seconds(spent / n_run * left / placement.concurrent).c_str());
     } else {
       failed.push_back(j.id);
       const std::string why = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
@@ -460,6 +559,8 @@ struct SweepRun {
         if (!quiet)
           std::fprintf(stderr, "moba sweep: [%d/%zu] %s %s ...\n", j.index / shard.count + 1, mine.size(), j.id.c_str(),
                        j.summary.c_str());
+        placement.job_device.emplace_back(j.id, device);
+        placement.max_in_flight = 1;
         const auto t0 = std::chrono::steady_clock::now();
         const int status = run_child(child_args(j), job_log(dir.string(), j));
         finished(j, status, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
@@ -472,6 +573,67 @@ struct SweepRun {
                    n_done, mine.size(), dir.string().c_str(), config_path.c_str(), dir.string().c_str(),
                    shard_flag.c_str());
       throw;
+    }
+    return finish();
+  }
+
+  // All visible GPUs on one machine: `placement.concurrent` workers, worker w runs its jobs
+  // with CUDA_VISIBLE_DEVICES = gpus[w].visible. Jobs are taken in order; each finishes
+  // into its own directory and sweep.csv is rebuilt in job order, so the results are those of
+  // run_serial. Bookkeeping (finished(), provenance) runs under one lock.
+  int run_parallel() {
+    const std::vector<const Job*> list = todo();
+    std::mutex m;
+    size_t next = 0, n_finished = 0;
+    int in_flight = 0;
+    std::exception_ptr error;
+    const auto worker = [&](int w) {
+      const Gpu& gpu = placement.gpus[static_cast<size_t>(w)];
+      const std::string where = " on gpu " + std::to_string(w) + " (CUDA_VISIBLE_DEVICES=" + gpu.visible + ")";
+      for (;;) {
+        const Job* j = nullptr;
+        {
+          std::lock_guard<std::mutex> lock(m);
+          if (!error && pending_interrupt()) error = std::make_exception_ptr(Interrupted(pending_interrupt()));
+          if (error || next >= list.size()) return;
+          j = list[next++];
+          placement.job_device.emplace_back(j->id, "gpu " + std::to_string(w) + " (CUDA_VISIBLE_DEVICES=" +
+                                                       gpu.visible + ", " + gpu.name + ")");
+          placement.max_in_flight = std::max(placement.max_in_flight, ++in_flight);
+          if (!quiet)
+            std::fprintf(stderr, "moba sweep: [%d/%zu] %s %s%s ...\n", j->index / shard.count + 1, mine.size(),
+                         j->id.c_str(), j->summary.c_str(), where.c_str());
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        try {
+          const int status =
+              run_child(child_args(*j), job_log(dir.string(), *j), {"CUDA_VISIBLE_DEVICES=" + gpu.visible});
+          std::lock_guard<std::mutex> lock(m);
+          --in_flight;
+          finished(*j, status, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                   list.size() - ++n_finished, where);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(m);
+          --in_flight;
+          if (!error) error = std::current_exception();
+          return;
+        }
+      }
+    };
+    std::vector<std::thread> workers;
+    for (int w = 0; w < placement.concurrent; ++w) workers.emplace_back(worker, w);
+    for (auto& t : workers) t.join();
+    if (error) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const Interrupted&) {
+        provenance(analysis::utc_now(), "interrupted");
+        std::fprintf(stderr, "moba sweep: %d of %zu jobs are done and kept in %s; continue with:\n"
+                             "  moba sweep %s --out %s --resume%s\n",
+                     n_done, mine.size(), dir.string().c_str(), config_path.c_str(), dir.string().c_str(),
+                     shard_flag.c_str());
+        throw;
+      }
     }
     return finish();
   }
@@ -521,7 +683,7 @@ struct SweepRun {
 };
 
 int run_sweep(const std::vector<std::string>& argv) {
-  const Args args(argv, {"out", "shard"}, {"resume", "collect", "sha256", "quiet", "dry-run", "help"});
+  const Args args(argv, {"out", "shard", "gpus"}, {"resume", "collect", "sha256", "quiet", "dry-run", "help"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -546,14 +708,17 @@ int run_sweep(const std::vector<std::string>& argv) {
   run.quiet = args.flag("quiet");
   run.dry_run = args.flag("dry-run");
   run.shard = parse_shard(args);
+  run.gpus_flag = args.str("gpus", "");
 #ifdef MOBA_HAVE_MPI
   if (mpi_world_size_from_env() > 1) {
     if (run.shard.count > 1) throw UsageError("--shard (or a Slurm array) and mpirun do not combine: use one or the other");
+    if (args.has("gpus")) throw UsageError("--gpus and mpirun do not combine: each rank runs one job at a time");
+    run.mpi = true;
     return run.run_mpi_queue();
   }
 #endif
   if (!run.setup()) return 0;
-  return run.run_serial();
+  return run.placement.concurrent > 1 ? run.run_parallel() : run.run_serial();
 }
 
 const Command kSweep("sweep", "batch experiments: many analyze runs from a TOML config, resumable", run_sweep);

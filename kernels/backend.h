@@ -12,5 +12,11 @@ bool cuda_compiled();                  // true when built with MOBA_CUDA
 bool cuda_device_available();
 std::string cuda_device_name();        // e.g. "NVIDIA H100 80GB HBM3"; "" when none
 std::string cuda_last_error_detail();  // the CUDA error of this thread's last failure; "" without CUDA
+// Provenance queries; none of them makes a CUDA context (a sweep's parent process asks them
+// while its children hold the GPUs). Never throw.
+int cuda_device_count();                 // visible CUDA devices; 0 without the backend or a driver
+std::string cuda_device_name(int device);  // name of visible device `device`; "" when none
+std::string cuda_driver_version();       // newest CUDA version the driver supports, "13.0"; "" when none
+std::string cuda_runtime_version();      // CUDA runtime of this build, "13.0"; "" without CUDA
 
 }  // namespace moba::kernels

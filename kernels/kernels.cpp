@@ -16,6 +16,10 @@ bool cuda_compiled() {
 bool cuda_device_available() { return false; }
 std::string cuda_device_name() { return ""; }
 std::string cuda_last_error_detail() { return ""; }
+int cuda_device_count() { return 0; }
+std::string cuda_device_name(int) { return ""; }
+std::string cuda_driver_version() { return ""; }
+std::string cuda_runtime_version() { return ""; }
 #endif
 
 }  // namespace moba::kernels

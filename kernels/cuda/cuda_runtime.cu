@@ -74,6 +74,43 @@ std::string cuda_device_name() {
   return prop.name;
 }
 
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+std::string cuda_device_name(int device) {
+  cudaDeviceProp prop{};
+  if (device < 0 || device >= cuda_device_count() || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+    cudaGetLastError();
+    return "";
+  }
+  return prop.name;
+}
+
+namespace {
+// CUDA's version integers: 1000 * major + 10 * minor.
+std::string version_text(int v) {
+  return v > 0 ? std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10) : "";
+}
+}  // namespace
+
+std::string cuda_driver_version() {
+  int v = 0;
+  if (cudaDriverGetVersion(&v) != cudaSuccess) cudaGetLastError();
+  return version_text(v);
+}
+
+std::string cuda_runtime_version() {
+  int v = 0;
+  if (cudaRuntimeGetVersion(&v) != cudaSuccess) cudaGetLastError();
+  return version_text(v);
+}
+
 std::string cuda_last_error_detail() {
   return std::string(cudaGetErrorName(cuda_detail::g_last_error)) + ": " +
          cudaGetErrorString(cuda_detail::g_last_error);
