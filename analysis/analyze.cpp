@@ -10,13 +10,16 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <limits>
+#include <thread>
 
 #include "analysis/gpu/analyze_gpu.h"
 #include "analysis/head_summary.h"
 #include "analysis/metrics.h"
 #include "analysis/snr_probe.h"
 #include "core/errors.h"
+#include "kernels/backend.h"
 #include "kernels/dense_pass.h"
 
 namespace moba::analysis {
@@ -370,12 +373,67 @@ HeadMeasures host_measures(const GroupContext& g, HeadState& h, bool keep_arrays
   return m;
 }
 
+// The GPU-resident analysis of one group (analysis/gpu/analyze_gpu.h) on opt.gpus workers
+// (0: one per visible GPU): contiguous parts of the heads, part w on device w % n_devices,
+// each worker on its own thread; the measures are summarised in head order afterwards, so
+// the results do not depend on the number of workers.
+void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan,
+                           Progress* progress, H5Output* h5, GroupResult& result) {
+  std::vector<RouterKind> gate_kinds;
+  std::vector<int> gate_of_router;
+  for (const RouterKind r : opt.routers) {
+    gate_of_router.push_back(r == RouterKind::oracle ? -1 : static_cast<int>(gate_kinds.size()));
+    if (r != RouterKind::oracle) gate_kinds.push_back(r);
+  }
+  const bool keep = opt.keep_arrays || h5;
+  auto summarize = [&](HeadMeasures& m) {
+    summarize_head(in, opt, plan, gate_kinds, gate_of_router, m, result, h5);
+    if (opt.keep_arrays)
+      for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
+  };
+  const int n_dev = std::max(1, kernels::cuda_device_count());
+  const int n_heads = static_cast<int>(in.heads.size());
+  const int n_workers = std::max(1, std::min(opt.gpus > 0 ? opt.gpus : n_dev, n_heads));
+  if (n_workers == 1) {
+    analyze_group_gpu(in, opt, plan, keep, progress, summarize, 0);
+    return;
+  }
+  std::vector<std::vector<HeadMeasures>> parts(static_cast<size_t>(n_workers));
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(n_workers));
+  std::vector<std::thread> threads;
+  for (int w = 0; w < n_workers; ++w) {
+    GroupInput part = in;
+    part.heads.assign(in.heads.begin() + n_heads * w / n_workers, in.heads.begin() + n_heads * (w + 1) / n_workers);
+    threads.emplace_back([&, w, part]() {
+      try {
+        analyze_group_gpu(part, opt, plan, keep, nullptr, [&](HeadMeasures& m) { parts[w].push_back(std::move(m)); },
+                          w % n_dev);
+      } catch (...) {
+        errors[static_cast<size_t>(w)] = std::current_exception();
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const std::exception_ptr& e : errors)
+    if (e) std::rethrow_exception(e);
+  if (progress) progress->advance(n_heads * ((plan.n_tokens + plan.chunk - 1) / plan.chunk));
+  for (auto& part : parts)
+    for (HeadMeasures& m : part) summarize(m);
+}
+
 }  // namespace
 
 std::string analyze_device_split(const AnalyzeOptions& opt, int64_t n_tokens, int64_t head_dim) {
   if (opt.device == Device::cpu) return "";
   const std::string why = gpu_analysis_unsupported(opt, make_plan(opt, n_tokens), head_dim);
-  if (why.empty()) return std::string("every stage on ") + device_name(opt.device) + " (GPU-resident analysis)";
+  if (why.empty()) {
+    const int n_dev = std::max(1, kernels::cuda_device_count()), workers = opt.gpus > 0 ? opt.gpus : n_dev;
+    std::string s = std::string("every stage on ") + device_name(opt.device) + " (GPU-resident analysis)";
+    if (workers > 1)
+      s += ", each KV group's heads split over " + std::to_string(workers) + " workers on " + std::to_string(n_dev) +
+           " GPU" + (n_dev > 1 ? "s" : "");
+    return s;
+  }
   return "routing, metrics and SNR on the CPU (" + why + "); dense pass and MoBA attention on " +
          device_name(opt.device);
 }
@@ -385,17 +443,7 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
   GroupResult result;
   if (plan.n_tokens == 0) return result;
   if (opt.device == Device::cuda && gpu_analysis_unsupported(opt, plan, in.q.head_dim).empty()) {
-    std::vector<RouterKind> gate_kinds;
-    std::vector<int> gate_of_router;
-    for (const RouterKind r : opt.routers) {
-      gate_of_router.push_back(r == RouterKind::oracle ? -1 : static_cast<int>(gate_kinds.size()));
-      if (r != RouterKind::oracle) gate_kinds.push_back(r);
-    }
-    analyze_group_gpu(in, opt, plan, opt.keep_arrays || h5, progress, [&](HeadMeasures& m) {
-      summarize_head(in, opt, plan, gate_kinds, gate_of_router, m, result, h5);
-      if (opt.keep_arrays)
-        for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
-    });
+    analyze_group_on_gpus(in, opt, plan, progress, h5, result);
     return result;
   }
   GateRouters routers;

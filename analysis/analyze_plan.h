@@ -26,6 +26,10 @@ struct AnalyzeOptions {
   int64_t trailing = 0;               // trailing window in tokens; 0 = ceil(T / 16)
   int64_t query_chunk = 256;          // queries per dense-pass chunk
   Device device = Device::cpu;
+  // GPU workers of the GPU-resident analysis (--gpus): a group's heads are split into this
+  // many contiguous parts, part w on visible device w % n_devices; 0 = one per visible GPU.
+  // More workers than GPUs share devices (the same results: a simulated split).
+  int gpus = 0;
   bool keep_arrays = false;           // return per-position arrays (tests); the CLI writes them to HDF5
   // Leave out configurations with top_k >= n_blocks: there every query attends every earlier
   // key (MoBA = full causal attention) and no metric measures routing. `moba analyze` sets

@@ -65,8 +65,11 @@ const char* const kUsage =
     "  --top-n N               token recall's n (10)\n"
     "  --buckets N             position buckets (16), or --bucket-width W tokens\n"
     "  --trailing N            trailing window in tokens (last 1/16 of the positions)\n"
-    "  --device cpu|cuda|auto  backend (cpu) of the dense pass and MoBA attention; routing,\n"
-    "                          metrics and SNR run on the CPU\n"
+    "  --device cpu|cuda|auto  where the analysis runs (cpu). cuda: every stage on the GPU\n"
+    "                          (docs/gpu.md); options it does not take run routing, metrics\n"
+    "                          and SNR on the CPU, and analyze says so\n"
+    "  --gpus N|all            GPU workers: each KV group's heads are split over N workers, one\n"
+    "                          per visible GPU by default (all); results do not depend on N\n"
     "  --json                  print the rows as JSON on stdout instead of the table\n"
     "  --quiet                 no progress on stderr\n"
     "\n"
@@ -98,7 +101,7 @@ void check_out_dir(const fs::path& dir) {
 int run_analyze(const std::vector<std::string>& argv) {
   const Args args(argv,
                   with_routing_flags({"block-sizes", "top-k", "sparsity", "out", "layers", "heads", "routers", "top-n",
-                                      "buckets", "bucket-width", "trailing", "query-chunk"}),
+                                      "buckets", "bucket-width", "trailing", "query-chunk", "gpus"}),
                   {"json", "quiet", "help"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -130,6 +133,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   opt.bucket_width = args.integer("bucket-width", 0, 1, INT64_MAX / 2);
   opt.trailing = args.integer("trailing", 0, 1, INT64_MAX / 2);
   opt.query_chunk = args.integer("query-chunk", 256, 1, 1 << 20);
+  if (args.str("gpus", "all") != "all") opt.gpus = static_cast<int>(args.integer("gpus", 0, 1, 1024));
   std::vector<int> layers;
   for (const int64_t l : args.int_list("layers", {}, 0, INT32_MAX)) layers.push_back(static_cast<int>(l));
   const std::vector<int64_t> heads = args.int_list("heads", {}, 0, INT32_MAX);

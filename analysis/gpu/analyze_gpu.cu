@@ -140,6 +140,24 @@ struct DevOperand {
   }
 };
 
+// Lets `kernel` use `bytes` of dynamic shared memory on the current device (an attribute of
+// each device's context; set once per kernel, device and size).
+void allow_smem(const void* kernel, size_t bytes) {
+  struct Done {
+    const void* kernel;
+    int device;
+    size_t bytes;
+  };
+  thread_local std::vector<Done> done;
+  int dev = 0;
+  ck(cudaGetDevice(&dev), "cudaGetDevice");
+  for (const Done& x : done)
+    if (x.kernel == kernel && x.device == dev && x.bytes >= bytes) return;
+  ck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+     "dynamic shared memory");
+  done.push_back({kernel, dev, bytes});
+}
+
 template <int THREADS, int IPT>
 size_t row_smem() {
   return sizeof(typename gpu::RowKernel<THREADS, IPT>::Smem);
@@ -147,13 +165,7 @@ size_t row_smem() {
 template <int THREADS, int IPT>
 void launch_row(const gpu::RowArgs& a, int64_t nq) {
   const size_t smem = row_smem<THREADS, IPT>();
-  static bool configured = false;
-  if (!configured) {
-    ck(cudaFuncSetAttribute(gpu::row_kernel<THREADS, IPT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                            static_cast<int>(smem)),
-       "row kernel shared memory");
-    configured = true;
-  }
+  allow_smem(reinterpret_cast<const void*>(gpu::row_kernel<THREADS, IPT>), smem);
   gpu::row_kernel<THREADS, IPT><<<static_cast<unsigned>(nq), THREADS, smem>>>(a);
   ck_launch("row kernel");
 }
@@ -188,12 +200,7 @@ void run_moments(const float* q, const float* keys, int d, int64_t t0, int64_t n
   a.mx = with_arg ? m.mx.get() : nullptr;
   a.arg = with_arg ? m.arg.get() : nullptr;
   const size_t smem = tile_smem(d, true);
-  static bool configured = false;
-  if (!configured) {
-    ck(cudaFuncSetAttribute(gpu::moments_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024),
-       "moments shared memory");
-    configured = true;
-  }
+  allow_smem(reinterpret_cast<const void*>(gpu::moments_kernel), smem);
   gpu::moments_kernel<<<static_cast<unsigned>((nq + gpu::kTileQ - 1) / gpu::kTileQ), 256, smem>>>(a);
   ck_launch("moments kernel");
   gpu::PrefixArgs p;
@@ -352,12 +359,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
       s.t0 = t0, s.nq = nq, s.n_cols = std::min(c_max, nb), s.stride = nb;
       s.scores = cb.scores[gi].get();
       if (s.n_cols > 0) {
-        static bool configured = false;
-        if (!configured) {
-          ck(cudaFuncSetAttribute(gpu::gate_scores_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 100 * 1024),
-             "gate scores shared memory");
-          configured = true;
-        }
+        allow_smem(reinterpret_cast<const void*>(gpu::gate_scores_kernel), tile_smem(d, false));
         const dim3 grid(static_cast<unsigned>((s.n_cols + gpu::kTileK - 1) / gpu::kTileK),
                         static_cast<unsigned>((nq + gpu::kTileQ - 1) / gpu::kTileQ));
         gpu::gate_scores_kernel<<<grid, 256, tile_smem(d, false)>>>(s);
@@ -614,7 +616,8 @@ std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePla
 }
 
 void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, bool keep_arrays,
-                       Progress* progress, const std::function<void(HeadMeasures&)>& head_done) {
+                       Progress* progress, const std::function<void(HeadMeasures&)>& head_done, int device) {
+  ck(cudaSetDevice(device), "cudaSetDevice");
   Group g{in, opt, plan};
   setup_group(g);
   const int64_t T = g.T;

@@ -27,11 +27,12 @@ namespace moba::analysis {
 // why not, in words for the user (the caller then runs the host path and says so).
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim);
 
-// Measures every head of in.heads on the current CUDA device, in order, and hands each head's
-// measures to `head_done` (arrays and selections filled when keep_arrays). `progress`
-// advances by the plan's chunks (plan.chunk) as the device's larger chunks complete.
-// Throws std::runtime_error naming the failed CUDA step.
+// Measures every head of in.heads on CUDA device `device`, in order, and hands each head's
+// measures to `head_done` (arrays and selections filled when keep_arrays). `progress` (null:
+// none) advances by the plan's chunks (plan.chunk) as the device's larger chunks complete.
+// Throws std::runtime_error naming the failed CUDA step. Every kernel reduces in a fixed
+// order, so a head's measures do not depend on the device or on the other heads.
 void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, bool keep_arrays,
-                       Progress* progress, const std::function<void(HeadMeasures&)>& head_done);
+                       Progress* progress, const std::function<void(HeadMeasures&)>& head_done, int device = 0);
 
 }  // namespace moba::analysis

@@ -10,7 +10,7 @@ std::string gpu_analysis_unsupported(const AnalyzeOptions&, const AnalyzePlan&, 
 }
 
 void analyze_group_gpu(const GroupInput&, const AnalyzeOptions&, const AnalyzePlan&, bool, Progress*,
-                       const std::function<void(HeadMeasures&)>&) {
+                       const std::function<void(HeadMeasures&)>&, int) {
   throw std::logic_error("analyze_group_gpu: this build has no CUDA backend");
 }
 
