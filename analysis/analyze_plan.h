@@ -30,6 +30,7 @@ struct AnalyzeOptions {
   // many contiguous parts, part w on visible device w % n_devices; 0 = one per visible GPU.
   // More workers than GPUs share devices (the same results: a simulated split).
   int gpus = 0;
+  bool profile = false;               // --profile: time the GPU stages (synchronising each)
   bool keep_arrays = false;           // return per-position arrays (tests); the CLI writes them to HDF5
   // Leave out configurations with top_k >= n_blocks: there every query attends every earlier
   // key (MoBA = full causal attention) and no metric measures routing. `moba analyze` sets

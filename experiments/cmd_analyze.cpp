@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "analysis/analyze.h"
+#include "analysis/gpu/analyze_gpu.h"
 #include "analysis/backend.h"
 #include "analysis/run_record.h"
 #include "core/atomic_file.h"
@@ -70,6 +71,7 @@ const char* const kUsage =
     "                          and SNR on the CPU, and analyze says so\n"
     "  --gpus N|all            GPU workers: each KV group's heads are split over N workers, one\n"
     "                          per visible GPU by default (all); results do not depend on N\n"
+    "  --profile               print the wall time of each GPU stage on stderr at the end\n"
     "  --json                  print the rows as JSON on stdout instead of the table\n"
     "  --quiet                 no progress on stderr\n"
     "\n"
@@ -102,7 +104,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   const Args args(argv,
                   with_routing_flags({"block-sizes", "top-k", "sparsity", "out", "layers", "heads", "routers", "top-n",
                                       "buckets", "bucket-width", "trailing", "query-chunk", "gpus"}),
-                  {"json", "quiet", "help"});
+                  {"json", "quiet", "help", "profile"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -134,6 +136,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   opt.trailing = args.integer("trailing", 0, 1, INT64_MAX / 2);
   opt.query_chunk = args.integer("query-chunk", 256, 1, 1 << 20);
   if (args.str("gpus", "all") != "all") opt.gpus = static_cast<int>(args.integer("gpus", 0, 1, 1024));
+  opt.profile = args.flag("profile");
   std::vector<int> layers;
   for (const int64_t l : args.int_list("layers", {}, 0, INT32_MAX)) layers.push_back(static_cast<int>(l));
   const std::vector<int64_t> heads = args.int_list("heads", {}, 0, INT32_MAX);
@@ -172,6 +175,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   if (ec) throw FileNotFoundError(out_dir.string(), "--out", "cannot create the output directory: " + ec.message());
   const auto t_start = std::chrono::steady_clock::now();
   analysis::DumpAnalysis result;
+  double commit_seconds = 0;
   try {
     H5Output h5((work / "analysis.h5").string());
     result = analysis::analyze_dump(*reader, layers, heads, opt, quiet, &h5,
@@ -179,7 +183,9 @@ int run_analyze(const std::vector<std::string>& argv) {
     h5.set_string("/", "dump", dump_path);
     h5.set_string("/", "git_commit", build_commit_label());
     h5.set_string("/", "device", device.description);
+    const auto t_commit = std::chrono::steady_clock::now();
     h5.commit();
+    commit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_commit).count();
   } catch (const InputError&) {
     fs::remove_all(work, ec);
     throw;
@@ -263,6 +269,9 @@ int run_analyze(const std::vector<std::string>& argv) {
     std::printf("wrote %s/{summary.csv, aggregate.csv, buckets.csv, summary.json, analysis.h5, run.json}\n",
                 out_dir.string().c_str());
   }
+  if (opt.profile)
+    std::fprintf(stderr, "moba analyze --profile: %.3f s wall; GPU stages (each synchronised):\n%s  %-32s %9.3f s\n",
+                 wall, analysis::gpu_analysis_profile().c_str(), "host: analysis.h5 commit", commit_seconds);
   return 0;
 }
 

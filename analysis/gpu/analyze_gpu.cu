@@ -4,6 +4,10 @@
 #include "analysis/gpu/analyze_gpu.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <mutex>
 #include <cmath>
 #include <cub/device/device_segmented_radix_sort.cuh>
 #include <limits>
@@ -213,6 +217,29 @@ void run_moments(const float* q, const float* keys, int d, int64_t t0, int64_t n
   ck_launch("prefix kernel");
 }
 
+// Wall time per stage when profiling (AnalyzeOptions::profile): each stage ends with a device
+// synchronisation, so its time is its own.
+struct StageClock {
+  bool on = false;
+  std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
+  void lap(const char* stage) {
+    if (!on) return;
+    ck(cudaDeviceSynchronize(), stage);
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> lock(profile_mutex());
+    profile_seconds()[stage] += std::chrono::duration<double>(now - t).count();
+    t = now;
+  }
+  static std::mutex& profile_mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::map<std::string, double>& profile_seconds() {
+    static std::map<std::string, double> s;
+    return s;
+  }
+};
+
 // Everything fixed while one KV group is measured.
 struct Group {
   const GroupInput& in;
@@ -321,7 +348,8 @@ void alloc_moments(MomentBuffers& m, int64_t chunk, int64_t stride, bool with_ar
 }
 
 // Stage 3 on the device for one chunk of one head.
-void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBuffers& h, ChunkBuffers& cb) {
+void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBuffers& h, ChunkBuffers& cb,
+                   StageClock& clock) {
   const AnalyzePlan& plan = g.plan;
   const int d = static_cast<int>(g.d);
   // Dense pass: lse, o_full, block masses, top keys.
@@ -341,6 +369,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
   dp.top_n = plan.n_top;
   dp.top_index = cb.top.get();
   ck_op(kernels::dense_pass_cuda(dp), "dense pass");
+  clock.lap("dense pass");
 
   const float* qh = g.q.f32.get() + local * g.T * g.d;
   const int64_t stride = g.n_base;
@@ -349,6 +378,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
     for (int gi = 0; gi < g.n_gates; ++gi)
       if (g.gate_kinds[gi] == RouterKind::moba_kconv)
         run_moments(qh, g.conv.get(), d, t0, nq, g.base, stride, false, cb.gate_moments[gi]);
+    clock.lap("token-score moments");
   }
   for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
     const int64_t B = plan.block_sizes[bi], nb = plan.n_blocks[bi];
@@ -366,6 +396,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
         ck_launch("gate scores");
       }
     }
+    clock.lap("gate scores");
     gpu::RowArgs a;
     a.t0 = t0, a.T = g.T, a.B = B, a.nb = nb;
     const std::vector<int>& cfgs = plan.configs_of_block[bi];
@@ -401,6 +432,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
     a.pre_arg = g.n_gates > 0 ? cb.dump_moments.pre_arg.get() : nullptr;
     a.q = qh, a.q_st = g.d, a.rk_st = g.d, a.d = d;
     run_rows(a, nq, c_max);
+    clock.lap("routing + metrics rows");
   }
 }
 
@@ -597,6 +629,17 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures&
 
 }  // namespace
 
+std::string gpu_analysis_profile() {
+  std::lock_guard<std::mutex> lock(StageClock::profile_mutex());
+  std::string out;
+  char line[160];
+  for (const auto& [stage, sec] : StageClock::profile_seconds()) {
+    std::snprintf(line, sizeof line, "  %-32s %9.3f s\n", stage.c_str(), sec);
+    out += line;
+  }
+  return out;
+}
+
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim) {
   if (!kernels::cuda_compiled()) return "this build has no CUDA backend";
   if (opt.routing.gqa == kernels::GqaMode::shared) return "--gqa shared is measured on the host";
@@ -618,8 +661,11 @@ std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePla
 void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, bool keep_arrays,
                        Progress* progress, const std::function<void(HeadMeasures&)>& head_done, int device) {
   ck(cudaSetDevice(device), "cudaSetDevice");
+  StageClock clock;
+  clock.on = opt.profile;
   Group g{in, opt, plan};
   setup_group(g);
+  clock.lap("upload + pooled keys");
   const int64_t T = g.T;
   const int n_slots = plan.n_configs() * g.n_routers;
   ChunkBuffers cb;
@@ -658,7 +704,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
       h.planted.upload(in.planted->data() + head * T, static_cast<size_t>(T));
     for (int64_t t0 = 0; t0 < T; t0 += g.chunk) {
       const int64_t nq = std::min(g.chunk, T - t0);
-      measure_chunk(g, local, t0, nq, h, cb);
+      measure_chunk(g, local, t0, nq, h, cb, clock);
       if (progress) {
         const int64_t done = (t0 + nq + plan.chunk - 1) / plan.chunk - (t0 + plan.chunk - 1) / plan.chunk;
         ck(cudaDeviceSynchronize(), "chunk");
@@ -666,9 +712,13 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
       }
     }
     output_errors(g, local, h);
+    clock.lap("MoBA attention + output error");
     HeadMeasures m = reduce_head(g, head, h);
+    clock.lap("reductions");
     if (keep_arrays) download_arrays(g, head, h, m);
+    clock.lap("download arrays");
     head_done(m);
+    clock.lap("host: summary rows + analysis.h5");
   }
 }
 

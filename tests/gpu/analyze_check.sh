@@ -16,10 +16,10 @@ run_pair() {  # name dump dtype analyze-args...
   local name=$1 dump=$2 dtype=$3; shift 3
   local t_cpu t_gpu
   for dev in cpu cuda; do
-    local t0=$(date +%s.%N)
+    local t0=$(date +%s%N)
     "$MOBA" analyze "$dump" --device $dev --quiet --out "$W/$name.$dev" "$@" >"$W/$name.$dev.log" 2>&1 \
       || { echo "FAIL: analyze $name --device $dev"; tail -5 "$W/$name.$dev.log"; status=1; TABLE+=("$name FAIL"); return; }
-    local t=$(echo "$(date +%s.%N) - $t0" | bc)
+    local t=$(( ($(date +%s%N) - t0) / 1000000 ))
     [ $dev = cpu ] && t_cpu=$t || t_gpu=$t
   done
   grep -m1 "GPU-resident\|on the CPU (" "$W/$name.cuda.log" "$W/$name.cuda/run.json" 2>/dev/null | head -1
@@ -27,7 +27,7 @@ run_pair() {  # name dump dtype analyze-args...
   python3 "$HERE/compare_summary.py" "$W/$name.cpu/summary.csv" "$W/$name.cuda/summary.csv" "$dtype" \
     >"$W/$name.cmp" 2>&1 || { verdict=FAIL; status=1; }
   tail -4 "$W/$name.cmp"
-  TABLE+=("$(printf '%-22s %-9s cpu %7.2f s  cuda %7.2f s  %s' "$name" "$dtype" "$t_cpu" "$t_gpu" "$verdict")")
+  TABLE+=("$(printf '%-22s %-9s cpu %6d ms  cuda %6d ms  %s' "$name" "$dtype" "$t_cpu" "$t_gpu" "$verdict")")
 }
 S() { "$MOBA" synth --out "$W/$1.h5" --quiet "${@:2}" >/dev/null || { echo "synth $1 failed"; status=1; }; }
 

@@ -8,8 +8,12 @@ below (the analysis-level counterpart of tests/tolerances.h):
   exact     counts and shapes: equal
   selection means of per-query metrics that depend on the selected blocks and on block
             masses (coverage, KL, recalls, sparsity, planted-block retrieval): absolute
-            bound. On 16-bit dumps the device sees the same values as the CPU and masses
-            agree to ~1e-6. f32 dumps are rounded to bf16 on the device (stated in
+            bound, plus two queries' worth (2/n, n the queries the mean is over: n_choice,
+            n_choice_trail for trailing means, planted_queries for planted recall). On
+            16-bit dumps the device sees the same values as the CPU and masses agree to
+            ~1e-6, but the GPU sums exact products in another order, so where two blocks'
+            masses tie within that, the oracle (and every recall measured against it) may
+            pick the other: one query's mean moves by at most 1/n. f32 dumps are rounded to bf16 on the device (stated in
             kernels/*.h), which moves masses by up to 3e-4 and flips oracle choices whose
             mass gap is below that; a flip moves a trailing-window mean of a few hundred
             queries by ~1/(k-1)/n, hence 1e-2.
@@ -44,6 +48,15 @@ def column_class(name):
                         "signal_")):
         return "signal"
     return "selection"
+
+
+def queries_of(row, col):
+    """The number of queries a selection-class mean of `row` is over."""
+    name = "n_choice_trail" if "_trail" in col else "planted_queries" if col.startswith("planted") else "n_choice"
+    try:
+        return float(row.get(name, "nan"))
+    except ValueError:
+        return float("nan")
 
 
 def load(path):
@@ -85,6 +98,9 @@ def main():
                 bound = 0.0
             else:
                 abs_tol, rel_tol = TOLERANCE[dtype][cls]
+                n = queries_of(ra, col)
+                if cls == "selection" and n >= 1:
+                    abs_tol = max(abs_tol, 2.0 / n)
                 bound = abs_tol + rel_tol * max(abs(fa), abs(fb))
                 ok = diff <= bound
             ratio = diff / bound if bound > 0 else (0.0 if diff == 0 else math.inf)
