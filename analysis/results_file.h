@@ -103,6 +103,8 @@ class ResultsFile {
   const ConfigKey* find(const ConfigKey& key) const;
   // What is stored for `key` (all false when absent).
   StoredLevels stored(const ConfigKey& key) const;
+  // What is stored for each of configs(), in its order.
+  const std::vector<StoredLevels>& stored_levels() const { return stored_; }
   // The keep rule analyze recorded (root attribute positions_rule), or "" for older files.
   std::string keep_rule() const;
   // Empty when `key` has its selection and metric arrays; else one line naming what is
