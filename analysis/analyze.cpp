@@ -343,8 +343,18 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
       row_in.signal_hits = gi >= 0 ? m.signal_hits[ci * n_gates + gi] : 0;
       row_in.planted_hits = m.planted_hits[slot];
       SummaryRow row = head_summary_row(row_in);
+      const size_t first_bucket = result.buckets.size();
       add_bucket_rows(row_in.key, m.stats[slot], edges, &result.buckets);
-      if (h5 && !m.arrays.empty()) write_configuration(*h5, m.arrays[slot], row, T);
+      if (h5) {
+        // Summary attributes and bucket curves always; arrays and selections as opt.keep says
+        // (when the measurement kept them at all).
+        const bool have = !m.arrays.empty();
+        PositionArrays key_only;
+        key_only.key = row_in.key;
+        write_configuration(*h5, have ? m.arrays[slot] : key_only, row, result.buckets.data() + first_bucket,
+                            result.buckets.size() - first_bucket, T, have && opt.keep.keeps_arrays(row_in.key),
+                            have && opt.keep.keeps_selection(row_in.key));
+      }
       result.rows.push_back(std::move(row));
     }
   }

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "analysis/position_keep.h"
 #include "analysis/router.h"
 
 namespace moba::analysis {
@@ -32,6 +33,9 @@ struct AnalyzeOptions {
   int gpus = 0;
   bool profile = false;               // --profile: time the GPU stages (synchronising each)
   bool keep_arrays = false;           // return per-position arrays (tests); the CLI writes them to HDF5
+  // Which configurations write per-position arrays / selections into analysis.h5 (summary
+  // attributes and bucket curves are written for all). Default: everything.
+  PositionKeep keep;
   // Leave out configurations with top_k >= n_blocks: there every query attends every earlier
   // key (MoBA = full causal attention) and no metric measures routing. `moba analyze` sets
   // it (and says what it left out, see describe_configs); the library default keeps them.

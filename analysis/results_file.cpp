@@ -59,6 +59,11 @@ const std::vector<float>* ResultArrays::metric(const std::string& name) const {
   return it == metrics.end() ? nullptr : &it->second;
 }
 
+const BucketSeries* ResultArrays::bucket_curve(const std::string& name) const {
+  auto it = bucket_curves.find(name);
+  return it == bucket_curves.end() ? nullptr : &it->second;
+}
+
 double ResultArrays::summary_value(const std::string& name) const {
   auto it = summary.find(name);
   return it == summary.end() ? kNaN : it->second;
@@ -127,15 +132,32 @@ ResultsFile::ResultsFile(const std::string& dir_or_h5) {
         if (!parse_slot_name(sname, &key.block_size, &key.top_k)) continue;  // e.g. B<b>/ (SNR histograms)
         for (const std::string& router : h5_->list_groups(hpath + "/" + sname)) {
           if (!parse_router(router, &key.router)) continue;
-          if (!h5_->has_dataset(selected_path(key))) continue;
+          StoredLevels st;
+          for (const std::string& ds : h5_->list_datasets(group_path(key))) {
+            if (ds == kSelectedDataset) st.selection = true;
+            else if (ds == kBucketMeansDataset) st.buckets = true;
+            else if (ds.rfind("bucket_", 0) != 0) st.metrics = true;
+          }
+          if (!st.selection && !st.metrics && !st.buckets) continue;
           configs_.push_back(key);
+          stored_.push_back(st);
         }
       }
     }
   }
   if (configs_.empty())
-    throw FormatError(h5_path_, kLayersGroup, "no /layers/L/heads/H/B<b>_k<k>/<router>/selected datasets");
-  std::sort(configs_.begin(), configs_.end());
+    throw FormatError(h5_path_, kLayersGroup, "no /layers/L/heads/H/B<b>_k<k>/<router> configuration groups with data");
+  std::vector<size_t> order(configs_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return configs_[a] < configs_[b]; });
+  std::vector<ConfigKey> keys;
+  std::vector<StoredLevels> levels;
+  for (const size_t i : order) {
+    keys.push_back(configs_[i]);
+    levels.push_back(stored_[i]);
+  }
+  configs_ = std::move(keys);
+  stored_ = std::move(levels);
 
   const fs::path csv = fs::path(dir_) / "summary.csv";
   if (fs::exists(csv, ec)) summary_ = read_summary_csv(csv.string());
@@ -149,32 +171,87 @@ const ConfigKey* ResultsFile::find(const ConfigKey& key) const {
   return nullptr;
 }
 
+StoredLevels ResultsFile::stored(const ConfigKey& key) const {
+  for (size_t i = 0; i < configs_.size(); ++i)
+    if (configs_[i] == key) return stored_[i];
+  return {};
+}
+
+std::string ResultsFile::keep_rule() const {
+  auto it = attributes_.find(kAttrPositionsRule);
+  return it == attributes_.end() ? std::string() : it->second;
+}
+
+std::string ResultsFile::missing_text(const ConfigKey& key) const {
+  const StoredLevels st = stored(key);
+  if (st.selection && st.metrics) return "";
+  std::string what;
+  if (!st.metrics && !st.selection) what = "per-position arrays and selections not kept";
+  else if (!st.metrics) what = "per-position metric arrays not kept";
+  else what = "the selection not kept";
+  const std::string rule = keep_rule();
+  std::string s = what + " for " + key.name();
+  if (!rule.empty()) s += " (analyze kept: " + rule + ")";
+  s += "; rerun moba analyze with --positions all, or ";
+  if (st.metrics && !st.selection) return s + "--positions selected";
+  return s + "--keep-heads " + std::to_string(key.head) + " --keep-configs " + slot_name(key.block_size, key.top_k);
+}
+
 ResultArrays ResultsFile::load(const ConfigKey& config) const {
   const std::string group = group_path(config);
   ResultArrays a;
   a.config = config;
-  std::vector<int64_t> shape;
+  a.stored = stored(config);
   const std::string selected = selected_path(config);
-  a.selected = h5_->read_i32(selected, &shape);
-  if (shape.size() != 2 || shape[1] != config.top_k)
-    throw ShapeError(h5_path_, selected,
-                     "expected [n_tokens, " + std::to_string(config.top_k) + "] int32");
-  a.n_tokens = shape[0];
+  // n_tokens: from the selection, else a metric array, else the bucket edges.
+  if (a.stored.selection) {
+    std::vector<int64_t> shape;
+    a.selected = h5_->read_i32(selected, &shape);  // int8 / int16 / int32 alike
+    if (shape.size() != 2 || shape[1] != config.top_k)
+      throw ShapeError(h5_path_, selected, "expected [n_tokens, " + std::to_string(config.top_k) + "] integers");
+    a.n_tokens = shape[0];
+  }
+  if (a.stored.buckets) {
+    const std::string means_path = group + "/" + kBucketMeansDataset;
+    std::vector<int64_t> shape, edge_shape;
+    const std::vector<int32_t> edges = h5_->read_i32(group + "/" + kBucketEdgesDataset, &edge_shape);
+    const std::vector<int32_t> n_choice = h5_->read_i32(group + "/" + kBucketChoiceDataset);
+    const std::vector<float> means = h5_->read_f32(means_path, &shape);
+    const std::vector<std::string>& names = bucket_metric_names();
+    if (shape.size() != 2 || shape[1] != static_cast<int64_t>(names.size()) ||
+        static_cast<int64_t>(edges.size()) != shape[0] + 1 || static_cast<int64_t>(n_choice.size()) != shape[0])
+      throw ShapeError(h5_path_, means_path, "expected [n_buckets, " + std::to_string(names.size()) +
+                                                 "] beside bucket_edges [n_buckets + 1] and bucket_n_choice [n_buckets]");
+    const int64_t n = shape[0];
+    for (size_t m = 0; m < names.size(); ++m) {
+      BucketSeries b;
+      b.edges.assign(edges.begin(), edges.end());
+      for (int64_t i = 0; i < n; ++i) b.mean.push_back(means[static_cast<size_t>(i) * names.size() + m]);
+      a.bucket_curves[names[m]] = std::move(b);
+    }
+    a.bucket_n_choice.assign(n_choice.begin(), n_choice.end());
+    if (!a.stored.selection && !edges.empty()) a.n_tokens = edges.back();
+  }
+  bool length_known = a.stored.selection || a.stored.buckets;
+  for (const std::string& name : h5_->list_datasets(group)) {
+    if (name == kSelectedDataset || name.rfind("bucket_", 0) == 0) continue;
+    const std::string ds = group + "/" + name;
+    const H5DatasetInfo info = h5_->dataset_info(ds);
+    if (info.shape.size() != 1 || info.dtype.rfind("float", 0) != 0) continue;  // not a per-position metric
+    if (!length_known) {
+      a.n_tokens = info.shape[0];
+      length_known = true;
+    }
+    if (info.shape[0] != a.n_tokens)
+      throw ShapeError(h5_path_, ds, "length " + std::to_string(info.shape[0]) + ", the configuration has " +
+                                         std::to_string(a.n_tokens) + " positions");
+    a.metrics[name] = h5_->read_f32(ds);
+  }
   a.n_blocks = (a.n_tokens + config.block_size - 1) / config.block_size;
   for (const int32_t b : a.selected)
     if (b < -1 || b >= a.n_blocks)
       throw ShapeError(h5_path_, selected,
                        "block index " + std::to_string(b) + " outside [-1, " + std::to_string(a.n_blocks) + ")");
-  for (const std::string& name : h5_->list_datasets(group)) {
-    if (name == kSelectedDataset) continue;
-    const std::string ds = group + "/" + name;
-    const H5DatasetInfo info = h5_->dataset_info(ds);
-    if (info.shape.size() != 1 || info.dtype.rfind("float", 0) != 0) continue;  // not a per-position metric
-    if (info.shape[0] != a.n_tokens)
-      throw ShapeError(h5_path_, ds, "length " + std::to_string(info.shape[0]) + ", `selected` has " +
-                                         std::to_string(a.n_tokens) + " positions");
-    a.metrics[name] = h5_->read_f32(ds);
-  }
   for (const auto& [name, text] : h5_->attributes(group)) {
     const double v = parse_cell(text);
     if (!text.empty() && (std::isfinite(v) || text == "nan" || text == "inf" || text == "-inf")) a.summary[name] = v;
@@ -278,7 +355,10 @@ PositionView load_position_view(const ResultsFile& file, const ConfigKey& config
       v.has_oracle = true;
     }
   }
-  v.mask = compare_selections(v.router, v.has_oracle ? &v.oracle : nullptr);
+  v.missing = file.missing_text(config);
+  v.has_mask = v.router.has_selection();
+  if (v.has_mask)
+    v.mask = compare_selections(v.router, v.has_oracle && v.oracle.has_selection() ? &v.oracle : nullptr);
   return v;
 }
 

@@ -27,16 +27,38 @@ class H5Input;
 
 namespace moba::analysis {
 
-// The per-position arrays of one configuration.
+// Means of `values` over the queries with a choice (analysis/metrics.h has_choice) in each
+// position bucket (analysis/metrics.h bucket_edges), NaN for an empty bucket.
+struct BucketSeries {
+  std::vector<int64_t> edges;  // n + 1
+  std::vector<float> mean;     // n
+};
+
+// What analysis.h5 holds for one configuration (analysis/position_keep.h decides): the
+// selection, per-position metric arrays, stored bucket curves (files written before keep
+// rules have no bucket curves, and always the arrays and the selection).
+struct StoredLevels {
+  bool selection = false, metrics = false, buckets = false;
+};
+
+// The stored data of one configuration; every level may be absent (StoredLevels).
 struct ResultArrays {
   ConfigKey config;
-  int64_t n_tokens = 0;
+  StoredLevels stored;
+  int64_t n_tokens = 0;                      // from whichever level is present
   int64_t n_blocks = 0;                      // ceil(n_tokens / block_size)
-  std::vector<int32_t> selected;             // [n_tokens, top_k]
-  std::map<std::string, std::vector<float>> metrics;  // name -> [n_tokens]
+  std::vector<int32_t> selected;             // [n_tokens, top_k]; empty when not kept
+  std::map<std::string, std::vector<float>> metrics;  // name -> [n_tokens]; empty when not kept
+  // Stored bucket curves (bucket_metric_names() of analysis/results_schema.h) -> means over
+  // queries with a choice; empty for files without them.
+  std::map<std::string, BucketSeries> bucket_curves;
+  std::vector<int64_t> bucket_n_choice;
   std::map<std::string, double> summary;     // the group's numeric attributes (summary.csv row)
+  bool has_selection() const { return stored.selection; }
   // nullptr when the file has no such metric.
   const std::vector<float>* metric(const std::string& name) const;
+  // nullptr when the file has no such stored bucket curve.
+  const BucketSeries* bucket_curve(const std::string& name) const;
   // The summary value, or NaN.
   double summary_value(const std::string& name) const;
 };
@@ -74,10 +96,22 @@ class ResultsFile {
   const std::string& h5_path() const { return h5_path_; }
   // Root attributes of analysis.h5 (dump, git_commit, device), as text.
   const std::map<std::string, std::string>& attributes() const { return attributes_; }
-  // Sorted by ConfigKey's order. Groups whose router name is not a RouterKind are skipped.
+  // Sorted by ConfigKey's order: every configuration group holding any dataset (selection,
+  // metric arrays or bucket curves). Groups whose router name is not a RouterKind are skipped.
   const std::vector<ConfigKey>& configs() const { return configs_; }
   // nullptr when absent.
   const ConfigKey* find(const ConfigKey& key) const;
+  // What is stored for `key` (all false when absent).
+  StoredLevels stored(const ConfigKey& key) const;
+  // What is stored for each of configs(), in its order.
+  const std::vector<StoredLevels>& stored_levels() const { return stored_; }
+  // The keep rule analyze recorded (root attribute positions_rule), or "" for older files.
+  std::string keep_rule() const;
+  // Empty when `key` has its selection and metric arrays; else one line naming what is
+  // missing and the `moba analyze` options that would keep it, e.g. "per-position arrays
+  // and selections not kept for layer 0 head 5 (...); rerun moba analyze with --positions all
+  // or --keep-heads 5".
+  std::string missing_text(const ConfigKey& key) const;
   bool has_summary() const { return !summary_.path.empty(); }
   const SummaryTable& summary() const { return summary_; }
 
@@ -90,6 +124,7 @@ class ResultsFile {
   std::unique_ptr<H5Input> h5_;
   std::map<std::string, std::string> attributes_;
   std::vector<ConfigKey> configs_;
+  std::vector<StoredLevels> stored_;  // [configs_]
   SummaryTable summary_;
 };
 
@@ -122,22 +157,21 @@ struct MaskComparison {
 // `oracle` may be null. Throws ShapeError when the two disagree on n_tokens or top_k.
 MaskComparison compare_selections(const ResultArrays& router, const ResultArrays* oracle);
 
-// Means of `values` over the queries with a choice (analysis/metrics.h has_choice) in each
-// position bucket (analysis/metrics.h bucket_edges), NaN for an empty bucket.
-struct BucketSeries {
-  std::vector<int64_t> edges;  // n + 1
-  std::vector<float> mean;     // n
-};
+// Means of `values` over the queries with a choice in `n_buckets` equal position buckets
+// (analyze's rule; BucketSeries above).
 BucketSeries bucket_means(const std::vector<float>& values, int64_t block_size, int top_k, int n_buckets);
 
 // Everything the viewer shows for one (layer, head, B, k, router): the router's arrays, the
 // oracle's when analysed for the same slot (and the router is not the oracle itself), and
-// their comparison. Built on a worker thread, handed to the GUI whole.
+// their comparison when the router's selection is stored (against the oracle's when that is
+// stored too). Built on a worker thread, handed to the GUI whole.
 struct PositionView {
   ResultArrays router;
   bool has_oracle = false;
   ResultArrays oracle;
+  bool has_mask = false;  // the router's selection is stored: `mask` is filled
   MaskComparison mask;
+  std::string missing;    // ResultsFile::missing_text of the router's key ("" = all present)
 };
 PositionView load_position_view(const ResultsFile& file, const ConfigKey& config);
 

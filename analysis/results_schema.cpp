@@ -1,6 +1,7 @@
 // analysis.h5 paths and writers (analysis/results_schema.h).
 #include "analysis/results_schema.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "core/h5_output.h"
@@ -66,12 +67,60 @@ std::string snr_hist_path(const ConfigKey& key) {
          kSnrHistDataset;
 }
 
-void write_configuration(H5Output& h5, const PositionArrays& arrays, const SummaryRow& row, int64_t n_tokens) {
+const std::vector<std::string>& bucket_metric_names() {
+  static const std::vector<std::string> names{"coverage", "kl", "block_recall", "token_recall", "output_rel_err"};
+  return names;
+}
+
+double bucket_row_mean(const BucketRow& r, size_t i) {
+  switch (i) {
+    case 0: return r.coverage;
+    case 1: return r.kl;
+    case 2: return r.block_recall;
+    case 3: return r.token_recall;
+    default: break;
+  }
+  return r.output_rel_err;
+}
+
+int selection_bits(int64_t n_blocks) {
+  const int bits = int_bits_for(-1, std::max<int64_t>(0, n_blocks - 1));
+  return bits == 0 ? 32 : bits;
+}
+
+void write_configuration(H5Output& h5, const PositionArrays& arrays, const SummaryRow& row, const BucketRow* buckets,
+                         size_t n_buckets, int64_t n_tokens, bool with_arrays, bool with_selection) {
   const std::string base = group_path(arrays.key);
-  h5.write_i32(base + "/" + kSelectedDataset, {n_tokens, arrays.key.top_k}, arrays.selected.data());
-  for (const auto& m : position_metrics())
-    h5.write_f32(base + "/" + m.name, {n_tokens}, arrays.metric(m.metric).data());
   for (const auto& c : summary_columns()) h5.set_number(base, c.name, row.get(c.column));
+
+  const std::vector<std::string>& names = bucket_metric_names();
+  std::vector<int32_t> edges, n_choice;
+  std::vector<float> means;
+  for (size_t i = 0; i < n_buckets; ++i) {
+    const BucketRow& r = buckets[i];
+    edges.push_back(static_cast<int32_t>(r.t_begin));
+    n_choice.push_back(static_cast<int32_t>(r.n_choice));
+    for (size_t m = 0; m < names.size(); ++m) means.push_back(static_cast<float>(bucket_row_mean(r, m)));
+  }
+  if (n_buckets > 0) {
+    edges.push_back(static_cast<int32_t>(buckets[n_buckets - 1].t_end));
+    const auto nb = static_cast<int64_t>(n_buckets);
+    h5.write_i32(base + "/" + kBucketEdgesDataset, {nb + 1}, edges.data());
+    h5.write_i32(base + "/" + kBucketChoiceDataset, {nb}, n_choice.data());
+    h5.write_f32(base + "/" + kBucketMeansDataset, {nb, static_cast<int64_t>(names.size())}, means.data());
+    std::string columns;
+    for (const auto& n : names) columns += (columns.empty() ? "" : ",") + n;
+    h5.set_string(base + "/" + kBucketMeansDataset, "columns", columns);
+  }
+
+  if (with_selection) {
+    const int64_t n_blocks = (n_tokens + arrays.key.block_size - 1) / arrays.key.block_size;
+    h5.write_int(base + "/" + kSelectedDataset, {n_tokens, arrays.key.top_k}, arrays.selected.data(),
+                 selection_bits(n_blocks), compressed_storage(arrays.key.top_k));
+  }
+  if (with_arrays)
+    for (const auto& m : position_metrics())
+      h5.write_f32(base + "/" + m.name, {n_tokens}, arrays.metric(m.metric).data(), compressed_storage(1));
 }
 
 void write_snr_hist(H5Output& h5, const SnrSums& sums) {

@@ -2,12 +2,25 @@
 // The layout of analysis.h5, written by analyze (analysis/analyze.h) and read back by
 // ResultsFile (analysis/results_file.h). Both sides build and parse paths only here.
 //
-//   /                                          attributes dump, git_commit, device
-//   /layers/L/heads/H/B<b>_k<k>/<router>/      group_path(key); attributes: the summary
-//                                              columns of that row (analysis/summary.h)
-//       selected        int32 [n_tokens, top_k]  block indices, ascending, current block
-//                                                included, -1 padded
+//   /                                          attributes dump, git_commit, device, and the
+//                                              keep rule (kKeepAttributes: positions,
+//                                              positions_rule, n_configurations, ...)
+//   /layers/L/heads/H/B<b>_k<k>/<router>/      group_path(key), EVERY analysed configuration;
+//                                              attributes: the summary columns of that row
+//                                              (analysis/summary.h)
+//       bucket_edges    int32 [n_buckets + 1]    position-bucket edges (analyze's buckets)
+//       bucket_n_choice int32 [n_buckets]        queries with a choice per bucket
+//       bucket_means    float32 [n_buckets, 5]   means over queries with a choice, columns
+//                                                bucket_metric_names() (attribute `columns`);
+//                                                = buckets.csv's rows of this configuration
+//     only where the keep rule keeps them (analysis/position_keep.h):
+//       selected        int8|int16|int32 [n_tokens, top_k]  block indices, ascending, current
+//                                                block included, -1 padded; the smallest signed
+//                                                width holding n_blocks - 1 (files written
+//                                                before keep rules: int32)
 //       <metric>        float32 [n_tokens]       one per PositionMetric, NaN where undefined
+//     selected and <metric> are chunked along axis 0 and deflate-compressed (shuffle +
+//     deflate 4, lossless); readers see plain arrays.
 //   /layers/L/heads/H/B<b>/<router>/signal_rank_hist  int32 [kSnrMaxRank + 1]
 //                                              snr_hist_path(key), gate routers only
 #include <cstdint>
@@ -15,6 +28,7 @@
 #include <vector>
 
 #include "analysis/config_key.h"
+#include "analysis/report.h"
 #include "analysis/summary.h"
 
 namespace moba {
@@ -38,6 +52,26 @@ struct PositionArrays {
 constexpr const char* kLayersGroup = "/layers";
 constexpr const char* kSelectedDataset = "selected";
 constexpr const char* kSnrHistDataset = "signal_rank_hist";
+constexpr const char* kBucketEdgesDataset = "bucket_edges";
+constexpr const char* kBucketChoiceDataset = "bucket_n_choice";
+constexpr const char* kBucketMeansDataset = "bucket_means";
+// The columns of bucket_means, in order (BucketRow's means; buckets.csv's <name>_mean).
+const std::vector<std::string>& bucket_metric_names();
+// BucketRow's mean of column `i` of bucket_metric_names().
+double bucket_row_mean(const BucketRow& row, size_t i);
+
+// Root attributes saying what was kept (written by `moba analyze`, read by `moba info` and
+// the viewer): positions (the level name), positions_rule (PositionKeep::describe()),
+// n_configurations, n_with_arrays, n_with_selection (integers).
+constexpr const char* kAttrPositions = "positions";
+constexpr const char* kAttrPositionsRule = "positions_rule";
+constexpr const char* kAttrNConfigurations = "n_configurations";
+constexpr const char* kAttrNWithArrays = "n_with_arrays";
+constexpr const char* kAttrNWithSelection = "n_with_selection";
+
+// The stored width of a selection over n_blocks blocks: the smallest of 8, 16, 32 bits
+// holding [-1, n_blocks - 1].
+int selection_bits(int64_t n_blocks);
 
 std::string heads_path(int layer);                 // /layers/L/heads
 std::string head_path(int layer, int64_t head);    // /layers/L/heads/H
@@ -50,9 +84,13 @@ std::string group_path(const ConfigKey& key);      // /layers/L/heads/H/B<b>_k<k
 std::string selected_path(const ConfigKey& key);   // group_path/selected
 std::string snr_hist_path(const ConfigKey& key);   // /layers/L/heads/H/B<b>/<router>/signal_rank_hist (k ignored)
 
-// Writes one configuration: selected, every position metric, and the row's summary columns
-// as number attributes of the group. `n_tokens` = arrays' length.
-void write_configuration(H5Output& h5, const PositionArrays& arrays, const SummaryRow& row, int64_t n_tokens);
+// Writes one configuration: the row's summary columns as number attributes of the group, the
+// bucket curves `buckets[0 .. n_buckets)` (this configuration's rows, in position order), and
+// when asked the per-position metric arrays (`with_arrays`) and the selection
+// (`with_selection`, stored at selection_bits(n_blocks)). `n_tokens` = arrays' length;
+// `n_blocks` = ceil(n_tokens / block_size).
+void write_configuration(H5Output& h5, const PositionArrays& arrays, const SummaryRow& row, const BucketRow* buckets,
+                         size_t n_buckets, int64_t n_tokens, bool with_arrays, bool with_selection);
 // Writes the SNR rank histogram of one (layer, head, B, gate router).
 void write_snr_hist(H5Output& h5, const SnrSums& sums);
 

@@ -6,10 +6,14 @@
 // - Everything is written to a temporary file beside `path`; commit() renames it over
 //   `path`. An H5Output destroyed without commit() (an exception, an early return) removes
 //   the temporary file: a failed command leaves no output behind.
-// - Datasets are float32 or int32, any rank >= 1, row-major, named by absolute path
-//   ("/layers/0/selected"); missing groups are created on demand. A dataset may be written
-//   whole, or created first and filled in runs of rows along axis 0 (e.g. one head at a
-//   time) so the caller never holds all of it. Rows never written read back as 0.
+// - Datasets are float32 or signed integers (int32 in memory; stored as int8, int16 or
+//   int32), any rank >= 1, row-major, named by absolute path ("/layers/0/selected");
+//   missing groups are created on demand. A dataset may be written whole, or created first
+//   and filled in runs of rows along axis 0 (e.g. one head at a time) so the caller never
+//   holds all of it. Rows never written read back as 0.
+// - Storage (H5Storage): contiguous by default; or chunked along axis 0 and compressed
+//   (byte shuffle + deflate, lossless). Readers need nothing special: HDF5 decompresses and
+//   widens integers on read (core/h5_input.h read_i32 reads every width).
 // - Attributes (text, floating point, integer) attach to a group or dataset ("/" = root).
 // - Not thread-safe per object; HDF5 calls are serialised process-wide inside core/io.
 // Errors: FileNotFoundError when the output cannot be created (e.g. missing directory);
@@ -22,6 +26,22 @@
 
 namespace moba {
 
+// How one dataset is laid out on disk. chunk_rows = 0: contiguous, uncompressed (the
+// default). chunk_rows > 0: chunks of min(chunk_rows, rows) rows along axis 0 (whole rows),
+// deflated at `deflate` (1..9; 0 = chunked only) after a byte shuffle when `shuffle`. When
+// the HDF5 library has no deflate filter the data is written uncompressed.
+struct H5Storage {
+  int64_t chunk_rows = 0;
+  int deflate = 0;
+  bool shuffle = true;
+};
+// Chunked + deflate level 4 with rows per chunk so that one chunk holds about 64 Ki elements
+// of `row_elems` (prod(shape[1:])) each.
+H5Storage compressed_storage(int64_t row_elems);
+// The smallest stored width (8, 16 or 32 bits) of a signed integer holding [lo, hi]; 0 when
+// the range does not fit int32.
+int int_bits_for(int64_t lo, int64_t hi);
+
 class H5Output {
  public:
   explicit H5Output(const std::string& path);
@@ -32,8 +52,14 @@ class H5Output {
   const std::string& path() const;
 
   // Whole datasets: data holds prod(shape) elements, row-major.
-  void write_f32(const std::string& dataset, const std::vector<int64_t>& shape, const float* data);
-  void write_i32(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data);
+  void write_f32(const std::string& dataset, const std::vector<int64_t>& shape, const float* data,
+                 const H5Storage& storage = {});
+  void write_i32(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
+                 const H5Storage& storage = {});
+  // Integers held as int32 in memory, stored as signed `stored_bits` (8, 16 or 32) integers.
+  // std::logic_error when a value does not fit (nothing is clipped) or bits is another value.
+  void write_int(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
+                 int stored_bits, const H5Storage& storage = {});
 
   // Streaming: create, then fill rows [row_begin, row_begin + n_rows) of axis 0; `data`
   // holds n_rows * prod(shape[1:]) elements.

@@ -4,7 +4,9 @@
 //   aggregate.csv  count-weighted rows per layer and overall (scope = layer | overall)
 //   buckets.csv    per-position-bucket means of the main metrics
 //   summary.json   every row of the two CSVs
-//   analysis.h5    selections and per-position metrics for the GUI
+//   analysis.h5    summary attributes and bucket curves of every configuration; per-position
+//                  metrics and selections of those the keep rule keeps (--positions,
+//                  --keep-*; analysis/position_keep.h), compressed
 //   run.json       the run record (resolved config, git commit, device)
 // Everything is written into DIR.partial and renamed to DIR at the end; the CSV/JSON files
 // are rewritten (atomically) after every layer, so an interrupted run keeps its finished
@@ -12,6 +14,7 @@
 // removes DIR.partial and leaves DIR untouched.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -72,6 +75,16 @@ const char* const kUsage =
     "  --gpus N|all            GPU workers: each KV group's heads are split over N workers, one\n"
     "                          per visible GPU by default (all); results do not depend on N\n"
     "  --profile               print the wall time of each GPU stage on stderr at the end\n"
+    "  --positions none|metrics|selected|all\n"
+    "                          per-position data kept in analysis.h5 (selected): none = bucket\n"
+    "                          curves only; metrics = metric arrays of the kept set; selected =\n"
+    "                          metric arrays and selections of the kept set; all = both for\n"
+    "                          every head and configuration. Every configuration always gets\n"
+    "                          its summary and position-bucket curves\n"
+    "  --keep-heads LIST       the kept set's heads, of every layer: first (the lowest analysed\n"
+    "                          head; default), all, or indices\n"
+    "  --keep-configs LIST     the kept set's configurations: all (default) or B64_k8, B128 (every k)\n"
+    "  --keep-routers LIST     the kept set's routers: all (default) or names\n"
     "  --json                  print the rows as JSON on stdout instead of the table\n"
     "  --quiet                 no progress on stderr\n"
     "\n"
@@ -92,6 +105,21 @@ void write_tables(const fs::path& dir, const analysis::DumpAnalysis& a) {
   write_file_atomic((dir / "summary.json").string(), analysis::rows_to_json(all));
 }
 
+// How many configurations (head rows) analysis.h5 holds, and how many of them keep their
+// per-position arrays / selections under `keep`.
+struct KeptCounts {
+  int64_t configurations = 0, with_arrays = 0, with_selection = 0;
+};
+KeptCounts count_kept(const analysis::DumpAnalysis& a, const analysis::PositionKeep& keep) {
+  KeptCounts c;
+  for (const auto& r : a.head_rows) {
+    ++c.configurations;
+    c.with_arrays += keep.keeps_arrays(r.key) ? 1 : 0;
+    c.with_selection += keep.keeps_selection(r.key) ? 1 : 0;
+  }
+  return c;
+}
+
 // DIR may be replaced only when it is absent, empty, or an earlier analyze output.
 void check_out_dir(const fs::path& dir) {
   if (!fs::exists(dir)) return;
@@ -103,7 +131,8 @@ void check_out_dir(const fs::path& dir) {
 int run_analyze(const std::vector<std::string>& argv) {
   const Args args(argv,
                   with_routing_flags({"block-sizes", "top-k", "sparsity", "out", "layers", "heads", "routers", "top-n",
-                                      "buckets", "bucket-width", "trailing", "query-chunk", "gpus"}),
+                                      "buckets", "bucket-width", "trailing", "query-chunk", "gpus", "positions",
+                                      "keep-heads", "keep-configs", "keep-routers"}),
                   {"json", "quiet", "help", "profile"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -140,6 +169,15 @@ int run_analyze(const std::vector<std::string>& argv) {
   std::vector<int> layers;
   for (const int64_t l : args.int_list("layers", {}, 0, INT32_MAX)) layers.push_back(static_cast<int>(l));
   const std::vector<int64_t> heads = args.int_list("heads", {}, 0, INT32_MAX);
+  analysis::KeepFlags keep_flags;
+  keep_flags.positions = args.str("positions", "selected");
+  keep_flags.heads = args.str_list("keep-heads", {});
+  keep_flags.configs = args.str_list("keep-configs", {});
+  keep_flags.routers = args.str_list("keep-routers", {});
+  opt.keep = analysis::resolve_keep_flags(keep_flags, heads);
+  for (const auto r : opt.keep.routers)
+    if (std::find(opt.routers.begin(), opt.routers.end(), r) == opt.routers.end())
+      throw UsageError(std::string("--keep-routers: ") + analysis::router_name(r) + " is not analysed (see --routers)");
   analysis::validate_options(opt);
   const analysis::DeviceInfo device = parse_device(args);
   opt.device = device.device;
@@ -166,6 +204,13 @@ int run_analyze(const std::vector<std::string>& argv) {
     throw UsageError("nothing to route: at T=" + std::to_string(n_tokens) + " every requested (B, k) has k >= n_blocks, " +
                      "where MoBA equals full attention (" + notes.front().text + ")");
   for (const auto& n : notes) std::fprintf(stderr, "moba analyze: note: %s\n", n.text.c_str());
+  const std::vector<analysis::BlockConfig> resolved = analysis::resolve_block_configs(opt, n_tokens);
+  for (const auto& c : opt.keep.configs)
+    if (std::none_of(resolved.begin(), resolved.end(), [&](const analysis::BlockConfig& r) {
+          return r.block_size == c.first && (c.second == 0 || r.top_k == c.second);
+        }))
+      throw UsageError("--keep-configs: " + analysis::keep_config_name(c) + " is not analysed at T=" +
+                       std::to_string(n_tokens) + " (see --block-sizes, --top-k / --sparsity)");
 
   const fs::path work = out_dir.string() + ".partial";
   std::error_code ec;
@@ -183,6 +228,12 @@ int run_analyze(const std::vector<std::string>& argv) {
     h5.set_string("/", "dump", dump_path);
     h5.set_string("/", "git_commit", build_commit_label());
     h5.set_string("/", "device", device.description);
+    const KeptCounts kept = count_kept(result, opt.keep);
+    h5.set_string("/", analysis::kAttrPositions, analysis::position_level_name(opt.keep.level));
+    h5.set_string("/", analysis::kAttrPositionsRule, opt.keep.describe());
+    h5.set_integer("/", analysis::kAttrNConfigurations, kept.configurations);
+    h5.set_integer("/", analysis::kAttrNWithArrays, kept.with_arrays);
+    h5.set_integer("/", analysis::kAttrNWithSelection, kept.with_selection);
     const auto t_commit = std::chrono::steady_clock::now();
     h5.commit();
     commit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_commit).count();
@@ -239,6 +290,27 @@ int run_analyze(const std::vector<std::string>& argv) {
   else rec.set_number("buckets", opt.n_buckets);
   rec.set_number("trailing", static_cast<double>(opt.trailing > 0 ? opt.trailing : (n_tokens + 15) / 16));
   rec.set_number("query_chunk", static_cast<double>(opt.query_chunk));
+  // What analysis.h5 kept (DESIGN.md §8b): the rule, and the counts of configurations.
+  {
+    const KeptCounts kept = count_kept(result, opt.keep);
+    JsonObject o;
+    o.add_string("positions", analysis::position_level_name(opt.keep.level));
+    std::vector<std::string> heads_kept, configs_kept, routers_kept;
+    for (const auto h : opt.keep.heads) heads_kept.push_back(std::to_string(h));
+    for (const auto& c : opt.keep.configs) configs_kept.push_back(json_string(analysis::keep_config_name(c)));
+    for (const auto r : opt.keep.routers) routers_kept.push_back(json_string(analysis::router_name(r)));
+    const bool narrowed = opt.keep.level == analysis::PositionLevel::metrics ||
+                          opt.keep.level == analysis::PositionLevel::selected;
+    o.add_raw("keep_heads", narrowed && !heads_kept.empty() ? json_array(heads_kept) : json_string("all"));
+    o.add_raw("keep_configs", narrowed && !configs_kept.empty() ? json_array(configs_kept) : json_string("all"));
+    o.add_raw("keep_routers", narrowed && !routers_kept.empty() ? json_array(routers_kept) : json_string("all"));
+    o.add_string("rule", opt.keep.describe());
+    o.add_integer("n_configurations", kept.configurations);
+    o.add_integer("n_with_arrays", kept.with_arrays);
+    o.add_integer("n_with_selection", kept.with_selection);
+    o.add_integer("n_with_bucket_curves", kept.configurations);
+    rec.config["kept"] = o.str();
+  }
   rec.set_number("wall_seconds", wall);
   if (!device_split.empty()) rec.set_string("device_split", device_split);
   // Which GPUs this run could see (`moba sweep --gpus` pins each job to one).
@@ -268,6 +340,10 @@ int run_analyze(const std::vector<std::string>& argv) {
                 analysis::format_table(result.overall_rows).c_str(), analysis::table_legend().c_str());
     std::printf("wrote %s/{summary.csv, aggregate.csv, buckets.csv, summary.json, analysis.h5, run.json}\n",
                 out_dir.string().c_str());
+    const KeptCounts kept = count_kept(result, opt.keep);
+    std::printf("analysis.h5 keeps %s (%lld of %lld configurations with per-position arrays, %lld with selections)\n",
+                opt.keep.describe().c_str(), static_cast<long long>(kept.with_arrays),
+                static_cast<long long>(kept.configurations), static_cast<long long>(kept.with_selection));
   }
   if (opt.profile)
     std::fprintf(stderr, "moba analyze --profile: %.3f s wall; GPU stages (each synchronised):\n%s  %-32s %9.3f s\n",

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "analysis/results_file.h"
+#include "analysis/results_schema.h"
 #include "core/dump.h"
 #include "core/errors.h"
 #include "core/h5_input.h"
@@ -141,6 +143,48 @@ void print_json(const DumpInfo& info, const std::vector<SliceStats>& checks, boo
   std::fputs((o.str() + "\n").c_str(), stdout);
 }
 
+// What an analysis.h5 keeps (analysis/position_keep.h): how many configurations, how many
+// with per-position arrays / selections / bucket curves, the heads with arrays, the stored
+// selection widths, and the keep rule analyze recorded (absent in files written before keep
+// rules, which kept everything).
+struct AnalysisContents {
+  int64_t configurations = 0, with_arrays = 0, with_selection = 0, with_buckets = 0;
+  std::vector<std::string> heads_with_arrays;  // "L/H"
+  std::vector<std::string> selection_dtypes;   // distinct, e.g. "int8"
+  std::string rule;
+};
+
+AnalysisContents analysis_contents(const std::string& path) {
+  AnalysisContents c;
+  const analysis::ResultsFile f(path);
+  const H5Input h5(path);
+  c.rule = f.keep_rule();
+  const auto push_unique = [](std::vector<std::string>* v, const std::string& x) {
+    for (const auto& y : *v)
+      if (y == x) return;
+    v->push_back(x);
+  };
+  for (size_t i = 0; i < f.configs().size(); ++i) {
+    const analysis::ConfigKey& k = f.configs()[i];
+    const analysis::StoredLevels& st = f.stored_levels()[i];
+    ++c.configurations;
+    c.with_arrays += st.metrics ? 1 : 0;
+    c.with_buckets += st.buckets ? 1 : 0;
+    if (st.metrics || st.selection) push_unique(&c.heads_with_arrays, std::to_string(k.layer) + "/" + std::to_string(k.head));
+    if (st.selection) {
+      ++c.with_selection;
+      push_unique(&c.selection_dtypes, h5.dataset_info(analysis::selected_path(k)).dtype);
+    }
+  }
+  return c;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+  return s;
+}
+
 // `moba route`'s output (root attribute moba_route_version) or analyze's analysis.h5 (root
 // attributes dump and git_commit, groups /layers/L/...): what it is, its attributes and its
 // datasets. False when the HDF5 file is neither.
@@ -168,21 +212,46 @@ bool describe_output_file(const std::string& path, bool json) {
   }
   const char* what = kind == "route" ? "a `moba route` output (block selections; docs/cli.md#route)"
                                      : "a `moba analyze` output (analysis.h5; docs/metrics.md; view it with `moba gui DIR`)";
+  AnalysisContents contents;
+  if (kind == "analysis") contents = analysis_contents(path);
   if (json) {
     JsonObject a;
     for (const auto& [name, value] : attrs) a.add_string(name, value);
     std::vector<std::string> ds;
     for (const auto& d : datasets) ds.push_back(json_string(d));
-    std::printf("%s\n", JsonObject()
-                             .add_string("file", path)
-                             .add_string("kind", kind)
-                             .add_raw("attributes", a.str())
-                             .add_raw("datasets", json_array(ds))
-                             .str()
-                             .c_str());
+    JsonObject o;
+    o.add_string("file", path).add_string("kind", kind).add_raw("attributes", a.str());
+    if (kind == "analysis") {
+      std::vector<std::string> heads, dtypes;
+      for (const auto& h : contents.heads_with_arrays) heads.push_back(json_string(h));
+      for (const auto& d : contents.selection_dtypes) dtypes.push_back(json_string(d));
+      o.add_raw("kept", JsonObject()
+                            .add_integer("n_configurations", contents.configurations)
+                            .add_integer("n_with_arrays", contents.with_arrays)
+                            .add_integer("n_with_selection", contents.with_selection)
+                            .add_integer("n_with_bucket_curves", contents.with_buckets)
+                            .add_raw("heads_with_arrays", json_array(heads))
+                            .add_raw("selection_dtypes", json_array(dtypes))
+                            .add_string("rule", contents.rule)
+                            .str());
+    }
+    o.add_raw("datasets", json_array(ds));
+    std::printf("%s\n", o.str().c_str());
     return true;
   }
   std::printf("file        %s\nkind        %s: not a dump\n", path.c_str(), what);
+  if (kind == "analysis") {
+    std::printf("contents    %lld configurations (layer, head, B x k, router); per-position metric arrays for %lld, "
+                "selections for %lld (%s), bucket curves for %lld\n",
+                static_cast<long long>(contents.configurations), static_cast<long long>(contents.with_arrays),
+                static_cast<long long>(contents.with_selection),
+                contents.selection_dtypes.empty() ? "none stored" : join(contents.selection_dtypes).c_str(),
+                static_cast<long long>(contents.with_buckets));
+    std::printf("            per-position data for layer/head %s\n",
+                contents.heads_with_arrays.empty() ? "none" : join(contents.heads_with_arrays).c_str());
+    std::printf("kept        %s\n", contents.rule.empty() ? "everything (written before keep rules existed)"
+                                                             : contents.rule.c_str());
+  }
   for (const auto& [name, value] : attrs) std::printf("  %-22s %s\n", name.c_str(), value.c_str());
   std::printf("datasets%s\n", datasets.size() >= 64 ? " (first 64)" : "");
   for (const auto& d : datasets) std::printf("  %s\n", d.c_str());

@@ -93,6 +93,15 @@ void draw_mask_panel(ViewerState* s, const PanelRect& r) {
     return;
   }
   const analysis::PositionView& v = *s->loaded.view;
+  if (!v.has_mask) {
+    // The selection was not kept (analysis/position_keep.h): say so, and how to get it.
+    ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.8f, 0.4f, 1.0f));
+    ImGui::TextWrapped("No selection stored: %s", v.missing.c_str());
+    ImGui::PopStyleColor();
+    ImGui::TextDisabled("The summary numbers and the position-bucket curves below are from analysis.h5.");
+    ImGui::End();
+    return;
+  }
   const analysis::MaskComparison& m = v.mask;
   const int64_t T = m.n_tokens, NB = std::max<int64_t>(1, m.n_blocks), B = m.block_size;
   draw_toolbar(s, v, T);

@@ -1,7 +1,9 @@
 // Per-position metrics of the shown configuration (analysis.h5's [n_tokens] arrays): one
 // strip per metric over query position, the router's line with the oracle's beside it where
 // that is meaningful, per position or as bucket means (analysis::bucket_means, the rule of
-// buckets.csv). The position axis follows the mask panel unless told otherwise.
+// buckets.csv). Where the arrays were not kept (analysis/position_keep.h), the stored bucket
+// curves are drawn instead, with a note saying so. The position axis follows the mask panel
+// unless told otherwise.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -94,11 +96,15 @@ void draw_toolbar(ViewerState* s, const analysis::PositionView& v) {
   MetricsViewState& m = s->metrics;
   ImGui::Checkbox("follow mask zoom", &m.follow_mask);
   ImGui::SameLine();
-  ImGui::Checkbox("bucket means", &m.bucketed);
-  if (m.bucketed) {
-    ImGui::SameLine();
-    ImGui::SetNextItemWidth(120);
-    ImGui::SliderInt("buckets", &m.n_buckets, 1, 256);
+  if (v.router.metrics.empty()) {
+    ImGui::TextDisabled("stored bucket curves (per-position arrays not kept)");
+  } else {
+    ImGui::Checkbox("bucket means", &m.bucketed);
+    if (m.bucketed) {
+      ImGui::SameLine();
+      ImGui::SetNextItemWidth(120);
+      ImGui::SliderInt("buckets", &m.n_buckets, 1, 256);
+    }
   }
   ImGui::SameLine();
   if (v.has_oracle) ImGui::Checkbox("oracle overlay", &m.overlay_oracle);
@@ -112,7 +118,7 @@ void draw_toolbar(ViewerState* s, const analysis::PositionView& v) {
   // One toggle per metric in the file, in analyze's order.
   bool first = true;
   for (const std::string& name : analysis::known_metric_names()) {
-    if (!v.router.metric(name)) continue;
+    if (!v.router.metric(name) && !v.router.bucket_curve(name)) continue;
     if (!first) ImGui::SameLine();
     first = false;
     bool on = std::find(m.shown.begin(), m.shown.end(), name) != m.shown.end();
@@ -153,11 +159,15 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
   if (!s->metrics.follow_mask) axis = PositionAxis{};
   clamp_axis(&axis, T, w);
 
+  // Without per-position arrays: the stored bucket curves (analyze's buckets).
+  const bool stored_buckets = v.router.metrics.empty();
   std::vector<std::string> shown;
   for (const std::string& name : s->metrics.shown)
-    if (v.router.metric(name)) shown.push_back(name);
+    if (stored_buckets ? v.router.bucket_curve(name) != nullptr : v.router.metric(name) != nullptr) shown.push_back(name);
   if (shown.empty()) {
-    ImGui::TextDisabled("no metric selected");
+    ImGui::TextDisabled(stored_buckets && v.router.bucket_curves.empty()
+                            ? "no per-position data or bucket curves stored for this configuration"
+                            : "no metric selected");
     ImGui::End();
     return;
   }
@@ -186,17 +196,22 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
     const float lo = range.first, hi = range.second;
     dl->AddRectFilled(ImVec2(x0, y0), ImVec2(x1, y1), palette::kBackground);
     dl->PushClipRect(ImVec2(x0, y0), ImVec2(x1, y1), true);
-    const std::vector<float>& rv = *v.router.metric(name);
-    const std::vector<float>* ov = v.has_oracle && s->metrics.overlay_oracle && overlay_makes_sense(name) ? v.oracle.metric(name) : nullptr;
+    const bool overlay = v.has_oracle && s->metrics.overlay_oracle && overlay_makes_sense(name);
+    const std::vector<float>* ov = overlay ? v.oracle.metric(name) : nullptr;
+    if (ov && ov->empty()) ov = nullptr;
     // The bucket cache (update_viewer) lags a toggle made this frame by one frame.
     const auto cached = std::find(l.bucket_metrics.begin(), l.bucket_metrics.end(), name);
-    if (s->metrics.bucketed && cached != l.bucket_metrics.end()) {
+    if (stored_buckets) {
+      const analysis::BucketSeries* ob = overlay ? v.oracle.bucket_curve(name) : nullptr;
+      if (ob) draw_buckets(dl, axis, x0, y0, y1, lo, hi, *ob, palette::kOracleLine);
+      draw_buckets(dl, axis, x0, y0, y1, lo, hi, *v.router.bucket_curve(name), palette::kRouterLine);
+    } else if (s->metrics.bucketed && cached != l.bucket_metrics.end()) {
       const size_t k = static_cast<size_t>(cached - l.bucket_metrics.begin());
       if (ov && k < l.oracle_buckets.size()) draw_buckets(dl, axis, x0, y0, y1, lo, hi, l.oracle_buckets[k], palette::kOracleLine);
       if (k < l.router_buckets.size()) draw_buckets(dl, axis, x0, y0, y1, lo, hi, l.router_buckets[k], palette::kRouterLine);
     } else {
       if (ov) draw_series(dl, axis, x0, x1, y0, y1, lo, hi, *ov, palette::kOracleLine, false);
-      draw_series(dl, axis, x0, x1, y0, y1, lo, hi, rv, palette::kRouterLine, true);
+      draw_series(dl, axis, x0, x1, y0, y1, lo, hi, *v.router.metric(name), palette::kRouterLine, true);
     }
     if (s->pinned_t >= 0) {
       const float px = x_of_t(axis, x0, static_cast<double>(s->pinned_t) + 0.5);
@@ -217,13 +232,13 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
   const float y_axis = origin.y + total_h;
   draw_position_ticks(dl, axis, x0, w, y_axis, y_axis, T);
 
-  if (hover_t >= 0 && !ImGui::IsMouseDragging(ImGuiMouseButton_Left, 3.0f)) {
+  if (hover_t >= 0 && !stored_buckets && !ImGui::IsMouseDragging(ImGuiMouseButton_Left, 3.0f)) {
     ImGui::BeginTooltip();
     ImGui::Text("t = %lld", static_cast<long long>(hover_t));
     for (const std::string& name : shown) {
       const float rv = (*v.router.metric(name))[static_cast<size_t>(hover_t)];
       const std::vector<float>* ov = v.has_oracle ? v.oracle.metric(name) : nullptr;
-      if (ov && overlay_makes_sense(name))
+      if (ov && !ov->empty() && overlay_makes_sense(name))
         ImGui::Text("%-15s %9.4f   oracle %9.4f", metric_label(name), rv, (*ov)[static_cast<size_t>(hover_t)]);
       else
         ImGui::Text("%-15s %9.4f", metric_label(name), rv);

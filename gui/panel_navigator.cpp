@@ -114,8 +114,12 @@ void pinned_query(ViewerState* s, const analysis::PositionView& v) {
   ImGui::SameLine();
   if (ImGui::SmallButton("centre view")) s->axis.t_begin = static_cast<double>(t) - 0.5 * s->axis.t_per_px * s->axis.plot_width;
   const char* oracle_name = analysis::router_name(analysis::RouterKind::oracle);
-  block_list(analysis::router_name(v.router.config.router), v.router, t);
-  if (v.has_oracle) block_list(oracle_name, v.oracle, t);
+  if (v.router.has_selection()) block_list(analysis::router_name(v.router.config.router), v.router, t);
+  if (v.has_oracle && v.oracle.has_selection()) block_list(oracle_name, v.oracle, t);
+  if (v.router.metrics.empty()) {
+    ImGui::TextDisabled("no per-position metrics stored for this configuration");
+    return;
+  }
   if (!ImGui::BeginTable("##pinned", v.has_oracle ? 3 : 2, ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV)) return;
   ImGui::TableSetupColumn("metric");
   ImGui::TableSetupColumn(analysis::router_name(v.router.config.router));
@@ -133,7 +137,7 @@ void pinned_query(ViewerState* s, const analysis::PositionView& v) {
     if (v.has_oracle) {
       const std::vector<float>* o = v.oracle.metric(name);
       ImGui::TableSetColumnIndex(2);
-      if (o) ImGui::Text("%.4f", (*o)[static_cast<size_t>(t)]);
+      if (o && !o->empty()) ImGui::Text("%.4f", (*o)[static_cast<size_t>(t)]);
     }
   }
   ImGui::EndTable();
@@ -151,7 +155,11 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
   analysis::ConfigKey& sel = s->selection;
   ImGui::PushItemWidth(-90);
   combo("layer", s->nav.layers, &sel.layer, [](int l) { return std::to_string(l); });
-  combo("head", s->nav.heads, &sel.head, [](int64_t h) { return std::to_string(h); });
+  const std::vector<int64_t>& with_arrays = s->nav.heads_with_arrays;
+  combo("head", s->nav.heads, &sel.head, [&with_arrays](int64_t h) {
+    const bool kept = std::find(with_arrays.begin(), with_arrays.end(), h) != with_arrays.end();
+    return std::to_string(h) + (kept ? "" : "  (bucket curves only)");
+  });
   std::pair<int64_t, int> slot{sel.block_size, sel.top_k};
   combo("B x k", s->nav.slots, &slot, [](const std::pair<int64_t, int>& x) {
     return "B=" + std::to_string(x.first) + "  k=" + std::to_string(x.second);
@@ -171,8 +179,14 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
                 analysis::router_name(v.router.config.router));
     ImGui::TextDisabled("means over queries with a choice (summary.csv)");
     summary_numbers(v);
+    if (!v.missing.empty()) {
+      ImGui::Separator();
+      ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.8f, 0.4f, 1.0f));
+      ImGui::TextWrapped("%s", v.missing.c_str());
+      ImGui::PopStyleColor();
+    }
     ImGui::Separator();
-    legend(*s, v);
+    if (v.has_mask) legend(*s, v);
     ImGui::Separator();
     ImGui::TextUnformatted("Pinned query");
     pinned_query(s, v);

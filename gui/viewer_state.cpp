@@ -34,8 +34,12 @@ void snap_selection(const analysis::ResultsFile& file, ConfigKey* sel, Navigator
   const auto& configs = file.configs();
   for (const auto& c : configs) push_unique(&nav->layers, c.layer);
   if (std::find(nav->layers.begin(), nav->layers.end(), sel->layer) == nav->layers.end()) sel->layer = nav->layers.front();
-  for (const auto& c : configs)
-    if (c.layer == sel->layer) push_unique(&nav->heads, c.head);
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const ConfigKey& c = configs[i];
+    if (c.layer != sel->layer) continue;
+    push_unique(&nav->heads, c.head);
+    if (file.stored_levels()[i].metrics || file.stored_levels()[i].selection) push_unique(&nav->heads_with_arrays, c.head);
+  }
   if (std::find(nav->heads.begin(), nav->heads.end(), sel->head) == nav->heads.end()) sel->head = nav->heads.front();
   for (const auto& c : configs)
     if (c.layer == sel->layer && c.head == sel->head) push_unique(&nav->slots, {c.block_size, c.top_k});
@@ -119,7 +123,16 @@ void sort_summary_order(ViewerState* s) {
 
 void compute_ranges(LoadedView* l) {
   const analysis::PositionView& v = *l->view;
-  for (const auto& [name, values] : v.router.metrics) {
+  // Without per-position arrays, the stored bucket curves set the range.
+  std::map<std::string, std::vector<float>> values_of = v.router.metrics;
+  if (values_of.empty())
+    for (const auto& [name, b] : v.router.bucket_curves) {
+      std::vector<float>& x = values_of[name];
+      x = b.mean;
+      if (const analysis::BucketSeries* o = v.has_oracle ? v.oracle.bucket_curve(name) : nullptr)
+        x.insert(x.end(), o->mean.begin(), o->mean.end());
+    }
+  for (const auto& [name, values] : values_of) {
     const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
     const analysis::PlotRange range = info ? info->range : analysis::PlotRange::data;
     if (range == analysis::PlotRange::share) {

@@ -19,6 +19,7 @@ namespace moba::gui {
 struct NavigatorOptions {
   std::vector<int> layers;
   std::vector<int64_t> heads;                       // of the selected layer
+  std::vector<int64_t> heads_with_arrays;           // those with per-position arrays kept (any slot)
   std::vector<std::pair<int64_t, int>> slots;       // (B, k) of the selected layer and head
   std::vector<analysis::RouterKind> routers;        // of the selected slot
 };

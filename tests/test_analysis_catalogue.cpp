@@ -202,7 +202,7 @@ TEST_CASE("results_schema: paths and a written configuration read back by Result
   sums.key = {2, 5, 16, 0, RouterKind::moba_kconv};
   {
     H5Output h5(dir.file("analysis.h5"));
-    write_configuration(h5, arrays, row, T);
+    write_configuration(h5, arrays, row, nullptr, 0, T, true, true);
     write_snr_hist(h5, sums);
     h5.commit();
   }

@@ -347,7 +347,16 @@ TEST_CASE("ResultsFile on a real `moba analyze` output matches its CSVs", "[resu
     REQUIRE(c != nullptr);
     const ResultArrays a = f.load(*c);
     CHECK(a.n_tokens == 512);
-    CHECK(a.selected.size() == static_cast<size_t>(512 * c->top_k));
+    // The default keep rule: per-position data for head 0 only, bucket curves for all.
+    if (c->head == 0) {
+      CHECK(a.selected.size() == static_cast<size_t>(512 * c->top_k));
+      CHECK(f.missing_text(*c).empty());
+    } else {
+      CHECK(a.selected.empty());
+      CHECK(a.metrics.empty());
+      CHECK_THAT(f.missing_text(*c), Catch::Contains("--keep-heads 1"));
+    }
+    CHECK(a.bucket_curve("coverage"));
     for (const char* col : {"coverage_mean", "kl_mean", "block_recall_mean", "output_rel_err_mean"}) {
       const double csv = row.value[s.column(col)], attr = a.summary_value(col);
       if (std::isnan(csv)) CHECK(std::isnan(attr));
@@ -355,35 +364,39 @@ TEST_CASE("ResultsFile on a real `moba analyze` output matches its CSVs", "[resu
     }
   }
 
-  // The viewer's 16-bucket means are buckets.csv's (same edges, same "with a choice" rule).
-  const std::string buckets = read_text(out + "/buckets.csv");
-  std::istringstream lines(buckets);
-  std::string line;
-  std::getline(lines, line);
-  REQUIRE(line.rfind("layer,head,router,block_size,top_k,t_begin,t_end,n_choice,coverage_mean", 0) == 0);
-  const ConfigKey* c = f.find({0, 1, 32, 2, RouterKind::moba});
-  REQUIRE(c != nullptr);
-  const ResultArrays a = f.load(*c);
-  const BucketSeries b = bucket_means(*a.metric("coverage"), 32, 2, 16);
-  int matched = 0;
-  while (std::getline(lines, line)) {
-    std::vector<std::string> cells;
-    std::stringstream ls(line);
-    std::string cell;
-    while (std::getline(ls, cell, ',')) cells.push_back(cell);
-    if (cells.size() < 9 || cells[0] != "0" || cells[1] != "1" || cells[2] != "moba" || cells[3] != "32" ||
-        cells[4] != "2")
-      continue;
-    const int64_t t_begin = std::stoll(cells[5]);
-    const auto it = std::find(b.edges.begin(), b.edges.end(), t_begin);
-    REQUIRE(it != b.edges.end());
-    const size_t e = static_cast<size_t>(it - b.edges.begin());
-    CHECK(std::stoll(cells[6]) == b.edges[e + 1]);
-    if (cells[8] == "nan") CHECK(std::isnan(b.mean[e]));
-    else CHECK(b.mean[e] == Approx(std::stod(cells[8])).epsilon(1e-5));
-    ++matched;
+  // The viewer's 16-bucket means are buckets.csv's (same edges, same "with a choice" rule):
+  // computed from head 0's kept arrays, and stored for head 1, whose arrays were not kept.
+  for (const int64_t head : {0, 1}) {
+    const std::string buckets = read_text(out + "/buckets.csv");
+    std::istringstream lines(buckets);
+    std::string line;
+    std::getline(lines, line);
+    REQUIRE(line.rfind("layer,head,router,block_size,top_k,t_begin,t_end,n_choice,coverage_mean", 0) == 0);
+    const ConfigKey* c = f.find({0, head, 32, 2, RouterKind::moba});
+    REQUIRE(c != nullptr);
+    const ResultArrays a = f.load(*c);
+    REQUIRE((head == 0 ? a.metric("coverage") != nullptr : a.bucket_curve("coverage") != nullptr));
+    const BucketSeries b = head == 0 ? bucket_means(*a.metric("coverage"), 32, 2, 16) : *a.bucket_curve("coverage");
+    int matched = 0;
+    while (std::getline(lines, line)) {
+      std::vector<std::string> cells;
+      std::stringstream ls(line);
+      std::string cell;
+      while (std::getline(ls, cell, ',')) cells.push_back(cell);
+      if (cells.size() < 9 || cells[0] != "0" || cells[1] != std::to_string(head) || cells[2] != "moba" ||
+          cells[3] != "32" || cells[4] != "2")
+        continue;
+      const int64_t t_begin = std::stoll(cells[5]);
+      const auto it = std::find(b.edges.begin(), b.edges.end(), t_begin);
+      REQUIRE(it != b.edges.end());
+      const size_t e = static_cast<size_t>(it - b.edges.begin());
+      CHECK(std::stoll(cells[6]) == b.edges[e + 1]);
+      if (cells[8] == "nan") CHECK(std::isnan(b.mean[e]));
+      else CHECK(b.mean[e] == Approx(std::stod(cells[8])).epsilon(1e-5));
+      ++matched;
+    }
+    CHECK(matched == 16);
   }
-  CHECK(matched == 16);
 }
 
 TEST_CASE("moba gui: exit 2 without a GUI build, or for a missing DIR", "[results][cli]") {

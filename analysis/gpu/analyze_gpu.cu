@@ -606,20 +606,27 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
   return out;
 }
 
-// Stage 5b: the per-position arrays and selections of every (configuration, router), for the host.
+// Stage 5b: the per-position arrays and selections of the kept (configuration, router)s
+// (opt.keep, or all of them with opt.keep_arrays), for the host; the others get their key only.
 void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures& m) {
   const int64_t T = g.T;
   const int n_slots = g.plan.n_configs() * g.n_routers;
-  const std::vector<float> all = h.metrics.download(static_cast<size_t>(n_slots) * kMetricCount * T);
   for (int slot = 0; slot < n_slots; ++slot) {
     const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
     PositionArrays a;
     a.key = {g.in.layer, head, cfg.block_size, cfg.top_k, g.opt.routers[slot % g.n_routers]};
+    if (!g.opt.keep_arrays && !g.opt.keep.keeps_arrays(a.key) && !g.opt.keep.keeps_selection(a.key)) {
+      m.arrays.push_back(std::move(a));  // not kept: the key only, nothing copied back
+      continue;
+    }
     a.selected = h.sel[static_cast<size_t>(slot)].download(static_cast<size_t>(T * cfg.top_k));
+    const float* src = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * T;
     for (const auto& info : position_metrics()) {
-      const auto mi = static_cast<int64_t>(info.metric);
-      const float* src = all.data() + (static_cast<int64_t>(slot) * kMetricCount + mi) * T;
-      a.metric(info.metric).assign(src, src + T);
+      std::vector<float>& v = a.metric(info.metric);
+      v.resize(static_cast<size_t>(T));
+      ck(cudaMemcpy(v.data(), src + static_cast<int64_t>(info.metric) * T, static_cast<size_t>(T) * sizeof(float),
+                    cudaMemcpyDeviceToHost),
+         "download arrays");
     }
     a.choice.resize(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) a.choice[static_cast<size_t>(t)] = has_choice(t, cfg.block_size, cfg.top_k) ? 1 : 0;

@@ -28,7 +28,8 @@ namespace moba::analysis {
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim);
 
 // Measures every head of in.heads on CUDA device `device`, in order, and hands each head's
-// measures to `head_done` (arrays and selections filled when keep_arrays). `progress` (null:
+// measures to `head_done` (with keep_arrays, the arrays and selections of the configurations
+// opt.keep keeps, or of all with opt.keep_arrays; the others carry their key only). `progress` (null:
 // none) advances by the plan's chunks (plan.chunk) as the device's larger chunks complete.
 // Throws std::runtime_error naming the failed CUDA step. Every kernel reduces in a fixed
 // order, so a head's measures do not depend on the device or on the other heads.

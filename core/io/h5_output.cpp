@@ -1,7 +1,10 @@
-// H5Output (core/h5_output.h): float32 / int32 datasets of any rank with attributes, in a
-// temporary HDF5 file renamed over the target on commit().
+// H5Output (core/h5_output.h): float32 / signed integer datasets of any rank, contiguous or
+// chunked + compressed, with attributes, in a temporary HDF5 file renamed over the target on
+// commit().
 #include "core/h5_output.h"
 
+#include <algorithm>
+#include <limits>
 #include <map>
 #include <stdexcept>
 
@@ -17,6 +20,11 @@ struct DatasetRec {
   std::vector<int64_t> shape;
   int64_t row_elems = 1;  // prod(shape[1:])
 };
+
+hid_t file_type_of(Elem elem, int bits) {
+  if (elem == Elem::f32) return H5T_IEEE_F32LE;
+  return bits == 8 ? H5T_STD_I8LE : bits == 16 ? H5T_STD_I16LE : H5T_STD_I32LE;
+}
 
 std::string parent_of(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -35,7 +43,8 @@ struct H5Output::Impl {
     if (file.committed()) throw std::logic_error(file.target() + ": output already committed");
   }
 
-  void create(const std::string& name, const std::vector<int64_t>& shape, Elem elem) {
+  void create(const std::string& name, const std::vector<int64_t>& shape, Elem elem, int bits = 32,
+              const H5Storage& storage = {}) {
     check_open();
     if (name.empty() || name[0] != '/' || name == "/")
       throw std::logic_error(where(name) + ": dataset names are absolute paths like /layers/0/selected");
@@ -50,10 +59,21 @@ struct H5Output::Impl {
     }
     h5::Id group = h5::require_group(file.get(), parent_of(name));
     h5::Id space = h5::space_id(H5Screate_simple(int(dims.size()), dims.data(), nullptr));
-    const hid_t type = elem == Elem::f32 ? H5T_IEEE_F32LE : H5T_STD_I32LE;
-    h5::Id d = group && space ? h5::dataset_id(H5Dcreate2(file.get(), name.c_str(), type, space.get(), H5P_DEFAULT,
-                                                          H5P_DEFAULT, H5P_DEFAULT))
-                              : h5::Id();
+    const hid_t type = file_type_of(elem, bits);
+    h5::Id dcpl = h5::plist_id(H5Pcreate(H5P_DATASET_CREATE));
+    bool ok = group && space && dcpl;
+    if (ok && storage.chunk_rows > 0 && shape[0] > 0 && rec.row_elems > 0) {
+      std::vector<hsize_t> chunk = dims;
+      chunk[0] = hsize_t(std::min(storage.chunk_rows, shape[0]));
+      ok = H5Pset_chunk(dcpl.get(), int(chunk.size()), chunk.data()) >= 0;
+      if (ok && storage.deflate > 0 && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {
+        if (storage.shuffle) ok = H5Pset_shuffle(dcpl.get()) >= 0;
+        ok = ok && H5Pset_deflate(dcpl.get(), unsigned(std::clamp(storage.deflate, 1, 9))) >= 0;
+      }
+    }
+    h5::Id d = ok ? h5::dataset_id(H5Dcreate2(file.get(), name.c_str(), type, space.get(), H5P_DEFAULT, dcpl.get(),
+                                              H5P_DEFAULT))
+                  : h5::Id();
     if (!d) throw std::runtime_error(where(name) + ": cannot create the dataset");
     datasets[name] = rec;
   }
@@ -108,15 +128,47 @@ H5Output::~H5Output() {
 
 const std::string& H5Output::path() const { return impl_->file.target(); }
 
-void H5Output::write_f32(const std::string& dataset, const std::vector<int64_t>& shape, const float* data) {
+H5Storage compressed_storage(int64_t row_elems) {
+  H5Storage s;
+  s.chunk_rows = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, row_elems));
+  s.deflate = 4;
+  return s;
+}
+
+int int_bits_for(int64_t lo, int64_t hi) {
+  if (lo >= std::numeric_limits<int8_t>::min() && hi <= std::numeric_limits<int8_t>::max()) return 8;
+  if (lo >= std::numeric_limits<int16_t>::min() && hi <= std::numeric_limits<int16_t>::max()) return 16;
+  if (lo >= std::numeric_limits<int32_t>::min() && hi <= std::numeric_limits<int32_t>::max()) return 32;
+  return 0;
+}
+
+void H5Output::write_f32(const std::string& dataset, const std::vector<int64_t>& shape, const float* data,
+                         const H5Storage& storage) {
   auto lock = h5::h5_lock();
-  impl_->create(dataset, shape, Elem::f32);
+  impl_->create(dataset, shape, Elem::f32, 32, storage);
   impl_->write(dataset, 0, shape[0], data, Elem::f32);
 }
 
-void H5Output::write_i32(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data) {
+void H5Output::write_i32(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
+                         const H5Storage& storage) {
+  write_int(dataset, shape, data, 32, storage);
+}
+
+void H5Output::write_int(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
+                         int stored_bits, const H5Storage& storage) {
+  if (stored_bits != 8 && stored_bits != 16 && stored_bits != 32)
+    throw std::logic_error(impl_->where(dataset) + ": stored integer width must be 8, 16 or 32 bits");
+  if (stored_bits < 32 && !shape.empty()) {
+    int64_t n = 1;
+    for (const int64_t x : shape) n *= std::max<int64_t>(0, x);
+    const int64_t lo = -(int64_t(1) << (stored_bits - 1)), hi = (int64_t(1) << (stored_bits - 1)) - 1;
+    for (int64_t i = 0; i < n; ++i)
+      if (data[i] < lo || data[i] > hi)
+        throw std::logic_error(impl_->where(dataset) + ": value " + std::to_string(data[i]) + " does not fit int" +
+                               std::to_string(stored_bits));
+  }
   auto lock = h5::h5_lock();
-  impl_->create(dataset, shape, Elem::i32);
+  impl_->create(dataset, shape, Elem::i32, stored_bits, storage);
   impl_->write(dataset, 0, shape[0], data, Elem::i32);
 }
 

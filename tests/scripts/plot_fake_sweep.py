@@ -9,7 +9,8 @@ Per dump, two analyze jobs (--block-sizes 16,32,64,128 with --top-k 2,4,8, and w
 job, dump, dump_sha256, budget_mode, budget_target, attended_keys_mean, then every column
 of the jobs' summary.csv; summary rows followed by aggregate rows (--head-only: summary
 rows only). --layers is passed to analyze. attended_keys_mean is the mean over queries with a choice of the causal
-attended keys (1 - sparsity_token) * (t + 1), from the job's analysis.h5 for head rows,
+attended keys (1 - sparsity_token) * (t + 1), from the job's analysis.h5 for head rows (the
+jobs run with --positions all, so every head keeps its per-position arrays),
 NaN in aggregate rows. OUT/provenance.json holds git_commit from the first job's run.json.
 """
 import csv
@@ -64,7 +65,7 @@ def main():
             job = "%s-%s" % (stem, mode)
             jd = os.path.join(out, "jobs", job)
             subprocess.run([moba, "analyze", dump, "--block-sizes", BLOCKS, flag, values,
-                            "--out", jd, "--quiet"] + extra, check=True, stdout=subprocess.DEVNULL)
+                            "--positions", "all", "--out", jd, "--quiet"] + extra, check=True, stdout=subprocess.DEVNULL)
             if not commit:
                 with open(os.path.join(jd, "run.json")) as f:
                     commit = json.load(f).get("git_commit", "")

@@ -50,13 +50,25 @@ import hashlib, os
 assert run["input"]["path"] == os.path.abspath("s.h5"), run["input"]
 assert run["input"]["size"] == os.path.getsize("s.h5"), run["input"]
 assert run["input"]["sha256"] == hashlib.sha256(open("s.h5", "rb").read()).hexdigest(), run["input"]
+assert run["config"]["kept"]["positions"] == "selected" and run["config"]["kept"]["keep_heads"] == [0], run["config"]["kept"]
+assert run["config"]["kept"]["n_with_selection"] == 2 * 3 * 3, run["config"]["kept"]  # head 0 of 2 layers x 3 B x 3 routers
 with h5py.File("A/analysis.h5", "r") as f:
-    g = f["/layers/1/heads/3/B32_k4/moba"]
-    assert g["selected"].shape == (512, 4) and g["selected"].dtype == "int32"
+    # The default keep rule: per-position data for the first analysed head (0) of each layer,
+    # compressed, selections at the smallest width (16 blocks: int8).
+    g = f["/layers/1/heads/0/B32_k4/moba"]
+    assert g["selected"].shape == (512, 4) and g["selected"].dtype == "int8"
+    assert g["selected"].compression == "gzip" and g["coverage"].compression == "gzip"
+    assert g["selected"][...].min() >= -1
     for name in ["coverage", "kl", "block_recall", "token_recall", "output_rel_err", "output_cosine",
                  "sparsity_token", "block_density"]:
         assert g[name].shape == (512,), name
     assert "snr_emp" in g.attrs
+    # Other heads: summary attributes and bucket curves only.
+    g = f["/layers/1/heads/3/B32_k4/moba"]
+    assert "selected" not in g and "coverage" not in g, list(g)
+    assert g["bucket_means"].shape == (16, 5) and g["bucket_edges"].shape == (17,) and g["bucket_n_choice"].shape == (16,)
+    assert "snr_emp" in g.attrs
+    assert f.attrs["n_with_selection"] == 18 and f.attrs["n_configurations"] == 36, dict(f.attrs)
     assert f["/layers/0/heads/0/B16/moba/signal_rank_hist"].shape == (65,)
     assert f.attrs["device"].startswith(b"cpu") if isinstance(f.attrs["device"], bytes) else f.attrs["device"].startswith("cpu")
 PYEOF
@@ -82,6 +94,11 @@ printf '0.1 0.2\n' > w_bad.txt
 expect2 analyze s.h5 --block-sizes 16 --top-k 2 --routers moba-kconv --kconv-weights w_bad.txt --out B
 grep -q "w_bad.txt" err.txt || fail "kconv weights error does not name the file: $(cat err.txt)"
 [ ! -e B ] && [ ! -e B.partial ] || fail "bad input left B or B.partial"
+expect2 analyze s.h5 --block-sizes 16 --top-k 2 --positions all --keep-heads 1 --out B
+grep -q "keep-heads" err.txt || fail "--keep-heads with --positions all: $(cat err.txt)"
+expect2 analyze s.h5 --block-sizes 16 --top-k 2 --keep-configs B64_k2 --out B
+grep -q "B64_k2 is not analysed" err.txt || fail "--keep-configs of an unanalysed configuration: $(cat err.txt)"
+[ ! -e B ] && [ ! -e B.partial ] || fail "bad keep flags left B or B.partial"
 mkdir -p notours && touch notours/keep.txt
 expect2 analyze s.h5 --block-sizes 16 --top-k 2 --out notours
 [ -e notours/keep.txt ] || fail "a foreign directory was touched"

@@ -63,4 +63,33 @@ for name, rgb in [("current", (120, 130, 150)), ("hit", (70, 200, 110)),
     assert bytes(rgb) in pixels, name + " colour not drawn"
 print(f"ok: {w}x{h}, {len(pixels)} colours")
 PYEOF
+
+# A head whose per-position data analyze did not keep (the default keeps head 0 only): the
+# viewer opens it, draws its stored bucket curves and summary, and no mask.
+timeout 120 xvfb-run -a -s "-screen 0 1280x800x24" "$MOBA" gui A --size 1200x760 --head 1 --block-size 16 --top-k 4 \
+  --screenshot shot_buckets.png --frames 3
+[ -s shot_buckets.png ] || fail "no screenshot of a head without per-position arrays"
+"$PY" - <<'PYEOF' || fail "screenshot of a head without per-position arrays"
+import struct, zlib
+data = open("shot_buckets.png", "rb").read()
+pos, idat, size = 8, b"", None
+while pos < len(data):
+    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    body = data[pos + 8:pos + 8 + n]
+    if kind == b"IHDR":
+        size = struct.unpack(">II", body[:8])
+    elif kind == b"IDAT":
+        idat += body
+    pos += 12 + n
+w, h = size
+raw = zlib.decompress(idat)
+pixels = set()
+for y in range(h):
+    row = raw[y * (3 * w + 1) + 1:(y + 1) * (3 * w + 1)]
+    pixels.update(row[x:x + 3] for x in range(0, 3 * w, 3))
+assert len(pixels) > 50, f"only {len(pixels)} colours: blank window?"
+for name, rgb in [("hit", (70, 200, 110)), ("false pick", (240, 120, 50)), ("miss", (80, 150, 255))]:
+    assert bytes(rgb) not in pixels, name + " colour drawn without a stored selection"
+print(f"ok: {w}x{h}, {len(pixels)} colours, no mask")
+PYEOF
 echo "PASS"

@@ -1,0 +1,353 @@
+// Bounded analysis output (DESIGN.md §8b): the keep rule of per-position data
+// (analysis/position_keep.h), the stored integer width of selections and its round trip
+// (core/h5_output.h write_int, core/h5_input.h read_i32), analysis.h5 groups without
+// arrays / selections as ResultsFile and the viewer's PositionView see them, and what
+// `moba analyze` records in run.json and analysis.h5.
+#include <sys/wait.h>
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "analysis/position_keep.h"
+#include "analysis/results_file.h"
+#include "analysis/results_schema.h"
+#include "core/errors.h"
+#include "core/h5_input.h"
+#include "core/h5_output.h"
+#include "test_io_util.h"
+
+using namespace moba;
+using namespace moba::analysis;
+using moba::io_test::ScratchDir;
+
+namespace {
+
+int exit_status(const std::string& cmd) {
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// One configuration's arrays as analyze fills them: query t selects its current block and
+// block 0, metrics ramp with t.
+PositionArrays make_arrays(const ConfigKey& key, int64_t T) {
+  PositionArrays a;
+  a.key = key;
+  a.selected.assign(static_cast<size_t>(T * key.top_k), -1);
+  for (int64_t t = 0; t < T; ++t) {
+    const auto c = static_cast<int32_t>(t / key.block_size);
+    a.selected[static_cast<size_t>(t * key.top_k)] = 0;
+    if (c > 0 && key.top_k > 1) a.selected[static_cast<size_t>(t * key.top_k + 1)] = c;
+  }
+  for (const auto& m : position_metrics()) {
+    auto& v = a.metric(m.metric);
+    v.resize(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; ++t) v[static_cast<size_t>(t)] = static_cast<float>(t) / static_cast<float>(T);
+  }
+  a.choice.assign(static_cast<size_t>(T), 1);
+  return a;
+}
+
+std::vector<BucketRow> make_buckets(const ConfigKey& key, int64_t T, int n) {
+  std::vector<BucketRow> rows;
+  for (int i = 0; i < n; ++i) {
+    BucketRow r;
+    r.key = key;
+    r.t_begin = T * i / n;
+    r.t_end = T * (i + 1) / n;
+    r.n_choice = r.t_end - r.t_begin;
+    r.coverage = 0.5 + 0.01 * i;
+    r.kl = 0.1 * i;
+    r.block_recall = i == 0 ? std::nan("") : 0.25;
+    r.token_recall = 0.75;
+    r.output_rel_err = 0.125;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+}  // namespace
+
+TEST_CASE("PositionKeep: levels, kept set and the CLI flags", "[keep]") {
+  const ConfigKey h0{0, 0, 64, 8, RouterKind::moba}, h3{1, 3, 128, 4, RouterKind::oracle};
+  SECTION("the struct's default keeps everything") {
+    const PositionKeep k;
+    CHECK(k.level == PositionLevel::all);
+    CHECK((k.keeps_arrays(h0) && k.keeps_selection(h0) && k.keeps_arrays(h3) && k.keeps_selection(h3)));
+  }
+  SECTION("moba analyze's default: the first analysed head of every layer, everything else bucket curves") {
+    const PositionKeep k = resolve_keep_flags(KeepFlags{}, {});
+    CHECK(k.level == PositionLevel::selected);
+    CHECK(k.heads == std::vector<int64_t>{0});
+    CHECK((k.keeps_arrays(h0) && k.keeps_selection(h0)));
+    CHECK_FALSE(k.keeps_arrays(h3));
+    CHECK_FALSE(k.keeps_selection(h3));
+    CHECK_THAT(k.describe(), Catch::Contains("head 0 of every layer"));
+    // With --heads 5,3 the first analysed head is 3.
+    CHECK(resolve_keep_flags(KeepFlags{}, {5, 3}).heads == std::vector<int64_t>{3});
+  }
+  SECTION("levels") {
+    KeepFlags f;
+    f.positions = "metrics";
+    const PositionKeep m = resolve_keep_flags(f, {});
+    CHECK(m.keeps_arrays(h0));
+    CHECK_FALSE(m.keeps_selection(h0));
+    f.positions = "none";
+    const PositionKeep n = resolve_keep_flags(f, {});
+    CHECK_FALSE(n.keeps_arrays(h0));
+    CHECK_FALSE(n.keeps_selection(h0));
+    f.positions = "all";
+    const PositionKeep a = resolve_keep_flags(f, {});
+    CHECK((a.keeps_arrays(h3) && a.keeps_selection(h3)));
+    CHECK(position_level_from_name("selected") == PositionLevel::selected);
+    CHECK_THROWS_AS(position_level_from_name("some"), UsageError);
+  }
+  SECTION("lists of heads, configurations (B<b>_k<k> or B<b>) and routers") {
+    KeepFlags f;
+    f.heads = {"0", "3"};
+    f.configs = {"B64_k8", "B128"};
+    f.routers = {"oracle", "moba"};
+    const PositionKeep k = resolve_keep_flags(f, {});
+    CHECK(k.keeps_selection(h0));
+    CHECK(k.keeps_selection(h3));  // B128: every k
+    CHECK_FALSE(k.keeps_arrays({0, 0, 64, 4, RouterKind::moba}));   // B64 only at k = 8
+    CHECK_FALSE(k.keeps_arrays({0, 1, 64, 8, RouterKind::moba}));   // head 1
+    CHECK_FALSE(k.keeps_arrays({0, 0, 64, 8, RouterKind::moba_kconv}));
+    CHECK(parse_keep_config("B64_k8") == std::pair<int64_t, int>{64, 8});
+    CHECK(parse_keep_config("B128") == std::pair<int64_t, int>{128, 0});
+    CHECK(keep_config_name({128, 0}) == "B128");
+    CHECK_THROWS_AS(parse_keep_config("64_k8"), UsageError);
+    CHECK_THROWS_AS(parse_keep_config("B0"), UsageError);
+    f = KeepFlags{};
+    f.heads = {"all"};
+    CHECK(resolve_keep_flags(f, {}).keeps_arrays(h3));
+  }
+  SECTION("usage errors") {
+    KeepFlags f;
+    f.positions = "all";
+    f.heads = {"3"};
+    CHECK_THROWS_AS(resolve_keep_flags(f, {}), UsageError);  // nothing for --keep-heads to choose
+    f = KeepFlags{};
+    f.heads = {"x"};
+    CHECK_THROWS_AS(resolve_keep_flags(f, {}), UsageError);
+    f.heads = {"2"};
+    CHECK_THROWS_AS(resolve_keep_flags(f, {0, 1}), UsageError);  // head 2 is not analysed
+    f = KeepFlags{};
+    f.routers = {"nope"};
+    CHECK_THROWS_AS(resolve_keep_flags(f, {}), UsageError);
+  }
+}
+
+TEST_CASE("Selections: the smallest integer width, stored compressed, read back as int32", "[keep][h5output]") {
+  CHECK(int_bits_for(-1, 127) == 8);
+  CHECK(int_bits_for(-1, 128) == 16);
+  CHECK(int_bits_for(-1, 32767) == 16);
+  CHECK(int_bits_for(-1, 32768) == 32);
+  CHECK(int_bits_for(0, int64_t(1) << 31) == 0);
+  CHECK(selection_bits(1) == 8);
+  CHECK(selection_bits(128) == 8);      // indices 0 .. 127
+  CHECK(selection_bits(129) == 16);
+  CHECK(selection_bits(32768) == 16);
+  CHECK(selection_bits(32769) == 32);
+
+  ScratchDir dir("keep_width");
+  const std::string path = dir.file("w.h5");
+  const int64_t rows = 1000;  // several chunks at 2 columns
+  std::vector<int32_t> v8, v16, v32;
+  for (int64_t i = 0; i < rows * 2; ++i) {
+    const bool pad = i % 7 == 0;
+    v8.push_back(pad ? -1 : static_cast<int32_t>(i % 128));
+    v16.push_back(pad ? -1 : static_cast<int32_t>(i * 37 % 32768));
+    v32.push_back(pad ? -1 : static_cast<int32_t>(i * 100003));
+  }
+  {
+    H5Output o(path);
+    o.write_int("/s8", {rows, 2}, v8.data(), 8, compressed_storage(2));
+    o.write_int("/s16", {rows, 2}, v16.data(), 16, compressed_storage(2));
+    o.write_int("/s32", {rows, 2}, v32.data(), 32, compressed_storage(2));
+    o.write_i32("/plain", {rows, 2}, v32.data());  // files before keep rules: contiguous int32
+    H5Storage small;
+    small.chunk_rows = 3;
+    small.deflate = 9;
+    const std::vector<float> f{1.5f, -2.0f, std::nanf(""), 4.0f, 5.0f};
+    o.write_f32("/f", {5}, f.data(), small);
+    const std::vector<int32_t> empty;
+    o.write_int("/empty", {0, 2}, empty.data(), 8, compressed_storage(2));  // zero rows: contiguous
+    CHECK_THROWS_AS(o.write_int("/bad", {1, 2}, std::vector<int32_t>{0, 128}.data(), 8), std::logic_error);
+    CHECK_THROWS_AS(o.write_int("/bad", {1, 2}, std::vector<int32_t>{0, 1}.data(), 12), std::logic_error);
+    o.commit();
+  }
+  const H5Input in(path);
+  CHECK(in.dataset_info("/s8").dtype == "int8");
+  CHECK(in.dataset_info("/s16").dtype == "int16");
+  CHECK(in.dataset_info("/s32").dtype == "int32");
+  std::vector<int64_t> shape;
+  CHECK(in.read_i32("/s8", &shape) == v8);
+  CHECK(shape == std::vector<int64_t>{rows, 2});
+  CHECK(in.read_i32("/s16") == v16);
+  CHECK(in.read_i32("/s32") == v32);
+  CHECK(in.read_i32("/plain") == v32);
+  const std::vector<float> f = in.read_f32("/f");
+  REQUIRE(f.size() == 5);
+  CHECK((f[0] == 1.5f && f[1] == -2.0f && std::isnan(f[2]) && f[4] == 5.0f));
+  CHECK(in.read_i32("/empty").empty());
+}
+
+TEST_CASE("analysis.h5 levels: ResultsFile and the viewer's PositionView without arrays or selections", "[keep][results]") {
+  ScratchDir dir("keep_levels");
+  const int64_t T = 300;  // B = 2: 150 blocks, selections stored as int16
+  const ConfigKey full{0, 0, 2, 2, RouterKind::moba}, full_o = full.with_router(RouterKind::oracle);
+  const ConfigKey none{0, 5, 2, 2, RouterKind::moba}, none_o = none.with_router(RouterKind::oracle);
+  const ConfigKey metrics_only{0, 6, 2, 2, RouterKind::moba};
+  const ConfigKey router_only{0, 7, 2, 2, RouterKind::moba}, router_only_o = router_only.with_router(RouterKind::oracle);
+  {
+    H5Output h5(dir.file("analysis.h5"));
+    const auto put = [&](const ConfigKey& k, bool arrays, bool selection) {
+      SummaryRow row;
+      row.key = k;
+      row.set(SummaryColumn::coverage_mean, 0.5);
+      const std::vector<BucketRow> b = make_buckets(k, T, 4);
+      write_configuration(h5, make_arrays(k, T), row, b.data(), b.size(), T, arrays, selection);
+    };
+    put(full, true, true);
+    put(full_o, true, true);
+    put(none, false, false);
+    put(none_o, false, false);
+    put(metrics_only, true, false);
+    put(router_only, true, true);
+    put(router_only_o, false, false);
+    h5.set_string("/", kAttrPositionsRule, "the test's rule");
+    h5.commit();
+  }
+  const ResultsFile f(dir.dir.string());
+  REQUIRE(f.configs().size() == 7);  // every group, kept or not
+  CHECK(f.keep_rule() == "the test's rule");
+  {
+    const H5Input in(f.h5_path());
+    CHECK(in.dataset_info(selected_path(full)).dtype == "int16");
+  }
+
+  const ResultArrays a_full = f.load(full);
+  CHECK(a_full.has_selection());
+  CHECK(a_full.selected == make_arrays(full, T).selected);
+  CHECK(a_full.metrics.size() == position_metrics().size());
+  CHECK(a_full.n_tokens == T);
+  REQUIRE(a_full.bucket_curve("coverage"));
+  CHECK(a_full.bucket_curve("coverage")->edges == std::vector<int64_t>{0, 75, 150, 225, 300});
+  CHECK(a_full.bucket_curve("coverage")->mean[2] == Approx(0.52));
+  CHECK(std::isnan(a_full.bucket_curve("block_recall")->mean[0]));
+  CHECK(a_full.bucket_n_choice == std::vector<int64_t>{75, 75, 75, 75});
+  CHECK(f.missing_text(full).empty());
+
+  const PositionView v_full = load_position_view(f, full);
+  CHECK(v_full.has_mask);
+  CHECK(v_full.mask.with_oracle);
+  CHECK(v_full.missing.empty());
+
+  // Nothing per position: bucket curves and summary values only; the view says so.
+  const StoredLevels st = f.stored(none);
+  CHECK((!st.selection && !st.metrics && st.buckets));
+  const PositionView v_none = load_position_view(f, none);
+  CHECK_FALSE(v_none.has_mask);
+  CHECK(v_none.has_oracle);
+  CHECK(v_none.router.n_tokens == T);
+  CHECK(v_none.router.n_blocks == 150);
+  CHECK(v_none.router.metrics.empty());
+  CHECK(v_none.router.selected.empty());
+  CHECK(v_none.router.summary_value("coverage_mean") == 0.5);
+  REQUIRE(v_none.router.bucket_curve("kl"));
+  CHECK(v_none.router.bucket_curve("kl")->mean[3] == Approx(0.3));
+  CHECK_THAT(v_none.missing, Catch::Contains("not kept") && Catch::Contains("--positions all") &&
+                                 Catch::Contains("--keep-heads 5") && Catch::Contains("B2_k2") &&
+                                 Catch::Contains("the test's rule"));
+
+  // Metric arrays without the selection.
+  const PositionView v_metrics = load_position_view(f, metrics_only);
+  CHECK_FALSE(v_metrics.has_mask);
+  CHECK(v_metrics.router.metric("coverage"));
+  CHECK(v_metrics.router.n_tokens == T);
+  CHECK_THAT(v_metrics.missing, Catch::Contains("--positions selected"));
+
+  // The router's selection without the oracle's: a mask without comparison.
+  const PositionView v_router = load_position_view(f, router_only);
+  CHECK(v_router.has_mask);
+  CHECK(v_router.has_oracle);
+  CHECK_FALSE(v_router.mask.with_oracle);
+  CHECK(v_router.oracle.metrics.empty());
+}
+
+TEST_CASE("moba analyze: the keep rule in analysis.h5, run.json and moba info", "[keep][cli]") {
+  ScratchDir dir("keep_cli");
+  const std::string dump = dir.file("synth.h5"), out = dir.file("ana"), all = dir.file("all");
+  const std::string bin = MOBA_BINARY;
+  REQUIRE(exit_status(bin + " synth --out " + dump + " --seed 3 --tokens 512 --heads 4 --kv-heads 2 --head-dim 32 " +
+                      "--min-distance 64 --quiet > /dev/null") == 0);
+  const std::string common = " --block-sizes 16,32 --top-k 2,4 --routers moba,oracle --quiet > /dev/null 2>&1";
+  REQUIRE(exit_status(bin + " analyze " + dump + " --out " + out + " --keep-heads 1,3 --keep-configs B32" + common) == 0);
+  REQUIRE(exit_status(bin + " analyze " + dump + " --out " + all + " --positions all" + common) == 0);
+  // Usage errors: exit 2.
+  CHECK(exit_status(bin + " analyze " + dump + " --out " + dir.file("x") + " --positions all --keep-heads 1" + common) == 2);
+  CHECK(exit_status(bin + " analyze " + dump + " --out " + dir.file("x") + " --keep-configs B64_k2" + common) == 2);
+  CHECK(exit_status(bin + " analyze " + dump + " --out " + dir.file("x") + " --positions some" + common) == 2);
+
+  // 4 heads x 4 (B, k) x 2 routers = 32 configurations; kept: heads 1, 3 x B32 (k 2, 4) x 2 routers = 8.
+  const ResultsFile f(out);
+  CHECK(f.configs().size() == 32);
+  int with_sel = 0, with_arrays = 0;
+  for (size_t i = 0; i < f.configs().size(); ++i) {
+    const ConfigKey& k = f.configs()[i];
+    const StoredLevels& st = f.stored_levels()[i];
+    const bool kept = (k.head == 1 || k.head == 3) && k.block_size == 32;
+    CHECK(st.selection == kept);
+    CHECK(st.metrics == kept);
+    CHECK(st.buckets);
+    with_sel += st.selection ? 1 : 0;
+    with_arrays += st.metrics ? 1 : 0;
+  }
+  CHECK((with_sel == 8 && with_arrays == 8));
+  {
+    const H5Input in(f.h5_path());
+    CHECK(in.attribute("/", "positions") == std::optional<std::string>("selected"));
+    CHECK(in.attribute_number("/", "n_configurations") == std::optional<double>(32));
+    CHECK(in.attribute_number("/", "n_with_arrays") == std::optional<double>(8));
+    CHECK(in.attribute_number("/", "n_with_selection") == std::optional<double>(8));
+    CHECK(in.dataset_info(selected_path({0, 1, 32, 4, RouterKind::moba})).dtype == "int8");
+  }
+  // Kept arrays and every stored bucket curve equal the --positions all run's.
+  const ResultsFile fa(all);
+  const ResultArrays kept = f.load({0, 3, 32, 4, RouterKind::moba}), kept_all = fa.load({0, 3, 32, 4, RouterKind::moba});
+  CHECK(kept.selected == kept_all.selected);
+  CHECK(kept.metrics.size() == kept_all.metrics.size());
+  const ResultArrays b = f.load({0, 2, 16, 2, RouterKind::oracle}), b_all = fa.load({0, 2, 16, 2, RouterKind::oracle});
+  CHECK(b.metrics.empty());
+  REQUIRE(b.bucket_curve("coverage"));
+  CHECK(b.bucket_curve("coverage")->mean.size() == 16);
+  for (size_t i = 0; i < 16; ++i) {
+    const float x = b.bucket_curve("coverage")->mean[i], y = b_all.bucket_curve("coverage")->mean[i];
+    CHECK(((std::isnan(x) && std::isnan(y)) || x == y));
+  }
+
+  const std::string run = read_text(out + "/run.json");
+  CHECK_THAT(run, Catch::Contains("\"kept\": {\"positions\": \"selected\", \"keep_heads\": [1, 3], "
+                                  "\"keep_configs\": [\"B32\"], \"keep_routers\": \"all\""));
+  CHECK_THAT(run, Catch::Contains("\"n_configurations\": 32, \"n_with_arrays\": 8, \"n_with_selection\": 8"));
+  CHECK_THAT(read_text(all + "/run.json"),
+             Catch::Contains("\"positions\": \"all\"") && Catch::Contains("\"n_with_selection\": 32"));
+
+  // moba info describes what the file keeps.
+  const std::string info = dir.file("info.txt");
+  REQUIRE(exit_status(bin + " info " + out + "/analysis.h5 > " + info) == 0);
+  const std::string text = read_text(info);
+  CHECK_THAT(text, Catch::Contains("32 configurations") && Catch::Contains("selections for 8 (int8)") &&
+                       Catch::Contains("layer/head 0/1, 0/3") && Catch::Contains("heads 1,3 of every layer"));
+}
