@@ -38,6 +38,18 @@ const char* launch_convert_to_16(const float* src, int64_t heads, int64_t tokens
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
 }
+__global__ void convert_split_kernel(const float* __restrict__ src, int64_t tokens, int64_t dim,
+                                     int64_t stride_head, int64_t stride_token, uint16_t* __restrict__ hi,
+                                     uint16_t* __restrict__ lo, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t c = i % dim, row = i / dim, t = row % tokens, h = row / tokens;
+    const float x = src[h * stride_head + t * stride_token + c];
+    const __nv_bfloat16 xh = __float2bfloat16_rn(x);
+    hi[i] = __bfloat16_as_ushort(xh);
+    lo[i] = __bfloat16_as_ushort(__float2bfloat16_rn(x - __bfloat162float(xh)));  // x - hi: exact
+  }
+}
 }  // namespace
 
 const char* record_failure(cudaError_t e, const char* where) {
@@ -50,6 +62,19 @@ const char* convert_to_16(const float* src, int64_t heads, int64_t tokens, int64
                           cudaStream_t stream) {
   if (kind != kF16 && kind != kBF16) return "convert_to_16: target must be f16 or bf16";
   return launch_convert_to_16(src, heads, tokens, dim, stride_head, stride_token, kind, dst, stream);
+}
+
+const char* convert_to_bf16_split(const float* src, int64_t heads, int64_t tokens, int64_t dim,
+                                  int64_t stride_head, int64_t stride_token, uint16_t* hi, uint16_t* lo,
+                                  cudaStream_t stream) {
+  const int64_t n = heads * tokens * dim;
+  if (n == 0) return nullptr;
+  const int threads = 256;
+  const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65536);
+  convert_split_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(src, tokens, dim, stride_head,
+                                                                              stride_token, hi, lo, n);
+  MOBA_CUDA_LAUNCH_CHECK();
+  return nullptr;
 }
 
 }  // namespace cuda_detail

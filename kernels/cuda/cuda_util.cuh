@@ -85,7 +85,7 @@ class Scratch {
   }
 
  private:
-  static constexpr int kMax = 8;
+  static constexpr int kMax = 16;
   cudaStream_t stream_;
   void* ptr_[kMax] = {};
   int n_ = 0;
@@ -95,6 +95,12 @@ class Scratch {
 const char* convert_to_16(const float* src, int64_t heads, int64_t tokens, int64_t dim,
                           int64_t stride_head, int64_t stride_token, ElemKind kind, uint16_t* dst,
                           cudaStream_t stream);
+
+// Splits an fp32 [heads, tokens, dim] view into two contiguous bf16 tensors, hi = bf16(x) and
+// lo = bf16(x - hi) (x = hi + lo within 2^-18 |x|; exact for values of f16 or bf16 dumps).
+const char* convert_to_bf16_split(const float* src, int64_t heads, int64_t tokens, int64_t dim,
+                                  int64_t stride_head, int64_t stride_token, uint16_t* hi, uint16_t* lo,
+                                  cudaStream_t stream);
 
 // A 16-bit operand of the tensor-core kernels [heads, tokens, dim] with its strides in
 // elements: the operand's raw 16-bit values when given (rows must be 16-byte aligned; else
@@ -150,6 +156,69 @@ const char* set_qkv_operands(const P& p, bool with_v, ElemKind kind, Scratch& sc
   a->q = q16.data; a->q_sh = q16.stride_head; a->q_st = q16.stride_token;
   a->k = k16.data; a->k_sh = k16.stride_head; a->k_st = k16.stride_token;
   a->v = v16.data; a->v_sh = v16.stride_head; a->v_st = v16.stride_token;
+  return nullptr;
+}
+
+// Numerics of a tensor-core kernel instantiation (kernels/operand.h Precision; NOTES.md,
+// "Exact numerics"): `plain` one 16-bit product per QK^T / PV step, P in the 16-bit type
+// (fast mode; exact mode for f16 operands); `split_p` P as hi + lo 16-bit parts, two PV
+// products (exact, bf16 operands); `x3` q, k, v given as bf16 hi + lo tensors, QK^T =
+// hi.hi + hi.lo + lo.hi, PV = ph.V + pl.V + ph.V_lo (exact, f32 or mixed operands).
+enum class Nx : int { plain = 0, split_p = 1, x3 = 2 };
+
+// Picks the element kind and numerics of q, k and (with_v) v under p.precision: fast as
+// qkv_elem_kind; exact — all f16: (f16, plain); all bf16: (bf16, split_p); otherwise (f32,
+// or dtypes that differ): (bf16, x3) on the fp32 values, which raw 16-bit operands cannot
+// give (`disagree`).
+template <typename P>
+const char* qkv_numerics(const P& p, bool with_v, const char* needs_16bit, const char* disagree, ElemKind* kind,
+                         Nx* nx) {
+  if (p.precision == Precision::fast) {
+    *nx = Nx::plain;
+    return qkv_elem_kind(p, needs_16bit, disagree, kind);
+  }
+  const Operand* ops[3] = {&p.q, &p.k, &p.v};
+  const int n = with_v ? 3 : 2;
+  bool same = true, any_raw = false;
+  for (int i = 0; i < n; ++i) {
+    if (ops[i]->raw16 && ops[i]->dtype == DType::f32) return needs_16bit;
+    same = same && ops[i]->dtype == p.q.dtype;
+    any_raw = any_raw || ops[i]->raw16 != nullptr;
+  }
+  if (same && p.q.dtype == DType::f16) {
+    *kind = kF16;
+    *nx = Nx::plain;
+  } else if (same && p.q.dtype == DType::bf16) {
+    *kind = kBF16;
+    *nx = Nx::split_p;
+  } else {
+    if (any_raw) return disagree;
+    *kind = kBF16;
+    *nx = Nx::x3;
+  }
+  return nullptr;
+}
+
+// q, k and (with_v) v as bf16 hi + lo tensors (convert_to_bf16_split, contiguous scratch) into
+// kernel args with fields q, q_lo, q_sh, q_st, k, k_lo, ... (lo shares the hi strides).
+template <typename P, typename Args>
+const char* set_qkv_operands_x3(const P& p, bool with_v, Scratch& scratch, cudaStream_t stream, Args* a) {
+  auto split = [&](const Operand& v, const uint16_t** hi, const uint16_t** lo, int64_t* sh, int64_t* st) -> const char* {
+    const size_t n = static_cast<size_t>(v.n_heads * v.n_tokens * v.head_dim);
+    uint16_t *h = nullptr, *l = nullptr;
+    MOBA_TRY(scratch.alloc(&h, n));
+    MOBA_TRY(scratch.alloc(&l, n));
+    MOBA_TRY(convert_to_bf16_split(v.data, v.n_heads, v.n_tokens, v.head_dim, v.stride_head, v.stride_token, h, l,
+                                   stream));
+    *hi = h;
+    *lo = l;
+    *sh = v.n_tokens * v.head_dim;
+    *st = v.head_dim;
+    return nullptr;
+  };
+  MOBA_TRY(split(p.q, &a->q, &a->q_lo, &a->q_sh, &a->q_st));
+  MOBA_TRY(split(p.k, &a->k, &a->k_lo, &a->k_sh, &a->k_st));
+  if (with_v) MOBA_TRY(split(p.v, &a->v, &a->v_lo, &a->v_sh, &a->v_st));
   return nullptr;
 }
 
