@@ -70,6 +70,7 @@ const char* const kUsage =
     "                          and SNR on the CPU, and analyze says so\n"
     "  --gpus N|all            GPU workers: each KV group's heads are split over N workers, one\n"
     "                          per visible GPU by default (all); results do not depend on N\n"
+    "  --precision exact|fast  CUDA numerics (exact): the dump's own precision, or bf16 tensor cores\n"
     "  --json                  print the rows as JSON on stdout instead of the table\n"
     "  --quiet                 no progress on stderr\n"
     "\n"
