@@ -5,7 +5,7 @@
 // that hold fp32 views assign them as before.
 //
 // dtype: f32 — `data` holds the values (the tensor-core ops, moba_attention and dense_pass,
-// keep them fp32-accurate under Precision::exact, split into bf16 hi + lo, and round them to
+// keep them fp32-accurate under Precision::exact, split into scaled fp16 hi + lo, and round them to
 // bf16 under Precision::fast: lossy, stated; block_pool and gate_topk read fp32). f16 / bf16 — the
 // values' type: read from `raw16` when it is set (same shape and strides as the view; `data`
 // may then be null), otherwise `data` is converted to it (lossless when its values came from
@@ -22,8 +22,9 @@ namespace moba::kernels {
 // "Numerics"; kernels/cuda/NOTES.md, "Exact numerics"). The CPU reference ignores it.
 //   exact — in the operands' own precision: f16 operands on fp16 tensor cores with P in fp16;
 //           bf16 operands on bf16 tensor cores with P split into bf16 hi + lo (two PV
-//           products); f32 operands (or a mix of dtypes) split into bf16 hi + lo, QK^T =
-//           hi.hi + hi.lo + lo.hi and P.V the same way ("bf16x3", fp32-level accuracy);
+//           products); f32 operands (or a mix of dtypes) split into fp16 hi + lo with a
+//           power-of-two scale per tensor, QK^T = hi.hi + hi.lo + lo.hi and P.V the same
+//           way ("fp16x3": ~2^-21 per product, fp32-level accuracy);
 //           gate_topk on fp32 scores (the scalar kernel).
 //   fast  — the pre-phase-2 behaviour: one bf16 (or the operands' 16-bit type) tensor-core
 //           product, P rounded to that type, f32 operands rounded to bf16; gate_topk may use

@@ -6,8 +6,8 @@
 // Pass 1: QK^T and PV on tensor cores (mma.sync, 16-bit inputs, fp32 accumulate) with an
 // online softmax -> lse and o_full. Numerics (Nx, cuda_util.cuh; Precision, kernels/operand.h):
 // plain (fast, and exact f16), split_p (exact bf16: P = hi + lo, two PV products), x3 (exact
-// f32: q, k, v as bf16 hi + lo, lo K/V tiles double-buffered beside the hi ones, QK^T =
-// hi.hi + hi.lo + lo.hi, PV = ph.V + pl.V + ph.V_lo). Block sizes 16, 32 and multiples of 64 ("fast" sizes)
+// f32: q, k, v as scaled fp16 hi + lo, lo K/V tiles double-buffered beside the hi ones,
+// QK^T = hi.hi + hi.lo + lo.hi, P 2^14 split, PV = ph.V + pl.V + ph.V_lo). Block sizes 16, 32 and multiples of 64 ("fast" sizes)
 // get their masses here too: the tile's fp32 P (relative to the running max u) is reduced per
 // 16-key block in registers (a quad butterfly), 32- and 64-key sums follow by one more
 // shuffle each, longer blocks carry across tiles rescaled like the output. Each finished
@@ -67,7 +67,8 @@ struct DenseArgs {
   int tiles_per_block[kDensePassMaxBlockSizes];
   int tpb_shift[kDensePassMaxBlockSizes];   // log2(tiles_per_block) when a power of two, else -1
   bool any_fast, any_slow;
-  const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the bf16 lo parts, strides of q, k, v
+  const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the fp16 lo parts, strides of q, k, v
+  const int* x3_exp;                   // Nx::x3 only: [3] scale exponents of q, k, v
 };
 
 // Pass-2 shared memory after the K/V tiles (floats): scores for top-n, 8-key segment sums,
@@ -212,7 +213,8 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
         }
     }
   };
-  const float sl2 = a.scale_log2;
+  // x3: scores are q.k 2^-(eq + ek), values v 2^-ev, P packed x 2^14: undone here and at the output.
+  const float sl2 = X3 ? x3_scale_log2<X3>(a) : a.scale_log2;
 
   // Pass 1: online softmax (+ output), masses of the fast block sizes in the log2 domain.
   const bool want_out = a.out != nullptr;
@@ -252,8 +254,9 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
         pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
         pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
       } else {
-        pack_split<M>(p00, p01, pa[nt / 2][(nt % 2) * 2 + 0], pl[nt / 2][(nt % 2) * 2 + 0]);
-        pack_split<M>(p10, p11, pa[nt / 2][(nt % 2) * 2 + 1], pl[nt / 2][(nt % 2) * 2 + 1]);
+        constexpr float ps = X3 ? 16384.0f : 1.0f;  // x3: P 2^14 in fp16 (exact scaling)
+        pack_split<M>(p00 * ps, p01 * ps, pa[nt / 2][(nt % 2) * 2 + 0], pl[nt / 2][(nt % 2) * 2 + 0]);
+        pack_split<M>(p10 * ps, p11 * ps, pa[nt / 2][(nt % 2) * 2 + 1], pl[nt / 2][(nt % 2) * 2 + 1]);
       }
     }
     // per-thread partial sums; reduced over the quad at the end
@@ -332,7 +335,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     if (v1) a.lse[row1] = lse2_1 * kLn2;
   }
   if (want_out) {
-    const float i0 = 1.f / l0, i1 = 1.f / l1;
+    const float i0 = (X3 ? x3_out_mul<X3>(a) : 1.f) / l0, i1 = (X3 ? x3_out_mul<X3>(a) : 1.f) / l1;
 #pragma unroll
     for (int nd = 0; nd < D / 8; ++nd) {
       const int c = nd * 8 + 2 * qd;
@@ -599,8 +602,8 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
   a.top_prob = p.top_prob;
   if (Hq > 65535) return "dense_pass_cuda: too many heads";
   if (nx == Nx::x3)
-    return d <= 64 ? launch_dense<64, __nv_bfloat16, Nx::x3>(a, Hq, stream)
-                   : launch_dense<128, __nv_bfloat16, Nx::x3>(a, Hq, stream);
+    return d <= 64 ? launch_dense<64, __half, Nx::x3>(a, Hq, stream)
+                   : launch_dense<128, __half, Nx::x3>(a, Hq, stream);
   if (nx == Nx::split_p)
     return d <= 64 ? launch_dense<64, __nv_bfloat16, Nx::split_p>(a, Hq, stream)
                    : launch_dense<128, __nv_bfloat16, Nx::split_p>(a, Hq, stream);

@@ -38,7 +38,7 @@ const char* gate_topk_cuda(const GateTopkParams& p, void* stream) {
   const int64_t n_routers = a.shared ? p.n_kv_heads : p.q.n_heads;
   const auto s = static_cast<cudaStream_t>(stream);
   // The tensor-core kernel for bf16 q16 per head under Precision::fast (its kbar hi + lo
-  // leaves 2^-18 |kbar|), unless the tuning asks for the scalar one; Precision::exact selects
+  // leaves ~2^-16 |kbar|), unless the tuning asks for the scalar one; Precision::exact selects
   // on fp32 scores (the scalar kernel: fp32 FMA, as the CPU).
   const CudaTuning& tuning = cuda_tuning();
   const bool use_mma = p.precision == Precision::fast && q16 && p.q.dtype == DType::bf16 && !a.shared &&

@@ -19,8 +19,8 @@
 // GQA by index (KV head = h / group). Head dims up to 128 (multiple of 8; 8..64 run padded to
 // 64). Inputs (kernels/operand.h): raw f16/bf16 device values, or fp32 views converted to the
 // operands' 16-bit dtype. Precision::exact (Nx, cuda_util.cuh): f16 as is, bf16 with P split
-// hi + lo, f32 split into bf16 hi + lo ("x3", K/V lo tiles staged beside the hi ones, 32-key
-// steps); Precision::fast: bf16 when all are f32 (lossy, stated). History: NOTES.md.
+// hi + lo, f32 split into scaled fp16 hi + lo ("x3", K/V lo tiles staged beside the hi ones,
+// 32-key steps); Precision::fast: bf16 when all are f32 (lossy, stated). History: NOTES.md.
 #include "kernels/moba_attention.h"
 
 #include <cub/device/device_scan.cuh>
@@ -122,7 +122,8 @@ struct AttnArgs {
   float* out;                   // [n_q_heads, n_tokens, head_dim] fp32: accumulator, then output
   float2* ml;                   // [n_q_heads, n_tokens] running (max in log2 units, sum)
   float* lse;                   // optional
-  const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the bf16 lo parts, strides of q, k, v
+  const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the fp16 lo parts, strides of q, k, v
+  const int* x3_exp;            // Nx::x3 only: [3] scale exponents of q, k, v (x = (hi + lo) 2^e)
 };
 
 // MinB: minimum CTAs per SM asked of ptxas (1 = no register cap; 3 caps at 168 registers).
@@ -146,6 +147,9 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
   const int64_t h = lin % n_heads, grp = a.n_groups - 1 - lin / n_heads, kv = h / a.group;
   const int64_t r_begin = grp * a.rows, r_end = min(a.n_tokens, r_begin + a.rows);
   const int64_t d = a.head_dim;
+  // x3: scores are q.k 2^-(eq + ek), values v 2^-ev, and P is packed x 2^14 (pack_split's
+  // lo stays normal in fp16): the softmax scale and the final output undo them.
+  const float x3_sl2 = x3_scale_log2<X3>(a), x3_mul = x3_out_mul<X3>(a);
 
   // No init pass: a query's first block starts its accumulator at 0 and (max, sum) at
   // (-inf, 0) without reading them; its last block writes the normalised output and lse.
@@ -264,8 +268,8 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
               const int kk = s0 + nt * 8 + 2 * qd + e;
               const int64_t j = p0 + kk;
               const bool in = nt < n8 && kk < np;
-              sc[nt][e] = (in && j <= t0) ? sc[nt][e] * a.scale_log2 : -INFINITY;
-              sc[nt][2 + e] = (in && j <= t1) ? sc[nt][2 + e] * a.scale_log2 : -INFINITY;
+              sc[nt][e] = (in && j <= t0) ? sc[nt][e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
+              sc[nt][2 + e] = (in && j <= t1) ? sc[nt][2 + e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
               mx0 = fmaxf(mx0, sc[nt][e]);
               mx1 = fmaxf(mx1, sc[nt][2 + e]);
             }
@@ -286,8 +290,9 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
               pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
               pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
             } else {
-              pack_split<M>(p00, p01, pa[nt / 2][(nt % 2) * 2 + 0], pl[nt / 2][(nt % 2) * 2 + 0]);
-              pack_split<M>(p10, p11, pa[nt / 2][(nt % 2) * 2 + 1], pl[nt / 2][(nt % 2) * 2 + 1]);
+              constexpr float ps = X3 ? 16384.0f : 1.0f;  // x3: P 2^14 in fp16 (exact scaling)
+              pack_split<M>(p00 * ps, p01 * ps, pa[nt / 2][(nt % 2) * 2 + 0], pl[nt / 2][(nt % 2) * 2 + 0]);
+              pack_split<M>(p10 * ps, p11 * ps, pa[nt / 2][(nt % 2) * 2 + 1], pl[nt / 2][(nt % 2) * 2 + 1]);
             }
           }
           quad_allreduce_sum(sum0, sum1);
@@ -304,8 +309,8 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
         // the running output and (max, sum).
         const bool last_piece = p0 + kKeyPiece >= kb1 || p0 + kKeyPiece > t_max;
         const bool fin0 = last_piece && (f0 & kLast), fin1 = last_piece && (f1 & kLast);
-        const float s0 = fin0 ? (ml0.y > 0.f ? 1.0f / ml0.y : 0.f) : 1.0f;
-        const float s1 = fin1 ? (ml1.y > 0.f ? 1.0f / ml1.y : 0.f) : 1.0f;
+        const float s0 = fin0 ? (ml0.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml0.y : 0.f) : 1.0f;
+        const float s1 = fin1 ? (ml1.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml1.y : 0.f) : 1.0f;
 #pragma unroll
         for (int nd = 0; nd < D / 8; ++nd) {
           const int c = nd * 8 + 2 * qd;
@@ -435,8 +440,8 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   MOBA_TRY(scratch.alloc(&a.ml, static_cast<size_t>(Hq * T)));
   a.lse = p.lse;
   if (nx == Nx::x3)
-    return d <= 64 ? launch_attention<64, __nv_bfloat16, 1, Nx::x3>(a, Hq, stream)
-                   : launch_attention<128, __nv_bfloat16, 1, Nx::x3>(a, Hq, stream);
+    return d <= 64 ? launch_attention<64, __half, 1, Nx::x3>(a, Hq, stream)
+                   : launch_attention<128, __half, 1, Nx::x3>(a, Hq, stream);
   if (nx == Nx::split_p)
     return d <= 64 ? launch_attention<64, __nv_bfloat16, 1, Nx::split_p>(a, Hq, stream)
                    : launch_attention<128, __nv_bfloat16, 1, Nx::split_p>(a, Hq, stream);

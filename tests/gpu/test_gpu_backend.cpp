@@ -664,7 +664,7 @@ const Case kExactCases[] = {
     {513, 2, 2, 128, 128, 8, DType::f16},    // head dim 128, k >= n_blocks (dense), ragged
     {1000, 2, 1, 64, 64, 3, DType::bf16},    // GQA, ragged
     {300, 2, 2, 128, 16, 40, DType::bf16},   // k >= n_blocks
-    {1023, 4, 1, 64, 32, 6, DType::f32},     // bf16x3, GQA 4:1, ragged
+    {1023, 4, 1, 64, 32, 6, DType::f32},     // fp16x3, GQA 4:1, ragged
     {600, 2, 2, 128, 100, 4, DType::f32},    // B not a power of two
     {257, 2, 1, 8, 16, 40, DType::f32},      // head dim 8, k >= n_blocks
     {700, 2, 2, 128, 64, 1, DType::f32},     // k = 1
