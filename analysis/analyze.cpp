@@ -99,7 +99,9 @@ std::vector<std::vector<int32_t>> shared_oracle_pass(const GroupInput& in, const
   std::vector<float> lse(static_cast<size_t>(G * C));
   for (int64_t t0 = 0; t0 < T; t0 += C) {
     const int64_t nq = std::min(C, T - t0);
-    run_dense_pass(block_mass_pass(in.q, in.k, t0, nq, lse.data(), plan.block_sizes, mass_ptr), opt.device);
+    kernels::DensePassParams dp = block_mass_pass(in.q, in.k, t0, nq, lse.data(), plan.block_sizes, mass_ptr);
+    apply_precision(dp, in.dtype, opt.routing);
+    run_dense_pass(dp, opt.device);
     for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
       std::vector<OracleTarget> targets;
       for (const int ci : plan.configs_of_block[bi])
@@ -150,6 +152,7 @@ void dense_pass_chunk(const GroupContext& g, HeadState& h, ChunkData& ch) {
   dp.out = h.o_full.data() + ch.t0 * d;
   dp.top_n = plan.n_top;
   dp.top_index = ch.top_index.data();
+  apply_precision(dp, g.in.dtype, g.opt.routing);
   run_dense_pass(dp, g.opt.device);
 
   ch.snaps.assign(static_cast<size_t>(g.n_gates * plan.n_block_sizes()), {});
@@ -301,6 +304,8 @@ void output_errors(const GroupContext& g, HeadState& h) {
       ap.top_k = g.plan.configs[ci].top_k;
       ap.block_size = g.plan.configs[ci].block_size;
       ap.out = o_moba.data();
+      apply_precision(ap, g.in.dtype, g.opt.routing,
+                      !(g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both));
       run_moba_attention(ap, g.opt.device);
 #pragma omp parallel for schedule(static)
       for (int64_t t = 0; t < T; ++t) {

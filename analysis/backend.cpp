@@ -6,6 +6,8 @@
 
 #include <omp.h>
 
+#include <cstdio>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -29,6 +31,23 @@ void require_cuda_backend(const char* fn) {
 
 void cuda_check(const char* op, const char* err) {
   if (err) throw std::runtime_error(std::string(op) + " (cuda): " + err + ": " + kernels::cuda_last_error_detail());
+}
+
+// Head dims the CUDA ops take (moba_attention_cuda / dense_pass_cuda: multiples of 8 up to
+// 128, 8..64 padded to 64; gate_topk_cuda: up to 128). Others run on the CPU reference, with
+// one note per op and process on stderr (the CPU accepts any head dim).
+bool cuda_takes_head_dim(const char* op, int64_t d, bool multiple_of_8) {
+  if (d <= 128 && (!multiple_of_8 || d % 8 == 0)) return true;
+  static std::mutex mu;
+  static bool noted[3] = {};
+  const int slot = op[0] == 'g' ? 0 : op[0] == 'm' ? 1 : 2;
+  const std::lock_guard<std::mutex> lock(mu);
+  if (!noted[slot]) {
+    noted[slot] = true;
+    std::fprintf(stderr, "note: %s: head dim %lld is not supported by the CUDA kernels (%s); it runs on the CPU\n",
+                 op, static_cast<long long>(d), multiple_of_8 ? "multiples of 8 up to 128" : "up to 128");
+  }
+  return false;
 }
 
 }  // namespace
@@ -70,21 +89,22 @@ void run_kconv(const kernels::KconvParams& p, Device d) {
 
 void run_gate_topk(const kernels::GateTopkParams& p, Device d) {
   check(kernels::gate_topk_can_run(p), "gate_topk");
-  if (d == Device::cpu) return kernels::gate_topk_cpu(p);
+  if (d == Device::cpu || !cuda_takes_head_dim("gate_topk", p.q.head_dim, false)) return kernels::gate_topk_cpu(p);
   require_cuda_backend(__func__);
   cuda_check("gate_topk", kernels::gate_topk_cuda_from_host(p));
 }
 
 void run_moba_attention(const kernels::MobaAttentionParams& p, Device d) {
   check(kernels::moba_attention_can_run(p), "moba_attention");
-  if (d == Device::cpu) return kernels::moba_attention_cpu(p);
+  if (d == Device::cpu || !cuda_takes_head_dim("moba_attention", p.q.head_dim, true))
+    return kernels::moba_attention_cpu(p);
   require_cuda_backend(__func__);
   cuda_check("moba_attention", kernels::moba_attention_cuda_from_host(p));
 }
 
 void run_dense_pass(const kernels::DensePassParams& p, Device d) {
   check(kernels::dense_pass_can_run(p), "dense_pass");
-  if (d == Device::cpu) return kernels::dense_pass_cpu(p);
+  if (d == Device::cpu || !cuda_takes_head_dim("dense_pass", p.q.head_dim, true)) return kernels::dense_pass_cpu(p);
   require_cuda_backend(__func__);
   cuda_check("dense_pass", kernels::dense_pass_cuda_from_host(p));
 }

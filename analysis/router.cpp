@@ -120,6 +120,31 @@ std::vector<float> load_kconv_weights(const std::string& path, int width, int64_
   return parsed;
 }
 
+namespace {
+DType operand_dtype(DType dump_dtype, const RoutingOptions& opt) {
+  return opt.precision == kernels::Precision::exact ? dump_dtype : DType::f32;
+}
+}  // namespace
+
+void apply_precision(kernels::GateTopkParams& p, DType dump_dtype, const RoutingOptions& opt) {
+  p.precision = opt.precision;
+  p.q.dtype = operand_dtype(dump_dtype, opt);
+}
+
+void apply_precision(kernels::MobaAttentionParams& p, DType dump_dtype, const RoutingOptions& opt, bool k_from_dump) {
+  p.precision = opt.precision;
+  p.q.dtype = operand_dtype(dump_dtype, opt);
+  p.k.dtype = k_from_dump ? operand_dtype(dump_dtype, opt) : DType::f32;
+  p.v.dtype = operand_dtype(dump_dtype, opt);
+}
+
+void apply_precision(kernels::DensePassParams& p, DType dump_dtype, const RoutingOptions& opt) {
+  p.precision = opt.precision;
+  p.q.dtype = operand_dtype(dump_dtype, opt);
+  p.k.dtype = operand_dtype(dump_dtype, opt);
+  p.v.dtype = operand_dtype(dump_dtype, opt);
+}
+
 Tensor3 kconv_keys(const TensorView& k, const RoutingOptions& opt, Device device) {
   Tensor3 out(k.n_heads, k.n_tokens, k.head_dim);
   kernels::KconvParams p;
@@ -196,6 +221,7 @@ void setup_gate_routers(const TensorView& q, const TensorView& k, DType dump_dty
       gp.top_k = 1;
       gp.tie = opt.tie;
       gp.gqa = opt.gqa;
+      apply_precision(gp, dump_dtype, opt);
       g.select_params.push_back(gp);
       gp.gqa = kernels::GqaMode::per_head;
       g.snr_params.push_back(gp);
@@ -232,7 +258,9 @@ void route_group(const TensorView& q, const TensorView& k, const TensorView& v, 
     std::vector<int32_t> chunk_selected;  // [chunk, top_k] under `shared`
     for (int64_t t0 = 0; t0 < T; t0 += C) {
       const int64_t nq = std::min(C, T - t0);
-      run_dense_pass(block_mass_pass(q, k, t0, nq, chunk_lse.data(), {B}, {mass.data()}), device);
+      kernels::DensePassParams dp = block_mass_pass(q, k, t0, nq, chunk_lse.data(), {B}, {mass.data()});
+      apply_precision(dp, dump_dtype, opt);
+      run_dense_pass(dp, device);
       if (opt.gqa == kernels::GqaMode::shared) {
         chunk_selected.resize(static_cast<size_t>(nq * top_k));
         select_oracle_shared(mass.data(), G, nq, n_blocks, t0, B, opt.tie, {{top_k, chunk_selected.data()}});
@@ -258,6 +286,7 @@ void route_group(const TensorView& q, const TensorView& k, const TensorView& v, 
     gp.tie = opt.tie;
     gp.gqa = opt.gqa;
     gp.selected = selected;
+    apply_precision(gp, dump_dtype, opt);
     run_gate_topk(gp, device);
   }
 
@@ -271,6 +300,7 @@ void route_group(const TensorView& q, const TensorView& k, const TensorView& v, 
     ap.block_size = B;
     ap.out = out;
     ap.lse = lse;
+    apply_precision(ap, dump_dtype, opt, !(router == RouterKind::moba_kconv && opt.kconv_both));
     run_moba_attention(ap, device);
   }
 }

@@ -26,7 +26,20 @@ struct RoutingOptions {
   std::vector<float> kconv_weights;  // [W, head_dim]; empty = uniform 1/W
   std::string kconv_weights_source;  // file name, or "uniform"
   bool kconv_both = false;           // --kconv-apply both: the conv keys are attended too
+  // --precision exact|fast: how the CUDA kernels compute (kernels/operand.h, DESIGN.md §8);
+  // the CPU reference is the same either way.
+  kernels::Precision precision = kernels::Precision::exact;
 };
+
+// The numerics of the kernels' params for operands that hold the dump's values: params'
+// precision = opt.precision, and q, k, v (k only when `k_from_dump`: conv keys are fp32
+// values) typed as `dump_dtype` under exact (lossless: the values came from the dump, so the
+// CUDA ops read them in the dump's own precision), f32 under fast (rounded to bf16 there).
+// Call after the views are set.
+void apply_precision(kernels::GateTopkParams& p, DType dump_dtype, const RoutingOptions& opt);
+void apply_precision(kernels::MobaAttentionParams& p, DType dump_dtype, const RoutingOptions& opt,
+                     bool k_from_dump = true);
+void apply_precision(kernels::DensePassParams& p, DType dump_dtype, const RoutingOptions& opt);
 
 // Reads kconv weights [W, head_dim]: either a .npy (magic \x93NUMPY, little-endian float32,
 // C order, shape (W, head_dim)) or a text file of W lines with head_dim numbers each

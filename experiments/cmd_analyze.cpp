@@ -85,6 +85,7 @@ const char* const kUsage =
     "                          head; default), all, or indices\n"
     "  --keep-configs LIST     the kept set's configurations: all (default) or B64_k8, B128 (every k)\n"
     "  --keep-routers LIST     the kept set's routers: all (default) or names\n"
+    "  --precision exact|fast  CUDA numerics (exact): the dump's own precision, or bf16 tensor cores\n"
     "  --json                  print the rows as JSON on stdout instead of the table\n"
     "  --quiet                 no progress on stderr\n"
     "\n"

@@ -1,5 +1,5 @@
 // `moba bench [--json] [--tokens LIST] [--suite b1,b3] [--reps N] [--b3-max-tokens N] [--configs B:k,...]
-//             [--tuning key=value,...]`
+//             [--tuning key=value,...] [--precision fast|exact]`
 //
 // PERF.md benchmarks on the CUDA backend, timed with device events after a warm-up, median
 // of --reps runs, inputs drawn at random (bf16, larger than L2):
@@ -13,6 +13,9 @@
 // Peak device memory (stream-ordered pool high-water mark, inputs included) per row.
 // --tuning sets the CUDA tuning knobs (kernels/cuda/tuning.h) for same-inputs A/B runs, e.g.
 // `--tuning gate=warp_list` or `--tuning attn_rows=2048,attn_min_blocks3=1`.
+// --precision (kernels/operand.h): fast (default here: the PERF.md numbers, bf16 tensor cores,
+// P in bf16, gate_topk on tensor cores) or exact (what `route`/`analyze` use by default; on
+// these bf16 inputs: P split hi + lo, gate_topk scalar fp32).
 // The SDPA baselines come from experiments/bench/sdpa_baseline.py in the same device call.
 #include <algorithm>
 #include <stdexcept>
@@ -42,7 +45,7 @@ namespace {
 
 const char* kUsage =
     "usage: moba bench [--json] [--tokens 8192,16384,...] [--suite b1,b3] [--reps N] [--b3-max-tokens N]\n"
-    "                  [--configs 128:8,16:64] [--tuning key=value,...]\n"
+    "                  [--configs 128:8,16:64] [--tuning key=value,...] [--precision fast|exact]\n"
     "  Times the CUDA kernels (B1-B3, docs/gpu.md): routing + MoBA forward, analysis pass.\n"
     "  --tuning: CUDA tuning knobs (kernels/cuda/tuning.h): gate=automatic|scalar|warp_list,\n"
     "            attn_rows=N (0 = automatic), attn_min_blocks3=0|1, dense_all_pass2=0|1\n";
@@ -99,7 +102,7 @@ struct Row {
 };
 
 int run_bench(const std::vector<std::string>& argv) {
-  const Args args(argv, {"tokens", "suite", "reps", "b3-max-tokens", "configs", "tuning"}, {"json", "help"});
+  const Args args(argv, {"tokens", "suite", "reps", "b3-max-tokens", "configs", "tuning", "precision"}, {"json", "help"});
   if (args.flag("help")) { std::printf("%s", kUsage); return 0; }
   const auto tokens = args.int_list("tokens", {8192, 16384, 32768, 65536, 131072}, 1, int64_t{1} << 22);
   const auto suites = args.str_list("suite", {"b1", "b3"});
@@ -110,6 +113,7 @@ int run_bench(const std::vector<std::string>& argv) {
   if (const char* e = parse_cuda_tuning(args.str("tuning", ""), &tuning))
     throw UsageError(std::string("bench: --") + e);
   set_cuda_tuning(tuning);
+  const Precision precision = args.choice("precision", "fast", {"fast", "exact"}) == "exact" ? Precision::exact : Precision::fast;
   // No GPU here is the user's situation, not a bug: exit 2 with what to do.
   if (!cuda_device_available())
     throw UsageError("bench: no CUDA device is visible; run it on a machine with an NVIDIA GPU (docs/gpu.md)");
@@ -147,12 +151,14 @@ int run_bench(const std::vector<std::string>& argv) {
         gp.q = Operand::device16(view, q.as<uint16_t>(), DType::bf16);
         gp.kbar = kbar.as<float>(); gp.n_kv_heads = kHeads; gp.block_size = B; gp.top_k = K;
         gp.selected = sel.as<int32_t>();
+        gp.precision = precision;
         MobaAttentionParams ap;
         ap.q = Operand::device16(view, q.as<uint16_t>(), DType::bf16);
         ap.k = Operand::device16(view, k.as<uint16_t>(), DType::bf16);
         ap.v = Operand::device16(view, v.as<uint16_t>(), DType::bf16);
         ap.selected = sel.as<int32_t>(); ap.top_k = K; ap.block_size = B;
         ap.out = out.as<float>(); ap.lse = lse.as<float>();
+        ap.precision = precision;
         auto routing = [&] {
           check(block_pool_cuda(pp), "block_pool");
           check(gate_topk_cuda(gp), "gate_topk");
@@ -187,6 +193,7 @@ int run_bench(const std::vector<std::string>& argv) {
           p.k = Operand::device16(view, k.as<uint16_t>(), DType::bf16);
           p.v = Operand::device16(view, v.as<uint16_t>(), DType::bf16);
           p.query_begin = q0;
+          p.precision = precision;
           p.query_count = std::min(chunk, T - q0);
           p.lse = lse.as<float>() + 0;  // [heads, chunk] per call; lse reused
           p.out = out.as<float>();
@@ -227,6 +234,7 @@ int run_bench(const std::vector<std::string>& argv) {
                              .add_integer("heads", kHeads)
                              .add_integer("head_dim", kDim)
                              .add_string("dtype", "bfloat16")
+                             .add_string("precision", precision_name(precision))
                              .add_raw("rows", json_array(items))
                              .str()
                              .c_str());

@@ -44,6 +44,7 @@ const char* const kUsage =
     "                             head_dim numbers; row l multiplies k_{t-l}); default uniform 1/W\n"
     "  --kconv-apply routing|both conv keys for routing only (default) or also for attention\n"
     "  --device cpu|cuda|auto     backend (cpu)\n"
+    "  --precision exact|fast     CUDA numerics (exact): the dump's own precision, or bf16 tensor cores\n"
     "  --quiet                    no progress on stderr\n";
 
 int run_route(const std::vector<std::string>& argv) {

@@ -5,7 +5,7 @@
 namespace moba::cli {
 
 std::set<std::string> with_routing_flags(std::set<std::string> flags) {
-  flags.insert({"tie", "gqa", "pool-precision", "kconv", "kconv-weights", "kconv-apply", "device"});
+  flags.insert({"tie", "gqa", "pool-precision", "kconv", "kconv-weights", "kconv-apply", "device", "precision"});
   return flags;
 }
 
@@ -18,6 +18,8 @@ analysis::RoutingOptions parse_routing(const Args& args) {
   if (ro.kconv_width != 3 && ro.kconv_width != 5) throw UsageError("--kconv: width must be 3 or 5");
   ro.kconv_both = args.choice("kconv-apply", "routing", {"routing", "both"}) == "both";
   ro.kconv_weights_source = "uniform";
+  ro.precision = args.choice("precision", "exact", {"exact", "fast"}) == "fast" ? kernels::Precision::fast
+                                                                             : kernels::Precision::exact;
   return ro;
 }
 
@@ -37,7 +39,8 @@ std::vector<std::pair<std::string, std::string>> routing_record(const analysis::
           {"pool_precision", analysis::pool_precision_name(ro.pool_fp32)},
           {"kconv_width", std::to_string(ro.kconv_width)},
           {"kconv_weights", ro.kconv_weights_source},
-          {"kconv_apply", ro.kconv_both ? "both" : "routing"}};
+          {"kconv_apply", ro.kconv_both ? "both" : "routing"},
+          {"precision", kernels::precision_name(ro.precision)}};
 }
 
 }  // namespace moba::cli

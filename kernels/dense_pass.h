@@ -56,6 +56,7 @@ struct DensePassParams {
 
   int64_t query_tile = 0;          // CPU tile sizes; 0 = 64 queries
   int64_t key_tile = 0;            // 0 = 256 keys
+  Precision precision = Precision::exact;  // CUDA only (kernels/operand.h); the CPU ignores it
 };
 
 const char* dense_pass_can_run(const DensePassParams& p);

@@ -112,7 +112,7 @@ const char* gate_topk_cuda_from_host(const GateTopkParams& p) {
   MOBA_STAGE_TRY(alloc(n_sel * 4, &sel));
   MOBA_STAGE_TRY(alloc(p.selected_scores ? n_sel * 4 : 0, &scores));
   GateTopkParams q = p;
-  q.q = qd.view;
+  q.q = Operand::of_dtype(qd.view, p.q.dtype);  // the dtype says how the values are computed
   q.kbar = kbar.as<float>();
   q.selected = sel.as<int32_t>();
   q.selected_scores = p.selected_scores ? scores.as<float>() : nullptr;
@@ -134,9 +134,9 @@ const char* moba_attention_cuda_from_host(const MobaAttentionParams& p) {
   MOBA_STAGE_TRY(alloc(n_out * 4, &out));
   MOBA_STAGE_TRY(alloc(p.lse ? n_lse * 4 : 0, &lse));
   MobaAttentionParams q = p;
-  q.q = qd.view;
-  q.k = kd.view;
-  q.v = vd.view;
+  q.q = Operand::of_dtype(qd.view, p.q.dtype);  // the dtype says how the values are computed
+  q.k = Operand::of_dtype(kd.view, p.k.dtype);
+  q.v = Operand::of_dtype(vd.view, p.v.dtype);
   q.selected = sel.as<int32_t>();
   q.out = out.as<float>();
   q.lse = p.lse ? lse.as<float>() : nullptr;
@@ -163,9 +163,9 @@ const char* dense_pass_cuda_from_host(const DensePassParams& p) {
   std::vector<DeviceBuffer> mass(static_cast<size_t>(p.n_block_sizes));
   std::vector<size_t> n_mass;
   DensePassParams q = p;
-  q.q = qd.view;
-  q.k = kd.view;
-  if (p.out) q.v = vd.view;
+  q.q = Operand::of_dtype(qd.view, p.q.dtype);  // the dtype says how the values are computed
+  q.k = Operand::of_dtype(kd.view, p.k.dtype);
+  if (p.out) q.v = Operand::of_dtype(vd.view, p.v.dtype);
   q.lse = lse.as<float>();
   q.out = p.out ? out.as<float>() : nullptr;
   q.top_index = p.top_n > 0 ? top_i.as<int32_t>() : nullptr;

@@ -82,6 +82,7 @@ struct GateTopkParams {
   // where `selected` is -1.
   float* selected_scores = nullptr;
   int64_t query_tile = 0;          // queries per tile (CPU and scratch size); 0 = 128
+  Precision precision = Precision::exact;  // CUDA only (kernels/operand.h); the CPU ignores it
 };
 
 const char* gate_topk_can_run(const GateTopkParams& p);

@@ -34,6 +34,7 @@ struct MobaAttentionParams {
   float softmax_scale = 0.0f;      // 0 = 1 / sqrt(head_dim)
   float* out = nullptr;            // out [n_q_heads, n_tokens, head_dim] contiguous; required
   float* lse = nullptr;            // out [n_q_heads, n_tokens] contiguous; optional
+  Precision precision = Precision::exact;  // CUDA only (kernels/operand.h); the CPU ignores it
 };
 
 const char* moba_attention_can_run(const MobaAttentionParams& p);

@@ -100,6 +100,7 @@ TEST_CASE("moba route --with-output matches brute-force masked attention in doub
       {61, 8, 3, 2, 1, 64, "--kconv 3 --kconv-apply both"},
       {58, 8, 3, 4, 1, 48, "--router oracle"},       // block-mass oracle
       {64, 16, 2, 1, 1, 128, "--pool-precision fp32"},
+      {37, 8, 2, 2, 2, 48, "--precision fast"},      // CUDA numerics only: the CPU is the same
   };
   io_test::ScratchDir dir("route");
   int idx = 0;
@@ -230,6 +231,7 @@ TEST_CASE("moba route: bad input exits 2 and leaves no output", "[analysis][rout
   CHECK(status(dump + " --layer 0 --block-size 0 --top-k 2 --out " + out) == 2);      // B < 1
   CHECK(status(dump + " --layer 0 --block-size 4 --top-k 2 --out " + out + " --device cuda") == 2);
   CHECK(status(dump + " --layer 0 --block-size 4 --top-k 2 --out " + out + " --kconv 4") == 2);
+  CHECK(status(dump + " --layer 0 --block-size 4 --top-k 2 --out " + out + " --precision bf16") == 2);
   CHECK(status(dump + " --layer 0 --block-size 4 --top-k 2 --out " + out + " --kconv 3 --kconv-weights " +
                dir.file("missing.npy")) == 2);
   CHECK(status(dir.file("missing.h5") + " --layer 0 --block-size 4 --top-k 2 --out " + out) == 2);

@@ -107,8 +107,10 @@ void upload_view(const TensorView& v, Dev<float>* out) {
        "upload q/k/v");
 }
 
-// A contiguous device fp32 [H, T, d] tensor as a kernels Operand: its 16-bit copy (lossless
-// for a dump of that dtype) for 16-bit dumps, else the fp32 values.
+// A contiguous device fp32 [H, T, d] tensor as a kernels Operand (kernels/operand.h Precision):
+// its 16-bit copy (lossless for a dump of that dtype) for 16-bit dumps, else the fp32 values;
+// under fast an f16 dump's fp32 values as f32 (the kernels round them to bf16; bf16 dumps
+// keep their copy: the same values).
 struct DevOperand {
   Dev<float> f32;
   Dev<uint16_t> h16;
@@ -137,10 +139,15 @@ struct DevOperand {
     t.stride_token = d;
     return t;
   }
-  kernels::Operand operand(int64_t head = 0, int64_t n = 1) const {
+  kernels::Operand operand(kernels::Precision prec, int64_t head = 0, int64_t n = 1) const {
     const TensorView v = view32(head, n);
-    if (dtype == DType::f32) return kernels::Operand(v);
+    if (dtype == DType::f32 || (prec == kernels::Precision::fast && dtype == DType::f16)) return kernels::Operand(v);
     return kernels::Operand::device16(v, h16.get() + head * T * d, dtype);
+  }
+  // The fp32 values typed with the dump dtype (beside fp32 conv keys: the kernels take such a
+  // mix as fp32 under exact, as bf16 under fast).
+  kernels::Operand typed(kernels::Precision prec, int64_t head = 0, int64_t n = 1) const {
+    return kernels::Operand::of_dtype(view32(head, n), prec == kernels::Precision::exact ? dtype : DType::f32);
   }
 };
 
@@ -354,9 +361,11 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
   const int d = static_cast<int>(g.d);
   // Dense pass: lse, o_full, block masses, top keys.
   kernels::DensePassParams dp;
-  dp.q = g.q.operand(local, 1);
-  dp.k = g.k.operand();
-  dp.v = g.v.operand();
+  const kernels::Precision prec = g.opt.routing.precision;
+  dp.precision = prec;
+  dp.q = g.q.operand(prec, local, 1);
+  dp.k = g.k.operand(prec);
+  dp.v = g.v.operand(prec);
   dp.query_begin = t0;
   dp.query_count = nq;
   dp.lse = cb.lse.get();
@@ -442,15 +451,20 @@ void output_errors(const Group& g, int64_t local, HeadBuffers& h) {
     for (int ri = 0; ri < g.n_routers; ++ri) {
       const int slot = ci * g.n_routers + ri;
       kernels::MobaAttentionParams ap;
-      ap.q = g.q.operand(local, 1);
+      const kernels::Precision prec = g.opt.routing.precision;
+      ap.precision = prec;
       if (g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both) {
+        // fp32 conv keys: q and v as typed fp32 values (a raw 16-bit operand cannot join them)
         TensorView cv = g.k.view32();
         cv.data = g.conv.get();
+        ap.q = g.q.typed(prec, local, 1);
         ap.k = kernels::Operand(cv);
+        ap.v = g.v.typed(prec);
       } else {
-        ap.k = g.k.operand();
+        ap.q = g.q.operand(prec, local, 1);
+        ap.k = g.k.operand(prec);
+        ap.v = g.v.operand(prec);
       }
-      ap.v = g.v.operand();
       ap.selected = h.sel[slot].get();
       ap.top_k = g.plan.configs[ci].top_k;
       ap.block_size = g.plan.configs[ci].block_size;

@@ -285,6 +285,7 @@ SweepConfig parse_config(const std::string& path) {
       c.kconv_weights = fs::weakly_canonical(full).string();
     }
     c.kconv_apply = a.choice("kconv_apply", c.kconv_apply, {"routing", "both"});
+    c.precision = a.choice("precision", c.precision, {"exact", "fast"});
     c.top_n = a.integer("top_n", c.top_n, 1, 4096);
     c.buckets = a.integer("buckets", c.buckets, 1, 1 << 20);
     c.bucket_width = a.integer("bucket_width", 0, 0, INT64_MAX / 2);
@@ -322,6 +323,7 @@ std::string resolved_toml(const SweepConfig& c) {
   o << "kconv = " << c.kconv << "\n";
   if (!c.kconv_weights.empty()) o << "kconv_weights = " << quote(c.kconv_weights) << "\n";
   o << "kconv_apply = " << quote(c.kconv_apply) << "\n";
+  o << "precision = " << quote(c.precision) << "\n";
   o << "top_n = " << c.top_n << "\n";
   o << "buckets = " << c.buckets << "\n";
   o << "bucket_width = " << c.bucket_width << "  # 0: `buckets` equal buckets\n";

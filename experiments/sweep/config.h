@@ -30,6 +30,7 @@ struct SweepConfig {
   int kconv = 3;
   std::string kconv_weights;              // absolute path, or "" (uniform)
   std::string kconv_apply = "routing";
+  std::string precision = "exact";     // analyze --precision (CUDA numerics)
   int64_t top_n = 10;
   int64_t buckets = 16;
   int64_t bucket_width = 0;               // 0: use `buckets`

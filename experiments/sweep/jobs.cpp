@@ -112,7 +112,7 @@ std::vector<Job> expand_jobs(const SweepConfig& c, const std::vector<DumpFacts>&
       for (const auto& r : c.routers) routers += (routers.empty() ? "" : ",") + r;
       common.insert(common.end(), {"--routers", routers, "--tie", c.tie, "--gqa", c.gqa, "--pool-precision",
                                    c.pool_precision, "--kconv", std::to_string(c.kconv), "--kconv-apply",
-                                   c.kconv_apply, "--top-n", std::to_string(c.top_n)});
+                                   c.kconv_apply, "--precision", c.precision, "--top-n", std::to_string(c.top_n)});
       if (!c.kconv_weights.empty()) common.insert(common.end(), {"--kconv-weights", c.kconv_weights});
       if (c.bucket_width > 0) common.insert(common.end(), {"--bucket-width", std::to_string(c.bucket_width)});
       else common.insert(common.end(), {"--buckets", std::to_string(c.buckets)});

@@ -82,4 +82,33 @@ __device__ __forceinline__ void mma_pv(float (&acc)[D / 8][4], const uint32_t (&
   }
 }
 
+// The exact-numerics PV step (NOTES.md, "Exact numerics"): P = ph + pl (pack_split), so
+// O += pl V + ph V, and with VLO (fp32 values split as V = V + V_lo, `vs_lo` the lo tile of
+// the same layout) also ph V_lo: 2 or 3 products per step instead of mma_pv's one. The small
+// terms are accumulated first.
+template <typename M, int D, int KSTEPS, bool VLO>
+__device__ __forceinline__ void mma_pv_split(float (&acc)[D / 8][4], const uint32_t (&ph)[KSTEPS][4],
+                                             const uint32_t (&pl)[KSTEPS][4], const uint16_t* vs,
+                                             const uint16_t* vs_lo, int ld, int row0, int n8, int lane) {
+#pragma unroll
+  for (int k16 = 0; k16 < KSTEPS; ++k16) {
+    if (2 * k16 >= n8) break;
+    const int off = (row0 + k16 * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * ld + (lane / 16) * 8;
+#pragma unroll
+    for (int nd = 0; nd < D / 8; nd += 2) {
+      uint32_t r[4];
+      if constexpr (VLO) {
+        ldmatrix_x4_trans(r, vs_lo + off + nd * 8);
+        M::run(acc[nd], ph[k16], r[0], r[1]);
+        M::run(acc[nd + 1], ph[k16], r[2], r[3]);
+      }
+      ldmatrix_x4_trans(r, vs + off + nd * 8);
+      M::run(acc[nd], pl[k16], r[0], r[1]);
+      M::run(acc[nd + 1], pl[k16], r[2], r[3]);
+      M::run(acc[nd], ph[k16], r[0], r[1]);
+      M::run(acc[nd + 1], ph[k16], r[2], r[3]);
+    }
+  }
+}
+
 }  // namespace moba::kernels::cuda_detail

@@ -38,6 +38,39 @@ const char* launch_convert_to_16(const float* src, int64_t heads, int64_t tokens
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
 }
+// max |x| of a strided view as float bits (non-negative floats order as unsigned; NaN skipped).
+__global__ void max_abs_kernel(const float* __restrict__ src, int64_t tokens, int64_t dim, int64_t stride_head,
+                               int64_t stride_token, unsigned* max_bits, int64_t n) {
+  float m = 0.0f;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t c = i % dim, row = i / dim, t = row % tokens, h = row / tokens;
+    m = fmaxf(m, fabsf(src[h * stride_head + t * stride_token + c]));
+  }
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if (threadIdx.x % 32 == 0) atomicMax(max_bits, __float_as_uint(m));
+}
+
+// x * 2^-e split into fp16 hi + lo, e chosen from max |x| so that the scaled max is < 2^14
+// (finite, and every value >= 2^-17 of the max keeps hi and lo normal: x = (hi + lo) 2^e
+// within 2^-22 |x|). e goes to *exp_out.
+__global__ void convert_split_kernel(const float* __restrict__ src, int64_t tokens, int64_t dim,
+                                     int64_t stride_head, int64_t stride_token, const unsigned* max_bits,
+                                     int* exp_out, uint16_t* __restrict__ hi, uint16_t* __restrict__ lo, int64_t n) {
+  const float mx = __uint_as_float(*max_bits);
+  int x = 0;
+  if (mx > 0.0f && isfinite(mx)) frexpf(mx, &x);  // mx = f 2^x, f in [0.5, 1)
+  const int e = mx > 0.0f && isfinite(mx) ? x - 14 : 0;
+  if (blockIdx.x == 0 && threadIdx.x == 0) *exp_out = e;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t c = i % dim, row = i / dim, t = row % tokens, h = row / tokens;
+    const float xs = ldexpf(src[h * stride_head + t * stride_token + c], -e);  // exact (power of two)
+    const __half xh = __float2half_rn(xs);
+    hi[i] = __half_as_ushort(xh);
+    lo[i] = __half_as_ushort(__float2half_rn(xs - __half2float(xh)));  // xs - hi: exact in fp32
+  }
+}
 }  // namespace
 
 const char* record_failure(cudaError_t e, const char* where) {
@@ -50,6 +83,24 @@ const char* convert_to_16(const float* src, int64_t heads, int64_t tokens, int64
                           cudaStream_t stream) {
   if (kind != kF16 && kind != kBF16) return "convert_to_16: target must be f16 or bf16";
   return launch_convert_to_16(src, heads, tokens, dim, stride_head, stride_token, kind, dst, stream);
+}
+
+const char* convert_to_f16_split(const float* src, int64_t heads, int64_t tokens, int64_t dim,
+                                 int64_t stride_head, int64_t stride_token, uint16_t* hi, uint16_t* lo,
+                                 unsigned* max_bits, int* exp_out, cudaStream_t stream) {
+  MOBA_CUDA_TRY(cudaMemsetAsync(max_bits, 0, sizeof(unsigned), stream));
+  const int64_t n = heads * tokens * dim;
+  if (n == 0) return nullptr;  // *exp_out keeps the caller's 0
+  const int threads = 256;
+  const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65536);
+  max_abs_kernel<<<static_cast<unsigned>(std::min<int64_t>(blocks, 1024)), threads, 0, stream>>>(
+      src, tokens, dim, stride_head, stride_token, max_bits, n);
+  MOBA_CUDA_LAUNCH_CHECK();
+  convert_split_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(src, tokens, dim, stride_head,
+                                                                              stride_token, max_bits, exp_out, hi,
+                                                                              lo, n);
+  MOBA_CUDA_LAUNCH_CHECK();
+  return nullptr;
 }
 
 }  // namespace cuda_detail

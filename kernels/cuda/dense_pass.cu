@@ -4,7 +4,10 @@
 // in shared memory (cp.async, double-buffered).
 //
 // Pass 1: QK^T and PV on tensor cores (mma.sync, 16-bit inputs, fp32 accumulate) with an
-// online softmax -> lse and o_full. Block sizes 16, 32 and multiples of 64 ("fast" sizes)
+// online softmax -> lse and o_full. Numerics (Nx, cuda_util.cuh; Precision, kernels/operand.h):
+// plain (fast, and exact f16), split_p (exact bf16: P = hi + lo, two PV products), x3 (exact
+// f32: q, k, v as scaled fp16 hi + lo, lo K/V tiles double-buffered beside the hi ones,
+// QK^T = hi.hi + hi.lo + lo.hi, P 2^14 split, PV = ph.V + pl.V + ph.V_lo). Block sizes 16, 32 and multiples of 64 ("fast" sizes)
 // get their masses here too: the tile's fp32 P (relative to the running max u) is reduced per
 // 16-key block in registers (a quad butterfly), 32- and 64-key sums follow by one more
 // shuffle each, longer blocks carry across tiles rescaled like the output. Each finished
@@ -64,6 +67,8 @@ struct DenseArgs {
   int tiles_per_block[kDensePassMaxBlockSizes];
   int tpb_shift[kDensePassMaxBlockSizes];   // log2(tiles_per_block) when a power of two, else -1
   bool any_fast, any_slow;
+  const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the fp16 lo parts, strides of q, k, v
+  const int* x3_exp;                   // Nx::x3 only: [3] scale exponents of q, k, v
 };
 
 // Pass-2 shared memory after the K/V tiles (floats): scores for top-n, 8-key segment sums,
@@ -83,10 +88,12 @@ __host__ __device__ inline int64_t pass2_floats(const DenseArgs& a, int64_t* o_s
 }
 
 // Two CTAs per SM at D = 128 (~246 registers); a 168-register cap for three spills (NOTES.md).
-template <int D, typename T16>
+template <int D, typename T16, Nx NX>
 __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kernel(DenseArgs a) {
   using M = Mma<T16>;
+  constexpr bool X3 = NX == Nx::x3;
   constexpr int LD = D + 8;
+  constexpr int LO = 4 * kKeys * LD;  // x3: a tile's lo part lies LO elements past its hi part
   extern __shared__ uint4 smem_raw[];
   // K and V tiles, double-buffered (cp.async: the next tile loads during this tile's MMAs).
   uint16_t* const kbuf0 = reinterpret_cast<uint16_t*>(smem_raw);  // [kKeys][LD] each
@@ -95,7 +102,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   uint16_t* const vbuf1 = kbuf1 + kKeys * LD;
   uint16_t* ks = kbuf0;                                          // the current tile's buffers
   uint16_t* vs = vbuf0;
-  float* st = reinterpret_cast<float*>(vbuf1 + kKeys * LD);     // [kWarps][16][kKeys + 1] scores
+  float* st = reinterpret_cast<float*>(vbuf1 + kKeys * LD + (X3 ? LO : 0));  // [kWarps][16][kKeys + 1] scores
   int64_t o_seg8, o_seg1, o_carry, o_top;
   pass2_floats(a, &o_seg8, &o_seg1, &o_carry, &o_top);
   float* seg8 = st + o_seg8;
@@ -116,6 +123,10 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   uint32_t qa[D / 16][4];
   load_q_fragments<D>(qa, v0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
                       v1 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
+  uint32_t qa_lo[X3 ? D / 16 : 1][4];
+  if constexpr (X3)
+    load_q_fragments<D>(qa_lo, v0 ? a.q_lo + h * a.q_sh + t0 * a.q_st : nullptr,
+                        v1 ? a.q_lo + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
   // Starts the asynchronous copy of keys [j0, j0 + 64) (and values) into buffer `buf`.
   // Each thread copies 16 bytes (column c8) of rows cp_row + it * kRowStep; the address
   // arithmetic is hoisted out of the key loop (NOTES.md, dense_pass v4: recomputing it per
@@ -139,6 +150,14 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
       const bool ok = col_ok && it * kRowStep < rows_left;
       cp_async16(kd + it * kRowStep * LD, ok ? kj + it * kRowStep * a.k_st : kbase, ok);
       if (with_v) cp_async16(vd + it * kRowStep * LD, ok ? vj + it * kRowStep * a.v_st : vbase, ok);
+      if constexpr (X3) {  // the lo parts: same offsets in a.k_lo / a.v_lo
+        const uint16_t* const klo = a.k_lo + (kbase - a.k);
+        cp_async16(kd + LO + it * kRowStep * LD, ok ? a.k_lo + (kj - a.k) + it * kRowStep * a.k_st : klo, ok);
+        if (with_v) {
+          const uint16_t* const vlo = a.v_lo + (vbase - a.v);
+          cp_async16(vd + LO + it * kRowStep * LD, ok ? a.v_lo + (vj - a.v) + it * kRowStep * a.v_st : vlo, ok);
+        }
+      }
     }
     cp_async_commit();
   };
@@ -168,7 +187,16 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
         uint32_t r[4];
+        if constexpr (X3) {  // hi.lo + lo.hi first, then hi.hi
+          ldmatrix_x4(r, kaddr + LO + np * 16 * LD + kk * 16);
+          M::run(sc[2 * np], qa[kk], r[0], r[1]);
+          M::run(sc[2 * np + 1], qa[kk], r[2], r[3]);
+        }
         ldmatrix_x4(r, kaddr + np * 16 * LD + kk * 16);
+        if constexpr (X3) {
+          M::run(sc[2 * np], qa_lo[kk], r[0], r[1]);
+          M::run(sc[2 * np + 1], qa_lo[kk], r[2], r[3]);
+        }
         M::run(sc[2 * np], qa[kk], r[0], r[1]);
         M::run(sc[2 * np + 1], qa[kk], r[2], r[3]);
       }
@@ -185,7 +213,8 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
         }
     }
   };
-  const float sl2 = a.scale_log2;
+  // x3: scores are q.k 2^-(eq + ek), values v 2^-ev, P packed x 2^14: undone here and at the output.
+  const float sl2 = X3 ? x3_scale_log2<X3>(a) : a.scale_log2;
 
   // Pass 1: online softmax (+ output), masses of the fast block sizes in the log2 domain.
   const bool want_out = a.out != nullptr;
@@ -214,14 +243,21 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     const float al0 = fast_exp2(m0 - u0), al1 = fast_exp2(m1 - u1);
     float x0[kKeys / 16], x1[kKeys / 16];  // this thread's part of each 16-key block's sum
     uint32_t pa[kKeys / 16][4];
+    uint32_t pl[NX == Nx::plain ? 1 : kKeys / 16][4];  // split P: the lo parts
 #pragma unroll
     for (int nt = 0; nt < kKeys / 8; ++nt) {
       const float p00 = fast_exp2(fmaf(sc[nt][0], sl2, -u0)), p01 = fast_exp2(fmaf(sc[nt][1], sl2, -u0));
       const float p10 = fast_exp2(fmaf(sc[nt][2], sl2, -u1)), p11 = fast_exp2(fmaf(sc[nt][3], sl2, -u1));
       x0[nt / 2] = (nt % 2 ? x0[nt / 2] : 0.f) + (p00 + p01);
       x1[nt / 2] = (nt % 2 ? x1[nt / 2] : 0.f) + (p10 + p11);
-      pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
-      pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
+      if constexpr (NX == Nx::plain) {
+        pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
+        pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
+      } else {
+        constexpr float ps = X3 ? 16384.0f : 1.0f;  // x3: P 2^14 in fp16 (exact scaling)
+        pack_split<M>(p00 * ps, p01 * ps, pa[nt / 2][(nt % 2) * 2 + 0], pl[nt / 2][(nt % 2) * 2 + 0]);
+        pack_split<M>(p10 * ps, p11 * ps, pa[nt / 2][(nt % 2) * 2 + 1], pl[nt / 2][(nt % 2) * 2 + 1]);
+      }
     }
     // per-thread partial sums; reduced over the quad at the end
     l0 = l0 * al0 + ((x0[0] + x0[1]) + (x0[2] + x0[3]));
@@ -230,7 +266,10 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     m1 = mx1;
     if (want_out) {
       rescale_o<D>(acc, al0, al1);
-      mma_pv<M, D>(acc, pa, vs, LD, 0, kKeys / 8, lane);
+      if constexpr (NX == Nx::plain)
+        mma_pv<M, D>(acc, pa, vs, LD, 0, kKeys / 8, lane);
+      else
+        mma_pv_split<M, D, kKeys / 16, X3>(acc, pa, pl, vs, vs + LO, LD, 0, kKeys / 8, lane);
     }
     if (a.any_fast) {
       // Quad butterfly: lane qd ends with the whole 16-key block qd of the tile (z), the
@@ -296,7 +335,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     if (v1) a.lse[row1] = lse2_1 * kLn2;
   }
   if (want_out) {
-    const float i0 = 1.f / l0, i1 = 1.f / l1;
+    const float i0 = (X3 ? x3_out_mul<X3>(a) : 1.f) / l0, i1 = (X3 ? x3_out_mul<X3>(a) : 1.f) / l1;
 #pragma unroll
     for (int nd = 0; nd < D / 8; ++nd) {
       const int c = nd * 8 + 2 * qd;
@@ -486,19 +525,19 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     }
 }
 
-template <int D, typename T16>
+template <int D, typename T16, Nx NX = Nx::plain>
 const char* launch_dense(const DenseArgs& a, int64_t n_q_heads, cudaStream_t stream) {
   int64_t o_seg8, o_seg1, o_carry, o_top;
-  const size_t smem = size_t{4} * kKeys * (D + 8) * sizeof(uint16_t) +
+  const size_t smem = size_t{NX == Nx::x3 ? 8 : 4} * kKeys * (D + 8) * sizeof(uint16_t) +
                       sizeof(float) * static_cast<size_t>(pass2_floats(a, &o_seg8, &o_seg1, &o_carry, &o_top));
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16, NX>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(smem)));
   // ~73 KB per CTA at B3's sizes: the largest shared-memory carveout (2 CTAs per SM at D = 128,
   // which the registers allow; 3 at D = 64).
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16>, cudaFuncAttributePreferredSharedMemoryCarveout,
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16, NX>, cudaFuncAttributePreferredSharedMemoryCarveout,
                                      cudaSharedmemCarveoutMaxShared));
   const int64_t n_tiles = (a.q_count + kRows - 1) / kRows;
-  dense_pass_kernel<D, T16><<<dim3(static_cast<unsigned>(n_tiles), static_cast<unsigned>(n_q_heads)),
+  dense_pass_kernel<D, T16, NX><<<dim3(static_cast<unsigned>(n_tiles), static_cast<unsigned>(n_q_heads)),
                               kWarps * 32, smem, stream>>>(a);
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
@@ -513,16 +552,20 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
   if (T > INT32_MAX) return "dense_pass_cuda: n_tokens must be < 2^31 (int32 key positions)";
   if (p.top_n > kMaxTopN) return "dense_pass_cuda: top_n > 64 not supported";
   ElemKind kind = kBF16;
-  MOBA_TRY(qkv_elem_kind(p, "dense_pass_cuda: 16-bit inputs need dtype f16 or bf16",
-                         "dense_pass_cuda: q, k, v disagree on the 16-bit dtype", &kind));
+  Nx nx = Nx::plain;
+  MOBA_TRY(qkv_numerics(p, p.out != nullptr, "dense_pass_cuda: 16-bit inputs need dtype f16 or bf16",
+                        "dense_pass_cuda: q, k, v disagree on the 16-bit dtype", &kind, &nx));
   if (p.query_count == 0) return nullptr;
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   Scratch scratch(stream);
   DenseArgs a{};
   // 16-bit operands: given, or converted from the fp32 views (contiguous copies); v only
   // when the output is asked for.
-  MOBA_TRY(set_qkv_operands(p, p.out != nullptr, kind, scratch, stream,
-                            "dense_pass_cuda: 16-bit inputs need 16-byte aligned rows", &a));
+  if (nx == Nx::x3)
+    MOBA_TRY(set_qkv_operands_x3(p, p.out != nullptr, scratch, stream, &a));
+  else
+    MOBA_TRY(set_qkv_operands(p, p.out != nullptr, kind, scratch, stream,
+                              "dense_pass_cuda: 16-bit inputs need 16-byte aligned rows", &a));
   a.n_tokens = T;
   a.head_dim = d;
   a.group = Hq / p.k.n_heads;
@@ -558,6 +601,12 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
   a.top_index = p.top_index;
   a.top_prob = p.top_prob;
   if (Hq > 65535) return "dense_pass_cuda: too many heads";
+  if (nx == Nx::x3)
+    return d <= 64 ? launch_dense<64, __half, Nx::x3>(a, Hq, stream)
+                   : launch_dense<128, __half, Nx::x3>(a, Hq, stream);
+  if (nx == Nx::split_p)
+    return d <= 64 ? launch_dense<64, __nv_bfloat16, Nx::split_p>(a, Hq, stream)
+                   : launch_dense<128, __nv_bfloat16, Nx::split_p>(a, Hq, stream);
   if (kind == kF16)
     return d <= 64 ? launch_dense<64, __half>(a, Hq, stream) : launch_dense<128, __half>(a, Hq, stream);
   return d <= 64 ? launch_dense<64, __nv_bfloat16>(a, Hq, stream) : launch_dense<128, __nv_bfloat16>(a, Hq, stream);

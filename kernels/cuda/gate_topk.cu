@@ -37,9 +37,12 @@ const char* gate_topk_cuda(const GateTopkParams& p, void* stream) {
   if (a.n_blocks > 0x7fffffff) return "gate_topk_cuda: too many blocks";
   const int64_t n_routers = a.shared ? p.n_kv_heads : p.q.n_heads;
   const auto s = static_cast<cudaStream_t>(stream);
-  // The tensor-core kernel for bf16 q16 per head, unless the tuning asks for the scalar one.
+  // The tensor-core kernel for bf16 q16 per head under Precision::fast (its kbar hi + lo
+  // leaves ~2^-16 |kbar|), unless the tuning asks for the scalar one; Precision::exact selects
+  // on fp32 scores (the scalar kernel: fp32 FMA, as the CPU).
   const CudaTuning& tuning = cuda_tuning();
-  const bool use_mma = q16 && p.q.dtype == DType::bf16 && !a.shared && p.q.head_dim % 4 == 0 &&
+  const bool use_mma = p.precision == Precision::fast && q16 && p.q.dtype == DType::bf16 && !a.shared &&
+                  p.q.head_dim % 4 == 0 &&
                   p.q.stride_token % 2 == 0 && p.q.stride_head % 2 == 0 &&
                   reinterpret_cast<uintptr_t>(q16) % 4 == 0 && reinterpret_cast<uintptr_t>(p.kbar) % 16 == 0 &&
                   tuning.gate != CudaTuning::GatePath::scalar;

@@ -26,6 +26,10 @@ template <> struct Mma<__nv_bfloat16> {
     const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
     return *reinterpret_cast<const uint32_t*>(&v);
   }
+  // The two values of a pack()ed register (first = low half).
+  static __device__ __forceinline__ float2 unpack(uint32_t u) {
+    return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
+  }
 };
 
 template <> struct Mma<__half> {
@@ -40,7 +44,20 @@ template <> struct Mma<__half> {
     const __half2 v = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<const uint32_t*>(&v);
   }
+  static __device__ __forceinline__ float2 unpack(uint32_t u) {
+    return __half22float2(*reinterpret_cast<const __half2*>(&u));
+  }
 };
+
+// (a, b) as two packed registers, hi = pack(a, b) and lo = pack of the rounding residuals
+// (a - hi.x, b - hi.y: exact in fp32), so a = hi + lo within 2^-9 |a - hi| (bf16; 2^-11 for
+// fp16): P for the exact-numerics PV product (NOTES.md, "Exact numerics").
+template <typename M>
+__device__ __forceinline__ void pack_split(float a, float b, uint32_t& hi, uint32_t& lo) {
+  hi = M::pack(a, b);
+  const float2 r = M::unpack(hi);
+  lo = M::pack(a - r.x, b - r.y);
+}
 
 // Four 8x8 b16 matrices, transposed, from shared memory; lane l gives the row address of
 // matrix l / 8, row l % 8.

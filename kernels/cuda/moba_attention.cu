@@ -16,9 +16,11 @@
 //     (mma.sync m16n8k16, 16-bit inputs, fp32 accumulate) with causal masking, store back.
 //     A query's first visit starts from (0, -inf, 0) without reading; its last writes the
 //     normalised output and lse (no init or normalise passes over `out`).
-// GQA by index (KV head = h / group). Head dims up to 128 (multiple of 8; 48 runs padded to
+// GQA by index (KV head = h / group). Head dims up to 128 (multiple of 8; 8..64 run padded to
 // 64). Inputs (kernels/operand.h): raw f16/bf16 device values, or fp32 views converted to the
-// operands' 16-bit dtype (bf16 when all are f32: lossy, stated). History: NOTES.md.
+// operands' 16-bit dtype. Precision::exact (Nx, cuda_util.cuh): f16 as is, bf16 with P split
+// hi + lo, f32 split into scaled fp16 hi + lo ("x3", K/V lo tiles staged beside the hi ones,
+// 32-key steps); Precision::fast: bf16 when all are f32 (lossy, stated). History: NOTES.md.
 #include "kernels/moba_attention.h"
 
 #include <cub/device/device_scan.cuh>
@@ -110,7 +112,7 @@ __global__ void csc_scatter_kernel(ListArgs a) {
 }
 
 struct AttnArgs {
-  const uint16_t *q, *k, *v;    // 16-bit [heads, n_tokens, head_dim], strided rows
+  const uint16_t *q, *k, *v;    // 16-bit [heads, n_tokens, head_dim], strided rows (Nx::x3: the hi parts)
   int64_t q_sh, q_st, k_sh, k_st, v_sh, v_st;
   int64_t n_tokens, head_dim, block_size, n_blocks, group;
   int rows, n_groups;
@@ -120,16 +122,23 @@ struct AttnArgs {
   float* out;                   // [n_q_heads, n_tokens, head_dim] fp32: accumulator, then output
   float2* ml;                   // [n_q_heads, n_tokens] running (max in log2 units, sum)
   float* lse;                   // optional
+  const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the fp16 lo parts, strides of q, k, v
+  const int* x3_exp;            // Nx::x3 only: [3] scale exponents of q, k, v (x = (hi + lo) 2^e)
 };
 
 // MinB: minimum CTAs per SM asked of ptxas (1 = no register cap; 3 caps at 168 registers).
-template <int D, typename T16, int MinB>
+// NX: numerics (cuda_util.cuh); x3 stages the lo tiles too and steps 32 keys (registers).
+template <int D, typename T16, int MinB, Nx NX>
 __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnArgs a) {
   using M = Mma<T16>;
+  constexpr bool X3 = NX == Nx::x3;
+  constexpr int SUB = X3 ? 32 : kSub;  // keys per online-softmax step
   constexpr int LD = D + 8;     // padded smem row (16-bit elements): conflict-free fragments
   extern __shared__ uint4 smem_raw[];
   uint16_t* ks = reinterpret_cast<uint16_t*>(smem_raw);  // [kKeyPiece][LD]
   uint16_t* vs = ks + kKeyPiece * LD;                     // [kKeyPiece][LD]
+  uint16_t* const ks_lo = vs + kKeyPiece * LD;            // x3: [kKeyPiece][LD] each
+  uint16_t* const vs_lo = ks_lo + kKeyPiece * LD;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
   // Heaviest first: the last row groups walk the most blocks, so CTA i takes group
   // n_groups - 1 - i / heads of head i % heads (the grid is n_groups x heads).
@@ -138,6 +147,9 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
   const int64_t h = lin % n_heads, grp = a.n_groups - 1 - lin / n_heads, kv = h / a.group;
   const int64_t r_begin = grp * a.rows, r_end = min(a.n_tokens, r_begin + a.rows);
   const int64_t d = a.head_dim;
+  // x3: scores are q.k 2^-(eq + ek), values v 2^-ev, and P is packed x 2^14 (pack_split's
+  // lo stays normal in fp16): the softmax scale and the final output undo them.
+  const float x3_sl2 = x3_scale_log2<X3>(a), x3_mul = x3_out_mul<X3>(a);
 
   // No init pass: a query's first block starts its accumulator at 0 and (max, sum) at
   // (-inf, 0) without reading them; its last block writes the normalised output and lse.
@@ -149,6 +161,7 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
   int64_t t0 = -1, t1 = -1, t_max = -1;
   uint32_t f0 = 0, f1 = 0;  // entry flags of rows t0, t1
   uint32_t qa[D / 16][4];
+  uint32_t qa_lo[X3 ? D / 16 : 1][4];  // x3: the lo parts of Q
   float acc[D / 8][4];
   float2 ml0, ml1;
   float *o0 = nullptr, *o1 = nullptr;
@@ -166,6 +179,9 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
     for (int o = 16; o > 0; o >>= 1) t_max = max(t_max, __shfl_xor_sync(0xffffffffu, t_max, o));
     load_q_fragments<D>(qa, t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
                         t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
+    if constexpr (X3)
+      load_q_fragments<D>(qa_lo, t0 >= 0 ? a.q_lo + h * a.q_sh + t0 * a.q_st : nullptr,
+                          t1 >= 0 ? a.q_lo + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
     o0 = t0 >= 0 ? a.out + (h * a.n_tokens + t0) * d : nullptr;
     o1 = t1 >= 0 ? a.out + (h * a.n_tokens + t1) * d : nullptr;
 #pragma unroll
@@ -202,6 +218,12 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
         const bool ok = r < np && c8 < d;
         cp_async16(ks + r * LD + c8, ok ? kbase + (p0 + r) * a.k_st + c8 : kbase, ok);
         cp_async16(vs + r * LD + c8, ok ? vbase + (p0 + r) * a.v_st + c8 : vbase, ok);
+        if constexpr (X3) {
+          const uint16_t* klo = a.k_lo + kv * a.k_sh;
+          const uint16_t* vlo = a.v_lo + kv * a.v_sh;
+          cp_async16(ks_lo + r * LD + c8, ok ? klo + (p0 + r) * a.k_st + c8 : klo, ok);
+          cp_async16(vs_lo + r * LD + c8, ok ? vlo + (p0 + r) * a.v_st + c8 : vlo, ok);
+        }
       }
       // The warp's first chunk is gathered while the piece lands (its loads overlap the
       // staging); later chunks load in turn.
@@ -214,12 +236,12 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
         if (chunk != warp * 16) load_chunk(beg, n, chunk, first_piece);
         if (t_max < p0) continue;  // whole chunk before this piece (cannot happen past piece 0)
 
-        for (int s0 = 0; s0 < np && p0 + s0 <= t_max; s0 += kSub) {
-          const int nk = min(kSub, np - s0);
+        for (int s0 = 0; s0 < np && p0 + s0 <= t_max; s0 += SUB) {
+          const int nk = min(SUB, np - s0);
           const int n8 = (nk + 15) / 16 * 2;  // n8 tiles computed (pairs, for PV k-steps)
-          float sc[kSub / 8][4];
+          float sc[SUB / 8][4];
 #pragma unroll
-          for (int nt = 0; nt < kSub / 8; ++nt) {
+          for (int nt = 0; nt < SUB / 8; ++nt) {
             sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
             if (nt < n8) {
               const uint16_t* krow = ks + (s0 + nt * 8 + g) * LD + 2 * qd;
@@ -227,6 +249,12 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
               for (int kk = 0; kk < D / 16; ++kk) {
                 const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow + kk * 16);
                 const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + kk * 16 + 8);
+                if constexpr (X3) {  // hi.lo + lo.hi first, then hi.hi
+                  const uint16_t* klrow = krow + (ks_lo - ks);
+                  M::run(sc[nt], qa[kk], *reinterpret_cast<const uint32_t*>(klrow + kk * 16),
+                         *reinterpret_cast<const uint32_t*>(klrow + kk * 16 + 8));
+                  M::run(sc[nt], qa_lo[kk], b0, b1);
+                }
                 M::run(sc[nt], qa[kk], b0, b1);
               }
             }
@@ -234,14 +262,14 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
           // Scale, mask (key inside the piece and causal), row max.
           float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-          for (int nt = 0; nt < kSub / 8; ++nt)
+          for (int nt = 0; nt < SUB / 8; ++nt)
 #pragma unroll
             for (int e = 0; e < 2; ++e) {
               const int kk = s0 + nt * 8 + 2 * qd + e;
               const int64_t j = p0 + kk;
               const bool in = nt < n8 && kk < np;
-              sc[nt][e] = (in && j <= t0) ? sc[nt][e] * a.scale_log2 : -INFINITY;
-              sc[nt][2 + e] = (in && j <= t1) ? sc[nt][2 + e] * a.scale_log2 : -INFINITY;
+              sc[nt][e] = (in && j <= t0) ? sc[nt][e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
+              sc[nt][2 + e] = (in && j <= t1) ? sc[nt][2 + e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
               mx0 = fmaxf(mx0, sc[nt][e]);
               mx1 = fmaxf(mx1, sc[nt][2 + e]);
             }
@@ -250,29 +278,39 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
           const float u0 = m0 == -INFINITY ? 0.f : m0, u1 = m1 == -INFINITY ? 0.f : m1;
           const float al0 = exp2f(ml0.x - u0), al1 = exp2f(ml1.x - u1);
           float sum0 = 0.f, sum1 = 0.f;
-          uint32_t pa[kSub / 16][4];
+          uint32_t pa[SUB / 16][4];
+          uint32_t pl[NX == Nx::plain ? 1 : SUB / 16][4];  // split P: the lo parts
 #pragma unroll
-          for (int nt = 0; nt < kSub / 8; ++nt) {
+          for (int nt = 0; nt < SUB / 8; ++nt) {
             const float p00 = exp2f(sc[nt][0] - u0), p01 = exp2f(sc[nt][1] - u0);
             const float p10 = exp2f(sc[nt][2] - u1), p11 = exp2f(sc[nt][3] - u1);
             sum0 += p00 + p01;
             sum1 += p10 + p11;
-            pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
-            pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
+            if constexpr (NX == Nx::plain) {
+              pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
+              pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
+            } else {
+              constexpr float ps = X3 ? 16384.0f : 1.0f;  // x3: P 2^14 in fp16 (exact scaling)
+              pack_split<M>(p00 * ps, p01 * ps, pa[nt / 2][(nt % 2) * 2 + 0], pl[nt / 2][(nt % 2) * 2 + 0]);
+              pack_split<M>(p10 * ps, p11 * ps, pa[nt / 2][(nt % 2) * 2 + 1], pl[nt / 2][(nt % 2) * 2 + 1]);
+            }
           }
           quad_allreduce_sum(sum0, sum1);
           ml0 = make_float2(m0, ml0.y * al0 + sum0);
           ml1 = make_float2(m1, ml1.y * al1 + sum1);
           rescale_o<D>(acc, al0, al1);
-          mma_pv<M, D>(acc, pa, vs, LD, s0, n8, lane);  // O += P V over the sub-tile's keys
+          if constexpr (NX == Nx::plain)
+            mma_pv<M, D>(acc, pa, vs, LD, s0, n8, lane);  // O += P V over the sub-tile's keys
+          else
+            mma_pv_split<M, D, SUB / 16, X3>(acc, pa, pl, vs, vs_lo, LD, s0, n8, lane);
         }
         // A row's last visit (last block, last piece this chunk processes) writes the
         // normalised output (out /= sum) and lse = (max + log2 sum) ln 2; other visits store
         // the running output and (max, sum).
         const bool last_piece = p0 + kKeyPiece >= kb1 || p0 + kKeyPiece > t_max;
         const bool fin0 = last_piece && (f0 & kLast), fin1 = last_piece && (f1 & kLast);
-        const float s0 = fin0 ? (ml0.y > 0.f ? 1.0f / ml0.y : 0.f) : 1.0f;
-        const float s1 = fin1 ? (ml1.y > 0.f ? 1.0f / ml1.y : 0.f) : 1.0f;
+        const float s0 = fin0 ? (ml0.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml0.y : 0.f) : 1.0f;
+        const float s1 = fin1 ? (ml1.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml1.y : 0.f) : 1.0f;
 #pragma unroll
         for (int nd = 0; nd < D / 8; ++nd) {
           const int c = nd * 8 + 2 * qd;
@@ -296,12 +334,12 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
   }
 }
 
-template <int D, typename T16, int MinB = 1>
+template <int D, typename T16, int MinB = 1, Nx NX = Nx::plain>
 const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, cudaStream_t stream) {
-  const size_t smem = size_t{2} * kKeyPiece * (D + 8) * sizeof(uint16_t);
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(moba_attention_kernel<D, T16, MinB>,
+  const size_t smem = size_t{NX == Nx::x3 ? 4 : 2} * kKeyPiece * (D + 8) * sizeof(uint16_t);
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(moba_attention_kernel<D, T16, MinB, NX>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  moba_attention_kernel<D, T16, MinB><<<dim3(static_cast<unsigned>(a.n_groups), static_cast<unsigned>(n_q_heads)),
+  moba_attention_kernel<D, T16, MinB, NX><<<dim3(static_cast<unsigned>(a.n_groups), static_cast<unsigned>(n_q_heads)),
                                    kWarps * 32, smem, stream>>>(a);
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
@@ -347,15 +385,19 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   if (T == 0) return nullptr;
   if (T > int64_t{kPosMask}) return "moba_attention_cuda: n_tokens >= 2^30 not supported";
   ElemKind kind = kBF16;
-  MOBA_TRY(qkv_elem_kind(p, "moba_attention_cuda: 16-bit inputs need dtype f16 or bf16",
-                         "moba_attention_cuda: q, k, v disagree on the 16-bit dtype", &kind));
+  Nx nx = Nx::plain;
+  MOBA_TRY(qkv_numerics(p, true, "moba_attention_cuda: 16-bit inputs need dtype f16 or bf16",
+                        "moba_attention_cuda: q, k, v disagree on the 16-bit dtype", &kind, &nx));
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   Scratch scratch(stream);
 
-  // 16-bit operands: given, or converted from the fp32 views (contiguous copies).
+  // 16-bit operands: given, or converted from the fp32 views (contiguous copies; x3: hi + lo).
   AttnArgs a{};
-  MOBA_TRY(set_qkv_operands(p, true, kind, scratch, stream,
-                            "moba_attention_cuda: 16-bit inputs need 16-byte aligned rows", &a));
+  if (nx == Nx::x3)
+    MOBA_TRY(set_qkv_operands_x3(p, true, scratch, stream, &a));
+  else
+    MOBA_TRY(set_qkv_operands(p, true, kind, scratch, stream,
+                              "moba_attention_cuda: 16-bit inputs need 16-byte aligned rows", &a));
 
   const int64_t n_blocks = block_count(T, p.block_size);
   const CudaTuning& tuning = cuda_tuning();
@@ -397,6 +439,12 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   a.out = p.out;
   MOBA_TRY(scratch.alloc(&a.ml, static_cast<size_t>(Hq * T)));
   a.lse = p.lse;
+  if (nx == Nx::x3)
+    return d <= 64 ? launch_attention<64, __half, 1, Nx::x3>(a, Hq, stream)
+                   : launch_attention<128, __half, 1, Nx::x3>(a, Hq, stream);
+  if (nx == Nx::split_p)
+    return d <= 64 ? launch_attention<64, __nv_bfloat16, 1, Nx::split_p>(a, Hq, stream)
+                   : launch_attention<128, __nv_bfloat16, 1, Nx::split_p>(a, Hq, stream);
   if (kind == kF16)
     return d <= 64 ? launch_attention<64, __half>(a, Hq, stream) : launch_attention<128, __half>(a, Hq, stream);
   if (d > 64 && tuning.attn_min_blocks3)  // 3 CTAs per SM (register cap)

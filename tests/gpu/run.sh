@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one script per device call (issue 4): configure + build with CUDA, run the CPU-vs-CUDA
-# comparison tests (ctest label gpu), compute-sanitizer memcheck on the small case, then the
+# comparison tests (ctest label gpu), the route precision check (precision_check.sh), compute-sanitizer memcheck on the small case, then the
 # benchmarks (moba bench B1-B3 and the torch SDPA baselines in the same call), table last.
 # MOBA_SWEEP=0 skips the tuning variants (`moba bench --tuning`, kernels/cuda/tuning.h; 64K,
 # B=128, k=8) that precede the table; MOBA_B3_SWEEP=1 adds the dense_pass ones (B3 at 64K).
@@ -18,10 +18,12 @@ set -e
 cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOBA_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="90a-real;90-virtual" -DCMAKE_PREFIX_PATH="$PWD/.carry" >"$OUT/configure.log" 2>&1 \
   || { tail -30 "$OUT/configure.log"; exit 1; }
-ninja -C $BUILD moba moba_gpu_tests >"$OUT/build.log" 2>&1 || { grep -B2 -A10 error "$OUT/build.log" | head -60; exit 1; }
+ninja -C $BUILD moba moba_gpu_tests moba_route_diff >"$OUT/build.log" 2>&1 || { grep -B2 -A10 error "$OUT/build.log" | head -60; exit 1; }
 set +e
 echo "== ctest -L gpu"
 timeout 240 ctest --test-dir $BUILD -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest.log" | grep -v "^ *Start" | tail -40
+echo "== precision check (route --with-output, cuda exact/fast vs cpu)"
+timeout 300 tests/gpu/precision_check.sh $BUILD 2>&1 | tee "$OUT/precision.log"
 echo "== compute-sanitizer memcheck [small]"
 timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 $BUILD/tests/gpu/moba_gpu_tests "[small]" >"$OUT/memcheck.log" 2>&1
 echo "memcheck exit $?"; grep -E "ERROR SUMMARY|test cases|assertions" "$OUT/memcheck.log"

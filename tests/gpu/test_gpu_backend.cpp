@@ -3,6 +3,8 @@
 // dtype, runs the CPU reference and the CUDA op on the same values, poisons the device
 // outputs first and checks that every element was written, and compares with the per-dtype
 // table of tests/tolerances.h. Selections are compared as sets under the tie contract.
+// Each case names its numerics (kernels/operand.h Precision): `fast` cases hold the older
+// naive-reference tolerances, `exact` cases the issue-10 targets (tolerances::exact_row).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -20,6 +22,7 @@
 #include "kernels/cuda/tuning.h"
 #include "kernels/cuda_runtime.h"
 #include "kernels/dense_pass.h"
+#include "kernels/dispatch.h"
 #include "kernels/gate_topk.h"
 #include "kernels/kconv.h"
 #include "kernels/moba_attention.h"
@@ -40,12 +43,16 @@ struct Case {
   GqaMode gqa = GqaMode::per_head;
   uint32_t seed = 1;
   bool tied = false;  // routing only: key row t = key row t % B, so whole blocks tie exactly
+  Precision precision = Precision::fast;
+  bool typed_view = false;  // operands as fp32 views typed with the dtype (route's path), not raw 16-bit
+  float scale = 1.0f;       // inputs ~ N(0, scale^2): larger scales give sharper softmax rows
   std::string str() const {
     std::ostringstream o;
     o << "T=" << n_tokens << " Hq=" << n_q_heads << " Hkv=" << n_kv_heads << " d=" << head_dim
       << " B=" << block_size << " k=" << top_k << " " << dtype_name(dtype)
       << (tie == TieRule::older ? " tie=older" : "") << (gqa == GqaMode::shared ? " gqa=shared" : "")
-      << (tied ? " tied" : "") << " seed=" << seed;
+      << (tied ? " tied" : "") << " seed=" << seed << " precision=" << precision_name(precision)
+      << (typed_view ? " typed-view" : "") << (scale != 1.0f ? " scale=" + std::to_string(scale) : "");
     return o.str();
   }
 };
@@ -116,6 +123,27 @@ DevTensor3 to_device(const Tensor3& x) {
 // cleared), its fp32 view for f32 cases.
 Operand device_operand(const DevTensor3& d, DType t) {
   return t == DType::f32 ? Operand(d.view) : Operand::device16(d.view, d.h16.as<uint16_t>(), t);
+}
+// The operand a case asks for: raw 16-bit (device_operand) or the fp32 view typed with the
+// dtype (what analysis passes under --precision exact; f32 cases are the same either way).
+Operand case_operand(const DevTensor3& d, const Case& c) {
+  return c.typed_view ? Operand::of_dtype(d.view, c.dtype) : device_operand(d, c.dtype);
+}
+
+// Max over rows of ||o_gpu - o_cpu|| / ||o_cpu|| (rows of `d` values); a row the reference
+// leaves at 0 must be 0 on the GPU too (else +inf). The exact-mode output metric.
+double max_row_rel_err(const std::vector<float>& gpu, const std::vector<float>& cpu, int64_t d) {
+  double worst = 0;
+  for (size_t r = 0; r + static_cast<size_t>(d) <= cpu.size(); r += static_cast<size_t>(d)) {
+    double e = 0, n = 0;
+    for (int64_t i = 0; i < d; ++i) {
+      const double x = double(gpu[r + i]) - cpu[r + i];
+      e += x * x;
+      n += double(cpu[r + i]) * cpu[r + i];
+    }
+    worst = std::max(worst, n > 0 ? std::sqrt(e / n) : (e > 0 ? INFINITY : 0.0));
+  }
+  return worst;
 }
 
 double rms(const std::vector<float>& v) {
@@ -232,7 +260,8 @@ void check_routing(const Case& c) {
   DeviceBuffer d_kbar = upload(mean);
   DeviceBuffer g_sel = poisoned(sel_n * 4), g_sel_s = poisoned(sel_n * 4);
   GateTopkParams tg = tp;
-  tg.q = device_operand(dq, c.dtype);
+  tg.q = case_operand(dq, c);
+  tg.precision = c.precision;
   tg.kbar = d_kbar.as<float>();
   tg.selected = g_sel.as<int32_t>();
   tg.selected_scores = g_sel_s.as<float>();
@@ -280,8 +309,8 @@ void check_routing(const Case& c) {
 void check_attention(const Case& c) {
   INFO(c.str());
   const auto& tol = tolerances::row(c.dtype);
-  const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed);
-  const Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7);
+  const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed, c.scale);
+  const Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7, c.scale);
   const Tensor3 v = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 13);
   const int64_t nb = block_count(c.n_tokens, c.block_size);
   // Selections: random valid blocks in arbitrary order, the current block always, plus
@@ -317,7 +346,8 @@ void check_attention(const Case& c) {
   DeviceBuffer d_sel = upload(sel), g_out = poisoned(out_n * 4), g_lse = poisoned(lse_n * 4);
   MobaAttentionParams ag = ap;
   // raw 16-bit path; f32 cases exercise the conversion
-  ag.q = device_operand(dq, c.dtype); ag.k = device_operand(dk, c.dtype); ag.v = device_operand(dv, c.dtype);
+  ag.q = case_operand(dq, c); ag.k = case_operand(dk, c); ag.v = case_operand(dv, c);
+  ag.precision = c.precision;
   ag.selected = d_sel.as<int32_t>();
   ag.out = g_out.as<float>();
   ag.lse = g_lse.as<float>();
@@ -329,9 +359,16 @@ void check_attention(const Case& c) {
   for (size_t i = 0; i < lse_n; ++i) lse_err = std::max(lse_err, double(std::fabs(gl[i] - lse[i])));
   const double lowp = naive_lowp_error(q, k, v, out, lse, 0, c.n_tokens, c.dtype,
                                        SelKeys{sel, c.n_tokens, c.block_size, c.top_k});
+  const double rel = max_row_rel_err(go, out, c.head_dim);
   INFO("max |o err| " << max_err << " (naive low-precision reference: " << lowp << ", rms " << scale
-       << ")  max |lse err| " << lse_err);
+       << ")  max row-relative o err " << rel << "  max |lse err| " << lse_err);
   REQUIRE(scale > 0);
+  if (c.precision == Precision::exact) {
+    const auto& ex = tolerances::exact_row(c.dtype);
+    REQUIRE(rel <= ex.out_rel);
+    REQUIRE(lse_err <= ex.lse_abs);
+    return;
+  }
   REQUIRE(max_err <= tol.attn_vs_naive * lowp + tol.attn_out_abs * scale);
   REQUIRE(lse_err <= tol.attn_lse_abs);
 }
@@ -345,8 +382,8 @@ void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n, std
   INFO(c.str() << " query range [" << q_begin << ", " << q_begin + q_count << ") top_n=" << top_n
                 << " block sizes " << n_sizes);
   const auto& tol = tolerances::row(c.dtype);
-  const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed);
-  const Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7);
+  const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed, c.scale);
+  const Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7, c.scale);
   const Tensor3 v = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 13);
   DensePassParams p;
   p.q = q.view(); p.k = k.view(); p.v = v.view();
@@ -374,7 +411,8 @@ void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n, std
   DeviceBuffer g_ti = poisoned(lse_n * top_n * 4), g_tp = poisoned(lse_n * top_n * 4);
   std::vector<DeviceBuffer> g_mass;
   DensePassParams g = p;
-  g.q = device_operand(dq, c.dtype); g.k = device_operand(dk, c.dtype); g.v = device_operand(dv, c.dtype);
+  g.q = case_operand(dq, c); g.k = case_operand(dk, c); g.v = case_operand(dv, c);
+  g.precision = c.precision;
   g.lse = g_lse.as<float>();
   g.out = g_out.as<float>();
   for (int i = 0; i < n_sizes; ++i) {
@@ -393,10 +431,19 @@ void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n, std
     for (size_t j = 0; j < gm.size(); ++j) mass_err = std::max(mass_err, double(std::fabs(gm[j] - mass[i][j])));
   }
   const double lowp = naive_lowp_error(q, k, v, out, lse, q_begin, q_count, c.dtype, CausalKeys{});
-  INFO("lse err " << lse_err << " out err " << out_err << " (naive low-precision " << lowp << ") mass err " << mass_err);
-  REQUIRE(lse_err <= tol.attn_lse_abs);
-  REQUIRE(out_err <= tol.attn_vs_naive * lowp + tol.attn_out_abs * rms(out));
-  REQUIRE(mass_err <= tol.mass_abs * 10);
+  const double rel = max_row_rel_err(go, out, c.head_dim);
+  INFO("lse err " << lse_err << " out err " << out_err << " (naive low-precision " << lowp << ") row-relative "
+                  << rel << " mass err " << mass_err);
+  const bool exact = c.precision == Precision::exact;
+  const double mass_tol = exact ? tolerances::exact_row(c.dtype).mass_abs : tol.mass_abs * 10;
+  if (exact) {
+    REQUIRE(rel <= tolerances::exact_row(c.dtype).out_rel);
+    REQUIRE(lse_err <= tolerances::exact_row(c.dtype).lse_abs);
+  } else {
+    REQUIRE(lse_err <= tol.attn_lse_abs);
+    REQUIRE(out_err <= tol.attn_vs_naive * lowp + tol.attn_out_abs * rms(out));
+  }
+  REQUIRE(mass_err <= mass_tol);
   if (top_n > 0) {
     const auto gi = download<int32_t>(g_ti, tidx.size());
     const auto gp = download<float>(g_tp, tprob.size());
@@ -405,9 +452,9 @@ void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n, std
       const std::set<int32_t> b(gi.begin() + r * top_n, gi.begin() + (r + 1) * top_n);
       if (a != b) {  // near-tie at the boundary: the n-th probabilities must agree
         INFO("row " << r << " top-n sets differ");
-        REQUIRE(std::fabs(tprob[r * top_n + top_n - 1] - gp[r * top_n + top_n - 1]) <= tol.mass_abs * 10);
+        REQUIRE(std::fabs(tprob[r * top_n + top_n - 1] - gp[r * top_n + top_n - 1]) <= mass_tol);
       }
-      for (int n = 0; n < top_n; ++n) REQUIRE(std::fabs(gp[r * top_n + n] - tprob[r * top_n + n]) <= tol.mass_abs * 10);
+      for (int n = 0; n < top_n; ++n) REQUIRE(std::fabs(gp[r * top_n + n] - tprob[r * top_n + n]) <= mass_tol);
     }
   }
 }
@@ -585,6 +632,7 @@ TEST_CASE("gpu: index math past 2^31 elements", "[gpu][long]") {
   ag.q = Operand::device16(view, bq.as<uint16_t>(), DType::bf16);
   ag.k = Operand::device16(view, bk.as<uint16_t>(), DType::bf16);
   ag.v = Operand::device16(view, bv.as<uint16_t>(), DType::bf16);
+  ag.precision = Precision::fast;  // the benchmarked path (Precision::exact is covered above)
   ag.selected = d_sel.as<int32_t>();
   ag.out = g_out.as<float>();
   ag.lse = g_lse.as<float>();
@@ -595,4 +643,134 @@ TEST_CASE("gpu: index math past 2^31 elements", "[gpu][long]") {
   const double lowp = naive_lowp_error(q, k, v, out, lse, 0, c.n_tokens, DType::bf16, SelKeys{sel, c.n_tokens, 128, 8});
   INFO("max |o err| " << err << " naive low-precision " << lowp);
   REQUIRE(err <= tolerances::kBF16.attn_vs_naive * lowp + tolerances::kBF16.attn_out_abs * rms(out));
+}
+
+// ---- exact numerics (issue 10 item 2; tolerances::exact_row) ----
+
+namespace {
+
+Case exact_case(Case c, bool typed_view, float scale = 1.0f) {
+  c.precision = Precision::exact;
+  c.typed_view = typed_view;
+  c.scale = scale;
+  return c;
+}
+
+const Case kExactCases[] = {
+    // T, Hq, Hkv, d, B, k, dtype
+    {1000, 4, 2, 8, 64, 3, DType::f16},      // head dim 8 (padded to 64), GQA 2:1, ragged last block
+    {777, 2, 2, 48, 32, 4, DType::f16},      // head dim 48, ragged
+    {1024, 2, 1, 64, 64, 1, DType::f16},     // k = 1, GQA
+    {513, 2, 2, 128, 128, 8, DType::f16},    // head dim 128, k >= n_blocks (dense), ragged
+    {1000, 2, 1, 64, 64, 3, DType::bf16},    // GQA, ragged
+    {300, 2, 2, 128, 16, 40, DType::bf16},   // k >= n_blocks
+    {1023, 4, 1, 64, 32, 6, DType::f32},     // fp16x3, GQA 4:1, ragged
+    {600, 2, 2, 128, 100, 4, DType::f32},    // B not a power of two
+    {257, 2, 1, 8, 16, 40, DType::f32},      // head dim 8, k >= n_blocks
+    {700, 2, 2, 128, 64, 1, DType::f32},     // k = 1
+    {1, 1, 1, 64, 64, 2, DType::f16},        // T = 1
+};
+
+}  // namespace
+
+TEST_CASE("gpu: exact numerics, moba attention vs the CPU", "[gpu][exact]") {
+  for (const Case& c : kExactCases) {
+    check_attention(exact_case(c, true));   // route's path: fp32 views typed with the dump dtype
+    if (c.dtype != DType::f32) check_attention(exact_case(c, false));  // raw 16-bit operands
+  }
+  // Sharper rows (inputs x2.5: scores ~6x larger, errors scale with them).
+  check_attention(exact_case({1000, 2, 1, 64, 64, 4, DType::f32}, true, 2.5f));
+  check_attention(exact_case({1000, 2, 1, 8, 64, 4, DType::f16}, true, 2.5f));
+  check_attention(exact_case({1000, 2, 1, 128, 64, 4, DType::bf16}, true, 2.5f));
+}
+
+TEST_CASE("gpu: exact numerics, dense pass vs the CPU", "[gpu][exact]") {
+  for (const Case& c : kExactCases) {
+    check_dense(exact_case(c, true), 0, c.n_tokens, 10);
+    if (c.n_tokens > 200) check_dense(exact_case(c, false), c.n_tokens / 3, c.n_tokens / 2, 3);  // raw 16-bit
+  }
+  check_dense(exact_case({1000, 2, 1, 64, 64, 4, DType::f32}, true, 2.5f), 0, 1000, 5, {16, 32, 64, 77});
+  check_dense(exact_case({1000, 2, 1, 8, 64, 4, DType::f16}, true, 2.5f), 0, 1000, 5);
+}
+
+TEST_CASE("gpu: exact numerics, gate top-k selects on fp32 scores", "[gpu][exact]") {
+  // bf16 raw q would take the tensor-core kernel under fast; exact takes the scalar fp32 one.
+  const Case cases[] = {
+      {2048, 2, 1, 128, 16, 16, DType::bf16},
+      {1000, 2, 2, 8, 64, 3, DType::f16},
+      {1023, 4, 1, 64, 32, 6, DType::f32},
+      {640, 4, 2, 128, 64, 4, DType::bf16, TieRule::older, GqaMode::shared},
+  };
+  for (const Case& c : cases) {
+    check_routing(exact_case(c, true));
+    if (c.dtype != DType::f32) check_routing(exact_case(c, false));
+  }
+}
+
+// The analysis layer's path: host views typed with the dump dtype through the host staging
+// (kernels/dispatch.h), which must keep the dtype (it once rebuilt the operands as fp32).
+TEST_CASE("gpu: exact numerics through host staging (route's path)", "[gpu][exact][small]") {
+  for (const DType dt : {DType::f16, DType::bf16, DType::f32}) {
+    const Case c{600, 2, 1, 8, 64, 3, dt};
+    INFO(c.str());
+    const Tensor3 q = random_rounded(2, 600, 8, dt, 11, 2.0f), k = random_rounded(1, 600, 8, dt, 12, 2.0f),
+                  v = random_rounded(1, 600, 8, dt, 13);
+    std::vector<int32_t> sel(2 * 600 * 3);
+    for (int64_t h = 0; h < 2; ++h)
+      for (int64_t t = 0; t < 600; ++t)
+        for (int j = 0; j < 3; ++j) sel[(h * 600 + t) * 3 + j] = static_cast<int32_t>(std::max<int64_t>(0, t / 64 - 2 * j));
+    std::vector<float> out(2 * 600 * 8), lse(2 * 600), g_out(out.size()), g_lse(lse.size());
+    MobaAttentionParams ap;
+    ap.q = Operand::of_dtype(q.view(), dt);
+    ap.k = Operand::of_dtype(k.view(), dt);
+    ap.v = Operand::of_dtype(v.view(), dt);
+    ap.selected = sel.data();
+    ap.top_k = 3;
+    ap.block_size = 64;
+    ap.out = out.data();
+    ap.lse = lse.data();
+    moba_attention_cpu(ap);
+    MobaAttentionParams ag = ap;
+    ag.out = g_out.data();
+    ag.lse = g_lse.data();
+    CUDA_OK(moba_attention_cuda_from_host(ag));
+    double lse_err = 0;
+    for (size_t i = 0; i < lse.size(); ++i) lse_err = std::max(lse_err, double(std::fabs(g_lse[i] - lse[i])));
+    const double rel = max_row_rel_err(g_out, out, 8);
+    INFO("attention: row-relative " << rel << " lse " << lse_err);
+    REQUIRE(rel <= tolerances::exact_row(dt).out_rel);
+    REQUIRE(lse_err <= tolerances::exact_row(dt).lse_abs);
+
+    DensePassParams dp;
+    dp.q = ap.q;
+    dp.k = ap.k;
+    dp.v = ap.v;
+    dp.query_begin = 100;
+    dp.query_count = 400;
+    std::vector<float> d_out(2 * 400 * 8), d_lse(2 * 400), gd_out(d_out.size()), gd_lse(d_lse.size());
+    dp.out = d_out.data();
+    dp.lse = d_lse.data();
+    dense_pass_cpu(dp);
+    DensePassParams dg = dp;
+    dg.out = gd_out.data();
+    dg.lse = gd_lse.data();
+    CUDA_OK(dense_pass_cuda_from_host(dg));
+    double d_lse_err = 0;
+    for (size_t i = 0; i < d_lse.size(); ++i) d_lse_err = std::max(d_lse_err, double(std::fabs(gd_lse[i] - d_lse[i])));
+    const double d_rel = max_row_rel_err(gd_out, d_out, 8);
+    INFO("dense pass: row-relative " << d_rel << " lse " << d_lse_err);
+    REQUIRE(d_rel <= tolerances::exact_row(dt).out_rel);
+    REQUIRE(d_lse_err <= tolerances::exact_row(dt).lse_abs);
+  }
+}
+
+// Precision::fast keeps the pre-phase-2 numerics and tolerances (tolerances::row), including
+// fp16 values computed as bf16 (an f32-typed view: what route --precision fast passes).
+TEST_CASE("gpu: fast numerics keep their older tolerances", "[gpu][exact]") {
+  Case c{1000, 4, 2, 64, 64, 3, DType::f32};
+  check_attention(c);
+  check_dense(c, 0, c.n_tokens, 10);
+  Case b{1000, 2, 1, 128, 64, 3, DType::bf16};
+  check_attention(b);
+  check_dense(b, 0, b.n_tokens, 10);
 }
