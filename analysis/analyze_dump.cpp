@@ -1,5 +1,6 @@
 // analyze_dump (analysis/analyze.h): a whole dump, one KV group at a time.
 #include <algorithm>
+#include <future>
 #include <tuple>
 
 #include "analysis/analyze.h"
@@ -60,19 +61,45 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     out.head_dim = l.head_dim;
     const int64_t group = l.n_q_heads / l.n_kv_heads;
     const std::vector<int32_t> planted = l.has_planted ? reader.read_planted(L) : std::vector<int32_t>();
+    // The KV groups with analysed heads, and their tensors: only the query heads needed (all
+    // of the group under `shared`, else the analysed span). On the GPU the next group is read
+    // from the dump while the current one is analysed (every HDF5 call holds the library's
+    // lock, so the reader and analysis.h5 take turns).
+    struct GroupTensors {
+      int64_t g = 0, q_first = 0;
+      std::vector<int64_t> heads;
+      Tensor3 q, k, v;
+    };
+    std::vector<GroupTensors> specs;
     for (int64_t g = 0; g < l.n_kv_heads; ++g) {
-      GroupInput in;
+      GroupTensors t;
+      t.g = g;
       for (const int64_t h : heads)
-        if (h / group == g) in.heads.push_back(h);
-      if (in.heads.empty()) continue;
-      std::sort(in.heads.begin(), in.heads.end());
-      // Only the query heads needed: all of the group under `shared`, else the analysed span.
-      const bool shared = opt.routing.gqa == kernels::GqaMode::shared;
-      const int64_t q_first = shared ? g * group : in.heads.front();
-      const int64_t q_count = shared ? group : in.heads.back() - in.heads.front() + 1;
-      const Tensor3 q = reader.read(L, TensorKind::q, q_first, q_count);
-      const Tensor3 k = reader.read(L, TensorKind::k, g, 1);
-      const Tensor3 v = reader.read(L, TensorKind::v, g, 1);
+        if (h / group == g) t.heads.push_back(h);
+      if (t.heads.empty()) continue;
+      std::sort(t.heads.begin(), t.heads.end());
+      specs.push_back(std::move(t));
+    }
+    const bool shared = opt.routing.gqa == kernels::GqaMode::shared;
+    auto read_group = [&reader, L, group, shared](GroupTensors t) {
+      t.q_first = shared ? t.g * group : t.heads.front();
+      const int64_t q_count = shared ? group : t.heads.back() - t.heads.front() + 1;
+      t.q = reader.read(L, TensorKind::q, t.q_first, q_count);
+      t.k = reader.read(L, TensorKind::k, t.g, 1);
+      t.v = reader.read(L, TensorKind::v, t.g, 1);
+      return t;
+    };
+    const bool prefetch = opt.device == Device::cuda;
+    std::future<GroupTensors> next;
+    for (size_t si = 0; si < specs.size(); ++si) {
+      const GroupTensors cur = si == 0 || !prefetch ? read_group(specs[si]) : next.get();
+      if (prefetch && si + 1 < specs.size()) next = std::async(std::launch::async, read_group, specs[si + 1]);
+      GroupInput in;
+      in.heads = cur.heads;
+      const int64_t g = cur.g, q_first = cur.q_first;
+      const Tensor3& q = cur.q;
+      const Tensor3& k = cur.k;
+      const Tensor3& v = cur.v;
       in.layer = L;
       in.kv_head = g;
       in.q = q.view();

@@ -187,6 +187,8 @@ void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
     launch_row<128, 4>(a, nq);
   else if (c_max <= 2048)
     launch_row<256, 8>(a, nq);
+  else if (c_max <= 4096)
+    launch_row<512, 8>(a, nq);
   else
     launch_row<512, 16>(a, nq);
 }
