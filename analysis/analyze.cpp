@@ -327,7 +327,13 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
   const std::vector<int64_t> edges = bucket_edges(T, opt.n_buckets, opt.bucket_width);
   const double snr_synth_factor = in.synth ? synth_delta_mu_eff(*in.synth) : kNaN;
   const int32_t* planted = in.planted && !in.planted->empty() ? in.planted->data() + m.head * T : nullptr;
-  for (int ci = 0; ci < plan.n_configs(); ++ci) {
+  // The rows first, in parallel over (configuration, router) (the retrieval predictions cost
+  // up to tens of ms each), then buckets and analysis.h5 in slot order.
+  const int n_slots = plan.n_configs() * n_routers;
+  std::vector<SummaryRow> rows(static_cast<size_t>(n_slots));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int slot = 0; slot < n_slots; ++slot) {
+    const int ci = slot / n_routers, ri = slot % n_routers, gi = gate_of_router[ri];
     const BlockConfig& cfg = plan.configs[ci];
     const int bi = plan.block_of_config[ci];
     const RetrievalCounts counts = retrieval_counts(T, cfg.block_size, cfg.top_k, plan.n_blocks[bi], planted);
@@ -340,28 +346,28 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
     row_in.nominal_sparsity = cfg.nominal_sparsity;
     row_in.snr_synth = in.synth ? snr_synth_factor * std::sqrt(static_cast<double>(d) / (2.0 * cfg.block_size)) : kNaN;
     row_in.synth = in.synth != nullptr;
-    for (int ri = 0; ri < n_routers; ++ri) {
-      const int gi = gate_of_router[ri], slot = ci * n_routers + ri;
-      row_in.key = {in.layer, m.head, cfg.block_size, cfg.top_k, opt.routers[ri]};
-      row_in.stats = &m.stats[slot];
-      row_in.snr = gi >= 0 ? &m.snr[gi * plan.n_block_sizes() + bi] : nullptr;
-      row_in.signal_hits = gi >= 0 ? m.signal_hits[ci * n_gates + gi] : 0;
-      row_in.planted_hits = m.planted_hits[slot];
-      SummaryRow row = head_summary_row(row_in);
-      const size_t first_bucket = result.buckets.size();
-      add_bucket_rows(row_in.key, m.stats[slot], edges, &result.buckets);
-      if (h5) {
-        // Summary attributes and bucket curves always; arrays and selections as opt.keep says
-        // (when the measurement kept them at all).
-        const bool have = !m.arrays.empty();
-        PositionArrays key_only;
-        key_only.key = row_in.key;
-        write_configuration(*h5, have ? m.arrays[slot] : key_only, row, result.buckets.data() + first_bucket,
-                            result.buckets.size() - first_bucket, T, have && opt.keep.keeps_arrays(row_in.key),
-                            have && opt.keep.keeps_selection(row_in.key));
-      }
-      result.rows.push_back(std::move(row));
+    row_in.key = {in.layer, m.head, cfg.block_size, cfg.top_k, opt.routers[ri]};
+    row_in.stats = &m.stats[slot];
+    row_in.snr = gi >= 0 ? &m.snr[gi * plan.n_block_sizes() + bi] : nullptr;
+    row_in.signal_hits = gi >= 0 ? m.signal_hits[ci * n_gates + gi] : 0;
+    row_in.planted_hits = m.planted_hits[slot];
+    rows[static_cast<size_t>(slot)] = head_summary_row(row_in);
+  }
+  for (int slot = 0; slot < n_slots; ++slot) {
+    SummaryRow& row = rows[static_cast<size_t>(slot)];
+    const size_t first_bucket = result.buckets.size();
+    add_bucket_rows(row.key, m.stats[slot], edges, &result.buckets);
+    if (h5) {
+      // Summary attributes and bucket curves always; arrays and selections as opt.keep says
+      // (when the measurement kept them at all).
+      const bool have = !m.arrays.empty();
+      PositionArrays key_only;
+      key_only.key = row.key;
+      write_configuration(*h5, have ? m.arrays[slot] : key_only, row, result.buckets.data() + first_bucket,
+                          result.buckets.size() - first_bucket, T, have && opt.keep.keeps_arrays(row.key),
+                          have && opt.keep.keeps_selection(row.key));
     }
+    result.rows.push_back(std::move(row));
   }
   for (int gi = 0; gi < n_gates; ++gi)
     for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {

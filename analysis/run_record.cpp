@@ -39,12 +39,14 @@ void RunRecord::set_numbers(const std::string& key, const std::vector<double>& v
   config[key] = json_array(items);
 }
 
-void record_input(RunRecord& r, const std::string& path) {
+void record_input(RunRecord& r, const std::string& path) { record_input(r, path, sha256_file(path)); }
+
+void record_input(RunRecord& r, const std::string& path, const std::string& sha256) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path abs = fs::absolute(path, ec);
   r.input_path = ec ? path : abs.lexically_normal().string();
-  r.input_sha256 = sha256_file(path);
+  r.input_sha256 = sha256;
   const auto size = fs::file_size(path, ec);
   r.input_size = ec ? -1 : static_cast<int64_t>(size);
 }

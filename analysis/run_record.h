@@ -36,6 +36,8 @@ RunRecord make_run_record(const std::string& command, const std::string& git_com
 // Records `path` as the run's input: its absolute path, size and SHA-256 (reads the file
 // once). Throws FileNotFoundError when it cannot be read.
 void record_input(RunRecord& r, const std::string& path);
+// The same with the file's SHA-256 already computed (e.g. on another thread during the run).
+void record_input(RunRecord& r, const std::string& path, const std::string& sha256);
 // One JSON object (core/json_writer.h JsonObject): command, git_commit, device, started_utc,
 // input {path, size, sha256} when recorded, then config, keys sorted.
 std::string to_json(const RunRecord& r);

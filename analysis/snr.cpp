@@ -119,12 +119,70 @@ double retrieval_probability(double snr, int64_t n_routable, int top_k) {
   return std::min(1.0, total);
 }
 
+std::vector<double> retrieval_probabilities(double snr, int64_t max_routable, int top_k) {
+  const auto n_c = static_cast<size_t>(std::max<int64_t>(max_routable, -1) + 1);
+  std::vector<double> out(n_c);
+  for (size_t c = 0; c < n_c; ++c)  // the cases retrieval_probability answers without integrating
+    out[c] = static_cast<int64_t>(c) <= top_k - 1 ? 1.0 : top_k <= 1 ? 0.0 : kNaN;
+  if (top_k <= 1 || !std::isfinite(snr) || max_routable <= top_k - 1) return out;
+  // For each z, F(n) = P(Binomial(n, p) <= m) for every n_noise = n in [m + 1, N] from the top
+  // down: F(N) summed term by term as retrieval_probability does, then
+  //   F(n) = F(n + 1) + p pmf(n, m),  pmf(n, m) = pmf(n + 1, m) (n + 1 - m) / ((n + 1) q)
+  // (X_{n+1} = X_n + Bernoulli(p) exceeds m only from X_n = m), adding positive terms only. A
+  // term below half an ulp of F leaves F unchanged and is skipped (no exp), which is exact.
+  const int64_t m = top_k - 2, N = max_routable - 1;
+  std::vector<double> log_ratio(static_cast<size_t>(N + 1), 0.0);  // ln((n + 1) / (n + 1 - m)), n >= m
+  for (int64_t n = m; n < N; ++n) log_ratio[static_cast<size_t>(n)] = std::log((n + 1.0) / (n + 1.0 - m));
+  constexpr int kSteps = 320;
+  const double lo = -8.0, h = 16.0 / kSteps, shift = std::sqrt(2.0) * snr;
+  const double lc_m = std::lgamma(N + 1.0) - std::lgamma(m + 1.0) - std::lgamma(N - m + 1.0);
+  // w(z) F_z(n) per integration point (rows independent: OpenMP), then summed over z in order.
+  const auto width = static_cast<size_t>(N + 1);
+  std::vector<double> wf(static_cast<size_t>(kSteps + 1) * width, 0.0);
+#pragma omp parallel for schedule(dynamic, 8) if ((kSteps + 1) * (N - m) > (1 << 16))
+  for (int i = 0; i <= kSteps; ++i) {
+    double* row = wf.data() + static_cast<size_t>(i) * width;
+    const double z = lo + h * i;
+    const double w = (i == 0 || i == kSteps ? 0.5 : 1.0) * h * std::exp(-0.5 * z * z) / std::sqrt(2 * M_PI);
+    const double p = normal_cdf(-(z + shift));
+    if (p <= 0) {
+      for (int64_t n = m + 1; n <= N; ++n) row[n] = w;
+      continue;
+    }
+    if (p >= 1) continue;  // F = 0 for every n > m
+    const double lp = std::log(p), lq = std::log1p(-p);
+    double F = 0;
+    for (int64_t x = 0; x <= m; ++x) {
+      const double lc = std::lgamma(N + 1.0) - std::lgamma(x + 1.0) - std::lgamma(N - x + 1.0);
+      F += std::exp(lc + x * lp + (N - x) * lq);
+    }
+    F = std::min(1.0, F);
+    row[N] = w * F;
+    double lpmf = lc_m + m * lp + (N - m) * lq;  // ln pmf(N, m)
+    double log_f = F > 0 ? std::log(F) : -INFINITY;
+    for (int64_t n = N - 1; n > m; --n) {
+      lpmf -= lq + log_ratio[static_cast<size_t>(n)];  // ln pmf(n, m)
+      if (lp + lpmf > log_f - 40.0) {                  // else p pmf < F 2^-57: F + it == F
+        F = std::min(1.0, F + std::exp(lp + lpmf));
+        log_f = std::log(F);
+      }
+      row[n] = w * F;
+    }
+  }
+  std::vector<double> total(width, 0.0);
+  for (int i = 0; i <= kSteps; ++i)
+    for (int64_t n = m + 1; n <= N; ++n) total[static_cast<size_t>(n)] += wf[static_cast<size_t>(i) * width + n];
+  for (int64_t n = m + 1; n <= N; ++n) out[static_cast<size_t>(n + 1)] = std::min(1.0, total[static_cast<size_t>(n)]);
+  return out;
+}
+
 double mean_retrieval_probability(double snr, const std::vector<int64_t>& counts, int top_k) {
+  const std::vector<double> prob = retrieval_probabilities(snr, static_cast<int64_t>(counts.size()) - 1, top_k);
   double sum = 0;
   int64_t n = 0;
   for (size_t c = 0; c < counts.size(); ++c) {
     if (counts[c] == 0) continue;
-    sum += counts[c] * retrieval_probability(snr, static_cast<int64_t>(c), top_k);
+    sum += counts[c] * prob[c];
     n += counts[c];
   }
   return n > 0 ? sum / n : kNaN;

@@ -64,6 +64,9 @@ double normal_cdf(double x);
 // block scores Gaussian with equal variance, signal mean sqrt(2) SNR block-sd above the noise,
 // noise blocks independent: E_z[ P(Binomial(n - 1, Phi(-(z + sqrt(2) SNR))) <= top_k - 2) ].
 double retrieval_probability(double snr, int64_t n_routable, int top_k);
+// retrieval_probability(snr, c, top_k) for every c in [0, max_routable] at once (one pass over
+// c per integration point, from the top down; equal to the one-by-one values up to rounding).
+std::vector<double> retrieval_probabilities(double snr, int64_t max_routable, int top_k);
 // Mean of retrieval_probability over queries, given counts[c] = #queries with c routable blocks.
 double mean_retrieval_probability(double snr, const std::vector<int64_t>& counts_by_routable, int top_k);
 

@@ -20,18 +20,20 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <string>
 #include <vector>
 
 #include "analysis/analyze.h"
-#include "analysis/gpu/analyze_gpu.h"
 #include "analysis/backend.h"
+#include "analysis/gpu/analyze_gpu.h"
 #include "analysis/run_record.h"
 #include "core/atomic_file.h"
 #include "core/dump.h"
 #include "core/errors.h"
 #include "core/h5_output.h"
 #include "core/json_writer.h"
+#include "core/sha256.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
 #include "experiments/command.h"
@@ -186,6 +188,8 @@ int run_analyze(const std::vector<std::string>& argv) {
   check_out_dir(out_dir);
 
   const auto reader = open_dump(dump_path);
+  // The dump's SHA-256 for run.json, computed beside the analysis (GBs take seconds).
+  std::future<std::string> input_sha256 = std::async(std::launch::async, [dump_path] { return sha256_file(dump_path); });
   const DumpInfo& info = reader->info();
   // Where the stages run (the GPU-resident analysis, or which steps stay on the host and why).
   const std::string device_split =
@@ -260,7 +264,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
 
   analysis::RunRecord rec = analysis::make_run_record("analyze", build_commit_label(), device.description);
-  analysis::record_input(rec, dump_path);
+  analysis::record_input(rec, dump_path, input_sha256.get());
   rec.set_string("dump", dump_path);
   rec.set_strings("argv", argv);
   std::vector<double> block_sizes;
@@ -346,6 +350,7 @@ int run_analyze(const std::vector<std::string>& argv) {
                 opt.keep.describe().c_str(), static_cast<long long>(kept.with_arrays),
                 static_cast<long long>(kept.configurations), static_cast<long long>(kept.with_selection));
   }
+  std::fflush(stdout);  // the profile after the table, also when both go to one pipe
   if (opt.profile)
     std::fprintf(stderr, "moba analyze --profile: %.3f s wall; GPU stages (each synchronised):\n%s  %-32s %9.3f s\n",
                  wall, analysis::gpu_analysis_profile().c_str(), "host: analysis.h5 commit", commit_seconds);

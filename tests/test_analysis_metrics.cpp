@@ -222,6 +222,30 @@ TEST_CASE("snr: pairs, rank and the retrieval model on hand-made scores", "[anal
   CHECK(retrieval_probability(0.5, 3, 4) == 1.0);  // everything fits
 }
 
+TEST_CASE("retrieval_probabilities: every c at once equals retrieval_probability one by one", "[analysis][snr]") {
+  for (const double snr : {0.0, 0.3, 1.2, 3.0, -0.5, 9.0})
+    for (const int k : {1, 2, 3, 8, 40}) {
+      const int64_t max_c = 300;
+      const std::vector<double> all = retrieval_probabilities(snr, max_c, k);
+      REQUIRE(all.size() == static_cast<size_t>(max_c + 1));
+      double worst = 0;
+      for (int64_t c = 0; c <= max_c; ++c) {
+        const double one = retrieval_probability(snr, c, k);
+        worst = std::max(worst, std::abs(all[static_cast<size_t>(c)] - one));
+        CHECK(std::isnan(all[static_cast<size_t>(c)]) == std::isnan(one));
+      }
+      INFO("snr " << snr << " k " << k);
+      CHECK(worst < 1e-12);
+    }
+  CHECK(std::isnan(retrieval_probabilities(std::nan(""), 10, 3)[5]));
+  CHECK(retrieval_probabilities(std::nan(""), 10, 3)[2] == 1.0);
+  CHECK(retrieval_probabilities(1.0, -1, 3).empty());
+  // mean over counts: two values of c, weighted.
+  const std::vector<int64_t> counts{0, 0, 0, 5, 0, 15};
+  CHECK(mean_retrieval_probability(0.7, counts, 3) ==
+        Approx((5 * retrieval_probability(0.7, 3, 3) + 15 * retrieval_probability(0.7, 5, 3)) / 20).epsilon(1e-12));
+}
+
 TEST_CASE("kconv weights: .npy and text files load, bad ones raise InputError naming the file", "[analysis][kconv]") {
   const std::string txt = "test_kconv_weights.txt", npy = "test_kconv_weights.npy", bad = "test_kconv_bad.txt";
   {
