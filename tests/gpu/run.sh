@@ -24,6 +24,14 @@ echo "== ctest -L gpu"
 timeout 240 ctest --test-dir $BUILD -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest.log" | grep -v "^ *Start" | tail -40
 echo "== precision check (route --with-output, cuda exact/fast vs cpu)"
 timeout 300 tests/gpu/precision_check.sh $BUILD 2>&1 | tee "$OUT/precision.log"
+echo "== analyze --device cuda (GPU-resident) vs --device cpu"
+timeout 300 tests/gpu/analyze_check.sh $BUILD/moba 2>&1 | tee "$OUT/analyze_check.log" | sed -n '/== table/,$p'
+echo "== compute-sanitizer memcheck [analyze --device cuda, shipped 256-token dump]"
+rm -rf "$OUT/memcheck_analyze"
+timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 $BUILD/moba analyze \
+  experiments/data/stories15M_tinystory_256.h5 --device cuda --block-sizes 16,32 --top-k 1,2,4 \
+  --routers moba,oracle,moba-kconv --out "$OUT/memcheck_analyze" --quiet >"$OUT/memcheck_analyze.log" 2>&1
+echo "memcheck analyze exit $?"; grep -E "ERROR SUMMARY" "$OUT/memcheck_analyze.log"
 echo "== compute-sanitizer memcheck [small]"
 timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 $BUILD/tests/gpu/moba_gpu_tests "[small]" >"$OUT/memcheck.log" 2>&1
 echo "memcheck exit $?"; grep -E "ERROR SUMMARY|test cases|assertions" "$OUT/memcheck.log"
