@@ -225,7 +225,7 @@ TEST_CASE("snr: pairs, rank and the retrieval model on hand-made scores", "[anal
 TEST_CASE("retrieval_probabilities: every c at once equals retrieval_probability one by one", "[analysis][snr]") {
   for (const double snr : {0.0, 0.3, 1.2, 3.0, -0.5, 9.0})
     for (const int k : {1, 2, 3, 8, 40}) {
-      const int64_t max_c = 300;
+      const int64_t max_c = 150;
       const std::vector<double> all = retrieval_probabilities(snr, max_c, k);
       REQUIRE(all.size() == static_cast<size_t>(max_c + 1));
       double worst = 0;
