@@ -186,7 +186,14 @@ int run_fit(const std::vector<std::string>& argv) {
   if (!args.has("target")) throw UsageError("--target is required (coverage=V, block_recall=V or kl=V)");
   const std::string out = args.required("out");
   const Target target = parse_target(args.str("target", ""));
-  if (fs::is_directory(out)) throw UsageError("--out " + out + " is a directory; give a path prefix (PATH.csv, PATH.json, ...)");
+  if (fs::is_directory(out))
+    throw UsageError("--out " + out + " is a directory; give a path prefix (PATH.csv, PATH.json, ...)");
+  {
+    // Checked before the analysis: its directory must exist.
+    const fs::path parent = fs::path(out).parent_path();
+    if (!parent.empty() && !fs::is_directory(parent))
+      throw UsageError("--out " + out + ": the directory " + parent.string() + " does not exist");
+  }
 
   analysis::AnalyzeOptions opt;
   opt.block_sizes = args.int_list("block-sizes", {}, 1, INT32_MAX);

@@ -61,13 +61,18 @@ print("fit ok: k per head in", ks)
 PYEOF
 
 # 2. kl and block_recall targets on a subset (--max-k below n_blocks: unreachable is reported).
-"$MOBA" fit "$DUMP" --block-sizes 32,64 --target kl=0.05 --layers 0,5 --heads 0,1 --out kl --quiet > kl.txt
+"$MOBA" fit "$DUMP" --block-sizes 32,64 --target kl=0.05 --layers 0,5 --heads 0,1 --routers moba,oracle --out kl --quiet > kl.txt
 "$MOBA" fit "$DUMP" --block-sizes 32 --target block_recall=0.95 --layers 0 --max-k 3 --out br --quiet > br.txt
 cat kl.txt br.txt
 "$PY" - <<'PYEOF' || fail "kl / block_recall fits"
 import csv, json
 kl = list(csv.DictReader(open("kl.csv")))
-assert len(kl) == 2 * 2 * 2, len(kl)  # layers x heads x B
+assert len(kl) == 2 * 2 * 2 * 2, len(kl)  # layers x heads x B x routers
+# The oracle's picks carry at least the router's mass per query, so it never needs a larger k.
+fk = {(r["layer"], r["head"], r["block_size"], r["router"]): int(r["k"]) for r in kl}
+for (L, h, B, router), k in fk.items():
+    if router == "moba": assert fk[(L, h, B, "oracle")] <= k, (L, h, B)
+assert json.load(open("kl.k_B32_oracle.json"))["router"] == "oracle"
 for r in kl:
     if r["status"] == "ok":
         assert float(r["achieved"]) <= 0.05, r
@@ -97,5 +102,8 @@ expect_usage "--out" "$DUMP" --block-sizes 32 --target coverage=0.9
 expect_usage "--block-sizes" "$DUMP" --target coverage=0.9 --out x
 expect_usage "--max-k" "$DUMP" --block-sizes 32 --target coverage=0.9 --max-k 0 --out x
 expect_usage "--routers" "$DUMP" --block-sizes 32 --target coverage=0.9 --routers nope --out x
+expect_usage "--out" "$DUMP" --block-sizes 32 --target coverage=0.9 --out no-such-dir/x
+expect_usage "--out" "$DUMP" --block-sizes 32 --target coverage=0.9 --out .
+expect_usage "--heads" "$DUMP" --block-sizes 32 --target coverage=0.9 --heads 6 --out x
 [ ! -e x.csv ] || fail "bad input wrote x.csv"
 echo "PASS"
