@@ -1,0 +1,506 @@
+// `moba fit`: per-head budget fitting (issue 13 item 2, docs/fit.md). For every analysed
+// (layer, head, router, block size B), the smallest top-k whose summary metric on the dump
+// meets a target: coverage_mean >= v, block_recall_mean >= v or kl_mean <= v (means over the
+// queries with a choice, exactly as `moba analyze` writes them in summary.csv; the fit runs
+// the same library, analysis/analyze.h analyze_dump).
+//
+// Search (docs/fit.md#search): coverage and KL are monotone per query in k (the picks of k are
+// a subset of those of k + 1), so for them fit runs one analysis over a coarse k grid
+// (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, ... and each B's largest routable k), takes per head the
+// first grid k that meets the target, and analyses, head by head, every k strictly between
+// that grid point and the one below it (that head's gaps only): the answer is exact,
+// and k - 1 is always evaluated, so "k - 1 misses" is measured, never assumed. Block recall
+// is not monotone in k (the oracle's picks change with k), so for it every k in 1..kmax is
+// analysed in one pass. Any evaluated k above the fitted one that misses the target is
+// counted and reported (the mean over queries with a choice is over a set that shrinks with
+// k, so even coverage_mean is monotone only in practice).
+//
+// Writes PATH.csv and PATH.json (the table) and, per (router, B), the budgets peers read:
+// PATH.k_B<B>[_<router>].json ({"block_size": B, "layers": [[k per head], ...]}) and
+// PATH.tau_B<B>[_<router>].json (the fitted k / n_blocks per head).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "analysis/analyze.h"
+#include "analysis/backend.h"
+#include "core/atomic_file.h"
+#include "core/dump.h"
+#include "core/errors.h"
+#include "core/json_writer.h"
+#include "experiments/args.h"
+#include "experiments/build_info.h"
+#include "experiments/command.h"
+#include "experiments/routing_args.h"
+
+namespace fs = std::filesystem;
+
+namespace moba::cli {
+namespace {
+
+const char* const kUsage =
+    "usage: moba fit DUMP --block-sizes 32,64 --target coverage=0.95 --out PATH\n"
+    "                [--layers 0,1] [--heads 0,3] [--routers moba] [--max-k K] [--device cpu|cuda|auto]\n"
+    "\n"
+    "Per-head budget fitting: for every (layer, head, router, B), the smallest top-k whose\n"
+    "summary metric on DUMP meets the target (means over queries with a choice, as in\n"
+    "`moba analyze`'s summary.csv). Heads that cannot reach it within --max-k are reported.\n"
+    "\n"
+    "  --block-sizes LIST      block sizes (at most 8)\n"
+    "  --target METRIC=V       coverage=V (coverage_mean >= V, V in (0, 1]),\n"
+    "                          block_recall=V (block_recall_mean >= V, V in (0, 1]) or\n"
+    "                          kl=V (kl_mean <= V, V >= 0)\n"
+    "  --out PATH              writes PATH.csv, PATH.json (the table) and per router and B\n"
+    "                          PATH.k_B<B>.json (k per head per layer) and PATH.tau_B<B>.json\n"
+    "                          (k / n_blocks per head); _<router> is appended for routers\n"
+    "                          other than moba\n"
+    "  --layers LIST           layers (all)\n"
+    "  --heads LIST            query heads (all)\n"
+    "  --routers LIST          of moba, moba-kconv, oracle (moba)\n"
+    "  --max-k K               largest k tried (default: n_blocks, i.e. up to full attention;\n"
+    "                          k = n_blocks is full attention, where every metric is exact)\n"
+    "  --device cpu|cuda|auto  where the analysis runs (cpu)\n"
+    "  --tie, --gqa, --pool-precision, --kconv, --kconv-weights, --kconv-apply, --precision\n"
+    "                          routing options, as in `moba analyze`\n"
+    "  --quiet                 no progress on stderr\n"
+    "\n"
+    "Search: coverage and kl: a coarse k grid, then every k between the bracketing grid points\n"
+    "(exact; k - 1 is always measured). block_recall (not monotone in k): every k. docs/fit.md.\n";
+
+enum class Metric { coverage, block_recall, kl };
+
+struct Target {
+  Metric metric = Metric::coverage;
+  std::string name;  // coverage | block_recall | kl
+  double value = 0;
+  analysis::SummaryColumn column() const {
+    switch (metric) {
+      case Metric::coverage: return analysis::SummaryColumn::coverage_mean;
+      case Metric::block_recall: return analysis::SummaryColumn::block_recall_mean;
+      case Metric::kl: return analysis::SummaryColumn::kl_mean;
+    }
+    return analysis::SummaryColumn::coverage_mean;
+  }
+  // NaN (block recall at k = 1: the oracle has no routed pick) never meets a target.
+  bool met(double v) const {
+    if (!std::isfinite(v)) return false;
+    return metric == Metric::kl ? v <= value : v >= value;
+  }
+  // The metric at full attention (k = n_blocks: every query attends every earlier key).
+  double full_attention_value() const { return metric == Metric::kl ? 0.0 : 1.0; }
+  std::string text() const { return name + (metric == Metric::kl ? "<=" : ">=") + format_number(value); }
+};
+
+Target parse_target(const std::string& s) {
+  const size_t eq = s.find('=');
+  if (eq == std::string::npos)
+    throw UsageError("--target: '" + s + "' is not METRIC=VALUE (coverage=0.95, block_recall=0.9 or kl=0.05)");
+  Target t;
+  t.name = s.substr(0, eq);
+  const std::string v = s.substr(eq + 1);
+  if (t.name == "coverage") {
+    t.metric = Metric::coverage;
+    t.value = parse_number("--target coverage", v, 0.0, 1.0);
+  } else if (t.name == "block_recall") {
+    t.metric = Metric::block_recall;
+    t.value = parse_number("--target block_recall", v, 0.0, 1.0);
+  } else if (t.name == "kl") {
+    t.metric = Metric::kl;
+    t.value = parse_number("--target kl", v, 0.0, 1e300);
+  } else {
+    throw UsageError("--target: unknown metric '" + t.name + "' (one of coverage, block_recall, kl)");
+  }
+  if (t.metric != Metric::kl && t.value <= 0)
+    throw UsageError("--target " + t.name + ": " + v + " is out of range (0, 1]");
+  return t;
+}
+
+// The coarse grid: 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, ... (powers of two and 1.5x them) up to
+// kmax, plus the listed extra values (each B's largest routable k).
+std::vector<int> coarse_grid(int kmax, const std::vector<int>& extra) {
+  std::set<int> ks;
+  for (int64_t p = 1; p <= kmax; p *= 2) {
+    ks.insert(static_cast<int>(p));
+    if (p >= 2 && p + p / 2 <= kmax) ks.insert(static_cast<int>(p + p / 2));
+  }
+  for (const int e : extra)
+    if (e >= 1 && e <= kmax) ks.insert(e);
+  return {ks.begin(), ks.end()};
+}
+
+// One (layer, head, router, B) slot's measured values: k -> summary row.
+struct Slot {
+  int layer = 0;
+  int64_t head = 0;
+  analysis::RouterKind router = analysis::RouterKind::moba;
+  int64_t block_size = 0;
+  std::map<int, analysis::SummaryRow> rows;
+};
+using SlotKey = std::tuple<int, int64_t, int, int64_t>;  // layer, head, router, B
+
+void collect(std::map<SlotKey, Slot>& slots, const analysis::DumpAnalysis& a) {
+  for (const auto& r : a.head_rows) {
+    const SlotKey key{r.key.layer, r.key.head, static_cast<int>(r.key.router), r.key.block_size};
+    Slot& s = slots[key];
+    s.layer = r.key.layer;
+    s.head = r.key.head;
+    s.router = r.key.router;
+    s.block_size = r.key.block_size;
+    s.rows[r.key.top_k] = r;
+  }
+}
+
+struct FitRow {
+  int layer = 0;
+  int64_t head = 0, kv_head = 0, block_size = 0, n_blocks = 0, n_tokens = 0;
+  analysis::RouterKind router = analysis::RouterKind::moba;
+  std::string status;  // ok | full_attention | unreachable
+  int k = 0;           // 0 when unreachable
+  double achieved = NAN, achieved_prev = NAN, sparsity_nominal = NAN, sparsity_causal = NAN;
+  int max_k_tried = 0;
+};
+
+std::string budget_suffix(int64_t B, analysis::RouterKind r) {
+  std::string s = "_B" + std::to_string(B);
+  if (r != analysis::RouterKind::moba) s += std::string("_") + analysis::router_name(r);
+  return s;
+}
+
+int run_fit(const std::vector<std::string>& argv) {
+  const Args args(argv, with_routing_flags({"block-sizes", "target", "out", "layers", "heads", "routers", "max-k"}),
+                  {"quiet", "help"});
+  if (args.flag("help")) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (args.positional().size() != 1) throw UsageError("expected exactly one DUMP argument (see --help)");
+  const std::string dump_path = args.positional()[0];
+  if (!args.has("block-sizes")) throw UsageError("--block-sizes is required");
+  if (!args.has("target")) throw UsageError("--target is required (coverage=V, block_recall=V or kl=V)");
+  const std::string out = args.required("out");
+  const Target target = parse_target(args.str("target", ""));
+  if (fs::is_directory(out))
+    throw UsageError("--out " + out + " is a directory; give a path prefix (PATH.csv, PATH.json, ...)");
+  {
+    // Checked before the analysis: its directory must exist.
+    const fs::path parent = fs::path(out).parent_path();
+    if (!parent.empty() && !fs::is_directory(parent))
+      throw UsageError("--out " + out + ": the directory " + parent.string() + " does not exist");
+  }
+
+  analysis::AnalyzeOptions opt;
+  opt.block_sizes = args.int_list("block-sizes", {}, 1, INT32_MAX);
+  opt.routers.clear();
+  for (const auto& r : args.str_list("routers", {"moba"})) {
+    analysis::RouterKind kind;
+    if (!analysis::parse_router(r, &kind))
+      throw UsageError("--routers: unknown router '" + r + "' (one of moba, moba-kconv, oracle)");
+    for (const auto x : opt.routers)
+      if (x == kind) throw UsageError("--routers: " + r + " given twice");
+    opt.routers.push_back(kind);
+  }
+  opt.routing = parse_routing(args);
+  const int64_t max_k_flag = args.integer("max-k", 0, 1, 1 << 20);
+  std::vector<int> layers;
+  for (const int64_t l : args.int_list("layers", {}, 0, INT32_MAX)) layers.push_back(static_cast<int>(l));
+  const std::vector<int64_t> heads = args.int_list("heads", {}, 0, INT32_MAX);
+  analysis::KeepFlags keep_flags;
+  keep_flags.positions = "none";  // fit keeps no per-position data (no analysis.h5)
+  opt.keep = analysis::resolve_keep_flags(keep_flags, heads);
+  opt.top_ks = {1};
+  analysis::validate_options(opt);
+  const analysis::DeviceInfo device = parse_device(args);
+  opt.device = device.device;
+  opt.skip_full_attention = true;
+  const bool quiet = args.flag("quiet");
+
+  const auto reader = open_dump(dump_path);
+  const DumpInfo& info = reader->info();
+  if (info.layers.empty()) throw InputError(dump_path, "/layers", "the dump has no layers");
+  load_routing_weights(args, info.layers.front().head_dim, opt.routing);
+  const std::string layout = layout_warning(info);
+  if (!layout.empty()) std::fprintf(stderr, "moba fit: warning: %s\n", layout.c_str());
+  for (const auto& l : info.layers)
+    if (l.n_tokens != info.layers.front().n_tokens)
+      throw InputError(dump_path, "/layers/" + std::to_string(l.index), "layers differ in n_tokens; fit needs one T");
+  const int64_t T = info.layers.front().n_tokens;
+
+  // Per B: n_blocks and the largest analysed k (k < n_blocks; k = n_blocks is full attention).
+  std::map<int64_t, int64_t> n_blocks;
+  std::map<int64_t, int> kmax_of;
+  int kmax = 0;
+  std::vector<int> extra;
+  for (const int64_t B : opt.block_sizes) {
+    const int64_t nb = (T + B - 1) / B;
+    n_blocks[B] = nb;
+    const int64_t cap = max_k_flag > 0 ? std::min<int64_t>(max_k_flag, nb - 1) : nb - 1;
+    kmax_of[B] = static_cast<int>(std::max<int64_t>(cap, 0));
+    kmax = std::max(kmax, kmax_of[B]);
+    extra.push_back(kmax_of[B]);
+    if (nb < 2 && !quiet)
+      std::fprintf(stderr, "moba fit: note: B=%lld gives one block at T=%lld: only full attention (k = 1)\n",
+                   static_cast<long long>(B), static_cast<long long>(T));
+  }
+
+  std::map<SlotKey, Slot> slots;
+  auto run_pass = [&](const std::vector<int>& ks, const char* what) {
+    if (ks.empty()) return;
+    opt.top_ks = ks;
+    if (analysis::resolve_block_configs(opt, T).empty()) return;
+    std::string list;
+    for (const int k : ks) list += (list.empty() ? "" : ",") + std::to_string(k);
+    if (!quiet) std::fprintf(stderr, "moba fit: %s pass, k = %s\n", what, list.c_str());
+    collect(slots, analysis::analyze_dump(*reader, layers, heads, opt, quiet, nullptr, nullptr));
+  };
+  const bool exhaustive = target.metric == Metric::block_recall;
+  std::vector<int> pass1;
+  if (exhaustive)
+    for (int k = 1; k <= kmax; ++k) pass1.push_back(k);
+  else
+    pass1 = coarse_grid(kmax, extra);
+  run_pass(pass1, exhaustive ? "exhaustive" : "coarse");
+
+  // The slots analysed (every layer x head x router x B; also B with nothing to route).
+  std::vector<int> layer_list = layers;
+  if (layer_list.empty())
+    for (const auto& l : info.layers) layer_list.push_back(l.index);
+  std::map<SlotKey, Slot> all_slots;
+  for (const int L : layer_list) {
+    const LayerInfo& li = info.layer(L);
+    std::vector<int64_t> hs = heads;
+    if (hs.empty())
+      for (int64_t h = 0; h < li.n_q_heads; ++h) hs.push_back(h);
+    for (const int64_t h : hs)
+      for (const auto r : opt.routers)
+        for (const int64_t B : opt.block_sizes) {
+          const SlotKey key{L, h, static_cast<int>(r), B};
+          Slot s;
+          s.layer = L, s.head = h, s.router = r, s.block_size = B;
+          all_slots[key] = s;
+        }
+  }
+  auto value = [&](const analysis::SummaryRow& r) { return r.get(target.column()); };
+
+  if (!exhaustive) {
+    // Refinement: per slot, every k strictly between the first grid k that meets the target
+    // and the grid k below it; one analysis per (layer, head) over the union of its slots'
+    // gaps (a head whose bracket is tight is not analysed again).
+    std::map<std::pair<int, int64_t>, std::set<int>> refine;
+    for (const auto& [key, s] : slots) {
+      int prev = 0;
+      for (const auto& [k, row] : s.rows) {
+        if (k > kmax_of[s.block_size]) break;
+        if (target.met(value(row))) {
+          for (int j = prev + 1; j < k; ++j) refine[{s.layer, s.head}].insert(j);
+          break;
+        }
+        prev = k;
+      }
+    }
+    size_t n_configs = 0;
+    for (const auto& [lh, ks] : refine) n_configs += ks.size();
+    if (!quiet && !refine.empty())
+      std::fprintf(stderr, "moba fit: refinement pass, %zu heads, %zu (head, k) pairs\n", refine.size(), n_configs);
+    for (const auto& [lh, ks] : refine) {
+      opt.top_ks.assign(ks.begin(), ks.end());
+      collect(slots, analysis::analyze_dump(*reader, {lh.first}, {lh.second}, opt, true, nullptr, nullptr));
+    }
+  }
+
+  std::vector<FitRow> fits;
+  int64_t non_monotone = 0;
+  for (auto& [key, base] : all_slots) {
+    const auto it = slots.find(key);
+    const Slot& s = it == slots.end() ? base : it->second;
+    FitRow f;
+    f.layer = s.layer, f.head = s.head, f.router = s.router, f.block_size = s.block_size;
+    f.n_blocks = n_blocks[s.block_size];
+    f.n_tokens = T;
+    const LayerInfo& li = info.layer(s.layer);
+    f.kv_head = s.head / std::max<int64_t>(1, li.n_q_heads / std::max<int64_t>(1, li.n_kv_heads));
+    f.max_k_tried = kmax_of[s.block_size];
+    const analysis::SummaryRow* hit = nullptr;
+    for (const auto& [k, row] : s.rows)
+      if (k <= kmax_of[s.block_size] && target.met(value(row))) {
+        hit = &row;
+        break;
+      }
+    auto prev_value = [&](int k) {
+      const auto p = s.rows.find(k - 1);
+      return p == s.rows.end() ? NAN : value(p->second);
+    };
+    if (hit) {
+      f.status = "ok";
+      f.k = hit->key.top_k;
+      f.achieved = value(*hit);
+      f.achieved_prev = prev_value(f.k);
+      f.sparsity_nominal = hit->get(analysis::SummaryColumn::sparsity_nominal);
+      f.sparsity_causal = hit->get(analysis::SummaryColumn::sparsity_mean);
+      if (f.k > 1 && s.rows.find(f.k - 1) == s.rows.end())
+        throw std::logic_error("fit: k - 1 was not evaluated for " + hit->key.name());
+      for (const auto& [k, row] : s.rows)
+        if (k > f.k && !target.met(value(row))) {
+          ++non_monotone;
+          break;
+        }
+    } else if (max_k_flag == 0 || max_k_flag >= f.n_blocks) {
+      f.status = "full_attention";
+      f.k = static_cast<int>(f.n_blocks);
+      f.achieved = target.full_attention_value();
+      f.achieved_prev = prev_value(f.k);
+      f.sparsity_nominal = 1.0 - static_cast<double>(f.k * f.block_size) / static_cast<double>(T);
+      f.sparsity_causal = 0.0;
+    } else {
+      f.status = "unreachable";
+      const auto last = s.rows.find(f.max_k_tried);
+      f.achieved = last == s.rows.end() ? NAN : value(last->second);
+    }
+    fits.push_back(f);
+  }
+
+  // The table: PATH.csv and PATH.json.
+  std::string csv = "layer,head,kv_head,router,block_size,n_tokens,n_blocks,target,target_value,status,k,k_fraction,"
+                    "achieved,achieved_prev,sparsity_nominal,sparsity_causal,max_k_tried\n";
+  std::vector<std::string> json_rows;
+  for (const auto& f : fits) {
+    const double kfrac = f.k > 0 ? static_cast<double>(f.k) / static_cast<double>(f.n_blocks) : NAN;
+    csv += std::to_string(f.layer) + "," + std::to_string(f.head) + "," + std::to_string(f.kv_head) + "," +
+           analysis::router_name(f.router) + "," + std::to_string(f.block_size) + "," + std::to_string(f.n_tokens) +
+           "," + std::to_string(f.n_blocks) + "," + target.name + "," + format_number(target.value) + "," +
+           f.status + "," + (f.k > 0 ? std::to_string(f.k) : "") + "," + format_number(kfrac) + "," +
+           format_number(f.achieved) + "," + format_number(f.achieved_prev) + "," +
+           format_number(f.sparsity_nominal) + "," + format_number(f.sparsity_causal) + "," +
+           std::to_string(f.max_k_tried) + "\n";
+    JsonObject o;
+    o.add_integer("layer", f.layer).add_integer("head", f.head).add_integer("kv_head", f.kv_head);
+    o.add_string("router", analysis::router_name(f.router)).add_integer("block_size", f.block_size);
+    o.add_integer("n_tokens", f.n_tokens).add_integer("n_blocks", f.n_blocks);
+    o.add_string("target", target.name).add_number("target_value", target.value).add_string("status", f.status);
+    if (f.k > 0) o.add_integer("k", f.k);
+    else o.add_null("k");
+    o.add_number("k_fraction", kfrac).add_number("achieved", f.achieved).add_number("achieved_prev", f.achieved_prev);
+    o.add_number("sparsity_nominal", f.sparsity_nominal).add_number("sparsity_causal", f.sparsity_causal);
+    o.add_integer("max_k_tried", f.max_k_tried);
+    json_rows.push_back(o.str());
+  }
+  std::string table_json = "{\"command\": \"fit\", \"dump\": " + json_string(dump_path) +
+                           ", \"git_commit\": " + json_string(build_commit_label()) +
+                           ", \"target\": " + json_string(target.name) +
+                           ", \"target_value\": " + json_number(target.value) +
+                           ", \"search\": " + json_string(exhaustive ? "exhaustive" : "coarse grid + refinement") +
+                           ", \"rows\": [\n";
+  for (size_t i = 0; i < json_rows.size(); ++i) table_json += "  " + json_rows[i] + (i + 1 < json_rows.size() ? ",\n" : "\n");
+  table_json += "]}\n";
+  write_file_atomic(out + ".csv", csv);
+  write_file_atomic(out + ".json", table_json);
+
+  // Budgets per (router, B): layers indexed by the dump's layer index, heads by query head;
+  // null where not fitted or unreachable.
+  std::vector<std::string> written = {out + ".csv", out + ".json"};
+  int max_layer = 0;
+  for (const auto& l : info.layers) max_layer = std::max(max_layer, l.index);
+  for (const auto r : opt.routers)
+    for (const int64_t B : opt.block_sizes) {
+      std::vector<std::vector<std::string>> ks(static_cast<size_t>(max_layer + 1)), taus(ks.size());
+      std::vector<bool> fitted(ks.size(), false);
+      for (const auto& l : info.layers) {
+        ks[static_cast<size_t>(l.index)].assign(static_cast<size_t>(l.n_q_heads), "null");
+        taus[static_cast<size_t>(l.index)].assign(static_cast<size_t>(l.n_q_heads), "null");
+      }
+      for (const auto& f : fits) {
+        if (f.router != r || f.block_size != B) continue;
+        fitted[static_cast<size_t>(f.layer)] = true;
+        if (f.k <= 0) continue;
+        ks[static_cast<size_t>(f.layer)][static_cast<size_t>(f.head)] = std::to_string(f.k);
+        taus[static_cast<size_t>(f.layer)][static_cast<size_t>(f.head)] =
+            json_number(static_cast<double>(f.k) / static_cast<double>(f.n_blocks));
+      }
+      std::vector<std::string> k_layers, tau_layers;
+      for (size_t L = 0; L < ks.size(); ++L) {
+        k_layers.push_back(fitted[L] ? json_array(ks[L]) : "null");
+        tau_layers.push_back(fitted[L] ? json_array(taus[L]) : "null");
+      }
+      auto head = [&](const char* kind) {
+        JsonObject o;
+        o.add_integer("block_size", B).add_integer("n_blocks", n_blocks[B]).add_integer("n_tokens", T);
+        o.add_string("router", analysis::router_name(r)).add_string("kind", kind);
+        o.add_string("target", target.name).add_number("target_value", target.value);
+        return o;
+      };
+      JsonObject kj = head("top_k");
+      kj.add_raw("layers", "[\n  " + [&] {
+        std::string s;
+        for (size_t i = 0; i < k_layers.size(); ++i) s += (i ? ",\n  " : "") + k_layers[i];
+        return s;
+      }() + "\n]");
+      JsonObject tj = head("top_k_fraction");
+      tj.add_raw("tau", "[\n  " + [&] {
+        std::string s;
+        for (size_t i = 0; i < tau_layers.size(); ++i) s += (i ? ",\n  " : "") + tau_layers[i];
+        return s;
+      }() + "\n]");
+      const std::string suffix = budget_suffix(B, r);
+      write_file_atomic(out + ".k" + suffix + ".json", kj.str() + "\n");
+      write_file_atomic(out + ".tau" + suffix + ".json", tj.str() + "\n");
+      written.push_back(out + ".k" + suffix + ".json");
+      written.push_back(out + ".tau" + suffix + ".json");
+    }
+
+  // The report: the k table per (router, B), then the heads that need full attention or
+  // cannot reach the target.
+  std::printf("moba fit %s: target %s, %zu (layer, head, router, B) slots (device: %s; search: %s)\n",
+              dump_path.c_str(), target.text().c_str(), fits.size(), device.description.c_str(),
+              exhaustive ? "every k" : "coarse grid + refinement");
+  for (const auto r : opt.routers)
+    for (const int64_t B : opt.block_sizes) {
+      std::printf("\n%s B=%lld (n_blocks %lld): fitted k per head (- = unreachable within --max-k)\n",
+                  analysis::router_name(r), static_cast<long long>(B), static_cast<long long>(n_blocks[B]));
+      int cur = -1;
+      for (const auto& f : fits) {
+        if (f.router != r || f.block_size != B) continue;
+        if (f.layer != cur) {
+          std::printf("%slayer %2d:", cur >= 0 ? "\n" : "", f.layer);
+          cur = f.layer;
+        }
+        if (f.k > 0) std::printf(" %3d", f.k);
+        else std::printf("   -");
+      }
+      std::printf("\n");
+    }
+  int64_t n_full = 0, n_unreach = 0;
+  for (const auto& f : fits) {
+    if (f.status == "ok") continue;
+    (f.status == "full_attention" ? n_full : n_unreach) += 1;
+    std::printf("%s: layer %d head %lld %s B=%lld: %s\n", f.status == "full_attention" ? "full attention" : "unreachable",
+                f.layer, static_cast<long long>(f.head), analysis::router_name(f.router),
+                static_cast<long long>(f.block_size),
+                f.status == "full_attention"
+                    ? ("no k < n_blocks meets the target (k = n_blocks = " + std::to_string(f.n_blocks) + ")").c_str()
+                    : ("best " + format_number(f.achieved) + " at k = " + std::to_string(f.max_k_tried) +
+                       " (--max-k " + std::to_string(max_k_flag) + ")").c_str());
+  }
+  std::printf("\n%lld of %zu fitted below full attention, %lld need full attention, %lld unreachable within --max-k\n",
+              static_cast<long long>(fits.size() - n_full - n_unreach), fits.size(), static_cast<long long>(n_full),
+              static_cast<long long>(n_unreach));
+  if (non_monotone > 0)
+    std::printf("note: on %lld slots a k above the fitted one misses the target again (the metric is not monotone "
+                "there; the fitted k is still the smallest evaluated k that meets it)\n",
+                static_cast<long long>(non_monotone));
+  std::string files;
+  for (const auto& w : written) files += (files.empty() ? "" : ", ") + w;
+  std::printf("wrote %s\n", files.c_str());
+  return 0;
+}
+
+const Command kFit("fit", "per-head budget fitting: smallest top-k per head meeting a coverage / recall / KL target",
+                   run_fit);
+
+}  // namespace
+}  // namespace moba::cli
