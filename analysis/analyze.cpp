@@ -79,6 +79,7 @@ struct ItemAcc {
 struct ItemScratch {
   std::vector<float> scores, snr_scores;  // [gi, n, n_blocks]
   std::vector<int32_t> oracle_sel;
+  std::vector<float> block_rows, block_tmp;  // [ri, n_blocks]: block-score routers' rows of one query
   Eigen::VectorXf key_scores;
 };
 
@@ -176,6 +177,13 @@ void route_query(const GroupContext& g, HeadState& h, const ChunkData& ch, int b
   const int32_t* top = ch.top_index.data() + r * plan.n_top;
   const kernels::TieRule tie = g.opt.routing.tie;
   const std::vector<int>& cfgs = plan.configs_of_block[bi];
+  // Block-score routers (quest, sink-window, minference-bs): one row per query, every k.
+  s.block_rows.resize(static_cast<size_t>(g.n_routers * nb));
+  s.block_tmp.resize(static_cast<size_t>(nb));
+  for (int ri = 0; ri < g.n_routers; ++ri)
+    if (!g.routers.score_keys[ri].empty())
+      block_score_row(g.routers.score_keys[ri][bi], g.in.q, h.local, g.shared, t, s.block_rows.data() + ri * nb,
+                      s.block_tmp.data());
   for (size_t jc = 0; jc < cfgs.size(); ++jc) {
     const int ci = cfgs[jc];
     const int K = plan.configs[ci].top_k;
@@ -189,7 +197,9 @@ void route_query(const GroupContext& g, HeadState& h, const ChunkData& ch, int b
       PositionArrays& pa = h.arrays[ci * g.n_routers + ri];
       int32_t* sel = pa.selected.data() + t * K;
       const int gi = g.routers.gate_of_router[ri];
-      if (gi < 0)
+      if (!g.routers.score_keys[ri].empty())
+        select_blocks_host(s.block_rows.data() + ri * nb, c, K, tie, sel);
+      else if (gi < 0)
         std::copy(s.oracle_sel.begin(), s.oracle_sel.begin() + K, sel);
       else
         select_blocks_host(scores.data() + (gi * n + i) * nb, c, K, tie, sel);

@@ -13,8 +13,9 @@ struct RouterEntry {
   RouterKind kind;
   const char* name;
 };
-constexpr RouterEntry kRouters[] = {
-    {RouterKind::moba, "moba"}, {RouterKind::moba_kconv, "moba-kconv"}, {RouterKind::oracle, "oracle"}};
+constexpr RouterEntry kRouters[] = {{RouterKind::minference_bs, "minference-bs"}, {RouterKind::moba, "moba"},
+                                    {RouterKind::moba_kconv, "moba-kconv"},       {RouterKind::oracle, "oracle"},
+                                    {RouterKind::quest, "quest"},                 {RouterKind::sink_window, "sink-window"}};
 
 }  // namespace
 
@@ -33,9 +34,17 @@ bool parse_router(const std::string& s, RouterKind* out) {
   return false;
 }
 
+const char* router_list() { return "minference-bs, moba, moba-kconv, oracle, quest, sink-window"; }
+
+bool router_is_gate(RouterKind r) { return r == RouterKind::moba || r == RouterKind::moba_kconv; }
+
+bool router_is_score_row(RouterKind r) {
+  return r == RouterKind::quest || r == RouterKind::sink_window || r == RouterKind::minference_bs;
+}
+
 RouterKind router_from_name(const std::string& s) {
   RouterKind r;
-  if (!parse_router(s, &r)) throw UsageError("unknown router '" + s + "' (one of moba, moba-kconv, oracle)");
+  if (!parse_router(s, &r)) throw UsageError("unknown router '" + s + "' (one of " + router_list() + ")");
   return r;
 }
 

@@ -122,7 +122,7 @@ SummaryRow head_summary_row(const HeadRowInput& in) {
   put(Col::planted_recall,
       nan_if_empty(counts.n_planted, static_cast<double>(in.planted_hits) / std::max<int64_t>(counts.n_planted, 1)));
   const double pred_snr = in.synth ? in.snr_synth : s.snr_emp;
-  put(Col::planted_recall_pred, counts.n_planted > 0 && (have_snr || in.synth) && in.key.router != RouterKind::oracle
+  put(Col::planted_recall_pred, counts.n_planted > 0 && (have_snr || in.synth) && router_is_gate(in.key.router)
                                     ? mean_retrieval_probability(pred_snr, counts.planted, K)
                                     : kNaN);
   return row;

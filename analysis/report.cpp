@@ -92,7 +92,7 @@ constexpr TableColumn kTableColumns[] = {
 std::string format_table(const std::vector<SummaryRow>& rows) {
   std::string s;
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%-11s %5s %5s", "router", "B", "k");
+  std::snprintf(buf, sizeof buf, "%-13s %5s %5s", "router", "B", "k");
   s += buf;
   for (const auto& c : kTableColumns) {
     std::snprintf(buf, sizeof buf, c.heading_format, c.heading);
@@ -100,7 +100,7 @@ std::string format_table(const std::vector<SummaryRow>& rows) {
   }
   s += "\n";
   for (const auto& r : rows) {
-    std::snprintf(buf, sizeof buf, "%-11s %5lld %5d", router_name(r.key.router),
+    std::snprintf(buf, sizeof buf, "%-13s %5lld %5d", router_name(r.key.router),
                   static_cast<long long>(r.key.block_size), r.key.top_k);
     s += buf;
     for (const auto& c : kTableColumns) {

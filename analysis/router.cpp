@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <sstream>
 
 #include "core/errors.h"
@@ -204,9 +205,13 @@ void setup_gate_routers(const TensorView& q, const TensorView& k, DType dump_dty
                         const std::vector<int64_t>& block_sizes, Device device, GateRouters* out) {
   out->gates.clear();
   out->gate_of_router.assign(routers.size(), -1);
+  out->score_keys.assign(routers.size(), {});
   for (size_t ri = 0; ri < routers.size(); ++ri) {
     const RouterKind kind = routers[ri];
-    if (kind == RouterKind::oracle) continue;
+    if (router_is_score_row(kind))
+      for (const int64_t B : block_sizes)
+        out->score_keys[ri].push_back(block_score_keys(kind, k, B, dump_dtype, opt, device));
+    if (!router_is_gate(kind)) continue;
     if (kind == RouterKind::moba_kconv && out->conv.data.empty()) out->conv = kconv_keys(k, opt, device);
     GateRouter g;
     g.kind = kind;
@@ -231,6 +236,81 @@ void setup_gate_routers(const TensorView& q, const TensorView& k, DType dump_dty
   }
 }
 
+BlockScoreKeys block_score_keys(RouterKind kind, const TensorView& k, int64_t block_size, DType dump_dtype,
+                                const RoutingOptions& opt, Device device) {
+  BlockScoreKeys out;
+  out.kind = kind;
+  out.block_size = block_size;
+  if (kind == RouterKind::quest) {
+    const size_t n = static_cast<size_t>(k.n_heads * kernels::block_count(k.n_tokens, block_size) * k.head_dim);
+    std::vector<float> mean(n);
+    out.kmin.resize(n);
+    out.kmax.resize(n);
+    kernels::BlockPoolParams p;
+    p.k = k;
+    p.block_size = block_size;
+    p.pool_dtype = DType::f32;
+    p.mean = mean.data();
+    p.min = out.kmin.data();
+    p.max = out.kmax.data();
+    kernels::block_pool_cpu(p);  // min/max are exact key values on any backend
+  } else if (kind == RouterKind::minference_bs) {
+    out.kbar = pooled_keys(k, block_size, dump_dtype, opt, device);
+  }
+  return out;
+}
+
+namespace {
+// One head's row (block_score_row) into row[0, c).
+void head_score_row(const BlockScoreKeys& keys, const TensorView& q, int64_t h, int64_t t, float* row) {
+  const int64_t B = keys.block_size, c = t / B, d = q.head_dim;
+  const float* qt = q.row(h, t);
+  if (keys.kind == RouterKind::quest) {
+    for (int64_t b = 0; b < c; ++b) {
+      const float* lo = keys.kmin.data() + b * d;
+      const float* hi = keys.kmax.data() + b * d;
+      float s = 0.0f;
+      for (int64_t ch = 0; ch < d; ++ch) {
+        const float a = qt[ch] * lo[ch], e = qt[ch] * hi[ch];
+        s += std::max(a, e);
+      }
+      row[b] = s;
+    }
+  } else if (keys.kind == RouterKind::minference_bs) {
+    const int64_t t_lo = c * B, t_hi = std::min((c + 1) * B, q.n_tokens);
+    std::vector<float> qbar(static_cast<size_t>(d));
+    for (int64_t ch = 0; ch < d; ++ch) {
+      double acc = 0.0;
+      for (int64_t u = t_lo; u < t_hi; ++u) acc += q.row(h, u)[ch];
+      qbar[ch] = static_cast<float>(acc / static_cast<double>(t_hi - t_lo));
+    }
+    for (int64_t b = 0; b < c; ++b) {
+      const float* kb = keys.kbar.data() + b * d;
+      float s = 0.0f;
+      for (int64_t ch = 0; ch < d; ++ch) s += qbar[ch] * kb[ch];
+      row[b] = s;
+    }
+  } else {  // sink-window
+    for (int64_t b = 0; b < c; ++b) row[b] = static_cast<float>(b);
+    if (c > 0) row[0] = std::numeric_limits<float>::infinity();
+  }
+}
+}  // namespace
+
+void block_score_row(const BlockScoreKeys& keys, const TensorView& q, int64_t q_head, bool shared, int64_t t,
+                     float* row, float* tmp) {
+  const int64_t c = t / keys.block_size;
+  if (!shared || keys.kind == RouterKind::sink_window) {
+    head_score_row(keys, q, q_head, t, row);
+    return;
+  }
+  head_score_row(keys, q, 0, t, row);
+  for (int64_t h = 1; h < q.n_heads; ++h) {
+    head_score_row(keys, q, h, t, tmp);
+    for (int64_t b = 0; b < c; ++b) row[b] += tmp[b];
+  }
+}
+
 void gate_scores_tile_host(const kernels::GateTopkParams& p, int64_t q_head, int64_t t_begin, int64_t n,
                            float* scores) {
   kernels::gate_scores_tile_cpu(p, q_head, t_begin, n, scores);
@@ -250,7 +330,24 @@ void route_group(const TensorView& q, const TensorView& k, const TensorView& v, 
   if (router == RouterKind::moba_kconv) conv = kconv_keys(k, opt, device);
   const TensorView route_k = router == RouterKind::moba_kconv ? conv.view() : k;
 
-  if (router == RouterKind::oracle) {
+  if (router_is_score_row(router)) {
+    const BlockScoreKeys keys = block_score_keys(router, k, B, dump_dtype, opt, device);
+    const bool shared = opt.gqa == kernels::GqaMode::shared;
+    const int64_t n_choosers = shared ? 1 : G;
+#pragma omp parallel
+    {
+      std::vector<float> row(static_cast<size_t>(n_blocks + 1)), tmp(static_cast<size_t>(n_blocks + 1));
+#pragma omp for schedule(dynamic, 64)
+      for (int64_t item = 0; item < n_choosers * T; ++item) {
+        const int64_t h = item / T, t = item % T;
+        block_score_row(keys, q, h, shared, t, row.data(), tmp.data());
+        int32_t* sel = selected + (h * T + t) * top_k;
+        kernels::select_blocks_row(row.data(), t / B, top_k, opt.tie, sel);
+        if (shared)
+          for (int64_t hh = 1; hh < G; ++hh) std::copy(sel, sel + top_k, selected + (hh * T + t) * top_k);
+      }
+    }
+  } else if (router == RouterKind::oracle) {
     // Exact block masses, one query chunk at a time: [G, chunk, n_blocks] floats at most.
     const int64_t C = std::max<int64_t>(1, query_chunk);
     std::vector<float> mass(static_cast<size_t>(G * std::min(C, T) * n_blocks));

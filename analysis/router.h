@@ -4,6 +4,12 @@
 // (current block + the top-(k-1) routable blocks by exact block attention mass m_t(b) of
 // full causal attention: same budget, same eligibility, same selector and tie rule).
 //
+// Block-score routers (docs/routing.md, one score row per query, the same selector):
+// `quest` (Quest's upper bound sum_c max(q_c kmin_c, q_c kmax_c) over each key block's
+// channel-wise min/max), `sink-window` (StreamingLLM: sink block 0 + the most recent routable
+// blocks, score row b with block 0 at +inf) and `minference-bs` (MInference block-sparse: the
+// mean query of the current query block against the pooled keys, one choice per query block).
+//
 // Every router writes gate_topk's `selected` layout: per (head, t) top_k block indices,
 // ascending, current block included, -1 padded.
 #include <cstdint>
@@ -88,6 +94,31 @@ void select_oracle_shared(const float* block_mass, int64_t n_heads, int64_t quer
                           int64_t query_begin, int64_t block_size, kernels::TieRule tie,
                           const std::vector<OracleTarget>& targets);
 
+// The keys of one block-score router (quest, sink-window, minference-bs) of one KV head at
+// block size B: quest's per-block channel-wise min and max (exact key values), minference-bs'
+// pooled keys (pooled_keys: the mean rounded per --pool-precision); sink-window needs none.
+struct BlockScoreKeys {
+  RouterKind kind = RouterKind::quest;
+  int64_t block_size = 0;
+  std::vector<float> kmin, kmax;  // quest: [n_blocks, d]
+  std::vector<float> kbar;        // minference-bs: [n_blocks, d]
+};
+BlockScoreKeys block_score_keys(RouterKind kind, const TensorView& k, int64_t block_size, DType dump_dtype,
+                                const RoutingOptions& opt, Device device);
+
+// The score row of query t (current block c = t / B) of query head `q_head` of q [G, T, d]
+// (one KV group's heads, or the analysed heads): row[b] for b < c (entries from c on are not
+// written). fp32, multiply then add, in channel order:
+//   quest:          sum_ch max(q_ch * kmin_b,ch, q_ch * kmax_b,ch)
+//   minference-bs:  sum_ch qbar_ch * kbar_b,ch, qbar = mean of q over the query block c
+//                   ([cB, min((c+1)B, T)), summed in double, rounded once to fp32)
+//   sink-window:    b, with block 0 at +inf (so the selector keeps the sink first, then the
+//                   most recent routable blocks; head independent)
+// Under `shared` (GQA) the row is the sum of every head of q's rows, in head order, in fp32
+// (q must then hold exactly the group's heads); `tmp` [>= c] is scratch.
+void block_score_row(const BlockScoreKeys& keys, const TensorView& q, int64_t q_head, bool shared, int64_t t,
+                     float* row, float* tmp);
+
 // Routers with gate scores (moba, moba-kconv) of one KV group, set up once for every block
 // size: routing keys, pooled keys and the gate parameters of the group's queries.
 struct GateRouter {
@@ -101,7 +132,10 @@ struct GateRouter {
 struct GateRouters {
   Tensor3 conv;                  // kconv keys when a router needs them
   std::vector<GateRouter> gates;
-  std::vector<int> gate_of_router;  // per router of the list: index into gates, -1 for the oracle
+  std::vector<int> gate_of_router;  // per router of the list: index into gates, -1 for the others
+  // Per router of the list: per block size the block-score keys (quest, sink-window,
+  // minference-bs); empty for the other routers.
+  std::vector<std::vector<BlockScoreKeys>> score_keys;
 };
 // Fills `out` (its views point into out->conv and the kbar buffers: keep *out in place).
 void setup_gate_routers(const TensorView& q, const TensorView& k, DType dump_dtype,

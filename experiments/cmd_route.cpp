@@ -35,7 +35,8 @@ const char* const kUsage =
     "  --top-k K                  blocks per query, current block included, >= 1\n"
     "  --out OUT.h5               output file (written atomically)\n"
     "  --with-output              also write the MoBA attention output and its lse\n"
-    "  --router R                 moba | moba-kconv | oracle (moba; --kconv W implies moba-kconv)\n"
+    "  --router R                 moba | moba-kconv | oracle | quest | sink-window | minference-bs\n"
+    "                             (moba; --kconv W implies moba-kconv; docs/routing.md defines each)\n"
     "  --tie recent|older         equal scores: larger (recent, default) or smaller block index wins\n"
     "  --gqa per-head|shared      per query head (default) or one choice per KV group (summed scores)\n"
     "  --pool-precision dump|fp32 round the pooled key mean to the dump dtype (default) or keep fp32\n"
@@ -66,7 +67,7 @@ int run_route(const std::vector<std::string>& argv) {
   const bool with_output = args.flag("with-output");
   const bool quiet = args.flag("quiet");
 
-  analysis::RouterKind router = analysis::router_from_name(args.choice("router", "moba", {"moba", "moba-kconv", "oracle"}));
+  analysis::RouterKind router = analysis::router_from_name(args.choice("router", "moba", {"moba", "moba-kconv", "oracle", "quest", "sink-window", "minference-bs"}));
   if (args.has("kconv")) {
     if (args.has("router") && router != analysis::RouterKind::moba_kconv)
       throw UsageError("--kconv needs --router moba-kconv (or no --router)");

@@ -3,6 +3,7 @@
 // ResultsFile, and the JSON / number formatters of core/json_writer.h.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <iterator>
 #include <limits>
 
 #include "analysis/config_key.h"
@@ -48,8 +49,14 @@ TEST_CASE("ConfigKey: order, equality and names", "[analysis][config_key]") {
   // Enum order is name order: sorting keys sorts router names as text.
   CHECK(std::string(router_name(RouterKind::moba)) < router_name(RouterKind::moba_kconv));
   CHECK(std::string(router_name(RouterKind::moba_kconv)) < router_name(RouterKind::oracle));
+  const RouterKind all[] = {RouterKind::minference_bs, RouterKind::moba,  RouterKind::moba_kconv,
+                            RouterKind::oracle,        RouterKind::quest, RouterKind::sink_window};
+  for (size_t i = 1; i < std::size(all); ++i) {
+    CHECK(static_cast<int>(all[i - 1]) < static_cast<int>(all[i]));
+    CHECK(std::string(router_name(all[i - 1])) < router_name(all[i]));
+  }
 
-  for (const RouterKind r : {RouterKind::moba, RouterKind::moba_kconv, RouterKind::oracle}) {
+  for (const RouterKind r : all) {
     RouterKind back = RouterKind::moba;
     REQUIRE(parse_router(router_name(r), &back));
     CHECK(back == r);
@@ -57,7 +64,8 @@ TEST_CASE("ConfigKey: order, equality and names", "[analysis][config_key]") {
   }
   RouterKind unused;
   CHECK_FALSE(parse_router("Oracle", &unused));
-  CHECK_THROWS_AS(router_from_name("quest"), UsageError);
+  CHECK_THROWS_AS(router_from_name("Quest"), UsageError);
+  CHECK_THROWS_AS(router_from_name("sink"), UsageError);
   CHECK(tie_from_name(tie_name(kernels::TieRule::older)) == kernels::TieRule::older);
   CHECK(gqa_from_name(gqa_name(kernels::GqaMode::shared)) == kernels::GqaMode::shared);
   CHECK(pool_fp32_from_name(pool_precision_name(true)));

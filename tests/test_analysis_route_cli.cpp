@@ -2,7 +2,8 @@
 // `output` and `lse` against an independent router and brute-force masked dense attention
 // written here in double precision, on f32 dumps, over ragged last blocks, k = 1,
 // k >= n_blocks, B = 1, GQA 4:1, head dims 48/64/128, tie older, shared GQA, kconv
-// (routing only and both) and the oracle. Output within 1e-5 relative.
+// (routing only and both), the oracle and the block-score routers (quest, sink-window,
+// minference-bs). Output within 1e-5 relative.
 #include <hdf5.h>
 
 #include <algorithm>
@@ -101,6 +102,11 @@ TEST_CASE("moba route --with-output matches brute-force masked attention in doub
       {58, 8, 3, 4, 1, 48, "--router oracle"},       // block-mass oracle
       {64, 16, 2, 1, 1, 128, "--pool-precision fp32"},
       {37, 8, 2, 2, 2, 48, "--precision fast"},      // CUDA numerics only: the CPU is the same
+      {67, 8, 3, 4, 2, 48, "--router quest"},        // block-score routers (docs/routing.md)
+      {70, 8, 3, 4, 1, 64, "--router quest --gqa shared --tie older"},
+      {67, 8, 4, 4, 2, 48, "--router sink-window"},
+      {67, 8, 3, 4, 2, 48, "--router minference-bs"},
+      {70, 8, 3, 4, 1, 64, "--router minference-bs --gqa shared"},
   };
   io_test::ScratchDir dir("route");
   int idx = 0;
@@ -136,6 +142,9 @@ TEST_CASE("moba route --with-output matches brute-force masked attention in doub
     const bool kconv = c.extra.find("--kconv") != std::string::npos;
     const bool both = c.extra.find("both") != std::string::npos;
     const bool oracle = c.extra.find("oracle") != std::string::npos;
+    const bool quest = c.extra.find("quest") != std::string::npos;
+    const bool sink = c.extra.find("sink-window") != std::string::npos;
+    const bool minf = c.extra.find("minference-bs") != std::string::npos;
     const bool shared = c.extra.find("shared") != std::string::npos;
     const bool older = c.extra.find("older") != std::string::npos;
     const Tensor3 kc = kconv ? kconv_ref(k, 3) : k;
@@ -150,7 +159,28 @@ TEST_CASE("moba route --with-output matches brute-force masked attention in doub
     };
     auto gate = [&](int64_t h, int64_t t, int64_t b) {
       double s = 0;
-      for (int64_t ch = 0; ch < c.d; ++ch) s += double(q.row(h, t)[ch]) * kbar(h / group, b, ch);
+      if (quest) {  // Quest's bound over the block's channel min / max
+        for (int64_t ch = 0; ch < c.d; ++ch) {
+          double lo = 1e300, hi = -1e300;
+          for (int64_t j = b * c.B; j < std::min((b + 1) * c.B, c.T); ++j) {
+            lo = std::min(lo, double(k.row(h / group, j)[ch]));
+            hi = std::max(hi, double(k.row(h / group, j)[ch]));
+          }
+          s += std::max(q.row(h, t)[ch] * lo, q.row(h, t)[ch] * hi);
+        }
+        return s;
+      }
+      if (sink) return b == 0 ? 1e300 : double(b);
+      for (int64_t ch = 0; ch < c.d; ++ch) {
+        double qc = q.row(h, t)[ch];
+        if (minf) {  // the mean query of t's query block
+          const int64_t u0 = (t / c.B) * c.B, u1 = std::min(u0 + c.B, c.T);
+          qc = 0;
+          for (int64_t u = u0; u < u1; ++u) qc += q.row(h, u)[ch];
+          qc /= double(u1 - u0);
+        }
+        s += qc * kbar(h / group, b, ch);
+      }
       return s;
     };
     double worst_out = 0, worst_lse = 0;

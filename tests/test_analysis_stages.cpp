@@ -7,6 +7,7 @@
 #include "analysis/gpu/analyze_gpu.h"
 #include "analysis/router.h"
 #include "analysis/snr_probe.h"
+#include "kernels/backend.h"
 #include "core/errors.h"
 #include "test_analysis_util.h"
 
@@ -116,4 +117,15 @@ TEST_CASE("analyze_device_split: silent on the CPU, says where the stages run on
   opt.block_sizes = {1};  // 9000 blocks: above the GPU row sort's 8193
   opt.top_ks = {2};
   CHECK(analyze_device_split(opt, 9000, 64).find("routing, metrics and SNR on the CPU (") == 0);
+  // The block-score routers run on the host: the GPU-resident analysis declines them.
+  opt.block_sizes = {16, 64};
+  opt.top_ks = {2, 4};
+  for (const RouterKind r : {RouterKind::quest, RouterKind::sink_window, RouterKind::minference_bs}) {
+    opt.routers = {RouterKind::moba, r, RouterKind::oracle};
+    const std::string why = gpu_analysis_unsupported(opt, make_plan(opt, 1024), 64);
+    INFO(why);
+    CHECK(!why.empty());
+    if (kernels::cuda_compiled()) CHECK(why == std::string("router ") + router_name(r) + " runs on the host");
+    CHECK(analyze_device_split(opt, 1024, 64).find("routing, metrics and SNR on the CPU (") == 0);
+  }
 }

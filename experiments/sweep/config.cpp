@@ -10,6 +10,7 @@
 #include <sstream>
 #include <toml++/toml.h>
 
+#include "analysis/config_key.h"
 #include "core/errors.h"
 #include "core/json_writer.h"
 #include "experiments/sweep/jobs.h"
@@ -246,7 +247,8 @@ SweepConfig parse_config(const std::string& path) {
   if (top.get("routers")) {
     c.routers = top.str_list("routers");
     for (const auto& r : c.routers)
-      if (r != "moba" && r != "oracle" && r != "moba-kconv") top.fail("routers", "'" + r + "' is not one of moba, moba-kconv, oracle");
+      if (analysis::RouterKind kind; !analysis::parse_router(r, &kind))
+        top.fail("routers", "'" + r + "' is not one of " + analysis::router_list());
     check_unique(top, "routers", c.routers);
   }
   c.device = top.choice("device", "cpu", {"cpu", "cuda", "auto"});

@@ -79,12 +79,21 @@ PYEOF
   || fail "--json"
 [ "$(tail -n +2 A/summary.csv | wc -l)" = 8 ] || fail "A was not replaced (2 layers x 1 head x 2 routers x 2 k)"
 
+# 2b. the block-score routers (docs/routing.md) on the GQA dump under both GQA modes: SNR NaN.
+for gqa in per-head shared; do
+  "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2,4 --routers quest,sink-window,minference-bs,oracle --gqa $gqa \
+    --out R --quiet > out.txt 2>&1 || { cat out.txt; fail "block-score routers, gqa $gqa"; }
+  [ "$(tail -n +2 R/summary.csv | wc -l)" = 64 ] || fail "R: 2 layers x 4 heads x 4 routers x 2 k rows"
+  grep -q "^sink-window  *16  *2 .* nan  *nan  *nan  *nan$" out.txt || fail "sink-window row / NaN SNR: $(cat out.txt)"
+done
+
 # 3. bad input and usage: exit 2, no DIR and no DIR.partial left behind.
 expect2() { local rc=0; "$MOBA" "$@" > out.txt 2> err.txt || rc=$?; [ "$rc" = 2 ] || { cat err.txt; fail "exit $rc, wanted 2: $*"; }; }
 expect2 analyze missing.h5 --block-sizes 16 --top-k 2 --out B
 expect2 analyze s.h5 --block-sizes 16 --top-k 2 --sparsity 0.5 --out B
 expect2 analyze s.h5 --block-sizes 16 --out B
-expect2 analyze s.h5 --block-sizes 16 --top-k 2 --routers moba,quest --out B
+expect2 analyze s.h5 --block-sizes 16 --top-k 2 --routers moba,hyper --out B
+grep -q "one of minference-bs, moba, moba-kconv, oracle, quest, sink-window" err.txt || fail "router list: $(cat err.txt)"
 expect2 analyze s.h5 --block-sizes 16 --top-k 2 --heads 9 --out B
 expect2 analyze s.h5 --block-sizes 16 --top-k 2 --layers 5 --out B
 expect2 analyze s.h5 --block-sizes 1,2,3,4,5,6,7,8,9 --top-k 2 --out B
