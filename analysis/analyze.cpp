@@ -328,12 +328,11 @@ void output_errors(const GroupContext& g, HeadState& h) {
 }
 
 // Stage 5 (either device): rows, buckets and analysis.h5 groups of one measured head, then its
-// SNR sums. `gate_kinds` [gi], `gate_of_router` [ri] as analysis/router.h GateRouters.
-void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan,
-                    const std::vector<RouterKind>& gate_kinds, const std::vector<int>& gate_of_router,
+// SNR sums. `gates` numbers the gate routers as analysis/router.h GateRouters does.
+void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, const GateIndex& gates,
                     const HeadMeasures& m, GroupResult& result, H5Output* h5) {
   const int64_t T = plan.n_tokens, d = in.q.head_dim;
-  const int n_routers = static_cast<int>(opt.routers.size()), n_gates = static_cast<int>(gate_kinds.size());
+  const int n_routers = static_cast<int>(opt.routers.size()), n_gates = static_cast<int>(gates.kinds.size());
   const std::vector<int64_t> edges = bucket_edges(T, opt.n_buckets, opt.bucket_width);
   const double snr_synth_factor = in.synth ? synth_delta_mu_eff(*in.synth) : kNaN;
   const int32_t* planted = in.planted && !in.planted->empty() ? in.planted->data() + m.head * T : nullptr;
@@ -343,7 +342,7 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
   std::vector<SummaryRow> rows(static_cast<size_t>(n_slots));
 #pragma omp parallel for schedule(dynamic, 1)
   for (int slot = 0; slot < n_slots; ++slot) {
-    const int ci = slot / n_routers, ri = slot % n_routers, gi = gate_of_router[ri];
+    const int ci = slot / n_routers, ri = slot % n_routers, gi = gates.of_router[ri];
     const BlockConfig& cfg = plan.configs[ci];
     const int bi = plan.block_of_config[ci];
     const RetrievalCounts counts = retrieval_counts(T, cfg.block_size, cfg.top_k, plan.n_blocks[bi], planted);
@@ -381,7 +380,7 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
   }
   for (int gi = 0; gi < n_gates; ++gi)
     for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
-      const ConfigKey key{in.layer, m.head, plan.block_sizes[bi], 0, gate_kinds[gi]};
+      const ConfigKey key{in.layer, m.head, plan.block_sizes[bi], 0, gates.kinds[gi]};
       result.snr.push_back({key, m.snr[gi * plan.n_block_sizes() + bi]});
       if (h5) write_snr_hist(*h5, result.snr.back());
     }
@@ -391,12 +390,11 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
 HeadMeasures host_measures(const GroupContext& g, HeadState& h, bool keep_arrays) {
   const int64_t T = g.plan.n_tokens;
   const std::vector<int64_t> edges = bucket_edges(T, g.opt.n_buckets, g.opt.bucket_width);
-  const int64_t trailing = g.opt.trailing > 0 ? std::min(g.opt.trailing, T) : (T + 15) / 16;
   HeadMeasures m;
   m.head = h.head;
   for (int ci = 0; ci < g.plan.n_configs(); ++ci)
     for (int ri = 0; ri < g.n_routers; ++ri)
-      m.stats.push_back(config_stats(h.arrays[ci * g.n_routers + ri], h.oracle_cov[ci], edges, trailing));
+      m.stats.push_back(config_stats(h.arrays[ci * g.n_routers + ri], h.oracle_cov[ci], edges, g.plan.trailing));
   m.snr = std::move(h.snr);
   m.signal_hits = std::move(h.signal_hits);
   m.planted_hits = std::move(h.planted_hits);
@@ -410,15 +408,10 @@ HeadMeasures host_measures(const GroupContext& g, HeadState& h, bool keep_arrays
 // the results do not depend on the number of workers.
 void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan,
                            Progress* progress, H5Output* h5, GroupResult& result) {
-  std::vector<RouterKind> gate_kinds;
-  std::vector<int> gate_of_router;
-  for (const RouterKind r : opt.routers) {
-    gate_of_router.push_back(r == RouterKind::oracle ? -1 : static_cast<int>(gate_kinds.size()));
-    if (r != RouterKind::oracle) gate_kinds.push_back(r);
-  }
+  const GateIndex gates = gate_index(opt.routers);
   const bool keep = opt.keep_arrays || h5;
   auto summarize = [&](HeadMeasures& m) {
-    summarize_head(in, opt, plan, gate_kinds, gate_of_router, m, result, h5);
+    summarize_head(in, opt, plan, gates, m, result, h5);
     if (opt.keep_arrays)
       for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
   };
@@ -500,9 +493,7 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
     }
     output_errors(g, h);
     HeadMeasures m = host_measures(g, h, opt.keep_arrays || h5);
-    std::vector<RouterKind> gate_kinds;
-    for (const GateRouter& gate : routers.gates) gate_kinds.push_back(gate.kind);
-    summarize_head(in, opt, plan, gate_kinds, routers.gate_of_router, m, result, h5);
+    summarize_head(in, opt, plan, gate_index(opt.routers), m, result, h5);
     if (opt.keep_arrays)
       for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
   }

@@ -126,6 +126,7 @@ AnalyzePlan make_plan(const AnalyzeOptions& opt, int64_t n_tokens) {
   p.n_tokens = n_tokens;
   p.chunk = std::min(opt.query_chunk, n_tokens);
   p.n_top = std::max(opt.top_n, kDenseTopMin);
+  p.trailing = opt.trailing > 0 ? std::min(opt.trailing, n_tokens) : (n_tokens + 15) / 16;
   p.block_sizes = opt.block_sizes;
   for (const int64_t B : p.block_sizes) p.n_blocks.push_back(kernels::block_count(n_tokens, B));
   p.configs_of_block.resize(p.block_sizes.size());

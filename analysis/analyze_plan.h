@@ -75,6 +75,7 @@ struct AnalyzePlan {
   int64_t n_tokens = 0;
   int64_t chunk = 0;                             // queries per dense-pass chunk: min(query_chunk, T)
   int n_top = 0;                                 // dense-pass top list length: max(top_n, 16)
+  int64_t trailing = 0;                          // trailing window in tokens: min(opt.trailing, T), or ceil(T / 16)
   std::vector<BlockConfig> configs;              // [n_configs]
   std::vector<int64_t> block_sizes, n_blocks;    // [n_block_sizes]
   std::vector<int> block_of_config;              // [n_configs] -> block size index

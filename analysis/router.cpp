@@ -200,11 +200,20 @@ void select_oracle_shared(const float* block_mass, int64_t n_heads, int64_t quer
   }
 }
 
+GateIndex gate_index(const std::vector<RouterKind>& routers) {
+  GateIndex g;
+  for (const RouterKind r : routers) {
+    g.of_router.push_back(router_is_gate(r) ? static_cast<int>(g.kinds.size()) : -1);
+    if (router_is_gate(r)) g.kinds.push_back(r);
+  }
+  return g;
+}
+
 void setup_gate_routers(const TensorView& q, const TensorView& k, DType dump_dtype,
                         const std::vector<RouterKind>& routers, const RoutingOptions& opt,
                         const std::vector<int64_t>& block_sizes, Device device, GateRouters* out) {
   out->gates.clear();
-  out->gate_of_router.assign(routers.size(), -1);
+  out->gate_of_router = gate_index(routers).of_router;
   out->score_keys.assign(routers.size(), {});
   for (size_t ri = 0; ri < routers.size(); ++ri) {
     const RouterKind kind = routers[ri];
@@ -231,7 +240,6 @@ void setup_gate_routers(const TensorView& q, const TensorView& k, DType dump_dty
       gp.gqa = kernels::GqaMode::per_head;
       g.snr_params.push_back(gp);
     }
-    out->gate_of_router[ri] = static_cast<int>(out->gates.size());
     out->gates.push_back(std::move(g));
   }
 }

@@ -129,6 +129,14 @@ struct GateRouter {
   // routing GQA mode, snr_params per_head (SNR is a per-head quantity, DESIGN.md §5).
   std::vector<kernels::GateTopkParams> select_params, snr_params;
 };
+// Which routers of a list have gate scores (router_is_gate: moba, moba-kconv), numbered in
+// list order: the index gi of GateRouters::gates, SNR sums and signal hits.
+struct GateIndex {
+  std::vector<RouterKind> kinds;  // [gi]
+  std::vector<int> of_router;     // [ri]: gi, or -1 for routers without gate scores
+};
+GateIndex gate_index(const std::vector<RouterKind>& routers);
+
 struct GateRouters {
   Tensor3 conv;                  // kconv keys when a router needs them
   std::vector<GateRouter> gates;

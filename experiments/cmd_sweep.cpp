@@ -567,14 +567,19 @@ struct SweepRun {
                  list.size() - i - 1, "");
       }
     } catch (const Interrupted&) {
-      provenance(analysis::utc_now(), "interrupted");
-      std::fprintf(stderr, "moba sweep: %d of %zu jobs are done and kept in %s; continue with:\n"
-                           "  moba sweep %s --out %s --resume%s\n",
-                   n_done, mine.size(), dir.string().c_str(), config_path.c_str(), dir.string().c_str(),
-                   shard_flag.c_str());
+      report_interrupted();
       throw;
     }
     return finish();
+  }
+
+  // After Ctrl-C: the provenance says so, and the user learns how to continue.
+  void report_interrupted() {
+    provenance(analysis::utc_now(), "interrupted");
+    std::fprintf(stderr, "moba sweep: %d of %zu jobs are done and kept in %s; continue with:\n"
+                         "  moba sweep %s --out %s --resume%s\n",
+                 n_done, mine.size(), dir.string().c_str(), config_path.c_str(), dir.string().c_str(),
+                 shard_flag.c_str());
   }
 
   // All visible GPUs on one machine: `placement.concurrent` workers, worker w runs its jobs
@@ -627,11 +632,7 @@ struct SweepRun {
       try {
         std::rethrow_exception(error);
       } catch (const Interrupted&) {
-        provenance(analysis::utc_now(), "interrupted");
-        std::fprintf(stderr, "moba sweep: %d of %zu jobs are done and kept in %s; continue with:\n"
-                             "  moba sweep %s --out %s --resume%s\n",
-                     n_done, mine.size(), dir.string().c_str(), config_path.c_str(), dir.string().c_str(),
-                     shard_flag.c_str());
+        report_interrupted();
         throw;
       }
     }

@@ -255,13 +255,15 @@ struct Group {
   const AnalyzeOptions& opt;
   const AnalyzePlan& plan;
   int64_t T = 0, d = 0, G = 0;
-  int n_routers = 0, n_gates = 0, oracle_ri = -1;
+  int n_routers = 0, n_gates = 0;
   std::vector<int> gate_of_router;         // [ri]
   std::vector<RouterKind> gate_kinds;      // [gi]
   DevOperand q, k, v;
   Dev<float> conv;                         // kconv keys [T, d] when a router needs them
   std::vector<std::vector<Dev<float>>> kbar;  // [gi][bi]: [nb, d]
   int64_t base = 1, n_base = 0, chunk = 0;
+  // Router ri's slot in the row kernel (gpu::RowArgs): 0 the oracle, 1 + gi gate gi.
+  int row_slot(int ri) const { return gate_of_router[ri] >= 0 ? 1 + gate_of_router[ri] : 0; }
   const float* routing_keys(int gi) const {
     return gate_kinds[gi] == RouterKind::moba_kconv ? conv.get() : k.f32.get();
   }
@@ -277,16 +279,9 @@ void setup_group(Group& g) {
   const GroupInput& in = g.in;
   g.T = in.q.n_tokens, g.d = in.q.head_dim, g.G = in.q.n_heads;
   g.n_routers = static_cast<int>(g.opt.routers.size());
-  g.gate_of_router.assign(g.opt.routers.size(), -1);
-  for (int ri = 0; ri < g.n_routers; ++ri) {
-    const RouterKind r = g.opt.routers[ri];
-    if (r == RouterKind::oracle) {
-      g.oracle_ri = ri;
-      continue;
-    }
-    g.gate_of_router[ri] = static_cast<int>(g.gate_kinds.size());
-    g.gate_kinds.push_back(r);
-  }
+  GateIndex gates = gate_index(g.opt.routers);
+  g.gate_of_router = std::move(gates.of_router);
+  g.gate_kinds = std::move(gates.kinds);
   g.n_gates = static_cast<int>(g.gate_kinds.size());
   g.q.set(in.q, in.dtype);
   g.k.set(in.k, in.dtype);
@@ -423,7 +418,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
       a.cfg_index[jc] = ci;
       a.oracle_cov[jc] = h.oracle_cov.get() + ci * g.T;
       for (int ri = 0; ri < g.n_routers; ++ri) {
-        const int slot_in_row = g.gate_of_router[ri] >= 0 ? 1 + g.gate_of_router[ri] : 0;
+        const int slot_in_row = g.row_slot(ri);
         const int slot = ci * g.n_routers + ri;
         a.metric[jc][slot_in_row] = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T;
         a.sel[jc][slot_in_row] = h.sel[slot].get();
@@ -488,28 +483,26 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
   const AnalyzePlan& plan = g.plan;
   const int64_t T = g.T;
   const std::vector<int64_t> edges = bucket_edges(T, g.opt.n_buckets, g.opt.bucket_width);
-  const int64_t trailing = g.opt.trailing > 0 ? std::min(g.opt.trailing, T) : (T + 15) / 16;
   const int n_slots = plan.n_configs() * g.n_routers, n_buckets = static_cast<int>(edges.size()) - 1;
   // Mean jobs per slot and metric: choice, trailing, buckets; then per slot coverage over all
   // queries; per configuration the oracle coverage over its queries with a choice.
+  // The queries with a choice of configuration ci are t >= first_choice(ci) (has_choice).
+  const auto first_choice = [&](int ci) {
+    return std::min<int64_t>(T, static_cast<int64_t>(plan.configs[ci].top_k) * plan.configs[ci].block_size);
+  };
   std::vector<gpu::MeanJob> jobs;
   for (int slot = 0; slot < n_slots; ++slot) {
-    const BlockConfig& cfg = plan.configs[slot / g.n_routers];
-    const int64_t first = std::min<int64_t>(T, static_cast<int64_t>(cfg.top_k) * cfg.block_size);  // has_choice
+    const int64_t first = first_choice(slot / g.n_routers);
     const float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * T;
     for (int m = 0; m < kMetricCount; ++m) {
       const float* v = M + m * T;
       jobs.push_back({v, first, T});
-      jobs.push_back({v, std::max(first, T - trailing), T});
+      jobs.push_back({v, std::max(first, T - plan.trailing), T});
       for (int e = 0; e < n_buckets; ++e) jobs.push_back({v, std::max(first, edges[e]), std::max(first, edges[e + 1])});
     }
     jobs.push_back({M, 0, T});
   }
-  for (int ci = 0; ci < plan.n_configs(); ++ci) {
-    const BlockConfig& cfg = plan.configs[ci];
-    const int64_t first = std::min<int64_t>(T, static_cast<int64_t>(cfg.top_k) * cfg.block_size);
-    jobs.push_back({h.oracle_cov.get() + ci * T, first, T});
-  }
+  for (int ci = 0; ci < plan.n_configs(); ++ci) jobs.push_back({h.oracle_cov.get() + ci * T, first_choice(ci), T});
   Dev<gpu::MeanJob> d_jobs;
   d_jobs.upload(jobs.data(), jobs.size());
   Dev<gpu::MeanOut> d_means(jobs.size());
@@ -521,8 +514,7 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
   const int n_seg = n_slots * kMetricCount;
   std::vector<int64_t> seg_begin(static_cast<size_t>(n_seg)), seg_end(static_cast<size_t>(n_seg));
   for (int slot = 0; slot < n_slots; ++slot) {
-    const BlockConfig& cfg = plan.configs[slot / g.n_routers];
-    const int64_t first = std::min<int64_t>(T, static_cast<int64_t>(cfg.top_k) * cfg.block_size);
+    const int64_t first = first_choice(slot / g.n_routers);
     for (int m = 0; m < kMetricCount; ++m) {
       seg_begin[static_cast<size_t>(slot * kMetricCount + m)] = (static_cast<int64_t>(slot) * kMetricCount + m) * T + first;
       seg_end[static_cast<size_t>(slot * kMetricCount + m)] = (static_cast<int64_t>(slot) * kMetricCount + m + 1) * T;
@@ -614,9 +606,8 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
     for (int gi = 0; gi < g.n_gates; ++gi)
       out.signal_hits[static_cast<size_t>(ci * g.n_gates + gi)] = static_cast<int64_t>(sig[static_cast<size_t>(ci * kMaxGates + gi)]);
     for (int ri = 0; ri < g.n_routers; ++ri) {
-      const int row_slot = g.gate_of_router[ri] >= 0 ? 1 + g.gate_of_router[ri] : 0;
       out.planted_hits[static_cast<size_t>(ci * g.n_routers + ri)] =
-          static_cast<int64_t>(pl[static_cast<size_t>(ci * kSlots + row_slot)]);
+          static_cast<int64_t>(pl[static_cast<size_t>(ci * kSlots + g.row_slot(ri))]);
     }
   }
   return out;

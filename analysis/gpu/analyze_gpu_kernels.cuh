@@ -44,6 +44,31 @@ struct MomentsArgs {
 };
 constexpr int kTileQ = 64, kTileK = 64;
 
+// One thread's 4 x 4 dot products of a 64 x 64 tile: rows ty*4 + u of `qs` against rows tx*4 + v
+// of `ks` (both [64][ld] in shared memory), over d channels in order. kExact: multiply, then
+// add (the CPU's arithmetic under -ffp-contract=off, bit for bit); else fused multiply-adds.
+template <bool kExact>
+__device__ __forceinline__ void tile_dots(const float* qs, const float* ks, int ld, int d, int ty, int tx,
+                                          float (&acc)[4][4]) {
+#pragma unroll
+  for (int u = 0; u < 4; ++u)
+#pragma unroll
+    for (int v = 0; v < 4; ++v) acc[u][v] = 0.f;
+  for (int c = 0; c < d; ++c) {
+    float qv[4], kv[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      qv[u] = qs[(ty * 4 + u) * ld + c];
+      kv[u] = ks[(tx * 4 + u) * ld + c];
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+      for (int v = 0; v < 4; ++v)
+        acc[u][v] = kExact ? __fadd_rn(acc[u][v], __fmul_rn(qv[u], kv[v])) : fmaf(qv[u], kv[v], acc[u][v]);
+  }
+}
+
 __global__ void __launch_bounds__(256) moments_kernel(MomentsArgs a) {
   extern __shared__ float sm[];
   const int ld = a.d + 1;
@@ -72,19 +97,8 @@ __global__ void __launch_bounds__(256) moments_kernel(MomentsArgs a) {
       ks[r * ld + c] = j0 + r < j_end ? a.k[(j0 + r) * a.k_st + c] : 0.f;
     }
     __syncthreads();
-    float acc[4][4] = {};
-    for (int c = 0; c < a.d; ++c) {
-      float qv[4], kv[4];
-#pragma unroll
-      for (int u = 0; u < 4; ++u) {
-        qv[u] = qs[(ty * 4 + u) * ld + c];
-        kv[u] = ks[(tx * 4 + u) * ld + c];
-      }
-#pragma unroll
-      for (int u = 0; u < 4; ++u)
-#pragma unroll
-        for (int v = 0; v < 4; ++v) acc[u][v] = fmaf(qv[u], kv[v], acc[u][v]);
-    }
+    float acc[4][4];
+    tile_dots<false>(qs, ks, ld, a.d, ty, tx, acc);
 #pragma unroll
     for (int u = 0; u < 4; ++u)
 #pragma unroll
@@ -219,21 +233,8 @@ __global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
     ks[r * ld + c] = b0 + r < a.n_cols ? a.kbar[(b0 + r) * a.d + c] : 0.f;
   }
   __syncthreads();
-  float acc[4][4] = {};
-  for (int c = 0; c < a.d; ++c) {
-    float qv[4], kv[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      qv[u] = qs[(ty * 4 + u) * ld + c];
-      kv[u] = ks[(tx * 4 + u) * ld + c];
-    }
-    // Multiply, then add, in channel order: bit-identical to the CPU's scores (built with
-    // -ffp-contract=off), so both backends select on the same numbers.
-#pragma unroll
-    for (int u = 0; u < 4; ++u)
-#pragma unroll
-      for (int v = 0; v < 4; ++v) acc[u][v] = __fadd_rn(acc[u][v], __fmul_rn(qv[u], kv[v]));
-  }
+  float acc[4][4];
+  tile_dots<true>(qs, ks, ld, a.d, ty, tx, acc);  // the CPU's bits: both backends select on the same numbers
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
     const int64_t i = i0 + ty * 4 + u;
