@@ -12,6 +12,7 @@
 #      workbench's time includes its own file read and start-up, torch's does not), GPU
 #      busy %, RSS, analysis.h5 size.
 # usage: experiments/bench/b4_analyze.sh MOBA [cuda|cpu] [TIMEOUT_S]
+# ANALYZE_ARGS: extra analyze options (e.g. --profile; its per-stage table lands in analyze.err).
 # Writes under ${OUT:-/tmp/moba-out}/b4. PYTHON (python3) runs the torch side; TOKENS,
 # HEADS, KV_HEADS, HEAD_DIM override the shape (a small local smoke run).
 set -uo pipefail
@@ -36,7 +37,7 @@ SHAPE="$HEADS heads x $TOKENS tokens x d$HEAD_DIM ($KV_HEADS KV heads, bf16)"
 # 2. the workbench
 sampler_start "$W/gpu_moba.csv"
 /usr/bin/time -f "%e %M" -o "$W/time_moba.txt" timeout "$LIMIT" "$MOBA" analyze "$W/layer.h5" --device "$DEVICE" \
-  --block-sizes 16,32,64,128 --top-k 2,4,8 --routers moba,oracle --query-chunk $CHUNK --out "$W/out" \
+  --block-sizes 16,32,64,128 --top-k 2,4,8 --routers moba,oracle --query-chunk $CHUNK --out "$W/out" ${ANALYZE_ARGS:-} \
   >"$W/analyze.log" 2>"$W/analyze.err"
 rc=$?
 sampler_stop

@@ -6,6 +6,7 @@
 # device memory (nvidia-smi memory.used every 0.5 s, the whole GPU's), GPU busy % and the
 # output's size. Milestone <= 15 s per layer, goal <= 2 s.
 # usage: experiments/bench/b6_analyze.sh MOBA [cuda|cpu] [TIMEOUT_S]
+# ANALYZE_ARGS: extra analyze options (e.g. --profile; its per-stage table lands in analyze.err).
 # Writes under ${OUT:-/tmp/moba-out}/b6. TOKENS, HEADS, KV_HEADS, HEAD_DIM override the
 # shape (a small local smoke run); CHUNK the query chunk (4096 on cuda, 256 on cpu).
 set -uo pipefail
@@ -28,7 +29,7 @@ SHAPE="$HEADS heads x $TOKENS tokens x d$HEAD_DIM ($KV_HEADS KV heads, bf16)"
 
 sampler_start "$W/gpu.csv"
 /usr/bin/time -f "%e %M" -o "$W/time.txt" timeout "$LIMIT" "$MOBA" analyze "$W/layer.h5" --device "$DEVICE" \
-  --block-sizes "$BLOCK_SIZES" --sparsity "$SPARSITY" --routers moba,oracle --query-chunk "$CHUNK" --out "$W/out" \
+  --block-sizes "$BLOCK_SIZES" --sparsity "$SPARSITY" --routers moba,oracle --query-chunk "$CHUNK" --out "$W/out" ${ANALYZE_ARGS:-} \
   >"$W/analyze.log" 2>"$W/analyze.err"
 rc=$?
 sampler_stop
