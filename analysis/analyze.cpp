@@ -10,14 +10,19 @@
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
 #include <exception>
+#include <functional>
 #include <limits>
+#include <mutex>
 #include <thread>
 
 #include "analysis/gpu/analyze_gpu.h"
 #include "analysis/head_summary.h"
 #include "analysis/metrics.h"
 #include "analysis/snr_probe.h"
+#include "analysis/stage_profile.h"
 #include "core/errors.h"
 #include "kernels/backend.h"
 #include "kernels/dense_pass.h"
@@ -339,6 +344,7 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
   // The rows first, in parallel over (configuration, router) (the retrieval predictions cost
   // up to tens of ms each), then buckets and analysis.h5 in slot order.
   const int n_slots = plan.n_configs() * n_routers;
+  StageTimer timer(opt.profile);
   std::vector<SummaryRow> rows(static_cast<size_t>(n_slots));
 #pragma omp parallel for schedule(dynamic, 1)
   for (int slot = 0; slot < n_slots; ++slot) {
@@ -362,6 +368,7 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
     row_in.planted_hits = m.planted_hits[slot];
     rows[static_cast<size_t>(slot)] = head_summary_row(row_in);
   }
+  timer.lap("host: summary rows (SNR model)");
   for (int slot = 0; slot < n_slots; ++slot) {
     SummaryRow& row = rows[static_cast<size_t>(slot)];
     const size_t first_bucket = result.buckets.size();
@@ -374,7 +381,7 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
       key_only.key = row.key;
       write_configuration(*h5, have ? m.arrays[slot] : key_only, row, result.buckets.data() + first_bucket,
                           result.buckets.size() - first_bucket, T, have && opt.keep.keeps_arrays(row.key),
-                          have && opt.keep.keeps_selection(row.key));
+                          have && opt.keep.keeps_selection(row.key, T));
     }
     result.rows.push_back(std::move(row));
   }
@@ -384,6 +391,7 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
       result.snr.push_back({key, m.snr[gi * plan.n_block_sizes() + bi]});
       if (h5) write_snr_hist(*h5, result.snr.back());
     }
+  timer.lap("host: buckets + analysis.h5 writes");
 }
 
 // The host measurement of one head as HeadMeasures (its arrays moved out when kept).
@@ -402,6 +410,68 @@ HeadMeasures host_measures(const GroupContext& g, HeadState& h, bool keep_arrays
   return m;
 }
 
+// Summarises measured heads (rows, buckets, analysis.h5) in order on one host thread, so the
+// device goes on measuring instead of waiting for the host. Queued measures are small (the
+// statistics; arrays only for the kept heads). A summary's exception stops the queue: the
+// next push or finish() rethrows it.
+class SummaryQueue {
+ public:
+  explicit SummaryQueue(std::function<void(HeadMeasures&)> summarize)
+      : summarize_(std::move(summarize)), thread_([this] { run(); }) {}
+  ~SummaryQueue() { close(); }
+  SummaryQueue(const SummaryQueue&) = delete;
+  SummaryQueue& operator=(const SummaryQueue&) = delete;
+  void push(HeadMeasures&& m) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (error_) std::rethrow_exception(error_);
+      queue_.push_back(std::move(m));
+    }
+    ready_.notify_one();
+  }
+  // Waits until every queued head is summarised.
+  void finish() {
+    close();
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void close() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closed_ = true;
+    }
+    ready_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+  void run() {
+    for (;;) {
+      HeadMeasures m;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        ready_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        m = std::move(queue_.front());
+        queue_.pop_front();
+        if (error_) continue;  // drained unsummarised after a failure
+      }
+      try {
+        summarize_(m);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        error_ = std::current_exception();
+      }
+    }
+  }
+  std::function<void(HeadMeasures&)> summarize_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<HeadMeasures> queue_;
+  bool closed_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
 // The GPU-resident analysis of one group (analysis/gpu/analyze_gpu.h) on opt.gpus workers
 // (0: one per visible GPU): contiguous parts of the heads, part w on device w % n_devices,
 // each worker on its own thread; the measures are summarised in head order afterwards, so
@@ -419,7 +489,9 @@ void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, cons
   const int n_heads = static_cast<int>(in.heads.size());
   const int n_workers = std::max(1, std::min(opt.gpus > 0 ? opt.gpus : n_dev, n_heads));
   if (n_workers == 1) {
-    analyze_group_gpu(in, opt, plan, keep, progress, summarize, 0);
+    SummaryQueue queue(summarize);
+    analyze_group_gpu(in, opt, plan, keep, progress, [&](HeadMeasures& m) { queue.push(std::move(m)); }, 0);
+    queue.finish();
     return;
   }
   std::vector<std::vector<HeadMeasures>> parts(static_cast<size_t>(n_workers));

@@ -86,6 +86,7 @@ struct DumpAnalysis {
   std::vector<BucketRow> buckets;
   std::vector<GroupResult::Snr> snr;
   int64_t head_dim = 0;
+  int64_t n_tokens = 0;
   bool synth = false;  // the dump carries synth parameters (snr_synth, planted_* filled)
 };
 DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers, const std::vector<int64_t>& heads,

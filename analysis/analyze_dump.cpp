@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "analysis/analyze.h"
+#include "analysis/stage_profile.h"
 #include "core/errors.h"
 
 namespace moba::analysis {
@@ -59,6 +60,7 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
         throw UsageError("--heads: layer " + std::to_string(L) + " has query heads 0.." + std::to_string(l.n_q_heads - 1) +
                          ", not " + std::to_string(h));
     out.head_dim = l.head_dim;
+    out.n_tokens = l.n_tokens;
     const int64_t group = l.n_q_heads / l.n_kv_heads;
     const std::vector<int32_t> planted = l.has_planted ? reader.read_planted(L) : std::vector<int32_t>();
     // The KV groups with analysed heads, and their tensors: only the query heads needed (all
@@ -81,12 +83,14 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       specs.push_back(std::move(t));
     }
     const bool shared = opt.routing.gqa == kernels::GqaMode::shared;
-    auto read_group = [&reader, L, group, shared](GroupTensors t) {
+    auto read_group = [&reader, &opt, L, group, shared](GroupTensors t) {
+      StageTimer timer(opt.profile);
       t.q_first = shared ? t.g * group : t.heads.front();
       const int64_t q_count = shared ? group : t.heads.back() - t.heads.front() + 1;
       t.q = reader.read(L, TensorKind::q, t.q_first, q_count);
       t.k = reader.read(L, TensorKind::k, t.g, 1);
       t.v = reader.read(L, TensorKind::v, t.g, 1);
+      timer.lap("host: read KV groups (HDF5; prefetched on cuda)");
       return t;
     };
     const bool prefetch = opt.device == Device::cuda;

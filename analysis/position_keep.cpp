@@ -38,7 +38,8 @@ bool PositionKeep::keeps_arrays(const ConfigKey& key) const {
   return level != PositionLevel::none && in_kept_set(key);
 }
 
-bool PositionKeep::keeps_selection(const ConfigKey& key) const {
+bool PositionKeep::keeps_selection(const ConfigKey& key, int64_t n_tokens) const {
+  if (max_selection_entries > 0 && n_tokens > 0 && n_tokens * key.top_k > max_selection_entries) return false;
   return (level == PositionLevel::selected || level == PositionLevel::all) && in_kept_set(key);
 }
 
@@ -69,6 +70,8 @@ std::string PositionKeep::describe() const {
     s += routers.size() == 1 ? "router " : "routers ";
     for (size_t i = 0; i < routers.size(); ++i) s += std::string(i ? "," : "") + router_name(routers[i]);
   }
+  if (level == PositionLevel::selected && max_selection_entries > 0)
+    s += " (selections only up to " + std::to_string(max_selection_entries) + " entries, n_tokens x top_k)";
   return s + "; " + buckets;
 }
 
@@ -97,6 +100,7 @@ PositionKeep resolve_keep_flags(const KeepFlags& f, const std::vector<int64_t>& 
       if (std::find(k.heads.begin(), k.heads.end(), x) == k.heads.end()) k.heads.push_back(x);
     }
   }
+  if (f.heads.empty() && f.configs.empty() && f.routers.empty()) k.max_selection_entries = kDefaultSelectionCap;
   if (!(f.configs.size() == 1 && f.configs[0] == "all"))
     for (const std::string& c : f.configs) k.configs.push_back(parse_keep_config(c));
   if (!(f.routers.size() == 1 && f.routers[0] == "all"))

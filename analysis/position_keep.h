@@ -11,7 +11,9 @@
 //   kept set  heads (of every layer) x configurations (B<b>_k<k>, or B<b> for every k) x
 //             routers; each list empty = every one.
 // `moba analyze`'s default: level selected, heads = the first analysed head (the lowest of
-// --heads, else head 0) of every layer, every configuration and router. The struct's own
+// --heads, else head 0) of every layer, every configuration and router, selections up to
+// kDefaultSelectionCap entries (n_tokens x top_k; larger ones keep their metric arrays only,
+// unless named with --keep-configs/--keep-heads/--keep-routers). The struct's own
 // default keeps everything (the library's behaviour before keep rules existed).
 #include <cstdint>
 #include <string>
@@ -23,6 +25,7 @@
 namespace moba::analysis {
 
 enum class PositionLevel { none, metrics, selected, all };
+constexpr int64_t kDefaultSelectionCap = int64_t{1} << 24;  // entries: 131072 tokens x k = 128
 const char* position_level_name(PositionLevel l);  // "none", "metrics", "selected", "all"
 // Throws UsageError naming `what` and the accepted values.
 PositionLevel position_level_from_name(const std::string& s, const std::string& what = "--positions");
@@ -37,8 +40,12 @@ struct PositionKeep {
   bool in_kept_set(const ConfigKey& key) const;
   // Per-position metric arrays of `key` are written.
   bool keeps_arrays(const ConfigKey& key) const;
-  // The selection of `key` is written.
-  bool keeps_selection(const ConfigKey& key) const;
+  // Selections of more than this many entries (n_tokens x top_k) are not kept; 0: no cap. The
+  // default kept set caps them (kDefaultSelectionCap): at a fixed sparsity top_k grows with T,
+  // so one head's selections alone would grow as T^2 (9.8 GB for PERF.md B6's first head).
+  int64_t max_selection_entries = 0;
+  // The selection of `key` is written (n_tokens: the dump's, for the cap; 0 ignores it).
+  bool keeps_selection(const ConfigKey& key, int64_t n_tokens = 0) const;
   // One line for run.json, analysis.h5 and messages, e.g. "metric arrays and selections for
   // heads 0 of every layer, every configuration, every router; bucket curves for all".
   std::string describe() const;

@@ -91,7 +91,9 @@ int selection_bits(int64_t n_blocks) {
 void write_configuration(H5Output& h5, const PositionArrays& arrays, const SummaryRow& row, const BucketRow* buckets,
                          size_t n_buckets, int64_t n_tokens, bool with_arrays, bool with_selection) {
   const std::string base = group_path(arrays.key);
-  for (const auto& c : summary_columns()) h5.set_number(base, c.name, row.get(c.column));
+  std::vector<std::pair<std::string, double>> attrs;
+  for (const auto& c : summary_columns()) attrs.emplace_back(c.name, row.get(c.column));
+  h5.set_numbers(base, attrs);
 
   const std::vector<std::string>& names = bucket_metric_names();
   std::vector<int32_t> edges, n_choice;

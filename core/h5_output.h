@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace moba {
@@ -72,6 +73,8 @@ class H5Output {
   void set_string(const std::string& object, const std::string& name, const std::string& value);
   void set_number(const std::string& object, const std::string& name, double value);
   void set_integer(const std::string& object, const std::string& name, int64_t value);
+  // Several numbers on one object, opened once (a configuration's ~40 summary attributes).
+  void set_numbers(const std::string& object, const std::vector<std::pair<std::string, double>>& values);
 
   void commit();
 

@@ -26,8 +26,8 @@
 
 #include "analysis/analyze.h"
 #include "analysis/backend.h"
-#include "analysis/gpu/analyze_gpu.h"
 #include "analysis/run_record.h"
+#include "analysis/stage_profile.h"
 #include "core/atomic_file.h"
 #include "core/dump.h"
 #include "core/errors.h"
@@ -77,7 +77,7 @@ const char* const kUsage =
     "                          and SNR on the CPU, and analyze says so\n"
     "  --gpus N|all            GPU workers: each KV group's heads are split over N workers, one\n"
     "                          per visible GPU by default (all); results do not depend on N\n"
-    "  --profile               print the wall time of each GPU stage on stderr at the end\n"
+    "  --profile               print the wall time of each stage (GPU and host) on stderr at the end\n"
     "  --positions none|metrics|selected|all\n"
     "                          per-position data kept in analysis.h5 (selected): none = bucket\n"
     "                          curves only; metrics = metric arrays of the kept set; selected =\n"
@@ -119,7 +119,7 @@ KeptCounts count_kept(const analysis::DumpAnalysis& a, const analysis::PositionK
   for (const auto& r : a.head_rows) {
     ++c.configurations;
     c.with_arrays += keep.keeps_arrays(r.key) ? 1 : 0;
-    c.with_selection += keep.keeps_selection(r.key) ? 1 : 0;
+    c.with_selection += keep.keeps_selection(r.key, a.n_tokens) ? 1 : 0;
   }
   return c;
 }
@@ -353,8 +353,10 @@ int run_analyze(const std::vector<std::string>& argv) {
   }
   std::fflush(stdout);  // the profile after the table, also when both go to one pipe
   if (opt.profile)
-    std::fprintf(stderr, "moba analyze --profile: %.3f s wall; GPU stages (each synchronised):\n%s  %-32s %9.3f s\n",
-                 wall, analysis::gpu_analysis_profile().c_str(), "host: analysis.h5 commit", commit_seconds);
+    std::fprintf(stderr,
+                 "moba analyze --profile: %.3f s wall; stages summed over heads (gpu: each synchronised; host: "
+                 "summary rows and writes, inside the gpu stages' head summary on cuda):\n%s  %-36s %9.3f s\n",
+                 wall, analysis::stage_profile_report().c_str(), "host: analysis.h5 commit", commit_seconds);
   return 0;
 }
 

@@ -95,6 +95,17 @@ TEST_CASE("PositionKeep: levels, kept set and the CLI flags", "[keep]") {
     CHECK_THAT(k.describe(), Catch::Contains("head 0 of every layer"));
     // With --heads 5,3 the first analysed head is 3.
     CHECK(resolve_keep_flags(KeepFlags{}, {5, 3}).heads == std::vector<int64_t>{3});
+    // Selections above kDefaultSelectionCap entries (n_tokens x top_k) keep their metric
+    // arrays only: h0 has k = 8.
+    CHECK(k.max_selection_entries == kDefaultSelectionCap);
+    CHECK(k.keeps_selection(h0, kDefaultSelectionCap / 8));
+    CHECK_FALSE(k.keeps_selection(h0, kDefaultSelectionCap / 8 + 1));
+    CHECK(k.keeps_arrays(h0));
+    CHECK_THAT(k.describe(), Catch::Contains("selections only up to 16777216 entries"));
+    // Naming the kept set lifts the cap.
+    KeepFlags named;
+    named.heads = {"0"};
+    CHECK(resolve_keep_flags(named, {}).keeps_selection(h0, int64_t{1} << 40));
   }
   SECTION("levels") {
     KeepFlags f;

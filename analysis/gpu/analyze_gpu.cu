@@ -2,12 +2,11 @@
 // buffers and runs, per KV group and head, the stages of analysis/analyze.cpp as device
 // kernels (analysis/gpu/analyze_gpu_kernels.cuh) and the kernels/cuda ops.
 #include "analysis/gpu/analyze_gpu.h"
+#include "analysis/stage_profile.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <map>
-#include <mutex>
 #include <cmath>
 #include <cub/device/device_segmented_radix_sort.cuh>
 #include <limits>
@@ -204,18 +203,47 @@ struct MomentBuffers {
   Dev<int32_t> arg, pre_arg;
 };
 
-void run_moments(const float* q, const float* keys, int d, int64_t t0, int64_t nq, int64_t base, int64_t stride,
-                 bool with_arg, MomentBuffers& m) {
+int sm_count() {
+  int dev = 0, n = 0;
+  ck(cudaGetDevice(&dev), "cudaGetDevice");
+  ck(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "multiprocessor count");
+  return std::max(n, 1);
+}
+
+// q16 / k16: the same q and keys as 16-bit values of `dtype` (a 16-bit dump's own; null for
+// fp32 dumps and conv keys): then, for base a multiple of 16, on tensor cores.
+void run_moments(const float* q, const float* keys, const uint16_t* q16, const uint16_t* k16, DType dtype, int d,
+                 int64_t t0, int64_t nq, int64_t base, int64_t stride, bool with_arg, MomentBuffers& m) {
   gpu::MomentsArgs a;
   a.q = q, a.q_st = d, a.k = keys, a.k_st = d, a.d = d;
   a.t0 = t0, a.nq = nq, a.base = base, a.stride = stride;
   a.sum = m.sum.get(), a.sq = m.sq.get();
   a.mx = with_arg ? m.mx.get() : nullptr;
   a.arg = with_arg ? m.arg.get() : nullptr;
-  const size_t smem = tile_smem(d, true);
-  allow_smem(reinterpret_cast<const void*>(gpu::moments_kernel), smem);
-  gpu::moments_kernel<<<static_cast<unsigned>((nq + gpu::kTileQ - 1) / gpu::kTileQ), 256, smem>>>(a);
-  ck_launch("moments kernel");
+  // Key ranges: a multiple of lcm(64, base) keys, enough of them for ~4 CTAs per SM.
+  const int64_t q_tiles = (nq + gpu::kTileQ - 1) / gpu::kTileQ;
+  const int64_t unit = std::lcm<int64_t>(gpu::kTileK, base);
+  const int64_t n_keys = std::max<int64_t>(((t0 + nq - 1) / base) * base, 1);
+  const int64_t want = std::max<int64_t>(1, (4 * sm_count() + q_tiles - 1) / q_tiles);
+  a.split = std::max<int64_t>(unit, (n_keys + want * unit - 1) / (want * unit) * unit);
+  const dim3 grid(static_cast<unsigned>(q_tiles), static_cast<unsigned>((n_keys + a.split - 1) / a.split));
+  if (q16 && k16 && base % 16 == 0 && d <= 128 && dtype != DType::f32) {
+    gpu::MomentsMmaArgs b;
+    b.q = q16, b.k = k16, b.d = d;
+    b.t0 = t0, b.nq = nq, b.base = base, b.stride = stride, b.split = a.split;
+    b.sum = a.sum, b.sq = a.sq, b.mx = a.mx, b.arg = a.arg;
+    if (dtype == DType::bf16)
+      d <= 64 ? gpu::moments_mma_kernel<64, __nv_bfloat16><<<grid, 128>>>(b)
+              : gpu::moments_mma_kernel<128, __nv_bfloat16><<<grid, 128>>>(b);
+    else
+      d <= 64 ? gpu::moments_mma_kernel<64, __half><<<grid, 128>>>(b) : gpu::moments_mma_kernel<128, __half><<<grid, 128>>>(b);
+    ck_launch("moments kernel (mma)");
+  } else {
+    const size_t smem = tile_smem(d, true);
+    allow_smem(reinterpret_cast<const void*>(gpu::moments_kernel), smem);
+    gpu::moments_kernel<<<grid, 256, smem>>>(a);
+    ck_launch("moments kernel");
+  }
   gpu::PrefixArgs p;
   p.t0 = t0, p.base = base, p.stride = stride, p.pre_stride = stride + 1;
   p.sum = m.sum.get(), p.sq = m.sq.get();
@@ -227,7 +255,7 @@ void run_moments(const float* q, const float* keys, int d, int64_t t0, int64_t n
 }
 
 // Wall time per stage when profiling (AnalyzeOptions::profile): each stage ends with a device
-// synchronisation, so its time is its own.
+// synchronisation, so its time is its own (analysis/stage_profile.h sums them).
 struct StageClock {
   bool on = false;
   std::chrono::steady_clock::time_point t = std::chrono::steady_clock::now();
@@ -235,17 +263,8 @@ struct StageClock {
     if (!on) return;
     ck(cudaDeviceSynchronize(), stage);
     const auto now = std::chrono::steady_clock::now();
-    std::lock_guard<std::mutex> lock(profile_mutex());
-    profile_seconds()[stage] += std::chrono::duration<double>(now - t).count();
+    stage_profile_add(std::string("gpu: ") + stage, std::chrono::duration<double>(now - t).count());
     t = now;
-  }
-  static std::mutex& profile_mutex() {
-    static std::mutex m;
-    return m;
-  }
-  static std::map<std::string, double>& profile_seconds() {
-    static std::map<std::string, double> s;
-    return s;
   }
 };
 
@@ -320,8 +339,12 @@ void setup_group(Group& g) {
   // block); masses and scores: 4 bytes per (query, block) per block size and gate).
   int64_t per_query = 48 * (g.n_base + 1);
   for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) per_query += 4 * g.plan.n_blocks[bi] * (1 + g.n_gates);
-  const int64_t budget = int64_t{1} << 30;
-  g.chunk = std::clamp<int64_t>(budget / std::max<int64_t>(per_query, 1), 64, 4096);
+  // Up to 16384 queries: per-chunk kernels (dense pass, gate scores, moments) then fill the
+  // device. Budget: an eighth of the free device memory, between 256 MB and 4 GB.
+  size_t free_bytes = 0, total_bytes = 0;
+  ck(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+  const int64_t budget = std::clamp<int64_t>(static_cast<int64_t>(free_bytes / 8), int64_t{1} << 28, int64_t{1} << 32);
+  g.chunk = std::clamp<int64_t>(budget / std::max<int64_t>(per_query, 1), 64, 16384);
   g.chunk = std::min(g.chunk, g.T);
 }
 
@@ -330,7 +353,8 @@ struct HeadBuffers {
   Dev<float> metrics;      // [slot = ci * n_routers + ri][8][T]
   Dev<float> oracle_cov;   // [ci][T]
   std::vector<Dev<int32_t>> sel;  // [slot]: [T, k]
-  Dev<float> o_full, o_moba;      // [T, d]
+  Dev<float> o_full;              // [T, d]
+  std::vector<Dev<float>> o_moba; // [stream]: [T, d]
   Dev<gpu::SnrRow> snr;           // [gi * n_bs + bi][T]
   Dev<unsigned long long> planted_hits, signal_hits;  // [ci * kSlots + slot], [ci * kMaxGates + gi]
   Dev<int32_t> planted;           // [T]
@@ -380,10 +404,14 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
   const float* qh = g.q.f32.get() + local * g.T * g.d;
   const int64_t stride = g.n_base;
   if (g.n_gates > 0) {
-    run_moments(qh, g.k.f32.get(), d, t0, nq, g.base, stride, true, cb.dump_moments);
+    const bool h16 = g.in.dtype != DType::f32;
+    const uint16_t* q16 = h16 ? g.q.h16.get() + local * g.T * g.d : nullptr;
+    run_moments(qh, g.k.f32.get(), q16, h16 ? g.k.h16.get() : nullptr, g.in.dtype, d, t0, nq, g.base, stride, true,
+                cb.dump_moments);
     for (int gi = 0; gi < g.n_gates; ++gi)
       if (g.gate_kinds[gi] == RouterKind::moba_kconv)
-        run_moments(qh, g.conv.get(), d, t0, nq, g.base, stride, false, cb.gate_moments[gi]);
+        run_moments(qh, g.conv.get(), nullptr, nullptr, g.in.dtype, d, t0, nq, g.base, stride, false,
+                    cb.gate_moments[gi]);
     clock.lap("token-score moments");
   }
   for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
@@ -443,10 +471,35 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
 }
 
 // Stage 4: MoBA attention on each router's selection and its error against o_full.
-void output_errors(const Group& g, int64_t local, HeadBuffers& h) {
+// The (configuration, router) attentions of a head are independent, and one alone (a single
+// query head, small k) fills little of the device: they run on kAttnStreams streams, each
+// with its own o_moba, ordered after the selections and before the reductions by events.
+constexpr int kAttnStreams = 4;
+struct AttnStreams {
+  cudaStream_t s[kAttnStreams] = {};
+  cudaEvent_t ready = nullptr, done[kAttnStreams] = {};
+  AttnStreams() {
+    ck(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "event");
+    for (int i = 0; i < kAttnStreams; ++i) {
+      ck(cudaStreamCreateWithFlags(&s[i], cudaStreamNonBlocking), "stream");
+      ck(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming), "event");
+    }
+  }
+  ~AttnStreams() {
+    for (int i = 0; i < kAttnStreams; ++i) cudaStreamDestroy(s[i]), cudaEventDestroy(done[i]);
+    cudaEventDestroy(ready);
+  }
+  AttnStreams(const AttnStreams&) = delete;
+  AttnStreams& operator=(const AttnStreams&) = delete;
+};
+
+void output_errors(const Group& g, int64_t local, HeadBuffers& h, AttnStreams& st) {
+  ck(cudaEventRecord(st.ready, nullptr), "event record");
+  for (int i = 0; i < kAttnStreams; ++i) ck(cudaStreamWaitEvent(st.s[i], st.ready, 0), "stream wait");
   for (int ci = 0; ci < g.plan.n_configs(); ++ci)
     for (int ri = 0; ri < g.n_routers; ++ri) {
       const int slot = ci * g.n_routers + ri;
+      const int si = slot % kAttnStreams;
       kernels::MobaAttentionParams ap;
       const kernels::Precision prec = g.opt.routing.precision;
       ap.precision = prec;
@@ -465,17 +518,20 @@ void output_errors(const Group& g, int64_t local, HeadBuffers& h) {
       ap.selected = h.sel[slot].get();
       ap.top_k = g.plan.configs[ci].top_k;
       ap.block_size = g.plan.configs[ci].block_size;
-      ap.out = h.o_moba.get();
-      ck_op(kernels::moba_attention_cuda(ap), "MoBA attention");
+      ap.out = h.o_moba[si].get();
+      ck_op(kernels::moba_attention_cuda(ap, st.s[si]), "MoBA attention");
       float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T;
-      const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err), cosine =
-                                                                             static_cast<int64_t>(PositionMetric::output_cosine);
+      const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err),
+                 cosine = static_cast<int64_t>(PositionMetric::output_cosine);
       const int64_t threads = 256, blocks = (g.T * 32 + threads - 1) / threads;
-      gpu::output_error_kernel<<<static_cast<unsigned>(blocks), threads>>>(h.o_moba.get(), h.o_full.get(), g.T,
-                                                                          static_cast<int>(g.d), M + rel * g.T,
-                                                                          M + cosine * g.T);
+      gpu::output_error_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(
+          h.o_moba[si].get(), h.o_full.get(), g.T, static_cast<int>(g.d), M + rel * g.T, M + cosine * g.T);
       ck_launch("output error");
     }
+  for (int i = 0; i < kAttnStreams; ++i) {
+    ck(cudaEventRecord(st.done[i], st.s[i]), "event record");
+    ck(cudaStreamWaitEvent(nullptr, st.done[i], 0), "stream wait");
+  }
 }
 
 // Stage 5a on the device: ConfigStats of every (configuration, router), SNR sums, hits.
@@ -622,7 +678,7 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures&
     const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
     PositionArrays a;
     a.key = {g.in.layer, head, cfg.block_size, cfg.top_k, g.opt.routers[slot % g.n_routers]};
-    if (!g.opt.keep_arrays && !g.opt.keep.keeps_arrays(a.key) && !g.opt.keep.keeps_selection(a.key)) {
+    if (!g.opt.keep_arrays && !g.opt.keep.keeps_arrays(a.key) && !g.opt.keep.keeps_selection(a.key, g.T)) {
       m.arrays.push_back(std::move(a));  // not kept: the key only, nothing copied back
       continue;
     }
@@ -642,17 +698,6 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures&
 }
 
 }  // namespace
-
-std::string gpu_analysis_profile() {
-  std::lock_guard<std::mutex> lock(StageClock::profile_mutex());
-  std::string out;
-  char line[160];
-  for (const auto& [stage, sec] : StageClock::profile_seconds()) {
-    std::snprintf(line, sizeof line, "  %-32s %9.3f s\n", stage.c_str(), sec);
-    out += line;
-  }
-  return out;
-}
 
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim) {
   if (!kernels::cuda_compiled()) return "this build has no CUDA backend";
@@ -704,7 +749,8 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   for (int slot = 0; slot < n_slots; ++slot)
     h.sel.emplace_back(static_cast<size_t>(T * plan.configs[slot / g.n_routers].top_k));
   h.o_full.resize(static_cast<size_t>(T * g.d));
-  h.o_moba.resize(static_cast<size_t>(T * g.d));
+  for (int i = 0; i < kAttnStreams; ++i) h.o_moba.emplace_back(static_cast<size_t>(T * g.d));
+  AttnStreams attn_streams;
   h.snr.resize(static_cast<size_t>(std::max(1, g.n_gates * plan.n_block_sizes())) * T);
   h.planted_hits.resize(static_cast<size_t>(plan.n_configs() * kSlots));
   h.signal_hits.resize(static_cast<size_t>(plan.n_configs() * kMaxGates));
@@ -727,14 +773,14 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
         progress->advance(done);
       }
     }
-    output_errors(g, local, h);
+    output_errors(g, local, h, attn_streams);
     clock.lap("MoBA attention + output error");
     HeadMeasures m = reduce_head(g, head, h);
     clock.lap("reductions");
     if (keep_arrays) download_arrays(g, head, h, m);
     clock.lap("download arrays");
     head_done(m);
-    clock.lap("host: summary rows + analysis.h5");
+    clock.lap("host: hand-off to the summary queue");
   }
 }
 

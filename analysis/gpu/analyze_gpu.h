@@ -36,8 +36,4 @@ std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePla
 void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, bool keep_arrays,
                        Progress* progress, const std::function<void(HeadMeasures&)>& head_done, int device = 0);
 
-// With AnalyzeOptions::profile: wall seconds per GPU stage so far (each stage synchronised), one
-// "  stage  seconds" line each; empty otherwise.
-std::string gpu_analysis_profile();
-
 }  // namespace moba::analysis

@@ -8,6 +8,9 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include "kernels/cuda/attention_common.cuh"
+#include "kernels/cuda/mma.cuh"
+
 namespace moba::analysis::gpu {
 
 constexpr int kMaxCfgPerBlock = 16;  // configurations (top-k values) per block size
@@ -30,7 +33,10 @@ struct SnrRow {
 // ---- token-score moments (analysis/snr_probe.cpp KeyPrefix / snr_query_sums) -------------
 // Per query i of the chunk (t = t0 + i) and base block m < floor(t / base): the sum and sum of
 // squares of s_j = q_t . k_j (fp32 dot, double sums) over the block's keys and, with `mx`,
-// the largest s_j and its key (the later key on ties, as find_signal_key).
+// the largest s_j and its key (the later key on ties, as find_signal_key). Grid: x = 64-query
+// tiles, y = key ranges of `split` keys (a multiple of 64 and of base, so no base block spans
+// two CTAs): a chunk's late queries see up to T keys, and one CTA per query tile left most of
+// the GPU idle.
 struct MomentsArgs {
   const float* q = nullptr;  // row t at q + t * q_st
   int64_t q_st = 0;
@@ -38,6 +44,7 @@ struct MomentsArgs {
   int64_t k_st = 0;
   int d = 0;
   int64_t t0 = 0, nq = 0, base = 1, stride = 0;  // stride: row length of the outputs
+  int64_t split = 0;                             // keys per CTA along grid y
   double *sum = nullptr, *sq = nullptr;          // [nq, stride]
   float* mx = nullptr;                           // [nq, stride] or null
   int32_t* arg = nullptr;
@@ -84,13 +91,15 @@ __global__ void __launch_bounds__(256) moments_kernel(MomentsArgs a) {
   }
   const int64_t t = a.t0 + i0 + tid;
   const int64_t lim = tid < nqt ? (t / a.base) * a.base : 0;  // keys j < lim
-  const int64_t j_end = ((a.t0 + i0 + nqt - 1) / a.base) * a.base;
+  const int64_t j_begin = static_cast<int64_t>(blockIdx.y) * a.split;
+  const int64_t j_end = min(((a.t0 + i0 + nqt - 1) / a.base) * a.base, j_begin + a.split);
+  if (j_begin >= j_end) return;  // the whole CTA (no __syncthreads passed yet)
   double rs = 0, rq = 0;
   float rmax = -INFINITY;
   int32_t rarg = -1;
-  int64_t cur = 0;
+  int64_t cur = j_begin / a.base;
   const int64_t out_row = (i0 + tid) * a.stride;
-  for (int64_t j0 = 0; j0 < j_end; j0 += kTileK) {
+  for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileK) {
     __syncthreads();
     for (int e = tid; e < kTileK * a.d; e += 256) {
       const int r = e / a.d, c = e % a.d;
@@ -130,12 +139,119 @@ __global__ void __launch_bounds__(256) moments_kernel(MomentsArgs a) {
       }
     }
   }
-  if (tid < nqt && lim > 0) {
+  if (tid < nqt && lim > j_begin) {
     a.sum[out_row + cur] = rs;
     a.sq[out_row + cur] = rq;
     if (a.mx) {
       a.mx[out_row + cur] = rmax;
       a.arg[out_row + cur] = rarg;
+    }
+  }
+}
+
+// The same moments on tensor cores, for 16-bit q and k (a 16-bit dump's own values: the
+// products are exact, the sums fp32 over 16 keys then double, so s_j differs from the fp32
+// dot only in summation order) and base a multiple of 16. CTA: 4 warps x 16 queries, key
+// tiles of 64 in shared memory, S = Q K^T by mma.sync m16n8k16; each 16-key segment is
+// reduced over its quad (sum, sum of squares, max with the later key on ties) and added to
+// the running base block, written once complete. Grid as moments_kernel's (x: 64-query tiles,
+// y: key ranges of `split` keys).
+struct MomentsMmaArgs {
+  const uint16_t* q = nullptr;  // the head's rows: t at q + t * d
+  const uint16_t* k = nullptr;  // key j at k + j * d
+  int d = 0;
+  int64_t t0 = 0, nq = 0, base = 16, stride = 0, split = 0;
+  double *sum = nullptr, *sq = nullptr;  // [nq, stride]
+  float* mx = nullptr;                   // [nq, stride] or null
+  int32_t* arg = nullptr;
+};
+template <int D, typename T16>
+__global__ void __launch_bounds__(128) moments_mma_kernel(MomentsMmaArgs a) {
+  using namespace moba::kernels::cuda_detail;
+  using M = Mma<T16>;
+  constexpr int LD = D + 8;
+  __shared__ __align__(16) uint16_t ks[kTileK * LD];
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTileQ, q_end = a.t0 + a.nq;
+  const int64_t r0 = a.t0 + i0 + warp * 16 + g, r1 = r0 + 8;  // this thread's two queries
+  const bool v0 = r0 < q_end, v1 = r1 < q_end;
+  const int64_t lim0 = v0 ? (r0 / a.base) * a.base : 0, lim1 = v1 ? (r1 / a.base) * a.base : 0;
+  const int64_t last = min(a.t0 + i0 + kTileQ, q_end) - 1;
+  const int64_t j_begin = static_cast<int64_t>(blockIdx.y) * a.split;
+  const int64_t j_end = min((last / a.base) * a.base, j_begin + a.split);
+  if (j_begin >= j_end) return;  // the whole CTA
+  uint32_t qa[D / 16][4];
+  load_q_fragments<D>(qa, v0 ? a.q + r0 * a.d : nullptr, v1 ? a.q + r1 * a.d : nullptr, a.d, qd);
+  double s0 = 0, s1 = 0, z0 = 0, z1 = 0;  // running base block of row r0 / r1
+  float m0 = -INFINITY, m1 = -INFINITY;
+  int32_t x0 = -1, x1 = -1;
+  const int64_t o0 = (r0 - a.t0) * a.stride, o1 = (r1 - a.t0) * a.stride;
+  for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileK) {
+    __syncthreads();
+    for (int e = tid; e < kTileK * (D / 8); e += 128) {
+      const int r = e / (D / 8), c8 = (e % (D / 8)) * 8;
+      const bool ok = j0 + r < j_end && c8 < a.d;
+      copy16(ks + r * LD + c8, ok ? a.k + (j0 + r) * a.d + c8 : a.k, ok);
+    }
+    __syncthreads();
+    float sc[8][4];
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+    // ldmatrix x4: matrices (n8 tile 2np, dims +0), (2np, +8), (2np + 1, +0), (2np + 1, +8).
+    const uint16_t* kaddr = ks + ((lane / 16) * 8 + lane % 8) * LD + ((lane / 8) % 2) * 8;
+#pragma unroll
+    for (int np = 0; np < 4; ++np)
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t r[4];
+        ldmatrix_x4(r, kaddr + np * 16 * LD + kk * 16);
+        M::run(sc[2 * np], qa[kk], r[0], r[1]);
+        M::run(sc[2 * np + 1], qa[kk], r[2], r[3]);
+      }
+#pragma unroll
+    for (int sg = 0; sg < 4; ++sg) {
+      const int64_t js = j0 + 16 * sg;  // the segment's first key
+      float ps0 = 0, ps1 = 0, pz0 = 0, pz1 = 0, pm0 = -INFINITY, pm1 = -INFINITY;
+      int32_t px0 = -1, px1 = -1;
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int32_t j = static_cast<int32_t>(js + 8 * h + 2 * qd + e);
+          const float a0 = sc[2 * sg + h][e], a1 = sc[2 * sg + h][2 + e];
+          ps0 += a0, pz0 += a0 * a0, ps1 += a1, pz1 += a1 * a1;
+          if (a0 > pm0 || (a0 == pm0 && j > px0)) pm0 = a0, px0 = j;
+          if (a1 > pm1 || (a1 == pm1 && j > px1)) pm1 = a1, px1 = j;
+        }
+#pragma unroll
+      for (int o = 1; o < 4; o <<= 1) {
+        ps0 += __shfl_xor_sync(0xffffffffu, ps0, o), pz0 += __shfl_xor_sync(0xffffffffu, pz0, o);
+        ps1 += __shfl_xor_sync(0xffffffffu, ps1, o), pz1 += __shfl_xor_sync(0xffffffffu, pz1, o);
+        const float om0 = __shfl_xor_sync(0xffffffffu, pm0, o), om1 = __shfl_xor_sync(0xffffffffu, pm1, o);
+        const int32_t ox0 = __shfl_xor_sync(0xffffffffu, px0, o), ox1 = __shfl_xor_sync(0xffffffffu, px1, o);
+        if (om0 > pm0 || (om0 == pm0 && ox0 > px0)) pm0 = om0, px0 = ox0;
+        if (om1 > pm1 || (om1 == pm1 && ox1 > px1)) pm1 = om1, px1 = ox1;
+      }
+      if (js >= j_end) continue;  // (uniform over the CTA)
+      const bool end = (js + 16) % a.base == 0;
+      const int64_t m = js / a.base;
+      if (js < lim0) {
+        s0 += ps0, z0 += pz0;
+        if (pm0 >= m0) m0 = pm0, x0 = px0;  // later segments hold later keys
+        if (end && qd == 0) {
+          a.sum[o0 + m] = s0, a.sq[o0 + m] = z0;
+          if (a.mx) a.mx[o0 + m] = m0, a.arg[o0 + m] = x0;
+        }
+      }
+      if (js < lim1) {
+        s1 += ps1, z1 += pz1;
+        if (pm1 >= m1) m1 = pm1, x1 = px1;
+        if (end && qd == 1) {
+          a.sum[o1 + m] = s1, a.sq[o1 + m] = z1;
+          if (a.mx) a.mx[o1 + m] = m1, a.arg[o1 + m] = x1;
+        }
+      }
+      if (end) s0 = s1 = z0 = z1 = 0, m0 = m1 = -INFINITY, x0 = x1 = -1;
     }
   }
 }

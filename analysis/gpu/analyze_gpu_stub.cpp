@@ -14,6 +14,4 @@ void analyze_group_gpu(const GroupInput&, const AnalyzeOptions&, const AnalyzePl
   throw std::logic_error("analyze_group_gpu: this build has no CUDA backend");
 }
 
-std::string gpu_analysis_profile() { return ""; }
-
 }  // namespace moba::analysis

@@ -93,8 +93,8 @@ struct H5Output::Impl {
     for (int64_t x : rec.shape) count.push_back(hsize_t(x));
     start[0] = hsize_t(row_begin);
     count[0] = hsize_t(n_rows);
-    const hsize_t n = hsize_t(n_rows * rec.row_elems);
-    h5::Id mspace = h5::space_id(H5Screate_simple(1, &n, nullptr));
+    // The memory space has the selection's shape (a flat one makes HDF5 map element by element).
+    h5::Id mspace = h5::space_id(H5Screate_simple(int(count.size()), count.data(), nullptr));
     const hid_t mem_type = elem == Elem::f32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32;
     if (!fspace || !mspace ||
         H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0 ||
@@ -206,6 +206,13 @@ void H5Output::set_number(const std::string& object, const std::string& name, do
     throw std::runtime_error(impl_->where(object) + ": cannot write attribute " + name);
 }
 
+void H5Output::set_numbers(const std::string& object, const std::vector<std::pair<std::string, double>>& values) {
+  auto lock = h5::h5_lock();
+  h5::Id o = impl_->open_object(object);
+  for (const auto& [name, value] : values)
+    if (!h5::write_attr_double(o.get(), name, value))
+      throw std::runtime_error(impl_->where(object) + ": cannot write attribute " + name);
+}
 void H5Output::set_integer(const std::string& object, const std::string& name, int64_t value) {
   auto lock = h5::h5_lock();
   h5::Id o = impl_->open_object(object);

@@ -278,8 +278,9 @@ Tensor3 Hdf5DumpReader::read(int layer, TensorKind kind, int64_t head_begin, int
         start[0] = hsize_t(h), start[1] = hsize_t(t0), start[2] = 0;
         count[0] = 1, count[1] = hsize_t(rows), count[2] = hsize_t(head_dim);
       }
-      const hsize_t n_elems = hsize_t(rows * head_dim);
-      h5::Id mspace = h5::space_id(H5Screate_simple(1, &n_elems, nullptr));
+      // The memory space has the selection's shape: a flat one sends HDF5 down its
+      // element-by-element mapping path (~30 MB/s instead of the disk's speed).
+      h5::Id mspace = h5::space_id(H5Screate_simple(3, count, nullptr));
       float* dst = out.row(h - head_begin, t0);
       herr_t status = H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
       if (status >= 0 && mspace) {

@@ -8,14 +8,14 @@
 # usage: experiments/bench/b6_analyze.sh MOBA [cuda|cpu] [TIMEOUT_S]
 # ANALYZE_ARGS: extra analyze options (e.g. --profile; its per-stage table lands in analyze.err).
 # Writes under ${OUT:-/tmp/moba-out}/b6. TOKENS, HEADS, KV_HEADS, HEAD_DIM override the
-# shape (a small local smoke run); CHUNK the query chunk (4096 on cuda, 256 on cpu).
+# shape (a small local smoke run), SPARSITY the budget list; CHUNK the query chunk (4096 on cuda, 256 on cpu).
 set -uo pipefail
 MOBA=${1:?usage: b6_analyze.sh MOBA [cuda|cpu] [TIMEOUT_S]}
 DEVICE=${2:-cuda}
 LIMIT=${3:-600}
 TOKENS=${TOKENS:-131072} HEADS=${HEADS:-32} KV_HEADS=${KV_HEADS:-8} HEAD_DIM=${HEAD_DIM:-128}
 BLOCK_SIZES=16,32,64,128,256,512,1024
-SPARSITY=0.5,0.75,0.875,0.9,0.9375,0.95,0.96875,0.98
+SPARSITY=${SPARSITY:-0.5,0.75,0.875,0.9,0.9375,0.95,0.96875,0.98}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/gpu_sampler.sh"
 trap sampler_stop EXIT
