@@ -262,7 +262,7 @@ def calibration(run, quiet):
     if not run.summary:
         return [], []
     import h5py
-    head_dim = None
+
     rows = []
     by_head = {}
     for r in run.summary:
@@ -285,7 +285,7 @@ def calibration(run, quiet):
             if l not in cache:
                 cache = {l: (load(l, "q"), load(l, "k"))}
             q, k = cache[l]
-            head_dim = q.shape[2]
+
             group = q.shape[0] // k.shape[0]
             vb, s2, nq = block_noise(q[h], k[h // group], B)
             sigma, std_d = num(r["sigma"]), num(r["snr_std_d"])
