@@ -215,16 +215,15 @@ def online_positions(run, name):
 # SNR calibration
 
 
-def block_noise(q, k, B):
-    """Within-query block-score noise of one head on the dump's q/k (float64 from the stored
-    values): over queries with c = floor(t/B) >= 3 routable blocks, the signal block b* holds
+def block_noise(s, B):
+    """Within-query block-score noise of one head from its token scores s [T, T] = q . k^T
+    (unscaled, float64 from the dump's stored values): over queries with c = floor(t/B) >= 3 routable blocks, the signal block b* holds
     the top routable key (ties: larger j); returns (mean over queries of the variance of the
     block means s_b = mean_{j in b} q.k_j over the other routable blocks, mean of sigma_t^2 =
     the variance of the token scores outside b*, number of queries). Under i.i.d. token noise
     the first is sigma^2 / B."""
-    T = q.shape[0]
+    T = s.shape[0]
     nb_all = T // B
-    s = q @ k.T                                          # [T, T] unscaled token scores
     t = np.arange(T)
     c = t // B
     rows = np.flatnonzero(c >= 3)
@@ -280,14 +279,14 @@ def calibration(run, quiet):
             if ds.attrs.get("dtype", "") in ("bfloat16", b"bfloat16"):
                 a = (a.astype(np.uint32) << 16).view(np.float32)
             return a.astype(np.float64)
-        cache = {}
+        cache, scores = {}, {}
         for (l, h, B), r in sorted(by_head.items()):
             if l not in cache:
                 cache = {l: (load(l, "q"), load(l, "k"))}
             q, k = cache[l]
-
-            group = q.shape[0] // k.shape[0]
-            vb, s2, nq = block_noise(q[h], k[h // group], B)
+            if (l, h) not in scores:
+                scores = {(l, h): q[h] @ k[h // (q.shape[0] // k.shape[0])].T}   # [T, T] unscaled
+            vb, s2, nq = block_noise(scores[(l, h)], B)
             sigma, std_d = num(r["sigma"]), num(r["snr_std_d"])
             snr_emp, snr_th, dme = num(r["snr_emp"]), num(r["snr_theory"]), num(r["delta_mu_eff"])
             pred_d = sigma * math.sqrt(2.0 / B)
