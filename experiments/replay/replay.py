@@ -529,8 +529,10 @@ def run(args):
                 pos_cols["kl:" + row["config"]] = kl
             if args.moba and 0 in layers and args.route_dtype == args.dump_dtype:
                 route_checks.append(route_check(args, args.moba, dump, spec, recs[0].selected, q0, k0, partial, True))
-            log("replay: %-22s dNLL %+.5f [%+.5f, %+.5f]  KL %.5f  (%.1f s)%s"
-                % (row["config"], dn_m, dn_lo, dn_hi, kl_m, row["wall_seconds"],
+            summary = ("dNLL %+.5f [%+.5f, %+.5f]  KL %.5f" % (dn_m, dn_lo, dn_hi, kl_m) if not spec.dense(T) else
+                       "k*B >= T: %s full attention" % ("identical to" if checks["dense"]["pass"] else "DIFFERS from"))
+            log("replay: %-22s %s  (%.1f s)%s"
+                % (row["config"], summary, row["wall_seconds"],
                    "  layer 0 = moba route: %s" % ("yes" if route_checks[-1]["pass"] else "NO")
                    if route_checks and route_checks[-1]["config"] == spec.name else ""), q)
     os.replace(os.path.join(partial, "replay.h5.tmp"), os.path.join(partial, "replay.h5"))
@@ -557,7 +559,7 @@ def run(args):
             t0 = time.time()
             log("replay: moba %s" % " ".join(argv[:1] + argv[2:]), q)
             run_moba(args.moba, argv, True)
-            analyze = {"argv": argv, "wall_seconds": round(time.time() - t0, 1)}
+            analyze = {"argv": [a.replace(partial, args.out) for a in argv], "wall_seconds": round(time.time() - t0, 1)}
             if not args.no_report:  # the project's own figures of the analyze output (moba plot)
                 res = subprocess.run([args.moba, "plot", os.path.join(partial, "analyze")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -44,6 +44,7 @@ PROXIES = (  # (column of summary/aggregate.csv, label, sign: +1 when larger mea
 ONLINE = (("online_kl_mean", "online -ln R", +1), ("online_coverage_mean", "online coverage", -1),
           ("online_out_err_mean", "online output error", +1))
 TARGETS = (("dnll_mean", "dNLL"), ("kl_mean", "output KL"))
+RANK_BOOT = 500  # bootstrap replicates of the across-configuration Spearman rho
 
 
 class ReportError(Exception):
@@ -434,6 +435,8 @@ def figures(run, out_dir, valid, pos_rows, cal_rows, slope_rows):
                        label="Phi(-SNR model)")
         axs[2].scatter([r["phi_snr_emp"] for r in cal_rows], [r["p_fail_emp"] for r in cal_rows], s=8,
                        label="Phi(-SNR measured)")
+        axs[2].scatter([r["phi_snr_calibrated"] for r in cal_rows], [r["p_fail_emp"] for r in cal_rows], s=8,
+                       label="Phi(-SNR calibrated)")
         axs[2].plot([0, 0.5], [0, 0.5], "k", lw=0.6)
         axs[2].set_xlabel("predicted pairwise p_fail")
         axs[2].set_ylabel("measured p_fail (P(D < 0))")
@@ -499,7 +502,20 @@ def build(run_dir, quiet=False, detrend_width=256):
     write_csv(os.path.join(out, "paired.csv"), ["config", "versus", "block_size", "top_k", "ddnll_mean", "ddnll_lo",
                                                 "ddnll_hi"], paired)
 
-    # rank correlation across configurations
+    # rank correlation across configurations, with a bootstrap of the real side: the same
+    # resampled position chunks (absolute position // chunk) for every configuration
+    n_chunks = int(math.ceil((run.T - 1) / run.chunk))
+    chunk_of = np.arange(run.T - 1) // run.chunk
+    boot_idx = np.random.default_rng(run.seed).integers(0, n_chunks, size=(RANK_BOOT, n_chunks))
+    boot = {}
+    for v in valid:
+        dnll, kl = run.per_position(v["config"])
+        ok = np.arange(run.T - 1) >= v["top_k"] * v["block_size"]
+        cnt = np.bincount(chunk_of[ok], minlength=n_chunks).astype(float)
+        for tcol, arr in (("dnll_mean", dnll), ("kl_mean", kl)):
+            sums = np.bincount(chunk_of[ok], weights=arr[ok], minlength=n_chunks)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                boot[(v["config"], tcol)] = sums[boot_idx].sum(1) / cnt[boot_idx].sum(1)
     rank_rows = []
     groups = [("all", valid)] + [(rt, [v for v in valid if v["router"] == rt])
                                  for rt in sorted({v["router"] for v in valid})]
@@ -507,11 +523,16 @@ def build(run_dir, quiet=False, detrend_width=256):
         for pcol, plabel, sign in PROXIES + ONLINE:
             src = "analyze_" + pcol if not pcol.startswith("online") else pcol
             for tcol, tlabel in TARGETS:
-                rho = spearman([v[src] for v in vs], [v[tcol] for v in vs])
+                px = [v[src] for v in vs]
+                rho = spearman(px, [v[tcol] for v in vs])
+                rb = np.array([spearman(px, [boot[(v["config"], tcol)][i] for v in vs]) for i in range(RANK_BOOT)])
+                rb = sign * rb[np.isfinite(rb)]
+                lo, hi = (float(np.quantile(rb, 0.025)), float(np.quantile(rb, 0.975))) if rb.size else (math.nan,) * 2
                 rank_rows.append({"configs": gname, "n": len(vs), "proxy": plabel, "target": tlabel, "spearman": rho,
-                                  "agreement": sign * rho if math.isfinite(rho) else math.nan})
-    write_csv(os.path.join(out, "rank_correlation.csv"), ["configs", "n", "proxy", "target", "spearman", "agreement"],
-              rank_rows)
+                                  "agreement": sign * rho if math.isfinite(rho) else math.nan,
+                                  "agreement_lo": lo, "agreement_hi": hi})
+    write_csv(os.path.join(out, "rank_correlation.csv"), ["configs", "n", "proxy", "target", "spearman", "agreement",
+                                                          "agreement_lo", "agreement_hi"], rank_rows)
 
     # per position
     pos_rows = []
@@ -608,10 +629,15 @@ def write_markdown(run, out, valid, paired, rank_rows, pos_rows, cal_rows, slope
                            for p in paired]))
     L.append("\n## Do the proxies rank configurations as the real loss does?\n")
     L.append("Spearman ρ across configurations; `agreement` = ρ signed so that +1 means the proxy orders "
-             "configurations exactly as the real loss (coverage and recall are better when larger).\n")
+             "configurations exactly as the real loss (coverage and recall are better when larger); in brackets "
+             "the 95%% interval when the real loss is resampled by the position-chunk bootstrap (%d replicates, "
+             "the same chunks for every configuration).\n" % RANK_BOOT)
+
+    def cell(g, p, t):
+        r = next(r for r in rank_rows if (r["configs"], r["proxy"], r["target"]) == (g, p, t))
+        return "%s [%s, %s]" % (fmt(r["agreement"], 3), fmt(r["agreement_lo"], 3), fmt(r["agreement_hi"], 3))
     L.append(md_table(["configs", "n", "proxy", "vs dNLL", "vs output KL"],
-                      [[g, n, p, next(r["agreement"] for r in rank_rows if (r["configs"], r["proxy"], r["target"]) == (g, p, "dNLL")),
-                        next(r["agreement"] for r in rank_rows if (r["configs"], r["proxy"], r["target"]) == (g, p, "output KL"))]
+                      [[g, n, p, cell(g, p, "dNLL"), cell(g, p, "output KL")]
                        for g, n, p in dict.fromkeys((r["configs"], r["n"], r["proxy"]) for r in rank_rows)]))
     L.append("\n## Per position\n")
     L.append("Spearman ρ over the positions with a choice, per configuration: raw, and with the position trend "
