@@ -5,7 +5,8 @@
 # (routers moba, oracle) plus the k*B >= T configuration:
 #   1. the full-attention replay's mean NLL equals the plain forward (llama2c.Model.nll) to 1e-5;
 #   2. MoBA at k*B >= T equals full attention exactly (identical final states, dNLL 0);
-#   3. the layer-0 selections equal `moba route` on the float32 dump of the same window.
+#   3. the layer-0 selections equal `moba route` on the float32 dump of the same window (the
+#      run's dump.h5, and a dump written separately with `llama2c.py dump`).
 # Needs the checkpoint (MOBA_STORIES15M_4K=path/to/stories15M-4k.f16.xz, default: the team's
 # shared data folder beside the clone) and the stories15M tokenizer (fetch_stories15m.sh);
 # exits 77 (skipped) without them. About 5 minutes on 2 cores with OpenBLAS.
@@ -32,5 +33,17 @@ print("full replay %.8f vs plain forward %.8f (|diff| %.1e); %s: identical final
       % (fp["nll_replay_full"], fp["nll_plain"], fp["abs_diff"], d["config"], d["identical_final_states"], d["max_abs_dnll"]))
 for r in c["route_layer0"]["configs"]:
     print("layer 0 %s: %d of %d rows differ from moba route" % (r["config"], r["mismatched_rows"], r["rows"]))
+PYEOF
+# 3 again, with the dump written separately by the dump tool's own command (llama2c.py dump)
+"$PY" "$ROOT/experiments/dump/llama2c.py" dump --model "$MODEL" --tokenizer "$cache/tokenizer.bin" \
+  --text "$WORK/genesis.txt" --max-tokens 4096 --layers 0 --dtype float32 --out "$WORK/dump_tool.h5"
+"$MOBA" route "$WORK/dump_tool.h5" --layer 0 --block-size 64 --top-k 8 --out "$WORK/route.h5" --quiet >/dev/null
+"$PY" - "$WORK/route.h5" "$WORK/run/replay.h5" <<'PYEOF'
+import sys, h5py, numpy as np
+want = h5py.File(sys.argv[1], "r")["selected"][...]
+got = h5py.File(sys.argv[2], "r")["configs/moba_B64_k8/layers/0/selected"][...].astype(np.int32)
+bad = int(np.any(want != got, axis=-1).sum())
+print("layer 0 moba_B64_k8 vs moba route on llama2c.py dump's file: %d of %d rows differ" % (bad, want.shape[0] * want.shape[1]))
+sys.exit(1 if bad else 0)
 PYEOF
 echo "replay_4k: ok"
