@@ -659,6 +659,10 @@ def main(argv=None):
     except RuntimeError as e:
         print("moba replay: internal error: %s" % e, file=sys.stderr)
         return EXIT_INTERNAL
+    except KeyboardInterrupt:
+        shutil.rmtree(args.out.rstrip("/") + ".partial", ignore_errors=True)
+        print("moba replay: interrupted (SIGINT); %s is unchanged" % args.out, file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
