@@ -619,7 +619,7 @@ def write_markdown(run, out, valid, paired, rank_rows, pos_rows, cal_rows, slope
             L.append("- layer-0 selections of %s = `moba route` on the dump: %d of %d rows differ%s: %s"
                      % (c["config"], c["mismatched_rows"], c["rows"],
                         " (%d of them oracle mass ties)" % c["mismatched_near_ties"] if c["mismatched_near_ties"] else "",
-                        "pass" if c["pass"] else "FAIL"))
+                        c.get("note") or ("pass" if c["pass"] else "FAIL")))
     else:
         L.append("- layer-0 route check: %s" % rc.get("skipped", "not run"))
     L.append("")

@@ -101,6 +101,13 @@ RUN=$WORK/run
   > "$WORK/replay.out" || fail "moba replay exited $? ($(cat "$WORK/replay.out"))"
 grep -q "full_vs_plain pass, dense pass, route_layer0 pass" "$WORK/replay.out" || fail "checks: $(cat "$WORK/replay.out")"
 "$MOBA" replay report "$RUN" --quiet || fail "moba replay report exited $?"
+# routing on bf16-rounded q/k, pooled in bf16, shared GQA, the older tie rule: layer 0 still = moba route
+"$MOBA" replay --model "$WORK/tiny.bin" --token-ids "$WORK/ids.txt" --block-sizes 16 --top-k 3 \
+  --routers moba,moba-kconv --route-dtype bfloat16 --dump-dtype bfloat16 --gqa shared --tie older --kconv 5 \
+  --no-analyze --no-report --out "$WORK/run_bf16" --quiet > "$WORK/replay_bf16.out" \
+  || fail "bf16 replay exited $? ($(cat "$WORK/replay_bf16.out"))"
+grep -q "full_vs_plain pass, dense pass, route_layer0 pass" "$WORK/replay_bf16.out" \
+  || fail "bf16 checks: $(cat "$WORK/replay_bf16.out")"
 for f in run.json replay.csv positions.csv replay.h5 dump.h5 route_check.csv analyze/summary.csv analyze/analysis.h5 \
          report/report.md report/validity.csv report/paired.csv report/rank_correlation.csv report/per_position.csv \
          report/calibration.csv report/calibration_slopes.csv; do
