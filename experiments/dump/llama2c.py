@@ -24,6 +24,7 @@ Command line (run with --help for details):
 """
 import argparse
 import heapq
+import lzma
 import os
 import struct
 import sys
@@ -38,6 +39,7 @@ EOS = 2
 RMS_EPS = 1e-5
 ROPE_THETA = 10000.0
 HEADER = struct.Struct("<7i")  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len
+XZ_MAGIC = b"\xfd7zXZ\x00"
 
 
 class CheckpointError(Exception):
@@ -78,8 +80,9 @@ def to_interleaved(w, n_heads):
 
 def load_checkpoint(path):
     """Returns (Config, dict of float32 weight arrays in llama2.c's layout, [out, in] matrices).
-    path is a llama2.c v0 checkpoint, or a transformers folder written by convert_llama2c.py
-    (its q/k rows are permuted back; fp16/bf16 weights are widened exactly).
+    path is a llama2.c v0 checkpoint (fp32 weights, or fp16 weights widened exactly; plain or
+    xz-compressed, e.g. stories15M-4k.f16.xz), or a transformers folder written by
+    convert_llama2c.py (its q/k rows are permuted back; fp16/bf16 weights are widened exactly).
 
     Names: tok_embeddings [vocab, dim], and per layer stacked over layers: rms_att [L, dim],
     wq [L, dim, dim], wk/wv [L, kv_dim, dim], wo [L, dim, dim], rms_ffn [L, dim],
@@ -87,12 +90,22 @@ def load_checkpoint(path):
     """
     if os.path.isdir(path):
         return load_transformers_folder(path)
+    payload = None
     try:
-        raw = np.fromfile(path, dtype="<f4", offset=HEADER.size)
         with open(path, "rb") as f:
-            header = f.read(HEADER.size)
-    except OSError as e:
-        raise CheckpointError("%s: cannot read checkpoint: %s" % (path, e.strerror))
+            magic = f.read(len(XZ_MAGIC))
+        if magic == XZ_MAGIC:  # an xz-compressed checkpoint (stories15M-4k.f16.xz)
+            import lzma
+            with lzma.open(path) as f:
+                data = f.read()
+            header, payload = data[:HEADER.size], data[HEADER.size:]
+        else:
+            with open(path, "rb") as f:
+                header = f.read(HEADER.size)
+    except (OSError, EOFError) as e:
+        raise CheckpointError("%s: cannot read checkpoint: %s" % (path, getattr(e, "strerror", None) or e))
+    except lzma.LZMAError as e:
+        raise CheckpointError("%s: not a valid xz file: %s" % (path, e))
     if len(header) != HEADER.size:
         raise CheckpointError("%s: truncated header (%d bytes)" % (path, len(header)))
     cfg = Config(*HEADER.unpack(header))
@@ -119,9 +132,16 @@ def load_checkpoint(path):
     if not cfg.shared_classifier:
         shapes.append(("wcls", (cfg.vocab_size, d)))
     need = sum(int(np.prod(s)) for _, s in shapes)
-    if raw.size != need:
-        raise CheckpointError("%s: %d floats after the header, the header %r implies %d"
-                              % (path, raw.size, cfg, need))
+    n_bytes = os.path.getsize(path) - HEADER.size if payload is None else len(payload)
+    if n_bytes == 2 * need:  # fp16 weights (stories15M-4k): widened exactly to fp32
+        raw = (np.frombuffer(payload, dtype="<f2") if payload is not None
+               else np.fromfile(path, dtype="<f2", offset=HEADER.size)).astype(np.float32)
+    elif n_bytes == 4 * need:
+        raw = (np.frombuffer(payload, dtype="<f4") if payload is not None
+               else np.fromfile(path, dtype="<f4", offset=HEADER.size))
+    else:
+        raise CheckpointError("%s: %d bytes after the header, the header %r implies %d floats "
+                              "(%d bytes as fp32, %d as fp16)" % (path, n_bytes, cfg, need, 4 * need, 2 * need))
     weights, off = {}, 0
     for name, shape in shapes:
         n = int(np.prod(shape))

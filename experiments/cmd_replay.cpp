@@ -1,0 +1,61 @@
+// `moba replay`: runs a llama2.c model again with MoBA sparse attention in chosen layers and
+// measures the real next-token loss beside the workbench's proxies (docs/replay.md). A thin
+// wrapper, as `moba plot`: the work is experiments/replay/replay.py (numpy + h5py) under
+// Debian's /usr/bin/python3 (MOBA_PYTHON overrides). It hands the script this binary (for the
+// `analyze` of the dump and the layer-0 `route` check) and the build commit (for run.json).
+// `moba replay report RUN` rebuilds a run's report. The script's exit status is ours (0 ok,
+// 2 bad input, 1 internal error or a failed acceptance check); a signal to moba is passed on.
+#include <limits.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "core/interrupt.h"
+#include "experiments/build_info.h"
+#include "experiments/child_process.h"
+#include "experiments/command.h"
+#include "experiments/shipped_file.h"
+
+namespace moba::cli {
+namespace {
+
+constexpr const char* kScript = "replay.py";
+
+std::string self_path() {
+  char exe[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return "moba";
+  exe[n] = '\0';
+  return exe;
+}
+
+int run_replay(const std::vector<std::string>& argv) {
+  const char* env = std::getenv("MOBA_PYTHON");
+  const std::string python = env != nullptr && *env != '\0' ? env : "/usr/bin/python3";
+  if (access(python.c_str(), X_OK) != 0)
+    throw FileNotFoundError(python, "",
+                            "no Python interpreter here; install python3, python3-numpy and python3-h5py "
+                            "(./install-deps.sh) or set MOBA_PYTHON");
+  const std::string script = find_shipped_file("experiments/replay", kScript, "the replay script");
+  std::vector<std::string> cmd = {python, script};
+  cmd.insert(cmd.end(), argv.begin(), argv.end());
+  const bool report_only = !argv.empty() && argv.front() == "report";
+  if (!report_only) {
+    cmd.insert(cmd.end(), {"--moba", self_path(), "--commit", build_commit_label()});
+  }
+  const int rc = exit_code_of(run_child_process(cmd));
+  if (const int sig = pending_interrupt(); sig != 0) throw Interrupted(sig);
+  if (rc == 0 || rc == 1 || rc == 2) return rc;  // the script said what went wrong
+  std::fprintf(stderr, "moba replay: internal error: %s exited with status %d\n", script.c_str(), rc);
+  return 1;
+}
+
+const Command kReplay("replay", "replay a llama2.c model under MoBA routers: real loss beside the proxies",
+                      run_replay);
+
+}  // namespace
+}  // namespace moba::cli
