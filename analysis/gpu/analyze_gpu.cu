@@ -682,7 +682,9 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures&
       m.arrays.push_back(std::move(a));  // not kept: the key only, nothing copied back
       continue;
     }
-    a.selected = h.sel[static_cast<size_t>(slot)].download(static_cast<size_t>(T * cfg.top_k));
+    // The selection only where it is kept (T x k int32: at fixed sparsity k grows with T).
+    if (g.opt.keep_arrays || g.opt.keep.keeps_selection(a.key, T))
+      a.selected = h.sel[static_cast<size_t>(slot)].download(static_cast<size_t>(T * cfg.top_k));
     const float* src = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * T;
     for (const auto& info : position_metrics()) {
       std::vector<float>& v = a.metric(info.metric);
