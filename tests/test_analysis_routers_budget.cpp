@@ -147,7 +147,7 @@ TEST_CASE("moba-threshold: exact against a double brute force on integer inputs"
   }
 }
 
-TEST_CASE("moba-threshold: equal scores select ceil(tau c) blocks by the tie rule; tau = 1 with cap k is moba",
+TEST_CASE("moba-threshold: equal scores select ceil(tau c) blocks by the tie rule, and tau = 1 with cap k is moba",
           "[analysis][router][budget]") {
   const int64_t T = 50, d = 4, B = 8;  // last query: c = 6
   Tensor3 q(1, T, d), k(1, T, d);
@@ -287,7 +287,7 @@ TEST_CASE("oracle-topp: the fewest blocks whose exact mass reaches tau (double f
         }
 }
 
-TEST_CASE("analyze and route_group agree for the new routers; selected_blocks_mean is the mean realised budget",
+TEST_CASE("analyze and route_group agree for the new routers, and selected_blocks_mean is the mean realised budget",
           "[analysis][router][budget]") {
   const int64_t T = 150, d = 16, G = 2;
   const Tensor3 q = analysis_test::random_tensor(G, T, d, 111, 2.0f);
