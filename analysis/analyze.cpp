@@ -40,7 +40,8 @@ struct GroupContext {
   const AnalyzeOptions& opt;
   const AnalyzePlan& plan;
   const GateRouters& routers;
-  // Under `shared`: per configuration the group's oracle selection [T, top_k].
+  // Under `shared`: per configuration the group's oracle selection [T, top_k] at [ci], and
+  // oracle-topp's at [n_configs + ci] (empty unless oracle-topp is listed).
   const std::vector<std::vector<int32_t>>& shared_oracle;
   bool shared = false;
   int n_routers = 0, n_gates = 0;
@@ -89,13 +90,19 @@ struct ItemScratch {
 };
 
 // Stage 1 (GQA `shared` only): like the gate routers, the oracle makes one choice per KV
-// group, from the group's summed block masses (select_oracle_shared, as route_group does).
+// group, from the group's summed block masses (select_oracle_shared, as route_group does;
+// oracle-topp by select_topp_shared when listed: [n_configs + ci]).
 // One dense pass over every head of the group (in.q holds them all then).
 std::vector<std::vector<int32_t>> shared_oracle_pass(const GroupInput& in, const AnalyzeOptions& opt,
                                                      const AnalyzePlan& plan) {
-  std::vector<std::vector<int32_t>> out(static_cast<size_t>(plan.n_configs()));
+  const int n_cfg = plan.n_configs();
+  std::vector<std::vector<int32_t>> out(static_cast<size_t>(2 * n_cfg));
+  const bool topp = std::find(opt.routers.begin(), opt.routers.end(), RouterKind::oracle_topp) != opt.routers.end();
   const int64_t T = plan.n_tokens, C = plan.chunk, G = in.q.n_heads;
-  for (int ci = 0; ci < plan.n_configs(); ++ci) out[ci].assign(static_cast<size_t>(T * plan.configs[ci].top_k), -1);
+  for (int ci = 0; ci < n_cfg; ++ci) {
+    out[ci].assign(static_cast<size_t>(T * plan.configs[ci].top_k), -1);
+    if (topp) out[n_cfg + ci].assign(static_cast<size_t>(T * plan.configs[ci].top_k), -1);
+  }
   std::vector<std::vector<float>> mass(plan.block_sizes.size());  // [bi]: [G, C, n_blocks]
   std::vector<float*> mass_ptr;
   for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
@@ -114,6 +121,13 @@ std::vector<std::vector<int32_t>> shared_oracle_pass(const GroupInput& in, const
         targets.push_back({plan.configs[ci].top_k, out[ci].data() + t0 * plan.configs[ci].top_k});
       select_oracle_shared(mass[bi].data(), G, nq, plan.n_blocks[bi], t0, plan.block_sizes[bi], opt.routing.tie,
                            targets);
+      if (!topp) continue;
+      for (size_t j = 0; j < targets.size(); ++j) {
+        const int ci = plan.configs_of_block[bi][j];
+        targets[j].selected = out[n_cfg + ci].data() + t0 * plan.configs[ci].top_k;
+      }
+      select_topp_shared(mass[bi].data(), G, nq, plan.n_blocks[bi], t0, plan.block_sizes[bi], opt.routing.tie,
+                         opt.routing.tau, targets);
     }
   }
   return out;
@@ -182,7 +196,8 @@ void route_query(const GroupContext& g, HeadState& h, const ChunkData& ch, int b
   const int32_t* top = ch.top_index.data() + r * plan.n_top;
   const kernels::TieRule tie = g.opt.routing.tie;
   const std::vector<int>& cfgs = plan.configs_of_block[bi];
-  // Block-score routers (quest, sink-window, minference-bs): one row per query, every k.
+  // Block-score routers (quest, sink-window, minference-bs, moba-threshold, nsa-shared): one
+  // row per query, every k.
   s.block_rows.resize(static_cast<size_t>(g.n_routers * nb));
   s.block_tmp.resize(static_cast<size_t>(nb));
   for (int ri = 0; ri < g.n_routers; ++ri)
@@ -202,8 +217,15 @@ void route_query(const GroupContext& g, HeadState& h, const ChunkData& ch, int b
       PositionArrays& pa = h.arrays[ci * g.n_routers + ri];
       int32_t* sel = pa.selected.data() + t * K;
       const int gi = g.routers.gate_of_router[ri];
-      if (!g.routers.score_keys[ri].empty())
+      const RouterKind kind = g.opt.routers[ri];
+      if (kind == RouterKind::moba_threshold)
+        select_threshold_host(s.block_rows.data() + ri * nb, c, K, g.opt.routing.tau, g.in.q.head_dim, tie, sel);
+      else if (!g.routers.score_keys[ri].empty())
         select_blocks_host(s.block_rows.data() + ri * nb, c, K, tie, sel);
+      else if (kind == RouterKind::oracle_topp && g.shared)
+        std::copy_n(g.shared_oracle[g.plan.n_configs() + ci].data() + t * K, K, sel);
+      else if (kind == RouterKind::oracle_topp)
+        select_topp_host(mrow, c, K, g.opt.routing.tau, tie, sel);
       else if (gi < 0)
         std::copy(s.oracle_sel.begin(), s.oracle_sel.begin() + K, sel);
       else

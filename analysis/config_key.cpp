@@ -13,9 +13,12 @@ struct RouterEntry {
   RouterKind kind;
   const char* name;
 };
-constexpr RouterEntry kRouters[] = {{RouterKind::minference_bs, "minference-bs"}, {RouterKind::moba, "moba"},
-                                    {RouterKind::moba_kconv, "moba-kconv"},       {RouterKind::oracle, "oracle"},
-                                    {RouterKind::quest, "quest"},                 {RouterKind::sink_window, "sink-window"}};
+constexpr RouterEntry kRouters[] = {
+    {RouterKind::minference_bs, "minference-bs"}, {RouterKind::moba, "moba"},
+    {RouterKind::moba_kconv, "moba-kconv"},       {RouterKind::moba_threshold, "moba-threshold"},
+    {RouterKind::nsa_shared, "nsa-shared"},       {RouterKind::oracle, "oracle"},
+    {RouterKind::oracle_topp, "oracle-topp"},     {RouterKind::quest, "quest"},
+    {RouterKind::sink_window, "sink-window"}};
 
 }  // namespace
 
@@ -34,13 +37,20 @@ bool parse_router(const std::string& s, RouterKind* out) {
   return false;
 }
 
-const char* router_list() { return "minference-bs, moba, moba-kconv, oracle, quest, sink-window"; }
+const char* router_list() {
+  return "minference-bs, moba, moba-kconv, moba-threshold, nsa-shared, oracle, oracle-topp, quest, sink-window";
+}
 
 bool router_is_gate(RouterKind r) { return r == RouterKind::moba || r == RouterKind::moba_kconv; }
 
 bool router_is_score_row(RouterKind r) {
-  return r == RouterKind::quest || r == RouterKind::sink_window || r == RouterKind::minference_bs;
+  return r == RouterKind::quest || r == RouterKind::sink_window || r == RouterKind::minference_bs ||
+         r == RouterKind::moba_threshold || r == RouterKind::nsa_shared;
 }
+
+bool router_is_variable_budget(RouterKind r) { return r == RouterKind::moba_threshold || r == RouterKind::oracle_topp; }
+
+bool router_runs_on_host(RouterKind r) { return router_is_score_row(r) || r == RouterKind::oracle_topp; }
 
 RouterKind router_from_name(const std::string& s) {
   RouterKind r;

@@ -11,18 +11,27 @@
 namespace moba::analysis {
 
 // Routers (analysis/router.h). Declaration order is also name order ("minference-bs" <
-// "moba" < "moba-kconv" < "oracle" < "quest" < "sink-window"), so ConfigKey's order equals
-// the order of the names.
-enum class RouterKind { minference_bs, moba, moba_kconv, oracle, quest, sink_window };
-const char* router_name(RouterKind r);  // "minference-bs", "moba", "moba-kconv", "oracle", "quest", "sink-window"
-// "minference-bs, moba, moba-kconv, oracle, quest, sink-window" (usage texts, errors).
+// "moba" < "moba-kconv" < "moba-threshold" < "nsa-shared" < "oracle" < "oracle-topp" <
+// "quest" < "sink-window"), so ConfigKey's order equals the order of the names.
+enum class RouterKind {
+  minference_bs, moba, moba_kconv, moba_threshold, nsa_shared, oracle, oracle_topp, quest, sink_window
+};
+const char* router_name(RouterKind r);  // "minference-bs", "moba", ..., "sink-window"
+// "minference-bs, moba, moba-kconv, moba-threshold, nsa-shared, oracle, oracle-topp, quest,
+// sink-window" (usage texts, errors).
 const char* router_list();
 // moba and moba-kconv: routers on gate scores q . kbar, which the SNR probe models (DESIGN.md
 // §5). The oracle and the block-score routers (quest, sink-window, minference-bs) are not.
 bool router_is_gate(RouterKind r);
-// quest, sink-window, minference-bs: a block-score row per query from the shared selector,
-// computed on the host only (analysis/router.h block_score_row).
+// quest, sink-window, minference-bs, moba-threshold, nsa-shared: a block-score row per query
+// (analysis/router.h block_score_row), computed on the host only.
 bool router_is_score_row(RouterKind r);
+// moba-threshold, oracle-topp: a variable budget per query (the smallest set reaching the
+// mass --tau, at most k blocks; analysis/router.h select_mass_row).
+bool router_is_variable_budget(RouterKind r);
+// The routers the GPU-resident analysis declines (they run on the host): the score-row
+// routers and oracle-topp.
+bool router_runs_on_host(RouterKind r);
 bool parse_router(const std::string& s, RouterKind* out);  // false for any other text
 RouterKind router_from_name(const std::string& s);         // throws UsageError
 

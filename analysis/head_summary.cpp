@@ -47,6 +47,17 @@ ConfigStats config_stats(const PositionArrays& pa, const std::vector<float>& ora
   }
   cs.coverage_all_mean = summarize_mean(pa.coverage, std::vector<uint8_t>(static_cast<size_t>(T), 1), 0, T).mean;
   cs.oracle_coverage_mean = summarize_mean(oracle_coverage, pa.choice, 0, T).mean;
+  if (T > 0 && !pa.selected.empty()) {
+    const int K = static_cast<int>(pa.selected.size() / static_cast<size_t>(T));
+    double sum = 0;
+    int64_t n = 0;
+    for (int64_t t = 0; t < T; ++t)
+      if (pa.choice[t]) {
+        sum += selection_count(pa.selected.data() + t * K, K);
+        ++n;
+      }
+    cs.selected_mean = n > 0 ? sum / static_cast<double>(n) : kNaN;
+  }
   return cs;
 }
 
@@ -92,6 +103,11 @@ SummaryRow head_summary_row(const HeadRowInput& in) {
     if (m.metric == PositionMetric::coverage) put(Col::n_choice, static_cast<double>(st.n));
   }
   put(Col::oracle_coverage_mean, cs.oracle_coverage_mean);
+  // Realised budget: measured on the host; a fixed-budget row with a choice selects exactly k.
+  const double n_choice = row.get(Col::n_choice);
+  put(Col::selected_mean, !std::isnan(cs.selected_mean) ? cs.selected_mean
+                          : n_choice > 0 && !router_is_variable_budget(in.key.router) ? static_cast<double>(K)
+                                                                                        : kNaN);
   // Means over the trailing window's queries with a choice.
   static const std::pair<PositionMetric, Col> kTrailing[] = {
       {PositionMetric::coverage, Col::coverage_trail_mean},

@@ -3,6 +3,7 @@
 // columns of analysis/summary.h) and its position-bucket rows, from its per-position arrays.
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "analysis/metrics.h"
@@ -33,6 +34,9 @@ struct ConfigStats {
   std::array<Stats, kPositionMetricCount> choice{}, trailing{};  // trailing: n and mean only
   std::vector<std::array<Stats, kPositionMetricCount>> buckets;  // per bucket: n and mean only
   double coverage_all_mean = 0, oracle_coverage_mean = 0;
+  // Mean realised budget |S_t| (valid entries of the selection rows) over the queries with a
+  // choice; NaN when not computed (the GPU analysis: fixed-budget routers only, where it is k).
+  double selected_mean = std::numeric_limits<double>::quiet_NaN();
 };
 // `oracle_coverage` [n_tokens]; `edges` the bucket edges (bucket_edges); `trailing` in tokens.
 ConfigStats config_stats(const PositionArrays& arrays, const std::vector<float>& oracle_coverage,

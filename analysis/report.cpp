@@ -75,6 +75,7 @@ struct TableColumn {
 };
 constexpr TableColumn kTableColumns[] = {
     {"tok_spar", SummaryColumn::sparsity_mean, " %8s", " %8.3f"},
+    {"k_sel", SummaryColumn::selected_mean, " %6s", " %6.2f"},
     {"coverage", SummaryColumn::coverage_mean, " %8s", " %8.4f"},
     {"oracle", SummaryColumn::oracle_coverage_mean, " %8s", " %8.4f"},
     {"KL", SummaryColumn::kl_mean, " %7s", " %7.4f"},
@@ -92,7 +93,7 @@ constexpr TableColumn kTableColumns[] = {
 std::string format_table(const std::vector<SummaryRow>& rows) {
   std::string s;
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%-13s %5s %5s", "router", "B", "k");
+  std::snprintf(buf, sizeof buf, "%-14s %5s %5s", "router", "B", "k");
   s += buf;
   for (const auto& c : kTableColumns) {
     std::snprintf(buf, sizeof buf, c.heading_format, c.heading);
@@ -100,7 +101,7 @@ std::string format_table(const std::vector<SummaryRow>& rows) {
   }
   s += "\n";
   for (const auto& r : rows) {
-    std::snprintf(buf, sizeof buf, "%-13s %5lld %5d", router_name(r.key.router),
+    std::snprintf(buf, sizeof buf, "%-14s %5lld %5d", router_name(r.key.router),
                   static_cast<long long>(r.key.block_size), r.key.top_k);
     s += buf;
     for (const auto& c : kTableColumns) {

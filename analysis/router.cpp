@@ -262,7 +262,8 @@ BlockScoreKeys block_score_keys(RouterKind kind, const TensorView& k, int64_t bl
     p.min = out.kmin.data();
     p.max = out.kmax.data();
     kernels::block_pool_cpu(p);  // min/max are exact key values on any backend
-  } else if (kind == RouterKind::minference_bs) {
+  } else if (kind == RouterKind::minference_bs || kind == RouterKind::moba_threshold ||
+             kind == RouterKind::nsa_shared) {
     out.kbar = pooled_keys(k, block_size, dump_dtype, opt, device);
   }
   return out;
@@ -298,16 +299,107 @@ void head_score_row(const BlockScoreKeys& keys, const TensorView& q, int64_t h, 
       for (int64_t ch = 0; ch < d; ++ch) s += qbar[ch] * kb[ch];
       row[b] = s;
     }
+  } else if (keys.kind == RouterKind::moba_threshold || keys.kind == RouterKind::nsa_shared) {
+    for (int64_t b = 0; b < c; ++b) {  // moba's gate score: fp32, channel order
+      const float* kb = keys.kbar.data() + b * d;
+      float s = 0.0f;
+      for (int64_t ch = 0; ch < d; ++ch) s += qt[ch] * kb[ch];
+      row[b] = s;
+    }
   } else {  // sink-window
     for (int64_t b = 0; b < c; ++b) row[b] = static_cast<float>(b);
     if (c > 0) row[0] = std::numeric_limits<float>::infinity();
   }
 }
+// p[b] = softmax over b < c of scale * s[b], in double (max subtracted). NaN scores count as
+// -inf (no mass); a row of no finite score gives zeros.
+void softmax_routable(const float* s, int64_t c, double scale, double* p) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t b = 0; b < c; ++b)
+    if (!std::isnan(s[b])) mx = std::max(mx, scale * static_cast<double>(s[b]));
+  double sum = 0.0;
+  for (int64_t b = 0; b < c; ++b) {
+    p[b] = std::isnan(s[b]) || !std::isfinite(mx) ? 0.0 : std::exp(scale * static_cast<double>(s[b]) - mx);
+    sum += p[b];
+  }
+  if (sum > 0.0)
+    for (int64_t b = 0; b < c; ++b) p[b] /= sum;
+}
 }  // namespace
+
+int select_mass_row(const float* rank, const double* mass, double mass_current, int64_t c, int top_k, double tau,
+                    kernels::TieRule tie, int32_t* selected) {
+  const int64_t n_pick = std::min<int64_t>(top_k - 1, c);
+  int cnt = 0;
+  if (n_pick > 0 && mass_current < tau) {
+    std::vector<int32_t> order(static_cast<size_t>(c));
+    for (int64_t b = 0; b < c; ++b) order[b] = static_cast<int32_t>(b);
+    std::sort(order.begin(), order.end(),
+              [&](int32_t a, int32_t b) { return kernels::ranks_before(rank[a], a, rank[b], b, tie); });
+    double cum = mass_current;
+    while (cnt < n_pick && cum < tau) {
+      selected[cnt] = order[cnt];
+      cum += mass[order[cnt]];
+      ++cnt;
+    }
+    std::sort(selected, selected + cnt);
+  }
+  selected[cnt++] = static_cast<int32_t>(c);
+  for (int i = cnt; i < top_k; ++i) selected[i] = -1;
+  return cnt;
+}
+
+int select_threshold_host(const float* scores, int64_t c, int top_k, double tau, int64_t head_dim,
+                          kernels::TieRule tie, int32_t* selected) {
+  std::vector<double> p(static_cast<size_t>(c));
+  softmax_routable(scores, c, 1.0 / std::sqrt(static_cast<double>(head_dim)), p.data());
+  return select_mass_row(scores, p.data(), 0.0, c, top_k, tau, tie, selected);
+}
+
+int select_topp_host(const float* block_mass, int64_t c, int top_k, double tau, kernels::TieRule tie,
+                     int32_t* selected) {
+  std::vector<double> m(block_mass, block_mass + c);
+  return select_mass_row(block_mass, m.data(), static_cast<double>(block_mass[c]), c, top_k, tau, tie, selected);
+}
+
+void select_topp_shared(const float* block_mass, int64_t n_heads, int64_t query_count, int64_t n_blocks,
+                        int64_t query_begin, int64_t block_size, kernels::TieRule tie, double tau,
+                        const std::vector<OracleTarget>& targets) {
+  std::vector<float> summed(static_cast<size_t>(n_blocks));
+  std::vector<double> mean(static_cast<size_t>(n_blocks));
+  for (int64_t i = 0; i < query_count; ++i) {
+    const int64_t c = (query_begin + i) / block_size;
+    std::fill(summed.begin(), summed.end(), 0.0f);
+    std::fill(mean.begin(), mean.end(), 0.0);
+    for (int64_t h = 0; h < n_heads; ++h)  // head order: fp32 for the ranking, double for the mass
+      for (int64_t b = 0; b <= c; ++b) {
+        const float m = block_mass[(h * query_count + i) * n_blocks + b];
+        summed[b] += m;
+        mean[b] += m;
+      }
+    for (int64_t b = 0; b <= c; ++b) mean[b] /= static_cast<double>(n_heads);
+    for (const OracleTarget& target : targets)
+      select_mass_row(summed.data(), mean.data(), mean[c], c, target.top_k, tau, tie,
+                      target.selected + i * target.top_k);
+  }
+}
 
 void block_score_row(const BlockScoreKeys& keys, const TensorView& q, int64_t q_head, bool shared, int64_t t,
                      float* row, float* tmp) {
   const int64_t c = t / keys.block_size;
+  if (keys.kind == RouterKind::nsa_shared) {
+    // Per head the softmax over the routable blocks of s / sqrt(d), summed over every head of
+    // the group in head order, in double; rounded once.
+    std::vector<double> sum(static_cast<size_t>(c), 0.0), p(static_cast<size_t>(c));
+    const double scale = 1.0 / std::sqrt(static_cast<double>(q.head_dim));
+    for (int64_t h = 0; h < q.n_heads; ++h) {
+      head_score_row(keys, q, h, t, tmp);
+      softmax_routable(tmp, c, scale, p.data());
+      for (int64_t b = 0; b < c; ++b) sum[b] += p[b];
+    }
+    for (int64_t b = 0; b < c; ++b) row[b] = static_cast<float>(sum[b]);
+    return;
+  }
   if (!shared || keys.kind == RouterKind::sink_window) {
     head_score_row(keys, q, q_head, t, row);
     return;
@@ -340,7 +432,8 @@ void route_group(const TensorView& q, const TensorView& k, const TensorView& v, 
 
   if (router_is_score_row(router)) {
     const BlockScoreKeys keys = block_score_keys(router, k, B, dump_dtype, opt, device);
-    const bool shared = opt.gqa == kernels::GqaMode::shared;
+    // nsa-shared is one choice per KV group under either --gqa.
+    const bool shared = opt.gqa == kernels::GqaMode::shared || router == RouterKind::nsa_shared;
     const int64_t n_choosers = shared ? 1 : G;
 #pragma omp parallel
     {
@@ -350,12 +443,16 @@ void route_group(const TensorView& q, const TensorView& k, const TensorView& v, 
         const int64_t h = item / T, t = item % T;
         block_score_row(keys, q, h, shared, t, row.data(), tmp.data());
         int32_t* sel = selected + (h * T + t) * top_k;
-        kernels::select_blocks_row(row.data(), t / B, top_k, opt.tie, sel);
+        if (router == RouterKind::moba_threshold)
+          select_threshold_host(row.data(), t / B, top_k, opt.tau, q.head_dim, opt.tie, sel);
+        else
+          kernels::select_blocks_row(row.data(), t / B, top_k, opt.tie, sel);
         if (shared)
           for (int64_t hh = 1; hh < G; ++hh) std::copy(sel, sel + top_k, selected + (hh * T + t) * top_k);
       }
     }
-  } else if (router == RouterKind::oracle) {
+  } else if (router == RouterKind::oracle || router == RouterKind::oracle_topp) {
+    const bool topp = router == RouterKind::oracle_topp;
     // Exact block masses, one query chunk at a time: [G, chunk, n_blocks] floats at most.
     const int64_t C = std::max<int64_t>(1, query_chunk);
     std::vector<float> mass(static_cast<size_t>(G * std::min(C, T) * n_blocks));
@@ -368,7 +465,10 @@ void route_group(const TensorView& q, const TensorView& k, const TensorView& v, 
       run_dense_pass(dp, device);
       if (opt.gqa == kernels::GqaMode::shared) {
         chunk_selected.resize(static_cast<size_t>(nq * top_k));
-        select_oracle_shared(mass.data(), G, nq, n_blocks, t0, B, opt.tie, {{top_k, chunk_selected.data()}});
+        if (topp)
+          select_topp_shared(mass.data(), G, nq, n_blocks, t0, B, opt.tie, opt.tau, {{top_k, chunk_selected.data()}});
+        else
+          select_oracle_shared(mass.data(), G, nq, n_blocks, t0, B, opt.tie, {{top_k, chunk_selected.data()}});
         for (int64_t h = 0; h < G; ++h)
           std::copy(chunk_selected.begin(), chunk_selected.end(), selected + (h * T + t0) * top_k);
         continue;
@@ -377,7 +477,10 @@ void route_group(const TensorView& q, const TensorView& k, const TensorView& v, 
         for (int64_t i = 0; i < nq; ++i) {
           const int64_t t = t0 + i;
           const float* row = mass.data() + (h * nq + i) * n_blocks;  // [G, nq, n_blocks]
-          kernels::select_blocks_row(row, t / B, top_k, opt.tie, selected + (h * T + t) * top_k);
+          if (topp)
+            select_topp_host(row, t / B, top_k, opt.tau, opt.tie, selected + (h * T + t) * top_k);
+          else
+            kernels::select_blocks_row(row, t / B, top_k, opt.tie, selected + (h * T + t) * top_k);
         }
     }
   } else {

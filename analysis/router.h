@@ -8,7 +8,15 @@
 // `quest` (Quest's upper bound sum_c max(q_c kmin_c, q_c kmax_c) over each key block's
 // channel-wise min/max), `sink-window` (StreamingLLM: sink block 0 + the most recent routable
 // blocks, score row b with block 0 at +inf) and `minference-bs` (MInference block-sparse: the
-// mean query of the current query block against the pooled keys, one choice per query block).
+// mean query of the current query block against the pooled keys, one choice per query block),
+// `nsa-shared` (NSA selection: per query head the softmax of its scaled gate scores over the
+// routable blocks, summed over the KV group's heads, top-k; every head of the group gets the
+// same row) and `moba-threshold` (the gate scores' softmax over the routable blocks; variable
+// budget, below).
+//
+// Variable-budget routers (docs/routing.md): `moba-threshold` and `oracle-topp` (block masses
+// of the dense pass) keep the current block plus the fewest routable blocks, in the selector's
+// order, whose mass reaches RoutingOptions::tau, at most k - 1 of them (k is the cap).
 //
 // Every router writes gate_topk's `selected` layout: per (head, t) top_k block indices,
 // ascending, current block included, -1 padded.
@@ -35,6 +43,8 @@ struct RoutingOptions {
   // --precision exact|fast: how the CUDA kernels compute (kernels/operand.h, DESIGN.md §8);
   // the CPU reference is the same either way.
   kernels::Precision precision = kernels::Precision::exact;
+  // --tau: the mass moba-threshold and oracle-topp must reach, in (0, 1] (docs/routing.md).
+  double tau = 0.9;
 };
 
 // The numerics of the kernels' params for operands that hold the dump's values: params'
@@ -101,7 +111,7 @@ struct BlockScoreKeys {
   RouterKind kind = RouterKind::quest;
   int64_t block_size = 0;
   std::vector<float> kmin, kmax;  // quest: [n_blocks, d]
-  std::vector<float> kbar;        // minference-bs: [n_blocks, d]
+  std::vector<float> kbar;        // minference-bs, moba-threshold, nsa-shared: [n_blocks, d] (moba's pooled keys)
 };
 BlockScoreKeys block_score_keys(RouterKind kind, const TensorView& k, int64_t block_size, DType dump_dtype,
                                 const RoutingOptions& opt, Device device);
@@ -114,10 +124,37 @@ BlockScoreKeys block_score_keys(RouterKind kind, const TensorView& k, int64_t bl
 //                   ([cB, min((c+1)B, T)), summed in double, rounded once to fp32)
 //   sink-window:    b, with block 0 at +inf (so the selector keeps the sink first, then the
 //                   most recent routable blocks; head independent)
+//   moba-threshold: the gate score s(t, b) = sum_ch q_ch * kbar_b,ch (bit-identical to moba's);
+//                   select with select_threshold_host
+//   nsa-shared:     sum over EVERY head g of q (the KV group, whatever `shared`) of
+//                   p_g(b) = softmax_{b' < c}(s_g(t, b') / sqrt(d)) in double, summed in head
+//                   order in double, rounded once to fp32
 // Under `shared` (GQA) the row is the sum of every head of q's rows, in head order, in fp32
 // (q must then hold exactly the group's heads); `tmp` [>= c] is scratch.
 void block_score_row(const BlockScoreKeys& keys, const TensorView& q, int64_t q_head, bool shared, int64_t t,
                      float* row, float* tmp);
+
+// The variable-budget selector. Candidates are the routable blocks b < c ranked by `rank`
+// (kernels::ranks_before: the selector's order and tie rule); starting from `mass_current`
+// (the current block's own mass), the best candidates are added one by one, each adding
+// mass[b] (double, in rank order), until the sum reaches tau or min(top_k - 1, c) blocks are
+// in. Writes select_blocks_row's layout and returns the number of valid entries (the realised
+// budget, current block included).
+int select_mass_row(const float* rank, const double* mass, double mass_current, int64_t c, int top_k, double tau,
+                    kernels::TieRule tie, int32_t* selected);
+// moba-threshold: `scores` the gate-score row [>= c] (block_score_row); mass = softmax over
+// the routable blocks of scores / sqrt(head_dim) (double), current block 0.
+int select_threshold_host(const float* scores, int64_t c, int top_k, double tau, int64_t head_dim,
+                          kernels::TieRule tie, int32_t* selected);
+// oracle-topp of one head: `block_mass` the dense pass's row m_t(b) [>= c + 1]; ranks and
+// adds m_t(b), starting from the current block's m_t(c).
+int select_topp_host(const float* block_mass, int64_t c, int top_k, double tau, kernels::TieRule tie,
+                     int32_t* selected);
+// oracle-topp under `shared`: as select_oracle_shared, ranked by the group's fp32 summed
+// masses, mass = the summed masses / n_heads (double; the current block's too).
+void select_topp_shared(const float* block_mass, int64_t n_heads, int64_t query_count, int64_t n_blocks,
+                        int64_t query_begin, int64_t block_size, kernels::TieRule tie, double tau,
+                        const std::vector<OracleTarget>& targets);
 
 // Routers with gate scores (moba, moba-kconv) of one KV group, set up once for every block
 // size: routing keys, pooled keys and the gate parameters of the group's queries.

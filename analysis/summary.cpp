@@ -25,6 +25,7 @@ const std::vector<SummaryColumnInfo>& column_table() {
       {C::sparsity_mean, "sparsity_mean", "sparsity (token, causal)", A::weighted_mean, C::n_choice, true, true, "%.4f"},
       {C::sparsity_p50, "sparsity_p50", "sparsity p50", A::per_head, C::count_, true, false, "%.4f"},
       {C::block_density_mean, "block_density_mean", "block density", A::weighted_mean, C::n_choice, true, false, "%.4f"},
+      {C::selected_mean, "selected_blocks_mean", "selected blocks |S_t| (realised k)", A::weighted_mean, C::n_choice, false, false, "%.2f"},
       {C::coverage_mean, "coverage_mean", "coverage", A::weighted_mean, C::n_choice, true, true, "%.4f"},
       {C::coverage_p5, "coverage_p5", "coverage p5", A::per_head, C::count_, true, false, "%.4f"},
       {C::coverage_p50, "coverage_p50", "coverage p50", A::per_head, C::count_, true, false, "%.4f"},

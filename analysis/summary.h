@@ -20,7 +20,7 @@ namespace moba::analysis {
 // Summary columns in CSV order.
 enum class SummaryColumn {
   kv_head, n_tokens, n_blocks, sparsity_nominal, n_queries, n_choice,
-  sparsity_mean, sparsity_p50, block_density_mean,
+  sparsity_mean, sparsity_p50, block_density_mean, selected_mean,
   coverage_mean, coverage_p5, coverage_p50, oracle_coverage_mean,
   kl_mean, kl_p50, kl_p95,
   block_recall_mean, block_recall_p5, block_recall_p50,

@@ -63,8 +63,12 @@ const char* const kUsage =
     "                          empty or an earlier analyze output)\n"
     "  --layers LIST           layers (all)\n"
     "  --heads LIST            query heads (all)\n"
-    "  --routers LIST          of moba, moba-kconv, oracle, quest, sink-window, minference-bs\n"
-    "                          (moba,oracle); the last three run on the host (no SNR probe)\n"
+    "  --routers LIST          of moba, moba-kconv, oracle, quest, sink-window, minference-bs,\n"
+    "                          nsa-shared, moba-threshold, oracle-topp (moba,oracle); all but the\n"
+    "                          first three run on the host (no SNR probe)\n"
+    "  --tau X                 moba-threshold / oracle-topp: the mass to reach, in (0, 1] (0.9);\n"
+    "                          k of each (B, k) caps their budget; selected_blocks_mean (k_sel)\n"
+    "                          is the realised budget\n"
     "  --tie recent|older      tie rule of every selector (recent)\n"
     "  --gqa per-head|shared   GQA routing policy (per-head)\n"
     "  --pool-precision dump|fp32\n"
@@ -291,6 +295,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   rec.set_strings("routers", routers);
   for (const auto& [name, value] : routing_record(ro)) rec.set_string(name, value);
   rec.set_number("kconv_width", ro.kconv_width);
+  rec.set_number("tau", ro.tau);
   rec.set_number("top_n", opt.top_n);
   if (opt.bucket_width > 0) rec.set_number("bucket_width", static_cast<double>(opt.bucket_width));
   else rec.set_number("buckets", opt.n_buckets);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "analysis/backend.h"
+#include "analysis/metrics.h"
 #include "analysis/router.h"
 #include "core/dump.h"
 #include "core/errors.h"
@@ -35,8 +36,11 @@ const char* const kUsage =
     "  --top-k K                  blocks per query, current block included, >= 1\n"
     "  --out OUT.h5               output file (written atomically)\n"
     "  --with-output              also write the MoBA attention output and its lse\n"
-    "  --router R                 moba | moba-kconv | oracle | quest | sink-window | minference-bs\n"
+    "  --router R                 moba | moba-kconv | oracle | quest | sink-window | minference-bs |\n"
+    "                             nsa-shared | moba-threshold | oracle-topp\n"
     "                             (moba; --kconv W implies moba-kconv; docs/routing.md defines each)\n"
+    "  --tau X                    moba-threshold / oracle-topp: the mass to reach, in (0, 1] (0.9);\n"
+    "                             --top-k caps the budget; writes /n_selected [heads, tokens]\n"
     "  --tie recent|older         equal scores: larger (recent, default) or smaller block index wins\n"
     "  --gqa per-head|shared      per query head (default) or one choice per KV group (summed scores)\n"
     "  --pool-precision dump|fp32 round the pooled key mean to the dump dtype (default) or keep fp32\n"
@@ -67,12 +71,14 @@ int run_route(const std::vector<std::string>& argv) {
   const bool with_output = args.flag("with-output");
   const bool quiet = args.flag("quiet");
 
-  analysis::RouterKind router = analysis::router_from_name(args.choice("router", "moba", {"moba", "moba-kconv", "oracle", "quest", "sink-window", "minference-bs"}));
+  analysis::RouterKind router = analysis::router_from_name(args.choice("router", "moba", {"moba", "moba-kconv", "oracle", "quest", "sink-window", "minference-bs", "nsa-shared", "moba-threshold", "oracle-topp"}));
   if (args.has("kconv")) {
     if (args.has("router") && router != analysis::RouterKind::moba_kconv)
       throw UsageError("--kconv needs --router moba-kconv (or no --router)");
     router = analysis::RouterKind::moba_kconv;
   }
+  if (args.has("tau") && !analysis::router_is_variable_budget(router))
+    throw UsageError("--tau applies to moba-threshold and oracle-topp only");
   if ((args.has("kconv-weights") || args.has("kconv-apply")) && router != analysis::RouterKind::moba_kconv)
     throw UsageError("--kconv-weights / --kconv-apply apply to the moba-kconv router only (add --kconv W)");
   analysis::RoutingOptions ro = parse_routing(args);
@@ -86,6 +92,10 @@ int run_route(const std::vector<std::string>& argv) {
 
   H5Output out(out_path);
   out.create_i32("/selected", {n_q, T, K});
+  // Variable-budget routers: the realised budget |S_t| of every query (current block included).
+  const bool variable = analysis::router_is_variable_budget(router);
+  if (variable) out.create_i32("/n_selected", {n_q, T});
+  std::vector<int32_t> n_selected(variable ? static_cast<size_t>(group * T) : 0);
   if (with_output) {
     out.create_f32("/output", {n_q, T, d});
     out.create_f32("/lse", {n_q, T});
@@ -101,6 +111,11 @@ int run_route(const std::vector<std::string>& argv) {
                           device.device, selected.data(), with_output ? output.data() : nullptr,
                           with_output ? lse.data() : nullptr);
     out.write_rows("/selected", g * group, group, selected.data());
+    if (variable) {
+      for (size_t i = 0; i < n_selected.size(); ++i)
+        n_selected[i] = analysis::selection_count(selected.data() + i * K, K);
+      out.write_rows("/n_selected", g * group, group, n_selected.data());
+    }
     if (with_output) {
       out.write_rows("/output", g * group, group, output.data());
       out.write_rows("/lse", g * group, group, lse.data());
@@ -124,8 +139,11 @@ int run_route(const std::vector<std::string>& argv) {
   out.set_string("/", "router", analysis::router_name(router));
   for (const auto& [name, value] : routing_record(ro)) {
     if (name.rfind("kconv_", 0) == 0 && router != analysis::RouterKind::moba_kconv) continue;  // conv unused
+    if (name == "tau" && !analysis::router_is_variable_budget(router)) continue;
     if (name == "kconv_width")
       out.set_integer("/", name, ro.kconv_width);
+    else if (name == "tau")
+      out.set_number("/", name, ro.tau);
     else
       out.set_string("/", name, value);
   }

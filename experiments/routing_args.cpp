@@ -1,11 +1,19 @@
 #include "experiments/routing_args.h"
 
+#include <cstdio>
+
 #include "core/errors.h"
 
 namespace moba::cli {
 
+std::string format_tau(double tau) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", tau);
+  return buf;
+}
+
 std::set<std::string> with_routing_flags(std::set<std::string> flags) {
-  flags.insert({"tie", "gqa", "pool-precision", "kconv", "kconv-weights", "kconv-apply", "device", "precision"});
+  flags.insert({"tie", "gqa", "pool-precision", "kconv", "kconv-weights", "kconv-apply", "device", "precision", "tau"});
   return flags;
 }
 
@@ -20,6 +28,8 @@ analysis::RoutingOptions parse_routing(const Args& args) {
   ro.kconv_weights_source = "uniform";
   ro.precision = args.choice("precision", "exact", {"exact", "fast"}) == "fast" ? kernels::Precision::fast
                                                                              : kernels::Precision::exact;
+  ro.tau = args.number("tau", 0.9, 0.0, 1.0);
+  if (!(ro.tau > 0.0)) throw UsageError("--tau: the mass target must be in (0, 1]");
   return ro;
 }
 
@@ -40,7 +50,8 @@ std::vector<std::pair<std::string, std::string>> routing_record(const analysis::
           {"kconv_width", std::to_string(ro.kconv_width)},
           {"kconv_weights", ro.kconv_weights_source},
           {"kconv_apply", ro.kconv_both ? "both" : "routing"},
-          {"precision", kernels::precision_name(ro.precision)}};
+          {"precision", kernels::precision_name(ro.precision)},
+          {"tau", format_tau(ro.tau)}};
 }
 
 }  // namespace moba::cli

@@ -49,8 +49,9 @@ TEST_CASE("ConfigKey: order, equality and names", "[analysis][config_key]") {
   // Enum order is name order: sorting keys sorts router names as text.
   CHECK(std::string(router_name(RouterKind::moba)) < router_name(RouterKind::moba_kconv));
   CHECK(std::string(router_name(RouterKind::moba_kconv)) < router_name(RouterKind::oracle));
-  const RouterKind all[] = {RouterKind::minference_bs, RouterKind::moba,  RouterKind::moba_kconv,
-                            RouterKind::oracle,        RouterKind::quest, RouterKind::sink_window};
+  const RouterKind all[] = {RouterKind::minference_bs, RouterKind::moba,        RouterKind::moba_kconv,
+                            RouterKind::moba_threshold, RouterKind::nsa_shared, RouterKind::oracle,
+                            RouterKind::oracle_topp,    RouterKind::quest,      RouterKind::sink_window};
   for (size_t i = 1; i < std::size(all); ++i) {
     CHECK(static_cast<int>(all[i - 1]) < static_cast<int>(all[i]));
     CHECK(std::string(router_name(all[i - 1])) < router_name(all[i]));

@@ -704,7 +704,7 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures&
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim) {
   if (!kernels::cuda_compiled()) return "this build has no CUDA backend";
   for (const RouterKind r : opt.routers)
-    if (router_is_score_row(r)) return std::string("router ") + router_name(r) + " runs on the host";
+    if (router_runs_on_host(r)) return std::string("router ") + router_name(r) + " runs on the host";
   if (opt.routing.gqa == kernels::GqaMode::shared) return "--gqa shared is measured on the host";
   if (head_dim > 128 || head_dim % 8 != 0) return "head dim " + std::to_string(head_dim) + " (the GPU kernels take multiples of 8 up to 128)";
   int n_gates = 0;

@@ -93,7 +93,7 @@ expect2 analyze missing.h5 --block-sizes 16 --top-k 2 --out B
 expect2 analyze s.h5 --block-sizes 16 --top-k 2 --sparsity 0.5 --out B
 expect2 analyze s.h5 --block-sizes 16 --out B
 expect2 analyze s.h5 --block-sizes 16 --top-k 2 --routers moba,hyper --out B
-grep -q "one of minference-bs, moba, moba-kconv, oracle, quest, sink-window" err.txt || fail "router list: $(cat err.txt)"
+grep -q "one of minference-bs, moba, moba-kconv, moba-threshold, nsa-shared, oracle, oracle-topp, quest, sink-window" err.txt || fail "router list: $(cat err.txt)"
 expect2 analyze s.h5 --block-sizes 16 --top-k 2 --heads 9 --out B
 expect2 analyze s.h5 --block-sizes 16 --top-k 2 --layers 5 --out B
 expect2 analyze s.h5 --block-sizes 1,2,3,4,5,6,7,8,9 --top-k 2 --out B
