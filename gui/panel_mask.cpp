@@ -49,8 +49,8 @@ void draw_toolbar(ViewerState* s, const ViewData& d) {
   ImGui::SameLine();
   ImGui::Checkbox("density", &s->mask.density);
   if (ImGui::IsItemHovered())
-    ImGui::SetTooltip("off: a cell shows the rarest class it holds (miss > false pick > hit > current),\n"
-                      "so one block is never lost when zoomed out; on: the dominant class, dimmed by density");
+    ImGui::SetTooltip("off: a zoomed-out cell shows every class it holds in its quadrants (miss, false pick,\n"
+                      "hit, current), so one block is never lost; on: the dominant class, dimmed by density");
   ImGui::SameLine();
   if (d.planted) {
     ImGui::Checkbox("planted", &s->mask.planted);
@@ -152,7 +152,8 @@ void draw_mask_plot(ViewerState* s, const char* id, const analysis::PositionView
   const bool clicked = mask_mouse_input(&ax, T, &ay, key_extent, g.x0, g.y1, w, h, hovered);
 
   const double bpp = ay.t_per_px / static_cast<double>(B);  // blocks per pixel
-  const int lx = analysis::tile_level(ax.t_per_px), ly = analysis::tile_level(bpp);
+  // Cells of at least two pixels, so the 2 x 2 class quadrants of a cell stay visible.
+  const int lx = analysis::tile_level(2 * ax.t_per_px), ly = analysis::tile_level(2 * bpp);
   if (main_plot) {
     s->mask.level_x = lx;
     s->mask.level_y = ly;

@@ -91,9 +91,12 @@ bool mask_mouse_input(PositionAxis* x, int64_t x_extent, PositionAxis* y, int64_
   return clicked;
 }
 
+namespace {
+// Viridis at five stops.
+constexpr float kStops[5][3] = {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+}  // namespace
+
 ImU32 heat_color(float v) {
-  // Viridis at five stops.
-  static constexpr float kStops[5][3] = {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
   if (!std::isfinite(v)) return palette::rgba(60, 60, 66);
   v = std::clamp(v, 0.0f, 1.0f) * 4.0f;
   const int i = std::min(3, static_cast<int>(v));

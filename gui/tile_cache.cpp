@@ -16,7 +16,11 @@ namespace {
 using analysis::kTileCells;
 using analysis::TileChannel;
 
-constexpr size_t kMaxTextures = 320;  // 320 x 256 KiB = 80 MiB of texture memory at most
+constexpr size_t kMaxTextures = 80;  // 80 x 1 MiB of texture memory at most
+constexpr int kTex = 2 * kTileCells;  // texels per side: 2 x 2 per cell
+// The class drawn first when several share a cell, rarest first.
+constexpr TileChannel kRarest[] = {TileChannel::miss, TileChannel::false_pick, TileChannel::hit, TileChannel::selected,
+                                   TileChannel::current};
 
 struct Rgba {
   uint8_t r, g, b, a;
@@ -30,22 +34,25 @@ Rgba mix(Rgba a, Rgba b, float f) {
   return {m(a.r, b.r), m(a.g, b.g), m(a.b, b.b), 255};
 }
 
-// Counts -> RGBA, top row = highest block. Returns false when every cell is transparent.
+// Counts -> RGBA, 2 x 2 texels per cell, top row = highest block. By default (the any
+// channel) the quadrants of a cell show every class present in it, rarest first (one class:
+// the whole cell; two: a checker), so no class of any entry is lost at any level; with
+// `density`, the cell shows its dominant class dimmed by its density. Returns false when
+// every texel is transparent.
 bool shade_tile(const analysis::MaskTile& t, const analysis::MaskComparison& m, const TileShading& sh,
                 std::vector<uint8_t>* rgba) {
-  rgba->assign(static_cast<size_t>(kTileCells) * kTileCells * 4, 0);
+  rgba->assign(static_cast<size_t>(kTex) * kTex * 4, 0);
   if (t.t0 >= t.t1 || t.b0 >= t.b1) return false;
   const int lx = t.key.lx, ly = t.key.ly;
   const int64_t x_cells = ((t.t1 - t.t0) + (int64_t{1} << lx) - 1) >> lx;
   const int64_t y_cells = ((t.b1 - t.b0) + (int64_t{1} << ly) - 1) >> ly;
   const Rgba causal = unpack(palette::kCausal), white = unpack(palette::kPlanted);
-  // In "rarest" order: the class drawn when several share a cell.
-  static constexpr TileChannel kRarest[] = {TileChannel::miss, TileChannel::false_pick, TileChannel::hit,
-                                            TileChannel::selected, TileChannel::current};
   bool any = false;
   for (int64_t cy = 0; cy < y_cells; ++cy) {
     const int64_t block_lo = t.b0 + (cy << ly);
-    uint8_t* row = rgba->data() + static_cast<size_t>(kTileCells - 1 - cy) * kTileCells * 4;
+    // Texel rows of this cell: the upper one first (top row = highest block).
+    uint8_t* upper = rgba->data() + static_cast<size_t>(kTex - 2 - 2 * cy) * kTex * 4;
+    uint8_t* lower = upper + static_cast<size_t>(kTex) * 4;
     for (int64_t cx = 0; cx < x_cells; ++cx) {
       const int cxi = static_cast<int>(cx), cyi = static_cast<int>(cy);
       uint32_t n[analysis::kTileChannels];
@@ -56,36 +63,42 @@ bool shade_tile(const analysis::MaskTile& t, const analysis::MaskComparison& m, 
         n[static_cast<int>(TileChannel::hit)] = n[static_cast<int>(TileChannel::false_pick)] =
             n[static_cast<int>(TileChannel::miss)] = 0;
       }
-      int pick = -1;
+      Rgba quad[4];  // top left, top right, bottom right, bottom left
+      int present[analysis::kTileChannels];
+      int n_present = 0;
       if (sh.density) {
         uint32_t best = 0;
+        int pick = -1;
         for (const TileChannel c : kRarest)
           if (n[static_cast<int>(c)] > best) best = n[static_cast<int>(c)], pick = static_cast<int>(c);
-      } else {
-        for (const TileChannel c : kRarest)
-          if (n[static_cast<int>(c)] > 0) {
-            pick = static_cast<int>(c);
-            break;
-          }
-      }
-      Rgba px{0, 0, 0, 0};
-      if (pick >= 0) {
-        px = unpack(palette::cell_color(pick + 1));
-        if (sh.density) {
-          // Entries of the class per query of the cell, 1 = every query picks one of its blocks.
+        if (pick >= 0) {
+          // Entries of the class per query of the cell: 1 = every query picks one of its blocks.
           const int64_t t_lo = t.t0 + (cx << lx), t_hi = std::min(t.t1, t_lo + (int64_t{1} << lx));
           const float d = std::min(1.0f, static_cast<float>(n[pick]) / static_cast<float>(std::max<int64_t>(1, t_hi - t_lo)));
-          px = mix(causal, px, 0.35f + 0.65f * std::sqrt(d));
+          present[n_present++] = pick;
+          quad[0] = mix(causal, unpack(palette::cell_color(pick + 1)), 0.35f + 0.65f * std::sqrt(d));
+          quad[1] = quad[2] = quad[3] = quad[0];
         }
-      } else if (sh.causal) {
-        const int64_t t_last = std::min(t.t1, t.t0 + ((cx + 1) << lx)) - 1;
-        if (block_lo * m.block_size <= t_last) px = causal;
+      } else {
+        for (const TileChannel c : kRarest)
+          if (n[static_cast<int>(c)] > 0) present[n_present++] = static_cast<int>(c);
+        for (int q = 0; q < 4 && n_present > 0; ++q) quad[q] = unpack(palette::cell_color(present[q % n_present] + 1));
       }
-      if (sh.planted && n[static_cast<int>(TileChannel::planted)] > 0) px = pick >= 0 ? mix(px, white, 0.5f) : white;
-      if (px.a) {
+      if (n_present == 0) {
+        Rgba px{0, 0, 0, 0};
+        const int64_t t_last = std::min(t.t1, t.t0 + ((cx + 1) << lx)) - 1;
+        if (sh.causal && block_lo * m.block_size <= t_last) px = causal;
+        quad[0] = quad[1] = quad[2] = quad[3] = px;
+      }
+      if (sh.planted && n[static_cast<int>(TileChannel::planted)] > 0)
+        for (Rgba& q : quad) q = n_present > 0 ? mix(q, white, 0.5f) : white;
+      if (quad[0].a | quad[1].a | quad[2].a | quad[3].a) {
         any = true;
-        uint8_t* p = row + cx * 4;
-        p[0] = px.r, p[1] = px.g, p[2] = px.b, p[3] = px.a;
+        const auto put = [](uint8_t* p, Rgba c) { p[0] = c.r, p[1] = c.g, p[2] = c.b, p[3] = c.a; };
+        put(upper + cx * 8, quad[0]);
+        put(upper + cx * 8 + 4, quad[1]);
+        put(lower + cx * 8 + 4, quad[2]);
+        put(lower + cx * 8, quad[3]);
       }
     }
   }
@@ -194,7 +207,7 @@ void TileCache::upload() {
       glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
       glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
       glPixelStorei(GL_UNPACK_ALIGNMENT, 1);
-      glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA, kTileCells, kTileCells, 0, GL_RGBA, GL_UNSIGNED_BYTE, d.rgba.data());
+      glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA, kTex, kTex, 0, GL_RGBA, GL_UNSIGNED_BYTE, d.rgba.data());
     }
     auto it = textures_.find(d.key);
     if (it != textures_.end() && it->second.id) glDeleteTextures(1, &it->second.id);

@@ -1,7 +1,7 @@
 #pragma once
 // Mask tiles as OpenGL textures (analysis/view_lod.h builds the counts): worker threads
 // aggregate and shade the tiles a view asks for, the GUI thread only uploads finished ones
-// (one glTexImage2D of 256 x 256 RGBA each). The cache is bounded (least recently wanted
+// (one glTexImage2D of 512 x 512 RGBA each: 2 x 2 texels per cell). The cache is bounded (least recently wanted
 // tiles are dropped, their textures deleted), so memory does not grow with the sequence.
 //
 // Per frame the mask panel calls want() with the tiles its view needs, most important first;
@@ -25,7 +25,7 @@ struct TileShading {
   bool compare = true;     // hit / false pick / miss colours (else every pick is "selected")
   bool causal = true;      // tint the causally available cells
   bool planted = false;    // lighten cells holding the planted key's block (synthetic dumps)
-  bool density = false;    // dominant class, brightness by density; else the rarest class present
+  bool density = false;    // dominant class, brightness by density; else every class present (quadrants)
   bool operator==(const TileShading& o) const {
     return compare == o.compare && causal == o.causal && planted == o.planted && density == o.density;
   }
@@ -69,7 +69,7 @@ class TileCache {
     uint64_t generation;
     analysis::TileKey key;
     bool empty;
-    std::vector<uint8_t> rgba;  // [kTileCells rows, top = highest block][kTileCells][4]
+    std::vector<uint8_t> rgba;  // [2 kTileCells rows, top = highest block][2 kTileCells][4]
     double ms;
   };
   struct Texture {
