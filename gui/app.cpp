@@ -257,8 +257,11 @@ void run_viewer(const analysis::ResultsFile& file, const GuiOptions& options) {
     return mask_shown && state.loaded.view && state.loaded.view->has_mask && (shown_tiles.busy() || compared_tiles.busy());
   };
   while (!glfwWindowShouldClose(session.window())) {
-    // Idle while nothing happens; keep polling while a load or a tile build runs.
-    if (headless || viewer_busy(state) || shown_tiles.busy() || compared_tiles.busy()) glfwPollEvents();
+    // Idle while nothing happens; while a load or a tile build runs, redraw at most every
+    // 8 ms, so the frame loop (and a software rasteriser under Xvfb) leaves the cores to the
+    // workers; a headless run settled on a view draws back to back.
+    if (viewer_busy(state) || shown_tiles.busy() || compared_tiles.busy()) glfwWaitEventsTimeout(0.008);
+    else if (headless) glfwPollEvents();
     else glfwWaitEventsTimeout(0.25);
     const auto frame_start = std::chrono::steady_clock::now();
     update_viewer(&state);
