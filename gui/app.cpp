@@ -243,8 +243,9 @@ void run_viewer(const analysis::ResultsFile& file, const GuiOptions& options) {
   Session session(options.width, options.height, title_for(file));
   glfwSwapInterval(headless ? 0 : 1);
   setup_style();
-  // Tile workers: all cores but the GUI thread's, at least one.
-  const int n_workers = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 2u, 5u)) - 1;
+  // Tile workers: all cores but the GUI thread's, at least two (the GUI thread mostly waits
+  // while a level builds).
+  const int n_workers = std::max(2, static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 2u, 5u)) - 1);
   TileCache shown_tiles(n_workers), compared_tiles(n_workers);
   const MaskTiles tiles{&shown_tiles, &compared_tiles};
 
