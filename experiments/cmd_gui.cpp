@@ -23,7 +23,7 @@ const char* const kUsage =
     "usage: moba gui DIR [--layer L] [--head H] [--block-size B] [--top-k K] [--router R] [--query T]\n"
     "                    [--positions A:B] [--blocks A:B] [--compare-router R] [--compare-block-size B]\n"
     "                    [--compare-top-k K] [--compare-mode side|difference] [--panels LIST] [--metric NAME]\n"
-    "                    [--planted] [--density] [--buckets N] [--size WxH]\n"
+    "                    [--planted] [--density] [--metrics LIST] [--difference] [--buckets N] [--size WxH]\n"
     "                    [--screenshot FILE.png [--hover X,Y]] [--frames N]\n"
     "\n"
     "Interactive viewer of `moba analyze ... --out DIR` (DIR or DIR/analysis.h5): a navigator\n"
@@ -45,7 +45,9 @@ const char* const kUsage =
     "  --metric NAME           summary column colouring the overview grids (coverage_mean)\n"
     "  --planted               overlay the planted truth of a synthetic dump on the mask\n"
     "  --density               mask cells coloured by the dominant class and its density\n"
-    "                          (default: the rarest class present, so none is lost zoomed out)\n"
+    "                          (default: every class present in a cell, so none is lost zoomed out)\n"
+    "  --metrics LIST          per-position metric strips (coverage,kl,block_recall,output_rel_err)\n"
+    "  --difference            strips show router - oracle (or shown - compared) difference curves\n"
     "  --buckets N             plot metrics as means over N position buckets (per position)\n"
     "  --size WxH              window size (1600x1000)\n"
     "  --screenshot FILE.png   render --frames N frames (5) once loading settles, write the\n"
@@ -74,8 +76,8 @@ int run_gui(const std::vector<std::string>& argv) {
   const Args args(argv,
                   {"layer", "head", "block-size", "top-k", "router", "query", "positions", "blocks", "compare-router",
                    "compare-block-size", "compare-top-k", "compare-mode", "panels", "metric", "buckets", "size",
-                   "screenshot", "frames", "hover"},
-                  {"help", "planted", "density"});
+                   "screenshot", "frames", "hover", "metrics"},
+                  {"help", "planted", "density", "difference"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -121,6 +123,8 @@ int run_gui(const std::vector<std::string>& argv) {
   o.metric = args.str("metric", "");
   o.planted = args.flag("planted");
   o.density = args.flag("density");
+  o.metrics = args.str_list("metrics", {});
+  o.difference_curves = args.flag("difference");
   if (args.has("size")) {
     const auto [w, h] = parse_pair("size", args.str("size", ""), 'x', 200, 16384);
     o.width = static_cast<int>(w);

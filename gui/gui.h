@@ -30,6 +30,8 @@ struct GuiOptions {
   std::string metric;               // summary column colouring the overview grids ("" default)
   bool planted = false;             // planted-truth overlay on
   bool density = false;             // mask colour by density
+  std::vector<std::string> metrics; // per-position metric strips (empty: the catalogue's headline ones)
+  bool difference_curves = false;   // strips show router - oracle (or shown - compared)
   // Headless verification: render `frames` frames (after loading settles), write the
   // framebuffer as a PNG to `screenshot`, and return.
   std::string screenshot;

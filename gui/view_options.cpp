@@ -129,6 +129,14 @@ void validate_view(const analysis::ResultsFile& file, const GuiOptions& o) {
       throw UsageError("--metric " + o.metric + ": not a summary column of " + file.summary().path + "; valid: " + valid);
     }
   }
+  for (const std::string& m : o.metrics) {
+    const auto& names = analysis::known_metric_names();
+    if (std::find(names.begin(), names.end(), m) == names.end()) {
+      std::string valid;
+      for (const std::string& n : names) valid += (valid.empty() ? "" : ", ") + n;
+      throw UsageError("--metrics " + m + ": not a per-position metric; valid: " + valid);
+    }
+  }
   if (o.planted) {
     std::string why;
     if (file.load_planted(key.layer, key.head, &why).empty()) throw UsageError("--planted: " + why);
