@@ -191,18 +191,26 @@ void compute_ranges(const analysis::PositionView& v, std::map<std::string, std::
       (*ranges)[name] = {0.0f, 1.0f};
       continue;
     }
+    // The percentile from at most ~2^17 evenly spaced values per array (a plot range, not a
+    // statistic), the minimum from all of them.
     std::vector<float> finite;
-    for (float x : values)
-      if (std::isfinite(x)) finite.push_back(x);
-    if (const std::vector<float>* o = v.has_oracle ? v.oracle.metric(name) : nullptr)
-      for (float x : *o)
-        if (std::isfinite(x)) finite.push_back(x);
+    float mn = INFINITY;
+    const auto take = [&](const std::vector<float>& x) {
+      const size_t stride = std::max<size_t>(1, x.size() >> 17);
+      for (size_t i = 0; i < x.size(); ++i) {
+        if (!std::isfinite(x[i])) continue;
+        mn = std::min(mn, x[i]);
+        if (i % stride == 0) finite.push_back(x[i]);
+      }
+    };
+    take(values);
+    if (const std::vector<float>* o = v.has_oracle ? v.oracle.metric(name) : nullptr) take(*o);
     float lo = 0, hi = 1;
     if (!finite.empty()) {
       const size_t q = std::min(finite.size() - 1, static_cast<size_t>(0.995 * static_cast<double>(finite.size())));
       std::nth_element(finite.begin(), finite.begin() + static_cast<std::ptrdiff_t>(q), finite.end());
       hi = finite[q];
-      lo = std::min(0.0f, *std::min_element(finite.begin(), finite.end()));
+      lo = std::min(0.0f, mn);
       if (lo > -1e-3f * std::fabs(hi)) lo = 0.0f;  // rounding noise below 0 (e.g. KL of -1e-7)
       if (range == analysis::PlotRange::data_up_to_one) hi = 1.0f;
       if (!(hi > lo)) hi = lo + 1.0f;

@@ -55,7 +55,7 @@ struct PositionAxis {
 struct MaskViewState {
   bool compare_oracle = true;   // colour hits / false picks / misses when the oracle is present
   bool shade_causal = true;     // tint the causally available blocks (b <= current block)
-  bool density = false;         // colour by the dominant class and its density (else the rarest class present)
+  bool density = false;         // colour by the dominant class and its density (else every class present, in quadrants)
   bool planted = false;         // lighten the planted key's block (synthetic dumps)
   float block_rows_px = 0;      // drawn height per block, from the last frame (read-only)
   int level_x = 0, level_y = 0; // tile level drawn last frame (read-only)
