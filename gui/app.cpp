@@ -281,6 +281,10 @@ void run_viewer(const analysis::ResultsFile& file, const GuiOptions& options) {
     ImGui::NewFrame();
     const ImVec2 size = ImGui::GetIO().DisplaySize;
     const Layout layout = tile(state.layout, size.x, size.y);
+    // Each drawn mask plot states the tiles it needs; a cache no plot uses this frame (mask
+    // hidden, or one mask in the difference view) builds nothing more.
+    shown_tiles.want({});
+    compared_tiles.want({});
     draw_navigator(&state, layout.navigator);
     for (const auto& [panel, rect] : layout.column) draw_panel(&state, panel, rect, tiles);
     draw_splitters(&state.layout, layout);
