@@ -15,7 +15,7 @@ constexpr float kNaNf = std::numeric_limits<float>::quiet_NaN();
 inline void bump(std::vector<uint16_t>* v, size_t i) {
   if (v->empty()) v->assign(static_cast<size_t>(kTileCells) * kTileCells, 0);
   uint16_t& x = (*v)[i];
-  if (x != 0xFFFF) ++x;
+  x = static_cast<uint16_t>(x + (x != 0xFFFF));
 }
 
 }  // namespace
@@ -31,6 +31,25 @@ int tile_level(double units_per_px) {
 }
 
 MaskTile build_mask_tile(const MaskComparison& m, const std::vector<int32_t>* planted, const TileKey& key) {
+  return build_mask_tile(m, planted, key, 0, m.n_tokens);
+}
+
+void add_tile_counts(MaskTile* into, const MaskTile& part) {
+  for (int c = 0; c < kTileChannels; ++c) {
+    const auto& p = part.counts[static_cast<size_t>(c)];
+    if (p.empty()) continue;
+    auto& v = into->counts[static_cast<size_t>(c)];
+    if (v.empty()) {
+      v = p;
+      continue;
+    }
+    for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<uint16_t>(std::min<uint32_t>(0xFFFF, uint32_t{v[i]} + p[i]));
+  }
+  into->n_entries += part.n_entries;
+}
+
+MaskTile build_mask_tile(const MaskComparison& m, const std::vector<int32_t>* planted, const TileKey& key,
+                         int64_t t_from, int64_t t_to) {
   MaskTile tile;
   tile.key = key;
   const int64_t span_t = static_cast<int64_t>(kTileCells) << key.lx, span_b = static_cast<int64_t>(kTileCells) << key.ly;
@@ -41,10 +60,11 @@ MaskTile build_mask_tile(const MaskComparison& m, const std::vector<int32_t>* pl
   if (tile.t0 >= tile.t1 || tile.b0 >= tile.b1) return tile;
   // Causality: query t selects blocks <= t / B only, so queries before the tile's first block
   // contribute nothing.
-  const int64_t t_first = std::max(tile.t0, tile.b0 * m.block_size);
+  const int64_t t_first = std::max({tile.t0, tile.b0 * m.block_size, t_from});
+  const int64_t t_last = std::min(tile.t1, t_to);
   const int W = m.width;
   const int32_t b0 = static_cast<int32_t>(tile.b0), b1 = static_cast<int32_t>(tile.b1);
-  for (int64_t t = t_first; t < tile.t1; ++t) {
+  for (int64_t t = t_first; t < t_last; ++t) {
     const size_t cx = static_cast<size_t>((t - tile.t0) >> key.lx);
     const int32_t* row = &m.blocks[static_cast<size_t>(t) * static_cast<size_t>(W)];
     const MaskCell* cells = &m.cells[static_cast<size_t>(t) * static_cast<size_t>(W)];

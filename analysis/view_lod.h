@@ -62,6 +62,11 @@ struct MaskTile {
 // Aggregates tile `key` of `mask`. `planted` (may be null or empty): the planted key position
 // per query (-1 where none), [n_tokens]; its block goes to the planted channel.
 MaskTile build_mask_tile(const MaskComparison& mask, const std::vector<int32_t>* planted, const TileKey& key);
+// The same, counting only the queries in [t_from, t_to) (a part of a large tile, to build it
+// on several threads); add_tile_counts() sums the parts.
+MaskTile build_mask_tile(const MaskComparison& mask, const std::vector<int32_t>* planted, const TileKey& key,
+                         int64_t t_from, int64_t t_to);
+void add_tile_counts(MaskTile* into, const MaskTile& part);
 
 // Min / max / mean of the finite values of a per-position array over windows of 2^l
 // positions, for l = kSeriesBaseLevel ... (levels below the base read the array itself).

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 
 #include "gui/panels.h"
 
@@ -18,6 +19,7 @@ using analysis::TileChannel;
 
 constexpr size_t kMaxTextures = 80;  // 80 x 1 MiB of texture memory at most
 constexpr int kTex = 2 * kTileCells;  // texels per side: 2 x 2 per cell
+constexpr int64_t kSplitQueries = int64_t{1} << 17;  // tiles over this many queries build in two halves
 // The class drawn first when several share a cell, rarest first.
 constexpr TileChannel kRarest[] = {TileChannel::miss, TileChannel::false_pick, TileChannel::hit, TileChannel::selected,
                                    TileChannel::current};
@@ -174,7 +176,20 @@ void TileCache::worker() {
     const uint64_t generation = generation_;
     lock.unlock();
     const auto start = std::chrono::steady_clock::now();
-    const analysis::MaskTile tile = analysis::build_mask_tile(*source.mask, source.planted.get(), key);
+    // A tile over many queries (a zoomed-out view) is counted in two halves at once: the GUI
+    // thread mostly waits while a new level builds.
+    analysis::MaskTile tile;
+    const int64_t span = int64_t{kTileCells} << key.lx, t0 = key.tx * span;
+    if (span >= kSplitQueries) {
+      const int64_t mid = t0 + span / 2;
+      auto upper = std::async(std::launch::async, [&] {
+        return analysis::build_mask_tile(*source.mask, source.planted.get(), key, mid, t0 + span);
+      });
+      tile = analysis::build_mask_tile(*source.mask, source.planted.get(), key, t0, mid);
+      analysis::add_tile_counts(&tile, upper.get());
+    } else {
+      tile = analysis::build_mask_tile(*source.mask, source.planted.get(), key);
+    }
     Done d;
     d.generation = generation;
     d.key = key;

@@ -180,3 +180,17 @@ TEST_CASE("compare_selection_pair: both / only a / only b, k may differ", "[view
   b.config.block_size = 8;
   CHECK_THROWS_AS(compare_selection_pair(a, b), ShapeError);
 }
+
+TEST_CASE("a tile counted in parts equals the tile counted whole", "[view_lod]") {
+  const int64_t T = 5000, B = 16;
+  const ResultArrays router = make_selection(T, B, 4, RouterKind::moba, 8);
+  const ResultArrays oracle = make_selection(T, B, 4, RouterKind::oracle, 9);
+  const MaskComparison m = compare_selections(router, &oracle);
+  const TileKey key{5, 1, 0, 0};
+  const MaskTile whole = build_mask_tile(m, nullptr, key);
+  MaskTile parts = build_mask_tile(m, nullptr, key, 0, 1234);
+  add_tile_counts(&parts, build_mask_tile(m, nullptr, key, 1234, 3000));
+  add_tile_counts(&parts, build_mask_tile(m, nullptr, key, 3000, T));
+  CHECK(parts.n_entries == whole.n_entries);
+  for (int c = 0; c < kTileChannels; ++c) CHECK(parts.counts[static_cast<size_t>(c)] == whole.counts[static_cast<size_t>(c)]);
+}
