@@ -252,11 +252,79 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
     if (b < -1 || b >= a.n_blocks)
       throw ShapeError(h5_path_, selected,
                        "block index " + std::to_string(b) + " outside [-1, " + std::to_string(a.n_blocks) + ")");
+  const std::string hist = snr_hist_path(config);
+  if (h5_->has_dataset(hist)) a.signal_rank_hist = h5_->read_i32(hist);
   for (const auto& [name, text] : h5_->attributes(group)) {
     const double v = parse_cell(text);
     if (!text.empty() && (std::isfinite(v) || text == "nan" || text == "inf" || text == "-inf")) a.summary[name] = v;
   }
   return a;
+}
+
+int64_t ResultsFile::n_tokens(const ConfigKey& key) const {
+  const StoredLevels st = stored(key);
+  const std::string group = group_path(key);
+  if (st.selection) return h5_->dataset_info(selected_path(key)).shape.at(0);
+  if (st.buckets) {
+    const std::vector<int32_t> edges = h5_->read_i32(group + "/" + kBucketEdgesDataset);
+    if (!edges.empty()) return edges.back();
+  }
+  for (const std::string& name : h5_->list_datasets(group)) {
+    if (name.rfind("bucket_", 0) == 0) continue;
+    const H5DatasetInfo info = h5_->dataset_info(group + "/" + name);
+    if (info.shape.size() == 1) return info.shape[0];
+  }
+  return -1;
+}
+
+std::string ResultsFile::dump_path(std::string* why) const {
+  auto it = attributes_.find("dump");
+  if (it == attributes_.end() || it->second.empty()) {
+    if (why) *why = h5_path_ + " does not name its dump (root attribute `dump`)";
+    return "";
+  }
+  const fs::path given(it->second);
+  std::error_code ec;
+  std::vector<fs::path> tries{given};
+  if (given.is_relative()) {
+    tries.push_back(fs::path(dir_) / given);
+    tries.push_back(fs::path(dir_).parent_path() / given);
+    tries.push_back(fs::path(dir_) / given.filename());
+    tries.push_back(fs::path(dir_).parent_path() / given.filename());
+  }
+  for (const fs::path& p : tries)
+    if (fs::is_regular_file(p, ec)) return p.string();
+  if (why) *why = "the dump " + it->second + " is not found (looked beside " + dir_ + " too)";
+  return "";
+}
+
+std::vector<int32_t> ResultsFile::load_planted(int layer, int64_t head, std::string* why) const {
+  std::string reason;
+  const std::string dump = dump_path(&reason);
+  std::vector<int32_t> out;
+  if (!dump.empty()) {
+    try {
+      const H5Input in(dump);
+      const std::string ds = std::string(kLayersGroup) + "/" + std::to_string(layer) + "/planted";
+      if (!in.has_dataset(ds)) {
+        reason = dump + " has no planted truth (" + ds + "): not a `moba synth` dump";
+      } else {
+        std::vector<int64_t> shape;
+        const std::vector<int32_t> all = in.read_i32(ds, &shape);
+        if (shape.size() != 2 || head >= shape[0]) {
+          reason = dump + ": " + ds + " has no row for head " + std::to_string(head);
+        } else {
+          const size_t T = static_cast<size_t>(shape[1]);
+          out.assign(all.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(head) * T),
+                     all.begin() + static_cast<std::ptrdiff_t>((static_cast<size_t>(head) + 1) * T));
+        }
+      }
+    } catch (const std::exception& e) {
+      reason = std::string("cannot read the planted truth: ") + e.what();
+    }
+  }
+  if (why) *why = out.empty() ? reason : "";
+  return out;
 }
 
 const char* mask_cell_name(MaskCell c) {
@@ -278,33 +346,29 @@ int MaskComparison::cell_at(int64_t t, int64_t block) const {
   return 0;
 }
 
-MaskComparison compare_selections(const ResultArrays& router, const ResultArrays* oracle) {
-  const int K = router.config.top_k;
-  const int64_t T = router.n_tokens, B = router.config.block_size;
-  if (oracle && (oracle->n_tokens != T || oracle->config.top_k != K || oracle->config.block_size != B))
-    throw ShapeError(group_path(oracle->config), kSelectedDataset, "the oracle's selection does not match the router's shape");
-  MaskComparison m;
-  m.n_tokens = T;
-  m.n_blocks = router.n_blocks;
-  m.block_size = B;
-  m.with_oracle = oracle != nullptr;
-  m.width = oracle ? 2 * K : K;
-  m.blocks.assign(static_cast<size_t>(T * m.width), -1);
-  m.cells.assign(static_cast<size_t>(T * m.width), MaskCell::selected);
-  m.n_hit.assign(static_cast<size_t>(T), 0);
-  m.n_false.assign(static_cast<size_t>(T), 0);
-  m.n_miss.assign(static_cast<size_t>(T), 0);
+namespace {
+
+// Merges two ascending, -1 padded selection rows per query into `m` (blocks, cells, counts):
+// entries in both are `hit`, only in `a` `false_pick`, only in `b` `miss` (`b` null: every
+// entry of `a` is `selected`); the current block is `current`.
+void merge_selections(const int32_t* a, int ka, const int32_t* b, int kb, MaskComparison* m) {
+  const int64_t T = m->n_tokens, B = m->block_size;
+  m->blocks.assign(static_cast<size_t>(T * m->width), -1);
+  m->cells.assign(static_cast<size_t>(T * m->width), MaskCell::selected);
+  m->n_hit.assign(static_cast<size_t>(T), 0);
+  m->n_false.assign(static_cast<size_t>(T), 0);
+  m->n_miss.assign(static_cast<size_t>(T), 0);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t c = t / B;
-    const int32_t* rs = &router.selected[static_cast<size_t>(t * K)];
-    const int32_t* os = oracle ? &oracle->selected[static_cast<size_t>(t * K)] : nullptr;
-    int32_t* out_b = &m.blocks[static_cast<size_t>(t * m.width)];
-    MaskCell* out_c = &m.cells[static_cast<size_t>(t * m.width)];
+    const int32_t* rs = a + t * ka;
+    const int32_t* os = b ? b + t * kb : nullptr;
+    int32_t* out_b = &m->blocks[static_cast<size_t>(t * m->width)];
+    MaskCell* out_c = &m->cells[static_cast<size_t>(t * m->width)];
     // Both rows are ascending, -1 padded: merge them.
     int i = 0, j = 0, n = 0;
-    const auto valid = [K](const int32_t* s, int idx) { return s && idx < K && s[idx] >= 0; };
-    while (valid(rs, i) || valid(os, j)) {
-      const bool take_r = valid(rs, i), take_o = valid(os, j);
+    const auto valid = [](const int32_t* s, int k, int idx) { return s && idx < k && s[idx] >= 0; };
+    while (valid(rs, ka, i) || valid(os, kb, j)) {
+      const bool take_r = valid(rs, ka, i), take_o = valid(os, kb, j);
       int32_t block;
       bool in_r = false, in_o = false;
       if (take_r && take_o && rs[i] == os[j]) {
@@ -320,18 +384,50 @@ MaskComparison compare_selections(const ResultArrays& router, const ResultArrays
       }
       MaskCell cell;
       if (block == c) cell = MaskCell::current;
-      else if (!oracle) cell = MaskCell::selected;
-      else if (in_r && in_o) cell = MaskCell::hit, ++m.n_hit[t];
-      else if (in_r) cell = MaskCell::false_pick, ++m.n_false[t];
-      else cell = MaskCell::miss, ++m.n_miss[t];
+      else if (!b) cell = MaskCell::selected;
+      else if (in_r && in_o) cell = MaskCell::hit, ++m->n_hit[t];
+      else if (in_r) cell = MaskCell::false_pick, ++m->n_false[t];
+      else cell = MaskCell::miss, ++m->n_miss[t];
       out_b[n] = block;
       out_c[n] = cell;
       ++n;
     }
-    m.total_hit += m.n_hit[t];
-    m.total_false += m.n_false[t];
-    m.total_miss += m.n_miss[t];
+    m->total_hit += m->n_hit[t];
+    m->total_false += m->n_false[t];
+    m->total_miss += m->n_miss[t];
   }
+}
+
+}  // namespace
+
+MaskComparison compare_selections(const ResultArrays& router, const ResultArrays* oracle) {
+  const int K = router.config.top_k;
+  const int64_t T = router.n_tokens, B = router.config.block_size;
+  if (oracle && (oracle->n_tokens != T || oracle->config.top_k != K || oracle->config.block_size != B))
+    throw ShapeError(group_path(oracle->config), kSelectedDataset, "the oracle's selection does not match the router's shape");
+  MaskComparison m;
+  m.n_tokens = T;
+  m.n_blocks = router.n_blocks;
+  m.block_size = B;
+  m.with_oracle = oracle != nullptr;
+  m.width = oracle ? 2 * K : K;
+  merge_selections(router.selected.data(), K, oracle ? oracle->selected.data() : nullptr, K, &m);
+  return m;
+}
+
+MaskComparison compare_selection_pair(const ResultArrays& a, const ResultArrays& b) {
+  if (!a.has_selection() || !b.has_selection())
+    throw ShapeError(group_path(a.has_selection() ? b.config : a.config), kSelectedDataset, "selection not stored");
+  if (a.n_tokens != b.n_tokens || a.config.block_size != b.config.block_size)
+    throw ShapeError(group_path(b.config), kSelectedDataset,
+                     "a difference needs the same block size and sequence (" + a.config.name() + " vs " + b.config.name() + ")");
+  MaskComparison m;
+  m.n_tokens = a.n_tokens;
+  m.n_blocks = a.n_blocks;
+  m.block_size = a.config.block_size;
+  m.with_oracle = true;
+  m.width = a.config.top_k + b.config.top_k;
+  merge_selections(a.selected.data(), a.config.top_k, b.selected.data(), b.config.top_k, &m);
   return m;
 }
 

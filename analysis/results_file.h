@@ -54,6 +54,10 @@ struct ResultArrays {
   std::map<std::string, BucketSeries> bucket_curves;
   std::vector<int64_t> bucket_n_choice;
   std::map<std::string, double> summary;     // the group's numeric attributes (summary.csv row)
+  // The SNR probe's signal-rank histogram of (layer, head, B, router) (results_schema.h
+  // snr_hist_path; gate routers only): entry r - 1 = queries whose signal block has rank r,
+  // the last entry ranks above kSnrMaxRank. Empty when not stored.
+  std::vector<int32_t> signal_rank_hist;
   bool has_selection() const { return stored.selection; }
   // nullptr when the file has no such metric.
   const std::vector<float>* metric(const std::string& name) const;
@@ -115,6 +119,17 @@ class ResultsFile {
   bool has_summary() const { return !summary_.path.empty(); }
   const SummaryTable& summary() const { return summary_; }
 
+  // n_tokens of `key` from metadata (dataset shapes, bucket edges); -1 when unknown.
+  int64_t n_tokens(const ConfigKey& key) const;
+  // The dump analyze read (root attribute `dump`, as given to analyze): resolved against the
+  // working directory, then against DIR and DIR's parent. "" when it is not found; `why`
+  // then says so.
+  std::string dump_path(std::string* why = nullptr) const;
+  // The planted key per query of a synthetic dump (dump-format.md: /layers/L/planted row
+  // `head`), [n_tokens], -1 where none. Empty, with `why` saying what is missing, when the
+  // dump is not found, not HDF5, or has no planted truth for that layer.
+  std::vector<int32_t> load_planted(int layer, int64_t head, std::string* why) const;
+
   // Reads one configuration's arrays. Safe to call from a worker thread while no other
   // thread calls load() on the same object (HDF5 calls are serialised inside core/io).
   ResultArrays load(const ConfigKey& config) const;
@@ -156,6 +171,11 @@ struct MaskComparison {
 };
 // `oracle` may be null. Throws ShapeError when the two disagree on n_tokens or top_k.
 MaskComparison compare_selections(const ResultArrays& router, const ResultArrays* oracle);
+// Two selections of one sequence at the same block size, for a difference view: cells `hit` =
+// both chose the block, `false_pick` = only `a`, `miss` = only `b`, `current` the current
+// block; the counts likewise. Top-k may differ (width = top_k of a + top_k of b). Throws
+// ShapeError when the block sizes or n_tokens differ or a selection is not stored.
+MaskComparison compare_selection_pair(const ResultArrays& a, const ResultArrays& b);
 
 // Means of `values` over the queries with a choice in `n_buckets` equal position buckets
 // (analyze's rule; BucketSeries above).

@@ -28,56 +28,66 @@ bool overlay_makes_sense(const std::string& name) {
   return !m || m->oracle_overlay;
 }
 
-// One series over the visible positions: per pixel column the mean of its finite values,
-// joined by a line (gaps at NaN), with the column's min..max as a faint band when a column
-// holds several positions.
-void draw_series(ImDrawList* dl, const PositionAxis& a, float x0, float x1, float y0, float y1, float lo, float hi,
-                 const std::vector<float>& values, ImU32 color, bool envelope) {
-  const int64_t T = static_cast<int64_t>(values.size());
+// One series sampled at the visible pixel columns: per column the mean of its finite values
+// and their min..max, from the series mipmap (analysis/view_lod.h), so a column costs O(1)
+// however many positions it holds; per position when positions are wider than a pixel.
+struct Column {
+  float x, mean, mn, mx;
+};
+
+std::vector<Column> sample_series(const analysis::SeriesLod& lod, const PositionAxis& a, float x0, float x1) {
+  std::vector<Column> out;
+  const int64_t T = lod.size();
+  if (T == 0) return out;
+  if (a.t_per_px > 1.0) {
+    const int n_cols = static_cast<int>(x1 - x0);
+    out.reserve(static_cast<size_t>(n_cols));
+    for (int i = 0; i < n_cols; ++i) {
+      const int64_t ta = std::clamp<int64_t>(static_cast<int64_t>(std::floor(t_of_x(a, x0, x0 + static_cast<float>(i)))), 0, T);
+      const int64_t tb = std::clamp<int64_t>(
+          std::max(static_cast<int64_t>(std::floor(t_of_x(a, x0, x0 + static_cast<float>(i + 1)))), ta + 1), 0, T);
+      Column c{x0 + static_cast<float>(i) + 0.5f, 0, 0, 0};
+      if (tb > ta && lod.range(ta, tb, std::max<int64_t>(1, (tb - ta) / 2), &c.mn, &c.mx, &c.mean)) out.push_back(c);
+      else out.push_back({c.x, NAN, NAN, NAN});
+    }
+  } else {
+    const int64_t t_lo = std::max<int64_t>(0, static_cast<int64_t>(std::floor(a.t_begin)));
+    const int64_t t_hi = std::min<int64_t>(T, static_cast<int64_t>(std::ceil(t_of_x(a, x0, x1))) + 1);
+    for (int64_t t = t_lo; t < t_hi; ++t) {
+      const float v = (*lod.base)[static_cast<size_t>(t)];
+      const float x = x_of_t(a, x0, static_cast<double>(t) + 0.5);
+      out.push_back(std::isfinite(v) ? Column{x, v, v, v} : Column{x, NAN, NAN, NAN});
+    }
+  }
+  return out;
+}
+
+// Joins the column means by a line (gaps at NaN; one polyline per run), the min..max as a
+// faint one-pixel band.
+void draw_columns(ImDrawList* dl, const std::vector<Column>& cols, float y0, float y1, float lo, float hi, ImU32 color,
+                  bool envelope) {
   const auto y_of = [&](float v) { return y1 - (std::clamp(v, lo, hi) - lo) / (hi - lo) * (y1 - y0); };
-  bool have_prev = false;
-  ImVec2 prev;
-  const bool per_column = a.t_per_px > 1.0;
-  const int n_cols = per_column ? static_cast<int>(x1 - x0) : 0;
-  const int64_t t_lo = std::max<int64_t>(0, static_cast<int64_t>(std::floor(a.t_begin)));
-  const int64_t t_hi = std::min<int64_t>(T, static_cast<int64_t>(std::ceil(t_of_x(a, x0, x1))) + 1);
-  const int64_t n_steps = per_column ? n_cols : t_hi - t_lo;
-  for (int64_t i = 0; i < n_steps; ++i) {
-    int64_t ta, tb;
-    float x;
-    if (per_column) {
-      ta = static_cast<int64_t>(std::floor(t_of_x(a, x0, x0 + static_cast<float>(i))));
-      tb = static_cast<int64_t>(std::floor(t_of_x(a, x0, x0 + static_cast<float>(i + 1))));
-      ta = std::clamp<int64_t>(ta, 0, T);
-      tb = std::clamp<int64_t>(std::max(tb, ta + 1), 0, T);
-      x = x0 + static_cast<float>(i) + 0.5f;
-    } else {
-      ta = t_lo + i;
-      tb = ta + 1;
-      x = x_of_t(a, x0, static_cast<double>(ta) + 0.5);
-    }
-    double sum = 0;
-    int n = 0;
-    float mn = hi, mx = lo;
-    for (int64_t t = ta; t < tb; ++t) {
-      const float v = values[static_cast<size_t>(t)];
-      if (!std::isfinite(v)) continue;
-      sum += v;
-      ++n;
-      mn = std::min(mn, v);
-      mx = std::max(mx, v);
-    }
-    if (n == 0) {
-      have_prev = false;
+  std::vector<ImVec2> run;
+  const auto flush = [&] {
+    if (run.size() == 1) dl->AddLine(ImVec2(run[0].x - 0.5f, run[0].y), ImVec2(run[0].x + 0.5f, run[0].y), color, 1.2f);
+    else if (run.size() > 1) dl->AddPolyline(run.data(), static_cast<int>(run.size()), color, ImDrawFlags_None, 1.2f);
+    run.clear();
+  };
+  for (const Column& c : cols) {
+    if (!std::isfinite(c.mean)) {
+      flush();
       continue;
     }
-    if (envelope && tb - ta > 1 && mx > mn) dl->AddLine(ImVec2(x, y_of(mn)), ImVec2(x, y_of(mx)), palette::kEnvelope);
-    const ImVec2 p(x, y_of(static_cast<float>(sum / n)));
-    if (have_prev) dl->AddLine(prev, p, color, 1.2f);
-    else dl->AddLine(ImVec2(p.x - 0.5f, p.y), ImVec2(p.x + 0.5f, p.y), color, 1.2f);
-    prev = p;
-    have_prev = true;
+    if (envelope && c.mx > c.mn)
+      dl->AddRectFilled(ImVec2(c.x - 0.5f, y_of(c.mx)), ImVec2(c.x + 0.5f, y_of(c.mn)), palette::kEnvelope);
+    run.emplace_back(c.x, y_of(c.mean));
   }
+  flush();
+}
+
+void extend_range(const std::vector<Column>& cols, float* lo, float* hi) {
+  for (const Column& c : cols)
+    if (std::isfinite(c.mean)) *lo = std::min(*lo, c.mean), *hi = std::max(*hi, c.mean);
 }
 
 void draw_buckets(ImDrawList* dl, const PositionAxis& a, float x0, float y0, float y1, float lo, float hi,
@@ -94,8 +104,15 @@ void draw_buckets(ImDrawList* dl, const PositionAxis& a, float x0, float y0, flo
 
 void draw_toolbar(ViewerState* s, const analysis::PositionView& v) {
   MetricsViewState& m = s->metrics;
-  ImGui::Checkbox("follow mask zoom", &m.follow_mask);
+  ImGui::Checkbox("follow mask", &m.follow_mask);
   ImGui::SameLine();
+  ImGui::Checkbox("auto y", &m.auto_range);
+  if (ImGui::IsItemHovered()) ImGui::SetTooltip("y range from the visible values (else the whole sequence's)");
+  ImGui::SameLine();
+  if (s->compare.on || v.has_oracle) {
+    ImGui::Checkbox(s->compare.on ? "shown - compared" : "router - oracle", &m.difference);
+    ImGui::SameLine();
+  }
   if (v.router.metrics.empty()) {
     ImGui::TextDisabled("stored bucket curves (per-position arrays not kept)");
   } else {
@@ -188,12 +205,15 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
   ImDrawList* dl = ImGui::GetWindowDrawList();
   const ImVec2 mp = ImGui::GetIO().MousePos;
   const int64_t hover_t = hovered ? std::clamp<int64_t>(static_cast<int64_t>(std::floor(t_of_x(axis, x0, mp.x))), 0, T - 1) : -1;
+  const ViewData& d = *l.data;
+  const CompareData* cmp = s->compare.on ? s->compared.get() : nullptr;
+  const bool diff_mode = s->metrics.difference && (cmp || v.has_oracle);
   char buf[64];
   for (size_t i = 0; i < shown.size(); ++i) {
     const std::string& name = shown[i];
     const float y0 = origin.y + static_cast<float>(i) * strip_h + kStripGap, y1 = origin.y + (static_cast<float>(i) + 1) * strip_h;
     auto range = l.ranges.count(name) ? l.ranges.at(name) : std::pair<float, float>{0.0f, 1.0f};
-    const float lo = range.first, hi = range.second;
+    float lo = range.first, hi = range.second;
     dl->AddRectFilled(ImVec2(x0, y0), ImVec2(x1, y1), palette::kBackground);
     dl->PushClipRect(ImVec2(x0, y0), ImVec2(x1, y1), true);
     const bool overlay = v.has_oracle && s->metrics.overlay_oracle && overlay_makes_sense(name);
@@ -201,6 +221,8 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
     if (ov && ov->empty()) ov = nullptr;
     // The bucket cache (update_viewer) lags a toggle made this frame by one frame.
     const auto cached = std::find(l.bucket_metrics.begin(), l.bucket_metrics.end(), name);
+    const char* label = metric_label(name);
+    std::string diff_label;
     if (stored_buckets) {
       const analysis::BucketSeries* ob = overlay ? v.oracle.bucket_curve(name) : nullptr;
       if (ob) draw_buckets(dl, axis, x0, y0, y1, lo, hi, *ob, palette::kOracleLine);
@@ -210,8 +232,47 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
       if (ov && k < l.oracle_buckets.size()) draw_buckets(dl, axis, x0, y0, y1, lo, hi, l.oracle_buckets[k], palette::kOracleLine);
       if (k < l.router_buckets.size()) draw_buckets(dl, axis, x0, y0, y1, lo, hi, l.router_buckets[k], palette::kRouterLine);
     } else {
-      if (ov) draw_series(dl, axis, x0, x1, y0, y1, lo, hi, *ov, palette::kOracleLine, false);
-      draw_series(dl, axis, x0, x1, y0, y1, lo, hi, *v.router.metric(name), palette::kRouterLine, true);
+      // Per position, from the mipmaps: the series of this strip, then one y range for all.
+      struct Drawn {
+        std::vector<Column> cols;
+        ImU32 color;
+        bool envelope;
+      };
+      std::vector<Drawn> series;
+      const auto lod_of = [](const std::map<std::string, analysis::SeriesLod>& m, const std::string& n) {
+        auto it = m.find(n);
+        return it == m.end() ? nullptr : &it->second;
+      };
+      if (diff_mode) {
+        const analysis::SeriesLod* dl_lod = cmp ? lod_of(cmp->diff_lod, name) : lod_of(d.diff_lod, name);
+        if (dl_lod) series.push_back({sample_series(*dl_lod, axis, x0, x1), palette::kDiffLine, true});
+        diff_label = std::string(label) + (cmp ? ": shown - compared" : ": router - oracle");
+        label = diff_label.c_str();
+      } else {
+        if (cmp)
+          if (const analysis::SeriesLod* c = lod_of(cmp->b->router_lod, name))
+            series.push_back({sample_series(*c, axis, x0, x1), palette::kCompareLine, false});
+        if (ov)
+          if (const analysis::SeriesLod* o = lod_of(d.oracle_lod, name))
+            series.push_back({sample_series(*o, axis, x0, x1), palette::kOracleLine, false});
+        if (const analysis::SeriesLod* r0 = lod_of(d.router_lod, name))
+          series.push_back({sample_series(*r0, axis, x0, x1), palette::kRouterLine, true});
+      }
+      if (s->metrics.auto_range || diff_mode) {
+        float a_lo = INFINITY, a_hi = -INFINITY;
+        for (const Drawn& sd : series) extend_range(sd.cols, &a_lo, &a_hi);
+        if (diff_mode) a_lo = std::min(a_lo, 0.0f), a_hi = std::max(a_hi, 0.0f);
+        if (a_lo <= a_hi) {
+          const float pad = std::max(1e-6f, 0.06f * (a_hi - a_lo));
+          lo = a_lo - pad;
+          hi = a_hi + pad;
+        }
+      }
+      if (diff_mode && lo < 0 && hi > 0) {
+        const float yz = y1 - (0 - lo) / (hi - lo) * (y1 - y0);
+        dl->AddLine(ImVec2(x0, yz), ImVec2(x1, yz), palette::kZeroLine);
+      }
+      for (const Drawn& sd : series) draw_columns(dl, sd.cols, y0, y1, lo, hi, sd.color, sd.envelope);
     }
     if (s->pinned_t >= 0) {
       const float px = x_of_t(axis, x0, static_cast<double>(s->pinned_t) + 0.5);
@@ -223,7 +284,7 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
     }
     dl->PopClipRect();
     // Name inside the strip (top left), range on the left margin.
-    dl->AddText(ImVec2(x0 + 4, y0 + 1), palette::kAxisText, metric_label(name));
+    dl->AddText(ImVec2(x0 + 4, y0 + 1), palette::kAxisText, label);
     std::snprintf(buf, sizeof buf, "%.3g", hi);
     dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(buf).x, y0), palette::kAxisText, buf);
     std::snprintf(buf, sizeof buf, "%.3g", lo);

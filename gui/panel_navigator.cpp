@@ -53,6 +53,8 @@ void value_row(const char* name, double v, const char* fmt = "%.4f") {
 void summary_numbers(const analysis::PositionView& v) {
   const analysis::ResultArrays& a = v.router;
   if (!ImGui::BeginTable("##summary", 2, ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV)) return;
+  ImGui::TableSetupColumn("name", ImGuiTableColumnFlags_WidthStretch, 1.7f);
+  ImGui::TableSetupColumn("value", ImGuiTableColumnFlags_WidthStretch, 1.0f);
   value_row("n_tokens", static_cast<double>(a.n_tokens), "%.0f");
   value_row("n_blocks", static_cast<double>(a.n_blocks), "%.0f");
   const auto& n_choice = analysis::summary_column(analysis::SummaryColumn::n_choice);
@@ -73,9 +75,18 @@ void legend_item(ImU32 color, const char* text) {
 
 void legend(const ViewerState& s, const analysis::PositionView& v) {
   const analysis::MaskComparison& m = v.mask;
-  char buf[96];
+  char buf[128];
   legend_item(palette::kCurrent, "current block (always attended)");
-  if (m.with_oracle && s.mask.compare_oracle) {
+  const CompareData* c = s.compare.on ? s.compared.get() : nullptr;
+  if (c && s.compare.difference && c->pair) {
+    const analysis::MaskComparison& p = *c->pair;
+    std::snprintf(buf, sizeof buf, "both (%lld)", static_cast<long long>(p.total_hit));
+    legend_item(palette::kHit, buf);
+    std::snprintf(buf, sizeof buf, "only shown (%lld)", static_cast<long long>(p.total_false));
+    legend_item(palette::kFalsePick, buf);
+    std::snprintf(buf, sizeof buf, "only compared (%lld)", static_cast<long long>(p.total_miss));
+    legend_item(palette::kMiss, buf);
+  } else if (m.with_oracle && s.mask.compare_oracle) {
     std::snprintf(buf, sizeof buf, "hit: router and oracle (%lld)", static_cast<long long>(m.total_hit));
     legend_item(palette::kHit, buf);
     std::snprintf(buf, sizeof buf, "false pick: router only (%lld)", static_cast<long long>(m.total_false));
@@ -86,6 +97,64 @@ void legend(const ViewerState& s, const analysis::PositionView& v) {
     legend_item(palette::kSelected, "selected by the router");
   }
   if (s.mask.shade_causal) legend_item(palette::kCausal, "causally available blocks");
+  if (s.mask.planted && s.loaded.data && s.loaded.data->planted) legend_item(palette::kPlanted, "planted key's block (lighter)");
+}
+
+// The compared configuration: on / off, its B x k and router (same layer and head), and how
+// the mask shows it.
+void compare_controls(ViewerState* s) {
+  if (!ImGui::Checkbox("compare with", &s->compare.on)) {
+    if (!s->compare.on) return;
+  } else if (s->compare.on) {
+    s->compare.key = s->selection;
+    // Start from another router of the slot, else another slot.
+    for (const auto r : s->nav.routers)
+      if (r != s->selection.router) {
+        s->compare.key.router = r;
+        break;
+      }
+    if (s->compare.key == s->selection)
+      for (const auto& slot : s->nav.slots)
+        if (slot != std::pair<int64_t, int>{s->selection.block_size, s->selection.top_k}) {
+          s->compare.key.block_size = slot.first;
+          s->compare.key.top_k = slot.second;
+          break;
+        }
+  }
+  if (!s->compare.on) return;
+  snap_compare(s);
+  ImGui::PushItemWidth(-90);
+  std::pair<int64_t, int> slot{s->compare.key.block_size, s->compare.key.top_k};
+  combo("B x k##cmp", s->compare_nav.slots, &slot, [](const std::pair<int64_t, int>& x) {
+    return "B=" + std::to_string(x.first) + "  k=" + std::to_string(x.second);
+  });
+  s->compare.key.block_size = slot.first;
+  s->compare.key.top_k = slot.second;
+  combo("router##cmp", s->compare_nav.routers, &s->compare.key.router,
+        [](analysis::RouterKind x) { return std::string(analysis::router_name(x)); });
+  ImGui::PopItemWidth();
+  int mode = s->compare.difference ? 1 : 0;
+  ImGui::RadioButton("side by side", &mode, 0);
+  ImGui::SameLine();
+  ImGui::RadioButton("difference", &mode, 1);
+  s->compare.difference = mode == 1;
+  if (s->compare_loading) ImGui::TextDisabled("loading the compared configuration...");
+  if (!s->compare_error.empty()) ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", s->compare_error.c_str());
+}
+
+// Which panels the right-hand column shows.
+void panel_toggles(ViewerState* s) {
+  if (!ImGui::CollapsingHeader("Panels")) return;
+  for (int i = 0; i < kPanelCount; ++i) {
+    const Panel p = static_cast<Panel>(i);
+    auto& shown = s->layout.shown;
+    bool on = std::find(shown.begin(), shown.end(), p) != shown.end();
+    if (ImGui::Checkbox(panel_name(p), &on)) {
+      if (on) shown.push_back(p);
+      else shown.erase(std::remove(shown.begin(), shown.end(), p), shown.end());
+    }
+    if (i % 3 != 2 && i + 1 < kPanelCount) ImGui::SameLine();
+  }
 }
 
 void block_list(const char* label, const analysis::ResultArrays& a, int64_t t) {
@@ -168,6 +237,8 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
   sel.top_k = slot.second;
   combo("router", s->nav.routers, &sel.router, [](analysis::RouterKind x) { return std::string(analysis::router_name(x)); });
   ImGui::PopItemWidth();
+  compare_controls(s);
+  panel_toggles(s);
   if (viewer_busy(*s)) ImGui::TextDisabled("loading...");
   if (!s->load_error.empty()) ImGui::TextColored(ImVec4(1, 0.4f, 0.4f, 1), "%s", s->load_error.c_str());
 
@@ -177,7 +248,9 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
     ImGui::Text("layer %d head %lld  B=%lld k=%d  %s", v.router.config.layer, static_cast<long long>(v.router.config.head),
                 static_cast<long long>(v.router.config.block_size), v.router.config.top_k,
                 analysis::router_name(v.router.config.router));
-    ImGui::TextDisabled("means over queries with a choice (summary.csv)");
+    ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyle().Colors[ImGuiCol_TextDisabled]);
+    ImGui::TextWrapped("means over queries with a choice (summary.csv)");
+    ImGui::PopStyleColor();
     summary_numbers(v);
     if (!v.missing.empty()) {
       ImGui::Separator();

@@ -10,6 +10,15 @@
 
 namespace moba::gui {
 
+class TileCache;
+
+// The mask's tile textures (gui/tile_cache.h), owned by the app: the shown configuration's,
+// and the compared one's (or the difference mask's).
+struct MaskTiles {
+  TileCache* shown = nullptr;
+  TileCache* compared = nullptr;
+};
+
 // Where the app places a panel this frame (screen pixels).
 struct PanelRect {
   float x = 0, y = 0, w = 0, h = 0;
@@ -20,9 +29,12 @@ struct PanelRect {
 bool begin_panel(const char* title, const PanelRect& r, ImGuiWindowFlags extra = 0);
 
 void draw_navigator(ViewerState* s, const PanelRect& r);
-void draw_mask_panel(ViewerState* s, const PanelRect& r);
+void draw_mask_panel(ViewerState* s, const PanelRect& r, const MaskTiles& tiles);
 void draw_metrics_panel(ViewerState* s, const PanelRect& r);
 void draw_summary_panel(ViewerState* s, const PanelRect& r);
+void draw_overview_panel(ViewerState* s, const PanelRect& r);
+void draw_configs_panel(ViewerState* s, const PanelRect& r);
+void draw_snr_panel(ViewerState* s, const PanelRect& r);
 
 // Colours (RGBA as ImU32) shared by the mask, its legend and the plots.
 namespace palette {
@@ -44,6 +56,10 @@ constexpr ImU32 kGrid = rgba(255, 255, 255, 28);
 constexpr ImU32 kAxisText = rgba(190, 195, 205);
 constexpr ImU32 kPinned = rgba(255, 255, 255, 200);
 constexpr ImU32 kHover = rgba(255, 255, 255, 90);
+constexpr ImU32 kPlanted = rgba(250, 250, 250);    // the planted key's block (synthetic dumps)
+constexpr ImU32 kCompareLine = rgba(230, 110, 230); // the compared configuration's curves
+constexpr ImU32 kDiffLine = rgba(140, 230, 140);    // a difference curve
+constexpr ImU32 kZeroLine = rgba(255, 255, 255, 70);
 ImU32 cell_color(int cell);  // analysis::MaskCell as int; 0 = not selected
 }  // namespace palette
 
@@ -53,6 +69,12 @@ constexpr float kPlotLeftMargin = 64.0f;
 // Position axis (gui/viewer_state.h PositionAxis): clamp to [0, n_tokens) with at least one
 // pixel per 64 positions ... at most 48 pixels per position; fit when t_per_px == 0.
 void clamp_axis(PositionAxis* a, int64_t n_tokens, float plot_width);
+// Mouse input over a mask plot: the wheel zooms the position axis around the pointer, with
+// Shift the key axis, with Ctrl both; drag pans both. Returns true on a click without drag.
+bool mask_mouse_input(PositionAxis* x, int64_t x_extent, PositionAxis* y, int64_t y_extent, float x0, float y1,
+                      float width, float height, bool hovered);
+// A colour map for values in [0, 1] (viridis-like), for the overview grids.
+ImU32 heat_color(float v);
 // Mouse input over a plot area [x0, x0 + width): wheel zooms around the mouse, drag pans.
 // Returns true when the left button was clicked without dragging (a pin request).
 bool axis_mouse_input(PositionAxis* a, int64_t n_tokens, float x0, float width, bool hovered);

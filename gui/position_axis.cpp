@@ -31,7 +31,9 @@ void clamp_axis(PositionAxis* a, int64_t n_tokens, float plot_width) {
   }
   const double fit = static_cast<double>(n_tokens) / plot_width;
   const double min_tpp = 1.0 / 48.0;
-  if (a->t_per_px <= 0 || a->t_per_px > fit) a->t_per_px = fit;
+  const bool was_fit = a->last_fit > 0 && std::fabs(a->t_per_px - a->last_fit) <= 1e-9 * a->last_fit;
+  if (a->t_per_px <= 0 || a->t_per_px > fit || was_fit) a->t_per_px = fit;
+  a->last_fit = fit;
   a->t_per_px = std::max(a->t_per_px, std::min(min_tpp, fit));
   const double span = a->t_per_px * plot_width;
   a->t_begin = std::clamp(a->t_begin, 0.0, std::max(0.0, static_cast<double>(n_tokens) - span));
@@ -56,6 +58,51 @@ bool axis_mouse_input(PositionAxis* a, int64_t n_tokens, float x0, float width, 
   }
   clamp_axis(a, n_tokens, width);
   return clicked;
+}
+
+bool mask_mouse_input(PositionAxis* x, int64_t x_extent, PositionAxis* y, int64_t y_extent, float x0, float y1,
+                      float width, float height, bool hovered) {
+  const ImGuiIO& io = ImGui::GetIO();
+  bool clicked = false;
+  if (hovered && io.MouseWheel != 0.0f) {
+    const double f = std::pow(0.8, static_cast<double>(io.MouseWheel));
+    if (!io.KeyShift) {
+      const double t_mouse = t_of_x(*x, x0, io.MousePos.x);
+      x->t_per_px *= f;
+      clamp_axis(x, x_extent, width);
+      x->t_begin = t_mouse - (io.MousePos.x - x0) * x->t_per_px;
+    }
+    if (io.KeyShift || io.KeyCtrl) {
+      const double k_mouse = y->t_begin + (y1 - io.MousePos.y) * y->t_per_px;
+      y->t_per_px *= f;
+      clamp_axis(y, y_extent, height);
+      y->t_begin = k_mouse - (y1 - io.MousePos.y) * y->t_per_px;
+    }
+  }
+  if (hovered && ImGui::IsMouseDragging(ImGuiMouseButton_Left, 3.0f)) {
+    x->t_begin -= io.MouseDelta.x * x->t_per_px;
+    y->t_begin += io.MouseDelta.y * y->t_per_px;
+  } else if (hovered && ImGui::IsMouseReleased(ImGuiMouseButton_Left)) {
+    const ImVec2 d = ImGui::GetMouseDragDelta(ImGuiMouseButton_Left, 3.0f);
+    clicked = d.x == 0.0f && d.y == 0.0f;
+  }
+  clamp_axis(x, x_extent, width);
+  clamp_axis(y, y_extent, height);
+  return clicked;
+}
+
+namespace {
+// Viridis at five stops.
+constexpr float kStops[5][3] = {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
+}  // namespace
+
+ImU32 heat_color(float v) {
+  if (!std::isfinite(v)) return palette::rgba(60, 60, 66);
+  v = std::clamp(v, 0.0f, 1.0f) * 4.0f;
+  const int i = std::min(3, static_cast<int>(v));
+  const float f = v - static_cast<float>(i);
+  const auto c = [&](int k) { return static_cast<int>(kStops[i][k] * (1 - f) + kStops[i + 1][k] * f + 0.5f); };
+  return palette::rgba(c(0), c(1), c(2));
 }
 
 double nice_step(double min_step) {

@@ -62,8 +62,61 @@ void snap_selection(const analysis::ResultsFile& file, ConfigKey* sel, Navigator
   }
 }
 
-std::shared_ptr<const analysis::PositionView> load_view(const analysis::ResultsFile* file, ConfigKey config) {
-  return std::make_shared<const analysis::PositionView>(analysis::load_position_view(*file, config));
+void compute_ranges(const analysis::PositionView& v, std::map<std::string, std::pair<float, float>>* ranges);
+
+void build_lods(const analysis::ResultArrays& a, std::map<std::string, analysis::SeriesLod>* out) {
+  for (const auto& [name, values] : a.metrics) (*out)[name] = analysis::build_series_lod(values);
+}
+
+// The difference a - b of every metric both hold, and its mipmaps.
+void build_diffs(const analysis::ResultArrays& a, const analysis::ResultArrays& b,
+                 std::map<std::string, std::vector<float>>* values, std::map<std::string, analysis::SeriesLod>* lods) {
+  for (const auto& [name, x] : a.metrics) {
+    const std::vector<float>* y = b.metric(name);
+    if (!y || y->size() != x.size()) continue;
+    std::vector<float>& d = (*values)[name];
+    d.resize(x.size());
+    for (size_t i = 0; i < x.size(); ++i) d[i] = x[i] - (*y)[i];
+  }
+  for (const auto& [name, d] : *values) (*lods)[name] = analysis::build_series_lod(d);
+}
+
+// Runs on a worker thread: everything the panels draw from for one configuration.
+std::shared_ptr<const ViewData> load_view(const analysis::ResultsFile* file, ConfigKey config, bool with_planted) {
+  const auto start = std::chrono::steady_clock::now();
+  auto d = std::make_shared<ViewData>();
+  d->view = analysis::load_position_view(*file, config);
+  if (d->view.has_mask) d->mask = std::shared_ptr<const analysis::MaskComparison>(d, &d->view.mask);
+  compute_ranges(d->view, &d->ranges);
+  build_lods(d->view.router, &d->router_lod);
+  if (d->view.has_oracle) {
+    build_lods(d->view.oracle, &d->oracle_lod);
+    build_diffs(d->view.router, d->view.oracle, &d->diff_values, &d->diff_lod);
+  }
+  if (with_planted) {
+    std::vector<int32_t> p = file->load_planted(config.layer, config.head, &d->planted_missing);
+    if (!p.empty()) d->planted = std::make_shared<const std::vector<int32_t>>(std::move(p));
+  }
+  d->load_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return d;
+}
+
+std::shared_ptr<const CompareData> load_compare(const analysis::ResultsFile* file, ConfigKey config,
+                                                std::shared_ptr<const ViewData> a) {
+  auto c = std::make_shared<CompareData>();
+  c->b = load_view(file, config, false);
+  const analysis::ResultArrays& ra = a->view.router;
+  const analysis::ResultArrays& rb = c->b->view.router;
+  if (ra.has_selection() && rb.has_selection() && ra.config.block_size == rb.config.block_size &&
+      ra.n_tokens == rb.n_tokens)
+    c->pair = std::make_shared<const analysis::MaskComparison>(analysis::compare_selection_pair(ra, rb));
+  else if (ra.config.block_size != rb.config.block_size)
+    c->pair_missing = "a difference mask needs one block size (B=" + std::to_string(ra.config.block_size) + " vs B=" +
+                      std::to_string(rb.config.block_size) + "): shown side by side";
+  else
+    c->pair_missing = "a selection is not stored: no difference mask";
+  build_diffs(ra, rb, &c->diff_values, &c->diff_lod);
+  return c;
 }
 
 void sort_summary_order(ViewerState* s);
@@ -121,8 +174,7 @@ void sort_summary_order(ViewerState* s) {
   });
 }
 
-void compute_ranges(LoadedView* l) {
-  const analysis::PositionView& v = *l->view;
+void compute_ranges(const analysis::PositionView& v, std::map<std::string, std::pair<float, float>>* ranges) {
   // Without per-position arrays, the stored bucket curves set the range.
   std::map<std::string, std::vector<float>> values_of = v.router.metrics;
   if (values_of.empty())
@@ -136,26 +188,34 @@ void compute_ranges(LoadedView* l) {
     const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
     const analysis::PlotRange range = info ? info->range : analysis::PlotRange::data;
     if (range == analysis::PlotRange::share) {
-      l->ranges[name] = {0.0f, 1.0f};
+      (*ranges)[name] = {0.0f, 1.0f};
       continue;
     }
+    // The percentile from at most ~2^17 evenly spaced values per array (a plot range, not a
+    // statistic), the minimum from all of them.
     std::vector<float> finite;
-    for (float x : values)
-      if (std::isfinite(x)) finite.push_back(x);
-    if (const std::vector<float>* o = v.has_oracle ? v.oracle.metric(name) : nullptr)
-      for (float x : *o)
-        if (std::isfinite(x)) finite.push_back(x);
+    float mn = INFINITY;
+    const auto take = [&](const std::vector<float>& x) {
+      const size_t stride = std::max<size_t>(1, x.size() >> 17);
+      for (size_t i = 0; i < x.size(); ++i) {
+        if (!std::isfinite(x[i])) continue;
+        mn = std::min(mn, x[i]);
+        if (i % stride == 0) finite.push_back(x[i]);
+      }
+    };
+    take(values);
+    if (const std::vector<float>* o = v.has_oracle ? v.oracle.metric(name) : nullptr) take(*o);
     float lo = 0, hi = 1;
     if (!finite.empty()) {
       const size_t q = std::min(finite.size() - 1, static_cast<size_t>(0.995 * static_cast<double>(finite.size())));
       std::nth_element(finite.begin(), finite.begin() + static_cast<std::ptrdiff_t>(q), finite.end());
       hi = finite[q];
-      lo = std::min(0.0f, *std::min_element(finite.begin(), finite.end()));
+      lo = std::min(0.0f, mn);
       if (lo > -1e-3f * std::fabs(hi)) lo = 0.0f;  // rounding noise below 0 (e.g. KL of -1e-7)
       if (range == analysis::PlotRange::data_up_to_one) hi = 1.0f;
       if (!(hi > lo)) hi = lo + 1.0f;
     }
-    l->ranges[name] = {lo, hi};
+    (*ranges)[name] = {lo, hi};
   }
 }
 
@@ -180,6 +240,38 @@ void refresh_buckets(ViewerState* s) {
 }
 
 }  // namespace
+
+const char* panel_name(Panel p) {
+  switch (p) {
+    case Panel::mask: return "mask";
+    case Panel::metrics: return "metrics";
+    case Panel::summary: return "summary";
+    case Panel::overview: return "overview";
+    case Panel::configs: return "configs";
+    case Panel::snr: return "snr";
+    case Panel::count_: break;
+  }
+  return "?";
+}
+
+const char* panel_list() { return "mask, metrics, summary, overview, configs, snr"; }
+
+bool parse_panel(const std::string& s, Panel* out) {
+  for (int i = 0; i < kPanelCount; ++i)
+    if (s == panel_name(static_cast<Panel>(i))) {
+      *out = static_cast<Panel>(i);
+      return true;
+    }
+  return false;
+}
+
+void snap_compare(ViewerState* s) {
+  ConfigKey k = s->compare.key;
+  k.layer = s->selection.layer;
+  k.head = s->selection.head;
+  snap_selection(*s->file, &k, &s->compare_nav);
+  s->compare.key = k;
+}
 
 bool init_viewer(ViewerState* s, const analysis::ResultsFile& file, const analysis::ConfigFilter& initial) {
   s->file = &file;
@@ -217,14 +309,15 @@ void update_viewer(ViewerState* s) {
       s->pending.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
     s->loading = false;
     try {
-      auto view = s->pending.get();
-      const bool same_length = s->loaded.view && s->loaded.view->router.n_tokens == view->router.n_tokens;
+      auto data = s->pending.get();
+      const bool same_length = s->loaded.view && s->loaded.view->router.n_tokens == data->view.router.n_tokens;
       s->loaded = LoadedView{};
       s->loaded.key = s->pending_key;
-      s->loaded.view = std::move(view);
+      s->loaded.view = std::shared_ptr<const analysis::PositionView>(data, &data->view);
+      s->loaded.data = std::move(data);
       s->load_error.clear();
-      compute_ranges(&s->loaded);
-      if (!same_length) s->axis.t_per_px = 0;  // a new sequence length: fit it
+      s->loaded.ranges = s->loaded.data->ranges;
+      if (!same_length) s->axis.t_per_px = s->key_axis.t_per_px = 0;  // a new sequence length: fit it
       if (s->pinned_t >= s->loaded.view->router.n_tokens) s->pinned_t = -1;
     } catch (const std::exception& e) {
       s->load_error = e.what();
@@ -237,15 +330,41 @@ void update_viewer(ViewerState* s) {
     const ConfigKey* c = s->file->find(s->selection);
     if (c) {
       s->pending_key = s->selection;
-      s->pending = std::async(std::launch::async, load_view, s->file, *c);
+      s->pending = std::async(std::launch::async, load_view, s->file, *c, true);
       s->loading = true;
+    }
+  }
+  // The compared configuration, once the shown one is loaded (its difference needs both).
+  if (s->compare.on) {
+    snap_compare(s);
+    if (s->compare_loading && s->compare_pending.valid() &&
+        s->compare_pending.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      s->compare_loading = false;
+      try {
+        s->compared = s->compare_pending.get();
+        s->compare_error.clear();
+      } catch (const std::exception& e) {
+        s->compared.reset();
+        s->compare_error = e.what();
+      }
+    }
+    const bool stale = s->compare_loaded_key != s->compare.key || s->compare_for != s->loaded.data;
+    if (!s->compare_loading && stale && s->loaded.data && !s->loading && s->loaded.key == s->selection) {
+      s->compare_loaded_key = s->compare.key;
+      s->compare_for = s->loaded.data;
+      s->compared.reset();
+      s->compare_pending = std::async(std::launch::async, load_compare, s->file, s->compare.key, s->loaded.data);
+      s->compare_loading = true;
     }
   }
   refresh_buckets(s);
   if (s->summary.order_dirty) rebuild_summary_order(s);
 }
 
-bool viewer_busy(const ViewerState& s) { return s.loading || s.loaded.key != s.selection; }
+bool viewer_busy(const ViewerState& s) {
+  if (s.loading || s.loaded.key != s.selection) return true;
+  return s.compare.on && (s.compare_loading || s.compare_loaded_key != s.compare.key || s.compare_for != s.loaded.data);
+}
 
 void select_summary_row(ViewerState* s, int row) {
   const analysis::SummaryTable& t = s->file->summary();

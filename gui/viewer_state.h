@@ -12,6 +12,7 @@
 
 #include "analysis/results_file.h"
 #include "analysis/summary.h"
+#include "analysis/view_lod.h"
 
 namespace moba::gui {
 
@@ -24,12 +25,28 @@ struct NavigatorOptions {
   std::vector<analysis::RouterKind> routers;        // of the selected slot
 };
 
-// The position axis shared by the mask and metrics panels: position t maps to pixel
-// x = (t - t_begin) / t_per_px inside the plot area.
+// The panels of the right-hand column (the navigator is always on the left), in the order
+// `moba gui --panels` names them.
+enum class Panel { mask, metrics, summary, overview, configs, snr, count_ };
+constexpr int kPanelCount = static_cast<int>(Panel::count_);
+const char* panel_name(Panel p);          // "mask", "metrics", "summary", "overview", "configs", "snr"
+const char* panel_list();                 // "mask, metrics, summary, overview, configs, snr"
+bool parse_panel(const std::string& s, Panel* out);
+
+struct LayoutState {
+  std::vector<Panel> shown{Panel::mask, Panel::metrics, Panel::summary};
+  float weight[kPanelCount] = {3.0f, 2.2f, 1.6f, 2.0f, 2.0f, 1.8f};  // share of the column's height
+};
+
+// A 1-D view axis: value v (a query position on x, a key position on y) maps to pixel
+// (v - t_begin) / t_per_px from the plot's origin. The mask's x axis is the query position
+// shared with the metric plots; its y axis is the key position, so block b of block size B
+// spans keys [b B, (b + 1) B) and configurations of different B line up.
 struct PositionAxis {
   double t_begin = 0;
   double t_per_px = 0;   // 0 = fit the whole sequence into the plot width (set on first draw)
   float plot_width = 0;  // of the last drawn mask plot, pixels
+  double last_fit = 0;   // the fitting t_per_px of the last clamp: an axis at fit stays fitted
   // A requested range [begin, end) (e.g. from the command line), applied once the plot width
   // is known; end <= begin = none.
   double request_begin = 0, request_end = 0;
@@ -38,7 +55,24 @@ struct PositionAxis {
 struct MaskViewState {
   bool compare_oracle = true;   // colour hits / false picks / misses when the oracle is present
   bool shade_causal = true;     // tint the causally available blocks (b <= current block)
+  bool density = false;         // colour by the dominant class and its density (else every class present, in quadrants)
+  bool planted = false;         // lighten the planted key's block (synthetic dumps)
   float block_rows_px = 0;      // drawn height per block, from the last frame (read-only)
+  int level_x = 0, level_y = 0; // tile level drawn last frame (read-only)
+};
+
+// A second configuration beside the shown one (router vs router, B vs B, k vs k).
+struct CompareState {
+  bool on = false;
+  analysis::ConfigKey key;      // snapped like the selection, with its own B / k / router
+  bool difference = false;      // one mask of both / only shown / only compared (same B only)
+};
+
+// The overview grids: layer x head, and B x k of the selected head, coloured by one
+// summary.csv column at the selected configuration.
+struct OverviewState {
+  std::string metric = "coverage_mean";
+  bool log_scale = false;
 };
 
 struct MetricsViewState {
@@ -47,6 +81,8 @@ struct MetricsViewState {
   int n_buckets = 16;
   bool overlay_oracle = true;   // draw the oracle's coverage / kl beside the router's
   std::vector<std::string> shown = analysis::headline_position_metrics();
+  bool auto_range = true;       // y range from the visible values (else the whole sequence's)
+  bool difference = false;      // plot router - oracle (or shown - compared) instead of both
 };
 
 struct SummaryViewState {
@@ -61,10 +97,34 @@ struct SummaryViewState {
   bool keep_scroll = false;        // the selection came from a click in the table: stay put
 };
 
+// Everything one load produces on the worker thread: the configuration's data, the mask as
+// a shared object for the tile workers, the series mipmaps, and the planted truth.
+struct ViewData {
+  analysis::PositionView view;
+  std::shared_ptr<const analysis::MaskComparison> mask;  // aliases view.mask; null without one
+  std::map<std::string, analysis::SeriesLod> router_lod, oracle_lod, diff_lod;  // diff: router - oracle
+  std::map<std::string, std::vector<float>> diff_values;
+  std::shared_ptr<const std::vector<int32_t>> planted;   // null when the dump has none
+  std::string planted_missing;                           // why not
+  // Whole-sequence plot range per metric: [0, 1] for shares, else up to the 99.5th percentile.
+  std::map<std::string, std::pair<float, float>> ranges;
+  double load_ms = 0;
+};
+
+// The compared configuration: its data, and what pairs it with the shown one.
+struct CompareData {
+  std::shared_ptr<const ViewData> b;
+  std::shared_ptr<const analysis::MaskComparison> pair;  // difference mask; null when B differs
+  std::string pair_missing;
+  std::map<std::string, std::vector<float>> diff_values; // shown - compared, per metric
+  std::map<std::string, analysis::SeriesLod> diff_lod;
+};
+
 // The loaded data of the shown configuration, and what is derived from it.
 struct LoadedView {
   analysis::ConfigKey key;
   std::shared_ptr<const analysis::PositionView> view;
+  std::shared_ptr<const ViewData> data;
   // Plot range per metric [lo, hi]: [0, 1] for shares, else up to the 99.5th percentile of the
   // router's and oracle's finite values (larger values are clipped at the top).
   std::map<std::string, std::pair<float, float>> ranges;
@@ -79,8 +139,12 @@ struct ViewerState {
   analysis::ConfigKey selection;     // what the user asked for: one configuration of the file
   NavigatorOptions nav;
   int64_t pinned_t = -1;             // query position whose details are listed
-  PositionAxis axis;
+  PositionAxis axis;                 // x: query position (mask and metrics)
+  PositionAxis key_axis;             // y of the mask: key position
   MaskViewState mask;
+  CompareState compare;
+  OverviewState overview;
+  LayoutState layout;
   MetricsViewState metrics;
   SummaryViewState summary;
 
@@ -88,7 +152,16 @@ struct ViewerState {
   std::string load_error;
   bool loading = false;
   analysis::ConfigKey pending_key;
-  std::future<std::shared_ptr<const analysis::PositionView>> pending;
+  std::future<std::shared_ptr<const ViewData>> pending;
+
+  // The compared configuration (compare.on): loaded like the shown one, after it.
+  analysis::ConfigKey compare_loaded_key;
+  std::shared_ptr<const ViewData> compare_for;       // the shown data the pair was built against
+  std::shared_ptr<const CompareData> compared;
+  std::string compare_error;
+  bool compare_loading = false;
+  std::future<std::shared_ptr<const CompareData>> compare_pending;
+  NavigatorOptions compare_nav;
 };
 
 // Builds the initial state: the first configuration matching `initial` (without a router, a
@@ -97,6 +170,9 @@ bool init_viewer(ViewerState* s, const analysis::ResultsFile& file, const analys
 // Per frame, before drawing: snap the selection to what exists, start / adopt loads, refresh
 // caches. Cheap when nothing changed.
 void update_viewer(ViewerState* s);
+// Snaps a compare key onto what exists, as the selection is snapped (same layer and head as
+// `s->selection`).
+void snap_compare(ViewerState* s);
 // True while a load is running or about to start.
 bool viewer_busy(const ViewerState& s);
 // Moves the selection to the configuration of a summary.csv row (used by the table).
