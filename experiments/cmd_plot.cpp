@@ -58,12 +58,7 @@ int run_plot(const std::vector<std::string>& argv) {
                             "no results here: expected sweep.csv (moba sweep) or summary.csv / aggregate.csv "
                             "(moba analyze --out DIR); see docs/plots.md");
 
-  const char* env = std::getenv("MOBA_PYTHON");
-  const std::string python = env != nullptr && *env != '\0' ? env : "/usr/bin/python3";
-  if (access(python.c_str(), X_OK) != 0)
-    throw FileNotFoundError(python, "",
-                            "no Python interpreter here; install python3 and python3-matplotlib "
-                            "(./install-deps.sh) or set MOBA_PYTHON");
+  const std::string python = shipped_python("python3 and python3-matplotlib");
   const std::string script = find_shipped_file("experiments/plot", kScript, "the plotting script");
   const int rc = exit_code_of(run_child_process({python, script, dir.string(), "--commit", build_commit_label()}));
   if (const int sig = pending_interrupt(); sig != 0) throw Interrupted(sig);

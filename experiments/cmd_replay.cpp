@@ -5,11 +5,7 @@
 // `analyze` of the dump and the layer-0 `route` check) and the build commit (for run.json).
 // `moba replay report RUN` rebuilds a run's report. The script's exit status is ours (0 ok,
 // 2 bad input, 1 internal error or a failed acceptance check); a signal to moba is passed on.
-#include <limits.h>
-#include <unistd.h>
-
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -25,27 +21,15 @@ namespace {
 
 constexpr const char* kScript = "replay.py";
 
-std::string self_path() {
-  char exe[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) return "moba";
-  exe[n] = '\0';
-  return exe;
-}
-
 int run_replay(const std::vector<std::string>& argv) {
-  const char* env = std::getenv("MOBA_PYTHON");
-  const std::string python = env != nullptr && *env != '\0' ? env : "/usr/bin/python3";
-  if (access(python.c_str(), X_OK) != 0)
-    throw FileNotFoundError(python, "",
-                            "no Python interpreter here; install python3, python3-numpy and python3-h5py "
-                            "(./install-deps.sh) or set MOBA_PYTHON");
+  const std::string python = shipped_python("python3, python3-numpy and python3-h5py");
   const std::string script = find_shipped_file("experiments/replay", kScript, "the replay script");
   std::vector<std::string> cmd = {python, script};
   cmd.insert(cmd.end(), argv.begin(), argv.end());
   const bool report_only = !argv.empty() && argv.front() == "report";
   if (!report_only) {
-    cmd.insert(cmd.end(), {"--moba", self_path(), "--commit", build_commit_label()});
+    const std::string self = executable_path();
+    cmd.insert(cmd.end(), {"--moba", self.empty() ? "moba" : self, "--commit", build_commit_label()});
   }
   const int rc = exit_code_of(run_child_process(cmd));
   if (const int sig = pending_interrupt(); sig != 0) throw Interrupted(sig);

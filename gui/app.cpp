@@ -203,6 +203,19 @@ bool begin_panel(const char* title, const PanelRect& r, ImGuiWindowFlags extra) 
                       ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse | extra);
 }
 
+bool begin_summary_panel(const char* title, const PanelRect& r, const ViewerState& s, ImGuiWindowFlags extra) {
+  if (!begin_panel(title, r, extra)) {
+    ImGui::End();
+    return false;
+  }
+  if (!s.file->has_summary()) {
+    ImGui::TextDisabled("no summary.csv beside %s", s.file->h5_path().c_str());
+    ImGui::End();
+    return false;
+  }
+  return true;
+}
+
 void run_viewer(const analysis::ResultsFile& file, const GuiOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   validate_view(file, options);

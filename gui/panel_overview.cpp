@@ -162,15 +162,7 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
 }  // namespace
 
 void draw_overview_panel(ViewerState* s, const PanelRect& r) {
-  if (!begin_panel("Overview: layer x head", r, ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse)) {
-    ImGui::End();
-    return;
-  }
-  if (!s->file->has_summary()) {
-    ImGui::TextDisabled("no summary.csv beside %s", s->file->h5_path().c_str());
-    ImGui::End();
-    return;
-  }
+  if (!begin_summary_panel("Overview: layer x head", r, *s, ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse)) return;
   metric_combo(s);
   ImGui::SameLine();
   const analysis::ConfigKey sel = s->selection;
@@ -203,15 +195,7 @@ void draw_overview_panel(ViewerState* s, const PanelRect& r) {
 }
 
 void draw_configs_panel(ViewerState* s, const PanelRect& r) {
-  if (!begin_panel("Configurations: B x k", r, ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse)) {
-    ImGui::End();
-    return;
-  }
-  if (!s->file->has_summary()) {
-    ImGui::TextDisabled("no summary.csv beside %s", s->file->h5_path().c_str());
-    ImGui::End();
-    return;
-  }
+  if (!begin_summary_panel("Configurations: B x k", r, *s, ImGuiWindowFlags_NoScrollbar | ImGuiWindowFlags_NoScrollWithMouse)) return;
   metric_combo(s);
   ImGui::SameLine();
   const analysis::ConfigKey sel = s->selection;

@@ -28,15 +28,7 @@ const char* header_of(const std::string& name) {
 }  // namespace
 
 void draw_summary_panel(ViewerState* s, const PanelRect& r) {
-  if (!begin_panel("Summary (summary.csv)", r)) {
-    ImGui::End();
-    return;
-  }
-  if (!s->file->has_summary()) {
-    ImGui::TextDisabled("no summary.csv beside %s", s->file->h5_path().c_str());
-    ImGui::End();
-    return;
-  }
+  if (!begin_summary_panel("Summary (summary.csv)", r, *s)) return;
   SummaryViewState& v = s->summary;
   const analysis::SummaryTable& t = s->file->summary();
   if (ImGui::Checkbox("this layer & head only", &v.only_selected_head)) v.order_dirty = true;

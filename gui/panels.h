@@ -27,6 +27,9 @@ struct PanelRect {
 // Begins the panel's window pinned to `r` (not movable, resizable or collapsible) with
 // `extra` flags; returns ImGui::Begin's result. The caller calls ImGui::End() either way.
 bool begin_panel(const char* title, const PanelRect& r, ImGuiWindowFlags extra = 0);
+// begin_panel for a panel drawn from summary.csv: false (the window already ended, the caller
+// just returns) when the window is hidden or there is no summary.csv (said in the panel).
+bool begin_summary_panel(const char* title, const PanelRect& r, const ViewerState& s, ImGuiWindowFlags extra = 0);
 
 void draw_navigator(ViewerState* s, const PanelRect& r);
 void draw_mask_panel(ViewerState* s, const PanelRect& r, const MaskTiles& tiles);

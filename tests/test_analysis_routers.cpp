@@ -17,30 +17,13 @@ using namespace moba::analysis;
 
 namespace {
 
-// Integer-valued tensor in [-lo, lo]: products and channel sums are exact in fp32, so the
-// double brute force sees the same scores (and the same ties) as the router.
-Tensor3 int_tensor(int64_t heads, int64_t tokens, int64_t dim, uint32_t seed, int lo = 3) {
-  Tensor3 t(heads, tokens, dim);
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> u(-lo, lo);
-  for (float& x : t.data) x = static_cast<float>(u(rng));
-  return t;
-}
+using analysis_test::int_tensor;
 
 // Reference selection of one query from double scores of its routable blocks [0, c):
 // current block + top-(k-1) by score, ties to the larger (recent) or smaller (older) index.
 std::vector<int32_t> brute_select(const std::vector<double>& sc, int64_t c, int k, kernels::TieRule tie) {
-  std::vector<int32_t> idx(static_cast<size_t>(c));
-  std::iota(idx.begin(), idx.end(), 0);
-  std::sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) {
-    if (sc[a] != sc[b]) return sc[a] > sc[b];
-    return tie == kernels::TieRule::recent ? a > b : a < b;
-  });
-  idx.resize(static_cast<size_t>(std::min<int64_t>(k - 1, c)));
-  idx.push_back(static_cast<int32_t>(c));
-  std::sort(idx.begin(), idx.end());
-  idx.resize(static_cast<size_t>(k), -1);
-  return idx;
+  const std::vector<int32_t> order = analysis_test::ref_order(sc, tie);
+  return analysis_test::ref_row({order.begin(), order.begin() + std::min<int64_t>(k - 1, c)}, c, k);
 }
 
 // Per-block channel min / max and mean (double) of k [1, T, d].
@@ -111,10 +94,7 @@ std::vector<int32_t> route(RouterKind router, const Tensor3& q, const Tensor3& k
   opt.tie = tie;
   opt.gqa = gqa;
   opt.pool_fp32 = true;
-  const Tensor3 v = analysis_test::random_tensor(1, k.n_tokens, k.head_dim, 5);
-  std::vector<int32_t> sel(static_cast<size_t>(q.n_heads * q.n_tokens * K));
-  route_group(q.view(), k.view(), v.view(), DType::f32, router, opt, B, K, Device::cpu, sel.data(), nullptr, nullptr);
-  return sel;
+  return analysis_test::route_rows(router, q, k, B, K, opt);
 }
 
 // Every selected routable block ranks at least as high as every unselected routable block by

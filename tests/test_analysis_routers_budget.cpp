@@ -21,13 +21,9 @@ using namespace moba::analysis;
 
 namespace {
 
-Tensor3 int_tensor(int64_t heads, int64_t tokens, int64_t dim, uint32_t seed, int lo = 3) {
-  Tensor3 t(heads, tokens, dim);
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> u(-lo, lo);
-  for (float& x : t.data) x = static_cast<float>(u(rng));
-  return t;
-}
+using analysis_test::int_tensor;
+using analysis_test::ref_order;
+using analysis_test::ref_row;
 
 // Block means of k [1, T, d] in double (the ragged last block over its real length).
 std::vector<std::vector<double>> ref_means(const Tensor3& k, int64_t B) {
@@ -62,25 +58,6 @@ std::vector<double> ref_softmax(const std::vector<double>& s, double scale) {
   return p;
 }
 
-// Routable blocks [0, c) ranked by score, ties to the larger (recent) or smaller (older) index.
-std::vector<int32_t> ref_order(const std::vector<double>& sc, kernels::TieRule tie) {
-  std::vector<int32_t> idx(sc.size());
-  std::iota(idx.begin(), idx.end(), 0);
-  std::stable_sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) {
-    if (sc[a] != sc[b]) return sc[a] > sc[b];
-    return tie == kernels::TieRule::recent ? a > b : a < b;
-  });
-  return idx;
-}
-
-// The row layout: ascending, current block last among the valid entries, -1 padded to k.
-std::vector<int32_t> as_row(std::vector<int32_t> picks, int64_t c, int k) {
-  picks.push_back(static_cast<int32_t>(c));
-  std::sort(picks.begin(), picks.end());
-  picks.resize(static_cast<size_t>(k), -1);
-  return picks;
-}
-
 // Brute force of the variable budget: the smallest m in [0, min(k-1, c)] such that
 // current + the m best-ranked routable blocks' mass reaches tau (m = min(k-1, c) if none).
 std::vector<int32_t> ref_mass_select(const std::vector<double>& rank, const std::vector<double>& mass,
@@ -93,7 +70,7 @@ std::vector<int32_t> ref_mass_select(const std::vector<double>& rank, const std:
     for (int64_t j = 0; j < m; ++j) s += mass[order[j]];
     if (s >= tau) break;
   }
-  return as_row(std::vector<int32_t>(order.begin(), order.begin() + m), c, k);
+  return ref_row(std::vector<int32_t>(order.begin(), order.begin() + m), c, k);
 }
 
 std::vector<int32_t> route(RouterKind router, const Tensor3& q, const Tensor3& k, int64_t B, int K,
@@ -103,10 +80,7 @@ std::vector<int32_t> route(RouterKind router, const Tensor3& q, const Tensor3& k
   opt.gqa = gqa;
   opt.pool_fp32 = true;
   opt.tau = tau;
-  const Tensor3 v = analysis_test::random_tensor(1, k.n_tokens, k.head_dim, 5);
-  std::vector<int32_t> sel(static_cast<size_t>(q.n_heads * q.n_tokens * K));
-  route_group(q.view(), k.view(), v.view(), DType::f32, router, opt, B, K, Device::cpu, sel.data(), nullptr, nullptr);
-  return sel;
+  return analysis_test::route_rows(router, q, k, B, K, opt);
 }
 
 // Keys constant within each block (so the fp32 block means are exact) from integers.
@@ -231,7 +205,7 @@ TEST_CASE("nsa-shared: the top-k of the group's summed softmax, one row per grou
           }
           const std::vector<int32_t> order = ref_order(sum, tie);
           const std::vector<int32_t> want =
-              as_row(std::vector<int32_t>(order.begin(), order.begin() + std::min<int64_t>(K - 1, c)), c, K);
+              ref_row(std::vector<int32_t>(order.begin(), order.begin() + std::min<int64_t>(K - 1, c)), c, K);
           const int32_t* row = sel.data() + t * K;
           exact += std::equal(want.begin(), want.end(), row) ? 1 : 0;
           // Every selected routable block's summed probability >= every unselected one's.

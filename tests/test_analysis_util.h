@@ -1,12 +1,15 @@
 #pragma once
-// Shared helpers of the analysis tests: seeded tensors, a one-group analysis call, and an
-// independent double-precision full attention.
+// Shared helpers of the analysis tests: seeded tensors, a one-group analysis call, an
+// independent double-precision full attention, and the brute-force routers' common parts.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <numeric>
 #include <random>
 #include <vector>
 
 #include "analysis/analyze.h"
+#include "analysis/router.h"
 #include "core/tensor.h"
 
 namespace moba::analysis_test {
@@ -17,6 +20,46 @@ inline Tensor3 random_tensor(int64_t heads, int64_t tokens, int64_t dim, uint32_
   std::normal_distribution<float> nd(0.0f, scale);
   for (float& x : t.data) x = nd(rng);
   return t;
+}
+
+// Integer-valued tensor in [-lo, lo]: products and channel sums are exact in fp32, so a
+// double brute force sees the same scores (and the same ties) as the router.
+inline Tensor3 int_tensor(int64_t heads, int64_t tokens, int64_t dim, uint32_t seed, int lo = 3) {
+  Tensor3 t(heads, tokens, dim);
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> u(-lo, lo);
+  for (float& x : t.data) x = static_cast<float>(u(rng));
+  return t;
+}
+
+// Routable blocks [0, sc.size()) ranked by double score, ties to the larger (recent) or
+// smaller (older) index.
+inline std::vector<int32_t> ref_order(const std::vector<double>& sc, kernels::TieRule tie) {
+  std::vector<int32_t> idx(sc.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) {
+    if (sc[a] != sc[b]) return sc[a] > sc[b];
+    return tie == kernels::TieRule::recent ? a > b : a < b;
+  });
+  return idx;
+}
+
+// The row layout: `picks` and the current block c, ascending, -1 padded to k.
+inline std::vector<int32_t> ref_row(std::vector<int32_t> picks, int64_t c, int k) {
+  picks.push_back(static_cast<int32_t>(c));
+  std::sort(picks.begin(), picks.end());
+  picks.resize(static_cast<size_t>(k), -1);
+  return picks;
+}
+
+// route_group's rows [heads, T, K] of one KV head on the CPU (v: random, unused by routing).
+inline std::vector<int32_t> route_rows(analysis::RouterKind router, const Tensor3& q, const Tensor3& k, int64_t B,
+                                       int K, const analysis::RoutingOptions& opt) {
+  const Tensor3 v = random_tensor(1, k.n_tokens, k.head_dim, 5);
+  std::vector<int32_t> sel(static_cast<size_t>(q.n_heads * q.n_tokens * K));
+  analysis::route_group(q.view(), k.view(), v.view(), DType::f32, router, opt, B, K, analysis::Device::cpu,
+                        sel.data(), nullptr, nullptr);
+  return sel;
 }
 
 // Analyses every head of a one-KV-head (or GQA group) input with per-position arrays kept.

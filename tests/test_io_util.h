@@ -7,11 +7,15 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <sys/wait.h>
+
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -45,6 +49,20 @@ struct ScratchDir {
     return out;
   }
 };
+
+// Exit status of a shell command (-1 when it did not exit normally).
+inline int exit_status(const std::string& cmd) {
+  const int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// A whole text file ("" when it cannot be read).
+inline std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
 
 inline Tensor3 random_tensor(int64_t heads, int64_t tokens, int64_t dim, uint32_t seed, DType round = DType::f32) {
   Tensor3 t(heads, tokens, dim, round);

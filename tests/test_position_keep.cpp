@@ -23,20 +23,10 @@
 using namespace moba;
 using namespace moba::analysis;
 using moba::io_test::ScratchDir;
+using moba::io_test::exit_status;
+using moba::io_test::read_text;
 
 namespace {
-
-int exit_status(const std::string& cmd) {
-  const int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
 
 // One configuration's arrays as analyze fills them: query t selects its current block and
 // block 0, metrics ramp with t.

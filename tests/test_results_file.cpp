@@ -23,6 +23,8 @@
 using namespace moba;
 using namespace moba::analysis;
 using moba::io_test::ScratchDir;
+using moba::io_test::exit_status;
+using moba::io_test::read_text;
 namespace fs = std::filesystem;
 
 namespace {
@@ -62,18 +64,6 @@ void write_config(H5Output* o, int layer, int64_t head, int64_t B, int K, const 
   o->set_number(base, "coverage_mean", 0.5 * scale);
   o->set_number(base, "snr_emp", std::nan(""));
   o->set_number(base, "n_choice", 3);
-}
-
-int exit_status(const std::string& cmd) {
-  const int rc = std::system(cmd.c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
 }
 
 }  // namespace

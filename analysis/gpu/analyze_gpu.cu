@@ -203,13 +203,6 @@ struct MomentBuffers {
   Dev<int32_t> arg, pre_arg;
 };
 
-int sm_count() {
-  int dev = 0, n = 0;
-  ck(cudaGetDevice(&dev), "cudaGetDevice");
-  ck(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "multiprocessor count");
-  return std::max(n, 1);
-}
-
 // q16 / k16: the same q and keys as 16-bit values of `dtype` (a 16-bit dump's own; null for
 // fp32 dumps and conv keys): then, for base a multiple of 16, on tensor cores.
 void run_moments(const float* q, const float* keys, const uint16_t* q16, const uint16_t* k16, DType dtype, int d,
@@ -224,7 +217,7 @@ void run_moments(const float* q, const float* keys, const uint16_t* q16, const u
   const int64_t q_tiles = (nq + gpu::kTileQ - 1) / gpu::kTileQ;
   const int64_t unit = std::lcm<int64_t>(gpu::kTileK, base);
   const int64_t n_keys = std::max<int64_t>(((t0 + nq - 1) / base) * base, 1);
-  const int64_t want = std::max<int64_t>(1, (4 * sm_count() + q_tiles - 1) / q_tiles);
+  const int64_t want = std::max<int64_t>(1, (4 * kernels::cuda_detail::sm_count() + q_tiles - 1) / q_tiles);
   a.split = std::max<int64_t>(unit, (n_keys + want * unit - 1) / (want * unit) * unit);
   const dim3 grid(static_cast<unsigned>(q_tiles), static_cast<unsigned>((n_keys + a.split - 1) / a.split));
   if (q16 && k16 && base % 16 == 0 && d <= 128 && dtype != DType::f32) {

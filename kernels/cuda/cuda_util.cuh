@@ -9,6 +9,7 @@
 
 #include "core/dtype.h"
 #include "core/tensor.h"
+#include "kernels/cuda/tuning.h"
 #include "kernels/operand.h"
 
 namespace moba::kernels::cuda_detail {
@@ -36,6 +37,13 @@ const char* record_failure(cudaError_t e, const char* where);
 
 // Element type of device loads and conversions.
 enum ElemKind : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+// Multiprocessors of the current device (kFallbackSmCount when it cannot be read).
+inline int sm_count() {
+  int dev = 0, sms = kFallbackSmCount;
+  if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  return sms > 0 ? sms : kFallbackSmCount;
+}
 
 inline ElemKind kind_of(DType t) {
   return t == DType::f16 ? kF16 : t == DType::bf16 ? kBF16 : kF32;

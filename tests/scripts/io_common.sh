@@ -11,3 +11,13 @@ for candidate in "${MOBA_PYTHON:-}" /usr/bin/python3 python3; do
 done
 if [ -z "$PY" ]; then echo "FAIL: no python3 with numpy and h5py (install python3-numpy python3-h5py)"; exit 1; fi
 fail() { echo "FAIL: $*"; exit 1; }
+# The GUI script tests: exit 77 (skipped) without a GUI build or an X server xvfb-run can start.
+skip_without_gui() {
+  local probe
+  probe="$("$MOBA" gui . 2>&1 || true)"
+  if grep -q "this build has no GUI" <<< "$probe"; then
+    echo "SKIP: this build has no GUI"; exit 77
+  fi
+  command -v xvfb-run > /dev/null || { echo "SKIP: xvfb-run not installed"; exit 77; }
+  xvfb-run -a -s "-screen 0 800x600x24" true 2> /dev/null || { echo "SKIP: cannot start Xvfb"; exit 77; }
+}

@@ -10,12 +10,7 @@
 source "$(dirname "$0")/io_common.sh"
 cd "$WORK"
 
-probe="$("$MOBA" gui . 2>&1 || true)"
-if grep -q "this build has no GUI" <<< "$probe"; then
-  echo "SKIP: this build has no GUI"; exit 77
-fi
-command -v xvfb-run > /dev/null || { echo "SKIP: xvfb-run not installed"; exit 77; }
-xvfb-run -a -s "-screen 0 800x600x24" true 2> /dev/null || { echo "SKIP: cannot start Xvfb"; exit 77; }
+skip_without_gui
 
 "$MOBA" synth --out s.h5 --tokens 8192 --heads 2 --kv-heads 1 --head-dim 16 --min-distance 64 --seed 11 --quiet
 "$MOBA" analyze s.h5 --block-sizes 16,32 --top-k 2,4 --routers moba,oracle --out A --quiet > /dev/null
