@@ -1,4 +1,7 @@
-// CUDA MoBA block-sparse attention forward (kernels/moba_attention.h): gather by block.
+// CUDA MoBA block-sparse attention forward (kernels/moba_attention.h): gather by block, or,
+// where selections are dense (a query attends a large share of its causal keys), the tile
+// path of moba_attention_tile.cuh; use_tile_path below picks (CudaTuning::attn_path forces).
+// The gather path:
 //
 // Work is independent of how selections are spread (no dense fallback on random routing):
 //  1. csc_count / csc_scatter: per (query head, row group of `rows` queries, key block) the
@@ -34,6 +37,7 @@
 #include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/cuda_util.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/moba_attention_tile.cuh"
 #include "kernels/cuda/tuning.h"
 
 namespace moba::kernels {
@@ -375,6 +379,24 @@ int pick_rows(int64_t n_q_heads, int64_t n_tokens, int fixed_rows) {
   return rows;
 }
 
+// Gather or tile (moba_attention_tile.cuh)? Work in key-rows per query row: the gather path
+// does the row's selected keys, mean over rows of min(k B, t), plus kGatherVisitKeys for each
+// visited block (the fp32 running output and (max, sum) it loads and stores per visit); the
+// tile path does every causal key tile (T / 2 per row on average: at the densities where it
+// is chosen nearly every tile is selected by some row of a 64-row CTA), weighted by
+// CudaTuning::attn_tile_cost. Fitted to tests/gpu/attn_paths.sh on an H200 (NOTES.md, "Tile
+// path"): the tile path's time is flat in k, the gather path's grows with k B (1 + ~48 / B).
+constexpr double kGatherVisitKeys = 48;
+bool use_tile_path(int64_t n_q_heads, int64_t T, int64_t B, int top_k, Nx nx, const CudaTuning& tuning) {
+  if (tuning.attn_path == CudaTuning::AttnPath::gather || !tile_attention_fits(n_q_heads, T, B, nx)) return false;
+  if (tuning.attn_path == CudaTuning::AttnPath::tile) return true;
+  const double kb = static_cast<double>(std::min<int64_t>(top_k, block_count(T, B))) * static_cast<double>(B);
+  const double Td = static_cast<double>(T);
+  const double keys = kb >= Td ? Td / 2 : kb - kb * kb / (2 * Td);  // mean over t of min(k B, t)
+  const double gather = keys * (1.0 + kGatherVisitKeys / static_cast<double>(B));
+  return 0.5 * Td * tuning.attn_tile_cost < gather;
+}
+
 }  // namespace
 
 const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) {
@@ -400,6 +422,21 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
 
   const int64_t n_blocks = block_count(T, p.block_size);
   const CudaTuning& tuning = cuda_tuning();
+  if (use_tile_path(Hq, T, p.block_size, p.top_k, nx, tuning)) {
+    TileAttnArgs ta{};
+    ta.q = a.q, ta.k = a.k, ta.v = a.v;
+    ta.q_sh = a.q_sh, ta.q_st = a.q_st, ta.k_sh = a.k_sh, ta.k_st = a.k_st, ta.v_sh = a.v_sh, ta.v_st = a.v_st;
+    ta.n_tokens = T, ta.head_dim = d, ta.block_size = p.block_size, ta.n_blocks = n_blocks;
+    ta.group = Hq / p.k.n_heads;
+    ta.top_k = p.top_k;
+    ta.scale_log2 = softmax_scale_log2(p);
+    ta.selected = p.selected;
+    ta.words = (n_blocks + 31) / 32;
+    MOBA_TRY(scratch.alloc(&ta.bits, static_cast<size_t>(Hq * T * ta.words)));
+    ta.out = p.out;
+    ta.lse = p.lse;
+    return launch_tile_attention(ta, Hq, kind == kF16, nx, stream);
+  }
   const int rows = pick_rows(Hq, T, tuning.attn_rows);
   const int64_t n_groups = (T + rows - 1) / rows;
   const int64_t n_lists = Hq * n_groups * n_blocks;

@@ -23,6 +23,15 @@ struct CudaTuning {
   bool attn_min_blocks3 = false;
   // dense_pass: every block size through pass 2 (no pass-1 folding of sizes 16, 32, 64 n).
   bool dense_all_pass2 = false;
+  // moba_attention algorithm (moba_attention_tile.cuh): `automatic` picks by the cost model of
+  // moba_attention.cu (gather for sparse selections, tile where a query attends a large share
+  // of its causal keys); `gather` / `tile` force one (tile only where it applies: 16-bit
+  // numerics, block size a multiple of 16; else gather).
+  enum class AttnPath { automatic, gather, tile };
+  AttnPath attn_path = AttnPath::automatic;
+  // The cost model's weight of the tile path (per causal key of a row) against the gather
+  // path (per selected key, plus kGatherVisitKeys per visited block): larger = gather more often.
+  double attn_tile_cost = 0.9;
 };
 
 // Multiprocessor count assumed when the device attribute cannot be read (H100/H200 SXM).
@@ -34,7 +43,8 @@ void set_cuda_tuning(const CudaTuning& t);
 const CudaTuning& cuda_tuning();
 
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
-// attn_min_blocks3=0|1, dense_all_pass2=0|1; "" = defaults) on top of `*out`. Returns
+// attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
+// attn_tile_cost=X (0 < X <= 1000); "" = defaults) on top of `*out`. Returns
 // nullptr or a static message naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
 

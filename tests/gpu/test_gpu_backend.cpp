@@ -538,7 +538,7 @@ TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
     ~Restore() { set_cuda_tuning(CudaTuning{}); }
   } restore;
   const char* specs[] = {"gate=scalar", "gate=warp_list", "attn_rows=256", "attn_min_blocks3=1",
-                         "dense_all_pass2=1"};
+                         "dense_all_pass2=1", "attn_path=tile", "attn_path=gather,attn_tile_cost=0.01"};
   const Case routing[] = {
       {1000, 2, 2, 128, 8, 9, DType::bf16, TieRule::older},
       {1000, 2, 2, 64, 8, 6, DType::bf16, TieRule::recent, GqaMode::per_head, 5},
@@ -682,6 +682,29 @@ TEST_CASE("gpu: exact numerics, moba attention vs the CPU", "[gpu][exact]") {
   check_attention(exact_case({1000, 2, 1, 64, 64, 4, DType::f32}, true, 2.5f));
   check_attention(exact_case({1000, 2, 1, 8, 64, 4, DType::f16}, true, 2.5f));
   check_attention(exact_case({1000, 2, 1, 128, 64, 4, DType::bf16}, true, 2.5f));
+}
+
+// The tile path of moba_attention_cuda (moba_attention_tile.cuh), forced on every case where
+// it applies (16-bit numerics, B a multiple of 16; the others run the gather path), fast and
+// exact; then dense selections (k B near T) that the automatic choice sends to it.
+TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
+  struct Restore {
+    ~Restore() { set_cuda_tuning(CudaTuning{}); }
+  } restore;
+  CudaTuning t;
+  REQUIRE(parse_cuda_tuning("attn_path=tile", &t) == nullptr);
+  set_cuda_tuning(t);
+  for (const Case& c : kCases) check_attention(c);
+  for (const Case& c : kExactCases) {
+    check_attention(exact_case(c, true));
+    if (c.dtype != DType::f32) check_attention(exact_case(c, false));
+  }
+  check_attention(exact_case({1000, 2, 1, 128, 64, 4, DType::bf16}, true, 2.5f));
+  check_attention(exact_case({4100, 4, 1, 128, 16, 200, DType::bf16}, false));  // ragged, GQA 4:1, dense
+  check_attention(exact_case({2000, 2, 2, 48, 48, 30, DType::f16}, false));      // B = 48: segments never straddle
+  set_cuda_tuning(CudaTuning{});
+  check_attention(exact_case({3000, 2, 1, 128, 32, 80, DType::bf16}, false));    // automatic: tile
+  check_attention(exact_case({3000, 2, 1, 64, 16, 150, DType::f16}, false));     // automatic: tile
 }
 
 TEST_CASE("gpu: exact numerics, dense pass vs the CPU", "[gpu][exact]") {

@@ -1,0 +1,278 @@
+// CUDA MoBA attention forward, tile path (moba_attention_tile.cuh): flash-style over the key
+// tiles the CTA's rows selected, with the running output in registers.
+//
+//  1. bits_kernel: per (query head, row) a bitmask of its valid, causal, selected blocks
+//     (duplicates and -1 fall out), [words] 32-bit words per row.
+//  2. tile_attention_kernel: one CTA per (64-query tile, query head), heaviest first. It ORs
+//     its rows' bitmasks into a map of the causal 64-key tiles some row selected (shared
+//     memory), then walks those tiles ascending with K/V double-buffered by cp.async. Each of
+//     the 4 warps owns 16 rows: per tile it reads its rows' bits for the tile's four 16-key
+//     segments (block sizes are multiples of 16, so a segment lies in one block), skips the
+//     tile when none of its rows selected any, skips QK^T and PV of segments none of its rows
+//     selected, and otherwise runs QK^T and PV on tensor cores (mma.sync m16n8k16) with P
+//     masked per (row, segment) and causally: numerics as the gather path (plain, or split_p
+//     for exact bf16: P = hi + lo, two PV products), online softmax in log2 units.
+//     Rows that attend nothing get o = 0 and lse = -inf, as the gather path.
+#include "kernels/cuda/moba_attention_tile.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "kernels/constants.h"
+#include "kernels/cuda/attention_common.cuh"
+#include "kernels/cuda/mma.cuh"
+
+namespace moba::kernels::cuda_detail {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kRows = kWarps * 16;  // queries per CTA
+constexpr int kKeys = 64;           // keys per tile
+constexpr int64_t kMaxTileWords = 2048;                // the CTA's tile map: up to 2^16 key tiles
+constexpr int64_t kMaxBitsBytes = int64_t{1} << 31;   // the bitmask scratch
+
+__global__ void bits_kernel(TileAttnArgs a, int64_t n_rows) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (i >= n_rows) return;
+  const int64_t t = i % a.n_tokens;
+  const int32_t* sel = a.selected + i * a.top_k;
+  uint32_t* w = a.bits + i * a.words;
+  for (int j = 0; j < a.top_k; ++j) {
+    const int32_t b = sel[j];
+    if (b < 0 || b >= a.n_blocks || int64_t{b} * a.block_size > t) continue;
+    w[b >> 5] |= 1u << (b & 31);
+  }
+}
+
+template <int D, typename T16, Nx NX>
+__global__ void __launch_bounds__(kWarps * 32, 2) tile_attention_kernel(TileAttnArgs a) {
+  using M = Mma<T16>;
+  constexpr int LD = D + 8;  // padded smem row (16-bit elements): conflict-free fragments
+  extern __shared__ uint4 smem_raw[];
+  uint16_t* const ks = reinterpret_cast<uint16_t*>(smem_raw);  // [2][kKeys][LD]
+  uint16_t* const vs = ks + 2 * kKeys * LD;                     // [2][kKeys][LD]
+  uint32_t* const tiles = reinterpret_cast<uint32_t*>(vs + 2 * kKeys * LD);  // active key tiles
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
+  // Heaviest first: CTA i takes query tile n_qt - 1 - i / heads of head i % heads.
+  const int64_t n_heads = gridDim.y, n_qt = gridDim.x;
+  const int64_t lin = int64_t{blockIdx.y} * gridDim.x + blockIdx.x;
+  const int64_t h = lin % n_heads, qt = n_qt - 1 - lin / n_heads, kv = h / a.group;
+  const int64_t T = a.n_tokens, d = a.head_dim;
+  const int64_t r_begin = qt * kRows, r_end = min(T, r_begin + kRows);
+  const int64_t kt_last = (r_end - 1) / kKeys;  // causal: no key past the last row
+  const int tile_words = static_cast<int>(kt_last / 32 + 1);
+  const uint32_t* const row_bits = a.bits + h * T * a.words;
+
+  // The tile map: key tile kt is active when a row of the CTA selected a block overlapping it.
+  for (int i = tid; i < tile_words; i += blockDim.x) tiles[i] = 0;
+  __syncthreads();
+  const int64_t w_last = ((r_end - 1) / a.block_size) >> 5;
+  for (int64_t w = tid; w <= w_last; w += blockDim.x) {
+    uint32_t u = 0;
+    for (int64_t r = r_begin; r < r_end; ++r) u |= row_bits[r * a.words + w];
+    while (u) {
+      const int64_t b = w * 32 + __ffs(u) - 1;
+      u &= u - 1;
+      const int64_t k0 = b * a.block_size, k1 = min(T, k0 + a.block_size) - 1;
+      for (int64_t kt = k0 / kKeys; kt <= min(k1 / kKeys, kt_last); ++kt)
+        atomicOr(tiles + (kt >> 5), 1u << (kt & 31));
+    }
+  }
+  __syncthreads();
+  const auto next_tile = [&](int64_t from) -> int64_t {
+    for (int64_t w = from >> 5; w < tile_words; ++w) {
+      uint32_t m = tiles[w];
+      if (w == (from >> 5)) m &= ~0u << (from & 31);
+      if (m) return w * 32 + __ffs(m) - 1;
+    }
+    return -1;
+  };
+
+  const int64_t t0 = r_begin + warp * 16 + g < r_end ? r_begin + warp * 16 + g : -1;
+  const int64_t t1 = r_begin + warp * 16 + g + 8 < r_end ? r_begin + warp * 16 + g + 8 : -1;
+  const int64_t warp_last = min(r_end - 1, r_begin + warp * 16 + 15);
+  uint32_t qa[D / 16][4];
+  load_q_fragments<D>(qa, t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
+                      t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
+  float acc[D / 8][4];
+#pragma unroll
+  for (int nd = 0; nd < D / 8; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
+  float mx_0 = -INFINITY, mx_1 = -INFINITY, l_0 = 0.f, l_1 = 0.f;  // running max (log2 units), sum
+
+  const uint16_t* const kbase = a.k + kv * a.k_sh;
+  const uint16_t* const vbase = a.v + kv * a.v_sh;
+  const auto stage = [&](int64_t kt, int buf) {
+    const int64_t k0 = kt * kKeys;
+    uint16_t* const kd = ks + buf * kKeys * LD;
+    uint16_t* const vd = vs + buf * kKeys * LD;
+    for (int i = tid; i < kKeys * (D / 8); i += blockDim.x) {
+      const int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
+      const bool ok = k0 + r < T && c8 < d;  // zero-filled past the keys and channels
+      cp_async16(kd + r * LD + c8, ok ? kbase + (k0 + r) * a.k_st + c8 : kbase, ok);
+      cp_async16(vd + r * LD + c8, ok ? vbase + (k0 + r) * a.v_st + c8 : vbase, ok);
+    }
+    cp_async_commit();
+  };
+
+  int64_t kt = next_tile(0);
+  int buf = 0;
+  if (kt >= 0) stage(kt, 0);
+  while (kt >= 0) {
+    const int64_t kn = kt < kt_last ? next_tile(kt + 1) : -1;
+    if (kn >= 0) {
+      stage(kn, buf ^ 1);
+      cp_async_wait_group<1>();
+    } else {
+      cp_async_wait_group<0>();
+    }
+    __syncthreads();
+    const int64_t k0 = kt * kKeys;
+    // Bit s of m0 / m1: row t0 / t1 selected the block of the tile's 16-key segment s.
+    uint32_t m0 = 0, m1 = 0;
+    if (k0 <= warp_last) {
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        const int64_t key = k0 + 16 * s;
+        if (key >= T) break;
+        const int64_t blk = key / a.block_size;
+        if (t0 >= key) m0 |= ((row_bits[t0 * a.words + (blk >> 5)] >> (blk & 31)) & 1u) << s;
+        if (t1 >= key) m1 |= ((row_bits[t1 * a.words + (blk >> 5)] >> (blk & 31)) & 1u) << s;
+      }
+    }
+    uint32_t wor = m0 | m1;  // the segments any row of the warp needs
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) wor |= __shfl_xor_sync(0xffffffffu, wor, o);
+    if (wor != 0) {
+      const uint16_t* const ksb = ks + buf * kKeys * LD;
+      const uint16_t* const vsb = vs + buf * kKeys * LD;
+      const float sl2 = a.scale_log2;
+      float sc[kKeys / 8][4];
+#pragma unroll
+      for (int nt = 0; nt < kKeys / 8; ++nt) {
+        sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+        if ((wor >> (nt / 2)) & 1u) {
+          const uint16_t* krow = ksb + (nt * 8 + g) * LD + 2 * qd;
+#pragma unroll
+          for (int kk = 0; kk < D / 16; ++kk)
+            M::run(sc[nt], qa[kk], *reinterpret_cast<const uint32_t*>(krow + kk * 16),
+                   *reinterpret_cast<const uint32_t*>(krow + kk * 16 + 8));
+        }
+      }
+      // Scale, mask (the row's segment bit and causal), row max.
+      float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+      for (int nt = 0; nt < kKeys / 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int64_t j = k0 + nt * 8 + 2 * qd + e;
+          const bool in0 = ((m0 >> (nt / 2)) & 1u) && j <= t0;
+          const bool in1 = ((m1 >> (nt / 2)) & 1u) && j <= t1;
+          sc[nt][e] = in0 ? sc[nt][e] * sl2 : -INFINITY;
+          sc[nt][2 + e] = in1 ? sc[nt][2 + e] * sl2 : -INFINITY;
+          mx0 = fmaxf(mx0, sc[nt][e]);
+          mx1 = fmaxf(mx1, sc[nt][2 + e]);
+        }
+      quad_allreduce_max(mx0, mx1);
+      const float n0 = fmaxf(mx_0, mx0), n1 = fmaxf(mx_1, mx1);
+      const float u0 = n0 == -INFINITY ? 0.f : n0, u1 = n1 == -INFINITY ? 0.f : n1;
+      const float al0 = exp2f(mx_0 - u0), al1 = exp2f(mx_1 - u1);
+      float sum0 = 0.f, sum1 = 0.f;
+      uint32_t pa[kKeys / 16][4];
+      uint32_t pl[NX == Nx::plain ? 1 : kKeys / 16][4];  // split P: the lo parts
+#pragma unroll
+      for (int nt = 0; nt < kKeys / 8; ++nt) {
+        const float p00 = exp2f(sc[nt][0] - u0), p01 = exp2f(sc[nt][1] - u0);
+        const float p10 = exp2f(sc[nt][2] - u1), p11 = exp2f(sc[nt][3] - u1);
+        sum0 += p00 + p01;
+        sum1 += p10 + p11;
+        if constexpr (NX == Nx::plain) {
+          pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
+          pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
+        } else {
+          pack_split<M>(p00, p01, pa[nt / 2][(nt % 2) * 2 + 0], pl[nt / 2][(nt % 2) * 2 + 0]);
+          pack_split<M>(p10, p11, pa[nt / 2][(nt % 2) * 2 + 1], pl[nt / 2][(nt % 2) * 2 + 1]);
+        }
+      }
+      quad_allreduce_sum(sum0, sum1);
+      mx_0 = n0, mx_1 = n1;
+      l_0 = l_0 * al0 + sum0;
+      l_1 = l_1 * al1 + sum1;
+      rescale_o<D>(acc, al0, al1);
+      // O += P V over the segments the warp needs (split: the small terms first).
+#pragma unroll
+      for (int k16 = 0; k16 < kKeys / 16; ++k16) {
+        if (!((wor >> k16) & 1u)) continue;
+        const uint16_t* vrow = vsb + (k16 * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + (lane / 16) * 8;
+#pragma unroll
+        for (int nd = 0; nd < D / 8; nd += 2) {
+          uint32_t r[4];
+          ldmatrix_x4_trans(r, vrow + nd * 8);
+          if constexpr (NX != Nx::plain) {
+            M::run(acc[nd], pl[k16], r[0], r[1]);
+            M::run(acc[nd + 1], pl[k16], r[2], r[3]);
+          }
+          M::run(acc[nd], pa[k16], r[0], r[1]);
+          M::run(acc[nd + 1], pa[k16], r[2], r[3]);
+        }
+      }
+    }
+    __syncthreads();  // this buffer is staged again two tiles on
+    kt = kn;
+    buf ^= 1;
+  }
+
+  // The normalised output and lse; rows that attend nothing: o = 0, lse = -inf.
+  const float s0 = l_0 > 0.f ? 1.0f / l_0 : 0.f, s1 = l_1 > 0.f ? 1.0f / l_1 : 0.f;
+  float* const o0 = t0 >= 0 ? a.out + (h * T + t0) * d : nullptr;
+  float* const o1 = t1 >= 0 ? a.out + (h * T + t1) * d : nullptr;
+#pragma unroll
+  for (int nd = 0; nd < D / 8; ++nd) {
+    const int c = nd * 8 + 2 * qd;
+    if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0] * s0, acc[nd][1] * s0);
+    if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
+  }
+  if (a.lse && qd == 0) {
+    if (t0 >= 0) a.lse[h * T + t0] = l_0 > 0.f ? (mx_0 + log2f(l_0)) * kLn2 : -INFINITY;
+    if (t1 >= 0) a.lse[h * T + t1] = l_1 > 0.f ? (mx_1 + log2f(l_1)) * kLn2 : -INFINITY;
+  }
+}
+
+template <int D, typename T16, Nx NX>
+const char* launch(const TileAttnArgs& a, int64_t n_q_heads, cudaStream_t stream) {
+  const int64_t n_qt = (a.n_tokens + kRows - 1) / kRows;
+  const int64_t tile_words = (a.n_tokens - 1) / kKeys / 32 + 1;
+  const size_t smem = size_t{4} * kKeys * (D + 8) * sizeof(uint16_t) + static_cast<size_t>(tile_words) * 4;
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(tile_attention_kernel<D, T16, NX>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     static_cast<int>(smem)));
+  tile_attention_kernel<D, T16, NX>
+      <<<dim3(static_cast<unsigned>(n_qt), static_cast<unsigned>(n_q_heads)), kWarps * 32, smem, stream>>>(a);
+  MOBA_CUDA_LAUNCH_CHECK();
+  return nullptr;
+}
+
+}  // namespace
+
+bool tile_attention_fits(int64_t n_q_heads, int64_t n_tokens, int64_t block_size, Nx nx) {
+  if (nx == Nx::x3 || block_size % 16 != 0 || n_tokens <= 0 || n_q_heads > 65535) return false;
+  const int64_t words = ((n_tokens + block_size - 1) / block_size + 31) / 32;
+  if (n_q_heads * n_tokens * words * 4 > kMaxBitsBytes) return false;
+  return (n_tokens - 1) / kKeys / 32 + 1 <= kMaxTileWords;
+}
+
+const char* launch_tile_attention(TileAttnArgs a, int64_t n_q_heads, bool f16, Nx nx, cudaStream_t stream) {
+  const int64_t n_rows = n_q_heads * a.n_tokens;
+  MOBA_CUDA_TRY(cudaMemsetAsync(a.bits, 0, static_cast<size_t>(n_rows * a.words) * 4, stream));
+  bits_kernel<<<static_cast<unsigned>((n_rows + 255) / 256), 256, 0, stream>>>(a, n_rows);
+  MOBA_CUDA_LAUNCH_CHECK();
+  const bool small = a.head_dim <= 64;
+  if (f16) return small ? launch<64, __half, Nx::plain>(a, n_q_heads, stream) : launch<128, __half, Nx::plain>(a, n_q_heads, stream);
+  if (nx == Nx::split_p)
+    return small ? launch<64, __nv_bfloat16, Nx::split_p>(a, n_q_heads, stream)
+                 : launch<128, __nv_bfloat16, Nx::split_p>(a, n_q_heads, stream);
+  return small ? launch<64, __nv_bfloat16, Nx::plain>(a, n_q_heads, stream)
+               : launch<128, __nv_bfloat16, Nx::plain>(a, n_q_heads, stream);
+}
+
+}  // namespace moba::kernels::cuda_detail
