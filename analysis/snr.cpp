@@ -136,6 +136,11 @@ std::vector<double> retrieval_probabilities(double snr, int64_t max_routable, in
   constexpr int kSteps = 320;
   const double lo = -8.0, h = 16.0 / kSteps, shift = std::sqrt(2.0) * snr;
   const double lc_m = std::lgamma(N + 1.0) - std::lgamma(m + 1.0) - std::lgamma(N - m + 1.0);
+  // ln C(N, x) for x in [0, m], the same for every z (hoisted: the same values, m + 1 lgamma
+  // triples instead of one per (z, x)).
+  std::vector<double> lc(static_cast<size_t>(m + 1));
+  for (int64_t x = 0; x <= m; ++x)
+    lc[static_cast<size_t>(x)] = std::lgamma(N + 1.0) - std::lgamma(x + 1.0) - std::lgamma(N - x + 1.0);
   // w(z) F_z(n) per integration point (rows independent: OpenMP), then summed over z in order.
   const auto width = static_cast<size_t>(N + 1);
   std::vector<double> wf(static_cast<size_t>(kSteps + 1) * width, 0.0);
@@ -152,10 +157,7 @@ std::vector<double> retrieval_probabilities(double snr, int64_t max_routable, in
     if (p >= 1) continue;  // F = 0 for every n > m
     const double lp = std::log(p), lq = std::log1p(-p);
     double F = 0;
-    for (int64_t x = 0; x <= m; ++x) {
-      const double lc = std::lgamma(N + 1.0) - std::lgamma(x + 1.0) - std::lgamma(N - x + 1.0);
-      F += std::exp(lc + x * lp + (N - x) * lq);
-    }
+    for (int64_t x = 0; x <= m; ++x) F += std::exp(lc[static_cast<size_t>(x)] + x * lp + (N - x) * lq);
     F = std::min(1.0, F);
     row[N] = w * F;
     double lpmf = lc_m + m * lp + (N - m) * lq;  // ln pmf(N, m)
