@@ -14,6 +14,8 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <future>
+#include <memory>
 #include <limits>
 #include <mutex>
 #include <thread>
@@ -432,78 +434,18 @@ HeadMeasures host_measures(const GroupContext& g, HeadState& h, bool keep_arrays
   return m;
 }
 
-// Summarises measured heads (rows, buckets, analysis.h5) in order on one host thread, so the
-// device goes on measuring instead of waiting for the host. Queued measures are small (the
-// statistics; arrays only for the kept heads). A summary's exception stops the queue: the
-// next push or finish() rethrows it.
-class SummaryQueue {
- public:
-  explicit SummaryQueue(std::function<void(HeadMeasures&)> summarize)
-      : summarize_(std::move(summarize)), thread_([this] { run(); }) {}
-  ~SummaryQueue() { close(); }
-  SummaryQueue(const SummaryQueue&) = delete;
-  SummaryQueue& operator=(const SummaryQueue&) = delete;
-  void push(HeadMeasures&& m) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (error_) std::rethrow_exception(error_);
-      queue_.push_back(std::move(m));
-    }
-    ready_.notify_one();
-  }
-  // Waits until every queued head is summarised.
-  void finish() {
-    close();
-    if (error_) std::rethrow_exception(error_);
-  }
-
- private:
-  void close() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      closed_ = true;
-    }
-    ready_.notify_one();
-    if (thread_.joinable()) thread_.join();
-  }
-  void run() {
-    for (;;) {
-      HeadMeasures m;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        ready_.wait(lock, [this] { return closed_ || !queue_.empty(); });
-        if (queue_.empty()) return;
-        m = std::move(queue_.front());
-        queue_.pop_front();
-        if (error_) continue;  // drained unsummarised after a failure
-      }
-      try {
-        summarize_(m);
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        error_ = std::current_exception();
-      }
-    }
-  }
-  std::function<void(HeadMeasures&)> summarize_;
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<HeadMeasures> queue_;
-  bool closed_ = false;
-  std::exception_ptr error_;
-  std::thread thread_;  // last: starts once the members above exist
-};
-
 // The GPU-resident analysis of one group (analysis/gpu/analyze_gpu.h) on opt.gpus workers
 // (0: one per visible GPU): contiguous parts of the heads, part w on device w % n_devices,
 // each worker on its own thread; the measures are summarised in head order afterwards, so
 // the results do not depend on the number of workers.
 void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan,
-                           Progress* progress, H5Output* h5, GroupResult& result) {
-  const GateIndex gates = gate_index(opt.routers);
+                           Progress* progress, H5Output* h5, SummaryQueue& queue, GroupResult& result) {
   const bool keep = opt.keep_arrays || h5;
-  auto summarize = [&](HeadMeasures& m) {
-    summarize_head(in, opt, plan, gates, m, result, h5);
+  // Queued jobs outlive this call: they hold the plan and gate numbering themselves.
+  const auto shared_plan = std::make_shared<const AnalyzePlan>(plan);
+  const auto gates = std::make_shared<const GateIndex>(gate_index(opt.routers));
+  auto summarize = [&in, &opt, h5, &result, shared_plan, gates](HeadMeasures& m) {
+    summarize_head(in, opt, *shared_plan, *gates, m, result, h5);
     if (opt.keep_arrays)
       for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
   };
@@ -511,9 +453,12 @@ void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, cons
   const int n_heads = static_cast<int>(in.heads.size());
   const int n_workers = std::max(1, std::min(opt.gpus > 0 ? opt.gpus : n_dev, n_heads));
   if (n_workers == 1) {
-    SummaryQueue queue(summarize);
-    analyze_group_gpu(in, opt, plan, keep, progress, [&](HeadMeasures& m) { queue.push(std::move(m)); }, 0);
-    queue.finish();
+    analyze_group_gpu(in, opt, plan, keep, progress,
+                      [&](HeadMeasures& m) {
+                        auto held = std::make_shared<HeadMeasures>(std::move(m));
+                        queue.push([summarize, held]() mutable { summarize(*held); });
+                      },
+                      0);
     return;
   }
   std::vector<std::vector<HeadMeasures>> parts(static_cast<size_t>(n_workers));
@@ -556,13 +501,72 @@ std::string analyze_device_split(const AnalyzeOptions& opt, int64_t n_tokens, in
          device_name(opt.device);
 }
 
-GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5) {
+SummaryQueue::SummaryQueue() : thread_([this] { run(); }) {}
+
+SummaryQueue::~SummaryQueue() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+  }
+  ready_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void SummaryQueue::push(std::function<void()> job) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (error_) std::rethrow_exception(error_);
+    queue_.push_back({std::move(job), false});
+  }
+  ready_.notify_one();
+}
+
+std::shared_future<void> SummaryQueue::mark() {
+  auto done = std::make_shared<std::promise<void>>();
+  std::shared_future<void> f = done->get_future().share();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back({[done] { done->set_value(); }, true});
+  }
+  ready_.notify_one();
+  return f;
+}
+
+void SummaryQueue::wait(const std::shared_future<void>& marker) {
+  marker.wait();
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (error_) std::rethrow_exception(error_);
+}
+
+void SummaryQueue::drain() { wait(mark()); }
+
+void SummaryQueue::run() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      ready_.wait(lock, [this] { return closed_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      if (error_ && !job.marker) continue;  // dropped after a failure; markers still fire
+    }
+    try {
+      job.run();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+}
+
+void analyze_group_queued(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5,
+                          SummaryQueue& queue, GroupResult& result) {
   const AnalyzePlan plan = make_plan(opt, in.q.n_tokens);
-  GroupResult result;
-  if (plan.n_tokens == 0) return result;
+  if (plan.n_tokens == 0) return;
   if (opt.device == Device::cuda && gpu_analysis_unsupported(opt, plan, in.q.head_dim).empty()) {
-    analyze_group_on_gpus(in, opt, plan, progress, h5, result);
-    return result;
+    analyze_group_on_gpus(in, opt, plan, progress, h5, queue, result);
+    return;
   }
   GateRouters routers;
   setup_gate_routers(in.q, in.k, in.dtype, opt.routers, opt.routing, plan.block_sizes, opt.device, &routers);
@@ -591,6 +595,13 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
     if (opt.keep_arrays)
       for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
   }
+}
+
+GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5) {
+  GroupResult result;
+  SummaryQueue queue;
+  analyze_group_queued(in, opt, progress, h5, queue, result);
+  queue.drain();
   return result;
 }
 

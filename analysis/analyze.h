@@ -22,9 +22,15 @@
 //
 // Determinism: results do not depend on the thread count (fixed work partition, sums merged
 // in a fixed order).
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <exception>
 #include <functional>
+#include <future>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -77,6 +83,43 @@ struct GroupResult {
 // (head, B, gate router) its SNR rank histogram (write_snr_hist). `progress` advances once
 // per (head, chunk).
 GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5);
+
+// Summarises measured heads (rows, buckets, analysis.h5 writes) on one host thread, in the
+// order they are queued, so the device goes on measuring instead of waiting for the host; one
+// KV group's summaries overlap the next group's measurement (analyze_dump). A job's exception
+// stops the queue: later jobs are dropped and the next push or wait rethrows it.
+class SummaryQueue {
+ public:
+  SummaryQueue();
+  ~SummaryQueue();  // runs what is queued, then stops
+  SummaryQueue(const SummaryQueue&) = delete;
+  SummaryQueue& operator=(const SummaryQueue&) = delete;
+  void push(std::function<void()> job);
+  // A marker after the jobs queued so far: it is ready once they ran; wait() waits for it.
+  std::shared_future<void> mark();
+  void wait(const std::shared_future<void>& marker);
+  void drain();  // waits until every job queued so far ran
+
+ private:
+  struct Job {
+    std::function<void()> run;
+    bool marker = false;  // runs even after a failure
+  };
+  void run();
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<Job> queue_;
+  bool closed_ = false;
+  std::exception_ptr error_;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
+// analyze_group with the head summaries on `queue`: the GPU-resident path queues each head as
+// it is measured and returns when the device work is done; `result` is complete once the
+// queue has run the jobs queued so far (mark / wait). `in`, the tensors it views, `opt`, `h5`
+// and `result` must outlive that. The host path summarises before it returns.
+void analyze_group_queued(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5,
+                          SummaryQueue& queue, GroupResult& result);
 // A whole dump: the listed layers (empty = all) and query heads (empty = all), one KV group
 // at a time (the group's q/k/v slices are the only tensors held). After each layer,
 // `layer_done` sees the results so far (the CLI writes its files there, so finished layers

@@ -1,6 +1,8 @@
 // analyze_dump (analysis/analyze.h): a whole dump, one KV group at a time.
 #include <algorithm>
+#include <deque>
 #include <future>
+#include <memory>
 #include <tuple>
 
 #include "analysis/analyze.h"
@@ -49,6 +51,7 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     total += n_heads * analyze_chunks_per_head(opt, l.n_tokens);
   }
   Progress progress("analyze " + info.path, total, quiet);
+  SummaryQueue queue;  // head summaries beside the measurement (GPU-resident analysis)
 
   for (const int L : layers) {
     const LayerInfo& l = info.layer(L);
@@ -94,30 +97,59 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       return t;
     };
     const bool prefetch = opt.device == Device::cuda;
+    // A group whose summaries may still be running on the queue: its tensors (viewed by `in`)
+    // and result live until then. At most two (the one measured, the one summarised) plus the
+    // prefetched one are held.
+    struct Pending {
+      GroupTensors tensors;
+      GroupInput in;
+      GroupResult result;
+      std::shared_future<void> summarised;
+    };
+    std::deque<std::unique_ptr<Pending>> pending;
+    // On an exception, no queued job may outlive the groups it reads (destroyed after this).
+    struct DrainOnExit {
+      SummaryQueue& q;
+      ~DrainOnExit() {
+        try {
+          q.drain();
+        } catch (...) {
+        }
+      }
+    } drain_on_exit{queue};
+    const auto collect = [&out, &queue](Pending& p) {
+      queue.wait(p.summarised);
+      for (auto& x : p.result.rows) out.head_rows.push_back(std::move(x));
+      for (auto& x : p.result.buckets) out.buckets.push_back(std::move(x));
+      for (auto& x : p.result.snr) out.snr.push_back(std::move(x));
+    };
     std::future<GroupTensors> next;
     for (size_t si = 0; si < specs.size(); ++si) {
-      const GroupTensors cur = si == 0 || !prefetch ? read_group(specs[si]) : next.get();
+      auto p = std::make_unique<Pending>();
+      p->tensors = si == 0 || !prefetch ? read_group(specs[si]) : next.get();
       if (prefetch && si + 1 < specs.size()) next = std::async(std::launch::async, read_group, specs[si + 1]);
-      GroupInput in;
+      const GroupTensors& cur = p->tensors;
+      GroupInput& in = p->in;
       in.heads = cur.heads;
-      const int64_t g = cur.g, q_first = cur.q_first;
-      const Tensor3& q = cur.q;
-      const Tensor3& k = cur.k;
-      const Tensor3& v = cur.v;
       in.layer = L;
-      in.kv_head = g;
-      in.q = q.view();
-      in.q_head_first = q_first;
-      in.k = k.view();
-      in.v = v.view();
+      in.kv_head = cur.g;
+      in.q = cur.q.view();
+      in.q_head_first = cur.q_first;
+      in.k = cur.k.view();
+      in.v = cur.v.view();
       in.dtype = l.dtype;
       in.planted = planted.empty() ? nullptr : &planted;
       in.synth = out.synth ? &synth : nullptr;
-      GroupResult r = analyze_group(in, opt, &progress, h5);
-      for (auto& x : r.rows) out.head_rows.push_back(std::move(x));
-      for (auto& x : r.buckets) out.buckets.push_back(std::move(x));
-      for (auto& x : r.snr) out.snr.push_back(std::move(x));
+      analyze_group_queued(in, opt, &progress, h5, queue, p->result);
+      p->summarised = queue.mark();
+      pending.push_back(std::move(p));
+      // The previous group's summaries ran beside this group's measurement: collect them.
+      while (pending.size() > 1) {
+        collect(*pending.front());
+        pending.pop_front();
+      }
     }
+    for (; !pending.empty(); pending.pop_front()) collect(*pending.front());
     std::stable_sort(out.head_rows.begin(), out.head_rows.end(), [](const SummaryRow& a, const SummaryRow& b) {
       return std::tie(a.key.layer, a.key.head) < std::tie(b.key.layer, b.key.head);
     });
