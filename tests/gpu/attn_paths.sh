@@ -10,7 +10,6 @@ TESTS=${2:?usage: attn_paths.sh MOBA GPU_TESTS [TOKENS]}
 TOKENS=${3:-16384}
 CONFIGS=${CONFIGS:-16:16,16:32,16:64,16:128,32:32,32:128,64:16,64:64,64:128,128:8,128:32,128:64,256:16,256:32,512:8,512:16,1024:2,1024:8}
 echo "== GPU tests: tile path, tuning variants, exact attention"
-timeout 300 "$TESTS" "gpu: moba attention tile path vs the CPU" 2>&1 | tail -3
 timeout 300 "$TESTS" "gpu: tuning variants match the CPU" 2>&1 | tail -3
 timeout 300 "$TESTS" "*moba attention vs the CPU" 2>&1 | tail -3  # exact numerics (gather) + tile path
 W=$(mktemp -d)
