@@ -215,7 +215,12 @@ TEST_CASE("gpu analysis: moba-threshold and oracle-topp match the host analysis"
     RouterCase c;
     c.n_tokens = 1500, c.n_q_heads = 2, c.head_dim = 64, c.block_sizes = {16, 64}, c.top_ks = {2, 8, 40},
     c.tau = tau, c.q_scale = 3.0f, c.seed = 21;
-    check_case(c, {RouterKind::moba_threshold, RouterKind::oracle_topp, RouterKind::oracle});
+    // tau = 1: oracle-topp's fp32 masses of two dense passes sum to 1 +- 1e-7, so whether a
+    // partial sum reaches tau before the cap is a rounding accident there: moba-threshold only.
+    if (tau < 1.0)
+      check_case(c, {RouterKind::moba_threshold, RouterKind::oracle_topp, RouterKind::oracle});
+    else
+      check_case(c, {RouterKind::moba_threshold, RouterKind::oracle});
   }
   RouterCase older;
   older.n_tokens = 900, older.head_dim = 128, older.block_sizes = {32}, older.top_ks = {1, 5, 29},
