@@ -28,6 +28,7 @@ namespace {
 
 using gpu::kMaxCfgPerBlock;
 using gpu::kMaxGates;
+using gpu::kMaxRows;
 using gpu::kMetricCount;
 using gpu::kSlots;
 
@@ -273,9 +274,16 @@ struct Group {
   DevOperand q, k, v;
   Dev<float> conv;                         // kconv keys [T, d] when a router needs them
   std::vector<std::vector<Dev<float>>> kbar;  // [gi][bi]: [nb, d]
+  // Row routers: every listed router but the oracle, in list order (gpu::RowArgs rows).
+  std::vector<int> row_of_router;          // [ri]: si, -1 for the oracle
+  std::vector<RouterKind> row_kinds;       // [si]
+  std::vector<int> gate_of_row;            // [si]: gi, -1 for the non-gate routers
+  // [si][bi]: the block-score keys of the non-gate rows: quest kmin then kmax [2, nb, d],
+  // minference-bs and moba-threshold the pooled keys [nb, d] (moba's); empty otherwise.
+  std::vector<std::vector<Dev<float>>> score_keys;
   int64_t base = 1, n_base = 0, chunk = 0;
-  // Router ri's slot in the row kernel (gpu::RowArgs): 0 the oracle, 1 + gi gate gi.
-  int row_slot(int ri) const { return gate_of_router[ri] >= 0 ? 1 + gate_of_router[ri] : 0; }
+  // Router ri's slot in the row kernel (gpu::RowArgs): 0 the oracle, 1 + si row si.
+  int row_slot(int ri) const { return row_of_router[ri] >= 0 ? 1 + row_of_router[ri] : 0; }
   const float* routing_keys(int gi) const {
     return gate_kinds[gi] == RouterKind::moba_kconv ? conv.get() : k.f32.get();
   }
@@ -285,6 +293,47 @@ int64_t gcd_of(const std::vector<int64_t>& xs) {
   int64_t g = 0;
   for (const int64_t x : xs) g = std::gcd(g, x);
   return std::max<int64_t>(g, 1);
+}
+
+// The row routers of the group and the block-score keys (analysis/router.h block_score_keys)
+// of quest, minference-bs and moba-threshold per block size, on the device.
+void setup_score_rows(Group& g) {
+  int gi = 0;
+  for (int ri = 0; ri < g.n_routers; ++ri) {
+    const RouterKind kind = g.opt.routers[ri];
+    if (kind == RouterKind::oracle) {
+      g.row_of_router.push_back(-1);
+      continue;
+    }
+    g.row_of_router.push_back(static_cast<int>(g.row_kinds.size()));
+    g.row_kinds.push_back(kind);
+    g.gate_of_row.push_back(router_is_gate(kind) ? gi++ : -1);
+  }
+  g.score_keys.resize(g.row_kinds.size());
+  for (size_t si = 0; si < g.row_kinds.size(); ++si) {
+    const RouterKind kind = g.row_kinds[si];
+    if (kind != RouterKind::quest && kind != RouterKind::minference_bs && kind != RouterKind::moba_threshold) continue;
+    for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) {
+      const int64_t nb = g.plan.n_blocks[bi];
+      kernels::BlockPoolParams p;
+      p.k = g.k.view32();
+      p.block_size = g.plan.block_sizes[bi];
+      Dev<float> keys;
+      if (kind == RouterKind::quest) {  // min/max: exact key values; the mean is scratch
+        keys.resize(static_cast<size_t>(3 * nb * g.d));
+        p.pool_dtype = DType::f32;
+        p.min = keys.get();
+        p.max = keys.get() + nb * g.d;
+        p.mean = keys.get() + 2 * nb * g.d;
+      } else {  // moba's pooled keys (pooled_keys)
+        keys.resize(static_cast<size_t>(nb * g.d));
+        p.pool_dtype = g.opt.routing.pool_fp32 ? DType::f32 : g.in.dtype;
+        p.mean = keys.get();
+      }
+      ck_op(kernels::block_pool_cuda(p), "block pool (block-score keys)");
+      g.score_keys[si].push_back(std::move(keys));
+    }
+  }
 }
 
 void setup_group(Group& g) {
@@ -326,12 +375,14 @@ void setup_group(Group& g) {
       ck_op(kernels::block_pool_cuda(p), "block pool");
       g.kbar[gi].push_back(std::move(kb));
     }
+  setup_score_rows(g);
   g.base = gcd_of(g.plan.block_sizes);
   g.n_base = (g.T + g.base - 1) / g.base;
   // Query chunk: as large as the chunk buffers allow (moments: ~48 bytes per (query, base
-  // block); masses and scores: 4 bytes per (query, block) per block size and gate).
+  // block); masses and scores: 4 bytes per (query, block) per block size and router row).
   int64_t per_query = 48 * (g.n_base + 1);
-  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) per_query += 4 * g.plan.n_blocks[bi] * (1 + g.n_gates);
+  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi)
+    per_query += 4 * g.plan.n_blocks[bi] * (1 + static_cast<int64_t>(g.row_kinds.size()));
   // Up to 16384 queries: per-chunk kernels (dense pass, gate scores, moments) then fill the
   // device. Budget: an eighth of the free device memory, between 256 MB and 4 GB.
   size_t free_bytes = 0, total_bytes = 0;
@@ -350,6 +401,7 @@ struct HeadBuffers {
   std::vector<Dev<float>> o_moba; // [stream]: [T, d]
   Dev<gpu::SnrRow> snr;           // [gi * n_bs + bi][T]
   Dev<unsigned long long> planted_hits, signal_hits;  // [ci * kSlots + slot], [ci * kMaxGates + gi]
+  Dev<unsigned long long> sel_count;  // [ci * kSlots + slot]: variable-budget rows' sum of |S_t|
   Dev<int32_t> planted;           // [T]
 };
 
@@ -357,7 +409,8 @@ struct ChunkBuffers {
   Dev<float> lse;
   std::vector<Dev<float>> mass;   // [bi]: [chunk, nb]
   Dev<int32_t> top;               // [chunk, n_top]
-  std::vector<Dev<float>> scores; // [gi]: [chunk, nb_max]
+  std::vector<Dev<float>> scores; // [si]: [chunk, nb_max] (oracle-topp: none)
+  Dev<float> qbar;                // [nb_max, d]: minference-bs' mean queries of the chunk's blocks
   MomentBuffers dump_moments;
   std::vector<MomentBuffers> gate_moments;  // [gi] for gates whose keys are not the dump's
 };
@@ -366,6 +419,57 @@ void alloc_moments(MomentBuffers& m, int64_t chunk, int64_t stride, bool with_ar
   const size_t n = static_cast<size_t>(chunk * stride), np = static_cast<size_t>(chunk * (stride + 1));
   m.sum.resize(n), m.sq.resize(n), m.pre_sum.resize(np), m.pre_sq.resize(np);
   if (with_arg) m.mx.resize(n), m.arg.resize(n), m.pre_arg.resize(np);
+}
+
+// Row si's scores [nq, nb] for the chunk's queries at block size bi (columns b < the chunk's
+// largest current block): gate scores (kernels/gate_topk.h; moba-threshold's on moba's pooled
+// keys), quest's bound, minference-bs' mean query of each query block against the pooled
+// keys, sink-window's fixed row (analysis/router.h block_score_row). oracle-topp: none.
+void score_row_chunk(const Group& g, int64_t local, int si, int bi, int64_t t0, int64_t nq, ChunkBuffers& cb) {
+  const RouterKind kind = g.row_kinds[si];
+  if (kind == RouterKind::oracle_topp) return;
+  const int64_t B = g.plan.block_sizes[bi], nb = g.plan.n_blocks[bi];
+  const int64_t n_cols = std::min((t0 + nq - 1) / B, nb);
+  if (n_cols <= 0) return;
+  const int d = static_cast<int>(g.d);
+  const float* qh = g.q.f32.get() + local * g.T * g.d;
+  const dim3 grid(static_cast<unsigned>((n_cols + gpu::kTileK - 1) / gpu::kTileK),
+                  static_cast<unsigned>((nq + gpu::kTileQ - 1) / gpu::kTileQ));
+  if (kind == RouterKind::sink_window) {
+    const int64_t n = nq * n_cols;
+    gpu::sink_window_scores_kernel<<<static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 4096)), 256>>>(
+        nq, n_cols, nb, cb.scores[si].get());
+    ck_launch("sink-window scores");
+    return;
+  }
+  if (kind == RouterKind::quest) {
+    gpu::QuestArgs s;
+    s.q = qh, s.q_st = g.d, s.d = d;
+    s.kmin = g.score_keys[si][bi].get(), s.kmax = s.kmin + nb * g.d;
+    s.t0 = t0, s.nq = nq, s.n_cols = n_cols, s.stride = nb;
+    s.scores = cb.scores[si].get();
+    const size_t smem = static_cast<size_t>(gpu::kTileQ + 2 * gpu::kTileK) * (d + 1) * sizeof(float);
+    allow_smem(reinterpret_cast<const void*>(gpu::quest_scores_kernel), smem);
+    gpu::quest_scores_kernel<<<grid, 256, smem>>>(s);
+    ck_launch("quest scores");
+    return;
+  }
+  gpu::ScoreArgs s;
+  s.q = qh, s.q_st = g.d, s.d = d;
+  s.t0 = t0, s.nq = nq, s.n_cols = n_cols, s.stride = nb;
+  s.scores = cb.scores[si].get();
+  const int gi = g.gate_of_row[si];
+  s.kbar = gi >= 0 ? g.kbar[gi][bi].get() : g.score_keys[si][bi].get();
+  if (kind == RouterKind::minference_bs) {
+    const int64_t m0 = t0 / B, m1 = (t0 + nq - 1) / B + 1, n = (m1 - m0) * g.d;
+    gpu::query_block_mean_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(qh, g.T, d, B, m0, m1,
+                                                                                  cb.qbar.get());
+    ck_launch("minference-bs mean queries");
+    s.q = cb.qbar.get(), s.q_div = B;
+  }
+  allow_smem(reinterpret_cast<const void*>(gpu::gate_scores_kernel), tile_smem(d, false));
+  gpu::gate_scores_kernel<<<grid, 256, tile_smem(d, false)>>>(s);
+  ck_launch("gate scores");
 }
 
 // Stage 3 on the device for one chunk of one head.
@@ -410,28 +514,26 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
   for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
     const int64_t B = plan.block_sizes[bi], nb = plan.n_blocks[bi];
     const int64_t c_max = (t0 + nq - 1) / B;
-    for (int gi = 0; gi < g.n_gates; ++gi) {
-      gpu::ScoreArgs s;
-      s.q = qh, s.q_st = g.d, s.kbar = g.kbar[gi][bi].get(), s.d = d;
-      s.t0 = t0, s.nq = nq, s.n_cols = std::min(c_max, nb), s.stride = nb;
-      s.scores = cb.scores[gi].get();
-      if (s.n_cols > 0) {
-        allow_smem(reinterpret_cast<const void*>(gpu::gate_scores_kernel), tile_smem(d, false));
-        const dim3 grid(static_cast<unsigned>((s.n_cols + gpu::kTileK - 1) / gpu::kTileK),
-                        static_cast<unsigned>((nq + gpu::kTileQ - 1) / gpu::kTileQ));
-        gpu::gate_scores_kernel<<<grid, 256, tile_smem(d, false)>>>(s);
-        ck_launch("gate scores");
-      }
-    }
+    for (int si = 0; si < static_cast<int>(g.row_kinds.size()); ++si) score_row_chunk(g, local, si, bi, t0, nq, cb);
     clock.lap("gate scores");
     gpu::RowArgs a;
     a.t0 = t0, a.T = g.T, a.B = B, a.nb = nb;
     const std::vector<int>& cfgs = plan.configs_of_block[bi];
     a.n_cfg = static_cast<int>(cfgs.size());
-    a.n_gates = g.n_gates;
+    a.n_rows = static_cast<int>(g.row_kinds.size());
+    for (int si = 0; si < a.n_rows; ++si) {
+      const RouterKind kind = g.row_kinds[si];
+      a.row_mode[si] = kind == RouterKind::moba_threshold ? gpu::kRowThreshold
+                       : kind == RouterKind::oracle_topp  ? gpu::kRowTopp
+                                                          : gpu::kRowFixed;
+      a.row_gate[si] = g.gate_of_row[si];
+      a.scores[si] = kind == RouterKind::oracle_topp ? nullptr : cb.scores[si].get();
+    }
+    a.tau = g.opt.routing.tau;
+    a.score_scale = 1.0 / std::sqrt(static_cast<double>(g.d));  // select_threshold_host's scale
+    a.sel_count = h.sel_count.get();
     a.recent = g.opt.routing.tie == kernels::TieRule::recent;
     a.mass = cb.mass[bi].get();
-    for (int gi = 0; gi < g.n_gates; ++gi) a.scores[gi] = cb.scores[gi].get();
     a.top = cb.top.get(), a.n_top = plan.n_top, a.top_n = g.opt.top_n;
     for (int jc = 0; jc < a.n_cfg; ++jc) {
       const int ci = cfgs[jc];
@@ -603,6 +705,7 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
   HeadMeasures out;
   out.head = head;
   const double nan = std::numeric_limits<double>::quiet_NaN();
+  const std::vector<unsigned long long> sel_count = h.sel_count.download(static_cast<size_t>(plan.n_configs() * kSlots));
   const auto stat = [&](const gpu::MeanOut& m) {
     Stats s;
     s.n = m.n;
@@ -627,6 +730,12 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
     cs.coverage_all_mean = stat(means[j0 + per_slot_jobs - 1]).mean;
     const int ci = slot / g.n_routers;
     cs.oracle_coverage_mean = stat(means[static_cast<size_t>(n_slots) * per_slot_jobs + static_cast<size_t>(ci)]).mean;
+    // Realised budget of the variable-budget routers (the fixed ones select exactly k).
+    const int ri = slot % g.n_routers;
+    if (router_is_variable_budget(g.opt.routers[ri])) {
+      const int64_t n = T - first_choice(ci);
+      cs.selected_mean = n > 0 ? static_cast<double>(sel_count[static_cast<size_t>(ci * kSlots + g.row_slot(ri))]) / n : nan;
+    }
     out.stats.push_back(std::move(cs));
   }
 
@@ -697,12 +806,17 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures&
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim) {
   if (!kernels::cuda_compiled()) return "this build has no CUDA backend";
   for (const RouterKind r : opt.routers)
-    if (router_runs_on_host(r)) return std::string("router ") + router_name(r) + " runs on the host";
+    if (router_runs_on_host(r))
+      return std::string("router ") + router_name(r) + " runs on the host (its row sums every head of the KV group)";
   if (opt.routing.gqa == kernels::GqaMode::shared) return "--gqa shared is measured on the host";
   if (head_dim > 128 || head_dim % 8 != 0) return "head dim " + std::to_string(head_dim) + " (the GPU kernels take multiples of 8 up to 128)";
-  int n_gates = 0;
-  for (const RouterKind r : opt.routers) n_gates += r != RouterKind::oracle ? 1 : 0;
+  int n_gates = 0, n_rows = 0;
+  for (const RouterKind r : opt.routers) {
+    n_gates += router_is_gate(r) ? 1 : 0;
+    n_rows += r != RouterKind::oracle ? 1 : 0;
+  }
   if (n_gates > kMaxGates) return "more than two gate routers";
+  if (n_rows > kMaxRows) return "more than " + std::to_string(kMaxRows) + " routers besides the oracle";
   for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
     if (plan.n_blocks[bi] - 1 > kMaxRowBlocks)
       return "block size " + std::to_string(plan.block_sizes[bi]) + " gives " + std::to_string(plan.n_blocks[bi]) +
@@ -732,7 +846,9 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     nb_max = std::max(nb_max, plan.n_blocks[bi]);
   }
   cb.top.resize(static_cast<size_t>(g.chunk * plan.n_top));
-  for (int gi = 0; gi < g.n_gates; ++gi) cb.scores.emplace_back(static_cast<size_t>(g.chunk * nb_max));
+  for (const RouterKind kind : g.row_kinds)
+    cb.scores.emplace_back(kind == RouterKind::oracle_topp ? size_t{0} : static_cast<size_t>(g.chunk * nb_max));
+  cb.qbar.resize(static_cast<size_t>(nb_max * g.d));
   if (g.n_gates > 0) alloc_moments(cb.dump_moments, g.chunk, g.n_base, true);
   cb.gate_moments.resize(static_cast<size_t>(g.n_gates));
   for (int gi = 0; gi < g.n_gates; ++gi)
@@ -749,11 +865,13 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   h.snr.resize(static_cast<size_t>(std::max(1, g.n_gates * plan.n_block_sizes())) * T);
   h.planted_hits.resize(static_cast<size_t>(plan.n_configs() * kSlots));
   h.signal_hits.resize(static_cast<size_t>(plan.n_configs() * kMaxGates));
+  h.sel_count.resize(static_cast<size_t>(plan.n_configs() * kSlots));
 
   for (const int64_t head : in.heads) {
     const int64_t local = head - in.q_head_first;
     h.planted_hits.zero();
     h.signal_hits.zero();
+    h.sel_count.zero();
     // NaN everywhere first, as the host path's arrays (queries a metric does not define).
     gpu::fill_kernel<<<1024, 256>>>(h.metrics.get(), static_cast<int64_t>(h.metrics.size()));
     ck_launch("metrics init");

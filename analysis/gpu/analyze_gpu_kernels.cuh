@@ -3,6 +3,7 @@
 // host stage of analysis/analyze.cpp; the comments name it.
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <cstdint>
 #include <cub/block/block_radix_sort.cuh>
 #include <cub/block/block_reduce.cuh>
@@ -15,7 +16,8 @@ namespace moba::analysis::gpu {
 
 constexpr int kMaxCfgPerBlock = 16;  // configurations (top-k values) per block size
 constexpr int kMaxGates = 2;         // moba, moba-kconv
-constexpr int kSlots = 1 + kMaxGates;  // router slot 0: oracle, 1 + gi: gate gi
+constexpr int kMaxRows = 8;          // routers besides the oracle (every router kind but it)
+constexpr int kSlots = 1 + kMaxRows;   // router slot 0: oracle, 1 + si: row si (list order)
 constexpr int kTieBits = 14;           // block index bits of a sort key: rows of <= 16384 blocks
 constexpr uint32_t kTieMask = (1u << kTieBits) - 1;
 constexpr int kMetricCount = 8;        // analysis/summary.h PositionMetric, in enum order
@@ -329,8 +331,9 @@ __global__ void __launch_bounds__(256) prefix_kernel(PrefixArgs a) {
 
 // ---- gate scores (kernels/gate_topk.h gate_scores_tile_cpu): s(t, b) = q_t . kbar_b ----------
 struct ScoreArgs {
-  const float* q = nullptr;  // row t at q + t * q_st
+  const float* q = nullptr;  // row t at q + (t / q_div) * q_st
   int64_t q_st = 0;
+  int64_t q_div = 1;         // minference-bs: B (q holds the mean query of each query block)
   const float* kbar = nullptr;  // [nb, d]
   int d = 0;
   int64_t t0 = 0, nq = 0, n_cols = 0, stride = 0;  // columns b < n_cols; row stride of `scores`
@@ -345,7 +348,7 @@ __global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
   const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTileQ, b0 = static_cast<int64_t>(blockIdx.x) * kTileK;
   for (int e = tid; e < kTileQ * a.d; e += 256) {
     const int r = e / a.d, c = e % a.d;
-    qs[r * ld + c] = i0 + r < a.nq ? a.q[(a.t0 + i0 + r) * a.q_st + c] : 0.f;
+    qs[r * ld + c] = i0 + r < a.nq ? a.q[((a.t0 + i0 + r) / a.q_div) * a.q_st + c] : 0.f;
     ks[r * ld + c] = b0 + r < a.n_cols ? a.kbar[(b0 + r) * a.d + c] : 0.f;
   }
   __syncthreads();
@@ -363,20 +366,113 @@ __global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
   }
 }
 
+// ---- block-score routers' rows (analysis/router.h block_score_row, per head) ----------------
+// quest: s(t, b) = sum_ch max(q_ch kmin_b,ch, q_ch kmax_b,ch), fp32, multiply then add in
+// channel order (the CPU's bits). Tiles as gate_scores_kernel's, with two key tiles.
+struct QuestArgs {
+  const float* q = nullptr;  // row t at q + t * q_st
+  int64_t q_st = 0;
+  const float *kmin = nullptr, *kmax = nullptr;  // [nb, d]
+  int d = 0;
+  int64_t t0 = 0, nq = 0, n_cols = 0, stride = 0;
+  float* scores = nullptr;  // [nq, stride]
+};
+__global__ void __launch_bounds__(256) quest_scores_kernel(QuestArgs a) {
+  extern __shared__ float sm[];
+  const int ld = a.d + 1;
+  float* qs = sm;                 // [64][d + 1]
+  float* lo = qs + kTileQ * ld;   // [64][d + 1]
+  float* hi = lo + kTileK * ld;   // [64][d + 1]
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTileQ, b0 = static_cast<int64_t>(blockIdx.x) * kTileK;
+  for (int e = tid; e < kTileQ * a.d; e += 256) {
+    const int r = e / a.d, c = e % a.d;
+    qs[r * ld + c] = i0 + r < a.nq ? a.q[(a.t0 + i0 + r) * a.q_st + c] : 0.f;
+    lo[r * ld + c] = b0 + r < a.n_cols ? a.kmin[(b0 + r) * a.d + c] : 0.f;
+    hi[r * ld + c] = b0 + r < a.n_cols ? a.kmax[(b0 + r) * a.d + c] : 0.f;
+  }
+  __syncthreads();
+  float acc[4][4];
+#pragma unroll
+  for (int u = 0; u < 4; ++u)
+#pragma unroll
+    for (int v = 0; v < 4; ++v) acc[u][v] = 0.f;
+  for (int c = 0; c < a.d; ++c) {
+    float qv[4], lv[4], hv[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      qv[u] = qs[(ty * 4 + u) * ld + c];
+      lv[u] = lo[(tx * 4 + u) * ld + c];
+      hv[u] = hi[(tx * 4 + u) * ld + c];
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+      for (int v = 0; v < 4; ++v) {
+        const float x = __fmul_rn(qv[u], lv[v]), y = __fmul_rn(qv[u], hv[v]);
+        acc[u][v] = __fadd_rn(acc[u][v], x < y ? y : x);  // std::max(x, y)
+      }
+  }
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int64_t i = i0 + ty * 4 + u;
+    if (i >= a.nq) continue;
+#pragma unroll
+    for (int v = 0; v < 4; ++v) {
+      const int64_t b = b0 + tx * 4 + v;
+      if (b < a.n_cols) a.scores[i * a.stride + b] = acc[u][v];
+    }
+  }
+}
+
+// minference-bs' mean queries: qbar[m, ch] for query blocks m in [m_begin, m_end), the mean of
+// q over [m B, min((m + 1) B, T)) summed in double in token order, divided in double and
+// rounded once to fp32. One thread per (block, channel).
+__global__ void query_block_mean_kernel(const float* q /* [T, d] */, int64_t T, int d, int64_t B, int64_t m_begin,
+                                        int64_t m_end, float* qbar /* [nb, d] */) {
+  const int64_t x = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t m = m_begin + x / d, ch = x % d;
+  if (m >= m_end) return;
+  const int64_t u0 = m * B, u1 = min((m + 1) * B, T);
+  double acc = 0.0;
+  for (int64_t u = u0; u < u1; ++u) acc += static_cast<double>(q[u * d + ch]);
+  qbar[m * d + ch] = static_cast<float>(acc / static_cast<double>(u1 - u0));
+}
+
+// sink-window: row[b] = b, block 0 at +inf, for b < n_cols.
+__global__ void sink_window_scores_kernel(int64_t nq, int64_t n_cols, int64_t stride, float* scores) {
+  const int64_t n = nq * n_cols;
+  for (int64_t x = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; x < n;
+       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t i = x / n_cols, b = x % n_cols;
+    scores[i * stride + b] = b == 0 ? __int_as_float(0x7f800000) : static_cast<float>(b);
+  }
+}
+
 // ---- routing + per-position metrics + SNR of one query row at one block size ---------------
 // (analysis/analyze.cpp route_query and probe_query). One CTA per query of the chunk. Every
 // router's routable blocks are sorted once by (score, tie rule) — a unique 46-bit key per
 // block — so every k of the block size reads its selection off the same order: block b is
-// picked at top-k iff its rank is < min(k - 1, c).
+// picked at top-k iff its rank is < min(k - 1, c); a variable-budget router (moba-threshold,
+// oracle-topp) picks the first n(t) <= min(k - 1, c) of that order (select_mass_row).
+// Router rows si (every listed router but the oracle, in list order): how each selects.
+enum RowMode : int {
+  kRowFixed = 0,      // top-(k - 1) of its score row (gates, quest, minference-bs, sink-window)
+  kRowThreshold = 1,  // moba-threshold: mass = softmax over the routable blocks of score / sqrt(d)
+  kRowTopp = 2,       // oracle-topp: ranked and weighed by the block masses, from m_t(c) on
+};
 struct RowArgs {
   int64_t t0 = 0, T = 0, B = 0, nb = 0;  // nb: row stride of mass and scores
   int n_cfg = 0;
   int top_k[kMaxCfgPerBlock] = {};
   int cfg_index[kMaxCfgPerBlock] = {};         // the plan's configuration index ci of each jc
-  int n_gates = 0;
+  int n_rows = 0;
+  int row_mode[kMaxRows] = {};                 // RowMode
+  int row_gate[kMaxRows] = {};                 // gate index gi (SNR probe), -1 for the others
   bool recent = true;
+  double tau = 0.9, score_scale = 1.0;         // variable budget: RoutingOptions::tau, 1/sqrt(d)
   const float* mass = nullptr;                 // [nq, nb]
-  const float* scores[kMaxGates] = {};         // [nq, nb]
+  const float* scores[kMaxRows] = {};          // [nq, nb]; null for kRowTopp (reads mass)
   const int32_t* top = nullptr;                // [nq, n_top]
   int n_top = 0, top_n = 0;
   // Outputs: per (configuration jc of this block size, slot) the 8 metric arrays ([8][T],
@@ -386,6 +482,8 @@ struct RowArgs {
   float* oracle_cov[kMaxCfgPerBlock] = {};     // [T]: R*_t
   unsigned long long* planted_hits = nullptr;  // [ci * kSlots + slot]
   unsigned long long* signal_hits = nullptr;   // [ci * kMaxGates + gi]
+  unsigned long long* sel_count = nullptr;     // [ci * kSlots + slot]: sum of |S_t| over the queries
+                                               // with a choice (variable-budget rows only)
   const int32_t* planted = nullptr;            // [T] or null
   // SNR probe: routing-key moments (exclusive prefixes over base blocks) per gate, the signal
   // key fallback of the dump keys, q and the routing keys.
@@ -427,6 +525,9 @@ struct CfgSumsOp {
     return CfgSums{a.cov + b.cov, a.rec + b.rec, a.tok + b.tok};
   }
 };
+struct DoubleMaxOp {
+  __device__ double operator()(double a, double b) const { return fmax(a, b); }
+};
 struct PairSums {
   double s, s2;
   int neg;
@@ -444,12 +545,15 @@ struct RowKernel {
   using ReduceC = cub::BlockReduce<CfgSums, THREADS>;
   using ReduceP = cub::BlockReduce<PairSums, THREADS>;
   using Scan = cub::BlockScan<int, THREADS>;
+  using ReduceD = cub::BlockReduce<double, THREADS>;
   struct Smem {
     union {
       typename Sort::TempStorage sort;
       typename ReduceC::TempStorage red;
       typename ReduceP::TempStorage pair;
       typename Scan::TempStorage scan;
+      typename ReduceD::TempStorage dred;
+      double mass[kCap];  // variable budget: per block, then per rank
     } temp;
     int16_t orank[kCap];
     int16_t grank[kCap];
@@ -460,6 +564,8 @@ struct RowKernel {
     CfgSums res;
     PairSums pairs;
     double s_top;
+    double vb_value;
+    int vb_count;
   };
 };
 
@@ -553,15 +659,16 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
     }
     __syncthreads();
   };
-  // Per-configuration sums over the picks of this router: coverage, oracle hits, top-key hits.
-  auto cfg_sums = [&](int npick, bool with_recall) -> CfgSums {
+  // Per-configuration sums over the picks of this router: coverage, oracle hits (picks the
+  // oracle ranks below `oracle_npick`), top-key hits.
+  auto cfg_sums = [&](int npick, int oracle_npick) -> CfgSums {
     CfgSums s{0.0, 0, 0};
 #pragma unroll
     for (int k = 0; k < IPT; ++k) {
       const int p = tid * IPT + k;
       if (blk[k] >= 0 && p < npick) {
         s.cov += mrow[blk[k]];
-        s.rec += with_recall && sm.orank[blk[k]] < npick ? 1 : 0;
+        s.rec += sm.orank[blk[k]] < oracle_npick ? 1 : 0;
         s.tok += cnt[k];
       }
     }
@@ -590,7 +697,7 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
     const int K = a.top_k[jc];
     const int npick = static_cast<int>(min(static_cast<int64_t>(K - 1), c));
     const bool choice = c > K - 1;
-    const CfgSums s = cfg_sums(npick, false);
+    const CfgSums s = cfg_sums(npick, 0);
     const double cov = s.cov + mrow[c];
     if (tid == 0) a.oracle_cov[jc][t] = static_cast<float>(cov);
     if (a.metric[jc][0]) {
@@ -601,25 +708,89 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
     }
   }
 
-  // The gate routers.
-  for (int gi = 0; gi < a.n_gates; ++gi) {
-    const float* srow = a.scores[gi] + i * a.nb;
+  // Variable budget (analysis/router.cpp select_mass_row) of the row just sorted (blk): the
+  // number of its best-ranked blocks whose masses, added in rank order in double to the
+  // current block's, first reach tau, at most n_cap. Masses: moba-threshold the softmax over
+  // the routable blocks of score * score_scale (softmax_routable: max subtracted, NaN scores
+  // and a non-finite max give 0, the sum in block order), oracle-topp the block masses.
+  // Sums run in the CPU's order on one thread.
+  auto mass_budget = [&](int mode, const float* srow, int n_cap) -> int {
+    // sm.temp.mass[p]: the mass of the block ranked p (moba-threshold: before normalisation).
+    const bool threshold = mode == kRowThreshold;
+    double mx = -INFINITY;
+    if (threshold) {
+#pragma unroll
+      for (int k = 0; k < IPT; ++k) {
+        const int64_t b = static_cast<int64_t>(tid) * IPT + k;
+        if (b < c && !isnan(srow[b])) mx = fmax(mx, __dmul_rn(a.score_scale, static_cast<double>(srow[b])));
+      }
+      mx = typename RK::ReduceD(sm.temp.dred).Reduce(mx, DoubleMaxOp());
+      if (tid == 0) sm.vb_value = mx;
+      __syncthreads();
+      mx = sm.vb_value;
+      __syncthreads();
+    }
+#pragma unroll
+    for (int k = 0; k < IPT; ++k) {
+      if (blk[k] < 0) continue;
+      const float x = srow[blk[k]];
+      sm.temp.mass[tid * IPT + k] =
+          !threshold ? static_cast<double>(x)
+          : isnan(x) || !isfinite(mx) ? 0.0
+                                      : exp(__dsub_rn(__dmul_rn(a.score_scale, static_cast<double>(x)), mx));
+    }
+    __syncthreads();
+    if (tid == 0) {
+      double sum = 0.0;  // threshold: the softmax's sum, in block order (grank: block -> rank)
+      if (threshold)
+        for (int64_t b = 0; b < c; ++b) sum += sm.temp.mass[sm.grank[b]];
+      const double m_cur = threshold ? 0.0 : static_cast<double>(mrow[c]);
+      int m = 0;
+      double cum = m_cur;
+      if (m_cur < a.tau)
+        while (m < n_cap && cum < a.tau) {
+          const double x = sm.temp.mass[m++];
+          cum += threshold && sum > 0.0 ? x / sum : x;
+        }
+      sm.vb_count = m;
+    }
+    __syncthreads();
+    const int n = sm.vb_count;
+    __syncthreads();
+    return n;
+  };
+
+  // The other routers, one row each: gates (moba, moba-kconv) on gate scores, the block-score
+  // routers on their rows, oracle-topp on the block masses.
+  for (int si = 0; si < a.n_rows; ++si) {
+    const int mode = a.row_mode[si], slot = 1 + si;
+    const float* srow = mode == kRowTopp ? mrow : a.scores[si] + i * a.nb;
     sort_row(srow, sm.grank);
+    int budget = INT_MAX;
+    if (mode != kRowFixed) {
+      int n_cap = 0;
+      for (int jc = 0; jc < a.n_cfg; ++jc) n_cap = max(n_cap, static_cast<int>(min(static_cast<int64_t>(a.top_k[jc] - 1), c)));
+      budget = mass_budget(mode, srow, n_cap);
+    }
     for (int jc = 0; jc < a.n_cfg; ++jc) {
       const int K = a.top_k[jc];
-      const int npick = static_cast<int>(min(static_cast<int64_t>(K - 1), c));
+      const int onpick = static_cast<int>(min(static_cast<int64_t>(K - 1), c));  // the oracle's picks
+      const int npick = min(onpick, budget);
       const bool choice = c > K - 1;
-      const CfgSums s = cfg_sums(npick, true);
+      const CfgSums s = cfg_sums(npick, onpick);
       const double cov = s.cov + mrow[c];
-      const double recall = npick > 0 ? static_cast<double>(s.rec) / npick : static_cast<double>(quiet_nan());
-      write_metrics(a.metric[jc][1 + gi], cov, npick, choice, recall, s.tok + n_top_cur);
+      const double recall = onpick > 0 ? static_cast<double>(s.rec) / onpick : static_cast<double>(quiet_nan());
+      write_metrics(a.metric[jc][slot], cov, npick, choice, recall, s.tok + n_top_cur);
       if (tid == 0 && choice && planted_b >= 0 && sm.grank[planted_b] < npick)
-        atomicAdd(&a.planted_hits[a.cfg_index[jc] * kSlots + 1 + gi], 1ull);
-      write_selection<THREADS, IPT>(sm, sm.grank, c, npick, K, a.sel[jc][1 + gi] + t * K);
+        atomicAdd(&a.planted_hits[a.cfg_index[jc] * kSlots + slot], 1ull);
+      if (tid == 0 && choice && mode != kRowFixed && a.sel_count)
+        atomicAdd(&a.sel_count[a.cfg_index[jc] * kSlots + slot], static_cast<unsigned long long>(npick + 1));
+      write_selection<THREADS, IPT>(sm, sm.grank, c, npick, K, a.sel[jc][slot] + t * K);
     }
-    // SNR probe (c >= 2): pairs D = s(b*) - s(b) over the other routable blocks, b*'s rank,
-    // and the model's token-score sums.
-    if (!a.snr[gi]) continue;
+    // SNR probe of a gate (c >= 2): pairs D = s(b*) - s(b) over the other routable blocks,
+    // b*'s rank, and the model's token-score sums.
+    const int gi = a.row_gate[si];
+    if (gi < 0 || !a.snr[gi]) continue;
     SnrRow row{};
     if (c >= 2 && b_star >= 0) {
       const float ss = srow[b_star];

@@ -2,7 +2,8 @@
 # The GPU-resident analysis (analysis/gpu/analyze_gpu.h) against the host path, on the GPU
 # machine: `moba analyze --device cuda` vs `--device cpu` on awkward shapes (ragged last
 # block, k = 1, GQA, head dims 48/64/128, kconv, fixed sparsity, f32/bf16/f16 dumps, a real
-# dump), summary.csv compared with compare_summary.py's tolerance table. Table last.
+# dump; every router the device runs: moba, moba-kconv, oracle, quest, minference-bs,
+# sink-window, moba-threshold, oracle-topp), summary.csv compared with compare_summary.py's tolerance table. Table last.
 # (The B4 / B6 timings: experiments/bench/b4_analyze.sh, b6_analyze.sh.)
 # Usage: tests/gpu/analyze_check.sh [MOBA]   (default build-gpu/moba)
 set -uo pipefail
@@ -30,6 +31,13 @@ run_pair() {  # name dump dtype analyze-args...
   TABLE+=("$(printf '%-22s %-9s cpu %6d ms  cuda %6d ms  %s' "$name" "$dtype" "$t_cpu" "$t_gpu" "$verdict")")
 }
 S() { "$MOBA" synth --out "$W/$1.h5" --quiet "${@:2}" >/dev/null || { echo "synth $1 failed"; status=1; }; }
+# run_pair, and the cuda run must have been GPU-resident (a host fallback would compare the
+# CPU with itself).
+run_resident() {
+  run_pair "$@"
+  grep -q "GPU-resident" "$W/$1.cuda/run.json" 2>/dev/null \
+    || { echo "FAIL: $1 --device cuda did not run GPU-resident"; grep -h "device_split" "$W/$1.cuda/run.json"; status=1; TABLE+=("$1 NOT RESIDENT"); }
+}
 
 run_pair genesis experiments/data/stories15M_genesis_1024.h5 bfloat16 \
   --block-sizes 16,32,64,128 --sparsity 0.75 --routers moba,oracle,moba-kconv
@@ -42,6 +50,28 @@ S f16_d48 --tokens 2048 --layers 1 --heads 2 --kv-heads 2 --head-dim 48 --dtype 
 run_pair f16_d48_kconv "$W/f16_d48.h5" float16 --block-sizes 16,64 --top-k 2,3 \
   --routers moba-kconv,moba,oracle --kconv-apply both
 run_pair f16_d48_oracle_only "$W/f16_d48.h5" float16 --block-sizes 8,16 --sparsity 0.5,0.9 --routers oracle
+
+# The block-score and variable-budget routers on the device (issue 13): each router on the
+# real dump and on a synthetic ragged GQA dump (T = 2500: B 48 and 100 leave partial last
+# blocks; 6 query heads on 2 KV heads), k = 1 and k >= n_blocks included, both tie rules.
+run_resident genesis_quest_minf experiments/data/stories15M_genesis_1024.h5 bfloat16 \
+  --block-sizes 16,32,64 --top-k 1,2,4,8 --routers quest,minference-bs,oracle
+run_resident genesis_sink experiments/data/stories15M_genesis_1024.h5 bfloat16 \
+  --block-sizes 16,64 --sparsity 0.75 --routers sink-window,moba,oracle --tie older
+run_resident genesis_budget experiments/data/stories15M_genesis_1024.h5 bfloat16 \
+  --block-sizes 16,64 --top-k 2,4,16 --routers moba-threshold,oracle-topp,moba,oracle --tau 0.8
+S gqa_ragged --tokens 2500 --layers 1 --heads 6 --kv-heads 2 --head-dim 64 --dtype bf16 --seed 13
+run_resident gqa_ragged_routers "$W/gqa_ragged.h5" bfloat16 --block-sizes 16,48,100 --top-k 1,2,8,30 \
+  --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,moba,oracle
+run_resident gqa_ragged_older "$W/gqa_ragged.h5" bfloat16 --block-sizes 48,100 --top-k 1,3,26 \
+  --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp --tie older --tau 0.95 --pool-precision fp32
+run_resident f32_gqa_routers "$W/f32_gqa.h5" float32 --block-sizes 16,48,100 --top-k 2,8 \
+  --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,moba-kconv,oracle
+run_resident f16_d48_routers "$W/f16_d48.h5" float16 --block-sizes 16,64 --top-k 1,3 \
+  --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,oracle --tau 0.5
+S bf16_d128_gqa --tokens 1100 --layers 1 --heads 4 --kv-heads 2 --head-dim 128 --dtype bf16 --seed 17
+run_resident bf16_d128_routers "$W/bf16_d128_gqa.h5" bfloat16 --block-sizes 32,100 --top-k 2,12 \
+  --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,moba,oracle
 
 # Workers: the heads of each group split over 3 workers (sharing this GPU when it is the only
 # one) give byte-identical tables to one worker.

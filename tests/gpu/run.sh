@@ -18,7 +18,7 @@ set -e
 cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOBA_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="90a-real;90-virtual" -DCMAKE_PREFIX_PATH="$PWD/.carry" >"$OUT/configure.log" 2>&1 \
   || { tail -30 "$OUT/configure.log"; exit 1; }
-ninja -C $BUILD moba moba_gpu_tests moba_route_diff >"$OUT/build.log" 2>&1 || { grep -B2 -A10 error "$OUT/build.log" | head -60; exit 1; }
+ninja -C $BUILD moba moba_gpu_tests moba_gpu_analysis_tests moba_route_diff >"$OUT/build.log" 2>&1 || { grep -B2 -A10 error "$OUT/build.log" | head -60; exit 1; }
 set +e
 echo "== ctest -L gpu"
 timeout 240 ctest --test-dir $BUILD -L gpu --output-on-failure 2>&1 | tee "$OUT/ctest.log" | grep -v "^ *Start" | tail -40
@@ -30,7 +30,7 @@ echo "== compute-sanitizer memcheck [analyze --device cuda, shipped 256-token du
 rm -rf "$OUT/memcheck_analyze"
 timeout 240 compute-sanitizer --tool memcheck --error-exitcode 3 $BUILD/moba analyze \
   experiments/data/stories15M_tinystory_256.h5 --device cuda --block-sizes 16,32 --top-k 1,2,4 \
-  --routers moba,oracle,moba-kconv --out "$OUT/memcheck_analyze" --quiet >"$OUT/memcheck_analyze.log" 2>&1
+  --routers moba,oracle,moba-kconv,quest,minference-bs,sink-window,moba-threshold,oracle-topp --out "$OUT/memcheck_analyze" --quiet >"$OUT/memcheck_analyze.log" 2>&1
 echo "memcheck analyze exit $?"; grep -E "ERROR SUMMARY" "$OUT/memcheck_analyze.log"
 echo "== compute-sanitizer memcheck [small]"
 timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 $BUILD/tests/gpu/moba_gpu_tests "[small]" >"$OUT/memcheck.log" 2>&1

@@ -1,0 +1,240 @@
+// The GPU-resident analysis' routers (analysis/gpu/analyze_gpu.h) against the host analysis,
+// the reference (analysis/analyze.cpp, analysis/router.h), in process: analyze_group runs the
+// same seeded KV group on the CPU and on CUDA, and the per-position selections are compared
+// row by row, the summary rows with compare_summary.py's tolerance classes. Each case prints
+// its parameters on failure.
+//
+// Contract checked here:
+// - quest, minference-bs, sink-window: their score rows are the CPU's bits on the device
+//   (fp32, multiply then add in channel order), so every selection row is identical;
+// - moba-threshold: the gate scores are the CPU's bits, the softmax masses are summed in the
+//   CPU's order in double; only exp's last bit may differ, so rows are identical unless a
+//   cumulative mass lies within ~1e-15 of tau (none on these seeded inputs);
+// - oracle-topp: ranked and weighed by the dense pass's block masses, which differ between
+//   the backends by ~1e-6 (bf16 / f16 dumps): at most 1% of rows may differ;
+// - the realised budget selected_blocks_mean and every selection-class mean agree within
+//   1e-4 + 2/n (16-bit dumps) or 1e-2 + 2/n (f32), n the queries the mean is over;
+// - the SNR columns are NaN for every router but the gates (moba, moba-kconv), as on the CPU.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "analysis/analyze.h"
+#include "analysis/gpu/analyze_gpu.h"
+#include "analysis/metrics.h"
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "kernels/backend.h"
+
+using namespace moba;
+using namespace moba::analysis;
+
+namespace {
+
+struct RouterCase {
+  int64_t n_tokens = 0, n_q_heads = 1, head_dim = 64;
+  std::vector<int64_t> heads;  // analysed heads of the group (empty: all)
+  std::vector<int64_t> block_sizes;
+  std::vector<int> top_ks;
+  DType dtype = DType::bf16;
+  kernels::TieRule tie = kernels::TieRule::recent;
+  double tau = 0.9;
+  bool pool_fp32 = false;
+  float q_scale = 1.0f;  // larger: sharper softmax rows (masses far from uniform)
+  uint32_t seed = 1;
+  std::string str() const {
+    std::ostringstream o;
+    o << "T=" << n_tokens << " Hq=" << n_q_heads << " d=" << head_dim << " B=";
+    for (const int64_t b : block_sizes) o << b << ",";
+    o << " k=";
+    for (const int k : top_ks) o << k << ",";
+    o << " " << dtype_name(dtype) << (tie == kernels::TieRule::older ? " tie=older" : "") << " tau=" << tau
+      << (pool_fp32 ? " pool=fp32" : "") << " q_scale=" << q_scale << " seed=" << seed;
+    return o.str();
+  }
+};
+
+Tensor3 random_rounded(int64_t h, int64_t t, int64_t d, DType dt, std::mt19937& rng, float scale) {
+  Tensor3 x(h, t, d, dt);
+  std::normal_distribution<float> nd(0.0f, scale);
+  for (float& v : x.data) v = round_to(dt, nd(rng));
+  return x;
+}
+
+using Key = std::tuple<int64_t, int64_t, int, RouterKind>;  // head, B, k, router
+
+struct Run {
+  std::map<Key, const PositionArrays*> arrays;
+  std::map<Key, const SummaryRow*> rows;
+  GroupResult result;
+};
+
+void index_run(Run& r) {
+  for (const PositionArrays& a : r.result.arrays)
+    r.arrays[{a.key.head, a.key.block_size, a.key.top_k, a.key.router}] = &a;
+  for (const SummaryRow& row : r.result.rows)
+    r.rows[{row.key.head, row.key.block_size, row.key.top_k, row.key.router}] = &row;
+}
+
+// Runs the case on both devices and compares. `max_row_diff` per router: the share of
+// selection rows (head, t) that may differ.
+void check_case(const RouterCase& c, const std::vector<RouterKind>& routers) {
+  INFO(c.str());
+  REQUIRE(kernels::cuda_device_count() > 0);
+  std::mt19937 rng(c.seed);
+  const float s = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, rng, c.q_scale);
+  const Tensor3 k = random_rounded(1, c.n_tokens, c.head_dim, c.dtype, rng, 1.0f);
+  const Tensor3 v = random_rounded(1, c.n_tokens, c.head_dim, c.dtype, rng, s);
+  GroupInput in;
+  in.q = q.view();
+  in.k = k.view();
+  in.v = v.view();
+  in.dtype = c.dtype;
+  in.heads = c.heads;
+  if (in.heads.empty())
+    for (int64_t h = 0; h < c.n_q_heads; ++h) in.heads.push_back(h);
+  AnalyzeOptions opt;
+  opt.block_sizes = c.block_sizes;
+  opt.top_ks = c.top_ks;
+  opt.routers = routers;
+  opt.routing.tie = c.tie;
+  opt.routing.tau = c.tau;
+  opt.routing.pool_fp32 = c.pool_fp32;
+  opt.keep_arrays = true;
+  opt.gpus = 1;
+  const std::string why = gpu_analysis_unsupported(opt, make_plan(opt, c.n_tokens), c.head_dim);
+  INFO("gpu_analysis_unsupported: " << why);
+  REQUIRE(why.empty());
+
+  Run cpu, gpu;
+  opt.device = Device::cpu;
+  cpu.result = analyze_group(in, opt, nullptr, nullptr);
+  opt.device = Device::cuda;
+  gpu.result = analyze_group(in, opt, nullptr, nullptr);
+  index_run(cpu);
+  index_run(gpu);
+  REQUIRE(cpu.arrays.size() == gpu.arrays.size());
+  REQUIRE(cpu.rows.size() == gpu.rows.size());
+  REQUIRE(!cpu.arrays.empty());
+
+  const double abs_tol = c.dtype == DType::f32 ? 1e-2 : 1e-4;
+  const int64_t T = c.n_tokens;
+  for (const auto& [key, a] : cpu.arrays) {
+    const auto [head, B, K, router] = key;
+    INFO("head " << head << " B=" << B << " k=" << K << " " << router_name(router));
+    REQUIRE(gpu.arrays.count(key) == 1);
+    const PositionArrays* b = gpu.arrays.at(key);
+    REQUIRE(a->selected.size() == static_cast<size_t>(T * K));
+    REQUIRE(b->selected.size() == a->selected.size());
+    int64_t differ = 0, first = -1;
+    for (int64_t t = 0; t < T; ++t) {
+      const bool same = std::equal(a->selected.begin() + t * K, a->selected.begin() + (t + 1) * K,
+                                   b->selected.begin() + t * K);
+      if (!same && first < 0) first = t;
+      differ += same ? 0 : 1;
+    }
+    std::ostringstream where;
+    if (first >= 0) {
+      where << "first differing row t=" << first << ": cpu";
+      for (int x = 0; x < K; ++x) where << " " << a->selected[first * K + x];
+      where << " / cuda";
+      for (int x = 0; x < K; ++x) where << " " << b->selected[first * K + x];
+    }
+    INFO(differ << " of " << T << " rows differ; " << where.str());
+    if (router == RouterKind::oracle_topp || router == RouterKind::oracle || c.dtype == DType::f32)
+      CHECK(differ <= T / 100);  // masses of two dense passes (or bf16-rounded f32 operands)
+    else
+      CHECK(differ == 0);  // the CPU's score bits on the device
+
+    const SummaryRow* ra = cpu.rows.at(key);
+    const SummaryRow* rb = gpu.rows.at(key);
+    const double n = ra->get(SummaryColumn::n_choice);
+    CHECK(rb->get(SummaryColumn::n_choice) == n);
+    for (const SummaryColumn col : {SummaryColumn::selected_mean, SummaryColumn::coverage_mean,
+                                    SummaryColumn::block_recall_mean, SummaryColumn::token_recall_mean,
+                                    SummaryColumn::sparsity_mean, SummaryColumn::block_density_mean,
+                                    SummaryColumn::kl_mean, SummaryColumn::coverage_all_mean}) {
+      const double x = ra->get(col), y = rb->get(col);
+      INFO("summary column " << static_cast<int>(col) << ": cpu " << x << " cuda " << y);
+      CHECK(std::isnan(x) == std::isnan(y));
+      if (!std::isnan(x) && !std::isnan(y)) CHECK(std::fabs(x - y) <= abs_tol + (n >= 1 ? 2.0 / n : 0.0));
+    }
+    // The realised budget: k on fixed-budget rows with a choice; the variable ones at most k.
+    if (n > 0 && !router_is_variable_budget(router)) CHECK(rb->get(SummaryColumn::selected_mean) == K);
+    if (n > 0 && router_is_variable_budget(router)) CHECK(rb->get(SummaryColumn::selected_mean) <= K);
+    // SNR: the gates only, on both devices.
+    const bool gate = router_is_gate(router);
+    CHECK(std::isnan(ra->get(SummaryColumn::snr_emp)) == std::isnan(rb->get(SummaryColumn::snr_emp)));
+    if (!gate) CHECK(std::isnan(rb->get(SummaryColumn::snr_emp)));
+    const double qa = ra->get(SummaryColumn::snr_queries), qb = rb->get(SummaryColumn::snr_queries);
+    CHECK((qa == qb || (std::isnan(qa) && std::isnan(qb))));
+  }
+}
+
+const std::vector<RouterKind> kAllDevice = {RouterKind::moba,          RouterKind::oracle,     RouterKind::quest,
+                                            RouterKind::minference_bs, RouterKind::sink_window,
+                                            RouterKind::moba_threshold, RouterKind::oracle_topp};
+
+}  // namespace
+
+TEST_CASE("gpu analysis: quest matches the host analysis", "[gpu][analysis][router]") {
+  for (const int64_t d : {48, 64, 128}) {
+    RouterCase c;
+    c.n_tokens = 1000, c.head_dim = d, c.block_sizes = {16, 48}, c.top_ks = {1, 2, 5}, c.seed = 11 + d;
+    check_case(c, {RouterKind::quest, RouterKind::oracle});
+  }
+  RouterCase f32;
+  f32.n_tokens = 777, f32.head_dim = 64, f32.block_sizes = {32}, f32.top_ks = {3, 64}, f32.dtype = DType::f32;
+  check_case(f32, {RouterKind::quest});
+}
+
+TEST_CASE("gpu analysis: minference-bs matches the host analysis", "[gpu][analysis][router]") {
+  RouterCase c;
+  c.n_tokens = 1201, c.n_q_heads = 4, c.heads = {1, 3}, c.head_dim = 64, c.block_sizes = {16, 100},
+  c.top_ks = {1, 4, 13}, c.seed = 5;
+  check_case(c, {RouterKind::minference_bs, RouterKind::moba});
+  c.tie = kernels::TieRule::older, c.pool_fp32 = true, c.dtype = DType::f16, c.head_dim = 128, c.seed = 6;
+  check_case(c, {RouterKind::oracle, RouterKind::minference_bs});
+}
+
+TEST_CASE("gpu analysis: sink-window matches the host analysis", "[gpu][analysis][router]") {
+  RouterCase c;
+  c.n_tokens = 517, c.head_dim = 48, c.block_sizes = {1, 7, 64}, c.top_ks = {1, 2, 9}, c.seed = 3;
+  check_case(c, {RouterKind::sink_window, RouterKind::oracle});
+}
+
+TEST_CASE("gpu analysis: moba-threshold and oracle-topp match the host analysis", "[gpu][analysis][router]") {
+  for (const double tau : {0.5, 0.9, 1.0}) {
+    RouterCase c;
+    c.n_tokens = 1500, c.n_q_heads = 2, c.head_dim = 64, c.block_sizes = {16, 64}, c.top_ks = {2, 8, 40},
+    c.tau = tau, c.q_scale = 3.0f, c.seed = 21;
+    // tau = 1: oracle-topp's fp32 masses of two dense passes sum to 1 +- 1e-7, so whether a
+    // partial sum reaches tau before the cap is a rounding accident there: moba-threshold only.
+    if (tau < 1.0)
+      check_case(c, {RouterKind::moba_threshold, RouterKind::oracle_topp, RouterKind::oracle});
+    else
+      check_case(c, {RouterKind::moba_threshold, RouterKind::oracle});
+  }
+  RouterCase older;
+  older.n_tokens = 900, older.head_dim = 128, older.block_sizes = {32}, older.top_ks = {1, 5, 29},
+  older.tie = kernels::TieRule::older, older.q_scale = 2.0f, older.seed = 9;
+  check_case(older, {RouterKind::oracle_topp, RouterKind::moba_threshold, RouterKind::moba});
+}
+
+TEST_CASE("gpu analysis: every device router at once, GQA, ragged blocks", "[gpu][analysis][router]") {
+  RouterCase c;
+  c.n_tokens = 1333, c.n_q_heads = 4, c.head_dim = 64, c.block_sizes = {16, 48, 100}, c.top_ks = {1, 2, 8},
+  c.q_scale = 2.0f, c.seed = 4;
+  check_case(c, kAllDevice);
+  std::vector<RouterKind> with_kconv = kAllDevice;
+  with_kconv.push_back(RouterKind::moba_kconv);
+  c.dtype = DType::f32, c.n_q_heads = 2, c.head_dim = 48, c.block_sizes = {32}, c.top_ks = {2, 50}, c.seed = 8;
+  check_case(c, with_kconv);
+}
