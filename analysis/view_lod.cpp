@@ -92,6 +92,187 @@ MaskTile build_mask_tile(const MaskComparison& m, const std::vector<int32_t>* pl
   return tile;
 }
 
+const char* cell_colouring_name(CellColouring c) {
+  switch (c) {
+    case CellColouring::density: return "density";
+    case CellColouring::presence: return "presence";
+    case CellColouring::dominant: return "dominant";
+  }
+  return "?";
+}
+
+bool parse_cell_colouring(const std::string& name, CellColouring* out) {
+  for (const CellColouring c : {CellColouring::density, CellColouring::presence, CellColouring::dominant})
+    if (name == cell_colouring_name(c)) {
+      *out = c;
+      return true;
+    }
+  return false;
+}
+
+Rgba8 mix(Rgba8 a, Rgba8 b, float f) {
+  const auto m = [f](uint8_t x, uint8_t y) {
+    return static_cast<uint8_t>(std::lround(static_cast<float>(x) * (1 - f) + static_cast<float>(y) * f));
+  };
+  return {m(a.r, b.r), m(a.g, b.g), m(a.b, b.b), 255};
+}
+
+float density_intensity(uint32_t n, uint32_t n_top) {
+  if (n == 0) return 0.0f;
+  if (n_top <= 1 || n >= n_top) return 1.0f;
+  const double v = std::log1p(static_cast<double>(n)) / std::log1p(static_cast<double>(n_top));
+  return kAnyFloor + (1.0f - kAnyFloor) * static_cast<float>(v);
+}
+
+ChannelCounts level_max_counts(const MaskComparison& m, const std::vector<int32_t>* planted, int lx, int ly,
+                               bool compare) {
+  ChannelCounts top{};
+  if (lx == 0 && ly == 0) {
+    top.fill(1);
+    return top;
+  }
+  // One column of cells (2^lx queries) at a time: counts per (block row, channel), reset
+  // through the list of those touched.
+  const int64_t n_rows = (m.n_blocks >> ly) + 1;
+  std::vector<uint32_t> count(static_cast<size_t>(n_rows) * kTileChannels, 0);
+  std::vector<size_t> touched;
+  const auto add = [&](int64_t block, TileChannel c) {
+    const size_t i = static_cast<size_t>(block >> ly) * kTileChannels + static_cast<size_t>(c);
+    if (count[i]++ == 0) touched.push_back(i);
+  };
+  const int64_t span = int64_t{1} << lx;
+  const int W = m.width;
+  for (int64_t t0 = 0; t0 < m.n_tokens; t0 += span) {
+    for (int64_t t = t0; t < std::min(m.n_tokens, t0 + span); ++t) {
+      const int32_t* row = &m.blocks[static_cast<size_t>(t) * static_cast<size_t>(W)];
+      const MaskCell* cells = &m.cells[static_cast<size_t>(t) * static_cast<size_t>(W)];
+      for (int i = 0; i < W && row[i] >= 0; ++i) {
+        TileChannel c = channel_of(cells[i]);
+        if (!compare && c == TileChannel::miss) continue;
+        if (!compare && (c == TileChannel::hit || c == TileChannel::false_pick)) c = TileChannel::selected;
+        add(row[i], c);
+      }
+      if (planted && !planted->empty() && (*planted)[static_cast<size_t>(t)] >= 0)
+        add((*planted)[static_cast<size_t>(t)] / m.block_size, TileChannel::planted);
+    }
+    for (const size_t i : touched) {
+      uint32_t& top_c = top[i % kTileChannels];
+      top_c = std::max(top_c, count[i]);
+      count[i] = 0;
+    }
+    touched.clear();
+  }
+  return top;
+}
+
+namespace {
+
+// The class drawn first when several share a cell, rarest first.
+constexpr TileChannel kRarest[] = {TileChannel::miss, TileChannel::false_pick, TileChannel::hit, TileChannel::selected,
+                                   TileChannel::current};
+
+}  // namespace
+
+bool shade_mask_tile(const MaskTile& t, const MaskComparison& m, const TileShading& sh, const TilePalette& pal,
+                     const ChannelCounts& top, std::vector<uint8_t>* rgba) {
+  rgba->assign(static_cast<size_t>(kTileTexels) * kTileTexels * 4, 0);
+  if (t.t0 >= t.t1 || t.b0 >= t.b1) return false;
+  const int lx = t.key.lx, ly = t.key.ly;
+  const int64_t x_cells = ((t.t1 - t.t0) + (int64_t{1} << lx) - 1) >> lx;
+  const int64_t y_cells = ((t.b1 - t.b0) + (int64_t{1} << ly) - 1) >> ly;
+  const Rgba8 planted = pal.cls[static_cast<int>(TileChannel::planted)];
+  bool any = false;
+  for (int64_t cy = 0; cy < y_cells; ++cy) {
+    const int64_t block_lo = t.b0 + (cy << ly);
+    // Texel rows of this cell: the upper one first (top row = highest block).
+    uint8_t* upper = rgba->data() + static_cast<size_t>(kTileTexels - 2 - 2 * cy) * kTileTexels * 4;
+    uint8_t* lower = upper + static_cast<size_t>(kTileTexels) * 4;
+    for (int64_t cx = 0; cx < x_cells; ++cx) {
+      const int cxi = static_cast<int>(cx), cyi = static_cast<int>(cy);
+      uint32_t n[kTileChannels];
+      for (int c = 0; c < kTileChannels; ++c) n[c] = t.count(static_cast<TileChannel>(c), cxi, cyi);
+      if (!sh.compare) {
+        n[static_cast<int>(TileChannel::selected)] += n[static_cast<int>(TileChannel::hit)] +
+                                                      n[static_cast<int>(TileChannel::false_pick)];
+        n[static_cast<int>(TileChannel::hit)] = n[static_cast<int>(TileChannel::false_pick)] =
+            n[static_cast<int>(TileChannel::miss)] = 0;
+      }
+      const int64_t t_lo = t.t0 + (cx << lx), t_hi = std::min(t.t1, t_lo + (int64_t{1} << lx));
+      const auto shade = [&](int c) {
+        const float f = sh.cells == CellColouring::presence ? 1.0f : density_intensity(n[c], top[static_cast<size_t>(c)]);
+        return f >= 1.0f ? pal.cls[static_cast<size_t>(c)] : mix(pal.causal, pal.cls[static_cast<size_t>(c)], f);
+      };
+      Rgba8 quad[4];  // top left, top right, bottom right, bottom left
+      int present[kTileChannels];
+      int n_present = 0;
+      if (sh.cells == CellColouring::dominant) {
+        uint32_t best = 0;
+        for (const TileChannel c : kRarest)
+          if (n[static_cast<int>(c)] > best) best = n[static_cast<int>(c)], present[0] = static_cast<int>(c);
+        if (best > 0) {
+          n_present = 1;
+          quad[0] = quad[1] = quad[2] = quad[3] = shade(present[0]);
+        }
+      } else {
+        for (const TileChannel c : kRarest)
+          if (n[static_cast<int>(c)] > 0) present[n_present++] = static_cast<int>(c);
+        for (int q = 0; q < 4 && n_present > 0; ++q) quad[q] = shade(present[q % n_present]);
+      }
+      if (n_present == 0) {
+        Rgba8 px{0, 0, 0, 0};
+        if (sh.causal && block_lo * m.block_size <= t_hi - 1) px = pal.causal;
+        quad[0] = quad[1] = quad[2] = quad[3] = px;
+      }
+      if (sh.planted && n[static_cast<int>(TileChannel::planted)] > 0)
+        for (Rgba8& q : quad) q = n_present > 0 ? mix(q, planted, 0.5f) : planted;
+      if (quad[0].a | quad[1].a | quad[2].a | quad[3].a) {
+        any = true;
+        const auto put = [](uint8_t* p, Rgba8 c) { p[0] = c.r, p[1] = c.g, p[2] = c.b, p[3] = c.a; };
+        put(upper + cx * 8, quad[0]);
+        put(upper + cx * 8 + 4, quad[1]);
+        put(lower + cx * 8 + 4, quad[2]);
+        put(lower + cx * 8, quad[3]);
+      }
+    }
+  }
+  return any;
+}
+
+Rgba8 shaded_texel(const std::vector<uint8_t>& rgba, int cx, int cy, int q) {
+  const int row = kTileTexels - 2 - 2 * cy + (q >= 2 ? 1 : 0);
+  const int col = 2 * cx + (q == 1 || q == 2 ? 1 : 0);
+  const uint8_t* p = rgba.data() + (static_cast<size_t>(row) * kTileTexels + static_cast<size_t>(col)) * 4;
+  return {p[0], p[1], p[2], p[3]};
+}
+
+void metric_domain(PlotRange range, bool difference, float* lo, float* hi) {
+  const float inf = std::numeric_limits<float>::infinity();
+  switch (range) {
+    case PlotRange::share: *lo = 0.0f, *hi = 1.0f; break;
+    case PlotRange::data: *lo = 0.0f, *hi = inf; break;
+    case PlotRange::data_up_to_one: *lo = -1.0f, *hi = 1.0f; break;
+  }
+  if (difference) {
+    const float w = *hi - *lo;
+    *lo = -w;
+    *hi = w;
+  }
+}
+
+bool auto_y_range(PlotRange range, bool difference, float data_lo, float data_hi, float* lo, float* hi) {
+  if (!(data_lo <= data_hi)) return false;
+  if (difference) data_lo = std::min(data_lo, 0.0f), data_hi = std::max(data_hi, 0.0f);
+  float d_lo, d_hi;
+  metric_domain(range, difference, &d_lo, &d_hi);
+  // Values beyond the domain are rounding (a KL of -1e-7, a coverage of 1 + 1e-7).
+  data_lo = std::clamp(data_lo, d_lo, d_hi);
+  data_hi = std::clamp(data_hi, d_lo, d_hi);
+  const float pad = std::max({1e-6f, 0.06f * (data_hi - data_lo), 1e-6f * std::max(std::fabs(data_lo), std::fabs(data_hi))});
+  *lo = std::max(d_lo, data_lo - pad);
+  *hi = std::min(d_hi, data_hi + pad);
+  return true;
+}
+
 SeriesLod build_series_lod(const std::vector<float>& values) {
   SeriesLod lod;
   lod.base = &values;

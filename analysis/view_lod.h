@@ -13,14 +13,25 @@
 // from the sparse selection ([n_tokens, width] entries): no level, not even level (0, 0), is
 // ever materialised densely, and a tile costs O(positions it covers x width).
 //
+// Tile shading: counts -> an RGBA texture of 2 x 2 texels per cell (shade_mask_tile). The
+// default encoding is density-aware with an any floor (HiGlass / datashader style): each class
+// present in a cell gets quadrants, each drawn at density_intensity() of that class — a log
+// scale of the class's entries in the cell, from kAnyFloor for a single entry to 1 for the
+// most entries of that class in any cell of the level (level_max_counts: one scale per level
+// and class over the whole plane, so colours do not change while panning) — so a zoomed-out
+// view tells where misses concentrate, and still never hides one. At level (0, 0) a cell holds
+// at most one entry, drawn at full colour.
+//
 // Series mipmaps (Perfetto-style): a per-position array's min, max and mean of its finite
 // values over aligned windows of 2^l positions, so a plot of a million positions draws at most
 // a few values per pixel column.
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "analysis/results_file.h"
+#include "analysis/summary.h"
 
 namespace moba::analysis {
 
@@ -68,6 +79,68 @@ MaskTile build_mask_tile(const MaskComparison& mask, const std::vector<int32_t>*
                          int64_t t_from, int64_t t_to);
 void add_tile_counts(MaskTile* into, const MaskTile& part);
 
+// How a cell's counts become its colour.
+enum class CellColouring : int {
+  density,   // every class present, in quadrants, each as bright as its density (log) — the default
+  presence,  // every class present, in quadrants, at full colour (the any channel alone)
+  dominant,  // only the class with most entries (rarest wins ties), over the whole cell, at its density
+};
+// "density", "presence", "dominant"; parse_cell_colouring returns false for other names.
+const char* cell_colouring_name(CellColouring c);
+bool parse_cell_colouring(const std::string& name, CellColouring* out);
+
+struct Rgba8 {
+  uint8_t r = 0, g = 0, b = 0, a = 0;
+  bool operator==(const Rgba8& o) const { return r == o.r && g == o.g && b == o.b && a == o.a; }
+};
+// `a` at f = 0 .. `b` at f = 1 (opaque), rounded per channel.
+Rgba8 mix(Rgba8 a, Rgba8 b, float f);
+
+// The colours of the classes (indexed by TileChannel; the planted entry is the overlay's).
+struct TilePalette {
+  std::array<Rgba8, kTileChannels> cls{};
+  Rgba8 causal;  // causally available cells without an entry, and the dark end of every class
+};
+
+struct TileShading {
+  bool compare = true;  // hit / false pick / miss colours (else every pick is "selected")
+  bool causal = true;   // tint the causally available cells
+  bool planted = false; // lighten cells holding the planted key's block (synthetic dumps)
+  CellColouring cells = CellColouring::density;
+  bool operator==(const TileShading& o) const {
+    return compare == o.compare && causal == o.causal && planted == o.planted && cells == o.cells;
+  }
+  bool operator!=(const TileShading& o) const { return !(*this == o); }
+};
+
+// The dimmest a class present in a cell is drawn (its colour mixed over the causal tint), so a
+// single entry among many stays visible.
+constexpr float kAnyFloor = 0.4f;
+// How strongly a class with `n` entries in a cell shows when the most in any cell of the level
+// is `n_top`, in [kAnyFloor, 1]: kAnyFloor + (1 - kAnyFloor) * ln(1 + n) / ln(1 + n_top),
+// capped at 1. 0 when n == 0; 1 when n_top <= 1 (full zoom: an entry is a block).
+float density_intensity(uint32_t n, uint32_t n_top);
+
+// The top of each class's density scale at level (lx, ly): the most entries of the class in
+// one cell, over the whole plane (counts as the tile shading sees them: with `compare` false,
+// hits and false picks count as selected and misses not at all). O(n_tokens x width) time,
+// O(n_blocks) memory; all ones at level (0, 0).
+using ChannelCounts = std::array<uint32_t, kTileChannels>;
+ChannelCounts level_max_counts(const MaskComparison& mask, const std::vector<int32_t>* planted, int lx, int ly,
+                               bool compare);
+
+// Texels per tile side: 2 x 2 per cell.
+constexpr int kTileTexels = 2 * kTileCells;
+// `tile` as RGBA [kTileTexels rows, top row = highest block][kTileTexels][4] into `rgba`
+// (resized). A cell's quadrants (top left, top right, bottom right, bottom left) take the
+// classes present, rarest first (miss, false pick, hit, selected, current), cycling when fewer
+// than four (one class: the whole cell). `top`: level_max_counts() of the tile's level (the
+// density encodings' scale). Returns false when every texel is transparent.
+bool shade_mask_tile(const MaskTile& tile, const MaskComparison& mask, const TileShading& shading,
+                     const TilePalette& palette, const ChannelCounts& top, std::vector<uint8_t>* rgba);
+// The RGBA of cell (cx, cy)'s quadrant q of a shaded tile (q as above).
+Rgba8 shaded_texel(const std::vector<uint8_t>& rgba, int cx, int cy, int q);
+
 // Min / max / mean of the finite values of a per-position array over windows of 2^l
 // positions, for l = kSeriesBaseLevel ... (levels below the base read the array itself).
 constexpr int kSeriesBaseLevel = 4;
@@ -85,5 +158,16 @@ struct SeriesLod {
   bool range(int64_t t_begin, int64_t t_end, int64_t max_window, float* mn, float* mx, float* mean) const;
 };
 SeriesLod build_series_lod(const std::vector<float>& values);
+
+// The valid values of a per-position metric by its plot range kind (analysis/summary.h):
+// share [0, 1]; data (KL, output relative error) [0, inf); data_up_to_one (output cosine)
+// [-1, 1]. With `difference` (a - b of two such values) the domain is symmetric: [-w, w] for
+// its width w.
+void metric_domain(PlotRange range, bool difference, float* lo, float* hi);
+// The automatic y range of a metric strip showing values in [data_lo, data_hi]: padded by 6 %
+// of the span on each side, then clamped to metric_domain() — coverage never reaches below 0
+// or above 1. A difference range always holds 0. Returns false when data_lo > data_hi (no
+// finite value visible).
+bool auto_y_range(PlotRange range, bool difference, float data_lo, float data_hi, float* lo, float* hi);
 
 }  // namespace moba::analysis

@@ -13,6 +13,7 @@
 
 #ifdef MOBA_HAVE_GUI
 #include "analysis/results_file.h"
+#include "analysis/view_lod.h"
 #include "gui/gui.h"
 #endif
 
@@ -23,7 +24,8 @@ const char* const kUsage =
     "usage: moba gui DIR [--layer L] [--head H] [--block-size B] [--top-k K] [--router R] [--query T]\n"
     "                    [--positions A:B] [--blocks A:B] [--compare-router R] [--compare-block-size B]\n"
     "                    [--compare-top-k K] [--compare-mode side|difference] [--panels LIST] [--metric NAME]\n"
-    "                    [--planted] [--density] [--metrics LIST] [--difference] [--buckets N] [--size WxH]\n"
+    "                    [--planted] [--cells density|presence|dominant] [--metrics LIST] [--difference]\n"
+    "                    [--buckets N] [--size WxH]\n"
     "                    [--screenshot FILE.png [--hover X,Y]] [--frames N]\n"
     "\n"
     "Interactive viewer of `moba analyze ... --out DIR` (DIR or DIR/analysis.h5): a navigator\n"
@@ -44,8 +46,12 @@ const char* const kUsage =
     "                          overview, configs, snr (mask,metrics,summary)\n"
     "  --metric NAME           summary column colouring the overview grids (coverage_mean)\n"
     "  --planted               overlay the planted truth of a synthetic dump on the mask\n"
-    "  --density               mask cells coloured by the dominant class and its density\n"
-    "                          (default: every class present in a cell, so none is lost zoomed out)\n"
+    "  --cells density|presence|dominant   how a zoomed-out mask cell (many positions x blocks)\n"
+    "                          is coloured: density: each class present in a quadrant, as bright\n"
+    "                          as its count (log scale up to the most in one cell at this zoom;\n"
+    "                          one entry is dim but never hidden); presence: each class present at\n"
+    "                          full colour; dominant: only the class with most entries, at its\n"
+    "                          density (density)\n"
     "  --metrics LIST          per-position metric strips (coverage,kl,block_recall,output_rel_err)\n"
     "  --difference            strips show router - oracle (or shown - compared) difference curves\n"
     "  --buckets N             plot metrics as means over N position buckets (per position)\n"
@@ -76,8 +82,8 @@ int run_gui(const std::vector<std::string>& argv) {
   const Args args(argv,
                   {"layer", "head", "block-size", "top-k", "router", "query", "positions", "blocks", "compare-router",
                    "compare-block-size", "compare-top-k", "compare-mode", "panels", "metric", "buckets", "size",
-                   "screenshot", "frames", "hover", "metrics"},
-                  {"help", "planted", "density", "difference"});
+                   "screenshot", "frames", "hover", "metrics", "cells"},
+                  {"help", "planted", "difference"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
     return 0;
@@ -122,7 +128,7 @@ int run_gui(const std::vector<std::string>& argv) {
   o.panels = args.str_list("panels", {});
   o.metric = args.str("metric", "");
   o.planted = args.flag("planted");
-  o.density = args.flag("density");
+  analysis::parse_cell_colouring(args.choice("cells", "density", {"density", "presence", "dominant"}), &o.cells);
   o.metrics = args.str_list("metrics", {});
   o.difference_curves = args.flag("difference");
   if (args.has("size")) {

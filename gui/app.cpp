@@ -249,7 +249,7 @@ void run_viewer(const analysis::ResultsFile& file, const GuiOptions& options) {
   }
   if (!options.metric.empty()) state.overview.metric = options.metric;
   state.mask.planted = options.planted;
-  state.mask.density = options.density;
+  state.mask.cells = options.cells;
   if (!options.metrics.empty()) state.metrics.shown = options.metrics;
   state.metrics.difference = options.difference_curves;
   const bool screenshot = !options.screenshot.empty();

@@ -9,6 +9,7 @@
 
 namespace moba::analysis {
 class ResultsFile;
+enum class CellColouring : int;  // analysis/view_lod.h; value 0 is density
 }
 
 namespace moba::gui {
@@ -29,7 +30,7 @@ struct GuiOptions {
   std::vector<std::string> panels;  // right-hand column, top to bottom (empty: the default)
   std::string metric;               // summary column colouring the overview grids ("" default)
   bool planted = false;             // planted-truth overlay on
-  bool density = false;             // mask colour by density
+  analysis::CellColouring cells{};  // how zoomed-out mask cells are coloured (density)
   std::vector<std::string> metrics; // per-position metric strips (empty: the catalogue's headline ones)
   bool difference_curves = false;   // strips show router - oracle (or shown - compared)
   // Headless verification: render `frames` frames (after loading settles), write the

@@ -2,7 +2,8 @@
 // spans keys [b B, (b + 1) B), block 0 at the bottom). Drawn from tile textures of a
 // level-of-detail pyramid (gui/tile_cache.h, analysis/view_lod.h): each cell is coloured by
 // analysis::MaskCell — the router's picks, or against the oracle of the same (layer, head, B,
-// k): hits, false picks, misses; the current block apart. With a compared configuration, two
+// k): hits, false picks, misses; the current block apart — zoomed out by each class's density
+// (analysis::CellColouring). With a compared configuration, two
 // masks on the same axes (side by side) or one difference mask (both / only shown / only
 // compared). Wheel zooms the position axis (Shift: the key axis, Ctrl: both), drag pans,
 // click pins a query, hover shows it.
@@ -47,10 +48,19 @@ void draw_toolbar(ViewerState* s, const ViewData& d) {
   ImGui::SameLine();
   ImGui::Checkbox("causal", &s->mask.shade_causal);
   ImGui::SameLine();
-  ImGui::Checkbox("density", &s->mask.density);
+  ImGui::SetNextItemWidth(ImGui::CalcTextSize("presence").x + ImGui::GetFrameHeight() + 12);
+  if (ImGui::BeginCombo("cells", analysis::cell_colouring_name(s->mask.cells))) {
+    for (const auto c : {analysis::CellColouring::density, analysis::CellColouring::presence, analysis::CellColouring::dominant})
+      if (ImGui::Selectable(analysis::cell_colouring_name(c), c == s->mask.cells)) s->mask.cells = c;
+    ImGui::EndCombo();
+  }
   if (ImGui::IsItemHovered())
-    ImGui::SetTooltip("off: a zoomed-out cell shows every class it holds in its quadrants (miss, false pick,\n"
-                      "hit, current), so one block is never lost; on: the dominant class, dimmed by density");
+    ImGui::SetTooltip("how a zoomed-out cell (many positions x blocks) is coloured:\n"
+                      "density: every class it holds gets quadrants (miss, false pick, hit, current), each as\n"
+                      "  bright as its count (log scale): dim = one entry (never hidden), full = the most of\n"
+                      "  that class in one cell at this zoom; so bright blue is where misses concentrate\n"
+                      "presence: every class it holds at full colour (one entry looks like many)\n"
+                      "dominant: the class with most entries, at its density (rare classes may vanish)");
   ImGui::SameLine();
   if (d.planted) {
     ImGui::Checkbox("planted", &s->mask.planted);
@@ -164,6 +174,7 @@ void draw_mask_plot(ViewerState* s, const char* id, const analysis::PositionView
   const std::vector<TileKey> tiles = visible_tiles(lx, ly, t_lo, t_hi, b_lo, b_hi, T, NB);
   cache->set_source(source, shading);
   cache->want(tiles);
+  if (main_plot) s->mask.level_top_known = cache->level_top(lx, ly, &s->mask.level_top);
 
   const auto y_of_key = [&](double k) { return g.y1 - static_cast<float>((k - ay.t_begin) / ay.t_per_px); };
   const auto y_of_block = [&](double b) { return y_of_key(b * static_cast<double>(B)); };
@@ -281,7 +292,7 @@ void draw_mask_panel(ViewerState* s, const PanelRect& r, const MaskTiles& tiles)
   shading.compare = v.mask.with_oracle && s->mask.compare_oracle;
   shading.causal = s->mask.shade_causal;
   shading.planted = s->mask.planted && d.planted != nullptr;
-  shading.density = s->mask.density;
+  shading.cells = s->mask.cells;
   const TileSource source{d.mask, shading.planted ? d.planted : nullptr};
 
   const ImVec2 origin = ImGui::GetCursorScreenPos();

@@ -259,14 +259,11 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
           series.push_back({sample_series(*r0, axis, x0, x1), palette::kRouterLine, true});
       }
       if (s->metrics.auto_range || diff_mode) {
+        // Padded, within the metric's valid values (coverage stays in [0, 1]).
         float a_lo = INFINITY, a_hi = -INFINITY;
         for (const Drawn& sd : series) extend_range(sd.cols, &a_lo, &a_hi);
-        if (diff_mode) a_lo = std::min(a_lo, 0.0f), a_hi = std::max(a_hi, 0.0f);
-        if (a_lo <= a_hi) {
-          const float pad = std::max(1e-6f, 0.06f * (a_hi - a_lo));
-          lo = a_lo - pad;
-          hi = a_hi + pad;
-        }
+        const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
+        analysis::auto_y_range(info ? info->range : analysis::PlotRange::data, diff_mode, a_lo, a_hi, &lo, &hi);
       }
       if (diff_mode && lo < 0 && hi > 0) {
         const float yz = y1 - (0 - lo) / (hi - lo) * (y1 - y0);

@@ -73,6 +73,56 @@ void legend_item(ImU32 color, const char* text) {
   ImGui::TextUnformatted(text);
 }
 
+ImU32 pack(analysis::Rgba8 c) { return palette::rgba(c.r, c.g, c.b, c.a); }
+analysis::Rgba8 unpack(ImU32 c) {
+  return {static_cast<uint8_t>(c & 0xFF), static_cast<uint8_t>((c >> 8) & 0xFF), static_cast<uint8_t>((c >> 16) & 0xFF),
+          static_cast<uint8_t>((c >> 24) & 0xFF)};
+}
+
+// How a cell of the level drawn reads (analysis::CellColouring): its size, and for the
+// density encodings a ramp of class `c` (analysis::density_intensity over the causal tint)
+// from one entry to the most in a cell of this level.
+void cell_legend(const ViewerState& s, analysis::TileChannel c) {
+  const int64_t q = int64_t{1} << s.mask.level_x, nb = int64_t{1} << s.mask.level_y;
+  const char* how = "";
+  switch (s.mask.cells) {
+    case analysis::CellColouring::density:
+      how = "each class it holds gets quadrants, as bright as its count (log scale)";
+      break;
+    case analysis::CellColouring::presence: how = "each class it holds at full colour, however few entries"; break;
+    case analysis::CellColouring::dominant: how = "only the class with most entries, as bright as its count"; break;
+  }
+  ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyle().Colors[ImGuiCol_TextDisabled]);
+  if (q == 1 && nb == 1) ImGui::TextWrapped("cells: one query x one block (exact)");
+  else ImGui::TextWrapped("cells (%s): %lld queries x %lld blocks; %s", analysis::cell_colouring_name(s.mask.cells),
+                          static_cast<long long>(q), static_cast<long long>(nb), how);
+  ImGui::PopStyleColor();
+  const uint32_t top = s.mask.level_top[static_cast<size_t>(c)];
+  if (s.mask.cells == analysis::CellColouring::presence || !s.mask.level_top_known || top <= 1) return;
+  // The ramp: 1, top^(1/5), ..., top entries of the class in one cell.
+  const ImU32 cls = c == analysis::TileChannel::miss ? palette::kMiss : palette::kSelected;
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  const float sz = ImGui::GetTextLineHeight();
+  ImGui::TextUnformatted("1");
+  ImGui::SameLine();
+  const ImVec2 p = ImGui::GetCursorScreenPos();
+  constexpr int kSteps = 6;
+  for (int i = 0; i < kSteps; ++i) {
+    const double n = std::pow(static_cast<double>(top), static_cast<double>(i) / (kSteps - 1));
+    const float f = analysis::density_intensity(static_cast<uint32_t>(std::lround(n)), top);
+    const ImU32 col = pack(analysis::mix(unpack(palette::kCausal), unpack(cls), f));
+    const float x = p.x + static_cast<float>(i) * sz * 1.2f;
+    dl->AddRectFilled(ImVec2(x, p.y), ImVec2(x + sz, p.y + sz), col);
+  }
+  ImGui::Dummy(ImVec2(kSteps * sz * 1.2f, sz));
+  ImGui::SameLine();
+  ImGui::Text("%u %s in a cell", top, c == analysis::TileChannel::miss ? "misses" : "picks");
+  ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyle().Colors[ImGuiCol_TextDisabled]);
+  ImGui::TextWrapped("one entry is dim but never hidden; the most in any cell at this zoom is full colour "
+                     "(each class on its own scale)");
+  ImGui::PopStyleColor();
+}
+
 void legend(const ViewerState& s, const analysis::PositionView& v) {
   const analysis::MaskComparison& m = v.mask;
   char buf[128];
@@ -98,6 +148,8 @@ void legend(const ViewerState& s, const analysis::PositionView& v) {
   }
   if (s.mask.shade_causal) legend_item(palette::kCausal, "causally available blocks");
   if (s.mask.planted && s.loaded.data && s.loaded.data->planted) legend_item(palette::kPlanted, "planted key's block (lighter)");
+  const bool classes = (c && s.compare.difference && c->pair) || (m.with_oracle && s.mask.compare_oracle);
+  cell_legend(s, classes ? analysis::TileChannel::miss : analysis::TileChannel::selected);
 }
 
 // The compared configuration: on / off, its B x k and router (same layer and head), and how

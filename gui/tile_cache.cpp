@@ -1,5 +1,5 @@
 // Mask tile textures (gui/tile_cache.h): workers aggregate (analysis::build_mask_tile) and
-// shade; the GUI thread uploads and evicts.
+// shade (analysis::shade_mask_tile); the GUI thread uploads and evicts.
 #include "gui/tile_cache.h"
 
 #include <GLFW/glfw3.h>
@@ -15,96 +15,26 @@ namespace moba::gui {
 namespace {
 
 using analysis::kTileCells;
+using analysis::MaskCell;
 using analysis::TileChannel;
 
 constexpr size_t kMaxTextures = 80;  // 80 x 1 MiB of texture memory at most
-constexpr int kTex = 2 * kTileCells;  // texels per side: 2 x 2 per cell
+constexpr int kTex = analysis::kTileTexels;
 constexpr int64_t kSplitQueries = int64_t{1} << 17;  // tiles over this many queries build in two halves
-// The class drawn first when several share a cell, rarest first.
-constexpr TileChannel kRarest[] = {TileChannel::miss, TileChannel::false_pick, TileChannel::hit, TileChannel::selected,
-                                   TileChannel::current};
 
-struct Rgba {
-  uint8_t r, g, b, a;
-};
-Rgba unpack(ImU32 c) {
+analysis::Rgba8 unpack(ImU32 c) {
   return {static_cast<uint8_t>(c & 0xFF), static_cast<uint8_t>((c >> 8) & 0xFF), static_cast<uint8_t>((c >> 16) & 0xFF),
           static_cast<uint8_t>((c >> 24) & 0xFF)};
 }
-Rgba mix(Rgba a, Rgba b, float f) {
-  const auto m = [f](uint8_t x, uint8_t y) { return static_cast<uint8_t>(static_cast<float>(x) * (1 - f) + static_cast<float>(y) * f + 0.5f); };
-  return {m(a.r, b.r), m(a.g, b.g), m(a.b, b.b), 255};
-}
 
-// Counts -> RGBA, 2 x 2 texels per cell, top row = highest block. By default (the any
-// channel) the quadrants of a cell show every class present in it, rarest first (one class:
-// the whole cell; two: a checker), so no class of any entry is lost at any level; with
-// `density`, the cell shows its dominant class dimmed by its density. Returns false when
-// every texel is transparent.
-bool shade_tile(const analysis::MaskTile& t, const analysis::MaskComparison& m, const TileShading& sh,
-                std::vector<uint8_t>* rgba) {
-  rgba->assign(static_cast<size_t>(kTex) * kTex * 4, 0);
-  if (t.t0 >= t.t1 || t.b0 >= t.b1) return false;
-  const int lx = t.key.lx, ly = t.key.ly;
-  const int64_t x_cells = ((t.t1 - t.t0) + (int64_t{1} << lx) - 1) >> lx;
-  const int64_t y_cells = ((t.b1 - t.b0) + (int64_t{1} << ly) - 1) >> ly;
-  const Rgba causal = unpack(palette::kCausal), white = unpack(palette::kPlanted);
-  bool any = false;
-  for (int64_t cy = 0; cy < y_cells; ++cy) {
-    const int64_t block_lo = t.b0 + (cy << ly);
-    // Texel rows of this cell: the upper one first (top row = highest block).
-    uint8_t* upper = rgba->data() + static_cast<size_t>(kTex - 2 - 2 * cy) * kTex * 4;
-    uint8_t* lower = upper + static_cast<size_t>(kTex) * 4;
-    for (int64_t cx = 0; cx < x_cells; ++cx) {
-      const int cxi = static_cast<int>(cx), cyi = static_cast<int>(cy);
-      uint32_t n[analysis::kTileChannels];
-      for (int c = 0; c < analysis::kTileChannels; ++c) n[c] = t.count(static_cast<TileChannel>(c), cxi, cyi);
-      if (!sh.compare) {
-        n[static_cast<int>(TileChannel::selected)] += n[static_cast<int>(TileChannel::hit)] +
-                                                      n[static_cast<int>(TileChannel::false_pick)];
-        n[static_cast<int>(TileChannel::hit)] = n[static_cast<int>(TileChannel::false_pick)] =
-            n[static_cast<int>(TileChannel::miss)] = 0;
-      }
-      Rgba quad[4];  // top left, top right, bottom right, bottom left
-      int present[analysis::kTileChannels];
-      int n_present = 0;
-      if (sh.density) {
-        uint32_t best = 0;
-        int pick = -1;
-        for (const TileChannel c : kRarest)
-          if (n[static_cast<int>(c)] > best) best = n[static_cast<int>(c)], pick = static_cast<int>(c);
-        if (pick >= 0) {
-          // Entries of the class per query of the cell: 1 = every query picks one of its blocks.
-          const int64_t t_lo = t.t0 + (cx << lx), t_hi = std::min(t.t1, t_lo + (int64_t{1} << lx));
-          const float d = std::min(1.0f, static_cast<float>(n[pick]) / static_cast<float>(std::max<int64_t>(1, t_hi - t_lo)));
-          present[n_present++] = pick;
-          quad[0] = mix(causal, unpack(palette::cell_color(pick + 1)), 0.35f + 0.65f * std::sqrt(d));
-          quad[1] = quad[2] = quad[3] = quad[0];
-        }
-      } else {
-        for (const TileChannel c : kRarest)
-          if (n[static_cast<int>(c)] > 0) present[n_present++] = static_cast<int>(c);
-        for (int q = 0; q < 4 && n_present > 0; ++q) quad[q] = unpack(palette::cell_color(present[q % n_present] + 1));
-      }
-      if (n_present == 0) {
-        Rgba px{0, 0, 0, 0};
-        const int64_t t_last = std::min(t.t1, t.t0 + ((cx + 1) << lx)) - 1;
-        if (sh.causal && block_lo * m.block_size <= t_last) px = causal;
-        quad[0] = quad[1] = quad[2] = quad[3] = px;
-      }
-      if (sh.planted && n[static_cast<int>(TileChannel::planted)] > 0)
-        for (Rgba& q : quad) q = n_present > 0 ? mix(q, white, 0.5f) : white;
-      if (quad[0].a | quad[1].a | quad[2].a | quad[3].a) {
-        any = true;
-        const auto put = [](uint8_t* p, Rgba c) { p[0] = c.r, p[1] = c.g, p[2] = c.b, p[3] = c.a; };
-        put(upper + cx * 8, quad[0]);
-        put(upper + cx * 8 + 4, quad[1]);
-        put(lower + cx * 8 + 4, quad[2]);
-        put(lower + cx * 8, quad[3]);
-      }
-    }
-  }
-  return any;
+// gui/panels.h's palette for analysis::shade_mask_tile.
+analysis::TilePalette tile_palette() {
+  analysis::TilePalette p;
+  for (const MaskCell c : {MaskCell::current, MaskCell::selected, MaskCell::hit, MaskCell::false_pick, MaskCell::miss})
+    p.cls[static_cast<size_t>(analysis::channel_of(c))] = unpack(palette::cell_color(static_cast<int>(c)));
+  p.cls[static_cast<size_t>(TileChannel::planted)] = unpack(palette::kPlanted);
+  p.causal = unpack(palette::kCausal);
+  return p;
 }
 
 }  // namespace
@@ -133,6 +63,7 @@ void TileCache::set_source(const TileSource& source, const TileShading& shading)
     ++generation_;
     wanted_.clear();
     in_progress_or_done_.clear();
+    tops_.clear();
     done_.clear();
   }
   for (auto& [key, tex] : textures_)
@@ -174,8 +105,17 @@ void TileCache::worker() {
     const TileSource source = source_;
     const TileShading shading = shading_;
     const uint64_t generation = generation_;
+    // The level's density scale: this worker computes it (the level's first tile), or another
+    // one has or will.
+    std::promise<analysis::ChannelCounts> top_promise;
+    const auto level = std::make_pair(key.lx, key.ly);
+    const bool compute_top = !tops_.count(level);
+    if (compute_top) tops_[level] = top_promise.get_future().share();
+    const std::shared_future<analysis::ChannelCounts> top = tops_[level];
     lock.unlock();
     const auto start = std::chrono::steady_clock::now();
+    if (compute_top)
+      top_promise.set_value(analysis::level_max_counts(*source.mask, source.planted.get(), key.lx, key.ly, shading.compare));
     // A tile over many queries (a zoomed-out view) is counted in two halves at once: the GUI
     // thread mostly waits while a new level builds.
     analysis::MaskTile tile;
@@ -193,7 +133,7 @@ void TileCache::worker() {
     Done d;
     d.generation = generation;
     d.key = key;
-    d.empty = !shade_tile(tile, *source.mask, shading, &d.rgba);
+    d.empty = !analysis::shade_mask_tile(tile, *source.mask, shading, tile_palette(), top.get(), &d.rgba);
     if (d.empty) d.rgba.clear();
     d.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     lock.lock();
@@ -254,6 +194,14 @@ bool TileCache::busy() const {
   for (const auto& k : wanted_)
     if (!textures_.count(k)) return true;
   return false;
+}
+
+bool TileCache::level_top(int lx, int ly, analysis::ChannelCounts* top) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto it = tops_.find({lx, ly});
+  if (it == tops_.end() || it->second.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return false;
+  *top = it->second.get();
+  return true;
 }
 
 TileStats TileCache::take_stats() {

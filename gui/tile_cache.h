@@ -1,8 +1,12 @@
 #pragma once
-// Mask tiles as OpenGL textures (analysis/view_lod.h builds the counts): worker threads
-// aggregate and shade the tiles a view asks for, the GUI thread only uploads finished ones
-// (one glTexImage2D of 512 x 512 RGBA each: 2 x 2 texels per cell). The cache is bounded (least recently wanted
-// tiles are dropped, their textures deleted), so memory does not grow with the sequence.
+// Mask tiles as OpenGL textures (analysis/view_lod.h builds the counts and shades them):
+// worker threads aggregate and shade the tiles a view asks for, the GUI thread only uploads
+// finished ones (one glTexImage2D of 512 x 512 RGBA each: 2 x 2 texels per cell). The cache
+// is bounded (least recently wanted tiles are dropped, their textures deleted), so memory does
+// not grow with the sequence.
+//
+// The density encodings scale each level by the most entries per class in one of its cells
+// (analysis::level_max_counts): computed once per level and source, before its first tile.
 //
 // Per frame the mask panel calls want() with the tiles its view needs, most important first;
 // workers build the first wanted tiles not yet built, so tiles of a view the user has already
@@ -10,6 +14,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -21,16 +26,7 @@
 namespace moba::gui {
 
 // How counts become colours (the key of a tile's texture beside its TileKey).
-struct TileShading {
-  bool compare = true;     // hit / false pick / miss colours (else every pick is "selected")
-  bool causal = true;      // tint the causally available cells
-  bool planted = false;    // lighten cells holding the planted key's block (synthetic dumps)
-  bool density = false;    // dominant class, brightness by density; else every class present (quadrants)
-  bool operator==(const TileShading& o) const {
-    return compare == o.compare && causal == o.causal && planted == o.planted && density == o.density;
-  }
-  bool operator!=(const TileShading& o) const { return !(*this == o); }
-};
+using analysis::TileShading;
 
 // What the tiles are aggregated from; kept alive by the cache while workers use it.
 struct TileSource {
@@ -61,6 +57,9 @@ class TileCache {
   unsigned texture(const analysis::TileKey& key, bool* built) const;
   // True while a wanted tile is not built.
   bool busy() const;
+  // The density scale of level (lx, ly) (analysis::level_max_counts) once a worker has
+  // computed it for the current source; false before.
+  bool level_top(int lx, int ly, analysis::ChannelCounts* top) const;
   TileStats take_stats();
   size_t n_textures() const { return textures_.size(); }
 
@@ -87,6 +86,9 @@ class TileCache {
   TileShading shading_;
   std::vector<analysis::TileKey> wanted_;
   std::map<analysis::TileKey, bool> in_progress_or_done_;  // this generation
+  // Density scale per level (lx, ly), this generation: the first worker that needs one
+  // computes it, the others wait for it.
+  std::map<std::pair<int, int>, std::shared_future<analysis::ChannelCounts>> tops_;
   std::deque<Done> done_;
   TileStats stats_;
   std::vector<std::thread> workers_;

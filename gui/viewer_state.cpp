@@ -213,6 +213,10 @@ void compute_ranges(const analysis::PositionView& v, std::map<std::string, std::
       lo = std::min(0.0f, mn);
       if (lo > -1e-3f * std::fabs(hi)) lo = 0.0f;  // rounding noise below 0 (e.g. KL of -1e-7)
       if (range == analysis::PlotRange::data_up_to_one) hi = 1.0f;
+      float d_lo, d_hi;  // never beyond the metric's valid values
+      analysis::metric_domain(range, false, &d_lo, &d_hi);
+      lo = std::max(lo, d_lo);
+      hi = std::min(hi, d_hi);
       if (!(hi > lo)) hi = lo + 1.0f;
     }
     (*ranges)[name] = {lo, hi};

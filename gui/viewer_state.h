@@ -55,10 +55,12 @@ struct PositionAxis {
 struct MaskViewState {
   bool compare_oracle = true;   // colour hits / false picks / misses when the oracle is present
   bool shade_causal = true;     // tint the causally available blocks (b <= current block)
-  bool density = false;         // colour by the dominant class and its density (else every class present, in quadrants)
+  analysis::CellColouring cells = analysis::CellColouring::density;  // zoomed-out cell colours (analysis/view_lod.h)
   bool planted = false;         // lighten the planted key's block (synthetic dumps)
   float block_rows_px = 0;      // drawn height per block, from the last frame (read-only)
   int level_x = 0, level_y = 0; // tile level drawn last frame (read-only)
+  bool level_top_known = false; // its density scale (analysis::level_max_counts), once computed (read-only)
+  analysis::ChannelCounts level_top{};
 };
 
 // A second configuration beside the shown one (router vs router, B vs B, k vs k).

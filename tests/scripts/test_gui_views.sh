@@ -2,9 +2,11 @@
 # `moba gui` view states, headless under Xvfb, on a small synth analysis (8192 tokens, B = 16
 # and 32): bad view options exit 2 before any window, naming the valid choices; the
 # whole-sequence mask shows hits, false picks and misses below the diagonal and nothing above
-# it; a single-block view of a known miss (found with h5py in analysis.h5) shows the miss
-# colour in the middle of the plot; the overview grid, the difference compare and the SNR
-# histogram draw their colours; --frames without --screenshot prints the timing lines.
+# it, by default (--cells density) each at several brightnesses between the any floor and full
+# colour, with --cells presence at full colour only; a single-block view of a known miss
+# (found with h5py in analysis.h5) shows the exact miss colour in the middle of the plot; the
+# overview grid, the difference compare and the SNR histogram draw their colours; --frames
+# without --screenshot prints the timing lines.
 # Skipped (77) without a GUI build or an X server.
 # usage: test_gui_views.sh MOBA_BINARY WORK_DIR
 source "$(dirname "$0")/io_common.sh"
@@ -33,6 +35,7 @@ expect2 "valid: moba, oracle" --compare-router quest
 expect2 "valid: 2, 4" --compare-top-k 8
 expect2 "valid: mask, metrics, summary, overview, configs, snr" --panels mask,heatmap
 expect2 "valid: .*coverage_mean" --metric coverage
+expect2 "not one of density|presence|dominant" --cells any
 expect2 "positions 0:8192" --positions 100:9000
 expect2 "blocks 0:512" --block-size 16 --blocks 0:600
 expect2 "needs one block size" --block-size 16 --compare-block-size 32 --compare-mode difference
@@ -53,6 +56,7 @@ PYEOF
 [ -n "$MISS_T" ] || fail "no miss found in analysis.h5"
 
 shot --block-size 16 --top-k 2 --panels mask --screenshot whole.png --frames 2 > /dev/null
+shot --block-size 16 --top-k 2 --panels mask --cells presence --screenshot presence.png --frames 2 > /dev/null
 shot --block-size 16 --top-k 2 --panels mask --positions $((MISS_T - 9)):$((MISS_T + 10)) --blocks $MISS_B:$((MISS_B + 1)) \
   --screenshot block.png --frames 2 > /dev/null
 shot --block-size 16 --top-k 2 --panels overview --metric block_recall_mean --screenshot overview.png --frames 2 > /dev/null
@@ -84,8 +88,18 @@ def load(path):
 
 # The mask's palette (gui/panels.h).
 HIT, FALSE, MISS, CURRENT, CAUSAL = (70, 200, 110), (240, 120, 50), (80, 150, 255), (120, 130, 150), (40, 44, 56)
+CAUSAL = np.array(CAUSAL, float)
 def mask_of(img, rgb):
     return np.all(img == np.array(rgb, np.uint8), axis=2)
+# Pixels of a class drawn at a density (analysis::shade_mask_tile): the class colour mixed over
+# the causal tint, at f of the way, f in [floor, 1]. Returns the mask and f per pixel.
+FLOOR = 0.4
+def ramp_of(img, rgb):
+    p = img.astype(float) - CAUSAL
+    d = np.array(rgb, float) - CAUSAL
+    f = (p @ d) / (d @ d)
+    resid = np.abs(p - f[..., None] * d).max(axis=2)
+    return (resid <= 2.5) & (f >= FLOOR - 0.02) & (f <= 1.01), f
 
 # The plot: the bounding box of the mask's own colours right of the navigator.
 def plot_box(img):
@@ -96,16 +110,33 @@ def plot_box(img):
     ys, xs = np.nonzero(m)
     return xs.min(), ys.min(), xs.max(), ys.max()
 
-whole = load("whole.png")
-x0, y0, x1, y1 = plot_box(whole)
-right = whole[:, 300:]
+# --cells presence: every class a cell holds at full colour.
+pres = load("presence.png")
+x0, y0, x1, y1 = plot_box(pres)
+right = pres[:, 300:]
 for name, c in (("hit", HIT), ("false pick", FALSE), ("miss", MISS), ("current", CURRENT)):
     n = mask_of(right, c).sum()
-    assert n > 50, f"whole sequence: {name} colour on {n} pixels only"
+    assert n > 50, f"whole sequence, presence: {name} colour on {n} pixels only"
+on, f = ramp_of(pres[y0:y1 + 1, x0:x1 + 1], MISS)
+assert (on & (f < 0.95)).sum() == 0, f"whole sequence, presence: {(on & (f < 0.95)).sum()} miss pixels dimmed"
+
+# The default, --cells density: each class at its density, never below the floor; misses at
+# several brightnesses (one miss in a cell is dim, the most in a cell full colour).
+whole = load("whole.png")
+x0, y0, x1, y1 = plot_box(whole)
+right = whole[y0:y1 + 1, x0:x1 + 1]
+for name, c in (("hit", HIT), ("false pick", FALSE), ("miss", MISS), ("current", CURRENT)):
+    on, f = ramp_of(right, c)
+    assert on.sum() > 50, f"whole sequence: {name} colour (at any density) on {on.sum()} pixels only"
+on, f = ramp_of(right, MISS)
+levels = np.unique(np.round(f[on], 2))
+dim, full = (on & (f < 0.9)).sum(), (on & (f > 0.97)).sum()
+assert len(levels) >= 2 and dim > 20 and full > 0, \
+    f"whole sequence: misses not drawn by density ({len(levels)} brightnesses, {dim} dim, {full} full pixels)"
 # Above the diagonal (future keys): no class colour in the top-left quarter of the plot.
 tl = whole[y0:y0 + (y1 - y0) // 4, x0:x0 + (x1 - x0) // 4]
 for name, c in (("hit", HIT), ("false pick", FALSE), ("miss", MISS)):
-    assert mask_of(tl, c).sum() == 0, f"whole sequence: {name} above the diagonal"
+    assert ramp_of(tl, c)[0].sum() == 0, f"whole sequence: {name} above the diagonal"
 
 block = load("block.png")
 bx0, by0, bx1, by1 = plot_box(block)
@@ -119,7 +150,7 @@ for name, c in (("lowest", (68, 1, 84)), ("highest", (253, 231, 37))):
 
 diff = load("diff.png")[:, 300:]
 for name, c in (("both", HIT), ("only shown", FALSE), ("only compared", MISS)):
-    assert mask_of(diff, c).sum() > 20, f"difference compare: no '{name}' colour"
+    assert ramp_of(diff, c)[0].sum() > 20, f"difference compare: no '{name}' colour"
 assert mask_of(diff, (250, 190, 60)).sum() > 30, "SNR histogram: no router bars"
 print("ok: whole sequence, single-block miss, overview, difference + SNR")
 PYEOF
