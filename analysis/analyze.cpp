@@ -356,10 +356,11 @@ void output_errors(const GroupContext& g, HeadState& h) {
     }
 }
 
-// Stage 5 (either device): rows, buckets and analysis.h5 groups of one measured head, then its
-// SNR sums. `gates` numbers the gate routers as analysis/router.h GateRouters does.
-void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, const GateIndex& gates,
-                    const HeadMeasures& m, GroupResult& result, H5Output* h5) {
+// Stage 5 (either device) of one measured head, in two parts: the rows (returned), then
+// summary_commit's buckets, analysis.h5 groups and SNR sums. `gates` numbers the gate routers
+// as analysis/router.h GateRouters does.
+std::vector<SummaryRow> summary_rows(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan,
+                                     const GateIndex& gates, const HeadMeasures& m) {
   const int64_t T = plan.n_tokens, d = in.q.head_dim;
   const int n_routers = static_cast<int>(opt.routers.size()), n_gates = static_cast<int>(gates.kinds.size());
   const std::vector<int64_t> edges = bucket_edges(T, opt.n_buckets, opt.bucket_width);
@@ -393,6 +394,16 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
     rows[static_cast<size_t>(slot)] = head_summary_row(row_in);
   }
   timer.lap("host: summary rows (SNR model)");
+  return rows;
+}
+
+void summary_commit(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, const GateIndex& gates,
+                    HeadMeasures& m, std::vector<SummaryRow>& rows, GroupResult& result, H5Output* h5) {
+  const int64_t T = plan.n_tokens;
+  const int n_gates = static_cast<int>(gates.kinds.size());
+  const std::vector<int64_t> edges = bucket_edges(T, opt.n_buckets, opt.bucket_width);
+  const int n_slots = static_cast<int>(rows.size());
+  StageTimer timer(opt.profile);
   for (int slot = 0; slot < n_slots; ++slot) {
     SummaryRow& row = rows[static_cast<size_t>(slot)];
     const size_t first_bucket = result.buckets.size();
@@ -415,7 +426,15 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
       result.snr.push_back({key, m.snr[gi * plan.n_block_sizes() + bi]});
       if (h5) write_snr_hist(*h5, result.snr.back());
     }
+  if (opt.keep_arrays)
+    for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
   timer.lap("host: buckets + analysis.h5 writes");
+}
+
+void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, const GateIndex& gates,
+                    HeadMeasures& m, GroupResult& result, H5Output* h5) {
+  std::vector<SummaryRow> rows = summary_rows(in, opt, plan, gates, m);
+  summary_commit(in, opt, plan, gates, m, rows, result, h5);
 }
 
 // The host measurement of one head as HeadMeasures (its arrays moved out when kept).
@@ -446,8 +465,6 @@ void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, cons
   const auto gates = std::make_shared<const GateIndex>(gate_index(opt.routers));
   auto summarize = [&in, &opt, h5, &result, shared_plan, gates](HeadMeasures& m) {
     summarize_head(in, opt, *shared_plan, *gates, m, result, h5);
-    if (opt.keep_arrays)
-      for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
   };
   const int n_dev = std::max(1, kernels::cuda_device_count());
   const int n_heads = static_cast<int>(in.heads.size());
@@ -455,8 +472,15 @@ void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, cons
   if (n_workers == 1) {
     analyze_group_gpu(in, opt, plan, keep, progress,
                       [&](HeadMeasures& m) {
+                        // The rows on the queue's first thread, the writes on its second.
                         auto held = std::make_shared<HeadMeasures>(std::move(m));
-                        queue.push([summarize, held]() mutable { summarize(*held); });
+                        queue.push([&in, &opt, h5, &result, shared_plan, gates, held]() -> SummaryQueue::Commit {
+                          auto rows = std::make_shared<std::vector<SummaryRow>>(
+                              summary_rows(in, opt, *shared_plan, *gates, *held));
+                          return [&in, &opt, h5, &result, shared_plan, gates, held, rows] {
+                            summary_commit(in, opt, *shared_plan, *gates, *held, *rows, result, h5);
+                          };
+                        });
                       },
                       0);
     return;
@@ -501,24 +525,30 @@ std::string analyze_device_split(const AnalyzeOptions& opt, int64_t n_tokens, in
          device_name(opt.device);
 }
 
-SummaryQueue::SummaryQueue() : thread_([this] { run(); }) {}
+SummaryQueue::SummaryQueue() : compute_thread_([this] { run_compute(); }), commit_thread_([this] { run_commit(); }) {}
 
 SummaryQueue::~SummaryQueue() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     closed_ = true;
   }
-  ready_.notify_one();
-  if (thread_.joinable()) thread_.join();
+  ready_.notify_all();
+  if (compute_thread_.joinable()) compute_thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    compute_done_ = true;
+  }
+  ready_.notify_all();
+  if (commit_thread_.joinable()) commit_thread_.join();
 }
 
-void SummaryQueue::push(std::function<void()> job) {
+void SummaryQueue::push(std::function<Commit()> job) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (error_) std::rethrow_exception(error_);
-    queue_.push_back({std::move(job), false});
+    jobs_.push_back({std::move(job), false});
   }
-  ready_.notify_one();
+  ready_.notify_all();
 }
 
 std::shared_future<void> SummaryQueue::mark() {
@@ -526,9 +556,9 @@ std::shared_future<void> SummaryQueue::mark() {
   std::shared_future<void> f = done->get_future().share();
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    queue_.push_back({[done] { done->set_value(); }, true});
+    jobs_.push_back({[done]() -> Commit { return [done] { done->set_value(); }; }, true});
   }
-  ready_.notify_one();
+  ready_.notify_all();
   return f;
 }
 
@@ -540,22 +570,52 @@ void SummaryQueue::wait(const std::shared_future<void>& marker) {
 
 void SummaryQueue::drain() { wait(mark()); }
 
-void SummaryQueue::run() {
+void SummaryQueue::fail() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!error_) error_ = std::current_exception();
+}
+
+void SummaryQueue::run_compute() {
   for (;;) {
     Job job;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      ready_.wait(lock, [this] { return closed_ || !queue_.empty(); });
-      if (queue_.empty()) return;
-      job = std::move(queue_.front());
-      queue_.pop_front();
+      ready_.wait(lock, [this] { return closed_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
       if (error_ && !job.marker) continue;  // dropped after a failure; markers still fire
     }
+    Commit commit;
     try {
-      job.run();
+      commit = job.compute();
     } catch (...) {
+      fail();
+      if (!job.marker) continue;
+    }
+    {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (!error_) error_ = std::current_exception();
+      commits_.push_back({std::move(commit), job.marker});
+    }
+    ready_.notify_all();
+  }
+}
+
+void SummaryQueue::run_commit() {
+  for (;;) {
+    CommitJob c;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      ready_.wait(lock, [this] { return compute_done_ || !commits_.empty(); });
+      if (commits_.empty()) return;
+      c = std::move(commits_.front());
+      commits_.pop_front();
+      if (error_ && !c.marker) continue;
+    }
+    try {
+      if (c.run) c.run();
+    } catch (...) {
+      fail();
     }
   }
 }
@@ -592,8 +652,6 @@ void analyze_group_queued(const GroupInput& in, const AnalyzeOptions& opt, Progr
     output_errors(g, h);
     HeadMeasures m = host_measures(g, h, opt.keep_arrays || h5);
     summarize_head(in, opt, plan, gate_index(opt.routers), m, result, h5);
-    if (opt.keep_arrays)
-      for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
   }
 }
 

@@ -84,17 +84,20 @@ struct GroupResult {
 // per (head, chunk).
 GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5);
 
-// Summarises measured heads (rows, buckets, analysis.h5 writes) on one host thread, in the
-// order they are queued, so the device goes on measuring instead of waiting for the host; one
-// KV group's summaries overlap the next group's measurement (analyze_dump). A job's exception
-// stops the queue: later jobs are dropped and the next push or wait rethrows it.
+// Summarises measured heads beside the device's work, in the order they are queued, on two
+// host threads: a job's compute part (the summary rows: SNR-model predictions, parallel over
+// configurations) on the first, the Commit it returns (buckets, analysis.h5 writes) on the
+// second, so one head's writes overlap the next head's rows, and one KV group's summaries the
+// next group's measurement (analyze_dump). A job's exception stops the queue: later jobs are
+// dropped and the next push or wait rethrows it.
 class SummaryQueue {
  public:
+  using Commit = std::function<void()>;
   SummaryQueue();
   ~SummaryQueue();  // runs what is queued, then stops
   SummaryQueue(const SummaryQueue&) = delete;
   SummaryQueue& operator=(const SummaryQueue&) = delete;
-  void push(std::function<void()> job);
+  void push(std::function<Commit()> job);
   // A marker after the jobs queued so far: it is ready once they ran; wait() waits for it.
   std::shared_future<void> mark();
   void wait(const std::shared_future<void>& marker);
@@ -102,16 +105,23 @@ class SummaryQueue {
 
  private:
   struct Job {
-    std::function<void()> run;
+    std::function<Commit()> compute;
     bool marker = false;  // runs even after a failure
   };
-  void run();
+  struct CommitJob {
+    Commit run;
+    bool marker = false;
+  };
+  void run_compute();
+  void run_commit();
+  void fail();  // records the current exception (the first one wins)
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<Job> queue_;
-  bool closed_ = false;
+  std::deque<Job> jobs_;
+  std::deque<CommitJob> commits_;
+  bool closed_ = false, compute_done_ = false;
   std::exception_ptr error_;
-  std::thread thread_;  // last: starts once the members above exist
+  std::thread compute_thread_, commit_thread_;  // last: start once the members above exist
 };
 
 // analyze_group with the head summaries on `queue`: the GPU-resident path queues each head as

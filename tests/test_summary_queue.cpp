@@ -1,0 +1,59 @@
+// analysis::SummaryQueue (analysis/analyze.h): the GPU-resident analysis' two-thread summary
+// queue — commits run in push order after their compute parts, markers wait for what was
+// queued before them, and a failure stops the queue and is rethrown.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "analysis/analyze.h"
+
+using moba::analysis::SummaryQueue;
+
+TEST_CASE("summary queue: commits in push order, markers after what came before", "[analysis]") {
+  SummaryQueue q;
+  std::vector<int> order;  // written by the commit thread only; read after drain()
+  std::atomic<int> computed{0}, committed{0};
+  std::vector<std::shared_future<void>> marks;
+  for (int i = 0; i < 40; ++i) {
+    q.push([i, &order, &computed, &committed]() -> SummaryQueue::Commit {
+      // Early jobs compute slowly: later computes finish first, commits must still be ordered.
+      if (i % 7 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(3));
+      ++computed;
+      return [i, &order, &committed] {
+        order.push_back(i);
+        ++committed;
+      };
+    });
+    if (i % 10 == 9) marks.push_back(q.mark());
+  }
+  for (size_t m = 0; m < marks.size(); ++m) {
+    q.wait(marks[m]);
+    REQUIRE(committed >= static_cast<int>(10 * (m + 1)));  // every job before the marker has committed
+  }
+  q.drain();
+  REQUIRE(computed == 40);
+  REQUIRE(order.size() == 40);
+  for (int i = 0; i < 40; ++i) REQUIRE(order[static_cast<size_t>(i)] == i);
+}
+
+TEST_CASE("summary queue: a failure drops later jobs, markers still fire, wait rethrows", "[analysis]") {
+  for (const bool in_commit : {false, true}) {
+    SummaryQueue q;
+    std::atomic<int> committed{0};
+    q.push([&]() -> SummaryQueue::Commit { return [&] { ++committed; }; });
+    q.push([in_commit]() -> SummaryQueue::Commit {
+      if (!in_commit) throw std::runtime_error("rows failed");
+      return [] { throw std::runtime_error("write failed"); };
+    });
+    q.push([&]() -> SummaryQueue::Commit { return [&] { ++committed; }; });
+    const auto m = q.mark();
+    REQUIRE_THROWS_AS(q.wait(m), std::runtime_error);
+    REQUIRE(committed == 1);
+    REQUIRE_THROWS_AS(q.push([]() -> SummaryQueue::Commit { return [] {}; }), std::runtime_error);
+    REQUIRE_THROWS_AS(q.drain(), std::runtime_error);
+  }
+}
