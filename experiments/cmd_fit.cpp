@@ -1,10 +1,12 @@
 // `moba fit`: per-head budget fitting (issue 13 item 2, docs/fit.md). For every analysed
-// (layer, head, router, block size B), the smallest top-k whose summary metric on the dump
-// meets a target: coverage_mean >= v, block_recall_mean >= v or kl_mean <= v (means over the
-// queries with a choice, exactly as `moba analyze` writes them in summary.csv; the fit runs
-// the same library, analysis/analyze.h analyze_dump).
+// (layer, head, router, block size B): for the top-k routers (moba, moba-kconv, oracle, ...)
+// the smallest top-k whose summary metric on the dump meets a target: coverage_mean >= v,
+// block_recall_mean >= v or kl_mean <= v (means over the queries with a choice, exactly as
+// `moba analyze` writes them in summary.csv; the fit runs the same library, analysis/analyze.h
+// analyze_dump); for the variable-budget routers (moba-threshold, oracle-topp) the smallest
+// mass threshold tau on a grid of --tau-resolution whose metric meets it.
 //
-// Search (docs/fit.md#search): coverage and KL are monotone per query in k (the picks of k are
+// k search (docs/fit.md#search): coverage and KL are monotone per query in k (the picks of k are
 // a subset of those of k + 1), so for them fit runs one analysis over a coarse k grid
 // (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, ... and each B's largest routable k), takes per head the
 // first grid k that meets the target, and analyses, head by head, every k strictly between
@@ -15,12 +17,26 @@
 // counted and reported (the mean over queries with a choice is over a set that shrinks with
 // k, so even coverage_mean is monotone only in practice).
 //
+// tau search (docs/fit.md#tau): the cap is k = n_blocks, which never binds (a query of block c
+// may add all c routable blocks), and the metric is the mean over the queries with at least
+// one routable block (t >= B), a set that does not depend on tau. analysis/router.h
+// select_mass_row ranks the candidates independently of tau and keeps the shortest prefix
+// whose mass reaches tau, so the selections are nested in tau and coverage (-KL) per query and
+// its mean are monotone in tau (the sums add non-negative terms; rounding is monotone too).
+// Per slot: tau = 1 first (reachable?), then bisection over the grid i * resolution: at most
+// 1 + ceil(log2(1 / resolution)) analysis passes of that one head; tau - resolution is always
+// measured (it misses) unless tau is the grid's first point. Block recall compares with the
+// oracle's top-(k-1) picks, which at k = n_blocks are every routable block: not fitted for tau.
+//
 // Writes PATH.csv and PATH.json (the table) and, per (router, B), the budgets peers read:
-// PATH.k_B<B>[_<router>].json ({"block_size": B, "layers": [[k per head], ...]}) and
-// PATH.tau_B<B>[_<router>].json (the fitted k / n_blocks per head).
+// top-k routers: PATH.k_B<B>[_<router>].json ({"block_size": B, "layers": [[k per head], ...]})
+// and PATH.density_B<B>[_<router>].json (the fitted k / n_blocks per head); variable-budget
+// routers: PATH.tau_B<B>_<router>.json ({"tau": [[tau per head], ...]}, XAttention's per-head
+// threshold array, and the realised mean budget per head).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -31,6 +47,7 @@
 
 #include "analysis/analyze.h"
 #include "analysis/backend.h"
+#include "analysis/metrics.h"
 #include "core/atomic_file.h"
 #include "core/dump.h"
 #include "core/errors.h"
@@ -47,32 +64,42 @@ namespace {
 
 const char* const kUsage =
     "usage: moba fit DUMP --block-sizes 32,64 --target coverage=0.95 --out PATH\n"
-    "                [--layers 0,1] [--heads 0,3] [--routers moba] [--max-k K] [--device cpu|cuda|auto]\n"
+    "                [--layers 0,1] [--heads 0,3] [--routers moba] [--max-k K]\n"
+    "                [--tau-resolution R] [--device cpu|cuda|auto]\n"
     "\n"
-    "Per-head budget fitting: for every (layer, head, router, B), the smallest top-k whose\n"
-    "summary metric on DUMP meets the target (means over queries with a choice, as in\n"
-    "`moba analyze`'s summary.csv). Heads that cannot reach it within --max-k are reported.\n"
+    "Per-head budget fitting: for every (layer, head, router, B), the smallest budget whose\n"
+    "metric on DUMP meets the target. Top-k routers (moba, moba-kconv, oracle): the smallest\n"
+    "top-k (summary means over queries with a choice, as in `moba analyze`'s summary.csv).\n"
+    "Variable-budget routers (moba-threshold, oracle-topp): the smallest tau on the grid\n"
+    "R, 2R, ..., 1, uncapped (k = n_blocks: the cap never binds), the metric being the mean\n"
+    "over the queries with a routable block (t >= B). Heads that cannot reach the target are\n"
+    "reported.\n"
     "\n"
     "  --block-sizes LIST      block sizes (at most 8)\n"
     "  --target METRIC=V       coverage=V (coverage_mean >= V, V in (0, 1]),\n"
-    "                          block_recall=V (block_recall_mean >= V, V in (0, 1]) or\n"
-    "                          kl=V (kl_mean <= V, V >= 0)\n"
-    "  --out PATH              writes PATH.csv, PATH.json (the table) and per router and B\n"
-    "                          PATH.k_B<B>.json (k per head per layer) and PATH.tau_B<B>.json\n"
-    "                          (k / n_blocks per head); _<router> is appended for routers\n"
-    "                          other than moba\n"
+    "                          block_recall=V (block_recall_mean >= V, V in (0, 1]; top-k\n"
+    "                          routers only) or kl=V (kl_mean <= V, V >= 0)\n"
+    "  --out PATH              writes PATH.csv, PATH.json (the table) and per router and B:\n"
+    "                          top-k routers: PATH.k_B<B>.json (k per head per layer) and\n"
+    "                          PATH.density_B<B>.json (k / n_blocks per head), _<router> appended\n"
+    "                          for routers other than moba; variable-budget routers:\n"
+    "                          PATH.tau_B<B>_<router>.json (tau per head per layer)\n"
     "  --layers LIST           layers (all)\n"
     "  --heads LIST            query heads (all)\n"
-    "  --routers LIST          of moba, moba-kconv, oracle (moba)\n"
-    "  --max-k K               largest k tried (default: n_blocks, i.e. up to full attention;\n"
-    "                          k = n_blocks is full attention, where every metric is exact)\n"
+    "  --routers LIST          of moba, moba-kconv, oracle, moba-threshold, oracle-topp (moba)\n"
+    "  --max-k K               largest k tried by the top-k routers (default: n_blocks, i.e. up\n"
+    "                          to full attention; k = n_blocks is full attention, where every\n"
+    "                          metric is exact); the tau routers are always uncapped\n"
+    "  --tau-resolution R      tau grid step, in [1e-06, 0.5] (0.001); at most\n"
+    "                          1 + ceil(log2(1 / R)) analysis passes per head, router and B\n"
     "  --device cpu|cuda|auto  where the analysis runs (cpu)\n"
     "  --tie, --gqa, --pool-precision, --kconv, --kconv-weights, --kconv-apply, --precision\n"
-    "                          routing options, as in `moba analyze`\n"
+    "                          routing options, as in `moba analyze` (no --tau: fit searches it)\n"
     "  --quiet                 no progress on stderr\n"
     "\n"
     "Search: coverage and kl: a coarse k grid, then every k between the bracketing grid points\n"
-    "(exact; k - 1 is always measured). block_recall (not monotone in k): every k. docs/fit.md.\n";
+    "(exact; k - 1 is always measured). block_recall (not monotone in k): every k. tau: tau = 1,\n"
+    "then bisection (the selections are nested in tau; tau - R is always measured). docs/fit.md.\n";
 
 enum class Metric { coverage, block_recall, kl };
 
@@ -162,10 +189,70 @@ struct FitRow {
   int64_t head = 0, kv_head = 0, block_size = 0, n_blocks = 0, n_tokens = 0;
   analysis::RouterKind router = analysis::RouterKind::moba;
   std::string status;  // ok | full_attention | unreachable
-  int k = 0;           // 0 when unreachable
+  int k = 0;           // 0 when unreachable, and for the tau routers
   double achieved = NAN, achieved_prev = NAN, sparsity_nominal = NAN, sparsity_causal = NAN;
-  int max_k_tried = 0;
+  int max_k_tried = 0;  // tau routers: the cap, n_blocks
+  // tau routers: the fitted tau (NaN when unreachable or not a tau router), the mean realised
+  // budget |S_t| there; top-k routers: selected_mean = k.
+  double tau = NAN, selected_mean = NAN;
+  int passes = 0;  // tau routers: analysis passes of this slot
 };
+
+// The tau grid: tau_i = i * resolution for i = 1 .. n - 1 and tau_n = 1 (n = ceil(1 / R)).
+// Each tau is the double its printed form (format_shortest) parses to, so re-running analyze
+// with the printed value routes with exactly the fitted tau.
+struct TauGrid {
+  double resolution = 0.001;
+  int n = 1000;
+  explicit TauGrid(double r) : resolution(r), n(static_cast<int>(std::ceil(1.0 / r - 1e-9))) {}
+  double tau(int i) const {
+    if (i >= n) return 1.0;
+    return std::strtod(format_g(static_cast<double>(i) * resolution, 12).c_str(), nullptr);
+  }
+  int max_passes() const { return 1 + static_cast<int>(std::ceil(std::log2(static_cast<double>(n)))); }
+};
+
+// One tau router measurement of one head: means over the queries with a routable block (t >= B).
+struct TauMeasure {
+  double value = NAN, budget = NAN, sparsity = NAN;
+};
+
+// Analyses query head `head` of `group` (its KV group) with router `r` at block size B, cap
+// k = n_blocks (never binding) and mass target tau, through analysis::analyze_group with the
+// per-position arrays kept, and reduces them over t in [B, T) in index order (double).
+TauMeasure measure_tau(const analysis::GroupInput& group, int64_t head, analysis::AnalyzeOptions opt,
+                       analysis::RouterKind r, int64_t B, int64_t nb, double tau, const Target& target) {
+  opt.routers = {r};
+  opt.block_sizes = {B};
+  opt.top_ks = {static_cast<int>(nb)};
+  opt.sparsities.clear();
+  opt.routing.tau = tau;
+  opt.keep_arrays = true;
+  opt.skip_full_attention = false;
+  analysis::GroupInput in = group;
+  in.heads = {head};
+  const analysis::GroupResult res = analysis::analyze_group(in, opt, nullptr, nullptr);
+  const analysis::PositionArrays* a = nullptr;
+  for (const auto& x : res.arrays)
+    if (x.key.head == head && x.key.router == r && x.key.block_size == B) a = &x;
+  if (!a) throw std::logic_error("fit: the analysis returned no per-position arrays");
+  const auto T = static_cast<int64_t>(a->coverage.size());
+  const std::vector<float>& metric = target.metric == Metric::kl ? a->kl : a->coverage;
+  double sum = 0, blocks = 0, sparsity = 0;
+  int64_t n = 0;
+  for (int64_t t = B; t < T; ++t, ++n) {
+    sum += metric[static_cast<size_t>(t)];
+    blocks += analysis::selection_count(a->selected.data() + t * nb, static_cast<int>(nb));
+    sparsity += a->sparsity_token[static_cast<size_t>(t)];
+  }
+  TauMeasure m;
+  if (n > 0) {
+    m.value = sum / static_cast<double>(n);
+    m.budget = blocks / static_cast<double>(n);
+    m.sparsity = sparsity / static_cast<double>(n);
+  }
+  return m;
+}
 
 std::string budget_suffix(int64_t B, analysis::RouterKind r) {
   std::string s = "_B" + std::to_string(B);
@@ -174,7 +261,7 @@ std::string budget_suffix(int64_t B, analysis::RouterKind r) {
 }
 
 int run_fit(const std::vector<std::string>& argv) {
-  const Args args(argv, with_routing_flags({"block-sizes", "target", "out", "layers", "heads", "routers", "max-k"}),
+  const Args args(argv, with_routing_flags({"block-sizes", "target", "out", "layers", "heads", "routers", "max-k", "tau-resolution"}),
                   {"quiet", "help"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -198,14 +285,30 @@ int run_fit(const std::vector<std::string>& argv) {
   analysis::AnalyzeOptions opt;
   opt.block_sizes = args.int_list("block-sizes", {}, 1, INT32_MAX);
   opt.routers.clear();
+  // opt.routers: the top-k routers (coarse grid + refinement); tau_routers: the variable-budget
+  // ones (tau bisection).
+  std::vector<analysis::RouterKind> tau_routers;
   for (const auto& r : args.str_list("routers", {"moba"})) {
     analysis::RouterKind kind;
     if (!analysis::parse_router(r, &kind))
-      throw UsageError("--routers: unknown router '" + r + "' (one of moba, moba-kconv, oracle)");
+      throw UsageError("--routers: unknown router '" + r +
+                       "' (one of moba, moba-kconv, oracle, moba-threshold, oracle-topp)");
     for (const auto x : opt.routers)
       if (x == kind) throw UsageError("--routers: " + r + " given twice");
-    opt.routers.push_back(kind);
+    for (const auto x : tau_routers)
+      if (x == kind) throw UsageError("--routers: " + r + " given twice");
+    (analysis::router_is_variable_budget(kind) ? tau_routers : opt.routers).push_back(kind);
   }
+  if (args.has("tau"))
+    throw UsageError("--tau: fit searches tau itself for moba-threshold and oracle-topp (see --tau-resolution); "
+                     "leave --tau out");
+  if (!tau_routers.empty() && target.metric == Metric::block_recall)
+    throw UsageError("--target block_recall: not fitted for the tau routers (moba-threshold, oracle-topp): "
+                     "their tau fit is uncapped (k = n_blocks), where block recall's reference, the oracle's "
+                     "top-(k-1) picks, is every routable block; use coverage or kl");
+  if (args.has("tau-resolution") && tau_routers.empty())
+    throw UsageError("--tau-resolution: only for the tau routers (--routers moba-threshold and/or oracle-topp)");
+  const TauGrid grid(args.number("tau-resolution", 0.001, 1e-6, 0.5));
   opt.routing = parse_routing(args);
   const int64_t max_k_flag = args.integer("max-k", 0, 1, 1 << 20);
   std::vector<int> layers;
@@ -215,7 +318,11 @@ int run_fit(const std::vector<std::string>& argv) {
   keep_flags.positions = "none";  // fit keeps no per-position data (no analysis.h5)
   opt.keep = analysis::resolve_keep_flags(keep_flags, heads);
   opt.top_ks = {1};
-  analysis::validate_options(opt);
+  {
+    analysis::AnalyzeOptions all = opt;
+    all.routers.insert(all.routers.end(), tau_routers.begin(), tau_routers.end());
+    analysis::validate_options(all);
+  }
   const analysis::DeviceInfo device = parse_device(args);
   opt.device = device.device;
   opt.skip_full_attention = true;
@@ -231,6 +338,27 @@ int run_fit(const std::vector<std::string>& argv) {
     if (l.n_tokens != info.layers.front().n_tokens)
       throw InputError(dump_path, "/layers/" + std::to_string(l.index), "layers differ in n_tokens; fit needs one T");
   const int64_t T = info.layers.front().n_tokens;
+  // The layers and heads, checked as analyze checks them (also when only tau routers run).
+  std::vector<int> layer_list = layers;
+  if (layer_list.empty())
+    for (const auto& l : info.layers) layer_list.push_back(l.index);
+  for (size_t i = 0; i < layer_list.size(); ++i) {
+    bool found = false;
+    for (const auto& l : info.layers) found = found || l.index == layer_list[i];
+    if (!found)
+      throw UsageError("--layers: the dump " + dump_path + " has no layer " + std::to_string(layer_list[i]));
+    for (size_t j = 0; j < i; ++j)
+      if (layer_list[i] == layer_list[j])
+        throw UsageError("--layers: layer " + std::to_string(layer_list[i]) + " given twice");
+  }
+  for (size_t i = 0; i < heads.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (heads[i] == heads[j]) throw UsageError("--heads: head " + std::to_string(heads[i]) + " given twice");
+  for (const int L : layer_list)
+    for (const int64_t h : heads)
+      if (h >= info.layer(L).n_q_heads)
+        throw UsageError("--heads: layer " + std::to_string(L) + " has query heads 0.." +
+                         std::to_string(info.layer(L).n_q_heads - 1) + ", not " + std::to_string(h));
 
   // Per B: n_blocks and the largest analysed k (k < n_blocks; k = n_blocks is full attention).
   std::map<int64_t, int64_t> n_blocks;
@@ -249,127 +377,227 @@ int run_fit(const std::vector<std::string>& argv) {
                    static_cast<long long>(B), static_cast<long long>(T));
   }
 
-  std::map<SlotKey, Slot> slots;
-  auto run_pass = [&](const std::vector<int>& ks, const char* what) {
-    if (ks.empty()) return;
-    opt.top_ks = ks;
-    if (analysis::resolve_block_configs(opt, T).empty()) return;
-    std::string list;
-    for (const int k : ks) list += (list.empty() ? "" : ",") + std::to_string(k);
-    if (!quiet) std::fprintf(stderr, "moba fit: %s pass, k = %s\n", what, list.c_str());
-    collect(slots, analysis::analyze_dump(*reader, layers, heads, opt, quiet, nullptr, nullptr));
-  };
-  const bool exhaustive = target.metric == Metric::block_recall;
-  std::vector<int> pass1;
-  if (exhaustive)
-    for (int k = 1; k <= kmax; ++k) pass1.push_back(k);
-  else
-    pass1 = coarse_grid(kmax, extra);
-  run_pass(pass1, exhaustive ? "exhaustive" : "coarse");
-
-  // The slots analysed (every layer x head x router x B; also B with nothing to route).
-  std::vector<int> layer_list = layers;
-  if (layer_list.empty())
-    for (const auto& l : info.layers) layer_list.push_back(l.index);
-  std::map<SlotKey, Slot> all_slots;
-  for (const int L : layer_list) {
-    const LayerInfo& li = info.layer(L);
-    std::vector<int64_t> hs = heads;
-    if (hs.empty())
-      for (int64_t h = 0; h < li.n_q_heads; ++h) hs.push_back(h);
-    for (const int64_t h : hs)
-      for (const auto r : opt.routers)
-        for (const int64_t B : opt.block_sizes) {
-          const SlotKey key{L, h, static_cast<int>(r), B};
-          Slot s;
-          s.layer = L, s.head = h, s.router = r, s.block_size = B;
-          all_slots[key] = s;
-        }
-  }
-  auto value = [&](const analysis::SummaryRow& r) { return r.get(target.column()); };
-
-  if (!exhaustive) {
-    // Refinement: per slot, every k strictly between the first grid k that meets the target
-    // and the grid k below it; one analysis per (layer, head) over the union of its slots'
-    // gaps (a head whose bracket is tight is not analysed again).
-    std::map<std::pair<int, int64_t>, std::set<int>> refine;
-    for (const auto& [key, s] : slots) {
-      int prev = 0;
-      for (const auto& [k, row] : s.rows) {
-        if (k > kmax_of[s.block_size]) break;
-        if (target.met(value(row))) {
-          for (int j = prev + 1; j < k; ++j) refine[{s.layer, s.head}].insert(j);
-          break;
-        }
-        prev = k;
-      }
-    }
-    size_t n_configs = 0;
-    for (const auto& [lh, ks] : refine) n_configs += ks.size();
-    if (!quiet && !refine.empty())
-      std::fprintf(stderr, "moba fit: refinement pass, %zu heads, %zu (head, k) pairs\n", refine.size(), n_configs);
-    for (const auto& [lh, ks] : refine) {
-      opt.top_ks.assign(ks.begin(), ks.end());
-      collect(slots, analysis::analyze_dump(*reader, {lh.first}, {lh.second}, opt, true, nullptr, nullptr));
-    }
-  }
-
   std::vector<FitRow> fits;
   int64_t non_monotone = 0;
-  for (auto& [key, base] : all_slots) {
-    const auto it = slots.find(key);
-    const Slot& s = it == slots.end() ? base : it->second;
-    FitRow f;
-    f.layer = s.layer, f.head = s.head, f.router = s.router, f.block_size = s.block_size;
-    f.n_blocks = n_blocks[s.block_size];
-    f.n_tokens = T;
-    const LayerInfo& li = info.layer(s.layer);
-    f.kv_head = s.head / std::max<int64_t>(1, li.n_q_heads / std::max<int64_t>(1, li.n_kv_heads));
-    f.max_k_tried = kmax_of[s.block_size];
-    const analysis::SummaryRow* hit = nullptr;
-    for (const auto& [k, row] : s.rows)
-      if (k <= kmax_of[s.block_size] && target.met(value(row))) {
-        hit = &row;
-        break;
-      }
-    auto prev_value = [&](int k) {
-      const auto p = s.rows.find(k - 1);
-      return p == s.rows.end() ? NAN : value(p->second);
+  const bool exhaustive = target.metric == Metric::block_recall;
+  if (!opt.routers.empty()) {
+    std::map<SlotKey, Slot> slots;
+    auto run_pass = [&](const std::vector<int>& ks, const char* what) {
+      if (ks.empty()) return;
+      opt.top_ks = ks;
+      if (analysis::resolve_block_configs(opt, T).empty()) return;
+      std::string list;
+      for (const int k : ks) list += (list.empty() ? "" : ",") + std::to_string(k);
+      if (!quiet) std::fprintf(stderr, "moba fit: %s pass, k = %s\n", what, list.c_str());
+      collect(slots, analysis::analyze_dump(*reader, layers, heads, opt, quiet, nullptr, nullptr));
     };
-    if (hit) {
-      f.status = "ok";
-      f.k = hit->key.top_k;
-      f.achieved = value(*hit);
-      f.achieved_prev = prev_value(f.k);
-      f.sparsity_nominal = hit->get(analysis::SummaryColumn::sparsity_nominal);
-      f.sparsity_causal = hit->get(analysis::SummaryColumn::sparsity_mean);
-      if (f.k > 1 && s.rows.find(f.k - 1) == s.rows.end())
-        throw std::logic_error("fit: k - 1 was not evaluated for " + hit->key.name());
+    std::vector<int> pass1;
+    if (exhaustive)
+      for (int k = 1; k <= kmax; ++k) pass1.push_back(k);
+    else
+      pass1 = coarse_grid(kmax, extra);
+    run_pass(pass1, exhaustive ? "exhaustive" : "coarse");
+
+    // The slots analysed (every layer x head x router x B; also B with nothing to route).
+    std::map<SlotKey, Slot> all_slots;
+    for (const int L : layer_list) {
+      const LayerInfo& li = info.layer(L);
+      std::vector<int64_t> hs = heads;
+      if (hs.empty())
+        for (int64_t h = 0; h < li.n_q_heads; ++h) hs.push_back(h);
+      for (const int64_t h : hs)
+        for (const auto r : opt.routers)
+          for (const int64_t B : opt.block_sizes) {
+            const SlotKey key{L, h, static_cast<int>(r), B};
+            Slot s;
+            s.layer = L, s.head = h, s.router = r, s.block_size = B;
+            all_slots[key] = s;
+          }
+    }
+    auto value = [&](const analysis::SummaryRow& r) { return r.get(target.column()); };
+
+    if (!exhaustive) {
+      // Refinement: per slot, every k strictly between the first grid k that meets the target
+      // and the grid k below it; one analysis per (layer, head) over the union of its slots'
+      // gaps (a head whose bracket is tight is not analysed again).
+      std::map<std::pair<int, int64_t>, std::set<int>> refine;
+      for (const auto& [key, s] : slots) {
+        int prev = 0;
+        for (const auto& [k, row] : s.rows) {
+          if (k > kmax_of[s.block_size]) break;
+          if (target.met(value(row))) {
+            for (int j = prev + 1; j < k; ++j) refine[{s.layer, s.head}].insert(j);
+            break;
+          }
+          prev = k;
+        }
+      }
+      size_t n_configs = 0;
+      for (const auto& [lh, ks] : refine) n_configs += ks.size();
+      if (!quiet && !refine.empty())
+        std::fprintf(stderr, "moba fit: refinement pass, %zu heads, %zu (head, k) pairs\n", refine.size(), n_configs);
+      for (const auto& [lh, ks] : refine) {
+        opt.top_ks.assign(ks.begin(), ks.end());
+        collect(slots, analysis::analyze_dump(*reader, {lh.first}, {lh.second}, opt, true, nullptr, nullptr));
+      }
+    }
+
+    for (auto& [key, base] : all_slots) {
+      const auto it = slots.find(key);
+      const Slot& s = it == slots.end() ? base : it->second;
+      FitRow f;
+      f.layer = s.layer, f.head = s.head, f.router = s.router, f.block_size = s.block_size;
+      f.n_blocks = n_blocks[s.block_size];
+      f.n_tokens = T;
+      const LayerInfo& li = info.layer(s.layer);
+      f.kv_head = s.head / std::max<int64_t>(1, li.n_q_heads / std::max<int64_t>(1, li.n_kv_heads));
+      f.max_k_tried = kmax_of[s.block_size];
+      const analysis::SummaryRow* hit = nullptr;
       for (const auto& [k, row] : s.rows)
-        if (k > f.k && !target.met(value(row))) {
-          ++non_monotone;
+        if (k <= kmax_of[s.block_size] && target.met(value(row))) {
+          hit = &row;
           break;
         }
-    } else if (max_k_flag == 0 || max_k_flag >= f.n_blocks) {
-      f.status = "full_attention";
-      f.k = static_cast<int>(f.n_blocks);
-      f.achieved = target.full_attention_value();
-      f.achieved_prev = prev_value(f.k);
-      f.sparsity_nominal = 1.0 - static_cast<double>(f.k * f.block_size) / static_cast<double>(T);
-      f.sparsity_causal = 0.0;
-    } else {
-      f.status = "unreachable";
-      const auto last = s.rows.find(f.max_k_tried);
-      f.achieved = last == s.rows.end() ? NAN : value(last->second);
+      auto prev_value = [&](int k) {
+        const auto p = s.rows.find(k - 1);
+        return p == s.rows.end() ? NAN : value(p->second);
+      };
+      if (hit) {
+        f.status = "ok";
+        f.k = hit->key.top_k;
+        f.achieved = value(*hit);
+        f.achieved_prev = prev_value(f.k);
+        f.sparsity_nominal = hit->get(analysis::SummaryColumn::sparsity_nominal);
+        f.sparsity_causal = hit->get(analysis::SummaryColumn::sparsity_mean);
+        f.selected_mean = f.k;
+        if (f.k > 1 && s.rows.find(f.k - 1) == s.rows.end())
+          throw std::logic_error("fit: k - 1 was not evaluated for " + hit->key.name());
+        for (const auto& [k, row] : s.rows)
+          if (k > f.k && !target.met(value(row))) {
+            ++non_monotone;
+            break;
+          }
+      } else if (max_k_flag == 0 || max_k_flag >= f.n_blocks) {
+        f.status = "full_attention";
+        f.k = static_cast<int>(f.n_blocks);
+        f.achieved = target.full_attention_value();
+        f.achieved_prev = prev_value(f.k);
+        f.sparsity_nominal = 1.0 - static_cast<double>(f.k * f.block_size) / static_cast<double>(T);
+        f.sparsity_causal = 0.0;
+        f.selected_mean = f.k;
+      } else {
+        f.status = "unreachable";
+        const auto last = s.rows.find(f.max_k_tried);
+        f.achieved = last == s.rows.end() ? NAN : value(last->second);
+      }
+      fits.push_back(f);
     }
-    fits.push_back(f);
   }
+
+  // The tau routers: per (layer, KV group) the group's tensors are read once; per (head,
+  // router, B) tau = 1, then bisection over the grid (docs/fit.md#tau).
+  if (!tau_routers.empty()) {
+    int64_t n_slots = 0;
+    for (const int L : layer_list)
+      n_slots += (heads.empty() ? info.layer(L).n_q_heads : static_cast<int64_t>(heads.size())) *
+                 static_cast<int64_t>(tau_routers.size() * opt.block_sizes.size());
+    if (!quiet)
+      std::fprintf(stderr, "moba fit: tau search, %lld (layer, head, router, B) slots, resolution %s, at most %d "
+                           "analysis passes each (k = n_blocks, uncapped)\n",
+                   static_cast<long long>(n_slots), format_shortest(grid.resolution).c_str(), grid.max_passes());
+    for (const int L : layer_list) {
+      const LayerInfo& li = info.layer(L);
+      const int64_t group = li.n_q_heads / std::max<int64_t>(1, li.n_kv_heads);
+      std::vector<int64_t> hs = heads;
+      if (hs.empty())
+        for (int64_t h = 0; h < li.n_q_heads; ++h) hs.push_back(h);
+      std::sort(hs.begin(), hs.end());
+      for (int64_t g = 0; g < li.n_kv_heads; ++g) {
+        std::vector<int64_t> gh;
+        for (const int64_t h : hs)
+          if (h / group == g) gh.push_back(h);
+        if (gh.empty()) continue;
+        const Tensor3 q = reader->read(L, TensorKind::q, g * group, group);
+        const Tensor3 k = reader->read(L, TensorKind::k, g, 1);
+        const Tensor3 v = reader->read(L, TensorKind::v, g, 1);
+        analysis::GroupInput in;
+        in.layer = L;
+        in.kv_head = g;
+        in.q = q.view();
+        in.q_head_first = g * group;
+        in.k = k.view();
+        in.v = v.view();
+        in.dtype = li.dtype;
+        for (const int64_t h : gh)
+          for (const auto r : tau_routers)
+            for (const int64_t B : opt.block_sizes) {
+              FitRow f;
+              f.layer = L, f.head = h, f.kv_head = g, f.router = r, f.block_size = B;
+              f.n_blocks = n_blocks[B];
+              f.n_tokens = T;
+              f.max_k_tried = static_cast<int>(f.n_blocks);
+              if (f.n_blocks < 2) {
+                // One block: no query has a routable block; the budget is full attention.
+                f.status = "full_attention";
+                f.achieved = target.full_attention_value();
+                f.sparsity_causal = 0.0;
+                f.selected_mean = 1.0;
+                fits.push_back(f);
+                continue;
+              }
+              auto probe = [&](int i) {
+                ++f.passes;
+                return measure_tau(in, h, opt, r, B, f.n_blocks, grid.tau(i), target);
+              };
+              const TauMeasure at_one = probe(grid.n);
+              if (!target.met(at_one.value)) {
+                f.status = "unreachable";
+                f.achieved = at_one.value;
+                f.selected_mean = at_one.budget;
+                f.sparsity_causal = at_one.sparsity;
+              } else {
+                int lo = 0, hi = grid.n;  // hi meets the target (measured), lo misses (measured unless 0)
+                TauMeasure m_hi = at_one, m_lo;
+                while (hi - lo > 1) {
+                  const int mid = lo + (hi - lo) / 2;
+                  const TauMeasure m = probe(mid);
+                  if (target.met(m.value)) {
+                    hi = mid;
+                    m_hi = m;
+                  } else {
+                    lo = mid;
+                    m_lo = m;
+                  }
+                }
+                f.status = "ok";
+                f.tau = grid.tau(hi);
+                f.achieved = m_hi.value;
+                f.achieved_prev = lo > 0 ? m_lo.value : NAN;
+                f.selected_mean = m_hi.budget;
+                f.sparsity_causal = m_hi.sparsity;
+              }
+              if (!quiet)
+                std::fprintf(stderr, "moba fit: layer %d head %lld %s B=%lld: %s, %s %s, %.2f blocks per query (%d passes)\n",
+                             L, static_cast<long long>(h), analysis::router_name(r), static_cast<long long>(B),
+                             f.status == "ok" ? ("tau " + format_shortest(f.tau)).c_str() : "unreachable at tau = 1",
+                             target.name.c_str(), format_number(f.achieved).c_str(), f.selected_mean, f.passes);
+              fits.push_back(f);
+            }
+      }
+    }
+  }
+  std::stable_sort(fits.begin(), fits.end(), [](const FitRow& a, const FitRow& b) {
+    return std::make_tuple(a.layer, a.head, static_cast<int>(a.router), a.block_size) <
+           std::make_tuple(b.layer, b.head, static_cast<int>(b.router), b.block_size);
+  });
 
   // The table: PATH.csv and PATH.json.
   std::string csv = "layer,head,kv_head,router,block_size,n_tokens,n_blocks,target,target_value,status,k,k_fraction,"
-                    "achieved,achieved_prev,sparsity_nominal,sparsity_causal,max_k_tried\n";
+                    "achieved,achieved_prev,sparsity_nominal,sparsity_causal,max_k_tried,tau,tau_resolution,"
+                    "selected_blocks_mean\n";
   std::vector<std::string> json_rows;
   for (const auto& f : fits) {
+    const bool is_tau = analysis::router_is_variable_budget(f.router);
     const double kfrac = f.k > 0 ? static_cast<double>(f.k) / static_cast<double>(f.n_blocks) : NAN;
     csv += std::to_string(f.layer) + "," + std::to_string(f.head) + "," + std::to_string(f.kv_head) + "," +
            analysis::router_name(f.router) + "," + std::to_string(f.block_size) + "," + std::to_string(f.n_tokens) +
@@ -377,7 +605,8 @@ int run_fit(const std::vector<std::string>& argv) {
            f.status + "," + (f.k > 0 ? std::to_string(f.k) : "") + "," + format_number(kfrac) + "," +
            format_number(f.achieved) + "," + format_number(f.achieved_prev) + "," +
            format_number(f.sparsity_nominal) + "," + format_number(f.sparsity_causal) + "," +
-           std::to_string(f.max_k_tried) + "\n";
+           std::to_string(f.max_k_tried) + "," + (std::isfinite(f.tau) ? format_shortest(f.tau) : "") + "," +
+           (is_tau ? format_shortest(grid.resolution) : "") + "," + format_number(f.selected_mean) + "\n";
     JsonObject o;
     o.add_integer("layer", f.layer).add_integer("head", f.head).add_integer("kv_head", f.kv_head);
     o.add_string("router", analysis::router_name(f.router)).add_integer("block_size", f.block_size);
@@ -388,14 +617,23 @@ int run_fit(const std::vector<std::string>& argv) {
     o.add_number("k_fraction", kfrac).add_number("achieved", f.achieved).add_number("achieved_prev", f.achieved_prev);
     o.add_number("sparsity_nominal", f.sparsity_nominal).add_number("sparsity_causal", f.sparsity_causal);
     o.add_integer("max_k_tried", f.max_k_tried);
+    if (std::isfinite(f.tau)) o.add_raw("tau", format_shortest(f.tau));
+    else o.add_null("tau");
+    if (is_tau) o.add_raw("tau_resolution", format_shortest(grid.resolution));
+    else o.add_null("tau_resolution");
+    o.add_number("selected_blocks_mean", f.selected_mean);
     json_rows.push_back(o.str());
   }
+  std::string search;
+  if (!opt.routers.empty()) search = exhaustive ? "k: exhaustive" : "k: coarse grid + refinement";
+  if (!tau_routers.empty())
+    search += (search.empty() ? "" : "; ") + std::string("tau: bisection, resolution ") +
+              format_shortest(grid.resolution) + ", uncapped (k = n_blocks), mean over t >= B";
   std::string table_json = "{\"command\": \"fit\", \"dump\": " + json_string(dump_path) +
                            ", \"git_commit\": " + json_string(build_commit_label()) +
                            ", \"target\": " + json_string(target.name) +
                            ", \"target_value\": " + json_number(target.value) +
-                           ", \"search\": " + json_string(exhaustive ? "exhaustive" : "coarse grid + refinement") +
-                           ", \"rows\": [\n";
+                           ", \"search\": " + json_string(search) + ", \"rows\": [\n";
   for (size_t i = 0; i < json_rows.size(); ++i) table_json += "  " + json_rows[i] + (i + 1 < json_rows.size() ? ",\n" : "\n");
   table_json += "]}\n";
   write_file_atomic(out + ".csv", csv);
@@ -406,26 +644,43 @@ int run_fit(const std::vector<std::string>& argv) {
   std::vector<std::string> written = {out + ".csv", out + ".json"};
   int max_layer = 0;
   for (const auto& l : info.layers) max_layer = std::max(max_layer, l.index);
-  for (const auto r : opt.routers)
+  auto layers_json = [](const std::vector<std::string>& rows) {
+    std::string s;
+    for (size_t i = 0; i < rows.size(); ++i) s += (i ? ",\n  " : "") + rows[i];
+    return "[\n  " + s + "\n]";
+  };
+  std::vector<analysis::RouterKind> all_routers = opt.routers;
+  all_routers.insert(all_routers.end(), tau_routers.begin(), tau_routers.end());
+  for (const auto r : all_routers)
     for (const int64_t B : opt.block_sizes) {
-      std::vector<std::vector<std::string>> ks(static_cast<size_t>(max_layer + 1)), taus(ks.size());
-      std::vector<bool> fitted(ks.size(), false);
+      const bool is_tau = analysis::router_is_variable_budget(r);
+      // Per layer and head: the first and the second array of the files (k and k / n_blocks,
+      // or tau and the realised mean budget).
+      std::vector<std::vector<std::string>> first(static_cast<size_t>(max_layer + 1)), second(first.size());
+      std::vector<bool> fitted(first.size(), false);
       for (const auto& l : info.layers) {
-        ks[static_cast<size_t>(l.index)].assign(static_cast<size_t>(l.n_q_heads), "null");
-        taus[static_cast<size_t>(l.index)].assign(static_cast<size_t>(l.n_q_heads), "null");
+        first[static_cast<size_t>(l.index)].assign(static_cast<size_t>(l.n_q_heads), "null");
+        second[static_cast<size_t>(l.index)].assign(static_cast<size_t>(l.n_q_heads), "null");
       }
       for (const auto& f : fits) {
         if (f.router != r || f.block_size != B) continue;
-        fitted[static_cast<size_t>(f.layer)] = true;
-        if (f.k <= 0) continue;
-        ks[static_cast<size_t>(f.layer)][static_cast<size_t>(f.head)] = std::to_string(f.k);
-        taus[static_cast<size_t>(f.layer)][static_cast<size_t>(f.head)] =
-            json_number(static_cast<double>(f.k) / static_cast<double>(f.n_blocks));
+        const auto L = static_cast<size_t>(f.layer), h = static_cast<size_t>(f.head);
+        fitted[L] = true;
+        if (is_tau) {
+          if (f.status == "unreachable") continue;
+          // One block (full attention): any tau routes the same (nothing is routable); 1.
+          first[L][h] = format_shortest(std::isfinite(f.tau) ? f.tau : 1.0);
+          second[L][h] = json_number(f.selected_mean);
+        } else {
+          if (f.k <= 0) continue;
+          first[L][h] = std::to_string(f.k);
+          second[L][h] = json_number(static_cast<double>(f.k) / static_cast<double>(f.n_blocks));
+        }
       }
-      std::vector<std::string> k_layers, tau_layers;
-      for (size_t L = 0; L < ks.size(); ++L) {
-        k_layers.push_back(fitted[L] ? json_array(ks[L]) : "null");
-        tau_layers.push_back(fitted[L] ? json_array(taus[L]) : "null");
+      std::vector<std::string> first_layers, second_layers;
+      for (size_t L = 0; L < first.size(); ++L) {
+        first_layers.push_back(fitted[L] ? json_array(first[L]) : "null");
+        second_layers.push_back(fitted[L] ? json_array(second[L]) : "null");
       }
       auto head = [&](const char* kind) {
         JsonObject o;
@@ -434,72 +689,105 @@ int run_fit(const std::vector<std::string>& argv) {
         o.add_string("target", target.name).add_number("target_value", target.value);
         return o;
       };
-      JsonObject kj = head("top_k");
-      kj.add_raw("layers", "[\n  " + [&] {
-        std::string s;
-        for (size_t i = 0; i < k_layers.size(); ++i) s += (i ? ",\n  " : "") + k_layers[i];
-        return s;
-      }() + "\n]");
-      JsonObject tj = head("top_k_fraction");
-      tj.add_raw("tau", "[\n  " + [&] {
-        std::string s;
-        for (size_t i = 0; i < tau_layers.size(); ++i) s += (i ? ",\n  " : "") + tau_layers[i];
-        return s;
-      }() + "\n]");
-      const std::string suffix = budget_suffix(B, r);
-      write_file_atomic(out + ".k" + suffix + ".json", kj.str() + "\n");
-      write_file_atomic(out + ".tau" + suffix + ".json", tj.str() + "\n");
-      written.push_back(out + ".k" + suffix + ".json");
-      written.push_back(out + ".tau" + suffix + ".json");
+      if (is_tau) {
+        const std::string name = out + ".tau_B" + std::to_string(B) + "_" + analysis::router_name(r) + ".json";
+        JsonObject tj = head("tau");
+        tj.add_raw("tau_resolution", format_shortest(grid.resolution));
+        tj.add_string("cap", "none: k = n_blocks");
+        tj.add_string("metric_queries", "t >= block_size (queries with a routable block)");
+        tj.add_raw("tau", layers_json(first_layers));
+        tj.add_raw("selected_blocks_mean", layers_json(second_layers));
+        write_file_atomic(name, tj.str() + "\n");
+        written.push_back(name);
+      } else {
+        const std::string suffix = budget_suffix(B, r);
+        JsonObject kj = head("top_k");
+        kj.add_raw("layers", layers_json(first_layers));
+        JsonObject dj = head("top_k_fraction");
+        dj.add_raw("density", layers_json(second_layers));
+        write_file_atomic(out + ".k" + suffix + ".json", kj.str() + "\n");
+        write_file_atomic(out + ".density" + suffix + ".json", dj.str() + "\n");
+        written.push_back(out + ".k" + suffix + ".json");
+        written.push_back(out + ".density" + suffix + ".json");
+      }
     }
 
-  // The report: the k table per (router, B), then the heads that need full attention or
+  // The report: the k or tau table per (router, B), then the heads that need full attention or
   // cannot reach the target.
   std::printf("moba fit %s: target %s, %zu (layer, head, router, B) slots (device: %s; search: %s)\n",
-              dump_path.c_str(), target.text().c_str(), fits.size(), device.description.c_str(),
-              exhaustive ? "every k" : "coarse grid + refinement");
-  for (const auto r : opt.routers)
+              dump_path.c_str(), target.text().c_str(), fits.size(), device.description.c_str(), search.c_str());
+  for (const auto r : all_routers)
     for (const int64_t B : opt.block_sizes) {
-      std::printf("\n%s B=%lld (n_blocks %lld): fitted k per head (- = unreachable within --max-k)\n",
-                  analysis::router_name(r), static_cast<long long>(B), static_cast<long long>(n_blocks[B]));
-      int cur = -1;
-      for (const auto& f : fits) {
-        if (f.router != r || f.block_size != B) continue;
-        if (f.layer != cur) {
-          std::printf("%slayer %2d:", cur >= 0 ? "\n" : "", f.layer);
-          cur = f.layer;
+      const bool is_tau = analysis::router_is_variable_budget(r);
+      for (int table = 0; table < (is_tau ? 2 : 1); ++table) {
+        if (!is_tau)
+          std::printf("\n%s B=%lld (n_blocks %lld): fitted k per head (- = unreachable within --max-k)\n",
+                      analysis::router_name(r), static_cast<long long>(B), static_cast<long long>(n_blocks[B]));
+        else if (table == 0)
+          std::printf("\n%s B=%lld (n_blocks %lld): fitted tau per head (uncapped; - = unreachable at tau = 1)\n",
+                      analysis::router_name(r), static_cast<long long>(B), static_cast<long long>(n_blocks[B]));
+        else
+          std::printf("\n%s B=%lld: mean blocks per query at that tau (t >= B, current block included)\n",
+                      analysis::router_name(r), static_cast<long long>(B));
+        int cur = -1;
+        for (const auto& f : fits) {
+          if (f.router != r || f.block_size != B) continue;
+          if (f.layer != cur) {
+            std::printf("%slayer %2d:", cur >= 0 ? "\n" : "", f.layer);
+            cur = f.layer;
+          }
+          if (!is_tau) {
+            if (f.k > 0) std::printf(" %3d", f.k);
+            else std::printf("   -");
+          } else if (table == 0) {
+            if (f.status == "unreachable") std::printf("      -");
+            else std::printf(" %6s", format_shortest(std::isfinite(f.tau) ? f.tau : 1.0).c_str());
+          } else {
+            std::printf(" %6.2f", f.selected_mean);
+          }
         }
-        if (f.k > 0) std::printf(" %3d", f.k);
-        else std::printf("   -");
+        std::printf("\n");
       }
-      std::printf("\n");
     }
   int64_t n_full = 0, n_unreach = 0;
   for (const auto& f : fits) {
     if (f.status == "ok") continue;
     (f.status == "full_attention" ? n_full : n_unreach) += 1;
+    std::string why;
+    if (analysis::router_is_variable_budget(f.router))
+      why = f.status == "full_attention" ? "one block: nothing to route"
+                                         : "best " + format_number(f.achieved) + " at tau = 1 (every routable block)";
+    else if (f.status == "full_attention")
+      why = "no k < n_blocks meets the target (k = n_blocks = " + std::to_string(f.n_blocks) + ")";
+    else
+      why = "best " + format_number(f.achieved) + " at k = " + std::to_string(f.max_k_tried) + " (--max-k " +
+            std::to_string(max_k_flag) + ")";
     std::printf("%s: layer %d head %lld %s B=%lld: %s\n", f.status == "full_attention" ? "full attention" : "unreachable",
                 f.layer, static_cast<long long>(f.head), analysis::router_name(f.router),
-                static_cast<long long>(f.block_size),
-                f.status == "full_attention"
-                    ? ("no k < n_blocks meets the target (k = n_blocks = " + std::to_string(f.n_blocks) + ")").c_str()
-                    : ("best " + format_number(f.achieved) + " at k = " + std::to_string(f.max_k_tried) +
-                       " (--max-k " + std::to_string(max_k_flag) + ")").c_str());
+                static_cast<long long>(f.block_size), why.c_str());
   }
-  std::printf("\n%lld of %zu fitted below full attention, %lld need full attention, %lld unreachable within --max-k\n",
+  std::printf("\n%lld of %zu fitted below full attention, %lld need full attention, %lld unreachable\n",
               static_cast<long long>(fits.size() - n_full - n_unreach), fits.size(), static_cast<long long>(n_full),
               static_cast<long long>(n_unreach));
   if (non_monotone > 0)
     std::printf("note: on %lld slots a k above the fitted one misses the target again (the metric is not monotone "
                 "there; the fitted k is still the smallest evaluated k that meets it)\n",
                 static_cast<long long>(non_monotone));
+  int64_t at_floor = 0;
+  for (const auto& f : fits)
+    if (f.status == "ok" && std::isfinite(f.tau) && f.tau == grid.tau(1)) ++at_floor;
+  if (at_floor > 0)
+    std::printf("note: on %lld tau slots the fitted tau is the grid's first point (%s): the router's smallest "
+                "selection already meets the target (moba-threshold adds at least one routable block at any tau; "
+                "oracle-topp stops at the current block when its own mass reaches tau)\n",
+                static_cast<long long>(at_floor), format_shortest(grid.tau(1)).c_str());
   std::string files;
   for (const auto& w : written) files += (files.empty() ? "" : ", ") + w;
   std::printf("wrote %s\n", files.c_str());
   return 0;
 }
 
-const Command kFit("fit", "per-head budget fitting: smallest top-k per head meeting a coverage / recall / KL target",
+const Command kFit("fit", "per-head budget fitting: smallest top-k or tau per head meeting a coverage / recall / KL target",
                    run_fit);
 
 }  // namespace

@@ -11,7 +11,8 @@ cd "$WORK"
 # 1. coverage >= 0.9 at B=32 (8 blocks): every layer and head.
 "$MOBA" fit "$DUMP" --block-sizes 32 --target coverage=0.9 --out fit --quiet > fit.txt
 cat fit.txt
-for f in fit.csv fit.json fit.k_B32.json fit.tau_B32.json; do [ -s "$f" ] || fail "$f missing"; done
+for f in fit.csv fit.json fit.k_B32.json fit.density_B32.json; do [ -s "$f" ] || fail "$f missing"; done
+[ ! -e fit.tau_B32.json ] || fail "fit.tau_B32.json written for a top-k router (it is fit.density_B32.json)"
 # The k values to re-analyse: each fitted k below n_blocks and k - 1 (>= 1).
 KS=$("$PY" - <<'PYEOF'
 import csv
@@ -46,13 +47,13 @@ for r in fit:
         assert abs(cov[(L, h, k - 1)] - float(r["achieved_prev"])) <= 1e-5, r
     assert abs(float(r["k_fraction"]) - k / nb) < 1e-6, r
     assert abs(float(r["sparsity_nominal"]) - (1 - k * 32 / 256)) < 1e-6, r
-kj, tj = json.load(open("fit.k_B32.json")), json.load(open("fit.tau_B32.json"))
+kj, tj = json.load(open("fit.k_B32.json")), json.load(open("fit.density_B32.json"))
 assert kj["block_size"] == 32 and kj["n_blocks"] == 8 and len(kj["layers"]) == 6, kj
-assert len(tj["tau"]) == 6 and all(len(l) == 6 for l in tj["tau"]), tj
+assert tj["kind"] == "top_k_fraction" and len(tj["density"]) == 6 and all(len(l) == 6 for l in tj["density"]), tj
 for r in fit:
     L, h, k = int(r["layer"]), int(r["head"]), int(r["k"])
     assert kj["layers"][L][h] == k, (L, h, kj["layers"][L][h], k)
-    assert abs(tj["tau"][L][h] - k / 8) < 1e-9
+    assert abs(tj["density"][L][h] - k / 8) < 1e-9
 js = json.load(open("fit.json"))
 assert js["command"] == "fit" and len(js["rows"]) == len(fit), js.keys()
 ks = sorted({int(r["k"]) for r in fit})
