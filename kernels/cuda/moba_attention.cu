@@ -435,7 +435,7 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
     MOBA_TRY(scratch.alloc(&ta.bits, static_cast<size_t>(Hq * T * ta.words)));
     ta.out = p.out;
     ta.lse = p.lse;
-    return launch_tile_attention(ta, Hq, kind == kF16, nx, stream);
+    return launch_tile_attention(ta, Hq, kind == kF16, nx, tuning.tile_min_blocks3, stream);
   }
   const int rows = pick_rows(Hq, T, tuning.attn_rows);
   const int64_t n_groups = (T + rows - 1) / rows;

@@ -46,8 +46,9 @@ __global__ void bits_kernel(TileAttnArgs a, int64_t n_rows) {
   }
 }
 
-template <int D, typename T16, Nx NX>
-__global__ void __launch_bounds__(kWarps * 32, 2) tile_attention_kernel(TileAttnArgs a) {
+// MinB: CTAs per SM asked of ptxas (2: up to 255 registers; 3 caps at 168, a few spills).
+template <int D, typename T16, Nx NX, int MinB>
+__global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileAttnArgs a) {
   using M = Mma<T16>;
   constexpr int LD = D + 8;  // padded smem row (16-bit elements): conflict-free fragments
   extern __shared__ uint4 smem_raw[];
@@ -239,14 +240,14 @@ __global__ void __launch_bounds__(kWarps * 32, 2) tile_attention_kernel(TileAttn
   }
 }
 
-template <int D, typename T16, Nx NX>
+template <int D, typename T16, Nx NX, int MinB = 2>
 const char* launch(const TileAttnArgs& a, int64_t n_q_heads, cudaStream_t stream) {
   const int64_t n_qt = (a.n_tokens + kRows - 1) / kRows;
   const int64_t tile_words = (a.n_tokens - 1) / kKeys / 32 + 1;
   const size_t smem = size_t{4} * kKeys * (D + 8) * sizeof(uint16_t) + static_cast<size_t>(tile_words) * 4;
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(tile_attention_kernel<D, T16, NX>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     static_cast<int>(smem)));
-  tile_attention_kernel<D, T16, NX>
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(tile_attention_kernel<D, T16, NX, MinB>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  tile_attention_kernel<D, T16, NX, MinB>
       <<<dim3(static_cast<unsigned>(n_qt), static_cast<unsigned>(n_q_heads)), kWarps * 32, smem, stream>>>(a);
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
@@ -261,12 +262,18 @@ bool tile_attention_fits(int64_t n_q_heads, int64_t n_tokens, int64_t block_size
   return (n_tokens - 1) / kKeys / 32 + 1 <= kMaxTileWords;
 }
 
-const char* launch_tile_attention(TileAttnArgs a, int64_t n_q_heads, bool f16, Nx nx, cudaStream_t stream) {
+const char* launch_tile_attention(TileAttnArgs a, int64_t n_q_heads, bool f16, Nx nx, bool min_blocks3,
+                                  cudaStream_t stream) {
   const int64_t n_rows = n_q_heads * a.n_tokens;
   MOBA_CUDA_TRY(cudaMemsetAsync(a.bits, 0, static_cast<size_t>(n_rows * a.words) * 4, stream));
   bits_kernel<<<static_cast<unsigned>((n_rows + 255) / 256), 256, 0, stream>>>(a, n_rows);
   MOBA_CUDA_LAUNCH_CHECK();
   const bool small = a.head_dim <= 64;
+  if (!small && min_blocks3) {  // CudaTuning::tile_min_blocks3
+    if (f16) return launch<128, __half, Nx::plain, 3>(a, n_q_heads, stream);
+    if (nx == Nx::split_p) return launch<128, __nv_bfloat16, Nx::split_p, 3>(a, n_q_heads, stream);
+    return launch<128, __nv_bfloat16, Nx::plain, 3>(a, n_q_heads, stream);
+  }
   if (f16) return small ? launch<64, __half, Nx::plain>(a, n_q_heads, stream) : launch<128, __half, Nx::plain>(a, n_q_heads, stream);
   if (nx == Nx::split_p)
     return small ? launch<64, __nv_bfloat16, Nx::split_p>(a, n_q_heads, stream)

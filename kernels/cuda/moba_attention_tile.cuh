@@ -34,7 +34,8 @@ bool tile_attention_fits(int64_t n_q_heads, int64_t n_tokens, int64_t block_size
 
 // Builds the bitmask from `selected` (valid, causal blocks; duplicates and -1 ignored) and
 // runs the tile kernel for n_q_heads heads on `stream`. `f16`: the operands are fp16 (else
-// bf16).
-const char* launch_tile_attention(TileAttnArgs a, int64_t n_q_heads, bool f16, Nx nx, cudaStream_t stream);
+// bf16); `min_blocks3`: at head dim 128 the 3-CTAs-per-SM instantiation (CudaTuning).
+const char* launch_tile_attention(TileAttnArgs a, int64_t n_q_heads, bool f16, Nx nx, bool min_blocks3,
+                                  cudaStream_t stream);
 
 }  // namespace moba::kernels::cuda_detail

@@ -32,6 +32,8 @@ struct CudaTuning {
   // The cost model's weight of the tile path (per causal key of a row) against the gather
   // path (per selected key, plus kGatherVisitKeys per visited block): larger = gather more often.
   double attn_tile_cost = 0.9;
+  // moba_attention's tile path at head dim 128: ask ptxas for 3 CTAs per SM (168 registers).
+  bool tile_min_blocks3 = false;
 };
 
 // Multiprocessor count assumed when the device attribute cannot be read (H100/H200 SXM).
@@ -44,7 +46,7 @@ const CudaTuning& cuda_tuning();
 
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
-// attn_tile_cost=X (0 < X <= 1000); "" = defaults) on top of `*out`. Returns
+// attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1; "" = defaults) on top of `*out`. Returns
 // nullptr or a static message naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
 

@@ -10,14 +10,17 @@ TESTS=${2:?usage: attn_paths.sh MOBA GPU_TESTS [TOKENS]}
 TOKENS=${3:-16384}
 CONFIGS=${CONFIGS:-16:16,16:32,16:64,16:128,32:32,32:128,64:16,64:64,64:128,128:8,128:32,128:64,256:16,256:32,512:8,512:16,1024:2,1024:8}
 echo "== GPU tests: tile path, tuning variants, exact attention"
+timeout 300 "$TESTS" "gpu: moba attention tile path vs the CPU" 2>&1 | tail -3
 timeout 300 "$TESTS" "gpu: tuning variants match the CPU" 2>&1 | tail -3
-timeout 300 "$TESTS" "*moba attention vs the CPU" 2>&1 | tail -3  # exact numerics (gather) + tile path
+timeout 300 "$TESTS" "gpu: exact numerics\, moba attention vs the CPU" 2>&1 | tail -3
 W=$(mktemp -d)
-for path in gather tile; do
+for path in gather tile tile3; do
+  tuning="attn_path=$path"
+  [ $path = tile3 ] && tuning="attn_path=tile,tile_min_blocks3=1"
   timeout 200 "$MOBA" bench --suite b1 --tokens "$TOKENS" --configs "$CONFIGS" --reps 5 --precision exact \
-    --tuning "attn_path=$path" >"$W/$path.txt" 2>"$W/$path.err" || { echo "bench $path failed"; tail -3 "$W/$path.err"; }
+    --tuning "$tuning" >"$W/$path.txt" 2>"$W/$path.err" || { echo "bench $path failed"; tail -3 "$W/$path.err"; }
 done
 echo "== attention ms per path (B1 shape: 2 x 16 heads, d 128, bf16 exact, T=$TOKENS, same inputs)"
-printf '%6s %5s %8s %10s %10s %8s\n' B k "kB/T" gather_ms tile_ms ratio
-paste <(grep "^B1 " "$W/gather.txt") <(grep "^B1 " "$W/tile.txt") |
-  awk -v T="$TOKENS" '{printf "%6d %5d %8.4f %10.3f %10.3f %8.2f\n", $3, $4, $3*$4/T, $6, $15, $6/$15}'
+printf '%6s %5s %8s %10s %10s %10s %8s\n' B k "kB/T" gather_ms tile_ms tile3_ms "gather/tile"
+paste <(grep "^B1 " "$W/gather.txt") <(grep "^B1 " "$W/tile.txt") <(grep "^B1 " "$W/tile3.txt") |
+  awk -v T="$TOKENS" '{printf "%6d %5d %8.4f %10.3f %10.3f %10.3f %8.2f\n", $3, $4, $3*$4/T, $6, $15, $24, $6/$15}'
