@@ -85,7 +85,10 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       std::sort(t.heads.begin(), t.heads.end());
       specs.push_back(std::move(t));
     }
-    const bool shared = opt.routing.gqa == kernels::GqaMode::shared;
+    // Every query head of the group is read under --gqa shared and for nsa-shared (its row sums
+    // the softmaxed gate scores of every head of the group, analysed or not).
+    const bool shared = opt.routing.gqa == kernels::GqaMode::shared ||
+                        std::find(opt.routers.begin(), opt.routers.end(), RouterKind::nsa_shared) != opt.routers.end();
     auto read_group = [&reader, &opt, L, group, shared](GroupTensors t) {
       StageTimer timer(opt.profile);
       t.q_first = shared ? t.g * group : t.heads.front();

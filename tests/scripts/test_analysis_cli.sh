@@ -87,6 +87,15 @@ for gqa in per-head shared; do
   grep -q "^sink-window  *16  *2 .* nan  *nan  *nan  *nan$" out.txt || fail "sink-window row / NaN SNR: $(cat out.txt)"
 done
 
+# 2c. nsa-shared sums every head of the KV group, analysed or not: --heads 1 gives head 1 the
+# rows of the whole-layer run.
+"$MOBA" analyze s.h5 --layers 0 --block-sizes 16 --top-k 2,4 --routers nsa-shared --out N --quiet >/dev/null 2>&1 \
+  || fail "nsa-shared, all heads"
+"$MOBA" analyze s.h5 --layers 0 --heads 1 --block-sizes 16 --top-k 2,4 --routers nsa-shared --out N1 --quiet >/dev/null 2>&1 \
+  || fail "nsa-shared, --heads 1"
+[ "$(grep '^0,1,head,' N1/summary.csv)" = "$(grep '^0,1,head,' N/summary.csv)" ] && [ -n "$(grep '^0,1,head,' N1/summary.csv)" ] \
+  || fail "nsa-shared head 1 differs under --heads 1: $(grep '^0,1,head,' N1/summary.csv N/summary.csv)"
+
 # 3. bad input and usage: exit 2, no DIR and no DIR.partial left behind.
 expect2() { local rc=0; "$MOBA" "$@" > out.txt 2> err.txt || rc=$?; [ "$rc" = 2 ] || { cat err.txt; fail "exit $rc, wanted 2: $*"; }; }
 expect2 analyze missing.h5 --block-sizes 16 --top-k 2 --out B
