@@ -329,6 +329,18 @@ __global__ void __launch_bounds__(256) prefix_kernel(PrefixArgs a) {
   }
 }
 
+// A thread's 4 x 4 scores (rows i0 + u < nq, columns b0 + v < n_cols) into scores [nq, stride].
+__device__ __forceinline__ void store_score_tile(const float (&acc)[4][4], int64_t i0, int64_t b0, int64_t nq,
+                                                 int64_t n_cols, int64_t stride, float* scores) {
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    if (i0 + u >= nq) continue;
+#pragma unroll
+    for (int v = 0; v < 4; ++v)
+      if (b0 + v < n_cols) scores[(i0 + u) * stride + b0 + v] = acc[u][v];
+  }
+}
+
 // ---- gate scores (kernels/gate_topk.h gate_scores_tile_cpu): s(t, b) = q_t . kbar_b ----------
 struct ScoreArgs {
   const float* q = nullptr;  // row t at q + (t / q_div) * q_st
@@ -354,16 +366,7 @@ __global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
   __syncthreads();
   float acc[4][4];
   tile_dots<true>(qs, ks, ld, a.d, ty, tx, acc);  // the CPU's bits: both backends select on the same numbers
-#pragma unroll
-  for (int u = 0; u < 4; ++u) {
-    const int64_t i = i0 + ty * 4 + u;
-    if (i >= a.nq) continue;
-#pragma unroll
-    for (int v = 0; v < 4; ++v) {
-      const int64_t b = b0 + tx * 4 + v;
-      if (b < a.n_cols) a.scores[i * a.stride + b] = acc[u][v];
-    }
-  }
+  store_score_tile(acc, i0 + ty * 4, b0 + tx * 4, a.nq, a.n_cols, a.stride, a.scores);
 }
 
 // ---- block-score routers' rows (analysis/router.h block_score_row, per head) ----------------
@@ -413,16 +416,7 @@ __global__ void __launch_bounds__(256) quest_scores_kernel(QuestArgs a) {
         acc[u][v] = __fadd_rn(acc[u][v], x < y ? y : x);  // std::max(x, y)
       }
   }
-#pragma unroll
-  for (int u = 0; u < 4; ++u) {
-    const int64_t i = i0 + ty * 4 + u;
-    if (i >= a.nq) continue;
-#pragma unroll
-    for (int v = 0; v < 4; ++v) {
-      const int64_t b = b0 + tx * 4 + v;
-      if (b < a.n_cols) a.scores[i * a.stride + b] = acc[u][v];
-    }
-  }
+  store_score_tile(acc, i0 + ty * 4, b0 + tx * 4, a.nq, a.n_cols, a.stride, a.scores);
 }
 
 // minference-bs' mean queries: qbar[m, ch] for query blocks m in [m_begin, m_end), the mean of

@@ -62,6 +62,40 @@ __device__ __forceinline__ void rescale_o(float (&acc)[D / 8][4], float al0, flo
   }
 }
 
+// One online-softmax step over KEYS keys (C fragments `sc`, scaled to log2 units, masked keys
+// at -inf) for rows g and g + 8, whose maxima over these keys are mx0 / mx1 (per lane; reduced
+// over the quad here). The running (max, sum) ml0 / ml1 advance; the output accumulator must be
+// rescaled by the returned (al0, al1); P relative to the new max, times ps, is packed as A
+// fragments: pa (the 16-bit P), or with SPLIT pa + pl (hi + lo, pack_split) for mma_pv_split.
+template <typename M, bool SPLIT, int KEYS>
+__device__ __forceinline__ float2 softmax_step(const float (&sc)[KEYS / 8][4], float mx0, float mx1, float2& ml0,
+                                               float2& ml1, uint32_t (&pa)[KEYS / 16][4],
+                                               uint32_t (&pl)[SPLIT ? KEYS / 16 : 1][4], float ps) {
+  quad_allreduce_max(mx0, mx1);
+  const float m0 = fmaxf(ml0.x, mx0), m1 = fmaxf(ml1.x, mx1);
+  const float u0 = m0 == -INFINITY ? 0.f : m0, u1 = m1 == -INFINITY ? 0.f : m1;
+  const float al0 = exp2f(ml0.x - u0), al1 = exp2f(ml1.x - u1);
+  float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+  for (int nt = 0; nt < KEYS / 8; ++nt) {
+    const float p00 = exp2f(sc[nt][0] - u0), p01 = exp2f(sc[nt][1] - u0);
+    const float p10 = exp2f(sc[nt][2] - u1), p11 = exp2f(sc[nt][3] - u1);
+    sum0 += p00 + p01;
+    sum1 += p10 + p11;
+    if constexpr (!SPLIT) {
+      pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
+      pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
+    } else {
+      pack_split<M>(p00 * ps, p01 * ps, pa[nt / 2][(nt % 2) * 2 + 0], pl[nt / 2][(nt % 2) * 2 + 0]);
+      pack_split<M>(p10 * ps, p11 * ps, pa[nt / 2][(nt % 2) * 2 + 1], pl[nt / 2][(nt % 2) * 2 + 1]);
+    }
+  }
+  quad_allreduce_sum(sum0, sum1);
+  ml0 = make_float2(m0, ml0.y * al0 + sum0);
+  ml1 = make_float2(m1, ml1.y * al1 + sum1);
+  return make_float2(al0, al1);
+}
+
 // O += P V over the keys [row0, row0 + 8 n8) of a V tile in shared memory (`vs`, keys as
 // rows, row stride ld elements; ldmatrix.trans gives the B fragments). P holds KSTEPS 16-key
 // A fragments (pa[k16], packed by M::pack); steps with 2 k16 >= n8 are skipped (n8 is even).

@@ -277,31 +277,11 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
               mx0 = fmaxf(mx0, sc[nt][e]);
               mx1 = fmaxf(mx1, sc[nt][2 + e]);
             }
-          quad_allreduce_max(mx0, mx1);
-          const float m0 = fmaxf(ml0.x, mx0), m1 = fmaxf(ml1.x, mx1);
-          const float u0 = m0 == -INFINITY ? 0.f : m0, u1 = m1 == -INFINITY ? 0.f : m1;
-          const float al0 = exp2f(ml0.x - u0), al1 = exp2f(ml1.x - u1);
-          float sum0 = 0.f, sum1 = 0.f;
           uint32_t pa[SUB / 16][4];
           uint32_t pl[NX == Nx::plain ? 1 : SUB / 16][4];  // split P: the lo parts
-#pragma unroll
-          for (int nt = 0; nt < SUB / 8; ++nt) {
-            const float p00 = exp2f(sc[nt][0] - u0), p01 = exp2f(sc[nt][1] - u0);
-            const float p10 = exp2f(sc[nt][2] - u1), p11 = exp2f(sc[nt][3] - u1);
-            sum0 += p00 + p01;
-            sum1 += p10 + p11;
-            if constexpr (NX == Nx::plain) {
-              pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
-              pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
-            } else {
-              constexpr float ps = X3 ? 16384.0f : 1.0f;  // x3: P 2^14 in fp16 (exact scaling)
-              pack_split<M>(p00 * ps, p01 * ps, pa[nt / 2][(nt % 2) * 2 + 0], pl[nt / 2][(nt % 2) * 2 + 0]);
-              pack_split<M>(p10 * ps, p11 * ps, pa[nt / 2][(nt % 2) * 2 + 1], pl[nt / 2][(nt % 2) * 2 + 1]);
-            }
-          }
-          quad_allreduce_sum(sum0, sum1);
-          ml0 = make_float2(m0, ml0.y * al0 + sum0);
-          ml1 = make_float2(m1, ml1.y * al1 + sum1);
+          // x3: P 2^14 in fp16 (exact scaling)
+          const float2 al = softmax_step<M, NX != Nx::plain, SUB>(sc, mx0, mx1, ml0, ml1, pa, pl, X3 ? 16384.0f : 1.0f);
+          const float al0 = al.x, al1 = al.y;
           rescale_o<D>(acc, al0, al1);
           if constexpr (NX == Nx::plain)
             mma_pv<M, D>(acc, pa, vs, LD, s0, n8, lane);  // O += P V over the sub-tile's keys

@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
   float acc[D / 8][4];
 #pragma unroll
   for (int nd = 0; nd < D / 8; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
-  float mx_0 = -INFINITY, mx_1 = -INFINITY, l_0 = 0.f, l_1 = 0.f;  // running max (log2 units), sum
+  float2 ml0 = make_float2(-INFINITY, 0.f), ml1 = ml0;  // running (max in log2 units, sum)
 
   const uint16_t* const kbase = a.k + kv * a.k_sh;
   const uint16_t* const vbase = a.v + kv * a.v_sh;
@@ -175,31 +175,10 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
           mx0 = fmaxf(mx0, sc[nt][e]);
           mx1 = fmaxf(mx1, sc[nt][2 + e]);
         }
-      quad_allreduce_max(mx0, mx1);
-      const float n0 = fmaxf(mx_0, mx0), n1 = fmaxf(mx_1, mx1);
-      const float u0 = n0 == -INFINITY ? 0.f : n0, u1 = n1 == -INFINITY ? 0.f : n1;
-      const float al0 = exp2f(mx_0 - u0), al1 = exp2f(mx_1 - u1);
-      float sum0 = 0.f, sum1 = 0.f;
       uint32_t pa[kKeys / 16][4];
       uint32_t pl[NX == Nx::plain ? 1 : kKeys / 16][4];  // split P: the lo parts
-#pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt) {
-        const float p00 = exp2f(sc[nt][0] - u0), p01 = exp2f(sc[nt][1] - u0);
-        const float p10 = exp2f(sc[nt][2] - u1), p11 = exp2f(sc[nt][3] - u1);
-        sum0 += p00 + p01;
-        sum1 += p10 + p11;
-        if constexpr (NX == Nx::plain) {
-          pa[nt / 2][(nt % 2) * 2 + 0] = M::pack(p00, p01);
-          pa[nt / 2][(nt % 2) * 2 + 1] = M::pack(p10, p11);
-        } else {
-          pack_split<M>(p00, p01, pa[nt / 2][(nt % 2) * 2 + 0], pl[nt / 2][(nt % 2) * 2 + 0]);
-          pack_split<M>(p10, p11, pa[nt / 2][(nt % 2) * 2 + 1], pl[nt / 2][(nt % 2) * 2 + 1]);
-        }
-      }
-      quad_allreduce_sum(sum0, sum1);
-      mx_0 = n0, mx_1 = n1;
-      l_0 = l_0 * al0 + sum0;
-      l_1 = l_1 * al1 + sum1;
+      const float2 al = softmax_step<M, NX != Nx::plain, kKeys>(sc, mx0, mx1, ml0, ml1, pa, pl, 1.0f);
+      const float al0 = al.x, al1 = al.y;
       rescale_o<D>(acc, al0, al1);
       // O += P V over the segments the warp needs (split: the small terms first).
 #pragma unroll
@@ -225,7 +204,7 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
   }
 
   // The normalised output and lse; rows that attend nothing: o = 0, lse = -inf.
-  const float s0 = l_0 > 0.f ? 1.0f / l_0 : 0.f, s1 = l_1 > 0.f ? 1.0f / l_1 : 0.f;
+  const float s0 = ml0.y > 0.f ? 1.0f / ml0.y : 0.f, s1 = ml1.y > 0.f ? 1.0f / ml1.y : 0.f;
   float* const o0 = t0 >= 0 ? a.out + (h * T + t0) * d : nullptr;
   float* const o1 = t1 >= 0 ? a.out + (h * T + t1) * d : nullptr;
 #pragma unroll
@@ -235,8 +214,8 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
     if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
   }
   if (a.lse && qd == 0) {
-    if (t0 >= 0) a.lse[h * T + t0] = l_0 > 0.f ? (mx_0 + log2f(l_0)) * kLn2 : -INFINITY;
-    if (t1 >= 0) a.lse[h * T + t1] = l_1 > 0.f ? (mx_1 + log2f(l_1)) * kLn2 : -INFINITY;
+    if (t0 >= 0) a.lse[h * T + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
+    if (t1 >= 0) a.lse[h * T + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
   }
 }
 
