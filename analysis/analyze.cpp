@@ -546,7 +546,7 @@ void SummaryQueue::push(std::function<Commit()> job) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (error_) std::rethrow_exception(error_);
-    jobs_.push_back({std::move(job), false});
+    jobs_.push_back({std::move(job), next_seq_++, false});
   }
   ready_.notify_all();
 }
@@ -556,7 +556,7 @@ std::shared_future<void> SummaryQueue::mark() {
   std::shared_future<void> f = done->get_future().share();
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    jobs_.push_back({[done]() -> Commit { return [done] { done->set_value(); }; }, true});
+    jobs_.push_back({[done]() -> Commit { return [done] { done->set_value(); }; }, next_seq_++, true});
   }
   ready_.notify_all();
   return f;
@@ -570,9 +570,9 @@ void SummaryQueue::wait(const std::shared_future<void>& marker) {
 
 void SummaryQueue::drain() { wait(mark()); }
 
-void SummaryQueue::fail() {
+void SummaryQueue::fail(uint64_t seq) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!error_) error_ = std::current_exception();
+  if (!error_ || seq < failed_seq_) error_ = std::current_exception(), failed_seq_ = seq;
 }
 
 void SummaryQueue::run_compute() {
@@ -584,18 +584,18 @@ void SummaryQueue::run_compute() {
       if (jobs_.empty()) return;
       job = std::move(jobs_.front());
       jobs_.pop_front();
-      if (error_ && !job.marker) continue;  // dropped after a failure; markers still fire
+      if (dropped(job.seq, job.marker)) continue;
     }
     Commit commit;
     try {
       commit = job.compute();
     } catch (...) {
-      fail();
+      fail(job.seq);
       if (!job.marker) continue;
     }
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      commits_.push_back({std::move(commit), job.marker});
+      commits_.push_back({std::move(commit), job.seq, job.marker});
     }
     ready_.notify_all();
   }
@@ -610,12 +610,12 @@ void SummaryQueue::run_commit() {
       if (commits_.empty()) return;
       c = std::move(commits_.front());
       commits_.pop_front();
-      if (error_ && !c.marker) continue;
+      if (dropped(c.seq, c.marker)) continue;
     }
     try {
       if (c.run) c.run();
     } catch (...) {
-      fail();
+      fail(c.seq);
     }
   }
 }

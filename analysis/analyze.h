@@ -88,8 +88,8 @@ GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progr
 // host threads: a job's compute part (the summary rows: SNR-model predictions, parallel over
 // configurations) on the first, the Commit it returns (buckets, analysis.h5 writes) on the
 // second, so one head's writes overlap the next head's rows, and one KV group's summaries the
-// next group's measurement (analyze_dump). A job's exception stops the queue: later jobs are
-// dropped and the next push or wait rethrows it.
+// next group's measurement (analyze_dump). A job's exception stops the queue: the jobs queued
+// after it are dropped (those before it still commit) and the next push or wait rethrows it.
 class SummaryQueue {
  public:
   using Commit = std::function<void()>;
@@ -106,20 +106,26 @@ class SummaryQueue {
  private:
   struct Job {
     std::function<Commit()> compute;
+    uint64_t seq = 0;     // push order
     bool marker = false;  // runs even after a failure
   };
   struct CommitJob {
     Commit run;
+    uint64_t seq = 0;
     bool marker = false;
   };
+  // Whether a job is dropped: a failure stops the jobs queued after the failed one (those
+  // before it still commit); markers always run. Called with mutex_ held.
+  bool dropped(uint64_t seq, bool marker) const { return error_ && !marker && seq > failed_seq_; }
   void run_compute();
   void run_commit();
-  void fail();  // records the current exception (the first one wins)
+  void fail(uint64_t seq);  // records the current exception of job `seq` (the earliest job's wins)
   std::mutex mutex_;
   std::condition_variable ready_;
   std::deque<Job> jobs_;
   std::deque<CommitJob> commits_;
   bool closed_ = false, compute_done_ = false;
+  uint64_t next_seq_ = 0, failed_seq_ = 0;
   std::exception_ptr error_;
   std::thread compute_thread_, commit_thread_;  // last: start once the members above exist
 };

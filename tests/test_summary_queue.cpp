@@ -44,12 +44,16 @@ TEST_CASE("summary queue: a failure drops later jobs, markers still fire, wait r
   for (const bool in_commit : {false, true}) {
     SummaryQueue q;
     std::atomic<int> committed{0};
-    q.push([&]() -> SummaryQueue::Commit { return [&] { ++committed; }; });
+    q.push([&]() -> SummaryQueue::Commit { return [&] { ++committed; }; });  // before the failure: commits
     q.push([in_commit]() -> SummaryQueue::Commit {
       if (!in_commit) throw std::runtime_error("rows failed");
       return [] { throw std::runtime_error("write failed"); };
     });
-    q.push([&]() -> SummaryQueue::Commit { return [&] { ++committed; }; });
+    // After the failure: dropped, or refused at push once the failure is known.
+    try {
+      q.push([&]() -> SummaryQueue::Commit { return [&] { committed += 100; }; });
+    } catch (const std::runtime_error&) {
+    }
     const auto m = q.mark();
     REQUIRE_THROWS_AS(q.wait(m), std::runtime_error);
     REQUIRE(committed == 1);
