@@ -47,8 +47,9 @@ const char* kUsage =
     "usage: moba bench [--json] [--tokens 8192,16384,...] [--suite b1,b3] [--reps N] [--b3-max-tokens N]\n"
     "                  [--configs 128:8,16:64] [--tuning key=value,...] [--precision fast|exact]\n"
     "  Times the CUDA kernels (B1-B3, docs/gpu.md): routing + MoBA forward, analysis pass.\n"
-    "  --tuning: CUDA tuning knobs (kernels/cuda/tuning.h): gate=automatic|scalar|warp_list,\n"
-    "            attn_rows=N (0 = automatic), attn_min_blocks3=0|1, dense_all_pass2=0|1\n";
+    "  --tuning: CUDA tuning knobs (docs/gpu.md): gate=automatic|scalar|warp_list,\n"
+    "            attn_rows=N (0 = automatic), attn_min_blocks3=0|1, dense_all_pass2=0|1,\n"
+    "            attn_path=automatic|gather|tile, attn_tile_cost=X, tile_min_blocks3=0|1\n";
 
 #ifdef MOBA_HAVE_CUDA
 using namespace moba::kernels;
