@@ -575,17 +575,21 @@ void SummaryQueue::fail(uint64_t seq) {
   if (!error_ || seq < failed_seq_) error_ = std::current_exception(), failed_seq_ = seq;
 }
 
-void SummaryQueue::run_compute() {
+template <typename J>
+bool SummaryQueue::take(std::deque<J>& from, const bool& done, J* out) {
+  std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    Job job;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      ready_.wait(lock, [this] { return closed_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-      if (dropped(job.seq, job.marker)) continue;
-    }
+    ready_.wait(lock, [&] { return done || !from.empty(); });
+    if (from.empty()) return false;
+    *out = std::move(from.front());
+    from.pop_front();
+    if (!dropped(out->seq, out->marker)) return true;
+  }
+}
+
+void SummaryQueue::run_compute() {
+  Job job;
+  while (take(jobs_, closed_, &job)) {
     Commit commit;
     try {
       commit = job.compute();
@@ -602,16 +606,8 @@ void SummaryQueue::run_compute() {
 }
 
 void SummaryQueue::run_commit() {
-  for (;;) {
-    CommitJob c;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      ready_.wait(lock, [this] { return compute_done_ || !commits_.empty(); });
-      if (commits_.empty()) return;
-      c = std::move(commits_.front());
-      commits_.pop_front();
-      if (dropped(c.seq, c.marker)) continue;
-    }
+  CommitJob c;
+  while (take(commits_, compute_done_, &c)) {
     try {
       if (c.run) c.run();
     } catch (...) {

@@ -117,6 +117,9 @@ class SummaryQueue {
   // Whether a job is dropped: a failure stops the jobs queued after the failed one (those
   // before it still commit); markers always run. Called with mutex_ held.
   bool dropped(uint64_t seq, bool marker) const { return error_ && !marker && seq > failed_seq_; }
+  // The next job of `from` that is not dropped, waiting for one until `done` (false: none left).
+  template <typename J>
+  bool take(std::deque<J>& from, const bool& done, J* out);
   void run_compute();
   void run_commit();
   void fail(uint64_t seq);  // records the current exception of job `seq` (the earliest job's wins)
