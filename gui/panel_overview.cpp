@@ -159,6 +159,16 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
   return false;
 }
 
+// The key columns of summary.csv; false (said in the panel, which is ended) when one is missing.
+bool key_columns(const analysis::SummaryTable& t, int* layer, int* head, int* block_size, int* top_k, int* router) {
+  *layer = t.column(KeyColumn::layer), *head = t.column(KeyColumn::head), *block_size = t.column(KeyColumn::block_size),
+  *top_k = t.column(KeyColumn::top_k), *router = t.column(KeyColumn::router);
+  if (*layer >= 0 && *head >= 0 && *block_size >= 0 && *top_k >= 0 && *router >= 0) return true;
+  ImGui::TextDisabled("summary.csv lacks the key columns");
+  ImGui::End();
+  return false;
+}
+
 }  // namespace
 
 void draw_overview_panel(ViewerState* s, const PanelRect& r) {
@@ -169,13 +179,8 @@ void draw_overview_panel(ViewerState* s, const PanelRect& r) {
   ImGui::TextDisabled("at B=%lld k=%d %s; click a cell to open that head", static_cast<long long>(sel.block_size), sel.top_k,
                       analysis::router_name(sel.router));
   const analysis::SummaryTable& t = s->file->summary();
-  const int c_layer = t.column(KeyColumn::layer), c_head = t.column(KeyColumn::head), c_b = t.column(KeyColumn::block_size),
-            c_k = t.column(KeyColumn::top_k), c_router = t.column(KeyColumn::router);
-  if (c_layer < 0 || c_head < 0 || c_b < 0 || c_k < 0 || c_router < 0) {
-    ImGui::TextDisabled("summary.csv lacks the key columns");
-    ImGui::End();
-    return;
-  }
+  int c_layer, c_head, c_b, c_k, c_router;
+  if (!key_columns(t, &c_layer, &c_head, &c_b, &c_k, &c_router)) return;
   const Grid g = build_grid(
       t, s->overview.metric,
       [&](const analysis::SummaryTable::Row& row) {
@@ -202,13 +207,8 @@ void draw_configs_panel(ViewerState* s, const PanelRect& r) {
   ImGui::TextDisabled("layer %d head %lld %s; click: show, right-click: compare", sel.layer, static_cast<long long>(sel.head),
                       analysis::router_name(sel.router));
   const analysis::SummaryTable& t = s->file->summary();
-  const int c_layer = t.column(KeyColumn::layer), c_head = t.column(KeyColumn::head), c_b = t.column(KeyColumn::block_size),
-            c_k = t.column(KeyColumn::top_k), c_router = t.column(KeyColumn::router);
-  if (c_layer < 0 || c_head < 0 || c_b < 0 || c_k < 0 || c_router < 0) {
-    ImGui::TextDisabled("summary.csv lacks the key columns");
-    ImGui::End();
-    return;
-  }
+  int c_layer, c_head, c_b, c_k, c_router;
+  if (!key_columns(t, &c_layer, &c_head, &c_b, &c_k, &c_router)) return;
   const Grid g = build_grid(
       t, s->overview.metric,
       [&](const analysis::SummaryTable::Row& row) {
