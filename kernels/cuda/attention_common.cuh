@@ -98,13 +98,15 @@ __device__ __forceinline__ float2 softmax_step(const float (&sc)[KEYS / 8][4], f
 
 // O += P V over the keys [row0, row0 + 8 n8) of a V tile in shared memory (`vs`, keys as
 // rows, row stride ld elements; ldmatrix.trans gives the B fragments). P holds KSTEPS 16-key
-// A fragments (pa[k16], packed by M::pack); steps with 2 k16 >= n8 are skipped (n8 is even).
+// A fragments (pa[k16], packed by M::pack); steps with 2 k16 >= n8 are skipped (n8 is even),
+// and so are steps whose bit in k16_mask is clear (warp-uniform: P is zero there).
 template <typename M, int D, int KSTEPS>
 __device__ __forceinline__ void mma_pv(float (&acc)[D / 8][4], const uint32_t (&pa)[KSTEPS][4], const uint16_t* vs,
-                                       int ld, int row0, int n8, int lane) {
+                                       int ld, int row0, int n8, int lane, uint32_t k16_mask = ~0u) {
 #pragma unroll
   for (int k16 = 0; k16 < KSTEPS; ++k16) {
     if (2 * k16 >= n8) break;
+    if (!((k16_mask >> k16) & 1u)) continue;
     const uint16_t* vrow = vs + (row0 + k16 * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * ld + (lane / 16) * 8;
 #pragma unroll
     for (int nd = 0; nd < D / 8; nd += 2) {
@@ -119,14 +121,16 @@ __device__ __forceinline__ void mma_pv(float (&acc)[D / 8][4], const uint32_t (&
 // The exact-numerics PV step (NOTES.md, "Exact numerics"): P = ph + pl (pack_split), so
 // O += pl V + ph V, and with VLO (fp32 values split as V = V + V_lo, `vs_lo` the lo tile of
 // the same layout) also ph V_lo: 2 or 3 products per step instead of mma_pv's one. The small
-// terms are accumulated first.
+// terms are accumulated first. k16_mask as mma_pv's.
 template <typename M, int D, int KSTEPS, bool VLO>
 __device__ __forceinline__ void mma_pv_split(float (&acc)[D / 8][4], const uint32_t (&ph)[KSTEPS][4],
                                              const uint32_t (&pl)[KSTEPS][4], const uint16_t* vs,
-                                             const uint16_t* vs_lo, int ld, int row0, int n8, int lane) {
+                                             const uint16_t* vs_lo, int ld, int row0, int n8, int lane,
+                                             uint32_t k16_mask = ~0u) {
 #pragma unroll
   for (int k16 = 0; k16 < KSTEPS; ++k16) {
     if (2 * k16 >= n8) break;
+    if (!((k16_mask >> k16) & 1u)) continue;
     const int off = (row0 + k16 * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * ld + (lane / 16) * 8;
 #pragma unroll
     for (int nd = 0; nd < D / 8; nd += 2) {

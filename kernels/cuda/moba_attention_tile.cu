@@ -181,22 +181,10 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
       const float al0 = al.x, al1 = al.y;
       rescale_o<D>(acc, al0, al1);
       // O += P V over the segments the warp needs (split: the small terms first).
-#pragma unroll
-      for (int k16 = 0; k16 < kKeys / 16; ++k16) {
-        if (!((wor >> k16) & 1u)) continue;
-        const uint16_t* vrow = vsb + (k16 * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * LD + (lane / 16) * 8;
-#pragma unroll
-        for (int nd = 0; nd < D / 8; nd += 2) {
-          uint32_t r[4];
-          ldmatrix_x4_trans(r, vrow + nd * 8);
-          if constexpr (NX != Nx::plain) {
-            M::run(acc[nd], pl[k16], r[0], r[1]);
-            M::run(acc[nd + 1], pl[k16], r[2], r[3]);
-          }
-          M::run(acc[nd], pa[k16], r[0], r[1]);
-          M::run(acc[nd + 1], pa[k16], r[2], r[3]);
-        }
-      }
+      if constexpr (NX == Nx::plain)
+        mma_pv<M, D>(acc, pa, vsb, LD, 0, kKeys / 8, lane, wor);
+      else
+        mma_pv_split<M, D, kKeys / 16, false>(acc, pa, pl, vsb, nullptr, LD, 0, kKeys / 8, lane, wor);
     }
     __syncthreads();  // this buffer is staged again two tiles on
     kt = kn;
