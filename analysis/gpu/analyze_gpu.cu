@@ -180,7 +180,7 @@ void launch_row(const gpu::RowArgs& a, int64_t nq) {
   gpu::row_kernel<THREADS, IPT><<<static_cast<unsigned>(nq), THREADS, smem>>>(a);
   ck_launch("row kernel");
 }
-constexpr int64_t kMaxRowBlocks = 8192;  // the largest row tier (512 threads x 16)
+constexpr int64_t kMaxRowBlocks = 16384;  // the largest row tier (1024 threads x 16: a 1M-token sequence at B = 64)
 
 void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
   if (c_max <= 512)
@@ -189,8 +189,10 @@ void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
     launch_row<256, 8>(a, nq);
   else if (c_max <= 4096)
     launch_row<512, 8>(a, nq);
-  else
+  else if (c_max <= 8192)
     launch_row<512, 16>(a, nq);
+  else
+    launch_row<1024, 16>(a, nq);
 }
 
 size_t tile_smem(int d, bool with_scores) {

@@ -73,6 +73,12 @@ S bf16_d128_gqa --tokens 1100 --layers 1 --heads 4 --kv-heads 2 --head-dim 128 -
 run_resident bf16_d128_routers "$W/bf16_d128_gqa.h5" bfloat16 --block-sizes 32,100 --top-k 2,12 \
   --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,moba,oracle
 
+# The largest row tier (1024 threads x 16, rows of 8193..16384 blocks): 140,000 tokens at B = 16
+# give 8750 blocks; every query past 8192 blocks takes that tier.
+S big_rows --tokens 140000 --layers 1 --heads 1 --kv-heads 1 --head-dim 16 --dtype bf16 --seed 19
+run_resident big_rows "$W/big_rows.h5" bfloat16 --block-sizes 16,128 --top-k 2,64 \
+  --routers moba,oracle,quest,oracle-topp --tau 0.9
+
 # Workers: the heads of each group split over 3 workers (sharing this GPU when it is the only
 # one) give byte-identical tables to one worker.
 for n in 1 3; do
