@@ -126,6 +126,11 @@ float density_intensity(uint32_t n, uint32_t n_top) {
 
 ChannelCounts level_max_counts(const MaskComparison& m, const std::vector<int32_t>* planted, int lx, int ly,
                                bool compare) {
+  return level_max_counts(m, planted, lx, ly, compare, 0, m.n_tokens);
+}
+
+ChannelCounts level_max_counts(const MaskComparison& m, const std::vector<int32_t>* planted, int lx, int ly,
+                               bool compare, int64_t t_from, int64_t t_to) {
   ChannelCounts top{};
   if (lx == 0 && ly == 0) {
     top.fill(1);
@@ -142,8 +147,9 @@ ChannelCounts level_max_counts(const MaskComparison& m, const std::vector<int32_
   };
   const int64_t span = int64_t{1} << lx;
   const int W = m.width;
-  for (int64_t t0 = 0; t0 < m.n_tokens; t0 += span) {
-    for (int64_t t = t0; t < std::min(m.n_tokens, t0 + span); ++t) {
+  const int64_t t_end = std::min(m.n_tokens, t_to);
+  for (int64_t t0 = t_from; t0 < t_end; t0 += span) {
+    for (int64_t t = t0; t < std::min(t_end, t0 + span); ++t) {
       const int32_t* row = &m.blocks[static_cast<size_t>(t) * static_cast<size_t>(W)];
       const MaskCell* cells = &m.cells[static_cast<size_t>(t) * static_cast<size_t>(W)];
       for (int i = 0; i < W && row[i] >= 0; ++i) {

@@ -128,6 +128,11 @@ float density_intensity(uint32_t n, uint32_t n_top);
 using ChannelCounts = std::array<uint32_t, kTileChannels>;
 ChannelCounts level_max_counts(const MaskComparison& mask, const std::vector<int32_t>* planted, int lx, int ly,
                                bool compare);
+// The same over the cells of the queries in [t_from, t_to), both multiples of 2^lx (or
+// n_tokens): parts of the plane counted on several threads; the maximum of the parts' counts is
+// the whole's.
+ChannelCounts level_max_counts(const MaskComparison& mask, const std::vector<int32_t>* planted, int lx, int ly,
+                               bool compare, int64_t t_from, int64_t t_to);
 
 // Texels per tile side: 2 x 2 per cell.
 constexpr int kTileTexels = 2 * kTileCells;

@@ -21,6 +21,7 @@ using analysis::TileChannel;
 constexpr size_t kMaxTextures = 80;  // 80 x 1 MiB of texture memory at most
 constexpr int kTex = analysis::kTileTexels;
 constexpr int64_t kSplitQueries = int64_t{1} << 17;  // tiles over this many queries build in two halves
+constexpr int64_t kSplitEntries = int64_t{1} << 21;  // level scales over this many entries, likewise
 
 analysis::Rgba8 unpack(ImU32 c) {
   return {static_cast<uint8_t>(c & 0xFF), static_cast<uint8_t>((c >> 8) & 0xFF), static_cast<uint8_t>((c >> 16) & 0xFF),
@@ -35,6 +36,23 @@ analysis::TilePalette tile_palette() {
   p.cls[static_cast<size_t>(TileChannel::planted)] = unpack(palette::kPlanted);
   p.causal = unpack(palette::kCausal);
   return p;
+}
+
+// analysis::level_max_counts of `key`'s level. It reads the whole plane (a million queries:
+// some 16M entries) and every tile of a new level waits for it, so a large plane is counted in
+// two halves at once, split at a cell column.
+analysis::ChannelCounts level_top_split(const analysis::MaskComparison& mask, const std::vector<int32_t>* planted,
+                                        const analysis::TileKey& key, bool compare) {
+  const int64_t T = mask.n_tokens, column = int64_t{1} << key.lx;
+  const int64_t mid = (T / 2 + column - 1) / column * column;
+  if (T * mask.width < kSplitEntries || mid <= 0 || mid >= T)
+    return analysis::level_max_counts(mask, planted, key.lx, key.ly, compare);
+  auto upper = std::async(std::launch::async,
+                          [&] { return analysis::level_max_counts(mask, planted, key.lx, key.ly, compare, mid, T); });
+  analysis::ChannelCounts top = analysis::level_max_counts(mask, planted, key.lx, key.ly, compare, 0, mid);
+  const analysis::ChannelCounts up = upper.get();
+  for (size_t c = 0; c < top.size(); ++c) top[c] = std::max(top[c], up[c]);
+  return top;
 }
 
 }  // namespace
@@ -114,8 +132,7 @@ void TileCache::worker() {
     const std::shared_future<analysis::ChannelCounts> top = tops_[level];
     lock.unlock();
     const auto start = std::chrono::steady_clock::now();
-    if (compute_top)
-      top_promise.set_value(analysis::level_max_counts(*source.mask, source.planted.get(), key.lx, key.ly, shading.compare));
+    if (compute_top) top_promise.set_value(level_top_split(*source.mask, source.planted.get(), key, shading.compare));
     // A tile over many queries (a zoomed-out view) is counted in two halves at once: the GUI
     // thread mostly waits while a new level builds.
     analysis::MaskTile tile;

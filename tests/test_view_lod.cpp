@@ -301,6 +301,11 @@ TEST_CASE("level_max_counts: the most entries per class in one cell of a level",
               }
         }
       const ChannelCounts got = level_max_counts(m, &planted, lx, ly, compare);
+      // Two parts split at a cell column: the larger count per class is the whole's.
+      const int64_t column = int64_t{1} << lx, mid = std::min(T, (T / 3 + column - 1) / column * column);
+      const ChannelCounts lo = level_max_counts(m, &planted, lx, ly, compare, 0, mid),
+                          hi = level_max_counts(m, &planted, lx, ly, compare, mid, T);
+      for (size_t c = 0; c < got.size(); ++c) CHECK(std::max(lo[c], hi[c]) == got[c]);
       if (lx == 0 && ly == 0) {
         for (const uint32_t x : got) CHECK(x == 1);  // by definition: the scale of single blocks
       } else {

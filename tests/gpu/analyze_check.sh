@@ -6,6 +6,7 @@
 # sink-window, moba-threshold, oracle-topp), summary.csv compared with compare_summary.py's tolerance table. Table last.
 # (The B4 / B6 timings: experiments/bench/b4_analyze.sh, b6_analyze.sh.)
 # Usage: tests/gpu/analyze_check.sh [MOBA]   (default build-gpu/moba)
+# ONLY=REGEX runs the cases whose names match it (e.g. ONLY='big_rows|genesis'); synth still writes every dump.
 set -uo pipefail
 MOBA=${1:-build-gpu/moba}
 W=${OUT:-/tmp/moba-out}/agpu
@@ -15,6 +16,7 @@ status=0
 declare -a TABLE
 run_pair() {  # name dump dtype analyze-args...
   local name=$1 dump=$2 dtype=$3; shift 3
+  [[ -n "${ONLY:-}" && ! "$name" =~ ^(${ONLY})$ ]] && return
   local t_cpu t_gpu
   for dev in cpu cuda; do
     local t0=$(date +%s%N)
@@ -34,6 +36,7 @@ S() { "$MOBA" synth --out "$W/$1.h5" --quiet "${@:2}" >/dev/null || { echo "synt
 # run_pair, and the cuda run must have been GPU-resident (a host fallback would compare the
 # CPU with itself).
 run_resident() {
+  [[ -n "${ONLY:-}" && ! "$1" =~ ^(${ONLY})$ ]] && return
   run_pair "$@"
   grep -q "GPU-resident" "$W/$1.cuda/run.json" 2>/dev/null \
     || { echo "FAIL: $1 --device cuda did not run GPU-resident"; grep -h "device_split" "$W/$1.cuda/run.json"; status=1; TABLE+=("$1 NOT RESIDENT"); }
