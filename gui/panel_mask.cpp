@@ -252,7 +252,8 @@ void draw_mask_plot(ViewerState* s, const char* id, const analysis::PositionView
   for (double b = std::ceil(std::max(0.0, b_lo) / bstep) * bstep; b < std::min<double>(static_cast<double>(NB), b_hi); b += bstep) {
     std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(b));
     const float y = y_of_block(b + (px_per_block >= ImGui::GetTextLineHeight() ? 0.5 : 0.0)) - ImGui::GetTextLineHeight() * 0.5f;
-    if (y < g.y0 - 2 || y > g.y1 - ImGui::GetTextLineHeight() * 0.5f) continue;
+    // Not on the axis title's line (top left), not below the plot.
+    if (y < g.y0 + ImGui::GetTextLineHeight() || y > g.y1 - ImGui::GetTextLineHeight() * 0.5f) continue;
     dl->AddText(ImVec2(g.x0 - 6 - ImGui::CalcTextSize(buf).x, y), palette::kAxisText, buf);
   }
   dl->AddText(ImVec2(g.x0 - kPlotLeftMargin + 2, g.y0), palette::kAxisText, "block");
