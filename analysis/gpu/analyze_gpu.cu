@@ -281,7 +281,8 @@ struct Group {
   std::vector<RouterKind> row_kinds;       // [si]
   std::vector<int> gate_of_row;            // [si]: gi, -1 for the non-gate routers
   // [si][bi]: the block-score keys of the non-gate rows: quest kmin then kmax [2, nb, d],
-  // minference-bs and moba-threshold the pooled keys [nb, d] (moba's); empty otherwise.
+  // minference-bs, moba-threshold and nsa-shared the pooled keys [nb, d] (moba's); empty
+  // otherwise.
   std::vector<std::vector<Dev<float>>> score_keys;
   int64_t base = 1, n_base = 0, chunk = 0;
   // Router ri's slot in the row kernel (gpu::RowArgs): 0 the oracle, 1 + si row si.
@@ -298,7 +299,7 @@ int64_t gcd_of(const std::vector<int64_t>& xs) {
 }
 
 // The row routers of the group and the block-score keys (analysis/router.h block_score_keys)
-// of quest, minference-bs and moba-threshold per block size, on the device.
+// of quest, minference-bs, moba-threshold and nsa-shared per block size, on the device.
 void setup_score_rows(Group& g) {
   int gi = 0;
   for (int ri = 0; ri < g.n_routers; ++ri) {
@@ -314,7 +315,9 @@ void setup_score_rows(Group& g) {
   g.score_keys.resize(g.row_kinds.size());
   for (size_t si = 0; si < g.row_kinds.size(); ++si) {
     const RouterKind kind = g.row_kinds[si];
-    if (kind != RouterKind::quest && kind != RouterKind::minference_bs && kind != RouterKind::moba_threshold) continue;
+    if (kind != RouterKind::quest && kind != RouterKind::minference_bs && kind != RouterKind::moba_threshold &&
+        kind != RouterKind::nsa_shared)
+      continue;
     for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) {
       const int64_t nb = g.plan.n_blocks[bi];
       kernels::BlockPoolParams p;
@@ -382,9 +385,14 @@ void setup_group(Group& g) {
   g.n_base = (g.T + g.base - 1) / g.base;
   // Query chunk: as large as the chunk buffers allow (moments: ~48 bytes per (query, base
   // block); masses and scores: 4 bytes per (query, block) per block size and router row).
-  int64_t per_query = 48 * (g.n_base + 1);
-  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi)
+  // nsa-shared: 8 more (its double sum over the group's heads).
+  const bool nsa = std::find(g.row_kinds.begin(), g.row_kinds.end(), RouterKind::nsa_shared) != g.row_kinds.end();
+  int64_t per_query = 48 * (g.n_base + 1), nb_max = 1;
+  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) {
     per_query += 4 * g.plan.n_blocks[bi] * (1 + static_cast<int64_t>(g.row_kinds.size()));
+    nb_max = std::max(nb_max, g.plan.n_blocks[bi]);
+  }
+  if (nsa) per_query += 8 * nb_max;
   // Up to 16384 queries: per-chunk kernels (dense pass, gate scores, moments) then fill the
   // device. Budget: an eighth of the free device memory, between 256 MB and 4 GB.
   size_t free_bytes = 0, total_bytes = 0;
@@ -413,6 +421,7 @@ struct ChunkBuffers {
   Dev<int32_t> top;               // [chunk, n_top]
   std::vector<Dev<float>> scores; // [si]: [chunk, nb_max] (oracle-topp: none)
   Dev<float> qbar;                // [nb_max, d]: minference-bs' mean queries of the chunk's blocks
+  Dev<double> nsa_sum;            // [chunk, nb_max]: nsa-shared's sum over the group's heads
   MomentBuffers dump_moments;
   std::vector<MomentBuffers> gate_moments;  // [gi] for gates whose keys are not the dump's
 };
@@ -423,10 +432,18 @@ void alloc_moments(MomentBuffers& m, int64_t chunk, int64_t stride, bool with_ar
   if (with_arg) m.mx.resize(n), m.arg.resize(n), m.pre_arg.resize(np);
 }
 
+void launch_gate_scores(const gpu::ScoreArgs& s, const dim3& grid) {
+  allow_smem(reinterpret_cast<const void*>(gpu::gate_scores_kernel), tile_smem(s.d, false));
+  gpu::gate_scores_kernel<<<grid, 256, tile_smem(s.d, false)>>>(s);
+  ck_launch("gate scores");
+}
+
 // Row si's scores [nq, nb] for the chunk's queries at block size bi (columns b < the chunk's
 // largest current block): gate scores (kernels/gate_topk.h; moba-threshold's on moba's pooled
 // keys), quest's bound, minference-bs' mean query of each query block against the pooled
-// keys, sink-window's fixed row (analysis/router.h block_score_row). oracle-topp: none.
+// keys, sink-window's fixed row, nsa-shared's sum over every head of the group (g.q holds them
+// all: the row does not depend on `local`) of each head's softmaxed gate scores
+// (analysis/router.h block_score_row). oracle-topp: none.
 void score_row_chunk(const Group& g, int64_t local, int si, int bi, int64_t t0, int64_t nq, ChunkBuffers& cb) {
   const RouterKind kind = g.row_kinds[si];
   if (kind == RouterKind::oracle_topp) return;
@@ -469,9 +486,21 @@ void score_row_chunk(const Group& g, int64_t local, int si, int bi, int64_t t0, 
     ck_launch("minference-bs mean queries");
     s.q = cb.qbar.get(), s.q_div = B;
   }
-  allow_smem(reinterpret_cast<const void*>(gpu::gate_scores_kernel), tile_smem(d, false));
-  gpu::gate_scores_kernel<<<grid, 256, tile_smem(d, false)>>>(s);
-  ck_launch("gate scores");
+  if (kind != RouterKind::nsa_shared) {
+    launch_gate_scores(s, grid);
+    return;
+  }
+  gpu::NsaArgs n;
+  n.t0 = t0, n.B = B, n.stride = nb;
+  n.scale = 1.0 / std::sqrt(static_cast<double>(g.d));  // block_score_row's scale
+  n.scores = cb.scores[si].get(), n.acc = cb.nsa_sum.get();
+  for (int64_t h = 0; h < g.G; ++h) {
+    s.q = g.q.f32.get() + h * g.T * g.d;
+    launch_gate_scores(s, grid);
+    n.first = h == 0, n.last = h == g.G - 1;
+    gpu::nsa_accumulate_kernel<<<static_cast<unsigned>(nq), 256>>>(n);
+    ck_launch("nsa-shared row");
+  }
 }
 
 // Stage 3 on the device for one chunk of one head.
@@ -807,9 +836,6 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures&
 
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim) {
   if (!kernels::cuda_compiled()) return "this build has no CUDA backend";
-  for (const RouterKind r : opt.routers)
-    if (router_runs_on_host(r))
-      return std::string("router ") + router_name(r) + " runs on the host (its row sums every head of the KV group)";
   if (opt.routing.gqa == kernels::GqaMode::shared) return "--gqa shared is measured on the host";
   if (head_dim > 128 || head_dim % 8 != 0) return "head dim " + std::to_string(head_dim) + " (the GPU kernels take multiples of 8 up to 128)";
   int n_gates = 0, n_rows = 0;
@@ -851,6 +877,8 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   for (const RouterKind kind : g.row_kinds)
     cb.scores.emplace_back(kind == RouterKind::oracle_topp ? size_t{0} : static_cast<size_t>(g.chunk * nb_max));
   cb.qbar.resize(static_cast<size_t>(nb_max * g.d));
+  if (std::find(g.row_kinds.begin(), g.row_kinds.end(), RouterKind::nsa_shared) != g.row_kinds.end())
+    cb.nsa_sum.resize(static_cast<size_t>(g.chunk * nb_max));
   if (g.n_gates > 0) alloc_moments(cb.dump_moments, g.chunk, g.n_base, true);
   cb.gate_moments.resize(static_cast<size_t>(g.n_gates));
   for (int gi = 0; gi < g.n_gates; ++gi)

@@ -443,6 +443,69 @@ __global__ void sink_window_scores_kernel(int64_t nq, int64_t n_cols, int64_t st
   }
 }
 
+// nsa-shared (analysis/router.h block_score_row): adds one head's probabilities p(t, b) =
+// softmax over the routable blocks b < c of scale * s(t, b) to the group's running sum, in the
+// CPU's arithmetic (router.cpp softmax_routable): the max over the non-NaN scores, e = exp(scale
+// * s - max) (0 for NaN scores or a non-finite max), their sum in block order on one thread,
+// p = e / sum when sum > 0, acc = acc + p in double, heads in order. On the group's last head
+// the sum is rounded once to fp32 over the head's scores (the row the selector reads). One CTA
+// per query of the chunk; e is computed twice (for the sum, then for p) instead of stored.
+struct DoubleMaxOp {
+  __device__ double operator()(double a, double b) const { return fmax(a, b); }
+};
+struct NsaArgs {
+  int64_t t0 = 0, B = 0, stride = 0;  // stride: row length of scores and acc
+  double scale = 1.0;                 // 1 / sqrt(d)
+  float* scores = nullptr;            // [nq, stride]: the head's gate scores; on `last`, the row
+  double* acc = nullptr;              // [nq, stride]: the sum over the heads so far
+  bool first = false, last = false;
+};
+constexpr int kNsaTile = 2048;  // e values summed per pass of thread 0
+__global__ void __launch_bounds__(256) nsa_accumulate_kernel(NsaArgs a) {
+  using Reduce = cub::BlockReduce<double, 256>;
+  __shared__ typename Reduce::TempStorage temp;
+  __shared__ double tile[kNsaTile];
+  __shared__ double bcast;
+  const int tid = threadIdx.x;
+  const int64_t i = blockIdx.x, c = (a.t0 + i) / a.B;
+  if (c == 0) return;  // the whole CTA
+  float* s = a.scores + i * a.stride;
+  double* acc = a.acc + i * a.stride;
+  double mx = -INFINITY;
+  for (int64_t b = tid; b < c; b += 256)
+    if (!isnan(s[b])) mx = fmax(mx, __dmul_rn(a.scale, static_cast<double>(s[b])));
+  mx = Reduce(temp).Reduce(mx, DoubleMaxOp());
+  if (tid == 0) bcast = mx;
+  __syncthreads();
+  mx = bcast;
+  const bool finite = isfinite(mx);
+  // No contraction: the CPU multiplies, then subtracts.
+  const auto e_of = [&](int64_t b) {
+    const float x = s[b];
+    return isnan(x) || !finite ? 0.0 : exp(__dsub_rn(__dmul_rn(a.scale, static_cast<double>(x)), mx));
+  };
+  double sum = 0.0;  // thread 0's
+  for (int64_t b0 = 0; b0 < c; b0 += kNsaTile) {
+    const int n = static_cast<int>(min(static_cast<int64_t>(kNsaTile), c - b0));
+    for (int x = tid; x < n; x += 256) tile[x] = e_of(b0 + x);
+    __syncthreads();
+    if (tid == 0)
+      for (int x = 0; x < n; ++x) sum += tile[x];
+    __syncthreads();
+  }
+  if (tid == 0) bcast = sum;
+  __syncthreads();
+  sum = bcast;
+  for (int64_t b = tid; b < c; b += 256) {
+    const double p = sum > 0.0 ? e_of(b) / sum : e_of(b);
+    const double v = a.first ? p : __dadd_rn(acc[b], p);  // the CPU's 0.0 + p is p (p >= 0)
+    if (a.last)
+      s[b] = static_cast<float>(v);
+    else
+      acc[b] = v;
+  }
+}
+
 // ---- routing + per-position metrics + SNR of one query row at one block size ---------------
 // (analysis/analyze.cpp route_query and probe_query). One CTA per query of the chunk. Every
 // router's routable blocks are sorted once by (score, tie rule) — a unique 46-bit key per
@@ -518,9 +581,6 @@ struct CfgSumsOp {
   __device__ CfgSums operator()(const CfgSums& a, const CfgSums& b) const {
     return CfgSums{a.cov + b.cov, a.rec + b.rec, a.tok + b.tok};
   }
-};
-struct DoubleMaxOp {
-  __device__ double operator()(double a, double b) const { return fmax(a, b); }
 };
 struct PairSums {
   double s, s2;
