@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "analysis/gpu/analyze_gpu_kernels.cuh"
+#include "analysis/gpu/block_rows.h"
+#include "analysis/gpu/device_util.cuh"
 #include "kernels/backend.h"
 #include "kernels/block_pool.h"
 #include "kernels/cuda/cuda_util.cuh"
@@ -32,142 +34,12 @@ using gpu::kMaxRows;
 using gpu::kMetricCount;
 using gpu::kSlots;
 
-// Throws with the failed step and the CUDA error.
-void ck(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("GPU analysis: ") + what + ": " + cudaGetErrorString(e));
-}
-void ck_op(const char* err, const char* what) {
-  if (err) throw std::runtime_error(std::string("GPU analysis: ") + what + ": " + err + ": " + kernels::cuda_last_error_detail());
-}
-void ck_launch(const char* what) { ck(cudaGetLastError(), what); }
-
-// An owning device array.
-template <typename T>
-class Dev {
- public:
-  Dev() = default;
-  explicit Dev(size_t n) { resize(n); }
-  ~Dev() { release(); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  Dev(Dev&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-  Dev& operator=(Dev&& o) noexcept {
-    if (this != &o) {
-      release();
-      p_ = o.p_, n_ = o.n_;
-      o.p_ = nullptr, o.n_ = 0;
-    }
-    return *this;
-  }
-  // Grows (contents lost) when n exceeds the capacity.
-  void resize(size_t n) {
-    if (n <= n_ && p_) return;
-    release();
-    ck(cudaMalloc(&p_, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
-    n_ = n;
-  }
-  T* get() const { return p_; }
-  size_t size() const { return n_; }
-  void zero() { ck(cudaMemset(p_, 0, n_ * sizeof(T)), "cudaMemset"); }
-  void upload(const T* host, size_t n) {
-    resize(n);
-    ck(cudaMemcpy(p_, host, n * sizeof(T), cudaMemcpyHostToDevice), "upload");
-  }
-  std::vector<T> download(size_t n) const {
-    std::vector<T> h(n);
-    if (n) ck(cudaMemcpy(h.data(), p_, n * sizeof(T), cudaMemcpyDeviceToHost), "download");
-    return h;
-  }
-
- private:
-  void release() {
-    if (p_) cudaFree(p_);
-    p_ = nullptr;
-    n_ = 0;
-  }
-  T* p_ = nullptr;
-  size_t n_ = 0;
-};
-
-// A [heads, T, d] host view copied to a contiguous device fp32 tensor.
-void upload_view(const TensorView& v, Dev<float>* out) {
-  const int64_t H = v.n_heads, T = v.n_tokens, d = v.head_dim;
-  out->resize(static_cast<size_t>(H * T * d));
-  if (v.stride_token == d && v.stride_head == T * d) {
-    ck(cudaMemcpy(out->get(), v.data, static_cast<size_t>(H * T * d) * 4, cudaMemcpyHostToDevice), "upload q/k/v");
-    return;
-  }
-  ck(cudaMemcpy2D(out->get(), static_cast<size_t>(d) * 4, v.data, static_cast<size_t>(v.stride_token) * 4,
-                  static_cast<size_t>(d) * 4, static_cast<size_t>(T), cudaMemcpyHostToDevice),
-     "upload q/k/v");
-  for (int64_t h = 1; h < H; ++h)
-    ck(cudaMemcpy2D(out->get() + h * T * d, static_cast<size_t>(d) * 4, v.data + h * v.stride_head,
-                    static_cast<size_t>(v.stride_token) * 4, static_cast<size_t>(d) * 4, static_cast<size_t>(T),
-                    cudaMemcpyHostToDevice),
-       "upload q/k/v");
-}
-
-// A contiguous device fp32 [H, T, d] tensor as a kernels Operand (kernels/operand.h Precision):
-// its 16-bit copy (lossless for a dump of that dtype) for 16-bit dumps, else the fp32 values;
-// under fast an f16 dump's fp32 values as f32 (the kernels round them to bf16; bf16 dumps
-// keep their copy: the same values).
-struct DevOperand {
-  Dev<float> f32;
-  Dev<uint16_t> h16;
-  int64_t H = 0, T = 0, d = 0;
-  DType dtype = DType::f32;
-  void set(const TensorView& v, DType dump_dtype) {
-    H = v.n_heads, T = v.n_tokens, d = v.head_dim;
-    dtype = dump_dtype;
-    upload_view(v, &f32);
-    make16();
-  }
-  void make16() {
-    if (dtype == DType::f32) return;
-    h16.resize(static_cast<size_t>(H * T * d));
-    ck_op(kernels::cuda_detail::convert_to_16(f32.get(), H, T, d, T * d, d, kernels::cuda_detail::kind_of(dtype),
-                                              h16.get(), nullptr),
-          "convert to 16-bit");
-  }
-  TensorView view32(int64_t head = 0, int64_t n = -1) const {
-    TensorView t;
-    t.data = f32.get() + head * T * d;
-    t.n_heads = n < 0 ? H : n;
-    t.n_tokens = T;
-    t.head_dim = d;
-    t.stride_head = T * d;
-    t.stride_token = d;
-    return t;
-  }
-  kernels::Operand operand(kernels::Precision prec, int64_t head = 0, int64_t n = 1) const {
-    const TensorView v = view32(head, n);
-    if (dtype == DType::f32 || (prec == kernels::Precision::fast && dtype == DType::f16)) return kernels::Operand(v);
-    return kernels::Operand::device16(v, h16.get() + head * T * d, dtype);
-  }
-  // The fp32 values typed with the dump dtype (beside fp32 conv keys: the kernels take such a
-  // mix as fp32 under exact, as bf16 under fast).
-  kernels::Operand typed(kernels::Precision prec, int64_t head = 0, int64_t n = 1) const {
-    return kernels::Operand::of_dtype(view32(head, n), prec == kernels::Precision::exact ? dtype : DType::f32);
-  }
-};
-
-// Lets `kernel` use `bytes` of dynamic shared memory on the current device (an attribute of
-// each device's context; set once per kernel, device and size).
-void allow_smem(const void* kernel, size_t bytes) {
-  struct Done {
-    const void* kernel;
-    int device;
-    size_t bytes;
-  };
-  thread_local std::vector<Done> done;
-  int dev = 0;
-  ck(cudaGetDevice(&dev), "cudaGetDevice");
-  for (const Done& x : done)
-    if (x.kernel == kernel && x.device == dev && x.bytes >= bytes) return;
-  ck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-     "dynamic shared memory");
-  done.push_back({kernel, dev, bytes});
-}
+using gpu::allow_smem;
+using gpu::ck;
+using gpu::ck_launch;
+using gpu::ck_op;
+using gpu::Dev;
+using gpu::DevOperand;
 
 template <int THREADS, int IPT>
 size_t row_smem() {
@@ -180,23 +52,15 @@ void launch_row(const gpu::RowArgs& a, int64_t nq) {
   gpu::row_kernel<THREADS, IPT><<<static_cast<unsigned>(nq), THREADS, smem>>>(a);
   ck_launch("row kernel");
 }
-constexpr int64_t kMaxRowBlocks = 16384;  // the largest row tier (1024 threads x 16: a 1M-token sequence at B = 64)
+using gpu::kMaxRowBlocks;
 
 void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
-  if (c_max <= 512)
-    launch_row<128, 4>(a, nq);
-  else if (c_max <= 2048)
-    launch_row<256, 8>(a, nq);
-  else if (c_max <= 4096)
-    launch_row<512, 8>(a, nq);
-  else if (c_max <= 8192)
-    launch_row<512, 16>(a, nq);
-  else
-    launch_row<1024, 16>(a, nq);
+  gpu::by_row_tier(c_max, [&](auto threads, auto ipt) { launch_row<decltype(threads)::value, decltype(ipt)::value>(a, nq); });
 }
 
-size_t tile_smem(int d, bool with_scores) {
-  return (static_cast<size_t>(gpu::kTileQ + gpu::kTileK) * (d + 1) + (with_scores ? 64 * 65 : 0)) * sizeof(float);
+// moments_kernel's tiles: q and k [64][d + 1], the scores [64][65].
+size_t moments_smem(int d) {
+  return (static_cast<size_t>(gpu::kTileQ + gpu::kTileK) * (d + 1) + 64 * 65) * sizeof(float);
 }
 
 // One set of routing keys whose token-score moments the SNR probe needs.
@@ -235,7 +99,7 @@ void run_moments(const float* q, const float* keys, const uint16_t* q16, const u
       d <= 64 ? gpu::moments_mma_kernel<64, __half><<<grid, 128>>>(b) : gpu::moments_mma_kernel<128, __half><<<grid, 128>>>(b);
     ck_launch("moments kernel (mma)");
   } else {
-    const size_t smem = tile_smem(d, true);
+    const size_t smem = moments_smem(d);
     allow_smem(reinterpret_cast<const void*>(gpu::moments_kernel), smem);
     gpu::moments_kernel<<<grid, 256, smem>>>(a);
     ck_launch("moments kernel");
@@ -432,75 +296,22 @@ void alloc_moments(MomentBuffers& m, int64_t chunk, int64_t stride, bool with_ar
   if (with_arg) m.mx.resize(n), m.arg.resize(n), m.pre_arg.resize(np);
 }
 
-void launch_gate_scores(const gpu::ScoreArgs& s, const dim3& grid) {
-  allow_smem(reinterpret_cast<const void*>(gpu::gate_scores_kernel), tile_smem(s.d, false));
-  gpu::gate_scores_kernel<<<grid, 256, tile_smem(s.d, false)>>>(s);
-  ck_launch("gate scores");
-}
-
-// Row si's scores [nq, nb] for the chunk's queries at block size bi (columns b < the chunk's
-// largest current block): gate scores (kernels/gate_topk.h; moba-threshold's on moba's pooled
-// keys), quest's bound, minference-bs' mean query of each query block against the pooled
-// keys, sink-window's fixed row, nsa-shared's sum over every head of the group (g.q holds them
-// all: the row does not depend on `local`) of each head's softmaxed gate scores
-// (analysis/router.h block_score_row). oracle-topp: none.
+// Row si's scores [nq, nb] for the chunk's queries at block size bi (analysis/gpu/block_rows.h
+// score_rows_cuda): gate scores on the gate's pooled keys, the block-score routers' rows on
+// their keys (moba-threshold's and nsa-shared's: moba's pooled keys; nsa-shared's row sums
+// every head of the group, all in g.q). oracle-topp: none.
 void score_row_chunk(const Group& g, int64_t local, int si, int bi, int64_t t0, int64_t nq, ChunkBuffers& cb) {
   const RouterKind kind = g.row_kinds[si];
   if (kind == RouterKind::oracle_topp) return;
-  const int64_t B = g.plan.block_sizes[bi], nb = g.plan.n_blocks[bi];
-  const int64_t n_cols = std::min((t0 + nq - 1) / B, nb);
-  if (n_cols <= 0) return;
-  const int d = static_cast<int>(g.d);
-  const float* qh = g.q.f32.get() + local * g.T * g.d;
-  const dim3 grid(static_cast<unsigned>((n_cols + gpu::kTileK - 1) / gpu::kTileK),
-                  static_cast<unsigned>((nq + gpu::kTileQ - 1) / gpu::kTileQ));
-  if (kind == RouterKind::sink_window) {
-    const int64_t n = nq * n_cols;
-    gpu::sink_window_scores_kernel<<<static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 4096)), 256>>>(
-        nq, n_cols, nb, cb.scores[si].get());
-    ck_launch("sink-window scores");
-    return;
-  }
-  if (kind == RouterKind::quest) {
-    gpu::QuestArgs s;
-    s.q = qh, s.q_st = g.d, s.d = d;
-    s.kmin = g.score_keys[si][bi].get(), s.kmax = s.kmin + nb * g.d;
-    s.t0 = t0, s.nq = nq, s.n_cols = n_cols, s.stride = nb;
-    s.scores = cb.scores[si].get();
-    const size_t smem = static_cast<size_t>(gpu::kTileQ + 2 * gpu::kTileK) * (d + 1) * sizeof(float);
-    allow_smem(reinterpret_cast<const void*>(gpu::quest_scores_kernel), smem);
-    gpu::quest_scores_kernel<<<grid, 256, smem>>>(s);
-    ck_launch("quest scores");
-    return;
-  }
-  gpu::ScoreArgs s;
-  s.q = qh, s.q_st = g.d, s.d = d;
-  s.t0 = t0, s.nq = nq, s.n_cols = n_cols, s.stride = nb;
-  s.scores = cb.scores[si].get();
+  gpu::ScoreRowSource src;
+  src.kind = kind;
+  src.q = g.q.f32.get();
+  src.n_heads = g.G, src.n_tokens = g.T, src.head_dim = g.d;
   const int gi = g.gate_of_row[si];
-  s.kbar = gi >= 0 ? g.kbar[gi][bi].get() : g.score_keys[si][bi].get();
-  if (kind == RouterKind::minference_bs) {
-    const int64_t m0 = t0 / B, m1 = (t0 + nq - 1) / B + 1, n = (m1 - m0) * g.d;
-    gpu::query_block_mean_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(qh, g.T, d, B, m0, m1,
-                                                                                  cb.qbar.get());
-    ck_launch("minference-bs mean queries");
-    s.q = cb.qbar.get(), s.q_div = B;
-  }
-  if (kind != RouterKind::nsa_shared) {
-    launch_gate_scores(s, grid);
-    return;
-  }
-  gpu::NsaArgs n;
-  n.t0 = t0, n.B = B, n.stride = nb;
-  n.scale = 1.0 / std::sqrt(static_cast<double>(g.d));  // block_score_row's scale
-  n.scores = cb.scores[si].get(), n.acc = cb.nsa_sum.get();
-  for (int64_t h = 0; h < g.G; ++h) {
-    s.q = g.q.f32.get() + h * g.T * g.d;
-    launch_gate_scores(s, grid);
-    n.first = h == 0, n.last = h == g.G - 1;
-    gpu::nsa_accumulate_kernel<<<static_cast<unsigned>(nq), 256>>>(n);
-    ck_launch("nsa-shared row");
-  }
+  if (kind != RouterKind::sink_window) src.keys = gi >= 0 ? g.kbar[gi][bi].get() : g.score_keys[si][bi].get();
+  src.block_size = g.plan.block_sizes[bi], src.n_blocks = g.plan.n_blocks[bi];
+  src.qbar = cb.qbar.get(), src.nsa_sum = cb.nsa_sum.get();
+  gpu::score_rows_cuda(src, local, t0, nq, cb.scores[si].get());
 }
 
 // Stage 3 on the device for one chunk of one head.
