@@ -50,8 +50,6 @@ bool router_is_score_row(RouterKind r) {
 
 bool router_is_variable_budget(RouterKind r) { return r == RouterKind::moba_threshold || r == RouterKind::oracle_topp; }
 
-bool router_runs_on_host(RouterKind r) { return r == RouterKind::nsa_shared; }
-
 RouterKind router_from_name(const std::string& s) {
   RouterKind r;
   if (!parse_router(s, &r)) throw UsageError("unknown router '" + s + "' (one of " + router_list() + ")");

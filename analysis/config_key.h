@@ -24,16 +24,11 @@ const char* router_list();
 // §5). The oracle and the block-score routers (quest, sink-window, minference-bs) are not.
 bool router_is_gate(RouterKind r);
 // quest, sink-window, minference-bs, moba-threshold, nsa-shared: a block-score row per query
-// (analysis/router.h block_score_row; the GPU analysis computes it on the device, but for
-// nsa-shared).
+// (analysis/router.h block_score_row; the GPU analysis computes it on the device).
 bool router_is_score_row(RouterKind r);
 // moba-threshold, oracle-topp: a variable budget per query (the smallest set reaching the
 // mass --tau, at most k blocks; analysis/router.h select_mass_row).
 bool router_is_variable_budget(RouterKind r);
-// The routers the GPU-resident analysis declines (they run on the host): nsa-shared, whose
-// row of one query head sums the softmaxed gate scores of every head of its KV group (the
-// device measures one head at a time).
-bool router_runs_on_host(RouterKind r);
 bool parse_router(const std::string& s, RouterKind* out);  // false for any other text
 RouterKind router_from_name(const std::string& s);         // throws UsageError
 

@@ -9,6 +9,7 @@
 #include <limits>
 #include <sstream>
 
+#include "analysis/gpu/route_gpu.h"
 #include "core/errors.h"
 #include "kernels/block_pool.h"
 #include "kernels/dense_pass.h"
@@ -430,7 +431,9 @@ void route_group(const TensorView& q, const TensorView& k, const TensorView& v, 
   if (router == RouterKind::moba_kconv) conv = kconv_keys(k, opt, device);
   const TensorView route_k = router == RouterKind::moba_kconv ? conv.view() : k;
 
-  if (router_is_score_row(router)) {
+  if (device == Device::cuda && !router_is_gate(router) && route_gpu_unsupported(router, T, q.head_dim, B).empty()) {
+    route_group_gpu(q, k, dump_dtype, router, opt, B, top_k, selected);  // rows and selection on the device
+  } else if (router_is_score_row(router)) {
     const BlockScoreKeys keys = block_score_keys(router, k, B, dump_dtype, opt, device);
     // nsa-shared is one choice per KV group under either --gqa.
     const bool shared = opt.gqa == kernels::GqaMode::shared || router == RouterKind::nsa_shared;

@@ -78,7 +78,9 @@ std::vector<float> pooled_keys(const TensorView& k, int64_t block_size, DType du
 // n_tokens, head_dim] and lse [group_heads, n_tokens] (natural log, 1/sqrt(d) scale
 // included) on the router's selection; under `moba-kconv` with kconv_both the attention
 // reads the conv keys. The oracle streams the dense pass in chunks of `query_chunk`
-// queries (block masses summed over the group under `shared`).
+// queries (block masses summed over the group under `shared`). On Device::cuda every router
+// routes on the device (moba, moba-kconv: gate_topk; the others: analysis/gpu/route_gpu.h,
+// unless route_gpu_unsupported says why not: then the rows and selections are the host's).
 void route_group(const TensorView& q, const TensorView& k, const TensorView& v, DType dump_dtype,
                  RouterKind router, const RoutingOptions& opt, int64_t block_size, int top_k,
                  Device device, int32_t* selected, float* out, float* lse, int64_t query_chunk = 256);

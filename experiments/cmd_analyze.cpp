@@ -65,7 +65,7 @@ const char* const kUsage =
     "  --heads LIST            query heads (all)\n"
     "  --routers LIST          of moba, moba-kconv, oracle, quest, sink-window, minference-bs,\n"
     "                          nsa-shared, moba-threshold, oracle-topp (moba,oracle); SNR probe\n"
-    "                          for moba, moba-kconv only; nsa-shared runs on the host\n"
+    "                          for moba, moba-kconv only\n"
     "  --tau X                 moba-threshold / oracle-topp: the mass to reach, in (0, 1] (0.9);\n"
     "                          k of each (B, k) caps their budget; selected_blocks_mean (k_sel)\n"
     "                          is the realised budget\n"

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "analysis/backend.h"
+#include "analysis/gpu/route_gpu.h"
 #include "analysis/metrics.h"
 #include "analysis/router.h"
 #include "core/dump.h"
@@ -89,6 +90,13 @@ int run_route(const std::vector<std::string>& argv) {
   const LayerInfo& l = info.layer(layer);
   const int64_t n_q = l.n_q_heads, n_kv = l.n_kv_heads, T = l.n_tokens, d = l.head_dim, group = n_q / n_kv;
   load_routing_weights(args, d, ro);
+
+  if (device.device == analysis::Device::cuda && !analysis::router_is_gate(router)) {
+    const std::string why = analysis::route_gpu_unsupported(router, T, d, B);
+    if (!why.empty())
+      std::fprintf(stderr, "note: %s routes on the CPU (%s); the dense pass and MoBA attention run on cuda\n",
+                   analysis::router_name(router), why.c_str());
+  }
 
   H5Output out(out_path);
   out.create_i32("/selected", {n_q, T, K});

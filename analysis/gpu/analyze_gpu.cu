@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "analysis/gpu/analyze_gpu_kernels.cuh"
+#include "analysis/gpu/block_rows.h"
+#include "analysis/gpu/device_util.cuh"
 #include "kernels/backend.h"
 #include "kernels/block_pool.h"
 #include "kernels/cuda/cuda_util.cuh"
@@ -32,142 +34,12 @@ using gpu::kMaxRows;
 using gpu::kMetricCount;
 using gpu::kSlots;
 
-// Throws with the failed step and the CUDA error.
-void ck(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("GPU analysis: ") + what + ": " + cudaGetErrorString(e));
-}
-void ck_op(const char* err, const char* what) {
-  if (err) throw std::runtime_error(std::string("GPU analysis: ") + what + ": " + err + ": " + kernels::cuda_last_error_detail());
-}
-void ck_launch(const char* what) { ck(cudaGetLastError(), what); }
-
-// An owning device array.
-template <typename T>
-class Dev {
- public:
-  Dev() = default;
-  explicit Dev(size_t n) { resize(n); }
-  ~Dev() { release(); }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  Dev(Dev&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
-  Dev& operator=(Dev&& o) noexcept {
-    if (this != &o) {
-      release();
-      p_ = o.p_, n_ = o.n_;
-      o.p_ = nullptr, o.n_ = 0;
-    }
-    return *this;
-  }
-  // Grows (contents lost) when n exceeds the capacity.
-  void resize(size_t n) {
-    if (n <= n_ && p_) return;
-    release();
-    ck(cudaMalloc(&p_, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
-    n_ = n;
-  }
-  T* get() const { return p_; }
-  size_t size() const { return n_; }
-  void zero() { ck(cudaMemset(p_, 0, n_ * sizeof(T)), "cudaMemset"); }
-  void upload(const T* host, size_t n) {
-    resize(n);
-    ck(cudaMemcpy(p_, host, n * sizeof(T), cudaMemcpyHostToDevice), "upload");
-  }
-  std::vector<T> download(size_t n) const {
-    std::vector<T> h(n);
-    if (n) ck(cudaMemcpy(h.data(), p_, n * sizeof(T), cudaMemcpyDeviceToHost), "download");
-    return h;
-  }
-
- private:
-  void release() {
-    if (p_) cudaFree(p_);
-    p_ = nullptr;
-    n_ = 0;
-  }
-  T* p_ = nullptr;
-  size_t n_ = 0;
-};
-
-// A [heads, T, d] host view copied to a contiguous device fp32 tensor.
-void upload_view(const TensorView& v, Dev<float>* out) {
-  const int64_t H = v.n_heads, T = v.n_tokens, d = v.head_dim;
-  out->resize(static_cast<size_t>(H * T * d));
-  if (v.stride_token == d && v.stride_head == T * d) {
-    ck(cudaMemcpy(out->get(), v.data, static_cast<size_t>(H * T * d) * 4, cudaMemcpyHostToDevice), "upload q/k/v");
-    return;
-  }
-  ck(cudaMemcpy2D(out->get(), static_cast<size_t>(d) * 4, v.data, static_cast<size_t>(v.stride_token) * 4,
-                  static_cast<size_t>(d) * 4, static_cast<size_t>(T), cudaMemcpyHostToDevice),
-     "upload q/k/v");
-  for (int64_t h = 1; h < H; ++h)
-    ck(cudaMemcpy2D(out->get() + h * T * d, static_cast<size_t>(d) * 4, v.data + h * v.stride_head,
-                    static_cast<size_t>(v.stride_token) * 4, static_cast<size_t>(d) * 4, static_cast<size_t>(T),
-                    cudaMemcpyHostToDevice),
-       "upload q/k/v");
-}
-
-// A contiguous device fp32 [H, T, d] tensor as a kernels Operand (kernels/operand.h Precision):
-// its 16-bit copy (lossless for a dump of that dtype) for 16-bit dumps, else the fp32 values;
-// under fast an f16 dump's fp32 values as f32 (the kernels round them to bf16; bf16 dumps
-// keep their copy: the same values).
-struct DevOperand {
-  Dev<float> f32;
-  Dev<uint16_t> h16;
-  int64_t H = 0, T = 0, d = 0;
-  DType dtype = DType::f32;
-  void set(const TensorView& v, DType dump_dtype) {
-    H = v.n_heads, T = v.n_tokens, d = v.head_dim;
-    dtype = dump_dtype;
-    upload_view(v, &f32);
-    make16();
-  }
-  void make16() {
-    if (dtype == DType::f32) return;
-    h16.resize(static_cast<size_t>(H * T * d));
-    ck_op(kernels::cuda_detail::convert_to_16(f32.get(), H, T, d, T * d, d, kernels::cuda_detail::kind_of(dtype),
-                                              h16.get(), nullptr),
-          "convert to 16-bit");
-  }
-  TensorView view32(int64_t head = 0, int64_t n = -1) const {
-    TensorView t;
-    t.data = f32.get() + head * T * d;
-    t.n_heads = n < 0 ? H : n;
-    t.n_tokens = T;
-    t.head_dim = d;
-    t.stride_head = T * d;
-    t.stride_token = d;
-    return t;
-  }
-  kernels::Operand operand(kernels::Precision prec, int64_t head = 0, int64_t n = 1) const {
-    const TensorView v = view32(head, n);
-    if (dtype == DType::f32 || (prec == kernels::Precision::fast && dtype == DType::f16)) return kernels::Operand(v);
-    return kernels::Operand::device16(v, h16.get() + head * T * d, dtype);
-  }
-  // The fp32 values typed with the dump dtype (beside fp32 conv keys: the kernels take such a
-  // mix as fp32 under exact, as bf16 under fast).
-  kernels::Operand typed(kernels::Precision prec, int64_t head = 0, int64_t n = 1) const {
-    return kernels::Operand::of_dtype(view32(head, n), prec == kernels::Precision::exact ? dtype : DType::f32);
-  }
-};
-
-// Lets `kernel` use `bytes` of dynamic shared memory on the current device (an attribute of
-// each device's context; set once per kernel, device and size).
-void allow_smem(const void* kernel, size_t bytes) {
-  struct Done {
-    const void* kernel;
-    int device;
-    size_t bytes;
-  };
-  thread_local std::vector<Done> done;
-  int dev = 0;
-  ck(cudaGetDevice(&dev), "cudaGetDevice");
-  for (const Done& x : done)
-    if (x.kernel == kernel && x.device == dev && x.bytes >= bytes) return;
-  ck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
-     "dynamic shared memory");
-  done.push_back({kernel, dev, bytes});
-}
+using gpu::allow_smem;
+using gpu::ck;
+using gpu::ck_launch;
+using gpu::ck_op;
+using gpu::Dev;
+using gpu::DevOperand;
 
 template <int THREADS, int IPT>
 size_t row_smem() {
@@ -180,23 +52,15 @@ void launch_row(const gpu::RowArgs& a, int64_t nq) {
   gpu::row_kernel<THREADS, IPT><<<static_cast<unsigned>(nq), THREADS, smem>>>(a);
   ck_launch("row kernel");
 }
-constexpr int64_t kMaxRowBlocks = 16384;  // the largest row tier (1024 threads x 16: a 1M-token sequence at B = 64)
+using gpu::kMaxRowBlocks;
 
 void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
-  if (c_max <= 512)
-    launch_row<128, 4>(a, nq);
-  else if (c_max <= 2048)
-    launch_row<256, 8>(a, nq);
-  else if (c_max <= 4096)
-    launch_row<512, 8>(a, nq);
-  else if (c_max <= 8192)
-    launch_row<512, 16>(a, nq);
-  else
-    launch_row<1024, 16>(a, nq);
+  gpu::by_row_tier(c_max, [&](auto threads, auto ipt) { launch_row<decltype(threads)::value, decltype(ipt)::value>(a, nq); });
 }
 
-size_t tile_smem(int d, bool with_scores) {
-  return (static_cast<size_t>(gpu::kTileQ + gpu::kTileK) * (d + 1) + (with_scores ? 64 * 65 : 0)) * sizeof(float);
+// moments_kernel's tiles: q and k [64][d + 1], the scores [64][65].
+size_t moments_smem(int d) {
+  return (static_cast<size_t>(gpu::kTileQ + gpu::kTileK) * (d + 1) + 64 * 65) * sizeof(float);
 }
 
 // One set of routing keys whose token-score moments the SNR probe needs.
@@ -235,7 +99,7 @@ void run_moments(const float* q, const float* keys, const uint16_t* q16, const u
       d <= 64 ? gpu::moments_mma_kernel<64, __half><<<grid, 128>>>(b) : gpu::moments_mma_kernel<128, __half><<<grid, 128>>>(b);
     ck_launch("moments kernel (mma)");
   } else {
-    const size_t smem = tile_smem(d, true);
+    const size_t smem = moments_smem(d);
     allow_smem(reinterpret_cast<const void*>(gpu::moments_kernel), smem);
     gpu::moments_kernel<<<grid, 256, smem>>>(a);
     ck_launch("moments kernel");
@@ -281,7 +145,8 @@ struct Group {
   std::vector<RouterKind> row_kinds;       // [si]
   std::vector<int> gate_of_row;            // [si]: gi, -1 for the non-gate routers
   // [si][bi]: the block-score keys of the non-gate rows: quest kmin then kmax [2, nb, d],
-  // minference-bs and moba-threshold the pooled keys [nb, d] (moba's); empty otherwise.
+  // minference-bs, moba-threshold and nsa-shared the pooled keys [nb, d] (moba's); empty
+  // otherwise.
   std::vector<std::vector<Dev<float>>> score_keys;
   int64_t base = 1, n_base = 0, chunk = 0;
   // Router ri's slot in the row kernel (gpu::RowArgs): 0 the oracle, 1 + si row si.
@@ -298,7 +163,7 @@ int64_t gcd_of(const std::vector<int64_t>& xs) {
 }
 
 // The row routers of the group and the block-score keys (analysis/router.h block_score_keys)
-// of quest, minference-bs and moba-threshold per block size, on the device.
+// of quest, minference-bs, moba-threshold and nsa-shared per block size, on the device.
 void setup_score_rows(Group& g) {
   int gi = 0;
   for (int ri = 0; ri < g.n_routers; ++ri) {
@@ -314,7 +179,9 @@ void setup_score_rows(Group& g) {
   g.score_keys.resize(g.row_kinds.size());
   for (size_t si = 0; si < g.row_kinds.size(); ++si) {
     const RouterKind kind = g.row_kinds[si];
-    if (kind != RouterKind::quest && kind != RouterKind::minference_bs && kind != RouterKind::moba_threshold) continue;
+    if (kind != RouterKind::quest && kind != RouterKind::minference_bs && kind != RouterKind::moba_threshold &&
+        kind != RouterKind::nsa_shared)
+      continue;
     for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) {
       const int64_t nb = g.plan.n_blocks[bi];
       kernels::BlockPoolParams p;
@@ -382,9 +249,14 @@ void setup_group(Group& g) {
   g.n_base = (g.T + g.base - 1) / g.base;
   // Query chunk: as large as the chunk buffers allow (moments: ~48 bytes per (query, base
   // block); masses and scores: 4 bytes per (query, block) per block size and router row).
-  int64_t per_query = 48 * (g.n_base + 1);
-  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi)
+  // nsa-shared: 8 more (its double sum over the group's heads).
+  const bool nsa = std::find(g.row_kinds.begin(), g.row_kinds.end(), RouterKind::nsa_shared) != g.row_kinds.end();
+  int64_t per_query = 48 * (g.n_base + 1), nb_max = 1;
+  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) {
     per_query += 4 * g.plan.n_blocks[bi] * (1 + static_cast<int64_t>(g.row_kinds.size()));
+    nb_max = std::max(nb_max, g.plan.n_blocks[bi]);
+  }
+  if (nsa) per_query += 8 * nb_max;
   // Up to 16384 queries: per-chunk kernels (dense pass, gate scores, moments) then fill the
   // device. Budget: an eighth of the free device memory, between 256 MB and 4 GB.
   size_t free_bytes = 0, total_bytes = 0;
@@ -413,6 +285,7 @@ struct ChunkBuffers {
   Dev<int32_t> top;               // [chunk, n_top]
   std::vector<Dev<float>> scores; // [si]: [chunk, nb_max] (oracle-topp: none)
   Dev<float> qbar;                // [nb_max, d]: minference-bs' mean queries of the chunk's blocks
+  Dev<double> nsa_sum;            // [chunk, nb_max]: nsa-shared's sum over the group's heads
   MomentBuffers dump_moments;
   std::vector<MomentBuffers> gate_moments;  // [gi] for gates whose keys are not the dump's
 };
@@ -423,55 +296,22 @@ void alloc_moments(MomentBuffers& m, int64_t chunk, int64_t stride, bool with_ar
   if (with_arg) m.mx.resize(n), m.arg.resize(n), m.pre_arg.resize(np);
 }
 
-// Row si's scores [nq, nb] for the chunk's queries at block size bi (columns b < the chunk's
-// largest current block): gate scores (kernels/gate_topk.h; moba-threshold's on moba's pooled
-// keys), quest's bound, minference-bs' mean query of each query block against the pooled
-// keys, sink-window's fixed row (analysis/router.h block_score_row). oracle-topp: none.
+// Row si's scores [nq, nb] for the chunk's queries at block size bi (analysis/gpu/block_rows.h
+// score_rows_cuda): gate scores on the gate's pooled keys, the block-score routers' rows on
+// their keys (moba-threshold's and nsa-shared's: moba's pooled keys; nsa-shared's row sums
+// every head of the group, all in g.q). oracle-topp: none.
 void score_row_chunk(const Group& g, int64_t local, int si, int bi, int64_t t0, int64_t nq, ChunkBuffers& cb) {
   const RouterKind kind = g.row_kinds[si];
   if (kind == RouterKind::oracle_topp) return;
-  const int64_t B = g.plan.block_sizes[bi], nb = g.plan.n_blocks[bi];
-  const int64_t n_cols = std::min((t0 + nq - 1) / B, nb);
-  if (n_cols <= 0) return;
-  const int d = static_cast<int>(g.d);
-  const float* qh = g.q.f32.get() + local * g.T * g.d;
-  const dim3 grid(static_cast<unsigned>((n_cols + gpu::kTileK - 1) / gpu::kTileK),
-                  static_cast<unsigned>((nq + gpu::kTileQ - 1) / gpu::kTileQ));
-  if (kind == RouterKind::sink_window) {
-    const int64_t n = nq * n_cols;
-    gpu::sink_window_scores_kernel<<<static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 4096)), 256>>>(
-        nq, n_cols, nb, cb.scores[si].get());
-    ck_launch("sink-window scores");
-    return;
-  }
-  if (kind == RouterKind::quest) {
-    gpu::QuestArgs s;
-    s.q = qh, s.q_st = g.d, s.d = d;
-    s.kmin = g.score_keys[si][bi].get(), s.kmax = s.kmin + nb * g.d;
-    s.t0 = t0, s.nq = nq, s.n_cols = n_cols, s.stride = nb;
-    s.scores = cb.scores[si].get();
-    const size_t smem = static_cast<size_t>(gpu::kTileQ + 2 * gpu::kTileK) * (d + 1) * sizeof(float);
-    allow_smem(reinterpret_cast<const void*>(gpu::quest_scores_kernel), smem);
-    gpu::quest_scores_kernel<<<grid, 256, smem>>>(s);
-    ck_launch("quest scores");
-    return;
-  }
-  gpu::ScoreArgs s;
-  s.q = qh, s.q_st = g.d, s.d = d;
-  s.t0 = t0, s.nq = nq, s.n_cols = n_cols, s.stride = nb;
-  s.scores = cb.scores[si].get();
+  gpu::ScoreRowSource src;
+  src.kind = kind;
+  src.q = g.q.f32.get();
+  src.n_heads = g.G, src.n_tokens = g.T, src.head_dim = g.d;
   const int gi = g.gate_of_row[si];
-  s.kbar = gi >= 0 ? g.kbar[gi][bi].get() : g.score_keys[si][bi].get();
-  if (kind == RouterKind::minference_bs) {
-    const int64_t m0 = t0 / B, m1 = (t0 + nq - 1) / B + 1, n = (m1 - m0) * g.d;
-    gpu::query_block_mean_kernel<<<static_cast<unsigned>((n + 255) / 256), 256>>>(qh, g.T, d, B, m0, m1,
-                                                                                  cb.qbar.get());
-    ck_launch("minference-bs mean queries");
-    s.q = cb.qbar.get(), s.q_div = B;
-  }
-  allow_smem(reinterpret_cast<const void*>(gpu::gate_scores_kernel), tile_smem(d, false));
-  gpu::gate_scores_kernel<<<grid, 256, tile_smem(d, false)>>>(s);
-  ck_launch("gate scores");
+  if (kind != RouterKind::sink_window) src.keys = gi >= 0 ? g.kbar[gi][bi].get() : g.score_keys[si][bi].get();
+  src.block_size = g.plan.block_sizes[bi], src.n_blocks = g.plan.n_blocks[bi];
+  src.qbar = cb.qbar.get(), src.nsa_sum = cb.nsa_sum.get();
+  gpu::score_rows_cuda(src, local, t0, nq, cb.scores[si].get());
 }
 
 // Stage 3 on the device for one chunk of one head.
@@ -807,9 +647,6 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures&
 
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim) {
   if (!kernels::cuda_compiled()) return "this build has no CUDA backend";
-  for (const RouterKind r : opt.routers)
-    if (router_runs_on_host(r))
-      return std::string("router ") + router_name(r) + " runs on the host (its row sums every head of the KV group)";
   if (opt.routing.gqa == kernels::GqaMode::shared) return "--gqa shared is measured on the host";
   if (head_dim > 128 || head_dim % 8 != 0) return "head dim " + std::to_string(head_dim) + " (the GPU kernels take multiples of 8 up to 128)";
   int n_gates = 0, n_rows = 0;
@@ -851,6 +688,8 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   for (const RouterKind kind : g.row_kinds)
     cb.scores.emplace_back(kind == RouterKind::oracle_topp ? size_t{0} : static_cast<size_t>(g.chunk * nb_max));
   cb.qbar.resize(static_cast<size_t>(nb_max * g.d));
+  if (std::find(g.row_kinds.begin(), g.row_kinds.end(), RouterKind::nsa_shared) != g.row_kinds.end())
+    cb.nsa_sum.resize(static_cast<size_t>(g.chunk * nb_max));
   if (g.n_gates > 0) alloc_moments(cb.dump_moments, g.chunk, g.n_base, true);
   cb.gate_moments.resize(static_cast<size_t>(g.n_gates));
   for (int gi = 0; gi < g.n_gates; ++gi)

@@ -9,6 +9,7 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include "analysis/gpu/device_common.cuh"
 #include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/mma.cuh"
 
@@ -18,12 +19,8 @@ constexpr int kMaxCfgPerBlock = 16;  // configurations (top-k values) per block 
 constexpr int kMaxGates = 2;         // moba, moba-kconv
 constexpr int kMaxRows = 8;          // routers besides the oracle (every router kind but it)
 constexpr int kSlots = 1 + kMaxRows;   // router slot 0: oracle, 1 + si: row si (list order)
-constexpr int kTieBits = 14;           // block index bits of a sort key: rows of <= 16384 blocks
-constexpr uint32_t kTieMask = (1u << kTieBits) - 1;
 constexpr int kMetricCount = 8;        // analysis/summary.h PositionMetric, in enum order
 constexpr int kRankBins = 65;          // analysis/snr.h kSnrMaxRank + 1
-
-__device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000); }
 
 // One query's SNR contribution (analysis/snr.cpp snr_add_query), reduced in order later.
 struct SnrRow {
@@ -51,33 +48,6 @@ struct MomentsArgs {
   float* mx = nullptr;                           // [nq, stride] or null
   int32_t* arg = nullptr;
 };
-constexpr int kTileQ = 64, kTileK = 64;
-
-// One thread's 4 x 4 dot products of a 64 x 64 tile: rows ty*4 + u of `qs` against rows tx*4 + v
-// of `ks` (both [64][ld] in shared memory), over d channels in order. kExact: multiply, then
-// add (the CPU's arithmetic under -ffp-contract=off, bit for bit); else fused multiply-adds.
-template <bool kExact>
-__device__ __forceinline__ void tile_dots(const float* qs, const float* ks, int ld, int d, int ty, int tx,
-                                          float (&acc)[4][4]) {
-#pragma unroll
-  for (int u = 0; u < 4; ++u)
-#pragma unroll
-    for (int v = 0; v < 4; ++v) acc[u][v] = 0.f;
-  for (int c = 0; c < d; ++c) {
-    float qv[4], kv[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      qv[u] = qs[(ty * 4 + u) * ld + c];
-      kv[u] = ks[(tx * 4 + u) * ld + c];
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u)
-#pragma unroll
-      for (int v = 0; v < 4; ++v)
-        acc[u][v] = kExact ? __fadd_rn(acc[u][v], __fmul_rn(qv[u], kv[v])) : fmaf(qv[u], kv[v], acc[u][v]);
-  }
-}
-
 __global__ void __launch_bounds__(256) moments_kernel(MomentsArgs a) {
   extern __shared__ float sm[];
   const int ld = a.d + 1;
@@ -329,132 +299,13 @@ __global__ void __launch_bounds__(256) prefix_kernel(PrefixArgs a) {
   }
 }
 
-// A thread's 4 x 4 scores (rows i0 + u < nq, columns b0 + v < n_cols) into scores [nq, stride].
-__device__ __forceinline__ void store_score_tile(const float (&acc)[4][4], int64_t i0, int64_t b0, int64_t nq,
-                                                 int64_t n_cols, int64_t stride, float* scores) {
-#pragma unroll
-  for (int u = 0; u < 4; ++u) {
-    if (i0 + u >= nq) continue;
-#pragma unroll
-    for (int v = 0; v < 4; ++v)
-      if (b0 + v < n_cols) scores[(i0 + u) * stride + b0 + v] = acc[u][v];
-  }
-}
-
-// ---- gate scores (kernels/gate_topk.h gate_scores_tile_cpu): s(t, b) = q_t . kbar_b ----------
-struct ScoreArgs {
-  const float* q = nullptr;  // row t at q + (t / q_div) * q_st
-  int64_t q_st = 0;
-  int64_t q_div = 1;         // minference-bs: B (q holds the mean query of each query block)
-  const float* kbar = nullptr;  // [nb, d]
-  int d = 0;
-  int64_t t0 = 0, nq = 0, n_cols = 0, stride = 0;  // columns b < n_cols; row stride of `scores`
-  float* scores = nullptr;                         // [nq, stride]
-};
-__global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
-  extern __shared__ float sm[];
-  const int ld = a.d + 1;
-  float* qs = sm;
-  float* ks = qs + kTileQ * ld;
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTileQ, b0 = static_cast<int64_t>(blockIdx.x) * kTileK;
-  for (int e = tid; e < kTileQ * a.d; e += 256) {
-    const int r = e / a.d, c = e % a.d;
-    qs[r * ld + c] = i0 + r < a.nq ? a.q[((a.t0 + i0 + r) / a.q_div) * a.q_st + c] : 0.f;
-    ks[r * ld + c] = b0 + r < a.n_cols ? a.kbar[(b0 + r) * a.d + c] : 0.f;
-  }
-  __syncthreads();
-  float acc[4][4];
-  tile_dots<true>(qs, ks, ld, a.d, ty, tx, acc);  // the CPU's bits: both backends select on the same numbers
-  store_score_tile(acc, i0 + ty * 4, b0 + tx * 4, a.nq, a.n_cols, a.stride, a.scores);
-}
-
-// ---- block-score routers' rows (analysis/router.h block_score_row, per head) ----------------
-// quest: s(t, b) = sum_ch max(q_ch kmin_b,ch, q_ch kmax_b,ch), fp32, multiply then add in
-// channel order (the CPU's bits). Tiles as gate_scores_kernel's, with two key tiles.
-struct QuestArgs {
-  const float* q = nullptr;  // row t at q + t * q_st
-  int64_t q_st = 0;
-  const float *kmin = nullptr, *kmax = nullptr;  // [nb, d]
-  int d = 0;
-  int64_t t0 = 0, nq = 0, n_cols = 0, stride = 0;
-  float* scores = nullptr;  // [nq, stride]
-};
-__global__ void __launch_bounds__(256) quest_scores_kernel(QuestArgs a) {
-  extern __shared__ float sm[];
-  const int ld = a.d + 1;
-  float* qs = sm;                 // [64][d + 1]
-  float* lo = qs + kTileQ * ld;   // [64][d + 1]
-  float* hi = lo + kTileK * ld;   // [64][d + 1]
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTileQ, b0 = static_cast<int64_t>(blockIdx.x) * kTileK;
-  for (int e = tid; e < kTileQ * a.d; e += 256) {
-    const int r = e / a.d, c = e % a.d;
-    qs[r * ld + c] = i0 + r < a.nq ? a.q[(a.t0 + i0 + r) * a.q_st + c] : 0.f;
-    lo[r * ld + c] = b0 + r < a.n_cols ? a.kmin[(b0 + r) * a.d + c] : 0.f;
-    hi[r * ld + c] = b0 + r < a.n_cols ? a.kmax[(b0 + r) * a.d + c] : 0.f;
-  }
-  __syncthreads();
-  float acc[4][4];
-#pragma unroll
-  for (int u = 0; u < 4; ++u)
-#pragma unroll
-    for (int v = 0; v < 4; ++v) acc[u][v] = 0.f;
-  for (int c = 0; c < a.d; ++c) {
-    float qv[4], lv[4], hv[4];
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      qv[u] = qs[(ty * 4 + u) * ld + c];
-      lv[u] = lo[(tx * 4 + u) * ld + c];
-      hv[u] = hi[(tx * 4 + u) * ld + c];
-    }
-#pragma unroll
-    for (int u = 0; u < 4; ++u)
-#pragma unroll
-      for (int v = 0; v < 4; ++v) {
-        const float x = __fmul_rn(qv[u], lv[v]), y = __fmul_rn(qv[u], hv[v]);
-        acc[u][v] = __fadd_rn(acc[u][v], x < y ? y : x);  // std::max(x, y)
-      }
-  }
-  store_score_tile(acc, i0 + ty * 4, b0 + tx * 4, a.nq, a.n_cols, a.stride, a.scores);
-}
-
-// minference-bs' mean queries: qbar[m, ch] for query blocks m in [m_begin, m_end), the mean of
-// q over [m B, min((m + 1) B, T)) summed in double in token order, divided in double and
-// rounded once to fp32. One thread per (block, channel).
-__global__ void query_block_mean_kernel(const float* q /* [T, d] */, int64_t T, int d, int64_t B, int64_t m_begin,
-                                        int64_t m_end, float* qbar /* [nb, d] */) {
-  const int64_t x = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t m = m_begin + x / d, ch = x % d;
-  if (m >= m_end) return;
-  const int64_t u0 = m * B, u1 = min((m + 1) * B, T);
-  double acc = 0.0;
-  for (int64_t u = u0; u < u1; ++u) acc += static_cast<double>(q[u * d + ch]);
-  qbar[m * d + ch] = static_cast<float>(acc / static_cast<double>(u1 - u0));
-}
-
-// sink-window: row[b] = b, block 0 at +inf, for b < n_cols.
-__global__ void sink_window_scores_kernel(int64_t nq, int64_t n_cols, int64_t stride, float* scores) {
-  const int64_t n = nq * n_cols;
-  for (int64_t x = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; x < n;
-       x += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t i = x / n_cols, b = x % n_cols;
-    scores[i * stride + b] = b == 0 ? __int_as_float(0x7f800000) : static_cast<float>(b);
-  }
-}
-
 // ---- routing + per-position metrics + SNR of one query row at one block size ---------------
 // (analysis/analyze.cpp route_query and probe_query). One CTA per query of the chunk. Every
 // router's routable blocks are sorted once by (score, tie rule) — a unique 46-bit key per
 // block — so every k of the block size reads its selection off the same order: block b is
 // picked at top-k iff its rank is < min(k - 1, c); a variable-budget router (moba-threshold,
 // oracle-topp) picks the first n(t) <= min(k - 1, c) of that order (select_mass_row).
-// Router rows si (every listed router but the oracle, in list order): how each selects.
-enum RowMode : int {
-  kRowFixed = 0,      // top-(k - 1) of its score row (gates, quest, minference-bs, sink-window)
-  kRowThreshold = 1,  // moba-threshold: mass = softmax over the routable blocks of score / sqrt(d)
-  kRowTopp = 2,       // oracle-topp: ranked and weighed by the block masses, from m_t(c) on
-};
+// Router rows si: every listed router but the oracle, in list order (RowMode: how each selects).
 struct RowArgs {
   int64_t t0 = 0, T = 0, B = 0, nb = 0;  // nb: row stride of mass and scores
   int n_cfg = 0;
@@ -492,102 +343,6 @@ struct RowArgs {
   int d = 0;
   SnrRow* snr[kMaxGates] = {};                 // [T]
 };
-
-__device__ __forceinline__ uint64_t sort_key(float x, int64_t b, bool recent) {
-  uint32_t u;
-  if (isnan(x)) {
-    u = 1u;  // below every number
-  } else {
-    if (x == 0.f) x = 0.f;  // -0 ties with +0
-    u = __float_as_uint(x);
-    u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-  }
-  const uint32_t tb = recent ? static_cast<uint32_t>(b) : kTieMask - static_cast<uint32_t>(b);
-  return (static_cast<uint64_t>(u) << kTieBits) | tb;
-}
-__device__ __forceinline__ int key_block(uint64_t key, bool recent) {
-  const uint32_t tb = static_cast<uint32_t>(key & kTieMask);
-  return static_cast<int>(recent ? tb : kTieMask - tb);
-}
-
-struct CfgSums {
-  double cov;
-  int rec, tok;
-};
-struct CfgSumsOp {
-  __device__ CfgSums operator()(const CfgSums& a, const CfgSums& b) const {
-    return CfgSums{a.cov + b.cov, a.rec + b.rec, a.tok + b.tok};
-  }
-};
-struct DoubleMaxOp {
-  __device__ double operator()(double a, double b) const { return fmax(a, b); }
-};
-struct PairSums {
-  double s, s2;
-  int neg;
-};
-struct PairSumsOp {
-  __device__ PairSums operator()(const PairSums& a, const PairSums& b) const {
-    return PairSums{a.s + b.s, a.s2 + b.s2, a.neg + b.neg};
-  }
-};
-
-template <int THREADS, int IPT>
-struct RowKernel {
-  static constexpr int kCap = THREADS * IPT;
-  using Sort = cub::BlockRadixSort<uint64_t, THREADS, IPT>;
-  using ReduceC = cub::BlockReduce<CfgSums, THREADS>;
-  using ReduceP = cub::BlockReduce<PairSums, THREADS>;
-  using Scan = cub::BlockScan<int, THREADS>;
-  using ReduceD = cub::BlockReduce<double, THREADS>;
-  struct Smem {
-    union {
-      typename Sort::TempStorage sort;
-      typename ReduceC::TempStorage red;
-      typename ReduceP::TempStorage pair;
-      typename Scan::TempStorage scan;
-      typename ReduceD::TempStorage dred;
-      double mass[kCap];  // variable budget: per block, then per rank
-    } temp;
-    int16_t orank[kCap];
-    int16_t grank[kCap];
-    int32_t top_block[64];
-    int n_top_valid, n_top_cur;
-    int64_t j_star;
-    int rank_star;
-    CfgSums res;
-    PairSums pairs;
-    double s_top;
-    double vb_value;
-    int vb_count;
-  };
-};
-
-// Writes the selection of one (configuration, router) for query t: the blocks ranked below
-// `npick` ascending, then the current block c, then -1 up to k.
-template <int THREADS, int IPT>
-__device__ void write_selection(typename RowKernel<THREADS, IPT>::Smem& sm, const int16_t* rank, int64_t c, int npick,
-                                int K, int32_t* sel_row) {
-  const int tid = threadIdx.x;
-  int flags = 0;
-#pragma unroll
-  for (int k = 0; k < IPT; ++k) {
-    const int64_t b = static_cast<int64_t>(tid) * IPT + k;
-    flags += (b < c && rank[b] < npick) ? 1 : 0;
-  }
-  int off = 0;
-  typename RowKernel<THREADS, IPT>::Scan(sm.temp.scan).ExclusiveSum(flags, off);
-#pragma unroll
-  for (int k = 0; k < IPT; ++k) {
-    const int64_t b = static_cast<int64_t>(tid) * IPT + k;
-    if (b < c && rank[b] < npick) sel_row[off++] = static_cast<int32_t>(b);
-  }
-  if (tid == 0) {
-    sel_row[npick] = static_cast<int32_t>(c);
-    for (int x = npick + 1; x < K; ++x) sel_row[x] = -1;
-  }
-  __syncthreads();
-}
 
 template <int THREADS, int IPT>
 __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
@@ -628,30 +383,16 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
   const int n_top_valid = sm.n_top_valid, n_top_cur = sm.n_top_cur, n_top_all = n_top_valid + n_top_cur;
   const int64_t j_star = sm.j_star, b_star = j_star >= 0 ? j_star / B : -1;
 
-  uint64_t keys[IPT];
   int blk[IPT], cnt[IPT];
-  // Sorts one router's row: keys in blocked rank order; blk: the block at each rank (-1 past c);
-  // cnt: top-list keys in that block.
+  // Ranks one router's row (rank_row); cnt: top-list keys in the block at each rank.
   auto sort_row = [&](const float* row, int16_t* rank) {
+    rank_row<THREADS, IPT>(sm, row, c, a.recent, rank, blk);
 #pragma unroll
     for (int k = 0; k < IPT; ++k) {
-      const int64_t b = static_cast<int64_t>(tid) * IPT + k;
-      keys[k] = b < c ? sort_key(row[b], b, a.recent) : 0ull;
-    }
-    __syncthreads();
-    typename RK::Sort(sm.temp.sort).SortDescending(keys, 0, 32 + kTieBits);
-    __syncthreads();
-#pragma unroll
-    for (int k = 0; k < IPT; ++k) {
-      const int p = tid * IPT + k;
-      blk[k] = keys[k] != 0ull ? key_block(keys[k], a.recent) : -1;
       cnt[k] = 0;
-      if (blk[k] >= 0) {
-        rank[blk[k]] = static_cast<int16_t>(p);
+      if (blk[k] >= 0)
         for (int x = 0; x < n_top_valid; ++x) cnt[k] += sm.top_block[x] == blk[k] ? 1 : 0;
-      }
     }
-    __syncthreads();
   };
   // Per-configuration sums over the picks of this router: coverage, oracle hits (picks the
   // oracle ranks below `oracle_npick`), top-key hits.
@@ -702,58 +443,6 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
     }
   }
 
-  // Variable budget (analysis/router.cpp select_mass_row) of the row just sorted (blk): the
-  // number of its best-ranked blocks whose masses, added in rank order in double to the
-  // current block's, first reach tau, at most n_cap. Masses: moba-threshold the softmax over
-  // the routable blocks of score * score_scale (softmax_routable: max subtracted, NaN scores
-  // and a non-finite max give 0, the sum in block order), oracle-topp the block masses.
-  // Sums run in the CPU's order on one thread.
-  auto mass_budget = [&](int mode, const float* srow, int n_cap) -> int {
-    // sm.temp.mass[p]: the mass of the block ranked p (moba-threshold: before normalisation).
-    const bool threshold = mode == kRowThreshold;
-    double mx = -INFINITY;
-    if (threshold) {
-#pragma unroll
-      for (int k = 0; k < IPT; ++k) {
-        const int64_t b = static_cast<int64_t>(tid) * IPT + k;
-        if (b < c && !isnan(srow[b])) mx = fmax(mx, __dmul_rn(a.score_scale, static_cast<double>(srow[b])));
-      }
-      mx = typename RK::ReduceD(sm.temp.dred).Reduce(mx, DoubleMaxOp());
-      if (tid == 0) sm.vb_value = mx;
-      __syncthreads();
-      mx = sm.vb_value;
-      __syncthreads();
-    }
-#pragma unroll
-    for (int k = 0; k < IPT; ++k) {
-      if (blk[k] < 0) continue;
-      const float x = srow[blk[k]];
-      sm.temp.mass[tid * IPT + k] =
-          !threshold ? static_cast<double>(x)
-          : isnan(x) || !isfinite(mx) ? 0.0
-                                      : exp(__dsub_rn(__dmul_rn(a.score_scale, static_cast<double>(x)), mx));
-    }
-    __syncthreads();
-    if (tid == 0) {
-      double sum = 0.0;  // threshold: the softmax's sum, in block order (grank: block -> rank)
-      if (threshold)
-        for (int64_t b = 0; b < c; ++b) sum += sm.temp.mass[sm.grank[b]];
-      const double m_cur = threshold ? 0.0 : static_cast<double>(mrow[c]);
-      int m = 0;
-      double cum = m_cur;
-      if (m_cur < a.tau)
-        while (m < n_cap && cum < a.tau) {
-          const double x = sm.temp.mass[m++];
-          cum += threshold && sum > 0.0 ? x / sum : x;
-        }
-      sm.vb_count = m;
-    }
-    __syncthreads();
-    const int n = sm.vb_count;
-    __syncthreads();
-    return n;
-  };
-
   // The other routers, one row each: gates (moba, moba-kconv) on gate scores, the block-score
   // routers on their rows, oracle-topp on the block masses.
   for (int si = 0; si < a.n_rows; ++si) {
@@ -764,7 +453,7 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
     if (mode != kRowFixed) {
       int n_cap = 0;
       for (int jc = 0; jc < a.n_cfg; ++jc) n_cap = max(n_cap, static_cast<int>(min(static_cast<int64_t>(a.top_k[jc] - 1), c)));
-      budget = mass_budget(mode, srow, n_cap);
+      budget = mass_budget<THREADS, IPT>(sm, mode, srow, nullptr, sm.grank, blk, c, a.score_scale, a.tau, n_cap);
     }
     for (int jc = 0; jc < a.n_cfg; ++jc) {
       const int K = a.top_k[jc];

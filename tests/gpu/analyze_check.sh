@@ -2,8 +2,9 @@
 # The GPU-resident analysis (analysis/gpu/analyze_gpu.h) against the host path, on the GPU
 # machine: `moba analyze --device cuda` vs `--device cpu` on awkward shapes (ragged last
 # block, k = 1, GQA, head dims 48/64/128, kconv, fixed sparsity, f32/bf16/f16 dumps, a real
-# dump; every router the device runs: moba, moba-kconv, oracle, quest, minference-bs,
-# sink-window, moba-threshold, oracle-topp), summary.csv compared with compare_summary.py's tolerance table. Table last.
+# dump; every router: moba, moba-kconv, oracle, quest, minference-bs, sink-window,
+# moba-threshold, oracle-topp, nsa-shared), summary.csv compared with compare_summary.py's
+# tolerance table. Table last.
 # (The B4 / B6 timings: experiments/bench/b4_analyze.sh, b6_analyze.sh.)
 # Usage: tests/gpu/analyze_check.sh [MOBA]   (default build-gpu/moba)
 # ONLY=REGEX runs the cases whose names match it (e.g. ONLY='big_rows|genesis'); synth still writes every dump.
@@ -65,16 +66,28 @@ run_resident genesis_budget experiments/data/stories15M_genesis_1024.h5 bfloat16
   --block-sizes 16,64 --top-k 2,4,16 --routers moba-threshold,oracle-topp,moba,oracle --tau 0.8
 S gqa_ragged --tokens 2500 --layers 1 --heads 6 --kv-heads 2 --head-dim 64 --dtype bf16 --seed 13
 run_resident gqa_ragged_routers "$W/gqa_ragged.h5" bfloat16 --block-sizes 16,48,100 --top-k 1,2,8,30 \
-  --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,moba,oracle
+  --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,nsa-shared,moba,oracle
 run_resident gqa_ragged_older "$W/gqa_ragged.h5" bfloat16 --block-sizes 48,100 --top-k 1,3,26 \
   --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp --tie older --tau 0.95 --pool-precision fp32
 run_resident f32_gqa_routers "$W/f32_gqa.h5" float32 --block-sizes 16,48,100 --top-k 2,8 \
-  --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,moba-kconv,oracle
+  --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,nsa-shared,moba-kconv,oracle
 run_resident f16_d48_routers "$W/f16_d48.h5" float16 --block-sizes 16,64 --top-k 1,3 \
   --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,oracle --tau 0.5
 S bf16_d128_gqa --tokens 1100 --layers 1 --heads 4 --kv-heads 2 --head-dim 128 --dtype bf16 --seed 17
 run_resident bf16_d128_routers "$W/bf16_d128_gqa.h5" bfloat16 --block-sizes 32,100 --top-k 2,12 \
-  --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,moba,oracle
+  --routers quest,minference-bs,sink-window,moba-threshold,oracle-topp,nsa-shared,moba,oracle
+
+# nsa-shared on the device (its row sums every head of the KV group): groups of 3 (ragged, bf16)
+# and 2 (f32), one head analysed of a group (the others still vote), k = 1 and k >= n_blocks,
+# both tie rules.
+run_resident gqa_ragged_nsa "$W/gqa_ragged.h5" bfloat16 --block-sizes 16,48,100 --top-k 1,3,26,64 \
+  --routers nsa-shared,moba,oracle
+run_resident gqa_ragged_nsa_older "$W/gqa_ragged.h5" bfloat16 --block-sizes 48,100 --top-k 1,2,30 \
+  --routers nsa-shared,oracle --heads 1,4 --tie older --pool-precision fp32
+run_resident f32_gqa_nsa "$W/f32_gqa.h5" float32 --block-sizes 16,48,100 --top-k 1,4,64 \
+  --routers nsa-shared,moba-threshold,oracle --tie older
+run_resident genesis_nsa experiments/data/stories15M_genesis_1024.h5 bfloat16 \
+  --block-sizes 16,64 --sparsity 0.75 --routers nsa-shared,moba,oracle
 
 # The largest row tier (1024 threads x 16, rows of 8193..16384 blocks): 140,000 tokens at B = 16
 # give 8750 blocks; every query past 8192 blocks takes that tier.

@@ -10,6 +10,10 @@
 // - moba-threshold: the gate scores are the CPU's bits, the softmax masses are summed in the
 //   CPU's order in double; only exp's last bit may differ, so rows are identical unless a
 //   cumulative mass lies within ~1e-15 of tau (none on these seeded inputs);
+// - nsa-shared: every head's gate scores are the CPU's bits, each head's softmax is summed in
+//   the CPU's order in double, the heads in order, rounded once: rows are identical unless
+//   exp's last bit moves a summed probability across an fp32 rounding boundary next to a
+//   near-tie (none on these seeded inputs); every head of the group selects the same row;
 // - oracle-topp: ranked and weighed by the dense pass's block masses, which differ between
 //   the backends by ~1e-6 (bf16 / f16 dumps): at most 1% of rows may differ;
 // - the realised budget selected_blocks_mean and every selection-class mean agree within
@@ -152,6 +156,8 @@ void check_case(const RouterCase& c, const std::vector<RouterKind>& routers) {
       CHECK(differ <= T / 100);  // masses of two dense passes (or bf16-rounded f32 operands)
     else
       CHECK(differ == 0);  // the CPU's score bits on the device
+    if (router == RouterKind::nsa_shared)  // one row per KV group: every head selects the same
+      CHECK(b->selected == gpu.arrays.at({in.heads.front(), B, K, router})->selected);
 
     const SummaryRow* ra = cpu.rows.at(key);
     const SummaryRow* rb = gpu.rows.at(key);
@@ -178,9 +184,10 @@ void check_case(const RouterCase& c, const std::vector<RouterKind>& routers) {
   }
 }
 
-const std::vector<RouterKind> kAllDevice = {RouterKind::moba,          RouterKind::oracle,     RouterKind::quest,
-                                            RouterKind::minference_bs, RouterKind::sink_window,
-                                            RouterKind::moba_threshold, RouterKind::oracle_topp};
+const std::vector<RouterKind> kAllDevice = {RouterKind::moba,           RouterKind::oracle,     RouterKind::quest,
+                                            RouterKind::minference_bs,  RouterKind::sink_window,
+                                            RouterKind::moba_threshold, RouterKind::oracle_topp,
+                                            RouterKind::nsa_shared};
 
 }  // namespace
 
@@ -226,6 +233,28 @@ TEST_CASE("gpu analysis: moba-threshold and oracle-topp match the host analysis"
   older.n_tokens = 900, older.head_dim = 128, older.block_sizes = {32}, older.top_ks = {1, 5, 29},
   older.tie = kernels::TieRule::older, older.q_scale = 2.0f, older.seed = 9;
   check_case(older, {RouterKind::oracle_topp, RouterKind::moba_threshold, RouterKind::moba});
+}
+
+TEST_CASE("gpu analysis: nsa-shared matches the host analysis", "[gpu][analysis][router]") {
+  // Group of 2, every head analysed; B = 48 leaves a ragged last block (1000 = 20 x 48 + 40),
+  // k = 1 and k = 64 >= n_blocks.
+  RouterCase c;
+  c.n_tokens = 1000, c.n_q_heads = 2, c.head_dim = 64, c.block_sizes = {16, 48}, c.top_ks = {1, 2, 5, 64},
+  c.q_scale = 2.0f, c.seed = 31;
+  check_case(c, {RouterKind::nsa_shared, RouterKind::oracle});
+  // Group of 3, heads 0 and 2 analysed (head 1 still votes), f16, the older tie rule.
+  c.n_tokens = 777, c.n_q_heads = 3, c.heads = {0, 2}, c.head_dim = 128, c.block_sizes = {32, 100},
+  c.top_ks = {1, 3, 8}, c.dtype = DType::f16, c.tie = kernels::TieRule::older, c.seed = 32;
+  check_case(c, {RouterKind::moba, RouterKind::nsa_shared});
+  // f32, fp32 pooled keys, d = 48, beside moba-threshold (the same gate scores, one head).
+  c.n_tokens = 600, c.heads = {}, c.head_dim = 48, c.block_sizes = {16}, c.top_ks = {2, 40}, c.dtype = DType::f32,
+  c.tie = kernels::TieRule::recent, c.pool_fp32 = true, c.seed = 33;
+  check_case(c, {RouterKind::nsa_shared, RouterKind::moba_threshold});
+  // One head (the sum is that head's probabilities) and B = 1, bf16, sharp rows.
+  RouterCase one;
+  one.n_tokens = 517, one.head_dim = 64, one.block_sizes = {1, 7}, one.top_ks = {1, 3, 9}, one.q_scale = 4.0f,
+  one.tie = kernels::TieRule::older, one.seed = 34;
+  check_case(one, {RouterKind::nsa_shared, RouterKind::oracle});
 }
 
 TEST_CASE("gpu analysis: every device router at once, GQA, ragged blocks", "[gpu][analysis][router]") {

@@ -1,0 +1,177 @@
+#pragma once
+// Host-side helpers of the device code in analysis/gpu (the GPU-resident analysis and moba
+// route's device routing): checked CUDA calls, an owning device array, q/k/v uploads and their
+// kernel operands, dynamic shared memory.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/tensor.h"
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_util.cuh"
+#include "kernels/operand.h"
+
+namespace moba::analysis::gpu {
+
+// Throws with the failed step and the CUDA error.
+inline void ck(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("GPU: ") + what + ": " + cudaGetErrorString(e));
+}
+inline void ck_op(const char* err, const char* what) {
+  if (err) throw std::runtime_error(std::string("GPU: ") + what + ": " + err + ": " + kernels::cuda_last_error_detail());
+}
+inline void ck_launch(const char* what) { ck(cudaGetLastError(), what); }
+
+// An owning device array.
+template <typename T>
+class Dev {
+ public:
+  Dev() = default;
+  explicit Dev(size_t n) { resize(n); }
+  ~Dev() { release(); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  Dev(Dev&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr, o.n_ = 0; }
+  Dev& operator=(Dev&& o) noexcept {
+    if (this != &o) {
+      release();
+      p_ = o.p_, n_ = o.n_;
+      o.p_ = nullptr, o.n_ = 0;
+    }
+    return *this;
+  }
+  // Grows (contents lost) when n exceeds the capacity.
+  void resize(size_t n) {
+    if (n <= n_ && p_) return;
+    release();
+    ck(cudaMalloc(&p_, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+    n_ = n;
+  }
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+  void zero() { ck(cudaMemset(p_, 0, n_ * sizeof(T)), "cudaMemset"); }
+  void upload(const T* host, size_t n) {
+    resize(n);
+    ck(cudaMemcpy(p_, host, n * sizeof(T), cudaMemcpyHostToDevice), "upload");
+  }
+  std::vector<T> download(size_t n) const {
+    std::vector<T> h(n);
+    if (n) ck(cudaMemcpy(h.data(), p_, n * sizeof(T), cudaMemcpyDeviceToHost), "download");
+    return h;
+  }
+
+ private:
+  void release() {
+    if (p_) cudaFree(p_);
+    p_ = nullptr;
+    n_ = 0;
+  }
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// A [heads, T, d] host view copied to a contiguous device fp32 tensor.
+inline void upload_view(const TensorView& v, Dev<float>* out) {
+  const int64_t H = v.n_heads, T = v.n_tokens, d = v.head_dim;
+  out->resize(static_cast<size_t>(H * T * d));
+  if (v.stride_token == d && v.stride_head == T * d) {
+    ck(cudaMemcpy(out->get(), v.data, static_cast<size_t>(H * T * d) * 4, cudaMemcpyHostToDevice), "upload q/k/v");
+    return;
+  }
+  ck(cudaMemcpy2D(out->get(), static_cast<size_t>(d) * 4, v.data, static_cast<size_t>(v.stride_token) * 4,
+                  static_cast<size_t>(d) * 4, static_cast<size_t>(T), cudaMemcpyHostToDevice),
+     "upload q/k/v");
+  for (int64_t h = 1; h < H; ++h)
+    ck(cudaMemcpy2D(out->get() + h * T * d, static_cast<size_t>(d) * 4, v.data + h * v.stride_head,
+                    static_cast<size_t>(v.stride_token) * 4, static_cast<size_t>(d) * 4, static_cast<size_t>(T),
+                    cudaMemcpyHostToDevice),
+       "upload q/k/v");
+}
+
+// A contiguous device fp32 [H, T, d] tensor as a kernels Operand (kernels/operand.h Precision):
+// its 16-bit copy (lossless for a dump of that dtype) for 16-bit dumps, else the fp32 values;
+// under fast an f16 dump's fp32 values as f32 (the kernels round them to bf16; bf16 dumps
+// keep their copy: the same values).
+struct DevOperand {
+  Dev<float> f32;
+  Dev<uint16_t> h16;
+  int64_t H = 0, T = 0, d = 0;
+  DType dtype = DType::f32;
+  void set(const TensorView& v, DType dump_dtype) {
+    H = v.n_heads, T = v.n_tokens, d = v.head_dim;
+    dtype = dump_dtype;
+    upload_view(v, &f32);
+    make16();
+  }
+  void make16() {
+    if (dtype == DType::f32) return;
+    h16.resize(static_cast<size_t>(H * T * d));
+    ck_op(kernels::cuda_detail::convert_to_16(f32.get(), H, T, d, T * d, d, kernels::cuda_detail::kind_of(dtype),
+                                              h16.get(), nullptr),
+          "convert to 16-bit");
+  }
+  TensorView view32(int64_t head = 0, int64_t n = -1) const {
+    TensorView t;
+    t.data = f32.get() + head * T * d;
+    t.n_heads = n < 0 ? H : n;
+    t.n_tokens = T;
+    t.head_dim = d;
+    t.stride_head = T * d;
+    t.stride_token = d;
+    return t;
+  }
+  kernels::Operand operand(kernels::Precision prec, int64_t head = 0, int64_t n = 1) const {
+    const TensorView v = view32(head, n);
+    if (dtype == DType::f32 || (prec == kernels::Precision::fast && dtype == DType::f16)) return kernels::Operand(v);
+    return kernels::Operand::device16(v, h16.get() + head * T * d, dtype);
+  }
+  // The fp32 values typed with the dump dtype (beside fp32 conv keys: the kernels take such a
+  // mix as fp32 under exact, as bf16 under fast).
+  kernels::Operand typed(kernels::Precision prec, int64_t head = 0, int64_t n = 1) const {
+    return kernels::Operand::of_dtype(view32(head, n), prec == kernels::Precision::exact ? dtype : DType::f32);
+  }
+};
+
+// Lets `kernel` use `bytes` of dynamic shared memory on the current device (an attribute of
+// each device's context; set once per kernel, device and size).
+inline void allow_smem(const void* kernel, size_t bytes) {
+  struct Done {
+    const void* kernel;
+    int device;
+    size_t bytes;
+  };
+  thread_local std::vector<Done> done;
+  int dev = 0;
+  ck(cudaGetDevice(&dev), "cudaGetDevice");
+  for (const Done& x : done)
+    if (x.kernel == kernel && x.device == dev && x.bytes >= bytes) return;
+  ck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+     "dynamic shared memory");
+  done.push_back({kernel, dev, bytes});
+}
+
+// The row selector's tiers (THREADS x IPT blocks a row; rows of up to kMaxRowBlocks, block_rows.h):
+// calls f(std::integral_constant<int, THREADS>, std::integral_constant<int, IPT>) with the
+// smallest tier that holds c_max routable blocks.
+template <typename F>
+void by_row_tier(int64_t c_max, F&& f) {
+  using std::integral_constant;
+  if (c_max <= 512)
+    f(integral_constant<int, 128>{}, integral_constant<int, 4>{});
+  else if (c_max <= 2048)
+    f(integral_constant<int, 256>{}, integral_constant<int, 8>{});
+  else if (c_max <= 4096)
+    f(integral_constant<int, 512>{}, integral_constant<int, 8>{});
+  else if (c_max <= 8192)
+    f(integral_constant<int, 512>{}, integral_constant<int, 16>{});
+  else
+    f(integral_constant<int, 1024>{}, integral_constant<int, 16>{});
+}
+
+}  // namespace moba::analysis::gpu
