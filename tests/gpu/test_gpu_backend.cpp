@@ -650,11 +650,22 @@ TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
 }
 
 TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
+  struct Restore {
+    ~Restore() { set_cuda_tuning(CudaTuning{}); }
+  } restore;
   const Case c{200, 2, 1, 64, 32, 3, DType::bf16};
   check_routing(c);
   check_attention(c);
   check_dense(c, 10, 150, 4);
   check_dense(c, 3, 190, 0, {16, 32, 64, 128});
+  // Query windows on both attention paths (window indexing under memcheck).
+  for (const char* spec : {"attn_path=gather", "attn_path=tile"}) {
+    INFO("tuning " << spec);
+    CudaTuning t;
+    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
+    set_cuda_tuning(t);
+    check_attention_windows(c, {{37, 100}, {199, 1}, {130, -1}});
+  }
 }
 
 TEST_CASE("gpu: kconv matches the CPU", "[gpu][small]") {
