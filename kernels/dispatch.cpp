@@ -123,14 +123,17 @@ const char* gate_topk_cuda_from_host(const GateTopkParams& p) {
 }
 
 const char* moba_attention_cuda_from_host(const MobaAttentionParams& p) {
-  const int64_t T = p.q.n_tokens;
-  const size_t n_out = static_cast<size_t>(p.q.n_heads * T * p.q.head_dim), n_lse = static_cast<size_t>(p.q.n_heads * T);
+  MOBA_STAGE_TRY(moba_attention_can_run(p));
+  // q, k, v whole (the CUDA path choice and q's conversion are the whole sequence's); the
+  // selections and outputs of the query window's R rows.
+  const int64_t T = p.q.n_tokens, R = moba_attention_rows(p);
+  const size_t n_out = static_cast<size_t>(p.q.n_heads * R * p.q.head_dim), n_lse = static_cast<size_t>(p.q.n_heads * R);
   DeviceView qd, kd, vd;
   DeviceBuffer sel, out, lse;
   MOBA_STAGE_TRY(upload(p.q, 0, T, &qd));
   MOBA_STAGE_TRY(upload(p.k, 0, T, &kd));
   MOBA_STAGE_TRY(upload(p.v, 0, T, &vd));
-  MOBA_STAGE_TRY(upload_array(p.selected, static_cast<size_t>(p.q.n_heads * T * p.top_k), &sel));
+  MOBA_STAGE_TRY(upload_array(p.selected, static_cast<size_t>(p.q.n_heads * R * p.top_k), &sel));
   MOBA_STAGE_TRY(alloc(n_out * 4, &out));
   MOBA_STAGE_TRY(alloc(p.lse ? n_lse * 4 : 0, &lse));
   MobaAttentionParams q = p;

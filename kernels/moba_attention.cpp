@@ -1,4 +1,4 @@
-// Backend-neutral part of MoBA attention (kernels/moba_attention.h): validation.
+// Backend-neutral part of MoBA attention (kernels/moba_attention.h): validation, the window.
 #include "kernels/moba_attention.h"
 
 #include <cmath>
@@ -28,10 +28,18 @@ const char* moba_attention_can_run(const MobaAttentionParams& p) {
     return "moba_attention: q, k, v disagree on head_dim";
   if (p.block_size < 1) return "moba_attention: block_size must be >= 1";
   if (p.top_k < 1) return "moba_attention: top_k must be >= 1";
-  if (p.selected == nullptr && p.q.n_tokens > 0) return "moba_attention: selected is null";
-  if (p.out == nullptr) return "moba_attention: out is null";
+  if (p.q_begin < 0 || p.q_begin > p.q.n_tokens)
+    return "moba_attention: q_begin must be in [0, n_tokens]";
+  if (p.q_count < -1) return "moba_attention: q_count must be >= 0, or -1 for the rows up to n_tokens";
+  if (p.q_count > p.q.n_tokens - p.q_begin) return "moba_attention: q_begin + q_count exceeds n_tokens";
+  if (p.selected == nullptr && moba_attention_rows(p) > 0) return "moba_attention: selected is null";
+  if (p.out == nullptr && moba_attention_rows(p) > 0) return "moba_attention: out is null";
   if (!(p.softmax_scale >= 0.0f) || std::isinf(p.softmax_scale)) return "moba_attention: bad softmax_scale";
   return nullptr;
+}
+
+int64_t moba_attention_rows(const MobaAttentionParams& p) {
+  return p.q_count < 0 ? p.q.n_tokens - p.q_begin : p.q_count;
 }
 
 }  // namespace moba::kernels

@@ -11,6 +11,15 @@
 // >= n_blocks are skipped; a block listed twice is attended once (the CPU deduplicates).
 // A query whose A_t is empty gets o_t = 0 and lse_t = -inf.
 //
+// Query window: a call computes the rows t in [q_begin, q_begin + q_count) of every query
+// head (default: all of them). `selected`, `out` and `lse` then hold only the window's rows
+// (row i of a head is query t = q_begin + i); q, k and v stay whole (q row t is read at its
+// absolute position, keys j <= t of the whole sequence, the current block is floor(t / B)).
+// So a long sequence can be processed a window at a time, holding one window's selections.
+// Each backend gives a window's rows bit-identical to the same rows of a full call (the same
+// arithmetic per row; the CUDA path choice and the fp32 -> 16-bit conversion of q depend on
+// the whole sequence, not on the window).
+//
 // Precision: the CPU reference computes scores with fp32 dot products (Eigen), subtracts one
 // max over all attended keys, exponentiates in fp32, sums the normaliser in double and adds
 // each block's fp32 P.V into a double accumulator; relative error vs a double brute force
@@ -28,16 +37,20 @@ struct MobaAttentionParams {
   Operand q;                       // [n_q_heads, n_tokens, head_dim]; stride_dim == 1
   Operand k;                       // [n_kv_heads, n_tokens, head_dim]; stride_dim == 1
   Operand v;                       // [n_kv_heads, n_tokens, head_dim]; stride_dim == 1
-  const int32_t* selected = nullptr;  // [n_q_heads, n_tokens, top_k] contiguous
+  const int32_t* selected = nullptr;  // [n_q_heads, q_count, top_k] contiguous
   int top_k = 0;                   // >= 1
   int64_t block_size = 0;          // B >= 1
   float softmax_scale = 0.0f;      // 0 = 1 / sqrt(head_dim)
-  float* out = nullptr;            // out [n_q_heads, n_tokens, head_dim] contiguous; required
-  float* lse = nullptr;            // out [n_q_heads, n_tokens] contiguous; optional
+  float* out = nullptr;            // out [n_q_heads, q_count, head_dim] contiguous; required (q_count > 0)
+  float* lse = nullptr;            // out [n_q_heads, q_count] contiguous; optional
+  int64_t q_begin = 0;             // first query row computed: 0 <= q_begin <= n_tokens
+  int64_t q_count = -1;            // rows [q_begin, q_begin + q_count) (<= n_tokens); -1 = to n_tokens
   Precision precision = Precision::exact;  // CUDA only (kernels/operand.h); the CPU ignores it
 };
 
 const char* moba_attention_can_run(const MobaAttentionParams& p);
+// The window's row count: q_count, or n_tokens - q_begin for -1.
+int64_t moba_attention_rows(const MobaAttentionParams& p);
 // CPU reference; OpenMP over (query head, query tile).
 void moba_attention_cpu(const MobaAttentionParams& p);
 

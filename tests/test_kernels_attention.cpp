@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -49,22 +51,32 @@ struct AttnOut {
   std::vector<float> out, lse;
 };
 
+// `sel` holds every query's selection [n_q_heads, n_tokens, top_k]; a window [q_begin,
+// q_begin + q_count) (-1: to the end) is passed the window's rows of it and gets its rows out.
 AttnOut moba_attend(const Tensor3& q, const Tensor3& k, const Tensor3& v,
-                    const std::vector<int32_t>& sel, int64_t B, int top_k) {
+                    const std::vector<int32_t>& sel, int64_t B, int top_k, int64_t q_begin = 0,
+                    int64_t q_count = -1) {
+  const int64_t T = q.n_tokens, R = q_count < 0 ? T - q_begin : q_count;
+  std::vector<int32_t> win(static_cast<size_t>(q.n_heads * R * top_k));
+  for (int64_t h = 0; h < q.n_heads; ++h)
+    std::copy(sel.begin() + (h * T + q_begin) * top_k, sel.begin() + (h * T + q_begin + R) * top_k,
+              win.begin() + h * R * top_k);
   AttnOut r;
-  r.out.resize(q.data.size());
-  r.lse.resize(static_cast<size_t>(q.n_heads * q.n_tokens));
+  r.out.resize(static_cast<size_t>(q.n_heads * R * q.head_dim));
+  r.lse.resize(static_cast<size_t>(q.n_heads * R));
   poison(r.out);
   poison(r.lse);
   MobaAttentionParams p;
   p.q = q.view();
   p.k = k.view();
   p.v = v.view();
-  p.selected = sel.data();
+  p.selected = win.data();
   p.top_k = top_k;
   p.block_size = B;
   p.out = r.out.data();
   p.lse = r.lse.data();
+  p.q_begin = q_begin;
+  p.q_count = q_count;
   REQUIRE(moba_attention_can_run(p) == nullptr);
   moba_attention_cpu(p);
   return r;
@@ -108,7 +120,10 @@ void check_against_brute(const Tensor3& q, const Tensor3& k, const Tensor3& v,
       worst = std::max(worst, e);
       CAPTURE(h, t, e);
       REQUIRE(e <= kAttnRelTol);
-      REQUIRE(std::fabs(got.lse[static_cast<size_t>(h * T + t)] - lse) <= kAttnRelTol * std::max(1.0, std::fabs(lse)));
+      if (std::isinf(lse))  // attends nothing
+        REQUIRE(got.lse[static_cast<size_t>(h * T + t)] == -std::numeric_limits<float>::infinity());
+      else
+        REQUIRE(std::fabs(got.lse[static_cast<size_t>(h * T + t)] - lse) <= kAttnRelTol * std::max(1.0, std::fabs(lse)));
     }
   CAPTURE(worst);
   SUCCEED();
@@ -175,6 +190,96 @@ TEST_CASE("moba_attention: an empty selection gives o = 0 and lse = -inf", "[ker
   for (int c = 0; c < 8; ++c) CHECK(r.out[static_cast<size_t>(c)] == 0.0f);
   CHECK(std::isinf(r.lse[3]));  // block 3 > current block 1: nothing visible
   CHECK(std::isfinite(r.lse[1]));
+}
+
+// A query window computes the same rows as a full call, bit for bit: windows from the start,
+// mid-block, of one row, at the end, over a ragged last block, GQA, empty and -1 selections.
+TEST_CASE("moba_attention: a query window gives exactly the full call's rows", "[kernels][attention]") {
+  struct WinCase {
+    int64_t T, n_q, n_kv, d, B;
+    int top_k;
+  };
+  const WinCase cases[] = {
+      {113, 4, 2, 48, 16, 3},   // ragged last block (113 = 7 x 16 + 1), GQA 2:1
+      {300, 2, 1, 64, 64, 2},   // ragged (300 = 4 x 64 + 44), GQA 2:1
+      {77, 2, 2, 128, 8, 12},   // k >= n_blocks
+      {1, 1, 1, 8, 4, 1},       // T = 1
+  };
+  for (const WinCase& c : cases) {
+    const int64_t nb = block_count(c.T, c.B);
+    const Tensor3 q = random_tensor(c.n_q, c.T, c.d, 11 + static_cast<uint32_t>(c.T), 1.5f);
+    const Tensor3 k = random_tensor(c.n_kv, c.T, c.d, 12 + static_cast<uint32_t>(c.T));
+    const Tensor3 v = random_tensor(c.n_kv, c.T, c.d, 13 + static_cast<uint32_t>(c.T));
+    // Random blocks in -1 .. n_blocks (invalid, future, duplicated ones included); some rows
+    // attend nothing (o = 0, lse = -inf), the others list their current block.
+    std::mt19937 rng(static_cast<uint32_t>(c.T));
+    std::vector<int32_t> sel(static_cast<size_t>(c.n_q * c.T * c.top_k));
+    for (int64_t h = 0; h < c.n_q; ++h)
+      for (int64_t t = 0; t < c.T; ++t) {
+        int32_t* row = sel.data() + (h * c.T + t) * c.top_k;
+        for (int j = 0; j < c.top_k; ++j) row[j] = static_cast<int32_t>(rng() % (nb + 2)) - 1;
+        row[rng() % c.top_k] = rng() % 9 == 0 ? -1 : static_cast<int32_t>(t / c.B);
+      }
+    const AttnOut full = moba_attend(q, k, v, sel, c.B, c.top_k);
+    check_against_brute(q, k, v, sel, c.B, c.top_k, full);
+    const int64_t T = c.T, B = c.B;
+    const std::pair<int64_t, int64_t> windows[] = {
+        {0, -1}, {0, T}, {0, 1}, {T - 1, 1}, {T - 1, -1}, {T, 0}, {T, -1}, {T / 2, 0},
+        {B / 2, 2 * B + 3},  // starts and ends mid-block
+        {T / 3, -1}, {T / 3 + 1, 1}, {std::max<int64_t>(T - B - 1, 0), -1},  // over the ragged last block
+    };
+    for (auto [q_begin, q_count] : windows) {
+      q_begin = std::min(q_begin, T);  // short sequences: clamped into range
+      if (q_count > T - q_begin) q_count = T - q_begin;
+      const int64_t R = q_count < 0 ? T - q_begin : q_count;
+      CAPTURE(T, B, c.n_q, c.n_kv, c.d, c.top_k, q_begin, q_count);
+      const AttnOut w = moba_attend(q, k, v, sel, B, c.top_k, q_begin, q_count);
+      REQUIRE(w.out.size() == static_cast<size_t>(c.n_q * R * c.d));
+      for (int64_t h = 0; h < c.n_q; ++h)
+        for (int64_t i = 0; i < R; ++i) {
+          const int64_t t = q_begin + i;
+          CAPTURE(h, t);
+          REQUIRE(w.lse[static_cast<size_t>(h * R + i)] == full.lse[static_cast<size_t>(h * T + t)]);
+          REQUIRE(std::equal(w.out.begin() + (h * R + i) * c.d, w.out.begin() + (h * R + i + 1) * c.d,
+                             full.out.begin() + (h * T + t) * c.d));
+        }
+    }
+  }
+}
+
+TEST_CASE("moba_attention: can_run names a bad query window", "[kernels][attention]") {
+  const Tensor3 q = random_tensor(2, 8, 4, 1);
+  std::vector<int32_t> sel(2 * 8);
+  std::vector<float> out(2 * 8 * 4);
+  MobaAttentionParams p;
+  p.q = q.view();
+  p.k = q.view();
+  p.v = q.view();
+  p.selected = sel.data();
+  p.top_k = 1;
+  p.block_size = 4;
+  p.out = out.data();
+  CHECK(moba_attention_can_run(p) == nullptr);
+  CHECK(moba_attention_rows(p) == 8);
+  p.q_begin = 3;
+  CHECK(moba_attention_can_run(p) == nullptr);
+  CHECK(moba_attention_rows(p) == 5);
+  p.q_count = 5;
+  CHECK(moba_attention_can_run(p) == nullptr);
+  p.q_count = 6;  // past n_tokens
+  CHECK(moba_attention_can_run(p) != nullptr);
+  p.q_count = -2;
+  CHECK(moba_attention_can_run(p) != nullptr);
+  p.q_begin = -1;
+  p.q_count = 1;
+  CHECK(moba_attention_can_run(p) != nullptr);
+  p.q_begin = 9;  // past n_tokens, to the end
+  p.q_count = -1;
+  CHECK(moba_attention_can_run(p) != nullptr);
+  p.q_begin = 8;  // an empty window: nothing to compute, no selection needed
+  p.selected = nullptr;
+  CHECK(moba_attention_can_run(p) == nullptr);
+  CHECK(moba_attention_rows(p) == 0);
 }
 
 namespace {

@@ -24,6 +24,10 @@
 // operands' 16-bit dtype. Precision::exact (Nx, cuda_util.cuh): f16 as is, bf16 with P split
 // hi + lo, f32 split into scaled fp16 hi + lo ("x3", K/V lo tiles staged beside the hi ones,
 // 32-key steps); Precision::fast: bf16 when all are f32 (lossy, stated). History: NOTES.md.
+// A query window (q_begin, q_count) runs both paths over the window's rows only: their lists,
+// row groups and tiles count from q_begin; selections, outputs and per-row scratch are indexed
+// by window row, q rows and the causal masks by absolute position. A row's arithmetic does not
+// depend on which rows share its CTA, so the window's rows equal the full call's bit for bit.
 #include "kernels/moba_attention.h"
 
 #include <cub/device/device_scan.cuh>
@@ -48,25 +52,26 @@ constexpr int kWarps = 4;
 constexpr int kKeyPiece = 128;  // keys of a block staged in shared memory at once
 constexpr int kSub = 64;        // keys per online-softmax step
 
+// The query window: rows i in [0, q_count) of a head are queries t = q_begin + i; row groups
+// are counted from q_begin. selected, out and lse hold q_count rows a head.
 struct ListArgs {
-  const int32_t* selected;      // [n_q_heads, n_tokens, top_k]
-  int64_t n_tokens, block_size, n_blocks, n_q_heads;
+  const int32_t* selected;      // [n_q_heads, q_count, top_k]
+  int64_t block_size, n_blocks, n_q_heads, q_begin, q_count;
   int top_k, rows, n_groups;    // rows per group, groups per head
   unsigned* counts;             // [n_q_heads, n_groups, n_blocks] (+1)
   const int64_t* offsets;       // exclusive prefix sum of counts
-  int32_t* entries;             // [total] query position | kFirst (its first block) | kLast
-  float* out;                   // rows that attend nothing get o = 0 and lse = -inf here
-  float* lse;
+  int32_t* entries;             // [total] query position t | kFirst (its first block) | kLast
+  float* out;                   // [n_q_heads, q_count, head_dim]: rows that attend nothing
+  float* lse;                   //   get o = 0 and lse = -inf here
   int64_t head_dim;
 };
 
 // Entry flags: the query's first (smallest) and last (largest) attended block.
 constexpr uint32_t kFirst = 1u << 30, kLast = 1u << 31, kPosMask = kFirst - 1;
 
-// Visits the valid, causal, distinct blocks of row (h, t).
+// Visits the valid, causal, distinct blocks of query t whose selection is `sel` [top_k].
 template <typename F>
-__device__ __forceinline__ void for_each_block(const ListArgs& a, int64_t h, int64_t t, F f) {
-  const int32_t* sel = a.selected + (h * a.n_tokens + t) * a.top_k;
+__device__ __forceinline__ void for_each_block(const ListArgs& a, const int32_t* sel, int64_t t, F f) {
   int32_t seen_max = -1;
   for (int j = 0; j < a.top_k; ++j) {
     const int32_t b = sel[j];
@@ -81,34 +86,36 @@ __device__ __forceinline__ void for_each_block(const ListArgs& a, int64_t h, int
   }
 }
 
+// One thread per window row i = (head, row) of [n_q_heads, q_count].
 __global__ void csc_count_kernel(ListArgs a) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (i >= a.n_q_heads * a.n_tokens) return;
-  const int64_t h = i / a.n_tokens, t = i % a.n_tokens;
-  const int64_t base = (h * a.n_groups + t / a.rows) * a.n_blocks;
+  if (i >= a.n_q_heads * a.q_count) return;
+  const int64_t h = i / a.q_count, r = i % a.q_count;
+  const int64_t base = (h * a.n_groups + r / a.rows) * a.n_blocks;
   int n = 0;
-  for_each_block(a, h, t, [&](int32_t b) {
+  for_each_block(a, a.selected + i * a.top_k, a.q_begin + r, [&](int32_t b) {
     atomicAdd(a.counts + base + b, 1u);
     ++n;
   });
   if (n == 0) {  // attends nothing: written here, the attention kernel never sees the row
-    float* o = a.out + (h * a.n_tokens + t) * a.head_dim;
+    float* o = a.out + i * a.head_dim;
     for (int64_t c = 0; c < a.head_dim; ++c) o[c] = 0.0f;
-    if (a.lse) a.lse[h * a.n_tokens + t] = -INFINITY;
+    if (a.lse) a.lse[i] = -INFINITY;
   }
 }
 
 __global__ void csc_scatter_kernel(ListArgs a) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (i >= a.n_q_heads * a.n_tokens) return;
-  const int64_t h = i / a.n_tokens, t = i % a.n_tokens;
-  const int64_t base = (h * a.n_groups + t / a.rows) * a.n_blocks;
+  if (i >= a.n_q_heads * a.q_count) return;
+  const int64_t h = i / a.q_count, r = i % a.q_count, t = a.q_begin + r;
+  const int64_t base = (h * a.n_groups + r / a.rows) * a.n_blocks;
+  const int32_t* sel = a.selected + i * a.top_k;
   int32_t b_min = 0x7fffffff, b_max = -1;
-  for_each_block(a, h, t, [&](int32_t b) {
+  for_each_block(a, sel, t, [&](int32_t b) {
     b_min = min(b_min, b);
     b_max = max(b_max, b);
   });
-  for_each_block(a, h, t, [&](int32_t b) {
+  for_each_block(a, sel, t, [&](int32_t b) {
     const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
     const uint32_t e = static_cast<uint32_t>(t) | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
     a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
@@ -119,13 +126,14 @@ struct AttnArgs {
   const uint16_t *q, *k, *v;    // 16-bit [heads, n_tokens, head_dim], strided rows (Nx::x3: the hi parts)
   int64_t q_sh, q_st, k_sh, k_st, v_sh, v_st;
   int64_t n_tokens, head_dim, block_size, n_blocks, group;
+  int64_t q_begin, q_count;     // the window (ListArgs): entries hold t, row t - q_begin
   int rows, n_groups;
   float scale_log2;             // softmax_scale * log2(e)
   const int64_t* offsets;       // [n_q_heads * n_groups * n_blocks + 1]
   const int32_t* entries;
-  float* out;                   // [n_q_heads, n_tokens, head_dim] fp32: accumulator, then output
-  float2* ml;                   // [n_q_heads, n_tokens] running (max in log2 units, sum)
-  float* lse;                   // optional
+  float* out;                   // [n_q_heads, q_count, head_dim] fp32: accumulator, then output
+  float2* ml;                   // [n_q_heads, q_count] running (max in log2 units, sum)
+  float* lse;                   // optional [n_q_heads, q_count]
   const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the fp16 lo parts, strides of q, k, v
   const int* x3_exp;            // Nx::x3 only: [3] scale exponents of q, k, v (x = (hi + lo) 2^e)
 };
@@ -149,7 +157,10 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
   const int64_t n_heads = gridDim.y;
   const int64_t lin = int64_t{blockIdx.y} * gridDim.x + blockIdx.x;
   const int64_t h = lin % n_heads, grp = a.n_groups - 1 - lin / n_heads, kv = h / a.group;
-  const int64_t r_begin = grp * a.rows, r_end = min(a.n_tokens, r_begin + a.rows);
+  // The group's queries [r_begin, r_end) by absolute position; `wrow` is h's first window row
+  // (row of query t: wrow + t).
+  const int64_t r_begin = a.q_begin + grp * a.rows, r_end = min(a.q_begin + a.q_count, r_begin + a.rows);
+  const int64_t wrow = h * a.q_count - a.q_begin;
   const int64_t d = a.head_dim;
   // x3: scores are q.k 2^-(eq + ek), values v 2^-ev, and P is packed x 2^14 (pack_split's
   // lo stays normal in fp16): the softmax scale and the final output undo them.
@@ -186,8 +197,8 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
     if constexpr (X3)
       load_q_fragments<D>(qa_lo, t0 >= 0 ? a.q_lo + h * a.q_sh + t0 * a.q_st : nullptr,
                           t1 >= 0 ? a.q_lo + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
-    o0 = t0 >= 0 ? a.out + (h * a.n_tokens + t0) * d : nullptr;
-    o1 = t1 >= 0 ? a.out + (h * a.n_tokens + t1) * d : nullptr;
+    o0 = t0 >= 0 ? a.out + (wrow + t0) * d : nullptr;
+    o1 = t1 >= 0 ? a.out + (wrow + t1) * d : nullptr;
 #pragma unroll
     for (int nd = 0; nd < D / 8; ++nd) {
       const int c = nd * 8 + 2 * qd;
@@ -195,8 +206,8 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
       const float2 x1 = (o1 && !fresh1 && c < d) ? *reinterpret_cast<const float2*>(o1 + c) : make_float2(0.f, 0.f);
       acc[nd][0] = x0.x; acc[nd][1] = x0.y; acc[nd][2] = x1.x; acc[nd][3] = x1.y;
     }
-    ml0 = (t0 >= 0 && !fresh0) ? a.ml[h * a.n_tokens + t0] : make_float2(-INFINITY, 0.f);
-    ml1 = (t1 >= 0 && !fresh1) ? a.ml[h * a.n_tokens + t1] : make_float2(-INFINITY, 0.f);
+    ml0 = (t0 >= 0 && !fresh0) ? a.ml[wrow + t0] : make_float2(-INFINITY, 0.f);
+    ml1 = (t1 >= 0 && !fresh1) ? a.ml[wrow + t1] : make_float2(-INFINITY, 0.f);
   };
 
   // The next block's list bounds are loaded one block ahead.
@@ -303,14 +314,14 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
         }
         if (qd == 0) {
           if (t0 >= 0) {
-            if (!fin0) a.ml[h * a.n_tokens + t0] = ml0;
+            if (!fin0) a.ml[wrow + t0] = ml0;
             else if (a.lse)
-              a.lse[h * a.n_tokens + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
+              a.lse[wrow + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
           }
           if (t1 >= 0) {
-            if (!fin1) a.ml[h * a.n_tokens + t1] = ml1;
+            if (!fin1) a.ml[wrow + t1] = ml1;
             else if (a.lse)
-              a.lse[h * a.n_tokens + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
+              a.lse[wrow + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
           }
         }
       }
@@ -332,7 +343,7 @@ const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, cudaStream_t 
 const char* launch_lists(const ListArgs& a, unsigned* counts, int64_t n_lists, int64_t* offsets,
                          Scratch& scratch, cudaStream_t stream) {
   MOBA_CUDA_TRY(cudaMemsetAsync(counts, 0, sizeof(unsigned) * (n_lists + 1), stream));
-  const int64_t n_rows = a.n_q_heads * a.n_tokens;
+  const int64_t n_rows = a.n_q_heads * a.q_count;
   const int threads = 256;
   const unsigned blocks = static_cast<unsigned>((n_rows + threads - 1) / threads);
   csc_count_kernel<<<blocks, threads, 0, stream>>>(a);
@@ -349,13 +360,14 @@ const char* launch_lists(const ListArgs& a, unsigned* counts, int64_t n_lists, i
   return nullptr;
 }
 
-// Query rows per CTA: `fixed_rows` when set (CudaTuning::attn_rows), else the largest power
-// of two in [128, 4096] that still gives >= 3 CTAs per multiprocessor.
-int pick_rows(int64_t n_q_heads, int64_t n_tokens, int fixed_rows) {
+// Query rows per CTA for a call of n_rows rows a head (the window's): `fixed_rows` when set
+// (CudaTuning::attn_rows), else the largest power of two in [128, 4096] that still gives >= 3
+// CTAs per multiprocessor. Results do not depend on it (a row's arithmetic is its own).
+int pick_rows(int64_t n_q_heads, int64_t n_rows, int fixed_rows) {
   if (fixed_rows >= 16 && fixed_rows <= 65536) return fixed_rows;
   const int sms = sm_count();
   int rows = 4096;  // 64K B=128 k=8 on H200: 512 rows 63 ms, 1024 42, 2048 30, 4096 26
-  while (rows > 128 && n_q_heads * ((n_tokens + rows - 1) / rows) < 3 * sms) rows /= 2;
+  while (rows > 128 && n_q_heads * ((n_rows + rows - 1) / rows) < 3 * sms) rows /= 2;
   return rows;
 }
 
@@ -366,6 +378,9 @@ int pick_rows(int64_t n_q_heads, int64_t n_tokens, int fixed_rows) {
 // is chosen nearly every tile is selected by some row of a 64-row CTA), weighted by
 // CudaTuning::attn_tile_cost. Fitted to tests/gpu/attn_paths.sh on an H200 (NOTES.md, "Tile
 // path"): the tile path's time is flat in k, the gather path's grows with k B (1 + ~48 / B).
+// Decided for the whole sequence (T = n_tokens), never for a query window: the two paths
+// round differently, and a window's rows must equal the full call's bit for bit whatever the
+// window (the analysis sizes its windows by the free device memory).
 constexpr double kGatherVisitKeys = 48;
 bool use_tile_path(int64_t n_q_heads, int64_t T, int64_t B, int top_k, Nx nx, const CudaTuning& tuning) {
   if (tuning.attn_path == CudaTuning::AttnPath::gather || !tile_attention_fits(n_q_heads, T, B, nx)) return false;
@@ -383,7 +398,8 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   if (const char* e = moba_attention_can_run(p)) return e;
   const int64_t Hq = p.q.n_heads, T = p.q.n_tokens, d = p.q.head_dim;
   if (d > 128 || d % 8 != 0) return "moba_attention_cuda: head_dim must be a multiple of 8 and <= 128";
-  if (T == 0) return nullptr;
+  const int64_t q0 = p.q_begin, R = moba_attention_rows(p);  // the window: R rows from q0
+  if (R == 0) return nullptr;
   if (T > int64_t{kPosMask}) return "moba_attention_cuda: n_tokens >= 2^30 not supported";
   ElemKind kind = kBF16;
   Nx nx = Nx::plain;
@@ -393,6 +409,8 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   Scratch scratch(stream);
 
   // 16-bit operands: given, or converted from the fp32 views (contiguous copies; x3: hi + lo).
+  // q is converted whole, not just the window's rows: x3 scales each tensor by its max, and a
+  // window's rows must equal the full call's.
   AttnArgs a{};
   if (nx == Nx::x3)
     MOBA_TRY(set_qkv_operands_x3(p, true, scratch, stream, &a));
@@ -410,23 +428,25 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
     ta.group = Hq / p.k.n_heads;
     ta.top_k = p.top_k;
     ta.scale_log2 = softmax_scale_log2(p);
+    ta.q_begin = q0, ta.q_count = R;
     ta.selected = p.selected;
     ta.words = (n_blocks + 31) / 32;
-    MOBA_TRY(scratch.alloc(&ta.bits, static_cast<size_t>(Hq * T * ta.words)));
+    MOBA_TRY(scratch.alloc(&ta.bits, static_cast<size_t>(Hq * R * ta.words)));
     ta.out = p.out;
     ta.lse = p.lse;
     return launch_tile_attention(ta, Hq, kind == kF16, nx, tuning.tile_min_blocks3, stream);
   }
-  const int rows = pick_rows(Hq, T, tuning.attn_rows);
-  const int64_t n_groups = (T + rows - 1) / rows;
+  const int rows = pick_rows(Hq, R, tuning.attn_rows);
+  const int64_t n_groups = (R + rows - 1) / rows;
   const int64_t n_lists = Hq * n_groups * n_blocks;
   if (n_groups > 65535 * 16 || Hq > 65535) return "moba_attention_cuda: grid too large";
   ListArgs la{};
   la.selected = p.selected;
-  la.n_tokens = T;
   la.block_size = p.block_size;
   la.n_blocks = n_blocks;
   la.n_q_heads = Hq;
+  la.q_begin = q0;
+  la.q_count = R;
   la.top_k = p.top_k;
   la.rows = rows;
   la.n_groups = static_cast<int>(n_groups);
@@ -434,7 +454,7 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   int32_t* entries = nullptr;
   MOBA_TRY(scratch.alloc(&la.counts, static_cast<size_t>(n_lists + 1)));
   MOBA_TRY(scratch.alloc(&offsets, static_cast<size_t>(n_lists + 1)));
-  MOBA_TRY(scratch.alloc(&entries, static_cast<size_t>(Hq * T * std::min<int64_t>(p.top_k, n_blocks))));
+  MOBA_TRY(scratch.alloc(&entries, static_cast<size_t>(Hq * R * std::min<int64_t>(p.top_k, n_blocks))));
   la.offsets = offsets;
   la.entries = entries;
   la.out = p.out;
@@ -447,13 +467,15 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   a.block_size = p.block_size;
   a.n_blocks = n_blocks;
   a.group = Hq / p.k.n_heads;
+  a.q_begin = q0;
+  a.q_count = R;
   a.rows = rows;
   a.n_groups = static_cast<int>(n_groups);
   a.scale_log2 = softmax_scale_log2(p);
   a.offsets = offsets;
   a.entries = entries;
   a.out = p.out;
-  MOBA_TRY(scratch.alloc(&a.ml, static_cast<size_t>(Hq * T)));
+  MOBA_TRY(scratch.alloc(&a.ml, static_cast<size_t>(Hq * R)));
   a.lse = p.lse;
   if (nx == Nx::x3)
     return d <= 64 ? launch_attention<64, __half, 1, Nx::x3>(a, Hq, stream)

@@ -3,6 +3,11 @@
 //
 //  1. bits_kernel: per (query head, row) a bitmask of its valid, causal, selected blocks
 //     (duplicates and -1 fall out), [words] 32-bit words per row.
+//     A query window: rows of [q_begin, q_begin + q_count) only, their bitmasks and outputs
+//     by window row; query tiles count from q_begin (a window start need not be a multiple
+//     of 64), key tiles and causal masks stay absolute, so a row's arithmetic is the full
+//     call's: keys no row of a CTA selected are skipped or masked, and a masked step adds
+//     exactly nothing.
 //  2. tile_attention_kernel: one CTA per (64-query tile, query head), heaviest first. It ORs
 //     its rows' bitmasks into a map of the causal 64-key tiles some row selected (shared
 //     memory), then walks those tiles ascending with K/V double-buffered by cp.async. Each of
@@ -33,10 +38,11 @@ constexpr int kKeys = 64;           // keys per tile
 constexpr int64_t kMaxTileWords = 2048;                // the CTA's tile map: up to 2^16 key tiles
 constexpr int64_t kMaxBitsBytes = int64_t{1} << 31;   // the bitmask scratch
 
+// One thread per window row i of [n_q_heads, q_count] (n_rows of them).
 __global__ void bits_kernel(TileAttnArgs a, int64_t n_rows) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= n_rows) return;
-  const int64_t t = i % a.n_tokens;
+  const int64_t t = a.q_begin + i % a.q_count;
   const int32_t* sel = a.selected + i * a.top_k;
   uint32_t* w = a.bits + i * a.words;
   for (int j = 0; j < a.top_k; ++j) {
@@ -61,10 +67,13 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
   const int64_t lin = int64_t{blockIdx.y} * gridDim.x + blockIdx.x;
   const int64_t h = lin % n_heads, qt = n_qt - 1 - lin / n_heads, kv = h / a.group;
   const int64_t T = a.n_tokens, d = a.head_dim;
-  const int64_t r_begin = qt * kRows, r_end = min(T, r_begin + kRows);
+  // The CTA's queries [r_begin, r_end) by absolute position, from the window's start.
+  const int64_t r_begin = a.q_begin + qt * kRows, r_end = min(a.q_begin + a.q_count, r_begin + kRows);
   const int64_t kt_last = (r_end - 1) / kKeys;  // causal: no key past the last row
   const int tile_words = static_cast<int>(kt_last / 32 + 1);
-  const uint32_t* const row_bits = a.bits + h * T * a.words;
+  // The bitmask rows of the CTA's queries: query t at (t - r_begin) words rows on (rows t0, t1
+  // below: warp * 16 + g, + 8).
+  const uint32_t* const row_bits = a.bits + (h * a.q_count + (r_begin - a.q_begin)) * a.words;
 
   // The tile map: key tile kt is active when a row of the CTA selected a block overlapping it.
   for (int i = tid; i < tile_words; i += blockDim.x) tiles[i] = 0;
@@ -72,7 +81,7 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
   const int64_t w_last = ((r_end - 1) / a.block_size) >> 5;
   for (int64_t w = tid; w <= w_last; w += blockDim.x) {
     uint32_t u = 0;
-    for (int64_t r = r_begin; r < r_end; ++r) u |= row_bits[r * a.words + w];
+    for (int64_t r = 0; r < r_end - r_begin; ++r) u |= row_bits[r * a.words + w];
     while (u) {
       const int64_t b = w * 32 + __ffs(u) - 1;
       u &= u - 1;
@@ -138,8 +147,8 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
         const int64_t key = k0 + 16 * s;
         if (key >= T) break;
         const int64_t blk = key / a.block_size;
-        if (t0 >= key) m0 |= ((row_bits[t0 * a.words + (blk >> 5)] >> (blk & 31)) & 1u) << s;
-        if (t1 >= key) m1 |= ((row_bits[t1 * a.words + (blk >> 5)] >> (blk & 31)) & 1u) << s;
+        if (t0 >= key) m0 |= ((row_bits[(warp * 16 + g) * a.words + (blk >> 5)] >> (blk & 31)) & 1u) << s;
+        if (t1 >= key) m1 |= ((row_bits[(warp * 16 + g + 8) * a.words + (blk >> 5)] >> (blk & 31)) & 1u) << s;
       }
     }
     uint32_t wor = m0 | m1;  // the segments any row of the warp needs
@@ -193,8 +202,9 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
 
   // The normalised output and lse; rows that attend nothing: o = 0, lse = -inf.
   const float s0 = ml0.y > 0.f ? 1.0f / ml0.y : 0.f, s1 = ml1.y > 0.f ? 1.0f / ml1.y : 0.f;
-  float* const o0 = t0 >= 0 ? a.out + (h * T + t0) * d : nullptr;
-  float* const o1 = t1 >= 0 ? a.out + (h * T + t1) * d : nullptr;
+  const int64_t row0 = h * a.q_count + (t0 - a.q_begin), row1 = h * a.q_count + (t1 - a.q_begin);  // window rows
+  float* const o0 = t0 >= 0 ? a.out + row0 * d : nullptr;
+  float* const o1 = t1 >= 0 ? a.out + row1 * d : nullptr;
 #pragma unroll
   for (int nd = 0; nd < D / 8; ++nd) {
     const int c = nd * 8 + 2 * qd;
@@ -202,15 +212,15 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
     if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
   }
   if (a.lse && qd == 0) {
-    if (t0 >= 0) a.lse[h * T + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
-    if (t1 >= 0) a.lse[h * T + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
+    if (t0 >= 0) a.lse[row0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
+    if (t1 >= 0) a.lse[row1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
   }
 }
 
 template <int D, typename T16, Nx NX, int MinB = 2>
 const char* launch(const TileAttnArgs& a, int64_t n_q_heads, cudaStream_t stream) {
-  const int64_t n_qt = (a.n_tokens + kRows - 1) / kRows;
-  const int64_t tile_words = (a.n_tokens - 1) / kKeys / 32 + 1;
+  const int64_t n_qt = (a.q_count + kRows - 1) / kRows;
+  const int64_t tile_words = (a.q_begin + a.q_count - 1) / kKeys / 32 + 1;  // keys up to the window's end
   const size_t smem = size_t{4} * kKeys * (D + 8) * sizeof(uint16_t) + static_cast<size_t>(tile_words) * 4;
   MOBA_CUDA_TRY(cudaFuncSetAttribute(tile_attention_kernel<D, T16, NX, MinB>,
                                      cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
@@ -231,7 +241,7 @@ bool tile_attention_fits(int64_t n_q_heads, int64_t n_tokens, int64_t block_size
 
 const char* launch_tile_attention(TileAttnArgs a, int64_t n_q_heads, bool f16, Nx nx, bool min_blocks3,
                                   cudaStream_t stream) {
-  const int64_t n_rows = n_q_heads * a.n_tokens;
+  const int64_t n_rows = n_q_heads * a.q_count;
   MOBA_CUDA_TRY(cudaMemsetAsync(a.bits, 0, static_cast<size_t>(n_rows * a.words) * 4, stream));
   bits_kernel<<<static_cast<unsigned>((n_rows + 255) / 256), 256, 0, stream>>>(a, n_rows);
   MOBA_CUDA_LAUNCH_CHECK();

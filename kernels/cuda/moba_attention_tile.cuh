@@ -18,13 +18,14 @@ struct TileAttnArgs {
   const uint16_t *q, *k, *v;  // 16-bit [heads, n_tokens, head_dim], strided rows
   int64_t q_sh, q_st, k_sh, k_st, v_sh, v_st;
   int64_t n_tokens, head_dim, block_size, n_blocks, group;
+  int64_t q_begin, q_count;    // the query window: row i of a head is query t = q_begin + i
   int top_k;
   float scale_log2;            // softmax_scale * log2(e)
-  const int32_t* selected;     // [n_q_heads, n_tokens, top_k]
-  uint32_t* bits;              // scratch [n_q_heads, n_tokens, words]: selected blocks per row
+  const int32_t* selected;     // [n_q_heads, q_count, top_k]
+  uint32_t* bits;              // scratch [n_q_heads, q_count, words]: selected blocks per row
   int64_t words;               // ceil(n_blocks / 32)
-  float* out;                  // [n_q_heads, n_tokens, head_dim] normalised output
-  float* lse;                  // optional [n_q_heads, n_tokens]
+  float* out;                  // [n_q_heads, q_count, head_dim] normalised output
+  float* lse;                  // optional [n_q_heads, q_count]
 };
 
 // Whether the tile path takes these inputs: 16-bit numerics plain or split_p (not x3), block

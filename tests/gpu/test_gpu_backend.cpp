@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -306,20 +307,25 @@ void check_routing(const Case& c) {
 }
 
 // ---- attention ----
-void check_attention(const Case& c) {
-  INFO(c.str());
-  const auto& tol = tolerances::row(c.dtype);
-  const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed, c.scale);
-  const Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7, c.scale);
-  const Tensor3 v = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 13);
+struct AttnInputs {
+  Tensor3 q, k, v;
+  std::vector<int32_t> sel;  // [n_q_heads, n_tokens, top_k]
+};
+
+// The case's q, k, v and selections: random valid blocks in arbitrary order, the current
+// block always, plus some -1 and out-of-range and duplicate entries (the contract skips /
+// dedups them).
+AttnInputs attention_inputs(const Case& c) {
+  AttnInputs in{random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed, c.scale),
+                random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7, c.scale),
+                random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 13),
+                {}};
   const int64_t nb = block_count(c.n_tokens, c.block_size);
-  // Selections: random valid blocks in arbitrary order, the current block always, plus
-  // some -1 and out-of-range and duplicate entries (the contract skips / dedups them).
-  std::vector<int32_t> sel(static_cast<size_t>(c.n_q_heads * c.n_tokens * c.top_k));
+  in.sel.resize(static_cast<size_t>(c.n_q_heads * c.n_tokens * c.top_k));
   std::mt19937 rng(c.seed + 99);
   for (int64_t h = 0; h < c.n_q_heads; ++h)
     for (int64_t t = 0; t < c.n_tokens; ++t) {
-      int32_t* row = sel.data() + (h * c.n_tokens + t) * c.top_k;
+      int32_t* row = in.sel.data() + (h * c.n_tokens + t) * c.top_k;
       const int32_t cur = static_cast<int32_t>(t / c.block_size);
       for (int j = 0; j < c.top_k; ++j) {
         const uint32_t r = rng();
@@ -328,22 +334,54 @@ void check_attention(const Case& c) {
       }
       std::shuffle(row, row + c.top_k, rng);
     }
+  return in;
+}
+
+// CUDA output (go, gl) of the rows [q_begin, q_begin + R) against the CPU's (out, lse) of the
+// same rows: the case's precision decides the tolerance (tolerances.h).
+void compare_attention(const Case& c, const AttnInputs& in, int64_t q_begin, int64_t R, const std::vector<float>& go,
+                       const std::vector<float>& gl, const std::vector<float>& out, const std::vector<float>& lse) {
+  const auto& tol = tolerances::row(c.dtype);
+  const double scale = rms(out);
+  double max_err = 0, lse_err = 0;
+  for (size_t i = 0; i < out.size(); ++i) max_err = std::max(max_err, double(std::fabs(go[i] - out[i])));
+  for (size_t i = 0; i < lse.size(); ++i) lse_err = std::max(lse_err, double(std::fabs(gl[i] - lse[i])));
+  const bool exact = c.precision == Precision::exact;  // the naive reference only for fast
+  const double lowp = exact ? 0.0 : naive_lowp_error(in.q, in.k, in.v, out, lse, q_begin, R, c.dtype,
+                                                     SelKeys{in.sel, c.n_tokens, c.block_size, c.top_k});
+  const double rel = max_row_rel_err(go, out, c.head_dim);
+  INFO("max |o err| " << max_err << " (naive low-precision reference: " << lowp << ", rms " << scale
+       << ")  max row-relative o err " << rel << "  max |lse err| " << lse_err);
+  REQUIRE(scale > 0);
+  if (exact) {
+    const auto& ex = tolerances::exact_row(c.dtype);
+    REQUIRE(rel <= ex.out_rel);
+    REQUIRE(lse_err <= ex.lse_abs);
+    return;
+  }
+  REQUIRE(max_err <= tol.attn_vs_naive * lowp + tol.attn_out_abs * scale);
+  REQUIRE(lse_err <= tol.attn_lse_abs);
+}
+
+void check_attention(const Case& c) {
+  INFO(c.str());
+  const AttnInputs in = attention_inputs(c);
   const size_t out_n = static_cast<size_t>(c.n_q_heads * c.n_tokens * c.head_dim);
   const size_t lse_n = static_cast<size_t>(c.n_q_heads * c.n_tokens);
   std::vector<float> out(out_n), lse(lse_n);
   MobaAttentionParams ap;
-  ap.q = q.view();
-  ap.k = k.view();
-  ap.v = v.view();
-  ap.selected = sel.data();
+  ap.q = in.q.view();
+  ap.k = in.k.view();
+  ap.v = in.v.view();
+  ap.selected = in.sel.data();
   ap.top_k = c.top_k;
   ap.block_size = c.block_size;
   ap.out = out.data();
   ap.lse = lse.data();
   moba_attention_cpu(ap);
 
-  DevTensor3 dq = to_device(q), dk = to_device(k), dv = to_device(v);
-  DeviceBuffer d_sel = upload(sel), g_out = poisoned(out_n * 4), g_lse = poisoned(lse_n * 4);
+  DevTensor3 dq = to_device(in.q), dk = to_device(in.k), dv = to_device(in.v);
+  DeviceBuffer d_sel = upload(in.sel), g_out = poisoned(out_n * 4), g_lse = poisoned(lse_n * 4);
   MobaAttentionParams ag = ap;
   // raw 16-bit path; f32 cases exercise the conversion
   ag.q = case_operand(dq, c); ag.k = case_operand(dk, c); ag.v = case_operand(dv, c);
@@ -353,24 +391,76 @@ void check_attention(const Case& c) {
   ag.lse = g_lse.as<float>();
   CUDA_OK(moba_attention_cuda(ag));
   const auto go = download<float>(g_out, out_n), gl = download<float>(g_lse, lse_n);
-  const double scale = rms(out);
-  double max_err = 0, lse_err = 0;
-  for (size_t i = 0; i < out_n; ++i) max_err = std::max(max_err, double(std::fabs(go[i] - out[i])));
-  for (size_t i = 0; i < lse_n; ++i) lse_err = std::max(lse_err, double(std::fabs(gl[i] - lse[i])));
-  const double lowp = naive_lowp_error(q, k, v, out, lse, 0, c.n_tokens, c.dtype,
-                                       SelKeys{sel, c.n_tokens, c.block_size, c.top_k});
-  const double rel = max_row_rel_err(go, out, c.head_dim);
-  INFO("max |o err| " << max_err << " (naive low-precision reference: " << lowp << ", rms " << scale
-       << ")  max row-relative o err " << rel << "  max |lse err| " << lse_err);
-  REQUIRE(scale > 0);
-  if (c.precision == Precision::exact) {
-    const auto& ex = tolerances::exact_row(c.dtype);
-    REQUIRE(rel <= ex.out_rel);
-    REQUIRE(lse_err <= ex.lse_abs);
-    return;
+  compare_attention(c, in, 0, c.n_tokens, go, gl, out, lse);
+}
+
+// Query windows [q_begin, q_begin + q_count) (-1: to the end) of one case on the CUDA path the
+// current tuning picks: each against the CPU's window (the tolerances of check_attention), and
+// bit for bit against the same rows of a full CUDA call.
+void check_attention_windows(const Case& c, const std::vector<std::pair<int64_t, int64_t>>& windows) {
+  INFO(c.str());
+  const AttnInputs in = attention_inputs(c);
+  const int64_t T = c.n_tokens, Hq = c.n_q_heads, d = c.head_dim;
+  DevTensor3 dq = to_device(in.q), dk = to_device(in.k), dv = to_device(in.v);
+  MobaAttentionParams ag;
+  ag.q = case_operand(dq, c); ag.k = case_operand(dk, c); ag.v = case_operand(dv, c);
+  ag.precision = c.precision;
+  ag.top_k = c.top_k;
+  ag.block_size = c.block_size;
+  // The full call.
+  DeviceBuffer d_sel = upload(in.sel), f_out = poisoned(size_t(Hq * T * d) * 4), f_lse = poisoned(size_t(Hq * T) * 4);
+  MobaAttentionParams af = ag;
+  af.selected = d_sel.as<int32_t>();
+  af.out = f_out.as<float>();
+  af.lse = f_lse.as<float>();
+  CUDA_OK(moba_attention_cuda(af));
+  const auto full_o = download<float>(f_out, size_t(Hq * T * d)), full_l = download<float>(f_lse, size_t(Hq * T));
+  for (const auto& [q_begin, q_count] : windows) {
+    const int64_t R = q_count < 0 ? T - q_begin : q_count;
+    INFO("window [" << q_begin << ", " << q_begin + R << ") q_count " << q_count);
+    std::vector<int32_t> wsel(static_cast<size_t>(Hq * R * c.top_k));  // the window's rows of sel
+    for (int64_t h = 0; h < Hq; ++h)
+      std::copy(in.sel.begin() + (h * T + q_begin) * c.top_k, in.sel.begin() + (h * T + q_begin + R) * c.top_k,
+                wsel.begin() + h * R * c.top_k);
+    const size_t out_n = static_cast<size_t>(Hq * R * d), lse_n = static_cast<size_t>(Hq * R);
+    std::vector<float> out(out_n), lse(lse_n);
+    MobaAttentionParams ap;
+    ap.q = in.q.view();
+    ap.k = in.k.view();
+    ap.v = in.v.view();
+    ap.selected = wsel.data();
+    ap.top_k = c.top_k;
+    ap.block_size = c.block_size;
+    ap.out = out.data();
+    ap.lse = lse.data();
+    ap.q_begin = q_begin;
+    ap.q_count = q_count;
+    REQUIRE(moba_attention_can_run(ap) == nullptr);
+    moba_attention_cpu(ap);
+    DeviceBuffer d_wsel = upload(wsel), g_out = poisoned(out_n * 4), g_lse = poisoned(lse_n * 4);
+    MobaAttentionParams aw = ag;
+    aw.selected = d_wsel.as<int32_t>();
+    aw.out = g_out.as<float>();
+    aw.lse = g_lse.as<float>();
+    aw.q_begin = q_begin;
+    aw.q_count = q_count;
+    CUDA_OK(moba_attention_cuda(aw));
+    const auto go = download<float>(g_out, out_n), gl = download<float>(g_lse, lse_n);
+    compare_attention(c, in, q_begin, R, go, gl, out, lse);
+    int64_t bad_h = -1, bad_t = -1;  // the first row that differs from the full call's
+    for (int64_t h = 0; h < Hq && bad_h < 0; ++h)
+      for (int64_t i = 0; i < R; ++i) {
+        const int64_t t = q_begin + i;
+        if (gl[size_t(h * R + i)] != full_l[size_t(h * T + t)] ||
+            !std::equal(go.begin() + (h * R + i) * d, go.begin() + (h * R + i + 1) * d,
+                        full_o.begin() + (h * T + t) * d)) {
+          bad_h = h, bad_t = t;
+          break;
+        }
+      }
+    INFO("h=" << bad_h << " t=" << bad_t << ": the window's row differs from the full call's");
+    REQUIRE(bad_h < 0);
   }
-  REQUIRE(max_err <= tol.attn_vs_naive * lowp + tol.attn_out_abs * scale);
-  REQUIRE(lse_err <= tol.attn_lse_abs);
 }
 
 // ---- dense pass ----
@@ -560,11 +650,22 @@ TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
 }
 
 TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
+  struct Restore {
+    ~Restore() { set_cuda_tuning(CudaTuning{}); }
+  } restore;
   const Case c{200, 2, 1, 64, 32, 3, DType::bf16};
   check_routing(c);
   check_attention(c);
   check_dense(c, 10, 150, 4);
   check_dense(c, 3, 190, 0, {16, 32, 64, 128});
+  // Query windows on both attention paths (window indexing under memcheck).
+  for (const char* spec : {"attn_path=gather", "attn_path=tile"}) {
+    INFO("tuning " << spec);
+    CudaTuning t;
+    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
+    set_cuda_tuning(t);
+    check_attention_windows(c, {{37, 100}, {199, 1}, {130, -1}});
+  }
 }
 
 TEST_CASE("gpu: kconv matches the CPU", "[gpu][small]") {
@@ -711,6 +812,74 @@ TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
   set_cuda_tuning(CudaTuning{});
   check_attention(exact_case({3000, 2, 1, 128, 32, 80, DType::bf16}, false));    // automatic: tile
   check_attention(exact_case({3000, 2, 1, 64, 16, 150, DType::f16}, false));     // automatic: tile
+}
+
+// Query windows (MobaAttentionParams::q_begin / q_count) on the gather path, the tile path
+// (forced; where it does not apply — B not a multiple of 16, fp16x3 — the gather path runs) and
+// the automatic choice: windows that start and end off the 64-row tiles and mid-block, one
+// row, the end of a ragged last block, fast and exact numerics, raw 16-bit operands and fp32
+// views converted on the device. Each window meets the CPU's window and equals the full
+// call's rows bit for bit.
+TEST_CASE("gpu: moba attention on query windows", "[gpu][window]") {
+  struct Restore {
+    ~Restore() { set_cuda_tuning(CudaTuning{}); }
+  } restore;
+  const Case cases[] = {
+      // T, Hq, Hkv, d, B, k, dtype
+      {1000, 2, 1, 64, 64, 3, DType::bf16},   // ragged last block, GQA 2:1
+      {257, 2, 2, 48, 16, 4, DType::f16},     // head dim 48, B = 16, ragged
+      {777, 2, 1, 64, 100, 1, DType::f16},    // k = 1, B not a multiple of 16 (gather only)
+      {513, 4, 2, 128, 128, 8, DType::bf16},  // k >= n_blocks, GQA 2:1, head dim 128
+      {1023, 4, 1, 64, 32, 6, DType::f32},    // fp32 views: bf16 (fast), fp16x3 (exact, gather only)
+      {700, 2, 2, 128, 16, 50, DType::bf16},  // dense (k B > T): the automatic choice is tile
+  };
+  for (const char* spec : {"attn_path=gather", "attn_path=tile", ""}) {
+    INFO("tuning '" << spec << "'");
+    CudaTuning t;
+    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
+    set_cuda_tuning(t);
+    for (const Case& c : cases) {
+      const int64_t T = c.n_tokens;
+      const std::vector<std::pair<int64_t, int64_t>> windows = {
+          {37, 300 < T - 37 ? 300 : T - 37},  // off the 64-row tiles, mid-block at both ends
+          {0, 70},                            // from the start, a partial last tile
+          {T - 1, 1},                         // the last row alone
+          {T / 2 + 5, -1},                    // to the end (ragged last block)
+      };
+      for (const Precision pr : {Precision::fast, Precision::exact}) {
+        Case w = c;
+        w.precision = pr;
+        check_attention_windows(w, windows);
+      }
+      if (c.dtype != DType::f32) check_attention_windows(exact_case(c, true), windows);  // typed fp32 views
+    }
+  }
+  // Through the host staging (kernels/dispatch.h): the window's selections in, its rows out.
+  const Case c = exact_case({600, 2, 1, 64, 64, 3, DType::bf16}, true);
+  INFO(c.str() << " from host, window [100, 400)");
+  const AttnInputs in = attention_inputs(c);
+  std::vector<int32_t> wsel(2 * 300 * 3);
+  for (int64_t h = 0; h < 2; ++h)
+    std::copy(in.sel.begin() + (h * 600 + 100) * 3, in.sel.begin() + (h * 600 + 400) * 3, wsel.begin() + h * 300 * 3);
+  std::vector<float> out(2 * 300 * 64), lse(2 * 300), g_out(out.size()), g_lse(lse.size());
+  MobaAttentionParams ap;
+  ap.q = Operand::of_dtype(in.q.view(), c.dtype);
+  ap.k = Operand::of_dtype(in.k.view(), c.dtype);
+  ap.v = Operand::of_dtype(in.v.view(), c.dtype);
+  ap.selected = wsel.data();
+  ap.top_k = 3;
+  ap.block_size = 64;
+  ap.out = out.data();
+  ap.lse = lse.data();
+  ap.q_begin = 100;
+  ap.q_count = 300;
+  moba_attention_cpu(ap);
+  MobaAttentionParams ag = ap;
+  ag.precision = Precision::exact;
+  ag.out = g_out.data();
+  ag.lse = g_lse.data();
+  CUDA_OK(moba_attention_cuda_from_host(ag));
+  compare_attention(c, in, 100, 300, g_out, g_lse, out, lse);
 }
 
 TEST_CASE("gpu: exact numerics, dense pass vs the CPU", "[gpu][exact]") {
