@@ -270,9 +270,9 @@ void setup_group(Group& g) {
 struct HeadBuffers {
   Dev<float> metrics;      // [slot = ci * n_routers + ri][8][T]
   Dev<float> oracle_cov;   // [ci][T]
-  std::vector<Dev<int32_t>> sel;  // [slot]: [T, k]
+  std::vector<Dev<int32_t>> sel;  // [slot]: [window, k], the current attention window's rows
   Dev<float> o_full;              // [T, d]
-  std::vector<Dev<float>> o_moba; // [stream]: [T, d]
+  std::vector<Dev<float>> o_moba; // [stream]: [window, d]
   Dev<gpu::SnrRow> snr;           // [gi * n_bs + bi][T]
   Dev<unsigned long long> planted_hits, signal_hits;  // [ci * kSlots + slot], [ci * kMaxGates + gi]
   Dev<unsigned long long> sel_count;  // [ci * kSlots + slot]: variable-budget rows' sum of |S_t|
@@ -315,8 +315,8 @@ void score_row_chunk(const Group& g, int64_t local, int si, int bi, int64_t t0, 
 }
 
 // Stage 3 on the device for one chunk of one head.
-void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBuffers& h, ChunkBuffers& cb,
-                   StageClock& clock) {
+void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_t w0, HeadBuffers& h,
+                   ChunkBuffers& cb, StageClock& clock) {
   const AnalyzePlan& plan = g.plan;
   const int d = static_cast<int>(g.d);
   // Dense pass: lse, o_full, block masses, top keys.
@@ -389,6 +389,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
         a.sel[jc][slot_in_row] = h.sel[slot].get();
       }
     }
+    a.sel_t0 = w0;
     a.planted_hits = h.planted_hits.get();
     a.signal_hits = h.signal_hits.get();
     a.planted = h.planted.size() ? h.planted.get() : nullptr;
@@ -412,6 +413,8 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, HeadBu
 // query head, small k) fills little of the device: they run on kAttnStreams streams, each
 // with its own o_moba, ordered after the selections and before the reductions by events.
 constexpr int kAttnStreams = 4;
+// Device bytes for the selections of one attention window, all (configuration, router)s.
+constexpr int64_t kSelectionBytes = int64_t{2} << 30;
 struct AttnStreams {
   cudaStream_t s[kAttnStreams] = {};
   cudaEvent_t ready = nullptr, done[kAttnStreams] = {};
@@ -430,7 +433,8 @@ struct AttnStreams {
   AttnStreams& operator=(const AttnStreams&) = delete;
 };
 
-void output_errors(const Group& g, int64_t local, HeadBuffers& h, AttnStreams& st) {
+// Queries [w0, w0 + wn): the window whose selections h.sel holds.
+void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBuffers& h, AttnStreams& st) {
   ck(cudaEventRecord(st.ready, nullptr), "event record");
   for (int i = 0; i < kAttnStreams; ++i) ck(cudaStreamWaitEvent(st.s[i], st.ready, 0), "stream wait");
   for (int ci = 0; ci < g.plan.n_configs(); ++ci)
@@ -453,16 +457,18 @@ void output_errors(const Group& g, int64_t local, HeadBuffers& h, AttnStreams& s
         ap.v = g.v.operand(prec);
       }
       ap.selected = h.sel[slot].get();
+      ap.q_begin = w0;
+      ap.q_count = wn;
       ap.top_k = g.plan.configs[ci].top_k;
       ap.block_size = g.plan.configs[ci].block_size;
       ap.out = h.o_moba[si].get();
       ck_op(kernels::moba_attention_cuda(ap, st.s[si]), "MoBA attention");
-      float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T;
+      float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T + w0;
       const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err),
                  cosine = static_cast<int64_t>(PositionMetric::output_cosine);
-      const int64_t threads = 256, blocks = (g.T * 32 + threads - 1) / threads;
+      const int64_t threads = 256, blocks = (wn * 32 + threads - 1) / threads;
       gpu::output_error_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(
-          h.o_moba[si].get(), h.o_full.get(), g.T, static_cast<int>(g.d), M + rel * g.T, M + cosine * g.T);
+          h.o_moba[si].get(), h.o_full.get() + w0 * g.d, wn, static_cast<int>(g.d), M + rel * g.T, M + cosine * g.T);
       ck_launch("output error");
     }
   for (int i = 0; i < kAttnStreams; ++i) {
@@ -615,20 +621,30 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
 
 // Stage 5b: the per-position arrays and selections of the kept (configuration, router)s
 // (opt.keep, or all of them with opt.keep_arrays), for the host; the others get their key only.
-void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures& m) {
+ConfigKey slot_key(const Group& g, int64_t head, int slot) {
+  const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
+  return {g.in.layer, head, cfg.block_size, cfg.top_k, g.opt.routers[slot % g.n_routers]};
+}
+// Whether the selection of `key` comes back to the host (T x k int32: at a fixed sparsity k
+// grows with T, so only where it is kept).
+bool keeps_selection_of(const Group& g, const ConfigKey& key) {
+  return g.opt.keep_arrays || g.opt.keep.keeps_selection(key, g.T);
+}
+
+// `kept_sel`: the kept selections, copied back window by window (keeps_selection_of).
+void download_arrays(const Group& g, int64_t head, HeadBuffers& h, std::vector<std::vector<int32_t>>& kept_sel,
+                     HeadMeasures& m) {
   const int64_t T = g.T;
   const int n_slots = g.plan.n_configs() * g.n_routers;
   for (int slot = 0; slot < n_slots; ++slot) {
     const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
     PositionArrays a;
-    a.key = {g.in.layer, head, cfg.block_size, cfg.top_k, g.opt.routers[slot % g.n_routers]};
-    if (!g.opt.keep_arrays && !g.opt.keep.keeps_arrays(a.key) && !g.opt.keep.keeps_selection(a.key, g.T)) {
+    a.key = slot_key(g, head, slot);
+    if (!g.opt.keep_arrays && !g.opt.keep.keeps_arrays(a.key) && !keeps_selection_of(g, a.key)) {
       m.arrays.push_back(std::move(a));  // not kept: the key only, nothing copied back
       continue;
     }
-    // The selection only where it is kept (T x k int32: at fixed sparsity k grows with T).
-    if (g.opt.keep_arrays || g.opt.keep.keeps_selection(a.key, T))
-      a.selected = h.sel[static_cast<size_t>(slot)].download(static_cast<size_t>(T * cfg.top_k));
+    a.selected = std::move(kept_sel[static_cast<size_t>(slot)]);
     const float* src = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * T;
     for (const auto& info : position_metrics()) {
       std::vector<float>& v = a.metric(info.metric);
@@ -695,13 +711,22 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   for (int gi = 0; gi < g.n_gates; ++gi)
     if (g.gate_kinds[gi] == RouterKind::moba_kconv) alloc_moments(cb.gate_moments[gi], g.chunk, g.n_base, false);
 
+  // The attention window: MoBA attention and the output error run once per window of queries,
+  // so the selections are held for one window at a time — at a fixed sparsity k grows with T,
+  // and every (configuration, router)'s [T, k] at once took 26 GB at 128K tokens (B6).
+  // The whole sequence when that fits kSelectionBytes, else the most chunks that do.
+  int64_t sum_k = 0;
+  for (int slot = 0; slot < n_slots; ++slot) sum_k += plan.configs[slot / g.n_routers].top_k;
+  const int64_t fit = kSelectionBytes / (std::max<int64_t>(sum_k, 1) * static_cast<int64_t>(sizeof(int32_t)));
+  const int64_t window = std::min(T, std::max(g.chunk, fit / g.chunk * g.chunk));
+
   HeadBuffers h;
   h.metrics.resize(static_cast<size_t>(n_slots) * kMetricCount * T);
   h.oracle_cov.resize(static_cast<size_t>(plan.n_configs() * T));
   for (int slot = 0; slot < n_slots; ++slot)
-    h.sel.emplace_back(static_cast<size_t>(T * plan.configs[slot / g.n_routers].top_k));
+    h.sel.emplace_back(static_cast<size_t>(window * plan.configs[slot / g.n_routers].top_k));
   h.o_full.resize(static_cast<size_t>(T * g.d));
-  for (int i = 0; i < kAttnStreams; ++i) h.o_moba.emplace_back(static_cast<size_t>(T * g.d));
+  for (int i = 0; i < kAttnStreams; ++i) h.o_moba.emplace_back(static_cast<size_t>(window * g.d));
   AttnStreams attn_streams;
   h.snr.resize(static_cast<size_t>(std::max(1, g.n_gates * plan.n_block_sizes())) * T);
   h.planted_hits.resize(static_cast<size_t>(plan.n_configs() * kSlots));
@@ -718,20 +743,36 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     ck_launch("metrics init");
     if (in.planted && !in.planted->empty())
       h.planted.upload(in.planted->data() + head * T, static_cast<size_t>(T));
-    for (int64_t t0 = 0; t0 < T; t0 += g.chunk) {
-      const int64_t nq = std::min(g.chunk, T - t0);
-      measure_chunk(g, local, t0, nq, h, cb, clock);
-      if (progress) {
-        const int64_t done = (t0 + nq + plan.chunk - 1) / plan.chunk - (t0 + plan.chunk - 1) / plan.chunk;
-        ck(cudaDeviceSynchronize(), "chunk");
-        progress->advance(done);
+    std::vector<std::vector<int32_t>> kept_sel(static_cast<size_t>(n_slots));
+    for (int slot = 0; slot < n_slots; ++slot)
+      if (keep_arrays && keeps_selection_of(g, slot_key(g, head, slot)))
+        kept_sel[static_cast<size_t>(slot)].resize(static_cast<size_t>(T * plan.configs[slot / g.n_routers].top_k));
+    for (int64_t w0 = 0; w0 < T; w0 += window) {
+      const int64_t wn = std::min(window, T - w0);
+      for (int64_t t0 = w0; t0 < w0 + wn; t0 += g.chunk) {
+        const int64_t nq = std::min(g.chunk, w0 + wn - t0);
+        measure_chunk(g, local, t0, nq, w0, h, cb, clock);
+        if (progress) {
+          const int64_t done = (t0 + nq + plan.chunk - 1) / plan.chunk - (t0 + plan.chunk - 1) / plan.chunk;
+          ck(cudaDeviceSynchronize(), "chunk");
+          progress->advance(done);
+        }
       }
+      output_errors(g, local, w0, wn, h, attn_streams);
+      clock.lap("MoBA attention + output error");
+      for (int slot = 0; slot < n_slots; ++slot) {
+        std::vector<int32_t>& dst = kept_sel[static_cast<size_t>(slot)];
+        if (dst.empty()) continue;
+        const int64_t K = plan.configs[slot / g.n_routers].top_k;
+        ck(cudaMemcpy(dst.data() + w0 * K, h.sel[static_cast<size_t>(slot)].get(),
+                      static_cast<size_t>(wn * K) * sizeof(int32_t), cudaMemcpyDeviceToHost),
+           "download selections");
+      }
+      clock.lap("download arrays");
     }
-    output_errors(g, local, h, attn_streams);
-    clock.lap("MoBA attention + output error");
     HeadMeasures m = reduce_head(g, head, h);
     clock.lap("reductions");
-    if (keep_arrays) download_arrays(g, head, h, m);
+    if (keep_arrays) download_arrays(g, head, h, kept_sel, m);
     clock.lap("download arrays");
     head_done(m);
     clock.lap("host: hand-off to the summary queue");

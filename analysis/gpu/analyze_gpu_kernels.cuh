@@ -321,9 +321,10 @@ struct RowArgs {
   const int32_t* top = nullptr;                // [nq, n_top]
   int n_top = 0, top_n = 0;
   // Outputs: per (configuration jc of this block size, slot) the 8 metric arrays ([8][T],
-  // null when the router is not listed) and the selection [T, k] (null: not listed).
+  // null when the router is not listed) and the selection [window, k] (null: not listed).
   float* metric[kMaxCfgPerBlock][kSlots] = {};
-  int32_t* sel[kMaxCfgPerBlock][kSlots] = {};
+  int32_t* sel[kMaxCfgPerBlock][kSlots] = {};  // rows from sel_t0: query t at (t - sel_t0) * k
+  int64_t sel_t0 = 0;                          // the attention window's first query
   float* oracle_cov[kMaxCfgPerBlock] = {};     // [T]: R*_t
   unsigned long long* planted_hits = nullptr;  // [ci * kSlots + slot]
   unsigned long long* signal_hits = nullptr;   // [ci * kMaxGates + gi]
@@ -439,7 +440,7 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
       write_metrics(a.metric[jc][0], cov, npick, choice, npick > 0 ? 1.0 : static_cast<double>(quiet_nan()),
                     s.tok + n_top_cur);
       if (tid == 0 && choice && planted_b >= 0 && sm.orank[planted_b] < npick) atomicAdd(&a.planted_hits[a.cfg_index[jc] * kSlots], 1ull);
-      write_selection<THREADS, IPT>(sm, sm.orank, c, npick, K, a.sel[jc][0] + t * K);
+      write_selection<THREADS, IPT>(sm, sm.orank, c, npick, K, a.sel[jc][0] + (t - a.sel_t0) * K);
     }
   }
 
@@ -468,7 +469,7 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
         atomicAdd(&a.planted_hits[a.cfg_index[jc] * kSlots + slot], 1ull);
       if (tid == 0 && choice && mode != kRowFixed && a.sel_count)
         atomicAdd(&a.sel_count[a.cfg_index[jc] * kSlots + slot], static_cast<unsigned long long>(npick + 1));
-      write_selection<THREADS, IPT>(sm, sm.grank, c, npick, K, a.sel[jc][slot] + t * K);
+      write_selection<THREADS, IPT>(sm, sm.grank, c, npick, K, a.sel[jc][slot] + (t - a.sel_t0) * K);
     }
     // SNR probe of a gate (c >= 2): pairs D = s(b*) - s(b) over the other routable blocks,
     // b*'s rank, and the model's token-score sums.
