@@ -7,7 +7,8 @@
 //
 // Memory per analysed head: the KV group's q/k/v slices, o_full [n_tokens, head_dim], and per
 // (configuration, router) its selection [n_tokens, top_k] and eight per-position float arrays
-// (the MoBA output needs the whole selection: moba_attention has no query range). Per chunk:
+// (the host path runs MoBA attention once over the whole selection; the GPU path, per window
+// of queries: analysis/gpu/analyze_gpu.cu). Per chunk:
 // block masses [chunk, n_blocks(B)] per block size. Nothing is n_tokens x n_tokens or
 // n_tokens x n_blocks.
 //
