@@ -782,12 +782,12 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, HeadMeasures&
     const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
     PositionArrays a;
     a.key = {g.in.layer, head, cfg.block_size, cfg.top_k, g.opt.routers[slot % g.n_routers]};
-    if (!g.opt.keep_arrays && !g.opt.keep.keeps_arrays(a.key) && !g.opt.keep.keeps_selection(a.key, g.T)) {
+    if (!g.opt.keep_arrays && !g.opt.keep.keeps_arrays(a.key) && !g.opt.keep.keeps_selection(a.key)) {
       m.arrays.push_back(std::move(a));  // not kept: the key only, nothing copied back
       continue;
     }
     // The selection only where it is kept (T x k int32: at fixed sparsity k grows with T).
-    if (g.opt.keep_arrays || g.opt.keep.keeps_selection(a.key, T))
+    if (g.opt.keep_arrays || g.opt.keep.keeps_selection(a.key))
       a.selected = h.sel[static_cast<size_t>(slot)].download(static_cast<size_t>(T * cfg.top_k));
     const float* src = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * T;
     for (const auto& info : position_metrics()) {
