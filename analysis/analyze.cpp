@@ -18,6 +18,7 @@
 #include <memory>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 #include "analysis/gpu/analyze_gpu.h"
@@ -416,7 +417,7 @@ void summary_commit(const GroupInput& in, const AnalyzeOptions& opt, const Analy
       key_only.key = row.key;
       write_configuration(*h5, have ? m.arrays[slot] : key_only, row, result.buckets.data() + first_bucket,
                           result.buckets.size() - first_bucket, T, have && opt.keep.keeps_arrays(row.key),
-                          have && opt.keep.keeps_selection(row.key, T));
+                          have && opt.keep.keeps_selection(row.key));
     }
     result.rows.push_back(std::move(row));
   }
@@ -437,7 +438,10 @@ void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const Analy
   summary_commit(in, opt, plan, gates, m, rows, result, h5);
 }
 
-// The host measurement of one head as HeadMeasures (its arrays moved out when kept).
+// The host measurement of one head as HeadMeasures. With `keep_arrays`, the arrays are moved
+// out: every one with opt.keep_arrays, else (for analysis.h5) those opt.keep keeps, the
+// selection only where kept; the others carry their key only and are freed here (as the GPU
+// path's download_arrays never copies them back).
 HeadMeasures host_measures(const GroupContext& g, HeadState& h, bool keep_arrays) {
   const int64_t T = g.plan.n_tokens;
   const std::vector<int64_t> edges = bucket_edges(T, g.opt.n_buckets, g.opt.bucket_width);
@@ -449,6 +453,16 @@ HeadMeasures host_measures(const GroupContext& g, HeadState& h, bool keep_arrays
   m.snr = std::move(h.snr);
   m.signal_hits = std::move(h.signal_hits);
   m.planted_hits = std::move(h.planted_hits);
+  if (keep_arrays && !g.opt.keep_arrays)
+    for (PositionArrays& a : h.arrays) {
+      if (!g.opt.keep.keeps_arrays(a.key)) {
+        PositionArrays key_only;
+        key_only.key = a.key;
+        a = std::move(key_only);
+      } else if (!g.opt.keep.keeps_selection(a.key)) {
+        std::vector<int32_t>().swap(a.selected);
+      }
+    }
   if (keep_arrays) m.arrays = std::move(h.arrays);
   return m;
 }
@@ -620,6 +634,8 @@ void analyze_group_queued(const GroupInput& in, const AnalyzeOptions& opt, Progr
                           SummaryQueue& queue, GroupResult& result) {
   const AnalyzePlan plan = make_plan(opt, in.q.n_tokens);
   if (plan.n_tokens == 0) return;
+  if (opt.keep.budget_bytes > 0 && !opt.keep.admission.decided)
+    throw std::logic_error("analyze: the keep rule's budget is not decided (apply_keep_budget, once per run)");
   if (opt.device == Device::cuda && gpu_analysis_unsupported(opt, plan, in.q.head_dim).empty()) {
     analyze_group_on_gpus(in, opt, plan, progress, h5, queue, result);
     return;

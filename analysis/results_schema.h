@@ -62,12 +62,16 @@ double bucket_row_mean(const BucketRow& row, size_t i);
 
 // Root attributes saying what was kept (written by `moba analyze`, read by `moba info` and
 // the viewer): positions (the level name), positions_rule (PositionKeep::describe()),
-// n_configurations, n_with_arrays, n_with_selection (integers).
+// n_configurations, n_with_arrays, n_with_selection, positions_budget_bytes (the default kept
+// set's per-head budget, 0 = none), positions_kept_bytes (position_bytes summed over
+// one kept head's pairs) (integers).
 constexpr const char* kAttrPositions = "positions";
 constexpr const char* kAttrPositionsRule = "positions_rule";
 constexpr const char* kAttrNConfigurations = "n_configurations";
 constexpr const char* kAttrNWithArrays = "n_with_arrays";
 constexpr const char* kAttrNWithSelection = "n_with_selection";
+constexpr const char* kAttrPositionsBudget = "positions_budget_bytes";
+constexpr const char* kAttrPositionsKeptBytes = "positions_kept_bytes";
 
 // The stored width of a selection over n_blocks blocks: the smallest of 8, 16, 32 bits
 // holding [-1, n_blocks - 1].

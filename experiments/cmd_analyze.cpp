@@ -6,7 +6,8 @@
 //   summary.json   every row of the two CSVs
 //   analysis.h5    summary attributes and bucket curves of every configuration; per-position
 //                  metrics and selections of those the keep rule keeps (--positions,
-//                  --keep-*; analysis/position_keep.h), compressed
+//                  --keep-*, the default set's per-head budget; analysis/position_keep.h),
+//                  compressed
 //   run.json       the run record (resolved config, git commit, device)
 // Everything is written into DIR.partial and renamed to DIR at the end; the CSV/JSON files
 // are rewritten (atomically) after every layer, so an interrupted run keeps its finished
@@ -86,12 +87,18 @@ const char* const kUsage =
     "                          per-position data kept in analysis.h5 (selected): none = bucket\n"
     "                          curves only; metrics = metric arrays of the kept set; selected =\n"
     "                          metric arrays and selections of the kept set; all = both for\n"
-    "                          every head and configuration. Every configuration always gets\n"
-    "                          its summary and position-bucket curves\n"
+    "                          every head and configuration (no limit: T^2 x configurations).\n"
+    "                          Every configuration always gets its summary and position-bucket\n"
+    "                          curves. Without --keep-*, the kept set is the first analysed head\n"
+    "                          of every layer, and of its configurations (B, k, router) those\n"
+    "                          that fit a 256 MiB per-head budget, smallest first (the same\n"
+    "                          ones for every layer); the others keep bucket curves only\n"
     "  --keep-heads LIST       the kept set's heads, of every layer: first (the lowest analysed\n"
     "                          head; default), all, or indices\n"
     "  --keep-configs LIST     the kept set's configurations: all (default) or B64_k8, B128 (every k)\n"
     "  --keep-routers LIST     the kept set's routers: all (default) or names\n"
+    "                          A set named with --keep-* is kept whole, without a budget (a\n"
+    "                          note says when it is larger than 256 MiB per head)\n"
     "  --precision exact|fast  CUDA numerics (exact): the dump's own precision, or bf16 tensor cores\n"
     "  --json                  print the rows as JSON on stdout instead of the table\n"
     "  --quiet                 no progress on stderr\n"
@@ -123,7 +130,7 @@ KeptCounts count_kept(const analysis::DumpAnalysis& a, const analysis::PositionK
   for (const auto& r : a.head_rows) {
     ++c.configurations;
     c.with_arrays += keep.keeps_arrays(r.key) ? 1 : 0;
-    c.with_selection += keep.keeps_selection(r.key, a.n_tokens) ? 1 : 0;
+    c.with_selection += keep.keeps_selection(r.key) ? 1 : 0;
   }
   return c;
 }
@@ -140,7 +147,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   const Args args(argv,
                   with_routing_flags({"block-sizes", "top-k", "sparsity", "out", "layers", "heads", "routers", "top-n",
                                       "buckets", "bucket-width", "trailing", "query-chunk", "gpus", "positions",
-                                      "keep-heads", "keep-configs", "keep-routers"}),
+                                      "keep-heads", "keep-configs", "keep-routers", "keep-budget-bytes"}),
                   {"json", "quiet", "help", "profile"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -183,6 +190,13 @@ int run_analyze(const std::vector<std::string>& argv) {
   keep_flags.configs = args.str_list("keep-configs", {});
   keep_flags.routers = args.str_list("keep-routers", {});
   opt.keep = analysis::resolve_keep_flags(keep_flags, heads);
+  // Not in --help: the default kept set's budget in bytes, for tests that need a small one.
+  if (args.has("keep-budget-bytes")) {
+    if (opt.keep.budget_bytes <= 0)
+      throw UsageError("--keep-budget-bytes: only the default kept set has a budget (not with --keep-* or "
+                       "--positions all|none)");
+    opt.keep.budget_bytes = args.integer("keep-budget-bytes", analysis::kDefaultKeepBudget, 1, INT64_MAX / 2);
+  }
   for (const auto r : opt.keep.routers)
     if (std::find(opt.routers.begin(), opt.routers.end(), r) == opt.routers.end())
       throw UsageError(std::string("--keep-routers: ") + analysis::router_name(r) + " is not analysed (see --routers)");
@@ -221,6 +235,19 @@ int run_analyze(const std::vector<std::string>& argv) {
         }))
       throw UsageError("--keep-configs: " + analysis::keep_config_name(c) + " is not analysed at T=" +
                        std::to_string(n_tokens) + " (see --block-sizes, --top-k / --sparsity)");
+  // The default kept set's budget, decided once from the plan: every layer and head keeps the
+  // same (configuration, router) pairs. A named set is kept whole; say when it is large.
+  std::vector<std::pair<int64_t, int>> plan_configs;
+  for (const auto& c : resolved) plan_configs.emplace_back(c.block_size, c.top_k);
+  analysis::apply_keep_budget(&opt.keep, n_tokens, plan_configs, opt.routers);
+  const int64_t kept_bytes = analysis::kept_bytes_per_head(opt.keep, n_tokens, plan_configs, opt.routers);
+  const bool named_set = opt.keep.budget_bytes == 0 && (opt.keep.level == analysis::PositionLevel::metrics ||
+                                                        opt.keep.level == analysis::PositionLevel::selected);
+  if (named_set && kept_bytes > analysis::kDefaultKeepBudget)
+    std::fprintf(stderr,
+                 "moba analyze: note: the kept set named by --keep-* holds %s of per-position data per kept head, "
+                 "more than the default set's %s budget; kept as named\n",
+                 analysis::format_bytes(kept_bytes).c_str(), analysis::format_bytes(analysis::kDefaultKeepBudget).c_str());
 
   const fs::path work = out_dir.string() + ".partial";
   std::error_code ec;
@@ -244,6 +271,8 @@ int run_analyze(const std::vector<std::string>& argv) {
     h5.set_integer("/", analysis::kAttrNConfigurations, kept.configurations);
     h5.set_integer("/", analysis::kAttrNWithArrays, kept.with_arrays);
     h5.set_integer("/", analysis::kAttrNWithSelection, kept.with_selection);
+    h5.set_integer("/", analysis::kAttrPositionsBudget, opt.keep.budget_bytes);
+    h5.set_integer("/", analysis::kAttrPositionsKeptBytes, kept_bytes);
     const auto t_commit = std::chrono::steady_clock::now();
     h5.commit();
     commit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_commit).count();
@@ -316,6 +345,18 @@ int run_analyze(const std::vector<std::string>& argv) {
     o.add_raw("keep_configs", narrowed && !configs_kept.empty() ? json_array(configs_kept) : json_string("all"));
     o.add_raw("keep_routers", narrowed && !routers_kept.empty() ? json_array(routers_kept) : json_string("all"));
     o.add_string("rule", opt.keep.describe());
+    // The default set's budget (null without one) and what it admitted; the bytes one kept
+    // head holds (analysis/position_keep.h position_bytes).
+    if (opt.keep.budget_bytes > 0) {
+      o.add_integer("budget_bytes_per_head", opt.keep.budget_bytes);
+      std::vector<std::string> admitted;
+      for (const auto& p : opt.keep.admission.admitted) admitted.push_back(json_string(analysis::kept_pair_name(p)));
+      o.add_raw("budget_admitted", json_array(admitted));
+      o.add_integer("budget_candidates", opt.keep.admission.n_candidates);
+    } else {
+      o.add_null("budget_bytes_per_head");
+    }
+    o.add_integer("kept_bytes_per_head", kept_bytes);
     o.add_integer("n_configurations", kept.configurations);
     o.add_integer("n_with_arrays", kept.with_arrays);
     o.add_integer("n_with_selection", kept.with_selection);

@@ -281,13 +281,23 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
     const bool kept = std::find(with_arrays.begin(), with_arrays.end(), h) != with_arrays.end();
     return std::to_string(h) + (kept ? "" : "  (bucket curves only)");
   });
+  // Within a head with arrays, the slots and routers left out (e.g. past the default kept
+  // set's budget) are marked too.
+  const bool head_kept = std::find(with_arrays.begin(), with_arrays.end(), sel.head) != with_arrays.end();
+  const auto& slots_kept = s->nav.slots_with_arrays;
   std::pair<int64_t, int> slot{sel.block_size, sel.top_k};
-  combo("B x k", s->nav.slots, &slot, [](const std::pair<int64_t, int>& x) {
-    return "B=" + std::to_string(x.first) + "  k=" + std::to_string(x.second);
+  combo("B x k", s->nav.slots, &slot, [&](const std::pair<int64_t, int>& x) {
+    const bool kept = !head_kept || std::find(slots_kept.begin(), slots_kept.end(), x) != slots_kept.end();
+    return "B=" + std::to_string(x.first) + "  k=" + std::to_string(x.second) + (kept ? "" : "  (bucket curves only)");
   });
   sel.block_size = slot.first;
   sel.top_k = slot.second;
-  combo("router", s->nav.routers, &sel.router, [](analysis::RouterKind x) { return std::string(analysis::router_name(x)); });
+  const auto& routers_kept = s->nav.routers_with_arrays;
+  const bool slot_kept = std::find(slots_kept.begin(), slots_kept.end(), slot) != slots_kept.end();
+  combo("router", s->nav.routers, &sel.router, [&](analysis::RouterKind x) {
+    const bool kept = !slot_kept || std::find(routers_kept.begin(), routers_kept.end(), x) != routers_kept.end();
+    return std::string(analysis::router_name(x)) + (kept ? "" : "  (bucket curves only)");
+  });
   ImGui::PopItemWidth();
   compare_controls(s);
   panel_toggles(s);

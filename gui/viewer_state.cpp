@@ -41,8 +41,15 @@ void snap_selection(const analysis::ResultsFile& file, ConfigKey* sel, Navigator
     if (file.stored_levels()[i].metrics || file.stored_levels()[i].selection) push_unique(&nav->heads_with_arrays, c.head);
   }
   if (std::find(nav->heads.begin(), nav->heads.end(), sel->head) == nav->heads.end()) sel->head = nav->heads.front();
-  for (const auto& c : configs)
-    if (c.layer == sel->layer && c.head == sel->head) push_unique(&nav->slots, {c.block_size, c.top_k});
+  // Per-position data is kept per (configuration, router): a head may keep some of its slots
+  // (the default kept set's budget), a slot some of its routers.
+  const auto kept = [&file](size_t i) { return file.stored_levels()[i].metrics || file.stored_levels()[i].selection; };
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const ConfigKey& c = configs[i];
+    if (c.layer != sel->layer || c.head != sel->head) continue;
+    push_unique(&nav->slots, {c.block_size, c.top_k});
+    if (kept(i)) push_unique(&nav->slots_with_arrays, {c.block_size, c.top_k});
+  }
   const std::pair<int64_t, int> slot{sel->block_size, sel->top_k};
   if (std::find(nav->slots.begin(), nav->slots.end(), slot) == nav->slots.end()) {
     // Same block size if possible, else the first slot.
@@ -52,9 +59,13 @@ void snap_selection(const analysis::ResultsFile& file, ConfigKey* sel, Navigator
     sel->block_size = pick.first;
     sel->top_k = pick.second;
   }
-  for (const auto& c : configs)
-    if (c.layer == sel->layer && c.head == sel->head && c.block_size == sel->block_size && c.top_k == sel->top_k)
-      push_unique(&nav->routers, c.router);
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const ConfigKey& c = configs[i];
+    if (c.layer != sel->layer || c.head != sel->head || c.block_size != sel->block_size || c.top_k != sel->top_k)
+      continue;
+    push_unique(&nav->routers, c.router);
+    if (kept(i)) push_unique(&nav->routers_with_arrays, c.router);
+  }
   if (std::find(nav->routers.begin(), nav->routers.end(), sel->router) == nav->routers.end()) {
     // Prefer a real router over the oracle: the oracle is what it is compared with.
     auto it = std::find_if(nav->routers.begin(), nav->routers.end(), [](RouterKind r) { return r != RouterKind::oracle; });

@@ -22,7 +22,9 @@ struct NavigatorOptions {
   std::vector<int64_t> heads;                       // of the selected layer
   std::vector<int64_t> heads_with_arrays;           // those with per-position arrays kept (any slot)
   std::vector<std::pair<int64_t, int>> slots;       // (B, k) of the selected layer and head
+  std::vector<std::pair<int64_t, int>> slots_with_arrays;  // those with per-position arrays kept (any router)
   std::vector<analysis::RouterKind> routers;        // of the selected slot
+  std::vector<analysis::RouterKind> routers_with_arrays;   // those with per-position arrays kept
 };
 
 // The panels of the right-hand column (the navigator is always on the left), in the order

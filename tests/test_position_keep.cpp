@@ -5,11 +5,13 @@
 // `moba analyze` records in run.json and analysis.h5.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "analysis/position_keep.h"
@@ -76,31 +78,32 @@ TEST_CASE("PositionKeep: levels, kept set and the CLI flags", "[keep]") {
     CHECK((k.keeps_arrays(h0) && k.keeps_selection(h0) && k.keeps_arrays(h3) && k.keeps_selection(h3)));
   }
   SECTION("moba analyze's default: the first analysed head of every layer, everything else bucket curves") {
-    const PositionKeep k = resolve_keep_flags(KeepFlags{}, {});
+    PositionKeep k = resolve_keep_flags(KeepFlags{}, {});
     CHECK(k.level == PositionLevel::selected);
     CHECK(k.heads == std::vector<int64_t>{0});
+    CHECK(k.budget_bytes == kDefaultKeepBudget);
+    // A budget not yet decided admits nothing.
+    CHECK_FALSE(k.keeps_arrays(h0));
+    apply_keep_budget(&k, 1000, {{64, 8}, {128, 4}}, {RouterKind::moba, RouterKind::oracle});
     CHECK((k.keeps_arrays(h0) && k.keeps_selection(h0)));
     CHECK_FALSE(k.keeps_arrays(h3));
     CHECK_FALSE(k.keeps_selection(h3));
-    CHECK_THAT(k.describe(), Catch::Contains("head 0 of every layer"));
+    CHECK_THAT(k.describe(), Catch::Contains("head 0 of every layer") &&
+                                 Catch::Contains("4 of 4 configurations within the 256 MiB per-head budget"));
     // With --heads 5,3 the first analysed head is 3.
     CHECK(resolve_keep_flags(KeepFlags{}, {5, 3}).heads == std::vector<int64_t>{3});
-    // Selections above kDefaultSelectionCap entries (n_tokens x top_k) keep their metric
-    // arrays only: h0 has k = 8.
-    CHECK(k.max_selection_entries == kDefaultSelectionCap);
-    CHECK(k.keeps_selection(h0, kDefaultSelectionCap / 8));
-    CHECK_FALSE(k.keeps_selection(h0, kDefaultSelectionCap / 8 + 1));
-    CHECK(k.keeps_arrays(h0));
-    CHECK_THAT(k.describe(), Catch::Contains("selections only up to 16777216 entries"));
-    // Naming the kept set lifts the cap.
+    // Naming the kept set: no budget.
     KeepFlags named;
     named.heads = {"0"};
-    CHECK(resolve_keep_flags(named, {}).keeps_selection(h0, int64_t{1} << 40));
+    CHECK(resolve_keep_flags(named, {}).budget_bytes == 0);
+    CHECK(resolve_keep_flags(named, {}).keeps_selection(h0));
   }
   SECTION("levels") {
     KeepFlags f;
     f.positions = "metrics";
-    const PositionKeep m = resolve_keep_flags(f, {});
+    PositionKeep m = resolve_keep_flags(f, {});
+    CHECK(m.budget_bytes == kDefaultKeepBudget);  // the default kept set at level metrics too
+    apply_keep_budget(&m, 1000, {{64, 8}}, {RouterKind::moba});
     CHECK(m.keeps_arrays(h0));
     CHECK_FALSE(m.keeps_selection(h0));
     f.positions = "none";
@@ -351,4 +354,191 @@ TEST_CASE("moba analyze: the keep rule in analysis.h5, run.json and moba info", 
   const std::string text = read_text(info);
   CHECK_THAT(text, Catch::Contains("32 configurations") && Catch::Contains("selections for 8 (int8)") &&
                        Catch::Contains("layer/head 0/1, 0/3") && Catch::Contains("heads 1,3 of every layer"));
+}
+
+TEST_CASE("PositionKeep: the default kept set's per-head byte budget", "[keep]") {
+  const int64_t T = 1000;
+  // One (configuration, router) pair: 8 float32 metric arrays and the uint8 choice flags per
+  // position, plus the int32 selection at level selected.
+  CHECK(position_bytes(T, 8, PositionLevel::selected) == T * 33 + T * 8 * 4);
+  CHECK(position_bytes(T, 8, PositionLevel::all) == T * 33 + T * 8 * 4);
+  CHECK(position_bytes(T, 8, PositionLevel::metrics) == T * 33);
+  CHECK(position_bytes(T, 8, PositionLevel::none) == 0);
+
+  // Plan order: B16_k8, B32_k4, B64_k2, B128_k1; per pair 65000, 49000, 41000, 37000 bytes.
+  const std::vector<std::pair<int64_t, int>> configs{{16, 8}, {32, 4}, {64, 2}, {128, 1}};
+  const std::vector<RouterKind> routers{RouterKind::moba, RouterKind::oracle};
+  const auto with_budget = [&](int64_t budget) {
+    PositionKeep k = resolve_keep_flags(KeepFlags{}, {});
+    k.budget_bytes = budget;
+    apply_keep_budget(&k, T, configs, routers);
+    return k;
+  };
+
+  SECTION("smallest first, ties in plan order (configuration, then router), within the budget") {
+    const PositionKeep k = with_budget(2 * 37000 + 2 * 41000 + 49000 + 48999);
+    CHECK(k.admission.decided);
+    CHECK(k.admission.n_candidates == 8);
+    // B32_k4's oracle pair would pass the budget by one byte; B16_k8 is the largest.
+    const std::vector<KeptPair> want{{32, 4, RouterKind::moba},
+                                     {64, 2, RouterKind::moba},
+                                     {64, 2, RouterKind::oracle},
+                                     {128, 1, RouterKind::moba},
+                                     {128, 1, RouterKind::oracle}};
+    CHECK(k.admission.admitted == want);
+    CHECK(k.admission.bytes == 2 * 37000 + 2 * 41000 + 49000);
+    CHECK(kept_bytes_per_head(k, T, configs, routers) == k.admission.bytes);
+    CHECK(k.keeps_selection({0, 0, 32, 4, RouterKind::moba}));
+    CHECK_FALSE(k.keeps_arrays({0, 0, 32, 4, RouterKind::oracle}));
+    CHECK_FALSE(k.keeps_arrays({0, 0, 16, 8, RouterKind::moba}));
+    CHECK_THAT(k.describe(), Catch::Contains("5 of 8 configurations within the 248.0 KiB per-head budget") &&
+                                 Catch::Contains("200.2 KiB kept per head"));
+  }
+  SECTION("every budget: the admitted pairs fit it and are no larger than any left out") {
+    for (int64_t budget = 1; budget <= 450000; budget += 3001) {
+      const PositionKeep k = with_budget(budget);
+      CHECK(k.admission.bytes <= budget);
+      int64_t largest_in = 0, smallest_out = INT64_MAX;
+      for (const auto& [B, kk] : configs)
+        for (const RouterKind r : routers) {
+          const int64_t b = position_bytes(T, kk, PositionLevel::selected);
+          if (k.keeps_arrays({0, 0, B, kk, r})) largest_in = std::max(largest_in, b);
+          else smallest_out = std::min(smallest_out, b);
+        }
+      CHECK(largest_in <= smallest_out);
+      if (smallest_out != INT64_MAX) CHECK(k.admission.bytes + smallest_out > budget);  // the next one does not fit
+    }
+    CHECK(with_budget(1).admission.admitted.empty());
+    CHECK(with_budget(kDefaultKeepBudget).admission.admitted.size() == 8);  // a small plan fits whole
+  }
+  SECTION("the same pairs for every layer; only the kept head") {
+    const PositionKeep k = with_budget(2 * 37000 + 2 * 41000);
+    for (int layer = 0; layer < 4; ++layer)
+      for (const auto& [B, kk] : configs)
+        for (const RouterKind r : routers) {
+          const bool admitted = kk <= 2;
+          CHECK(k.keeps_arrays({layer, 0, B, kk, r}) == admitted);
+          CHECK(k.keeps_selection({layer, 0, B, kk, r}) == admitted);
+          CHECK_FALSE(k.keeps_arrays({layer, 1, B, kk, r}));
+        }
+  }
+  SECTION("level metrics counts the metric arrays only") {
+    KeepFlags f;
+    f.positions = "metrics";
+    PositionKeep k = resolve_keep_flags(f, {});
+    k.budget_bytes = 8 * 33000;
+    apply_keep_budget(&k, T, configs, routers);
+    CHECK(k.admission.admitted.size() == 8);
+    CHECK_FALSE(k.keeps_selection({0, 0, 16, 8, RouterKind::moba}));
+  }
+  SECTION("named sets, --positions all and none: no budget, kept as named") {
+    for (const char* flag : {"heads", "configs", "routers"}) {
+      KeepFlags f;
+      if (std::string(flag) == "heads") f.heads = {"0"};
+      if (std::string(flag) == "configs") f.configs = {"B16"};
+      if (std::string(flag) == "routers") f.routers = {"moba"};
+      PositionKeep k = resolve_keep_flags(f, {});
+      CHECK(k.budget_bytes == 0);
+      apply_keep_budget(&k, int64_t{1} << 20, configs, routers);  // nothing to decide
+      CHECK_FALSE(k.admission.decided);
+      CHECK(k.keeps_selection({0, 0, 16, 8, RouterKind::moba}));
+      CHECK_THAT(k.describe(), !Catch::Contains("budget"));
+    }
+    KeepFlags f;
+    f.heads = {"0"};
+    // 2^20 tokens: a named set far above the default budget is kept whole (analyze notes it).
+    const PositionKeep named = resolve_keep_flags(f, {});
+    CHECK(kept_bytes_per_head(named, int64_t{1} << 20, configs, routers) > kDefaultKeepBudget);
+    f = KeepFlags{};
+    f.positions = "all";
+    CHECK(resolve_keep_flags(f, {}).budget_bytes == 0);
+    f.positions = "none";
+    CHECK(resolve_keep_flags(f, {}).budget_bytes == 0);
+    CHECK(kept_bytes_per_head(resolve_keep_flags(f, {}), T, configs, routers) == 0);
+  }
+  CHECK(format_bytes(kDefaultKeepBudget) == "256 MiB");
+  CHECK(format_bytes(900) == "900 bytes");
+  CHECK(format_bytes(int64_t{3} << 29) == "1.5 GiB");
+}
+
+TEST_CASE("moba analyze: the default kept set under a per-head budget", "[keep][cli]") {
+  ScratchDir dir("keep_budget");
+  const std::string dump = dir.file("synth.h5"), out = dir.file("ana"), named = dir.file("named");
+  const std::string bin = MOBA_BINARY;
+  REQUIRE(exit_status(bin + " synth --out " + dump + " --seed 4 --tokens 512 --heads 2 --kv-heads 1 --head-dim 32 " +
+                      "--min-distance 64 --quiet > /dev/null") == 0);
+  // 11 configurations (B64_k8 has k = n_blocks: left out) x 2 routers = 22 pairs per head; at
+  // T = 512 a pair takes 512 x 33 + 512 x 4k bytes: 18944 (k = 1), 20992 (k = 2), 25088, 33280.
+  const std::string common = " --block-sizes 16,32,64 --top-k 1,2,4,8 --routers moba,oracle --quiet > /dev/null 2>&1";
+  const int64_t budget = 150000;  // the six k = 1 pairs (113664) and one k = 2 pair (134656)
+  REQUIRE(exit_status(bin + " analyze " + dump + " --out " + out + " --keep-budget-bytes " + std::to_string(budget) +
+                      common) == 0);
+  const std::vector<std::pair<int64_t, int>> admitted_slots{{16, 1}, {32, 1}, {64, 1}};
+  const auto admitted = [&](const ConfigKey& k) {
+    if (k.head != 0) return false;
+    if (k.block_size == 16 && k.top_k == 2) return k.router == RouterKind::moba;  // first in plan order
+    return std::find(admitted_slots.begin(), admitted_slots.end(), std::make_pair(k.block_size, k.top_k)) !=
+           admitted_slots.end();
+  };
+  const ResultsFile f(out);
+  REQUIRE(f.configs().size() == 44);  // every configuration is listed, kept or not
+  int n_kept = 0;
+  for (size_t i = 0; i < f.configs().size(); ++i) {
+    const ConfigKey& k = f.configs()[i];
+    const StoredLevels& st = f.stored_levels()[i];
+    INFO(k.name());
+    CHECK(st.metrics == admitted(k));
+    CHECK(st.selection == admitted(k));
+    CHECK(st.buckets);
+    CHECK(f.missing_text(k).empty() == admitted(k));
+    n_kept += st.metrics ? 1 : 0;
+  }
+  CHECK(n_kept == 7);
+  {
+    const H5Input in(f.h5_path());
+    CHECK(in.attribute_number("/", "n_configurations") == std::optional<double>(44));
+    CHECK(in.attribute_number("/", "n_with_arrays") == std::optional<double>(7));
+    CHECK(in.attribute_number("/", "n_with_selection") == std::optional<double>(7));
+    CHECK(in.attribute_number("/", "positions_budget_bytes") == std::optional<double>(budget));
+    CHECK(in.attribute_number("/", "positions_kept_bytes") == std::optional<double>(134656));
+  }
+  CHECK_THAT(f.keep_rule(), Catch::Contains("7 of 22 configurations within the 146.5 KiB per-head budget"));
+
+  // The viewer's paths: a left-out configuration of the kept head lists with its summary and
+  // bucket curves, and says what is missing and how to keep it; an admitted one has its mask.
+  const ConfigKey left_out{0, 0, 16, 8, RouterKind::moba};
+  const PositionView v = load_position_view(f, left_out);
+  CHECK_FALSE(v.has_mask);
+  CHECK(v.router.metrics.empty());
+  REQUIRE(v.router.bucket_curve("coverage"));
+  CHECK(v.router.bucket_curve("coverage")->mean.size() == 16);
+  CHECK_THAT(v.missing, Catch::Contains("not kept") && Catch::Contains("--keep-configs B16_k8") &&
+                            Catch::Contains("per-head budget"));
+  const PositionView kept = load_position_view(f, {0, 0, 64, 1, RouterKind::moba});
+  CHECK(kept.has_mask);
+  CHECK(kept.mask.with_oracle);
+  CHECK(kept.missing.empty());
+  // B16_k2: the router's pair was admitted, the oracle's was not (the budget ran out between).
+  const PositionView split = load_position_view(f, {0, 0, 16, 2, RouterKind::moba});
+  CHECK(split.has_mask);
+  CHECK_FALSE(split.mask.with_oracle);
+
+  const std::string run = read_text(out + "/run.json");
+  CHECK_THAT(run, Catch::Contains("\"budget_bytes_per_head\": 150000, \"budget_admitted\": [\"B16_k1/moba\", "
+                                  "\"B16_k1/oracle\", \"B16_k2/moba\", \"B32_k1/moba\", \"B32_k1/oracle\", "
+                                  "\"B64_k1/moba\", \"B64_k1/oracle\"], \"budget_candidates\": 22, "
+                                  "\"kept_bytes_per_head\": 134656") &&
+                      Catch::Contains("\"n_configurations\": 44, \"n_with_arrays\": 7, \"n_with_selection\": 7"));
+
+  // The default budget keeps all 22 of head 0 here; a named set has no budget, and the test
+  // budget is refused beside it.
+  REQUIRE(exit_status(bin + " analyze " + dump + " --out " + named + common) == 0);
+  CHECK(ResultsFile(named).stored({0, 0, 16, 8, RouterKind::oracle}).selection);
+  CHECK_THAT(read_text(named + "/run.json"), Catch::Contains("\"n_with_arrays\": 22") &&
+                                                 Catch::Contains("\"budget_bytes_per_head\": 268435456"));
+  CHECK(exit_status(bin + " analyze " + dump + " --out " + dir.file("x") + " --keep-heads 0 --keep-budget-bytes 1" +
+                    common) == 2);
+  REQUIRE(exit_status(bin + " analyze " + dump + " --out " + named + " --keep-heads 0,1" + common) == 0);
+  CHECK_THAT(read_text(named + "/run.json"), Catch::Contains("\"budget_bytes_per_head\": null") &&
+                                                 Catch::Contains("\"n_with_arrays\": 44"));
 }

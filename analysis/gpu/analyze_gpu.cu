@@ -412,7 +412,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
 // The (configuration, router) attentions of a head are independent, and one alone (a single
 // query head, small k) fills little of the device: they run on kAttnStreams streams, each
 // with its own o_moba, ordered after the selections and before the reductions by events.
-constexpr int kAttnStreams = 4;
+constexpr int kAttnStreams = 16;  // a window's single-head attentions are small: many in flight
 // Device bytes for the selections of one attention window, all (configuration, router)s.
 constexpr int64_t kSelectionBytes = int64_t{2} << 30;
 struct AttnStreams {
@@ -628,7 +628,7 @@ ConfigKey slot_key(const Group& g, int64_t head, int slot) {
 // Whether the selection of `key` comes back to the host (T x k int32: at a fixed sparsity k
 // grows with T, so only where it is kept).
 bool keeps_selection_of(const Group& g, const ConfigKey& key) {
-  return g.opt.keep_arrays || g.opt.keep.keeps_selection(key, g.T);
+  return g.opt.keep_arrays || g.opt.keep.keeps_selection(key);
 }
 
 // `kept_sel`: the kept selections, copied back window by window (keeps_selection_of).
