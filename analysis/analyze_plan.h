@@ -32,6 +32,9 @@ struct AnalyzeOptions {
   // More workers than GPUs share devices (the same results: a simulated split).
   int gpus = 0;
   bool profile = false;               // --profile: time the GPU stages (synchronising each)
+  // GPU path: device bytes for one attention window's selections (analysis/gpu/analyze_gpu.cu);
+  // 0 = the default, 2 GiB. An A/B knob (hidden --attn-window-bytes), results do not depend on it.
+  int64_t attn_window_bytes = 0;
   bool keep_arrays = false;           // return per-position arrays (tests); the CLI writes them to HDF5
   // Which configurations write per-position arrays / selections into analysis.h5 (summary
   // attributes and bucket curves are written for all). Default: everything.

@@ -147,7 +147,8 @@ int run_analyze(const std::vector<std::string>& argv) {
   const Args args(argv,
                   with_routing_flags({"block-sizes", "top-k", "sparsity", "out", "layers", "heads", "routers", "top-n",
                                       "buckets", "bucket-width", "trailing", "query-chunk", "gpus", "positions",
-                                      "keep-heads", "keep-configs", "keep-routers", "keep-budget-bytes"}),
+                                      "keep-heads", "keep-configs", "keep-routers", "keep-budget-bytes",
+                                      "attn-window-bytes"}),
                   {"json", "quiet", "help", "profile"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -181,6 +182,8 @@ int run_analyze(const std::vector<std::string>& argv) {
   opt.query_chunk = args.integer("query-chunk", 256, 1, 1 << 20);
   if (args.str("gpus", "all") != "all") opt.gpus = static_cast<int>(args.integer("gpus", 0, 1, 1024));
   opt.profile = args.flag("profile");
+  // Not in --help: the GPU path's attention window (docs/gpu.md), for A/B timing.
+  opt.attn_window_bytes = args.integer("attn-window-bytes", 0, 1, INT64_MAX / 2);
   std::vector<int> layers;
   for (const int64_t l : args.int_list("layers", {}, 0, INT32_MAX)) layers.push_back(static_cast<int>(l));
   const std::vector<int64_t> heads = args.int_list("heads", {}, 0, INT32_MAX);

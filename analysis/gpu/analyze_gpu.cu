@@ -717,7 +717,8 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   // The whole sequence when that fits kSelectionBytes, else the most chunks that do.
   int64_t sum_k = 0;
   for (int slot = 0; slot < n_slots; ++slot) sum_k += plan.configs[slot / g.n_routers].top_k;
-  const int64_t fit = kSelectionBytes / (std::max<int64_t>(sum_k, 1) * static_cast<int64_t>(sizeof(int32_t)));
+  const int64_t budget = g.opt.attn_window_bytes > 0 ? g.opt.attn_window_bytes : kSelectionBytes;
+  const int64_t fit = budget / (std::max<int64_t>(sum_k, 1) * static_cast<int64_t>(sizeof(int32_t)));
   const int64_t window = std::min(T, std::max(g.chunk, fit / g.chunk * g.chunk));
 
   HeadBuffers h;
