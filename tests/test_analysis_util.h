@@ -10,6 +10,7 @@
 
 #include "analysis/analyze.h"
 #include "analysis/router.h"
+#include "core/dtype.h"
 #include "core/tensor.h"
 
 namespace moba::analysis_test {
@@ -20,6 +21,14 @@ inline Tensor3 random_tensor(int64_t heads, int64_t tokens, int64_t dim, uint32_
   std::normal_distribution<float> nd(0.0f, scale);
   for (float& x : t.data) x = nd(rng);
   return t;
+}
+
+// N(0, scale^2) values rounded to `dt` (stored as dt): the dump a 16-bit model would write.
+inline Tensor3 random_rounded(int64_t h, int64_t t, int64_t d, DType dt, std::mt19937& rng, float scale) {
+  Tensor3 x(h, t, d, dt);
+  std::normal_distribution<float> nd(0.0f, scale);
+  for (float& v : x.data) v = round_to(dt, nd(rng));
+  return x;
 }
 
 // Integer-valued tensor in [-lo, lo]: products and channel sums are exact in fp32, so a

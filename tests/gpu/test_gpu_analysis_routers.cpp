@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "analysis/analyze.h"
+#include "tests/test_analysis_util.h"
 #include "analysis/gpu/analyze_gpu.h"
 #include "analysis/metrics.h"
 #include "core/dtype.h"
@@ -38,6 +39,7 @@
 
 using namespace moba;
 using namespace moba::analysis;
+using moba::analysis_test::random_rounded;
 
 namespace {
 
@@ -63,13 +65,6 @@ struct RouterCase {
     return o.str();
   }
 };
-
-Tensor3 random_rounded(int64_t h, int64_t t, int64_t d, DType dt, std::mt19937& rng, float scale) {
-  Tensor3 x(h, t, d, dt);
-  std::normal_distribution<float> nd(0.0f, scale);
-  for (float& v : x.data) v = round_to(dt, nd(rng));
-  return x;
-}
 
 using Key = std::tuple<int64_t, int64_t, int, RouterKind>;  // head, B, k, router
 

@@ -23,9 +23,11 @@
 #include "core/dtype.h"
 #include "core/tensor.h"
 #include "kernels/backend.h"
+#include "tests/test_analysis_util.h"
 
 using namespace moba;
 using namespace moba::analysis;
+using moba::analysis_test::random_rounded;
 
 namespace {
 
@@ -48,13 +50,6 @@ struct RouteCase {
     return o.str();
   }
 };
-
-Tensor3 random_rounded(int64_t h, int64_t t, int64_t d, DType dt, std::mt19937& rng, float scale) {
-  Tensor3 x(h, t, d, dt);
-  std::normal_distribution<float> nd(0.0f, scale);
-  for (float& v : x.data) v = round_to(dt, nd(rng));
-  return x;
-}
 
 const std::vector<RouterKind> kEveryRouter = {
     RouterKind::moba,           RouterKind::moba_kconv, RouterKind::oracle,      RouterKind::quest,
