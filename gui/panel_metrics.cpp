@@ -90,14 +90,16 @@ void extend_range(const std::vector<Column>& cols, float* lo, float* hi) {
     if (std::isfinite(c.mean)) *lo = std::min(*lo, c.mean), *hi = std::max(*hi, c.mean);
 }
 
+// Bucket means as steps, filled to the strip's bottom, or to zero for a difference.
 void draw_buckets(ImDrawList* dl, const PositionAxis& a, float x0, float y0, float y1, float lo, float hi,
-                  const analysis::BucketSeries& b, ImU32 color) {
+                  const analysis::BucketSeries& b, ImU32 color, bool from_zero = false) {
   const auto y_of = [&](float v) { return y1 - (std::clamp(v, lo, hi) - lo) / (hi - lo) * (y1 - y0); };
+  const float y_base = from_zero ? y_of(0.0f) : y1;
   for (size_t e = 0; e < b.mean.size(); ++e) {
     if (!std::isfinite(b.mean[e])) continue;
     const float xa = x_of_t(a, x0, static_cast<double>(b.edges[e])), xb = x_of_t(a, x0, static_cast<double>(b.edges[e + 1]));
     const float y = y_of(b.mean[e]);
-    dl->AddRectFilled(ImVec2(xa, y), ImVec2(xb, y1), (color & 0x00FFFFFFu) | 0x30000000u);
+    dl->AddRectFilled(ImVec2(xa, std::min(y, y_base)), ImVec2(xb, std::max(y, y_base)), (color & 0x00FFFFFFu) | 0x30000000u);
     dl->AddLine(ImVec2(xa, y), ImVec2(xb, y), color, 2.0f);
   }
 }
@@ -224,9 +226,33 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
     const char* label = metric_label(name);
     std::string diff_label;
     if (stored_buckets) {
-      const analysis::BucketSeries* ob = overlay ? v.oracle.bucket_curve(name) : nullptr;
-      if (ob) draw_buckets(dl, axis, x0, y0, y1, lo, hi, *ob, palette::kOracleLine);
-      draw_buckets(dl, axis, x0, y0, y1, lo, hi, *v.router.bucket_curve(name), palette::kRouterLine);
+      const analysis::BucketSeries& rb = *v.router.bucket_curve(name);
+      // The other side: the compared configuration's curve, else the oracle's.
+      const analysis::BucketSeries* other =
+          cmp ? cmp->b->view.router.bucket_curve(name) : v.has_oracle ? v.oracle.bucket_curve(name) : nullptr;
+      if (diff_mode && other && other->edges == rb.edges) {
+        analysis::BucketSeries diff{rb.edges, std::vector<float>(rb.mean.size())};
+        float d_lo = INFINITY, d_hi = -INFINITY;
+        for (size_t e = 0; e < rb.mean.size(); ++e) {
+          diff.mean[e] = rb.mean[e] - other->mean[e];
+          if (std::isfinite(diff.mean[e])) d_lo = std::min(d_lo, diff.mean[e]), d_hi = std::max(d_hi, diff.mean[e]);
+        }
+        const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
+        analysis::auto_y_range(info ? info->range : analysis::PlotRange::data, true, d_lo, d_hi, &lo, &hi);
+        const float yz = y1 - (0 - lo) / (hi - lo) * (y1 - y0);
+        dl->AddLine(ImVec2(x0, yz), ImVec2(x1, yz), palette::kZeroLine);
+        draw_buckets(dl, axis, x0, y0, y1, lo, hi, diff, palette::kDiffLine, true);
+        diff_label = std::string(label) + (cmp ? ": shown - compared (bucket means)" : ": router - oracle (bucket means)");
+        label = diff_label.c_str();
+      } else {
+        if (other && (cmp || overlay))
+          draw_buckets(dl, axis, x0, y0, y1, lo, hi, *other, cmp ? palette::kCompareLine : palette::kOracleLine);
+        draw_buckets(dl, axis, x0, y0, y1, lo, hi, rb, palette::kRouterLine);
+        if (diff_mode && other) {  // analyze's buckets start at each configuration's first choice
+          diff_label = std::string(label) + " (bucket edges differ: no difference)";
+          label = diff_label.c_str();
+        }
+      }
     } else if (s->metrics.bucketed && cached != l.bucket_metrics.end()) {
       const size_t k = static_cast<size_t>(cached - l.bucket_metrics.begin());
       if (ov && k < l.oracle_buckets.size()) draw_buckets(dl, axis, x0, y0, y1, lo, hi, l.oracle_buckets[k], palette::kOracleLine);

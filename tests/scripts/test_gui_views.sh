@@ -5,7 +5,8 @@
 # it, by default (--cells density) each at several brightnesses between the any floor and full
 # colour, with --cells presence at full colour only; a single-block view of a known miss
 # (found with h5py in analysis.h5) shows the exact miss colour in the middle of the plot; the
-# overview grid, the difference compare and the SNR histogram draw their colours; --frames
+# overview grid, the difference compare, the SNR histogram and a difference of stored bucket
+# means (a head without per-position arrays) draw their colours; --frames
 # without --screenshot prints the timing lines.
 # Skipped (77) without a GUI build or an X server.
 # usage: test_gui_views.sh MOBA_BINARY WORK_DIR
@@ -62,6 +63,10 @@ shot --block-size 16 --top-k 2 --panels mask --positions $((MISS_T - 9)):$((MISS
 shot --block-size 16 --top-k 2 --panels overview --metric block_recall_mean --screenshot overview.png --frames 2 > /dev/null
 shot --block-size 16 --top-k 2 --router moba --compare-router oracle --compare-mode difference --panels mask,snr \
   --screenshot diff.png --frames 2 > /dev/null
+# Head 1 keeps bucket curves only (the default kept set is head 0): the difference of two
+# configurations' stored bucket means.
+shot --head 1 --block-size 16 --top-k 2 --router moba --compare-router oracle --panels metrics --difference \
+  --screenshot bdiff.png --frames 2 > /dev/null
 timeout 120 xvfb-run -a -s "-screen 0 1280x800x24" "$MOBA" gui A --size 1200x760 --frames 6 > timing.txt
 for line in "open .* ms" "CPU frame time .* median" "tiles built, build time median" "new tile levels" "peak RSS"; do
   grep -q "$line" timing.txt || fail "timing output lacks '$line': $(cat timing.txt)"
@@ -152,6 +157,8 @@ diff = load("diff.png")[:, 300:]
 for name, c in (("both", HIT), ("only shown", FALSE), ("only compared", MISS)):
     assert ramp_of(diff, c)[0].sum() > 20, f"difference compare: no '{name}' colour"
 assert mask_of(diff, (250, 190, 60)).sum() > 30, "SNR histogram: no router bars"
-print("ok: whole sequence, single-block miss, overview, difference + SNR")
+bdiff = load("bdiff.png")[:, 300:]
+assert mask_of(bdiff, (140, 230, 140)).sum() > 30, "bucket curves only: no difference curve"
+print("ok: whole sequence, single-block miss, overview, difference + SNR, bucket-mean difference")
 PYEOF
 echo "PASS"
