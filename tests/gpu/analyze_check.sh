@@ -95,6 +95,19 @@ S big_rows --tokens 140000 --layers 1 --heads 1 --kv-heads 1 --head-dim 16 --dty
 run_resident big_rows "$W/big_rows.h5" bfloat16 --block-sizes 16,128 --top-k 2,64 \
   --routers moba,oracle,quest,oracle-topp --tau 0.9
 
+# Attention windows: the smallest window budget (one query chunk per window, ~9 windows here)
+# gives the whole-sequence run's table byte for byte.
+if [[ -z "${ONLY:-}" || "big_rows" =~ ^(${ONLY})$ ]]; then
+  "$MOBA" analyze "$W/big_rows.h5" --device cuda --quiet --block-sizes 16,128 --top-k 2,64 \
+    --routers moba,oracle,quest,oracle-topp --tau 0.9 --attn-window-bytes 1 --out "$W/big_rows.window" \
+    >"$W/big_rows.window.log" 2>&1 || { echo "FAIL: --attn-window-bytes 1"; status=1; }
+  if cmp -s "$W/big_rows.cuda/summary.csv" "$W/big_rows.window/summary.csv"; then
+    TABLE+=("attention windows of one chunk vs the whole sequence: summary.csv byte-identical")
+  else
+    TABLE+=("attention windows of one chunk vs the whole sequence: summary.csv DIFFERS"); status=1
+  fi
+fi
+
 # Workers: the heads of each group split over 3 workers (sharing this GPU when it is the only
 # one) give byte-identical tables to one worker.
 for n in 1 3; do
