@@ -57,7 +57,11 @@ struct HeadState {
   int64_t local = 0;       // its index in in.q
   TensorView q;            // [1, T, d]
   const int32_t* planted = nullptr;             // [T] planted key per query, or null
-  std::vector<PositionArrays> arrays;           // [ci * n_routers + ri]
+  std::vector<PositionArrays> arrays;           // [ci * n_routers + ri]; .selected only where kept
+  int64_t w0 = 0;                               // the attention window's first query
+  std::vector<std::vector<int32_t>> sel;        // [slot]: the window's selections [window, k]
+  std::vector<double> sel_sum;                  // [slot]: |S_t| summed over the queries with a choice
+  std::vector<int64_t> sel_n;                   // [slot]: those queries
   std::vector<float> o_full;                    // [T, d]
   std::vector<std::vector<float>> oracle_cov;   // [ci][T]: R*_t, whether or not the oracle is listed
   std::vector<SnrStats> snr;                    // [snr_index(gi, bi)]
@@ -136,8 +140,10 @@ std::vector<std::vector<int32_t>> shared_oracle_pass(const GroupInput& in, const
   return out;
 }
 
-// Stage 2: the head's arrays and accumulators, all NaN / zero.
-HeadState init_head(const GroupContext& g, int64_t head) {
+// Stage 2: the head's arrays and accumulators, all NaN / zero; the selections of a window of
+// `window` queries, and of the whole sequence where `keep_selection` keeps them.
+HeadState init_head(const GroupContext& g, int64_t head, int64_t window,
+                    const std::function<bool(const ConfigKey&)>& keep_selection) {
   const int64_t T = g.plan.n_tokens, d = g.in.q.head_dim;
   HeadState h;
   h.head = head;
@@ -148,12 +154,15 @@ HeadState init_head(const GroupContext& g, int64_t head) {
     for (const RouterKind router : g.opt.routers) {
       PositionArrays a;
       a.key = {g.in.layer, head, cfg.block_size, cfg.top_k, router};
-      a.selected.assign(static_cast<size_t>(T * cfg.top_k), -1);
+      if (keep_selection(a.key)) a.selected.assign(static_cast<size_t>(T * cfg.top_k), -1);
+      h.sel.emplace_back(static_cast<size_t>(window * cfg.top_k), -1);
       for (const auto& m : position_metrics()) a.metric(m.metric).assign(static_cast<size_t>(T), kNaNf);
       a.choice.assign(static_cast<size_t>(T), 0);
       h.arrays.push_back(std::move(a));
     }
   const int n_cfg = g.plan.n_configs(), n_snr = g.n_gates * g.plan.n_block_sizes();
+  h.sel_sum.assign(h.arrays.size(), 0.0);
+  h.sel_n.assign(h.arrays.size(), 0);
   h.o_full.resize(static_cast<size_t>(T * d));
   h.oracle_cov.assign(static_cast<size_t>(n_cfg), std::vector<float>(static_cast<size_t>(T), kNaNf));
   h.snr.resize(static_cast<size_t>(n_snr));
@@ -218,7 +227,7 @@ void route_query(const GroupContext& g, HeadState& h, const ChunkData& ch, int b
     const bool choice = has_choice(t, B, K);
     for (int ri = 0; ri < g.n_routers; ++ri) {
       PositionArrays& pa = h.arrays[ci * g.n_routers + ri];
-      int32_t* sel = pa.selected.data() + t * K;
+      int32_t* sel = h.sel[ci * g.n_routers + ri].data() + (t - h.w0) * K;
       const int gi = g.routers.gate_of_router[ri];
       const RouterKind kind = g.opt.routers[ri];
       if (kind == RouterKind::moba_threshold)
@@ -329,31 +338,43 @@ void measure_chunk(const GroupContext& g, HeadState& h, const ChunkData& ch) {
   }
 }
 
-// Stage 4: MoBA attention on each router's selection, its error against o_full.
-void output_errors(const GroupContext& g, HeadState& h) {
-  const int64_t T = g.plan.n_tokens, d = g.in.q.head_dim;
-  std::vector<float> o_moba(static_cast<size_t>(T * d));
+// Stage 4 for the window [h.w0, h.w0 + wn): MoBA attention on each router's selection, its
+// error against o_full; then the window's selections go to the kept arrays and |S_t| sums.
+void output_errors(const GroupContext& g, HeadState& h, int64_t wn) {
+  const int64_t d = g.in.q.head_dim, w0 = h.w0;
+  std::vector<float> o_moba(static_cast<size_t>(wn * d));
   for (int ci = 0; ci < g.plan.n_configs(); ++ci)
     for (int ri = 0; ri < g.n_routers; ++ri) {
-      PositionArrays& pa = h.arrays[ci * g.n_routers + ri];
+      const int slot = ci * g.n_routers + ri;
+      PositionArrays& pa = h.arrays[slot];
+      const int K = g.plan.configs[ci].top_k;
+      const int32_t* sel = h.sel[slot].data();
       kernels::MobaAttentionParams ap;
       ap.q = h.q;
       ap.k = g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both ? g.routers.conv.view() : g.in.k;
       ap.v = g.in.v;
-      ap.selected = pa.selected.data();
-      ap.top_k = g.plan.configs[ci].top_k;
+      ap.selected = sel;
+      ap.q_begin = w0;
+      ap.q_count = wn;
+      ap.top_k = K;
       ap.block_size = g.plan.configs[ci].block_size;
       ap.out = o_moba.data();
       apply_precision(ap, g.in.dtype, g.opt.routing,
                       !(g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both));
       run_moba_attention(ap, g.opt.device);
 #pragma omp parallel for schedule(static)
-      for (int64_t t = 0; t < T; ++t) {
+      for (int64_t t = w0; t < w0 + wn; ++t) {
         double rel, cosine;
-        output_error(o_moba.data() + t * d, h.o_full.data() + t * d, d, &rel, &cosine);
+        output_error(o_moba.data() + (t - w0) * d, h.o_full.data() + t * d, d, &rel, &cosine);
         pa.output_rel_err[t] = static_cast<float>(rel);
         pa.output_cosine[t] = static_cast<float>(cosine);
       }
+      if (!pa.selected.empty()) std::copy_n(sel, wn * K, pa.selected.data() + w0 * K);
+      for (int64_t t = w0; t < w0 + wn; ++t)  // in t order: config_stats' sum, bit for bit
+        if (pa.choice[t]) {
+          h.sel_sum[slot] += selection_count(sel + (t - w0) * K, K);
+          ++h.sel_n[slot];
+        }
     }
 }
 
@@ -448,8 +469,12 @@ HeadMeasures host_measures(const GroupContext& g, HeadState& h, bool keep_arrays
   HeadMeasures m;
   m.head = h.head;
   for (int ci = 0; ci < g.plan.n_configs(); ++ci)
-    for (int ri = 0; ri < g.n_routers; ++ri)
-      m.stats.push_back(config_stats(h.arrays[ci * g.n_routers + ri], h.oracle_cov[ci], edges, g.plan.trailing));
+    for (int ri = 0; ri < g.n_routers; ++ri) {
+      const int slot = ci * g.n_routers + ri;
+      m.stats.push_back(config_stats(h.arrays[slot], h.oracle_cov[ci], edges, g.plan.trailing));
+      // The selection came by windows (kept or not): its mean |S_t| from output_errors' sums.
+      m.stats.back().selected_mean = h.sel_n[slot] > 0 ? h.sel_sum[slot] / static_cast<double>(h.sel_n[slot]) : kNaN;
+    }
   m.snr = std::move(h.snr);
   m.signal_hits = std::move(h.signal_hits);
   m.planted_hits = std::move(h.planted_hits);
@@ -648,21 +673,30 @@ void analyze_group_queued(const GroupInput& in, const AnalyzeOptions& opt, Progr
   const GroupContext g{in, opt, plan, routers, shared_oracle, shared, static_cast<int>(opt.routers.size()),
                        static_cast<int>(routers.gates.size())};
 
+  const bool keep_arrays = opt.keep_arrays || h5;
+  const auto keep_selection = [&](const ConfigKey& key) {
+    return keep_arrays && (opt.keep_arrays || opt.keep.keeps_selection(key));
+  };
+  const int64_t window = attention_window(opt, plan, plan.chunk);
   for (const int64_t head : in.heads) {
-    HeadState h = init_head(g, head);
+    HeadState h = init_head(g, head, window, keep_selection);
     ChunkData ch;
     ch.lse.resize(static_cast<size_t>(plan.chunk));
     for (int bi = 0; bi < plan.n_block_sizes(); ++bi)
       ch.mass.emplace_back(static_cast<size_t>(plan.chunk * plan.n_blocks[bi]));
     ch.top_index.resize(static_cast<size_t>(plan.chunk * plan.n_top));
-    for (ch.t0 = 0; ch.t0 < plan.n_tokens; ch.t0 += plan.chunk) {
-      ch.nq = std::min(plan.chunk, plan.n_tokens - ch.t0);
-      dense_pass_chunk(g, h, ch);
-      measure_chunk(g, h, ch);
-      if (progress) progress->advance();
+    for (h.w0 = 0; h.w0 < plan.n_tokens; h.w0 += window) {
+      const int64_t wn = std::min(window, plan.n_tokens - h.w0);
+      for (std::vector<int32_t>& sel : h.sel) std::fill(sel.begin(), sel.end(), -1);
+      for (ch.t0 = h.w0; ch.t0 < h.w0 + wn; ch.t0 += plan.chunk) {
+        ch.nq = std::min(plan.chunk, h.w0 + wn - ch.t0);
+        dense_pass_chunk(g, h, ch);
+        measure_chunk(g, h, ch);
+        if (progress) progress->advance();
+      }
+      output_errors(g, h, wn);
     }
-    output_errors(g, h);
-    HeadMeasures m = host_measures(g, h, opt.keep_arrays || h5);
+    HeadMeasures m = host_measures(g, h, keep_arrays);
     summarize_head(in, opt, plan, gate_index(opt.routers), m, result, h5);
   }
 }

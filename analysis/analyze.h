@@ -6,9 +6,9 @@
 // per-position metrics and SNR sums before the next.
 //
 // Memory per analysed head: the KV group's q/k/v slices, o_full [n_tokens, head_dim], and per
-// (configuration, router) its selection [n_tokens, top_k] and eight per-position float arrays
-// (the host path runs MoBA attention once over the whole selection; the GPU path, per window
-// of queries: analysis/gpu/analyze_gpu.cu). Per chunk:
+// (configuration, router) eight per-position float arrays and its selection for one attention
+// window of queries [window, top_k] (analysis/analyze_plan.h attention_window; for the whole
+// sequence only where the keep rule keeps it). Per chunk:
 // block masses [chunk, n_blocks(B)] per block size. Nothing is n_tokens x n_tokens or
 // n_tokens x n_blocks.
 //

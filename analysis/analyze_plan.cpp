@@ -139,4 +139,13 @@ AnalyzePlan make_plan(const AnalyzeOptions& opt, int64_t n_tokens) {
   return p;
 }
 
+int64_t attention_window(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t chunk) {
+  int64_t sum_k = 0;  // over every (configuration, router)
+  for (const BlockConfig& c : plan.configs) sum_k += static_cast<int64_t>(c.top_k) * static_cast<int64_t>(opt.routers.size());
+  const int64_t budget = opt.attn_window_bytes > 0 ? opt.attn_window_bytes : kAttnWindowBytes;
+  const int64_t fit = budget / (std::max<int64_t>(sum_k, 1) * static_cast<int64_t>(sizeof(int32_t)));
+  chunk = std::max<int64_t>(chunk, 1);
+  return std::min(plan.n_tokens, std::max(chunk, fit / chunk * chunk));
+}
+
 }  // namespace moba::analysis

@@ -32,8 +32,8 @@ struct AnalyzeOptions {
   // More workers than GPUs share devices (the same results: a simulated split).
   int gpus = 0;
   bool profile = false;               // --profile: time the GPU stages (synchronising each)
-  // GPU path: device bytes for one attention window's selections (analysis/gpu/analyze_gpu.cu);
-  // 0 = the default, 2 GiB. An A/B knob (hidden --attn-window-bytes), results do not depend on it.
+  // Bytes for one attention window's selections (attention_window); 0 = kAttnWindowBytes. An
+  // A/B knob (hidden --attn-window-bytes): results do not depend on it.
   int64_t attn_window_bytes = 0;
   bool keep_arrays = false;           // return per-position arrays (tests); the CLI writes them to HDF5
   // Which configurations write per-position arrays / selections into analysis.h5 (summary
@@ -88,5 +88,13 @@ struct AnalyzePlan {
 };
 // Validates `opt` (UsageError) and builds the plan for a layer of n_tokens tokens.
 AnalyzePlan make_plan(const AnalyzeOptions& opt, int64_t n_tokens);
+
+// The attention window: MoBA attention and the output error run once per window of queries,
+// so a head holds one window's selections ([window, k] int32 per (configuration, router)), not
+// every query's — at a fixed sparsity k grows with T (PERF.md B6: 26 GB at 128K tokens). The
+// whole sequence when every selection fits in the budget together (opt.attn_window_bytes, else
+// kAttnWindowBytes), else the most query chunks of `chunk` queries that do (at least one).
+constexpr int64_t kAttnWindowBytes = int64_t{2} << 30;
+int64_t attention_window(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t chunk);
 
 }  // namespace moba::analysis

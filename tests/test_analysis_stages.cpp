@@ -1,6 +1,8 @@
 // analyze's stages on their own: the plan's index maps, the shared-GQA oracle selection that
 // route_group and analyze both use, the SNR probe's signal key, and the device split notice.
 #include <catch2/catch.hpp>
+#include <cmath>
+#include <cstring>
 #include <random>
 
 #include "analysis/analyze.h"
@@ -126,5 +128,46 @@ TEST_CASE("analyze_device_split: silent on the CPU, says where the stages run on
     INFO(router_name(r));
     CHECK(analyze_device_split(opt, 1024, 64).find(kernels::cuda_compiled() ? "every stage on cuda"
                                                                              : "routing, metrics and SNR on the CPU (") == 0);
+  }
+}
+
+TEST_CASE("attention windows: the host path's tables and arrays do not depend on the window", "[analysis][window]") {
+  // T = 700 in chunks of 64 (a ragged last chunk); a 1-byte budget makes every window one chunk.
+  const int64_t T = 700, d = 16, G = 2;
+  const Tensor3 q = analysis_test::random_tensor(G, T, d, 41, 2.0f);
+  const Tensor3 k = analysis_test::random_tensor(1, T, d, 42, 2.0f);
+  const Tensor3 v = analysis_test::random_tensor(1, T, d, 43);
+  AnalyzeOptions opt;
+  opt.block_sizes = {16, 48};
+  opt.top_ks = {1, 3, 20};
+  opt.query_chunk = 64;
+  opt.routers = {RouterKind::moba, RouterKind::oracle, RouterKind::moba_threshold, RouterKind::oracle_topp};
+  const AnalyzePlan plan = make_plan(opt, T);
+  CHECK(attention_window(opt, plan, plan.chunk) == T);  // the whole sequence fits 2 GiB
+  AnalyzeOptions small = opt;
+  small.attn_window_bytes = 1;
+  CHECK(attention_window(small, plan, plan.chunk) == 64);
+  small.attn_window_bytes = 128 * 2 * (1 + 3 + 20) * 4 * 4;  // 128 queries x sum k (2 B x 4 routers) x 4 bytes
+  CHECK(attention_window(small, plan, plan.chunk) == 128);
+  small.attn_window_bytes = 1;
+
+  const GroupResult whole = analysis_test::analyze_all(q, k, v, opt);
+  const GroupResult windows = analysis_test::analyze_all(q, k, v, small);
+  REQUIRE(whole.rows.size() == windows.rows.size());
+  for (size_t i = 0; i < whole.rows.size(); ++i) {
+    INFO("row " << i << " " << router_name(whole.rows[i].key.router) << " B " << whole.rows[i].key.block_size << " k "
+                << whole.rows[i].key.top_k);
+    for (size_t c = 0; c < whole.rows[i].values.size(); ++c) {
+      const double a = whole.rows[i].values[c], b = windows.rows[i].values[c];
+      CHECK(((std::isnan(a) && std::isnan(b)) || a == b));
+    }
+  }
+  REQUIRE(whole.arrays.size() == windows.arrays.size());
+  for (size_t i = 0; i < whole.arrays.size(); ++i) {
+    const PositionArrays &a = whole.arrays[i], &b = windows.arrays[i];
+    CHECK(a.selected == b.selected);
+    CHECK(a.selected.size() == static_cast<size_t>(T * a.key.top_k));
+    CHECK(std::memcmp(a.output_rel_err.data(), b.output_rel_err.data(), a.output_rel_err.size() * sizeof(float)) == 0);
+    CHECK(std::memcmp(a.output_cosine.data(), b.output_cosine.data(), a.output_cosine.size() * sizeof(float)) == 0);
   }
 }

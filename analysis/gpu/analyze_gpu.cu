@@ -413,8 +413,6 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
 // query head, small k) fills little of the device: they run on kAttnStreams streams, each
 // with its own o_moba, ordered after the selections and before the reductions by events.
 constexpr int kAttnStreams = 16;  // a window's single-head attentions are small: many in flight
-// Device bytes for the selections of one attention window, all (configuration, router)s.
-constexpr int64_t kSelectionBytes = int64_t{2} << 30;
 struct AttnStreams {
   cudaStream_t s[kAttnStreams] = {};
   cudaEvent_t ready = nullptr, done[kAttnStreams] = {};
@@ -711,15 +709,8 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   for (int gi = 0; gi < g.n_gates; ++gi)
     if (g.gate_kinds[gi] == RouterKind::moba_kconv) alloc_moments(cb.gate_moments[gi], g.chunk, g.n_base, false);
 
-  // The attention window: MoBA attention and the output error run once per window of queries,
-  // so the selections are held for one window at a time — at a fixed sparsity k grows with T,
-  // and every (configuration, router)'s [T, k] at once took 26 GB at 128K tokens (B6).
-  // The whole sequence when that fits kSelectionBytes, else the most chunks that do.
-  int64_t sum_k = 0;
-  for (int slot = 0; slot < n_slots; ++slot) sum_k += plan.configs[slot / g.n_routers].top_k;
-  const int64_t budget = g.opt.attn_window_bytes > 0 ? g.opt.attn_window_bytes : kSelectionBytes;
-  const int64_t fit = budget / (std::max<int64_t>(sum_k, 1) * static_cast<int64_t>(sizeof(int32_t)));
-  const int64_t window = std::min(T, std::max(g.chunk, fit / g.chunk * g.chunk));
+  // The device holds one attention window's selections at a time (attention_window).
+  const int64_t window = attention_window(g.opt, plan, g.chunk);
 
   HeadBuffers h;
   h.metrics.resize(static_cast<size_t>(n_slots) * kMetricCount * T);
