@@ -478,16 +478,13 @@ HeadMeasures host_measures(const GroupContext& g, HeadState& h, bool keep_arrays
   m.snr = std::move(h.snr);
   m.signal_hits = std::move(h.signal_hits);
   m.planted_hits = std::move(h.planted_hits);
-  if (keep_arrays && !g.opt.keep_arrays)
-    for (PositionArrays& a : h.arrays) {
+  if (keep_arrays && !g.opt.keep_arrays)  // (selections exist only where kept: init_head)
+    for (PositionArrays& a : h.arrays)
       if (!g.opt.keep.keeps_arrays(a.key)) {
         PositionArrays key_only;
         key_only.key = a.key;
         a = std::move(key_only);
-      } else if (!g.opt.keep.keeps_selection(a.key)) {
-        std::vector<int32_t>().swap(a.selected);
       }
-    }
   if (keep_arrays) m.arrays = std::move(h.arrays);
   return m;
 }
@@ -674,9 +671,7 @@ void analyze_group_queued(const GroupInput& in, const AnalyzeOptions& opt, Progr
                        static_cast<int>(routers.gates.size())};
 
   const bool keep_arrays = opt.keep_arrays || h5;
-  const auto keep_selection = [&](const ConfigKey& key) {
-    return keep_arrays && (opt.keep_arrays || opt.keep.keeps_selection(key));
-  };
+  const auto keep_selection = [&](const ConfigKey& key) { return keep_arrays && keeps_whole_selection(opt, key); };
   const int64_t window = attention_window(opt, plan, plan.chunk);
   for (const int64_t head : in.heads) {
     HeadState h = init_head(g, head, window, keep_selection);

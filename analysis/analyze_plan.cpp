@@ -139,6 +139,10 @@ AnalyzePlan make_plan(const AnalyzeOptions& opt, int64_t n_tokens) {
   return p;
 }
 
+bool keeps_whole_selection(const AnalyzeOptions& opt, const ConfigKey& key) {
+  return opt.keep_arrays || opt.keep.keeps_selection(key);
+}
+
 int64_t attention_window(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t chunk) {
   int64_t sum_k = 0;  // over every (configuration, router)
   for (const BlockConfig& c : plan.configs) sum_k += static_cast<int64_t>(c.top_k) * static_cast<int64_t>(opt.routers.size());

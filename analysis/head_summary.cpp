@@ -47,17 +47,6 @@ ConfigStats config_stats(const PositionArrays& pa, const std::vector<float>& ora
   }
   cs.coverage_all_mean = summarize_mean(pa.coverage, std::vector<uint8_t>(static_cast<size_t>(T), 1), 0, T).mean;
   cs.oracle_coverage_mean = summarize_mean(oracle_coverage, pa.choice, 0, T).mean;
-  if (T > 0 && !pa.selected.empty()) {
-    const int K = static_cast<int>(pa.selected.size() / static_cast<size_t>(T));
-    double sum = 0;
-    int64_t n = 0;
-    for (int64_t t = 0; t < T; ++t)
-      if (pa.choice[t]) {
-        sum += selection_count(pa.selected.data() + t * K, K);
-        ++n;
-      }
-    cs.selected_mean = n > 0 ? sum / static_cast<double>(n) : kNaN;
-  }
   return cs;
 }
 

@@ -35,7 +35,8 @@ struct ConfigStats {
   std::vector<std::array<Stats, kPositionMetricCount>> buckets;  // per bucket: n and mean only
   double coverage_all_mean = 0, oracle_coverage_mean = 0;
   // Mean realised budget |S_t| (valid entries of the selection rows) over the queries with a
-  // choice; NaN when not computed (the GPU analysis: fixed-budget routers only, where it is k).
+  // choice, set by the measuring path (config_stats does not: the selection comes by attention
+  // windows); NaN when not computed (the GPU analysis: fixed-budget routers only, where it is k).
   double selected_mean = std::numeric_limits<double>::quiet_NaN();
 };
 // `oracle_coverage` [n_tokens]; `edges` the bucket edges (bucket_edges); `trailing` in tokens.

@@ -623,13 +623,7 @@ ConfigKey slot_key(const Group& g, int64_t head, int slot) {
   const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
   return {g.in.layer, head, cfg.block_size, cfg.top_k, g.opt.routers[slot % g.n_routers]};
 }
-// Whether the selection of `key` comes back to the host (T x k int32: at a fixed sparsity k
-// grows with T, so only where it is kept).
-bool keeps_selection_of(const Group& g, const ConfigKey& key) {
-  return g.opt.keep_arrays || g.opt.keep.keeps_selection(key);
-}
-
-// `kept_sel`: the kept selections, copied back window by window (keeps_selection_of).
+// `kept_sel`: the kept selections, copied back window by window (keeps_whole_selection).
 void download_arrays(const Group& g, int64_t head, HeadBuffers& h, std::vector<std::vector<int32_t>>& kept_sel,
                      HeadMeasures& m) {
   const int64_t T = g.T;
@@ -638,7 +632,7 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, std::vector<s
     const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
     PositionArrays a;
     a.key = slot_key(g, head, slot);
-    if (!g.opt.keep_arrays && !g.opt.keep.keeps_arrays(a.key) && !keeps_selection_of(g, a.key)) {
+    if (!g.opt.keep_arrays && !g.opt.keep.keeps_arrays(a.key) && !keeps_whole_selection(g.opt, a.key)) {
       m.arrays.push_back(std::move(a));  // not kept: the key only, nothing copied back
       continue;
     }
@@ -737,7 +731,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
       h.planted.upload(in.planted->data() + head * T, static_cast<size_t>(T));
     std::vector<std::vector<int32_t>> kept_sel(static_cast<size_t>(n_slots));
     for (int slot = 0; slot < n_slots; ++slot)
-      if (keep_arrays && keeps_selection_of(g, slot_key(g, head, slot)))
+      if (keep_arrays && keeps_whole_selection(g.opt, slot_key(g, head, slot)))
         kept_sel[static_cast<size_t>(slot)].resize(static_cast<size_t>(T * plan.configs[slot / g.n_routers].top_k));
     for (int64_t w0 = 0; w0 < T; w0 += window) {
       const int64_t wn = std::min(window, T - w0);
