@@ -431,7 +431,7 @@ void route_group(const TensorView& q, const TensorView& k, const TensorView& v, 
   if (router == RouterKind::moba_kconv) conv = kconv_keys(k, opt, device);
   const TensorView route_k = router == RouterKind::moba_kconv ? conv.view() : k;
 
-  if (device == Device::cuda && !router_is_gate(router) && route_gpu_unsupported(router, T, q.head_dim, B).empty()) {
+  if (device == Device::cuda && route_gpu_unsupported(router, T, q.head_dim, B).empty()) {
     route_group_gpu(q, k, dump_dtype, router, opt, B, top_k, selected);  // rows and selection on the device
   } else if (router_is_score_row(router)) {
     const BlockScoreKeys keys = block_score_keys(router, k, B, dump_dtype, opt, device);

@@ -656,7 +656,7 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, std::vector<s
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim) {
   if (!kernels::cuda_compiled()) return "this build has no CUDA backend";
   if (opt.routing.gqa == kernels::GqaMode::shared) return "--gqa shared is measured on the host";
-  if (head_dim > 128 || head_dim % 8 != 0) return "head dim " + std::to_string(head_dim) + " (the GPU kernels take multiples of 8 up to 128)";
+  if (std::string why = gpu::head_dim_unsupported(head_dim); !why.empty()) return why;
   int n_gates = 0, n_rows = 0;
   for (const RouterKind r : opt.routers) {
     n_gates += router_is_gate(r) ? 1 : 0;
@@ -665,9 +665,8 @@ std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePla
   if (n_gates > kMaxGates) return "more than two gate routers";
   if (n_rows > kMaxRows) return "more than " + std::to_string(kMaxRows) + " routers besides the oracle";
   for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
-    if (plan.n_blocks[bi] - 1 > kMaxRowBlocks)
-      return "block size " + std::to_string(plan.block_sizes[bi]) + " gives " + std::to_string(plan.n_blocks[bi]) +
-             " blocks (the GPU row sort takes up to " + std::to_string(kMaxRowBlocks + 1) + ")";
+    if (std::string why = gpu::row_blocks_unsupported(plan.block_sizes[bi], plan.n_blocks[bi]); !why.empty())
+      return why;
     if (plan.configs_of_block[bi].size() > static_cast<size_t>(kMaxCfgPerBlock))
       return "more than " + std::to_string(kMaxCfgPerBlock) + " top-k values for one block size";
   }

@@ -298,4 +298,15 @@ void select_rows_cuda(const SelectRowsArgs& a, int64_t nq, int n_rows) {
   });
 }
 
+std::string head_dim_unsupported(int64_t head_dim) {
+  if (head_dim <= 128 && head_dim % 8 == 0) return "";
+  return "head dim " + std::to_string(head_dim) + " (the GPU kernels take multiples of 8 up to 128)";
+}
+
+std::string row_blocks_unsupported(int64_t block_size, int64_t n_blocks) {
+  if (n_blocks - 1 <= kMaxRowBlocks) return "";
+  return "block size " + std::to_string(block_size) + " gives " + std::to_string(n_blocks) +
+         " blocks (the GPU row sort takes up to " + std::to_string(kMaxRowBlocks + 1) + ")";
+}
+
 }  // namespace moba::analysis::gpu

@@ -6,6 +6,7 @@
 // and the selector (kernels/gate_topk.h select_blocks_row, analysis/router.h select_mass_row)
 // on those rows. Device pointers throughout; kernels launch on the default stream.
 #include <cstdint>
+#include <string>
 
 #include "analysis/config_key.h"
 
@@ -44,6 +45,10 @@ void group_sum_cuda(const float* src, int64_t head_stride, int64_t n_heads, int6
 
 // Selection of rows of n_blocks - 1 <= kMaxRowBlocks routable blocks at most.
 constexpr int64_t kMaxRowBlocks = 16384;
+// Why the device rows cannot take a head dim, or a block size giving n_blocks blocks ("" when
+// they can): the reasons the GPU analysis and moba route's device routing give.
+std::string head_dim_unsupported(int64_t head_dim);
+std::string row_blocks_unsupported(int64_t block_size, int64_t n_blocks);
 struct SelectRowsArgs {
   int64_t t0 = 0, T = 0, B = 0, nb = 0;  // nb: row stride of rows and mass
   int mode = kRowFixed;                  // RowMode

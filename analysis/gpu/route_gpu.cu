@@ -16,13 +16,8 @@ namespace moba::analysis {
 std::string route_gpu_unsupported(RouterKind router, int64_t n_tokens, int64_t head_dim, int64_t block_size) {
   if (!kernels::cuda_compiled()) return "this build has no CUDA backend";
   if (router_is_gate(router)) return std::string(router_name(router)) + " routes through gate_topk";
-  if (head_dim > 128 || head_dim % 8 != 0)
-    return "head dim " + std::to_string(head_dim) + " (the GPU kernels take multiples of 8 up to 128)";
-  const int64_t nb = kernels::block_count(n_tokens, block_size);
-  if (nb - 1 > gpu::kMaxRowBlocks)
-    return "block size " + std::to_string(block_size) + " gives " + std::to_string(nb) +
-           " blocks (the GPU row sort takes up to " + std::to_string(gpu::kMaxRowBlocks + 1) + ")";
-  return "";
+  const std::string why = gpu::head_dim_unsupported(head_dim);
+  return why.empty() ? gpu::row_blocks_unsupported(block_size, kernels::block_count(n_tokens, block_size)) : why;
 }
 
 void route_group_gpu(const TensorView& q, const TensorView& k, DType dump_dtype, RouterKind router,
