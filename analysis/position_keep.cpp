@@ -49,13 +49,17 @@ bool PositionKeep::in_named_set(int64_t block_size, int top_k, RouterKind router
   });
 }
 
+bool PositionKeep::keeps_pair(int64_t block_size, int top_k, RouterKind router) const {
+  if (!in_named_set(block_size, top_k, router)) return false;
+  if (budget_bytes <= 0) return true;
+  const KeptPair p{block_size, top_k, router};
+  return std::find(admission.admitted.begin(), admission.admitted.end(), p) != admission.admitted.end();
+}
+
 bool PositionKeep::in_kept_set(const ConfigKey& key) const {
   if (level == PositionLevel::all) return true;
   if (!heads.empty() && std::find(heads.begin(), heads.end(), key.head) == heads.end()) return false;
-  if (!in_named_set(key.block_size, key.top_k, key.router)) return false;
-  if (budget_bytes <= 0) return true;
-  const KeptPair p{key.block_size, key.top_k, key.router};
-  return std::find(admission.admitted.begin(), admission.admitted.end(), p) != admission.admitted.end();
+  return keeps_pair(key.block_size, key.top_k, key.router);
 }
 
 bool PositionKeep::keeps_arrays(const ConfigKey& key) const {
@@ -99,14 +103,8 @@ int64_t kept_bytes_per_head(const PositionKeep& keep, int64_t n_tokens,
   if (keep.level == PositionLevel::none) return 0;
   int64_t sum = 0;
   for (const auto& [B, k] : configs)
-    for (const RouterKind r : routers) {
-      if (!keep.in_named_set(B, k, r)) continue;
-      const KeptPair p{B, k, r};
-      if (keep.budget_bytes > 0 && std::find(keep.admission.admitted.begin(), keep.admission.admitted.end(), p) ==
-                                       keep.admission.admitted.end())
-        continue;
-      sum += position_bytes(n_tokens, k, keep.level);
-    }
+    for (const RouterKind r : routers)
+      if (keep.keeps_pair(B, k, r)) sum += position_bytes(n_tokens, k, keep.level);
   return sum;
 }
 

@@ -91,6 +91,8 @@ struct PositionKeep {
   std::string describe() const;
   // The pair is named by `configs` and `routers` (heads and the budget aside; true at level all).
   bool in_named_set(int64_t block_size, int top_k, RouterKind router) const;
+  // The pair is named and, under a budget, admitted (heads aside).
+  bool keeps_pair(int64_t block_size, int top_k, RouterKind router) const;
 };
 
 // Decides which pairs keep->budget_bytes admits, once per run, from the plan: `configs` the
