@@ -143,9 +143,16 @@ bool keeps_whole_selection(const AnalyzeOptions& opt, const ConfigKey& key) {
   return opt.keep_arrays || opt.keep.keeps_selection(key);
 }
 
-int64_t attention_window(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t chunk) {
-  int64_t sum_k = 0;  // over every (configuration, router)
-  for (const BlockConfig& c : plan.configs) sum_k += static_cast<int64_t>(c.top_k) * static_cast<int64_t>(opt.routers.size());
+int64_t attention_window(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t chunk, bool banded) {
+  int64_t sum_k = 0;  // entries per query over every (configuration, router)
+  for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
+    int64_t k_sum = 0, k_max = 0;
+    for (const int ci : plan.configs_of_block[bi]) {
+      k_sum += plan.configs[ci].top_k;
+      k_max = std::max<int64_t>(k_max, plan.configs[ci].top_k);
+    }
+    sum_k += (banded ? k_max : k_sum) * static_cast<int64_t>(opt.routers.size());
+  }
   const int64_t budget = opt.attn_window_bytes > 0 ? opt.attn_window_bytes : kAttnWindowBytes;
   const int64_t fit = budget / (std::max<int64_t>(sum_k, 1) * static_cast<int64_t>(sizeof(int32_t)));
   chunk = std::max<int64_t>(chunk, 1);

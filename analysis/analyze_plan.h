@@ -94,10 +94,12 @@ AnalyzePlan make_plan(const AnalyzeOptions& opt, int64_t n_tokens);
 // every query's — at a fixed sparsity k grows with T (PERF.md B6: 26 GB at 128K tokens). The
 // whole sequence when every selection fits in the budget together (opt.attn_window_bytes, else
 // kAttnWindowBytes), else the most query chunks of `chunk` queries that do (at least one).
+// `banded`: the device's selections, held as bands of nested budgets (a block size's k share
+// one rank order), cost the largest k of each block size instead of the sum of its k.
 constexpr int64_t kAttnWindowBytes = int64_t{2} << 30;
 // Whether a measured head's selection of `key` is kept whole ([n_tokens, top_k]) for the caller:
 // every one with opt.keep_arrays (tests), else those the keep rule writes to analysis.h5.
 bool keeps_whole_selection(const AnalyzeOptions& opt, const ConfigKey& key);
-int64_t attention_window(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t chunk);
+int64_t attention_window(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t chunk, bool banded = false);
 
 }  // namespace moba::analysis

@@ -149,6 +149,10 @@ TEST_CASE("attention windows: the host path's tables and arrays do not depend on
   CHECK(attention_window(small, plan, plan.chunk) == 64);
   small.attn_window_bytes = 128 * 2 * (1 + 3 + 20) * 4 * 4;  // 128 queries x sum k (2 B x 4 routers) x 4 bytes
   CHECK(attention_window(small, plan, plan.chunk) == 128);
+  // Bands of nested budgets (the device's): the largest k of each B, 20 entries instead of 24.
+  small.attn_window_bytes = 256 * 2 * 20 * 4 * 4;
+  CHECK(attention_window(small, plan, plan.chunk, true) == 256);
+  CHECK(attention_window(small, plan, plan.chunk) == 192);  // 213 queries fit: three chunks
   small.attn_window_bytes = 1;
 
   const GroupResult whole = analysis_test::analyze_all(q, k, v, opt);

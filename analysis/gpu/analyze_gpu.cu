@@ -149,6 +149,16 @@ struct Group {
   // otherwise.
   std::vector<std::vector<Dev<float>>> score_keys;
   int64_t base = 1, n_base = 0, chunk = 0;
+  // Nested budgets: per block size its configurations by k ascending, and per configuration
+  // the next smaller k of its block size (0 for the smallest). The device holds and attends
+  // each (configuration, router)'s band of that order (gpu::RowArgs::k_prev), not its whole
+  // selection: one block size's bands together cost its largest k, not the sum of its k.
+  std::vector<std::vector<int>> by_k;      // [bi]: configuration indices
+  std::vector<int> k_prev;                 // [ci]
+  int band_k(int slot) const {
+    const int ci = slot / n_routers;
+    return plan.configs[ci].top_k - k_prev[ci];
+  }
   // Router ri's slot in the row kernel (gpu::RowArgs): 0 the oracle, 1 + si row si.
   int row_slot(int ri) const { return row_of_router[ri] >= 0 ? 1 + row_of_router[ri] : 0; }
   const float* routing_keys(int gi) const {
@@ -245,6 +255,13 @@ void setup_group(Group& g) {
       g.kbar[gi].push_back(std::move(kb));
     }
   setup_score_rows(g);
+  g.k_prev.assign(static_cast<size_t>(g.plan.n_configs()), 0);
+  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) {
+    std::vector<int> cis = g.plan.configs_of_block[bi];
+    std::sort(cis.begin(), cis.end(), [&](int a, int b) { return g.plan.configs[a].top_k < g.plan.configs[b].top_k; });
+    for (size_t x = 1; x < cis.size(); ++x) g.k_prev[cis[x]] = g.plan.configs[cis[x - 1]].top_k;
+    g.by_k.push_back(std::move(cis));
+  }
   g.base = gcd_of(g.plan.block_sizes);
   g.n_base = (g.T + g.base - 1) / g.base;
   // Query chunk: as large as the chunk buffers allow (moments: ~48 bytes per (query, base
@@ -270,9 +287,10 @@ void setup_group(Group& g) {
 struct HeadBuffers {
   Dev<float> metrics;      // [slot = ci * n_routers + ri][8][T]
   Dev<float> oracle_cov;   // [ci][T]
-  std::vector<Dev<int32_t>> sel;  // [slot]: [window, k], the current attention window's rows
+  std::vector<Dev<int32_t>> sel;  // [slot]: [window, band_k(slot)], the attention window's bands
   Dev<float> o_full;              // [T, d]
-  std::vector<Dev<float>> o_moba; // [stream]: [window, d]
+  // [stream]: one band's attention rows and the running merge of a (block size, router)'s bands
+  std::vector<Dev<float>> o_band, lse_band, o_acc, lse_acc;  // [window, d], [window]
   Dev<gpu::SnrRow> snr;           // [gi * n_bs + bi][T]
   Dev<unsigned long long> planted_hits, signal_hits;  // [ci * kSlots + slot], [ci * kMaxGates + gi]
   Dev<unsigned long long> sel_count;  // [ci * kSlots + slot]: variable-budget rows' sum of |S_t|
@@ -380,6 +398,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
     for (int jc = 0; jc < a.n_cfg; ++jc) {
       const int ci = cfgs[jc];
       a.top_k[jc] = plan.configs[ci].top_k;
+      a.k_prev[jc] = g.k_prev[ci];
       a.cfg_index[jc] = ci;
       a.oracle_cov[jc] = h.oracle_cov.get() + ci * g.T;
       for (int ri = 0; ri < g.n_routers; ++ri) {
@@ -409,9 +428,11 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
 }
 
 // Stage 4: MoBA attention on each router's selection and its error against o_full.
-// The (configuration, router) attentions of a head are independent, and one alone (a single
-// query head, small k) fills little of the device: they run on kAttnStreams streams, each
-// with its own o_moba, ordered after the selections and before the reductions by events.
+// A (block size, router)'s budgets are nested: each band is attended once and merged into the
+// running output of the smaller budgets (gpu::band_error_kernel), k ascending on one stream.
+// Those chains are independent, and one alone (a single query head) fills little of the
+// device: they run on kAttnStreams streams, ordered after the selections and before the
+// reductions by events.
 constexpr int kAttnStreams = 16;  // a window's single-head attentions are small: many in flight
 struct AttnStreams {
   cudaStream_t s[kAttnStreams] = {};
@@ -431,43 +452,50 @@ struct AttnStreams {
   AttnStreams& operator=(const AttnStreams&) = delete;
 };
 
-// Queries [w0, w0 + wn): the window whose selections h.sel holds.
+// Queries [w0, w0 + wn): the window whose selection bands h.sel holds.
 void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBuffers& h, AttnStreams& st) {
   ck(cudaEventRecord(st.ready, nullptr), "event record");
   for (int i = 0; i < kAttnStreams; ++i) ck(cudaStreamWaitEvent(st.s[i], st.ready, 0), "stream wait");
-  for (int ci = 0; ci < g.plan.n_configs(); ++ci)
-    for (int ri = 0; ri < g.n_routers; ++ri) {
-      const int slot = ci * g.n_routers + ri;
-      const int si = slot % kAttnStreams;
-      kernels::MobaAttentionParams ap;
-      const kernels::Precision prec = g.opt.routing.precision;
-      ap.precision = prec;
-      if (g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both) {
-        // fp32 conv keys: q and v as typed fp32 values (a raw 16-bit operand cannot join them)
-        TensorView cv = g.k.view32();
-        cv.data = g.conv.get();
-        ap.q = g.q.typed(prec, local, 1);
-        ap.k = kernels::Operand(cv);
-        ap.v = g.v.typed(prec);
-      } else {
-        ap.q = g.q.operand(prec, local, 1);
-        ap.k = g.k.operand(prec);
-        ap.v = g.v.operand(prec);
+  int chain = 0;
+  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi)
+    for (int ri = 0; ri < g.n_routers; ++ri, ++chain) {
+      const int si = chain % kAttnStreams;
+      bool first = true;
+      for (const int ci : g.by_k[bi]) {
+        const int slot = ci * g.n_routers + ri;
+        kernels::MobaAttentionParams ap;
+        const kernels::Precision prec = g.opt.routing.precision;
+        ap.precision = prec;
+        if (g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both) {
+          // fp32 conv keys: q and v as typed fp32 values (a raw 16-bit operand cannot join them)
+          TensorView cv = g.k.view32();
+          cv.data = g.conv.get();
+          ap.q = g.q.typed(prec, local, 1);
+          ap.k = kernels::Operand(cv);
+          ap.v = g.v.typed(prec);
+        } else {
+          ap.q = g.q.operand(prec, local, 1);
+          ap.k = g.k.operand(prec);
+          ap.v = g.v.operand(prec);
+        }
+        ap.selected = h.sel[slot].get();
+        ap.q_begin = w0;
+        ap.q_count = wn;
+        ap.top_k = g.band_k(slot);
+        ap.block_size = g.plan.configs[ci].block_size;
+        ap.out = h.o_band[si].get();
+        ap.lse = h.lse_band[si].get();
+        ck_op(kernels::moba_attention_cuda(ap, st.s[si]), "MoBA attention");
+        float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T + w0;
+        const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err),
+                   cosine = static_cast<int64_t>(PositionMetric::output_cosine);
+        const int64_t threads = 256, blocks = (wn * 32 + threads - 1) / threads;
+        gpu::band_error_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(
+            h.o_band[si].get(), h.lse_band[si].get(), h.o_acc[si].get(), h.lse_acc[si].get(), first,
+            h.o_full.get() + w0 * g.d, wn, static_cast<int>(g.d), M + rel * g.T, M + cosine * g.T);
+        ck_launch("output error");
+        first = false;
       }
-      ap.selected = h.sel[slot].get();
-      ap.q_begin = w0;
-      ap.q_count = wn;
-      ap.top_k = g.plan.configs[ci].top_k;
-      ap.block_size = g.plan.configs[ci].block_size;
-      ap.out = h.o_moba[si].get();
-      ck_op(kernels::moba_attention_cuda(ap, st.s[si]), "MoBA attention");
-      float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T + w0;
-      const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err),
-                 cosine = static_cast<int64_t>(PositionMetric::output_cosine);
-      const int64_t threads = 256, blocks = (wn * 32 + threads - 1) / threads;
-      gpu::output_error_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(
-          h.o_moba[si].get(), h.o_full.get() + w0 * g.d, wn, static_cast<int>(g.d), M + rel * g.T, M + cosine * g.T);
-      ck_launch("output error");
     }
   for (int i = 0; i < kAttnStreams; ++i) {
     ck(cudaEventRecord(st.done[i], st.s[i]), "event record");
@@ -623,6 +651,38 @@ ConfigKey slot_key(const Group& g, int64_t head, int slot) {
   const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
   return {g.in.layer, head, cfg.block_size, cfg.top_k, g.opt.routers[slot % g.n_routers]};
 }
+// Rows [w0, w0 + wn) of the whole selection of `slot` ([T, k] in `dst`, the CPU's layout:
+// blocks ascending, the current block last, -1 after): the union of its block size's bands
+// up to its own, copied back and merged row by row.
+void download_selection(const Group& g, const HeadBuffers& h, int slot, int64_t w0, int64_t wn,
+                        std::vector<int32_t>& dst) {
+  const int ci = slot / g.n_routers, ri = slot % g.n_routers;
+  const int K = g.plan.configs[ci].top_k;
+  std::vector<std::vector<int32_t>> bands;
+  std::vector<int> widths;
+  for (const int cj : g.by_k[g.plan.block_of_config[ci]]) {
+    if (g.plan.configs[cj].top_k > K) break;
+    const int s = cj * g.n_routers + ri, w = g.band_k(s);
+    std::vector<int32_t> band(static_cast<size_t>(wn * w));
+    ck(cudaMemcpy(band.data(), h.sel[static_cast<size_t>(s)].get(), band.size() * sizeof(int32_t),
+                  cudaMemcpyDeviceToHost),
+       "download selections");
+    bands.push_back(std::move(band));
+    widths.push_back(w);
+  }
+  for (int64_t r = 0; r < wn; ++r) {
+    int32_t* row = dst.data() + (w0 + r) * K;
+    int n = 0;
+    for (size_t x = 0; x < bands.size(); ++x)
+      for (int e = 0; e < widths[x]; ++e) {
+        const int32_t b = bands[x][static_cast<size_t>(r * widths[x] + e)];
+        if (b >= 0 && n < K) row[n++] = b;
+      }
+    std::sort(row, row + n);  // routable blocks < the current block: it sorts last
+    std::fill(row + n, row + K, -1);
+  }
+}
+
 // `kept_sel`: the kept selections, copied back window by window (keeps_whole_selection).
 void download_arrays(const Group& g, int64_t head, HeadBuffers& h, std::vector<std::vector<int32_t>>& kept_sel,
                      HeadMeasures& m) {
@@ -703,15 +763,20 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     if (g.gate_kinds[gi] == RouterKind::moba_kconv) alloc_moments(cb.gate_moments[gi], g.chunk, g.n_base, false);
 
   // The device holds one attention window's selections at a time (attention_window).
-  const int64_t window = attention_window(g.opt, plan, g.chunk);
+  const int64_t window = attention_window(g.opt, plan, g.chunk, true);
 
   HeadBuffers h;
   h.metrics.resize(static_cast<size_t>(n_slots) * kMetricCount * T);
   h.oracle_cov.resize(static_cast<size_t>(plan.n_configs() * T));
   for (int slot = 0; slot < n_slots; ++slot)
-    h.sel.emplace_back(static_cast<size_t>(window * plan.configs[slot / g.n_routers].top_k));
+    h.sel.emplace_back(static_cast<size_t>(window * g.band_k(slot)));
   h.o_full.resize(static_cast<size_t>(T * g.d));
-  for (int i = 0; i < kAttnStreams; ++i) h.o_moba.emplace_back(static_cast<size_t>(window * g.d));
+  for (int i = 0; i < kAttnStreams; ++i) {
+    h.o_band.emplace_back(static_cast<size_t>(window * g.d));
+    h.o_acc.emplace_back(static_cast<size_t>(window * g.d));
+    h.lse_band.emplace_back(static_cast<size_t>(window));
+    h.lse_acc.emplace_back(static_cast<size_t>(window));
+  }
   AttnStreams attn_streams;
   h.snr.resize(static_cast<size_t>(std::max(1, g.n_gates * plan.n_block_sizes())) * T);
   h.planted_hits.resize(static_cast<size_t>(plan.n_configs() * kSlots));
@@ -745,14 +810,8 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
       }
       output_errors(g, local, w0, wn, h, attn_streams);
       clock.lap("MoBA attention + output error");
-      for (int slot = 0; slot < n_slots; ++slot) {
-        std::vector<int32_t>& dst = kept_sel[static_cast<size_t>(slot)];
-        if (dst.empty()) continue;
-        const int64_t K = plan.configs[slot / g.n_routers].top_k;
-        ck(cudaMemcpy(dst.data() + w0 * K, h.sel[static_cast<size_t>(slot)].get(),
-                      static_cast<size_t>(wn * K) * sizeof(int32_t), cudaMemcpyDeviceToHost),
-           "download selections");
-      }
+      for (int slot = 0; slot < n_slots; ++slot)
+        if (!kept_sel[static_cast<size_t>(slot)].empty()) download_selection(g, h, slot, w0, wn, kept_sel[static_cast<size_t>(slot)]);
       clock.lap("download arrays");
     }
     HeadMeasures m = reduce_head(g, head, h);

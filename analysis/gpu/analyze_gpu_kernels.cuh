@@ -310,6 +310,10 @@ struct RowArgs {
   int64_t t0 = 0, T = 0, B = 0, nb = 0;  // nb: row stride of mass and scores
   int n_cfg = 0;
   int top_k[kMaxCfgPerBlock] = {};
+  // Nested budgets: the next smaller k of this block size (0 for the smallest). Selection rows
+  // hold the band of ranks [npick(k_prev), npick(k)) — plus the current block for the
+  // smallest — in k - k_prev entries, so a block size's bands add up to its largest selection.
+  int k_prev[kMaxCfgPerBlock] = {};
   int cfg_index[kMaxCfgPerBlock] = {};         // the plan's configuration index ci of each jc
   int n_rows = 0;
   int row_mode[kMaxRows] = {};                 // RowMode
@@ -321,9 +325,10 @@ struct RowArgs {
   const int32_t* top = nullptr;                // [nq, n_top]
   int n_top = 0, top_n = 0;
   // Outputs: per (configuration jc of this block size, slot) the 8 metric arrays ([8][T],
-  // null when the router is not listed) and the selection [window, k] (null: not listed).
+  // null when the router is not listed) and the selection band [window, k - k_prev] (null:
+  // not listed).
   float* metric[kMaxCfgPerBlock][kSlots] = {};
-  int32_t* sel[kMaxCfgPerBlock][kSlots] = {};  // rows from sel_t0: query t at (t - sel_t0) * k
+  int32_t* sel[kMaxCfgPerBlock][kSlots] = {};  // rows from sel_t0: query t at (t - sel_t0) * (k - k_prev)
   int64_t sel_t0 = 0;                          // the attention window's first query
   float* oracle_cov[kMaxCfgPerBlock] = {};     // [T]: R*_t
   unsigned long long* planted_hits = nullptr;  // [ci * kSlots + slot]
@@ -440,7 +445,8 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
       write_metrics(a.metric[jc][0], cov, npick, choice, npick > 0 ? 1.0 : static_cast<double>(quiet_nan()),
                     s.tok + n_top_cur);
       if (tid == 0 && choice && planted_b >= 0 && sm.orank[planted_b] < npick) atomicAdd(&a.planted_hits[a.cfg_index[jc] * kSlots], 1ull);
-      write_selection<THREADS, IPT>(sm, sm.orank, c, npick, K, a.sel[jc][0] + (t - a.sel_t0) * K);
+      const int kp = a.k_prev[jc], lo = kp > 0 ? static_cast<int>(min(static_cast<int64_t>(kp - 1), c)) : 0;
+      write_selection<THREADS, IPT>(sm, sm.orank, c, lo, npick, kp == 0, K - kp, a.sel[jc][0] + (t - a.sel_t0) * (K - kp));
     }
   }
 
@@ -469,7 +475,10 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
         atomicAdd(&a.planted_hits[a.cfg_index[jc] * kSlots + slot], 1ull);
       if (tid == 0 && choice && mode != kRowFixed && a.sel_count)
         atomicAdd(&a.sel_count[a.cfg_index[jc] * kSlots + slot], static_cast<unsigned long long>(npick + 1));
-      write_selection<THREADS, IPT>(sm, sm.grank, c, npick, K, a.sel[jc][slot] + (t - a.sel_t0) * K);
+      const int kp = a.k_prev[jc];
+      const int lo = kp > 0 ? min(static_cast<int>(min(static_cast<int64_t>(kp - 1), c)), budget) : 0;
+      write_selection<THREADS, IPT>(sm, sm.grank, c, lo, npick, kp == 0, K - kp,
+                                    a.sel[jc][slot] + (t - a.sel_t0) * (K - kp));
     }
     // SNR probe of a gate (c >= 2): pairs D = s(b*) - s(b) over the other routable blocks,
     // b*'s rank, and the model's token-score sums.
@@ -537,14 +546,34 @@ __global__ void fill_kernel(float* v, int64_t n) {
 }
 
 // ---- output error (analysis/metrics.h output_error), one warp per query ---------------------
-__global__ void output_error_kernel(const float* o, const float* ref, int64_t T, int d, float* rel_out,
-                                    float* cos_out) {
+// Nested budgets (analysis/gpu/analyze_gpu.cu output_errors): a budget's output is the
+// softmax over the union of its block size's bands up to its own, merged band by band from
+// moba_attention_cuda's rows (o_i, lse_i): o = sum_i exp(lse_i - L) o_i, L = ln sum_i exp(lse_i).
+// `acc`, `lse_acc` hold the merge of the smaller budgets' bands and take this band in (`first`:
+// the smallest budget, whose band is its whole selection: acc = o_band); then the merged row's
+// relative error and cosine against `ref` (o_full), one warp per row, sums in double.
+__global__ void band_error_kernel(const float* o_band, const float* lse_band, float* acc, float* lse_acc, bool first,
+                                  const float* ref, int64_t T, int d, float* rel_out, float* cos_out) {
   const int64_t t = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (t >= T) return;
+  float wa = 0.0f, wb = 1.0f, L = lse_band[t];
+  if (!first) {
+    const float la = lse_acc[t], lb = L;
+    if (lb == -INFINITY) {  // the band adds nothing to this query (also la = -inf: nothing at all)
+      wa = 1.0f, wb = 0.0f, L = la;
+    } else if (la != -INFINITY) {
+      const double m = fmax(static_cast<double>(la), static_cast<double>(lb));
+      const double ea = exp(la - m), eb = exp(lb - m), sum = ea + eb;
+      wa = static_cast<float>(ea / sum), wb = static_cast<float>(eb / sum), L = static_cast<float>(m + log(sum));
+    }
+  }
   double diff = 0, nr = 0, no = 0, dot = 0;
   for (int x = lane; x < d; x += 32) {
-    const double u = o[t * d + x], v = ref[t * d + x];
+    const int64_t i = t * d + x;
+    const float merged = first ? o_band[i] : (wb == 0.0f ? acc[i] : wa * acc[i] + wb * o_band[i]);
+    acc[i] = merged;
+    const double u = merged, v = ref[i];
     diff += (u - v) * (u - v);
     nr += v * v;
     no += u * u;
@@ -557,6 +586,7 @@ __global__ void output_error_kernel(const float* o, const float* ref, int64_t T,
     dot += __shfl_xor_sync(0xffffffffu, dot, s);
   }
   if (lane == 0) {
+    lse_acc[t] = L;
     rel_out[t] = static_cast<float>(nr > 0 ? sqrt(diff / nr) : sqrt(diff));
     cos_out[t] = static_cast<float>((nr > 0 && no > 0) ? dot / sqrt(nr * no) : (nr == 0 && no == 0 ? 1.0 : 0.0));
   }

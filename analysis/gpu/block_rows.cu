@@ -207,7 +207,7 @@ __global__ void __launch_bounds__(THREADS) select_kernel(SelectRowsArgs a) {
     npick = mass_budget<THREADS, IPT>(sm, a.mode, row, a.mass ? a.mass + i * a.nb : nullptr, sm.grank, blk, c,
                                       a.score_scale, a.tau, npick);
   for (int x = 0; x < a.n_copies; ++x)
-    write_selection<THREADS, IPT>(sm, sm.grank, c, npick, a.top_k,
+    write_selection<THREADS, IPT>(sm, sm.grank, c, 0, npick, true, a.top_k,
                                   a.sel + ((r * a.n_copies + x) * a.T + t) * a.top_k);
 }
 

@@ -131,32 +131,34 @@ struct RowKernel {
   };
 };
 
-// Writes the selection of one (configuration, router) for query t: the blocks ranked below
-// `npick` ascending, then the current block c, then -1 up to k.
+// Writes one row of a selection for query t: the blocks ranked in [lo, hi) ascending, then
+// (with_current) the current block c, then -1 up to k entries. A whole selection of
+// (configuration, router) is lo = 0, hi = its picks, with the current block; a band of nested
+// budgets (analysis/gpu/analyze_gpu.cu) the ranks one k adds to the next smaller one.
 template <int THREADS, int IPT>
-__device__ void write_selection(typename RowKernel<THREADS, IPT>::Smem& sm, const int16_t* rank, int64_t c, int npick,
-                                int K, int32_t* sel_row) {
+__device__ void write_selection(typename RowKernel<THREADS, IPT>::Smem& sm, const int16_t* rank, int64_t c, int lo,
+                                int hi, bool with_current, int K, int32_t* sel_row) {
   const int tid = threadIdx.x;
   int flags = 0;
 #pragma unroll
   for (int k = 0; k < IPT; ++k) {
     const int64_t b = static_cast<int64_t>(tid) * IPT + k;
-    flags += (b < c && rank[b] < npick) ? 1 : 0;
+    flags += (b < c && rank[b] >= lo && rank[b] < hi) ? 1 : 0;
   }
   int off = 0;
   typename RowKernel<THREADS, IPT>::Scan(sm.temp.scan).ExclusiveSum(flags, off);
 #pragma unroll
   for (int k = 0; k < IPT; ++k) {
     const int64_t b = static_cast<int64_t>(tid) * IPT + k;
-    if (b < c && rank[b] < npick) sel_row[off++] = static_cast<int32_t>(b);
+    if (b < c && rank[b] >= lo && rank[b] < hi) sel_row[off++] = static_cast<int32_t>(b);
   }
   if (tid == 0) {
-    sel_row[npick] = static_cast<int32_t>(c);
-    for (int x = npick + 1; x < K; ++x) sel_row[x] = -1;
+    int x = max(hi - lo, 0);
+    if (with_current) sel_row[x++] = static_cast<int32_t>(c);
+    for (; x < K; ++x) sel_row[x] = -1;
   }
   __syncthreads();
 }
-
 
 // Sorts one row's routable blocks b < c by (score descending, tie rule, NaN last): a unique
 // key per block. blk[k]: the block at rank tid * IPT + k (-1 past c); rank[b]: b's rank.

@@ -7,7 +7,7 @@
 # output's size. Milestone <= 15 s per layer, goal <= 2 s.
 # usage: experiments/bench/b6_analyze.sh MOBA [cuda|cpu] [TIMEOUT_S]
 # ANALYZE_ARGS: extra analyze options (e.g. --profile; its per-stage table lands in analyze.err).
-# Writes under ${OUT:-/tmp/moba-out}/b6. TOKENS, HEADS, KV_HEADS, HEAD_DIM override the
+# Writes under ${OUT:-/tmp/moba-out}/b6. DUMP: analyse this dump instead of synthesising one. TOKENS, HEADS, KV_HEADS, HEAD_DIM override the
 # shape (a small local smoke run), SPARSITY the budget list; CHUNK the query chunk (4096 on cuda, 256 on cpu).
 set -uo pipefail
 MOBA=${1:?usage: b6_analyze.sh MOBA [cuda|cpu] [TIMEOUT_S]}
@@ -23,9 +23,13 @@ if [ -z "${CHUNK:-}" ]; then CHUNK=256; [ "$DEVICE" = cuda ] && CHUNK=4096; fi
 W=${OUT:-/tmp/moba-out}/b6
 rm -rf "$W"; mkdir -p "$W"
 SHAPE="$HEADS heads x $TOKENS tokens x d$HEAD_DIM ($KV_HEADS KV heads, bf16)"
-/usr/bin/time -f "%e" -o "$W/time_synth.txt" "$MOBA" synth --out "$W/layer.h5" --tokens "$TOKENS" --layers 1 \
-  --heads "$HEADS" --kv-heads "$KV_HEADS" --head-dim "$HEAD_DIM" --dtype bf16 --min-distance 512 --seed 6 --quiet \
-  >/dev/null || { echo "B6: synth failed"; exit 1; }
+if [ -n "${DUMP:-}" ]; then  # an earlier run's layer.h5 (A/B runs of two binaries on one dump)
+  ln -s "$(realpath "$DUMP")" "$W/layer.h5" && echo 0 >"$W/time_synth.txt"
+else
+  /usr/bin/time -f "%e" -o "$W/time_synth.txt" "$MOBA" synth --out "$W/layer.h5" --tokens "$TOKENS" --layers 1 \
+    --heads "$HEADS" --kv-heads "$KV_HEADS" --head-dim "$HEAD_DIM" --dtype bf16 --min-distance 512 --seed 6 --quiet \
+    >/dev/null || { echo "B6: synth failed"; exit 1; }
+fi
 
 sampler_start "$W/gpu.csv"
 /usr/bin/time -f "%e %M" -o "$W/time.txt" timeout "$LIMIT" "$MOBA" analyze "$W/layer.h5" --device "$DEVICE" \
@@ -42,7 +46,7 @@ rows=$(($(wc -l < "$W/out/summary.csv") - 1))
 configs=$(cut -d, -f3-6 "$W/out/summary.csv" | awk -F, '$1 == "head" {print $3 "," $4}' | sort -u | wc -l)
 out_kib=$(du -sk "$W/out" | cut -f1)
 h5=$(du -k "$W/out/analysis.h5" 2>/dev/null | cut -f1)
-dump=$(du -k "$W/layer.h5" | cut -f1)
+dump=$(du -kL "$W/layer.h5" | cut -f1)
 echo "B6 $DEVICE: moba analyze $SHAPE, B {$BLOCK_SIZES} x --sparsity {$SPARSITY}, moba+oracle, query chunk $CHUNK"
 printf '  %-28s %s\n' "wall" "${wall} s (synth $(cat "$W/time_synth.txt") s, not counted)" \
   "peak host RSS" "$((rss / 1024)) MiB" \
