@@ -35,6 +35,9 @@ struct AnalyzeOptions {
   // Bytes for one attention window's selections (attention_window); 0 = kAttnWindowBytes. An
   // A/B knob (hidden --attn-window-bytes): results do not depend on it.
   int64_t attn_window_bytes = 0;
+  // Query parts per (block size, router) chain of the device's attention (analysis/gpu); 0 or
+  // 1 = one. An A/B knob (hidden --attn-split): results do not depend on it.
+  int attn_split = 0;
   bool keep_arrays = false;           // return per-position arrays (tests); the CLI writes them to HDF5
   // Which configurations write per-position arrays / selections into analysis.h5 (summary
   // attributes and bucket curves are written for all). Default: everything.

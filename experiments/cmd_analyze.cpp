@@ -39,6 +39,9 @@
 #include "experiments/build_info.h"
 #include "experiments/command.h"
 #include "experiments/routing_args.h"
+#ifdef MOBA_HAVE_CUDA
+#include "kernels/cuda/tuning.h"
+#endif
 
 namespace fs = std::filesystem;
 
@@ -148,7 +151,7 @@ int run_analyze(const std::vector<std::string>& argv) {
                   with_routing_flags({"block-sizes", "top-k", "sparsity", "out", "layers", "heads", "routers", "top-n",
                                       "buckets", "bucket-width", "trailing", "query-chunk", "gpus", "positions",
                                       "keep-heads", "keep-configs", "keep-routers", "keep-budget-bytes",
-                                      "attn-window-bytes"}),
+                                      "attn-window-bytes", "attn-split", "tuning"}),
                   {"json", "quiet", "help", "profile"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -182,8 +185,20 @@ int run_analyze(const std::vector<std::string>& argv) {
   opt.query_chunk = args.integer("query-chunk", 256, 1, 1 << 20);
   if (args.str("gpus", "all") != "all") opt.gpus = static_cast<int>(args.integer("gpus", 0, 1, 1024));
   opt.profile = args.flag("profile");
-  // Not in --help: the GPU path's attention window (docs/gpu.md), for A/B timing.
+  // Not in --help: the GPU path's attention window and its query parts (docs/gpu.md), for A/B timing.
   opt.attn_window_bytes = args.integer("attn-window-bytes", 0, 1, INT64_MAX / 2);
+  opt.attn_split = static_cast<int>(args.integer("attn-split", 0, 1, 64));
+  // Not in --help either: the CUDA kernels' tuning knobs, as `moba bench --tuning` (speed only).
+  if (args.has("tuning")) {
+#ifdef MOBA_HAVE_CUDA
+    kernels::CudaTuning tuning;
+    if (const char* e = kernels::parse_cuda_tuning(args.str("tuning", ""), &tuning))
+      throw UsageError(std::string("--") + e);
+    kernels::set_cuda_tuning(tuning);
+#else
+    throw UsageError("--tuning sets CUDA kernel knobs; this build has no CUDA backend");
+#endif
+  }
   std::vector<int> layers;
   for (const int64_t l : args.int_list("layers", {}, 0, INT32_MAX)) layers.push_back(static_cast<int>(l));
   const std::vector<int64_t> heads = args.int_list("heads", {}, 0, INT32_MAX);

@@ -46,6 +46,11 @@ struct MobaAttentionParams {
   int64_t q_begin = 0;             // first query row computed: 0 <= q_begin <= n_tokens
   int64_t q_count = -1;            // rows [q_begin, q_begin + q_count) (<= n_tokens); -1 = to n_tokens
   Precision precision = Precision::exact;  // CUDA only (kernels/operand.h); the CPU ignores it
+  // CUDA gather path only: query rows per CTA (16..65536), for a caller that runs several calls
+  // side by side and knows the device is filled by all of them; 0 = automatic (enough CTAs
+  // from this call alone). Speed only: a row's bits do not depend on it. CudaTuning::attn_rows,
+  // when set, wins.
+  int rows_per_cta = 0;
 };
 
 const char* moba_attention_can_run(const MobaAttentionParams& p);

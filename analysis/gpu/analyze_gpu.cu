@@ -431,9 +431,11 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
 // A (block size, router)'s budgets are nested: each band is attended once and merged into the
 // running output of the smaller budgets (gpu::band_error_kernel), k ascending on one stream.
 // Those chains are independent, and one alone (a single query head) fills little of the
-// device: they run on kAttnStreams streams, ordered after the selections and before the
-// reductions by events.
-constexpr int kAttnStreams = 16;  // a window's single-head attentions are small: many in flight
+// device: they run on kAttnStreams streams, the costliest first, each on the least loaded
+// stream (optionally cut into query parts, opt.attn_split); events order them after the
+// selections and before the reductions. A window's rows are the same bits however it is cut
+// (kernels/moba_attention.h), so the parts change the time only.
+constexpr int kAttnStreams = 16;
 struct AttnStreams {
   cudaStream_t s[kAttnStreams] = {};
   cudaEvent_t ready = nullptr, done[kAttnStreams] = {};
@@ -452,51 +454,100 @@ struct AttnStreams {
   AttnStreams& operator=(const AttnStreams&) = delete;
 };
 
+// One (block size, router, query part) of a window: rows [r0, r0 + rn) of it.
+struct AttnUnit {
+  int bi = 0, ri = 0;
+  int64_t r0 = 0, rn = 0;
+  double cost = 0;  // keys per row (largest k, causal) x rows, plus a block visit's ~48 keys
+};
+std::vector<AttnUnit> attention_units(const Group& g, int64_t w0, int64_t wn) {
+  // One part by default: B6 on an H200 (8 heads, 14 chains on 16 streams) took 14.3 s of
+  // attention in one part and 16.8 s in four (kernels/cuda/NOTES.md, eighth session).
+  const int parts = std::max(g.opt.attn_split, 1);
+  const int64_t part = std::max<int64_t>(64, ((wn + parts - 1) / parts + 63) / 64 * 64);
+  std::vector<AttnUnit> units;
+  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi) {
+    const double B = static_cast<double>(g.plan.block_sizes[bi]);
+    const double k_max = static_cast<double>(g.plan.configs[g.by_k[bi].back()].top_k);
+    for (int ri = 0; ri < g.n_routers; ++ri)
+      for (int64_t r0 = 0; r0 < wn; r0 += part) {
+        const int64_t rn = std::min(part, wn - r0);
+        const double keys = std::min(k_max * B, static_cast<double>(w0 + r0) + 0.5 * static_cast<double>(rn));
+        units.push_back({bi, ri, r0, rn, keys * (1.0 + 48.0 / B) * static_cast<double>(rn)});
+      }
+  }
+  std::stable_sort(units.begin(), units.end(), [](const AttnUnit& a, const AttnUnit& b) { return a.cost > b.cost; });
+  return units;
+}
+
+// The gather path's query rows per CTA for a window's calls. They run side by side, so their
+// CTAs are counted together: the largest power of two in [128, 4096] that still gives >= 3
+// CTAs per multiprocessor over the window's units (the kernel's own rule counts one call's:
+// 256 rows for B6's 128K tokens. 8 of B6's heads on an H200, attention + error: 256 rows
+// 14.1 s, 1024 rows 10.4 s, 4096 rows 21.5 s; this rule picks 1024 there).
+int window_rows(const std::vector<AttnUnit>& units) {
+  const int64_t want = 3 * static_cast<int64_t>(kernels::cuda_detail::sm_count());
+  int rows = 4096;
+  const auto ctas = [&](int r) {
+    int64_t n = 0;
+    for (const AttnUnit& u : units) n += (u.rn + r - 1) / r;
+    return n;
+  };
+  while (rows > 128 && ctas(rows) < want) rows /= 2;
+  return rows;
+}
+
 // Queries [w0, w0 + wn): the window whose selection bands h.sel holds.
 void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBuffers& h, AttnStreams& st) {
   ck(cudaEventRecord(st.ready, nullptr), "event record");
   for (int i = 0; i < kAttnStreams; ++i) ck(cudaStreamWaitEvent(st.s[i], st.ready, 0), "stream wait");
-  int chain = 0;
-  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi)
-    for (int ri = 0; ri < g.n_routers; ++ri, ++chain) {
-      const int si = chain % kAttnStreams;
-      bool first = true;
-      for (const int ci : g.by_k[bi]) {
-        const int slot = ci * g.n_routers + ri;
-        kernels::MobaAttentionParams ap;
-        const kernels::Precision prec = g.opt.routing.precision;
-        ap.precision = prec;
-        if (g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both) {
-          // fp32 conv keys: q and v as typed fp32 values (a raw 16-bit operand cannot join them)
-          TensorView cv = g.k.view32();
-          cv.data = g.conv.get();
-          ap.q = g.q.typed(prec, local, 1);
-          ap.k = kernels::Operand(cv);
-          ap.v = g.v.typed(prec);
-        } else {
-          ap.q = g.q.operand(prec, local, 1);
-          ap.k = g.k.operand(prec);
-          ap.v = g.v.operand(prec);
-        }
-        ap.selected = h.sel[slot].get();
-        ap.q_begin = w0;
-        ap.q_count = wn;
-        ap.top_k = g.band_k(slot);
-        ap.block_size = g.plan.configs[ci].block_size;
-        ap.out = h.o_band[si].get();
-        ap.lse = h.lse_band[si].get();
-        ck_op(kernels::moba_attention_cuda(ap, st.s[si]), "MoBA attention");
-        float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T + w0;
-        const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err),
-                   cosine = static_cast<int64_t>(PositionMetric::output_cosine);
-        const int64_t threads = 256, blocks = (wn * 32 + threads - 1) / threads;
-        gpu::band_error_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(
-            h.o_band[si].get(), h.lse_band[si].get(), h.o_acc[si].get(), h.lse_acc[si].get(), first,
-            h.o_full.get() + w0 * g.d, wn, static_cast<int>(g.d), M + rel * g.T, M + cosine * g.T);
-        ck_launch("output error");
-        first = false;
+  double load[kAttnStreams] = {};
+  const std::vector<AttnUnit> units = attention_units(g, w0, wn);
+  const int rows = window_rows(units);
+  for (const AttnUnit& u : units) {
+    const int si = static_cast<int>(std::min_element(load, load + kAttnStreams) - load);
+    load[si] += u.cost;
+    const int ri = u.ri;
+    bool first = true;
+    for (const int ci : g.by_k[u.bi]) {
+      const int slot = ci * g.n_routers + ri;
+      const int64_t kb = g.band_k(slot);
+      kernels::MobaAttentionParams ap;
+      const kernels::Precision prec = g.opt.routing.precision;
+      ap.precision = prec;
+      if (g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both) {
+        // fp32 conv keys: q and v as typed fp32 values (a raw 16-bit operand cannot join them)
+        TensorView cv = g.k.view32();
+        cv.data = g.conv.get();
+        ap.q = g.q.typed(prec, local, 1);
+        ap.k = kernels::Operand(cv);
+        ap.v = g.v.typed(prec);
+      } else {
+        ap.q = g.q.operand(prec, local, 1);
+        ap.k = g.k.operand(prec);
+        ap.v = g.v.operand(prec);
       }
+      ap.selected = h.sel[slot].get() + u.r0 * kb;
+      ap.q_begin = w0 + u.r0;
+      ap.q_count = u.rn;
+      ap.top_k = static_cast<int>(kb);
+      ap.block_size = g.plan.configs[ci].block_size;
+      ap.out = h.o_band[si].get() + u.r0 * g.d;
+      ap.lse = h.lse_band[si].get() + u.r0;
+      ap.rows_per_cta = rows;
+      ck_op(kernels::moba_attention_cuda(ap, st.s[si]), "MoBA attention");
+      float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T + w0 + u.r0;
+      const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err),
+                 cosine = static_cast<int64_t>(PositionMetric::output_cosine);
+      const int64_t threads = 256, blocks = (u.rn * 32 + threads - 1) / threads;
+      gpu::band_error_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(
+          h.o_band[si].get() + u.r0 * g.d, h.lse_band[si].get() + u.r0, h.o_acc[si].get() + u.r0 * g.d,
+          h.lse_acc[si].get() + u.r0, first, h.o_full.get() + (w0 + u.r0) * g.d, u.rn, static_cast<int>(g.d),
+          M + rel * g.T, M + cosine * g.T);
+      ck_launch("output error");
+      first = false;
     }
+  }
   for (int i = 0; i < kAttnStreams; ++i) {
     ck(cudaEventRecord(st.done[i], st.s[i]), "event record");
     ck(cudaStreamWaitEvent(nullptr, st.done[i], 0), "stream wait");

@@ -439,7 +439,7 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   // Rows per CTA as for the whole sequence, also for a window: a window's calls run side by side
   // on several streams (the GPU analysis), and small row groups reload each block's keys for
   // fewer queries (B6 with 8192-query windows: 128 rows instead of 256, attention 36 % slower).
-  const int rows = pick_rows(Hq, T, tuning.attn_rows);
+  const int rows = pick_rows(Hq, T, tuning.attn_rows > 0 ? tuning.attn_rows : p.rows_per_cta);
   const int64_t n_groups = (R + rows - 1) / rows;
   const int64_t n_lists = Hq * n_groups * n_blocks;
   if (n_groups > 65535 * 16 || Hq > 65535) return "moba_attention_cuda: grid too large";

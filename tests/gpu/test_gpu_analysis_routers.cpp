@@ -22,6 +22,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <random>
 #include <sstream>
@@ -262,4 +263,53 @@ TEST_CASE("gpu analysis: every device router at once, GQA, ragged blocks", "[gpu
   with_kconv.push_back(RouterKind::moba_kconv);
   c.dtype = DType::f32, c.n_q_heads = 2, c.head_dim = 48, c.block_sizes = {32}, c.top_ks = {2, 50}, c.seed = 8;
   check_case(c, with_kconv);
+}
+
+// The device's attention runs per window of queries, each (block size, router) cut into query
+// parts on several streams: the arrays and selections are the same bits however the queries are
+// cut (windows of one chunk, parts of 64 rows, one part), since a row's arithmetic never
+// depends on which rows share its call.
+TEST_CASE("gpu analysis: attention windows and query parts change no bit", "[gpu][analysis][window]") {
+  REQUIRE(kernels::cuda_device_count() > 0);
+  const int64_t T = 2100, d = 64;
+  std::mt19937 rng(21);
+  const Tensor3 q = random_rounded(2, T, d, DType::bf16, rng, 2.0f);
+  const Tensor3 k = random_rounded(1, T, d, DType::bf16, rng, 1.0f);
+  const Tensor3 v = random_rounded(1, T, d, DType::bf16, rng, 0.125f);
+  GroupInput in;
+  in.q = q.view();
+  in.k = k.view();
+  in.v = v.view();
+  in.dtype = DType::bf16;
+  in.heads = {0, 1};
+  AnalyzeOptions opt;
+  opt.block_sizes = {16, 48};
+  opt.top_ks = {9, 1, 3, 30};
+  opt.routers = {RouterKind::moba, RouterKind::oracle, RouterKind::oracle_topp};
+  opt.query_chunk = 256;
+  opt.keep_arrays = true;
+  opt.gpus = 1;
+  opt.device = Device::cuda;
+  opt.attn_split = 1;
+  const GroupResult whole = analyze_group(in, opt, nullptr, nullptr);
+  for (const auto& [window_bytes, split] : std::vector<std::pair<int64_t, int>>{{0, 7}, {1, 1}, {1, 3}, {0, 64}}) {
+    INFO("attn_window_bytes " << window_bytes << " attn_split " << split);
+    AnalyzeOptions cut = opt;
+    cut.attn_window_bytes = window_bytes;
+    cut.attn_split = split;
+    const GroupResult r = analyze_group(in, cut, nullptr, nullptr);
+    REQUIRE(r.arrays.size() == whole.arrays.size());
+    for (size_t i = 0; i < r.arrays.size(); ++i) {
+      const PositionArrays& a = whole.arrays[i];
+      const PositionArrays& b = r.arrays[i];
+      INFO("B=" << a.key.block_size << " k=" << a.key.top_k << " " << router_name(a.key.router));
+      CHECK(b.selected == a.selected);
+      for (const auto& info : position_metrics()) {
+        const std::vector<float>& x = a.metric(info.metric);
+        const std::vector<float>& y = b.metric(info.metric);
+        REQUIRE(x.size() == y.size());
+        CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+      }
+    }
+  }
 }
