@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of tests/fuzz (clang, ASan + UBSan, every library instrumented)
 # and runs each for SECONDS (default 30) on its corpus, seeded with small valid inputs. Exits
-# non-zero on the first finding; the reproducer is left in build-fuzz/findings/.
+# non-zero if any target finds something; the reproducer is left in build-fuzz/findings/.
+# The targets run side by side, one per core (FUZZ_JOBS, default nproc): each is one
+# single-threaded process, so each still gets SECONDS of a core to itself.
 # Usage (repo root): tests/fuzz/run.sh [SECONDS] [TARGET ...]
 #   targets: fuzz_json fuzz_safetensors fuzz_hdf5_dump fuzz_args (all by default)
 # Re-run a finding: build-fuzz/tests/fuzz/TARGET build-fuzz/findings/TARGET-crash-...
@@ -58,19 +60,33 @@ open(os.path.join(seeds, "fuzz_hdf5_dump", "zeros"), "wb").write(bytes(64))
 PYEOF
 
 mkdir -p $BUILD/findings
-status=0
-for t in "${TARGETS[@]}"; do
+# One target: its line of the report in $BUILD/$t.report, "FINDING" in it when it failed.
+fuzz_one() {
+  local t=$1 log=$BUILD/$1.log report=$BUILD/$1.report
   mkdir -p $BUILD/corpus/$t
-  log=$BUILD/$t.log
   if ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
      $BUILD/tests/fuzz/$t -max_total_time="$SECS" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
        -artifact_prefix=$BUILD/findings/$t- $BUILD/corpus/$t $SEEDS/$t >$log 2>&1; then
     runs=$(grep -m1 -o "stat::number_of_executed_units: *[0-9]*" $log | grep -o "[0-9]*$" || echo "?")
     cov=$(grep -o "cov: [0-9]*" $log | tail -1 || true)
-    echo "$t: ${SECS}s, $runs runs, $cov, corpus $(ls $BUILD/corpus/$t | wc -l) inputs, no finding"
+    echo "$t: ${SECS}s, $runs runs, $cov, corpus $(ls $BUILD/corpus/$t | wc -l) inputs, no finding" >$report
   else
-    echo "$t: FINDING (see $log)"; grep -m5 -E "ERROR|SUMMARY|runtime error|terminate" $log || tail -20 $log
-    status=1
+    { echo "$t: FINDING (see $log)"; grep -m5 -E "ERROR|SUMMARY|runtime error|terminate" $log || tail -20 $log; } >$report
   fi
+}
+JOBS=${FUZZ_JOBS:-$(nproc)}
+running=0
+for t in "${TARGETS[@]}"; do
+  rm -f $BUILD/$t.report
+  if [ "$running" -ge "$JOBS" ]; then wait -n || true; running=$((running - 1)); fi
+  fuzz_one "$t" &
+  running=$((running + 1))
+done
+wait
+status=0
+for t in "${TARGETS[@]}"; do
+  [ -s $BUILD/$t.report ] || echo "$t: FINDING (no report: see $BUILD/$t.log)" >$BUILD/$t.report
+  cat $BUILD/$t.report
+  ! grep -q "^$t: FINDING" $BUILD/$t.report || status=1
 done
 exit $status
