@@ -17,5 +17,15 @@ PACKAGES=(
   time                                                  # /usr/bin/time -v for peak-RSS checks
   clang libfuzzer-14-dev libomp-14-dev                  # tests/fuzz (libFuzzer + OpenMP for clang)
 )
+# Already complete (e.g. the second call in .ci/run, through the README's test command):
+# nothing to do, no package lists fetched again.
+missing=0
+for p in "${PACKAGES[@]}"; do
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing=$((missing + 1))
+done
+if [ "$missing" = 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages are installed"
+  exit 0
+fi
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
