@@ -103,7 +103,9 @@ struct PairSumsOp {
 template <int THREADS, int IPT>
 struct RowKernel {
   static constexpr int kCap = THREADS * IPT;
-  using Sort = cub::BlockRadixSort<uint64_t, THREADS, IPT>;
+  // 6-bit digits: 8 passes over the 46-bit key instead of 12 (H200, 8 heads x 128K at B = 16,
+  // 8 budgets: routing rows 0.941 -> 0.905 s; the order, hence every output, is the same).
+  using Sort = cub::BlockRadixSort<uint64_t, THREADS, IPT, cub::NullType, 6>;
   using ReduceC = cub::BlockReduce<CfgSums, THREADS>;
   using ReduceP = cub::BlockReduce<PairSums, THREADS>;
   using Scan = cub::BlockScan<int, THREADS>;
