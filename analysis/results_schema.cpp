@@ -115,14 +115,17 @@ void write_configuration(H5Output& h5, const PositionArrays& arrays, const Summa
     h5.set_string(base + "/" + kBucketMeansDataset, "columns", columns);
   }
 
+  // The kept arrays in one batch: their chunks are compressed side by side.
+  std::vector<H5Output::Item> items;
   if (with_selection) {
     const int64_t n_blocks = (n_tokens + arrays.key.block_size - 1) / arrays.key.block_size;
-    h5.write_int(base + "/" + kSelectedDataset, {n_tokens, arrays.key.top_k}, arrays.selected.data(),
-                 selection_bits(n_blocks), compressed_storage(arrays.key.top_k));
+    items.push_back({base + "/" + kSelectedDataset, {n_tokens, arrays.key.top_k}, nullptr, arrays.selected.data(),
+                     selection_bits(n_blocks), compressed_storage(arrays.key.top_k)});
   }
   if (with_arrays)
     for (const auto& m : position_metrics())
-      h5.write_f32(base + "/" + m.name, {n_tokens}, arrays.metric(m.metric).data(), compressed_storage(1));
+      items.push_back({base + "/" + m.name, {n_tokens}, arrays.metric(m.metric).data(), nullptr, 32, compressed_storage(1)});
+  if (!items.empty()) h5.write_batch(items);
 }
 
 void write_snr_hist(H5Output& h5, const SnrSums& sums) {

@@ -62,6 +62,20 @@ class H5Output {
   void write_int(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
                  int stored_bits, const H5Storage& storage = {});
 
+  // Several whole datasets at once (as write_f32 / write_int each). The chunks of the
+  // compressed ones are prepared as HDF5's shuffle + deflate filters store them — in parallel,
+  // before the library's lock is taken — and written as they are (direct chunk writes): the
+  // datasets read back the same, and the lock is held for the writes only.
+  struct Item {
+    std::string dataset;
+    std::vector<int64_t> shape;
+    const float* f32 = nullptr;    // one of f32 / i32 (neither: an empty integer dataset)
+    const int32_t* i32 = nullptr;  // stored as signed stored_bits integers (8, 16 or 32)
+    int stored_bits = 32;
+    H5Storage storage;
+  };
+  void write_batch(const std::vector<Item>& items);
+
   // Streaming: create, then fill rows [row_begin, row_begin + n_rows) of axis 0; `data`
   // holds n_rows * prod(shape[1:]) elements.
   void create_f32(const std::string& dataset, const std::vector<int64_t>& shape);
@@ -79,6 +93,7 @@ class H5Output {
   void commit();
 
  private:
+  void check_fits(const Item& it) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

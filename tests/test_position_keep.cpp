@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -205,6 +206,39 @@ TEST_CASE("Selections: the smallest integer width, stored compressed, read back 
   REQUIRE(f.size() == 5);
   CHECK((f[0] == 1.5f && f[1] == -2.0f && std::isnan(f[2]) && f[4] == 5.0f));
   CHECK(in.read_i32("/empty").empty());
+}
+
+TEST_CASE("H5Output::write_batch: chunks compressed beside the lock read back as written", "[keep][h5output]") {
+  ScratchDir dir("keep_batch");
+  const std::string path = dir.file("b.h5");
+  const int64_t rows = 70001;  // compressed_storage(1): chunks of 65536 rows, the second partial
+  std::vector<int32_t> v16(rows), v8(rows * 3);
+  std::vector<float> f(rows * 2);
+  for (int64_t i = 0; i < rows; ++i) v16[i] = static_cast<int32_t>(i % 65536) - 32768;
+  for (int64_t i = 0; i < rows * 3; ++i) v8[i] = static_cast<int32_t>(i * 7 % 256) - 128;
+  for (int64_t i = 0; i < rows * 2; ++i) f[i] = i % 5 == 0 ? -0.0f : std::ldexp(static_cast<float>(i), -7);
+  {
+    H5Output o(path);
+    o.write_batch({{"/a/i16", {rows}, nullptr, v16.data(), 16, compressed_storage(1)},
+                   {"/a/i8", {rows, 3}, nullptr, v8.data(), 8, compressed_storage(3)},
+                   {"/b/f", {rows, 2}, f.data(), nullptr, 32, compressed_storage(2)},
+                   {"/b/plain", {rows, 2}, f.data(), nullptr, 32, H5Storage{}}});
+    CHECK_THROWS_AS(o.write_batch({{"/c", {1}, f.data(), v16.data(), 32, {}}}), std::logic_error);
+    CHECK_THROWS_AS(o.write_batch({{"/c", {1}, nullptr, std::vector<int32_t>{300}.data(), 8, {}}}), std::logic_error);
+    o.commit();
+  }
+  const H5Input in(path);
+  CHECK(in.dataset_info("/a/i16").dtype == "int16");
+  CHECK(in.dataset_info("/a/i8").dtype == "int8");
+  std::vector<int64_t> shape;
+  CHECK(in.read_i32("/a/i16", &shape) == v16);
+  CHECK(shape == std::vector<int64_t>{rows});
+  CHECK(in.read_i32("/a/i8") == v8);
+  const std::vector<float> g = in.read_f32("/b/f", &shape);
+  CHECK(shape == std::vector<int64_t>{rows, 2});
+  REQUIRE(g.size() == f.size());
+  CHECK(std::memcmp(g.data(), f.data(), f.size() * sizeof(float)) == 0);  // bit for bit, -0 included
+  CHECK(in.read_f32("/b/plain") == f);
 }
 
 TEST_CASE("analysis.h5 levels: ResultsFile and the viewer's PositionView without arrays or selections", "[keep][results]") {

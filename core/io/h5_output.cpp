@@ -3,7 +3,10 @@
 // commit().
 #include "core/h5_output.h"
 
+#include <zlib.h>
+
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <stdexcept>
@@ -11,6 +14,8 @@
 #include "core/io/h5_util.h"
 
 namespace moba {
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "chunk_bytes lays out little-endian values");
 
 namespace {
 enum class Elem { f32, i32 };
@@ -24,6 +29,37 @@ struct DatasetRec {
 hid_t file_type_of(Elem elem, int bits) {
   if (elem == Elem::f32) return H5T_IEEE_F32LE;
   return bits == 8 ? H5T_STD_I8LE : bits == 16 ? H5T_STD_I16LE : H5T_STD_I32LE;
+}
+
+// One chunk of a compressed dataset as HDF5 stores it: rows [r0, r0 + chunk_rows) of `data`
+// (past the last row: the fill value 0), in the stored type (little endian), byte-shuffled
+// when `shuffle` (H5Z_filter_shuffle: byte j of every element, for j = 0 .. size - 1) and
+// deflated (H5Z_filter_deflate: compress2 at `level`). Empty on failure.
+std::vector<unsigned char> chunk_bytes(const H5Output::Item& it, int64_t row_elems, int64_t r0, int64_t chunk_rows) {
+  const size_t size = it.f32 ? 4 : size_t(it.stored_bits / 8), n = size_t(chunk_rows * row_elems);
+  const int64_t rows = std::min(chunk_rows, it.shape[0] - r0);
+  const size_t have = size_t(rows * row_elems), first = size_t(r0 * row_elems);
+  std::vector<unsigned char> raw(n * size, 0);
+  if (it.f32) {
+    std::memcpy(raw.data(), it.f32 + first, have * size);
+  } else {
+    for (size_t i = 0; i < have; ++i) {
+      const auto v = static_cast<uint32_t>(it.i32[first + i]);  // two's complement, low bytes first
+      for (size_t b = 0; b < size; ++b) raw[i * size + b] = static_cast<unsigned char>(v >> (8 * b));
+    }
+  }
+  if (it.storage.shuffle && size > 1) {
+    std::vector<unsigned char> sh(raw.size());
+    for (size_t i = 0; i < n; ++i)
+      for (size_t b = 0; b < size; ++b) sh[b * n + i] = raw[i * size + b];
+    raw.swap(sh);
+  }
+  uLongf len = compressBound(uLong(raw.size()));
+  std::vector<unsigned char> out(len);
+  if (compress2(out.data(), &len, raw.data(), uLong(raw.size()), std::clamp(it.storage.deflate, 1, 9)) != Z_OK)
+    return {};
+  out.resize(len);
+  return out;
 }
 
 std::string parent_of(const std::string& path) {
@@ -102,6 +138,19 @@ struct H5Output::Impl {
       throw std::runtime_error(where(name) + ": write failed (disk full?)");
   }
 
+  // Writes chunks[i] (prepared by chunk_bytes) as chunk i of the dataset, unfiltered by HDF5.
+  void write_chunks(const std::string& name, int64_t chunk_rows, const std::vector<std::vector<unsigned char>>& chunks) {
+    const DatasetRec& rec = datasets.at(name);
+    h5::Id d = h5::dataset_id(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT));
+    std::vector<hsize_t> offset(rec.shape.size(), 0);
+    for (size_t i = 0; i < chunks.size(); ++i) {
+      offset[0] = hsize_t(int64_t(i) * chunk_rows);
+      if (!d || chunks[i].empty() ||
+          H5Dwrite_chunk(d.get(), H5P_DEFAULT, 0, offset.data(), chunks[i].size(), chunks[i].data()) < 0)
+        throw std::runtime_error(where(name) + ": write failed (disk full?)");
+    }
+  }
+
   h5::Id open_object(const std::string& object) {
     check_open();
     if (object.empty() || object[0] != '/') throw std::logic_error(where(object) + ": object paths are absolute");
@@ -144,9 +193,8 @@ int int_bits_for(int64_t lo, int64_t hi) {
 
 void H5Output::write_f32(const std::string& dataset, const std::vector<int64_t>& shape, const float* data,
                          const H5Storage& storage) {
-  auto lock = h5::h5_lock();
-  impl_->create(dataset, shape, Elem::f32, 32, storage);
-  impl_->write(dataset, 0, shape[0], data, Elem::f32);
+  Item it{dataset, shape, data, nullptr, 32, storage};
+  write_batch({it});
 }
 
 void H5Output::write_i32(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
@@ -156,20 +204,72 @@ void H5Output::write_i32(const std::string& dataset, const std::vector<int64_t>&
 
 void H5Output::write_int(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
                          int stored_bits, const H5Storage& storage) {
-  if (stored_bits != 8 && stored_bits != 16 && stored_bits != 32)
-    throw std::logic_error(impl_->where(dataset) + ": stored integer width must be 8, 16 or 32 bits");
-  if (stored_bits < 32 && !shape.empty()) {
+  Item it{dataset, shape, nullptr, data, stored_bits, storage};
+  write_batch({it});
+}
+
+// An integer item's stored width is 8, 16 or 32 bits and holds every value (nothing is clipped).
+void H5Output::check_fits(const Item& it) const {
+  const int bits = it.stored_bits;
+  if (bits != 8 && bits != 16 && bits != 32)
+    throw std::logic_error(impl_->where(it.dataset) + ": stored integer width must be 8, 16 or 32 bits");
+  if (bits == 32 || it.shape.empty()) return;
+  int64_t n = 1;
+  for (const int64_t x : it.shape) n *= std::max<int64_t>(0, x);
+  const int64_t lo = -(int64_t(1) << (bits - 1)), hi = (int64_t(1) << (bits - 1)) - 1;
+  for (int64_t i = 0; i < n; ++i)
+    if (it.i32[i] < lo || it.i32[i] > hi)
+      throw std::logic_error(impl_->where(it.dataset) + ": value " + std::to_string(it.i32[i]) + " does not fit int" +
+                             std::to_string(bits));
+}
+
+void H5Output::write_batch(const std::vector<Item>& items) {
+  // Which items go by prepared chunks: compressed, non-empty, with the deflate filter present.
+  const auto row_elems = [](const Item& it) {
     int64_t n = 1;
-    for (const int64_t x : shape) n *= std::max<int64_t>(0, x);
-    const int64_t lo = -(int64_t(1) << (stored_bits - 1)), hi = (int64_t(1) << (stored_bits - 1)) - 1;
-    for (int64_t i = 0; i < n; ++i)
-      if (data[i] < lo || data[i] > hi)
-        throw std::logic_error(impl_->where(dataset) + ": value " + std::to_string(data[i]) + " does not fit int" +
-                               std::to_string(stored_bits));
+    for (size_t i = 1; i < it.shape.size(); ++i) n *= std::max<int64_t>(0, it.shape[i]);
+    return n;
+  };
+  const auto chunk_rows = [](const Item& it) { return std::min(it.storage.chunk_rows, it.shape[0]); };
+  bool deflate_ok = false;
+  {
+    auto lock = h5::h5_lock();
+    deflate_ok = H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0;
+  }
+  std::vector<std::pair<size_t, int64_t>> jobs;  // (item, first row of the chunk)
+  std::vector<std::vector<std::vector<unsigned char>>> chunks(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Item& it = items[i];
+    int64_t n = it.shape.empty() ? 0 : 1;
+    for (const int64_t x : it.shape) n *= std::max<int64_t>(0, x);
+    if ((it.f32 && it.i32) || (n > 0 && !it.f32 && !it.i32))
+      throw std::logic_error(impl_->where(it.dataset) + ": a batch item holds exactly one of f32 / i32");
+    if (!it.f32) check_fits(it);
+    if (!deflate_ok || it.storage.chunk_rows <= 0 || it.storage.deflate <= 0 || it.shape.empty() ||
+        it.shape[0] <= 0 || row_elems(it) <= 0)
+      continue;
+    const int64_t cr = chunk_rows(it);
+    chunks[i].resize(size_t((it.shape[0] + cr - 1) / cr));
+    for (int64_t r = 0; r < it.shape[0]; r += cr) jobs.emplace_back(i, r);
+  }
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t j = 0; j < int64_t(jobs.size()); ++j) {
+    const Item& it = items[jobs[size_t(j)].first];
+    const int64_t r = jobs[size_t(j)].second, cr = chunk_rows(it);
+    chunks[jobs[size_t(j)].first][size_t(r / cr)] = chunk_bytes(it, row_elems(it), r, cr);
   }
   auto lock = h5::h5_lock();
-  impl_->create(dataset, shape, Elem::i32, stored_bits, storage);
-  impl_->write(dataset, 0, shape[0], data, Elem::i32);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Item& it = items[i];
+    const Elem elem = it.f32 ? Elem::f32 : Elem::i32;  // no data (an empty dataset): integers
+    impl_->create(it.dataset, it.shape, elem, it.f32 ? 32 : it.stored_bits, it.storage);
+    if (!chunks[i].empty())
+      impl_->write_chunks(it.dataset, chunk_rows(it), chunks[i]);
+    else if (it.f32)
+      impl_->write(it.dataset, 0, it.shape[0], it.f32, elem);
+    else
+      impl_->write(it.dataset, 0, it.shape[0], it.i32, elem);
+  }
 }
 
 void H5Output::create_f32(const std::string& dataset, const std::vector<int64_t>& shape) {
