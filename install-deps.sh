@@ -7,7 +7,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(
   build-essential cmake ninja-build git pkg-config
-  libhdf5-dev libeigen3-dev catch2                      # core, kernels, tests
+  libhdf5-dev zlib1g-dev libeigen3-dev catch2          # core (zlib: analysis.h5 chunks), kernels, tests
   libtomlplusplus-dev                                   # moba sweep configs (TOML)
   openmpi-bin libopenmpi-dev                            # moba sweep under mpirun (optional: MOBA_MPI)
   libimgui-dev libglfw3-dev libgl-dev xvfb xauth        # gui (Dear ImGui + GLFW/OpenGL), headless screenshots
