@@ -119,12 +119,14 @@ void write_configuration(H5Output& h5, const PositionArrays& arrays, const Summa
   std::vector<H5Output::Item> items;
   if (with_selection) {
     const int64_t n_blocks = (n_tokens + arrays.key.block_size - 1) / arrays.key.block_size;
-    items.push_back({base + "/" + kSelectedDataset, {n_tokens, arrays.key.top_k}, nullptr, arrays.selected.data(),
-                     selection_bits(n_blocks), compressed_storage(arrays.key.top_k)});
+    items.push_back(H5Output::Item::ints(base + "/" + kSelectedDataset, {n_tokens, arrays.key.top_k},
+                                         arrays.selected.data(), selection_bits(n_blocks),
+                                         compressed_storage(arrays.key.top_k)));
   }
   if (with_arrays)
     for (const auto& m : position_metrics())
-      items.push_back({base + "/" + m.name, {n_tokens}, arrays.metric(m.metric).data(), nullptr, 32, compressed_storage(1)});
+      items.push_back(H5Output::Item::floats(base + "/" + m.name, {n_tokens}, arrays.metric(m.metric).data(),
+                                             compressed_storage(1)));
   if (!items.empty()) h5.write_batch(items);
 }
 

@@ -69,10 +69,18 @@ class H5Output {
   struct Item {
     std::string dataset;
     std::vector<int64_t> shape;
-    const float* f32 = nullptr;    // one of f32 / i32 (neither: an empty integer dataset)
-    const int32_t* i32 = nullptr;  // stored as signed stored_bits integers (8, 16 or 32)
+    bool is_f32 = false;
+    const float* f32 = nullptr;    // is_f32: the values (null only when there are none)
+    const int32_t* i32 = nullptr;  // otherwise: stored as signed stored_bits integers (8, 16, 32)
     int stored_bits = 32;
     H5Storage storage;
+    static Item floats(std::string dataset, std::vector<int64_t> shape, const float* data, const H5Storage& storage = {}) {
+      return Item{std::move(dataset), std::move(shape), true, data, nullptr, 32, storage};
+    }
+    static Item ints(std::string dataset, std::vector<int64_t> shape, const int32_t* data, int stored_bits,
+                     const H5Storage& storage = {}) {
+      return Item{std::move(dataset), std::move(shape), false, nullptr, data, stored_bits, storage};
+    }
   };
   void write_batch(const std::vector<Item>& items);
 

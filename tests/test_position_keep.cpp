@@ -219,12 +219,17 @@ TEST_CASE("H5Output::write_batch: chunks compressed beside the lock read back as
   for (int64_t i = 0; i < rows * 2; ++i) f[i] = i % 5 == 0 ? -0.0f : std::ldexp(static_cast<float>(i), -7);
   {
     H5Output o(path);
-    o.write_batch({{"/a/i16", {rows}, nullptr, v16.data(), 16, compressed_storage(1)},
-                   {"/a/i8", {rows, 3}, nullptr, v8.data(), 8, compressed_storage(3)},
-                   {"/b/f", {rows, 2}, f.data(), nullptr, 32, compressed_storage(2)},
-                   {"/b/plain", {rows, 2}, f.data(), nullptr, 32, H5Storage{}}});
-    CHECK_THROWS_AS(o.write_batch({{"/c", {1}, f.data(), v16.data(), 32, {}}}), std::logic_error);
-    CHECK_THROWS_AS(o.write_batch({{"/c", {1}, nullptr, std::vector<int32_t>{300}.data(), 8, {}}}), std::logic_error);
+    using Item = H5Output::Item;
+    o.write_batch({Item::ints("/a/i16", {rows}, v16.data(), 16, compressed_storage(1)),
+                   Item::ints("/a/i8", {rows, 3}, v8.data(), 8, compressed_storage(3)),
+                   Item::floats("/b/f", {rows, 2}, f.data(), compressed_storage(2)),
+                   Item::floats("/b/plain", {rows, 2}, f.data()),
+                   Item::floats("/b/empty", {0}, nullptr, compressed_storage(1))});
+    Item both = Item::floats("/c", {1}, f.data());
+    both.i32 = v16.data();
+    CHECK_THROWS_AS(o.write_batch({both}), std::logic_error);
+    CHECK_THROWS_AS(o.write_batch({Item::floats("/c", {1}, nullptr)}), std::logic_error);
+    CHECK_THROWS_AS(o.write_batch({Item::ints("/c", {1}, std::vector<int32_t>{300}.data(), 8)}), std::logic_error);
     o.commit();
   }
   const H5Input in(path);
@@ -239,6 +244,8 @@ TEST_CASE("H5Output::write_batch: chunks compressed beside the lock read back as
   REQUIRE(g.size() == f.size());
   CHECK(std::memcmp(g.data(), f.data(), f.size() * sizeof(float)) == 0);  // bit for bit, -0 included
   CHECK(in.read_f32("/b/plain") == f);
+  CHECK(in.dataset_info("/b/empty").dtype == "float32");
+  CHECK(in.read_f32("/b/empty").empty());
 }
 
 TEST_CASE("analysis.h5 levels: ResultsFile and the viewer's PositionView without arrays or selections", "[keep][results]") {

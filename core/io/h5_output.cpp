@@ -36,11 +36,11 @@ hid_t file_type_of(Elem elem, int bits) {
 // when `shuffle` (H5Z_filter_shuffle: byte j of every element, for j = 0 .. size - 1) and
 // deflated (H5Z_filter_deflate: compress2 at `level`). Empty on failure.
 std::vector<unsigned char> chunk_bytes(const H5Output::Item& it, int64_t row_elems, int64_t r0, int64_t chunk_rows) {
-  const size_t size = it.f32 ? 4 : size_t(it.stored_bits / 8), n = size_t(chunk_rows * row_elems);
+  const size_t size = it.is_f32 ? 4 : size_t(it.stored_bits / 8), n = size_t(chunk_rows * row_elems);
   const int64_t rows = std::min(chunk_rows, it.shape[0] - r0);
   const size_t have = size_t(rows * row_elems), first = size_t(r0 * row_elems);
   std::vector<unsigned char> raw(n * size, 0);
-  if (it.f32) {
+  if (it.is_f32) {
     std::memcpy(raw.data(), it.f32 + first, have * size);
   } else {
     for (size_t i = 0; i < have; ++i) {
@@ -193,8 +193,7 @@ int int_bits_for(int64_t lo, int64_t hi) {
 
 void H5Output::write_f32(const std::string& dataset, const std::vector<int64_t>& shape, const float* data,
                          const H5Storage& storage) {
-  Item it{dataset, shape, data, nullptr, 32, storage};
-  write_batch({it});
+  write_batch({Item::floats(dataset, shape, data, storage)});
 }
 
 void H5Output::write_i32(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
@@ -204,8 +203,7 @@ void H5Output::write_i32(const std::string& dataset, const std::vector<int64_t>&
 
 void H5Output::write_int(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
                          int stored_bits, const H5Storage& storage) {
-  Item it{dataset, shape, nullptr, data, stored_bits, storage};
-  write_batch({it});
+  write_batch({Item::ints(dataset, shape, data, stored_bits, storage)});
 }
 
 // An integer item's stored width is 8, 16 or 32 bits and holds every value (nothing is clipped).
@@ -242,9 +240,9 @@ void H5Output::write_batch(const std::vector<Item>& items) {
     const Item& it = items[i];
     int64_t n = it.shape.empty() ? 0 : 1;
     for (const int64_t x : it.shape) n *= std::max<int64_t>(0, x);
-    if ((it.f32 && it.i32) || (n > 0 && !it.f32 && !it.i32))
-      throw std::logic_error(impl_->where(it.dataset) + ": a batch item holds exactly one of f32 / i32");
-    if (!it.f32) check_fits(it);
+    if (it.is_f32 ? (it.i32 || (n > 0 && !it.f32)) : (it.f32 || (n > 0 && !it.i32)))
+      throw std::logic_error(impl_->where(it.dataset) + ": a batch item's values must match its type");
+    if (!it.is_f32) check_fits(it);
     if (!deflate_ok || it.storage.chunk_rows <= 0 || it.storage.deflate <= 0 || it.shape.empty() ||
         it.shape[0] <= 0 || row_elems(it) <= 0)
       continue;
@@ -261,11 +259,11 @@ void H5Output::write_batch(const std::vector<Item>& items) {
   auto lock = h5::h5_lock();
   for (size_t i = 0; i < items.size(); ++i) {
     const Item& it = items[i];
-    const Elem elem = it.f32 ? Elem::f32 : Elem::i32;  // no data (an empty dataset): integers
-    impl_->create(it.dataset, it.shape, elem, it.f32 ? 32 : it.stored_bits, it.storage);
+    const Elem elem = it.is_f32 ? Elem::f32 : Elem::i32;
+    impl_->create(it.dataset, it.shape, elem, it.is_f32 ? 32 : it.stored_bits, it.storage);
     if (!chunks[i].empty())
       impl_->write_chunks(it.dataset, chunk_rows(it), chunks[i]);
-    else if (it.f32)
+    else if (it.is_f32)
       impl_->write(it.dataset, 0, it.shape[0], it.f32, elem);
     else
       impl_->write(it.dataset, 0, it.shape[0], it.i32, elem);
