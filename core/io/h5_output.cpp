@@ -62,6 +62,26 @@ std::vector<unsigned char> chunk_bytes(const H5Output::Item& it, int64_t row_ele
   return out;
 }
 
+// prod(shape[1:]) (negative dimensions count as 0), and the whole element count.
+int64_t row_elems_of(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (size_t i = 1; i < shape.size(); ++i) n *= std::max<int64_t>(0, shape[i]);
+  return n;
+}
+int64_t elems_of(const std::vector<int64_t>& shape) {
+  return shape.empty() ? 0 : std::max<int64_t>(0, shape[0]) * row_elems_of(shape);
+}
+
+// The layout H5Output::Impl::create gives a dataset: chunked when the storage asks for it and
+// the dataset has elements; deflated (after the optional shuffle) when, besides, a level is
+// set and the library has the filter. write_batch prepares chunks for exactly the deflated ones.
+bool chunked(const H5Storage& s, const std::vector<int64_t>& shape) {
+  return s.chunk_rows > 0 && !shape.empty() && shape[0] > 0 && row_elems_of(shape) > 0;
+}
+bool deflated(const H5Storage& s, const std::vector<int64_t>& shape, bool deflate_avail) {
+  return chunked(s, shape) && s.deflate > 0 && deflate_avail;
+}
+
 std::string parent_of(const std::string& path) {
   const size_t slash = path.rfind('/');
   return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
@@ -69,8 +89,9 @@ std::string parent_of(const std::string& path) {
 }  // namespace
 
 struct H5Output::Impl {
-  explicit Impl(const std::string& path) : file(path) {}
+  explicit Impl(const std::string& path) : file(path), deflate_avail(H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {}
   h5::TempFile file;
+  bool deflate_avail;  // the library has the deflate filter
   std::map<std::string, DatasetRec> datasets;
 
   std::string where(const std::string& dataset) const { return file.target() + ": " + dataset; }
@@ -98,11 +119,11 @@ struct H5Output::Impl {
     const hid_t type = file_type_of(elem, bits);
     h5::Id dcpl = h5::plist_id(H5Pcreate(H5P_DATASET_CREATE));
     bool ok = group && space && dcpl;
-    if (ok && storage.chunk_rows > 0 && shape[0] > 0 && rec.row_elems > 0) {
+    if (ok && chunked(storage, shape)) {
       std::vector<hsize_t> chunk = dims;
       chunk[0] = hsize_t(std::min(storage.chunk_rows, shape[0]));
       ok = H5Pset_chunk(dcpl.get(), int(chunk.size()), chunk.data()) >= 0;
-      if (ok && storage.deflate > 0 && H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {
+      if (ok && deflated(storage, shape, deflate_avail)) {
         if (storage.shuffle) ok = H5Pset_shuffle(dcpl.get()) >= 0;
         ok = ok && H5Pset_deflate(dcpl.get(), unsigned(std::clamp(storage.deflate, 1, 9))) >= 0;
       }
@@ -145,8 +166,8 @@ struct H5Output::Impl {
     std::vector<hsize_t> offset(rec.shape.size(), 0);
     for (size_t i = 0; i < chunks.size(); ++i) {
       offset[0] = hsize_t(int64_t(i) * chunk_rows);
-      if (!d || chunks[i].empty() ||
-          H5Dwrite_chunk(d.get(), H5P_DEFAULT, 0, offset.data(), chunks[i].size(), chunks[i].data()) < 0)
+      if (chunks[i].empty()) throw std::runtime_error(where(name) + ": compressing a chunk failed (out of memory?)");
+      if (!d || H5Dwrite_chunk(d.get(), H5P_DEFAULT, 0, offset.data(), chunks[i].size(), chunks[i].data()) < 0)
         throw std::runtime_error(where(name) + ": write failed (disk full?)");
     }
   }
@@ -211,9 +232,8 @@ void H5Output::check_fits(const Item& it) const {
   const int bits = it.stored_bits;
   if (bits != 8 && bits != 16 && bits != 32)
     throw std::logic_error(impl_->where(it.dataset) + ": stored integer width must be 8, 16 or 32 bits");
-  if (bits == 32 || it.shape.empty()) return;
-  int64_t n = 1;
-  for (const int64_t x : it.shape) n *= std::max<int64_t>(0, x);
+  if (bits == 32) return;
+  const int64_t n = elems_of(it.shape);
   const int64_t lo = -(int64_t(1) << (bits - 1)), hi = (int64_t(1) << (bits - 1)) - 1;
   for (int64_t i = 0; i < n; ++i)
     if (it.i32[i] < lo || it.i32[i] > hi)
@@ -222,30 +242,17 @@ void H5Output::check_fits(const Item& it) const {
 }
 
 void H5Output::write_batch(const std::vector<Item>& items) {
-  // Which items go by prepared chunks: compressed, non-empty, with the deflate filter present.
-  const auto row_elems = [](const Item& it) {
-    int64_t n = 1;
-    for (size_t i = 1; i < it.shape.size(); ++i) n *= std::max<int64_t>(0, it.shape[i]);
-    return n;
-  };
+  // The deflated items (the layout create gives them) go by prepared chunks.
   const auto chunk_rows = [](const Item& it) { return std::min(it.storage.chunk_rows, it.shape[0]); };
-  bool deflate_ok = false;
-  {
-    auto lock = h5::h5_lock();
-    deflate_ok = H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0;
-  }
   std::vector<std::pair<size_t, int64_t>> jobs;  // (item, first row of the chunk)
   std::vector<std::vector<std::vector<unsigned char>>> chunks(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     const Item& it = items[i];
-    int64_t n = it.shape.empty() ? 0 : 1;
-    for (const int64_t x : it.shape) n *= std::max<int64_t>(0, x);
+    const int64_t n = elems_of(it.shape);
     if (it.is_f32 ? (it.i32 || (n > 0 && !it.f32)) : (it.f32 || (n > 0 && !it.i32)))
       throw std::logic_error(impl_->where(it.dataset) + ": a batch item's values must match its type");
     if (!it.is_f32) check_fits(it);
-    if (!deflate_ok || it.storage.chunk_rows <= 0 || it.storage.deflate <= 0 || it.shape.empty() ||
-        it.shape[0] <= 0 || row_elems(it) <= 0)
-      continue;
+    if (!deflated(it.storage, it.shape, impl_->deflate_avail)) continue;
     const int64_t cr = chunk_rows(it);
     chunks[i].resize(size_t((it.shape[0] + cr - 1) / cr));
     for (int64_t r = 0; r < it.shape[0]; r += cr) jobs.emplace_back(i, r);
@@ -254,7 +261,7 @@ void H5Output::write_batch(const std::vector<Item>& items) {
   for (int64_t j = 0; j < int64_t(jobs.size()); ++j) {
     const Item& it = items[jobs[size_t(j)].first];
     const int64_t r = jobs[size_t(j)].second, cr = chunk_rows(it);
-    chunks[jobs[size_t(j)].first][size_t(r / cr)] = chunk_bytes(it, row_elems(it), r, cr);
+    chunks[jobs[size_t(j)].first][size_t(r / cr)] = chunk_bytes(it, row_elems_of(it.shape), r, cr);
   }
   auto lock = h5::h5_lock();
   for (size_t i = 0; i < items.size(); ++i) {
