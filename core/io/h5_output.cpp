@@ -75,6 +75,8 @@ int64_t elems_of(const std::vector<int64_t>& shape) {
 // The layout H5Output::Impl::create gives a dataset: chunked when the storage asks for it and
 // the dataset has elements; deflated (after the optional shuffle) when, besides, a level is
 // set and the library has the filter. write_batch prepares chunks for exactly the deflated ones.
+constexpr int64_t kCompactBytes = 4096;
+
 bool chunked(const H5Storage& s, const std::vector<int64_t>& shape) {
   return s.chunk_rows > 0 && !shape.empty() && shape[0] > 0 && row_elems_of(shape) > 0;
 }
@@ -127,6 +129,10 @@ struct H5Output::Impl {
         if (storage.shuffle) ok = H5Pset_shuffle(dcpl.get()) >= 0;
         ok = ok && H5Pset_deflate(dcpl.get(), unsigned(std::clamp(storage.deflate, 1, 9))) >= 0;
       }
+    } else if (ok && elems_of(shape) * (elem == Elem::f32 ? 4 : bits / 8) <= kCompactBytes) {
+      // Small contiguous datasets (bucket curves, SNR histograms) live in their object header:
+      // no separate raw-data block and write. Readers see the same dataset.
+      ok = H5Pset_layout(dcpl.get(), H5D_COMPACT) >= 0;
     }
     h5::Id d = ok ? h5::dataset_id(H5Dcreate2(file.get(), name.c_str(), type, space.get(), H5P_DEFAULT, dcpl.get(),
                                               H5P_DEFAULT))
@@ -257,7 +263,9 @@ void H5Output::write_batch(const std::vector<Item>& items) {
     chunks[i].resize(size_t((it.shape[0] + cr - 1) / cr));
     for (int64_t r = 0; r < it.shape[0]; r += cr) jobs.emplace_back(i, r);
   }
-#pragma omp parallel for schedule(dynamic)
+  // A team only for two chunks or more: most batches (bucket curves, histograms) have none,
+  // and a parallel region per small write cost more than the write.
+#pragma omp parallel for schedule(dynamic) if (jobs.size() > 1)
   for (int64_t j = 0; j < int64_t(jobs.size()); ++j) {
     const Item& it = items[jobs[size_t(j)].first];
     const int64_t r = jobs[size_t(j)].second, cr = chunk_rows(it);
