@@ -221,6 +221,11 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
     }
     if (n == 0) continue;
     const int64_t kb1 = min(a.n_tokens, (b + 1) * a.block_size);
+    // At most one chunk per warp (n <= 64): the warp's chunk is the same for every piece of
+    // the block, so its Q fragments, running output and (max, sum) stay in registers from the
+    // first piece to the last it processes (loaded once, stored once: the same bits as a
+    // store and reload per piece). Blocks of more than kKeyPiece keys only.
+    const bool keep = n <= kWarps * 16;
     for (int64_t p0 = b * a.block_size; p0 < kb1; p0 += kKeyPiece) {
       const int np = static_cast<int>(min(int64_t{kKeyPiece}, kb1 - p0));
       const int np16 = (np + 15) / 16 * 16;
@@ -244,7 +249,7 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
       // staging); later chunks load in turn.
       const bool first_piece = p0 == b * a.block_size;
       // This chunk's last piece of the block: the block ends, or its rows end before the next.
-      if (warp * 16 < n) load_chunk(beg, n, warp * 16, first_piece);
+      if (warp * 16 < n && (first_piece || !keep)) load_chunk(beg, n, warp * 16, first_piece);
       cp_async_wait_all();
       __syncthreads();
       for (int chunk = warp * 16; chunk < n; chunk += kWarps * 16) {
@@ -303,6 +308,7 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
         // normalised output (out /= sum) and lse = (max + log2 sum) ln 2; other visits store
         // the running output and (max, sum).
         const bool last_piece = p0 + kKeyPiece >= kb1 || p0 + kKeyPiece > t_max;
+        if (keep && !last_piece) continue;  // state stays in registers for the next piece
         const bool fin0 = last_piece && (f0 & kLast), fin1 = last_piece && (f1 & kLast);
         const float s0 = fin0 ? (ml0.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml0.y : 0.f) : 1.0f;
         const float s1 = fin1 ? (ml1.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml1.y : 0.f) : 1.0f;
