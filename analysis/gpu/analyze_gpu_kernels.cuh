@@ -16,6 +16,7 @@
 namespace moba::analysis::gpu {
 
 constexpr int kMaxCfgPerBlock = 16;  // configurations (top-k values) per block size
+static_assert(kMaxCfgPerBlock <= kMaxRowCfg, "row_kernel's per-configuration sums");
 constexpr int kMaxGates = 2;         // moba, moba-kconv
 constexpr int kMaxRows = 8;          // routers besides the oracle (every router kind but it)
 constexpr int kSlots = 1 + kMaxRows;   // router slot 0: oracle, 1 + si: row si (list order)
@@ -400,25 +401,37 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
         for (int x = 0; x < n_top_valid; ++x) cnt[k] += sm.top_block[x] == blk[k] ? 1 : 0;
     }
   };
-  // Per-configuration sums over the picks of this router: coverage, oracle hits (picks the
-  // oracle ranks below `oracle_npick`), top-key hits.
-  auto cfg_sums = [&](int npick, int oracle_npick) -> CfgSums {
-    CfgSums s{0.0, 0, 0};
+  // Per-configuration sums over the picks of this router (ranks < min(k - 1, c, budget)), every
+  // configuration in one pass (two barriers in all, not two per configuration): coverage,
+  // oracle hits (picks the oracle ranks below min(k - 1, c)), top-key hits. The block's sums
+  // land in sm.part_cov / part_rt [jc][0] (hits: oracle << 16 | top keys).
+  auto cfg_sums = [&](int budget) {
+    const int lane = tid % 32, warp = tid / 32;
+    for (int jc = 0; jc < a.n_cfg; ++jc) {
+      const int onpick = static_cast<int>(min(static_cast<int64_t>(a.top_k[jc] - 1), c)), npick = min(onpick, budget);
+      double cov = 0.0;
+      int rt = 0;
 #pragma unroll
-    for (int k = 0; k < IPT; ++k) {
-      const int p = tid * IPT + k;
-      if (blk[k] >= 0 && p < npick) {
-        s.cov += mrow[blk[k]];
-        s.rec += sm.orank[blk[k]] < oracle_npick ? 1 : 0;
-        s.tok += cnt[k];
+      for (int k = 0; k < IPT; ++k)
+        if (blk[k] >= 0 && tid * IPT + k < npick) {
+          cov += mrow[blk[k]];
+          rt += (sm.orank[blk[k]] < onpick ? 1 << 16 : 0) + cnt[k];
+        }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) {
+        cov += __shfl_xor_sync(0xffffffffu, cov, o);
+        rt += __shfl_xor_sync(0xffffffffu, rt, o);
       }
+      if (lane == 0) sm.part_cov[jc][warp] = cov, sm.part_rt[jc][warp] = rt;
     }
-    const CfgSums r = typename RK::ReduceC(sm.temp.red).Reduce(s, CfgSumsOp());
-    if (tid == 0) sm.res = r;
     __syncthreads();
-    const CfgSums out = sm.res;
+    if (tid < a.n_cfg) {
+      double cov = 0.0;
+      int rt = 0;
+      for (int w = 0; w < THREADS / 32; ++w) cov += sm.part_cov[tid][w], rt += sm.part_rt[tid][w];
+      sm.part_cov[tid][0] = cov, sm.part_rt[tid][0] = rt;
+    }
     __syncthreads();
-    return out;
   };
   auto write_metrics = [&](float* M, double cov, int npick, bool choice, double recall, int tok_hits) {
     if (tid != 0 || !M) return;
@@ -434,16 +447,17 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
 
   // The oracle: exact block masses.
   sort_row(mrow, sm.orank);
+  cfg_sums(INT_MAX);
   for (int jc = 0; jc < a.n_cfg; ++jc) {
     const int K = a.top_k[jc];
     const int npick = static_cast<int>(min(static_cast<int64_t>(K - 1), c));
     const bool choice = c > K - 1;
-    const CfgSums s = cfg_sums(npick, 0);
-    const double cov = s.cov + mrow[c];
+    const double cov = sm.part_cov[jc][0] + mrow[c];
+    const int tok = sm.part_rt[jc][0] & 0xffff;
     if (tid == 0) a.oracle_cov[jc][t] = static_cast<float>(cov);
     if (a.metric[jc][0]) {
       write_metrics(a.metric[jc][0], cov, npick, choice, npick > 0 ? 1.0 : static_cast<double>(quiet_nan()),
-                    s.tok + n_top_cur);
+                    tok + n_top_cur);
       if (tid == 0 && choice && planted_b >= 0 && sm.orank[planted_b] < npick) atomicAdd(&a.planted_hits[a.cfg_index[jc] * kSlots], 1ull);
       const int kp = a.k_prev[jc], lo = kp > 0 ? static_cast<int>(min(static_cast<int64_t>(kp - 1), c)) : 0;
       write_selection<THREADS, IPT>(sm, sm.orank, c, lo, npick, kp == 0, K - kp, a.sel[jc][0] + (t - a.sel_t0) * (K - kp));
@@ -462,15 +476,16 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
       for (int jc = 0; jc < a.n_cfg; ++jc) n_cap = max(n_cap, static_cast<int>(min(static_cast<int64_t>(a.top_k[jc] - 1), c)));
       budget = mass_budget<THREADS, IPT>(sm, mode, srow, nullptr, sm.grank, blk, c, a.score_scale, a.tau, n_cap);
     }
+    cfg_sums(budget);
     for (int jc = 0; jc < a.n_cfg; ++jc) {
       const int K = a.top_k[jc];
       const int onpick = static_cast<int>(min(static_cast<int64_t>(K - 1), c));  // the oracle's picks
       const int npick = min(onpick, budget);
       const bool choice = c > K - 1;
-      const CfgSums s = cfg_sums(npick, onpick);
-      const double cov = s.cov + mrow[c];
-      const double recall = onpick > 0 ? static_cast<double>(s.rec) / onpick : static_cast<double>(quiet_nan());
-      write_metrics(a.metric[jc][slot], cov, npick, choice, recall, s.tok + n_top_cur);
+      const double cov = sm.part_cov[jc][0] + mrow[c];
+      const int rt = sm.part_rt[jc][0];
+      const double recall = onpick > 0 ? static_cast<double>(rt >> 16) / onpick : static_cast<double>(quiet_nan());
+      write_metrics(a.metric[jc][slot], cov, npick, choice, recall, (rt & 0xffff) + n_top_cur);
       if (tid == 0 && choice && planted_b >= 0 && sm.grank[planted_b] < npick)
         atomicAdd(&a.planted_hits[a.cfg_index[jc] * kSlots + slot], 1ull);
       if (tid == 0 && choice && mode != kRowFixed && a.sel_count)

@@ -81,15 +81,6 @@ __device__ __forceinline__ int key_block(uint64_t key, bool recent) {
   return static_cast<int>(recent ? tb : kTieMask - tb);
 }
 
-struct CfgSums {
-  double cov;
-  int rec, tok;
-};
-struct CfgSumsOp {
-  __device__ CfgSums operator()(const CfgSums& a, const CfgSums& b) const {
-    return CfgSums{a.cov + b.cov, a.rec + b.rec, a.tok + b.tok};
-  }
-};
 struct PairSums {
   double s, s2;
   int neg;
@@ -100,20 +91,20 @@ struct PairSumsOp {
   }
 };
 
+constexpr int kMaxRowCfg = 16;  // configurations per block size a row kernel sums at once
+
 template <int THREADS, int IPT>
 struct RowKernel {
   static constexpr int kCap = THREADS * IPT;
   // 6-bit digits: 8 passes over the 46-bit key instead of 12 (H200, 8 heads x 128K at B = 16,
   // 8 budgets: routing rows 0.941 -> 0.905 s; the order, hence every output, is the same).
   using Sort = cub::BlockRadixSort<uint64_t, THREADS, IPT, cub::NullType, 6>;
-  using ReduceC = cub::BlockReduce<CfgSums, THREADS>;
   using ReduceP = cub::BlockReduce<PairSums, THREADS>;
   using Scan = cub::BlockScan<int, THREADS>;
   using ReduceD = cub::BlockReduce<double, THREADS>;
   struct Smem {
     union {
       typename Sort::TempStorage sort;
-      typename ReduceC::TempStorage red;
       typename ReduceP::TempStorage pair;
       typename Scan::TempStorage scan;
       typename ReduceD::TempStorage dred;
@@ -125,7 +116,10 @@ struct RowKernel {
     int n_top_valid, n_top_cur;
     int64_t j_star;
     int rank_star;
-    CfgSums res;
+    // Per-configuration sums of one router row (row_kernel's cfg_sums): per warp, then the
+    // block's at [jc][0].
+    double part_cov[kMaxRowCfg][THREADS / 32];
+    int part_rt[kMaxRowCfg][THREADS / 32];  // oracle hits << 16 | top-key hits
     PairSums pairs;
     double s_top;
     double vb_value;
