@@ -51,11 +51,6 @@ struct MobaAttentionParams {
   // from this call alone). Speed only: a row's bits do not depend on it. CudaTuning::attn_rows,
   // when set, wins.
   int rows_per_cta = 0;
-  // CUDA only: take the tile path wherever it accepts the inputs, whatever the cost model says.
-  // For a caller whose side-by-side calls make the gather path's per-block visits dearer than
-  // one call alone (the GPU analysis' small-block bands). Rounding differs between the paths
-  // (both within the stated tolerance); CudaTuning::attn_path, when set, wins.
-  bool prefer_tile = false;
 };
 
 const char* moba_attention_can_run(const MobaAttentionParams& p);

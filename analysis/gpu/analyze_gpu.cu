@@ -535,10 +535,6 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
       ap.out = h.o_band[si].get() + u.r0 * g.d;
       ap.lse = h.lse_band[si].get() + u.r0;
       ap.rows_per_cta = rows;
-      // B = 16: every band tiled. 8 of B6's heads on an H200, attention + error at B = 16:
-      // automatic 5.21 s, every band tiled 4.74 s, every band gathered 6.70 s (at B = 32 tiling
-      // every band is slower: 4.03 s against 2.34 s); kernels/cuda/NOTES.md, ninth session.
-      ap.prefer_tile = ap.block_size <= 16;
       ck_op(kernels::moba_attention_cuda(ap, st.s[si]), "MoBA attention");
       float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T + w0 + u.r0;
       const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err),

@@ -426,10 +426,7 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
 
   const int64_t n_blocks = block_count(T, p.block_size);
   const CudaTuning& tuning = cuda_tuning();
-  const bool tile = p.prefer_tile && tuning.attn_path == CudaTuning::AttnPath::automatic
-                        ? tile_attention_fits(Hq, T, p.block_size, nx)
-                        : use_tile_path(Hq, T, p.block_size, p.top_k, nx, tuning);
-  if (tile) {
+  if (use_tile_path(Hq, T, p.block_size, p.top_k, nx, tuning)) {
     TileAttnArgs ta{};
     ta.q = a.q, ta.k = a.k, ta.v = a.v;
     ta.q_sh = a.q_sh, ta.q_st = a.q_st, ta.k_sh = a.k_sh, ta.k_st = a.k_st, ta.v_sh = a.v_sh, ta.v_st = a.v_st;
