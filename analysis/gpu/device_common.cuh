@@ -92,6 +92,7 @@ struct PairSumsOp {
 };
 
 constexpr int kMaxRowCfg = 16;  // configurations per block size a row kernel sums at once
+static_assert(kMaxRowBlocks < (1 << 15), "oracle hits and top-key hits share one int (part_rt)");
 
 template <int THREADS, int IPT>
 struct RowKernel {
@@ -119,7 +120,7 @@ struct RowKernel {
     // Per-configuration sums of one router row (row_kernel's cfg_sums): per warp, then the
     // block's at [jc][0].
     double part_cov[kMaxRowCfg][THREADS / 32];
-    int part_rt[kMaxRowCfg][THREADS / 32];  // oracle hits << 16 | top-key hits
+    int part_rt[kMaxRowCfg][THREADS / 32];  // oracle hits << 16 | top-key hits (both < 2^15)
     PairSums pairs;
     double s_top;
     double vb_value;

@@ -72,11 +72,12 @@ int64_t elems_of(const std::vector<int64_t>& shape) {
   return shape.empty() ? 0 : std::max<int64_t>(0, shape[0]) * row_elems_of(shape);
 }
 
+// Contiguous datasets of at most this many bytes get the compact layout (H5Output::Impl::create).
+constexpr int64_t kCompactBytes = 4096;
+
 // The layout H5Output::Impl::create gives a dataset: chunked when the storage asks for it and
 // the dataset has elements; deflated (after the optional shuffle) when, besides, a level is
 // set and the library has the filter. write_batch prepares chunks for exactly the deflated ones.
-constexpr int64_t kCompactBytes = 4096;
-
 bool chunked(const H5Storage& s, const std::vector<int64_t>& shape) {
   return s.chunk_rows > 0 && !shape.empty() && shape[0] > 0 && row_elems_of(shape) > 0;
 }

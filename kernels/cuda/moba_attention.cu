@@ -224,7 +224,7 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
     // At most one chunk per warp (n <= 64): the warp's chunk is the same for every piece of
     // the block, so its Q fragments, running output and (max, sum) stay in registers from the
     // first piece to the last it processes (loaded once, stored once: the same bits as a
-    // store and reload per piece). Blocks of more than kKeyPiece keys only.
+    // store and reload per piece). Only blocks of more than kKeyPiece keys have several pieces.
     const bool keep = n <= kWarps * 16;
     for (int64_t p0 = b * a.block_size; p0 < kb1; p0 += kKeyPiece) {
       const int np = static_cast<int>(min(int64_t{kKeyPiece}, kb1 - p0));
