@@ -26,6 +26,9 @@ struct DatasetRec {
   int64_t row_elems = 1;  // prod(shape[1:])
 };
 
+// Bytes of one stored element: float32, or a signed integer of `bits` (8, 16, 32).
+size_t stored_bytes(bool f32, int bits) { return f32 ? 4 : size_t(bits / 8); }
+
 hid_t file_type_of(Elem elem, int bits) {
   if (elem == Elem::f32) return H5T_IEEE_F32LE;
   return bits == 8 ? H5T_STD_I8LE : bits == 16 ? H5T_STD_I16LE : H5T_STD_I32LE;
@@ -36,7 +39,7 @@ hid_t file_type_of(Elem elem, int bits) {
 // when `shuffle` (H5Z_filter_shuffle: byte j of every element, for j = 0 .. size - 1) and
 // deflated (H5Z_filter_deflate: compress2 at `level`). Empty on failure.
 std::vector<unsigned char> chunk_bytes(const H5Output::Item& it, int64_t row_elems, int64_t r0, int64_t chunk_rows) {
-  const size_t size = it.is_f32 ? 4 : size_t(it.stored_bits / 8), n = size_t(chunk_rows * row_elems);
+  const size_t size = stored_bytes(it.is_f32, it.stored_bits), n = size_t(chunk_rows * row_elems);
   const int64_t rows = std::min(chunk_rows, it.shape[0] - r0);
   const size_t have = size_t(rows * row_elems), first = size_t(r0 * row_elems);
   std::vector<unsigned char> raw(n * size, 0);
@@ -103,8 +106,9 @@ struct H5Output::Impl {
     if (file.committed()) throw std::logic_error(file.target() + ": output already committed");
   }
 
-  void create(const std::string& name, const std::vector<int64_t>& shape, Elem elem, int bits = 32,
-              const H5Storage& storage = {}) {
+  // Returns the new dataset, open (write and write_chunks take it instead of reopening it).
+  h5::Id create(const std::string& name, const std::vector<int64_t>& shape, Elem elem, int bits = 32,
+                const H5Storage& storage = {}) {
     check_open();
     if (name.empty() || name[0] != '/' || name == "/")
       throw std::logic_error(where(name) + ": dataset names are absolute paths like /layers/0/selected");
@@ -130,7 +134,7 @@ struct H5Output::Impl {
         if (storage.shuffle) ok = H5Pset_shuffle(dcpl.get()) >= 0;
         ok = ok && H5Pset_deflate(dcpl.get(), unsigned(std::clamp(storage.deflate, 1, 9))) >= 0;
       }
-    } else if (ok && elems_of(shape) * (elem == Elem::f32 ? 4 : bits / 8) <= kCompactBytes) {
+    } else if (ok && elems_of(shape) * int64_t(stored_bytes(elem == Elem::f32, bits)) <= kCompactBytes) {
       // Small contiguous datasets (bucket curves, SNR histograms) live in their object header:
       // no separate raw-data block and write. Readers see the same dataset.
       ok = H5Pset_layout(dcpl.get(), H5D_COMPACT) >= 0;
@@ -140,9 +144,13 @@ struct H5Output::Impl {
                   : h5::Id();
     if (!d) throw std::runtime_error(where(name) + ": cannot create the dataset");
     datasets[name] = rec;
+    return d;
   }
 
-  void write(const std::string& name, int64_t row_begin, int64_t n_rows, const void* data, Elem elem) {
+  // Rows [row_begin, row_begin + n_rows) of dataset `name`; `open`: the dataset when the caller
+  // holds it open, else it is opened here.
+  void write(const std::string& name, int64_t row_begin, int64_t n_rows, const void* data, Elem elem,
+             hid_t open = H5I_INVALID_HID) {
     check_open();
     auto it = datasets.find(name);
     if (it == datasets.end()) throw std::logic_error(where(name) + ": write to a dataset never created");
@@ -151,8 +159,9 @@ struct H5Output::Impl {
     if (row_begin < 0 || n_rows < 0 || row_begin + n_rows > rec.shape[0])
       throw std::logic_error(where(name) + ": rows out of range");
     if (n_rows == 0 || rec.row_elems == 0) return;
-    h5::Id d = h5::dataset_id(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT));
-    h5::Id fspace = d ? h5::space_id(H5Dget_space(d.get())) : h5::Id();
+    const h5::Id reopened = open >= 0 ? h5::Id() : h5::dataset_id(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT));
+    const hid_t d = open >= 0 ? open : reopened.get();
+    h5::Id fspace = d >= 0 ? h5::space_id(H5Dget_space(d)) : h5::Id();
     std::vector<hsize_t> start(rec.shape.size(), 0), count;
     for (int64_t x : rec.shape) count.push_back(hsize_t(x));
     start[0] = hsize_t(row_begin);
@@ -162,14 +171,15 @@ struct H5Output::Impl {
     const hid_t mem_type = elem == Elem::f32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32;
     if (!fspace || !mspace ||
         H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0 ||
-        H5Dwrite(d.get(), mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, data) < 0)
+        H5Dwrite(d, mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, data) < 0)
       throw std::runtime_error(where(name) + ": write failed (disk full?)");
   }
 
-  // Writes chunks[i] (prepared by chunk_bytes) as chunk i of the dataset, unfiltered by HDF5.
-  void write_chunks(const std::string& name, int64_t chunk_rows, const std::vector<std::vector<unsigned char>>& chunks) {
+  // Writes chunks[i] (prepared by chunk_bytes) as chunk i of dataset `name`, open as `d`,
+  // unfiltered by HDF5.
+  void write_chunks(const std::string& name, const h5::Id& d, int64_t chunk_rows,
+                    const std::vector<std::vector<unsigned char>>& chunks) {
     const DatasetRec& rec = datasets.at(name);
-    h5::Id d = h5::dataset_id(H5Dopen2(file.get(), name.c_str(), H5P_DEFAULT));
     std::vector<hsize_t> offset(rec.shape.size(), 0);
     for (size_t i = 0; i < chunks.size(); ++i) {
       offset[0] = hsize_t(int64_t(i) * chunk_rows);
@@ -276,13 +286,13 @@ void H5Output::write_batch(const std::vector<Item>& items) {
   for (size_t i = 0; i < items.size(); ++i) {
     const Item& it = items[i];
     const Elem elem = it.is_f32 ? Elem::f32 : Elem::i32;
-    impl_->create(it.dataset, it.shape, elem, it.is_f32 ? 32 : it.stored_bits, it.storage);
+    const h5::Id d = impl_->create(it.dataset, it.shape, elem, it.is_f32 ? 32 : it.stored_bits, it.storage);
     if (!chunks[i].empty())
-      impl_->write_chunks(it.dataset, chunk_rows(it), chunks[i]);
+      impl_->write_chunks(it.dataset, d, chunk_rows(it), chunks[i]);
     else if (it.is_f32)
-      impl_->write(it.dataset, 0, it.shape[0], it.f32, elem);
+      impl_->write(it.dataset, 0, it.shape[0], it.f32, elem, d.get());
     else
-      impl_->write(it.dataset, 0, it.shape[0], it.i32, elem);
+      impl_->write(it.dataset, 0, it.shape[0], it.i32, elem, d.get());
   }
 }
 
