@@ -18,9 +18,11 @@
 #include "analysis/gpu/analyze_gpu_kernels.cuh"
 #include "analysis/gpu/block_rows.h"
 #include "analysis/gpu/device_util.cuh"
+#include "analysis/gpu/warp_rows.cuh"
 #include "kernels/backend.h"
 #include "kernels/block_pool.h"
 #include "kernels/cuda/cuda_util.cuh"
+#include "kernels/cuda/tuning.h"
 #include "kernels/dense_pass.h"
 #include "kernels/kconv.h"
 #include "kernels/moba_attention.h"
@@ -54,7 +56,19 @@ void launch_row(const gpu::RowArgs& a, int64_t nq) {
 }
 using gpu::kMaxRowBlocks;
 
+// One warp per query row (gpu::warp_row_kernel) where every router row picks a fixed budget,
+// else the block-wide sort of row_kernel (variable budgets rank every block in order).
 void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
+  bool fixed = kernels::cuda_tuning().row_warp;
+  for (int si = 0; si < a.n_rows; ++si) fixed = fixed && a.row_mode[si] == gpu::kRowFixed;
+  if (fixed) {
+    constexpr int W = gpu::kWarpRowWarps;
+    const size_t smem = W * sizeof(gpu::WarpRowSmem);
+    allow_smem(reinterpret_cast<const void*>(gpu::warp_row_kernel<W>), smem);
+    gpu::warp_row_kernel<W><<<static_cast<unsigned>((nq + W - 1) / W), W * 32, smem>>>(a, nq);
+    ck_launch("warp row kernel");
+    return;
+  }
   gpu::by_row_tier(c_max, [&](auto threads, auto ipt) { launch_row<decltype(threads)::value, decltype(ipt)::value>(a, nq); });
 }
 

@@ -47,6 +47,8 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
       if (const char* e = parse_bool(val, &t.dense_all_pass2)) return e;
     } else if (key == "tile_min_blocks3") {
       if (const char* e = parse_bool(val, &t.tile_min_blocks3)) return e;
+    } else if (key == "row_warp") {
+      if (const char* e = parse_bool(val, &t.row_warp)) return e;
     } else if (key == "attn_path") {
       if (val == "automatic") t.attn_path = CudaTuning::AttnPath::automatic;
       else if (val == "gather") t.attn_path = CudaTuning::AttnPath::gather;
@@ -58,7 +60,7 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
       if (val.empty() || *e != '\0' || !(x > 0 && x <= 1000)) return "tuning: attn_tile_cost takes a number in (0, 1000]";
       t.attn_tile_cost = x;
     } else {
-      return "tuning: unknown key (gate, attn_rows, attn_min_blocks3, dense_all_pass2, attn_path, attn_tile_cost, tile_min_blocks3)";
+      return "tuning: unknown key (gate, attn_rows, attn_min_blocks3, dense_all_pass2, attn_path, attn_tile_cost, tile_min_blocks3, row_warp)";
     }
   }
   *out = t;

@@ -35,6 +35,10 @@ struct CudaTuning {
   // moba_attention's tile path at head dim 128: ask ptxas for 3 CTAs per SM (168 registers,
   // a few bytes spilled; 15-18 % faster on an H200 than 2 CTAs at up to 198 registers).
   bool tile_min_blocks3 = true;
+  // The analysis' routing rows (analysis/gpu/warp_rows.cuh): one warp per query row by radix
+  // select where every router of the block size picks a fixed budget; 0 = the block-wide sort
+  // kernel (row_kernel) for every row.
+  bool row_warp = true;
 };
 
 // Multiprocessor count assumed when the device attribute cannot be read (H100/H200 SXM).
@@ -47,7 +51,7 @@ const CudaTuning& cuda_tuning();
 
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
-// attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1; "" = defaults) on top of `*out`. Returns
+// attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, row_warp=0|1; "" = defaults) on top of `*out`. Returns
 // nullptr or a static message naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
 

@@ -1,0 +1,452 @@
+#pragma once
+// Routing + per-position metrics + SNR rows with one warp per query row, for block sizes whose
+// routers all pick a fixed budget (every router row kRowFixed: moba, moba-kconv, the score-row
+// routers; the oracle). The same outputs as row_kernel (analyze_gpu_kernels.cuh), without its
+// block-wide sort:
+//
+// A fixed-budget router picks, at top-k, the routable blocks of rank < n = min(k - 1, c) in
+// the order of a unique 46-bit key (score, tie rule; device_common.cuh sort_key). So a block
+// is picked iff its key >= theta(n), the key of rank n - 1, and only the distinct counts n of
+// the block size's configurations (at most kMaxCfgPerBlock) need a key each. A warp finds
+// them all at once by radix select over the row, re-read from global memory per pass (no
+// per-row copy in shared memory, no block barriers): the first digit starts at the highest
+// bit in which the row's keys differ, then 8-bit digits, one 256-bin histogram per distinct
+// open prefix, until each target's bin holds its key last (the bin's keys then are exactly
+// the picks above the target). Typical rows finish in 2-3 passes.
+//
+// With the counts sorted ascending (class u: n_u), a block's class is the first u with key >=
+// theta(n_u): a configuration with count n_u picks the classes <= u, and its band of nested
+// budgets (RowArgs::k_prev) is exactly class u. Sums per class (coverage, oracle hits as
+// max(class, oracle class), top-key hits) are kept per lane in shared memory and turned into
+// per-configuration sums by one prefix over the classes: every sum in a fixed order (a row's
+// bits do not depend on timing), though not row_kernel's order (double sums may differ in the
+// last bits). Selections are written in block order by a match over the 32 blocks of a step.
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdint>
+
+#include "analysis/gpu/analyze_gpu_kernels.cuh"
+
+namespace moba::analysis::gpu {
+
+constexpr int kWarpRowWarps = 4;  // query rows (warps) per CTA
+constexpr unsigned kFull = 0xffffffffu;
+
+struct WarpRowSmem {
+  union {
+    struct {
+      uint32_t hist[kMaxCfgPerBlock][128];  // per open prefix: 256 16-bit counts (< 2^15), two per word
+      uint64_t gpre[kMaxCfgPerBlock];       // the open prefixes, descending
+    } sel;
+    struct {
+      double cov_o[kMaxCfgPerBlock][32];  // [class][lane]: mass of the oracle's picks
+      double cov_g[kMaxCfgPerBlock][32];  // [class][lane]: mass of the router's picks
+      int hit[kMaxCfgPerBlock][32];       // [max(class, oracle class)][lane]: picked by both
+    } acc;
+  } u;
+  uint64_t theta_o[kMaxCfgPerBlock];  // per class: the oracle's smallest picked key
+  uint64_t theta_g[kMaxCfgPerBlock];  // the router row's
+  int owner[kMaxCfgPerBlock];         // per class: the configuration whose band it is, or -1
+  int off[kMaxCfgPerBlock];           // per configuration: band entries written so far
+  int tok[kMaxCfgPerBlock];           // per class: top-list keys in its blocks
+};
+
+__device__ __forceinline__ unsigned lanemask_lt(int lane) { return (1u << lane) - 1u; }
+
+// theta[u] for the lanes u < n_cls: the key of rank nu - 1 among the keys of blocks b < c of
+// `row` (lane u holds its count nu, ascending in u, 1 <= nu <= c); nu == c gives 0 (every
+// routable block; real keys are >= 1).
+__device__ void warp_select(WarpRowSmem& s, const float* row, int64_t c, bool recent, int n_cls, int nu,
+                            uint64_t* theta) {
+  const int lane = threadIdx.x & 31;
+  bool open = lane < n_cls && nu < c;
+  if (lane < n_cls && nu >= c) theta[lane] = 0;
+  if (!__any_sync(kFull, open)) {
+    __syncwarp();
+    return;
+  }
+  uint64_t kmax = 0, kmin = ~0ull;
+  for (int64_t b = lane; b < c; b += 32) {
+    const uint64_t k = sort_key(row[b], b, recent);
+    kmax = k > kmax ? k : kmax;
+    kmin = k < kmin ? k : kmin;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const uint64_t x = __shfl_xor_sync(kFull, kmax, o), y = __shfl_xor_sync(kFull, kmin, o);
+    kmax = x > kmax ? x : kmax;
+    kmin = y < kmin ? y : kmin;
+  }
+  // c >= 2 here (1 <= nu < c) and keys are unique: kmax != kmin.
+  const int hb = 63 - __clzll(static_cast<long long>(kmax ^ kmin));  // highest bit the keys differ in
+  int w = min(8, hb + 1), sh = hb + 1 - w;
+  uint64_t pre = kmax >> (sh + w);  // the bits above the digit: the same for every key
+  int q = nu - 1;                   // the target's rank among the keys of its prefix
+  for (;;) {
+    // Open targets with equal prefixes share a histogram (prefixes never increase with u).
+    const unsigned openm = __ballot_sync(kFull, open);
+    if (!openm) break;
+    const unsigned below = openm & lanemask_lt(lane);
+    const int prevl = below ? 31 - __clz(below) : lane;
+    const uint64_t ppre = __shfl_sync(kFull, pre, prevl);
+    const bool leader = open && (prevl == lane || ppre != pre);
+    const unsigned lm = __ballot_sync(kFull, leader);
+    const int ng = __popc(lm), gid = __popc(lm & (lanemask_lt(lane) | (1u << lane))) - 1;
+    if (leader) s.u.sel.gpre[gid] = pre;
+    for (int x = lane; x < ng * 128; x += 32) (&s.u.sel.hist[0][0])[x] = 0u;
+    __syncwarp();
+    const int dmask = (1 << w) - 1, up = sh + w;
+    for (int64_t b = lane; b < c; b += 32) {
+      const uint64_t k = sort_key(row[b], b, recent), hi = k >> up;
+      int lo = 0, hi_g = ng, g = -1;
+      while (lo < hi_g) {  // gpre descending
+        const int mid = (lo + hi_g) >> 1;
+        const uint64_t v = s.u.sel.gpre[mid];
+        if (v == hi) {
+          g = mid;
+          break;
+        }
+        if (v > hi)
+          lo = mid + 1;
+        else
+          hi_g = mid;
+      }
+      if (g >= 0) {
+        const int dg = static_cast<int>(k >> sh) & dmask;
+        atomicAdd(&s.u.sel.hist[g][dg >> 1], (dg & 1) ? 0x10000u : 1u);
+      }
+    }
+    __syncwarp();
+    if (open) {
+      int cum = 0, dsel = 0, cnt = 0;
+      for (int dg = dmask; dg >= 0; --dg) {
+        const uint32_t word = s.u.sel.hist[gid][dg >> 1];
+        cnt = static_cast<int>((dg & 1) ? word >> 16 : word & 0xffffu);
+        if (q < cum + cnt) {
+          dsel = dg;
+          break;
+        }
+        cum += cnt;
+      }
+      q -= cum;
+      pre = (pre << w) | static_cast<uint64_t>(dsel);
+      if (q + 1 == cnt) {  // the target is its bin's last key: the bin's keys are all picks
+        open = false;
+        theta[lane] = pre << sh;
+      }
+    }
+    __syncwarp();
+    if (sh == 0) break;  // unreachable with targets open: a full key's bin holds one key
+    w = min(8, sh);
+    sh -= w;
+  }
+  __syncwarp();
+}
+
+__device__ __forceinline__ int key_class(uint64_t k, const uint64_t* theta, int n_cls) {
+  int u = 0;
+  while (u < n_cls && k < theta[u]) ++u;
+  return u;
+}
+
+// Inclusive prefix over lanes (classes) of x, lanes >= n kept out.
+template <typename V>
+__device__ __forceinline__ V lane_prefix(V x, int lane) {
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const V y = __shfl_up_sync(kFull, x, o);
+    if (lane >= o) x += y;
+  }
+  return x;
+}
+
+template <int WARPS>
+__global__ void __launch_bounds__(WARPS * 32) warp_row_kernel(RowArgs a, int64_t nq) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+  WarpRowSmem& s = reinterpret_cast<WarpRowSmem*>(smem_raw)[warp];
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * WARPS + warp;
+  if (i >= nq) return;  // whole warps: no block barriers below
+  const int64_t t = a.t0 + i, B = a.B, c = t / B, T = a.T;
+  const float* mrow = a.mass + i * a.nb;
+  const int32_t* top = a.top + i * a.n_top;
+  const unsigned lt = lanemask_lt(lane);
+
+  // The top list: keys in the current block, the signal key j* (row_kernel's rule).
+  int ncur = 0, nval = 0;
+  for (int x = lane; x < a.top_n; x += 32) {
+    const int32_t j = top[x];
+    if (j < 0) continue;
+    if (j / B == c)
+      ++ncur;
+    else
+      ++nval;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    ncur += __shfl_xor_sync(kFull, ncur, o);
+    nval += __shfl_xor_sync(kFull, nval, o);
+  }
+  const int n_top_cur = ncur, n_top_all = ncur + nval;
+  int64_t j_star = -1;
+  if (lane == 0 && c >= 2) {
+    for (int x = 0; x < a.n_top && top[x] >= 0; ++x)
+      if (top[x] < c * B) {
+        j_star = top[x];
+        break;
+      }
+    if (j_star < 0 && a.pre_arg) j_star = a.pre_arg[i * a.pre_stride + (c * B) / a.base];
+  }
+  j_star = __shfl_sync(kFull, j_star, 0);
+  const int64_t b_star = j_star >= 0 ? j_star / B : -1;
+  const int32_t planted_b = a.planted && a.planted[t] >= 0 && a.planted[t] / B < c ? a.planted[t] / B : -1;
+
+  // Lane jc < n_cfg: configuration jc's count, its class u (-1: picks nothing), its band.
+  const int n_cfg = a.n_cfg;
+  const int K = lane < n_cfg ? a.top_k[lane] : 1, kp = lane < n_cfg ? a.k_prev[lane] : 0;
+  const int np = static_cast<int>(min(static_cast<int64_t>(K - 1), c));
+  bool first = np > 0;
+  for (int x = 0; x < n_cfg; ++x) {
+    const int npx = __shfl_sync(kFull, np, x);
+    if (x < lane && npx == np) first = false;
+  }
+  int ucfg = 0;
+  for (int x = 0; x < n_cfg; ++x) {
+    const int npx = __shfl_sync(kFull, np, x);
+    const bool fx = __shfl_sync(kFull, first, x);
+    if (fx && npx < np) ++ucfg;
+  }
+  if (np <= 0) ucfg = -1;
+  const int n_cls = __popc(__ballot_sync(kFull, first));
+  // Lane u < n_cls: the class's count n_u.
+  int nu = 0;
+  for (int x = 0; x < n_cfg; ++x) {
+    const int npx = __shfl_sync(kFull, np, x), ux = __shfl_sync(kFull, ucfg, x);
+    const bool fx = __shfl_sync(kFull, first, x);
+    if (fx && ux == lane) nu = npx;
+  }
+  const int lo = kp > 0 ? static_cast<int>(min(static_cast<int64_t>(kp - 1), c)) : 0;
+  if (lane < kMaxCfgPerBlock) s.owner[lane] = -1;
+  __syncwarp();
+  if (lane < n_cfg && ucfg >= 0 && lo < np) s.owner[ucfg] = lane;
+  __syncwarp();
+  const bool choice = c > K - 1;
+
+  // Per-configuration sums from per-class sums: lane u < n_cls holds class u's column sum; the
+  // inclusive prefix over classes, read at each configuration's class.
+  const auto cfg_value = [&](double col) -> double {
+    const double p = lane_prefix(lane < n_cls ? col : 0.0, lane);
+    const double v = __shfl_sync(kFull, p, ucfg < 0 ? 0 : ucfg);
+    return ucfg < 0 ? 0.0 : v;
+  };
+  const auto cfg_count = [&](int col) -> int {
+    const int p = lane_prefix(lane < n_cls ? col : 0, lane);
+    const int v = __shfl_sync(kFull, p, ucfg < 0 ? 0 : ucfg);
+    return ucfg < 0 ? 0 : v;
+  };
+  const auto col_sum_d = [&](double (*m)[32]) -> double {
+    double x = 0.0;
+    if (lane < n_cls)
+      for (int l = 0; l < 32; ++l) x += m[lane][l];
+    return x;
+  };
+  const auto col_sum_i = [&](int (*m)[32]) -> int {
+    int x = 0;
+    if (lane < n_cls)
+      for (int l = 0; l < 32; ++l) x += m[lane][l];
+    return x;
+  };
+  // Top-list keys outside the current block per class of `row` under theta.
+  const auto top_classes = [&](const float* row, const uint64_t* theta) -> int {
+    if (lane < kMaxCfgPerBlock) s.tok[lane] = 0;
+    __syncwarp();
+    for (int x = lane; x < a.top_n; x += 32) {
+      const int32_t j = top[x];
+      if (j < 0 || j / B == c) continue;
+      const int64_t b = j / B;
+      const int u = key_class(sort_key(row[b], b, a.recent), theta, n_cls);
+      if (u < n_cls) atomicAdd(&s.tok[u], 1);
+    }
+    __syncwarp();
+    const int v = lane < n_cls ? s.tok[lane] : 0;
+    __syncwarp();
+    return cfg_count(v);
+  };
+  const auto write_metrics = [&](float* M, double cov, bool has_choice, double recall, int tok_hits) {
+    if (lane >= n_cfg || !M) return;
+    M[0 * T + t] = static_cast<float>(cov);
+    M[1 * T + t] = static_cast<float>(-log(fmax(cov, 1e-300)));
+    M[2 * T + t] = has_choice ? static_cast<float>(recall) : quiet_nan();
+    M[3 * T + t] = n_top_all > 0 ? static_cast<float>(static_cast<double>(tok_hits) / n_top_all) : quiet_nan();
+    const int64_t attended = static_cast<int64_t>(np) * B + (t - c * B + 1);
+    M[6 * T + t] = static_cast<float>(1.0 - static_cast<double>(attended) / static_cast<double>(t + 1));
+    M[7 * T + t] = static_cast<float>(static_cast<double>(np + 1) / static_cast<double>(c + 1));
+  };
+  // Band rows of one router slot: lane jc's row (null: not written).
+  const auto sel_row = [&](int slot) -> int32_t* {
+    if (lane >= n_cfg || !a.sel[lane][slot]) return nullptr;
+    return a.sel[lane][slot] + (t - a.sel_t0) * (K - kp);
+  };
+  const auto band_begin = [&]() {
+    if (lane < kMaxCfgPerBlock) s.off[lane] = 0;
+    __syncwarp();
+  };
+  // Block b (lane's, or -1) of class u into its owner's band.
+  const auto band_put = [&](int32_t* row_of_lane, int64_t b, int u) {
+    const int own = b >= 0 && u < n_cls ? s.owner[u] : -1;
+    const unsigned m = __match_any_sync(kFull, own);
+    int32_t* const dst = reinterpret_cast<int32_t*>(
+        __shfl_sync(kFull, reinterpret_cast<unsigned long long>(row_of_lane), own < 0 ? 0 : own));
+    if (own >= 0 && dst) dst[s.off[own] + __popc(m & lt)] = static_cast<int32_t>(b);
+    __syncwarp();
+    if (own >= 0 && lane == __ffs(m) - 1) s.off[own] += __popc(m);
+    __syncwarp();
+  };
+  // The band's tail: the current block for the smallest k, then -1 to k - k_prev entries.
+  const auto band_end = [&](int32_t* row_of_lane) {
+    for (int jc = 0; jc < n_cfg; ++jc) {
+      int32_t* const dst = reinterpret_cast<int32_t*>(
+          __shfl_sync(kFull, reinterpret_cast<unsigned long long>(row_of_lane), jc));
+      const int kj = __shfl_sync(kFull, K - kp, jc), kpj = __shfl_sync(kFull, kp, jc);
+      if (!dst) continue;
+      int x = s.off[jc];
+      if (kpj == 0) {
+        if (lane == 0) dst[x] = static_cast<int32_t>(c);
+        ++x;
+      }
+      for (int y = x + lane; y < kj; y += 32) dst[y] = -1;
+    }
+    __syncwarp();
+  };
+
+  // ---- The oracle: exact block masses.
+  warp_select(s, mrow, c, a.recent, n_cls, nu, s.theta_o);
+  {
+    const int tok = top_classes(mrow, s.theta_o);
+    int32_t* const srow_o = a.metric[lane < n_cfg ? lane : 0][0] ? sel_row(0) : nullptr;
+    band_begin();
+
+    for (int l = 0; l < kMaxCfgPerBlock; ++l) s.u.acc.cov_o[l][lane] = 0.0;
+    __syncwarp();
+    for (int64_t b0 = 0; b0 < c; b0 += 32) {
+      const int64_t b = b0 + lane < c ? b0 + lane : -1;
+      int u = n_cls;
+      if (b >= 0) {
+        const float m = mrow[b];
+        u = key_class(sort_key(m, b, a.recent), s.theta_o, n_cls);
+        if (u < n_cls) s.u.acc.cov_o[u][lane] += static_cast<double>(m);
+      }
+      band_put(srow_o, b, u);
+    }
+
+    __syncwarp();
+    const double covc = cfg_value(col_sum_d(s.u.acc.cov_o)) + static_cast<double>(mrow[c]);
+    if (lane < n_cfg) {
+      a.oracle_cov[lane][t] = static_cast<float>(covc);
+      if (a.metric[lane][0]) {
+        write_metrics(a.metric[lane][0], covc, choice, np > 0 ? 1.0 : static_cast<double>(quiet_nan()), tok + n_top_cur);
+        if (choice && planted_b >= 0) {
+          const int up = key_class(sort_key(mrow[planted_b], planted_b, a.recent), s.theta_o, n_cls);
+          if (ucfg >= 0 && up <= ucfg) atomicAdd(&a.planted_hits[a.cfg_index[lane] * kSlots], 1ull);
+        }
+      }
+    }
+    band_end(srow_o);
+  }
+
+  // ---- The other routers, one score row each (all kRowFixed here).
+  for (int si = 0; si < a.n_rows; ++si) {
+    const int slot = 1 + si;
+    const float* srow = a.scores[si] + i * a.nb;
+    warp_select(s, srow, c, a.recent, n_cls, nu, s.theta_g);
+    const int tok = top_classes(srow, s.theta_g);
+    int32_t* const rows_g = sel_row(slot);
+    band_begin();
+    for (int l = 0; l < kMaxCfgPerBlock; ++l) {
+      s.u.acc.cov_g[l][lane] = 0.0;
+      s.u.acc.hit[l][lane] = 0;
+    }
+    __syncwarp();
+    const int gi = a.row_gate[si];
+    const bool snr = gi >= 0 && a.snr[gi] && c >= 2 && b_star >= 0;
+    const float ss = snr ? srow[b_star] : 0.f;
+    const uint64_t kstar = snr ? sort_key(ss, b_star, a.recent) : 0ull;
+    PairSums p{0.0, 0.0, 0};
+    int above = 0;  // keys above b*'s
+    for (int64_t b0 = 0; b0 < c; b0 += 32) {
+      const int64_t b = b0 + lane < c ? b0 + lane : -1;
+      int u = n_cls;
+      if (b >= 0) {
+        const float m = mrow[b], x = srow[b];
+        const uint64_t kg = sort_key(x, b, a.recent);
+        u = key_class(kg, s.theta_g, n_cls);
+        const int uo = key_class(sort_key(m, b, a.recent), s.theta_o, n_cls);
+        if (u < n_cls) s.u.acc.cov_g[u][lane] += static_cast<double>(m);
+        const int uh = max(u, uo);
+        if (uh < n_cls) s.u.acc.hit[uh][lane] += 1;
+        if (snr && b != b_star) {
+          const double dd = static_cast<double>(ss) - static_cast<double>(x);
+          p.s += dd;
+          p.s2 += dd * dd;
+          p.neg += dd < 0 ? 1 : 0;
+          above += kg > kstar ? 1 : 0;
+        }
+      }
+      band_put(rows_g, b, u);
+    }
+    __syncwarp();
+    const double covc = cfg_value(col_sum_d(s.u.acc.cov_g)) + static_cast<double>(mrow[c]);
+    const int hits = cfg_count(col_sum_i(s.u.acc.hit));
+    if (lane < n_cfg) {
+      const double recall = np > 0 ? static_cast<double>(hits) / np : static_cast<double>(quiet_nan());
+      write_metrics(a.metric[lane][slot], covc, choice, recall, tok + n_top_cur);
+      if (choice && planted_b >= 0) {
+        const int up = key_class(sort_key(srow[planted_b], planted_b, a.recent), s.theta_g, n_cls);
+        if (ucfg >= 0 && up <= ucfg) atomicAdd(&a.planted_hits[a.cfg_index[lane] * kSlots + slot], 1ull);
+      }
+    }
+    band_end(rows_g);
+    if (gi < 0 || !a.snr[gi]) continue;
+    // SNR probe of a gate (row_kernel's): pairs D = s(b*) - s(b), b*'s rank, the model's sums.
+    SnrRow row{};
+    if (snr) {
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) {
+        p.s += __shfl_xor_sync(kFull, p.s, o);
+        p.s2 += __shfl_xor_sync(kFull, p.s2, o);
+        p.neg += __shfl_xor_sync(kFull, p.neg, o);
+        above += __shfl_xor_sync(kFull, above, o);
+      }
+      const float* qr = a.q + t * a.q_st;
+      const float* kr = a.rkeys[gi] + j_star * a.rk_st;
+      double acc = 0;
+      for (int x = lane; x < a.d; x += 32) acc += static_cast<double>(qr[x]) * static_cast<double>(kr[x]);
+      for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(kFull, acc, o);
+      const int rank = above + 1;
+      if (lane == 0) {
+        const double* ps = a.pre_sum[gi] + i * a.pre_stride;
+        const double* pq = a.pre_sq[gi] + i * a.pre_stride;
+        const int64_t m0 = (b_star * B) / a.base, m1 = ((b_star + 1) * B) / a.base, mc = (c * B) / a.base;
+        const double sum_signal = ps[m1] - ps[m0], sumsq_signal = pq[m1] - pq[m0];
+        const double sum_routable = ps[mc], sumsq_routable = pq[mc];
+        const double Bd = static_cast<double>(B), n_noise = static_cast<double>(c - 1) * Bd;
+        const double mu_n = (sum_routable - sum_signal) / n_noise;
+        const double var_n = fmax(0.0, (sumsq_routable - sumsq_signal) / n_noise - mu_n * mu_n);
+        row.sum_d = p.s;
+        row.sum_d2 = p.s2;
+        row.n_negative = p.neg;
+        row.n_pairs = static_cast<int32_t>(c - 1);
+        row.delta_mu = acc - mu_n;
+        row.excess = (sum_signal - acc) - (Bd - 1) * mu_n;
+        row.var_noise = var_n;
+        row.rank = rank;
+      }
+      if (lane < n_cfg && c > K - 1 && rank <= K - 1)
+        atomicAdd(&a.signal_hits[a.cfg_index[lane] * kMaxGates + gi], 1ull);
+    }
+    if (lane == 0) a.snr[gi][t] = row;
+  }
+}
+
+}  // namespace moba::analysis::gpu
