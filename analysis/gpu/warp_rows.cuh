@@ -54,6 +54,27 @@ struct WarpRowSmem {
 
 __device__ __forceinline__ unsigned lanemask_lt(int lane) { return (1u << lane) - 1u; }
 
+// Row passes read kLoads values per lane before using any (a row is read from global memory
+// each pass: independent loads in flight, not one dependent round trip per 32 blocks).
+constexpr int kLoads = 8;
+// f(value, b) for the blocks b = lane, lane + 32, ... < c, ascending per lane.
+template <typename F>
+__device__ __forceinline__ void for_row(const float* row, int64_t c, int lane, F&& f) {
+  for (int64_t b0 = 0; b0 < c; b0 += 32 * kLoads) {
+    float v[kLoads];
+#pragma unroll
+    for (int x = 0; x < kLoads; ++x) {
+      const int64_t b = b0 + x * 32 + lane;
+      v[x] = b < c ? row[b] : 0.f;
+    }
+#pragma unroll
+    for (int x = 0; x < kLoads; ++x) {
+      const int64_t b = b0 + x * 32 + lane;
+      if (b < c) f(v[x], b);
+    }
+  }
+}
+
 // theta[u] for the lanes u < n_cls: the key of rank nu - 1 among the keys of blocks b < c of
 // `row` (lane u holds its count nu, ascending in u, 1 <= nu <= c); nu == c gives 0 (every
 // routable block; real keys are >= 1).
@@ -67,11 +88,11 @@ __device__ void warp_select(WarpRowSmem& s, const float* row, int64_t c, bool re
     return;
   }
   uint64_t kmax = 0, kmin = ~0ull;
-  for (int64_t b = lane; b < c; b += 32) {
-    const uint64_t k = sort_key(row[b], b, recent);
+  for_row(row, c, lane, [&](float x, int64_t b) {
+    const uint64_t k = sort_key(x, b, recent);
     kmax = k > kmax ? k : kmax;
     kmin = k < kmin ? k : kmin;
-  }
+  });
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const uint64_t x = __shfl_xor_sync(kFull, kmax, o), y = __shfl_xor_sync(kFull, kmin, o);
@@ -97,8 +118,8 @@ __device__ void warp_select(WarpRowSmem& s, const float* row, int64_t c, bool re
     for (int x = lane; x < ng * 128; x += 32) (&s.u.sel.hist[0][0])[x] = 0u;
     __syncwarp();
     const int dmask = (1 << w) - 1, up = sh + w;
-    for (int64_t b = lane; b < c; b += 32) {
-      const uint64_t k = sort_key(row[b], b, recent), hi = k >> up;
+    for_row(row, c, lane, [&](float x, int64_t b) {
+      const uint64_t k = sort_key(x, b, recent), hi = k >> up;
       int lo = 0, hi_g = ng, g = -1;
       while (lo < hi_g) {  // gpre descending
         const int mid = (lo + hi_g) >> 1;
@@ -112,16 +133,29 @@ __device__ void warp_select(WarpRowSmem& s, const float* row, int64_t c, bool re
         else
           hi_g = mid;
       }
-      if (g >= 0) {
-        const int dg = static_cast<int>(k >> sh) & dmask;
-        atomicAdd(&s.u.sel.hist[g][dg >> 1], (dg & 1) ? 0x10000u : 1u);
-      }
-    }
+      // One atomic per distinct bin of the step (a row's keys often crowd a few bins).
+      const int bin = g >= 0 ? g * 256 + (static_cast<int>(k >> sh) & dmask) : -1;
+      const unsigned same = __match_any_sync(__activemask(), bin);
+      if (bin >= 0 && lane == __ffs(same) - 1)
+        atomicAdd(&(&s.u.sel.hist[0][0])[bin >> 1], static_cast<uint32_t>(__popc(same)) << ((bin & 1) * 16));
+    });
     __syncwarp();
     if (open) {
-      int cum = 0, dsel = 0, cnt = 0;
-      for (int dg = dmask; dg >= 0; --dg) {
-        const uint32_t word = s.u.sel.hist[gid][dg >> 1];
+      // From the top digit down: 16 bins (8 words) per step, then bin by bin in the step that
+      // holds rank q (a group's counts sum to <= c < 2^16: the halves cannot carry). Words past
+      // the digit's 2^w bins are zero.
+      const uint32_t* h = s.u.sel.hist[gid];
+      int cum = 0, dsel = 0, cnt = 0, top = (dmask >> 1) | 7;  // the step's highest word
+      for (; top >= 7; top -= 8) {
+        uint32_t wsum = 0;
+#pragma unroll
+        for (int x = 0; x < 8; ++x) wsum += h[top - x];
+        const int n = static_cast<int>((wsum & 0xffffu) + (wsum >> 16));
+        if (q < cum + n) break;
+        cum += n;
+      }
+      for (int dg = 2 * top + 1; dg >= 0; --dg) {
+        const uint32_t word = h[dg >> 1];
         cnt = static_cast<int>((dg & 1) ? word >> 16 : word & 0xffffu);
         if (q < cum + cnt) {
           dsel = dg;
@@ -245,16 +279,18 @@ __global__ void __launch_bounds__(WARPS * 32) warp_row_kernel(RowArgs a, int64_t
     const int v = __shfl_sync(kFull, p, ucfg < 0 ? 0 : ucfg);
     return ucfg < 0 ? 0 : v;
   };
+  // Lane u < n_cls: class u's sum over the lanes' columns, from column u on (rotated: the
+  // lanes read different banks; a fixed order per class).
   const auto col_sum_d = [&](double (*m)[32]) -> double {
     double x = 0.0;
     if (lane < n_cls)
-      for (int l = 0; l < 32; ++l) x += m[lane][l];
+      for (int l = 0; l < 32; ++l) x += m[lane][(l + lane) & 31];
     return x;
   };
   const auto col_sum_i = [&](int (*m)[32]) -> int {
     int x = 0;
     if (lane < n_cls)
-      for (int l = 0; l < 32; ++l) x += m[lane][l];
+      for (int l = 0; l < 32; ++l) x += m[lane][(l + lane) & 31];
     return x;
   };
   // Top-list keys outside the current block per class of `row` under theta.
@@ -326,20 +362,23 @@ __global__ void __launch_bounds__(WARPS * 32) warp_row_kernel(RowArgs a, int64_t
     const int tok = top_classes(mrow, s.theta_o);
     int32_t* const srow_o = a.metric[lane < n_cfg ? lane : 0][0] ? sel_row(0) : nullptr;
     band_begin();
-
     for (int l = 0; l < kMaxCfgPerBlock; ++l) s.u.acc.cov_o[l][lane] = 0.0;
     __syncwarp();
-    for (int64_t b0 = 0; b0 < c; b0 += 32) {
-      const int64_t b = b0 + lane < c ? b0 + lane : -1;
-      int u = n_cls;
-      if (b >= 0) {
-        const float m = mrow[b];
-        u = key_class(sort_key(m, b, a.recent), s.theta_o, n_cls);
-        if (u < n_cls) s.u.acc.cov_o[u][lane] += static_cast<double>(m);
+    for (int64_t b0 = 0; b0 < c; b0 += 32 * kLoads) {
+      float mv[kLoads];
+#pragma unroll
+      for (int y = 0; y < kLoads; ++y) mv[y] = b0 + y * 32 + lane < c ? mrow[b0 + y * 32 + lane] : 0.f;
+#pragma unroll
+      for (int y = 0; y < kLoads; ++y) {  // every lane: band_put is warp-wide
+        const int64_t b = b0 + y * 32 + lane < c ? b0 + y * 32 + lane : -1;
+        int u = n_cls;
+        if (b >= 0) {
+          u = key_class(sort_key(mv[y], b, a.recent), s.theta_o, n_cls);
+          if (u < n_cls) s.u.acc.cov_o[u][lane] += static_cast<double>(mv[y]);
+        }
+        band_put(srow_o, b, u);
       }
-      band_put(srow_o, b, u);
     }
-
     __syncwarp();
     const double covc = cfg_value(col_sum_d(s.u.acc.cov_o)) + static_cast<double>(mrow[c]);
     if (lane < n_cfg) {
@@ -374,26 +413,36 @@ __global__ void __launch_bounds__(WARPS * 32) warp_row_kernel(RowArgs a, int64_t
     const uint64_t kstar = snr ? sort_key(ss, b_star, a.recent) : 0ull;
     PairSums p{0.0, 0.0, 0};
     int above = 0;  // keys above b*'s
-    for (int64_t b0 = 0; b0 < c; b0 += 32) {
-      const int64_t b = b0 + lane < c ? b0 + lane : -1;
-      int u = n_cls;
-      if (b >= 0) {
-        const float m = mrow[b], x = srow[b];
-        const uint64_t kg = sort_key(x, b, a.recent);
-        u = key_class(kg, s.theta_g, n_cls);
-        const int uo = key_class(sort_key(m, b, a.recent), s.theta_o, n_cls);
-        if (u < n_cls) s.u.acc.cov_g[u][lane] += static_cast<double>(m);
-        const int uh = max(u, uo);
-        if (uh < n_cls) s.u.acc.hit[uh][lane] += 1;
-        if (snr && b != b_star) {
-          const double dd = static_cast<double>(ss) - static_cast<double>(x);
-          p.s += dd;
-          p.s2 += dd * dd;
-          p.neg += dd < 0 ? 1 : 0;
-          above += kg > kstar ? 1 : 0;
-        }
+    for (int64_t b0 = 0; b0 < c; b0 += 32 * kLoads) {
+      float mv[kLoads], sv[kLoads];
+#pragma unroll
+      for (int y = 0; y < kLoads; ++y) {
+        const int64_t b = b0 + y * 32 + lane;
+        mv[y] = b < c ? mrow[b] : 0.f;
+        sv[y] = b < c ? srow[b] : 0.f;
       }
-      band_put(rows_g, b, u);
+#pragma unroll
+      for (int y = 0; y < kLoads; ++y) {  // every lane: band_put is warp-wide
+        const int64_t b = b0 + y * 32 + lane < c ? b0 + y * 32 + lane : -1;
+        int u = n_cls;
+        if (b >= 0) {
+          const float m = mv[y], x = sv[y];
+          const uint64_t kg = sort_key(x, b, a.recent);
+          u = key_class(kg, s.theta_g, n_cls);
+          const int uo = key_class(sort_key(m, b, a.recent), s.theta_o, n_cls);
+          if (u < n_cls) s.u.acc.cov_g[u][lane] += static_cast<double>(m);
+          const int uh = max(u, uo);
+          if (uh < n_cls) s.u.acc.hit[uh][lane] += 1;
+          if (snr && b != b_star) {
+            const double dd = static_cast<double>(ss) - static_cast<double>(x);
+            p.s += dd;
+            p.s2 += dd * dd;
+            p.neg += dd < 0 ? 1 : 0;
+            above += kg > kstar ? 1 : 0;
+          }
+        }
+        band_put(rows_g, b, u);
+      }
     }
     __syncwarp();
     const double covc = cfg_value(col_sum_d(s.u.acc.cov_g)) + static_cast<double>(mrow[c]);
