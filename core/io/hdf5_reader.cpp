@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <utility>
 
@@ -251,8 +252,13 @@ Tensor3 Hdf5DumpReader::read(int layer, TensorKind kind, int64_t head_begin, int
   const DsetMeta& m = it->second;
   check_head_range(info_.path, name, head_begin, n_heads, heads_of(l, kind));
   const int64_t n_tokens = m.desc.dims[1], head_dim = m.desc.dims[2];
+  // The library's lock is held for HDF5 calls only: the allocation, the widening and the
+  // finiteness check run without it, so analysis.h5 writes on other threads are not held up
+  // by a prefetched read (and every h5::Id below is closed with the lock held).
+  lock.unlock();
   Tensor3 out(n_heads, n_tokens, head_dim, m.desc.dtype);
   if (n_heads == 0) return out;
+  lock.lock();
 
   h5::Id d = open_dataset(name);
   h5::Id fspace = h5::space_id(H5Dget_space(d.get()));
@@ -278,24 +284,32 @@ Tensor3 Hdf5DumpReader::read(int layer, TensorKind kind, int64_t head_begin, int
         start[0] = hsize_t(h), start[1] = hsize_t(t0), start[2] = 0;
         count[0] = 1, count[1] = hsize_t(rows), count[2] = hsize_t(head_dim);
       }
-      // The memory space has the selection's shape: a flat one sends HDF5 down its
-      // element-by-element mapping path (~30 MB/s instead of the disk's speed).
-      h5::Id mspace = h5::space_id(H5Screate_simple(3, count, nullptr));
       float* dst = out.row(h - head_begin, t0);
-      herr_t status = H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
-      if (status >= 0 && mspace) {
-        if (m.raw16) {
-          status = H5Dread(d.get(), mem_type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, staging.data());
-          if (status >= 0) widen(m.desc.dtype, staging.data(), rows * head_dim, dst);
-        } else {
-          status = H5Dread(d.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), H5P_DEFAULT, dst);
-        }
+      bool ok = false;
+      {
+        // The memory space has the selection's shape: a flat one sends HDF5 down its
+        // element-by-element mapping path (~30 MB/s instead of the disk's speed).
+        h5::Id mspace = h5::space_id(H5Screate_simple(3, count, nullptr));
+        herr_t status = H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
+        if (status >= 0 && mspace)
+          status = m.raw16 ? H5Dread(d.get(), mem_type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, staging.data())
+                           : H5Dread(d.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), H5P_DEFAULT, dst);
+        ok = status >= 0 && mspace;
       }
-      if (status < 0 || !mspace)
+      if (!ok)
         throw FormatError(info_.path, name, "read failed at head " + std::to_string(h) + ", tokens " +
                                                 std::to_string(t0) + ".." + std::to_string(t0 + rows - 1) +
                                                 ": the file is truncated or corrupt");
-      check_finite(info_.path, name, dst, rows, head_dim, h, t0);
+      lock.unlock();
+      std::exception_ptr bad;
+      try {
+        if (m.raw16) widen(m.desc.dtype, staging.data(), rows * head_dim, dst);
+        check_finite(info_.path, name, dst, rows, head_dim, h, t0);
+      } catch (...) {
+        bad = std::current_exception();
+      }
+      lock.lock();
+      if (bad) std::rethrow_exception(bad);
     }
   }
   return out;
