@@ -3,7 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
 
 namespace moba::analysis {
 namespace {
@@ -178,8 +183,34 @@ std::vector<double> retrieval_probabilities(double snr, int64_t max_routable, in
   return out;
 }
 
+namespace {
+// retrieval_probabilities is a pure function of (snr, max_routable, top_k), and the summaries
+// ask for the same arguments often (a synthetic dump's planted-recall prediction uses the same
+// model SNR for every head of a block size): answered once per distinct argument, process-wide.
+std::shared_ptr<const std::vector<double>> cached_retrieval_probabilities(double snr, int64_t max_routable,
+                                                                          int top_k) {
+  using Key = std::tuple<uint64_t, int64_t, int>;
+  static std::mutex mu;
+  static std::map<Key, std::shared_ptr<const std::vector<double>>> memo;
+  uint64_t bits;
+  std::memcpy(&bits, &snr, sizeof bits);
+  const Key key{bits, max_routable, top_k};
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (auto it = memo.find(key); it != memo.end()) return it->second;
+  }
+  auto v = std::make_shared<const std::vector<double>>(retrieval_probabilities(snr, max_routable, top_k));
+  std::lock_guard<std::mutex> lock(mu);
+  if (memo.size() >= 4096) memo.clear();  // bounded: a long sweep's distinct empirical SNRs
+  memo.emplace(key, v);
+  return v;
+}
+}  // namespace
+
 double mean_retrieval_probability(double snr, const std::vector<int64_t>& counts, int top_k) {
-  const std::vector<double> prob = retrieval_probabilities(snr, static_cast<int64_t>(counts.size()) - 1, top_k);
+  const std::shared_ptr<const std::vector<double>> probs =
+      cached_retrieval_probabilities(snr, static_cast<int64_t>(counts.size()) - 1, top_k);
+  const std::vector<double>& prob = *probs;
   double sum = 0;
   int64_t n = 0;
   for (size_t c = 0; c < counts.size(); ++c) {
