@@ -108,6 +108,28 @@ if [[ -z "${ONLY:-}" || "big_rows" =~ ^(${ONLY})$ ]]; then
   fi
 fi
 
+# Routing rows: one warp per row (radix select; every router here picks a fixed budget) against
+# the per-row CTA sort (--tuning row_warp=0) on rows of up to 8750 blocks, both tie rules: the
+# same selections, so the same table byte for byte.
+if [[ -z "${ONLY:-}" || "big_rows" =~ ^(${ONLY})$ ]]; then
+  for tie in recent older; do
+    for rw in 0 1; do
+      "$MOBA" analyze "$W/big_rows.h5" --device cuda --quiet --block-sizes 16,128 --top-k 2,3,64,300,1000 \
+        --routers moba,oracle --tie $tie --tuning row_warp=$rw --out "$W/rows_$tie$rw" >"$W/rows_$tie$rw.log" 2>&1 \
+        || { echo "FAIL: row_warp=$rw --tie $tie"; tail -3 "$W/rows_$tie$rw.log"; status=1; }
+    done
+    # (Coverage is a double sum in another order: byte identity is expected, not promised.)
+    if cmp -s "$W/rows_${tie}0/summary.csv" "$W/rows_${tie}1/summary.csv"; then
+      TABLE+=("warp rows vs CTA-sorted rows (--tie $tie, rows of <= 8750 blocks): summary.csv byte-identical")
+    elif python3 "$HERE/compare_summary.py" "$W/rows_${tie}0/summary.csv" "$W/rows_${tie}1/summary.csv" bfloat16 \
+      >"$W/rows_$tie.cmp" 2>&1; then
+      TABLE+=("warp rows vs CTA-sorted rows (--tie $tie): summary.csv within the bf16 table, not byte-identical")
+    else
+      TABLE+=("warp rows vs CTA-sorted rows (--tie $tie): summary.csv DIFFERS"); status=1
+    fi
+  done
+fi
+
 # Workers: the heads of each group split over 3 workers (sharing this GPU when it is the only
 # one) give byte-identical tables to one worker.
 for n in 1 3; do
