@@ -118,27 +118,38 @@ __device__ void warp_select(WarpRowSmem& s, const float* row, int64_t c, bool re
     for (int x = lane; x < ng * 128; x += 32) (&s.u.sel.hist[0][0])[x] = 0u;
     __syncwarp();
     const int dmask = (1 << w) - 1, up = sh + w;
-    for_row(row, c, lane, [&](float x, int64_t b) {
-      const uint64_t k = sort_key(x, b, recent), hi = k >> up;
-      int lo = 0, hi_g = ng, g = -1;
-      while (lo < hi_g) {  // gpre descending
-        const int mid = (lo + hi_g) >> 1;
-        const uint64_t v = s.u.sel.gpre[mid];
-        if (v == hi) {
-          g = mid;
-          break;
+    // Every lane runs every step (the match below names the whole warp); blocks past c and
+    // keys outside the open prefixes have no bin.
+    for (int64_t b0 = 0; b0 < c; b0 += 32 * kLoads) {
+      float v[kLoads];
+#pragma unroll
+      for (int x = 0; x < kLoads; ++x) v[x] = b0 + x * 32 + lane < c ? row[b0 + x * 32 + lane] : 0.f;
+#pragma unroll
+      for (int x = 0; x < kLoads; ++x) {
+        const int64_t b = b0 + x * 32 + lane;
+        int bin = -1;
+        if (b < c) {
+          const uint64_t k = sort_key(v[x], b, recent), hi = k >> up;
+          int lo = 0, hi_g = ng;
+          while (lo < hi_g) {  // gpre descending
+            const int mid = (lo + hi_g) >> 1;
+            const uint64_t gv = s.u.sel.gpre[mid];
+            if (gv == hi) {
+              bin = mid * 256 + (static_cast<int>(k >> sh) & dmask);
+              break;
+            }
+            if (gv > hi)
+              lo = mid + 1;
+            else
+              hi_g = mid;
+          }
         }
-        if (v > hi)
-          lo = mid + 1;
-        else
-          hi_g = mid;
+        // One atomic per distinct bin of the step (a row's keys often crowd a few bins).
+        const unsigned same = __match_any_sync(kFull, bin);
+        if (bin >= 0 && lane == __ffs(same) - 1)
+          atomicAdd(&(&s.u.sel.hist[0][0])[bin >> 1], static_cast<uint32_t>(__popc(same)) << ((bin & 1) * 16));
       }
-      // One atomic per distinct bin of the step (a row's keys often crowd a few bins).
-      const int bin = g >= 0 ? g * 256 + (static_cast<int>(k >> sh) & dmask) : -1;
-      const unsigned same = __match_any_sync(__activemask(), bin);
-      if (bin >= 0 && lane == __ffs(same) - 1)
-        atomicAdd(&(&s.u.sel.hist[0][0])[bin >> 1], static_cast<uint32_t>(__popc(same)) << ((bin & 1) * 16));
-    });
+    }
     __syncwarp();
     if (open) {
       // From the top digit down: 16 bins (8 words) per step, then bin by bin in the step that
@@ -184,7 +195,7 @@ __device__ __forceinline__ int key_class(uint64_t k, const uint64_t* theta, int 
   return u;
 }
 
-// Inclusive prefix over lanes (classes) of x, lanes >= n kept out.
+// Inclusive prefix over the lanes (classes) of x; callers pass 0 from the lanes past their classes.
 template <typename V>
 __device__ __forceinline__ V lane_prefix(V x, int lane) {
 #pragma unroll
@@ -195,8 +206,9 @@ __device__ __forceinline__ V lane_prefix(V x, int lane) {
   return x;
 }
 
+// 4 CTAs (16 warps) per SM, as shared memory allows: 128 registers (161 uncapped, 8 bytes spilled).
 template <int WARPS>
-__global__ void __launch_bounds__(WARPS * 32) warp_row_kernel(RowArgs a, int64_t nq) {
+__global__ void __launch_bounds__(WARPS * 32, 4) warp_row_kernel(RowArgs a, int64_t nq) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
   WarpRowSmem& s = reinterpret_cast<WarpRowSmem*>(smem_raw)[warp];
