@@ -351,6 +351,41 @@ struct RowArgs {
   SnrRow* snr[kMaxGates] = {};                 // [T]
 };
 
+// The SNR probe's row of query i (t = t0 + i) for gate gi (analysis/snr_probe.cpp): the pair
+// sums D = s(b*) - s(b) over the other routable blocks, b*'s rank, the signal key's score
+// s_top = q_t . k_j* (double) and the model's noise moments from the routing keys' prefixes.
+__device__ inline SnrRow snr_row(const RowArgs& a, int gi, int64_t i, int64_t c, int64_t b_star, const PairSums& p,
+                                 double s_top, int rank) {
+  SnrRow row{};
+  const int64_t B = a.B;
+  const double* ps = a.pre_sum[gi] + i * a.pre_stride;
+  const double* pq = a.pre_sq[gi] + i * a.pre_stride;
+  const int64_t m0 = (b_star * B) / a.base, m1 = ((b_star + 1) * B) / a.base, mc = (c * B) / a.base;
+  const double sum_signal = ps[m1] - ps[m0], sumsq_signal = pq[m1] - pq[m0];
+  const double sum_routable = ps[mc], sumsq_routable = pq[mc];
+  const double Bd = static_cast<double>(B), n_noise = static_cast<double>(c - 1) * Bd;
+  const double mu_n = (sum_routable - sum_signal) / n_noise;
+  const double var_n = fmax(0.0, (sumsq_routable - sumsq_signal) / n_noise - mu_n * mu_n);
+  row.sum_d = p.s;
+  row.sum_d2 = p.s2;
+  row.n_negative = p.neg;
+  row.n_pairs = static_cast<int32_t>(c - 1);
+  row.delta_mu = s_top - mu_n;
+  row.excess = (sum_signal - s_top) - (Bd - 1) * mu_n;
+  row.var_noise = var_n;
+  row.rank = rank;
+  return row;
+}
+
+// q_t . k_j in double over d channels, by one warp (lane-strided, then a butterfly): every lane
+// returns the sum.
+__device__ inline double warp_dot(const float* qr, const float* kr, int d, int lane) {
+  double acc = 0;
+  for (int x = lane; x < d; x += 32) acc += static_cast<double>(qr[x]) * static_cast<double>(kr[x]);
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  return acc;
+}
+
 template <int THREADS, int IPT>
 __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
   using RK = RowKernel<THREADS, IPT>;
@@ -514,34 +549,14 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
       const PairSums r = typename RK::ReduceP(sm.temp.pair).Reduce(p, PairSumsOp());
       // s_top = q_t . k_j* in double over the routing keys (warp 0).
       if (tid < 32) {
-        const float* qr = a.q + t * a.q_st;
-        const float* kr = a.rkeys[gi] + j_star * a.rk_st;
-        double acc = 0;
-        for (int x = tid; x < a.d; x += 32) acc += static_cast<double>(qr[x]) * static_cast<double>(kr[x]);
-        for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+        const double acc = warp_dot(a.q + t * a.q_st, a.rkeys[gi] + j_star * a.rk_st, a.d, tid);
         if (tid == 0) sm.s_top = acc;
       }
       if (tid == 0) sm.pairs = r;
       __syncthreads();
       if (tid == 0) {
-        const PairSums pr = sm.pairs;
         const int rank = sm.grank[b_star] + 1;
-        const double* ps = a.pre_sum[gi] + i * a.pre_stride;
-        const double* pq = a.pre_sq[gi] + i * a.pre_stride;
-        const int64_t m0 = (b_star * B) / a.base, m1 = ((b_star + 1) * B) / a.base, mc = (c * B) / a.base;
-        const double sum_signal = ps[m1] - ps[m0], sumsq_signal = pq[m1] - pq[m0];
-        const double sum_routable = ps[mc], sumsq_routable = pq[mc];
-        const double Bd = static_cast<double>(B), n_noise = static_cast<double>(c - 1) * Bd;
-        const double mu_n = (sum_routable - sum_signal) / n_noise;
-        const double var_n = fmax(0.0, (sumsq_routable - sumsq_signal) / n_noise - mu_n * mu_n);
-        row.sum_d = pr.s;
-        row.sum_d2 = pr.s2;
-        row.n_negative = pr.neg;
-        row.n_pairs = static_cast<int32_t>(c - 1);
-        row.delta_mu = sm.s_top - mu_n;
-        row.excess = (sum_signal - sm.s_top) - (Bd - 1) * mu_n;
-        row.var_noise = var_n;
-        row.rank = rank;
+        row = snr_row(a, gi, i, c, b_star, sm.pairs, sm.s_top, rank);
         for (int jc = 0; jc < a.n_cfg; ++jc) {
           const int K = a.top_k[jc];
           if (c > K - 1 && rank <= K - 1) atomicAdd(&a.signal_hits[a.cfg_index[jc] * kMaxGates + gi], 1ull);

@@ -479,30 +479,9 @@ __global__ void __launch_bounds__(WARPS * 32, 4) warp_row_kernel(RowArgs a, int6
         p.neg += __shfl_xor_sync(kFull, p.neg, o);
         above += __shfl_xor_sync(kFull, above, o);
       }
-      const float* qr = a.q + t * a.q_st;
-      const float* kr = a.rkeys[gi] + j_star * a.rk_st;
-      double acc = 0;
-      for (int x = lane; x < a.d; x += 32) acc += static_cast<double>(qr[x]) * static_cast<double>(kr[x]);
-      for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(kFull, acc, o);
+      const double s_top = warp_dot(a.q + t * a.q_st, a.rkeys[gi] + j_star * a.rk_st, a.d, lane);
       const int rank = above + 1;
-      if (lane == 0) {
-        const double* ps = a.pre_sum[gi] + i * a.pre_stride;
-        const double* pq = a.pre_sq[gi] + i * a.pre_stride;
-        const int64_t m0 = (b_star * B) / a.base, m1 = ((b_star + 1) * B) / a.base, mc = (c * B) / a.base;
-        const double sum_signal = ps[m1] - ps[m0], sumsq_signal = pq[m1] - pq[m0];
-        const double sum_routable = ps[mc], sumsq_routable = pq[mc];
-        const double Bd = static_cast<double>(B), n_noise = static_cast<double>(c - 1) * Bd;
-        const double mu_n = (sum_routable - sum_signal) / n_noise;
-        const double var_n = fmax(0.0, (sumsq_routable - sumsq_signal) / n_noise - mu_n * mu_n);
-        row.sum_d = p.s;
-        row.sum_d2 = p.s2;
-        row.n_negative = p.neg;
-        row.n_pairs = static_cast<int32_t>(c - 1);
-        row.delta_mu = acc - mu_n;
-        row.excess = (sum_signal - acc) - (Bd - 1) * mu_n;
-        row.var_noise = var_n;
-        row.rank = rank;
-      }
+      if (lane == 0) row = snr_row(a, gi, i, c, b_star, p, s_top, rank);
       if (lane < n_cfg && c > K - 1 && rank <= K - 1)
         atomicAdd(&a.signal_hits[a.cfg_index[lane] * kMaxGates + gi], 1ull);
     }
