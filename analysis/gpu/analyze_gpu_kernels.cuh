@@ -351,6 +351,21 @@ struct RowArgs {
   SnrRow* snr[kMaxGates] = {};                 // [T]
 };
 
+// The per-position metrics one router writes for query t (analysis/summary.h PositionMetric;
+// M is [8][T], null when the router is not listed): coverage, -ln R, block recall (NaN without
+// a choice), token recall, token and block sparsity of npick blocks plus the current one.
+__device__ inline void write_position_metrics(float* M, int64_t T, int64_t t, int64_t B, int64_t c, double cov,
+                                              int npick, bool choice, double recall, int tok_hits, int n_top_all) {
+  if (!M) return;
+  M[0 * T + t] = static_cast<float>(cov);
+  M[1 * T + t] = static_cast<float>(-log(fmax(cov, 1e-300)));
+  M[2 * T + t] = choice ? static_cast<float>(recall) : quiet_nan();
+  M[3 * T + t] = n_top_all > 0 ? static_cast<float>(static_cast<double>(tok_hits) / n_top_all) : quiet_nan();
+  const int64_t attended = static_cast<int64_t>(npick) * B + (t - c * B + 1);
+  M[6 * T + t] = static_cast<float>(1.0 - static_cast<double>(attended) / static_cast<double>(t + 1));
+  M[7 * T + t] = static_cast<float>(static_cast<double>(npick + 1) / static_cast<double>(c + 1));
+}
+
 // The SNR probe's row of query i (t = t0 + i) for gate gi (analysis/snr_probe.cpp): the pair
 // sums D = s(b*) - s(b) over the other routable blocks, b*'s rank, the signal key's score
 // s_top = q_t . k_j* (double) and the model's noise moments from the routing keys' prefixes.
@@ -469,14 +484,7 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
     __syncthreads();
   };
   auto write_metrics = [&](float* M, double cov, int npick, bool choice, double recall, int tok_hits) {
-    if (tid != 0 || !M) return;
-    M[0 * T + t] = static_cast<float>(cov);
-    M[1 * T + t] = static_cast<float>(-log(fmax(cov, 1e-300)));
-    M[2 * T + t] = choice ? static_cast<float>(recall) : quiet_nan();
-    M[3 * T + t] = n_top_all > 0 ? static_cast<float>(static_cast<double>(tok_hits) / n_top_all) : quiet_nan();
-    const int64_t attended = static_cast<int64_t>(npick) * B + (t - c * B + 1);
-    M[6 * T + t] = static_cast<float>(1.0 - static_cast<double>(attended) / static_cast<double>(t + 1));
-    M[7 * T + t] = static_cast<float>(static_cast<double>(npick + 1) / static_cast<double>(c + 1));
+    if (tid == 0) write_position_metrics(M, T, t, B, c, cov, npick, choice, recall, tok_hits, n_top_all);
   };
   const int32_t planted_b = a.planted && a.planted[t] >= 0 && a.planted[t] / B < c ? a.planted[t] / B : -1;
 

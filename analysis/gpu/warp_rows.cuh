@@ -322,14 +322,7 @@ __global__ void __launch_bounds__(WARPS * 32, 4) warp_row_kernel(RowArgs a, int6
     return cfg_count(v);
   };
   const auto write_metrics = [&](float* M, double cov, bool has_choice, double recall, int tok_hits) {
-    if (lane >= n_cfg || !M) return;
-    M[0 * T + t] = static_cast<float>(cov);
-    M[1 * T + t] = static_cast<float>(-log(fmax(cov, 1e-300)));
-    M[2 * T + t] = has_choice ? static_cast<float>(recall) : quiet_nan();
-    M[3 * T + t] = n_top_all > 0 ? static_cast<float>(static_cast<double>(tok_hits) / n_top_all) : quiet_nan();
-    const int64_t attended = static_cast<int64_t>(np) * B + (t - c * B + 1);
-    M[6 * T + t] = static_cast<float>(1.0 - static_cast<double>(attended) / static_cast<double>(t + 1));
-    M[7 * T + t] = static_cast<float>(static_cast<double>(np + 1) / static_cast<double>(c + 1));
+    if (lane < n_cfg) write_position_metrics(M, T, t, B, c, cov, np, has_choice, recall, tok_hits, n_top_all);
   };
   // Band rows of one router slot: lane jc's row (null: not written).
   const auto sel_row = [&](int slot) -> int32_t* {
