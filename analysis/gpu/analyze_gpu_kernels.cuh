@@ -353,7 +353,7 @@ struct RowArgs {
 
 // The per-position metrics one router writes for query t (analysis/summary.h PositionMetric;
 // M is [8][T], null when the router is not listed): coverage, -ln R, block recall (NaN without
-// a choice), token recall, token and block sparsity of npick blocks plus the current one.
+// a choice), token recall, token sparsity and block density of npick blocks plus the current one.
 __device__ inline void write_position_metrics(float* M, int64_t T, int64_t t, int64_t B, int64_t c, double cov,
                                               int npick, bool choice, double recall, int tok_hits, int n_top_all) {
   if (!M) return;
