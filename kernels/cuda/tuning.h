@@ -36,8 +36,8 @@ struct CudaTuning {
   // a few bytes spilled; 15-18 % faster on an H200 than 2 CTAs at up to 198 registers).
   bool tile_min_blocks3 = true;
   // The analysis' routing rows (analysis/gpu/warp_rows.cuh): one warp per query row by radix
-  // select where every router of the block size picks a fixed budget; 0 = the block-wide sort
-  // kernel (row_kernel) for every row.
+  // select when every analysed router picks a fixed budget; 0 = the block-wide sort kernel
+  // (row_kernel) for every row.
   bool row_warp = true;
 };
 
