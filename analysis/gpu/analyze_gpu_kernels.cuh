@@ -392,6 +392,21 @@ __device__ inline SnrRow snr_row(const RowArgs& a, int gi, int64_t i, int64_t c,
   return row;
 }
 
+// The signal key j* of row i (query t = a.t0 + i, current block c): the first key of its top
+// list below c B, else the argmax over the routable keys (analysis/snr_probe.h
+// find_signal_key); -1 where c < 2.
+__device__ inline int64_t signal_key(const RowArgs& a, const int32_t* top, int64_t i, int64_t c) {
+  if (c < 2) return -1;
+  for (int x = 0; x < a.n_top && top[x] >= 0; ++x)
+    if (top[x] < c * a.B) return top[x];
+  return a.pre_arg ? a.pre_arg[i * a.pre_stride + (c * a.B) / a.base] : -1;
+}
+
+// Query t's planted block when it is routable (< c), else -1.
+__device__ inline int32_t planted_block(const RowArgs& a, int64_t t, int64_t c) {
+  return a.planted && a.planted[t] >= 0 && a.planted[t] / a.B < c ? static_cast<int32_t>(a.planted[t] / a.B) : -1;
+}
+
 // q_t . k_j in double over d channels, by one warp (lane-strided, then a butterfly): every lane
 // returns the sum.
 __device__ inline double warp_dot(const float* qr, const float* kr, int d, int lane) {
@@ -423,18 +438,7 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
     }
     sm.n_top_valid = nv;
     sm.n_top_cur = ncur;
-    // The signal key j*: the first key of the top list below c B, else the argmax over the
-    // routable keys (analysis/snr_probe.h find_signal_key).
-    int64_t js = -1;
-    if (c >= 2) {
-      for (int x = 0; x < a.n_top && top[x] >= 0; ++x)
-        if (top[x] < c * B) {
-          js = top[x];
-          break;
-        }
-      if (js < 0 && a.pre_arg) js = a.pre_arg[i * a.pre_stride + (c * B) / a.base];
-    }
-    sm.j_star = js;
+    sm.j_star = signal_key(a, top, i, c);
   }
   __syncthreads();
   const int n_top_valid = sm.n_top_valid, n_top_cur = sm.n_top_cur, n_top_all = n_top_valid + n_top_cur;
@@ -486,7 +490,7 @@ __global__ void __launch_bounds__(THREADS) row_kernel(RowArgs a) {
   auto write_metrics = [&](float* M, double cov, int npick, bool choice, double recall, int tok_hits) {
     if (tid == 0) write_position_metrics(M, T, t, B, c, cov, npick, choice, recall, tok_hits, n_top_all);
   };
-  const int32_t planted_b = a.planted && a.planted[t] >= 0 && a.planted[t] / B < c ? a.planted[t] / B : -1;
+  const int32_t planted_b = planted_block(a, t, c);
 
   // The oracle: exact block masses.
   sort_row(mrow, sm.orank);

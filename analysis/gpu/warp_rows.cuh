@@ -57,22 +57,30 @@ __device__ __forceinline__ unsigned lanemask_lt(int lane) { return (1u << lane) 
 // Row passes read kLoads values per lane before using any (a row is read from global memory
 // each pass: independent loads in flight, not one dependent round trip per 32 blocks).
 constexpr int kLoads = 8;
-// f(value, b) for the blocks b = lane, lane + 32, ... < c, ascending per lane.
-template <typename F>
-__device__ __forceinline__ void for_row(const float* row, int64_t c, int lane, F&& f) {
+// f(v0, v1, b) in steps of 32 blocks: b = lane, lane + 32, ... ascending per lane, with v0 =
+// r0[b] and (TWO) v1 = r1[b]; b = -1 and zeros past c. Every lane runs every step, so f may
+// use warp-wide collectives.
+template <bool TWO, typename F>
+__device__ __forceinline__ void for_rows(const float* r0, const float* r1, int64_t c, int lane, F&& f) {
   for (int64_t b0 = 0; b0 < c; b0 += 32 * kLoads) {
-    float v[kLoads];
+    float v0[kLoads], v1[kLoads];
 #pragma unroll
     for (int x = 0; x < kLoads; ++x) {
       const int64_t b = b0 + x * 32 + lane;
-      v[x] = b < c ? row[b] : 0.f;
+      v0[x] = b < c ? r0[b] : 0.f;
+      v1[x] = TWO && b < c ? r1[b] : 0.f;
     }
 #pragma unroll
     for (int x = 0; x < kLoads; ++x) {
       const int64_t b = b0 + x * 32 + lane;
-      if (b < c) f(v[x], b);
+      f(v0[x], v1[x], b < c ? b : int64_t{-1});
     }
   }
+}
+// f(v, b) for one row, as for_rows.
+template <typename F>
+__device__ __forceinline__ void for_row(const float* row, int64_t c, int lane, F&& f) {
+  for_rows<false>(row, nullptr, c, lane, [&](float v, float, int64_t b) { f(v, b); });
 }
 
 // theta[u] for the lanes u < n_cls: the key of rank nu - 1 among the keys of blocks b < c of
@@ -89,6 +97,7 @@ __device__ void warp_select(WarpRowSmem& s, const float* row, int64_t c, bool re
   }
   uint64_t kmax = 0, kmin = ~0ull;
   for_row(row, c, lane, [&](float x, int64_t b) {
+    if (b < 0) return;
     const uint64_t k = sort_key(x, b, recent);
     kmax = k > kmax ? k : kmax;
     kmin = k < kmin ? k : kmin;
@@ -118,38 +127,30 @@ __device__ void warp_select(WarpRowSmem& s, const float* row, int64_t c, bool re
     for (int x = lane; x < ng * 128; x += 32) (&s.u.sel.hist[0][0])[x] = 0u;
     __syncwarp();
     const int dmask = (1 << w) - 1, up = sh + w;
-    // Every lane runs every step (the match below names the whole warp); blocks past c and
-    // keys outside the open prefixes have no bin.
-    for (int64_t b0 = 0; b0 < c; b0 += 32 * kLoads) {
-      float v[kLoads];
-#pragma unroll
-      for (int x = 0; x < kLoads; ++x) v[x] = b0 + x * 32 + lane < c ? row[b0 + x * 32 + lane] : 0.f;
-#pragma unroll
-      for (int x = 0; x < kLoads; ++x) {
-        const int64_t b = b0 + x * 32 + lane;
-        int bin = -1;
-        if (b < c) {
-          const uint64_t k = sort_key(v[x], b, recent), hi = k >> up;
-          int lo = 0, hi_g = ng;
-          while (lo < hi_g) {  // gpre descending
-            const int mid = (lo + hi_g) >> 1;
-            const uint64_t gv = s.u.sel.gpre[mid];
-            if (gv == hi) {
-              bin = mid * 256 + (static_cast<int>(k >> sh) & dmask);
-              break;
-            }
-            if (gv > hi)
-              lo = mid + 1;
-            else
-              hi_g = mid;
+    // Blocks past c and keys outside the open prefixes have no bin.
+    for_row(row, c, lane, [&](float v, int64_t b) {
+      int bin = -1;
+      if (b >= 0) {
+        const uint64_t k = sort_key(v, b, recent), hi = k >> up;
+        int lo = 0, hi_g = ng;
+        while (lo < hi_g) {  // gpre descending
+          const int mid = (lo + hi_g) >> 1;
+          const uint64_t gv = s.u.sel.gpre[mid];
+          if (gv == hi) {
+            bin = mid * 256 + (static_cast<int>(k >> sh) & dmask);
+            break;
           }
+          if (gv > hi)
+            lo = mid + 1;
+          else
+            hi_g = mid;
         }
-        // One atomic per distinct bin of the step (a row's keys often crowd a few bins).
-        const unsigned same = __match_any_sync(kFull, bin);
-        if (bin >= 0 && lane == __ffs(same) - 1)
-          atomicAdd(&(&s.u.sel.hist[0][0])[bin >> 1], static_cast<uint32_t>(__popc(same)) << ((bin & 1) * 16));
       }
-    }
+      // One atomic per distinct bin of the step (a row's keys often crowd a few bins).
+      const unsigned same = __match_any_sync(kFull, bin);
+      if (bin >= 0 && lane == __ffs(same) - 1)
+        atomicAdd(&(&s.u.sel.hist[0][0])[bin >> 1], static_cast<uint32_t>(__popc(same)) << ((bin & 1) * 16));
+    });
     __syncwarp();
     if (open) {
       // From the top digit down: 16 bins (8 words) per step, then bin by bin in the step that
@@ -219,7 +220,7 @@ __global__ void __launch_bounds__(WARPS * 32, 4) warp_row_kernel(RowArgs a, int6
   const int32_t* top = a.top + i * a.n_top;
   const unsigned lt = lanemask_lt(lane);
 
-  // The top list: keys in the current block, the signal key j* (row_kernel's rule).
+  // The top list: keys in the current block; the signal key j* (signal_key).
   int ncur = 0, nval = 0;
   for (int x = lane; x < a.top_n; x += 32) {
     const int32_t j = top[x];
@@ -235,18 +236,9 @@ __global__ void __launch_bounds__(WARPS * 32, 4) warp_row_kernel(RowArgs a, int6
     nval += __shfl_xor_sync(kFull, nval, o);
   }
   const int n_top_cur = ncur, n_top_all = ncur + nval;
-  int64_t j_star = -1;
-  if (lane == 0 && c >= 2) {
-    for (int x = 0; x < a.n_top && top[x] >= 0; ++x)
-      if (top[x] < c * B) {
-        j_star = top[x];
-        break;
-      }
-    if (j_star < 0 && a.pre_arg) j_star = a.pre_arg[i * a.pre_stride + (c * B) / a.base];
-  }
-  j_star = __shfl_sync(kFull, j_star, 0);
+  const int64_t j_star = __shfl_sync(kFull, lane == 0 ? signal_key(a, top, i, c) : int64_t{-1}, 0);
   const int64_t b_star = j_star >= 0 ? j_star / B : -1;
-  const int32_t planted_b = a.planted && a.planted[t] >= 0 && a.planted[t] / B < c ? a.planted[t] / B : -1;
+  const int32_t planted_b = planted_block(a, t, c);
 
   // Lane jc < n_cfg: configuration jc's count, its class u (-1: picks nothing), its band.
   const int n_cfg = a.n_cfg;
@@ -369,21 +361,14 @@ __global__ void __launch_bounds__(WARPS * 32, 4) warp_row_kernel(RowArgs a, int6
     band_begin();
     for (int l = 0; l < kMaxCfgPerBlock; ++l) s.u.acc.cov_o[l][lane] = 0.0;
     __syncwarp();
-    for (int64_t b0 = 0; b0 < c; b0 += 32 * kLoads) {
-      float mv[kLoads];
-#pragma unroll
-      for (int y = 0; y < kLoads; ++y) mv[y] = b0 + y * 32 + lane < c ? mrow[b0 + y * 32 + lane] : 0.f;
-#pragma unroll
-      for (int y = 0; y < kLoads; ++y) {  // every lane: band_put is warp-wide
-        const int64_t b = b0 + y * 32 + lane < c ? b0 + y * 32 + lane : -1;
-        int u = n_cls;
-        if (b >= 0) {
-          u = key_class(sort_key(mv[y], b, a.recent), s.theta_o, n_cls);
-          if (u < n_cls) s.u.acc.cov_o[u][lane] += static_cast<double>(mv[y]);
-        }
-        band_put(srow_o, b, u);
+    for_row(mrow, c, lane, [&](float m, int64_t b) {  // band_put is warp-wide
+      int u = n_cls;
+      if (b >= 0) {
+        u = key_class(sort_key(m, b, a.recent), s.theta_o, n_cls);
+        if (u < n_cls) s.u.acc.cov_o[u][lane] += static_cast<double>(m);
       }
-    }
+      band_put(srow_o, b, u);
+    });
     __syncwarp();
     const double covc = cfg_value(col_sum_d(s.u.acc.cov_o)) + static_cast<double>(mrow[c]);
     if (lane < n_cfg) {
@@ -418,37 +403,25 @@ __global__ void __launch_bounds__(WARPS * 32, 4) warp_row_kernel(RowArgs a, int6
     const uint64_t kstar = snr ? sort_key(ss, b_star, a.recent) : 0ull;
     PairSums p{0.0, 0.0, 0};
     int above = 0;  // keys above b*'s
-    for (int64_t b0 = 0; b0 < c; b0 += 32 * kLoads) {
-      float mv[kLoads], sv[kLoads];
-#pragma unroll
-      for (int y = 0; y < kLoads; ++y) {
-        const int64_t b = b0 + y * 32 + lane;
-        mv[y] = b < c ? mrow[b] : 0.f;
-        sv[y] = b < c ? srow[b] : 0.f;
-      }
-#pragma unroll
-      for (int y = 0; y < kLoads; ++y) {  // every lane: band_put is warp-wide
-        const int64_t b = b0 + y * 32 + lane < c ? b0 + y * 32 + lane : -1;
-        int u = n_cls;
-        if (b >= 0) {
-          const float m = mv[y], x = sv[y];
-          const uint64_t kg = sort_key(x, b, a.recent);
-          u = key_class(kg, s.theta_g, n_cls);
-          const int uo = key_class(sort_key(m, b, a.recent), s.theta_o, n_cls);
-          if (u < n_cls) s.u.acc.cov_g[u][lane] += static_cast<double>(m);
-          const int uh = max(u, uo);
-          if (uh < n_cls) s.u.acc.hit[uh][lane] += 1;
-          if (snr && b != b_star) {
-            const double dd = static_cast<double>(ss) - static_cast<double>(x);
-            p.s += dd;
-            p.s2 += dd * dd;
-            p.neg += dd < 0 ? 1 : 0;
-            above += kg > kstar ? 1 : 0;
-          }
+    for_rows<true>(mrow, srow, c, lane, [&](float m, float x, int64_t b) {  // band_put is warp-wide
+      int u = n_cls;
+      if (b >= 0) {
+        const uint64_t kg = sort_key(x, b, a.recent);
+        u = key_class(kg, s.theta_g, n_cls);
+        const int uo = key_class(sort_key(m, b, a.recent), s.theta_o, n_cls);
+        if (u < n_cls) s.u.acc.cov_g[u][lane] += static_cast<double>(m);
+        const int uh = max(u, uo);
+        if (uh < n_cls) s.u.acc.hit[uh][lane] += 1;
+        if (snr && b != b_star) {
+          const double dd = static_cast<double>(ss) - static_cast<double>(x);
+          p.s += dd;
+          p.s2 += dd * dd;
+          p.neg += dd < 0 ? 1 : 0;
+          above += kg > kstar ? 1 : 0;
         }
-        band_put(rows_g, b, u);
       }
-    }
+      band_put(rows_g, b, u);
+    });
     __syncwarp();
     const double covc = cfg_value(col_sum_d(s.u.acc.cov_g)) + static_cast<double>(mrow[c]);
     const int hits = cfg_count(col_sum_i(s.u.acc.hit));
