@@ -61,6 +61,22 @@ void moba_attention_cpu(const MobaAttentionParams& p);
 
 #ifdef MOBA_HAVE_CUDA
 const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream = nullptr);
+
+// Several selections ("bands") over the same q, k, v, block size and query window, each with
+// its own outputs: band i's rows are bit for bit moba_attention_cuda's with p.selected,
+// p.top_k, p.out and p.lse taken from bands[i] (p's own four are ignored). Bands the CUDA path
+// would run on its tile path run as their own calls; the others share gather passes of up to
+// kMaxAttentionBands bands, each key block's K/V staged once for every band's queries (the GPU
+// analysis' nested budgets: a block size's bands of one router, kernels/cuda/NOTES.md).
+struct MobaAttentionBand {
+  const int32_t* selected = nullptr;  // [n_q_heads, q_count, top_k] contiguous
+  int top_k = 0;
+  float* out = nullptr;  // [n_q_heads, q_count, head_dim]
+  float* lse = nullptr;  // optional [n_q_heads, q_count]
+};
+constexpr int kMaxAttentionBands = 8;
+const char* moba_attention_bands_cuda(const MobaAttentionParams& p, const MobaAttentionBand* bands, int n_bands,
+                                      void* stream = nullptr);
 #endif
 
 }  // namespace moba::kernels

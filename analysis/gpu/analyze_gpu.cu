@@ -303,8 +303,11 @@ struct HeadBuffers {
   Dev<float> oracle_cov;   // [ci][T]
   std::vector<Dev<int32_t>> sel;  // [slot]: [window, band_k(slot)], the attention window's bands
   Dev<float> o_full;              // [T, d]
-  // [stream]: one band's attention rows and the running merge of a (block size, router)'s bands
-  std::vector<Dev<float>> o_band, lse_band, o_acc, lse_acc;  // [window, d], [window]
+  // [stream]: the attention rows of up to n_bands bands ([n_bands][window, d], [n_bands][window])
+  // and the running merge of a (block size, router)'s bands ([window, d], [window])
+  std::vector<Dev<float>> o_band, lse_band, o_acc, lse_acc;
+  int64_t window = 0;
+  int n_bands = 1;  // bands per attention pass (kernels::moba_attention_bands_cuda)
   Dev<gpu::SnrRow> snr;           // [gi * n_bs + bi][T]
   Dev<unsigned long long> planted_hits, signal_hits;  // [ci * kSlots + slot], [ci * kMaxGates + gi]
   Dev<unsigned long long> sel_count;  // [ci * kSlots + slot]: variable-budget rows' sum of |S_t|
@@ -442,8 +445,9 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
 }
 
 // Stage 4: MoBA attention on each router's selection and its error against o_full.
-// A (block size, router)'s budgets are nested: each band is attended once and merged into the
-// running output of the smaller budgets (gpu::band_error_kernel), k ascending on one stream.
+// A (block size, router)'s budgets are nested: each band is attended once (its bands share
+// gather passes, band_pass_size) and merged into the running output of the smaller budgets
+// (gpu::band_error_kernel), k ascending on one stream.
 // Those chains are independent, and one alone (a single query head) fills little of the
 // device: they run on kAttnStreams streams, the costliest first, each on the least loaded
 // stream (optionally cut into query parts, opt.attn_split); events order them after the
@@ -511,6 +515,19 @@ int window_rows(const std::vector<AttnUnit>& units) {
   return rows;
 }
 
+// Bands per attention pass: a (block size, router)'s bands share a gather pass (each key
+// block's K/V staged once for all of them) in groups of up to kernels::kMaxAttentionBands, their
+// rows kept on the device until merged: at most kBandPassBytes for every stream's, else fewer
+// bands a pass (at least one).
+constexpr int64_t kBandPassBytes = int64_t{2} << 30;
+int band_pass_size(const Group& g, int64_t window) {
+  size_t most = 1;
+  for (const auto& cis : g.by_k) most = std::max(most, cis.size());
+  const int64_t per_band = kAttnStreams * window * (g.d + 1) * static_cast<int64_t>(sizeof(float));
+  const int64_t fit = std::max<int64_t>(1, kBandPassBytes / std::max<int64_t>(per_band, 1));
+  return static_cast<int>(std::min<int64_t>({fit, static_cast<int64_t>(most), kernels::kMaxAttentionBands}));
+}
+
 // Queries [w0, w0 + wn): the window whose selection bands h.sel holds.
 void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBuffers& h, AttnStreams& st) {
   ck(cudaEventRecord(st.ready, nullptr), "event record");
@@ -522,44 +539,52 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
     const int si = static_cast<int>(std::min_element(load, load + kAttnStreams) - load);
     load[si] += u.cost;
     const int ri = u.ri;
+    kernels::MobaAttentionParams ap;
+    const kernels::Precision prec = g.opt.routing.precision;
+    ap.precision = prec;
+    if (g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both) {
+      // fp32 conv keys: q and v as typed fp32 values (a raw 16-bit operand cannot join them)
+      TensorView cv = g.k.view32();
+      cv.data = g.conv.get();
+      ap.q = g.q.typed(prec, local, 1);
+      ap.k = kernels::Operand(cv);
+      ap.v = g.v.typed(prec);
+    } else {
+      ap.q = g.q.operand(prec, local, 1);
+      ap.k = g.k.operand(prec);
+      ap.v = g.v.operand(prec);
+    }
+    ap.q_begin = w0 + u.r0;
+    ap.q_count = u.rn;
+    ap.block_size = g.plan.block_sizes[u.bi];
+    ap.rows_per_cta = rows;
+    const std::vector<int>& cis = g.by_k[u.bi];
     bool first = true;
-    for (const int ci : g.by_k[u.bi]) {
-      const int slot = ci * g.n_routers + ri;
-      const int64_t kb = g.band_k(slot);
-      kernels::MobaAttentionParams ap;
-      const kernels::Precision prec = g.opt.routing.precision;
-      ap.precision = prec;
-      if (g.opt.routers[ri] == RouterKind::moba_kconv && g.opt.routing.kconv_both) {
-        // fp32 conv keys: q and v as typed fp32 values (a raw 16-bit operand cannot join them)
-        TensorView cv = g.k.view32();
-        cv.data = g.conv.get();
-        ap.q = g.q.typed(prec, local, 1);
-        ap.k = kernels::Operand(cv);
-        ap.v = g.v.typed(prec);
-      } else {
-        ap.q = g.q.operand(prec, local, 1);
-        ap.k = g.k.operand(prec);
-        ap.v = g.v.operand(prec);
+    // The bands in passes of h.n_bands (k ascending), then merged one after another.
+    for (size_t c0 = 0; c0 < cis.size(); c0 += static_cast<size_t>(h.n_bands)) {
+      const int n = static_cast<int>(std::min(cis.size() - c0, static_cast<size_t>(h.n_bands)));
+      kernels::MobaAttentionBand bands[kernels::kMaxAttentionBands];
+      for (int x = 0; x < n; ++x) {
+        const int slot = cis[c0 + static_cast<size_t>(x)] * g.n_routers + ri;
+        const int64_t kb = g.band_k(slot);
+        bands[x].selected = h.sel[slot].get() + u.r0 * kb;
+        bands[x].top_k = static_cast<int>(kb);
+        bands[x].out = h.o_band[si].get() + (x * h.window + u.r0) * g.d;
+        bands[x].lse = h.lse_band[si].get() + x * h.window + u.r0;
       }
-      ap.selected = h.sel[slot].get() + u.r0 * kb;
-      ap.q_begin = w0 + u.r0;
-      ap.q_count = u.rn;
-      ap.top_k = static_cast<int>(kb);
-      ap.block_size = g.plan.configs[ci].block_size;
-      ap.out = h.o_band[si].get() + u.r0 * g.d;
-      ap.lse = h.lse_band[si].get() + u.r0;
-      ap.rows_per_cta = rows;
-      ck_op(kernels::moba_attention_cuda(ap, st.s[si]), "MoBA attention");
-      float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T + w0 + u.r0;
-      const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err),
-                 cosine = static_cast<int64_t>(PositionMetric::output_cosine);
-      const int64_t threads = 256, blocks = (u.rn * 32 + threads - 1) / threads;
-      gpu::band_error_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(
-          h.o_band[si].get() + u.r0 * g.d, h.lse_band[si].get() + u.r0, h.o_acc[si].get() + u.r0 * g.d,
-          h.lse_acc[si].get() + u.r0, first, h.o_full.get() + (w0 + u.r0) * g.d, u.rn, static_cast<int>(g.d),
-          M + rel * g.T, M + cosine * g.T);
-      ck_launch("output error");
-      first = false;
+      ck_op(kernels::moba_attention_bands_cuda(ap, bands, n, st.s[si]), "MoBA attention");
+      for (int x = 0; x < n; ++x) {
+        const int slot = cis[c0 + static_cast<size_t>(x)] * g.n_routers + ri;
+        float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T + w0 + u.r0;
+        const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err),
+                   cosine = static_cast<int64_t>(PositionMetric::output_cosine);
+        const int64_t threads = 256, blocks = (u.rn * 32 + threads - 1) / threads;
+        gpu::band_error_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(
+            bands[x].out, bands[x].lse, h.o_acc[si].get() + u.r0 * g.d, h.lse_acc[si].get() + u.r0, first,
+            h.o_full.get() + (w0 + u.r0) * g.d, u.rn, static_cast<int>(g.d), M + rel * g.T, M + cosine * g.T);
+        ck_launch("output error");
+        first = false;
+      }
     }
   }
   for (int i = 0; i < kAttnStreams; ++i) {
@@ -836,10 +861,12 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   for (int slot = 0; slot < n_slots; ++slot)
     h.sel.emplace_back(static_cast<size_t>(window * g.band_k(slot)));
   h.o_full.resize(static_cast<size_t>(T * g.d));
+  h.window = window;
+  h.n_bands = band_pass_size(g, window);
   for (int i = 0; i < kAttnStreams; ++i) {
-    h.o_band.emplace_back(static_cast<size_t>(window * g.d));
+    h.o_band.emplace_back(static_cast<size_t>(h.n_bands * window * g.d));
     h.o_acc.emplace_back(static_cast<size_t>(window * g.d));
-    h.lse_band.emplace_back(static_cast<size_t>(window));
+    h.lse_band.emplace_back(static_cast<size_t>(h.n_bands * window));
     h.lse_acc.emplace_back(static_cast<size_t>(window));
   }
   AttnStreams attn_streams;

@@ -24,6 +24,9 @@
 // operands' 16-bit dtype. Precision::exact (Nx, cuda_util.cuh): f16 as is, bf16 with P split
 // hi + lo, f32 split into scaled fp16 hi + lo ("x3", K/V lo tiles staged beside the hi ones,
 // 32-key steps); Precision::fast: bf16 when all are f32 (lossy, stated). History: NOTES.md.
+// Bands (moba_attention_bands_cuda): one gather pass serves up to kMaxAttentionBands
+// selections of the same q, k, v; a list entry carries its band (3 bits), which picks the row's
+// output, lse and running (max, sum). Per (row, band) the arithmetic is a single call's.
 // A query window (q_begin, q_count) runs both paths over the window's rows only: their lists,
 // row groups and tiles count from q_begin; selections, outputs and per-row scratch are indexed
 // by window row, q rows and the causal masks by absolute position. A row's arithmetic does not
@@ -35,6 +38,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/block_pool.h"
 #include "kernels/constants.h"
@@ -52,28 +56,37 @@ constexpr int kWarps = 4;
 constexpr int kKeyPiece = 128;  // keys of a block staged in shared memory at once
 constexpr int kSub = 64;        // keys per online-softmax step
 
+// Per band (moba_attention_bands_cuda; one for moba_attention_cuda): selections and outputs.
+struct Bands {
+  const int32_t* selected[kMaxAttentionBands];  // [n_q_heads, q_count, top_k[j]]
+  int top_k[kMaxAttentionBands];
+  float* out[kMaxAttentionBands];  // [n_q_heads, q_count, head_dim]: rows that attend nothing
+  float* lse[kMaxAttentionBands];  //   get o = 0 and lse = -inf here (lse optional)
+  int n;
+};
+
 // The query window: rows i in [0, q_count) of a head are queries t = q_begin + i; row groups
 // are counted from q_begin. selected, out and lse hold q_count rows a head.
 struct ListArgs {
-  const int32_t* selected;      // [n_q_heads, q_count, top_k]
+  Bands bands;
   int64_t block_size, n_blocks, n_q_heads, q_begin, q_count;
-  int top_k, rows, n_groups;    // rows per group, groups per head
+  int rows, n_groups;           // rows per group, groups per head
   unsigned* counts;             // [n_q_heads, n_groups, n_blocks] (+1)
   const int64_t* offsets;       // exclusive prefix sum of counts
-  int32_t* entries;             // [total] query position t | kFirst (its first block) | kLast
-  float* out;                   // [n_q_heads, q_count, head_dim]: rows that attend nothing
-  float* lse;                   //   get o = 0 and lse = -inf here
+  int32_t* entries;             // [total] t | band << kBandShift | kFirst | kLast
   int64_t head_dim;
 };
 
-// Entry flags: the query's first (smallest) and last (largest) attended block.
-constexpr uint32_t kFirst = 1u << 30, kLast = 1u << 31, kPosMask = kFirst - 1;
+// Entry bits: the query position t, its band, and flags for the query's first (smallest) and
+// last (largest) attended block of that band.
+constexpr uint32_t kFirst = 1u << 30, kLast = 1u << 31, kBandShift = 27, kPosMask = (1u << kBandShift) - 1;
+static_assert(kMaxAttentionBands <= 8, "three band bits");
 
 // Visits the valid, causal, distinct blocks of query t whose selection is `sel` [top_k].
 template <typename F>
-__device__ __forceinline__ void for_each_block(const ListArgs& a, const int32_t* sel, int64_t t, F f) {
+__device__ __forceinline__ void for_each_block(const ListArgs& a, const int32_t* sel, int top_k, int64_t t, F f) {
   int32_t seen_max = -1;
-  for (int j = 0; j < a.top_k; ++j) {
+  for (int j = 0; j < top_k; ++j) {
     const int32_t b = sel[j];
     if (b < 0 || b >= a.n_blocks || int64_t{b} * a.block_size > t) continue;
     if (b <= seen_max) {  // not ascending: look for an earlier copy
@@ -86,40 +99,47 @@ __device__ __forceinline__ void for_each_block(const ListArgs& a, const int32_t*
   }
 }
 
-// One thread per window row i = (head, row) of [n_q_heads, q_count].
-__global__ void csc_count_kernel(ListArgs a) {
+// One thread per window row i = (head, row) of [n_q_heads, q_count], every band.
+__global__ void csc_count_kernel(const __grid_constant__ ListArgs a) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= a.n_q_heads * a.q_count) return;
   const int64_t h = i / a.q_count, r = i % a.q_count;
   const int64_t base = (h * a.n_groups + r / a.rows) * a.n_blocks;
-  int n = 0;
-  for_each_block(a, a.selected + i * a.top_k, a.q_begin + r, [&](int32_t b) {
-    atomicAdd(a.counts + base + b, 1u);
-    ++n;
-  });
-  if (n == 0) {  // attends nothing: written here, the attention kernel never sees the row
-    float* o = a.out + i * a.head_dim;
-    for (int64_t c = 0; c < a.head_dim; ++c) o[c] = 0.0f;
-    if (a.lse) a.lse[i] = -INFINITY;
+  for (int j = 0; j < a.bands.n; ++j) {
+    const int k = a.bands.top_k[j];
+    int n = 0;
+    for_each_block(a, a.bands.selected[j] + i * k, k, a.q_begin + r, [&](int32_t b) {
+      atomicAdd(a.counts + base + b, 1u);
+      ++n;
+    });
+    if (n == 0) {  // attends nothing: written here, the attention kernel never sees the row
+      float* o = a.bands.out[j] + i * a.head_dim;
+      for (int64_t c = 0; c < a.head_dim; ++c) o[c] = 0.0f;
+      if (a.bands.lse[j]) a.bands.lse[j][i] = -INFINITY;
+    }
   }
 }
 
-__global__ void csc_scatter_kernel(ListArgs a) {
+__global__ void csc_scatter_kernel(const __grid_constant__ ListArgs a) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= a.n_q_heads * a.q_count) return;
   const int64_t h = i / a.q_count, r = i % a.q_count, t = a.q_begin + r;
   const int64_t base = (h * a.n_groups + r / a.rows) * a.n_blocks;
-  const int32_t* sel = a.selected + i * a.top_k;
-  int32_t b_min = 0x7fffffff, b_max = -1;
-  for_each_block(a, sel, t, [&](int32_t b) {
-    b_min = min(b_min, b);
-    b_max = max(b_max, b);
-  });
-  for_each_block(a, sel, t, [&](int32_t b) {
-    const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
-    const uint32_t e = static_cast<uint32_t>(t) | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
-    a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
-  });
+  for (int j = 0; j < a.bands.n; ++j) {
+    const int k = a.bands.top_k[j];
+    const int32_t* sel = a.bands.selected[j] + i * k;
+    int32_t b_min = 0x7fffffff, b_max = -1;
+    for_each_block(a, sel, k, t, [&](int32_t b) {
+      b_min = min(b_min, b);
+      b_max = max(b_max, b);
+    });
+    const uint32_t tj = static_cast<uint32_t>(t) | static_cast<uint32_t>(j) << kBandShift;
+    for_each_block(a, sel, k, t, [&](int32_t b) {
+      const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
+      const uint32_t e = tj | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
+      a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
+    });
+  }
 }
 
 struct AttnArgs {
@@ -131,9 +151,10 @@ struct AttnArgs {
   float scale_log2;             // softmax_scale * log2(e)
   const int64_t* offsets;       // [n_q_heads * n_groups * n_blocks + 1]
   const int32_t* entries;
-  float* out;                   // [n_q_heads, q_count, head_dim] fp32: accumulator, then output
-  float2* ml;                   // [n_q_heads, q_count] running (max in log2 units, sum)
-  float* lse;                   // optional [n_q_heads, q_count]
+  float* out[kMaxAttentionBands];  // per band [n_q_heads, q_count, head_dim] fp32: accumulator, then output
+  float* lse[kMaxAttentionBands];  // per band, optional [n_q_heads, q_count]
+  float2* ml;                   // [band][n_q_heads * q_count] running (max in log2 units, sum)
+  int64_t ml_band;              // n_q_heads * q_count
   const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the fp16 lo parts, strides of q, k, v
   const int* x3_exp;            // Nx::x3 only: [3] scale exponents of q, k, v (x = (hi + lo) 2^e)
 };
@@ -141,7 +162,7 @@ struct AttnArgs {
 // MinB: minimum CTAs per SM asked of ptxas (1 = no register cap; 3 caps at 168 registers).
 // NX: numerics (cuda_util.cuh); x3 stages the lo tiles too and steps 32 keys (registers).
 template <int D, typename T16, int MinB, Nx NX>
-__global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnArgs a) {
+__global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(const __grid_constant__ AttnArgs a) {
   using M = Mma<T16>;
   constexpr bool X3 = NX == Nx::x3;
   constexpr int SUB = X3 ? 32 : kSub;  // keys per online-softmax step
@@ -180,6 +201,7 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
   float acc[D / 8][4];
   float2 ml0, ml1;
   float *o0 = nullptr, *o1 = nullptr;
+  uint32_t j0 = 0, j1 = 0;  // the bands of rows t0, t1 (their ml rows: j a.ml_band + wrow + t)
   auto load_chunk = [&](int64_t beg, int n, int chunk, bool first_piece) {
     const uint32_t e0 = chunk + g < n ? static_cast<uint32_t>(a.entries[beg + chunk + g]) : 0xffffffffu;
     const uint32_t e1 = chunk + g + 8 < n ? static_cast<uint32_t>(a.entries[beg + chunk + g + 8]) : 0xffffffffu;
@@ -187,6 +209,8 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
     t1 = e1 == 0xffffffffu ? -1 : int64_t{e1 & kPosMask};
     f0 = e0 == 0xffffffffu ? 0u : e0 & (kFirst | kLast);
     f1 = e1 == 0xffffffffu ? 0u : e1 & (kFirst | kLast);
+    j0 = e0 == 0xffffffffu ? 0u : (e0 >> kBandShift) & 7u;
+    j1 = e1 == 0xffffffffu ? 0u : (e1 >> kBandShift) & 7u;
     // The first piece of a query's first block: nothing accumulated yet, nothing to read.
     const bool fresh0 = first_piece && (f0 & kFirst), fresh1 = first_piece && (f1 & kFirst);
     t_max = max(t0, t1);
@@ -197,8 +221,8 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
     if constexpr (X3)
       load_q_fragments<D>(qa_lo, t0 >= 0 ? a.q_lo + h * a.q_sh + t0 * a.q_st : nullptr,
                           t1 >= 0 ? a.q_lo + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
-    o0 = t0 >= 0 ? a.out + (wrow + t0) * d : nullptr;
-    o1 = t1 >= 0 ? a.out + (wrow + t1) * d : nullptr;
+    o0 = t0 >= 0 ? a.out[j0] + (wrow + t0) * d : nullptr;
+    o1 = t1 >= 0 ? a.out[j1] + (wrow + t1) * d : nullptr;
 #pragma unroll
     for (int nd = 0; nd < D / 8; ++nd) {
       const int c = nd * 8 + 2 * qd;
@@ -206,8 +230,8 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
       const float2 x1 = (o1 && !fresh1 && c < d) ? *reinterpret_cast<const float2*>(o1 + c) : make_float2(0.f, 0.f);
       acc[nd][0] = x0.x; acc[nd][1] = x0.y; acc[nd][2] = x1.x; acc[nd][3] = x1.y;
     }
-    ml0 = (t0 >= 0 && !fresh0) ? a.ml[wrow + t0] : make_float2(-INFINITY, 0.f);
-    ml1 = (t1 >= 0 && !fresh1) ? a.ml[wrow + t1] : make_float2(-INFINITY, 0.f);
+    ml0 = (t0 >= 0 && !fresh0) ? a.ml[j0 * a.ml_band + wrow + t0] : make_float2(-INFINITY, 0.f);
+    ml1 = (t1 >= 0 && !fresh1) ? a.ml[j1 * a.ml_band + wrow + t1] : make_float2(-INFINITY, 0.f);
   };
 
   // The next block's list bounds are loaded one block ahead.
@@ -320,14 +344,14 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(AttnA
         }
         if (qd == 0) {
           if (t0 >= 0) {
-            if (!fin0) a.ml[wrow + t0] = ml0;
-            else if (a.lse)
-              a.lse[wrow + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
+            if (!fin0) a.ml[j0 * a.ml_band + wrow + t0] = ml0;
+            else if (a.lse[j0])
+              a.lse[j0][wrow + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
           }
           if (t1 >= 0) {
-            if (!fin1) a.ml[wrow + t1] = ml1;
-            else if (a.lse)
-              a.lse[wrow + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
+            if (!fin1) a.ml[j1 * a.ml_band + wrow + t1] = ml1;
+            else if (a.lse[j1])
+              a.lse[j1][wrow + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
           }
         }
       }
@@ -398,20 +422,51 @@ bool use_tile_path(int64_t n_q_heads, int64_t T, int64_t B, int top_k, Nx nx, co
   return 0.5 * Td * tuning.attn_tile_cost < gather;
 }
 
-}  // namespace
+// The gather kernel's instantiation for these numerics and head dim.
+const char* launch_gather(const AttnArgs& a, int64_t Hq, ElemKind kind, Nx nx, const CudaTuning& tuning,
+                          cudaStream_t stream) {
+  const int64_t d = a.head_dim;
+  if (nx == Nx::x3)
+    return d <= 64 ? launch_attention<64, __half, 1, Nx::x3>(a, Hq, stream)
+                   : launch_attention<128, __half, 1, Nx::x3>(a, Hq, stream);
+  if (nx == Nx::split_p)
+    return d <= 64 ? launch_attention<64, __nv_bfloat16, 1, Nx::split_p>(a, Hq, stream)
+                   : launch_attention<128, __nv_bfloat16, 1, Nx::split_p>(a, Hq, stream);
+  if (kind == kF16)
+    return d <= 64 ? launch_attention<64, __half>(a, Hq, stream) : launch_attention<128, __half>(a, Hq, stream);
+  if (d > 64 && tuning.attn_min_blocks3)  // 3 CTAs per SM (register cap)
+    return launch_attention<128, __nv_bfloat16, 3>(a, Hq, stream);
+  return d <= 64 ? launch_attention<64, __nv_bfloat16>(a, Hq, stream)
+                 : launch_attention<128, __nv_bfloat16>(a, Hq, stream);
+}
 
-const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) {
-  if (const char* e = moba_attention_can_run(p)) return e;
+// One band's call: p with the band's selections and outputs.
+MobaAttentionParams band_params(const MobaAttentionParams& p, const MobaAttentionBand& b) {
+  MobaAttentionParams q = p;
+  q.selected = b.selected;
+  q.top_k = b.top_k;
+  q.out = b.out;
+  q.lse = b.lse;
+  return q;
+}
+
+// Both entries: every band's call checked first, q/k/v made 16-bit operands once, the bands
+// the tile path takes run one call each, the rest in gather passes of up to
+// kMaxAttentionBands bands (a row's arithmetic does not depend on which bands share its pass).
+const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBand* bands, int n_bands,
+                            cudaStream_t stream) {
+  if (n_bands < 0 || (n_bands > 0 && bands == nullptr)) return "moba_attention_cuda: bad band list";
+  for (int i = 0; i < n_bands; ++i)
+    if (const char* e = moba_attention_can_run(band_params(p, bands[i]))) return e;
   const int64_t Hq = p.q.n_heads, T = p.q.n_tokens, d = p.q.head_dim;
   if (d > 128 || d % 8 != 0) return "moba_attention_cuda: head_dim must be a multiple of 8 and <= 128";
   const int64_t q0 = p.q_begin, R = moba_attention_rows(p);  // the window: R rows from q0
-  if (R == 0) return nullptr;
-  if (T > int64_t{kPosMask}) return "moba_attention_cuda: n_tokens >= 2^30 not supported";
+  if (R == 0 || n_bands == 0) return nullptr;
+  if (T > int64_t{kPosMask}) return "moba_attention_cuda: n_tokens >= 2^27 not supported";
   ElemKind kind = kBF16;
   Nx nx = Nx::plain;
   MOBA_TRY(qkv_numerics(p, true, "moba_attention_cuda: 16-bit inputs need dtype f16 or bf16",
                         "moba_attention_cuda: q, k, v disagree on the 16-bit dtype", &kind, &nx));
-  const auto stream = static_cast<cudaStream_t>(stream_ptr);
   Scratch scratch(stream);
 
   // 16-bit operands: given, or converted from the fp32 views (contiguous copies; x3: hi + lo).
@@ -426,21 +481,27 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
 
   const int64_t n_blocks = block_count(T, p.block_size);
   const CudaTuning& tuning = cuda_tuning();
-  if (use_tile_path(Hq, T, p.block_size, p.top_k, nx, tuning)) {
+  std::vector<int> gather;  // the bands for the gather path
+  for (int i = 0; i < n_bands; ++i) {
+    if (!use_tile_path(Hq, T, p.block_size, bands[i].top_k, nx, tuning)) {
+      gather.push_back(i);
+      continue;
+    }
+    Scratch bits(stream);
     TileAttnArgs ta{};
     ta.q = a.q, ta.k = a.k, ta.v = a.v;
     ta.q_sh = a.q_sh, ta.q_st = a.q_st, ta.k_sh = a.k_sh, ta.k_st = a.k_st, ta.v_sh = a.v_sh, ta.v_st = a.v_st;
     ta.n_tokens = T, ta.head_dim = d, ta.block_size = p.block_size, ta.n_blocks = n_blocks;
     ta.group = Hq / p.k.n_heads;
-    ta.top_k = p.top_k;
+    ta.top_k = bands[i].top_k;
     ta.scale_log2 = softmax_scale_log2(p);
     ta.q_begin = q0, ta.q_count = R;
-    ta.selected = p.selected;
+    ta.selected = bands[i].selected;
     ta.words = (n_blocks + 31) / 32;
-    MOBA_TRY(scratch.alloc(&ta.bits, static_cast<size_t>(Hq * R * ta.words)));
-    ta.out = p.out;
-    ta.lse = p.lse;
-    return launch_tile_attention(ta, Hq, kind == kF16, nx, tuning.tile_min_blocks3, stream);
+    MOBA_TRY(bits.alloc(&ta.bits, static_cast<size_t>(Hq * R * ta.words)));
+    ta.out = bands[i].out;
+    ta.lse = bands[i].lse;
+    MOBA_TRY(launch_tile_attention(ta, Hq, kind == kF16, nx, tuning.tile_min_blocks3, stream));
   }
   // Rows per CTA as for the whole sequence, also for a window: a window's calls run side by side
   // on several streams (the GPU analysis), and small row groups reload each block's keys for
@@ -448,29 +509,7 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   const int rows = pick_rows(Hq, T, tuning.attn_rows > 0 ? tuning.attn_rows : p.rows_per_cta);
   const int64_t n_groups = (R + rows - 1) / rows;
   const int64_t n_lists = Hq * n_groups * n_blocks;
-  if (n_groups > 65535 * 16 || Hq > 65535) return "moba_attention_cuda: grid too large";
-  ListArgs la{};
-  la.selected = p.selected;
-  la.block_size = p.block_size;
-  la.n_blocks = n_blocks;
-  la.n_q_heads = Hq;
-  la.q_begin = q0;
-  la.q_count = R;
-  la.top_k = p.top_k;
-  la.rows = rows;
-  la.n_groups = static_cast<int>(n_groups);
-  int64_t* offsets = nullptr;
-  int32_t* entries = nullptr;
-  MOBA_TRY(scratch.alloc(&la.counts, static_cast<size_t>(n_lists + 1)));
-  MOBA_TRY(scratch.alloc(&offsets, static_cast<size_t>(n_lists + 1)));
-  MOBA_TRY(scratch.alloc(&entries, static_cast<size_t>(Hq * R * std::min<int64_t>(p.top_k, n_blocks))));
-  la.offsets = offsets;
-  la.entries = entries;
-  la.out = p.out;
-  la.lse = p.lse;
-  la.head_dim = d;
-  MOBA_TRY(launch_lists(la, la.counts, n_lists, offsets, scratch, stream));
-
+  if (!gather.empty() && (n_groups > 65535 * 16 || Hq > 65535)) return "moba_attention_cuda: grid too large";
   a.n_tokens = T;
   a.head_dim = d;
   a.block_size = p.block_size;
@@ -481,23 +520,54 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) 
   a.rows = rows;
   a.n_groups = static_cast<int>(n_groups);
   a.scale_log2 = softmax_scale_log2(p);
-  a.offsets = offsets;
-  a.entries = entries;
-  a.out = p.out;
-  MOBA_TRY(scratch.alloc(&a.ml, static_cast<size_t>(Hq * R)));
-  a.lse = p.lse;
-  if (nx == Nx::x3)
-    return d <= 64 ? launch_attention<64, __half, 1, Nx::x3>(a, Hq, stream)
-                   : launch_attention<128, __half, 1, Nx::x3>(a, Hq, stream);
-  if (nx == Nx::split_p)
-    return d <= 64 ? launch_attention<64, __nv_bfloat16, 1, Nx::split_p>(a, Hq, stream)
-                   : launch_attention<128, __nv_bfloat16, 1, Nx::split_p>(a, Hq, stream);
-  if (kind == kF16)
-    return d <= 64 ? launch_attention<64, __half>(a, Hq, stream) : launch_attention<128, __half>(a, Hq, stream);
-  if (d > 64 && tuning.attn_min_blocks3)  // 3 CTAs per SM (register cap)
-    return launch_attention<128, __nv_bfloat16, 3>(a, Hq, stream);
-  return d <= 64 ? launch_attention<64, __nv_bfloat16>(a, Hq, stream)
-                 : launch_attention<128, __nv_bfloat16>(a, Hq, stream);
+  a.ml_band = Hq * R;
+  for (size_t g0 = 0; g0 < gather.size(); g0 += kMaxAttentionBands) {
+    Scratch pass(stream);
+    ListArgs la{};
+    int64_t n_entries = 0;
+    la.bands.n = static_cast<int>(std::min<size_t>(kMaxAttentionBands, gather.size() - g0));
+    for (int j = 0; j < la.bands.n; ++j) {
+      const MobaAttentionBand& b = bands[gather[g0 + static_cast<size_t>(j)]];
+      la.bands.selected[j] = b.selected;
+      la.bands.top_k[j] = b.top_k;
+      la.bands.out[j] = a.out[j] = b.out;
+      la.bands.lse[j] = a.lse[j] = b.lse;
+      n_entries += Hq * R * std::min<int64_t>(b.top_k, n_blocks);
+    }
+    la.block_size = p.block_size;
+    la.n_blocks = n_blocks;
+    la.n_q_heads = Hq;
+    la.q_begin = q0;
+    la.q_count = R;
+    la.rows = rows;
+    la.n_groups = static_cast<int>(n_groups);
+    la.head_dim = d;
+    int64_t* offsets = nullptr;
+    int32_t* entries = nullptr;
+    MOBA_TRY(pass.alloc(&la.counts, static_cast<size_t>(n_lists + 1)));
+    MOBA_TRY(pass.alloc(&offsets, static_cast<size_t>(n_lists + 1)));
+    MOBA_TRY(pass.alloc(&entries, static_cast<size_t>(n_entries)));
+    la.offsets = offsets;
+    la.entries = entries;
+    MOBA_TRY(launch_lists(la, la.counts, n_lists, offsets, pass, stream));
+    a.offsets = offsets;
+    a.entries = entries;
+    MOBA_TRY(pass.alloc(&a.ml, static_cast<size_t>(la.bands.n * Hq * R)));
+    MOBA_TRY(launch_gather(a, Hq, kind, nx, tuning, stream));
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) {
+  const MobaAttentionBand band{p.selected, p.top_k, p.out, p.lse};
+  return attention_bands(p, &band, 1, static_cast<cudaStream_t>(stream_ptr));
+}
+
+const char* moba_attention_bands_cuda(const MobaAttentionParams& p, const MobaAttentionBand* bands, int n_bands,
+                                      void* stream_ptr) {
+  return attention_bands(p, bands, n_bands, static_cast<cudaStream_t>(stream_ptr));
 }
 
 }  // namespace moba::kernels

@@ -882,6 +882,83 @@ TEST_CASE("gpu: moba attention on query windows", "[gpu][window]") {
   compare_attention(c, in, 100, 300, g_out, g_lse, out, lse);
 }
 
+// moba_attention_bands_cuda: each case's selection rows cut into bands of consecutive entries
+// (widths 1..3, more bands than one gather pass takes, a row's bands may repeat a block), over
+// a query window: every band's rows equal, bit for bit, a moba_attention_cuda call with that
+// band's selections alone, on the gather path, the tile path (forced) and the automatic choice.
+void check_attention_bands(const Case& c, int64_t q_begin, int64_t R) {
+  INFO(c.str() << " window [" << q_begin << ", " << q_begin + R << ")");
+  const AttnInputs in = attention_inputs(c);
+  const int64_t T = c.n_tokens, Hq = c.n_q_heads, d = c.head_dim;
+  std::vector<int> widths;  // the bands' widths, summing to top_k
+  for (int used = 0, w = 1; used < c.top_k; used += widths.back(), w = w % 3 + 1)
+    widths.push_back(std::min(w, c.top_k - used));
+  DevTensor3 dq = to_device(in.q), dk = to_device(in.k), dv = to_device(in.v);
+  MobaAttentionParams ag;
+  ag.q = case_operand(dq, c); ag.k = case_operand(dk, c); ag.v = case_operand(dv, c);
+  ag.precision = c.precision;
+  ag.block_size = c.block_size;
+  ag.q_begin = q_begin;
+  ag.q_count = R;
+  const size_t out_n = static_cast<size_t>(Hq * R * d), lse_n = static_cast<size_t>(Hq * R);
+  std::vector<DeviceBuffer> sel, outs, lses;
+  std::vector<MobaAttentionBand> bands;
+  for (int j = 0, s0 = 0; j < static_cast<int>(widths.size()); s0 += widths[j], ++j) {
+    std::vector<int32_t> bs(static_cast<size_t>(Hq * R * widths[j]));
+    for (int64_t h = 0; h < Hq; ++h)
+      for (int64_t i = 0; i < R; ++i)
+        std::copy_n(in.sel.begin() + (h * T + q_begin + i) * c.top_k + s0, widths[j],
+                    bs.begin() + (h * R + i) * widths[j]);
+    sel.push_back(upload(bs));
+    outs.push_back(poisoned(out_n * 4));
+    lses.push_back(poisoned(lse_n * 4));
+    bands.push_back({sel.back().as<int32_t>(), widths[j], outs.back().as<float>(), lses.back().as<float>()});
+  }
+  REQUIRE(bands.size() > static_cast<size_t>(kMaxAttentionBands));
+  CUDA_OK(moba_attention_bands_cuda(ag, bands.data(), static_cast<int>(bands.size())));
+  for (size_t j = 0; j < bands.size(); ++j) {
+    INFO("band " << j << " of " << bands.size() << ", width " << widths[j]);
+    DeviceBuffer o1 = poisoned(out_n * 4), l1 = poisoned(lse_n * 4);
+    MobaAttentionParams a1 = ag;
+    a1.selected = bands[j].selected;
+    a1.top_k = bands[j].top_k;
+    a1.out = o1.as<float>();
+    a1.lse = l1.as<float>();
+    CUDA_OK(moba_attention_cuda(a1));
+    const auto bo = download<float>(outs[j], out_n), bl = download<float>(lses[j], lse_n);
+    const auto so = download<float>(o1, out_n), sl = download<float>(l1, lse_n);
+    REQUIRE(std::memcmp(bo.data(), so.data(), out_n * 4) == 0);
+    REQUIRE(std::memcmp(bl.data(), sl.data(), lse_n * 4) == 0);
+  }
+}
+
+TEST_CASE("gpu: moba attention bands equal single calls bit for bit", "[gpu][window]") {
+  struct Restore {
+    ~Restore() { set_cuda_tuning(CudaTuning{}); }
+  } restore;
+  const Case cases[] = {
+      // T, Hq, Hkv, d, B, k, dtype
+      {1000, 2, 1, 64, 64, 20, DType::bf16},   // ragged last block, GQA 2:1, k >= n_blocks
+      {513, 4, 2, 128, 16, 24, DType::bf16},   // head dim 128, B = 16, ragged
+      {777, 2, 1, 48, 100, 20, DType::f16},    // head dim 48, B not a multiple of 16 (gather only)
+      {1023, 4, 1, 64, 32, 18, DType::f32},    // fp32 views: bf16 (fast), fp16x3 (exact, gather only)
+  };
+  for (const char* spec : {"attn_path=gather", "attn_path=tile", ""}) {
+    INFO("tuning '" << spec << "'");
+    CudaTuning t;
+    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
+    set_cuda_tuning(t);
+    for (const Case& c : cases) {
+      // Exact numerics (16-bit as given, bf16 split P, fp16x3) over the whole sequence; fast
+      // numerics on a window off the 64-row tiles.
+      check_attention_bands(exact_case(c, false), 0, c.n_tokens);
+      Case w = c;
+      w.precision = Precision::fast;
+      check_attention_bands(w, 37, c.n_tokens / 2);
+    }
+  }
+}
+
 TEST_CASE("gpu: exact numerics, dense pass vs the CPU", "[gpu][exact]") {
   for (const Case& c : kExactCases) {
     check_dense(exact_case(c, true), 0, c.n_tokens, 10);
