@@ -499,12 +499,15 @@ std::vector<AttnUnit> attention_units(const Group& g, int64_t w0, int64_t wn) {
 }
 
 // The gather path's query rows per CTA for a window's calls. They run side by side, so their
-// CTAs are counted together: the largest power of two in [128, 4096] that still gives >= 3
-// CTAs per multiprocessor over the window's units (the kernel's own rule counts one call's:
-// 256 rows for B6's 128K tokens. 8 of B6's heads on an H200, attention + error: 256 rows
-// 14.1 s, 1024 rows 10.4 s, 4096 rows 21.5 s; this rule picks 1024 there).
+// CTAs are counted together: the largest power of two in [128, 4096] that still gives >=
+// kWindowCtasPerSm CTAs per multiprocessor over the window's units (the kernel's own rule
+// counts one call's: 256 rows for B6's 128K tokens). 8 of B6's heads on an H200, attention +
+// error: one band a pass, 256 rows 14.1 s, 1024 rows 10.4 s, 4096 rows 21.5 s (3 CTAs per SM
+// picked 1024); bands sharing passes (fuller block lists), 512 rows 7.98 s, 1024 rows 8.84 s,
+// 2048 rows 12.03 s (kernels/cuda/NOTES.md, twelfth session).
+constexpr int64_t kWindowCtasPerSm = 6;
 int window_rows(const std::vector<AttnUnit>& units) {
-  const int64_t want = 3 * static_cast<int64_t>(kernels::cuda_detail::sm_count());
+  const int64_t want = kWindowCtasPerSm * static_cast<int64_t>(kernels::cuda_detail::sm_count());
   int rows = 4096;
   const auto ctas = [&](int r) {
     int64_t n = 0;
