@@ -814,6 +814,22 @@ TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
   check_attention(exact_case({3000, 2, 1, 64, 16, 150, DType::f16}, false));     // automatic: tile
 }
 
+// Runs f under each attention path: gather forced, tile forced (where it applies; else the
+// gather path runs), and the automatic choice; the default tuning is restored after.
+template <typename F>
+void for_each_attn_path(F&& f) {
+  struct Restore {
+    ~Restore() { set_cuda_tuning(CudaTuning{}); }
+  } restore;
+  for (const char* spec : {"attn_path=gather", "attn_path=tile", ""}) {
+    INFO("tuning '" << spec << "'");
+    CudaTuning t;
+    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
+    set_cuda_tuning(t);
+    f();
+  }
+}
+
 // Query windows (MobaAttentionParams::q_begin / q_count) on the gather path, the tile path
 // (forced; where it does not apply — B not a multiple of 16, fp16x3 — the gather path runs) and
 // the automatic choice: windows that start and end off the 64-row tiles and mid-block, one
@@ -821,9 +837,6 @@ TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
 // views converted on the device. Each window meets the CPU's window and equals the full
 // call's rows bit for bit.
 TEST_CASE("gpu: moba attention on query windows", "[gpu][window]") {
-  struct Restore {
-    ~Restore() { set_cuda_tuning(CudaTuning{}); }
-  } restore;
   const Case cases[] = {
       // T, Hq, Hkv, d, B, k, dtype
       {1000, 2, 1, 64, 64, 3, DType::bf16},   // ragged last block, GQA 2:1
@@ -833,11 +846,7 @@ TEST_CASE("gpu: moba attention on query windows", "[gpu][window]") {
       {1023, 4, 1, 64, 32, 6, DType::f32},    // fp32 views: bf16 (fast), fp16x3 (exact, gather only)
       {700, 2, 2, 128, 16, 50, DType::bf16},  // dense (k B > T): the automatic choice is tile
   };
-  for (const char* spec : {"attn_path=gather", "attn_path=tile", ""}) {
-    INFO("tuning '" << spec << "'");
-    CudaTuning t;
-    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
-    set_cuda_tuning(t);
+  for_each_attn_path([&] {
     for (const Case& c : cases) {
       const int64_t T = c.n_tokens;
       const std::vector<std::pair<int64_t, int64_t>> windows = {
@@ -853,7 +862,7 @@ TEST_CASE("gpu: moba attention on query windows", "[gpu][window]") {
       }
       if (c.dtype != DType::f32) check_attention_windows(exact_case(c, true), windows);  // typed fp32 views
     }
-  }
+  });
   // Through the host staging (kernels/dispatch.h): the window's selections in, its rows out.
   const Case c = exact_case({600, 2, 1, 64, 64, 3, DType::bf16}, true);
   INFO(c.str() << " from host, window [100, 400)");
@@ -933,9 +942,6 @@ void check_attention_bands(const Case& c, int64_t q_begin, int64_t R) {
 }
 
 TEST_CASE("gpu: moba attention bands equal single calls bit for bit", "[gpu][window]") {
-  struct Restore {
-    ~Restore() { set_cuda_tuning(CudaTuning{}); }
-  } restore;
   const Case cases[] = {
       // T, Hq, Hkv, d, B, k, dtype
       {1000, 2, 1, 64, 64, 20, DType::bf16},   // ragged last block, GQA 2:1, k >= n_blocks
@@ -943,11 +949,7 @@ TEST_CASE("gpu: moba attention bands equal single calls bit for bit", "[gpu][win
       {777, 2, 1, 48, 100, 20, DType::f16},    // head dim 48, B not a multiple of 16 (gather only)
       {1023, 4, 1, 64, 32, 18, DType::f32},    // fp32 views: bf16 (fast), fp16x3 (exact, gather only)
   };
-  for (const char* spec : {"attn_path=gather", "attn_path=tile", ""}) {
-    INFO("tuning '" << spec << "'");
-    CudaTuning t;
-    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
-    set_cuda_tuning(t);
+  for_each_attn_path([&] {
     for (const Case& c : cases) {
       // Exact numerics (16-bit as given, bf16 split P, fp16x3) over the whole sequence; fast
       // numerics on a window off the 64-row tiles.
@@ -956,7 +958,7 @@ TEST_CASE("gpu: moba attention bands equal single calls bit for bit", "[gpu][win
       w.precision = Precision::fast;
       check_attention_bands(w, 37, c.n_tokens / 2);
     }
-  }
+  });
 }
 
 TEST_CASE("gpu: exact numerics, dense pass vs the CPU", "[gpu][exact]") {
