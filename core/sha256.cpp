@@ -28,7 +28,8 @@ constexpr uint32_t kK[64] = {
 
 inline uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-void blocks_portable(uint32_t* h_, const uint8_t* p, size_t n) {
+// n blocks into the state st[8], the FIPS 180-4 rounds as written.
+void blocks_portable(uint32_t* st, const uint8_t* p, size_t n) {
   for (; n > 0; --n, p += 64) {
     uint32_t w[64];
     for (int i = 0; i < 16; ++i)
@@ -38,7 +39,7 @@ void blocks_portable(uint32_t* h_, const uint8_t* p, size_t n) {
       const uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
       w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], h = h_[7];
+    uint32_t a = st[0], b = st[1], c = st[2], d = st[3], e = st[4], f = st[5], g = st[6], h = st[7];
     for (int i = 0; i < 64; ++i) {
       const uint32_t S1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
       const uint32_t ch = (e & f) ^ (~e & g);
@@ -48,7 +49,7 @@ void blocks_portable(uint32_t* h_, const uint8_t* p, size_t n) {
       const uint32_t t2 = S0 + maj;
       h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
     }
-    h_[0] += a; h_[1] += b; h_[2] += c; h_[3] += d; h_[4] += e; h_[5] += f; h_[6] += g; h_[7] += h;
+    st[0] += a; st[1] += b; st[2] += c; st[3] += d; st[4] += e; st[5] += f; st[6] += g; st[7] += h;
   }
 }
 
