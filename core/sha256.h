@@ -16,8 +16,9 @@ class Sha256 {
   std::string hex_digest();  // finishes the hash; call once
 
  private:
-  // n consecutive 64-byte blocks: x86 SHA extensions where the CPU has them (about 4x the
-  // portable code: a 1.5 GB dump hashes in ~1.3 s instead of ~5 s), else the portable rounds.
+  // n consecutive 64-byte blocks: x86 SHA extensions where the CPU has them (5.5x the portable
+  // rounds on the development machine: 388 MB in 0.24 s instead of 1.38 s), else the portable
+  // rounds.
   void blocks(const uint8_t* p, size_t n);
   uint32_t h_[8];
   uint8_t buf_[64];

@@ -207,7 +207,7 @@ __device__ __forceinline__ V lane_prefix(V x, int lane) {
   return x;
 }
 
-// 4 CTAs (16 warps) per SM, as shared memory allows: 128 registers (161 uncapped, 8 bytes spilled).
+// 4 CTAs (16 warps) per SM, as shared memory allows: 128 registers, no spill (161 uncapped).
 template <int WARPS>
 __global__ void __launch_bounds__(WARPS * 32, 4) warp_row_kernel(RowArgs a, int64_t nq) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
