@@ -68,11 +68,15 @@ const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream = nul
 // would run on its tile path run as their own calls; the others share gather passes of up to
 // kMaxAttentionBands bands, each key block's K/V staged once for every band's queries (the GPU
 // analysis' nested budgets: a block size's bands of one router, kernels/cuda/NOTES.md).
+// `first_query`: queries t < first_query attend nothing in this band (o = 0, lse = -inf, as for
+// an empty selection) whatever their selection says — the analysis' queries without a choice
+// (t < k B), whose output is o_full and whose band is never used.
 struct MobaAttentionBand {
   const int32_t* selected = nullptr;  // [n_q_heads, q_count, top_k] contiguous
   int top_k = 0;
   float* out = nullptr;  // [n_q_heads, q_count, head_dim]
   float* lse = nullptr;  // optional [n_q_heads, q_count]
+  int64_t first_query = 0;  // absolute position
 };
 constexpr int kMaxAttentionBands = 8;
 const char* moba_attention_bands_cuda(const MobaAttentionParams& p, const MobaAttentionBand* bands, int n_bands,

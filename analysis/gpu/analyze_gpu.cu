@@ -521,8 +521,9 @@ int window_rows(const std::vector<AttnUnit>& units) {
 // Bands per attention pass: a (block size, router)'s bands share a gather pass (each key
 // block's K/V staged once for all of them) in groups of up to kernels::kMaxAttentionBands, their
 // rows kept on the device until merged: at most kBandPassBytes for every stream's, else fewer
-// bands a pass (at least one).
-constexpr int64_t kBandPassBytes = int64_t{2} << 30;
+// bands a pass (at least one). B6's 8 bands of 32768 rows x (128 + 1) fp32 on 16 streams need
+// 2.16 GB (with 2 GiB the eighth band had a pass of its own).
+constexpr int64_t kBandPassBytes = int64_t{3} << 30;
 int band_pass_size(const Group& g, int64_t window) {
   size_t most = 1;
   for (const auto& cis : g.by_k) most = std::max(most, cis.size());
@@ -562,29 +563,40 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
     ap.block_size = g.plan.block_sizes[u.bi];
     ap.rows_per_cta = rows;
     const std::vector<int>& cis = g.by_k[u.bi];
+    // Queries t < k B have no choice at budget k (analysis/metrics.h has_choice): a fixed-budget
+    // router's selection is then every block, o = o_full, so the band of k and every larger band
+    // are not attended for them (MobaAttentionBand::first_query; band_error_kernel writes 0
+    // and 1). A variable budget (moba-threshold, oracle-topp) may pick fewer: attended.
+    const int64_t B = g.plan.block_sizes[u.bi], t_end = w0 + u.r0 + u.rn;
+    const bool fixed = !router_is_variable_budget(g.opt.routers[ri]);
+    const auto first_query = [&](int ci) { return fixed ? static_cast<int64_t>(g.plan.configs[ci].top_k) * B : 0; };
     bool first = true;
     // The bands in passes of h.n_bands (k ascending), then merged one after another.
     for (size_t c0 = 0; c0 < cis.size(); c0 += static_cast<size_t>(h.n_bands)) {
       const int n = static_cast<int>(std::min(cis.size() - c0, static_cast<size_t>(h.n_bands)));
       kernels::MobaAttentionBand bands[kernels::kMaxAttentionBands];
+      int n_run = 0;  // the leading bands that some query of the part has a choice in
       for (int x = 0; x < n; ++x) {
-        const int slot = cis[c0 + static_cast<size_t>(x)] * g.n_routers + ri;
+        const int ci = cis[c0 + static_cast<size_t>(x)], slot = ci * g.n_routers + ri;
         const int64_t kb = g.band_k(slot);
         bands[x].selected = h.sel[slot].get() + u.r0 * kb;
         bands[x].top_k = static_cast<int>(kb);
         bands[x].out = h.o_band[si].get() + (x * h.window + u.r0) * g.d;
         bands[x].lse = h.lse_band[si].get() + x * h.window + u.r0;
+        bands[x].first_query = first_query(ci);
+        if (bands[x].first_query < t_end) n_run = x + 1;
       }
-      ck_op(kernels::moba_attention_bands_cuda(ap, bands, n, st.s[si]), "MoBA attention");
+      if (n_run > 0) ck_op(kernels::moba_attention_bands_cuda(ap, bands, n_run, st.s[si]), "MoBA attention");
       for (int x = 0; x < n; ++x) {
         const int slot = cis[c0 + static_cast<size_t>(x)] * g.n_routers + ri;
         float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T + w0 + u.r0;
         const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err),
                    cosine = static_cast<int64_t>(PositionMetric::output_cosine);
         const int64_t threads = 256, blocks = (u.rn * 32 + threads - 1) / threads;
+        const int64_t skip = std::clamp<int64_t>(bands[x].first_query - (w0 + u.r0), 0, u.rn);
         gpu::band_error_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(
             bands[x].out, bands[x].lse, h.o_acc[si].get() + u.r0 * g.d, h.lse_acc[si].get() + u.r0, first,
-            h.o_full.get() + (w0 + u.r0) * g.d, u.rn, static_cast<int>(g.d), M + rel * g.T, M + cosine * g.T);
+            h.o_full.get() + (w0 + u.r0) * g.d, u.rn, skip, static_cast<int>(g.d), M + rel * g.T, M + cosine * g.T);
         ck_launch("output error");
         first = false;
       }

@@ -594,11 +594,17 @@ __global__ void fill_kernel(float* v, int64_t n) {
 // `acc`, `lse_acc` hold the merge of the smaller budgets' bands and take this band in (`first`:
 // the smallest budget, whose band is its whole selection: acc = o_band); then the merged row's
 // relative error and cosine against `ref` (o_full), one warp per row, sums in double.
+// Rows t < skip have no choice at this budget (nor at the larger ones, merged after it): their
+// selection is every block, their output o_full: error 0 and cosine 1, nothing read or merged.
 __global__ void band_error_kernel(const float* o_band, const float* lse_band, float* acc, float* lse_acc, bool first,
-                                  const float* ref, int64_t T, int d, float* rel_out, float* cos_out) {
+                                  const float* ref, int64_t T, int64_t skip, int d, float* rel_out, float* cos_out) {
   const int64_t t = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (t >= T) return;
+  if (t < skip) {
+    if (lane == 0) rel_out[t] = 0.0f, cos_out[t] = 1.0f;
+    return;
+  }
   float wa = 0.0f, wb = 1.0f, L = lse_band[t];
   if (!first) {
     const float la = lse_acc[t], lb = L;

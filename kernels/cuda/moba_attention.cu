@@ -62,6 +62,7 @@ struct Bands {
   int top_k[kMaxAttentionBands];
   float* out[kMaxAttentionBands];  // [n_q_heads, q_count, head_dim]: rows that attend nothing
   float* lse[kMaxAttentionBands];  //   get o = 0 and lse = -inf here (lse optional)
+  int64_t first_query[kMaxAttentionBands];  // queries before it attend nothing in the band
   int n;
 };
 
@@ -108,10 +109,11 @@ __global__ void csc_count_kernel(const __grid_constant__ ListArgs a) {
   for (int j = 0; j < a.bands.n; ++j) {
     const int k = a.bands.top_k[j];
     int n = 0;
-    for_each_block(a, a.bands.selected[j] + i * k, k, a.q_begin + r, [&](int32_t b) {
-      atomicAdd(a.counts + base + b, 1u);
-      ++n;
-    });
+    if (a.q_begin + r >= a.bands.first_query[j])
+      for_each_block(a, a.bands.selected[j] + i * k, k, a.q_begin + r, [&](int32_t b) {
+        atomicAdd(a.counts + base + b, 1u);
+        ++n;
+      });
     if (n == 0) {  // attends nothing: written here, the attention kernel never sees the row
       float* o = a.bands.out[j] + i * a.head_dim;
       for (int64_t c = 0; c < a.head_dim; ++c) o[c] = 0.0f;
@@ -126,6 +128,7 @@ __global__ void csc_scatter_kernel(const __grid_constant__ ListArgs a) {
   const int64_t h = i / a.q_count, r = i % a.q_count, t = a.q_begin + r;
   const int64_t base = (h * a.n_groups + r / a.rows) * a.n_blocks;
   for (int j = 0; j < a.bands.n; ++j) {
+    if (t < a.bands.first_query[j]) continue;
     const int k = a.bands.top_k[j];
     const int32_t* sel = a.bands.selected[j] + i * k;
     int32_t b_min = 0x7fffffff, b_max = -1;
@@ -497,6 +500,7 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
     ta.scale_log2 = softmax_scale_log2(p);
     ta.q_begin = q0, ta.q_count = R;
     ta.selected = bands[i].selected;
+    ta.first_query = bands[i].first_query;
     ta.words = (n_blocks + 31) / 32;
     MOBA_TRY(bits.alloc(&ta.bits, static_cast<size_t>(Hq * R * ta.words)));
     ta.out = bands[i].out;
@@ -532,6 +536,7 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
       la.bands.top_k[j] = b.top_k;
       la.bands.out[j] = a.out[j] = b.out;
       la.bands.lse[j] = a.lse[j] = b.lse;
+      la.bands.first_query[j] = b.first_query;
       n_entries += Hq * R * std::min<int64_t>(b.top_k, n_blocks);
     }
     la.block_size = p.block_size;
@@ -561,7 +566,7 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
 }  // namespace
 
 const char* moba_attention_cuda(const MobaAttentionParams& p, void* stream_ptr) {
-  const MobaAttentionBand band{p.selected, p.top_k, p.out, p.lse};
+  const MobaAttentionBand band{p.selected, p.top_k, p.out, p.lse, 0};
   return attention_bands(p, &band, 1, static_cast<cudaStream_t>(stream_ptr));
 }
 

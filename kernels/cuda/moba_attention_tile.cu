@@ -43,6 +43,7 @@ __global__ void bits_kernel(TileAttnArgs a, int64_t n_rows) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= n_rows) return;
   const int64_t t = a.q_begin + i % a.q_count;
+  if (t < a.first_query) return;
   const int32_t* sel = a.selected + i * a.top_k;
   uint32_t* w = a.bits + i * a.words;
   for (int j = 0; j < a.top_k; ++j) {

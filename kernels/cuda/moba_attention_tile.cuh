@@ -22,6 +22,7 @@ struct TileAttnArgs {
   int top_k;
   float scale_log2;            // softmax_scale * log2(e)
   const int32_t* selected;     // [n_q_heads, q_count, top_k]
+  int64_t first_query;         // queries t < first_query attend nothing (no bits)
   uint32_t* bits;              // scratch [n_q_heads, q_count, words]: selected blocks per row
   int64_t words;               // ceil(n_blocks / 32)
   float* out;                  // [n_q_heads, q_count, head_dim] normalised output

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <set>
 #include <sstream>
@@ -921,7 +922,9 @@ void check_attention_bands(const Case& c, int64_t q_begin, int64_t R) {
     sel.push_back(upload(bs));
     outs.push_back(poisoned(out_n * 4));
     lses.push_back(poisoned(lse_n * 4));
-    bands.push_back({sel.back().as<int32_t>(), widths[j], outs.back().as<float>(), lses.back().as<float>()});
+    // first_query: none, inside the window, past it (nothing attended), just before it
+    const int64_t fq[4] = {0, q_begin + R / 3, q_begin + R + 1, std::max<int64_t>(q_begin - 1, 7)};
+    bands.push_back({sel.back().as<int32_t>(), widths[j], outs.back().as<float>(), lses.back().as<float>(), fq[j % 4]});
   }
   REQUIRE(bands.size() > static_cast<size_t>(kMaxAttentionBands));
   CUDA_OK(moba_attention_bands_cuda(ag, bands.data(), static_cast<int>(bands.size())));
@@ -936,12 +939,25 @@ void check_attention_bands(const Case& c, int64_t q_begin, int64_t R) {
     CUDA_OK(moba_attention_cuda(a1));
     const auto bo = download<float>(outs[j], out_n), bl = download<float>(lses[j], lse_n);
     const auto so = download<float>(o1, out_n), sl = download<float>(l1, lse_n);
-    REQUIRE(std::memcmp(bo.data(), so.data(), out_n * 4) == 0);
-    REQUIRE(std::memcmp(bl.data(), sl.data(), lse_n * 4) == 0);
+    // Rows before first_query attend nothing (o = 0, lse = -inf); the others are the call's.
+    int64_t n_skipped = 0;
+    for (int64_t h = 0; h < Hq; ++h)
+      for (int64_t i = 0; i < R; ++i) {
+        const size_t r = static_cast<size_t>(h * R + i);
+        if (q_begin + i >= bands[j].first_query) {
+          REQUIRE(std::memcmp(bo.data() + r * d, so.data() + r * d, static_cast<size_t>(d) * 4) == 0);
+          REQUIRE(std::memcmp(&bl[r], &sl[r], 4) == 0);
+          continue;
+        }
+        ++n_skipped;
+        for (int64_t x = 0; x < d; ++x) REQUIRE(bo[r * static_cast<size_t>(d) + static_cast<size_t>(x)] == 0.0f);
+        REQUIRE(bl[r] == -std::numeric_limits<float>::infinity());
+      }
+    if (j % 4 == 2) CHECK(n_skipped == Hq * R);
   }
 }
 
-TEST_CASE("gpu: moba attention bands equal single calls bit for bit", "[gpu][window]") {
+TEST_CASE("gpu: moba attention bands equal single calls bit for bit, before first_query nothing", "[gpu][window]") {
   const Case cases[] = {
       // T, Hq, Hkv, d, B, k, dtype
       {1000, 2, 1, 64, 64, 20, DType::bf16},   // ragged last block, GQA 2:1, k >= n_blocks
