@@ -301,7 +301,12 @@ void setup_group(Group& g) {
 struct HeadBuffers {
   Dev<float> metrics;      // [slot = ci * n_routers + ri][8][T]
   Dev<float> oracle_cov;   // [ci][T]
-  std::vector<Dev<int32_t>> sel;  // [slot]: [window, band_k(slot)], the attention window's bands
+  // [buf * n_slots + slot]: [window, band_k(slot)], a window's selection bands. Two buffers
+  // where the device has room: window w + 1's chunks (dense pass, routing rows) then run while
+  // window w's attention still reads its bands (window_begin); `cur` is this window's.
+  std::vector<Dev<int32_t>> sel;
+  int n_sel_bufs = 1, cur = 0, n_slots = 0;
+  int32_t* sel_of(int slot) const { return sel[static_cast<size_t>(cur * n_slots + slot)].get(); }
   Dev<float> o_full;              // [T, d]
   // [stream]: the attention rows of up to n_bands bands ([n_bands][window, d], [n_bands][window])
   // and the running merge of a (block size, router)'s bands ([window, d], [window])
@@ -422,7 +427,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
         const int slot_in_row = g.row_slot(ri);
         const int slot = ci * g.n_routers + ri;
         a.metric[jc][slot_in_row] = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T;
-        a.sel[jc][slot_in_row] = h.sel[slot].get();
+        a.sel[jc][slot_in_row] = h.sel_of(slot);
       }
     }
     a.sel_t0 = w0;
@@ -454,19 +459,29 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
 // selections and before the reductions. A window's rows are the same bits however it is cut
 // (kernels/moba_attention.h), so the parts change the time only.
 constexpr int kAttnStreams = 16;
+// The default stream does not wait for a window's attention when it ends: done[buf] marks
+// when the attention of the last window that used selection buffer buf is through, and
+// wait(buf) makes the default stream wait for it (before a window writes that buffer again,
+// and for both buffers before a head's reductions).
 struct AttnStreams {
   cudaStream_t s[kAttnStreams] = {};
-  cudaEvent_t ready = nullptr, done[kAttnStreams] = {};
+  cudaEvent_t ready = nullptr, done[2][kAttnStreams] = {};
   AttnStreams() {
     ck(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "event");
     for (int i = 0; i < kAttnStreams; ++i) {
       ck(cudaStreamCreateWithFlags(&s[i], cudaStreamNonBlocking), "stream");
-      ck(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming), "event");
+      for (auto& d : done) ck(cudaEventCreateWithFlags(&d[i], cudaEventDisableTiming), "event");
     }
   }
   ~AttnStreams() {
-    for (int i = 0; i < kAttnStreams; ++i) cudaStreamDestroy(s[i]), cudaEventDestroy(done[i]);
+    for (int i = 0; i < kAttnStreams; ++i) {
+      cudaStreamDestroy(s[i]);
+      for (auto& d : done) cudaEventDestroy(d[i]);
+    }
     cudaEventDestroy(ready);
+  }
+  void wait(int buf) const {
+    for (int i = 0; i < kAttnStreams; ++i) ck(cudaStreamWaitEvent(nullptr, done[buf][i], 0), "stream wait");
   }
   AttnStreams(const AttnStreams&) = delete;
   AttnStreams& operator=(const AttnStreams&) = delete;
@@ -532,7 +547,7 @@ int band_pass_size(const Group& g, int64_t window) {
   return static_cast<int>(std::min<int64_t>({fit, static_cast<int64_t>(most), kernels::kMaxAttentionBands}));
 }
 
-// Queries [w0, w0 + wn): the window whose selection bands h.sel holds.
+// Queries [w0, w0 + wn): the window whose selection bands h.sel_of holds.
 void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBuffers& h, AttnStreams& st) {
   ck(cudaEventRecord(st.ready, nullptr), "event record");
   for (int i = 0; i < kAttnStreams; ++i) ck(cudaStreamWaitEvent(st.s[i], st.ready, 0), "stream wait");
@@ -579,7 +594,7 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
       for (int x = 0; x < n; ++x) {
         const int ci = cis[c0 + static_cast<size_t>(x)], slot = ci * g.n_routers + ri;
         const int64_t kb = g.band_k(slot);
-        bands[x].selected = h.sel[slot].get() + u.r0 * kb;
+        bands[x].selected = h.sel_of(slot) + u.r0 * kb;
         bands[x].top_k = static_cast<int>(kb);
         bands[x].out = h.o_band[si].get() + (x * h.window + u.r0) * g.d;
         bands[x].lse = h.lse_band[si].get() + x * h.window + u.r0;
@@ -602,10 +617,7 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
       }
     }
   }
-  for (int i = 0; i < kAttnStreams; ++i) {
-    ck(cudaEventRecord(st.done[i], st.s[i]), "event record");
-    ck(cudaStreamWaitEvent(nullptr, st.done[i], 0), "stream wait");
-  }
+  for (int i = 0; i < kAttnStreams; ++i) ck(cudaEventRecord(st.done[h.cur][i], st.s[i]), "event record");
 }
 
 // Stage 5a on the device: ConfigStats of every (configuration, router), SNR sums, hits.
@@ -769,7 +781,7 @@ void download_selection(const Group& g, const HeadBuffers& h, int slot, int64_t 
     if (g.plan.configs[cj].top_k > K) break;
     const int s = cj * g.n_routers + ri, w = g.band_k(s);
     std::vector<int32_t> band(static_cast<size_t>(wn * w));
-    ck(cudaMemcpy(band.data(), h.sel[static_cast<size_t>(s)].get(), band.size() * sizeof(int32_t),
+    ck(cudaMemcpy(band.data(), h.sel_of(s), band.size() * sizeof(int32_t),
                   cudaMemcpyDeviceToHost),
        "download selections");
     bands.push_back(std::move(band));
@@ -873,8 +885,15 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   HeadBuffers h;
   h.metrics.resize(static_cast<size_t>(n_slots) * kMetricCount * T);
   h.oracle_cov.resize(static_cast<size_t>(plan.n_configs() * T));
-  for (int slot = 0; slot < n_slots; ++slot)
-    h.sel.emplace_back(static_cast<size_t>(window * g.band_k(slot)));
+  // A second selection buffer where it takes at most a sixteenth of the free device memory.
+  int64_t sel_bytes = 0;
+  for (int slot = 0; slot < n_slots; ++slot) sel_bytes += window * g.band_k(slot) * static_cast<int64_t>(sizeof(int32_t));
+  size_t free_bytes = 0, total_bytes = 0;
+  ck(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+  h.n_sel_bufs = sel_bytes * 16 <= static_cast<int64_t>(free_bytes) ? 2 : 1;
+  h.n_slots = n_slots;
+  for (int b = 0; b < h.n_sel_bufs; ++b)
+    for (int slot = 0; slot < n_slots; ++slot) h.sel.emplace_back(static_cast<size_t>(window * g.band_k(slot)));
   h.o_full.resize(static_cast<size_t>(T * g.d));
   h.window = window;
   h.n_bands = band_pass_size(g, window);
@@ -906,12 +925,16 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
         kept_sel[static_cast<size_t>(slot)].resize(static_cast<size_t>(T * plan.configs[slot / g.n_routers].top_k));
     for (int64_t w0 = 0; w0 < T; w0 += window) {
       const int64_t wn = std::min(window, T - w0);
+      // This window's selection buffer: free once the attention of the window before that used
+      // it is through (with one buffer, the previous window's).
+      h.cur = static_cast<int>((w0 / window) % h.n_sel_bufs);
+      attn_streams.wait(h.cur);
       for (int64_t t0 = w0; t0 < w0 + wn; t0 += g.chunk) {
         const int64_t nq = std::min(g.chunk, w0 + wn - t0);
         measure_chunk(g, local, t0, nq, w0, h, cb, clock);
-        if (progress) {
+        if (progress) {  // the chunk's own work: the attention streams may still run
           const int64_t done = (t0 + nq + plan.chunk - 1) / plan.chunk - (t0 + plan.chunk - 1) / plan.chunk;
-          ck(cudaDeviceSynchronize(), "chunk");
+          ck(cudaStreamSynchronize(nullptr), "chunk");
           progress->advance(done);
         }
       }
@@ -921,6 +944,8 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
         if (!kept_sel[static_cast<size_t>(slot)].empty()) download_selection(g, h, slot, w0, wn, kept_sel[static_cast<size_t>(slot)]);
       clock.lap("download arrays");
     }
+    attn_streams.wait(0);
+    attn_streams.wait(1);
     HeadMeasures m = reduce_head(g, head, h);
     clock.lap("reductions");
     if (keep_arrays) download_arrays(g, head, h, kept_sel, m);
