@@ -161,15 +161,27 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
       const float sl2 = a.scale_log2;
       float sc[kKeys / 8][4];
 #pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt) {
-        sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
-        if ((wor >> (nt / 2)) & 1u) {
-          const uint16_t* krow = ksb + (nt * 8 + g) * LD + 2 * qd;
+      for (int nt = 0; nt < kKeys / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+      if (wor == 0xfu) {
+        // Every segment: k-steps outer, the 8 tiles' accumulation chains interleaved (each
+        // tile's k-steps in the same order as below: the same bits).
 #pragma unroll
-          for (int kk = 0; kk < D / 16; ++kk)
-            M::run(sc[nt], qa[kk], *reinterpret_cast<const uint32_t*>(krow + kk * 16),
-                   *reinterpret_cast<const uint32_t*>(krow + kk * 16 + 8));
-        }
+        for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+          for (int nt = 0; nt < kKeys / 8; ++nt) {
+            const uint16_t* krow = ksb + (nt * 8 + g) * LD + 2 * qd + kk * 16;
+            M::run(sc[nt], qa[kk], *reinterpret_cast<const uint32_t*>(krow), *reinterpret_cast<const uint32_t*>(krow + 8));
+          }
+      } else {
+#pragma unroll
+        for (int nt = 0; nt < kKeys / 8; ++nt)
+          if ((wor >> (nt / 2)) & 1u) {
+            const uint16_t* krow = ksb + (nt * 8 + g) * LD + 2 * qd;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk)
+              M::run(sc[nt], qa[kk], *reinterpret_cast<const uint32_t*>(krow + kk * 16),
+                     *reinterpret_cast<const uint32_t*>(krow + kk * 16 + 8));
+          }
       }
       // Scale, mask (the row's segment bit and causal), row max.
       float mx0 = -INFINITY, mx1 = -INFINITY;

@@ -33,8 +33,10 @@ struct CudaTuning {
   // path (per selected key, plus kGatherVisitKeys per visited block): larger = gather more often.
   double attn_tile_cost = 0.78;
   // moba_attention's tile path at head dim 128: ask ptxas for 3 CTAs per SM (168 registers,
-  // a few bytes spilled; 15-18 % faster on an H200 than 2 CTAs at up to 198 registers).
-  bool tile_min_blocks3 = true;
+  // a few bytes spilled). Once 15-18 % faster on an H200 than 2 CTAs at up to 198 registers;
+  // since QK^T interleaves its tiles' k-steps (210 registers at 2 CTAs, 36 bytes spilled at
+  // 3), 2 CTAs are faster (8 B6 heads: attention + error 7.04 -> 6.44 s; NOTES.md).
+  bool tile_min_blocks3 = false;
   // The analysis' routing rows (analysis/gpu/warp_rows.cuh): one warp per query row by radix
   // select when every analysed router picks a fixed budget; 0 = the block-wide sort kernel
   // (row_kernel) for every row.

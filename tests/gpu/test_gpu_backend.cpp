@@ -629,7 +629,7 @@ TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
     ~Restore() { set_cuda_tuning(CudaTuning{}); }
   } restore;
   const char* specs[] = {"gate=scalar", "gate=warp_list", "attn_rows=256", "attn_min_blocks3=1",
-                         "dense_all_pass2=1", "attn_path=tile", "attn_path=tile,tile_min_blocks3=0",
+                         "dense_all_pass2=1", "attn_path=tile", "attn_path=tile,tile_min_blocks3=1",
                          "attn_path=gather,attn_tile_cost=0.01"};
   const Case routing[] = {
       {1000, 2, 2, 128, 8, 9, DType::bf16, TieRule::older},
@@ -805,7 +805,7 @@ TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
   check_attention(exact_case({1000, 2, 1, 128, 64, 4, DType::bf16}, true, 2.5f));
   check_attention(exact_case({4100, 4, 1, 128, 16, 200, DType::bf16}, false));  // ragged, GQA 4:1, dense
   check_attention(exact_case({2000, 2, 2, 48, 48, 30, DType::f16}, false));      // B = 48: segments never straddle
-  REQUIRE(parse_cuda_tuning("tile_min_blocks3=0", &t) == nullptr);                // head dim 128 at 2 CTAs per SM
+  REQUIRE(parse_cuda_tuning("tile_min_blocks3=1", &t) == nullptr);                // head dim 128 at 3 CTAs per SM
   set_cuda_tuning(t);
   check_attention(exact_case({4100, 4, 1, 128, 16, 200, DType::bf16}, false));
   check_attention(exact_case({1000, 2, 2, 128, 64, 6, DType::f16}, false));
