@@ -94,11 +94,14 @@ void run_moments(const float* q, const float* keys, const uint16_t* q16, const u
   a.sum = m.sum.get(), a.sq = m.sq.get();
   a.mx = with_arg ? m.mx.get() : nullptr;
   a.arg = with_arg ? m.arg.get() : nullptr;
-  // Key ranges: a multiple of lcm(64, base) keys, enough of them for ~4 CTAs per SM.
+  // Key ranges: a multiple of lcm(64, base) keys (a base block never straddles two), as many
+  // as still fit the grid in one wave of 4 CTAs per SM (the tensor-core kernel's registers
+  // allow 4): the CTAs of a chunk do about the same work, so a second, part-filled wave
+  // doubled the time (B6's chunks of 8207 queries: 129 x 5 CTAs on 528 slots).
   const int64_t q_tiles = (nq + gpu::kTileQ - 1) / gpu::kTileQ;
   const int64_t unit = std::lcm<int64_t>(gpu::kTileK, base);
   const int64_t n_keys = std::max<int64_t>(((t0 + nq - 1) / base) * base, 1);
-  const int64_t want = std::max<int64_t>(1, (4 * kernels::cuda_detail::sm_count() + q_tiles - 1) / q_tiles);
+  const int64_t want = std::max<int64_t>(1, 4 * kernels::cuda_detail::sm_count() / q_tiles);
   a.split = std::max<int64_t>(unit, (n_keys + want * unit - 1) / (want * unit) * unit);
   const dim3 grid(static_cast<unsigned>(q_tiles), static_cast<unsigned>((n_keys + a.split - 1) / a.split));
   if (q16 && k16 && base % 16 == 0 && d <= 128 && dtype != DType::f32) {
@@ -289,10 +292,12 @@ void setup_group(Group& g) {
   }
   if (nsa) per_query += 8 * nb_max;
   // Up to 16384 queries: per-chunk kernels (dense pass, gate scores, moments) then fill the
-  // device. Budget: an eighth of the free device memory, between 256 MB and 4 GB.
+  // device (the dense pass runs one CTA per 64 queries of the head: 16384 queries give 2 per
+  // SM of an H200, 8192 half as many). Budget: an eighth of the free device memory, between
+  // 256 MB and 8 GB (B6: ~0.5 MB a query, 16384 queries).
   size_t free_bytes = 0, total_bytes = 0;
   ck(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
-  const int64_t budget = std::clamp<int64_t>(static_cast<int64_t>(free_bytes / 8), int64_t{1} << 28, int64_t{1} << 32);
+  const int64_t budget = std::clamp<int64_t>(static_cast<int64_t>(free_bytes / 8), int64_t{1} << 28, int64_t{1} << 33);
   g.chunk = std::clamp<int64_t>(budget / std::max<int64_t>(per_query, 1), 64, 16384);
   g.chunk = std::min(g.chunk, g.T);
 }
