@@ -308,7 +308,7 @@ struct HeadBuffers {
   Dev<float> oracle_cov;   // [ci][T]
   // [buf * n_slots + slot]: [window, band_k(slot)], a window's selection bands. Two buffers
   // where the device has room: window w + 1's chunks (dense pass, routing rows) then run while
-  // window w's attention still reads its bands (window_begin); `cur` is this window's.
+  // window w's attention still reads its bands (AttnStreams::wait); `cur` is this window's.
   std::vector<Dev<int32_t>> sel;
   int n_sel_bufs = 1, cur = 0, n_slots = 0;
   int32_t* sel_of(int slot) const { return sel[static_cast<size_t>(cur * n_slots + slot)].get(); }
