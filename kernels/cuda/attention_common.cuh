@@ -96,6 +96,33 @@ __device__ __forceinline__ float2 softmax_step(const float (&sc)[KEYS / 8][4], f
   return make_float2(al0, al1);
 }
 
+// S += Q K^T for the first N8 n8 tiles of keys (sc[nt], nt < N8) of a K tile in shared
+// memory (`ks`: the tile's first key row, keys as rows, row stride ld elements). The k-steps
+// are the outer loop and the tiles' accumulation chains interleave (a tile-outer loop waits
+// out every MMA's latency); each tile's k-steps run in order, so the bits are a tile-outer
+// loop's. X3 (fp32 split as hi + lo, `qa_lo` / `ks_lo` the lo parts): hi.lo and lo.hi before
+// hi.hi in each k-step.
+template <typename M, int D, int N8, bool X3, int NT, int QL>
+__device__ __forceinline__ void mma_qk(float (&sc)[NT][4], const uint32_t (&qa)[D / 16][4],
+                                       const uint32_t (&qa_lo)[QL][4], const uint16_t* ks, const uint16_t* ks_lo,
+                                       int ld, int g, int qd) {
+  static_assert(N8 <= NT && (!X3 || QL == D / 16), "mma_qk: tiles or lo fragments");
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk)
+#pragma unroll
+    for (int nt = 0; nt < N8; ++nt) {
+      const int off = (nt * 8 + g) * ld + 2 * qd + kk * 16;
+      const uint32_t b0 = *reinterpret_cast<const uint32_t*>(ks + off);
+      const uint32_t b1 = *reinterpret_cast<const uint32_t*>(ks + off + 8);
+      if constexpr (X3) {
+        M::run(sc[nt], qa[kk], *reinterpret_cast<const uint32_t*>(ks_lo + off),
+               *reinterpret_cast<const uint32_t*>(ks_lo + off + 8));
+        M::run(sc[nt], qa_lo[kk], b0, b1);
+      }
+      M::run(sc[nt], qa[kk], b0, b1);
+    }
+}
+
 // O += P V over the keys [row0, row0 + 8 n8) of a V tile in shared memory (`vs`, keys as
 // rows, row stride ld elements; ldmatrix.trans gives the B fragments). P holds KSTEPS 16-key
 // A fragments (pa[k16], packed by M::pack); steps with 2 k16 >= n8 are skipped (n8 is even),

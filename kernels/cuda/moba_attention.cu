@@ -290,28 +290,11 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(const
           float sc[SUB / 8][4];
 #pragma unroll
           for (int nt = 0; nt < SUB / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
-          // S = Q K^T over the first N8 n8 tiles, k-steps outer: the N8 accumulation chains
-          // are independent and interleave (tile-outer, each chain waited out every MMA's
-          // latency). Per tile the k-steps run in the same order: the same bits.
+          // S = Q K^T over the n8 tiles the step computes (mma_qk: k-steps outer, the same bits).
           const auto qk = [&](auto n8c) {
             constexpr int N8 = decltype(n8c)::value;
-            if constexpr (N8 <= SUB / 8) {
-#pragma unroll
-              for (int kk = 0; kk < D / 16; ++kk)
-#pragma unroll
-                for (int nt = 0; nt < N8; ++nt) {
-                  const uint16_t* krow = ks + (s0 + nt * 8 + g) * LD + 2 * qd + kk * 16;
-                  const uint32_t b0 = *reinterpret_cast<const uint32_t*>(krow);
-                  const uint32_t b1 = *reinterpret_cast<const uint32_t*>(krow + 8);
-                  if constexpr (X3) {  // hi.lo + lo.hi first, then hi.hi
-                    const uint16_t* klrow = krow + (ks_lo - ks);
-                    M::run(sc[nt], qa[kk], *reinterpret_cast<const uint32_t*>(klrow),
-                           *reinterpret_cast<const uint32_t*>(klrow + 8));
-                    M::run(sc[nt], qa_lo[kk], b0, b1);
-                  }
-                  M::run(sc[nt], qa[kk], b0, b1);
-                }
-            }
+            if constexpr (N8 <= SUB / 8)
+              mma_qk<M, D, N8, X3>(sc, qa, qa_lo, ks + s0 * LD, ks_lo + s0 * LD, LD, g, qd);
           };
           switch (n8) {
             case 2: qk(std::integral_constant<int, 2>{}); break;

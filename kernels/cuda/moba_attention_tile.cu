@@ -163,15 +163,9 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
 #pragma unroll
       for (int nt = 0; nt < kKeys / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
       if (wor == 0xfu) {
-        // Every segment: k-steps outer, the 8 tiles' accumulation chains interleaved (each
-        // tile's k-steps in the same order as below: the same bits).
-#pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk)
-#pragma unroll
-          for (int nt = 0; nt < kKeys / 8; ++nt) {
-            const uint16_t* krow = ksb + (nt * 8 + g) * LD + 2 * qd + kk * 16;
-            M::run(sc[nt], qa[kk], *reinterpret_cast<const uint32_t*>(krow), *reinterpret_cast<const uint32_t*>(krow + 8));
-          }
+        // Every segment: k-steps outer (mma_qk; each tile's k-steps in the order of the
+        // branch below: the same bits).
+        mma_qk<M, D, kKeys / 8, false>(sc, qa, qa, ksb, nullptr, LD, g, qd);
       } else {
 #pragma unroll
         for (int nt = 0; nt < kKeys / 8; ++nt)
