@@ -302,11 +302,14 @@ void setup_group(Group& g) {
   g.chunk = std::min(g.chunk, g.T);
 }
 
+// Selection buffers a head may hold (HeadBuffers::sel): two where the device has room, else one.
+constexpr int kSelBufs = 2;
+
 // What one head keeps on the device between its chunks.
 struct HeadBuffers {
   Dev<float> metrics;      // [slot = ci * n_routers + ri][8][T]
   Dev<float> oracle_cov;   // [ci][T]
-  // [buf * n_slots + slot]: [window, band_k(slot)], a window's selection bands. Two buffers
+  // [buf * n_slots + slot]: [window, band_k(slot)], a window's selection bands. kSelBufs buffers
   // where the device has room: window w + 1's chunks (dense pass, routing rows) then run while
   // window w's attention still reads its bands (AttnStreams::wait); `cur` is this window's.
   std::vector<Dev<int32_t>> sel;
@@ -470,7 +473,7 @@ constexpr int kAttnStreams = 16;
 // and for both buffers before a head's reductions).
 struct AttnStreams {
   cudaStream_t s[kAttnStreams] = {};
-  cudaEvent_t ready = nullptr, done[2][kAttnStreams] = {};
+  cudaEvent_t ready = nullptr, done[kSelBufs][kAttnStreams] = {};
   AttnStreams() {
     ck(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "event");
     for (int i = 0; i < kAttnStreams; ++i) {
@@ -895,7 +898,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   for (int slot = 0; slot < n_slots; ++slot) sel_bytes += window * g.band_k(slot) * static_cast<int64_t>(sizeof(int32_t));
   size_t free_bytes = 0, total_bytes = 0;
   ck(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
-  h.n_sel_bufs = sel_bytes * 16 <= static_cast<int64_t>(free_bytes) ? 2 : 1;
+  h.n_sel_bufs = sel_bytes * 16 <= static_cast<int64_t>(free_bytes) ? kSelBufs : 1;
   h.n_slots = n_slots;
   for (int b = 0; b < h.n_sel_bufs; ++b)
     for (int slot = 0; slot < n_slots; ++slot) h.sel.emplace_back(static_cast<size_t>(window * g.band_k(slot)));
@@ -949,8 +952,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
         if (!kept_sel[static_cast<size_t>(slot)].empty()) download_selection(g, h, slot, w0, wn, kept_sel[static_cast<size_t>(slot)]);
       clock.lap("download arrays");
     }
-    attn_streams.wait(0);
-    attn_streams.wait(1);
+    for (int b = 0; b < h.n_sel_bufs; ++b) attn_streams.wait(b);
     HeadMeasures m = reduce_head(g, head, h);
     clock.lap("reductions");
     if (keep_arrays) download_arrays(g, head, h, kept_sel, m);
