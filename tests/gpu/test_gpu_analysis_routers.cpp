@@ -21,6 +21,7 @@
 // - the SNR columns are NaN for every router but the gates (moba, moba-kconv), as on the CPU.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -154,6 +155,29 @@ void check_case(const RouterCase& c, const std::vector<RouterKind>& routers) {
       CHECK(differ == 0);  // the CPU's score bits on the device
     if (router == RouterKind::nsa_shared)  // one row per KV group: every head selects the same
       CHECK(b->selected == gpu.arrays.at({in.heads.front(), B, K, router})->selected);
+
+    // Queries without a choice at budget k (t < k B, analysis/metrics.h has_choice): a
+    // fixed-budget router selects every causal block, so its output is the full attention's.
+    // The device does not attend them (MobaAttentionBand::first_query) and writes error 0 and
+    // cosine 1; the CPU attends them and writes its rounding.
+    if (!router_is_variable_budget(router)) {
+      REQUIRE(a->output_rel_err.size() == static_cast<size_t>(T));
+      REQUIRE(b->output_rel_err.size() == static_cast<size_t>(T));
+      REQUIRE(b->output_cosine.size() == static_cast<size_t>(T));
+      int64_t bad = 0, first_bad = -1;
+      for (int64_t t = 0; t < std::min<int64_t>(T, int64_t{K} * B); ++t) {
+        const bool ok = b->output_rel_err[t] == 0.0f && b->output_cosine[t] == 1.0f &&
+                        std::fabs(a->output_rel_err[t]) <= 1e-5f && std::fabs(a->output_cosine[t] - 1.0f) <= 1e-5f;
+        if (!ok && first_bad < 0) first_bad = t;
+        bad += ok ? 0 : 1;
+      }
+      INFO(bad << " rows without a choice off (0, 1); first t=" << first_bad
+                << (first_bad >= 0 ? ": cuda " + std::to_string(b->output_rel_err[first_bad]) + " / " +
+                                         std::to_string(b->output_cosine[first_bad]) + ", cpu " +
+                                         std::to_string(a->output_rel_err[first_bad])
+                                   : std::string()));
+      CHECK(bad == 0);
+    }
 
     const SummaryRow* ra = cpu.rows.at(key);
     const SummaryRow* rb = gpu.rows.at(key);
