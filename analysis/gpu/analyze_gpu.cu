@@ -94,17 +94,32 @@ void run_moments(const float* q, const float* keys, const uint16_t* q16, const u
   a.sum = m.sum.get(), a.sq = m.sq.get();
   a.mx = with_arg ? m.mx.get() : nullptr;
   a.arg = with_arg ? m.arg.get() : nullptr;
+  // The kernel: tensor cores for a 16-bit dump's own q and keys and base a multiple of 16, else
+  // fp32 SIMT.
+  const void* kernel = reinterpret_cast<const void*>(gpu::moments_kernel);
+  const bool mma = q16 && k16 && base % 16 == 0 && d <= 128 && dtype != DType::f32;
+  if (mma)
+    kernel = dtype == DType::bf16 ? (d <= 64 ? reinterpret_cast<const void*>(gpu::moments_mma_kernel<64, __nv_bfloat16>)
+                                             : reinterpret_cast<const void*>(gpu::moments_mma_kernel<128, __nv_bfloat16>))
+                                  : (d <= 64 ? reinterpret_cast<const void*>(gpu::moments_mma_kernel<64, __half>)
+                                             : reinterpret_cast<const void*>(gpu::moments_mma_kernel<128, __half>));
+  const int threads = mma ? 128 : 256;
+  const size_t smem = mma ? 0 : moments_smem(d);
+  if (!mma) allow_smem(kernel, smem);
   // Key ranges: a multiple of lcm(64, base) keys (a base block never straddles two), as many
-  // as still fit the grid in one wave of 4 CTAs per SM (the tensor-core kernel's registers
-  // allow 4): the CTAs of a chunk do about the same work, so a second, part-filled wave
-  // doubled the time (B6's chunks of 8207 queries: 129 x 5 CTAs on 528 slots).
+  // as still fit the grid in one wave of the CTAs an SM holds (4 for the tensor-core kernel at
+  // head dim 128, 3 at 64: its registers): the CTAs of a chunk do about the same work, so a
+  // second, part-filled wave doubled the time (B6's chunks of 8207 queries: 129 x 5 CTAs on
+  // 528 slots).
+  int per_sm = 0;
+  ck(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), "moments occupancy");
   const int64_t q_tiles = (nq + gpu::kTileQ - 1) / gpu::kTileQ;
   const int64_t unit = std::lcm<int64_t>(gpu::kTileK, base);
   const int64_t n_keys = std::max<int64_t>(((t0 + nq - 1) / base) * base, 1);
-  const int64_t want = std::max<int64_t>(1, 4 * kernels::cuda_detail::sm_count() / q_tiles);
+  const int64_t want = std::max<int64_t>(1, std::max(per_sm, 1) * kernels::cuda_detail::sm_count() / q_tiles);
   a.split = std::max<int64_t>(unit, (n_keys + want * unit - 1) / (want * unit) * unit);
   const dim3 grid(static_cast<unsigned>(q_tiles), static_cast<unsigned>((n_keys + a.split - 1) / a.split));
-  if (q16 && k16 && base % 16 == 0 && d <= 128 && dtype != DType::f32) {
+  if (mma) {
     gpu::MomentsMmaArgs b;
     b.q = q16, b.k = k16, b.d = d;
     b.t0 = t0, b.nq = nq, b.base = base, b.stride = stride, b.split = a.split;
@@ -116,8 +131,6 @@ void run_moments(const float* q, const float* keys, const uint16_t* q16, const u
       d <= 64 ? gpu::moments_mma_kernel<64, __half><<<grid, 128>>>(b) : gpu::moments_mma_kernel<128, __half><<<grid, 128>>>(b);
     ck_launch("moments kernel (mma)");
   } else {
-    const size_t smem = moments_smem(d);
-    allow_smem(reinterpret_cast<const void*>(gpu::moments_kernel), smem);
     gpu::moments_kernel<<<grid, 256, smem>>>(a);
     ck_launch("moments kernel");
   }

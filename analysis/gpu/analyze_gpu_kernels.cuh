@@ -125,7 +125,9 @@ __global__ void __launch_bounds__(256) moments_kernel(MomentsArgs a) {
 // The same moments on tensor cores, for 16-bit q and k (a 16-bit dump's own values: the
 // products are exact, the sums fp32 over 16 keys then double, so s_j differs from the fp32
 // dot only in summation order) and base a multiple of 16. CTA: 4 warps x 16 queries, key
-// tiles of 64 in shared memory, S = Q K^T by mma.sync m16n8k16; each 16-key segment is
+// tiles of 64 in shared memory (double-buffered: tile i + 1 is copied by cp.async while tile
+// i is reduced), S = Q K^T by mma.sync m16n8k16 (k-steps outer, the 8 tiles' accumulation
+// chains interleaved; each tile's k-steps in order, so the bits of a tile-outer loop); each 16-key segment is
 // reduced over its quad (sum, sum of squares, max with the later key on ties) and added to
 // the running base block, written once complete. Grid as moments_kernel's (x: 64-query tiles,
 // y: key ranges of `split` keys).
@@ -143,7 +145,7 @@ __global__ void __launch_bounds__(128) moments_mma_kernel(MomentsMmaArgs a) {
   using namespace moba::kernels::cuda_detail;
   using M = Mma<T16>;
   constexpr int LD = D + 8;
-  __shared__ __align__(16) uint16_t ks[kTileK * LD];
+  __shared__ __align__(16) uint16_t ks[2][kTileK * LD];
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
   const int64_t i0 = static_cast<int64_t>(blockIdx.x) * kTileQ, q_end = a.t0 + a.nq;
   const int64_t r0 = a.t0 + i0 + warp * 16 + g, r1 = r0 + 8;  // this thread's two queries
@@ -159,52 +161,116 @@ __global__ void __launch_bounds__(128) moments_mma_kernel(MomentsMmaArgs a) {
   float m0 = -INFINITY, m1 = -INFINITY;
   int32_t x0 = -1, x1 = -1;
   const int64_t o0 = (r0 - a.t0) * a.stride, o1 = (r1 - a.t0) * a.stride;
-  for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileK) {
-    __syncthreads();
+  // Key tile j0 into buffer buf (zero-filled past j_end and d), one cp.async group.
+  const auto stage = [&](int64_t j0, int buf) {
     for (int e = tid; e < kTileK * (D / 8); e += 128) {
       const int r = e / (D / 8), c8 = (e % (D / 8)) * 8;
       const bool ok = j0 + r < j_end && c8 < a.d;
-      copy16(ks + r * LD + c8, ok ? a.k + (j0 + r) * a.d + c8 : a.k, ok);
+      cp_async16(ks[buf] + r * LD + c8, ok ? a.k + (j0 + r) * a.d + c8 : a.k, ok);
+    }
+    cp_async_commit();
+  };
+  stage(j_begin, 0);
+  int buf = 0;
+  for (int64_t j0 = j_begin; j0 < j_end; j0 += kTileK, buf ^= 1) {
+    if (j0 + kTileK < j_end) {  // the next tile lands while this one is reduced
+      stage(j0 + kTileK, buf ^ 1);
+      cp_async_wait_group<1>();
+    } else {
+      cp_async_wait_group<0>();
     }
     __syncthreads();
     float sc[8][4];
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
     // ldmatrix x4: matrices (n8 tile 2np, dims +0), (2np, +8), (2np + 1, +0), (2np + 1, +8).
-    const uint16_t* kaddr = ks + ((lane / 16) * 8 + lane % 8) * LD + ((lane / 8) % 2) * 8;
+    const uint16_t* kaddr = ks[buf] + ((lane / 16) * 8 + lane % 8) * LD + ((lane / 8) % 2) * 8;
 #pragma unroll
-    for (int np = 0; np < 4; ++np)
+    for (int kk = 0; kk < D / 16; ++kk)
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
+      for (int np = 0; np < 4; ++np) {
         uint32_t r[4];
         ldmatrix_x4(r, kaddr + np * 16 * LD + kk * 16);
         M::run(sc[2 * np], qa[kk], r[0], r[1]);
         M::run(sc[2 * np + 1], qa[kk], r[2], r[3]);
       }
+    __syncthreads();  // every warp's ldmatrix of this buffer done: the next iteration restages it
+    // Per 16-key segment sg and row w (0: r0, 1: r1), this lane's 4 scores: summed, squared and
+    // summed, and their (max, later key on ties), in the order (8 h + e).
+    float ps[4][2], pz[4][2], pm[4][2];
+    int32_t px[4][2];
+#pragma unroll
+    for (int sg = 0; sg < 4; ++sg)
+#pragma unroll
+      for (int w = 0; w < 2; ++w) {
+        float s_ = 0, z_ = 0, m_ = -INFINITY;
+        int32_t x_ = -1;
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int32_t j = static_cast<int32_t>(j0 + 16 * sg + 8 * h + 2 * qd + e);
+            const float v = sc[2 * sg + h][2 * w + e];
+            s_ += v, z_ += v * v;
+            if (v > m_ || (v == m_ && j > x_)) m_ = v, x_ = j;
+          }
+        ps[sg][w] = s_, pz[sg][w] = z_, pm[sg][w] = m_, px[sg][w] = x_;
+      }
+    // Over the quad, transposed: at xor 1 a lane keeps the segments of its lane's parity and
+    // sends the others, at xor 2 it keeps segment qd. Each sum is (own + partner) at both levels
+    // and the max takes the larger (later key on ties): the bits of a full butterfly per segment.
+    const auto take = [](float& m, int32_t& x, float om, int32_t ox) {
+      if (om > m || (om == m && ox > x)) m = om, x = ox;
+    };
+    const bool odd = qd & 1, high = qd & 2;
+    float ys[2][2], yz[2][2], ym[2][2];  // [segment pair pp][row]: segment 2 pp + odd after xor 1
+    int32_t yx[2][2];
+#pragma unroll
+    for (int pp = 0; pp < 2; ++pp)
+#pragma unroll
+      for (int w = 0; w < 2; ++w) {
+        // kept: segment 2 pp + odd; sent: the other (selects: no indexing by lane)
+        const int e0 = 2 * pp, e1 = 2 * pp + 1;
+        ys[pp][w] = (odd ? ps[e1][w] : ps[e0][w]) + __shfl_xor_sync(0xffffffffu, odd ? ps[e0][w] : ps[e1][w], 1);
+        yz[pp][w] = (odd ? pz[e1][w] : pz[e0][w]) + __shfl_xor_sync(0xffffffffu, odd ? pz[e0][w] : pz[e1][w], 1);
+        ym[pp][w] = odd ? pm[e1][w] : pm[e0][w], yx[pp][w] = odd ? px[e1][w] : px[e0][w];
+        take(ym[pp][w], yx[pp][w], __shfl_xor_sync(0xffffffffu, odd ? pm[e0][w] : pm[e1][w], 1),
+             __shfl_xor_sync(0xffffffffu, odd ? px[e0][w] : px[e1][w], 1));
+      }
+    float zs[2], zz[2], zm[2];  // segment qd, rows r0 / r1
+    int32_t zx[2];
+#pragma unroll
+    for (int w = 0; w < 2; ++w) {
+      const float ks_ = high ? ys[1][w] : ys[0][w], ss_ = high ? ys[0][w] : ys[1][w];
+      const float kz_ = high ? yz[1][w] : yz[0][w], sz_ = high ? yz[0][w] : yz[1][w];
+      const float km_ = high ? ym[1][w] : ym[0][w], sm_ = high ? ym[0][w] : ym[1][w];
+      const int32_t kx_ = high ? yx[1][w] : yx[0][w], sx_ = high ? yx[0][w] : yx[1][w];
+      zs[w] = ks_ + __shfl_xor_sync(0xffffffffu, ss_, 2);
+      zz[w] = kz_ + __shfl_xor_sync(0xffffffffu, sz_, 2);
+      zm[w] = km_, zx[w] = kx_;
+      take(zm[w], zx[w], __shfl_xor_sync(0xffffffffu, sm_, 2), __shfl_xor_sync(0xffffffffu, sx_, 2));
+    }
+    if (a.base == 16) {  // every segment is a base block: the quad's 4 lanes store a row's 4 side by side
+      const int64_t js = j0 + 16 * qd, m = js / 16;
+      if (js < j_end && js < lim0) {
+        a.sum[o0 + m] = zs[0], a.sq[o0 + m] = zz[0];
+        if (a.mx) a.mx[o0 + m] = zm[0], a.arg[o0 + m] = zx[0];
+      }
+      if (js < j_end && js < lim1) {
+        a.sum[o1 + m] = zs[1], a.sq[o1 + m] = zz[1];
+        if (a.mx) a.mx[o1 + m] = zm[1], a.arg[o1 + m] = zx[1];
+      }
+      continue;
+    }
+    // Larger base blocks: every segment back to every lane, accumulated in key order (double).
 #pragma unroll
     for (int sg = 0; sg < 4; ++sg) {
+      const int src = (lane & ~3) | sg;
+      const float ps0 = __shfl_sync(0xffffffffu, zs[0], src), ps1 = __shfl_sync(0xffffffffu, zs[1], src);
+      const float pz0 = __shfl_sync(0xffffffffu, zz[0], src), pz1 = __shfl_sync(0xffffffffu, zz[1], src);
+      const float pm0 = __shfl_sync(0xffffffffu, zm[0], src), pm1 = __shfl_sync(0xffffffffu, zm[1], src);
+      const int32_t px0 = __shfl_sync(0xffffffffu, zx[0], src), px1 = __shfl_sync(0xffffffffu, zx[1], src);
       const int64_t js = j0 + 16 * sg;  // the segment's first key
-      float ps0 = 0, ps1 = 0, pz0 = 0, pz1 = 0, pm0 = -INFINITY, pm1 = -INFINITY;
-      int32_t px0 = -1, px1 = -1;
-#pragma unroll
-      for (int h = 0; h < 2; ++h)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int32_t j = static_cast<int32_t>(js + 8 * h + 2 * qd + e);
-          const float a0 = sc[2 * sg + h][e], a1 = sc[2 * sg + h][2 + e];
-          ps0 += a0, pz0 += a0 * a0, ps1 += a1, pz1 += a1 * a1;
-          if (a0 > pm0 || (a0 == pm0 && j > px0)) pm0 = a0, px0 = j;
-          if (a1 > pm1 || (a1 == pm1 && j > px1)) pm1 = a1, px1 = j;
-        }
-#pragma unroll
-      for (int o = 1; o < 4; o <<= 1) {
-        ps0 += __shfl_xor_sync(0xffffffffu, ps0, o), pz0 += __shfl_xor_sync(0xffffffffu, pz0, o);
-        ps1 += __shfl_xor_sync(0xffffffffu, ps1, o), pz1 += __shfl_xor_sync(0xffffffffu, pz1, o);
-        const float om0 = __shfl_xor_sync(0xffffffffu, pm0, o), om1 = __shfl_xor_sync(0xffffffffu, pm1, o);
-        const int32_t ox0 = __shfl_xor_sync(0xffffffffu, px0, o), ox1 = __shfl_xor_sync(0xffffffffu, px1, o);
-        if (om0 > pm0 || (om0 == pm0 && ox0 > px0)) pm0 = om0, px0 = ox0;
-        if (om1 > pm1 || (om1 == pm1 && ox1 > px1)) pm1 = om1, px1 = ox1;
-      }
       if (js >= j_end) continue;  // (uniform over the CTA)
       const bool end = (js + 16) % a.base == 0;
       const int64_t m = js / a.base;
