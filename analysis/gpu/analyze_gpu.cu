@@ -755,10 +755,8 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
   const int n_snr = g.n_gates * plan.n_block_sizes();
   if (n_snr > 0) {
     Dev<gpu::SnrTotals> d_tot(static_cast<size_t>(n_snr));
-    for (int s = 0; s < n_snr; ++s) {
-      gpu::snr_reduce_kernel<<<1, 256>>>(h.snr.get() + static_cast<int64_t>(s) * T, T, d_tot.get() + s);
-      ck_launch("SNR sums");
-    }
+    gpu::snr_reduce_kernel<<<static_cast<unsigned>(n_snr), 256>>>(h.snr.get(), T, d_tot.get());
+    ck_launch("SNR sums");
     for (const gpu::SnrTotals& x : d_tot.download(static_cast<size_t>(n_snr))) {
       SnrStats st;
       st.n_queries = x.n_queries, st.n_pairs = x.n_pairs, st.n_negative = x.n_negative;

@@ -758,7 +758,8 @@ __global__ void quantile_kernel(const QuantileJob* jobs, int n_jobs, double* out
   }
 }
 
-// SNR rows of one (gate, block size) reduced in query order into SnrStats' sums.
+// SNR rows of one (gate, block size) reduced in query order into SnrStats' sums: CTA x reduces
+// rows [x T, (x + 1) T) into out[x] (one CTA per (gate, block size), side by side).
 struct SnrTotals {
   double sum_d, sum_d2, delta_mu, excess, var_noise;
   long long n_queries, n_pairs, n_negative;
@@ -775,6 +776,8 @@ struct SnrPartOp {
 };
 __global__ void __launch_bounds__(256) snr_reduce_kernel(const SnrRow* rows, int64_t T, SnrTotals* out) {
   using Reduce = cub::BlockReduce<SnrPart, 256>;
+  rows += static_cast<int64_t>(blockIdx.x) * T;
+  out += blockIdx.x;
   __shared__ typename Reduce::TempStorage temp;
   __shared__ unsigned long long hist[kRankBins];
   for (int x = threadIdx.x; x < kRankBins; x += 256) hist[x] = 0;
