@@ -84,6 +84,13 @@ struct MomentBuffers {
   Dev<int32_t> arg, pre_arg;
 };
 
+// The tensor-core moments kernel's instantiation for head dim d (<= 128).
+template <typename T16>
+const void* moments_mma_entry(int d) {
+  return d <= 64 ? reinterpret_cast<const void*>(gpu::moments_mma_kernel<64, T16>)
+                 : reinterpret_cast<const void*>(gpu::moments_mma_kernel<128, T16>);
+}
+
 // q16 / k16: the same q and keys as 16-bit values of `dtype` (a 16-bit dump's own; null for
 // fp32 dumps and conv keys): then, for base a multiple of 16, on tensor cores.
 void run_moments(const float* q, const float* keys, const uint16_t* q16, const uint16_t* k16, DType dtype, int d,
@@ -96,13 +103,10 @@ void run_moments(const float* q, const float* keys, const uint16_t* q16, const u
   a.arg = with_arg ? m.arg.get() : nullptr;
   // The kernel: tensor cores for a 16-bit dump's own q and keys and base a multiple of 16, else
   // fp32 SIMT.
-  const void* kernel = reinterpret_cast<const void*>(gpu::moments_kernel);
   const bool mma = q16 && k16 && base % 16 == 0 && d <= 128 && dtype != DType::f32;
-  if (mma)
-    kernel = dtype == DType::bf16 ? (d <= 64 ? reinterpret_cast<const void*>(gpu::moments_mma_kernel<64, __nv_bfloat16>)
-                                             : reinterpret_cast<const void*>(gpu::moments_mma_kernel<128, __nv_bfloat16>))
-                                  : (d <= 64 ? reinterpret_cast<const void*>(gpu::moments_mma_kernel<64, __half>)
-                                             : reinterpret_cast<const void*>(gpu::moments_mma_kernel<128, __half>));
+  const void* kernel = !mma                   ? reinterpret_cast<const void*>(gpu::moments_kernel)
+                       : dtype == DType::bf16 ? moments_mma_entry<__nv_bfloat16>(d)
+                                              : moments_mma_entry<__half>(d);
   const int threads = mma ? 128 : 256;
   const size_t smem = mma ? 0 : moments_smem(d);
   if (!mma) allow_smem(kernel, smem);

@@ -127,10 +127,12 @@ __global__ void __launch_bounds__(256) moments_kernel(MomentsArgs a) {
 // dot only in summation order) and base a multiple of 16. CTA: 4 warps x 16 queries, key
 // tiles of 64 in shared memory (double-buffered: tile i + 1 is copied by cp.async while tile
 // i is reduced), S = Q K^T by mma.sync m16n8k16 (k-steps outer, the 8 tiles' accumulation
-// chains interleaved; each tile's k-steps in order, so the bits of a tile-outer loop); each 16-key segment is
-// reduced over its quad (sum, sum of squares, max with the later key on ties) and added to
-// the running base block, written once complete. Grid as moments_kernel's (x: 64-query tiles,
-// y: key ranges of `split` keys).
+// chains interleaved; each tile's k-steps in order: the bits of a tile-outer loop). Each 16-key
+// segment is reduced over its quad (sum, sum of squares, max with the later key on ties), the
+// tile's 4 segments transposed so that lane qd ends with segment qd; base blocks of 16 keys are
+// then stored by the quad's 4 lanes side by side, larger ones accumulated in key order and
+// written once complete. Grid as moments_kernel's (x: 64-query tiles, y: key ranges of `split`
+// keys).
 struct MomentsMmaArgs {
   const uint16_t* q = nullptr;  // the head's rows: t at q + t * d
   const uint16_t* k = nullptr;  // key j at k + j * d
