@@ -487,7 +487,7 @@ constexpr int kAttnStreams = 16;
 // The default stream does not wait for a window's attention when it ends: done[buf] marks
 // when the attention of the last window that used selection buffer buf is through, and
 // wait(buf) makes the default stream wait for it (before a window writes that buffer again,
-// and for both buffers before a head's reductions).
+// and for every buffer the head has before its reductions).
 struct AttnStreams {
   cudaStream_t s[kAttnStreams] = {};
   cudaEvent_t ready = nullptr, done[kSelBufs][kAttnStreams] = {};
