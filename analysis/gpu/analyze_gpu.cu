@@ -193,6 +193,10 @@ struct Group {
     const int ci = slot / n_routers;
     return plan.configs[ci].top_k - k_prev[ci];
   }
+  // The queries with a choice at configuration ci are t >= first_choice(ci) (has_choice: t >= k B).
+  int64_t first_choice(int ci) const {
+    return std::min<int64_t>(T, static_cast<int64_t>(plan.configs[ci].top_k) * plan.configs[ci].block_size);
+  }
   // Router ri's slot in the row kernel (gpu::RowArgs): 0 the oracle, 1 + si row si.
   int row_slot(int ri) const { return row_of_router[ri] >= 0 ? 1 + row_of_router[ri] : 0; }
   const float* routing_keys(int gi) const {
@@ -607,9 +611,8 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
     // router's selection is then every block, o = o_full, so the band of k and every larger band
     // are not attended for them (MobaAttentionBand::first_query; band_error_kernel writes 0
     // and 1). A variable budget (moba-threshold, oracle-topp) may pick fewer: attended.
-    const int64_t B = g.plan.block_sizes[u.bi], t_end = w0 + u.r0 + u.rn;
+    const int64_t t_end = w0 + u.r0 + u.rn;
     const bool fixed = !router_is_variable_budget(g.opt.routers[ri]);
-    const auto first_query = [&](int ci) { return fixed ? static_cast<int64_t>(g.plan.configs[ci].top_k) * B : 0; };
     bool first = true;
     // The bands in passes of h.n_bands (k ascending), then merged one after another.
     for (size_t c0 = 0; c0 < cis.size(); c0 += static_cast<size_t>(h.n_bands)) {
@@ -623,7 +626,7 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
         bands[x].top_k = static_cast<int>(kb);
         bands[x].out = h.o_band[si].get() + (x * h.window + u.r0) * g.d;
         bands[x].lse = h.lse_band[si].get() + x * h.window + u.r0;
-        bands[x].first_query = first_query(ci);
+        bands[x].first_query = fixed ? g.first_choice(ci) : 0;
         if (bands[x].first_query < t_end) n_run = x + 1;
       }
       if (n_run > 0) ck_op(kernels::moba_attention_bands_cuda(ap, bands, n_run, st.s[si]), "MoBA attention");
@@ -653,13 +656,9 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
   const int n_slots = plan.n_configs() * g.n_routers, n_buckets = static_cast<int>(edges.size()) - 1;
   // Mean jobs per slot and metric: choice, trailing, buckets; then per slot coverage over all
   // queries; per configuration the oracle coverage over its queries with a choice.
-  // The queries with a choice of configuration ci are t >= first_choice(ci) (has_choice).
-  const auto first_choice = [&](int ci) {
-    return std::min<int64_t>(T, static_cast<int64_t>(plan.configs[ci].top_k) * plan.configs[ci].block_size);
-  };
   std::vector<gpu::MeanJob> jobs;
   for (int slot = 0; slot < n_slots; ++slot) {
-    const int64_t first = first_choice(slot / g.n_routers);
+    const int64_t first = g.first_choice(slot / g.n_routers);
     const float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * T;
     for (int m = 0; m < kMetricCount; ++m) {
       const float* v = M + m * T;
@@ -669,7 +668,7 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
     }
     jobs.push_back({M, 0, T});
   }
-  for (int ci = 0; ci < plan.n_configs(); ++ci) jobs.push_back({h.oracle_cov.get() + ci * T, first_choice(ci), T});
+  for (int ci = 0; ci < plan.n_configs(); ++ci) jobs.push_back({h.oracle_cov.get() + ci * T, g.first_choice(ci), T});
   Dev<gpu::MeanJob> d_jobs;
   d_jobs.upload(jobs.data(), jobs.size());
   Dev<gpu::MeanOut> d_means(jobs.size());
@@ -681,7 +680,7 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
   const int n_seg = n_slots * kMetricCount;
   std::vector<int64_t> seg_begin(static_cast<size_t>(n_seg)), seg_end(static_cast<size_t>(n_seg));
   for (int slot = 0; slot < n_slots; ++slot) {
-    const int64_t first = first_choice(slot / g.n_routers);
+    const int64_t first = g.first_choice(slot / g.n_routers);
     for (int m = 0; m < kMetricCount; ++m) {
       seg_begin[static_cast<size_t>(slot * kMetricCount + m)] = (static_cast<int64_t>(slot) * kMetricCount + m) * T + first;
       seg_end[static_cast<size_t>(slot * kMetricCount + m)] = (static_cast<int64_t>(slot) * kMetricCount + m + 1) * T;
@@ -749,7 +748,7 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
     // Realised budget of the variable-budget routers (the fixed ones select exactly k).
     const int ri = slot % g.n_routers;
     if (router_is_variable_budget(g.opt.routers[ri])) {
-      const int64_t n = T - first_choice(ci);
+      const int64_t n = T - g.first_choice(ci);
       cs.selected_mean = n > 0 ? static_cast<double>(sel_count[static_cast<size_t>(ci * kSlots + g.row_slot(ri))]) / n : nan;
     }
     out.stats.push_back(std::move(cs));
