@@ -10,7 +10,11 @@ namespace moba::kernels {
 bool cuda_compiled();                  // true when built with MOBA_CUDA
 // A CUDA device is present and a context can be made (false without the backend; never throws).
 bool cuda_device_available();
-std::string cuda_device_name();        // e.g. "NVIDIA H100 80GB HBM3"; "" when none
+std::string cuda_device_name();        // e.g. "NVIDIA H100 80GB HBM3"; "" when none (no context made)
+// Makes the current device's CUDA context now (it otherwise comes with the first CUDA call,
+// ~0.1 s on an H200), so that a caller can have it made on a thread of its own while it reads
+// its inputs. False when none can be made; never throws.
+bool cuda_create_context();
 std::string cuda_last_error_detail();  // the CUDA error of this thread's last failure; "" without CUDA
 // Provenance queries; none of them makes a CUDA context (a sweep's parent process asks them
 // while its children hold the GPUs). Never throw.

@@ -15,6 +15,7 @@ bool cuda_compiled() {
 #ifndef MOBA_HAVE_CUDA
 bool cuda_device_available() { return false; }
 std::string cuda_device_name() { return ""; }
+bool cuda_create_context() { return false; }
 std::string cuda_last_error_detail() { return ""; }
 int cuda_device_count() { return 0; }
 std::string cuda_device_name(int) { return ""; }

@@ -116,21 +116,32 @@ bool cuda_device_available() {
   return cudaFree(nullptr) == cudaSuccess;
 }
 
+bool cuda_create_context() {
+  if (cudaFree(nullptr) == cudaSuccess) return true;
+  cudaGetLastError();
+  return false;
+}
+
 std::string cuda_device_name() {
   int dev = 0;
-  cudaDeviceProp prop{};
-  if (!cuda_device_available() || cudaGetDevice(&dev) != cudaSuccess ||
-      cudaGetDeviceProperties(&prop, dev) != cudaSuccess)
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    cudaGetLastError();
     return "";
-  return prop.name;
+  }
+  return cuda_device_name(dev);
 }
 
 int cuda_device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
+  // Asked once: the visible devices do not change within a process (and later callers do not
+  // wait for a context another thread is making).
+  static const int n = [] {
+    int c = 0;
+    if (cudaGetDeviceCount(&c) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return c;
+  }();
   return n;
 }
 
