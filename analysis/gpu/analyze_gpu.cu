@@ -19,6 +19,7 @@
 #include "analysis/gpu/block_rows.h"
 #include "analysis/gpu/device_util.cuh"
 #include "analysis/gpu/warp_rows.cuh"
+#include "analysis/selection_bands.h"
 #include "kernels/backend.h"
 #include "kernels/block_pool.h"
 #include "kernels/cuda/cuda_util.cuh"
@@ -790,36 +791,32 @@ ConfigKey slot_key(const Group& g, int64_t head, int slot) {
   const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
   return {g.in.layer, head, cfg.block_size, cfg.top_k, g.opt.routers[slot % g.n_routers]};
 }
-// Rows [w0, w0 + wn) of the whole selection of `slot` ([T, k] in `dst`, the CPU's layout:
-// blocks ascending, the current block last, -1 after): the union of its block size's bands
-// up to its own, copied back and merged row by row.
-void download_selection(const Group& g, const HeadBuffers& h, int slot, int64_t w0, int64_t wn,
-                        std::vector<int32_t>& dst) {
-  const int ci = slot / g.n_routers, ri = slot % g.n_routers;
-  const int K = g.plan.configs[ci].top_k;
-  std::vector<std::vector<int32_t>> bands;
-  std::vector<int> widths;
-  for (const int cj : g.by_k[g.plan.block_of_config[ci]]) {
-    if (g.plan.configs[cj].top_k > K) break;
-    const int s = cj * g.n_routers + ri, w = g.band_k(s);
-    std::vector<int32_t> band(static_cast<size_t>(wn * w));
-    ck(cudaMemcpy(band.data(), h.sel_of(s), band.size() * sizeof(int32_t),
-                  cudaMemcpyDeviceToHost),
-       "download selections");
-    bands.push_back(std::move(band));
-    widths.push_back(w);
-  }
-  for (int64_t r = 0; r < wn; ++r) {
-    int32_t* row = dst.data() + (w0 + r) * K;
-    int n = 0;
-    for (size_t x = 0; x < bands.size(); ++x)
-      for (int e = 0; e < widths[x]; ++e) {
-        const int32_t b = bands[x][static_cast<size_t>(r * widths[x] + e)];
-        if (b >= 0 && n < K) row[n++] = b;
+// Rows [w0, w0 + wn) of the kept whole selections (`kept_sel[slot]`: [T, k], the CPU's layout:
+// blocks ascending, the current block last, -1 after): the union of each one's block size's
+// bands up to its own. Each band is copied back once for all the kept slots of its (block
+// size, router), then merged row by row (merge_selection_bands).
+void download_selections(const Group& g, const HeadBuffers& h, int64_t w0, int64_t wn,
+                         std::vector<std::vector<int32_t>>& kept_sel) {
+  for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi)
+    for (int ri = 0; ri < g.n_routers; ++ri) {
+      const std::vector<int>& cis = g.by_k[bi];  // k ascending
+      const auto kept = [&](size_t x) { return !kept_sel[static_cast<size_t>(cis[x] * g.n_routers + ri)].empty(); };
+      size_t n = cis.size();
+      while (n > 0 && !kept(n - 1)) --n;  // bands up to the largest kept k
+      std::vector<std::vector<int32_t>> bands;
+      std::vector<int> widths;
+      for (size_t x = 0; x < n; ++x) {
+        const int slot = cis[x] * g.n_routers + ri, w = g.band_k(slot);
+        std::vector<int32_t> band(static_cast<size_t>(wn * w));
+        ck(cudaMemcpy(band.data(), h.sel_of(slot), band.size() * sizeof(int32_t), cudaMemcpyDeviceToHost),
+           "download selections");
+        bands.push_back(std::move(band));
+        widths.push_back(w);
+        if (!kept(x)) continue;
+        const int K = g.plan.configs[cis[x]].top_k;
+        merge_selection_bands(bands, widths, wn, K, kept_sel[static_cast<size_t>(slot)].data() + w0 * K);
       }
-    std::sort(row, row + n);  // routable blocks < the current block: it sorts last
-    std::fill(row + n, row + K, -1);
-  }
+    }
 }
 
 // `kept_sel`: the kept selections, copied back window by window (keeps_whole_selection).
@@ -962,8 +959,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
       }
       output_errors(g, local, w0, wn, h, attn_streams);
       clock.lap("MoBA attention + output error");
-      for (int slot = 0; slot < n_slots; ++slot)
-        if (!kept_sel[static_cast<size_t>(slot)].empty()) download_selection(g, h, slot, w0, wn, kept_sel[static_cast<size_t>(slot)]);
+      download_selections(g, h, w0, wn, kept_sel);
       clock.lap("download arrays");
     }
     for (int b = 0; b < h.n_sel_bufs; ++b) attn_streams.wait(b);
