@@ -11,12 +11,17 @@
 //     order of its own blocks. Entries carry flags for the query's first and last attended
 //     block; rows that attend nothing are written (0, -inf) by csc_count.
 //  2. moba_attention_kernel: one CTA per (row group, query head), heaviest first (last row
-//     groups of every head); it walks the key blocks ascending, stages each block's K/V
-//     (pieces of 128 keys, cp.async, every copy of a piece in flight at once) in shared
-//     memory once, and its 4 warps take the block's queries 16 at a time (the warp's first
-//     chunk gathered while the piece lands): gather Q rows, load that row's running output
-//     (fp32, kept in `out` itself) and its (max, sum), run QK^T and PV on tensor cores
-//     (mma.sync m16n8k16, 16-bit inputs, fp32 accumulate) with causal masking, store back.
+//     groups of every head). It walks the key blocks that have a list, ascending: their bounds
+//     are read and compacted 32 blocks a warp at a time, so empty blocks cost no step. It
+//     stages each block's K/V in shared memory once (pieces of 128 keys, cp.async, every copy
+//     of a piece in flight at once; blocks of at most half a piece are staged one block
+//     ahead, the two halves taking turns), and its 4 warps take the block's queries 16 at a
+//     time (the warp's first chunk gathered while the piece lands). Where lists are sparse
+//     (use_warp_ctas: a few queries a block, so one warp of four works), CTAs of one warp
+//     over a quarter of the rows with 64-key pieces instead, several to an SM. Per chunk:
+//     gather Q rows, load each row's running output (fp32, kept in `out` itself) and its
+//     (max, sum), run QK^T and PV on tensor cores (mma.sync m16n8k16, 16-bit inputs, fp32
+//     accumulate) with causal masking, store back.
 //     A query's first visit starts from (0, -inf, 0) without reading; its last writes the
 //     normalised output and lse (no init or normalise passes over `out`).
 // GQA by index (KV head = h / group). Head dims up to 128 (multiple of 8; 8..64 run padded to
@@ -53,8 +58,10 @@ namespace moba::kernels {
 namespace {
 using namespace cuda_detail;
 
-constexpr int kWarps = 4;
-constexpr int kKeyPiece = 128;  // keys of a block staged in shared memory at once
+// CTAs of 4 warps that stage 128-key pieces; where lists are sparse (a few queries a block),
+// CTAs of one warp over a quarter of the rows that stage 64-key pieces (warp_ctas below).
+constexpr int kCtaWarps = 4, kCtaPiece = 128;
+constexpr int kWarpCtaPiece = 64;
 constexpr int kSub = 64;        // keys per online-softmax step
 
 // Per band (moba_attention_bands_cuda; one for moba_attention_cuda): selections and outputs.
@@ -165,9 +172,11 @@ struct AttnArgs {
 
 // MinB: minimum CTAs per SM asked of ptxas (1 = no register cap; 3 caps at 168 registers).
 // NX: numerics (cuda_util.cuh); x3 stages the lo tiles too and steps 32 keys (registers).
-template <int D, typename T16, int MinB, Nx NX>
-__global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(const __grid_constant__ AttnArgs a) {
+// WARPS: warps per CTA (each takes 16 of a block's queries at a time); KP: keys per staged piece.
+template <int D, typename T16, int MinB, Nx NX, int WARPS, int KP>
+__global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const __grid_constant__ AttnArgs a) {
   using M = Mma<T16>;
+  constexpr int kWarps = WARPS, kKeyPiece = KP;  // keys of a block staged in shared memory at once
   constexpr bool X3 = NX == Nx::x3;
   constexpr int SUB = X3 ? 32 : kSub;  // keys per online-softmax step
   constexpr int LD = D + 8;     // padded smem row (16-bit elements): conflict-free fragments
@@ -238,119 +247,174 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(const
     ml1 = (t1 >= 0 && !fresh1) ? a.ml[j1 * a.ml_band + wrow + t1] : make_float2(-INFINITY, 0.f);
   };
 
-  // The next block's list bounds are loaded one block ahead.
-  int64_t nxt_beg = a.offsets[list_base], nxt_end = a.offsets[list_base + 1];
-  for (int64_t b = 0; b <= c_max; ++b) {
-    const int64_t beg = nxt_beg;
-    const int n = static_cast<int>(nxt_end - nxt_beg);
-    if (b < c_max) {
-      nxt_beg = nxt_end;
-      nxt_end = a.offsets[list_base + b + 2];
-    }
-    if (n == 0) continue;
-    const int64_t kb1 = min(a.n_tokens, (b + 1) * a.block_size);
-    // At most one chunk per warp (n <= 64): the warp's chunk is the same for every piece of
-    // the block, so its Q fragments, running output and (max, sum) stay in registers from the
-    // first piece to the last it processes (loaded once, stored once: the same bits as a
-    // store and reload per piece). Only blocks of more than kKeyPiece keys have several pieces.
-    const bool keep = n <= kWarps * 16;
-    for (int64_t p0 = b * a.block_size; p0 < kb1; p0 += kKeyPiece) {
-      const int np = static_cast<int>(min(int64_t{kKeyPiece}, kb1 - p0));
-      const int np16 = (np + 15) / 16 * 16;
-      __syncthreads();  // previous piece fully consumed
-      // All of the piece's copies in flight at once (cp.async), zero-filled past np / d.
-      const uint16_t* kbase = a.k + kv * a.k_sh;
-      const uint16_t* vbase = a.v + kv * a.v_sh;
-      for (int i = tid; i < np16 * (D / 8); i += blockDim.x) {
-        const int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
-        const bool ok = r < np && c8 < d;
-        cp_async16(ks + r * LD + c8, ok ? kbase + (p0 + r) * a.k_st + c8 : kbase, ok);
-        cp_async16(vs + r * LD + c8, ok ? vbase + (p0 + r) * a.v_st + c8 : vbase, ok);
-        if constexpr (X3) {
-          const uint16_t* klo = a.k_lo + kv * a.k_sh;
-          const uint16_t* vlo = a.v_lo + kv * a.v_sh;
-          cp_async16(ks_lo + r * LD + c8, ok ? klo + (p0 + r) * a.k_st + c8 : klo, ok);
-          cp_async16(vs_lo + r * LD + c8, ok ? vlo + (p0 + r) * a.v_st + c8 : vlo, ok);
-        }
+  // Stages keys [p0, p0 + np) into the piece buffers at row offset `at` (elements), all of
+  // the copies in flight at once (cp.async), zero-filled past np (to 16 rows) and d.
+  const auto stage = [&](int64_t p0, int np, int at) {
+    const int np16 = (np + 15) / 16 * 16;
+    const uint16_t* kbase = a.k + kv * a.k_sh;
+    const uint16_t* vbase = a.v + kv * a.v_sh;
+    for (int i = tid; i < np16 * (D / 8); i += blockDim.x) {
+      const int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
+      const bool ok = r < np && c8 < d;
+      cp_async16(ks + at + r * LD + c8, ok ? kbase + (p0 + r) * a.k_st + c8 : kbase, ok);
+      cp_async16(vs + at + r * LD + c8, ok ? vbase + (p0 + r) * a.v_st + c8 : vbase, ok);
+      if constexpr (X3) {
+        const uint16_t* klo = a.k_lo + kv * a.k_sh;
+        const uint16_t* vlo = a.v_lo + kv * a.v_sh;
+        cp_async16(ks_lo + at + r * LD + c8, ok ? klo + (p0 + r) * a.k_st + c8 : klo, ok);
+        cp_async16(vs_lo + at + r * LD + c8, ok ? vlo + (p0 + r) * a.v_st + c8 : vlo, ok);
       }
-      // The warp's first chunk is gathered while the piece lands (its loads overlap the
-      // staging); later chunks load in turn.
-      const bool first_piece = p0 == b * a.block_size;
-      // This chunk's last piece of the block: the block ends, or its rows end before the next.
-      if (warp * 16 < n && (first_piece || !keep)) load_chunk(beg, n, warp * 16, first_piece);
-      cp_async_wait_all();
+    }
+  };
+  const bool dbuf = a.block_size <= kKeyPiece / 2;  // staged a block ahead (below)
+  // The blocks with a list, kWarps * 32 blocks at a time: each thread reads one block's
+  // bounds, and the non-empty ones are compacted in order into shared memory, so empty blocks
+  // (most of them where selections are sparse) cost no walk of their own.
+  constexpr int kScan = kWarps * 32;
+  __shared__ int64_t nz_beg[kScan];
+  __shared__ int nz_b[kScan], nz_n[kScan], warp_nz[kWarps];
+  for (int64_t b0 = 0; b0 <= c_max; b0 += kScan) {
+    __syncthreads();  // the previous batch is consumed
+    {
+      const int64_t bb = b0 + tid;
+      int64_t bbeg = 0;
+      int bn = 0;
+      if (bb <= c_max) {
+        bbeg = a.offsets[list_base + bb];
+        bn = static_cast<int>(a.offsets[list_base + bb + 1] - bbeg);
+      }
+      const unsigned m = __ballot_sync(0xffffffffu, bn > 0);
+      if (lane == 0) warp_nz[warp] = __popc(m);
       __syncthreads();
-      for (int chunk = warp * 16; chunk < n; chunk += kWarps * 16) {
-        if (chunk != warp * 16) load_chunk(beg, n, chunk, first_piece);
-        if (t_max < p0) continue;  // whole chunk before this piece (cannot happen past piece 0)
+      int pos = __popc(m & ((1u << lane) - 1u));
+      for (int w = 0; w < warp; ++w) pos += warp_nz[w];
+      if (bn > 0) {
+        nz_b[pos] = static_cast<int>(bb);
+        nz_beg[pos] = bbeg;
+        nz_n[pos] = bn;
+      }
+    }
+    int n_nz = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) n_nz += warp_nz[w];
+    __syncthreads();
+    // Blocks of at most kKeyPiece / 2 keys are one piece each, staged a block ahead: halves of
+    // the piece buffers take turns, the next block's copies in flight while this one computes.
+    if (dbuf && n_nz > 0) {
+      const int64_t q0 = int64_t{nz_b[0]} * a.block_size;
+      stage(q0, static_cast<int>(min(a.n_tokens, q0 + a.block_size) - q0), 0);
+      cp_async_commit();
+    }
+    for (int inz = 0; inz < n_nz; ++inz) {
+      const int64_t b = nz_b[inz];
+      const int64_t beg = nz_beg[inz];
+      const int n = nz_n[inz];
+      const int64_t kb1 = min(a.n_tokens, (b + 1) * a.block_size);
+      // At most one chunk per warp (n <= kWarps * 16): the warp's chunk is the same for every piece of
+      // the block, so its Q fragments, running output and (max, sum) stay in registers from the
+      // first piece to the last it processes (loaded once, stored once: the same bits as a
+      // store and reload per piece). Only blocks of more than kKeyPiece keys have several pieces.
+      const bool keep = n <= kWarps * 16;
+      for (int64_t p0 = b * a.block_size; p0 < kb1; p0 += kKeyPiece) {
+        const int np = static_cast<int>(min(int64_t{kKeyPiece}, kb1 - p0));
+        __syncthreads();  // previous piece fully consumed (dbuf: the other half is free)
+        const int half = dbuf ? (inz & 1) * (kKeyPiece / 2) * LD : 0;
+        if (!dbuf) {
+          stage(p0, np, 0);
+        } else {
+          if (inz + 1 < n_nz) {
+            const int64_t q0 = int64_t{nz_b[inz + 1]} * a.block_size;
+            stage(q0, static_cast<int>(min(a.n_tokens, q0 + a.block_size) - q0), (kKeyPiece / 2) * LD - half);
+          }
+          cp_async_commit();
+        }
+        const uint16_t* const kc = ks + half;
+        const uint16_t* const vc = vs + half;
+        const uint16_t* const kc_lo = ks_lo + half;
+        const uint16_t* const vc_lo = vs_lo + half;
+        // The warp's first chunk is gathered while the piece lands (its loads overlap the
+        // staging); later chunks load in turn.
+        const bool first_piece = p0 == b * a.block_size;
+        // This chunk's last piece of the block: the block ends, or its rows end before the next.
+        if (warp * 16 < n && (first_piece || !keep)) load_chunk(beg, n, warp * 16, first_piece);
+        if (dbuf)
+          cp_async_wait_group<1>();  // this block's copies (the next block's may still run)
+        else
+          cp_async_wait_all();
+        __syncthreads();
+        for (int chunk = warp * 16; chunk < n; chunk += kWarps * 16) {
+          if (chunk != warp * 16) load_chunk(beg, n, chunk, first_piece);
+          if (t_max < p0) continue;  // whole chunk before this piece (cannot happen past piece 0)
 
-        for (int s0 = 0; s0 < np && p0 + s0 <= t_max; s0 += SUB) {
-          const int nk = min(SUB, np - s0);
-          const int n8 = (nk + 15) / 16 * 2;  // n8 tiles computed (pairs, for PV k-steps)
-          float sc[SUB / 8][4];
+          for (int s0 = 0; s0 < np && p0 + s0 <= t_max; s0 += SUB) {
+            const int nk = min(SUB, np - s0);
+            const int n8 = (nk + 15) / 16 * 2;  // n8 tiles computed (pairs, for PV k-steps)
+            float sc[SUB / 8][4];
 #pragma unroll
-          for (int nt = 0; nt < SUB / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
-          // S = Q K^T over the n8 tiles the step computes (mma_qk: k-steps outer, the same bits).
-          const auto qk = [&](auto n8c) {
-            constexpr int N8 = decltype(n8c)::value;
-            if constexpr (N8 <= SUB / 8)
-              mma_qk<M, D, N8, X3>(sc, qa, qa_lo, ks + s0 * LD, ks_lo + s0 * LD, LD, g, qd);
-          };
-          switch (n8) {
-            case 2: qk(std::integral_constant<int, 2>{}); break;
-            case 4: qk(std::integral_constant<int, 4>{}); break;
-            case 6: qk(std::integral_constant<int, 6>{}); break;
-            default: qk(std::integral_constant<int, SUB / 8>{}); break;
-          }
-          // Scale, mask (key inside the piece and causal), row max.
-          float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-          for (int nt = 0; nt < SUB / 8; ++nt)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int kk = s0 + nt * 8 + 2 * qd + e;
-              const int64_t j = p0 + kk;
-              const bool in = nt < n8 && kk < np;
-              sc[nt][e] = (in && j <= t0) ? sc[nt][e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
-              sc[nt][2 + e] = (in && j <= t1) ? sc[nt][2 + e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
-              mx0 = fmaxf(mx0, sc[nt][e]);
-              mx1 = fmaxf(mx1, sc[nt][2 + e]);
+            for (int nt = 0; nt < SUB / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+            // S = Q K^T over the n8 tiles the step computes (mma_qk: k-steps outer, the same bits).
+            const auto qk = [&](auto n8c) {
+              constexpr int N8 = decltype(n8c)::value;
+              if constexpr (N8 <= SUB / 8)
+                mma_qk<M, D, N8, X3>(sc, qa, qa_lo, kc + s0 * LD, kc_lo + s0 * LD, LD, g, qd);
+            };
+            switch (n8) {
+              case 2: qk(std::integral_constant<int, 2>{}); break;
+              case 4: qk(std::integral_constant<int, 4>{}); break;
+              case 6: qk(std::integral_constant<int, 6>{}); break;
+              default: qk(std::integral_constant<int, SUB / 8>{}); break;
             }
-          uint32_t pa[SUB / 16][4];
-          uint32_t pl[NX == Nx::plain ? 1 : SUB / 16][4];  // split P: the lo parts
-          // x3: P 2^14 in fp16 (exact scaling)
-          const float2 al = softmax_step<M, NX != Nx::plain, SUB>(sc, mx0, mx1, ml0, ml1, pa, pl, X3 ? 16384.0f : 1.0f);
-          const float al0 = al.x, al1 = al.y;
-          rescale_o<D>(acc, al0, al1);
-          if constexpr (NX == Nx::plain)
-            mma_pv<M, D>(acc, pa, vs, LD, s0, n8, lane);  // O += P V over the sub-tile's keys
-          else
-            mma_pv_split<M, D, SUB / 16, X3>(acc, pa, pl, vs, vs_lo, LD, s0, n8, lane);
-        }
-        // A row's last visit (last block, last piece this chunk processes) writes the
-        // normalised output (out /= sum) and lse = (max + log2 sum) ln 2; other visits store
-        // the running output and (max, sum).
-        const bool last_piece = p0 + kKeyPiece >= kb1 || p0 + kKeyPiece > t_max;
-        if (keep && !last_piece) continue;  // state stays in registers for the next piece
-        const bool fin0 = last_piece && (f0 & kLast), fin1 = last_piece && (f1 & kLast);
-        const float s0 = fin0 ? (ml0.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml0.y : 0.f) : 1.0f;
-        const float s1 = fin1 ? (ml1.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml1.y : 0.f) : 1.0f;
+            // Scale, mask (key inside the piece and causal), row max.
+            float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-        for (int nd = 0; nd < D / 8; ++nd) {
-          const int c = nd * 8 + 2 * qd;
-          if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0] * s0, acc[nd][1] * s0);
-          if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
-        }
-        if (qd == 0) {
-          if (t0 >= 0) {
-            if (!fin0) a.ml[j0 * a.ml_band + wrow + t0] = ml0;
-            else if (a.lse[j0])
-              a.lse[j0][wrow + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
+            for (int nt = 0; nt < SUB / 8; ++nt)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const int kk = s0 + nt * 8 + 2 * qd + e;
+                const int64_t j = p0 + kk;
+                const bool in = nt < n8 && kk < np;
+                sc[nt][e] = (in && j <= t0) ? sc[nt][e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
+                sc[nt][2 + e] = (in && j <= t1) ? sc[nt][2 + e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
+                mx0 = fmaxf(mx0, sc[nt][e]);
+                mx1 = fmaxf(mx1, sc[nt][2 + e]);
+              }
+            uint32_t pa[SUB / 16][4];
+            uint32_t pl[NX == Nx::plain ? 1 : SUB / 16][4];  // split P: the lo parts
+            // x3: P 2^14 in fp16 (exact scaling)
+            const float2 al =
+                softmax_step<M, NX != Nx::plain, SUB>(sc, mx0, mx1, ml0, ml1, pa, pl, X3 ? 16384.0f : 1.0f);
+            const float al0 = al.x, al1 = al.y;
+            rescale_o<D>(acc, al0, al1);
+            if constexpr (NX == Nx::plain)
+              mma_pv<M, D>(acc, pa, vc, LD, s0, n8, lane);  // O += P V over the sub-tile's keys
+            else
+              mma_pv_split<M, D, SUB / 16, X3>(acc, pa, pl, vc, vc_lo, LD, s0, n8, lane);
           }
-          if (t1 >= 0) {
-            if (!fin1) a.ml[j1 * a.ml_band + wrow + t1] = ml1;
-            else if (a.lse[j1])
-              a.lse[j1][wrow + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
+          // A row's last visit (last block, last piece this chunk processes) writes the
+          // normalised output (out /= sum) and lse = (max + log2 sum) ln 2; other visits store
+          // the running output and (max, sum).
+          const bool last_piece = p0 + kKeyPiece >= kb1 || p0 + kKeyPiece > t_max;
+          if (keep && !last_piece) continue;  // state stays in registers for the next piece
+          const bool fin0 = last_piece && (f0 & kLast), fin1 = last_piece && (f1 & kLast);
+          const float s0 = fin0 ? (ml0.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml0.y : 0.f) : 1.0f;
+          const float s1 = fin1 ? (ml1.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml1.y : 0.f) : 1.0f;
+#pragma unroll
+          for (int nd = 0; nd < D / 8; ++nd) {
+            const int c = nd * 8 + 2 * qd;
+            if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0] * s0, acc[nd][1] * s0);
+            if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
+          }
+          if (qd == 0) {
+            if (t0 >= 0) {
+              if (!fin0) a.ml[j0 * a.ml_band + wrow + t0] = ml0;
+              else if (a.lse[j0])
+                a.lse[j0][wrow + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
+            }
+            if (t1 >= 0) {
+              if (!fin1) a.ml[j1 * a.ml_band + wrow + t1] = ml1;
+              else if (a.lse[j1])
+                a.lse[j1][wrow + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
+            }
           }
         }
       }
@@ -358,15 +422,18 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) moba_attention_kernel(const
   }
 }
 
-template <int D, typename T16, int MinB = 1, Nx NX = Nx::plain>
-const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, cudaStream_t stream) {
-  const size_t smem = size_t{NX == Nx::x3 ? 4 : 2} * kKeyPiece * (D + 8) * sizeof(uint16_t);
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(moba_attention_kernel<D, T16, MinB, NX>,
-                                     cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  moba_attention_kernel<D, T16, MinB, NX><<<dim3(static_cast<unsigned>(a.n_groups), static_cast<unsigned>(n_q_heads)),
-                                   kWarps * 32, smem, stream>>>(a);
-  MOBA_CUDA_LAUNCH_CHECK();
-  return nullptr;
+template <int D, typename T16, int MinB = 1, Nx NX = Nx::plain, bool AllowWarpCtas = true>
+const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_ctas, cudaStream_t stream) {
+  const auto launch = [&](auto kernel, int warps, int piece) -> const char* {
+    const size_t smem = size_t{NX == Nx::x3 ? 4 : 2} * static_cast<size_t>(piece) * (D + 8) * sizeof(uint16_t);
+    MOBA_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    kernel<<<dim3(static_cast<unsigned>(a.n_groups), static_cast<unsigned>(n_q_heads)), warps * 32, smem, stream>>>(a);
+    MOBA_CUDA_LAUNCH_CHECK();
+    return nullptr;
+  };
+  if constexpr (AllowWarpCtas)
+    if (warp_ctas) return launch(moba_attention_kernel<D, T16, MinB, NX, 1, kWarpCtaPiece>, 1, kWarpCtaPiece);
+  return launch(moba_attention_kernel<D, T16, MinB, NX, kCtaWarps, kCtaPiece>, kCtaWarps, kCtaPiece);
 }
 
 const char* launch_lists(const ListArgs& a, unsigned* counts, int64_t n_lists, int64_t* offsets,
@@ -421,22 +488,38 @@ bool use_tile_path(int64_t n_q_heads, int64_t T, int64_t B, int top_k, Nx nx, co
   return 0.5 * Td * tuning.attn_tile_cost < gather;
 }
 
-// The gather kernel's instantiation for these numerics and head dim.
-const char* launch_gather(const AttnArgs& a, int64_t Hq, ElemKind kind, Nx nx, const CudaTuning& tuning,
-                          cudaStream_t stream) {
+// The gather kernel's instantiation for these numerics and head dim; warp_ctas: CTAs of one
+// warp (sparse lists, use_warp_ctas).
+const char* launch_gather(const AttnArgs& a, int64_t Hq, ElemKind kind, Nx nx, bool warp_ctas,
+                          const CudaTuning& tuning, cudaStream_t stream) {
   const int64_t d = a.head_dim;
+  const bool w = warp_ctas;
   if (nx == Nx::x3)
-    return d <= 64 ? launch_attention<64, __half, 1, Nx::x3>(a, Hq, stream)
-                   : launch_attention<128, __half, 1, Nx::x3>(a, Hq, stream);
+    return d <= 64 ? launch_attention<64, __half, 1, Nx::x3>(a, Hq, w, stream)
+                   : launch_attention<128, __half, 1, Nx::x3>(a, Hq, w, stream);
   if (nx == Nx::split_p)
-    return d <= 64 ? launch_attention<64, __nv_bfloat16, 1, Nx::split_p>(a, Hq, stream)
-                   : launch_attention<128, __nv_bfloat16, 1, Nx::split_p>(a, Hq, stream);
+    return d <= 64 ? launch_attention<64, __nv_bfloat16, 1, Nx::split_p>(a, Hq, w, stream)
+                   : launch_attention<128, __nv_bfloat16, 1, Nx::split_p>(a, Hq, w, stream);
   if (kind == kF16)
-    return d <= 64 ? launch_attention<64, __half>(a, Hq, stream) : launch_attention<128, __half>(a, Hq, stream);
-  if (d > 64 && tuning.attn_min_blocks3)  // 3 CTAs per SM (register cap)
-    return launch_attention<128, __nv_bfloat16, 3>(a, Hq, stream);
-  return d <= 64 ? launch_attention<64, __nv_bfloat16>(a, Hq, stream)
-                 : launch_attention<128, __nv_bfloat16>(a, Hq, stream);
+    return d <= 64 ? launch_attention<64, __half>(a, Hq, w, stream) : launch_attention<128, __half>(a, Hq, w, stream);
+  if (d > 64 && tuning.attn_min_blocks3 && !w)  // 3 CTAs per SM (register cap)
+    return launch_attention<128, __nv_bfloat16, 3, Nx::plain, false>(a, Hq, false, stream);
+  return d <= 64 ? launch_attention<64, __nv_bfloat16>(a, Hq, w, stream)
+                 : launch_attention<128, __nv_bfloat16>(a, Hq, w, stream);
+}
+
+// Sparse lists: CTAs of 4 warps walk every causal block of their rows, and where a block has
+// only a few of their queries one warp works while three wait at the barrier. Then CTAs of one
+// warp over a quarter of the rows (64-key pieces: several such CTAs fit an SM) walk fewer
+// blocks each, side by side. Picked where the pass's expected queries per (row group, causal
+// block) of the 4-warp CTAs, rows x sum of k / (blocks / 2), is under kWarpCtaEntries
+// (CudaTuning::attn_warp_ctas forces). A row's arithmetic does not depend on its CTA.
+constexpr double kWarpCtaEntries = 16;
+bool use_warp_ctas(int rows, int64_t n_blocks, int64_t k_sum, const CudaTuning& tuning) {
+  if (tuning.attn_warp_ctas >= 0) return tuning.attn_warp_ctas == 1;
+  const double per_block = static_cast<double>(rows) * static_cast<double>(k_sum) /
+                           std::max(1.0, 0.5 * static_cast<double>(n_blocks));
+  return rows >= 64 && per_block < kWarpCtaEntries;
 }
 
 // One band's call: p with the band's selections and outputs.
@@ -506,10 +589,9 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
   // Rows per CTA as for the whole sequence, also for a window: a window's calls run side by side
   // on several streams (the GPU analysis), and small row groups reload each block's keys for
   // fewer queries (B6 with 8192-query windows: 128 rows instead of 256, attention 36 % slower).
-  const int rows = pick_rows(Hq, T, tuning.attn_rows > 0 ? tuning.attn_rows : p.rows_per_cta);
-  const int64_t n_groups = (R + rows - 1) / rows;
-  const int64_t n_lists = Hq * n_groups * n_blocks;
-  if (!gather.empty() && (n_groups > 65535 * 16 || Hq > 65535)) return "moba_attention_cuda: grid too large";
+  const int rows4 = pick_rows(Hq, T, tuning.attn_rows > 0 ? tuning.attn_rows : p.rows_per_cta);
+  if (!gather.empty() && ((R + rows4 / 4 - 1) / std::max(1, rows4 / 4) > 65535 * 16 || Hq > 65535))
+    return "moba_attention_cuda: grid too large";
   a.n_tokens = T;
   a.head_dim = d;
   a.block_size = p.block_size;
@@ -517,14 +599,12 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
   a.group = Hq / p.k.n_heads;
   a.q_begin = q0;
   a.q_count = R;
-  a.rows = rows;
-  a.n_groups = static_cast<int>(n_groups);
   a.scale_log2 = softmax_scale_log2(p);
   a.ml_band = Hq * R;
   for (size_t g0 = 0; g0 < gather.size(); g0 += kMaxAttentionBands) {
     Scratch pass(stream);
     ListArgs la{};
-    int64_t n_entries = 0;
+    int64_t n_entries = 0, k_sum = 0;
     la.bands.n = static_cast<int>(std::min<size_t>(kMaxAttentionBands, gather.size() - g0));
     for (int j = 0; j < la.bands.n; ++j) {
       const MobaAttentionBand& b = bands[gather[g0 + static_cast<size_t>(j)]];
@@ -533,8 +613,15 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
       la.bands.out[j] = a.out[j] = b.out;
       la.bands.lse[j] = a.lse[j] = b.lse;
       la.bands.first_query[j] = b.first_query;
+      k_sum += std::min<int64_t>(b.top_k, n_blocks);
       n_entries += Hq * R * std::min<int64_t>(b.top_k, n_blocks);
     }
+    const bool warp_ctas = use_warp_ctas(rows4, n_blocks, k_sum, tuning);
+    const int rows = warp_ctas ? std::max(16, rows4 / 4) : rows4;
+    const int64_t n_groups = (R + rows - 1) / rows;
+    const int64_t n_lists = Hq * n_groups * n_blocks;
+    a.rows = rows;
+    a.n_groups = static_cast<int>(n_groups);
     la.block_size = p.block_size;
     la.n_blocks = n_blocks;
     la.n_q_heads = Hq;
@@ -554,7 +641,7 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
     a.offsets = offsets;
     a.entries = entries;
     MOBA_TRY(pass.alloc(&a.ml, static_cast<size_t>(la.bands.n * Hq * R)));
-    MOBA_TRY(launch_gather(a, Hq, kind, nx, tuning, stream));
+    MOBA_TRY(launch_gather(a, Hq, kind, nx, warp_ctas, tuning, stream));
   }
   return nullptr;
 }

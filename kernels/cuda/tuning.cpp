@@ -59,8 +59,13 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
       const double x = std::strtod(val.c_str(), &e);
       if (val.empty() || *e != '\0' || !(x > 0 && x <= 1000)) return "tuning: attn_tile_cost takes a number in (0, 1000]";
       t.attn_tile_cost = x;
+    } else if (key == "attn_warp_ctas") {
+      if (val == "-1") t.attn_warp_ctas = -1;
+      else if (val == "0" || val == "1") t.attn_warp_ctas = val == "1";
+      else return "tuning: attn_warp_ctas takes -1 (automatic), 0 or 1";
     } else {
-      return "tuning: unknown key (gate, attn_rows, attn_min_blocks3, dense_all_pass2, attn_path, attn_tile_cost, tile_min_blocks3, row_warp)";
+      return "tuning: unknown key (gate, attn_rows, attn_min_blocks3, dense_all_pass2, attn_path, attn_tile_cost, "
+             "tile_min_blocks3, row_warp, attn_warp_ctas)";
     }
   }
   *out = t;

@@ -19,6 +19,9 @@ struct CudaTuning {
   // moba_attention query rows per CTA; 0 = automatic (the largest power of two in
   // [128, 4096] that still gives >= 3 CTAs per multiprocessor), else 16..65536.
   int attn_rows = 0;
+  // moba_attention's gather path in CTAs of one warp (moba_attention.cu use_warp_ctas):
+  // -1 = where lists are sparse, 0 = never, 1 = always.
+  int attn_warp_ctas = -1;
   // moba_attention at head dim 128 (bf16): ask ptxas for 3 CTAs per SM (a 168-register cap).
   bool attn_min_blocks3 = false;
   // dense_pass: every block size through pass 2 (no pass-1 folding of sizes 16, 32, 64 n).
@@ -53,8 +56,9 @@ const CudaTuning& cuda_tuning();
 
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
-// attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, row_warp=0|1; "" = defaults) on top of `*out`. Returns
-// nullptr or a static message naming the problem.
+// attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, row_warp=0|1,
+// attn_warp_ctas=-1|0|1; "" = defaults) on top of `*out`. Returns nullptr or a static message
+// naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
 
 }  // namespace moba::kernels

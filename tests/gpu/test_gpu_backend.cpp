@@ -623,14 +623,15 @@ TEST_CASE("gpu: dense pass, block masses folded in the first pass only", "[gpu]"
 
 // Every CudaTuning knob changes speed only: the non-default kernels (scalar gate on bf16,
 // warp lists for small k, fixed attention rows, the register-capped attention, dense pass 2
-// for every size) still meet the CPU contract.
+// for every size, gather CTAs of one warp or of four) still meet the CPU contract.
 TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
   struct Restore {
     ~Restore() { set_cuda_tuning(CudaTuning{}); }
   } restore;
   const char* specs[] = {"gate=scalar", "gate=warp_list", "attn_rows=256", "attn_min_blocks3=1",
                          "dense_all_pass2=1", "attn_path=tile", "attn_path=tile,tile_min_blocks3=1",
-                         "attn_path=gather,attn_tile_cost=0.01"};
+                         "attn_path=gather,attn_tile_cost=0.01", "attn_warp_ctas=1", "attn_warp_ctas=0",
+                         "attn_path=gather,attn_warp_ctas=1,attn_rows=64"};
   const Case routing[] = {
       {1000, 2, 2, 128, 8, 9, DType::bf16, TieRule::older},
       {1000, 2, 2, 64, 8, 6, DType::bf16, TieRule::recent, GqaMode::per_head, 5},
@@ -660,7 +661,7 @@ TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
   check_dense(c, 10, 150, 4);
   check_dense(c, 3, 190, 0, {16, 32, 64, 128});
   // Query windows on both attention paths (window indexing under memcheck).
-  for (const char* spec : {"attn_path=gather", "attn_path=tile"}) {
+  for (const char* spec : {"attn_path=gather", "attn_path=tile", "attn_path=gather,attn_warp_ctas=1"}) {
     INFO("tuning " << spec);
     CudaTuning t;
     REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
