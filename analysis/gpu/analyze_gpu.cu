@@ -957,7 +957,11 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
           progress->advance(done);
         }
       }
+      const auto enqueue0 = std::chrono::steady_clock::now();
       output_errors(g, local, w0, wn, h, attn_streams);
+      if (clock.on)
+        stage_profile_add("gpu: MoBA attention + output error: host enqueue (inside it)",
+                          std::chrono::duration<double>(std::chrono::steady_clock::now() - enqueue0).count());
       clock.lap("MoBA attention + output error");
       download_selections(g, h, w0, wn, kept_sel);
       clock.lap("download arrays");
