@@ -310,10 +310,11 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
       const int64_t beg = nz_beg[inz];
       const int n = nz_n[inz];
       const int64_t kb1 = min(a.n_tokens, (b + 1) * a.block_size);
-      // At most one chunk per warp (n <= kWarps * 16): the warp's chunk is the same for every piece of
-      // the block, so its Q fragments, running output and (max, sum) stay in registers from the
-      // first piece to the last it processes (loaded once, stored once: the same bits as a
-      // store and reload per piece). Only blocks of more than kKeyPiece keys have several pieces.
+      // At most one chunk per warp (n <= kWarps * 16): the warp's chunk is the same for every
+      // piece of the block, so its Q fragments, running output and (max, sum) stay in registers
+      // from the first piece to the last it processes (loaded once, stored once: the same bits
+      // as a store and reload per piece). Only blocks of more than kKeyPiece keys have several
+      // pieces.
       const bool keep = n <= kWarps * 16;
       for (int64_t p0 = b * a.block_size; p0 < kb1; p0 += kKeyPiece) {
         const int np = static_cast<int>(min(int64_t{kKeyPiece}, kb1 - p0));
