@@ -103,7 +103,7 @@ void run_moments(const float* q, const float* keys, const uint16_t* q16, const u
   a.mx = with_arg ? m.mx.get() : nullptr;
   a.arg = with_arg ? m.arg.get() : nullptr;
   // The kernel: tensor cores for a 16-bit dump's own q and keys and base a multiple of 16, else
-  // fp32 SIMT.
+  // fp32 SIMT; picked once, for the occupancy query and the launch.
   const bool mma = q16 && k16 && base % 16 == 0 && d <= 128 && dtype != DType::f32;
   const void* kernel = !mma                   ? reinterpret_cast<const void*>(gpu::moments_kernel)
                        : dtype == DType::bf16 ? moments_mma_entry<__nv_bfloat16>(d)
@@ -124,21 +124,15 @@ void run_moments(const float* q, const float* keys, const uint16_t* q16, const u
   const int64_t want = std::max<int64_t>(1, std::max(per_sm, 1) * kernels::cuda_detail::sm_count() / q_tiles);
   a.split = std::max<int64_t>(unit, (n_keys + want * unit - 1) / (want * unit) * unit);
   const dim3 grid(static_cast<unsigned>(q_tiles), static_cast<unsigned>((n_keys + a.split - 1) / a.split));
+  gpu::MomentsMmaArgs b;
   if (mma) {
-    gpu::MomentsMmaArgs b;
     b.q = q16, b.k = k16, b.d = d;
     b.t0 = t0, b.nq = nq, b.base = base, b.stride = stride, b.split = a.split;
     b.sum = a.sum, b.sq = a.sq, b.mx = a.mx, b.arg = a.arg;
-    if (dtype == DType::bf16)
-      d <= 64 ? gpu::moments_mma_kernel<64, __nv_bfloat16><<<grid, 128>>>(b)
-              : gpu::moments_mma_kernel<128, __nv_bfloat16><<<grid, 128>>>(b);
-    else
-      d <= 64 ? gpu::moments_mma_kernel<64, __half><<<grid, 128>>>(b) : gpu::moments_mma_kernel<128, __half><<<grid, 128>>>(b);
-    ck_launch("moments kernel (mma)");
-  } else {
-    gpu::moments_kernel<<<grid, 256, smem>>>(a);
-    ck_launch("moments kernel");
   }
+  void* args[] = {mma ? static_cast<void*>(&b) : static_cast<void*>(&a)};
+  ck(cudaLaunchKernel(kernel, grid, dim3(static_cast<unsigned>(threads)), args, smem, nullptr),
+     mma ? "moments kernel (mma)" : "moments kernel");
   gpu::PrefixArgs p;
   p.t0 = t0, p.base = base, p.stride = stride, p.pre_stride = stride + 1;
   p.sum = m.sum.get(), p.sq = m.sq.get();
