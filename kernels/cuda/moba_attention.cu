@@ -591,7 +591,8 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
   // on several streams (the GPU analysis), and small row groups reload each block's keys for
   // fewer queries (B6 with 8192-query windows: 128 rows instead of 256, attention 36 % slower).
   const int rows4 = pick_rows(Hq, T, tuning.attn_rows > 0 ? tuning.attn_rows : p.rows_per_cta);
-  if (!gather.empty() && ((R + rows4 / 4 - 1) / std::max(1, rows4 / 4) > 65535 * 16 || Hq > 65535))
+  const int64_t rows_min = std::max(16, rows4 / 4);  // the one-warp CTAs' rows (the fewest)
+  if (!gather.empty() && ((R + rows_min - 1) / rows_min > 65535 * 16 || Hq > 65535))
     return "moba_attention_cuda: grid too large";
   a.n_tokens = T;
   a.head_dim = d;
