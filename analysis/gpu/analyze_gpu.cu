@@ -951,11 +951,9 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
           progress->advance(done);
         }
       }
-      const auto enqueue0 = std::chrono::steady_clock::now();
+      StageTimer enqueue(clock.on);  // the host's part, without a synchronisation
       output_errors(g, local, w0, wn, h, attn_streams);
-      if (clock.on)
-        stage_profile_add("gpu: MoBA attention + output error: host enqueue (inside it)",
-                          std::chrono::duration<double>(std::chrono::steady_clock::now() - enqueue0).count());
+      enqueue.lap("gpu: MoBA attention + output error: host enqueue (inside it)");
       clock.lap("MoBA attention + output error");
       download_selections(g, h, w0, wn, kept_sel);
       clock.lap("download arrays");

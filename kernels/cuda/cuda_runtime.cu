@@ -107,20 +107,13 @@ const char* convert_to_f16_split(const float* src, int64_t heads, int64_t tokens
 
 using cuda_detail::record_failure;
 
-bool cuda_device_available() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
-    cudaGetLastError();
-    return false;
-  }
-  return cudaFree(nullptr) == cudaSuccess;
-}
-
 bool cuda_create_context() {
   if (cudaFree(nullptr) == cudaSuccess) return true;
   cudaGetLastError();
   return false;
 }
+
+bool cuda_device_available() { return cuda_device_count() > 0 && cuda_create_context(); }
 
 std::string cuda_device_name() {
   int dev = 0;

@@ -619,7 +619,7 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
       n_entries += Hq * R * std::min<int64_t>(b.top_k, n_blocks);
     }
     const bool warp_ctas = use_warp_ctas(rows4, n_blocks, k_sum, tuning);
-    const int rows = warp_ctas ? std::max(16, rows4 / 4) : rows4;
+    const int rows = warp_ctas ? static_cast<int>(rows_min) : rows4;
     const int64_t n_groups = (R + rows - 1) / rows;
     const int64_t n_lists = Hq * n_groups * n_blocks;
     a.rows = rows;
