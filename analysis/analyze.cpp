@@ -415,7 +415,7 @@ std::vector<SummaryRow> summary_rows(const GroupInput& in, const AnalyzeOptions&
     row_in.planted_hits = m.planted_hits[slot];
     rows[static_cast<size_t>(slot)] = head_summary_row(row_in);
   }
-  timer.lap("host: summary rows (SNR model)");
+  timer.lap("host: summary rows (SNR model)", "head " + std::to_string(m.head));
   return rows;
 }
 
@@ -450,7 +450,7 @@ void summary_commit(const GroupInput& in, const AnalyzeOptions& opt, const Analy
     }
   if (opt.keep_arrays)
     for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
-  timer.lap("host: buckets + analysis.h5 writes");
+  timer.lap("host: buckets + analysis.h5 writes", "head " + std::to_string(m.head));
 }
 
 void summarize_head(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, const GateIndex& gates,
@@ -624,6 +624,7 @@ bool SummaryQueue::take(std::deque<J>& from, const bool& done, J* out) {
 }
 
 void SummaryQueue::run_compute() {
+  if (stage_trace_on()) stage_trace_name_thread("summary queue: rows (OpenMP team)");
   Job job;
   while (take(jobs_, closed_, &job)) {
     Commit commit;
@@ -642,6 +643,7 @@ void SummaryQueue::run_compute() {
 }
 
 void SummaryQueue::run_commit() {
+  if (stage_trace_on()) stage_trace_name_thread("summary queue: buckets + analysis.h5 writes");
   CommitJob c;
   while (take(commits_, compute_done_, &c)) {
     try {

@@ -87,6 +87,8 @@ const char* const kUsage =
     "  --gpus N|all            GPU workers: each KV group's heads are split over N workers, one\n"
     "                          per visible GPU by default (all); results do not depend on N\n"
     "  --profile               print the wall time of each stage (GPU and host) on stderr at the end\n"
+    "  --trace FILE            write the stages as a timeline per thread to FILE (Chrome trace JSON,\n"
+    "                          for Perfetto or chrome://tracing); adds no GPU synchronisation\n"
     "  --positions none|metrics|selected|all\n"
     "                          per-position data kept in analysis.h5 (selected): none = bucket\n"
     "                          curves only; metrics = metric arrays of the kept set; selected =\n"
@@ -114,6 +116,7 @@ const char* const kUsage =
     "the measured model parameters; snr_synth = the synth dump's own delta_mu_eff sqrt(d/2B).\n";
 
 void write_tables(const fs::path& dir, const analysis::DumpAnalysis& a) {
+  analysis::StageTimer timer(false);
   write_file_atomic((dir / "summary.csv").string(), analysis::rows_to_csv(a.head_rows));
   std::vector<analysis::SummaryRow> agg = a.layer_rows;
   agg.insert(agg.end(), a.overall_rows.begin(), a.overall_rows.end());
@@ -122,6 +125,7 @@ void write_tables(const fs::path& dir, const analysis::DumpAnalysis& a) {
   std::vector<analysis::SummaryRow> all = a.head_rows;
   all.insert(all.end(), agg.begin(), agg.end());
   write_file_atomic((dir / "summary.json").string(), analysis::rows_to_json(all));
+  timer.lap("host: tables (summary.csv, aggregate.csv, buckets.csv, summary.json)");
 }
 
 // How many configurations (head rows) analysis.h5 holds, and how many of them keep their
@@ -152,7 +156,7 @@ int run_analyze(const std::vector<std::string>& argv) {
                   with_routing_flags({"block-sizes", "top-k", "sparsity", "out", "layers", "heads", "routers", "top-n",
                                       "buckets", "bucket-width", "trailing", "query-chunk", "gpus", "positions",
                                       "keep-heads", "keep-configs", "keep-routers", "keep-budget-bytes",
-                                      "attn-window-bytes", "attn-split", "tuning"}),
+                                      "attn-window-bytes", "attn-split", "tuning", "trace"}),
                   {"json", "quiet", "help", "profile"});
   if (args.flag("help")) {
     std::fputs(kUsage, stdout);
@@ -186,6 +190,13 @@ int run_analyze(const std::vector<std::string>& argv) {
   opt.query_chunk = args.integer("query-chunk", 256, 1, 1 << 20);
   if (args.str("gpus", "all") != "all") opt.gpus = static_cast<int>(args.integer("gpus", 0, 1, 1024));
   opt.profile = args.flag("profile");
+  // --trace FILE: the stages' intervals from here on (analysis/stage_profile.h), written at the end.
+  const std::string trace_path = args.str("trace", "");
+  if (args.has("trace")) {
+    if (trace_path.empty()) throw UsageError("--trace: expected a file name");
+    analysis::stage_trace_start();
+    analysis::stage_trace_name_thread("main: the analysis (GPU enqueue on cuda)");
+  }
   // Not in --help: the GPU path's attention window and its query parts (docs/gpu.md), for A/B timing.
   opt.attn_window_bytes = args.integer("attn-window-bytes", 0, 1, INT64_MAX / 2);
   opt.attn_split = static_cast<int>(args.integer("attn-split", 0, 1, 64));
@@ -225,13 +236,24 @@ int run_analyze(const std::vector<std::string>& argv) {
   // The CUDA context (~0.1 s on an H200) made on a thread of its own while the dump is opened
   // and its first KV group read; joined when this function returns.
   std::future<bool> cuda_context;
-  if (opt.device == analysis::Device::cuda) cuda_context = std::async(std::launch::async, kernels::cuda_create_context);
+  if (opt.device == analysis::Device::cuda)
+    cuda_context = std::async(std::launch::async, [] {
+      analysis::StageTimer timer(false);
+      const bool ok = kernels::cuda_create_context();
+      timer.lap("host: CUDA context");
+      return ok;
+    });
   const bool quiet = args.flag("quiet"), json = args.flag("json");
   check_out_dir(out_dir);
 
   const auto reader = open_dump(dump_path);
   // The dump's SHA-256 for run.json, computed beside the analysis (GBs take seconds).
-  std::future<std::string> input_sha256 = std::async(std::launch::async, [dump_path] { return sha256_file(dump_path); });
+  std::future<std::string> input_sha256 = std::async(std::launch::async, [dump_path] {
+    analysis::StageTimer timer(false);
+    std::string sha = sha256_file(dump_path);
+    timer.lap("host: dump SHA-256 (run.json)");
+    return sha;
+  });
   const DumpInfo& info = reader->info();
   // Where the stages run (the GPU-resident analysis, or which steps stay on the host and why).
   const std::string device_split =
@@ -299,6 +321,7 @@ int run_analyze(const std::vector<std::string>& argv) {
     const auto t_commit = std::chrono::steady_clock::now();
     h5.commit();
     commit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_commit).count();
+    analysis::stage_trace_add("host: analysis.h5 commit", "", t_commit, std::chrono::steady_clock::now());
   } catch (const InputError&) {
     fs::remove_all(work, ec);
     throw;
@@ -419,6 +442,10 @@ int run_analyze(const std::vector<std::string>& argv) {
     std::printf("analysis.h5 keeps %s (%lld of %lld configurations with per-position arrays, %lld with selections)\n",
                 opt.keep.describe().c_str(), static_cast<long long>(kept.with_arrays),
                 static_cast<long long>(kept.configurations), static_cast<long long>(kept.with_selection));
+  }
+  if (!trace_path.empty()) {
+    analysis::stage_trace_add("moba analyze (wall)", "", t_start, std::chrono::steady_clock::now());
+    write_file_atomic(trace_path, analysis::stage_trace_json());
   }
   std::fflush(stdout);  // the profile after the table, also when both go to one pipe
   if (opt.profile)

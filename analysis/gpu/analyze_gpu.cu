@@ -870,7 +870,9 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   StageClock clock;
   clock.on = opt.profile;
   Group g{in, opt, plan};
+  StageTimer setup_trace(false);  // --trace only: the host's view, no synchronisation
   setup_group(g);
+  setup_trace.lap("gpu: group setup (host)", "group " + std::to_string(in.kv_head));
   clock.lap("upload + pooled keys");
   const int64_t T = g.T;
   const int n_slots = plan.n_configs() * g.n_routers;
@@ -923,6 +925,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   h.sel_count.resize(static_cast<size_t>(plan.n_configs() * kSlots));
 
   for (const int64_t head : in.heads) {
+    StageTimer head_trace(false);  // --trace only: first enqueue to the end of the reductions
     const int64_t local = head - in.q_head_first;
     h.planted_hits.zero();
     h.signal_hits.zero();
@@ -960,6 +963,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     }
     for (int b = 0; b < h.n_sel_bufs; ++b) attn_streams.wait(b);
     HeadMeasures m = reduce_head(g, head, h);
+    head_trace.lap("gpu: head (first enqueue to reductions)", "head " + std::to_string(head));
     clock.lap("reductions");
     if (keep_arrays) download_arrays(g, head, h, kept_sel, m);
     clock.lap("download arrays");

@@ -79,6 +79,24 @@ PYEOF
   || fail "--json"
 [ "$(tail -n +2 A/summary.csv | wc -l)" = 8 ] || fail "A was not replaced (2 layers x 1 head x 2 routers x 2 k)"
 
+# 2a. --trace: the stages as a Chrome trace, one interval per group read and head summary.
+"$MOBA" analyze s.h5 --block-sizes 16,32 --top-k 2 --layers 0 --out T --trace T.trace.json --quiet > /dev/null
+"$PY" - <<'PYEOF' || fail "--trace output"
+import json
+ev = json.load(open("T.trace.json"))["traceEvents"]
+spans = [e for e in ev if e["ph"] == "X"]
+names = [e["name"] for e in spans]
+assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in spans), spans
+assert sum(n.startswith("host: read KV groups") for n in names) == 2, names  # layer 0's 2 KV groups
+for h in range(4):
+    assert any(n.startswith("host: summary rows") and n.endswith("(head %d)" % h) for n in names), (h, names)
+wall = [e for e in spans if e["name"] == "moba analyze (wall)"]
+assert len(wall) == 1 and all(e["ts"] + e["dur"] <= wall[0]["ts"] + wall[0]["dur"] + 1 for e in spans)
+assert any(e["ph"] == "M" and e["name"] == "thread_name" for e in ev)
+PYEOF
+rc=0; "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --out T2 --trace '' --quiet > /dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] && [ ! -e T2 ] || fail "--trace '' was not a usage error (exit $rc)"
+
 # 2b. the block-score routers (docs/routing.md) on the GQA dump under both GQA modes: SNR NaN.
 for gqa in per-head shared; do
   "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2,4 --routers quest,sink-window,minference-bs,oracle --gqa $gqa \
