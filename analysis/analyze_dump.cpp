@@ -3,6 +3,7 @@
 #include <deque>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <tuple>
 
 #include "analysis/analyze.h"
@@ -89,20 +90,37 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     // the softmaxed gate scores of every head of the group, analysed or not).
     const bool shared = opt.routing.gqa == kernels::GqaMode::shared ||
                         std::find(opt.routers.begin(), opt.routers.end(), RouterKind::nsa_shared) != opt.routers.end();
-    auto read_group = [&reader, &opt, L, group, shared](GroupTensors t) {
+    // Buffers of groups whose summaries are through, refilled by later reads: a fresh
+    // allocation per group faults in its pages again (B4 on an H200: ~130 ms a group's read,
+    // the run's critical path; kernels/cuda/NOTES.md, seventeenth session).
+    std::mutex spare_mutex;
+    std::vector<GroupTensors> spare;
+    auto read_group = [&reader, &opt, L, group, shared, &spare, &spare_mutex](GroupTensors spec) {
       StageTimer timer(opt.profile);
+      GroupTensors t;
+      {
+        std::lock_guard<std::mutex> lock(spare_mutex);
+        if (!spare.empty()) {
+          t = std::move(spare.back());
+          spare.pop_back();
+        }
+      }
+      t.g = spec.g;
+      t.heads = std::move(spec.heads);
       t.q_first = shared ? t.g * group : t.heads.front();
       const int64_t q_count = shared ? group : t.heads.back() - t.heads.front() + 1;
-      t.q = reader.read(L, TensorKind::q, t.q_first, q_count);
-      t.k = reader.read(L, TensorKind::k, t.g, 1);
-      t.v = reader.read(L, TensorKind::v, t.g, 1);
-      timer.lap("host: read KV groups (HDF5; prefetched on cuda)");
+      reader.read_into(L, TensorKind::q, t.q_first, q_count, &t.q);
+      reader.read_into(L, TensorKind::k, t.g, 1, &t.k);
+      reader.read_into(L, TensorKind::v, t.g, 1, &t.v);
+      timer.lap("host: read KV groups (HDF5; prefetched on cuda)", "layer " + std::to_string(L) + " group " + std::to_string(t.g));
       return t;
     };
     const bool prefetch = opt.device == Device::cuda;
     // A group whose summaries may still be running on the queue: its tensors (viewed by `in`)
-    // and result live until then. At most two (the one measured, the one summarised) plus the
-    // prefetched one are held.
+    // and result live until then. At most kSummarising + 1 (the one measured, those
+    // summarised) plus the prefetched one are held: two groups' summaries may lag, so that a
+    // head with large kept arrays (compressed on the queue) does not hold up the next group.
+    constexpr size_t kSummarising = 2;
     struct Pending {
       GroupTensors tensors;
       GroupInput in;
@@ -120,8 +138,14 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
         }
       }
     } drain_on_exit{queue};
-    const auto collect = [&out, &queue](Pending& p) {
+    const auto collect = [&out, &queue, &spare, &spare_mutex](Pending& p) {
+      StageTimer timer(false);  // --trace only
       queue.wait(p.summarised);
+      timer.lap("host: wait for a group's summaries", "group " + std::to_string(p.in.kv_head));
+      {
+        std::lock_guard<std::mutex> lock(spare_mutex);
+        spare.push_back(std::move(p.tensors));
+      }
       for (auto& x : p.result.rows) out.head_rows.push_back(std::move(x));
       for (auto& x : p.result.buckets) out.buckets.push_back(std::move(x));
       for (auto& x : p.result.snr) out.snr.push_back(std::move(x));
@@ -146,8 +170,8 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       analyze_group_queued(in, opt, &progress, h5, queue, p->result);
       p->summarised = queue.mark();
       pending.push_back(std::move(p));
-      // The previous group's summaries ran beside this group's measurement: collect them.
-      while (pending.size() > 1) {
+      // The earlier groups' summaries ran beside this group's measurement: collect them.
+      while (pending.size() > kSummarising) {
         collect(*pending.front());
         pending.pop_front();
       }

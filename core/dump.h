@@ -62,7 +62,11 @@ class DumpReader {
  public:
   virtual ~DumpReader() = default;
   virtual const DumpInfo& info() const = 0;
-  virtual Tensor3 read(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads) = 0;
+  Tensor3 read(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads);
+  // The same into `out`, whose storage is reused where it is large enough (Tensor3::reshape):
+  // a caller reading group after group keeps its buffers' pages mapped. On an exception `out`
+  // holds no valid data.
+  virtual void read_into(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, Tensor3* out) = 0;
   // Whole tensor (all heads).
   Tensor3 read(int layer, TensorKind kind);
   // Root `token_ids` [n_tokens]; empty when absent.

@@ -38,6 +38,14 @@ struct Tensor3 {
       : n_heads(heads), n_tokens(tokens), head_dim(dim), dtype(t),
         data(static_cast<size_t>(heads * tokens * dim), 0.0f) {}
 
+  // New dimensions over the same storage: its values are kept up to the new size (the rest
+  // zero), and its allocation is reused where large enough (a reader refilling a buffer:
+  // no fresh pages to fault in; DumpReader::read_into).
+  void reshape(int64_t heads, int64_t tokens, int64_t dim, DType t) {
+    n_heads = heads, n_tokens = tokens, head_dim = dim, dtype = t;
+    data.resize(static_cast<size_t>(heads * tokens * dim));
+  }
+
   float* row(int64_t h, int64_t t) { return data.data() + (h * n_tokens + t) * head_dim; }
   const float* row(int64_t h, int64_t t) const { return data.data() + (h * n_tokens + t) * head_dim; }
   TensorView view() const {

@@ -120,6 +120,35 @@ TEST_CASE("io: GQA head slices, o, planted and token_ids", "[io]") {
   CHECK_THROWS_AS(r->read(0, TensorKind::o), MissingFieldError);
 }
 
+// read_into refills a buffer: a larger read into a smaller buffer grows it, a smaller one
+// into a larger buffer keeps its allocation (the analysis reads group after group into the
+// same buffers); either way the values and shape are those of a fresh read.
+TEST_CASE("io: read_into reuses the buffer and reads what read does", "[io]") {
+  ScratchDir dir("reuse");
+  const Tensor3 q = random_tensor(6, 40, 16, 41, DType::bf16), k = random_tensor(3, 40, 16, 42, DType::bf16),
+                v = random_tensor(3, 40, 16, 43, DType::bf16);
+  {
+    DumpWriter w(dir.file("b.h5"), DumpMeta{});
+    w.write_tensor(0, TensorKind::q, q, DType::bf16);
+    w.write_tensor(0, TensorKind::k, k, DType::bf16);
+    w.write_tensor(0, TensorKind::v, v, DType::bf16);
+    w.commit();
+  }
+  auto r = open_dump(dir.file("b.h5"));
+  Tensor3 buf;
+  r->read_into(0, TensorKind::q, 1, 4, &buf);  // heads 1..4
+  require_equal(buf, r->read(0, TensorKind::q, 1, 4));
+  const float* const storage = buf.data.data();
+  r->read_into(0, TensorKind::k, 2, 1, &buf);  // smaller: the same allocation
+  CHECK(buf.data.data() == storage);
+  REQUIRE(buf.n_heads == 1);
+  REQUIRE(buf.data.size() == 40 * 16);
+  REQUIRE(std::memcmp(buf.row(0, 0), k.row(2, 0), 40 * 16 * sizeof(float)) == 0);
+  r->read_into(0, TensorKind::q, 0, 6, &buf);  // larger: grown
+  require_equal(buf, q);
+  CHECK(buf.dtype == DType::bf16);
+}
+
 // [T, H, D] with layout="thd" reads as [H, T, D]; bf16 as 2-byte opaque and as a 16-bit
 // HDF5 float type; float16 and float32 stored big-endian.
 TEST_CASE("io: thd layout and other encodings written with the HDF5 C API", "[io]") {

@@ -92,6 +92,12 @@ std::string layout_warning(const DumpInfo& info) {
   return "";
 }
 
+Tensor3 DumpReader::read(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads) {
+  Tensor3 out;
+  read_into(layer, kind, head_begin, n_heads, &out);
+  return out;
+}
+
 Tensor3 DumpReader::read(int layer, TensorKind kind) {
   const LayerInfo& l = info().layer(layer);
   return read(layer, kind, 0, io::heads_of(l, kind));

@@ -65,7 +65,7 @@ class Hdf5DumpReader final : public DumpReader {
     file_.reset();
   }
   const DumpInfo& info() const override { return info_; }
-  Tensor3 read(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads) override;
+  void read_into(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, Tensor3* out) override;
   using DumpReader::read;
   std::vector<int32_t> read_token_ids() override;
   std::vector<int32_t> read_planted(int layer) override;
@@ -243,7 +243,7 @@ h5::Id Hdf5DumpReader::open_dataset(const std::string& name) {
   return d;
 }
 
-Tensor3 Hdf5DumpReader::read(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads) {
+void Hdf5DumpReader::read_into(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, Tensor3* out_p) {
   auto lock = h5::h5_lock();
   const LayerInfo& l = info_.layer(layer);
   const std::string name = "/layers/" + std::to_string(layer) + "/" + tensor_kind_name(kind);
@@ -256,8 +256,9 @@ Tensor3 Hdf5DumpReader::read(int layer, TensorKind kind, int64_t head_begin, int
   // finiteness check run without it, so analysis.h5 writes on other threads are not held up
   // by a prefetched read (and every h5::Id below is closed with the lock held).
   lock.unlock();
-  Tensor3 out(n_heads, n_tokens, head_dim, m.desc.dtype);
-  if (n_heads == 0) return out;
+  Tensor3& out = *out_p;
+  out.reshape(n_heads, n_tokens, head_dim, m.desc.dtype);
+  if (n_heads == 0) return;
   lock.lock();
 
   h5::Id d = open_dataset(name);
@@ -312,7 +313,6 @@ Tensor3 Hdf5DumpReader::read(int layer, TensorKind kind, int64_t head_begin, int
       if (bad) std::rethrow_exception(bad);
     }
   }
-  return out;
 }
 
 std::vector<int32_t> Hdf5DumpReader::read_ints(const std::string& name, int64_t n, int64_t lo, int64_t hi) {

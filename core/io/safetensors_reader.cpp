@@ -69,7 +69,7 @@ class SafetensorsDumpReader final : public DumpReader {
  public:
   explicit SafetensorsDumpReader(const std::string& path);
   const DumpInfo& info() const override { return info_; }
-  Tensor3 read(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads) override;
+  void read_into(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, Tensor3* out) override;
   using DumpReader::read;
   std::vector<int32_t> read_token_ids() override;
   std::vector<int32_t> read_planted(int layer) override;
@@ -253,7 +253,7 @@ TensorDesc SafetensorsDumpReader::desc_of(const std::string& name, bool floating
   return d;
 }
 
-Tensor3 SafetensorsDumpReader::read(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads) {
+void SafetensorsDumpReader::read_into(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, Tensor3* out_p) {
   const LayerInfo& l = info_.layer(layer);
   const std::string name = "layers." + std::to_string(layer) + "." + tensor_kind_name(kind);
   auto it = entries_.find(name);
@@ -262,7 +262,8 @@ Tensor3 SafetensorsDumpReader::read(int layer, TensorKind kind, int64_t head_beg
   check_head_range(info_.path, name, head_begin, n_heads, heads_of(l, kind));
   const DType dtype = desc_of(name, true).dtype;
   const int64_t n_tokens = e.shape[1], head_dim = e.shape[2];
-  Tensor3 out(n_heads, n_tokens, head_dim, dtype);
+  Tensor3& out = *out_p;
+  out.reshape(n_heads, n_tokens, head_dim, dtype);
   // Widen in runs of at most 4 MiB of source, then drop those source pages from this
   // process's resident set (they stay in the page cache): peak memory is the output slice
   // plus one run, not the mapped file.
@@ -280,7 +281,6 @@ Tensor3 SafetensorsDumpReader::read(int layer, TensorKind kind, int64_t head_beg
       check_finite(info_.path, name, dst, rows, head_dim, h, t0);
     }
   }
-  return out;
 }
 
 std::vector<int32_t> SafetensorsDumpReader::read_ints(const Entry& e, int64_t lo, int64_t hi) const {
