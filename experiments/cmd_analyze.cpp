@@ -115,16 +115,26 @@ const char* const kUsage =
     "signal block and other routable blocks; snr_theory = delta_mu_eff / (sigma sqrt(2B)) from\n"
     "the measured model parameters; snr_synth = the synth dump's own delta_mu_eff sqrt(d/2B).\n";
 
+// The four files side by side (B4: 73 ms one after another, the end of the run waits on them).
 void write_tables(const fs::path& dir, const analysis::DumpAnalysis& a) {
   analysis::StageTimer timer(false);
-  write_file_atomic((dir / "summary.csv").string(), analysis::rows_to_csv(a.head_rows));
   std::vector<analysis::SummaryRow> agg = a.layer_rows;
   agg.insert(agg.end(), a.overall_rows.begin(), a.overall_rows.end());
+  auto summary = std::async(std::launch::async, [&] {
+    write_file_atomic((dir / "summary.csv").string(), analysis::rows_to_csv(a.head_rows));
+  });
+  auto buckets = std::async(std::launch::async, [&] {
+    write_file_atomic((dir / "buckets.csv").string(), analysis::buckets_to_csv(a.buckets));
+  });
+  auto json = std::async(std::launch::async, [&] {
+    std::vector<analysis::SummaryRow> all = a.head_rows;
+    all.insert(all.end(), agg.begin(), agg.end());
+    write_file_atomic((dir / "summary.json").string(), analysis::rows_to_json(all));
+  });
   write_file_atomic((dir / "aggregate.csv").string(), analysis::rows_to_csv(agg));
-  write_file_atomic((dir / "buckets.csv").string(), analysis::buckets_to_csv(a.buckets));
-  std::vector<analysis::SummaryRow> all = a.head_rows;
-  all.insert(all.end(), agg.begin(), agg.end());
-  write_file_atomic((dir / "summary.json").string(), analysis::rows_to_json(all));
+  summary.get();  // rethrows a failed write (the others are waited for by their futures)
+  buckets.get();
+  json.get();
   timer.lap("host: tables (summary.csv, aggregate.csv, buckets.csv, summary.json)");
 }
 
