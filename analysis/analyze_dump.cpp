@@ -54,6 +54,19 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
   Progress progress("analyze " + info.path, total, quiet);
   SummaryQueue queue;  // head summaries beside the measurement (GPU-resident analysis)
 
+  // A KV group's tensors: only the query heads needed (all of the group under `shared`, else
+  // the analysed span).
+  struct GroupTensors {
+    int64_t g = 0, q_first = 0;
+    std::vector<int64_t> heads;
+    Tensor3 q, k, v;
+  };
+  // Buffers of groups whose summaries are through, refilled by later reads, across layers too:
+  // a fresh allocation per group faults in its pages again (B4 on an H200: ~130 ms a group's
+  // read, the run's critical path; kernels/cuda/NOTES.md, seventeenth session).
+  std::mutex spare_mutex;
+  std::vector<GroupTensors> spare;
+
   for (const int L : layers) {
     const LayerInfo& l = info.layer(L);
     std::vector<int64_t> heads = heads_in;
@@ -67,15 +80,9 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     out.n_tokens = l.n_tokens;
     const int64_t group = l.n_q_heads / l.n_kv_heads;
     const std::vector<int32_t> planted = l.has_planted ? reader.read_planted(L) : std::vector<int32_t>();
-    // The KV groups with analysed heads, and their tensors: only the query heads needed (all
-    // of the group under `shared`, else the analysed span). On the GPU the next group is read
+    // The KV groups with analysed heads. On the GPU the next group is read
     // from the dump while the current one is analysed (every HDF5 call holds the library's
     // lock, so the reader and analysis.h5 take turns).
-    struct GroupTensors {
-      int64_t g = 0, q_first = 0;
-      std::vector<int64_t> heads;
-      Tensor3 q, k, v;
-    };
     std::vector<GroupTensors> specs;
     for (int64_t g = 0; g < l.n_kv_heads; ++g) {
       GroupTensors t;
@@ -90,11 +97,6 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     // the softmaxed gate scores of every head of the group, analysed or not).
     const bool shared = opt.routing.gqa == kernels::GqaMode::shared ||
                         std::find(opt.routers.begin(), opt.routers.end(), RouterKind::nsa_shared) != opt.routers.end();
-    // Buffers of groups whose summaries are through, refilled by later reads: a fresh
-    // allocation per group faults in its pages again (B4 on an H200: ~130 ms a group's read,
-    // the run's critical path; kernels/cuda/NOTES.md, seventeenth session).
-    std::mutex spare_mutex;
-    std::vector<GroupTensors> spare;
     auto read_group = [&reader, &opt, L, group, shared, &spare, &spare_mutex](GroupTensors spec) {
       StageTimer timer(opt.profile);
       GroupTensors t;
