@@ -311,8 +311,7 @@ void setup_group(Group& g) {
   // device (the dense pass runs one CTA per 64 queries of the head: 16384 queries give 2 per
   // SM of an H200, 8192 half as many). Budget: an eighth of the free device memory, between
   // 256 MB and 8 GB (B6: ~0.5 MB a query, 16384 queries).
-  size_t free_bytes = 0, total_bytes = 0;
-  ck(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+  const size_t free_bytes = gpu::device_free_bytes();
   const int64_t budget = std::clamp<int64_t>(static_cast<int64_t>(free_bytes / 8), int64_t{1} << 28, int64_t{1} << 33);
   g.chunk = std::clamp<int64_t>(budget / std::max<int64_t>(per_query, 1), 64, 16384);
   g.chunk = std::min(g.chunk, g.T);
@@ -903,8 +902,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   // A second selection buffer where it takes at most a sixteenth of the free device memory.
   int64_t sel_bytes = 0;
   for (int slot = 0; slot < n_slots; ++slot) sel_bytes += window * g.band_k(slot) * static_cast<int64_t>(sizeof(int32_t));
-  size_t free_bytes = 0, total_bytes = 0;
-  ck(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+  const size_t free_bytes = gpu::device_free_bytes();
   h.n_sel_bufs = sel_bytes * 16 <= static_cast<int64_t>(free_bytes) ? kSelBufs : 1;
   h.n_slots = n_slots;
   for (int b = 0; b < h.n_sel_bufs; ++b)

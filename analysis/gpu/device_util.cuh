@@ -28,7 +28,40 @@ inline void ck_op(const char* err, const char* what) {
 }
 inline void ck_launch(const char* what) { ck(cudaGetLastError(), what); }
 
-// An owning device array.
+// The current device's stream-ordered memory pool, set (once per device) to keep what is freed
+// for the next allocation instead of giving it back at each synchronisation: a KV group's
+// buffers become the next group's without cudaMalloc / cudaFree (a cudaFree waits for the whole
+// device; B4's groups spent ~10 ms each allocating and freeing).
+inline cudaMemPool_t keeping_pool() {
+  int dev = 0;
+  ck(cudaGetDevice(&dev), "cudaGetDevice");
+  cudaMemPool_t pool = nullptr;
+  ck(cudaDeviceGetDefaultMemPool(&pool, dev), "cudaDeviceGetDefaultMemPool");
+  uint64_t threshold = 0;
+  ck(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold), "memory pool");
+  if (threshold != UINT64_MAX) {
+    threshold = UINT64_MAX;
+    ck(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold), "memory pool");
+  }
+  return pool;
+}
+
+// Free device memory for sizing decisions: what the driver reports plus what the pool keeps
+// unused (it is the next allocation's), so a group's sizes do not depend on the group before.
+inline size_t device_free_bytes() {
+  size_t free_bytes = 0, total_bytes = 0;
+  ck(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+  cudaMemPool_t pool = keeping_pool();
+  uint64_t reserved = 0, used = 0;
+  ck(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved), "memory pool");
+  ck(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used), "memory pool");
+  return free_bytes + static_cast<size_t>(reserved > used ? reserved - used : 0);
+}
+
+// An owning device array, from the device's memory pool (keeping_pool) in the order of the
+// legacy default stream: work on other streams that uses it must be ordered after its
+// allocation, and the default stream must have waited for that work before it is freed (the
+// analysis' attention streams: AttnStreams::ready, and the waits before each head's reductions).
 template <typename T>
 class Dev {
  public:
@@ -50,7 +83,12 @@ class Dev {
   void resize(size_t n) {
     if (n <= n_ && p_) return;
     release();
-    ck(cudaMalloc(&p_, std::max<size_t>(n, 1) * sizeof(T)), "cudaMalloc");
+    static thread_local int pool_device = -1;  // keeping_pool set for this thread's device
+    int dev = 0;
+    ck(cudaGetDevice(&dev), "cudaGetDevice");
+    if (dev != pool_device) keeping_pool(), pool_device = dev;
+    ck(cudaMallocAsync(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T), cudaStreamLegacy),
+       "cudaMallocAsync");
     n_ = n;
   }
   T* get() const { return p_; }
@@ -68,7 +106,7 @@ class Dev {
 
  private:
   void release() {
-    if (p_) cudaFree(p_);
+    if (p_) cudaFreeAsync(p_, cudaStreamLegacy);
     p_ = nullptr;
     n_ = 0;
   }
