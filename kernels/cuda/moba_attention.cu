@@ -273,6 +273,11 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
   constexpr int kScan = kWarps * 32;
   __shared__ int64_t nz_beg[kScan];
   __shared__ int nz_b[kScan], nz_n[kScan], warp_nz[kWarps];
+  // dbuf: the whole of the batch's non-empty block i, at row offset `at` of the piece buffers.
+  const auto stage_block = [&](int i, int at) {
+    const int64_t q0 = int64_t{nz_b[i]} * a.block_size;
+    stage(q0, static_cast<int>(min(a.n_tokens, q0 + a.block_size) - q0), at);
+  };
   for (int64_t b0 = 0; b0 <= c_max; b0 += kScan) {
     __syncthreads();  // the previous batch is consumed
     {
@@ -301,8 +306,7 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
     // Blocks of at most kKeyPiece / 2 keys are one piece each, staged a block ahead: halves of
     // the piece buffers take turns, the next block's copies in flight while this one computes.
     if (dbuf && n_nz > 0) {
-      const int64_t q0 = int64_t{nz_b[0]} * a.block_size;
-      stage(q0, static_cast<int>(min(a.n_tokens, q0 + a.block_size) - q0), 0);
+      stage_block(0, 0);
       cp_async_commit();
     }
     for (int inz = 0; inz < n_nz; ++inz) {
@@ -323,10 +327,7 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
         if (!dbuf) {
           stage(p0, np, 0);
         } else {
-          if (inz + 1 < n_nz) {
-            const int64_t q0 = int64_t{nz_b[inz + 1]} * a.block_size;
-            stage(q0, static_cast<int>(min(a.n_tokens, q0 + a.block_size) - q0), (kKeyPiece / 2) * LD - half);
-          }
+          if (inz + 1 < n_nz) stage_block(inz + 1, (kKeyPiece / 2) * LD - half);
           cp_async_commit();
         }
         const uint16_t* const kc = ks + half;
