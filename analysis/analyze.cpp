@@ -489,6 +489,12 @@ HeadMeasures host_measures(const GroupContext& g, HeadState& h, bool keep_arrays
   return m;
 }
 
+// Workers of analyze_group_on_gpus for a group of n_heads analysed heads.
+int gpu_workers(const AnalyzeOptions& opt, int n_heads) {
+  const int n_dev = std::max(1, kernels::cuda_device_count());
+  return std::max(1, std::min(opt.gpus > 0 ? opt.gpus : n_dev, n_heads));
+}
+
 // The GPU-resident analysis of one group (analysis/gpu/analyze_gpu.h) on opt.gpus workers
 // (0: one per visible GPU): contiguous parts of the heads, part w on device w % n_devices,
 // each worker on its own thread; the measures are summarised in head order afterwards, so
@@ -504,7 +510,7 @@ void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, cons
   };
   const int n_dev = std::max(1, kernels::cuda_device_count());
   const int n_heads = static_cast<int>(in.heads.size());
-  const int n_workers = std::max(1, std::min(opt.gpus > 0 ? opt.gpus : n_dev, n_heads));
+  const int n_workers = gpu_workers(opt, n_heads);
   if (n_workers == 1) {
     analyze_group_gpu(in, opt, plan, keep, progress,
                       [&](HeadMeasures& m) {
@@ -526,6 +532,7 @@ void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, cons
   std::vector<std::thread> threads;
   for (int w = 0; w < n_workers; ++w) {
     GroupInput part = in;
+    part.gpu_inputs.reset();  // uploaded for one worker (gpu_one_worker): each worker uploads its own
     part.heads.assign(in.heads.begin() + n_heads * w / n_workers, in.heads.begin() + n_heads * (w + 1) / n_workers);
     threads.emplace_back([&, w, part]() {
       try {
@@ -652,6 +659,13 @@ void SummaryQueue::run_commit() {
       fail(c.seq);
     }
   }
+}
+
+bool gpu_one_worker(const AnalyzeOptions& opt, int64_t n_tokens, int64_t head_dim, size_t n_heads) {
+  if (opt.device != Device::cuda || n_heads == 0) return false;
+  const AnalyzePlan plan = make_plan(opt, n_tokens);
+  return plan.n_tokens > 0 && gpu_analysis_unsupported(opt, plan, head_dim).empty() &&
+         gpu_workers(opt, static_cast<int>(n_heads)) == 1;
 }
 
 void analyze_group_queued(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5,

@@ -28,6 +28,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <future>
 #include <mutex>
 #include <string>
@@ -65,6 +66,8 @@ struct GroupInput {
   DType dtype = DType::f32;     // the dump's element type (pool precision "dump")
   const std::vector<int32_t>* planted = nullptr;  // [n_q_heads, T] of the layer, or null
   const SynthParams* synth = nullptr;              // synth parameters of the dump, or null
+  // q, k and v already on the GPU (analysis/gpu/analyze_gpu.h upload_group_gpu), or null
+  std::shared_ptr<void> gpu_inputs;
 };
 
 struct GroupResult {
@@ -140,6 +143,9 @@ class SummaryQueue {
 // and `result` must outlive that. The host path summarises before it returns.
 void analyze_group_queued(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5,
                           SummaryQueue& queue, GroupResult& result);
+// Whether analyze_group_queued measures a group of these heads, tokens and head dim on one GPU
+// (GPU-resident, one worker): then its q, k and v may come uploaded (GroupInput::gpu_inputs).
+bool gpu_one_worker(const AnalyzeOptions& opt, int64_t n_tokens, int64_t head_dim, size_t n_heads);
 // A whole dump: the listed layers (empty = all) and query heads (empty = all), one KV group
 // at a time (the group's q/k/v slices are the only tensors held). After each layer,
 // `layer_done` sees the results so far (the CLI writes its files there, so finished layers

@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "analysis/analyze.h"
+#include "analysis/gpu/analyze_gpu.h"
 #include "analysis/stage_profile.h"
 #include "core/errors.h"
 
@@ -60,6 +61,7 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     int64_t g = 0, q_first = 0;
     std::vector<int64_t> heads;
     Tensor3 q, k, v;
+    std::shared_ptr<void> gpu;  // q, k, v on the GPU (upload_group_gpu), or null
   };
   // Buffers of groups whose summaries are through, refilled by later reads, across layers too:
   // a fresh allocation per group faults in its pages again (B4 on an H200: ~130 ms a group's
@@ -97,7 +99,12 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     // the softmaxed gate scores of every head of the group, analysed or not).
     const bool shared = opt.routing.gqa == kernels::GqaMode::shared ||
                         std::find(opt.routers.begin(), opt.routers.end(), RouterKind::nsa_shared) != opt.routers.end();
-    auto read_group = [&reader, &opt, L, group, shared, &spare, &spare_mutex](GroupTensors spec) {
+    // One GPU worker measures each group: the thread that reads a group also uploads it, so the
+    // next group's upload runs beside this group's heads.
+    const bool upload = opt.device == Device::cuda && gpu_one_worker(opt, l.n_tokens, l.head_dim, heads.size() /
+                                                                                      static_cast<size_t>(l.n_kv_heads));
+    const DType dtype = l.dtype;
+    auto read_group = [&reader, &opt, L, group, shared, upload, dtype, &spare, &spare_mutex](GroupTensors spec) {
       StageTimer timer(opt.profile);
       GroupTensors t;
       {
@@ -115,6 +122,10 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       reader.read_into(L, TensorKind::k, t.g, 1, &t.k);
       reader.read_into(L, TensorKind::v, t.g, 1, &t.v);
       timer.lap("host: read KV groups (HDF5; prefetched on cuda)", "layer " + std::to_string(L) + " group " + std::to_string(t.g));
+      if (upload) {
+        t.gpu = upload_group_gpu(t.q.view(), t.k.view(), t.v.view(), dtype);
+        timer.lap("host: upload KV groups (on the reading thread)", "layer " + std::to_string(L) + " group " + std::to_string(t.g));
+      }
       return t;
     };
     const bool prefetch = opt.device == Device::cuda;
@@ -146,6 +157,7 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       timer.lap("host: wait for a group's summaries", "group " + std::to_string(p.in.kv_head));
       {
         std::lock_guard<std::mutex> lock(spare_mutex);
+        p.tensors.gpu.reset();
         spare.push_back(std::move(p.tensors));
       }
       for (auto& x : p.result.rows) out.head_rows.push_back(std::move(x));
@@ -169,6 +181,7 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       in.dtype = l.dtype;
       in.planted = planted.empty() ? nullptr : &planted;
       in.synth = out.synth ? &synth : nullptr;
+      in.gpu_inputs = cur.gpu;
       analyze_group_queued(in, opt, &progress, h5, queue, p->result);
       p->summarised = queue.mark();
       pending.push_back(std::move(p));

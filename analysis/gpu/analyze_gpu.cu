@@ -248,6 +248,17 @@ void setup_score_rows(Group& g) {
   }
 }
 
+// upload_group_gpu's result: q, k, v on the device once `done` has passed on `stream`.
+struct GpuGroupUpload {
+  DevOperand q, k, v;
+  cudaStream_t stream = nullptr;
+  cudaEvent_t done = nullptr;
+  ~GpuGroupUpload() {
+    if (done) cudaEventDestroy(done);
+    if (stream) cudaStreamDestroy(stream);
+  }
+};
+
 void setup_group(Group& g) {
   const GroupInput& in = g.in;
   g.T = in.q.n_tokens, g.d = in.q.head_dim, g.G = in.q.n_heads;
@@ -256,9 +267,17 @@ void setup_group(Group& g) {
   g.gate_of_router = std::move(gates.of_router);
   g.gate_kinds = std::move(gates.kinds);
   g.n_gates = static_cast<int>(g.gate_kinds.size());
-  g.q.set(in.q, in.dtype);
-  g.k.set(in.k, in.dtype);
-  g.v.set(in.v, in.dtype);
+  if (in.gpu_inputs) {  // uploaded by the thread that read the group (its upload stream)
+    auto* up = static_cast<GpuGroupUpload*>(in.gpu_inputs.get());
+    g.q = std::move(up->q);
+    g.k = std::move(up->k);
+    g.v = std::move(up->v);
+    ck(cudaStreamWaitEvent(nullptr, up->done, 0), "stream wait");
+  } else {
+    g.q.set(in.q, in.dtype);
+    g.k.set(in.k, in.dtype);
+    g.v.set(in.v, in.dtype);
+  }
   const bool need_conv = std::find(g.gate_kinds.begin(), g.gate_kinds.end(), RouterKind::moba_kconv) != g.gate_kinds.end();
   Dev<float> weights;
   if (need_conv) {
@@ -841,6 +860,19 @@ void download_arrays(const Group& g, int64_t head, HeadBuffers& h, std::vector<s
 }
 
 }  // namespace
+
+std::shared_ptr<void> upload_group_gpu(const TensorView& q, const TensorView& k, const TensorView& v, DType dtype,
+                                       int device) {
+  ck(cudaSetDevice(device), "cudaSetDevice");
+  auto up = std::make_shared<GpuGroupUpload>();
+  ck(cudaStreamCreateWithFlags(&up->stream, cudaStreamNonBlocking), "stream");
+  ck(cudaEventCreateWithFlags(&up->done, cudaEventDisableTiming), "event");
+  up->q.set(q, dtype, up->stream);
+  up->k.set(k, dtype, up->stream);
+  up->v.set(v, dtype, up->stream);
+  ck(cudaEventRecord(up->done, up->stream), "event record");
+  return up;
+}
 
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim) {
   if (!kernels::cuda_compiled()) return "this build has no CUDA backend";

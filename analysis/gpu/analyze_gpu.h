@@ -16,6 +16,7 @@
 // Semantics are analyze's (analysis/analyze.h), numerics the kernels' (docs/gpu.md); results
 // agree with the host path within the per-dtype tolerances (tests/gpu).
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "analysis/analyze.h"
@@ -33,6 +34,13 @@ std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePla
 // none) advances by the plan's chunks (plan.chunk) as the device's larger chunks complete.
 // Throws std::runtime_error naming the failed CUDA step. Every kernel reduces in a fixed
 // order, so a head's measures do not depend on the device or on the other heads.
+// The group's q, k and v uploaded to CUDA device `device` (fp32 and, for 16-bit dumps, their
+// 16-bit copies) on a stream of their own, for GroupInput::gpu_inputs: the next KV group's,
+// uploaded by the thread that read it while this group's heads run. analyze_group_gpu then
+// takes them instead of uploading q, k and v itself.
+std::shared_ptr<void> upload_group_gpu(const TensorView& q, const TensorView& k, const TensorView& v, DType dtype,
+                                       int device = 0);
+
 void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, bool keep_arrays,
                        Progress* progress, const std::function<void(HeadMeasures&)>& head_done, int device = 0);
 

@@ -9,6 +9,10 @@ std::string gpu_analysis_unsupported(const AnalyzeOptions&, const AnalyzePlan&, 
   return "this build has no CUDA backend";
 }
 
+std::shared_ptr<void> upload_group_gpu(const TensorView&, const TensorView&, const TensorView&, DType, int) {
+  throw std::logic_error("upload_group_gpu: this build has no CUDA backend");
+}
+
 void analyze_group_gpu(const GroupInput&, const AnalyzeOptions&, const AnalyzePlan&, bool, Progress*,
                        const std::function<void(HeadMeasures&)>&, int) {
   throw std::logic_error("analyze_group_gpu: this build has no CUDA backend");

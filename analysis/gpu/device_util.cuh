@@ -79,16 +79,15 @@ class Dev {
     }
     return *this;
   }
-  // Grows (contents lost) when n exceeds the capacity.
-  void resize(size_t n) {
+  // Grows (contents lost) when n exceeds the capacity; a new allocation is ordered on `stream`.
+  void resize(size_t n, cudaStream_t stream = cudaStreamLegacy) {
     if (n <= n_ && p_) return;
     release();
     static thread_local int pool_device = -1;  // keeping_pool set for this thread's device
     int dev = 0;
     ck(cudaGetDevice(&dev), "cudaGetDevice");
     if (dev != pool_device) keeping_pool(), pool_device = dev;
-    ck(cudaMallocAsync(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T), cudaStreamLegacy),
-       "cudaMallocAsync");
+    ck(cudaMallocAsync(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T), stream), "cudaMallocAsync");
     n_ = n;
   }
   T* get() const { return p_; }
@@ -114,21 +113,20 @@ class Dev {
   size_t n_ = 0;
 };
 
-// A [heads, T, d] host view copied to a contiguous device fp32 tensor.
-inline void upload_view(const TensorView& v, Dev<float>* out) {
+// A [heads, T, d] host view copied to a contiguous device fp32 tensor, in the order of `stream`
+// (from pageable memory: the host's values are staged before the call returns).
+inline void upload_view(const TensorView& v, Dev<float>* out, cudaStream_t stream = cudaStreamLegacy) {
   const int64_t H = v.n_heads, T = v.n_tokens, d = v.head_dim;
-  out->resize(static_cast<size_t>(H * T * d));
+  out->resize(static_cast<size_t>(H * T * d), stream);
   if (v.stride_token == d && v.stride_head == T * d) {
-    ck(cudaMemcpy(out->get(), v.data, static_cast<size_t>(H * T * d) * 4, cudaMemcpyHostToDevice), "upload q/k/v");
+    ck(cudaMemcpyAsync(out->get(), v.data, static_cast<size_t>(H * T * d) * 4, cudaMemcpyHostToDevice, stream),
+       "upload q/k/v");
     return;
   }
-  ck(cudaMemcpy2D(out->get(), static_cast<size_t>(d) * 4, v.data, static_cast<size_t>(v.stride_token) * 4,
-                  static_cast<size_t>(d) * 4, static_cast<size_t>(T), cudaMemcpyHostToDevice),
-     "upload q/k/v");
-  for (int64_t h = 1; h < H; ++h)
-    ck(cudaMemcpy2D(out->get() + h * T * d, static_cast<size_t>(d) * 4, v.data + h * v.stride_head,
-                    static_cast<size_t>(v.stride_token) * 4, static_cast<size_t>(d) * 4, static_cast<size_t>(T),
-                    cudaMemcpyHostToDevice),
+  for (int64_t h = 0; h < H; ++h)
+    ck(cudaMemcpy2DAsync(out->get() + h * T * d, static_cast<size_t>(d) * 4, v.data + h * v.stride_head,
+                         static_cast<size_t>(v.stride_token) * 4, static_cast<size_t>(d) * 4, static_cast<size_t>(T),
+                         cudaMemcpyHostToDevice, stream),
        "upload q/k/v");
 }
 
@@ -141,17 +139,17 @@ struct DevOperand {
   Dev<uint16_t> h16;
   int64_t H = 0, T = 0, d = 0;
   DType dtype = DType::f32;
-  void set(const TensorView& v, DType dump_dtype) {
+  void set(const TensorView& v, DType dump_dtype, cudaStream_t stream = cudaStreamLegacy) {
     H = v.n_heads, T = v.n_tokens, d = v.head_dim;
     dtype = dump_dtype;
-    upload_view(v, &f32);
-    make16();
+    upload_view(v, &f32, stream);
+    make16(stream);
   }
-  void make16() {
+  void make16(cudaStream_t stream = cudaStreamLegacy) {
     if (dtype == DType::f32) return;
-    h16.resize(static_cast<size_t>(H * T * d));
+    h16.resize(static_cast<size_t>(H * T * d), stream);
     ck_op(kernels::cuda_detail::convert_to_16(f32.get(), H, T, d, T * d, d, kernels::cuda_detail::kind_of(dtype),
-                                              h16.get(), nullptr),
+                                              h16.get(), stream),
           "convert to 16-bit");
   }
   TensorView view32(int64_t head = 0, int64_t n = -1) const {
