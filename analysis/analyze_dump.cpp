@@ -99,12 +99,7 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     // the softmaxed gate scores of every head of the group, analysed or not).
     const bool shared = opt.routing.gqa == kernels::GqaMode::shared ||
                         std::find(opt.routers.begin(), opt.routers.end(), RouterKind::nsa_shared) != opt.routers.end();
-    // One GPU worker measures each group: the thread that reads a group also uploads it, so the
-    // next group's upload runs beside this group's heads.
-    const bool upload = opt.device == Device::cuda && gpu_one_worker(opt, l.n_tokens, l.head_dim, heads.size() /
-                                                                                      static_cast<size_t>(l.n_kv_heads));
-    const DType dtype = l.dtype;
-    auto read_group = [&reader, &opt, L, group, shared, upload, dtype, &spare, &spare_mutex](GroupTensors spec) {
+    auto read_group = [&reader, &opt, &l, L, group, shared, &spare, &spare_mutex](GroupTensors spec) {
       StageTimer timer(opt.profile);
       GroupTensors t;
       {
@@ -121,10 +116,13 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       reader.read_into(L, TensorKind::q, t.q_first, q_count, &t.q);
       reader.read_into(L, TensorKind::k, t.g, 1, &t.k);
       reader.read_into(L, TensorKind::v, t.g, 1, &t.v);
-      timer.lap("host: read KV groups (HDF5; prefetched on cuda)", "layer " + std::to_string(L) + " group " + std::to_string(t.g));
-      if (upload) {
-        t.gpu = upload_group_gpu(t.q.view(), t.k.view(), t.v.view(), dtype);
-        timer.lap("host: upload KV groups (on the reading thread)", "layer " + std::to_string(L) + " group " + std::to_string(t.g));
+      const std::string what = "layer " + std::to_string(L) + " group " + std::to_string(t.g);
+      timer.lap("host: read KV groups (HDF5; prefetched on cuda)", what);
+      // Where one GPU worker measures the group, the thread that read it also uploads it: the
+      // next group's upload runs beside this group's heads.
+      if (gpu_one_worker(opt, l.n_tokens, l.head_dim, t.heads.size())) {
+        t.gpu = upload_group_gpu(t.q.view(), t.k.view(), t.v.view(), l.dtype);
+        timer.lap("host: upload KV groups (on the reading thread)", what);
       }
       return t;
     };
