@@ -98,7 +98,12 @@ void stage_trace_add(const std::string& stage, const std::string& detail, StageC
 
 std::string stage_trace_json() {
   std::lock_guard<std::mutex> lock(profile_mutex());
-  std::string out = "{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n";
+  // The origin on the steady clock (CLOCK_MONOTONIC on Linux), so that other timelines of the
+  // same run (tests/gpu/kernel_trace.cpp: the GPU's kernels) can be laid beside this one.
+  const long long origin_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(g_trace_t0.time_since_epoch()).count();
+  std::string out = "{\"displayTimeUnit\": \"ms\", \"otherData\": {\"steady_clock_origin_ns\": " +
+                    std::to_string(origin_ns) + "}, \"traceEvents\": [\n";
   char num[96];
   bool first = true;
   // Each thread named after the first stage it recorded (its role: reader, GPU, summaries).

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Summarise a kernel trace (tests/gpu/kernel_trace.cpp) and, given the run's
+`moba analyze --trace` file, lay the two side by side.
+
+  kernel_trace_sum.py GPU.json [HOST.json] [--heads] [--gaps MS]
+
+Prints: the device's span and busy time (union of all activities), the idle gaps, each
+kernel's count, summed time and fair share of the busy time (time split evenly among the
+activities running at once), and with HOST.json the device's busy fraction inside each of
+the host's "gpu: head" intervals and before the first one.
+"""
+import collections
+import json
+import re
+import sys
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def union(intervals):
+    total, cur_s, cur_e, out = 0.0, None, None, []
+    for s, e in sorted(intervals):
+        if cur_e is None or s > cur_e:
+            if cur_e is not None:
+                out.append((cur_s, cur_e))
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    if cur_e is not None:
+        out.append((cur_s, cur_e))
+    return out
+
+
+def busy_in(merged, a, b):
+    return sum(max(0.0, min(e, b) - max(s, a)) for s, e in merged)
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    gap_ms = 0.05
+    if "--gaps" in sys.argv:
+        gap_ms = float(sys.argv[sys.argv.index("--gaps") + 1])
+        args = [a for a in args if a != sys.argv[sys.argv.index("--gaps") + 1]]
+    gpu = [e for e in load(args[0])["traceEvents"] if e.get("ph") == "X"]
+    if not gpu:
+        print("no device activity recorded")
+        return
+    acts = [(e["ts"], e["ts"] + e["dur"], e["name"], e.get("tid", 0)) for e in gpu]
+    merged = union([(s, e) for s, e, _, _ in acts])
+    t0, t1 = merged[0][0], merged[-1][1]
+    busy = sum(e - s for s, e in merged)
+    print("device: %d activities, span %.1f ms, busy %.1f ms (%.0f %%), %d streams"
+          % (len(acts), (t1 - t0) / 1e3, busy / 1e3, 100 * busy / (t1 - t0), len({a[3] for a in acts})))
+
+    # Fair share: sweep the start/end points, splitting each slice among what runs in it.
+    points = sorted({p for s, e, _, _ in acts for p in (s, e)})
+    share = collections.defaultdict(float)
+    count = collections.Counter()
+    summed = collections.defaultdict(float)
+    for s, e, n, _ in acts:
+        base = re.sub(r"<.*", "", n)
+        count[base] += 1
+        summed[base] += e - s
+    events = sorted([(s, 1, i) for i, (s, e, _, _) in enumerate(acts)] + [(e, -1, i) for i, (s, e, _, _) in enumerate(acts)])
+    running, last = set(), None
+    for t, kind, i in events:
+        if last is not None and running and t > last:
+            for j in running:
+                share[re.sub(r"<.*", "", acts[j][2])] += (t - last) / len(running)
+        last = t
+        if kind == 1:
+            running.add(i)
+        else:
+            running.discard(i)
+    print("%-40s %7s %10s %10s %6s" % ("kernel / copy", "count", "sum ms", "share ms", "share"))
+    for n, v in sorted(share.items(), key=lambda x: -x[1])[:24]:
+        print("%-40s %7d %10.2f %10.2f %5.1f%%" % (n[:40], count[n], summed[n] / 1e3, v / 1e3, 100 * v / busy))
+
+    gaps = [(merged[i][1], merged[i + 1][0]) for i in range(len(merged) - 1)
+            if merged[i + 1][0] - merged[i][1] > gap_ms * 1e3]
+    idle = sum(b - a for a, b in gaps)
+    print("idle gaps > %.2f ms: %d, %.1f ms in all" % (gap_ms, len(gaps), idle / 1e3))
+
+    if len(args) > 1:
+        host = load(args[1])
+        origin = host.get("otherData", {}).get("steady_clock_origin_ns")
+        if origin is None:
+            print("host trace has no steady_clock_origin_ns; not aligned")
+            return
+        off = origin / 1e3
+        spans = [e for e in host["traceEvents"] if e.get("ph") == "X"]
+        heads = sorted([(e["ts"] + off, e["ts"] + off + e["dur"], e["name"]) for e in spans
+                        if e["name"].startswith("gpu: head")])
+        wall = [e for e in spans if e["name"] == "moba analyze (wall)"]
+        if wall:
+            w0, w1 = wall[0]["ts"] + off, wall[0]["ts"] + off + wall[0]["dur"]
+            print("host wall %.1f ms; device first activity at +%.1f ms, last ends at +%.1f ms"
+                  % ((w1 - w0) / 1e3, (t0 - w0) / 1e3, (t1 - w0) / 1e3))
+            print("device busy over the wall: %.0f %%" % (100 * busy_in(merged, w0, w1) / (w1 - w0)))
+        if heads:
+            first = heads[0][0]
+            if wall:
+                print("before the first head's enqueue: %.1f ms, device busy %.1f ms"
+                      % ((first - w0) / 1e3, busy_in(merged, w0, first) / 1e3))
+            per = [(b - a, busy_in(merged, a, b)) for a, b, _ in heads]
+            print("heads: %d, span mean %.2f ms, device busy inside them mean %.2f ms (%.0f %%)"
+                  % (len(per), sum(p[0] for p in per) / len(per) / 1e3, sum(p[1] for p in per) / len(per) / 1e3,
+                     100 * sum(p[1] for p in per) / max(1e-9, sum(p[0] for p in per))))
+            if "--heads" in sys.argv:
+                for (a, b, n), (d, bz) in zip(heads, per):
+                    print("  %-40s +%8.1f ms  %6.2f ms  busy %5.1f %%" % (n[:40], (a - first) / 1e3, d / 1e3, 100 * bz / d))
+            between = [(heads[i][1], heads[i + 1][0]) for i in range(len(heads) - 1)]
+            gap = sum(max(0.0, b - a) for a, b in between)
+            print("between heads (host): %.1f ms; device busy then %.1f ms"
+                  % (gap / 1e3, sum(busy_in(merged, a, b) for a, b in between if b > a) / 1e3))
+            last = heads[-1][1]
+            if wall:
+                print("after the last head: %.1f ms, device busy %.1f ms" % ((w1 - last) / 1e3, busy_in(merged, last, w1) / 1e3))
+
+
+if __name__ == "__main__":
+    main()
