@@ -2,7 +2,9 @@
 // Head-major tensors [n_heads, n_tokens, head_dim]. Values are held as fp32: every f16 and
 // bf16 value widens exactly, and `dtype` remembers the source type (for pool-precision
 // rounding and for the GPU path, which narrows back losslessly).
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 #include "core/dtype.h"
@@ -27,11 +29,37 @@ struct TensorView {
   }
 };
 
+// Blocks of 4 MiB and more aligned to 2 MiB and offered to the kernel for transparent huge
+// pages: a KV group's fresh tensors (~100 MB at 32K tokens) then fault in a few dozen pages
+// instead of ~25,000 (on a virtual machine ~10 us each: most of a first read's time).
+void* allocate_large(size_t bytes);
+void free_large(void* p, size_t bytes) noexcept;
+
+template <class T>
+struct LargePageAllocator {
+  using value_type = T;
+  LargePageAllocator() = default;
+  template <class U>
+  LargePageAllocator(const LargePageAllocator<U>&) noexcept {}
+  T* allocate(size_t n) { return static_cast<T*>(allocate_large(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) noexcept { free_large(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const LargePageAllocator<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const LargePageAllocator<U>&) const noexcept { return false; }
+};
+
+// A copy as a plain std::vector (for code that holds one).
+template <class Alloc>
+std::vector<float> to_std_vector(const std::vector<float, Alloc>& v) {
+  return std::vector<float>(v.begin(), v.end());
+}
+
 // Owning, contiguous [n_heads, n_tokens, head_dim].
 struct Tensor3 {
   int64_t n_heads = 0, n_tokens = 0, head_dim = 0;
   DType dtype = DType::f32;  // element type in the source dump
-  std::vector<float> data;
+  std::vector<float, LargePageAllocator<float>> data;
 
   Tensor3() = default;
   Tensor3(int64_t heads, int64_t tokens, int64_t dim, DType t = DType::f32)

@@ -163,7 +163,7 @@ TEST_CASE("io: thd layout and other encodings written with the HDF5 C API", "[io
         for (int64_t d = 0; d < t.head_dim; ++d) out[size_t((i * t.n_heads + h) * t.head_dim + d)] = t.row(h, i)[d];
     return out;
   };
-  auto bits = [](const std::vector<float>& x) {
+  auto bits = [](const auto& x) {
     std::vector<uint16_t> b(x.size());
     for (size_t i = 0; i < x.size(); ++i) b[i] = f32_to_bf16(x[i]);
     return b;

@@ -143,7 +143,8 @@ class H5Builder {
     H5Pclose(lcpl);
     return *this;
   }
-  H5Builder& f32(const std::string& path, const std::vector<hsize_t>& dims, const std::vector<float>& data) {
+  template <class Alloc>
+  H5Builder& f32(const std::string& path, const std::vector<hsize_t>& dims, const std::vector<float, Alloc>& data) {
     REQUIRE(data.size() == count(dims));
     return dataset(path, dims, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data.data());
   }
@@ -187,7 +188,8 @@ struct StEntry {
   uint64_t begin = 0, end = 0;
 };
 
-inline std::vector<unsigned char> f32_bytes(const std::vector<float>& v) {
+template <class Alloc>
+inline std::vector<unsigned char> f32_bytes(const std::vector<float, Alloc>& v) {
   std::vector<unsigned char> b(v.size() * 4);
   std::memcpy(b.data(), v.data(), b.size());
   return b;

@@ -150,8 +150,8 @@ TEST_CASE("kconv: k'_t = k_t + SiLU(sum_l w_l k_{t-l}), zero padding before t = 
   const int64_t H = 2, T = 9, D = 3;
   const Tensor3 k = random_tensor(H, T, D, 21);
   std::vector<float> w;
-  if (weights_mode == 1) w = random_tensor(1, W, D, 3).data;
-  if (weights_mode == 2) w = random_tensor(H, W, D, 4).data;
+  if (weights_mode == 1) w = to_std_vector(random_tensor(1, W, D, 3).data);
+  if (weights_mode == 2) w = to_std_vector(random_tensor(H, W, D, 4).data);
   std::vector<float> out(static_cast<size_t>(H * T * D));
   poison(out);
   KconvParams p;

@@ -109,7 +109,7 @@ struct DevTensor3 {
 };
 DevTensor3 to_device(const Tensor3& x) {
   DevTensor3 d;
-  d.f32 = upload(x.data);
+  d.f32 = upload(to_std_vector(x.data));
   if (x.dtype != DType::f32) {
     std::vector<uint16_t> raw(x.data.size());
     for (size_t i = 0; i < raw.size(); ++i)
