@@ -14,7 +14,7 @@ void merge_selection_bands(const std::vector<std::vector<int32_t>>& bands, const
   for (int64_t r = 0; r < n_rows; ++r) {
     int32_t* row = out + r * k;
     int n = 0;
-    for (size_t x = 0; x < bands.size(); ++x)
+    for (size_t x = 0; x < widths.size() && x < bands.size(); ++x)
       for (int e = 0; e < widths[x]; ++e) {
         const int32_t b = bands[x][static_cast<size_t>(r * widths[x] + e)];
         if (b >= 0 && n < k) row[n++] = b;

@@ -26,6 +26,11 @@ TEST_CASE("selection bands merge into sorted rows, -1 padded, at most k", "[anal
     merge_selection_bands({bands[0]}, {2}, 3, 3, out.data());
     CHECK(out == std::vector<int32_t>{2, 7, -1, /**/ 0, -1, -1, /**/ 4, 9, -1});
   }
+  SECTION("fewer widths than bands: the later bands are not read") {
+    std::vector<int32_t> out(3 * 3, 42);
+    merge_selection_bands(bands, {2}, 3, 3, out.data());
+    CHECK(out == std::vector<int32_t>{2, 7, -1, /**/ 0, -1, -1, /**/ 4, 9, -1});
+  }
   SECTION("k smaller than the valid entries: the first k in band order, then sorted") {
     std::vector<int32_t> out(3 * 3, 42);
     merge_selection_bands(bands, widths, 3, 3, out.data());

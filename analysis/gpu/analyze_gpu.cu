@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cmath>
 #include <cub/device/device_segmented_radix_sort.cuh>
+#include <future>
+#include <memory>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
@@ -803,60 +805,120 @@ ConfigKey slot_key(const Group& g, int64_t head, int slot) {
   const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
   return {g.in.layer, head, cfg.block_size, cfg.top_k, g.opt.routers[slot % g.n_routers]};
 }
-// Rows [w0, w0 + wn) of the kept whole selections (`kept_sel[slot]`: [T, k], the CPU's layout:
-// blocks ascending, the current block last, -1 after): the union of each one's block size's
-// bands up to its own. Each band is copied back once for all the kept slots of its (block
-// size, router), then merged row by row (merge_selection_bands).
-void download_selections(const Group& g, const HeadBuffers& h, int64_t w0, int64_t wn,
-                         std::vector<std::vector<int32_t>>& kept_sel) {
+// A kept head's selections and arrays: copied on the device in stream order (the buffers are
+// the next window's and the next head's), then copied back and assembled on a thread of its
+// own while the next head runs (analyze_group_gpu hands the measures on in head order).
+struct KeptCopy {
+  // One (window, block size, router)'s bands up to its largest kept k, as the device held them.
+  struct Bands {
+    int64_t w0 = 0, wn = 0;
+    int bi = 0, ri = 0;
+    std::vector<Dev<int32_t>> bands;  // [x]: [wn, widths[x]]
+    std::vector<int> widths;
+  };
+  std::vector<Bands> sel;
+  std::vector<char> whole;  // [slot]: keeps its whole selection (keeps_whole_selection)
+  std::vector<int> slots;   // the slots whose arrays come back, ascending
+  Dev<float> metrics;       // [slots.size()][kMetricCount][T]
+  cudaEvent_t ready = nullptr;
+};
+
+// Rows [w0, w0 + wn) of the kept whole selections: each band of a (block size, router) up to
+// its largest kept k, copied once for all its kept slots.
+void copy_selections(const Group& g, const HeadBuffers& h, int64_t w0, int64_t wn, KeptCopy& kc) {
   for (int bi = 0; bi < g.plan.n_block_sizes(); ++bi)
     for (int ri = 0; ri < g.n_routers; ++ri) {
       const std::vector<int>& cis = g.by_k[bi];  // k ascending
-      const auto kept = [&](size_t x) { return !kept_sel[static_cast<size_t>(cis[x] * g.n_routers + ri)].empty(); };
       size_t n = cis.size();
-      while (n > 0 && !kept(n - 1)) --n;  // bands up to the largest kept k
-      std::vector<std::vector<int32_t>> bands;
-      std::vector<int> widths;
+      while (n > 0 && !kc.whole[static_cast<size_t>(cis[n - 1] * g.n_routers + ri)]) --n;
+      if (n == 0) continue;
+      KeptCopy::Bands b;
+      b.w0 = w0, b.wn = wn, b.bi = bi, b.ri = ri;
       for (size_t x = 0; x < n; ++x) {
         const int slot = cis[x] * g.n_routers + ri, w = g.band_k(slot);
-        std::vector<int32_t> band(static_cast<size_t>(wn * w));
-        ck(cudaMemcpy(band.data(), h.sel_of(slot), band.size() * sizeof(int32_t), cudaMemcpyDeviceToHost),
-           "download selections");
-        bands.push_back(std::move(band));
-        widths.push_back(w);
-        if (!kept(x)) continue;
-        const int K = g.plan.configs[cis[x]].top_k;
-        merge_selection_bands(bands, widths, wn, K, kept_sel[static_cast<size_t>(slot)].data() + w0 * K);
+        b.bands.emplace_back(static_cast<size_t>(wn * w));
+        ck(cudaMemcpyAsync(b.bands.back().get(), h.sel_of(slot), static_cast<size_t>(wn * w) * sizeof(int32_t),
+                           cudaMemcpyDeviceToDevice, cudaStreamLegacy),
+           "copy selections");
+        b.widths.push_back(w);
       }
+      kc.sel.push_back(std::move(b));
     }
 }
 
-// `kept_sel`: the kept selections, copied back window by window (keeps_whole_selection).
-void download_arrays(const Group& g, int64_t head, HeadBuffers& h, std::vector<std::vector<int32_t>>& kept_sel,
-                     HeadMeasures& m) {
+// The kept slots' per-position arrays, copied beside the selections; the copy is ready when
+// kc.ready is.
+void copy_arrays(const Group& g, const HeadBuffers& h, KeptCopy& kc) {
+  const int64_t per_slot = static_cast<int64_t>(kMetricCount) * g.T;
+  kc.metrics.resize(std::max<size_t>(1, kc.slots.size() * static_cast<size_t>(per_slot)));
+  for (size_t i = 0; i < kc.slots.size(); ++i)
+    ck(cudaMemcpyAsync(kc.metrics.get() + static_cast<int64_t>(i) * per_slot, h.metrics.get() + kc.slots[i] * per_slot,
+                       static_cast<size_t>(per_slot) * sizeof(float), cudaMemcpyDeviceToDevice, cudaStreamLegacy),
+       "copy arrays");
+  ck(cudaEventCreateWithFlags(&kc.ready, cudaEventDisableTiming), "event");
+  ck(cudaEventRecord(kc.ready, cudaStreamLegacy), "event record");
+}
+
+// Stage 5b on the host: the kept (configuration, router)s' arrays and selections (the CPU's
+// layout: [T, k], blocks ascending, the current block last, -1 after; the union of a block
+// size's bands up to its own k, merge_selection_bands); the others get their key only.
+void assemble_kept(const Group& g, int64_t head, KeptCopy& kc, HeadMeasures& m) {
   const int64_t T = g.T;
   const int n_slots = g.plan.n_configs() * g.n_routers;
+  cudaStream_t stream = nullptr;  // none where nothing comes back (kc.ready unset)
+  if (kc.ready) {
+    ck(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+    ck(cudaStreamWaitEvent(stream, kc.ready, 0), "wait event");
+  }
+  const auto download = [&](void* dst, const void* src, size_t bytes) {
+    if (bytes) ck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream), "download arrays");
+  };
+  std::vector<std::vector<int32_t>> kept_sel(static_cast<size_t>(n_slots));
+  for (int slot = 0; slot < n_slots; ++slot)
+    if (kc.whole[static_cast<size_t>(slot)])
+      kept_sel[static_cast<size_t>(slot)].resize(static_cast<size_t>(T * g.plan.configs[slot / g.n_routers].top_k));
+  for (KeptCopy::Bands& b : kc.sel) {
+    std::vector<std::vector<int32_t>> bands(b.bands.size());
+    for (size_t x = 0; x < b.bands.size(); ++x) {
+      bands[x].resize(static_cast<size_t>(b.wn * b.widths[x]));
+      download(bands[x].data(), b.bands[x].get(), bands[x].size() * sizeof(int32_t));
+    }
+    ck(cudaStreamSynchronize(stream), "download selections");
+    const std::vector<int>& cis = g.by_k[b.bi];
+    for (size_t x = 0; x < bands.size(); ++x) {
+      const int slot = cis[x] * g.n_routers + b.ri;
+      if (!kc.whole[static_cast<size_t>(slot)]) continue;
+      const int K = g.plan.configs[cis[x]].top_k;
+      const std::vector<int> widths(b.widths.begin(), b.widths.begin() + static_cast<std::ptrdiff_t>(x) + 1);
+      merge_selection_bands(bands, widths, b.wn, K, kept_sel[static_cast<size_t>(slot)].data() + b.w0 * K);
+    }
+  }
+  const int64_t per_slot = static_cast<int64_t>(kMetricCount) * T;
+  size_t next = 0;
   for (int slot = 0; slot < n_slots; ++slot) {
     const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
     PositionArrays a;
     a.key = slot_key(g, head, slot);
-    if (!g.opt.keep_arrays && !g.opt.keep.keeps_arrays(a.key) && !keeps_whole_selection(g.opt, a.key)) {
+    if (next >= kc.slots.size() || kc.slots[next] != slot) {
       m.arrays.push_back(std::move(a));  // not kept: the key only, nothing copied back
       continue;
     }
+    const float* src = kc.metrics.get() + static_cast<int64_t>(next++) * per_slot;
     a.selected = std::move(kept_sel[static_cast<size_t>(slot)]);
-    const float* src = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * T;
     for (const auto& info : position_metrics()) {
       std::vector<float>& v = a.metric(info.metric);
       v.resize(static_cast<size_t>(T));
-      ck(cudaMemcpy(v.data(), src + static_cast<int64_t>(info.metric) * T, static_cast<size_t>(T) * sizeof(float),
-                    cudaMemcpyDeviceToHost),
-         "download arrays");
+      download(v.data(), src + static_cast<int64_t>(info.metric) * T, static_cast<size_t>(T) * sizeof(float));
     }
     a.choice.resize(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; ++t) a.choice[static_cast<size_t>(t)] = has_choice(t, cfg.block_size, cfg.top_k) ? 1 : 0;
     m.arrays.push_back(std::move(a));
   }
+  if (!kc.ready) return;
+  ck(cudaStreamSynchronize(stream), "download arrays");
+  ck(cudaStreamDestroy(stream), "stream");
+  ck(cudaEventDestroy(kc.ready), "event");
+  kc.ready = nullptr;
 }
 
 }  // namespace
@@ -954,6 +1016,14 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   h.signal_hits.resize(static_cast<size_t>(plan.n_configs() * kMaxGates));
   h.sel_count.resize(static_cast<size_t>(plan.n_configs() * kSlots));
 
+  // A kept head's measures, assembled on a thread of their own (assemble_kept), are handed on
+  // before any later head's: the summaries see the heads in order.
+  std::future<HeadMeasures> kept_pending;
+  const auto hand_on_kept = [&] {
+    if (!kept_pending.valid()) return;
+    HeadMeasures km = kept_pending.get();
+    head_done(km);
+  };
   for (const int64_t head : in.heads) {
     StageTimer head_trace(false);  // --trace only: first enqueue to the end of the reductions
     const int64_t local = head - in.q_head_first;
@@ -965,10 +1035,14 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     ck_launch("metrics init");
     if (in.planted && !in.planted->empty())
       h.planted.upload(in.planted->data() + head * T, static_cast<size_t>(T));
-    std::vector<std::vector<int32_t>> kept_sel(static_cast<size_t>(n_slots));
-    for (int slot = 0; slot < n_slots; ++slot)
-      if (keep_arrays && keeps_whole_selection(g.opt, slot_key(g, head, slot)))
-        kept_sel[static_cast<size_t>(slot)].resize(static_cast<size_t>(T * plan.configs[slot / g.n_routers].top_k));
+    auto kc = std::make_unique<KeptCopy>();
+    kc->whole.assign(static_cast<size_t>(n_slots), 0);
+    for (int slot = 0; slot < n_slots && keep_arrays; ++slot) {
+      const ConfigKey key = slot_key(g, head, slot);
+      const bool whole = keeps_whole_selection(g.opt, key);
+      kc->whole[static_cast<size_t>(slot)] = whole ? 1 : 0;
+      if (whole || g.opt.keep_arrays || g.opt.keep.keeps_arrays(key)) kc->slots.push_back(slot);
+    }
     for (int64_t w0 = 0; w0 < T; w0 += window) {
       const int64_t wn = std::min(window, T - w0);
       // This window's selection buffer: free once the attention of the window before that used
@@ -988,18 +1062,34 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
       output_errors(g, local, w0, wn, h, attn_streams);
       enqueue.lap("gpu: MoBA attention + output error: host enqueue (inside it)");
       clock.lap("MoBA attention + output error");
-      download_selections(g, h, w0, wn, kept_sel);
+      copy_selections(g, h, w0, wn, *kc);
       clock.lap("download arrays");
     }
     for (int b = 0; b < h.n_sel_bufs; ++b) attn_streams.wait(b);
     HeadMeasures m = reduce_head(g, head, h);
     head_trace.lap("gpu: head (first enqueue to reductions)", "head " + std::to_string(head));
     clock.lap("reductions");
-    if (keep_arrays) download_arrays(g, head, h, kept_sel, m);
-    clock.lap("download arrays");
-    head_done(m);
+    if (keep_arrays && !kc->slots.empty()) {
+      copy_arrays(g, h, *kc);
+      hand_on_kept();
+      kept_pending = std::async(std::launch::async, [&g, head, device, kc = std::move(kc), m = std::move(m)]() mutable {
+        StageTimer trace(false);
+        ck(cudaSetDevice(device), "cudaSetDevice");
+        assemble_kept(g, head, *kc, m);
+        kc.reset();  // the device copies go back to the pool
+        trace.lap("host: a kept head's arrays and selections copied back", "head " + std::to_string(head));
+        return std::move(m);
+      });
+      clock.lap("download arrays");
+    } else {
+      if (keep_arrays) assemble_kept(g, head, *kc, m);  // every slot's key, nothing to copy back
+      clock.lap("download arrays");
+      hand_on_kept();
+      head_done(m);
+    }
     clock.lap("host: hand-off to the summary queue");
   }
+  hand_on_kept();
 }
 
 }  // namespace moba::analysis
