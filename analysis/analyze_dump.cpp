@@ -127,13 +127,13 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       return t;
     };
     const bool prefetch = opt.device == Device::cuda;
-    // A group whose summaries may still be running on the queue: its tensors (viewed by `in`)
-    // and result live until then. At most kSummarising + 1 (the one measured, those
-    // summarised) plus the prefetched one are held: two groups' summaries may lag, so that a
-    // head with large kept arrays (compressed on the queue) does not hold up the next group.
-    constexpr size_t kSummarising = 2;
+    // A group whose summaries may still be running on the queue: its input and result live
+    // until then (the summaries read the measures and the input's shape, never its tensors,
+    // which go back to `spare` as soon as the group is measured). Up to kSummarising groups'
+    // summaries may lag, so that a head with large kept arrays (compressed on the queue) does
+    // not hold up the next groups (B4 on an H200: 2 x 45 ms of an idle GPU with two).
+    constexpr size_t kSummarising = 4;
     struct Pending {
-      GroupTensors tensors;
       GroupInput in;
       GroupResult result;
       std::shared_future<void> summarised;
@@ -149,15 +149,10 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
         }
       }
     } drain_on_exit{queue};
-    const auto collect = [&out, &queue, &spare, &spare_mutex](Pending& p) {
+    const auto collect = [&out, &queue](Pending& p) {
       StageTimer timer(false);  // --trace only
       queue.wait(p.summarised);
       timer.lap("host: wait for a group's summaries", "group " + std::to_string(p.in.kv_head));
-      {
-        std::lock_guard<std::mutex> lock(spare_mutex);
-        p.tensors.gpu.reset();
-        spare.push_back(std::move(p.tensors));
-      }
       for (auto& x : p.result.rows) out.head_rows.push_back(std::move(x));
       for (auto& x : p.result.buckets) out.buckets.push_back(std::move(x));
       for (auto& x : p.result.snr) out.snr.push_back(std::move(x));
@@ -165,9 +160,8 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     std::future<GroupTensors> next;
     for (size_t si = 0; si < specs.size(); ++si) {
       auto p = std::make_unique<Pending>();
-      p->tensors = si == 0 || !prefetch ? read_group(specs[si]) : next.get();
+      GroupTensors cur = si == 0 || !prefetch ? read_group(specs[si]) : next.get();
       if (prefetch && si + 1 < specs.size()) next = std::async(std::launch::async, read_group, specs[si + 1]);
-      const GroupTensors& cur = p->tensors;
       GroupInput& in = p->in;
       in.heads = cur.heads;
       in.layer = L;
@@ -182,6 +176,15 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       in.gpu_inputs = cur.gpu;
       analyze_group_queued(in, opt, &progress, h5, queue, p->result);
       p->summarised = queue.mark();
+      // Measured: the tensors (and their GPU copy) are free for the next read; the views keep
+      // their shapes, which the summaries read.
+      in.q.data = in.k.data = in.v.data = nullptr;
+      in.gpu_inputs.reset();
+      cur.gpu.reset();
+      {
+        std::lock_guard<std::mutex> lock(spare_mutex);
+        spare.push_back(std::move(cur));
+      }
       pending.push_back(std::move(p));
       // The earlier groups' summaries ran beside this group's measurement: collect them.
       while (pending.size() > kSummarising) {
