@@ -14,13 +14,15 @@
 // block is written as its log2 mass L = u + log2(sum); once the row's lse is known the warp
 // rewrites its rows as 2^(L - lse), zero past the CTA's keys.
 //
-// Pass 2, only for other block sizes and top-n: QK^T again, exact P = exp(s - lse) in fp32
-// in the accumulator fragments; block masses are reduced there (8-key segment sums by quad
-// shuffle, or per key for block sizes that are not multiples of 8), then the warp's 32 lanes
-// split the tile's (row, block) pairs, carry blocks that span key tiles and write each mass
-// once; blocks past the CTA's keys are zero-filled, coalesced. Top-n: only scores reaching
-// the row's current n-th best are candidates; the owning lane inserts those (rank by score,
-// ties to the larger key index).
+// Top-n, in pass 1 (a rank by score needs no lse): only scores reaching the row's current
+// n-th best are candidates; the owning lane inserts those (rank by score, ties to the larger
+// key index); their probabilities follow from the final lse.
+//
+// Pass 2, only for other block sizes: QK^T again, exact P = exp(s - lse) in fp32 in the
+// accumulator fragments; block masses are reduced there (8-key segment sums by quad shuffle,
+// or per key for block sizes that are not multiples of 8), then the warp's 32 lanes split the
+// tile's (row, block) pairs, carry blocks that span key tiles and write each mass once;
+// blocks past the CTA's keys are zero-filled, coalesced.
 #include "kernels/dense_pass.h"
 
 #include <algorithm>
@@ -71,8 +73,9 @@ struct DenseArgs {
   const int* x3_exp;                   // Nx::x3 only: [3] scale exponents of q, k, v
 };
 
-// Pass-2 shared memory after the K/V tiles (floats): scores for top-n, 8-key segment sums,
-// per-key probabilities (block sizes not a multiple of 8), carries of blocks spanning tiles.
+// Shared memory after the K/V tiles (floats): a tile's scores for top-n (pass 1), 8-key
+// segment sums and per-key probabilities (pass 2: block sizes not a multiple of 8), carries of
+// blocks spanning tiles (both passes), the rows' top-n lists (pass 1).
 __host__ __device__ inline int64_t pass2_floats(const DenseArgs& a, int64_t* o_seg8, int64_t* o_seg1,
                                                 int64_t* o_carry, int64_t* o_top) {
   int64_t o = 0;
@@ -216,6 +219,69 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   // x3: scores are q.k 2^-(eq + ek), values v 2^-ev, P packed x 2^14: undone here and at the output.
   const float sl2 = X3 ? x3_scale_log2<X3>(a) : a.scale_log2;
 
+  // Top-n, in pass 1 (ranks by score need no lse): a key is a candidate only when its scaled
+  // score reaches the row's current n-th best (threshold broadcast by shuffle from the owning
+  // lane); the owner (lane r < 16 owns row r of the warp) inserts candidates only, in key order.
+  const bool want_top = a.top_n > 0;
+  const int r_own = lane;  // valid when lane < 16
+  const int64_t t_own = r_begin + warp * 16 + r_own;
+  const bool own = lane < 16 && t_own < r_end;
+  float* const wst = st + warp * 16 * (kKeys + 1);  // the tile's scaled scores, top-n only
+  float* const my_ts = top_s + (warp * 16 + (lane % 16)) * a.top_n;
+  int32_t* const my_tj = top_j + (warp * 16 + (lane % 16)) * a.top_n;
+  int cnt = 0;
+  float my_thr = -INFINITY;  // the owned row's n-th best score once the list is full
+  auto top_n_tile = [&](int64_t j0, const float sc[kKeys / 8][4]) {
+    const float thr0 = __shfl_sync(0xffffffffu, my_thr, g), thr1 = __shfl_sync(0xffffffffu, my_thr, g + 8);
+    unsigned long long mk0 = 0, mk1 = 0;
+#pragma unroll
+    for (int nt = 0; nt < kKeys / 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int c = nt * 8 + 2 * qd + e;
+        const float s0 = sc[nt][e] * sl2, s1 = sc[nt][2 + e] * sl2;  // log2 units (-inf stays -inf)
+        if (s0 > -INFINITY && s0 >= thr0) mk0 |= 1ull << c;
+        if (s1 > -INFINITY && s1 >= thr1) mk1 |= 1ull << c;
+      }
+    if (!__any_sync(0xffffffffu, (mk0 | mk1) != 0)) return;
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) {
+      mk0 |= __shfl_xor_sync(0xffffffffu, mk0, o);
+      mk1 |= __shfl_xor_sync(0xffffffffu, mk1, o);
+    }
+#pragma unroll
+    for (int nt = 0; nt < kKeys / 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        wst[g * (kKeys + 1) + nt * 8 + 2 * qd + e] = sc[nt][e] * sl2;
+        wst[(g + 8) * (kKeys + 1) + nt * 8 + 2 * qd + e] = sc[nt][2 + e] * sl2;
+      }
+    const unsigned long long c0 = __shfl_sync(0xffffffffu, mk0, (lane % 8) * 4);
+    const unsigned long long c1 = __shfl_sync(0xffffffffu, mk1, (lane % 8) * 4);
+    unsigned long long mine = lane < 8 ? c0 : c1;
+    __syncwarp();
+    if (own) {
+      const float* srow = wst + r_own * (kKeys + 1);
+      while (mine) {
+        const int jj = __ffsll(static_cast<long long>(mine)) - 1;
+        mine &= mine - 1;
+        const float sv = srow[jj];
+        const int32_t j = static_cast<int32_t>(j0 + jj);
+        if (cnt == a.top_n && !(sv > my_ts[cnt - 1] || (sv == my_ts[cnt - 1] && j > my_tj[cnt - 1]))) continue;
+        int pos = cnt < a.top_n ? cnt++ : cnt - 1;
+        while (pos > 0 && (sv > my_ts[pos - 1] || (sv == my_ts[pos - 1] && j > my_tj[pos - 1]))) {
+          my_ts[pos] = my_ts[pos - 1];
+          my_tj[pos] = my_tj[pos - 1];
+          --pos;
+        }
+        my_ts[pos] = sv;
+        my_tj[pos] = j;
+      }
+      if (cnt == a.top_n) my_thr = my_ts[cnt - 1];
+    }
+    __syncwarp();
+  };
+
   // Pass 1: online softmax (+ output), masses of the fast block sizes in the log2 domain.
   const bool want_out = a.out != nullptr;
   float acc[D / 8][4];
@@ -230,6 +296,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     begin_tile(j0, static_cast<int>((j0 / kKeys) & 1), want_out);
     float sc[kKeys / 8][4];
     scores(j0, sc);
+    if (want_top) top_n_tile(j0, sc);
     float tm0 = -INFINITY, tm1 = -INFINITY;
 #pragma unroll
     for (int nt = 0; nt < kKeys / 8; ++nt) {
@@ -358,34 +425,30 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
       }
     }
   }
-  if (!a.any_slow && a.top_n == 0) return;
+  if (want_top) {
+    // lse (log2) of the owned row: row r_own's value lives on lane (r_own % 8) * 4 of the quad
+    // layout (row g on lanes 4g.., row g + 8 as the second row).
+    const float lse_g0 = __shfl_sync(0xffffffffu, lse2_0, (lane % 8) * 4);
+    const float lse_g1 = __shfl_sync(0xffffffffu, lse2_1, (lane % 8) * 4);
+    const float lse_own = lane < 8 ? lse_g0 : lse_g1;
+    const int64_t row_own = h * a.q_count + (t_own - a.q_begin);
+    for (int n = 0; n < a.top_n && own; ++n) {
+      const bool ok = n < cnt;
+      a.top_index[row_own * a.top_n + n] = ok ? my_tj[n] : -1;
+      if (a.top_prob) a.top_prob[row_own * a.top_n + n] = ok ? exp2f(my_ts[n] - lse_own) : 0.f;
+    }
+  }
+  if (!a.any_slow) return;
 
-  // Pass 2 (block sizes other than the fast ones, top-n): exact probabilities into block
-  // masses and top-n, folded in the mma fragment layout. P of a key tile is reduced per
-  // 8-key segment (own 2 columns, quad shuffle) into seg8 (block sizes that are multiples of
-  // 8) and/or kept per key in seg1 (other sizes); then the warp's lanes take (row, block) pairs of the tile, sum their segments (plus the
-  // carry of a block begun in an earlier tile) and write each finished mass once. Blocks past
-  // the CTA's last key are zero-filled at the end, coalesced. Top-n: a key is a candidate
-  // only when its score reaches the row's current n-th best (threshold broadcast by shuffle
-  // from the owning lane); the owner inserts candidates only, in key order.
-  const bool want_mass = a.any_slow, want_top = a.top_n > 0;
-  const int r_own = lane;  // valid when lane < 16
-  const int64_t t_own = r_begin + warp * 16 + r_own;
-  const bool own = lane < 16 && t_own < r_end;
-  const int64_t row_own = h * a.q_count + (t_own - a.q_begin);
-  // lse (log2) of the owned row: row r_own's value lives on lane (r_own % 8) * 4 of the quad
-  // layout (row g on lanes 4g.., row g + 8 as the second row).
-  const float lse_g0 = __shfl_sync(0xffffffffu, lse2_0, (lane % 8) * 4);
-  const float lse_g1 = __shfl_sync(0xffffffffu, lse2_1, (lane % 8) * 4);
-  const float lse_own = lane < 8 ? lse_g0 : lse_g1;
-  float* wst = st + warp * 16 * (kKeys + 1);                   // scores, top-n only
+  // Pass 2 (block sizes other than the fast ones): exact probabilities into block masses,
+  // folded in the mma fragment layout. P of a key tile is reduced per 8-key segment (own 2
+  // columns, quad shuffle) into seg8 (block sizes that are multiples of 8) and/or kept per key
+  // in seg1 (other sizes); then the warp's lanes take (row, block) pairs of the tile, sum their
+  // segments (plus the carry of a block begun in an earlier tile) and write each finished mass
+  // once. Blocks past the CTA's last key are zero-filled at the end, coalesced.
   float* wseg8 = seg8 + warp * 16 * kSeg8Ld;                   // [16][kSeg8Ld]
   float* wseg1 = seg1 + warp * 16 * (kKeys + 1);               // [16][kKeys + 1], a.any_w1 only
   float* wcarry = carry + warp * 2 * 16 * a.n_sizes;           // [2][16][n_sizes]
-  float* my_ts = top_s + (warp * 16 + (lane % 16)) * a.top_n;
-  int32_t* my_tj = top_j + (warp * 16 + (lane % 16)) * a.top_n;
-  int cnt = 0;
-  float my_thr = -INFINITY;  // the owned row's n-th best score once the list is full
   issue(0, 0, false);
   for (int64_t j0 = 0; j0 < key_end; j0 += kKeys) {
     const int parity = static_cast<int>((j0 / kKeys) & 1);
@@ -396,133 +459,73 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
 #pragma unroll
     for (int nt = 0; nt < kKeys / 8; ++nt)  // log2 units (-inf stays -inf)
       sc[nt][0] *= sl2, sc[nt][1] *= sl2, sc[nt][2] *= sl2, sc[nt][3] *= sl2;
-    if (want_mass) {
 #pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt) {
-        const float p00 = sc[nt][0] == -INFINITY ? 0.f : exp2f(sc[nt][0] - lse2_0);
-        const float p01 = sc[nt][1] == -INFINITY ? 0.f : exp2f(sc[nt][1] - lse2_0);
-        const float p10 = sc[nt][2] == -INFINITY ? 0.f : exp2f(sc[nt][2] - lse2_1);
-        const float p11 = sc[nt][3] == -INFINITY ? 0.f : exp2f(sc[nt][3] - lse2_1);
-        if (a.any_w1) {
-          const int c = nt * 8 + 2 * qd;
-          wseg1[g * (kKeys + 1) + c] = p00;
-          wseg1[g * (kKeys + 1) + c + 1] = p01;
-          wseg1[(g + 8) * (kKeys + 1) + c] = p10;
-          wseg1[(g + 8) * (kKeys + 1) + c + 1] = p11;
-        }
-        if (a.any_w8) {
-          float s0 = p00 + p01, s1 = p10 + p11;
-          s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
-          s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
-          s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
-          s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
-          if (qd == (nt & 3)) {
-            wseg8[g * kSeg8Ld + nt] = s0;
-            wseg8[(g + 8) * kSeg8Ld + nt] = s1;
-          }
-        }
+    for (int nt = 0; nt < kKeys / 8; ++nt) {
+      const float p00 = sc[nt][0] == -INFINITY ? 0.f : exp2f(sc[nt][0] - lse2_0);
+      const float p01 = sc[nt][1] == -INFINITY ? 0.f : exp2f(sc[nt][1] - lse2_0);
+      const float p10 = sc[nt][2] == -INFINITY ? 0.f : exp2f(sc[nt][2] - lse2_1);
+      const float p11 = sc[nt][3] == -INFINITY ? 0.f : exp2f(sc[nt][3] - lse2_1);
+      if (a.any_w1) {
+        const int c = nt * 8 + 2 * qd;
+        wseg1[g * (kKeys + 1) + c] = p00;
+        wseg1[g * (kKeys + 1) + c + 1] = p01;
+        wseg1[(g + 8) * (kKeys + 1) + c] = p10;
+        wseg1[(g + 8) * (kKeys + 1) + c + 1] = p11;
       }
-      __syncwarp();
-      const int64_t kend = min(j0 + kKeys, key_end);
-      const bool last = j0 + kKeys >= key_end;
-      const float* crd = wcarry + parity * 16 * a.n_sizes;
-      float* cwr = wcarry + (parity ^ 1) * 16 * a.n_sizes;
-      for (int i = 0; i < a.n_sizes; ++i) {
-        if (a.fold[i] != MassFold::pass2) continue;  // folded in pass 1
-        const int64_t B = a.block_size[i];
-        const bool w8 = B % 8 == 0;
-        const int shift = w8 ? 3 : 0;
-        const float* seg = w8 ? wseg8 : wseg1;
-        const int ld = w8 ? kSeg8Ld : kKeys + 1;
-        // 32-bit divisions (key positions < 2^31; a larger B has one block in range anyway).
-        const uint32_t B32 = static_cast<uint32_t>(min(B, int64_t{1} << 31));
-        const int64_t blo = static_cast<uint32_t>(j0) / B32, bhi = static_cast<uint32_t>(kend - 1) / B32;
-        const int nbt = static_cast<int>(bhi - blo + 1);
-        for (int pi = lane; pi < 16 * nbt; pi += 32) {
-          const int r = pi / nbt, bb = pi - r * nbt;
-          const int64_t blk = blo + bb, ks = blk * B, ke = ks + B;
-          const int s_lo = static_cast<int>(max(ks - j0, int64_t{0})) >> shift;
-          const int s_hi = static_cast<int>(min(ke - j0, int64_t{kKeys})) >> shift;
-          float sum = ks < j0 ? crd[r * a.n_sizes + i] : 0.f;
-          for (int s = s_lo; s < s_hi; ++s) sum += seg[r * ld + s];
-          if (ke <= j0 + kKeys || last) {
-            const int64_t t = r_begin + warp * 16 + r;
-            if (t < r_end) a.mass[i][(h * a.q_count + (t - a.q_begin)) * a.n_blocks[i] + blk] = sum;
-          } else {
-            cwr[r * a.n_sizes + i] = sum;
-          }
+      if (a.any_w8) {
+        float s0 = p00 + p01, s1 = p10 + p11;
+        s0 += __shfl_xor_sync(0xffffffffu, s0, 1);
+        s1 += __shfl_xor_sync(0xffffffffu, s1, 1);
+        s0 += __shfl_xor_sync(0xffffffffu, s0, 2);
+        s1 += __shfl_xor_sync(0xffffffffu, s1, 2);
+        if (qd == (nt & 3)) {
+          wseg8[g * kSeg8Ld + nt] = s0;
+          wseg8[(g + 8) * kSeg8Ld + nt] = s1;
         }
       }
     }
-    if (want_top) {
-      const float thr0 = __shfl_sync(0xffffffffu, my_thr, g), thr1 = __shfl_sync(0xffffffffu, my_thr, g + 8);
-      unsigned long long mk0 = 0, mk1 = 0;
-#pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int c = nt * 8 + 2 * qd + e;
-          if (sc[nt][e] > -INFINITY && sc[nt][e] >= thr0) mk0 |= 1ull << c;
-          if (sc[nt][2 + e] > -INFINITY && sc[nt][2 + e] >= thr1) mk1 |= 1ull << c;
-        }
-      if (__any_sync(0xffffffffu, (mk0 | mk1) != 0)) {
-#pragma unroll
-        for (int o = 1; o < 4; o <<= 1) {
-          mk0 |= __shfl_xor_sync(0xffffffffu, mk0, o);
-          mk1 |= __shfl_xor_sync(0xffffffffu, mk1, o);
-        }
-#pragma unroll
-        for (int nt = 0; nt < kKeys / 8; ++nt)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            wst[g * (kKeys + 1) + nt * 8 + 2 * qd + e] = sc[nt][e];
-            wst[(g + 8) * (kKeys + 1) + nt * 8 + 2 * qd + e] = sc[nt][2 + e];
-          }
-        const unsigned long long c0 = __shfl_sync(0xffffffffu, mk0, (lane % 8) * 4);
-        const unsigned long long c1 = __shfl_sync(0xffffffffu, mk1, (lane % 8) * 4);
-        unsigned long long mine = lane < 8 ? c0 : c1;
-        __syncwarp();
-        if (own) {
-          const float* srow = wst + r_own * (kKeys + 1);
-          while (mine) {
-            const int jj = __ffsll(static_cast<long long>(mine)) - 1;
-            mine &= mine - 1;
-            const float sv = srow[jj];
-            const int32_t j = static_cast<int32_t>(j0 + jj);
-            if (cnt == a.top_n && !(sv > my_ts[cnt - 1] || (sv == my_ts[cnt - 1] && j > my_tj[cnt - 1]))) continue;
-            int pos = cnt < a.top_n ? cnt++ : cnt - 1;
-            while (pos > 0 && (sv > my_ts[pos - 1] || (sv == my_ts[pos - 1] && j > my_tj[pos - 1]))) {
-              my_ts[pos] = my_ts[pos - 1];
-              my_tj[pos] = my_tj[pos - 1];
-              --pos;
-            }
-            my_ts[pos] = sv;
-            my_tj[pos] = j;
-          }
-          if (cnt == a.top_n) my_thr = my_ts[cnt - 1];
-        }
-        __syncwarp();
-      }
-    }
-  }
-  if (want_mass) {
-    // Blocks past the CTA's last key: zero (the header's b > floor(t / B)), coalesced.
+    __syncwarp();
+    const int64_t kend = min(j0 + kKeys, key_end);
+    const bool last = j0 + kKeys >= key_end;
+    const float* crd = wcarry + parity * 16 * a.n_sizes;
+    float* cwr = wcarry + (parity ^ 1) * 16 * a.n_sizes;
     for (int i = 0; i < a.n_sizes; ++i) {
-      const int64_t nb = a.n_blocks[i], z0 = (key_end - 1) / a.block_size[i] + 1;
-      if (z0 >= nb || a.fold[i] != MassFold::pass2) continue;
-      for (int r = 0; r < 16; ++r) {
-        const int64_t t = r_begin + warp * 16 + r;
-        if (t >= r_end) break;
-        zero_mass_tail(a.mass[i] + (h * a.q_count + (t - a.q_begin)) * nb, z0, nb, lane);
+      if (a.fold[i] != MassFold::pass2) continue;  // folded in pass 1
+      const int64_t B = a.block_size[i];
+      const bool w8 = B % 8 == 0;
+      const int shift = w8 ? 3 : 0;
+      const float* seg = w8 ? wseg8 : wseg1;
+      const int ld = w8 ? kSeg8Ld : kKeys + 1;
+      // 32-bit divisions (key positions < 2^31; a larger B has one block in range anyway).
+      const uint32_t B32 = static_cast<uint32_t>(min(B, int64_t{1} << 31));
+      const int64_t blo = static_cast<uint32_t>(j0) / B32, bhi = static_cast<uint32_t>(kend - 1) / B32;
+      const int nbt = static_cast<int>(bhi - blo + 1);
+      for (int pi = lane; pi < 16 * nbt; pi += 32) {
+        const int r = pi / nbt, bb = pi - r * nbt;
+        const int64_t blk = blo + bb, ks = blk * B, ke = ks + B;
+        const int s_lo = static_cast<int>(max(ks - j0, int64_t{0})) >> shift;
+        const int s_hi = static_cast<int>(min(ke - j0, int64_t{kKeys})) >> shift;
+        float sum = ks < j0 ? crd[r * a.n_sizes + i] : 0.f;
+        for (int s = s_lo; s < s_hi; ++s) sum += seg[r * ld + s];
+        if (ke <= j0 + kKeys || last) {
+          const int64_t t = r_begin + warp * 16 + r;
+          if (t < r_end) a.mass[i][(h * a.q_count + (t - a.q_begin)) * a.n_blocks[i] + blk] = sum;
+        } else {
+          cwr[r * a.n_sizes + i] = sum;
+        }
       }
     }
   }
-  if (own && want_top)
-    for (int n = 0; n < a.top_n; ++n) {
-      const bool ok = n < cnt;
-      a.top_index[row_own * a.top_n + n] = ok ? my_tj[n] : -1;
-      if (a.top_prob) a.top_prob[row_own * a.top_n + n] = ok ? exp2f(my_ts[n] - lse_own) : 0.f;
+  // Blocks past the CTA's last key: zero (the header's b > floor(t / B)), coalesced.
+  for (int i = 0; i < a.n_sizes; ++i) {
+    const int64_t nb = a.n_blocks[i], z0 = (key_end - 1) / a.block_size[i] + 1;
+    if (z0 >= nb || a.fold[i] != MassFold::pass2) continue;
+    for (int r = 0; r < 16; ++r) {
+      const int64_t t = r_begin + warp * 16 + r;
+      if (t >= r_end) break;
+      zero_mass_tail(a.mass[i] + (h * a.q_count + (t - a.q_begin)) * nb, z0, nb, lane);
     }
+  }
 }
 
 template <int D, typename T16, Nx NX = Nx::plain>

@@ -605,8 +605,9 @@ TEST_CASE("gpu: dense pass matches the CPU", "[gpu]") {
 }
 
 TEST_CASE("gpu: dense pass, block masses folded in the first pass only", "[gpu]") {
-  // No top-n and only 16, 32 and multiples of 64: the CUDA kernel skips its second pass.
-  // Ragged ends, a block longer than the sequence, unaligned query ranges, GQA, d 48/64/128.
+  // Only 16, 32 and multiples of 64: the CUDA kernel skips its second pass (top-n is ranked
+  // in the first). Ragged ends, a block longer than the sequence, unaligned query ranges, GQA,
+  // d 48/64/128; top-n of 1, of 10, and of 64 (early rows have fewer keys: -1 after them).
   const std::vector<int64_t> fast = {16, 32, 64, 128, 192, 4096};
   const Case cases[] = {
       {1000, 2, 1, 64, 64, 3, DType::bf16},
@@ -617,6 +618,9 @@ TEST_CASE("gpu: dense pass, block masses folded in the first pass only", "[gpu]"
   for (const Case& c : cases) {
     check_dense(c, 0, c.n_tokens, 0, fast);
     check_dense(c, c.n_tokens / 3 + 1, c.n_tokens / 2, 0, fast);
+    check_dense(c, 0, c.n_tokens, 10, fast);
+    check_dense(c, c.n_tokens / 3 + 1, c.n_tokens / 2, 1, {32});
+    check_dense(c, 3, c.n_tokens - 3, 64, {16, 64});
     check_dense(c, 5, c.n_tokens - 5, 2, {16, 77, 128});  // both passes, mixed sizes
   }
 }
