@@ -19,7 +19,15 @@ struct ScoreArgs {
   int d = 0;
   int64_t t0 = 0, nq = 0, n_cols = 0, stride = 0;  // columns b < n_cols; row stride of `scores`
   float* scores = nullptr;                         // [nq, stride]
+  // > 0: the block size whose rows read these scores. Row t reads its routable blocks b < t / B
+  // only, so a tile no row of which reaches its first column is left out (left unwritten).
+  int64_t causal_block = 0;
 };
+
+// A tile of rows [t0 + i0, t0 + i0 + kTileQ) and columns [b0, b0 + kTileK) that no row reads.
+__device__ __forceinline__ bool tile_unread(int64_t causal_block, int64_t t0, int64_t i0, int64_t b0) {
+  return causal_block > 0 && b0 >= (t0 + i0 + kTileQ - 1) / causal_block;
+}
 __global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
   extern __shared__ float sm[];
   const int ld = a.d + 1;
@@ -27,6 +35,7 @@ __global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
   float* ks = qs + kTileQ * ld;
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTileQ, b0 = static_cast<int64_t>(blockIdx.x) * kTileK;
+  if (tile_unread(a.causal_block, a.t0, i0, b0)) return;  // the whole CTA
   for (int e = tid; e < kTileQ * a.d; e += 256) {
     const int r = e / a.d, c = e % a.d;
     qs[r * ld + c] = i0 + r < a.nq ? a.q[((a.t0 + i0 + r) / a.q_div) * a.q_st + c] : 0.f;
@@ -48,6 +57,7 @@ struct QuestArgs {
   int d = 0;
   int64_t t0 = 0, nq = 0, n_cols = 0, stride = 0;
   float* scores = nullptr;  // [nq, stride]
+  int64_t causal_block = 0;  // as ScoreArgs
 };
 __global__ void __launch_bounds__(256) quest_scores_kernel(QuestArgs a) {
   extern __shared__ float sm[];
@@ -57,6 +67,7 @@ __global__ void __launch_bounds__(256) quest_scores_kernel(QuestArgs a) {
   float* hi = lo + kTileK * ld;   // [64][d + 1]
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTileQ, b0 = static_cast<int64_t>(blockIdx.x) * kTileK;
+  if (tile_unread(a.causal_block, a.t0, i0, b0)) return;  // the whole CTA
   for (int e = tid; e < kTileQ * a.d; e += 256) {
     const int r = e / a.d, c = e % a.d;
     qs[r * ld + c] = i0 + r < a.nq ? a.q[(a.t0 + i0 + r) * a.q_st + c] : 0.f;
@@ -250,6 +261,7 @@ void score_rows_cuda(const ScoreRowSource& src, int64_t head, int64_t t0, int64_
     s.kmin = src.keys, s.kmax = src.keys + nb * hd;
     s.t0 = t0, s.nq = nq, s.n_cols = n_cols, s.stride = nb;
     s.scores = scores;
+    s.causal_block = B;
     const size_t smem = static_cast<size_t>(kTileQ + 2 * kTileK) * (d + 1) * sizeof(float);
     allow_smem(reinterpret_cast<const void*>(quest_scores_kernel), smem);
     quest_scores_kernel<<<grid, 256, smem>>>(s);
@@ -267,6 +279,7 @@ void score_rows_cuda(const ScoreRowSource& src, int64_t head, int64_t t0, int64_
     ck_launch("minference-bs mean queries");
     s.q = src.qbar, s.q_div = B;
   }
+  s.causal_block = B;  // every reader (the row kernels, nsa_accumulate_kernel) stops at b < t / B
   if (kind != RouterKind::nsa_shared) {
     launch_gate_scores(s, grid);
     return;
