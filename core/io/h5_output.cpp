@@ -189,14 +189,17 @@ struct H5Output::Impl {
     }
   }
 
-  h5::Id open_object(const std::string& object) {
+  // `created`: set when the object did not exist (a new group: it has no attributes yet).
+  h5::Id open_object(const std::string& object, bool* created = nullptr) {
     check_open();
     if (object.empty() || object[0] != '/') throw std::logic_error(where(object) + ": object paths are absolute");
+    if (created) *created = false;
     if (h5::path_exists(file.get(), object)) {
       h5::Id o = h5::object_id(H5Oopen(file.get(), object.c_str(), H5P_DEFAULT));
       if (o) return o;
     } else {
       h5::Id g = h5::require_group(file.get(), object);
+      if (created) *created = true;
       if (g) return g;
     }
     throw std::runtime_error(where(object) + ": cannot open or create the object");
@@ -332,10 +335,10 @@ void H5Output::set_number(const std::string& object, const std::string& name, do
 
 void H5Output::set_numbers(const std::string& object, const std::vector<std::pair<std::string, double>>& values) {
   auto lock = h5::h5_lock();
-  h5::Id o = impl_->open_object(object);
-  for (const auto& [name, value] : values)
-    if (!h5::write_attr_double(o.get(), name, value))
-      throw std::runtime_error(impl_->where(object) + ": cannot write attribute " + name);
+  bool created = false;
+  h5::Id o = impl_->open_object(object, &created);
+  if (!h5::write_attrs_double(o.get(), values, created))
+    throw std::runtime_error(impl_->where(object) + ": cannot write its attributes");
 }
 void H5Output::set_integer(const std::string& object, const std::string& name, int64_t value) {
   auto lock = h5::h5_lock();

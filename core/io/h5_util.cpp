@@ -219,6 +219,17 @@ bool write_attr_double(hid_t obj, const std::string& name, double value) {
   return write_attr_raw(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
 }
 
+bool write_attrs_double(hid_t obj, const std::vector<std::pair<std::string, double>>& values, bool fresh) {
+  Id space = space_id(H5Screate(H5S_SCALAR));
+  if (!space) return false;
+  for (const auto& [name, value] : values) {
+    if (!fresh && H5Aexists(obj, name.c_str()) > 0 && H5Adelete(obj, name.c_str()) < 0) return false;
+    Id a = attr_id(H5Acreate2(obj, name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
+    if (!a || H5Awrite(a.get(), H5T_NATIVE_DOUBLE, &value) < 0) return false;
+  }
+  return true;
+}
+
 Id require_group(hid_t file, const std::string& path) {
   if (path.empty() || path == "/") return group_id(H5Gopen2(file, "/", H5P_DEFAULT));
   if (H5Lexists(file, path.c_str(), H5P_DEFAULT) > 0) return group_id(H5Gopen2(file, path.c_str(), H5P_DEFAULT));
