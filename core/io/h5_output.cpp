@@ -92,6 +92,10 @@ std::string parent_of(const std::string& path) {
   const size_t slash = path.rfind('/');
   return slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
 }
+std::string name_of(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
+// Groups kept open by H5Output::Impl::group_at before it closes them all and starts again.
+constexpr size_t kOpenGroups = 256;
 }  // namespace
 
 struct H5Output::Impl {
@@ -99,6 +103,36 @@ struct H5Output::Impl {
   h5::TempFile file;
   bool deflate_avail;  // the library has the deflate filter
   std::map<std::string, DatasetRec> datasets;
+  // Groups by absolute path, kept open: a configuration's attributes and datasets are found from
+  // its group, and a group from its parent's (an absolute path walks every level from the root,
+  // an existence check each prefix: most of a head's many small writes, before). Declared after
+  // `file`, so closed before it.
+  std::map<std::string, h5::Id> groups;
+
+  // The group at `path`, created with its parents where absent (`created` set when it was).
+  hid_t group_at(const std::string& path, bool* created = nullptr) {
+    if (created) *created = false;
+    if (auto it = groups.find(path); it != groups.end()) return it->second.get();
+    h5::Id g;
+    if (path == "/") {
+      g = h5::group_id(H5Gopen2(file.get(), "/", H5P_DEFAULT));
+    } else {
+      const hid_t parent = group_at(parent_of(path));
+      const std::string name = name_of(path);
+      if (H5Lexists(parent, name.c_str(), H5P_DEFAULT) > 0) {
+        g = h5::group_id(H5Gopen2(parent, name.c_str(), H5P_DEFAULT));
+      } else {
+        g = h5::create_group(parent, name);
+        if (created) *created = true;
+      }
+    }
+    if (!g) throw std::runtime_error(where(path) + ": cannot open or create the group");
+    return groups.emplace(path, std::move(g)).first->second.get();
+  }
+  // At the start of an operation (never within one: its handles stay valid to its end).
+  void trim_groups() {
+    if (groups.size() >= kOpenGroups) groups.clear();
+  }
 
   std::string where(const std::string& dataset) const { return file.target() + ": " + dataset; }
 
@@ -115,17 +149,18 @@ struct H5Output::Impl {
     if (shape.empty() || shape.size() > 32) throw std::logic_error(where(name) + ": rank must be 1..32");
     if (datasets.count(name)) throw std::logic_error(where(name) + ": dataset written twice");
     DatasetRec rec{elem, shape, 1};
+    trim_groups();
     std::vector<hsize_t> dims;
     for (size_t i = 0; i < shape.size(); ++i) {
       if (shape[i] < 0) throw std::logic_error(where(name) + ": negative dimension");
       dims.push_back(hsize_t(shape[i]));
       if (i > 0) rec.row_elems *= shape[i];
     }
-    h5::Id group = h5::require_group(file.get(), parent_of(name));
+    const hid_t group = group_at(parent_of(name));
     h5::Id space = h5::space_id(H5Screate_simple(int(dims.size()), dims.data(), nullptr));
     const hid_t type = file_type_of(elem, bits);
     h5::Id dcpl = h5::plist_id(H5Pcreate(H5P_DATASET_CREATE));
-    bool ok = group && space && dcpl;
+    bool ok = space && dcpl;
     if (ok && chunked(storage, shape)) {
       std::vector<hsize_t> chunk = dims;
       chunk[0] = hsize_t(std::min(storage.chunk_rows, shape[0]));
@@ -139,8 +174,8 @@ struct H5Output::Impl {
       // no separate raw-data block and write. Readers see the same dataset.
       ok = H5Pset_layout(dcpl.get(), H5D_COMPACT) >= 0;
     }
-    h5::Id d = ok ? h5::dataset_id(H5Dcreate2(file.get(), name.c_str(), type, space.get(), H5P_DEFAULT, dcpl.get(),
-                                              H5P_DEFAULT))
+    h5::Id d = ok ? h5::dataset_id(H5Dcreate2(group, name_of(name).c_str(), type, space.get(), H5P_DEFAULT,
+                                              dcpl.get(), H5P_DEFAULT))
                   : h5::Id();
     if (!d) throw std::runtime_error(where(name) + ": cannot create the dataset");
     datasets[name] = rec;
@@ -194,13 +229,16 @@ struct H5Output::Impl {
     check_open();
     if (object.empty() || object[0] != '/') throw std::logic_error(where(object) + ": object paths are absolute");
     if (created) *created = false;
-    if (h5::path_exists(file.get(), object)) {
-      h5::Id o = h5::object_id(H5Oopen(file.get(), object.c_str(), H5P_DEFAULT));
+    trim_groups();
+    if (object == "/") {
+      h5::Id o = h5::object_id(H5Oopen(group_at("/"), ".", H5P_DEFAULT));
       if (o) return o;
     } else {
-      h5::Id g = h5::require_group(file.get(), object);
-      if (created) *created = true;
-      if (g) return g;
+      const hid_t parent = group_at(parent_of(object));
+      const std::string name = name_of(object);
+      if (H5Lexists(parent, name.c_str(), H5P_DEFAULT) <= 0) group_at(object, created);  // a new group
+      h5::Id o = h5::object_id(H5Oopen(parent, name.c_str(), H5P_DEFAULT));
+      if (o) return o;
     }
     throw std::runtime_error(where(object) + ": cannot open or create the object");
   }
@@ -349,6 +387,7 @@ void H5Output::set_integer(const std::string& object, const std::string& name, i
 
 void H5Output::commit() {
   auto lock = h5::h5_lock();
+  impl_->groups.clear();
   impl_->file.commit();
 }
 

@@ -230,6 +230,12 @@ bool write_attrs_double(hid_t obj, const std::vector<std::pair<std::string, doub
   return true;
 }
 
+Id create_group(hid_t parent, const std::string& name) {
+  Id gcpl = plist_id(H5Pcreate(H5P_GROUP_CREATE));
+  if (!gcpl || H5Pset_attr_phase_change(gcpl.get(), 64, 48) < 0) return Id();  // as require_group
+  return group_id(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT));
+}
+
 Id require_group(hid_t file, const std::string& path) {
   if (path.empty() || path == "/") return group_id(H5Gopen2(file, "/", H5P_DEFAULT));
   if (H5Lexists(file, path.c_str(), H5P_DEFAULT) > 0) return group_id(H5Gopen2(file, path.c_str(), H5P_DEFAULT));

@@ -96,6 +96,8 @@ bool write_attrs_double(hid_t obj, const std::vector<std::pair<std::string, doub
 
 // Opens group `path`, creating it and any missing parents. Returns an invalid Id on failure.
 Id require_group(hid_t file, const std::string& path);
+// A new group `name` in `parent`, with require_group's creation properties.
+Id create_group(hid_t parent, const std::string& name);
 
 // Temp-file name beside `path` for atomic writes: "<path>.tmp-<pid>-<n>".
 std::string temp_path_for(const std::string& path);
