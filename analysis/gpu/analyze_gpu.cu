@@ -10,8 +10,8 @@
 #include <cmath>
 #include <cub/device/device_segmented_radix_sort.cuh>
 #include <future>
-#include <memory>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
 #include <string>
