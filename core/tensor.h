@@ -4,7 +4,6 @@
 // rounding and for the GPU path, which narrows back losslessly).
 #include <cstddef>
 #include <cstdint>
-#include <new>
 #include <vector>
 
 #include "core/dtype.h"
