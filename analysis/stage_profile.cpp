@@ -47,16 +47,8 @@ std::map<int, std::string>& thread_names() {
 }  // namespace
 
 void stage_profile_add(const std::string& stage, double seconds) {
-  {
-    std::lock_guard<std::mutex> lock(profile_mutex());
-    profile_seconds()[stage] += seconds;
-  }
-  if (stage_trace_on()) {
-    const auto now = std::chrono::steady_clock::now();
-    stage_trace_add(stage, "", now - std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                         std::chrono::duration<double>(seconds)),
-                    now);
-  }
+  std::lock_guard<std::mutex> lock(profile_mutex());
+  profile_seconds()[stage] += seconds;
 }
 
 std::string stage_profile_report() {

@@ -154,7 +154,9 @@ struct StageClock {
     if (!on) return;
     ck(cudaDeviceSynchronize(), stage);
     const auto now = std::chrono::steady_clock::now();
-    stage_profile_add(std::string("gpu: ") + stage, std::chrono::duration<double>(now - t).count());
+    const std::string name = std::string("gpu: ") + stage;
+    stage_profile_add(name, std::chrono::duration<double>(now - t).count());
+    stage_trace_add(name, "", t, now);
     t = now;
   }
 };

@@ -94,6 +94,15 @@ wall = [e for e in spans if e["name"] == "moba analyze (wall)"]
 assert len(wall) == 1 and all(e["ts"] + e["dur"] <= wall[0]["ts"] + wall[0]["dur"] + 1 for e in spans)
 assert any(e["ph"] == "M" and e["name"] == "thread_name" for e in ev)
 PYEOF
+# With --profile too, each host stage is one interval (not one per timer), with its head.
+"$MOBA" analyze s.h5 --block-sizes 16,32 --top-k 2 --layers 0 --out TP --trace TP.trace.json --profile --quiet \
+  > /dev/null 2>&1 || fail "--trace with --profile"
+"$PY" - <<'PYEOF' || fail "--trace with --profile: intervals recorded twice"
+import json
+names = [e["name"] for e in json.load(open("TP.trace.json"))["traceEvents"] if e["ph"] == "X"]
+rows = [n for n in names if n.startswith("host: summary rows")]
+assert sorted(rows) == ["host: summary rows (SNR model) (head %d)" % h for h in range(4)], rows
+PYEOF
 rc=0; "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --out T2 --trace '' --quiet > /dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] && [ ! -e T2 ] || fail "--trace '' was not a usage error (exit $rc)"
 
