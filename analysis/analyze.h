@@ -28,8 +28,8 @@
 #include <deque>
 #include <exception>
 #include <functional>
-#include <memory>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>

@@ -28,12 +28,6 @@ namespace moba::analysis {
 // why not, in words for the user (the caller then runs the host path and says so).
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim);
 
-// Measures every head of in.heads on CUDA device `device`, in order, and hands each head's
-// measures to `head_done` (with keep_arrays, the arrays and selections of the configurations
-// opt.keep keeps, or of all with opt.keep_arrays; the others carry their key only). `progress` (null:
-// none) advances by the plan's chunks (plan.chunk) as the device's larger chunks complete.
-// Throws std::runtime_error naming the failed CUDA step. Every kernel reduces in a fixed
-// order, so a head's measures do not depend on the device or on the other heads.
 // The group's q, k and v uploaded to CUDA device `device` (fp32 and, for 16-bit dumps, their
 // 16-bit copies) on a stream of their own, for GroupInput::gpu_inputs: the next KV group's,
 // uploaded by the thread that read it while this group's heads run. analyze_group_gpu then
@@ -41,6 +35,12 @@ std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePla
 std::shared_ptr<void> upload_group_gpu(const TensorView& q, const TensorView& k, const TensorView& v, DType dtype,
                                        int device = 0);
 
+// Measures every head of in.heads on CUDA device `device`, in order, and hands each head's
+// measures to `head_done` (with keep_arrays, the arrays and selections of the configurations
+// opt.keep keeps, or of all with opt.keep_arrays; the others carry their key only). `progress` (null:
+// none) advances by the plan's chunks (plan.chunk) as the device's larger chunks complete.
+// Throws std::runtime_error naming the failed CUDA step. Every kernel reduces in a fixed
+// order, so a head's measures do not depend on the device or on the other heads.
 void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, bool keep_arrays,
                        Progress* progress, const std::function<void(HeadMeasures&)>& head_done, int device = 0);
 
