@@ -7,9 +7,9 @@
 // - Paths are absolute ("/layers/0/heads/1"); "/" is the root group.
 // - Listings are in name order as HDF5 stores it (byte order: "10" < "2"); callers that want
 //   numeric order sort themselves.
-// - read_f32 reads any floating-point dataset (converted to float32), read_i32 any integer
-//   dataset that fits int32 (HDF5 converts; out-of-range values are an error). The whole
-//   dataset is read, row-major, with its shape returned beside it.
+// - read_f32 / read_f64 read any floating-point dataset (converted to float32 / float64),
+//   read_i32 any integer dataset that fits int32 (HDF5 converts; out-of-range values are an
+//   error). The whole dataset is read, row-major, with its shape returned beside it.
 // - Attributes are returned as text (numbers in shortest round-trip form, arrays as
 //   "[a, b]"); attribute_number() gives the numeric value of a scalar numeric attribute.
 // - Every member call takes the process-wide HDF5 lock (core/io/h5_util.h): one object may be
@@ -52,6 +52,7 @@ class H5Input {
 
   H5DatasetInfo dataset_info(const std::string& dataset) const;
   std::vector<float> read_f32(const std::string& dataset, std::vector<int64_t>* shape = nullptr) const;
+  std::vector<double> read_f64(const std::string& dataset, std::vector<int64_t>* shape = nullptr) const;
   std::vector<int32_t> read_i32(const std::string& dataset, std::vector<int64_t>* shape = nullptr) const;
 
   // All attributes of the group or dataset `object`, as text, by name.

@@ -6,8 +6,8 @@
 // - Everything is written to a temporary file beside `path`; commit() renames it over
 //   `path`. An H5Output destroyed without commit() (an exception, an early return) removes
 //   the temporary file: a failed command leaves no output behind.
-// - Datasets are float32 or signed integers (int32 in memory; stored as int8, int16 or
-//   int32), any rank >= 1, row-major, named by absolute path ("/layers/0/selected");
+// - Datasets are float32, float64 (whole and contiguous only) or signed integers (int32 in
+//   memory; stored as int8, int16 or int32), any rank >= 1, row-major, named by absolute path ("/layers/0/selected");
 //   missing groups are created on demand. A dataset may be written whole, or created first
 //   and filled in runs of rows along axis 0 (e.g. one head at a time) so the caller never
 //   holds all of it. Rows never written read back as 0.
@@ -57,6 +57,9 @@ class H5Output {
                  const H5Storage& storage = {});
   void write_i32(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
                  const H5Storage& storage = {});
+  // float64, contiguous (small tables whose values must read back bit for bit, e.g. analyze's
+  // per-head summary table).
+  void write_f64(const std::string& dataset, const std::vector<int64_t>& shape, const double* data);
   // Integers held as int32 in memory, stored as signed `stored_bits` (8, 16 or 32) integers.
   // std::logic_error when a value does not fit (nothing is clipped) or bits is another value.
   void write_int(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
@@ -95,7 +98,7 @@ class H5Output {
   void set_string(const std::string& object, const std::string& name, const std::string& value);
   void set_number(const std::string& object, const std::string& name, double value);
   void set_integer(const std::string& object, const std::string& name, int64_t value);
-  // Several numbers on one object, opened once (a configuration's ~40 summary attributes).
+  // Several numbers on one object, opened once.
   void set_numbers(const std::string& object, const std::vector<std::pair<std::string, double>>& values);
 
   void commit();

@@ -2,6 +2,10 @@
 // temp-file + rename contract. Read back with the HDF5 C API.
 #include "core/h5_output.h"
 
+#include <cmath>
+#include <limits>
+
+#include "core/h5_input.h"
 #include "tests/test_io_util.h"
 
 using namespace moba;
@@ -76,6 +80,37 @@ TEST_CASE("H5Output: datasets, streaming rows and attributes", "[io][h5output]")
   H5Fclose(f);
   CHECK(block == 64);
   CHECK(sparsity == 0.75);
+}
+
+TEST_CASE("H5Output: float64 tables read back bit for bit (H5Input read_f64 / read_f32)", "[io][h5output]") {
+  ScratchDir dir("out_f64");
+  const std::string path = dir.file("t.h5");
+  // 3 x 700 doubles: past the compact layout's 4 KiB; NaN, -0, infinities and a value float32 rounds.
+  std::vector<double> v(3 * 700);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = 1.0 / 3.0 + double(i) * 1e-9;
+  v[1] = std::numeric_limits<double>::quiet_NaN();
+  v[2] = -0.0;
+  v[3] = -std::numeric_limits<double>::infinity();
+  const std::vector<double> small{0.1, 2.5};
+  {
+    H5Output o(path);
+    o.write_f64("/h/summary", {3, 700}, v.data());
+    o.write_f64("/h/small", {2}, small.data());
+    CHECK_THROWS_AS(o.write_f64("/h/summary", {1}, small.data()), std::logic_error);  // written twice
+    CHECK_THROWS_AS(o.write_f64("/h/none", {2}, nullptr), std::logic_error);
+    CHECK_THROWS_AS(o.write_rows("/h/small", 0, 1, std::vector<float>{1.f}.data()), std::logic_error);
+    o.commit();
+  }
+  const H5Input in(path);
+  CHECK(in.dataset_info("/h/summary").dtype == "float64");
+  std::vector<int64_t> shape;
+  const std::vector<double> back = in.read_f64("/h/summary", &shape);
+  CHECK(shape == std::vector<int64_t>{3, 700});
+  REQUIRE(back.size() == v.size());
+  CHECK(std::memcmp(back.data(), v.data(), v.size() * sizeof(double)) == 0);
+  CHECK(in.read_f64("/h/small") == small);
+  CHECK(in.read_f32("/h/small") == std::vector<float>{0.1f, 2.5f});  // converted by HDF5
+  CHECK_THROWS(in.read_i32("/h/small"));
 }
 
 TEST_CASE("H5Output: uncommitted output leaves nothing behind", "[io][h5output]") {

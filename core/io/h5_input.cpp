@@ -166,6 +166,10 @@ std::vector<float> H5Input::read_f32(const std::string& dataset, std::vector<int
   return impl_->read<float>(dataset, H5T_FLOAT, H5T_NATIVE_FLOAT, "float32", shape);
 }
 
+std::vector<double> H5Input::read_f64(const std::string& dataset, std::vector<int64_t>* shape) const {
+  return impl_->read<double>(dataset, H5T_FLOAT, H5T_NATIVE_DOUBLE, "float64", shape);
+}
+
 std::vector<int32_t> H5Input::read_i32(const std::string& dataset, std::vector<int64_t>* shape) const {
   return impl_->read<int32_t>(dataset, H5T_INTEGER, H5T_NATIVE_INT32, "int32", shape);
 }

@@ -18,7 +18,7 @@ namespace moba {
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "chunk_bytes lays out little-endian values");
 
 namespace {
-enum class Elem { f32, i32 };
+enum class Elem { f32, i32, f64 };
 
 struct DatasetRec {
   Elem elem;
@@ -28,9 +28,11 @@ struct DatasetRec {
 
 // Bytes of one stored element: float32, or a signed integer of `bits` (8, 16, 32).
 size_t stored_bytes(bool f32, int bits) { return f32 ? 4 : size_t(bits / 8); }
+size_t stored_bytes(Elem elem, int bits) { return elem == Elem::f64 ? 8 : stored_bytes(elem == Elem::f32, bits); }
 
 hid_t file_type_of(Elem elem, int bits) {
   if (elem == Elem::f32) return H5T_IEEE_F32LE;
+  if (elem == Elem::f64) return H5T_IEEE_F64LE;
   return bits == 8 ? H5T_STD_I8LE : bits == 16 ? H5T_STD_I16LE : H5T_STD_I32LE;
 }
 
@@ -169,7 +171,7 @@ struct H5Output::Impl {
         if (storage.shuffle) ok = H5Pset_shuffle(dcpl.get()) >= 0;
         ok = ok && H5Pset_deflate(dcpl.get(), unsigned(std::clamp(storage.deflate, 1, 9))) >= 0;
       }
-    } else if (ok && elems_of(shape) * int64_t(stored_bytes(elem == Elem::f32, bits)) <= kCompactBytes) {
+    } else if (ok && elems_of(shape) * int64_t(stored_bytes(elem, bits)) <= kCompactBytes) {
       // Small contiguous datasets (bucket curves, SNR histograms) live in their object header:
       // no separate raw-data block and write. Readers see the same dataset.
       ok = H5Pset_layout(dcpl.get(), H5D_COMPACT) >= 0;
@@ -203,7 +205,7 @@ struct H5Output::Impl {
     count[0] = hsize_t(n_rows);
     // The memory space has the selection's shape (a flat one makes HDF5 map element by element).
     h5::Id mspace = h5::space_id(H5Screate_simple(int(count.size()), count.data(), nullptr));
-    const hid_t mem_type = elem == Elem::f32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32;
+    const hid_t mem_type = elem == Elem::f32 ? H5T_NATIVE_FLOAT : elem == Elem::f64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32;
     if (!fspace || !mspace ||
         H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0 ||
         H5Dwrite(d, mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, data) < 0)
@@ -335,6 +337,13 @@ void H5Output::write_batch(const std::vector<Item>& items) {
     else
       impl_->write(it.dataset, 0, it.shape[0], it.i32, elem, d.get());
   }
+}
+
+void H5Output::write_f64(const std::string& dataset, const std::vector<int64_t>& shape, const double* data) {
+  if (elems_of(shape) > 0 && !data) throw std::logic_error(impl_->where(dataset) + ": no values");
+  auto lock = h5::h5_lock();
+  const h5::Id d = impl_->create(dataset, shape, Elem::f64);
+  impl_->write(dataset, 0, shape.empty() ? 0 : shape[0], data, Elem::f64, d.get());
 }
 
 void H5Output::create_f32(const std::string& dataset, const std::vector<int64_t>& shape) {
