@@ -426,28 +426,25 @@ void summary_commit(const GroupInput& in, const AnalyzeOptions& opt, const Analy
   const std::vector<int64_t> edges = bucket_edges(T, opt.n_buckets, opt.bucket_width);
   const int n_slots = static_cast<int>(rows.size());
   StageTimer timer(opt.profile);
+  const size_t first_bucket = result.buckets.size(), first_snr = result.snr.size();
   for (int slot = 0; slot < n_slots; ++slot) {
-    SummaryRow& row = rows[static_cast<size_t>(slot)];
-    const size_t first_bucket = result.buckets.size();
+    const SummaryRow& row = rows[static_cast<size_t>(slot)];
     add_bucket_rows(row.key, m.stats[slot], edges, &result.buckets);
-    if (h5) {
-      // Summary attributes and bucket curves always; arrays and selections as opt.keep says
-      // (when the measurement kept them at all).
-      const bool have = !m.arrays.empty();
-      PositionArrays key_only;
-      key_only.key = row.key;
-      write_configuration(*h5, have ? m.arrays[slot] : key_only, row, result.buckets.data() + first_bucket,
-                          result.buckets.size() - first_bucket, T, have && opt.keep.keeps_arrays(row.key),
-                          have && opt.keep.keeps_selection(row.key));
-    }
-    result.rows.push_back(std::move(row));
+    // Arrays and selections as opt.keep says (when the measurement kept them at all).
+    if (h5 && !m.arrays.empty())
+      write_kept_arrays(*h5, m.arrays[slot], T, opt.keep.keeps_arrays(row.key), opt.keep.keeps_selection(row.key));
   }
   for (int gi = 0; gi < n_gates; ++gi)
     for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
       const ConfigKey key{in.layer, m.head, plan.block_sizes[bi], 0, gates.kinds[gi]};
       result.snr.push_back({key, m.snr[gi * plan.n_block_sizes() + bi]});
-      if (h5) write_snr_hist(*h5, result.snr.back());
     }
+  // The head's summary rows, bucket curves and SNR histograms: a few tables, whatever is kept.
+  if (h5 && n_slots > 0)
+    write_head_tables(*h5, rows, opt.routers, result.buckets.data() + first_bucket,
+                      (result.buckets.size() - first_bucket) / static_cast<size_t>(n_slots),
+                      result.snr.data() + first_snr, result.snr.size() - first_snr);
+  for (SummaryRow& row : rows) result.rows.push_back(std::move(row));
   if (opt.keep_arrays)
     for (auto& a : m.arrays) result.arrays.push_back(std::move(a));
   timer.lap("host: buckets + analysis.h5 writes", "head " + std::to_string(m.head));

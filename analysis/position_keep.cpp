@@ -121,7 +121,7 @@ std::string format_bytes(int64_t bytes) {
 }
 
 std::string PositionKeep::describe() const {
-  const std::string buckets = "position-bucket curves and summary attributes for every configuration";
+  const std::string buckets = "summary rows and position-bucket curves of every configuration";
   if (level == PositionLevel::none) return "no per-position arrays or selections; " + buckets;
   const std::string what = level == PositionLevel::metrics ? "per-position metric arrays (no selections)"
                                                            : "per-position metric arrays and selections";

@@ -86,8 +86,8 @@ struct PositionKeep {
   bool keeps_selection(const ConfigKey& key) const;
   // One line for run.json, analysis.h5 and messages, e.g. "per-position metric arrays and
   // selections for head 0 of every layer, 41 of 112 configurations within the 256 MiB
-  // per-head budget (smallest first; 250.3 MiB kept per head); position-bucket curves and
-  // summary attributes for every configuration".
+  // per-head budget (smallest first; 250.3 MiB kept per head); summary rows and
+  // position-bucket curves of every configuration".
   std::string describe() const;
   // The pair is named by `configs` and `routers` (heads and the budget aside; true at level all).
   bool in_named_set(int64_t block_size, int top_k, RouterKind router) const;

@@ -43,6 +43,42 @@ std::vector<std::string> split_csv_line(const std::string& line) {
   return out;
 }
 
+// One row of a head table's keys (layout 2, results_schema.h): `configurations` (block_size,
+// top_k, router) or `snr_configurations` (block_size, router; top_k 0). `known` is false for a
+// router name that is not a RouterKind (such rows are skipped, as layout 1's groups are).
+struct TableKey {
+  int64_t block_size = 0;
+  int top_k = 0;
+  RouterKind router = RouterKind::moba;
+  bool known = false;
+};
+
+std::vector<TableKey> read_table_keys(const H5Input& h5, const std::string& file, const std::string& ds, bool with_k) {
+  std::vector<int64_t> shape;
+  const std::vector<int32_t> v = h5.read_i32(ds, &shape);
+  const int64_t n_cols = with_k ? 3 : 2;
+  if (shape.size() != 2 || shape[1] != n_cols)
+    throw ShapeError(file, ds, "expected [n_rows, " + std::to_string(n_cols) + "] integers (" +
+                                   (with_k ? kConfigurationColumns : kSnrConfigurationColumns) + ")");
+  const std::vector<std::string> routers = split_names(h5.attribute(ds, "routers").value_or(""));
+  std::vector<TableKey> keys(static_cast<size_t>(shape[0]));
+  for (size_t r = 0; r < keys.size(); ++r) {
+    const int32_t* row = v.data() + r * static_cast<size_t>(n_cols);
+    const int32_t router = row[n_cols - 1];
+    TableKey& k = keys[r];
+    k.block_size = row[0];
+    k.top_k = with_k ? row[1] : 0;
+    if (k.block_size < 1 || (with_k && k.top_k < 1))
+      throw FormatError(file, ds, "row " + std::to_string(r) + ": block size " + std::to_string(row[0]) +
+                                      (with_k ? ", top-k " + std::to_string(row[1]) : std::string()) + " (must be >= 1)");
+    if (router < 0 || static_cast<size_t>(router) >= routers.size())
+      throw FormatError(file, ds, "row " + std::to_string(r) + ": router " + std::to_string(router) +
+                                      " outside the attribute `routers` (" + std::to_string(routers.size()) + " names)");
+    k.known = parse_router(routers[static_cast<size_t>(router)], &k.router);
+  }
+  return keys;
+}
+
 }  // namespace
 
 const std::vector<std::string>& known_metric_names() {
@@ -116,6 +152,19 @@ ResultsFile::ResultsFile(const std::string& dir_or_h5) {
     throw FormatError(h5_path_, kLayersGroup, "group is missing: not a `moba analyze` analysis.h5");
   attributes_ = h5_->attributes("/");
 
+  // Layout 2: each head's `configurations` table lists every configuration (row = its row in
+  // the head's tables); the configuration groups, where present, hold kept arrays. Layout 1:
+  // the groups hold everything.
+  std::map<ConfigKey, size_t> index;
+  const auto entry = [&](const ConfigKey& key) -> size_t {
+    auto [it, added] = index.emplace(key, configs_.size());
+    if (added) {
+      configs_.push_back(key);
+      stored_.emplace_back();
+      rows_.push_back(-1);
+    }
+    return it->second;
+  };
   for (const std::string& lname : h5_->list_groups(kLayersGroup)) {
     int64_t layer = 0;
     if (!parse_index_name(lname, &layer)) continue;
@@ -124,10 +173,22 @@ ResultsFile::ResultsFile(const std::string& dir_or_h5) {
     for (const std::string& hname : h5_->list_groups(lpath)) {
       int64_t head = 0;
       if (!parse_index_name(hname, &head)) continue;
-      const std::string hpath = head_path(static_cast<int>(layer), head);
+      const int L = static_cast<int>(layer);
+      const std::string hpath = head_path(L, head);
+      const std::string table = head_table_path(L, head, kConfigurationsDataset);
+      if (h5_->has_dataset(table)) {
+        const std::vector<TableKey> keys = read_table_keys(*h5_, h5_path_, table, true);
+        const bool buckets = h5_->has_dataset(head_table_path(L, head, kBucketMeansDataset));
+        for (size_t r = 0; r < keys.size(); ++r) {
+          if (!keys[r].known) continue;
+          const size_t i = entry({L, head, keys[r].block_size, keys[r].top_k, keys[r].router});
+          stored_[i].buckets = buckets;
+          rows_[i] = static_cast<int>(r);
+        }
+      }
       for (const std::string& sname : h5_->list_groups(hpath)) {
         ConfigKey key;
-        key.layer = static_cast<int>(layer);
+        key.layer = L;
         key.head = head;
         if (!parse_slot_name(sname, &key.block_size, &key.top_k)) continue;  // e.g. B<b>/ (SNR histograms)
         for (const std::string& router : h5_->list_groups(hpath + "/" + sname)) {
@@ -138,26 +199,33 @@ ResultsFile::ResultsFile(const std::string& dir_or_h5) {
             else if (ds == kBucketMeansDataset) st.buckets = true;
             else if (ds.rfind("bucket_", 0) != 0) st.metrics = true;
           }
-          if (!st.selection && !st.metrics && !st.buckets) continue;
-          configs_.push_back(key);
-          stored_.push_back(st);
+          if (!st.selection && !st.metrics && !st.buckets && !index.count(key)) continue;
+          StoredLevels& have = stored_[entry(key)];
+          have.selection = have.selection || st.selection;
+          have.metrics = have.metrics || st.metrics;
+          have.buckets = have.buckets || st.buckets;
         }
       }
     }
   }
   if (configs_.empty())
-    throw FormatError(h5_path_, kLayersGroup, "no /layers/L/heads/H/B<b>_k<k>/<router> configuration groups with data");
+    throw FormatError(h5_path_, kLayersGroup,
+                      "no configurations: neither /layers/L/heads/H/configurations tables nor "
+                      "/layers/L/heads/H/B<b>_k<k>/<router> groups with data");
   std::vector<size_t> order(configs_.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return configs_[a] < configs_[b]; });
   std::vector<ConfigKey> keys;
   std::vector<StoredLevels> levels;
+  std::vector<int> rows;
   for (const size_t i : order) {
     keys.push_back(configs_[i]);
     levels.push_back(stored_[i]);
+    rows.push_back(rows_[i]);
   }
   configs_ = std::move(keys);
   stored_ = std::move(levels);
+  rows_ = std::move(rows);
 
   const fs::path csv = fs::path(dir_) / "summary.csv";
   if (fs::exists(csv, ec)) summary_ = read_summary_csv(csv.string());
@@ -166,15 +234,18 @@ ResultsFile::ResultsFile(const std::string& dir_or_h5) {
 ResultsFile::~ResultsFile() = default;
 
 const ConfigKey* ResultsFile::find(const ConfigKey& key) const {
-  for (const auto& c : configs_)
-    if (c == key) return &c;
-  return nullptr;
+  const int64_t i = index_of(key);
+  return i < 0 ? nullptr : &configs_[static_cast<size_t>(i)];
+}
+
+int64_t ResultsFile::index_of(const ConfigKey& key) const {
+  const auto it = std::lower_bound(configs_.begin(), configs_.end(), key);
+  return it != configs_.end() && *it == key ? it - configs_.begin() : -1;
 }
 
 StoredLevels ResultsFile::stored(const ConfigKey& key) const {
-  for (size_t i = 0; i < configs_.size(); ++i)
-    if (configs_[i] == key) return stored_[i];
-  return {};
+  const int64_t i = index_of(key);
+  return i < 0 ? StoredLevels{} : stored_[static_cast<size_t>(i)];
 }
 
 std::string ResultsFile::keep_rule() const {
@@ -199,11 +270,15 @@ std::string ResultsFile::missing_text(const ConfigKey& key) const {
 
 ResultArrays ResultsFile::load(const ConfigKey& config) const {
   const std::string group = group_path(config);
+  const int64_t at = index_of(config);
+  // Layout 2: the row of the head's tables; -1: layout 1 (everything in the group).
+  const int64_t row = at < 0 ? -1 : rows_[static_cast<size_t>(at)];
+  const auto table = [&](const char* dataset) { return head_table_path(config.layer, config.head, dataset); };
   ResultArrays a;
   a.config = config;
   a.stored = stored(config);
   const std::string selected = selected_path(config);
-  // n_tokens: from the selection, else a metric array, else the bucket edges.
+  // n_tokens: from the selection, else the bucket edges, else a metric array.
   if (a.stored.selection) {
     std::vector<int64_t> shape;
     a.selected = h5_->read_i32(selected, &shape);  // int8 / int16 / int32 alike
@@ -212,28 +287,42 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
     a.n_tokens = shape[0];
   }
   if (a.stored.buckets) {
-    const std::string means_path = group + "/" + kBucketMeansDataset;
-    std::vector<int64_t> shape, edge_shape;
-    const std::vector<int32_t> edges = h5_->read_i32(group + "/" + kBucketEdgesDataset, &edge_shape);
-    const std::vector<int32_t> n_choice = h5_->read_i32(group + "/" + kBucketChoiceDataset);
+    const std::string base = row >= 0 ? head_path(config.layer, config.head) : group;
+    const std::string means_path = base + "/" + kBucketMeansDataset;
+    std::vector<int64_t> shape, edge_shape, choice_shape;
+    const std::vector<int32_t> edges = h5_->read_i32(base + "/" + kBucketEdgesDataset, &edge_shape);
+    const std::vector<int32_t> n_choice = h5_->read_i32(base + "/" + kBucketChoiceDataset, &choice_shape);
     const std::vector<float> means = h5_->read_f32(means_path, &shape);
     const std::vector<std::string>& names = bucket_metric_names();
-    if (shape.size() != 2 || shape[1] != static_cast<int64_t>(names.size()) ||
-        static_cast<int64_t>(edges.size()) != shape[0] + 1 || static_cast<int64_t>(n_choice.size()) != shape[0])
-      throw ShapeError(h5_path_, means_path, "expected [n_buckets, " + std::to_string(names.size()) +
-                                                 "] beside bucket_edges [n_buckets + 1] and bucket_n_choice [n_buckets]");
-    const int64_t n = shape[0];
+    const auto n_names = static_cast<int64_t>(names.size());
+    // Layout 1: [n_buckets + 1], [n_buckets], [n_buckets, 5]; layout 2 adds a leading row axis
+    // to the counts and means.
+    const int64_t n = edge_shape.size() == 1 ? edge_shape[0] - 1 : -1;
+    const bool ok = row < 0 ? shape == std::vector<int64_t>{n, n_names} && choice_shape == std::vector<int64_t>{n}
+                            : shape.size() == 3 && shape[0] > row && shape[1] == n && shape[2] == n_names &&
+                                  choice_shape == std::vector<int64_t>{shape[0], n};
+    if (n < 0 || !ok)
+      throw ShapeError(h5_path_, means_path,
+                       row < 0 ? "expected [n_buckets, " + std::to_string(n_names) +
+                                     "] beside bucket_edges [n_buckets + 1] and bucket_n_choice [n_buckets]"
+                               : "expected [n_rows, n_buckets, " + std::to_string(n_names) +
+                                     "] beside bucket_edges [n_buckets + 1] and bucket_n_choice [n_rows, n_buckets], "
+                                     "with a row " + std::to_string(row) + " (configurations)");
+    const size_t first = static_cast<size_t>(std::max<int64_t>(row, 0) * n);
     for (size_t m = 0; m < names.size(); ++m) {
       BucketSeries b;
       b.edges.assign(edges.begin(), edges.end());
-      for (int64_t i = 0; i < n; ++i) b.mean.push_back(means[static_cast<size_t>(i) * names.size() + m]);
+      for (int64_t i = 0; i < n; ++i) b.mean.push_back(means[(first + static_cast<size_t>(i)) * names.size() + m]);
       a.bucket_curves[names[m]] = std::move(b);
     }
-    a.bucket_n_choice.assign(n_choice.begin(), n_choice.end());
+    a.bucket_n_choice.assign(n_choice.begin() + static_cast<std::ptrdiff_t>(first),
+                             n_choice.begin() + static_cast<std::ptrdiff_t>(first + static_cast<size_t>(n)));
     if (!a.stored.selection && !edges.empty()) a.n_tokens = edges.back();
   }
   bool length_known = a.stored.selection || a.stored.buckets;
-  for (const std::string& name : h5_->list_datasets(group)) {
+  const std::vector<std::string> datasets =
+      a.stored.selection || a.stored.metrics || row < 0 ? h5_->list_datasets(group) : std::vector<std::string>();
+  for (const std::string& name : datasets) {
     if (name == kSelectedDataset || name.rfind("bucket_", 0) == 0) continue;
     const std::string ds = group + "/" + name;
     const H5DatasetInfo info = h5_->dataset_info(ds);
@@ -252,23 +341,56 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
     if (b < -1 || b >= a.n_blocks)
       throw ShapeError(h5_path_, selected,
                        "block index " + std::to_string(b) + " outside [-1, " + std::to_string(a.n_blocks) + ")");
-  const std::string hist = snr_hist_path(config);
-  if (h5_->has_dataset(hist)) a.signal_rank_hist = h5_->read_i32(hist);
-  for (const auto& [name, text] : h5_->attributes(group)) {
-    const double v = parse_cell(text);
-    if (!text.empty() && (std::isfinite(v) || text == "nan" || text == "inf" || text == "-inf")) a.summary[name] = v;
+  if (row < 0) {
+    const std::string hist = snr_hist_path(config);
+    if (h5_->has_dataset(hist)) a.signal_rank_hist = h5_->read_i32(hist);
+    for (const auto& [name, text] : h5_->attributes(group)) {
+      const double v = parse_cell(text);
+      if (!text.empty() && (std::isfinite(v) || text == "nan" || text == "inf" || text == "-inf")) a.summary[name] = v;
+    }
+    return a;
+  }
+  const std::string summary = table(kSummaryDataset);
+  std::vector<int64_t> shape;
+  const std::vector<double> values = h5_->read_f64(summary, &shape);
+  const std::vector<std::string> columns = split_names(h5_->attribute(summary, "columns").value_or(""));
+  const auto n_cols = static_cast<int64_t>(columns.size());
+  if (shape.size() != 2 || shape[0] <= row || shape[1] != n_cols)
+    throw ShapeError(h5_path_, summary, "expected [n_rows, " + std::to_string(n_cols) +
+                                            "] (the attribute `columns`) with a row " + std::to_string(row));
+  for (int64_t c = 0; c < n_cols; ++c)
+    a.summary[columns[static_cast<size_t>(c)]] = values[static_cast<size_t>(row * n_cols + c)];
+  const std::string snr_keys = table(kSnrConfigurationsDataset);
+  if (h5_->has_dataset(snr_keys)) {
+    const std::vector<TableKey> keys = read_table_keys(*h5_, h5_path_, snr_keys, false);
+    for (size_t r = 0; r < keys.size(); ++r) {
+      if (!keys[r].known || keys[r].block_size != config.block_size || keys[r].router != config.router) continue;
+      const std::string hist = table(kSnrHistDataset);
+      std::vector<int64_t> hist_shape;
+      const std::vector<int32_t> all = h5_->read_i32(hist, &hist_shape);
+      if (hist_shape.size() != 2 || hist_shape[0] != static_cast<int64_t>(keys.size()))
+        throw ShapeError(h5_path_, hist, "expected [" + std::to_string(keys.size()) + " (snr_configurations), n_ranks]");
+      const auto w = static_cast<size_t>(hist_shape[1]);
+      a.signal_rank_hist.assign(all.begin() + static_cast<std::ptrdiff_t>(r * w),
+                                all.begin() + static_cast<std::ptrdiff_t>((r + 1) * w));
+      break;
+    }
   }
   return a;
 }
 
 int64_t ResultsFile::n_tokens(const ConfigKey& key) const {
   const StoredLevels st = stored(key);
+  const int64_t at = index_of(key);
+  const bool layout2 = at >= 0 && rows_[static_cast<size_t>(at)] >= 0;
   const std::string group = group_path(key);
   if (st.selection) return h5_->dataset_info(selected_path(key)).shape.at(0);
   if (st.buckets) {
-    const std::vector<int32_t> edges = h5_->read_i32(group + "/" + kBucketEdgesDataset);
+    const std::string base = layout2 ? head_path(key.layer, key.head) : group;
+    const std::vector<int32_t> edges = h5_->read_i32(base + "/" + kBucketEdgesDataset);
     if (!edges.empty()) return edges.back();
   }
+  if (!st.metrics && layout2) return -1;
   for (const std::string& name : h5_->list_datasets(group)) {
     if (name.rfind("bucket_", 0) == 0) continue;
     const H5DatasetInfo info = h5_->dataset_info(group + "/" + name);

@@ -4,7 +4,8 @@
 // and the rows of DIR/summary.csv. The viewer (gui/) draws these; nothing here knows about it.
 //
 // analysis.h5 layout: analysis/results_schema.h (its path functions are the only ones used
-// here). Any float32 [n_tokens] dataset of a configuration group is loaded as a metric.
+// here); both its layouts are read. Any float32 [n_tokens] dataset of a configuration group is
+// loaded as a metric.
 //
 // Every number derived here (bucket means, the selection-vs-oracle comparison) is one the CLI
 // also reports: bucket means use analyze's edges and "queries with a choice" rule, so at 16
@@ -53,7 +54,8 @@ struct ResultArrays {
   // queries with a choice; empty for files without them.
   std::map<std::string, BucketSeries> bucket_curves;
   std::vector<int64_t> bucket_n_choice;
-  std::map<std::string, double> summary;     // the group's numeric attributes (summary.csv row)
+  std::map<std::string, double> summary;     // the configuration's summary.csv row (the head's
+                                             // summary table; layout 1: the group's numeric attributes)
   // The SNR probe's signal-rank histogram of (layer, head, B, router) (results_schema.h
   // snr_hist_path; gate routers only): entry r - 1 = queries whose signal block has rank r,
   // the last entry ranks above kSnrMaxRank. Empty when not stored.
@@ -100,8 +102,9 @@ class ResultsFile {
   const std::string& h5_path() const { return h5_path_; }
   // Root attributes of analysis.h5 (dump, git_commit, device), as text.
   const std::map<std::string, std::string>& attributes() const { return attributes_; }
-  // Sorted by ConfigKey's order: every configuration group holding any dataset (selection,
-  // metric arrays or bucket curves). Groups whose router name is not a RouterKind are skipped.
+  // Sorted by ConfigKey's order: every row of the heads' `configurations` tables, and (files
+  // of layout 1) every configuration group holding any dataset (selection, metric arrays or
+  // bucket curves). Rows and groups whose router name is not a RouterKind are skipped.
   const std::vector<ConfigKey>& configs() const { return configs_; }
   // nullptr when absent.
   const ConfigKey* find(const ConfigKey& key) const;
@@ -140,6 +143,8 @@ class ResultsFile {
   std::map<std::string, std::string> attributes_;
   std::vector<ConfigKey> configs_;
   std::vector<StoredLevels> stored_;  // [configs_]
+  std::vector<int> rows_;             // [configs_]: the row of the head's tables (layout 2), or -1
+  int64_t index_of(const ConfigKey& key) const;  // in configs_, or -1
   SummaryTable summary_;
 };
 

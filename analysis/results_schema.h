@@ -2,18 +2,28 @@
 // The layout of analysis.h5, written by analyze (analysis/analyze.h) and read back by
 // ResultsFile (analysis/results_file.h). Both sides build and parse paths only here.
 //
-//   /                                          attributes dump, git_commit, device, and the
-//                                              keep rule (kKeepAttributes: positions,
-//                                              positions_rule, n_configurations, ...)
-//   /layers/L/heads/H/B<b>_k<k>/<router>/      group_path(key), EVERY analysed configuration;
-//                                              attributes: the summary columns of that row
-//                                              (analysis/summary.h)
+//   /                                          attributes dump, git_commit, device, layout
+//                                              (kLayoutVersion), and the keep rule
+//                                              (positions, positions_rule, n_configurations, ...)
+//   /layers/L/heads/H/                         head_path: one group per analysed head, holding
+//                                              the tables of EVERY analysed configuration,
+//                                              one row per (B, k, router):
+//       configurations  int32 [n_rows, 3]        block_size, top_k, router; attributes `columns`
+//                                                (kConfigurationColumns) and `routers` (router
+//                                                names, comma-separated: `router` indexes them)
+//       summary         float64 [n_rows, n_cols] the summary columns of each row (summary.csv's
+//                                                head rows, analysis/summary.h; attribute
+//                                                `columns`)
 //       bucket_edges    int32 [n_buckets + 1]    position-bucket edges (analyze's buckets)
-//       bucket_n_choice int32 [n_buckets]        queries with a choice per bucket
-//       bucket_means    float32 [n_buckets, 5]   means over queries with a choice, columns
-//                                                bucket_metric_names() (attribute `columns`);
-//                                                = buckets.csv's rows of this configuration
-//     only where the keep rule keeps them (analysis/position_keep.h):
+//       bucket_n_choice int32 [n_rows, n_buckets]  queries with a choice per bucket
+//       bucket_means    float32 [n_rows, n_buckets, 5]  means over queries with a choice,
+//                                                columns bucket_metric_names() (attribute
+//                                                `columns`); = buckets.csv's rows
+//       signal_rank_hist   int32 [n_snr, kSnrMaxRank + 1]  gate routers only, one row per
+//       snr_configurations int32 [n_snr, 2]      (block_size, router) of snr_configurations
+//                                                (attributes `columns`, `routers` as above)
+//   /layers/L/heads/H/B<b>_k<k>/<router>/      group_path(key): only where the keep rule keeps
+//                                              per-position data (analysis/position_keep.h):
 //       selected        int8|int16|int32 [n_tokens, top_k]  block indices, ascending, current
 //                                                block included, -1 padded; the smallest signed
 //                                                width holding n_blocks - 1 (files written
@@ -21,8 +31,12 @@
 //       <metric>        float32 [n_tokens]       one per PositionMetric, NaN where undefined
 //     selected and <metric> are chunked along axis 0 and deflate-compressed (shuffle +
 //     deflate 4, lossless); readers see plain arrays.
-//   /layers/L/heads/H/B<b>/<router>/signal_rank_hist  int32 [kSnrMaxRank + 1]
-//                                              snr_hist_path(key), gate routers only
+//
+// Layout 1 (files without the root attribute `layout`): no head tables; every configuration
+// has its group, whose attributes are its summary columns and which holds its own
+// bucket_edges [n_buckets + 1], bucket_n_choice [n_buckets] and bucket_means [n_buckets, 5];
+// the SNR histograms are /layers/L/heads/H/B<b>/<router>/signal_rank_hist [kSnrMaxRank + 1].
+// ResultsFile reads both.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -50,6 +64,13 @@ struct PositionArrays {
 };
 
 constexpr const char* kLayersGroup = "/layers";
+constexpr const char* kAttrLayout = "layout";  // root attribute: the layout version
+constexpr int kLayoutVersion = 2;
+constexpr const char* kConfigurationsDataset = "configurations";
+constexpr const char* kSummaryDataset = "summary";
+constexpr const char* kSnrConfigurationsDataset = "snr_configurations";
+constexpr const char* kConfigurationColumns = "block_size,top_k,router";
+constexpr const char* kSnrConfigurationColumns = "block_size,router";
 constexpr const char* kSelectedDataset = "selected";
 constexpr const char* kSnrHistDataset = "signal_rank_hist";
 constexpr const char* kBucketEdgesDataset = "bucket_edges";
@@ -86,16 +107,25 @@ bool parse_slot_name(const std::string& s, int64_t* block_size, int* top_k);
 bool parse_index_name(const std::string& s, int64_t* out);
 std::string group_path(const ConfigKey& key);      // /layers/L/heads/H/B<b>_k<k>/<router>
 std::string selected_path(const ConfigKey& key);   // group_path/selected
-std::string snr_hist_path(const ConfigKey& key);   // /layers/L/heads/H/B<b>/<router>/signal_rank_hist (k ignored)
+// Layout 1's SNR histogram: /layers/L/heads/H/B<b>/<router>/signal_rank_hist (k ignored).
+std::string snr_hist_path(const ConfigKey& key);
+std::string head_table_path(int layer, int64_t head, const char* dataset);  // head_path/dataset
 
-// Writes one configuration: the row's summary columns as number attributes of the group, the
-// bucket curves `buckets[0 .. n_buckets)` (this configuration's rows, in position order), and
-// when asked the per-position metric arrays (`with_arrays`) and the selection
-// (`with_selection`, stored at selection_bits(n_blocks)). `n_tokens` = arrays' length;
-// `n_blocks` = ceil(n_tokens / block_size).
-void write_configuration(H5Output& h5, const PositionArrays& arrays, const SummaryRow& row, const BucketRow* buckets,
-                         size_t n_buckets, int64_t n_tokens, bool with_arrays, bool with_selection);
-// Writes the SNR rank histogram of one (layer, head, B, gate router).
-void write_snr_hist(H5Output& h5, const SnrSums& sums);
+// Names joined with commas (the `columns` and `routers` attributes), and split back.
+std::string join_names(const std::vector<std::string>& names);
+std::vector<std::string> split_names(const std::string& text);
+
+// Writes one head's tables (the layout above): `rows` = the head's summary rows, one per
+// (configuration, router), all of one (layer, head); `buckets` = their bucket rows, `n_buckets`
+// per row in row order, in position order; `snr` = the head's SNR sums (gate routers).
+// `routers` = the analysed routers: the `routers` attribute, which every key's router indexes.
+void write_head_tables(H5Output& h5, const std::vector<SummaryRow>& rows, const std::vector<RouterKind>& routers,
+                       const BucketRow* buckets, size_t n_buckets, const SnrSums* snr, size_t n_snr);
+// Writes one configuration's kept per-position data, when asked: the metric arrays
+// (`with_arrays`) and the selection (`with_selection`, stored at selection_bits(n_blocks)).
+// `n_tokens` = arrays' length; `n_blocks` = ceil(n_tokens / block_size). Nothing (no group)
+// when neither is asked.
+void write_kept_arrays(H5Output& h5, const PositionArrays& arrays, int64_t n_tokens, bool with_arrays,
+                       bool with_selection);
 
 }  // namespace moba::analysis

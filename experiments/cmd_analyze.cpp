@@ -4,7 +4,7 @@
 //   aggregate.csv  count-weighted rows per layer and overall (scope = layer | overall)
 //   buckets.csv    per-position-bucket means of the main metrics
 //   summary.json   every row of the two CSVs
-//   analysis.h5    summary attributes and bucket curves of every configuration; per-position
+//   analysis.h5    per head, the summary rows and bucket curves of every configuration; per-position
 //                  metrics and selections of those the keep rule keeps (--positions,
 //                  --keep-*, the default set's per-head budget; analysis/position_keep.h),
 //                  compressed
@@ -320,6 +320,7 @@ int run_analyze(const std::vector<std::string>& argv) {
     h5.set_string("/", "dump", dump_path);
     h5.set_string("/", "git_commit", build_commit_label());
     h5.set_string("/", "device", device.description);
+    h5.set_integer("/", analysis::kAttrLayout, analysis::kLayoutVersion);
     const KeptCounts kept = count_kept(result, opt.keep);
     h5.set_string("/", analysis::kAttrPositions, analysis::position_level_name(opt.keep.level));
     h5.set_string("/", analysis::kAttrPositionsRule, opt.keep.describe());

@@ -1,6 +1,6 @@
 // The navigator: which (layer, head, B, k, router) is shown — the choices come from the
 // file — the file's provenance, the configuration's summary numbers (its summary.csv row,
-// stored as attributes in analysis.h5), the mask legend with totals, and the pinned query.
+// stored in analysis.h5's head tables), the mask legend with totals, and the pinned query.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>

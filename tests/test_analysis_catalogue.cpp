@@ -196,28 +196,65 @@ TEST_CASE("results_schema: paths and a written configuration read back by Result
   CHECK_FALSE(parse_slot_name("B0_k3", &B, &k));
   CHECK_FALSE(parse_slot_name("B16_kx", &B, &k));
 
+  CHECK(head_table_path(2, 5, kSummaryDataset) == "/layers/2/heads/5/summary");
+  CHECK(split_names(join_names({"a", "b_c", ""})) == std::vector<std::string>{"a", "b_c", ""});
+  CHECK(split_names("").empty());
+
+  // One head of layout 2: two configurations x two routers in the tables; only `key`'s
+  // per-position data kept.
   io_test::ScratchDir dir("schema");
   const int64_t T = 20;
+  const std::vector<RouterKind> routers{RouterKind::oracle, RouterKind::moba_kconv};
   PositionArrays arrays;
   arrays.key = key;
   arrays.selected.assign(static_cast<size_t>(T * key.top_k), -1);
   for (int64_t t = 0; t < T; ++t) arrays.selected[static_cast<size_t>(t * key.top_k)] = static_cast<int32_t>(t / 16);
   for (const auto& m : position_metrics())
     arrays.metric(m.metric).assign(static_cast<size_t>(T), static_cast<float>(static_cast<int>(m.metric)));
-  SummaryRow row;
-  row.key = key;
-  row.set(SummaryColumn::coverage_mean, 0.625);
-  SnrSums sums;
-  sums.key = {2, 5, 16, 0, RouterKind::moba_kconv};
+  std::vector<SummaryRow> rows;
+  std::vector<BucketRow> buckets;
+  for (const int64_t b : {16, 8})
+    for (const RouterKind r : {RouterKind::moba_kconv, RouterKind::oracle}) {
+      SummaryRow row;
+      row.key = {2, 5, b, 3, r};
+      row.set(SummaryColumn::coverage_mean, 0.625 + static_cast<double>(rows.size()) / 3);
+      row.set(SummaryColumn::n_tokens, static_cast<double>(T));
+      for (int e = 0; e < 2; ++e) {
+        BucketRow br;
+        br.key = row.key;
+        br.t_begin = e * 10;
+        br.t_end = e * 10 + 10;
+        br.n_choice = 7 + e + static_cast<int64_t>(rows.size());
+        br.coverage = 0.5 + e;
+        br.kl = kNaN;
+        br.output_rel_err = static_cast<double>(rows.size());
+        buckets.push_back(br);
+      }
+      rows.push_back(row);
+    }
+  std::vector<SnrSums> sums(2);
+  sums[0].key = {2, 5, 16, 0, RouterKind::moba_kconv};
+  sums[0].stats.rank_hist[0] = 11;
+  sums[1].key = {2, 5, 8, 0, RouterKind::moba_kconv};
+  sums[1].stats.rank_hist[kSnrMaxRank] = 4;
   {
     H5Output h5(dir.file("analysis.h5"));
-    write_configuration(h5, arrays, row, nullptr, 0, T, true, true);
-    write_snr_hist(h5, sums);
+    write_head_tables(h5, rows, routers, buckets.data(), 2, sums.data(), sums.size());
+    write_kept_arrays(h5, arrays, T, true, true);
+    PositionArrays none;
+    none.key = rows[1].key;
+    write_kept_arrays(h5, none, T, false, false);  // writes nothing
     h5.commit();
   }
   const ResultsFile f(dir.dir.string());
-  REQUIRE(f.configs().size() == 1);  // the SNR group is not a configuration
-  CHECK(f.configs()[0] == key);
+  REQUIRE(f.configs().size() == 4);
+  CHECK(f.configs()[0] == ConfigKey{2, 5, 8, 3, RouterKind::moba_kconv});  // sorted, not in table order
+  REQUIRE(f.find(key));
+  CHECK((f.stored(key).selection && f.stored(key).metrics && f.stored(key).buckets));
+  const StoredLevels bare = f.stored(rows[1].key);
+  CHECK((!bare.selection && !bare.metrics && bare.buckets));
+  CHECK(f.n_tokens(key) == T);
+  CHECK(f.n_tokens(rows[3].key) == T);
   const ResultArrays a = f.load(key);
   CHECK(a.selected == arrays.selected);
   CHECK(a.metrics.size() == position_metrics().size());
@@ -227,6 +264,71 @@ TEST_CASE("results_schema: paths and a written configuration read back by Result
   }
   CHECK(a.summary_value("coverage_mean") == 0.625);
   CHECK(std::isnan(a.summary_value("kl_mean")));
+  CHECK(a.summary.size() == summary_columns().size());
+  CHECK(a.signal_rank_hist.size() == static_cast<size_t>(kSnrMaxRank + 1));
+  CHECK(a.signal_rank_hist.at(0) == 11);
+  CHECK(a.bucket_n_choice == std::vector<int64_t>{7, 8});
+  REQUIRE(a.bucket_curve("coverage"));
+  CHECK(a.bucket_curve("coverage")->edges == std::vector<int64_t>{0, 10, 20});
+  CHECK(a.bucket_curve("coverage")->mean == std::vector<float>{0.5f, 1.5f});
+  // The last row (B 8, oracle): its own summary, bucket rows and no SNR histogram (not a gate router).
+  const ResultArrays o = f.load(rows[3].key);
+  CHECK(o.summary_value("coverage_mean") == 0.625 + 1.0);
+  CHECK(o.bucket_n_choice == std::vector<int64_t>{10, 11});
+  CHECK(o.bucket_curve("output_rel_err")->mean == std::vector<float>{3.f, 3.f});
+  CHECK(std::isnan(o.bucket_curve("kl")->mean[1]));
+  CHECK(o.signal_rank_hist.empty());
+  CHECK(o.n_tokens == T);
+  CHECK(o.selected.empty());
+  CHECK(o.metrics.empty());
+  CHECK(f.load(rows[2].key).signal_rank_hist.at(kSnrMaxRank) == 4);
+
+  // Layout 1 (files written before the head tables): the group's attributes, its own bucket
+  // datasets and the B<b>/<router> SNR histogram are read the same way.
+  {
+    io_test::ScratchDir old_dir("schema_layout1");
+    const ConfigKey k1{0, 1, 8, 2, RouterKind::moba};
+    const std::string g = group_path(k1);
+    const std::vector<int32_t> edges{0, 4, 9}, n_choice{3, 5}, hist{0, 6, 1};
+    const std::vector<float> means{0.25f, 0, 0, 0, 0, 0.75f, 0, 0, 0, 0};
+    {
+      H5Output h5(old_dir.file("analysis.h5"));
+      h5.set_numbers(g, {{"coverage_mean", 0.375}, {"kl_mean", kNaN}});
+      h5.write_i32(g + "/" + kBucketEdgesDataset, {3}, edges.data());
+      h5.write_i32(g + "/" + kBucketChoiceDataset, {2}, n_choice.data());
+      h5.write_f32(g + "/" + kBucketMeansDataset, {2, 5}, means.data());
+      h5.write_i32(snr_hist_path(k1), {3}, hist.data());
+      h5.commit();
+    }
+    const ResultsFile f1(old_dir.dir.string());
+    REQUIRE(f1.configs().size() == 1);
+    CHECK(f1.configs()[0] == k1);
+    CHECK(f1.n_tokens(k1) == 9);
+    const ResultArrays a1 = f1.load(k1);
+    CHECK(a1.summary_value("coverage_mean") == 0.375);
+    CHECK(std::isnan(a1.summary_value("kl_mean")));
+    CHECK(a1.summary.size() == 2);
+    CHECK(a1.bucket_n_choice == std::vector<int64_t>{3, 5});
+    CHECK(a1.bucket_curve("coverage")->mean == std::vector<float>{0.25f, 0.75f});
+    CHECK(a1.signal_rank_hist == hist);
+    CHECK(a1.n_tokens == 9);
+  }
+
+  // A table whose router index lies outside its `routers` attribute: FormatError naming it.
+  {
+    const std::vector<int32_t> bad{16, 3, 2};
+    H5Output h5(dir.file("bad.h5"));
+    h5.write_i32("/layers/0/heads/0/configurations", {1, 3}, bad.data());
+    h5.set_string("/layers/0/heads/0/configurations", "routers", "moba,oracle");
+    h5.commit();
+  }
+  try {
+    const ResultsFile bad(dir.file("bad.h5"));
+    FAIL("no error");
+  } catch (const FormatError& e) {
+    CHECK(e.field() == "/layers/0/heads/0/configurations");
+    CHECK_THAT(e.what(), Catch::Contains("router 2 outside"));
+  }
 }
 
 TEST_CASE("json_writer: escaping, numbers and objects", "[core][json]") {

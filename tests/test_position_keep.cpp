@@ -257,25 +257,34 @@ TEST_CASE("analysis.h5 levels: ResultsFile and the viewer's PositionView without
   const ConfigKey router_only{0, 7, 2, 2, RouterKind::moba}, router_only_o = router_only.with_router(RouterKind::oracle);
   {
     H5Output h5(dir.file("analysis.h5"));
-    const auto put = [&](const ConfigKey& k, bool arrays, bool selection) {
-      SummaryRow row;
-      row.key = k;
-      row.set(SummaryColumn::coverage_mean, 0.5);
-      const std::vector<BucketRow> b = make_buckets(k, T, 4);
-      write_configuration(h5, make_arrays(k, T), row, b.data(), b.size(), T, arrays, selection);
+    struct Put {
+      ConfigKey key;
+      bool arrays, selection;
     };
-    put(full, true, true);
-    put(full_o, true, true);
-    put(none, false, false);
-    put(none_o, false, false);
-    put(metrics_only, true, false);
-    put(router_only, true, true);
-    put(router_only_o, false, false);
+    const std::vector<Put> puts{{full, true, true},          {full_o, true, true},         {none, false, false},
+                                {none_o, false, false},      {metrics_only, true, false}, {router_only, true, true},
+                                {router_only_o, false, false}};
+    // Each head's tables (analyze's layout), then the kept arrays.
+    for (const int64_t head : {0, 5, 6, 7}) {
+      std::vector<SummaryRow> rows;
+      std::vector<BucketRow> buckets;
+      for (const Put& p : puts) {
+        if (p.key.head != head) continue;
+        SummaryRow row;
+        row.key = p.key;
+        row.set(SummaryColumn::coverage_mean, 0.5);
+        rows.push_back(row);
+        const std::vector<BucketRow> b = make_buckets(p.key, T, 4);
+        buckets.insert(buckets.end(), b.begin(), b.end());
+      }
+      write_head_tables(h5, rows, {RouterKind::moba, RouterKind::oracle}, buckets.data(), 4, nullptr, 0);
+    }
+    for (const Put& p : puts) write_kept_arrays(h5, make_arrays(p.key, T), T, p.arrays, p.selection);
     h5.set_string("/", kAttrPositionsRule, "the test's rule");
     h5.commit();
   }
   const ResultsFile f(dir.dir.string());
-  REQUIRE(f.configs().size() == 7);  // every group, kept or not
+  REQUIRE(f.configs().size() == 7);  // every table row, kept or not
   CHECK(f.keep_rule() == "the test's rule");
   {
     const H5Input in(f.h5_path());

@@ -389,6 +389,99 @@ TEST_CASE("ResultsFile on a real `moba analyze` output matches its CSVs", "[resu
   }
 }
 
+namespace {
+
+// Every number of `f`'s summary.csv and buckets.csv rows equals what ResultsFile loads for the
+// row's configuration (the CSVs print 6 significant digits); `n_rows` summary rows.
+void check_against_csvs(const ResultsFile& f, size_t n_rows) {
+  REQUIRE(f.has_summary());
+  const SummaryTable& s = f.summary();
+  REQUIRE(s.rows.size() == n_rows);
+  const auto key_of = [](const SummaryTable& t, const SummaryTable::Row& row) {
+    return ConfigKey{static_cast<int>(row.value[t.column("layer")]), static_cast<int64_t>(row.value[t.column("head")]),
+                     static_cast<int64_t>(row.value[t.column("block_size")]),
+                     static_cast<int>(row.value[t.column("top_k")]), router_from_name(row.text[t.column("router")])};
+  };
+  const auto same = [](double stored, double csv) {
+    if (std::isnan(csv)) return std::isnan(stored);
+    return stored == Approx(csv).epsilon(1e-5).margin(1e-12);
+  };
+  int compared = 0;
+  for (const auto& row : s.rows) {
+    const ConfigKey* c = f.find(key_of(s, row));
+    REQUIRE(c != nullptr);
+    const ResultArrays a = f.load(*c);
+    for (const auto& col : summary_columns()) {
+      const int i = s.column(col.name);
+      if (i < 0) continue;
+      INFO(c->name() << " " << col.name);
+      CHECK(same(a.summary_value(col.name), row.value[static_cast<size_t>(i)]));
+      ++compared;
+    }
+  }
+  CHECK(compared >= static_cast<int>(n_rows) * 50);
+  const SummaryTable b = read_summary_csv(f.dir() + "/buckets.csv");
+  for (const auto& row : b.rows) {
+    const ConfigKey* c = f.find(key_of(b, row));
+    REQUIRE(c != nullptr);
+    const ResultArrays a = f.load(*c);
+    const BucketSeries* cov = a.bucket_curve("coverage");
+    REQUIRE(cov != nullptr);
+    const auto it = std::find(cov->edges.begin(), cov->edges.end(), static_cast<int64_t>(row.value[b.column("t_begin")]));
+    REQUIRE(it + 1 < cov->edges.end());
+    const auto e = static_cast<size_t>(it - cov->edges.begin());
+    CHECK(cov->edges[e + 1] == static_cast<int64_t>(row.value[b.column("t_end")]));
+    CHECK(a.bucket_n_choice.at(e) == static_cast<int64_t>(row.value[b.column("n_choice")]));
+    for (const std::string& name : bucket_metric_names()) {
+      INFO(c->name() << " bucket " << e << " " << name);
+      CHECK(same(a.bucket_curve(name)->mean.at(e), row.value[b.column(name + "_mean")]));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("ResultsFile reads analysis.h5 of layout 1 (a group per configuration) as layout 2", "[results][cli]") {
+  // tests/data/analysis_layout1: written by the last build of layout 1 (431f014), CPU, with
+  //   moba analyze experiments/data/stories15M_tinystory_256.h5 --device cpu --layers 3
+  //     --heads 0,1 --block-sizes 16,32 --top-k 2 --routers moba,oracle,moba-kconv
+  //     --positions selected --keep-heads 1 --keep-configs B16_k2
+  // (analysis.h5 and its summary.csv and buckets.csv). The same command now writes layout 2.
+  const std::string src = MOBA_SOURCE_DIR;
+  const ResultsFile old(src + "/tests/data/analysis_layout1");
+  CHECK(old.attributes().count(kAttrLayout) == 0);
+  REQUIRE(old.configs().size() == 12);  // 2 heads x 2 B x 3 routers
+  check_against_csvs(old, 12);
+
+  ScratchDir dir("results_layout2");
+  const std::string out = dir.file("ana");
+  REQUIRE(exit_status(std::string(MOBA_BINARY) + " analyze " + src +
+                      "/experiments/data/stories15M_tinystory_256.h5 --device cpu --layers 3 --heads 0,1 "
+                      "--block-sizes 16,32 --top-k 2 --routers moba,oracle,moba-kconv --positions selected "
+                      "--keep-heads 1 --keep-configs B16_k2 --quiet --out " + out + " > /dev/null") == 0);
+  const ResultsFile now(out);
+  CHECK(now.attributes().at(kAttrLayout) == std::to_string(kLayoutVersion));
+  check_against_csvs(now, 12);
+  // The same catalogue, levels, kept arrays and SNR histograms from both layouts.
+  REQUIRE(now.configs() == old.configs());
+  for (size_t i = 0; i < old.configs().size(); ++i) {
+    const ConfigKey& c = old.configs()[i];
+    INFO(c.name());
+    const StoredLevels a = old.stored_levels()[i], b = now.stored_levels()[i];
+    CHECK((a.selection == b.selection && a.metrics == b.metrics && a.buckets == b.buckets));
+    CHECK(a.selection == (c.head == 1 && c.block_size == 16));
+    CHECK(a.buckets);
+    CHECK(old.n_tokens(c) == 256);
+    CHECK(now.n_tokens(c) == 256);
+    const ResultArrays x = old.load(c), y = now.load(c);
+    CHECK(x.selected == y.selected);
+    CHECK(x.metrics.size() == y.metrics.size());
+    CHECK(x.summary.size() == y.summary.size());
+    CHECK(x.signal_rank_hist.size() == (router_is_gate(c.router) ? static_cast<size_t>(kSnrMaxRank + 1) : 0));
+    CHECK(x.signal_rank_hist == y.signal_rank_hist);
+  }
+}
+
 TEST_CASE("moba gui: exit 2 without a GUI build, or for a missing DIR", "[results][cli]") {
   // Without MOBA_GUI the command says the build has no GUI; with it, a missing DIR is bad
   // input, rejected before any window is opened. Exit 2 either way.

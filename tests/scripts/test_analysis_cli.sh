@@ -62,14 +62,30 @@ with h5py.File("A/analysis.h5", "r") as f:
     for name in ["coverage", "kl", "block_recall", "token_recall", "output_rel_err", "output_cosine",
                  "sparsity_token", "block_density"]:
         assert g[name].shape == (512,), name
-    assert "snr_emp" in g.attrs
-    # Other heads: summary attributes and bucket curves only.
-    g = f["/layers/1/heads/3/B32_k4/moba"]
-    assert "selected" not in g and "coverage" not in g, list(g)
-    assert g["bucket_means"].shape == (16, 5) and g["bucket_edges"].shape == (17,) and g["bucket_n_choice"].shape == (16,)
-    assert "snr_emp" in g.attrs
+    # Every head: its tables (one row per configuration and router; 3 B x 3 routers).
+    h = f["/layers/1/heads/3"]
+    assert f.attrs["layout"] == 2, dict(f.attrs)
+    routers = h["configurations"].attrs["routers"]
+    routers = (routers.decode() if isinstance(routers, bytes) else routers).split(",")
+    cols = h["summary"].attrs["columns"]
+    cols = (cols.decode() if isinstance(cols, bytes) else cols).split(",")
+    assert h["configurations"].shape == (9, 3) and h["summary"].shape == (9, len(cols)), (h["summary"].shape, len(cols))
+    assert h["summary"].dtype == "float64" and "snr_emp" in cols and "coverage_mean" in cols
+    assert h["bucket_means"].shape == (9, 16, 5) and h["bucket_edges"].shape == (17,)
+    assert h["bucket_n_choice"].shape == (9, 16)
+    import csv
+    want = {(int(r["block_size"]), int(r["top_k"]), r["router"]): float(r["coverage_mean"])
+            for r in csv.DictReader(open("A/summary.csv")) if r["layer"] == "1" and r["head"] == "3"}
+    got = {(int(b), int(k), routers[r]): h["summary"][i, cols.index("coverage_mean")]
+           for i, (b, k, r) in enumerate(h["configurations"][...])}
+    assert set(got) == set(want), (got, want)
+    for key in want:
+        assert abs(got[key] - want[key]) <= 1e-5 * abs(want[key]), (key, got[key], want[key])
+    # Other heads keep no per-position data: no configuration groups.
+    assert "B32_k4" not in h, list(h)
     assert f.attrs["n_with_selection"] == 18 and f.attrs["n_configurations"] == 36, dict(f.attrs)
-    assert f["/layers/0/heads/0/B16/moba/signal_rank_hist"].shape == (65,)
+    snr = f["/layers/0/heads/0/snr_configurations"][...]
+    assert f["/layers/0/heads/0/signal_rank_hist"].shape == (len(snr), 65) and len(snr) == 6, snr  # 3 B x 2 gate routers
     assert f.attrs["device"].startswith(b"cpu") if isinstance(f.attrs["device"], bytes) else f.attrs["device"].startswith("cpu")
 PYEOF
 
