@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <tuple>
 
 #include "analysis/metrics.h"
@@ -60,7 +61,9 @@ std::vector<TableKey> read_table_keys(const H5Input& h5, const std::string& file
   if (shape.size() != 2 || shape[1] != n_cols)
     throw ShapeError(file, ds, "expected [n_rows, " + std::to_string(n_cols) + "] integers (" +
                                    (with_k ? kConfigurationColumns : kSnrConfigurationColumns) + ")");
-  const std::vector<std::string> routers = split_names(h5.attribute(ds, "routers").value_or(""));
+  const std::optional<std::string> router_names = h5.attribute(ds, "routers");
+  if (!router_names) throw FormatError(file, ds, "the attribute `routers` (the names its router column indexes) is missing");
+  const std::vector<std::string> routers = split_names(*router_names);
   std::vector<TableKey> keys(static_cast<size_t>(shape[0]));
   for (size_t r = 0; r < keys.size(); ++r) {
     const int32_t* row = v.data() + r * static_cast<size_t>(n_cols);
@@ -353,7 +356,9 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
   const std::string summary = table(kSummaryDataset);
   std::vector<int64_t> shape;
   const std::vector<double> values = h5_->read_f64(summary, &shape);
-  const std::vector<std::string> columns = split_names(h5_->attribute(summary, "columns").value_or(""));
+  const std::optional<std::string> column_names = h5_->attribute(summary, "columns");
+  if (!column_names) throw FormatError(h5_path_, summary, "the attribute `columns` (its column names) is missing");
+  const std::vector<std::string> columns = split_names(*column_names);
   const auto n_cols = static_cast<int64_t>(columns.size());
   if (shape.size() != 2 || shape[0] <= row || shape[1] != n_cols)
     throw ShapeError(h5_path_, summary, "expected [n_rows, " + std::to_string(n_cols) +

@@ -305,6 +305,38 @@ TEST_CASE("ResultsFile: bad input is a typed error naming the file", "[results][
     CHECK(e.file() == lying + "/analysis.h5");
     CHECK(e.field() == "/layers/0/heads/0/B4_k2/moba/selected");
   }
+  // Head tables (layout 2) that lie: a summary table narrower than its `columns`, bucket means
+  // of another row count, a configurations table of the wrong width. Each names its dataset.
+  const auto lying_tables = [&](const std::string& name, int which) {
+    const std::string d = dir.file(name);
+    fs::create_directories(d);
+    H5Output o(d + "/analysis.h5");
+    const std::vector<int32_t> keys{4, 2, 0, 8, 2, 0};
+    o.write_i32("/layers/0/heads/0/configurations", {which == 2 ? 3 : 2, which == 2 ? 2 : 3}, keys.data());
+    o.set_string("/layers/0/heads/0/configurations", "routers", "moba");
+    const std::vector<double> summary(6, 0.5);
+    o.write_f64("/layers/0/heads/0/summary", {2, 3}, summary.data());
+    o.set_string("/layers/0/heads/0/summary", "columns", which == 0 ? "coverage_mean,kl_mean" : "coverage_mean,kl_mean,n_choice");
+    const std::vector<int32_t> edges{0, 8, 16}, n_choice{1, 2, 3, 4};
+    const std::vector<float> means(which == 1 ? 10 : 20, 0.25f);
+    o.write_i32("/layers/0/heads/0/bucket_edges", {3}, edges.data());
+    o.write_i32("/layers/0/heads/0/bucket_n_choice", {2, 2}, n_choice.data());
+    o.write_f32("/layers/0/heads/0/bucket_means", {which == 1 ? 1 : 2, 2, 5}, means.data());
+    o.commit();
+    return d;
+  };
+  for (const auto& [which, field] : std::vector<std::pair<int, std::string>>{
+           {0, "/layers/0/heads/0/summary"}, {1, "/layers/0/heads/0/bucket_means"}, {2, "/layers/0/heads/0/configurations"}}) {
+    INFO(field);
+    try {
+      const ResultsFile t(lying_tables("tables" + std::to_string(which), which));
+      REQUIRE(t.configs().size() == 2);
+      t.load(t.configs().back());
+      FAIL("expected ShapeError");
+    } catch (const ShapeError& e) {
+      CHECK(e.field() == field);
+    }
+  }
 }
 
 TEST_CASE("ResultsFile on a real `moba analyze` output matches its CSVs", "[results][cli]") {
