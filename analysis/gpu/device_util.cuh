@@ -6,6 +6,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -113,14 +117,104 @@ class Dev {
   size_t n_ = 0;
 };
 
+// Pinned staging for host -> device uploads. From pageable memory the driver stages a copy
+// itself while holding the context's lock: on B4 a KV group's 64 MB q, uploaded by the thread
+// that read it, held the analysing thread's kernel launches for ~10 ms with the device idle
+// (kernels/cuda/NOTES.md, nineteenth session). Through these pinned chunks the host copy runs
+// without the lock and the driver only queues each chunk's DMA.
+//
+// A lease takes a set of chunks of the current device from a process-wide pool and gives it
+// back when it ends, once the DMAs from its chunks are through. Sets are made on first need and
+// kept for the process's life (the driver frees pinned memory at exit).
+class StagingLease {
+ public:
+  static constexpr size_t kChunkBytes = size_t{8} << 20;
+  static constexpr int kChunks = 2;
+  StagingLease() {
+    ck(cudaGetDevice(&device_), "cudaGetDevice");
+    Pool& p = pool();
+    {
+      std::lock_guard<std::mutex> lock(p.mutex);
+      std::vector<Set*>& free = p.free[device_];
+      if (!free.empty()) s_ = free.back(), free.pop_back();
+    }
+    if (s_) return;
+    auto fresh = std::make_unique<Set>();
+    for (int i = 0; i < kChunks; ++i)
+      if (cudaHostAlloc(&fresh->buf[i], kChunkBytes, cudaHostAllocPortable) != cudaSuccess ||
+          cudaEventCreateWithFlags(&fresh->done[i], cudaEventDisableTiming) != cudaSuccess) {
+        cudaGetLastError();  // no pinned memory to be had: the caller copies from pageable memory
+        for (int j = 0; j <= i; ++j) {
+          if (fresh->buf[j]) cudaFreeHost(fresh->buf[j]);
+          if (fresh->done[j]) cudaEventDestroy(fresh->done[j]);
+        }
+        return;
+      }
+    s_ = fresh.release();
+  }
+  ~StagingLease() {
+    if (!s_) return;
+    for (int i = 0; i < kChunks; ++i) cudaEventSynchronize(s_->done[i]);  // never recorded: done at once
+    Pool& p = pool();
+    std::lock_guard<std::mutex> lock(p.mutex);
+    p.free[device_].push_back(s_);
+  }
+  StagingLease(const StagingLease&) = delete;
+  StagingLease& operator=(const StagingLease&) = delete;
+  bool ok() const { return s_ != nullptr; }
+  // Sends `bytes` (at most kChunkBytes) to `dst` through the next chunk, in the order of `stream`:
+  // waits for that chunk's previous DMA, lets fill(chunk) write the bytes, queues the DMA.
+  template <typename Fill>
+  void send(void* dst, size_t bytes, Fill&& fill, cudaStream_t stream) {
+    const int i = next_;
+    next_ = (next_ + 1) % kChunks;
+    ck(cudaEventSynchronize(s_->done[i]), "upload staging");
+    fill(static_cast<char*>(s_->buf[i]));
+    ck(cudaMemcpyAsync(dst, s_->buf[i], bytes, cudaMemcpyHostToDevice, stream), "upload q/k/v");
+    ck(cudaEventRecord(s_->done[i], stream), "event record");
+  }
+
+ private:
+  struct Set {
+    void* buf[kChunks] = {};
+    cudaEvent_t done[kChunks] = {};
+  };
+  struct Pool {
+    std::mutex mutex;
+    std::map<int, std::vector<Set*>> free;
+  };
+  static Pool& pool() {
+    static Pool* p = new Pool;  // never destroyed: leases may end during static destruction
+    return *p;
+  }
+  int device_ = 0, next_ = 0;
+  Set* s_ = nullptr;
+};
+
 // A [heads, T, d] host view copied to a contiguous device fp32 tensor, in the order of `stream`
-// (from pageable memory: the host's values are staged before the call returns).
+// (the host's values are copied before the call returns: its memory may then be reused). A
+// contiguous view on a stream other than the legacy default one (a KV group's upload by the
+// thread that read it) goes through pinned chunks (StagingLease); the call then also waits for
+// the last chunks' DMAs, so such a stream should not be busy with other work. Otherwise, or
+// without pinned memory, the copy is from the pageable memory directly.
 inline void upload_view(const TensorView& v, Dev<float>* out, cudaStream_t stream = cudaStreamLegacy) {
   const int64_t H = v.n_heads, T = v.n_tokens, d = v.head_dim;
   out->resize(static_cast<size_t>(H * T * d), stream);
   if (v.stride_token == d && v.stride_head == T * d) {
-    ck(cudaMemcpyAsync(out->get(), v.data, static_cast<size_t>(H * T * d) * 4, cudaMemcpyHostToDevice, stream),
-       "upload q/k/v");
+    const auto total = static_cast<size_t>(H * T * d) * 4;
+    if (stream != cudaStreamLegacy && stream != nullptr) {
+      StagingLease lease;
+      if (lease.ok()) {
+        char* dst = reinterpret_cast<char*>(out->get());
+        const auto* src = reinterpret_cast<const char*>(v.data);
+        for (size_t b0 = 0; b0 < total; b0 += StagingLease::kChunkBytes) {
+          const size_t n = std::min(StagingLease::kChunkBytes, total - b0);
+          lease.send(dst + b0, n, [&](char* buf) { std::memcpy(buf, src + b0, n); }, stream);
+        }
+        return;
+      }
+    }
+    ck(cudaMemcpyAsync(out->get(), v.data, total, cudaMemcpyHostToDevice, stream), "upload q/k/v");
     return;
   }
   for (int64_t h = 0; h < H; ++h)
