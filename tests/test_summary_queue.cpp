@@ -5,12 +5,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "analysis/analyze.h"
+#include "analysis/ordered_handoff.h"
 
+using moba::analysis::OrderedHandOff;
 using moba::analysis::SummaryQueue;
 
 TEST_CASE("summary queue: commits in push order, markers after what came before", "[analysis]") {
@@ -60,4 +63,49 @@ TEST_CASE("summary queue: a failure drops later jobs, markers still fire, wait r
     REQUIRE_THROWS_AS(q.push([]() -> SummaryQueue::Commit { return [] {}; }), std::runtime_error);
     REQUIRE_THROWS_AS(q.drain(), std::runtime_error);
   }
+}
+
+TEST_CASE("ordered hand-off: ready values wait behind a pending one without blocking", "[analysis]") {
+  std::vector<int> out;
+  OrderedHandOff<int> h([&](int& v) { out.push_back(v); });
+  h.push(0);
+  CHECK(out == std::vector<int>{0});  // nothing before it: handed on at once
+  std::promise<int> p1;
+  h.push(p1.get_future());
+  h.push(2);
+  h.push(3);  // returns at once: 1 is not made yet
+  CHECK(out == std::vector<int>{0});
+  CHECK(h.waiting() == 3);
+  h.poll();
+  CHECK(out == std::vector<int>{0});
+  p1.set_value(1);
+  h.poll();
+  CHECK(out == std::vector<int>{0, 1, 2, 3});
+  // A second pending value waits for the first (at most one pending).
+  std::promise<int> p4;
+  h.push(p4.get_future());
+  h.push(5);
+  std::thread maker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    p4.set_value(4);
+  });
+  auto f6 = std::async(std::launch::async, [] { return 6; });
+  h.push(std::move(f6));  // waits for 4, hands on 4 and 5
+  maker.join();
+  CHECK((out.size() >= 6 && out[4] == 4 && out[5] == 5));
+  h.push(7);
+  h.finish();
+  CHECK(out == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7});
+  CHECK(h.waiting() == 0);
+}
+
+TEST_CASE("ordered hand-off: a failed pending value stops at itself", "[analysis]") {
+  std::vector<int> out;
+  OrderedHandOff<int> h([&](int& v) { out.push_back(v); });
+  h.push(std::async(std::launch::async, []() -> int { throw std::runtime_error("assembly failed"); }));
+  h.push(1);
+  CHECK_THROWS_WITH(h.finish(), "assembly failed");
+  CHECK(out.empty());
+  h.finish();  // what came after it is still there
+  CHECK(out == std::vector<int>{1});
 }

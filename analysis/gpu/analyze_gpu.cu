@@ -21,6 +21,7 @@
 #include "analysis/gpu/block_rows.h"
 #include "analysis/gpu/device_util.cuh"
 #include "analysis/gpu/warp_rows.cuh"
+#include "analysis/ordered_handoff.h"
 #include "analysis/selection_bands.h"
 #include "kernels/backend.h"
 #include "kernels/block_pool.h"
@@ -1019,13 +1020,10 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   h.sel_count.resize(static_cast<size_t>(plan.n_configs() * kSlots));
 
   // A kept head's measures, assembled on a thread of their own (assemble_kept), are handed on
-  // before any later head's: the summaries see the heads in order.
-  std::future<HeadMeasures> kept_pending;
-  const auto hand_on_kept = [&] {
-    if (!kept_pending.valid()) return;
-    HeadMeasures km = kept_pending.get();
-    head_done(km);
-  };
+  // before any later head's: the summaries see the heads in order. The later heads wait in
+  // `hand_off` meanwhile, not the device's work (B4: the heads after a kept one had waited
+  // ~58 ms for it with the device idle, kernels/cuda/NOTES.md, nineteenth session).
+  OrderedHandOff<HeadMeasures> hand_off(head_done);
   for (const int64_t head : in.heads) {
     StageTimer head_trace(false);  // --trace only: first enqueue to the end of the reductions
     const int64_t local = head - in.q_head_first;
@@ -1073,25 +1071,23 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     clock.lap("reductions");
     if (keep_arrays && !kc->slots.empty()) {
       copy_arrays(g, h, *kc);
-      hand_on_kept();
-      kept_pending = std::async(std::launch::async, [&g, head, device, kc = std::move(kc), m = std::move(m)]() mutable {
+      hand_off.push(std::async(std::launch::async, [&g, head, device, kc = std::move(kc), m = std::move(m)]() mutable {
         StageTimer trace(false);
         ck(cudaSetDevice(device), "cudaSetDevice");
         assemble_kept(g, head, *kc, m);
         kc.reset();  // the device copies go back to the pool
         trace.lap("host: a kept head's arrays and selections copied back", "head " + std::to_string(head));
         return std::move(m);
-      });
+      }));
       clock.lap("download arrays");
     } else {
       if (keep_arrays) assemble_kept(g, head, *kc, m);  // every slot's key, nothing to copy back
       clock.lap("download arrays");
-      hand_on_kept();
-      head_done(m);
+      hand_off.push(std::move(m));
     }
     clock.lap("host: hand-off to the summary queue");
   }
-  hand_on_kept();
+  hand_off.finish();
 }
 
 }  // namespace moba::analysis
