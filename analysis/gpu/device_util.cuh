@@ -135,8 +135,8 @@ class StagingLease {
     Pool& p = pool();
     {
       std::lock_guard<std::mutex> lock(p.mutex);
-      std::vector<Set*>& free = p.free[device_];
-      if (!free.empty()) s_ = free.back(), free.pop_back();
+      std::vector<Set*>& idle = p.idle[device_];
+      if (!idle.empty()) s_ = idle.back(), idle.pop_back();
     }
     if (s_) return;
     auto fresh = std::make_unique<Set>();
@@ -157,7 +157,7 @@ class StagingLease {
     for (int i = 0; i < kChunks; ++i) cudaEventSynchronize(s_->done[i]);  // never recorded: done at once
     Pool& p = pool();
     std::lock_guard<std::mutex> lock(p.mutex);
-    p.free[device_].push_back(s_);
+    p.idle[device_].push_back(s_);
   }
   StagingLease(const StagingLease&) = delete;
   StagingLease& operator=(const StagingLease&) = delete;
@@ -181,7 +181,7 @@ class StagingLease {
   };
   struct Pool {
     std::mutex mutex;
-    std::map<int, std::vector<Set*>> free;
+    std::map<int, std::vector<Set*>> idle;  // per device: the sets no lease holds
   };
   static Pool& pool() {
     static Pool* p = new Pool;  // never destroyed: leases may end during static destruction
