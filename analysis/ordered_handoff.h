@@ -10,7 +10,8 @@
 // device copies) stays bounded. finish() waits for everything and hands it all on; the
 // destructor waits for the pending values (std::async's futures do) without handing them on.
 // An exception from a pending value, or from the sink, reaches the caller of push, poll or
-// finish that met it; the values after it are not handed on.
+// finish that met it; that value is dropped, and the values after it stay queued (a later
+// poll or finish hands them on).
 #include <chrono>
 #include <deque>
 #include <functional>

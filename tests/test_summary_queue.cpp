@@ -102,8 +102,10 @@ TEST_CASE("ordered hand-off: ready values wait behind a pending one without bloc
 TEST_CASE("ordered hand-off: a failed pending value stops at itself", "[analysis]") {
   std::vector<int> out;
   OrderedHandOff<int> h([&](int& v) { out.push_back(v); });
-  h.push(std::async(std::launch::async, []() -> int { throw std::runtime_error("assembly failed"); }));
+  std::promise<int> failing;
+  h.push(failing.get_future());
   h.push(1);
+  failing.set_exception(std::make_exception_ptr(std::runtime_error("assembly failed")));  // after the pushes
   CHECK_THROWS_WITH(h.finish(), "assembly failed");
   CHECK(out.empty());
   h.finish();  // what came after it is still there

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -154,6 +155,9 @@ class StagingLease {
   }
   ~StagingLease() {
     if (!s_) return;
+    // Left by an exception (a failed CUDA call between a chunk's DMA and its event), a chunk may
+    // still be read by a DMA: the set is not given back (leaked) rather than reused.
+    if (std::uncaught_exceptions() > exceptions_) return;
     for (int i = 0; i < kChunks; ++i) cudaEventSynchronize(s_->done[i]);  // never recorded: done at once
     Pool& p = pool();
     std::lock_guard<std::mutex> lock(p.mutex);
@@ -188,6 +192,7 @@ class StagingLease {
     return *p;
   }
   int device_ = 0, next_ = 0;
+  const int exceptions_ = std::uncaught_exceptions();  // in flight when the lease began
   Set* s_ = nullptr;
 };
 
