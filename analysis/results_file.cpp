@@ -62,7 +62,8 @@ std::vector<TableKey> read_table_keys(const H5Input& h5, const std::string& file
     throw ShapeError(file, ds, "expected [n_rows, " + std::to_string(n_cols) + "] integers (" +
                                    (with_k ? kConfigurationColumns : kSnrConfigurationColumns) + ")");
   const std::optional<std::string> router_names = h5.attribute(ds, "routers");
-  if (!router_names) throw FormatError(file, ds, "the attribute `routers` (the names its router column indexes) is missing");
+  if (!router_names)
+    throw FormatError(file, ds, "the attribute `routers` (the names its router column indexes) is missing");
   const std::vector<std::string> routers = split_names(*router_names);
   std::vector<TableKey> keys(static_cast<size_t>(shape[0]));
   for (size_t r = 0; r < keys.size(); ++r) {
@@ -72,11 +73,13 @@ std::vector<TableKey> read_table_keys(const H5Input& h5, const std::string& file
     k.block_size = row[0];
     k.top_k = with_k ? row[1] : 0;
     if (k.block_size < 1 || (with_k && k.top_k < 1))
-      throw FormatError(file, ds, "row " + std::to_string(r) + ": block size " + std::to_string(row[0]) +
-                                      (with_k ? ", top-k " + std::to_string(row[1]) : std::string()) + " (must be >= 1)");
+      throw FormatError(file, ds,
+                        "row " + std::to_string(r) + ": block size " + std::to_string(row[0]) +
+                            (with_k ? ", top-k " + std::to_string(row[1]) : std::string()) + " (must be >= 1)");
     if (router < 0 || static_cast<size_t>(router) >= routers.size())
-      throw FormatError(file, ds, "row " + std::to_string(r) + ": router " + std::to_string(router) +
-                                      " outside the attribute `routers` (" + std::to_string(routers.size()) + " names)");
+      throw FormatError(file, ds,
+                        "row " + std::to_string(r) + ": router " + std::to_string(router) +
+                            " outside the attribute `routers` (" + std::to_string(routers.size()) + " names)");
     k.known = parse_router(routers[static_cast<size_t>(router)], &k.router);
   }
   return keys;
@@ -374,7 +377,8 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
       std::vector<int64_t> hist_shape;
       const std::vector<int32_t> all = h5_->read_i32(hist, &hist_shape);
       if (hist_shape.size() != 2 || hist_shape[0] != static_cast<int64_t>(keys.size()))
-        throw ShapeError(h5_path_, hist, "expected [" + std::to_string(keys.size()) + " (snr_configurations), n_ranks]");
+        throw ShapeError(h5_path_, hist,
+                         "expected [" + std::to_string(keys.size()) + " (snr_configurations), n_ranks]");
       const auto w = static_cast<size_t>(hist_shape[1]);
       a.signal_rank_hist.assign(all.begin() + static_cast<std::ptrdiff_t>(r * w),
                                 all.begin() + static_cast<std::ptrdiff_t>((r + 1) * w));

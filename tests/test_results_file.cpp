@@ -316,7 +316,8 @@ TEST_CASE("ResultsFile: bad input is a typed error naming the file", "[results][
     o.set_string("/layers/0/heads/0/configurations", "routers", "moba");
     const std::vector<double> summary(6, 0.5);
     o.write_f64("/layers/0/heads/0/summary", {2, 3}, summary.data());
-    o.set_string("/layers/0/heads/0/summary", "columns", which == 0 ? "coverage_mean,kl_mean" : "coverage_mean,kl_mean,n_choice");
+    o.set_string("/layers/0/heads/0/summary", "columns",
+                 which == 0 ? "coverage_mean,kl_mean" : "coverage_mean,kl_mean,n_choice");
     const std::vector<int32_t> edges{0, 8, 16}, n_choice{1, 2, 3, 4};
     const std::vector<float> means(which == 1 ? 10 : 20, 0.25f);
     o.write_i32("/layers/0/heads/0/bucket_edges", {3}, edges.data());
@@ -325,8 +326,10 @@ TEST_CASE("ResultsFile: bad input is a typed error naming the file", "[results][
     o.commit();
     return d;
   };
-  for (const auto& [which, field] : std::vector<std::pair<int, std::string>>{
-           {0, "/layers/0/heads/0/summary"}, {1, "/layers/0/heads/0/bucket_means"}, {2, "/layers/0/heads/0/configurations"}}) {
+  const std::vector<std::pair<int, std::string>> lies{{0, "/layers/0/heads/0/summary"},
+                                                      {1, "/layers/0/heads/0/bucket_means"},
+                                                      {2, "/layers/0/heads/0/configurations"}};
+  for (const auto& [which, field] : lies) {
     INFO(field);
     try {
       const ResultsFile t(lying_tables("tables" + std::to_string(which), which));
@@ -459,7 +462,8 @@ void check_against_csvs(const ResultsFile& f, size_t n_rows) {
     const ResultArrays a = f.load(*c);
     const BucketSeries* cov = a.bucket_curve("coverage");
     REQUIRE(cov != nullptr);
-    const auto it = std::find(cov->edges.begin(), cov->edges.end(), static_cast<int64_t>(row.value[b.column("t_begin")]));
+    const auto t_begin = static_cast<int64_t>(row.value[b.column("t_begin")]);
+    const auto it = std::find(cov->edges.begin(), cov->edges.end(), t_begin);
     REQUIRE(it + 1 < cov->edges.end());
     const auto e = static_cast<size_t>(it - cov->edges.begin());
     CHECK(cov->edges[e + 1] == static_cast<int64_t>(row.value[b.column("t_end")]));

@@ -205,7 +205,8 @@ struct H5Output::Impl {
     count[0] = hsize_t(n_rows);
     // The memory space has the selection's shape (a flat one makes HDF5 map element by element).
     h5::Id mspace = h5::space_id(H5Screate_simple(int(count.size()), count.data(), nullptr));
-    const hid_t mem_type = elem == Elem::f32 ? H5T_NATIVE_FLOAT : elem == Elem::f64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32;
+    const hid_t mem_type =
+        elem == Elem::f32 ? H5T_NATIVE_FLOAT : elem == Elem::f64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32;
     if (!fspace || !mspace ||
         H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0 ||
         H5Dwrite(d, mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, data) < 0)
