@@ -262,6 +262,11 @@ int64_t ResultsFile::n_table_rows(const ConfigKey& key) const {
   return h5_->dataset_info(head_table_path(key.layer, key.head, kConfigurationsDataset)).shape.at(0);
 }
 
+int64_t ResultsFile::table_row(const ConfigKey& key) const {
+  const int64_t i = index_of(key);
+  return i < 0 ? -1 : rows_[static_cast<size_t>(i)];
+}
+
 int64_t ResultsFile::index_of(const ConfigKey& key) const {
   const auto it = std::lower_bound(configs_.begin(), configs_.end(), key);
   return it != configs_.end() && *it == key ? it - configs_.begin() : -1;
@@ -294,9 +299,9 @@ std::string ResultsFile::missing_text(const ConfigKey& key) const {
 
 ResultArrays ResultsFile::load(const ConfigKey& config) const {
   const std::string group = group_path(config);
-  const int64_t at = index_of(config);
-  // Layout 2: the row of the head's tables; -1: layout 1 (everything in the group).
-  const int64_t row = at < 0 ? -1 : rows_[static_cast<size_t>(at)];
+  const int64_t row = table_row(config);
+  // Layout 2: the head's tables have `rows` rows (row `row` is this configuration's).
+  const int64_t rows = row < 0 ? -1 : n_table_rows(config);
   const auto table = [&](const char* dataset) { return head_table_path(config.layer, config.head, dataset); };
   ResultArrays a;
   a.config = config;
@@ -323,7 +328,7 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
     // a leading axis to the counts and the means. Each error names the dataset that disagrees.
     if (edge_shape.size() != 1 || edge_shape[0] < 2)
       throw ShapeError(h5_path_, base + "/" + kBucketEdgesDataset, "expected [n_buckets + 1] integers, n_buckets >= 1");
-    const int64_t n = edge_shape[0] - 1, rows = row < 0 ? -1 : n_table_rows(config);
+    const int64_t n = edge_shape[0] - 1;
     const std::vector<int64_t> want_choice = row < 0 ? std::vector<int64_t>{n} : std::vector<int64_t>{rows, n};
     if (choice_shape != want_choice)
       throw ShapeError(h5_path_, base + "/" + kBucketChoiceDataset,
@@ -389,7 +394,6 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
   if (!column_names) throw FormatError(h5_path_, summary, "the attribute `columns` (its column names) is missing");
   const std::vector<std::string> columns = split_names(*column_names);
   const auto n_cols = static_cast<int64_t>(columns.size());
-  const int64_t rows = n_table_rows(config);
   if (shape != std::vector<int64_t>{rows, n_cols})
     throw ShapeError(h5_path_, summary, "expected [n_rows, n_cols] = [" + std::to_string(rows) + ", " +
                                             std::to_string(n_cols) + "] (configurations, the attribute `columns`)");
@@ -417,8 +421,7 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
 
 int64_t ResultsFile::n_tokens(const ConfigKey& key) const {
   const StoredLevels st = stored(key);
-  const int64_t at = index_of(key);
-  const bool layout2 = at >= 0 && rows_[static_cast<size_t>(at)] >= 0;
+  const bool layout2 = table_row(key) >= 0;
   const std::string group = group_path(key);
   if (st.selection) return h5_->dataset_info(selected_path(key)).shape.at(0);
   if (st.buckets) {
