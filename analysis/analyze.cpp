@@ -379,7 +379,7 @@ void output_errors(const GroupContext& g, HeadState& h, int64_t wn) {
 }
 
 // Stage 5 (either device) of one measured head, in two parts: the rows (returned), then
-// summary_commit's buckets, analysis.h5 groups and SNR sums. `gates` numbers the gate routers
+// summary_commit's buckets, analysis.h5 tables and SNR sums. `gates` numbers the gate routers
 // as analysis/router.h GateRouters does.
 std::vector<SummaryRow> summary_rows(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan,
                                      const GateIndex& gates, const HeadMeasures& m) {

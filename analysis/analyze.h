@@ -82,10 +82,10 @@ struct GroupResult {
 // Analyses the listed heads of one KV group, head by head, in stages: the shared-GQA oracle
 // pre-pass (one dense pass over the group), then per head and query chunk the dense pass,
 // routing + per-position metrics + SNR probe per (block size, query tile) in parallel, an
-// ordered merge; then MoBA attention error per (configuration, router) and the summary rows. `h5` (optional) receives, per head, router and
-// configuration, the group of analysis/results_schema.h (write_configuration) and per
-// (head, B, gate router) its SNR rank histogram (write_snr_hist). `progress` advances once
-// per (head, chunk).
+// ordered merge; then MoBA attention error per (configuration, router) and the summary rows.
+// `h5` (optional) receives per head its tables (analysis/results_schema.h write_head_tables:
+// summary rows, bucket curves, SNR rank histograms) and the kept per-position data
+// (write_kept_arrays). `progress` advances once per (head, chunk).
 GroupResult analyze_group(const GroupInput& in, const AnalyzeOptions& opt, Progress* progress, H5Output* h5);
 
 // Summarises measured heads beside the device's work, in the order they are queued, on two

@@ -62,7 +62,8 @@ std::vector<TableKey> read_table_keys(const H5Input& h5, const std::string& file
     throw ShapeError(file, ds, "expected [n_rows, " + std::to_string(n_cols) + "] integers (" +
                                    (with_k ? kConfigurationColumns : kSnrConfigurationColumns) + ")");
   const std::optional<std::string> router_names = h5.attribute(ds, "routers");
-  if (!router_names) throw FormatError(file, ds, "the attribute `routers` (the names its router column indexes) is missing");
+  if (!router_names)
+    throw FormatError(file, ds, "the attribute `routers` (the names its router column indexes) is missing");
   const std::vector<std::string> routers = split_names(*router_names);
   std::vector<TableKey> keys(static_cast<size_t>(shape[0]));
   for (size_t r = 0; r < keys.size(); ++r) {
@@ -72,11 +73,13 @@ std::vector<TableKey> read_table_keys(const H5Input& h5, const std::string& file
     k.block_size = row[0];
     k.top_k = with_k ? row[1] : 0;
     if (k.block_size < 1 || (with_k && k.top_k < 1))
-      throw FormatError(file, ds, "row " + std::to_string(r) + ": block size " + std::to_string(row[0]) +
-                                      (with_k ? ", top-k " + std::to_string(row[1]) : std::string()) + " (must be >= 1)");
+      throw FormatError(file, ds,
+                        "row " + std::to_string(r) + ": block size " + std::to_string(row[0]) +
+                            (with_k ? ", top-k " + std::to_string(row[1]) : std::string()) + " (must be >= 1)");
     if (router < 0 || static_cast<size_t>(router) >= routers.size())
-      throw FormatError(file, ds, "row " + std::to_string(r) + ": router " + std::to_string(router) +
-                                      " outside the attribute `routers` (" + std::to_string(routers.size()) + " names)");
+      throw FormatError(file, ds,
+                        "row " + std::to_string(r) + ": router " + std::to_string(router) +
+                            " outside the attribute `routers` (" + std::to_string(routers.size()) + " names)");
     k.known = parse_router(routers[static_cast<size_t>(router)], &k.router);
   }
   return keys;
@@ -154,6 +157,16 @@ ResultsFile::ResultsFile(const std::string& dir_or_h5) {
   if (!h5_->has_group(kLayersGroup))
     throw FormatError(h5_path_, kLayersGroup, "group is missing: not a `moba analyze` analysis.h5");
   attributes_ = h5_->attributes("/");
+  // The layout version (results_schema.h): absent in layout 1's files.
+  int64_t layout = 1;
+  if (auto it = attributes_.find(kAttrLayout); it != attributes_.end()) {
+    if (!parse_index_name(it->second, &layout) || layout < 2)
+      throw FormatError(h5_path_, std::string("/@") + kAttrLayout, "'" + it->second + "' is not a layout version");
+    if (layout > kLayoutVersion)
+      throw FormatError(h5_path_, std::string("/@") + kAttrLayout,
+                        "layout " + it->second + " is newer than this build reads (up to " +
+                            std::to_string(kLayoutVersion) + "): use a newer moba");
+  }
 
   // Layout 2: each head's `configurations` table lists every configuration (row = its row in
   // the head's tables); the configuration groups, where present, hold kept arrays. Layout 1:
@@ -179,7 +192,11 @@ ResultsFile::ResultsFile(const std::string& dir_or_h5) {
       const int L = static_cast<int>(layer);
       const std::string hpath = head_path(L, head);
       const std::string table = head_table_path(L, head, kConfigurationsDataset);
-      if (h5_->has_dataset(table)) {
+      const bool has_table = h5_->has_dataset(table);
+      if (layout >= 2 && !has_table)
+        throw FormatError(h5_path_, table, "missing: every head of a layout " + std::to_string(layout) +
+                                               " file has its configurations table");
+      if (has_table) {
         const std::vector<TableKey> keys = read_table_keys(*h5_, h5_path_, table, true);
         const bool buckets = h5_->has_dataset(head_table_path(L, head, kBucketMeansDataset));
         for (size_t r = 0; r < keys.size(); ++r) {
@@ -241,6 +258,15 @@ const ConfigKey* ResultsFile::find(const ConfigKey& key) const {
   return i < 0 ? nullptr : &configs_[static_cast<size_t>(i)];
 }
 
+int64_t ResultsFile::n_table_rows(const ConfigKey& key) const {
+  return h5_->dataset_info(head_table_path(key.layer, key.head, kConfigurationsDataset)).shape.at(0);
+}
+
+int64_t ResultsFile::table_row(const ConfigKey& key) const {
+  const int64_t i = index_of(key);
+  return i < 0 ? -1 : rows_[static_cast<size_t>(i)];
+}
+
 int64_t ResultsFile::index_of(const ConfigKey& key) const {
   const auto it = std::lower_bound(configs_.begin(), configs_.end(), key);
   return it != configs_.end() && *it == key ? it - configs_.begin() : -1;
@@ -273,9 +299,9 @@ std::string ResultsFile::missing_text(const ConfigKey& key) const {
 
 ResultArrays ResultsFile::load(const ConfigKey& config) const {
   const std::string group = group_path(config);
-  const int64_t at = index_of(config);
-  // Layout 2: the row of the head's tables; -1: layout 1 (everything in the group).
-  const int64_t row = at < 0 ? -1 : rows_[static_cast<size_t>(at)];
+  const int64_t row = table_row(config);
+  // Layout 2: the head's tables have `rows` rows (row `row` is this configuration's).
+  const int64_t rows = row < 0 ? -1 : n_table_rows(config);
   const auto table = [&](const char* dataset) { return head_table_path(config.layer, config.head, dataset); };
   ResultArrays a;
   a.config = config;
@@ -298,19 +324,26 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
     const std::vector<float> means = h5_->read_f32(means_path, &shape);
     const std::vector<std::string>& names = bucket_metric_names();
     const auto n_names = static_cast<int64_t>(names.size());
-    // Layout 1: [n_buckets + 1], [n_buckets], [n_buckets, 5]; layout 2 adds a leading row axis
-    // to the counts and means.
-    const int64_t n = edge_shape.size() == 1 ? edge_shape[0] - 1 : -1;
-    const bool ok = row < 0 ? shape == std::vector<int64_t>{n, n_names} && choice_shape == std::vector<int64_t>{n}
-                            : shape.size() == 3 && shape[0] > row && shape[1] == n && shape[2] == n_names &&
-                                  choice_shape == std::vector<int64_t>{shape[0], n};
-    if (n < 0 || !ok)
+    // Layout 1: [n_buckets + 1], [n_buckets], [n_buckets, 5]; layout 2 adds the head's rows as
+    // a leading axis to the counts and the means. Each error names the dataset that disagrees.
+    if (edge_shape.size() != 1 || edge_shape[0] < 2)
+      throw ShapeError(h5_path_, base + "/" + kBucketEdgesDataset, "expected [n_buckets + 1] integers, n_buckets >= 1");
+    const int64_t n = edge_shape[0] - 1;
+    const std::vector<int64_t> want_choice = row < 0 ? std::vector<int64_t>{n} : std::vector<int64_t>{rows, n};
+    if (choice_shape != want_choice)
+      throw ShapeError(h5_path_, base + "/" + kBucketChoiceDataset,
+                       row < 0 ? "expected [n_buckets] = [" + std::to_string(n) + "] (bucket_edges)"
+                               : "expected [n_rows, n_buckets] = [" + std::to_string(rows) + ", " + std::to_string(n) +
+                                     "] (configurations, bucket_edges)");
+    const std::vector<int64_t> want_means =
+        row < 0 ? std::vector<int64_t>{n, n_names} : std::vector<int64_t>{rows, n, n_names};
+    if (shape != want_means)
       throw ShapeError(h5_path_, means_path,
-                       row < 0 ? "expected [n_buckets, " + std::to_string(n_names) +
-                                     "] beside bucket_edges [n_buckets + 1] and bucket_n_choice [n_buckets]"
-                               : "expected [n_rows, n_buckets, " + std::to_string(n_names) +
-                                     "] beside bucket_edges [n_buckets + 1] and bucket_n_choice [n_rows, n_buckets], "
-                                     "with a row " + std::to_string(row) + " (configurations)");
+                       row < 0 ? "expected [n_buckets, " + std::to_string(n_names) + "] = [" + std::to_string(n) +
+                                     ", " + std::to_string(n_names) + "] (bucket_edges)"
+                               : "expected [n_rows, n_buckets, " + std::to_string(n_names) + "] = [" +
+                                     std::to_string(rows) + ", " + std::to_string(n) + ", " + std::to_string(n_names) +
+                                     "] (configurations, bucket_edges)");
     const size_t first = static_cast<size_t>(std::max<int64_t>(row, 0) * n);
     for (size_t m = 0; m < names.size(); ++m) {
       BucketSeries b;
@@ -349,7 +382,8 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
     if (h5_->has_dataset(hist)) a.signal_rank_hist = h5_->read_i32(hist);
     for (const auto& [name, text] : h5_->attributes(group)) {
       const double v = parse_cell(text);
-      if (!text.empty() && (std::isfinite(v) || text == "nan" || text == "inf" || text == "-inf")) a.summary[name] = v;
+      if (!text.empty() && (std::isfinite(v) || text == "nan" || text == "-nan" || text == "inf" || text == "-inf"))
+        a.summary[name] = v;
     }
     return a;
   }
@@ -360,9 +394,9 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
   if (!column_names) throw FormatError(h5_path_, summary, "the attribute `columns` (its column names) is missing");
   const std::vector<std::string> columns = split_names(*column_names);
   const auto n_cols = static_cast<int64_t>(columns.size());
-  if (shape.size() != 2 || shape[0] <= row || shape[1] != n_cols)
-    throw ShapeError(h5_path_, summary, "expected [n_rows, " + std::to_string(n_cols) +
-                                            "] (the attribute `columns`) with a row " + std::to_string(row));
+  if (shape != std::vector<int64_t>{rows, n_cols})
+    throw ShapeError(h5_path_, summary, "expected [n_rows, n_cols] = [" + std::to_string(rows) + ", " +
+                                            std::to_string(n_cols) + "] (configurations, the attribute `columns`)");
   for (int64_t c = 0; c < n_cols; ++c)
     a.summary[columns[static_cast<size_t>(c)]] = values[static_cast<size_t>(row * n_cols + c)];
   const std::string snr_keys = table(kSnrConfigurationsDataset);
@@ -374,7 +408,8 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
       std::vector<int64_t> hist_shape;
       const std::vector<int32_t> all = h5_->read_i32(hist, &hist_shape);
       if (hist_shape.size() != 2 || hist_shape[0] != static_cast<int64_t>(keys.size()))
-        throw ShapeError(h5_path_, hist, "expected [" + std::to_string(keys.size()) + " (snr_configurations), n_ranks]");
+        throw ShapeError(h5_path_, hist,
+                         "expected [" + std::to_string(keys.size()) + " (snr_configurations), n_ranks]");
       const auto w = static_cast<size_t>(hist_shape[1]);
       a.signal_rank_hist.assign(all.begin() + static_cast<std::ptrdiff_t>(r * w),
                                 all.begin() + static_cast<std::ptrdiff_t>((r + 1) * w));
@@ -386,8 +421,7 @@ ResultArrays ResultsFile::load(const ConfigKey& config) const {
 
 int64_t ResultsFile::n_tokens(const ConfigKey& key) const {
   const StoredLevels st = stored(key);
-  const int64_t at = index_of(key);
-  const bool layout2 = at >= 0 && rows_[static_cast<size_t>(at)] >= 0;
+  const bool layout2 = table_row(key) >= 0;
   const std::string group = group_path(key);
   if (st.selection) return h5_->dataset_info(selected_path(key)).shape.at(0);
   if (st.buckets) {

@@ -145,6 +145,8 @@ class ResultsFile {
   std::vector<StoredLevels> stored_;  // [configs_]
   std::vector<int> rows_;             // [configs_]: the row of the head's tables (layout 2), or -1
   int64_t index_of(const ConfigKey& key) const;  // in configs_, or -1
+  int64_t n_table_rows(const ConfigKey& key) const;  // rows of key's head tables (layout 2)
+  int64_t table_row(const ConfigKey& key) const;     // key's row in them, or -1 (layout 1, absent)
   SummaryTable summary_;
 };
 

@@ -6,8 +6,9 @@
 // - Everything is written to a temporary file beside `path`; commit() renames it over
 //   `path`. An H5Output destroyed without commit() (an exception, an early return) removes
 //   the temporary file: a failed command leaves no output behind.
-// - Datasets are float32, float64 (whole and contiguous only) or signed integers (int32 in
-//   memory; stored as int8, int16 or int32), any rank >= 1, row-major, named by absolute path ("/layers/0/selected");
+// - Datasets are float32, float64 (written whole, uncompressed) or signed integers (int32 in
+//   memory; stored as int8, int16 or int32), any rank >= 1, row-major, named by absolute
+//   path ("/layers/0/selected");
 //   missing groups are created on demand. A dataset may be written whole, or created first
 //   and filled in runs of rows along axis 0 (e.g. one head at a time) so the caller never
 //   holds all of it. Rows never written read back as 0.
@@ -57,8 +58,8 @@ class H5Output {
                  const H5Storage& storage = {});
   void write_i32(const std::string& dataset, const std::vector<int64_t>& shape, const int32_t* data,
                  const H5Storage& storage = {});
-  // float64, contiguous (small tables whose values must read back bit for bit, e.g. analyze's
-  // per-head summary table).
+  // float64, written whole and uncompressed (small tables whose values must read back bit for
+  // bit, e.g. analyze's per-head summary table).
   void write_f64(const std::string& dataset, const std::vector<int64_t>& shape, const double* data);
   // Integers held as int32 in memory, stored as signed `stored_bits` (8, 16 or 32) integers.
   // std::logic_error when a value does not fit (nothing is clipped) or bits is another value.

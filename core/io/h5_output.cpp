@@ -111,9 +111,8 @@ struct H5Output::Impl {
   // `file`, so closed before it.
   std::map<std::string, h5::Id> groups;
 
-  // The group at `path`, created with its parents where absent (`created` set when it was).
-  hid_t group_at(const std::string& path, bool* created = nullptr) {
-    if (created) *created = false;
+  // The group at `path`, created with its parents where absent.
+  hid_t group_at(const std::string& path) {
     if (auto it = groups.find(path); it != groups.end()) return it->second.get();
     h5::Id g;
     if (path == "/") {
@@ -125,7 +124,6 @@ struct H5Output::Impl {
         g = h5::group_id(H5Gopen2(parent, name.c_str(), H5P_DEFAULT));
       } else {
         g = h5::create_group(parent, name);
-        if (created) *created = true;
       }
     }
     if (!g) throw std::runtime_error(where(path) + ": cannot open or create the group");
@@ -205,7 +203,8 @@ struct H5Output::Impl {
     count[0] = hsize_t(n_rows);
     // The memory space has the selection's shape (a flat one makes HDF5 map element by element).
     h5::Id mspace = h5::space_id(H5Screate_simple(int(count.size()), count.data(), nullptr));
-    const hid_t mem_type = elem == Elem::f32 ? H5T_NATIVE_FLOAT : elem == Elem::f64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32;
+    const hid_t mem_type =
+        elem == Elem::f32 ? H5T_NATIVE_FLOAT : elem == Elem::f64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT32;
     if (!fspace || !mspace ||
         H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0 ||
         H5Dwrite(d, mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, data) < 0)
@@ -226,11 +225,10 @@ struct H5Output::Impl {
     }
   }
 
-  // `created`: set when the object did not exist (a new group: it has no attributes yet).
-  h5::Id open_object(const std::string& object, bool* created = nullptr) {
+  // The group or dataset `object`, created as a group if absent.
+  h5::Id open_object(const std::string& object) {
     check_open();
     if (object.empty() || object[0] != '/') throw std::logic_error(where(object) + ": object paths are absolute");
-    if (created) *created = false;
     trim_groups();
     if (object == "/") {
       h5::Id o = h5::object_id(H5Oopen(group_at("/"), ".", H5P_DEFAULT));
@@ -238,7 +236,7 @@ struct H5Output::Impl {
     } else {
       const hid_t parent = group_at(parent_of(object));
       const std::string name = name_of(object);
-      if (H5Lexists(parent, name.c_str(), H5P_DEFAULT) <= 0) group_at(object, created);  // a new group
+      if (H5Lexists(parent, name.c_str(), H5P_DEFAULT) <= 0) group_at(object);  // a new group
       h5::Id o = h5::object_id(H5Oopen(parent, name.c_str(), H5P_DEFAULT));
       if (o) return o;
     }
@@ -382,10 +380,10 @@ void H5Output::set_number(const std::string& object, const std::string& name, do
 
 void H5Output::set_numbers(const std::string& object, const std::vector<std::pair<std::string, double>>& values) {
   auto lock = h5::h5_lock();
-  bool created = false;
-  h5::Id o = impl_->open_object(object, &created);
-  if (!h5::write_attrs_double(o.get(), values, created))
-    throw std::runtime_error(impl_->where(object) + ": cannot write its attributes");
+  h5::Id o = impl_->open_object(object);
+  for (const auto& [name, value] : values)
+    if (!h5::write_attr_double(o.get(), name, value))
+      throw std::runtime_error(impl_->where(object) + ": cannot write attribute " + name);
 }
 void H5Output::set_integer(const std::string& object, const std::string& name, int64_t value) {
   auto lock = h5::h5_lock();

@@ -219,20 +219,20 @@ bool write_attr_double(hid_t obj, const std::string& name, double value) {
   return write_attr_raw(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
 }
 
-bool write_attrs_double(hid_t obj, const std::vector<std::pair<std::string, double>>& values, bool fresh) {
-  Id space = space_id(H5Screate(H5S_SCALAR));
-  if (!space) return false;
-  for (const auto& [name, value] : values) {
-    if (!fresh && H5Aexists(obj, name.c_str()) > 0 && H5Adelete(obj, name.c_str()) < 0) return false;
-    Id a = attr_id(H5Acreate2(obj, name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
-    if (!a || H5Awrite(a.get(), H5T_NATIVE_DOUBLE, &value) < 0) return false;
-  }
-  return true;
+namespace {
+// Group creation properties: attributes stay in the object header up to 64 of them (HDF5
+// moves more than 8 to a fractal heap + B-tree by default: several times slower to write; the
+// same to readers).
+Id group_create_plist() {
+  Id gcpl = plist_id(H5Pcreate(H5P_GROUP_CREATE));
+  if (!gcpl || H5Pset_attr_phase_change(gcpl.get(), 64, 48) < 0) return Id();
+  return gcpl;
 }
+}  // namespace
 
 Id create_group(hid_t parent, const std::string& name) {
-  Id gcpl = plist_id(H5Pcreate(H5P_GROUP_CREATE));
-  if (!gcpl || H5Pset_attr_phase_change(gcpl.get(), 64, 48) < 0) return Id();  // as require_group
+  Id gcpl = group_create_plist();
+  if (!gcpl) return Id();
   return group_id(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT));
 }
 
@@ -241,10 +241,8 @@ Id require_group(hid_t file, const std::string& path) {
   if (H5Lexists(file, path.c_str(), H5P_DEFAULT) > 0) return group_id(H5Gopen2(file, path.c_str(), H5P_DEFAULT));
   Id lcpl = plist_id(H5Pcreate(H5P_LINK_CREATE));
   if (!lcpl || H5Pset_create_intermediate_group(lcpl.get(), 1) < 0) return Id();
-  // Attributes stay in the object header up to 64 of them (HDF5 moves more than 8 to a
-  // fractal heap + B-tree by default: several times slower to write; the same to readers).
-  Id gcpl = plist_id(H5Pcreate(H5P_GROUP_CREATE));
-  if (!gcpl || H5Pset_attr_phase_change(gcpl.get(), 64, 48) < 0) return Id();
+  Id gcpl = group_create_plist();
+  if (!gcpl) return Id();
   return group_id(H5Gcreate2(file, path.c_str(), lcpl.get(), gcpl.get(), H5P_DEFAULT));
 }
 

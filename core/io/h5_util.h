@@ -90,9 +90,6 @@ Id make_f16_type();
 bool write_attr_string(hid_t obj, const std::string& name, const std::string& value);
 bool write_attr_int(hid_t obj, const std::string& name, int64_t value);
 bool write_attr_double(hid_t obj, const std::string& name, double value);
-// Several scalar double attributes on one object, one dataspace for all. `fresh`: the object
-// was just created, so none of them exists yet (no lookup first).
-bool write_attrs_double(hid_t obj, const std::vector<std::pair<std::string, double>>& values, bool fresh);
 
 // Opens group `path`, creating it and any missing parents. Returns an invalid Id on failure.
 Id require_group(hid_t file, const std::string& path);
