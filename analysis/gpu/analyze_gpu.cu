@@ -343,27 +343,71 @@ void setup_group(Group& g) {
 
 // Selection buffers a head may hold (HeadBuffers::sel): two where the device has room, else one.
 constexpr int kSelBufs = 2;
+// Stage 4's streams (output_errors, AttnStreams).
+constexpr int kAttnStreams = 16;
 
-// What one head keeps on the device between its chunks.
+// A head's reductions as copied back: pinned, so that the copies stay asynchronous. Pinned
+// allocations and frees are implicit synchronisations of the whole device (they would wait for
+// the next group's upload), so each thread keeps its sets for the process's life and only
+// grows them (pinned_results).
+struct HeadResults {
+  gpu::HostPinned<gpu::MeanOut> means;     // [Reductions::n_jobs]
+  gpu::HostPinned<double> quant;           // [n_slots * kMetricCount][3]
+  gpu::HostPinned<gpu::SnrTotals> snr;     // [n_gates * n_bs]
+  gpu::HostPinned<unsigned long long> sel_count, signal_hits, planted_hits;  // as HeadBuffers'
+};
+HeadResults* pinned_results() {
+  static thread_local HeadResults* sets = new HeadResults[2];  // never freed: the driver frees them at exit
+  return sets;
+}
+
+// What one head keeps on the device from its first chunk to its reductions. Two heads may be in
+// flight (analyze_group_gpu), each with a set of its own.
 struct HeadBuffers {
   Dev<float> metrics;      // [slot = ci * n_routers + ri][8][T]
   Dev<float> oracle_cov;   // [ci][T]
   // [buf * n_slots + slot]: [window, band_k(slot)], a window's selection bands. kSelBufs buffers
   // where the device has room: window w + 1's chunks (dense pass, routing rows) then run while
-  // window w's attention still reads its bands (AttnStreams::wait); `cur` is this window's.
+  // window w's attention still reads its bands (wait_attention); `cur` is this window's.
   std::vector<Dev<int32_t>> sel;
   int n_sel_bufs = 1, cur = 0, n_slots = 0;
   int32_t* sel_of(int slot) const { return sel[static_cast<size_t>(cur * n_slots + slot)].get(); }
   Dev<float> o_full;              // [T, d]
-  // [stream]: the attention rows of up to n_bands bands ([n_bands][window, d], [n_bands][window])
-  // and the running merge of a (block size, router)'s bands ([window, d], [window])
-  std::vector<Dev<float>> o_band, lse_band, o_acc, lse_acc;
-  int64_t window = 0;
-  int n_bands = 1;  // bands per attention pass (kernels::moba_attention_bands_cuda)
   Dev<gpu::SnrRow> snr;           // [gi * n_bs + bi][T]
   Dev<unsigned long long> planted_hits, signal_hits;  // [ci * kSlots + slot], [ci * kMaxGates + gi]
   Dev<unsigned long long> sel_count;  // [ci * kSlots + slot]: variable-budget rows' sum of |S_t|
-  Dev<int32_t> planted;           // [T]
+  const int32_t* planted = nullptr;   // [T]: the head's planted blocks (in the group's upload), or null
+  Dev<gpu::MeanJob> mean_jobs;    // the reductions' mean jobs over these arrays (mean_jobs())
+  HeadResults* res = nullptr;     // this set's (pinned_results)
+  // done[buf][stream]: the attention of the last window that used selection buffer buf is
+  // through on that stream (recorded by output_errors).
+  cudaEvent_t done[kSelBufs][kAttnStreams] = {};
+  cudaEvent_t reduced = nullptr;  // the head's reductions and their copies into `res` are through
+  HeadBuffers() {
+    for (auto& d : done)
+      for (auto& e : d) ck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "event");
+    ck(cudaEventCreateWithFlags(&reduced, cudaEventDisableTiming), "event");
+  }
+  ~HeadBuffers() {
+    for (auto& d : done)
+      for (auto& e : d) cudaEventDestroy(e);
+    cudaEventDestroy(reduced);
+  }
+  HeadBuffers(const HeadBuffers&) = delete;
+  HeadBuffers& operator=(const HeadBuffers&) = delete;
+  // Makes `stream` wait for the attention that last read selection buffer `buf`.
+  void wait_attention(int buf, cudaStream_t stream) const {
+    for (int i = 0; i < kAttnStreams; ++i) ck(cudaStreamWaitEvent(stream, done[buf][i], 0), "stream wait");
+  }
+};
+
+// Stage 4's scratch per attention stream, shared by the heads in flight (a stream runs their
+// units in order): the attention rows of up to n_bands bands ([n_bands][window, d],
+// [n_bands][window]) and the running merge of a (block size, router)'s bands ([window, d], [window]).
+struct AttnScratch {
+  std::vector<Dev<float>> o_band, lse_band, o_acc, lse_acc;
+  int64_t window = 0;
+  int n_bands = 1;  // bands per attention pass (kernels::moba_attention_bands_cuda)
 };
 
 struct ChunkBuffers {
@@ -480,7 +524,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
     a.sel_t0 = w0;
     a.planted_hits = h.planted_hits.get();
     a.signal_hits = h.signal_hits.get();
-    a.planted = h.planted.size() ? h.planted.get() : nullptr;
+    a.planted = h.planted;
     a.base = g.base, a.pre_stride = stride + 1;
     for (int gi = 0; gi < g.n_gates; ++gi) {
       const MomentBuffers& m = g.gate_kinds[gi] == RouterKind::moba_kconv ? cb.gate_moments[gi] : cb.dump_moments;
@@ -505,30 +549,19 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
 // stream (optionally cut into query parts, opt.attn_split); events order them after the
 // selections and before the reductions. A window's rows are the same bits however it is cut
 // (kernels/moba_attention.h), so the parts change the time only.
-constexpr int kAttnStreams = 16;
-// The default stream does not wait for a window's attention when it ends: done[buf] marks
-// when the attention of the last window that used selection buffer buf is through, and
-// wait(buf) makes the default stream wait for it (before a window writes that buffer again,
-// and for every buffer the head has before its reductions).
+// The default stream does not wait for a window's attention when it ends: the head's
+// HeadBuffers::done events mark when it is through (the default stream waits for them before a
+// window writes that selection buffer again, the reduction stream before the head's reductions).
 struct AttnStreams {
   cudaStream_t s[kAttnStreams] = {};
-  cudaEvent_t ready = nullptr, done[kSelBufs][kAttnStreams] = {};
+  cudaEvent_t ready = nullptr;
   AttnStreams() {
     ck(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming), "event");
-    for (int i = 0; i < kAttnStreams; ++i) {
-      ck(cudaStreamCreateWithFlags(&s[i], cudaStreamNonBlocking), "stream");
-      for (auto& d : done) ck(cudaEventCreateWithFlags(&d[i], cudaEventDisableTiming), "event");
-    }
+    for (int i = 0; i < kAttnStreams; ++i) ck(cudaStreamCreateWithFlags(&s[i], cudaStreamNonBlocking), "stream");
   }
   ~AttnStreams() {
-    for (int i = 0; i < kAttnStreams; ++i) {
-      cudaStreamDestroy(s[i]);
-      for (auto& d : done) cudaEventDestroy(d[i]);
-    }
+    for (int i = 0; i < kAttnStreams; ++i) cudaStreamDestroy(s[i]);
     cudaEventDestroy(ready);
-  }
-  void wait(int buf) const {
-    for (int i = 0; i < kAttnStreams; ++i) ck(cudaStreamWaitEvent(nullptr, done[buf][i], 0), "stream wait");
   }
   AttnStreams(const AttnStreams&) = delete;
   AttnStreams& operator=(const AttnStreams&) = delete;
@@ -594,15 +627,22 @@ int band_pass_size(const Group& g, int64_t window) {
   return static_cast<int>(std::min<int64_t>({fit, static_cast<int64_t>(most), kernels::kMaxAttentionBands}));
 }
 
-// Queries [w0, w0 + wn): the window whose selection bands h.sel_of holds.
-void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBuffers& h, AttnStreams& st) {
+// Queries [w0, w0 + wn): the window whose selection bands h.sel_of holds. Of the least loaded
+// streams the first from `first_stream` on takes the next unit: the heads in flight start on
+// different streams (a stream runs its units in order).
+void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBuffers& h, AttnScratch& sc,
+                   AttnStreams& st, int first_stream) {
   ck(cudaEventRecord(st.ready, nullptr), "event record");
   for (int i = 0; i < kAttnStreams; ++i) ck(cudaStreamWaitEvent(st.s[i], st.ready, 0), "stream wait");
   double load[kAttnStreams] = {};
   const std::vector<AttnUnit> units = attention_units(g, w0, wn);
   const int rows = window_rows(units);
   for (const AttnUnit& u : units) {
-    const int si = static_cast<int>(std::min_element(load, load + kAttnStreams) - load);
+    int si = first_stream % kAttnStreams;
+    for (int x = 1; x < kAttnStreams; ++x) {
+      const int y = (first_stream + x) % kAttnStreams;
+      if (load[y] < load[si]) si = y;
+    }
     load[si] += u.cost;
     const int ri = u.ri;
     kernels::MobaAttentionParams ap;
@@ -632,9 +672,9 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
     const int64_t t_end = w0 + u.r0 + u.rn;
     const bool fixed = !router_is_variable_budget(g.opt.routers[ri]);
     bool first = true;
-    // The bands in passes of h.n_bands (k ascending), then merged one after another.
-    for (size_t c0 = 0; c0 < cis.size(); c0 += static_cast<size_t>(h.n_bands)) {
-      const int n = static_cast<int>(std::min(cis.size() - c0, static_cast<size_t>(h.n_bands)));
+    // The bands in passes of sc.n_bands (k ascending), then merged one after another.
+    for (size_t c0 = 0; c0 < cis.size(); c0 += static_cast<size_t>(sc.n_bands)) {
+      const int n = static_cast<int>(std::min(cis.size() - c0, static_cast<size_t>(sc.n_bands)));
       kernels::MobaAttentionBand bands[kernels::kMaxAttentionBands];
       int n_run = 0;  // the leading bands that some query of the part has a choice in
       for (int x = 0; x < n; ++x) {
@@ -642,8 +682,8 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
         const int64_t kb = g.band_k(slot);
         bands[x].selected = h.sel_of(slot) + u.r0 * kb;
         bands[x].top_k = static_cast<int>(kb);
-        bands[x].out = h.o_band[si].get() + (x * h.window + u.r0) * g.d;
-        bands[x].lse = h.lse_band[si].get() + x * h.window + u.r0;
+        bands[x].out = sc.o_band[si].get() + (x * sc.window + u.r0) * g.d;
+        bands[x].lse = sc.lse_band[si].get() + x * sc.window + u.r0;
         bands[x].first_query = fixed ? g.first_choice(ci) : 0;
         if (bands[x].first_query < t_end) n_run = x + 1;
       }
@@ -656,24 +696,52 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
         const int64_t threads = 256, blocks = (u.rn * 32 + threads - 1) / threads;
         const int64_t skip = std::clamp<int64_t>(bands[x].first_query - (w0 + u.r0), 0, u.rn);
         gpu::band_error_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(
-            bands[x].out, bands[x].lse, h.o_acc[si].get() + u.r0 * g.d, h.lse_acc[si].get() + u.r0, first,
+            bands[x].out, bands[x].lse, sc.o_acc[si].get() + u.r0 * g.d, sc.lse_acc[si].get() + u.r0, first,
             h.o_full.get() + (w0 + u.r0) * g.d, u.rn, skip, static_cast<int>(g.d), M + rel * g.T, M + cosine * g.T);
         ck_launch("output error");
         first = false;
       }
     }
   }
-  for (int i = 0; i < kAttnStreams; ++i) ck(cudaEventRecord(st.done[h.cur][i], st.s[i]), "event record");
+  for (int i = 0; i < kAttnStreams; ++i) ck(cudaEventRecord(h.done[h.cur][i], st.s[i]), "event record");
 }
 
-// Stage 5a on the device: ConfigStats of every (configuration, router), SNR sums, hits.
-HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
-  const AnalyzePlan& plan = g.plan;
+// Stage 5a on the device: ConfigStats of every (configuration, router), SNR sums, hits. A
+// head's reductions run on a stream of their own once its chunks and attention are through,
+// in scratch that every head shares (the stream runs one head's after the other's), and end
+// with copies into the head's pinned HeadResults; finish_reductions reads them.
+struct Reductions {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t chunks = nullptr;  // recorded on the default stream after a head's chunks
+  std::vector<int64_t> edges;    // the position buckets
+  int n_slots = 0, n_buckets = 0, n_seg = 0, n_snr = 0;
+  size_t per_slot_jobs = 0, n_jobs = 0, temp_bytes = 0;
+  int64_t n_items = 0;
+  Dev<int64_t> seg_begin, seg_end;  // [n_seg]: the quantile segments of the (slot, metric)s
+  Dev<gpu::MeanOut> means;          // [n_jobs]
+  Dev<float> sorted;                // [n_items]: the segments sorted (NaN last)
+  Dev<unsigned char> temp;          // the segmented sort's
+  Dev<gpu::QuantileJob> qjobs;      // [n_seg]
+  Dev<double> quant;                // [n_seg][3]
+  Dev<gpu::SnrTotals> snr;          // [n_snr]
+  Reductions() {
+    ck(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+    ck(cudaEventCreateWithFlags(&chunks, cudaEventDisableTiming), "event");
+  }
+  ~Reductions() {
+    cudaStreamDestroy(stream);
+    cudaEventDestroy(chunks);
+  }
+  Reductions(const Reductions&) = delete;
+  Reductions& operator=(const Reductions&) = delete;
+};
+
+// The mean jobs over one head's arrays: per slot and metric its queries with a choice, the
+// trailing window and the buckets; then per slot the coverage over all queries; per
+// configuration the oracle coverage over its queries with a choice.
+std::vector<gpu::MeanJob> mean_jobs(const Group& g, const HeadBuffers& h, const std::vector<int64_t>& edges) {
   const int64_t T = g.T;
-  const std::vector<int64_t> edges = bucket_edges(T, g.opt.n_buckets, g.opt.bucket_width);
-  const int n_slots = plan.n_configs() * g.n_routers, n_buckets = static_cast<int>(edges.size()) - 1;
-  // Mean jobs per slot and metric: choice, trailing, buckets; then per slot coverage over all
-  // queries; per configuration the oracle coverage over its queries with a choice.
+  const int n_slots = g.plan.n_configs() * g.n_routers, n_buckets = static_cast<int>(edges.size()) - 1;
   std::vector<gpu::MeanJob> jobs;
   for (int slot = 0; slot < n_slots; ++slot) {
     const int64_t first = g.first_choice(slot / g.n_routers);
@@ -681,64 +749,115 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
     for (int m = 0; m < kMetricCount; ++m) {
       const float* v = M + m * T;
       jobs.push_back({v, first, T});
-      jobs.push_back({v, std::max(first, T - plan.trailing), T});
+      jobs.push_back({v, std::max(first, T - g.plan.trailing), T});
       for (int e = 0; e < n_buckets; ++e) jobs.push_back({v, std::max(first, edges[e]), std::max(first, edges[e + 1])});
     }
     jobs.push_back({M, 0, T});
   }
-  for (int ci = 0; ci < plan.n_configs(); ++ci) jobs.push_back({h.oracle_cov.get() + ci * T, g.first_choice(ci), T});
-  Dev<gpu::MeanJob> d_jobs;
-  d_jobs.upload(jobs.data(), jobs.size());
-  Dev<gpu::MeanOut> d_means(jobs.size());
-  gpu::mean_kernel<<<static_cast<unsigned>(jobs.size()), 256>>>(d_jobs.get(), d_means.get());
-  ck_launch("means");
-  const std::vector<gpu::MeanOut> means = d_means.download(jobs.size());
+  for (int ci = 0; ci < g.plan.n_configs(); ++ci) jobs.push_back({h.oracle_cov.get() + ci * T, g.first_choice(ci), T});
+  return jobs;
+}
 
-  // Quantiles: every (slot, metric) segment [first, T) sorted (NaN last).
-  const int n_seg = n_slots * kMetricCount;
-  std::vector<int64_t> seg_begin(static_cast<size_t>(n_seg)), seg_end(static_cast<size_t>(n_seg));
-  for (int slot = 0; slot < n_slots; ++slot) {
+// The group's reduction scratch, and each head buffer set's mean jobs and pinned results.
+void setup_reductions(const Group& g, Reductions& r, HeadBuffers* heads, int n_heads) {
+  const AnalyzePlan& plan = g.plan;
+  const int64_t T = g.T;
+  r.edges = bucket_edges(T, g.opt.n_buckets, g.opt.bucket_width);
+  r.n_slots = plan.n_configs() * g.n_routers;
+  r.n_buckets = static_cast<int>(r.edges.size()) - 1;
+  r.per_slot_jobs = static_cast<size_t>(kMetricCount * (2 + r.n_buckets) + 1);
+  r.n_jobs = static_cast<size_t>(r.n_slots) * r.per_slot_jobs + static_cast<size_t>(plan.n_configs());
+  r.n_snr = g.n_gates * plan.n_block_sizes();
+  // Quantiles: every (slot, metric) segment [first, T) sorted (NaN last); n of its mean job
+  // over the queries with a choice.
+  r.n_seg = r.n_slots * kMetricCount;
+  r.n_items = static_cast<int64_t>(r.n_seg) * T;
+  if (r.n_items > INT32_MAX)
+    throw std::runtime_error("GPU analysis: " + std::to_string(r.n_items) +
+                             " per-position values per head exceed the segmented sort's 2^31 "
+                             "(fewer configurations per run)");
+  std::vector<int64_t> seg_begin(static_cast<size_t>(r.n_seg)), seg_end(static_cast<size_t>(r.n_seg));
+  for (int slot = 0; slot < r.n_slots; ++slot) {
     const int64_t first = g.first_choice(slot / g.n_routers);
     for (int m = 0; m < kMetricCount; ++m) {
       seg_begin[static_cast<size_t>(slot * kMetricCount + m)] = (static_cast<int64_t>(slot) * kMetricCount + m) * T + first;
       seg_end[static_cast<size_t>(slot * kMetricCount + m)] = (static_cast<int64_t>(slot) * kMetricCount + m + 1) * T;
     }
   }
-  Dev<int64_t> d_begin, d_end;
-  d_begin.upload(seg_begin.data(), seg_begin.size());
-  d_end.upload(seg_end.data(), seg_end.size());
-  const int64_t n_items = static_cast<int64_t>(n_seg) * T;
-  if (n_items > INT32_MAX)
-    throw std::runtime_error("GPU analysis: " + std::to_string(n_items) +
-                             " per-position values per head exceed the segmented sort's 2^31 (fewer configurations per run)");
-  Dev<float> sorted(static_cast<size_t>(n_items));
-  size_t temp_bytes = 0;
-  ck(cub::DeviceSegmentedRadixSort::SortKeys(nullptr, temp_bytes, h.metrics.get(), sorted.get(), n_items, n_seg,
-                                             d_begin.get(), d_end.get()),
+  r.seg_begin.upload(seg_begin.data(), seg_begin.size());
+  r.seg_end.upload(seg_end.data(), seg_end.size());
+  r.means.resize(r.n_jobs);
+  r.sorted.resize(static_cast<size_t>(r.n_items));
+  ck(cub::DeviceSegmentedRadixSort::SortKeys(nullptr, r.temp_bytes, heads[0].metrics.get(), r.sorted.get(),
+                                             static_cast<int>(r.n_items), r.n_seg, r.seg_begin.get(), r.seg_end.get()),
      "segmented sort (size)");
-  Dev<unsigned char> temp(temp_bytes);
-  ck(cub::DeviceSegmentedRadixSort::SortKeys(temp.get(), temp_bytes, h.metrics.get(), sorted.get(), n_items, n_seg,
-                                             d_begin.get(), d_end.get()),
-     "segmented sort");
-  const size_t per_slot_jobs = static_cast<size_t>(kMetricCount * (2 + n_buckets) + 1);
+  r.temp.resize(r.temp_bytes);
   std::vector<gpu::QuantileJob> qjobs;
-  for (int s = 0; s < n_seg; ++s) {
-    const int slot = s / kMetricCount, m = s % kMetricCount;
-    const gpu::MeanOut& mo = means[static_cast<size_t>(slot) * per_slot_jobs + static_cast<size_t>(m * (2 + n_buckets))];
-    qjobs.push_back({sorted.get() + seg_begin[static_cast<size_t>(s)], mo.n});
+  for (int sg = 0; sg < r.n_seg; ++sg) {
+    const size_t slot = static_cast<size_t>(sg / kMetricCount), m = static_cast<size_t>(sg % kMetricCount);
+    qjobs.push_back({r.sorted.get() + seg_begin[static_cast<size_t>(sg)],
+                     r.means.get() + slot * r.per_slot_jobs + m * static_cast<size_t>(2 + r.n_buckets)});
   }
-  Dev<gpu::QuantileJob> d_q;
-  d_q.upload(qjobs.data(), qjobs.size());
-  Dev<double> d_qout(qjobs.size() * 3);
-  gpu::quantile_kernel<<<static_cast<unsigned>((qjobs.size() + 127) / 128), 128>>>(d_q.get(), static_cast<int>(qjobs.size()),
-                                                                                  d_qout.get());
-  ck_launch("quantiles");
-  const std::vector<double> quant = d_qout.download(qjobs.size() * 3);
+  r.qjobs.upload(qjobs.data(), qjobs.size());
+  r.quant.resize(static_cast<size_t>(r.n_seg) * 3);
+  r.snr.resize(static_cast<size_t>(std::max(r.n_snr, 1)));
+  for (int x = 0; x < n_heads; ++x) {
+    HeadBuffers& h = heads[x];
+    const std::vector<gpu::MeanJob> jobs = mean_jobs(g, h, r.edges);
+    h.mean_jobs.upload(jobs.data(), jobs.size());
+    h.res = pinned_results() + x;
+    h.res->means.resize(r.n_jobs);
+    h.res->quant.resize(static_cast<size_t>(r.n_seg) * 3);
+    h.res->snr.resize(static_cast<size_t>(std::max(r.n_snr, 1)));
+    h.res->sel_count.resize(h.sel_count.size());
+    h.res->signal_hits.resize(h.signal_hits.size());
+    h.res->planted_hits.resize(h.planted_hits.size());
+  }
+}
 
+// Enqueues head h's reductions on r.stream (which has waited for the head's chunks and
+// attention) and the copies of their results into *h.res.
+void enqueue_reductions(const Group& g, HeadBuffers& h, Reductions& r) {
+  const cudaStream_t s = r.stream;
+  gpu::mean_kernel<<<static_cast<unsigned>(r.n_jobs), 256, 0, s>>>(h.mean_jobs.get(), r.means.get());
+  ck_launch("means");
+  size_t temp_bytes = r.temp_bytes;
+  ck(cub::DeviceSegmentedRadixSort::SortKeys(r.temp.get(), temp_bytes, h.metrics.get(), r.sorted.get(),
+                                             static_cast<int>(r.n_items), r.n_seg, r.seg_begin.get(),
+                                             r.seg_end.get(), 0, static_cast<int>(sizeof(float) * 8), s),
+     "segmented sort");
+  const auto quantile_ctas = static_cast<unsigned>((r.n_seg + 127) / 128);
+  gpu::quantile_kernel<<<quantile_ctas, 128, 0, s>>>(r.qjobs.get(), r.n_seg, r.quant.get());
+  ck_launch("quantiles");
+  // SNR sums per (gate, block size), in query order.
+  if (r.n_snr > 0) {
+    gpu::snr_reduce_kernel<<<static_cast<unsigned>(r.n_snr), 256, 0, s>>>(h.snr.get(), g.T, r.snr.get());
+    ck_launch("SNR sums");
+  }
+  const auto back = [&](void* dst, const void* src, size_t bytes) {
+    ck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s), "download reductions");
+  };
+  back(h.res->means.get(), r.means.get(), r.n_jobs * sizeof(gpu::MeanOut));
+  back(h.res->quant.get(), r.quant.get(), static_cast<size_t>(r.n_seg) * 3 * sizeof(double));
+  if (r.n_snr > 0) back(h.res->snr.get(), r.snr.get(), static_cast<size_t>(r.n_snr) * sizeof(gpu::SnrTotals));
+  back(h.res->sel_count.get(), h.sel_count.get(), h.sel_count.size() * sizeof(unsigned long long));
+  back(h.res->signal_hits.get(), h.signal_hits.get(), h.signal_hits.size() * sizeof(unsigned long long));
+  back(h.res->planted_hits.get(), h.planted_hits.get(), h.planted_hits.size() * sizeof(unsigned long long));
+}
+
+// Head h's measures, once its reductions (enqueue_reductions, then h.reduced) are through.
+HeadMeasures finish_reductions(const Group& g, int64_t head, const HeadBuffers& h, const Reductions& r) {
+  ck(cudaEventSynchronize(h.reduced), "reductions");
+  const AnalyzePlan& plan = g.plan;
+  const int64_t T = g.T;
+  const int n_slots = r.n_slots, n_buckets = r.n_buckets;
+  const size_t per_slot_jobs = r.per_slot_jobs;
+  const gpu::MeanOut* means = h.res->means.get();
+  const double* quant = h.res->quant.get();
+  const unsigned long long* sel_count = h.res->sel_count.get();
   HeadMeasures out;
   out.head = head;
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  const std::vector<unsigned long long> sel_count = h.sel_count.download(static_cast<size_t>(plan.n_configs() * kSlots));
   const auto stat = [&](const gpu::MeanOut& m) {
     Stats s;
     s.n = m.n;
@@ -773,22 +892,17 @@ HeadMeasures reduce_head(const Group& g, int64_t head, HeadBuffers& h) {
   }
 
   // SNR sums per (gate, block size), in query order.
-  const int n_snr = g.n_gates * plan.n_block_sizes();
-  if (n_snr > 0) {
-    Dev<gpu::SnrTotals> d_tot(static_cast<size_t>(n_snr));
-    gpu::snr_reduce_kernel<<<static_cast<unsigned>(n_snr), 256>>>(h.snr.get(), T, d_tot.get());
-    ck_launch("SNR sums");
-    for (const gpu::SnrTotals& x : d_tot.download(static_cast<size_t>(n_snr))) {
-      SnrStats st;
-      st.n_queries = x.n_queries, st.n_pairs = x.n_pairs, st.n_negative = x.n_negative;
-      st.sum_d = x.sum_d, st.sum_d2 = x.sum_d2, st.sum_delta_mu = x.delta_mu, st.sum_excess = x.excess;
-      st.sum_var_noise = x.var_noise;
-      for (int b = 0; b < gpu::kRankBins; ++b) st.rank_hist[static_cast<size_t>(b)] = x.hist[b];
-      out.snr.push_back(st);
-    }
+  for (int x = 0; x < r.n_snr; ++x) {
+    const gpu::SnrTotals& t = h.res->snr[static_cast<size_t>(x)];
+    SnrStats st;
+    st.n_queries = t.n_queries, st.n_pairs = t.n_pairs, st.n_negative = t.n_negative;
+    st.sum_d = t.sum_d, st.sum_d2 = t.sum_d2, st.sum_delta_mu = t.delta_mu, st.sum_excess = t.excess;
+    st.sum_var_noise = t.var_noise;
+    for (int b = 0; b < gpu::kRankBins; ++b) st.rank_hist[static_cast<size_t>(b)] = t.hist[b];
+    out.snr.push_back(st);
   }
-  const std::vector<unsigned long long> sig = h.signal_hits.download(static_cast<size_t>(plan.n_configs() * kMaxGates));
-  const std::vector<unsigned long long> pl = h.planted_hits.download(static_cast<size_t>(plan.n_configs() * kSlots));
+  const unsigned long long* sig = h.res->signal_hits.get();
+  const unsigned long long* pl = h.res->planted_hits.get();
   out.signal_hits.assign(static_cast<size_t>(plan.n_configs() * std::max(g.n_gates, 1)), 0);
   out.planted_hits.assign(static_cast<size_t>(n_slots), 0);
   for (int ci = 0; ci < plan.n_configs(); ++ci) {
@@ -849,17 +963,18 @@ void copy_selections(const Group& g, const HeadBuffers& h, int64_t w0, int64_t w
     }
 }
 
-// The kept slots' per-position arrays, copied beside the selections; the copy is ready when
-// kc.ready is.
-void copy_arrays(const Group& g, const HeadBuffers& h, KeptCopy& kc) {
+// The kept slots' per-position arrays, copied beside the selections in the order of `stream`
+// (the reduction stream: after the head's attention wrote the output errors); the copy is
+// ready when kc.ready is.
+void copy_arrays(const Group& g, const HeadBuffers& h, KeptCopy& kc, cudaStream_t stream) {
   const int64_t per_slot = static_cast<int64_t>(kMetricCount) * g.T;
-  kc.metrics.resize(std::max<size_t>(1, kc.slots.size() * static_cast<size_t>(per_slot)));
+  kc.metrics.resize(std::max<size_t>(1, kc.slots.size() * static_cast<size_t>(per_slot)), stream);
   for (size_t i = 0; i < kc.slots.size(); ++i)
     ck(cudaMemcpyAsync(kc.metrics.get() + static_cast<int64_t>(i) * per_slot, h.metrics.get() + kc.slots[i] * per_slot,
-                       static_cast<size_t>(per_slot) * sizeof(float), cudaMemcpyDeviceToDevice, cudaStreamLegacy),
+                       static_cast<size_t>(per_slot) * sizeof(float), cudaMemcpyDeviceToDevice, stream),
        "copy arrays");
   ck(cudaEventCreateWithFlags(&kc.ready, cudaEventDisableTiming), "event");
-  ck(cudaEventRecord(kc.ready, cudaStreamLegacy), "event record");
+  ck(cudaEventRecord(kc.ready, stream), "event record");
 }
 
 // Stage 5b on the host: the kept (configuration, router)s' arrays and selections (the CPU's
@@ -993,39 +1108,76 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   // The device holds one attention window's selections at a time (attention_window).
   const int64_t window = attention_window(g.opt, plan, g.chunk, true);
 
-  HeadBuffers h;
-  h.metrics.resize(static_cast<size_t>(n_slots) * kMetricCount * T);
-  h.oracle_cov.resize(static_cast<size_t>(plan.n_configs() * T));
-  // A second selection buffer where it takes at most a sixteenth of the free device memory.
+  // A head's buffer set: a second selection buffer where it takes at most a sixteenth of the
+  // free device memory; a second set (two heads in flight, below) where that set takes at most
+  // an eighth.
   int64_t sel_bytes = 0;
   for (int slot = 0; slot < n_slots; ++slot) sel_bytes += window * g.band_k(slot) * static_cast<int64_t>(sizeof(int32_t));
   const size_t free_bytes = gpu::device_free_bytes();
-  h.n_sel_bufs = sel_bytes * 16 <= static_cast<int64_t>(free_bytes) ? kSelBufs : 1;
-  h.n_slots = n_slots;
-  for (int b = 0; b < h.n_sel_bufs; ++b)
-    for (int slot = 0; slot < n_slots; ++slot) h.sel.emplace_back(static_cast<size_t>(window * g.band_k(slot)));
-  h.o_full.resize(static_cast<size_t>(T * g.d));
-  h.window = window;
-  h.n_bands = band_pass_size(g, window);
+  const int n_sel_bufs = sel_bytes * 16 <= static_cast<int64_t>(free_bytes) ? kSelBufs : 1;
+  const int64_t n_snr_rows = std::max(1, g.n_gates * plan.n_block_sizes());
+  const int64_t head_floats = static_cast<int64_t>(n_slots) * kMetricCount * T + plan.n_configs() * T + T * g.d;
+  const int64_t head_bytes = n_sel_bufs * sel_bytes + head_floats * static_cast<int64_t>(sizeof(float)) +
+                             n_snr_rows * T * static_cast<int64_t>(sizeof(gpu::SnrRow));
+  // Two heads in flight: head n + 1's chunks (dense pass, routing rows) are enqueued before head
+  // n is finished (its results read and handed on), so the device runs them beside head n's
+  // attention and reductions instead of draining at every head's end. One under --profile (its
+  // stages each end with a device synchronisation) or `--tuning heads_in_flight=1`.
+  const int n_flight = !clock.on && kernels::cuda_tuning().heads_in_flight > 1 && in.heads.size() > 1 &&
+                               head_bytes * 8 <= static_cast<int64_t>(free_bytes)
+                           ? 2
+                           : 1;
+  HeadBuffers hb[2];
+  for (int f = 0; f < n_flight; ++f) {
+    HeadBuffers& h = hb[f];
+    h.metrics.resize(static_cast<size_t>(n_slots) * kMetricCount * T);
+    h.oracle_cov.resize(static_cast<size_t>(plan.n_configs() * T));
+    h.n_sel_bufs = n_sel_bufs;
+    h.n_slots = n_slots;
+    for (int b = 0; b < n_sel_bufs; ++b)
+      for (int slot = 0; slot < n_slots; ++slot) h.sel.emplace_back(static_cast<size_t>(window * g.band_k(slot)));
+    h.o_full.resize(static_cast<size_t>(T * g.d));
+    h.snr.resize(static_cast<size_t>(n_snr_rows * T));
+    h.planted_hits.resize(static_cast<size_t>(plan.n_configs() * kSlots));
+    h.signal_hits.resize(static_cast<size_t>(plan.n_configs() * kMaxGates));
+    h.sel_count.resize(static_cast<size_t>(plan.n_configs() * kSlots));
+  }
+  AttnScratch sc;
+  sc.window = window;
+  sc.n_bands = band_pass_size(g, window);
   for (int i = 0; i < kAttnStreams; ++i) {
-    h.o_band.emplace_back(static_cast<size_t>(h.n_bands * window * g.d));
-    h.o_acc.emplace_back(static_cast<size_t>(window * g.d));
-    h.lse_band.emplace_back(static_cast<size_t>(h.n_bands * window));
-    h.lse_acc.emplace_back(static_cast<size_t>(window));
+    sc.o_band.emplace_back(static_cast<size_t>(sc.n_bands * window * g.d));
+    sc.o_acc.emplace_back(static_cast<size_t>(window * g.d));
+    sc.lse_band.emplace_back(static_cast<size_t>(sc.n_bands * window));
+    sc.lse_acc.emplace_back(static_cast<size_t>(window));
   }
   AttnStreams attn_streams;
-  h.snr.resize(static_cast<size_t>(std::max(1, g.n_gates * plan.n_block_sizes())) * T);
-  h.planted_hits.resize(static_cast<size_t>(plan.n_configs() * kSlots));
-  h.signal_hits.resize(static_cast<size_t>(plan.n_configs() * kMaxGates));
-  h.sel_count.resize(static_cast<size_t>(plan.n_configs() * kSlots));
+  Reductions red;
+  setup_reductions(g, red, hb, n_flight);
+  // The planted blocks of the group's query heads [G, T] (synthetic dumps), uploaded once.
+  Dev<int32_t> planted;
+  if (in.planted && !in.planted->empty()) {
+    if (in.planted->size() < static_cast<size_t>((in.q_head_first + g.G) * T))
+      throw std::runtime_error("GPU analysis: the planted blocks do not cover the group's query heads");
+    planted.upload(in.planted->data() + in.q_head_first * T, static_cast<size_t>(g.G * T));
+  }
 
-  // A kept head's measures, assembled on a thread of their own (assemble_kept), are handed on
-  // before any later head's: the summaries see the heads in order. The later heads wait in
-  // `hand_off` meanwhile, not the device's work (B4: the heads after a kept one had waited
-  // ~58 ms for it with the device idle, kernels/cuda/NOTES.md, nineteenth session).
-  OrderedHandOff<HeadMeasures> hand_off(head_done);
-  for (const int64_t head : in.heads) {
-    StageTimer head_trace(false);  // --trace only: first enqueue to the end of the reductions
+  // A head in flight in buffer set f: its kept copies (assemble_kept) and its trace interval.
+  struct InFlight {
+    int64_t head = -1;  // -1: none
+    std::unique_ptr<KeptCopy> kc;
+    StageTimer trace{false};  // --trace only: first enqueue to the end of the reductions
+  };
+  InFlight fl[2];
+
+  // Head `head`'s device work, in buffer set f: its chunks on the default stream, its attention
+  // on the attention streams, its reductions (and a kept head's array copies) on the reduction
+  // stream after both, ending with the event hb[f].reduced.
+  const auto enqueue = [&](int f, int64_t head) {
+    HeadBuffers& h = hb[f];
+    InFlight& x = fl[f];
+    x.head = head;
+    x.trace = StageTimer(false);
     const int64_t local = head - in.q_head_first;
     h.planted_hits.zero();
     h.signal_hits.zero();
@@ -1033,44 +1185,63 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     // NaN everywhere first, as the host path's arrays (queries a metric does not define).
     gpu::fill_kernel<<<1024, 256>>>(h.metrics.get(), static_cast<int64_t>(h.metrics.size()));
     ck_launch("metrics init");
-    if (in.planted && !in.planted->empty())
-      h.planted.upload(in.planted->data() + head * T, static_cast<size_t>(T));
-    auto kc = std::make_unique<KeptCopy>();
-    kc->whole.assign(static_cast<size_t>(n_slots), 0);
+    h.planted = planted.size() ? planted.get() + local * T : nullptr;
+    x.kc = std::make_unique<KeptCopy>();
+    KeptCopy& kc = *x.kc;
+    kc.whole.assign(static_cast<size_t>(n_slots), 0);
     for (int slot = 0; slot < n_slots && keep_arrays; ++slot) {
       const ConfigKey key = slot_key(g, head, slot);
       const bool whole = keeps_whole_selection(g.opt, key);
-      kc->whole[static_cast<size_t>(slot)] = whole ? 1 : 0;
-      if (whole || g.opt.keep_arrays || g.opt.keep.keeps_arrays(key)) kc->slots.push_back(slot);
+      kc.whole[static_cast<size_t>(slot)] = whole ? 1 : 0;
+      if (whole || g.opt.keep_arrays || g.opt.keep.keeps_arrays(key)) kc.slots.push_back(slot);
     }
     for (int64_t w0 = 0; w0 < T; w0 += window) {
       const int64_t wn = std::min(window, T - w0);
       // This window's selection buffer: free once the attention of the window before that used
-      // it is through (with one buffer, the previous window's).
+      // it is through (with one buffer, the previous window's; the first window's, that of
+      // this buffer set's previous head, whose reductions waited for it).
       h.cur = static_cast<int>((w0 / window) % h.n_sel_bufs);
-      attn_streams.wait(h.cur);
+      h.wait_attention(h.cur, nullptr);
       for (int64_t t0 = w0; t0 < w0 + wn; t0 += g.chunk) {
         const int64_t nq = std::min(g.chunk, w0 + wn - t0);
         measure_chunk(g, local, t0, nq, w0, h, cb, clock);
-        if (progress) {  // the chunk's own work: the attention streams may still run
+        if (progress) {  // the chunk's own work: the attention and reduction streams may still run
           const int64_t done = (t0 + nq + plan.chunk - 1) / plan.chunk - (t0 + plan.chunk - 1) / plan.chunk;
           ck(cudaStreamSynchronize(nullptr), "chunk");
           progress->advance(done);
         }
       }
-      StageTimer enqueue(clock.on);  // the host's part, without a synchronisation
-      output_errors(g, local, w0, wn, h, attn_streams);
-      enqueue.lap("gpu: MoBA attention + output error: host enqueue (inside it)");
+      StageTimer enqueue_timer(clock.on);  // the host's part, without a synchronisation
+      output_errors(g, local, w0, wn, h, sc, attn_streams, f * kAttnStreams / n_flight);
+      enqueue_timer.lap("gpu: MoBA attention + output error: host enqueue (inside it)");
       clock.lap("MoBA attention + output error");
-      copy_selections(g, h, w0, wn, *kc);
+      copy_selections(g, h, w0, wn, kc);
       clock.lap("download arrays");
     }
-    for (int b = 0; b < h.n_sel_bufs; ++b) attn_streams.wait(b);
-    HeadMeasures m = reduce_head(g, head, h);
-    head_trace.lap("gpu: head (first enqueue to reductions)", "head " + std::to_string(head));
+    ck(cudaEventRecord(red.chunks, nullptr), "event record");
+    ck(cudaStreamWaitEvent(red.stream, red.chunks, 0), "stream wait");
+    for (int b = 0; b < h.n_sel_bufs; ++b) h.wait_attention(b, red.stream);
+    enqueue_reductions(g, h, red);
+    if (keep_arrays && !kc.slots.empty()) copy_arrays(g, h, kc, red.stream);
+    ck(cudaEventRecord(h.reduced, red.stream), "event record");
+  };
+
+  // A kept head's measures, assembled on a thread of their own (assemble_kept), are handed on
+  // before any later head's: the summaries see the heads in order. The later heads wait in
+  // `hand_off` meanwhile, not the device's work (B4: the heads after a kept one had waited
+  // ~58 ms for it with the device idle, kernels/cuda/NOTES.md, nineteenth session).
+  OrderedHandOff<HeadMeasures> hand_off(head_done);
+  // The head in buffer set f (if any), once its reductions are through: its measures handed on.
+  const auto finish = [&](int f) {
+    InFlight& x = fl[f];
+    if (x.head < 0) return;
+    const int64_t head = x.head;
+    x.head = -1;
+    HeadMeasures m = finish_reductions(g, head, hb[f], red);
+    x.trace.lap("gpu: head (first enqueue to reductions)", "head " + std::to_string(head));
     clock.lap("reductions");
+    std::unique_ptr<KeptCopy> kc = std::move(x.kc);
     if (keep_arrays && !kc->slots.empty()) {
-      copy_arrays(g, h, *kc);
       hand_off.push(std::async(std::launch::async, [&g, head, device, kc = std::move(kc), m = std::move(m)]() mutable {
         StageTimer trace(false);
         ck(cudaSetDevice(device), "cudaSetDevice");
@@ -1086,7 +1257,28 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
       hand_off.push(std::move(m));
     }
     clock.lap("host: hand-off to the summary queue");
+  };
+  // Left by an exception, the device's work in flight (which uses the buffers above) is waited
+  // for before they are freed.
+  struct DrainOnThrow {
+    const int n = std::uncaught_exceptions();
+    ~DrainOnThrow() {
+      if (std::uncaught_exceptions() > n) cudaDeviceSynchronize();
+    }
+  } drain;
+
+  // Head n into buffer set n % n_flight. One set: the previous head is finished first. Two: the
+  // previous head is finished after this one's work is enqueued (the set's head before that
+  // was finished then).
+  int prev = -1;
+  for (size_t n = 0; n < in.heads.size(); ++n) {
+    const int f = static_cast<int>(n % static_cast<size_t>(n_flight));
+    finish(f);
+    enqueue(f, in.heads[n]);
+    if (n_flight > 1 && prev >= 0) finish(prev);
+    prev = f;
   }
+  if (prev >= 0) finish(prev);
   hand_off.finish();
 }
 

@@ -737,25 +737,27 @@ __global__ void __launch_bounds__(256) mean_kernel(const MeanJob* jobs, MeanOut*
   if (threadIdx.x == 0) out[blockIdx.x] = r;
 }
 
-// Quantiles (numpy's linear interpolation) of the first n values of each sorted segment.
+// Quantiles (numpy's linear interpolation) of the first n values of each sorted segment, n the
+// count of its mean job (mean_kernel's output, read on the device: no host round trip).
 struct QuantileJob {
-  const float* sorted;  // the segment's sorted values (finite first, NaN last)
-  long long n;
+  const float* sorted;    // the segment's sorted values (finite first, NaN last)
+  const MeanOut* count;   // n = count->n
 };
 __global__ void quantile_kernel(const QuantileJob* jobs, int n_jobs, double* out /* [n_jobs, 3] */) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= n_jobs) return;
-  const QuantileJob q = jobs[j];
+  const float* sorted = jobs[j].sorted;
+  const long long n = jobs[j].count->n;
   const double qs[3] = {0.05, 0.5, 0.95};
   for (int x = 0; x < 3; ++x) {
-    if (q.n <= 0) {
+    if (n <= 0) {
       out[j * 3 + x] = quiet_nan();
       continue;
     }
-    const double pos = qs[x] * static_cast<double>(q.n - 1);
+    const double pos = qs[x] * static_cast<double>(n - 1);
     const long long lo = static_cast<long long>(floor(pos));
-    const long long hi = min(lo + 1, q.n - 1);
-    const double a = q.sorted[lo], b = q.sorted[hi];
+    const long long hi = min(lo + 1, n - 1);
+    const double a = sorted[lo], b = sorted[hi];
     out[j * 3 + x] = a + (pos - static_cast<double>(lo)) * (b - a);
   }
 }

@@ -36,7 +36,10 @@ inline void ck_launch(const char* what) { ck(cudaGetLastError(), what); }
 // The current device's stream-ordered memory pool, set (once per device) to keep what is freed
 // for the next allocation instead of giving it back at each synchronisation: a KV group's
 // buffers become the next group's without cudaMalloc / cudaFree (a cudaFree waits for the whole
-// device; B4's groups spent ~10 ms each allocating and freeing).
+// device; B4's groups spent ~10 ms each allocating and freeing). Nor may an allocation reuse
+// memory whose free on another stream has not been reached yet by making its stream wait for
+// that one (cudaMemPoolReuseAllowInternalDependencies): the analysis' default stream would then
+// wait for the previous head's attention, whose kernels free their scratch on their streams.
 inline cudaMemPool_t keeping_pool() {
   int dev = 0;
   ck(cudaGetDevice(&dev), "cudaGetDevice");
@@ -47,6 +50,12 @@ inline cudaMemPool_t keeping_pool() {
   if (threshold != UINT64_MAX) {
     threshold = UINT64_MAX;
     ck(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold), "memory pool");
+  }
+  int internal = 1;
+  ck(cudaMemPoolGetAttribute(pool, cudaMemPoolReuseAllowInternalDependencies, &internal), "memory pool");
+  if (internal != 0) {
+    internal = 0;
+    ck(cudaMemPoolSetAttribute(pool, cudaMemPoolReuseAllowInternalDependencies, &internal), "memory pool");
   }
   return pool;
 }
@@ -65,8 +74,8 @@ inline size_t device_free_bytes() {
 
 // An owning device array, from the device's memory pool (keeping_pool) in the order of the
 // legacy default stream: work on other streams that uses it must be ordered after its
-// allocation, and the default stream must have waited for that work before it is freed (the
-// analysis' attention streams: AttnStreams::ready, and the waits before each head's reductions).
+// allocation, and that work must be through before it is freed (the analysis' attention and
+// reduction streams: AttnStreams::ready and the events analyze_group_gpu waits for).
 template <typename T>
 class Dev {
  public:
@@ -97,7 +106,7 @@ class Dev {
   }
   T* get() const { return p_; }
   size_t size() const { return n_; }
-  void zero() { ck(cudaMemset(p_, 0, n_ * sizeof(T)), "cudaMemset"); }
+  void zero() { ck(cudaMemsetAsync(p_, 0, n_ * sizeof(T), cudaStreamLegacy), "cudaMemsetAsync"); }
   void upload(const T* host, size_t n) {
     resize(n);
     ck(cudaMemcpy(p_, host, n * sizeof(T), cudaMemcpyHostToDevice), "upload");
@@ -114,6 +123,34 @@ class Dev {
     p_ = nullptr;
     n_ = 0;
   }
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+// An owning pinned host array (cudaMallocHost), for device-to-host copies that stay
+// asynchronous: the GPU analysis' per-head results, read once the copies' event has passed.
+template <typename T>
+class HostPinned {
+ public:
+  HostPinned() = default;
+  ~HostPinned() {
+    if (p_) cudaFreeHost(p_);
+  }
+  HostPinned(const HostPinned&) = delete;
+  HostPinned& operator=(const HostPinned&) = delete;
+  // Grows (contents lost) when n exceeds the capacity.
+  void resize(size_t n) {
+    if (n <= n_ && p_) return;
+    if (p_) cudaFreeHost(p_);
+    p_ = nullptr, n_ = 0;
+    ck(cudaMallocHost(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T)), "cudaMallocHost");
+    n_ = n;
+  }
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+  const T& operator[](size_t i) const { return p_[i]; }
+
+ private:
   T* p_ = nullptr;
   size_t n_ = 0;
 };

@@ -63,9 +63,12 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
       if (val == "-1") t.attn_warp_ctas = -1;
       else if (val == "0" || val == "1") t.attn_warp_ctas = val == "1";
       else return "tuning: attn_warp_ctas takes -1 (automatic), 0 or 1";
+    } else if (key == "heads_in_flight") {
+      if (val == "1" || val == "2") t.heads_in_flight = val == "2" ? 2 : 1;
+      else return "tuning: heads_in_flight takes 1 or 2";
     } else {
       return "tuning: unknown key (gate, attn_rows, attn_min_blocks3, dense_all_pass2, attn_path, attn_tile_cost, "
-             "tile_min_blocks3, row_warp, attn_warp_ctas)";
+             "tile_min_blocks3, row_warp, attn_warp_ctas, heads_in_flight)";
     }
   }
   *out = t;

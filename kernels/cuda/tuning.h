@@ -44,6 +44,10 @@ struct CudaTuning {
   // select when every analysed router picks a fixed budget; 0 = the block-wide sort kernel
   // (row_kernel) for every row.
   bool row_warp = true;
+  // The analysis' heads in flight (analysis/gpu/analyze_gpu.cu): 2 = a head's chunks are
+  // enqueued while the previous head's attention and reductions run (where the device has
+  // room for a second set of head buffers); 1 = each head finished before the next begins.
+  int heads_in_flight = 2;
 };
 
 // Multiprocessor count assumed when the device attribute cannot be read (H100/H200 SXM).
@@ -57,8 +61,8 @@ const CudaTuning& cuda_tuning();
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
 // attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, row_warp=0|1,
-// attn_warp_ctas=-1|0|1; "" = defaults) on top of `*out`. Returns nullptr or a static message
-// naming the problem.
+// attn_warp_ctas=-1|0|1, heads_in_flight=1|2; "" = defaults) on top of `*out`. Returns nullptr
+// or a static message naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
 
 }  // namespace moba::kernels

@@ -6,7 +6,9 @@
 # sparsities), once each.
 # usage: tests/gpu/ab_analyze.sh MOBA_A MOBA_B
 # DEVICE (cuda), ROUNDS (3), OUT (/tmp/moba-ab), PYTHON (python3 with h5py), ANALYZE_ARGS (extra
-# options for both), TOKENS / HEADS / KV_HEADS / HEAD_DIM (B4's shape; small for a local smoke run).
+# options for both), ARGS_A / ARGS_B (for one side only: one binary against itself, e.g.
+# ARGS_A="--tuning heads_in_flight=1"), TOKENS / HEADS / KV_HEADS / HEAD_DIM (B4's shape; small
+# for a local smoke run).
 # Prints one line per run (wall s, peak RSS MiB), then the identity checks; exit 1 when A and B
 # differ.
 set -uo pipefail
@@ -39,14 +41,14 @@ same() {  # LABEL DIR_A DIR_B
 }
 B4="--block-sizes 16,32,64,128 --top-k 2,4,8 --routers moba,oracle"
 for r in $(seq 1 "$ROUNDS"); do
-  for v in A B; do run "B4 $v" "${!v}" "$W/b4.h5" "$W/b4_$v" $B4; done
+  for v in A B; do args=ARGS_$v; run "B4 $v" "${!v}" "$W/b4.h5" "$W/b4_$v" $B4 ${!args:-}; done
 done
 same B4 "$W/b4_A" "$W/b4_B"
 if [ -n "${B6_HEADS:-}" ]; then
   "$A" synth --out "$W/b6.h5" --tokens "${B6_TOKENS:-131072}" --layers 1 --heads "$B6_HEADS" --kv-heads $(((B6_HEADS + 3) / 4)) \
     --head-dim 128 --dtype bf16 --min-distance 512 --seed 6 --quiet >/dev/null || { echo "B6 synth failed"; exit 1; }
   B6="--routers moba,oracle --block-sizes 16,32,64,128,256,512,1024 --sparsity 0.5,0.75,0.875,0.9,0.9375,0.95,0.96875,0.98"
-  for v in A B; do run "B6 $v" "${!v}" "$W/b6.h5" "$W/b6_$v" $B6; done
+  for v in A B; do args=ARGS_$v; run "B6 $v" "${!v}" "$W/b6.h5" "$W/b6_$v" $B6 ${!args:-}; done
   same "B6 ($B6_HEADS heads)" "$W/b6_A" "$W/b6_B"
 fi
 exit $status

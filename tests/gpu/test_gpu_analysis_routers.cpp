@@ -40,6 +40,7 @@
 #include "core/dtype.h"
 #include "core/tensor.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/tuning.h"
 
 using namespace moba;
 using namespace moba::analysis;
@@ -336,6 +337,91 @@ TEST_CASE("gpu analysis: attention windows and query parts change no bit", "[gpu
         const std::vector<float>& y = b.metric(info.metric);
         REQUIRE(x.size() == y.size());
         CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
+
+// Two heads in flight (analyze_gpu.cu: head n + 1's chunks enqueued before head n's reductions
+// are read, each in a buffer set of its own) give the same bits as one at a time: summary rows,
+// buckets, SNR sums, planted hits and the kept arrays and selections, with one window per head
+// and with windows of one chunk (selection buffers alternating inside a head), with and without
+// kept heads (whose arrays are assembled on a thread of their own).
+TEST_CASE("gpu analysis: two heads in flight change no bit", "[gpu][analysis][window]") {
+  REQUIRE(kernels::cuda_device_count() > 0);
+  struct Restore {
+    ~Restore() { kernels::set_cuda_tuning(kernels::CudaTuning{}); }
+  } restore;
+  const int64_t T = 1500, d = 64, G = 4;
+  std::mt19937 rng(33);
+  const Tensor3 q = random_rounded(G, T, d, DType::bf16, rng, 2.0f);
+  const Tensor3 k = random_rounded(1, T, d, DType::bf16, rng, 1.0f);
+  const Tensor3 v = random_rounded(1, T, d, DType::bf16, rng, 0.125f);
+  std::vector<int32_t> planted(static_cast<size_t>(G * T));
+  for (int64_t t = 0; t < G * T; ++t)
+    planted[static_cast<size_t>(t)] = static_cast<int32_t>(std::uniform_int_distribution<int64_t>(-1, t % T)(rng));
+  GroupInput in;
+  in.q = q.view();
+  in.k = k.view();
+  in.v = v.view();
+  in.dtype = DType::bf16;
+  in.heads = {0, 1, 2, 3};
+  in.planted = &planted;
+  AnalyzeOptions opt;
+  opt.block_sizes = {16, 48};
+  opt.top_ks = {9, 1, 3};
+  opt.routers = {RouterKind::moba, RouterKind::oracle, RouterKind::oracle_topp};
+  opt.query_chunk = 256;
+  opt.gpus = 1;
+  opt.device = Device::cuda;
+  const auto run = [&](const AnalyzeOptions& o, int in_flight) {
+    kernels::CudaTuning t;
+    t.heads_in_flight = in_flight;
+    kernels::set_cuda_tuning(t);
+    return analyze_group(in, o, nullptr, nullptr);
+  };
+  const auto same = [](const void* a, const void* b, size_t bytes) { return std::memcmp(a, b, bytes) == 0; };
+  for (const auto& [window_bytes, keep] : std::vector<std::pair<int64_t, bool>>{{0, true}, {1, false}, {1, true}}) {
+    INFO("attn_window_bytes " << window_bytes << " keep_arrays " << keep);
+    AnalyzeOptions o = opt;
+    o.attn_window_bytes = window_bytes;
+    o.keep_arrays = keep;
+    const GroupResult one = run(o, 1), two = run(o, 2);
+    REQUIRE(two.rows.size() == one.rows.size());
+    for (size_t i = 0; i < one.rows.size(); ++i) {
+      CHECK(two.rows[i].key == one.rows[i].key);
+      CHECK(same(two.rows[i].values.data(), one.rows[i].values.data(), sizeof(one.rows[i].values)));
+    }
+    REQUIRE(two.buckets.size() == one.buckets.size());
+    for (size_t i = 0; i < one.buckets.size(); ++i) {
+      const BucketRow &a = one.buckets[i], &b = two.buckets[i];
+      CHECK(b.key == a.key);
+      CHECK((b.t_begin == a.t_begin && b.t_end == a.t_end && b.n_choice == a.n_choice));
+      const double x[5] = {a.coverage, a.kl, a.block_recall, a.token_recall, a.output_rel_err};
+      const double y[5] = {b.coverage, b.kl, b.block_recall, b.token_recall, b.output_rel_err};
+      CHECK(same(x, y, sizeof(x)));
+    }
+    REQUIRE(two.snr.size() == one.snr.size());
+    for (size_t i = 0; i < one.snr.size(); ++i) {
+      const SnrStats &a = one.snr[i].stats, &b = two.snr[i].stats;
+      CHECK((b.n_queries == a.n_queries && b.n_pairs == a.n_pairs && b.n_negative == a.n_negative));
+      const double x[5] = {a.sum_d, a.sum_d2, a.sum_delta_mu, a.sum_excess, a.sum_var_noise};
+      const double y[5] = {b.sum_d, b.sum_d2, b.sum_delta_mu, b.sum_excess, b.sum_var_noise};
+      CHECK(same(x, y, sizeof(x)));
+      CHECK(b.rank_hist == a.rank_hist);
+    }
+    REQUIRE(two.arrays.size() == one.arrays.size());
+    for (size_t i = 0; i < one.arrays.size(); ++i) {
+      const PositionArrays &a = one.arrays[i], &b = two.arrays[i];
+      INFO("head " << a.key.head << " B=" << a.key.block_size << " k=" << a.key.top_k << " "
+                   << router_name(a.key.router));
+      CHECK(b.key == a.key);
+      CHECK(b.selected == a.selected);
+      for (const auto& info : position_metrics()) {
+        const std::vector<float>& x = a.metric(info.metric);
+        const std::vector<float>& y = b.metric(info.metric);
+        REQUIRE(x.size() == y.size());
+        CHECK(same(x.data(), y.data(), x.size() * sizeof(float)));
       }
     }
   }
