@@ -5,6 +5,7 @@
 #include "analysis/stage_profile.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <future>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -33,6 +35,8 @@
 
 namespace moba::analysis {
 namespace {
+
+std::atomic<int> last_heads_in_flight{0};  // analyze_gpu_heads_in_flight
 
 using gpu::kMaxCfgPerBlock;
 using gpu::kMaxGates;
@@ -346,20 +350,49 @@ constexpr int kSelBufs = 2;
 // Stage 4's streams (output_errors, AttnStreams).
 constexpr int kAttnStreams = 16;
 
-// A head's reductions as copied back: pinned, so that the copies stay asynchronous. Pinned
-// allocations and frees are implicit synchronisations of the whole device (they would wait for
-// the next group's upload), so each thread keeps its sets for the process's life and only
-// grows them (pinned_results).
+// A head's reductions as copied back: pinned, so that the copies stay asynchronous.
 struct HeadResults {
   gpu::HostPinned<gpu::MeanOut> means;     // [Reductions::n_jobs]
   gpu::HostPinned<double> quant;           // [n_slots * kMetricCount][3]
   gpu::HostPinned<gpu::SnrTotals> snr;     // [n_gates * n_bs]
   gpu::HostPinned<unsigned long long> sel_count, signal_hits, planted_hits;  // as HeadBuffers'
 };
-HeadResults* pinned_results() {
-  static thread_local HeadResults* sets = new HeadResults[2];  // never freed: the driver frees them at exit
-  return sets;
-}
+// Two HeadResults for one group's analysis, from a process-wide pool: a pinned allocation or
+// free is an implicit synchronisation of the whole device (it would wait for the next group's
+// upload), and with several GPUs every group runs on a fresh thread. Sets are made on first
+// need, only grown, and kept for the process's life (the driver frees pinned memory at exit).
+class ResultsLease {
+ public:
+  ResultsLease() {
+    std::lock_guard<std::mutex> lock(mutex());
+    for (HeadResults*& s : sets_) {
+      if (idle().empty()) {
+        s = new HeadResults;
+      } else {
+        s = idle().back();
+        idle().pop_back();
+      }
+    }
+  }
+  ~ResultsLease() {
+    std::lock_guard<std::mutex> lock(mutex());
+    for (HeadResults* s : sets_) idle().push_back(s);
+  }
+  ResultsLease(const ResultsLease&) = delete;
+  ResultsLease& operator=(const ResultsLease&) = delete;
+  HeadResults* operator[](int i) const { return sets_[i]; }
+
+ private:
+  static std::mutex& mutex() {
+    static auto* m = new std::mutex;  // never destroyed: leases may end during static destruction
+    return *m;
+  }
+  static std::vector<HeadResults*>& idle() {
+    static auto* v = new std::vector<HeadResults*>;
+    return *v;
+  }
+  HeadResults* sets_[2] = {};
+};
 
 // What one head keeps on the device from its first chunk to its reductions. Two heads may be in
 // flight (analyze_group_gpu), each with a set of its own.
@@ -378,7 +411,7 @@ struct HeadBuffers {
   Dev<unsigned long long> sel_count;  // [ci * kSlots + slot]: variable-budget rows' sum of |S_t|
   const int32_t* planted = nullptr;   // [T]: the head's planted blocks (in the group's upload), or null
   Dev<gpu::MeanJob> mean_jobs;    // the reductions' mean jobs over these arrays (mean_jobs())
-  HeadResults* res = nullptr;     // this set's (pinned_results)
+  HeadResults* res = nullptr;     // this set's (ResultsLease)
   // done[buf][stream]: the attention of the last window that used selection buffer buf is
   // through on that stream (recorded by output_errors).
   cudaEvent_t done[kSelBufs][kAttnStreams] = {};
@@ -759,7 +792,7 @@ std::vector<gpu::MeanJob> mean_jobs(const Group& g, const HeadBuffers& h, const 
 }
 
 // The group's reduction scratch, and each head buffer set's mean jobs and pinned results.
-void setup_reductions(const Group& g, Reductions& r, HeadBuffers* heads, int n_heads) {
+void setup_reductions(const Group& g, Reductions& r, HeadBuffers* heads, int n_heads, const ResultsLease& pinned) {
   const AnalyzePlan& plan = g.plan;
   const int64_t T = g.T;
   r.edges = bucket_edges(T, g.opt.n_buckets, g.opt.bucket_width);
@@ -805,7 +838,7 @@ void setup_reductions(const Group& g, Reductions& r, HeadBuffers* heads, int n_h
     HeadBuffers& h = heads[x];
     const std::vector<gpu::MeanJob> jobs = mean_jobs(g, h, r.edges);
     h.mean_jobs.upload(jobs.data(), jobs.size());
-    h.res = pinned_results() + x;
+    h.res = pinned[x];
     h.res->means.resize(r.n_jobs);
     h.res->quant.resize(static_cast<size_t>(r.n_seg) * 3);
     h.res->snr.resize(static_cast<size_t>(std::max(r.n_snr, 1)));
@@ -1041,6 +1074,8 @@ void assemble_kept(const Group& g, int64_t head, KeptCopy& kc, HeadMeasures& m) 
 
 }  // namespace
 
+int analyze_gpu_heads_in_flight() { return last_heads_in_flight.load(); }
+
 std::shared_ptr<void> upload_group_gpu(const TensorView& q, const TensorView& k, const TensorView& v, DType dtype,
                                        int device) {
   ck(cudaSetDevice(device), "cudaSetDevice");
@@ -1153,7 +1188,9 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
   }
   AttnStreams attn_streams;
   Reductions red;
-  setup_reductions(g, red, hb, n_flight);
+  ResultsLease pinned;
+  setup_reductions(g, red, hb, n_flight, pinned);
+  last_heads_in_flight.store(n_flight);
   // The planted blocks of the group's query heads [G, T] (synthetic dumps), uploaded once.
   Dev<int32_t> planted;
   if (in.planted && !in.planted->empty()) {

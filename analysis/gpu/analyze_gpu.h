@@ -44,4 +44,7 @@ std::shared_ptr<void> upload_group_gpu(const TensorView& q, const TensorView& k,
 void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, bool keep_arrays,
                        Progress* progress, const std::function<void(HeadMeasures&)>& head_done, int device = 0);
 
+// The heads the last analyze_group_gpu call kept in flight (1 or 2: analyze_gpu.cu; for tests).
+int analyze_gpu_heads_in_flight();
+
 }  // namespace moba::analysis

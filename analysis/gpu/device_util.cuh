@@ -127,8 +127,9 @@ class Dev {
   size_t n_ = 0;
 };
 
-// An owning pinned host array (cudaMallocHost), for device-to-host copies that stay
-// asynchronous: the GPU analysis' per-head results, read once the copies' event has passed.
+// An owning pinned host array (cudaHostAlloc, portable: for any device's copies), for
+// device-to-host copies that stay asynchronous: the GPU analysis' per-head results, read once
+// the copies' event has passed.
 template <typename T>
 class HostPinned {
  public:
@@ -143,7 +144,8 @@ class HostPinned {
     if (n <= n_ && p_) return;
     if (p_) cudaFreeHost(p_);
     p_ = nullptr, n_ = 0;
-    ck(cudaMallocHost(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T)), "cudaMallocHost");
+    ck(cudaHostAlloc(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T), cudaHostAllocPortable),
+       "cudaHostAlloc");
     n_ = n;
   }
   T* get() const { return p_; }

@@ -345,48 +345,51 @@ TEST_CASE("gpu analysis: attention windows and query parts change no bit", "[gpu
 // Two heads in flight (analyze_gpu.cu: head n + 1's chunks enqueued before head n's reductions
 // are read, each in a buffer set of its own) give the same bits as one at a time: summary rows,
 // buckets, SNR sums, planted hits and the kept arrays and selections, with one window per head
-// and with windows of one chunk (selection buffers alternating inside a head), with and without
-// kept heads (whose arrays are assembled on a thread of their own).
+// and with three windows a head (the device's chunks are at most 16384 queries; windows of one
+// chunk: the two selection buffers alternate inside a head), with and without kept heads (whose
+// arrays are assembled on a thread of their own).
 TEST_CASE("gpu analysis: two heads in flight change no bit", "[gpu][analysis][window]") {
   REQUIRE(kernels::cuda_device_count() > 0);
   struct Restore {
     ~Restore() { kernels::set_cuda_tuning(kernels::CudaTuning{}); }
   } restore;
-  const int64_t T = 1500, d = 64, G = 4;
-  std::mt19937 rng(33);
-  const Tensor3 q = random_rounded(G, T, d, DType::bf16, rng, 2.0f);
-  const Tensor3 k = random_rounded(1, T, d, DType::bf16, rng, 1.0f);
-  const Tensor3 v = random_rounded(1, T, d, DType::bf16, rng, 0.125f);
-  std::vector<int32_t> planted(static_cast<size_t>(G * T));
-  for (int64_t t = 0; t < G * T; ++t)
-    planted[static_cast<size_t>(t)] = static_cast<int32_t>(std::uniform_int_distribution<int64_t>(-1, t % T)(rng));
-  GroupInput in;
-  in.q = q.view();
-  in.k = k.view();
-  in.v = v.view();
-  in.dtype = DType::bf16;
-  in.heads = {0, 1, 2, 3};
-  in.planted = &planted;
-  AnalyzeOptions opt;
-  opt.block_sizes = {16, 48};
-  opt.top_ks = {9, 1, 3};
-  opt.routers = {RouterKind::moba, RouterKind::oracle, RouterKind::oracle_topp};
-  opt.query_chunk = 256;
-  opt.gpus = 1;
-  opt.device = Device::cuda;
-  const auto run = [&](const AnalyzeOptions& o, int in_flight) {
-    kernels::CudaTuning t;
-    t.heads_in_flight = in_flight;
-    kernels::set_cuda_tuning(t);
-    return analyze_group(in, o, nullptr, nullptr);
-  };
+  const int64_t d = 64, G = 4;
   const auto same = [](const void* a, const void* b, size_t bytes) { return std::memcmp(a, b, bytes) == 0; };
-  for (const auto& [window_bytes, keep] : std::vector<std::pair<int64_t, bool>>{{0, true}, {1, false}, {1, true}}) {
-    INFO("attn_window_bytes " << window_bytes << " keep_arrays " << keep);
-    AnalyzeOptions o = opt;
+  for (const auto& [T, window_bytes, keep] :
+       std::vector<std::tuple<int64_t, int64_t, bool>>{{1500, 0, true}, {1500, 0, false}, {2 * 16384 + 300, 1, true}}) {
+    INFO("T " << T << " attn_window_bytes " << window_bytes << " keep_arrays " << keep);
+    std::mt19937 rng(33);
+    const Tensor3 q = random_rounded(G, T, d, DType::bf16, rng, 2.0f);
+    const Tensor3 k = random_rounded(1, T, d, DType::bf16, rng, 1.0f);
+    const Tensor3 v = random_rounded(1, T, d, DType::bf16, rng, 0.125f);
+    std::vector<int32_t> planted(static_cast<size_t>(G * T));
+    for (int64_t t = 0; t < G * T; ++t)
+      planted[static_cast<size_t>(t)] = static_cast<int32_t>(std::uniform_int_distribution<int64_t>(-1, t % T)(rng));
+    GroupInput in;
+    in.q = q.view();
+    in.k = k.view();
+    in.v = v.view();
+    in.dtype = DType::bf16;
+    in.heads = {0, 1, 2, 3};
+    in.planted = &planted;
+    AnalyzeOptions o;
+    o.block_sizes = {16, 48};
+    o.top_ks = {9, 1, 3};
+    o.routers = {RouterKind::moba, RouterKind::oracle, RouterKind::oracle_topp};
+    o.query_chunk = 256;
+    o.gpus = 1;
+    o.device = Device::cuda;
     o.attn_window_bytes = window_bytes;
     o.keep_arrays = keep;
-    const GroupResult one = run(o, 1), two = run(o, 2);
+    const auto run = [&](int in_flight) {
+      kernels::CudaTuning t;
+      t.heads_in_flight = in_flight;
+      kernels::set_cuda_tuning(t);
+      GroupResult r = analyze_group(in, o, nullptr, nullptr);
+      CHECK(analyze_gpu_heads_in_flight() == in_flight);
+      return r;
+    };
+    const GroupResult one = run(1), two = run(2);
     REQUIRE(two.rows.size() == one.rows.size());
     for (size_t i = 0; i < one.rows.size(); ++i) {
       CHECK(two.rows[i].key == one.rows[i].key);
