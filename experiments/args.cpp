@@ -175,7 +175,8 @@ void check_output_file(const std::string& flag, const std::string& path, const s
   if (fs::is_directory(path, ec)) throw UsageError(flag + " " + path + " is a directory; give the output file's name");
   const fs::path parent = fs::path(path).parent_path();
   const fs::path dir = parent.empty() ? fs::path(".") : parent;
-  if (!fs::is_directory(dir, ec)) throw UsageError(flag + " " + path + ": the directory " + dir.string() + " does not exist");
+  if (!fs::is_directory(dir, ec))
+    throw UsageError(flag + " " + path + ": the directory " + dir.string() + " does not exist");
   if (::access(dir.c_str(), W_OK) != 0)
     throw UsageError(flag + " " + path + ": the directory " + dir.string() + " is not writable");
   for (const std::string& in : inputs) {

@@ -51,7 +51,8 @@ cp "$DUMP" "$WORK/moved.h5"
 "$MOBA" analyze "$WORK/moved.h5" --layers 0 --block-sizes 16 --top-k 2 --out "$WORK/mv" --quiet > /dev/null
 printf 'not the dump any more\n' > "$WORK/moved.h5"
 (cd / && "$MOBA" plot "$WORK/mv" > /dev/null) || fail "moba plot from another directory exited $?"
-grep -q "$(sha256sum "$DUMP" | cut -c1-64)" "$WORK/mv/index.html" || fail "index.html does not carry the recorded sha256"
+grep -q "$(sha256sum "$DUMP" | cut -c1-64)" "$WORK/mv/index.html" ||
+  fail "index.html does not carry the recorded sha256"
 
 # 2. A sweep-shaped directory: sweep.csv with budget columns, jobs/*/buckets.csv, provenance.json.
 "$PY" "$HERE/plot_fake_sweep.py" "$MOBA" "$WORK/sw" "$DUMP" --layers 0,1,5 2> /dev/null || fail "plot_fake_sweep.py failed"
