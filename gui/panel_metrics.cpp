@@ -336,7 +336,8 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
     // Name inside the strip (top left, on a backing so that the curves do not hide it), range
     // on the left margin.
     const ImVec2 label_size = ImGui::CalcTextSize(label);
-    dl->AddRectFilled(ImVec2(x0 + 2, y0 + 1), ImVec2(x0 + 6 + label_size.x, y0 + 1 + label_size.y), palette::kLabelBacking);
+    dl->AddRectFilled(ImVec2(x0 + 2, y0 + 1), ImVec2(x0 + 6 + label_size.x, y0 + 1 + label_size.y),
+                      palette::kLabelBacking);
     dl->AddText(ImVec2(x0 + 4, y0 + 1), palette::kAxisText, label);
     std::snprintf(buf, sizeof buf, "%.3g", hi);
     dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(buf).x, y0), palette::kAxisText, buf);
