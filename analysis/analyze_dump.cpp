@@ -32,6 +32,17 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     for (const LayerInfo& l : info.layers) found = found || l.index == L;
     if (!found) throw UsageError("--layers: the dump " + info.path + " has no layer " + std::to_string(L));
   }
+  // Every listed head (analysed or kept) exists in every analysed layer, checked before any work.
+  for (const int L : layers) {
+    const LayerInfo& l = info.layer(L);
+    const auto check = [&](const char* flag, int64_t h) {
+      if (h < 0 || h >= l.n_q_heads)
+        throw UsageError(std::string(flag) + ": layer " + std::to_string(L) + " has query heads 0.." +
+                         std::to_string(l.n_q_heads - 1) + ", not " + std::to_string(h));
+    };
+    for (const int64_t h : heads_in) check("--heads", h);
+    for (const int64_t h : opt.keep.heads) check("--keep-heads", h);
+  }
   DumpAnalysis out;
   SynthParams synth;
   if (info.attributes.count("synth_version") && !info.layers.empty()) {
@@ -74,10 +85,6 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     std::vector<int64_t> heads = heads_in;
     if (heads.empty())
       for (int64_t h = 0; h < l.n_q_heads; ++h) heads.push_back(h);
-    for (const int64_t h : heads)
-      if (h < 0 || h >= l.n_q_heads)
-        throw UsageError("--heads: layer " + std::to_string(L) + " has query heads 0.." + std::to_string(l.n_q_heads - 1) +
-                         ", not " + std::to_string(h));
     out.head_dim = l.head_dim;
     out.n_tokens = l.n_tokens;
     const int64_t group = l.n_q_heads / l.n_kv_heads;

@@ -273,7 +273,11 @@ bool auto_y_range(PlotRange range, bool difference, float data_lo, float data_hi
   // Values beyond the domain are rounding (a KL of -1e-7, a coverage of 1 + 1e-7).
   data_lo = std::clamp(data_lo, d_lo, d_hi);
   data_hi = std::clamp(data_hi, d_lo, d_hi);
-  const float pad = std::max({1e-6f, 0.06f * (data_hi - data_lo), 1e-6f * std::max(std::fabs(data_lo), std::fabs(data_hi))});
+  const float mag = std::max(std::fabs(data_lo), std::fabs(data_hi));
+  float pad = std::max({1e-6f, 0.06f * (data_hi - data_lo), 1e-6f * mag});
+  // Constant data (the oracle's block recall, all 1): a range wide enough to read, not
+  // [1 - 1e-6, 1] labelled "1" and "1".
+  if (data_hi - data_lo <= 1e-6f * std::max(1.0f, mag)) pad = 0.05f * std::max(1.0f, mag);
   *lo = std::max(d_lo, data_lo - pad);
   *hi = std::min(d_hi, data_hi + pad);
   return true;

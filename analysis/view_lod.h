@@ -170,9 +170,9 @@ SeriesLod build_series_lod(const std::vector<float>& values);
 // its width w.
 void metric_domain(PlotRange range, bool difference, float* lo, float* hi);
 // The automatic y range of a metric strip showing values in [data_lo, data_hi]: padded by 6 %
-// of the span on each side, then clamped to metric_domain() — coverage never reaches below 0
-// or above 1. A difference range always holds 0. Returns false when data_lo > data_hi (no
-// finite value visible).
+// of the span on each side (constant values: by 5 % of max(1, |value|)), then clamped to
+// metric_domain() — coverage never reaches below 0 or above 1. A difference range always
+// holds 0. Returns false when data_lo > data_hi (no finite value visible).
 bool auto_y_range(PlotRange range, bool difference, float data_lo, float data_hi, float* lo, float* hi);
 
 }  // namespace moba::analysis

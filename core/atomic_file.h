@@ -6,8 +6,8 @@
 
 namespace moba {
 
-// Throws std::runtime_error naming the file when it cannot be written or renamed (the
-// temporary is removed then).
+// Throws OutputError (core/errors.h) naming the file and the reason when it cannot be written
+// or renamed (the temporary is removed then).
 void write_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace moba

@@ -1,6 +1,6 @@
 #pragma once
 // Typed errors of the core layer. Library code throws these and never exits;
-// only main() turns them into exit codes (InputError/UsageError -> 2, others -> 1).
+// only main() turns them into exit codes (InputError/UsageError/OutputError -> 2, others -> 1).
 #include <stdexcept>
 #include <string>
 
@@ -42,6 +42,10 @@ class MissingFieldError : public InputError { using InputError::InputError; };
 
 // Bad command line or configuration (unknown flag, out-of-range value). Exit code 2.
 class UsageError : public std::runtime_error { using std::runtime_error::runtime_error; };
+
+// An output cannot be written (a missing or read-only directory, a directory where a file goes,
+// a full disk); what() names the file and the reason. Exit code 2.
+class OutputError : public std::runtime_error { using std::runtime_error::runtime_error; };
 
 // SIGINT or SIGTERM arrived during long work (core/interrupt.h). Exit code 128 + signal.
 class Interrupted : public std::runtime_error {

@@ -1,22 +1,35 @@
 // Number formatters and the JSON writer (core/json_writer.h).
 #include "core/json_writer.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <sstream>
 
 namespace moba {
 
-std::string format_number(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  if (v == std::floor(v) && std::fabs(v) < 1e15) {
-    std::ostringstream s;
-    s << static_cast<long long>(v);
-    return s.str();
+void append_number(std::string& out, double v) {
+  if (std::isnan(v)) {
+    out += "nan";
+    return;
   }
-  return format_g(v, 6);
+  if (std::isinf(v)) {
+    out += v > 0 ? "inf" : "-inf";
+    return;
+  }
+  char buf[64];
+  std::to_chars_result r;
+  if (v == std::floor(v) && std::fabs(v) < 1e15)
+    r = std::to_chars(buf, buf + sizeof buf, static_cast<long long>(v));
+  else  // printf's "%.6g" (std::to_chars' general format with a precision is defined as that)
+    r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 6);
+  out.append(buf, r.ptr);
+}
+
+std::string format_number(double v) {
+  std::string s;
+  append_number(s, v);
+  return s;
 }
 
 std::string format_g(double v, int precision) {

@@ -22,6 +22,8 @@
 namespace moba {
 
 std::string format_number(double v);
+// format_number(v) appended to `out` (the tables' writers: no temporary string per number).
+void append_number(std::string& out, double v);
 std::string format_g(double v, int precision);
 std::string format_shortest(double v);
 

@@ -1,10 +1,14 @@
 #include "experiments/args.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <sstream>
+#include <system_error>
 
 #include "core/errors.h"
 
@@ -162,6 +166,24 @@ std::string Args::choice(const std::string& name, const std::string& fallback,
   std::string all;
   for (const auto& c : choices) all += (all.empty() ? "" : "|") + c;
   throw UsageError("--" + name + ": '" + v + "' is not one of " + all);
+}
+
+void check_output_file(const std::string& flag, const std::string& path, const std::vector<std::string>& inputs) {
+  namespace fs = std::filesystem;
+  if (path.empty()) throw UsageError(flag + ": expected a file name");
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw UsageError(flag + " " + path + " is a directory; give the output file's name");
+  const fs::path parent = fs::path(path).parent_path();
+  const fs::path dir = parent.empty() ? fs::path(".") : parent;
+  if (!fs::is_directory(dir, ec))
+    throw UsageError(flag + " " + path + ": the directory " + dir.string() + " does not exist");
+  if (::access(dir.c_str(), W_OK) != 0)
+    throw UsageError(flag + " " + path + ": the directory " + dir.string() + " is not writable");
+  for (const std::string& in : inputs) {
+    if (fs::equivalent(path, in, ec) && !ec)
+      throw UsageError(flag + " " + path + " is the input " + in + " itself; give another path");
+    ec.clear();
+  }
 }
 
 }  // namespace moba::cli

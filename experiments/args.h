@@ -37,6 +37,11 @@ class Args {
   std::vector<std::string> positional_;
 };
 
+// An output file named by `flag` (e.g. "--out"), checked before any work is done: not a
+// directory, its directory exists and is writable, and it is none of `inputs` (the same file by
+// any name: links, "./x"). Throws UsageError (exit 2) naming the flag and the path otherwise.
+void check_output_file(const std::string& flag, const std::string& path, const std::vector<std::string>& inputs = {});
+
 // Parses "a/b" style or plain integers with range checks; exposed for config parsing.
 int64_t parse_int(const std::string& what, const std::string& text, int64_t lo, int64_t hi);
 double parse_number(const std::string& what, const std::string& text, double lo, double hi);

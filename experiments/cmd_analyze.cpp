@@ -194,6 +194,8 @@ int run_analyze(const std::vector<std::string>& argv) {
   auto& ro = opt.routing;
   ro = parse_routing(args);
   opt.top_n = static_cast<int>(args.integer("top-n", 10, 1, 4096));
+  if (args.has("buckets") && args.has("bucket-width"))
+    throw UsageError("--buckets and --bucket-width are alternatives: give one");
   opt.n_buckets = static_cast<int>(args.integer("buckets", 16, 1, 1 << 20));
   opt.bucket_width = args.integer("bucket-width", 0, 1, INT64_MAX / 2);
   opt.trailing = args.integer("trailing", 0, 1, INT64_MAX / 2);
@@ -203,7 +205,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   // --trace FILE: the stages' intervals from here on (analysis/stage_profile.h), written at the end.
   const std::string trace_path = args.str("trace", "");
   if (args.has("trace")) {
-    if (trace_path.empty()) throw UsageError("--trace: expected a file name");
+    check_output_file("--trace", trace_path, {dump_path});
     analysis::stage_trace_start();
     analysis::stage_trace_name_thread("main: the analysis (GPU enqueue on cuda)");
   }

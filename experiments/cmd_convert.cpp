@@ -34,7 +34,7 @@ int run_convert(const std::vector<std::string>& argv) {
   if (args.positional().size() != 1) throw UsageError(std::string("expected one DUMP argument\n") + kUsage);
   const std::string out_path = args.required("out");
   const std::string dtype_arg = args.choice("dtype", "keep", {"keep", "f32", "f16", "bf16", "float32", "float16", "bfloat16"});
-  if (out_path == args.positional()[0]) throw UsageError("--out must differ from the input dump");
+  check_output_file("--out", out_path, {args.positional()[0]});
 
   auto reader = open_dump(args.positional()[0]);
   const DumpInfo& info = reader->info();

@@ -99,8 +99,9 @@ int run_demo(const std::vector<std::string>& argv) {
                 "%.1f%% of what the equal-budget oracle reaches. Analysed in %.1f s.\n",
                 static_cast<long long>(best->key.block_size), best->key.top_k, 100.0 * best->get(Col::coverage_mean),
                 100.0 * best->get(Col::coverage_mean) / best->get(Col::oracle_coverage_mean), wall);
-  std::printf("Full tables: moba analyze %s --block-sizes 16,32,64,128 --sparsity %.2f --out DIR\n", path.c_str(),
-              opt.sparsities[0]);
+  std::printf("Full tables: moba analyze %s --block-sizes 16,32,64,128 --sparsity %.2f "
+              "--routers moba,moba-kconv,oracle --out DIR\n",
+              path.c_str(), opt.sparsities[0]);
   return 0;
 }
 

@@ -267,9 +267,8 @@ int run_export(const std::vector<std::string>& argv) {
   if (std::find(kFormats.begin(), kFormats.end(), format) == kFormats.end())
     throw UsageError("--format '" + format + "' is not one of flashinfer-bsr, flex-blockmask, flashmoba-csc, nsa-indices");
   const std::string out_path = args.required("out");
-  if (std::filesystem::is_directory(out_path))
-    throw UsageError("--out " + out_path + " is a directory; give the output file's name");
   const std::string path = args.positional()[0];
+  check_output_file("--out", out_path, {path});
   const Route r = read_route(path);
 
   std::map<std::string, std::string> meta;

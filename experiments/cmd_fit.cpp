@@ -38,6 +38,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -52,6 +53,7 @@
 #include "core/dump.h"
 #include "core/errors.h"
 #include "core/json_writer.h"
+#include "core/sha256.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
 #include "experiments/command.h"
@@ -68,7 +70,8 @@ const char* const kUsage =
     "                [--tau-resolution R] [--device cpu|cuda|auto]\n"
     "\n"
     "Per-head budget fitting: for every (layer, head, router, B), the smallest budget whose\n"
-    "metric on DUMP meets the target. Top-k routers (moba, moba-kconv, oracle): the smallest\n"
+    "metric on DUMP meets the target. Top-k routers (moba, moba-kconv, oracle, quest,\n"
+    "sink-window, minference-bs, nsa-shared): the smallest\n"
     "top-k (summary means over queries with a choice, as in `moba analyze`'s summary.csv).\n"
     "Variable-budget routers (moba-threshold, oracle-topp): the smallest tau on the grid\n"
     "R, 2R, ..., 1, uncapped (k = n_blocks: the cap never binds), the metric being the mean\n"
@@ -275,12 +278,8 @@ int run_fit(const std::vector<std::string>& argv) {
   const Target target = parse_target(args.str("target", ""));
   if (fs::is_directory(out))
     throw UsageError("--out " + out + " is a directory; give a path prefix (PATH.csv, PATH.json, ...)");
-  {
-    // Checked before the analysis: its directory must exist.
-    const fs::path parent = fs::path(out).parent_path();
-    if (!parent.empty() && !fs::is_directory(parent))
-      throw UsageError("--out " + out + ": the directory " + parent.string() + " does not exist");
-  }
+  // Checked before the analysis: the tables' files can be written, and neither is the dump.
+  for (const char* ext : {".csv", ".json"}) check_output_file("--out", out + ext, {dump_path});
 
   analysis::AnalyzeOptions opt;
   opt.block_sizes = args.int_list("block-sizes", {}, 1, INT32_MAX);
@@ -292,7 +291,8 @@ int run_fit(const std::vector<std::string>& argv) {
     analysis::RouterKind kind;
     if (!analysis::parse_router(r, &kind))
       throw UsageError("--routers: unknown router '" + r +
-                       "' (one of moba, moba-kconv, oracle, moba-threshold, oracle-topp)");
+                       "' (one of moba, moba-kconv, oracle, quest, sink-window, minference-bs, nsa-shared, "
+                       "moba-threshold, oracle-topp)");
     for (const auto x : opt.routers)
       if (x == kind) throw UsageError("--routers: " + r + " given twice");
     for (const auto x : tau_routers)
@@ -329,6 +329,8 @@ int run_fit(const std::vector<std::string>& argv) {
   const bool quiet = args.flag("quiet");
 
   const auto reader = open_dump(dump_path);
+  // The dump's SHA-256 for the tables' provenance, beside the analysis.
+  std::future<std::string> dump_sha256 = std::async(std::launch::async, [dump_path] { return sha256_file(dump_path); });
   const DumpInfo& info = reader->info();
   if (info.layers.empty()) throw InputError(dump_path, "/layers", "the dump has no layers");
   load_routing_weights(args, info.layers.front().head_dim, opt.routing);
@@ -629,7 +631,14 @@ int run_fit(const std::vector<std::string>& argv) {
   if (!tau_routers.empty())
     search += (search.empty() ? "" : "; ") + std::string("tau: bisection, resolution ") +
               format_shortest(grid.resolution) + ", uncapped (k = n_blocks), mean over t >= B";
+  const std::string sha = dump_sha256.get();
+  JsonObject routing;
+  for (const auto& [name, value] : routing_record(opt.routing))
+    if (name != "tau") routing.add_string(name, value);  // fit searches tau itself
   std::string table_json = "{\"command\": \"fit\", \"dump\": " + json_string(dump_path) +
+                           ", \"dump_sha256\": " + json_string(sha) +
+                           ", \"dump_bytes\": " + std::to_string(std::filesystem::file_size(dump_path)) +
+                           ", \"routing\": " + routing.str() +
                            ", \"git_commit\": " + json_string(build_commit_label()) +
                            ", \"target\": " + json_string(target.name) +
                            ", \"target_value\": " + json_number(target.value) +
@@ -687,6 +696,7 @@ int run_fit(const std::vector<std::string>& argv) {
         o.add_integer("block_size", B).add_integer("n_blocks", n_blocks[B]).add_integer("n_tokens", T);
         o.add_string("router", analysis::router_name(r)).add_string("kind", kind);
         o.add_string("target", target.name).add_number("target_value", target.value);
+        o.add_string("dump_sha256", sha);
         return o;
       };
       if (is_tau) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "core/errors.h"
 #include "core/h5_output.h"
 #include "core/progress.h"
+#include "core/sha256.h"
 #include "experiments/args.h"
 #include "experiments/build_info.h"
 #include "experiments/command.h"
@@ -67,8 +69,7 @@ int run_route(const std::vector<std::string>& argv) {
   const int64_t B = parse_int("--block-size", args.required("block-size"), 1, INT32_MAX);
   const int K = static_cast<int>(parse_int("--top-k", args.required("top-k"), 1, 1 << 20));
   const std::string out_path = args.required("out");
-  if (std::filesystem::is_directory(out_path))
-    throw UsageError("--out " + out_path + " is a directory; give the output file's name");
+  check_output_file("--out", out_path, {dump_path});
   const bool with_output = args.flag("with-output");
   const bool quiet = args.flag("quiet");
 
@@ -86,6 +87,8 @@ int run_route(const std::vector<std::string>& argv) {
   const analysis::DeviceInfo device = parse_device(args);
 
   const auto reader = open_dump(dump_path);
+  // The dump's SHA-256 for the provenance attributes, beside the routing.
+  std::future<std::string> dump_sha256 = std::async(std::launch::async, [dump_path] { return sha256_file(dump_path); });
   const DumpInfo& info = reader->info();
   const LayerInfo& l = info.layer(layer);
   const int64_t n_q = l.n_q_heads, n_kv = l.n_kv_heads, T = l.n_tokens, d = l.head_dim, group = n_q / n_kv;
@@ -134,6 +137,8 @@ int run_route(const std::vector<std::string>& argv) {
 
   out.set_integer("/", "moba_route_version", 1);
   out.set_string("/", "dump", dump_path);
+  out.set_string("/", "dump_sha256", dump_sha256.get());
+  out.set_integer("/", "dump_bytes", static_cast<int64_t>(std::filesystem::file_size(dump_path)));
   out.set_string("/", "model", info.model);
   out.set_integer("/", "layer", layer);
   out.set_integer("/", "block_size", B);

@@ -66,6 +66,9 @@ int main(int argc, char** argv) {
     } catch (const moba::UsageError& e) {
       std::fprintf(stderr, "moba %s: usage error: %s\n", c.name, e.what());
       return 2;
+    } catch (const moba::OutputError& e) {
+      std::fprintf(stderr, "moba %s: error: %s\n", c.name, e.what());
+      return 2;
     } catch (const std::bad_alloc&) {
       std::fprintf(stderr, "moba %s: internal error: out of memory\n", c.name);
       return 1;

@@ -87,34 +87,56 @@ void setup_style() {
 
 // Navigator on the left; the chosen panels stacked on the right, heights by their weights
 // (dragging the gap between two panels moves weight from one to the other), so the mask and
-// the metric strips share their position axis.
+// the metric strips share their position axis. When the panels would get less than their
+// least readable height (kMinHeight), the right side splits in two stacks: the mask and the
+// metrics (which share the position axis) on the left, the tables and grids on the right.
 constexpr float kSplitter = 6.0f;
+constexpr float kMinHeight[kPanelCount] = {220.0f, 170.0f, 140.0f, 150.0f, 120.0f, 140.0f};
 
 struct Layout {
   PanelRect navigator;
-  std::vector<std::pair<Panel, PanelRect>> column;
+  std::vector<std::pair<Panel, PanelRect>> column;  // stacks left to right, each top to bottom
+  std::vector<int> stack;                           // [i]: the stack of column[i]
 };
+
+// `panels` stacked in [x, x + w) x [0, h).
+void stack_panels(const LayoutState& ls, const std::vector<Panel>& panels, float x, float w, float h, int id,
+                  Layout* l) {
+  float total = 0;
+  for (const Panel p : panels) total += ls.weight[static_cast<int>(p)];
+  const float usable = h - kSplitter * static_cast<float>(std::max<size_t>(1, panels.size()) - 1);
+  float y = 0;
+  for (const Panel p : panels) {
+    const float ph = usable * ls.weight[static_cast<int>(p)] / std::max(total, 1e-3f);
+    l->column.push_back({p, {x, y, w, ph}});
+    l->stack.push_back(id);
+    y += ph + kSplitter;
+  }
+}
 
 Layout tile(const LayoutState& ls, float w, float h) {
   Layout l;
   const float nav_w = std::clamp(w * 0.22f, 296.0f, 380.0f);
   const float right_w = std::max(100.0f, w - nav_w);
   l.navigator = {0, 0, nav_w, h};
-  float total = 0;
-  for (const Panel p : ls.shown) total += ls.weight[static_cast<int>(p)];
-  const float usable = h - kSplitter * static_cast<float>(std::max<size_t>(1, ls.shown.size()) - 1);
-  float y = 0;
-  for (const Panel p : ls.shown) {
-    const float ph = usable * ls.weight[static_cast<int>(p)] / std::max(total, 1e-3f);
-    l.column.push_back({p, {nav_w, y, right_w, ph}});
-    y += ph + kSplitter;
+  float need = kSplitter * static_cast<float>(std::max<size_t>(1, ls.shown.size()) - 1);
+  for (const Panel p : ls.shown) need += kMinHeight[static_cast<int>(p)];
+  std::vector<Panel> axis_panels, others;
+  for (const Panel p : ls.shown) (p == Panel::mask || p == Panel::metrics ? axis_panels : others).push_back(p);
+  if (need <= h || axis_panels.empty() || others.empty()) {
+    stack_panels(ls, ls.shown, nav_w, right_w, h, 0, &l);
+    return l;
   }
+  const float left_w = std::floor(right_w * 0.6f);
+  stack_panels(ls, axis_panels, nav_w, left_w - kSplitter, h, 0, &l);
+  stack_panels(ls, others, nav_w + left_w, right_w - left_w, h, 1, &l);
   return l;
 }
 
 // The gaps between stacked panels: drag to resize (weights move between the two neighbours).
 void draw_splitters(LayoutState* ls, const Layout& l) {
   for (size_t i = 0; i + 1 < l.column.size(); ++i) {
+    if (l.stack[i] != l.stack[i + 1]) continue;  // the last of one stack, the first of the next
     const PanelRect& a = l.column[i].second;
     ImGui::SetNextWindowPos(ImVec2(a.x, a.y + a.h), ImGuiCond_Always);
     ImGui::SetNextWindowSize(ImVec2(a.w, kSplitter), ImGuiCond_Always);

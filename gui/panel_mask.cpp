@@ -43,7 +43,8 @@ void draw_toolbar(ViewerState* s, const ViewData& d) {
   } else if (v.has_oracle) {
     ImGui::Checkbox("oracle classes", &s->mask.compare_oracle);
   } else {
-    ImGui::TextDisabled("(no oracle)");
+    ImGui::TextDisabled(v.router.config.router == analysis::RouterKind::oracle ? "(the oracle itself)"
+                                                                                : "(no oracle analysed)");
   }
   ImGui::SameLine();
   ImGui::Checkbox("causal", &s->mask.shade_causal);

@@ -17,6 +17,12 @@ namespace moba::gui {
 namespace {
 
 constexpr float kStripGap = 4.0f;
+constexpr float kStripInset = 2.0f;  // values at a range's ends (coverage 1, KL 0) off the strip's edge
+
+// The y of value v in a strip [y0, y1] showing [lo, hi] (clamped, inset).
+float strip_y(float v, float lo, float hi, float y0, float y1) {
+  return y1 - kStripInset - (std::clamp(v, lo, hi) - lo) / (hi - lo) * (y1 - y0 - 2 * kStripInset);
+}
 
 const char* metric_label(const std::string& name) {
   const analysis::PositionMetricInfo* m = analysis::find_position_metric(name);
@@ -66,7 +72,7 @@ std::vector<Column> sample_series(const analysis::SeriesLod& lod, const Position
 // faint one-pixel band.
 void draw_columns(ImDrawList* dl, const std::vector<Column>& cols, float y0, float y1, float lo, float hi, ImU32 color,
                   bool envelope) {
-  const auto y_of = [&](float v) { return y1 - (std::clamp(v, lo, hi) - lo) / (hi - lo) * (y1 - y0); };
+  const auto y_of = [&](float v) { return strip_y(v, lo, hi, y0, y1); };
   std::vector<ImVec2> run;
   const auto flush = [&] {
     if (run.size() == 1) dl->AddLine(ImVec2(run[0].x - 0.5f, run[0].y), ImVec2(run[0].x + 0.5f, run[0].y), color, 1.2f);
@@ -85,15 +91,20 @@ void draw_columns(ImDrawList* dl, const std::vector<Column>& cols, float y0, flo
   flush();
 }
 
-void extend_range(const std::vector<Column>& cols, float* lo, float* hi) {
+// The values a series shows: its line, and with `envelope` its min..max band (a zoomed-out
+// column's extremes lie outside its mean; without them the band ran off the strip).
+void extend_range(const std::vector<Column>& cols, bool envelope, float* lo, float* hi) {
   for (const Column& c : cols)
-    if (std::isfinite(c.mean)) *lo = std::min(*lo, c.mean), *hi = std::max(*hi, c.mean);
+    if (std::isfinite(c.mean)) {
+      *lo = std::min(*lo, envelope ? c.mn : c.mean);
+      *hi = std::max(*hi, envelope ? c.mx : c.mean);
+    }
 }
 
 // Bucket means as steps, filled to the strip's bottom, or to zero for a difference.
 void draw_buckets(ImDrawList* dl, const PositionAxis& a, float x0, float y0, float y1, float lo, float hi,
                   const analysis::BucketSeries& b, ImU32 color, bool from_zero = false) {
-  const auto y_of = [&](float v) { return y1 - (std::clamp(v, lo, hi) - lo) / (hi - lo) * (y1 - y0); };
+  const auto y_of = [&](float v) { return strip_y(v, lo, hi, y0, y1); };
   const float y_base = from_zero ? y_of(0.0f) : y1;
   for (size_t e = 0; e < b.mean.size(); ++e) {
     if (!std::isfinite(b.mean[e])) continue;
@@ -125,14 +136,27 @@ void draw_toolbar(ViewerState* s, const analysis::PositionView& v) {
       ImGui::SliderInt("buckets", &m.n_buckets, 1, 256);
     }
   }
-  ImGui::SameLine();
-  if (v.has_oracle) ImGui::Checkbox("oracle overlay", &m.overlay_oracle);
-  ImGui::SameLine();
-  ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(palette::kRouterLine), "line: %s",
-                     analysis::router_name(v.router.config.router));
-  if (v.has_oracle && m.overlay_oracle) {
+  // The legend: the lines this panel draws, each named by its configuration.
+  const analysis::ConfigKey* compared = s->compare.on && s->compared ? &s->compared->b->view.router.config : nullptr;
+  const auto config_text = [](const analysis::ConfigKey& c) {
+    return std::string(analysis::router_name(c.router)) + " B=" + std::to_string(c.block_size) + " k=" +
+           std::to_string(c.top_k);
+  };
+  const auto legend = [](ImU32 color, const std::string& text) {
     ImGui::SameLine();
-    ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(palette::kOracleLine), "line: oracle");
+    ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(color), "%s", text.c_str());
+  };
+  if (m.difference && (compared || v.has_oracle)) {
+    legend(palette::kDiffLine, compared ? "line: " + config_text(v.router.config) + " - " + config_text(*compared)
+                                        : "line: " + config_text(v.router.config) + " - oracle");
+  } else {
+    if (v.has_oracle) {
+      ImGui::SameLine();
+      ImGui::Checkbox("oracle overlay", &m.overlay_oracle);
+    }
+    legend(palette::kRouterLine, "line: " + config_text(v.router.config));
+    if (compared) legend(palette::kCompareLine, "line: " + config_text(*compared) + " (compared)");
+    if (v.has_oracle && m.overlay_oracle) legend(palette::kOracleLine, "line: oracle");
   }
   // One toggle per metric in the file, in analyze's order.
   bool first = true;
@@ -239,7 +263,7 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
         }
         const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
         analysis::auto_y_range(info ? info->range : analysis::PlotRange::data, true, d_lo, d_hi, &lo, &hi);
-        const float yz = y1 - (0 - lo) / (hi - lo) * (y1 - y0);
+        const float yz = strip_y(0.0f, lo, hi, y0, y1);
         dl->AddLine(ImVec2(x0, yz), ImVec2(x1, yz), palette::kZeroLine);
         draw_buckets(dl, axis, x0, y0, y1, lo, hi, diff, palette::kDiffLine, true);
         diff_label = std::string(label) + (cmp ? ": shown - compared (bucket means)" : ": router - oracle (bucket means)");
@@ -247,6 +271,9 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
       } else {
         if (other && (cmp || overlay))
           draw_buckets(dl, axis, x0, y0, y1, lo, hi, *other, cmp ? palette::kCompareLine : palette::kOracleLine);
+        if (cmp && overlay)  // the oracle beside the compared curve, as the legend says
+          if (const analysis::BucketSeries* ob = v.oracle.bucket_curve(name))
+            draw_buckets(dl, axis, x0, y0, y1, lo, hi, *ob, palette::kOracleLine);
         draw_buckets(dl, axis, x0, y0, y1, lo, hi, rb, palette::kRouterLine);
         if (diff_mode && other) {  // analyze's buckets start at each configuration's first choice
           diff_label = std::string(label) + " (bucket edges differ: no difference)";
@@ -287,12 +314,12 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
       if (s->metrics.auto_range || diff_mode) {
         // Padded, within the metric's valid values (coverage stays in [0, 1]).
         float a_lo = INFINITY, a_hi = -INFINITY;
-        for (const Drawn& sd : series) extend_range(sd.cols, &a_lo, &a_hi);
+        for (const Drawn& sd : series) extend_range(sd.cols, sd.envelope, &a_lo, &a_hi);
         const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
         analysis::auto_y_range(info ? info->range : analysis::PlotRange::data, diff_mode, a_lo, a_hi, &lo, &hi);
       }
       if (diff_mode && lo < 0 && hi > 0) {
-        const float yz = y1 - (0 - lo) / (hi - lo) * (y1 - y0);
+        const float yz = strip_y(0.0f, lo, hi, y0, y1);
         dl->AddLine(ImVec2(x0, yz), ImVec2(x1, yz), palette::kZeroLine);
       }
       for (const Drawn& sd : series) draw_columns(dl, sd.cols, y0, y1, lo, hi, sd.color, sd.envelope);
@@ -306,7 +333,11 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
       dl->AddLine(ImVec2(hx, y0), ImVec2(hx, y1), palette::kHover);
     }
     dl->PopClipRect();
-    // Name inside the strip (top left), range on the left margin.
+    // Name inside the strip (top left, on a backing so that the curves do not hide it), range
+    // on the left margin.
+    const ImVec2 label_size = ImGui::CalcTextSize(label);
+    dl->AddRectFilled(ImVec2(x0 + 2, y0 + 1), ImVec2(x0 + 6 + label_size.x, y0 + 1 + label_size.y),
+                      palette::kLabelBacking);
     dl->AddText(ImVec2(x0 + 4, y0 + 1), palette::kAxisText, label);
     std::snprintf(buf, sizeof buf, "%.3g", hi);
     dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(buf).x, y0), palette::kAxisText, buf);

@@ -61,6 +61,10 @@ void summary_numbers(const analysis::PositionView& v) {
   value_row(n_choice.label, a.summary_value(n_choice.name), n_choice.format);
   for (const auto& c : analysis::summary_columns())
     if (c.headline) value_row(c.label, a.summary_value(c.name), c.format);
+  if (analysis::router_is_variable_budget(a.config.router)) {  // the realised budget, below k
+    const auto& sel = analysis::summary_column(analysis::SummaryColumn::selected_mean);
+    value_row(sel.label, a.summary_value(sel.name), sel.format);
+  }
   ImGui::EndTable();
 }
 
@@ -81,8 +85,8 @@ analysis::Rgba8 unpack(ImU32 c) {
 
 // How a cell of the level drawn reads (analysis::CellColouring): its size, and for the
 // density encodings a ramp of class `c` (analysis::density_intensity over the causal tint)
-// from one entry to the most in a cell of this level.
-void cell_legend(const ViewerState& s, analysis::TileChannel c) {
+// from one entry to the most in a cell of this level; `entries` names the class's entries.
+void cell_legend(const ViewerState& s, analysis::TileChannel c, const char* entries) {
   const int64_t q = int64_t{1} << s.mask.level_x, nb = int64_t{1} << s.mask.level_y;
   const char* how = "";
   switch (s.mask.cells) {
@@ -116,7 +120,7 @@ void cell_legend(const ViewerState& s, analysis::TileChannel c) {
   }
   ImGui::Dummy(ImVec2(kSteps * sz * 1.2f, sz));
   ImGui::SameLine();
-  ImGui::Text("%u %s in a cell", top, c == analysis::TileChannel::miss ? "misses" : "picks");
+  ImGui::Text("%u %s in a cell", top, entries);
   ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyle().Colors[ImGuiCol_TextDisabled]);
   ImGui::TextWrapped("one entry is dim but never hidden; the most in any cell at this zoom is full colour "
                      "(each class on its own scale)");
@@ -144,12 +148,25 @@ void legend(const ViewerState& s, const analysis::PositionView& v) {
     std::snprintf(buf, sizeof buf, "miss: oracle only (%lld)", static_cast<long long>(m.total_miss));
     legend_item(palette::kMiss, buf);
   } else {
-    legend_item(palette::kSelected, "selected by the router");
+    legend_item(palette::kSelected, v.router.config.router == analysis::RouterKind::oracle ? "selected by the oracle"
+                                                                                         : "selected by the router");
   }
+  // Side by side, a compared mask without oracle classes (the oracle itself, or no oracle
+  // analysed) shows its picks in the plain selection colour.
+  const bool pair_shown = c && s.compare.difference && c->pair;
+  if (c && !pair_shown && c->b->mask && !(c->b->view.mask.with_oracle && s.mask.compare_oracle) &&
+      (m.with_oracle && s.mask.compare_oracle))
+    legend_item(palette::kSelected, "selected, in the compared mask (no oracle classes there)");
   if (s.mask.shade_causal) legend_item(palette::kCausal, "causally available blocks");
   if (s.mask.planted && s.loaded.data && s.loaded.data->planted) legend_item(palette::kPlanted, "planted key's block (lighter)");
-  const bool classes = (c && s.compare.difference && c->pair) || (m.with_oracle && s.mask.compare_oracle);
-  cell_legend(s, classes ? analysis::TileChannel::miss : analysis::TileChannel::selected);
+  if (pair_shown || (m.with_oracle && s.mask.compare_oracle)) {
+    ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyle().Colors[ImGuiCol_TextDisabled]);
+    ImGui::TextWrapped("counts: entries over all queries (those without a choice, t < k B, included)");
+    ImGui::PopStyleColor();
+  }
+  const bool classes = pair_shown || (m.with_oracle && s.mask.compare_oracle);
+  cell_legend(s, classes ? analysis::TileChannel::miss : analysis::TileChannel::selected,
+              pair_shown ? "only-compared entries" : classes ? "misses" : "picks");
 }
 
 // The compared configuration: on / off, its B x k and router (same layer and head), and how
@@ -252,7 +269,7 @@ void pinned_query(ViewerState* s, const analysis::PositionView& v) {
     if (!r) continue;
     ImGui::TableNextRow();
     ImGui::TableSetColumnIndex(0);
-    ImGui::TextUnformatted(m.name);
+    ImGui::TextUnformatted(m.label);
     ImGui::TableSetColumnIndex(1);
     ImGui::Text("%.4f", (*r)[static_cast<size_t>(t)]);
     if (v.has_oracle) {
@@ -279,7 +296,7 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
   const std::vector<int64_t>& with_arrays = s->nav.heads_with_arrays;
   combo("head", s->nav.heads, &sel.head, [&with_arrays](int64_t h) {
     const bool kept = std::find(with_arrays.begin(), with_arrays.end(), h) != with_arrays.end();
-    return std::to_string(h) + (kept ? "" : "  (bucket curves only)");
+    return std::to_string(h) + (kept ? "" : "  (curves only)");
   });
   // Within a head with arrays, the slots and routers left out (e.g. past the default kept
   // set's budget) are marked too.
@@ -288,7 +305,7 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
   std::pair<int64_t, int> slot{sel.block_size, sel.top_k};
   combo("B x k", s->nav.slots, &slot, [&](const std::pair<int64_t, int>& x) {
     const bool kept = !head_kept || std::find(slots_kept.begin(), slots_kept.end(), x) != slots_kept.end();
-    return "B=" + std::to_string(x.first) + "  k=" + std::to_string(x.second) + (kept ? "" : "  (bucket curves only)");
+    return "B=" + std::to_string(x.first) + "  k=" + std::to_string(x.second) + (kept ? "" : "  (curves only)");
   });
   sel.block_size = slot.first;
   sel.top_k = slot.second;
@@ -296,7 +313,7 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
   const bool slot_kept = std::find(slots_kept.begin(), slots_kept.end(), slot) != slots_kept.end();
   combo("router", s->nav.routers, &sel.router, [&](analysis::RouterKind x) {
     const bool kept = !slot_kept || std::find(routers_kept.begin(), routers_kept.end(), x) != routers_kept.end();
-    return std::string(analysis::router_name(x)) + (kept ? "" : "  (bucket curves only)");
+    return std::string(analysis::router_name(x)) + (kept ? "" : "  (curves only)");
   });
   ImGui::PopItemWidth();
   compare_controls(s);
@@ -314,6 +331,10 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
     ImGui::TextWrapped("means over queries with a choice (summary.csv)");
     ImGui::PopStyleColor();
     summary_numbers(v);
+    // A pinned query's blocks and metrics right below the numbers (above the fold).
+    ImGui::Separator();
+    ImGui::TextUnformatted("Pinned query");
+    pinned_query(s, v);
     if (!v.missing.empty()) {
       ImGui::Separator();
       ImGui::PushStyleColor(ImGuiCol_Text, ImVec4(1.0f, 0.8f, 0.4f, 1.0f));
@@ -322,9 +343,6 @@ void draw_navigator(ViewerState* s, const PanelRect& r) {
     }
     ImGui::Separator();
     if (v.has_mask) legend(*s, v);
-    ImGui::Separator();
-    ImGui::TextUnformatted("Pinned query");
-    pinned_query(s, v);
   }
   ImGui::End();
 }

@@ -136,6 +136,10 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
   dl->AddText(ImVec2(x0 + lw + 4, ly - 2), palette::kAxisText, buf);
   const std::string title = info ? std::string(info->label) : metric;
   dl->AddText(ImVec2(x0 + lw + 70, ly - 2), palette::kAxisText, title.c_str());
+  // The colour of cells without a value.
+  const float nx = x0 + lw + 80 + ImGui::CalcTextSize(title.c_str()).x;
+  dl->AddRectFilled(ImVec2(nx, ly), ImVec2(nx + 12, ly + 12), heat_color(NAN));
+  dl->AddText(ImVec2(nx + 16, ly - 2), palette::kAxisText, "n/a");
   ImGui::SetCursorScreenPos(ImVec2(origin.x, ly + 16));
   ImGui::Dummy(ImVec2(1, 1));
 
@@ -147,6 +151,10 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
     if (it != g.value.end() && std::isfinite(it->second)) {
       std::snprintf(buf, sizeof buf, fmt, it->second);
       ImGui::Text("%s = %s", title.c_str(), buf);
+    } else {
+      ImGui::TextDisabled("%s: n/a (no query has a choice here, e.g. k >= n_blocks is full attention, or the "
+                          "metric does not apply to this router)",
+                          title.c_str());
     }
     ImGui::EndTooltip();
     for (int b = 0; b < 2; ++b)

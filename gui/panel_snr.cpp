@@ -2,9 +2,12 @@
 // (layer, head, B, gate router) — how often the signal block ranked 1, 2, ... among the
 // gate scores — beside the compared configuration's, with the configuration's SNR numbers
 // (summary columns snr_emp, snr_theory, p_fail_emp). Bars as shares of the probed queries;
-// ranks above top-k (the signal block missed) are tinted as misses.
+// ranks above k - 1 (the signal block missed: k counts the current block, so a router picks
+// k - 1 routable blocks; metrics.md signal_recall) are tinted as misses. The rank axis ends at
+// the largest rank the layer allows (n_blocks - 1) when that is below the histogram's last bin.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -60,12 +63,22 @@ void draw_snr_panel(ViewerState* s, const PanelRect& r) {
     ImGui::End();
     return;
   }
+  // Ranks beyond k - 1 of the shown configuration: the signal block is not selected.
+  const int k = s->loaded.data->view.router.config.top_k;
+  ImGui::TextDisabled("shaded: ranks above k - 1 = %d (k counts the current block): the signal block is missed",
+                      std::max(0, k - 1));
   const ImVec2 origin = ImGui::GetCursorScreenPos();
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float x0 = origin.x + kPlotLeftMargin, y0 = origin.y + 4;
   const float w = std::max(40.0f, avail.x - kPlotLeftMargin - 8), h = std::max(30.0f, avail.y - 24);
   const float x1 = x0 + w, y1 = y0 + h;
-  const int n_bins = analysis::kSnrMaxRank + 1;
+  // Bins shown: ranks 1 .. kSnrMaxRank and "above", or only up to the largest possible rank
+  // (a query has at most n_blocks - 1 routable blocks) when every histogram's layer is smaller.
+  int64_t max_rank = 1;
+  for (const Hist& hh : hists)  // n_blocks unknown (0): every bin
+    max_rank = hh.a->n_blocks > 0 ? std::max<int64_t>(max_rank, hh.a->n_blocks - 1) : INT64_MAX;
+  const bool above_bin = max_rank > analysis::kSnrMaxRank;
+  const int n_bins = above_bin ? analysis::kSnrMaxRank + 1 : static_cast<int>(max_rank);
   // Shares per bin; the y range is the largest share.
   std::vector<std::vector<double>> share(hists.size());
   double top = 0;
@@ -82,9 +95,8 @@ void draw_snr_panel(ViewerState* s, const PanelRect& r) {
   dl->AddRectFilled(ImVec2(x0, y0), ImVec2(x1, y1), palette::kBackground);
   const float bin_w = w / static_cast<float>(n_bins);
   const float bar_w = bin_w / static_cast<float>(hists.size());
-  // Ranks beyond top-k of the shown configuration: the signal block is not selected.
-  const int k = s->loaded.data->view.router.config.top_k;
-  dl->AddRectFilled(ImVec2(x0 + bin_w * static_cast<float>(std::min(k, n_bins)), y0), ImVec2(x1, y1), palette::rgba(80, 150, 255, 28));
+  dl->AddRectFilled(ImVec2(x0 + bin_w * static_cast<float>(std::clamp(k - 1, 0, n_bins)), y0), ImVec2(x1, y1),
+                    palette::rgba(80, 150, 255, 28));
   for (size_t i = 0; i < hists.size(); ++i)
     for (int b = 0; b < n_bins; ++b) {
       const float bh = static_cast<float>(share[i][static_cast<size_t>(b)] / top) * (h - 4);
@@ -100,12 +112,14 @@ void draw_snr_panel(ViewerState* s, const PanelRect& r) {
   }
   const int step = std::max(1, static_cast<int>(nice_step(36.0 / bin_w)));
   for (int b = 0; b < n_bins; b += step) {
-    if (b + 1 == n_bins) break;
+    if (above_bin && b + 1 == n_bins) break;
     std::snprintf(buf, sizeof buf, "%d", b + 1);
     dl->AddText(ImVec2(x0 + bin_w * (static_cast<float>(b) + 0.5f) - ImGui::CalcTextSize(buf).x * 0.5f, y1 + 2), palette::kAxisText, buf);
   }
-  std::snprintf(buf, sizeof buf, ">%d", analysis::kSnrMaxRank);
-  dl->AddText(ImVec2(x1 - ImGui::CalcTextSize(buf).x, y1 + 2), palette::kAxisText, buf);
+  if (above_bin) {
+    std::snprintf(buf, sizeof buf, ">%d", analysis::kSnrMaxRank);
+    dl->AddText(ImVec2(x1 - ImGui::CalcTextSize(buf).x, y1 + 2), palette::kAxisText, buf);
+  }
   dl->AddText(ImVec2(origin.x, y1 + 2), palette::kAxisText, "rank");
   // Hover: the bin's counts.
   ImGui::SetCursorScreenPos(ImVec2(x0, y0));
@@ -113,8 +127,8 @@ void draw_snr_panel(ViewerState* s, const PanelRect& r) {
   if (ImGui::IsItemHovered()) {
     const int b = std::clamp(static_cast<int>((ImGui::GetIO().MousePos.x - x0) / bin_w), 0, n_bins - 1);
     ImGui::BeginTooltip();
-    if (b + 1 == n_bins) ImGui::Text("signal block ranked above %d", analysis::kSnrMaxRank);
-    else ImGui::Text("signal block ranked %d%s", b + 1, b + 1 > k ? " (beyond top-k: missed)" : "");
+    if (above_bin && b + 1 == n_bins) ImGui::Text("signal block ranked above %d: missed", analysis::kSnrMaxRank);
+    else ImGui::Text("signal block ranked %d%s", b + 1, b + 1 > k - 1 ? " (above k - 1: missed)" : " (selected)");
     for (size_t i = 0; i < hists.size(); ++i) {
       const auto& hist = hists[i].a->signal_rank_hist;
       ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(hists[i].color), "%s: %d queries (%.2f%%)",

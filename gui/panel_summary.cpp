@@ -90,10 +90,11 @@ void draw_summary_panel(ViewerState* s, const PanelRect& r) {
         const int col = v.columns[static_cast<size_t>(c)];
         const std::string& text = row.text[static_cast<size_t>(col)];
         const double x = row.value[static_cast<size_t>(col)];
+        // summary.csv's own text (6 significant digits): rounding it again to fewer digits
+        // could disagree with the navigator, which rounds analysis.h5's full-precision value.
         char buf[48];
         const bool key = is_key_column(t.columns[static_cast<size_t>(col)]);
-        if (!key && std::isfinite(x)) std::snprintf(buf, sizeof buf, "%.4f", x);
-        else std::snprintf(buf, sizeof buf, "%s", text.c_str());
+        std::snprintf(buf, sizeof buf, "%s", text.c_str());
         if (c == 0) {
           ImGui::PushID(row_index);
           if (ImGui::Selectable(buf, is_shown, ImGuiSelectableFlags_SpanAllColumns)) clicked_row = row_index;

@@ -117,6 +117,8 @@ void draw_position_ticks(ImDrawList* dl, const PositionAxis& a, float x0, float 
                          int64_t n_tokens) {
   const double step = std::max(1.0, nice_step(90.0 * a.t_per_px));
   const double t_end = std::min(static_cast<double>(n_tokens), t_of_x(a, x0, x0 + width));
+  // The axis title in the left margin, on the tick labels' line.
+  dl->AddText(ImVec2(x0 - kPlotLeftMargin + 2, y_bottom + 1), palette::kAxisText, "query t");
   char buf[32];
   for (double t = std::ceil(a.t_begin / step) * step; t <= t_end; t += step) {
     const float x = x_of_t(a, x0, t);

@@ -3,6 +3,9 @@
 // ResultsFile, and the JSON / number formatters of core/json_writer.h.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
 #include <iterator>
 #include <limits>
 
@@ -355,4 +358,39 @@ TEST_CASE("json_writer: escaping, numbers and objects", "[core][json]") {
   const std::string s =
       JsonObject().add_integer("a", -3).add_number("b", kNaN).add_null("c").add_raw("d", inner.str()).str();
   CHECK(s == "{\"a\": -3, \"b\": null, \"c\": null, \"d\": {\"k\": \"v\\\"\"}}");
+}
+
+// format_number's contract is printf's: integers below 1e15 as "%lld" of the value, the rest
+// "%.6g" (append_number writes it with std::to_chars). Checked against printf on random bit
+// patterns, every scale and the edges (-0, 1e15 +- 1 ulp, denormals, halfway cases).
+TEST_CASE("json_writer: format_number is printf's %lld / %.6g", "[core][json]") {
+  const auto printf_number = [](double v) -> std::string {
+    if (std::isnan(v)) return "nan";
+    if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+    char buf[64];
+    if (v == std::floor(v) && std::fabs(v) < 1e15)
+      std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
+    else
+      std::snprintf(buf, sizeof buf, "%.6g", v);
+    return buf;
+  };
+  std::vector<double> xs = {0.0, -0.0, 1e15, std::nextafter(1e15, 0.0), std::nextafter(1e15, 2e15), -1e15, 5e-324,
+                            2.2250738585072014e-308, 1.0000005, 0.12345650000000001, 999999.5, 9999995.0, 1e-5, 1e-4,
+                            123456.5, -7.0, 1e300, -1e-300};
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 100000; ++i) {
+    uint64_t bits = rng();
+    double v = 0;
+    std::memcpy(&v, &bits, sizeof v);
+    xs.push_back(v);
+    xs.push_back(std::ldexp(static_cast<double>(rng() % 2000000) - 1e6, static_cast<int>(rng() % 80) - 60));
+  }
+  int bad = 0;
+  for (const double v : xs)
+    if (format_number(v) != printf_number(v) && ++bad <= 5)
+      FAIL_CHECK(v << ": " << format_number(v) << " vs " << printf_number(v));
+  CHECK(bad == 0);
+  std::string out = "x";
+  append_number(out, 0.25);
+  CHECK(out == "x0.25");
 }

@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <string>
 
+#include "core/atomic_file.h"
 #include "core/dump.h"
+#include "core/errors.h"
 #include "test_analysis_util.h"
 #include "test_io_util.h"
 
@@ -86,4 +88,20 @@ TEST_CASE("moba route: --out naming an existing directory is a usage error (exit
   std::sort(entries.begin(), entries.end());
   CHECK(entries == std::vector<std::string>{"d.h5", "somedir"});
   CHECK(std::filesystem::is_empty(dir.dir / "somedir"));
+}
+
+TEST_CASE("write_file_atomic: a file that cannot be written is an OutputError naming it and why", "[io][review]") {
+  io_test::ScratchDir dir("review_atomic");
+  std::filesystem::create_directories(dir.dir / "taken");  // a directory where the file goes
+  const std::string path = dir.file("taken");
+  try {
+    write_file_atomic(path, "x\n");
+    FAIL("no error");
+  } catch (const OutputError& e) {
+    const std::string m = e.what();
+    CHECK(m.find("cannot write " + path + ": ") == 0);
+    CHECK(m.find("Success") == std::string::npos);  // the reason, not a reused error code's
+  }
+  CHECK(dir.entries() == std::vector<std::string>{"taken"});  // no temporary left
+  CHECK_THROWS_AS(write_file_atomic(dir.file("missing/f.txt"), "x\n"), OutputError);
 }

@@ -429,11 +429,14 @@ TEST_CASE("auto y range stays inside the metric's valid values", "[view_lod]") {
   REQUIRE(auto_y_range(PlotRange::share, false, 0.5f, 0.7f, &lo, &hi));
   CHECK(lo == Approx(0.488f));
   CHECK(hi == Approx(0.712f));
-  // All ones (coverage of the oracle), and rounding past 1: a non-empty range ending at 1.
+  // All ones (coverage of the oracle), and rounding past 1: a readable range ending at 1.
   REQUIRE(auto_y_range(PlotRange::share, false, 1.0f, 1.0000001f, &lo, &hi));
   CHECK(hi == 1.0f);
-  CHECK(lo < 1.0f);
-  CHECK(lo > 0.99f);
+  CHECK(lo == Approx(0.95f));
+  // Constant KL 0: [0, 0.05].
+  REQUIRE(auto_y_range(PlotRange::data, false, 0.0f, 0.0f, &lo, &hi));
+  CHECK(lo == 0.0f);
+  CHECK(hi == Approx(0.05f));
   // KL and output error are >= 0 (a rounding -1e-7 included).
   REQUIRE(auto_y_range(PlotRange::data, false, -1e-7f, 3.0f, &lo, &hi));
   CHECK(lo == 0.0f);

@@ -77,9 +77,43 @@ def num(text):
         return math.nan
 
 
+# Results-table columns that hold text; every other cell is a number, "nan", "" or "all".
+TEXT_COLUMNS = {"scope", "router", "dump", "dump_sha256", "job", "budget_mode", "budget_target"}
+# Columns every row must give as a number (the figures' keys).
+KEY_NUMBERS = {"block_size", "top_k"}
+
+
 def read_csv(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    """A results table as one dict per row. A truncated or corrupt table (a row with more or
+    fewer cells than the header, a number column's cell that is not a number, no newline at
+    the end) stops the plot with exit 2, naming the file, the line and the column."""
+    try:
+        with open(path, newline="") as f:
+            text = f.read()
+        lines = list(csv.reader(text.splitlines(keepends=True)))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        die("%s: cannot read the table: %s" % (path, e))
+    if not lines or not lines[0]:
+        die("%s: no header line" % path)
+    if not text.endswith("\n"):
+        die("%s: the last line has no newline (a truncated table)" % path)
+    header = lines[0]
+    rows = []
+    for n, cells in enumerate(lines[1:], start=2):
+        if len(cells) != len(header):
+            die("%s: line %d has %d cells, the header %d (a truncated or corrupt table)"
+                % (path, n, len(cells), len(header)))
+        for name, cell in zip(header, cells):
+            if name in TEXT_COLUMNS or (cell in ("", "nan", "all") and name not in KEY_NUMBERS):
+                continue
+            try:
+                x = float(cell)
+            except ValueError:
+                x = None
+            if x is None or (name in KEY_NUMBERS and not math.isfinite(x)):
+                die("%s: line %d, column %s: '%s' is not a number" % (path, n, name, cell))
+        rows.append(dict(zip(header, cells)))
+    return rows
 
 
 def read_json(path):
@@ -220,8 +254,10 @@ def load_analyze(d, res):
     cfg = (run or {}).get("config", {})
     dump_path = cfg.get("dump", "")
     dump = os.path.basename(dump_path) if dump_path else os.path.basename(os.path.abspath(d))
-    sha = ""
-    if dump_path:
+    # The dump's SHA-256 as the run recorded it (run.json "input"); an older run.json without it:
+    # the file's, when it is reachable from the current directory.
+    sha = ((run or {}).get("input") or {}).get("sha256", "") or ""
+    if dump_path and not sha:
         p = dump_path if os.path.isabs(dump_path) else os.path.join(os.getcwd(), dump_path)
         if os.path.isfile(p):
             sha = sha256_of(p)

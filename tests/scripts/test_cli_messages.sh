@@ -28,6 +28,50 @@ grep -q "did you mean" <<<"$out" && fail "a guess for a far-off flag: $out"
 "$MOBA" info r.h5 | grep -q '/selected \[2, 128, 2\] int32' || fail "info route.h5: datasets"
 "$MOBA" info A/analysis.h5 | grep -q 'kind *a `moba analyze` output' || fail "info analysis.h5"
 "$MOBA" info r.h5 --json | "$PY" -c 'import json,sys; d=json.load(sys.stdin); assert d["kind"] == "route" and d["attributes"]["top_k"] == "2", d'
+# An output that is the input itself (by any name), a directory, or in a missing directory:
+# exit 2 before any work, the input untouched and nothing left behind.
+cp d.h5 in.h5
+ln -sf in.h5 link.h5
+cp r.h5 rin.h5
+sum_in=$(sha256sum in.h5 rin.h5)
+expect "--out in.h5 is the input in.h5 itself" "$MOBA" route in.h5 --layer 0 --block-size 16 --top-k 2 --out in.h5
+expect "is the input in.h5 itself" "$MOBA" route in.h5 --layer 0 --block-size 16 --top-k 2 --out ./link.h5
+expect "is the input in.h5 itself" "$MOBA" convert in.h5 --out ./in.h5 --dtype bf16
+expect "is the input link.h5 itself" "$MOBA" convert link.h5 --out "$WORK/in.h5"
+expect "is the input rin.h5 itself" "$MOBA" export rin.h5 --format nsa-indices --out rin.h5
+[ "$(sha256sum in.h5 rin.h5)" = "$sum_in" ] || fail "an input was overwritten"
+expect "--out nodir/r.h5: the directory nodir does not exist" "$MOBA" route d.h5 --layer 0 --block-size 16 --top-k 2 \
+  --out nodir/r.h5
+expect "--trace nodir/t.json: the directory nodir does not exist" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 \
+  --out T1 --trace nodir/t.json
+[ -e T1 ] && fail "--trace into a missing directory left T1"
+mkdir -p tdir
+expect "--trace tdir is a directory" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out T2 --trace tdir
+[ -e T2 ] && fail "--trace naming a directory left T2"
+mkdir -p F.json
+expect "--out F.json is a directory" "$MOBA" fit d.h5 --block-sizes 16 --target coverage=0.9 --out F
+[ -e F.csv ] && fail "fit left F.csv"
+expect "--keep-heads: layer 0 has query heads 0..1, not 9" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out K \
+  --keep-heads 9
+[ -e K ] && fail "--keep-heads 9 left K"
+expect "--buckets and --bucket-width are alternatives" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out Bk \
+  --buckets 4 --bucket-width 10
+# Provenance: route.h5 and fit's tables record the dump's SHA-256 and size.
+"$MOBA" fit d.h5 --block-sizes 16 --target coverage=0.5 --out fitted --quiet > /dev/null
+"$PY" - d.h5 r.h5 fitted <<'PYEOF' || fail "provenance of route / fit"
+import hashlib, json, os, sys
+import h5py
+dump, route, fit = sys.argv[1:4]
+sha = hashlib.sha256(open(dump, "rb").read()).hexdigest()
+a = h5py.File(route, "r").attrs
+got = a["dump_sha256"]
+assert (got.decode() if isinstance(got, bytes) else str(got)) == sha, got
+assert int(a["dump_bytes"]) == os.path.getsize(dump)
+t = json.load(open(fit + ".json"))
+assert t["dump_sha256"] == sha and t["dump_bytes"] == os.path.getsize(dump), t
+assert t["routing"]["tie"] == "recent" and "tau" not in t["routing"], t["routing"]
+assert json.load(open(fit + ".k_B16.json"))["dump_sha256"] == sha
+PYEOF
 set +e; out=$("$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out /proc/moba-x 2>&1); rc=$?; set -e
 [ $rc = 2 ] && grep -q "^moba analyze: error: /proc/moba-x: --out: cannot create" <<<"$out" || fail "--out /proc/x: $rc $out"
 grep -q "partial" <<<"$out" && fail "--out /proc/x exposes the internal .partial: $out"

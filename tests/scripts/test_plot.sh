@@ -44,7 +44,15 @@ digest "$WORK/an" > "$WORK/an.sha1"
 "$MOBA" plot "$WORK/an" > /dev/null
 digest "$WORK/an" > "$WORK/an.sha2"
 cmp -s "$WORK/an.sha1" "$WORK/an.sha2" || fail "a second moba plot wrote different bytes: $(diff "$WORK/an.sha1" "$WORK/an.sha2")"
-grep -q "$(sha256sum "$DUMP" | cut -c1-12)" "$WORK/an/index.html" || echo "note: dump sha256 not in index.html (relative dump path)"
+grep -q "$(sha256sum "$DUMP" | cut -c1-12)" "$WORK/an/index.html" || fail "index.html lacks the dump's recorded sha256"
+# The footer names the dump as the run recorded it (run.json input.sha256), not the file now at
+# that path, nor nothing when the plot runs elsewhere.
+cp "$DUMP" "$WORK/moved.h5"
+"$MOBA" analyze "$WORK/moved.h5" --layers 0 --block-sizes 16 --top-k 2 --out "$WORK/mv" --quiet > /dev/null
+printf 'not the dump any more\n' > "$WORK/moved.h5"
+(cd / && "$MOBA" plot "$WORK/mv" > /dev/null) || fail "moba plot from another directory exited $?"
+grep -q "$(sha256sum "$DUMP" | cut -c1-64)" "$WORK/mv/index.html" ||
+  fail "index.html does not carry the recorded sha256"
 
 # 2. A sweep-shaped directory: sweep.csv with budget columns, jobs/*/buckets.csv, provenance.json.
 "$PY" "$HERE/plot_fake_sweep.py" "$MOBA" "$WORK/sw" "$DUMP" --layers 0,1,5 2> /dev/null || fail "plot_fake_sweep.py failed"
@@ -78,6 +86,16 @@ mkdir -p "$WORK/empty"
 expect_2 "DIR without results" "$MOBA" plot "$WORK/empty"
 grep -q "no results here" "$WORK/err.out" || fail "empty DIR: $(cat "$WORK/err.out")"
 expect_2 "no argument" "$MOBA" plot
+# A truncated or corrupt table exits 2, naming the file and the line.
+cp -r "$WORK/an" "$WORK/an_cut"
+head -c 5000 "$WORK/an/aggregate.csv" > "$WORK/an_cut/aggregate.csv"
+expect_2 "truncated aggregate.csv" "$MOBA" plot "$WORK/an_cut"
+grep -q "aggregate.csv: .*truncated" "$WORK/err.out" || fail "truncated table: $(cat "$WORK/err.out")"
+cp -r "$WORK/an" "$WORK/an_bad"
+awk -F, -v OFS=, 'NR == 3 { $NF = "garbage" } { print }' "$WORK/an/aggregate.csv" > "$WORK/an_bad/aggregate.csv"
+expect_2 "a cell that is not a number" "$MOBA" plot "$WORK/an_bad"
+grep -q "aggregate.csv: line 3, column .*'garbage' is not a number" "$WORK/err.out" ||
+  fail "corrupt cell: $(cat "$WORK/err.out")"
 printf '#!/bin/sh\nPYTHONHASHSEED=0 exec %s -S "$@"\n' "$PLOT_PY" > "$WORK/nosite-python"
 chmod +x "$WORK/nosite-python"
 MOBA_PYTHON="$WORK/nosite-python" expect_2 "matplotlib missing" "$MOBA" plot "$WORK/an"
