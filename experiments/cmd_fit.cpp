@@ -329,8 +329,6 @@ int run_fit(const std::vector<std::string>& argv) {
   const bool quiet = args.flag("quiet");
 
   const auto reader = open_dump(dump_path);
-  // The dump's SHA-256 for the tables' provenance, beside the analysis.
-  std::future<std::string> dump_sha256 = std::async(std::launch::async, [dump_path] { return sha256_file(dump_path); });
   const DumpInfo& info = reader->info();
   if (info.layers.empty()) throw InputError(dump_path, "/layers", "the dump has no layers");
   load_routing_weights(args, info.layers.front().head_dim, opt.routing);
@@ -361,6 +359,9 @@ int run_fit(const std::vector<std::string>& argv) {
       if (h >= info.layer(L).n_q_heads)
         throw UsageError("--heads: layer " + std::to_string(L) + " has query heads 0.." +
                          std::to_string(info.layer(L).n_q_heads - 1) + ", not " + std::to_string(h));
+  // The dump's SHA-256 for the tables' provenance, beside the analysis (once the arguments are
+  // checked: an error then does not wait for a large dump's hash).
+  std::future<std::string> dump_sha256 = std::async(std::launch::async, [dump_path] { return sha256_file(dump_path); });
 
   // Per B: n_blocks and the largest analysed k (k < n_blocks; k = n_blocks is full attention).
   std::map<int64_t, int64_t> n_blocks;

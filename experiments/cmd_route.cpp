@@ -87,12 +87,13 @@ int run_route(const std::vector<std::string>& argv) {
   const analysis::DeviceInfo device = parse_device(args);
 
   const auto reader = open_dump(dump_path);
-  // The dump's SHA-256 for the provenance attributes, beside the routing.
-  std::future<std::string> dump_sha256 = std::async(std::launch::async, [dump_path] { return sha256_file(dump_path); });
   const DumpInfo& info = reader->info();
   const LayerInfo& l = info.layer(layer);
   const int64_t n_q = l.n_q_heads, n_kv = l.n_kv_heads, T = l.n_tokens, d = l.head_dim, group = n_q / n_kv;
   load_routing_weights(args, d, ro);
+  // The dump's SHA-256 for the provenance attributes, beside the routing (once the arguments
+  // are checked: an error then does not wait for a large dump's hash).
+  std::future<std::string> dump_sha256 = std::async(std::launch::async, [dump_path] { return sha256_file(dump_path); });
 
   if (device.device == analysis::Device::cuda && !analysis::router_is_gate(router)) {
     const std::string why = analysis::route_gpu_unsupported(router, T, d, B);

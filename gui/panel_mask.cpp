@@ -310,6 +310,12 @@ void draw_mask_panel(ViewerState* s, const PanelRect& r, const MaskTiles& tiles)
   if (s->compare.on && !c) {
     ImGui::SetCursorScreenPos(ImVec2(g.x0, g.y1 + 2));
     ImGui::TextDisabled("%s", s->compare_error.empty() ? "loading the compared configuration..." : s->compare_error.c_str());
+    // Still loading: no plot yet, so that a requested block range (--blocks) is fitted to the
+    // half-height plots the comparison will have, not to this one.
+    if (s->compare_error.empty()) {
+      ImGui::End();
+      return;
+    }
   }
   if (c && s->compare.difference && c->pair) {
     TileShading ps = shading;

@@ -156,7 +156,11 @@ void draw_toolbar(ViewerState* s, const analysis::PositionView& v) {
     }
     legend(palette::kRouterLine, "line: " + config_text(v.router.config));
     if (compared) legend(palette::kCompareLine, "line: " + config_text(*compared) + " (compared)");
-    if (v.has_oracle && m.overlay_oracle) legend(palette::kOracleLine, "line: oracle");
+    if (v.has_oracle && m.overlay_oracle) {  // the shown configuration's oracle
+      analysis::ConfigKey o = v.router.config;
+      o.router = analysis::RouterKind::oracle;
+      legend(palette::kOracleLine, "line: " + config_text(o));
+    }
   }
   // One toggle per metric in the file, in analyze's order.
   bool first = true;
@@ -281,9 +285,36 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
         }
       }
     } else if (s->metrics.bucketed && cached != l.bucket_metrics.end()) {
+      // Bucket means of the per-position arrays (refresh_buckets): the difference curve's, or
+      // the compared configuration's, the oracle's and the router's.
       const size_t k = static_cast<size_t>(cached - l.bucket_metrics.begin());
-      if (ov && k < l.oracle_buckets.size()) draw_buckets(dl, axis, x0, y0, y1, lo, hi, l.oracle_buckets[k], palette::kOracleLine);
-      if (k < l.router_buckets.size()) draw_buckets(dl, axis, x0, y0, y1, lo, hi, l.router_buckets[k], palette::kRouterLine);
+      const auto at = [&](const std::vector<analysis::BucketSeries>& b) -> const analysis::BucketSeries* {
+        return k < b.size() && !b[k].mean.empty() ? &b[k] : nullptr;
+      };
+      if (diff_mode) {
+        if (const analysis::BucketSeries* db = at(l.diff_buckets)) {
+          float d_lo = INFINITY, d_hi = -INFINITY;
+          for (const float x : db->mean)
+            if (std::isfinite(x)) d_lo = std::min(d_lo, x), d_hi = std::max(d_hi, x);
+          const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
+          analysis::auto_y_range(info ? info->range : analysis::PlotRange::data, true, d_lo, d_hi, &lo, &hi);
+          const float yz = strip_y(0.0f, lo, hi, y0, y1);
+          dl->AddLine(ImVec2(x0, yz), ImVec2(x1, yz), palette::kZeroLine);
+          draw_buckets(dl, axis, x0, y0, y1, lo, hi, *db, palette::kDiffLine, true);
+        }
+        diff_label =
+            std::string(label) + (cmp ? ": shown - compared (bucket means)" : ": router - oracle (bucket means)");
+        label = diff_label.c_str();
+      } else {
+        if (cmp)
+          if (const analysis::BucketSeries* cb = at(l.compared_buckets))
+            draw_buckets(dl, axis, x0, y0, y1, lo, hi, *cb, palette::kCompareLine);
+        if (ov)
+          if (const analysis::BucketSeries* ob = at(l.oracle_buckets))
+            draw_buckets(dl, axis, x0, y0, y1, lo, hi, *ob, palette::kOracleLine);
+        if (const analysis::BucketSeries* rb = at(l.router_buckets))
+          draw_buckets(dl, axis, x0, y0, y1, lo, hi, *rb, palette::kRouterLine);
+      }
     } else {
       // Per position, from the mipmaps: the series of this strip, then one y range for all.
       struct Drawn {

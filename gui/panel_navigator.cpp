@@ -43,7 +43,7 @@ void provenance(const ViewerState& s) {
 void value_row(const char* name, double v, const char* fmt = "%.4f") {
   ImGui::TableNextRow();
   ImGui::TableSetColumnIndex(0);
-  ImGui::TextUnformatted(name);
+  ImGui::TextWrapped("%s", name);
   ImGui::TableSetColumnIndex(1);
   if (std::isnan(v)) ImGui::TextDisabled("n/a");
   else ImGui::Text(fmt, v);
@@ -74,7 +74,7 @@ void legend_item(ImU32 color, const char* text) {
   ImGui::GetWindowDrawList()->AddRectFilled(p, ImVec2(p.x + sz, p.y + sz), color);
   ImGui::Dummy(ImVec2(sz, sz));
   ImGui::SameLine();
-  ImGui::TextUnformatted(text);
+  ImGui::TextWrapped("%s", text);  // long entries wrap inside the navigator
 }
 
 ImU32 pack(analysis::Rgba8 c) { return palette::rgba(c.r, c.g, c.b, c.a); }
@@ -120,7 +120,7 @@ void cell_legend(const ViewerState& s, analysis::TileChannel c, const char* entr
   }
   ImGui::Dummy(ImVec2(kSteps * sz * 1.2f, sz));
   ImGui::SameLine();
-  ImGui::Text("%u %s in a cell", top, entries);
+  ImGui::TextWrapped("%u %s in a cell", top, entries);
   ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyle().Colors[ImGuiCol_TextDisabled]);
   ImGui::TextWrapped("one entry is dim but never hidden; the most in any cell at this zoom is full colour "
                      "(each class on its own scale)");

@@ -65,8 +65,11 @@ void draw_snr_panel(ViewerState* s, const PanelRect& r) {
   }
   // Ranks beyond k - 1 of the shown configuration: the signal block is not selected.
   const int k = s->loaded.data->view.router.config.top_k;
-  ImGui::TextDisabled("shaded: ranks above k - 1 = %d (k counts the current block): the signal block is missed",
-                      std::max(0, k - 1));
+  ImGui::PushStyleColor(ImGuiCol_Text, ImGui::GetStyle().Colors[ImGuiCol_TextDisabled]);
+  ImGui::TextWrapped("shaded: ranks above the shown k - 1 = %d (k counts the current block): its signal block "
+                     "is missed",
+                     std::max(0, k - 1));
+  ImGui::PopStyleColor();
   const ImVec2 origin = ImGui::GetCursorScreenPos();
   const ImVec2 avail = ImGui::GetContentRegionAvail();
   const float x0 = origin.x + kPlotLeftMargin, y0 = origin.y + 4;
@@ -127,13 +130,17 @@ void draw_snr_panel(ViewerState* s, const PanelRect& r) {
   if (ImGui::IsItemHovered()) {
     const int b = std::clamp(static_cast<int>((ImGui::GetIO().MousePos.x - x0) / bin_w), 0, n_bins - 1);
     ImGui::BeginTooltip();
-    if (above_bin && b + 1 == n_bins) ImGui::Text("signal block ranked above %d: missed", analysis::kSnrMaxRank);
-    else ImGui::Text("signal block ranked %d%s", b + 1, b + 1 > k - 1 ? " (above k - 1: missed)" : " (selected)");
-    for (size_t i = 0; i < hists.size(); ++i) {
+    const bool above = above_bin && b + 1 == n_bins;
+    if (above) ImGui::Text("signal block ranked above %d", analysis::kSnrMaxRank);
+    else ImGui::Text("signal block ranked %d", b + 1);
+    for (size_t i = 0; i < hists.size(); ++i) {  // selected or missed at each configuration's own k
+      const analysis::ConfigKey& c = hists[i].a->config;
       const auto& hist = hists[i].a->signal_rank_hist;
-      ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(hists[i].color), "%s: %d queries (%.2f%%)",
-                         analysis::router_name(hists[i].a->config.router),
-                         b < static_cast<int>(hist.size()) ? hist[static_cast<size_t>(b)] : 0, 100.0 * share[i][static_cast<size_t>(b)]);
+      ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(hists[i].color), "%s B=%lld k=%d: %d queries (%.2f%%), %s",
+                         analysis::router_name(c.router), static_cast<long long>(c.block_size), c.top_k,
+                         b < static_cast<int>(hist.size()) ? hist[static_cast<size_t>(b)] : 0,
+                         100.0 * share[i][static_cast<size_t>(b)],
+                         above || b + 1 > c.top_k - 1 ? "missed (rank above k - 1)" : "selected");
     }
     ImGui::EndTooltip();
   }

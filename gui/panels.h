@@ -63,7 +63,7 @@ constexpr ImU32 kPlanted = rgba(250, 250, 250);    // the planted key's block (s
 constexpr ImU32 kCompareLine = rgba(230, 110, 230); // the compared configuration's curves
 constexpr ImU32 kDiffLine = rgba(140, 230, 140);    // a difference curve
 constexpr ImU32 kZeroLine = rgba(255, 255, 255, 70);
-constexpr ImU32 kLabelBacking = rgba(22, 24, 30, 200);  // behind text drawn over a plot
+constexpr ImU32 kLabelBacking = rgba(22, 24, 30, 150);  // behind text drawn over a plot (curves show through)
 ImU32 cell_color(int cell);  // analysis::MaskCell as int; 0 = not selected
 }  // namespace palette
 

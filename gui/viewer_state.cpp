@@ -238,19 +238,32 @@ void refresh_buckets(ViewerState* s) {
   LoadedView& l = s->loaded;
   const MetricsViewState& m = s->metrics;
   if (!l.view || !m.bucketed) return;
-  if (l.buckets_n == m.n_buckets && l.bucket_metrics == m.shown) return;
+  const CompareData* cmp = s->compare.on ? s->compared.get() : nullptr;
+  const void* of[2] = {l.data.get(), cmp};
+  if (l.buckets_n == m.n_buckets && l.bucket_metrics == m.shown && std::equal(of, of + 2, l.buckets_of)) return;
   l.buckets_n = m.n_buckets;
   l.bucket_metrics = m.shown;
+  std::copy(of, of + 2, l.buckets_of);
   l.router_buckets.clear();
   l.oracle_buckets.clear();
+  l.compared_buckets.clear();
+  l.diff_buckets.clear();
   const auto& cfg = l.view->router.config;
+  const auto means = [&](const std::vector<float>* v, const analysis::ConfigKey& c) {
+    return v && !v->empty() ? analysis::bucket_means(*v, c.block_size, c.top_k, m.n_buckets) : analysis::BucketSeries{};
+  };
+  const auto find = [](const std::map<std::string, std::vector<float>>& x, const std::string& n) {
+    auto it = x.find(n);
+    return it == x.end() ? nullptr : &it->second;
+  };
   for (const std::string& name : m.shown) {
-    const std::vector<float>* r = l.view->router.metric(name);
-    l.router_buckets.push_back(r ? analysis::bucket_means(*r, cfg.block_size, cfg.top_k, m.n_buckets)
-                                 : analysis::BucketSeries{});
-    const std::vector<float>* o = l.view->has_oracle ? l.view->oracle.metric(name) : nullptr;
-    l.oracle_buckets.push_back(o ? analysis::bucket_means(*o, cfg.block_size, cfg.top_k, m.n_buckets)
-                                 : analysis::BucketSeries{});
+    l.router_buckets.push_back(means(l.view->router.metric(name), cfg));
+    l.oracle_buckets.push_back(means(l.view->has_oracle ? l.view->oracle.metric(name) : nullptr, cfg));
+    l.compared_buckets.push_back(cmp ? means(cmp->b->view.router.metric(name), cmp->b->view.router.config)
+                                     : analysis::BucketSeries{});
+    const std::vector<float>* diff =
+        cmp ? find(cmp->diff_values, name) : l.data ? find(l.data->diff_values, name) : nullptr;
+    l.diff_buckets.push_back(means(diff, cfg));
   }
 }
 

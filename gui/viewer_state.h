@@ -132,10 +132,13 @@ struct LoadedView {
   // Plot range per metric [lo, hi]: [0, 1] for shares, else up to the 99.5th percentile of the
   // router's and oracle's finite values (larger values are clipped at the top).
   std::map<std::string, std::pair<float, float>> ranges;
-  // Bucket means per shown metric (router; oracle where present), for `buckets_n` buckets.
+  // Bucket means per shown metric (router; oracle where present; the compared configuration's
+  // and the difference curve's, shown - compared or router - oracle, at the shown B and k's
+  // first choice), for `buckets_n` buckets; `buckets_of` is the data they were made from.
   int buckets_n = 0;
   std::vector<std::string> bucket_metrics;
-  std::vector<analysis::BucketSeries> router_buckets, oracle_buckets;
+  std::vector<analysis::BucketSeries> router_buckets, oracle_buckets, compared_buckets, diff_buckets;
+  const void* buckets_of[2] = {};
 };
 
 struct ViewerState {
