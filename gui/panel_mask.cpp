@@ -265,10 +265,6 @@ void draw_mask_plot(ViewerState* s, const char* id, const analysis::PositionView
   if (clicked && hover_t >= 0) s->pinned_t = hover_t;
 }
 
-std::string short_name(const analysis::ConfigKey& k) {
-  return std::string(analysis::router_name(k.router)) + " B=" + std::to_string(k.block_size) + " k=" + std::to_string(k.top_k);
-}
-
 }  // namespace
 
 void draw_mask_panel(ViewerState* s, const PanelRect& r, const MaskTiles& tiles) {
@@ -304,7 +300,7 @@ void draw_mask_panel(ViewerState* s, const PanelRect& r, const MaskTiles& tiles)
   g.y0 = origin.y;
   g.x1 = g.x0 + std::max(10.0f, avail.x - kPlotLeftMargin - 4);
   g.y1 = g.y0 + std::max(10.0f, avail.y - kBottomMargin);
-  const std::string a_name = short_name(v.router.config);
+  const std::string a_name = config_label(v.router.config);
 
   const CompareData* c = s->compare.on ? s->compared.get() : nullptr;
   if (s->compare.on && !c) {
@@ -320,7 +316,7 @@ void draw_mask_panel(ViewerState* s, const PanelRect& r, const MaskTiles& tiles)
   if (c && s->compare.difference && c->pair) {
     TileShading ps = shading;
     ps.compare = true;
-    const std::string b_name = short_name(c->b->view.router.config);
+    const std::string b_name = config_label(c->b->view.router.config);
     const std::string title = "difference: green both, orange only " + a_name + ", blue only " + b_name;
     draw_mask_plot(s, "##maskdiff", v, *c->pair, tiles.compared, TileSource{c->pair, shading.planted ? d.planted : nullptr}, ps,
                    g, title.c_str(), true, a_name.c_str(), b_name.c_str(), true);
@@ -331,7 +327,7 @@ void draw_mask_panel(ViewerState* s, const PanelRect& r, const MaskTiles& tiles)
     PlotGeometry top = g, bottom = g;
     top.y1 = g.y0 + hh;
     bottom.y0 = top.y1 + gap;
-    const std::string b_name = short_name(c->b->view.router.config);
+    const std::string b_name = config_label(c->b->view.router.config);
     draw_mask_plot(s, "##maskA", v, v.mask, tiles.shown, source, shading, top, a_name.c_str(), false, "", "", true);
     TileShading bs = shading;
     bs.compare = c->b->view.mask.with_oracle && s->mask.compare_oracle;

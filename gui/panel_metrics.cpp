@@ -115,6 +115,20 @@ void draw_buckets(ImDrawList* dl, const PositionAxis& a, float x0, float y0, flo
   }
 }
 
+// A difference curve's bucket means as steps from zero, the strip's y range [*lo, *hi] fitted
+// to them (auto_y_range of the metric's domain, symmetric), with the zero line.
+void draw_bucket_difference(ImDrawList* dl, const PositionAxis& a, float x0, float x1, float y0, float y1,
+                            const std::string& name, const analysis::BucketSeries& diff, float* lo, float* hi) {
+  float d_lo = INFINITY, d_hi = -INFINITY;
+  for (const float x : diff.mean)
+    if (std::isfinite(x)) d_lo = std::min(d_lo, x), d_hi = std::max(d_hi, x);
+  const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
+  analysis::auto_y_range(info ? info->range : analysis::PlotRange::data, true, d_lo, d_hi, lo, hi);
+  const float yz = strip_y(0.0f, *lo, *hi, y0, y1);
+  dl->AddLine(ImVec2(x0, yz), ImVec2(x1, yz), palette::kZeroLine);
+  draw_buckets(dl, a, x0, y0, y1, *lo, *hi, diff, palette::kDiffLine, true);
+}
+
 void draw_toolbar(ViewerState* s, const analysis::PositionView& v) {
   MetricsViewState& m = s->metrics;
   ImGui::Checkbox("follow mask", &m.follow_mask);
@@ -138,28 +152,24 @@ void draw_toolbar(ViewerState* s, const analysis::PositionView& v) {
   }
   // The legend: the lines this panel draws, each named by its configuration.
   const analysis::ConfigKey* compared = s->compare.on && s->compared ? &s->compared->b->view.router.config : nullptr;
-  const auto config_text = [](const analysis::ConfigKey& c) {
-    return std::string(analysis::router_name(c.router)) + " B=" + std::to_string(c.block_size) + " k=" +
-           std::to_string(c.top_k);
-  };
   const auto legend = [](ImU32 color, const std::string& text) {
     ImGui::SameLine();
     ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(color), "%s", text.c_str());
   };
   if (m.difference && (compared || v.has_oracle)) {
-    legend(palette::kDiffLine, compared ? "line: " + config_text(v.router.config) + " - " + config_text(*compared)
-                                        : "line: " + config_text(v.router.config) + " - oracle");
+    legend(palette::kDiffLine, compared ? "line: " + config_label(v.router.config) + " - " + config_label(*compared)
+                                        : "line: " + config_label(v.router.config) + " - oracle");
   } else {
     if (v.has_oracle) {
       ImGui::SameLine();
       ImGui::Checkbox("oracle overlay", &m.overlay_oracle);
     }
-    legend(palette::kRouterLine, "line: " + config_text(v.router.config));
-    if (compared) legend(palette::kCompareLine, "line: " + config_text(*compared) + " (compared)");
+    legend(palette::kRouterLine, "line: " + config_label(v.router.config));
+    if (compared) legend(palette::kCompareLine, "line: " + config_label(*compared) + " (compared)");
     if (v.has_oracle && m.overlay_oracle) {  // the shown configuration's oracle
       analysis::ConfigKey o = v.router.config;
       o.router = analysis::RouterKind::oracle;
-      legend(palette::kOracleLine, "line: " + config_text(o));
+      legend(palette::kOracleLine, "line: " + config_label(o));
     }
   }
   // One toggle per metric in the file, in analyze's order.
@@ -260,16 +270,8 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
           cmp ? cmp->b->view.router.bucket_curve(name) : v.has_oracle ? v.oracle.bucket_curve(name) : nullptr;
       if (diff_mode && other && other->edges == rb.edges) {
         analysis::BucketSeries diff{rb.edges, std::vector<float>(rb.mean.size())};
-        float d_lo = INFINITY, d_hi = -INFINITY;
-        for (size_t e = 0; e < rb.mean.size(); ++e) {
-          diff.mean[e] = rb.mean[e] - other->mean[e];
-          if (std::isfinite(diff.mean[e])) d_lo = std::min(d_lo, diff.mean[e]), d_hi = std::max(d_hi, diff.mean[e]);
-        }
-        const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
-        analysis::auto_y_range(info ? info->range : analysis::PlotRange::data, true, d_lo, d_hi, &lo, &hi);
-        const float yz = strip_y(0.0f, lo, hi, y0, y1);
-        dl->AddLine(ImVec2(x0, yz), ImVec2(x1, yz), palette::kZeroLine);
-        draw_buckets(dl, axis, x0, y0, y1, lo, hi, diff, palette::kDiffLine, true);
+        for (size_t e = 0; e < rb.mean.size(); ++e) diff.mean[e] = rb.mean[e] - other->mean[e];
+        draw_bucket_difference(dl, axis, x0, x1, y0, y1, name, diff, &lo, &hi);
         diff_label = std::string(label) + (cmp ? ": shown - compared (bucket means)" : ": router - oracle (bucket means)");
         label = diff_label.c_str();
       } else {
@@ -292,16 +294,8 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
         return k < b.size() && !b[k].mean.empty() ? &b[k] : nullptr;
       };
       if (diff_mode) {
-        if (const analysis::BucketSeries* db = at(l.diff_buckets)) {
-          float d_lo = INFINITY, d_hi = -INFINITY;
-          for (const float x : db->mean)
-            if (std::isfinite(x)) d_lo = std::min(d_lo, x), d_hi = std::max(d_hi, x);
-          const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
-          analysis::auto_y_range(info ? info->range : analysis::PlotRange::data, true, d_lo, d_hi, &lo, &hi);
-          const float yz = strip_y(0.0f, lo, hi, y0, y1);
-          dl->AddLine(ImVec2(x0, yz), ImVec2(x1, yz), palette::kZeroLine);
-          draw_buckets(dl, axis, x0, y0, y1, lo, hi, *db, palette::kDiffLine, true);
-        }
+        if (const analysis::BucketSeries* db = at(l.diff_buckets))
+          draw_bucket_difference(dl, axis, x0, x1, y0, y1, name, *db, &lo, &hi);
         diff_label =
             std::string(label) + (cmp ? ": shown - compared (bucket means)" : ": router - oracle (bucket means)");
         label = diff_label.c_str();

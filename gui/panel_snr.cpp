@@ -21,8 +21,7 @@ namespace moba::gui {
 namespace {
 
 void snr_numbers(const analysis::ResultArrays& a, ImU32 color) {
-  ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(color), "%s B=%lld k=%d", analysis::router_name(a.config.router),
-                     static_cast<long long>(a.config.block_size), a.config.top_k);
+  ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(color), "%s", config_label(a.config).c_str());
   for (const analysis::SummaryColumn c :
        {analysis::SummaryColumn::snr_emp, analysis::SummaryColumn::snr_theory, analysis::SummaryColumn::p_fail_emp}) {
     const auto& info = analysis::summary_column(c);
@@ -136,9 +135,8 @@ void draw_snr_panel(ViewerState* s, const PanelRect& r) {
     for (size_t i = 0; i < hists.size(); ++i) {  // selected or missed at each configuration's own k
       const analysis::ConfigKey& c = hists[i].a->config;
       const auto& hist = hists[i].a->signal_rank_hist;
-      ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(hists[i].color), "%s B=%lld k=%d: %d queries (%.2f%%), %s",
-                         analysis::router_name(c.router), static_cast<long long>(c.block_size), c.top_k,
-                         b < static_cast<int>(hist.size()) ? hist[static_cast<size_t>(b)] : 0,
+      ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(hists[i].color), "%s: %d queries (%.2f%%), %s",
+                         config_label(c).c_str(), b < static_cast<int>(hist.size()) ? hist[static_cast<size_t>(b)] : 0,
                          100.0 * share[i][static_cast<size_t>(b)],
                          above || b + 1 > c.top_k - 1 ? "missed (rank above k - 1)" : "selected");
     }

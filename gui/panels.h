@@ -88,6 +88,8 @@ inline float x_of_t(const PositionAxis& a, float x0, double t) {
 inline double t_of_x(const PositionAxis& a, float x0, float x) { return a.t_begin + (x - x0) * a.t_per_px; }
 // A 1-2-5 step of at least `min_step`.
 double nice_step(double min_step);
+// "moba B=64 k=8": a configuration as the panels name it (captions, legends, tooltips).
+std::string config_label(const analysis::ConfigKey& k);
 // Position ticks and labels along [x0, x0 + width) at y (label below the line).
 void draw_position_ticks(ImDrawList* dl, const PositionAxis& a, float x0, float width, float y_top, float y_bottom,
                          int64_t n_tokens);

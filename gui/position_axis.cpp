@@ -105,6 +105,11 @@ ImU32 heat_color(float v) {
   return palette::rgba(c(0), c(1), c(2));
 }
 
+std::string config_label(const analysis::ConfigKey& k) {
+  return std::string(analysis::router_name(k.router)) + " B=" + std::to_string(k.block_size) + " k=" +
+         std::to_string(k.top_k);
+}
+
 double nice_step(double min_step) {
   if (!(min_step > 0)) return 1;
   const double p = std::pow(10.0, std::floor(std::log10(min_step)));
