@@ -13,7 +13,6 @@
 #include <future>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <numeric>
 #include <stdexcept>
 #include <string>
@@ -357,40 +356,25 @@ struct HeadResults {
   gpu::HostPinned<gpu::SnrTotals> snr;     // [n_gates * n_bs]
   gpu::HostPinned<unsigned long long> sel_count, signal_hits, planted_hits;  // as HeadBuffers'
 };
-// Two HeadResults for one group's analysis, from a process-wide pool: a pinned allocation or
-// free is an implicit synchronisation of the whole device (it would wait for the next group's
-// upload), and with several GPUs every group runs on a fresh thread. Sets are made on first
-// need, only grown, and kept for the process's life (the driver frees pinned memory at exit).
+// Two HeadResults for one group's analysis, from a process-wide pool (gpu::IdlePool): a pinned
+// allocation or free would wait for the whole device (e.g. the next group's upload), and with
+// several GPUs every group runs on a fresh thread. Sets are made on first need, only grown, and
+// kept for the process's life (the driver frees pinned memory at exit); pinned memory is
+// portable, so one pool serves every device.
 class ResultsLease {
  public:
   ResultsLease() {
-    std::lock_guard<std::mutex> lock(mutex());
-    for (HeadResults*& s : sets_) {
-      if (idle().empty()) {
-        s = new HeadResults;
-      } else {
-        s = idle().back();
-        idle().pop_back();
-      }
-    }
+    for (HeadResults*& s : sets_)
+      if (!(s = gpu::IdlePool<HeadResults>::take(0))) s = new HeadResults;
   }
   ~ResultsLease() {
-    std::lock_guard<std::mutex> lock(mutex());
-    for (HeadResults* s : sets_) idle().push_back(s);
+    for (HeadResults* s : sets_) gpu::IdlePool<HeadResults>::give(0, s);
   }
   ResultsLease(const ResultsLease&) = delete;
   ResultsLease& operator=(const ResultsLease&) = delete;
   HeadResults* operator[](int i) const { return sets_[i]; }
 
  private:
-  static std::mutex& mutex() {
-    static auto* m = new std::mutex;  // never destroyed: leases may end during static destruction
-    return *m;
-  }
-  static std::vector<HeadResults*>& idle() {
-    static auto* v = new std::vector<HeadResults*>;
-    return *v;
-  }
   HeadResults* sets_[2] = {};
 };
 

@@ -157,14 +157,47 @@ class HostPinned {
   size_t n_ = 0;
 };
 
+// Objects lent out and kept for the process's life, per key (a device): take() an idle one, or
+// nullptr when none; give() it back. Pinned host memory is pooled so (its allocation and free
+// are implicit synchronisations of the whole device). The pool is never destroyed: leases may
+// end during static destruction.
+template <typename T>
+class IdlePool {
+ public:
+  static T* take(int key) {
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    std::vector<T*>& idle = s.idle[key];
+    if (idle.empty()) return nullptr;
+    T* x = idle.back();
+    idle.pop_back();
+    return x;
+  }
+  static void give(int key, T* x) {
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.idle[key].push_back(x);
+  }
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::map<int, std::vector<T*>> idle;
+  };
+  static State& state() {
+    static auto* s = new State;
+    return *s;
+  }
+};
+
 // Pinned staging for host -> device uploads. From pageable memory the driver stages a copy
 // itself while holding the context's lock: on B4 a KV group's 64 MB q, uploaded by the thread
 // that read it, held the analysing thread's kernel launches for ~10 ms with the device idle
 // (kernels/cuda/NOTES.md, nineteenth session). Through these pinned chunks the host copy runs
 // without the lock and the driver only queues each chunk's DMA.
 //
-// A lease takes a set of chunks of the current device from a process-wide pool and gives it
-// back when it ends, once the DMAs from its chunks are through. Sets are made on first need and
+// A lease takes a set of chunks of the current device from a process-wide pool (IdlePool) and
+// gives it back when it ends, once the DMAs from its chunks are through. Sets are made on first need and
 // kept for the process's life (the driver frees pinned memory at exit).
 class StagingLease {
  public:
@@ -172,12 +205,7 @@ class StagingLease {
   static constexpr int kChunks = 2;
   StagingLease() {
     ck(cudaGetDevice(&device_), "cudaGetDevice");
-    Pool& p = pool();
-    {
-      std::lock_guard<std::mutex> lock(p.mutex);
-      std::vector<Set*>& idle = p.idle[device_];
-      if (!idle.empty()) s_ = idle.back(), idle.pop_back();
-    }
+    s_ = IdlePool<Set>::take(device_);
     if (s_) return;
     auto fresh = std::make_unique<Set>();
     for (int i = 0; i < kChunks; ++i)
@@ -198,9 +226,7 @@ class StagingLease {
     // still be read by a DMA: the set is not given back (leaked) rather than reused.
     if (std::uncaught_exceptions() > exceptions_) return;
     for (int i = 0; i < kChunks; ++i) cudaEventSynchronize(s_->done[i]);  // never recorded: done at once
-    Pool& p = pool();
-    std::lock_guard<std::mutex> lock(p.mutex);
-    p.idle[device_].push_back(s_);
+    IdlePool<Set>::give(device_, s_);
   }
   StagingLease(const StagingLease&) = delete;
   StagingLease& operator=(const StagingLease&) = delete;
@@ -222,14 +248,6 @@ class StagingLease {
     void* buf[kChunks] = {};
     cudaEvent_t done[kChunks] = {};
   };
-  struct Pool {
-    std::mutex mutex;
-    std::map<int, std::vector<Set*>> idle;  // per device: the sets no lease holds
-  };
-  static Pool& pool() {
-    static Pool* p = new Pool;  // never destroyed: leases may end during static destruction
-    return *p;
-  }
   int device_ = 0, next_ = 0;
   const int exceptions_ = std::uncaught_exceptions();  // in flight when the lease began
   Set* s_ = nullptr;
