@@ -21,6 +21,7 @@ using analysis::KeyColumn;
 struct Grid {
   std::vector<int64_t> rows, cols;      // row / column labels (ascending)
   std::map<std::pair<int64_t, int64_t>, double> value;
+  std::map<std::pair<int64_t, int64_t>, double> n_choice;  // the cell's n_choice (where summary.csv has it)
   double lo = INFINITY, hi = -INFINITY;
 };
 
@@ -49,6 +50,7 @@ template <typename Keep, typename RowOf, typename ColOf>
 Grid build_grid(const analysis::SummaryTable& t, const std::string& metric, Keep keep, RowOf row_of, ColOf col_of) {
   Grid g;
   const int c_metric = t.column(metric), c_scope = t.column(KeyColumn::scope);
+  const int c_choice = t.column(analysis::summary_column(analysis::SummaryColumn::n_choice).name);
   if (c_metric < 0) return g;
   for (const auto& r : t.rows) {
     if (c_scope >= 0 && r.text[c_scope] != analysis::scope_name(analysis::Scope::head)) continue;
@@ -56,6 +58,7 @@ Grid build_grid(const analysis::SummaryTable& t, const std::string& metric, Keep
     const int64_t a = row_of(r), b = col_of(r);
     const double v = r.value[c_metric];
     g.value[{a, b}] = v;
+    if (c_choice >= 0) g.n_choice[{a, b}] = r.value[c_choice];
     if (std::find(g.rows.begin(), g.rows.end(), a) == g.rows.end()) g.rows.push_back(a);
     if (std::find(g.cols.begin(), g.cols.end(), b) == g.cols.end()) g.cols.push_back(b);
     if (std::isfinite(v)) g.lo = std::min(g.lo, v), g.hi = std::max(g.hi, v);
@@ -125,15 +128,19 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
     std::snprintf(buf, sizeof buf, "%s %lld", col_name, static_cast<long long>(g.cols[j]));
     dl->AddText(ImVec2(x0 + static_cast<float>(j) * cw + 2, origin.y + 2), palette::kAxisText, buf);
   }
-  // Colour legend.
+  // Colour legend (a grid with no finite value says so in its place).
   const float ly = y0 + ch * static_cast<float>(g.rows.size()) + 6, lw = std::min(240.0f, avail.x - left - 140);
-  for (int i = 0; i < 48; ++i)
-    dl->AddRectFilled(ImVec2(x0 + lw * static_cast<float>(i) / 48, ly), ImVec2(x0 + lw * static_cast<float>(i + 1) / 48, ly + 12),
-                      heat_color(static_cast<float>(i) / 47.0f));
-  std::snprintf(buf, sizeof buf, fmt, g.lo);
-  dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(buf).x, ly - 2), palette::kAxisText, buf);
-  std::snprintf(buf, sizeof buf, fmt, g.hi);
-  dl->AddText(ImVec2(x0 + lw + 4, ly - 2), palette::kAxisText, buf);
+  if (g.lo <= g.hi) {
+    for (int i = 0; i < 48; ++i)
+      dl->AddRectFilled(ImVec2(x0 + lw * static_cast<float>(i) / 48, ly), ImVec2(x0 + lw * static_cast<float>(i + 1) / 48, ly + 12),
+                        heat_color(static_cast<float>(i) / 47.0f));
+    std::snprintf(buf, sizeof buf, fmt, g.lo);
+    dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(buf).x, ly - 2), palette::kAxisText, buf);
+    std::snprintf(buf, sizeof buf, fmt, g.hi);
+    dl->AddText(ImVec2(x0 + lw + 4, ly - 2), palette::kAxisText, buf);
+  } else {
+    dl->AddText(ImVec2(x0, ly - 2), palette::kAxisText, "no cell has a value");
+  }
   const std::string title = info ? std::string(info->label) : metric;
   dl->AddText(ImVec2(x0 + lw + 70, ly - 2), palette::kAxisText, title.c_str());
   // The colour of cells without a value.
@@ -152,9 +159,13 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
       std::snprintf(buf, sizeof buf, fmt, it->second);
       ImGui::Text("%s = %s", title.c_str(), buf);
     } else {
-      ImGui::TextDisabled("%s: n/a (no query has a choice here, e.g. k >= n_blocks is full attention, or the "
-                          "metric does not apply to this router)",
-                          title.c_str());
+      // Why this cell has no value: no summary row, no query with a choice, or the metric's own rule.
+      const auto ch = g.n_choice.find(it == g.value.end() ? std::pair<int64_t, int64_t>{-1, -1} : it->first);
+      const char* why = it == g.value.end() ? "this run analysed no such configuration (no summary.csv row)"
+                        : ch != g.n_choice.end() && ch->second == 0
+                            ? "no query has a choice here (k - 1 covers every routable block: full attention)"
+                            : "not defined for this router, or not computed in this run";
+      ImGui::TextDisabled("%s: n/a, %s", title.c_str(), why);
     }
     ImGui::EndTooltip();
     for (int b = 0; b < 2; ++b)
