@@ -201,7 +201,7 @@ class IdlePool {
 // kept for the process's life (the driver frees pinned memory at exit).
 class StagingLease {
  public:
-  static constexpr size_t kChunkBytes = size_t{8} << 20;
+  static constexpr size_t kChunkBytes = size_t{2} << 20;
   static constexpr int kChunks = 2;
   StagingLease() {
     ck(cudaGetDevice(&device_), "cudaGetDevice");

@@ -12,7 +12,10 @@
 // per-row copy in shared memory, no block barriers): the first digit starts at the highest
 // bit in which the row's keys differ, then 8-bit digits, one 256-bin histogram per distinct
 // open prefix, until each target's bin holds its key last (the bin's keys then are exactly
-// the picks above the target). Typical rows finish in 2-3 passes.
+// the picks above the target). Typical rows finish in 2-3 passes. Small counts (every n <= 8:
+// top-k budgets of a few blocks, as in B4) read each row once instead (warp_pick_small): each
+// lane keeps its 8 largest keys, the warp draws the row's largest keys from those lists, and the
+// per-class sums and the bands take the picks from that list in the order a pass would.
 //
 // With the counts sorted ascending (class u: n_u), a block's class is the first u with key >=
 // theta(n_u): a configuration with count n_u picks the classes <= u, and its band of nested
@@ -196,6 +199,81 @@ __device__ __forceinline__ int key_class(uint64_t k, const uint64_t* theta, int 
   return u;
 }
 
+// Small counts (every class's count nu <= kSmallSelect, as for top-k budgets of a few blocks):
+// one pass over the row keeps each lane's kSmallSelect largest keys; the warp then draws the
+// row's n_pick (the largest nu) largest keys from those lists one rank at a time: lane r <
+// n_pick returns the key of rank r, the others 0. theta as warp_select's (keys are unique: the
+// same keys). f(x, b) is called for every routable block in for_row's order, so sums it keeps
+// per lane (the SNR pairs) have the bits of a pass of their own.
+constexpr int kSmallSelect = 8;
+template <typename F>
+__device__ uint64_t warp_pick_small(const float* row, int64_t c, bool recent, int n_cls, int nu, int n_pick,
+                                    uint64_t* theta, bool pass, F&& f) {
+  const int lane = threadIdx.x & 31;
+  uint64_t tk[kSmallSelect];  // the lane's largest keys, descending; 0 is below every real key
+#pragma unroll
+  for (int j = 0; j < kSmallSelect; ++j) tk[j] = 0;
+  uint64_t mine = 0;
+  if (pass)
+    for_row(row, c, lane, [&](float x, int64_t b) {
+      if (b < 0) return;
+      f(x, b);
+      const uint64_t k = sort_key(x, b, recent);
+      if (k <= tk[kSmallSelect - 1]) return;
+      tk[kSmallSelect - 1] = k;
+#pragma unroll
+      for (int j = kSmallSelect - 1; j > 0; --j)
+        if (tk[j] > tk[j - 1]) {
+          const uint64_t y = tk[j];
+          tk[j] = tk[j - 1];
+          tk[j - 1] = y;
+        }
+    });
+  // Round r: every lane offers its largest remaining key; the largest is the row's rank r.
+#pragma unroll
+  for (int r = 0; r < kSmallSelect; ++r) {
+    if (r >= n_pick) break;  // warp-uniform
+    uint64_t m = tk[0];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const uint64_t y = __shfl_xor_sync(kFull, m, o);
+      m = y > m ? y : m;
+    }
+    if (m != 0 && tk[0] == m) {
+#pragma unroll
+      for (int j = 0; j + 1 < kSmallSelect; ++j) tk[j] = tk[j + 1];
+      tk[kSmallSelect - 1] = 0;
+    }
+    if (lane == r) mine = m;
+  }
+  // Lane u < n_cls: the key of rank nu - 1; nu == c: every routable block (real keys are >= 1).
+  const uint64_t th = __shfl_sync(kFull, mine, lane < n_cls && nu < c ? nu - 1 : 0);
+  if (lane < n_cls) theta[lane] = nu < c ? th : 0;
+  __syncwarp();
+  return mine;
+}
+
+// The picks (lane r < n_pick holds the key of rank r) in ascending block order, the same in
+// every lane: pbu[r] = block << 4 | class under theta, INT_MAX past n_pick.
+constexpr int kPickClassBits = 4;
+static_assert(kMaxCfgPerBlock <= (1 << kPickClassBits), "a pick's class");
+__device__ __forceinline__ void picks_by_block(uint64_t mine, int n_pick, bool recent, const uint64_t* theta,
+                                               int n_cls, int (&pbu)[kSmallSelect]) {
+#pragma unroll
+  for (int r = 0; r < kSmallSelect; ++r) {
+    const uint64_t k = __shfl_sync(kFull, mine, r);
+    pbu[r] = r < n_pick ? key_block(k, recent) << kPickClassBits | key_class(k, theta, n_cls) : INT_MAX;
+  }
+#pragma unroll
+  for (int x = 0; x < kSmallSelect - 1; ++x)
+#pragma unroll
+    for (int r = 0; r + 1 < kSmallSelect - x; ++r) {
+      const int lo = min(pbu[r], pbu[r + 1]), hi = max(pbu[r], pbu[r + 1]);
+      pbu[r] = lo;
+      pbu[r + 1] = hi;
+    }
+}
+
 // Inclusive prefix over the lanes (classes) of x; callers pass 0 from the lanes past their classes.
 template <typename V>
 __device__ __forceinline__ V lane_prefix(V x, int lane) {
@@ -330,6 +408,7 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
   // Block b (lane's, or -1) of class u into its owner's band.
   const auto band_put = [&](int32_t* row_of_lane, int64_t b, int u) {
     const int own = b >= 0 && u < n_cls ? s.owner[u] : -1;
+    if (!__any_sync(kFull, own >= 0)) return;  // most steps of a small budget: no block to write
     const unsigned m = __match_any_sync(kFull, own);
     int32_t* const dst = reinterpret_cast<int32_t*>(
         __shfl_sync(kFull, reinterpret_cast<unsigned long long>(row_of_lane), own < 0 ? 0 : own));
@@ -355,22 +434,61 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
     __syncwarp();
   };
 
+  // Small counts (warp_pick_small): each row is read once, and the per-lane sums and the bands
+  // take the picks from the list (pb, pu), in the order a pass over the row would add them.
+  const int n_pick = __reduce_max_sync(kFull, lane < n_cls ? nu : 0);
+  const bool small = n_pick <= kSmallSelect;
+  int pbu[kSmallSelect];  // picks_by_block
+  constexpr int kClassMask = (1 << kPickClassBits) - 1;
+  // The picks into the bands (lane r writes pick r) and add(b, u) per pick by the lane of the
+  // pass that would have visited it (b % 32), in ascending block order.
+  const auto put_picks = [&](int32_t* row_of_lane, auto&& add) {
+#pragma unroll
+    for (int r = 0; r < kSmallSelect; ++r)
+      if (pbu[r] != INT_MAX && ((pbu[r] >> kPickClassBits) & 31) == lane)
+        add(pbu[r] >> kPickClassBits, pbu[r] & kClassMask);
+    int mine = INT_MAX, pos = 0;
+#pragma unroll
+    for (int r = 0; r < kSmallSelect; ++r)
+      if (r == lane) mine = pbu[r];
+    const int my_b = mine >> kPickClassBits, my_u = mine == INT_MAX ? n_cls : mine & kClassMask;
+#pragma unroll
+    for (int r = 0; r < kSmallSelect; ++r)
+      pos += r < lane && pbu[r] != INT_MAX && (pbu[r] & kClassMask) == my_u ? 1 : 0;
+    const int own = mine != INT_MAX && my_u < n_cls ? s.owner[my_u] : -1;
+    int32_t* const dst = reinterpret_cast<int32_t*>(
+        __shfl_sync(kFull, reinterpret_cast<unsigned long long>(row_of_lane), own < 0 ? 0 : own));
+    if (own >= 0 && dst) dst[pos] = my_b;
+    if (own >= 0) atomicAdd(&s.off[own], 1);
+    __syncwarp();
+  };
+
   // ---- The oracle: exact block masses.
-  warp_select(s, mrow, c, a.recent, n_cls, nu, s.theta_o);
+  if (small) {
+    const uint64_t mine = warp_pick_small(mrow, c, a.recent, n_cls, nu, n_pick, s.theta_o, n_pick > 0,
+                                          [](float, int64_t) {});
+    picks_by_block(mine, n_pick, a.recent, s.theta_o, n_cls, pbu);
+  } else {
+    warp_select(s, mrow, c, a.recent, n_cls, nu, s.theta_o);
+  }
   {
     const int tok = top_classes(mrow, s.theta_o);
     int32_t* const srow_o = a.metric[lane < n_cfg ? lane : 0][0] ? sel_row(0) : nullptr;
     band_begin();
     for (int l = 0; l < kMaxCfgPerBlock; ++l) s.u.acc.cov_o[l][lane] = 0.0;
     __syncwarp();
-    for_row(mrow, c, lane, [&](float m, int64_t b) {  // band_put is warp-wide
-      int u = n_cls;
-      if (b >= 0) {
-        u = key_class(sort_key(m, b, a.recent), s.theta_o, n_cls);
-        if (u < n_cls) s.u.acc.cov_o[u][lane] += static_cast<double>(m);
-      }
-      band_put(srow_o, b, u);
-    });
+    if (small) {
+      put_picks(srow_o, [&](int b, int u) { s.u.acc.cov_o[u][lane] += static_cast<double>(mrow[b]); });
+    } else {
+      for_row(mrow, c, lane, [&](float m, int64_t b) {  // band_put is warp-wide
+        int u = n_cls;
+        if (b >= 0) {
+          u = key_class(sort_key(m, b, a.recent), s.theta_o, n_cls);
+          if (u < n_cls) s.u.acc.cov_o[u][lane] += static_cast<double>(m);
+        }
+        band_put(srow_o, b, u);
+      });
+    }
     __syncwarp();
     const double covc = cfg_value(col_sum_d(s.u.acc.cov_o)) + static_cast<double>(mrow[c]);
     if (lane < n_cfg) {
@@ -390,7 +508,28 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
   for (int si = 0; si < a.n_rows; ++si) {
     const int slot = 1 + si;
     const float* srow = a.scores[si] + i * a.nb;
-    warp_select(s, srow, c, a.recent, n_cls, nu, s.theta_g);
+    const int gi = a.row_gate[si];
+    const bool snr = gi >= 0 && a.snr[gi] && c >= 2 && b_star >= 0;
+    const float ss = snr ? srow[b_star] : 0.f;
+    const uint64_t kstar = snr ? sort_key(ss, b_star, a.recent) : 0ull;
+    PairSums p{0.0, 0.0, 0};
+    int above = 0;  // keys above b*'s
+    // SNR pairs D = s(b*) - s(b) of one routable block (lane's, pass order).
+    const auto snr_pair = [&](float x, int64_t b, uint64_t kg) {
+      if (!snr || b == b_star) return;
+      const double dd = static_cast<double>(ss) - static_cast<double>(x);
+      p.s += dd;
+      p.s2 += dd * dd;
+      p.neg += dd < 0 ? 1 : 0;
+      above += kg > kstar ? 1 : 0;
+    };
+    if (small) {
+      const uint64_t mine = warp_pick_small(srow, c, a.recent, n_cls, nu, n_pick, s.theta_g, n_pick > 0 || snr,
+                                            [&](float x, int64_t b) { snr_pair(x, b, sort_key(x, b, a.recent)); });
+      picks_by_block(mine, n_pick, a.recent, s.theta_g, n_cls, pbu);
+    } else {
+      warp_select(s, srow, c, a.recent, n_cls, nu, s.theta_g);
+    }
     const int tok = top_classes(srow, s.theta_g);
     int32_t* const rows_g = sel_row(slot);
     band_begin();
@@ -399,31 +538,26 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
       s.u.acc.hit[l][lane] = 0;
     }
     __syncwarp();
-    const int gi = a.row_gate[si];
-    const bool snr = gi >= 0 && a.snr[gi] && c >= 2 && b_star >= 0;
-    const float ss = snr ? srow[b_star] : 0.f;
-    const uint64_t kstar = snr ? sort_key(ss, b_star, a.recent) : 0ull;
-    PairSums p{0.0, 0.0, 0};
-    int above = 0;  // keys above b*'s
-    for_rows<true>(mrow, srow, c, lane, [&](float m, float x, int64_t b) {  // band_put is warp-wide
-      int u = n_cls;
-      if (b >= 0) {
-        const uint64_t kg = sort_key(x, b, a.recent);
-        u = key_class(kg, s.theta_g, n_cls);
-        const int uo = key_class(sort_key(m, b, a.recent), s.theta_o, n_cls);
-        if (u < n_cls) s.u.acc.cov_g[u][lane] += static_cast<double>(m);
-        const int uh = max(u, uo);
-        if (uh < n_cls) s.u.acc.hit[uh][lane] += 1;
-        if (snr && b != b_star) {
-          const double dd = static_cast<double>(ss) - static_cast<double>(x);
-          p.s += dd;
-          p.s2 += dd * dd;
-          p.neg += dd < 0 ? 1 : 0;
-          above += kg > kstar ? 1 : 0;
+    // A pick of the router (class u < n_cls): its mass, and picked by both at level max(u, uo).
+    const auto add_pick = [&](float m, int64_t b, int u) {
+      s.u.acc.cov_g[u][lane] += static_cast<double>(m);
+      const int uh = max(u, key_class(sort_key(m, b, a.recent), s.theta_o, n_cls));
+      if (uh < n_cls) s.u.acc.hit[uh][lane] += 1;
+    };
+    if (small) {
+      put_picks(rows_g, [&](int b, int u) { add_pick(mrow[b], b, u); });
+    } else {
+      for_rows<true>(mrow, srow, c, lane, [&](float m, float x, int64_t b) {  // band_put is warp-wide
+        int u = n_cls;
+        if (b >= 0) {
+          const uint64_t kg = sort_key(x, b, a.recent);
+          u = key_class(kg, s.theta_g, n_cls);
+          if (u < n_cls) add_pick(m, b, u);
+          snr_pair(x, b, kg);
         }
-      }
-      band_put(rows_g, b, u);
-    });
+        band_put(rows_g, b, u);
+      });
+    }
     __syncwarp();
     const double covc = cfg_value(col_sum_d(s.u.acc.cov_g)) + static_cast<double>(mrow[c]);
     const int hits = cfg_count(col_sum_i(s.u.acc.hit));
