@@ -190,11 +190,12 @@ class IdlePool {
   }
 };
 
-// Pinned staging for host -> device uploads. From pageable memory the driver stages a copy
+// Pinned staging for host <-> device copies. From pageable memory the driver stages a copy
 // itself while holding the context's lock: on B4 a KV group's 64 MB q, uploaded by the thread
 // that read it, held the analysing thread's kernel launches for ~10 ms with the device idle
-// (kernels/cuda/NOTES.md, nineteenth session). Through these pinned chunks the host copy runs
-// without the lock and the driver only queues each chunk's DMA.
+// (kernels/cuda/NOTES.md, nineteenth session), and a kept head's arrays came back at ~1 GB/s.
+// Through these pinned chunks the host copy runs without the lock and the driver only queues
+// each chunk's DMA.
 //
 // A lease takes a set of chunks of the current device from a process-wide pool (IdlePool) and
 // gives it back when it ends, once the DMAs from its chunks are through. Sets are made on first need and
@@ -241,6 +242,29 @@ class StagingLease {
     fill(static_cast<char*>(s_->buf[i]));
     ck(cudaMemcpyAsync(dst, s_->buf[i], bytes, cudaMemcpyHostToDevice, stream), "upload q/k/v");
     ck(cudaEventRecord(s_->done[i], stream), "event record");
+  }
+  // Copies `bytes` from device `src` to host `dst` through the chunks, in the order of `stream`
+  // (the DMAs of kChunks chunks in flight while earlier chunks are copied out); returns once
+  // `dst` holds them.
+  void receive(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+    size_t issued = 0, done = 0;
+    int first = next_;  // the chunk of the oldest copy in flight
+    while (done < bytes) {
+      for (; issued < bytes && issued - done < kChunks * kChunkBytes; issued += kChunkBytes) {
+        const int i = next_;
+        next_ = (next_ + 1) % kChunks;
+        ck(cudaEventSynchronize(s_->done[i]), "download staging");
+        ck(cudaMemcpyAsync(s_->buf[i], static_cast<const char*>(src) + issued, std::min(kChunkBytes, bytes - issued),
+                           cudaMemcpyDeviceToHost, stream),
+           "download arrays");
+        ck(cudaEventRecord(s_->done[i], stream), "event record");
+      }
+      const size_t n = std::min(kChunkBytes, bytes - done);
+      ck(cudaEventSynchronize(s_->done[first]), "download arrays");
+      std::memcpy(static_cast<char*>(dst) + done, s_->buf[first], n);
+      first = (first + 1) % kChunks;
+      done += n;
+    }
   }
 
  private:
