@@ -997,7 +997,7 @@ void copy_arrays(const Group& g, const HeadBuffers& h, KeptCopy& kc, cudaStream_
 // Stage 5b on the host: the kept (configuration, router)s' arrays and selections (the CPU's
 // layout: [T, k], blocks ascending, the current block last, -1 after; the union of a block
 // size's bands up to its own k, merge_selection_bands); the others get their key only. The
-// copies come back through pinned chunks (gpu::StagingLease; B4's kept head: 66 -> ~15 ms, on the
+// copies come back through pinned chunks (gpu::StagingLease; B4's kept head: 66 -> 55 ms, on the
 // way to the next group), else from the pageable vectors directly.
 void assemble_kept(const Group& g, int64_t head, KeptCopy& kc, HeadMeasures& m) {
   const int64_t T = g.T;
