@@ -161,7 +161,7 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
     } else {
       // Why this cell has no value: no summary row, no query with a choice, or the metric's own rule.
       const auto ch = g.n_choice.find(it == g.value.end() ? std::pair<int64_t, int64_t>{-1, -1} : it->first);
-      const char* why = it == g.value.end() ? "this run analysed no such configuration (no summary.csv row)"
+      const char* why = it == g.value.end() ? "summary.csv has no row for this cell (not analysed in this run)"
                         : ch != g.n_choice.end() && ch->second == 0
                             ? "no query has a choice here (k - 1 covers every routable block: full attention)"
                             : "not defined for this router, or not computed in this run";
