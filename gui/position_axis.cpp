@@ -128,8 +128,11 @@ void draw_position_ticks(ImDrawList* dl, const PositionAxis& a, float x0, float 
   for (double t = std::ceil(a.t_begin / step) * step; t <= t_end; t += step) {
     const float x = x_of_t(a, x0, t);
     dl->AddLine(ImVec2(x, y_top), ImVec2(x, y_bottom), palette::kGrid);
+    // The label centred under its tick, kept inside the plot at its edges.
     std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(t));
-    if (x + 2 + ImGui::CalcTextSize(buf).x <= x0 + width) dl->AddText(ImVec2(x + 2, y_bottom + 1), palette::kAxisText, buf);
+    const float tw = ImGui::CalcTextSize(buf).x;
+    if (tw > width) continue;
+    dl->AddText(ImVec2(std::clamp(x - tw / 2, x0, x0 + width - tw), y_bottom + 1), palette::kAxisText, buf);
   }
 }
 
