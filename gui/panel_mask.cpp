@@ -241,9 +241,14 @@ void draw_mask_plot(ViewerState* s, const char* id, const analysis::PositionView
     dl->AddLine(ImVec2(hx, g.y0), ImVec2(hx, g.y1), palette::kHover);
   }
   if (title) {
+    // Top left where that corner is past every query's causal blocks (the mask's empty triangle:
+    // the caption covers no cell), else top right.
     const ImVec2 ts = ImGui::CalcTextSize(title);
-    dl->AddRectFilled(ImVec2(g.x1 - ts.x - 10, g.y0), ImVec2(g.x1, g.y0 + ts.y + 4), palette::rgba(0, 0, 0, 170));
-    dl->AddText(ImVec2(g.x1 - ts.x - 5, g.y0 + 2), palette::kAxisText, title);
+    const double t_right = t_of_x(ax, g.x0, g.x0 + ts.x + 10);
+    const double b_below = (ay.t_begin + (g.y1 - (g.y0 + ts.y + 4)) * ay.t_per_px) / static_cast<double>(B);
+    const float cx = b_below >= std::floor(t_right / static_cast<double>(B)) + 1 ? g.x0 : g.x1 - ts.x - 10;
+    dl->AddRectFilled(ImVec2(cx, g.y0), ImVec2(cx + ts.x + 10, g.y0 + ts.y + 4), palette::rgba(0, 0, 0, 170));
+    dl->AddText(ImVec2(cx + 5, g.y0 + 2), palette::kAxisText, title);
   }
   dl->PopClipRect();
 
