@@ -132,8 +132,8 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
   const float ly = y0 + ch * static_cast<float>(g.rows.size()) + 6, lw = std::min(240.0f, avail.x - left - 140);
   if (g.lo <= g.hi) {
     for (int i = 0; i < 48; ++i)
-      dl->AddRectFilled(ImVec2(x0 + lw * static_cast<float>(i) / 48, ly), ImVec2(x0 + lw * static_cast<float>(i + 1) / 48, ly + 12),
-                        heat_color(static_cast<float>(i) / 47.0f));
+      dl->AddRectFilled(ImVec2(x0 + lw * static_cast<float>(i) / 48, ly),
+                        ImVec2(x0 + lw * static_cast<float>(i + 1) / 48, ly + 12), heat_color(static_cast<float>(i) / 47.0f));
     std::snprintf(buf, sizeof buf, fmt, g.lo);
     dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(buf).x, ly - 2), palette::kAxisText, buf);
     std::snprintf(buf, sizeof buf, fmt, g.hi);
