@@ -296,7 +296,7 @@ void draw_mask_panel(ViewerState* s, const PanelRect& r, const MaskTiles& tiles)
   shading.causal = s->mask.shade_causal;
   shading.planted = s->mask.planted && d.planted != nullptr;
   shading.cells = s->mask.cells;
-  const TileSource source{d.mask, shading.planted ? d.planted : nullptr};
+  const TileSource source{shared_mask(s->loaded.data), shading.planted ? d.planted : nullptr};
 
   const ImVec2 origin = ImGui::GetCursorScreenPos();
   const ImVec2 avail = ImGui::GetContentRegionAvail();
@@ -325,7 +325,7 @@ void draw_mask_panel(ViewerState* s, const PanelRect& r, const MaskTiles& tiles)
     const std::string title = "difference: green both, orange only " + a_name + ", blue only " + b_name;
     draw_mask_plot(s, "##maskdiff", v, *c->pair, tiles.compared, TileSource{c->pair, shading.planted ? d.planted : nullptr}, ps,
                    g, title.c_str(), true, a_name.c_str(), b_name.c_str(), true);
-  } else if (c && c->b->mask) {
+  } else if (c && c->b->view.has_mask) {
     // Side by side: the shown configuration above, the compared one below, same axes.
     const float gap = kBottomMargin + 2;
     const float hh = (g.y1 - g.y0 - gap) * 0.5f;
@@ -336,7 +336,7 @@ void draw_mask_panel(ViewerState* s, const PanelRect& r, const MaskTiles& tiles)
     draw_mask_plot(s, "##maskA", v, v.mask, tiles.shown, source, shading, top, a_name.c_str(), false, "", "", true);
     TileShading bs = shading;
     bs.compare = c->b->view.mask.with_oracle && s->mask.compare_oracle;
-    draw_mask_plot(s, "##maskB", c->b->view, c->b->view.mask, tiles.compared, TileSource{c->b->mask, bs.planted ? d.planted : nullptr},
+    draw_mask_plot(s, "##maskB", c->b->view, c->b->view.mask, tiles.compared, TileSource{shared_mask(c->b), bs.planted ? d.planted : nullptr},
                    bs, bottom, b_name.c_str(), false, "", "", false);
     if (s->compare.difference && !c->pair) {
       ImGui::SetCursorScreenPos(ImVec2(g.x0, g.y1 + 2));

@@ -154,7 +154,7 @@ void legend(const ViewerState& s, const analysis::PositionView& v) {
   // Side by side, a compared mask without oracle classes (the oracle itself, or no oracle
   // analysed) shows its picks in the plain selection colour.
   const bool pair_shown = c && s.compare.difference && c->pair;
-  if (c && !pair_shown && c->b->mask && !(c->b->view.mask.with_oracle && s.mask.compare_oracle) &&
+  if (c && !pair_shown && c->b->view.has_mask && !(c->b->view.mask.with_oracle && s.mask.compare_oracle) &&
       (m.with_oracle && s.mask.compare_oracle))
     legend_item(palette::kSelected, "selected, in the compared mask (no oracle classes there)");
   if (s.mask.shade_causal) legend_item(palette::kCausal, "causally available blocks");

@@ -97,7 +97,6 @@ std::shared_ptr<const ViewData> load_view(const analysis::ResultsFile* file, Con
   const auto start = std::chrono::steady_clock::now();
   auto d = std::make_shared<ViewData>();
   d->view = analysis::load_position_view(*file, config);
-  if (d->view.has_mask) d->mask = std::shared_ptr<const analysis::MaskComparison>(d, &d->view.mask);
   compute_ranges(d->view, &d->ranges);
   build_lods(d->view.router, &d->router_lod);
   if (d->view.has_oracle) {
@@ -268,6 +267,11 @@ void refresh_buckets(ViewerState* s) {
 }
 
 }  // namespace
+
+std::shared_ptr<const analysis::MaskComparison> shared_mask(const std::shared_ptr<const ViewData>& d) {
+  if (!d || !d->view.has_mask) return nullptr;
+  return std::shared_ptr<const analysis::MaskComparison>(d, &d->view.mask);
+}
 
 const char* panel_name(Panel p) {
   switch (p) {

@@ -101,11 +101,10 @@ struct SummaryViewState {
   bool keep_scroll = false;        // the selection came from a click in the table: stay put
 };
 
-// Everything one load produces on the worker thread: the configuration's data, the mask as
-// a shared object for the tile workers, the series mipmaps, and the planted truth.
+// Everything one load produces on the worker thread: the configuration's data, the series
+// mipmaps, and the planted truth.
 struct ViewData {
   analysis::PositionView view;
-  std::shared_ptr<const analysis::MaskComparison> mask;  // aliases view.mask; null without one
   std::map<std::string, analysis::SeriesLod> router_lod, oracle_lod, diff_lod;  // diff: router - oracle
   std::map<std::string, std::vector<float>> diff_values;
   std::shared_ptr<const std::vector<int32_t>> planted;   // null when the dump has none
@@ -114,6 +113,11 @@ struct ViewData {
   std::map<std::string, std::pair<float, float>> ranges;
   double load_ms = 0;
 };
+
+// d's mask as a shared object for the tile workers (it keeps d alive); null without one. Made
+// where it is handed on, not stored in d: a pointer in d that owns d is a cycle, and every view
+// loaded would stay in memory for the process's life.
+std::shared_ptr<const analysis::MaskComparison> shared_mask(const std::shared_ptr<const ViewData>& d);
 
 // The compared configuration: its data, and what pairs it with the shown one.
 struct CompareData {
