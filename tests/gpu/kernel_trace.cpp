@@ -2,7 +2,7 @@
 // stream and its start and end on the device, recorded by CUPTI's activity API and written as a
 // Chrome trace when the process exits. Loaded by the CUDA driver, not linked into moba:
 //
-//   CUDA_INJECTION64_PATH=build-cuda/tests/gpu/libmoba_kernel_trace.so \
+//   export CUDA_INJECTION64_PATH=build-cuda/tests/gpu/libmoba_kernel_trace.so
 //   MOBA_KERNEL_TRACE=gpu.json moba analyze ... --trace host.json
 //   python3 tests/gpu/kernel_trace_sum.py gpu.json [host.json]
 //
