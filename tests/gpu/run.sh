@@ -15,7 +15,7 @@ TOKENS=${1:-8192,16384,32768,65536,131072}
 BUILD=build-gpu
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv,noheader || true
 set -e
-cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOBA_CUDA=ON \
+cmake -S . -B $BUILD -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOBA_CUDA=ON -DMOBA_WARN_SPILLS=ON \
   -DCMAKE_CUDA_ARCHITECTURES="90a-real;90-virtual" -DCMAKE_PREFIX_PATH="$PWD/.carry" >"$OUT/configure.log" 2>&1 \
   || { tail -30 "$OUT/configure.log"; exit 1; }
 ninja -C $BUILD moba moba_gpu_tests moba_gpu_analysis_tests moba_route_diff >"$OUT/build.log" 2>&1 || { grep -B2 -A10 error "$OUT/build.log" | head -60; exit 1; }
