@@ -151,7 +151,8 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
   ImGui::Dummy(ImVec2(1, 1));
 
   if (hr >= 0) {
-    auto it = g.value.find({g.rows[static_cast<size_t>(hr)], g.cols[static_cast<size_t>(hc)]});
+    const std::pair<int64_t, int64_t> cell{g.rows[static_cast<size_t>(hr)], g.cols[static_cast<size_t>(hc)]};
+    auto it = g.value.find(cell);
     ImGui::BeginTooltip();
     ImGui::Text("%s %lld, %s %lld", row_name, static_cast<long long>(g.rows[static_cast<size_t>(hr)]), col_name,
                 static_cast<long long>(g.cols[static_cast<size_t>(hc)]));
@@ -160,7 +161,7 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
       ImGui::Text("%s = %s", title.c_str(), buf);
     } else {
       // Why this cell has no value: no summary row, no query with a choice, or the metric's own rule.
-      const auto ch = g.n_choice.find(it == g.value.end() ? std::pair<int64_t, int64_t>{-1, -1} : it->first);
+      const auto ch = g.n_choice.find(cell);
       const char* why = it == g.value.end() ? "summary.csv has no row for this cell (not analysed in this run)"
                         : ch != g.n_choice.end() && ch->second == 0
                             ? "no query has a choice here (k - 1 covers every routable block: full attention)"
@@ -170,7 +171,7 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
     ImGui::EndTooltip();
     for (int b = 0; b < 2; ++b)
       if (ImGui::IsMouseReleased(b)) {
-        *clicked = {g.rows[static_cast<size_t>(hr)], g.cols[static_cast<size_t>(hc)]};
+        *clicked = cell;
         *button = b;
         return true;
       }
