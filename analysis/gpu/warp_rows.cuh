@@ -53,7 +53,7 @@ struct WarpRowSmem {
   int owner[kMaxCfgPerBlock];         // per class: the configuration whose band it is, or -1
   int off[kMaxCfgPerBlock];           // per configuration: band entries written so far
   int tok[kMaxCfgPerBlock];           // per class: top-list keys in its blocks
-  int picks[8];                       // kSmallSelect: picks_by_block's list (registers spilled)
+  int picks[8];                       // kSmallSelect: picks_by_block's list (put_picks reads it)
 };
 
 __device__ __forceinline__ unsigned lanemask_lt(int lane) { return (1u << lane) - 1u; }
@@ -254,8 +254,9 @@ __device__ uint64_t warp_pick_small(const float* row, int64_t c, bool recent, in
   return mine;
 }
 
-// The picks (lane r < n_pick holds the key of rank r) in ascending block order, the same in
-// every lane: pbu[r] = block << 4 | class under theta, INT_MAX past n_pick.
+// The picks (lane r < n_pick holds the key of rank r) in ascending block order, into the
+// warp's shared `out` (WarpRowSmem::picks: as 8 registers live across the row code they cost
+// warp_row_kernel 40 bytes of spill): out[r] = block << 4 | class under theta, INT_MAX past n_pick.
 constexpr int kPickClassBits = 4;
 static_assert(kMaxCfgPerBlock <= (1 << kPickClassBits), "a pick's class");
 __device__ __forceinline__ void picks_by_block(uint64_t mine, int n_pick, bool recent, const uint64_t* theta,
