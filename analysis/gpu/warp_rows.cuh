@@ -442,7 +442,7 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
   };
 
   // Small counts (warp_pick_small): each row is read once, and the per-lane sums and the bands
-  // take the picks from the list (pb, pu), in the order a pass over the row would add them.
+  // take the picks from picks_by_block's list, in the order a pass over the row would add them.
   const int n_pick = __reduce_max_sync(kFull, lane < n_cls ? nu : 0);
   const bool small = n_pick <= kSmallSelect;
   static_assert(sizeof(WarpRowSmem::picks) / sizeof(int) == kSmallSelect, "picks_by_block's list");
