@@ -53,6 +53,7 @@ struct WarpRowSmem {
   int owner[kMaxCfgPerBlock];         // per class: the configuration whose band it is, or -1
   int off[kMaxCfgPerBlock];           // per configuration: band entries written so far
   int tok[kMaxCfgPerBlock];           // per class: top-list keys in its blocks
+  int picks[8];                       // kSmallSelect: picks_by_block's list (put_picks reads it)
 };
 
 __device__ __forceinline__ unsigned lanemask_lt(int lane) { return (1u << lane) - 1u; }
@@ -253,12 +254,14 @@ __device__ uint64_t warp_pick_small(const float* row, int64_t c, bool recent, in
   return mine;
 }
 
-// The picks (lane r < n_pick holds the key of rank r) in ascending block order, the same in
-// every lane: pbu[r] = block << 4 | class under theta, INT_MAX past n_pick.
+// The picks (lane r < n_pick holds the key of rank r) in ascending block order, into the
+// warp's shared `out` (WarpRowSmem::picks: as 8 registers live across the row code they cost
+// warp_row_kernel 40 bytes of spill): out[r] = block << 4 | class under theta, INT_MAX past n_pick.
 constexpr int kPickClassBits = 4;
 static_assert(kMaxCfgPerBlock <= (1 << kPickClassBits), "a pick's class");
 __device__ __forceinline__ void picks_by_block(uint64_t mine, int n_pick, bool recent, const uint64_t* theta,
-                                               int n_cls, int (&pbu)[kSmallSelect]) {
+                                               int n_cls, int* out) {
+  int pbu[kSmallSelect];
 #pragma unroll
   for (int r = 0; r < kSmallSelect; ++r) {
     const uint64_t k = __shfl_sync(kFull, mine, r);
@@ -272,6 +275,10 @@ __device__ __forceinline__ void picks_by_block(uint64_t mine, int n_pick, bool r
       pbu[r] = lo;
       pbu[r + 1] = hi;
     }
+  if ((threadIdx.x & 31) == 0)
+#pragma unroll
+    for (int r = 0; r < kSmallSelect; ++r) out[r] = pbu[r];
+  __syncwarp();
 }
 
 // Inclusive prefix over the lanes (classes) of x; callers pass 0 from the lanes past their classes.
@@ -438,7 +445,8 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
   // take the picks from picks_by_block's list, in the order a pass over the row would add them.
   const int n_pick = __reduce_max_sync(kFull, lane < n_cls ? nu : 0);
   const bool small = n_pick <= kSmallSelect;
-  int pbu[kSmallSelect];  // picks_by_block
+  static_assert(sizeof(WarpRowSmem::picks) / sizeof(int) == kSmallSelect, "picks_by_block's list");
+  const int* const pbu = s.picks;  // picks_by_block
   constexpr int kClassMask = (1 << kPickClassBits) - 1;
   // The picks into the bands (lane r writes pick r) and add(b, u) per pick by the lane of the
   // pass that would have visited it (b % 32), in ascending block order.
@@ -467,7 +475,7 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
   if (small) {
     const uint64_t mine = warp_pick_small(mrow, c, a.recent, n_cls, nu, n_pick, s.theta_o, n_pick > 0,
                                           [](float, int64_t) {});
-    picks_by_block(mine, n_pick, a.recent, s.theta_o, n_cls, pbu);
+    picks_by_block(mine, n_pick, a.recent, s.theta_o, n_cls, s.picks);
   } else {
     warp_select(s, mrow, c, a.recent, n_cls, nu, s.theta_o);
   }
@@ -526,7 +534,7 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
     if (small) {
       const uint64_t mine = warp_pick_small(srow, c, a.recent, n_cls, nu, n_pick, s.theta_g, n_pick > 0 || snr,
                                             [&](float x, int64_t b) { snr_pair(x, b, sort_key(x, b, a.recent)); });
-      picks_by_block(mine, n_pick, a.recent, s.theta_g, n_cls, pbu);
+      picks_by_block(mine, n_pick, a.recent, s.theta_g, n_cls, s.picks);
     } else {
       warp_select(s, srow, c, a.recent, n_cls, nu, s.theta_g);
     }
