@@ -3,7 +3,7 @@
 # heads, head dim 128, bf16), 4 block sizes x 3 top-k, routers moba + oracle, on the chosen
 # device, against the project's PyTorch baseline (torch_analyze.py) on the same dump:
 #   1. synth the dump (same shape as the B1 family)
-#   2. moba analyze: one warm-up run (its wall printed as the first run's), then RUNS timed
+#   2. moba analyze: one warm-up run (its wall is printed, not counted), then RUNS timed
 #      runs: wall time and peak RSS (/usr/bin/time), GPU busy % and peak memory (nvidia-smi
 #      every 0.5 s in the background during each timed run)
 #   3. torch_analyze.py, RUNS times: its analysis time (file read excluded,
@@ -26,6 +26,7 @@ DEVICE=${2:-cuda}
 LIMIT=${3:-300}
 PYTHON=${PYTHON:-python3}
 RUNS=${RUNS:-3}
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { echo "b4_analyze.sh: RUNS must be a positive integer (got '$RUNS')" >&2; exit 2; }
 TOKENS=${TOKENS:-32768} HEADS=${HEADS:-32} KV_HEADS=${KV_HEADS:-8} HEAD_DIM=${HEAD_DIM:-128}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/gpu_sampler.sh"
