@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <filesystem>
@@ -14,14 +15,19 @@
 namespace moba {
 namespace {
 
-volatile std::sig_atomic_t g_signal = 0;
-volatile std::sig_atomic_t g_count = 0;
+// Lock-free atomics, not volatile sig_atomic_t: the handler may run on any thread, two
+// signals on two threads at once (timeout's pair below), while the main thread polls; a
+// volatile is safe against its own thread's handler only (ThreadSanitizer reported the race).
+std::atomic<int> g_signal{0};
+std::atomic<int> g_count{0};
+static_assert(std::atomic<int>::is_always_lock_free, "the signal handler needs lock-free atomics");
 
 // Records the first signal. Tools deliver one interrupt twice (timeout signals the child and
 // then its process group), so only a third signal takes the default action at once.
 extern "C" void record_signal(int signo) {
-  if (!g_signal) g_signal = signo;
-  if (++g_count >= 3) {
+  int none = 0;
+  g_signal.compare_exchange_strong(none, signo);
+  if (g_count.fetch_add(1) + 1 >= 3) {
     signal(signo, SIG_DFL);
     raise(signo);
   }
@@ -38,10 +44,10 @@ void install_interrupt_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-int pending_interrupt() { return g_signal; }
+int pending_interrupt() { return g_signal.load(); }
 
 void throw_if_interrupted() {
-  if (const int s = g_signal) throw Interrupted(s);
+  if (const int s = g_signal.load()) throw Interrupted(s);
 }
 
 void remove_stale_temporaries(const std::string& path) {
