@@ -154,8 +154,8 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
     const std::pair<int64_t, int64_t> cell{g.rows[static_cast<size_t>(hr)], g.cols[static_cast<size_t>(hc)]};
     auto it = g.value.find(cell);
     ImGui::BeginTooltip();
-    ImGui::Text("%s %lld, %s %lld", row_name, static_cast<long long>(g.rows[static_cast<size_t>(hr)]), col_name,
-                static_cast<long long>(g.cols[static_cast<size_t>(hc)]));
+    ImGui::Text("%s %lld, %s %lld", row_name, static_cast<long long>(cell.first), col_name,
+                static_cast<long long>(cell.second));
     if (it != g.value.end() && std::isfinite(it->second)) {
       std::snprintf(buf, sizeof buf, fmt, it->second);
       ImGui::Text("%s = %s", title.c_str(), buf);
