@@ -560,7 +560,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
 // Stage 4: MoBA attention on each router's selection and its error against o_full.
 // A (block size, router)'s budgets are nested: each band is attended once (its bands share
 // gather passes, band_pass_size) and merged into the running output of the smaller budgets
-// (gpu::band_error_kernel), k ascending on one stream.
+// (gpu::band_errors_kernel, a pass's bands in one launch), k ascending on one stream.
 // Those chains are independent, and one alone (a single query head) fills little of the
 // device: they run on kAttnStreams streams, the costliest first, each on the least loaded
 // stream (optionally cut into query parts, opt.attn_split); events order them after the
@@ -684,7 +684,7 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
     const std::vector<int>& cis = g.by_k[u.bi];
     // Queries t < k B have no choice at budget k (analysis/metrics.h has_choice): a fixed-budget
     // router's selection is then every block, o = o_full, so the band of k and every larger band
-    // are not attended for them (MobaAttentionBand::first_query; band_error_kernel writes 0
+    // are not attended for them (MobaAttentionBand::first_query; band_errors_kernel writes 0
     // and 1). A variable budget (moba-threshold, oracle-topp) may pick fewer: attended.
     const int64_t t_end = w0 + u.r0 + u.rn;
     const bool fixed = !router_is_variable_budget(g.opt.routers[ri]);
@@ -705,19 +705,29 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
         if (bands[x].first_query < t_end) n_run = x + 1;
       }
       if (n_run > 0) ck_op(kernels::moba_attention_bands_cuda(ap, bands, n_run, st.s[si]), "MoBA attention");
+      // The pass's bands merged and measured in one launch (the merge stays in registers).
+      gpu::BandErrorArgs ea{};
       for (int x = 0; x < n; ++x) {
         const int slot = cis[c0 + static_cast<size_t>(x)] * g.n_routers + ri;
         float* M = h.metrics.get() + static_cast<int64_t>(slot) * kMetricCount * g.T + w0 + u.r0;
         const auto rel = static_cast<int64_t>(PositionMetric::output_rel_err),
                    cosine = static_cast<int64_t>(PositionMetric::output_cosine);
-        const int64_t threads = 256, blocks = (u.rn * 32 + threads - 1) / threads;
-        const int64_t skip = std::clamp<int64_t>(bands[x].first_query - (w0 + u.r0), 0, u.rn);
-        gpu::band_error_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(
-            bands[x].out, bands[x].lse, sc.o_acc[si].get() + u.r0 * g.d, sc.lse_acc[si].get() + u.r0, first,
-            h.o_full.get() + (w0 + u.r0) * g.d, u.rn, skip, static_cast<int>(g.d), M + rel * g.T, M + cosine * g.T);
-        ck_launch("output error");
-        first = false;
+        ea.band[x] = gpu::BandErrorBand{bands[x].out, bands[x].lse, M + rel * g.T, M + cosine * g.T,
+                                        std::clamp<int64_t>(bands[x].first_query - (w0 + u.r0), 0, u.rn)};
       }
+      ea.n = n;
+      ea.first = first;
+      ea.acc = sc.o_acc[si].get() + u.r0 * g.d;
+      ea.lse_acc = sc.lse_acc[si].get() + u.r0;
+      ea.ref = h.o_full.get() + (w0 + u.r0) * g.d;
+      ea.T = u.rn;
+      ea.d = static_cast<int>(g.d);
+      if (g.d > gpu::kBandErrorMaxD)  // gpu::head_dim_unsupported keeps such dumps off the GPU
+        throw std::runtime_error("GPU analysis: head dim " + std::to_string(g.d) + " in the output error");
+      const int64_t threads = 256, blocks = (u.rn * 32 + threads - 1) / threads;
+      gpu::band_errors_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(ea);
+      ck_launch("output error");
+      first = false;
     }
   }
   for (int i = 0; i < kAttnStreams; ++i) ck(cudaEventRecord(h.done[h.cur][i], st.s[i]), "event record");

@@ -12,6 +12,7 @@
 #include "analysis/gpu/device_common.cuh"
 #include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/moba_attention.h"
 
 namespace moba::analysis::gpu {
 
@@ -659,53 +660,107 @@ __global__ void fill_kernel(float* v, int64_t n) {
 // Nested budgets (analysis/gpu/analyze_gpu.cu output_errors): a budget's output is the
 // softmax over the union of its block size's bands up to its own, merged band by band from
 // moba_attention_cuda's rows (o_i, lse_i): o = sum_i exp(lse_i - L) o_i, L = ln sum_i exp(lse_i).
-// `acc`, `lse_acc` hold the merge of the smaller budgets' bands and take this band in (`first`:
-// the smallest budget, whose band is its whole selection: acc = o_band); then the merged row's
-// relative error and cosine against `ref` (o_full), one warp per row, sums in double.
-// Rows t < skip have no choice at this budget (nor at the larger ones, merged after it): their
+// One launch takes the bands of one gather pass (k ascending) in turn: the merge of the smaller
+// budgets' bands stays in the warp's registers from one band to the next, and `acc`, `lse_acc`
+// carry it from one pass to the next (`first`: the pass holds the smallest budget, whose band
+// is its whole selection: acc = o_band). Per band, the merged row's relative error and cosine
+// against `ref` (o_full), sums in double; every value is the same expression, in the same
+// order, as one launch a band would compute (the bits do not depend on the fusion).
+// Rows t < skip have no choice at that budget (nor at the larger ones, merged after it): their
 // selection is every block, their output o_full: error 0 and cosine 1, nothing read or merged.
-__global__ void band_error_kernel(const float* o_band, const float* lse_band, float* acc, float* lse_acc, bool first,
-                                  const float* ref, int64_t T, int64_t skip, int d, float* rel_out, float* cos_out) {
+struct BandErrorBand {
+  const float* o;    // [rows][d] the band's normalised output
+  const float* lse;  // [rows]
+  float* rel;        // [rows] outputs: relative error, cosine
+  float* cos;
+  int64_t skip;
+};
+struct BandErrorArgs {
+  BandErrorBand band[kernels::kMaxAttentionBands];
+  int n;             // bands of this pass
+  bool first;        // band 0 is the smallest budget's
+  float* acc;        // [rows][d] the merge so far (read unless `first`, written after the pass)
+  float* lse_acc;    // [rows]
+  const float* ref;  // [rows][d] o_full
+  int64_t T;         // rows
+  int d;             // <= kBandErrorMaxD
+};
+constexpr int kBandErrorMaxD = 128;  // gpu::head_dim_unsupported: the GPU analysis' head dims
+__global__ void band_errors_kernel(const __grid_constant__ BandErrorArgs a) {
+  constexpr int kE = kBandErrorMaxD / 32;  // a lane's channels: lane + 32 e
   const int64_t t = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
-  if (t >= T) return;
-  if (t < skip) {
-    if (lane == 0) rel_out[t] = 0.0f, cos_out[t] = 1.0f;
-    return;
+  if (t >= a.T) return;
+  const int d = a.d;
+  float ref[kE], acc[kE];
+#pragma unroll
+  for (int e = 0; e < kE; ++e) {
+    const int x = lane + 32 * e;
+    ref[e] = x < d ? a.ref[t * d + x] : 0.0f;
+    acc[e] = 0.0f;
   }
-  float wa = 0.0f, wb = 1.0f, L = lse_band[t];
-  if (!first) {
-    const float la = lse_acc[t], lb = L;
-    if (lb == -INFINITY) {  // the band adds nothing to this query (also la = -inf: nothing at all)
-      wa = 1.0f, wb = 0.0f, L = la;
-    } else if (la != -INFINITY) {
-      const double m = fmax(static_cast<double>(la), static_cast<double>(lb));
-      const double ea = exp(la - m), eb = exp(lb - m), sum = ea + eb;
-      wa = static_cast<float>(ea / sum), wb = static_cast<float>(eb / sum), L = static_cast<float>(m + log(sum));
+  float la = -INFINITY;
+  bool live = false;  // acc and la hold the row's merge (else it is in a.acc, a.lse_acc)
+  for (int j = 0; j < a.n; ++j) {
+    const BandErrorBand& b = a.band[j];
+    if (t < b.skip) {
+      if (lane == 0) b.rel[t] = 0.0f, b.cos[t] = 1.0f;
+      continue;
+    }
+    const bool first = a.first && j == 0;
+    if (!first && !live) {
+#pragma unroll
+      for (int e = 0; e < kE; ++e) {
+        const int x = lane + 32 * e;
+        if (x < d) acc[e] = a.acc[t * d + x];
+      }
+      la = a.lse_acc[t];
+    }
+    float wa = 0.0f, wb = 1.0f, L = b.lse[t];
+    if (!first) {
+      const float lb = L;
+      if (lb == -INFINITY) {  // the band adds nothing to this query (also la = -inf: nothing at all)
+        wa = 1.0f, wb = 0.0f, L = la;
+      } else if (la != -INFINITY) {
+        const double m = fmax(static_cast<double>(la), static_cast<double>(lb));
+        const double ea = exp(la - m), eb = exp(lb - m), sum = ea + eb;
+        wa = static_cast<float>(ea / sum), wb = static_cast<float>(eb / sum), L = static_cast<float>(m + log(sum));
+      }
+    }
+    double diff = 0, nr = 0, no = 0, dot = 0;
+#pragma unroll
+    for (int e = 0; e < kE; ++e) {
+      const int x = lane + 32 * e;
+      if (x >= d) break;
+      const int64_t i = t * d + x;
+      const float merged = first ? b.o[i] : (wb == 0.0f ? acc[e] : wa * acc[e] + wb * b.o[i]);
+      acc[e] = merged;
+      const double u = merged, v = ref[e];
+      diff += (u - v) * (u - v);
+      nr += v * v;
+      no += u * u;
+      dot += u * v;
+    }
+    for (int s = 16; s > 0; s >>= 1) {
+      diff += __shfl_xor_sync(0xffffffffu, diff, s);
+      nr += __shfl_xor_sync(0xffffffffu, nr, s);
+      no += __shfl_xor_sync(0xffffffffu, no, s);
+      dot += __shfl_xor_sync(0xffffffffu, dot, s);
+    }
+    la = L;
+    live = true;
+    if (lane == 0) {
+      b.rel[t] = static_cast<float>(nr > 0 ? sqrt(diff / nr) : sqrt(diff));
+      b.cos[t] = static_cast<float>((nr > 0 && no > 0) ? dot / sqrt(nr * no) : (nr == 0 && no == 0 ? 1.0 : 0.0));
     }
   }
-  double diff = 0, nr = 0, no = 0, dot = 0;
-  for (int x = lane; x < d; x += 32) {
-    const int64_t i = t * d + x;
-    const float merged = first ? o_band[i] : (wb == 0.0f ? acc[i] : wa * acc[i] + wb * o_band[i]);
-    acc[i] = merged;
-    const double u = merged, v = ref[i];
-    diff += (u - v) * (u - v);
-    nr += v * v;
-    no += u * u;
-    dot += u * v;
+  if (!live) return;
+#pragma unroll
+  for (int e = 0; e < kE; ++e) {
+    const int x = lane + 32 * e;
+    if (x < d) a.acc[t * d + x] = acc[e];
   }
-  for (int s = 16; s > 0; s >>= 1) {
-    diff += __shfl_xor_sync(0xffffffffu, diff, s);
-    nr += __shfl_xor_sync(0xffffffffu, nr, s);
-    no += __shfl_xor_sync(0xffffffffu, no, s);
-    dot += __shfl_xor_sync(0xffffffffu, dot, s);
-  }
-  if (lane == 0) {
-    lse_acc[t] = L;
-    rel_out[t] = static_cast<float>(nr > 0 ? sqrt(diff / nr) : sqrt(diff));
-    cos_out[t] = static_cast<float>((nr > 0 && no > 0) ? dot / sqrt(nr * no) : (nr == 0 && no == 0 ? 1.0 : 0.0));
-  }
+  if (lane == 0) a.lse_acc[t] = la;
 }
 
 // ---- reductions (analysis/metrics.h summarize) ------------------------------------------------
