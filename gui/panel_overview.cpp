@@ -20,8 +20,11 @@ using analysis::KeyColumn;
 
 struct Grid {
   std::vector<int64_t> rows, cols;      // row / column labels (ascending)
-  std::map<std::pair<int64_t, int64_t>, double> value;
-  std::map<std::pair<int64_t, int64_t>, double> n_choice;  // the cell's n_choice (where summary.csv has it)
+  struct Cell {
+    double value = NAN;
+    double n_choice = NAN;  // where summary.csv has the column
+  };
+  std::map<std::pair<int64_t, int64_t>, Cell> cells;
   double lo = INFINITY, hi = -INFINITY;
 };
 
@@ -57,8 +60,7 @@ Grid build_grid(const analysis::SummaryTable& t, const std::string& metric, Keep
     if (!keep(r)) continue;
     const int64_t a = row_of(r), b = col_of(r);
     const double v = r.value[c_metric];
-    g.value[{a, b}] = v;
-    if (c_choice >= 0) g.n_choice[{a, b}] = r.value[c_choice];
+    g.cells[{a, b}] = {v, c_choice >= 0 ? r.value[c_choice] : NAN};
     if (std::find(g.rows.begin(), g.rows.end(), a) == g.rows.end()) g.rows.push_back(a);
     if (std::find(g.cols.begin(), g.cols.end(), b) == g.cols.end()) g.cols.push_back(b);
     if (std::isfinite(v)) g.lo = std::min(g.lo, v), g.hi = std::max(g.hi, v);
@@ -102,8 +104,8 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
     for (size_t j = 0; j < g.cols.size(); ++j) {
       const ImVec2 p0(x0 + static_cast<float>(j) * cw, y0 + static_cast<float>(i) * ch);
       const ImVec2 p1(p0.x + cw - 1, p0.y + ch - 1);
-      auto it = g.value.find({g.rows[i], g.cols[j]});
-      const double v = it == g.value.end() ? NAN : it->second;
+      auto it = g.cells.find({g.rows[i], g.cols[j]});
+      const double v = it == g.cells.end() ? NAN : it->second.value;
       dl->AddRectFilled(p0, p1, heat_color(static_cast<float>((v - g.lo) / span)));
       if (std::isfinite(v) && cw > 44 && ch > 15) {
         std::snprintf(buf, sizeof buf, fmt, v);
@@ -152,18 +154,17 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
 
   if (hr >= 0) {
     const std::pair<int64_t, int64_t> cell{g.rows[static_cast<size_t>(hr)], g.cols[static_cast<size_t>(hc)]};
-    auto it = g.value.find(cell);
+    auto it = g.cells.find(cell);
     ImGui::BeginTooltip();
     ImGui::Text("%s %lld, %s %lld", row_name, static_cast<long long>(cell.first), col_name,
                 static_cast<long long>(cell.second));
-    if (it != g.value.end() && std::isfinite(it->second)) {
-      std::snprintf(buf, sizeof buf, fmt, it->second);
+    if (it != g.cells.end() && std::isfinite(it->second.value)) {
+      std::snprintf(buf, sizeof buf, fmt, it->second.value);
       ImGui::Text("%s = %s", title.c_str(), buf);
     } else {
       // Why this cell has no value: no summary row, no query with a choice, or the metric's own rule.
-      const auto ch = g.n_choice.find(cell);
-      const char* why = it == g.value.end() ? "summary.csv has no row for this cell (not analysed in this run)"
-                        : ch != g.n_choice.end() && ch->second == 0
+      const char* why = it == g.cells.end() ? "summary.csv has no row for this cell (not analysed in this run)"
+                        : it->second.n_choice == 0
                             ? "no query has a choice here (k - 1 covers every routable block: full attention)"
                             : "not defined for this router, or not computed in this run";
       ImGui::TextDisabled("%s: n/a, %s", title.c_str(), why);
