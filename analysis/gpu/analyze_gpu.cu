@@ -649,6 +649,8 @@ int band_pass_size(const Group& g, int64_t window) {
 // different streams (a stream runs its units in order).
 void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBuffers& h, AttnScratch& sc,
                    AttnStreams& st, int first_stream) {
+  if (g.d > gpu::kBandErrorMaxD)  // gpu::head_dim_unsupported keeps such dumps off the GPU
+    throw std::runtime_error("GPU analysis: head dim " + std::to_string(g.d) + " in the output error");
   ck(cudaEventRecord(st.ready, nullptr), "event record");
   for (int i = 0; i < kAttnStreams; ++i) ck(cudaStreamWaitEvent(st.s[i], st.ready, 0), "stream wait");
   double load[kAttnStreams] = {};
@@ -722,8 +724,6 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
       ea.ref = h.o_full.get() + (w0 + u.r0) * g.d;
       ea.T = u.rn;
       ea.d = static_cast<int>(g.d);
-      if (g.d > gpu::kBandErrorMaxD)  // gpu::head_dim_unsupported keeps such dumps off the GPU
-        throw std::runtime_error("GPU analysis: head dim " + std::to_string(g.d) + " in the output error");
       const int64_t threads = 256, blocks = (u.rn * 32 + threads - 1) / threads;
       gpu::band_errors_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(ea);
       ck_launch("output error");
