@@ -41,6 +41,17 @@ SHAPE="$HEADS heads x $TOKENS tokens x d$HEAD_DIM ($KV_HEADS KV heads, bf16)"
 "$MOBA" synth --out "$W/layer.h5" --tokens "$TOKENS" --layers 1 --heads "$HEADS" --kv-heads "$KV_HEADS" \
   --head-dim "$HEAD_DIM" --dtype bf16 --min-distance 512 --seed 4 --quiet >/dev/null || { echo "B4: synth failed"; exit 1; }
 
+# CSV CMD...: CMD under the GPU sampler, its samples appended to CSV; returns CMD's exit status.
+sampled() {
+  local csv=$1
+  shift
+  sampler_start "$W/gpu_run.csv"
+  "$@"
+  local rc=$?
+  sampler_stop
+  cat "$W/gpu_run.csv" >>"$csv"
+  return $rc
+}
 median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 # 2. the workbench: a warm-up run, then RUNS timed runs
@@ -58,10 +69,7 @@ moba_run() {  # TIME_FILE: one analyze into $W/out, its wall and RSS in TIME_FIL
 moba_run "$W/time_moba_warmup.txt"
 : >"$W/gpu_moba.csv"; : >"$W/moba_runs.txt"
 for ((r = 0; r < RUNS; r++)); do
-  sampler_start "$W/gpu_moba_run.csv"
-  moba_run "$W/time_moba.txt"
-  sampler_stop
-  cat "$W/gpu_moba_run.csv" >>"$W/gpu_moba.csv"
+  sampled "$W/gpu_moba.csv" moba_run "$W/time_moba.txt"
   tail -1 "$W/time_moba.txt" >>"$W/moba_runs.txt"
 done
 mv "$W/out.keep" "$W/out"
@@ -73,12 +81,10 @@ echo "B4 $DEVICE: moba analyze $SHAPE, B {16,32,64,128} x k {2,4,8}, moba+oracle
 # 3. the PyTorch baseline on the same dump, RUNS times
 : >"$W/gpu_torch.csv"; : >"$W/torch_runs.txt"
 for ((r = 0; r < RUNS; r++)); do
-  sampler_start "$W/gpu_torch_run.csv"
-  /usr/bin/time -f "%e %M" -o "$W/time_torch.txt" timeout "$LIMIT" "$PYTHON" "$HERE/torch_analyze.py" "$W/layer.h5" \
-    --layer 0 --block-sizes 16,32,64,128 --top-k 2,4,8 --device "$DEVICE" --out "$W/torch.csv" 2>"$W/torch.err"
+  sampled "$W/gpu_torch.csv" /usr/bin/time -f "%e %M" -o "$W/time_torch.txt" timeout "$LIMIT" "$PYTHON" \
+    "$HERE/torch_analyze.py" "$W/layer.h5" --layer 0 --block-sizes 16,32,64,128 --top-k 2,4,8 --device "$DEVICE" \
+    --out "$W/torch.csv" 2>"$W/torch.err"
   trc=$?
-  sampler_stop
-  cat "$W/gpu_torch_run.csv" >>"$W/gpu_torch.csv"
   if [ $trc -ne 0 ]; then
     echo "B4 $DEVICE: torch_analyze.py failed (exit $trc):"; tail -5 "$W/torch.err"
     exit 1
