@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "analysis/gpu/device_common.cuh"
 #include "analysis/gpu/device_util.cuh"
@@ -28,9 +30,14 @@ struct ScoreArgs {
 __device__ __forceinline__ bool tile_unread(int64_t causal_block, int64_t t0, int64_t i0, int64_t b0) {
   return causal_block > 0 && b0 >= (t0 + i0 + kTileQ - 1) / causal_block;
 }
+// Row-major tiles of d + 4 floats a row: head dims are multiples of 8 on the GPU
+// (head_dim_unsupported), so a row is a whole number of 128-bit words, an odd number of them,
+// and the 8 rows a quarter-warp reads at once fall in distinct bank groups.
+inline __host__ __device__ int gate_ld(int d) { return d + 4; }
 __global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
-  extern __shared__ float sm[];
-  const int ld = a.d + 1;
+  extern __shared__ float4 sm4[];
+  float* const sm = reinterpret_cast<float*>(sm4);
+  const int ld = gate_ld(a.d);
   float* qs = sm;
   float* ks = qs + kTileQ * ld;
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
@@ -42,9 +49,41 @@ __global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
     ks[r * ld + c] = b0 + r < a.n_cols ? a.kbar[(b0 + r) * a.d + c] : 0.f;
   }
   __syncthreads();
+  // The thread's rows ty + 16 u and columns tx + 16 v; per score a multiply then an add in
+  // channel order (the CPU's bits under -ffp-contract=off: both backends select on the same
+  // numbers), 4 channels a step from 128-bit loads.
   float acc[4][4];
-  tile_dots<true>(qs, ks, ld, a.d, ty, tx, acc);  // the CPU's bits: both backends select on the same numbers
-  store_score_tile(acc, i0 + ty * 4, b0 + tx * 4, a.nq, a.n_cols, a.stride, a.scores);
+#pragma unroll
+  for (int u = 0; u < 4; ++u)
+#pragma unroll
+    for (int v = 0; v < 4; ++v) acc[u][v] = 0.f;
+  for (int c = 0; c < a.d; c += 4) {
+    float4 qv[4], kv[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      qv[u] = *reinterpret_cast<const float4*>(qs + (ty + 16 * u) * ld + c);
+      kv[u] = *reinterpret_cast<const float4*>(ks + (tx + 16 * u) * ld + c);
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u)
+#pragma unroll
+      for (int v = 0; v < 4; ++v) {
+        acc[u][v] = __fadd_rn(acc[u][v], __fmul_rn(qv[u].x, kv[v].x));
+        acc[u][v] = __fadd_rn(acc[u][v], __fmul_rn(qv[u].y, kv[v].y));
+        acc[u][v] = __fadd_rn(acc[u][v], __fmul_rn(qv[u].z, kv[v].z));
+        acc[u][v] = __fadd_rn(acc[u][v], __fmul_rn(qv[u].w, kv[v].w));
+      }
+  }
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int64_t i = i0 + ty + 16 * u;
+    if (i >= a.nq) continue;
+#pragma unroll
+    for (int v = 0; v < 4; ++v) {
+      const int64_t b = b0 + tx + 16 * v;
+      if (b < a.n_cols) a.scores[i * a.stride + b] = acc[u][v];
+    }
+  }
 }
 
 // ---- block-score routers' rows (analysis/router.h block_score_row, per head) ----------------
@@ -230,11 +269,11 @@ void launch_select(const SelectRowsArgs& a, int64_t nq, int n_rows) {
   ck_launch("select rows");
 }
 
-size_t tile_smem(int d) { return static_cast<size_t>(kTileQ + kTileK) * (d + 1) * sizeof(float); }
-
 void launch_gate_scores(const ScoreArgs& s, const dim3& grid) {
-  allow_smem(reinterpret_cast<const void*>(gate_scores_kernel), tile_smem(s.d));
-  gate_scores_kernel<<<grid, 256, tile_smem(s.d)>>>(s);
+  if (s.d % 8 != 0) throw std::logic_error("gate scores: head dim " + std::to_string(s.d) + " (head_dim_unsupported)");
+  const size_t smem = static_cast<size_t>(kTileQ + kTileK) * gate_ld(s.d) * sizeof(float);
+  allow_smem(reinterpret_cast<const void*>(gate_scores_kernel), smem);
+  gate_scores_kernel<<<grid, 256, smem>>>(s);
   ck_launch("gate scores");
 }
 
