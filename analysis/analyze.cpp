@@ -510,10 +510,12 @@ void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, cons
   const int n_workers = gpu_workers(opt, n_heads);
   if (n_workers == 1) {
     analyze_group_gpu(in, opt, plan, keep, progress,
-                      [&](HeadMeasures& m) {
-                        // The rows on the queue's first thread, the writes on its second.
-                        auto held = std::make_shared<HeadMeasures>(std::move(m));
-                        queue.push([&in, &opt, h5, &result, shared_plan, gates, held]() -> SummaryQueue::Commit {
+                      [&](std::future<HeadMeasures> f) {
+                        // The rows on the queue's first thread (once a kept head's arrays are
+                        // back: analyze_group_gpu may return before), the writes on its second.
+                        auto pending = std::make_shared<std::future<HeadMeasures>>(std::move(f));
+                        queue.push([&in, &opt, h5, &result, shared_plan, gates, pending]() -> SummaryQueue::Commit {
+                          auto held = std::make_shared<HeadMeasures>(pending->get());
                           auto rows = std::make_shared<std::vector<SummaryRow>>(
                               summary_rows(in, opt, *shared_plan, *gates, *held));
                           return [&in, &opt, h5, &result, shared_plan, gates, held, rows] {
@@ -524,7 +526,7 @@ void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, cons
                       0);
     return;
   }
-  std::vector<std::vector<HeadMeasures>> parts(static_cast<size_t>(n_workers));
+  std::vector<std::vector<std::future<HeadMeasures>>> parts(static_cast<size_t>(n_workers));
   std::vector<std::exception_ptr> errors(static_cast<size_t>(n_workers));
   std::vector<std::thread> threads;
   for (int w = 0; w < n_workers; ++w) {
@@ -533,8 +535,8 @@ void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, cons
     part.heads.assign(in.heads.begin() + n_heads * w / n_workers, in.heads.begin() + n_heads * (w + 1) / n_workers);
     threads.emplace_back([&, w, part]() {
       try {
-        analyze_group_gpu(part, opt, plan, keep, nullptr, [&](HeadMeasures& m) { parts[w].push_back(std::move(m)); },
-                          w % n_dev);
+        analyze_group_gpu(part, opt, plan, keep, nullptr,
+                          [&](std::future<HeadMeasures> f) { parts[w].push_back(std::move(f)); }, w % n_dev);
       } catch (...) {
         errors[static_cast<size_t>(w)] = std::current_exception();
       }
@@ -545,7 +547,10 @@ void analyze_group_on_gpus(const GroupInput& in, const AnalyzeOptions& opt, cons
     if (e) std::rethrow_exception(e);
   if (progress) progress->advance(n_heads * ((plan.n_tokens + plan.chunk - 1) / plan.chunk));
   for (auto& part : parts)
-    for (HeadMeasures& m : part) summarize(m);
+    for (std::future<HeadMeasures>& f : part) {
+      HeadMeasures m = f.get();  // a kept head's: once its arrays are back
+      summarize(m);
+    }
 }
 
 }  // namespace

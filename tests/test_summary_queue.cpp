@@ -6,14 +6,13 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "analysis/analyze.h"
-#include "analysis/ordered_handoff.h"
 
-using moba::analysis::OrderedHandOff;
 using moba::analysis::SummaryQueue;
 
 TEST_CASE("summary queue: commits in push order, markers after what came before", "[analysis]") {
@@ -65,49 +64,43 @@ TEST_CASE("summary queue: a failure drops later jobs, markers still fire, wait r
   }
 }
 
-TEST_CASE("ordered hand-off: ready values wait behind a pending one without blocking", "[analysis]") {
-  std::vector<int> out;
-  OrderedHandOff<int> h([&](int& v) { out.push_back(v); });
-  h.push(0);
-  CHECK(out == std::vector<int>{0});  // nothing before it: handed on at once
-  std::promise<int> p1;
-  h.push(p1.get_future());
-  h.push(2);
-  h.push(3);  // returns at once: 1 is not made yet
-  CHECK(out == std::vector<int>{0});
-  CHECK(h.waiting() == 3);
-  h.poll();
-  CHECK(out == std::vector<int>{0});
-  p1.set_value(1);
-  h.poll();
-  CHECK(out == std::vector<int>{0, 1, 2, 3});
-  // A second pending value waits for the first (at most one pending).
-  std::promise<int> p4;
-  h.push(p4.get_future());
-  h.push(5);
-  std::thread maker([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    p4.set_value(4);
-  });
-  auto f6 = std::async(std::launch::async, [] { return 6; });
-  h.push(std::move(f6));  // waits for 4, hands on 4 and 5
-  maker.join();
-  CHECK((out.size() >= 6 && out[4] == 4 && out[5] == 5));
-  h.push(7);
-  h.finish();
-  CHECK(out == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7});
-  CHECK(h.waiting() == 0);
-}
+// The GPU analysis' pattern (analysis/analyze.cpp): a kept head is pushed as a job whose compute
+// waits for its future (its arrays assembled on another thread), the heads after it as jobs
+// whose futures are ready; the pushes never block.
+TEST_CASE("summary queue: a job waiting on a pending future holds later commits, not the pusher", "[analysis]") {
+  SummaryQueue q;
+  std::vector<int> order;  // commit thread only; read after drain()
+  const auto push_future = [&](std::shared_ptr<std::future<int>> f) {
+    q.push([f, &order]() -> SummaryQueue::Commit {
+      const int v = f->get();
+      return [v, &order] { order.push_back(v); };
+    });
+  };
+  std::promise<int> p0;
+  push_future(std::make_shared<std::future<int>>(p0.get_future()));
+  for (int i = 1; i < 4; ++i) {
+    std::promise<int> ready;
+    ready.set_value(i);
+    push_future(std::make_shared<std::future<int>>(ready.get_future()));
+  }
+  const auto m = q.mark();  // pushed while job 0 still waits
+  CHECK(m.wait_for(std::chrono::milliseconds(20)) == std::future_status::timeout);
+  p0.set_value(0);
+  q.wait(m);
+  CHECK(order == std::vector<int>{0, 1, 2, 3});
 
-TEST_CASE("ordered hand-off: a failed pending value stops at itself", "[analysis]") {
-  std::vector<int> out;
-  OrderedHandOff<int> h([&](int& v) { out.push_back(v); });
-  std::promise<int> failing;
-  h.push(failing.get_future());
-  h.push(1);
-  failing.set_exception(std::make_exception_ptr(std::runtime_error("assembly failed")));  // after the pushes
-  CHECK_THROWS_WITH(h.finish(), "assembly failed");
-  CHECK(out.empty());
-  h.finish();  // what came after it is still there
-  CHECK(out == std::vector<int>{1});
+  // A failed future: the commits before it stand, it and the jobs after it are dropped.
+  SummaryQueue failing;
+  std::atomic<int> committed{0};
+  failing.push([&]() -> SummaryQueue::Commit { return [&] { ++committed; }; });
+  std::promise<int> bad;
+  auto fb = std::make_shared<std::future<int>>(bad.get_future());
+  failing.push([fb, &committed]() -> SummaryQueue::Commit {
+    fb->get();
+    return [&committed] { committed += 10; };
+  });
+  failing.push([&]() -> SummaryQueue::Commit { return [&] { committed += 100; }; });
+  bad.set_exception(std::make_exception_ptr(std::runtime_error("assembly failed")));
+  CHECK_THROWS_WITH(failing.drain(), "assembly failed");
+  CHECK(committed == 1);
 }

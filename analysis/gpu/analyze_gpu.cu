@@ -10,10 +10,13 @@
 #include <cstdio>
 #include <cmath>
 #include <cub/device/device_segmented_radix_sort.cuh>
+#include <condition_variable>
 #include <future>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <numeric>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -22,7 +25,6 @@
 #include "analysis/gpu/block_rows.h"
 #include "analysis/gpu/device_util.cuh"
 #include "analysis/gpu/warp_rows.cuh"
-#include "analysis/ordered_handoff.h"
 #include "analysis/selection_bands.h"
 #include "kernels/backend.h"
 #include "kernels/block_pool.h"
@@ -945,13 +947,25 @@ HeadMeasures finish_reductions(const Group& g, int64_t head, const HeadBuffers& 
 
 // Stage 5b: the per-position arrays and selections of the kept (configuration, router)s
 // (opt.keep, or all of them with opt.keep_arrays), for the host; the others get their key only.
-ConfigKey slot_key(const Group& g, int64_t head, int slot) {
-  const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
-  return {g.in.layer, head, cfg.block_size, cfg.top_k, g.opt.routers[slot % g.n_routers]};
-}
+// What a kept head's assembly reads of its group, copied: the assembly may outlive the group.
+struct KeptShape {
+  int64_t T = 0;
+  int layer = 0, n_routers = 0;
+  std::vector<BlockConfig> configs;
+  std::vector<RouterKind> routers;
+  std::vector<std::vector<int>> by_k;  // Group::by_k
+  explicit KeptShape(const Group& g)
+      : T(g.T), layer(g.in.layer), n_routers(g.n_routers), configs(g.plan.configs), routers(g.opt.routers),
+        by_k(g.by_k) {}
+  ConfigKey slot_key(int64_t head, int slot) const {
+    const BlockConfig& cfg = configs[static_cast<size_t>(slot / n_routers)];
+    return {layer, head, cfg.block_size, cfg.top_k, routers[static_cast<size_t>(slot % n_routers)]};
+  }
+};
 // A kept head's selections and arrays: copied on the device in stream order (the buffers are
 // the next window's and the next head's), then copied back and assembled on a thread of its
-// own while the next head runs (analyze_group_gpu hands the measures on in head order).
+// own while the next heads run, of this group or the next (analyze_group_gpu hands the
+// measures on in head order, this head's as a future).
 struct KeptCopy {
   // One (window, block size, router)'s bands up to its largest kept k, as the device held them.
   struct Bands {
@@ -1009,9 +1023,9 @@ void copy_arrays(const Group& g, const HeadBuffers& h, KeptCopy& kc, cudaStream_
 // size's bands up to its own k, merge_selection_bands); the others get their key only. The
 // copies come back through pinned chunks (gpu::StagingLease; B4's kept head: 66 -> 55 ms, on the
 // way to the next group), else from the pageable vectors directly.
-void assemble_kept(const Group& g, int64_t head, KeptCopy& kc, HeadMeasures& m) {
+void assemble_kept(const KeptShape& g, int64_t head, KeptCopy& kc, HeadMeasures& m) {
   const int64_t T = g.T;
-  const int n_slots = g.plan.n_configs() * g.n_routers;
+  const int n_slots = static_cast<int>(g.configs.size()) * g.n_routers;
   cudaStream_t stream = nullptr;  // none where nothing comes back (kc.ready unset)
   std::unique_ptr<gpu::StagingLease> lease;
   if (kc.ready) {
@@ -1030,7 +1044,7 @@ void assemble_kept(const Group& g, int64_t head, KeptCopy& kc, HeadMeasures& m) 
   std::vector<std::vector<int32_t>> kept_sel(static_cast<size_t>(n_slots));
   for (int slot = 0; slot < n_slots; ++slot)
     if (kc.whole[static_cast<size_t>(slot)])
-      kept_sel[static_cast<size_t>(slot)].resize(static_cast<size_t>(T * g.plan.configs[slot / g.n_routers].top_k));
+      kept_sel[static_cast<size_t>(slot)].resize(static_cast<size_t>(T * g.configs[slot / g.n_routers].top_k));
   for (KeptCopy::Bands& b : kc.sel) {
     std::vector<std::vector<int32_t>> bands(b.bands.size());
     for (size_t x = 0; x < b.bands.size(); ++x) {
@@ -1042,7 +1056,7 @@ void assemble_kept(const Group& g, int64_t head, KeptCopy& kc, HeadMeasures& m) 
     for (size_t x = 0; x < bands.size(); ++x) {
       const int slot = cis[x] * g.n_routers + b.ri;
       if (!kc.whole[static_cast<size_t>(slot)]) continue;
-      const int K = g.plan.configs[cis[x]].top_k;
+      const int K = g.configs[cis[x]].top_k;
       const std::vector<int> widths(b.widths.begin(), b.widths.begin() + static_cast<std::ptrdiff_t>(x) + 1);
       merge_selection_bands(bands, widths, b.wn, K, kept_sel[static_cast<size_t>(slot)].data() + b.w0 * K);
     }
@@ -1050,9 +1064,9 @@ void assemble_kept(const Group& g, int64_t head, KeptCopy& kc, HeadMeasures& m) 
   const int64_t per_slot = static_cast<int64_t>(kMetricCount) * T;
   size_t next = 0;
   for (int slot = 0; slot < n_slots; ++slot) {
-    const BlockConfig& cfg = g.plan.configs[slot / g.n_routers];
+    const BlockConfig& cfg = g.configs[slot / g.n_routers];
     PositionArrays a;
-    a.key = slot_key(g, head, slot);
+    a.key = g.slot_key(head, slot);
     if (next >= kc.slots.size() || kc.slots[next] != slot) {
       m.arrays.push_back(std::move(a));  // not kept: the key only, nothing copied back
       continue;
@@ -1074,6 +1088,53 @@ void assemble_kept(const Group& g, int64_t head, KeptCopy& kc, HeadMeasures& m) 
   ck(cudaStreamDestroy(stream), "stream");
   ck(cudaEventDestroy(kc.ready), "event");
   kc.ready = nullptr;
+}
+
+// A device's turn to assemble a kept head (assemble_kept on a thread of its own): one at a time
+// per device, across groups, so what the assemblies hold (the head's device copies and host
+// arrays) stays bounded. Taken (waiting for the one before) by the thread that starts the
+// assembly, given back when the assembly ends, however it ends.
+class AssemblyTurn {
+ public:
+  explicit AssemblyTurn(int device) : device_(device) {
+    std::unique_lock<std::mutex> lock(mutex());
+    changed().wait(lock, [&] { return busy().count(device_) == 0; });
+    busy().insert(device_);
+  }
+  AssemblyTurn(AssemblyTurn&& o) noexcept : device_(o.device_) { o.device_ = -1; }
+  AssemblyTurn(const AssemblyTurn&) = delete;
+  AssemblyTurn& operator=(const AssemblyTurn&) = delete;
+  AssemblyTurn& operator=(AssemblyTurn&&) = delete;
+  ~AssemblyTurn() {
+    if (device_ < 0) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex());
+      busy().erase(device_);
+    }
+    changed().notify_all();
+  }
+
+ private:
+  // Never destroyed: an assembly may end during static destruction.
+  static std::mutex& mutex() {
+    static auto* m = new std::mutex;
+    return *m;
+  }
+  static std::condition_variable& changed() {
+    static auto* c = new std::condition_variable;
+    return *c;
+  }
+  static std::set<int>& busy() {
+    static auto* b = new std::set<int>;
+    return *b;
+  }
+  int device_;
+};
+
+std::future<HeadMeasures> ready_future(HeadMeasures m) {
+  std::promise<HeadMeasures> p;
+  p.set_value(std::move(m));
+  return p.get_future();
 }
 
 }  // namespace
@@ -1115,7 +1176,8 @@ std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePla
 }
 
 void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, bool keep_arrays,
-                       Progress* progress, const std::function<void(HeadMeasures&)>& head_done, int device) {
+                       Progress* progress, const std::function<void(std::future<HeadMeasures>)>& head_done,
+                       int device) {
   ck(cudaSetDevice(device), "cudaSetDevice");
   StageClock clock;
   clock.on = opt.profile;
@@ -1210,6 +1272,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     StageTimer trace{false};  // --trace only: first enqueue to the end of the reductions
   };
   InFlight fl[2];
+  const auto shape = std::make_shared<const KeptShape>(g);  // for the kept heads' assemblies
 
   // Head `head`'s device work, in buffer set f: its chunks on the default stream, its attention
   // on the attention streams, its reductions (and a kept head's array copies) on the reduction
@@ -1231,7 +1294,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     KeptCopy& kc = *x.kc;
     kc.whole.assign(static_cast<size_t>(n_slots), 0);
     for (int slot = 0; slot < n_slots && keep_arrays; ++slot) {
-      const ConfigKey key = slot_key(g, head, slot);
+      const ConfigKey key = shape->slot_key(head, slot);
       const bool whole = keeps_whole_selection(g.opt, key);
       kc.whole[static_cast<size_t>(slot)] = whole ? 1 : 0;
       if (whole || g.opt.keep_arrays || g.opt.keep.keeps_arrays(key)) kc.slots.push_back(slot);
@@ -1267,12 +1330,11 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     ck(cudaEventRecord(h.reduced, red.stream), "event record");
   };
 
-  // A kept head's measures, assembled on a thread of their own (assemble_kept), are handed on
-  // before any later head's: the summaries see the heads in order. The later heads wait in
-  // `hand_off` meanwhile, not the device's work (B4: the heads after a kept one had waited
-  // ~58 ms for it with the device idle, kernels/cuda/NOTES.md, nineteenth session).
-  OrderedHandOff<HeadMeasures> hand_off(head_done);
-  // The head in buffer set f (if any), once its reductions are through: its measures handed on.
+  // The head in buffer set f (if any), once its reductions are through: its measures handed
+  // on. A kept head's are assembled on a thread of their own (assemble_kept) and handed on as a
+  // pending future, so neither this group's later heads nor the next group wait for them with
+  // the device idle (B4: the next group's heads had waited 15-36 ms for the kept head 0, an
+  // H100, kernels/cuda/NOTES.md, twenty-fifth session).
   const auto finish = [&](int f) {
     InFlight& x = fl[f];
     if (x.head < 0) return;
@@ -1283,19 +1345,22 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     clock.lap("reductions");
     std::unique_ptr<KeptCopy> kc = std::move(x.kc);
     if (keep_arrays && !kc->slots.empty()) {
-      hand_off.push(std::async(std::launch::async, [&g, head, device, kc = std::move(kc), m = std::move(m)]() mutable {
+      AssemblyTurn turn(device);  // after the device's kept head before this one, if it is still assembled
+      head_done(std::async(std::launch::async, [shape, head, device, turn = std::move(turn), kc = std::move(kc),
+                                                m = std::move(m)]() mutable {
+        const AssemblyTurn mine = std::move(turn);  // given back as this returns or throws
         StageTimer trace(false);
         ck(cudaSetDevice(device), "cudaSetDevice");
-        assemble_kept(g, head, *kc, m);
+        assemble_kept(*shape, head, *kc, m);
         kc.reset();  // the device copies go back to the pool
         trace.lap("host: a kept head's arrays and selections copied back", "head " + std::to_string(head));
         return std::move(m);
       }));
       clock.lap("download arrays");
     } else {
-      if (keep_arrays) assemble_kept(g, head, *kc, m);  // every slot's key, nothing to copy back
+      if (keep_arrays) assemble_kept(*shape, head, *kc, m);  // every slot's key, nothing to copy back
       clock.lap("download arrays");
-      hand_off.push(std::move(m));
+      head_done(ready_future(std::move(m)));
     }
     clock.lap("host: hand-off to the summary queue");
   };
@@ -1320,7 +1385,6 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     prev = f;
   }
   if (prev >= 0) finish(prev);
-  hand_off.finish();
 }
 
 }  // namespace moba::analysis

@@ -16,6 +16,7 @@
 // Semantics are analyze's (analysis/analyze.h), numerics the kernels' (docs/gpu.md); results
 // agree with the host path within the per-dtype tolerances (tests/gpu).
 #include <functional>
+#include <future>
 #include <memory>
 #include <string>
 
@@ -36,13 +37,18 @@ std::shared_ptr<void> upload_group_gpu(const TensorView& q, const TensorView& k,
                                        int device = 0);
 
 // Measures every head of in.heads on CUDA device `device`, in order, and hands each head's
-// measures to `head_done` (with keep_arrays, the arrays and selections of the configurations
-// opt.keep keeps, or of all with opt.keep_arrays; the others carry their key only). `progress` (null:
-// none) advances by the plan's chunks (plan.chunk) as the device's larger chunks complete.
-// Throws std::runtime_error naming the failed CUDA step. Every kernel reduces in a fixed
-// order, so a head's measures do not depend on the device or on the other heads.
+// measures to `head_done`, in head order, as a future (with keep_arrays, the arrays and
+// selections of the configurations opt.keep keeps, or of all with opt.keep_arrays; the others
+// carry their key only). A head whose arrays come back is handed on at once, its future ready
+// once they are assembled on a thread of its own, which may outlive this call (one such thread
+// per device at a time: a later kept head waits for the one before); the others' futures are
+// ready. A failed assembly's exception comes from its future. `progress` (null: none) advances
+// by the plan's chunks (plan.chunk) as the device's larger chunks complete. Throws
+// std::runtime_error naming the failed CUDA step. Every kernel reduces in a fixed order, so a
+// head's measures do not depend on the device or on the other heads.
 void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const AnalyzePlan& plan, bool keep_arrays,
-                       Progress* progress, const std::function<void(HeadMeasures&)>& head_done, int device = 0);
+                       Progress* progress, const std::function<void(std::future<HeadMeasures>)>& head_done,
+                       int device = 0);
 
 // The heads the last analyze_group_gpu call kept in flight (1 or 2: analyze_gpu.cu; for tests).
 int analyze_gpu_heads_in_flight();

@@ -14,7 +14,7 @@ std::shared_ptr<void> upload_group_gpu(const TensorView&, const TensorView&, con
 }
 
 void analyze_group_gpu(const GroupInput&, const AnalyzeOptions&, const AnalyzePlan&, bool, Progress*,
-                       const std::function<void(HeadMeasures&)>&, int) {
+                       const std::function<void(std::future<HeadMeasures>)>&, int) {
   throw std::logic_error("analyze_group_gpu: this build has no CUDA backend");
 }
 
