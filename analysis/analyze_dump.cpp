@@ -166,7 +166,10 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     };
     std::future<GroupTensors> next;
     for (size_t si = 0; si < specs.size(); ++si) {
-      auto p = std::make_unique<Pending>();
+      // In `pending` from the start: if measuring the group throws, its jobs already queued (a
+      // kept head's waits for its arrays) run in drain_on_exit while `in` and `result` still live.
+      pending.push_back(std::make_unique<Pending>());
+      Pending* const p = pending.back().get();
       GroupTensors cur = si == 0 || !prefetch ? read_group(specs[si]) : next.get();
       if (prefetch && si + 1 < specs.size()) next = std::async(std::launch::async, read_group, specs[si + 1]);
       GroupInput& in = p->in;
@@ -192,7 +195,6 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
         std::lock_guard<std::mutex> lock(spare_mutex);
         spare.push_back(std::move(cur));
       }
-      pending.push_back(std::move(p));
       // The earlier groups' summaries ran beside this group's measurement: collect them.
       while (pending.size() > kSummarising) {
         collect(*pending.front());

@@ -64,9 +64,9 @@ TEST_CASE("summary queue: a failure drops later jobs, markers still fire, wait r
   }
 }
 
-// The GPU analysis' pattern (analysis/analyze.cpp): a kept head is pushed as a job whose compute
-// waits for its future (its arrays assembled on another thread), the heads after it as jobs
-// whose futures are ready; the pushes never block.
+// The queue's behaviour the GPU analysis relies on (analysis/analyze.cpp): a kept head is pushed
+// as a job whose compute waits for its future (its arrays assembled on another thread), the
+// heads after it as jobs whose futures are ready; pushing does not wait for the pending job.
 TEST_CASE("summary queue: a job waiting on a pending future holds later commits, not the pusher", "[analysis]") {
   SummaryQueue q;
   std::vector<int> order;  // commit thread only; read after drain()

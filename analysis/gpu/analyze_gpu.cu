@@ -1093,7 +1093,8 @@ void assemble_kept(const KeptShape& g, int64_t head, KeptCopy& kc, HeadMeasures&
 // A device's turn to assemble a kept head (assemble_kept on a thread of its own): one at a time
 // per device, across groups, so what the assemblies hold (the head's device copies and host
 // arrays) stays bounded. Taken (waiting for the one before) by the thread that starts the
-// assembly, given back when the assembly ends, however it ends.
+// assembly, given back when the assembly ends, however it ends. The next group's sizes
+// (device_free_bytes) may see an assembly's device copies still held: speed, never results.
 class AssemblyTurn {
  public:
   explicit AssemblyTurn(int device) : device_(device) {
@@ -1351,7 +1352,12 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
         const AssemblyTurn mine = std::move(turn);  // given back as this returns or throws
         StageTimer trace(false);
         ck(cudaSetDevice(device), "cudaSetDevice");
-        assemble_kept(*shape, head, *kc, m);
+        try {
+          assemble_kept(*shape, head, *kc, m);
+        } catch (...) {
+          kc.reset();  // on this thread, whose device is theirs (not on whichever thread drops the future)
+          throw;
+        }
         kc.reset();  // the device copies go back to the pool
         trace.lap("host: a kept head's arrays and selections copied back", "head " + std::to_string(head));
         return std::move(m);
