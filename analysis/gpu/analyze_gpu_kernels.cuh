@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(256) moments_kernel(MomentsArgs a) {
     }
     __syncthreads();
     float acc[4][4];
-    tile_dots<false>(qs, ks, ld, a.d, ty, tx, acc);
+    tile_dots(qs, ks, ld, a.d, ty, tx, acc);
 #pragma unroll
     for (int u = 0; u < 4; ++u)
 #pragma unroll

@@ -74,16 +74,7 @@ __global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
         acc[u][v] = __fadd_rn(acc[u][v], __fmul_rn(qv[u].w, kv[v].w));
       }
   }
-#pragma unroll
-  for (int u = 0; u < 4; ++u) {
-    const int64_t i = i0 + ty + 16 * u;
-    if (i >= a.nq) continue;
-#pragma unroll
-    for (int v = 0; v < 4; ++v) {
-      const int64_t b = b0 + tx + 16 * v;
-      if (b < a.n_cols) a.scores[i * a.stride + b] = acc[u][v];
-    }
-  }
+  store_score_tile(acc, i0 + ty, b0 + tx, 16, a.nq, a.n_cols, a.stride, a.scores);
 }
 
 // ---- block-score routers' rows (analysis/router.h block_score_row, per head) ----------------
@@ -135,7 +126,7 @@ __global__ void __launch_bounds__(256) quest_scores_kernel(QuestArgs a) {
         acc[u][v] = __fadd_rn(acc[u][v], x < y ? y : x);  // std::max(x, y)
       }
   }
-  store_score_tile(acc, i0 + ty * 4, b0 + tx * 4, a.nq, a.n_cols, a.stride, a.scores);
+  store_score_tile(acc, i0 + ty * 4, b0 + tx * 4, 1, a.nq, a.n_cols, a.stride, a.scores);
 }
 
 // minference-bs' mean queries: qbar[m, ch] for query blocks m in [m_begin, m_end), the mean of

@@ -23,9 +23,7 @@ __device__ __forceinline__ float quiet_nan() { return __int_as_float(0x7fc00000)
 constexpr int kTileQ = 64, kTileK = 64;
 
 // One thread's 4 x 4 dot products of a 64 x 64 tile: rows ty*4 + u of `qs` against rows tx*4 + v
-// of `ks` (both [64][ld] in shared memory), over d channels in order. kExact: multiply, then
-// add (the CPU's arithmetic under -ffp-contract=off, bit for bit); else fused multiply-adds.
-template <bool kExact>
+// of `ks` (both [64][ld] in shared memory), over d channels in order, by fused multiply-adds.
 __device__ __forceinline__ void tile_dots(const float* qs, const float* ks, int ld, int d, int ty, int tx,
                                           float (&acc)[4][4]) {
 #pragma unroll
@@ -43,19 +41,23 @@ __device__ __forceinline__ void tile_dots(const float* qs, const float* ks, int 
     for (int u = 0; u < 4; ++u)
 #pragma unroll
       for (int v = 0; v < 4; ++v)
-        acc[u][v] = kExact ? __fadd_rn(acc[u][v], __fmul_rn(qv[u], kv[v])) : fmaf(qv[u], kv[v], acc[u][v]);
+        acc[u][v] = fmaf(qv[u], kv[v], acc[u][v]);
   }
 }
 
-// A thread's 4 x 4 scores (rows i0 + u < nq, columns b0 + v < n_cols) into scores [nq, stride].
-__device__ __forceinline__ void store_score_tile(const float (&acc)[4][4], int64_t i0, int64_t b0, int64_t nq,
-                                                 int64_t n_cols, int64_t stride, float* scores) {
+// A thread's 4 x 4 scores (rows i0 + step u < nq, columns b0 + step v < n_cols) into scores
+// [nq, stride].
+__device__ __forceinline__ void store_score_tile(const float (&acc)[4][4], int64_t i0, int64_t b0, int step,
+                                                 int64_t nq, int64_t n_cols, int64_t stride, float* scores) {
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
-    if (i0 + u >= nq) continue;
+    const int64_t i = i0 + step * u;
+    if (i >= nq) continue;
 #pragma unroll
-    for (int v = 0; v < 4; ++v)
-      if (b0 + v < n_cols) scores[(i0 + u) * stride + b0 + v] = acc[u][v];
+    for (int v = 0; v < 4; ++v) {
+      const int64_t b = b0 + step * v;
+      if (b < n_cols) scores[i * stride + b] = acc[u][v];
+    }
   }
 }
 
