@@ -66,9 +66,15 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
     } else if (key == "heads_in_flight") {
       if (val == "1" || val == "2") t.heads_in_flight = val == "2" ? 2 : 1;
       else return "tuning: heads_in_flight takes 1 or 2";
+    } else if (key == "chunk_rows") {
+      char* e = nullptr;
+      const long r = std::strtol(val.c_str(), &e, 10);
+      if (val.empty() || *e != '\0' || r < 64 || r > 65536 || r % 64 != 0)
+        return "tuning: chunk_rows takes a multiple of 64 in 64..65536";
+      t.chunk_rows = static_cast<int>(r);
     } else {
       return "tuning: unknown key (gate, attn_rows, attn_min_blocks3, dense_all_pass2, attn_path, attn_tile_cost, "
-             "tile_min_blocks3, row_warp, attn_warp_ctas, heads_in_flight)";
+             "tile_min_blocks3, row_warp, attn_warp_ctas, heads_in_flight, chunk_rows)";
     }
   }
   *out = t;

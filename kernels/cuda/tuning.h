@@ -48,6 +48,10 @@ struct CudaTuning {
   // enqueued while the previous head's attention and reductions run (where the device has
   // room for a second set of head buffers); 1 = each head finished before the next begins.
   int heads_in_flight = 2;
+  // The analysis' query chunk (analyze_gpu.cu): at most this many queries of a head go through
+  // the per-chunk kernels (dense pass, gate scores, moments) at once, fewer where the chunk
+  // buffers' memory budget says so. 64..65536, a multiple of 64.
+  int chunk_rows = 16384;
 };
 
 // Multiprocessor count assumed when the device attribute cannot be read (H100/H200 SXM).
@@ -61,7 +65,7 @@ const CudaTuning& cuda_tuning();
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
 // attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, row_warp=0|1,
-// attn_warp_ctas=-1|0|1, heads_in_flight=1|2; "" = defaults) on top of `*out`. Returns nullptr
+// attn_warp_ctas=-1|0|1, heads_in_flight=1|2, chunk_rows=N; "" = defaults) on top of `*out`. Returns nullptr
 // or a static message naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
 

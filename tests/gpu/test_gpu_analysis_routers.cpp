@@ -340,6 +340,38 @@ TEST_CASE("gpu analysis: attention windows and query parts change no bit", "[gpu
       }
     }
   }
+  // The device's query chunk (kernels::CudaTuning::chunk_rows): a query's arithmetic does not
+  // depend on its chunk, so chunks of 64 and 320 queries (33 and 7 of them, the last ragged)
+  // give the arrays and the summary rows of one 2100-query chunk bit for bit.
+  struct Restore {
+    ~Restore() { kernels::set_cuda_tuning(kernels::CudaTuning{}); }
+  } restore;
+  for (const int rows : {64, 320}) {
+    INFO("chunk_rows " << rows);
+    kernels::CudaTuning t;
+    t.chunk_rows = rows;
+    kernels::set_cuda_tuning(t);
+    const GroupResult r = analyze_group(in, opt, nullptr, nullptr);
+    kernels::set_cuda_tuning(kernels::CudaTuning{});
+    REQUIRE(r.rows.size() == whole.rows.size());
+    for (size_t i = 0; i < r.rows.size(); ++i) {
+      CHECK(r.rows[i].key == whole.rows[i].key);
+      CHECK(std::memcmp(r.rows[i].values.data(), whole.rows[i].values.data(), sizeof(whole.rows[i].values)) == 0);
+    }
+    REQUIRE(r.arrays.size() == whole.arrays.size());
+    for (size_t i = 0; i < r.arrays.size(); ++i) {
+      const PositionArrays& a = whole.arrays[i];
+      const PositionArrays& b = r.arrays[i];
+      INFO("B=" << a.key.block_size << " k=" << a.key.top_k << " " << router_name(a.key.router));
+      CHECK(b.selected == a.selected);
+      for (const auto& info : position_metrics()) {
+        const std::vector<float>& x = a.metric(info.metric);
+        const std::vector<float>& y = b.metric(info.metric);
+        REQUIRE(x.size() == y.size());
+        CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
+      }
+    }
+  }
 }
 
 // Two heads in flight (analyze_gpu.cu: head n + 1's chunks enqueued before head n's reductions
