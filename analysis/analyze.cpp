@@ -427,13 +427,17 @@ void summary_commit(const GroupInput& in, const AnalyzeOptions& opt, const Analy
   const int n_slots = static_cast<int>(rows.size());
   StageTimer timer(opt.profile);
   const size_t first_bucket = result.buckets.size(), first_snr = result.snr.size();
+  std::vector<H5Output::Item> kept;
   for (int slot = 0; slot < n_slots; ++slot) {
     const SummaryRow& row = rows[static_cast<size_t>(slot)];
     add_bucket_rows(row.key, m.stats[slot], edges, &result.buckets);
     // Arrays and selections as opt.keep says (when the measurement kept them at all).
     if (h5 && !m.arrays.empty())
-      write_kept_arrays(*h5, m.arrays[slot], T, opt.keep.keeps_arrays(row.key), opt.keep.keeps_selection(row.key));
+      kept_array_items(m.arrays[slot], T, opt.keep.keeps_arrays(row.key), opt.keep.keeps_selection(row.key), &kept);
   }
+  // Every kept configuration of the head in one batch: their chunks (one a metric array up to
+  // 64K tokens) are compressed side by side, not a configuration's few at a time.
+  if (!kept.empty()) h5->write_batch(kept);
   for (int gi = 0; gi < n_gates; ++gi)
     for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
       const ConfigKey key{in.layer, m.head, plan.block_sizes[bi], 0, gates.kinds[gi]};

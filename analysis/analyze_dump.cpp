@@ -136,15 +136,32 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     const bool prefetch = opt.device == Device::cuda;
     // A group whose summaries may still be running on the queue: its input and result live
     // until then (the summaries read the measures and the input's shape, never its tensors,
-    // which go back to `spare` as soon as the group is measured). Up to kSummarising groups'
-    // summaries may lag, so that a head with large kept arrays (compressed on the queue) does
-    // not hold up the next groups (B4 on an H200: 2 x 45 ms of an idle GPU with two).
-    constexpr size_t kSummarising = 4;
+    // which go back to `spare` as soon as the group is measured). What a lagging group holds
+    // is its summary rows, bucket curves and SNR sums (kilobytes), and, where one of its heads
+    // is kept, that head's per-position arrays until the queue has compressed and written them
+    // (up to the keep budget, 256 MiB a head by default). So the lag is bounded by groups with
+    // kept heads, kKeptLagging of them, and otherwise only by kLagging groups: a kept head's
+    // writes (B4: ~0.3 s for head 0's 24 configurations) run beside the next groups'
+    // measurement instead of holding up the fifth group (B4 on an H100: 42-103 ms of an idle
+    // GPU with a bound of 4 groups of any kind; kernels/cuda/NOTES.md, twenty-sixth session).
+    constexpr size_t kKeptLagging = 4, kLagging = 64;
     struct Pending {
       GroupInput in;
       GroupResult result;
       std::shared_future<void> summarised;
+      bool kept = false;  // a head of the group keeps per-position arrays
     };
+    // Whether analysing `heads` keeps per-position data of one of them (opt.keep's heads, any
+    // configuration: an overestimate only tightens the bound).
+    const auto keeps_positions = [&opt, h5](const std::vector<int64_t>& heads) {
+      if (opt.keep_arrays) return true;
+      if (!h5 || opt.keep.level == PositionLevel::none) return false;
+      if (opt.keep.heads.empty()) return !heads.empty();
+      for (const int64_t h : heads)
+        if (std::find(opt.keep.heads.begin(), opt.keep.heads.end(), h) != opt.keep.heads.end()) return true;
+      return false;
+    };
+    size_t kept_pending = 0;
     std::deque<std::unique_ptr<Pending>> pending;
     // On an exception, no queued job may outlive the groups it reads (destroyed after this).
     struct DrainOnExit {
@@ -156,9 +173,10 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
         }
       }
     } drain_on_exit{queue};
-    const auto collect = [&out, &queue](Pending& p) {
+    const auto collect = [&out, &queue, &kept_pending](Pending& p) {
       StageTimer timer(false);  // --trace only
       queue.wait(p.summarised);
+      kept_pending -= p.kept ? 1 : 0;
       timer.lap("host: wait for a group's summaries", "group " + std::to_string(p.in.kv_head));
       for (auto& x : p.result.rows) out.head_rows.push_back(std::move(x));
       for (auto& x : p.result.buckets) out.buckets.push_back(std::move(x));
@@ -173,6 +191,8 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       GroupTensors cur = si == 0 || !prefetch ? read_group(specs[si]) : next.get();
       if (prefetch && si + 1 < specs.size()) next = std::async(std::launch::async, read_group, specs[si + 1]);
       GroupInput& in = p->in;
+      p->kept = keeps_positions(cur.heads);
+      kept_pending += p->kept ? 1 : 0;
       in.heads = cur.heads;
       in.layer = L;
       in.kv_head = cur.g;
@@ -196,7 +216,7 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
         spare.push_back(std::move(cur));
       }
       // The earlier groups' summaries ran beside this group's measurement: collect them.
-      while (pending.size() > kSummarising) {
+      while (kept_pending > kKeptLagging || pending.size() > kLagging) {
         collect(*pending.front());
         pending.pop_front();
       }

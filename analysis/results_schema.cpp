@@ -195,21 +195,26 @@ void write_head_tables(H5Output& h5, const std::vector<SummaryRow>& rows, const 
   }
 }
 
-void write_kept_arrays(H5Output& h5, const PositionArrays& arrays, int64_t n_tokens, bool with_arrays,
-                       bool with_selection) {
+void kept_array_items(const PositionArrays& arrays, int64_t n_tokens, bool with_arrays, bool with_selection,
+                      std::vector<H5Output::Item>* items) {
   const std::string base = group_path(arrays.key);
-  // The kept arrays in one batch: their chunks are compressed side by side.
-  std::vector<H5Output::Item> items;
   if (with_selection) {
     const int64_t n_blocks = (n_tokens + arrays.key.block_size - 1) / arrays.key.block_size;
-    items.push_back(H5Output::Item::ints(base + "/" + kSelectedDataset, {n_tokens, arrays.key.top_k},
-                                         arrays.selected.data(), selection_bits(n_blocks),
-                                         compressed_storage(arrays.key.top_k)));
+    items->push_back(H5Output::Item::ints(base + "/" + kSelectedDataset, {n_tokens, arrays.key.top_k},
+                                          arrays.selected.data(), selection_bits(n_blocks),
+                                          compressed_storage(arrays.key.top_k)));
   }
   if (with_arrays)
     for (const auto& m : position_metrics())
-      items.push_back(H5Output::Item::floats(base + "/" + m.name, {n_tokens}, arrays.metric(m.metric).data(),
-                                             compressed_storage(1)));
+      items->push_back(H5Output::Item::floats(base + "/" + m.name, {n_tokens}, arrays.metric(m.metric).data(),
+                                              compressed_storage(1)));
+}
+
+void write_kept_arrays(H5Output& h5, const PositionArrays& arrays, int64_t n_tokens, bool with_arrays,
+                       bool with_selection) {
+  // The kept arrays in one batch: their chunks are compressed side by side.
+  std::vector<H5Output::Item> items;
+  kept_array_items(arrays, n_tokens, with_arrays, with_selection, &items);
   if (!items.empty()) h5.write_batch(items);
 }
 

@@ -44,10 +44,7 @@
 #include "analysis/config_key.h"
 #include "analysis/report.h"
 #include "analysis/summary.h"
-
-namespace moba {
-class H5Output;
-}
+#include "core/h5_output.h"
 
 namespace moba::analysis {
 
@@ -127,5 +124,10 @@ void write_head_tables(H5Output& h5, const std::vector<SummaryRow>& rows, const 
 // when neither is asked.
 void write_kept_arrays(H5Output& h5, const PositionArrays& arrays, int64_t n_tokens, bool with_arrays,
                        bool with_selection);
+// The items write_kept_arrays would write, appended to `items` (pointing into `arrays`, which
+// must outlive their write): a head's configurations go to H5Output::write_batch together, so
+// that all their chunks are compressed side by side.
+void kept_array_items(const PositionArrays& arrays, int64_t n_tokens, bool with_arrays, bool with_selection,
+                      std::vector<H5Output::Item>* items);
 
 }  // namespace moba::analysis
