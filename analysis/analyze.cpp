@@ -26,6 +26,7 @@
 #include "analysis/metrics.h"
 #include "analysis/snr_probe.h"
 #include "analysis/stage_profile.h"
+#include "core/background.h"
 #include "core/errors.h"
 #include "kernels/backend.h"
 #include "kernels/dense_pass.h"
@@ -637,6 +638,7 @@ bool SummaryQueue::take(std::deque<J>& from, const bool& done, J* out) {
 }
 
 void SummaryQueue::run_compute() {
+  lower_thread_priority();  // and its OpenMP team: the summaries run beside the device's feeders
   if (stage_trace_on()) stage_trace_name_thread("summary queue: rows (OpenMP team)");
   Job job;
   while (take(jobs_, closed_, &job)) {
@@ -656,6 +658,7 @@ void SummaryQueue::run_compute() {
 }
 
 void SummaryQueue::run_commit() {
+  lower_thread_priority();  // and its OpenMP team (analysis.h5's compression)
   if (stage_trace_on()) stage_trace_name_thread("summary queue: buckets + analysis.h5 writes");
   CommitJob c;
   while (take(commits_, compute_done_, &c)) {

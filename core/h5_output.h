@@ -69,7 +69,8 @@ class H5Output {
   // Several whole datasets at once (as write_f32 / write_int each). The chunks of the
   // compressed ones are prepared as HDF5's shuffle + deflate filters store them — in parallel,
   // before the library's lock is taken — and written as they are (direct chunk writes): the
-  // datasets read back the same, and the lock is held for the writes only.
+  // datasets read back the same, and the lock is held for the writes only, one dataset's at a
+  // time (other threads' HDF5 calls, e.g. the dump's reads, go between them).
   struct Item {
     std::string dataset;
     std::vector<int64_t> shape;

@@ -30,6 +30,7 @@
 #include "analysis/run_record.h"
 #include "analysis/stage_profile.h"
 #include "core/atomic_file.h"
+#include "core/background.h"
 #include "core/dump.h"
 #include "core/errors.h"
 #include "core/h5_output.h"
@@ -261,6 +262,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   const auto reader = open_dump(dump_path);
   // The dump's SHA-256 for run.json, computed beside the analysis (GBs take seconds).
   std::future<std::string> input_sha256 = std::async(std::launch::async, [dump_path] {
+    lower_thread_priority();  // needed only at the end: the group reads come first
     analysis::StageTimer timer(false);
     std::string sha = sha256_file(dump_path);
     timer.lap("host: dump SHA-256 (run.json)");

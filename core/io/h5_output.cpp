@@ -323,8 +323,10 @@ void H5Output::write_batch(const std::vector<Item>& items) {
     const int64_t r = jobs[size_t(j)].second, cr = chunk_rows(it);
     chunks[jobs[size_t(j)].first][size_t(r / cr)] = chunk_bytes(it, row_elems_of(it.shape), r, cr);
   }
-  auto lock = h5::h5_lock();
+  // The library's lock item by item, not for the whole batch: a kept head's batch (B4: 264
+  // datasets, ~30 ms of HDF5 calls) would otherwise hold up the dump's reads on another thread.
   for (size_t i = 0; i < items.size(); ++i) {
+    auto lock = h5::h5_lock();
     const Item& it = items[i];
     const Elem elem = it.is_f32 ? Elem::f32 : Elem::i32;
     const h5::Id d = impl_->create(it.dataset, it.shape, elem, it.is_f32 ? 32 : it.stored_bits, it.storage);
