@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "core/dtype.h"
-#include "core/parallel_copy.h"
 #include "core/tensor.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/cuda_util.cuh"
@@ -296,7 +295,7 @@ inline void upload_view(const TensorView& v, Dev<float>* out, cudaStream_t strea
         const auto* src = reinterpret_cast<const char*>(v.data);
         for (size_t b0 = 0; b0 < total; b0 += StagingLease::kChunkBytes) {
           const size_t n = std::min(StagingLease::kChunkBytes, total - b0);
-          lease.send(dst + b0, n, [&](char* buf) { parallel_copy(buf, src + b0, n); }, stream);
+          lease.send(dst + b0, n, [&](char* buf) { std::memcpy(buf, src + b0, n); }, stream);
         }
         return;
       }

@@ -215,32 +215,9 @@ void check_dump(DumpInfo* info, int64_t token_ids_len) {
                      "length " + std::to_string(token_ids_len) + " differs from n_tokens " + std::to_string(first.n_tokens));
 }
 
-namespace {
-// Elements per block of the parallel widening and finiteness check: a team only for a read's
-// large pieces (a staging buffer of 4 MB is 32 blocks), none for small tensors.
-constexpr int64_t kScanBlock = int64_t{1} << 16;
-
-// Whether n floats hold a NaN or Inf (exponent bits all ones), as a reduction that
-// vectorises; check_finite finds the first one only when there is one.
-bool any_non_finite(const float* p, int64_t n) {
-  uint32_t any = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, p + i, 4);
-    any |= (u & 0x7f800000u) == 0x7f800000u;
-  }
-  return any != 0;
-}
-}  // namespace
-
 void check_finite(const std::string& file, const std::string& dataset, const float* rows, int64_t n_rows,
                   int64_t head_dim, int64_t head, int64_t token_begin) {
-  const int64_t n = n_rows * head_dim, n_blocks = (n + kScanBlock - 1) / kScanBlock;
-  int bad = 0;
-#pragma omp parallel for reduction(| : bad) schedule(static) if (n_blocks > 2)
-  for (int64_t b = 0; b < n_blocks; ++b)
-    bad |= any_non_finite(rows + b * kScanBlock, std::min(kScanBlock, n - b * kScanBlock)) ? 1 : 0;
-  if (!bad) return;
+  const int64_t n = n_rows * head_dim;
   for (int64_t i = 0; i < n; ++i) {
     if (std::isfinite(rows[i])) continue;
     const int64_t token = token_begin + i / head_dim, dim = i % head_dim;
@@ -264,8 +241,8 @@ int64_t heads_of(const LayerInfo& layer, TensorKind kind) {
   return (kind == TensorKind::k || kind == TensorKind::v) ? layer.n_kv_heads : layer.n_q_heads;
 }
 
-namespace {
-void widen_serial(DType t, const unsigned char* p, int64_t n, float* dst) {
+void widen(DType t, const void* src, int64_t n, float* dst) {
+  const unsigned char* p = static_cast<const unsigned char*>(src);
   switch (t) {
     case DType::f32:
       std::memcpy(dst, p, static_cast<size_t>(n) * 4);
@@ -286,17 +263,6 @@ void widen_serial(DType t, const unsigned char* p, int64_t n, float* dst) {
       }
       return;
   }
-}
-}  // namespace
-
-void widen(DType t, const void* src, int64_t n, float* dst) {
-  const unsigned char* p = static_cast<const unsigned char*>(src);
-  const int64_t size = static_cast<int64_t>(dtype_size(t)), n_blocks = (n + kScanBlock - 1) / kScanBlock;
-  // Blocks side by side: a KV group's read is on the GPU analysis' critical path (NOTES.md,
-  // twenty-sixth session); each element's value is the same whichever thread widens it.
-#pragma omp parallel for schedule(static) if (n_blocks > 2)
-  for (int64_t b = 0; b < n_blocks; ++b)
-    widen_serial(t, p + b * kScanBlock * size, std::min(kScanBlock, n - b * kScanBlock), dst + b * kScanBlock);
 }
 
 int64_t parse_int_field(const std::string& file, const std::string& field, const std::string& text) {
