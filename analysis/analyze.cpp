@@ -428,17 +428,34 @@ void summary_commit(const GroupInput& in, const AnalyzeOptions& opt, const Analy
   const int n_slots = static_cast<int>(rows.size());
   StageTimer timer(opt.profile);
   const size_t first_bucket = result.buckets.size(), first_snr = result.snr.size();
+  // The head's kept configurations in batches of at least kKeptBatchBytes (the whole head's at
+  // B4's size): their chunks (one a metric array up to 64K tokens) are compressed side by side,
+  // not a configuration's few at a time (every head kept, 16 heads x 8K tokens on an H100:
+  // 1.08 -> 0.68 s), while a batch's compressed chunks, held until written, stay bounded.
+  constexpr int64_t kKeptBatchBytes = int64_t{64} << 20;
   std::vector<H5Output::Item> kept;
+  int64_t kept_bytes = 0;
+  const auto write_kept = [&] {
+    if (!kept.empty()) h5->write_batch(kept);
+    kept.clear();
+    kept_bytes = 0;
+  };
   for (int slot = 0; slot < n_slots; ++slot) {
     const SummaryRow& row = rows[static_cast<size_t>(slot)];
     add_bucket_rows(row.key, m.stats[slot], edges, &result.buckets);
     // Arrays and selections as opt.keep says (when the measurement kept them at all).
-    if (h5 && !m.arrays.empty())
+    if (h5 && !m.arrays.empty()) {
+      const size_t first = kept.size();
       kept_array_items(m.arrays[slot], T, opt.keep.keeps_arrays(row.key), opt.keep.keeps_selection(row.key), &kept);
+      for (size_t i = first; i < kept.size(); ++i) {
+        int64_t n = 4;  // bytes in memory (float32 or int32)
+        for (const int64_t x : kept[i].shape) n *= x;
+        kept_bytes += n;
+      }
+      if (kept_bytes >= kKeptBatchBytes) write_kept();
+    }
   }
-  // Every kept configuration of the head in one batch: their chunks (one a metric array up to
-  // 64K tokens) are compressed side by side, not a configuration's few at a time.
-  if (!kept.empty()) h5->write_batch(kept);
+  write_kept();
   for (int gi = 0; gi < n_gates; ++gi)
     for (int bi = 0; bi < plan.n_block_sizes(); ++bi) {
       const ConfigKey key{in.layer, m.head, plan.block_sizes[bi], 0, gates.kinds[gi]};
