@@ -72,7 +72,17 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     int64_t g = 0, q_first = 0;
     std::vector<int64_t> heads;
     Tensor3 q, k, v;
+    // One GPU measuring a 16-bit dump: q, k, v as stored (read_raw16_into), uploaded as they
+    // are; `q`, `k` and `v` above then stay unread (raw: true).
+    Raw16 q16, k16, v16;
+    bool raw = false;
+    int64_t n_tokens = 0, head_dim = 0;
     std::shared_ptr<void> gpu;  // q, k, v on the GPU (upload_group_gpu), or null
+    // [n_heads, n_tokens, head_dim] views: of the floats, or (raw) shapes without values, which
+    // is all the GPU path and the summaries read of a group uploaded beforehand.
+    TensorView view(const Tensor3& t, int64_t n_heads) const {
+      return raw ? TensorView{nullptr, n_heads, n_tokens, head_dim, n_tokens * head_dim, head_dim, 1} : t.view();
+    }
   };
   // Buffers of groups whose summaries are through, refilled by later reads, across layers too:
   // a fresh allocation per group faults in its pages again (B4 on an H200: ~130 ms a group's
@@ -120,15 +130,27 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       t.heads = std::move(spec.heads);
       t.q_first = shared ? t.g * group : t.heads.front();
       const int64_t q_count = shared ? group : t.heads.back() - t.heads.front() + 1;
-      reader.read_into(L, TensorKind::q, t.q_first, q_count, &t.q);
-      reader.read_into(L, TensorKind::k, t.g, 1, &t.k);
-      reader.read_into(L, TensorKind::v, t.g, 1, &t.v);
       const std::string what = "layer " + std::to_string(L) + " group " + std::to_string(t.g);
-      timer.lap("host: read KV groups (HDF5; prefetched on cuda)", what);
       // Where one GPU worker measures the group, the thread that read it also uploads it: the
-      // next group's upload runs beside this group's heads.
-      if (gpu_one_worker(opt, l.n_tokens, l.head_dim, t.heads.size())) {
-        t.gpu = upload_group_gpu(t.q.view(), t.k.view(), t.v.view(), l.dtype);
+      // next group's upload runs beside this group's heads. A 16-bit dump's values go up as
+      // stored where the reader has them so (half the bytes, no widening on the host: B4's
+      // read + upload had grown longer than a group's device work; kernels/cuda/NOTES.md,
+      // twenty-sixth session).
+      const bool one_gpu = gpu_one_worker(opt, l.n_tokens, l.head_dim, t.heads.size());
+      t.n_tokens = l.n_tokens, t.head_dim = l.head_dim;
+      t.raw = one_gpu && l.dtype != DType::f32 && reader.read_raw16_into(L, TensorKind::q, t.q_first, q_count, &t.q16) &&
+              reader.read_raw16_into(L, TensorKind::k, t.g, 1, &t.k16) &&
+              reader.read_raw16_into(L, TensorKind::v, t.g, 1, &t.v16);
+      if (!t.raw) {
+        reader.read_into(L, TensorKind::q, t.q_first, q_count, &t.q);
+        reader.read_into(L, TensorKind::k, t.g, 1, &t.k);
+        reader.read_into(L, TensorKind::v, t.g, 1, &t.v);
+      }
+      timer.lap("host: read KV groups (HDF5; prefetched on cuda)", what);
+      if (one_gpu) {
+        t.gpu = t.raw ? upload_group_gpu16(t.q16.data(), q_count, t.k16.data(), t.v16.data(), l.n_tokens, l.head_dim,
+                                           l.dtype)
+                      : upload_group_gpu(t.q.view(), t.k.view(), t.v.view(), l.dtype);
         timer.lap("host: upload KV groups (on the reading thread)", what);
       }
       return t;
@@ -196,10 +218,10 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       in.heads = cur.heads;
       in.layer = L;
       in.kv_head = cur.g;
-      in.q = cur.q.view();
+      in.q = cur.view(cur.q, shared ? group : cur.heads.back() - cur.heads.front() + 1);
       in.q_head_first = cur.q_first;
-      in.k = cur.k.view();
-      in.v = cur.v.view();
+      in.k = cur.view(cur.k, 1);
+      in.v = cur.view(cur.v, 1);
       in.dtype = l.dtype;
       in.planted = planted.empty() ? nullptr : &planted;
       in.synth = out.synth ? &synth : nullptr;

@@ -67,6 +67,15 @@ class DumpReader {
   // a caller reading group after group keeps its buffers' pages mapped. On an exception `out`
   // holds no valid data.
   virtual void read_into(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, Tensor3* out) = 0;
+  // 16-bit dumps (bf16, f16): the elements' bits as stored (little-endian values), heads
+  // [head_begin, head_begin + n_heads) as [n_heads, n_tokens, head_dim] row-major into `out`
+  // (storage reused where large enough), checked for NaN/Inf with read_into's errors. Returns
+  // false, `out` untouched, where this reader or the tensor's encoding has no such path (f32
+  // dumps, other formats): read_into then. The GPU analysis uploads these bits as they are
+  // (half the bytes of floats, no widening on the host).
+  virtual bool read_raw16_into(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, Raw16* out) {
+    return false;
+  }
   // Whole tensor (all heads).
   Tensor3 read(int layer, TensorKind kind);
   // Root `token_ids` [n_tokens]; empty when absent.

@@ -54,6 +54,9 @@ std::vector<float> to_std_vector(const std::vector<float, Alloc>& v) {
   return std::vector<float>(v.begin(), v.end());
 }
 
+// 16-bit elements as stored (DumpReader::read_raw16_into), in large pages as Tensor3's floats.
+using Raw16 = std::vector<uint16_t, LargePageAllocator<uint16_t>>;
+
 // Owning, contiguous [n_heads, n_tokens, head_dim].
 struct Tensor3 {
   int64_t n_heads = 0, n_tokens = 0, head_dim = 0;

@@ -194,6 +194,15 @@ TEST_CASE("bad input: NaN or Inf values name head and token", "[io][bad]") {
   }
   expect_input_error<ValueError>([&] { open_and_read_all(inf); }, inf, "/layers/0/v", "Inf at head 1, token 5");
   {
+    // The 16-bit read the GPU analysis uses: the same error; q and k read fine.
+    auto r = open_dump(inf);
+    Raw16 raw;
+    CHECK(r->read_raw16_into(0, TensorKind::q, 0, 2, &raw));
+    CHECK(r->read_raw16_into(0, TensorKind::k, 0, 2, &raw));
+    expect_input_error<ValueError>([&] { r->read_raw16_into(0, TensorKind::v, 0, 2, &raw); }, inf, "/layers/0/v",
+                                   "Inf at head 1, token 5, dim 0");
+  }
+  {
     H5Builder b(planted);
     b.schema_root().layer_f32(0, {2, 8, 4}, {1, 8, 4}, {1, 8, 4});
     std::vector<int32_t> p(16, -1);

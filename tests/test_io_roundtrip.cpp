@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "core/io/reader_common.h"
+
 using namespace moba;
 using namespace moba::io_test;
 
@@ -149,6 +151,18 @@ TEST_CASE("io: read_into reuses the buffer and reads what read does", "[io]") {
   CHECK(buf.dtype == DType::bf16);
 }
 
+// DumpReader::read_raw16_into of heads [h0, h0 + n): the stored bits, widened, are read_into's
+// floats (the GPU analysis uploads them as they are); f32 tensors have no such path.
+static void require_raw16(DumpReader& r, int layer, TensorKind kind, int64_t h0, int64_t n) {
+  const Tensor3 want = r.read(layer, kind, h0, n);
+  Raw16 raw(3, 0xffff);  // reused storage: resized to the slice
+  REQUIRE(r.read_raw16_into(layer, kind, h0, n, &raw));
+  REQUIRE(raw.size() == want.data.size());
+  std::vector<float> got(raw.size());
+  io::widen(want.dtype, raw.data(), static_cast<int64_t>(raw.size()), got.data());
+  REQUIRE(std::memcmp(got.data(), want.data.data(), got.size() * sizeof(float)) == 0);
+}
+
 // [T, H, D] with layout="thd" reads as [H, T, D]; bf16 as 2-byte opaque and as a 16-bit
 // HDF5 float type; float16 and float32 stored big-endian.
 TEST_CASE("io: thd layout and other encodings written with the HDF5 C API", "[io]") {
@@ -209,6 +223,10 @@ TEST_CASE("io: thd layout and other encodings written with the HDF5 C API", "[io
     require_equal(r->read(0, TensorKind::q), q);
     require_equal(r->read(0, TensorKind::k), k);
     require_equal(r->read(0, TensorKind::v), v);
+    require_raw16(*r, 0, TensorKind::q, 0, 4);  // thd uint16
+    require_raw16(*r, 0, TensorKind::q, 1, 2);
+    require_raw16(*r, 0, TensorKind::k, 1, 1);  // opaque
+    require_raw16(*r, 0, TensorKind::v, 0, 2);  // a 16-bit float type
   }
   SECTION("big-endian float16 and float32") {
     const std::string path = dir.file("be.h5");
@@ -245,6 +263,12 @@ TEST_CASE("io: thd layout and other encodings written with the HDF5 C API", "[io
     require_equal(r->read(0, TensorKind::v), v16);
     require_equal(r->read(1, TensorKind::q), q);
     require_equal(r->read(1, TensorKind::k), k);
+    require_raw16(*r, 0, TensorKind::q, 0, 4);  // big-endian float16
+    require_raw16(*r, 0, TensorKind::k, 0, 2);
+    require_raw16(*r, 0, TensorKind::v, 1, 1);
+    Raw16 untouched(5, 7);
+    CHECK_FALSE(r->read_raw16_into(1, TensorKind::q, 0, 4, &untouched));  // float32: read_into only
+    CHECK(untouched == Raw16(5, 7));
   }
 }
 

@@ -284,6 +284,8 @@ void setup_group(Group& g) {
     g.v = std::move(up->v);
     ck(cudaStreamWaitEvent(nullptr, up->done, 0), "stream wait");
   } else {
+    if (!in.q.data || !in.k.data || !in.v.data)  // a group read as 16-bit for an upload that was not made
+      throw std::logic_error("GPU analysis: the group's q, k and v are neither on the device nor on the host");
     g.q.set(in.q, in.dtype);
     g.k.set(in.k, in.dtype);
     g.v.set(in.v, in.dtype);
@@ -1151,6 +1153,20 @@ std::shared_ptr<void> upload_group_gpu(const TensorView& q, const TensorView& k,
   up->q.set(q, dtype, up->stream);
   up->k.set(k, dtype, up->stream);
   up->v.set(v, dtype, up->stream);
+  ck(cudaEventRecord(up->done, up->stream), "event record");
+  return up;
+}
+
+std::shared_ptr<void> upload_group_gpu16(const uint16_t* q, int64_t q_heads, const uint16_t* k, const uint16_t* v,
+                                         int64_t n_tokens, int64_t head_dim, DType dtype, int device) {
+  if (dtype == DType::f32) throw std::logic_error("upload_group_gpu16: a 16-bit dtype is needed");
+  ck(cudaSetDevice(device), "cudaSetDevice");
+  auto up = std::make_shared<GpuGroupUpload>();
+  ck(cudaStreamCreateWithFlags(&up->stream, cudaStreamNonBlocking), "stream");
+  ck(cudaEventCreateWithFlags(&up->done, cudaEventDisableTiming), "event");
+  up->q.set16(q, q_heads, n_tokens, head_dim, dtype, up->stream);
+  up->k.set16(k, 1, n_tokens, head_dim, dtype, up->stream);
+  up->v.set16(v, 1, n_tokens, head_dim, dtype, up->stream);
   ck(cudaEventRecord(up->done, up->stream), "event record");
   return up;
 }

@@ -35,6 +35,11 @@ std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePla
 // takes them instead of uploading q, k and v itself.
 std::shared_ptr<void> upload_group_gpu(const TensorView& q, const TensorView& k, const TensorView& v, DType dtype,
                                        int device = 0);
+// The same from a 16-bit dump's values as stored (DumpReader::read_raw16_into): q [q_heads,
+// n_tokens, head_dim], k and v [1, n_tokens, head_dim]; the same device tensors, bit for bit,
+// from half the bytes and no widening on the host.
+std::shared_ptr<void> upload_group_gpu16(const uint16_t* q, int64_t q_heads, const uint16_t* k, const uint16_t* v,
+                                         int64_t n_tokens, int64_t head_dim, DType dtype, int device = 0);
 
 // Measures every head of in.heads on CUDA device `device`, in order, and hands each head's
 // measures to `head_done`, in head order, as a future (with keep_arrays, the arrays and

@@ -13,6 +13,11 @@ std::shared_ptr<void> upload_group_gpu(const TensorView&, const TensorView&, con
   throw std::logic_error("upload_group_gpu: this build has no CUDA backend");
 }
 
+std::shared_ptr<void> upload_group_gpu16(const uint16_t*, int64_t, const uint16_t*, const uint16_t*, int64_t, int64_t,
+                                         DType, int) {
+  throw std::logic_error("upload_group_gpu16: this build has no CUDA backend");
+}
+
 void analyze_group_gpu(const GroupInput&, const AnalyzeOptions&, const AnalyzePlan&, bool, Progress*,
                        const std::function<void(std::future<HeadMeasures>)>&, int) {
   throw std::logic_error("analyze_group_gpu: this build has no CUDA backend");

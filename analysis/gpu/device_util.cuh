@@ -283,24 +283,29 @@ class StagingLease {
 // thread that read it) goes through pinned chunks (StagingLease); the call then also waits for
 // the last chunks' DMAs, so such a stream should not be busy with other work. Otherwise, or
 // without pinned memory, the copy is from the pageable memory directly.
+// `total` contiguous bytes from host `src` to device `dst` in the order of `stream`, as
+// upload_view copies a contiguous view (through pinned chunks on a stream of its own).
+inline void upload_bytes(void* dst, const void* src, size_t total, cudaStream_t stream) {
+  if (stream != cudaStreamLegacy && stream != nullptr) {
+    StagingLease lease;
+    if (lease.ok()) {
+      char* d = static_cast<char*>(dst);
+      const auto* s = static_cast<const char*>(src);
+      for (size_t b0 = 0; b0 < total; b0 += StagingLease::kChunkBytes) {
+        const size_t n = std::min(StagingLease::kChunkBytes, total - b0);
+        lease.send(d + b0, n, [&](char* buf) { std::memcpy(buf, s + b0, n); }, stream);
+      }
+      return;
+    }
+  }
+  ck(cudaMemcpyAsync(dst, src, total, cudaMemcpyHostToDevice, stream), "upload q/k/v");
+}
+
 inline void upload_view(const TensorView& v, Dev<float>* out, cudaStream_t stream = cudaStreamLegacy) {
   const int64_t H = v.n_heads, T = v.n_tokens, d = v.head_dim;
   out->resize(static_cast<size_t>(H * T * d), stream);
   if (v.stride_token == d && v.stride_head == T * d) {
-    const auto total = static_cast<size_t>(H * T * d) * 4;
-    if (stream != cudaStreamLegacy && stream != nullptr) {
-      StagingLease lease;
-      if (lease.ok()) {
-        char* dst = reinterpret_cast<char*>(out->get());
-        const auto* src = reinterpret_cast<const char*>(v.data);
-        for (size_t b0 = 0; b0 < total; b0 += StagingLease::kChunkBytes) {
-          const size_t n = std::min(StagingLease::kChunkBytes, total - b0);
-          lease.send(dst + b0, n, [&](char* buf) { std::memcpy(buf, src + b0, n); }, stream);
-        }
-        return;
-      }
-    }
-    ck(cudaMemcpyAsync(out->get(), v.data, total, cudaMemcpyHostToDevice, stream), "upload q/k/v");
+    upload_bytes(out->get(), v.data, static_cast<size_t>(H * T * d) * 4, stream);
     return;
   }
   for (int64_t h = 0; h < H; ++h)
@@ -324,6 +329,21 @@ struct DevOperand {
     dtype = dump_dtype;
     upload_view(v, &f32, stream);
     make16(stream);
+  }
+  // The same from a 16-bit dump's values as stored (DumpReader::read_raw16_into): the 16-bit
+  // copy uploaded as it is (half the bytes of fp32), the fp32 one widened on the device, both
+  // bit for bit what set() makes of the widened floats.
+  void set16(const uint16_t* host, int64_t heads, int64_t tokens, int64_t dim, DType dump_dtype,
+             cudaStream_t stream = cudaStreamLegacy) {
+    H = heads, T = tokens, d = dim;
+    dtype = dump_dtype;
+    const auto n = static_cast<size_t>(H * T * d);
+    h16.resize(n, stream);
+    upload_bytes(h16.get(), host, n * sizeof(uint16_t), stream);
+    f32.resize(n, stream);
+    ck_op(kernels::cuda_detail::convert_from_16(h16.get(), static_cast<int64_t>(n), kernels::cuda_detail::kind_of(dtype),
+                                                f32.get(), stream),
+          "widen 16-bit");
   }
   void make16(cudaStream_t stream = cudaStreamLegacy) {
     if (dtype == DType::f32) return;

@@ -265,6 +265,13 @@ void widen(DType t, const void* src, int64_t n, float* dst) {
   }
 }
 
+bool any_non_finite16(DType t, const uint16_t* p, int64_t n) {
+  const uint16_t exp = t == DType::bf16 ? 0x7f80 : 0x7c00;
+  unsigned any = 0;
+  for (int64_t i = 0; i < n; ++i) any |= (p[i] & exp) == exp;
+  return any != 0;
+}
+
 int64_t parse_int_field(const std::string& file, const std::string& field, const std::string& text) {
   if (text == "true" || text == "True") return 1;
   if (text == "false" || text == "False") return 0;

@@ -66,6 +66,7 @@ class Hdf5DumpReader final : public DumpReader {
   }
   const DumpInfo& info() const override { return info_; }
   void read_into(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, Tensor3* out) override;
+  bool read_raw16_into(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, Raw16* out) override;
   using DumpReader::read;
   std::vector<int32_t> read_token_ids() override;
   std::vector<int32_t> read_planted(int layer) override;
@@ -79,6 +80,13 @@ class Hdf5DumpReader final : public DumpReader {
   int64_t root_int(hid_t root, const char* name);
   std::vector<int32_t> read_ints(const std::string& name, int64_t n, int64_t lo, int64_t hi);
   h5::Id open_dataset(const std::string& name);
+  // A slice's rows, a bounded run of tokens per H5Dread: size(meta, n_tokens, head_dim,
+  // rows_per_call) once (without the lock), then per run H5Dread into target(meta, h, t0) as
+  // 2-byte raw (raw16 tensors) or NATIVE_FLOAT, and check(meta, name, h, t0, rows) without the
+  // lock. raw16_only: false, nothing read, for a tensor that is not stored in 16 bits.
+  template <typename Size, typename Target, typename Check>
+  bool read_rows(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, bool raw16_only, Size&& size,
+                 Target&& target, Check&& check);
 
   DumpInfo info_;
   h5::Id file_;
@@ -244,21 +252,63 @@ h5::Id Hdf5DumpReader::open_dataset(const std::string& name) {
 }
 
 void Hdf5DumpReader::read_into(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, Tensor3* out_p) {
+  Tensor3& out = *out_p;
+  std::vector<uint16_t> staging;
+  read_rows(layer, kind, head_begin, n_heads, false,
+            [&](const DsetMeta& m, int64_t n_tokens, int64_t head_dim, int64_t rows_per_call) {
+              out.reshape(n_heads, n_tokens, head_dim, m.desc.dtype);
+              staging.resize(m.raw16 ? static_cast<size_t>(rows_per_call * head_dim) : 0);
+            },
+            [&](const DsetMeta& m, int64_t h, int64_t t0) -> void* {
+              return m.raw16 ? static_cast<void*>(staging.data()) : static_cast<void*>(out.row(h - head_begin, t0));
+            },
+            [&](const DsetMeta& m, const std::string& name, int64_t h, int64_t t0, int64_t rows) {
+              float* dst = out.row(h - head_begin, t0);
+              if (m.raw16) widen(m.desc.dtype, staging.data(), rows * out.head_dim, dst);
+              check_finite(info_.path, name, dst, rows, out.head_dim, h, t0);
+            });
+}
+
+bool Hdf5DumpReader::read_raw16_into(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, Raw16* out) {
+  int64_t dim = 0, tokens = 0;
+  std::vector<float> widened;  // only for a piece holding a NaN or Inf: read_into's error
+  return read_rows(layer, kind, head_begin, n_heads, true,
+                   [&](const DsetMeta&, int64_t n_tokens, int64_t head_dim, int64_t) {
+                     tokens = n_tokens, dim = head_dim;
+                     out->resize(static_cast<size_t>(n_heads * n_tokens * head_dim));
+                   },
+                   [&](const DsetMeta&, int64_t h, int64_t t0) -> void* {
+                     return out->data() + ((h - head_begin) * tokens + t0) * dim;
+                   },
+                   [&](const DsetMeta& m, const std::string& name, int64_t h, int64_t t0, int64_t rows) {
+                     const uint16_t* p = out->data() + ((h - head_begin) * tokens + t0) * dim;
+                     if (!any_non_finite16(m.desc.dtype, p, rows * dim)) return;
+                     widened.resize(static_cast<size_t>(rows * dim));
+                     widen(m.desc.dtype, p, rows * dim, widened.data());
+                     check_finite(info_.path, name, widened.data(), rows, dim, h, t0);
+                   });
+}
+
+template <typename Size, typename Target, typename Check>
+bool Hdf5DumpReader::read_rows(int layer, TensorKind kind, int64_t head_begin, int64_t n_heads, bool raw16_only,
+                               Size&& size, Target&& target, Check&& check) {
   auto lock = h5::h5_lock();
   const LayerInfo& l = info_.layer(layer);
   const std::string name = "/layers/" + std::to_string(layer) + "/" + tensor_kind_name(kind);
   auto it = tensors_.find({layer, int(kind)});
   if (it == tensors_.end()) throw MissingFieldError(info_.path, name, "tensor is not in the dump");
   const DsetMeta& m = it->second;
+  if (raw16_only && !m.raw16) return false;
   check_head_range(info_.path, name, head_begin, n_heads, heads_of(l, kind));
   const int64_t n_tokens = m.desc.dims[1], head_dim = m.desc.dims[2];
+  const int64_t elem = m.raw16 ? 2 : 4;
+  const int64_t rows_per_call = std::max<int64_t>(1, std::min<int64_t>(n_tokens, kStagingBytes / (head_dim * elem)));
   // The library's lock is held for HDF5 calls only: the allocation, the widening and the
   // finiteness check run without it, so analysis.h5 writes on other threads are not held up
   // by a prefetched read (and every h5::Id below is closed with the lock held).
   lock.unlock();
-  Tensor3& out = *out_p;
-  out.reshape(n_heads, n_tokens, head_dim, m.desc.dtype);
-  if (n_heads == 0) return;
+  size(m, n_tokens, head_dim, rows_per_call);
+  if (n_heads == 0) return true;
   lock.lock();
 
   h5::Id d = open_dataset(name);
@@ -271,9 +321,6 @@ void Hdf5DumpReader::read_into(int layer, TensorKind kind, int64_t head_begin, i
     if (mem_type && H5Tget_class(mem_type.get()) != H5T_OPAQUE) H5Tset_order(mem_type.get(), H5T_ORDER_LE);
   }
   if (!fspace || (m.raw16 && !mem_type)) throw FormatError(info_.path, name, "cannot read the dataset header");
-  const int64_t elem = m.raw16 ? 2 : 4;
-  const int64_t rows_per_call = std::max<int64_t>(1, std::min<int64_t>(n_tokens, kStagingBytes / (head_dim * elem)));
-  std::vector<uint16_t> staging(m.raw16 ? static_cast<size_t>(rows_per_call * head_dim) : 0);
   for (int64_t h = head_begin; h < head_begin + n_heads; ++h) {
     for (int64_t t0 = 0; t0 < n_tokens; t0 += rows_per_call) {
       const int64_t rows = std::min(rows_per_call, n_tokens - t0);
@@ -285,7 +332,6 @@ void Hdf5DumpReader::read_into(int layer, TensorKind kind, int64_t head_begin, i
         start[0] = hsize_t(h), start[1] = hsize_t(t0), start[2] = 0;
         count[0] = 1, count[1] = hsize_t(rows), count[2] = hsize_t(head_dim);
       }
-      float* dst = out.row(h - head_begin, t0);
       bool ok = false;
       {
         // The memory space has the selection's shape: a flat one sends HDF5 down its
@@ -293,8 +339,8 @@ void Hdf5DumpReader::read_into(int layer, TensorKind kind, int64_t head_begin, i
         h5::Id mspace = h5::space_id(H5Screate_simple(3, count, nullptr));
         herr_t status = H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr);
         if (status >= 0 && mspace)
-          status = m.raw16 ? H5Dread(d.get(), mem_type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, staging.data())
-                           : H5Dread(d.get(), H5T_NATIVE_FLOAT, mspace.get(), fspace.get(), H5P_DEFAULT, dst);
+          status = H5Dread(d.get(), m.raw16 ? mem_type.get() : H5T_NATIVE_FLOAT, mspace.get(), fspace.get(),
+                           H5P_DEFAULT, target(m, h, t0));
         ok = status >= 0 && mspace;
       }
       if (!ok)
@@ -304,8 +350,7 @@ void Hdf5DumpReader::read_into(int layer, TensorKind kind, int64_t head_begin, i
       lock.unlock();
       std::exception_ptr bad;
       try {
-        if (m.raw16) widen(m.desc.dtype, staging.data(), rows * head_dim, dst);
-        check_finite(info_.path, name, dst, rows, head_dim, h, t0);
+        check(m, name, h, t0, rows);
       } catch (...) {
         bad = std::current_exception();
       }
@@ -313,6 +358,7 @@ void Hdf5DumpReader::read_into(int layer, TensorKind kind, int64_t head_begin, i
       if (bad) std::rethrow_exception(bad);
     }
   }
+  return true;
 }
 
 std::vector<int32_t> Hdf5DumpReader::read_ints(const std::string& name, int64_t n, int64_t lo, int64_t hi) {

@@ -47,6 +47,10 @@ int64_t heads_of(const LayerInfo& layer, TensorKind kind);
 // Widens n stored elements of type t (little-endian bytes) into floats.
 void widen(DType t, const void* src, int64_t n, float* dst);
 
+// Whether n 16-bit elements of type t (bf16 or f16) hold a NaN or Inf (exponent bits all ones),
+// as a reduction that vectorises; check_finite on their widened values names the first one.
+bool any_non_finite16(DType t, const uint16_t* p, int64_t n);
+
 // Parses a schema root field given as text (safetensors metadata): "1", "true", ...
 // Throws FormatError naming the field.
 int64_t parse_int_field(const std::string& file, const std::string& field, const std::string& text);

@@ -38,6 +38,13 @@ const char* launch_convert_to_16(const float* src, int64_t heads, int64_t tokens
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
 }
+// Contiguous 16-bit -> fp32, exact (the inverse of convert_to_16 on 16-bit values).
+__global__ void convert_from_16_kernel(const uint16_t* __restrict__ src, ElemKind kind, float* __restrict__ dst,
+                                       int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n; i += int64_t{gridDim.x} * blockDim.x)
+    dst[i] = kind == kF16 ? __half2float(__ushort_as_half(src[i])) : __uint_as_float(static_cast<unsigned>(src[i]) << 16);
+}
+
 // max |x| of a strided view as float bits (non-negative floats order as unsigned; NaN skipped).
 __global__ void max_abs_kernel(const float* __restrict__ src, int64_t tokens, int64_t dim, int64_t stride_head,
                                int64_t stride_token, unsigned* max_bits, int64_t n) {
@@ -83,6 +90,16 @@ const char* convert_to_16(const float* src, int64_t heads, int64_t tokens, int64
                           cudaStream_t stream) {
   if (kind != kF16 && kind != kBF16) return "convert_to_16: target must be f16 or bf16";
   return launch_convert_to_16(src, heads, tokens, dim, stride_head, stride_token, kind, dst, stream);
+}
+
+const char* convert_from_16(const uint16_t* src, int64_t n, ElemKind kind, float* dst, cudaStream_t stream) {
+  if (kind != kF16 && kind != kBF16) return "convert_from_16: source must be f16 or bf16";
+  if (n == 0) return nullptr;
+  const int threads = 256;
+  const int64_t blocks = std::min<int64_t>((n + threads - 1) / threads, 65536);
+  convert_from_16_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(src, kind, dst, n);
+  MOBA_CUDA_LAUNCH_CHECK();
+  return nullptr;
 }
 
 const char* convert_to_f16_split(const float* src, int64_t heads, int64_t tokens, int64_t dim,

@@ -104,6 +104,9 @@ const char* convert_to_16(const float* src, int64_t heads, int64_t tokens, int64
                           int64_t stride_head, int64_t stride_token, ElemKind kind, uint16_t* dst,
                           cudaStream_t stream);
 
+// Widens n contiguous 16-bit values of `kind` (f16 or bf16) into fp32 (exact).
+const char* convert_from_16(const uint16_t* src, int64_t n, ElemKind kind, float* dst, cudaStream_t stream);
+
 // Splits an fp32 [heads, tokens, dim] view into two contiguous fp16 tensors with one
 // power-of-two scale 2^e for the whole view: xs = x 2^-e, hi = f16(xs), lo = f16(xs - hi),
 // e = (exponent of max |x|) - 14 so that |xs| < 2^14. x = (hi + lo) 2^e within 2^-22 |x| for

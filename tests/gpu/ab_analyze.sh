@@ -7,7 +7,7 @@
 # usage: tests/gpu/ab_analyze.sh MOBA_A MOBA_B
 # DEVICE (cuda), ROUNDS (3), OUT (/tmp/moba-ab), PYTHON (python3 with h5py), ANALYZE_ARGS (extra
 # options for both), ARGS_A / ARGS_B (for one side only: one binary against itself, e.g.
-# ARGS_A="--tuning heads_in_flight=1"), TOKENS / HEADS / KV_HEADS / HEAD_DIM (B4's shape; small
+# ARGS_A="--tuning heads_in_flight=1"), TOKENS / HEADS / KV_HEADS / HEAD_DIM / DTYPE (B4's shape, bf16; small
 # for a local smoke run).
 # Prints one line per run (wall s, peak RSS MiB), then the identity checks; exit 1 when A and B
 # differ.
@@ -22,7 +22,7 @@ rm -rf "$W"; mkdir -p "$W"
 CHUNK=256
 [ "$DEVICE" = cuda ] && CHUNK=4096
 "$A" synth --out "$W/b4.h5" --tokens "$TOKENS" --layers 1 --heads "$HEADS" --kv-heads "$KV_HEADS" \
-  --head-dim "$HEAD_DIM" --dtype bf16 --min-distance 512 --seed 4 --quiet >/dev/null || { echo "synth failed"; exit 1; }
+  --head-dim "$HEAD_DIM" --dtype "${DTYPE:-bf16}" --min-distance 512 --seed 4 --quiet >/dev/null || { echo "synth failed"; exit 1; }
 status=0
 run() {  # NAME BINARY DUMP OUTDIR ARGS...
   local name=$1 bin=$2 dump=$3 out=$4
