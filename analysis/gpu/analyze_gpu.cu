@@ -338,13 +338,14 @@ void setup_group(Group& g) {
     nb_max = std::max(nb_max, g.plan.n_blocks[bi]);
   }
   if (nsa) per_query += 8 * nb_max;
-  // Up to kernels::CudaTuning::chunk_rows queries (16384 by default): per-chunk kernels (dense
-  // pass, gate scores, moments) then fill the device (the dense pass runs one CTA per 64 queries
-  // of the head: 16384 queries give 2 per SM of an H200, 8192 half as many). Budget: an eighth
-  // of the free device memory, between 256 MB and 8 GB (B6: ~0.5 MB a query, 16384 queries).
+  // Up to kernels::CudaTuning::chunk_rows queries (32768 by default), a multiple of 64 (the
+  // dense pass runs one CTA per 64 queries of the head): per-chunk kernels (dense pass, gate
+  // scores, moments) then fill the device (16384 queries give 2 CTAs per SM of an H200). Budget:
+  // an eighth of the free device memory, between 256 MB and 8 GB (B6: ~0.5 MB a query, 16384
+  // queries; B4: ~145 KB a query, 32768).
   const size_t free_bytes = gpu::device_free_bytes();
   const int64_t budget = std::clamp<int64_t>(static_cast<int64_t>(free_bytes / 8), int64_t{1} << 28, int64_t{1} << 33);
-  g.chunk = std::clamp<int64_t>(budget / std::max<int64_t>(per_query, 1), 64, kernels::cuda_tuning().chunk_rows);
+  g.chunk = std::clamp<int64_t>(budget / std::max<int64_t>(per_query, 1), 64, kernels::cuda_tuning().chunk_rows) / 64 * 64;
   g.chunk = std::min(g.chunk, g.T);
 }
 

@@ -50,8 +50,10 @@ struct CudaTuning {
   int heads_in_flight = 2;
   // The analysis' query chunk (analyze_gpu.cu): at most this many queries of a head go through
   // the per-chunk kernels (dense pass, gate scores, moments) at once, fewer where the chunk
-  // buffers' memory budget says so. 64..65536, a multiple of 64.
-  int chunk_rows = 16384;
+  // buffers' memory budget says so. 64..65536, a multiple of 64. 32768: one chunk a B4 head,
+  // whose dense pass then packs its short CTAs behind the long ones in one launch (B4 on an
+  // H100, x9 alternated: median 1.05 -> 1.00 s; 16384 before, kernels/cuda/NOTES.md).
+  int chunk_rows = 32768;
 };
 
 // Multiprocessor count assumed when the device attribute cannot be read (H100/H200 SXM).

@@ -377,7 +377,7 @@ TEST_CASE("gpu analysis: attention windows and query parts change no bit", "[gpu
 // Two heads in flight (analyze_gpu.cu: head n + 1's chunks enqueued before head n's reductions
 // are read, each in a buffer set of its own) give the same bits as one at a time: summary rows,
 // buckets, SNR sums, planted hits and the kept arrays and selections, with one window per head
-// and with three windows a head (the device's chunks are at most 16384 queries; windows of one
+// and with three windows a head (chunks of at most 16384 queries here; windows of one
 // chunk: the two selection buffers alternate inside a head), with and without kept heads (whose
 // arrays are assembled on a thread of their own).
 TEST_CASE("gpu analysis: two heads in flight change no bit", "[gpu][analysis][window]") {
@@ -416,6 +416,7 @@ TEST_CASE("gpu analysis: two heads in flight change no bit", "[gpu][analysis][wi
     const auto run = [&](int in_flight) {
       kernels::CudaTuning t;
       t.heads_in_flight = in_flight;
+      t.chunk_rows = 16384;  // three windows of one chunk at T = 2 x 16384 + 300
       kernels::set_cuda_tuning(t);
       GroupResult r = analyze_group(in, o, nullptr, nullptr);
       CHECK(analyze_gpu_heads_in_flight() == in_flight);
