@@ -320,12 +320,8 @@ TEST_CASE("gpu analysis: attention windows and query parts change no bit", "[gpu
   opt.device = Device::cuda;
   opt.attn_split = 1;
   const GroupResult whole = analyze_group(in, opt, nullptr, nullptr);
-  for (const auto& [window_bytes, split] : std::vector<std::pair<int64_t, int>>{{0, 7}, {1, 1}, {1, 3}, {0, 64}}) {
-    INFO("attn_window_bytes " << window_bytes << " attn_split " << split);
-    AnalyzeOptions cut = opt;
-    cut.attn_window_bytes = window_bytes;
-    cut.attn_split = split;
-    const GroupResult r = analyze_group(in, cut, nullptr, nullptr);
+  // r's arrays and selections are whole's, bit for bit.
+  const auto same_arrays = [&whole](const GroupResult& r) {
     REQUIRE(r.arrays.size() == whole.arrays.size());
     for (size_t i = 0; i < r.arrays.size(); ++i) {
       const PositionArrays& a = whole.arrays[i];
@@ -339,6 +335,14 @@ TEST_CASE("gpu analysis: attention windows and query parts change no bit", "[gpu
         CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
       }
     }
+  };
+  for (const auto& [window_bytes, split] : std::vector<std::pair<int64_t, int>>{{0, 7}, {1, 1}, {1, 3}, {0, 64}}) {
+    INFO("attn_window_bytes " << window_bytes << " attn_split " << split);
+    AnalyzeOptions cut = opt;
+    cut.attn_window_bytes = window_bytes;
+    cut.attn_split = split;
+    const GroupResult r = analyze_group(in, cut, nullptr, nullptr);
+    same_arrays(r);
   }
   // The device's query chunk (kernels::CudaTuning::chunk_rows): a query's arithmetic does not
   // depend on its chunk, so chunks of 64 and 320 queries (33 and 7 of them, the last ragged)
@@ -358,19 +362,7 @@ TEST_CASE("gpu analysis: attention windows and query parts change no bit", "[gpu
       CHECK(r.rows[i].key == whole.rows[i].key);
       CHECK(std::memcmp(r.rows[i].values.data(), whole.rows[i].values.data(), sizeof(whole.rows[i].values)) == 0);
     }
-    REQUIRE(r.arrays.size() == whole.arrays.size());
-    for (size_t i = 0; i < r.arrays.size(); ++i) {
-      const PositionArrays& a = whole.arrays[i];
-      const PositionArrays& b = r.arrays[i];
-      INFO("B=" << a.key.block_size << " k=" << a.key.top_k << " " << router_name(a.key.router));
-      CHECK(b.selected == a.selected);
-      for (const auto& info : position_metrics()) {
-        const std::vector<float>& x = a.metric(info.metric);
-        const std::vector<float>& y = b.metric(info.metric);
-        REQUIRE(x.size() == y.size());
-        CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0);
-      }
-    }
+    same_arrays(r);
   }
 }
 
