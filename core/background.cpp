@@ -2,9 +2,10 @@
 #include "core/background.h"
 
 #include <sys/resource.h>
-#include <cerrno>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 namespace moba {
 

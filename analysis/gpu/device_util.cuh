@@ -277,12 +277,6 @@ class StagingLease {
   Set* s_ = nullptr;
 };
 
-// A [heads, T, d] host view copied to a contiguous device fp32 tensor, in the order of `stream`
-// (the host's values are copied before the call returns: its memory may then be reused). A
-// contiguous view on a stream other than the legacy default one (a KV group's upload by the
-// thread that read it) goes through pinned chunks (StagingLease); the call then also waits for
-// the last chunks' DMAs, so such a stream should not be busy with other work. Otherwise, or
-// without pinned memory, the copy is from the pageable memory directly.
 // `total` contiguous bytes from host `src` to device `dst` in the order of `stream`, as
 // upload_view copies a contiguous view (through pinned chunks on a stream of its own).
 inline void upload_bytes(void* dst, const void* src, size_t total, cudaStream_t stream) {
@@ -301,6 +295,12 @@ inline void upload_bytes(void* dst, const void* src, size_t total, cudaStream_t 
   ck(cudaMemcpyAsync(dst, src, total, cudaMemcpyHostToDevice, stream), "upload q/k/v");
 }
 
+// A [heads, T, d] host view copied to a contiguous device fp32 tensor, in the order of `stream`
+// (the host's values are copied before the call returns: its memory may then be reused). A
+// contiguous view on a stream other than the legacy default one (a KV group's upload by the
+// thread that read it) goes through pinned chunks (StagingLease); the call then also waits for
+// the last chunks' DMAs, so such a stream should not be busy with other work. Otherwise, or
+// without pinned memory, the copy is from the pageable memory directly.
 inline void upload_view(const TensorView& v, Dev<float>* out, cudaStream_t stream = cudaStreamLegacy) {
   const int64_t H = v.n_heads, T = v.n_tokens, d = v.head_dim;
   out->resize(static_cast<size_t>(H * T * d), stream);
