@@ -76,7 +76,7 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     // are; `q`, `k` and `v` above then stay unread (raw: true).
     Raw16 q16, k16, v16;
     bool raw = false;
-    int64_t n_tokens = 0, head_dim = 0;
+    int64_t q_count = 0, n_tokens = 0, head_dim = 0;  // q's heads (from q_first), the layer's shape
     std::shared_ptr<void> gpu;  // q, k, v on the GPU (upload_group_gpu), or null
     // [n_heads, n_tokens, head_dim] views: of the floats, or (raw) shapes without values, which
     // is all the GPU path and the summaries read of a group uploaded beforehand.
@@ -129,7 +129,8 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       t.g = spec.g;
       t.heads = std::move(spec.heads);
       t.q_first = shared ? t.g * group : t.heads.front();
-      const int64_t q_count = shared ? group : t.heads.back() - t.heads.front() + 1;
+      t.q_count = shared ? group : t.heads.back() - t.heads.front() + 1;
+      const int64_t q_count = t.q_count;
       const std::string what = "layer " + std::to_string(L) + " group " + std::to_string(t.g);
       // Where one GPU worker measures the group, the thread that read it also uploads it: the
       // next group's upload runs beside this group's heads. A 16-bit dump's values go up as
@@ -218,7 +219,7 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
       in.heads = cur.heads;
       in.layer = L;
       in.kv_head = cur.g;
-      in.q = cur.view(cur.q, shared ? group : cur.heads.back() - cur.heads.front() + 1);
+      in.q = cur.view(cur.q, cur.q_count);
       in.q_head_first = cur.q_first;
       in.k = cur.view(cur.k, 1);
       in.v = cur.view(cur.v, 1);

@@ -1145,31 +1145,38 @@ std::future<HeadMeasures> ready_future(HeadMeasures m) {
 
 int analyze_gpu_heads_in_flight() { return last_heads_in_flight.load(); }
 
-std::shared_ptr<void> upload_group_gpu(const TensorView& q, const TensorView& k, const TensorView& v, DType dtype,
-                                       int device) {
+namespace {
+// A group's upload on device `device`: a stream of its own, set(q, k, v operands, stream) queued
+// on it, then the event setup_group waits for.
+template <typename Set>
+std::shared_ptr<void> upload_group(int device, Set&& set) {
   ck(cudaSetDevice(device), "cudaSetDevice");
   auto up = std::make_shared<GpuGroupUpload>();
   ck(cudaStreamCreateWithFlags(&up->stream, cudaStreamNonBlocking), "stream");
   ck(cudaEventCreateWithFlags(&up->done, cudaEventDisableTiming), "event");
-  up->q.set(q, dtype, up->stream);
-  up->k.set(k, dtype, up->stream);
-  up->v.set(v, dtype, up->stream);
+  set(up->q, up->k, up->v, up->stream);
   ck(cudaEventRecord(up->done, up->stream), "event record");
   return up;
+}
+}  // namespace
+
+std::shared_ptr<void> upload_group_gpu(const TensorView& q, const TensorView& k, const TensorView& v, DType dtype,
+                                       int device) {
+  return upload_group(device, [&](DevOperand& dq, DevOperand& dk, DevOperand& dv, cudaStream_t s) {
+    dq.set(q, dtype, s);
+    dk.set(k, dtype, s);
+    dv.set(v, dtype, s);
+  });
 }
 
 std::shared_ptr<void> upload_group_gpu16(const uint16_t* q, int64_t q_heads, const uint16_t* k, const uint16_t* v,
                                          int64_t n_tokens, int64_t head_dim, DType dtype, int device) {
   if (dtype == DType::f32) throw std::logic_error("upload_group_gpu16: a 16-bit dtype is needed");
-  ck(cudaSetDevice(device), "cudaSetDevice");
-  auto up = std::make_shared<GpuGroupUpload>();
-  ck(cudaStreamCreateWithFlags(&up->stream, cudaStreamNonBlocking), "stream");
-  ck(cudaEventCreateWithFlags(&up->done, cudaEventDisableTiming), "event");
-  up->q.set16(q, q_heads, n_tokens, head_dim, dtype, up->stream);
-  up->k.set16(k, 1, n_tokens, head_dim, dtype, up->stream);
-  up->v.set16(v, 1, n_tokens, head_dim, dtype, up->stream);
-  ck(cudaEventRecord(up->done, up->stream), "event record");
-  return up;
+  return upload_group(device, [&](DevOperand& dq, DevOperand& dk, DevOperand& dv, cudaStream_t s) {
+    dq.set16(q, q_heads, n_tokens, head_dim, dtype, s);
+    dk.set16(k, 1, n_tokens, head_dim, dtype, s);
+    dv.set16(v, 1, n_tokens, head_dim, dtype, s);
+  });
 }
 
 std::string gpu_analysis_unsupported(const AnalyzeOptions& opt, const AnalyzePlan& plan, int64_t head_dim) {
