@@ -23,7 +23,7 @@
 namespace {
 
 struct Activity {
-  int kind;  // 0 kernel, 1 copy, 2 memset
+  int kind;  // 0 kernel, 1 copy, 2 memset, 3 runtime API call (stream: the calling thread)
   uint32_t stream;
   uint64_t start, end, bytes;
   std::string name;
@@ -82,6 +82,11 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     } else if (rec->kind == CUPTI_ACTIVITY_KIND_MEMSET) {
       const auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(rec);
       got.push_back({2, m->streamId, m->start, m->end, m->bytes, "memset"});
+    } else if (rec->kind == CUPTI_ACTIVITY_KIND_RUNTIME) {
+      const auto* a = reinterpret_cast<const CUpti_ActivityAPI*>(rec);
+      const char* name = nullptr;
+      if (cuptiGetCallbackName(CUPTI_CB_DOMAIN_RUNTIME_API, a->cbid, &name) != CUPTI_SUCCESS || !name) name = "cuda?";
+      got.push_back({3, a->threadId, a->start, a->end, 0, name});
     }
   }
   std::free(buffer);
@@ -117,9 +122,10 @@ void write_trace() {
     const double ts = (static_cast<long long>(a.start) + g_offset_ns) / 1e3;
     const double dur = (a.end - a.start) / 1e3;
     std::fprintf(f, "%s  {\"name\": \"%s\", \"cat\": \"%s\", \"ph\": \"X\", \"ts\": %.3f, \"dur\": %.3f, "
-                    "\"pid\": 2, \"tid\": %u, \"args\": {\"bytes\": %llu}}",
-                 first ? "" : ",\n", escaped(a.name).c_str(), a.kind == 0 ? "kernel" : a.kind == 1 ? "copy" : "memset",
-                 ts, dur, a.stream, static_cast<unsigned long long>(a.bytes));
+                    "\"pid\": %d, \"tid\": %u, \"args\": {\"bytes\": %llu}}",
+                 first ? "" : ",\n", escaped(a.name).c_str(),
+                 a.kind == 0 ? "kernel" : a.kind == 1 ? "copy" : a.kind == 2 ? "memset" : "api", ts, dur,
+                 a.kind == 3 ? 3 : 2, a.stream, static_cast<unsigned long long>(a.bytes));
     first = false;
   }
   std::fprintf(f, "\n]}\n");
@@ -140,6 +146,10 @@ extern "C" int InitializeInjection(void) {
   cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
   cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMCPY);
   cuptiActivityEnable(CUPTI_ACTIVITY_KIND_MEMSET);
+  // MOBA_KERNEL_TRACE_API=1: the runtime API calls too (cat "api", pid 3, tid the calling
+  // thread): where the host's CUDA calls take time (a kernel's first launch loading its module).
+  if (const char* api = std::getenv("MOBA_KERNEL_TRACE_API"); api && std::strcmp(api, "1") == 0)
+    cuptiActivityEnable(CUPTI_ACTIVITY_KIND_RUNTIME);
   std::atexit(write_trace);
   return 1;
 }

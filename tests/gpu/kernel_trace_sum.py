@@ -2,12 +2,15 @@
 """Summarise a kernel trace (tests/gpu/kernel_trace.cpp) and, given the run's
 `moba analyze --trace` file, lay the two side by side.
 
-  kernel_trace_sum.py GPU.json [HOST.json] [--heads] [--gaps MS]
+  kernel_trace_sum.py GPU.json [HOST.json] [--heads] [--gaps MS] [--api MS]
 
 Prints: the device's span and busy time (union of all activities), the idle gaps, each
 kernel's count, summed time and fair share of the busy time (time split evenly among the
 activities running at once), and with HOST.json the device's busy fraction inside each of
-the host's "gpu: head" intervals and before the first one.
+the host's "gpu: head" intervals and before the first one. A trace recorded with
+MOBA_KERNEL_TRACE_API=1 also holds the runtime API calls: their summed time by name, and
+every call longer than --api MS (1 by default) in time order (relative to HOST.json's origin
+when given).
 """
 import collections
 import json
@@ -44,7 +47,28 @@ def main():
     if "--gaps" in sys.argv:
         gap_ms = float(sys.argv[sys.argv.index("--gaps") + 1])
         args = [a for a in args if a != sys.argv[sys.argv.index("--gaps") + 1]]
-    gpu = [e for e in load(args[0])["traceEvents"] if e.get("ph") == "X"]
+    api_ms = 1.0
+    if "--api" in sys.argv:
+        api_ms = float(sys.argv[sys.argv.index("--api") + 1])
+        args = [a for a in args if a != sys.argv[sys.argv.index("--api") + 1]]
+    every = [e for e in load(args[0])["traceEvents"] if e.get("ph") == "X"]
+    gpu = [e for e in every if e.get("cat") != "api"]
+    api = [e for e in every if e.get("cat") == "api"]
+    if api:
+        origin = 0.0
+        if len(args) > 1:
+            origin = load(args[1])["otherData"]["steady_clock_origin_ns"] / 1e3
+        by_name, calls = collections.defaultdict(float), collections.Counter()
+        for e in api:
+            by_name[e["name"]] += e["dur"]
+            calls[e["name"]] += 1
+        print("runtime API calls: %d, %.1f ms in all; by name (ms, calls):" % (len(api), sum(by_name.values()) / 1e3))
+        for n, t in sorted(by_name.items(), key=lambda x: -x[1])[:12]:
+            print("  %-40s %9.2f %6d" % (n, t / 1e3, calls[n]))
+        print("calls > %.2f ms (start ms, duration ms, thread):" % api_ms)
+        for e in sorted(api, key=lambda e: e["ts"]):
+            if e["dur"] > api_ms * 1e3:
+                print("  %9.2f %8.2f %8d %s" % ((e["ts"] - origin) / 1e3, e["dur"] / 1e3, e["tid"], e["name"]))
     if not gpu:
         print("no device activity recorded")
         return
