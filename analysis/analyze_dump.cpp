@@ -244,6 +244,7 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
         pending.pop_front();
       }
     }
+    if (L == layers.back() && opt.device == Device::cuda && opt.device_work_done) opt.device_work_done();
     for (; !pending.empty(); pending.pop_front()) collect(*pending.front());
     std::stable_sort(out.head_rows.begin(), out.head_rows.end(), [](const SummaryRow& a, const SummaryRow& b) {
       return std::tie(a.key.layer, a.key.head) < std::tie(b.key.layer, b.key.head);

@@ -6,6 +6,7 @@
 //   block size     0 .. n_block_sizes - 1, in opt.block_sizes order
 //   router         0 .. routers.size() - 1, in opt.routers order
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -46,6 +47,11 @@ struct AnalyzeOptions {
   // key (MoBA = full causal attention) and no metric measures routing. `moba analyze` sets
   // it (and says what it left out, see describe_configs); the library default keeps them.
   bool skip_full_attention = false;
+  // Called once by analyze_dump, on its thread, when the run's device work is over: on cuda,
+  // once the last layer's groups are measured (kept heads' arrays may still be coming back:
+  // release_gpus waits for them) and before their last summaries and the tables. `moba
+  // analyze` tears the CUDA context down there, beside what the run still writes.
+  std::function<void()> device_work_done;
 };
 
 struct BlockConfig {

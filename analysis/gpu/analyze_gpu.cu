@@ -1135,6 +1135,29 @@ class AssemblyTurn {
   int device_;
 };
 
+// The devices the GPU analysis has used in this process (release_gpus tears them down).
+class UsedDevices {
+ public:
+  static void add(int device) {
+    std::lock_guard<std::mutex> lock(mutex());
+    set().insert(device);
+  }
+  static std::set<int> all() {
+    std::lock_guard<std::mutex> lock(mutex());
+    return set();
+  }
+
+ private:
+  static std::mutex& mutex() {
+    static auto* m = new std::mutex;
+    return *m;
+  }
+  static std::set<int>& set() {
+    static auto* s = new std::set<int>;
+    return *s;
+  }
+};
+
 std::future<HeadMeasures> ready_future(HeadMeasures m) {
   std::promise<HeadMeasures> p;
   p.set_value(std::move(m));
@@ -1145,12 +1168,20 @@ std::future<HeadMeasures> ready_future(HeadMeasures m) {
 
 int analyze_gpu_heads_in_flight() { return last_heads_in_flight.load(); }
 
+void release_gpus() noexcept {
+  for (const int device : UsedDevices::all()) {
+    const AssemblyTurn turn(device);  // no kept head's arrays still coming back from it
+    if (cudaSetDevice(device) != cudaSuccess || cudaDeviceReset() != cudaSuccess) cudaGetLastError();
+  }
+}
+
 namespace {
 // A group's upload on device `device`: a stream of its own, set(q, k, v operands, stream) queued
 // on it, then the event setup_group waits for.
 template <typename Set>
 std::shared_ptr<void> upload_group(int device, Set&& set) {
   ck(cudaSetDevice(device), "cudaSetDevice");
+  UsedDevices::add(device);
   auto up = std::make_shared<GpuGroupUpload>();
   ck(cudaStreamCreateWithFlags(&up->stream, cudaStreamNonBlocking), "stream");
   ck(cudaEventCreateWithFlags(&up->done, cudaEventDisableTiming), "event");
@@ -1204,6 +1235,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
                        Progress* progress, const std::function<void(std::future<HeadMeasures>)>& head_done,
                        int device) {
   ck(cudaSetDevice(device), "cudaSetDevice");
+  UsedDevices::add(device);
   StageClock clock;
   clock.on = opt.profile;
   Group g{in, opt, plan};

@@ -55,6 +55,14 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
                        Progress* progress, const std::function<void(std::future<HeadMeasures>)>& head_done,
                        int device = 0);
 
+// For a process whose CUDA work is over (`moba analyze` once the last group is measured): waits
+// for kept heads' arrays still being copied back (above), then tears down the CUDA context of
+// every device the GPU analysis has used (cudaDeviceReset: every device allocation, pinned
+// host memory included, is freed). No CUDA call may follow in the process. Throws nothing; the
+// context's teardown otherwise comes with the process's exit (~75 ms on an H100), after
+// everything the run still writes.
+void release_gpus() noexcept;
+
 // The heads the last analyze_group_gpu call kept in flight (1 or 2: analyze_gpu.cu; for tests).
 int analyze_gpu_heads_in_flight();
 

@@ -23,6 +23,8 @@ void analyze_group_gpu(const GroupInput&, const AnalyzeOptions&, const AnalyzePl
   throw std::logic_error("analyze_group_gpu: this build has no CUDA backend");
 }
 
+void release_gpus() noexcept {}
+
 int analyze_gpu_heads_in_flight() { return 0; }
 
 }  // namespace moba::analysis
