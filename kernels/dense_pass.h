@@ -54,6 +54,20 @@ struct DensePassParams {
   int32_t* top_index = nullptr;    // out [n_q_heads, query_count, top_n] key positions; -1 padded when t + 1 < top_n
   float* top_prob = nullptr;       // out [n_q_heads, query_count, top_n] P_t of each; 0 where padded; optional
 
+  // CUDA only, optional (score_sum null: not computed; the CPU path ignores them): the raw
+  // scores' moments for the SNR probe, as analysis/gpu's moments kernel computes them, bit for
+  // bit. Per query t of the range (row t - query_begin, score_stride entries a row) and 16-key
+  // block m < floor(t / 16) (wholly before t's own): the sum and the sum of squares of
+  // s_j = q_t . k_j (unscaled; 16-key fp32 sums, kernels/cuda/score_moments.cuh's order) and
+  // the largest s_j with its key j (the later key on ties). Entries of other blocks are left
+  // as they are. Needs one query head and q, k as 16-bit device operands (raw16), not under
+  // exact f32 numerics (x3).
+  double* score_sum = nullptr;
+  double* score_sq = nullptr;
+  float* score_max = nullptr;
+  int32_t* score_arg = nullptr;
+  int64_t score_stride = 0;
+
   int64_t query_tile = 0;          // CPU tile sizes; 0 = 64 queries
   int64_t key_tile = 0;            // 0 = 256 keys
   Precision precision = Precision::exact;  // CUDA only (kernels/operand.h); the CPU ignores it

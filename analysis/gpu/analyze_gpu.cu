@@ -38,6 +38,7 @@ namespace moba::analysis {
 namespace {
 
 std::atomic<int> last_heads_in_flight{0};  // analyze_gpu_heads_in_flight
+std::atomic<int64_t> moments_in_dense_chunks{0};  // analyze_gpu_moments_in_dense
 
 using gpu::kMaxCfgPerBlock;
 using gpu::kMaxGates;
@@ -100,8 +101,21 @@ const void* moments_mma_entry(int d) {
                  : reinterpret_cast<const void*>(gpu::moments_mma_kernel<128, T16>);
 }
 
-// q16 / k16: the same q and keys as 16-bit values of `dtype` (a 16-bit dump's own; null for
-// fp32 dumps and conv keys): then, for base a multiple of 16, on tensor cores.
+// The moments' exclusive prefixes over each query's base blocks (prefix_kernel).
+void run_prefixes(int64_t t0, int64_t nq, int64_t base, int64_t stride, bool with_arg, MomentBuffers& m) {
+  gpu::PrefixArgs p;
+  p.t0 = t0, p.base = base, p.stride = stride, p.pre_stride = stride + 1;
+  p.sum = m.sum.get(), p.sq = m.sq.get();
+  p.mx = m.mx.get(), p.arg = m.arg.get();
+  p.pre_sum = m.pre_sum.get(), p.pre_sq = m.pre_sq.get();
+  p.pre_arg = with_arg ? m.pre_arg.get() : nullptr;
+  gpu::prefix_kernel<<<static_cast<unsigned>(nq), 256>>>(p);
+  ck_launch("prefix kernel");
+}
+
+// The token-score moments of `keys` and their prefixes. q16 / k16: the same q and keys as
+// 16-bit values of `dtype` (a 16-bit dump's own; null for fp32 dumps and conv keys): then, for
+// base a multiple of 16, on tensor cores.
 void run_moments(const float* q, const float* keys, const uint16_t* q16, const uint16_t* k16, DType dtype, int d,
                  int64_t t0, int64_t nq, int64_t base, int64_t stride, bool with_arg, MomentBuffers& m) {
   gpu::MomentsArgs a;
@@ -141,14 +155,7 @@ void run_moments(const float* q, const float* keys, const uint16_t* q16, const u
   void* args[] = {mma ? static_cast<void*>(&b) : static_cast<void*>(&a)};
   ck(cudaLaunchKernel(kernel, grid, dim3(static_cast<unsigned>(threads)), args, smem, nullptr),
      mma ? "moments kernel (mma)" : "moments kernel");
-  gpu::PrefixArgs p;
-  p.t0 = t0, p.base = base, p.stride = stride, p.pre_stride = stride + 1;
-  p.sum = m.sum.get(), p.sq = m.sq.get();
-  p.mx = m.mx.get(), p.arg = m.arg.get();
-  p.pre_sum = m.pre_sum.get(), p.pre_sq = m.pre_sq.get();
-  p.pre_arg = with_arg ? m.pre_arg.get() : nullptr;
-  gpu::prefix_kernel<<<static_cast<unsigned>(nq), 256>>>(p);
-  ck_launch("prefix kernel");
+  run_prefixes(t0, nq, base, stride, with_arg, m);
 }
 
 // Wall time per stage when profiling (AnalyzeOptions::profile): each stage ends with a device
@@ -188,6 +195,9 @@ struct Group {
   // otherwise.
   std::vector<std::vector<Dev<float>>> score_keys;
   int64_t base = 1, n_base = 0, chunk = 0;
+  // The SNR probe's moments of the dump's keys come from the dense pass (measure_chunk): at base
+  // 16, where it runs on the dump's own 16-bit q and k (not under moments_apart).
+  bool moments_in_dense = false;
   // Nested budgets: per block size its configurations by k ascending, and per configuration
   // the next smaller k of its block size (0 for the smallest). The device holds and attends
   // each (configuration, router)'s band of that order (gpu::RowArgs::k_prev), not its whole
@@ -328,6 +338,11 @@ void setup_group(Group& g) {
   }
   g.base = gcd_of(g.plan.block_sizes);
   g.n_base = (g.T + g.base - 1) / g.base;
+  // The dense pass's q and k operands are the dump's 16-bit values but for an f16 dump under
+  // fast (DevOperand::operand).
+  g.moments_in_dense = g.n_gates > 0 && g.base == 16 && g.in.dtype != DType::f32 &&
+                       !(g.opt.routing.precision == kernels::Precision::fast && g.in.dtype == DType::f16) &&
+                       !kernels::cuda_tuning().moments_apart;
   // Query chunk: as large as the chunk buffers allow (moments: ~48 bytes per (query, base
   // block); masses and scores: 4 bytes per (query, block) per block size and router row).
   // nsa-shared: 8 more (its double sum over the group's heads).
@@ -490,16 +505,30 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
   }
   dp.top_n = plan.n_top;
   dp.top_index = cb.top.get();
+  // The SNR probe's moments of the dump's keys at base 16 come from the dense pass's own score
+  // tiles where it runs on the same 16-bit q and k (bit for bit the moments kernel's; one QK^T
+  // a head fewer: kernels/cuda/NOTES.md, twenty-seventh session).
+  const int64_t stride = g.n_base;
+  const bool h16 = g.in.dtype != DType::f32;
+  const uint16_t* q16 = h16 ? g.q.h16.get() + local * g.T * g.d : nullptr;
+  const uint16_t* k16 = h16 ? g.k.h16.get() : nullptr;
+  if (g.moments_in_dense) {
+    if (!q16 || dp.q.raw16 != q16 || dp.k.raw16 != k16)
+      throw std::logic_error("GPU analysis: the dense pass's q and k are not the dump's 16-bit values");
+    moments_in_dense_chunks.fetch_add(1);
+    dp.score_sum = cb.dump_moments.sum.get(), dp.score_sq = cb.dump_moments.sq.get();
+    dp.score_max = cb.dump_moments.mx.get(), dp.score_arg = cb.dump_moments.arg.get();
+    dp.score_stride = stride;
+  }
   ck_op(kernels::dense_pass_cuda(dp), "dense pass");
   clock.lap("dense pass");
 
   const float* qh = g.q.f32.get() + local * g.T * g.d;
-  const int64_t stride = g.n_base;
   if (g.n_gates > 0) {
-    const bool h16 = g.in.dtype != DType::f32;
-    const uint16_t* q16 = h16 ? g.q.h16.get() + local * g.T * g.d : nullptr;
-    run_moments(qh, g.k.f32.get(), q16, h16 ? g.k.h16.get() : nullptr, g.in.dtype, d, t0, nq, g.base, stride, true,
-                cb.dump_moments);
+    if (g.moments_in_dense)
+      run_prefixes(t0, nq, g.base, stride, true, cb.dump_moments);
+    else
+      run_moments(qh, g.k.f32.get(), q16, k16, g.in.dtype, d, t0, nq, g.base, stride, true, cb.dump_moments);
     for (int gi = 0; gi < g.n_gates; ++gi)
       if (g.gate_kinds[gi] == RouterKind::moba_kconv)
         run_moments(qh, g.conv.get(), nullptr, nullptr, g.in.dtype, d, t0, nq, g.base, stride, false,
@@ -1167,6 +1196,8 @@ std::future<HeadMeasures> ready_future(HeadMeasures m) {
 }  // namespace
 
 int analyze_gpu_heads_in_flight() { return last_heads_in_flight.load(); }
+
+int64_t analyze_gpu_moments_in_dense() { return moments_in_dense_chunks.load(); }
 
 void release_gpus() noexcept {
   for (const int device : UsedDevices::all()) {

@@ -65,5 +65,8 @@ void release_gpus() noexcept;
 
 // The heads the last analyze_group_gpu call kept in flight (1 or 2: analyze_gpu.cu; for tests).
 int analyze_gpu_heads_in_flight();
+// Query chunks, since the process began, whose SNR-probe moments the dense pass computed
+// (analyze_gpu.cu measure_chunk; for tests).
+int64_t analyze_gpu_moments_in_dense();
 
 }  // namespace moba::analysis

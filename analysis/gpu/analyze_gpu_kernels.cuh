@@ -12,6 +12,7 @@
 #include "analysis/gpu/device_common.cuh"
 #include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/score_moments.cuh"
 #include "kernels/moba_attention.h"
 
 namespace moba::analysis::gpu {
@@ -198,61 +199,9 @@ __global__ void __launch_bounds__(128) moments_mma_kernel(MomentsMmaArgs a) {
         M::run(sc[2 * np + 1], qa[kk], r[2], r[3]);
       }
     __syncthreads();  // every warp's ldmatrix of this buffer done: the next iteration restages it
-    // Per 16-key segment sg and row w (0: r0, 1: r1), this lane's 4 scores: summed, squared and
-    // summed, and their (max, later key on ties), in the order (8 h + e).
-    float ps[4][2], pz[4][2], pm[4][2];
-    int32_t px[4][2];
-#pragma unroll
-    for (int sg = 0; sg < 4; ++sg)
-#pragma unroll
-      for (int w = 0; w < 2; ++w) {
-        float s_ = 0, z_ = 0, m_ = -INFINITY;
-        int32_t x_ = -1;
-#pragma unroll
-        for (int h = 0; h < 2; ++h)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const int32_t j = static_cast<int32_t>(j0 + 16 * sg + 8 * h + 2 * qd + e);
-            const float v = sc[2 * sg + h][2 * w + e];
-            s_ += v, z_ += v * v;
-            if (v > m_ || (v == m_ && j > x_)) m_ = v, x_ = j;
-          }
-        ps[sg][w] = s_, pz[sg][w] = z_, pm[sg][w] = m_, px[sg][w] = x_;
-      }
-    // Over the quad, transposed: at xor 1 a lane keeps the segments of its lane's parity and
-    // sends the others, at xor 2 it keeps segment qd. Each sum is (own + partner) at both levels
-    // and the max takes the larger (later key on ties): the bits of a full butterfly per segment.
-    const auto take = [](float& m, int32_t& x, float om, int32_t ox) {
-      if (om > m || (om == m && ox > x)) m = om, x = ox;
-    };
-    const bool odd = qd & 1, high = qd & 2;
-    float ys[2][2], yz[2][2], ym[2][2];  // [segment pair pp][row]: segment 2 pp + odd after xor 1
-    int32_t yx[2][2];
-#pragma unroll
-    for (int pp = 0; pp < 2; ++pp)
-#pragma unroll
-      for (int w = 0; w < 2; ++w) {
-        // kept: segment 2 pp + odd; sent: the other (selects: no indexing by lane)
-        const int e0 = 2 * pp, e1 = 2 * pp + 1;
-        ys[pp][w] = (odd ? ps[e1][w] : ps[e0][w]) + __shfl_xor_sync(0xffffffffu, odd ? ps[e0][w] : ps[e1][w], 1);
-        yz[pp][w] = (odd ? pz[e1][w] : pz[e0][w]) + __shfl_xor_sync(0xffffffffu, odd ? pz[e0][w] : pz[e1][w], 1);
-        ym[pp][w] = odd ? pm[e1][w] : pm[e0][w], yx[pp][w] = odd ? px[e1][w] : px[e0][w];
-        take(ym[pp][w], yx[pp][w], __shfl_xor_sync(0xffffffffu, odd ? pm[e0][w] : pm[e1][w], 1),
-             __shfl_xor_sync(0xffffffffu, odd ? px[e0][w] : px[e1][w], 1));
-      }
     float zs[2], zz[2], zm[2];  // segment qd, rows r0 / r1
     int32_t zx[2];
-#pragma unroll
-    for (int w = 0; w < 2; ++w) {
-      const float ks_ = high ? ys[1][w] : ys[0][w], ss_ = high ? ys[0][w] : ys[1][w];
-      const float kz_ = high ? yz[1][w] : yz[0][w], sz_ = high ? yz[0][w] : yz[1][w];
-      const float km_ = high ? ym[1][w] : ym[0][w], sm_ = high ? ym[0][w] : ym[1][w];
-      const int32_t kx_ = high ? yx[1][w] : yx[0][w], sx_ = high ? yx[0][w] : yx[1][w];
-      zs[w] = ks_ + __shfl_xor_sync(0xffffffffu, ss_, 2);
-      zz[w] = kz_ + __shfl_xor_sync(0xffffffffu, sz_, 2);
-      zm[w] = km_, zx[w] = kx_;
-      take(zm[w], zx[w], __shfl_xor_sync(0xffffffffu, sm_, 2), __shfl_xor_sync(0xffffffffu, sx_, 2));
-    }
+    segment_moments16(sc, j0, qd, zs, zz, zm, zx);
     if (a.base == 16) {  // every segment is a base block: the quad's 4 lanes store a row's 4 side by side
       const int64_t js = j0 + 16 * qd, m = js / 16;
       if (js < j_end && js < lim0) {

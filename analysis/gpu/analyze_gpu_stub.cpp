@@ -27,4 +27,6 @@ void release_gpus() noexcept {}
 
 int analyze_gpu_heads_in_flight() { return 0; }
 
+int64_t analyze_gpu_moments_in_dense() { return 0; }
+
 }  // namespace moba::analysis

@@ -34,6 +34,7 @@
 #include "kernels/cuda/cuda_util.cuh"
 #include "kernels/cuda/mass_rows.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/score_moments.cuh"
 #include "kernels/cuda/tuning.h"
 
 namespace moba::kernels {
@@ -71,6 +72,11 @@ struct DenseArgs {
   bool any_fast, any_slow;
   const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the fp16 lo parts, strides of q, k, v
   const int* x3_exp;                   // Nx::x3 only: [3] scale exponents of q, k, v
+  // The raw scores' 16-key moments (DensePassParams::score_sum ...), with MOM only.
+  double *mom_sum, *mom_sq;
+  float* mom_max;
+  int32_t* mom_arg;
+  int64_t mom_stride;
 };
 
 // Shared memory after the K/V tiles (floats): a tile's scores for top-n (pass 1), 8-key
@@ -91,7 +97,9 @@ __host__ __device__ inline int64_t pass2_floats(const DenseArgs& a, int64_t* o_s
 }
 
 // Two CTAs per SM at D = 128 (~246 registers); a 168-register cap for three spills (NOTES.md).
-template <int D, typename T16, Nx NX>
+// MOM: also the raw scores' 16-key moments of the SNR probe (pass 1, from the same score
+// fragments: kernels/cuda/score_moments.cuh; DensePassParams::score_sum).
+template <int D, typename T16, Nx NX, bool MOM>
 __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kernel(DenseArgs a) {
   using M = Mma<T16>;
   constexpr bool X3 = NX == Nx::x3;
@@ -291,11 +299,27 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   // Carries of fast blocks longer than a tile: [16 rows][n_sizes] per warp; lane qd 0 keeps
   // row g, lane qd 1 row g + 8.
   float* const wcarry1 = carry + warp * 2 * 16 * a.n_sizes;
+  // MOM: a row's 16-key blocks wholly before its own (keys < lim16), none masked.
+  const int64_t lim16_0 = v0 ? (t0 >> 4) << 4 : 0, lim16_1 = v1 ? (t1 >> 4) << 4 : 0;
   issue(0, 0, want_out);
   for (int64_t j0 = 0; j0 < key_end; j0 += kKeys) {
     begin_tile(j0, static_cast<int>((j0 / kKeys) & 1), want_out);
     float sc[kKeys / 8][4];
     scores(j0, sc);
+    if constexpr (MOM) {
+      float zs[2], zz[2], zm[2];  // segment qd of rows t0 / t1
+      int32_t zx[2];
+      segment_moments16(sc, j0, qd, zs, zz, zm, zx);
+      const int64_t js = j0 + 16 * qd, m = js >> 4;
+      if (js < lim16_0) {
+        const int64_t o = (t0 - a.q_begin) * a.mom_stride + m;
+        a.mom_sum[o] = zs[0], a.mom_sq[o] = zz[0], a.mom_max[o] = zm[0], a.mom_arg[o] = zx[0];
+      }
+      if (js < lim16_1) {
+        const int64_t o = (t1 - a.q_begin) * a.mom_stride + m;
+        a.mom_sum[o] = zs[1], a.mom_sq[o] = zz[1], a.mom_max[o] = zm[1], a.mom_arg[o] = zx[1];
+      }
+    }
     if (want_top) top_n_tile(j0, sc);
     float tm0 = -INFINITY, tm1 = -INFINITY;
 #pragma unroll
@@ -528,19 +552,19 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   }
 }
 
-template <int D, typename T16, Nx NX = Nx::plain>
+template <int D, typename T16, Nx NX = Nx::plain, bool MOM = false>
 const char* launch_dense(const DenseArgs& a, int64_t n_q_heads, cudaStream_t stream) {
   int64_t o_seg8, o_seg1, o_carry, o_top;
   const size_t smem = size_t{NX == Nx::x3 ? 8 : 4} * kKeys * (D + 8) * sizeof(uint16_t) +
                       sizeof(float) * static_cast<size_t>(pass2_floats(a, &o_seg8, &o_seg1, &o_carry, &o_top));
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16, NX>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16, NX, MOM>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                      static_cast<int>(smem)));
   // ~73 KB per CTA at B3's sizes: the largest shared-memory carveout (2 CTAs per SM at D = 128,
   // which the registers allow; 3 at D = 64).
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16, NX>, cudaFuncAttributePreferredSharedMemoryCarveout,
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(dense_pass_kernel<D, T16, NX, MOM>, cudaFuncAttributePreferredSharedMemoryCarveout,
                                      cudaSharedmemCarveoutMaxShared));
   const int64_t n_tiles = (a.q_count + kRows - 1) / kRows;
-  dense_pass_kernel<D, T16, NX><<<dim3(static_cast<unsigned>(n_tiles), static_cast<unsigned>(n_q_heads)),
+  dense_pass_kernel<D, T16, NX, MOM><<<dim3(static_cast<unsigned>(n_tiles), static_cast<unsigned>(n_q_heads)),
                               kWarps * 32, smem, stream>>>(a);
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
@@ -558,6 +582,11 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
   Nx nx = Nx::plain;
   MOBA_TRY(qkv_numerics(p, p.out != nullptr, "dense_pass_cuda: 16-bit inputs need dtype f16 or bf16",
                         "dense_pass_cuda: q, k, v disagree on the 16-bit dtype", &kind, &nx));
+  if (p.score_sum) {
+    if (!p.score_sq || !p.score_max || !p.score_arg) return "dense_pass_cuda: score moments need all four outputs";
+    if (nx == Nx::x3 || !p.q.raw16 || !p.k.raw16 || Hq != 1 || p.score_stride < (p.query_begin + p.query_count) / 16)
+      return "dense_pass_cuda: score moments need one query head, 16-bit q and k as given, and a row per query";
+  }
   if (p.query_count == 0) return nullptr;
   const auto stream = static_cast<cudaStream_t>(stream_ptr);
   Scratch scratch(stream);
@@ -603,10 +632,22 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
   a.top_n = p.top_n;
   a.top_index = p.top_index;
   a.top_prob = p.top_prob;
+  a.mom_sum = p.score_sum, a.mom_sq = p.score_sq, a.mom_max = p.score_max, a.mom_arg = p.score_arg;
+  a.mom_stride = p.score_stride;
   if (Hq > 65535) return "dense_pass_cuda: too many heads";
   if (nx == Nx::x3)
     return d <= 64 ? launch_dense<64, __half, Nx::x3>(a, Hq, stream)
                    : launch_dense<128, __half, Nx::x3>(a, Hq, stream);
+  if (a.mom_sum) {  // checked above: 16-bit q and k as given, one query head
+    if (nx == Nx::split_p)
+      return d <= 64 ? launch_dense<64, __nv_bfloat16, Nx::split_p, true>(a, Hq, stream)
+                     : launch_dense<128, __nv_bfloat16, Nx::split_p, true>(a, Hq, stream);
+    if (kind == kF16)
+      return d <= 64 ? launch_dense<64, __half, Nx::plain, true>(a, Hq, stream)
+                     : launch_dense<128, __half, Nx::plain, true>(a, Hq, stream);
+    return d <= 64 ? launch_dense<64, __nv_bfloat16, Nx::plain, true>(a, Hq, stream)
+                   : launch_dense<128, __nv_bfloat16, Nx::plain, true>(a, Hq, stream);
+  }
   if (nx == Nx::split_p)
     return d <= 64 ? launch_dense<64, __nv_bfloat16, Nx::split_p>(a, Hq, stream)
                    : launch_dense<128, __nv_bfloat16, Nx::split_p>(a, Hq, stream);

@@ -54,6 +54,10 @@ struct CudaTuning {
   // whose dense pass then packs its short CTAs behind the long ones in one launch (B4 on an
   // H100, x9 alternated: median 1.05 -> 1.00 s; 16384 before, kernels/cuda/NOTES.md).
   int chunk_rows = 32768;
+  // The SNR probe's moments of the dump's keys (analyze_gpu.cu): false = from the dense pass's
+  // own score tiles where it runs on the same 16-bit q and k at base 16 (the same bits, one
+  // QK^T fewer); true = always by the moments kernel of their own.
+  bool moments_apart = false;
 };
 
 // Multiprocessor count assumed when the device attribute cannot be read (H100/H200 SXM).
@@ -67,7 +71,7 @@ const CudaTuning& cuda_tuning();
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
 // attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, row_warp=0|1,
-// attn_warp_ctas=-1|0|1, heads_in_flight=1|2, chunk_rows=N; "" = defaults) on top of `*out`. Returns nullptr
+// attn_warp_ctas=-1|0|1, heads_in_flight=1|2, chunk_rows=N, moments_apart=0|1; "" = defaults) on top of `*out`. Returns nullptr
 // or a static message naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
 

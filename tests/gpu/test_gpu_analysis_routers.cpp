@@ -454,3 +454,81 @@ TEST_CASE("gpu analysis: two heads in flight change no bit", "[gpu][analysis][wi
     }
   }
 }
+
+// The SNR probe's moments of the dump's keys at base 16 come from the dense pass's own score
+// tiles where it runs on the same 16-bit q and k (kernels::DensePassParams::score_sum): the
+// same bits as the moments kernel of their own (kernels::CudaTuning::moments_apart), which the
+// host analysis is compared with elsewhere. bf16 (exact: split P; fast: plain) and f16
+// (exact), head dims 48, 64 and 128, ragged T, chunks of 320 queries and one chunk, with a
+// second gate (moba-kconv, moments of its own) beside them.
+TEST_CASE("gpu analysis: the dense pass's score moments are the moments kernel's bits", "[gpu][analysis][snr]") {
+  REQUIRE(kernels::cuda_device_count() > 0);
+  struct Restore {
+    ~Restore() { kernels::set_cuda_tuning(kernels::CudaTuning{}); }
+  } restore;
+  struct Case {
+    DType dtype;
+    kernels::Precision precision;
+    int64_t T, d;
+    int chunk_rows;
+    std::vector<int64_t> block_sizes;
+  };
+  const std::vector<Case> cases = {
+      {DType::bf16, kernels::Precision::exact, 1333, 128, 32768, {16, 32}},
+      {DType::bf16, kernels::Precision::fast, 1333, 64, 320, {16, 48}},
+      {DType::f16, kernels::Precision::exact, 2100, 48, 32768, {32, 16}},
+      {DType::f16, kernels::Precision::exact, 777, 128, 320, {16}},
+  };
+  for (const Case& c : cases) {
+    INFO(dtype_name(c.dtype) << " " << kernels::precision_name(c.precision) << " T " << c.T << " d " << c.d
+                             << " chunk_rows " << c.chunk_rows);
+    std::mt19937 rng(static_cast<unsigned>(c.T + c.d));
+    const Tensor3 q = random_rounded(2, c.T, c.d, c.dtype, rng, 2.0f);
+    const Tensor3 k = random_rounded(1, c.T, c.d, c.dtype, rng, 1.0f);
+    const Tensor3 v = random_rounded(1, c.T, c.d, c.dtype, rng, 0.125f);
+    GroupInput in;
+    in.q = q.view();
+    in.k = k.view();
+    in.v = v.view();
+    in.dtype = c.dtype;
+    in.heads = {0, 1};
+    AnalyzeOptions o;
+    o.block_sizes = c.block_sizes;
+    o.top_ks = {1, 3};
+    o.routers = {RouterKind::moba, RouterKind::oracle, RouterKind::moba_kconv};
+    o.routing.precision = c.precision;
+    o.query_chunk = 256;
+    o.gpus = 1;
+    o.device = Device::cuda;
+    const auto run = [&](bool apart) {
+      kernels::CudaTuning t;
+      t.moments_apart = apart;
+      t.chunk_rows = c.chunk_rows;
+      kernels::set_cuda_tuning(t);
+      const int64_t before = analyze_gpu_moments_in_dense();
+      GroupResult r = analyze_group(in, o, nullptr, nullptr);
+      const int64_t chunks = analyze_gpu_moments_in_dense() - before;
+      const int64_t chunk = std::min<int64_t>(c.chunk_rows, c.T);
+      CHECK(chunks == (apart ? 0 : 2 * ((c.T + chunk - 1) / chunk)));
+      return r;
+    };
+    const GroupResult fused = run(false), apart = run(true);
+    REQUIRE(fused.rows.size() == apart.rows.size());
+    for (size_t i = 0; i < apart.rows.size(); ++i) {
+      INFO("row " << i);
+      CHECK(fused.rows[i].key == apart.rows[i].key);
+      CHECK(std::memcmp(fused.rows[i].values.data(), apart.rows[i].values.data(), sizeof(apart.rows[i].values)) == 0);
+    }
+    REQUIRE(fused.snr.size() == apart.snr.size());
+    REQUIRE(!apart.snr.empty());
+    for (size_t i = 0; i < apart.snr.size(); ++i) {
+      const SnrStats &a = apart.snr[i].stats, &b = fused.snr[i].stats;
+      CHECK(a.n_queries > 0);
+      CHECK((b.n_queries == a.n_queries && b.n_pairs == a.n_pairs && b.n_negative == a.n_negative));
+      const double x[5] = {a.sum_d, a.sum_d2, a.sum_delta_mu, a.sum_excess, a.sum_var_noise};
+      const double y[5] = {b.sum_d, b.sum_d2, b.sum_delta_mu, b.sum_excess, b.sum_var_noise};
+      CHECK(std::memcmp(x, y, sizeof(x)) == 0);
+      CHECK(b.rank_hist == a.rank_hist);
+    }
+  }
+}
