@@ -411,6 +411,7 @@ struct HeadBuffers {
   int32_t* sel_of(int slot) const { return sel[static_cast<size_t>(cur * n_slots + slot)].get(); }
   Dev<float> o_full;              // [T, d]
   Dev<gpu::SnrRow> snr;           // [gi * n_bs + bi][T]
+  Dev<gpu::SnrTotals> snr_tot;    // [gi * n_bs + bi]: snr reduced (Reductions::snr_stream)
   Dev<unsigned long long> planted_hits, signal_hits;  // [ci * kSlots + slot], [ci * kMaxGates + gi]
   Dev<unsigned long long> sel_count;  // [ci * kSlots + slot]: variable-budget rows' sum of |S_t|
   const int32_t* planted = nullptr;   // [T]: the head's planted blocks (in the group's upload), or null
@@ -420,15 +421,18 @@ struct HeadBuffers {
   // through on that stream (recorded by output_errors).
   cudaEvent_t done[kSelBufs][kAttnStreams] = {};
   cudaEvent_t reduced = nullptr;  // the head's reductions and their copies into `res` are through
+  cudaEvent_t snr_ready = nullptr;  // snr_tot is written
   HeadBuffers() {
     for (auto& d : done)
       for (auto& e : d) ck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "event");
     ck(cudaEventCreateWithFlags(&reduced, cudaEventDisableTiming), "event");
+    ck(cudaEventCreateWithFlags(&snr_ready, cudaEventDisableTiming), "event");
   }
   ~HeadBuffers() {
     for (auto& d : done)
       for (auto& e : d) cudaEventDestroy(e);
     cudaEventDestroy(reduced);
+    cudaEventDestroy(snr_ready);
   }
   HeadBuffers(const HeadBuffers&) = delete;
   HeadBuffers& operator=(const HeadBuffers&) = delete;
@@ -773,6 +777,7 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
 // with copies into the head's pinned HeadResults; finish_reductions reads them.
 struct Reductions {
   cudaStream_t stream = nullptr;
+  cudaStream_t snr_stream = nullptr;  // the SNR sums (enqueue_snr_sums)
   cudaEvent_t chunks = nullptr;  // recorded on the default stream after a head's chunks
   std::vector<int64_t> edges;    // the position buckets
   int n_slots = 0, n_buckets = 0, n_seg = 0, n_snr = 0;
@@ -784,13 +789,14 @@ struct Reductions {
   Dev<unsigned char> temp;          // the segmented sort's
   Dev<gpu::QuantileJob> qjobs;      // [n_seg]
   Dev<double> quant;                // [n_seg][3]
-  Dev<gpu::SnrTotals> snr;          // [n_snr]
   Reductions() {
     ck(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "stream");
+    ck(cudaStreamCreateWithFlags(&snr_stream, cudaStreamNonBlocking), "stream");
     ck(cudaEventCreateWithFlags(&chunks, cudaEventDisableTiming), "event");
   }
   ~Reductions() {
     cudaStreamDestroy(stream);
+    cudaStreamDestroy(snr_stream);
     cudaEventDestroy(chunks);
   }
   Reductions(const Reductions&) = delete;
@@ -861,9 +867,9 @@ void setup_reductions(const Group& g, Reductions& r, HeadBuffers* heads, int n_h
   }
   r.qjobs.upload(qjobs.data(), qjobs.size());
   r.quant.resize(static_cast<size_t>(r.n_seg) * 3);
-  r.snr.resize(static_cast<size_t>(std::max(r.n_snr, 1)));
   for (int x = 0; x < n_heads; ++x) {
     HeadBuffers& h = heads[x];
+    h.snr_tot.resize(static_cast<size_t>(std::max(r.n_snr, 1)));
     const std::vector<gpu::MeanJob> jobs = mean_jobs(g, h, r.edges);
     h.mean_jobs.upload(jobs.data(), jobs.size());
     h.res = pinned[x];
@@ -876,8 +882,21 @@ void setup_reductions(const Group& g, Reductions& r, HeadBuffers* heads, int n_h
   }
 }
 
-// Enqueues head h's reductions on r.stream (which has waited for the head's chunks and
-// attention) and the copies of their results into *h.res.
+// Head h's SNR sums per (gate, block size), in query order, into h.snr_tot: on r.snr_stream
+// once the head's chunks (whose routing rows write h.snr) are through (r.chunks recorded), so
+// beside the head's attention instead of at the end of its reductions, which a group's last
+// head runs with the device otherwise idle; r.stream waits for them.
+void enqueue_snr_sums(const Group& g, HeadBuffers& h, Reductions& r) {
+  if (r.n_snr == 0) return;
+  ck(cudaStreamWaitEvent(r.snr_stream, r.chunks, 0), "stream wait");
+  gpu::snr_reduce_kernel<<<static_cast<unsigned>(r.n_snr), 256, 0, r.snr_stream>>>(h.snr.get(), g.T, h.snr_tot.get());
+  ck_launch("SNR sums");
+  ck(cudaEventRecord(h.snr_ready, r.snr_stream), "event record");
+  ck(cudaStreamWaitEvent(r.stream, h.snr_ready, 0), "stream wait");
+}
+
+// Enqueues head h's reductions on r.stream (which has waited for the head's chunks, its SNR
+// sums and attention) and the copies of their results into *h.res.
 void enqueue_reductions(const Group& g, HeadBuffers& h, Reductions& r) {
   const cudaStream_t s = r.stream;
   gpu::mean_kernel<<<static_cast<unsigned>(r.n_jobs), 256, 0, s>>>(h.mean_jobs.get(), r.means.get());
@@ -890,17 +909,12 @@ void enqueue_reductions(const Group& g, HeadBuffers& h, Reductions& r) {
   const auto quantile_ctas = static_cast<unsigned>((r.n_seg + 127) / 128);
   gpu::quantile_kernel<<<quantile_ctas, 128, 0, s>>>(r.qjobs.get(), r.n_seg, r.quant.get());
   ck_launch("quantiles");
-  // SNR sums per (gate, block size), in query order.
-  if (r.n_snr > 0) {
-    gpu::snr_reduce_kernel<<<static_cast<unsigned>(r.n_snr), 256, 0, s>>>(h.snr.get(), g.T, r.snr.get());
-    ck_launch("SNR sums");
-  }
   const auto back = [&](void* dst, const void* src, size_t bytes) {
     ck(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, s), "download reductions");
   };
   back(h.res->means.get(), r.means.get(), r.n_jobs * sizeof(gpu::MeanOut));
   back(h.res->quant.get(), r.quant.get(), static_cast<size_t>(r.n_seg) * 3 * sizeof(double));
-  if (r.n_snr > 0) back(h.res->snr.get(), r.snr.get(), static_cast<size_t>(r.n_snr) * sizeof(gpu::SnrTotals));
+  if (r.n_snr > 0) back(h.res->snr.get(), h.snr_tot.get(), static_cast<size_t>(r.n_snr) * sizeof(gpu::SnrTotals));
   back(h.res->sel_count.get(), h.sel_count.get(), h.sel_count.size() * sizeof(unsigned long long));
   back(h.res->signal_hits.get(), h.signal_hits.get(), h.signal_hits.size() * sizeof(unsigned long long));
   back(h.res->planted_hits.get(), h.planted_hits.get(), h.planted_hits.size() * sizeof(unsigned long long));
@@ -1412,6 +1426,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
     }
     ck(cudaEventRecord(red.chunks, nullptr), "event record");
     ck(cudaStreamWaitEvent(red.stream, red.chunks, 0), "stream wait");
+    enqueue_snr_sums(g, h, red);
     for (int b = 0; b < h.n_sel_bufs; ++b) h.wait_attention(b, red.stream);
     enqueue_reductions(g, h, red);
     if (keep_arrays && !kc.slots.empty()) copy_arrays(g, h, kc, red.stream);
