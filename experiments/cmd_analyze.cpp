@@ -319,8 +319,8 @@ int run_analyze(const std::vector<std::string>& argv) {
   const auto t_start = std::chrono::steady_clock::now();
   // The CUDA context torn down on a thread of its own once the device work is over, beside the
   // last summaries, the tables and analysis.h5's commit, rather than in the process's exit after
-  // them (~75 ms on an H100; B4 -30 ms of wall: kernels/cuda/NOTES.md, twenty-seventh session).
-  // Joined before this returns (also when it throws); nothing after it uses CUDA.
+  // them (70-92 ms on an H100; B4 -20 to -30 ms of wall: kernels/cuda/NOTES.md, twenty-seventh
+  // session). Joined before this returns (also when it throws); nothing after it uses CUDA.
   struct DeviceRelease {
     std::thread thread;
     void join() {
