@@ -59,7 +59,7 @@ void analyze_group_gpu(const GroupInput& in, const AnalyzeOptions& opt, const An
 // for kept heads' arrays still being copied back (above), then tears down the CUDA context of
 // every device the GPU analysis has used (cudaDeviceReset: every device allocation, pinned
 // host memory included, is freed). No CUDA call may follow in the process. Throws nothing; the
-// context's teardown otherwise comes with the process's exit (~75 ms on an H100), after
+// context's teardown otherwise comes with the process's exit (70-90 ms on an H100), after
 // everything the run still writes.
 void release_gpus() noexcept;
 
