@@ -447,11 +447,7 @@ void summary_commit(const GroupInput& in, const AnalyzeOptions& opt, const Analy
     if (h5 && !m.arrays.empty()) {
       const size_t first = kept.size();
       kept_array_items(m.arrays[slot], T, opt.keep.keeps_arrays(row.key), opt.keep.keeps_selection(row.key), &kept);
-      for (size_t i = first; i < kept.size(); ++i) {
-        int64_t n = 4;  // bytes in memory (float32 or int32)
-        for (const int64_t x : kept[i].shape) n *= x;
-        kept_bytes += n;
-      }
+      for (size_t i = first; i < kept.size(); ++i) kept_bytes += 4 * kept[i].elements();  // float32 or int32
       if (kept_bytes >= kKeptBatchBytes) write_kept();
     }
   }

@@ -79,6 +79,7 @@ class H5Output {
     const int32_t* i32 = nullptr;  // otherwise: stored as signed stored_bits integers (8, 16, 32)
     int stored_bits = 32;
     H5Storage storage;
+    int64_t elements() const;  // prod(shape): the values f32 / i32 point to
     static Item floats(std::string dataset, std::vector<int64_t> shape, const float* data, const H5Storage& storage = {}) {
       return Item{std::move(dataset), std::move(shape), true, data, nullptr, 32, storage};
     }

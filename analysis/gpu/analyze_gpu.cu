@@ -195,9 +195,6 @@ struct Group {
   // otherwise.
   std::vector<std::vector<Dev<float>>> score_keys;
   int64_t base = 1, n_base = 0, chunk = 0;
-  // The SNR probe's moments of the dump's keys come from the dense pass (measure_chunk): at base
-  // 16, where it runs on the dump's own 16-bit q and k (not under moments_apart).
-  bool moments_in_dense = false;
   // Nested budgets: per block size its configurations by k ascending, and per configuration
   // the next smaller k of its block size (0 for the smallest). The device holds and attends
   // each (configuration, router)'s band of that order (gpu::RowArgs::k_prev), not its whole
@@ -338,11 +335,6 @@ void setup_group(Group& g) {
   }
   g.base = gcd_of(g.plan.block_sizes);
   g.n_base = (g.T + g.base - 1) / g.base;
-  // The dense pass's q and k operands are the dump's 16-bit values but for an f16 dump under
-  // fast (DevOperand::operand).
-  g.moments_in_dense = g.n_gates > 0 && g.base == 16 && g.in.dtype != DType::f32 &&
-                       !(g.opt.routing.precision == kernels::Precision::fast && g.in.dtype == DType::f16) &&
-                       !kernels::cuda_tuning().moments_apart;
   // Query chunk: as large as the chunk buffers allow (moments: ~48 bytes per (query, base
   // block); masses and scores: 4 bytes per (query, block) per block size and router row).
   // nsa-shared: 8 more (its double sum over the group's heads).
@@ -516,9 +508,9 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
   const bool h16 = g.in.dtype != DType::f32;
   const uint16_t* q16 = h16 ? g.q.h16.get() + local * g.T * g.d : nullptr;
   const uint16_t* k16 = h16 ? g.k.h16.get() : nullptr;
-  if (g.moments_in_dense) {
-    if (!q16 || dp.q.raw16 != q16 || dp.k.raw16 != k16)
-      throw std::logic_error("GPU analysis: the dense pass's q and k are not the dump's 16-bit values");
+  const bool moments_in_dense = g.n_gates > 0 && g.base == 16 && q16 && dp.q.raw16 == q16 && dp.k.raw16 == k16 &&
+                                !kernels::cuda_tuning().moments_apart;
+  if (moments_in_dense) {
     moments_in_dense_chunks.fetch_add(1);
     dp.score_sum = cb.dump_moments.sum.get(), dp.score_sq = cb.dump_moments.sq.get();
     dp.score_max = cb.dump_moments.mx.get(), dp.score_arg = cb.dump_moments.arg.get();
@@ -529,7 +521,7 @@ void measure_chunk(const Group& g, int64_t local, int64_t t0, int64_t nq, int64_
 
   const float* qh = g.q.f32.get() + local * g.T * g.d;
   if (g.n_gates > 0) {
-    if (g.moments_in_dense)
+    if (moments_in_dense)
       run_prefixes(t0, nq, g.base, stride, true, cb.dump_moments);
     else
       run_moments(qh, g.k.f32.get(), q16, k16, g.in.dtype, d, t0, nq, g.base, stride, true, cb.dump_moments);

@@ -100,6 +100,8 @@ std::string name_of(const std::string& path) { return path.substr(path.rfind('/'
 constexpr size_t kOpenGroups = 256;
 }  // namespace
 
+int64_t H5Output::Item::elements() const { return elems_of(shape); }
+
 struct H5Output::Impl {
   explicit Impl(const std::string& path) : file(path), deflate_avail(H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0) {}
   h5::TempFile file;

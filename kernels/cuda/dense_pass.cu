@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/block_pool.h"
 #include "kernels/constants.h"
@@ -638,22 +639,20 @@ const char* dense_pass_cuda(const DensePassParams& p, void* stream_ptr) {
   if (nx == Nx::x3)
     return d <= 64 ? launch_dense<64, __half, Nx::x3>(a, Hq, stream)
                    : launch_dense<128, __half, Nx::x3>(a, Hq, stream);
-  if (a.mom_sum) {  // checked above: 16-bit q and k as given, one query head
+  // The 16-bit paths, with the score moments (MOM; checked above: 16-bit q and k as given, one
+  // query head) or without.
+  const auto launch16 = [&](auto mom) {
+    constexpr bool MOM = decltype(mom)::value;
     if (nx == Nx::split_p)
-      return d <= 64 ? launch_dense<64, __nv_bfloat16, Nx::split_p, true>(a, Hq, stream)
-                     : launch_dense<128, __nv_bfloat16, Nx::split_p, true>(a, Hq, stream);
+      return d <= 64 ? launch_dense<64, __nv_bfloat16, Nx::split_p, MOM>(a, Hq, stream)
+                     : launch_dense<128, __nv_bfloat16, Nx::split_p, MOM>(a, Hq, stream);
     if (kind == kF16)
-      return d <= 64 ? launch_dense<64, __half, Nx::plain, true>(a, Hq, stream)
-                     : launch_dense<128, __half, Nx::plain, true>(a, Hq, stream);
-    return d <= 64 ? launch_dense<64, __nv_bfloat16, Nx::plain, true>(a, Hq, stream)
-                   : launch_dense<128, __nv_bfloat16, Nx::plain, true>(a, Hq, stream);
-  }
-  if (nx == Nx::split_p)
-    return d <= 64 ? launch_dense<64, __nv_bfloat16, Nx::split_p>(a, Hq, stream)
-                   : launch_dense<128, __nv_bfloat16, Nx::split_p>(a, Hq, stream);
-  if (kind == kF16)
-    return d <= 64 ? launch_dense<64, __half>(a, Hq, stream) : launch_dense<128, __half>(a, Hq, stream);
-  return d <= 64 ? launch_dense<64, __nv_bfloat16>(a, Hq, stream) : launch_dense<128, __nv_bfloat16>(a, Hq, stream);
+      return d <= 64 ? launch_dense<64, __half, Nx::plain, MOM>(a, Hq, stream)
+                     : launch_dense<128, __half, Nx::plain, MOM>(a, Hq, stream);
+    return d <= 64 ? launch_dense<64, __nv_bfloat16, Nx::plain, MOM>(a, Hq, stream)
+                   : launch_dense<128, __nv_bfloat16, Nx::plain, MOM>(a, Hq, stream);
+  };
+  return a.mom_sum ? launch16(std::true_type{}) : launch16(std::false_type{});
 }
 
 }  // namespace moba::kernels
