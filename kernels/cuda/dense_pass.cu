@@ -15,8 +15,9 @@
 // rewrites its rows as 2^(L - lse), zero past the CTA's keys.
 //
 // Top-n, in pass 1 (a rank by score needs no lse): only scores reaching the row's current
-// n-th best are candidates; the owning lane inserts those (rank by score, ties to the larger
-// key index); their probabilities follow from the final lse.
+// n-th best are candidates; the owning lane keeps the row's best in a min-heap of 64-bit keys
+// (rank by score, ties to the larger key index), sorted once at the end; their probabilities
+// follow from the final lse.
 //
 // Pass 2, only for other block sizes: QK^T again, exact P = exp(s - lse) in fp32 in the
 // accumulator fragments; block masses are reduced there (8-key segment sums by quad shuffle,
@@ -93,9 +94,25 @@ __host__ __device__ inline int64_t pass2_floats(const DenseArgs& a, int64_t* o_s
   o += a.any_w1 ? kWarps * 16 * (kKeys + 1) : 0;
   *o_carry = o;
   o += kWarps * 2 * 16 * a.n_sizes;
+  o = (o + 1) / 2 * 2;  // the top-n keys are 64-bit
   *o_top = o;
-  return o + int64_t{2} * kRows * a.top_n;  // top_s floats + top_j ints
+  // Per row a heap of top_n 64-bit keys, rows top_n + 1 keys apart (the owner lanes' accesses at
+  // one heap index fall in distinct banks).
+  return o + (a.top_n > 0 ? int64_t{2} * kRows * (a.top_n + 1) : 0);
 }
+
+// A top-n entry as one unsigned key: larger key = higher score, ties to the larger key index
+// (the order DensePassParams::top_index states). +-0 share one key; scores are never NaN.
+__device__ __forceinline__ uint64_t top_key(float s, int32_t j) {
+  const uint32_t b = s == 0.0f ? 0u : __float_as_uint(s);
+  const uint32_t o = (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+  return uint64_t{o} << 32 | static_cast<uint32_t>(j);
+}
+__device__ __forceinline__ float top_key_score(uint64_t k) {
+  const uint32_t o = static_cast<uint32_t>(k >> 32);
+  return __uint_as_float((o & 0x80000000u) ? (o & 0x7fffffffu) : ~o);
+}
+__device__ __forceinline__ int32_t top_key_index(uint64_t k) { return static_cast<int32_t>(k & 0xffffffffu); }
 
 // Two CTAs per SM at D = 128 (~246 registers); a 168-register cap for three spills (NOTES.md).
 // MOM: also the raw scores' 16-key moments of the SNR probe (pass 1, from the same score
@@ -120,8 +137,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   float* seg8 = st + o_seg8;
   float* seg1 = st + o_seg1;
   float* carry = st + o_carry;
-  float* top_s = st + o_top;                                    // [kRows][top_n]
-  int32_t* top_j = reinterpret_cast<int32_t*>(top_s + kRows * a.top_n);
+  uint64_t* top_h = reinterpret_cast<uint64_t*>(st + o_top);   // [kRows][top_n + 1]
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
   const int64_t h = blockIdx.y, kv = h / a.group, d = a.head_dim;
   // Heaviest (latest) tiles first.
@@ -230,16 +246,19 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
 
   // Top-n, in pass 1 (ranks by score need no lse): a key is a candidate only when its scaled
   // score reaches the row's current n-th best (threshold broadcast by shuffle from the owning
-  // lane); the owner (lane r < 16 owns row r of the warp) inserts candidates only, in key order.
+  // lane); the owner (lane r < 16 owns row r of the warp) keeps the row's best keys (top_key) in a
+  // min-heap in shared memory, so a candidate costs one sift of at most log2(n) levels whatever
+  // its rank. Keys are unique (one per key index), so the kept set, and the list sorted at the
+  // end, do not depend on the order candidates arrive in.
   const bool want_top = a.top_n > 0;
   const int r_own = lane;  // valid when lane < 16
   const int64_t t_own = r_begin + warp * 16 + r_own;
   const bool own = lane < 16 && t_own < r_end;
   float* const wst = st + warp * 16 * (kKeys + 1);  // the tile's scaled scores, top-n only
-  float* const my_ts = top_s + (warp * 16 + (lane % 16)) * a.top_n;
-  int32_t* const my_tj = top_j + (warp * 16 + (lane % 16)) * a.top_n;
+  uint64_t* const my_h = top_h + (warp * 16 + (lane % 16)) * (a.top_n + 1);
+  const int n_top = a.top_n;
   int cnt = 0;
-  float my_thr = -INFINITY;  // the owned row's n-th best score once the list is full
+  float my_thr = -INFINITY;  // the owned row's n-th best score once the heap is full
   auto top_n_tile = [&](int64_t j0, const float sc[kKeys / 8][4]) {
     const float thr0 = __shfl_sync(0xffffffffu, my_thr, g), thr1 = __shfl_sync(0xffffffffu, my_thr, g + 8);
     unsigned long long mk0 = 0, mk1 = 0;
@@ -274,19 +293,36 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
       while (mine) {
         const int jj = __ffsll(static_cast<long long>(mine)) - 1;
         mine &= mine - 1;
-        const float sv = srow[jj];
-        const int32_t j = static_cast<int32_t>(j0 + jj);
-        if (cnt == a.top_n && !(sv > my_ts[cnt - 1] || (sv == my_ts[cnt - 1] && j > my_tj[cnt - 1]))) continue;
-        int pos = cnt < a.top_n ? cnt++ : cnt - 1;
-        while (pos > 0 && (sv > my_ts[pos - 1] || (sv == my_ts[pos - 1] && j > my_tj[pos - 1]))) {
-          my_ts[pos] = my_ts[pos - 1];
-          my_tj[pos] = my_tj[pos - 1];
-          --pos;
+        const uint64_t key = top_key(srow[jj], static_cast<int32_t>(j0 + jj));
+        int i;
+        if (cnt < n_top) {  // not full: add the key, sift it up
+          i = cnt++;
+          while (i > 0) {
+            const int p = (i - 1) >> 1;
+            const uint64_t pk = my_h[p];
+            if (pk < key) break;
+            my_h[i] = pk;
+            i = p;
+          }
+        } else {  // full: the key replaces the smallest if larger, sifted down
+          if (key < my_h[0]) continue;
+          i = 0;
+          for (;;) {
+            int c = 2 * i + 1;
+            if (c >= n_top) break;
+            uint64_t ck = my_h[c];
+            if (c + 1 < n_top) {
+              const uint64_t c2 = my_h[c + 1];
+              if (c2 < ck) ck = c2, ++c;
+            }
+            if (key < ck) break;
+            my_h[i] = ck;
+            i = c;
+          }
         }
-        my_ts[pos] = sv;
-        my_tj[pos] = j;
+        my_h[i] = key;
       }
-      if (cnt == a.top_n) my_thr = my_ts[cnt - 1];
+      if (cnt == n_top) my_thr = top_key_score(my_h[0]);
     }
     __syncwarp();
   };
@@ -457,10 +493,18 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     const float lse_g1 = __shfl_sync(0xffffffffu, lse2_1, (lane % 8) * 4);
     const float lse_own = lane < 8 ? lse_g0 : lse_g1;
     const int64_t row_own = h * a.q_count + (t_own - a.q_begin);
+    if (own)  // the heap sorted descending (insertion sort: once a row)
+      for (int i = 1; i < cnt; ++i) {
+        const uint64_t key = my_h[i];
+        int p = i;
+        for (; p > 0 && my_h[p - 1] < key; --p) my_h[p] = my_h[p - 1];
+        my_h[p] = key;
+      }
     for (int n = 0; n < a.top_n && own; ++n) {
       const bool ok = n < cnt;
-      a.top_index[row_own * a.top_n + n] = ok ? my_tj[n] : -1;
-      if (a.top_prob) a.top_prob[row_own * a.top_n + n] = ok ? exp2f(my_ts[n] - lse_own) : 0.f;
+      const uint64_t key = ok ? my_h[n] : 0;
+      a.top_index[row_own * a.top_n + n] = ok ? top_key_index(key) : -1;
+      if (a.top_prob) a.top_prob[row_own * a.top_n + n] = ok ? exp2f(top_key_score(key) - lse_own) : 0.f;
     }
   }
   if (!a.any_slow) return;

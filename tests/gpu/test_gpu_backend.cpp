@@ -44,7 +44,7 @@ struct Case {
   TieRule tie = TieRule::recent;
   GqaMode gqa = GqaMode::per_head;
   uint32_t seed = 1;
-  bool tied = false;  // routing only: key row t = key row t % B, so whole blocks tie exactly
+  bool tied = false;  // exact ties: key row t = key row t % B (routing: whole blocks tie), t % 16 (dense pass)
   Precision precision = Precision::fast;
   bool typed_view = false;  // operands as fp32 views typed with the dtype (route's path), not raw 16-bit
   float scale = 1.0f;       // inputs ~ N(0, scale^2): larger scales give sharper softmax rows
@@ -474,7 +474,11 @@ void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n, std
                 << " block sizes " << n_sizes);
   const auto& tol = tolerances::row(c.dtype);
   const Tensor3 q = random_rounded(c.n_q_heads, c.n_tokens, c.head_dim, c.dtype, c.seed, c.scale);
-  const Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7, c.scale);
+  Tensor3 k = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 7, c.scale);
+  if (c.tied)  // key row t = key row t % 16: every score recurs exactly, the tie rule ranks them
+    for (int64_t hh = 0; hh < c.n_kv_heads; ++hh)
+      for (int64_t t = 16; t < c.n_tokens; ++t)
+        for (int64_t i = 0; i < c.head_dim; ++i) k.row(hh, t)[i] = k.row(hh, t % 16)[i];
   const Tensor3 v = random_rounded(c.n_kv_heads, c.n_tokens, c.head_dim, c.dtype, c.seed + 13);
   DensePassParams p;
   p.q = q.view(); p.k = k.view(); p.v = v.view();
@@ -541,6 +545,21 @@ void check_dense(const Case& c, int64_t q_begin, int64_t q_count, int top_n, std
     for (size_t r = 0; r < lse_n; ++r) {
       const std::set<int32_t> a(tidx.begin() + r * top_n, tidx.begin() + (r + 1) * top_n);
       const std::set<int32_t> b(gi.begin() + r * top_n, gi.begin() + (r + 1) * top_n);
+      if (c.tied) {  // exact ties: a later copy of a listed key's row ranks above it (ties to
+        // the larger key index). Checked on the GPU's list alone: the CPU's scores of two copies
+        // may differ in the last bit, so its list is not the reference here.
+        const int64_t t = q_begin + static_cast<int64_t>(r) % q_count;
+        const auto at = [&](int64_t j) {
+          for (int n = 0; n < top_n; ++n)
+            if (gi[r * top_n + n] == j) return n;
+          return top_n;
+        };
+        for (int n = 0; n < top_n && gi[r * top_n + n] >= 0; ++n)
+          for (int64_t j2 = gi[r * top_n + n] + 16; j2 <= t; j2 += 16) {
+            INFO("row " << r << " (t = " << t << "): key " << gi[r * top_n + n] << " at " << n << ", its copy " << j2);
+            REQUIRE(at(j2) < n);
+          }
+      }
       if (a != b) {  // near-tie at the boundary: the n-th probabilities must agree
         INFO("row " << r << " top-n sets differ");
         REQUIRE(std::fabs(tprob[r * top_n + top_n - 1] - gp[r * top_n + top_n - 1]) <= mass_tol);
@@ -623,6 +642,13 @@ TEST_CASE("gpu: dense pass, block masses folded in the first pass only", "[gpu]"
     check_dense(c, 3, c.n_tokens - 3, 64, {16, 64});
     check_dense(c, 5, c.n_tokens - 5, 2, {16, 77, 128});  // both passes, mixed sizes
   }
+  // Exactly tied scores (key rows repeat every 16): within the CPU's tolerance as always, and
+  // copies of one key row ranked larger index first, for lists of 1, 10, 16 and 64.
+  Case tied{1500, 2, 1, 128, 64, 4, DType::bf16};
+  tied.tied = true;
+  for (const int n : {1, 10, 16, 64}) check_dense(tied, 0, tied.n_tokens, n, fast);
+  tied.head_dim = 64, tied.dtype = DType::f16, tied.n_tokens = 700;
+  check_dense(tied, 100, 500, 16, {16, 32});
 }
 
 // Every CudaTuning knob changes speed only: the non-default kernels (scalar gate on bf16,
