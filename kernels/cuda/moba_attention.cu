@@ -215,9 +215,17 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
   float2 ml0, ml1;
   float *o0 = nullptr, *o1 = nullptr;
   uint32_t j0 = 0, j1 = 0;  // the bands of rows t0, t1 (their ml rows: j a.ml_band + wrow + t)
-  auto load_chunk = [&](int64_t beg, int n, int chunk, bool first_piece) {
-    const uint32_t e0 = chunk + g < n ? static_cast<uint32_t>(a.entries[beg + chunk + g]) : 0xffffffffu;
-    const uint32_t e1 = chunk + g + 8 < n ? static_cast<uint32_t>(a.entries[beg + chunk + g + 8]) : 0xffffffffu;
+  // The entries of rows g and g + 8 of a list's chunk (0xffffffff past its end).
+  const auto chunk_entries = [&](int64_t beg, int n, int chunk, uint32_t& e0, uint32_t& e1) {
+    e0 = chunk + g < n ? static_cast<uint32_t>(a.entries[beg + chunk + g]) : 0xffffffffu;
+    e1 = chunk + g + 8 < n ? static_cast<uint32_t>(a.entries[beg + chunk + g + 8]) : 0xffffffffu;
+  };
+  // The warp's first chunk of the batch's next non-empty block: its entries are loaded a block
+  // ahead (while this block computes), so a block's first gather waits for one round trip (Q
+  // rows and running state), not two (the entries, then what they point to).
+  uint32_t pe0 = 0xffffffffu, pe1 = 0xffffffffu;
+  bool pe_ok = false;
+  auto load_chunk = [&](uint32_t e0, uint32_t e1, bool first_piece) {
     t0 = e0 == 0xffffffffu ? -1 : int64_t{e0 & kPosMask};
     t1 = e1 == 0xffffffffu ? -1 : int64_t{e1 & kPosMask};
     f0 = e0 == 0xffffffffu ? 0u : e0 & (kFirst | kLast);
@@ -338,14 +346,29 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
         // staging); later chunks load in turn.
         const bool first_piece = p0 == b * a.block_size;
         // This chunk's last piece of the block: the block ends, or its rows end before the next.
-        if (warp * 16 < n && (first_piece || !keep)) load_chunk(beg, n, warp * 16, first_piece);
+        if (warp * 16 < n && (first_piece || !keep)) {
+          uint32_t e0, e1;
+          if (first_piece && pe_ok)
+            e0 = pe0, e1 = pe1;
+          else
+            chunk_entries(beg, n, warp * 16, e0, e1);
+          load_chunk(e0, e1, first_piece);
+        }
+        if (first_piece) {  // the next block's first chunk, a block ahead (within the batch)
+          pe_ok = inz + 1 < n_nz;
+          if (pe_ok) chunk_entries(nz_beg[inz + 1], nz_n[inz + 1], warp * 16, pe0, pe1);
+        }
         if (dbuf)
           cp_async_wait_group<1>();  // this block's copies (the next block's may still run)
         else
           cp_async_wait_all();
         __syncthreads();
         for (int chunk = warp * 16; chunk < n; chunk += kWarps * 16) {
-          if (chunk != warp * 16) load_chunk(beg, n, chunk, first_piece);
+          if (chunk != warp * 16) {
+            uint32_t e0, e1;
+            chunk_entries(beg, n, chunk, e0, e1);
+            load_chunk(e0, e1, first_piece);
+          }
           if (t_max < p0) continue;  // whole chunk before this piece (cannot happen past piece 0)
 
           for (int s0 = 0; s0 < np && p0 + s0 <= t_max; s0 += SUB) {
