@@ -16,9 +16,10 @@
 //     stages each block's K/V in shared memory once (pieces of 128 keys, cp.async, every copy
 //     of a piece in flight at once; blocks of at most half a piece are staged one block
 //     ahead, the two halves taking turns), and its 4 warps take the block's queries 16 at a
-//     time (the warp's first chunk gathered while the piece lands). Where lists are sparse
-//     (use_warp_ctas: a few queries a block, so one warp of four works), CTAs of one warp
-//     over a quarter of the rows with 64-key pieces instead, several to an SM. Per chunk:
+//     time (the warp's first chunk gathered while the piece lands, its entries loaded a block
+//     ahead). Where lists are sparse (use_warp_ctas: a few queries a block, so one warp of
+//     four works), CTAs of one warp over a quarter of the rows with 64-key pieces instead,
+//     several to an SM. Per chunk:
 //     gather Q rows, load each row's running output (fp32, kept in `out` itself) and its
 //     (max, sum), run QK^T and PV on tensor cores (mma.sync m16n8k16, 16-bit inputs, fp32
 //     accumulate) with causal masking, store back.
