@@ -1136,9 +1136,10 @@ void assemble_kept(const KeptShape& g, int64_t head, KeptCopy& kc, HeadMeasures&
 class AssemblyTurn {
  public:
   explicit AssemblyTurn(int device) : device_(device) {
-    std::unique_lock<std::mutex> lock(mutex());
-    changed().wait(lock, [&] { return busy().count(device_) == 0; });
-    busy().insert(device_);
+    State& s = state();
+    std::unique_lock<std::mutex> lock(s.mutex);
+    s.changed.wait(lock, [&] { return s.busy.count(device_) == 0; });
+    s.busy.insert(device_);
   }
   AssemblyTurn(AssemblyTurn&& o) noexcept : device_(o.device_) { o.device_ = -1; }
   AssemblyTurn(const AssemblyTurn&) = delete;
@@ -1146,26 +1147,24 @@ class AssemblyTurn {
   AssemblyTurn& operator=(AssemblyTurn&&) = delete;
   ~AssemblyTurn() {
     if (device_ < 0) return;
+    State& s = state();
     {
-      std::lock_guard<std::mutex> lock(mutex());
-      busy().erase(device_);
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.busy.erase(device_);
     }
-    changed().notify_all();
+    s.changed.notify_all();
   }
 
  private:
+  struct State {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::set<int> busy;  // the devices with an assembly running
+  };
   // Never destroyed: an assembly may end during static destruction.
-  static std::mutex& mutex() {
-    static auto* m = new std::mutex;
-    return *m;
-  }
-  static std::condition_variable& changed() {
-    static auto* c = new std::condition_variable;
-    return *c;
-  }
-  static std::set<int>& busy() {
-    static auto* b = new std::set<int>;
-    return *b;
+  static State& state() {
+    static auto* s = new State;
+    return *s;
   }
   int device_;
 };
@@ -1174,21 +1173,24 @@ class AssemblyTurn {
 class UsedDevices {
  public:
   static void add(int device) {
-    std::lock_guard<std::mutex> lock(mutex());
-    set().insert(device);
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.devices.insert(device);
   }
   static std::set<int> all() {
-    std::lock_guard<std::mutex> lock(mutex());
-    return set();
+    State& s = state();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.devices;
   }
 
  private:
-  static std::mutex& mutex() {
-    static auto* m = new std::mutex;
-    return *m;
-  }
-  static std::set<int>& set() {
-    static auto* s = new std::set<int>;
+  struct State {
+    std::mutex mutex;
+    std::set<int> devices;
+  };
+  // Never destroyed, as AssemblyTurn's.
+  static State& state() {
+    static auto* s = new State;
     return *s;
   }
 };
