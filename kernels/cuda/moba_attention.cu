@@ -209,6 +209,7 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
   // Chunk state (registers), loaded by load_chunk: the warp's 16 gathered queries, their Q
   // fragments [D/16][4] (rows t0 = g, t1 = g + 8), running outputs and (max, sum).
   int64_t t0 = -1, t1 = -1, t_max = -1;
+  int t_min = 0;  // the chunk's smallest valid row position (positions < 2^27)
   uint32_t f0 = 0, f1 = 0;  // entry flags of rows t0, t1
   uint32_t qa[D / 16][4];
   uint32_t qa_lo[X3 ? D / 16 : 1][4];  // x3: the lo parts of Q
@@ -235,9 +236,8 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
     j1 = e1 == 0xffffffffu ? 0u : (e1 >> kBandShift) & 7u;
     // The first piece of a query's first block: nothing accumulated yet, nothing to read.
     const bool fresh0 = first_piece && (f0 & kFirst), fresh1 = first_piece && (f1 & kFirst);
-    t_max = max(t0, t1);
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) t_max = max(t_max, __shfl_xor_sync(0xffffffffu, t_max, o));
+    t_max = __reduce_max_sync(0xffffffffu, static_cast<int>(max(t0, t1)));
+    t_min = __reduce_min_sync(0xffffffffu, static_cast<int>(min(t0 < 0 ? kPosMask : t0, t1 < 0 ? kPosMask : t1)));
     load_q_fragments<D>(qa, t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
                         t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
     if constexpr (X3)
@@ -390,20 +390,35 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
               case 6: qk(std::integral_constant<int, 6>{}); break;
               default: qk(std::integral_constant<int, SUB / 8>{}); break;
             }
-            // Scale, mask (key inside the piece and causal), row max.
+            // Scale, mask (key inside the piece and causal), row max. Where every key of the step
+            // precedes every valid row of the chunk (a block before the rows' own: most visits),
+            // only the piece's bounds mask: the same scores for every valid row (rows of no
+            // entry, t = -1, then keep finite scores of their zero Q; nothing of theirs is stored).
             float mx0 = -INFINITY, mx1 = -INFINITY;
+            const auto mask_scale = [&](auto open_c) {
+              constexpr bool kOpen = decltype(open_c)::value;
 #pragma unroll
-            for (int nt = 0; nt < SUB / 8; ++nt)
+              for (int nt = 0; nt < SUB / 8; ++nt)
 #pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const int kk = s0 + nt * 8 + 2 * qd + e;
-                const int64_t j = p0 + kk;
-                const bool in = nt < n8 && kk < np;
-                sc[nt][e] = (in && j <= t0) ? sc[nt][e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
-                sc[nt][2 + e] = (in && j <= t1) ? sc[nt][2 + e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
-                mx0 = fmaxf(mx0, sc[nt][e]);
-                mx1 = fmaxf(mx1, sc[nt][2 + e]);
-              }
+                for (int e = 0; e < 2; ++e) {
+                  const int kk = s0 + nt * 8 + 2 * qd + e;
+                  const bool in = nt < n8 && kk < np;
+                  bool ok0 = in, ok1 = in;
+                  if constexpr (!kOpen) {
+                    const int64_t j = p0 + kk;
+                    ok0 = in && j <= t0;
+                    ok1 = in && j <= t1;
+                  }
+                  sc[nt][e] = ok0 ? sc[nt][e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
+                  sc[nt][2 + e] = ok1 ? sc[nt][2 + e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
+                  mx0 = fmaxf(mx0, sc[nt][e]);
+                  mx1 = fmaxf(mx1, sc[nt][2 + e]);
+                }
+            };
+            if (p0 + s0 + nk - 1 <= t_min)
+              mask_scale(std::true_type{});
+            else
+              mask_scale(std::false_type{});
             uint32_t pa[SUB / 16][4];
             uint32_t pl[NX == Nx::plain ? 1 : SUB / 16][4];  // split P: the lo parts
             // x3: P 2^14 in fp16 (exact scaling)
