@@ -1136,7 +1136,7 @@ void assemble_kept(const KeptShape& g, int64_t head, KeptCopy& kc, HeadMeasures&
 class AssemblyTurn {
  public:
   explicit AssemblyTurn(int device) : device_(device) {
-    State& s = state();
+    State& s = gpu::never_destroyed<State>();
     std::unique_lock<std::mutex> lock(s.mutex);
     s.changed.wait(lock, [&] { return s.busy.count(device_) == 0; });
     s.busy.insert(device_);
@@ -1147,7 +1147,7 @@ class AssemblyTurn {
   AssemblyTurn& operator=(AssemblyTurn&&) = delete;
   ~AssemblyTurn() {
     if (device_ < 0) return;
-    State& s = state();
+    State& s = gpu::never_destroyed<State>();
     {
       std::lock_guard<std::mutex> lock(s.mutex);
       s.busy.erase(device_);
@@ -1156,16 +1156,12 @@ class AssemblyTurn {
   }
 
  private:
+  // Process-wide, gpu::never_destroyed: an assembly may end during static destruction.
   struct State {
     std::mutex mutex;
     std::condition_variable changed;
     std::set<int> busy;  // the devices with an assembly running
   };
-  // Never destroyed: an assembly may end during static destruction.
-  static State& state() {
-    static auto* s = new State;
-    return *s;
-  }
   int device_;
 };
 
@@ -1173,26 +1169,22 @@ class AssemblyTurn {
 class UsedDevices {
  public:
   static void add(int device) {
-    State& s = state();
+    State& s = gpu::never_destroyed<State>();
     std::lock_guard<std::mutex> lock(s.mutex);
     s.devices.insert(device);
   }
   static std::set<int> all() {
-    State& s = state();
+    State& s = gpu::never_destroyed<State>();
     std::lock_guard<std::mutex> lock(s.mutex);
     return s.devices;
   }
 
  private:
+  // Process-wide, never_destroyed as AssemblyTurn's.
   struct State {
     std::mutex mutex;
     std::set<int> devices;
   };
-  // Never destroyed, as AssemblyTurn's.
-  static State& state() {
-    static auto* s = new State;
-    return *s;
-  }
 };
 
 std::future<HeadMeasures> ready_future(HeadMeasures m) {

@@ -157,6 +157,14 @@ class HostPinned {
   size_t n_ = 0;
 };
 
+// The process-wide T, made on first use and never destroyed: its users (leases, kept heads'
+// assemblies) may still run during static destruction.
+template <typename T>
+T& never_destroyed() {
+  static auto* x = new T;
+  return *x;
+}
+
 // Objects lent out and kept for the process's life, per key (a device): take() an idle one, or
 // nullptr when none; give() it back. Pinned host memory is pooled so (its allocation and free
 // are implicit synchronisations of the whole device). The pool is never destroyed: leases may
@@ -165,7 +173,7 @@ template <typename T>
 class IdlePool {
  public:
   static T* take(int key) {
-    State& s = state();
+    State& s = never_destroyed<State>();
     std::lock_guard<std::mutex> lock(s.mutex);
     std::vector<T*>& idle = s.idle[key];
     if (idle.empty()) return nullptr;
@@ -174,7 +182,7 @@ class IdlePool {
     return x;
   }
   static void give(int key, T* x) {
-    State& s = state();
+    State& s = never_destroyed<State>();
     std::lock_guard<std::mutex> lock(s.mutex);
     s.idle[key].push_back(x);
   }
@@ -184,10 +192,6 @@ class IdlePool {
     std::mutex mutex;
     std::map<int, std::vector<T*>> idle;
   };
-  static State& state() {
-    static auto* s = new State;
-    return *s;
-  }
 };
 
 // Pinned staging for host <-> device copies. From pageable memory the driver stages a copy
