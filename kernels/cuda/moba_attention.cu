@@ -169,6 +169,8 @@ struct AttnArgs {
   int64_t ml_band;              // n_q_heads * q_count
   const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the fp16 lo parts, strides of q, k, v
   const int* x3_exp;            // Nx::x3 only: [3] scale exponents of q, k, v (x = (hi + lo) 2^e)
+  int rounds;                   // CudaTuning::attn_rounds: long blocks in rounds of one chunk a warp (1),
+                                //   walked in double-buffered half pieces (2)
 };
 
 // MinB: minimum CTAs per SM asked of ptxas (1 = no register cap; 3 caps at 168 registers).
@@ -320,141 +322,165 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
     }
     for (int inz = 0; inz < n_nz; ++inz) {
       const int64_t b = nz_b[inz];
-      const int64_t beg = nz_beg[inz];
-      const int n = nz_n[inz];
       const int64_t kb1 = min(a.n_tokens, (b + 1) * a.block_size);
-      // At most one chunk per warp (n <= kWarps * 16): the warp's chunk is the same for every
-      // piece of the block, so its Q fragments, running output and (max, sum) stay in registers
-      // from the first piece to the last it processes (loaded once, stored once: the same bits
-      // as a store and reload per piece). Only blocks of more than kKeyPiece keys have several
-      // pieces.
-      const bool keep = n <= kWarps * 16;
-      for (int64_t p0 = b * a.block_size; p0 < kb1; p0 += kKeyPiece) {
-        const int np = static_cast<int>(min(int64_t{kKeyPiece}, kb1 - p0));
-        __syncthreads();  // previous piece fully consumed (dbuf: the other half is free)
-        const int half = dbuf ? (inz & 1) * (kKeyPiece / 2) * LD : 0;
-        if (!dbuf) {
-          stage(p0, np, 0);
-        } else {
-          if (inz + 1 < n_nz) stage_block(inz + 1, (kKeyPiece / 2) * LD - half);
-          cp_async_commit();
-        }
-        const uint16_t* const kc = ks + half;
-        const uint16_t* const vc = vs + half;
-        const uint16_t* const kc_lo = ks_lo + half;
-        const uint16_t* const vc_lo = vs_lo + half;
-        // The warp's first chunk is gathered while the piece lands (its loads overlap the
-        // staging); later chunks load in turn.
-        const bool first_piece = p0 == b * a.block_size;
-        // This chunk's last piece of the block: the block ends, or its rows end before the next.
-        if (warp * 16 < n && (first_piece || !keep)) {
-          uint32_t e0, e1;
-          if (first_piece && pe_ok)
-            e0 = pe0, e1 = pe1;
-          else
-            chunk_entries(beg, n, warp * 16, e0, e1);
-          load_chunk(e0, e1, first_piece);
-        }
-        if (first_piece) {  // the next block's first chunk, a block ahead (within the batch)
-          pe_ok = inz + 1 < n_nz;
-          if (pe_ok) chunk_entries(nz_beg[inz + 1], nz_n[inz + 1], warp * 16, pe0, pe1);
-        }
-        if (dbuf)
-          cp_async_wait_group<1>();  // this block's copies (the next block's may still run)
-        else
-          cp_async_wait_all();
-        __syncthreads();
-        for (int chunk = warp * 16; chunk < n; chunk += kWarps * 16) {
-          if (chunk != warp * 16) {
+      // A block of several pieces (more than kKeyPiece keys) goes in rounds of kWarps * 16 of its
+      // list's entries (one chunk a warp), each round walking the whole block (staged again a
+      // round): a chunk's running state then moves once a block, not once a piece (its HBM
+      // traffic, B6's large blocks' limit, for the keys' re-reads from L2). rounds == 2 walks
+      // the block in half pieces, the next half staged while this one computes (the state stays
+      // in registers either way; half pieces keep the SUB-key steps only where a half holds
+      // whole steps, so the one-warp CTAs' 32-key halves of plain numerics take rounds of whole
+      // pieces). Without rounds: one round of the whole list. The same bits in every order.
+      const int n_all = nz_n[inz];
+      const bool long_block = a.rounds > 0 && !dbuf && kb1 - b * a.block_size > kKeyPiece;
+      const bool pipe = long_block && a.rounds == 2 && kKeyPiece / 2 >= SUB;
+      const int step = pipe ? kKeyPiece / 2 : kKeyPiece;  // keys a piece
+      const int round = long_block ? kWarps * 16 : n_all;
+      for (int r0 = 0; r0 < n_all; r0 += round) {
+        const int64_t beg = nz_beg[inz] + r0;
+        const int n = min(round, n_all - r0);
+        // At most one chunk per warp (n <= kWarps * 16): the warp's chunk is the same for every
+        // piece of the block, so its Q fragments, running output and (max, sum) stay in registers
+        // from the first piece to the last it processes (loaded once, stored once: the same bits
+        // as a store and reload per piece). Only blocks of more than kKeyPiece keys have several
+        // pieces.
+        const bool keep = n <= kWarps * 16;
+        int ip = 0;  // the piece's index in the block
+        for (int64_t p0 = b * a.block_size; p0 < kb1; p0 += step, ++ip) {
+          const int np = static_cast<int>(min(int64_t{step}, kb1 - p0));
+          __syncthreads();  // previous piece fully consumed (dbuf, pipe: the other half is free)
+          const int half = dbuf ? (inz & 1) * (kKeyPiece / 2) * LD : pipe ? (ip & 1) * (kKeyPiece / 2) * LD : 0;
+          if (pipe) {  // this half staged by the previous step (the first here), the next one now
+            if (ip == 0) {
+              stage(p0, np, half);
+              cp_async_commit();
+            }
+            if (p0 + step < kb1)
+              stage(p0 + step, static_cast<int>(min(int64_t{step}, kb1 - p0 - step)), (kKeyPiece / 2) * LD - half);
+            cp_async_commit();
+          } else if (!dbuf) {
+            stage(p0, np, 0);
+          } else {
+            if (inz + 1 < n_nz) stage_block(inz + 1, (kKeyPiece / 2) * LD - half);
+            cp_async_commit();
+          }
+          const uint16_t* const kc = ks + half;
+          const uint16_t* const vc = vs + half;
+          const uint16_t* const kc_lo = ks_lo + half;
+          const uint16_t* const vc_lo = vs_lo + half;
+          // The warp's first chunk is gathered while the piece lands (its loads overlap the
+          // staging); later chunks load in turn.
+          const bool first_piece = p0 == b * a.block_size;
+          // This chunk's last piece of the block: the block ends, or its rows end before the next.
+          if (warp * 16 < n && (first_piece || !keep)) {
             uint32_t e0, e1;
-            chunk_entries(beg, n, chunk, e0, e1);
+            if (first_piece && r0 == 0 && pe_ok)
+              e0 = pe0, e1 = pe1;
+            else
+              chunk_entries(beg, n, warp * 16, e0, e1);
             load_chunk(e0, e1, first_piece);
           }
-          if (t_max < p0) continue;  // whole chunk before this piece (cannot happen past piece 0)
+          if (first_piece && r0 == 0) {  // the next block's first chunk, a block ahead (within the batch)
+            pe_ok = inz + 1 < n_nz;
+            if (pe_ok) chunk_entries(nz_beg[inz + 1], nz_n[inz + 1], warp * 16, pe0, pe1);
+          }
+          if (dbuf || pipe)
+            cp_async_wait_group<1>();  // this block's (half's) copies; the next one's may still run
+          else
+            cp_async_wait_all();
+          __syncthreads();
+          for (int chunk = warp * 16; chunk < n; chunk += kWarps * 16) {
+            if (chunk != warp * 16) {
+              uint32_t e0, e1;
+              chunk_entries(beg, n, chunk, e0, e1);
+              load_chunk(e0, e1, first_piece);
+            }
+            if (t_max < p0) continue;  // whole chunk before this piece (cannot happen past piece 0)
 
-          for (int s0 = 0; s0 < np && p0 + s0 <= t_max; s0 += SUB) {
-            const int nk = min(SUB, np - s0);
-            const int n8 = (nk + 15) / 16 * 2;  // n8 tiles computed (pairs, for PV k-steps)
-            float sc[SUB / 8][4];
-#pragma unroll
-            for (int nt = 0; nt < SUB / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
-            // S = Q K^T over the n8 tiles the step computes (mma_qk: k-steps outer, the same bits).
-            const auto qk = [&](auto n8c) {
-              constexpr int N8 = decltype(n8c)::value;
-              if constexpr (N8 <= SUB / 8)
-                mma_qk<M, D, N8, X3>(sc, qa, qa_lo, kc + s0 * LD, kc_lo + s0 * LD, LD, g, qd);
-            };
-            switch (n8) {
-              case 2: qk(std::integral_constant<int, 2>{}); break;
-              case 4: qk(std::integral_constant<int, 4>{}); break;
-              case 6: qk(std::integral_constant<int, 6>{}); break;
-              default: qk(std::integral_constant<int, SUB / 8>{}); break;
-            }
-            // Scale, mask (key inside the piece and causal), row max. Where every key of the step
-            // precedes every valid row of the chunk (a block before the rows' own: most visits),
-            // only the piece's bounds mask: the same scores for every valid row (rows of no
-            // entry, t = -1, then keep finite scores of their zero Q; nothing of theirs is stored).
-            float mx0 = -INFINITY, mx1 = -INFINITY;
-            const auto mask_scale = [&](auto open_c) {
-              constexpr bool kOpen = decltype(open_c)::value;
-#pragma unroll
-              for (int nt = 0; nt < SUB / 8; ++nt)
-#pragma unroll
-                for (int e = 0; e < 2; ++e) {
-                  const int kk = s0 + nt * 8 + 2 * qd + e;
-                  const bool in = nt < n8 && kk < np;
-                  bool ok0 = in, ok1 = in;
-                  if constexpr (!kOpen) {
-                    const int64_t j = p0 + kk;
-                    ok0 = in && j <= t0;
-                    ok1 = in && j <= t1;
+            for (int s0 = 0; s0 < np && p0 + s0 <= t_max; s0 += SUB) {
+              const int nk = min(SUB, np - s0);
+              const int n8 = (nk + 15) / 16 * 2;  // n8 tiles computed (pairs, for PV k-steps)
+              float sc[SUB / 8][4];
+  #pragma unroll
+              for (int nt = 0; nt < SUB / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+              // S = Q K^T over the n8 tiles the step computes (mma_qk: k-steps outer, the same bits).
+              const auto qk = [&](auto n8c) {
+                constexpr int N8 = decltype(n8c)::value;
+                if constexpr (N8 <= SUB / 8)
+                  mma_qk<M, D, N8, X3>(sc, qa, qa_lo, kc + s0 * LD, kc_lo + s0 * LD, LD, g, qd);
+              };
+              switch (n8) {
+                case 2: qk(std::integral_constant<int, 2>{}); break;
+                case 4: qk(std::integral_constant<int, 4>{}); break;
+                case 6: qk(std::integral_constant<int, 6>{}); break;
+                default: qk(std::integral_constant<int, SUB / 8>{}); break;
+              }
+              // Scale, mask (key inside the piece and causal), row max. Where every key of the step
+              // precedes every valid row of the chunk (a block before the rows' own: most visits),
+              // only the piece's bounds mask: the same scores for every valid row (rows of no
+              // entry, t = -1, then keep finite scores of their zero Q; nothing of theirs is stored).
+              float mx0 = -INFINITY, mx1 = -INFINITY;
+              const auto mask_scale = [&](auto open_c) {
+                constexpr bool kOpen = decltype(open_c)::value;
+  #pragma unroll
+                for (int nt = 0; nt < SUB / 8; ++nt)
+  #pragma unroll
+                  for (int e = 0; e < 2; ++e) {
+                    const int kk = s0 + nt * 8 + 2 * qd + e;
+                    const bool in = nt < n8 && kk < np;
+                    bool ok0 = in, ok1 = in;
+                    if constexpr (!kOpen) {
+                      const int64_t j = p0 + kk;
+                      ok0 = in && j <= t0;
+                      ok1 = in && j <= t1;
+                    }
+                    sc[nt][e] = ok0 ? sc[nt][e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
+                    sc[nt][2 + e] = ok1 ? sc[nt][2 + e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
+                    mx0 = fmaxf(mx0, sc[nt][e]);
+                    mx1 = fmaxf(mx1, sc[nt][2 + e]);
                   }
-                  sc[nt][e] = ok0 ? sc[nt][e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
-                  sc[nt][2 + e] = ok1 ? sc[nt][2 + e] * (X3 ? x3_sl2 : a.scale_log2) : -INFINITY;
-                  mx0 = fmaxf(mx0, sc[nt][e]);
-                  mx1 = fmaxf(mx1, sc[nt][2 + e]);
-                }
-            };
-            if (p0 + s0 + nk - 1 <= t_min)
-              mask_scale(std::true_type{});
-            else
-              mask_scale(std::false_type{});
-            uint32_t pa[SUB / 16][4];
-            uint32_t pl[NX == Nx::plain ? 1 : SUB / 16][4];  // split P: the lo parts
-            // x3: P 2^14 in fp16 (exact scaling)
-            const float2 al =
-                softmax_step<M, NX != Nx::plain, SUB>(sc, mx0, mx1, ml0, ml1, pa, pl, X3 ? 16384.0f : 1.0f);
-            const float al0 = al.x, al1 = al.y;
-            rescale_o<D>(acc, al0, al1);
-            if constexpr (NX == Nx::plain)
-              mma_pv<M, D>(acc, pa, vc, LD, s0, n8, lane);  // O += P V over the sub-tile's keys
-            else
-              mma_pv_split<M, D, SUB / 16, X3>(acc, pa, pl, vc, vc_lo, LD, s0, n8, lane);
-          }
-          // A row's last visit (last block, last piece this chunk processes) writes the
-          // normalised output (out /= sum) and lse = (max + log2 sum) ln 2; other visits store
-          // the running output and (max, sum).
-          const bool last_piece = p0 + kKeyPiece >= kb1 || p0 + kKeyPiece > t_max;
-          if (keep && !last_piece) continue;  // state stays in registers for the next piece
-          const bool fin0 = last_piece && (f0 & kLast), fin1 = last_piece && (f1 & kLast);
-          const float s0 = fin0 ? (ml0.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml0.y : 0.f) : 1.0f;
-          const float s1 = fin1 ? (ml1.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml1.y : 0.f) : 1.0f;
-#pragma unroll
-          for (int nd = 0; nd < D / 8; ++nd) {
-            const int c = nd * 8 + 2 * qd;
-            if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0] * s0, acc[nd][1] * s0);
-            if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
-          }
-          if (qd == 0) {
-            if (t0 >= 0) {
-              if (!fin0) a.ml[j0 * a.ml_band + wrow + t0] = ml0;
-              else if (a.lse[j0])
-                a.lse[j0][wrow + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
+              };
+              if (p0 + s0 + nk - 1 <= t_min)
+                mask_scale(std::true_type{});
+              else
+                mask_scale(std::false_type{});
+              uint32_t pa[SUB / 16][4];
+              uint32_t pl[NX == Nx::plain ? 1 : SUB / 16][4];  // split P: the lo parts
+              // x3: P 2^14 in fp16 (exact scaling)
+              const float2 al =
+                  softmax_step<M, NX != Nx::plain, SUB>(sc, mx0, mx1, ml0, ml1, pa, pl, X3 ? 16384.0f : 1.0f);
+              const float al0 = al.x, al1 = al.y;
+              rescale_o<D>(acc, al0, al1);
+              if constexpr (NX == Nx::plain)
+                mma_pv<M, D>(acc, pa, vc, LD, s0, n8, lane);  // O += P V over the sub-tile's keys
+              else
+                mma_pv_split<M, D, SUB / 16, X3>(acc, pa, pl, vc, vc_lo, LD, s0, n8, lane);
             }
-            if (t1 >= 0) {
-              if (!fin1) a.ml[j1 * a.ml_band + wrow + t1] = ml1;
-              else if (a.lse[j1])
-                a.lse[j1][wrow + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
+            // A row's last visit (last block, last piece this chunk processes) writes the
+            // normalised output (out /= sum) and lse = (max + log2 sum) ln 2; other visits store
+            // the running output and (max, sum).
+            const bool last_piece = p0 + step >= kb1 || p0 + step > t_max;
+            if (keep && !last_piece) continue;  // state stays in registers for the next piece
+            const bool fin0 = last_piece && (f0 & kLast), fin1 = last_piece && (f1 & kLast);
+            const float s0 = fin0 ? (ml0.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml0.y : 0.f) : 1.0f;
+            const float s1 = fin1 ? (ml1.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml1.y : 0.f) : 1.0f;
+  #pragma unroll
+            for (int nd = 0; nd < D / 8; ++nd) {
+              const int c = nd * 8 + 2 * qd;
+              if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0] * s0, acc[nd][1] * s0);
+              if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
+            }
+            if (qd == 0) {
+              if (t0 >= 0) {
+                if (!fin0) a.ml[j0 * a.ml_band + wrow + t0] = ml0;
+                else if (a.lse[j0])
+                  a.lse[j0][wrow + t0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
+              }
+              if (t1 >= 0) {
+                if (!fin1) a.ml[j1 * a.ml_band + wrow + t1] = ml1;
+                else if (a.lse[j1])
+                  a.lse[j1][wrow + t1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
+              }
             }
           }
         }
@@ -643,6 +669,7 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
   a.q_count = R;
   a.scale_log2 = softmax_scale_log2(p);
   a.ml_band = Hq * R;
+  a.rounds = tuning.attn_rounds;
   for (size_t g0 = 0; g0 < gather.size(); g0 += kMaxAttentionBands) {
     Scratch pass(stream);
     ListArgs la{};

@@ -72,11 +72,14 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
       if (val.empty() || *e != '\0' || r < 64 || r > 65536 || r % 64 != 0)
         return "tuning: chunk_rows takes a multiple of 64 in 64..65536";
       t.chunk_rows = static_cast<int>(r);
+    } else if (key == "attn_rounds") {
+      if (val == "0" || val == "1" || val == "2") t.attn_rounds = val[0] - '0';
+      else return "tuning: attn_rounds takes 0, 1 or 2";
     } else if (key == "moments_apart") {
       if (const char* e = parse_bool(val, &t.moments_apart)) return e;
     } else {
       return "tuning: unknown key (gate, attn_rows, attn_min_blocks3, dense_all_pass2, attn_path, attn_tile_cost, "
-             "tile_min_blocks3, row_warp, attn_warp_ctas, heads_in_flight, chunk_rows, moments_apart)";
+             "tile_min_blocks3, row_warp, attn_warp_ctas, attn_rounds, heads_in_flight, chunk_rows, moments_apart)";
     }
   }
   *out = t;

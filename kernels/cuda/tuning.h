@@ -22,6 +22,13 @@ struct CudaTuning {
   // moba_attention's gather path in CTAs of one warp (moba_attention.cu use_warp_ctas):
   // -1 = where lists are sparse, 0 = never, 1 = always.
   int attn_warp_ctas = -1;
+  // moba_attention's gather path, blocks of several staged pieces (B > 128; one-warp CTAs:
+  // B > 64): 0 = every chunk of the block's list per piece, each chunk's running state stored
+  // and reloaded a piece; 1 = in rounds of one chunk a warp, the block's pieces staged again a
+  // round and each chunk's state kept in registers across the block; 2 = rounds, the block
+  // walked in half pieces, the next half staged while this one computes. The same bits in
+  // every setting.
+  int attn_rounds = 2;
   // moba_attention at head dim 128 (bf16): ask ptxas for 3 CTAs per SM (a 168-register cap).
   bool attn_min_blocks3 = false;
   // dense_pass: every block size through pass 2 (no pass-1 folding of sizes 16, 32, 64 n).
@@ -71,8 +78,9 @@ const CudaTuning& cuda_tuning();
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
 // attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, row_warp=0|1,
-// attn_warp_ctas=-1|0|1, heads_in_flight=1|2, chunk_rows=N, moments_apart=0|1; "" = defaults) on top of `*out`. Returns nullptr
-// or a static message naming the problem.
+// attn_warp_ctas=-1|0|1, attn_rounds=0|1|2, heads_in_flight=1|2, chunk_rows=N,
+// moments_apart=0|1; "" = defaults) on top of `*out`. Returns nullptr or a static message
+// naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
 
 }  // namespace moba::kernels

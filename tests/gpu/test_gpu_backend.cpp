@@ -364,6 +364,25 @@ void compare_attention(const Case& c, const AttnInputs& in, int64_t q_begin, int
   REQUIRE(lse_err <= tol.attn_lse_abs);
 }
 
+// The case's whole-sequence moba_attention_cuda call under the current tuning: (out, lse).
+std::pair<std::vector<float>, std::vector<float>> gpu_attention(const Case& c, const AttnInputs& in) {
+  const size_t out_n = static_cast<size_t>(c.n_q_heads * c.n_tokens * c.head_dim);
+  const size_t lse_n = static_cast<size_t>(c.n_q_heads * c.n_tokens);
+  DevTensor3 dq = to_device(in.q), dk = to_device(in.k), dv = to_device(in.v);
+  DeviceBuffer d_sel = upload(in.sel), g_out = poisoned(out_n * 4), g_lse = poisoned(lse_n * 4);
+  MobaAttentionParams ag;
+  // raw 16-bit path; f32 cases exercise the conversion
+  ag.q = case_operand(dq, c); ag.k = case_operand(dk, c); ag.v = case_operand(dv, c);
+  ag.precision = c.precision;
+  ag.selected = d_sel.as<int32_t>();
+  ag.top_k = c.top_k;
+  ag.block_size = c.block_size;
+  ag.out = g_out.as<float>();
+  ag.lse = g_lse.as<float>();
+  CUDA_OK(moba_attention_cuda(ag));
+  return {download<float>(g_out, out_n), download<float>(g_lse, lse_n)};
+}
+
 void check_attention(const Case& c) {
   INFO(c.str());
   const AttnInputs in = attention_inputs(c);
@@ -380,18 +399,7 @@ void check_attention(const Case& c) {
   ap.out = out.data();
   ap.lse = lse.data();
   moba_attention_cpu(ap);
-
-  DevTensor3 dq = to_device(in.q), dk = to_device(in.k), dv = to_device(in.v);
-  DeviceBuffer d_sel = upload(in.sel), g_out = poisoned(out_n * 4), g_lse = poisoned(lse_n * 4);
-  MobaAttentionParams ag = ap;
-  // raw 16-bit path; f32 cases exercise the conversion
-  ag.q = case_operand(dq, c); ag.k = case_operand(dk, c); ag.v = case_operand(dv, c);
-  ag.precision = c.precision;
-  ag.selected = d_sel.as<int32_t>();
-  ag.out = g_out.as<float>();
-  ag.lse = g_lse.as<float>();
-  CUDA_OK(moba_attention_cuda(ag));
-  const auto go = download<float>(g_out, out_n), gl = download<float>(g_lse, lse_n);
+  const auto [go, gl] = gpu_attention(c, in);
   compare_attention(c, in, 0, c.n_tokens, go, gl, out, lse);
 }
 
@@ -661,7 +669,7 @@ TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
   const char* specs[] = {"gate=scalar", "gate=warp_list", "attn_rows=256", "attn_min_blocks3=1",
                          "dense_all_pass2=1", "attn_path=tile", "attn_path=tile,tile_min_blocks3=1",
                          "attn_path=gather,attn_tile_cost=0.01", "attn_warp_ctas=1", "attn_warp_ctas=0",
-                         "attn_path=gather,attn_warp_ctas=1,attn_rows=64"};
+                         "attn_path=gather,attn_warp_ctas=1,attn_rows=64", "attn_rounds=0", "attn_rounds=1"};
   const Case routing[] = {
       {1000, 2, 2, 128, 8, 9, DType::bf16, TieRule::older},
       {1000, 2, 2, 64, 8, 6, DType::bf16, TieRule::recent, GqaMode::per_head, 5},
@@ -986,6 +994,48 @@ void check_attention_bands(const Case& c, int64_t q_begin, int64_t R) {
       }
     if (j % 4 == 2) CHECK(n_skipped == Hq * R);
   }
+}
+
+// Blocks of several staged pieces (B > 128, or > 64 in one-warp CTAs) with more queries a row
+// group than one chunk a warp: in rounds of one chunk a warp, of whole pieces (attn_rounds=1)
+// or of double-buffered half pieces (2, the default), the same bits as every chunk per piece
+// (attn_rounds=0), for 128- and 512-row groups, both CTA
+// shapes, fast and exact numerics (bf16 split P, f16, fp16x3), a piece-ragged block size and a
+// ragged last block; and the default against the CPU.
+TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece bit for bit", "[gpu][window]") {
+  struct Restore {
+    ~Restore() { set_cuda_tuning(CudaTuning{}); }
+  } restore;
+  const Case cases[] = {
+      // T, Hq, Hkv, d, B, k, dtype
+      {3000, 2, 1, 128, 256, 8, DType::bf16},  // 2 pieces a block, GQA 2:1, ragged last block
+      {2500, 2, 2, 64, 512, 4, DType::f16},    // 4 pieces
+      {2000, 2, 1, 128, 320, 5, DType::bf16},  // a short last piece in every block
+      {1800, 2, 1, 64, 384, 4, DType::f32},    // fp32: bf16 (fast), fp16x3 (exact, 32-key steps)
+  };
+  for (const Case& c0 : cases)
+    for (const Precision pr : {Precision::fast, Precision::exact}) {
+      Case c = c0;
+      c.precision = pr;
+      INFO(c.str());
+      const AttnInputs in = attention_inputs(c);
+      for (const char* shape : {"attn_rows=128", "attn_rows=512", "attn_rows=512,attn_warp_ctas=1"}) {
+        CudaTuning t;
+        REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_rounds=0,") + shape, &t) == nullptr);
+        set_cuda_tuning(t);
+        const auto [po, pl] = gpu_attention(c, in);
+        for (const char* rounds : {"1", "2"}) {
+          INFO("tuning " << shape << ", attn_rounds=" << rounds << " against 0");
+          REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_rounds=") + rounds + "," + shape, &t) == nullptr);
+          set_cuda_tuning(t);
+          const auto [ro, rl] = gpu_attention(c, in);
+          REQUIRE(std::memcmp(po.data(), ro.data(), po.size() * 4) == 0);
+          REQUIRE(std::memcmp(pl.data(), rl.data(), pl.size() * 4) == 0);
+        }
+      }
+      set_cuda_tuning(CudaTuning{});
+      check_attention(c);
+    }
 }
 
 TEST_CASE("gpu: moba attention bands equal single calls bit for bit, before first_query nothing", "[gpu][window]") {
