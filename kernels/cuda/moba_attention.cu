@@ -335,10 +335,10 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
       const bool long_block = a.rounds > 0 && !dbuf && kb1 - b * a.block_size > kKeyPiece;
       const bool pipe = long_block && a.rounds == 2 && kKeyPiece / 2 >= SUB;
       const int step = pipe ? kKeyPiece / 2 : kKeyPiece;  // keys a piece
-      const int round = long_block ? kWarps * 16 : n_all;
-      for (int r0 = 0; r0 < n_all; r0 += round) {
+      const int per_round = long_block ? kWarps * 16 : n_all;
+      for (int r0 = 0; r0 < n_all; r0 += per_round) {
         const int64_t beg = nz_beg[inz] + r0;
-        const int n = min(round, n_all - r0);
+        const int n = min(per_round, n_all - r0);
         // At most one chunk per warp (n <= kWarps * 16): the warp's chunk is the same for every
         // piece of the block, so its Q fragments, running output and (max, sum) stay in registers
         // from the first piece to the last it processes (loaded once, stored once: the same bits
