@@ -333,7 +333,7 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
       // pieces). Without rounds: one round of the whole list. The same bits in every order.
       const int n_all = nz_n[inz];
       const bool long_block = a.rounds > 0 && !dbuf && kb1 - b * a.block_size > kKeyPiece;
-      const bool pipe = long_block && a.rounds == 2 && kKeyPiece / 2 >= SUB;
+      const bool pipe = long_block && a.rounds == 2 && kKeyPiece / 2 >= SUB && (kKeyPiece / 2) % SUB == 0;
       const int step = pipe ? kKeyPiece / 2 : kKeyPiece;  // keys a piece
       const int per_round = long_block ? kWarps * 16 : n_all;
       for (int r0 = 0; r0 < n_all; r0 += per_round) {

@@ -706,6 +706,20 @@ TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
     set_cuda_tuning(t);
     check_attention_windows(c, {{37, 100}, {199, 1}, {130, -1}});
   }
+  // Long blocks in rounds (double-buffered halves, whole pieces, none), multi-round lists in
+  // both CTA shapes, exact numerics too (fp16x3: 32-key halves).
+  for (const char* spec : {"attn_path=gather,attn_rows=512", "attn_path=gather,attn_rows=512,attn_warp_ctas=1",
+                           "attn_path=gather,attn_rows=512,attn_rounds=1", "attn_path=gather,attn_rows=512,attn_rounds=0"}) {
+    INFO("tuning " << spec);
+    CudaTuning t;
+    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
+    set_cuda_tuning(t);
+    Case x{600, 2, 1, 64, 200, 3, DType::bf16};
+    check_attention(x);
+    x.dtype = DType::f32;
+    x.precision = Precision::exact;
+    check_attention(x);
+  }
 }
 
 TEST_CASE("gpu: kconv matches the CPU", "[gpu][small]") {
@@ -999,19 +1013,19 @@ void check_attention_bands(const Case& c, int64_t q_begin, int64_t R) {
 // Blocks of several staged pieces (B > 128, or > 64 in one-warp CTAs) with more queries a row
 // group than one chunk a warp: in rounds of one chunk a warp, of whole pieces (attn_rounds=1)
 // or of double-buffered half pieces (2, the default), the same bits as every chunk per piece
-// (attn_rounds=0), for 128- and 512-row groups, both CTA
-// shapes, fast and exact numerics (bf16 split P, f16, fp16x3), a piece-ragged block size and a
-// ragged last block; and the default against the CPU.
+// (attn_rounds=0), for 128- and 512-row groups, both CTA shapes, fast and exact numerics (bf16
+// split P, f16, fp16x3), short halves (B not a multiple of 64, a long ragged last block); the
+// gather path (default rounds) against the CPU in each shape, and the default choice too.
 TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece bit for bit", "[gpu][window]") {
   struct Restore {
     ~Restore() { set_cuda_tuning(CudaTuning{}); }
   } restore;
   const Case cases[] = {
       // T, Hq, Hkv, d, B, k, dtype
-      {2000, 2, 1, 128, 256, 8, DType::bf16},  // 2 pieces a block, GQA 2:1, ragged last block
-      {2100, 2, 2, 64, 512, 4, DType::f16},    // 4 pieces
-      {1500, 2, 1, 128, 320, 5, DType::bf16},  // a short last piece in every block
-      {1200, 2, 1, 64, 384, 4, DType::f32},    // fp32: bf16 (fast), fp16x3 (exact, 32-key steps)
+      {2000, 2, 1, 128, 256, 8, DType::bf16},  // 2 pieces a block, GQA 2:1, a long ragged last block
+      {2100, 2, 2, 64, 512, 4, DType::f16},    // 4 pieces, a short last block (52 keys)
+      {1500, 2, 1, 128, 300, 5, DType::bf16},  // B not a multiple of 16: a 44-key last half a block
+      {1300, 2, 1, 64, 384, 4, DType::f32},    // fp32: bf16 (fast), fp16x3 (exact, 32-key steps); last block 148 keys
   };
   for (const Case& c0 : cases)
     for (const Precision pr : {Precision::fast, Precision::exact}) {
@@ -1032,9 +1046,12 @@ TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece b
           REQUIRE(std::memcmp(po.data(), ro.data(), po.size() * 4) == 0);
           REQUIRE(std::memcmp(pl.data(), rl.data(), pl.size() * 4) == 0);
         }
+        REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,") + shape, &t) == nullptr);
+        set_cuda_tuning(t);
+        check_attention(c);  // the gather path, default rounds, against the CPU
       }
       set_cuda_tuning(CudaTuning{});
-      check_attention(c);
+      check_attention(c);  // the automatic choice (the tile path for most of these)
     }
 }
 
