@@ -26,9 +26,9 @@ struct CudaTuning {
   // B > 64): 0 = every chunk of the block's list per piece, each chunk's running state stored
   // and reloaded a piece; 1 = in rounds of one chunk a warp, the block's pieces staged again a
   // round and each chunk's state kept in registers across the block; 2 = rounds, the block
-  // walked in half pieces, the next half staged while this one computes. The same bits in
-  // every setting.
-  int attn_rounds = 2;
+  // walked in half pieces, the next half staged while this one computes (slower than 1 at B =
+  // 256 / 512 / 1024 on an H200, kernels/cuda/NOTES.md). The same bits in every setting.
+  int attn_rounds = 1;
   // moba_attention at head dim 128 (bf16): ask ptxas for 3 CTAs per SM (a 168-register cap).
   bool attn_min_blocks3 = false;
   // dense_pass: every block size through pass 2 (no pass-1 folding of sizes 16, 32, 64 n).

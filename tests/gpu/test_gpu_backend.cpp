@@ -669,7 +669,7 @@ TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
   const char* specs[] = {"gate=scalar", "gate=warp_list", "attn_rows=256", "attn_min_blocks3=1",
                          "dense_all_pass2=1", "attn_path=tile", "attn_path=tile,tile_min_blocks3=1",
                          "attn_path=gather,attn_tile_cost=0.01", "attn_warp_ctas=1", "attn_warp_ctas=0",
-                         "attn_path=gather,attn_warp_ctas=1,attn_rows=64", "attn_rounds=0", "attn_rounds=1"};
+                         "attn_path=gather,attn_warp_ctas=1,attn_rows=64", "attn_rounds=0", "attn_rounds=2"};
   const Case routing[] = {
       {1000, 2, 2, 128, 8, 9, DType::bf16, TieRule::older},
       {1000, 2, 2, 64, 8, 6, DType::bf16, TieRule::recent, GqaMode::per_head, 5},
@@ -706,10 +706,10 @@ TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
     set_cuda_tuning(t);
     check_attention_windows(c, {{37, 100}, {199, 1}, {130, -1}});
   }
-  // Long blocks in rounds (double-buffered halves, whole pieces, none), multi-round lists in
+  // Long blocks in rounds (whole pieces, double-buffered halves, none), multi-round lists in
   // both CTA shapes, exact numerics too (fp16x3: 32-key halves).
   for (const char* spec : {"attn_path=gather,attn_rows=512", "attn_path=gather,attn_rows=512,attn_warp_ctas=1",
-                           "attn_path=gather,attn_rows=512,attn_rounds=1", "attn_path=gather,attn_rows=512,attn_rounds=0"}) {
+                           "attn_path=gather,attn_rows=512,attn_rounds=2", "attn_path=gather,attn_rows=512,attn_rounds=0"}) {
     INFO("tuning " << spec);
     CudaTuning t;
     REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
@@ -1011,8 +1011,8 @@ void check_attention_bands(const Case& c, int64_t q_begin, int64_t R) {
 }
 
 // Blocks of several staged pieces (B > 128, or > 64 in one-warp CTAs) with more queries a row
-// group than one chunk a warp: in rounds of one chunk a warp, of whole pieces (attn_rounds=1)
-// or of double-buffered half pieces (2, the default), the same bits as every chunk per piece
+// group than one chunk a warp: in rounds of one chunk a warp, of whole pieces (attn_rounds=1,
+// the default) or of double-buffered half pieces (2), the same bits as every chunk per piece
 // (attn_rounds=0), for 128- and 512-row groups, both CTA shapes, fast and exact numerics (bf16
 // split P, f16, fp16x3), short halves (B not a multiple of 64, a long ragged last block); the
 // gather path (default rounds) against the CPU in each shape, and the default choice too.
