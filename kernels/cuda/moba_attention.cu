@@ -401,7 +401,7 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
               const int nk = min(SUB, np - s0);
               const int n8 = (nk + 15) / 16 * 2;  // n8 tiles computed (pairs, for PV k-steps)
               float sc[SUB / 8][4];
-  #pragma unroll
+#pragma unroll
               for (int nt = 0; nt < SUB / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
               // S = Q K^T over the n8 tiles the step computes (mma_qk: k-steps outer, the same bits).
               const auto qk = [&](auto n8c) {
@@ -422,9 +422,9 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
               float mx0 = -INFINITY, mx1 = -INFINITY;
               const auto mask_scale = [&](auto open_c) {
                 constexpr bool kOpen = decltype(open_c)::value;
-  #pragma unroll
+#pragma unroll
                 for (int nt = 0; nt < SUB / 8; ++nt)
-  #pragma unroll
+#pragma unroll
                   for (int e = 0; e < 2; ++e) {
                     const int kk = s0 + nt * 8 + 2 * qd + e;
                     const bool in = nt < n8 && kk < np;
@@ -464,7 +464,7 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
             const bool fin0 = last_piece && (f0 & kLast), fin1 = last_piece && (f1 & kLast);
             const float s0 = fin0 ? (ml0.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml0.y : 0.f) : 1.0f;
             const float s1 = fin1 ? (ml1.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml1.y : 0.f) : 1.0f;
-  #pragma unroll
+#pragma unroll
             for (int nd = 0; nd < D / 8; ++nd) {
               const int c = nd * 8 + 2 * qd;
               if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0] * s0, acc[nd][1] * s0);
