@@ -169,8 +169,7 @@ struct AttnArgs {
   int64_t ml_band;              // n_q_heads * q_count
   const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the fp16 lo parts, strides of q, k, v
   const int* x3_exp;            // Nx::x3 only: [3] scale exponents of q, k, v (x = (hi + lo) 2^e)
-  int rounds;                   // CudaTuning::attn_rounds: long blocks in rounds of one chunk a warp (1),
-                                //   walked in double-buffered half pieces (2)
+  int rounds;                   // CudaTuning::attn_rounds: long blocks in rounds of one chunk a warp (1)
 };
 
 // MinB: minimum CTAs per SM asked of ptxas (1 = no register cap; 3 caps at 168 registers).
@@ -326,15 +325,11 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
       // A block of several pieces (more than kKeyPiece keys) goes in rounds of kWarps * 16 of its
       // list's entries (one chunk a warp), each round walking the whole block (staged again a
       // round): a chunk's running state then moves once a block, not once a piece (its HBM
-      // traffic, B6's large blocks' limit, for the keys' re-reads from L2). rounds == 2 walks
-      // the block in half pieces, the next half staged while this one computes (the state stays
-      // in registers either way; half pieces keep the SUB-key steps only where a half holds
-      // whole steps, so the one-warp CTAs' 32-key halves of plain numerics take rounds of whole
-      // pieces). Without rounds: one round of the whole list. The same bits in every order.
+      // traffic, B6's large blocks' limit, for the keys' re-reads from L2). Without rounds
+      // (a.rounds == 0, or a block of one piece): one round of the whole list. The same bits in
+      // either order.
       const int n_all = nz_n[inz];
       const bool long_block = a.rounds > 0 && !dbuf && kb1 - b * a.block_size > kKeyPiece;
-      const bool pipe = long_block && a.rounds == 2 && kKeyPiece / 2 >= SUB && (kKeyPiece / 2) % SUB == 0;
-      const int step = pipe ? kKeyPiece / 2 : kKeyPiece;  // keys a piece
       const int per_round = long_block ? kWarps * 16 : n_all;
       for (int r0 = 0; r0 < n_all; r0 += per_round) {
         const int64_t beg = nz_beg[inz] + r0;
@@ -345,20 +340,11 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
         // as a store and reload per piece). Only blocks of more than kKeyPiece keys have several
         // pieces.
         const bool keep = n <= kWarps * 16;
-        int ip = 0;  // the piece's index in the block
-        for (int64_t p0 = b * a.block_size; p0 < kb1; p0 += step, ++ip) {
-          const int np = static_cast<int>(min(int64_t{step}, kb1 - p0));
-          __syncthreads();  // previous piece fully consumed (dbuf, pipe: the other half is free)
-          const int half = dbuf ? (inz & 1) * (kKeyPiece / 2) * LD : pipe ? (ip & 1) * (kKeyPiece / 2) * LD : 0;
-          if (pipe) {  // this half staged by the previous step (the first here), the next one now
-            if (ip == 0) {
-              stage(p0, np, half);
-              cp_async_commit();
-            }
-            if (p0 + step < kb1)
-              stage(p0 + step, static_cast<int>(min(int64_t{step}, kb1 - p0 - step)), (kKeyPiece / 2) * LD - half);
-            cp_async_commit();
-          } else if (!dbuf) {
+        for (int64_t p0 = b * a.block_size; p0 < kb1; p0 += kKeyPiece) {
+          const int np = static_cast<int>(min(int64_t{kKeyPiece}, kb1 - p0));
+          __syncthreads();  // previous piece fully consumed (dbuf: the other half is free)
+          const int half = dbuf ? (inz & 1) * (kKeyPiece / 2) * LD : 0;
+          if (!dbuf) {
             stage(p0, np, 0);
           } else {
             if (inz + 1 < n_nz) stage_block(inz + 1, (kKeyPiece / 2) * LD - half);
@@ -384,8 +370,8 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
             pe_ok = inz + 1 < n_nz;
             if (pe_ok) chunk_entries(nz_beg[inz + 1], nz_n[inz + 1], warp * 16, pe0, pe1);
           }
-          if (dbuf || pipe)
-            cp_async_wait_group<1>();  // this block's (half's) copies; the next one's may still run
+          if (dbuf)
+            cp_async_wait_group<1>();  // this block's copies (the next block's may still run)
           else
             cp_async_wait_all();
           __syncthreads();
@@ -459,7 +445,7 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
             // A row's last visit (last block, last piece this chunk processes) writes the
             // normalised output (out /= sum) and lse = (max + log2 sum) ln 2; other visits store
             // the running output and (max, sum).
-            const bool last_piece = p0 + step >= kb1 || p0 + step > t_max;
+            const bool last_piece = p0 + kKeyPiece >= kb1 || p0 + kKeyPiece > t_max;
             if (keep && !last_piece) continue;  // state stays in registers for the next piece
             const bool fin0 = last_piece && (f0 & kLast), fin1 = last_piece && (f1 & kLast);
             const float s0 = fin0 ? (ml0.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml0.y : 0.f) : 1.0f;

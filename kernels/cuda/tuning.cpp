@@ -73,8 +73,8 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
         return "tuning: chunk_rows takes a multiple of 64 in 64..65536";
       t.chunk_rows = static_cast<int>(r);
     } else if (key == "attn_rounds") {
-      if (val == "0" || val == "1" || val == "2") t.attn_rounds = val[0] - '0';
-      else return "tuning: attn_rounds takes 0, 1 or 2";
+      if (val == "0" || val == "1") t.attn_rounds = val[0] - '0';
+      else return "tuning: attn_rounds takes 0 or 1";
     } else if (key == "moments_apart") {
       if (const char* e = parse_bool(val, &t.moments_apart)) return e;
     } else {

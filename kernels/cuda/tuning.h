@@ -25,9 +25,7 @@ struct CudaTuning {
   // moba_attention's gather path, blocks of several staged pieces (B > 128; one-warp CTAs:
   // B > 64): 0 = every chunk of the block's list per piece, each chunk's running state stored
   // and reloaded a piece; 1 = in rounds of one chunk a warp, the block's pieces staged again a
-  // round and each chunk's state kept in registers across the block; 2 = rounds, the block
-  // walked in half pieces, the next half staged while this one computes (slower than 1 at B =
-  // 256 / 512 / 1024 on an H200, kernels/cuda/NOTES.md). The same bits in every setting.
+  // round and each chunk's state kept in registers across the block. The same bits in either.
   int attn_rounds = 1;
   // moba_attention at head dim 128 (bf16): ask ptxas for 3 CTAs per SM (a 168-register cap).
   bool attn_min_blocks3 = false;
@@ -78,7 +76,7 @@ const CudaTuning& cuda_tuning();
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
 // attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, row_warp=0|1,
-// attn_warp_ctas=-1|0|1, attn_rounds=0|1|2, heads_in_flight=1|2, chunk_rows=N,
+// attn_warp_ctas=-1|0|1, attn_rounds=0|1, heads_in_flight=1|2, chunk_rows=N,
 // moments_apart=0|1; "" = defaults) on top of `*out`. Returns nullptr or a static message
 // naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
