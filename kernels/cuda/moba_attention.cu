@@ -637,7 +637,10 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
     MOBA_TRY(bits.alloc(&ta.bits, static_cast<size_t>(Hq * R * ta.words)));
     ta.out = bands[i].out;
     ta.lse = bands[i].lse;
-    MOBA_TRY(launch_tile_attention(ta, Hq, kind == kF16, nx, tuning.tile_min_blocks3, stream));
+    const TileEngine engine = tuning.tile_wgmma && tile_wgmma_available(d) ? TileEngine::wgmma
+                              : tuning.tile_min_blocks3                   ? TileEngine::mma3
+                                                                          : TileEngine::mma;
+    MOBA_TRY(launch_tile_attention(ta, Hq, kind == kF16, nx, engine, stream));
   }
   // Rows per CTA as for the whole sequence, also for a window: a window's calls run side by side
   // on several streams (the GPU analysis), and small row groups reload each block's keys for

@@ -28,6 +28,7 @@
 #include "kernels/constants.h"
 #include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/wgmma.cuh"
 
 namespace moba::kernels::cuda_detail {
 namespace {
@@ -53,6 +54,115 @@ __global__ void bits_kernel(TileAttnArgs a, int64_t n_rows) {
   }
 }
 
+// A CTA's place: (64-query tile, query head), heaviest first (CTA i takes query tile
+// n_qt - 1 - i / heads of head i % heads), its queries [r_begin, r_end) by absolute position,
+// its causal key tiles up to kt_last and its rows' bitmasks.
+struct TileCta {
+  int64_t h, kv, r_begin, r_end, kt_last;
+  int tile_words;
+  const uint32_t* row_bits;  // query t at (t - r_begin) words rows on
+  __device__ explicit TileCta(const TileAttnArgs& a) {
+    const int64_t n_heads = gridDim.y, n_qt = gridDim.x;
+    const int64_t lin = int64_t{blockIdx.y} * gridDim.x + blockIdx.x;
+    h = lin % n_heads;
+    const int64_t qt = n_qt - 1 - lin / n_heads;
+    kv = h / a.group;
+    r_begin = a.q_begin + qt * kRows;
+    r_end = min(a.q_begin + a.q_count, r_begin + kRows);
+    kt_last = (r_end - 1) / kKeys;  // causal: no key past the last row
+    tile_words = static_cast<int>(kt_last / 32 + 1);
+    row_bits = a.bits + (h * a.q_count + (r_begin - a.q_begin)) * a.words;
+  }
+};
+
+// The tile map (shared memory, c.tile_words words): key tile kt is active when a row of the CTA
+// selected a block overlapping it. Ends with a barrier.
+__device__ __forceinline__ void build_tile_map(const TileAttnArgs& a, const TileCta& c, uint32_t* tiles) {
+  const int tid = threadIdx.x;
+  for (int i = tid; i < c.tile_words; i += blockDim.x) tiles[i] = 0;
+  __syncthreads();
+  const int64_t w_last = ((c.r_end - 1) / a.block_size) >> 5;
+  for (int64_t w = tid; w <= w_last; w += blockDim.x) {
+    uint32_t u = 0;
+    for (int64_t r = 0; r < c.r_end - c.r_begin; ++r) u |= c.row_bits[r * a.words + w];
+    while (u) {
+      const int64_t b = w * 32 + __ffs(u) - 1;
+      u &= u - 1;
+      const int64_t k0 = b * a.block_size, k1 = min(a.n_tokens, k0 + a.block_size) - 1;
+      for (int64_t kt = k0 / kKeys; kt <= min(k1 / kKeys, c.kt_last); ++kt)
+        atomicOr(tiles + (kt >> 5), 1u << (kt & 31));
+    }
+  }
+  __syncthreads();
+}
+
+// The first active key tile >= from, or -1.
+__device__ __forceinline__ int64_t next_tile(const uint32_t* tiles, int tile_words, int64_t from) {
+  for (int64_t w = from >> 5; w < tile_words; ++w) {
+    uint32_t m = tiles[w];
+    if (w == (from >> 5)) m &= ~0u << (from & 31);
+    if (m) return w * 32 + __ffs(m) - 1;
+  }
+  return -1;
+}
+
+// Bit s of the result: row t (window row `row` of the CTA; -1: none) selected the block of key
+// tile k0's 16-key segment s and that segment starts at or before t.
+__device__ __forceinline__ uint32_t segment_bits(const TileAttnArgs& a, const TileCta& c, int row, int64_t t,
+                                                 int64_t k0) {
+  uint32_t m = 0;
+#pragma unroll
+  for (int s = 0; s < 4; ++s) {
+    const int64_t key = k0 + 16 * s;
+    if (key >= a.n_tokens) break;
+    const int64_t blk = key / a.block_size;
+    if (t >= key) m |= ((c.row_bits[row * a.words + (blk >> 5)] >> (blk & 31)) & 1u) << s;
+  }
+  return m;
+}
+
+// Scales S (a key tile's C fragments) to log2 units and masks it (the row's segment bits m0 /
+// m1 and causal: key j <= t), with the rows' maxima over the tile.
+__device__ __forceinline__ void mask_scale_max(float (&sc)[kKeys / 8][4], int64_t k0, int qd, uint32_t m0,
+                                               uint32_t m1, int64_t t0, int64_t t1, float sl2, float& mx0,
+                                               float& mx1) {
+  mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+  for (int nt = 0; nt < kKeys / 8; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int64_t j = k0 + nt * 8 + 2 * qd + e;
+      const bool in0 = ((m0 >> (nt / 2)) & 1u) && j <= t0;
+      const bool in1 = ((m1 >> (nt / 2)) & 1u) && j <= t1;
+      sc[nt][e] = in0 ? sc[nt][e] * sl2 : -INFINITY;
+      sc[nt][2 + e] = in1 ? sc[nt][2 + e] * sl2 : -INFINITY;
+      mx0 = fmaxf(mx0, sc[nt][e]);
+      mx1 = fmaxf(mx1, sc[nt][2 + e]);
+    }
+}
+
+// The normalised output and lse of rows t0 / t1 (-1: none); rows that attend nothing: o = 0,
+// lse = -inf.
+template <int D>
+__device__ __forceinline__ void store_rows(const TileAttnArgs& a, const float (&acc)[D / 8][4], float2 ml0,
+                                           float2 ml1, int64_t h, int64_t t0, int64_t t1, int qd) {
+  const int64_t d = a.head_dim;
+  const float s0 = ml0.y > 0.f ? 1.0f / ml0.y : 0.f, s1 = ml1.y > 0.f ? 1.0f / ml1.y : 0.f;
+  const int64_t row0 = h * a.q_count + (t0 - a.q_begin), row1 = h * a.q_count + (t1 - a.q_begin);  // window rows
+  float* const o0 = t0 >= 0 ? a.out + row0 * d : nullptr;
+  float* const o1 = t1 >= 0 ? a.out + row1 * d : nullptr;
+#pragma unroll
+  for (int nd = 0; nd < D / 8; ++nd) {
+    const int c = nd * 8 + 2 * qd;
+    if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0] * s0, acc[nd][1] * s0);
+    if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
+  }
+  if (a.lse && qd == 0) {
+    if (t0 >= 0) a.lse[row0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
+    if (t1 >= 0) a.lse[row1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
+  }
+}
+
 // MinB: CTAs per SM asked of ptxas (2: up to 255 registers; 3 caps at 168, a few spills).
 template <int D, typename T16, Nx NX, int MinB>
 __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileAttnArgs a) {
@@ -63,57 +173,23 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
   uint16_t* const vs = ks + 2 * kKeys * LD;                     // [2][kKeys][LD]
   uint32_t* const tiles = reinterpret_cast<uint32_t*>(vs + 2 * kKeys * LD);  // active key tiles
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
-  // Heaviest first: CTA i takes query tile n_qt - 1 - i / heads of head i % heads.
-  const int64_t n_heads = gridDim.y, n_qt = gridDim.x;
-  const int64_t lin = int64_t{blockIdx.y} * gridDim.x + blockIdx.x;
-  const int64_t h = lin % n_heads, qt = n_qt - 1 - lin / n_heads, kv = h / a.group;
-  const int64_t T = a.n_tokens, d = a.head_dim;
-  // The CTA's queries [r_begin, r_end) by absolute position, from the window's start.
-  const int64_t r_begin = a.q_begin + qt * kRows, r_end = min(a.q_begin + a.q_count, r_begin + kRows);
-  const int64_t kt_last = (r_end - 1) / kKeys;  // causal: no key past the last row
-  const int tile_words = static_cast<int>(kt_last / 32 + 1);
-  // The bitmask rows of the CTA's queries: query t at (t - r_begin) words rows on (rows t0, t1
-  // below: warp * 16 + g, + 8).
-  const uint32_t* const row_bits = a.bits + (h * a.q_count + (r_begin - a.q_begin)) * a.words;
+  const TileCta c(a);
+  const int64_t T = a.n_tokens, d = a.head_dim, r_end = c.r_end;
+  build_tile_map(a, c, tiles);
 
-  // The tile map: key tile kt is active when a row of the CTA selected a block overlapping it.
-  for (int i = tid; i < tile_words; i += blockDim.x) tiles[i] = 0;
-  __syncthreads();
-  const int64_t w_last = ((r_end - 1) / a.block_size) >> 5;
-  for (int64_t w = tid; w <= w_last; w += blockDim.x) {
-    uint32_t u = 0;
-    for (int64_t r = 0; r < r_end - r_begin; ++r) u |= row_bits[r * a.words + w];
-    while (u) {
-      const int64_t b = w * 32 + __ffs(u) - 1;
-      u &= u - 1;
-      const int64_t k0 = b * a.block_size, k1 = min(T, k0 + a.block_size) - 1;
-      for (int64_t kt = k0 / kKeys; kt <= min(k1 / kKeys, kt_last); ++kt)
-        atomicOr(tiles + (kt >> 5), 1u << (kt & 31));
-    }
-  }
-  __syncthreads();
-  const auto next_tile = [&](int64_t from) -> int64_t {
-    for (int64_t w = from >> 5; w < tile_words; ++w) {
-      uint32_t m = tiles[w];
-      if (w == (from >> 5)) m &= ~0u << (from & 31);
-      if (m) return w * 32 + __ffs(m) - 1;
-    }
-    return -1;
-  };
-
-  const int64_t t0 = r_begin + warp * 16 + g < r_end ? r_begin + warp * 16 + g : -1;
-  const int64_t t1 = r_begin + warp * 16 + g + 8 < r_end ? r_begin + warp * 16 + g + 8 : -1;
-  const int64_t warp_last = min(r_end - 1, r_begin + warp * 16 + 15);
+  const int64_t t0 = c.r_begin + warp * 16 + g < r_end ? c.r_begin + warp * 16 + g : -1;
+  const int64_t t1 = c.r_begin + warp * 16 + g + 8 < r_end ? c.r_begin + warp * 16 + g + 8 : -1;
+  const int64_t warp_last = min(r_end - 1, c.r_begin + warp * 16 + 15);
   uint32_t qa[D / 16][4];
-  load_q_fragments<D>(qa, t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
-                      t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
+  load_q_fragments<D>(qa, t0 >= 0 ? a.q + c.h * a.q_sh + t0 * a.q_st : nullptr,
+                      t1 >= 0 ? a.q + c.h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
   float acc[D / 8][4];
 #pragma unroll
   for (int nd = 0; nd < D / 8; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
   float2 ml0 = make_float2(-INFINITY, 0.f), ml1 = ml0;  // running (max in log2 units, sum)
 
-  const uint16_t* const kbase = a.k + kv * a.k_sh;
-  const uint16_t* const vbase = a.v + kv * a.v_sh;
+  const uint16_t* const kbase = a.k + c.kv * a.k_sh;
+  const uint16_t* const vbase = a.v + c.kv * a.v_sh;
   const auto stage = [&](int64_t kt, int buf) {
     const int64_t k0 = kt * kKeys;
     uint16_t* const kd = ks + buf * kKeys * LD;
@@ -127,11 +203,11 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
     cp_async_commit();
   };
 
-  int64_t kt = next_tile(0);
+  int64_t kt = next_tile(tiles, c.tile_words, 0);
   int buf = 0;
   if (kt >= 0) stage(kt, 0);
   while (kt >= 0) {
-    const int64_t kn = kt < kt_last ? next_tile(kt + 1) : -1;
+    const int64_t kn = kt < c.kt_last ? next_tile(tiles, c.tile_words, kt + 1) : -1;
     if (kn >= 0) {
       stage(kn, buf ^ 1);
       cp_async_wait_group<1>();
@@ -143,14 +219,8 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
     // Bit s of m0 / m1: row t0 / t1 selected the block of the tile's 16-key segment s.
     uint32_t m0 = 0, m1 = 0;
     if (k0 <= warp_last) {
-#pragma unroll
-      for (int s = 0; s < 4; ++s) {
-        const int64_t key = k0 + 16 * s;
-        if (key >= T) break;
-        const int64_t blk = key / a.block_size;
-        if (t0 >= key) m0 |= ((row_bits[(warp * 16 + g) * a.words + (blk >> 5)] >> (blk & 31)) & 1u) << s;
-        if (t1 >= key) m1 |= ((row_bits[(warp * 16 + g + 8) * a.words + (blk >> 5)] >> (blk & 31)) & 1u) << s;
-      }
+      m0 = segment_bits(a, c, warp * 16 + g, t0, k0);
+      m1 = segment_bits(a, c, warp * 16 + g + 8, t1, k0);
     }
     uint32_t wor = m0 | m1;  // the segments any row of the warp needs
 #pragma unroll
@@ -158,7 +228,6 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
     if (wor != 0) {
       const uint16_t* const ksb = ks + buf * kKeys * LD;
       const uint16_t* const vsb = vs + buf * kKeys * LD;
-      const float sl2 = a.scale_log2;
       float sc[kKeys / 8][4];
 #pragma unroll
       for (int nt = 0; nt < kKeys / 8; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
@@ -177,25 +246,12 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
                      *reinterpret_cast<const uint32_t*>(krow + kk * 16 + 8));
           }
       }
-      // Scale, mask (the row's segment bit and causal), row max.
-      float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int64_t j = k0 + nt * 8 + 2 * qd + e;
-          const bool in0 = ((m0 >> (nt / 2)) & 1u) && j <= t0;
-          const bool in1 = ((m1 >> (nt / 2)) & 1u) && j <= t1;
-          sc[nt][e] = in0 ? sc[nt][e] * sl2 : -INFINITY;
-          sc[nt][2 + e] = in1 ? sc[nt][2 + e] * sl2 : -INFINITY;
-          mx0 = fmaxf(mx0, sc[nt][e]);
-          mx1 = fmaxf(mx1, sc[nt][2 + e]);
-        }
+      float mx0, mx1;
+      mask_scale_max(sc, k0, qd, m0, m1, t0, t1, a.scale_log2, mx0, mx1);
       uint32_t pa[kKeys / 16][4];
       uint32_t pl[NX == Nx::plain ? 1 : kKeys / 16][4];  // split P: the lo parts
       const float2 al = softmax_step<M, NX != Nx::plain, kKeys>(sc, mx0, mx1, ml0, ml1, pa, pl, 1.0f);
-      const float al0 = al.x, al1 = al.y;
-      rescale_o<D>(acc, al0, al1);
+      rescale_o<D>(acc, al.x, al.y);
       // O += P V over the segments the warp needs (split: the small terms first).
       if constexpr (NX == Nx::plain)
         mma_pv<M, D>(acc, pa, vsb, LD, 0, kKeys / 8, lane, wor);
@@ -206,22 +262,115 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
     kt = kn;
     buf ^= 1;
   }
+  store_rows<D>(a, acc, ml0, ml1, c.h, t0, t1, qd);
+}
 
-  // The normalised output and lse; rows that attend nothing: o = 0, lse = -inf.
-  const float s0 = ml0.y > 0.f ? 1.0f / ml0.y : 0.f, s1 = ml1.y > 0.f ? 1.0f / ml1.y : 0.f;
-  const int64_t row0 = h * a.q_count + (t0 - a.q_begin), row1 = h * a.q_count + (t1 - a.q_begin);  // window rows
-  float* const o0 = t0 >= 0 ? a.out + row0 * d : nullptr;
-  float* const o1 = t1 >= 0 ? a.out + row1 * d : nullptr;
+// The wgmma engine (CudaTuning::tile_wgmma; head dim 128, sm_90a): the same walk, masks and
+// online softmax as tile_attention_kernel, but the CTA's 4 warps are one warpgroup and each
+// tile's products are warpgroup MMAs: S = Q K^T as 8 m64n64k16 steps (Q's fragments in
+// registers, K by descriptor), O += P V as 4 m64n128k16 steps (P's fragments in registers, V
+// by descriptor; split P: lo then hi, as mma_pv_split). K and V are staged by cp.async in the
+// 128-byte swizzled layout (wgmma.cuh): a [64 keys][128 channels] tile as two [64][64] halves of
+// 8 KB, the channels [0, 64) then [64, 128). A tile is computed for every warp whenever one row
+// of the CTA needs it (warpgroup MMAs cannot skip a warp), so this engine does not skip a warp's
+// unneeded tiles or segments; the masks make them add exactly nothing.
+constexpr int kWgHalf = kKeys * 64 * 2;   // bytes of a [64][64] 16-bit half tile
+constexpr int kWgTile = 2 * kWgHalf;      // a K or V tile: two halves
+
+template <typename T16, Nx NX>
+__global__ void __launch_bounds__(kWarps * 32, 2) tile_attention_wgmma_kernel(TileAttnArgs a) {
+#if MOBA_WGMMA
+  constexpr int D = 128;
+  using M = Mma<T16>;
+  using W = Wgmma<T16>;
+  extern __shared__ uint4 smem_raw[];
+  // [2 buffers][K, V][two halves] of kWgHalf, from a 1024-byte aligned start, then the tile map.
+  uint8_t* const kv_s = reinterpret_cast<uint8_t*>(
+      (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~static_cast<uintptr_t>(1023));
+  uint32_t* const tiles = reinterpret_cast<uint32_t*>(kv_s + 4 * kWgTile);
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
+  const TileCta c(a);
+  const int64_t T = a.n_tokens, d = a.head_dim, r_end = c.r_end;
+  build_tile_map(a, c, tiles);
+
+  const int64_t t0 = c.r_begin + warp * 16 + g < r_end ? c.r_begin + warp * 16 + g : -1;
+  const int64_t t1 = c.r_begin + warp * 16 + g + 8 < r_end ? c.r_begin + warp * 16 + g + 8 : -1;
+  const int64_t warp_last = min(r_end - 1, c.r_begin + warp * 16 + 15);
+  uint32_t qa[D / 16][4];
+  load_q_fragments<D>(qa, t0 >= 0 ? a.q + c.h * a.q_sh + t0 * a.q_st : nullptr,
+                      t1 >= 0 ? a.q + c.h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
+  float acc[D / 8][4];
 #pragma unroll
-  for (int nd = 0; nd < D / 8; ++nd) {
-    const int c = nd * 8 + 2 * qd;
-    if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0] * s0, acc[nd][1] * s0);
-    if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
+  for (int nd = 0; nd < D / 8; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
+  float2 ml0 = make_float2(-INFINITY, 0.f), ml1 = ml0;  // running (max in log2 units, sum)
+
+  const uint16_t* const kbase = a.k + c.kv * a.k_sh;
+  const uint16_t* const vbase = a.v + c.kv * a.v_sh;
+  const auto stage = [&](int64_t kt, int buf) {
+    const int64_t k0 = kt * kKeys;
+    uint8_t* const kd = kv_s + buf * 2 * kWgTile;
+    uint8_t* const vd = kd + kWgTile;
+    for (int i = tid; i < kKeys * (D / 8); i += blockDim.x) {
+      const int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
+      const bool ok = k0 + r < T && c8 < d;  // zero-filled past the keys and channels
+      const uint32_t off = (c8 / 64) * kWgHalf + swizzle128(r, c8 % 64);
+      cp_async16(kd + off, ok ? kbase + (k0 + r) * a.k_st + c8 : kbase, ok);
+      cp_async16(vd + off, ok ? vbase + (k0 + r) * a.v_st + c8 : vbase, ok);
+    }
+    cp_async_commit();
+  };
+
+  int64_t kt = next_tile(tiles, c.tile_words, 0);
+  int buf = 0;
+  if (kt >= 0) stage(kt, 0);
+  while (kt >= 0) {
+    const int64_t kn = kt < c.kt_last ? next_tile(tiles, c.tile_words, kt + 1) : -1;
+    if (kn >= 0) {
+      stage(kn, buf ^ 1);
+      cp_async_wait_group<1>();
+    } else {
+      cp_async_wait_group<0>();
+    }
+    fence_proxy_async();  // this thread's copies of the tile, to the warpgroup MMAs' proxy
+    __syncthreads();
+    const int64_t k0 = kt * kKeys;
+    const uint8_t* const ksb = kv_s + buf * 2 * kWgTile;
+    const uint8_t* const vsb = ksb + kWgTile;
+    float sc[kKeys / 8][4];
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk)  // channels [16 kk, 16 kk + 16): half kk / 4, 32 B a step
+      W::template m64n64<0>(sc, qa[kk], wgmma_desc(ksb + (kk / 4) * kWgHalf + (kk % 4) * 32, 16, 1024), kk > 0);
+    wgmma_commit();
+    uint32_t m0 = 0, m1 = 0;  // bit s: row t0 / t1 selected the tile's 16-key segment s
+    if (k0 <= warp_last) {
+      m0 = segment_bits(a, c, warp * 16 + g, t0, k0);
+      m1 = segment_bits(a, c, warp * 16 + g + 8, t1, k0);
+    }
+    wgmma_wait<0>();
+    float mx0, mx1;
+    mask_scale_max(sc, k0, qd, m0, m1, t0, t1, a.scale_log2, mx0, mx1);
+    uint32_t pa[kKeys / 16][4];
+    uint32_t pl[NX == Nx::plain ? 1 : kKeys / 16][4];  // split P: the lo parts
+    const float2 al = softmax_step<M, NX != Nx::plain, kKeys>(sc, mx0, mx1, ml0, ml1, pa, pl, 1.0f);
+    rescale_o<D>(acc, al.x, al.y);
+    wgmma_fence();
+#pragma unroll
+    for (int k16 = 0; k16 < kKeys / 16; ++k16) {  // keys [16 k16, 16 k16 + 16): 2 row groups of 1024 B
+      const uint64_t vdesc = wgmma_desc(vsb + k16 * 16 * 128, kWgHalf, 1024);
+      if constexpr (NX != Nx::plain) W::template m64n128<1>(acc, pl[k16], vdesc, 1);
+      W::template m64n128<1>(acc, pa[k16], vdesc, 1);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    __syncthreads();  // this buffer is staged again two tiles on
+    kt = kn;
+    buf ^= 1;
   }
-  if (a.lse && qd == 0) {
-    if (t0 >= 0) a.lse[row0] = ml0.y > 0.f ? (ml0.x + log2f(ml0.y)) * kLn2 : -INFINITY;
-    if (t1 >= 0) a.lse[row1] = ml1.y > 0.f ? (ml1.x + log2f(ml1.y)) * kLn2 : -INFINITY;
-  }
+  store_rows<D>(a, acc, ml0, ml1, c.h, t0, t1, qd);
+#else
+  __trap();  // the host launches this kernel only on compute capability 9.0 (sm_90a code)
+#endif
 }
 
 template <int D, typename T16, Nx NX, int MinB = 2>
@@ -237,7 +386,26 @@ const char* launch(const TileAttnArgs& a, int64_t n_q_heads, cudaStream_t stream
   return nullptr;
 }
 
+template <typename T16, Nx NX>
+const char* launch_wgmma(const TileAttnArgs& a, int64_t n_q_heads, cudaStream_t stream) {
+  const int64_t n_qt = (a.q_count + kRows - 1) / kRows;
+  const int64_t tile_words = (a.q_begin + a.q_count - 1) / kKeys / 32 + 1;
+  const size_t smem = size_t{4} * kWgTile + 1024 + static_cast<size_t>(tile_words) * 4;  // 1024: alignment
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(tile_attention_wgmma_kernel<T16, NX>,
+                                     cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  tile_attention_wgmma_kernel<T16, NX>
+      <<<dim3(static_cast<unsigned>(n_qt), static_cast<unsigned>(n_q_heads)), kWarps * 32, smem, stream>>>(a);
+  MOBA_CUDA_LAUNCH_CHECK();
+  return nullptr;
+}
+
 }  // namespace
+
+bool tile_wgmma_available(int64_t head_dim) {
+  int dev = 0, major = 0;
+  return head_dim > 64 && head_dim <= 128 && cudaGetDevice(&dev) == cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9;
+}
 
 bool tile_attention_fits(int64_t n_q_heads, int64_t n_tokens, int64_t block_size, Nx nx) {
   if (nx == Nx::x3 || block_size % 16 != 0 || n_tokens <= 0 || n_q_heads > 65535) return false;
@@ -246,13 +414,19 @@ bool tile_attention_fits(int64_t n_q_heads, int64_t n_tokens, int64_t block_size
   return (n_tokens - 1) / kKeys / 32 + 1 <= kMaxTileWords;
 }
 
-const char* launch_tile_attention(TileAttnArgs a, int64_t n_q_heads, bool f16, Nx nx, bool min_blocks3,
+const char* launch_tile_attention(TileAttnArgs a, int64_t n_q_heads, bool f16, Nx nx, TileEngine engine,
                                   cudaStream_t stream) {
   const int64_t n_rows = n_q_heads * a.q_count;
   MOBA_CUDA_TRY(cudaMemsetAsync(a.bits, 0, static_cast<size_t>(n_rows * a.words) * 4, stream));
   bits_kernel<<<static_cast<unsigned>((n_rows + 255) / 256), 256, 0, stream>>>(a, n_rows);
   MOBA_CUDA_LAUNCH_CHECK();
   const bool small = a.head_dim <= 64;
+  if (engine == TileEngine::wgmma) {  // the caller checked tile_wgmma_available
+    if (f16) return launch_wgmma<__half, Nx::plain>(a, n_q_heads, stream);
+    if (nx == Nx::split_p) return launch_wgmma<__nv_bfloat16, Nx::split_p>(a, n_q_heads, stream);
+    return launch_wgmma<__nv_bfloat16, Nx::plain>(a, n_q_heads, stream);
+  }
+  const bool min_blocks3 = engine == TileEngine::mma3;
   if (!small && min_blocks3) {  // CudaTuning::tile_min_blocks3
     if (f16) return launch<128, __half, Nx::plain, 3>(a, n_q_heads, stream);
     if (nx == Nx::split_p) return launch<128, __nv_bfloat16, Nx::split_p, 3>(a, n_q_heads, stream);

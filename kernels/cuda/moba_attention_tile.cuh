@@ -34,10 +34,19 @@ struct TileAttnArgs {
 // per-CTA tile map of bounded size.
 bool tile_attention_fits(int64_t n_q_heads, int64_t n_tokens, int64_t block_size, Nx nx);
 
+// The tile kernel's engine: mma.sync at 2 CTAs per multiprocessor (mma), the same at 3 for head
+// dim 128 (mma3: CudaTuning::tile_min_blocks3), or Hopper's warpgroup MMAs at head dim 128
+// (wgmma: CudaTuning::tile_wgmma, only where tile_wgmma_available).
+enum class TileEngine { mma, mma3, wgmma };
+
+// Whether the wgmma engine runs here: head dim in (64, 128] on a compute capability 9.0 device
+// (the binary's sm_90a code).
+bool tile_wgmma_available(int64_t head_dim);
+
 // Builds the bitmask from `selected` (valid, causal blocks; duplicates and -1 ignored) and
 // runs the tile kernel for n_q_heads heads on `stream`. `f16`: the operands are fp16 (else
-// bf16); `min_blocks3`: at head dim 128 the 3-CTAs-per-SM instantiation (CudaTuning).
-const char* launch_tile_attention(TileAttnArgs a, int64_t n_q_heads, bool f16, Nx nx, bool min_blocks3,
+// bf16).
+const char* launch_tile_attention(TileAttnArgs a, int64_t n_q_heads, bool f16, Nx nx, TileEngine engine,
                                   cudaStream_t stream);
 
 }  // namespace moba::kernels::cuda_detail

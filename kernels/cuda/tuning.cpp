@@ -47,6 +47,8 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
       if (const char* e = parse_bool(val, &t.dense_all_pass2)) return e;
     } else if (key == "tile_min_blocks3") {
       if (const char* e = parse_bool(val, &t.tile_min_blocks3)) return e;
+    } else if (key == "tile_wgmma") {
+      if (const char* e = parse_bool(val, &t.tile_wgmma)) return e;
     } else if (key == "row_warp") {
       if (const char* e = parse_bool(val, &t.row_warp)) return e;
     } else if (key == "attn_path") {
@@ -79,7 +81,7 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
       if (const char* e = parse_bool(val, &t.moments_apart)) return e;
     } else {
       return "tuning: unknown key (gate, attn_rows, attn_min_blocks3, dense_all_pass2, attn_path, attn_tile_cost, "
-             "tile_min_blocks3, row_warp, attn_warp_ctas, attn_rounds, heads_in_flight, chunk_rows, moments_apart)";
+             "tile_min_blocks3, tile_wgmma, row_warp, attn_warp_ctas, attn_rounds, heads_in_flight, chunk_rows, moments_apart)";
     }
   }
   *out = t;

@@ -45,6 +45,10 @@ struct CudaTuning {
   // since QK^T interleaves its tiles' k-steps (210 registers at 2 CTAs, 36 bytes spilled at
   // 3), 2 CTAs are faster (8 B6 heads: attention + error 7.04 -> 6.44 s; NOTES.md).
   bool tile_min_blocks3 = false;
+  // moba_attention's tile path at head dim 65-128 on compute capability 9.0 (H100 / H200): the
+  // kernel's products as Hopper warpgroup MMAs (wgmma) instead of mma.sync (tile_min_blocks3
+  // then does not apply). Elsewhere the mma.sync kernel runs whatever this says.
+  bool tile_wgmma = false;
   // The analysis' routing rows (analysis/gpu/warp_rows.cuh): one warp per query row by radix
   // select when every analysed router picks a fixed budget; 0 = the block-wide sort kernel
   // (row_kernel) for every row.
@@ -75,7 +79,7 @@ const CudaTuning& cuda_tuning();
 
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
-// attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, row_warp=0|1,
+// attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, tile_wgmma=0|1, row_warp=0|1,
 // attn_warp_ctas=-1|0|1, attn_rounds=0|1, heads_in_flight=1|2, chunk_rows=N,
 // moments_apart=0|1; "" = defaults) on top of `*out`. Returns nullptr or a static message
 // naming the problem.

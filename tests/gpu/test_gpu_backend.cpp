@@ -669,7 +669,8 @@ TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
   const char* specs[] = {"gate=scalar", "gate=warp_list", "attn_rows=256", "attn_min_blocks3=1",
                          "dense_all_pass2=1", "attn_path=tile", "attn_path=tile,tile_min_blocks3=1",
                          "attn_path=gather,attn_tile_cost=0.01", "attn_warp_ctas=1", "attn_warp_ctas=0",
-                         "attn_path=gather,attn_warp_ctas=1,attn_rows=64", "attn_rounds=0"};
+                         "attn_path=gather,attn_warp_ctas=1,attn_rows=64", "attn_rounds=0",
+                         "attn_path=tile,tile_wgmma=1"};
   const Case routing[] = {
       {1000, 2, 2, 128, 8, 9, DType::bf16, TieRule::older},
       {1000, 2, 2, 64, 8, 6, DType::bf16, TieRule::recent, GqaMode::per_head, 5},
@@ -705,6 +706,17 @@ TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
     REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
     set_cuda_tuning(t);
     check_attention_windows(c, {{37, 100}, {199, 1}, {130, -1}});
+  }
+  // The tile path's wgmma engine (head dim 128): a window, a ragged tile, exact numerics.
+  {
+    CudaTuning t;
+    REQUIRE(parse_cuda_tuning("attn_path=tile,tile_wgmma=1", &t) == nullptr);
+    set_cuda_tuning(t);
+    Case w{300, 2, 1, 128, 32, 4, DType::bf16};
+    check_attention(w);
+    check_attention_windows(w, {{37, 100}, {130, -1}});
+    w.precision = Precision::exact;
+    check_attention(w);
   }
   // Long blocks in rounds (the default) or not, multi-round lists in both CTA shapes, exact
   // numerics too (fp16x3: 32-key steps).
@@ -842,22 +854,29 @@ TEST_CASE("gpu: exact numerics, moba attention vs the CPU", "[gpu][exact]") {
 
 // The tile path of moba_attention_cuda (moba_attention_tile.cuh), forced on every case where
 // it applies (16-bit numerics, B a multiple of 16; the others run the gather path), fast and
-// exact; then dense selections (k B near T) that the automatic choice sends to it.
+// exact, with the mma.sync engine and the wgmma one (head dim 128 on compute capability 9.0;
+// the mma.sync engine elsewhere); then dense selections (k B near T) that the automatic choice
+// sends to it.
 TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
   struct Restore {
     ~Restore() { set_cuda_tuning(CudaTuning{}); }
   } restore;
   CudaTuning t;
-  REQUIRE(parse_cuda_tuning("attn_path=tile", &t) == nullptr);
-  set_cuda_tuning(t);
-  for (const Case& c : kCases) check_attention(c);
-  for (const Case& c : kExactCases) {
-    check_attention(exact_case(c, true));
-    if (c.dtype != DType::f32) check_attention(exact_case(c, false));
+  for (const char* spec : {"attn_path=tile", "attn_path=tile,tile_wgmma=1"}) {
+    INFO("tuning " << spec);
+    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
+    set_cuda_tuning(t);
+    for (const Case& c : kCases) check_attention(c);
+    for (const Case& c : kExactCases) {
+      check_attention(exact_case(c, true));
+      if (c.dtype != DType::f32) check_attention(exact_case(c, false));
+    }
+    check_attention(exact_case({1000, 2, 1, 128, 64, 4, DType::bf16}, true, 2.5f));
+    check_attention(exact_case({4100, 4, 1, 128, 16, 200, DType::bf16}, false));  // ragged, GQA 4:1, dense
+    check_attention(exact_case({2000, 2, 2, 48, 48, 30, DType::f16}, false));      // B = 48: segments never straddle
+    check_attention(exact_case({1500, 2, 1, 96, 32, 12, DType::bf16}, false));     // head dim 96 of the 128 kernels
   }
-  check_attention(exact_case({1000, 2, 1, 128, 64, 4, DType::bf16}, true, 2.5f));
-  check_attention(exact_case({4100, 4, 1, 128, 16, 200, DType::bf16}, false));  // ragged, GQA 4:1, dense
-  check_attention(exact_case({2000, 2, 2, 48, 48, 30, DType::f16}, false));      // B = 48: segments never straddle
+  t = CudaTuning{};
   REQUIRE(parse_cuda_tuning("tile_min_blocks3=1", &t) == nullptr);                // head dim 128 at 3 CTAs per SM
   set_cuda_tuning(t);
   check_attention(exact_case({4100, 4, 1, 128, 16, 200, DType::bf16}, false));
@@ -875,7 +894,7 @@ void for_each_attn_path(F&& f) {
   struct Restore {
     ~Restore() { set_cuda_tuning(CudaTuning{}); }
   } restore;
-  for (const char* spec : {"attn_path=gather", "attn_path=tile", ""}) {
+  for (const char* spec : {"attn_path=gather", "attn_path=tile", "attn_path=tile,tile_wgmma=1", ""}) {
     INFO("tuning '" << spec << "'");
     CudaTuning t;
     REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
