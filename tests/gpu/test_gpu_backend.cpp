@@ -877,7 +877,7 @@ TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
     check_attention(exact_case({1500, 2, 1, 96, 32, 12, DType::bf16}, false));     // head dim 96 of the 128 kernels
   }
   t = CudaTuning{};
-  REQUIRE(parse_cuda_tuning("tile_min_blocks3=1", &t) == nullptr);                // head dim 128 at 3 CTAs per SM
+  REQUIRE(parse_cuda_tuning("attn_path=tile,tile_min_blocks3=1", &t) == nullptr);  // head dim 128 at 3 CTAs per SM
   set_cuda_tuning(t);
   check_attention(exact_case({4100, 4, 1, 128, 16, 200, DType::bf16}, false));
   check_attention(exact_case({1000, 2, 2, 128, 64, 6, DType::f16}, false));
