@@ -373,30 +373,30 @@ __global__ void __launch_bounds__(kWarps * 32, 2) tile_attention_wgmma_kernel(Ti
 #endif
 }
 
-template <int D, typename T16, Nx NX, int MinB = 2>
-const char* launch(const TileAttnArgs& a, int64_t n_q_heads, cudaStream_t stream) {
+// Launches a tile kernel: one CTA per (64-query tile, query head), with `staging_bytes` of
+// dynamic shared memory for its K/V buffers and, after them, the CTA's tile map (a word per 32
+// key tiles, keys up to the window's end).
+const char* launch_tiles(void (*kernel)(TileAttnArgs), size_t staging_bytes, const TileAttnArgs& a,
+                         int64_t n_q_heads, cudaStream_t stream) {
   const int64_t n_qt = (a.q_count + kRows - 1) / kRows;
-  const int64_t tile_words = (a.q_begin + a.q_count - 1) / kKeys / 32 + 1;  // keys up to the window's end
-  const size_t smem = size_t{4} * kKeys * (D + 8) * sizeof(uint16_t) + static_cast<size_t>(tile_words) * 4;
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(tile_attention_kernel<D, T16, NX, MinB>,
-                                     cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  tile_attention_kernel<D, T16, NX, MinB>
-      <<<dim3(static_cast<unsigned>(n_qt), static_cast<unsigned>(n_q_heads)), kWarps * 32, smem, stream>>>(a);
+  const int64_t tile_words = (a.q_begin + a.q_count - 1) / kKeys / 32 + 1;
+  const size_t smem = staging_bytes + static_cast<size_t>(tile_words) * 4;
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  kernel<<<dim3(static_cast<unsigned>(n_qt), static_cast<unsigned>(n_q_heads)), kWarps * 32, smem, stream>>>(a);
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
 }
 
+template <int D, typename T16, Nx NX, int MinB = 2>
+const char* launch(const TileAttnArgs& a, int64_t n_q_heads, cudaStream_t stream) {
+  return launch_tiles(tile_attention_kernel<D, T16, NX, MinB>, size_t{4} * kKeys * (D + 8) * sizeof(uint16_t), a,
+                      n_q_heads, stream);
+}
+
 template <typename T16, Nx NX>
 const char* launch_wgmma(const TileAttnArgs& a, int64_t n_q_heads, cudaStream_t stream) {
-  const int64_t n_qt = (a.q_count + kRows - 1) / kRows;
-  const int64_t tile_words = (a.q_begin + a.q_count - 1) / kKeys / 32 + 1;
-  const size_t smem = size_t{4} * kWgTile + 1024 + static_cast<size_t>(tile_words) * 4;  // 1024: alignment
-  MOBA_CUDA_TRY(cudaFuncSetAttribute(tile_attention_wgmma_kernel<T16, NX>,
-                                     cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-  tile_attention_wgmma_kernel<T16, NX>
-      <<<dim3(static_cast<unsigned>(n_qt), static_cast<unsigned>(n_q_heads)), kWarps * 32, smem, stream>>>(a);
-  MOBA_CUDA_LAUNCH_CHECK();
-  return nullptr;
+  // 2 buffers of K and V, and 1024 bytes of room to align them to 1024 (the swizzle's atoms).
+  return launch_tiles(tile_attention_wgmma_kernel<T16, NX>, size_t{4} * kWgTile + 1024, a, n_q_heads, stream);
 }
 
 }  // namespace
