@@ -104,6 +104,11 @@ __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool ok) 
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(src), "r"(ok ? 16 : 0)
                : "memory");
 }
+// The same to a shared-memory address (__cvta_generic_to_shared, computed once by the caller).
+__device__ __forceinline__ void cp_async16_s(uint32_t dst, const void* src, bool ok) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0)
+               : "memory");
+}
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 // Commit groups for double buffering: commit after a tile's copies, then wait until at most
 // N groups are still in flight.

@@ -106,20 +106,73 @@ __device__ __forceinline__ int64_t next_tile(const uint32_t* tiles, int tile_wor
   return -1;
 }
 
-// Bit s of the result: row t (window row `row` of the CTA; -1: none) selected the block of key
-// tile k0's 16-key segment s and that segment starts at or before t.
-__device__ __forceinline__ uint32_t segment_bits(const TileAttnArgs& a, const TileCta& c, int row, int64_t t,
-                                                 int64_t k0) {
-  uint32_t m = 0;
+// A thread's two rows t0 / t1 (-1: none; window rows row0 / row1 of the CTA): their bitmasks.
+struct RowPair {
+  int64_t t0, t1;
+  const uint32_t *b0, *b1;
+  __device__ RowPair(const TileAttnArgs& a, const TileCta& c, int row0, int row1, int64_t t0_, int64_t t1_)
+      : t0(t0_), t1(t1_), b0(c.row_bits + (t0_ >= 0 ? row0 * a.words : 0)),
+        b1(c.row_bits + (t1_ >= 0 ? row1 * a.words : 0)) {}
+};
+
+// Bit s of m0 / m1: row t0 / t1 selected the block of key tile k0's 16-key segment s and that
+// segment starts at or before the row. Block sizes are multiples of 16 and k0 of 64, so the
+// segments' blocks follow from one 32-bit division a tile (keys < 2^27: moba_attention_cuda).
+__device__ __forceinline__ void segment_bits(const TileAttnArgs& a, const RowPair& r, int64_t k0, uint32_t& m0,
+                                             uint32_t& m1) {
+  const uint32_t b16 = static_cast<uint32_t>(min(a.block_size >> 4, int64_t{1} << 30));
+  const uint32_t u = static_cast<uint32_t>(k0 >> 4);
+  uint32_t blk = u / b16, rem = u - blk * b16;  // segment s's block, and its 16-key step in it
+  m0 = 0, m1 = 0;
 #pragma unroll
   for (int s = 0; s < 4; ++s) {
     const int64_t key = k0 + 16 * s;
-    if (key >= a.n_tokens) break;
-    const int64_t blk = key / a.block_size;
-    if (t >= key) m |= ((c.row_bits[row * a.words + (blk >> 5)] >> (blk & 31)) & 1u) << s;
+    if (key < a.n_tokens) {
+      if (r.t0 >= key) m0 |= ((r.b0[blk >> 5] >> (blk & 31)) & 1u) << s;
+      if (r.t1 >= key) m1 |= ((r.b1[blk >> 5] >> (blk & 31)) & 1u) << s;
+    }
+    if (++rem == b16) rem = 0, ++blk;
   }
-  return m;
 }
+
+// A thread's share of staging a key tile's K and V (kKeys rows of D 16-bit channels in 16-byte
+// chunks, kWarps * 32 threads): chunk column c8 of rows r0, r0 + kStep, ..., fixed for the CTA,
+// so per tile only the tile's first key moves the source pointers. Zero-filled past the keys
+// and channels. The caller gives the shared addresses of its chunk in row r0 and the step
+// between its rows.
+template <int D>
+struct TileStager {
+  static constexpr int kChunks = D / 8;                // 16-byte chunks a row
+  static constexpr int kStep = kWarps * 32 / kChunks;  // rows between a thread's chunks
+  static_assert(kKeys % kStep == 0, "whole rows a pass");
+  const uint16_t *kbase, *vbase, *kp, *vp;  // the thread's chunk of key 0
+  int64_t k_st, v_st;
+  int r0, c8;
+  bool chan_ok;
+  __device__ TileStager(const TileAttnArgs& a, const TileCta& c)
+      : kbase(a.k + c.kv * a.k_sh), vbase(a.v + c.kv * a.v_sh), k_st(a.k_st), v_st(a.v_st),
+        r0(static_cast<int>(threadIdx.x) / kChunks), c8(static_cast<int>(threadIdx.x) % kChunks * 8),
+        chan_ok(c8 < a.head_dim) {
+    kp = kbase + r0 * k_st + c8;
+    vp = vbase + r0 * v_st + c8;
+  }
+  __device__ __forceinline__ void stage(int64_t k0, int64_t n_tokens, uint32_t k_dst, uint32_t v_dst,
+                                        uint32_t dst_step) const {
+    const int64_t left = n_tokens - k0 - r0;  // keys of this thread's rows left
+    const int rows = static_cast<int>(min(left, int64_t{kKeys}));
+    const uint16_t* kq = kp + k0 * k_st;
+    const uint16_t* vq = vp + k0 * v_st;
+#pragma unroll
+    for (int i = 0; i < kKeys / kStep; ++i) {
+      const bool ok = chan_ok && i * kStep < rows;
+      cp_async16_s(k_dst + i * dst_step, ok ? kq : kbase, ok);
+      cp_async16_s(v_dst + i * dst_step, ok ? vq : vbase, ok);
+      kq += kStep * k_st;
+      vq += kStep * v_st;
+    }
+    cp_async_commit();
+  }
+};
 
 // Scales S (a key tile's C fragments) to log2 units and masks it (the row's segment bits m0 /
 // m1 and causal: key j <= t), with the rows' maxima over the tile.
@@ -127,13 +180,15 @@ __device__ __forceinline__ void mask_scale_max(float (&sc)[kKeys / 8][4], int64_
                                                uint32_t m1, int64_t t0, int64_t t1, float sl2, float& mx0,
                                                float& mx1) {
   mx0 = -INFINITY, mx1 = -INFINITY;
+  // Key k0 + 2 qd + x is causal for row t when x <= t - k0 - 2 qd (clamped: 32-bit compares).
+  const int lim0 = static_cast<int>(max(int64_t{-1}, min(t0 - k0 - 2 * qd, int64_t{kKeys})));
+  const int lim1 = static_cast<int>(max(int64_t{-1}, min(t1 - k0 - 2 * qd, int64_t{kKeys})));
 #pragma unroll
   for (int nt = 0; nt < kKeys / 8; ++nt)
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
-      const int64_t j = k0 + nt * 8 + 2 * qd + e;
-      const bool in0 = ((m0 >> (nt / 2)) & 1u) && j <= t0;
-      const bool in1 = ((m1 >> (nt / 2)) & 1u) && j <= t1;
+      const bool in0 = ((m0 >> (nt / 2)) & 1u) && nt * 8 + e <= lim0;
+      const bool in1 = ((m1 >> (nt / 2)) & 1u) && nt * 8 + e <= lim1;
       sc[nt][e] = in0 ? sc[nt][e] * sl2 : -INFINITY;
       sc[nt][2 + e] = in1 ? sc[nt][2 + e] * sl2 : -INFINITY;
       mx0 = fmaxf(mx0, sc[nt][e]);
@@ -188,19 +243,14 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
   for (int nd = 0; nd < D / 8; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
   float2 ml0 = make_float2(-INFINITY, 0.f), ml1 = ml0;  // running (max in log2 units, sum)
 
-  const uint16_t* const kbase = a.k + c.kv * a.k_sh;
-  const uint16_t* const vbase = a.v + c.kv * a.v_sh;
+  const RowPair rp(a, c, warp * 16 + g, warp * 16 + g + 8, t0, t1);
+  const TileStager<D> st(a, c);
+  const uint32_t chunk = static_cast<uint32_t>((st.r0 * LD + st.c8) * 2);  // the thread's chunk in a buffer
+  const uint32_t ks_a = static_cast<uint32_t>(__cvta_generic_to_shared(ks)) + chunk;
+  const uint32_t vs_a = static_cast<uint32_t>(__cvta_generic_to_shared(vs)) + chunk;
   const auto stage = [&](int64_t kt, int buf) {
-    const int64_t k0 = kt * kKeys;
-    uint16_t* const kd = ks + buf * kKeys * LD;
-    uint16_t* const vd = vs + buf * kKeys * LD;
-    for (int i = tid; i < kKeys * (D / 8); i += blockDim.x) {
-      const int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
-      const bool ok = k0 + r < T && c8 < d;  // zero-filled past the keys and channels
-      cp_async16(kd + r * LD + c8, ok ? kbase + (k0 + r) * a.k_st + c8 : kbase, ok);
-      cp_async16(vd + r * LD + c8, ok ? vbase + (k0 + r) * a.v_st + c8 : vbase, ok);
-    }
-    cp_async_commit();
+    const uint32_t off = static_cast<uint32_t>(buf * kKeys * LD * 2);
+    st.stage(kt * kKeys, T, ks_a + off, vs_a + off, TileStager<D>::kStep * LD * 2);
   };
 
   int64_t kt = next_tile(tiles, c.tile_words, 0);
@@ -218,10 +268,7 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
     const int64_t k0 = kt * kKeys;
     // Bit s of m0 / m1: row t0 / t1 selected the block of the tile's 16-key segment s.
     uint32_t m0 = 0, m1 = 0;
-    if (k0 <= warp_last) {
-      m0 = segment_bits(a, c, warp * 16 + g, t0, k0);
-      m1 = segment_bits(a, c, warp * 16 + g + 8, t1, k0);
-    }
+    if (k0 <= warp_last) segment_bits(a, rp, k0, m0, m1);
     uint32_t wor = m0 | m1;  // the segments any row of the warp needs
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) wor |= __shfl_xor_sync(0xffffffffu, wor, o);
@@ -304,20 +351,16 @@ __global__ void __launch_bounds__(kWarps * 32, 2) tile_attention_wgmma_kernel(Ti
   for (int nd = 0; nd < D / 8; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
   float2 ml0 = make_float2(-INFINITY, 0.f), ml1 = ml0;  // running (max in log2 units, sum)
 
-  const uint16_t* const kbase = a.k + c.kv * a.k_sh;
-  const uint16_t* const vbase = a.v + c.kv * a.v_sh;
+  const RowPair rp(a, c, warp * 16 + g, warp * 16 + g + 8, t0, t1);
+  const TileStager<D> st(a, c);
+  // The thread's rows are kStep apart, a multiple of the swizzle's 8 rows: its chunk keeps its
+  // place in a row, kStep rows (kStep * 128 bytes) on.
+  static_assert(TileStager<D>::kStep % 8 == 0, "swizzle period");
+  const uint32_t kv_a = static_cast<uint32_t>(__cvta_generic_to_shared(kv_s)) + (st.c8 / 64) * kWgHalf +
+                        swizzle128(st.r0, st.c8 % 64);
   const auto stage = [&](int64_t kt, int buf) {
-    const int64_t k0 = kt * kKeys;
-    uint8_t* const kd = kv_s + buf * 2 * kWgTile;
-    uint8_t* const vd = kd + kWgTile;
-    for (int i = tid; i < kKeys * (D / 8); i += blockDim.x) {
-      const int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
-      const bool ok = k0 + r < T && c8 < d;  // zero-filled past the keys and channels
-      const uint32_t off = (c8 / 64) * kWgHalf + swizzle128(r, c8 % 64);
-      cp_async16(kd + off, ok ? kbase + (k0 + r) * a.k_st + c8 : kbase, ok);
-      cp_async16(vd + off, ok ? vbase + (k0 + r) * a.v_st + c8 : vbase, ok);
-    }
-    cp_async_commit();
+    const uint32_t off = static_cast<uint32_t>(buf * 2 * kWgTile);
+    st.stage(kt * kKeys, T, kv_a + off, kv_a + off + kWgTile, TileStager<D>::kStep * 128);
   };
 
   int64_t kt = next_tile(tiles, c.tile_words, 0);
@@ -343,10 +386,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) tile_attention_wgmma_kernel(Ti
       W::template m64n64<0>(sc, qa[kk], wgmma_desc(ksb + (kk / 4) * kWgHalf + (kk % 4) * 32, 16, 1024), kk > 0);
     wgmma_commit();
     uint32_t m0 = 0, m1 = 0;  // bit s: row t0 / t1 selected the tile's 16-key segment s
-    if (k0 <= warp_last) {
-      m0 = segment_bits(a, c, warp * 16 + g, t0, k0);
-      m1 = segment_bits(a, c, warp * 16 + g + 8, t1, k0);
-    }
+    if (k0 <= warp_last) segment_bits(a, rp, k0, m0, m1);
     wgmma_wait<0>();
     float mx0, mx1;
     mask_scale_max(sc, k0, qd, m0, m1, t0, t1, a.scale_log2, mx0, mx1);
