@@ -47,8 +47,9 @@ struct CudaTuning {
   bool tile_min_blocks3 = false;
   // moba_attention's tile path at head dim 65-128 on compute capability 9.0 (H100 / H200): the
   // kernel's products as Hopper warpgroup MMAs (wgmma) instead of mma.sync (tile_min_blocks3
-  // then does not apply). Elsewhere the mma.sync kernel runs whatever this says.
-  bool tile_wgmma = false;
+  // then does not apply); B6 on an H100 33.5 -> 29.8 s with the staging of 7c1cf09 (NOTES.md).
+  // Elsewhere the mma.sync kernel runs whatever this says.
+  bool tile_wgmma = true;
   // The analysis' routing rows (analysis/gpu/warp_rows.cuh): one warp per query row by radix
   // select when every analysed router picks a fixed budget; 0 = the block-wide sort kernel
   // (row_kernel) for every row.

@@ -16,8 +16,8 @@ timeout 300 "$TESTS" "gpu: exact numerics\, moba attention vs the CPU" 2>&1 | ta
 W=$(mktemp -d)
 for path in gather tile tile3; do
   tuning="attn_path=$path"
-  [ $path = tile ] && tuning="attn_path=tile,tile_min_blocks3=0"
-  [ $path = tile3 ] && tuning="attn_path=tile,tile_min_blocks3=1"
+  [ $path = tile ] && tuning="attn_path=tile,tile_wgmma=0,tile_min_blocks3=0"
+  [ $path = tile3 ] && tuning="attn_path=tile,tile_wgmma=0,tile_min_blocks3=1"
   timeout 200 "$MOBA" bench --suite b1 --tokens "$TOKENS" --configs "$CONFIGS" --reps 5 --precision exact \
     --tuning "$tuning" >"$W/$path.txt" 2>"$W/$path.err" || { echo "bench $path failed"; tail -3 "$W/$path.err"; }
 done

@@ -667,7 +667,7 @@ TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
     ~Restore() { set_cuda_tuning(CudaTuning{}); }
   } restore;
   const char* specs[] = {"gate=scalar", "gate=warp_list", "attn_rows=256", "attn_min_blocks3=1",
-                         "dense_all_pass2=1", "attn_path=tile", "attn_path=tile,tile_min_blocks3=1",
+                         "dense_all_pass2=1", "attn_path=tile,tile_wgmma=0", "attn_path=tile,tile_wgmma=0,tile_min_blocks3=1",
                          "attn_path=gather,attn_tile_cost=0.01", "attn_warp_ctas=1", "attn_warp_ctas=0",
                          "attn_path=gather,attn_warp_ctas=1,attn_rows=64", "attn_rounds=0",
                          "attn_path=tile,tile_wgmma=1"};
@@ -700,7 +700,8 @@ TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
   check_dense(c, 10, 150, 4);
   check_dense(c, 3, 190, 0, {16, 32, 64, 128});
   // Query windows on both attention paths (window indexing under memcheck).
-  for (const char* spec : {"attn_path=gather", "attn_path=tile", "attn_path=gather,attn_warp_ctas=1"}) {
+  for (const char* spec : {"attn_path=gather", "attn_path=tile,tile_wgmma=0", "attn_path=tile,tile_wgmma=1",
+                           "attn_path=gather,attn_warp_ctas=1"}) {
     INFO("tuning " << spec);
     CudaTuning t;
     REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
@@ -862,7 +863,7 @@ TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
     ~Restore() { set_cuda_tuning(CudaTuning{}); }
   } restore;
   CudaTuning t;
-  for (const char* spec : {"attn_path=tile", "attn_path=tile,tile_wgmma=1"}) {
+  for (const char* spec : {"attn_path=tile,tile_wgmma=0", "attn_path=tile,tile_wgmma=1"}) {
     INFO("tuning " << spec);
     REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
     set_cuda_tuning(t);
@@ -877,7 +878,7 @@ TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
     check_attention(exact_case({1500, 2, 1, 96, 32, 12, DType::bf16}, false));     // head dim 96 of the 128 kernels
   }
   t = CudaTuning{};
-  REQUIRE(parse_cuda_tuning("attn_path=tile,tile_min_blocks3=1", &t) == nullptr);  // head dim 128 at 3 CTAs per SM
+  REQUIRE(parse_cuda_tuning("attn_path=tile,tile_wgmma=0,tile_min_blocks3=1", &t) == nullptr);  // head dim 128 at 3 CTAs per SM
   set_cuda_tuning(t);
   check_attention(exact_case({4100, 4, 1, 128, 16, 200, DType::bf16}, false));
   check_attention(exact_case({1000, 2, 2, 128, 64, 6, DType::f16}, false));
@@ -894,7 +895,7 @@ void for_each_attn_path(F&& f) {
   struct Restore {
     ~Restore() { set_cuda_tuning(CudaTuning{}); }
   } restore;
-  for (const char* spec : {"attn_path=gather", "attn_path=tile", "attn_path=tile,tile_wgmma=1", ""}) {
+  for (const char* spec : {"attn_path=gather", "attn_path=tile,tile_wgmma=0", "attn_path=tile,tile_wgmma=1", ""}) {
     INFO("tuning '" << spec << "'");
     CudaTuning t;
     REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
