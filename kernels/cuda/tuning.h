@@ -47,7 +47,8 @@ struct CudaTuning {
   bool tile_min_blocks3 = false;
   // moba_attention's tile path at head dim 65-128 on compute capability 9.0 (H100 / H200): the
   // kernel's products as Hopper warpgroup MMAs (wgmma) instead of mma.sync (tile_min_blocks3
-  // then does not apply); B6 on an H100 33.5 -> 29.8 s with the staging of 7c1cf09 (NOTES.md).
+  // then does not apply). B6 on an H100: 33.5 s with mma.sync before 7c1cf09, 29.8 s with this
+  // engine after it (NOTES.md, thirty-third session).
   // Elsewhere the mma.sync kernel runs whatever this says.
   bool tile_wgmma = true;
   // The analysis' routing rows (analysis/gpu/warp_rows.cuh): one warp per query row by radix

@@ -667,7 +667,8 @@ TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
     ~Restore() { set_cuda_tuning(CudaTuning{}); }
   } restore;
   const char* specs[] = {"gate=scalar", "gate=warp_list", "attn_rows=256", "attn_min_blocks3=1",
-                         "dense_all_pass2=1", "attn_path=tile,tile_wgmma=0", "attn_path=tile,tile_wgmma=0,tile_min_blocks3=1",
+                         "dense_all_pass2=1", "attn_path=tile,tile_wgmma=0",
+                         "attn_path=tile,tile_wgmma=0,tile_min_blocks3=1",
                          "attn_path=gather,attn_tile_cost=0.01", "attn_warp_ctas=1", "attn_warp_ctas=0",
                          "attn_path=gather,attn_warp_ctas=1,attn_rows=64", "attn_rounds=0",
                          "attn_path=tile,tile_wgmma=1"};
@@ -878,7 +879,8 @@ TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
     check_attention(exact_case({1500, 2, 1, 96, 32, 12, DType::bf16}, false));     // head dim 96 of the 128 kernels
   }
   t = CudaTuning{};
-  REQUIRE(parse_cuda_tuning("attn_path=tile,tile_wgmma=0,tile_min_blocks3=1", &t) == nullptr);  // head dim 128 at 3 CTAs per SM
+  // head dim 128 at 3 CTAs per SM (the mma.sync kernel)
+  REQUIRE(parse_cuda_tuning("attn_path=tile,tile_wgmma=0,tile_min_blocks3=1", &t) == nullptr);
   set_cuda_tuning(t);
   check_attention(exact_case({4100, 4, 1, 128, 16, 200, DType::bf16}, false));
   check_attention(exact_case({1000, 2, 2, 128, 64, 6, DType::f16}, false));
