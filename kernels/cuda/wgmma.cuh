@@ -55,6 +55,8 @@ __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.
 // ignores d's old value. TRANS_B: 0 = K-major B, 1 = MN-major.
 template <typename T16> struct Wgmma;
 
+// One accumulator row's four "+f" operands (d[I][0..3]), in the instruction's register order.
+#define MOBA_WGMMA_D(I) "+f"(d[I][0]), "+f"(d[I][1]), "+f"(d[I][2]), "+f"(d[I][3])
 // The members of Wgmma<T16>, TY the instruction's 16-bit type ("bf16" or "f16"); the two types'
 // instructions differ in nothing else.
 #define MOBA_WGMMA_MEMBERS(TY)                                                                  \
@@ -68,14 +70,8 @@ template <typename T16> struct Wgmma;
         "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                \
         "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"        \
         "}, {%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"                                      \
-        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),                           \
-          "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),                           \
-          "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),                           \
-          "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),                           \
-          "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),                           \
-          "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),                           \
-          "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),                           \
-          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])                            \
+        : MOBA_WGMMA_D(0), MOBA_WGMMA_D(1), MOBA_WGMMA_D(2), MOBA_WGMMA_D(3),                   \
+          MOBA_WGMMA_D(4), MOBA_WGMMA_D(5), MOBA_WGMMA_D(6), MOBA_WGMMA_D(7)                    \
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d), "n"(TRANS_B)); \
   }                                                                                             \
   template <int TRANS_B>                                                                        \
@@ -90,22 +86,10 @@ template <typename T16> struct Wgmma;
         "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "      \
         "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"        \
         "}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"                                      \
-        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),                           \
-          "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),                           \
-          "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),                           \
-          "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),                           \
-          "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),                           \
-          "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),                           \
-          "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),                           \
-          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]),                           \
-          "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),                           \
-          "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]),                           \
-          "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]),                       \
-          "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),                       \
-          "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),                       \
-          "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),                       \
-          "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),                       \
-          "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])                        \
+        : MOBA_WGMMA_D(0), MOBA_WGMMA_D(1), MOBA_WGMMA_D(2), MOBA_WGMMA_D(3),                   \
+          MOBA_WGMMA_D(4), MOBA_WGMMA_D(5), MOBA_WGMMA_D(6), MOBA_WGMMA_D(7),                   \
+          MOBA_WGMMA_D(8), MOBA_WGMMA_D(9), MOBA_WGMMA_D(10), MOBA_WGMMA_D(11),                 \
+          MOBA_WGMMA_D(12), MOBA_WGMMA_D(13), MOBA_WGMMA_D(14), MOBA_WGMMA_D(15)                \
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d), "n"(TRANS_B)); \
   }
 
@@ -116,6 +100,7 @@ template <> struct Wgmma<__half> {
   MOBA_WGMMA_MEMBERS("f16")
 };
 #undef MOBA_WGMMA_MEMBERS
+#undef MOBA_WGMMA_D
 
 #endif  // MOBA_WGMMA
 
