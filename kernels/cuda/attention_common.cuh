@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/constants.h"
 #include "kernels/cuda/mma.cuh"
@@ -23,17 +24,32 @@ float softmax_scale_log2(const Params& p) {
 // A fragments of Q [16 x D] (row-major, 16-bit) for rows q0 (fragment row g) and q1 (row
 // g + 8): qa[kk] covers channels [16 kk, 16 kk + 16). A null row, and channels >= d, read as 0.
 // Rows must be 4-byte aligned.
-template <int D>
-__device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[D / 16][4], const uint16_t* q0, const uint16_t* q1,
-                                                 int64_t d, int qd) {
+// The rows' addresses are taken once (row + 2 qd), every load at a constant offset from them.
+// d: int64_t, or std::integral_constant<int64_t, D> where d = D (the bound then drops out).
+template <int D, typename Dd>
+__device__ __forceinline__ void load_q_fragments_to(uint32_t (&qa)[D / 16][4], const uint16_t* q0, const uint16_t* q1,
+                                                    Dd d, int qd) {
+  const uint16_t* const p0 = q0 ? q0 + 2 * qd : nullptr;
+  const uint16_t* const p1 = q1 ? q1 + 2 * qd : nullptr;
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) {
     const int c0 = kk * 16 + 2 * qd, c1 = c0 + 8;
-    qa[kk][0] = (q0 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c0)) : 0u;
-    qa[kk][1] = (q1 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c0)) : 0u;
-    qa[kk][2] = (q0 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q0 + c1)) : 0u;
-    qa[kk][3] = (q1 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(q1 + c1)) : 0u;
+    qa[kk][0] = (p0 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(p0 + kk * 16)) : 0u;
+    qa[kk][1] = (p1 && c0 < d) ? __ldg(reinterpret_cast<const uint32_t*>(p1 + kk * 16)) : 0u;
+    qa[kk][2] = (p0 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(p0 + kk * 16 + 8)) : 0u;
+    qa[kk][3] = (p1 && c1 < d) ? __ldg(reinterpret_cast<const uint32_t*>(p1 + kk * 16 + 8)) : 0u;
   }
+}
+// The entries: a runtime bound (any integer type, compared as int64_t), or the constant D.
+template <int D>
+__device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[D / 16][4], const uint16_t* q0, const uint16_t* q1,
+                                                 int64_t d, int qd) {
+  load_q_fragments_to<D>(qa, q0, q1, d, qd);
+}
+template <int D>
+__device__ __forceinline__ void load_q_fragments(uint32_t (&qa)[D / 16][4], const uint16_t* q0, const uint16_t* q1,
+                                                 std::integral_constant<int64_t, D> d, int qd) {
+  load_q_fragments_to<D>(qa, q0, q1, d, qd);
 }
 
 // Max / sum of both rows' values over the quad (every lane of the quad gets the result).

@@ -175,12 +175,15 @@ struct AttnArgs {
 // MinB: minimum CTAs per SM asked of ptxas (1 = no register cap; 3 caps at 168 registers).
 // NX: numerics (cuda_util.cuh); x3 stages the lo tiles too and steps 32 keys (registers).
 // WARPS: warps per CTA (each takes 16 of a block's queries at a time); KP: keys per staged piece.
-template <int D, typename T16, int MinB, Nx NX, int WARPS, int KP>
+// STEP: keys per online-softmax step (kSub; x3 at most 32); launch_attention gives blocks of 16
+// or 32 keys a kernel whose step is the block (step_keys).
+template <int D, typename T16, int MinB, Nx NX, int WARPS, int KP, int STEP = kSub>
 __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const __grid_constant__ AttnArgs a) {
   using M = Mma<T16>;
   constexpr int kWarps = WARPS, kKeyPiece = KP;  // keys of a block staged in shared memory at once
   constexpr bool X3 = NX == Nx::x3;
-  constexpr int SUB = X3 ? 32 : kSub;  // keys per online-softmax step
+  constexpr int SUB = X3 && STEP > 32 ? 32 : STEP;  // keys per online-softmax step
+  static_assert(SUB % 16 == 0 && SUB <= kSub, "moba_attention_kernel: step of 16, 32 or 64 keys");
   constexpr int LD = D + 8;     // padded smem row (16-bit elements): conflict-free fragments
   extern __shared__ uint4 smem_raw[];
   uint16_t* ks = reinterpret_cast<uint16_t*>(smem_raw);  // [kKeyPiece][LD]
@@ -198,6 +201,15 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
   const int64_t r_begin = a.q_begin + grp * a.rows, r_end = min(a.q_begin + a.q_count, r_begin + a.rows);
   const int64_t wrow = h * a.q_count - a.q_begin;
   const int64_t d = a.head_dim;
+  // Runs f(dd) with the channel bound dd of the row loads and stores: the constant D where the
+  // head dim is D (no padded channels: the bound drops out, one predicate a row instead of a
+  // 64-bit compare and an address a load), else d.
+  // (Not for x3 or the register-capped variant: there the extra paths spill.)
+  const auto by_channels = [&](auto f) {
+    if constexpr (!X3 && MinB == 1)
+      if (d == D) return f(std::integral_constant<int64_t, D>{});
+    f(d);
+  };
   // x3: scores are q.k 2^-(eq + ek), values v 2^-ev, and P is packed x 2^14 (pack_split's
   // lo stays normal in fp16): the softmax scale and the final output undo them.
   const float x3_sl2 = x3_scale_log2<X3>(a), x3_mul = x3_out_mul<X3>(a);
@@ -239,20 +251,26 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
     const bool fresh0 = first_piece && (f0 & kFirst), fresh1 = first_piece && (f1 & kFirst);
     t_max = __reduce_max_sync(0xffffffffu, static_cast<int>(max(t0, t1)));
     t_min = __reduce_min_sync(0xffffffffu, static_cast<int>(min(t0 < 0 ? kPosMask : t0, t1 < 0 ? kPosMask : t1)));
-    load_q_fragments<D>(qa, t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
-                        t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
-    if constexpr (X3)
-      load_q_fragments<D>(qa_lo, t0 >= 0 ? a.q_lo + h * a.q_sh + t0 * a.q_st : nullptr,
-                          t1 >= 0 ? a.q_lo + h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
-    o0 = t0 >= 0 ? a.out[j0] + (wrow + t0) * d : nullptr;
-    o1 = t1 >= 0 ? a.out[j1] + (wrow + t1) * d : nullptr;
+    // Q fragments and running outputs; dd: the channel bound (by_channels).
+    const auto load_rows = [&](auto dd) {
+      load_q_fragments<D>(qa, t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
+                          t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr, dd, qd);
+      if constexpr (X3)
+        load_q_fragments<D>(qa_lo, t0 >= 0 ? a.q_lo + h * a.q_sh + t0 * a.q_st : nullptr,
+                            t1 >= 0 ? a.q_lo + h * a.q_sh + t1 * a.q_st : nullptr, dd, qd);
+      o0 = t0 >= 0 ? a.out[j0] + (wrow + t0) * d : nullptr;
+      o1 = t1 >= 0 ? a.out[j1] + (wrow + t1) * d : nullptr;
+      const float* const r0 = o0 && !fresh0 ? o0 + 2 * qd : nullptr;  // channel 2 qd of each row
+      const float* const r1 = o1 && !fresh1 ? o1 + 2 * qd : nullptr;
 #pragma unroll
-    for (int nd = 0; nd < D / 8; ++nd) {
-      const int c = nd * 8 + 2 * qd;
-      const float2 x0 = (o0 && !fresh0 && c < d) ? *reinterpret_cast<const float2*>(o0 + c) : make_float2(0.f, 0.f);
-      const float2 x1 = (o1 && !fresh1 && c < d) ? *reinterpret_cast<const float2*>(o1 + c) : make_float2(0.f, 0.f);
-      acc[nd][0] = x0.x; acc[nd][1] = x0.y; acc[nd][2] = x1.x; acc[nd][3] = x1.y;
-    }
+      for (int nd = 0; nd < D / 8; ++nd) {
+        const int c = nd * 8 + 2 * qd;
+        const float2 x0 = (r0 && c < dd) ? *reinterpret_cast<const float2*>(r0 + nd * 8) : make_float2(0.f, 0.f);
+        const float2 x1 = (r1 && c < dd) ? *reinterpret_cast<const float2*>(r1 + nd * 8) : make_float2(0.f, 0.f);
+        acc[nd][0] = x0.x; acc[nd][1] = x0.y; acc[nd][2] = x1.x; acc[nd][3] = x1.y;
+      }
+    };
+    by_channels(load_rows);
     ml0 = (t0 >= 0 && !fresh0) ? a.ml[j0 * a.ml_band + wrow + t0] : make_float2(-INFINITY, 0.f);
     ml1 = (t1 >= 0 && !fresh1) ? a.ml[j1 * a.ml_band + wrow + t1] : make_float2(-INFINITY, 0.f);
   };
@@ -450,12 +468,28 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
             const bool fin0 = last_piece && (f0 & kLast), fin1 = last_piece && (f1 & kLast);
             const float s0 = fin0 ? (ml0.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml0.y : 0.f) : 1.0f;
             const float s1 = fin1 ? (ml1.y > 0.f ? (X3 ? x3_mul : 1.0f) / ml1.y : 0.f) : 1.0f;
+            // Scaled where some row of the warp ends here; the others store as is (x 1 is exact).
+            const auto store_rows = [&](auto dd, auto scaled_c) {
+              constexpr bool kScaled = decltype(scaled_c)::value;
+              float* const r0 = o0 ? o0 + 2 * qd : nullptr;  // channel 2 qd of each row
+              float* const r1 = o1 ? o1 + 2 * qd : nullptr;
 #pragma unroll
-            for (int nd = 0; nd < D / 8; ++nd) {
-              const int c = nd * 8 + 2 * qd;
-              if (o0 && c < d) *reinterpret_cast<float2*>(o0 + c) = make_float2(acc[nd][0] * s0, acc[nd][1] * s0);
-              if (o1 && c < d) *reinterpret_cast<float2*>(o1 + c) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
-            }
+              for (int nd = 0; nd < D / 8; ++nd) {
+                const int c = nd * 8 + 2 * qd;
+                const float2 x0 = kScaled ? make_float2(acc[nd][0] * s0, acc[nd][1] * s0) : make_float2(acc[nd][0], acc[nd][1]);
+                const float2 x1 = kScaled ? make_float2(acc[nd][2] * s1, acc[nd][3] * s1) : make_float2(acc[nd][2], acc[nd][3]);
+                if (r0 && c < dd) *reinterpret_cast<float2*>(r0 + nd * 8) = x0;
+                if (r1 && c < dd) *reinterpret_cast<float2*>(r1 + nd * 8) = x1;
+              }
+            };
+            // (x3 and the register-capped variant always scale: as in by_channels, the extra path spills.)
+            const bool scaled = X3 || MinB != 1 || __any_sync(0xffffffffu, fin0 || fin1);
+            by_channels([&](auto dd) {
+              if (scaled)
+                store_rows(dd, std::true_type{});
+              else
+                store_rows(dd, std::false_type{});
+            });
             if (qd == 0) {
               if (t0 >= 0) {
                 if (!fin0) a.ml[j0 * a.ml_band + wrow + t0] = ml0;
@@ -475,6 +509,13 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
   }
 }
 
+// Keys per online-softmax step for blocks of `block_size` keys: the block itself where it is 16 or
+// 32 keys or fewer (one step a block), else kSub. A 64-key step over a block of 16 keys scales,
+// masks, exponentiates and packs 64 keys' fragments of which 48 are -inf (4x the softmax a visit
+// needs at B = 16); the smaller step gives the same bits (those keys add exact zeros to the sums
+// and no product).
+int step_keys(int64_t block_size) { return block_size <= 16 ? 16 : block_size <= 32 ? 32 : kSub; }
+
 template <int D, typename T16, int MinB = 1, Nx NX = Nx::plain, bool AllowWarpCtas = true>
 const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_ctas, cudaStream_t stream) {
   const auto launch = [&](auto kernel, int warps, int piece) -> const char* {
@@ -484,9 +525,19 @@ const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_cta
     MOBA_CUDA_LAUNCH_CHECK();
     return nullptr;
   };
-  if constexpr (AllowWarpCtas)
-    if (warp_ctas) return launch(moba_attention_kernel<D, T16, MinB, NX, 1, kWarpCtaPiece>, 1, kWarpCtaPiece);
-  return launch(moba_attention_kernel<D, T16, MinB, NX, kCtaWarps, kCtaPiece>, kCtaWarps, kCtaPiece);
+  const auto by_step = [&](auto step_c) -> const char* {
+    constexpr int S = decltype(step_c)::value;
+    if constexpr (AllowWarpCtas)
+      if (warp_ctas) return launch(moba_attention_kernel<D, T16, MinB, NX, 1, kWarpCtaPiece, S>, 1, kWarpCtaPiece);
+    return launch(moba_attention_kernel<D, T16, MinB, NX, kCtaWarps, kCtaPiece, S>, kCtaWarps, kCtaPiece);
+  };
+  // x3 steps 32 keys at most already; the 3-CTA variant (register cap) keeps one step.
+  if constexpr (NX != Nx::x3 && MinB == 1) {
+    const int step = step_keys(a.block_size);
+    if (step == 16) return by_step(std::integral_constant<int, 16>{});
+    if (step == 32) return by_step(std::integral_constant<int, 32>{});
+  }
+  return by_step(std::integral_constant<int, kSub>{});
 }
 
 const char* launch_lists(const ListArgs& a, unsigned* counts, int64_t n_lists, int64_t* offsets,

@@ -720,6 +720,20 @@ TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
     w.precision = Precision::exact;
     check_attention(w);
   }
+  // The gather's 16- and 32-key steps (blocks of 16 / 32 keys) with split P, head dim 128, in
+  // both CTA shapes, and a window.
+  for (const char* spec : {"attn_path=gather", "attn_path=gather,attn_warp_ctas=1"}) {
+    INFO("tuning " << spec);
+    CudaTuning t;
+    REQUIRE(parse_cuda_tuning(spec, &t) == nullptr);
+    set_cuda_tuning(t);
+    for (const int64_t B : {16, 32}) {
+      Case s{301, 2, 1, 128, B, 5, DType::bf16};
+      s.precision = Precision::exact;
+      check_attention(s);
+      check_attention_windows(s, {{37, 100}, {130, -1}});
+    }
+  }
   // Long blocks in rounds (the default) or not, multi-round lists in both CTA shapes, exact
   // numerics too (fp16x3: 32-key steps).
   for (const char* spec : {"attn_path=gather,attn_rows=512", "attn_path=gather,attn_rows=512,attn_warp_ctas=1",
@@ -839,6 +853,9 @@ const Case kExactCases[] = {
     {257, 2, 1, 8, 16, 40, DType::f32},      // head dim 8, k >= n_blocks
     {700, 2, 2, 128, 64, 1, DType::f32},     // k = 1
     {1, 1, 1, 64, 64, 2, DType::f16},        // T = 1
+    {1999, 2, 1, 128, 16, 24, DType::bf16},  // B = 16: the gather's 16-key steps, split P, ragged
+    {1501, 2, 2, 128, 32, 10, DType::bf16},  // B = 32: 32-key steps, split P, ragged
+    {999, 2, 1, 64, 16, 20, DType::f16},     // B = 16, head dim 64
 };
 
 }  // namespace
