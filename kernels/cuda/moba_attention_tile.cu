@@ -115,6 +115,18 @@ struct RowPair {
         b1(c.row_bits + (t1_ >= 0 ? row1 * a.words : 0)) {}
 };
 
+// The thread's rows of its warp's 16: t0 (fragment row g) and t1 (row g + 8), -1 past the CTA's
+// rows; the warp's last row; Q's A fragments of t0 and t1.
+template <int D>
+__device__ __forceinline__ void thread_rows(const TileAttnArgs& a, const TileCta& c, int warp, int g, int qd,
+                                            int64_t& t0, int64_t& t1, int64_t& warp_last, uint32_t (&qa)[D / 16][4]) {
+  t0 = c.r_begin + warp * 16 + g < c.r_end ? c.r_begin + warp * 16 + g : -1;
+  t1 = c.r_begin + warp * 16 + g + 8 < c.r_end ? c.r_begin + warp * 16 + g + 8 : -1;
+  warp_last = min(c.r_end - 1, c.r_begin + warp * 16 + 15);
+  load_q_fragments<D>(qa, t0 >= 0 ? a.q + c.h * a.q_sh + t0 * a.q_st : nullptr,
+                      t1 >= 0 ? a.q + c.h * a.q_sh + t1 * a.q_st : nullptr, a.head_dim, qd);
+}
+
 // Bit s of m0 / m1: row t0 / t1 selected the block of key tile k0's 16-key segment s and that
 // segment starts at or before the row. Block sizes are multiples of 16 and k0 of 64, so the
 // segments' blocks follow from one 32-bit division a tile (keys < 2^27: moba_attention_cuda).
@@ -229,15 +241,12 @@ __global__ void __launch_bounds__(kWarps * 32, MinB) tile_attention_kernel(TileA
   uint32_t* const tiles = reinterpret_cast<uint32_t*>(vs + 2 * kKeys * LD);  // active key tiles
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
   const TileCta c(a);
-  const int64_t T = a.n_tokens, d = a.head_dim, r_end = c.r_end;
+  const int64_t T = a.n_tokens;
   build_tile_map(a, c, tiles);
 
-  const int64_t t0 = c.r_begin + warp * 16 + g < r_end ? c.r_begin + warp * 16 + g : -1;
-  const int64_t t1 = c.r_begin + warp * 16 + g + 8 < r_end ? c.r_begin + warp * 16 + g + 8 : -1;
-  const int64_t warp_last = min(r_end - 1, c.r_begin + warp * 16 + 15);
+  int64_t t0, t1, warp_last;
   uint32_t qa[D / 16][4];
-  load_q_fragments<D>(qa, t0 >= 0 ? a.q + c.h * a.q_sh + t0 * a.q_st : nullptr,
-                      t1 >= 0 ? a.q + c.h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
+  thread_rows<D>(a, c, warp, g, qd, t0, t1, warp_last, qa);
   float acc[D / 8][4];
 #pragma unroll
   for (int nd = 0; nd < D / 8; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
@@ -337,15 +346,12 @@ __global__ void __launch_bounds__(kWarps * 32, 2) tile_attention_wgmma_kernel(Ti
   uint32_t* const tiles = reinterpret_cast<uint32_t*>(kv_s + 4 * kWgTile);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
   const TileCta c(a);
-  const int64_t T = a.n_tokens, d = a.head_dim, r_end = c.r_end;
+  const int64_t T = a.n_tokens;
   build_tile_map(a, c, tiles);
 
-  const int64_t t0 = c.r_begin + warp * 16 + g < r_end ? c.r_begin + warp * 16 + g : -1;
-  const int64_t t1 = c.r_begin + warp * 16 + g + 8 < r_end ? c.r_begin + warp * 16 + g + 8 : -1;
-  const int64_t warp_last = min(r_end - 1, c.r_begin + warp * 16 + 15);
+  int64_t t0, t1, warp_last;
   uint32_t qa[D / 16][4];
-  load_q_fragments<D>(qa, t0 >= 0 ? a.q + c.h * a.q_sh + t0 * a.q_st : nullptr,
-                      t1 >= 0 ? a.q + c.h * a.q_sh + t1 * a.q_st : nullptr, d, qd);
+  thread_rows<D>(a, c, warp, g, qd, t0, t1, warp_last, qa);
   float acc[D / 8][4];
 #pragma unroll
   for (int nd = 0; nd < D / 8; ++nd) acc[nd][0] = acc[nd][1] = acc[nd][2] = acc[nd][3] = 0.f;
