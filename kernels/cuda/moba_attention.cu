@@ -170,7 +170,31 @@ struct AttnArgs {
   const uint16_t *q_lo, *k_lo, *v_lo;  // Nx::x3 only: the fp16 lo parts, strides of q, k, v
   const int* x3_exp;            // Nx::x3 only: [3] scale exponents of q, k, v (x = (hi + lo) 2^e)
   int rounds;                   // CudaTuning::attn_rounds: long blocks in rounds of one chunk a warp (1)
+  // q's window rows in fragment order (permute_q_kernel; [n_q_heads][q_count][D], row wrow + t):
+  // set where the kernels read it (wide_rows: head dim 64 or 128, not x3, 16- or 32-key steps).
+  const uint16_t* qp;
 };
+
+// Wide row traffic (NOTES.md, thirty-fifth session). Where the head dim is the kernel's D (no
+// padded channels), a chunk's Q rows and running outputs move 16 bytes a lane at a time:
+//  - Q from a copy of the window's rows whose 32-channel groups hold each quad lane's eight
+//    fragment channels side by side (permute_q_kernel): lane qd's channels 32 m + {2 qd, 2 qd + 1,
+//    2 qd + 8, 2 qd + 9, 2 qd + 16, 2 qd + 17, 2 qd + 24, 2 qd + 25} at 32 m + 8 qd .. + 7, so
+//    one uint4 load gives qa[2 m][0], qa[2 m][2], qa[2 m + 1][0], qa[2 m + 1][2];
+//  - the running output between visits in the same order (its row in `out` is scratch until the
+//    row's last visit): lane qd's acc[2 m][0..1], acc[2 m + 1][0..1] at 16 m + 4 qd .. + 3, one
+//    float4; the last visit writes the normalised output in channel order as before.
+// The same values reach the same registers: the same bits as 8- and 4-byte loads.
+template <int D>
+__global__ void permute_q_kernel(const uint16_t* q, int64_t q_sh, int64_t q_st, int64_t q_begin, int64_t q_count,
+                                 int64_t n_q_heads, uint16_t* qp) {
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;  // one 16-byte chunk of qp
+  if (i >= n_q_heads * q_count * (D / 8)) return;
+  const int64_t row = i / (D / 8), h = row / q_count, t = q_begin + row % q_count;
+  const int c = static_cast<int>(i % (D / 8)), m = c / 4, qd = c % 4;
+  const uint32_t* const src = reinterpret_cast<const uint32_t*>(q + h * q_sh + t * q_st + 32 * m + 2 * qd);
+  reinterpret_cast<uint4*>(qp)[i] = make_uint4(src[0], src[4], src[8], src[12]);
+}
 
 // MinB: minimum CTAs per SM asked of ptxas (1 = no register cap; 3 caps at 168 registers).
 // NX: numerics (cuda_util.cuh); x3 stages the lo tiles too and steps 32 keys (registers).
@@ -201,6 +225,9 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
   const int64_t r_begin = a.q_begin + grp * a.rows, r_end = min(a.q_begin + a.q_count, r_begin + a.rows);
   const int64_t wrow = h * a.q_count - a.q_begin;
   const int64_t d = a.head_dim;
+  // Wide rows (permute_q_kernel) in the kernels of 16- and 32-key steps where the head dim is D:
+  // the 64-key step kernels spill with them and gain nothing (NOTES.md, thirty-fifth session).
+  constexpr bool kWideRows = !X3 && MinB == 1 && STEP < kSub;
   // Runs f(dd) with the channel bound dd of the row loads and stores: the constant D where the
   // head dim is D (no padded channels: the bound drops out, one predicate a row instead of a
   // 64-bit compare and an address a load), else d.
@@ -253,13 +280,38 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
     t_min = __reduce_min_sync(0xffffffffu, static_cast<int>(min(t0 < 0 ? kPosMask : t0, t1 < 0 ? kPosMask : t1)));
     // Q fragments and running outputs; dd: the channel bound (by_channels).
     const auto load_rows = [&](auto dd) {
-      load_q_fragments<D>(qa, t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
-                          t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr, dd, qd);
+      constexpr bool kWide = kWideRows && std::is_same_v<decltype(dd), std::integral_constant<int64_t, D>>;
+      if constexpr (kWide) {  // a.qp is set wherever the head dim is D (attention_bands)
+        const uint16_t* const p0 = t0 >= 0 ? a.qp + (wrow + t0) * D + 8 * qd : nullptr;
+        const uint16_t* const p1 = t1 >= 0 ? a.qp + (wrow + t1) * D + 8 * qd : nullptr;
+#pragma unroll
+        for (int m = 0; m < D / 32; ++m) {
+          const uint4 x0 = p0 ? __ldg(reinterpret_cast<const uint4*>(p0 + 32 * m)) : make_uint4(0, 0, 0, 0);
+          const uint4 x1 = p1 ? __ldg(reinterpret_cast<const uint4*>(p1 + 32 * m)) : make_uint4(0, 0, 0, 0);
+          qa[2 * m][0] = x0.x; qa[2 * m][2] = x0.y; qa[2 * m + 1][0] = x0.z; qa[2 * m + 1][2] = x0.w;
+          qa[2 * m][1] = x1.x; qa[2 * m][3] = x1.y; qa[2 * m + 1][1] = x1.z; qa[2 * m + 1][3] = x1.w;
+        }
+      } else {
+        load_q_fragments<D>(qa, t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
+                            t1 >= 0 ? a.q + h * a.q_sh + t1 * a.q_st : nullptr, dd, qd);
+      }
       if constexpr (X3)
         load_q_fragments<D>(qa_lo, t0 >= 0 ? a.q_lo + h * a.q_sh + t0 * a.q_st : nullptr,
                             t1 >= 0 ? a.q_lo + h * a.q_sh + t1 * a.q_st : nullptr, dd, qd);
       o0 = t0 >= 0 ? a.out[j0] + (wrow + t0) * d : nullptr;
       o1 = t1 >= 0 ? a.out[j1] + (wrow + t1) * d : nullptr;
+      if constexpr (kWide) {  // the running output in fragment order (wide rows)
+        const float* const r0 = o0 && !fresh0 ? o0 + 4 * qd : nullptr;
+        const float* const r1 = o1 && !fresh1 ? o1 + 4 * qd : nullptr;
+#pragma unroll
+        for (int m = 0; m < D / 16; ++m) {
+          const float4 x0 = r0 ? *reinterpret_cast<const float4*>(r0 + 16 * m) : make_float4(0.f, 0.f, 0.f, 0.f);
+          const float4 x1 = r1 ? *reinterpret_cast<const float4*>(r1 + 16 * m) : make_float4(0.f, 0.f, 0.f, 0.f);
+          acc[2 * m][0] = x0.x; acc[2 * m][1] = x0.y; acc[2 * m + 1][0] = x0.z; acc[2 * m + 1][1] = x0.w;
+          acc[2 * m][2] = x1.x; acc[2 * m][3] = x1.y; acc[2 * m + 1][2] = x1.z; acc[2 * m + 1][3] = x1.w;
+        }
+        return;
+      }
       const float* const r0 = o0 && !fresh0 ? o0 + 2 * qd : nullptr;  // channel 2 qd of each row
       const float* const r1 = o1 && !fresh1 ? o1 + 2 * qd : nullptr;
 #pragma unroll
@@ -471,6 +523,26 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
             // Scaled where some row of the warp ends here; the others store as is (x 1 is exact).
             const auto store_rows = [&](auto dd, auto scaled_c) {
               constexpr bool kScaled = decltype(scaled_c)::value;
+              if constexpr (kWideRows && std::is_same_v<decltype(dd), std::integral_constant<int64_t, D>>) {
+                // Rows that go on: the running output in fragment order, as is (their scale is 1).
+                float* const w0 = o0 && !fin0 ? o0 + 4 * qd : nullptr;
+                float* const w1 = o1 && !fin1 ? o1 + 4 * qd : nullptr;
+#pragma unroll
+                for (int m = 0; m < D / 16; ++m) {
+                  if (w0) *reinterpret_cast<float4*>(w0 + 16 * m) = make_float4(acc[2 * m][0], acc[2 * m][1], acc[2 * m + 1][0], acc[2 * m + 1][1]);
+                  if (w1) *reinterpret_cast<float4*>(w1 + 16 * m) = make_float4(acc[2 * m][2], acc[2 * m][3], acc[2 * m + 1][2], acc[2 * m + 1][3]);
+                }
+                if constexpr (kScaled) {  // rows that end here: the normalised output in channel order
+                  float* const n0 = o0 && fin0 ? o0 + 2 * qd : nullptr;
+                  float* const n1 = o1 && fin1 ? o1 + 2 * qd : nullptr;
+#pragma unroll
+                  for (int nd = 0; nd < D / 8; ++nd) {
+                    if (n0) *reinterpret_cast<float2*>(n0 + nd * 8) = make_float2(acc[nd][0] * s0, acc[nd][1] * s0);
+                    if (n1) *reinterpret_cast<float2*>(n1 + nd * 8) = make_float2(acc[nd][2] * s1, acc[nd][3] * s1);
+                  }
+                }
+                return;
+              }
               float* const r0 = o0 ? o0 + 2 * qd : nullptr;  // channel 2 qd of each row
               float* const r1 = o1 ? o1 + 2 * qd : nullptr;
 #pragma unroll
@@ -515,6 +587,13 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
 // needs at B = 16); the smaller step gives the same bits (those keys add exact zeros to the sums
 // and no product).
 int step_keys(int64_t block_size) { return block_size <= 16 ? 16 : block_size <= 32 ? 32 : kSub; }
+
+// Whether the gather's kernel for these numerics, head dim and block size moves rows 16 bytes a
+// lane (moba_attention_kernel kWideRows, from AttnArgs::qp): its D is the head dim, not x3, a
+// 16- or 32-key step. (The register-capped 3-CTA variant reads q as it is.)
+bool wide_rows(Nx nx, int64_t d, int64_t block_size) {
+  return nx != Nx::x3 && (d == 64 || d == 128) && step_keys(block_size) < kSub;
+}
 
 template <int D, typename T16, int MinB = 1, Nx NX = Nx::plain, bool AllowWarpCtas = true>
 const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_ctas, cudaStream_t stream) {
@@ -710,6 +789,19 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
   a.scale_log2 = softmax_scale_log2(p);
   a.ml_band = Hq * R;
   a.rounds = tuning.attn_rounds;
+  // Wide rows: the window's Q rows in fragment order, for the gather kernels that read them.
+  if (wide_rows(nx, d, p.block_size) && !gather.empty()) {
+    uint16_t* qp = nullptr;
+    MOBA_TRY(scratch.alloc(&qp, static_cast<size_t>(Hq * R * d)));
+    const int64_t n = Hq * R * (d / 8);
+    const unsigned blocks = static_cast<unsigned>((n + 255) / 256);
+    if (d == 64)
+      permute_q_kernel<64><<<blocks, 256, 0, stream>>>(a.q, a.q_sh, a.q_st, q0, R, Hq, qp);
+    else
+      permute_q_kernel<128><<<blocks, 256, 0, stream>>>(a.q, a.q_sh, a.q_st, q0, R, Hq, qp);
+    MOBA_CUDA_LAUNCH_CHECK();
+    a.qp = qp;
+  }
   for (size_t g0 = 0; g0 < gather.size(); g0 += kMaxAttentionBands) {
     Scratch pass(stream);
     ListArgs la{};
