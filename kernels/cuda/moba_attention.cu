@@ -85,6 +85,8 @@ struct ListArgs {
   const int64_t* offsets;       // exclusive prefix sum of counts
   int32_t* entries;             // [total] t | band << kBandShift | kFirst | kLast
   int64_t head_dim;
+  uint8_t* ascending;           // warp lists: [n_q_heads * q_count][kMaxAttentionBands], 1 where a
+                                // row's valid entries of that band are strictly ascending
 };
 
 // Entry bits: the query position t, its band, and flags for the query's first (smallest) and
@@ -151,6 +153,122 @@ __global__ void csc_scatter_kernel(const __grid_constant__ ListArgs a) {
       const uint32_t e = tj | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
       a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
     });
+  }
+}
+
+// The lists a warp per window row (csc_count_warp_kernel, csc_scatter_warp_kernel), where a
+// pass's rows hold many entries (use_warp_lists): its lanes read 32 consecutive entries of a
+// selection row at a time (one cache line a load, not one line a thread), and a row whose valid
+// entries are strictly ascending (every row the analysis gives) is counted and scattered in one
+// pass each, its first and last blocks being its first and last valid entries. Other rows (any
+// order, duplicates) take the per-thread code above on one lane. The same lists: a list's order
+// does not matter (the attention kernel's header).
+// Entry x of a selection row for query t: its block, or -1 where the contract skips it.
+__device__ __forceinline__ int32_t valid_block(const ListArgs& a, const int32_t* sel, int x, int k, int64_t t) {
+  if (x >= k) return -1;
+  const int32_t b = sel[x];
+  return b < 0 || b >= a.n_blocks || int64_t{b} * a.block_size > t ? -1 : b;
+}
+
+__global__ void csc_count_warp_kernel(const __grid_constant__ ListArgs a) {
+  const int64_t i = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;  // the warp's window row
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (i >= a.n_q_heads * a.q_count) return;
+  const int64_t h = i / a.q_count, r = i % a.q_count, t = a.q_begin + r;
+  unsigned* const cnt = a.counts + (h * a.n_groups + r / a.rows) * a.n_blocks;
+  for (int j = 0; j < a.bands.n; ++j) {
+    const int k = a.bands.top_k[j];
+    const int32_t* const sel = a.bands.selected[j] + i * k;
+    int n = 0;
+    bool asc = true;
+    if (t >= a.bands.first_query[j]) {
+      int32_t run = -1;  // the largest valid block of the earlier chunks
+      for (int x0 = 0; x0 < k; x0 += 32) {
+        const int32_t b = valid_block(a, sel, x0 + lane, k, t);
+        int32_t m = b;  // inclusive prefix max over the chunk's lanes
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+          const int32_t u = __shfl_up_sync(0xffffffffu, m, o);
+          if (lane >= o) m = max(m, u);
+        }
+        const int32_t up = __shfl_up_sync(0xffffffffu, m, 1);  // every lane (a sync of the whole warp)
+        const int32_t before = max(run, lane > 0 ? up : -1);
+        asc &= b < 0 || b > before;
+        run = max(run, __shfl_sync(0xffffffffu, m, 31));
+        if (b >= 0) atomicAdd(cnt + b, 1u);
+        n += __popc(__ballot_sync(0xffffffffu, b >= 0));
+      }
+      asc = __all_sync(0xffffffffu, asc);
+      if (!asc) {  // not ascending (duplicates possible): undo, then count as the contract says
+        for (int x0 = 0; x0 < k; x0 += 32) {
+          const int32_t b = valid_block(a, sel, x0 + lane, k, t);
+          if (b >= 0) atomicSub(cnt + b, 1u);
+        }
+        n = 0;
+        if (lane == 0)
+          for_each_block(a, sel, k, t, [&](int32_t b) {
+            atomicAdd(cnt + b, 1u);
+            ++n;
+          });
+        n = __shfl_sync(0xffffffffu, n, 0);
+      }
+    }
+    if (lane == 0) a.ascending[i * kMaxAttentionBands + j] = asc;
+    if (n == 0) {  // attends nothing: written here, the attention kernel never sees the row
+      float* o = a.bands.out[j] + i * a.head_dim;
+      for (int64_t c = lane; c < a.head_dim; c += 32) o[c] = 0.0f;
+      if (lane == 0 && a.bands.lse[j]) a.bands.lse[j][i] = -INFINITY;
+    }
+  }
+}
+
+__global__ void csc_scatter_warp_kernel(const __grid_constant__ ListArgs a) {
+  const int64_t i = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (i >= a.n_q_heads * a.q_count) return;
+  const int64_t h = i / a.q_count, r = i % a.q_count, t = a.q_begin + r;
+  const int64_t base = (h * a.n_groups + r / a.rows) * a.n_blocks;
+  for (int j = 0; j < a.bands.n; ++j) {
+    if (t < a.bands.first_query[j]) continue;
+    const int k = a.bands.top_k[j];
+    const int32_t* const sel = a.bands.selected[j] + i * k;
+    const uint32_t tj = static_cast<uint32_t>(t) | static_cast<uint32_t>(j) << kBandShift;
+    if (!a.ascending[i * kMaxAttentionBands + j]) {  // the per-thread code, on one lane
+      if (lane == 0) {
+        int32_t b_min = 0x7fffffff, b_max = -1;
+        for_each_block(a, sel, k, t, [&](int32_t b) {
+          b_min = min(b_min, b);
+          b_max = max(b_max, b);
+        });
+        for_each_block(a, sel, k, t, [&](int32_t b) {
+          const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
+          const uint32_t e = tj | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
+          a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
+        });
+      }
+      __syncwarp();  // the warp leaves together (its later collectives name every lane)
+      continue;
+    }
+    // Ascending: the first valid entry is the smallest block, the last the largest.
+    int32_t b_min = -1, b_max = -1;
+    for (int x0 = 0; x0 < k && b_min < 0; x0 += 32) {
+      const int32_t b = valid_block(a, sel, x0 + lane, k, t);
+      const unsigned m = __ballot_sync(0xffffffffu, b >= 0);
+      if (m) b_min = __shfl_sync(0xffffffffu, b, __ffs(m) - 1);
+    }
+    if (b_min < 0) continue;
+    for (int x0 = (k - 1) / 32 * 32; x0 >= 0 && b_max < 0; x0 -= 32) {
+      const int32_t b = valid_block(a, sel, x0 + lane, k, t);
+      const unsigned m = __ballot_sync(0xffffffffu, b >= 0);
+      if (m) b_max = __shfl_sync(0xffffffffu, b, 31 - __clz(m));
+    }
+    for (int x0 = 0; x0 < k; x0 += 32) {
+      const int32_t b = valid_block(a, sel, x0 + lane, k, t);
+      if (b < 0) continue;
+      const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
+      const uint32_t e = tj | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
+      a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
+    }
   }
 }
 
@@ -619,13 +737,21 @@ const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_cta
   return by_step(std::integral_constant<int, kSub>{});
 }
 
-const char* launch_lists(const ListArgs& a, unsigned* counts, int64_t n_lists, int64_t* offsets,
+// Lists a warp per row where a pass's rows hold at least a warp's worth of entries (the sum of
+// its bands' top_k); else a thread per row.
+constexpr int64_t kWarpListEntries = 32;
+bool use_warp_lists(int64_t k_sum) { return k_sum >= kWarpListEntries; }
+
+const char* launch_lists(const ListArgs& a, unsigned* counts, int64_t n_lists, int64_t* offsets, bool warp_lists,
                          Scratch& scratch, cudaStream_t stream) {
   MOBA_CUDA_TRY(cudaMemsetAsync(counts, 0, sizeof(unsigned) * (n_lists + 1), stream));
   const int64_t n_rows = a.n_q_heads * a.q_count;
   const int threads = 256;
-  const unsigned blocks = static_cast<unsigned>((n_rows + threads - 1) / threads);
-  csc_count_kernel<<<blocks, threads, 0, stream>>>(a);
+  const unsigned blocks = static_cast<unsigned>((n_rows * (warp_lists ? 32 : 1) + threads - 1) / threads);
+  if (warp_lists)
+    csc_count_warp_kernel<<<blocks, threads, 0, stream>>>(a);
+  else
+    csc_count_kernel<<<blocks, threads, 0, stream>>>(a);
   MOBA_CUDA_LAUNCH_CHECK();
   size_t temp_bytes = 0;
   MOBA_CUDA_TRY(cub::DeviceScan::ExclusiveScan(nullptr, temp_bytes, counts, offsets, cuda::std::plus<int64_t>{},
@@ -634,7 +760,10 @@ const char* launch_lists(const ListArgs& a, unsigned* counts, int64_t n_lists, i
   MOBA_TRY(scratch.alloc(&temp, temp_bytes));
   MOBA_CUDA_TRY(cub::DeviceScan::ExclusiveScan(temp, temp_bytes, counts, offsets, cuda::std::plus<int64_t>{},
                                                int64_t{0}, n_lists + 1, stream));
-  csc_scatter_kernel<<<blocks, threads, 0, stream>>>(a);
+  if (warp_lists)
+    csc_scatter_warp_kernel<<<blocks, threads, 0, stream>>>(a);
+  else
+    csc_scatter_kernel<<<blocks, threads, 0, stream>>>(a);
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
 }
@@ -838,7 +967,9 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
     MOBA_TRY(pass.alloc(&entries, static_cast<size_t>(n_entries)));
     la.offsets = offsets;
     la.entries = entries;
-    MOBA_TRY(launch_lists(la, la.counts, n_lists, offsets, pass, stream));
+    const bool warp_lists = use_warp_lists(k_sum);
+    if (warp_lists) MOBA_TRY(pass.alloc(&la.ascending, static_cast<size_t>(Hq * R * kMaxAttentionBands)));
+    MOBA_TRY(launch_lists(la, la.counts, n_lists, offsets, warp_lists, pass, stream));
     a.offsets = offsets;
     a.entries = entries;
     MOBA_TRY(pass.alloc(&a.ml, static_cast<size_t>(la.bands.n * Hq * R)));

@@ -383,9 +383,9 @@ std::pair<std::vector<float>, std::vector<float>> gpu_attention(const Case& c, c
   return {download<float>(g_out, out_n), download<float>(g_lse, lse_n)};
 }
 
-void check_attention(const Case& c) {
+// The case's CUDA call under the current tuning against the CPU, on inputs `in`.
+void check_attention_on(const Case& c, const AttnInputs& in) {
   INFO(c.str());
-  const AttnInputs in = attention_inputs(c);
   const size_t out_n = static_cast<size_t>(c.n_q_heads * c.n_tokens * c.head_dim);
   const size_t lse_n = static_cast<size_t>(c.n_q_heads * c.n_tokens);
   std::vector<float> out(out_n), lse(lse_n);
@@ -402,6 +402,7 @@ void check_attention(const Case& c) {
   const auto [go, gl] = gpu_attention(c, in);
   compare_attention(c, in, 0, c.n_tokens, go, gl, out, lse);
 }
+void check_attention(const Case& c) { check_attention_on(c, attention_inputs(c)); }
 
 // Query windows [q_begin, q_begin + q_count) (-1: to the end) of one case on the CUDA path the
 // current tuning picks: each against the CPU's window (the tolerances of check_attention), and
@@ -1091,6 +1092,58 @@ TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece b
       }
       set_cuda_tuning(CudaTuning{});
       check_attention(c);  // the automatic choice (the tile path for most of these)
+    }
+}
+
+// The gather's lists a warp per row (moba_attention.cu use_warp_lists: passes whose rows hold
+// >= 32 entries): rows whose valid picks are ascending (as the analysis gives them, -1 pads
+// before or after) take the one-pass path, the same picks shuffled (and with a duplicate) the
+// per-thread one; both give the same bits (a row's arithmetic follows the ascending order of its
+// blocks) and match the CPU; one-warp and 4-warp CTAs.
+TEST_CASE("gpu: the gather's lists a warp per row, ascending or not, give the same bits", "[gpu][window]") {
+  struct Restore {
+    ~Restore() { set_cuda_tuning(CudaTuning{}); }
+  } restore;
+  const Case cases[] = {
+      // T, Hq, Hkv, d, B, k, dtype
+      {2100, 2, 1, 128, 16, 40, DType::bf16},  // ragged last block, GQA 2:1
+      {1500, 2, 2, 64, 32, 33, DType::f16},
+      {1300, 2, 1, 48, 8, 64, DType::bf16},    // head dim 48, blocks of 8 keys
+  };
+  for (const Case& c0 : cases)
+    for (const char* shape : {"attn_path=gather,attn_warp_ctas=0", "attn_path=gather,attn_warp_ctas=1"}) {
+      Case c = c0;
+      c.precision = Precision::exact;
+      INFO(c.str() << " tuning " << shape);
+      CudaTuning tu;
+      REQUIRE(parse_cuda_tuning(shape, &tu) == nullptr);
+      set_cuda_tuning(tu);
+      AttnInputs in = attention_inputs(c);
+      const int64_t T = c.n_tokens, Hq = c.n_q_heads;
+      std::mt19937 rng(c.seed + 5), shuffler(c.seed + 11);
+      for (int64_t h = 0; h < Hq; ++h)
+        for (int64_t t = 0; t < T; ++t) {
+          int32_t* row = in.sel.data() + (h * T + t) * c.top_k;
+          const int32_t cur = static_cast<int32_t>(t / c.block_size);
+          std::set<int32_t> picks{cur};
+          for (int x = 0; x < 3 * c.top_k && static_cast<int>(picks.size()) < c.top_k; ++x)
+            picks.insert(static_cast<int32_t>(rng() % static_cast<uint32_t>(cur + 1)));
+          const int pad = c.top_k - static_cast<int>(picks.size());
+          const bool lead = (t + h) % 3 == 0;  // -1 pads before the picks (else after)
+          std::fill(row, row + c.top_k, -1);
+          std::copy(picks.begin(), picks.end(), row + (lead ? pad : 0));
+        }
+      const auto [ao, al] = gpu_attention(c, in);
+      check_attention_on(c, in);
+      for (int64_t h = 0; h < Hq; ++h)
+        for (int64_t t = 0; t < T; ++t) {
+          int32_t* row = in.sel.data() + (h * T + t) * c.top_k;
+          std::shuffle(row, row + c.top_k, shuffler);
+          if (t % 5 == 0 && row[0] >= 0 && row[1] < 0) row[1] = row[0];  // a duplicate where a pad was
+        }
+      const auto [so, sl] = gpu_attention(c, in);
+      REQUIRE(std::memcmp(ao.data(), so.data(), ao.size() * 4) == 0);
+      REQUIRE(std::memcmp(al.data(), sl.data(), al.size() * 4) == 0);
     }
 }
 
