@@ -2,7 +2,7 @@
 """Summarise a kernel trace (tests/gpu/kernel_trace.cpp) and, given the run's
 `moba analyze --trace` file, lay the two side by side.
 
-  kernel_trace_sum.py GPU.json [HOST.json] [--heads] [--gaps MS] [--api MS]
+  kernel_trace_sum.py GPU.json [HOST.json] [--heads] [--gaps MS] [--api MS] [--templates]
 
 Prints: the device's span and busy time (union of all activities), the idle gaps, each
 kernel's count, summed time and fair share of the busy time (time split evenly among the
@@ -10,7 +10,8 @@ activities running at once), and with HOST.json the device's busy fraction insid
 the host's "gpu: head" intervals and before the first one. A trace recorded with
 MOBA_KERNEL_TRACE_API=1 also holds the runtime API calls: their summed time by name, and
 every call longer than --api MS (1 by default) in time order (relative to HOST.json's origin
-when given).
+when given). Kernels are grouped by name without their template arguments; --templates keeps
+them (e.g. the gather kernel's instances by head dim, numerics and key step).
 """
 import collections
 import json
@@ -53,6 +54,7 @@ def main():
         args = [a for a in args if a != sys.argv[sys.argv.index("--api") + 1]]
     every = [e for e in load(args[0])["traceEvents"] if e.get("ph") == "X"]
     gpu = [e for e in every if e.get("cat") != "api"]
+    key = (lambda n: n) if "--templates" in sys.argv else (lambda n: re.sub(r"<.*", "", n))
     api = [e for e in every if e.get("cat") == "api"]
     if api:
         origin = 0.0
@@ -85,7 +87,7 @@ def main():
     count = collections.Counter()
     summed = collections.defaultdict(float)
     for s, e, n, _ in acts:
-        base = re.sub(r"<.*", "", n)
+        base = key(n)
         count[base] += 1
         summed[base] += e - s
     events = sorted([(s, 1, i) for i, (s, e, _, _) in enumerate(acts)] + [(e, -1, i) for i, (s, e, _, _) in enumerate(acts)])
@@ -93,15 +95,16 @@ def main():
     for t, kind, i in events:
         if last is not None and running and t > last:
             for j in running:
-                share[re.sub(r"<.*", "", acts[j][2])] += (t - last) / len(running)
+                share[key(acts[j][2])] += (t - last) / len(running)
         last = t
         if kind == 1:
             running.add(i)
         else:
             running.discard(i)
-    print("%-40s %7s %10s %10s %6s" % ("kernel / copy", "count", "sum ms", "share ms", "share"))
+    width = max([40] + [len(n) for n in share]) if "--templates" in sys.argv else 40
+    print("%-*s %7s %10s %10s %6s" % (width, "kernel / copy", "count", "sum ms", "share ms", "share"))
     for n, v in sorted(share.items(), key=lambda x: -x[1])[:24]:
-        print("%-40s %7d %10.2f %10.2f %5.1f%%" % (n[:40], count[n], summed[n] / 1e3, v / 1e3, 100 * v / busy))
+        print("%-*s %7d %10.2f %10.2f %5.1f%%" % (width, n[:width], count[n], summed[n] / 1e3, v / 1e3, 100 * v / busy))
 
     gaps = [(merged[i][1], merged[i + 1][0]) for i in range(len(merged) - 1)
             if merged[i + 1][0] - merged[i][1] > gap_ms * 1e3]
