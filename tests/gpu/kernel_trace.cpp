@@ -47,9 +47,18 @@ std::string short_name(const char* mangled) {
   std::string s = status == 0 && d ? d : mangled;
   std::free(d);
   for (size_t at; (at = s.find("(anonymous namespace)::")) != std::string::npos;) s.erase(at, 23);
-  const size_t paren = s.find('(');
-  if (paren != std::string::npos) s.resize(paren);
   int depth = 0;
+  for (size_t i = 0; i < s.size(); ++i) {  // the parameter list: the first '(' outside the template
+    if (s[i] == '<') ++depth;              // arguments (which may hold casts such as "(Nx)1")
+    if (s[i] == '>') --depth;
+    if (s[i] == '(' && depth == 0) {
+      s.resize(i);
+      break;
+    }
+  }
+  for (const char* ns : {"moba::kernels::", "moba::analysis::", "cuda_detail::", "gpu::"})
+    for (size_t at; (at = s.find(ns)) != std::string::npos;) s.erase(at, std::strlen(ns));
+  depth = 0;
   size_t cut = 0;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '<') ++depth;
