@@ -446,22 +446,41 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
   };
 
   // Stages keys [p0, p0 + np) into the piece buffers at row offset `at` (elements), all of
-  // the copies in flight at once (cp.async), zero-filled past np (to 16 rows) and d.
+  // the copies in flight at once (cp.async), zero-filled past np (to 16 rows) and d. A thread
+  // copies the 16-byte chunk column c8 of rows r0, r0 + kStageStep, ... (fixed for the CTA, as
+  // the tile path's TileStager): its source rows move by one 64-bit add and its shared address
+  // by a constant, not a division, a 64-bit multiply and an address a copy (NOTES.md,
+  // thirty-sixth session: 47 instructions a copy pair were 30 % of a B = 1024 launch's).
+  constexpr int kChunks = D / 8, kStageStep = kWarps * 32 / kChunks;
+  static_assert(kWarps * 32 % kChunks == 0 && 16 % kStageStep == 0, "stage: whole rows a pass, to 16 rows");
   const auto stage = [&](int64_t p0, int np, int at) {
     const int np16 = (np + 15) / 16 * 16;
-    const uint16_t* kbase = a.k + kv * a.k_sh;
-    const uint16_t* vbase = a.v + kv * a.v_sh;
-    for (int i = tid; i < np16 * (D / 8); i += blockDim.x) {
-      const int r = i / (D / 8), c8 = (i % (D / 8)) * 8;
-      const bool ok = r < np && c8 < d;
-      cp_async16(ks + at + r * LD + c8, ok ? kbase + (p0 + r) * a.k_st + c8 : kbase, ok);
-      cp_async16(vs + at + r * LD + c8, ok ? vbase + (p0 + r) * a.v_st + c8 : vbase, ok);
-      if constexpr (X3) {
-        const uint16_t* klo = a.k_lo + kv * a.k_sh;
-        const uint16_t* vlo = a.v_lo + kv * a.v_sh;
-        cp_async16(ks_lo + at + r * LD + c8, ok ? klo + (p0 + r) * a.k_st + c8 : klo, ok);
-        cp_async16(vs_lo + at + r * LD + c8, ok ? vlo + (p0 + r) * a.v_st + c8 : vlo, ok);
+    const int r0 = tid / kChunks, c8 = tid % kChunks * 8;
+    const bool chan_ok = c8 < d;
+    const uint16_t* const kbase = a.k + kv * a.k_sh;
+    const uint16_t* const vbase = a.v + kv * a.v_sh;
+    const uint16_t* kq = kbase + (p0 + r0) * a.k_st + c8;
+    const uint16_t* vq = vbase + (p0 + r0) * a.v_st + c8;
+    const int64_t k_step = kStageStep * a.k_st, v_step = kStageStep * a.v_st;
+    constexpr uint32_t kDstStep = kStageStep * LD * sizeof(uint16_t);
+    uint32_t dk = static_cast<uint32_t>(__cvta_generic_to_shared(ks + at + r0 * LD + c8));
+    uint32_t dv = static_cast<uint32_t>(__cvta_generic_to_shared(vs + at + r0 * LD + c8));
+#pragma unroll 1
+    for (int r = r0; r < np16; r += kStageStep) {
+      const bool ok = chan_ok && r < np;
+      cp_async16_s(dk, ok ? kq : kbase, ok);
+      cp_async16_s(dv, ok ? vq : vbase, ok);
+      if constexpr (X3) {  // the lo parts: the same offsets from their own bases and tiles
+        const uint16_t* const klo = a.k_lo + kv * a.k_sh;
+        const uint16_t* const vlo = a.v_lo + kv * a.v_sh;
+        constexpr uint32_t kLo = 2 * kKeyPiece * LD * sizeof(uint16_t);  // ks_lo - ks, vs_lo - vs
+        cp_async16_s(dk + kLo, ok ? klo + (kq - kbase) : klo, ok);
+        cp_async16_s(dv + kLo, ok ? vlo + (vq - vbase) : vlo, ok);
       }
+      kq += k_step;
+      vq += v_step;
+      dk += kDstStep;
+      dv += kDstStep;
     }
   };
   const bool dbuf = a.block_size <= kKeyPiece / 2;  // staged a block ahead (below)
