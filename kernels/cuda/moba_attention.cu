@@ -54,6 +54,7 @@
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/moba_attention_tile.cuh"
 #include "kernels/cuda/tuning.h"
+#include "kernels/cuda/wgmma.cuh"
 
 namespace moba::kernels {
 namespace {
@@ -319,11 +320,24 @@ __global__ void permute_q_kernel(const uint16_t* q, int64_t q_sh, int64_t q_st, 
 // WARPS: warps per CTA (each takes 16 of a block's queries at a time); KP: keys per staged piece.
 // STEP: keys per online-softmax step (kSub; x3 at most 32); launch_attention gives blocks of 16
 // or 32 keys a kernel whose step is the block (step_keys).
-template <int D, typename T16, int MinB, Nx NX, int WARPS, int KP, int STEP = kSub>
+// WG (CudaTuning::attn_wgmma; head dim 128, sm_90a, blocks of more than a piece): every block in
+// rounds of one chunk a warp, and a round's four chunks (16 rows each, empty ones included) are
+// one warpgroup: S = Q K^T as 8 m64n64k16 and O += P V as 4 m64n128k16 warpgroup MMAs (Q and P
+// from registers: wgmma's A and accumulator fragments are mma.m16n8k16's per warp, wgmma.cuh),
+// K and V staged in the 128-byte swizzled layout, every warp through every step the round's
+// rows need (a warp's keys past its rows are masked: they change nothing). The masks, softmax,
+// running state and stores are the mma.sync kernel's.
+template <int D, typename T16, int MinB, Nx NX, int WARPS, int KP, int STEP = kSub, bool WG = false>
 __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const __grid_constant__ AttnArgs a) {
   using M = Mma<T16>;
   constexpr int kWarps = WARPS, kKeyPiece = KP;  // keys of a block staged in shared memory at once
   constexpr bool X3 = NX == Nx::x3;
+  static_assert(!WG || (D == 128 && WARPS == 4 && KP == 128 && STEP == kSub && !X3 && MinB == 1),
+                "moba_attention_kernel: the wgmma rounds take head dim 128, 4 warps, 128-key pieces");
+  // WG: [K, V][channels [0, 64), [64, 128)][KP keys][64] 16-bit, swizzled, from a 1024-byte
+  // aligned start of the dynamic shared memory.
+  constexpr uint32_t kWgHalf = KP * 128;  // bytes of a [KP][64] half
+
   constexpr int SUB = X3 && STEP > 32 ? 32 : STEP;  // keys per online-softmax step
   static_assert(SUB % 16 == 0 && SUB <= kSub, "moba_attention_kernel: step of 16, 32 or 64 keys");
   constexpr int LD = D + 8;     // padded smem row (16-bit elements): conflict-free fragments
@@ -332,6 +346,11 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
   uint16_t* vs = ks + kKeyPiece * LD;                     // [kKeyPiece][LD]
   uint16_t* const ks_lo = vs + kKeyPiece * LD;            // x3: [kKeyPiece][LD] each
   uint16_t* const vs_lo = ks_lo + kKeyPiece * LD;
+  // WG: the aligned K/V halves, then the round's warps' largest row positions (-1: none).
+  uint8_t* const wg_s = WG ? reinterpret_cast<uint8_t*>(
+                                 (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~static_cast<uintptr_t>(1023))
+                           : nullptr;
+  int* const wg_tmax = reinterpret_cast<int*>(wg_s + 4 * kWgHalf);
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
   // Heaviest first: the last row groups walk the most blocks, so CTA i takes group
   // n_groups - 1 - i / heads of head i % heads (the grid is n_groups x heads).
@@ -483,7 +502,31 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
       dv += kDstStep;
     }
   };
-  const bool dbuf = a.block_size <= kKeyPiece / 2;  // staged a block ahead (below)
+  // WG: the piece [p0, p0 + np) into the swizzled halves, zero-filled to KP keys and past d. A
+  // thread copies chunk column c8 of rows r0 + 8 i: a row 8 on keeps its chunk's place in the
+  // swizzle (its period), 1024 bytes on.
+  const auto stage_wg = [&](int64_t p0, int np) {
+    const int r0 = tid / 16, c8 = tid % 16 * 8;
+    const bool chan_ok = c8 < d;
+    const uint16_t* const kbase = a.k + kv * a.k_sh;
+    const uint16_t* const vbase = a.v + kv * a.v_sh;
+    const uint16_t* kq = kbase + (p0 + r0) * a.k_st + c8;
+    const uint16_t* vq = vbase + (p0 + r0) * a.v_st + c8;
+    const int64_t k_step = 8 * a.k_st, v_step = 8 * a.v_st;
+    uint32_t dk = static_cast<uint32_t>(__cvta_generic_to_shared(wg_s)) + (c8 / 64) * kWgHalf + swizzle128(r0, c8 % 64);
+    uint32_t dv = dk + 2 * kWgHalf;
+#pragma unroll 1
+    for (int r = r0; r < kKeyPiece; r += 8) {
+      const bool ok = chan_ok && r < np;
+      cp_async16_s(dk, ok ? kq : kbase, ok);
+      cp_async16_s(dv, ok ? vq : vbase, ok);
+      kq += k_step;
+      vq += v_step;
+      dk += 1024;
+      dv += 1024;
+    }
+  };
+  const bool dbuf = !WG && a.block_size <= kKeyPiece / 2;  // staged a block ahead (below)
   // The blocks with a list, kWarps * 32 blocks at a time: each thread reads one block's
   // bounds, and the non-empty ones are compacted in order into shared memory, so empty blocks
   // (most of them where selections are sparse) cost no walk of their own.
@@ -536,7 +579,7 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
       // (a.rounds == 0, or a block of one piece): one round of the whole list. The same bits in
       // either order.
       const int n_all = nz_n[inz];
-      const bool long_block = a.rounds > 0 && !dbuf && kb1 - b * a.block_size > kKeyPiece;
+      const bool long_block = WG || (a.rounds > 0 && !dbuf && kb1 - b * a.block_size > kKeyPiece);
       const int per_round = long_block ? kWarps * 16 : n_all;
       for (int r0 = 0; r0 < n_all; r0 += per_round) {
         const int64_t beg = nz_beg[inz] + r0;
@@ -551,7 +594,9 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
           const int np = static_cast<int>(min(int64_t{kKeyPiece}, kb1 - p0));
           __syncthreads();  // previous piece fully consumed (dbuf: the other half is free)
           const int half = dbuf ? (inz & 1) * (kKeyPiece / 2) * LD : 0;
-          if (!dbuf) {
+          if (WG) {
+            stage_wg(p0, np);
+          } else if (!dbuf) {
             stage(p0, np, 0);
           } else {
             if (inz + 1 < n_nz) stage_block(inz + 1, (kKeyPiece / 2) * LD - half);
@@ -565,13 +610,16 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
           // staging); later chunks load in turn.
           const bool first_piece = p0 == b * a.block_size;
           // This chunk's last piece of the block: the block ends, or its rows end before the next.
-          if (warp * 16 < n && (first_piece || !keep)) {
+          // (WG: every warp, an empty chunk where the round has none for it: its rows t = -1.)
+          if ((WG || warp * 16 < n) && (first_piece || !keep)) {
             uint32_t e0, e1;
             if (first_piece && r0 == 0 && pe_ok)
               e0 = pe0, e1 = pe1;
             else
               chunk_entries(beg, n, warp * 16, e0, e1);
             load_chunk(e0, e1, first_piece);
+            if constexpr (WG)
+              if (lane == 0) wg_tmax[warp] = static_cast<int>(t_max);
           }
           if (first_piece && r0 == 0) {  // the next block's first chunk, a block ahead (within the batch)
             pe_ok = inz + 1 < n_nz;
@@ -581,16 +629,22 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
             cp_async_wait_group<1>();  // this block's copies (the next block's may still run)
           else
             cp_async_wait_all();
+#if MOBA_WGMMA
+          if constexpr (WG) fence_proxy_async();  // the copies, to the warpgroup MMAs' proxy
+#endif
           __syncthreads();
-          for (int chunk = warp * 16; chunk < n; chunk += kWarps * 16) {
+          // WG: the round's steps run to its last row (every warp: warpgroup MMAs).
+          int64_t wg_max = -1;
+          if constexpr (WG) wg_max = max(max(wg_tmax[0], wg_tmax[1]), max(wg_tmax[2], wg_tmax[3]));
+          for (int chunk = warp * 16; chunk < (WG ? warp * 16 + 1 : n); chunk += kWarps * 16) {
             if (chunk != warp * 16) {
               uint32_t e0, e1;
               chunk_entries(beg, n, chunk, e0, e1);
               load_chunk(e0, e1, first_piece);
             }
-            if (t_max < p0) continue;  // whole chunk before this piece (cannot happen past piece 0)
+            if ((WG ? wg_max : t_max) < p0) continue;  // whole chunk before this piece (cannot happen past piece 0)
 
-            for (int s0 = 0; s0 < np && p0 + s0 <= t_max; s0 += SUB) {
+            for (int s0 = 0; s0 < np && p0 + s0 <= (WG ? wg_max : t_max); s0 += SUB) {
               const int nk = min(SUB, np - s0);
               const int n8 = (nk + 15) / 16 * 2;  // n8 tiles computed (pairs, for PV k-steps)
               float sc[SUB / 8][4];
@@ -602,11 +656,28 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
                 if constexpr (N8 <= SUB / 8)
                   mma_qk<M, D, N8, X3>(sc, qa, qa_lo, kc + s0 * LD, kc_lo + s0 * LD, LD, g, qd);
               };
-              switch (n8) {
-                case 2: qk(std::integral_constant<int, 2>{}); break;
-                case 4: qk(std::integral_constant<int, 4>{}); break;
-                case 6: qk(std::integral_constant<int, 6>{}); break;
-                default: qk(std::integral_constant<int, SUB / 8>{}); break;
+              if constexpr (WG) {
+#if MOBA_WGMMA
+                // Keys [s0, s0 + 64) of the piece (zero rows past np), channels 16 kk .. + 15: half
+                // kk / 4, 32 bytes a k-step.
+                const uint8_t* const kb = wg_s + s0 * 128;
+                wgmma_fence();
+#pragma unroll
+                for (int kk = 0; kk < D / 16; ++kk)
+                  Wgmma<T16>::template m64n64<0>(sc, qa[kk], wgmma_desc(kb + (kk / 4) * kWgHalf + (kk % 4) * 32, 16, 1024),
+                                                 kk > 0);
+                wgmma_commit();
+                wgmma_wait<0>();
+#else
+                __trap();  // the host launches WG kernels only on compute capability 9.0
+#endif
+              } else {
+                switch (n8) {
+                  case 2: qk(std::integral_constant<int, 2>{}); break;
+                  case 4: qk(std::integral_constant<int, 4>{}); break;
+                  case 6: qk(std::integral_constant<int, 6>{}); break;
+                  default: qk(std::integral_constant<int, SUB / 8>{}); break;
+                }
               }
               // Scale, mask (key inside the piece and causal), row max. Where every key of the step
               // precedes every valid row of the chunk (a block before the rows' own: most visits),
@@ -644,11 +715,29 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
                   softmax_step<M, NX != Nx::plain, SUB>(sc, mx0, mx1, ml0, ml1, pa, pl, X3 ? 16384.0f : 1.0f);
               const float al0 = al.x, al1 = al.y;
               rescale_o<D>(acc, al0, al1);
-              if constexpr (NX == Nx::plain)
+              if constexpr (WG) {
+#if MOBA_WGMMA
+                // Keys [s0 + 16 k16, + 16): two 8-row groups of 1024 bytes; the halves kWgHalf apart
+                // along the channels. Split P: lo then hi, as mma_pv_split.
+                const uint8_t* const vb = wg_s + 2 * kWgHalf + s0 * 128;
+                wgmma_fence();
+#pragma unroll
+                for (int k16 = 0; k16 < SUB / 16; ++k16) {
+                  const uint64_t vdesc = wgmma_desc(vb + k16 * 16 * 128, kWgHalf, 1024);
+                  if constexpr (NX != Nx::plain) Wgmma<T16>::template m64n128<1>(acc, pl[k16], vdesc, 1);
+                  Wgmma<T16>::template m64n128<1>(acc, pa[k16], vdesc, 1);
+                }
+                wgmma_commit();
+                wgmma_wait<0>();
+#endif
+              } else if constexpr (NX == Nx::plain) {
                 mma_pv<M, D>(acc, pa, vc, LD, s0, n8, lane);  // O += P V over the sub-tile's keys
-              else
+              } else {
                 mma_pv_split<M, D, SUB / 16, X3>(acc, pa, pl, vc, vc_lo, LD, s0, n8, lane);
+              }
             }
+            // WG: a warp whose rows ended before this piece stored them at their last piece.
+            if (WG && t_max < p0) continue;
             // A row's last visit (last block, last piece this chunk processes) writes the
             // normalised output (out /= sum) and lse = (max + log2 sum) ln 2; other visits store
             // the running output and (max, sum).
@@ -733,9 +822,11 @@ bool wide_rows(Nx nx, int64_t d, int64_t block_size) {
 }
 
 template <int D, typename T16, int MinB = 1, Nx NX = Nx::plain, bool AllowWarpCtas = true>
-const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_ctas, cudaStream_t stream) {
-  const auto launch = [&](auto kernel, int warps, int piece) -> const char* {
-    const size_t smem = size_t{NX == Nx::x3 ? 4 : 2} * static_cast<size_t>(piece) * (D + 8) * sizeof(uint16_t);
+const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_ctas, cudaStream_t stream,
+                             bool wg = false) {
+  const auto launch = [&](auto kernel, int warps, int piece, size_t smem_wg = 0) -> const char* {
+    const size_t smem = smem_wg ? smem_wg
+                                : size_t{NX == Nx::x3 ? 4 : 2} * static_cast<size_t>(piece) * (D + 8) * sizeof(uint16_t);
     MOBA_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     kernel<<<dim3(static_cast<unsigned>(a.n_groups), static_cast<unsigned>(n_q_heads)), warps * 32, smem, stream>>>(a);
     MOBA_CUDA_LAUNCH_CHECK();
@@ -747,6 +838,11 @@ const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_cta
       if (warp_ctas) return launch(moba_attention_kernel<D, T16, MinB, NX, 1, kWarpCtaPiece, S>, 1, kWarpCtaPiece);
     return launch(moba_attention_kernel<D, T16, MinB, NX, kCtaWarps, kCtaPiece, S>, kCtaWarps, kCtaPiece);
   };
+  // The wgmma rounds (launch_gather): K and V pieces of 2 x 16 KB each, 1024 bytes to align them
+  // to the swizzle's atoms, and the round's row maxima.
+  if constexpr (D == 128 && NX != Nx::x3 && MinB == 1)
+    if (wg) return launch(moba_attention_kernel<D, T16, 1, NX, kCtaWarps, kCtaPiece, kSub, true>, kCtaWarps, kCtaPiece,
+                          size_t{4} * kCtaPiece * 128 + 1024 + kCtaWarps * sizeof(int));
   // x3 steps 32 keys at most already; the 3-CTA variant (register cap) keeps one step.
   if constexpr (NX != Nx::x3 && MinB == 1) {
     const int step = step_keys(a.block_size);
@@ -825,6 +921,14 @@ const char* launch_gather(const AttnArgs& a, int64_t Hq, ElemKind kind, Nx nx, b
                           const CudaTuning& tuning, cudaStream_t stream) {
   const int64_t d = a.head_dim;
   const bool w = warp_ctas;
+  // The wgmma rounds (moba_attention_kernel WG; CudaTuning::attn_wgmma): blocks of several
+  // pieces, head dim 65-128, 16-bit numerics, CTAs of 4 warps, compute capability 9.0.
+  const bool wg = tuning.attn_wgmma && !w && nx != Nx::x3 && a.block_size > kCtaPiece && tile_wgmma_available(d);
+  if (wg) {
+    if (kind == kF16) return launch_attention<128, __half>(a, Hq, false, stream, true);
+    if (nx == Nx::split_p) return launch_attention<128, __nv_bfloat16, 1, Nx::split_p>(a, Hq, false, stream, true);
+    return launch_attention<128, __nv_bfloat16>(a, Hq, false, stream, true);
+  }
   if (nx == Nx::x3)
     return d <= 64 ? launch_attention<64, __half, 1, Nx::x3>(a, Hq, w, stream)
                    : launch_attention<128, __half, 1, Nx::x3>(a, Hq, w, stream);

@@ -27,6 +27,12 @@ struct CudaTuning {
   // and reloaded a piece; 1 = in rounds of one chunk a warp, the block's pieces staged again a
   // round and each chunk's state kept in registers across the block. The same bits in either.
   int attn_rounds = 1;
+  // moba_attention's gather path, blocks of more than 128 keys at head dim 65-128 in 16-bit
+  // numerics (not x3) on compute capability 9.0, CTAs of 4 warps: every block in rounds of one
+  // chunk a warp, the round's four chunks one warpgroup whose products are warpgroup MMAs
+  // (wgmma) on K/V pieces staged in the 128-byte swizzled layout. Within the tolerances, not the
+  // bits, of the mma.sync kernel. Opt-in while it is measured (NOTES.md, thirty-sixth session).
+  bool attn_wgmma = false;
   // moba_attention at head dim 128 (bf16): ask ptxas for 3 CTAs per SM (a 168-register cap).
   bool attn_min_blocks3 = false;
   // dense_pass: every block size through pass 2 (no pass-1 folding of sizes 16, 32, 64 n).
@@ -82,7 +88,7 @@ const CudaTuning& cuda_tuning();
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
 // attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, tile_wgmma=0|1, row_warp=0|1,
-// attn_warp_ctas=-1|0|1, attn_rounds=0|1, heads_in_flight=1|2, chunk_rows=N,
+// attn_warp_ctas=-1|0|1, attn_rounds=0|1, attn_wgmma=0|1, heads_in_flight=1|2, chunk_rows=N,
 // moments_apart=0|1; "" = defaults) on top of `*out`. Returns nullptr or a static message
 // naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);

@@ -749,6 +749,16 @@ TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
     x.precision = Precision::exact;
     check_attention(x);
   }
+  // The wgmma rounds (head dim 128, exact bf16: split P), multi-round lists and a window.
+  {
+    CudaTuning t;
+    REQUIRE(parse_cuda_tuning("attn_path=gather,attn_rows=512,attn_wgmma=1", &t) == nullptr);
+    set_cuda_tuning(t);
+    Case x{600, 2, 1, 128, 200, 3, DType::bf16};
+    x.precision = Precision::exact;
+    check_attention(x);
+    check_attention_windows(x, {{37, 300}});
+  }
 }
 
 TEST_CASE("gpu: kconv matches the CPU", "[gpu][small]") {
@@ -1092,6 +1102,38 @@ TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece b
       }
       set_cuda_tuning(CudaTuning{});
       check_attention(c);  // the automatic choice (the tile path for most of these)
+    }
+}
+
+// The gather's wgmma rounds (CudaTuning::attn_wgmma: blocks of more than 128 keys, head dim
+// 65-128, 16-bit numerics, compute capability 9.0; elsewhere the mma.sync kernel runs): every
+// block in rounds whose four chunks are one warpgroup, against the CPU, whole calls and query
+// windows, in 128- and 512-row groups.
+TEST_CASE("gpu: long blocks on the wgmma rounds match the CPU", "[gpu][window]") {
+  struct Restore {
+    ~Restore() { set_cuda_tuning(CudaTuning{}); }
+  } restore;
+  const Case cases[] = {
+      // T, Hq, Hkv, d, B, k, dtype
+      {2000, 2, 1, 128, 256, 8, DType::bf16},  // 2 pieces a block, GQA 2:1, a long ragged last block
+      {1500, 2, 1, 128, 300, 5, DType::bf16},  // B not a multiple of 16: a 44-key last piece a block
+      {2100, 4, 2, 96, 512, 4, DType::f16},    // head dim 96 (zero channels), 4 pieces, a 52-key last block
+      {1300, 2, 1, 128, 384, 9, DType::f32},   // fp32 fast (bf16); exact is x3 (the mma.sync kernel); k >= n_blocks
+      {700, 3, 1, 128, 200, 1, DType::bf16},   // k = 1: the current block only, rows inside a long block
+  };
+  for (const Case& c0 : cases)
+    for (const Precision pr : {Precision::fast, Precision::exact}) {
+      Case c = c0;
+      c.precision = pr;
+      INFO(c.str());
+      for (const char* shape : {"attn_rows=128", "attn_rows=512"}) {
+        INFO("tuning attn_wgmma=1," << shape);
+        CudaTuning t;
+        REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=1,") + shape, &t) == nullptr);
+        set_cuda_tuning(t);
+        check_attention(c);
+        check_attention_windows(c, {{37, 700}, {c.n_tokens - 300, -1}});
+      }
     }
 }
 
