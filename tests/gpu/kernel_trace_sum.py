@@ -101,7 +101,7 @@ def main():
             running.add(i)
         else:
             running.discard(i)
-    width = max([40] + [len(n) for n in share]) if "--templates" in sys.argv else 40
+    width = min(90, max([40] + [len(n) for n in share])) if "--templates" in sys.argv else 40
     print("%-*s %7s %10s %10s %6s" % (width, "kernel / copy", "count", "sum ms", "share ms", "share"))
     for n, v in sorted(share.items(), key=lambda x: -x[1])[:24]:
         print("%-*s %7d %10.2f %10.2f %5.1f%%" % (width, n[:width], count[n], summed[n] / 1e3, v / 1e3, 100 * v / busy))
