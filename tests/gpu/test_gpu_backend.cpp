@@ -384,6 +384,14 @@ std::pair<std::vector<float>, std::vector<float>> gpu_attention(const Case& c, c
 }
 
 // The case's CUDA call under the current tuning against the CPU, on inputs `in`.
+// Puts the default CUDA tuning back when a test case that sets its own ends (passed or not).
+struct RestoreTuning {
+  RestoreTuning() = default;
+  RestoreTuning(const RestoreTuning&) = delete;
+  RestoreTuning& operator=(const RestoreTuning&) = delete;
+  ~RestoreTuning() { set_cuda_tuning(CudaTuning{}); }
+};
+
 void check_attention_on(const Case& c, const AttnInputs& in) {
   INFO(c.str());
   const size_t out_n = static_cast<size_t>(c.n_q_heads * c.n_tokens * c.head_dim);
@@ -664,9 +672,7 @@ TEST_CASE("gpu: dense pass, block masses folded in the first pass only", "[gpu]"
 // warp lists for small k, fixed attention rows, the register-capped attention, dense pass 2
 // for every size, gather CTAs of one warp or of four) still meet the CPU contract.
 TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
-  struct Restore {
-    ~Restore() { set_cuda_tuning(CudaTuning{}); }
-  } restore;
+  RestoreTuning restore;
   const char* specs[] = {"gate=scalar", "gate=warp_list", "attn_rows=256", "attn_min_blocks3=1",
                          "dense_all_pass2=1", "attn_path=tile,tile_wgmma=0",
                          "attn_path=tile,tile_wgmma=0,tile_min_blocks3=1",
@@ -693,9 +699,7 @@ TEST_CASE("gpu: tuning variants match the CPU", "[gpu]") {
 }
 
 TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
-  struct Restore {
-    ~Restore() { set_cuda_tuning(CudaTuning{}); }
-  } restore;
+  RestoreTuning restore;
   const Case c{200, 2, 1, 64, 32, 3, DType::bf16};
   check_routing(c);
   check_attention(c);
@@ -888,9 +892,7 @@ TEST_CASE("gpu: exact numerics, moba attention vs the CPU", "[gpu][exact]") {
 // the mma.sync engine elsewhere); then dense selections (k B near T) that the automatic choice
 // sends to it.
 TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
-  struct Restore {
-    ~Restore() { set_cuda_tuning(CudaTuning{}); }
-  } restore;
+  RestoreTuning restore;
   CudaTuning t;
   for (const char* spec : {"attn_path=tile,tile_wgmma=0", "attn_path=tile,tile_wgmma=1"}) {
     INFO("tuning " << spec);
@@ -922,9 +924,7 @@ TEST_CASE("gpu: moba attention tile path vs the CPU", "[gpu][exact]") {
 // gather path runs), and the automatic choice; the default tuning is restored after.
 template <typename F>
 void for_each_attn_path(F&& f) {
-  struct Restore {
-    ~Restore() { set_cuda_tuning(CudaTuning{}); }
-  } restore;
+  RestoreTuning restore;
   for (const char* spec : {"attn_path=gather", "attn_path=tile,tile_wgmma=0", "attn_path=tile,tile_wgmma=1", ""}) {
     INFO("tuning '" << spec << "'");
     CudaTuning t;
@@ -1067,9 +1067,7 @@ void check_attention_bands(const Case& c, int64_t q_begin, int64_t R) {
 // of 64, a long ragged last block); the gather path (default rounds) against the CPU in each
 // shape, and the default choice too.
 TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece bit for bit", "[gpu][window]") {
-  struct Restore {
-    ~Restore() { set_cuda_tuning(CudaTuning{}); }
-  } restore;
+  RestoreTuning restore;
   const Case cases[] = {
       // T, Hq, Hkv, d, B, k, dtype
       {2000, 2, 1, 128, 256, 8, DType::bf16},  // 2 pieces a block, GQA 2:1, a long ragged last block
@@ -1110,9 +1108,7 @@ TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece b
 // block in rounds whose four chunks are one warpgroup, against the CPU, whole calls and query
 // windows, in 128- and 512-row groups.
 TEST_CASE("gpu: long blocks on the wgmma rounds match the CPU", "[gpu][window]") {
-  struct Restore {
-    ~Restore() { set_cuda_tuning(CudaTuning{}); }
-  } restore;
+  RestoreTuning restore;
   const Case cases[] = {
       // T, Hq, Hkv, d, B, k, dtype
       {2000, 2, 1, 128, 256, 8, DType::bf16},  // 2 pieces a block, GQA 2:1, a long ragged last block
@@ -1143,9 +1139,7 @@ TEST_CASE("gpu: long blocks on the wgmma rounds match the CPU", "[gpu][window]")
 // per-thread one; both give the same bits (a row's arithmetic follows the ascending order of its
 // blocks) and match the CPU; one-warp and 4-warp CTAs.
 TEST_CASE("gpu: the gather's lists a warp per row, ascending or not, give the same bits", "[gpu][window]") {
-  struct Restore {
-    ~Restore() { set_cuda_tuning(CudaTuning{}); }
-  } restore;
+  RestoreTuning restore;
   const Case cases[] = {
       // T, Hq, Hkv, d, B, k, dtype
       {2100, 2, 1, 128, 16, 40, DType::bf16},  // ragged last block, GQA 2:1
