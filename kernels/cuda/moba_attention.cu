@@ -922,8 +922,11 @@ const char* launch_gather(const AttnArgs& a, int64_t Hq, ElemKind kind, Nx nx, b
   const int64_t d = a.head_dim;
   const bool w = warp_ctas;
   // The wgmma rounds (moba_attention_kernel WG; CudaTuning::attn_wgmma): blocks of several
-  // pieces, head dim 65-128, 16-bit numerics, CTAs of 4 warps, compute capability 9.0.
-  const bool wg = tuning.attn_wgmma && !w && nx != Nx::x3 && a.block_size > kCtaPiece && tile_wgmma_available(d);
+  // pieces, head dim 65-128, 16-bit numerics, CTAs of 4 warps, compute capability 9.0; an
+  // explicit attn_min_blocks3 keeps its register-capped kernel for plain bf16.
+  const bool capped = tuning.attn_min_blocks3 && kind != kF16 && nx == Nx::plain;
+  const bool wg = tuning.attn_wgmma && !w && !capped && nx != Nx::x3 && a.block_size > kCtaPiece &&
+                  tile_wgmma_available(d);
   if (wg) {
     if (kind == kF16) return launch_attention<128, __half>(a, Hq, false, stream, true);
     if (nx == Nx::split_p) return launch_attention<128, __nv_bfloat16, 1, Nx::split_p>(a, Hq, false, stream, true);

@@ -32,6 +32,7 @@ struct CudaTuning {
   // chunk a warp, the round's four chunks one warpgroup whose products are warpgroup MMAs
   // (wgmma) on K/V pieces staged in the 128-byte swizzled layout. Within the tolerances, not the
   // bits, of the mma.sync kernel. Opt-in while it is measured (NOTES.md, thirty-sixth session).
+  // attn_min_blocks3 takes precedence where both apply (plain bf16).
   bool attn_wgmma = false;
   // moba_attention at head dim 128 (bf16): ask ptxas for 3 CTAs per SM (a 168-register cap).
   bool attn_min_blocks3 = false;
