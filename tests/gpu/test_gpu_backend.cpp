@@ -383,7 +383,6 @@ std::pair<std::vector<float>, std::vector<float>> gpu_attention(const Case& c, c
   return {download<float>(g_out, out_n), download<float>(g_lse, lse_n)};
 }
 
-// The case's CUDA call under the current tuning against the CPU, on inputs `in`.
 // Puts the default CUDA tuning back when a test case that sets its own ends (passed or not).
 struct RestoreTuning {
   RestoreTuning() = default;
@@ -392,6 +391,7 @@ struct RestoreTuning {
   ~RestoreTuning() { set_cuda_tuning(CudaTuning{}); }
 };
 
+// The case's CUDA call under the current tuning against the CPU, on inputs `in`.
 void check_attention_on(const Case& c, const AttnInputs& in) {
   INFO(c.str());
   const size_t out_n = static_cast<size_t>(c.n_q_heads * c.n_tokens * c.head_dim);
