@@ -350,7 +350,7 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
   uint8_t* const wg_s = WG ? reinterpret_cast<uint8_t*>(
                                  (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~static_cast<uintptr_t>(1023))
                            : nullptr;
-  int* const wg_tmax = reinterpret_cast<int*>(wg_s + 4 * kWgHalf);
+  int* const wg_tmax = WG ? reinterpret_cast<int*>(wg_s + 4 * kWgHalf) : nullptr;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
   // Heaviest first: the last row groups walk the most blocks, so CTA i takes group
   // n_groups - 1 - i / heads of head i % heads (the grid is n_groups x heads).
