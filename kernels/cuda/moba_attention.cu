@@ -134,6 +134,23 @@ __global__ void csc_count_kernel(const __grid_constant__ ListArgs a) {
   }
 }
 
+// Scatters one window row's entries of a band (tag tj: query and band) into its row group's
+// lists, in any order, duplicates skipped (for_each_block); its smallest and largest blocks
+// flagged first and last.
+__device__ __forceinline__ void scatter_row(const ListArgs& a, const int32_t* sel, int k, int64_t t, int64_t base,
+                                            uint32_t tj) {
+  int32_t b_min = 0x7fffffff, b_max = -1;
+  for_each_block(a, sel, k, t, [&](int32_t b) {
+    b_min = min(b_min, b);
+    b_max = max(b_max, b);
+  });
+  for_each_block(a, sel, k, t, [&](int32_t b) {
+    const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
+    const uint32_t e = tj | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
+    a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
+  });
+}
+
 __global__ void csc_scatter_kernel(const __grid_constant__ ListArgs a) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= a.n_q_heads * a.q_count) return;
@@ -142,18 +159,8 @@ __global__ void csc_scatter_kernel(const __grid_constant__ ListArgs a) {
   for (int j = 0; j < a.bands.n; ++j) {
     if (t < a.bands.first_query[j]) continue;
     const int k = a.bands.top_k[j];
-    const int32_t* sel = a.bands.selected[j] + i * k;
-    int32_t b_min = 0x7fffffff, b_max = -1;
-    for_each_block(a, sel, k, t, [&](int32_t b) {
-      b_min = min(b_min, b);
-      b_max = max(b_max, b);
-    });
-    const uint32_t tj = static_cast<uint32_t>(t) | static_cast<uint32_t>(j) << kBandShift;
-    for_each_block(a, sel, k, t, [&](int32_t b) {
-      const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
-      const uint32_t e = tj | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
-      a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
-    });
+    scatter_row(a, a.bands.selected[j] + i * k, k, t, base,
+                static_cast<uint32_t>(t) | static_cast<uint32_t>(j) << kBandShift);
   }
 }
 
@@ -235,18 +242,7 @@ __global__ void csc_scatter_warp_kernel(const __grid_constant__ ListArgs a) {
     const int32_t* const sel = a.bands.selected[j] + i * k;
     const uint32_t tj = static_cast<uint32_t>(t) | static_cast<uint32_t>(j) << kBandShift;
     if (!a.ascending[i * kMaxAttentionBands + j]) {  // the per-thread code, on one lane
-      if (lane == 0) {
-        int32_t b_min = 0x7fffffff, b_max = -1;
-        for_each_block(a, sel, k, t, [&](int32_t b) {
-          b_min = min(b_min, b);
-          b_max = max(b_max, b);
-        });
-        for_each_block(a, sel, k, t, [&](int32_t b) {
-          const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
-          const uint32_t e = tj | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
-          a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
-        });
-      }
+      if (lane == 0) scatter_row(a, sel, k, t, base, tj);
       __syncwarp();  // the warp leaves together (its later collectives name every lane)
       continue;
     }
