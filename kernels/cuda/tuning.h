@@ -31,9 +31,9 @@ struct CudaTuning {
   // numerics (not x3) on compute capability 9.0, CTAs of 4 warps: every block in rounds of one
   // chunk a warp, the round's four chunks one warpgroup whose products are warpgroup MMAs
   // (wgmma) on K/V pieces staged in the 128-byte swizzled layout. Within the tolerances, not the
-  // bits, of the mma.sync kernel. Opt-in while it is measured (NOTES.md, thirty-sixth session).
-  // attn_min_blocks3 takes precedence where both apply (plain bf16).
-  bool attn_wgmma = false;
+  // bits, of the mma.sync kernel (NOTES.md, thirty-sixth and thirty-seventh sessions); false =
+  // the mma.sync kernel everywhere. attn_min_blocks3 takes precedence where both apply (plain bf16).
+  bool attn_wgmma = true;
   // moba_attention at head dim 128 (bf16): ask ptxas for 3 CTAs per SM (a 168-register cap).
   bool attn_min_blocks3 = false;
   // dense_pass: every block size through pass 2 (no pass-1 folding of sizes 16, 32, 64 n).

@@ -1064,8 +1064,9 @@ void check_attention_bands(const Case& c, int64_t q_begin, int64_t R) {
 // group than one chunk a warp: in rounds of one chunk a warp (attn_rounds=1, the default), the
 // same bits as every chunk per piece (attn_rounds=0), for 128- and 512-row groups, both CTA
 // shapes, fast and exact numerics (bf16 split P, f16, fp16x3), short pieces (B not a multiple
-// of 64, a long ragged last block); the gather path (default rounds) against the CPU in each
-// shape, and the default choice too.
+// of 64, a long ragged last block); the gather path's mma.sync kernel (attn_wgmma=0, default
+// rounds) against the CPU in each shape, and the default choice too (the wgmma rounds, below,
+// where they apply).
 TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece bit for bit", "[gpu][window]") {
   RestoreTuning restore;
   const Case cases[] = {
@@ -1083,20 +1084,21 @@ TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece b
       const AttnInputs in = attention_inputs(c);
       for (const char* shape : {"attn_rows=128", "attn_rows=512", "attn_rows=512,attn_warp_ctas=1"}) {
         CudaTuning t;
-        REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_rounds=0,") + shape, &t) == nullptr);
+        REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=0,attn_rounds=0,") + shape, &t) == nullptr);
         set_cuda_tuning(t);
         const auto [po, pl] = gpu_attention(c, in);
         {
           INFO("tuning " << shape << ", attn_rounds=1 against 0");
-          REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_rounds=1,") + shape, &t) == nullptr);
+          REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=0,attn_rounds=1,") + shape, &t) ==
+                  nullptr);
           set_cuda_tuning(t);
           const auto [ro, rl] = gpu_attention(c, in);
           REQUIRE(std::memcmp(po.data(), ro.data(), po.size() * 4) == 0);
           REQUIRE(std::memcmp(pl.data(), rl.data(), pl.size() * 4) == 0);
         }
-        REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,") + shape, &t) == nullptr);
+        REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=0,") + shape, &t) == nullptr);
         set_cuda_tuning(t);
-        check_attention(c);  // the gather path, default rounds, against the CPU
+        check_attention(c);  // the gather path's mma.sync kernel, default rounds, against the CPU
       }
       set_cuda_tuning(CudaTuning{});
       check_attention(c);  // the automatic choice (the tile path for most of these)
@@ -1106,7 +1108,7 @@ TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece b
 // The gather's wgmma rounds (CudaTuning::attn_wgmma: blocks of more than 128 keys, head dim
 // 65-128, 16-bit numerics, compute capability 9.0; elsewhere the mma.sync kernel runs): every
 // block in rounds whose four chunks are one warpgroup, against the CPU, whole calls and query
-// windows, in 128- and 512-row groups.
+// windows, in 128- and 512-row groups; bands (512-row groups) equal single calls bit for bit.
 TEST_CASE("gpu: long blocks on the wgmma rounds match the CPU", "[gpu][window]") {
   RestoreTuning restore;
   const Case cases[] = {
@@ -1130,6 +1132,7 @@ TEST_CASE("gpu: long blocks on the wgmma rounds match the CPU", "[gpu][window]")
         check_attention(c);
         check_attention_windows(c, {{37, c.n_tokens / 2}, {c.n_tokens - 300, -1}});
       }
+      check_attention_bands(c, 37, c.n_tokens / 2);  // under attn_rows=512, the last shape
     }
 }
 
