@@ -1108,7 +1108,8 @@ TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece b
 // The gather's wgmma rounds (CudaTuning::attn_wgmma: blocks of more than 128 keys, head dim
 // 65-128, 16-bit numerics, compute capability 9.0; elsewhere the mma.sync kernel runs): every
 // block in rounds whose four chunks are one warpgroup, against the CPU, whole calls and query
-// windows, in 128- and 512-row groups; bands (512-row groups) equal single calls bit for bit.
+// windows, in 128- and 512-row groups; bands (512-row groups, k >= 18) equal single calls bit for
+// bit.
 TEST_CASE("gpu: long blocks on the wgmma rounds match the CPU", "[gpu][window]") {
   RestoreTuning restore;
   const Case cases[] = {
@@ -1116,7 +1117,7 @@ TEST_CASE("gpu: long blocks on the wgmma rounds match the CPU", "[gpu][window]")
       {2000, 2, 1, 128, 256, 8, DType::bf16},  // 2 pieces a block, GQA 2:1, a long ragged last block
       {1500, 2, 1, 128, 300, 5, DType::bf16},  // B not a multiple of 16: a 44-key last piece a block
       {2100, 4, 2, 96, 512, 4, DType::f16},    // head dim 96 (zero channels), 4 pieces, a 52-key last block
-      {1300, 2, 1, 128, 384, 9, DType::f32},   // fp32 fast (bf16); exact is x3 (the mma.sync kernel); k >= n_blocks
+      {1300, 2, 1, 128, 384, 20, DType::f32},  // fp32 fast (bf16); exact is x3 (the mma.sync kernel); k >= n_blocks
       {700, 3, 1, 128, 200, 1, DType::bf16},   // k = 1: the current block only, rows inside a long block
   };
   for (const Case& c0 : cases)
@@ -1132,7 +1133,8 @@ TEST_CASE("gpu: long blocks on the wgmma rounds match the CPU", "[gpu][window]")
         check_attention(c);
         check_attention_windows(c, {{37, c.n_tokens / 2}, {c.n_tokens - 300, -1}});
       }
-      check_attention_bands(c, 37, c.n_tokens / 2);  // under attn_rows=512, the last shape
+      // Under attn_rows=512, the last shape; k >= 18: more bands (widths 1, 2, 3) than one pass takes.
+      if (c.top_k >= 18) check_attention_bands(c, 37, c.n_tokens / 2);
     }
 }
 
