@@ -47,26 +47,24 @@ std::string short_name(const char* mangled) {
   std::string s = status == 0 && d ? d : mangled;
   std::free(d);
   for (size_t at; (at = s.find("(anonymous namespace)::")) != std::string::npos;) s.erase(at, 23);
+  // The name: after the last ' ' or "::" outside the template arguments, up to the parameter
+  // list (the first '(' outside them: the arguments may hold casts such as "(Nx)1").
   int depth = 0;
-  for (size_t i = 0; i < s.size(); ++i) {  // the parameter list: the first '(' outside the template
-    if (s[i] == '<') ++depth;              // arguments (which may hold casts such as "(Nx)1")
-    if (s[i] == '>') --depth;
-    if (s[i] == '(' && depth == 0) {
-      s.resize(i);
-      break;
-    }
-  }
-  for (const char* ns : {"moba::kernels::", "moba::analysis::", "cuda_detail::", "gpu::"})
-    for (size_t at; (at = s.find(ns)) != std::string::npos;) s.erase(at, std::strlen(ns));
-  depth = 0;
-  size_t cut = 0;
+  size_t cut = 0, end = s.size();
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '<') ++depth;
     if (s[i] == '>') --depth;
-    if (depth == 0 && (s[i] == ' ' || (s[i] == ':' && i + 1 < s.size() && s[i + 1] == ':'))) cut = i + 1;
+    if (depth != 0) continue;
+    if (s[i] == '(') {
+      end = i;
+      break;
+    }
+    if (s[i] == ' ' || (s[i] == ':' && i + 1 < s.size() && s[i + 1] == ':')) cut = i + 1;
   }
-  s = s.substr(cut);
+  s = s.substr(cut, end - cut);
   if (!s.empty() && s[0] == ':') s = s.substr(1);
+  for (const char* ns : {"moba::kernels::", "moba::analysis::", "cuda_detail::", "gpu::"})
+    for (size_t at; (at = s.find(ns)) != std::string::npos;) s.erase(at, std::strlen(ns));
   return s;
 }
 

@@ -54,7 +54,8 @@ def main():
         args = [a for a in args if a != sys.argv[sys.argv.index("--api") + 1]]
     every = [e for e in load(args[0])["traceEvents"] if e.get("ph") == "X"]
     gpu = [e for e in every if e.get("cat") != "api"]
-    key = (lambda n: n) if "--templates" in sys.argv else (lambda n: re.sub(r"<.*", "", n))
+    templates = "--templates" in sys.argv
+    key = (lambda n: n) if templates else (lambda n: re.sub(r"<.*", "", n))
     api = [e for e in every if e.get("cat") == "api"]
     if api:
         origin = 0.0
@@ -101,7 +102,7 @@ def main():
             running.add(i)
         else:
             running.discard(i)
-    width = min(90, max([40] + [len(n) for n in share])) if "--templates" in sys.argv else 40
+    width = min(90, max([40] + [len(n) for n in share])) if templates else 40
     print("%-*s %7s %10s %10s %6s" % (width, "kernel / copy", "count", "sum ms", "share ms", "share"))
     for n, v in sorted(share.items(), key=lambda x: -x[1])[:24]:
         print("%-*s %7d %10.2f %10.2f %5.1f%%" % (width, n[:width], count[n], summed[n] / 1e3, v / 1e3, 100 * v / busy))
