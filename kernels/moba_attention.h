@@ -81,6 +81,9 @@ struct MobaAttentionBand {
 constexpr int kMaxAttentionBands = 8;
 const char* moba_attention_bands_cuda(const MobaAttentionParams& p, const MobaAttentionBand* bands, int n_bands,
                                       void* stream = nullptr);
+// Gather launches since the process started whose K/V pieces the TMA staged (CudaTuning::attn_tma,
+// where a tensor map could be made): tests check that the staging they ask for ran.
+int64_t moba_attention_tma_launches();
 #endif
 
 }  // namespace moba::kernels

@@ -40,9 +40,11 @@
 #include "kernels/moba_attention.h"
 
 #include <cub/device/device_scan.cuh>
+#include <cuda.h>  // CUtensorMap (the wgmma rounds' TMA staging; the driver call goes through cudart)
 #include <cuda/std/functional>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -288,6 +290,14 @@ struct AttnArgs {
   // q's window rows in fragment order (permute_q_kernel; [n_q_heads][q_count][D], row wrow + t):
   // set where the kernels read it (wide_rows: head dim 64 or 128, not x3, 16- or 32-key steps).
   const uint16_t* qp;
+  int tma;  // the wgmma rounds' TMA staging (CudaTuning::attn_tma; launch_gather): KvMaps set
+};
+
+// The wgmma rounds' TMA staging (AttnArgs::tma): K and V as [kv heads][tokens][head dim], boxes
+// of 64 channels x 128 keys. A parameter of its own after AttnArgs, so that AttnArgs' place in
+// the parameter space (and every other kernel's code) stays as it was.
+struct KvMaps {
+  CUtensorMap k, v;
 };
 
 // Wide row traffic (NOTES.md, thirty-fifth session). Where the head dim is the kernel's D (no
@@ -316,7 +326,7 @@ __global__ void permute_q_kernel(const uint16_t* q, int64_t q_sh, int64_t q_st, 
 // WARPS: warps per CTA (each takes 16 of a block's queries at a time); KP: keys per staged piece.
 // STEP: keys per online-softmax step (kSub; x3 at most 32); launch_attention gives blocks of 16
 // or 32 keys a kernel whose step is the block (step_keys).
-// WG (CudaTuning::attn_wgmma; head dim 128, sm_90a, blocks of more than a piece): every block in
+// WG (CudaTuning::attn_wgmma; head dim 128, sm_90a, blocks of 64-key steps): every block in
 // rounds of one chunk a warp, and a round's four chunks (16 rows each, empty ones included) are
 // one warpgroup: S = Q K^T as 8 m64n64k16 and O += P V as 4 m64n128k16 warpgroup MMAs (Q and P
 // from registers: wgmma's A and accumulator fragments are mma.m16n8k16's per warp, wgmma.cuh),
@@ -324,7 +334,8 @@ __global__ void permute_q_kernel(const uint16_t* q, int64_t q_sh, int64_t q_st, 
 // rows need (a warp's keys past its rows are masked: they change nothing). The masks, softmax,
 // running state and stores are the mma.sync kernel's.
 template <int D, typename T16, int MinB, Nx NX, int WARPS, int KP, int STEP = kSub, bool WG = false>
-__global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const __grid_constant__ AttnArgs a) {
+__global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const __grid_constant__ AttnArgs a,
+                                                                          const __grid_constant__ KvMaps maps) {
   using M = Mma<T16>;
   constexpr int kWarps = WARPS, kKeyPiece = KP;  // keys of a block staged in shared memory at once
   constexpr bool X3 = NX == Nx::x3;
@@ -347,6 +358,10 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
                                  (reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~static_cast<uintptr_t>(1023))
                            : nullptr;
   int* const wg_tmax = WG ? reinterpret_cast<int*>(wg_s + 4 * kWgHalf) : nullptr;
+  // WG with a.tma: the mbarrier the pieces' copies complete on (after the row maxima), and the
+  // parity of its current phase (every thread stages the same pieces).
+  const uint32_t wg_bar = WG ? static_cast<uint32_t>(__cvta_generic_to_shared(wg_s + 4 * kWgHalf + 16)) : 0u;
+  uint32_t wg_phase = 0;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
   // Heaviest first: the last row groups walk the most blocks, so CTA i takes group
   // n_groups - 1 - i / heads of head i % heads (the grid is n_groups x heads).
@@ -498,7 +513,8 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
       dv += kDstStep;
     }
   };
-  // WG: the piece [p0, p0 + np) into the swizzled halves, zero-filled to KP keys and past d. A
+  // WG: the piece [p0, p0 + np) into the swizzled halves, zero-filled to its last 64-key step and
+  // past d (rows past that step are never read). A
   // thread copies chunk column c8 of rows r0 + 8 i: a row 8 on keeps its chunk's place in the
   // swizzle (its period), 1024 bytes on.
   const auto stage_wg = [&](int64_t p0, int np) {
@@ -512,7 +528,8 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
     uint32_t dk = static_cast<uint32_t>(__cvta_generic_to_shared(wg_s)) + (c8 / 64) * kWgHalf + swizzle128(r0, c8 % 64);
     uint32_t dv = dk + 2 * kWgHalf;
 #pragma unroll 1
-    for (int r = r0; r < kKeyPiece; r += 8) {
+    const int rows = (np + kSub - 1) / kSub * kSub;
+    for (int r = r0; r < rows; r += 8) {
       const bool ok = chan_ok && r < np;
       cp_async16_s(dk, ok ? kq : kbase, ok);
       cp_async16_s(dv, ok ? vq : vbase, ok);
@@ -522,6 +539,29 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
       dv += 1024;
     }
   };
+  // WG with a.tma: the same piece by four TMA tile copies from one thread (K and V, channels
+  // [0, 64) and [64, 128)): zeros past the sequence's end and past d, the next block's keys past
+  // the block's end (finite inputs: their scores are masked, P = 0 adds +-0, the same bits).
+  const auto stage_tma = [&](int64_t p0) {
+#if MOBA_WGMMA
+    if (tid == 0) {
+      const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(wg_s));
+      mbar_expect_tx(wg_bar, 4 * kWgHalf);
+#pragma unroll
+      for (int x = 0; x < 2; ++x) {
+        tma_load_3d(s + x * kWgHalf, &maps.k, 64 * x, static_cast<int>(p0), static_cast<int>(kv), wg_bar);
+        tma_load_3d(s + (2 + x) * kWgHalf, &maps.v, 64 * x, static_cast<int>(p0), static_cast<int>(kv), wg_bar);
+      }
+    }
+#endif
+  };
+#if MOBA_WGMMA
+  if constexpr (WG)
+    if (a.tma && tid == 0) {  // ordered before its use by the batch loop's barrier
+      mbar_init(wg_bar, 1);
+      fence_proxy_async();  // the initialised barrier, to the TMA's (async) proxy
+    }
+#endif
   const bool dbuf = !WG && a.block_size <= kKeyPiece / 2;  // staged a block ahead (below)
   // The blocks with a list, kWarps * 32 blocks at a time: each thread reads one block's
   // bounds, and the non-empty ones are compacted in order into shared memory, so empty blocks
@@ -590,8 +630,13 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
           const int np = static_cast<int>(min(int64_t{kKeyPiece}, kb1 - p0));
           __syncthreads();  // previous piece fully consumed (dbuf: the other half is free)
           const int half = dbuf ? (inz & 1) * (kKeyPiece / 2) * LD : 0;
+          // WG: a one-piece block is staged once, for its first round; later rounds reuse it.
+          const bool wg_stage = WG && (r0 == 0 || kb1 - b * a.block_size > kKeyPiece);
           if (WG) {
-            stage_wg(p0, np);
+            if (wg_stage && a.tma)
+              stage_tma(p0);
+            else if (wg_stage)
+              stage_wg(p0, np);
           } else if (!dbuf) {
             stage(p0, np, 0);
           } else {
@@ -626,7 +671,14 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
           else
             cp_async_wait_all();
 #if MOBA_WGMMA
-          if constexpr (WG) fence_proxy_async();  // the copies, to the warpgroup MMAs' proxy
+          if constexpr (WG) {
+            if (!a.tma) {
+              fence_proxy_async();  // the copies, to the warpgroup MMAs' proxy
+            } else if (wg_stage) {  // the TMA copies: complete on the mbarrier, in the async proxy already
+              mbar_wait(wg_bar, wg_phase);
+              wg_phase ^= 1u;
+            }
+          }
 #endif
           __syncthreads();
           // WG: the round's steps run to its last row (every warp: warpgroup MMAs).
@@ -817,14 +869,18 @@ bool wide_rows(Nx nx, int64_t d, int64_t block_size) {
   return nx != Nx::x3 && (d == 64 || d == 128) && step_keys(block_size) < kSub;
 }
 
+// wg: the wgmma rounds' kernel, with these maps (AttnArgs::tma).
 template <int D, typename T16, int MinB = 1, Nx NX = Nx::plain, bool AllowWarpCtas = true>
 const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_ctas, cudaStream_t stream,
-                             bool wg = false) {
+                             const KvMaps* wg = nullptr) {
+  static const KvMaps no_maps{};
+  const KvMaps& maps = wg ? *wg : no_maps;
   const auto launch = [&](auto kernel, int warps, int piece, size_t smem_wg = 0) -> const char* {
     const size_t smem = smem_wg ? smem_wg
                                 : size_t{NX == Nx::x3 ? 4 : 2} * static_cast<size_t>(piece) * (D + 8) * sizeof(uint16_t);
     MOBA_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    kernel<<<dim3(static_cast<unsigned>(a.n_groups), static_cast<unsigned>(n_q_heads)), warps * 32, smem, stream>>>(a);
+    kernel<<<dim3(static_cast<unsigned>(a.n_groups), static_cast<unsigned>(n_q_heads)), warps * 32, smem, stream>>>(a,
+                                                                                                              maps);
     MOBA_CUDA_LAUNCH_CHECK();
     return nullptr;
   };
@@ -835,10 +891,10 @@ const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_cta
     return launch(moba_attention_kernel<D, T16, MinB, NX, kCtaWarps, kCtaPiece, S>, kCtaWarps, kCtaPiece);
   };
   // The wgmma rounds (launch_gather): K and V pieces of 2 x 16 KB each, 1024 bytes to align them
-  // to the swizzle's atoms, and the round's row maxima.
+  // to the swizzle's atoms, the round's row maxima (kCtaWarps ints, 16 bytes) and the mbarrier.
   if constexpr (D == 128 && NX != Nx::x3 && MinB == 1)
     if (wg) return launch(moba_attention_kernel<D, T16, 1, NX, kCtaWarps, kCtaPiece, kSub, true>, kCtaWarps, kCtaPiece,
-                          size_t{4} * kCtaPiece * 128 + 1024 + kCtaWarps * sizeof(int));
+                          size_t{4} * kCtaPiece * 128 + 1024 + 16 + sizeof(uint64_t));
   // x3 steps 32 keys at most already; the 3-CTA variant (register cap) keeps one step.
   if constexpr (NX != Nx::x3 && MinB == 1) {
     const int step = step_keys(a.block_size);
@@ -911,22 +967,62 @@ bool use_tile_path(int64_t n_q_heads, int64_t T, int64_t B, int top_k, Nx nx, co
   return 0.5 * Td * tuning.attn_tile_cost < gather;
 }
 
+// A tensor map of K or V for the wgmma rounds' TMA staging (CudaTuning::attn_tma): [n_heads]
+// [n_tokens][d] 16-bit elements at `base` (strides sh, st in elements), boxes of 64 channels x 128
+// keys x 1 head, 128-byte swizzle, zeros outside. False where the driver has no
+// cuTensorMapEncodeTiled or the layout allows no map (base or strides not 16-byte multiples):
+// the cp.async staging runs then.
+std::atomic<int64_t> g_tma_launches{0};
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                   const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                   CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+bool encode_kv_map(CUtensorMap* map, const uint16_t* base, int64_t sh, int64_t st, int64_t n_heads, int64_t n_tokens,
+                   int64_t d) {
+  static const EncodeTiledFn encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return EncodeTiledFn{nullptr};
+    }
+    return reinterpret_cast<EncodeTiledFn>(fn);
+  }();
+  const uint64_t st_b = static_cast<uint64_t>(st) * 2;
+  const uint64_t sh_b = n_heads > 1 ? static_cast<uint64_t>(sh) * 2 : st_b * static_cast<uint64_t>(n_tokens);
+  if (!encode || reinterpret_cast<uintptr_t>(base) % 16 || st <= 0 || sh < 0 || st_b % 16 || sh_b % 16 ||
+      sh_b == 0 || st_b >= (uint64_t{1} << 40) || sh_b >= (uint64_t{1} << 40) || n_tokens >= (int64_t{1} << 31))
+    return false;
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(d), static_cast<cuuint64_t>(n_tokens),
+                              static_cast<cuuint64_t>(n_heads)};
+  const cuuint64_t strides[2] = {st_b, sh_b};
+  const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(kCtaPiece), 1}, elem[3] = {1, 1, 1};
+  return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT16, 3, const_cast<uint16_t*>(base), dims, strides, box, elem,
+                CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
 // The gather kernel's instantiation for these numerics and head dim; warp_ctas: CTAs of one
 // warp (sparse lists, use_warp_ctas).
 const char* launch_gather(const AttnArgs& a, int64_t Hq, ElemKind kind, Nx nx, bool warp_ctas,
                           const CudaTuning& tuning, cudaStream_t stream) {
   const int64_t d = a.head_dim;
   const bool w = warp_ctas;
-  // The wgmma rounds (moba_attention_kernel WG; CudaTuning::attn_wgmma): blocks of several
-  // pieces, head dim 65-128, 16-bit numerics, CTAs of 4 warps, compute capability 9.0; an
+  // The wgmma rounds (moba_attention_kernel WG; CudaTuning::attn_wgmma): blocks of 64-key steps
+  // (more than 32 keys), head dim 65-128, 16-bit numerics, CTAs of 4 warps, compute capability 9.0; an
   // explicit attn_min_blocks3 keeps its register-capped kernel for plain bf16.
   const bool capped = tuning.attn_min_blocks3 && kind != kF16 && nx == Nx::plain;
-  const bool wg = tuning.attn_wgmma && !w && !capped && nx != Nx::x3 && a.block_size > kCtaPiece &&
+  const bool wg = tuning.attn_wgmma && !w && !capped && nx != Nx::x3 && step_keys(a.block_size) == kSub &&
                   tile_wgmma_available(d);
   if (wg) {
-    if (kind == kF16) return launch_attention<128, __half>(a, Hq, false, stream, true);
-    if (nx == Nx::split_p) return launch_attention<128, __nv_bfloat16, 1, Nx::split_p>(a, Hq, false, stream, true);
-    return launch_attention<128, __nv_bfloat16>(a, Hq, false, stream, true);
+    AttnArgs aw = a;
+    KvMaps maps{};
+    aw.tma = tuning.attn_tma && encode_kv_map(&maps.k, a.k, a.k_sh, a.k_st, Hq / a.group, a.n_tokens, d) &&
+             encode_kv_map(&maps.v, a.v, a.v_sh, a.v_st, Hq / a.group, a.n_tokens, d);
+    if (aw.tma) g_tma_launches.fetch_add(1, std::memory_order_relaxed);
+    if (kind == kF16) return launch_attention<128, __half>(aw, Hq, false, stream, &maps);
+    if (nx == Nx::split_p) return launch_attention<128, __nv_bfloat16, 1, Nx::split_p>(aw, Hq, false, stream, &maps);
+    return launch_attention<128, __nv_bfloat16>(aw, Hq, false, stream, &maps);
   }
   if (nx == Nx::x3)
     return d <= 64 ? launch_attention<64, __half, 1, Nx::x3>(a, Hq, w, stream)
@@ -1111,5 +1207,7 @@ const char* moba_attention_bands_cuda(const MobaAttentionParams& p, const MobaAt
                                       void* stream_ptr) {
   return attention_bands(p, bands, n_bands, static_cast<cudaStream_t>(stream_ptr));
 }
+
+int64_t moba_attention_tma_launches() { return g_tma_launches.load(std::memory_order_relaxed); }
 
 }  // namespace moba::kernels

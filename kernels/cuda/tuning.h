@@ -34,6 +34,11 @@ struct CudaTuning {
   // bits, of the mma.sync kernel (NOTES.md, thirty-sixth and thirty-seventh sessions); false =
   // the mma.sync kernel everywhere. attn_min_blocks3 takes precedence where both apply (plain bf16).
   bool attn_wgmma = true;
+  // The wgmma rounds' K/V pieces staged by the tensor memory accelerator (TMA: four tile copies
+  // a piece from one thread, completing on an mbarrier) instead of every thread's cp.async
+  // copies; where the operands' strides and base allow a tensor map (16-byte multiples), else
+  // cp.async. The same bits.
+  bool attn_tma = true;
   // moba_attention at head dim 128 (bf16): ask ptxas for 3 CTAs per SM (a 168-register cap).
   bool attn_min_blocks3 = false;
   // dense_pass: every block size through pass 2 (no pass-1 folding of sizes 16, 32, 64 n).
@@ -89,7 +94,7 @@ const CudaTuning& cuda_tuning();
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
 // attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, tile_wgmma=0|1, row_warp=0|1,
-// attn_warp_ctas=-1|0|1, attn_rounds=0|1, attn_wgmma=0|1, heads_in_flight=1|2, chunk_rows=N,
+// attn_warp_ctas=-1|0|1, attn_rounds=0|1, attn_wgmma=0|1, attn_tma=0|1, heads_in_flight=1|2, chunk_rows=N,
 // moments_apart=0|1; "" = defaults) on top of `*out`. Returns nullptr or a static message
 // naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);

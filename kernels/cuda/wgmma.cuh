@@ -51,6 +51,35 @@ __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sy
 // async proxy that wgmma reads B through; a barrier after it publishes them to the warpgroup.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
+// The tensor memory accelerator (TMA) and the mbarrier its copies complete on. A tile copy
+// writes the box of a tensor map (cuTensorMapEncodeTiled; here with the 128-byte swizzle, the
+// layout swizzle128 describes, into a 1024-byte aligned destination), elements outside the tensor
+// as zeros, and counts the whole box's bytes on the mbarrier. mbar_wait: until the phase of
+// parity `parity` completes.
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred p;\nMOBA_MBAR_WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra MOBA_MBAR_WAIT;\n}\n" ::"r"(bar),
+      "r"(parity)
+      : "memory");
+}
+// The box at coordinates (c0, c1, c2) of the 3-d tensor map `map` (a __grid_constant__
+// parameter's address) into shared memory at `dst`, completing on mbarrier `bar`.
+__device__ __forceinline__ void tma_load_3d(uint32_t dst, const void* map, int c0, int c1, int c2, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
+      "[%5];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(bar)
+      : "memory");
+}
+
 // d (+)= A B for a 64 x N tile, A [64 x 16] in registers, B [16 x N] by descriptor; scale_d = 0
 // ignores d's old value. TRANS_B: 0 = K-major B, 1 = MN-major.
 template <typename T16> struct Wgmma;

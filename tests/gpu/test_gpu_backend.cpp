@@ -762,6 +762,9 @@ TEST_CASE("gpu: small case for compute-sanitizer", "[gpu][small]") {
     x.precision = Precision::exact;
     check_attention(x);
     check_attention_windows(x, {{37, 300}});
+    Case y{400, 2, 1, 128, 64, 5, DType::bf16};  // one piece a block, staged once for its rounds
+    check_attention(y);
+    check_attention_windows(y, {{37, 300}});
   }
 }
 
@@ -1105,12 +1108,12 @@ TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece b
     }
 }
 
-// The gather's wgmma rounds (CudaTuning::attn_wgmma: blocks of more than 128 keys, head dim
+// The gather's wgmma rounds (CudaTuning::attn_wgmma: blocks of more than 32 keys, head dim
 // 65-128, 16-bit numerics, compute capability 9.0; elsewhere the mma.sync kernel runs): every
 // block in rounds whose four chunks are one warpgroup, against the CPU, whole calls and query
 // windows, in 128- and 512-row groups; bands (512-row groups, k >= 18) equal single calls bit for
 // bit.
-TEST_CASE("gpu: long blocks on the wgmma rounds match the CPU", "[gpu][window]") {
+TEST_CASE("gpu: the gather's wgmma rounds match the CPU", "[gpu][window]") {
   RestoreTuning restore;
   const Case cases[] = {
       // T, Hq, Hkv, d, B, k, dtype
@@ -1119,6 +1122,10 @@ TEST_CASE("gpu: long blocks on the wgmma rounds match the CPU", "[gpu][window]")
       {2100, 4, 2, 96, 512, 4, DType::f16},    // head dim 96 (zero channels), 4 pieces, a 52-key last block
       {1300, 2, 1, 128, 384, 20, DType::f32},  // fp32 fast (bf16); exact is x3 (the mma.sync kernel); k >= n_blocks
       {700, 3, 1, 128, 200, 1, DType::bf16},   // k = 1: the current block only, rows inside a long block
+      {1000, 2, 1, 128, 64, 8, DType::bf16},   // one piece a block (staged once for its rounds), ragged
+      {900, 2, 2, 96, 128, 5, DType::f16},     // one whole piece a block, a 4-key last block
+      {777, 2, 1, 128, 100, 20, DType::bf16},  // B not a multiple of 16 (a 36-key step), k >= n_blocks
+      {600, 4, 1, 128, 48, 3, DType::bf16},    // B = 48: one 64-key step a block, GQA 4:1
   };
   for (const Case& c0 : cases)
     for (const Precision pr : {Precision::fast, Precision::exact}) {
@@ -1135,6 +1142,26 @@ TEST_CASE("gpu: long blocks on the wgmma rounds match the CPU", "[gpu][window]")
       }
       // Under attn_rows=512, the last shape; k >= 18: more bands (widths 1, 2, 3) than one pass takes.
       if (c.top_k >= 18) check_attention_bands(c, 37, c.n_tokens / 2);
+      // The pieces staged by the TMA (attn_tma=1): the same bits as the cp.async staging, and the
+      // TMA ran where the rounds do (16-bit staging: not fp32 exact, x3 on the mma.sync kernel).
+      {
+        INFO("tuning attn_tma=0 against 1");
+        const AttnInputs in = attention_inputs(c);
+        CudaTuning t;
+        REQUIRE(parse_cuda_tuning("attn_path=gather,attn_wgmma=1,attn_rows=512,attn_tma=0", &t) == nullptr);
+        set_cuda_tuning(t);
+        const auto [po, pl] = gpu_attention(c, in);
+        REQUIRE(parse_cuda_tuning("attn_path=gather,attn_wgmma=1,attn_rows=512,attn_tma=1", &t) == nullptr);
+        set_cuda_tuning(t);
+        const int64_t before = moba_attention_tma_launches();
+        const auto [to, tl] = gpu_attention(c, in);
+        const bool x3 = c.dtype == DType::f32 && c.precision == Precision::exact;
+        CHECK((moba_attention_tma_launches() > before) == !x3);
+        REQUIRE(std::memcmp(po.data(), to.data(), po.size() * 4) == 0);
+        REQUIRE(std::memcmp(pl.data(), tl.data(), pl.size() * 4) == 0);
+        check_attention(c);  // and against the CPU, windows too
+        check_attention_windows(c, {{37, c.n_tokens / 2}});
+      }
     }
 }
 
