@@ -641,23 +641,32 @@ std::vector<AttnUnit> attention_units(const Group& g, int64_t w0, int64_t wn) {
 }
 
 // The gather path's query rows per CTA for a window's calls. They run side by side, so their
-// CTAs are counted together: the largest power of two in [128, 4096] that still gives >=
-// kWindowCtasPerSm CTAs per multiprocessor over the window's units (the kernel's own rule
-// counts one call's: 256 rows for B6's 128K tokens). 8 of B6's heads on an H200, attention +
-// error: one band a pass, 256 rows 14.1 s, 1024 rows 10.4 s, 4096 rows 21.5 s (3 CTAs per SM
-// picked 1024); bands sharing passes (fuller block lists), 512 rows 7.98 s, 1024 rows 8.84 s,
-// 2048 rows 12.03 s (kernels/cuda/NOTES.md, twelfth session).
+// CTAs are counted together: the largest power of two in [256, 4096] that still gives >=
+// kWindowCtasPerSmMany CTAs per multiprocessor over the window's units; where none does, the
+// largest in [128, 4096] giving >= kWindowCtasPerSm (the kernel's own rule counts one call's:
+// 256 rows for B6's 128K tokens). Results do not depend on it. 8 of B6's heads on an H200,
+// attention + error: one band a pass, 256 rows 14.1 s, 1024 rows 10.4 s, 4096 rows 21.5 s;
+// bands sharing passes (fuller block lists), 512 rows 7.98 s, 1024 rows 8.84 s, 2048 rows
+// 12.03 s (kernels/cuda/NOTES.md, twelfth session). On an H100 with the wgmma rounds (thirty-
+// eighth session): 8 B6 heads 512 rows 5.01 s, 256 4.71-4.73 s, 128 4.67-4.68 s; the whole B6
+// 26.9 s at 512, 25.9-26.0 s at 256 or 128; B4 (256 rows under either rule) 0.88-0.92 s, at 128
+// 0.96-0.99 s.
 constexpr int64_t kWindowCtasPerSm = 6;
+constexpr int64_t kWindowCtasPerSmMany = 12;
 int window_rows(const std::vector<AttnUnit>& units) {
-  const int64_t want = kWindowCtasPerSm * static_cast<int64_t>(kernels::cuda_detail::sm_count());
-  int rows = 4096;
+  const int64_t sms = kernels::cuda_detail::sm_count();
   const auto ctas = [&](int r) {
     int64_t n = 0;
     for (const AttnUnit& u : units) n += (u.rn + r - 1) / r;
     return n;
   };
-  while (rows > 128 && ctas(rows) < want) rows /= 2;
-  return rows;
+  const auto largest = [&](int least, int64_t per_sm) {
+    int rows = 4096;
+    while (rows > least && ctas(rows) < per_sm * sms) rows /= 2;
+    return rows;
+  };
+  const int many = largest(256, kWindowCtasPerSmMany);
+  return ctas(many) >= kWindowCtasPerSmMany * sms ? many : largest(128, kWindowCtasPerSm);
 }
 
 // Bands per attention pass: a (block size, router)'s bands share a gather pass (each key
