@@ -27,12 +27,12 @@ struct CudaTuning {
   // and reloaded a piece; 1 = in rounds of one chunk a warp, the block's pieces staged again a
   // round and each chunk's state kept in registers across the block. The same bits in either.
   int attn_rounds = 1;
-  // moba_attention's gather path, blocks of more than 128 keys at head dim 65-128 in 16-bit
-  // numerics (not x3) on compute capability 9.0, CTAs of 4 warps: every block in rounds of one
-  // chunk a warp, the round's four chunks one warpgroup whose products are warpgroup MMAs
-  // (wgmma) on K/V pieces staged in the 128-byte swizzled layout. Within the tolerances, not the
-  // bits, of the mma.sync kernel (NOTES.md, thirty-sixth and thirty-seventh sessions); false =
-  // the mma.sync kernel everywhere. attn_min_blocks3 takes precedence where both apply (plain bf16).
+  // moba_attention's gather path, blocks of more than 32 keys (64-key steps) at head dim 65-128
+  // in 16-bit numerics (not x3) on compute capability 9.0, CTAs of 4 warps: every block in rounds
+  // of one chunk a warp, the round's four chunks one warpgroup whose products are warpgroup MMAs
+  // (wgmma) on K/V pieces staged in the 128-byte swizzled layout (a one-piece block staged once).
+  // Within the tolerances, not the bits, of the mma.sync kernel (NOTES.md, thirty-sixth to
+  // thirty-eighth sessions); false = the mma.sync kernel everywhere. attn_min_blocks3 takes precedence where both apply (plain bf16).
   bool attn_wgmma = true;
   // The wgmma rounds' K/V pieces staged by the tensor memory accelerator (TMA: four tile copies
   // a piece from one thread, completing on an mbarrier) instead of every thread's cp.async
