@@ -527,8 +527,8 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
     const int64_t k_step = 8 * a.k_st, v_step = 8 * a.v_st;
     uint32_t dk = static_cast<uint32_t>(__cvta_generic_to_shared(wg_s)) + (c8 / 64) * kWgHalf + swizzle128(r0, c8 % 64);
     uint32_t dv = dk + 2 * kWgHalf;
-#pragma unroll 1
     const int rows = (np + kSub - 1) / kSub * kSub;
+#pragma unroll 1
     for (int r = r0; r < rows; r += 8) {
       const bool ok = chan_ok && r < np;
       cp_async16_s(dk, ok ? kq : kbase, ok);
