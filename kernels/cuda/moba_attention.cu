@@ -361,7 +361,9 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
   // WG with a.tma: the mbarrier the pieces' copies complete on (after the row maxima), and the
   // parity of its current phase (every thread stages the same pieces).
   const uint32_t wg_bar = WG ? static_cast<uint32_t>(__cvta_generic_to_shared(wg_s + 4 * kWgHalf + 16)) : 0u;
+#if MOBA_WGMMA
   uint32_t wg_phase = 0;
+#endif
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, g = lane / 4, qd = lane % 4;
   // Heaviest first: the last row groups walk the most blocks, so CTA i takes group
   // n_groups - 1 - i / heads of head i % heads (the grid is n_groups x heads).
