@@ -84,6 +84,9 @@ const char* moba_attention_bands_cuda(const MobaAttentionParams& p, const MobaAt
 // Gather launches since the process started whose K/V pieces the TMA staged (CudaTuning::attn_tma,
 // where a tensor map could be made): tests check that the staging they ask for ran.
 int64_t moba_attention_tma_launches();
+// Gather launches since the process started whose kernel read its row group's Q rows from shared
+// memory (CudaTuning::attn_q_smem, where they fit).
+int64_t moba_attention_q_smem_launches();
 #endif
 
 }  // namespace moba::kernels

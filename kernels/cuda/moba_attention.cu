@@ -67,6 +67,12 @@ using namespace cuda_detail;
 constexpr int kCtaWarps = 4, kCtaPiece = 128;
 constexpr int kWarpCtaPiece = 64;
 constexpr int kSub = 64;        // keys per online-softmax step
+// The 4-warp gather kernels of 16- and 32-key steps (blocks of at most that many keys, staged a
+// block ahead in halves of a piece) take pieces of two steps, not kCtaPiece: the shared memory
+// that frees holds the row group's Q rows where they fit in kQSmemMax bytes (AttnArgs::q_smem).
+constexpr int cta_piece(int step) { return step < kSub ? 2 * step : kCtaPiece; }
+constexpr int64_t kQSmemMax = 64 * 1024;
+std::atomic<int64_t> g_q_smem_launches{0};  // moba_attention_q_smem_launches
 
 // Per band (moba_attention_bands_cuda; one for moba_attention_cuda): selections and outputs.
 struct Bands {
@@ -291,6 +297,9 @@ struct AttnArgs {
   // set where the kernels read it (wide_rows: head dim 64 or 128, not x3, 16- or 32-key steps).
   const uint16_t* qp;
   int tma;  // the wgmma rounds' TMA staging (CudaTuning::attn_tma; launch_gather): KvMaps set
+  // Nonzero: launch_attention takes the 4-warp kernels of wide rows that copy their row group's
+  // rows of qp into shared memory (QS; a.rows x D 16-bit; CudaTuning::attn_q_smem, attention_bands).
+  int q_smem;
 };
 
 // The wgmma rounds' TMA staging (AttnArgs::tma): K and V as [kv heads][tokens][head dim], boxes
@@ -333,7 +342,7 @@ __global__ void permute_q_kernel(const uint16_t* q, int64_t q_sh, int64_t q_st, 
 // K and V staged in the 128-byte swizzled layout, every warp through every step the round's
 // rows need (a warp's keys past its rows are masked: they change nothing). The masks, softmax,
 // running state and stores are the mma.sync kernel's.
-template <int D, typename T16, int MinB, Nx NX, int WARPS, int KP, int STEP = kSub, bool WG = false>
+template <int D, typename T16, int MinB, Nx NX, int WARPS, int KP, int STEP = kSub, bool WG = false, bool QS = false>
 __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const __grid_constant__ AttnArgs a,
                                                                           const __grid_constant__ KvMaps maps) {
   using M = Mma<T16>;
@@ -378,6 +387,12 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
   // Wide rows (permute_q_kernel) in the kernels of 16- and 32-key steps where the head dim is D:
   // the 64-key step kernels spill with them and gain nothing (NOTES.md, thirty-fifth session).
   constexpr bool kWideRows = !X3 && MinB == 1 && STEP < kSub;
+  // QS (AttnArgs::q_smem; 4-warp kernels of wide rows where the head dim is D): the group's rows of
+  // qp copied once into shared memory, after the K/V pieces, and read from there. Row r's 16-byte
+  // chunk c sits at c ^ 4 (r & 1): the two rows of a quarter warp's loads fall on different banks
+  // where their parities differ.
+  static_assert(!QS || (kWideRows && WARPS == kCtaWarps), "moba_attention_kernel: Q in shared memory with wide rows");
+  const uint16_t* const qs = ks + 2 * kKeyPiece * LD;  // [r_end - r_begin][D]
   // Runs f(dd) with the channel bound dd of the row loads and stores: the constant D where the
   // head dim is D (no padded channels: the bound drops out, one predicate a row instead of a
   // 64-bit compare and an address a load), else d.
@@ -432,14 +447,26 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
     const auto load_rows = [&](auto dd) {
       constexpr bool kWide = kWideRows && std::is_same_v<decltype(dd), std::integral_constant<int64_t, D>>;
       if constexpr (kWide) {  // a.qp is set wherever the head dim is D (attention_bands)
-        const uint16_t* const p0 = t0 >= 0 ? a.qp + (wrow + t0) * D + 8 * qd : nullptr;
-        const uint16_t* const p1 = t1 >= 0 ? a.qp + (wrow + t1) * D + 8 * qd : nullptr;
-#pragma unroll
-        for (int m = 0; m < D / 32; ++m) {
-          const uint4 x0 = p0 ? __ldg(reinterpret_cast<const uint4*>(p0 + 32 * m)) : make_uint4(0, 0, 0, 0);
-          const uint4 x1 = p1 ? __ldg(reinterpret_cast<const uint4*>(p1 + 32 * m)) : make_uint4(0, 0, 0, 0);
+        // One uint4 of each row gives qa[2 m][0, 2], qa[2 m + 1][0, 2] (row t0) or [1, 3] (row t1).
+        const auto put = [&](int m, const uint4& x0, const uint4& x1) {
           qa[2 * m][0] = x0.x; qa[2 * m][2] = x0.y; qa[2 * m + 1][0] = x0.z; qa[2 * m + 1][2] = x0.w;
           qa[2 * m][1] = x1.x; qa[2 * m][3] = x1.y; qa[2 * m + 1][1] = x1.z; qa[2 * m + 1][3] = x1.w;
+        };
+        if constexpr (QS) {  // chunk 4 m + qd of the group's row r at 4 (m ^ (r & 1)) + qd
+          const int r0 = static_cast<int>(t0 - r_begin), r1 = static_cast<int>(t1 - r_begin);
+          const uint16_t* const s0 = qs + r0 * D + 8 * qd;
+          const uint16_t* const s1 = qs + r1 * D + 8 * qd;
+#pragma unroll
+          for (int m = 0; m < D / 32; ++m)
+            put(m, t0 >= 0 ? *reinterpret_cast<const uint4*>(s0 + 32 * (m ^ (r0 & 1))) : make_uint4(0, 0, 0, 0),
+                t1 >= 0 ? *reinterpret_cast<const uint4*>(s1 + 32 * (m ^ (r1 & 1))) : make_uint4(0, 0, 0, 0));
+        } else {
+          const uint16_t* const p0 = t0 >= 0 ? a.qp + (wrow + t0) * D + 8 * qd : nullptr;
+          const uint16_t* const p1 = t1 >= 0 ? a.qp + (wrow + t1) * D + 8 * qd : nullptr;
+#pragma unroll
+          for (int m = 0; m < D / 32; ++m)
+            put(m, p0 ? __ldg(reinterpret_cast<const uint4*>(p0 + 32 * m)) : make_uint4(0, 0, 0, 0),
+                p1 ? __ldg(reinterpret_cast<const uint4*>(p1 + 32 * m)) : make_uint4(0, 0, 0, 0));
         }
       } else {
         load_q_fragments<D>(qa, t0 >= 0 ? a.q + h * a.q_sh + t0 * a.q_st : nullptr,
@@ -566,6 +593,18 @@ __global__ void __launch_bounds__(WARPS * 32, MinB) moba_attention_kernel(const 
     }
 #endif
   const bool dbuf = !WG && a.block_size <= kKeyPiece / 2;  // staged a block ahead (below)
+  if constexpr (QS) {
+    const int nq = static_cast<int>(r_end - r_begin) * (D / 8);
+    const uint16_t* const src = a.qp + (wrow + r_begin) * D;
+    const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(qs));
+#pragma unroll 1
+    for (int i = tid; i < nq; i += WARPS * 32) {
+      const int r = i / (D / 8), c = i % (D / 8);
+      cp_async16_s(dst + static_cast<uint32_t>(r * D + 8 * (c ^ ((r & 1) << 2))) * 2u, src + int64_t{i} * 8, true);
+    }
+    cp_async_commit();
+    cp_async_wait_all();  // the batch loop's first barrier orders them before any read
+  }
   // The blocks with a list, kWarps * 32 blocks at a time: each thread reads one block's
   // bounds, and the non-empty ones are compacted in order into shared memory, so empty blocks
   // (most of them where selections are sparse) cost no walk of their own.
@@ -878,9 +917,10 @@ const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_cta
                              const KvMaps* wg = nullptr) {
   static const KvMaps no_maps{};
   const KvMaps& maps = wg ? *wg : no_maps;
-  const auto launch = [&](auto kernel, int warps, int piece, size_t smem_wg = 0) -> const char* {
+  const auto launch = [&](auto kernel, int warps, int piece, size_t smem_wg = 0, size_t q_bytes = 0) -> const char* {
     const size_t smem = smem_wg ? smem_wg
-                                : size_t{NX == Nx::x3 ? 4 : 2} * static_cast<size_t>(piece) * (D + 8) * sizeof(uint16_t);
+                                : size_t{NX == Nx::x3 ? 4 : 2} * static_cast<size_t>(piece) * (D + 8) * sizeof(uint16_t) +
+                                      q_bytes;
     MOBA_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     kernel<<<dim3(static_cast<unsigned>(a.n_groups), static_cast<unsigned>(n_q_heads)), warps * 32, smem, stream>>>(a,
                                                                                                               maps);
@@ -891,7 +931,14 @@ const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_cta
     constexpr int S = decltype(step_c)::value;
     if constexpr (AllowWarpCtas)
       if (warp_ctas) return launch(moba_attention_kernel<D, T16, MinB, NX, 1, kWarpCtaPiece, S>, 1, kWarpCtaPiece);
-    return launch(moba_attention_kernel<D, T16, MinB, NX, kCtaWarps, kCtaPiece, S>, kCtaWarps, kCtaPiece);
+    // The group's Q rows after the pieces (moba_attention_kernel QS).
+    if constexpr (S < kSub)
+      if (a.q_smem) {
+        g_q_smem_launches.fetch_add(1, std::memory_order_relaxed);
+        return launch(moba_attention_kernel<D, T16, MinB, NX, kCtaWarps, cta_piece(S), S, false, true>, kCtaWarps,
+                      cta_piece(S), 0, static_cast<size_t>(a.rows) * D * sizeof(uint16_t));
+      }
+    return launch(moba_attention_kernel<D, T16, MinB, NX, kCtaWarps, cta_piece(S), S>, kCtaWarps, cta_piece(S));
   };
   // The wgmma rounds (launch_gather): K and V pieces of 2 x 16 KB each, 1024 bytes to align them
   // to the swizzle's atoms, the round's row maxima (kCtaWarps ints, 16 bytes) and the mbarrier.
@@ -1169,6 +1216,7 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
     }
     const bool warp_ctas = use_warp_ctas(rows4, n_blocks, k_sum, tuning);
     const int rows = warp_ctas ? static_cast<int>(rows_min) : rows4;
+    a.q_smem = tuning.attn_q_smem && a.qp && !warp_ctas && int64_t{rows} * d * 2 <= kQSmemMax;
     const int64_t n_groups = (R + rows - 1) / rows;
     const int64_t n_lists = Hq * n_groups * n_blocks;
     a.rows = rows;
@@ -1212,5 +1260,6 @@ const char* moba_attention_bands_cuda(const MobaAttentionParams& p, const MobaAt
 }
 
 int64_t moba_attention_tma_launches() { return g_tma_launches.load(std::memory_order_relaxed); }
+int64_t moba_attention_q_smem_launches() { return g_q_smem_launches.load(std::memory_order_relaxed); }
 
 }  // namespace moba::kernels

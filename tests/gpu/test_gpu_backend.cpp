@@ -1165,6 +1165,48 @@ TEST_CASE("gpu: the gather's wgmma rounds match the CPU", "[gpu][window]") {
     }
 }
 
+// The 4-warp gather kernels of 16- and 32-key steps with their row group's Q rows in shared memory
+// (attn_q_smem=1, where rows x head dim fit 64 KB) and read from global memory (attn_q_smem=0): the
+// same bits, and against the CPU (windows too); the shared-memory kernels ran where the rows fit
+// and not where they do not (512 rows at head dim 128).
+TEST_CASE("gpu: the gather's Q rows in shared memory give the same bits", "[gpu][window]") {
+  RestoreTuning restore;
+  const Case cases[] = {
+      // T, Hq, Hkv, d, B, k, dtype
+      {1000, 2, 1, 128, 16, 20, DType::bf16},  // GQA 2:1, a ragged last block
+      {1100, 4, 2, 128, 32, 9, DType::f16},
+      {900, 2, 2, 64, 16, 12, DType::bf16},    // head dim 64: 512 rows fit as well
+      {777, 3, 1, 64, 32, 30, DType::f16},     // k >= n_blocks (25 blocks), GQA 3:1
+      {600, 2, 1, 128, 8, 7, DType::bf16},     // B = 8: half-empty 16-key steps
+  };
+  for (const Case& c0 : cases)
+    for (const Precision pr : {Precision::fast, Precision::exact}) {
+      Case c = c0;
+      c.precision = pr;
+      INFO(c.str());
+      const AttnInputs in = attention_inputs(c);
+      for (const int rows : {128, 256, 512}) {
+        INFO("attn_rows=" << rows);
+        const std::string base = "attn_path=gather,attn_warp_ctas=0,attn_rows=" + std::to_string(rows);
+        CudaTuning t;
+        REQUIRE(parse_cuda_tuning(base + ",attn_q_smem=0", &t) == nullptr);
+        set_cuda_tuning(t);
+        int64_t before = moba_attention_q_smem_launches();
+        const auto [go, gl] = gpu_attention(c, in);
+        CHECK(moba_attention_q_smem_launches() == before);
+        REQUIRE(parse_cuda_tuning(base + ",attn_q_smem=1", &t) == nullptr);
+        set_cuda_tuning(t);
+        before = moba_attention_q_smem_launches();
+        const auto [so, sl] = gpu_attention(c, in);
+        CHECK((moba_attention_q_smem_launches() > before) == (rows * c.head_dim * 2 <= 64 * 1024));
+        REQUIRE(std::memcmp(go.data(), so.data(), go.size() * 4) == 0);
+        REQUIRE(std::memcmp(gl.data(), sl.data(), gl.size() * 4) == 0);
+        check_attention_on(c, in);
+        check_attention_windows(c, {{37, c.n_tokens / 2}, {c.n_tokens - 300, -1}});
+      }
+    }
+}
+
 // The gather's lists a warp per row (moba_attention.cu use_warp_lists: passes whose rows hold
 // >= 32 entries): rows whose valid picks are ascending (as the analysis gives them, -1 pads
 // before or after) take the one-pass path, the same picks shuffled (and with a duplicate) the
