@@ -391,6 +391,18 @@ struct RestoreTuning {
   ~RestoreTuning() { set_cuda_tuning(CudaTuning{}); }
 };
 
+// f(c) for every case under fast and under exact precision (the case named in failures).
+template <size_t N, typename F>
+void for_each_precision(const Case (&cases)[N], F&& f) {
+  for (const Case& c0 : cases)
+    for (const Precision pr : {Precision::fast, Precision::exact}) {
+      Case c = c0;
+      c.precision = pr;
+      INFO(c.str());
+      f(c);
+    }
+}
+
 // The case's CUDA call under the current tuning against the CPU, on inputs `in`.
 void check_attention_on(const Case& c, const AttnInputs& in) {
   INFO(c.str());
@@ -1079,33 +1091,29 @@ TEST_CASE("gpu: long blocks in rounds of a chunk a warp equal chunks per piece b
       {1500, 2, 1, 128, 300, 5, DType::bf16},  // B not a multiple of 16: a 44-key last piece a block
       {1300, 2, 1, 64, 384, 4, DType::f32},    // fp32: bf16 (fast), fp16x3 (exact, 32-key steps); last block 148 keys
   };
-  for (const Case& c0 : cases)
-    for (const Precision pr : {Precision::fast, Precision::exact}) {
-      Case c = c0;
-      c.precision = pr;
-      INFO(c.str());
-      const AttnInputs in = attention_inputs(c);
-      for (const char* shape : {"attn_rows=128", "attn_rows=512", "attn_rows=512,attn_warp_ctas=1"}) {
-        CudaTuning t;
-        REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=0,attn_rounds=0,") + shape, &t) == nullptr);
+  for_each_precision(cases, [](const Case& c) {
+    const AttnInputs in = attention_inputs(c);
+    for (const char* shape : {"attn_rows=128", "attn_rows=512", "attn_rows=512,attn_warp_ctas=1"}) {
+      CudaTuning t;
+      REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=0,attn_rounds=0,") + shape, &t) == nullptr);
+      set_cuda_tuning(t);
+      const auto [po, pl] = gpu_attention(c, in);
+      {
+        INFO("tuning " << shape << ", attn_rounds=1 against 0");
+        REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=0,attn_rounds=1,") + shape, &t) ==
+                nullptr);
         set_cuda_tuning(t);
-        const auto [po, pl] = gpu_attention(c, in);
-        {
-          INFO("tuning " << shape << ", attn_rounds=1 against 0");
-          REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=0,attn_rounds=1,") + shape, &t) ==
-                  nullptr);
-          set_cuda_tuning(t);
-          const auto [ro, rl] = gpu_attention(c, in);
-          REQUIRE(std::memcmp(po.data(), ro.data(), po.size() * 4) == 0);
-          REQUIRE(std::memcmp(pl.data(), rl.data(), pl.size() * 4) == 0);
-        }
-        REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=0,") + shape, &t) == nullptr);
-        set_cuda_tuning(t);
-        check_attention(c);  // the gather path's mma.sync kernel, default rounds, against the CPU
+        const auto [ro, rl] = gpu_attention(c, in);
+        REQUIRE(std::memcmp(po.data(), ro.data(), po.size() * 4) == 0);
+        REQUIRE(std::memcmp(pl.data(), rl.data(), pl.size() * 4) == 0);
       }
-      set_cuda_tuning(CudaTuning{});
-      check_attention(c);  // the automatic choice (the tile path for most of these)
+      REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=0,") + shape, &t) == nullptr);
+      set_cuda_tuning(t);
+      check_attention(c);  // the gather path's mma.sync kernel, default rounds, against the CPU
     }
+    set_cuda_tuning(CudaTuning{});
+    check_attention(c);  // the automatic choice (the tile path for most of these)
+  });
 }
 
 // The gather's wgmma rounds (CudaTuning::attn_wgmma: blocks of more than 32 keys, head dim
@@ -1179,32 +1187,28 @@ TEST_CASE("gpu: the gather's Q rows in shared memory give the same bits", "[gpu]
       {777, 3, 1, 64, 32, 30, DType::f16},     // k >= n_blocks (25 blocks), GQA 3:1
       {600, 2, 1, 128, 8, 7, DType::bf16},     // B = 8: half-empty 16-key steps
   };
-  for (const Case& c0 : cases)
-    for (const Precision pr : {Precision::fast, Precision::exact}) {
-      Case c = c0;
-      c.precision = pr;
-      INFO(c.str());
-      const AttnInputs in = attention_inputs(c);
-      for (const int rows : {128, 256, 512}) {
-        INFO("attn_rows=" << rows);
-        const std::string base = "attn_path=gather,attn_warp_ctas=0,attn_rows=" + std::to_string(rows);
-        CudaTuning t;
-        REQUIRE(parse_cuda_tuning(base + ",attn_q_smem=0", &t) == nullptr);
-        set_cuda_tuning(t);
-        int64_t before = moba_attention_q_smem_launches();
-        const auto [go, gl] = gpu_attention(c, in);
-        CHECK(moba_attention_q_smem_launches() == before);
-        REQUIRE(parse_cuda_tuning(base + ",attn_q_smem=1", &t) == nullptr);
-        set_cuda_tuning(t);
-        before = moba_attention_q_smem_launches();
-        const auto [so, sl] = gpu_attention(c, in);
-        CHECK((moba_attention_q_smem_launches() > before) == (rows * c.head_dim * 2 <= 64 * 1024));
-        REQUIRE(std::memcmp(go.data(), so.data(), go.size() * 4) == 0);
-        REQUIRE(std::memcmp(gl.data(), sl.data(), gl.size() * 4) == 0);
-        check_attention_on(c, in);
-        check_attention_windows(c, {{37, c.n_tokens / 2}, {c.n_tokens - 300, -1}});
-      }
+  for_each_precision(cases, [](const Case& c) {
+    const AttnInputs in = attention_inputs(c);
+    for (const int rows : {128, 256, 512}) {
+      INFO("attn_rows=" << rows);
+      const std::string base = "attn_path=gather,attn_warp_ctas=0,attn_rows=" + std::to_string(rows);
+      CudaTuning t;
+      REQUIRE(parse_cuda_tuning(base + ",attn_q_smem=0", &t) == nullptr);
+      set_cuda_tuning(t);
+      int64_t before = moba_attention_q_smem_launches();
+      const auto [go, gl] = gpu_attention(c, in);
+      CHECK(moba_attention_q_smem_launches() == before);
+      REQUIRE(parse_cuda_tuning(base + ",attn_q_smem=1", &t) == nullptr);
+      set_cuda_tuning(t);
+      before = moba_attention_q_smem_launches();
+      const auto [so, sl] = gpu_attention(c, in);
+      CHECK((moba_attention_q_smem_launches() > before) == (rows * c.head_dim * 2 <= 64 * 1024));
+      REQUIRE(std::memcmp(go.data(), so.data(), go.size() * 4) == 0);
+      REQUIRE(std::memcmp(gl.data(), sl.data(), gl.size() * 4) == 0);
+      check_attention_on(c, in);
+      check_attention_windows(c, {{37, c.n_tokens / 2}, {c.n_tokens - 300, -1}});
     }
+  });
 }
 
 // The gather's lists a warp per row (moba_attention.cu use_warp_lists: passes whose rows hold
