@@ -72,6 +72,9 @@ constexpr int kSub = 64;        // keys per online-softmax step
 // that frees holds the row group's Q rows where they fit in kQSmemMax bytes (AttnArgs::q_smem).
 constexpr int cta_piece(int step) { return step < kSub ? 2 * step : kCtaPiece; }
 constexpr int64_t kQSmemMax = 64 * 1024;
+// Shared memory for a row group of `rows` Q rows of head dim d (16-bit): what attention_bands
+// checks against kQSmemMax and what launch_attention gives the QS kernels.
+constexpr size_t q_smem_bytes(int64_t rows, int64_t d) { return static_cast<size_t>(rows * d) * sizeof(uint16_t); }
 std::atomic<int64_t> g_q_smem_launches{0};  // moba_attention_q_smem_launches
 
 // Per band (moba_attention_bands_cuda; one for moba_attention_cuda): selections and outputs.
@@ -936,7 +939,7 @@ const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_cta
       if (a.q_smem) {
         g_q_smem_launches.fetch_add(1, std::memory_order_relaxed);
         return launch(moba_attention_kernel<D, T16, MinB, NX, kCtaWarps, cta_piece(S), S, false, true>, kCtaWarps,
-                      cta_piece(S), 0, static_cast<size_t>(a.rows) * D * sizeof(uint16_t));
+                      cta_piece(S), 0, q_smem_bytes(a.rows, D));
       }
     return launch(moba_attention_kernel<D, T16, MinB, NX, kCtaWarps, cta_piece(S), S>, kCtaWarps, cta_piece(S));
   };
@@ -1216,7 +1219,7 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
     }
     const bool warp_ctas = use_warp_ctas(rows4, n_blocks, k_sum, tuning);
     const int rows = warp_ctas ? static_cast<int>(rows_min) : rows4;
-    a.q_smem = tuning.attn_q_smem && a.qp && !warp_ctas && int64_t{rows} * d * 2 <= kQSmemMax;
+    a.q_smem = tuning.attn_q_smem && a.qp && !warp_ctas && q_smem_bytes(rows, d) <= size_t{kQSmemMax};
     const int64_t n_groups = (R + rows - 1) / rows;
     const int64_t n_lists = Hq * n_groups * n_blocks;
     a.rows = rows;

@@ -32,7 +32,8 @@ struct CudaTuning {
   // of one chunk a warp, the round's four chunks one warpgroup whose products are warpgroup MMAs
   // (wgmma) on K/V pieces staged in the 128-byte swizzled layout (a one-piece block staged once).
   // Within the tolerances, not the bits, of the mma.sync kernel (NOTES.md, thirty-sixth to
-  // thirty-eighth sessions); false = the mma.sync kernel everywhere. attn_min_blocks3 takes precedence where both apply (plain bf16).
+  // thirty-eighth sessions); false = the mma.sync kernel everywhere. attn_min_blocks3 takes
+  // precedence where both apply (plain bf16).
   bool attn_wgmma = true;
   // The wgmma rounds' K/V pieces staged by the tensor memory accelerator (TMA: four tile copies
   // a piece from one thread, completing on an mbarrier) instead of every thread's cp.async
@@ -99,8 +100,8 @@ const CudaTuning& cuda_tuning();
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
 // attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, tile_wgmma=0|1, row_warp=0|1,
 // attn_warp_ctas=-1|0|1, attn_rounds=0|1, attn_wgmma=0|1, attn_tma=0|1, attn_q_smem=0|1,
-// heads_in_flight=1|2, chunk_rows=N, moments_apart=0|1; "" = defaults) on top of `*out`. Returns nullptr or a static message
-// naming the problem.
+// heads_in_flight=1|2, chunk_rows=N, moments_apart=0|1; "" = defaults) on top of `*out`.
+// Returns nullptr or a static message naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
 
 }  // namespace moba::kernels
