@@ -1105,6 +1105,20 @@ bool use_warp_ctas(int rows, int64_t n_blocks, int64_t k_sum, const CudaTuning& 
   return rows >= 64 && per_block < kWarpCtaEntries;
 }
 
+// Rows per CTA for the 4-warp kernels of 16- and 32-key steps (one block staged at a time, its list
+// shared by the 4 warps 16 entries at a time): halved from `rows` (automatic only, down to 128)
+// while a block's expected list, rows x k_sum / (blocks / 2) as use_warp_ctas counts it, exceeds
+// kListRowsEntries (a chunk and a half a warp). 8 B6 heads on an H100 (NOTES.md, fortieth session):
+// B = 32, 7 bands, 128 entries a block at 256 rows: 1.17 s at 256 rows, 1.00 s at 128; B = 16, 64
+// entries: 2.09 s at 256, 2.17 s at 128 (kept). The wgmma rounds (64-key steps) keep `rows`.
+constexpr double kListRowsEntries = 1.5 * kCtaWarps * 16;
+int list_rows(int rows, int64_t n_blocks, int64_t k_sum, int64_t block_size, const CudaTuning& tuning) {
+  if (tuning.attn_rows > 0 || step_keys(block_size) == kSub) return rows;
+  const double per_row = static_cast<double>(k_sum) / std::max(1.0, 0.5 * static_cast<double>(n_blocks));
+  while (rows > 128 && rows * per_row > kListRowsEntries) rows /= 2;
+  return rows;
+}
+
 // One band's call: p with the band's selections and outputs.
 MobaAttentionParams band_params(const MobaAttentionParams& p, const MobaAttentionBand& b) {
   MobaAttentionParams q = p;
@@ -1218,7 +1232,7 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
       n_entries += Hq * R * std::min<int64_t>(b.top_k, n_blocks);
     }
     const bool warp_ctas = use_warp_ctas(rows4, n_blocks, k_sum, tuning);
-    const int rows = warp_ctas ? static_cast<int>(rows_min) : rows4;
+    const int rows = warp_ctas ? static_cast<int>(rows_min) : list_rows(rows4, n_blocks, k_sum, p.block_size, tuning);
     a.q_smem = tuning.attn_q_smem && a.qp && !warp_ctas && q_smem_bytes(rows, d) <= size_t{kQSmemMax};
     const int64_t n_groups = (R + rows - 1) / rows;
     const int64_t n_lists = Hq * n_groups * n_blocks;
