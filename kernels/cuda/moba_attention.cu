@@ -1108,9 +1108,11 @@ bool use_warp_ctas(int rows, int64_t n_blocks, int64_t k_sum, const CudaTuning& 
 // Rows per CTA for the 4-warp kernels of 16- and 32-key steps (one block staged at a time, its list
 // shared by the 4 warps 16 entries at a time): halved from `rows` (automatic only, down to 128)
 // while a block's expected list, rows x k_sum / (blocks / 2) as use_warp_ctas counts it, exceeds
-// kListRowsEntries (a chunk and a half a warp). 8 B6 heads on an H100 (NOTES.md, fortieth session):
-// B = 32, 7 bands, 128 entries a block at 256 rows: 1.17 s at 256 rows, 1.00 s at 128; B = 16, 64
-// entries: 2.09 s at 256, 2.17 s at 128 (kept). The wgmma rounds (64-key steps) keep `rows`.
+// kListRowsEntries (a chunk and a half a warp). Speed only: a row's arithmetic does not depend on
+// its group. On an H100 (NOTES.md, fortieth session), 8 B6 heads with B6's windows: B = 32 (7
+// bands, 128 entries a block at 256 rows) 1.17 s at 256 rows, 1.00 s at 128; B = 16 (64 entries)
+// 2.09 s at 256, 2.17 s at 128, so kept; the whole B6 25.8 / 25.6 s -> 25.3 / 25.3 / 25.2 s. The
+// wgmma rounds (64-key steps) keep `rows`.
 constexpr double kListRowsEntries = 1.5 * kCtaWarps * 16;
 int list_rows(int rows, int64_t n_blocks, int64_t k_sum, int64_t block_size, const CudaTuning& tuning) {
   if (tuning.attn_rows > 0 || step_keys(block_size) == kSub) return rows;
