@@ -1098,16 +1098,19 @@ const char* launch_gather(const AttnArgs& a, int64_t Hq, ElemKind kind, Nx nx, b
 // block) of the 4-warp CTAs, rows x sum of k / (blocks / 2), is under kWarpCtaEntries
 // (CudaTuning::attn_warp_ctas forces). A row's arithmetic does not depend on its CTA.
 constexpr double kWarpCtaEntries = 16;
+// A pass's expected queries per (row group of `rows`, causal key block): rows x the summed k over
+// half the blocks (a query's causal blocks, on average).
+double expected_list(int rows, int64_t n_blocks, int64_t k_sum) {
+  return static_cast<double>(rows) * static_cast<double>(k_sum) / std::max(1.0, 0.5 * static_cast<double>(n_blocks));
+}
 bool use_warp_ctas(int rows, int64_t n_blocks, int64_t k_sum, const CudaTuning& tuning) {
   if (tuning.attn_warp_ctas >= 0) return tuning.attn_warp_ctas == 1;
-  const double per_block = static_cast<double>(rows) * static_cast<double>(k_sum) /
-                           std::max(1.0, 0.5 * static_cast<double>(n_blocks));
-  return rows >= 64 && per_block < kWarpCtaEntries;
+  return rows >= 64 && expected_list(rows, n_blocks, k_sum) < kWarpCtaEntries;
 }
 
 // Rows per CTA for the 4-warp kernels of 16- and 32-key steps (one block staged at a time, its list
 // shared by the 4 warps 16 entries at a time): halved from `rows` (automatic only, down to 128)
-// while a block's expected list, rows x k_sum / (blocks / 2) as use_warp_ctas counts it, exceeds
+// while a block's expected list (expected_list, as use_warp_ctas counts it) exceeds
 // kListRowsEntries (a chunk and a half a warp). Speed only: a row's arithmetic does not depend on
 // its group. On an H100 (NOTES.md, fortieth session), 8 B6 heads with B6's windows: B = 32 (7
 // bands, 128 entries a block at 256 rows) 1.17 s at 256 rows, 1.00 s at 128; B = 16 (64 entries)
@@ -1116,8 +1119,7 @@ bool use_warp_ctas(int rows, int64_t n_blocks, int64_t k_sum, const CudaTuning& 
 constexpr double kListRowsEntries = 1.5 * kCtaWarps * 16;
 int list_rows(int rows, int64_t n_blocks, int64_t k_sum, int64_t block_size, const CudaTuning& tuning) {
   if (tuning.attn_rows > 0 || step_keys(block_size) == kSub) return rows;
-  const double per_row = static_cast<double>(k_sum) / std::max(1.0, 0.5 * static_cast<double>(n_blocks));
-  while (rows > 128 && rows * per_row > kListRowsEntries) rows /= 2;
+  while (rows > 128 && expected_list(rows, n_blocks, k_sum) > kListRowsEntries) rows /= 2;
   return rows;
 }
 
