@@ -1115,10 +1115,11 @@ bool use_warp_ctas(int rows, int64_t n_blocks, int64_t k_sum, const CudaTuning& 
 // its group. On an H100 (NOTES.md, fortieth session), 8 B6 heads with B6's windows: B = 32 (7
 // bands, 128 entries a block at 256 rows) 1.17 s at 256 rows, 1.00 s at 128; B = 16 (64 entries)
 // 2.09 s at 256, 2.17 s at 128, so kept; the whole B6 25.8 / 25.6 s -> 25.3 / 25.3 / 25.2 s. The
-// wgmma rounds (64-key steps) keep `rows`.
+// same for blocks of one 64-key step (B <= 64: the wgmma rounds where they run); longer blocks keep
+// `rows`.
 constexpr double kListRowsEntries = 1.5 * kCtaWarps * 16;
 int list_rows(int rows, int64_t n_blocks, int64_t k_sum, int64_t block_size, const CudaTuning& tuning) {
-  if (tuning.attn_rows > 0 || step_keys(block_size) == kSub) return rows;
+  if (tuning.attn_rows > 0 || block_size > kSub) return rows;
   while (rows > 128 && expected_list(rows, n_blocks, k_sum) > kListRowsEntries) rows /= 2;
   return rows;
 }
