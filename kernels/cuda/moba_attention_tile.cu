@@ -2,7 +2,8 @@
 // tiles the CTA's rows selected, with the running output in registers.
 //
 //  1. bits_kernel: per (query head, row) a bitmask of its valid, causal, selected blocks
-//     (duplicates and -1 fall out), [words] 32-bit words per row.
+//     (duplicates and -1 fall out), [words] 32-bit words per row: a warp a row, the bits set in
+//     shared memory and the row written whole.
 //     A query window: rows of [q_begin, q_begin + q_count) only, their bitmasks and outputs
 //     by window row; query tiles count from q_begin (a window start need not be a multiple
 //     of 64), key tiles and causal masks stay absolute, so a row's arithmetic is the full
@@ -39,19 +40,40 @@ constexpr int kKeys = 64;           // keys per tile
 constexpr int64_t kMaxTileWords = 2048;                // the CTA's tile map: up to 2^16 key tiles
 constexpr int64_t kMaxBitsBytes = int64_t{1} << 31;   // the bitmask scratch
 
-// One thread per window row i of [n_q_heads, q_count] (n_rows of them).
-__global__ void bits_kernel(TileAttnArgs a, int64_t n_rows) {
-  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (i >= n_rows) return;
+// One warp per window row i of [n_q_heads, q_count] (n_rows of them), kBitsWarps rows a CTA, each
+// with a.words words of shared memory: lanes read 32 consecutive entries of the row's selection
+// at a time (a thread a row read 32 rows' entries 4 KB or more apart, and or-ed its words in
+// global memory one entry at a time), set their bits there, and the warp writes the row's words
+// whole (zeros for rows before first_query: no memset).
+constexpr int kBitsWarps = 4;
+constexpr int kBitsLoads = 4;  // entries a lane loads before setting any
+__global__ void __launch_bounds__(kBitsWarps * 32) bits_kernel(TileAttnArgs a, int64_t n_rows) {
+  extern __shared__ uint32_t bits_s[];
+  const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
+  const int64_t i = blockIdx.x * int64_t{kBitsWarps} + warp;
+  if (i >= n_rows) return;  // the whole warp: no CTA barrier below
+  uint32_t* const s = bits_s + warp * a.words;
+  for (int64_t w = lane; w < a.words; w += 32) s[w] = 0;
+  __syncwarp();
   const int64_t t = a.q_begin + i % a.q_count;
-  if (t < a.first_query) return;
-  const int32_t* sel = a.selected + i * a.top_k;
-  uint32_t* w = a.bits + i * a.words;
-  for (int j = 0; j < a.top_k; ++j) {
-    const int32_t b = sel[j];
-    if (b < 0 || b >= a.n_blocks || int64_t{b} * a.block_size > t) continue;
-    w[b >> 5] |= 1u << (b & 31);
+  if (t >= a.first_query) {
+    const int32_t* const sel = a.selected + i * a.top_k;
+    for (int j0 = 0; j0 < a.top_k; j0 += 32 * kBitsLoads) {
+      int32_t b[kBitsLoads];
+#pragma unroll
+      for (int x = 0; x < kBitsLoads; ++x) {
+        const int j = j0 + 32 * x + lane;
+        b[x] = j < a.top_k ? sel[j] : -1;
+      }
+#pragma unroll
+      for (int x = 0; x < kBitsLoads; ++x)
+        if (b[x] >= 0 && b[x] < a.n_blocks && int64_t{b[x]} * a.block_size <= t)
+          atomicOr(s + (b[x] >> 5), 1u << (b[x] & 31));
+    }
   }
+  __syncwarp();
+  uint32_t* const row = a.bits + i * a.words;
+  for (int64_t w = lane; w < a.words; w += 32) row[w] = s[w];
 }
 
 // A CTA's place: (64-query tile, query head), heaviest first (CTA i takes query tile
@@ -463,8 +485,11 @@ bool tile_attention_fits(int64_t n_q_heads, int64_t n_tokens, int64_t block_size
 const char* launch_tile_attention(TileAttnArgs a, int64_t n_q_heads, bool f16, Nx nx, TileEngine engine,
                                   cudaStream_t stream) {
   const int64_t n_rows = n_q_heads * a.q_count;
-  MOBA_CUDA_TRY(cudaMemsetAsync(a.bits, 0, static_cast<size_t>(n_rows * a.words) * 4, stream));
-  bits_kernel<<<static_cast<unsigned>((n_rows + 255) / 256), 256, 0, stream>>>(a, n_rows);
+  // a.words <= 8192 (tile_attention_fits: n_tokens < 2^22, blocks of >= 16 keys): <= 128 KB.
+  const size_t bits_smem = size_t{kBitsWarps} * static_cast<size_t>(a.words) * 4;
+  MOBA_CUDA_TRY(cudaFuncSetAttribute(bits_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bits_smem)));
+  bits_kernel<<<static_cast<unsigned>((n_rows + kBitsWarps - 1) / kBitsWarps), kBitsWarps * 32, bits_smem, stream>>>(
+      a, n_rows);
   MOBA_CUDA_LAUNCH_CHECK();
   const bool small = a.head_dim <= 64;
   if (engine == TileEngine::wgmma) {  // the caller checked tile_wgmma_available
