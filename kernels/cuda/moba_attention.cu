@@ -1108,15 +1108,16 @@ bool use_warp_ctas(int rows, int64_t n_blocks, int64_t k_sum, const CudaTuning& 
   return rows >= 64 && expected_list(rows, n_blocks, k_sum) < kWarpCtaEntries;
 }
 
-// Rows per CTA for the 4-warp kernels of 16- and 32-key steps (one block staged at a time, its list
-// shared by the 4 warps 16 entries at a time): halved from `rows` (automatic only, down to 128)
+// Rows per CTA for the 4-warp kernels of blocks of at most 64 keys (one block staged at a time, its
+// list shared by the 4 warps 16 entries at a time): halved from `rows` (automatic only, down to 128)
 // while a block's expected list (expected_list, as use_warp_ctas counts it) exceeds
 // kListRowsEntries (a chunk and a half a warp). Speed only: a row's arithmetic does not depend on
 // its group. On an H100 (NOTES.md, fortieth session), 8 B6 heads with B6's windows: B = 32 (7
 // bands, 128 entries a block at 256 rows) 1.17 s at 256 rows, 1.00 s at 128; B = 16 (64 entries)
 // 2.09 s at 256, 2.17 s at 128, so kept; the whole B6 25.8 / 25.6 s -> 25.3 / 25.3 / 25.2 s. The
-// same for blocks of one 64-key step (B <= 64: the wgmma rounds where they run); longer blocks keep
-// `rows`.
+// same for blocks of one 64-key step (the wgmma rounds where they run; forty-first session: B6's
+// B = 64, 256 entries a block at 256 rows, 0.85 s at 256 rows, 0.81 s at 128, three runs each; the
+// whole B6 25.21 / 25.23 s -> 24.96 / 25.05 s). Longer blocks keep `rows` (B = 128: -1 %).
 constexpr double kListRowsEntries = 1.5 * kCtaWarps * 16;
 int list_rows(int rows, int64_t n_blocks, int64_t k_sum, int64_t block_size, const CudaTuning& tuning) {
   if (tuning.attn_rows > 0 || block_size > kSub) return rows;

@@ -18,7 +18,7 @@ struct CudaTuning {
   GatePath gate = GatePath::automatic;
   // moba_attention query rows per CTA; 0 = automatic (the largest power of two in
   // [128, 4096] that still gives >= 3 CTAs per multiprocessor, or the caller's rows_per_cta; the
-  // kernels of 16- and 32-key steps halve it where a block's list is long: list_rows), else
+  // kernels for blocks of at most 64 keys halve it where a block's list is long: list_rows), else
   // 16..65536, as given.
   int attn_rows = 0;
   // moba_attention's gather path in CTAs of one warp (moba_attention.cu use_warp_ctas):
