@@ -49,8 +49,8 @@ struct MobaAttentionParams {
   // CUDA gather path only: query rows per CTA (16..65536), for a caller that runs several calls
   // side by side and knows the device is filled by all of them; 0 = automatic (enough CTAs
   // from this call alone); the kernels for blocks of at most 64 keys halve either, down to 128,
-  // where a key block's expected list is long (moba_attention.cu list_rows). Speed only: a row's bits do
-  // not depend on it. CudaTuning::attn_rows, when set, wins (as given).
+  // where a key block's expected list is long (moba_attention.cu list_rows). Speed only: a row's
+  // bits do not depend on it. CudaTuning::attn_rows, when set, wins (as given).
   int rows_per_cta = 0;
 };
 

@@ -1135,42 +1135,38 @@ TEST_CASE("gpu: the gather's wgmma rounds match the CPU", "[gpu][window]") {
       {777, 2, 1, 128, 100, 20, DType::bf16},  // B not a multiple of 16 (a 36-key step), k >= n_blocks
       {600, 4, 1, 128, 48, 3, DType::bf16},    // B = 48: one 64-key step a block, GQA 4:1
   };
-  for (const Case& c0 : cases)
-    for (const Precision pr : {Precision::fast, Precision::exact}) {
-      Case c = c0;
-      c.precision = pr;
-      INFO(c.str());
-      for (const char* shape : {"attn_rows=128", "attn_rows=512"}) {
-        INFO("tuning attn_wgmma=1," << shape);
-        CudaTuning t;
-        REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=1,") + shape, &t) == nullptr);
-        set_cuda_tuning(t);
-        check_attention(c);
-        check_attention_windows(c, {{37, c.n_tokens / 2}, {c.n_tokens - 300, -1}});
-      }
-      // Under attn_rows=512, the last shape; k >= 18: more bands (widths 1, 2, 3) than one pass takes.
-      if (c.top_k >= 18) check_attention_bands(c, 37, c.n_tokens / 2);
-      // The pieces staged by the TMA (attn_tma=1): the same bits as the cp.async staging, and the
-      // TMA ran where the rounds do (16-bit staging: not fp32 exact, x3 on the mma.sync kernel).
-      {
-        INFO("tuning attn_tma=0 against 1");
-        const AttnInputs in = attention_inputs(c);
-        CudaTuning t;
-        REQUIRE(parse_cuda_tuning("attn_path=gather,attn_wgmma=1,attn_rows=512,attn_tma=0", &t) == nullptr);
-        set_cuda_tuning(t);
-        const auto [po, pl] = gpu_attention(c, in);
-        REQUIRE(parse_cuda_tuning("attn_path=gather,attn_wgmma=1,attn_rows=512,attn_tma=1", &t) == nullptr);
-        set_cuda_tuning(t);
-        const int64_t before = moba_attention_tma_launches();
-        const auto [to, tl] = gpu_attention(c, in);
-        const bool x3 = c.dtype == DType::f32 && c.precision == Precision::exact;
-        CHECK((moba_attention_tma_launches() > before) == !x3);
-        REQUIRE(std::memcmp(po.data(), to.data(), po.size() * 4) == 0);
-        REQUIRE(std::memcmp(pl.data(), tl.data(), pl.size() * 4) == 0);
-        check_attention(c);  // and against the CPU, windows too
-        check_attention_windows(c, {{37, c.n_tokens / 2}});
-      }
+  for_each_precision(cases, [](const Case& c) {
+    for (const char* shape : {"attn_rows=128", "attn_rows=512"}) {
+      INFO("tuning attn_wgmma=1," << shape);
+      CudaTuning t;
+      REQUIRE(parse_cuda_tuning(std::string("attn_path=gather,attn_wgmma=1,") + shape, &t) == nullptr);
+      set_cuda_tuning(t);
+      check_attention(c);
+      check_attention_windows(c, {{37, c.n_tokens / 2}, {c.n_tokens - 300, -1}});
     }
+    // Under attn_rows=512, the last shape; k >= 18: more bands (widths 1, 2, 3) than one pass takes.
+    if (c.top_k >= 18) check_attention_bands(c, 37, c.n_tokens / 2);
+    // The pieces staged by the TMA (attn_tma=1): the same bits as the cp.async staging, and the
+    // TMA ran where the rounds do (16-bit staging: not fp32 exact, x3 on the mma.sync kernel).
+    {
+      INFO("tuning attn_tma=0 against 1");
+      const AttnInputs in = attention_inputs(c);
+      CudaTuning t;
+      REQUIRE(parse_cuda_tuning("attn_path=gather,attn_wgmma=1,attn_rows=512,attn_tma=0", &t) == nullptr);
+      set_cuda_tuning(t);
+      const auto [po, pl] = gpu_attention(c, in);
+      REQUIRE(parse_cuda_tuning("attn_path=gather,attn_wgmma=1,attn_rows=512,attn_tma=1", &t) == nullptr);
+      set_cuda_tuning(t);
+      const int64_t before = moba_attention_tma_launches();
+      const auto [to, tl] = gpu_attention(c, in);
+      const bool x3 = c.dtype == DType::f32 && c.precision == Precision::exact;
+      CHECK((moba_attention_tma_launches() > before) == !x3);
+      REQUIRE(std::memcmp(po.data(), to.data(), po.size() * 4) == 0);
+      REQUIRE(std::memcmp(pl.data(), tl.data(), pl.size() * 4) == 0);
+      check_attention(c);  // and against the CPU, windows too
+      check_attention_windows(c, {{37, c.n_tokens / 2}});
+    }
+  });
 }
 
 // The 4-warp gather kernels of 16- and 32-key steps with their row group's Q rows in shared memory
