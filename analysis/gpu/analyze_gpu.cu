@@ -763,7 +763,9 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
       ea.ref = h.o_full.get() + (w0 + u.r0) * g.d;
       ea.T = u.rn;
       ea.d = static_cast<int>(g.d);
-      const int64_t threads = 256, blocks = (u.rn * 32 + threads - 1) / threads;
+      // 128-thread CTAs: a multiprocessor's registers hold 24 of these warps (84 registers),
+      // where 256-thread CTAs fit two, 16 warps.
+      const int64_t threads = 128, blocks = (u.rn * 32 + threads - 1) / threads;
       gpu::band_errors_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(ea);
       ck_launch("output error");
       first = false;

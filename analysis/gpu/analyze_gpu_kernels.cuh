@@ -635,64 +635,85 @@ struct BandErrorArgs {
   int d;             // <= kBandErrorMaxD
 };
 constexpr int kBandErrorMaxD = 128;  // gpu::head_dim_unsupported: the GPU analysis' head dims
+// Scheduling, not arithmetic (ncu: the launch waited on each band's loads, one band at a time,
+// at two 256-thread CTAs a multiprocessor): o_full's norm and its doubles are taken once a row, the
+// next band's row is loaded while this one is measured, the merge carried in from the last pass is
+// loaded at the start, and the weight of the operand that holds the maximum is exp(0) = 1 without
+// the call. Every value the row writes is the expression of one launch a band, in its order.
 __global__ void band_errors_kernel(const __grid_constant__ BandErrorArgs a) {
   constexpr int kE = kBandErrorMaxD / 32;  // a lane's channels: lane + 32 e
   const int64_t t = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
   if (t >= a.T) return;
   const int d = a.d;
-  float ref[kE], acc[kE];
+  const int64_t r0 = t * d;
+  // The first band the row is measured in (rows before a band's skip have no choice there).
+  int j0 = 0;
+  while (j0 < a.n && t < a.band[j0].skip) ++j0;
+  float o[kE] = {}, acc[kE];  // the band's row being measured; the merge of the bands before it
+  float l = 0.0f, la = -INFINITY;
+  const auto fetch = [&](int j, float (&v)[kE], float& lse) {
+#pragma unroll
+    for (int e = 0; e < kE; ++e) {
+      const int x = lane + 32 * e;
+      v[e] = x < d ? a.band[j].o[r0 + x] : 0.0f;
+    }
+    lse = a.band[j].lse[t];
+  };
+  if (j0 < a.n) fetch(j0, o, l);
+  // The merge of the earlier passes' bands: read unless the row's first band is the smallest
+  // budget's (then that band's output is the merge).
+  const bool carried = j0 < a.n && !(a.first && j0 == 0);
+  double ref[kE], nr = 0;
 #pragma unroll
   for (int e = 0; e < kE; ++e) {
     const int x = lane + 32 * e;
-    ref[e] = x < d ? a.ref[t * d + x] : 0.0f;
-    acc[e] = 0.0f;
+    acc[e] = carried && x < d ? a.acc[r0 + x] : 0.0f;
+    ref[e] = x < d ? static_cast<double>(a.ref[r0 + x]) : 0.0;
   }
-  float la = -INFINITY;
-  bool live = false;  // acc and la hold the row's merge (else it is in a.acc, a.lse_acc)
+  if (carried) la = a.lse_acc[t];
+#pragma unroll
+  for (int e = 0; e < kE; ++e) {
+    if (lane + 32 * e >= d) break;
+    nr += ref[e] * ref[e];
+  }
+  for (int s = 16; s > 0; s >>= 1) nr += __shfl_xor_sync(0xffffffffu, nr, s);
+  bool live = false;
   for (int j = 0; j < a.n; ++j) {
     const BandErrorBand& b = a.band[j];
     if (t < b.skip) {
       if (lane == 0) b.rel[t] = 0.0f, b.cos[t] = 1.0f;
       continue;
     }
+    int jn = j + 1;  // the next band the row is measured in: its row is loaded now
+    while (jn < a.n && t < a.band[jn].skip) ++jn;
+    float on[kE], ln = 0.0f;
+    if (jn < a.n) fetch(jn, on, ln);
     const bool first = a.first && j == 0;
-    if (!first && !live) {
-#pragma unroll
-      for (int e = 0; e < kE; ++e) {
-        const int x = lane + 32 * e;
-        if (x < d) acc[e] = a.acc[t * d + x];
-      }
-      la = a.lse_acc[t];
-    }
-    float wa = 0.0f, wb = 1.0f, L = b.lse[t];
+    float wa = 0.0f, wb = 1.0f, L = l;
     if (!first) {
       const float lb = L;
       if (lb == -INFINITY) {  // the band adds nothing to this query (also la = -inf: nothing at all)
         wa = 1.0f, wb = 0.0f, L = la;
       } else if (la != -INFINITY) {
-        const double m = fmax(static_cast<double>(la), static_cast<double>(lb));
-        const double ea = exp(la - m), eb = exp(lb - m), sum = ea + eb;
+        const double m = fmax(static_cast<double>(la), static_cast<double>(lb)), da = la - m, db = lb - m;
+        const double ea = da == 0.0 ? 1.0 : exp(da), eb = db == 0.0 ? 1.0 : exp(db), sum = ea + eb;
         wa = static_cast<float>(ea / sum), wb = static_cast<float>(eb / sum), L = static_cast<float>(m + log(sum));
       }
     }
-    double diff = 0, nr = 0, no = 0, dot = 0;
+    double diff = 0, no = 0, dot = 0;
 #pragma unroll
     for (int e = 0; e < kE; ++e) {
-      const int x = lane + 32 * e;
-      if (x >= d) break;
-      const int64_t i = t * d + x;
-      const float merged = first ? b.o[i] : (wb == 0.0f ? acc[e] : wa * acc[e] + wb * b.o[i]);
+      if (lane + 32 * e >= d) break;
+      const float merged = first ? o[e] : (wb == 0.0f ? acc[e] : wa * acc[e] + wb * o[e]);
       acc[e] = merged;
       const double u = merged, v = ref[e];
       diff += (u - v) * (u - v);
-      nr += v * v;
       no += u * u;
       dot += u * v;
     }
     for (int s = 16; s > 0; s >>= 1) {
       diff += __shfl_xor_sync(0xffffffffu, diff, s);
-      nr += __shfl_xor_sync(0xffffffffu, nr, s);
       no += __shfl_xor_sync(0xffffffffu, no, s);
       dot += __shfl_xor_sync(0xffffffffu, dot, s);
     }
@@ -702,12 +723,15 @@ __global__ void band_errors_kernel(const __grid_constant__ BandErrorArgs a) {
       b.rel[t] = static_cast<float>(nr > 0 ? sqrt(diff / nr) : sqrt(diff));
       b.cos[t] = static_cast<float>((nr > 0 && no > 0) ? dot / sqrt(nr * no) : (nr == 0 && no == 0 ? 1.0 : 0.0));
     }
+#pragma unroll
+    for (int e = 0; e < kE; ++e) o[e] = on[e];
+    l = ln;
   }
   if (!live) return;
 #pragma unroll
   for (int e = 0; e < kE; ++e) {
     const int x = lane + 32 * e;
-    if (x < d) a.acc[t * d + x] = acc[e];
+    if (x < d) a.acc[r0 + x] = acc[e];
   }
   if (lane == 0) a.lse_acc[t] = la;
 }

@@ -131,11 +131,13 @@ __device__ void warp_select(WarpRowSmem& s, const float* row, int64_t c, bool re
     for (int x = lane; x < ng * 128; x += 32) (&s.u.sel.hist[0][0])[x] = 0u;
     __syncwarp();
     const int dmask = (1 << w) - 1, up = sh + w;
-    // Blocks past c and keys outside the open prefixes have no bin.
+    const uint64_t gmax = s.u.sel.gpre[0], gmin = s.u.sel.gpre[ng - 1];
+    // Blocks past c and keys outside the open prefixes have no bin (after the first digit most
+    // keys: the range test settles them without the search).
     for_row(row, c, lane, [&](float v, int64_t b) {
       int bin = -1;
-      if (b >= 0) {
-        const uint64_t k = sort_key(v, b, recent), hi = k >> up;
+      const uint64_t k = b >= 0 ? sort_key(v, b, recent) : 0ull, hi = k >> up;
+      if (b >= 0 && hi <= gmax && hi >= gmin) {
         int lo = 0, hi_g = ng;
         while (lo < hi_g) {  // gpre descending
           const int mid = (lo + hi_g) >> 1;
@@ -151,6 +153,7 @@ __device__ void warp_select(WarpRowSmem& s, const float* row, int64_t c, bool re
         }
       }
       // One atomic per distinct bin of the step (a row's keys often crowd a few bins).
+      if (!__any_sync(kFull, bin >= 0)) return;
       const unsigned same = __match_any_sync(kFull, bin);
       if (bin >= 0 && lane == __ffs(same) - 1)
         atomicAdd(&(&s.u.sel.hist[0][0])[bin >> 1], static_cast<uint32_t>(__popc(same)) << ((bin & 1) * 16));
@@ -194,9 +197,14 @@ __device__ void warp_select(WarpRowSmem& s, const float* row, int64_t c, bool re
   __syncwarp();
 }
 
+// The class of key k under theta: the first u with k >= theta[u] (n_cls: none). theta does not
+// increase with u (the counts ascend), so most keys of a row, below every threshold (no
+// configuration picks them), are settled by one comparison; a picked key's scan stops at the
+// last class at the latest.
 __device__ __forceinline__ int key_class(uint64_t k, const uint64_t* theta, int n_cls) {
+  if (n_cls == 0 || k < theta[n_cls - 1]) return n_cls;
   int u = 0;
-  while (u < n_cls && k < theta[u]) ++u;
+  while (k < theta[u]) ++u;
   return u;
 }
 
