@@ -763,8 +763,8 @@ void output_errors(const Group& g, int64_t local, int64_t w0, int64_t wn, HeadBu
       ea.ref = h.o_full.get() + (w0 + u.r0) * g.d;
       ea.T = u.rn;
       ea.d = static_cast<int>(g.d);
-      // 128-thread CTAs: a multiprocessor's registers hold 24 of these warps (84 registers),
-      // where 256-thread CTAs fit two, 16 warps.
+      // 128-thread CTAs: at the kernel's 72 registers a multiprocessor holds seven, 28 warps
+      // (two 256-thread CTAs of the earlier 84-register kernel held 16).
       const int64_t threads = 128, blocks = (u.rn * 32 + threads - 1) / threads;
       gpu::band_errors_kernel<<<static_cast<unsigned>(blocks), threads, 0, st.s[si]>>>(ea);
       ck_launch("output error");

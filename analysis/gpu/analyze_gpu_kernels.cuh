@@ -639,7 +639,9 @@ constexpr int kBandErrorMaxD = 128;  // gpu::head_dim_unsupported: the GPU analy
 // at two 256-thread CTAs a multiprocessor): o_full's norm and its doubles are taken once a row, the
 // next band's row is loaded while this one is measured, the merge carried in from the last pass is
 // loaded at the start, and the weight of the operand that holds the maximum is exp(0) = 1 without
-// the call. Every value the row writes is the expression of one launch a band, in its order.
+// the call. Every value the row writes is the expression of one launch a band, in its order. A
+// measured band's row is read even where its weight is 0 (its lse -inf): the row lies in the
+// window's band buffer; rows before a band's skip are still never read.
 __global__ void band_errors_kernel(const __grid_constant__ BandErrorArgs a) {
   constexpr int kE = kBandErrorMaxD / 32;  // a lane's channels: lane + 32 e
   const int64_t t = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
@@ -687,7 +689,7 @@ __global__ void band_errors_kernel(const __grid_constant__ BandErrorArgs a) {
     }
     int jn = j + 1;  // the next band the row is measured in: its row is loaded now
     while (jn < a.n && t < a.band[jn].skip) ++jn;
-    float on[kE], ln = 0.0f;
+    float on[kE] = {}, ln = 0.0f;
     if (jn < a.n) fetch(jn, on, ln);
     const bool first = a.first && j == 0;
     float wa = 0.0f, wb = 1.0f, L = l;

@@ -300,7 +300,7 @@ __device__ __forceinline__ V lane_prefix(V x, int lane) {
   return x;
 }
 
-// 5 CTAs (20 warps) per SM, as shared memory allows (~42 KB a CTA): 96 registers, 4 bytes of
+// 5 CTAs (20 warps) per SM, as shared memory allows (~42 KB a CTA): 96 registers, 8 bytes of
 // spill (161 uncapped). At 4 CTAs (128 registers, no spill) ncu found a B = 16 launch latency
 // bound (25 % occupancy, 8.7 cycles per issued instruction); 5 took 8 B6 heads' rows 0.79 -> 0.72 s.
 template <int WARPS>

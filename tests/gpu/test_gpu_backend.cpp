@@ -1213,7 +1213,8 @@ TEST_CASE("gpu: the gather's Q rows in shared memory give the same bits", "[gpu]
 // per-thread one; both give the same bits (a row's arithmetic follows the ascending order of its
 // blocks) and match the CPU; one-warp and 4-warp CTAs; the lists built a warp per row with
 // global counters (attn_group_lists=0) and a CTA per row group with shared ones (1, which the
-// launch count shows ran) give the same bits too.
+// launch count shows ran) give the same bits too, on query windows as well, and past 6144 blocks
+// (the group's counters and offsets over 48 KB of shared memory).
 TEST_CASE("gpu: the gather's lists a warp per row, ascending or not, give the same bits", "[gpu][window]") {
   RestoreTuning restore;
   const Case cases[] = {
@@ -1221,6 +1222,7 @@ TEST_CASE("gpu: the gather's lists a warp per row, ascending or not, give the sa
       {2100, 2, 1, 128, 16, 40, DType::bf16},  // ragged last block, GQA 2:1
       {1500, 2, 2, 64, 32, 33, DType::f16},
       {1300, 2, 1, 48, 8, 64, DType::bf16},    // head dim 48, blocks of 8 keys
+      {50000, 1, 1, 64, 8, 40, DType::bf16},   // 6250 blocks: 50 KB of group counters and offsets
   };
   for (const Case& c0 : cases)
     for (const char* shape : {"attn_path=gather,attn_warp_ctas=0", "attn_path=gather,attn_warp_ctas=1"}) {
@@ -1259,6 +1261,7 @@ TEST_CASE("gpu: the gather's lists a warp per row, ascending or not, give the sa
           REQUIRE(std::memcmp(al.data(), gl.data(), al.size() * 4) == 0);
         }
         check_attention_on(c, in);
+        check_attention_windows(c, {{37, c.n_tokens / 2}, {c.n_tokens - 300, -1}});
         std::mt19937 shuffler(c.seed + 11);
         for (int64_t h = 0; h < Hq; ++h)
           for (int64_t t = 0; t < T; ++t) {
