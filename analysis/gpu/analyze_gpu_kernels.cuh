@@ -637,8 +637,8 @@ struct BandErrorArgs {
 constexpr int kBandErrorMaxD = 128;  // gpu::head_dim_unsupported: the GPU analysis' head dims
 // Scheduling, not arithmetic (ncu: the launch waited on each band's loads, one band at a time,
 // at two 256-thread CTAs a multiprocessor): o_full's norm and its doubles are taken once a row, the
-// next band's row is loaded while this one is measured, the merge carried in from the last pass is
-// loaded at the start, and the weight of the operand that holds the maximum is exp(0) = 1 without
+// next band's row is loaded while this one is measured, the merge carried in from the previous pass
+// is loaded at the start, and the weight of the operand that holds the maximum is exp(0) = 1 without
 // the call. Every value the row writes is the expression of one launch a band, in its order. A
 // measured band's row is read even where its weight is 0 (its lse -inf): the row lies in the
 // window's band buffer; rows before a band's skip are still never read.
@@ -680,7 +680,7 @@ __global__ void band_errors_kernel(const __grid_constant__ BandErrorArgs a) {
     nr += ref[e] * ref[e];
   }
   for (int s = 16; s > 0; s >>= 1) nr += __shfl_xor_sync(0xffffffffu, nr, s);
-  bool live = false;
+  bool live = false;  // a band was measured: the merge goes back to a.acc, a.lse_acc
   for (int j = 0; j < a.n; ++j) {
     const BandErrorBand& b = a.band[j];
     if (t < b.skip) {
