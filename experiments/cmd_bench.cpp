@@ -51,7 +51,7 @@ const char* kUsage =
     "            attn_rows=N (0 = automatic), attn_min_blocks3=0|1, dense_all_pass2=0|1,\n"
     "            attn_path=automatic|gather|tile, attn_tile_cost=X, tile_min_blocks3=0|1,\n"
     "            tile_wgmma=0|1, attn_warp_ctas=-1|0|1 (-1 = automatic), attn_rounds=0|1,\n"
-    "            attn_wgmma=0|1, attn_tma=0|1, attn_q_smem=0|1, attn_group_lists=0|1;\n"
+    "            attn_wgmma=0|1, attn_tma=0|1, attn_q_smem=0|1;\n"
     "            row_warp=0|1, heads_in_flight=1|2, chunk_rows=N (64..65536, a multiple of\n"
     "            64) and moments_apart=0|1 act on moba analyze only\n";
 

@@ -88,9 +88,6 @@ int64_t moba_attention_tma_launches();
 // Gather launches since the process started whose kernel read its row group's Q rows from shared
 // memory (CudaTuning::attn_q_smem, where they fit).
 int64_t moba_attention_q_smem_launches();
-// List builds since the process started that took a CTA per row group (CudaTuning::attn_group_lists,
-// where a group's counters fit).
-int64_t moba_attention_group_list_launches();
 #endif
 
 }  // namespace moba::kernels

@@ -76,7 +76,6 @@ constexpr int64_t kQSmemMax = 64 * 1024;
 // checks against kQSmemMax and what launch_attention gives the QS kernels.
 constexpr size_t q_smem_bytes(int64_t rows, int64_t d) { return static_cast<size_t>(rows * d) * sizeof(uint16_t); }
 std::atomic<int64_t> g_q_smem_launches{0};  // moba_attention_q_smem_launches
-std::atomic<int64_t> g_group_list_launches{0};  // moba_attention_group_list_launches
 
 // Per band (moba_attention_bands_cuda; one for moba_attention_cuda): selections and outputs.
 struct Bands {
@@ -149,24 +148,18 @@ __global__ void csc_count_kernel(const __grid_constant__ ListArgs a) {
 // Scatters one window row's entries of a band (tag tj: query and band) into its row group's
 // lists, in any order, duplicates skipped (for_each_block); its smallest and largest blocks
 // flagged first and last.
-// slot(b): where block b's next entry goes (a counter of the row's group taken down by one).
-template <typename Slot>
-__device__ __forceinline__ void scatter_row(const ListArgs& a, const int32_t* sel, int k, int64_t t, uint32_t tj,
-                                            Slot&& slot) {
+__device__ __forceinline__ void scatter_row(const ListArgs& a, const int32_t* sel, int k, int64_t t, int64_t base,
+                                            uint32_t tj) {
   int32_t b_min = 0x7fffffff, b_max = -1;
   for_each_block(a, sel, k, t, [&](int32_t b) {
     b_min = min(b_min, b);
     b_max = max(b_max, b);
   });
   for_each_block(a, sel, k, t, [&](int32_t b) {
+    const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
     const uint32_t e = tj | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
-    *slot(b) = static_cast<int32_t>(e);
+    a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
   });
-}
-// The global lists' slot: the group's count of block b taken down, at the list's offset.
-__device__ __forceinline__ int32_t* global_slot(const ListArgs& a, int64_t base, int32_t b) {
-  const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
-  return a.entries + a.offsets[base + b] + slot;
 }
 
 __global__ void csc_scatter_kernel(const __grid_constant__ ListArgs a) {
@@ -177,8 +170,8 @@ __global__ void csc_scatter_kernel(const __grid_constant__ ListArgs a) {
   for (int j = 0; j < a.bands.n; ++j) {
     if (t < a.bands.first_query[j]) continue;
     const int k = a.bands.top_k[j];
-    scatter_row(a, a.bands.selected[j] + i * k, k, t, static_cast<uint32_t>(t) | static_cast<uint32_t>(j) << kBandShift,
-                [&](int32_t b) { return global_slot(a, base, b); });
+    scatter_row(a, a.bands.selected[j] + i * k, k, t, base,
+                static_cast<uint32_t>(t) | static_cast<uint32_t>(j) << kBandShift);
   }
 }
 
@@ -196,9 +189,12 @@ __device__ __forceinline__ int32_t valid_block(const ListArgs& a, const int32_t*
   return b < 0 || b >= a.n_blocks || int64_t{b} * a.block_size > t ? -1 : b;
 }
 
-// Counts window row i's (query t's) entries of every band into cnt[block] (its row group's
-// counters, in global or shared memory); one warp.
-__device__ __forceinline__ void count_row_warp(const ListArgs& a, int64_t i, int64_t t, unsigned* cnt, int lane) {
+__global__ void csc_count_warp_kernel(const __grid_constant__ ListArgs a) {
+  const int64_t i = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;  // the warp's window row
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  if (i >= a.n_q_heads * a.q_count) return;
+  const int64_t h = i / a.q_count, r = i % a.q_count, t = a.q_begin + r;
+  unsigned* const cnt = a.counts + (h * a.n_groups + r / a.rows) * a.n_blocks;
   for (int j = 0; j < a.bands.n; ++j) {
     const int k = a.bands.top_k[j];
     const int32_t* const sel = a.bands.selected[j] + i * k;
@@ -245,25 +241,19 @@ __device__ __forceinline__ void count_row_warp(const ListArgs& a, int64_t i, int
   }
 }
 
-__global__ void csc_count_warp_kernel(const __grid_constant__ ListArgs a) {
-  const int64_t i = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;  // the warp's window row
+__global__ void csc_scatter_warp_kernel(const __grid_constant__ ListArgs a) {
+  const int64_t i = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
   const int lane = static_cast<int>(threadIdx.x % 32);
   if (i >= a.n_q_heads * a.q_count) return;
   const int64_t h = i / a.q_count, r = i % a.q_count, t = a.q_begin + r;
-  count_row_warp(a, i, t, a.counts + (h * a.n_groups + r / a.rows) * a.n_blocks, lane);
-}
-
-// Scatters window row i's (query t's) entries of every band into its group's lists; slot(b) as
-// scatter_row's. One warp.
-template <typename Slot>
-__device__ __forceinline__ void scatter_row_warp(const ListArgs& a, int64_t i, int64_t t, int lane, Slot&& slot) {
+  const int64_t base = (h * a.n_groups + r / a.rows) * a.n_blocks;
   for (int j = 0; j < a.bands.n; ++j) {
     if (t < a.bands.first_query[j]) continue;
     const int k = a.bands.top_k[j];
     const int32_t* const sel = a.bands.selected[j] + i * k;
     const uint32_t tj = static_cast<uint32_t>(t) | static_cast<uint32_t>(j) << kBandShift;
     if (!a.ascending[i * kMaxAttentionBands + j]) {  // the per-thread code, on one lane
-      if (lane == 0) scatter_row(a, sel, k, t, tj, slot);
+      if (lane == 0) scatter_row(a, sel, k, t, base, tj);
       __syncwarp();  // the warp leaves together (its later collectives name every lane)
       continue;
     }
@@ -283,55 +273,11 @@ __device__ __forceinline__ void scatter_row_warp(const ListArgs& a, int64_t i, i
     for (int x0 = 0; x0 < k; x0 += 32) {
       const int32_t b = valid_block(a, sel, x0 + lane, k, t);
       if (b < 0) continue;
+      const unsigned slot = atomicSub(a.counts + base + b, 1u) - 1u;
       const uint32_t e = tj | (b == b_min ? kFirst : 0u) | (b == b_max ? kLast : 0u);
-      *slot(b) = static_cast<int32_t>(e);
+      a.entries[a.offsets[base + b] + slot] = static_cast<int32_t>(e);
     }
   }
-}
-
-__global__ void csc_scatter_warp_kernel(const __grid_constant__ ListArgs a) {
-  const int64_t i = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32;
-  const int lane = static_cast<int>(threadIdx.x % 32);
-  if (i >= a.n_q_heads * a.q_count) return;
-  const int64_t h = i / a.q_count, r = i % a.q_count, t = a.q_begin + r;
-  const int64_t base = (h * a.n_groups + r / a.rows) * a.n_blocks;
-  scatter_row_warp(a, i, t, lane, [&](int32_t b) { return global_slot(a, base, b); });
-}
-
-// The lists a CTA per row group (csc_count_group_kernel, csc_scatter_group_kernel), where the
-// group's counters and offsets fit in shared memory (group_lists): the warp kernels' rows, their
-// counters taken up and down in shared memory instead of by global atomics (a group's rows
-// meet on the same blocks). blockIdx.x = head * n_groups + group; the same lists, up to order.
-constexpr int kGroupListWarps = 16;
-__global__ void __launch_bounds__(kGroupListWarps * 32) csc_count_group_kernel(const __grid_constant__ ListArgs a) {
-  extern __shared__ unsigned group_cnt[];  // [n_blocks]
-  const int64_t g = blockIdx.x, h = g / a.n_groups, r0 = g % a.n_groups * a.rows;
-  const int64_t r1 = min(a.q_count, r0 + a.rows);
-  for (int64_t b = threadIdx.x; b < a.n_blocks; b += blockDim.x) group_cnt[b] = 0u;
-  __syncthreads();
-  const int lane = static_cast<int>(threadIdx.x % 32);
-  for (int64_t r = r0 + threadIdx.x / 32; r < r1; r += kGroupListWarps)
-    count_row_warp(a, h * a.q_count + r, a.q_begin + r, group_cnt, lane);
-  __syncthreads();
-  for (int64_t b = threadIdx.x; b < a.n_blocks; b += blockDim.x) a.counts[g * a.n_blocks + b] = group_cnt[b];
-}
-
-__global__ void __launch_bounds__(kGroupListWarps * 32) csc_scatter_group_kernel(const __grid_constant__ ListArgs a) {
-  extern __shared__ unsigned group_cnt[];  // [n_blocks] counts, then [n_blocks] offsets from the group's first
-  unsigned* const group_off = group_cnt + a.n_blocks;
-  const int64_t g = blockIdx.x, h = g / a.n_groups, r0 = g % a.n_groups * a.rows;
-  const int64_t r1 = min(a.q_count, r0 + a.rows), base = g * a.n_blocks, off0 = a.offsets[base];
-  for (int64_t b = threadIdx.x; b < a.n_blocks; b += blockDim.x) {
-    group_cnt[b] = a.counts[base + b];
-    group_off[b] = static_cast<unsigned>(a.offsets[base + b] - off0);
-  }
-  __syncthreads();
-  int32_t* const entries = a.entries + off0;
-  const int lane = static_cast<int>(threadIdx.x % 32);
-  for (int64_t r = r0 + threadIdx.x / 32; r < r1; r += kGroupListWarps)
-    scatter_row_warp(a, h * a.q_count + r, a.q_begin + r, lane, [&](int32_t b) {
-      return entries + group_off[b] + (atomicSub(group_cnt + b, 1u) - 1u);
-    });
 }
 
 struct AttnArgs {
@@ -1016,28 +962,16 @@ const char* launch_attention(const AttnArgs& a, int64_t n_q_heads, bool warp_cta
 constexpr int64_t kWarpListEntries = 32;
 bool use_warp_lists(int64_t k_sum) { return k_sum >= kWarpListEntries; }
 
-// The lists a CTA per row group (CudaTuning::attn_group_lists) where a pass takes warp lists and
-// a group's counters and offsets (8 bytes a block) fit in 64 KB: up to 8192 blocks.
-constexpr int64_t kGroupListSmemMax = 64 * 1024;
-int64_t group_list_smem(int64_t n_blocks) { return 2 * int64_t{sizeof(unsigned)} * n_blocks; }
-
 const char* launch_lists(const ListArgs& a, unsigned* counts, int64_t n_lists, int64_t* offsets, bool warp_lists,
-                         bool group_lists, Scratch& scratch, cudaStream_t stream) {
+                         Scratch& scratch, cudaStream_t stream) {
   MOBA_CUDA_TRY(cudaMemsetAsync(counts, 0, sizeof(unsigned) * (n_lists + 1), stream));
   const int64_t n_rows = a.n_q_heads * a.q_count;
   const int threads = 256;
   const unsigned blocks = static_cast<unsigned>((n_rows * (warp_lists ? 32 : 1) + threads - 1) / threads);
-  const bool group = warp_lists && group_lists && group_list_smem(a.n_blocks) <= kGroupListSmemMax;
-  const unsigned groups = static_cast<unsigned>(a.n_q_heads * a.n_groups);
-  const size_t group_smem = static_cast<size_t>(group_list_smem(a.n_blocks));
-  if (group) {
-    g_group_list_launches.fetch_add(1, std::memory_order_relaxed);
-    csc_count_group_kernel<<<groups, kGroupListWarps * 32, group_smem / 2, stream>>>(a);
-  } else if (warp_lists) {
+  if (warp_lists)
     csc_count_warp_kernel<<<blocks, threads, 0, stream>>>(a);
-  } else {
+  else
     csc_count_kernel<<<blocks, threads, 0, stream>>>(a);
-  }
   MOBA_CUDA_LAUNCH_CHECK();
   size_t temp_bytes = 0;
   MOBA_CUDA_TRY(cub::DeviceScan::ExclusiveScan(nullptr, temp_bytes, counts, offsets, cuda::std::plus<int64_t>{},
@@ -1046,15 +980,10 @@ const char* launch_lists(const ListArgs& a, unsigned* counts, int64_t n_lists, i
   MOBA_TRY(scratch.alloc(&temp, temp_bytes));
   MOBA_CUDA_TRY(cub::DeviceScan::ExclusiveScan(temp, temp_bytes, counts, offsets, cuda::std::plus<int64_t>{},
                                                int64_t{0}, n_lists + 1, stream));
-  if (group) {
-    MOBA_CUDA_TRY(cudaFuncSetAttribute(csc_scatter_group_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(group_smem)));
-    csc_scatter_group_kernel<<<groups, kGroupListWarps * 32, group_smem, stream>>>(a);
-  } else if (warp_lists) {
+  if (warp_lists)
     csc_scatter_warp_kernel<<<blocks, threads, 0, stream>>>(a);
-  } else {
+  else
     csc_scatter_kernel<<<blocks, threads, 0, stream>>>(a);
-  }
   MOBA_CUDA_LAUNCH_CHECK();
   return nullptr;
 }
@@ -1332,7 +1261,7 @@ const char* attention_bands(const MobaAttentionParams& p, const MobaAttentionBan
     la.entries = entries;
     const bool warp_lists = use_warp_lists(k_sum);
     if (warp_lists) MOBA_TRY(pass.alloc(&la.ascending, static_cast<size_t>(Hq * R * kMaxAttentionBands)));
-    MOBA_TRY(launch_lists(la, la.counts, n_lists, offsets, warp_lists, tuning.attn_group_lists, pass, stream));
+    MOBA_TRY(launch_lists(la, la.counts, n_lists, offsets, warp_lists, pass, stream));
     a.offsets = offsets;
     a.entries = entries;
     MOBA_TRY(pass.alloc(&a.ml, static_cast<size_t>(la.bands.n * Hq * R)));
@@ -1355,6 +1284,5 @@ const char* moba_attention_bands_cuda(const MobaAttentionParams& p, const MobaAt
 
 int64_t moba_attention_tma_launches() { return g_tma_launches.load(std::memory_order_relaxed); }
 int64_t moba_attention_q_smem_launches() { return g_q_smem_launches.load(std::memory_order_relaxed); }
-int64_t moba_attention_group_list_launches() { return g_group_list_launches.load(std::memory_order_relaxed); }
 
 }  // namespace moba::kernels

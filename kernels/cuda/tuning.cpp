@@ -83,14 +83,12 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
       if (const char* e = parse_bool(val, &t.attn_tma)) return e;
     } else if (key == "attn_q_smem") {
       if (const char* e = parse_bool(val, &t.attn_q_smem)) return e;
-    } else if (key == "attn_group_lists") {
-      if (const char* e = parse_bool(val, &t.attn_group_lists)) return e;
     } else if (key == "moments_apart") {
       if (const char* e = parse_bool(val, &t.moments_apart)) return e;
     } else {
       return "tuning: unknown key (gate, attn_rows, attn_min_blocks3, dense_all_pass2, attn_path, attn_tile_cost, "
-             "tile_min_blocks3, tile_wgmma, row_warp, attn_warp_ctas, attn_rounds, attn_wgmma, attn_tma, attn_q_smem, "
-             "attn_group_lists, heads_in_flight, chunk_rows, moments_apart)";
+             "tile_min_blocks3, tile_wgmma, row_warp, attn_warp_ctas, attn_rounds, attn_wgmma, attn_tma, attn_q_smem, heads_in_flight, chunk_rows, "
+             "moments_apart)";
     }
   }
   *out = t;

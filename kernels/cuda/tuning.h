@@ -46,10 +46,6 @@ struct CudaTuning {
   // loaded into shared memory once a CTA (where they fit in 64 KB: 256 rows at head dim 128)
   // instead of from global memory at every visit. The same bits.
   bool attn_q_smem = true;
-  // The gather's lists (a pass's rows by block) built a CTA per row group, the group's counters in
-  // shared memory (where a group's 8 bytes a block fit in 64 KB: up to 8192 blocks), instead of a
-  // warp per row with global atomics. The same lists up to their order: the same bits.
-  bool attn_group_lists = true;
   // moba_attention at head dim 128 (bf16): ask ptxas for 3 CTAs per SM (a 168-register cap).
   bool attn_min_blocks3 = false;
   // dense_pass: every block size through pass 2 (no pass-1 folding of sizes 16, 32, 64 n).
@@ -106,8 +102,8 @@ const CudaTuning& cuda_tuning();
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
 // attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, tile_wgmma=0|1, row_warp=0|1,
 // attn_warp_ctas=-1|0|1, attn_rounds=0|1, attn_wgmma=0|1, attn_tma=0|1, attn_q_smem=0|1,
-// attn_group_lists=0|1, heads_in_flight=1|2, chunk_rows=N, moments_apart=0|1; "" = defaults)
-// on top of `*out`. Returns nullptr or a static message naming the problem.
+// heads_in_flight=1|2, chunk_rows=N, moments_apart=0|1; "" = defaults) on top of `*out`.
+// Returns nullptr or a static message naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
 
 }  // namespace moba::kernels
