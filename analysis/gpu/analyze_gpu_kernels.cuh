@@ -649,9 +649,13 @@ __global__ void band_errors_kernel(const __grid_constant__ BandErrorArgs a) {
   if (t >= a.T) return;
   const int d = a.d;
   const int64_t r0 = t * d;
-  // The first band the row is measured in (rows before a band's skip have no choice there).
-  int j0 = 0;
-  while (j0 < a.n && t < a.band[j0].skip) ++j0;
+  // The first band from j on that the row is measured in (rows before a band's skip have no
+  // choice there); a.n: none.
+  const auto measured_from = [&](int j) {
+    while (j < a.n && t < a.band[j].skip) ++j;
+    return j;
+  };
+  const int j0 = measured_from(0);
   float o[kE] = {}, acc[kE];  // the band's row being measured; the merge of the bands before it
   float l = 0.0f, la = -INFINITY;
   const auto fetch = [&](int j, float (&v)[kE], float& lse) {
@@ -687,8 +691,7 @@ __global__ void band_errors_kernel(const __grid_constant__ BandErrorArgs a) {
       if (lane == 0) b.rel[t] = 0.0f, b.cos[t] = 1.0f;
       continue;
     }
-    int jn = j + 1;  // the next band the row is measured in: its row is loaded now
-    while (jn < a.n && t < a.band[jn].skip) ++jn;
+    const int jn = measured_from(j + 1);  // the next band the row is measured in: its row is loaded now
     float on[kE] = {}, ln = 0.0f;
     if (jn < a.n) fetch(jn, on, ln);
     const bool first = a.first && j == 0;
