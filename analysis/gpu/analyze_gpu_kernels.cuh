@@ -670,21 +670,16 @@ __global__ void band_errors_kernel(const __grid_constant__ BandErrorArgs a) {
   // The merge of the earlier passes' bands: read unless the row's first band is the smallest
   // budget's (then that band's output is the merge).
   const bool carried = j0 < a.n && !(a.first && j0 == 0);
-  double ref[kE], nr = 0;
+  double ref[kE], nr = 0;  // o_full's row and its squared norm (the lane's channels, ascending)
 #pragma unroll
   for (int e = 0; e < kE; ++e) {
     const int x = lane + 32 * e;
     acc[e] = carried && x < d ? a.acc[r0 + x] : 0.0f;
     ref[e] = x < d ? static_cast<double>(a.ref[r0 + x]) : 0.0;
+    if (x < d) nr += ref[e] * ref[e];
   }
   if (carried) la = a.lse_acc[t];
-#pragma unroll
-  for (int e = 0; e < kE; ++e) {
-    if (lane + 32 * e >= d) break;
-    nr += ref[e] * ref[e];
-  }
   for (int s = 16; s > 0; s >>= 1) nr += __shfl_xor_sync(0xffffffffu, nr, s);
-  bool live = false;  // a band was measured: the merge goes back to a.acc, a.lse_acc
   for (int j = 0; j < a.n; ++j) {
     const BandErrorBand& b = a.band[j];
     if (t < b.skip) {
@@ -723,7 +718,6 @@ __global__ void band_errors_kernel(const __grid_constant__ BandErrorArgs a) {
       dot += __shfl_xor_sync(0xffffffffu, dot, s);
     }
     la = L;
-    live = true;
     if (lane == 0) {
       b.rel[t] = static_cast<float>(nr > 0 ? sqrt(diff / nr) : sqrt(diff));
       b.cos[t] = static_cast<float>((nr > 0 && no > 0) ? dot / sqrt(nr * no) : (nr == 0 && no == 0 ? 1.0 : 0.0));
@@ -732,7 +726,7 @@ __global__ void band_errors_kernel(const __grid_constant__ BandErrorArgs a) {
     for (int e = 0; e < kE; ++e) o[e] = on[e];
     l = ln;
   }
-  if (!live) return;
+  if (j0 == a.n) return;  // no band measured: the merge stays as it was
 #pragma unroll
   for (int e = 0; e < kE; ++e) {
     const int x = lane + 32 * e;
