@@ -39,6 +39,7 @@ namespace {
 
 std::atomic<int> last_heads_in_flight{0};  // analyze_gpu_heads_in_flight
 std::atomic<int64_t> moments_in_dense_chunks{0};  // analyze_gpu_moments_in_dense
+std::atomic<int64_t> row_launches_nc8{0};         // analyze_gpu_row_launches_nc8
 
 using gpu::kMaxCfgPerBlock;
 using gpu::kMaxGates;
@@ -73,10 +74,25 @@ void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
   for (int si = 0; si < a.n_rows; ++si) fixed = fixed && a.row_mode[si] == gpu::kRowFixed;
   if (fixed) {
     constexpr int W = gpu::kWarpRowWarps;
-    const size_t smem = W * sizeof(gpu::WarpRowSmem);
-    allow_smem(reinterpret_cast<const void*>(gpu::warp_row_kernel<W>), smem);
-    gpu::warp_row_kernel<W><<<static_cast<unsigned>((nq + W - 1) / W), W * 32, smem>>>(a, nq);
-    ck_launch("warp row kernel");
+    const auto launch = [&](auto nc, auto minb) {
+      constexpr int NC = decltype(nc)::value, MINB = decltype(minb)::value;
+      const size_t smem = W * sizeof(gpu::WarpRowSmemT<NC>);
+      const void* k = reinterpret_cast<const void*>(gpu::warp_row_kernel<W, NC, MINB>);
+      allow_smem(k, smem);
+      gpu::warp_row_kernel<W, NC, MINB><<<static_cast<unsigned>((nq + W - 1) / W), W * 32, smem>>>(a, nq);
+      ck_launch("warp row kernel");
+      if (NC == 8) row_launches_nc8.fetch_add(1);
+    };
+    using C8 = std::integral_constant<int, 8>;
+    const int ctas = kernels::cuda_tuning().row_ctas;
+    if (ctas == 6 && a.n_cfg <= 8)
+      launch(C8{}, std::integral_constant<int, 6>{});
+    else if (ctas == 7 && a.n_cfg <= 8)
+      launch(C8{}, std::integral_constant<int, 7>{});
+    else if (ctas == 8 && a.n_cfg <= 8)
+      launch(C8{}, C8{});
+    else
+      launch(std::integral_constant<int, kMaxCfgPerBlock>{}, std::integral_constant<int, 5>{});
     return;
   }
   gpu::by_row_tier(c_max, [&](auto threads, auto ipt) { launch_row<decltype(threads)::value, decltype(ipt)::value>(a, nq); });
@@ -1207,6 +1223,8 @@ std::future<HeadMeasures> ready_future(HeadMeasures m) {
 }  // namespace
 
 int analyze_gpu_heads_in_flight() { return last_heads_in_flight.load(); }
+
+int64_t analyze_gpu_row_launches_nc8() { return row_launches_nc8.load(); }
 
 int64_t analyze_gpu_moments_in_dense() { return moments_in_dense_chunks.load(); }
 

@@ -68,5 +68,8 @@ int analyze_gpu_heads_in_flight();
 // Query chunks, since the process began, whose SNR-probe moments the dense pass computed
 // (analyze_gpu.cu measure_chunk; for tests).
 int64_t analyze_gpu_moments_in_dense();
+// Launches, since the process began, of the routing rows' one-warp-a-row kernel with room for 8
+// configurations (kernels::CudaTuning::row_ctas 6, 7 or 8; analyze_gpu.cu run_rows; for tests).
+int64_t analyze_gpu_row_launches_nc8();
 
 }  // namespace moba::analysis

@@ -29,4 +29,6 @@ int analyze_gpu_heads_in_flight() { return 0; }
 
 int64_t analyze_gpu_moments_in_dense() { return 0; }
 
+int64_t analyze_gpu_row_launches_nc8() { return 0; }
+
 }  // namespace moba::analysis

@@ -36,23 +36,25 @@ namespace moba::analysis::gpu {
 constexpr int kWarpRowWarps = 4;  // query rows (warps) per CTA
 constexpr unsigned kFull = 0xffffffffu;
 
-struct WarpRowSmem {
+// NC: the classes (and configurations) a warp can hold, >= RowArgs::n_cfg.
+template <int NC>
+struct WarpRowSmemT {
   union {
     struct {
-      uint32_t hist[kMaxCfgPerBlock][128];  // per open prefix: 256 16-bit counts (< 2^15), two per word
-      uint64_t gpre[kMaxCfgPerBlock];       // the open prefixes, descending
+      uint32_t hist[NC][128];  // per open prefix: 256 16-bit counts (< 2^15), two per word
+      uint64_t gpre[NC];       // the open prefixes, descending
     } sel;
     struct {
-      double cov_o[kMaxCfgPerBlock][32];  // [class][lane]: mass of the oracle's picks
-      double cov_g[kMaxCfgPerBlock][32];  // [class][lane]: mass of the router's picks
-      int hit[kMaxCfgPerBlock][32];       // [max(class, oracle class)][lane]: picked by both
+      double cov_o[NC][32];  // [class][lane]: mass of the oracle's picks
+      double cov_g[NC][32];  // [class][lane]: mass of the router's picks
+      int hit[NC][32];       // [max(class, oracle class)][lane]: picked by both
     } acc;
   } u;
-  uint64_t theta_o[kMaxCfgPerBlock];  // per class: the oracle's smallest picked key
-  uint64_t theta_g[kMaxCfgPerBlock];  // the router row's
-  int owner[kMaxCfgPerBlock];         // per class: the configuration whose band it is, or -1
-  int off[kMaxCfgPerBlock];           // per configuration: band entries written so far
-  int tok[kMaxCfgPerBlock];           // per class: top-list keys in its blocks
+  uint64_t theta_o[NC];  // per class: the oracle's smallest picked key
+  uint64_t theta_g[NC];  // the router row's
+  int owner[NC];         // per class: the configuration whose band it is, or -1
+  int off[NC];           // per configuration: band entries written so far
+  int tok[NC];           // per class: top-list keys in its blocks
   int picks[8];                       // kSmallSelect: picks_by_block's list (put_picks reads it)
 };
 
@@ -90,7 +92,8 @@ __device__ __forceinline__ void for_row(const float* row, int64_t c, int lane, F
 // theta[u] for the lanes u < n_cls: the key of rank nu - 1 among the keys of blocks b < c of
 // `row` (lane u holds its count nu, ascending in u, 1 <= nu <= c); nu == c gives 0 (every
 // routable block; real keys are >= 1).
-__device__ void warp_select(WarpRowSmem& s, const float* row, int64_t c, bool recent, int n_cls, int nu,
+template <int NC>
+__device__ void warp_select(WarpRowSmemT<NC>& s, const float* row, int64_t c, bool recent, int n_cls, int nu,
                             uint64_t* theta) {
   const int lane = threadIdx.x & 31;
   bool open = lane < n_cls && nu < c;
@@ -303,11 +306,11 @@ __device__ __forceinline__ V lane_prefix(V x, int lane) {
 // 5 CTAs (20 warps) per SM, as shared memory allows (~42 KB a CTA): 96 registers, 8 bytes of
 // spill (161 uncapped). At 4 CTAs (128 registers, no spill) ncu found a B = 16 launch latency
 // bound (25 % occupancy, 8.7 cycles per issued instruction); 5 took 8 B6 heads' rows 0.79 -> 0.72 s.
-template <int WARPS>
-__global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int64_t nq) {
+template <int WARPS, int NC, int MINB>
+__global__ void __launch_bounds__(WARPS * 32, MINB) warp_row_kernel(RowArgs a, int64_t nq) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
-  WarpRowSmem& s = reinterpret_cast<WarpRowSmem*>(smem_raw)[warp];
+  WarpRowSmemT<NC>& s = reinterpret_cast<WarpRowSmemT<NC>*>(smem_raw)[warp];
   const int64_t i = static_cast<int64_t>(blockIdx.x) * WARPS + warp;
   if (i >= nq) return;  // whole warps: no block barriers below
   const int64_t t = a.t0 + i, B = a.B, c = t / B, T = a.T;
@@ -360,7 +363,7 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
     if (fx && ux == lane) nu = npx;
   }
   const int lo = kp > 0 ? static_cast<int>(min(static_cast<int64_t>(kp - 1), c)) : 0;
-  if (lane < kMaxCfgPerBlock) s.owner[lane] = -1;
+  if (lane < NC) s.owner[lane] = -1;
   __syncwarp();
   if (lane < n_cfg && ucfg >= 0 && lo < np) s.owner[ucfg] = lane;
   __syncwarp();
@@ -394,7 +397,7 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
   };
   // Top-list keys outside the current block per class of `row` under theta.
   const auto top_classes = [&](const float* row, const uint64_t* theta) -> int {
-    if (lane < kMaxCfgPerBlock) s.tok[lane] = 0;
+    if (lane < NC) s.tok[lane] = 0;
     __syncwarp();
     for (int x = lane; x < a.top_n; x += 32) {
       const int32_t j = top[x];
@@ -417,7 +420,7 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
     return a.sel[lane][slot] + (t - a.sel_t0) * (K - kp);
   };
   const auto band_begin = [&]() {
-    if (lane < kMaxCfgPerBlock) s.off[lane] = 0;
+    if (lane < NC) s.off[lane] = 0;
     __syncwarp();
   };
   // Block b (lane's, or -1) of class u into its owner's band.
@@ -453,7 +456,7 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
   // take the picks from picks_by_block's list, in the order a pass over the row would add them.
   const int n_pick = __reduce_max_sync(kFull, lane < n_cls ? nu : 0);
   const bool small = n_pick <= kSmallSelect;
-  static_assert(sizeof(WarpRowSmem::picks) / sizeof(int) == kSmallSelect, "picks_by_block's list");
+  static_assert(sizeof(s.picks) / sizeof(int) == kSmallSelect, "picks_by_block's list");
   const int* const pbu = s.picks;  // picks_by_block
   constexpr int kClassMask = (1 << kPickClassBits) - 1;
   // The picks into the bands (lane r writes pick r) and add(b, u) per pick by the lane of the
@@ -491,7 +494,7 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
     const int tok = top_classes(mrow, s.theta_o);
     int32_t* const srow_o = a.metric[lane < n_cfg ? lane : 0][0] ? sel_row(0) : nullptr;
     band_begin();
-    for (int l = 0; l < kMaxCfgPerBlock; ++l) s.u.acc.cov_o[l][lane] = 0.0;
+    for (int l = 0; l < NC; ++l) s.u.acc.cov_o[l][lane] = 0.0;
     __syncwarp();
     if (small) {
       put_picks(srow_o, [&](int b, int u) { s.u.acc.cov_o[u][lane] += static_cast<double>(mrow[b]); });
@@ -549,7 +552,7 @@ __global__ void __launch_bounds__(WARPS * 32, 5) warp_row_kernel(RowArgs a, int6
     const int tok = top_classes(srow, s.theta_g);
     int32_t* const rows_g = sel_row(slot);
     band_begin();
-    for (int l = 0; l < kMaxCfgPerBlock; ++l) {
+    for (int l = 0; l < NC; ++l) {
       s.u.acc.cov_g[l][lane] = 0.0;
       s.u.acc.hit[l][lane] = 0;
     }

@@ -51,6 +51,9 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
       if (const char* e = parse_bool(val, &t.tile_wgmma)) return e;
     } else if (key == "row_warp") {
       if (const char* e = parse_bool(val, &t.row_warp)) return e;
+    } else if (key == "row_ctas") {
+      if (val == "0" || val == "5" || val == "6" || val == "7" || val == "8") t.row_ctas = val[0] - '0';
+      else return "tuning: row_ctas takes 0 (automatic), 5, 6, 7 or 8";
     } else if (key == "attn_path") {
       if (val == "automatic") t.attn_path = CudaTuning::AttnPath::automatic;
       else if (val == "gather") t.attn_path = CudaTuning::AttnPath::gather;
@@ -87,7 +90,7 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
       if (const char* e = parse_bool(val, &t.moments_apart)) return e;
     } else {
       return "tuning: unknown key (gate, attn_rows, attn_min_blocks3, dense_all_pass2, attn_path, attn_tile_cost, "
-             "tile_min_blocks3, tile_wgmma, row_warp, attn_warp_ctas, attn_rounds, attn_wgmma, attn_tma, attn_q_smem, heads_in_flight, chunk_rows, "
+             "tile_min_blocks3, tile_wgmma, row_warp, row_ctas, attn_warp_ctas, attn_rounds, attn_wgmma, attn_tma, attn_q_smem, heads_in_flight, chunk_rows, "
              "moments_apart)";
     }
   }

@@ -74,6 +74,10 @@ struct CudaTuning {
   // select when every analysed router picks a fixed budget; 0 = the block-wide sort kernel
   // (row_kernel) for every row.
   bool row_warp = true;
+  // The one-warp-a-row kernel's CTAs a multiprocessor (ptxas' register cap): 5 (96 registers)
+  // with room for 16 configurations a block size; 6, 7 or 8 (80 / 72 / 64 registers) with room
+  // for 8, where a block size has at most 8 (B6): half the shared memory; 0 = 5.
+  int row_ctas = 0;
   // The analysis' heads in flight (analysis/gpu/analyze_gpu.cu): 2 = a head's chunks are
   // enqueued while the previous head's attention and reductions run (where the device has
   // room for a second set of head buffers); 1 = each head finished before the next begins.
@@ -101,8 +105,8 @@ const CudaTuning& cuda_tuning();
 // Parses "key=value,key=value" (keys: gate=automatic|scalar|warp_list, attn_rows=N,
 // attn_min_blocks3=0|1, dense_all_pass2=0|1, attn_path=automatic|gather|tile,
 // attn_tile_cost=X (0 < X <= 1000), tile_min_blocks3=0|1, tile_wgmma=0|1, row_warp=0|1,
-// attn_warp_ctas=-1|0|1, attn_rounds=0|1, attn_wgmma=0|1, attn_tma=0|1, attn_q_smem=0|1,
-// heads_in_flight=1|2, chunk_rows=N, moments_apart=0|1; "" = defaults) on top of `*out`.
+// row_ctas=0|5|6|7|8, attn_warp_ctas=-1|0|1, attn_rounds=0|1, attn_wgmma=0|1, attn_tma=0|1,
+// attn_q_smem=0|1, heads_in_flight=1|2, chunk_rows=N, moments_apart=0|1; "" = defaults) on top of `*out`.
 // Returns nullptr or a static message naming the problem.
 const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out);
 

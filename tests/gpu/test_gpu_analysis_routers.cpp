@@ -293,6 +293,52 @@ TEST_CASE("gpu analysis: every device router at once, GQA, ragged blocks", "[gpu
   check_case(c, with_kconv);
 }
 
+namespace {
+
+// rb's summary rows, buckets, SNR sums and kept arrays and selections are ra's, bit for bit.
+void same_results(const GroupResult& ra, const GroupResult& rb) {
+  const auto same = [](const void* a, const void* b, size_t bytes) { return std::memcmp(a, b, bytes) == 0; };
+  REQUIRE(rb.rows.size() == ra.rows.size());
+  for (size_t i = 0; i < ra.rows.size(); ++i) {
+    CHECK(rb.rows[i].key == ra.rows[i].key);
+    CHECK(same(rb.rows[i].values.data(), ra.rows[i].values.data(), sizeof(ra.rows[i].values)));
+  }
+  REQUIRE(rb.buckets.size() == ra.buckets.size());
+  for (size_t i = 0; i < ra.buckets.size(); ++i) {
+    const BucketRow &a = ra.buckets[i], &b = rb.buckets[i];
+    CHECK(b.key == a.key);
+    CHECK((b.t_begin == a.t_begin && b.t_end == a.t_end && b.n_choice == a.n_choice));
+    const double x[5] = {a.coverage, a.kl, a.block_recall, a.token_recall, a.output_rel_err};
+    const double y[5] = {b.coverage, b.kl, b.block_recall, b.token_recall, b.output_rel_err};
+    CHECK(same(x, y, sizeof(x)));
+  }
+  REQUIRE(rb.snr.size() == ra.snr.size());
+  for (size_t i = 0; i < ra.snr.size(); ++i) {
+    const SnrStats &a = ra.snr[i].stats, &b = rb.snr[i].stats;
+    CHECK((b.n_queries == a.n_queries && b.n_pairs == a.n_pairs && b.n_negative == a.n_negative));
+    const double x[5] = {a.sum_d, a.sum_d2, a.sum_delta_mu, a.sum_excess, a.sum_var_noise};
+    const double y[5] = {b.sum_d, b.sum_d2, b.sum_delta_mu, b.sum_excess, b.sum_var_noise};
+    CHECK(same(x, y, sizeof(x)));
+    CHECK(b.rank_hist == a.rank_hist);
+  }
+  REQUIRE(rb.arrays.size() == ra.arrays.size());
+  for (size_t i = 0; i < ra.arrays.size(); ++i) {
+    const PositionArrays &a = ra.arrays[i], &b = rb.arrays[i];
+    INFO("head " << a.key.head << " B=" << a.key.block_size << " k=" << a.key.top_k << " "
+                 << router_name(a.key.router));
+    CHECK(b.key == a.key);
+    CHECK(b.selected == a.selected);
+    for (const auto& info : position_metrics()) {
+      const std::vector<float>& x = a.metric(info.metric);
+      const std::vector<float>& y = b.metric(info.metric);
+      REQUIRE(x.size() == y.size());
+      CHECK(same(x.data(), y.data(), x.size() * sizeof(float)));
+    }
+  }
+}
+
+}  // namespace
+
 // The device's attention runs per window of queries, each (block size, router) cut into query
 // parts on several streams: the arrays and selections are the same bits however the queries are
 // cut (windows of one chunk, parts of 64 rows, one part), since a row's arithmetic never
@@ -378,7 +424,6 @@ TEST_CASE("gpu analysis: two heads in flight change no bit", "[gpu][analysis][wi
     ~Restore() { kernels::set_cuda_tuning(kernels::CudaTuning{}); }
   } restore;
   const int64_t d = 64, G = 4;
-  const auto same = [](const void* a, const void* b, size_t bytes) { return std::memcmp(a, b, bytes) == 0; };
   for (const auto& [T, window_bytes, keep] :
        std::vector<std::tuple<int64_t, int64_t, bool>>{{1500, 0, true}, {1500, 0, false}, {2 * 16384 + 300, 1, true}}) {
     INFO("T " << T << " attn_window_bytes " << window_bytes << " keep_arrays " << keep);
@@ -415,42 +460,53 @@ TEST_CASE("gpu analysis: two heads in flight change no bit", "[gpu][analysis][wi
       return r;
     };
     const GroupResult one = run(1), two = run(2);
-    REQUIRE(two.rows.size() == one.rows.size());
-    for (size_t i = 0; i < one.rows.size(); ++i) {
-      CHECK(two.rows[i].key == one.rows[i].key);
-      CHECK(same(two.rows[i].values.data(), one.rows[i].values.data(), sizeof(one.rows[i].values)));
-    }
-    REQUIRE(two.buckets.size() == one.buckets.size());
-    for (size_t i = 0; i < one.buckets.size(); ++i) {
-      const BucketRow &a = one.buckets[i], &b = two.buckets[i];
-      CHECK(b.key == a.key);
-      CHECK((b.t_begin == a.t_begin && b.t_end == a.t_end && b.n_choice == a.n_choice));
-      const double x[5] = {a.coverage, a.kl, a.block_recall, a.token_recall, a.output_rel_err};
-      const double y[5] = {b.coverage, b.kl, b.block_recall, b.token_recall, b.output_rel_err};
-      CHECK(same(x, y, sizeof(x)));
-    }
-    REQUIRE(two.snr.size() == one.snr.size());
-    for (size_t i = 0; i < one.snr.size(); ++i) {
-      const SnrStats &a = one.snr[i].stats, &b = two.snr[i].stats;
-      CHECK((b.n_queries == a.n_queries && b.n_pairs == a.n_pairs && b.n_negative == a.n_negative));
-      const double x[5] = {a.sum_d, a.sum_d2, a.sum_delta_mu, a.sum_excess, a.sum_var_noise};
-      const double y[5] = {b.sum_d, b.sum_d2, b.sum_delta_mu, b.sum_excess, b.sum_var_noise};
-      CHECK(same(x, y, sizeof(x)));
-      CHECK(b.rank_hist == a.rank_hist);
-    }
-    REQUIRE(two.arrays.size() == one.arrays.size());
-    for (size_t i = 0; i < one.arrays.size(); ++i) {
-      const PositionArrays &a = one.arrays[i], &b = two.arrays[i];
-      INFO("head " << a.key.head << " B=" << a.key.block_size << " k=" << a.key.top_k << " "
-                   << router_name(a.key.router));
-      CHECK(b.key == a.key);
-      CHECK(b.selected == a.selected);
-      for (const auto& info : position_metrics()) {
-        const std::vector<float>& x = a.metric(info.metric);
-        const std::vector<float>& y = b.metric(info.metric);
-        REQUIRE(x.size() == y.size());
-        CHECK(same(x.data(), y.data(), x.size() * sizeof(float)));
-      }
+    same_results(one, two);
+  }
+}
+
+// The routing rows' one-warp-a-row kernel at 6, 7 or 8 CTAs a multiprocessor
+// (kernels::CudaTuning::row_ctas: room for 8 configurations a block size, fewer registers) gives
+// the default's bits: the same code under another register cap. Eight top-k values (each row's
+// picks from the small list while they are at most 8, by radix select past that), six at most 9
+// (the small list only), and nine, where the kernel with room for 16 runs whatever row_ctas says.
+TEST_CASE("gpu analysis: the routing rows' CTAs a multiprocessor change no bit", "[gpu][analysis][window]") {
+  REQUIRE(kernels::cuda_device_count() > 0);
+  struct Restore {
+    ~Restore() { kernels::set_cuda_tuning(kernels::CudaTuning{}); }
+  } restore;
+  const int64_t T = 3000, d = 64;
+  std::mt19937 rng(41);
+  const Tensor3 q = random_rounded(2, T, d, DType::bf16, rng, 2.0f);
+  const Tensor3 k = random_rounded(1, T, d, DType::bf16, rng, 1.0f);
+  const Tensor3 v = random_rounded(1, T, d, DType::bf16, rng, 0.125f);
+  GroupInput in;
+  in.q = q.view();
+  in.k = k.view();
+  in.v = v.view();
+  in.dtype = DType::bf16;
+  in.heads = {0, 1};
+  for (const std::vector<int>& ks : std::vector<std::vector<int>>{
+           {1, 2, 3, 5, 8, 20, 60, 150}, {1, 2, 4, 6, 8, 9}, {1, 2, 3, 5, 8, 20, 60, 150, 180}}) {
+    INFO("top-k values " << ks.size() << ", the largest " << ks.back());
+    AnalyzeOptions o;
+    o.block_sizes = {16, 48};
+    o.top_ks = ks;
+    o.routers = {RouterKind::moba, RouterKind::oracle};
+    o.query_chunk = 256;
+    o.keep_arrays = true;
+    o.gpus = 1;
+    o.device = Device::cuda;
+    kernels::set_cuda_tuning(kernels::CudaTuning{});
+    const GroupResult base = analyze_group(in, o, nullptr, nullptr);
+    for (const int ctas : {6, 7, 8}) {
+      INFO("row_ctas " << ctas);
+      kernels::CudaTuning t;
+      t.row_ctas = ctas;
+      kernels::set_cuda_tuning(t);
+      const int64_t before = analyze_gpu_row_launches_nc8();
+      const GroupResult r = analyze_group(in, o, nullptr, nullptr);
+      CHECK((analyze_gpu_row_launches_nc8() > before) == (ks.size() <= 8));
+      same_results(base, r);
     }
   }
 }
