@@ -68,7 +68,11 @@ void launch_row(const gpu::RowArgs& a, int64_t nq) {
 using gpu::kMaxRowBlocks;
 
 // One warp per query row (gpu::warp_row_kernel) where every router row picks a fixed budget,
-// else the block-wide sort of row_kernel (variable budgets rank every block in order).
+// else the block-wide sort of row_kernel (variable budgets rank every block in order). The warp
+// kernel with room for 8 configurations a block size takes half the shared memory of the one
+// with room for 16, so its CTAs a multiprocessor are capped by registers alone: 8 by default
+// (64 registers, ~1 KB of spill loads a thread: 8 B6 heads' routing rows on an H100 0.734 ->
+// 0.621 s; 6 CTAs 0.695, 7 0.637; the same bits; kernels/cuda/NOTES.md, forty-eighth session).
 void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
   bool fixed = kernels::cuda_tuning().row_warp;
   for (int si = 0; si < a.n_rows; ++si) fixed = fixed && a.row_mode[si] == gpu::kRowFixed;
@@ -85,14 +89,14 @@ void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
     };
     using C8 = std::integral_constant<int, 8>;
     const int ctas = kernels::cuda_tuning().row_ctas;
-    if (ctas == 6 && a.n_cfg <= 8)
-      launch(C8{}, std::integral_constant<int, 6>{});
-    else if (ctas == 7 && a.n_cfg <= 8)
-      launch(C8{}, std::integral_constant<int, 7>{});
-    else if (ctas == 8 && a.n_cfg <= 8)
-      launch(C8{}, C8{});
-    else
+    if (a.n_cfg > 8 || ctas == 5)
       launch(std::integral_constant<int, kMaxCfgPerBlock>{}, std::integral_constant<int, 5>{});
+    else if (ctas == 6)
+      launch(C8{}, std::integral_constant<int, 6>{});
+    else if (ctas == 7)
+      launch(C8{}, std::integral_constant<int, 7>{});
+    else
+      launch(C8{}, C8{});
     return;
   }
   gpu::by_row_tier(c_max, [&](auto threads, auto ipt) { launch_row<decltype(threads)::value, decltype(ipt)::value>(a, nq); });

@@ -69,7 +69,8 @@ int analyze_gpu_heads_in_flight();
 // (analyze_gpu.cu measure_chunk; for tests).
 int64_t analyze_gpu_moments_in_dense();
 // Launches, since the process began, of the routing rows' one-warp-a-row kernel with room for 8
-// configurations (kernels::CudaTuning::row_ctas 6, 7 or 8; analyze_gpu.cu run_rows; for tests).
+// configurations (block sizes with at most 8, unless kernels::CudaTuning::row_ctas is 5;
+// analyze_gpu.cu run_rows; for tests).
 int64_t analyze_gpu_row_launches_nc8();
 
 }  // namespace moba::analysis

@@ -53,7 +53,7 @@ const char* parse_cuda_tuning(const std::string& spec, CudaTuning* out) {
       if (const char* e = parse_bool(val, &t.row_warp)) return e;
     } else if (key == "row_ctas") {
       if (val == "0" || val == "5" || val == "6" || val == "7" || val == "8") t.row_ctas = val[0] - '0';
-      else return "tuning: row_ctas takes 0 (automatic), 5, 6, 7 or 8";
+      else return "tuning: row_ctas takes 0 (automatic: 8), 5, 6, 7 or 8";
     } else if (key == "attn_path") {
       if (val == "automatic") t.attn_path = CudaTuning::AttnPath::automatic;
       else if (val == "gather") t.attn_path = CudaTuning::AttnPath::gather;

@@ -74,9 +74,11 @@ struct CudaTuning {
   // select when every analysed router picks a fixed budget; 0 = the block-wide sort kernel
   // (row_kernel) for every row.
   bool row_warp = true;
-  // The one-warp-a-row kernel's CTAs a multiprocessor (ptxas' register cap): 5 (96 registers)
-  // with room for 16 configurations a block size; 6, 7 or 8 (80 / 72 / 64 registers) with room
-  // for 8, where a block size has at most 8 (B6): half the shared memory; 0 = 5.
+  // The one-warp-a-row routing rows' CTAs a multiprocessor where a block size has at most 8
+  // configurations (B4, B6): 6, 7 or 8 (0, the default) for the kernel with room for 8 (80 / 72
+  // / 64 registers); 5 for the one with room for 16 (96 registers), which more configurations
+  // always get. The same bits either way (8 B6 heads on an H100, routing rows: 5 CTAs 0.734 s,
+  // 6 0.695, 7 0.637, 8 0.621; NOTES.md, forty-eighth session).
   int row_ctas = 0;
   // The analysis' heads in flight (analysis/gpu/analyze_gpu.cu): 2 = a head's chunks are
   // enqueued while the previous head's attention and reductions run (where the device has

@@ -464,11 +464,12 @@ TEST_CASE("gpu analysis: two heads in flight change no bit", "[gpu][analysis][wi
   }
 }
 
-// The routing rows' one-warp-a-row kernel at 6, 7 or 8 CTAs a multiprocessor
-// (kernels::CudaTuning::row_ctas: room for 8 configurations a block size, fewer registers) gives
-// the default's bits: the same code under another register cap. Eight top-k values (each row's
-// picks from the small list while they are at most 8, by radix select past that), six at most 9
-// (the small list only), and nine, where the kernel with room for 16 runs whatever row_ctas says.
+// The routing rows' one-warp-a-row kernel with room for 8 configurations a block size at 6, 7
+// or 8 CTAs a multiprocessor (kernels::CudaTuning::row_ctas; 8 by default) gives the bits of the
+// one with room for 16 at 5 (row_ctas=5): the same code under other sizes and register caps.
+// Eight top-k values (each row's picks from the small list while they are at most 8, by radix
+// select past that), six at most 9 (the small list only), and nine, where the kernel with room
+// for 16 runs whatever row_ctas says.
 TEST_CASE("gpu analysis: the routing rows' CTAs a multiprocessor change no bit", "[gpu][analysis][window]") {
   REQUIRE(kernels::cuda_device_count() > 0);
   struct Restore {
@@ -496,9 +497,13 @@ TEST_CASE("gpu analysis: the routing rows' CTAs a multiprocessor change no bit",
     o.keep_arrays = true;
     o.gpus = 1;
     o.device = Device::cuda;
-    kernels::set_cuda_tuning(kernels::CudaTuning{});
+    kernels::CudaTuning t5;
+    t5.row_ctas = 5;
+    kernels::set_cuda_tuning(t5);
+    const int64_t before5 = analyze_gpu_row_launches_nc8();
     const GroupResult base = analyze_group(in, o, nullptr, nullptr);
-    for (const int ctas : {6, 7, 8}) {
+    CHECK(analyze_gpu_row_launches_nc8() == before5);
+    for (const int ctas : {0, 6, 7, 8}) {
       INFO("row_ctas " << ctas);
       kernels::CudaTuning t;
       t.row_ctas = ctas;
