@@ -55,7 +55,7 @@ struct WarpRowSmemT {
   int owner[NC];         // per class: the configuration whose band it is, or -1
   int off[NC];           // per configuration: band entries written so far
   int tok[NC];           // per class: top-list keys in its blocks
-  int picks[8];                       // kSmallSelect: picks_by_block's list (put_picks reads it)
+  int picks[8];          // kSmallSelect: picks_by_block's list (put_picks reads it)
 };
 
 __device__ __forceinline__ unsigned lanemask_lt(int lane) { return (1u << lane) - 1u; }
@@ -303,9 +303,12 @@ __device__ __forceinline__ V lane_prefix(V x, int lane) {
   return x;
 }
 
-// 5 CTAs (20 warps) per SM, as shared memory allows (~42 KB a CTA): 96 registers, 8 bytes of
-// spill (161 uncapped). At 4 CTAs (128 registers, no spill) ncu found a B = 16 launch latency
-// bound (25 % occupancy, 8.7 cycles per issued instruction); 5 took 8 B6 heads' rows 0.79 -> 0.72 s.
+// MINB CTAs (4 MINB warps) per SM. Room for NC = 16 configurations takes ~42 KB a CTA, so 5 CTAs
+// (96 registers, 8 bytes of spill; 161 uncapped): at 4 (128 registers, no spill) ncu found a
+// B = 16 launch latency bound (25 % occupancy, 8.7 cycles per issued instruction), and 5 took 8
+// B6 heads' rows 0.79 -> 0.72 s. NC = 8 takes ~21 KB a CTA, so registers alone cap MINB: at 8
+// (64 registers, ~1 KB of spill loads a thread, which stay in L1) the same rows took 0.73 ->
+// 0.62 s (analyze_gpu.cu run_rows; kernels/cuda/NOTES.md, forty-eighth session).
 template <int WARPS, int NC, int MINB>
 __global__ void __launch_bounds__(WARPS * 32, MINB) warp_row_kernel(RowArgs a, int64_t nq) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
