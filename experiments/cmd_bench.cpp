@@ -52,8 +52,9 @@ const char* kUsage =
     "            attn_path=automatic|gather|tile, attn_tile_cost=X, tile_min_blocks3=0|1,\n"
     "            tile_wgmma=0|1, attn_warp_ctas=-1|0|1 (-1 = automatic), attn_rounds=0|1,\n"
     "            attn_wgmma=0|1, attn_tma=0|1, attn_q_smem=0|1;\n"
-    "            row_warp=0|1, heads_in_flight=1|2, chunk_rows=N (64..65536, a multiple of\n"
-    "            64) and moments_apart=0|1 act on moba analyze only\n";
+    "            row_warp=0|1, row_ctas=0|5|6|7|8 (0 = automatic), heads_in_flight=1|2,\n"
+    "            chunk_rows=N (64..65536, a multiple of 64) and moments_apart=0|1 act on moba\n"
+    "            analyze only\n";
 
 #ifdef MOBA_HAVE_CUDA
 using namespace moba::kernels;
