@@ -307,8 +307,8 @@ __device__ __forceinline__ V lane_prefix(V x, int lane) {
 // (96 registers, 8 bytes of spill; 161 uncapped): at 4 (128 registers, no spill) ncu found a
 // B = 16 launch latency bound (25 % occupancy, 8.7 cycles per issued instruction), and 5 took 8
 // B6 heads' rows 0.79 -> 0.72 s. NC = 8 takes ~21 KB a CTA, so registers alone cap MINB: at 8
-// (64 registers, ~1 KB of spill loads a thread, which stay in L1) the same rows took 0.73 ->
-// 0.62 s (analyze_gpu.cu run_rows; kernels/cuda/NOTES.md, forty-eighth session).
+// (64 registers, ~1 KB of spill loads a thread) the same rows took 0.73 -> 0.62 s
+// (analyze_gpu.cu run_rows; kernels/cuda/NOTES.md, forty-eighth session).
 template <int WARPS, int NC, int MINB>
 __global__ void __launch_bounds__(WARPS * 32, MINB) warp_row_kernel(RowArgs a, int64_t nq) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
