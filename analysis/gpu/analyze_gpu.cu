@@ -89,7 +89,7 @@ void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
     };
     using C8 = std::integral_constant<int, 8>;
     const int ctas = kernels::cuda_tuning().row_ctas;
-    if (a.n_cfg > 8 || ctas == 5)
+    if (a.n_cfg > C8::value || ctas == 5)
       launch(std::integral_constant<int, kMaxCfgPerBlock>{}, std::integral_constant<int, 5>{});
     else if (ctas == 6)
       launch(C8{}, std::integral_constant<int, 6>{});

@@ -295,6 +295,30 @@ TEST_CASE("gpu analysis: every device router at once, GQA, ragged blocks", "[gpu
 
 namespace {
 
+// One KV group of random values rounded to `dtype`, drawn from rng in this order: G query heads
+// (scale 2), one key head (1), one value head (0.125). `in` views them and lists heads 0 .. G - 1.
+struct RandomGroup {
+  Tensor3 q, k, v;
+  GroupInput in;
+  RandomGroup(int64_t G, int64_t T, int64_t d, DType dtype, std::mt19937& rng)
+      : q(random_rounded(G, T, d, dtype, rng, 2.0f)),
+        k(random_rounded(1, T, d, dtype, rng, 1.0f)),
+        v(random_rounded(1, T, d, dtype, rng, 0.125f)) {
+    in.q = q.view();
+    in.k = k.view();
+    in.v = v.view();
+    in.dtype = dtype;
+    for (int64_t h = 0; h < G; ++h) in.heads.push_back(h);
+  }
+  RandomGroup(const RandomGroup&) = delete;  // `in` views this object's tensors
+  RandomGroup& operator=(const RandomGroup&) = delete;
+};
+
+// Puts the default CUDA tuning back when a test case ends, however it ends.
+struct RestoreTuning {
+  ~RestoreTuning() { kernels::set_cuda_tuning(kernels::CudaTuning{}); }
+};
+
 // rb's summary rows, buckets, SNR sums and kept arrays and selections are ra's, bit for bit.
 void same_results(const GroupResult& ra, const GroupResult& rb) {
   const auto same = [](const void* a, const void* b, size_t bytes) { return std::memcmp(a, b, bytes) == 0; };
@@ -347,15 +371,8 @@ TEST_CASE("gpu analysis: attention windows and query parts change no bit", "[gpu
   REQUIRE(kernels::cuda_device_count() > 0);
   const int64_t T = 2100, d = 64;
   std::mt19937 rng(21);
-  const Tensor3 q = random_rounded(2, T, d, DType::bf16, rng, 2.0f);
-  const Tensor3 k = random_rounded(1, T, d, DType::bf16, rng, 1.0f);
-  const Tensor3 v = random_rounded(1, T, d, DType::bf16, rng, 0.125f);
-  GroupInput in;
-  in.q = q.view();
-  in.k = k.view();
-  in.v = v.view();
-  in.dtype = DType::bf16;
-  in.heads = {0, 1};
+  const RandomGroup g(2, T, d, DType::bf16, rng);
+  const GroupInput& in = g.in;
   AnalyzeOptions opt;
   opt.block_sizes = {16, 48};
   opt.top_ks = {9, 1, 3, 30};
@@ -393,9 +410,7 @@ TEST_CASE("gpu analysis: attention windows and query parts change no bit", "[gpu
   // The device's query chunk (kernels::CudaTuning::chunk_rows): a query's arithmetic does not
   // depend on its chunk, so chunks of 64 and 320 queries (33 and 7 of them, the last ragged)
   // give the arrays and the summary rows of one 2100-query chunk bit for bit.
-  struct Restore {
-    ~Restore() { kernels::set_cuda_tuning(kernels::CudaTuning{}); }
-  } restore;
+  const RestoreTuning restore;
   for (const int rows : {64, 320}) {
     INFO("chunk_rows " << rows);
     kernels::CudaTuning t;
@@ -420,26 +435,17 @@ TEST_CASE("gpu analysis: attention windows and query parts change no bit", "[gpu
 // arrays are assembled on a thread of their own).
 TEST_CASE("gpu analysis: two heads in flight change no bit", "[gpu][analysis][window]") {
   REQUIRE(kernels::cuda_device_count() > 0);
-  struct Restore {
-    ~Restore() { kernels::set_cuda_tuning(kernels::CudaTuning{}); }
-  } restore;
+  const RestoreTuning restore;
   const int64_t d = 64, G = 4;
   for (const auto& [T, window_bytes, keep] :
        std::vector<std::tuple<int64_t, int64_t, bool>>{{1500, 0, true}, {1500, 0, false}, {2 * 16384 + 300, 1, true}}) {
     INFO("T " << T << " attn_window_bytes " << window_bytes << " keep_arrays " << keep);
     std::mt19937 rng(33);
-    const Tensor3 q = random_rounded(G, T, d, DType::bf16, rng, 2.0f);
-    const Tensor3 k = random_rounded(1, T, d, DType::bf16, rng, 1.0f);
-    const Tensor3 v = random_rounded(1, T, d, DType::bf16, rng, 0.125f);
+    RandomGroup g(G, T, d, DType::bf16, rng);
     std::vector<int32_t> planted(static_cast<size_t>(G * T));
     for (int64_t t = 0; t < G * T; ++t)
       planted[static_cast<size_t>(t)] = static_cast<int32_t>(std::uniform_int_distribution<int64_t>(-1, t % T)(rng));
-    GroupInput in;
-    in.q = q.view();
-    in.k = k.view();
-    in.v = v.view();
-    in.dtype = DType::bf16;
-    in.heads = {0, 1, 2, 3};
+    GroupInput& in = g.in;
     in.planted = &planted;
     AnalyzeOptions o;
     o.block_sizes = {16, 48};
@@ -472,20 +478,11 @@ TEST_CASE("gpu analysis: two heads in flight change no bit", "[gpu][analysis][wi
 // for 16 runs whatever row_ctas says.
 TEST_CASE("gpu analysis: the routing rows' CTAs a multiprocessor change no bit", "[gpu][analysis][window]") {
   REQUIRE(kernels::cuda_device_count() > 0);
-  struct Restore {
-    ~Restore() { kernels::set_cuda_tuning(kernels::CudaTuning{}); }
-  } restore;
+  const RestoreTuning restore;
   const int64_t T = 3000, d = 64;
   std::mt19937 rng(41);
-  const Tensor3 q = random_rounded(2, T, d, DType::bf16, rng, 2.0f);
-  const Tensor3 k = random_rounded(1, T, d, DType::bf16, rng, 1.0f);
-  const Tensor3 v = random_rounded(1, T, d, DType::bf16, rng, 0.125f);
-  GroupInput in;
-  in.q = q.view();
-  in.k = k.view();
-  in.v = v.view();
-  in.dtype = DType::bf16;
-  in.heads = {0, 1};
+  const RandomGroup g(2, T, d, DType::bf16, rng);
+  const GroupInput& in = g.in;
   for (const std::vector<int>& ks : std::vector<std::vector<int>>{
            {1, 2, 3, 5, 8, 20, 60, 150}, {1, 2, 4, 6, 8, 9}, {1, 2, 3, 5, 8, 20, 60, 150, 180}}) {
     INFO("top-k values " << ks.size() << ", the largest " << ks.back());
@@ -524,9 +521,7 @@ TEST_CASE("gpu analysis: the routing rows' CTAs a multiprocessor change no bit",
 // second gate (moba-kconv, moments of its own) beside them.
 TEST_CASE("gpu analysis: the dense pass's score moments are the moments kernel's bits", "[gpu][analysis][snr]") {
   REQUIRE(kernels::cuda_device_count() > 0);
-  struct Restore {
-    ~Restore() { kernels::set_cuda_tuning(kernels::CudaTuning{}); }
-  } restore;
+  const RestoreTuning restore;
   struct Case {
     DType dtype;
     kernels::Precision precision;
@@ -544,15 +539,8 @@ TEST_CASE("gpu analysis: the dense pass's score moments are the moments kernel's
     INFO(dtype_name(c.dtype) << " " << kernels::precision_name(c.precision) << " T " << c.T << " d " << c.d
                              << " chunk_rows " << c.chunk_rows);
     std::mt19937 rng(static_cast<unsigned>(c.T + c.d));
-    const Tensor3 q = random_rounded(2, c.T, c.d, c.dtype, rng, 2.0f);
-    const Tensor3 k = random_rounded(1, c.T, c.d, c.dtype, rng, 1.0f);
-    const Tensor3 v = random_rounded(1, c.T, c.d, c.dtype, rng, 0.125f);
-    GroupInput in;
-    in.q = q.view();
-    in.k = k.view();
-    in.v = v.view();
-    in.dtype = c.dtype;
-    in.heads = {0, 1};
+    const RandomGroup g(2, c.T, c.d, c.dtype, rng);
+    const GroupInput& in = g.in;
     AnalyzeOptions o;
     o.block_sizes = c.block_sizes;
     o.top_ks = {1, 3};
