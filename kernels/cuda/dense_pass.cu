@@ -27,6 +27,7 @@
 #include "kernels/dense_pass.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <type_traits>
 
@@ -114,6 +115,24 @@ __device__ __forceinline__ float top_key_score(uint64_t k) {
 }
 __device__ __forceinline__ int32_t top_key_index(uint64_t k) { return static_cast<int32_t>(k & 0xffffffffu); }
 
+// A raw score bound for the top-n scan: every raw score s with s * scale >= thr (fp32, scale >
+// 0, thr finite) is >= the result. thr / scale is within 2^-24 of the exact quotient and the
+// product's rounding within 2^-24 of s * scale; the margin (2^-20 relative plus 1e-30 absolute,
+// for products near zero) covers both many times over. A bound that is not finite (scores that
+// overflowed) gives -FLT_MAX: every unmasked key is a candidate.
+__device__ __forceinline__ float raw_floor(float thr, float scale) {
+  const float r = thr / scale;
+  return isfinite(r) ? r - fabsf(r) * 0x1p-20f - 1e-30f : -FLT_MAX;
+}
+
+// Bits 2 i and 2 i + 1 of x (i < 8) moved to bits 8 i and 8 i + 1.
+__device__ __forceinline__ unsigned long long spread_pairs8(uint32_t x) {
+  unsigned long long y = x & 0xffffu;
+  y = (y | (y << 24)) & 0x000000ff000000ffull;
+  y = (y | (y << 12)) & 0x000f000f000f000full;
+  return (y | (y << 6)) & 0x0303030303030303ull;
+}
+
 // Two CTAs per SM at D = 128 (~246 registers); a 168-register cap for three spills (NOTES.md).
 // MOM: also the raw scores' 16-key moments of the SNR probe (pass 1, from the same score
 // fragments: kernels/cuda/score_moments.cuh; DensePassParams::score_sum).
@@ -167,11 +186,25 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   const uint16_t* const ksrc = kbase + cp_row * a.k_st + (col_ok ? c8 : 0);
   const uint16_t* const vsrc = vbase + cp_row * a.v_st + (col_ok ? c8 : 0);
   const int dst_off = cp_row * LD + c8;
+  const int64_t k_step = kRowStep * a.k_st, v_step = kRowStep * a.v_st;  // one copy's rows apart
   auto issue = [&](int64_t j0, int buf, bool with_v) {
     uint16_t* const kd = (buf ? kbuf1 : kbuf0) + dst_off;
     uint16_t* const vd = (buf ? vbuf1 : vbuf0) + dst_off;
     const uint16_t* const kj = ksrc + j0 * a.k_st;
     const uint16_t* const vj = vsrc + j0 * a.v_st;
+    if (!X3 && col_ok && j0 + kKeys <= key_end) {
+      // A whole tile and a column in range: every copy reads, no zero fill, no per-copy bound
+      // or address select (the general form below cost ~10 % of the kernel's instructions).
+      const uint16_t* kp = kj;
+      const uint16_t* vp = vj;
+#pragma unroll
+      for (int it = 0; it < kKeys / kRowStep; ++it, kp += k_step, vp += v_step) {
+        cp_async16_all(kd + it * kRowStep * LD, kp);
+        if (with_v) cp_async16_all(vd + it * kRowStep * LD, vp);
+      }
+      cp_async_commit();
+      return;
+    }
     const int64_t rows_left = key_end - j0 - cp_row;  // copy `it` is in range iff it * kRowStep < rows_left
 #pragma unroll
     for (int it = 0; it < kKeys / kRowStep; ++it) {
@@ -258,20 +291,25 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   uint64_t* const my_h = top_h + (warp * 16 + (lane % 16)) * (a.top_n + 1);
   const int n_top = a.top_n;
   int cnt = 0;
-  float my_thr = -INFINITY;  // the owned row's n-th best score once the heap is full
+  // The owned row's candidate bound on raw scores: -FLT_MAX (every unmasked key) until the heap
+  // is full, then raw_floor of its n-th best score. The scan compares raw scores with it; the
+  // heap's own comparison of whole keys decides, so a bound below the exact one only admits
+  // candidates that the heap turns away.
+  float my_thr_raw = -FLT_MAX;
   auto top_n_tile = [&](int64_t j0, const float sc[kKeys / 8][4]) {
-    const float thr0 = __shfl_sync(0xffffffffu, my_thr, g), thr1 = __shfl_sync(0xffffffffu, my_thr, g + 8);
-    unsigned long long mk0 = 0, mk1 = 0;
+    const float thr0 = __shfl_sync(0xffffffffu, my_thr_raw, g), thr1 = __shfl_sync(0xffffffffu, my_thr_raw, g + 8);
+    // Bit 2 nt + e of loc0 / loc1: this lane's score (nt, e) of row g / g + 8 is a candidate.
+    uint32_t loc0 = 0, loc1 = 0;
 #pragma unroll
     for (int nt = 0; nt < kKeys / 8; ++nt)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const int c = nt * 8 + 2 * qd + e;
-        const float s0 = sc[nt][e] * sl2, s1 = sc[nt][2 + e] * sl2;  // log2 units (-inf stays -inf)
-        if (s0 > -INFINITY && s0 >= thr0) mk0 |= 1ull << c;
-        if (s1 > -INFINITY && s1 >= thr1) mk1 |= 1ull << c;
+        if (sc[nt][e] >= thr0) loc0 |= 1u << (2 * nt + e);
+        if (sc[nt][2 + e] >= thr1) loc1 |= 1u << (2 * nt + e);
       }
-    if (!__any_sync(0xffffffffu, (mk0 | mk1) != 0)) return;
+    if (!__any_sync(0xffffffffu, (loc0 | loc1) != 0)) return;
+    // The tile's column c = 8 nt + 2 qd + e as bit c of the row's 64-bit mask.
+    unsigned long long mk0 = spread_pairs8(loc0) << (2 * qd), mk1 = spread_pairs8(loc1) << (2 * qd);
 #pragma unroll
     for (int o = 1; o < 4; o <<= 1) {
       mk0 |= __shfl_xor_sync(0xffffffffu, mk0, o);
@@ -322,7 +360,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
         }
         my_h[i] = key;
       }
-      if (cnt == n_top) my_thr = top_key_score(my_h[0]);
+      if (cnt == n_top) my_thr_raw = raw_floor(top_key_score(my_h[0]), sl2);
     }
     __syncwarp();
   };
@@ -393,7 +431,9 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
     m0 = mx0;
     m1 = mx1;
     if (want_out) {
-      rescale_o<D>(acc, al0, al1);
+      // x 1 is exact: once no row of the warp has a new max (most tiles past a row's first few)
+      // the rescale is skipped.
+      if (__any_sync(0xffffffffu, al0 != 1.f || al1 != 1.f)) rescale_o<D>(acc, al0, al1);
       if constexpr (NX == Nx::plain)
         mma_pv<M, D>(acc, pa, vs, LD, 0, kKeys / 8, lane);
       else

@@ -109,6 +109,11 @@ __device__ __forceinline__ void cp_async16_s(uint32_t dst, const void* src, bool
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(ok ? 16 : 0)
                : "memory");
 }
+// The same copy where the whole 16 bytes are in range (no source size operand).
+__device__ __forceinline__ void cp_async16_all(void* dst, const void* src) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(addr), "l"(src) : "memory");
+}
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 // Commit groups for double buffering: commit after a tile's copies, then wait until at most
 // N groups are still in flight.

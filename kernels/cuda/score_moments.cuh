@@ -20,23 +20,26 @@ namespace moba::kernels::cuda_detail {
 __device__ __forceinline__ void segment_moments16(const float (&sc)[8][4], int64_t j0, int qd, float (&zs)[2],
                                                   float (&zz)[2], float (&zm)[2], int32_t (&zx)[2]) {
   // Per 16-key segment sg and row w (0: g, 1: g + 8), this lane's 4 scores: summed, squared and
-  // summed, and their (max, later key on ties), in the order (8 h + e).
+  // summed, and their (max, later key on ties), in the order (8 h + e). The keys come in
+  // ascending order, so "v >= max" is the later-key tie rule (starting from -inf with key -1,
+  // the first score is always taken). The max's key is held as an offset in the segment
+  // (8 h + 2 qd + e) until the quad is merged: the comparisons are those of whole keys.
   float ps[4][2], pz[4][2], pm[4][2];
   int32_t px[4][2];
 #pragma unroll
   for (int sg = 0; sg < 4; ++sg)
 #pragma unroll
     for (int w = 0; w < 2; ++w) {
-      float s_ = 0, z_ = 0, m_ = -INFINITY;
-      int32_t x_ = -1;
+      const float v0 = sc[2 * sg][2 * w];
+      float s_ = 0.f + v0, z_ = v0 * v0, m_ = v0;  // 0 + v0: the sum's first addition, as before
+      int32_t x_ = 2 * qd;
 #pragma unroll
       for (int h = 0; h < 2; ++h)
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int32_t j = static_cast<int32_t>(j0 + 16 * sg + 8 * h + 2 * qd + e);
+        for (int e = h == 0 ? 1 : 0; e < 2; ++e) {
           const float v = sc[2 * sg + h][2 * w + e];
           s_ += v, z_ += v * v;
-          if (v > m_ || (v == m_ && j > x_)) m_ = v, x_ = j;
+          if (v >= m_) m_ = v, x_ = 8 * h + 2 * qd + e;
         }
       ps[sg][w] = s_, pz[sg][w] = z_, pm[sg][w] = m_, px[sg][w] = x_;
     }
@@ -71,6 +74,7 @@ __device__ __forceinline__ void segment_moments16(const float (&sc)[8][4], int64
     zz[w] = kz_ + __shfl_xor_sync(0xffffffffu, sz_, 2);
     zm[w] = km_, zx[w] = kx_;
     take(zm[w], zx[w], __shfl_xor_sync(0xffffffffu, sm_, 2), __shfl_xor_sync(0xffffffffu, sx_, 2));
+    zx[w] += static_cast<int32_t>(j0) + 16 * qd;  // lane qd holds segment qd: the key itself
   }
 }
 
