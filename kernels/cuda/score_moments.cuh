@@ -31,14 +31,16 @@ __device__ __forceinline__ void segment_moments16(const float (&sc)[8][4], int64
 #pragma unroll
     for (int w = 0; w < 2; ++w) {
       const float v0 = sc[2 * sg][2 * w];
-      float s_ = 0.f + v0, z_ = v0 * v0, m_ = v0;  // 0 + v0: the sum's first addition, as before
+      // The sums' chains are spelt out (0 + v0, then + v; fma(v, v, z) from z = 0): left to
+      // contraction, v0 * v0 + v1 * v1 may fuse either product and change the bits.
+      float s_ = 0.f + v0, z_ = __fmaf_rn(v0, v0, 0.f), m_ = v0;
       int32_t x_ = 2 * qd;
 #pragma unroll
       for (int h = 0; h < 2; ++h)
 #pragma unroll
         for (int e = h == 0 ? 1 : 0; e < 2; ++e) {
           const float v = sc[2 * sg + h][2 * w + e];
-          s_ += v, z_ += v * v;
+          s_ += v, z_ = __fmaf_rn(v, v, z_);
           if (v >= m_) m_ = v, x_ = 8 * h + 2 * qd + e;
         }
       ps[sg][w] = s_, pz[sg][w] = z_, pm[sg][w] = m_, px[sg][w] = x_;
