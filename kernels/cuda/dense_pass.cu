@@ -14,10 +14,10 @@
 // block is written as its log2 mass L = u + log2(sum); once the row's lse is known the warp
 // rewrites its rows as 2^(L - lse), zero past the CTA's keys.
 //
-// Top-n, in pass 1 (a rank by score needs no lse): only scores reaching the row's current
-// n-th best are candidates; the owning lane keeps the row's best in a min-heap of 64-bit keys
-// (rank by score, ties to the larger key index), sorted once at the end; their probabilities
-// follow from the final lse.
+// Top-n, in pass 1 (a rank by score needs no lse): only raw scores reaching a bound just
+// below the row's current n-th best are candidates; the owning lane keeps the row's best in a
+// min-heap of 64-bit keys (rank by score, ties to the larger key index), sorted once at the
+// end; their probabilities follow from the final lse.
 //
 // Pass 2, only for other block sizes: QK^T again, exact P = exp(s - lse) in fp32 in the
 // accumulator fragments; block masses are reduced there (8-key segment sums by quad shuffle,
@@ -277,12 +277,12 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   // x3: scores are q.k 2^-(eq + ek), values v 2^-ev, P packed x 2^14: undone here and at the output.
   const float sl2 = X3 ? x3_scale_log2<X3>(a) : a.scale_log2;
 
-  // Top-n, in pass 1 (ranks by score need no lse): a key is a candidate only when its scaled
-  // score reaches the row's current n-th best (threshold broadcast by shuffle from the owning
-  // lane); the owner (lane r < 16 owns row r of the warp) keeps the row's best keys (top_key) in a
-  // min-heap in shared memory, so a candidate costs one sift of at most log2(n) levels whatever
-  // its rank. Keys are unique (one per key index), so the kept set, and the list sorted at the
-  // end, do not depend on the order candidates arrive in.
+  // Top-n, in pass 1 (ranks by score need no lse): a key is a candidate only when its raw
+  // score reaches the row's bound (raw_floor of its current n-th best, broadcast by shuffle
+  // from the owning lane); the owner (lane r < 16 owns row r of the warp) keeps the row's best
+  // keys (top_key) in a min-heap in shared memory, so a candidate costs one sift of at most
+  // log2(n) levels whatever its rank. Keys are unique (one per key index), so the kept set, and
+  // the list sorted at the end, do not depend on the order candidates arrive in.
   const bool want_top = a.top_n > 0;
   const int r_own = lane;  // valid when lane < 16
   const int64_t t_own = r_begin + warp * 16 + r_own;
