@@ -294,7 +294,7 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
   // The owned row's candidate bound on raw scores: -FLT_MAX (every unmasked key) until the heap
   // is full, then raw_floor of its n-th best score. The scan compares raw scores with it; the
   // heap's own comparison of whole keys decides, so a bound below the exact one only admits
-  // candidates that the heap turns away.
+  // candidates that the heap turns away (and a scaled score of -inf is dropped as before).
   float my_thr_raw = -FLT_MAX;
   auto top_n_tile = [&](int64_t j0, const float sc[kKeys / 8][4]) {
     const float thr0 = __shfl_sync(0xffffffffu, my_thr_raw, g), thr1 = __shfl_sync(0xffffffffu, my_thr_raw, g + 8);
@@ -331,6 +331,9 @@ __global__ void __launch_bounds__(kWarps * 32, D <= 64 ? 3 : 2) dense_pass_kerne
       while (mine) {
         const int jj = __ffsll(static_cast<long long>(mine)) - 1;
         mine &= mine - 1;
+        // A finite raw score whose scaled value overflowed to -inf passed the raw bound; the
+        // scan on scaled scores never took it.
+        if (srow[jj] == -INFINITY) continue;
         const uint64_t key = top_key(srow[jj], static_cast<int32_t>(j0 + jj));
         int i;
         if (cnt < n_top) {  // not full: add the key, sift it up
