@@ -65,7 +65,11 @@ __device__ __forceinline__ unsigned lanemask_lt(int lane) { return (1u << lane) 
 constexpr int kLoads = 8;
 // f(v0, v1, b) in steps of 32 blocks: b = lane, lane + 32, ... ascending per lane, with v0 =
 // r0[b] and (TWO) v1 = r1[b]; b = -1 and zeros past c. Every lane runs every step, so f may
-// use warp-wide collectives.
+// use warp-wide collectives; steps wholly past c are not run (each caller's f does nothing
+// there). f's code is one copy, not kLoads: the values move down a register a step (7 moves
+// an element, 14 with two rows) instead of an unrolled body per load. warp_row_kernel's SASS,
+// far beyond the instruction cache, took 254 -> 158 KB with this and warp_select not inlined,
+// and its routing rows 10 % less time (kernels/cuda/NOTES.md, fiftieth session).
 template <bool TWO, typename F>
 __device__ __forceinline__ void for_rows(const float* r0, const float* r1, int64_t c, int lane, F&& f) {
   for (int64_t b0 = 0; b0 < c; b0 += 32 * kLoads) {
@@ -76,10 +80,15 @@ __device__ __forceinline__ void for_rows(const float* r0, const float* r1, int64
       v0[x] = b < c ? r0[b] : 0.f;
       v1[x] = TWO && b < c ? r1[b] : 0.f;
     }
-#pragma unroll
-    for (int x = 0; x < kLoads; ++x) {
+#pragma unroll 1
+    for (int x = 0; x < kLoads && b0 + x * 32 < c; ++x) {
       const int64_t b = b0 + x * 32 + lane;
-      f(v0[x], v1[x], b < c ? b : int64_t{-1});
+      f(v0[0], v1[0], b < c ? b : int64_t{-1});
+#pragma unroll
+      for (int y = 0; y + 1 < kLoads; ++y) {
+        v0[y] = v0[y + 1];
+        v1[y] = v1[y + 1];
+      }
     }
   }
 }
@@ -91,10 +100,10 @@ __device__ __forceinline__ void for_row(const float* row, int64_t c, int lane, F
 
 // theta[u] for the lanes u < n_cls: the key of rank nu - 1 among the keys of blocks b < c of
 // `row` (lane u holds its count nu, ascending in u, 1 <= nu <= c); nu == c gives 0 (every
-// routable block; real keys are >= 1).
+// routable block; real keys are >= 1). Not inlined: the oracle and the gate rows share one copy.
 template <int NC>
-__device__ void warp_select(WarpRowSmemT<NC>& s, const float* row, int64_t c, bool recent, int n_cls, int nu,
-                            uint64_t* theta) {
+__device__ __noinline__ void warp_select(WarpRowSmemT<NC>& s, const float* row, int64_t c, bool recent, int n_cls,
+                                         int nu, uint64_t* theta) {
   const int lane = threadIdx.x & 31;
   bool open = lane < n_cls && nu < c;
   if (lane < n_cls && nu >= c) theta[lane] = 0;
@@ -307,8 +316,8 @@ __device__ __forceinline__ V lane_prefix(V x, int lane) {
 // (96 registers, 8 bytes of spill; 161 uncapped): at 4 (128 registers, no spill) ncu found a
 // B = 16 launch latency bound (25 % occupancy, 8.7 cycles per issued instruction), and 5 took 8
 // B6 heads' rows 0.79 -> 0.72 s. NC = 8 takes ~21 KB a CTA, so registers alone cap MINB: at 8
-// (64 registers, ~1 KB of spill loads a thread) the same rows took 0.73 -> 0.62 s
-// (analyze_gpu.cu run_rows; kernels/cuda/NOTES.md, forty-eighth session).
+// (64 registers, then ~1 KB of spill loads a thread, now ~0.5 KB) the same rows took 0.73 ->
+// 0.62 s (analyze_gpu.cu run_rows; kernels/cuda/NOTES.md, forty-eighth session).
 template <int WARPS, int NC, int MINB>
 __global__ void __launch_bounds__(WARPS * 32, MINB) warp_row_kernel(RowArgs a, int64_t nq) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
