@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -43,10 +44,32 @@ __global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTileQ, b0 = static_cast<int64_t>(blockIdx.x) * kTileK;
   if (tile_unread(a.causal_block, a.t0, i0, b0)) return;  // the whole CTA
-  for (int e = tid; e < kTileQ * a.d; e += 256) {
-    const int r = e / a.d, c = e % a.d;
-    qs[r * ld + c] = i0 + r < a.nq ? a.q[((a.t0 + i0 + r) / a.q_div) * a.q_st + c] : 0.f;
-    ks[r * ld + c] = b0 + r < a.n_cols ? a.kbar[(b0 + r) * a.d + c] : 0.f;
+  // The tiles in 128-bit words (rows of q and kbar start 16-byte aligned: launch_gate_scores):
+  // rows ty + 16 u, words tx + 16 m, all eight of a step's loads issued before any store. (Word
+  // by word with a division by d per element, the loads were two thirds of the kernel's stall
+  // samples: kernels/cuda/NOTES.md, fiftieth session.)
+  const int n4 = a.d / 4;
+  const float4 zero4 = make_float4(0.f, 0.f, 0.f, 0.f);
+  const float4* qr[4];
+  const float4* kr[4];
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int64_t i = i0 + ty + 16 * u, b = b0 + ty + 16 * u, t = a.t0 + i;
+    qr[u] = i < a.nq ? reinterpret_cast<const float4*>(a.q + (a.q_div == 1 ? t : t / a.q_div) * a.q_st) : nullptr;
+    kr[u] = b < a.n_cols ? reinterpret_cast<const float4*>(a.kbar + b * a.d) : nullptr;
+  }
+  for (int w = tx; w < n4; w += 16) {
+    float4 qv[4], kv[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      qv[u] = qr[u] ? qr[u][w] : zero4;
+      kv[u] = kr[u] ? kr[u][w] : zero4;
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      *reinterpret_cast<float4*>(qs + (ty + 16 * u) * ld + 4 * w) = qv[u];
+      *reinterpret_cast<float4*>(ks + (ty + 16 * u) * ld + 4 * w) = kv[u];
+    }
   }
   __syncthreads();
   // The thread's rows ty + 16 u and columns tx + 16 v; per score a multiply then an add in
@@ -262,6 +285,9 @@ void launch_select(const SelectRowsArgs& a, int64_t nq, int n_rows) {
 
 void launch_gate_scores(const ScoreArgs& s, const dim3& grid) {
   if (s.d % 8 != 0) throw std::logic_error("gate scores: head dim " + std::to_string(s.d) + " (head_dim_unsupported)");
+  const auto aligned16 = [](const float* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (!aligned16(s.q) || !aligned16(s.kbar) || s.q_st % 4 != 0)
+    throw std::logic_error("gate scores: q and kbar rows must start 16-byte aligned");
   const size_t smem = static_cast<size_t>(kTileQ + kTileK) * gate_ld(s.d) * sizeof(float);
   allow_smem(reinterpret_cast<const void*>(gate_scores_kernel), smem);
   gate_scores_kernel<<<grid, 256, smem>>>(s);
