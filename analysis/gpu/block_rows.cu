@@ -45,9 +45,9 @@ __global__ void __launch_bounds__(256) gate_scores_kernel(ScoreArgs a) {
   const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTileQ, b0 = static_cast<int64_t>(blockIdx.x) * kTileK;
   if (tile_unread(a.causal_block, a.t0, i0, b0)) return;  // the whole CTA
   // The tiles in 128-bit words (rows of q and kbar start 16-byte aligned: launch_gate_scores):
-  // rows ty + 16 u, words tx + 16 m, all eight of a step's loads issued before any store. (Word
-  // by word with a division by d per element, the loads were two thirds of the kernel's stall
-  // samples: kernels/cuda/NOTES.md, fiftieth session.)
+  // rows ty + 16 u, words w = tx, tx + 16, ...; a word's eight loads issued before its stores.
+  // (Element by element with a division by d each, the loads were two thirds of the kernel's
+  // stall samples: kernels/cuda/NOTES.md, fiftieth session.)
   const int n4 = a.d / 4;
   const float4 zero4 = make_float4(0.f, 0.f, 0.f, 0.f);
   const float4* qr[4];
