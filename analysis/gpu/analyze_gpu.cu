@@ -71,8 +71,9 @@ using gpu::kMaxRowBlocks;
 // else the block-wide sort of row_kernel (variable budgets rank every block in order). The warp
 // kernel with room for 8 configurations a block size takes half the shared memory of the one
 // with room for 16, so its CTAs a multiprocessor are capped by registers alone: 8 by default
-// (64 registers, ~1 KB of spill loads a thread: 8 B6 heads' routing rows on an H100 0.734 ->
-// 0.621 s; 6 CTAs 0.695, 7 0.637; the same bits; kernels/cuda/NOTES.md, forty-eighth session).
+// (64 registers, then ~1 KB of spill loads a thread, ~0.5 KB since the fiftieth session: 8 B6
+// heads' routing rows on an H100 0.734 -> 0.621 s; 6 CTAs 0.695, 7 0.637; the same bits;
+// kernels/cuda/NOTES.md, forty-eighth session).
 void run_rows(const gpu::RowArgs& a, int64_t nq, int64_t c_max) {
   bool fixed = kernels::cuda_tuning().row_warp;
   for (int si = 0; si < a.n_rows; ++si) fixed = fixed && a.row_mode[si] == gpu::kRowFixed;
