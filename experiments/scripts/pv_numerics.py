@@ -49,19 +49,19 @@ def round_bf16(x):
 
 def load(path, layer, name):
     """A bf16 [heads, tokens, head_dim] dataset of /layers/<layer> as fp32."""
-    f = h5py.File(path, "r")
     key = f"layers/{layer}/{name}"
-    if key not in f:
-        fail(f"{path}: no dataset /{key}")
-    d = f[key]
-    dtype = d.attrs.get("dtype", "")
-    dtype = dtype.decode() if isinstance(dtype, bytes) else dtype
-    if d.dtype != np.uint16 or dtype != "bfloat16":
-        fail(f"{path}: /{key} is not bf16 (dtype attribute '{dtype}', stored as {d.dtype}); "
-             "this study is about bf16 dumps")
-    layout = d.attrs.get("layout", "htd")
-    layout = layout.decode() if isinstance(layout, bytes) else layout
-    x = (d[()].astype(np.uint32) << 16).view(np.float32)
+    with h5py.File(path, "r") as f:
+        if key not in f:
+            fail(f"{path}: no dataset /{key}")
+        d = f[key]
+        dtype = d.attrs.get("dtype", "")
+        dtype = dtype.decode() if isinstance(dtype, bytes) else dtype
+        if d.dtype != np.uint16 or dtype != "bfloat16":
+            fail(f"{path}: /{key} is not bf16 (dtype attribute '{dtype}', stored as {d.dtype}); "
+                 "this study is about bf16 dumps")
+        layout = d.attrs.get("layout", "htd")
+        layout = layout.decode() if isinstance(layout, bytes) else layout
+        x = (d[()].astype(np.uint32) << 16).view(np.float32)
     if x.ndim != 3:
         fail(f"{path}: /{key} has {x.ndim} dimensions, expected 3")
     if layout == "thd":
@@ -124,7 +124,7 @@ def main():
         fail("--rows and --block-size must be >= 1 and --fraction in (0, 1]")
     try:
         h5py.File(a.dump, "r").close()
-    except OSError as e:
+    except (OSError, ValueError) as e:
         fail(f"{a.dump}: cannot open as HDF5 ({e})")
     for layer in int_list(a.layers, "layers"):
         q, k, v = (load(a.dump, layer, x) for x in "qkv")
@@ -139,9 +139,11 @@ def main():
             kv = h // group
             vv = v[kv]
             nz = vv != 0
-            changed = (vv.astype(np.float16).astype(np.float32) != vv) & nz
+            over = np.abs(vv) > 65504  # past fp16's range: the fp16 product is meaningless there
+            changed = (vv.astype(np.float16).astype(np.float32) != vv) & nz & ~over
             print(f"layer {layer} head {h}: {T} tokens, head dim {q.shape[2]}, {len(rows)} rows; V elements fp16 "
-                  f"changes: {changed.sum()} of {nz.sum()} nonzero (max |v| {np.abs(vv).max():.3g})")
+                  f"changes: {changed.sum()} of {nz.sum()} nonzero, {over.sum()} beyond its range "
+                  f"(max |v| {np.abs(vv).max():.3g})")
             errs = row_errors(q[h], k[kv], vv, rows, a.block_size, a.fraction)
             for sel, label in (("causal", "all causal keys"), ("selected", f"top {a.fraction:g} of B={a.block_size}")):
                 for m in METHODS:

@@ -31,6 +31,8 @@ expect2() {  # what-it-must-name args...
   grep -q -- "$want" bad.txt || { cat bad.txt; fail "message does not name '$want' for: $*"; }
 }
 expect2 "missing.h5" missing.h5
+echo "not hdf5" > garbage.h5
+expect2 "garbage.h5: cannot open as HDF5" garbage.h5
 expect2 "asked for head 6" "$DUMP" --heads 6
 expect2 "/layers/9/q" "$DUMP" --layers 9
 "$MOBA" synth --out f16.h5 --tokens 256 --layers 1 --heads 2 --kv-heads 1 --head-dim 16 --dtype f16 --seed 1 --quiet > /dev/null
