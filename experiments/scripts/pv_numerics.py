@@ -24,6 +24,7 @@ selection would. Products are summed in fp64 here, so only the operands' roundin
 Needs numpy and h5py. Exit 2 on a bad file or argument.
 """
 import argparse
+import os
 import sys
 
 try:
@@ -31,6 +32,9 @@ try:
     import numpy as np
 except ImportError as e:  # pragma: no cover
     sys.exit(f"pv_numerics.py: needs numpy and h5py ({e})")
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "dump"))
+import schema  # noqa: E402  (the dump tools' bf16 conversion)
 
 METHODS = ("split", "fp16", "bf16")
 
@@ -42,13 +46,12 @@ def fail(msg):
 
 def round_bf16(x):
     """fp32 -> bf16 (round to nearest even), returned as fp32."""
-    b = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
-    b = (b + 0x7FFF + ((b >> 16) & 1)) >> 16 << 16
-    return b.astype(np.uint32).view(np.float32)
+    return schema.bf16_bits_to_float(schema.float_to_bf16_bits(x))
 
 
 def load(path, layer, name):
-    """A bf16 [heads, tokens, head_dim] dataset of /layers/<layer> as fp32."""
+    """A bf16 [heads, tokens, head_dim] dataset of /layers/<layer> as fp32 (one dataset at a time:
+    schema.read_dump would read every layer of a model's dump to study one)."""
     key = f"layers/{layer}/{name}"
     with h5py.File(path, "r") as f:
         if key not in f:
@@ -61,7 +64,7 @@ def load(path, layer, name):
                  "this study is about bf16 dumps")
         layout = d.attrs.get("layout", "htd")
         layout = layout.decode() if isinstance(layout, bytes) else layout
-        x = (d[()].astype(np.uint32) << 16).view(np.float32)
+        x = schema.bf16_bits_to_float(d[()])
     if x.ndim != 3:
         fail(f"{path}: /{key} has {x.ndim} dimensions, expected 3")
     if layout == "thd":
