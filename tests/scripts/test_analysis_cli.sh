@@ -119,8 +119,8 @@ names = [e["name"] for e in json.load(open("TP.trace.json"))["traceEvents"] if e
 rows = [n for n in names if n.startswith("host: summary rows")]
 assert sorted(rows) == ["host: summary rows (SNR model) (head %d)" % h for h in range(4)], rows
 PYEOF
-rc=0; "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --out T2 --trace '' --quiet > /dev/null 2>&1 || rc=$?
-[ "$rc" = 2 ] && [ ! -e T2 ] || fail "--trace '' was not a usage error (exit $rc)"
+expect_exit2 "--trace: expected a file name" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --out T2 --trace '' --quiet
+[ ! -e T2 ] || fail "--trace '' left T2"
 
 # 2b. the block-score routers (docs/routing.md) on the GQA dump under both GQA modes: SNR NaN.
 for gqa in per-head shared; do
@@ -140,28 +140,24 @@ done
   || fail "nsa-shared head 1 differs under --heads 1: $(grep '^0,1,head,' N1/summary.csv N/summary.csv)"
 
 # 3. bad input and usage: exit 2, no DIR and no DIR.partial left behind.
-expect2() { local rc=0; "$MOBA" "$@" > out.txt 2> err.txt || rc=$?; [ "$rc" = 2 ] || { cat err.txt; fail "exit $rc, wanted 2: $*"; }; }
-expect2 analyze missing.h5 --block-sizes 16 --top-k 2 --out B
-expect2 analyze s.h5 --block-sizes 16 --top-k 2 --sparsity 0.5 --out B
-expect2 analyze s.h5 --block-sizes 16 --out B
-expect2 analyze s.h5 --block-sizes 16 --top-k 2 --routers moba,hyper --out B
-grep -q "one of minference-bs, moba, moba-kconv, moba-threshold, nsa-shared, oracle, oracle-topp, quest, sink-window" err.txt || fail "router list: $(cat err.txt)"
-expect2 analyze s.h5 --block-sizes 16 --top-k 2 --heads 9 --out B
-expect2 analyze s.h5 --block-sizes 16 --top-k 2 --layers 5 --out B
-expect2 analyze s.h5 --block-sizes 1,2,3,4,5,6,7,8,9 --top-k 2 --out B
-expect2 analyze s.h5 --block-sizes 16 --top-k 2 --device cuda --out B
-grep -q "CUDA requested but this build has no CUDA backend\|no GPU found" err.txt || fail "cuda message: $(cat err.txt)"
+expect_exit2 "missing.h5: cannot open" "$MOBA" analyze missing.h5 --block-sizes 16 --top-k 2 --out B
+expect_exit2 "exactly one of --top-k and --sparsity" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --sparsity 0.5 --out B
+expect_exit2 "exactly one of --top-k and --sparsity" "$MOBA" analyze s.h5 --block-sizes 16 --out B
+expect_exit2 "one of minference-bs, moba, moba-kconv, moba-threshold, nsa-shared, oracle, oracle-topp, quest, sink-window" \
+  "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --routers moba,hyper --out B
+expect_exit2 "query heads 0..3, not 9" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --heads 9 --out B
+expect_exit2 "s.h5 has no layer 5" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --layers 5 --out B
+expect_exit2 "at most 8 block sizes" "$MOBA" analyze s.h5 --block-sizes 1,2,3,4,5,6,7,8,9 --top-k 2 --out B
+expect_exit2 "CUDA requested but this build has no CUDA backend\|no GPU found" \
+  "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --device cuda --out B
 printf '0.1 0.2\n' > w_bad.txt
-expect2 analyze s.h5 --block-sizes 16 --top-k 2 --routers moba-kconv --kconv-weights w_bad.txt --out B
-grep -q "w_bad.txt" err.txt || fail "kconv weights error does not name the file: $(cat err.txt)"
+expect_exit2 "w_bad.txt" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --routers moba-kconv --kconv-weights w_bad.txt --out B
 [ ! -e B ] && [ ! -e B.partial ] || fail "bad input left B or B.partial"
-expect2 analyze s.h5 --block-sizes 16 --top-k 2 --positions all --keep-heads 1 --out B
-grep -q "keep-heads" err.txt || fail "--keep-heads with --positions all: $(cat err.txt)"
-expect2 analyze s.h5 --block-sizes 16 --top-k 2 --keep-configs B64_k2 --out B
-grep -q "B64_k2 is not analysed" err.txt || fail "--keep-configs of an unanalysed configuration: $(cat err.txt)"
+expect_exit2 "keep-heads" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --positions all --keep-heads 1 --out B
+expect_exit2 "B64_k2 is not analysed" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --keep-configs B64_k2 --out B
 [ ! -e B ] && [ ! -e B.partial ] || fail "bad keep flags left B or B.partial"
 mkdir -p notours && touch notours/keep.txt
-expect2 analyze s.h5 --block-sizes 16 --top-k 2 --out notours
+expect_exit2 "not an earlier \`moba analyze\` output" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --out notours
 [ -e notours/keep.txt ] || fail "a foreign directory was touched"
 
 # 4. kconv weights from a text file work; route records its configuration.

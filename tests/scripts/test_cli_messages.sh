@@ -5,21 +5,13 @@
 # usage: test_cli_messages.sh MOBA_BINARY WORK_DIR
 source "$(dirname "$0")/io_common.sh"
 cd "$WORK"
-expect() {  # expected-substring command...
-  local want=$1; shift
-  set +e; out=$("$@" 2>&1); rc=$?; set -e
-  [ $rc = 2 ] || fail "exit $rc (want 2): $*"
-  grep -qF -- "$want" <<<"$out" || fail "message of '$*' lacks '$want': $out"
-  echo "ok: $* -> $out"
-}
-expect "unknown option --block-size; did you mean --block-sizes?" "$MOBA" analyze d.h5 --block-size 64
-expect "unknown option --block-sizes; did you mean --block-size?" "$MOBA" route d.h5 --block-sizes 64
-expect "did you mean --top-k?" "$MOBA" analyze d.h5 --top_k 2
-expect "did you mean --sparsity?" "$MOBA" analyze d.h5 --sparsty 0.5
-expect "did you mean --with-output?" "$MOBA" route d.h5 --with-outputs
-set +e; out=$("$MOBA" analyze d.h5 --colour red 2>&1); rc=$?; set -e
-[ $rc = 2 ] || fail "exit $rc for --colour"
-grep -q "did you mean" <<<"$out" && fail "a guess for a far-off flag: $out"
+expect_exit2 "unknown option --block-size; did you mean --block-sizes?" "$MOBA" analyze d.h5 --block-size 64
+expect_exit2 "unknown option --block-sizes; did you mean --block-size?" "$MOBA" route d.h5 --block-sizes 64
+expect_exit2 "did you mean --top-k?" "$MOBA" analyze d.h5 --top_k 2
+expect_exit2 "did you mean --sparsity?" "$MOBA" analyze d.h5 --sparsty 0.5
+expect_exit2 "did you mean --with-output?" "$MOBA" route d.h5 --with-outputs
+expect_exit2 "unknown option --colour" "$MOBA" analyze d.h5 --colour red
+grep -q "did you mean" "$EXIT2" && fail "a guess for a far-off flag: $(cat "$EXIT2")"
 
 "$MOBA" synth --out d.h5 --tokens 128 --layers 1 --heads 2 --kv-heads 1 --head-dim 16 --seed 1 --quiet
 "$MOBA" route d.h5 --layer 0 --block-size 16 --top-k 2 --out r.h5 --quiet
@@ -34,27 +26,27 @@ cp d.h5 in.h5
 ln -sf in.h5 link.h5
 cp r.h5 rin.h5
 sum_in=$(sha256sum in.h5 rin.h5)
-expect "--out in.h5 is the input in.h5 itself" "$MOBA" route in.h5 --layer 0 --block-size 16 --top-k 2 --out in.h5
-expect "is the input in.h5 itself" "$MOBA" route in.h5 --layer 0 --block-size 16 --top-k 2 --out ./link.h5
-expect "is the input in.h5 itself" "$MOBA" convert in.h5 --out ./in.h5 --dtype bf16
-expect "is the input link.h5 itself" "$MOBA" convert link.h5 --out "$WORK/in.h5"
-expect "is the input rin.h5 itself" "$MOBA" export rin.h5 --format nsa-indices --out rin.h5
+expect_exit2 "--out in.h5 is the input in.h5 itself" "$MOBA" route in.h5 --layer 0 --block-size 16 --top-k 2 --out in.h5
+expect_exit2 "is the input in.h5 itself" "$MOBA" route in.h5 --layer 0 --block-size 16 --top-k 2 --out ./link.h5
+expect_exit2 "is the input in.h5 itself" "$MOBA" convert in.h5 --out ./in.h5 --dtype bf16
+expect_exit2 "is the input link.h5 itself" "$MOBA" convert link.h5 --out "$WORK/in.h5"
+expect_exit2 "is the input rin.h5 itself" "$MOBA" export rin.h5 --format nsa-indices --out rin.h5
 [ "$(sha256sum in.h5 rin.h5)" = "$sum_in" ] || fail "an input was overwritten"
-expect "--out nodir/r.h5: the directory nodir does not exist" "$MOBA" route d.h5 --layer 0 --block-size 16 --top-k 2 \
+expect_exit2 "--out nodir/r.h5: the directory nodir does not exist" "$MOBA" route d.h5 --layer 0 --block-size 16 --top-k 2 \
   --out nodir/r.h5
-expect "--trace nodir/t.json: the directory nodir does not exist" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 \
+expect_exit2 "--trace nodir/t.json: the directory nodir does not exist" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 \
   --out T1 --trace nodir/t.json
 [ -e T1 ] && fail "--trace into a missing directory left T1"
 mkdir -p tdir
-expect "--trace tdir is a directory" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out T2 --trace tdir
+expect_exit2 "--trace tdir is a directory" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out T2 --trace tdir
 [ -e T2 ] && fail "--trace naming a directory left T2"
 mkdir -p F.json
-expect "--out F.json is a directory" "$MOBA" fit d.h5 --block-sizes 16 --target coverage=0.9 --out F
+expect_exit2 "--out F.json is a directory" "$MOBA" fit d.h5 --block-sizes 16 --target coverage=0.9 --out F
 [ -e F.csv ] && fail "fit left F.csv"
-expect "--keep-heads: layer 0 has query heads 0..1, not 9" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out K \
+expect_exit2 "--keep-heads: layer 0 has query heads 0..1, not 9" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out K \
   --keep-heads 9
 [ -e K ] && fail "--keep-heads 9 left K"
-expect "--buckets and --bucket-width are alternatives" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out Bk \
+expect_exit2 "--buckets and --bucket-width are alternatives" "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out Bk \
   --buckets 4 --bucket-width 10
 # Provenance: route.h5 and fit's tables record the dump's SHA-256 and size.
 "$MOBA" fit d.h5 --block-sizes 16 --target coverage=0.5 --out fitted --quiet > /dev/null
@@ -72,10 +64,9 @@ assert t["dump_sha256"] == sha and t["dump_bytes"] == os.path.getsize(dump), t
 assert t["routing"]["tie"] == "recent" and "tau" not in t["routing"], t["routing"]
 assert json.load(open(fit + ".k_B16.json"))["dump_sha256"] == sha
 PYEOF
-set +e; out=$("$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out /proc/moba-x 2>&1); rc=$?; set -e
-[ $rc = 2 ] && grep -q "^moba analyze: error: /proc/moba-x: --out: cannot create" <<<"$out" || fail "--out /proc/x: $rc $out"
-grep -q "partial" <<<"$out" && fail "--out /proc/x exposes the internal .partial: $out"
+expect_exit2 "^moba analyze: error: /proc/moba-x: --out: cannot create" \
+  "$MOBA" analyze d.h5 --block-sizes 16 --top-k 2 --out /proc/moba-x
+grep -q "partial" "$EXIT2" && fail "--out /proc/x exposes the internal .partial: $(cat "$EXIT2")"
 "$PY" -c 'import h5py; h5py.File("other.h5", "w").attrs["x"] = 1'
-set +e; out=$("$MOBA" info other.h5 2>&1); rc=$?; set -e
-[ $rc = 2 ] && grep -q "moba_dump_version: required root attribute is missing" <<<"$out" || fail "info other.h5: $rc $out"
+expect_exit2 "moba_dump_version: required root attribute is missing" "$MOBA" info other.h5
 echo "PASS"

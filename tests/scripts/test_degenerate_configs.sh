@@ -25,10 +25,9 @@ assert any("k >= n_blocks" in n for n in c["config_notes"]), c["config_notes"]
 PYEOF
 
 # 2. Nothing left to route (B >= T): exit 2, the reason and what would work, nothing written.
-set +e; "$MOBA" analyze d.h5 --block-sizes 512,1024 --top-k 2 --out B --quiet >/dev/null 2>err.txt; rc=$?; set -e
-cat err.txt
-[ $rc = 2 ] || fail "B >= T: exit $rc, want 2"
-grep -q "nothing to route" err.txt && grep -q "use block sizes below 512" err.txt || fail "B >= T message"
+expect_exit2 "nothing to route" "$MOBA" analyze d.h5 --block-sizes 512,1024 --top-k 2 --out B --quiet
+cat "$EXIT2"
+grep -q "use block sizes below 512" "$EXIT2" || fail "B >= T message"
 [ ! -e B ] && [ ! -e B.partial ] || fail "B >= T left output behind"
 
 # 3. --sparsity: a value repeating a k is analysed once, one collapsing to k = 1 is flagged.

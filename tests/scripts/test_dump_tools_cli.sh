@@ -59,13 +59,8 @@ done
 
 # 6. npz: refused by moba with the sentence docs/dump-format.md and experiments/dump/README.md quote.
 "$PY" -c "import numpy as np; np.savez('d.npz', q=np.zeros((1, 4, 8), np.float32))"
-set +e
-"$MOBA" info d.npz >npz.out 2>npz.err
-rc=$?
-set -e
-[ "$rc" = 2 ] || { cat npz.err; fail "moba info d.npz: exit $rc, expected 2"; }
 sentence="npz dumps are not supported yet; convert to HDF5 or safetensors"
-grep -qF "$sentence" npz.err || { cat npz.err; fail "moba's npz message changed: update docs/dump-format.md and experiments/dump/README.md"; }
+expect_exit2 "$sentence" "$MOBA" info d.npz
 for doc in "$ROOT/docs/dump-format.md" "$ROOT/experiments/dump/README.md"; do
   grep -qF "$sentence" "$doc" || fail "${doc#"$ROOT/"} does not quote moba's npz refusal"
 done

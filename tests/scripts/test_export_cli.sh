@@ -46,11 +46,9 @@ EOF
 "$MOBA" --help | grep -qE '^ +export ' || fail "moba --help does not list export"
 
 # Bad input: exit 2, a message, nothing written.
-expect2() {
+expect2() {  # what-the-message-names args...: exit 2, no bad.safetensors
   local want="$1"; shift
-  set +e; "$MOBA" export "$@" >out.txt 2>err.txt; local rc=$?; set -e
-  [ $rc -eq 2 ] || { cat err.txt; fail "moba export $* exited $rc, want 2"; }
-  grep -qi -- "$want" err.txt || { cat err.txt; fail "moba export $*: message lacks '$want'"; }
+  expect_exit2 "$want" "$MOBA" export "$@"
   [ ! -e bad.safetensors ] || fail "moba export $* left bad.safetensors"
 }
 expect2 "missing.h5" missing.h5 --format nsa-indices --out bad.safetensors

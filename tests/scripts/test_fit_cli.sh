@@ -89,9 +89,7 @@ if grep -q "unreachable" br.csv; then grep -q "^unreachable: " br.txt || fail "u
 # 3. Bad input: exit 2 with a message naming the flag.
 expect_usage() {  # expect_usage NEEDLE ARGS...
   local needle="$1"; shift
-  set +e; "$MOBA" fit "$@" > out.txt 2> err.txt; local rc=$?; set -e
-  [ "$rc" = 2 ] || fail "moba fit $*: exit $rc, expected 2"
-  grep -q -- "$needle" err.txt || { cat err.txt; fail "moba fit $*: message does not name $needle"; }
+  expect_exit2 "$needle" "$MOBA" fit "$@"
 }
 expect_usage "--target" "$DUMP" --block-sizes 32 --target recall=0.9 --out x
 expect_usage "--target" "$DUMP" --block-sizes 32 --target coverage=1.5 --out x

@@ -13,15 +13,8 @@ skip_without_gui
 "$MOBA" analyze s.h5 --block-sizes 16,32 --top-k 2,4 --routers moba,oracle --out A --quiet > /dev/null
 
 # Bad input: exit 2, naming the problem, no window needed.
-set +e
-"$MOBA" gui missing_dir > out.txt 2>&1; rc=$?
-set -e
-[ "$rc" = 2 ] || fail "missing DIR: exit $rc, expected 2"
-grep -q "missing_dir" out.txt || fail "missing DIR not named: $(cat out.txt)"
-set +e
-"$MOBA" gui A --layer 7 --screenshot x.png > out.txt 2>&1; rc=$?
-set -e
-[ "$rc" = 2 ] || fail "--layer 7: exit $rc, expected 2"
+expect_exit2 "missing_dir" "$MOBA" gui missing_dir
+expect_exit2 "--layer" "$MOBA" gui A --layer 7 --screenshot x.png
 [ ! -e x.png ] || fail "x.png written for bad input"
 
 timeout 120 xvfb-run -a -s "-screen 0 1280x800x24" "$MOBA" gui A --size 1200x760 --block-size 16 --top-k 4 \

@@ -11,14 +11,10 @@ while read -r file field; do
     args=("$file")
     [ "$cmd" = info ] && args+=(--check)
     [ "$cmd" = convert ] && args+=(--out "$WORK/out/converted.h5" --quiet)
-    set +e
-    "$MOBA" "$cmd" "${args[@]}" > "$WORK/stdout.txt" 2> "$WORK/stderr.txt"
-    rc=$?
-    set -e
-    msg="$(cat "$WORK/stderr.txt")"
-    [ "$rc" = 2 ] || fail "moba $cmd $file: exit $rc, expected 2 ($msg)"
-    grep -qF "$file" "$WORK/stderr.txt" || fail "moba $cmd $file: message does not name the file: $msg"
-    grep -qF "$field" "$WORK/stderr.txt" || fail "moba $cmd $file: message does not name '$field': $msg"
+    expect_exit2 "" "$MOBA" "$cmd" "${args[@]}"
+    msg="$(cat "$EXIT2")"
+    grep -qF "$file" "$EXIT2" || fail "moba $cmd $file: message does not name the file: $msg"
+    grep -qF "$field" "$EXIT2" || fail "moba $cmd $file: message does not name '$field': $msg"
     [ -z "$(ls -A "$WORK/out")" ] || fail "moba $cmd $file left $(ls -A "$WORK/out") behind"
   done
   echo "ok  $(basename "$file"): $msg"
@@ -26,8 +22,5 @@ while read -r file field; do
 done < "$WORK/cases.txt"
 [ "$n" -ge 15 ] || fail "only $n cases"
 # Usage errors are exit 2 too, and write nothing.
-set +e
-"$MOBA" convert "$WORK/bad/nan.h5" > /dev/null 2>&1; rc=$?
-set -e
-[ "$rc" = 2 ] || fail "convert without --out: exit $rc"
+expect_exit2 "--out" "$MOBA" convert "$WORK/bad/nan.h5"
 echo "PASS ($n bad inputs)"

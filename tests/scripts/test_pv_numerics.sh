@@ -24,11 +24,9 @@ assert 5e-4 < worst["bf16"] < 5e-3, worst     # the fast mode
 assert worst["fp16"] > 10 * worst["split"] and worst["bf16"] > 3 * worst["fp16"], worst
 PYEOF
 
-expect2() {  # what-it-must-name args...
+expect2() {  # what-the-message-names args...
   local want=$1; shift
-  set +e; "$PY" "$STUDY" "$@" > bad.txt 2>&1; local rc=$?; set -e
-  [ $rc -eq 2 ] || { cat bad.txt; fail "exit $rc (want 2) for: $*"; }
-  grep -q -- "$want" bad.txt || { cat bad.txt; fail "message does not name '$want' for: $*"; }
+  expect_exit2 "$want" "$PY" "$STUDY" "$@"
 }
 expect2 "missing.h5" missing.h5
 echo "not hdf5" > garbage.h5

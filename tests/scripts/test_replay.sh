@@ -210,22 +210,13 @@ print("replay: acceptance checks, naive forward and online routing agree")
 PYEOF
 
 # refusals: exit 2, nothing left behind
-set +e
-"$MOBA" replay --model "$WORK/missing.bin" --token-ids "$WORK/ids.txt" --block-sizes 16 --top-k 2 --out "$WORK/bad" 2>"$WORK/err"
-rc=$?
-set -e
-[ $rc = 2 ] || fail "missing model: exit $rc"
-grep -q "missing.bin" "$WORK/err" || fail "missing model: message $(cat "$WORK/err")"
-set +e
-"$MOBA" replay --model "$WORK/tiny.bin" --token-ids "$WORK/ids.txt" --block-sizes 16 --top-k 2 --budget 64 --out "$WORK/bad" 2>"$WORK/err"
-rc=$?
-set -e
-[ $rc = 2 ] || fail "--top-k with --budget: exit $rc"
+expect_exit2 "missing.bin" \
+  "$MOBA" replay --model "$WORK/missing.bin" --token-ids "$WORK/ids.txt" --block-sizes 16 --top-k 2 --out "$WORK/bad"
+expect_exit2 "exactly one of --top-k LIST and --budget KEYS" \
+  "$MOBA" replay --model "$WORK/tiny.bin" --token-ids "$WORK/ids.txt" --block-sizes 16 --top-k 2 --budget 64 --out "$WORK/bad"
 mkdir -p "$WORK/notrun" && touch "$WORK/notrun/x"
-set +e
-"$MOBA" replay --model "$WORK/tiny.bin" --token-ids "$WORK/ids.txt" --block-sizes 16 --top-k 2 --out "$WORK/notrun" 2>"$WORK/err"
-rc=$?
-set -e
-[ $rc = 2 ] && [ -e "$WORK/notrun/x" ] || fail "a foreign --out directory: exit $rc"
+expect_exit2 "not empty and not an earlier replay run" \
+  "$MOBA" replay --model "$WORK/tiny.bin" --token-ids "$WORK/ids.txt" --block-sizes 16 --top-k 2 --out "$WORK/notrun"
+[ -e "$WORK/notrun/x" ] || fail "a foreign --out directory was touched"
 [ ! -e "$WORK/bad" ] && [ ! -e "$WORK/bad.partial" ] || fail "refused runs left output behind"
 echo "test_replay: ok"

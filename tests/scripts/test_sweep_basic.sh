@@ -84,14 +84,10 @@ echo "--sha256 equals sha256sum on $(wc -l < ours.txt) files"
 
 # A non-empty DIR is refused without --resume, and left untouched.
 cp R/sweep.csv before.csv
-set +e; "$MOBA" sweep sweep.toml --out R 2>err.txt; rc=$?; set -e
-[ $rc = 2 ] || fail "re-running into a non-empty DIR: exit $rc, want 2"
-grep -q -- "--resume" err.txt || fail "the refusal does not mention --resume: $(cat err.txt)"
+expect_exit2 "--resume" "$MOBA" sweep sweep.toml --out R
 csv_equal before.csv R/sweep.csv
 mkdir -p other && touch other/x
-set +e; "$MOBA" sweep sweep.toml --out other 2>err.txt; rc=$?; set -e
-[ $rc = 2 ] || fail "a non-empty unrelated DIR: exit $rc, want 2"
-set +e; "$MOBA" sweep sweep.toml --out other --resume 2>err.txt; rc=$?; set -e
-[ $rc = 2 ] && grep -q "not a \`moba sweep\` run directory" err.txt || fail "--resume into a non-sweep DIR: exit $rc: $(cat err.txt)"
+expect_exit2 "--out other exists and is not empty" "$MOBA" sweep sweep.toml --out other
+expect_exit2 "not a \`moba sweep\` run directory" "$MOBA" sweep sweep.toml --out other --resume
 echo "non-empty DIR refused (exit 2)"
 echo "PASS"

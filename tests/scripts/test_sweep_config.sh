@@ -10,11 +10,9 @@ source "$(dirname "$0")/sweep_common.sh"
 bad() {  # name expected-key toml-lines...
   local name=$1 key=$2; shift 2
   printf '%s\n' "$@" > $name.toml
-  set +e; "$MOBA" sweep $name.toml --out out_$name 2>err.txt; rc=$?; set -e
-  [ $rc = 2 ] || { cat err.txt; fail "$name: exit $rc, want 2"; }
-  grep -q "$name.toml: $key" err.txt || fail "$name: message does not name '$name.toml: $key': $(cat err.txt)"
+  expect_exit2 "$name.toml: $key" "$MOBA" sweep $name.toml --out out_$name
   [ ! -e out_$name ] || fail "$name: out_$name was created for a bad config"
-  echo "$name -> exit 2: $(grep error err.txt)"
+  echo "$name -> exit 2: $(grep error "$EXIT2")"
 }
 ok_budget='[budget]
 top_k = [2]'
@@ -36,10 +34,8 @@ bad no_layer     "layers"            'dumps = ["dumps/s1.h5"]' 'layers = [7]' 'b
 bad no_head      "heads"             'dumps = ["dumps/s1.h5"]' 'heads = [9]' 'block_sizes = [16]' "$ok_budget"
 bad not_toml     "line [0-9]"          'dumps = ["dumps/s1.h5"]' 'block_sizes = [16' "$ok_budget"
 bad not_a_dump   "dumps"             'dumps = ["sweep.toml"]' 'block_sizes = [16]' "$ok_budget"
-set +e; "$MOBA" sweep nope.toml --out x 2>err.txt; rc=$?; set -e
-[ $rc = 2 ] && grep -q "nope.toml" err.txt || fail "a missing config: exit $rc: $(cat err.txt)"
-set +e; "$MOBA" sweep sweep.toml --out x --shard 2/2 2>err.txt; rc=$?; set -e
-[ $rc = 2 ] && grep -q -- "--shard" err.txt || fail "--shard 2/2: exit $rc: $(cat err.txt)"
+expect_exit2 "nope.toml" "$MOBA" sweep nope.toml --out x
+expect_exit2 "--shard" "$MOBA" sweep sweep.toml --out x --shard 2/2
 echo "bad configs and flags -> exit 2 naming the file and key"
 
 # The shipped example configs parse and list their jobs.

@@ -31,7 +31,6 @@ csv_equal REF/sweep.csv P/sweep.csv
 echo "kill -9 + mpirun -np 2 --resume: equal"
 
 printf 'dumps = ["dumps/s1.h5"]\nblock_sizes = [16]\ncolour = 1\n[budget]\ntop_k = 2\n' > bad.toml
-set +e; mpirun -np 2 "$MOBA" sweep bad.toml --out B 2>err.txt; rc=$?; set -e
-[ $rc = 2 ] && grep -q "bad.toml: colour" err.txt || { cat err.txt; fail "bad config under mpirun: exit $rc, want 2"; }
+expect_exit2 "bad.toml: colour" mpirun -np 2 "$MOBA" sweep bad.toml --out B
 echo "bad config under mpirun -> exit 2"
 echo "PASS"

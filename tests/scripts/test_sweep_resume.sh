@@ -75,6 +75,5 @@ echo "SIGINT -> exit 130, resume hint, then --resume equal"
 
 # --resume with another config is refused.
 sed 's/top_k = \[2, 3\]/top_k = [2]/' sweep.toml > other.toml
-set +e; "$MOBA" sweep other.toml --out K --resume 2>err.txt; rc=$?; set -e
-[ $rc = 2 ] && grep -q "different configuration" err.txt || fail "--resume with another config: exit $rc: $(cat err.txt)"
+expect_exit2 "different configuration" "$MOBA" sweep other.toml --out K --resume
 echo "PASS"
