@@ -47,11 +47,16 @@ struct H5Input::Impl {
   std::string path;
   h5::Id file;
 
-  // Opens `name` as an object of HDF5 identifier type `want`; throws naming file + object.
-  h5::Id open(const std::string& name, H5I_type_t want, const char* what) const {
+  // Opens the object `name` (`what`: a group, a dataset, or either); throws naming file + object.
+  h5::Id open_object(const std::string& name, const char* what) const {
     if (!h5::path_exists(file.get(), name)) throw MissingFieldError(path, name, std::string(what) + " is missing");
     h5::Id obj = h5::object_id(H5Oopen(file.get(), name.c_str(), H5P_DEFAULT));
     if (!obj) throw FormatError(path, name, "cannot open the object: corrupt file");
+    return obj;
+  }
+  // Opens `name` as an object of HDF5 identifier type `want`.
+  h5::Id open(const std::string& name, H5I_type_t want, const char* what) const {
+    h5::Id obj = open_object(name, what);
     if (H5Iget_type(obj.get()) != want) throw FormatError(path, name, std::string("is not a ") + what);
     return obj;
   }
@@ -176,10 +181,7 @@ std::vector<int32_t> H5Input::read_i32(const std::string& dataset, std::vector<i
 
 std::map<std::string, std::string> H5Input::attributes(const std::string& object) const {
   auto lock = h5::h5_lock();
-  if (!h5::path_exists(impl_->file.get(), object))
-    throw MissingFieldError(impl_->path, object, "group or dataset is missing");
-  h5::Id obj = h5::object_id(H5Oopen(impl_->file.get(), object.c_str(), H5P_DEFAULT));
-  if (!obj) throw FormatError(impl_->path, object, "cannot open the object: corrupt file");
+  h5::Id obj = impl_->open_object(object, "group or dataset");
   std::map<std::string, std::string> out;
   for (const std::string& name : h5::attr_names(obj.get())) {
     h5::AttrValue v;
@@ -190,10 +192,7 @@ std::map<std::string, std::string> H5Input::attributes(const std::string& object
 
 std::optional<std::string> H5Input::attribute(const std::string& object, const std::string& name) const {
   auto lock = h5::h5_lock();
-  if (!h5::path_exists(impl_->file.get(), object))
-    throw MissingFieldError(impl_->path, object, "group or dataset is missing");
-  h5::Id obj = h5::object_id(H5Oopen(impl_->file.get(), object.c_str(), H5P_DEFAULT));
-  if (!obj) throw FormatError(impl_->path, object, "cannot open the object: corrupt file");
+  h5::Id obj = impl_->open_object(object, "group or dataset");
   h5::AttrValue v;
   if (!h5::read_attr(obj.get(), name, &v)) return std::nullopt;
   return v.text;
@@ -201,10 +200,7 @@ std::optional<std::string> H5Input::attribute(const std::string& object, const s
 
 std::optional<double> H5Input::attribute_number(const std::string& object, const std::string& name) const {
   auto lock = h5::h5_lock();
-  if (!h5::path_exists(impl_->file.get(), object))
-    throw MissingFieldError(impl_->path, object, "group or dataset is missing");
-  h5::Id obj = h5::object_id(H5Oopen(impl_->file.get(), object.c_str(), H5P_DEFAULT));
-  if (!obj) throw FormatError(impl_->path, object, "cannot open the object: corrupt file");
+  h5::Id obj = impl_->open_object(object, "group or dataset");
   h5::AttrValue v;
   if (!h5::read_attr(obj.get(), name, &v)) return std::nullopt;
   if (v.kind == h5::AttrValue::Kind::integer || v.kind == h5::AttrValue::Kind::real) return v.r;
