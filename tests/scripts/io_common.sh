@@ -11,15 +11,16 @@ for candidate in "${MOBA_PYTHON:-}" /usr/bin/python3 python3; do
 done
 if [ -z "$PY" ]; then echo "FAIL: no python3 with numpy and h5py (install python3-numpy python3-h5py)"; exit 1; fi
 fail() { echo "FAIL: $*"; exit 1; }
-# expect_exit2 WANT COMMAND...: COMMAND must exit 2 (bad input or usage) and print WANT (a grep
-# pattern; "" for any message). Its stdout and stderr are kept in $EXIT2 for further checks.
+# expect_exit2 WANT COMMAND...: COMMAND must exit 2 (bad input or usage) with WANT (a grep pattern;
+# "" for any message) in what it writes to stderr. Its stderr is kept in $EXIT2 for further checks
+# (its stdout in $EXIT2.stdout).
 EXIT2="$WORK/exit2.txt"
 expect_exit2() {
   local want="$1" rc=0
   shift
-  "$@" > "$EXIT2" 2>&1 || rc=$?
+  "$@" > "$EXIT2.stdout" 2> "$EXIT2" || rc=$?
   [ "$rc" = 2 ] || fail "exit $rc, wanted 2: $* ($(cat "$EXIT2"))"
-  [ -z "$want" ] || grep -q -- "$want" "$EXIT2" || fail "message lacks '$want': $* ($(cat "$EXIT2"))"
+  [ -z "$want" ] || grep -q -- "$want" "$EXIT2" || fail "stderr lacks '$want': $* ($(cat "$EXIT2"))"
 }
 # The GUI script tests: exit 77 (skipped) without a GUI build or an X server xvfb-run can start.
 skip_without_gui() {
