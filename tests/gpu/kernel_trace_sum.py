@@ -2,7 +2,7 @@
 """Summarise a kernel trace (tests/gpu/kernel_trace.cpp) and, given the run's
 `moba analyze --trace` file, lay the two side by side.
 
-  kernel_trace_sum.py GPU.json [HOST.json] [--heads] [--gaps MS] [--api MS] [--templates]
+  kernel_trace_sum.py GPU.json [HOST.json] [--heads] [--gaps MS] [--api MS] [--templates] [--alone]
 
 Prints: the device's span and busy time (union of all activities), the idle gaps, each
 kernel's count, summed time and fair share of the busy time (time split evenly among the
@@ -11,12 +11,19 @@ the host's "gpu: head" intervals and before the first one. A trace recorded with
 MOBA_KERNEL_TRACE_API=1 also holds the runtime API calls: their summed time by name, and
 every call longer than --api MS (1 by default) in time order (relative to HOST.json's origin
 when given). Kernels are grouped by name without their template arguments; --templates keeps
-them (e.g. the gather kernel's instances by head dim, numerics and key step).
+them (e.g. the gather kernel's instances by head dim, numerics and key step). --alone adds
+each kernel's time with nothing else running, and the fair shares of the time in which no
+attention kernel runs: a fair share overstates what cutting a kernel that runs beside the
+gathers saves (kernels/cuda/NOTES.md, fifty-third session).
 """
 import collections
 import json
 import re
 import sys
+
+
+# The attention stage's kernels (the gathers and the tile path), by name.
+ATTENTION = re.compile(r"(moba_attention_kernel|tile_attention)")
 
 
 def load(path):
@@ -93,10 +100,20 @@ def main():
         summed[base] += e - s
     events = sorted([(s, 1, i) for i, (s, e, _, _) in enumerate(acts)] + [(e, -1, i) for i, (s, e, _, _) in enumerate(acts)])
     running, last = set(), None
+    # --alone: time in which one kernel (its instances) runs with nothing else, and the fair
+    # shares of the time in which no attention kernel runs (what the attention does not hide).
+    alone = collections.defaultdict(float)
+    bare = collections.defaultdict(float)
     for t, kind, i in events:
         if last is not None and running and t > last:
             for j in running:
                 share[key(acts[j][2])] += (t - last) / len(running)
+            names = {key(acts[j][2]) for j in running}
+            if len(names) == 1:
+                alone[next(iter(names))] += t - last
+            if not any(ATTENTION.match(n) for n in names):
+                for j in running:
+                    bare[key(acts[j][2])] += (t - last) / len(running)
         last = t
         if kind == 1:
             running.add(i)
@@ -106,6 +123,16 @@ def main():
     print("%-*s %7s %10s %10s %6s" % (width, "kernel / copy", "count", "sum ms", "share ms", "share"))
     for n, v in sorted(share.items(), key=lambda x: -x[1])[:24]:
         print("%-*s %7d %10.2f %10.2f %5.1f%%" % (width, n[:width], count[n], summed[n] / 1e3, v / 1e3, 100 * v / busy))
+
+    if "--alone" in sys.argv:
+        print("alone: time in which the kernel's instances run with nothing else beside them")
+        for n, v in sorted(alone.items(), key=lambda x: -x[1])[:12]:
+            print("  %-*s %10.2f ms" % (width, n[:width], v / 1e3))
+        total = sum(bare.values())
+        print("no attention kernel running: %.1f ms (%.1f %% of the busy time); fair shares inside it:"
+              % (total / 1e3, 100 * total / busy))
+        for n, v in sorted(bare.items(), key=lambda x: -x[1])[:12]:
+            print("  %-*s %10.2f ms" % (width, n[:width], v / 1e3))
 
     gaps = [(merged[i][1], merged[i + 1][0]) for i in range(len(merged) - 1)
             if merged[i + 1][0] - merged[i][1] > gap_ms * 1e3]
