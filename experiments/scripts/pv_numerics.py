@@ -49,22 +49,23 @@ def round_bf16(x):
     return schema.bf16_bits_to_float(schema.float_to_bf16_bits(x))
 
 
-def load(path, layer, name):
-    """A bf16 [heads, tokens, head_dim] dataset of /layers/<layer> as fp32 (one dataset at a time:
-    schema.read_dump would read every layer of a model's dump to study one)."""
+def attr_text(d, name, default):
+    v = d.attrs.get(name, default)
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def load(f, path, layer, name):
+    """A bf16 [heads, tokens, head_dim] dataset of /layers/<layer> of the open file f as fp32 (one
+    dataset at a time: schema.read_dump would read every layer of a model's dump to study one)."""
     key = f"layers/{layer}/{name}"
-    with h5py.File(path, "r") as f:
-        if key not in f:
-            fail(f"{path}: no dataset /{key}")
-        d = f[key]
-        dtype = d.attrs.get("dtype", "")
-        dtype = dtype.decode() if isinstance(dtype, bytes) else dtype
-        if d.dtype != np.uint16 or dtype != "bfloat16":
-            fail(f"{path}: /{key} is not bf16 (dtype attribute '{dtype}', stored as {d.dtype}); "
-                 "this study is about bf16 dumps")
-        layout = d.attrs.get("layout", "htd")
-        layout = layout.decode() if isinstance(layout, bytes) else layout
-        x = schema.bf16_bits_to_float(d[()])
+    if key not in f:
+        fail(f"{path}: no dataset /{key}")
+    d = f[key]
+    dtype, layout = attr_text(d, "dtype", ""), attr_text(d, "layout", "htd")
+    if d.dtype != np.uint16 or dtype != "bfloat16":
+        fail(f"{path}: /{key} is not bf16 (dtype attribute '{dtype}', stored as {d.dtype}); "
+             "this study is about bf16 dumps")
+    x = schema.bf16_bits_to_float(d[()])
     if x.ndim != 3:
         fail(f"{path}: /{key} has {x.ndim} dimensions, expected 3")
     if layout == "thd":
@@ -114,23 +115,10 @@ def int_list(text, what):
         fail(f"--{what} takes comma-separated integers (got '{text}')")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dump", help="a bf16 dump (HDF5, schema v1)")
-    ap.add_argument("--layers", default="0", help="layers, comma-separated (default 0)")
-    ap.add_argument("--heads", default="0", help="query heads, comma-separated (default 0)")
-    ap.add_argument("--rows", type=int, default=48, help="query rows a head, spread over the sequence (default 48)")
-    ap.add_argument("--block-size", type=int, default=64, help="block size of the selection (default 64)")
-    ap.add_argument("--fraction", type=float, default=0.25, help="share of causal blocks selected (default 0.25)")
-    a = ap.parse_args()
-    if a.rows < 1 or a.block_size < 1 or not 0.0 < a.fraction <= 1.0:
-        fail("--rows and --block-size must be >= 1 and --fraction in (0, 1]")
-    try:
-        h5py.File(a.dump, "r").close()
-    except (OSError, ValueError) as e:
-        fail(f"{a.dump}: cannot open as HDF5 ({e})")
+def study(f, a):
+    """Prints the study of every asked layer and head of the open dump f."""
     for layer in int_list(a.layers, "layers"):
-        q, k, v = (load(a.dump, layer, x) for x in "qkv")
+        q, k, v = (load(f, a.dump, layer, x) for x in "qkv")
         if k.shape != v.shape or q.shape[1:] != k.shape[1:] or q.shape[0] % k.shape[0]:
             fail(f"{a.dump}: layer {layer}: q {q.shape}, k {k.shape}, v {v.shape} do not fit together")
         group = q.shape[0] // k.shape[0]
@@ -153,6 +141,26 @@ def main():
                     e = np.array(errs[sel][m])
                     print(f"  {label:20s} {m:6s} row-rel error median {np.median(e):.2e}  "
                           f"p99 {np.quantile(e, 0.99):.2e}  max {e.max():.2e}")
+
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("dump", help="a bf16 dump (HDF5, schema v1)")
+    ap.add_argument("--layers", default="0", help="layers, comma-separated (default 0)")
+    ap.add_argument("--heads", default="0", help="query heads, comma-separated (default 0)")
+    ap.add_argument("--rows", type=int, default=48, help="query rows a head, spread over the sequence (default 48)")
+    ap.add_argument("--block-size", type=int, default=64, help="block size of the selection (default 64)")
+    ap.add_argument("--fraction", type=float, default=0.25, help="share of causal blocks selected (default 0.25)")
+    a = ap.parse_args()
+    if a.rows < 1 or a.block_size < 1 or not 0.0 < a.fraction <= 1.0:
+        fail("--rows and --block-size must be >= 1 and --fraction in (0, 1]")
+    try:
+        f = h5py.File(a.dump, "r")
+    except (OSError, ValueError) as e:
+        fail(f"{a.dump}: cannot open as HDF5 ({e})")
+    with f:
+        study(f, a)
 
 
 if __name__ == "__main__":
