@@ -16,10 +16,10 @@ each kernel's time with nothing else running, and the fair shares of the time in
 attention kernel runs: a fair share overstates what cutting a kernel that runs beside the
 gathers saves (kernels/cuda/NOTES.md, fifty-third session).
 """
+import argparse
 import collections
 import json
 import re
-import sys
 
 
 # The attention stage's kernels (the gathers and the tile path), by name.
@@ -50,18 +50,20 @@ def busy_in(merged, a, b):
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    gap_ms = 0.05
-    if "--gaps" in sys.argv:
-        gap_ms = float(sys.argv[sys.argv.index("--gaps") + 1])
-        args = [a for a in args if a != sys.argv[sys.argv.index("--gaps") + 1]]
-    api_ms = 1.0
-    if "--api" in sys.argv:
-        api_ms = float(sys.argv[sys.argv.index("--api") + 1])
-        args = [a for a in args if a != sys.argv[sys.argv.index("--api") + 1]]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("gpu", metavar="GPU.json", help="the kernel trace (MOBA_KERNEL_TRACE)")
+    ap.add_argument("host", metavar="HOST.json", nargs="?", help="the same run's `moba analyze --trace` file")
+    ap.add_argument("--heads", action="store_true", help="the busy fraction of every head interval")
+    ap.add_argument("--gaps", type=float, default=0.05, metavar="MS", help="idle gaps at least this long")
+    ap.add_argument("--api", type=float, default=1.0, metavar="MS", help="runtime API calls at least this long")
+    ap.add_argument("--templates", action="store_true", help="kernels by instance, template arguments kept")
+    ap.add_argument("--alone", action="store_true", help="time alone, fair shares outside the attention")
+    opt = ap.parse_args()
+    args = [opt.gpu] + ([opt.host] if opt.host else [])
+    gap_ms, api_ms = opt.gaps, opt.api
     every = [e for e in load(args[0])["traceEvents"] if e.get("ph") == "X"]
     gpu = [e for e in every if e.get("cat") != "api"]
-    templates = "--templates" in sys.argv
+    templates = opt.templates
     key = (lambda n: n) if templates else (lambda n: re.sub(r"<.*", "", n))
     api = [e for e in every if e.get("cat") == "api"]
     if api:
@@ -124,7 +126,7 @@ def main():
     for n, v in sorted(share.items(), key=lambda x: -x[1])[:24]:
         print("%-*s %7d %10.2f %10.2f %5.1f%%" % (width, n[:width], count[n], summed[n] / 1e3, v / 1e3, 100 * v / busy))
 
-    if "--alone" in sys.argv:
+    if opt.alone:
         print("alone: time in which the kernel's instances run with nothing else beside them")
         for n, v in sorted(alone.items(), key=lambda x: -x[1])[:12]:
             print("  %-*s %10.2f ms" % (width, n[:width], v / 1e3))
@@ -164,7 +166,7 @@ def main():
             print("heads: %d, span mean %.2f ms, device busy inside them mean %.2f ms (%.0f %%)"
                   % (len(per), sum(p[0] for p in per) / len(per) / 1e3, sum(p[1] for p in per) / len(per) / 1e3,
                      100 * sum(p[1] for p in per) / max(1e-9, sum(p[0] for p in per))))
-            if "--heads" in sys.argv:
+            if opt.heads:
                 for (a, b, n), (d, bz) in zip(heads, per):
                     print("  %-40s +%8.1f ms  %6.2f ms  busy %5.1f %%" % (n[:40], (a - first) / 1e3, d / 1e3, 100 * bz / d))
             between = [(heads[i][1], heads[i + 1][0]) for i in range(len(heads) - 1)]
