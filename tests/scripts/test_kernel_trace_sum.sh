@@ -42,8 +42,9 @@ got = table("fair shares inside it:")
 assert got == {"warp_row_kernel": round(0.065, 2), "band_errors_kernel": 0.05, "dense_pass_kernel": round(0.035, 2)}, got
 PYEOF
 # The options parse in any order, and a missing trace or a bad value is a usage error.
-"$PY" "$HERE/../gpu/kernel_trace_sum.py" --gaps 0.07 k.json --templates | grep -q "warp_row_kernel<4, 8, 8>" \
-  || fail "kernel_trace_sum.py --gaps MS before the trace, --templates: no instance row"
+"$PY" "$HERE/../gpu/kernel_trace_sum.py" --gaps 0.07 k.json --templates > out2.txt \
+  || fail "kernel_trace_sum.py --gaps MS before the trace, --templates: failed"
+grep -q "warp_row_kernel<4, 8, 8>" out2.txt || fail "kernel_trace_sum.py --templates: no instance row"
 expect_exit2 "required: GPU.json" "$PY" "$HERE/../gpu/kernel_trace_sum.py" --alone
 expect_exit2 "--gaps: invalid float" "$PY" "$HERE/../gpu/kernel_trace_sum.py" k.json --gaps x
 echo "PASS"
