@@ -103,7 +103,7 @@ for f in "${files[@]}"; do
     fi
     if [ -n "$anchor" ] && [ -f "$resolved" ]; then
       grep -E '^#+ ' "$resolved" | sed -E 's/^#+ +//' | tr 'A-Z' 'a-z' | sed -E 's/[^a-z0-9 _-]//g; s/ /-/g' \
-        | grep -qxF -- "$anchor" || fail "$rel: link '$link': no such heading in ${resolved#"$ROOT/"}"
+        | grep -xF -- "$anchor" >/dev/null || fail "$rel: link '$link': no such heading in ${resolved#"$ROOT/"}"
     fi
   done < <(grep -oE '\]\([^)[:space:]]+\)' "$f" | sed -E 's/^\]\(//; s/\)$//')
 done

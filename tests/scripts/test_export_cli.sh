@@ -42,8 +42,8 @@ assert a["__metadata__"]["heads"] == "kv" and a["block_indices"]["shape"][2] == 
 assert b["__metadata__"]["heads"] == "q" and b["block_indices"]["shape"][2] == 4, b
 EOF
 
-"$MOBA" export --help | grep -q "flashinfer-bsr" || fail "export --help does not list the formats"
-"$MOBA" --help | grep -qE '^ +export ' || fail "moba --help does not list export"
+"$MOBA" export --help | grep "flashinfer-bsr" >/dev/null || fail "export --help does not list the formats"
+"$MOBA" --help | grep -E '^ +export ' >/dev/null || fail "moba --help does not list export"
 
 # Bad input: exit 2, a message, nothing written.
 expect2() {  # what-the-message-names args...: exit 2, no bad.safetensors

@@ -11,7 +11,7 @@ echo "$line"
 [[ "$line" =~ ^moba\ [0-9]+\.[0-9]+\ \(git\ ([0-9a-f]{12}|unknown)(-dirty)?,\ .+,\ .+,\ (CUDA|CPU\ only)\)$ ]] \
   || fail "unexpected --version line: $line"
 short=$(sed -E 's/^moba [^ ]+ \(git ([^,]+),.*/\1/' <<<"$line")
-"$MOBA" version | grep -qF "$line" || fail "'moba version' differs from 'moba --version'"
+"$MOBA" version | grep -F "$line" >/dev/null || fail "'moba version' differs from 'moba --version'"
 
 "$MOBA" synth --out s.h5 --tokens 128 --layers 1 --heads 2 --kv-heads 1 --head-dim 16 --seed 2 --quiet
 "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --out A --quiet >/dev/null || fail "analyze"

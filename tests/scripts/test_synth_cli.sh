@@ -14,7 +14,7 @@ ACCEPT=(--tokens 4096 --layers 2 --heads 4 --kv-heads 2 --head-dim 64)
 
 # 2. The shape through `moba info` (text and --json). Skipped, loudly, only while the
 #    binary has no `info` command at all.
-if "$MOBA" --help | grep -qE '^ +info '; then
+if "$MOBA" --help | grep -E '^ +info ' >/dev/null; then
   info_text=$("$MOBA" info s.h5)
   echo "$info_text"
   for want in 4096 64; do
