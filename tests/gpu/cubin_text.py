@@ -17,9 +17,17 @@ import sys
 
 
 def main():
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        sys.exit(0)
     if len(sys.argv) != 2:
-        sys.exit(__doc__.strip().splitlines()[-1])
-    d = open(sys.argv[1], "rb").read()
+        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        sys.exit(2)
+    try:
+        d = open(sys.argv[1], "rb").read()
+    except OSError as e:
+        print(f"cubin_text.py: {e}", file=sys.stderr)
+        sys.exit(2)
     if d[:4] != b"\x7fELF" or d[4] != 2:
         sys.exit(f"{sys.argv[1]}: not a 64-bit ELF file")
     shoff, = struct.unpack_from("<Q", d, 0x28)

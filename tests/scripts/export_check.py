@@ -36,6 +36,12 @@ def dense_from_selected(sel, n_blocks):
     return m[:, :, :n_blocks]
 
 
+if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+    print(__doc__)
+    sys.exit(0)
+if len(sys.argv) != 4:
+    print(__doc__.splitlines()[-1], file=sys.stderr)
+    sys.exit(2)
 route, path, fmt = sys.argv[1], sys.argv[2], sys.argv[3]
 with h5py.File(route, "r") as f:
     sel = f["selected"][...]
