@@ -12,9 +12,10 @@ MOBA_KERNEL_TRACE_API=1 also holds the runtime API calls: their summed time by n
 every call longer than --api MS (1 by default) in time order (relative to HOST.json's origin
 when given). Kernels are grouped by name without their template arguments; --templates keeps
 them (e.g. the gather kernel's instances by head dim, numerics and key step). --alone adds
-each kernel's time with nothing else running, and the fair shares of the time in which no
-attention kernel runs: a fair share overstates what cutting a kernel that runs beside the
-gathers saves (kernels/cuda/NOTES.md, fifty-third session).
+each kernel's time with nothing else running, the fair shares of the time in which no
+attention kernel runs (a fair share overstates what cutting a kernel that runs beside the
+gathers saves: kernels/cuda/NOTES.md, fifty-third session), and the attention's waits: the
+stretches between one attention kernel and the next (fifty-fourth session).
 """
 import argparse
 import collections
@@ -135,6 +136,16 @@ def main():
               % (total / 1e3, 100 * total / busy))
         for n, v in sorted(bare.items(), key=lambda x: -x[1])[:12]:
             print("  %-*s %10.2f ms" % (width, n[:width], v / 1e3))
+        # The waits between attention kernels: the gaps of their union inside the device's span
+        # (where the attention stops for something, e.g. the next window's routing rows).
+        att = union([(s, e) for s, e, n, _ in acts if ATTENTION.match(key(n))])
+        waits = [b - a for a, b in zip([t0] + [e for _, e in att], [s for s, _ in att] + [t1]) if b > a]
+        if waits:
+            waits.sort()
+            long = [x for x in waits if x >= 10e3]
+            print("attention waits (no attention kernel between two, idle time included): %d, median %.2f ms, "
+                  "the longest %.2f ms; %d of at least 10 ms, %.1f ms in all"
+                  % (len(waits), waits[len(waits) // 2] / 1e3, waits[-1] / 1e3, len(long), sum(long) / 1e3))
 
     gaps = [(merged[i][1], merged[i + 1][0]) for i in range(len(merged) - 1)
             if merged[i + 1][0] - merged[i][1] > gap_ms * 1e3]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/gpu/kernel_trace_sum.py on a hand-made kernel trace (no GPU needed): the span, the fair
 # shares, and --alone's two tables (each kernel's time with nothing beside it; the shares of the
-# time in which no attention kernel runs), against values worked out by hand below.
+# time in which no attention kernel runs; the attention's waits), against values worked out by hand below.
 # usage: test_kernel_trace_sum.sh MOBA_BINARY WORK_DIR
 source "$(dirname "$0")/io_common.sh"
 cd "$WORK"
@@ -38,6 +38,9 @@ assert table("alone:") == {"warp_row_kernel": 0.06, "moba_attention_kernel": 0.0
                            "dense_pass_kernel": 0.03}, table("alone:")
 # No attention: 100-150 and 200-300 (150 of 250 us busy); rows 20 + 30 + 10 + 5 = 65, dense 5 + 30 = 35.
 assert "no attention kernel running: 0.1 ms (60.0 % of the busy time)" in text, text
+# One wait between attention kernels: 100-300 us (the last attention kernel ends at 100).
+assert "attention waits (no attention kernel between two, idle time included): 1, median 0.20 ms, " \
+       "the longest 0.20 ms; 0 of at least 10 ms, 0.0 ms in all" in text, text
 got = table("fair shares inside it:")
 assert got == {"warp_row_kernel": round(0.065, 2), "band_errors_kernel": 0.05, "dense_pass_kernel": round(0.035, 2)}, got
 PYEOF
