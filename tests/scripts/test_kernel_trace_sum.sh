@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/gpu/kernel_trace_sum.py on a hand-made kernel trace (no GPU needed): the span, the fair
-# shares, and --alone's two tables (each kernel's time with nothing beside it; the shares of the
-# time in which no attention kernel runs; the attention's waits), against values worked out by hand below.
+# shares, and what --alone adds (each kernel's time with nothing beside it; the shares of the
+# time in which no attention kernel runs; the attention's waits), against values worked out by
+# hand below.
 # usage: test_kernel_trace_sum.sh MOBA_BINARY WORK_DIR
 source "$(dirname "$0")/io_common.sh"
 cd "$WORK"
