@@ -54,11 +54,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("gpu", metavar="GPU.json", help="the kernel trace (MOBA_KERNEL_TRACE)")
     ap.add_argument("host", metavar="HOST.json", nargs="?", help="the same run's `moba analyze --trace` file")
-    ap.add_argument("--heads", action="store_true", help="with HOST.json: the device's busy fraction inside every head interval")
+    ap.add_argument("--heads", action="store_true",
+                    help="with HOST.json: the device's busy fraction inside every head interval")
     ap.add_argument("--gaps", type=float, default=0.05, metavar="MS", help="list idle gaps longer than this (0.05)")
     ap.add_argument("--api", type=float, default=1.0, metavar="MS", help="list runtime API calls longer than this (1)")
     ap.add_argument("--templates", action="store_true", help="kernels by instance, template arguments kept")
-    ap.add_argument("--alone", action="store_true", help="each kernel's time with nothing beside it; fair shares of the time no attention kernel runs")
+    ap.add_argument("--alone", action="store_true",
+                    help="each kernel's time with nothing beside it; fair shares of the time no attention kernel "
+                         "runs; the attention's waits")
     opt = ap.parse_args()
     args = [opt.gpu] + ([opt.host] if opt.host else [])
     gap_ms, api_ms = opt.gaps, opt.api
