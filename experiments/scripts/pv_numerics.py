@@ -143,7 +143,6 @@ def study(f, a):
                           f"p99 {np.quantile(e, 0.99):.2e}  max {e.max():.2e}")
 
 
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dump", help="a bf16 dump (HDF5, schema v1)")

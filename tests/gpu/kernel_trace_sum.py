@@ -63,17 +63,16 @@ def main():
                     help="each kernel's time with nothing beside it; fair shares of the time no attention kernel "
                          "runs; the attention's waits")
     opt = ap.parse_args()
-    args = [opt.gpu] + ([opt.host] if opt.host else [])
-    gap_ms, api_ms = opt.gaps, opt.api
-    every = [e for e in load(args[0])["traceEvents"] if e.get("ph") == "X"]
+    host = load(opt.host) if opt.host else None
+    every = [e for e in load(opt.gpu)["traceEvents"] if e.get("ph") == "X"]
     gpu = [e for e in every if e.get("cat") != "api"]
     templates = opt.templates
     key = (lambda n: n) if templates else (lambda n: re.sub(r"<.*", "", n))
     api = [e for e in every if e.get("cat") == "api"]
     if api:
         origin = 0.0
-        if len(args) > 1:
-            origin = load(args[1])["otherData"]["steady_clock_origin_ns"] / 1e3
+        if host is not None:
+            origin = host["otherData"]["steady_clock_origin_ns"] / 1e3
         by_name, calls = collections.defaultdict(float), collections.Counter()
         for e in api:
             by_name[e["name"]] += e["dur"]
@@ -81,9 +80,9 @@ def main():
         print("runtime API calls: %d, %.1f ms in all; by name (ms, calls):" % (len(api), sum(by_name.values()) / 1e3))
         for n, t in sorted(by_name.items(), key=lambda x: -x[1])[:12]:
             print("  %-40s %9.2f %6d" % (n, t / 1e3, calls[n]))
-        print("calls > %.2f ms (start ms, duration ms, thread):" % api_ms)
+        print("calls > %.2f ms (start ms, duration ms, thread):" % opt.api)
         for e in sorted(api, key=lambda e: e["ts"]):
-            if e["dur"] > api_ms * 1e3:
+            if e["dur"] > opt.api * 1e3:
                 print("  %9.2f %8.2f %8d %s" % ((e["ts"] - origin) / 1e3, e["dur"] / 1e3, e["tid"], e["name"]))
     if not gpu:
         print("no device activity recorded")
@@ -114,12 +113,13 @@ def main():
         if last is not None and running and t > last:
             for j in running:
                 share[key(acts[j][2])] += (t - last) / len(running)
-            names = {key(acts[j][2]) for j in running}
-            if len(names) == 1:
-                alone[next(iter(names))] += t - last
-            if not any(ATTENTION.match(n) for n in names):
-                for j in running:
-                    bare[key(acts[j][2])] += (t - last) / len(running)
+            if opt.alone:
+                names = {key(acts[j][2]) for j in running}
+                if len(names) == 1:
+                    alone[next(iter(names))] += t - last
+                if not any(ATTENTION.match(n) for n in names):
+                    for j in running:
+                        bare[key(acts[j][2])] += (t - last) / len(running)
         last = t
         if kind == 1:
             running.add(i)
@@ -151,12 +151,11 @@ def main():
                   % (len(waits), waits[len(waits) // 2] / 1e3, waits[-1] / 1e3, len(long), sum(long) / 1e3))
 
     gaps = [(merged[i][1], merged[i + 1][0]) for i in range(len(merged) - 1)
-            if merged[i + 1][0] - merged[i][1] > gap_ms * 1e3]
+            if merged[i + 1][0] - merged[i][1] > opt.gaps * 1e3]
     idle = sum(b - a for a, b in gaps)
-    print("idle gaps > %.2f ms: %d, %.1f ms in all" % (gap_ms, len(gaps), idle / 1e3))
+    print("idle gaps > %.2f ms: %d, %.1f ms in all" % (opt.gaps, len(gaps), idle / 1e3))
 
-    if len(args) > 1:
-        host = load(args[1])
+    if host is not None:
         origin = host.get("otherData", {}).get("steady_clock_origin_ns")
         if origin is None:
             print("host trace has no steady_clock_origin_ns; not aligned")
