@@ -24,6 +24,7 @@ import os
 import re
 import signal
 import sys
+import textwrap
 
 if os.environ.get("PYTHONHASHSEED") != "0":
     # Fixed string hashing, so nothing that iterates over a set of names can vary between runs.
@@ -64,6 +65,7 @@ matplotlib.rcParams.update({
     "savefig.dpi": 110,
 })
 SVG_META = {"Date": None}
+FOOTER_SEP = "   |   "  # between the footer's dumps and the commit (a line break where narrow)
 PNG_META = {"Software": None}
 
 # ----------------------------------------------------------------------------- reading
@@ -422,21 +424,39 @@ class FigureWriter:
 
     def footer(self, dumps):
         parts = ["dump %s (sha256 %s)" % (d, short_sha(self.res.dumps.get(d, ""))) for d in dumps]
-        return "; ".join(parts) + "   |   moba git %s" % ((self.res.commit or "unknown")[:12])
+        return "; ".join(parts) + FOOTER_SEP + "moba git %s" % ((self.res.commit or "unknown")[:12])
 
     def new(self, w, h, dumps):
         footer_in = 0.4  # inches kept free at the bottom for the footer line
         total = h + footer_in
         fig = plt.figure(figsize=(w, total),
                          layout=ConstrainedLayoutEngine(rect=(0, footer_in / total, 1, 1 - footer_in / total)))
-        fig.text(0.01, 0.08 / total, self.footer(dumps), fontsize=7, color="#444444", ha="left", va="bottom")
+        fig.text(0.01, 0.08 / total, self.footer(dumps), fontsize=7, color="#444444", ha="left", va="bottom",
+                 linespacing=1.4)
         return fig
+
+    @staticmethod
+    def footer_room(fig):
+        """Keeps the bottom free for the footer where fit_figure_texts gave it three or more
+        lines (a long dump name in a narrow figure; new() keeps room for two)."""
+        lines = max(t.get_text().count("\n") + 1 for t in fig.texts if t.get_horizontalalignment() == "left")
+        need = 0.12 + lines * 7 * 1.4 / 72  # inches: the offset and the lines at 7 pt, spacing 1.4
+        if need > 0.4:
+            total = fig.get_figheight()
+            fig.get_layout_engine().set(rect=(0, need / total, 1, 1 - need / total))
 
     def save(self, fig, stem, title, caption):
         # Constrained layout iterates over sets of Axes (hashed by address), so its result can
         # differ between runs in the last float digits, which changes SVG coordinates and
         # clip-path ids. Lay out once, round every position, and freeze.
         fig.canvas.draw()
+        if fit_figure_texts(fig):
+            self.footer_room(fig)
+            fig.canvas.draw()  # the layout again, around the changed lines
+        for t in figure_texts(fig):
+            if not text_fits(fig, t):
+                print("moba plot: warning: %s: the line \"%s\" is wider than the figure"
+                      % (stem, t.get_text().replace("\n", " ")), file=sys.stderr)
         fig.set_layout_engine("none")
         for ax in fig.axes:
             p = ax.get_position()
@@ -454,6 +474,53 @@ class FigureWriter:
                     os.remove(tmp)
         plt.close(fig)
         self.written.append((stem, self.dump, title, caption))
+
+
+def figure_texts(fig):
+    """The figure-level lines: the title above the panels and the footer."""
+    texts = list(fig.texts)
+    if fig._suptitle is not None and fig._suptitle not in texts:
+        texts.append(fig._suptitle)
+    return [t for t in texts if t.get_text()]
+
+
+def text_room(fig, t):
+    """(width of t, room for it) in pixels: a centred title may use 98 % of the figure's
+    width, a left-aligned line (the footer) the width right of where it starts."""
+    box = t.get_window_extent(fig.canvas.get_renderer())
+    if t.get_horizontalalignment() == "center":
+        return box.width, 0.98 * fig.bbox.width
+    return box.width, 0.99 * fig.bbox.width - box.x0
+
+
+def text_fits(fig, t):
+    width, room = text_room(fig, t)
+    return width <= room
+
+
+def fit_figure_texts(fig):
+    """Fits the figure-level lines that are wider than the figure (a long dump name in a
+    figure of one panel): the footer's parts on lines of their own, then lines wrapped at
+    spaces, then a smaller font where one word is still too wide, and last that word broken.
+    True when a line was changed."""
+    changed = False
+    for t in figure_texts(fig):
+        for attempt in range(8):
+            width, room = text_room(fig, t)
+            if width <= room:
+                break
+            changed = True
+            if FOOTER_SEP in t.get_text():
+                t.set_text(t.get_text().replace(FOOTER_SEP, "\n"))
+                continue
+            lines = t.get_text().split("\n")
+            longest = max(len(line) for line in lines)
+            chars = max(16, int(0.95 * longest * room / width))  # characters that fit the room
+            if any(" " not in line and len(line) > chars for line in lines) and t.get_fontsize() > 7:
+                t.set_fontsize(max(7, 0.85 * t.get_fontsize()))  # a word wider than the room
+                continue
+            t.set_text(textwrap.fill(" ".join(t.get_text().split()), chars, break_long_words=attempt >= 6))
+    return changed
 
 
 def grid(n, max_cols=3):
@@ -731,7 +798,13 @@ def fig_heatmap(fw, dump, res, prefix):
     nrows = len(budgets) + (1 if show_snr else 0)
     cell = max(0.16, min(0.35, 2.4 / max(len(hs), len(layers))))
     pw = len(hs) * cell + 0.9
-    ph = len(layers) * cell + 0.75
+    # A row at least as tall as its colour bar's label needs (a dump of one or two layers):
+    # the bar spans 80 % of its rows, the labels wrap onto a second line where one is too long.
+    ph = max(len(layers) * cell + 0.75, 1.1, 1.6 / len(budgets))
+    cov_label = "coverage R (share of attention mass)"
+    if 0.8 * ph * len(budgets) < 2.6:
+        cov_label = "coverage R (share\nof attention mass)"
+    snr_label = "measured SNR (snr_emp)" if 0.8 * ph >= 1.6 else "measured SNR\n(snr_emp)"
     fig = fw.new(pw * len(bs) + 1.6, ph * nrows + 0.6, [dump])
     axs = fig.subplots(nrows, len(bs), squeeze=False)
     cov = {(bud, b): grid_of([r for r in heads if r.budget == bud and r.B == b], "coverage_mean")
@@ -755,7 +828,7 @@ def fig_heatmap(fw, dump, res, prefix):
                 ax.set_ylabel("%s\nlayer" % bud.short(), fontsize=8)
     if im is not None:
         fig.colorbar(im, ax=axs[:len(budgets), :].ravel().tolist(), shrink=0.8,
-                     label="coverage R (share of attention mass)")
+                     label=cov_label)
     if show_snr:
         snr = {}
         for b in bs:  # SNR depends on (head, B) only: the first finite value over budgets and k
@@ -779,7 +852,7 @@ def fig_heatmap(fw, dump, res, prefix):
                 empty_panel(ax, "no query with\n≥ 2 routable blocks")
             if j == 0:
                 ax.set_ylabel("SNR\nlayer", fontsize=8)
-        fig.colorbar(im2, ax=axs[-1, :].ravel().tolist(), shrink=0.8, label="measured SNR (snr_emp)")
+        fig.colorbar(im2, ax=axs[-1, :].ravel().tolist(), shrink=0.8, label=snr_label)
     for ax in axs.ravel():
         ax.set_xticks(range(len(hs)))
         ax.set_xticklabels([str(h) for h in hs], fontsize=6)

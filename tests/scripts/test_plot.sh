@@ -74,6 +74,20 @@ for fig in coverage_vs_B snr_vs_B pfail_calibration heatmap_layer_head sparsity;
   [ -s "$WORK/sw_heads/plots/stories15M_tinystory_256-$fig.png" ] || fail "head-only sweep: $fig missing"
 done
 
+# 3b. One budget and one block size (figures of one panel) of a dump with a long name: the
+#     titles and footers that do not fit the figure's width are wrapped onto more lines (the
+#     plot warns of any line still wider than the figure), and the bytes stay deterministic.
+LONG="$WORK/a_layer_dump_with_a_long_descriptive_file_name_as_users_write_them.h5"
+cp "$DUMP" "$LONG"
+"$MOBA" analyze "$LONG" --layers 0 --block-sizes 16 --top-k 4 --routers moba,oracle --out "$WORK/narrow" --quiet \
+  > /dev/null
+"$MOBA" plot "$WORK/narrow" > /dev/null 2> "$WORK/narrow.err" || fail "moba plot of one panel exited $?"
+if grep -q "wider than the figure" "$WORK/narrow.err"; then fail "a line left wider than the figure: $(cat "$WORK/narrow.err")"; fi
+digest "$WORK/narrow" > "$WORK/narrow.sha1"
+"$MOBA" plot "$WORK/narrow" > /dev/null 2>&1
+digest "$WORK/narrow" > "$WORK/narrow.sha2"
+cmp -s "$WORK/narrow.sha1" "$WORK/narrow.sha2" || fail "a wrapped title changed bytes between runs"
+
 # 4. Bad input exits 2 with a message; matplotlib missing exits 2 with the install hint.
 expect_exit2 "no such directory" "$MOBA" plot "$WORK/does-not-exist"
 mkdir -p "$WORK/empty"
