@@ -63,7 +63,10 @@ Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& va
         values_[name] = "1";
       } else if (value_flags.count(name)) {
         if (!inline_value) {
-          if (i + 1 >= argv.size()) throw UsageError("--" + name + " needs a value");
+          // The next word is the value, unless it is missing or is itself an option (a value
+          // left out before the next flag: `--top-k --out DIR`).
+          if (i + 1 >= argv.size() || (argv[i + 1].size() > 2 && argv[i + 1].compare(0, 2, "--") == 0))
+            throw UsageError("--" + name + " needs a value");
           value = argv[++i];
         }
         if (values_.count(name)) throw UsageError("--" + name + " given twice");

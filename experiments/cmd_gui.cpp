@@ -89,7 +89,7 @@ int run_gui(const std::vector<std::string>& argv) {
     return 0;
   }
 #ifndef MOBA_HAVE_GUI
-  std::fprintf(stderr, "moba gui: this build has no GUI (configure with -DMOBA_GUI=ON)\n");
+  std::fprintf(stderr, "moba gui: error: this build has no GUI (configure with -DMOBA_GUI=ON)\n");
   return 2;
 #else
   if (args.positional().size() != 1) throw UsageError("expected exactly one DIR argument (see --help)");

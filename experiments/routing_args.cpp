@@ -1,5 +1,6 @@
 #include "experiments/routing_args.h"
 
+#include <cmath>
 #include <cstdio>
 
 #include "core/errors.h"
@@ -28,8 +29,9 @@ analysis::RoutingOptions parse_routing(const Args& args) {
   ro.kconv_weights_source = "uniform";
   ro.precision = args.choice("precision", "exact", {"exact", "fast"}) == "fast" ? kernels::Precision::fast
                                                                              : kernels::Precision::exact;
-  ro.tau = args.number("tau", 0.9, 0.0, 1.0);
-  if (!(ro.tau > 0.0)) throw UsageError("--tau: the mass target must be in (0, 1]");
+  ro.tau = args.number("tau", 0.9, -HUGE_VAL, HUGE_VAL);
+  if (!(ro.tau > 0.0 && ro.tau <= 1.0))
+    throw UsageError("--tau: " + args.str("tau", "") + " is out of range (0, 1] (the mass target)");
   return ro;
 }
 

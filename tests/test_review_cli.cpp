@@ -105,3 +105,29 @@ TEST_CASE("write_file_atomic: a file that cannot be written is an OutputError na
   CHECK(dir.entries() == std::vector<std::string>{"taken"});  // no temporary left
   CHECK_THROWS_AS(write_file_atomic(dir.file("missing/f.txt"), "x\n"), OutputError);
 }
+
+// A value left out before the next option names the option, not a missing DUMP (docs/cli.md
+// "Conventions"); --tau's range is (0, 1] in its message as in --help; each exits 2 and leaves
+// nothing behind.
+TEST_CASE("moba analyze: a missing value and --tau out of range are named in the message", "[analysis][cli][review]") {
+  io_test::ScratchDir dir("review_values");
+  const std::string dump = dir.file("d.h5");
+  write_small_dump(dump);
+  const std::string err = dir.file("err.txt");
+  const auto message = [&](const std::string& args) {
+    const int rc = std::system((std::string(MOBA_BINARY) + " analyze " + dump + " --quiet --out " + dir.file("A") + " " +
+                                args + " > /dev/null 2> " + err)
+                                   .c_str());
+    CHECK((WIFEXITED(rc) && WEXITSTATUS(rc) == 2));
+    return io_test::read_text(err);
+  };
+  CHECK_THAT(message("--block-sizes 8 --top-k --heads 0"), Catch::Contains("--top-k needs a value"));
+  CHECK_THAT(message("--top-k 2 --block-sizes --heads 0"), Catch::Contains("--block-sizes needs a value"));
+  CHECK_THAT(message("--block-sizes 8 --top-k 2 --tau 1.01"), Catch::Contains("--tau: 1.01 is out of range (0, 1]"));
+  CHECK_THAT(message("--block-sizes 8 --top-k 2 --tau 0"), Catch::Contains("--tau: 0 is out of range (0, 1]"));
+  auto entries = dir.entries();
+  std::sort(entries.begin(), entries.end());
+  CHECK(entries == std::vector<std::string>{"d.h5", "err.txt"});
+  // A negative number is still a value (a single dash): --top-k's own range check answers.
+  CHECK_THAT(message("--block-sizes 8 --top-k -1"), Catch::Contains("--top-k"));
+}
