@@ -84,6 +84,8 @@ const char* const kUsage =
     "  --top-n N               token recall's n (10)\n"
     "  --buckets N             position buckets (16), or --bucket-width W tokens\n"
     "  --trailing N            trailing window in tokens (last 1/16 of the positions)\n"
+    "  --query-chunk N         queries per dense-pass chunk on the CPU (256): memory against\n"
+    "                          overhead, results do not depend on it; the GPU picks its own\n"
     "  --device cpu|cuda|auto  where the analysis runs (cpu). cuda: every stage on the GPU\n"
     "                          (docs/gpu.md); options it does not take run routing, metrics\n"
     "                          and SNR on the CPU, and analyze says so\n"
