@@ -261,12 +261,7 @@ def resolve_configs(args, n_tokens):
     for B in bs:
         ks = parse_int_list(args.top_k, "--top-k") if args.top_k else [max(1, int(round(args.budget / B)))]
         pairs += [(B, k) for k in ks]
-    kconv_weights = None
-    if args.kconv_weights:
-        try:
-            kconv_weights = np.load(args.kconv_weights).astype(np.float32)
-        except (OSError, ValueError) as e:
-            raise UsageError("--kconv-weights %s: cannot read a float32 .npy (%s)" % (args.kconv_weights, e))
+    kconv_weights = read_kconv_weights(args.kconv_weights) if args.kconv_weights else None
     specs = []
     for r in routers:
         for B, k in pairs:
@@ -274,6 +269,37 @@ def resolve_configs(args, n_tokens):
                                            pool_precision=args.pool_precision, kconv_width=args.kconv,
                                            kconv_weights=kconv_weights))
     return specs, routers, bs, pairs
+
+
+def read_kconv_weights(path):
+    """[W, head_dim] float32 from a .npy file or text (W lines of head_dim numbers, separated by
+    spaces or commas, '#' comments), the two forms `moba route --kconv-weights` reads."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UsageError("--kconv-weights %s: cannot open (%s)" % (path, e.strerror or e))
+    if data.startswith(b"\x93NUMPY"):
+        try:
+            return np.load(path).astype(np.float32)
+        except (OSError, ValueError) as e:
+            raise UsageError("--kconv-weights %s: cannot read the .npy file (%s)" % (path, e))
+    rows = []
+    for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+        words = line.split("#", 1)[0].replace(",", " ").split()
+        if not words:
+            continue
+        try:
+            row = [float(w) for w in words]
+        except ValueError:
+            raise UsageError("--kconv-weights %s: line %d: not a list of numbers" % (path, n))
+        if rows and len(row) != len(rows[0]):
+            raise UsageError("--kconv-weights %s: line %d has %d values, previous rows have %d"
+                             % (path, n, len(row), len(rows[0])))
+        rows.append(row)
+    if not rows:
+        raise UsageError("--kconv-weights %s: no numbers in the file" % path)
+    return np.array(rows, dtype=np.float32)
 
 
 def read_tokens(args):

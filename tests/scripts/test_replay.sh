@@ -3,7 +3,7 @@
 # with GQA (4 q / 2 kv heads, 2 layers) written here:
 # 1. routing.py = `moba route` bit for bit on adversarial shapes (T = 1, B = 1, ragged last
 #    block, k = 1, k >= n_blocks, exact ties under both tie rules, shared GQA, bf16/f16 pooling,
-#    kconv W = 5 with a weights file, the oracle);
+#    kconv W = 5 with a weights file (.npy, and text in a replay run), the oracle);
 # 2. the acceptance checks of a replay run: full-attention replay = the plain forward
 #    (llama2c.Model.nll) to 1e-5, k*B >= T = full attention bit for bit, layer-0 selections =
 #    `moba route` on the dump of the same window;
@@ -35,6 +35,12 @@ def route_cli(dump, B, K, router, tie, gqa, pool, extra=()):
 
 rng = np.random.default_rng(7)
 np.save(os.path.join(work, "w5.npy"), rng.standard_normal((5, 16)).astype(np.float32))
+# kconv W = 5 weights for the replay model's head dim 8 as text (W lines, commas, a comment):
+# the other form --kconv-weights reads
+with open(os.path.join(work, "w5_d8.txt"), "w") as f:
+    f.write("# kconv W = 5, head dim 8\n")
+    for row in np.random.default_rng(8).standard_normal((5, 8)).astype(np.float32):
+        f.write(", ".join(repr(float(x)) for x in row) + "\n")
 cases = [  # T, B, K, hq, hkv, dtype, tie, gqa, router, pool, ties
     (113, 16, 3, 4, 2, "float32", "recent", "per-head", "moba", "dump", False),
     (113, 16, 3, 4, 2, "bfloat16", "recent", "per-head", "moba", "dump", True),
@@ -101,9 +107,11 @@ RUN=$WORK/run
   > "$WORK/replay.out" || fail "moba replay exited $? ($(cat "$WORK/replay.out"))"
 grep -q "full_vs_plain pass, dense pass, route_layer0 pass" "$WORK/replay.out" || fail "checks: $(cat "$WORK/replay.out")"
 "$MOBA" replay report "$RUN" --quiet || fail "moba replay report exited $?"
-# routing on bf16-rounded q/k, pooled in bf16, shared GQA, the older tie rule: layer 0 still = moba route
+# routing on bf16-rounded q/k, pooled in bf16, shared GQA, the older tie rule, kconv weights
+# given as text: layer 0 still = moba route
 "$MOBA" replay --model "$WORK/tiny.bin" --token-ids "$WORK/ids.txt" --block-sizes 16 --top-k 3 \
   --routers moba,moba-kconv --route-dtype bfloat16 --dump-dtype bfloat16 --gqa shared --tie older --kconv 5 \
+  --kconv-weights "$WORK/w5_d8.txt" \
   --no-analyze --no-report --out "$WORK/run_bf16" --quiet > "$WORK/replay_bf16.out" \
   || fail "bf16 replay exited $? ($(cat "$WORK/replay_bf16.out"))"
 grep -q "full_vs_plain pass, dense pass, route_layer0 pass" "$WORK/replay_bf16.out" \
