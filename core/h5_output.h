@@ -18,8 +18,8 @@
 // - Attributes (text, floating point, integer) attach to a group or dataset ("/" = root).
 // - Not thread-safe per object; HDF5 calls are serialised process-wide inside core/io.
 // Errors: FileNotFoundError when the output cannot be created (e.g. missing directory);
-// std::runtime_error naming file and dataset when HDF5 fails to write; std::logic_error on
-// misuse (unknown dataset, rows out of range, data after commit).
+// OutputError naming file and dataset when HDF5 fails to write (a full disk); std::logic_error
+// on misuse (unknown dataset, rows out of range, data after commit).
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -111,5 +111,11 @@ class H5Output {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// True once an HDF5 write or close of an output has failed in this process (a full disk).
+// HDF5 1.10 may then crash in its own clean-up at process exit (a file whose close failed);
+// main() ends such a process without the library's exit handlers, the temporaries already
+// removed by the writers' destructors.
+bool hdf5_write_failed();
 
 }  // namespace moba

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/h5_output.h"
 #include "core/interrupt.h"
 #include "experiments/build_info.h"
 #include "experiments/command.h"
@@ -36,6 +38,32 @@ static void print_usage(FILE* out) {
   for (const auto& c : table) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
 }
 
+// Runs one command, turning its errors into exit codes and messages.
+static int run_command(const moba::cli::CommandEntry& c, const std::vector<std::string>& args) {
+  try {
+    return c.fn(args);
+  } catch (const moba::Interrupted& e) {
+    // Temporaries are gone (destructors ran); a command that kept finished work said so.
+    std::fprintf(stderr, "moba %s: interrupted (%s)\n", c.name, e.signal() == SIGTERM ? "SIGTERM" : "SIGINT");
+    return 128 + e.signal();
+  } catch (const moba::InputError& e) {
+    std::fprintf(stderr, "moba %s: error: %s\n", c.name, e.what());
+    return 2;
+  } catch (const moba::UsageError& e) {
+    std::fprintf(stderr, "moba %s: usage error: %s\n", c.name, e.what());
+    return 2;
+  } catch (const moba::OutputError& e) {
+    std::fprintf(stderr, "moba %s: error: %s\n", c.name, e.what());
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "moba %s: internal error: out of memory\n", c.name);
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moba %s: internal error: %s\n", c.name, e.what());
+    return 1;
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) {
     print_usage(stderr);
@@ -54,28 +82,14 @@ int main(int argc, char** argv) {
   moba::install_interrupt_handlers();
   for (const auto& c : moba::cli::command_table()) {
     if (name != c.name) continue;
-    try {
-      return c.fn(args);
-    } catch (const moba::Interrupted& e) {
-      // Temporaries are gone (destructors ran); a command that kept finished work said so.
-      std::fprintf(stderr, "moba %s: interrupted (%s)\n", c.name, e.signal() == SIGTERM ? "SIGTERM" : "SIGINT");
-      return 128 + e.signal();
-    } catch (const moba::InputError& e) {
-      std::fprintf(stderr, "moba %s: error: %s\n", c.name, e.what());
-      return 2;
-    } catch (const moba::UsageError& e) {
-      std::fprintf(stderr, "moba %s: usage error: %s\n", c.name, e.what());
-      return 2;
-    } catch (const moba::OutputError& e) {
-      std::fprintf(stderr, "moba %s: error: %s\n", c.name, e.what());
-      return 2;
-    } catch (const std::bad_alloc&) {
-      std::fprintf(stderr, "moba %s: internal error: out of memory\n", c.name);
-      return 1;
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "moba %s: internal error: %s\n", c.name, e.what());
-      return 1;
+    const int code = run_command(c, args);
+    // After a failed HDF5 write (a full disk), HDF5's own clean-up at exit may crash on the file
+    // whose close failed: end without the exit handlers (the temporaries are already removed).
+    if (moba::hdf5_write_failed()) {
+      std::fflush(nullptr);
+      std::_Exit(code);
     }
+    return code;
   }
   std::fprintf(stderr, "moba: unknown command '%s'\n\n", name.c_str());
   print_usage(stderr);

@@ -144,7 +144,7 @@ void DumpWriter::write_tensor(int layer, TensorKind kind, const Tensor3& t, DTyp
       if (!fspace || !mspace ||
           H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) < 0 ||
           H5Dwrite(d.get(), file_type.get(), mspace.get(), fspace.get(), H5P_DEFAULT, buf) < 0)
-        throw std::runtime_error(path + ": " + name + ": write failed (disk full?)");
+        h5::throw_write_failure(path + ": " + name);
     }
   }
   desc->present = true;

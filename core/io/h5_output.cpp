@@ -210,7 +210,7 @@ struct H5Output::Impl {
     if (!fspace || !mspace ||
         H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) < 0 ||
         H5Dwrite(d, mem_type, mspace.get(), fspace.get(), H5P_DEFAULT, data) < 0)
-      throw std::runtime_error(where(name) + ": write failed (disk full?)");
+      h5::throw_write_failure(where(name));
   }
 
   // Writes chunks[i] (prepared by chunk_bytes) as chunk i of dataset `name`, open as `d`,
@@ -223,7 +223,7 @@ struct H5Output::Impl {
       offset[0] = hsize_t(int64_t(i) * chunk_rows);
       if (chunks[i].empty()) throw std::runtime_error(where(name) + ": compressing a chunk failed (out of memory?)");
       if (!d || H5Dwrite_chunk(d.get(), H5P_DEFAULT, 0, offset.data(), chunks[i].size(), chunks[i].data()) < 0)
-        throw std::runtime_error(where(name) + ": write failed (disk full?)");
+        h5::throw_write_failure(where(name));
     }
   }
 

@@ -270,6 +270,15 @@ TempFile::TempFile(const std::string& target) : target_(target), temp_(temp_path
   }
 }
 
+namespace {
+std::atomic<bool> g_write_failed{false};
+}  // namespace
+
+void throw_write_failure(const std::string& what) {
+  g_write_failed.store(true);
+  throw OutputError(what + ": write failed (disk full?)");
+}
+
 TempFile::~TempFile() {
   if (committed_) return;
   file_.reset();
@@ -281,9 +290,7 @@ void TempFile::commit() {
   const bool flushed = H5Fflush(file_.get(), H5F_SCOPE_GLOBAL) >= 0;
   const bool closed = H5Fclose(file_.release()) >= 0;
   // On failure the destructor removes the temporary file.
-  if (!flushed || !closed) {
-    throw std::runtime_error(target_ + ": writing the output file failed (disk full?)");
-  }
+  if (!flushed || !closed) throw_write_failure(target_);
   if (std::rename(temp_.c_str(), target_.c_str()) != 0) {
     const int err = errno;
     throw std::runtime_error(target_ + ": cannot rename " + temp_ + " over it: " + std::strerror(err));
@@ -292,3 +299,7 @@ void TempFile::commit() {
 }
 
 }  // namespace moba::h5
+
+namespace moba {
+bool hdf5_write_failed() { return h5::g_write_failed.load(); }
+}  // namespace moba

@@ -99,6 +99,10 @@ Id create_group(hid_t parent, const std::string& name);
 // Temp-file name beside `path` for atomic writes: "<path>.tmp-<pid>-<n>".
 std::string temp_path_for(const std::string& path);
 
+// Throws OutputError "WHAT: write failed (disk full?)" and notes the failure for
+// moba::hdf5_write_failed (core/h5_output.h).
+[[noreturn]] void throw_write_failure(const std::string& what);
+
 }  // namespace moba::h5
 
 namespace moba::h5 {
