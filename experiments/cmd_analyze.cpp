@@ -366,17 +366,15 @@ int run_analyze(const std::vector<std::string>& argv) {
   } catch (const UsageError&) {
     fs::remove_all(work, ec);
     throw;
-  } catch (const Interrupted&) {
-    // Tables are rewritten after every finished layer: keep them when there are any.
+  } catch (...) {
+    // Interrupted, an output that failed (a full disk) or an internal error: the tables are
+    // rewritten after every finished layer, so keep them when there are any.
     if (fs::exists(work / "summary.csv"))
       std::fprintf(stderr, "moba analyze: the finished layers' tables are kept in %s (%s is unchanged; "
                            "analyze does not resume: run the command again to redo it)\n",
                    work.string().c_str(), out_dir.string().c_str());
     else
       fs::remove_all(work, ec);
-    throw;
-  } catch (...) {
-    std::fprintf(stderr, "moba analyze: finished layers are kept in %s\n", work.string().c_str());
     throw;
   }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

@@ -647,12 +647,11 @@ int run_fit(const std::vector<std::string>& argv) {
                            ", \"search\": " + json_string(search) + ", \"rows\": [\n";
   for (size_t i = 0; i < json_rows.size(); ++i) table_json += "  " + json_rows[i] + (i + 1 < json_rows.size() ? ",\n" : "\n");
   table_json += "]}\n";
-  write_file_atomic(out + ".csv", csv);
-  write_file_atomic(out + ".json", table_json);
+  // Every output file, written together at the end (write_files_atomic: all or none).
+  std::vector<std::pair<std::string, std::string>> files = {{out + ".csv", csv}, {out + ".json", table_json}};
 
   // Budgets per (router, B): layers indexed by the dump's layer index, heads by query head;
   // null where not fitted or unreachable.
-  std::vector<std::string> written = {out + ".csv", out + ".json"};
   int max_layer = 0;
   for (const auto& l : info.layers) max_layer = std::max(max_layer, l.index);
   auto layers_json = [](const std::vector<std::string>& rows) {
@@ -709,20 +708,18 @@ int run_fit(const std::vector<std::string>& argv) {
         tj.add_string("metric_queries", "t >= block_size (queries with a routable block)");
         tj.add_raw("tau", layers_json(first_layers));
         tj.add_raw("selected_blocks_mean", layers_json(second_layers));
-        write_file_atomic(name, tj.str() + "\n");
-        written.push_back(name);
+        files.emplace_back(name, tj.str() + "\n");
       } else {
         const std::string suffix = budget_suffix(B, r);
         JsonObject kj = head("top_k");
         kj.add_raw("layers", layers_json(first_layers));
         JsonObject dj = head("top_k_fraction");
         dj.add_raw("density", layers_json(second_layers));
-        write_file_atomic(out + ".k" + suffix + ".json", kj.str() + "\n");
-        write_file_atomic(out + ".density" + suffix + ".json", dj.str() + "\n");
-        written.push_back(out + ".k" + suffix + ".json");
-        written.push_back(out + ".density" + suffix + ".json");
+        files.emplace_back(out + ".k" + suffix + ".json", kj.str() + "\n");
+        files.emplace_back(out + ".density" + suffix + ".json", dj.str() + "\n");
       }
     }
+  write_files_atomic(files);
 
   // The report: the k or tau table per (router, B), then the heads that need full attention or
   // cannot reach the target.
@@ -793,9 +790,9 @@ int run_fit(const std::vector<std::string>& argv) {
                 "selection already meets the target (moba-threshold adds at least one routable block at any tau; "
                 "oracle-topp stops at the current block when its own mass reaches tau)\n",
                 static_cast<long long>(at_floor), format_shortest(grid.tau(1)).c_str());
-  std::string files;
-  for (const auto& w : written) files += (files.empty() ? "" : ", ") + w;
-  std::printf("wrote %s\n", files.c_str());
+  std::string names;
+  for (const auto& file : files) names += (names.empty() ? "" : ", ") + file.first;
+  std::printf("wrote %s\n", names.c_str());
   return 0;
 }
 
