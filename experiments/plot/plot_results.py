@@ -65,8 +65,8 @@ matplotlib.rcParams.update({
     "savefig.dpi": 110,
 })
 SVG_META = {"Date": None}
-FOOTER_SEP = "   |   "  # between the footer's dumps and the commit (a line break where narrow)
 PNG_META = {"Software": None}
+FOOTER_SEP = "   |   "  # between the footer's dumps and the commit (a line break where narrow)
 
 # ----------------------------------------------------------------------------- reading
 
