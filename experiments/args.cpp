@@ -138,6 +138,8 @@ static std::vector<std::string> split_commas(const std::string& name, const std:
     out.push_back(cur);
   }
   if (out.empty()) throw UsageError("--" + name + ": empty list");
+  // getline drops the empty field after a trailing comma ("16,"): an empty item like ",16"
+  if (s.back() == ',') throw UsageError("--" + name + ": empty item in list '" + s + "'");
   return out;
 }
 
@@ -171,17 +173,23 @@ std::string Args::choice(const std::string& name, const std::string& fallback,
   throw UsageError("--" + name + ": '" + v + "' is not one of " + all);
 }
 
-void check_output_file(const std::string& flag, const std::string& path, const std::vector<std::string>& inputs) {
+void check_output_parent(const std::string& flag, const std::string& path) {
   namespace fs = std::filesystem;
-  if (path.empty()) throw UsageError(flag + ": expected a file name");
   std::error_code ec;
-  if (fs::is_directory(path, ec)) throw UsageError(flag + " " + path + " is a directory; give the output file's name");
   const fs::path parent = fs::path(path).parent_path();
   const fs::path dir = parent.empty() ? fs::path(".") : parent;
   if (!fs::is_directory(dir, ec))
     throw UsageError(flag + " " + path + ": the directory " + dir.string() + " does not exist");
   if (::access(dir.c_str(), W_OK) != 0)
     throw UsageError(flag + " " + path + ": the directory " + dir.string() + " is not writable");
+}
+
+void check_output_file(const std::string& flag, const std::string& path, const std::vector<std::string>& inputs) {
+  namespace fs = std::filesystem;
+  if (path.empty()) throw UsageError(flag + ": expected a file name");
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw UsageError(flag + " " + path + " is a directory; give the output file's name");
+  check_output_parent(flag, path);
   for (const std::string& in : inputs) {
     if (fs::equivalent(path, in, ec) && !ec)
       throw UsageError(flag + " " + path + " is the input " + in + " itself; give another path");

@@ -41,6 +41,9 @@ class Args {
 // directory, its directory exists and is writable, and it is none of `inputs` (the same file by
 // any name: links, "./x"). Throws UsageError (exit 2) naming the flag and the path otherwise.
 void check_output_file(const std::string& flag, const std::string& path, const std::vector<std::string>& inputs = {});
+// UsageError unless the directory an output `path` goes into (its parent, or ".") exists and is
+// writable: outputs never create missing directories (a typo in a path is an error, not a tree).
+void check_output_parent(const std::string& flag, const std::string& path);
 
 // Parses "a/b" style or plain integers with range checks; exposed for config parsing.
 int64_t parse_int(const std::string& what, const std::string& text, int64_t lo, int64_t hi);

@@ -183,6 +183,7 @@ int run_analyze(const std::vector<std::string>& argv) {
   // and the final swap would rename DIR into itself.
   fs::path out_dir = args.required("out");
   while (!out_dir.has_filename() && out_dir.has_relative_path()) out_dir = out_dir.parent_path();
+  check_output_parent("--out", out_dir.string());
   if (!args.has("block-sizes")) throw UsageError("--block-sizes is required");
 
   analysis::AnalyzeOptions opt;

@@ -705,6 +705,7 @@ int run_sweep(const std::vector<std::string>& argv) {
   run.config_path = args.positional()[0];
   run.dir = args.required("out");
   while (!run.dir.has_filename() && run.dir.has_relative_path()) run.dir = run.dir.parent_path();
+  check_output_parent("--out", run.dir.string());
   run.resume = args.flag("resume");
   run.quiet = args.flag("quiet");
   run.dry_run = args.flag("dry-run");

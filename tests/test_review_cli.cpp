@@ -130,4 +130,15 @@ TEST_CASE("moba analyze: a missing value and --tau out of range are named in the
   CHECK(entries == std::vector<std::string>{"d.h5", "err.txt"});
   // A negative number is still a value (a single dash): --top-k's own range check answers.
   CHECK_THAT(message("--block-sizes 8 --top-k -1"), Catch::Contains("--top-k"));
+  // A trailing comma is an empty item, as a leading or a doubled one is.
+  CHECK_THAT(message("--block-sizes 8, --top-k 2"), Catch::Contains("--block-sizes: empty item"));
+  CHECK_THAT(message("--block-sizes 8 --top-k 2 --routers moba,"), Catch::Contains("--routers: empty item"));
+}
+
+TEST_CASE("moba analyze: --out in a directory that does not exist is refused, not created", "[analysis][cli][review]") {
+  io_test::ScratchDir dir("review_parent");
+  const std::string dump = dir.file("d.h5");
+  write_small_dump(dump);
+  CHECK(run_moba(" analyze " + dump + " --block-sizes 8 --top-k 2 --quiet --out " + dir.file("nowhere") + "/A") == 2);
+  CHECK(dir.entries() == std::vector<std::string>{"d.h5"});
 }

@@ -34,7 +34,10 @@ bad no_layer     "layers"            'dumps = ["dumps/s1.h5"]' 'layers = [7]' 'b
 bad no_head      "heads"             'dumps = ["dumps/s1.h5"]' 'heads = [9]' 'block_sizes = [16]' "$ok_budget"
 bad not_toml     "line [0-9]"          'dumps = ["dumps/s1.h5"]' 'block_sizes = [16' "$ok_budget"
 bad not_a_dump   "dumps"             'dumps = ["sweep.toml"]' 'block_sizes = [16]' "$ok_budget"
+bad two_buckets  "analysis.bucket_width" 'dumps = ["dumps/s1.h5"]' 'block_sizes = [16]' "$ok_budget" '[analysis]' 'buckets = 4' 'bucket_width = 16'
 expect_exit2 "nope.toml" "$MOBA" sweep nope.toml --out x
+expect_exit2 "the directory nowhere does not exist" "$MOBA" sweep sweep.toml --out nowhere/run
+[ ! -e nowhere ] || fail "sweep created a missing --out parent"
 expect_exit2 "--shard" "$MOBA" sweep sweep.toml --out x --shard 2/2
 echo "bad configs and flags -> exit 2 naming the file and key"
 
