@@ -56,7 +56,7 @@ class Config:
         self.vocab_size = abs(vocab_size)
         self.shared_classifier = vocab_size > 0
         self.seq_len = seq_len
-        self.head_dim = dim // n_heads
+        self.head_dim = dim // n_heads if n_heads > 0 else 0  # a header of 0 heads is refused by the caller
 
     def __repr__(self):
         return ("Config(dim=%d, hidden_dim=%d, n_layers=%d, n_heads=%d, n_kv_heads=%d, vocab_size=%d, "

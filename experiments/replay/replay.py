@@ -83,13 +83,20 @@ def file_record(path):
 
 
 def parse_int_list(text, name):
+    """Positive integers, comma-separated, each once (as `moba analyze` reads its lists: an
+    empty item, such as a trailing comma, or a value given twice is an error)."""
+    items = text.split(",")
+    if any(not x.strip() for x in items):
+        raise UsageError("%s: empty item in list %r" % (name, text))
     try:
-        vals = [int(x) for x in text.split(",") if x.strip()]
+        vals = [int(x) for x in items]
     except ValueError:
         raise UsageError("%s: not a comma-separated list of integers: %r" % (name, text))
-    if not vals or min(vals) < 1:
+    if min(vals) < 1:
         raise UsageError("%s: need positive integers, got %r" % (name, text))
-    return sorted(set(vals))
+    if len(set(vals)) != len(vals):
+        raise UsageError("%s: %d given twice" % (name, next(v for v in vals if vals.count(v) > 1)))
+    return sorted(vals)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,7 +316,9 @@ def read_tokens(args):
         if not args.tokenizer:
             raise UsageError("--text needs --tokenizer (llama2.c tokenizer.bin)")
         ids, src = llama2c.Tokenizer(args.tokenizer).encode(llama2c.read_text(args.text)), args.text
-    if args.max_tokens:
+    if args.max_tokens is not None:
+        if args.max_tokens < 1:
+            raise UsageError("--max-tokens: %d is not a positive count" % args.max_tokens)
         if len(ids) < args.max_tokens:
             raise UsageError("%s: gives %d tokens, fewer than --max-tokens %d" % (src, len(ids), args.max_tokens))
         ids = ids[:args.max_tokens]
@@ -346,9 +355,17 @@ def prepare_out(out):
             if not ok:
                 raise UsageError("--out %s: not empty and not an earlier replay run (no run.json of "
                                  "moba replay); refusing to replace it" % out)
+    parent = os.path.dirname(os.path.abspath(out.rstrip("/")))
+    if not os.path.isdir(parent):
+        raise UsageError("--out %s: the directory %s does not exist" % (out, parent))
+    if not os.access(parent, os.W_OK):
+        raise UsageError("--out %s: the directory %s is not writable" % (out, parent))
     partial = out.rstrip("/") + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
+    try:
+        os.mkdir(partial)
+    except OSError as e:
+        raise UsageError("--out %s: cannot create %s (%s)" % (out, partial, e.strerror or e))
     return partial
 
 
@@ -462,10 +479,19 @@ def run(args):
     cfg = model.cfg
     tokens = read_tokens(args)
     T = len(tokens)
-    if max(tokens) >= cfg.vocab_size or min(tokens) < 0:
-        raise UsageError("token id out of range [0, %d)" % cfg.vocab_size)
+    bad = [i for i, t in enumerate(tokens) if not 0 <= t < cfg.vocab_size]
+    if bad:
+        raise UsageError("%s: token %d (id %d) is out of the model's range [0, %d)"
+                         % (args.token_ids or args.text, bad[0], tokens[bad[0]], cfg.vocab_size))
     layers = schema.parse_layers(args.layers, cfg.n_layers)
     specs, routers, bs, pairs = resolve_configs(args, T)
+    w = next((s.kconv_weights for s in specs if s.kconv_weights is not None), None)
+    if w is not None:  # as `moba route --kconv-weights` checks them: [W, head_dim], finite
+        if w.ndim != 2 or w.shape != (args.kconv, cfg.head_dim):
+            raise UsageError("--kconv-weights %s: shape %s, the model needs [%d, %d] (--kconv W, head dim)"
+                             % (args.kconv_weights, list(w.shape), args.kconv, cfg.head_dim))
+        if not np.isfinite(w).all():
+            raise UsageError("--kconv-weights %s: a non-finite weight" % args.kconv_weights)
     if args.dense_check:
         B = max(bs)
         specs.append(routing.RouteSpec("moba", B, routing.block_count(T, B), tie=args.tie, gqa=args.gqa,
@@ -649,7 +675,7 @@ def main(argv=None):
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--text", help="UTF-8 text (encoded with BOS = 1)")
     g.add_argument("--token-ids", help="whitespace-separated token ids, used as they are")
-    ap.add_argument("--max-tokens", type=int, default=0, help="keep the first N tokens (BOS included); error if fewer")
+    ap.add_argument("--max-tokens", type=int, default=None, help="keep the first N >= 1 tokens (BOS included); error if fewer")
     ap.add_argument("--block-sizes", required=True, help="comma-separated B")
     ap.add_argument("--top-k", help="comma-separated k (every B x k), k counts the current block")
     ap.add_argument("--budget", type=int, help="keys per query: k = max(1, round(BUDGET / B)) per B")

@@ -226,5 +226,26 @@ mkdir -p "$WORK/notrun" && touch "$WORK/notrun/x"
 expect_exit2 "not empty and not an earlier replay run" \
   "$MOBA" replay --model "$WORK/tiny.bin" --token-ids "$WORK/ids.txt" --block-sizes 16 --top-k 2 --out "$WORK/notrun"
 [ -e "$WORK/notrun/x" ] || fail "a foreign --out directory was touched"
+R=("$MOBA" replay --model "$WORK/tiny.bin" --token-ids "$WORK/ids.txt" --top-k 2 --no-analyze --no-report)
+expect_exit2 "the directory $WORK/nowhere does not exist" "${R[@]}" --block-sizes 16 --out "$WORK/nowhere/run"
+[ ! -e "$WORK/nowhere" ] || fail "replay created a missing --out parent"
+expect_exit2 "--block-sizes: empty item" "${R[@]}" --block-sizes 16, --out "$WORK/bad"
+expect_exit2 "--block-sizes: 16 given twice" "${R[@]}" --block-sizes 16,32,16 --out "$WORK/bad"
+expect_exit2 "--max-tokens: 0 is not a positive count" "${R[@]}" --block-sizes 16 --max-tokens 0 --out "$WORK/bad"
+printf '1 2 3 100000 5\n' > "$WORK/ids_bad.txt"
+expect_exit2 "ids_bad.txt: token 3 (id 100000) is out of the model's range" \
+  "$MOBA" replay --model "$WORK/tiny.bin" --token-ids "$WORK/ids_bad.txt" --block-sizes 16 --top-k 2 --out "$WORK/bad"
+printf '1 2\n3 4\n' > "$WORK/w_shape.txt"  # [2, 2]: neither --kconv 3 nor the head dim 8
+expect_exit2 "the model needs \[3, 8\]" "${R[@]}" --block-sizes 16 --routers moba-kconv \
+  --kconv-weights "$WORK/w_shape.txt" --out "$WORK/bad"
+"$PY" -c "print('\n'.join(' '.join('nan' if (i, j) == (1, 2) else '0.5' for j in range(8)) for i in range(3)))" \
+  > "$WORK/w_nan.txt"
+expect_exit2 "a non-finite weight" "${R[@]}" --block-sizes 16 --routers moba-kconv --kconv-weights "$WORK/w_nan.txt" \
+  --out "$WORK/bad"
+# a header with 0 heads (bytes 12-15): refused as not a llama2.c checkpoint, not a traceback
+"$PY" -c "import struct,sys; b=bytearray(open(sys.argv[1],'rb').read()); b[12:16]=struct.pack('<i',0); open(sys.argv[2],'wb').write(b)" \
+  "$WORK/tiny.bin" "$WORK/heads0.bin"
+expect_exit2 "not a llama2.c v0 checkpoint" \
+  "$MOBA" replay --model "$WORK/heads0.bin" --token-ids "$WORK/ids.txt" --block-sizes 16 --top-k 2 --out "$WORK/bad"
 [ ! -e "$WORK/bad" ] && [ ! -e "$WORK/bad.partial" ] || fail "refused runs left output behind"
 echo "test_replay: ok"
