@@ -160,6 +160,17 @@ TEST_CASE("bad input: unknown or disallowed dtype", "[io][bad]") {
     b.schema_root().dataset("/layers/0/q", {2, 8, 4}, H5T_STD_I32LE, H5T_NATIVE_INT32, n.data());
   }
   expect_input_error<DTypeError>([&] { open_dump(i32); }, i32, "/layers/0/q", "int32");
+  // A dtype attribute that names another type than the stored one, bfloat16 (or its alias) on
+  // float32 data included.
+  for (const char* declared : {"bfloat16", "bf16", "float16"}) {
+    const std::string lie = dir.file(std::string("lie_") + declared + ".h5");
+    {
+      H5Builder b(lie);
+      b.schema_root().layer_f32(0, {2, 8, 4}, {1, 8, 4}, {1, 8, 4});
+      b.attr_str("/layers/0/q", "dtype", declared);
+    }
+    expect_input_error<DTypeError>([&] { open_dump(lie); }, lie, "/layers/0/q", "contradicts");
+  }
 }
 
 TEST_CASE("bad input: NaN or Inf values name head and token", "[io][bad]") {

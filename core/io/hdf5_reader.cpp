@@ -238,7 +238,8 @@ DsetMeta Hdf5DumpReader::describe(const std::string& name, int kind) {
     throw DTypeError(info_.path, name, "element type " + describe_type(t) +
                                            " is not allowed (float32, float16, or bfloat16 stored as uint16)");
   }
-  if (has_dtype_attr && !declared_bf16 && declared != dtype_name(m.desc.dtype))
+  // "bf16" is bfloat16's alias; a bfloat16 declaration on float32 or float16 data contradicts it too.
+  if (has_dtype_attr && (declared_bf16 ? m.desc.dtype != DType::bf16 : declared != dtype_name(m.desc.dtype)))
     throw DTypeError(info_.path, name, "dtype attribute '" + declared + "' contradicts the stored element type " +
                                            describe_type(t));
   if (kind == 1) m.desc.dtype = DType::f32;  // lse: any float type, not part of q/k/v's dtype
