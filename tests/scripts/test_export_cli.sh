@@ -61,8 +61,13 @@ expect2 "--out" r_head.h5 --format nsa-indices
 # Hand-edited route files: a --gqa shared route whose group disagrees (nsa-indices), a
 # non-causal block, a `selected` whose shape disagrees with the attributes.
 cp r_shared.h5 bad_group.h5; cp r_head.h5 bad_causal.h5; cp r_head.h5 bad_shape.h5
+cp r_head.h5 bad_version.h5; cp r_head.h5 bad_blocks.h5
 "$PY" - <<'EOF2'
 import h5py, numpy as np
+with h5py.File("bad_version.h5", "r+") as f:
+    f.attrs["moba_route_version"] = np.int64(2)
+with h5py.File("bad_blocks.h5", "r+") as f:  # a block size that the block count contradicts
+    f.attrs["block_size"] = np.int64(f.attrs["block_size"] // 2)
 with h5py.File("bad_group.h5", "r+") as f:
     s = f["selected"][...]; s[1, 200] = [0, 1, 2, 6]; f["selected"][...] = s
 with h5py.File("bad_causal.h5", "r+") as f:
@@ -74,4 +79,6 @@ expect2 "heads 0 and 1 differ at token 200" bad_group.h5 --format nsa-indices --
 "$MOBA" export bad_group.h5 --format flashmoba-csc --out group_ok.safetensors >/dev/null  # per-head formats need no agreement
 expect2 "not -1 or a causal block" bad_causal.h5 --format flex-blockmask --out bad.safetensors
 expect2 "disagrees" bad_shape.h5 --format flashinfer-bsr --out bad.safetensors
+expect2 "moba_route_version: 2 is not a version" bad_version.h5 --format flashinfer-bsr --out bad.safetensors
+expect2 "n_blocks: .* disagrees with n_tokens" bad_blocks.h5 --format flashmoba-csc --out bad.safetensors
 echo "export: all checks passed"
