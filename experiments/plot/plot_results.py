@@ -252,7 +252,8 @@ def load_analyze(d, res):
     res.kind = "analyze"
     run = read_json(os.path.join(d, "run.json"))
     if run is None:
-        res.notes.append("run.json missing or unreadable: budgets inferred from top_k, no commit recorded.")
+        what = "unreadable (not valid JSON)" if os.path.exists(os.path.join(d, "run.json")) else "missing"
+        res.notes.append("run.json %s: budgets inferred from top_k, no commit recorded." % what)
     cfg = (run or {}).get("config", {})
     dump_path = cfg.get("dump", "")
     dump = os.path.basename(dump_path) if dump_path else os.path.basename(os.path.abspath(d))
@@ -1084,6 +1085,8 @@ def main():
     write_index(d, res, fw, tabs)
     print("moba plot: wrote %d figures (PNG + SVG) to %s and %s"
           % (len(fw.written), out, os.path.join(d, "index.html")))
+    for n in res.notes:  # also on the page; here so that a script or a reader of the log sees them
+        print("moba plot: note: " + n, file=sys.stderr)
     return 0
 
 

@@ -88,6 +88,14 @@ digest "$WORK/narrow" > "$WORK/narrow.sha1"
 digest "$WORK/narrow" > "$WORK/narrow.sha2"
 cmp -s "$WORK/narrow.sha1" "$WORK/narrow.sha2" || fail "a wrapped title changed bytes between runs"
 
+# 3c. A run.json that is not JSON: the figures are still drawn (budgets from the tables), and
+#     the note that says so is on stderr as well as on the page.
+cp -r "$WORK/narrow" "$WORK/badrun"
+printf '{' > "$WORK/badrun/run.json"
+"$MOBA" plot "$WORK/badrun" > /dev/null 2> "$WORK/badrun.err" || fail "moba plot with a broken run.json exited $?"
+grep -q "note: run.json unreadable (not valid JSON)" "$WORK/badrun.err" || fail "no note on stderr: $(cat "$WORK/badrun.err")"
+grep -q "run.json unreadable" "$WORK/badrun/index.html" || fail "index.html lacks the run.json note"
+
 # 4. Bad input exits 2 with a message; matplotlib missing exits 2 with the install hint.
 expect_exit2 "no such directory" "$MOBA" plot "$WORK/does-not-exist"
 mkdir -p "$WORK/empty"
