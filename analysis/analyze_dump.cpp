@@ -1,5 +1,6 @@
 // analyze_dump (analysis/analyze.h): a whole dump, one KV group at a time.
 #include <algorithm>
+#include <cstdio>
 #include <deque>
 #include <future>
 #include <memory>
@@ -54,7 +55,12 @@ DumpAnalysis analyze_dump(DumpReader& reader, const std::vector<int>& layers_in,
     shape.n_kv_heads = l0.n_kv_heads;
     shape.head_dim = l0.head_dim;
     shape.dtype = l0.dtype;
-    out.synth = synth_params_from_attributes(info.attributes, shape, &synth);
+    std::string why;
+    out.synth = synth_params_from_attributes(info.attributes, shape, &synth, &why);
+    if (!out.synth)  // a broken or foreign synth header: said (also under --quiet), not passed over
+      std::fprintf(stderr, "moba analyze: note: %s: %s; the dump is analysed as not synthetic (no snr_synth, "
+                           "no model predictions from the synth parameters)\n",
+                   info.path.c_str(), why.c_str());
   }
 
   int64_t total = 0;

@@ -300,13 +300,19 @@ std::string synth_source(const SynthParams& p) {
 }
 
 bool synth_params_from_attributes(const std::map<std::string, std::string>& attributes,
-                                  const SynthParams& shape, SynthParams* out) {
+                                  const SynthParams& shape, SynthParams* out, std::string* why) {
+  const auto fail = [&](const std::string& problem) {
+    if (why) *why = problem;
+    return false;
+  };
+  const char* bad = nullptr;  // the first attribute absent or not a finite number
   auto number = [&](const char* name, double* value) {
     const auto it = attributes.find(name);
-    if (it == attributes.end()) return false;
     char* end = nullptr;
-    *value = std::strtod(it->second.c_str(), &end);
-    return !it->second.empty() && *end == '\0' && std::isfinite(*value);
+    if (it != attributes.end()) *value = std::strtod(it->second.c_str(), &end);
+    const bool ok = it != attributes.end() && !it->second.empty() && *end == '\0' && std::isfinite(*value);
+    if (!ok && !bad) bad = name;
+    return ok;
   };
   SynthParams p = shape;
   double version, seed, m, window, min_distance;
@@ -316,15 +322,19 @@ bool synth_params_from_attributes(const std::map<std::string, std::string>& attr
       !number("synth_window_bias", &p.window_bias) || !number("synth_window", &window) ||
       !number("synth_min_distance", &min_distance) ||
       !number("synth_planted_fraction", &p.planted_fraction))
-    return false;
-  if (version != kVersion || seed < 0 || seed >= 0x1.0p64 || m < 1 || m > kGroup || window < 1 ||
-      window > 0x1.0p62 || min_distance < kGroup || min_distance > INT32_MAX)
-    return false;
+    return fail(std::string(bad) + " is absent or not a finite number");
+  if (version != kVersion) return fail("synth_version " + attributes.at("synth_version") + " is not this moba's (" +
+                                       std::to_string(kVersion) + ")");
+  if (seed < 0 || seed >= 0x1.0p64) return fail("synth_seed is out of range");
+  if (m < 1 || m > kGroup) return fail("synth_cluster_size is out of range [1, " + std::to_string(kGroup) + "]");
+  if (window < 1 || window > 0x1.0p62) return fail("synth_window is out of range");
+  if (min_distance < kGroup || min_distance > INT32_MAX)
+    return fail("synth_min_distance is out of range [" + std::to_string(kGroup) + ", 2^31)");
   p.seed = static_cast<uint64_t>(seed);
   p.cluster_size = static_cast<int>(m);
   p.window = static_cast<int64_t>(window);
   p.min_distance = static_cast<int64_t>(min_distance);
-  if (!synth_can_run(p).empty()) return false;
+  if (const std::string e = synth_can_run(p); !e.empty()) return fail(e);
   *out = p;
   return true;
 }

@@ -105,8 +105,9 @@ std::map<std::string, double> synth_attributes(const SynthParams& p);
 std::string synth_source(const SynthParams& p);
 // Reads the synth_* attributes back (as DumpInfo::attributes holds them, text) over `shape`,
 // which supplies what the datasets already record (tokens, heads, head_dim, dtype, layers).
-// Returns false when the attributes are absent or malformed.
+// Returns false when the attributes are absent or malformed; `why`, when given, then names the
+// first attribute at fault and the problem.
 bool synth_params_from_attributes(const std::map<std::string, std::string>& attributes,
-                                  const SynthParams& shape, SynthParams* out);
+                                  const SynthParams& shape, SynthParams* out, std::string* why = nullptr);
 
 }  // namespace moba::analysis

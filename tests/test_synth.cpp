@@ -237,8 +237,23 @@ TEST_CASE("synth: parameters survive the attribute round trip", "[synth]") {
   CHECK(back.min_distance == p.min_distance);
   CHECK(back.planted_fraction == p.planted_fraction);
   CHECK(synth_delta_mu_eff(p) == Approx(0.55 + 2 * 0.1));
+  // Broken headers are refused with the attribute at fault named.
+  std::string why;
+  auto with = [&](const char* name, const char* value) {
+    auto t = text;
+    t[name] = value;
+    why.clear();
+    CHECK_FALSE(synth_params_from_attributes(t, small_params(), &back, &why));
+    return why;
+  };
+  CHECK_THAT(with("synth_cluster_size", "0"), Catch::Contains("synth_cluster_size is out of range"));
+  CHECK_THAT(with("synth_delta_mu", "nan"), Catch::Contains("synth_delta_mu is absent or not a finite number"));
+  CHECK_THAT(with("synth_delta_mu", "abc"), Catch::Contains("synth_delta_mu"));
+  CHECK_THAT(with("synth_min_distance", "-5"), Catch::Contains("synth_min_distance is out of range"));
+  CHECK_THAT(with("synth_version", "9"), Catch::Contains("synth_version 9 is not this moba's"));
   text.erase("synth_delta_mu");
-  CHECK_FALSE(synth_params_from_attributes(text, small_params(), &back));
+  CHECK_FALSE(synth_params_from_attributes(text, small_params(), &back, &why));
+  CHECK_THAT(why, Catch::Contains("synth_delta_mu is absent"));
 }
 
 // Scores of queries against their planted key, mates, sink, window and noise keys have the
