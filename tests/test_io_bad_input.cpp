@@ -223,6 +223,50 @@ TEST_CASE("bad input: NaN or Inf values name head and token", "[io][bad]") {
   expect_input_error<ValueError>([&] { open_and_read_all(planted); }, planted, "/layers/0/planted", "value 8");
 }
 
+// Finite values too large for the scores (a dot product of two of them, or a score squared,
+// overflows float32) are refused like NaN, in float32 and in bfloat16 (also on the 16-bit read);
+// the largest float16 value (65504) and values just below 2^27 are fine.
+TEST_CASE("bad input: values beyond 2^27 name head and token", "[io][bad]") {
+  ScratchDir dir("bad");
+  const std::string f32 = dir.file("big32.h5"), bf16 = dir.file("big16.h5"), ok = dir.file("ok.h5");
+  {
+    std::vector<float> k(1 * 10 * 4, 0.5f);
+    k[(0 * 10 + 3) * 4 + 1] = -3e38f;  // head 0, token 3, dim 1
+    H5Builder b(f32);
+    b.schema_root().f32("/layers/0/q", {2, 10, 4}, std::vector<float>(80, 0.5f));
+    b.f32("/layers/0/k", {1, 10, 4}, k).f32("/layers/0/v", {1, 10, 4}, std::vector<float>(40, 0.1f));
+  }
+  expect_input_error<ValueError>([&] { open_and_read_all(f32); }, f32, "/layers/0/k",
+                                 "at head 0, token 3, dim 1: beyond +-2^27");
+  {
+    std::vector<uint16_t> q(2 * 6 * 4, 0x3f80);  // bf16 1.0
+    q[(1 * 6 + 4) * 4 + 2] = 0x4d00;             // bf16 2^27: head 1, token 4, dim 2
+    H5Builder b(bf16);
+    b.schema_root().dataset("/layers/0/q", {2, 6, 4}, H5T_STD_U16LE, H5T_NATIVE_UINT16, q.data());
+    b.attr_str("/layers/0/q", "dtype", "bfloat16");
+    const std::vector<uint16_t> kv(1 * 6 * 4, 0x3f00);  // bf16 0.5
+    for (const char* name : {"/layers/0/k", "/layers/0/v"})
+      b.dataset(name, {1, 6, 4}, H5T_STD_U16LE, H5T_NATIVE_UINT16, kv.data()).attr_str(name, "dtype", "bfloat16");
+  }
+  expect_input_error<ValueError>([&] { open_and_read_all(bf16); }, bf16, "/layers/0/q",
+                                 "value 134217728 at head 1, token 4, dim 2");
+  {
+    auto r = open_dump(bf16);
+    Raw16 raw;
+    expect_input_error<ValueError>([&] { r->read_raw16_into(0, TensorKind::q, 0, 2, &raw); }, bf16, "/layers/0/q",
+                                   "at head 1, token 4, dim 2: beyond +-2^27");
+  }
+  {
+    std::vector<float> q(2 * 6 * 4, 65504.0f);
+    q[5] = 0x1p27f - 16.0f;  // the largest float32 below 2^27
+    q[6] = -q[5];
+    H5Builder b(ok);
+    b.schema_root().f32("/layers/0/q", {2, 6, 4}, q);
+    b.f32("/layers/0/k", {1, 6, 4}, std::vector<float>(24, 0.5f)).f32("/layers/0/v", {1, 6, 4}, std::vector<float>(24, 0.5f));
+  }
+  CHECK_NOTHROW(open_and_read_all(ok));
+}
+
 TEST_CASE("bad input: odd attributes", "[io][bad]") {
   ScratchDir dir("bad");
   const std::string version = dir.file("v2.h5"), rope = dir.file("rope.h5"), layout = dir.file("layout.h5");

@@ -219,11 +219,13 @@ void check_finite(const std::string& file, const std::string& dataset, const flo
                   int64_t head_dim, int64_t head, int64_t token_begin) {
   const int64_t n = n_rows * head_dim;
   for (int64_t i = 0; i < n; ++i) {
-    if (std::isfinite(rows[i])) continue;
+    if (std::fabs(rows[i]) < kMaxAbsValue) continue;  // false for NaN too
     const int64_t token = token_begin + i / head_dim, dim = i % head_dim;
-    throw ValueError(file, dataset, std::string(std::isnan(rows[i]) ? "NaN" : "Inf") + " at head " +
-                                        std::to_string(head) + ", token " + std::to_string(token) + ", dim " +
-                                        std::to_string(dim));
+    const std::string at = " at head " + std::to_string(head) + ", token " + std::to_string(token) + ", dim " +
+                           std::to_string(dim);
+    if (!std::isfinite(rows[i])) throw ValueError(file, dataset, std::string(std::isnan(rows[i]) ? "NaN" : "Inf") + at);
+    throw ValueError(file, dataset, "value " + format_shortest(rows[i]) + at + ": beyond +-2^27 (1.3e8), where "
+                                    "attention scores and their moments leave float32's range");
   }
 }
 
@@ -265,10 +267,12 @@ void widen(DType t, const void* src, int64_t n, float* dst) {
   }
 }
 
-bool any_non_finite16(DType t, const uint16_t* p, int64_t n) {
-  const uint16_t exp = t == DType::bf16 ? 0x7f80 : 0x7c00;
+bool any_out_of_range16(DType t, const uint16_t* p, int64_t n) {
+  // bfloat16: |x| >= 2^27 (biased exponent >= 127 + 27), NaN and Inf above it; float16: its
+  // largest finite value is 65504, so only NaN and Inf (exponent bits all ones).
+  const uint16_t limit = t == DType::bf16 ? uint16_t((127 + 27) << 7) : uint16_t(0x7c00);
   unsigned any = 0;
-  for (int64_t i = 0; i < n; ++i) any |= (p[i] & exp) == exp;
+  for (int64_t i = 0; i < n; ++i) any |= (p[i] & 0x7fff) >= limit;
   return any != 0;
 }
 

@@ -283,7 +283,7 @@ bool Hdf5DumpReader::read_raw16_into(int layer, TensorKind kind, int64_t head_be
                    },
                    [&](const DsetMeta& m, const std::string& name, int64_t h, int64_t t0, int64_t rows) {
                      const uint16_t* p = out->data() + ((h - head_begin) * tokens + t0) * dim;
-                     if (!any_non_finite16(m.desc.dtype, p, rows * dim)) return;
+                     if (!any_out_of_range16(m.desc.dtype, p, rows * dim)) return;
                      widened.resize(static_cast<size_t>(rows * dim));
                      widen(m.desc.dtype, p, rows * dim, widened.data());
                      check_finite(info_.path, name, widened.data(), rows, dim, h, t0);

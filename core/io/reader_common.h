@@ -32,8 +32,12 @@ LayerInfo check_layer(const std::string& file, int index, const TensorDesc& q, c
 // present, has n_tokens entries. Sorts layers by index. Throws ShapeError / FormatError.
 void check_dump(DumpInfo* info, int64_t token_ids_len);
 
-// Throws ValueError naming `dataset`, head and token of the first NaN/Inf among
-// rows [token_begin, token_begin + n_rows) of head `head` (rows of head_dim floats).
+// Values at or beyond this magnitude are refused like NaN and Inf: a dot product of two such
+// vectors, or the square of a score (the SNR moments), leaves float32's range.
+constexpr float kMaxAbsValue = 0x1p27f;
+
+// Throws ValueError naming `dataset`, head and token of the first NaN, Inf or value beyond
+// +-kMaxAbsValue among rows [token_begin, token_begin + n_rows) of head `head` (rows of head_dim floats).
 void check_finite(const std::string& file, const std::string& dataset, const float* rows,
                   int64_t n_rows, int64_t head_dim, int64_t head, int64_t token_begin);
 
@@ -47,9 +51,10 @@ int64_t heads_of(const LayerInfo& layer, TensorKind kind);
 // Widens n stored elements of type t (little-endian bytes) into floats.
 void widen(DType t, const void* src, int64_t n, float* dst);
 
-// Whether n 16-bit elements of type t (bf16 or f16) hold a NaN or Inf (exponent bits all ones),
-// as a reduction that vectorises; check_finite on their widened values names the first one.
-bool any_non_finite16(DType t, const uint16_t* p, int64_t n);
+// Whether n 16-bit elements of type t (bf16 or f16) hold a NaN, an Inf or (bf16) a value beyond
+// +-kMaxAbsValue, as a reduction that vectorises; check_finite on their widened values names the
+// first one.
+bool any_out_of_range16(DType t, const uint16_t* p, int64_t n);
 
 // Parses a schema root field given as text (safetensors metadata): "1", "true", ...
 // Throws FormatError naming the field.
