@@ -19,6 +19,7 @@
 #include "core/dump.h"
 #include "core/errors.h"
 #include "core/h5_input.h"
+#include "core/interrupt.h"
 #include "core/json_writer.h"
 #include "experiments/args.h"
 #include "experiments/command.h"
@@ -301,6 +302,7 @@ int run_info(const std::vector<std::string>& argv) {
           h_end = h_begin + 1;  // the reader rejects a head out of range, naming the dataset
         }
         for (int64_t h = h_begin; h < h_end; ++h) {
+          throw_if_interrupted();  // Ctrl-C / SIGTERM between heads of a long check
           const Tensor3 slice = reader->read(l, kind, h, 1);
           SliceStats s = stats_of(slice);
           s.layer = l;

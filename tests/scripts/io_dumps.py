@@ -268,6 +268,30 @@ def write_bad(d):
         f["layers/0/v"] = a
     h5("inf.h5", inf, "head 1, token 2")
 
+    def huge_value(f):  # finite, but a score of it overflows float32
+        qkv(f)
+        a = z(2, 50, 8)
+        a[0, 9, 4] = 3e38
+        del f["layers/0/k"]
+        f["layers/0/k"] = a
+    h5("huge_value.h5", huge_value, "head 0, token 9, dim 4: beyond +-2^27")
+
+    def bf16_on_f32(f):  # a dtype attribute that contradicts the stored float32
+        qkv(f)
+        f["layers/0/q"].attrs["dtype"] = "bfloat16"
+    h5("bf16_attr_on_f32.h5", bf16_on_f32, "contradicts")
+
+    def unwritten(f):  # a chunked header claiming 2^31 tokens whose chunks were never written
+        for n, h in (("q", 2), ("k", 1), ("v", 1)):
+            f.create_dataset("layers/0/" + n, shape=(h, 1 << 31, 8), dtype="f4", chunks=(1, 4096, 8))
+    h5("unwritten_chunks.h5", unwritten, "never (fully) written")
+
+    def part_written(f):  # a chunked dataset with one chunk of four written
+        qkv(f)
+        del f["layers/0/v"]
+        f.create_dataset("layers/0/v", shape=(2, 50, 8), dtype="f4", chunks=(1, 25, 8))[0, :25] = 1.0
+    h5("part_written.h5", part_written, "never (fully) written")
+
     def huge_version(f):  # found by tests/fuzz: a float attribute far outside int64 range
         qkv(f)
         f.attrs["moba_dump_version"] = np.float64(-1.79769e308)
