@@ -64,15 +64,18 @@ SnrSummary summarize_snr(const SnrStats& s, int64_t block_size, int64_t head_dim
   r.n_queries = s.n_queries;
   r.n_pairs = s.n_pairs;
   const double B = static_cast<double>(block_size);
-  if (s.n_pairs > 1) {
+  // The mean gap, the failure rate and B * mean(D) need one pair; the sample standard deviation
+  // (and so snr_emp and its p_fail_theory) two.
+  r.mean_d = r.std_d = r.snr_emp = r.p_fail_emp = r.p_fail_theory = r.delta_mu_eff_d = kNaN;
+  if (s.n_pairs > 0) {
     r.mean_d = s.sum_d / s.n_pairs;
+    r.p_fail_emp = static_cast<double>(s.n_negative) / s.n_pairs;
+    r.delta_mu_eff_d = B * r.mean_d;
+  }
+  if (s.n_pairs > 1) {
     r.std_d = std::sqrt(std::max(0.0, (s.sum_d2 - s.sum_d * r.mean_d) / static_cast<double>(s.n_pairs - 1)));
     r.snr_emp = r.std_d > 0 ? r.mean_d / r.std_d : kNaN;
-    r.p_fail_emp = static_cast<double>(s.n_negative) / s.n_pairs;
     r.p_fail_theory = normal_cdf(-r.snr_emp);
-    r.delta_mu_eff_d = B * r.mean_d;
-  } else {
-    r.mean_d = r.std_d = r.snr_emp = r.p_fail_emp = r.p_fail_theory = r.delta_mu_eff_d = kNaN;
   }
   if (s.n_queries > 0) {
     const double nq = static_cast<double>(s.n_queries);

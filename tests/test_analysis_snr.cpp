@@ -93,3 +93,44 @@ TEST_CASE("snr: retrieval accuracy rises with delta_mu as Phi predicts (paired s
     last = acc;
   }
 }
+
+// The SNR columns that one pair defines (mean gap, failure rate, B * mean(D)) are numbers with
+// a single pair; the sample standard deviation, snr_emp and p_fail_theory need two
+// (docs/metrics.md, "Measured"). A one-noise-key query has sigma 0: snr_theory NaN.
+TEST_CASE("snr: one pair gives its mean gap and failure rate, two pairs the standard deviation", "[analysis][snr]") {
+  SnrStats s;
+  s.n_queries = 1;
+  s.n_pairs = 1;
+  s.n_negative = 0;
+  s.sum_d = 0.25;
+  s.sum_d2 = 0.0625;
+  s.sum_delta_mu = 0.5;
+  s.sum_var_noise = 0.0;
+  SnrSummary r = summarize_snr(s, 4, 8);
+  CHECK(r.mean_d == Approx(0.25));
+  CHECK(r.p_fail_emp == 0.0);
+  CHECK(r.delta_mu_eff_d == Approx(1.0));
+  CHECK(std::isnan(r.std_d));
+  CHECK(std::isnan(r.snr_emp));
+  CHECK(std::isnan(r.p_fail_theory));
+  CHECK(r.sigma == 0.0);
+  CHECK(std::isnan(r.snr_theory));
+  // A second pair, failing: D = {0.25, -0.75}.
+  s.n_pairs = 2;
+  s.n_negative = 1;
+  s.sum_d = -0.5;
+  s.sum_d2 = 0.0625 + 0.5625;
+  r = summarize_snr(s, 4, 8);
+  CHECK(r.mean_d == Approx(-0.25));
+  CHECK(r.p_fail_emp == 0.5);
+  CHECK(r.std_d == Approx(std::sqrt(0.5)));
+  CHECK(r.snr_emp == Approx(-0.25 / std::sqrt(0.5)));
+  // No pair: every pair column NaN.
+  s.n_pairs = 0;
+  s.n_negative = 0;
+  s.sum_d = s.sum_d2 = 0;
+  r = summarize_snr(s, 4, 8);
+  CHECK(std::isnan(r.mean_d));
+  CHECK(std::isnan(r.p_fail_emp));
+  CHECK(std::isnan(r.delta_mu_eff_d));
+}
