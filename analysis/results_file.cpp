@@ -294,7 +294,9 @@ std::string ResultsFile::missing_text(const ConfigKey& key) const {
   if (!rule.empty()) s += " (analyze kept: " + rule + ")";
   s += "; rerun moba analyze with --positions all, or ";
   if (st.metrics && !st.selection) return s + "--positions selected";
-  return s + "--keep-heads " + std::to_string(key.head) + " --keep-configs " + slot_name(key.block_size, key.top_k);
+  // --positions selected with them: --keep-* name what that level keeps (not allowed with none)
+  return s + "--positions selected --keep-heads " + std::to_string(key.head) + " --keep-configs " +
+         slot_name(key.block_size, key.top_k);
 }
 
 ResultArrays ResultsFile::load(const ConfigKey& config) const {

@@ -87,9 +87,10 @@ void setup_style() {
 
 // Navigator on the left; the chosen panels stacked on the right, heights by their weights
 // (dragging the gap between two panels moves weight from one to the other), so the mask and
-// the metric strips share their position axis. When the panels would get less than their
-// least readable height (kMinHeight), the right side splits in two stacks: the mask and the
-// metrics (which share the position axis) on the left, the tables and grids on the right.
+// the metric strips share their position axis. When a panel would get less than its least
+// readable height (kMinHeight) by its weight, or five or six panels are shown (each a sliver
+// of any common screen's height in one stack), the right side splits in two stacks: the mask
+// and the metrics (which share the position axis) on the left, the tables and grids on the right.
 constexpr float kSplitter = 6.0f;
 constexpr float kMinHeight[kPanelCount] = {220.0f, 170.0f, 140.0f, 150.0f, 120.0f, 140.0f};
 
@@ -119,11 +120,15 @@ Layout tile(const LayoutState& ls, float w, float h) {
   const float nav_w = std::clamp(w * 0.22f, 296.0f, 380.0f);
   const float right_w = std::max(100.0f, w - nav_w);
   l.navigator = {0, 0, nav_w, h};
-  float need = kSplitter * static_cast<float>(std::max<size_t>(1, ls.shown.size()) - 1);
-  for (const Panel p : ls.shown) need += kMinHeight[static_cast<int>(p)];
+  float total = 0;
+  for (const Panel p : ls.shown) total += ls.weight[static_cast<int>(p)];
+  const float usable = h - kSplitter * static_cast<float>(std::max<size_t>(1, ls.shown.size()) - 1);
+  bool cramped = ls.shown.size() > 4;
+  for (const Panel p : ls.shown)
+    cramped |= usable * ls.weight[static_cast<int>(p)] / std::max(total, 1e-3f) < kMinHeight[static_cast<int>(p)];
   std::vector<Panel> axis_panels, others;
   for (const Panel p : ls.shown) (p == Panel::mask || p == Panel::metrics ? axis_panels : others).push_back(p);
-  if (need <= h || axis_panels.empty() || others.empty()) {
+  if (!cramped || axis_panels.empty() || others.empty()) {
     stack_panels(ls, ls.shown, nav_w, right_w, h, 0, &l);
     return l;
   }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <initializer_list>
 #include <string>
 
 #include "analysis/summary.h"
@@ -263,6 +264,19 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
     const auto cached = std::find(l.bucket_metrics.begin(), l.bucket_metrics.end(), name);
     const char* label = metric_label(name);
     std::string diff_label;
+    // A strip of bucket curves holds every curve drawn in it: the range (the shown
+    // configuration's) widened, within the metric's valid values, where the compared
+    // configuration's or the oracle's means lie outside it.
+    const auto fit_buckets = [&](std::initializer_list<const analysis::BucketSeries*> curves) {
+      float a_lo = lo, a_hi = hi;
+      for (const analysis::BucketSeries* b : curves)
+        if (b)
+          for (const float m : b->mean)
+            if (std::isfinite(m)) a_lo = std::min(a_lo, m), a_hi = std::max(a_hi, m);
+      if (a_lo >= lo && a_hi <= hi) return;
+      const analysis::PositionMetricInfo* info = analysis::find_position_metric(name);
+      analysis::auto_y_range(info ? info->range : analysis::PlotRange::data, false, a_lo, a_hi, &lo, &hi);
+    };
     if (stored_buckets) {
       const analysis::BucketSeries& rb = *v.router.bucket_curve(name);
       // The other side: the compared configuration's curve, else the oracle's.
@@ -275,11 +289,12 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
         diff_label = std::string(label) + (cmp ? ": shown - compared (bucket means)" : ": router - oracle (bucket means)");
         label = diff_label.c_str();
       } else {
+        const analysis::BucketSeries* ob = cmp && overlay ? v.oracle.bucket_curve(name) : nullptr;
+        fit_buckets({other && (cmp || overlay) ? other : nullptr, ob, &rb});
         if (other && (cmp || overlay))
           draw_buckets(dl, axis, x0, y0, y1, lo, hi, *other, cmp ? palette::kCompareLine : palette::kOracleLine);
-        if (cmp && overlay)  // the oracle beside the compared curve, as the legend says
-          if (const analysis::BucketSeries* ob = v.oracle.bucket_curve(name))
-            draw_buckets(dl, axis, x0, y0, y1, lo, hi, *ob, palette::kOracleLine);
+        if (ob)  // the oracle beside the compared curve, as the legend says
+          draw_buckets(dl, axis, x0, y0, y1, lo, hi, *ob, palette::kOracleLine);
         draw_buckets(dl, axis, x0, y0, y1, lo, hi, rb, palette::kRouterLine);
         if (diff_mode && other) {  // analyze's buckets start at each configuration's first choice
           diff_label = std::string(label) + " (bucket edges differ: no difference)";
@@ -300,14 +315,13 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
             std::string(label) + (cmp ? ": shown - compared (bucket means)" : ": router - oracle (bucket means)");
         label = diff_label.c_str();
       } else {
-        if (cmp)
-          if (const analysis::BucketSeries* cb = at(l.compared_buckets))
-            draw_buckets(dl, axis, x0, y0, y1, lo, hi, *cb, palette::kCompareLine);
-        if (ov)
-          if (const analysis::BucketSeries* ob = at(l.oracle_buckets))
-            draw_buckets(dl, axis, x0, y0, y1, lo, hi, *ob, palette::kOracleLine);
-        if (const analysis::BucketSeries* rb = at(l.router_buckets))
-          draw_buckets(dl, axis, x0, y0, y1, lo, hi, *rb, palette::kRouterLine);
+        const analysis::BucketSeries* cb = cmp ? at(l.compared_buckets) : nullptr;
+        const analysis::BucketSeries* ob = ov ? at(l.oracle_buckets) : nullptr;
+        const analysis::BucketSeries* rb = at(l.router_buckets);
+        fit_buckets({cb, ob, rb});
+        if (cb) draw_buckets(dl, axis, x0, y0, y1, lo, hi, *cb, palette::kCompareLine);
+        if (ob) draw_buckets(dl, axis, x0, y0, y1, lo, hi, *ob, palette::kOracleLine);
+        if (rb) draw_buckets(dl, axis, x0, y0, y1, lo, hi, *rb, palette::kRouterLine);
       }
     } else {
       // Per position, from the mipmaps: the series of this strip, then one y range for all.

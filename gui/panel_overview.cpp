@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -92,7 +93,13 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
   const bool hovered = ImGui::IsItemHovered();
   ImDrawList* dl = ImGui::GetWindowDrawList();
   char buf[64];
-  const double span = g.hi > g.lo ? g.hi - g.lo : 1.0;
+  // Values that print the same at the column's digits (four heads within 1e-4 of each other)
+  // get one colour: a colour scale stretched over differences no number shows misleads.
+  char lo_text[64] = "", hi_text[64] = "";
+  if (g.lo <= g.hi) std::snprintf(lo_text, sizeof lo_text, fmt, g.lo), std::snprintf(hi_text, sizeof hi_text, fmt, g.hi);
+  const bool flat = std::strcmp(lo_text, hi_text) == 0;
+  const double span = g.hi > g.lo && !flat ? g.hi - g.lo : 1.0;
+  const auto shade = [&](double v) { return std::isfinite(v) && flat ? 0.5 : (v - g.lo) / span; };
   const ImVec2 mp = ImGui::GetIO().MousePos;
   int hr = -1, hc = -1;
   if (hovered) {
@@ -106,11 +113,11 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
       const ImVec2 p1(p0.x + cw - 1, p0.y + ch - 1);
       auto it = g.cells.find({g.rows[i], g.cols[j]});
       const double v = it == g.cells.end() ? NAN : it->second.value;
-      dl->AddRectFilled(p0, p1, heat_color(static_cast<float>((v - g.lo) / span)));
+      dl->AddRectFilled(p0, p1, heat_color(static_cast<float>(shade(v))));
       if (std::isfinite(v) && cw > 44 && ch > 15) {
         std::snprintf(buf, sizeof buf, fmt, v);
         const ImVec2 ts = ImGui::CalcTextSize(buf);
-        const bool dark = (v - g.lo) / span > 0.6;
+        const bool dark = shade(v) > 0.6;
         dl->AddText(ImVec2(p0.x + (cw - ts.x) * 0.5f, p0.y + (ch - ts.y) * 0.5f),
                     dark ? palette::rgba(20, 20, 20) : palette::rgba(240, 240, 240), buf);
       }
@@ -132,14 +139,16 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
   }
   // Colour legend (a grid with no finite value says so in its place).
   const float ly = y0 + ch * static_cast<float>(g.rows.size()) + 6, lw = std::min(240.0f, avail.x - left - 140);
-  if (g.lo <= g.hi) {
+  if (g.lo <= g.hi && flat) {  // one colour: the value every cell shows
+    dl->AddRectFilled(ImVec2(x0, ly), ImVec2(x0 + 24, ly + 12), heat_color(0.5f));
+    const std::string every = std::string("every cell ") + lo_text;
+    dl->AddText(ImVec2(x0 + 30, ly - 2), palette::kAxisText, every.c_str());
+  } else if (g.lo <= g.hi) {
     for (int i = 0; i < 48; ++i)
       dl->AddRectFilled(ImVec2(x0 + lw * static_cast<float>(i) / 48, ly),
                         ImVec2(x0 + lw * static_cast<float>(i + 1) / 48, ly + 12), heat_color(static_cast<float>(i) / 47.0f));
-    std::snprintf(buf, sizeof buf, fmt, g.lo);
-    dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(buf).x, ly - 2), palette::kAxisText, buf);
-    std::snprintf(buf, sizeof buf, fmt, g.hi);
-    dl->AddText(ImVec2(x0 + lw + 4, ly - 2), palette::kAxisText, buf);
+    dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(lo_text).x, ly - 2), palette::kAxisText, lo_text);
+    dl->AddText(ImVec2(x0 + lw + 4, ly - 2), palette::kAxisText, hi_text);
   } else {
     dl->AddText(ImVec2(x0, ly - 2), palette::kAxisText, "no cell has a value");
   }

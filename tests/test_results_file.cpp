@@ -397,7 +397,8 @@ TEST_CASE("ResultsFile on a real `moba analyze` output matches its CSVs", "[resu
     } else {
       CHECK(a.selected.empty());
       CHECK(a.metrics.empty());
-      CHECK_THAT(f.missing_text(*c), Catch::Contains("--keep-heads 1"));
+      // The hint is a command that works: --keep-* with the level that keeps what they name.
+      CHECK_THAT(f.missing_text(*c), Catch::Contains("--positions selected --keep-heads 1"));
     }
     CHECK(a.bucket_curve("coverage"));
     for (const char* col : {"coverage_mean", "kl_mean", "block_recall_mean", "output_rel_err_mean"}) {
