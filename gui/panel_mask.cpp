@@ -121,9 +121,13 @@ void draw_tooltip(const analysis::PositionView& v, const analysis::MaskCompariso
   ImGui::Text("coverage %.4f   kl %.4f", metric_at(v.router, "coverage", t), metric_at(v.router, "kl", t));
   if (v.has_oracle)
     ImGui::Text("oracle coverage %.4f   oracle kl %.4f", metric_at(v.oracle, "coverage", t), metric_at(v.oracle, "kl", t));
-  if (m.with_oracle && t >= 0 && t < m.n_tokens)
-    ImGui::Text("%d hit, %d false, %d missed", m.n_hit[static_cast<size_t>(t)], m.n_false[static_cast<size_t>(t)],
-                m.n_miss[static_cast<size_t>(t)]);
+  if (m.with_oracle && t >= 0 && t < m.n_tokens) {
+    const size_t i = static_cast<size_t>(t);
+    if (pair)  // a difference mask: the classes are both / only the shown / only the compared
+      ImGui::Text("%d both, %d only %s, %d only %s", m.n_hit[i], m.n_false[i], a_name, m.n_miss[i], b_name);
+    else
+      ImGui::Text("%d hit, %d false, %d missed", m.n_hit[i], m.n_false[i], m.n_miss[i]);
+  }
   ImGui::EndTooltip();
 }
 
