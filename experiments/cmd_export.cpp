@@ -121,9 +121,8 @@ Route read_route(const std::string& path) {
     if (!v || *v < 0 || *v != std::floor(*v)) throw MissingFieldError(path, std::string("/@") + name, "integer attribute absent");
     return static_cast<int64_t>(*v);
   };
-  if (num("moba_route_version") != 1)
-    throw FormatError(path, "/@moba_route_version",
-                      std::to_string(num("moba_route_version")) + " is not a version this moba reads (1)");
+  if (const int64_t version = num("moba_route_version"); version != 1)
+    throw FormatError(path, "/@moba_route_version", std::to_string(version) + " is not a version this moba reads (1)");
   std::vector<int64_t> shape;
   r.selected = f.read_i32("/selected", &shape);
   if (shape.size() != 3) throw ShapeError(path, "/selected", "expected rank 3 [n_q_heads, n_tokens, top_k]");
@@ -135,8 +134,8 @@ Route read_route(const std::string& path) {
   if (num("n_tokens") != r.T || num("n_q_heads") != r.H || num("top_k") != r.K)
     throw ShapeError(path, "/selected", "shape disagrees with the n_q_heads / n_tokens / top_k attributes");
   r.NB = (r.T + r.B - 1) / r.B;
-  if (num("n_blocks") != r.NB)
-    throw ValueError(path, "/@n_blocks", std::to_string(num("n_blocks")) + " disagrees with n_tokens " + std::to_string(r.T) +
+  if (const int64_t n_blocks = num("n_blocks"); n_blocks != r.NB)
+    throw ValueError(path, "/@n_blocks", std::to_string(n_blocks) + " disagrees with n_tokens " + std::to_string(r.T) +
                                              " and block_size " + std::to_string(r.B) + " (" + std::to_string(r.NB) +
                                              " blocks)");
   r.gqa_shared = f.attribute("/", "gqa").value_or("per-head") == "shared";

@@ -76,7 +76,7 @@ class Hdf5DumpReader final : public DumpReader {
   // Metadata of dataset `name` (absolute path); desc.present == false when absent.
   // `kind`: 0 = q/k/v/o (float, rank 3), 1 = lse (float, rank 2), 2 = integer (planted, token_ids).
   DsetMeta describe(const std::string& name, int kind);
-  void check_storage_written(hid_t d, const std::string& name, const std::vector<hsize_t>& dims) const;
+  void check_storage_written(hid_t d, hid_t space, const std::string& name, const std::vector<hsize_t>& dims) const;
   std::string root_string(hid_t root, const char* name, bool required);
   int64_t root_int(hid_t root, const char* name);
   std::vector<int32_t> read_ints(const std::string& name, int64_t n, int64_t lo, int64_t hi);
@@ -181,7 +181,8 @@ std::string Hdf5DumpReader::root_string(hid_t root, const char* name, bool requi
 // write, or a header that claims a shape the file does not hold (a 4 KB file "of" 2^36 values).
 // Chunked: every chunk the shape implies is in the file (H5Dget_space_status cannot tell:
 // it compares compressed bytes with the full size); contiguous: its storage is allocated.
-void Hdf5DumpReader::check_storage_written(hid_t d, const std::string& name, const std::vector<hsize_t>& dims) const {
+void Hdf5DumpReader::check_storage_written(hid_t d, hid_t space, const std::string& name,
+                                           const std::vector<hsize_t>& dims) const {
   if (dims.empty() || std::any_of(dims.begin(), dims.end(), [](hsize_t x) { return x == 0; })) return;
   h5::Id plist = h5::plist_id(H5Dget_create_plist(d));
   if (!plist) return;
@@ -198,8 +199,7 @@ void Hdf5DumpReader::check_storage_written(hid_t d, const std::string& name, con
       if (expected > (hsize_t{1} << 62) / n) return;  // too many to count: the reads will tell
       expected *= n;
     }
-    h5::Id all = h5::space_id(H5Dget_space(d));
-    if (!all || H5Dget_num_chunks(d, all.get(), &present) < 0) return;
+    if (H5Dget_num_chunks(d, space, &present) < 0) return;
     written = present >= expected;
   } else if (layout == H5D_CONTIGUOUS) {
     written = H5Dget_storage_size(d) > 0;
@@ -226,7 +226,7 @@ DsetMeta Hdf5DumpReader::describe(const std::string& name, int kind) {
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
   for (hsize_t x : dims) m.desc.dims.push_back(static_cast<int64_t>(x));
-  check_storage_written(d, name, dims);
+  check_storage_written(d, space.get(), name, dims);
 
   h5::AttrValue layout;
   if (kind != 2 && h5::read_attr(d, "layout", &layout)) {

@@ -289,7 +289,8 @@ SweepConfig parse_config(const std::string& path) {
     c.kconv_apply = a.choice("kconv_apply", c.kconv_apply, {"routing", "both"});
     c.precision = a.choice("precision", c.precision, {"exact", "fast"});
     c.top_n = a.integer("top_n", c.top_n, 1, 4096);
-    if (a.get("buckets") && a.get("bucket_width") && a.get("bucket_width")->value_or<int64_t>(0) != 0)
+    const toml::node* width = a.get("bucket_width");
+    if (a.get("buckets") && width && width->value_or<int64_t>(0) != 0)
       a.fail("bucket_width", "buckets and bucket_width are alternatives (as analyze's --buckets and --bucket-width): give one");
     c.buckets = a.integer("buckets", c.buckets, 1, 1 << 20);
     c.bucket_width = a.integer("bucket_width", 0, 0, INT64_MAX / 2);
