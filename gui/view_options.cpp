@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "analysis/results_file.h"
 #include "analysis/summary.h"
@@ -90,14 +91,39 @@ void validate_view(const analysis::ResultsFile& file, const GuiOptions& o) {
     analysis::ConfigFilter f = o.compare_with;
     f.layer = -1;
     f.head = -1;
-    // Fields not given are the shown configuration's.
+    const std::string where = " for layer " + std::to_string(key.layer) + " head " + std::to_string(key.head);
+    // The fields given first; those not given are the shown configuration's, and where the
+    // given ones lack that value, the message says which option to add (not one never typed).
+    std::vector<ConfigKey> left = narrow(same_head, f, "compare-", where);
+    const std::string given = o.compare_with.block_size >= 0 ? "--compare-block-size " + std::to_string(f.block_size)
+                              : o.compare_with.top_k >= 0    ? "--compare-top-k " + std::to_string(f.top_k)
+                                                             : "--compare-router " + std::string(analysis::router_name(f.router));
+    const auto inherit = [&](bool unset, int64_t value, const char* field, const char* option, auto of) {
+      if (!unset) return;
+      std::set<int64_t> valid;
+      for (const ConfigKey& c : left) valid.insert(of(c));
+      if (!valid.count(value))
+        throw UsageError(given + ": not analysed with the shown configuration's " + field + " " + std::to_string(value) +
+                         where + "; add --compare-" + option + " (valid there: " + join_numbers(valid) + ")");
+      std::vector<ConfigKey> kept;
+      for (const ConfigKey& c : left)
+        if (of(c) == value) kept.push_back(c);
+      left = kept;
+    };
+    inherit(f.block_size < 0, key.block_size, "block size", "block-size", [](const ConfigKey& c) { return c.block_size; });
+    inherit(f.top_k < 0, key.top_k, "top-k", "top-k", [](const ConfigKey& c) { return static_cast<int64_t>(c.top_k); });
     if (f.block_size < 0) f.block_size = key.block_size;
     if (f.top_k < 0) f.top_k = key.top_k;
     if (f.any_router) {
+      std::set<std::string> valid;
+      for (const ConfigKey& c : left) valid.insert(analysis::router_name(c.router));
+      if (!valid.count(analysis::router_name(key.router)))
+        throw UsageError(given + ": not analysed with the shown configuration's router " +
+                         analysis::router_name(key.router) + where + "; add --compare-router (valid there: " +
+                         join(valid, [](const std::string& x) { return x; }) + ")");
       f.any_router = false;
       f.router = key.router;
     }
-    narrow(same_head, f, "compare-", " for layer " + std::to_string(key.layer) + " head " + std::to_string(key.head));
     ConfigKey b = key;
     b.block_size = f.block_size;
     b.top_k = f.top_k;

@@ -6,7 +6,8 @@
 # colour, with --cells presence at full colour only; a single-block view of a known miss
 # (found with h5py in analysis.h5) shows the exact miss colour in the middle of the plot; the
 # overview grid, the difference compare, the SNR histogram and a difference of stored bucket
-# means (a head without per-position arrays) draw their colours; --frames
+# means (a head without per-position arrays) draw their colours; a compared block size
+# without the shown top-k asks for --compare-top-k; --frames
 # without --screenshot prints the timing lines.
 # Skipped (77) without a GUI build or an X server.
 # usage: test_gui_views.sh MOBA_BINARY WORK_DIR
@@ -37,6 +38,11 @@ expect2 "positions 0:8192" --positions 100:9000
 expect2 "blocks 0:512" --block-size 16 --blocks 0:600
 expect2 "needs one block size" --block-size 16 --compare-block-size 32 --compare-mode difference
 expect2 "the shown one" --router moba --compare-router moba
+# At one sparsity k differs by block size: a compared B without the shown k names the option to add.
+"$MOBA" analyze s.h5 --block-sizes 16,32 --sparsity 0.75 --routers moba --out S --quiet > /dev/null
+expect_exit2 "compare-block-size 32: not analysed with the shown configuration's top-k 128 .*add --compare-top-k (valid there: 64)" \
+  "$MOBA" gui S --block-size 16 --compare-block-size 32 --screenshot bad.png
+[ ! -e bad.png ] || fail "S: bad.png written"
 
 # A miss of moba against the oracle at B = 16, k = 2, head 0 (deterministic for this seed).
 read -r MISS_T MISS_B < <("$PY" - <<'PYEOF'
