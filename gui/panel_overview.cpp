@@ -107,13 +107,21 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
     hr = static_cast<int>((mp.y - y0) / ch);
     if (hc < 0 || hc >= static_cast<int>(g.cols.size()) || hr < 0 || hr >= static_cast<int>(g.rows.size())) hr = hc = -1;
   }
+  bool any_missing = false;
   for (size_t i = 0; i < g.rows.size(); ++i) {
     for (size_t j = 0; j < g.cols.size(); ++j) {
       const ImVec2 p0(x0 + static_cast<float>(j) * cw, y0 + static_cast<float>(i) * ch);
       const ImVec2 p1(p0.x + cw - 1, p0.y + ch - 1);
       auto it = g.cells.find({g.rows[i], g.cols[j]});
       const double v = it == g.cells.end() ? NAN : it->second.value;
-      dl->AddRectFilled(p0, p1, heat_color(static_cast<float>(shade(v))));
+      if (it == g.cells.end()) {  // not analysed: no summary row (n/a is a row without a value)
+        any_missing = true;
+        dl->AddRectFilled(p0, p1, palette::kBackground);
+        dl->AddLine(p0, p1, palette::kZeroLine);
+        dl->AddLine(ImVec2(p0.x, p1.y), ImVec2(p1.x, p0.y), palette::kZeroLine);
+      } else {
+        dl->AddRectFilled(p0, p1, heat_color(static_cast<float>(shade(v))));
+      }
       if (std::isfinite(v) && cw > 44 && ch > 15) {
         std::snprintf(buf, sizeof buf, fmt, v);
         const ImVec2 ts = ImGui::CalcTextSize(buf);
@@ -158,6 +166,13 @@ bool draw_grid(const Grid& g, const char* row_name, const char* col_name, const 
   const float nx = x0 + lw + 80 + ImGui::CalcTextSize(title.c_str()).x;
   dl->AddRectFilled(ImVec2(nx, ly), ImVec2(nx + 12, ly + 12), heat_color(NAN));
   dl->AddText(ImVec2(nx + 16, ly - 2), palette::kAxisText, "n/a");
+  if (any_missing) {  // and of cells not analysed
+    const float mx = nx + 28 + ImGui::CalcTextSize("n/a").x;
+    dl->AddRectFilled(ImVec2(mx, ly), ImVec2(mx + 12, ly + 12), palette::kBackground);
+    dl->AddLine(ImVec2(mx, ly), ImVec2(mx + 12, ly + 12), palette::kZeroLine);
+    dl->AddLine(ImVec2(mx, ly + 12), ImVec2(mx + 12, ly), palette::kZeroLine);
+    dl->AddText(ImVec2(mx + 16, ly - 2), palette::kAxisText, "not analysed");
+  }
   ImGui::SetCursorScreenPos(ImVec2(origin.x, ly + 16));
   ImGui::Dummy(ImVec2(1, 1));
 
