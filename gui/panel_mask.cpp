@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <vector>
 
 #include "gui/panels.h"
 #include "gui/tile_cache.h"
@@ -95,8 +96,8 @@ void draw_toolbar(ViewerState* s, const ViewData& d) {
   ImGui::TextDisabled("  wheel: zoom t  shift: keys  ctrl: both  drag: pan");
 }
 
-void draw_tooltip(const analysis::PositionView& v, const analysis::MaskComparison& m, bool classes, bool pair,
-                  const char* a_name, const char* b_name, int64_t t, int64_t block) {
+void draw_tooltip(const analysis::PositionView& v, const analysis::MaskComparison& m, const std::vector<int32_t>* planted,
+                  bool classes, bool pair, const char* a_name, const char* b_name, int64_t t, int64_t block) {
   const int64_t B = m.block_size;
   ImGui::BeginTooltip();
   ImGui::Text("query t = %lld   (current block %lld)", static_cast<long long>(t), static_cast<long long>(t / B));
@@ -116,6 +117,16 @@ void draw_tooltip(const analysis::PositionView& v, const analysis::MaskCompariso
     else if (pair && shown == analysis::MaskCell::miss) std::snprintf(buf, sizeof buf, "only %s", b_name);
     else std::snprintf(buf, sizeof buf, "%s", analysis::mask_cell_name(shown));
     ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(palette::cell_color(static_cast<int>(shown))), "%s", buf);
+  }
+  // The planted overlay on: where this query's planted key is (synthetic dumps).
+  if (planted && t >= 0 && static_cast<size_t>(t) < planted->size()) {
+    const int32_t p = (*planted)[static_cast<size_t>(t)];
+    if (p < 0)
+      ImGui::TextDisabled("no planted key for this query");
+    else if (p / B == block)
+      ImGui::TextColored(ImGui::ColorConvertU32ToFloat4(palette::kPlanted), "planted key here (position %d)", p);
+    else
+      ImGui::TextDisabled("planted key at position %d, block %lld", p, static_cast<long long>(p / B));
   }
   ImGui::Separator();
   ImGui::Text("coverage %.4f   kl %.4f", metric_at(v.router, "coverage", t), metric_at(v.router, "kl", t));
@@ -270,7 +281,7 @@ void draw_mask_plot(ViewerState* s, const char* id, const analysis::PositionView
   draw_position_ticks(dl, ax, g.x0, w, g.y0, g.y1, T);
 
   if (hovered && !ImGui::IsMouseDragging(ImGuiMouseButton_Left, 3.0f))
-    draw_tooltip(v, m, shading.compare, pair, a_name, b_name, hover_t, hover_b);
+    draw_tooltip(v, m, source.planted.get(), shading.compare, pair, a_name, b_name, hover_t, hover_b);
   if (clicked && hover_t >= 0) s->pinned_t = hover_t;
 }
 
