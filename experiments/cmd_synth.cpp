@@ -46,7 +46,8 @@ const char* const kUsage =
     "  --quiet                 no progress on stderr\n"
     "\n"
     "Norm budget: d/(d-2) (delta-mu^2 + (m-1) mu-cluster^2 + sink^2 + window window-bias^2)\n"
-    "must stay below 1 (unit-norm queries). Sink and window bias depart from the SNR model.\n";
+    "must stay below 1 (queries of unit norm in expectation). Sink and window bias depart from\n"
+    "the SNR model.\n";
 
 int run_synth(const std::vector<std::string>& argv) {
   const Args args(argv,
