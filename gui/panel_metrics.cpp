@@ -5,6 +5,7 @@
 // curves are drawn instead, with a note saying so. The position axis follows the mask panel
 // unless told otherwise.
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <initializer_list>
@@ -378,10 +379,17 @@ void draw_metrics_panel(ViewerState* s, const PanelRect& r) {
     dl->AddRectFilled(ImVec2(x0 + 2, y0 + 1), ImVec2(x0 + 6 + label_size.x, y0 + 1 + label_size.y),
                       palette::kLabelBacking);
     dl->AddText(ImVec2(x0 + 4, y0 + 1), palette::kAxisText, label);
-    std::snprintf(buf, sizeof buf, "%.3g", hi);
-    dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(buf).x, y0), palette::kAxisText, buf);
-    std::snprintf(buf, sizeof buf, "%.3g", lo);
-    dl->AddText(ImVec2(x0 - 4 - ImGui::CalcTextSize(buf).x, y1 - ImGui::GetTextLineHeight()), palette::kAxisText, buf);
+    // The two range labels in a strip shorter than two lines get a smaller font (they printed
+    // over each other and the next strip's).
+    ImFont* font = ImGui::GetFont();
+    const float fs = std::min(ImGui::GetFontSize(), std::max(7.0f, (y1 - y0) / 2.0f));
+    const auto range_label = [&](float v, float y) {
+      std::snprintf(buf, sizeof buf, "%.3g", v);
+      const float tw = font->CalcTextSizeA(fs, FLT_MAX, 0.0f, buf).x;
+      dl->AddText(font, fs, ImVec2(x0 - 4 - tw, y), palette::kAxisText, buf);
+    };
+    range_label(hi, y0);
+    range_label(lo, y1 - fs);
   }
   const float y_axis = origin.y + total_h;
   draw_position_ticks(dl, axis, x0, w, y_axis, y_axis, T);
