@@ -33,6 +33,7 @@
 #include "analysis/stage_profile.h"
 #include "core/atomic_file.h"
 #include "core/background.h"
+#include "core/dir_lock.h"
 #include "core/dump.h"
 #include "core/errors.h"
 #include "core/h5_output.h"
@@ -316,10 +317,16 @@ int run_analyze(const std::vector<std::string>& argv) {
 
   const fs::path work = out_dir.string() + ".partial";
   std::error_code ec;
-  fs::remove_all(work, ec);
+  // DIR.partial locked while this run writes it: a second analyze into the same --out is
+  // refused instead of deleting this one's files (the lock follows DIR.partial's rename to DIR).
   fs::create_directories(work, ec);
   // The message names --out as the user gave it; DIR.partial is an internal detail.
   if (ec) throw FileNotFoundError(out_dir.string(), "--out", "cannot create the output directory: " + ec.message());
+  const std::unique_ptr<DirLock> work_lock = DirLock::try_acquire(work.string());
+  if (!work_lock)
+    throw UsageError("--out " + out_dir.string() + ": another moba process is writing it (" + work.string() +
+                     " is locked); wait for it to end or choose another --out");
+  for (const auto& entry : fs::directory_iterator(work, ec)) fs::remove_all(entry.path(), ec);
   const auto t_start = std::chrono::steady_clock::now();
   // The CUDA context torn down on a thread of its own once the device work is over, beside the
   // last summaries, the tables and analysis.h5's commit, rather than in the process's exit after

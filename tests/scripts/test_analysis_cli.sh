@@ -139,7 +139,7 @@ done
 [ "$(grep '^0,1,head,' N1/summary.csv)" = "$(grep '^0,1,head,' N/summary.csv)" ] && [ -n "$(grep '^0,1,head,' N1/summary.csv)" ] \
   || fail "nsa-shared head 1 differs under --heads 1: $(grep '^0,1,head,' N1/summary.csv N/summary.csv)"
 
-# 3. bad input and usage: exit 2, no DIR and no DIR.partial left behind.
+# 3. bad input and usage: exit 2, no DIR and no DIR.partial left behind; a locked --out.
 expect_exit2 "missing.h5: cannot open" "$MOBA" analyze missing.h5 --block-sizes 16 --top-k 2 --out B
 expect_exit2 "exactly one of --top-k and --sparsity" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --sparsity 0.5 --out B
 expect_exit2 "exactly one of --top-k and --sparsity" "$MOBA" analyze s.h5 --block-sizes 16 --out B
@@ -156,6 +156,13 @@ expect_exit2 "w_bad.txt" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --route
 expect_exit2 "keep-heads" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --positions all --keep-heads 1 --out B
 expect_exit2 "B64_k2 is not analysed" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --keep-configs B64_k2 --out B
 [ ! -e B ] && [ ! -e B.partial ] || fail "bad keep flags left B or B.partial"
+# Another process writing the same --out (its DIR.partial locked; here flock(1) holds it while
+# analyze runs): exit 2 naming it, the holder's files untouched; once free, a run clears them.
+mkdir -p L.partial && touch L.partial/theirs
+expect_exit2 "another moba process is writing it" flock L.partial "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --out L
+[ -e L.partial/theirs ] && [ ! -e L ] || fail "a refused analyze touched the locked L.partial or wrote L"
+"$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --out L --quiet > /dev/null
+[ -e L/summary.csv ] && [ ! -e L/theirs ] && [ ! -e L.partial ] || fail "analyze after the lock: L incomplete or stale"
 mkdir -p notours && touch notours/keep.txt
 expect_exit2 "not an earlier \`moba analyze\` output" "$MOBA" analyze s.h5 --block-sizes 16 --top-k 2 --out notours
 [ -e notours/keep.txt ] || fail "a foreign directory was touched"
