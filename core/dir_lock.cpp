@@ -14,7 +14,7 @@
 
 namespace moba {
 
-std::unique_ptr<DirLock> DirLock::try_acquire(const std::string& dir) {
+std::unique_ptr<DirLock> DirLock::try_acquire(const std::string& dir, bool shared) {
   // The path may be removed or renamed by its holder between our open and our lock (a finished
   // analyze renames DIR.partial to DIR): the lock then holds an inode no longer at `dir`, so
   // check that it still is, else start again on the directory now there.
@@ -27,7 +27,7 @@ std::unique_ptr<DirLock> DirLock::try_acquire(const std::string& dir) {
       if (errno == ENOENT) continue;
       throw OutputError("cannot open " + dir + ": " + std::strerror(errno));
     }
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (::flock(fd, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
       const int err = errno;
       ::close(fd);
       if (err == EWOULDBLOCK) return nullptr;

@@ -10,9 +10,10 @@ namespace moba {
 
 class DirLock {
  public:
-  // Creates `dir` (and its parents) if missing and locks it. nullptr when another process holds
-  // the lock; throws OutputError when the directory cannot be made or opened.
-  static std::unique_ptr<DirLock> try_acquire(const std::string& dir);
+  // Creates `dir` (and its parents) if missing and locks it, exclusively or (`shared`) beside
+  // other shared holders. nullptr when another process holds a lock that excludes this one;
+  // throws OutputError when the directory cannot be made or opened.
+  static std::unique_ptr<DirLock> try_acquire(const std::string& dir, bool shared = false);
   ~DirLock();
   DirLock(const DirLock&) = delete;
   DirLock& operator=(const DirLock&) = delete;

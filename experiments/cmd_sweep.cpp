@@ -25,6 +25,7 @@
 #include "analysis/backend.h"
 #include "analysis/run_record.h"
 #include "core/atomic_file.h"
+#include "core/dir_lock.h"
 #include "core/errors.h"
 #include "core/json_writer.h"
 #include "core/sha256.h"
@@ -424,6 +425,7 @@ struct SweepRun {
   std::vector<std::string> failed;
   double spent = 0;
   Placement placement;
+  std::unique_ptr<DirLock> dir_lock;  // DIR's, from setup() on
 
   void provenance(const std::string& end, const std::string& status) {
     write_file_atomic(prov_path, provenance_json(config_path, cfg, dumps, shard, device, start, end, status,
@@ -462,7 +464,14 @@ struct SweepRun {
                    jobs.size(), mine.size(), placement.concurrent);
       return false;
     }
-    fs::create_directories(dir);
+    // DIR locked for this run's life: a second sweep into it (a retry script beside a running
+    // one) is refused instead of rerunning the same jobs over each other's files. Shards of one
+    // sweep share it (a shared lock, which an unsharded run's excludes).
+    dir_lock = DirLock::try_acquire(dir.string(), shard.count > 1);
+    if (!dir_lock)
+      throw UsageError("--out " + dir.string() + ": another moba sweep is running in it; wait for it to end" +
+                       (shard.count > 1 ? " (shards of one sweep may share it: a run without --shard holds it)" : ""));
+    check_run_dir(dir, resolved, resume, shard, mine);  // again, under the lock: a run just finished beside this one
     for (const char* name : {"config.resolved.toml", "jobs.tsv", "budgets.csv", "sweep.csv", "provenance.json"})
       remove_stale_temporaries((dir / name).string());
     write_file_atomic((dir / "config.resolved.toml").string(), resolved);

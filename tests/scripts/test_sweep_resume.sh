@@ -3,7 +3,8 @@
 # jobs), then --resume, gives a sweep.csv byte-equal to an uninterrupted run's (no lost,
 # duplicated or half-written rows); the killed analyze child dies with the sweep. Ctrl-C
 # (SIGINT) stops the running job, keeps done ones, says how to resume and exits 130.
-# --resume with a different config is refused (exit 2).
+# --resume with a different config is refused (exit 2), as is a second sweep in a DIR that
+# one is running in.
 # usage: test_sweep_resume.sh MOBA_BINARY WORK_DIR
 source "$(dirname "$0")/sweep_common.sh"
 
@@ -76,4 +77,11 @@ echo "SIGINT -> exit 130, resume hint, then --resume equal"
 # --resume with another config is refused.
 sed 's/top_k = \[2, 3\]/top_k = [2]/' sweep.toml > other.toml
 expect_exit2 "different configuration" "$MOBA" sweep other.toml --out K --resume
+
+# A second sweep in a DIR that a running one holds (flock(1) holds its lock here) is refused,
+# with or without --resume, and leaves the files as they were.
+before=$(ls -lR K | md5sum)
+expect_exit2 "another moba sweep is running in it" flock K "$MOBA" sweep sweep.toml --out K --resume
+expect_exit2 "another moba sweep is running in it" flock K "$MOBA" sweep sweep.toml --out K --shard 0/2 --resume
+[ "$(ls -lR K | md5sum)" = "$before" ] || fail "a refused sweep changed K"
 echo "PASS"
