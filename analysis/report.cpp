@@ -17,13 +17,17 @@ std::string index_or_all(int64_t i) { return i < 0 ? std::string("all") : std::t
 // The tables' writers append every cell to one string (append_number: no temporary per
 // number); the bytes are those of format_number and JsonObject (B4's 800 rows of 57 numbers and
 // 12,000 bucket rows are written at the end of the run, after the last head).
-std::string rows_to_csv(const std::vector<SummaryRow>& rows) {
+std::string summary_csv_header() {
   std::string s;
-  if (rows.empty()) return s;
   for (int c = 0; c < static_cast<int>(KeyColumn::count_); ++c)
     s += std::string(c ? "," : "") + key_column_name(static_cast<KeyColumn>(c));
   for (const auto& info : summary_columns()) s += std::string(",") + info.name;
-  s += "\n";
+  return s;
+}
+
+std::string rows_to_csv(const std::vector<SummaryRow>& rows) {
+  if (rows.empty()) return "";
+  std::string s = summary_csv_header() + "\n";
   s.reserve(s.size() + rows.size() * (48 + 10 * kSummaryColumnCount));
   for (const auto& r : rows) {
     s += index_or_all(r.key.layer);

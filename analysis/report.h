@@ -21,6 +21,8 @@ struct BucketRow {
 // as "all"), then every summary column in catalogue order; numbers by format_number
 // (core/json_writer.h), NaN as "nan". Empty text for no rows.
 std::string rows_to_csv(const std::vector<SummaryRow>& rows);
+// summary.csv's header line (its key and summary columns), without the newline.
+std::string summary_csv_header();
 // JSON: an array of one-line objects with the same keys (negative layer / head and
 // non-finite values as null).
 std::string rows_to_json(const std::vector<SummaryRow>& rows);

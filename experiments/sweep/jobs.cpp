@@ -60,6 +60,12 @@ std::vector<DumpFacts> inspect_dumps(const SweepConfig& c) {
     DumpFacts f;
     f.path = path;
     f.name = fs::path(path).filename().string();
+    // The file name names the dump in jobs.tsv, sweep.csv's `dump` and the provenance's seeds.
+    for (const DumpFacts& other : out)
+      if (other.name == f.name && fs::weakly_canonical(other.path) != fs::weakly_canonical(path))
+        throw InputError(c.path, "dumps",
+                         other.path + " and " + path + " share the file name " + f.name +
+                             ", which names a dump in jobs.tsv, sweep.csv and provenance.json; rename or link one");
     f.size = fs::file_size(path);
     std::unique_ptr<DumpReader> reader;
     try {

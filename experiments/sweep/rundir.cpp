@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "analysis/report.h"
 #include "core/atomic_file.h"
 #include "core/errors.h"
 #include "core/json_writer.h"
@@ -153,7 +154,9 @@ CollectResult collect(const std::string& dir) {
       }
     }
   }
-  std::string out = std::string(kSweepColumns) + (header.empty() ? "" : "," + header) + "\n";
+  // The columns are the same whether or not a job is done (no table to take them from then).
+  if (header.empty()) header = analysis::summary_csv_header();
+  std::string out = std::string(kSweepColumns) + "," + header + "\n";
   for (const auto& r : rows) out += r + "\n";
   res.n_rows = rows.size();
   write_file_atomic((fs::path(dir) / "sweep.csv").string(), out);

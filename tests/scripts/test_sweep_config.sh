@@ -35,6 +35,8 @@ bad no_head      "heads"             'dumps = ["dumps/s1.h5"]' 'heads = [9]' 'bl
 bad not_toml     "line [0-9]"          'dumps = ["dumps/s1.h5"]' 'block_sizes = [16' "$ok_budget"
 bad not_a_dump   "dumps"             'dumps = ["sweep.toml"]' 'block_sizes = [16]' "$ok_budget"
 bad two_buckets  "analysis.bucket_width" 'dumps = ["dumps/s1.h5"]' 'block_sizes = [16]' "$ok_budget" '[analysis]' 'buckets = 4' 'bucket_width = 16'
+mkdir -p other && cp dumps/s1.h5 other/s1.h5
+bad same_name    "dumps: .*share the file name s1.h5" 'dumps = ["dumps/s1.h5", "other/s1.h5"]' 'block_sizes = [16]' "$ok_budget"
 expect_exit2 "nope.toml" "$MOBA" sweep nope.toml --out x
 expect_exit2 "the directory nowhere does not exist" "$MOBA" sweep sweep.toml --out nowhere/run
 [ ! -e nowhere ] || fail "sweep created a missing --out parent"
@@ -83,4 +85,23 @@ for r in b:
 PY
 grep -q "target 48\|attended_keys=48" err.txt && grep "attended_keys=48" err.txt | grep "over 5%" >/dev/null \
   || fail "the sweep does not say that 48 keys cannot be matched within 5%: $(cat err.txt)"
+
+# A sweep whose only job fails (kconv weights of the wrong shape) still writes sweep.csv with
+# every column: the sweep's own, then summary.csv's (no done job's table to take them from).
+printf '0.1 0.2\n' > w_bad.txt
+cat > failing.toml <<TOML
+dumps = ["dumps/s1.h5"]
+layers = [0]
+block_sizes = [16]
+routers = ["moba-kconv"]
+[analysis]
+kconv_weights = "w_bad.txt"
+[budget]
+top_k = [2]
+TOML
+set +e; "$MOBA" sweep failing.toml --out F --quiet 2>/dev/null; rc=$?; set -e
+[ $rc = 1 ] || fail "a sweep whose job fails: exit $rc, want 1"
+[ "$(head -1 F/sweep.csv)" = "$(head -1 M/sweep.csv)" ] \
+  || fail "sweep.csv's header without a done job differs: $(head -1 F/sweep.csv)"
+[ "$(wc -l < F/sweep.csv)" = 1 ] || fail "sweep.csv of a failed sweep has rows"
 echo "PASS"
