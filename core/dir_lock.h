@@ -1,6 +1,7 @@
 #pragma once
-// An exclusive advisory lock (flock) on a directory, held while the object lives and released
-// when it is destroyed or the process ends (also by a crash or kill -9: the kernel drops it).
+// An advisory lock (flock) on a directory, exclusive or shared, held while the object lives and
+// released when it is destroyed or the process ends (also by a crash or kill -9: the kernel
+// drops it).
 // Two moba processes writing one output directory refuse each other instead of deleting and
 // renaming each other's files.
 #include <memory>
