@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -483,6 +484,7 @@ struct SweepRun {
                                         : "provenance.json")).string();
     shard_flag = shard.source == "--shard" ? " --shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) : "";
     provenance("", "running");
+    if (resume) note_foreign_jobs();
     if (!quiet)
       std::fprintf(stderr, "moba sweep: %zu jobs%s -> %s (device: %s%s)\n", mine.size(),
                    shard.count > 1 ? (" (shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) +
@@ -493,6 +495,28 @@ struct SweepRun {
                        ? (", " + std::to_string(placement.concurrent) + " jobs at a time, one per GPU").c_str()
                        : "");
     return true;
+  }
+
+  // Says which job directories under DIR/jobs are no job of this sweep: made for a dump whose
+  // content has changed since (a job's id holds its dump's hash) or an earlier config. They are
+  // left as they are and are not in sweep.csv, but a script globbing jobs/*/ would mix them in.
+  void note_foreign_jobs() const {
+    std::set<std::string> ids;
+    for (const auto& j : jobs) ids.insert(j.id);
+    std::vector<std::string> foreign;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir / "jobs", ec)) {
+      const std::string n = e.path().filename().string();
+      if (e.is_directory(ec) && n.find('.') == std::string::npos && !ids.count(n)) foreign.push_back(n);
+    }
+    if (foreign.empty()) return;
+    std::sort(foreign.begin(), foreign.end());
+    std::fprintf(stderr,
+                 "moba sweep: note: %zu director%s in %s %s no job of this sweep (e.g. %s: made for a dump whose "
+                 "content has changed since, or another config); they are not in sweep.csv and are left as they "
+                 "are: remove them if they are not needed\n",
+                 foreign.size(), foreign.size() == 1 ? "y" : "ies", (dir / "jobs").string().c_str(),
+                 foreign.size() == 1 ? "is" : "are", foreign[0].c_str());
   }
 
   // The jobs to run: done ones (with --resume) are counted and left out.

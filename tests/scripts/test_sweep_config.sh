@@ -104,4 +104,15 @@ set +e; "$MOBA" sweep failing.toml --out F --quiet 2>/dev/null; rc=$?; set -e
 [ "$(head -1 F/sweep.csv)" = "$(head -1 M/sweep.csv)" ] \
   || fail "sweep.csv's header without a done job differs: $(head -1 F/sweep.csv)"
 [ "$(wc -l < F/sweep.csv)" = 1 ] || fail "sweep.csv of a failed sweep has rows"
+
+# --resume after a dump's content changed: its jobs rerun (new ids) and a note names the old
+# job directories, which are left out of sweep.csv.
+cp dumps/s1.h5 changing.h5
+printf 'dumps = ["changing.h5"]\nlayers = [0]\nblock_sizes = [16]\n[budget]\ntop_k = [2]\n' > changing.toml
+"$MOBA" sweep changing.toml --out C --quiet || fail "sweep of changing.h5 failed"
+"$MOBA" synth --out changing.h5 --seed 99 --tokens 128 --layers 1 --heads 2 --kv-heads 1 --head-dim 16 --quiet >/dev/null
+"$MOBA" sweep changing.toml --out C --resume --quiet 2>err.txt || { cat err.txt; fail "resume after a changed dump failed"; }
+grep "note: 1 directory in C/jobs is no job of this sweep" err.txt >/dev/null || fail "no note of the old job: $(cat err.txt)"
+[ "$(cut -d, -f3 C/sweep.csv | sort -u | grep -c "$(sha256sum changing.h5 | cut -c1-64)")" = 1 ] \
+  && [ "$(cut -d, -f3 C/sweep.csv | sort -u | wc -l)" = 2 ] || fail "sweep.csv mixes the old dump's rows in"
 echo "PASS"
