@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "analysis/results_file.h"
@@ -28,9 +29,10 @@ std::string join_numbers(const std::set<int64_t>& xs) {
 }
 
 // Narrows `configs` field by field as the filter names them, throwing at the first field the
-// remaining configurations lack. `prefix` is "" or "compare-" (the option names).
-std::vector<ConfigKey> narrow(std::vector<ConfigKey> configs, const analysis::ConfigFilter& f, const std::string& prefix,
-                              const std::string& where) {
+// remaining configurations lack: UsageError(miss(option, value, valid)), `option` the field's
+// option name without its prefix (layer, head, block-size, top-k, router).
+template <typename Miss>
+std::vector<ConfigKey> narrow_by(std::vector<ConfigKey> configs, const analysis::ConfigFilter& f, Miss miss) {
   const auto keep = [&](auto pred) {
     std::vector<ConfigKey> out;
     for (const ConfigKey& c : configs)
@@ -41,9 +43,7 @@ std::vector<ConfigKey> narrow(std::vector<ConfigKey> configs, const analysis::Co
     if (!given) return;
     std::set<int64_t> valid;
     for (const ConfigKey& c : configs) valid.insert(field(c));
-    if (!valid.count(value))
-      throw UsageError("--" + prefix + option + " " + std::to_string(value) + ": not analysed" + where + "; valid: " +
-                       join_numbers(valid));
+    if (!valid.count(value)) throw UsageError(miss(option, std::to_string(value), join_numbers(valid)));
     keep([&](const ConfigKey& c) { return field(c) == value; });
   };
   check(f.layer >= 0, f.layer, "layer", [](const ConfigKey& c) { return static_cast<int64_t>(c.layer); });
@@ -54,11 +54,18 @@ std::vector<ConfigKey> narrow(std::vector<ConfigKey> configs, const analysis::Co
     std::set<std::string> valid;
     for (const ConfigKey& c : configs) valid.insert(analysis::router_name(c.router));
     if (!valid.count(analysis::router_name(f.router)))
-      throw UsageError("--" + prefix + "router " + analysis::router_name(f.router) + ": not analysed" + where +
-                       "; valid: " + join(valid, [](const std::string& x) { return x; }));
+      throw UsageError(miss("router", analysis::router_name(f.router), join(valid, [](const std::string& x) { return x; })));
     keep([&](const ConfigKey& c) { return c.router == f.router; });
   }
   return configs;
+}
+
+// narrow_by for options given by the user. `prefix` is "" or "compare-" (the option names).
+std::vector<ConfigKey> narrow(std::vector<ConfigKey> configs, const analysis::ConfigFilter& f, const std::string& prefix,
+                              const std::string& where) {
+  return narrow_by(std::move(configs), f, [&](const std::string& option, const std::string& value, const std::string& valid) {
+    return "--" + prefix + option + " " + value + ": not analysed" + where + "; valid: " + valid;
+  });
 }
 
 }  // namespace
@@ -94,36 +101,21 @@ void validate_view(const analysis::ResultsFile& file, const GuiOptions& o) {
     const std::string where = " for layer " + std::to_string(key.layer) + " head " + std::to_string(key.head);
     // The fields given first; those not given are the shown configuration's, and where the
     // given ones lack that value, the message says which option to add (not one never typed).
-    std::vector<ConfigKey> left = narrow(same_head, f, "compare-", where);
+    const std::vector<ConfigKey> left = narrow(same_head, f, "compare-", where);
     const std::string given = o.compare_with.block_size >= 0 ? "--compare-block-size " + std::to_string(f.block_size)
                               : o.compare_with.top_k >= 0    ? "--compare-top-k " + std::to_string(f.top_k)
                                                              : "--compare-router " + std::string(analysis::router_name(f.router));
-    const auto inherit = [&](bool unset, int64_t value, const char* field, const char* option, auto of) {
-      if (!unset) return;
-      std::set<int64_t> valid;
-      for (const ConfigKey& c : left) valid.insert(of(c));
-      if (!valid.count(value))
-        throw UsageError(given + ": not analysed with the shown configuration's " + field + " " + std::to_string(value) +
-                         where + "; add --compare-" + option + " (valid there: " + join_numbers(valid) + ")");
-      std::vector<ConfigKey> kept;
-      for (const ConfigKey& c : left)
-        if (of(c) == value) kept.push_back(c);
-      left = kept;
-    };
-    inherit(f.block_size < 0, key.block_size, "block size", "block-size", [](const ConfigKey& c) { return c.block_size; });
-    inherit(f.top_k < 0, key.top_k, "top-k", "top-k", [](const ConfigKey& c) { return static_cast<int64_t>(c.top_k); });
-    if (f.block_size < 0) f.block_size = key.block_size;
-    if (f.top_k < 0) f.top_k = key.top_k;
+    analysis::ConfigFilter inherited;
+    if (f.block_size < 0) inherited.block_size = f.block_size = key.block_size;
+    if (f.top_k < 0) inherited.top_k = f.top_k = key.top_k;
     if (f.any_router) {
-      std::set<std::string> valid;
-      for (const ConfigKey& c : left) valid.insert(analysis::router_name(c.router));
-      if (!valid.count(analysis::router_name(key.router)))
-        throw UsageError(given + ": not analysed with the shown configuration's router " +
-                         analysis::router_name(key.router) + where + "; add --compare-router (valid there: " +
-                         join(valid, [](const std::string& x) { return x; }) + ")");
-      f.any_router = false;
-      f.router = key.router;
+      inherited.any_router = f.any_router = false;
+      inherited.router = f.router = key.router;
     }
+    narrow_by(left, inherited, [&](const std::string& option, const std::string& value, const std::string& valid) {
+      return given + ": not analysed with the shown configuration's " + (option == "block-size" ? "block size" : option) +
+             " " + value + where + "; add --compare-" + option + " (valid there: " + valid + ")";
+    });
     ConfigKey b = key;
     b.block_size = f.block_size;
     b.top_k = f.top_k;
